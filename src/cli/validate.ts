@@ -1,0 +1,47 @@
+import { formatIssue, isLogoMeshError, ManifestRejectedError, type ManifestIssue } from '../errors.js';
+import { loadManifest } from '../manifest/index.js';
+import type { CliIo } from './io.js';
+
+interface Outcome {
+  target: string;
+  file?: string;
+  ok: boolean;
+  id?: string;
+  version?: string;
+  runtime?: string;
+  issues: ManifestIssue[];
+}
+
+/** `logomesh validate <manifest-or-dir>...`: every error of every file, then one exit code. */
+export function validateCommand(targets: string[], json: boolean, io: CliIo): number {
+  const outcomes = targets.map(check);
+  if (json) {
+    io.out(JSON.stringify(outcomes, null, 2));
+  } else {
+    for (const o of outcomes) {
+      if (o.ok) io.out(`ok   ${o.file} (${o.id}@${o.version}, ${o.runtime})`);
+      else for (const issue of o.issues) io.err(formatIssue(issue));
+    }
+    const bad = outcomes.filter((o) => !o.ok);
+    if (bad.length) io.err(`${bad.length} of ${outcomes.length} manifest(s) rejected, ${bad.reduce((n, o) => n + o.issues.length, 0)} error(s)`);
+  }
+  return outcomes.every((o) => o.ok) ? 0 : 1;
+}
+
+function check(target: string): Outcome {
+  try {
+    const { manifest, file } = loadManifest(target);
+    return { target, file, ok: true, id: manifest.id, version: manifest.version, runtime: manifest.runtime, issues: [] };
+  } catch (err) {
+    if (err instanceof ManifestRejectedError) return { target, file: err.details.file, ok: false, issues: [...err.issues] };
+    if (isLogoMeshError(err)) {
+      const file = err.details.file ?? target;
+      return { target, file, ok: false, issues: [{ code: err.code, message: err.message, file, path: '', ...pick(err.details) }] };
+    }
+    throw err;
+  }
+}
+
+function pick(d: { expected?: string; found?: string }) {
+  return { ...(d.expected ? { expected: d.expected } : {}), ...(d.found ? { found: d.found } : {}) };
+}

@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Provision what LogoMesh needs from the host, idempotently:
+#   1. a Docker engine that answers (DOCKER_HOST, /var/run/docker.sock, or a dockerd we start),
+#   2. the compose v2 CLI plugin,
+#   3. the base image debian:bookworm-slim (pulled, or built locally from Debian packages).
+# Every step is a no-op when its result is already there, so `npm start`, `npm test` and
+# .ci/run can all call it on every run.
+#
+# Usage: provision.sh [engine|compose|base|all]   (default: all)
+# Environment:
+#   LOGOMESH_ENGINE_TIMEOUT   seconds to wait for a started dockerd (default 60)
+#   LOGOMESH_PULL_TIMEOUT     seconds to try pulling the base image (default 20)
+#   LOGOMESH_DOCKERD_LOG      where a dockerd we start logs (default /var/log/logomesh-dockerd.log)
+set -euo pipefail
+
+ENGINE_TIMEOUT=${LOGOMESH_ENGINE_TIMEOUT:-60}
+PULL_TIMEOUT=${LOGOMESH_PULL_TIMEOUT:-20}
+DOCKERD_LOG=${LOGOMESH_DOCKERD_LOG:-/var/log/logomesh-dockerd.log}
+BASE_IMAGE=debian:bookworm-slim
+
+say() { printf 'logomesh provision: %s\n' "$*" >&2; }
+die() { printf 'logomesh provision: LM_ENGINE_UNAVAILABLE: %s\n' "$*" >&2; exit 1; }
+
+is_root() { [ "$(id -u)" = 0 ]; }
+is_debian() { [ -r /etc/debian_version ] && command -v apt-get >/dev/null 2>&1; }
+
+engine_answers() { docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }
+
+apt_install() {
+  # apt-get update once per provisioning run: a fresh machine has empty package lists.
+  if [ -z "${APT_UPDATED:-}" ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    APT_UPDATED=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+start_dockerd() {
+  # A dockerd killed with the previous session leaves its pid file, and a new dockerd
+  # refuses to start while it exists.
+  if ! pgrep -x dockerd >/dev/null 2>&1; then
+    rm -f /var/run/docker.pid
+    # containerd started by a previous dockerd can outlive it the same way.
+    rm -f /var/run/docker/containerd/containerd.pid
+  fi
+  if [ ! -S /var/run/docker.sock ] || ! engine_answers; then
+    say "starting dockerd (log: $DOCKERD_LOG)"
+    mkdir -p "$(dirname "$DOCKERD_LOG")"
+    # setsid: the daemon must outlive the npm or CI process that started it.
+    setsid nohup dockerd >>"$DOCKERD_LOG" 2>&1 </dev/null &
+  fi
+  local deadline=$((SECONDS + ENGINE_TIMEOUT))
+  until engine_answers; do
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      say "dockerd did not answer within ${ENGINE_TIMEOUT}s; last lines of $DOCKERD_LOG:"
+      tail -n 30 "$DOCKERD_LOG" >&2 || true
+      die "the Docker engine did not start"
+    fi
+    sleep 0.5
+  done
+}
+
+provision_engine() {
+  if [ -n "${DOCKER_HOST:-}" ]; then
+    engine_answers && return 0
+    die "DOCKER_HOST=$DOCKER_HOST does not answer; start that engine or unset DOCKER_HOST"
+  fi
+  if engine_answers; then return 0; fi
+  if ! is_root || ! is_debian; then
+    die "no Docker engine answers at /var/run/docker.sock. Install and start Docker Engine (https://docs.docker.com/engine/install/), or on Debian run this script as root to install docker.io"
+  fi
+  if ! command -v dockerd >/dev/null 2>&1; then
+    say "installing Debian's docker.io"
+    apt_install docker.io
+  fi
+  start_dockerd
+  say "engine $(docker version --format '{{.Server.Version}} (API {{.Server.APIVersion}})')"
+}
+
+provision_compose() {
+  if docker compose version >/dev/null 2>&1; then return 0; fi
+  if ! is_root || ! is_debian; then
+    die "'docker compose' (v2) is missing; install the Docker Compose plugin"
+  fi
+  # Bookworm only has the old Python docker-compose 1.29. Trixie's docker-compose package is
+  # a static Go binary (compose v2) that installs on bookworm: fetch just that package with
+  # a one-off sources list so the host's apt configuration stays untouched.
+  say "installing compose v2 from Debian trixie's docker-compose package"
+  local tmp; tmp=$(mktemp -d); chmod 755 "$tmp"
+  mkdir -p "$tmp/lists/partial" "$tmp/archives/partial"
+  echo "deb http://deb.debian.org/debian trixie main" >"$tmp/sources.list"
+  local opts=(-o "Dir::Etc::SourceList=$tmp/sources.list" -o "Dir::Etc::SourceParts=/dev/null"
+    -o "Dir::State::Lists=$tmp/lists" -o "Dir::Cache::Archives=$tmp/archives" -o "APT::Get::List-Cleanup=0")
+  apt-get "${opts[@]}" update -qq
+  (cd "$tmp" && apt-get "${opts[@]}" download docker-compose >/dev/null)
+  dpkg --force-depends -i "$tmp"/docker-compose_*.deb >/dev/null
+  rm -rf "$tmp"
+  docker compose version >/dev/null 2>&1 || die "compose v2 was installed but 'docker compose' still fails"
+  say "$(docker compose version)"
+}
+
+provision_base_image() {
+  if docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then return 0; fi
+  say "pulling $BASE_IMAGE (up to ${PULL_TIMEOUT}s)"
+  if timeout "$PULL_TIMEOUT" docker pull -q "$BASE_IMAGE" >/dev/null 2>&1; then return 0; fi
+  # No registry answers: make the same image from Debian's own packages.
+  if ! is_root || ! is_debian; then
+    die "$BASE_IMAGE cannot be pulled and cannot be built here (needs root on Debian for mmdebstrap)"
+  fi
+  command -v mmdebstrap >/dev/null 2>&1 || apt_install mmdebstrap
+  say "no registry answered; building $BASE_IMAGE locally with mmdebstrap"
+  mmdebstrap --quiet --variant=minbase bookworm - http://deb.debian.org/debian |
+    docker import --change 'CMD ["bash"]' --change 'ENV LANG=C.UTF-8' - "$BASE_IMAGE" >/dev/null
+  docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 || die "building $BASE_IMAGE failed"
+}
+
+case "${1:-all}" in
+  engine) provision_engine ;;
+  compose) provision_engine; provision_compose ;;
+  base) provision_engine; provision_base_image ;;
+  all) provision_engine; provision_compose; provision_base_image ;;
+  *) echo "usage: $0 [engine|compose|base|all]" >&2; exit 2 ;;
+esac

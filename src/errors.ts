@@ -1,0 +1,87 @@
+/**
+ * Every error LogoMesh reports carries one of these codes. The same codes appear in CLI
+ * output, in `--json` output and (later) on the hub's wire; each one is documented in
+ * docs/errors.md, and a test keeps the two lists equal.
+ */
+export const ERROR_CODES = {
+  LM_USAGE: 'The command line was not understood.',
+  LM_MANIFEST_NOT_FOUND: 'No manifest file at the given path, or no plugin.yaml / plugin.json in the folder.',
+  LM_MANIFEST_PARSE: 'The manifest is not well-formed YAML or JSON (syntax error, duplicate key, not a mapping).',
+  LM_MANIFEST_INVALID: 'The manifest does not match schema v2 (missing field, wrong type, unknown field, bad pattern).',
+  LM_MANIFEST_LIMIT: 'A resource limit is outside the bounds LogoMesh accepts.',
+  LM_MANIFEST_PATH: 'A path in the manifest leaves the plugin folder (.., absolute path, symlink) or does not exist.',
+  LM_MANIFEST_ENTRYPOINT: 'The entrypoint is missing, not a regular file, or outside the plugin folder.',
+  LM_RUNTIME_UNAVAILABLE: 'The manifest names a runtime whose image this version cannot build yet.',
+  LM_ENGINE_UNAVAILABLE: 'No Docker engine answers.',
+  LM_ENGINE_ERROR: 'The Docker engine refused or failed a request.',
+  LM_IMAGE_BUILD: 'Building a runtime image failed.',
+  LM_RESOURCE_MEMORY: 'The plugin exceeded its memory limit and the kernel killed it.',
+  LM_INTERRUPTED: 'The run was stopped by SIGINT or SIGTERM; its container was removed.',
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export interface Location {
+  /** File the error is about, when there is one. */
+  file?: string;
+  /** JSON pointer into that file (`/resources/maxMemoryMB`), when the error is about a field. */
+  path?: string;
+  /** 1-based line and column of `path` in the file, when known. */
+  line?: number;
+  column?: number;
+  /** What was expected and what was found, in words a person can act on. */
+  expected?: string;
+  found?: string;
+}
+
+export type ErrorDetails = Location & Record<string, unknown>;
+
+/** The base of every LogoMesh error: a literal `code`, structured `details`, and `cause`. */
+export class LogoMeshError extends Error {
+  readonly code: ErrorCode;
+  readonly details: ErrorDetails;
+
+  constructor(code: ErrorCode, message: string, details: ErrorDetails = {}, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'LogoMeshError';
+    this.code = code;
+    this.details = details;
+  }
+
+  /** The `{code, message, details}` shape used in `--json` output and on the wire. */
+  toJSON(): { code: ErrorCode; message: string; details: ErrorDetails } {
+    return { code: this.code, message: this.message, details: this.details };
+  }
+}
+
+/** One problem found in a manifest. A manifest can have many; all are reported together. */
+export interface ManifestIssue extends Location {
+  code: ErrorCode;
+  message: string;
+  file: string;
+  path: string;
+}
+
+/** A manifest was rejected. It is accepted whole or not at all, so this lists every issue. */
+export class ManifestRejectedError extends LogoMeshError {
+  readonly issues: readonly ManifestIssue[];
+
+  constructor(file: string, issues: ManifestIssue[]) {
+    const first = issues[0];
+    const code = first?.code ?? 'LM_MANIFEST_INVALID';
+    const summary = issues.map(formatIssue).join('\n');
+    super(code, `${file}: manifest rejected with ${issues.length} error(s)\n${summary}`, { file, issues });
+    this.name = 'ManifestRejectedError';
+    this.issues = Object.freeze([...issues]);
+  }
+}
+
+/** `file:line:col CODE /path: message` — the one-line form editors and people can both read. */
+export function formatIssue(issue: ManifestIssue): string {
+  const where = issue.line ? `${issue.file}:${issue.line}:${issue.column ?? 1}` : issue.file;
+  return `${where} ${issue.code} ${issue.path || '/'}: ${issue.message}`;
+}
+
+export function isLogoMeshError(err: unknown): err is LogoMeshError {
+  return err instanceof LogoMeshError;
+}

@@ -1,0 +1,40 @@
+import { randomBytes } from 'node:crypto';
+
+/**
+ * Labels on every container, network, volume and image LogoMesh creates, so that a later
+ * run (or a test's teardown) can find, adopt or remove them. Nothing is tracked anywhere
+ * else: the engine's own label index is the source of truth.
+ */
+export const LABEL = {
+  owner: 'io.logomesh.owner',
+  plugin: 'io.logomesh.plugin',
+  manifestHash: 'io.logomesh.manifest-hash',
+  instance: 'io.logomesh.instance',
+  inputsHash: 'io.logomesh.inputs-hash',
+  role: 'io.logomesh.role',
+} as const;
+
+export const OWNER = 'logomesh';
+
+export type Role = 'plugin' | 'runtime-image' | 'test';
+
+/**
+ * The id of this controller instance (a `logomesh run`, a controller, a test run).
+ * LOGOMESH_INSTANCE overrides it so that a supervisor or test can clean up what it started.
+ */
+export function instanceId(env: NodeJS.ProcessEnv = process.env): string {
+  const fromEnv = env.LOGOMESH_INSTANCE;
+  if (fromEnv && /^[A-Za-z0-9_.-]{1,64}$/.test(fromEnv)) return fromEnv;
+  return `run-${randomBytes(6).toString('hex')}`;
+}
+
+export function ownerLabels(role: Role, instance: string): Record<string, string> {
+  return { [LABEL.owner]: OWNER, [LABEL.role]: role, [LABEL.instance]: instance };
+}
+
+/** Engine list filter for everything of one instance (or of every instance). */
+export function labelFilter(instance?: string): { label: string[] } {
+  const label = [`${LABEL.owner}=${OWNER}`];
+  if (instance) label.push(`${LABEL.instance}=${instance}`);
+  return { label };
+}

@@ -1,0 +1,77 @@
+import path from 'node:path';
+import type { ManifestIssue } from '../errors.js';
+import type { GrantedPath } from './types.js';
+import { resolveInside, staticPart } from './paths.js';
+
+type Issue = Omit<ManifestIssue, 'file'>;
+
+interface Checked {
+  issues: Issue[];
+  grantedPaths: GrantedPath[];
+}
+
+/**
+ * Checks JSON Schema cannot express: the entrypoint and capability paths against the real
+ * plugin folder, and uniqueness of capability ids. Runs on data that may have failed the
+ * schema, so every access is defensive and only well-typed fields are checked.
+ */
+export function checkSemantics(data: unknown, pluginDir: string, manifestFile: string): Checked {
+  const issues: Issue[] = [];
+  const grantedPaths: GrantedPath[] = [];
+  if (!isObject(data)) return { issues, grantedPaths };
+
+  if (typeof data.entrypoint === 'string' && data.entrypoint.length > 0) {
+    checkEntrypoint(data.entrypoint, pluginDir, issues);
+  }
+
+  const caps = Array.isArray(data.capabilities) ? data.capabilities : [];
+  const seen = new Map<string, number>();
+  caps.forEach((cap, i) => {
+    if (!isObject(cap)) return;
+    if (typeof cap.id === 'string') {
+      const first = seen.get(cap.id);
+      if (first !== undefined) {
+        issues.push(issue('LM_MANIFEST_INVALID', `/capabilities/${i}/id`, 'capability ids to be unique', `"${cap.id}" again (first at /capabilities/${first}/id)`));
+      } else seen.set(cap.id, i);
+    }
+    if (cap.scope !== 'filesystem' || !Array.isArray(cap.paths)) return;
+    const writable = Array.isArray(cap.permissions) && cap.permissions.includes('write');
+    cap.paths.forEach((p, j) => {
+      if (typeof p !== 'string' || p.length === 0) return;
+      const at = `/capabilities/${i}/paths/${j}`;
+      const stat = staticPart(p);
+      if (!stat.ok) return void issues.push(issue('LM_MANIFEST_PATH', at, stat.expected, stat.found));
+      const r = resolveInside(pluginDir, stat.value);
+      if (!r.ok) return void issues.push(issue('LM_MANIFEST_PATH', at, r.expected, r.found));
+      // A plugin that could rewrite its own manifest could grant itself more on next load.
+      if (writable && (r.real === pluginDir || isInside(manifestFile, r.real))) {
+        return void issues.push(
+          issue('LM_MANIFEST_PATH', at, 'a write grant that does not cover the manifest file', `${JSON.stringify(p)} covers ${path.basename(manifestFile)}`),
+        );
+      }
+      grantedPaths.push({ capability: String(cap.id), hostPath: r.real, relative: r.relative, writable });
+    });
+  });
+  return { issues, grantedPaths };
+}
+
+function checkEntrypoint(entry: string, pluginDir: string, issues: Issue[]): void {
+  const r = resolveInside(pluginDir, entry);
+  if (!r.ok) {
+    issues.push(issue('LM_MANIFEST_ENTRYPOINT', '/entrypoint', r.expected.replace('an existing file or folder', 'an existing file'), r.found));
+  } else if (!r.isFile) {
+    issues.push(issue('LM_MANIFEST_ENTRYPOINT', '/entrypoint', 'a regular file', `a folder at ${JSON.stringify(entry)}`));
+  }
+}
+
+function isInside(file: string, dir: string): boolean {
+  return file.startsWith(dir + path.sep);
+}
+
+function issue(code: Issue['code'], p: string, expected: string, found: string): Issue {
+  return { code, path: p, expected, found, message: `expected ${expected}, found ${found}` };
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}

@@ -1,0 +1,73 @@
+/** The manifest v2 after validation: every default filled in, deeply frozen. */
+export type Runtime = 'python' | 'node' | 'go' | 'rust';
+export type CapabilityScope = 'filesystem' | 'network' | 'memory' | 'system' | 'ui';
+export type FsPermission = 'read' | 'write';
+
+export interface Capability {
+  readonly id: string;
+  readonly scope: CapabilityScope;
+  readonly permissions?: readonly FsPermission[];
+  readonly paths?: readonly string[];
+  readonly hosts?: readonly string[];
+}
+
+export interface Resources {
+  readonly maxMemoryMB: number;
+  readonly maxCpuPercent: number;
+  readonly maxFileHandles: number;
+  readonly maxNetworkConnections: number;
+  readonly maxProcesses: number;
+  readonly maxTmpMB: number;
+}
+
+export interface Dependencies {
+  readonly system: readonly string[];
+  readonly plugins: readonly string[];
+  readonly packages: {
+    readonly python?: readonly string[];
+    readonly npm?: readonly string[];
+    readonly go?: readonly string[];
+    readonly rust?: readonly string[];
+  };
+}
+
+export interface Coordination {
+  readonly exposesMethods: readonly string[];
+  readonly consumesMethods: readonly string[];
+  readonly sharedMemory: boolean;
+  readonly messaging: boolean;
+}
+
+export interface Manifest {
+  readonly id: string;
+  readonly version: string;
+  readonly runtime: Runtime;
+  readonly entrypoint: string;
+  readonly capabilities: readonly Capability[];
+  readonly resources: Resources;
+  readonly dependencies: Dependencies;
+  readonly coordination: Coordination;
+}
+
+/** A granted filesystem path, resolved against the real plugin folder at load time. */
+export interface GrantedPath {
+  /** Capability that granted it. */
+  readonly capability: string;
+  /** Real absolute host path (symlinks resolved). */
+  readonly hostPath: string;
+  /** Path relative to the plugin folder, as the container sees it under /plugin. */
+  readonly relative: string;
+  readonly writable: boolean;
+}
+
+/** A manifest accepted whole, with where it came from. */
+export interface LoadedManifest {
+  readonly manifest: Manifest;
+  /** Absolute path of the manifest file. */
+  readonly file: string;
+  /** Real absolute path of the plugin folder (the manifest's folder). */
+  readonly pluginDir: string;
+  readonly grantedPaths: readonly GrantedPath[];
+  /** sha256 of the canonical JSON of the validated manifest. */
+  readonly hash: string;
+}

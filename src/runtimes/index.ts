@@ -1,0 +1,21 @@
+import { LogoMeshError } from '../errors.js';
+import type { Runtime } from '../manifest/types.js';
+import { python } from './python.js';
+import type { RuntimeImage } from './runtime.js';
+
+export * from './runtime.js';
+
+const RUNTIMES: Partial<Record<Runtime, RuntimeImage>> = { python };
+
+/** The image for a runtime; LM_RUNTIME_UNAVAILABLE for a runtime without one yet. */
+export function runtimeImage(runtime: Runtime): RuntimeImage {
+  const image = RUNTIMES[runtime];
+  if (!image) {
+    throw new LogoMeshError('LM_RUNTIME_UNAVAILABLE', `runtime '${runtime}' has no image in this version (available: ${Object.keys(RUNTIMES).join(', ')})`, {
+      path: '/runtime',
+      expected: Object.keys(RUNTIMES).join(', '),
+      found: runtime,
+    });
+  }
+  return image;
+}

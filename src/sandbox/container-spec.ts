@@ -1,0 +1,101 @@
+import type { ContainerCreateOptions, MountSettings } from 'dockerode';
+import { LABEL, ownerLabels } from '../labels.js';
+import type { LoadedManifest } from '../manifest/types.js';
+import { PLUGIN_MOUNT, PLUGIN_USER, type RuntimeImage } from '../runtimes/runtime.js';
+
+export interface SpecInput {
+  readonly loaded: LoadedManifest;
+  readonly runtime: RuntimeImage;
+  /** Controller instance that owns the container (see labels.ts). */
+  readonly instance: string;
+  /** Container name; the engine picks one when absent. */
+  readonly name?: string;
+  /** Extra environment (the hub's socket path, later). Cannot override LOGOMESH_*. */
+  readonly env?: Readonly<Record<string, string>>;
+}
+
+/** The CFS period used for CPU quotas: 100 ms, the kernel's default. */
+export const CPU_PERIOD_US = 100_000;
+const MB = 1024 * 1024;
+
+/**
+ * Translate a validated manifest into the engine's container spec. Pure: the same input
+ * always gives the same spec, and nothing here talks to the engine.
+ *
+ * What is never in the spec, whatever the manifest says: Privileged, host namespaces
+ * (network, pid, ipc, uts, userns), the Docker socket, devices, added capabilities.
+ */
+export function containerSpec(input: SpecInput): ContainerCreateOptions {
+  const { loaded, runtime, instance } = input;
+  const { manifest, pluginDir, grantedPaths } = loaded;
+  const r = manifest.resources;
+
+  const mounts: MountSettings[] = [{ Type: 'bind', Source: pluginDir, Target: PLUGIN_MOUNT, ReadOnly: true }];
+  for (const g of grantedPaths) {
+    // The plugin folder itself is already mounted read-only.
+    if (g.relative === '.' && !g.writable) continue;
+    mounts.push({ Type: 'bind', Source: g.hostPath, Target: `${PLUGIN_MOUNT}/${g.relative}`, ReadOnly: !g.writable });
+  }
+
+  const env: Record<string, string> = {
+    ...runtime.env,
+    ...input.env,
+    HOME: '/tmp',
+    LOGOMESH_PLUGIN_ID: manifest.id,
+    LOGOMESH_PLUGIN_VERSION: manifest.version,
+    LOGOMESH_PLUGIN_DIR: PLUGIN_MOUNT,
+  };
+
+  return {
+    ...(input.name ? { name: input.name } : {}),
+    Image: runtime.tag,
+    Cmd: runtime.command(manifest.entrypoint),
+    Env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
+    User: PLUGIN_USER,
+    WorkingDir: PLUGIN_MOUNT,
+    Hostname: manifest.id,
+    Labels: {
+      ...ownerLabels('plugin', instance),
+      [LABEL.plugin]: manifest.id,
+      [LABEL.manifestHash]: loaded.hash,
+    },
+    AttachStdin: false,
+    AttachStdout: true,
+    AttachStderr: true,
+    Tty: false,
+    OpenStdin: false,
+    NetworkDisabled: false,
+    HostConfig: {
+      // Memory: no swap, so the limit is a hard one and exceeding it is an OOM kill.
+      Memory: r.maxMemoryMB * MB,
+      MemorySwap: r.maxMemoryMB * MB,
+      OomKillDisable: false,
+      CpuPeriod: CPU_PERIOD_US,
+      CpuQuota: Math.round((r.maxCpuPercent / 100) * CPU_PERIOD_US),
+      PidsLimit: r.maxProcesses,
+      Ulimits: [{ Name: 'nofile', Soft: r.maxFileHandles, Hard: r.maxFileHandles }],
+      ReadonlyRootfs: true,
+      // /tmp and /dev/shm are the only writable places not granted in the manifest; both
+      // are size-limited RAM and count against the memory limit.
+      Tmpfs: { '/tmp': `rw,nosuid,nodev,noexec,size=${r.maxTmpMB}m,mode=1777` },
+      ShmSize: r.maxTmpMB * MB,
+      CapDrop: ['ALL'],
+      CapAdd: [],
+      // The engine's default seccomp profile applies because none is named here.
+      SecurityOpt: ['no-new-privileges:true'],
+      Privileged: false,
+      NetworkMode: 'none',
+      IpcMode: 'private',
+      PidMode: '',
+      UTSMode: '',
+      UsernsMode: '',
+      Devices: [],
+      Mounts: mounts,
+      // A tiny init as PID 1 forwards signals and reaps zombies (a fork bomb leaves many).
+      Init: true,
+      RestartPolicy: { Name: 'no', MaximumRetryCount: 0 },
+      AutoRemove: false,
+      LogConfig: { Type: 'json-file', Config: { 'max-size': '10m', 'max-file': '2' } },
+    },
+  };
+}

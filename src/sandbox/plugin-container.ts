@@ -1,0 +1,83 @@
+import type { ContainerCreateOptions, ContainerInspectInfo } from 'dockerode';
+import type { Writable } from 'node:stream';
+import type { Logger } from '../log.js';
+import { ignoreGone } from '../engine/cleanup.js';
+import { engineError, type Docker } from '../engine/docker.js';
+
+/**
+ * One plugin container on the engine, from creation to removal. `remove()` is idempotent
+ * and `await using` removes the container however the scope is left.
+ */
+export class PluginContainer implements AsyncDisposable {
+  private removal: Promise<void> | undefined;
+
+  private constructor(
+    private readonly docker: Docker,
+    readonly id: string,
+    private readonly log: Logger,
+  ) {}
+
+  static async create(docker: Docker, spec: ContainerCreateOptions, log: Logger): Promise<PluginContainer> {
+    try {
+      const c = await docker.createContainer(spec);
+      log.debug({ container: c.id }, 'container created');
+      return new PluginContainer(docker, c.id, log.child({ container: c.id.slice(0, 12) }));
+    } catch (err) {
+      throw engineError('create the plugin container', err, { image: spec.Image });
+    }
+  }
+
+  private get container() {
+    return this.docker.getContainer(this.id);
+  }
+
+  /**
+   * Stream the container's stdout and stderr into the given writers. Attach before start
+   * so no early output is lost. Resolves to a function that waits (bounded) for the
+   * stream to drain after the container exits.
+   */
+  async attach(stdout: Writable, stderr: Writable): Promise<(timeoutMs?: number) => Promise<void>> {
+    const stream = await this.container.attach({ stream: true, stdout: true, stderr: true, logs: true });
+    this.docker.modem.demuxStream(stream, stdout, stderr);
+    const ended = new Promise<void>((resolve) => {
+      stream.on('end', resolve);
+      stream.on('close', resolve);
+      stream.on('error', () => resolve());
+    });
+    return async (timeoutMs = 2_000) => {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([ended, new Promise<void>((r) => (timer = setTimeout(r, timeoutMs)))]);
+      clearTimeout(timer);
+      (stream as unknown as { destroy?: () => void }).destroy?.();
+    };
+  }
+
+  async start(): Promise<void> {
+    try {
+      await this.container.start();
+    } catch (err) {
+      throw engineError('start the plugin container', err, { container: this.id });
+    }
+    this.log.debug('container started');
+  }
+
+  /** Resolves with the exit code once the container stops. */
+  async wait(): Promise<number> {
+    const { StatusCode } = (await this.container.wait()) as { StatusCode: number };
+    return StatusCode;
+  }
+
+  inspect(): Promise<ContainerInspectInfo> {
+    return this.container.inspect();
+  }
+
+  /** Kill and remove, with anonymous volumes; safe to call any number of times. */
+  remove(): Promise<void> {
+    this.removal ??= ignoreGone(this.container.remove({ force: true, v: true })).then(() => this.log.debug('container removed'));
+    return this.removal;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.remove();
+  }
+}

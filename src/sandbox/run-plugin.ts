@@ -1,0 +1,68 @@
+import type { Writable } from 'node:stream';
+import { ensureRuntimeImage } from '../engine/images.js';
+import type { Docker } from '../engine/docker.js';
+import type { Logger } from '../log.js';
+import type { LoadedManifest } from '../manifest/types.js';
+import { runtimeImage } from '../runtimes/index.js';
+import { containerSpec } from './container-spec.js';
+import { PluginContainer } from './plugin-container.js';
+
+export interface RunOptions {
+  readonly docker: Docker;
+  readonly loaded: LoadedManifest;
+  readonly instance: string;
+  readonly stdout: Writable;
+  readonly stderr: Writable;
+  readonly log: Logger;
+  /** Aborting stops the plugin and removes its container. */
+  readonly signal?: AbortSignal;
+  /** Where image build progress goes (shown only on a TTY). */
+  readonly progress?: NodeJS.WriteStream;
+  /** Called once the container exists, before it starts (tests use it to watch usage). */
+  readonly onCreated?: (container: PluginContainer) => void | Promise<void>;
+}
+
+export interface RunResult {
+  readonly exitCode: number;
+  /** The kernel's OOM killer ended the plugin (State.OOMKilled). */
+  readonly oomKilled: boolean;
+  /** The run was aborted through `signal`. */
+  readonly interrupted: boolean;
+  readonly containerId: string;
+  /** From container start to exit, as the engine recorded it. */
+  readonly runMs: number;
+}
+
+/**
+ * Run a plugin's entrypoint to completion in its sandbox, streaming its output. The
+ * container is removed on every path out: exit, error or abort.
+ */
+export async function runPlugin(opts: RunOptions): Promise<RunResult> {
+  const { docker, loaded, log } = opts;
+  const runtime = runtimeImage(loaded.manifest.runtime);
+  await ensureRuntimeImage(docker, runtime, { log, ...(opts.progress ? { progress: opts.progress } : {}) });
+  opts.signal?.throwIfAborted();
+
+  await using container = await PluginContainer.create(docker, containerSpec({ loaded, runtime, instance: opts.instance }), log);
+  let interrupted = false;
+  const onAbort = () => {
+    interrupted = true;
+    void container.remove();
+  };
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    // An abort that landed while the container was being created.
+    if (opts.signal?.aborted) return { exitCode: 130, oomKilled: false, interrupted: true, containerId: container.id, runMs: 0 };
+    await opts.onCreated?.(container);
+    const drained = await container.attach(opts.stdout, opts.stderr);
+    await container.start();
+    const exitCode = await container.wait().catch(() => 137);
+    await drained();
+    if (interrupted) return { exitCode: 130, oomKilled: false, interrupted, containerId: container.id, runMs: 0 };
+    const state = (await container.inspect()).State;
+    const runMs = Date.parse(state.FinishedAt) - Date.parse(state.StartedAt);
+    return { exitCode, oomKilled: state.OOMKilled, interrupted, containerId: container.id, runMs };
+  } finally {
+    opts.signal?.removeEventListener('abort', onAbort);
+  }
+}
