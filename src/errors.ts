@@ -11,6 +11,7 @@ export const ERROR_CODES = {
   LM_MANIFEST_LIMIT: 'A resource limit is outside the bounds LogoMesh accepts.',
   LM_MANIFEST_PATH: 'A path in the manifest leaves the plugin folder (.., absolute path, symlink) or does not exist.',
   LM_MANIFEST_ENTRYPOINT: 'The entrypoint is missing, not a regular file, or outside the plugin folder.',
+  LM_PATH_NOT_WRITABLE: "A write grant names a folder the plugin's user cannot write on the host.",
   LM_RUNTIME_UNAVAILABLE: 'The manifest names a runtime whose image this version cannot build yet.',
   LM_ENGINE_UNAVAILABLE: 'No Docker engine answers.',
   LM_ENGINE_ERROR: 'The Docker engine refused or failed a request.',

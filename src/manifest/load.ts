@@ -64,12 +64,12 @@ export function loadManifest(target: string): LoadedManifest {
   }
   const data = source.value;
   if (typeof data !== 'object' || data === null || Array.isArray(data)) {
-    reject([{ code: 'LM_MANIFEST_PARSE', path: '', expected: 'a mapping of manifest fields', found: show(data), message: `expected a mapping of manifest fields, found ${show(data)}` }]);
+    reject([{ code: 'LM_MANIFEST_PARSE', path: '', ...(source.locate('') ?? { line: 1, column: 1 }), expected: 'a mapping of manifest fields', found: show(data), message: `expected a mapping of manifest fields, found ${show(data)}` }]);
   }
 
   const pluginDir = realpathSync(path.dirname(file));
   const issues = validateAgainstSchema(data);
-  const semantic = checkSemantics(data, pluginDir, file);
+  const semantic = checkSemantics(data, pluginDir, realpathSync(file));
   const all = [...issues, ...semantic.issues].map((i) => ({ ...source.locate(i.path), ...i }));
   all.sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0));
   if (all.length > 0) reject(all);

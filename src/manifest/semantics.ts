@@ -65,7 +65,7 @@ function checkEntrypoint(entry: string, pluginDir: string, issues: Issue[]): voi
 }
 
 function isInside(file: string, dir: string): boolean {
-  return file.startsWith(dir + path.sep);
+  return file === dir || file.startsWith(dir + path.sep);
 }
 
 function issue(code: Issue['code'], p: string, expected: string, found: string): Issue {

@@ -18,7 +18,9 @@ export interface RuntimeImage {
 /** Where the plugin folder appears inside its container. */
 export const PLUGIN_MOUNT = '/plugin';
 /** The unprivileged user every plugin runs as (created in each runtime image). */
-export const PLUGIN_USER = '10001:10001';
+export const PLUGIN_UID = 10001;
+export const PLUGIN_GID = 10001;
+export const PLUGIN_USER = `${PLUGIN_UID}:${PLUGIN_GID}`;
 
 /** The repository's images/ folder, found from this module whether run from src/ or dist/. */
 export const IMAGES_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'images');

@@ -3,7 +3,8 @@ import { ensureRuntimeImage } from '../engine/images.js';
 import type { Docker } from '../engine/docker.js';
 import type { Logger } from '../log.js';
 import type { LoadedManifest } from '../manifest/types.js';
-import { runtimeImage } from '../runtimes/index.js';
+import { PLUGIN_GID, PLUGIN_UID, runtimeImage } from '../runtimes/index.js';
+import { checkWritableGrants } from './writable-grants.js';
 import { containerSpec } from './container-spec.js';
 import { PluginContainer } from './plugin-container.js';
 
@@ -41,7 +42,8 @@ export async function runPlugin(opts: RunOptions): Promise<RunResult> {
   const { docker, loaded, log } = opts;
   const runtime = runtimeImage(loaded.manifest.runtime);
   await ensureRuntimeImage(docker, runtime, { log, ...(opts.progress ? { progress: opts.progress } : {}) });
-  opts.signal?.throwIfAborted();
+  if (opts.signal?.aborted) return { exitCode: 130, oomKilled: false, interrupted: true, containerId: '', runMs: 0 };
+  checkWritableGrants(loaded.grantedPaths, PLUGIN_UID, PLUGIN_GID);
 
   await using container = await PluginContainer.create(docker, containerSpec({ loaded, runtime, instance: opts.instance }), log);
   let interrupted = false;

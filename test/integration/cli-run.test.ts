@@ -1,0 +1,86 @@
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { labelFilter, LABEL } from '../../src/labels.js';
+import { copyFixture, docker, instance, REPO } from './support.js';
+
+interface Exit {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Run the real `logomesh` CLI (from source) as a child process. */
+function logomesh(args: string[], opts: { env?: Record<string, string>; onStdout?: (text: string, child: ReturnType<typeof spawn>) => void } = {}): Promise<Exit> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO, 'src/cli/entry.ts'), ...args], {
+      cwd: REPO,
+      env: { ...process.env, LOGOMESH_INSTANCE: instance(), LOGOMESH_LOG_FORMAT: 'json', ...opts.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => {
+      stdout += c.toString();
+      opts.onStdout?.(stdout, child);
+    });
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+async function containersOf(plugin: string): Promise<number> {
+  const filters = labelFilter(instance());
+  filters.label.push(`${LABEL.plugin}=${plugin}`);
+  return (await (await docker()).listContainers({ all: true, filters: JSON.stringify(filters) })).length;
+}
+
+describe('logomesh run', () => {
+  it('streams stdout and stderr and exits with the plugin exit code', async () => {
+    const r = await logomesh(['run', copyFixture('exits-three')]);
+    expect(r.stdout).toContain('to stdout');
+    expect(r.stderr).toContain('to stderr');
+    expect(r.code).toBe(3);
+    expect(await containersOf('exits-three')).toBe(0);
+  });
+
+  it('says plainly when the kernel killed the plugin for memory, and exits 137', async () => {
+    const r = await logomesh(['run', copyFixture('memory-hog')]);
+    expect(r.stderr).toContain('LM_RESOURCE_MEMORY: plugin memory-hog exceeded its memory limit of 32 MB and was killed');
+    expect(r.code).toBe(137);
+    expect(await containersOf('memory-hog')).toBe(0);
+  });
+
+  it.each([
+    ['SIGINT', 130],
+    ['SIGTERM', 143],
+  ] as const)('%s removes the container and exits %i', async (signal, status) => {
+    let sent = false;
+    const r = await logomesh(['run', copyFixture('sleeper')], {
+      onStdout: (text, child) => {
+        if (!sent && text.includes('sleeper up')) {
+          sent = true;
+          child.kill(signal);
+        }
+      },
+    });
+    expect(sent).toBe(true);
+    expect(r.code).toBe(status);
+    expect(r.stderr).toContain(`LM_INTERRUPTED: plugin sleeper was stopped by ${signal}`);
+    expect(await containersOf('sleeper')).toBe(0);
+  });
+
+  it('refuses an invalid manifest before touching the engine', async () => {
+    const r = await logomesh(['run', path.join(REPO, 'test/fixtures/plugins/does-not-exist')]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^LM_MANIFEST_NOT_FOUND: .*does-not-exist: no such file or folder/m);
+  });
+
+  it('reports an engine that does not answer with LM_ENGINE_UNAVAILABLE and what to do', async () => {
+    const r = await logomesh(['run', copyFixture('exits-three')], { env: { DOCKER_HOST: 'unix:///nonexistent/docker.sock' } });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('LM_ENGINE_UNAVAILABLE: no Docker engine answers at unix:///nonexistent/docker.sock');
+    expect(r.stderr).toContain('npm run provision');
+  });
+});

@@ -1,0 +1,27 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        test: {
+          name: 'unit',
+          include: ['test/unit/**/*.test.ts'],
+        },
+      },
+      {
+        test: {
+          name: 'integration',
+          include: ['test/integration/**/*.test.ts'],
+          globalSetup: ['test/integration/global-setup.ts'],
+          // Real containers: generous bounds, never timing races.
+          testTimeout: 60_000,
+          hookTimeout: 120_000,
+          // Files run in parallel (2 cores); tests in a file share its containers' setup.
+          fileParallelism: true,
+          maxWorkers: 3,
+        },
+      },
+    ],
+  },
+});
