@@ -14,6 +14,8 @@ export default defineConfig({
           name: 'integration',
           include: ['test/integration/**/*.test.ts'],
           globalSetup: ['test/integration/global-setup.ts'],
+          // The reaper image cannot be pulled without a registry; tests clean up by label.
+          env: { TESTCONTAINERS_RYUK_DISABLED: 'true' },
           // Real containers: generous bounds, never timing races.
           testTimeout: 60_000,
           hookTimeout: 120_000,
