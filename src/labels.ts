@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 
 /**
  * Labels on every container, network, volume and image LogoMesh creates, so that a later
@@ -12,6 +13,8 @@ export const LABEL = {
   instance: 'io.logomesh.instance',
   inputsHash: 'io.logomesh.inputs-hash',
   role: 'io.logomesh.role',
+  /** Host name of the machine whose process created the resource (pids are per host). */
+  host: 'io.logomesh.host',
 } as const;
 
 export const OWNER = 'logomesh';
@@ -25,11 +28,20 @@ export type Role = 'plugin' | 'runtime-image' | 'test';
 export function instanceId(env: NodeJS.ProcessEnv = process.env): string {
   const fromEnv = env.LOGOMESH_INSTANCE;
   if (fromEnv && /^[A-Za-z0-9_.-]{1,64}$/.test(fromEnv)) return fromEnv;
-  return `run-${randomBytes(6).toString('hex')}`;
+  return `${RUN_PREFIX}${process.pid}-${randomBytes(4).toString('hex')}`;
+}
+
+/** Instances made by a one-shot `logomesh run` carry the owning process id after this. */
+export const RUN_PREFIX = 'run-';
+
+/** The pid of the `logomesh run` process that owns an instance id, if it is one. */
+export function runInstancePid(instance: string): number | undefined {
+  const m = /^run-(\d+)-[0-9a-f]+$/.exec(instance);
+  return m ? Number(m[1]) : undefined;
 }
 
 export function ownerLabels(role: Role, instance: string): Record<string, string> {
-  return { [LABEL.owner]: OWNER, [LABEL.role]: role, [LABEL.instance]: instance };
+  return { [LABEL.owner]: OWNER, [LABEL.role]: role, [LABEL.instance]: instance, [LABEL.host]: hostname() };
 }
 
 /** Engine list filter for everything of one instance (or of every instance). */

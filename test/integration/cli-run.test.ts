@@ -71,6 +71,33 @@ describe('logomesh run', () => {
     expect(await containersOf('sleeper')).toBe(0);
   });
 
+  it('a run killed with SIGKILL leaves a container that the next run removes', async () => {
+    let pid = 0;
+    const killed = await logomesh(['run', copyFixture('sleeper')], {
+      env: { LOGOMESH_INSTANCE: '' }, // a real one-shot run: instance named after its pid
+      onStdout: (text, child) => {
+        if (!pid && text.includes('sleeper up')) {
+          pid = child.pid ?? -1;
+          child.kill('SIGKILL');
+        }
+      },
+    });
+    expect(killed.code).toBeNull();
+    const d = await docker();
+    const ofKilledRun = async () =>
+      (await d.listContainers({ all: true, filters: JSON.stringify({ label: [`${LABEL.plugin}=sleeper`] }) })).filter((c) =>
+        c.Labels[LABEL.instance]?.startsWith(`run-${pid}-`),
+      );
+    try {
+      expect(await ofKilledRun()).toHaveLength(1);
+      const next = await logomesh(['run', copyFixture('exits-three')]);
+      expect(next.code).toBe(3);
+      expect(await ofKilledRun()).toHaveLength(0);
+    } finally {
+      for (const c of await ofKilledRun()) await d.getContainer(c.Id).remove({ force: true });
+    }
+  });
+
   it('refuses an invalid manifest before touching the engine', async () => {
     const r = await logomesh(['run', path.join(REPO, 'test/fixtures/plugins/does-not-exist')]);
     expect(r.code).toBe(1);
