@@ -5,7 +5,7 @@
  */
 export const ERROR_CODES = {
   LM_USAGE: 'The command line was not understood.',
-  LM_MANIFEST_NOT_FOUND: 'No manifest file at the given path, or no plugin.yaml / plugin.json in the folder.',
+  LM_MANIFEST_NOT_FOUND: 'No manifest file at the given path, or not exactly one of plugin.yaml / plugin.yml / plugin.json in the folder.',
   LM_MANIFEST_PARSE: 'The manifest is not well-formed YAML or JSON (syntax error, duplicate key, not a mapping).',
   LM_MANIFEST_INVALID: 'The manifest does not match schema v2 (missing field, wrong type, unknown field, bad pattern).',
   LM_MANIFEST_LIMIT: 'A resource limit is outside the bounds LogoMesh accepts.',

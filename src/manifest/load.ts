@@ -48,7 +48,9 @@ export function loadManifest(target: string): LoadedManifest {
   if (size > MAX_MANIFEST_BYTES) {
     reject([{ code: 'LM_MANIFEST_PARSE', path: '', expected: `at most ${MAX_MANIFEST_BYTES} bytes`, found: `${size} bytes`, message: `expected at most ${MAX_MANIFEST_BYTES} bytes, found ${size} bytes` }]);
   }
-  const source = parseManifestSource(readFileSync(file, 'utf8'));
+  const text = readFileSync(file, 'utf8');
+  const source = parseManifestSource(text);
+  if (source.errors.length === 0 && file.endsWith('.json')) strictJson(text, reject);
   if (source.errors.length > 0) {
     reject(
       source.errors.map((e) => ({
@@ -104,4 +106,21 @@ function deepFreeze<T>(v: T): T {
     Object.freeze(v);
   }
   return v;
+}
+
+/**
+ * YAML accepts what JSON does not (comments, trailing commas, single quotes), so a
+ * plugin.json is also held to JSON itself. The YAML parse still gives duplicate keys and
+ * line numbers.
+ */
+function strictJson(text: string, reject: (issues: Omit<ManifestIssue, 'file'>[]) => never): void {
+  try {
+    JSON.parse(text);
+  } catch (err) {
+    const reason = (err as Error).message;
+    const at = /position (\d+)/.exec(reason);
+    const offset = at ? Number(at[1]) : 0;
+    const before = text.slice(0, offset).split('\n');
+    reject([{ code: 'LM_MANIFEST_PARSE', path: '', line: before.length, column: (before.at(-1)?.length ?? 0) + 1, expected: 'strict JSON (no comments, trailing commas or single quotes)', found: reason, message: `expected strict JSON, found: ${reason}` }]);
+  }
 }

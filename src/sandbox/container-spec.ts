@@ -10,7 +10,7 @@ export interface SpecInput {
   readonly instance: string;
   /** Container name; the engine picks one when absent. */
   readonly name?: string;
-  /** Extra environment (the hub's socket path, later). Cannot override LOGOMESH_*. */
+  /** Extra environment (the hub's socket path, later). Cannot override the LOGOMESH_PLUGIN_* variables. */
   readonly env?: Readonly<Record<string, string>>;
 }
 
@@ -30,12 +30,7 @@ export function containerSpec(input: SpecInput): ContainerCreateOptions {
   const { manifest, pluginDir, grantedPaths } = loaded;
   const r = manifest.resources;
 
-  const mounts: MountSettings[] = [{ Type: 'bind', Source: pluginDir, Target: PLUGIN_MOUNT, ReadOnly: true }];
-  for (const g of grantedPaths) {
-    // The plugin folder itself is already mounted read-only.
-    if (g.relative === '.' && !g.writable) continue;
-    mounts.push({ Type: 'bind', Source: g.hostPath, Target: `${PLUGIN_MOUNT}/${g.relative}`, ReadOnly: !g.writable });
-  }
+  const mounts: MountSettings[] = [{ Type: 'bind', Source: pluginDir, Target: PLUGIN_MOUNT, ReadOnly: true }, ...grantMounts(grantedPaths)];
 
   const env: Record<string, string> = {
     ...runtime.env,
@@ -98,4 +93,22 @@ export function containerSpec(input: SpecInput): ContainerCreateOptions {
       LogConfig: { Type: 'json-file', Config: { 'max-size': '10m', 'max-file': '2' } },
     },
   };
+}
+
+/**
+ * One bind mount per granted path. Two grants of the same path (`data` and `data/**`, or a
+ * read and a write capability) become one mount, writable if either grant is: the engine
+ * refuses duplicate mount points.
+ */
+function grantMounts(grants: SpecInput['loaded']['grantedPaths']): MountSettings[] {
+  const byTarget = new Map<string, MountSettings>();
+  for (const g of grants) {
+    // The plugin folder itself is already mounted read-only.
+    if (g.relative === '.' && !g.writable) continue;
+    const Target = `${PLUGIN_MOUNT}/${g.relative}`;
+    const seen = byTarget.get(Target);
+    if (seen) seen.ReadOnly = seen.ReadOnly && !g.writable;
+    else byTarget.set(Target, { Type: 'bind', Source: g.hostPath, Target, ReadOnly: !g.writable });
+  }
+  return [...byTarget.values()];
 }
