@@ -1,11 +1,12 @@
 import { createHash } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { pack } from 'tar-fs';
+import { pack, type Pack } from 'tar-fs';
 import { LogoMeshError } from '../errors.js';
 import { LABEL, OWNER } from '../labels.js';
 import type { Logger } from '../log.js';
-import type { RuntimeImage } from '../runtimes/runtime.js';
+import type { LoadedManifest } from '../manifest/types.js';
+import type { ImageDef, RuntimeImage } from '../runtimes/runtime.js';
 import { engineStatus, errorText, type Docker } from './docker.js';
 
 export interface EnsureImageOptions {
@@ -21,36 +22,115 @@ export interface EnsuredImage {
   readonly inputsHash: string;
 }
 
+/** What to build: a context (a folder plus extras) and the labels to put on the image. */
+interface BuildJob {
+  readonly tag: string;
+  readonly contextDir: string;
+  readonly extra: Readonly<Record<string, string>>;
+  /** A generated Dockerfile added to the context under this name, if any. */
+  readonly dockerfile?: { name: string; text: string };
+  readonly labels: Readonly<Record<string, string>>;
+  /** What to call it in progress lines. */
+  readonly title: string;
+}
+
 /** One build per tag at a time in this process; concurrent callers share it. */
 const inFlight = new Map<string, Promise<EnsuredImage>>();
 
-/**
- * Build a runtime image unless one with the same inputs exists. The inputs are every file
- * of the build context and the id of each base image, hashed into a label, so an edit to
- * the Dockerfile or the SDK, or a rebuilt base image, triggers a rebuild and nothing else does.
- */
-export function ensureRuntimeImage(docker: Docker, image: RuntimeImage, opts: EnsureImageOptions): Promise<EnsuredImage> {
-  let p = inFlight.get(image.tag);
+function once(tag: string, fn: () => Promise<EnsuredImage>): Promise<EnsuredImage> {
+  let p = inFlight.get(tag);
   if (!p) {
-    p = ensure(docker, image, opts).finally(() => inFlight.delete(image.tag));
-    inFlight.set(image.tag, p);
+    p = fn().finally(() => inFlight.delete(tag));
+    inFlight.set(tag, p);
   }
   return p;
 }
 
-async function ensure(docker: Docker, image: RuntimeImage, opts: EnsureImageOptions): Promise<EnsuredImage> {
-  const inputsHash = await contextHash(docker, image.contextDir);
-  const existing = await inspectImage(docker, image.tag);
-  if (existing && existing.Config?.Labels?.[LABEL.inputsHash] === inputsHash) {
-    return { tag: image.tag, id: existing.Id, built: false, inputsHash };
+/**
+ * Build a runtime's images unless ones with the same inputs exist. The inputs are every
+ * file of the build context and the id of each base image, hashed into a label, so an edit
+ * to a Dockerfile or an SDK, or a rebuilt base image, triggers a rebuild and nothing else does.
+ */
+export async function ensureRuntimeImage(docker: Docker, runtime: RuntimeImage, opts: EnsureImageOptions): Promise<EnsuredImage> {
+  let last: EnsuredImage | undefined;
+  for (const def of runtime.images) last = await ensureImage(docker, def, opts);
+  if (!last) throw new LogoMeshError('LM_IMAGE_BUILD', `runtime ${runtime.runtime} names no image`, {});
+  return last;
+}
+
+export function ensureImage(docker: Docker, def: ImageDef, opts: EnsureImageOptions): Promise<EnsuredImage> {
+  return once(def.tag, async () => {
+    await def.prepare?.(opts.log);
+    return ensure(
+      docker,
+      {
+        tag: def.tag,
+        contextDir: def.contextDir,
+        extra: def.extra ?? {},
+        labels: { [LABEL.owner]: OWNER, [LABEL.role]: 'runtime-image' },
+        title: def.tag,
+      },
+      readFileSync(path.join(def.contextDir, 'Dockerfile'), 'utf8'),
+      opts,
+    );
+  });
+}
+
+/**
+ * For a compiled runtime: the plugin's own image, built from its folder by the runtime's
+ * builder stage, tagged with a hash of its sources so an unchanged plugin is never rebuilt.
+ * Older images of the same plugin are removed once the new one exists.
+ */
+export async function ensurePluginImage(docker: Docker, runtime: RuntimeImage, loaded: LoadedManifest, opts: EnsureImageOptions): Promise<EnsuredImage> {
+  if (!runtime.compile) throw new LogoMeshError('LM_IMAGE_BUILD', `runtime ${runtime.runtime} does not compile plugins`, {});
+  await ensureRuntimeImage(docker, runtime, opts);
+  const { id } = loaded.manifest;
+  const text = runtime.compile.dockerfile(loaded.manifest.entrypoint);
+  const dockerfile = { name: '.logomesh.Dockerfile', text };
+  const inputsHash = await contextHash(docker, loaded.pluginDir, {}, text, dockerfile.name);
+  const tag = `logomesh/plugin-${id}:${inputsHash.slice(0, 16)}`;
+  const image = await once(tag, () =>
+    ensure(
+      docker,
+      {
+        tag,
+        contextDir: loaded.pluginDir,
+        extra: {},
+        dockerfile,
+        labels: { [LABEL.owner]: OWNER, [LABEL.role]: 'plugin-image', [LABEL.plugin]: id },
+        title: `plugin ${id}`,
+      },
+      text,
+      opts,
+      inputsHash,
+    ),
+  );
+  if (image.built) await removeOlderPluginImages(docker, id, image.id, opts.log);
+  return image;
+}
+
+async function removeOlderPluginImages(docker: Docker, plugin: string, keep: string, log: Logger): Promise<void> {
+  const filters = JSON.stringify({ label: [`${LABEL.role}=plugin-image`, `${LABEL.plugin}=${plugin}`] });
+  for (const img of await docker.listImages({ filters })) {
+    if (img.Id === keep) continue;
+    // In use by a running container: it stays until a later build.
+    await docker.getImage(img.Id).remove().catch((err: unknown) => log.debug({ image: img.Id, err: errorText(err) }, 'older plugin image kept'));
   }
-  opts.log.info({ image: image.tag, inputsHash }, 'building runtime image');
+}
+
+async function ensure(docker: Docker, job: BuildJob, dockerfileText: string, opts: EnsureImageOptions, knownHash?: string): Promise<EnsuredImage> {
+  const inputsHash = knownHash ?? (await contextHash(docker, job.contextDir, job.extra, dockerfileText));
+  const existing = await inspectImage(docker, job.tag);
+  if (existing && existing.Config?.Labels?.[LABEL.inputsHash] === inputsHash) {
+    return { tag: job.tag, id: existing.Id, built: false, inputsHash };
+  }
+  opts.log.info({ image: job.tag, inputsHash }, 'building image');
   const started = Date.now();
-  await build(docker, image, inputsHash, opts);
-  const built = await inspectImage(docker, image.tag);
-  if (!built) throw new LogoMeshError('LM_IMAGE_BUILD', `image ${image.tag} is missing after its build`, { image: image.tag });
-  opts.log.info({ image: image.tag, ms: Date.now() - started }, 'runtime image built');
-  return { tag: image.tag, id: built.Id, built: true, inputsHash };
+  await build(docker, job, inputsHash, opts);
+  const built = await inspectImage(docker, job.tag);
+  if (!built) throw new LogoMeshError('LM_IMAGE_BUILD', `image ${job.tag} is missing after its build`, { image: job.tag });
+  opts.log.info({ image: job.tag, ms: Date.now() - started }, 'image built');
+  return { tag: job.tag, id: built.Id, built: true, inputsHash };
 }
 
 async function inspectImage(docker: Docker, tag: string) {
@@ -62,19 +142,36 @@ async function inspectImage(docker: Docker, tag: string) {
   }
 }
 
-/** sha256 over the relative path and bytes of every context file, and the base images' ids. */
-export async function contextHash(docker: Docker, contextDir: string): Promise<string> {
+/**
+ * sha256 over the relative path and bytes of every context file, the size and mtime of
+ * each extra (they are large binaries; reading them on every run would cost more than a
+ * build check should), and the ids of the images the Dockerfile builds FROM.
+ */
+export async function contextHash(
+  docker: Docker,
+  contextDir: string,
+  extra: Readonly<Record<string, string>>,
+  dockerfileText: string,
+  generatedName?: string,
+): Promise<string> {
   const hash = createHash('sha256');
   for (const rel of listFiles(contextDir)) {
     hash.update(`${rel}\0`);
     hash.update(readFileSync(path.join(contextDir, rel)));
     hash.update('\0');
   }
-  for (const base of baseImages(readFileSync(path.join(contextDir, 'Dockerfile'), 'utf8'))) {
+  for (const [name, hostPath] of Object.entries(extra).sort(([a], [b]) => a.localeCompare(b))) {
+    for (const rel of statSync(hostPath).isDirectory() ? listFiles(hostPath) : ['']) {
+      const st = statSync(rel ? path.join(hostPath, rel) : hostPath);
+      hash.update(`extra:${name}/${rel}\0${st.size}\0${st.mtimeMs}\0`);
+    }
+  }
+  if (generatedName) hash.update(`${generatedName}\0${dockerfileText}\0`);
+  for (const base of baseImages(dockerfileText)) {
     const found = await inspectImage(docker, base);
     if (!found) {
-      throw new LogoMeshError('LM_IMAGE_BUILD', `base image ${base} of ${contextDir}/Dockerfile is not on this engine; run 'npm run provision'`, {
-        file: path.join(contextDir, 'Dockerfile'),
+      throw new LogoMeshError('LM_IMAGE_BUILD', `base image ${base} (FROM in the Dockerfile of ${contextDir}) is not on this engine; run 'npm run provision'`, {
+        file: path.join(contextDir, generatedName ?? 'Dockerfile'),
         expected: `image ${base}`,
         found: 'nothing',
       });
@@ -108,6 +205,38 @@ export function baseImages(dockerfile: string): string[] {
   return [...new Set(bases)];
 }
 
+/** The build context as one tar stream: the folder, then each extra under its name. */
+function contextStream(job: BuildJob): Pack {
+  const steps: ((p: Pack) => void)[] = [];
+  for (const [name, hostPath] of Object.entries(job.extra)) {
+    steps.push((p) => {
+      const isDir = statSync(hostPath).isDirectory();
+      const dir = isDir ? hostPath : path.dirname(hostPath);
+      pack(dir, {
+        pack: p,
+        finalize: false,
+        finish: next,
+        ...(isDir ? {} : { entries: [path.basename(hostPath)] }),
+        map: (header) => {
+          header.name = isDir ? `${name}/${header.name}` : name;
+          return header;
+        },
+      });
+    });
+  }
+  if (job.dockerfile) {
+    const { name, text } = job.dockerfile;
+    steps.push((p) => p.entry({ name }, text, () => next(p)));
+  }
+  let i = 0;
+  function next(p: Pack): void {
+    const step = steps[i++];
+    if (step) step(p);
+    else p.finalize();
+  }
+  return pack(job.contextDir, { finalize: false, finish: next });
+}
+
 interface BuildEvent {
   stream?: string;
   status?: string;
@@ -115,21 +244,22 @@ interface BuildEvent {
   errorDetail?: { message?: string };
 }
 
-async function build(docker: Docker, image: RuntimeImage, inputsHash: string, opts: EnsureImageOptions): Promise<void> {
+async function build(docker: Docker, job: BuildJob, inputsHash: string, opts: EnsureImageOptions): Promise<void> {
   const tty = opts.progress?.isTTY === true;
   const tail: string[] = [];
   const started = Date.now();
   let stream: NodeJS.ReadableStream;
   try {
-    stream = await docker.buildImage(pack(image.contextDir) as unknown as NodeJS.ReadableStream, {
-      t: image.tag,
-      labels: { [LABEL.owner]: OWNER, [LABEL.role]: 'runtime-image', [LABEL.inputsHash]: inputsHash },
+    stream = await docker.buildImage(contextStream(job) as unknown as NodeJS.ReadableStream, {
+      t: job.tag,
+      labels: { ...job.labels, [LABEL.inputsHash]: inputsHash },
       rm: true,
       forcerm: true,
       pull: false,
+      ...(job.dockerfile ? { dockerfile: job.dockerfile.name } : {}),
     });
   } catch (err) {
-    throw buildError(image, errorText(err), tail, err);
+    throw buildError(job, errorText(err), tail, err);
   }
   await new Promise<void>((resolve, reject) => {
     docker.modem.followProgress(
@@ -137,8 +267,8 @@ async function build(docker: Docker, image: RuntimeImage, inputsHash: string, op
       (err: Error | null, events: BuildEvent[]) => {
         if (tty) opts.progress?.write('\n');
         const failed = events.find((e) => e.error);
-        if (err) reject(buildError(image, err.message, tail, err));
-        else if (failed) reject(buildError(image, failed.errorDetail?.message ?? failed.error ?? 'unknown error', tail));
+        if (err) reject(buildError(job, err.message, tail, err));
+        else if (failed) reject(buildError(job, failed.errorDetail?.message ?? failed.error ?? 'unknown error', tail));
         else resolve();
       },
       (event: BuildEvent) => {
@@ -151,20 +281,20 @@ async function build(docker: Docker, image: RuntimeImage, inputsHash: string, op
         const step = /^Step \d+\/\d+ : .*/.exec(text);
         if (step && tty) {
           const secs = ((Date.now() - started) / 1000).toFixed(1);
-          opts.progress?.write(`\r\x1b[K${image.runtime} image [${secs}s] ${step[0].slice(0, 100)}`);
+          opts.progress?.write(`\r\x1b[K${job.title} [${secs}s] ${step[0].slice(0, 100)}`);
         } else if (step) {
-          opts.log.debug({ image: image.tag }, step[0]);
+          opts.log.debug({ image: job.tag }, step[0]);
         }
       },
     );
   });
 }
 
-function buildError(image: RuntimeImage, reason: string, tail: string[], cause?: unknown): LogoMeshError {
+function buildError(job: BuildJob, reason: string, tail: string[], cause?: unknown): LogoMeshError {
   return new LogoMeshError(
     'LM_IMAGE_BUILD',
-    `building ${image.tag} from ${image.contextDir} failed: ${reason}${tail.length ? `\n--- last build output ---\n${tail.join('\n')}` : ''}`,
-    { file: path.join(image.contextDir, 'Dockerfile'), image: image.tag, reason, tail },
+    `building ${job.tag} from ${job.contextDir} failed: ${reason}${tail.length ? `\n--- last build output ---\n${tail.join('\n')}` : ''}`,
+    { file: path.join(job.contextDir, job.dockerfile?.name ?? 'Dockerfile'), image: job.tag, reason, tail },
     { cause },
   );
 }

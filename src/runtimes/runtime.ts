@@ -2,15 +2,47 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Runtime } from '../manifest/types.js';
 
-/** How plugins of one language are packaged and started. */
-export interface RuntimeImage {
-  readonly runtime: Runtime;
+/** One image a runtime needs, built from a folder under images/. */
+export interface ImageDef {
   /** Image tag; rebuilt when the inputs hash in its label changes. */
   readonly tag: string;
   /** Build context folder (holds the Dockerfile and the SDK). */
   readonly contextDir: string;
-  /** Command that starts the plugin whose code is mounted at /plugin. */
+  /**
+   * Files or folders from outside the context added to it (context path -> host path), such
+   * as a Node.js binary from node_modules. They count in the inputs hash like the rest.
+   */
+  readonly extra?: Readonly<Record<string, string>>;
+  /**
+   * Runs before the inputs are hashed, to put extras in place (for example fetch a Node.js
+   * binary with `npm pack` into a cache folder). Must be idempotent and cheap when done.
+   */
+  readonly prepare?: (log: import('../log.js').Logger) => Promise<void>;
+}
+
+/**
+ * A compiled runtime builds one image per plugin: a builder stage compiles the plugin's
+ * sources (the build context is the plugin folder), and the result is copied into a small
+ * run image. Cached by a hash of the sources and of the images it builds FROM.
+ */
+export interface PluginCompile {
+  /** The Dockerfile for a plugin's image; its context is the plugin folder. */
+  dockerfile(entrypoint: string): string;
+  /** Command that starts the compiled plugin inside that image. */
+  readonly command: readonly string[];
+}
+
+/** How plugins of one language are packaged and started. */
+export interface RuntimeImage {
+  readonly runtime: Runtime;
+  /** Images to build, in order (a builder before what builds FROM it). */
+  readonly images: readonly ImageDef[];
+  /** The image an interpreted plugin runs in (its code mounted at /plugin). */
+  readonly tag: string;
+  /** Command that starts an interpreted plugin whose code is mounted at /plugin. */
   command(entrypoint: string): string[];
+  /** Present for compiled runtimes (Go, Rust). */
+  readonly compile?: PluginCompile;
   /** Extra environment for every plugin of this runtime. */
   readonly env: Readonly<Record<string, string>>;
 }
@@ -22,5 +54,6 @@ export const PLUGIN_UID = 10001;
 export const PLUGIN_GID = 10001;
 export const PLUGIN_USER = `${PLUGIN_UID}:${PLUGIN_GID}`;
 
-/** The repository's images/ folder, found from this module whether run from src/ or dist/. */
-export const IMAGES_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'images');
+/** The repository's root, images/ folder and node_modules, found from this module in src/ or dist/. */
+export const REPO_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const IMAGES_DIR = path.join(REPO_DIR, 'images');

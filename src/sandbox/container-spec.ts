@@ -8,6 +8,8 @@ export interface SpecInput {
   readonly runtime: RuntimeImage;
   /** Controller instance that owns the container (see labels.ts). */
   readonly instance: string;
+  /** The plugin's own compiled image and its command (compiled runtimes); default: the runtime's. */
+  readonly compiled?: { readonly tag: string; readonly command: readonly string[] };
   /** Container name; the engine picks one when absent. */
   readonly name?: string;
   /** Extra environment (the hub's socket path, later). Cannot override the LOGOMESH_PLUGIN_* variables. */
@@ -43,8 +45,8 @@ export function containerSpec(input: SpecInput): ContainerCreateOptions {
 
   return {
     ...(input.name ? { name: input.name } : {}),
-    Image: runtime.tag,
-    Cmd: runtime.command(manifest.entrypoint),
+    Image: input.compiled?.tag ?? runtime.tag,
+    Cmd: input.compiled ? [...input.compiled.command] : runtime.command(manifest.entrypoint),
     Env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
     User: PLUGIN_USER,
     WorkingDir: PLUGIN_MOUNT,

@@ -1,5 +1,5 @@
 import type { Writable } from 'node:stream';
-import { ensureRuntimeImage } from '../engine/images.js';
+import { ensurePluginImage, ensureRuntimeImage } from '../engine/images.js';
 import type { Docker } from '../engine/docker.js';
 import type { Logger } from '../log.js';
 import type { LoadedManifest } from '../manifest/types.js';
@@ -41,11 +41,14 @@ export interface RunResult {
 export async function runPlugin(opts: RunOptions): Promise<RunResult> {
   const { docker, loaded, log } = opts;
   const runtime = runtimeImage(loaded.manifest.runtime);
-  await ensureRuntimeImage(docker, runtime, { log, ...(opts.progress ? { progress: opts.progress } : {}) });
+  const imageOpts = { log, ...(opts.progress ? { progress: opts.progress } : {}) };
+  let compiled: { tag: string; command: readonly string[] } | undefined;
+  if (runtime.compile) compiled = { tag: (await ensurePluginImage(docker, runtime, loaded, imageOpts)).tag, command: runtime.compile.command };
+  else await ensureRuntimeImage(docker, runtime, imageOpts);
   if (opts.signal?.aborted) return { exitCode: 130, oomKilled: false, interrupted: true, containerId: '', runMs: 0 };
   checkWritableGrants(loaded.grantedPaths, PLUGIN_UID, PLUGIN_GID);
 
-  await using container = await PluginContainer.create(docker, containerSpec({ loaded, runtime, instance: opts.instance }), log);
+  await using container = await PluginContainer.create(docker, containerSpec({ loaded, runtime, instance: opts.instance, ...(compiled ? { compiled } : {}) }), log);
   let interrupted = false;
   const onAbort = () => {
     interrupted = true;
