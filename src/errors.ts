@@ -18,6 +18,22 @@ export const ERROR_CODES = {
   LM_IMAGE_BUILD: 'Building a runtime image failed.',
   LM_RESOURCE_MEMORY: 'The plugin exceeded its memory limit and the kernel killed it.',
   LM_INTERRUPTED: 'The run was stopped by SIGINT or SIGTERM; its container was removed.',
+  LM_PROTOCOL: 'A hub frame was malformed: not JSON, not an object, a missing or wrong field, or a message out of order.',
+  LM_MESSAGE_TOO_LARGE: "A hub message was larger than the hub's maximum message size.",
+  LM_PERMISSION_DENIED: 'The manifest does not allow this: an undeclared method call, an unexposed method, or messaging without coordination.messaging.',
+  LM_UNAUTHORIZED: 'A host client connected to the hub without a valid token.',
+  LM_TIMEOUT: 'A call got no response within its timeout.',
+  LM_PLUGIN_UNAVAILABLE: 'The target plugin is not running or not connected to the hub.',
+  LM_PLUGIN_EXITED: 'The plugin exited or disconnected while a call to it was open, or before it became ready.',
+  LM_PLUGIN_ERROR: 'A plugin method failed with an error that carried no code of its own.',
+  LM_METHOD_NOT_FOUND: 'The plugin or host does not serve the method that was called.',
+  LM_INVALID_ARGUMENT: 'A method was called with arguments it does not accept.',
+  LM_PLUGIN_NOT_FOUND: 'No plugin with that id is loaded.',
+  LM_PLUGIN_CONFLICT: 'Two plugin folders declare the same plugin id.',
+  LM_DEPENDENCY: 'A plugin dependency is missing, failed to start, or the dependencies form a cycle.',
+  LM_START_TIMEOUT: 'A plugin did not connect to the hub and say hello before its start deadline.',
+  LM_CONTROLLER_UNAVAILABLE: 'No LogoMesh controller answers on the control socket.',
+  LM_CONTROLLER_RUNNING: 'A controller is already running with the same home folder.',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

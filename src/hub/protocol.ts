@@ -1,0 +1,153 @@
+import type { ErrorCode } from '../errors.js';
+
+/** The protocol major version this hub speaks (docs/protocol.md). */
+export const PROTOCOL_VERSION = 1;
+export const DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024;
+/** Frames above max x this are not even read: the connection is closed (1009). */
+export const HARD_LIMIT_FACTOR = 16;
+export const DEFAULT_CALL_TIMEOUT_MS = 30_000;
+export const MAX_CALL_TIMEOUT_MS = 300_000;
+/** Who the host application is in `from` and `to`. */
+export const HOST = 'host';
+
+export interface WireError {
+  code: ErrorCode | string;
+  message: string;
+  details?: unknown;
+}
+
+interface Base {
+  id: string;
+  from?: string;
+  timestamp?: number;
+}
+
+export interface Hello extends Base {
+  type: 'hello';
+  protocol: number;
+  methods: string[];
+  sdk?: string;
+}
+export interface Request extends Base {
+  type: 'request';
+  to: [string];
+  method: string;
+  data?: unknown;
+  timeout?: number;
+}
+export interface Response extends Base {
+  type: 'response';
+  correlationId: string;
+  success: boolean;
+  data?: unknown;
+  error?: WireError;
+}
+export interface EventMsg extends Base {
+  type: 'event';
+  topic: string;
+  data?: unknown;
+  to?: string[];
+}
+export interface Broadcast extends Base {
+  type: 'broadcast';
+  topic?: string;
+  data?: unknown;
+}
+export interface Subscribe extends Base {
+  type: 'subscribe' | 'unsubscribe';
+  topic: string;
+}
+export interface Shutdown extends Base {
+  type: 'shutdown';
+  data: { graceMs: number };
+}
+export interface ErrorMsg extends Base {
+  type: 'error';
+  correlationId?: string;
+  error: WireError;
+}
+
+export type ClientMessage = Hello | Request | Response | EventMsg | Broadcast | Subscribe;
+export type HubMessage = Request | Response | EventMsg | Broadcast | Shutdown | ErrorMsg;
+
+export type Parsed = { ok: true; msg: ClientMessage } | { ok: false; id?: string; error: WireError };
+
+const ID = /^[\x20-\x7e]{1,128}$/;
+const TOPIC = /^(?:\*|[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*(?:\.\*)?)$/;
+const NAME = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
+const TARGET = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
+
+function fail(message: string, id?: string, code: ErrorCode = 'LM_PROTOCOL'): Parsed {
+  return { ok: false, ...(id ? { id } : {}), error: { code, message } };
+}
+
+/**
+ * Parse and check one frame. Never throws: whatever a peer sends becomes either a
+ * well-typed message or an error to send back to it.
+ */
+export function parseFrame(raw: Buffer | string, isBinary: boolean, maxBytes: number): Parsed {
+  const size = typeof raw === 'string' ? Buffer.byteLength(raw) : raw.length;
+  if (size > maxBytes) return fail(`message of ${size} bytes exceeds the maximum of ${maxBytes} bytes`, undefined, 'LM_MESSAGE_TOO_LARGE');
+  if (isBinary) return fail('binary frames are not accepted yet; send JSON text frames');
+  let v: unknown;
+  try {
+    v = JSON.parse(typeof raw === 'string' ? raw : raw.toString('utf8'));
+  } catch (err) {
+    return fail(`frame is not JSON: ${(err as Error).message}`);
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return fail('frame must be a JSON object');
+  const m = v as Record<string, unknown>;
+  const id = typeof m.id === 'string' && ID.test(m.id) ? m.id : undefined;
+  if (!id) return fail("field 'id' must be a string of 1-128 printable characters");
+  switch (m.type) {
+    case 'hello':
+      if (typeof m.protocol !== 'number') return fail("hello needs a numeric 'protocol'", id);
+      if (!Array.isArray(m.methods) || !m.methods.every((x) => typeof x === 'string' && NAME.test(x))) {
+        return fail("hello needs 'methods': an array of method names", id);
+      }
+      return { ok: true, msg: { type: 'hello', id, protocol: m.protocol, methods: m.methods as string[], ...(typeof m.sdk === 'string' ? { sdk: m.sdk } : {}) } };
+    case 'request': {
+      const to = m.to;
+      if (!Array.isArray(to) || to.length !== 1 || typeof to[0] !== 'string' || !(to[0] === HOST || TARGET.test(to[0]))) {
+        return fail("request needs 'to': an array with exactly one plugin id or \"host\"", id);
+      }
+      if (typeof m.method !== 'string' || !NAME.test(m.method)) return fail("request needs 'method': a method name", id);
+      if (m.timeout !== undefined && (typeof m.timeout !== 'number' || !(m.timeout > 0))) return fail("'timeout' must be a positive number of milliseconds", id);
+      return { ok: true, msg: { type: 'request', id, to: [to[0]], method: m.method, data: m.data, ...(m.timeout !== undefined ? { timeout: m.timeout as number } : {}) } };
+    }
+    case 'response': {
+      if (typeof m.correlationId !== 'string') return fail("response needs 'correlationId'", id);
+      if (typeof m.success !== 'boolean') return fail("response needs a boolean 'success'", id);
+      let error: WireError | undefined;
+      if (!m.success) {
+        const e = m.error as Record<string, unknown> | undefined;
+        error = {
+          code: typeof e?.code === 'string' ? e.code : 'LM_PLUGIN_ERROR',
+          message: typeof e?.message === 'string' ? e.message : 'the plugin reported a failure without a message',
+          ...(e?.details !== undefined ? { details: e.details } : {}),
+        };
+      }
+      return { ok: true, msg: { type: 'response', id, correlationId: m.correlationId, success: m.success, ...(m.success ? { data: m.data } : { error }) } as Response };
+    }
+    case 'event':
+      if (typeof m.topic !== 'string' || !TOPIC.test(m.topic) || m.topic.includes('*')) return fail("event needs 'topic': a dotted name without wildcards", id);
+      if (m.to !== undefined && (!Array.isArray(m.to) || !m.to.every((x) => typeof x === 'string'))) return fail("'to' must be an array of plugin ids", id);
+      return { ok: true, msg: { type: 'event', id, topic: m.topic, data: m.data, ...(m.to ? { to: m.to as string[] } : {}) } };
+    case 'broadcast':
+      if (m.topic !== undefined && (typeof m.topic !== 'string' || !TOPIC.test(m.topic) || m.topic.includes('*'))) return fail("broadcast 'topic' must be a dotted name without wildcards", id);
+      return { ok: true, msg: { type: 'broadcast', id, data: m.data, ...(typeof m.topic === 'string' ? { topic: m.topic } : {}) } };
+    case 'subscribe':
+    case 'unsubscribe':
+      if (typeof m.topic !== 'string' || !TOPIC.test(m.topic)) return fail(`${m.type} needs 'topic': a dotted name, optionally ending in .* (or * for all)`, id);
+      return { ok: true, msg: { type: m.type, id, topic: m.topic } };
+    default:
+      return fail(`unknown message type ${JSON.stringify(m.type)}`, id);
+  }
+}
+
+/** Does a subscription pattern (`a.b`, `a.*`, `*`) match a topic? */
+export function topicMatches(pattern: string, topic: string): boolean {
+  if (pattern === '*') return true;
+  if (pattern.endsWith('.*')) return topic.startsWith(pattern.slice(0, -1));
+  return pattern === topic;
+}

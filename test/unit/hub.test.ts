@@ -1,0 +1,239 @@
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { Hub } from '../../src/hub/hub.js';
+import type { PluginPolicy } from '../../src/hub/acl.js';
+import { silentLogger } from '../../src/log.js';
+
+type Msg = Record<string, unknown> & { type: string; id: string };
+
+/** A raw protocol client: what an SDK does, without an SDK. */
+class Client {
+  readonly inbox: Msg[] = [];
+  private waiters: ((m: Msg) => void)[] = [];
+  private n = 0;
+  constructor(readonly ws: WebSocket) {
+    ws.on('message', (raw) => {
+      const m = JSON.parse(raw.toString()) as Msg;
+      this.inbox.push(m);
+      for (const w of this.waiters.splice(0)) w(m);
+    });
+  }
+  static async open(url: string, headers: Record<string, string> = {}): Promise<Client> {
+    const ws = new WebSocket(url, { headers });
+    await new Promise((resolve, reject) => {
+      ws.once('open', resolve);
+      ws.once('error', reject);
+    });
+    return new Client(ws);
+  }
+  send(m: Record<string, unknown>): string {
+    const id = (m.id as string) ?? `c${++this.n}`;
+    this.ws.send(JSON.stringify({ ...m, id }));
+    return id;
+  }
+  raw(data: string | Buffer): void {
+    this.ws.send(data);
+  }
+  async next(pred: (m: Msg) => boolean, ms = 2_000): Promise<Msg> {
+    const found = this.inbox.find(pred);
+    if (found) {
+      this.inbox.splice(this.inbox.indexOf(found), 1);
+      return found;
+    }
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no matching message within ${ms} ms; inbox: ${JSON.stringify(this.inbox)}`)), ms);
+      const check = (m: Msg) => {
+        if (pred(m)) {
+          clearTimeout(timer);
+          this.inbox.splice(this.inbox.indexOf(m), 1);
+          resolve(m);
+        } else this.waiters.push(check);
+      };
+      this.waiters.push(check);
+    });
+  }
+  reply(id: string, ms?: number): Promise<Msg> {
+    return this.next((m) => m.correlationId === id, ms);
+  }
+  async hello(methods: string[]): Promise<void> {
+    const id = this.send({ type: 'hello', protocol: 1, methods, sdk: 'test' });
+    const r = await this.reply(id);
+    expect(r.success, JSON.stringify(r)).toBe(true);
+  }
+  /** Serve requests with fn until closed. */
+  serve(fn: (m: Msg) => unknown): void {
+    this.ws.on('message', (raw) => {
+      const m = JSON.parse(raw.toString()) as Msg;
+      if (m.type !== 'request') return;
+      const out = fn(m);
+      if (out !== undefined) this.send({ type: 'response', correlationId: m.id, success: true, data: out });
+    });
+  }
+}
+
+function policy(id: string, exposes: string[], consumes: string[] = [], messaging = false): PluginPolicy {
+  return { id, exposes: new Set(exposes), consumes: new Set(consumes), messaging };
+}
+
+describe('hub', () => {
+  let dir: string;
+  let hub: Hub;
+  const clients: Client[] = [];
+  const sock = (id: string) => path.join(dir, id, 'hub.sock');
+  const connect = async (id: string, methods: string[] = []) => {
+    const c = await Client.open(`ws+unix://${sock(id)}:/v1`);
+    clients.push(c);
+    await c.hello(methods);
+    return c;
+  };
+
+  beforeEach(async () => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'lm-hub-'));
+    hub = new Hub({ log: silentLogger, token: 'secret-token', maxMessageBytes: 64 * 1024 });
+    await hub.attachPlugin(policy('alpha', ['ping'], ['beta.echo', 'beta.slow', 'beta.never', 'get_thoughts'], true), sock('alpha'));
+    await hub.attachPlugin(policy('beta', ['echo', 'slow', 'never', 'secret'], [], true), sock('beta'));
+    await hub.attachPlugin(policy('gamma', ['echo'], []), sock('gamma'));
+  });
+
+  afterEach(async () => {
+    for (const c of clients.splice(0)) c.ws.terminate();
+    await hub.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('routes a plugin call and sets from itself: a forged from has no effect', async () => {
+    const a = await connect('alpha', ['ping']);
+    const b = await connect('beta', ['echo']);
+    const seen: Msg[] = [];
+    b.serve((m) => {
+      seen.push(m);
+      return { echoed: m.data };
+    });
+    const id = a.send({ type: 'request', to: ['beta'], method: 'echo', data: { x: 1 }, from: 'gamma' });
+    const r = await a.reply(id);
+    expect(r).toMatchObject({ success: true, data: { echoed: { x: 1 } }, from: 'beta' });
+    expect(seen[0]?.from).toBe('alpha');
+  });
+
+  it('refuses a method the caller does not consume or the target does not expose', async () => {
+    const a = await connect('alpha', ['ping']);
+    await connect('beta', ['echo']);
+    const g = await connect('gamma', ['echo']);
+    const r1 = await a.reply(a.send({ type: 'request', to: ['beta'], method: 'secret', data: null }));
+    expect(r1).toMatchObject({ success: false, error: { code: 'LM_PERMISSION_DENIED' } });
+    const r2 = await g.reply(g.send({ type: 'request', to: ['beta'], method: 'echo', data: null }));
+    expect(r2).toMatchObject({ success: false, error: { code: 'LM_PERMISSION_DENIED' } });
+    expect(String((r2.error as { message: string }).message)).toContain("'beta.echo'");
+  });
+
+  it('refuses a hello that serves methods the manifest does not expose', async () => {
+    const c = await Client.open(`ws+unix://${sock('gamma')}:/v1`);
+    clients.push(c);
+    const r = await c.reply(c.send({ type: 'hello', protocol: 1, methods: ['echo', 'extra'] }));
+    expect(r).toMatchObject({ success: false, error: { code: 'LM_PERMISSION_DENIED' } });
+    expect(hub.isReady('gamma')).toBe(false);
+  });
+
+  it('only the called plugin can answer a call; other answers are dropped', async () => {
+    const a = await connect('alpha', ['ping']);
+    const b = await connect('beta', ['echo', 'slow']);
+    const g = await connect('gamma', ['echo']);
+    const id = a.send({ type: 'request', to: ['beta'], method: 'slow', data: null, timeout: 2_000 });
+    const req = await b.next((m) => m.type === 'request');
+    g.send({ type: 'response', correlationId: req.id, success: true, data: 'forged' });
+    await new Promise((r) => setTimeout(r, 50));
+    b.send({ type: 'response', correlationId: req.id, success: true, data: 'genuine' });
+    expect(await a.reply(id)).toMatchObject({ success: true, data: 'genuine' });
+  });
+
+  it('a call that is never answered gets LM_TIMEOUT shortly after its timeout', async () => {
+    const a = await connect('alpha', ['ping']);
+    await connect('beta', ['never']);
+    const t = Date.now();
+    const r = await a.reply(a.send({ type: 'request', to: ['beta'], method: 'never', data: null, timeout: 200 }));
+    const took = Date.now() - t;
+    expect(r).toMatchObject({ success: false, error: { code: 'LM_TIMEOUT' } });
+    expect(took).toBeGreaterThanOrEqual(195);
+    expect(took).toBeLessThan(1_500);
+  });
+
+  it('a target that disconnects during a call fails it with LM_PLUGIN_EXITED at once', async () => {
+    const a = await connect('alpha', ['ping']);
+    const b = await connect('beta', ['slow']);
+    const id = a.send({ type: 'request', to: ['beta'], method: 'slow', data: null, timeout: 10_000 });
+    await b.next((m) => m.type === 'request');
+    const t = Date.now();
+    b.ws.terminate();
+    expect(await a.reply(id)).toMatchObject({ success: false, error: { code: 'LM_PLUGIN_EXITED' } });
+    expect(Date.now() - t).toBeLessThan(1_000);
+  });
+
+  it('malformed and oversize frames get errors and everyone keeps working', async () => {
+    const a = await connect('alpha', ['ping']);
+    const b = await connect('beta', ['echo']);
+    b.serve((m) => m.data);
+    a.raw('not json');
+    expect((await a.next((m) => m.type === 'error')).error).toMatchObject({ code: 'LM_PROTOCOL' });
+    a.raw('[1,2]');
+    expect((await a.next((m) => m.type === 'error')).error).toMatchObject({ code: 'LM_PROTOCOL' });
+    a.send({ type: 'request', to: ['beta', 'gamma'], method: 'echo' });
+    expect((await a.next((m) => m.type === 'error')).error).toMatchObject({ code: 'LM_PROTOCOL' });
+    a.raw(JSON.stringify({ type: 'request', id: 'big', to: ['beta'], method: 'echo', data: 'x'.repeat(100 * 1024) }));
+    expect((await a.next((m) => m.type === 'error')).error).toMatchObject({ code: 'LM_MESSAGE_TOO_LARGE' });
+    a.raw(Buffer.from([1, 2, 3]));
+    expect((await a.next((m) => m.type === 'error')).error).toMatchObject({ code: 'LM_PROTOCOL' });
+    expect(await a.reply(a.send({ type: 'request', to: ['beta'], method: 'echo', data: 'still fine' }))).toMatchObject({ success: true, data: 'still fine' });
+  });
+
+  it('a frame far over the limit closes only that connection', async () => {
+    const a = await connect('alpha', ['ping']);
+    const b = await connect('beta', ['echo']);
+    b.serve((m) => m.data);
+    const closed = new Promise<number>((resolve) => a.ws.once('close', (code) => resolve(code)));
+    a.raw('x'.repeat(64 * 1024 * 16 + 10));
+    expect(await closed).toBe(1009);
+    expect(await hub.call('beta', 'echo', 'ok')).toBe('ok');
+  });
+
+  it('broadcasts reach every subscriber, events only theirs; messaging needs the manifest flag', async () => {
+    const a = await connect('alpha', ['ping']);
+    const b = await connect('beta', ['echo']);
+    const g = await connect('gamma', ['echo']);
+    for (const c of [a, b, g]) await c.reply(c.send({ type: 'subscribe', topic: 'news.*' }));
+    const host: unknown[] = [];
+    hub.subscribe('news.*', (d) => host.push(d));
+    a.send({ type: 'event', topic: 'news.today', data: 1 });
+    expect((await b.next((m) => m.type === 'event')).data).toBe(1);
+    expect((await g.next((m) => m.type === 'event')).from).toBe('alpha');
+    b.send({ type: 'broadcast', data: 'all' });
+    expect((await a.next((m) => m.type === 'broadcast')).data).toBe('all');
+    expect((await g.next((m) => m.type === 'broadcast')).from).toBe('beta');
+    const r = await g.reply(g.send({ type: 'event', topic: 'news.x', data: 2 }));
+    expect(r).toMatchObject({ success: false, error: { code: 'LM_PERMISSION_DENIED' } });
+    expect(host).toEqual([1]);
+  });
+
+  it('plugins call host methods they consume; the host calls what plugins expose', async () => {
+    hub.registerHostMethod('get_thoughts', (_d, ctx) => ({ thoughts: ['a'], for: ctx.from }));
+    const a = await connect('alpha', ['ping']);
+    a.serve(() => 'pong');
+    expect(await a.reply(a.send({ type: 'request', to: ['host'], method: 'get_thoughts' }))).toMatchObject({ success: true, data: { thoughts: ['a'], for: 'alpha' } });
+    expect(await hub.call('alpha', 'ping', null)).toBe('pong');
+    await expect(hub.call('alpha', 'nope', null)).rejects.toMatchObject({ code: 'LM_PERMISSION_DENIED' });
+    await expect(hub.call('gamma', 'echo', null)).rejects.toMatchObject({ code: 'LM_PLUGIN_UNAVAILABLE' });
+  });
+
+  it('host clients need the token; plugin sockets are private to the plugin user', async () => {
+    const port = await hub.listenHost(0);
+    await expect(Client.open(`ws://127.0.0.1:${port}/v1`, { Authorization: 'Bearer wrong' })).rejects.toThrow(/401/);
+    const h = await Client.open(`ws://127.0.0.1:${port}/v1`, { Authorization: 'Bearer secret-token' });
+    clients.push(h);
+    const a = await connect('alpha', ['ping']);
+    a.serve(() => 'pong');
+    expect(await h.reply(h.send({ type: 'request', to: ['alpha'], method: 'ping' }))).toMatchObject({ success: true, data: 'pong' });
+    expect(statSync(sock('alpha')).mode & 0o777).toBe(process.getuid?.() === 0 ? 0o600 : 0o666);
+  });
+});
