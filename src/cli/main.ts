@@ -7,6 +7,14 @@ const USAGE = `usage: logomesh <command> [options]
 commands:
   validate <manifest-or-plugin-dir>...   check manifests; exit 1 listing every error  [--json]
   run <plugin-dir>...                    run plugins to completion in their sandboxes
+  up [dir] [-d]                          start a controller for the plugin folders in dir
+                                         (default manifests/); -d runs it in the background
+  ps [--json]                            the plugins of the running controller
+  call <plugin>.<method> [json-args] [--timeout ms]
+                                         call a plugin method; prints the JSON result
+  logs <plugin> [-f] [-n lines]          a plugin's output
+  stop|start|restart <plugin>            one plugin's lifecycle
+  down                                   stop every plugin and the controller
   clean [--all]                          remove containers, networks and volumes LogoMesh
                                          left (this instance: LOGOMESH_INSTANCE; --all: every one)
 
@@ -30,6 +38,41 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
         const [{ runCommand }, { createLogger }] = await Promise.all([import('./run.js'), import('../log.js')]);
         return await runCommand(positionals, io, createLogger());
       }
+      case 'up': {
+        const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { detach: { type: 'boolean', short: 'd', default: false } } });
+        if (positionals.length > 1) throw usage('up takes one folder of plugin folders');
+        const [{ upCommand }, { createLogger }] = await Promise.all([import('./up.js'), import('../log.js')]);
+        return await upCommand({ dir: positionals[0] ?? 'manifests', detach: values.detach === true }, io, createLogger());
+      }
+      case 'ps': {
+        const { values } = parseArgs({ args: rest, options: { json: { type: 'boolean', default: false } } });
+        return await (await import('./control.js')).psCommand(values.json === true, io);
+      }
+      case 'call': {
+        const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { timeout: { type: 'string' } } });
+        if (positionals.length < 1 || positionals.length > 2) throw usage('call needs <plugin>.<method> and optional JSON arguments');
+        const timeout = values.timeout === undefined ? undefined : Number(values.timeout);
+        if (timeout !== undefined && !(timeout > 0)) throw usage(`--timeout must be a positive number of milliseconds, found '${values.timeout}'`);
+        return await (await import('./control.js')).callCommand(positionals[0]!, positionals[1], timeout, io);
+      }
+      case 'logs': {
+        const { values, positionals } = parseArgs({
+          args: rest,
+          allowPositionals: true,
+          options: { follow: { type: 'boolean', short: 'f', default: false }, lines: { type: 'string', short: 'n', default: '100' } },
+        });
+        if (positionals.length !== 1) throw usage('logs needs one plugin id');
+        return await (await import('./control.js')).logsCommand(positionals[0]!, Number(values.lines), values.follow === true, io);
+      }
+      case 'stop':
+      case 'start':
+      case 'restart': {
+        const { positionals } = parseArgs({ args: rest, allowPositionals: true, options: {} });
+        if (positionals.length !== 1) throw usage(`${command} needs one plugin id`);
+        return await (await import('./control.js')).actionCommand(command, positionals[0]!, io);
+      }
+      case 'down':
+        return await (await import('./control.js')).downCommand(io);
       case 'clean': {
         const { values } = parseArgs({ args: rest, options: { all: { type: 'boolean', default: false } } });
         const { cleanCommand } = await import('./clean.js');

@@ -10,11 +10,17 @@ export interface SpecInput {
   readonly instance: string;
   /** The plugin's own compiled image and its command (compiled runtimes); default: the runtime's. */
   readonly compiled?: { readonly tag: string; readonly command: readonly string[] };
+  /** Host folder holding the plugin's hub socket; mounted read-only at HUB_MOUNT. */
+  readonly hubSocketDir?: string;
   /** Container name; the engine picks one when absent. */
   readonly name?: string;
   /** Extra environment (the hub's socket path, later). Cannot override the LOGOMESH_PLUGIN_* variables. */
   readonly env?: Readonly<Record<string, string>>;
 }
+
+/** Where a plugin finds its hub socket (LOGOMESH_HUB_SOCKET). */
+export const HUB_MOUNT = '/run/logomesh';
+export const HUB_SOCKET_NAME = 'hub.sock';
 
 /** The CFS period used for CPU quotas: 100 ms, the kernel's default. */
 export const CPU_PERIOD_US = 100_000;
@@ -33,6 +39,9 @@ export function containerSpec(input: SpecInput): ContainerCreateOptions {
   const r = manifest.resources;
 
   const mounts: MountSettings[] = [{ Type: 'bind', Source: pluginDir, Target: PLUGIN_MOUNT, ReadOnly: true }, ...grantMounts(grantedPaths)];
+  // Read-only is enough: connecting to a Unix socket needs write permission on the socket
+  // itself, which a read-only mount does not take away.
+  if (input.hubSocketDir) mounts.push({ Type: 'bind', Source: input.hubSocketDir, Target: HUB_MOUNT, ReadOnly: true });
 
   const env: Record<string, string> = {
     ...runtime.env,
@@ -41,6 +50,7 @@ export function containerSpec(input: SpecInput): ContainerCreateOptions {
     LOGOMESH_PLUGIN_ID: manifest.id,
     LOGOMESH_PLUGIN_VERSION: manifest.version,
     LOGOMESH_PLUGIN_DIR: PLUGIN_MOUNT,
+    ...(input.hubSocketDir ? { LOGOMESH_HUB_SOCKET: `${HUB_MOUNT}/${HUB_SOCKET_NAME}` } : {}),
   };
 
   return {

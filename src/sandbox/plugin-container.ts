@@ -2,7 +2,7 @@ import type { ContainerCreateOptions, ContainerInspectInfo } from 'dockerode';
 import type { Writable } from 'node:stream';
 import type { Logger } from '../log.js';
 import { ignoreGone } from '../engine/cleanup.js';
-import { engineError, type Docker } from '../engine/docker.js';
+import { engineError, engineStatus, type Docker } from '../engine/docker.js';
 
 /**
  * One plugin container on the engine, from creation to removal. `remove()` is idempotent
@@ -65,6 +65,16 @@ export class PluginContainer implements AsyncDisposable {
   async wait(): Promise<number> {
     const { StatusCode } = (await this.container.wait()) as { StatusCode: number };
     return StatusCode;
+  }
+
+  /** SIGTERM, then SIGKILL after `graceSeconds`. Already stopped (304) or gone (404) is fine. */
+  async stop(graceSeconds: number): Promise<void> {
+    try {
+      await this.container.stop({ t: graceSeconds });
+    } catch (err) {
+      const status = engineStatus(err);
+      if (status !== 304 && status !== 404) throw engineError('stop the plugin container', err, { container: this.id });
+    }
   }
 
   inspect(): Promise<ContainerInspectInfo> {

@@ -1,5 +1,4 @@
 import type { Writable } from 'node:stream';
-import { ensurePluginImage, ensureRuntimeImage } from '../engine/images.js';
 import type { Docker } from '../engine/docker.js';
 import type { Logger } from '../log.js';
 import type { LoadedManifest } from '../manifest/types.js';
@@ -7,6 +6,7 @@ import { PLUGIN_GID, PLUGIN_UID, runtimeImage } from '../runtimes/index.js';
 import { checkWritableGrants } from './writable-grants.js';
 import { containerSpec } from './container-spec.js';
 import { PluginContainer } from './plugin-container.js';
+import { preparePluginImage } from './plugin-image.js';
 
 export interface RunOptions {
   readonly docker: Docker;
@@ -41,10 +41,7 @@ export interface RunResult {
 export async function runPlugin(opts: RunOptions): Promise<RunResult> {
   const { docker, loaded, log } = opts;
   const runtime = runtimeImage(loaded.manifest.runtime);
-  const imageOpts = { log, ...(opts.progress ? { progress: opts.progress } : {}) };
-  let compiled: { tag: string; command: readonly string[] } | undefined;
-  if (runtime.compile) compiled = { tag: (await ensurePluginImage(docker, runtime, loaded, imageOpts)).tag, command: runtime.compile.command };
-  else await ensureRuntimeImage(docker, runtime, imageOpts);
+  const compiled = await preparePluginImage(docker, runtime, loaded, { log, ...(opts.progress ? { progress: opts.progress } : {}) });
   if (opts.signal?.aborted) return { exitCode: 130, oomKilled: false, interrupted: true, containerId: '', runMs: 0 };
   checkWritableGrants(loaded.grantedPaths, PLUGIN_UID, PLUGIN_GID);
 

@@ -18,7 +18,7 @@ import { python } from '../../src/runtimes/python.js';
 import { runPlugin } from '../../src/sandbox/run-plugin.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const HELLO = path.join(REPO, 'manifests', 'hello-python');
+const HELLO = path.join(REPO, 'test', 'fixtures', 'plugins', 'hello-python');
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 15);
 const instance = `bench-${process.pid}`;
 

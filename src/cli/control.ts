@@ -1,0 +1,60 @@
+import { ControlClient } from '../control/client.js';
+import { LogoMeshError } from '../errors.js';
+import { resolveHome } from '../lifecycle/home.js';
+import type { CliIo } from './io.js';
+import { psTable } from './ps.js';
+
+function client(): ControlClient {
+  return new ControlClient(resolveHome().controlSocket);
+}
+
+export async function psCommand(json: boolean, io: CliIo): Promise<number> {
+  const list = await client().plugins();
+  io.out(json ? JSON.stringify(list, null, 2) : psTable(list));
+  return 0;
+}
+
+/** `call <plugin>.<method> [json-args] [--timeout ms]`: the JSON result on stdout. */
+export async function callCommand(target: string, argsText: string | undefined, timeout: number | undefined, io: CliIo): Promise<number> {
+  const dot = target.indexOf('.');
+  if (dot <= 0 || dot === target.length - 1) throw new LogoMeshError('LM_USAGE', `call needs <plugin>.<method>, found '${target}'`, {});
+  let data: unknown = {};
+  if (argsText !== undefined) {
+    try {
+      data = JSON.parse(argsText);
+    } catch (err) {
+      throw new LogoMeshError('LM_USAGE', `the arguments must be JSON: ${(err as Error).message}`, { found: argsText });
+    }
+  }
+  const result = await client().call(target.slice(0, dot), target.slice(dot + 1), data, timeout);
+  io.out(JSON.stringify(result, null, 2));
+  return 0;
+}
+
+export async function logsCommand(id: string, lines: number, follow: boolean, io: CliIo): Promise<number> {
+  await client().logs(id, lines, follow, io.stdout);
+  return 0;
+}
+
+export async function actionCommand(action: 'stop' | 'start' | 'restart', id: string, io: CliIo): Promise<number> {
+  const s = await client().action(id, action);
+  io.out(`${s.id}: ${s.state}`);
+  return 0;
+}
+
+/** `down`: stop every plugin and the controller; waits until the control socket is gone. */
+export async function downCommand(io: CliIo): Promise<number> {
+  const c = client();
+  await c.down();
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline) {
+    try {
+      await c.plugins();
+      await new Promise((r) => setTimeout(r, 100));
+    } catch {
+      io.err('logomesh: controller stopped');
+      return 0;
+    }
+  }
+  throw new LogoMeshError('LM_CONTROLLER_UNAVAILABLE', 'the controller did not stop within 60 s', {});
+}

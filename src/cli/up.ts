@@ -1,0 +1,114 @@
+import { spawn } from 'node:child_process';
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { ControlClient } from '../control/client.js';
+import { serveControl } from '../control/server.js';
+import { LogoMeshError, isLogoMeshError } from '../errors.js';
+import { resolveHome, type Home } from '../lifecycle/home.js';
+import { PluginHost, type PluginStatus } from '../lifecycle/plugin-host.js';
+import type { Logger } from '../log.js';
+import type { CliIo } from './io.js';
+import { psTable } from './ps.js';
+
+export interface UpOptions {
+  readonly dir: string;
+  readonly detach: boolean;
+  /** How long -d waits for every plugin to be ready (image builds included). */
+  readonly waitMs?: number;
+}
+
+/** `logomesh up [dir] [-d]`: run a controller for the plugin folders in dir. */
+export async function upCommand(opts: UpOptions, io: CliIo, log: Logger): Promise<number> {
+  const home = resolveHome();
+  if (await controllerAnswers(home)) {
+    throw new LogoMeshError('LM_CONTROLLER_RUNNING', `a controller is already running for ${home.dir}; use 'logomesh ps', or 'logomesh down' first`, { file: home.controlSocket });
+  }
+  return opts.detach ? upDetached(opts, home, io) : upForeground(opts, home, io, log);
+}
+
+async function controllerAnswers(home: Home): Promise<boolean> {
+  try {
+    await new ControlClient(home.controlSocket).plugins();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function upForeground(opts: UpOptions, home: Home, io: CliIo, log: Logger): Promise<number> {
+  mkdirSync(home.dir, { recursive: true, mode: 0o700 });
+  const host = await PluginHost.create({ log, home, progress: io.stderr });
+  let stopping: Promise<void> | undefined;
+  let resolveDone!: () => void;
+  const done = new Promise<void>((r) => (resolveDone = r));
+  const control = await serveControl(host, home.controlSocket, log, () => void shutdown('down'));
+  function shutdown(reason: string): Promise<void> {
+    stopping ??= (async () => {
+      log.info({ reason }, 'stopping every plugin');
+      await host.close();
+      await new Promise<void>((r) => control.close(() => r()));
+      for (const f of [home.controlSocket, home.tokenFile, home.portFile]) rmSync(f, { force: true });
+      resolveDone();
+    })();
+    return stopping;
+  }
+  const onSignal = (sig: NodeJS.Signals) => void shutdown(sig);
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    host.loadDirectory(opts.dir);
+    const port = await host.hub.listenHost(Number(process.env.LOGOMESH_HUB_PORT ?? 0), process.env.LOGOMESH_HUB_BIND ?? '127.0.0.1');
+    writeFileSync(home.tokenFile, `${host.token}\n`, { mode: 0o600 });
+    writeFileSync(home.portFile, `${port}\n`);
+    await host.startAll();
+    io.err(`logomesh: ${host.list().length} plugin(s) ready; hub on 127.0.0.1:${port} (token in ${home.tokenFile}); control socket ${home.controlSocket}`);
+    io.err(psTable(host.list()));
+    await done;
+    return 0;
+  } catch (err) {
+    if (isLogoMeshError(err)) io.err(`${err.code}: ${err.message}`);
+    else io.err(String(err));
+    await shutdown('start failed');
+    return 1;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+/** Start the controller as a background process and wait until its plugins are ready. */
+async function upDetached(opts: UpOptions, home: Home, io: CliIo): Promise<number> {
+  mkdirSync(home.dir, { recursive: true, mode: 0o700 });
+  const out = openSync(home.logFile, 'a');
+  const script = process.argv[1] ?? '';
+  const child = spawn(process.execPath, [...process.execArgv, script, 'up', opts.dir], {
+    detached: true,
+    stdio: ['ignore', out, out],
+    env: { ...process.env, LOGOMESH_LOG_FORMAT: 'json' },
+  });
+  closeSync(out);
+  let exited: number | null | undefined;
+  child.on('exit', (code) => (exited = code));
+  child.unref();
+  const client = new ControlClient(home.controlSocket);
+  const deadline = Date.now() + (opts.waitMs ?? 300_000);
+  while (Date.now() < deadline) {
+    if (exited !== undefined) break;
+    let list: PluginStatus[] | undefined;
+    try {
+      list = await client.plugins();
+    } catch {
+      // Not listening yet.
+    }
+    if (list && list.length && list.every((p) => p.state === 'ready')) {
+      io.out(psTable(list));
+      io.err(`logomesh: controller running in the background (pid ${child.pid}); log: ${home.logFile}`);
+      return 0;
+    }
+    if (list?.some((p) => p.state === 'failed')) break;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  const tail = readFileSync(home.logFile, 'utf8').trim().split('\n').slice(-15).join('\n');
+  io.err(`logomesh: the controller did not get every plugin ready${exited !== undefined ? ` (it exited with ${exited})` : ''}; last log lines:\n${tail}`);
+  if (exited === undefined) await client.down().catch(() => undefined);
+  return 1;
+}

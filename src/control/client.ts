@@ -1,0 +1,82 @@
+import { request } from 'node:http';
+import { LogoMeshError, type ErrorCode } from '../errors.js';
+import type { PluginStatus } from '../lifecycle/plugin-host.js';
+
+/** The CLI's side of the control socket (see server.ts). */
+export class ControlClient {
+  constructor(private readonly socketPath: string) {}
+
+  plugins(): Promise<PluginStatus[]> {
+    return this.json('GET', '/v1/plugins') as Promise<PluginStatus[]>;
+  }
+
+  async call(target: string, method: string, data: unknown, timeout?: number): Promise<unknown> {
+    const r = (await this.json('POST', '/v1/call', { target, method, data, ...(timeout ? { timeout } : {}) })) as { data: unknown };
+    return r.data;
+  }
+
+  action(id: string, action: 'stop' | 'start' | 'restart'): Promise<PluginStatus> {
+    return this.json('POST', `/v1/plugins/${encodeURIComponent(id)}/${action}`) as Promise<PluginStatus>;
+  }
+
+  down(): Promise<unknown> {
+    return this.json('POST', '/v1/down');
+  }
+
+  /** Stream a plugin's log lines to `out`; with follow, until the controller or caller ends it. */
+  logs(id: string, lines: number, follow: boolean, out: NodeJS.WritableStream): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const req = request({ socketPath: this.socketPath, method: 'GET', path: `/v1/plugins/${encodeURIComponent(id)}/logs?lines=${lines}${follow ? '&follow=1' : ''}` }, (res) => {
+        if (res.statusCode !== 200) {
+          collect(res).then((body) => reject(toError(body, res.statusCode)), reject);
+          return;
+        }
+        res.pipe(out, { end: false });
+        res.on('end', resolve);
+        res.on('error', reject);
+      });
+      req.on('error', (err) => reject(unavailable(this.socketPath, err)));
+      req.end();
+    });
+  }
+
+  private json(method: string, path: string, body?: unknown): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      const payload = body === undefined ? undefined : JSON.stringify(body);
+      const req = request(
+        { socketPath: this.socketPath, method, path, headers: payload ? { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(payload) } : {} },
+        (res) => {
+          collect(res).then((text) => {
+            if (res.statusCode === 200) resolve(JSON.parse(text));
+            else reject(toError(text, res.statusCode));
+          }, reject);
+        },
+      );
+      req.on('error', (err) => reject(unavailable(this.socketPath, err)));
+      req.end(payload);
+    });
+  }
+}
+
+async function collect(res: NodeJS.ReadableStream): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of res) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+function toError(text: string, status?: number): LogoMeshError {
+  try {
+    const { error } = JSON.parse(text) as { error: { code: ErrorCode; message: string; details?: Record<string, unknown> } };
+    return new LogoMeshError(error.code, error.message, error.details ?? {});
+  } catch {
+    return new LogoMeshError('LM_CONTROLLER_UNAVAILABLE', `controller answered ${status}: ${text.slice(0, 200)}`, {});
+  }
+}
+
+function unavailable(socketPath: string, err: Error): LogoMeshError {
+  return new LogoMeshError('LM_CONTROLLER_UNAVAILABLE', `no controller answers at ${socketPath} (${err.message}); start one with 'logomesh up'`, {
+    file: socketPath,
+    expected: 'a running controller',
+    found: err.message,
+  });
+}

@@ -1,0 +1,95 @@
+import { chmodSync, rmSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { isLogoMeshError, LogoMeshError } from '../errors.js';
+import type { PluginHost } from '../lifecycle/plugin-host.js';
+import type { Logger } from '../log.js';
+
+/**
+ * The controller's control socket: a small JSON-over-HTTP API on a Unix socket that only
+ * the controller's user can reach (0600). The CLI's ps, call, logs, stop, start, restart and
+ * down go through it.
+ *
+ *   GET  /v1/plugins                      -> PluginStatus[]
+ *   POST /v1/call {target,method,data,timeout} -> {data} | {error}
+ *   POST /v1/plugins/:id/(stop|start|restart)
+ *   GET  /v1/plugins/:id/logs?lines=n&follow=1  -> text lines (streamed with follow)
+ *   POST /v1/down                         -> stops everything; the controller exits
+ */
+export async function serveControl(host: PluginHost, socketPath: string, log: Logger, onDown: () => void): Promise<Server> {
+  rmSync(socketPath, { force: true });
+  const server = createServer((req, res) => {
+    handle(host, req, res, onDown).catch((err: unknown) => {
+      log.error({ err }, 'control request failed');
+      sendError(res, err);
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(socketPath, () => resolve());
+  });
+  chmodSync(socketPath, 0o600);
+  return server;
+}
+
+async function handle(host: PluginHost, req: IncomingMessage, res: ServerResponse, onDown: () => void): Promise<void> {
+  const url = new URL(req.url ?? '/', 'http://control');
+  const parts = url.pathname.split('/').filter(Boolean);
+  if (parts[0] !== 'v1') return sendJson(res, 404, { error: { code: 'LM_USAGE', message: `unknown path ${url.pathname}` } });
+  const [, what, id, action] = parts;
+  if (req.method === 'GET' && what === 'plugins' && !id) return sendJson(res, 200, host.list());
+  if (req.method === 'POST' && what === 'call') {
+    const body = (await readJson(req)) as { target?: string; method?: string; data?: unknown; timeout?: number };
+    if (typeof body.target !== 'string' || typeof body.method !== 'string') {
+      throw new LogoMeshError('LM_USAGE', "call needs 'target' and 'method'", {});
+    }
+    const data = await host.call(body.target, body.method, body.data ?? {}, body.timeout);
+    return sendJson(res, 200, { data });
+  }
+  if (req.method === 'POST' && what === 'plugins' && id && action && ['stop', 'start', 'restart'].includes(action)) {
+    await host[action as 'stop' | 'start' | 'restart'](id);
+    return sendJson(res, 200, host.status(id));
+  }
+  if (req.method === 'GET' && what === 'plugins' && id && action === 'logs') {
+    const lines = Number(url.searchParams.get('lines') ?? 100);
+    const tail = host.logs(id, lines);
+    res.writeHead(200, { 'Content-Type': 'text/plain; charset=utf-8' });
+    for (const l of tail) res.write(`${l.text}\n`);
+    if (url.searchParams.get('follow') !== '1') return void res.end();
+    const stop = host.followLogs(id, (l) => res.write(`${l.text}\n`));
+    res.on('close', stop);
+    return;
+  }
+  if (req.method === 'POST' && what === 'down') {
+    sendJson(res, 200, { stopping: host.list().map((p) => p.id) });
+    onDown();
+    return;
+  }
+  sendJson(res, 404, { error: { code: 'LM_USAGE', message: `unknown request ${req.method} ${url.pathname}` } });
+}
+
+async function readJson(req: IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const c of req) {
+    size += (c as Buffer).length;
+    if (size > 16 * 1024 * 1024) throw new LogoMeshError('LM_MESSAGE_TOO_LARGE', 'control request larger than 16 MiB', {});
+    chunks.push(c as Buffer);
+  }
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}');
+  } catch (err) {
+    throw new LogoMeshError('LM_USAGE', `control request body is not JSON: ${(err as Error).message}`, {});
+  }
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+function sendError(res: ServerResponse, err: unknown): void {
+  if (res.headersSent) return void res.end();
+  const e = isLogoMeshError(err) ? err.toJSON() : { code: 'LM_ENGINE_ERROR', message: String((err as Error)?.message ?? err), details: {} };
+  sendJson(res, e.code === 'LM_USAGE' ? 400 : 500, { error: e });
+}

@@ -1,0 +1,456 @@
+import { randomBytes } from 'node:crypto';
+import { readdirSync, rmSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { removeByLabel } from '../engine/cleanup.js';
+import { connectEngine, type Docker } from '../engine/docker.js';
+import { LogoMeshError, ManifestRejectedError, type ManifestIssue } from '../errors.js';
+import { policyOf } from '../hub/acl.js';
+import { Hub, type HostMethod } from '../hub/hub.js';
+import type { Logger } from '../log.js';
+import { findManifest, loadManifest, type LoadedManifest } from '../manifest/index.js';
+import { PLUGIN_GID, PLUGIN_UID, runtimeImage } from '../runtimes/index.js';
+import { containerSpec, HUB_SOCKET_NAME } from '../sandbox/container-spec.js';
+import { PluginContainer } from '../sandbox/plugin-container.js';
+import { preparePluginImage } from '../sandbox/plugin-image.js';
+import { checkWritableGrants } from '../sandbox/writable-grants.js';
+import { dependentsOf, startLevels } from './dependency-graph.js';
+import { pluginSocketDir, type Home } from './home.js';
+import { LogBuffer, type LogLine } from './log-buffer.js';
+
+export type PluginState = 'loaded' | 'starting' | 'ready' | 'stopping' | 'stopped' | 'exited' | 'failed';
+
+/** What `ps` shows of a plugin. */
+export interface PluginStatus {
+  readonly id: string;
+  readonly version: string;
+  readonly runtime: string;
+  readonly state: PluginState;
+  readonly containerId?: string;
+  readonly methods: readonly string[];
+  readonly startedAt?: number;
+  /** Load to ready, in ms, of the last start. */
+  readonly startMs?: number;
+  readonly exitCode?: number;
+  readonly oomKilled?: boolean;
+  readonly lastError?: { code: string; message: string };
+  readonly droppedMessages: number;
+}
+
+export interface PluginHostOptions {
+  readonly log: Logger;
+  readonly home: Home;
+  readonly docker?: Docker;
+  /** How long a plugin has from container start to hello (default 15 s). */
+  readonly startTimeoutMs?: number;
+  /** How long a plugin has to exit after the shutdown message, then after SIGTERM (default 5 s each). */
+  readonly stopGraceMs?: number;
+  /** Hub options. */
+  readonly hubToken?: string;
+  readonly maxMessageBytes?: number;
+  /** Where image build progress goes (shown only on a TTY). */
+  readonly progress?: NodeJS.WriteStream;
+}
+
+interface Managed {
+  readonly loaded: LoadedManifest;
+  state: PluginState;
+  container?: PluginContainer;
+  startedAt?: number;
+  startMs?: number;
+  exitCode?: number;
+  oomKilled?: boolean;
+  lastError?: { code: string; message: string };
+  readonly logs: LogBuffer;
+  /** Settles when the current start or stop finishes: one lifecycle operation at a time. */
+  op: Promise<unknown>;
+}
+
+/**
+ * The controller: loads plugin folders, starts each in its sandbox in dependency order,
+ * connects them through the hub, and stops everything in reverse order. The spec's
+ * LifecycleController and RuntimeCoordinator, in one object.
+ */
+export class PluginHost implements AsyncDisposable {
+  readonly hub: Hub;
+  readonly token: string;
+  private readonly plugins = new Map<string, Managed>();
+  private readonly log: Logger;
+  private readonly startTimeoutMs: number;
+  private readonly stopGraceMs: number;
+  private closing?: Promise<void>;
+
+  private constructor(
+    private readonly docker: Docker,
+    private readonly opts: PluginHostOptions,
+  ) {
+    this.log = opts.log.child({ component: 'controller' });
+    this.startTimeoutMs = opts.startTimeoutMs ?? 15_000;
+    this.stopGraceMs = opts.stopGraceMs ?? 5_000;
+    this.token = opts.hubToken ?? randomBytes(24).toString('base64url');
+    this.hub = new Hub({
+      log: opts.log,
+      token: this.token,
+      socketOwner: { uid: PLUGIN_UID, gid: PLUGIN_GID },
+      ...(opts.maxMessageBytes ? { maxMessageBytes: opts.maxMessageBytes } : {}),
+    });
+  }
+
+  static async create(opts: PluginHostOptions): Promise<PluginHost> {
+    const docker = await connectEngine(opts.docker);
+    // Containers of an earlier controller of this home that did not shut down cleanly.
+    const stale = await removeByLabel(docker, opts.home.instance);
+    if (stale.containers.length) opts.log.warn({ removed: stale.containers.length }, 'removed plugin containers left by an earlier controller of this home');
+    return new PluginHost(docker, opts);
+  }
+
+  get home(): Home {
+    return this.opts.home;
+  }
+
+  /**
+   * Load every plugin folder under `dir` (each holds a manifest), or `dir` itself if it is
+   * one. All manifests are validated before any is loaded; duplicate ids, missing
+   * dependencies and cycles are refused. Returns the ids loaded.
+   */
+  loadDirectory(dir: string): string[] {
+    const folders = pluginFolders(dir);
+    const loaded: LoadedManifest[] = [];
+    const issues: ManifestIssue[] = [];
+    for (const f of folders) {
+      try {
+        loaded.push(loadManifest(f));
+      } catch (err) {
+        if (err instanceof ManifestRejectedError) issues.push(...err.issues);
+        else throw err;
+      }
+    }
+    if (issues.length) throw new ManifestRejectedError(path.resolve(dir), issues);
+    return this.load(loaded);
+  }
+
+  /** Add validated manifests; the whole set is checked for id clashes and dependencies. */
+  load(manifests: readonly LoadedManifest[]): string[] {
+    const next = new Map(this.plugins);
+    for (const l of manifests) {
+      const clash = next.get(l.manifest.id);
+      if (clash) {
+        throw new LogoMeshError('LM_PLUGIN_CONFLICT', `plugin id ${l.manifest.id} is declared by both ${clash.loaded.file} and ${l.file}`, {
+          file: l.file,
+          path: '/id',
+          expected: 'a plugin id not used by another loaded plugin',
+          found: l.manifest.id,
+        });
+      }
+      next.set(l.manifest.id, { loaded: l, state: 'loaded', logs: new LogBuffer(), op: Promise.resolve() });
+    }
+    startLevels(this.graphOf(next)); // throws LM_DEPENDENCY
+    for (const l of manifests) this.plugins.set(l.manifest.id, next.get(l.manifest.id)!);
+    return manifests.map((l) => l.manifest.id);
+  }
+
+  /** Start every loaded plugin, a dependency level at a time, each level in parallel. */
+  async startAll(): Promise<void> {
+    const failures: string[] = [];
+    for (const level of startLevels(this.graphOf(this.plugins))) {
+      const results = await Promise.allSettled(level.map((id) => this.start(id)));
+      results.forEach((r, i) => {
+        if (r.status === 'rejected') failures.push(`${level[i]}: ${(r.reason as Error).message}`);
+      });
+      if (failures.length) break;
+    }
+    if (failures.length) {
+      throw new LogoMeshError('LM_DEPENDENCY', `plugins failed to start; dependents were not started:\n${failures.join('\n')}`, { failures });
+    }
+  }
+
+  /** Start one plugin (its dependencies must be ready). Resolves when it said hello. */
+  start(id: string): Promise<void> {
+    const m = this.get(id);
+    return this.serialize(m, () => this.doStart(m));
+  }
+
+  /** Stop one plugin: shutdown message, then SIGTERM, then SIGKILL, each after a grace period. */
+  stop(id: string): Promise<void> {
+    const m = this.get(id);
+    return this.serialize(m, () => this.doStop(m));
+  }
+
+  async restart(id: string): Promise<void> {
+    await this.stop(id);
+    await this.start(id);
+  }
+
+  /** Stop and forget a plugin. Refused while a running plugin depends on it. */
+  async unload(id: string): Promise<void> {
+    const m = this.get(id);
+    const running = dependentsOf(this.graphOf(this.plugins), id).filter((d) => ['starting', 'ready'].includes(this.plugins.get(d)!.state));
+    if (running.length) {
+      throw new LogoMeshError('LM_DEPENDENCY', `cannot unload ${id}: running plugins depend on it (${running.join(', ')})`, { dependents: running });
+    }
+    await this.stop(id);
+    this.plugins.delete(m.loaded.manifest.id);
+  }
+
+  call(target: string, method: string, data: unknown, timeoutMs?: number): Promise<unknown> {
+    return this.hub.call(target, method, data, timeoutMs);
+  }
+
+  registerMethod(name: string, handler: HostMethod): void {
+    this.hub.registerHostMethod(name, handler);
+  }
+
+  on(topic: string, handler: (data: unknown, meta: { from: string; topic: string }) => void): () => void {
+    return this.hub.subscribe(topic, handler);
+  }
+
+  emit(topic: string, data: unknown, to?: string[]): void {
+    this.hub.emitEvent(topic, data, to);
+  }
+
+  broadcast(topic: string | undefined, data: unknown): void {
+    this.hub.broadcast(topic, data);
+  }
+
+  list(): PluginStatus[] {
+    return [...this.plugins.values()].map((m) => this.status(m)).sort((a, b) => a.id.localeCompare(b.id));
+  }
+
+  status(m: Managed | string): PluginStatus {
+    const p = typeof m === 'string' ? this.get(m) : m;
+    const hub = this.hub.stats(p.loaded.manifest.id);
+    const { id, version, runtime } = p.loaded.manifest;
+    return {
+      id,
+      version,
+      runtime,
+      state: p.state,
+      methods: hub?.methods ?? [],
+      droppedMessages: hub?.droppedMessages ?? 0,
+      ...(p.container ? { containerId: p.container.id } : {}),
+      ...(p.startedAt !== undefined ? { startedAt: p.startedAt } : {}),
+      ...(p.startMs !== undefined ? { startMs: p.startMs } : {}),
+      ...(p.exitCode !== undefined ? { exitCode: p.exitCode } : {}),
+      ...(p.oomKilled ? { oomKilled: true } : {}),
+      ...(p.lastError ? { lastError: p.lastError } : {}),
+    };
+  }
+
+  logs(id: string, lines?: number): LogLine[] {
+    return this.get(id).logs.tail(lines);
+  }
+
+  followLogs(id: string, fn: (line: LogLine) => void): () => void {
+    return this.get(id).logs.follow(fn);
+  }
+
+  /** Stop every plugin in reverse dependency order, close the hub, remove sockets. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      let levels: string[][];
+      try {
+        levels = startLevels(this.graphOf(this.plugins)).reverse();
+      } catch {
+        levels = [[...this.plugins.keys()]];
+      }
+      for (const level of levels) await Promise.allSettled(level.map((id) => this.stop(id)));
+      await this.hub.close();
+      rmSync(this.opts.home.socketsDir, { recursive: true, force: true });
+      // Whatever a failed stop left behind still carries this controller's label.
+      await removeByLabel(this.docker, this.opts.home.instance).catch(() => undefined);
+    })();
+    return this.closing;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  // --- internals ---------------------------------------------------------------------------
+
+  private get(id: string): Managed {
+    const m = this.plugins.get(id);
+    if (!m) {
+      throw new LogoMeshError('LM_PLUGIN_NOT_FOUND', `no plugin ${id} is loaded (loaded: ${[...this.plugins.keys()].join(', ') || 'none'})`, {
+        expected: 'a loaded plugin id',
+        found: id,
+      });
+    }
+    return m;
+  }
+
+  private graphOf(plugins: Map<string, Managed>) {
+    return [...plugins.values()].map((m) => ({ id: m.loaded.manifest.id, dependsOn: m.loaded.manifest.dependencies.plugins }));
+  }
+
+  private serialize<T>(m: Managed, fn: () => Promise<T>): Promise<T> {
+    const run = m.op.then(fn, fn);
+    m.op = run.catch(() => undefined);
+    return run;
+  }
+
+  private async doStart(m: Managed): Promise<void> {
+    if (m.state === 'ready' || m.state === 'starting') return;
+    if (this.closing) throw new LogoMeshError('LM_PLUGIN_UNAVAILABLE', 'the controller is shutting down', {});
+    const { id } = m.loaded.manifest;
+    for (const dep of m.loaded.manifest.dependencies.plugins) {
+      if (!this.hub.isReady(dep)) throw new LogoMeshError('LM_DEPENDENCY', `cannot start ${id}: its dependency ${dep} is not ready`, { plugin: id, dependency: dep });
+    }
+    m.state = 'starting';
+    delete m.exitCode;
+    delete m.oomKilled;
+    delete m.lastError;
+    const t0 = Date.now();
+    try {
+      const runtime = runtimeImage(m.loaded.manifest.runtime);
+      const compiled = await preparePluginImage(this.docker, runtime, m.loaded, { log: this.log, ...(this.opts.progress ? { progress: this.opts.progress } : {}) });
+      checkWritableGrants(m.loaded.grantedPaths, PLUGIN_UID, PLUGIN_GID);
+      const socketDir = pluginSocketDir(this.opts.home, id);
+      await this.hub.detachPlugin(id);
+      await this.hub.attachPlugin(policyOf(m.loaded.manifest), path.join(socketDir, HUB_SOCKET_NAME));
+      const loadStart = Date.now();
+      const spec = containerSpec({
+        loaded: m.loaded,
+        runtime,
+        instance: this.opts.home.instance,
+        hubSocketDir: socketDir,
+        name: `lm-${id}-${randomBytes(3).toString('hex')}`,
+        ...(compiled ? { compiled } : {}),
+      });
+      const container = await PluginContainer.create(this.docker, spec, this.log.child({ plugin: id }));
+      m.container = container;
+      await container.attach(m.logs.writable('stdout'), m.logs.writable('stderr'));
+      const ready = this.waitReady(id);
+      await container.start();
+      m.startedAt = Date.now();
+      const exited = container.wait();
+      void exited.then((code) => this.onExit(m, container, code), () => this.onExit(m, container, -1));
+      await Promise.race([ready.promise, exited.then((code) => Promise.reject(this.exitedBeforeReady(m, code)))]).finally(ready.cancel);
+      m.state = 'ready';
+      m.startMs = Date.now() - loadStart;
+      this.log.info({ plugin: id, ms: m.startMs, total: Date.now() - t0 }, 'plugin ready');
+    } catch (err) {
+      const e = err instanceof LogoMeshError ? err : new LogoMeshError('LM_ENGINE_ERROR', (err as Error).message, {}, { cause: err });
+      m.state = 'failed';
+      m.lastError = { code: e.code, message: e.message };
+      await this.teardown(m);
+      throw e;
+    }
+  }
+
+  private waitReady(id: string): { promise: Promise<void>; cancel: () => void } {
+    let cancel = () => {};
+    const promise = new Promise<void>((resolve, reject) => {
+      const onReady = (readyId: string) => {
+        if (readyId === id) resolve();
+      };
+      const timer = setTimeout(() => {
+        const logs = this.plugins.get(id)?.logs.tail(20).map((l) => l.text) ?? [];
+        reject(
+          new LogoMeshError('LM_START_TIMEOUT', `plugin ${id} did not say hello within ${this.startTimeoutMs} ms${logs.length ? `; last output:\n${logs.join('\n')}` : ' and wrote nothing'}`, {
+            plugin: id,
+            logTail: logs,
+          }),
+        );
+      }, this.startTimeoutMs);
+      this.hub.on('ready', onReady);
+      cancel = () => {
+        clearTimeout(timer);
+        this.hub.off('ready', onReady);
+      };
+    });
+    return { promise, cancel };
+  }
+
+  private exitedBeforeReady(m: Managed, code: number): LogoMeshError {
+    const id = m.loaded.manifest.id;
+    const logs = m.logs.tail(20).map((l) => l.text);
+    return new LogoMeshError('LM_PLUGIN_EXITED', `plugin ${id} exited with code ${code} before it became ready${logs.length ? `; last output:\n${logs.join('\n')}` : ''}`, {
+      plugin: id,
+      exitCode: code,
+      logTail: logs,
+    });
+  }
+
+  /** The container ended on its own (or was stopped): record why. */
+  private async onExit(m: Managed, container: PluginContainer, code: number): Promise<void> {
+    if (m.container !== container) return;
+    m.exitCode = code;
+    try {
+      m.oomKilled = (await container.inspect()).State.OOMKilled;
+    } catch {
+      // Already removed by a stop.
+    }
+    if (m.state === 'ready' || m.state === 'starting') {
+      m.state = 'exited';
+      const reason = m.oomKilled ? `exceeded its memory limit of ${m.loaded.manifest.resources.maxMemoryMB} MB and was killed` : `exited with code ${code}`;
+      m.lastError = { code: m.oomKilled ? 'LM_RESOURCE_MEMORY' : 'LM_PLUGIN_EXITED', message: `plugin ${m.loaded.manifest.id} ${reason}` };
+      this.log.warn({ plugin: m.loaded.manifest.id, exitCode: code, oomKilled: m.oomKilled }, m.lastError.message);
+      // Calls to it fail now rather than at their timeouts.
+      await this.hub.detachPlugin(m.loaded.manifest.id);
+    }
+  }
+
+  private async doStop(m: Managed): Promise<void> {
+    if (!m.container) {
+      if (m.state !== 'loaded') m.state = 'stopped';
+      return;
+    }
+    const { id } = m.loaded.manifest;
+    const wasRunning = m.state === 'ready' || m.state === 'starting';
+    m.state = 'stopping';
+    const container = m.container;
+    if (wasRunning && this.hub.requestShutdown(id, this.stopGraceMs)) {
+      const exited = await Promise.race([container.wait().then(() => true, () => true), delay(this.stopGraceMs).then(() => false)]);
+      if (!exited) this.log.warn({ plugin: id }, `plugin did not exit within ${this.stopGraceMs} ms of the shutdown message; sending SIGTERM`);
+    }
+    await container.stop(Math.ceil(this.stopGraceMs / 1000));
+    await this.teardown(m);
+    m.state = 'stopped';
+  }
+
+  /** Remove the container and the hub socket; safe after any failure. */
+  private async teardown(m: Managed): Promise<void> {
+    const container = m.container;
+    await container?.remove();
+    await this.hub.detachPlugin(m.loaded.manifest.id);
+    rmSync(pluginSocketDir(this.opts.home, m.loaded.manifest.id), { recursive: true, force: true });
+  }
+}
+
+/** The plugin folders of a directory: itself if it has a manifest, else its subfolders that do. */
+export function pluginFolders(dir: string): string[] {
+  const abs = path.resolve(dir);
+  try {
+    findManifest(abs);
+    if (statSync(abs).isDirectory()) return [abs];
+  } catch {
+    // Not a plugin folder itself: look one level down.
+  }
+  let entries: string[];
+  try {
+    entries = readdirSync(abs).sort();
+  } catch {
+    throw new LogoMeshError('LM_MANIFEST_NOT_FOUND', `${abs}: no such folder`, { file: abs, expected: 'a folder of plugin folders', found: 'nothing' });
+  }
+  const folders = entries
+    .map((e) => path.join(abs, e))
+    .filter((p) => {
+      try {
+        return statSync(p).isDirectory() && (findManifest(p), true);
+      } catch {
+        return false;
+      }
+    });
+  if (folders.length === 0) {
+    throw new LogoMeshError('LM_MANIFEST_NOT_FOUND', `${abs}: no plugin folders (folders with plugin.yaml or plugin.json) found`, {
+      file: abs,
+      expected: 'at least one plugin folder',
+      found: 'none',
+    });
+  }
+  return folders;
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms).unref());
+}
