@@ -3,7 +3,7 @@ import type { TestProject } from 'vitest/node';
 import { removeByLabel } from '../../src/engine/cleanup.js';
 import { connectEngine } from '../../src/engine/docker.js';
 import { ensureRuntimeImage } from '../../src/engine/images.js';
-import { labelFilter } from '../../src/labels.js';
+import { LABEL, labelFilter } from '../../src/labels.js';
 import { createLogger } from '../../src/log.js';
 import { python } from '../../src/runtimes/python.js';
 
@@ -26,13 +26,18 @@ export default async function setup(project: TestProject): Promise<() => Promise
   project.provide('instance', instance);
 
   return async () => {
-    const filters = JSON.stringify(labelFilter(instance));
+    // Controllers under test use instances derived from this one (`<instance>-<suffix>`).
+    const ours = (labels: Record<string, string> | undefined) => (labels?.[LABEL.instance] ?? '').startsWith(instance);
+    const filters = JSON.stringify(labelFilter());
+    const containers = (await docker.listContainers({ all: true, filters })).filter((c) => ours(c.Labels));
+    const networks = (await docker.listNetworks({ filters })).filter((n) => ours(n.Labels));
+    const volumes = ((await docker.listVolumes({ filters })).Volumes ?? []).filter((v) => ours(v.Labels));
     const left = [
-      ...(await docker.listContainers({ all: true, filters })).map((c) => `container ${c.Names.join(',')} (${c.Labels['io.logomesh.plugin'] ?? c.Image})`),
-      ...(await docker.listNetworks({ filters })).map((n) => `network ${n.Name}`),
-      ...((await docker.listVolumes({ filters })).Volumes ?? []).map((v) => `volume ${v.Name}`),
+      ...containers.map((c) => `container ${c.Names.join(',')} (${c.Labels[LABEL.plugin] ?? c.Image}, instance ${c.Labels[LABEL.instance]})`),
+      ...networks.map((n) => `network ${n.Name}`),
+      ...volumes.map((v) => `volume ${v.Name}`),
     ];
-    await removeByLabel(docker, instance);
+    for (const i of new Set([...containers, ...networks, ...volumes].map((r) => r.Labels?.[LABEL.instance] ?? instance))) await removeByLabel(docker, i);
     if (left.length > 0) throw new Error(`the tests left resources labelled for instance ${instance}:\n${left.join('\n')}`);
   };
 }
