@@ -92,6 +92,12 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
       io.err(`${err.code}: ${err.message}`);
       return err.code === 'LM_USAGE' ? 2 : 1;
     }
+    if (typeof (err as { statusCode?: unknown })?.statusCode === 'number') {
+      const { engineError } = await import('../engine/docker.js');
+      const e = engineError('answer a request', err);
+      io.err(`${e.code}: ${e.message}`);
+      return 1;
+    }
     if (err instanceof TypeError && 'code' in err && String(err.code).startsWith('ERR_PARSE_ARGS')) {
       io.err(`LM_USAGE: ${err.message}\n${USAGE}`);
       return 2;

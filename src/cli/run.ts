@@ -3,6 +3,7 @@ import { LogoMeshError } from '../errors.js';
 import { instanceId } from '../labels.js';
 import type { Logger } from '../log.js';
 import { loadManifest } from '../manifest/index.js';
+import { runtimeImage } from '../runtimes/index.js';
 import { removeRunOrphans } from '../sandbox/orphans.js';
 import { runPlugin } from '../sandbox/run-plugin.js';
 import type { CliIo } from './io.js';
@@ -17,6 +18,7 @@ const SIGNAL_EXIT: Record<string, number> = { SIGINT: 130, SIGTERM: 143 };
  */
 export async function runCommand(targets: string[], io: CliIo, log: Logger): Promise<number> {
   const loaded = targets.map((t) => loadManifest(t)); // all or nothing: validate every one first
+  for (const l of loaded) runtimeImage(l.manifest.runtime); // and know how to run every one
   const docker = await connectEngine();
   await removeRunOrphans(docker, log);
   const instance = instanceId();

@@ -36,7 +36,8 @@ async function controllerAnswers(home: Home): Promise<boolean> {
 
 async function upForeground(opts: UpOptions, home: Home, io: CliIo, log: Logger): Promise<number> {
   mkdirSync(home.dir, { recursive: true, mode: 0o700 });
-  const host = await PluginHost.create({ log, home, progress: io.stderr });
+  const maxMessageBytes = Number(process.env.LOGOMESH_MAX_MESSAGE_BYTES ?? 0);
+  const host = await PluginHost.create({ log, home, progress: io.stderr, ...(maxMessageBytes > 0 ? { maxMessageBytes } : {}) });
   let stopping: Promise<void> | undefined;
   let resolveDone!: () => void;
   const done = new Promise<void>((r) => (resolveDone = r));

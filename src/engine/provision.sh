@@ -19,7 +19,7 @@ DOCKERD_LOG=${LOGOMESH_DOCKERD_LOG:-/var/log/logomesh-dockerd.log}
 BASE_IMAGE=debian:bookworm-slim
 
 say() { printf 'logomesh provision: %s\n' "$*" >&2; }
-die() { printf 'logomesh provision: LM_ENGINE_UNAVAILABLE: %s\n' "$*" >&2; exit 1; }
+die() { printf 'logomesh provision: %s\n' "$*" >&2; exit 1; }
 
 is_root() { [ "$(id -u)" = 0 ]; }
 is_debian() { [ -r /etc/debian_version ] && command -v apt-get >/dev/null 2>&1; }
@@ -54,7 +54,7 @@ start_dockerd() {
     if [ "$SECONDS" -ge "$deadline" ]; then
       say "dockerd did not answer within ${ENGINE_TIMEOUT}s; last lines of $DOCKERD_LOG:"
       tail -n 30 "$DOCKERD_LOG" >&2 || true
-      die "the Docker engine did not start"
+      die "LM_ENGINE_UNAVAILABLE: the Docker engine did not start"
     fi
     sleep 0.5
   done
@@ -63,11 +63,11 @@ start_dockerd() {
 provision_engine() {
   if [ -n "${DOCKER_HOST:-}" ]; then
     engine_answers && return 0
-    die "DOCKER_HOST=$DOCKER_HOST does not answer; start that engine or unset DOCKER_HOST"
+    die "LM_ENGINE_UNAVAILABLE: DOCKER_HOST=$DOCKER_HOST does not answer; start that engine or unset DOCKER_HOST"
   fi
   if engine_answers; then return 0; fi
   if ! is_root || ! is_debian; then
-    die "no Docker engine answers at /var/run/docker.sock. Install and start Docker Engine (https://docs.docker.com/engine/install/), or on Debian run this script as root to install docker.io"
+    die "LM_ENGINE_UNAVAILABLE: no Docker engine answers at /var/run/docker.sock. Install and start Docker Engine (https://docs.docker.com/engine/install/), or on Debian run this script as root to install docker.io"
   fi
   if ! command -v dockerd >/dev/null 2>&1; then
     say "installing Debian's docker.io"
@@ -105,19 +105,20 @@ provision_base_image() {
   if timeout "$PULL_TIMEOUT" docker pull -q "$BASE_IMAGE" >/dev/null 2>&1; then return 0; fi
   # No registry answers: make the same image from Debian's own packages.
   if ! is_root || ! is_debian; then
-    die "$BASE_IMAGE cannot be pulled and cannot be built here (needs root on Debian for mmdebstrap)"
+    die "LM_IMAGE_BUILD: $BASE_IMAGE cannot be pulled and cannot be built here (needs root on Debian for mmdebstrap)"
   fi
   command -v mmdebstrap >/dev/null 2>&1 || apt_install mmdebstrap
   say "no registry answered; building $BASE_IMAGE locally with mmdebstrap"
   mmdebstrap --quiet --variant=minbase bookworm - http://deb.debian.org/debian |
     docker import --change 'CMD ["bash"]' --change 'ENV LANG=C.UTF-8' - "$BASE_IMAGE" >/dev/null
-  docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 || die "building $BASE_IMAGE failed"
+  docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 || die "LM_IMAGE_BUILD: building $BASE_IMAGE failed"
 }
 
 case "${1:-all}" in
   engine) provision_engine ;;
   compose) provision_engine; provision_compose ;;
   base) provision_engine; provision_base_image ;;
-  all) provision_engine; provision_compose; provision_base_image ;;
+  # Compose is needed only for `docker compose up`; without it everything else still works.
+  all) provision_engine; provision_base_image; (provision_compose) || say "warning: compose v2 is not available; 'docker compose up' will not work" ;;
   *) echo "usage: $0 [engine|compose|base|all]" >&2; exit 2 ;;
 esac

@@ -395,7 +395,7 @@ export class Hub extends EventEmitter {
       return void this.invokeHost(peer, msg);
     }
     const slot = this.plugins.get(targetId);
-    if (!slot) return this.replyError(peer, msg.id, 'LM_PLUGIN_UNAVAILABLE', `no plugin ${targetId} is loaded`);
+    if (!slot) return this.replyError(peer, msg.id, 'LM_PLUGIN_UNAVAILABLE', `plugin ${targetId} is not running`);
     const d = decideCall(caller, slot.policy, msg.method, new Set(this.hostMethods.keys()));
     if (!d.allowed) return this.deny(peer, msg, d.code, d.reason);
     if (!slot.peer || !slot.ready) return this.replyError(peer, msg.id, 'LM_PLUGIN_UNAVAILABLE', `plugin ${targetId} is not connected`);

@@ -47,6 +47,7 @@ export interface PluginHostOptions {
   /** Hub options. */
   readonly hubToken?: string;
   readonly maxMessageBytes?: number;
+  readonly pingIntervalMs?: number;
   /** Where image build progress goes (shown only on a TTY). */
   readonly progress?: NodeJS.WriteStream;
 }
@@ -92,6 +93,7 @@ export class PluginHost implements AsyncDisposable {
       token: this.token,
       socketOwner: { uid: PLUGIN_UID, gid: PLUGIN_GID },
       ...(opts.maxMessageBytes ? { maxMessageBytes: opts.maxMessageBytes } : {}),
+      ...(opts.pingIntervalMs ? { pingIntervalMs: opts.pingIntervalMs } : {}),
     });
   }
 
@@ -150,17 +152,28 @@ export class PluginHost implements AsyncDisposable {
 
   /** Start every loaded plugin, a dependency level at a time, each level in parallel. */
   async startAll(): Promise<void> {
-    const failures: string[] = [];
-    for (const level of startLevels(this.graphOf(this.plugins))) {
+    const failures: { id: string; error: unknown }[] = [];
+    const levels = startLevels(this.graphOf(this.plugins));
+    for (const level of levels) {
       const results = await Promise.allSettled(level.map((id) => this.start(id)));
       results.forEach((r, i) => {
-        if (r.status === 'rejected') failures.push(`${level[i]}: ${(r.reason as Error).message}`);
+        if (r.status === 'rejected') failures.push({ id: level[i]!, error: r.reason });
       });
       if (failures.length) break;
     }
-    if (failures.length) {
-      throw new LogoMeshError('LM_DEPENDENCY', `plugins failed to start; dependents were not started:\n${failures.join('\n')}`, { failures });
-    }
+    const first = failures[0];
+    if (!first) return;
+    // The first failure keeps its own code (LM_START_TIMEOUT, LM_IMAGE_BUILD, ...); the
+    // message adds what else failed and what was not started because of it.
+    const notStarted = [...this.plugins.values()].filter((m) => m.state === 'loaded').map((m) => m.loaded.manifest.id);
+    const others = failures.slice(1).map((f) => `${f.id}: ${(f.error as Error).message}`);
+    const e = first.error instanceof LogoMeshError ? first.error : new LogoMeshError('LM_ENGINE_ERROR', String((first.error as Error)?.message ?? first.error), {});
+    throw new LogoMeshError(
+      e.code,
+      `plugin ${first.id} failed to start: ${e.message}${others.length ? `\nalso failed:\n${others.join('\n')}` : ''}${notStarted.length ? `\nnot started: ${notStarted.join(', ')}` : ''}`,
+      { ...e.details, plugin: first.id, notStarted, alsoFailed: failures.slice(1).map((f) => f.id) },
+      { cause: e },
+    );
   }
 
   /** Start one plugin (its dependencies must be ready). Resolves when it said hello. */

@@ -87,6 +87,14 @@ function describe(err: ErrorObject): Omit<ManifestIssue, 'file'> {
       expected = `at most ${String(p.limit)} character(s)`;
       foundText = `${String(err.data).length} characters`;
       break;
+    case 'false schema': {
+      // A field that only belongs to another capability scope (paths on a network capability).
+      const field = base.split('/').pop() ?? '';
+      const owner = field === 'hosts' ? 'network' : 'filesystem';
+      expected = `'${field}' only on a capability with scope ${owner}`;
+      foundText = `'${field}' on a capability of another scope`;
+      break;
+    }
     default:
       expected = err.message ?? err.keyword;
   }

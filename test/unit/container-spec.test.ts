@@ -92,7 +92,7 @@ describe('containerSpec: resource limits', () => {
     { maxMemoryMB: 128, maxCpuPercent: 50, maxFileHandles: 256, maxNetworkConnections: 0, maxProcesses: 64, maxTmpMB: 16 },
     { maxMemoryMB: 100, maxCpuPercent: 33, maxFileHandles: 50, maxNetworkConnections: 4, maxProcesses: 7, maxTmpMB: 3 },
     { maxMemoryMB: 2048, maxCpuPercent: 150, maxFileHandles: 4096, maxNetworkConnections: 16, maxProcesses: 512, maxTmpMB: 256 },
-    { maxMemoryMB: 65536, maxCpuPercent: 800, maxFileHandles: 65536, maxNetworkConnections: 4096, maxProcesses: 4096, maxTmpMB: 4096 },
+    { maxMemoryMB: 65536, maxCpuPercent: 800, maxFileHandles: 16384, maxNetworkConnections: 4096, maxProcesses: 4096, maxTmpMB: 4096 },
   ];
   it.each(combos)('translates $maxMemoryMB MB / $maxCpuPercent% / $maxFileHandles files / $maxProcesses pids / $maxTmpMB MB tmp', (r) => {
     const manifest = `id: combo\nversion: 1.0.0\nruntime: python\nentrypoint: main.py\nresources: ${JSON.stringify(r)}\n`;
