@@ -1,0 +1,86 @@
+// Types of the LogoMesh plugin SDK for Node.js (see docs/sdk/node.md).
+
+export declare const SDK_VERSION: string;
+export declare const PROTOCOL_VERSION: number;
+
+/** Any value that survives JSON.stringify / JSON.parse. */
+export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+
+/** An error with a LogoMesh code such as 'LM_INVALID_ARGUMENT' or 'LM_TIMEOUT'. */
+export declare class LogoMeshError extends Error {
+  constructor(code: string, message?: string, details?: unknown);
+  readonly name: 'LogoMeshError';
+  readonly code: string;
+  readonly details: unknown;
+  toJSON(): { code: string; message: string; details?: unknown };
+}
+
+/** What a method handler learns about the request besides its data. */
+export interface RequestContext {
+  /** The caller: a plugin id or "host". */
+  readonly from: string;
+  readonly method: string;
+  /** The caller's timeout in ms, as the hub forwarded it. */
+  readonly timeout?: number;
+}
+
+/** What an event handler learns about the message besides its data. */
+export interface EventMeta {
+  readonly type: 'event' | 'broadcast';
+  /** Undefined for a broadcast without a topic. */
+  readonly topic?: string;
+  readonly from: string;
+  readonly timestamp: number;
+}
+
+export type MethodHandler<A = any, R = unknown> = (data: A, ctx: RequestContext) => R | Promise<R>;
+export type EventHandler<D = any> = (data: D, meta: EventMeta) => void | Promise<void>;
+
+export interface PluginOptions {
+  /** Handlers by method name (the same as calling method() for each). */
+  methods?: Record<string, MethodHandler>;
+  /** Default: LOGOMESH_HUB_SOCKET, else /run/logomesh/hub.sock. */
+  socketPath?: string;
+  /** Default: LOGOMESH_PLUGIN_ID. */
+  pluginId?: string;
+  /** End the process with code 0 after a clean shutdown. Default true. */
+  exit?: boolean;
+  /** Treat SIGTERM and SIGINT like the hub's shutdown. Default true. */
+  handleSignals?: boolean;
+  /** Grace period for in-flight requests on SIGTERM/SIGINT/shutdown(), in ms. Default 5000. */
+  graceMs?: number;
+  /** How long run() retries a socket that is not there yet, in ms. Default 10000. */
+  connectTimeoutMs?: number;
+  /** Where SDK diagnostics go; false silences them. Default: stderr. */
+  log?: false | ((level: 'info' | 'warn' | 'error', message: string) => void);
+}
+
+export declare class Plugin {
+  constructor(options?: PluginOptions);
+  /** The plugin id (LOGOMESH_PLUGIN_ID, or the one the hub reports after hello). */
+  id: string;
+  /** Serve a method; register every method before run(). */
+  method<A = unknown, R = unknown>(name: string, handler: MethodHandler<A, R>): this;
+  methods(map: Record<string, MethodHandler>): this;
+  /** Call 'plugin-id.method', or a host method when the name has no dot. */
+  call<R = unknown>(target: string, data?: unknown, options?: { timeout?: number } | number): Promise<R>;
+  /** Emit an event (needs coordination.messaging: true). */
+  emit(topic: string, data?: unknown, options?: { to?: string[] }): Promise<void>;
+  /** Broadcast to every other plugin and host client, or to a topic's subscribers. */
+  broadcast(topic: string | null | undefined, data?: unknown): Promise<void>;
+  /** Handle events and broadcasts matching 'a.b', 'a.*' or '*'; resolves when subscribed. */
+  on<D = unknown>(pattern: string, handler: EventHandler<D>): Promise<void>;
+  /** Remove a handler (or all handlers) of a pattern. */
+  off(pattern: string, handler?: EventHandler): Promise<void>;
+  /** Runs during shutdown, after in-flight requests answered, before the socket closes. */
+  onShutdown(fn: () => unknown): this;
+  /** Resolves once connected and the hub accepted hello. */
+  ready(): Promise<void>;
+  /** Connect, say hello, serve until shutdown; then exit 0 (or resolve with exit: false). */
+  run(): Promise<void>;
+  /** Shut down as if the hub asked. */
+  shutdown(graceMs?: number): Promise<void>;
+}
+
+/** Does a subscription pattern ('a.b', 'a.*', '*') match a topic? */
+export declare function topicMatches(pattern: string, topic: string): boolean;
