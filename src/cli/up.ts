@@ -92,9 +92,9 @@ async function upDetached(opts: UpOptions, home: Home, io: CliIo): Promise<numbe
   child.unref();
   const client = new ControlClient(home.controlSocket);
   const deadline = Date.now() + (opts.waitMs ?? 300_000);
+  let list: PluginStatus[] | undefined;
   while (Date.now() < deadline) {
     if (exited !== undefined) break;
-    let list: PluginStatus[] | undefined;
     try {
       list = await client.plugins();
     } catch {
@@ -109,7 +109,9 @@ async function upDetached(opts: UpOptions, home: Home, io: CliIo): Promise<numbe
     await new Promise((r) => setTimeout(r, 200));
   }
   const tail = readFileSync(home.logFile, 'utf8').trim().split('\n').slice(-15).join('\n');
-  io.err(`logomesh: the controller did not get every plugin ready${exited !== undefined ? ` (it exited with ${exited})` : ''}; last log lines:\n${tail}`);
+  io.err(`logomesh: the controller did not get every plugin ready${exited !== undefined ? ` (it exited with ${exited})` : ''}`);
+  if (list) io.err(psTable(list));
+  io.err(`last lines of ${home.logFile}:\n${tail}`);
   if (exited === undefined) await client.down().catch(() => undefined);
   return 1;
 }

@@ -1,0 +1,114 @@
+import { spawn } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { labelFilter } from '../../src/labels.js';
+import { docker, instance, REPO, tempDir } from './support.js';
+
+interface Exit {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function logomesh(args: string[], env: Record<string, string>, onStderr?: (text: string, child: ReturnType<typeof spawn>) => void): Promise<Exit> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO, 'src/cli/entry.ts'), ...args], {
+      cwd: REPO,
+      env: { ...process.env, LOGOMESH_LOG_FORMAT: 'json', LOGOMESH_LOG_LEVEL: 'warn', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => {
+      stderr += c.toString();
+      onStderr?.(stderr, child);
+    });
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+function pluginsDir(): string {
+  const root = tempDir('lm-cli-up-');
+  for (const id of ['one', 'two']) {
+    const dir = path.join(root, id);
+    mkdirSync(dir);
+    copyFileSync(path.join(REPO, 'test/fixtures/controller/probe.mjs'), path.join(dir, 'main.mjs'));
+    writeFileSync(
+      path.join(dir, 'plugin.yaml'),
+      `id: ${id}\nversion: 1.0.0\nruntime: node\nentrypoint: main.mjs\ncoordination:\n  exposesMethods: [echo, whoami, never, crash, call, emit, seen]\n  consumesMethods: [one.echo]\n`,
+    );
+  }
+  return root;
+}
+
+async function leftovers(inst: string): Promise<number> {
+  return (await (await docker()).listContainers({ all: true, filters: JSON.stringify(labelFilter(inst)) })).length;
+}
+
+describe('logomesh up / ps / call / logs / restart / down', () => {
+  it('up -d, then every command through the control socket, then down leaves nothing', async () => {
+    const home = tempDir('lm-home-');
+    const env = { LOGOMESH_HOME: home, LOGOMESH_INSTANCE: `${instance()}-cli-d` };
+    const up = await logomesh(['up', '-d', pluginsDir()], env);
+    expect(up.code, up.stderr).toBe(0);
+    expect(up.stdout).toMatch(/one\s+ready\s+node/);
+    try {
+      const ps = await logomesh(['ps', '--json'], env);
+      expect((JSON.parse(ps.stdout) as { id: string; state: string }[]).map((p) => `${p.id}:${p.state}`)).toEqual(['one:ready', 'two:ready']);
+
+      const call = await logomesh(['call', 'two.call', '{"target":"one.echo","data":{"hi":1}}'], env);
+      expect(call.code, call.stderr).toBe(0);
+      expect(JSON.parse(call.stdout)).toEqual({ ok: { hi: 1 } });
+
+      const denied = await logomesh(['call', 'one.call', '{"target":"two.echo"}'], env);
+      expect(JSON.parse(denied.stdout)).toMatchObject({ code: 'LM_PERMISSION_DENIED' });
+
+      const missing = await logomesh(['call', 'one.nothing', '{}'], env);
+      expect(missing.code).toBe(1);
+      expect(missing.stderr).toMatch(/^LM_PERMISSION_DENIED: /m);
+
+      const bad = await logomesh(['call', 'one.echo', '{not json'], env);
+      expect(bad.code).toBe(2);
+      expect(bad.stderr).toMatch(/^LM_USAGE: the arguments must be JSON/m);
+
+      const restart = await logomesh(['restart', 'two'], env);
+      expect(restart.stdout.trim()).toBe('two: ready');
+
+      const logs = await logomesh(['logs', 'one'], env);
+      expect(logs.code).toBe(0);
+
+      const unknown = await logomesh(['stop', 'nobody'], env);
+      expect(unknown.code).toBe(1);
+      expect(unknown.stderr).toMatch(/^LM_PLUGIN_NOT_FOUND: no plugin nobody is loaded/m);
+    } finally {
+      const down = await logomesh(['down'], env);
+      expect(down.code, down.stderr).toBe(0);
+    }
+    expect(await leftovers(env.LOGOMESH_INSTANCE)).toBe(0);
+    expect(existsSync(path.join(home, 'control.sock'))).toBe(false);
+    expect(existsSync(path.join(home, 'sockets'))).toBe(false);
+    const after = await logomesh(['ps'], env);
+    expect(after.code).toBe(1);
+    expect(after.stderr).toMatch(/^LM_CONTROLLER_UNAVAILABLE: /m);
+  });
+
+  it('Ctrl-C on a foreground up stops everything and leaves nothing', async () => {
+    const home = tempDir('lm-home-');
+    const env = { LOGOMESH_HOME: home, LOGOMESH_INSTANCE: `${instance()}-cli-fg` };
+    let sent = false;
+    const up = await logomesh(['up', pluginsDir()], env, (text, child) => {
+      if (!sent && text.includes('plugin(s) ready')) {
+        sent = true;
+        child.kill('SIGINT');
+      }
+    });
+    expect(sent, up.stderr).toBe(true);
+    expect(up.code).toBe(0);
+    expect(await leftovers(env.LOGOMESH_INSTANCE)).toBe(0);
+    expect(existsSync(path.join(home, 'sockets'))).toBe(false);
+    expect(existsSync(path.join(home, 'control.sock'))).toBe(false);
+  });
+});
