@@ -3,6 +3,17 @@ import { IMAGES_DIR, PLUGIN_MOUNT, type RuntimeImage } from './runtime.js';
 
 const tag = 'logomesh/runtime-python:latest';
 
+/** Where the image holds the SDK (`import logomesh`, on python3's path through a .pth file). */
+export const PYTHON_SDK_DIR = '/opt/logomesh/python';
+/** Where the image holds the SDK's own tests. */
+export const PYTHON_SDK_TESTS_DIR = '/opt/logomesh/tests';
+/** Runs the SDK's tests inside the image (they need no network and no writable root). */
+export const PYTHON_SDK_TEST_COMMAND = ['python3', '-B', '-m', 'unittest', 'discover', '-v', '-s', PYTHON_SDK_TESTS_DIR, '-t', PYTHON_SDK_TESTS_DIR];
+
+/**
+ * Debian bookworm's python3 with the LogoMesh SDK (standard library only; images/python/sdk)
+ * and python3-websockets for the SDK's fake hub, logomesh.testing.
+ */
 export const python: RuntimeImage = {
   runtime: 'python',
   images: [{ tag, contextDir: path.join(IMAGES_DIR, 'python') }],

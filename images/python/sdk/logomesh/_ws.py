@@ -1,0 +1,334 @@
+"""A small WebSocket client (RFC 6455) over a Unix socket, on asyncio's Protocol API.
+
+Only what the hub protocol needs: the HTTP upgrade, text frames out (masked, as a client
+must), text frames in (fragmented or not), ping -> pong, and the close handshake. Frames
+are parsed straight from the bytes the event loop hands over, with no stream readers and no
+per-frame tasks, which keeps a message's cost in the microseconds.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import os
+import struct
+from typing import Callable, Optional
+
+_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+_MAX_HANDSHAKE = 16 * 1024
+
+OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
+
+
+class HandshakeError(Exception):
+    """The server did not accept the WebSocket upgrade."""
+
+
+def _mask(payload: bytes, key: bytes) -> bytes:
+    n = len(payload)
+    if n == 0:
+        return b""
+    # One big-integer XOR instead of a Python loop over the bytes.
+    mask = (key * ((n >> 2) + 1))[:n]
+    return (int.from_bytes(payload, "little") ^ int.from_bytes(mask, "little")).to_bytes(n, "little")
+
+
+def _frame(opcode: int, payload: bytes) -> bytes:
+    n = len(payload)
+    if n < 126:
+        header = bytes((0x80 | opcode, 0x80 | n))
+    elif n < 65536:
+        header = struct.pack("!BBH", 0x80 | opcode, 0xFE, n)
+    else:
+        header = struct.pack("!BBQ", 0x80 | opcode, 0xFF, n)
+    key = os.urandom(4)
+    return header + key + _mask(payload, key)
+
+
+class WebSocketClient(asyncio.Protocol):
+    """One client connection. Create it with :func:`connect`.
+
+    ``on_message(payload)`` is called on the event loop with the raw bytes of every text
+    message; ``on_close(code, reason)`` once, when the connection is gone.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, on_message: Callable[[bytearray], None],
+                 on_close: Callable[[Optional[int], str], None], host: str, path: str) -> None:
+        self._loop = loop
+        self._on_message = on_message
+        self._on_close = on_close
+        self._host = host
+        self._path = path
+        self._key = base64.b64encode(os.urandom(16))
+        self._buf = bytearray()
+        self._upgraded = False
+        self._opened: asyncio.Future = loop.create_future()
+        self._closed: asyncio.Future = loop.create_future()
+        self._fragments: Optional[list] = None
+        self._fragment_op = 0
+        self._transport: Optional[asyncio.Transport] = None
+        self._paused = False
+        self._drain_waiters: list = []
+        self.close_sent = False
+        self.close_code: Optional[int] = None
+        self.close_reason = ""
+        self.open = False
+
+    # -- asyncio.Protocol ---------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+        transport.write(  # type: ignore[attr-defined]
+            b"GET " + self._path.encode() + b" HTTP/1.1\r\n"
+            b"Host: " + self._host.encode() + b"\r\n"
+            b"Upgrade: websocket\r\n"
+            b"Connection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: " + self._key + b"\r\n"
+            b"Sec-WebSocket-Version: 13\r\n\r\n"
+        )
+
+    def data_received(self, data: bytes) -> None:
+        buf = self._buf
+        buf += data
+        if not self._upgraded:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buf) > _MAX_HANDSHAKE:
+                    self._fail_handshake("the upgrade response is too long")
+                return
+            head = bytes(buf[:end]).decode("latin-1")
+            del buf[: end + 4]
+            problem = self._check_handshake(head)
+            if problem:
+                self._fail_handshake(problem)
+                return
+            self._upgraded = True
+            self.open = True
+            if not self._opened.done():
+                self._opened.set_result(None)
+        if buf:
+            self._parse()
+
+    def connection_lost(self, exc: Optional[Exception]) -> None:
+        was_open = self.open
+        self.open = False
+        if not self._opened.done():
+            self._opened.set_exception(ConnectionError(f"connection closed during the upgrade: {exc or 'EOF'}"))
+        for w in self._drain_waiters:
+            if not w.done():
+                w.set_result(None)
+        self._drain_waiters.clear()
+        if not self._closed.done():
+            self._closed.set_result(None)
+        if was_open or self._upgraded:
+            self._on_close(self.close_code, self.close_reason)
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        for w in self._drain_waiters:
+            if not w.done():
+                w.set_result(None)
+        self._drain_waiters.clear()
+
+    # -- handshake ----------------------------------------------------------------------
+    def _check_handshake(self, head: str) -> Optional[str]:
+        lines = head.split("\r\n")
+        status = lines[0].split(" ", 2)
+        if len(status) < 2 or status[1] != "101":
+            return f"the server answered the upgrade with {lines[0]!r}"
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        expected = base64.b64encode(hashlib.sha1(self._key + _GUID).digest()).decode()
+        if headers.get("sec-websocket-accept") != expected:
+            return "the server's Sec-WebSocket-Accept does not match the key"
+        if headers.get("upgrade", "").lower() != "websocket":
+            return "the server's response lacks 'Upgrade: websocket'"
+        return None
+
+    def _fail_handshake(self, why: str) -> None:
+        if not self._opened.done():
+            self._opened.set_exception(HandshakeError(why))
+        if self._transport is not None:
+            self._transport.close()
+
+    # -- frames in ----------------------------------------------------------------------
+    def _parse(self) -> None:
+        buf = self._buf
+        n = len(buf)
+        pos = 0
+        while n - pos >= 2:
+            b0 = buf[pos]
+            b1 = buf[pos + 1]
+            length = b1 & 0x7F
+            start = pos + 2
+            if length == 126:
+                if n - pos < 4:
+                    break
+                length = (buf[pos + 2] << 8) | buf[pos + 3]
+                start = pos + 4
+            elif length == 127:
+                if n - pos < 10:
+                    break
+                length = int.from_bytes(buf[pos + 2: pos + 10], "big")
+                start = pos + 10
+            if b1 & 0x80:
+                # A server must not mask its frames (RFC 6455 5.1).
+                self._protocol_error("the server sent a masked frame")
+                return
+            end = start + length
+            if end > n:
+                break
+            payload = buf[start:end]
+            pos = end
+            opcode = b0 & 0x0F
+            fin = b0 & 0x80
+            if opcode == OP_TEXT or opcode == OP_BINARY:
+                if self._fragments is not None:
+                    self._protocol_error("a new message started inside a fragmented one")
+                    return
+                if fin:
+                    if opcode == OP_TEXT:
+                        self._deliver(payload)
+                    else:
+                        self._deliver_binary()
+                else:
+                    self._fragments = [payload]
+                    self._fragment_op = opcode
+            elif opcode == OP_CONT:
+                if self._fragments is None:
+                    self._protocol_error("a continuation frame outside a fragmented message")
+                    return
+                self._fragments.append(payload)
+                if fin:
+                    whole = bytearray().join(self._fragments)
+                    self._fragments = None
+                    if self._fragment_op == OP_TEXT:
+                        self._deliver(whole)
+                    else:
+                        self._deliver_binary()
+            elif opcode == OP_PING:
+                self._write_frame(OP_PONG, bytes(payload))
+            elif opcode == OP_PONG:
+                pass
+            elif opcode == OP_CLOSE:
+                self._received_close(bytes(payload))
+                pos = n
+                break
+            else:
+                self._protocol_error(f"unknown opcode {opcode}")
+                return
+            if self._transport is None or self._transport.is_closing():
+                pos = n
+                break
+        if pos:
+            del buf[:pos]
+
+    def _deliver(self, payload: bytearray) -> None:
+        try:
+            self._on_message(payload)
+        except Exception:  # the callback guards itself; never let it break parsing
+            import traceback
+            traceback.print_exc()
+
+    def _deliver_binary(self) -> None:
+        # The hub never sends binary frames in protocol 1; ignore any.
+        pass
+
+    def _received_close(self, payload: bytes) -> None:
+        if len(payload) >= 2:
+            self.close_code = (payload[0] << 8) | payload[1]
+            self.close_reason = payload[2:].decode("utf-8", "replace")
+        else:
+            self.close_code = 1005
+        self.open = False
+        if not self.close_sent:
+            code = self.close_code if self.close_code not in (1005, 1006, None) else 1000
+            self._write_frame(OP_CLOSE, struct.pack("!H", code))
+            self.close_sent = True
+        if self._transport is not None:
+            self._transport.close()
+
+    def _protocol_error(self, why: str) -> None:
+        self.close_reason = why
+        self.close_code = 1002
+        if not self.close_sent and self._transport is not None and not self._transport.is_closing():
+            self._write_frame(OP_CLOSE, struct.pack("!H", 1002) + why.encode()[:120])
+            self.close_sent = True
+        self.open = False
+        if self._transport is not None:
+            self._transport.close()
+
+    # -- frames out ---------------------------------------------------------------------
+    def _write_frame(self, opcode: int, payload: bytes) -> None:
+        t = self._transport
+        if t is None or t.is_closing():
+            return
+        t.write(_frame(opcode, payload))
+
+    def send_text(self, payload: bytes) -> bool:
+        """Queue one text message (UTF-8 bytes). False when the connection is not open."""
+        t = self._transport
+        if not self.open or self.close_sent or t is None or t.is_closing():
+            return False
+        n = len(payload)
+        if n < 126:
+            header = bytes((0x81, 0x80 | n))
+        elif n < 65536:
+            header = struct.pack("!BBH", 0x81, 0xFE, n)
+        else:
+            header = struct.pack("!BBQ", 0x81, 0xFF, n)
+        key = os.urandom(4)
+        if n < 4096:
+            t.write(header + key + _mask(payload, key))
+        else:
+            t.writelines((header + key, _mask(payload, key)))
+        return True
+
+    @property
+    def writing_paused(self) -> bool:
+        return self._paused
+
+    async def drain(self) -> None:
+        """Wait until the kernel takes what is queued, when the write buffer is full."""
+        if not self._paused or self._transport is None or self._transport.is_closing():
+            return
+        w = self._loop.create_future()
+        self._drain_waiters.append(w)
+        await w
+
+    async def close(self, code: int = 1000, reason: str = "", timeout: float = 2.0) -> None:
+        """Close handshake: send a close frame, wait for the server's, then drop the socket."""
+        t = self._transport
+        if t is not None and not t.is_closing():
+            if not self.close_sent:
+                self._write_frame(OP_CLOSE, struct.pack("!H", code) + reason.encode()[:120])
+                self.close_sent = True
+            try:
+                await asyncio.wait_for(asyncio.shield(self._closed), timeout)
+            except asyncio.TimeoutError:
+                pass
+            t.close()
+        if not self._closed.done():
+            await asyncio.shield(self._closed)
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+
+async def connect(path: str, on_message: Callable[[bytearray], None], on_close: Callable[[Optional[int], str], None],
+                  *, host: str = "logomesh", resource: str = "/v1", timeout: float = 10.0) -> WebSocketClient:
+    """Connect to a WebSocket server on the Unix socket at ``path`` and finish the upgrade."""
+    loop = asyncio.get_running_loop()
+    proto = WebSocketClient(loop, on_message, on_close, host, resource)
+    await asyncio.wait_for(loop.create_unix_connection(lambda: proto, path), timeout)
+    try:
+        await asyncio.wait_for(asyncio.shield(proto._opened), timeout)
+    except BaseException:
+        proto.abort()
+        raise
+    return proto
