@@ -1,0 +1,139 @@
+import { readFileSync, readdirSync } from 'node:fs';
+import type { Docker } from '../../src/engine/docker.js';
+import { LABEL } from '../../src/labels.js';
+import { PluginHost } from '../../src/lifecycle/plugin-host.js';
+import { runtimeImage } from '../../src/runtimes/index.js';
+import type { Runtime } from '../../src/manifest/types.js';
+import { fmt, nowUs, pct, timedMs, type Row } from './stats.js';
+
+/** Host -> plugin calls per runtime, on the example plugins' real methods. */
+const HOST_CALLS: { runtime: Runtime; plugin: string; method: string; data: unknown }[] = [
+  { runtime: 'node', plugin: 'echo-node', method: 'echo', data: { text: 'hello world' } },
+  { runtime: 'python', plugin: 'echo-python', method: 'echo', data: { text: 'hello world' } },
+  { runtime: 'go', plugin: 'tokenizer', method: 'tokenize', data: { text: 'hello world' } },
+  { runtime: 'rust', plugin: 'hasher', method: 'digest', data: { text: 'hello world' } },
+];
+
+/** Which example plugin stands for each runtime in load-to-ready and memory. */
+const BY_RUNTIME: Record<Runtime, string> = { node: 'thoughts', python: 'analyzer', go: 'tokenizer', rust: 'hasher' };
+
+/** A bare process of each language, idle, for the memory baseline; and a no-op for start. */
+const BARE: Record<Runtime, { idle: string[]; noop: string[] }> = {
+  python: { idle: ['python3', '-c', 'import time; time.sleep(3600)'], noop: ['python3', '-c', 'pass'] },
+  node: { idle: ['node', '-e', 'setInterval(() => {}, 1 << 30)'], noop: ['node', '-e', '0'] },
+  go: { idle: ['sleep', '3600'], noop: ['true'] },
+  rust: { idle: ['sleep', '3600'], noop: ['true'] },
+};
+
+export async function controllerBench(host: PluginHost, docker: Docker, rounds: number, instance: string): Promise<Row[]> {
+  const rows: Row[] = [];
+  const present = new Set(host.list().filter((p) => p.state === 'ready').map((p) => p.id));
+
+  // Plugin -> hub -> plugin, timed inside the calling plugin.
+  for (const [caller, target] of [
+    ['caller-node', 'echo-node'],
+    ['caller-python', 'echo-python'],
+    ['caller-node', 'echo-python'],
+  ] as const) {
+    if (!present.has(caller) || !present.has(target)) continue;
+    await host.call(caller, 'sequential', { target: `${target}.echo`, n: 200, data: { text: 'hello world' } });
+    const us = (await host.call(caller, 'sequential', { target: `${target}.echo`, n: rounds * 100, data: { text: 'hello world' } }, 120_000)) as number[];
+    rows.push(
+      { section: 'latency', name: `${caller} -> ${target} p50`, subject: 'plugin -> hub -> plugin', baseline: 'raw ws echo, two host processes', value: pct(us, 50), baselineValue: NaN, unit: 'us', target: '<= 200 us, <= 3x baseline' },
+      { section: 'latency', name: `${caller} -> ${target} p99`, subject: 'plugin -> hub -> plugin', baseline: 'raw ws echo, two host processes', value: pct(us, 99), baselineValue: NaN, unit: 'us', target: '<= 1000 us' },
+    );
+  }
+
+  // Host -> plugin, per runtime.
+  for (const c of HOST_CALLS) {
+    if (!present.has(c.plugin)) continue;
+    for (let i = 0; i < 100; i++) await host.call(c.plugin, c.method, c.data);
+    const us: number[] = [];
+    for (let i = 0; i < rounds * 50; i++) {
+      const t = nowUs();
+      await host.call(c.plugin, c.method, c.data);
+      us.push(nowUs() - t);
+    }
+    rows.push(
+      { section: 'latency', name: `host -> ${c.plugin} (${c.runtime}) p50`, subject: 'host -> hub -> plugin', baseline: 'raw ws echo, two host processes', value: pct(us, 50), baselineValue: NaN, unit: 'us' },
+      { section: 'latency', name: `host -> ${c.plugin} (${c.runtime}) p99`, subject: 'host -> hub -> plugin', baseline: 'raw ws echo, two host processes', value: pct(us, 99), baselineValue: NaN, unit: 'us' },
+    );
+  }
+
+  // Throughput with many calls in flight, plugin to plugin.
+  if (present.has('caller-node') && present.has('echo-node')) {
+    const r = (await host.call('caller-node', 'concurrent', { target: 'echo-node.echo', inFlight: 64, ms: 2_000, data: { text: 'hello world' } }, 60_000)) as { calls: number; ms: number };
+    rows.push({ section: 'throughput', name: 'caller-node -> echo-node, 64 in flight', subject: 'calls/s through the hub', baseline: 'raw ws echoes/s, 64 in flight', value: (r.calls / r.ms) * 1000, baselineValue: NaN, unit: '/s' });
+  }
+
+  // Load to ready per runtime, images built: stop, then time start() until hello.
+  for (const [runtime, id] of Object.entries(BY_RUNTIME) as [Runtime, string][]) {
+    if (!present.has(id)) continue;
+    const image = imageOf(runtime);
+    const subject: number[] = [];
+    const baseline: number[] = [];
+    for (let i = 0; i < rounds; i++) {
+      await host.stop(id);
+      subject.push(await timedMs(() => host.start(id)));
+      baseline.push(await timedMs(() => bareRun(docker, image, BARE[runtime].noop, instance)));
+    }
+    rows.push({ section: 'start', name: `load to ready: ${id} (${runtime})`, subject: 'start() until the plugin said hello', baseline: `bare create/start/exit of ${image} (${BARE[runtime].noop.join(' ')})`, value: pct(subject, 50), baselineValue: pct(baseline, 50), unit: 'ms' });
+  }
+
+  // Memory added per idle plugin: the container's RSS plus its shim's, beside a bare idle process.
+  await new Promise((r) => setTimeout(r, 2_000));
+  for (const [runtime, id] of Object.entries(BY_RUNTIME) as [Runtime, string][]) {
+    const status = host.list().find((p) => p.id === id);
+    if (!status?.containerId) continue;
+    const image = imageOf(runtime);
+    const subject = await containerMemory(docker, status.containerId);
+    const bare = await docker.createContainer({ Image: image, Cmd: BARE[runtime].idle, Labels: { [LABEL.owner]: 'logomesh', [LABEL.instance]: instance }, HostConfig: { NetworkMode: 'none', Init: true } });
+    try {
+      await bare.start();
+      await new Promise((r) => setTimeout(r, 1_500));
+      const base = await containerMemory(docker, bare.id);
+      rows.push({ section: 'memory', name: `idle ${id} (${runtime})`, subject: 'plugin container RSS + shim', baseline: `bare idle ${BARE[runtime].idle[0]} in ${image}, + shim`, value: subject / 2 ** 20, baselineValue: base / 2 ** 20, unit: 'MiB' });
+    } finally {
+      await bare.remove({ force: true });
+    }
+  }
+  return rows;
+}
+
+/** The runtime's run image: a compiled plugin's own image is this plus its binary. */
+function imageOf(runtime: Runtime): string {
+  return runtimeImage(runtime).tag;
+}
+
+async function bareRun(docker: Docker, image: string, cmd: string[], instance: string): Promise<void> {
+  const c = await docker.createContainer({ Image: image, Cmd: cmd, Labels: { [LABEL.owner]: 'logomesh', [LABEL.instance]: instance }, HostConfig: { NetworkMode: 'none' } });
+  await c.start();
+  await c.wait();
+  await c.remove({ force: true });
+}
+
+/** RSS of everything in the container's cgroup plus the containerd shim that serves it. */
+async function containerMemory(docker: Docker, id: string): Promise<number> {
+  const s = (await docker.getContainer(id).stats({ stream: false })) as unknown as { memory_stats: { stats?: Record<string, number>; usage?: number } };
+  const st = s.memory_stats.stats ?? {};
+  const cgroupRss = (st.rss ?? st.anon ?? 0) + (st.mapped_file ?? st.file_mapped ?? 0);
+  return cgroupRss + shimRss(id);
+}
+
+function shimRss(id: string): number {
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      if (!cmd.includes('containerd-shim') || !cmd.includes(id)) continue;
+      const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+      return m ? Number(m[1]) * 1024 : 0;
+    } catch {
+      // The process went away while we looked.
+    }
+  }
+  return 0;
+}
+
+export function describeRows(rows: readonly Row[]): string[] {
+  return rows.map((r) => `| ${r.name} | ${fmt(r.value, r.unit === 'MiB' ? 1 : 0)} ${r.unit} | ${r.baseline} | ${fmt(r.baselineValue, r.unit === 'MiB' ? 1 : 0)} ${r.unit} | ${Number.isFinite(r.baselineValue) ? fmt(r.value / r.baselineValue, 2) : 'n/a'} |`);
+}
