@@ -274,7 +274,8 @@ async function build(docker: Docker, job: BuildJob, inputsHash: string, opts: En
       (event: BuildEvent) => {
         const text = (event.stream ?? event.status ?? '').trimEnd();
         if (!text) return;
-        for (const line of text.split('\n')) {
+        // The engine colours build stderr; the tail is read in logs and JSON, not a terminal.
+        for (const line of text.replace(/\x1b\[[0-9;]*m/g, '').split('\n')) {
           tail.push(line);
           if (tail.length > 30) tail.shift();
         }

@@ -1,12 +1,13 @@
 import { LogoMeshError } from '../errors.js';
 import type { Runtime } from '../manifest/types.js';
+import { go } from './go.js';
 import { node } from './node.js';
 import { python } from './python.js';
 import type { RuntimeImage } from './runtime.js';
 
 export * from './runtime.js';
 
-const RUNTIMES: Partial<Record<Runtime, RuntimeImage>> = { python, node };
+const RUNTIMES: Partial<Record<Runtime, RuntimeImage>> = { python, node, go };
 
 /** The image for a runtime; LM_RUNTIME_UNAVAILABLE for a runtime without one yet. */
 export function runtimeImage(runtime: Runtime): RuntimeImage {
