@@ -34,6 +34,9 @@ interface BuildJob {
   readonly title: string;
 }
 
+// eslint-disable-next-line no-control-regex -- matching the escape character is the point
+const ANSI_COLOUR = /\x1b\[[0-9;]*m/g;
+
 /** One build per tag at a time in this process; concurrent callers share it. */
 const inFlight = new Map<string, Promise<EnsuredImage>>();
 
@@ -275,7 +278,7 @@ async function build(docker: Docker, job: BuildJob, inputsHash: string, opts: En
         const text = (event.stream ?? event.status ?? '').trimEnd();
         if (!text) return;
         // The engine colours build stderr; the tail is read in logs and JSON, not a terminal.
-        for (const line of text.replace(/\x1b\[[0-9;]*m/g, '').split('\n')) {
+        for (const line of text.replace(ANSI_COLOUR, '').split('\n')) {
           tail.push(line);
           if (tail.length > 30) tail.shift();
         }
