@@ -7,12 +7,15 @@ export default defineConfig({
         test: {
           name: 'unit',
           include: ['test/unit/**/*.test.ts'],
+          // Unit tests run first, on their own: they need no engine and fail fast.
+          sequence: { groupOrder: 0 },
         },
       },
       {
         test: {
           name: 'integration',
           include: ['test/integration/**/*.test.ts'],
+          sequence: { groupOrder: 1 },
           globalSetup: ['test/integration/global-setup.ts'],
           // The reaper image cannot be pulled without a registry; tests clean up by label.
           env: { TESTCONTAINERS_RYUK_DISABLED: 'true' },

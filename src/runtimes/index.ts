@@ -21,3 +21,8 @@ export function runtimeImage(runtime: Runtime): RuntimeImage {
   }
   return image;
 }
+
+/** Every runtime this version can run. */
+export function availableRuntimes(): RuntimeImage[] {
+  return Object.values(RUNTIMES);
+}

@@ -5,7 +5,7 @@ import { connectEngine } from '../../src/engine/docker.js';
 import { ensureRuntimeImage } from '../../src/engine/images.js';
 import { LABEL, labelFilter } from '../../src/labels.js';
 import { createLogger } from '../../src/log.js';
-import { python } from '../../src/runtimes/python.js';
+import { availableRuntimes } from '../../src/runtimes/index.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -21,7 +21,9 @@ declare module 'vitest' {
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const docker = await connectEngine();
   const log = createLogger('test-setup', 'warn');
-  await ensureRuntimeImage(docker, python, { log, progress: process.stderr });
+  // Every runtime's images, once, before the files start: test files run in parallel
+  // processes, and two processes must not build the same image at the same time.
+  for (const runtime of availableRuntimes()) await ensureRuntimeImage(docker, runtime, { log, progress: process.stderr });
   const instance = `test-${randomBytes(4).toString('hex')}`;
   project.provide('instance', instance);
 
