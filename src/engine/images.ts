@@ -114,9 +114,12 @@ export async function ensurePluginImage(docker: Docker, runtime: RuntimeImage, l
 
 async function removeOlderPluginImages(docker: Docker, plugin: string, keep: string, log: Logger): Promise<void> {
   const filters = JSON.stringify({ label: [`${LABEL.role}=plugin-image`, `${LABEL.plugin}=${plugin}`] });
-  for (const img of await docker.listImages({ filters })) {
-    if (img.Id === keep) continue;
-    // In use by a running container: it stays until a later build.
+  const images = await docker.listImages({ filters });
+  const kept = images.find((i) => i.Id === keep);
+  for (const img of images) {
+    // Only older builds: a newer one belongs to another controller building other sources.
+    if (img.Id === keep || (kept && img.Created >= kept.Created)) continue;
+    // In use by a container: it stays until a later build.
     await docker.getImage(img.Id).remove().catch((err: unknown) => log.debug({ image: img.Id, err: errorText(err) }, 'older plugin image kept'));
   }
 }

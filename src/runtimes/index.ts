@@ -3,11 +3,12 @@ import type { Runtime } from '../manifest/types.js';
 import { go } from './go.js';
 import { node } from './node.js';
 import { python } from './python.js';
+import { rust } from './rust.js';
 import type { RuntimeImage } from './runtime.js';
 
 export * from './runtime.js';
 
-const RUNTIMES: Partial<Record<Runtime, RuntimeImage>> = { python, node, go };
+const RUNTIMES: Partial<Record<Runtime, RuntimeImage>> = { python, node, go, rust };
 
 /** The image for a runtime; LM_RUNTIME_UNAVAILABLE for a runtime without one yet. */
 export function runtimeImage(runtime: Runtime): RuntimeImage {
