@@ -31,8 +31,10 @@ export const ERROR_CODES = {
   LM_PLUGIN_NOT_FOUND: 'No plugin with that id is loaded.',
   LM_PLUGIN_CONFLICT: 'Two plugin folders declare the same plugin id.',
   LM_DEPENDENCY: 'A plugin dependency is missing, failed to start, or the dependencies form a cycle.',
+  LM_UNHEALTHY: 'A running plugin did not answer its health check in time; the controller restarts it if its restart policy allows.',
+  LM_RESTART_LIMIT: 'A plugin kept failing and reached restart.maxRetries; it stays failed until started by hand.',
   LM_START_TIMEOUT: 'A plugin did not connect to the hub and say hello before its start deadline.',
-  LM_CONTROLLER_UNAVAILABLE: 'No LogoMesh controller answers on the control socket.',
+  LM_CONTROLLER_UNAVAILABLE: 'No LogoMesh controller answers on the control socket (CLI), or the hub cannot be reached (SDKs).',
   LM_CONTROLLER_RUNNING: 'A controller is already running with the same home folder.',
 } as const;
 

@@ -3,13 +3,14 @@ import type { PluginStatus } from '../lifecycle/plugin-host.js';
 /** `ps` as a table people can read. */
 export function psTable(list: readonly PluginStatus[]): string {
   const rows = [
-    ['PLUGIN', 'STATE', 'RUNTIME', 'VERSION', 'READY IN', 'METHODS', 'LAST ERROR'],
+    ['PLUGIN', 'STATE', 'RUNTIME', 'VERSION', 'READY IN', 'RESTARTS', 'METHODS', 'LAST ERROR'],
     ...list.map((p) => [
       p.id,
       p.state,
       p.runtime,
       p.version,
       p.startMs !== undefined ? `${p.startMs} ms` : '-',
+      String(p.restarts),
       p.methods.join(',') || '-',
       p.lastError ? `${p.lastError.code}: ${p.lastError.message.split('\n')[0]}` : '',
     ]),

@@ -111,7 +111,7 @@ export class Hub extends EventEmitter {
     this.wss = new WebSocketServer({ noServer: true, maxPayload: this.maxBytes * HARD_LIMIT_FACTOR, perMessageDeflate: false, clientTracking: true });
     this.local = this.localPeer();
     const interval = opts.pingIntervalMs ?? 10_000;
-    this.heartbeat = setInterval(() => this.ping(), interval);
+    this.heartbeat = setInterval(() => this.heartbeatTick(), interval);
     this.heartbeat.unref();
   }
 
@@ -182,6 +182,27 @@ export class Hub extends EventEmitter {
     if (!peer) return false;
     peer.send({ type: 'shutdown', id: this.nextId(), data: { graceMs } });
     return true;
+  }
+
+  /**
+   * Health check: a WebSocket ping to the plugin, true when its pong arrives within
+   * `timeoutMs`. A stopped (SIGSTOP) or wedged process cannot answer, whatever it is doing.
+   */
+  ping(id: string, timeoutMs: number): Promise<boolean> {
+    const ws = this.plugins.get(id)?.peer?.ws;
+    if (!ws || ws.readyState !== ws.OPEN) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        ws.off('pong', onPong);
+        resolve(false);
+      }, timeoutMs);
+      const onPong = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      ws.once('pong', onPong);
+      ws.ping();
+    });
   }
 
   isReady(id: string): boolean {
@@ -311,7 +332,7 @@ export class Hub extends EventEmitter {
     ws.on('pong', () => (state.lmMissed = 0));
   }
 
-  private ping(): void {
+  private heartbeatTick(): void {
     for (const ws of this.wss.clients) {
       const state = ws as WebSocket & { lmMissed?: number };
       state.lmMissed = (state.lmMissed ?? 0) + 1;

@@ -17,7 +17,7 @@ import { dependentsOf, startLevels } from './dependency-graph.js';
 import { pluginSocketDir, type Home } from './home.js';
 import { LogBuffer, type LogLine } from './log-buffer.js';
 
-export type PluginState = 'loaded' | 'starting' | 'ready' | 'stopping' | 'stopped' | 'exited' | 'failed';
+export type PluginState = 'loaded' | 'starting' | 'ready' | 'restarting' | 'stopping' | 'stopped' | 'exited' | 'failed';
 
 /** What `ps` shows of a plugin. */
 export interface PluginStatus {
@@ -34,6 +34,10 @@ export interface PluginStatus {
   readonly oomKilled?: boolean;
   readonly lastError?: { code: string; message: string };
   readonly droppedMessages: number;
+  /** Restarts since it was loaded (crashes and failed health checks). */
+  readonly restarts: number;
+  /** When the next restart attempt is due (state restarting). */
+  readonly restartAt?: number;
 }
 
 export interface PluginHostOptions {
@@ -62,6 +66,13 @@ interface Managed {
   oomKilled?: boolean;
   lastError?: { code: string; message: string };
   readonly logs: LogBuffer;
+  restarts: number;
+  /** Consecutive failures; reset once the plugin has stayed ready for a while. */
+  retries: number;
+  readySince?: number;
+  restartAt?: number;
+  healthTimer?: NodeJS.Timeout;
+  restartTimer?: NodeJS.Timeout;
   /** Settles when the current start or stop finishes: one lifecycle operation at a time. */
   op: Promise<unknown>;
 }
@@ -143,7 +154,7 @@ export class PluginHost implements AsyncDisposable {
           found: l.manifest.id,
         });
       }
-      next.set(l.manifest.id, { loaded: l, state: 'loaded', logs: new LogBuffer(), op: Promise.resolve() });
+      next.set(l.manifest.id, { loaded: l, state: 'loaded', logs: new LogBuffer(), op: Promise.resolve(), restarts: 0, retries: 0 });
     }
     startLevels(this.graphOf(next)); // throws LM_DEPENDENCY
     for (const l of manifests) this.plugins.set(l.manifest.id, next.get(l.manifest.id)!);
@@ -239,6 +250,8 @@ export class PluginHost implements AsyncDisposable {
       state: p.state,
       methods: hub?.methods ?? [],
       droppedMessages: hub?.droppedMessages ?? 0,
+      restarts: p.restarts,
+      ...(p.state === 'restarting' && p.restartAt ? { restartAt: p.restartAt } : {}),
       ...(p.container ? { containerId: p.container.id } : {}),
       ...(p.startedAt !== undefined ? { startedAt: p.startedAt } : {}),
       ...(p.startMs !== undefined ? { startMs: p.startMs } : {}),
@@ -303,6 +316,7 @@ export class PluginHost implements AsyncDisposable {
 
   private async doStart(m: Managed): Promise<void> {
     if (m.state === 'ready' || m.state === 'starting') return;
+    this.stopTimers(m);
     if (this.closing) throw new LogoMeshError('LM_PLUGIN_UNAVAILABLE', 'the controller is shutting down', {});
     const { id } = m.loaded.manifest;
     for (const dep of m.loaded.manifest.dependencies.plugins) {
@@ -311,7 +325,6 @@ export class PluginHost implements AsyncDisposable {
     m.state = 'starting';
     delete m.exitCode;
     delete m.oomKilled;
-    delete m.lastError;
     const t0 = Date.now();
     try {
       const runtime = runtimeImage(m.loaded.manifest.runtime);
@@ -339,7 +352,9 @@ export class PluginHost implements AsyncDisposable {
       void exited.then((code) => this.onExit(m, container, code), () => this.onExit(m, container, -1));
       await Promise.race([ready.promise, exited.then((code) => Promise.reject(this.exitedBeforeReady(m, code)))]).finally(ready.cancel);
       m.state = 'ready';
+      m.readySince = Date.now();
       m.startMs = Date.now() - loadStart;
+      this.startHealth(m);
       this.log.info({ plugin: id, ms: m.startMs, total: Date.now() - t0 }, 'plugin ready');
     } catch (err) {
       const e = err instanceof LogoMeshError ? err : new LogoMeshError('LM_ENGINE_ERROR', (err as Error).message, {}, { cause: err });
@@ -393,17 +408,88 @@ export class PluginHost implements AsyncDisposable {
     } catch {
       // Already removed by a stop.
     }
-    if (m.state === 'ready' || m.state === 'starting') {
+    // Exits while starting are the start's own failure; exits while stopping are expected.
+    if (m.state !== 'ready') return;
+    const reason = m.oomKilled ? `exceeded its memory limit of ${m.loaded.manifest.resources.maxMemoryMB} MB and was killed` : `exited with code ${code}`;
+    await this.failed(m, { code: m.oomKilled ? 'LM_RESOURCE_MEMORY' : 'LM_PLUGIN_EXITED', message: `plugin ${m.loaded.manifest.id} ${reason}` }, code === 0 && !m.oomKilled);
+  }
+
+  /** Ping the plugin over the hub every health.intervalMs while it is ready. */
+  private startHealth(m: Managed): void {
+    const { intervalMs, timeoutMs } = m.loaded.manifest.health;
+    const id = m.loaded.manifest.id;
+    let checking = false;
+    m.healthTimer = setInterval(() => {
+      if (checking || m.state !== 'ready') return;
+      checking = true;
+      void this.hub
+        .ping(id, timeoutMs)
+        .then(async (ok) => {
+          if (ok || m.state !== 'ready') return;
+          await this.failed(m, { code: 'LM_UNHEALTHY', message: `plugin ${id} did not answer its health check within ${timeoutMs} ms` }, false);
+        })
+        .finally(() => (checking = false));
+    }, intervalMs);
+    m.healthTimer.unref();
+  }
+
+  private stopTimers(m: Managed): void {
+    clearInterval(m.healthTimer);
+    clearTimeout(m.restartTimer);
+    delete m.healthTimer;
+    delete m.restartTimer;
+    delete m.restartAt;
+  }
+
+  /**
+   * A ready plugin crashed or stopped answering: remove its container at once (calls to it
+   * now fail fast with LM_PLUGIN_UNAVAILABLE), then restart it after an exponential backoff
+   * if its restart policy says so, up to restart.maxRetries consecutive failures.
+   */
+  private async failed(m: Managed, error: { code: string; message: string }, cleanExit: boolean): Promise<void> {
+    const { id, restart } = m.loaded.manifest;
+    this.stopTimers(m);
+    if (m.readySince !== undefined && Date.now() - m.readySince > Math.max(restart.maxBackoffMs, 10_000)) m.retries = 0;
+    delete m.readySince;
+    m.lastError = error;
+    // Not ready from this moment: no second failure report, no new calls routed to it.
+    m.state = 'restarting';
+    this.log.warn({ plugin: id, code: error.code, retries: m.retries }, error.message);
+    await this.teardown(m);
+    const wanted = restart.policy === 'always' || (restart.policy === 'on-failure' && !cleanExit);
+    if (!wanted || this.closing) {
       m.state = 'exited';
-      const reason = m.oomKilled ? `exceeded its memory limit of ${m.loaded.manifest.resources.maxMemoryMB} MB and was killed` : `exited with code ${code}`;
-      m.lastError = { code: m.oomKilled ? 'LM_RESOURCE_MEMORY' : 'LM_PLUGIN_EXITED', message: `plugin ${m.loaded.manifest.id} ${reason}` };
-      this.log.warn({ plugin: m.loaded.manifest.id, exitCode: code, oomKilled: m.oomKilled }, m.lastError.message);
-      // Calls to it fail now rather than at their timeouts.
-      await this.hub.detachPlugin(m.loaded.manifest.id);
+      return;
     }
+    if (m.retries >= restart.maxRetries) {
+      const tail = m.logs.tail(10).map((l) => l.text);
+      m.state = 'failed';
+      m.lastError = {
+        code: 'LM_RESTART_LIMIT',
+        message: `plugin ${id} failed ${m.retries + 1} times in a row (restart.maxRetries ${restart.maxRetries}); last: ${error.code}: ${error.message}${tail.length ? `; last output:\n${tail.join('\n')}` : ''}`,
+      };
+      this.log.error({ plugin: id }, m.lastError.message);
+      return;
+    }
+    const delayMs = Math.min(restart.backoffMs * 2 ** m.retries, restart.maxBackoffMs);
+    m.retries++;
+    m.restarts++;
+    m.state = 'restarting';
+    m.restartAt = Date.now() + delayMs;
+    m.restartTimer = setTimeout(() => {
+      if (m.state !== 'restarting') return;
+      this.serialize(m, () => this.doStart(m)).catch((err: unknown) => {
+        const e = err instanceof LogoMeshError ? { code: err.code, message: err.message } : { code: 'LM_ENGINE_ERROR', message: String(err) };
+        void this.failed(m, e, false);
+      });
+    }, delayMs);
   }
 
   private async doStop(m: Managed): Promise<void> {
+    this.stopTimers(m);
+    // A stop by hand ends a crash loop: the next start begins with a clean slate.
+    m.retries = 0;
+    delete m.lastError;
     if (!m.container) {
       if (m.state !== 'loaded') m.state = 'stopped';
       return;

@@ -38,6 +38,20 @@ export interface Coordination {
   readonly messaging: boolean;
 }
 
+export interface Health {
+  readonly intervalMs: number;
+  readonly timeoutMs: number;
+}
+
+export type RestartPolicy = 'always' | 'on-failure' | 'never';
+
+export interface Restart {
+  readonly policy: RestartPolicy;
+  readonly maxRetries: number;
+  readonly backoffMs: number;
+  readonly maxBackoffMs: number;
+}
+
 export interface Manifest {
   readonly id: string;
   readonly version: string;
@@ -47,6 +61,8 @@ export interface Manifest {
   readonly resources: Resources;
   readonly dependencies: Dependencies;
   readonly coordination: Coordination;
+  readonly health: Health;
+  readonly restart: Restart;
 }
 
 /** A granted filesystem path, resolved against the real plugin folder at load time. */

@@ -77,6 +77,9 @@ const FULL_YAML = dedent(`
 
 const MINIMAL = 'id: demo\nversion: 1.0.0\nruntime: python\nentrypoint: main.py\n';
 
+const HEALTH_DEFAULTS = { intervalMs: 5000, timeoutMs: 3000 };
+const RESTART_DEFAULTS = { policy: 'on-failure', maxRetries: 5, backoffMs: 500, maxBackoffMs: 30000 };
+
 describe('loadManifest accepts a valid manifest', () => {
   it('loads the spec example (JSON) with every field, filling only the missing defaults', () => {
     const dir = folders.create({ 'main.py': MAIN_PY, 'plugin.json': SPEC_EXAMPLE_JSON, data: folder });
@@ -85,6 +88,8 @@ describe('loadManifest accepts a valid manifest', () => {
     expect(loaded.manifest).toEqual({
       ...(JSON.parse(SPEC_EXAMPLE_JSON) as object),
       resources: { maxMemoryMB: 100, maxCpuPercent: 25, maxFileHandles: 50, maxNetworkConnections: 0, maxProcesses: 64, maxTmpMB: 16 },
+      health: HEALTH_DEFAULTS,
+      restart: RESTART_DEFAULTS,
     });
     expect(loaded.file).toBe(path.join(dir, 'plugin.json'));
     expect(loaded.pluginDir).toBe(realpathSync(dir));
@@ -113,6 +118,8 @@ describe('loadManifest accepts a valid manifest', () => {
       resources: { maxMemoryMB: 128, maxCpuPercent: 50, maxFileHandles: 256, maxNetworkConnections: 0, maxProcesses: 64, maxTmpMB: 16 },
       dependencies: { system: [], plugins: [], packages: {} },
       coordination: { exposesMethods: [], consumesMethods: [], sharedMemory: false, messaging: false },
+      health: HEALTH_DEFAULTS,
+      restart: RESTART_DEFAULTS,
     });
   });
 
