@@ -2,7 +2,6 @@ import { readFileSync, readdirSync } from 'node:fs';
 import type { Docker } from '../../src/engine/docker.js';
 import { LABEL } from '../../src/labels.js';
 import { PluginHost } from '../../src/lifecycle/plugin-host.js';
-import { runtimeImage } from '../../src/runtimes/index.js';
 import type { Runtime } from '../../src/manifest/types.js';
 import { fmt, nowUs, pct, timedMs, type Row } from './stats.js';
 
@@ -17,13 +16,24 @@ const HOST_CALLS: { runtime: Runtime; plugin: string; method: string; data: unkn
 /** Which example plugin stands for each runtime in load-to-ready and memory. */
 const BY_RUNTIME: Record<Runtime, string> = { node: 'thoughts', python: 'analyzer', go: 'tokenizer', rust: 'hasher' };
 
-/** A bare process of each language, idle, for the memory baseline; and a no-op for start. */
-const BARE: Record<Runtime, { idle: string[]; noop: string[] }> = {
-  python: { idle: ['python3', '-c', 'import time; time.sleep(3600)'], noop: ['python3', '-c', 'pass'] },
-  node: { idle: ['node', '-e', 'setInterval(() => {}, 1 << 30)'], noop: ['node', '-e', '0'] },
-  go: { idle: ['sleep', '3600'], noop: ['true'] },
-  rust: { idle: ['sleep', '3600'], noop: ['true'] },
+/**
+ * A bare idle process of each language for the memory baseline. A compiled plugin's binary
+ * cannot idle without a hub (it exits), so Go and Rust are compared with an idle `sleep`
+ * in a minimal Debian container: the floor any container costs.
+ */
+const BARE_IDLE: Record<Runtime, { image?: string; cmd: string[] }> = {
+  python: { cmd: ['python3', '-c', 'import time; time.sleep(3600)'] },
+  node: { cmd: ['node', '-e', 'setInterval(() => {}, 1 << 30)'] },
+  go: { image: 'logomesh/runtime-rust:latest', cmd: ['sleep', '3600'] },
+  rust: { image: 'logomesh/runtime-rust:latest', cmd: ['sleep', '3600'] },
 };
+
+/** The image and command of a bare start (the plugin's own) and a bare idle process. */
+async function bareOf(docker: Docker, containerId: string, runtime: Runtime): Promise<{ image: string; cmd: string[]; idleImage: string; idleCmd: string[] }> {
+  const info = await docker.getContainer(containerId).inspect();
+  const idle = BARE_IDLE[runtime];
+  return { image: info.Config.Image, cmd: info.Config.Cmd as string[], idleImage: idle.image ?? info.Config.Image, idleCmd: idle.cmd };
+}
 
 export async function controllerBench(host: PluginHost, docker: Docker, rounds: number, instance: string): Promise<Row[]> {
   const rows: Row[] = [];
@@ -69,15 +79,17 @@ export async function controllerBench(host: PluginHost, docker: Docker, rounds: 
   // Load to ready per runtime, images built: stop, then time start() until hello.
   for (const [runtime, id] of Object.entries(BY_RUNTIME) as [Runtime, string][]) {
     if (!present.has(id)) continue;
-    const image = imageOf(runtime);
+    const bare = await bareOf(docker, host.status(id).containerId!, runtime);
     const subject: number[] = [];
     const baseline: number[] = [];
     for (let i = 0; i < rounds; i++) {
       await host.stop(id);
       subject.push(await timedMs(() => host.start(id)));
-      baseline.push(await timedMs(() => bareRun(docker, image, BARE[runtime].noop, instance)));
+      let started: Awaited<ReturnType<typeof bareStart>> | undefined;
+      baseline.push(await timedMs(async () => (started = await bareStart(docker, bare.image, bare.cmd, instance))));
+      await started?.remove({ force: true });
     }
-    rows.push({ section: 'start', name: `load to ready: ${id} (${runtime})`, subject: 'start() until the plugin said hello', baseline: `bare create/start/exit of ${image} (${BARE[runtime].noop.join(' ')})`, value: pct(subject, 50), baselineValue: pct(baseline, 50), unit: 'ms' });
+    rows.push({ section: 'start', name: `load to ready: ${id} (${runtime})`, subject: 'start() until the plugin said hello', baseline: `bare create + start of ${bare.image}`, value: pct(subject, 50), baselineValue: pct(baseline, 50), unit: 'ms' });
   }
 
   // Memory added per idle plugin: the container's RSS plus its shim's, beside a bare idle process.
@@ -85,14 +97,14 @@ export async function controllerBench(host: PluginHost, docker: Docker, rounds: 
   for (const [runtime, id] of Object.entries(BY_RUNTIME) as [Runtime, string][]) {
     const status = host.list().find((p) => p.id === id);
     if (!status?.containerId) continue;
-    const image = imageOf(runtime);
+    const { idleImage: image, idleCmd: cmd } = await bareOf(docker, status.containerId, runtime);
     const subject = await containerMemory(docker, status.containerId);
-    const bare = await docker.createContainer({ Image: image, Cmd: BARE[runtime].idle, Labels: { [LABEL.owner]: 'logomesh', [LABEL.instance]: instance }, HostConfig: { NetworkMode: 'none', Init: true } });
+    const bare = await docker.createContainer({ Image: image, Cmd: cmd, Labels: { [LABEL.owner]: 'logomesh', [LABEL.instance]: instance }, HostConfig: { NetworkMode: 'none', Init: true } });
     try {
       await bare.start();
       await new Promise((r) => setTimeout(r, 1_500));
       const base = await containerMemory(docker, bare.id);
-      rows.push({ section: 'memory', name: `idle ${id} (${runtime})`, subject: 'plugin container RSS + shim', baseline: `bare idle ${BARE[runtime].idle[0]} in ${image}, + shim`, value: subject / 2 ** 20, baselineValue: base / 2 ** 20, unit: 'MiB' });
+      rows.push({ section: 'memory', name: `idle ${id} (${runtime})`, subject: 'plugin container RSS + shim', baseline: `bare idle ${cmd[0]} in ${image}, + shim`, value: subject / 2 ** 20, baselineValue: base / 2 ** 20, unit: 'MiB' });
     } finally {
       await bare.remove({ force: true });
     }
@@ -100,16 +112,11 @@ export async function controllerBench(host: PluginHost, docker: Docker, rounds: 
   return rows;
 }
 
-/** The runtime's run image: a compiled plugin's own image is this plus its binary. */
-function imageOf(runtime: Runtime): string {
-  return runtimeImage(runtime).tag;
-}
-
-async function bareRun(docker: Docker, image: string, cmd: string[], instance: string): Promise<void> {
+/** Create and start a container of the image, as a plain `docker run -d` would. */
+async function bareStart(docker: Docker, image: string, cmd: string[], instance: string) {
   const c = await docker.createContainer({ Image: image, Cmd: cmd, Labels: { [LABEL.owner]: 'logomesh', [LABEL.instance]: instance }, HostConfig: { NetworkMode: 'none' } });
   await c.start();
-  await c.wait();
-  await c.remove({ force: true });
+  return c;
 }
 
 /** RSS of everything in the container's cgroup plus the containerd shim that serves it. */
