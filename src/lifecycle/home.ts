@@ -13,6 +13,7 @@ export interface Home {
   readonly tokenFile: string;
   readonly portFile: string;
   readonly logFile: string;
+  readonly stateFile: string;
   readonly socketsDir: string;
   /** The controller instance label: stable per home, so a restarted controller finds its predecessor's containers. */
   readonly instance: string;
@@ -27,6 +28,7 @@ export function resolveHome(env: NodeJS.ProcessEnv = process.env): Home {
     tokenFile: path.join(dir, 'hub.token'),
     portFile: path.join(dir, 'hub.port'),
     logFile: path.join(dir, 'controller.log'),
+    stateFile: path.join(dir, 'state.json'),
     socketsDir: path.join(dir, 'sockets'),
     instance: env.LOGOMESH_INSTANCE || `ctl-${createHash('sha256').update(dir).digest('hex').slice(0, 12)}`,
   };

@@ -16,6 +16,8 @@ import { checkWritableGrants } from '../sandbox/writable-grants.js';
 import { dependentsOf, startLevels } from './dependency-graph.js';
 import { pluginSocketDir, type Home } from './home.js';
 import { LogBuffer, type LogLine } from './log-buffer.js';
+import { StateStore } from './state-store.js';
+import { LABEL } from '../labels.js';
 
 export type PluginState = 'loaded' | 'starting' | 'ready' | 'restarting' | 'stopping' | 'stopped' | 'exited' | 'failed';
 
@@ -90,6 +92,9 @@ export class PluginHost implements AsyncDisposable {
   private readonly startTimeoutMs: number;
   private readonly stopGraceMs: number;
   private closing?: Promise<void>;
+  private readonly state: StateStore;
+  /** Containers of an earlier controller of this home, adopted or removed before the first start. */
+  private reconciled?: Promise<void>;
 
   private constructor(
     private readonly docker: Docker,
@@ -99,6 +104,7 @@ export class PluginHost implements AsyncDisposable {
     this.startTimeoutMs = opts.startTimeoutMs ?? 15_000;
     this.stopGraceMs = opts.stopGraceMs ?? 5_000;
     this.token = opts.hubToken ?? randomBytes(24).toString('base64url');
+    this.state = new StateStore(opts.home.stateFile);
     this.hub = new Hub({
       log: opts.log,
       token: this.token,
@@ -110,9 +116,6 @@ export class PluginHost implements AsyncDisposable {
 
   static async create(opts: PluginHostOptions): Promise<PluginHost> {
     const docker = await connectEngine(opts.docker);
-    // Containers of an earlier controller of this home that did not shut down cleanly.
-    const stale = await removeByLabel(docker, opts.home.instance);
-    if (stale.containers.length) opts.log.warn({ removed: stale.containers.length }, 'removed plugin containers left by an earlier controller of this home');
     return new PluginHost(docker, opts);
   }
 
@@ -157,12 +160,21 @@ export class PluginHost implements AsyncDisposable {
       next.set(l.manifest.id, { loaded: l, state: 'loaded', logs: new LogBuffer(), op: Promise.resolve(), restarts: 0, retries: 0 });
     }
     startLevels(this.graphOf(next)); // throws LM_DEPENDENCY
-    for (const l of manifests) this.plugins.set(l.manifest.id, next.get(l.manifest.id)!);
+    const saved = this.state.read();
+    for (const l of manifests) {
+      const m = next.get(l.manifest.id)!;
+      // Restart counts survive a controller restart, for the same manifest.
+      const before = saved?.plugins[l.manifest.id];
+      if (before?.manifestHash === l.hash) m.restarts = before.restarts;
+      this.plugins.set(l.manifest.id, m);
+    }
+    this.persist();
     return manifests.map((l) => l.manifest.id);
   }
 
   /** Start every loaded plugin, a dependency level at a time, each level in parallel. */
   async startAll(): Promise<void> {
+    await this.reconcile();
     const failures: { id: string; error: unknown }[] = [];
     const levels = startLevels(this.graphOf(this.plugins));
     for (const level of levels) {
@@ -188,9 +200,82 @@ export class PluginHost implements AsyncDisposable {
   }
 
   /** Start one plugin (its dependencies must be ready). Resolves when it said hello. */
-  start(id: string): Promise<void> {
+  async start(id: string): Promise<void> {
     const m = this.get(id);
+    await this.reconcile();
     return this.serialize(m, () => this.doStart(m));
+  }
+
+  /**
+   * Find the containers an earlier controller of this home left (it was killed, or the
+   * machine restarted): adopt each running one whose plugin is loaded with the same manifest
+   * (its SDK reconnects to the recreated socket and says hello again), and remove every
+   * other one, duplicates included. Runs once, before the first start.
+   */
+  reconcile(): Promise<void> {
+    this.reconciled ??= this.doReconcile();
+    return this.reconciled;
+  }
+
+  private async doReconcile(): Promise<void> {
+    const filters = JSON.stringify({ label: [`${LABEL.instance}=${this.opts.home.instance}`, `${LABEL.role}=plugin`] });
+    const found = (await this.docker.listContainers({ all: true, filters })).sort((a, b) => b.Created - a.Created);
+    const taken = new Set<string>();
+    const adoptions: Promise<void>[] = [];
+    for (const c of found) {
+      const id = c.Labels[LABEL.plugin] ?? '';
+      const m = this.plugins.get(id);
+      const usable = m && !taken.has(id) && c.State === 'running' && c.Labels[LABEL.manifestHash] === m.loaded.hash && m.state === 'loaded';
+      if (!usable) {
+        this.log.warn({ plugin: id, container: c.Id.slice(0, 12), state: c.State }, 'removing a plugin container left by an earlier controller');
+        await PluginContainer.adopt(this.docker, c.Id, this.log).remove();
+        continue;
+      }
+      taken.add(id);
+      adoptions.push(this.serialize(m, () => this.adopt(m, c.Id)));
+    }
+    await Promise.allSettled(adoptions);
+  }
+
+  private async adopt(m: Managed, containerId: string): Promise<void> {
+    const { id } = m.loaded.manifest;
+    m.state = 'starting';
+    const container = PluginContainer.adopt(this.docker, containerId, this.log.child({ plugin: id }));
+    m.container = container;
+    try {
+      await this.hub.detachPlugin(id);
+      await this.hub.attachPlugin(policyOf(m.loaded.manifest), path.join(pluginSocketDir(this.opts.home, id), HUB_SOCKET_NAME));
+      await container.attach(m.logs.writable('stdout'), m.logs.writable('stderr'), false);
+      const ready = this.waitReady(id);
+      const exited = container.wait();
+      void exited.then((code) => this.onExit(m, container, code), () => this.onExit(m, container, -1));
+      await Promise.race([ready.promise, exited.then((code) => Promise.reject(this.exitedBeforeReady(m, code)))]).finally(ready.cancel);
+      m.state = 'ready';
+      m.readySince = Date.now();
+      m.startedAt = Date.now();
+      this.startHealth(m);
+      this.log.info({ plugin: id, container: containerId.slice(0, 12) }, 'adopted a running plugin container');
+      this.persist();
+    } catch (err) {
+      this.log.warn({ plugin: id, err: (err as Error).message }, 'could not adopt a running plugin container; it is removed and started anew');
+      await this.teardown(m);
+      delete m.container;
+      m.state = 'loaded';
+    }
+  }
+
+  /** Save what a restarted controller needs: folders, restart counts, containers. */
+  private persist(): void {
+    if (this.closing) return;
+    const plugins: Record<string, { restarts: number; manifestHash: string; containerId?: string }> = {};
+    for (const [id, m] of this.plugins) {
+      plugins[id] = { restarts: m.restarts, manifestHash: m.loaded.hash, ...(m.container ? { containerId: m.container.id } : {}) };
+    }
+    try {
+      this.state.write({ version: 1, folders: [...this.plugins.values()].map((m) => m.loaded.pluginDir), plugins });
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message, file: this.opts.home.stateFile }, 'could not save the controller state');
+    }
   }
 
   /** Stop one plugin: shutdown message, then SIGTERM, then SIGKILL, each after a grace period. */
@@ -281,6 +366,8 @@ export class PluginHost implements AsyncDisposable {
       for (const level of levels) await Promise.allSettled(level.map((id) => this.stop(id)));
       await this.hub.close();
       rmSync(this.opts.home.socketsDir, { recursive: true, force: true });
+      // A clean stop leaves nothing to adopt or remember.
+      rmSync(this.opts.home.stateFile, { force: true });
       // Whatever a failed stop left behind still carries this controller's label.
       await removeByLabel(this.docker, this.opts.home.instance).catch(() => undefined);
     })();
@@ -355,6 +442,7 @@ export class PluginHost implements AsyncDisposable {
       m.readySince = Date.now();
       m.startMs = Date.now() - loadStart;
       this.startHealth(m);
+      this.persist();
       this.log.info({ plugin: id, ms: m.startMs, total: Date.now() - t0 }, 'plugin ready');
     } catch (err) {
       const e = err instanceof LogoMeshError ? err : new LogoMeshError('LM_ENGINE_ERROR', (err as Error).message, {}, { cause: err });
@@ -476,6 +564,7 @@ export class PluginHost implements AsyncDisposable {
     m.restarts++;
     m.state = 'restarting';
     m.restartAt = Date.now() + delayMs;
+    this.persist();
     m.restartTimer = setTimeout(() => {
       if (m.state !== 'restarting') return;
       this.serialize(m, () => this.doStart(m)).catch((err: unknown) => {

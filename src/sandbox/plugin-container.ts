@@ -27,6 +27,11 @@ export class PluginContainer implements AsyncDisposable {
     }
   }
 
+  /** Take over a container a previous controller created (found by its labels). */
+  static adopt(docker: Docker, id: string, log: Logger): PluginContainer {
+    return new PluginContainer(docker, id, log.child({ container: id.slice(0, 12) }));
+  }
+
   private get container() {
     return this.docker.getContainer(this.id);
   }
@@ -36,8 +41,8 @@ export class PluginContainer implements AsyncDisposable {
    * so no early output is lost. Resolves to a function that waits (bounded) for the
    * stream to drain after the container exits.
    */
-  async attach(stdout: Writable, stderr: Writable): Promise<(timeoutMs?: number) => Promise<void>> {
-    const stream = await this.container.attach({ stream: true, stdout: true, stderr: true, logs: true });
+  async attach(stdout: Writable, stderr: Writable, replay = true): Promise<(timeoutMs?: number) => Promise<void>> {
+    const stream = await this.container.attach({ stream: true, stdout: true, stderr: true, logs: replay });
     this.docker.modem.demuxStream(stream, stdout, stderr);
     const ended = new Promise<void>((resolve) => {
       stream.on('end', resolve);
