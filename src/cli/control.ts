@@ -9,8 +9,9 @@ function client(): ControlClient {
 }
 
 export async function psCommand(json: boolean, io: CliIo): Promise<number> {
-  const list = await client().plugins();
-  io.out(json ? JSON.stringify(list, null, 2) : psTable(list));
+  const { engine, plugins } = await client().status();
+  io.out(json ? JSON.stringify(plugins, null, 2) : psTable(plugins));
+  if (!engine.up) io.err(`LM_ENGINE_UNAVAILABLE: the Docker engine has not answered since ${new Date(engine.since).toISOString()} (${engine.lastError ?? 'unknown'}); the controller keeps retrying`);
   return 0;
 }
 

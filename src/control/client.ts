@@ -10,6 +10,10 @@ export class ControlClient {
     return this.json('GET', '/v1/plugins') as Promise<PluginStatus[]>;
   }
 
+  status(): Promise<{ engine: { up: boolean; since: number; lastError?: string }; home: string; plugins: PluginStatus[] }> {
+    return this.json('GET', '/v1/status') as Promise<{ engine: { up: boolean; since: number; lastError?: string }; home: string; plugins: PluginStatus[] }>;
+  }
+
   async call(target: string, method: string, data: unknown, timeout?: number): Promise<unknown> {
     const r = (await this.json('POST', '/v1/call', { target, method, data, ...(timeout ? { timeout } : {}) })) as { data: unknown };
     return r.data;

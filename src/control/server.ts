@@ -10,6 +10,7 @@ import type { Logger } from '../log.js';
  * down go through it.
  *
  *   GET  /v1/plugins                      -> PluginStatus[]
+ *   GET  /v1/status                       -> {engine, home, plugins}
  *   POST /v1/call {target,method,data,timeout} -> {data} | {error}
  *   POST /v1/plugins/:id/(stop|start|restart)
  *   GET  /v1/plugins/:id/logs?lines=n&follow=1  -> text lines (streamed with follow)
@@ -37,6 +38,7 @@ async function handle(host: PluginHost, req: IncomingMessage, res: ServerRespons
   if (parts[0] !== 'v1') return sendJson(res, 404, { error: { code: 'LM_USAGE', message: `unknown path ${url.pathname}` } });
   const [, what, id, action] = parts;
   if (req.method === 'GET' && what === 'plugins' && !id) return sendJson(res, 200, host.list());
+  if (req.method === 'GET' && what === 'status') return sendJson(res, 200, { engine: host.engineStatus(), home: host.home.dir, plugins: host.list() });
   if (req.method === 'POST' && what === 'call') {
     const body = (await readJson(req)) as { target?: string; method?: string; data?: unknown; timeout?: number };
     if (typeof body.target !== 'string' || typeof body.method !== 'string') {

@@ -47,7 +47,8 @@ start_dockerd() {
     say "starting dockerd (log: $DOCKERD_LOG)"
     mkdir -p "$(dirname "$DOCKERD_LOG")"
     # setsid: the daemon must outlive the npm or CI process that started it.
-    setsid nohup dockerd >>"$DOCKERD_LOG" 2>&1 </dev/null &
+    # live-restore: plugin containers keep running while the daemon restarts.
+    setsid nohup dockerd --live-restore >>"$DOCKERD_LOG" 2>&1 </dev/null &
   fi
   local deadline=$((SECONDS + ENGINE_TIMEOUT))
   until engine_answers; do

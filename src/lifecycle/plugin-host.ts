@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { readdirSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { removeByLabel } from '../engine/cleanup.js';
-import { connectEngine, type Docker } from '../engine/docker.js';
+import { connectEngine, errorText, withTimeout, type Docker } from '../engine/docker.js';
 import { LogoMeshError, ManifestRejectedError, type ManifestIssue } from '../errors.js';
 import { policyOf } from '../hub/acl.js';
 import { Hub, type HostMethod } from '../hub/hub.js';
@@ -54,6 +54,8 @@ export interface PluginHostOptions {
   readonly hubToken?: string;
   readonly maxMessageBytes?: number;
   readonly pingIntervalMs?: number;
+  /** How often the engine is pinged while it answers (default 2 s). */
+  readonly engineCheckMs?: number;
   /** Where image build progress goes (shown only on a TTY). */
   readonly progress?: NodeJS.WriteStream;
 }
@@ -93,6 +95,8 @@ export class PluginHost implements AsyncDisposable {
   private readonly stopGraceMs: number;
   private closing?: Promise<void>;
   private readonly state: StateStore;
+  private engine: { up: boolean; since: number; lastError?: string } = { up: true, since: Date.now() };
+  private engineTimer?: NodeJS.Timeout;
   /** Containers of an earlier controller of this home, adopted or removed before the first start. */
   private reconciled?: Promise<void>;
 
@@ -112,6 +116,44 @@ export class PluginHost implements AsyncDisposable {
       ...(opts.maxMessageBytes ? { maxMessageBytes: opts.maxMessageBytes } : {}),
       ...(opts.pingIntervalMs ? { pingIntervalMs: opts.pingIntervalMs } : {}),
     });
+    this.watchEngine(opts.engineCheckMs ?? 2_000);
+  }
+
+  /** Is the Docker engine answering? Shown by `ps`; restarts wait while it is not. */
+  engineStatus(): { up: boolean; since: number; lastError?: string } {
+    return { ...this.engine };
+  }
+
+  /**
+   * Ping the engine; while it does not answer, say so once, retry with backoff (up to 15 s
+   * apart), and hold plugin restarts. When it answers again, the containers it lost are
+   * found by their exits and restarted; with the daemon's live-restore they never stop.
+   */
+  private watchEngine(everyMs: number): void {
+    let delay = everyMs;
+    const tick = async () => {
+      try {
+        await withTimeout(this.docker.ping(), 2_000, 'no answer within 2000 ms');
+        if (!this.engine.up) {
+          this.log.info({ downMs: Date.now() - this.engine.since }, 'the Docker engine answers again');
+          this.engine = { up: true, since: Date.now() };
+        }
+        delay = everyMs;
+      } catch (err) {
+        const reason = errorText(err);
+        if (this.engine.up) {
+          this.engine = { up: false, since: Date.now(), lastError: reason };
+          this.log.error({ reason }, `LM_ENGINE_UNAVAILABLE: the Docker engine does not answer (${reason}); retrying with backoff, plugin restarts wait for it`);
+        }
+        delay = Math.min(delay * 2, 15_000);
+      }
+      if (!this.closing) {
+        this.engineTimer = setTimeout(() => void tick(), delay);
+        this.engineTimer.unref();
+      }
+    };
+    this.engineTimer = setTimeout(() => void tick(), delay);
+    this.engineTimer.unref();
   }
 
   static async create(opts: PluginHostOptions): Promise<PluginHost> {
@@ -357,6 +399,7 @@ export class PluginHost implements AsyncDisposable {
   /** Stop every plugin in reverse dependency order, close the hub, remove sockets. Idempotent. */
   close(): Promise<void> {
     this.closing ??= (async () => {
+      clearTimeout(this.engineTimer);
       let levels: string[][];
       try {
         levels = startLevels(this.graphOf(this.plugins)).reverse();
@@ -565,13 +608,19 @@ export class PluginHost implements AsyncDisposable {
     m.state = 'restarting';
     m.restartAt = Date.now() + delayMs;
     this.persist();
-    m.restartTimer = setTimeout(() => {
+    const attempt = () => {
       if (m.state !== 'restarting') return;
+      // No engine, no start: wait for it without spending a retry.
+      if (!this.engine.up) {
+        m.restartTimer = setTimeout(attempt, 1_000);
+        return;
+      }
       this.serialize(m, () => this.doStart(m)).catch((err: unknown) => {
         const e = err instanceof LogoMeshError ? { code: err.code, message: err.message } : { code: 'LM_ENGINE_ERROR', message: String(err) };
         void this.failed(m, e, false);
       });
-    }, delayMs);
+    };
+    m.restartTimer = setTimeout(attempt, delayMs);
   }
 
   private async doStop(m: Managed): Promise<void> {
