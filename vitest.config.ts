@@ -27,6 +27,18 @@ export default defineConfig({
           maxWorkers: 3,
         },
       },
+      {
+        test: {
+          name: 'security',
+          // Attacks on the sandbox, one small plugin each, in real containers.
+          include: ['test/security/**/*.test.ts'],
+          globalSetup: ['test/integration/global-setup.ts'],
+          sequence: { groupOrder: 2 },
+          testTimeout: 60_000,
+          hookTimeout: 120_000,
+          env: { TESTCONTAINERS_RYUK_DISABLED: 'true' },
+        },
+      },
     ],
   },
 });

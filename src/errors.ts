@@ -21,6 +21,8 @@ export const ERROR_CODES = {
   LM_PROTOCOL: 'A hub frame was malformed: not JSON, not an object, a missing or wrong field, or a message out of order.',
   LM_MESSAGE_TOO_LARGE: "A hub message was larger than the hub's maximum message size.",
   LM_PERMISSION_DENIED: 'The manifest does not allow this: an undeclared method call, an unexposed method, or messaging without coordination.messaging.',
+  LM_RATE_LIMITED: 'A plugin sent messages faster than its rate limit, or had too many calls in flight.',
+  LM_AUDIT_TAMPERED: 'The audit trail hash chain is broken: a line was removed or edited.',
   LM_UNAUTHORIZED: 'A host client connected to the hub without a valid token.',
   LM_TIMEOUT: 'A call got no response within its timeout.',
   LM_PLUGIN_UNAVAILABLE: 'The target plugin is not running or not connected to the hub.',
@@ -36,6 +38,14 @@ export const ERROR_CODES = {
   LM_START_TIMEOUT: 'A plugin did not connect to the hub and say hello before its start deadline.',
   LM_CONTROLLER_UNAVAILABLE: 'No LogoMesh controller answers on the control socket (CLI), or the hub cannot be reached (SDKs).',
   LM_CONTROLLER_RUNNING: 'A controller is already running with the same home folder.',
+  LM_PACKAGES_UNSUPPORTED: "dependencies.packages lists what the plugin's runtime cannot install: packages for Go or Rust (they vendor their code), another runtime's list, or a spec that is not a plain registry package.",
+  LM_SCAFFOLD_NAME: 'The name given to logomesh create is not a valid plugin id.',
+  LM_SCAFFOLD_EXISTS: 'The folder logomesh create was asked to write exists and is not empty.',
+  LM_TEST_FAILED: "A plugin's own tests failed (or could not run) under logomesh test.",
+  LM_SECCOMP_PROFILE: "LogoMesh's seccomp profile (images/seccomp/) is missing or damaged, or a profile other than JSON text was given.",
+  LM_POLICY_INVALID: 'The operator policy file (--policy or LOGOMESH_POLICY) is missing, not well-formed, does not match its schema, or lists a trusted key that is not an ed25519 public key.',
+  LM_SIGNATURE: 'A plugin was refused at load: unsigned under a policy that requires signatures, files changed since signing, signed by a key the policy does not trust, or a bad or malformed plugin.sig.',
+  LM_SIGNING: 'logomesh keygen or sign could not do its work: a key file already exists, the key is not an ed25519 private key, or the plugin folder holds a file that cannot be signed.',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -59,3 +59,37 @@ export async function downCommand(io: CliIo): Promise<number> {
   }
   throw new LogoMeshError('LM_CONTROLLER_UNAVAILABLE', 'the controller did not stop within 60 s', {});
 }
+
+/** `revoke <plugin> <method>` and `grant <plugin> <method> [--ttl ms]`. */
+export async function permissionCommand(action: 'revoke' | 'grant', id: string, method: string, ttlMs: number | undefined, io: CliIo): Promise<number> {
+  await client().permission(id, action, method, ttlMs);
+  io.out(`${id}: ${method} ${action === 'revoke' ? 'revoked' : `granted${ttlMs ? ` for ${ttlMs} ms` : ''}`}`);
+  return 0;
+}
+
+/** `audit [--plugin id] [--since time] [--json] [--verify]`: read the audit trail of this home. */
+export async function auditCommand(opts: { plugin?: string; since?: string; json: boolean; verify: boolean }, io: CliIo): Promise<number> {
+  const { readAudit, verifyAudit } = await import('../permissions/audit-log.js');
+  const file = resolveHome().auditFile;
+  if (opts.verify) {
+    const broken = verifyAudit(file);
+    if (broken.length) {
+      io.err(`LM_AUDIT_TAMPERED: ${file}: the hash chain breaks at line(s) ${broken.join(', ')}`);
+      return 1;
+    }
+    io.out(`${file}: chain intact`);
+    return 0;
+  }
+  let since: number | undefined;
+  if (opts.since !== undefined) {
+    since = /^\d+$/.test(opts.since) ? Number(opts.since) : Date.parse(opts.since);
+    if (Number.isNaN(since)) throw new LogoMeshError('LM_USAGE', `--since needs an ISO time or ms since the epoch, found '${opts.since}'`, {});
+  }
+  const entries = readAudit(file, { ...(opts.plugin ? { plugin: opts.plugin } : {}), ...(since !== undefined ? { since } : {}) });
+  if (opts.json) io.out(JSON.stringify(entries, null, 2));
+  else
+    for (const e of entries) {
+      io.out(`${new Date(e.time).toISOString()}  ${e.who.padEnd(12)} ${e.action.padEnd(9)} ${e.resource}  ${e.result}${e.code ? ` ${e.code}` : ''}${e.reason ? ` (${e.reason})` : ''}`);
+    }
+  return 0;
+}

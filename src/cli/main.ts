@@ -6,8 +6,8 @@ const USAGE = `usage: logomesh <command> [options]
 
 commands:
   validate <manifest-or-plugin-dir>...   check manifests; exit 1 listing every error  [--json]
-  run <plugin-dir>...                    run plugins to completion in their sandboxes
-  up [dir] [-d]                          start a controller for the plugin folders in dir
+  run <plugin-dir>... [--policy file]    run plugins to completion in their sandboxes
+  up [dir] [-d] [--policy file]          start a controller for the plugin folders in dir
                                          (default manifests/); -d runs it in the background
   ps [--json]                            the plugins of the running controller
   call <plugin>.<method> [json-args] [--timeout ms]
@@ -15,8 +15,21 @@ commands:
   logs <plugin> [-f] [-n lines]          a plugin's output
   stop|start|restart <plugin>            one plugin's lifecycle
   down                                   stop every plugin and the controller
+  revoke <plugin> <method>               take a declared method away from a plugin, at once
+  grant <plugin> <method> [--ttl ms]     give it back (for ttl ms only, if given)
+  audit [--plugin id] [--since t] [--json] [--verify]
+                                         the audit trail of permission decisions
   clean [--all]                          remove containers, networks and volumes LogoMesh
                                          left (this instance: LOGOMESH_INSTANCE; --all: every one)
+  create <runtime> <name> [dir]          a new plugin folder (python, node, go or rust) exposing
+                                         hello, with its tests and a README (default dir: ./<name>)
+  test <plugin-dir> [-- args]            run a plugin's own tests in its runtime's image
+  dev <plugin-dir>                       run one plugin, print its output, and restart it (go and
+                                         rust: rebuild it) on every change; 'call' reaches it
+  keygen <name>                          a new ed25519 key pair: <name>.key (private, 0600) and
+                                         <name>.pub (for the policy's signatures.trustedKeys)
+  sign <plugin-dir> --key <file>         sign every file of a plugin folder into its plugin.sig
+                                         (policy: --policy or LOGOMESH_POLICY; docs/security.md)
 
 Docs: docs/manifest.md, docs/errors.md`;
 
@@ -33,14 +46,15 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
         return validateCommand(positionals, values.json === true, io);
       }
       case 'run': {
-        const { positionals } = parseArgs({ args: rest, allowPositionals: true, options: {} });
+        const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { policy: { type: 'string' } } });
         if (positionals.length === 0) throw usage('run needs at least one plugin folder');
         const [{ runCommand }, { createLogger }] = await Promise.all([import('./run.js'), import('../log.js')]);
-        return await runCommand(positionals, io, createLogger());
+        return await runCommand(positionals, io, createLogger(), values.policy);
       }
       case 'up': {
-        const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { detach: { type: 'boolean', short: 'd', default: false } } });
+        const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { detach: { type: 'boolean', short: 'd', default: false }, policy: { type: 'string' } } });
         if (positionals.length > 1) throw usage('up takes one folder of plugin folders');
+        (await import('../policy/policy.js')).applyPolicyOption(values.policy); // checked now; the controller reads LOGOMESH_POLICY
         const [{ upCommand }, { createLogger }] = await Promise.all([import('./up.js'), import('../log.js')]);
         return await upCommand({ dir: positionals[0] ?? 'manifests', detach: values.detach === true }, io, createLogger());
       }
@@ -73,10 +87,55 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
       }
       case 'down':
         return await (await import('./control.js')).downCommand(io);
+      case 'revoke':
+      case 'grant': {
+        const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { ttl: { type: 'string' } } });
+        if (positionals.length !== 2) throw usage(`${command} needs <plugin> <method>, e.g. ${command} analyzer tokenizer.tokenize`);
+        const ttl = values.ttl === undefined ? undefined : Number(values.ttl);
+        if (ttl !== undefined && !(ttl > 0)) throw usage(`--ttl must be a positive number of milliseconds, found '${values.ttl}'`);
+        if (command === 'revoke' && ttl !== undefined) throw usage('--ttl applies to grant only');
+        return await (await import('./control.js')).permissionCommand(command, positionals[0]!, positionals[1]!, ttl, io);
+      }
+      case 'audit': {
+        const { values } = parseArgs({
+          args: rest,
+          options: { plugin: { type: 'string' }, since: { type: 'string' }, json: { type: 'boolean', default: false }, verify: { type: 'boolean', default: false } },
+        });
+        return await (await import('./control.js')).auditCommand({ ...(values.plugin ? { plugin: values.plugin } : {}), ...(values.since ? { since: values.since } : {}), json: values.json === true, verify: values.verify === true }, io);
+      }
       case 'clean': {
         const { values } = parseArgs({ args: rest, options: { all: { type: 'boolean', default: false } } });
         const { cleanCommand } = await import('./clean.js');
         return await cleanCommand(values.all === true, io);
+      }
+      case 'create': {
+        const { positionals } = parseArgs({ args: rest, allowPositionals: true, options: {} });
+        if (positionals.length < 2 || positionals.length > 3) throw usage('create needs <runtime> <name> and an optional folder');
+        const { createCommand } = await import('./create.js');
+        return createCommand(positionals[0]!, positionals[1]!, positionals[2], io);
+      }
+      case 'test': {
+        const split = rest.indexOf('--');
+        const { positionals } = parseArgs({ args: split < 0 ? rest : rest.slice(0, split), allowPositionals: true, options: {} });
+        if (positionals.length !== 1) throw usage('test needs one plugin folder');
+        const [{ testCommand }, { createLogger }] = await Promise.all([import('./test.js'), import('../log.js')]);
+        return await testCommand(positionals[0]!, split < 0 ? [] : rest.slice(split + 1), io, createLogger('logomesh', process.env.LOGOMESH_LOG_LEVEL ?? 'warn'));
+      }
+      case 'dev': {
+        const { positionals } = parseArgs({ args: rest, allowPositionals: true, options: {} });
+        if (positionals.length !== 1) throw usage('dev needs one plugin folder');
+        const [{ devCommand }, { createLogger }] = await Promise.all([import('./dev.js'), import('../log.js')]);
+        return await devCommand(positionals[0]!, io, createLogger('logomesh', process.env.LOGOMESH_LOG_LEVEL ?? 'warn'));
+      }
+      case 'keygen': {
+        const { positionals } = parseArgs({ args: rest, allowPositionals: true, options: {} });
+        if (positionals.length !== 1) throw usage('keygen needs one name: it writes <name>.key and <name>.pub');
+        return (await import('./keygen.js')).keygenCommand(positionals[0]!, io);
+      }
+      case 'sign': {
+        const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { key: { type: 'string' } } });
+        if (positionals.length !== 1 || !values.key) throw usage('sign needs one plugin folder and --key <private key file>');
+        return (await import('./sign.js')).signCommand(positionals[0]!, values.key, io);
       }
       case undefined:
       case '-h':

@@ -3,9 +3,11 @@ import { LogoMeshError } from '../errors.js';
 import { instanceId } from '../labels.js';
 import type { Logger } from '../log.js';
 import { loadManifest } from '../manifest/index.js';
+import { resolvePolicy } from '../policy/policy.js';
 import { runtimeImage } from '../runtimes/index.js';
 import { removeRunOrphans } from '../sandbox/orphans.js';
 import { runPlugin } from '../sandbox/run-plugin.js';
+import { verifyPlugin } from '../signing/signature.js';
 import type { CliIo } from './io.js';
 
 /** Exit status the shell gives a process killed by SIGKILL, which is what an OOM kill is. */
@@ -15,9 +17,12 @@ const SIGNAL_EXIT: Record<string, number> = { SIGINT: 130, SIGTERM: 143 };
 /**
  * `logomesh run <plugin-dir>...`: run each plugin to completion in its sandbox, one after
  * another, streaming its output; the exit code is the first non-zero plugin exit code.
+ * `policyFile` (--policy) overrides LOGOMESH_POLICY; every plugin is verified before any runs.
  */
-export async function runCommand(targets: string[], io: CliIo, log: Logger): Promise<number> {
+export async function runCommand(targets: string[], io: CliIo, log: Logger, policyFile?: string): Promise<number> {
+  const policy = resolvePolicy(policyFile);
   const loaded = targets.map((t) => loadManifest(t)); // all or nothing: validate every one first
+  for (const l of loaded) log.debug({ plugin: l.manifest.id, signature: verifyPlugin(l, policy) }, 'signature checked'); // throws LM_SIGNATURE
   for (const l of loaded) runtimeImage(l.manifest.runtime); // and know how to run every one
   const docker = await connectEngine();
   await removeRunOrphans(docker, log);

@@ -19,10 +19,27 @@ export interface UpOptions {
 /** `logomesh up [dir] [-d]`: run a controller for the plugin folders in dir. */
 export async function upCommand(opts: UpOptions, io: CliIo, log: Logger): Promise<number> {
   const home = resolveHome();
+  hubTokenFromEnv(); // a bad LOGOMESH_HUB_TOKEN fails here, before -d starts anything
   if (await controllerAnswers(home)) {
     throw new LogoMeshError('LM_CONTROLLER_RUNNING', `a controller is already running for ${home.dir}; use 'logomesh ps', or 'logomesh down' first`, { file: home.controlSocket });
   }
   return opts.detach ? upDetached(opts, home, io) : upForeground(opts, home, io, log);
+}
+
+/**
+ * LOGOMESH_HUB_TOKEN, when set and not empty, is the hub token host clients present (so a
+ * supervisor such as compose can hand it to them); otherwise the controller makes a random one.
+ */
+function hubTokenFromEnv(): string | undefined {
+  const token = process.env.LOGOMESH_HUB_TOKEN;
+  if (!token) return undefined;
+  if (!/^[\x21-\x7e]{16,4096}$/.test(token)) {
+    throw new LogoMeshError('LM_USAGE', 'LOGOMESH_HUB_TOKEN must be 16 to 4096 printable ASCII characters without spaces; unset it to get a random token', {
+      expected: '16 to 4096 printable ASCII characters',
+      found: `${token.length} characters`,
+    });
+  }
+  return token;
 }
 
 async function controllerAnswers(home: Home): Promise<boolean> {
@@ -37,7 +54,8 @@ async function controllerAnswers(home: Home): Promise<boolean> {
 async function upForeground(opts: UpOptions, home: Home, io: CliIo, log: Logger): Promise<number> {
   mkdirSync(home.dir, { recursive: true, mode: 0o700 });
   const maxMessageBytes = Number(process.env.LOGOMESH_MAX_MESSAGE_BYTES ?? 0);
-  const host = await PluginHost.create({ log, home, progress: io.stderr, ...(maxMessageBytes > 0 ? { maxMessageBytes } : {}) });
+  const hubToken = hubTokenFromEnv();
+  const host = await PluginHost.create({ log, home, progress: io.stderr, ...(maxMessageBytes > 0 ? { maxMessageBytes } : {}), ...(hubToken ? { hubToken } : {}) });
   let stopping: Promise<void> | undefined;
   let resolveDone!: () => void;
   const done = new Promise<void>((r) => (resolveDone = r));

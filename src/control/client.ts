@@ -23,6 +23,10 @@ export class ControlClient {
     return this.json('POST', `/v1/plugins/${encodeURIComponent(id)}/${action}`) as Promise<PluginStatus>;
   }
 
+  permission(id: string, action: 'revoke' | 'grant', method: string, ttlMs?: number): Promise<unknown> {
+    return this.json('POST', `/v1/plugins/${encodeURIComponent(id)}/${action}`, { method, ...(ttlMs ? { ttlMs } : {}) });
+  }
+
   down(): Promise<unknown> {
     return this.json('POST', '/v1/down');
   }

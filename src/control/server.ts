@@ -13,6 +13,7 @@ import type { Logger } from '../log.js';
  *   GET  /v1/status                       -> {engine, home, plugins}
  *   POST /v1/call {target,method,data,timeout} -> {data} | {error}
  *   POST /v1/plugins/:id/(stop|start|restart)
+ *   POST /v1/plugins/:id/(revoke|grant) {method, ttlMs?}
  *   GET  /v1/plugins/:id/logs?lines=n&follow=1  -> text lines (streamed with follow)
  *   POST /v1/down                         -> stops everything; the controller exits
  */
@@ -46,6 +47,13 @@ async function handle(host: PluginHost, req: IncomingMessage, res: ServerRespons
     }
     const data = await host.call(body.target, body.method, body.data ?? {}, body.timeout);
     return sendJson(res, 200, { data });
+  }
+  if (req.method === 'POST' && what === 'plugins' && id && (action === 'revoke' || action === 'grant')) {
+    const body = (await readJson(req)) as { method?: string; ttlMs?: number };
+    if (typeof body.method !== 'string') throw new LogoMeshError('LM_USAGE', `${action} needs 'method'`, {});
+    if (action === 'revoke') host.revokeMethod(id, body.method);
+    else host.grantMethod(id, body.method, body.ttlMs);
+    return sendJson(res, 200, { plugin: id, method: body.method, [action === 'revoke' ? 'revoked' : 'granted']: true });
   }
   if (req.method === 'POST' && what === 'plugins' && id && action && ['stop', 'start', 'restart'].includes(action)) {
     await host[action as 'stop' | 'start' | 'restart'](id);

@@ -112,6 +112,20 @@ export async function ensurePluginImage(docker: Docker, runtime: RuntimeImage, l
   return image;
 }
 
+/**
+ * Build an image from a generated context folder (holding its Dockerfile) unless the tag
+ * already carries this inputs hash; the caller computes the hash from what the image is
+ * made of. One build per tag at a time in this process.
+ */
+export function ensureGeneratedImage(
+  docker: Docker,
+  job: { tag: string; contextDir: string; labels: Readonly<Record<string, string>>; title: string },
+  inputsHash: string,
+  opts: EnsureImageOptions,
+): Promise<EnsuredImage> {
+  return once(job.tag, () => ensure(docker, { ...job, extra: {} }, '', opts, inputsHash));
+}
+
 async function removeOlderPluginImages(docker: Docker, plugin: string, keep: string, log: Logger): Promise<void> {
   const filters = JSON.stringify({ label: [`${LABEL.role}=plugin-image`, `${LABEL.plugin}=${plugin}`] });
   const images = await docker.listImages({ filters });

@@ -8,6 +8,7 @@ import { timingSafeEqual } from 'node:crypto';
 import { WebSocketServer, type WebSocket, type RawData } from 'ws';
 import { LogoMeshError, type ErrorCode } from '../errors.js';
 import type { Logger } from '../log.js';
+import type { AuditSink } from '../permissions/audit-log.js';
 import { decideCall, decideMessaging, type PluginPolicy } from './acl.js';
 import {
   DEFAULT_CALL_TIMEOUT_MS,
@@ -37,6 +38,12 @@ export interface HubOptions {
   readonly pingIntervalMs?: number;
   /** Outgoing bytes queued to one peer above which events and broadcasts to it are dropped. */
   readonly maxQueuedBytes?: number;
+  /** Where permission decisions go (the audit trail). */
+  readonly audit?: AuditSink;
+  /** Messages a plugin may send per second, sustained (default 5000; a burst of twice that). */
+  readonly rateLimit?: number;
+  /** Calls a plugin may have waiting for answers at once (default 256). */
+  readonly maxInFlight?: number;
   /** uid:gid that may connect to plugin sockets (the plugin user); the socket is chowned to it. */
   readonly socketOwner?: { uid: number; gid: number };
 }
@@ -50,6 +57,8 @@ interface Peer {
   /** Bytes waiting to be written to this peer. */
   queued(): number;
   dropped: number;
+  /** Calls this peer made that wait for an answer. */
+  inFlight: number;
 }
 
 interface PluginSlot {
@@ -57,6 +66,11 @@ interface PluginSlot {
   readonly socketPath: string;
   readonly server: Server;
   peer?: Peer & { ws: WebSocket };
+  /** Token bucket for the rate limit. */
+  tokens: number;
+  refilledAt: number;
+  /** Last time a rate-limit violation was audited (one entry a second at most). */
+  limitedAuditAt: number;
   ready: boolean;
   methods: string[];
 }
@@ -98,6 +112,11 @@ export class Hub extends EventEmitter {
   private readonly localWaiters = new Map<string, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   private readonly localSubs = new Map<string, Set<(data: unknown, meta: { from: string; topic: string }) => void>>();
   private tcp?: Server;
+  private readonly audit: AuditSink;
+  private readonly rate: number;
+  private readonly maxInFlight: number;
+  /** Operator revocations: plugin id -> `target.method` (or host method) no longer allowed. */
+  private readonly revoked = new Map<string, Set<string>>();
   private heartbeat: NodeJS.Timeout;
   private seq = 0;
   private closed = false;
@@ -110,6 +129,9 @@ export class Hub extends EventEmitter {
     // ws reads up to the hard limit so an oversize message can be answered, not just cut off.
     this.wss = new WebSocketServer({ noServer: true, maxPayload: this.maxBytes * HARD_LIMIT_FACTOR, perMessageDeflate: false, clientTracking: true });
     this.local = this.localPeer();
+    this.audit = opts.audit ?? (() => undefined);
+    this.rate = opts.rateLimit ?? 5_000;
+    this.maxInFlight = opts.maxInFlight ?? 256;
     const interval = opts.pingIntervalMs ?? 10_000;
     this.heartbeat = setInterval(() => this.heartbeatTick(), interval);
     this.heartbeat.unref();
@@ -139,7 +161,7 @@ export class Hub extends EventEmitter {
     chmodSync(path.dirname(socketPath), 0o755);
     rmSync(socketPath, { force: true });
     const server = createServer((_req, res) => res.writeHead(426).end('WebSocket only\n'));
-    const slot: PluginSlot = { policy, socketPath, server, ready: false, methods: [] };
+    const slot: PluginSlot = { policy, socketPath, server, ready: false, methods: [], tokens: this.rate * 2, refilledAt: Date.now(), limitedAuditAt: 0 };
     server.on('upgrade', (req, socket, head) => {
       if (!isV1(req)) return reject(socket, 404, 'LM_PROTOCOL: connect to /v1');
       this.wss.handleUpgrade(req, socket, head, (ws) => this.acceptPlugin(slot, ws));
@@ -283,6 +305,7 @@ export class Hub extends EventEmitter {
       ws,
       subscriptions: new Set(),
       dropped: 0,
+      inFlight: 0,
       queued: () => ws.bufferedAmount,
       send: (msg) => {
         if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(msg));
@@ -349,6 +372,7 @@ export class Hub extends EventEmitter {
       } else if (peer && p.caller === peer) {
         clearTimeout(p.timer);
         this.pending.delete(hubId);
+        peer.inFlight--;
       }
     }
   }
@@ -363,11 +387,48 @@ export class Hub extends EventEmitter {
       return;
     }
     const msg = parsed.msg;
+    if (slot && !this.takeToken(slot)) {
+      return this.replyError(peer, msg.id, 'LM_RATE_LIMITED', `plugin ${slot.policy.id} exceeded its rate limit of ${this.rate} messages/s`);
+    }
     if (slot && !slot.ready && msg.type !== 'hello') {
       return this.replyError(peer, msg.id, 'LM_PROTOCOL', `send hello before ${msg.type}`);
     }
     if (msg.type === 'hello') return slot ? this.hello(peer, slot, msg) : this.replyError(peer, msg.id, 'LM_PROTOCOL', 'host clients do not send hello');
     this.route(peer, msg);
+  }
+
+  /** Token bucket: `rate` per second, bursts of twice that. */
+  private takeToken(slot: PluginSlot): boolean {
+    const now = Date.now();
+    slot.tokens = Math.min(this.rate * 2, slot.tokens + ((now - slot.refilledAt) / 1000) * this.rate);
+    slot.refilledAt = now;
+    if (slot.tokens >= 1) {
+      slot.tokens -= 1;
+      return true;
+    }
+    if (now - slot.limitedAuditAt > 1_000) {
+      slot.limitedAuditAt = now;
+      this.audit({ who: slot.policy.id, action: 'violation', resource: 'hub', result: 'denied', code: 'LM_RATE_LIMITED', reason: `more than ${this.rate} messages/s` });
+    }
+    return false;
+  }
+
+  /** Take a declared method away from a plugin at once (calls in flight finish). */
+  revoke(pluginId: string, method: string, who = 'operator'): void {
+    let set = this.revoked.get(pluginId);
+    if (!set) this.revoked.set(pluginId, (set = new Set()));
+    set.add(method);
+    this.audit({ who, action: 'revoke', resource: `${pluginId}:${method}`, result: 'revoked' });
+  }
+
+  /** Give a revoked method back (it must still be declared in the manifest to be usable). */
+  restore(pluginId: string, method: string, who = 'operator'): void {
+    this.revoked.get(pluginId)?.delete(method);
+    this.audit({ who, action: 'grant', resource: `${pluginId}:${method}`, result: 'granted' });
+  }
+
+  isRevoked(pluginId: string, method: string): boolean {
+    return this.revoked.get(pluginId)?.has(method) === true;
   }
 
   private hello(peer: Peer, slot: PluginSlot, msg: Extract<ClientMessage, { type: 'hello' }>): void {
@@ -376,6 +437,7 @@ export class Hub extends EventEmitter {
     }
     const undeclared = msg.methods.filter((m) => !slot.policy.exposes.has(m));
     if (undeclared.length) {
+      this.audit({ who: slot.policy.id, action: 'hello', resource: undeclared.join(','), result: 'denied', code: 'LM_PERMISSION_DENIED', reason: 'methods not declared in exposesMethods' });
       return this.replyError(peer, msg.id, 'LM_PERMISSION_DENIED', `methods not listed under coordination.exposesMethods: ${undeclared.join(', ')}`);
     }
     slot.methods = [...msg.methods];
@@ -410,9 +472,14 @@ export class Hub extends EventEmitter {
   private request(peer: Peer, msg: Request): void {
     const targetId = msg.to[0];
     const caller = this.policyOf(peer);
+    const resource = targetId === HOST ? msg.method : `${targetId}.${msg.method}`;
+    if (peer.kind === 'plugin' && this.isRevoked(peer.id, resource)) {
+      return this.deny(peer, msg, 'LM_PERMISSION_DENIED', `the operator revoked '${resource}' from plugin ${peer.id}`);
+    }
     if (targetId === HOST) {
       const d = decideCall(caller, HOST, msg.method, new Set(this.hostMethods.keys()));
       if (!d.allowed) return this.deny(peer, msg, d.code, d.reason);
+      this.audit({ who: peer.id, action: 'call', resource, result: 'allowed' });
       return void this.invokeHost(peer, msg);
     }
     const slot = this.plugins.get(targetId);
@@ -420,15 +487,21 @@ export class Hub extends EventEmitter {
     const d = decideCall(caller, slot.policy, msg.method, new Set(this.hostMethods.keys()));
     if (!d.allowed) return this.deny(peer, msg, d.code, d.reason);
     if (!slot.peer || !slot.ready) return this.replyError(peer, msg.id, 'LM_PLUGIN_UNAVAILABLE', `plugin ${targetId} is not connected`);
+    if (peer.kind === 'plugin' && peer.inFlight >= this.maxInFlight) {
+      return this.deny(peer, msg, 'LM_RATE_LIMITED', `plugin ${peer.id} already has ${this.maxInFlight} calls waiting for answers`);
+    }
+    this.audit({ who: peer.id, action: 'call', resource, result: 'allowed' });
     const timeout = Math.min(msg.timeout ?? DEFAULT_CALL_TIMEOUT_MS, MAX_CALL_TIMEOUT_MS);
     const hubId = this.nextId();
     const timer = setTimeout(() => this.finish(hubId, fail('LM_TIMEOUT', `no response from ${targetId}.${msg.method} within ${timeout} ms`)), timeout);
     this.pending.set(hubId, { caller: peer, callerId: msg.id, target: targetId, method: msg.method, timer });
+    peer.inFlight++;
     slot.peer.send({ type: 'request', id: hubId, from: peer.id, to: [targetId], method: msg.method, data: msg.data, timeout, timestamp: Date.now() });
   }
 
   private deny(peer: Peer, msg: Request, code: ErrorCode, reason: string): void {
     this.log.warn({ from: peer.id, to: msg.to[0], method: msg.method, code }, `call refused: ${reason}`);
+    this.audit({ who: peer.id, action: 'call', resource: msg.to[0] === HOST ? msg.method : `${msg.to[0]}.${msg.method}`, result: 'denied', code, reason });
     this.replyError(peer, msg.id, code, reason);
   }
 
@@ -458,6 +531,7 @@ export class Hub extends EventEmitter {
     if (!p) return;
     this.pending.delete(hubId);
     clearTimeout(p.timer);
+    p.caller.inFlight--;
     p.caller.send({ type: 'response', id: this.nextId(), from: p.target, correlationId: p.callerId, timestamp: Date.now(), ...outcome });
   }
 
@@ -465,6 +539,7 @@ export class Hub extends EventEmitter {
     const d = decideMessaging(this.policyOf(peer));
     if (!d.allowed) {
       this.log.warn({ from: peer.id, type: msg.type }, d.reason);
+      this.audit({ who: peer.id, action: msg.type, resource: msg.topic ?? '*', result: 'denied', code: d.code, reason: d.reason });
       return this.replyError(peer, msg.id, d.code, d.reason);
     }
     const out = { ...msg, id: this.nextId(), from: peer.id, timestamp: Date.now() } as EventMsg | Broadcast;
@@ -509,6 +584,7 @@ export class Hub extends EventEmitter {
       kind: 'host',
       subscriptions: new Set(),
       dropped: 0,
+      inFlight: 0,
       queued: () => 0,
       send: (msg) => {
         if (msg.type === 'response') {

@@ -14,6 +14,7 @@ export interface Home {
   readonly portFile: string;
   readonly logFile: string;
   readonly stateFile: string;
+  readonly auditFile: string;
   readonly socketsDir: string;
   /** The controller instance label: stable per home, so a restarted controller finds its predecessor's containers. */
   readonly instance: string;
@@ -29,6 +30,7 @@ export function resolveHome(env: NodeJS.ProcessEnv = process.env): Home {
     portFile: path.join(dir, 'hub.port'),
     logFile: path.join(dir, 'controller.log'),
     stateFile: path.join(dir, 'state.json'),
+    auditFile: path.join(dir, 'audit.jsonl'),
     socketsDir: path.join(dir, 'sockets'),
     instance: env.LOGOMESH_INSTANCE || `ctl-${createHash('sha256').update(dir).digest('hex').slice(0, 12)}`,
   };

@@ -8,6 +8,8 @@ import { policyOf } from '../hub/acl.js';
 import { Hub, type HostMethod } from '../hub/hub.js';
 import type { Logger } from '../log.js';
 import { findManifest, loadManifest, type LoadedManifest } from '../manifest/index.js';
+import type { Policy } from '../policy/policy.js';
+import { verifyPlugin } from '../signing/signature.js';
 import { PLUGIN_GID, PLUGIN_UID, runtimeImage } from '../runtimes/index.js';
 import { containerSpec, HUB_SOCKET_NAME } from '../sandbox/container-spec.js';
 import { PluginContainer } from '../sandbox/plugin-container.js';
@@ -17,6 +19,7 @@ import { dependentsOf, startLevels } from './dependency-graph.js';
 import { pluginSocketDir, type Home } from './home.js';
 import { LogBuffer, type LogLine } from './log-buffer.js';
 import { StateStore } from './state-store.js';
+import { AuditLog } from '../permissions/audit-log.js';
 import { LABEL } from '../labels.js';
 
 export type PluginState = 'loaded' | 'starting' | 'ready' | 'restarting' | 'stopping' | 'stopped' | 'exited' | 'failed';
@@ -58,6 +61,8 @@ export interface PluginHostOptions {
   readonly engineCheckMs?: number;
   /** Where image build progress goes (shown only on a TTY). */
   readonly progress?: NodeJS.WriteStream;
+  /** Operator policy every plugin is verified against at load (default: the file LOGOMESH_POLICY names, else none). */
+  readonly policy?: Policy;
 }
 
 interface Managed {
@@ -95,6 +100,8 @@ export class PluginHost implements AsyncDisposable {
   private readonly stopGraceMs: number;
   private closing?: Promise<void>;
   private readonly state: StateStore;
+  readonly audit: AuditLog;
+  private readonly grantTimers = new Set<NodeJS.Timeout>();
   private engine: { up: boolean; since: number; lastError?: string } = { up: true, since: Date.now() };
   private engineTimer?: NodeJS.Timeout;
   /** Containers of an earlier controller of this home, adopted or removed before the first start. */
@@ -109,8 +116,10 @@ export class PluginHost implements AsyncDisposable {
     this.stopGraceMs = opts.stopGraceMs ?? 5_000;
     this.token = opts.hubToken ?? randomBytes(24).toString('base64url');
     this.state = new StateStore(opts.home.stateFile);
+    this.audit = new AuditLog(opts.home.auditFile);
     this.hub = new Hub({
       log: opts.log,
+      audit: this.audit.record,
       token: this.token,
       socketOwner: { uid: PLUGIN_UID, gid: PLUGIN_GID },
       ...(opts.maxMessageBytes ? { maxMessageBytes: opts.maxMessageBytes } : {}),
@@ -188,6 +197,7 @@ export class PluginHost implements AsyncDisposable {
 
   /** Add validated manifests; the whole set is checked for id clashes and dependencies. */
   load(manifests: readonly LoadedManifest[]): string[] {
+    for (const l of manifests) verifyPlugin(l, this.opts.policy); // throws LM_SIGNATURE before anything is loaded
     const next = new Map(this.plugins);
     for (const l of manifests) {
       const clash = next.get(l.manifest.id);
@@ -342,6 +352,40 @@ export class PluginHost implements AsyncDisposable {
     this.plugins.delete(m.loaded.manifest.id);
   }
 
+  /**
+   * Take a method (`plugin.method`, or a host method) away from a plugin: its next call is
+   * LM_PERMISSION_DENIED. Takes effect at once on the hub; calls already in flight finish.
+   */
+  revokeMethod(pluginId: string, method: string): void {
+    this.get(pluginId);
+    this.hub.revoke(pluginId, method);
+  }
+
+  /**
+   * Give back a revoked method, optionally only for `ttlMs` (then it is revoked again). The
+   * manifest is the upper bound: a method it does not declare cannot be granted.
+   */
+  grantMethod(pluginId: string, method: string, ttlMs?: number): void {
+    const m = this.get(pluginId);
+    if (!m.loaded.manifest.coordination.consumesMethods.includes(method)) {
+      throw new LogoMeshError('LM_PERMISSION_DENIED', `plugin ${pluginId} does not declare '${method}' under coordination.consumesMethods; the manifest is the most it can be granted`, {
+        file: m.loaded.file,
+        path: '/coordination/consumesMethods',
+        expected: `'${method}' declared`,
+        found: m.loaded.manifest.coordination.consumesMethods.join(', ') || 'nothing',
+      });
+    }
+    this.hub.restore(pluginId, method);
+    if (ttlMs !== undefined) {
+      const timer = setTimeout(() => {
+        this.grantTimers.delete(timer);
+        this.hub.revoke(pluginId, method, 'expiry');
+      }, ttlMs);
+      timer.unref();
+      this.grantTimers.add(timer);
+    }
+  }
+
   call(target: string, method: string, data: unknown, timeoutMs?: number): Promise<unknown> {
     return this.hub.call(target, method, data, timeoutMs);
   }
@@ -411,6 +455,8 @@ export class PluginHost implements AsyncDisposable {
       rmSync(this.opts.home.socketsDir, { recursive: true, force: true });
       // A clean stop leaves nothing to adopt or remember.
       rmSync(this.opts.home.stateFile, { force: true });
+      for (const timer of this.grantTimers) clearTimeout(timer);
+      await this.audit.close();
       // Whatever a failed stop left behind still carries this controller's label.
       await removeByLabel(this.docker, this.opts.home.instance).catch(() => undefined);
     })();
@@ -458,7 +504,7 @@ export class PluginHost implements AsyncDisposable {
     const t0 = Date.now();
     try {
       const runtime = runtimeImage(m.loaded.manifest.runtime);
-      const compiled = await preparePluginImage(this.docker, runtime, m.loaded, { log: this.log, ...(this.opts.progress ? { progress: this.opts.progress } : {}) });
+      const compiled = await preparePluginImage(this.docker, runtime, m.loaded, { log: this.log, instance: this.opts.home.instance, ...(this.opts.progress ? { progress: this.opts.progress } : {}) });
       checkWritableGrants(m.loaded.grantedPaths, PLUGIN_UID, PLUGIN_GID);
       const socketDir = pluginSocketDir(this.opts.home, id);
       await this.hub.detachPlugin(id);
@@ -486,6 +532,7 @@ export class PluginHost implements AsyncDisposable {
       m.startMs = Date.now() - loadStart;
       this.startHealth(m);
       this.persist();
+      this.audit.record({ who: 'controller', action: 'start', resource: id, result: 'ready' });
       this.log.info({ plugin: id, ms: m.startMs, total: Date.now() - t0 }, 'plugin ready');
     } catch (err) {
       const e = err instanceof LogoMeshError ? err : new LogoMeshError('LM_ENGINE_ERROR', (err as Error).message, {}, { cause: err });
@@ -585,6 +632,7 @@ export class PluginHost implements AsyncDisposable {
     m.lastError = error;
     // Not ready from this moment: no second failure report, no new calls routed to it.
     m.state = 'restarting';
+    this.audit.record({ who: id, action: 'violation', resource: id, result: 'failed', code: error.code, reason: error.message });
     this.log.warn({ plugin: id, code: error.code, retries: m.retries }, error.message);
     await this.teardown(m);
     const wanted = restart.policy === 'always' || (restart.policy === 'on-failure' && !cleanExit);
@@ -643,6 +691,7 @@ export class PluginHost implements AsyncDisposable {
     await container.stop(Math.ceil(this.stopGraceMs / 1000));
     await this.teardown(m);
     m.state = 'stopped';
+    this.audit.record({ who: 'controller', action: 'stop', resource: id, result: 'stopped' });
   }
 
   /** Remove the container and the hub socket; safe after any failure. */

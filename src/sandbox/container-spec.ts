@@ -2,6 +2,7 @@ import type { ContainerCreateOptions, MountSettings } from 'dockerode';
 import { LABEL, ownerLabels } from '../labels.js';
 import type { LoadedManifest } from '../manifest/types.js';
 import { PLUGIN_MOUNT, PLUGIN_USER, type RuntimeImage } from '../runtimes/runtime.js';
+import { seccompProfile, seccompSecurityOpt, seccompVariant } from './seccomp.js';
 
 export interface SpecInput {
   readonly loaded: LoadedManifest;
@@ -16,11 +17,19 @@ export interface SpecInput {
   readonly name?: string;
   /** Extra environment (the hub's socket path, later). Cannot override the LOGOMESH_PLUGIN_* variables. */
   readonly env?: Readonly<Record<string, string>>;
+  /**
+   * The seccomp profile, as JSON text. Default: LogoMesh's own profile for the container's
+   * network mode, from seccomp.ts, which reads it from images/seccomp/ once per process.
+   */
+  readonly seccompProfile?: string;
 }
 
 /** Where a plugin finds its hub socket (LOGOMESH_HUB_SOCKET). */
 export const HUB_MOUNT = '/run/logomesh';
 export const HUB_SOCKET_NAME = 'hub.sock';
+
+/** Every plugin container's network mode: no network but loopback. */
+const NETWORK_MODE = 'none';
 
 /** The CFS period used for CPU quotas: 100 ms, the kernel's default. */
 export const CPU_PERIOD_US = 100_000;
@@ -28,7 +37,8 @@ const MB = 1024 * 1024;
 
 /**
  * Translate a validated manifest into the engine's container spec. Pure: the same input
- * always gives the same spec, and nothing here talks to the engine.
+ * always gives the same spec, and nothing here talks to the engine. The one read it may do
+ * is the default seccomp profile's file, once per process (seccomp.ts caches it).
  *
  * What is never in the spec, whatever the manifest says: Privileged, host namespaces
  * (network, pid, ipc, uts, userns), the Docker socket, devices, added capabilities.
@@ -88,10 +98,10 @@ export function containerSpec(input: SpecInput): ContainerCreateOptions {
       ShmSize: r.maxTmpMB * MB,
       CapDrop: ['ALL'],
       CapAdd: [],
-      // The engine's default seccomp profile applies because none is named here.
-      SecurityOpt: ['no-new-privileges:true'],
+      // LogoMesh's seccomp profile, not the engine's default: see docs/security.md#seccomp.
+      SecurityOpt: ['no-new-privileges:true', seccompSecurityOpt(input.seccompProfile ?? seccompProfile(seccompVariant(NETWORK_MODE)))],
       Privileged: false,
-      NetworkMode: 'none',
+      NetworkMode: NETWORK_MODE,
       IpcMode: 'private',
       PidMode: '',
       UTSMode: '',

@@ -112,3 +112,35 @@ describe('logomesh up / ps / call / logs / restart / down', () => {
     expect(existsSync(path.join(home, 'control.sock'))).toBe(false);
   });
 });
+
+describe('controller recovery', () => {
+  it('kill -9 of the controller: the next one adopts the running plugins, no orphans, no duplicates', async () => {
+    const home = tempDir('lm-home-');
+    const inst = `${instance()}-adopt`;
+    const env = { LOGOMESH_HOME: home, LOGOMESH_INSTANCE: inst };
+    const dir = pluginsDir();
+    const first = await logomesh(['up', '-d', dir], env);
+    expect(first.code, first.stderr).toBe(0);
+    try {
+      const pid = Number(/\(pid (\d+)\)/.exec(first.stderr)?.[1]);
+      expect(pid).toBeGreaterThan(0);
+      const before = JSON.parse((await logomesh(['ps', '--json'], env)).stdout) as { id: string; containerId: string }[];
+      process.kill(pid, 'SIGKILL');
+      await new Promise((r) => setTimeout(r, 300));
+      expect(await leftovers(inst)).toBe(2); // the plugins outlive their controller
+
+      const second = await logomesh(['up', '-d', dir], env);
+      expect(second.code, second.stderr).toBe(0);
+      const after = JSON.parse((await logomesh(['ps', '--json'], env)).stdout) as { id: string; containerId: string; state: string }[];
+      expect(after.map((p) => p.state)).toEqual(['ready', 'ready']);
+      // Adopted, not recreated: the same containers, reconnected to the new hub.
+      expect(after.map((p) => p.containerId)).toEqual(before.map((p) => p.containerId));
+      expect(await leftovers(inst)).toBe(2);
+      const call = await logomesh(['call', 'two.call', '{"target":"one.echo","data":"after"}'], env);
+      expect(JSON.parse(call.stdout)).toEqual({ ok: 'after' });
+    } finally {
+      await logomesh(['down'], env);
+    }
+    expect(await leftovers(inst)).toBe(0);
+  });
+});

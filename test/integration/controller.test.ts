@@ -117,11 +117,31 @@ describe('controller with plugins in real containers', () => {
     expect(hostSeen).toEqual([{ n: 2 }]);
   });
 
+  it('a revocation bites at once in a real plugin, a grant with a TTL expires, and the audit trail has it all', async () => {
+    expect(await host.call('alpha', 'call', { target: 'beta.echo', data: 'before' })).toEqual({ ok: 'before' });
+    const t = Date.now();
+    host.revokeMethod('alpha', 'beta.echo');
+    const denied = (await host.call('alpha', 'call', { target: 'beta.echo' })) as { code: string; message: string };
+    expect(denied.code).toBe('LM_PERMISSION_DENIED');
+    expect(denied.message).toContain('revoked');
+    console.log(`revocation to denied call: ${Date.now() - t} ms`);
+    host.grantMethod('alpha', 'beta.echo', 400);
+    expect(await host.call('alpha', 'call', { target: 'beta.echo', data: 'granted' })).toEqual({ ok: 'granted' });
+    await new Promise((r) => setTimeout(r, 600));
+    expect(((await host.call('alpha', 'call', { target: 'beta.echo' })) as { code: string }).code).toBe('LM_PERMISSION_DENIED');
+    expect(() => host.grantMethod('gamma', 'beta.echo')).toThrow(expect.objectContaining({ code: 'LM_PERMISSION_DENIED' }));
+    host.grantMethod('alpha', 'beta.echo');
+    const { readAudit } = await import('../../src/permissions/audit-log.js');
+    const trail = readAudit(host.home.auditFile, { plugin: 'alpha' }).map((e) => `${e.who} ${e.action} ${e.resource} ${e.result}`);
+    expect(trail).toEqual(expect.arrayContaining(['operator revoke alpha:beta.echo revoked', 'alpha call beta.echo denied', 'operator grant alpha:beta.echo granted', 'expiry revoke alpha:beta.echo revoked', 'alpha call beta.echo allowed']));
+  });
+
   it('a plugin killed during a call fails the caller with LM_PLUGIN_EXITED promptly, and ps says why', async () => {
     const t = Date.now();
     await expect(host.call('beta', 'crash', {}, 20_000)).rejects.toMatchObject({ code: 'LM_PLUGIN_EXITED' });
     expect(Date.now() - t).toBeLessThan(5_000);
-    await new Promise((r) => setTimeout(r, 100));
+    // The hub sees the connection drop first; the engine reports the exit a moment later.
+    for (let i = 0; i < 100 && !host.status('beta').lastError; i++) await new Promise((r) => setTimeout(r, 50));
     const beta = host.status('beta');
     // The default restart policy (on-failure) brings it back after a short backoff.
     expect(['restarting', 'starting', 'ready']).toContain(beta.state);

@@ -70,7 +70,9 @@ raise SystemExit(1)`;
     expect(r.exitCode, r.stderr).toBe(0);
     const p = report<{ tcp: string; udp: string; interfaces: string[] }>(r.stdout);
     expect(p.interfaces).toEqual(['lo']);
-    expect(p.tcp).toBe('ENETUNREACH');
-    expect(p.udp).toBe('ENETUNREACH');
+    // The no-network seccomp profile refuses IP sockets outright; without it, network mode
+    // none would refuse the route (ENETUNREACH): test/security/network.test.ts checks both.
+    expect(p.tcp).toBe('EAFNOSUPPORT');
+    expect(p.udp).toBe('EAFNOSUPPORT');
   });
 });

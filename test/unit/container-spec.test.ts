@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import type { ContainerCreateOptions, HostConfig, MountSettings } from 'dockerode';
 import { afterAll, describe, expect, it } from 'vitest';
 import { LABEL, OWNER } from '../../src/labels.js';
@@ -5,6 +7,7 @@ import { loadManifest } from '../../src/manifest/index.js';
 import type { LoadedManifest, Resources } from '../../src/manifest/types.js';
 import { runtimeImage } from '../../src/runtimes/index.js';
 import { containerSpec, type SpecInput } from '../../src/sandbox/container-spec.js';
+import { SECCOMP_DIR } from '../../src/sandbox/seccomp.js';
 import { dedent, folder, MAIN_PY, PluginFolders } from './support/plugin-folder.js';
 
 const MiB = 1024 * 1024;
@@ -130,6 +133,27 @@ describe('containerSpec: privileges and isolation', () => {
     for (const opt of hc.SecurityOpt ?? []) {
       expect(opt).not.toMatch(/^(seccomp|apparmor)[=:]unconfined$/);
       expect(opt).not.toMatch(/^label[=:]disable$/);
+    }
+  });
+
+  it("loads LogoMesh's no-network seccomp profile inline, not the engine's default", () => {
+    const seccomp = (hc.SecurityOpt ?? []).filter((o: string) => o.startsWith('seccomp'));
+    expect(seccomp).toHaveLength(1);
+    const [opt = ''] = seccomp;
+    expect(opt.startsWith('seccomp=')).toBe(true);
+    const profile = JSON.parse(opt.slice('seccomp='.length)) as { defaultAction: string; syscalls: { names: string[] }[] };
+    expect(profile).toEqual(JSON.parse(readFileSync(path.join(SECCOMP_DIR, 'plugin-no-network.json'), 'utf8')));
+    expect(profile.defaultAction).toBe('SCMP_ACT_ERRNO');
+    // Compact: the whole profile travels in the create request and shows in `docker inspect`.
+    expect(opt).not.toContain('\n');
+  });
+
+  it('takes a seccomp profile given as JSON text, and refuses anything else', () => {
+    const loaded = loadPlugin();
+    const custom = '{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read"],"action":"SCMP_ACT_ALLOW"}]}';
+    expect(hostConfig(specFor(loaded, { seccompProfile: custom })).SecurityOpt).toEqual(['no-new-privileges:true', `seccomp=${custom}`]);
+    for (const seccompProfile of ['unconfined', '/etc/docker/seccomp.json', '']) {
+      expect(() => specFor(loaded, { seccompProfile })).toThrow(expect.objectContaining({ code: 'LM_SECCOMP_PROFILE' }));
     }
   });
 

@@ -237,3 +237,68 @@ describe('hub', () => {
     expect(statSync(sock('alpha')).mode & 0o777).toBe(process.getuid?.() === 0 ? 0o600 : 0o666);
   });
 });
+
+describe('hub limits, revocations and audit', () => {
+  let dir: string;
+  let hub: Hub;
+  const audit: Record<string, unknown>[] = [];
+  const clients: Client[] = [];
+  const sock = (id: string) => path.join(dir, id, 'hub.sock');
+
+  beforeEach(async () => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'lm-hub-'));
+    audit.length = 0;
+    hub = new Hub({ log: silentLogger, token: 'secret-token', rateLimit: 100, maxInFlight: 3, audit: (e) => audit.push(e) });
+    await hub.attachPlugin(policy('alpha', [], ['beta.echo', 'beta.never'], true), sock('alpha'));
+    await hub.attachPlugin(policy('beta', ['echo', 'never']), sock('beta'));
+  });
+  afterEach(async () => {
+    for (const c of clients.splice(0)) c.ws.terminate();
+    await hub.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const connect = async (id: string, methods: string[]) => {
+    const c = await Client.open(`ws+unix://${sock(id)}:/v1`);
+    clients.push(c);
+    await c.hello(methods);
+    return c;
+  };
+
+  it('a flooding plugin is refused with LM_RATE_LIMITED and audited; others keep working', async () => {
+    const a = await connect('alpha', []);
+    const b = await connect('beta', ['echo', 'never']);
+    b.serve((m) => (m.method === 'echo' ? m.data : undefined));
+    for (let i = 0; i < 400; i++) a.send({ type: 'event', topic: 'flood', data: i });
+    const limited = await a.next((m) => (m.error as { code?: string } | undefined)?.code === 'LM_RATE_LIMITED');
+    expect(limited.success).toBe(false);
+    expect(audit.some((e) => e.code === 'LM_RATE_LIMITED' && e.who === 'alpha')).toBe(true);
+    expect(await hub.call('beta', 'echo', 'still here')).toBe('still here');
+  });
+
+  it('a plugin cannot have more than maxInFlight calls waiting', async () => {
+    const a = await connect('alpha', []);
+    await connect('beta', ['echo', 'never']);
+    for (let i = 0; i < 3; i++) a.send({ type: 'request', to: ['beta'], method: 'never', timeout: 5_000 });
+    const r = await a.reply(a.send({ type: 'request', to: ['beta'], method: 'never', timeout: 5_000 }));
+    expect(r).toMatchObject({ success: false, error: { code: 'LM_RATE_LIMITED' } });
+  });
+
+  it('a revocation bites on the next call; a grant gives it back; every decision is audited', async () => {
+    const a = await connect('alpha', []);
+    const b = await connect('beta', ['echo', 'never']);
+    b.serve((m) => (m.method === 'echo' ? m.data : undefined));
+    expect(await a.reply(a.send({ type: 'request', to: ['beta'], method: 'echo', data: 1 }))).toMatchObject({ success: true });
+    hub.revoke('alpha', 'beta.echo');
+    const denied = await a.reply(a.send({ type: 'request', to: ['beta'], method: 'echo', data: 2 }));
+    expect(denied).toMatchObject({ success: false, error: { code: 'LM_PERMISSION_DENIED', message: expect.stringContaining('revoked') } });
+    hub.restore('alpha', 'beta.echo');
+    expect(await a.reply(a.send({ type: 'request', to: ['beta'], method: 'echo', data: 3 }))).toMatchObject({ success: true, data: 3 });
+    expect(audit.map((e) => `${e.who} ${e.action} ${e.resource} ${e.result}`)).toEqual([
+      'alpha call beta.echo allowed',
+      'operator revoke alpha:beta.echo revoked',
+      'alpha call beta.echo denied',
+      'operator grant alpha:beta.echo granted',
+      'alpha call beta.echo allowed',
+    ]);
+  });
+});

@@ -51,6 +51,11 @@ export interface PluginOptions {
   graceMs?: number;
   /** How long run() retries a socket that is not there yet, in ms. Default 10000. */
   connectTimeoutMs?: number;
+  /**
+   * How long to try to reconnect after an established connection is lost, in ms.
+   * Default: LOGOMESH_RECONNECT_MS, else 60000; 0 never reconnects (run() rejects at once).
+   */
+  reconnectMs?: number;
   /** Where SDK diagnostics go; false silences them. Default: stderr. */
   log?: false | ((level: 'info' | 'warn' | 'error', message: string) => void);
 }
@@ -62,7 +67,10 @@ export declare class Plugin {
   /** Serve a method; register every method before run(). */
   method<A = unknown, R = unknown>(name: string, handler: MethodHandler<A, R>): this;
   methods(map: Record<string, MethodHandler>): this;
-  /** Call 'plugin-id.method', or a host method when the name has no dot. */
+  /**
+   * Call 'plugin-id.method', or a host method when the name has no dot. While the SDK
+   * reconnects to the hub, waits for the connection within the timeout.
+   */
   call<R = unknown>(target: string, data?: unknown, options?: { timeout?: number } | number): Promise<R>;
   /** Emit an event (needs coordination.messaging: true). */
   emit(topic: string, data?: unknown, options?: { to?: string[] }): Promise<void>;
@@ -76,7 +84,11 @@ export declare class Plugin {
   onShutdown(fn: () => unknown): this;
   /** Resolves once connected and the hub accepted hello. */
   ready(): Promise<void>;
-  /** Connect, say hello, serve until shutdown; then exit 0 (or resolve with exit: false). */
+  /**
+   * Connect, say hello, serve until shutdown; then exit 0 (or resolve with exit: false).
+   * Reconnects after a lost connection; rejects when the hub cannot be reached, refuses
+   * hello, or is not back within reconnectMs.
+   */
   run(): Promise<void>;
   /** Shut down as if the hub asked. */
   shutdown(graceMs?: number): Promise<void>;

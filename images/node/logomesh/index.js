@@ -4,7 +4,9 @@
 // run() connects to the hub over the Unix socket the controller names in
 // LOGOMESH_HUB_SOCKET, says hello, serves requests concurrently until the hub asks it to
 // shut down (or the process gets SIGTERM/SIGINT), lets in-flight requests answer, closes
-// the connection with status 1000 and exits with code 0.
+// the connection with status 1000 and exits with code 0. When an established connection is
+// lost (the controller killed and restarted), it reconnects, says hello again and subscribes
+// again, for up to LOGOMESH_RECONNECT_MS.
 import { WebSocket } from 'ws';
 
 export const SDK_VERSION = '0.1.0';
@@ -24,6 +26,10 @@ const CONTROL_TIMEOUT_MS = 10_000;
 /** How long a clean close may wait for the hub's close frame. */
 const CLOSE_WAIT_MS = 1_000;
 const RETRYABLE = new Set(['ENOENT', 'ECONNREFUSED', 'EAGAIN']);
+/** After an established connection is lost: how long to try to reconnect, and the backoff. */
+const DEFAULT_RECONNECT_MS = 60_000;
+const RECONNECT_FIRST_DELAY_MS = 100;
+const RECONNECT_MAX_DELAY_MS = 2_000;
 
 /**
  * An error with a LogoMesh code (LM_*). Thrown by call() with the code of the failed
@@ -75,6 +81,24 @@ function isThenable(v) {
 
 function noop() {}
 
+/** What calls waiting for an answer get when the connection is lost and the SDK reconnects. */
+class ConnectionLost extends LogoMeshError {
+  constructor(code, reason) {
+    super('LM_PLUGIN_UNAVAILABLE', 'hub connection lost', { status: code, ...(reason ? { reason } : {}) });
+  }
+}
+
+function reconnectMsFromEnv(log) {
+  const raw = (process.env.LOGOMESH_RECONNECT_MS ?? '').trim();
+  if (raw === '') return DEFAULT_RECONNECT_MS;
+  const value = Number(raw);
+  if (!/^\d+$/.test(raw) || !Number.isSafeInteger(value)) {
+    log('warn', `LOGOMESH_RECONNECT_MS=${JSON.stringify(raw)} is not a number of milliseconds >= 0; using ${DEFAULT_RECONNECT_MS}`);
+    return DEFAULT_RECONNECT_MS;
+  }
+  return value;
+}
+
 function defaultLog(level, message) {
   process.stderr.write(`[logomesh] ${level}: ${message}\n`);
 }
@@ -108,8 +132,15 @@ export class Plugin {
   #pending = new Map();
   #shutdownHooks = [];
   #ws = null;
-  /** idle -> connecting -> ready -> draining -> closed */
+  /** idle -> connecting -> ready (<-> reconnecting) -> draining -> closed */
   #state = 'idle';
+  /** Which connection requests came in on: an answer is only sent on that one. */
+  #gen = 0;
+  /** While reconnecting: settles when the connection is back (or run() ends instead). */
+  #online = null;
+  /** Resolved on shutdown: wakes the reconnect loop. */
+  #wake = deferred();
+  #reconnectMs;
   #seq = 0;
   #inflight = 0;
   #drained = null;
@@ -133,6 +164,7 @@ export class Plugin {
    * @param {boolean} [options.handleSignals] treat SIGTERM/SIGINT like the hub's shutdown; default true
    * @param {number} [options.graceMs] how long in-flight requests get on SIGTERM/SIGINT; default 5000
    * @param {number} [options.connectTimeoutMs] how long run() retries a missing socket; default 10000
+   * @param {number} [options.reconnectMs] how long to try to reconnect after the connection is lost; default LOGOMESH_RECONNECT_MS, else 60000; 0 never
    * @param {false | ((level: string, message: string) => void)} [options.log] SDK diagnostics; default stderr
    */
   constructor(options = {}) {
@@ -143,6 +175,10 @@ export class Plugin {
     this.#graceMs = options.graceMs ?? 5_000;
     this.#connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
     this.#log = options.log === false ? noop : (options.log ?? defaultLog);
+    if (options.reconnectMs !== undefined && !(Number.isSafeInteger(options.reconnectMs) && options.reconnectMs >= 0)) {
+      throw new TypeError(`reconnectMs must be a whole number of milliseconds >= 0, got ${JSON.stringify(options.reconnectMs)}`);
+    }
+    this.#reconnectMs = options.reconnectMs ?? reconnectMsFromEnv(this.#log);
     for (const [name, handler] of Object.entries(options.methods ?? {})) this.method(name, handler);
   }
 
@@ -181,7 +217,8 @@ export class Plugin {
   /**
    * Call 'plugin-id.method', or a host method when the name has no dot. Resolves with the
    * result; rejects with a LogoMeshError carrying the response's code (LM_TIMEOUT,
-   * LM_PERMISSION_DENIED, the target's own code, ...).
+   * LM_PERMISSION_DENIED, the target's own code, ...). While the SDK reconnects to the hub,
+   * the call waits for the connection within its timeout (then LM_PLUGIN_UNAVAILABLE).
    * @param {string} target
    * @param {unknown} [data]
    * @param {{ timeout?: number } | number} [options] timeout in ms (hub default 30000, at most 300000)
@@ -198,10 +235,18 @@ export class Plugin {
     if (timeout !== undefined && !(typeof timeout === 'number' && timeout > 0 && Number.isFinite(timeout))) {
       throw new LogoMeshError('LM_INVALID_ARGUMENT', `call timeout must be a positive number of milliseconds, got ${JSON.stringify(timeout)}`);
     }
-    if (this.#state !== 'ready') await this.#connected('call');
-    const wait = Math.min(timeout ?? DEFAULT_CALL_TIMEOUT_MS, MAX_CALL_TIMEOUT_MS) + TIMEOUT_BACKSTOP_MS;
+    let limit = timeout;
+    if (this.#state !== 'ready') {
+      const reconnecting = this.#state === 'reconnecting';
+      const budget = Math.min(timeout ?? DEFAULT_CALL_TIMEOUT_MS, MAX_CALL_TIMEOUT_MS);
+      const started = Date.now();
+      await this.#connected('call', budget);
+      // The time spent waiting for the connection comes off the call's timeout.
+      if (reconnecting) limit = Math.max(1, budget - (Date.now() - started));
+    }
+    const wait = Math.min(limit ?? DEFAULT_CALL_TIMEOUT_MS, MAX_CALL_TIMEOUT_MS) + TIMEOUT_BACKSTOP_MS;
     const msg = { type: 'request', id: this.#nextId(), to: [to], method, data };
-    if (timeout !== undefined) msg.timeout = timeout;
+    if (limit !== undefined) msg.timeout = limit;
     return this.#exchange(msg, wait, () => `no response from ${target} within ${wait - TIMEOUT_BACKSTOP_MS} ms`);
   }
 
@@ -282,7 +327,8 @@ export class Plugin {
   /**
    * Connect, say hello, serve until shutdown. With exit (the default) the process then ends
    * with code 0; otherwise the promise resolves. Rejects (and the process ends with an error
-   * unless caught) when the hub cannot be reached, refuses hello, or drops the connection.
+   * unless caught) when the hub cannot be reached or refuses hello, or when the connection
+   * is lost and not re-made within reconnectMs.
    */
   async run() {
     if (this.#state !== 'idle') throw new Error('run() was already called');
@@ -306,11 +352,7 @@ export class Plugin {
         ws.close(1000);
       } else {
         this.#attach(ws);
-        const hello = await this.#exchange(
-          { type: 'hello', id: this.#nextId(), protocol: PROTOCOL_VERSION, sdk: `node/${SDK_VERSION}`, methods: [...this.#methods.keys()] },
-          CONTROL_TIMEOUT_MS,
-          () => 'the hub did not answer hello',
-        );
+        const hello = await this.#exchange(this.#helloMessage(), CONTROL_TIMEOUT_MS, () => 'the hub did not answer hello');
         if (!this.id && typeof hello?.plugin === 'string') this.id = hello.plugin;
         if (this.#state === 'connecting') {
           this.#state = 'ready';
@@ -354,8 +396,20 @@ export class Plugin {
     return (this.#state === 'ready' || this.#state === 'draining') && this.#ws !== null && this.#ws.readyState === WebSocket.OPEN;
   }
 
-  async #connected(what) {
+  /** Wait for the connection: the first one, or (for a call, within waitMs) a reconnect. */
+  async #connected(what, waitMs) {
     if (this.#state === 'connecting') await this.#ready.promise;
+    if (this.#state === 'reconnecting') {
+      if (waitMs === undefined) throw new LogoMeshError('LM_PLUGIN_UNAVAILABLE', `${what}(): hub connection lost; reconnecting`);
+      const deadline = Date.now() + waitMs;
+      while (this.#state === 'reconnecting') {
+        const left = deadline - Date.now();
+        if (left <= 0) throw new LogoMeshError('LM_PLUGIN_UNAVAILABLE', `${what}(): hub connection lost, and not back within the call's timeout (${waitMs} ms)`);
+        let timer;
+        // Rejects when run() ends instead of reconnecting.
+        await Promise.race([this.#online.promise, new Promise((r) => (timer = setTimeout(r, left)))]).finally(() => clearTimeout(timer));
+      }
+    }
     if (!this.#isOpen()) {
       throw new LogoMeshError(
         this.#state === 'idle' ? 'LM_PROTOCOL' : 'LM_CONTROLLER_UNAVAILABLE',
@@ -390,22 +444,112 @@ export class Plugin {
     this.#ws = ws;
     ws.on('message', (raw, isBinary) => this.#onFrame(raw, isBinary));
     ws.on('error', (err) => this.#log('warn', `hub connection error: ${err.message}`));
-    ws.on('close', (code, reason) => this.#onClose(code, reason.toString()));
+    ws.on('close', (code, reason) => this.#onClose(ws, code, reason.toString()));
   }
 
-  #onClose(code, reason) {
-    const expected = this.#state === 'draining' || this.#state === 'closed';
-    this.#state = 'closed';
-    const err = new LogoMeshError('LM_CONTROLLER_UNAVAILABLE', `the hub closed the connection (status ${code}${reason ? `: ${reason}` : ''})`, { status: code });
+  #failPending(err) {
     for (const [id, p] of this.#pending) {
       this.#pending.delete(id);
       clearTimeout(p.timer);
       p.reject(err);
     }
+  }
+
+  #onClose(ws, code, reason) {
+    if (ws !== this.#ws) return; // a connection already given up
+    if (this.#state === 'reconnecting') {
+      // A reconnect attempt's connection: the loop tries again.
+      this.#ws = null;
+      return this.#failPending(new ConnectionLost(code, reason));
+    }
+    if (this.#state === 'ready' && this.#reconnectMs > 0) {
+      // Lost, not closed by a shutdown: keep running and connect again.
+      this.#ws = null;
+      this.#state = 'reconnecting';
+      this.#gen++;
+      this.#online = deferred();
+      this.#failPending(new ConnectionLost(code, reason));
+      this.#log('warn', `plugin ${this.id || '(unnamed)'}: hub connection lost (code ${code}${reason ? `: ${reason}` : ''}); reconnecting for up to ${this.#reconnectMs} ms`);
+      this.#reconnect(code).catch((err) => this.#fail(err));
+      return;
+    }
+    const expected = this.#state === 'draining' || this.#state === 'closed';
+    this.#state = 'closed';
+    const err = new LogoMeshError('LM_CONTROLLER_UNAVAILABLE', `the hub closed the connection (status ${code}${reason ? `: ${reason}` : ''})`, { status: code });
+    this.#failPending(err);
     for (const sub of this.#subs.values()) sub.confirmed.reject(err);
     if (expected) this.#closed.resolve();
     else this.#closed.reject(err);
     this.#drained?.();
+  }
+
+  /**
+   * Connect again with backoff for up to reconnectMs, say hello with the same methods and
+   * subscribe again to every pattern. Resolves once serving again (or stopped meanwhile);
+   * rejects when the window passes (LM_CONTROLLER_UNAVAILABLE) or the hub refuses hello.
+   */
+  async #reconnect(code) {
+    const url = `ws+unix://${this.#socketPath}:/v1`;
+    const lostAt = Date.now();
+    const deadline = lostAt + this.#reconnectMs;
+    let delay = RECONNECT_FIRST_DELAY_MS;
+    let attempts = 0;
+    let last = 'no attempt';
+    for (;;) {
+      let timer;
+      await Promise.race([this.#wake.promise, new Promise((r) => (timer = setTimeout(r, Math.max(0, Math.min(delay, deadline - Date.now())))))]);
+      clearTimeout(timer);
+      if (this.#state !== 'reconnecting') return; // shut down meanwhile
+      delay = Math.min(delay * 2, RECONNECT_MAX_DELAY_MS);
+      attempts++;
+      let ws = null;
+      try {
+        ws = await openSocket(url, Math.max(1_000, deadline - Date.now()));
+        if (this.#state !== 'reconnecting') return void ws.terminate();
+        this.#attach(ws);
+        const hello = await this.#exchange(this.#helloMessage(), Math.min(CONTROL_TIMEOUT_MS, Math.max(1_000, deadline - Date.now())), () => 'the hub did not answer hello');
+        if (this.#state !== 'reconnecting') return void ws.close(1000);
+        if (this.#ws !== ws || ws.readyState !== WebSocket.OPEN) throw new ConnectionLost(1006, 'closed right after hello');
+        if (!this.id && typeof hello?.plugin === 'string') this.id = hello.plugin;
+        this.#state = 'ready';
+        for (const [pattern, sub] of this.#subs) this.#subscribe(pattern, sub);
+        this.#log('warn', `plugin ${this.id || '(unnamed)'}: reconnected to the hub after ${Date.now() - lostAt} ms`);
+        const online = this.#online;
+        this.#online = null;
+        online.resolve();
+        return;
+      } catch (err) {
+        // A refused hello (an answer from the hub) ends the plugin; anything else is retried.
+        const refused = isCoded(err) && !(err instanceof ConnectionLost) && !(err.code === 'LM_TIMEOUT' || err.code === 'LM_CONTROLLER_UNAVAILABLE');
+        if (ws && ws === this.#ws) {
+          this.#ws = null;
+          ws.terminate();
+        }
+        if (refused) throw err;
+        last = errorText(err);
+      }
+      if (Date.now() >= deadline) {
+        throw new LogoMeshError(
+          'LM_CONTROLLER_UNAVAILABLE',
+          `the hub connection was lost and not re-made within ${this.#reconnectMs} ms (${attempts} attempt(s) at ${this.#socketPath}; last: ${last})`,
+          { socket: this.#socketPath, reconnectMs: this.#reconnectMs, status: code },
+        );
+      }
+    }
+  }
+
+  /** Reconnecting failed: run() rejects, and calls waiting for the connection too. */
+  #fail(err) {
+    if (this.#state !== 'reconnecting') return;
+    this.#state = 'closed';
+    this.#online?.reject(new LogoMeshError('LM_CONTROLLER_UNAVAILABLE', `the plugin is no longer connected to the hub: ${err.message}`));
+    this.#online = null;
+    for (const sub of this.#subs.values()) sub.confirmed.reject(err);
+    this.#closed.reject(err);
+  }
+
+  #helloMessage() {
+    return { type: 'hello', id: this.#nextId(), protocol: PROTOCOL_VERSION, sdk: `node/${SDK_VERSION}`, methods: [...this.#methods.keys()] };
   }
 
   /** Send a message that gets a response; resolve with its data, reject with its error. */
@@ -444,10 +588,13 @@ export class Plugin {
     });
   }
 
-  /** Write without waiting (responses): a closed socket just drops it. */
-  #post(text) {
+  /**
+   * Write without waiting (responses): a closed socket just drops it, and so does a newer
+   * connection than the one the request came in on (gen): that hub is gone.
+   */
+  #post(text, gen = this.#gen) {
     const ws = this.#ws;
-    if (ws && ws.readyState === WebSocket.OPEN) ws.send(text);
+    if (ws && ws.readyState === WebSocket.OPEN && gen === this.#gen) ws.send(text);
   }
 
   #subscribe(pattern, sub) {
@@ -455,6 +602,8 @@ export class Plugin {
     p.then(
       () => sub.confirmed.resolve(),
       (err) => {
+        // Lost meanwhile: subscribed again once reconnected.
+        if (err instanceof ConnectionLost && this.#state === 'reconnecting') return;
         this.#log('warn', `subscribe ${pattern} failed: ${err.code}: ${err.message}`);
         sub.confirmed.reject(err);
       },
@@ -514,26 +663,27 @@ export class Plugin {
       });
     }
     this.#inflight++;
+    const gen = this.#gen;
     let result;
     try {
       result = handler(msg.data, { from: msg.from, method: msg.method, timeout: msg.timeout });
     } catch (err) {
-      this.#replyFailure(id, msg.method, err);
+      this.#replyFailure(id, msg.method, err, gen);
       return this.#done();
     }
     if (isThenable(result)) {
       result.then(
         (value) => {
-          this.#replyOk(id, msg.method, value);
+          this.#replyOk(id, msg.method, value, gen);
           this.#done();
         },
         (err) => {
-          this.#replyFailure(id, msg.method, err);
+          this.#replyFailure(id, msg.method, err, gen);
           this.#done();
         },
       );
     } else {
-      this.#replyOk(id, msg.method, result);
+      this.#replyOk(id, msg.method, result, gen);
       this.#done();
     }
   }
@@ -542,23 +692,23 @@ export class Plugin {
     if (--this.#inflight === 0) this.#drained?.();
   }
 
-  #replyOk(correlationId, method, value) {
+  #replyOk(correlationId, method, value, gen) {
     let text;
     try {
       text = JSON.stringify({ type: 'response', id: this.#nextId(), correlationId, success: true, data: value === undefined ? null : value });
     } catch (err) {
-      return this.#replyError(correlationId, 'LM_PLUGIN_ERROR', `the result of method '${method}' is not JSON-serializable: ${errorText(err)}`);
+      return this.#replyError(correlationId, 'LM_PLUGIN_ERROR', `the result of method '${method}' is not JSON-serializable: ${errorText(err)}`, undefined, gen);
     }
-    this.#post(text);
+    this.#post(text, gen);
   }
 
-  #replyFailure(correlationId, method, err) {
-    if (isCoded(err)) return this.#replyError(correlationId, err.code, String(err.message ?? err.code), err.details);
+  #replyFailure(correlationId, method, err, gen) {
+    if (isCoded(err)) return this.#replyError(correlationId, err.code, String(err.message ?? err.code), err.details, gen);
     this.#log('error', `method '${method}' failed: ${err instanceof Error ? (err.stack ?? err.message) : errorText(err)}`);
-    this.#replyError(correlationId, 'LM_PLUGIN_ERROR', errorText(err), err instanceof Error ? { type: err.name } : undefined);
+    this.#replyError(correlationId, 'LM_PLUGIN_ERROR', errorText(err), err instanceof Error ? { type: err.name } : undefined, gen);
   }
 
-  #replyError(correlationId, code, message, details) {
+  #replyError(correlationId, code, message, details, gen = this.#gen) {
     const error = { code, message };
     if (details !== undefined) error.details = details;
     const msg = { type: 'response', id: this.#nextId(), correlationId, success: false, error };
@@ -569,7 +719,7 @@ export class Plugin {
       delete error.details;
       text = JSON.stringify(msg);
     }
-    this.#post(text);
+    this.#post(text, gen);
   }
 
   #onEvent(msg) {
@@ -599,6 +749,19 @@ export class Plugin {
   }
 
   async #drain(graceMs) {
+    this.#wake.resolve();
+    if (this.#state === 'reconnecting') {
+      // No connection to answer on: stop now (onShutdown hooks still run, within graceMs).
+      this.#state = 'closed';
+      this.#online?.reject(new LogoMeshError('LM_CONTROLLER_UNAVAILABLE', 'the plugin stopped while reconnecting to the hub'));
+      this.#online = null;
+      const ws = this.#ws;
+      this.#ws = null;
+      ws?.terminate();
+      await this.#runHooks(Date.now() + Math.max(0, graceMs));
+      this.#closed.resolve();
+      return;
+    }
     if (this.#state === 'idle' || this.#state === 'closed') {
       this.#state = 'closed';
       this.#closed.resolve();
@@ -614,23 +777,11 @@ export class Plugin {
     }
     this.#state = 'draining';
     const deadline = Date.now() + Math.max(0, graceMs);
-    const within = (promise) => {
-      const left = deadline - Date.now();
-      if (left <= 0) return Promise.resolve();
-      let timer;
-      return Promise.race([promise, this.#force.promise, new Promise((r) => (timer = setTimeout(r, left)))]).finally(() => clearTimeout(timer));
-    };
     if (this.#inflight > 0) {
-      await within(new Promise((r) => (this.#drained = r)));
+      await this.#within(deadline, new Promise((r) => (this.#drained = r)));
       if (this.#inflight > 0) this.#log('warn', `${this.#inflight} request(s) still running after the grace period; closing anyway`);
     }
-    for (const hook of this.#shutdownHooks) {
-      try {
-        await within(Promise.resolve().then(hook));
-      } catch (err) {
-        this.#log('error', `shutdown hook failed: ${err instanceof Error ? (err.stack ?? err.message) : errorText(err)}`);
-      }
-    }
+    await this.#runHooks(deadline);
     const ws = this.#ws;
     if (ws && ws.readyState !== WebSocket.CLOSED) {
       ws.close(1000, 'shutdown');
@@ -642,12 +793,30 @@ export class Plugin {
       this.#closed.resolve();
     }
   }
+
+  /** Settles with promise, or when the deadline passes or a second signal forces it. */
+  #within(deadline, promise) {
+    const left = deadline - Date.now();
+    if (left <= 0) return Promise.resolve();
+    let timer;
+    return Promise.race([promise, this.#force.promise, new Promise((r) => (timer = setTimeout(r, left)))]).finally(() => clearTimeout(timer));
+  }
+
+  async #runHooks(deadline) {
+    for (const hook of this.#shutdownHooks) {
+      try {
+        await this.#within(deadline, Promise.resolve().then(hook));
+      } catch (err) {
+        this.#log('error', `shutdown hook failed: ${err instanceof Error ? (err.stack ?? err.message) : errorText(err)}`);
+      }
+    }
+  }
 }
 
-function openSocket(url) {
+function openSocket(url, handshakeTimeout) {
   return new Promise((resolve, reject) => {
     // permessage-deflate costs latency on small messages; the hub does not use it.
-    const ws = new WebSocket(url, { headers: { Host: 'logomesh' }, perMessageDeflate: false });
+    const ws = new WebSocket(url, { headers: { Host: 'logomesh' }, perMessageDeflate: false, ...(handshakeTimeout ? { handshakeTimeout } : {}) });
     const fail = (err) => {
       ws.removeAllListeners();
       ws.on('error', noop);

@@ -16,6 +16,8 @@ export class FakeHub {
   subscriptions = new Set();
   /** The current plugin connection. */
   ws = null;
+  /** How many connections the plugin made. */
+  connections = 0;
   #queue = [];
   #waiters = [];
   #seq = 0;
@@ -59,6 +61,9 @@ export class FakeHub {
 
   #accept(ws) {
     this.ws = ws;
+    this.connections++;
+    this.lastClose = undefined;
+    // A new connection starts with no subscriptions, as on the hub.
     this.subscriptions = new Set();
     ws.on('message', (raw) => this.#onMessage(JSON.parse(raw.toString())));
     ws.on('close', (code, reason) => {
@@ -173,9 +178,28 @@ export class FakeHub {
     this.send({ type: 'shutdown', id: this.#id(), data: { graceMs } });
   }
 
+  /** Drop the plugin's connection without a close frame; the hub goes on listening. */
+  async drop() {
+    const closed = this.ws && this.ws.readyState !== this.ws.CLOSED ? this.closed() : Promise.resolve();
+    this.ws?.terminate();
+    await closed;
+  }
+
+  /** As a controller killed with kill -9: drop the connection and stop listening. */
+  async crash() {
+    await this.drop();
+    await new Promise((resolve) => this.server.close(() => resolve()));
+  }
+
+  /** Listen again at the same path after crash(), as a restarted controller does. */
+  async restart() {
+    rmSync(this.socketPath, { force: true });
+    await this.listen();
+  }
+
   async close() {
     for (const c of this.wss.clients) c.terminate();
-    await new Promise((resolve) => this.server.close(() => resolve()));
+    if (this.server.listening) await new Promise((resolve) => this.server.close(() => resolve()));
     rmSync(this.dir, { recursive: true, force: true });
   }
 }

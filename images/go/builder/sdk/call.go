@@ -25,7 +25,10 @@ const (
 // LM_CONTROLLER_UNAVAILABLE. Cancelling ctx returns ctx.Err().
 //
 // Call may be used before Run has connected (from a goroutine): it waits for the
-// connection, within the same timeout.
+// connection, within the same timeout. If the hub connection is lost while the call waits
+// for its answer, it fails at once with LM_PLUGIN_UNAVAILABLE ("hub connection lost"); a
+// call made while the SDK reconnects waits for the connection within its timeout (then
+// LM_PLUGIN_UNAVAILABLE), and the hub gets what is left of the timeout.
 func (p *Plugin) Call(ctx context.Context, target string, args any, timeout time.Duration) (json.RawMessage, error) {
 	to, method, err := splitTarget(target)
 	if err != nil {
@@ -46,6 +49,7 @@ func (p *Plugin) Call(ctx context.Context, target string, args any, timeout time
 	}
 
 	// One clock for the whole call, waiting for the connection included.
+	started := time.Now()
 	timer := time.NewTimer(wait + callMargin)
 	defer timer.Stop()
 	if err := p.waitReady(ctx, timer.C); err != nil {
@@ -53,11 +57,32 @@ func (p *Plugin) Call(ctx context.Context, target string, args any, timeout time
 	}
 	id := p.newID()
 	reply := make(chan *inbound, 1)
-	if !p.addPending(id, func(m *inbound) { reply <- m }) {
-		return nil, Errorf(CodeControllerUnavailable, "plugin %s is not connected to the hub", p.id)
+	var expired *time.Timer // waiting for a reconnect: at most the call's own timeout
+	for !p.addPending(id, func(m *inbound) { reply <- m }) {
+		if p.reconnecting() == nil {
+			return nil, Errorf(CodeControllerUnavailable, "plugin %s is not connected to the hub", p.id)
+		}
+		if expired == nil {
+			expired = time.NewTimer(wait - time.Since(started))
+			defer expired.Stop()
+		}
+		if err := p.awaitOnline(ctx, expired.C, "call "+target); err != nil {
+			return nil, err
+		}
+	}
+	if expired != nil {
+		// The time spent waiting for the connection comes off the call's timeout.
+		left := (wait - time.Since(started) + time.Millisecond - 1) / time.Millisecond
+		if left < 1 {
+			left = 1
+		}
+		ms = int64(left)
 	}
 	if err := p.send(requestMsg{Type: "request", ID: id, To: []string{to}, Method: method, Data: data, Timeout: ms}); err != nil {
 		p.removePending(id)
+		if p.reconnecting() != nil {
+			return nil, Errorf(CodePluginUnavailable, "hub connection lost")
+		}
 		return nil, Errorf(CodeControllerUnavailable, "sending the request for %s: %v", target, err)
 	}
 	select {
@@ -109,7 +134,8 @@ func splitTarget(target string) (to, method string, err error) {
 // Emit sends an event on topic to every plugin subscribed to it. Events need
 // coordination.messaging: true in the manifest; the hub refuses them otherwise, which is
 // logged (an event has no answer to wait for). Before Run has connected, it waits for the
-// connection, at most the connect timeout.
+// connection, at most the connect timeout. While the SDK reconnects to the hub it fails
+// with LM_PLUGIN_UNAVAILABLE: events are never queued.
 func (p *Plugin) Emit(ctx context.Context, topic string, data any) error {
 	return p.publish(ctx, "event", topic, data, nil)
 }
@@ -139,7 +165,13 @@ func (p *Plugin) publish(ctx context.Context, kind, topic string, data any, to [
 	if err := p.readyWithin(ctx, p.connectTimeout); err != nil {
 		return err
 	}
+	if err := p.awaitOnline(ctx, nil, kind+" "+topic); err != nil {
+		return err
+	}
 	if err := p.send(eventMsg{Type: kind, ID: p.newID(), Topic: topic, Data: b, To: to}); err != nil {
+		if p.reconnecting() != nil {
+			return Errorf(CodePluginUnavailable, "%s %q: hub connection lost", kind, topic)
+		}
 		return Errorf(CodeControllerUnavailable, "sending %s %q: %v", kind, topic, err)
 	}
 	return nil

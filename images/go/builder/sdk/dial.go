@@ -3,6 +3,7 @@ package logomesh
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"syscall"
 	"time"
@@ -14,17 +15,10 @@ import (
 // that does not exist yet or refuses is retried until the connect timeout: the hub may
 // still be starting.
 func (p *Plugin) dial(ctx context.Context) (*websocket.Conn, error) {
-	d := websocket.Dialer{
-		NetDialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var nd net.Dialer
-			return nd.DialContext(ctx, "unix", p.socket)
-		},
-		HandshakeTimeout: p.connectTimeout,
-	}
 	deadline := time.Now().Add(p.connectTimeout)
 	backoff := 10 * time.Millisecond
 	for {
-		conn, resp, err := d.DialContext(ctx, "ws://logomesh/v1", nil)
+		conn, resp, err := p.dialer(p.connectTimeout).DialContext(ctx, "ws://logomesh/v1", nil)
 		if err == nil {
 			return conn, nil
 		}
@@ -49,4 +43,26 @@ func (p *Plugin) dial(ctx context.Context) (*websocket.Conn, error) {
 			backoff = 500 * time.Millisecond
 		}
 	}
+}
+
+func (p *Plugin) dialer(handshake time.Duration) *websocket.Dialer {
+	return &websocket.Dialer{
+		NetDialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var nd net.Dialer
+			return nd.DialContext(ctx, "unix", p.socket)
+		},
+		HandshakeTimeout: handshake,
+	}
+}
+
+// dialOnce makes one attempt to connect, for reconnecting (the caller retries).
+func (p *Plugin) dialOnce(ctx context.Context, handshake time.Duration) (*websocket.Conn, error) {
+	conn, resp, err := p.dialer(handshake).DialContext(ctx, "ws://logomesh/v1", nil)
+	if err != nil {
+		if resp != nil {
+			return nil, fmt.Errorf("the hub answered the upgrade with HTTP %s", resp.Status)
+		}
+		return nil, err
+	}
+	return conn, nil
 }

@@ -26,7 +26,9 @@
 // The connection details come from the environment LogoMesh sets in the plugin's
 // container (LOGOMESH_HUB_SOCKET, LOGOMESH_PLUGIN_ID). Run connects, announces the
 // methods in hello, serves every request in its own goroutine, and returns nil after the
-// hub's shutdown message or SIGTERM/SIGINT once the requests in flight have answered.
+// hub's shutdown message or SIGTERM/SIGINT once the requests in flight have answered. If
+// the connection is lost (the controller restarted), it connects again for up to
+// LOGOMESH_RECONNECT_MS (default 60000), says hello again and subscribes again.
 //
 // The wire protocol is docs/protocol.md in the LogoMesh repository.
 package logomesh

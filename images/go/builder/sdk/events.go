@@ -33,14 +33,15 @@ type subscription struct {
 // On calls fn for every event and broadcast whose topic matches pattern: an exact topic
 // ("thought.added"), a prefix ("thought.*": every topic under thought.), or "*" (all, and
 // broadcasts without a topic). It subscribes at the hub: before Run, as soon as hello
-// succeeded; after, at once. Any plugin may subscribe.
+// succeeded; after, at once (while reconnecting: once connected again, when every pattern
+// is subscribed again). Any plugin may subscribe.
 func (p *Plugin) On(pattern string, fn EventHandler) {
 	if pattern == "" || fn == nil {
 		panic("logomesh: On needs a topic pattern and a handler")
 	}
 	p.mu.Lock()
 	p.subs = append(p.subs, subscription{pattern, fn})
-	send := p.connectedLocked() && !p.topics[pattern]
+	send := p.online.Load() && !p.topics[pattern]
 	if send {
 		p.topics[pattern] = true
 	}
@@ -63,7 +64,7 @@ func (p *Plugin) Off(pattern string) {
 		p.subs[i] = subscription{}
 	}
 	p.subs = kept
-	send := p.connectedLocked() && p.topics[pattern]
+	send := p.online.Load() && p.topics[pattern]
 	delete(p.topics, pattern)
 	p.mu.Unlock()
 	if send {
@@ -74,24 +75,12 @@ func (p *Plugin) Off(pattern string) {
 // DroppedEvents is how many events were dropped because handlers fell behind.
 func (p *Plugin) DroppedEvents() uint64 { return p.dropped.Load() }
 
-func (p *Plugin) connectedLocked() bool {
-	select {
-	case <-p.ready:
-	default:
-		return false
-	}
-	select {
-	case <-p.gone:
-		return false
-	default:
-		return true
-	}
-}
-
-// markReady marks the connection ready and subscribes to the patterns registered so far;
-// under one lock, so that a concurrent On either is among them or subscribes itself.
-func (p *Plugin) markReady() {
+// markReady marks the connection ready (first: the first one) and subscribes to the
+// patterns registered so far, all of them again on a new connection; under one lock, so
+// that a concurrent On either is among them or subscribes itself.
+func (p *Plugin) markReady(first bool) {
 	p.mu.Lock()
+	p.topics = map[string]bool{}
 	var patterns []string
 	for _, s := range p.subs {
 		if !p.topics[s.pattern] {
@@ -99,7 +88,10 @@ func (p *Plugin) markReady() {
 			patterns = append(patterns, s.pattern)
 		}
 	}
-	close(p.ready)
+	p.online.Store(true)
+	if first {
+		close(p.ready)
+	}
 	p.mu.Unlock()
 	for _, pattern := range patterns {
 		p.subscribe(pattern)
@@ -115,7 +107,7 @@ func (p *Plugin) subscribe(pattern string) {
 		p.mu.Lock()
 		delete(p.topics, pattern)
 		p.mu.Unlock()
-		if m.Error != nil && m.Error.Code != CodeControllerUnavailable {
+		if m.Error != nil && !m.lost {
 			p.logger.Printf("subscribing to %q failed: %s", pattern, m.Error)
 		}
 	})
@@ -131,7 +123,7 @@ func (p *Plugin) subscribe(pattern string) {
 func (p *Plugin) sendTopic(kind, pattern string) {
 	id := p.newID()
 	p.addPending(id, func(m *inbound) {
-		if !m.Success && m.Error != nil && m.Error.Code != CodeControllerUnavailable {
+		if !m.Success && m.Error != nil && !m.lost {
 			p.logger.Printf("%s %q failed: %s", kind, pattern, m.Error)
 		}
 	})

@@ -21,6 +21,8 @@ type inbound struct {
 	Method        string          `json:"method"`
 	Timeout       int64           `json:"timeout"`
 	Topic         string          `json:"topic"`
+
+	lost bool // made up by the SDK: the connection ended before the answer came
 }
 
 type helloMsg struct {

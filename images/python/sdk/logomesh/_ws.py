@@ -111,6 +111,8 @@ class WebSocketClient(asyncio.Protocol):
     def connection_lost(self, exc: Optional[Exception]) -> None:
         was_open = self.open
         self.open = False
+        if self.close_code is None:
+            self.close_code = 1006  # closed without a close frame (RFC 6455 7.1.5)
         if not self._opened.done():
             self._opened.set_exception(ConnectionError(f"connection closed during the upgrade: {exc or 'EOF'}"))
         for w in self._drain_waiters:

@@ -28,6 +28,11 @@ DEFAULT_TIMEOUT = 30.0
 _LOCAL_TIMEOUT_MARGIN = 0.5
 _HELLO_TIMEOUT = 30.0
 _SUBSCRIBE_TIMEOUT = 10.0
+# After an established connection is lost: how long to keep trying to reconnect (ms;
+# LOGOMESH_RECONNECT_MS, 0 = never), and the backoff between attempts (seconds).
+DEFAULT_RECONNECT_MS = 60_000
+_RECONNECT_FIRST_DELAY = 0.1
+_RECONNECT_MAX_DELAY = 2.0
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _TARGET = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
@@ -55,6 +60,28 @@ class Event(NamedTuple):
 
 class _BadArguments(Exception):
     pass
+
+
+class _ConnectionLost(LogoMeshError):
+    """What calls waiting for an answer get when the hub connection is lost while the SDK
+    will reconnect: LM_PLUGIN_UNAVAILABLE."""
+
+    def __init__(self, code: Optional[int], reason: str) -> None:
+        super().__init__("LM_PLUGIN_UNAVAILABLE", "hub connection lost", {"code": code, "reason": reason})
+
+
+def _reconnect_ms_from_env() -> int:
+    raw = os.environ.get("LOGOMESH_RECONNECT_MS", "").strip()
+    if not raw:
+        return DEFAULT_RECONNECT_MS
+    try:
+        value = int(raw)
+        if value < 0:
+            raise ValueError(raw)
+    except ValueError:
+        log.warning("logomesh: LOGOMESH_RECONNECT_MS=%r is not a number of milliseconds >= 0; using %d", raw, DEFAULT_RECONNECT_MS)
+        return DEFAULT_RECONNECT_MS
+    return value
 
 
 def _invoke(fn: Callable, data: Any) -> Any:
@@ -193,12 +220,17 @@ class Plugin:
     ``LOGOMESH_HUB_SOCKET``, which the controller sets. ``max_workers`` bounds the thread
     pool that runs plain ``def`` handlers. ``grace`` is how long (seconds) requests in
     flight may take to finish after SIGTERM or SIGINT; a hub ``shutdown`` names its own.
+    ``reconnect_ms`` is how long to keep trying to reconnect after an established
+    connection is lost (default ``LOGOMESH_RECONNECT_MS``, else 60000; 0 never reconnects).
     """
 
     def __init__(self, plugin_id: Optional[str] = None, *, socket_path: Optional[str] = None,
-                 max_workers: int = 8, grace: float = 5.0) -> None:
+                 max_workers: int = 8, grace: float = 5.0, reconnect_ms: Optional[int] = None) -> None:
         self.id = plugin_id or os.environ.get("LOGOMESH_PLUGIN_ID") or "plugin"
         self._socket_path = socket_path
+        if reconnect_ms is not None and (not isinstance(reconnect_ms, int) or reconnect_ms < 0):
+            raise ValueError("reconnect_ms must be an int >= 0")
+        self._reconnect_option = reconnect_ms
         self._max_workers = max_workers
         self._grace = grace
         self._methods: Dict[str, _Method] = {}
@@ -220,6 +252,16 @@ class Plugin:
         self._stopping = False
         self._closing = False
         self._stop_fut: Optional[asyncio.Future] = None
+        # One per connection: set with (close code, reason) when that connection is lost.
+        self._lost_fut: Optional[asyncio.Future] = None
+        # Which connection is current: a response is only sent on the connection its
+        # request came in on, and a late close of an older connection is ignored.
+        self._gen = 0
+        self._established = False
+        self._reconnect_ms = 0
+        # Set while reconnecting: resolves True once the hub has accepted hello again and
+        # the subscriptions are re-made, False when serve() ends instead.
+        self._online_fut: Optional[asyncio.Future] = None
         self._force_fut: Optional[asyncio.Future] = None
         self._drained_fut: Optional[asyncio.Future] = None
         self._ready = False
@@ -273,6 +315,8 @@ class Plugin:
             listeners.append(_Listener(fn))
             loop = self._loop
             if len(listeners) == 1 and loop is not None and self._ready:
+                # While reconnecting this does nothing: every topic is subscribed again
+                # once the hub accepts hello.
                 loop.call_soon_threadsafe(lambda: self._track(loop.create_task(self._subscribe(topic))))
             return fn
 
@@ -286,6 +330,8 @@ class Plugin:
     def _connected_ws(self) -> _ws.WebSocketClient:
         ws = self._ws
         if ws is None or not ws.open:
+            if self._online_fut is not None:
+                raise LogoMeshError("LM_PLUGIN_UNAVAILABLE", "hub connection lost; reconnecting")
             raise LogoMeshError("LM_CONTROLLER_UNAVAILABLE",
                                 f"plugin {self.id} is not connected to the hub (use the SDK while run() serves)")
         if self._loop is not asyncio.get_running_loop():
@@ -308,15 +354,36 @@ class Plugin:
             self._targets[method] = t
         return t
 
+    async def _await_online(self, timeout: float) -> float:
+        """While reconnecting, wait (at most ``timeout`` seconds) for the connection to be
+        back; return the time left."""
+        loop = self._loop
+        if self._online_fut is None or loop is not asyncio.get_running_loop():
+            return timeout
+        deadline = loop.time() + timeout
+        while self._online_fut is not None:
+            fut = self._online_fut
+            left = deadline - loop.time()
+            if left <= 0:
+                raise LogoMeshError("LM_PLUGIN_UNAVAILABLE",
+                                    f"hub connection lost, and not back within the call's timeout ({timeout:g} s)")
+            done, _ = await asyncio.wait({fut}, timeout=left)
+            if fut in done and not fut.result():
+                break  # serve() ended: _connected_ws() says so
+        return max(0.001, deadline - loop.time())
+
     async def call(self, method: str, data: Any = None, timeout: Optional[float] = DEFAULT_TIMEOUT) -> Any:
         """Call ``plugin-id.method`` (or a host method, named without a dot) and return its
-        result. Raises :class:`LogoMeshError` with the callee's or the hub's code."""
-        ws = self._connected_ws()
+        result. Raises :class:`LogoMeshError` with the callee's or the hub's code. While the
+        SDK reconnects to the hub, the call waits for the connection within its timeout."""
         target, name = self._target(method)
-        rid = self._new_id()
-        msg = {"type": "request", "id": rid, "to": [target], "method": name, "data": data}
         if timeout is None:
             timeout = DEFAULT_TIMEOUT
+        if self._online_fut is not None:
+            timeout = await self._await_online(timeout)
+        ws = self._connected_ws()
+        rid = self._new_id()
+        msg = {"type": "request", "id": rid, "to": [target], "method": name, "data": data}
         msg["timeout"] = max(1, round(timeout * 1000))
         try:
             frame = _dumps(msg)
@@ -435,9 +502,11 @@ class Plugin:
         else:
             fut.set_exception(LogoMeshError.from_wire(msg.get("error")))
 
-    def _reply(self, frame: bytes) -> None:
+    def _reply(self, frame: bytes, gen: Optional[int] = None) -> None:
+        # A response to a request that came in on a connection since lost cannot be
+        # delivered: the hub that sent the request is gone.
         ws = self._ws
-        if ws is not None:
+        if ws is not None and (gen is None or gen == self._gen):
             ws.send_text(frame)
 
     def _error_frame(self, rid: str, code: str, message: str, details: Any = None) -> bytes:
@@ -465,9 +534,9 @@ class Plugin:
                                           {"method": name, "methods": sorted(self._methods)}))
             return
         assert self._loop is not None
-        self._track(self._loop.create_task(self._serve_request(m, rid, msg.get("data"))))
+        self._track(self._loop.create_task(self._serve_request(m, rid, msg.get("data"), self._gen)))
 
-    async def _serve_request(self, m: _Method, rid: str, data: Any) -> None:
+    async def _serve_request(self, m: _Method, rid: str, data: Any, gen: int) -> None:
         try:
             if m.is_async:
                 result = await _invoke(m.fn, data)
@@ -489,7 +558,7 @@ class Plugin:
         except Exception as e:
             log.error("logomesh: method %s failed", m.name, exc_info=True)
             frame = self._error_frame(rid, "LM_PLUGIN_ERROR", str(e) or type(e).__name__, {"type": type(e).__name__})
-        self._reply(frame)
+        self._reply(frame, gen)
 
     def _on_event(self, msg: Dict[str, Any], kind: str) -> None:
         if self._stopping or not self._listeners:
@@ -546,9 +615,10 @@ class Plugin:
             self._drained_fut.set_result(None)
 
     async def _subscribe(self, topic: str) -> None:
-        if topic in self._subscribed:
+        if topic in self._subscribed or self._online_fut is not None:
             return
         self._subscribed.add(topic)
+        gen = self._gen
         try:
             rid = self._new_id()
             assert self._loop is not None
@@ -557,19 +627,30 @@ class Plugin:
             self._connected_ws().send_text(_dumps({"type": "subscribe", "id": rid, "topic": topic}))
             await asyncio.wait_for(fut, _SUBSCRIBE_TIMEOUT)
         except (LogoMeshError, asyncio.TimeoutError) as e:
+            if gen != self._gen:
+                return  # the connection was lost meanwhile; the next one subscribes again
             self._subscribed.discard(topic)
             log.warning("logomesh: subscribing to %s failed: %s", topic, e)
 
     # -- lifecycle ----------------------------------------------------------------------
-    def _on_close(self, code: Optional[int], reason: str) -> None:
-        lost = LogoMeshError("LM_CONTROLLER_UNAVAILABLE", f"the connection to the hub closed (code {code})",
-                             {"code": code, "reason": reason})
+    def _close_handler(self, gen: int) -> Callable[[Optional[int], str], None]:
+        return lambda code, reason: self._on_close(gen, code, reason)
+
+    def _on_close(self, gen: int, code: Optional[int], reason: str) -> None:
+        if gen != self._gen:
+            return  # an older connection, already given up
+        if self._established and self._reconnect_ms > 0 or self._online_fut is not None:
+            lost: LogoMeshError = _ConnectionLost(code, reason)
+        else:
+            lost = LogoMeshError("LM_CONTROLLER_UNAVAILABLE", f"the connection to the hub closed (code {code})",
+                                 {"code": code, "reason": reason})
         for fut in list(self._pending.values()):
             if not fut.done():
                 fut.set_exception(lost)
         self._pending.clear()
-        if not self._closing and self._stop_fut is not None and not self._stop_fut.done():
-            self._stop_fut.set_result(("closed", code, reason))
+        self._subscribed.clear()
+        if not self._closing and self._lost_fut is not None and not self._lost_fut.done():
+            self._lost_fut.set_result((code, reason))
 
     def _begin_stop(self, grace: float) -> None:
         if self._stop_fut is None:
@@ -581,7 +662,7 @@ class Plugin:
             return
         self._stopping = True
         if not self._stop_fut.done():
-            self._stop_fut.set_result(("stop", grace))
+            self._stop_fut.set_result(grace)
 
     def stop(self, grace: Optional[float] = None) -> None:
         """Stop as on the hub's shutdown: refuse new requests, let those in flight answer
@@ -619,6 +700,12 @@ class Plugin:
     def serving(self) -> bool:
         return self._loop is not None
 
+    def _open(self, path: str, timeout: float) -> Awaitable[_ws.WebSocketClient]:
+        """Connect as a new connection generation."""
+        self._gen += 1
+        self._lost_fut = asyncio.get_running_loop().create_future()
+        return _ws.connect(path, self._on_message, self._close_handler(self._gen), timeout=timeout)
+
     async def _connect(self, path: str, timeout: float) -> Optional[_ws.WebSocketClient]:
         loop = asyncio.get_running_loop()
         assert self._stop_fut is not None
@@ -626,7 +713,7 @@ class Plugin:
         delay = 0.01
         while True:
             try:
-                return await _ws.connect(path, self._on_message, self._on_close, timeout=max(0.1, deadline - loop.time()))
+                return await self._open(path, max(0.1, deadline - loop.time()))
             except (FileNotFoundError, ConnectionRefusedError) as e:
                 if loop.time() >= deadline:
                     raise LogoMeshError("LM_CONTROLLER_UNAVAILABLE",
@@ -641,9 +728,10 @@ class Plugin:
             delay = min(delay * 2, 0.25)
 
     async def serve(self, socket_path: Optional[str] = None, *, connect_timeout: float = 10.0) -> None:
-        """Connect, say hello, and serve until shutdown (the hub's, ``stop()``, or the
-        connection closing). Returns after a clean stop; raises :class:`LogoMeshError`
-        when the hub cannot be reached, refuses hello, or drops the connection."""
+        """Connect, say hello, and serve until shutdown (the hub's, or ``stop()``). Returns
+        after a clean stop; raises :class:`LogoMeshError` when the hub cannot be reached,
+        refuses hello, or the connection is lost and not re-made within the reconnect
+        window."""
         if self._loop is not None:
             raise RuntimeError("this plugin is already serving")
         loop = asyncio.get_running_loop()
@@ -651,17 +739,14 @@ class Plugin:
         self._loop = loop
         self._stop_fut = loop.create_future()
         self._force_fut = loop.create_future()
+        self._reconnect_ms = self._reconnect_option if self._reconnect_option is not None else _reconnect_ms_from_env()
         path = socket_path or self._socket_path or os.environ.get("LOGOMESH_HUB_SOCKET") or DEFAULT_SOCKET
         try:
             ws = await self._connect(path, connect_timeout)
             if ws is None:
                 return
             self._ws = ws
-            rid = self._new_id()
-            hello = loop.create_future()
-            self._pending[rid] = hello
-            ws.send_text(_dumps({"type": "hello", "id": rid, "protocol": PROTOCOL_VERSION, "sdk": SDK,
-                                 "methods": list(self._methods)}))
+            hello = self._send_hello(ws)
             done, _ = await asyncio.wait({hello, self._stop_fut}, timeout=_HELLO_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
             if hello in done:
                 self.hub_info = hello.result()  # raises the hub's refusal
@@ -669,22 +754,124 @@ class Plugin:
                 raise LogoMeshError("LM_TIMEOUT", f"the hub did not answer hello within {_HELLO_TIMEOUT:g} s")
             else:
                 hello.cancel()
+            self._established = True
             if not self._stop_fut.done() and self._listeners:
                 await asyncio.gather(*(self._subscribe(t) for t in list(self._listeners)))
             self._set_ready()
-            outcome = await self._stop_fut
-            if outcome[0] == "closed":
-                _, code, reason = outcome
-                if code in (1000, 1001):
-                    return
-                raise LogoMeshError("LM_CONTROLLER_UNAVAILABLE", f"the hub closed the connection (code {code}{': ' + reason if reason else ''})",
-                                    {"code": code, "reason": reason})
-            grace = outcome[1]
+            while True:
+                assert self._lost_fut is not None
+                await asyncio.wait({self._stop_fut, self._lost_fut}, return_when=asyncio.FIRST_COMPLETED)
+                if self._stop_fut.done():
+                    break
+                code, reason = self._lost_fut.result()
+                if self._reconnect_ms <= 0:
+                    if code in (1000, 1001):
+                        return
+                    raise LogoMeshError("LM_CONTROLLER_UNAVAILABLE", f"the hub closed the connection (code {code}{': ' + reason if reason else ''})",
+                                        {"code": code, "reason": reason})
+                if not await self._reconnect(path, code, reason):
+                    return  # stopped while reconnecting
+            grace = self._stop_fut.result()
             await self._drain(grace)
             self._closing = True
-            await ws.close(1000)
+            if self._ws is not None:
+                await self._ws.close(1000)
         finally:
             self._finish()
+
+    def _send_hello(self, ws: _ws.WebSocketClient) -> asyncio.Future:
+        assert self._loop is not None
+        rid = self._new_id()
+        hello = self._loop.create_future()
+        self._pending[rid] = hello
+        hello.add_done_callback(lambda _: self._pending.pop(rid, None))
+        ws.send_text(_dumps({"type": "hello", "id": rid, "protocol": PROTOCOL_VERSION, "sdk": SDK,
+                             "methods": list(self._methods)}))
+        return hello
+
+    async def _reconnect(self, path: str, code: Optional[int], reason: str) -> bool:
+        """After the connection is lost: connect again with backoff for up to the reconnect
+        window, say hello with the same methods, subscribe again to every topic. True once
+        serving again; False when stopped meanwhile. Raises LM_CONTROLLER_UNAVAILABLE when
+        the window passes, and the hub's error when it refuses hello."""
+        loop = asyncio.get_running_loop()
+        assert self._stop_fut is not None
+        self._ws = None
+        online = self._online_fut = loop.create_future()
+        back = False
+        window = self._reconnect_ms / 1000
+        lost_at = loop.time()
+        deadline = lost_at + window
+        log.warning("logomesh: plugin %s: hub connection lost (code %s%s); reconnecting for up to %d ms",
+                    self.id, code, f": {reason}" if reason else "", self._reconnect_ms)
+        delay = _RECONNECT_FIRST_DELAY
+        last = "no attempt"
+        attempts = 0
+        try:
+            while True:
+                await asyncio.wait({self._stop_fut}, timeout=max(0.0, min(delay, deadline - loop.time())))
+                if self._stop_fut.done():
+                    return False
+                delay = min(delay * 2, _RECONNECT_MAX_DELAY)
+                attempts += 1
+                ws = None
+                try:
+                    ws = await self._until_stopped(self._open(path, max(0.1, deadline - loop.time())))
+                    if ws is None:
+                        return False
+                    hello = self._send_hello(ws)
+                    wait = min(_HELLO_TIMEOUT, max(1.0, deadline - loop.time()))
+                    done, _ = await asyncio.wait({hello, self._stop_fut}, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+                    if self._stop_fut.done():
+                        hello.cancel()
+                        ws.abort()
+                        return False
+                    if hello not in done:
+                        hello.cancel()
+                        raise asyncio.TimeoutError(f"no answer to hello within {wait:g} s")
+                    self.hub_info = hello.result()  # a refusal (LogoMeshError) ends serve()
+                except _ConnectionLost as e:
+                    last = f"the connection closed during hello (code {e.details['code']})"
+                    ws = None
+                except (OSError, _ws.HandshakeError, asyncio.TimeoutError) as e:
+                    last = f"{type(e).__name__}: {getattr(e, 'strerror', None) or e}"
+                    if ws is not None:
+                        ws.abort()
+                    ws = None
+                except LogoMeshError:
+                    if ws is not None:
+                        ws.abort()
+                    raise
+                if ws is not None:
+                    break
+                if loop.time() >= deadline:
+                    raise LogoMeshError("LM_CONTROLLER_UNAVAILABLE",
+                                        f"the hub connection was lost and not re-made within {self._reconnect_ms} ms "
+                                        f"({attempts} attempt(s) at {path}; last: {last})",
+                                        {"socket": path, "reconnectMs": self._reconnect_ms, "code": code})
+            self._ws = ws
+            self._online_fut = None  # _subscribe() and sending work again
+            if self._listeners:
+                await asyncio.gather(*(self._subscribe(t) for t in list(self._listeners)))
+            log.warning("logomesh: plugin %s: reconnected to the hub after %d ms", self.id, round((loop.time() - lost_at) * 1000))
+            back = True
+            return True
+        finally:
+            if self._online_fut is online:
+                self._online_fut = None
+            # Calls waiting for the connection go on (or learn that serve() is over).
+            _set_result(online, back)
+
+    async def _until_stopped(self, aw: Awaitable[Any]) -> Any:
+        """Await ``aw`` unless stop() comes first (then None)."""
+        assert self._stop_fut is not None
+        task = asyncio.ensure_future(aw)
+        await asyncio.wait({task, self._stop_fut}, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            return task.result()
+        task.cancel()
+        task.add_done_callback(lambda t: t.cancelled() or t.exception() is not None or t.result().abort())
+        return None
 
     async def _drain(self, grace: float) -> None:
         if not self._inflight:
@@ -711,8 +898,8 @@ class Plugin:
 
     def run(self) -> None:
         """Serve until the hub's shutdown or SIGTERM/SIGINT, then return (exit status 0).
-        Exits with status 1 when the hub cannot be reached, refuses hello or drops the
-        connection."""
+        Exits with status 1 when the hub cannot be reached, refuses hello, or the connection
+        is lost and not re-made within the reconnect window."""
         status = 0
         try:
             asyncio.run(self._main())

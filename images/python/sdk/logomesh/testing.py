@@ -64,7 +64,7 @@ class FakeHub:
         self.hello: Optional[Dict[str, Any]] = None
         self.request_path: Optional[str] = None
         self.request_headers: Dict[str, str] = {}
-        #: topics the plugin is subscribed to
+        #: topics the plugin is subscribed to on its current connection
         self.subscriptions: Set[str] = set()
         #: the WebSocket close code of the plugin's last connection, once it closed
         self.close_code: Optional[int] = None
@@ -90,6 +90,30 @@ class FakeHub:
         if self._dir:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = ""
+
+    async def drop(self) -> None:
+        """Drop the plugin's connection abruptly, without a close handshake (the plugin sees
+        it as lost). The hub goes on listening, so the plugin can reconnect."""
+        ws = self.ws
+        if ws is not None and ws.transport is not None:
+            ws.transport.abort()
+        if ws is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ws.wait_closed(), 5)
+
+    async def crash(self) -> None:
+        """As a controller killed with kill -9: drop the plugin's connection and stop
+        listening. The socket file stays behind, refusing connections, until ``restart()``."""
+        await self.drop()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def restart(self) -> None:
+        """Listen again at the same path after ``crash()``, as a restarted controller does."""
+        if self._server is None:
+            self._server = await websockets.unix_serve(self._handle, self.socket_path, ping_interval=None, max_size=None)
 
     async def __aenter__(self) -> "FakeHub":
         return await self.start()
@@ -227,6 +251,8 @@ class FakeHub:
         self.ws = ws
         self.connections += 1
         self.close_code = None
+        # A new connection starts with no subscriptions, as on the hub.
+        self.subscriptions = set()
         self.request_path = ws.path
         self.request_headers = dict(ws.request_headers.raw_items())
         greeted = False

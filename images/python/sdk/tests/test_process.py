@@ -12,8 +12,8 @@ WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "plugins", "wo
 
 
 class ProcessTest(unittest.IsolatedAsyncioTestCase):
-    async def start(self, hub, *args):
-        env = {**os.environ, **hub.env}
+    async def start(self, hub, *args, env=None):
+        env = {**os.environ, **hub.env, **(env or {})}
         proc = await asyncio.create_subprocess_exec(sys.executable, "-u", "-B", WORKER, *args, env=env,
                                                     stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         self.addAsyncCleanup(self.reap, proc)
@@ -87,14 +87,64 @@ class ProcessTest(unittest.IsolatedAsyncioTestCase):
         self.assertIn("LM_PERMISSION_DENIED", err)
         self.assertIn("stuck", err)
 
-    async def test_a_lost_connection_exits_1(self):
+    async def test_with_reconnect_disabled_a_lost_connection_exits_1(self):
         async with FakeHub("worker") as hub:
-            proc = await self.start(hub)
+            proc = await self.start(hub, env={"LOGOMESH_RECONNECT_MS": "0"})
             await hub.wait_hello()
             await hub.ws.close(1011, "hub failure")
             status, _, err = await self.finish(proc)
         self.assertEqual(status, 1)
         self.assertIn("LM_CONTROLLER_UNAVAILABLE", err)
+
+    async def test_a_lost_connection_is_made_again_when_the_hub_comes_back(self):
+        async with FakeHub("worker") as hub:
+            proc = await self.start(hub)
+            await hub.wait_type("subscribe")
+            self.assertEqual(await hub.call("hello", {"name": "a"}), "hello a")
+            mark = len(hub.received)
+            await hub.crash()
+            await asyncio.sleep(0.5)
+            self.assertIsNone(proc.returncode)
+            await hub.restart()
+            hello = await hub.wait_type("hello", timeout=10, start=mark)
+            self.assertEqual(sorted(hello["methods"]), ["hello", "pokes", "slow", "stuck"])
+            sub = await hub.wait_type("subscribe", start=mark)
+            self.assertEqual(sub["topic"], "worker.poke")
+            self.assertEqual(await hub.call("hello", {"name": "b"}), "hello b")
+            await hub.publish("worker.poke", "after")
+            self.assertEqual(await hub.call("pokes"), ["after"])
+            self.assertEqual(await hub.shutdown(3000), 1000)
+            status, out, err = await self.finish(proc)
+        self.assertEqual(status, 0, err)
+        self.assertIn("serving hello for b", out)
+        self.assertIn("run() returned", out)
+        self.assertRegex(err, r"logomesh: plugin worker: hub connection lost \(code 1006\); reconnecting for up to 60000 ms\n")
+        self.assertRegex(err, r"logomesh: plugin worker: reconnected to the hub after \d+ ms\n")
+
+    async def test_no_hub_within_LOGOMESH_RECONNECT_MS_exits_1(self):
+        async with FakeHub("worker") as hub:
+            proc = await self.start(hub, env={"LOGOMESH_RECONNECT_MS": "300"})
+            await hub.wait_hello()
+            await hub.crash()
+            started = time.monotonic()
+            status, _, err = await self.finish(proc)
+            self.assertGreaterEqual(time.monotonic() - started, 0.25)
+        self.assertEqual(status, 1)
+        self.assertIn("hub connection lost", err)
+        self.assertIn("reconnecting for up to 300 ms", err)
+        self.assertIn("LM_CONTROLLER_UNAVAILABLE", err)
+        self.assertNotIn("reconnected", err)
+
+    async def test_sigterm_while_reconnecting_exits_0(self):
+        async with FakeHub("worker") as hub:
+            proc = await self.start(hub)
+            await hub.wait_hello()
+            await hub.crash()
+            await asyncio.sleep(0.3)
+            proc.send_signal(signal.SIGTERM)
+            status, _, err = await self.finish(proc)
+        self.assertEqual(status, 0, err)
+        self.assertIn("hub connection lost", err)
 
     async def test_sigterm_while_waiting_for_a_hub_exits_0(self):
         env = {**os.environ, "LOGOMESH_HUB_SOCKET": "/tmp/absent/hub.sock", "LOGOMESH_PLUGIN_ID": "worker"}

@@ -42,6 +42,11 @@ type Hub struct {
 	t      testing.TB
 	socket string
 	conns  chan *Conn
+
+	mu   sync.Mutex
+	srv  *http.Server
+	ln   *net.UnixListener
+	live []*Conn
 }
 
 // NewHub listens on a socket in a new temporary folder; it stops when the test ends.
@@ -60,9 +65,24 @@ func NewHub(t testing.TB) *Hub {
 func NewHubAt(t testing.TB, socket string) *Hub {
 	t.Helper()
 	h := &Hub{t: t, socket: socket, conns: make(chan *Conn, 4)}
-	ln, err := net.Listen("unix", socket)
+	h.listen()
+	t.Cleanup(func() {
+		h.mu.Lock()
+		srv := h.srv
+		h.srv = nil
+		h.mu.Unlock()
+		if srv != nil {
+			_ = srv.Close()
+		}
+	})
+	return h
+}
+
+func (h *Hub) listen() {
+	h.t.Helper()
+	ln, err := net.Listen("unix", h.socket)
 	if err != nil {
-		t.Fatal(err)
+		h.t.Fatal(err)
 	}
 	up := websocket.Upgrader{}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -70,11 +90,41 @@ func NewHubAt(t testing.TB, socket string) *Hub {
 		if err != nil {
 			return
 		}
-		h.conns <- newConn(t, ws, r)
+		c := newConn(h.t, ws, r)
+		h.mu.Lock()
+		h.live = append(h.live, c)
+		h.mu.Unlock()
+		h.conns <- c
 	})}
+	h.mu.Lock()
+	h.srv, h.ln = srv, ln.(*net.UnixListener)
+	h.mu.Unlock()
 	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close() })
-	return h
+}
+
+// Crash stops the hub as kill -9 stops a controller: every connection drops without a
+// close frame and nothing listens any more; the socket file stays behind, refusing
+// connections, until Restart.
+func (h *Hub) Crash() {
+	h.mu.Lock()
+	srv, ln, live := h.srv, h.ln, h.live
+	h.srv, h.ln, h.live = nil, nil, nil
+	h.mu.Unlock()
+	if srv != nil {
+		ln.SetUnlinkOnClose(false)
+		_ = srv.Close()
+	}
+	for _, c := range live {
+		c.Drop()
+	}
+}
+
+// Restart listens again at the same path after Crash, as a restarted controller does
+// (replacing the stale socket file); the plugin's new connection comes from Accept.
+func (h *Hub) Restart() {
+	h.t.Helper()
+	_ = os.Remove(h.socket)
+	h.listen()
 }
 
 // Socket is the hub's socket path, for logomesh.WithSocket or LOGOMESH_HUB_SOCKET.
@@ -313,6 +363,13 @@ func (c *Conn) Ping(data string) {
 // Drop closes the connection abruptly, as a crashed hub would.
 func (c *Conn) Drop() { _ = c.ws.Close() }
 
+// Close closes the connection with a close frame of the given status (without a shutdown
+// message first: the plugin sees a lost connection).
+func (c *Conn) Close(code int, reason string) {
+	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(Wait))
+	_ = c.ws.Close()
+}
+
 // WaitClosed waits for the plugin to close the connection and returns the close status
 // (1000 for a clean shutdown; -1 when it closed without a close frame).
 func (c *Conn) WaitClosed() int {
@@ -395,8 +452,8 @@ func (s *Session) Stop() error {
 	return s.Wait()
 }
 
-// Wait waits for the plugin's Run to return (after a shutdown, or a lost connection) and
-// returns its result.
+// Wait waits for the plugin's Run to return (after a shutdown, a refused hello, or a
+// connection lost for longer than the reconnect window) and returns its result.
 func (s *Session) Wait() error {
 	select {
 	case <-s.finished:

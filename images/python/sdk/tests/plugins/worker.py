@@ -25,6 +25,19 @@ def hello(name):
     return f"hello {name}"
 
 
+pokes = []
+
+
+@plugin.on("worker.poke")
+async def poked(data):
+    pokes.append(data)
+
+
+@plugin.method("pokes")
+def list_pokes():
+    return pokes
+
+
 print(f"starting {plugin.id}")
 plugin.run()
 print("run() returned")

@@ -3,7 +3,9 @@
 //! A plugin registers methods and event handlers on a [`Plugin`], then calls
 //! [`Plugin::run`], which connects to the LogoMesh hub, says hello with the method names,
 //! serves requests concurrently until the hub asks it to stop or the process gets SIGTERM
-//! or SIGINT, and returns `Ok(())` after a clean close.
+//! or SIGINT, and returns `Ok(())` after a clean close. If the connection is lost (the
+//! controller restarted), it connects again for up to `LOGOMESH_RECONNECT_MS`, says hello
+//! again and subscribes again.
 //!
 //! ```no_run
 //! use logomesh::{json, Error, Plugin, Value};
@@ -46,13 +48,13 @@ use std::io::BufReader;
 use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, RwLock, Weak};
 use std::task::{Context, Poll, Waker};
-use std::thread;
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 /// The SDK's version, sent in `hello` as `rust/<version>`.
@@ -72,6 +74,14 @@ const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long `run` waits for the hub's socket to appear.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long `run` tries to reconnect after an established connection is lost, when
+/// `LOGOMESH_RECONNECT_MS` is not set.
+pub const DEFAULT_RECONNECT: Duration = Duration::from_millis(60_000);
+/// The backoff between reconnect attempts: 100 ms, doubled after each failure, at most 2 s.
+const RECONNECT_FIRST_DELAY: Duration = Duration::from_millis(100);
+const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(2);
+/// What calls waiting for an answer get when the connection is lost and the SDK reconnects.
+const LOST: &str = "hub connection lost";
 /// The hub enforces a call's timeout and answers `LM_TIMEOUT`; the SDK gives up on its own
 /// this much later, so the hub's answer (or a just-in-time result) normally wins.
 const LOCAL_TIMEOUT_SLACK: Duration = Duration::from_millis(500);
@@ -139,13 +149,63 @@ struct Ctl {
     /// When in-flight requests stop being waited for, once stopping.
     deadline: Option<Instant>,
     inflight: usize,
-    /// The connection is gone (closed by either side, or failed).
+    /// The current connection is gone (closed by either side, or failed).
     closed: bool,
+    /// The hub has accepted a hello: a lost connection is then reconnected.
+    established: bool,
+    /// How long to try to reconnect (zero: never).
+    reconnect: Duration,
+    /// Between a lost connection and the hub accepting hello again.
+    reconnecting: bool,
+    /// `run` is over.
+    finished: bool,
+    /// How the last connection ended, for the log ("code 1006").
+    lost: String,
+    /// `call_async` futures waiting for the connection to be back.
+    waiting: Vec<Waker>,
+}
+
+impl Ctl {
+    fn new(reconnect: Duration) -> Ctl {
+        Ctl {
+            stopping: false,
+            deadline: None,
+            inflight: 0,
+            closed: false,
+            established: false,
+            reconnect,
+            reconnecting: false,
+            finished: false,
+            lost: String::new(),
+            waiting: Vec::new(),
+        }
+    }
+}
+
+/// The writing side of one connection.
+struct Link {
+    writer: ws::Writer<UnixStream>,
+    /// Which connection this is: answers go out only on the one their request came in on.
+    gen: u64,
+    /// Calls, events and answers may be sent (false on a new connection until the hub
+    /// accepts its hello).
+    ready: bool,
+}
+
+/// Which messages a write may go out with.
+enum Via {
+    /// Calls, events, broadcasts: a connection whose hello was accepted.
+    Ready,
+    /// Hello, subscribe, unsubscribe: any connection.
+    Any,
+    /// An answer: only the connection the request came in on.
+    Gen(u64),
 }
 
 struct Shared {
     plugin_id: String,
-    writer: Mutex<Option<ws::Writer<UnixStream>>>,
+    writer: Mutex<Option<Link>>,
+    links: AtomicU64,
     pending: Mutex<HashMap<String, Arc<Slot>>>,
     next_id: AtomicU64,
     subs: RwLock<Vec<(String, EventHandler)>>,
@@ -159,17 +219,52 @@ impl Shared {
     }
 
     fn send(&self, msg: &Value) -> Result<(), Error> {
+        self.send_via(msg, Via::Ready)
+    }
+
+    fn send_via(&self, msg: &Value, via: Via) -> Result<(), Error> {
         let bytes = serde_json::to_vec(msg).map_err(|e| Error::plugin_error(format!("cannot encode a message: {e}")))?;
-        let mut w = lock(&self.writer);
-        match w.as_mut() {
+        let sent = {
+            let mut w = lock(&self.writer);
+            match (w.as_mut(), via) {
+                (Some(link), Via::Any) => Some(link.writer.send(ws::OP_TEXT, &bytes)),
+                (Some(link), Via::Ready) if link.ready => Some(link.writer.send(ws::OP_TEXT, &bytes)),
+                (Some(link), Via::Gen(gen)) if link.gen == gen => Some(link.writer.send(ws::OP_TEXT, &bytes)),
+                _ => None,
+            }
+        };
+        match sent {
+            Some(r) => r.map_err(|e| Error::disconnected(format!("sending to the hub failed: {e}"))),
+            None if lock(&self.ctl).reconnecting => Err(Error::new("LM_PLUGIN_UNAVAILABLE", format!("{LOST}; reconnecting"))),
             None => Err(Error::disconnected("not connected to the hub")),
-            Some(w) => w
-                .send(ws::OP_TEXT, &bytes)
-                .map_err(|e| Error::disconnected(format!("sending to the hub failed: {e}"))),
         }
     }
 
-    fn respond(&self, correlation_id: &str, result: Result<Value, Error>) {
+    /// Is a connection whose hello was accepted open?
+    fn ready(&self) -> bool {
+        lock(&self.writer).as_ref().map_or(false, |l| l.ready)
+    }
+
+    /// While reconnecting, wait (at most `timeout`) for the connection to be back; the
+    /// time left of `timeout`.
+    fn await_online(&self, timeout: Duration, what: &str) -> Result<Duration, Error> {
+        let mut c = lock(&self.ctl);
+        if !c.reconnecting || c.finished {
+            return Ok(timeout);
+        }
+        let deadline = Instant::now() + timeout;
+        while c.reconnecting && !c.finished {
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(not_back(what, timeout));
+            }
+            c = self.changed.wait_timeout(c, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+        }
+        Ok(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1)))
+    }
+
+    /// Answer a request that came in on connection `gen` (dropped if that one is gone).
+    fn respond(&self, gen: u64, correlation_id: &str, result: Result<Value, Error>) {
         let mut m = Map::new();
         m.insert("type".into(), "response".into());
         m.insert("id".into(), self.next_id().into());
@@ -184,7 +279,11 @@ impl Shared {
                 m.insert("error".into(), e.to_json());
             }
         }
-        if let Err(e) = self.send(&Value::Object(m)) {
+        let open = lock(&self.writer).as_ref().map_or(false, |l| l.gen == gen);
+        if !open {
+            return; // the hub that sent the request is gone: the answer cannot be delivered
+        }
+        if let Err(e) = self.send_via(&Value::Object(m), Via::Gen(gen)) {
             if !lock(&self.ctl).closed {
                 eprintln!("logomesh: could not answer request {correlation_id}: {e}");
             }
@@ -212,27 +311,33 @@ impl Shared {
         self.changed.notify_all();
     }
 
-    /// The connection is gone: fail every open call and wake `run`.
-    fn connection_closed(&self) {
+    /// The connection is gone (`how`: "code 1006"): fail every open call and wake `run`.
+    /// An established connection lost while not stopping is reconnected: the calls fail
+    /// with `LM_PLUGIN_UNAVAILABLE`, and calls made from now on wait for the connection.
+    fn connection_closed(&self, how: String) {
         *lock(&self.writer) = None;
-        lock(&self.ctl).closed = true;
+        let reconnecting = {
+            let mut c = lock(&self.ctl);
+            c.closed = true;
+            c.lost = how;
+            if c.established && !c.stopping && !c.finished && !c.reconnect.is_zero() {
+                c.reconnecting = true;
+            }
+            c.reconnecting
+        };
         self.changed.notify_all();
         let open: Vec<Arc<Slot>> = lock(&self.pending).drain().map(|(_, s)| s).collect();
         for slot in open {
-            slot.complete(Err(Error::disconnected("the connection to the hub closed")));
+            slot.complete(Err(if reconnecting {
+                Error::new("LM_PLUGIN_UNAVAILABLE", LOST)
+            } else {
+                Error::disconnected("the connection to the hub closed")
+            }));
         }
     }
 
     fn start_call(&self, target: &str, args: Value, timeout: Duration) -> Result<(String, Arc<Slot>), Error> {
-        let (to, method) = match target.split_once('.') {
-            Some((plugin, method)) => (plugin, method),
-            None => ("host", target),
-        };
-        if !valid_method(method) || to.is_empty() {
-            return Err(Error::invalid_argument(format!(
-                "'{target}' is not a method: write plugin.method, or a host method's name"
-            )));
-        }
+        let (to, method) = split_target(target)?;
         let ms = timeout.min(MAX_TIMEOUT).as_millis().max(1) as u64;
         let id = self.next_id();
         let msg = json!({ "type": "request", "id": id, "to": [to], "method": method, "data": args, "timeout": ms });
@@ -251,7 +356,7 @@ impl Shared {
         msg.insert("id".into(), id.clone().into());
         let slot = Slot::new();
         lock(&self.pending).insert(id.clone(), Arc::clone(&slot));
-        if let Err(e) = self.send(&Value::Object(msg)) {
+        if let Err(e) = self.send_via(&Value::Object(msg), Via::Any) {
             lock(&self.pending).remove(&id);
             return Err(e);
         }
@@ -278,6 +383,52 @@ impl Shared {
 
 fn timeout_error(what: &str, timeout: Duration) -> Error {
     Error::new("LM_TIMEOUT", format!("no response from {what} within {} ms", timeout.as_millis()))
+}
+
+fn not_back(what: &str, timeout: Duration) -> Error {
+    Error::new(
+        "LM_PLUGIN_UNAVAILABLE",
+        format!(
+            "{what}: {LOST}, and not back within the call's timeout ({} ms)",
+            timeout.as_millis()
+        ),
+    )
+}
+
+fn is_lost(e: &Error) -> bool {
+    e.code == "LM_PLUGIN_UNAVAILABLE" && e.message == LOST
+}
+
+/// `plugin.method` as (plugin, method); a name without a dot is a host method.
+fn split_target(target: &str) -> Result<(&str, &str), Error> {
+    let (to, method) = match target.split_once('.') {
+        Some((plugin, method)) => (plugin, method),
+        None => ("host", target),
+    };
+    if !valid_method(method) || to.is_empty() {
+        return Err(Error::invalid_argument(format!(
+            "'{target}' is not a method: write plugin.method, or a host method's name"
+        )));
+    }
+    Ok((to, method))
+}
+
+/// LOGOMESH_RECONNECT_MS, milliseconds (0: never reconnect).
+fn reconnect_from_env() -> Duration {
+    match std::env::var("LOGOMESH_RECONNECT_MS") {
+        Err(_) => DEFAULT_RECONNECT,
+        Ok(raw) if raw.trim().is_empty() => DEFAULT_RECONNECT,
+        Ok(raw) => match raw.trim().parse::<u64>() {
+            Ok(ms) => Duration::from_millis(ms),
+            Err(_) => {
+                eprintln!(
+                    "logomesh: LOGOMESH_RECONNECT_MS={raw:?} is not a number of milliseconds >= 0; using {}",
+                    DEFAULT_RECONNECT.as_millis()
+                );
+                DEFAULT_RECONNECT
+            }
+        },
+    }
 }
 
 /// A method name as the protocol allows it: a letter or `_`, then letters, digits or `_`.
@@ -331,15 +482,59 @@ impl Hub {
     /// result. A failure is the coded error from the response: the callee's own, or the
     /// hub's (`LM_TIMEOUT` when no result came within `timeout`, at most 300 s). Should the
     /// hub never answer, the SDK returns `LM_TIMEOUT` itself half a second after that.
+    ///
+    /// If the hub connection is lost while the call waits for its answer, it fails at once
+    /// with `LM_PLUGIN_UNAVAILABLE` ("hub connection lost"); a call made while the SDK
+    /// reconnects waits for the connection within its timeout (then `LM_PLUGIN_UNAVAILABLE`),
+    /// and the hub gets what is left of the timeout.
     pub fn call(&self, target: &str, args: Value, timeout: Duration) -> Result<Value, Error> {
+        split_target(target)?;
+        let timeout = self.shared.await_online(timeout.min(MAX_TIMEOUT), target)?;
         let (id, slot) = self.shared.start_call(target, args, timeout)?;
-        let timeout = timeout.min(MAX_TIMEOUT);
         self.shared.wait(&id, &slot, timeout, timeout + LOCAL_TIMEOUT_SLACK, target)
     }
 
     /// The same call as a future, for async handlers: awaiting it does not block the
-    /// executor thread.
+    /// executor thread (nor does waiting for a reconnect).
     pub fn call_async(&self, target: &str, args: Value, timeout: Duration) -> Call {
+        let timeout = timeout.min(MAX_TIMEOUT);
+        if let Err(e) = split_target(target) {
+            return Call {
+                inner: CallInner::Failed(Some(e)),
+            };
+        }
+        let reconnecting = {
+            let c = lock(&self.shared.ctl);
+            c.reconnecting && !c.finished
+        };
+        if reconnecting {
+            let waker: Arc<Mutex<Option<Waker>>> = Arc::new(Mutex::new(None));
+            let w = Arc::clone(&waker);
+            let started = Instant::now();
+            let timer = exec::schedule(
+                started + timeout,
+                Box::new(move || {
+                    if let Some(w) = lock(&w).take() {
+                        w.wake();
+                    }
+                }),
+            );
+            return Call {
+                inner: CallInner::Waiting {
+                    target: target.to_string(),
+                    args: Some(args),
+                    timeout,
+                    started,
+                    waker,
+                    timer,
+                    shared: Arc::downgrade(&self.shared),
+                },
+            };
+        }
+        self.open_call(target, args, timeout)
+    }
+
+    fn open_call(&self, target: &str, args: Value, timeout: Duration) -> Call {
         match self.shared.start_call(target, args, timeout) {
             Err(e) => Call {
                 inner: CallInner::Failed(Some(e)),
@@ -390,6 +585,8 @@ impl Hub {
         self.publish(msg)
     }
 
+    /// While the SDK reconnects to the hub, events and broadcasts fail with
+    /// `LM_PLUGIN_UNAVAILABLE`: they are never queued.
     fn publish(&self, msg: Value) -> Result<(), Error> {
         if let Some(t) = msg.get("topic").and_then(Value::as_str) {
             if t.contains('*') || !valid_pattern(t) {
@@ -398,12 +595,16 @@ impl Hub {
                 )));
             }
         }
+        if lock(&self.shared.ctl).reconnecting {
+            return Err(Error::new("LM_PLUGIN_UNAVAILABLE", format!("{LOST}; reconnecting")));
+        }
         self.shared.send(&msg)
     }
 
     /// Handle events and broadcasts whose topic matches `pattern` (`a.b`, `a.*` or `*`).
     /// Before `run` the subscription is sent when the plugin connects; after, it is sent
-    /// now and this waits for the hub to confirm it.
+    /// now and this waits for the hub to confirm it (while reconnecting: once connected
+    /// again, when every pattern is subscribed again).
     pub fn on<F: Fn(Event) + Send + Sync + 'static>(&self, pattern: &str, handler: F) -> Result<(), Error> {
         if !valid_pattern(pattern) {
             return Err(Error::invalid_argument(format!(
@@ -416,7 +617,7 @@ impl Hub {
             subs.push((pattern.to_string(), Arc::new(handler)));
             first
         };
-        if first && lock(&self.shared.writer).is_some() {
+        if first && self.shared.ready() {
             self.subscribe("subscribe", pattern)?;
         }
         Ok(())
@@ -429,7 +630,7 @@ impl Hub {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|(p, _)| p != pattern);
-        if lock(&self.shared.writer).is_some() {
+        if self.shared.ready() {
             self.subscribe("unsubscribe", pattern)?;
         }
         Ok(())
@@ -456,6 +657,16 @@ pub struct Call {
 
 enum CallInner {
     Failed(Option<Error>),
+    /// Made while reconnecting: waits for the connection, within the call's timeout.
+    Waiting {
+        target: String,
+        args: Option<Value>,
+        timeout: Duration,
+        started: Instant,
+        waker: Arc<Mutex<Option<Waker>>>,
+        timer: u64,
+        shared: Weak<Shared>,
+    },
     Open {
         id: String,
         slot: Arc<Slot>,
@@ -469,11 +680,21 @@ impl Future for Call {
     type Output = Result<Value, Error>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Some(next) = self.poll_waiting(cx) {
+            match next {
+                Err(e) => {
+                    self.inner = CallInner::Done;
+                    return Poll::Ready(Err(e));
+                }
+                Ok(None) => return Poll::Pending,
+                Ok(Some(open)) => self.inner = open,
+            }
+        }
         let result = match &mut self.inner {
             CallInner::Failed(e) => Some(Err(e
                 .take()
                 .unwrap_or_else(|| Error::plugin_error("call polled after it finished")))),
-            CallInner::Done => Some(Err(Error::plugin_error("call polled after it finished"))),
+            CallInner::Done | CallInner::Waiting { .. } => Some(Err(Error::plugin_error("call polled after it finished"))),
             CallInner::Open { slot, timer, .. } => {
                 let mut s = lock(&slot.state);
                 match s.result.take() {
@@ -498,13 +719,61 @@ impl Future for Call {
     }
 }
 
+impl Call {
+    /// For a call waiting for a reconnect: `None` when it is not waiting; `Ok(None)` while
+    /// it still waits; the call, sent, once connected again; an error when its timeout
+    /// passed or `run` ended.
+    fn poll_waiting(&mut self, cx: &mut Context<'_>) -> Option<Result<Option<CallInner>, Error>> {
+        let (target, args, timeout, started, waker, timer, shared) = match &mut self.inner {
+            CallInner::Waiting {
+                target,
+                args,
+                timeout,
+                started,
+                waker,
+                timer,
+                shared,
+            } => (target, args, *timeout, *started, waker, *timer, shared),
+            _ => return None,
+        };
+        let shared = match shared.upgrade() {
+            Some(s) => s,
+            None => return Some(Err(Error::disconnected("the plugin is no longer running"))),
+        };
+        let waiting = {
+            let mut c = lock(&shared.ctl);
+            let waiting = c.reconnecting && !c.finished;
+            if waiting {
+                c.waiting.push(cx.waker().clone());
+            }
+            waiting
+        };
+        if waiting {
+            if started.elapsed() >= timeout {
+                exec::cancel(timer);
+                return Some(Err(not_back(target, timeout)));
+            }
+            *lock(waker) = Some(cx.waker().clone());
+            return Some(Ok(None));
+        }
+        exec::cancel(timer);
+        let left = timeout.saturating_sub(started.elapsed()).max(Duration::from_millis(1));
+        let mut call = Hub { shared }.open_call(target, args.take().unwrap_or(Value::Null), left);
+        Some(Ok(Some(std::mem::replace(&mut call.inner, CallInner::Done))))
+    }
+}
+
 impl Drop for Call {
     fn drop(&mut self) {
-        if let CallInner::Open { id, timer, shared, .. } = &self.inner {
-            exec::cancel(*timer);
-            if let Some(s) = shared.upgrade() {
-                lock(&s.pending).remove(id);
+        match &self.inner {
+            CallInner::Open { id, timer, shared, .. } => {
+                exec::cancel(*timer);
+                if let Some(s) = shared.upgrade() {
+                    lock(&s.pending).remove(id);
+                }
             }
+            CallInner::Waiting { timer, .. } => exec::cancel(*timer),
+            _ => {}
         }
     }
 }
@@ -517,6 +786,7 @@ pub struct Plugin {
     socket: Option<PathBuf>,
     grace: Duration,
     connect_timeout: Duration,
+    reconnect: Option<Duration>,
     max_concurrency: usize,
 }
 
@@ -534,15 +804,11 @@ impl Plugin {
             shared: Arc::new(Shared {
                 plugin_id,
                 writer: Mutex::new(None),
+                links: AtomicU64::new(0),
                 pending: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(1),
                 subs: RwLock::new(Vec::new()),
-                ctl: Mutex::new(Ctl {
-                    stopping: false,
-                    deadline: None,
-                    inflight: 0,
-                    closed: false,
-                }),
+                ctl: Mutex::new(Ctl::new(DEFAULT_RECONNECT)),
                 changed: Condvar::new(),
             }),
             methods: HashMap::new(),
@@ -550,6 +816,7 @@ impl Plugin {
             socket: None,
             grace: DEFAULT_GRACE,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            reconnect: None,
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
         }
     }
@@ -640,6 +907,14 @@ impl Plugin {
         self
     }
 
+    /// How long `run` tries to connect again after an established connection is lost
+    /// (default: `LOGOMESH_RECONNECT_MS` milliseconds, else 60 s). Zero turns reconnecting
+    /// off: a lost connection ends `run` with `LM_CONTROLLER_UNAVAILABLE`.
+    pub fn reconnect(&mut self, window: Duration) -> &mut Self {
+        self.reconnect = Some(window);
+        self
+    }
+
     /// The most sync requests served at once (default 16); each needs a thread, and
     /// threads count against the manifest's `maxProcesses`.
     pub fn max_concurrency(&mut self, n: usize) -> &mut Self {
@@ -649,8 +924,10 @@ impl Plugin {
 
     /// Connect, say hello, serve until the hub sends `shutdown` or the process gets
     /// SIGTERM/SIGINT, let in-flight requests answer (within the grace period), close
-    /// with status 1000 and return `Ok(())`. Returns an error when the plugin cannot
-    /// connect, the hub refuses the hello, or the connection is lost while serving.
+    /// with status 1000 and return `Ok(())`. When an established connection is lost, it
+    /// connects again (see [`reconnect`](Plugin::reconnect)), says hello again and
+    /// subscribes again. Returns an error when the plugin cannot connect, the hub refuses
+    /// the hello, or the connection is lost and not re-made within the reconnect window.
     pub fn run(self) -> Result<(), Error> {
         if !self.problems.is_empty() {
             return Err(Error::invalid_argument(self.problems.join("; ")));
@@ -667,32 +944,10 @@ impl Plugin {
                 ))
             }
         };
+        let reconnect = self.reconnect.unwrap_or_else(reconnect_from_env);
         let stream = connect(&path, self.connect_timeout)?;
-        let control = stream
-            .try_clone()
-            .map_err(|e| Error::disconnected(format!("cannot use the hub socket: {e}")))?;
-        let result = self.serve(stream, &control);
-        // Whatever happened, the reader thread ends once the socket is shut down.
-        let _ = control.shutdown(Shutdown::Both);
-        result
-    }
-
-    fn serve(self, stream: UnixStream, control: &UnixStream) -> Result<(), Error> {
-        let io_err = |e: std::io::Error| Error::disconnected(format!("WebSocket handshake with the hub failed: {e}"));
-        let mut reader = BufReader::with_capacity(64 * 1024, stream.try_clone().map_err(io_err)?);
-        let mut raw_writer = stream;
-        ws::client_handshake(&mut reader, &mut raw_writer, "logomesh", "/v1").map_err(io_err)?;
         let shared = Arc::clone(&self.shared);
-        {
-            let mut c = lock(&shared.ctl);
-            *c = Ctl {
-                stopping: false,
-                deadline: None,
-                inflight: 0,
-                closed: false,
-            };
-        }
-        *lock(&shared.writer) = Some(ws::Writer::new(raw_writer, true));
+        *lock(&shared.ctl) = Ctl::new(reconnect);
 
         let mut names: Vec<String> = self.methods.keys().cloned().collect();
         names.sort();
@@ -701,17 +956,12 @@ impl Plugin {
             methods: self.methods,
             pool: Pool::new(self.max_concurrency, "logomesh-worker"),
             events: None,
+            gen: 0,
         };
-        let max = std::env::var("LOGOMESH_MAX_MESSAGE_BYTES")
-            .ok()
-            .and_then(|v| v.parse::<usize>().ok())
-            .unwrap_or(1 << 20)
-            .saturating_mul(16);
-        let frames = ws::Reader::new(reader, max);
-        thread::Builder::new()
-            .name("logomesh-reader".into())
-            .spawn(move || dispatch.read_loop(frames))
-            .map_err(|e| Error::plugin_error(format!("cannot start the reader thread: {e}")))?;
+        let mut conn = match open(&shared, stream, dispatch, None, true) {
+            Ok(c) => c,
+            Err(Opened::Refused(e, _)) | Err(Opened::Failed(e)) => return Err(e),
+        };
 
         let weak = Arc::downgrade(&shared);
         let grace = self.grace;
@@ -728,14 +978,101 @@ impl Plugin {
                 }
             }
         }));
-        let result = serve_connected(&shared, &names, control);
+        let result = serve(&shared, &names, &path, &mut conn);
         signals::unlisten(listener);
+        // Whatever happened, the reader thread ends once the socket is shut down.
+        let _ = conn.control.shutdown(Shutdown::Both);
+        let wakers = {
+            let mut c = lock(&shared.ctl);
+            c.finished = true;
+            c.reconnecting = false;
+            std::mem::take(&mut c.waiting)
+        };
+        shared.changed.notify_all();
+        for w in wakers {
+            w.wake();
+        }
         result
     }
 }
 
-/// Hello, subscriptions, then wait for the end and close cleanly.
-fn serve_connected(shared: &Arc<Shared>, names: &[String], control: &UnixStream) -> Result<(), Error> {
+/// One connection to the hub: its socket (shut down to end it) and its reader thread, which
+/// hands the dispatcher back when the connection is over.
+struct Connection {
+    control: UnixStream,
+    reader: Option<JoinHandle<Dispatch>>,
+}
+
+impl Connection {
+    /// Wait for the reader thread (its connection is over or shut down) and take the
+    /// dispatcher back, for the next connection.
+    fn join(&mut self) -> Result<Dispatch, Error> {
+        let _ = self.control.shutdown(Shutdown::Both);
+        match self.reader.take().map(JoinHandle::join) {
+            Some(Ok(d)) => Ok(d),
+            _ => Err(Error::plugin_error("the reader thread panicked")),
+        }
+    }
+}
+
+enum Opened {
+    /// The WebSocket handshake failed: the dispatcher comes back for another attempt.
+    Refused(Error, Dispatch),
+    Failed(Error),
+}
+
+/// The WebSocket handshake on a new stream, then the reader thread. `first`: the first
+/// connection, usable at once (a reconnection waits for the hub to accept its hello).
+fn open(
+    shared: &Arc<Shared>,
+    stream: UnixStream,
+    mut dispatch: Dispatch,
+    patience: Option<Duration>,
+    first: bool,
+) -> Result<Connection, Opened> {
+    let handshake = || -> std::io::Result<(BufReader<UnixStream>, UnixStream, UnixStream)> {
+        stream.set_read_timeout(patience)?;
+        let mut reader = BufReader::with_capacity(64 * 1024, stream.try_clone()?);
+        let control = stream.try_clone()?;
+        let mut raw = stream.try_clone()?;
+        ws::client_handshake(&mut reader, &mut raw, "logomesh", "/v1")?;
+        stream.set_read_timeout(None)?;
+        Ok((reader, raw, control))
+    };
+    let (reader, raw, control) = match handshake() {
+        Ok(parts) => parts,
+        Err(e) => {
+            return Err(Opened::Refused(
+                Error::disconnected(format!("WebSocket handshake with the hub failed: {e}")),
+                dispatch,
+            ))
+        }
+    };
+    let gen = shared.links.fetch_add(1, Ordering::Relaxed) + 1;
+    lock(&shared.ctl).closed = false;
+    *lock(&shared.writer) = Some(Link {
+        writer: ws::Writer::new(raw, true),
+        gen,
+        ready: first,
+    });
+    dispatch.gen = gen;
+    let max = std::env::var("LOGOMESH_MAX_MESSAGE_BYTES")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(1 << 20)
+        .saturating_mul(16);
+    let frames = ws::Reader::new(reader, max);
+    let spawned = thread::Builder::new().name("logomesh-reader".into()).spawn(move || {
+        dispatch.read_loop(frames);
+        dispatch
+    });
+    match spawned {
+        Ok(h) => Ok(Connection { control, reader: Some(h) }),
+        Err(e) => Err(Opened::Failed(Error::plugin_error(format!("cannot start the reader thread: {e}")))),
+    }
+}
+
+fn say_hello(shared: &Shared, names: &[String], timeout: Duration) -> Result<Value, Error> {
     let mut hello = Map::new();
     hello.insert("type".into(), "hello".into());
     hello.insert("protocol".into(), PROTOCOL.into());
@@ -744,11 +1081,11 @@ fn serve_connected(shared: &Arc<Shared>, names: &[String], control: &UnixStream)
         "methods".into(),
         names.iter().map(|n| Value::String(n.clone())).collect::<Vec<_>>().into(),
     );
-    if let Err(e) = shared.exchange(hello, HELLO_TIMEOUT) {
-        close(shared, control);
-        return Err(e);
-    }
+    shared.exchange(hello, timeout)
+}
 
+/// Subscribe to every pattern of the `on` handlers (on a new connection: again).
+fn subscribe_all(shared: &Arc<Shared>) {
     let patterns: Vec<String> = {
         let subs = shared.subs.read().unwrap_or_else(|e| e.into_inner());
         let mut p: Vec<String> = subs.iter().map(|(p, _)| p.clone()).collect();
@@ -761,40 +1098,161 @@ fn serve_connected(shared: &Arc<Shared>, names: &[String], control: &UnixStream)
     };
     for p in &patterns {
         if let Err(e) = hub.subscribe("subscribe", p) {
-            eprintln!("logomesh: subscribing to '{p}' failed: {e}");
+            if !is_lost(&e) {
+                eprintln!("logomesh: subscribing to '{p}' failed: {e}");
+            }
         }
     }
+}
 
-    // Serve until asked to stop or the connection is gone.
-    let mut c = lock(&shared.ctl);
-    while !c.stopping && !c.closed {
-        c = shared.changed.wait(c).unwrap_or_else(|e| e.into_inner());
+/// Hello, subscriptions, then serve until stopped (reconnecting when the connection is
+/// lost), and close cleanly.
+fn serve(shared: &Arc<Shared>, names: &[String], path: &Path, conn: &mut Connection) -> Result<(), Error> {
+    if let Err(e) = say_hello(shared, names, HELLO_TIMEOUT) {
+        close(shared, &conn.control);
+        return Err(e);
     }
-    if c.closed && !c.stopping {
-        return Err(Error::disconnected("the connection to the hub closed"));
-    }
-    // Stopping: in-flight requests answer, within the deadline.
+    lock(&shared.ctl).established = true;
+    subscribe_all(shared);
+
     loop {
-        if c.inflight == 0 || c.closed {
-            break;
+        // Serve until asked to stop or the connection is gone.
+        let mut c = lock(&shared.ctl);
+        while !c.stopping && !c.closed {
+            c = shared.changed.wait(c).unwrap_or_else(|e| e.into_inner());
         }
-        let now = Instant::now();
-        let deadline = c.deadline.unwrap_or(now);
-        if now >= deadline {
-            eprintln!("logomesh: {} request(s) still running at the end of the grace period", c.inflight);
-            break;
+        if c.closed && !c.stopping {
+            let (window, how) = (c.reconnect, c.lost.clone());
+            drop(c);
+            if window.is_zero() {
+                return Err(Error::disconnected("the connection to the hub closed"));
+            }
+            let dispatch = conn.join()?;
+            match reconnect(shared, names, path, dispatch, window, &how)? {
+                Some(next) => {
+                    *conn = next;
+                    continue;
+                }
+                None => return Ok(()), // stopped while reconnecting
+            }
         }
-        c = shared.changed.wait_timeout(c, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+        // Stopping: in-flight requests answer, within the deadline.
+        loop {
+            if c.inflight == 0 || c.closed {
+                break;
+            }
+            let now = Instant::now();
+            let deadline = c.deadline.unwrap_or(now);
+            if now >= deadline {
+                eprintln!("logomesh: {} request(s) still running at the end of the grace period", c.inflight);
+                break;
+            }
+            c = shared.changed.wait_timeout(c, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+        }
+        drop(c);
+        close(shared, &conn.control);
+        return Ok(());
     }
-    drop(c);
-    close(shared, control);
-    Ok(())
+}
+
+/// Connect again after the connection was lost: with backoff, for up to `window`, saying
+/// hello with the same methods and subscribing again. The new connection; `None` when
+/// stopped meanwhile; an error when the window passes or the hub refuses the hello.
+fn reconnect(
+    shared: &Arc<Shared>,
+    names: &[String],
+    path: &Path,
+    dispatch: Dispatch,
+    window: Duration,
+    how: &str,
+) -> Result<Option<Connection>, Error> {
+    let lost_at = Instant::now();
+    let deadline = lost_at + window;
+    lock(&shared.ctl).reconnecting = true;
+    eprintln!(
+        "logomesh: plugin {}: hub connection lost ({how}); reconnecting for up to {} ms",
+        shared.plugin_id,
+        window.as_millis()
+    );
+    let mut dispatch = Some(dispatch);
+    let mut delay = RECONNECT_FIRST_DELAY;
+    let mut attempts = 0u32;
+    let mut last: String;
+    loop {
+        let wait = delay.min(deadline.saturating_duration_since(Instant::now()));
+        {
+            let c = lock(&shared.ctl);
+            let (c, _) = shared
+                .changed
+                .wait_timeout_while(c, wait, |c| !c.stopping)
+                .unwrap_or_else(|e| e.into_inner());
+            if c.stopping {
+                return Ok(None);
+            }
+        }
+        delay = (delay * 2).min(RECONNECT_MAX_DELAY);
+        attempts += 1;
+        let patience = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
+        match UnixStream::connect(path) {
+            Err(e) => last = e.to_string(),
+            Ok(stream) => match open(shared, stream, dispatch.take().expect("the dispatcher"), Some(patience), false) {
+                Err(Opened::Refused(e, d)) => {
+                    dispatch = Some(d);
+                    last = e.message;
+                }
+                Err(Opened::Failed(e)) => return Err(e),
+                Ok(mut conn) => match say_hello(shared, names, HELLO_TIMEOUT.min(patience)) {
+                    Ok(_) => {
+                        if let Some(link) = lock(&shared.writer).as_mut() {
+                            link.ready = true;
+                        }
+                        subscribe_all(shared);
+                        let wakers = {
+                            let mut c = lock(&shared.ctl);
+                            // Lost again already: the serve loop reconnects once more.
+                            c.reconnecting = c.closed;
+                            std::mem::take(&mut c.waiting)
+                        };
+                        shared.changed.notify_all();
+                        for w in wakers {
+                            w.wake();
+                        }
+                        eprintln!(
+                            "logomesh: plugin {}: reconnected to the hub after {} ms",
+                            shared.plugin_id,
+                            lost_at.elapsed().as_millis()
+                        );
+                        return Ok(Some(conn));
+                    }
+                    Err(e) => {
+                        let retry = is_lost(&e) || e.code == "LM_TIMEOUT" || e.code == "LM_CONTROLLER_UNAVAILABLE";
+                        if !retry {
+                            close(shared, &conn.control);
+                            return Err(e); // the hub refused the hello
+                        }
+                        dispatch = Some(conn.join()?);
+                        if lock(&shared.ctl).stopping {
+                            return Ok(None);
+                        }
+                        last = e.to_string();
+                    }
+                },
+            },
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::disconnected(format!(
+                "the hub connection was lost and not re-made within {} ms ({attempts} attempt(s) at {}; last: {last})",
+                window.as_millis(),
+                path.display()
+            )));
+        }
+    }
 }
 
 /// Send a close frame (1000), wait briefly for the hub's, then drop the connection.
 fn close(shared: &Shared, control: &UnixStream) {
-    if let Some(mut w) = lock(&shared.writer).take() {
-        let _ = w.close(1000, "plugin stopping");
+    if let Some(mut link) = lock(&shared.writer).take() {
+        let _ = link.writer.close(1000, "plugin stopping");
     }
     let c = lock(&shared.ctl);
     let _ = shared.changed.wait_timeout_while(c, CLOSE_TIMEOUT, |c| !c.closed);
@@ -823,25 +1281,43 @@ struct Dispatch {
     methods: HashMap<String, Handler>,
     pool: Pool,
     events: Option<mpsc::Sender<Event>>,
+    /// The connection being read.
+    gen: u64,
 }
 
 impl Dispatch {
-    fn read_loop(mut self, mut frames: ws::Reader<BufReader<UnixStream>>) {
+    /// Whether a lost connection is only worth its own log line: not when the SDK
+    /// reconnects (that logs one line) or is stopping.
+    fn report_loss(&self) -> bool {
+        let c = lock(&self.shared.ctl);
+        !c.stopping && !c.reconnecting && (c.reconnect.is_zero() || !c.established)
+    }
+
+    fn read_loop(&mut self, mut frames: ws::Reader<BufReader<UnixStream>>) {
+        let how;
         loop {
             match frames.next_message() {
                 Ok(ws::Message::Text(text)) => self.on_text(&text),
                 Ok(ws::Message::Ping(payload)) => {
-                    if let Some(w) = lock(&self.shared.writer).as_mut() {
-                        let _ = w.send(ws::OP_PONG, &payload);
+                    if let Some(link) = lock(&self.shared.writer).as_mut() {
+                        if link.gen == self.gen {
+                            let _ = link.writer.send(ws::OP_PONG, &payload);
+                        }
                     }
                 }
                 Ok(ws::Message::Pong(_)) => {}
                 Ok(ws::Message::Binary(_)) => eprintln!("logomesh: ignoring a binary frame from the hub"),
                 Ok(ws::Message::Close(code, reason)) => {
+                    how = match (code, reason.is_empty()) {
+                        (Some(c), true) => format!("code {c}"),
+                        (Some(c), false) => format!("code {c}: {reason}"),
+                        (None, _) => "code 1005".to_string(),
+                    };
                     // Answer the close unless ours went first.
-                    if let Some(mut w) = lock(&self.shared.writer).take() {
-                        let _ = w.close(code.unwrap_or(1000), "");
-                        if !lock(&self.shared.ctl).stopping {
+                    let link = lock(&self.shared.writer).take();
+                    if let Some(mut link) = link {
+                        let _ = link.writer.close(code.unwrap_or(1000), "");
+                        if self.report_loss() {
                             eprintln!(
                                 "logomesh: the hub closed the connection ({}{})",
                                 code.map(|c| c.to_string()).unwrap_or_default(),
@@ -852,7 +1328,8 @@ impl Dispatch {
                     break;
                 }
                 Err(e) => {
-                    if lock(&self.shared.writer).is_some() {
+                    how = "code 1006".to_string();
+                    if lock(&self.shared.writer).is_some() && self.report_loss() {
                         eprintln!("logomesh: the connection to the hub failed: {e}");
                     }
                     break;
@@ -860,7 +1337,7 @@ impl Dispatch {
             }
         }
         let _ = frames.get_ref().get_ref().shutdown(Shutdown::Both);
-        self.shared.connection_closed();
+        self.shared.connection_closed(how);
     }
 
     fn on_text(&mut self, text: &str) {
@@ -921,7 +1398,7 @@ impl Dispatch {
                     "LM_METHOD_NOT_FOUND",
                     format!("plugin {} does not serve method '{method}'", self.shared.plugin_id),
                 );
-                return self.shared.respond(&id, Err(e));
+                return self.shared.respond(self.gen, &id, Err(e));
             }
         };
         {
@@ -932,15 +1409,16 @@ impl Dispatch {
                     "LM_PLUGIN_UNAVAILABLE",
                     format!("plugin {} is shutting down", self.shared.plugin_id),
                 );
-                return self.shared.respond(&id, Err(e));
+                return self.shared.respond(self.gen, &id, Err(e));
             }
             c.inflight += 1;
         }
         let shared = Arc::clone(&self.shared);
+        let gen = self.gen;
         match handler {
             Handler::Sync(h) => self.pool.submit(Box::new(move || {
                 let result = catch_unwind(AssertUnwindSafe(|| h(data))).unwrap_or_else(|p| Err(panicked(&method, &*p)));
-                shared.respond(&id, result);
+                shared.respond(gen, &id, result);
                 shared.finish_request();
             })),
             Handler::Async(h) => spawn(async move {
@@ -948,7 +1426,7 @@ impl Dispatch {
                     Ok(r) => r,
                     Err(p) => Err(Error::plugin_error(format!("method {method} panicked: {p}"))),
                 };
-                shared.respond(&id, result);
+                shared.respond(gen, &id, result);
                 shared.finish_request();
             }),
         }

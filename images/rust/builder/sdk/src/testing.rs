@@ -34,7 +34,7 @@ pub const WAIT: Duration = Duration::from_secs(10);
 
 /// A listening Unix socket in a fresh temporary folder, removed on drop.
 pub struct FakeHub {
-    listener: UnixListener,
+    listener: Option<UnixListener>,
     dir: PathBuf,
     path: PathBuf,
 }
@@ -45,7 +45,26 @@ impl FakeHub {
         std::fs::create_dir_all(&dir)?;
         let path = dir.join("hub.sock");
         let listener = UnixListener::bind(&path)?;
-        Ok(FakeHub { listener, dir, path })
+        Ok(FakeHub {
+            listener: Some(listener),
+            dir,
+            path,
+        })
+    }
+
+    /// Stop listening, as a controller killed with `kill -9`: the socket file stays behind
+    /// and refuses connections until [`restart`](FakeHub::restart). (Drop the connection
+    /// too, with [`HubPeer::drop_connection`].)
+    pub fn crash(&mut self) {
+        self.listener = None;
+    }
+
+    /// Listen again at the same path, replacing the stale socket file, as a restarted
+    /// controller does; the plugin's new connection comes from [`accept`](FakeHub::accept).
+    pub fn restart(&mut self) -> io::Result<()> {
+        let _ = std::fs::remove_file(&self.path);
+        self.listener = Some(UnixListener::bind(&self.path)?);
+        Ok(())
     }
 
     /// The socket path to give the plugin ([`Plugin::socket_path`] or `LOGOMESH_HUB_SOCKET`).
@@ -55,10 +74,14 @@ impl FakeHub {
 
     /// Accept the plugin's connection and complete the WebSocket handshake.
     pub fn accept(&self, timeout: Duration) -> io::Result<HubPeer> {
-        self.listener.set_nonblocking(true)?;
+        let listener = self
+            .listener
+            .as_ref()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "the fake hub is not listening (crashed)"))?;
+        listener.set_nonblocking(true)?;
         let until = Instant::now() + timeout;
         let stream = loop {
-            match self.listener.accept() {
+            match listener.accept() {
                 Ok((s, _)) => break s,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock && Instant::now() < until => thread::sleep(Duration::from_millis(2)),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -281,7 +304,9 @@ impl HubPeer {
 
 /// A plugin running on a thread against its own [`FakeHub`], hello already done.
 pub struct Harness {
-    _hub: FakeHub,
+    /// The fake hub (to [`crash`](FakeHub::crash), [`restart`](FakeHub::restart) and
+    /// [`accept`](FakeHub::accept) the plugin's next connection).
+    pub hub: FakeHub,
     /// The hub's end of the connection, for anything the helpers don't cover.
     pub peer: HubPeer,
     /// The plugin's hello message.
@@ -300,7 +325,7 @@ impl Harness {
         let mut peer = hub.accept(WAIT)?;
         let hello = peer.accept_hello(WAIT)?;
         Ok(Harness {
-            _hub: hub,
+            hub,
             peer,
             hello,
             thread: Some(thread),
@@ -314,7 +339,16 @@ impl Harness {
             .unwrap_or_else(|e| Err(Error::disconnected(format!("the fake hub lost the plugin: {e}"))))
     }
 
-    /// Wait for `run` to return by itself (after the connection was dropped, say).
+    /// Accept the plugin's next connection (after a lost one) and its hello; it becomes
+    /// [`peer`](Harness::peer).
+    pub fn reaccept(&mut self) -> io::Result<Value> {
+        self.peer = self.hub.accept(WAIT)?;
+        self.hello = self.peer.accept_hello(WAIT)?;
+        Ok(self.hello.clone())
+    }
+
+    /// Wait for `run` to return by itself (after a refused hello, or no hub within the
+    /// reconnect window, say).
     pub fn wait(mut self) -> Result<(), Error> {
         match self.thread.take().map(JoinHandle::join) {
             Some(Ok(r)) => r,

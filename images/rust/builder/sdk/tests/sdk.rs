@@ -2,7 +2,8 @@
 //! using the same frame codec from the server side.
 
 use logomesh::testing::{FakeHub, Harness, HubPeer, OP_CONTINUATION, OP_PING, OP_TEXT, WAIT};
-use logomesh::{json, sleep, Error, Event, Plugin, Value};
+use logomesh::{block_on, json, sleep, Error, Event, Hub, Plugin, Value};
+use std::io::Read;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -450,8 +451,10 @@ fn refused_hello_makes_run_fail_with_the_hubs_code() {
 }
 
 #[test]
-fn a_lost_connection_fails_open_calls_and_run() {
-    let mut h = start();
+fn with_reconnect_off_a_lost_connection_fails_open_calls_and_run() {
+    let mut p = sample_plugin();
+    p.reconnect(Duration::ZERO);
+    let mut h = Harness::start(p).unwrap();
     let _ = relayed(&mut h, "relay", "other.work", 20_000);
     let t = Instant::now();
     h.peer.drop_connection();
@@ -511,10 +514,17 @@ extern "C" {
 
 const CHILD_ENV: &str = "LOGOMESH_SDK_TEST_CHILD";
 
-/// In the child: serve until a signal, then exit with what run() returned.
+/// In the child: serve until a signal, then exit with what run() returned (1 on an error,
+/// as `fn main() -> Result<(), Error>` does).
 fn child_main() -> ! {
     let mut p = Plugin::new();
     let hub = p.hub();
+    let pokes = Arc::new(Mutex::new(Vec::<Value>::new()));
+    if std::env::var_os("LOGOMESH_SDK_TEST_CHILD_SUBSCRIBE").is_some() {
+        let seen = Arc::clone(&pokes);
+        p.on("child.poke", move |ev: Event| seen.lock().unwrap().push(ev.data));
+    }
+    p.method("pokes", move |_| Ok(Value::Array(pokes.lock().unwrap().clone())));
     let h = hub.clone();
     p.method("slow", move |_| {
         h.emit("slow.started", json!(null))?;
@@ -530,7 +540,7 @@ fn child_main() -> ! {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("run failed: {e}");
-            3
+            1
         }
     };
     std::process::exit(code);
@@ -563,7 +573,7 @@ fn signal_stops_cleanly(test_name: &str, sig: i32) {
     let mut child = spawn_child(test_name, &hub);
     let mut peer = hub.accept(WAIT).unwrap();
     let hello = peer.accept_hello(WAIT).unwrap();
-    assert_eq!(hello["methods"], json!(["slow", "stuck"]));
+    assert_eq!(hello["methods"], json!(["pokes", "slow", "stuck"]));
     let id = peer.request("slow", json!({}), "host").unwrap();
     peer.recv_where(WAIT, |v| v["topic"] == "slow.started").unwrap();
     assert_eq!(unsafe { kill(child.id() as i32, sig) }, 0);
@@ -653,4 +663,307 @@ fn round_trip_overhead_is_small() {
     // Generous: a debug build on a busy machine; a sleep or poll in the path would show.
     assert!(p50 < Duration::from_millis(2), "p50 {p50:?}");
     h.stop().unwrap();
+}
+
+// --- reconnecting ---------------------------------------------------------------------------
+
+/// Wait until the plugin has noticed that its connection is lost (it is reconnecting).
+fn noticed(hub: &Hub) {
+    let until = Instant::now() + WAIT;
+    loop {
+        if let Err(e) = hub.emit("probe.lost", json!(null)) {
+            if e.code == "LM_PLUGIN_UNAVAILABLE" {
+                return;
+            }
+        }
+        assert!(Instant::now() < until, "the plugin did not notice the lost connection");
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The fake hub goes away as a controller killed with kill -9 does.
+fn crash(h: &mut Harness) {
+    h.peer.drop_connection();
+    h.hub.crash();
+}
+
+#[test]
+fn reconnects_says_hello_again_subscribes_again_and_serves_again() {
+    let (started_tx, started_rx) = mpsc::channel::<()>();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let (started_tx, release_rx) = (Mutex::new(started_tx), Mutex::new(release_rx));
+    let events = Arc::new(Mutex::new(Vec::<Value>::new()));
+    let mut p = Plugin::new();
+    let hub = p.hub();
+    p.method("echo", Ok);
+    p.method("held", move |_| {
+        started_tx.lock().unwrap().send(()).unwrap();
+        let _ = release_rx.lock().unwrap().recv();
+        Ok(json!("late"))
+    });
+    let seen = Arc::clone(&events);
+    p.on("thought.added", move |ev: Event| seen.lock().unwrap().push(ev.data));
+    p.reconnect(Duration::from_secs(10));
+    let mut h = Harness::start(p).unwrap();
+    let first = h.hello.clone();
+    assert_eq!(h.call("echo", json!(1)).unwrap(), json!(1));
+    assert_eq!(h.peer.subscriptions, vec!["thought.added".to_string()]);
+    // A call of the plugin's in flight, and a request the plugin is serving.
+    let caller = hub.clone();
+    let in_flight = thread::spawn(move || caller.call("black.hole", json!(null), Duration::from_secs(10)));
+    h.peer.recv_type("request", WAIT).unwrap();
+    let held = h.peer.request("held", json!(null), "host").unwrap();
+    started_rx.recv_timeout(WAIT).unwrap();
+
+    crash(&mut h);
+    let e = in_flight.join().unwrap().unwrap_err();
+    assert_eq!(
+        (e.code.as_str(), e.message.as_str()),
+        ("LM_PLUGIN_UNAVAILABLE", "hub connection lost")
+    );
+    noticed(&hub);
+    // Calls made now wait for the connection (blocking and async); events cannot be sent.
+    let caller = hub.clone();
+    let waiting = thread::spawn(move || caller.call("tokenizer.tokenize", json!({ "text": "a b" }), Duration::from_secs(5)));
+    let caller = hub.clone();
+    let waiting_async =
+        thread::spawn(move || block_on(caller.call_async("tokenizer.tokenize", json!({ "text": "c" }), Duration::from_secs(5))));
+    assert_eq!(hub.emit("thought.added", json!("lost")).unwrap_err().code, "LM_PLUGIN_UNAVAILABLE");
+    thread::sleep(Duration::from_millis(400));
+    assert!(
+        !waiting.is_finished() && !waiting_async.is_finished(),
+        "a call made while reconnecting returned before the hub was back"
+    );
+
+    h.hub.restart().unwrap();
+    let hello = h.reaccept().unwrap();
+    assert_eq!(hello["methods"], first["methods"]);
+    assert_eq!(hello["sdk"], first["sdk"]);
+    for text in ["a b", "c"] {
+        let req = h
+            .peer
+            .recv_where(WAIT, |v| v["type"] == "request" && v["data"]["text"] == text)
+            .unwrap();
+        assert!(req["timeout"].as_u64().unwrap() <= 4600, "the timeout left: {}", req["timeout"]);
+        h.peer.respond(&req["id"], Ok(json!({ "tokens": text }))).unwrap();
+    }
+    assert_eq!(waiting.join().unwrap().unwrap(), json!({ "tokens": "a b" }));
+    assert_eq!(waiting_async.join().unwrap().unwrap(), json!({ "tokens": "c" }));
+    assert_eq!(h.peer.subscriptions, vec!["thought.added".to_string()]);
+
+    // Serving again: requests, events, emits.
+    assert_eq!(h.call("echo", json!(2)).unwrap(), json!(2));
+    h.peer.deliver("event", Some("thought.added"), json!("after"), "writer").unwrap();
+    let until = Instant::now() + WAIT;
+    while events.lock().unwrap().is_empty() {
+        assert!(Instant::now() < until, "no event after reconnecting");
+        thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(*events.lock().unwrap(), vec![json!("after")]);
+    hub.emit("thought.added", json!("back")).unwrap();
+    assert_eq!(h.peer.recv_type("event", WAIT).unwrap()["data"], "back");
+    // The request served across the loss: its answer cannot be delivered.
+    release_tx.send(()).unwrap();
+    assert!(
+        h.peer.response_to(&held, SHORT).is_err(),
+        "an answer to a request of the lost connection arrived"
+    );
+    h.stop().unwrap();
+}
+
+#[test]
+fn a_dropped_connection_to_a_hub_still_listening_is_made_again_at_once() {
+    let mut h = start();
+    let t = Instant::now();
+    h.peer.drop_connection();
+    h.reaccept().unwrap();
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    assert_eq!(h.call("echo", json!(1)).unwrap(), json!(1));
+    // A close with a status, without shutdown, is a lost connection too.
+    let mut payload = 1001u16.to_be_bytes().to_vec();
+    payload.extend_from_slice(b"going away");
+    h.peer.send_frame(true, logomesh::testing::OP_CLOSE, &payload).unwrap();
+    h.reaccept().unwrap();
+    assert_eq!(h.call("echo", json!(2)).unwrap(), json!(2));
+    h.stop().unwrap();
+}
+
+#[test]
+fn a_call_made_while_reconnecting_fails_when_its_timeout_passes() {
+    let mut p = sample_plugin();
+    p.reconnect(Duration::from_secs(10));
+    let hub = p.hub();
+    let mut h = Harness::start(p).unwrap();
+    crash(&mut h);
+    noticed(&hub);
+    let t = Instant::now();
+    let e = hub.call("other.work", json!(null), SHORT).unwrap_err();
+    assert_eq!(e.code, "LM_PLUGIN_UNAVAILABLE");
+    assert!(
+        t.elapsed() >= Duration::from_millis(290) && t.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        t.elapsed()
+    );
+    let t = Instant::now();
+    let e = block_on(hub.call_async("other.work", json!(null), SHORT)).unwrap_err();
+    assert_eq!(e.code, "LM_PLUGIN_UNAVAILABLE");
+    assert!(
+        t.elapsed() >= Duration::from_millis(290) && t.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        t.elapsed()
+    );
+    hub.stop(Duration::ZERO);
+    assert_eq!(h.wait(), Ok(()));
+}
+
+#[test]
+fn no_hub_within_the_reconnect_window_makes_run_fail() {
+    let mut p = sample_plugin();
+    p.reconnect(Duration::from_millis(400));
+    let hub = p.hub();
+    let mut h = Harness::start(p).unwrap();
+    crash(&mut h);
+    let t = Instant::now();
+    noticed(&hub);
+    let caller = hub.clone();
+    let waiting = thread::spawn(move || caller.call("other.work", json!(null), Duration::from_secs(30)));
+    let e = h.wait().unwrap_err();
+    assert_eq!(e.code, "LM_CONTROLLER_UNAVAILABLE");
+    assert!(e.message.contains("within 400 ms"), "{e}");
+    assert!(
+        t.elapsed() >= Duration::from_millis(300) && t.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        t.elapsed()
+    );
+    // A call waiting for the connection learns that the plugin stopped serving.
+    assert_eq!(waiting.join().unwrap().unwrap_err().code, "LM_CONTROLLER_UNAVAILABLE");
+}
+
+#[test]
+fn a_hello_refused_on_reconnect_makes_run_fail_with_the_hubs_code() {
+    let mut p = sample_plugin();
+    p.reconnect(Duration::from_secs(10));
+    let mut h = Harness::start(p).unwrap();
+    crash(&mut h);
+    h.hub.restart().unwrap();
+    let mut peer = h.hub.accept(WAIT).unwrap();
+    let hello = peer.recv_type("hello", WAIT).unwrap();
+    peer.respond(&hello["id"], Err(Error::new("LM_PERMISSION_DENIED", "methods not listed: boom")))
+        .unwrap();
+    assert_eq!(h.wait().unwrap_err().code, "LM_PERMISSION_DENIED");
+}
+
+#[test]
+fn stop_while_reconnecting_returns_ok_at_once() {
+    let mut p = sample_plugin();
+    p.reconnect(Duration::from_secs(10));
+    let hub = p.hub();
+    let mut h = Harness::start(p).unwrap();
+    crash(&mut h);
+    noticed(&hub);
+    thread::sleep(SHORT);
+    let t = Instant::now();
+    hub.stop(Duration::from_secs(5));
+    assert_eq!(h.wait(), Ok(()));
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+}
+
+/// A child with its stderr captured, and more environment.
+fn spawn_child_piped(test_name: &str, hub: &FakeHub, env: &[(&str, &str)]) -> std::process::Child {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", test_name, "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, "1")
+        .env("LOGOMESH_SDK_TEST_CHILD_SUBSCRIBE", "1")
+        .env("LOGOMESH_HUB_SOCKET", hub.path())
+        .env("LOGOMESH_PLUGIN_ID", "child")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().unwrap()
+}
+
+fn stderr_of(child: &mut std::process::Child) -> String {
+    let mut text = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut text).unwrap();
+    text
+}
+
+#[test]
+fn as_a_process_reconnects_serves_again_and_exits_zero_on_shutdown() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        child_main();
+    }
+    let mut hub = FakeHub::new().unwrap();
+    let mut child = spawn_child_piped("as_a_process_reconnects_serves_again_and_exits_zero_on_shutdown", &hub, &[]);
+    let mut peer = hub.accept(WAIT).unwrap();
+    peer.accept_hello(WAIT).unwrap();
+    assert_eq!(peer.call("pokes", json!(null), WAIT).unwrap().unwrap(), json!([]));
+    peer.drop_connection();
+    hub.crash();
+    thread::sleep(Duration::from_millis(500));
+    assert!(child.try_wait().unwrap().is_none(), "the plugin exited on a lost connection");
+    hub.restart().unwrap();
+    let mut peer = hub.accept(WAIT).unwrap();
+    assert_eq!(peer.accept_hello(WAIT).unwrap()["methods"], json!(["pokes", "slow", "stuck"]));
+    assert_eq!(peer.call("pokes", json!(null), WAIT).unwrap().unwrap(), json!([]));
+    assert_eq!(peer.subscriptions, vec!["child.poke".to_string()]);
+    peer.deliver("event", Some("child.poke"), json!("after"), "other").unwrap();
+    let until = Instant::now() + WAIT;
+    while peer.call("pokes", json!(null), WAIT).unwrap().unwrap() != json!(["after"]) {
+        assert!(Instant::now() < until, "the event after reconnecting was not handled");
+        thread::sleep(Duration::from_millis(10));
+    }
+    peer.shutdown(2000).unwrap();
+    assert_eq!(peer.expect_close(WAIT).unwrap(), Some(1000));
+    assert_eq!(wait_exit(&mut child).code(), Some(0));
+    let err = stderr_of(&mut child);
+    assert!(
+        err.contains("logomesh: plugin child: hub connection lost (code 1006); reconnecting for up to 60000 ms\n"),
+        "{err}"
+    );
+    assert!(err.contains("logomesh: plugin child: reconnected to the hub after "), "{err}");
+}
+
+#[test]
+fn as_a_process_no_hub_within_logomesh_reconnect_ms_exits_1() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        child_main();
+    }
+    let mut hub = FakeHub::new().unwrap();
+    let mut child = spawn_child_piped(
+        "as_a_process_no_hub_within_logomesh_reconnect_ms_exits_1",
+        &hub,
+        &[("LOGOMESH_RECONNECT_MS", "300")],
+    );
+    let mut peer = hub.accept(WAIT).unwrap();
+    peer.accept_hello(WAIT).unwrap();
+    peer.drop_connection();
+    hub.crash();
+    let t = Instant::now();
+    assert_eq!(wait_exit(&mut child).code(), Some(1));
+    assert!(t.elapsed() >= Duration::from_millis(250), "{:?}", t.elapsed());
+    let err = stderr_of(&mut child);
+    assert!(
+        err.contains("reconnecting for up to 300 ms") && err.contains("LM_CONTROLLER_UNAVAILABLE") && !err.contains("reconnected"),
+        "{err}"
+    );
+}
+
+#[test]
+fn as_a_process_sigterm_while_reconnecting_exits_zero() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        child_main();
+    }
+    let mut hub = FakeHub::new().unwrap();
+    let mut child = spawn_child_piped("as_a_process_sigterm_while_reconnecting_exits_zero", &hub, &[]);
+    let mut peer = hub.accept(WAIT).unwrap();
+    peer.accept_hello(WAIT).unwrap();
+    peer.drop_connection();
+    hub.crash();
+    thread::sleep(SHORT);
+    assert_eq!(unsafe { kill(child.id() as i32, 15) }, 0);
+    assert_eq!(wait_exit(&mut child).code(), Some(0));
+    assert!(stderr_of(&mut child).contains("hub connection lost"));
 }
