@@ -101,7 +101,8 @@ export class PluginHost implements AsyncDisposable {
   private closing?: Promise<void>;
   private readonly state: StateStore;
   readonly audit: AuditLog;
-  private readonly grantTimers = new Set<NodeJS.Timeout>();
+  /** Pending expiries of temporary grants, by `plugin:method`. */
+  private readonly grantTimers = new Map<string, NodeJS.Timeout>();
   private engine: { up: boolean; since: number; lastError?: string } = { up: true, since: Date.now() };
   private engineTimer?: NodeJS.Timeout;
   /** Containers of an earlier controller of this home, adopted or removed before the first start. */
@@ -255,6 +256,8 @@ export class PluginHost implements AsyncDisposable {
   async start(id: string): Promise<void> {
     const m = this.get(id);
     await this.reconcile();
+    // A start by hand ends a crash loop: it begins with a clean count.
+    if (m.state === 'failed' || m.state === 'exited') m.retries = 0;
     return this.serialize(m, () => this.doStart(m));
   }
 
@@ -300,7 +303,7 @@ export class PluginHost implements AsyncDisposable {
       await container.attach(m.logs.writable('stdout'), m.logs.writable('stderr'), false);
       const ready = this.waitReady(id);
       const exited = container.wait();
-      void exited.then((code) => this.onExit(m, container, code), () => this.onExit(m, container, -1));
+      this.watchExit(m, container, exited);
       await Promise.race([ready.promise, exited.then((code) => Promise.reject(this.exitedBeforeReady(m, code)))]).finally(ready.cancel);
       m.state = 'ready';
       m.readySince = Date.now();
@@ -358,7 +361,14 @@ export class PluginHost implements AsyncDisposable {
    */
   revokeMethod(pluginId: string, method: string): void {
     this.get(pluginId);
+    this.cancelExpiry(pluginId, method);
     this.hub.revoke(pluginId, method);
+  }
+
+  private cancelExpiry(pluginId: string, method: string): void {
+    const key = `${pluginId}:${method}`;
+    clearTimeout(this.grantTimers.get(key));
+    this.grantTimers.delete(key);
   }
 
   /**
@@ -375,14 +385,17 @@ export class PluginHost implements AsyncDisposable {
         found: m.loaded.manifest.coordination.consumesMethods.join(', ') || 'nothing',
       });
     }
+    // A new grant replaces an earlier temporary one: only the latest expiry counts.
+    this.cancelExpiry(pluginId, method);
     this.hub.restore(pluginId, method);
     if (ttlMs !== undefined) {
+      const key = `${pluginId}:${method}`;
       const timer = setTimeout(() => {
-        this.grantTimers.delete(timer);
+        this.grantTimers.delete(key);
         this.hub.revoke(pluginId, method, 'expiry');
       }, ttlMs);
       timer.unref();
-      this.grantTimers.add(timer);
+      this.grantTimers.set(key, timer);
     }
   }
 
@@ -455,7 +468,7 @@ export class PluginHost implements AsyncDisposable {
       rmSync(this.opts.home.socketsDir, { recursive: true, force: true });
       // A clean stop leaves nothing to adopt or remember.
       rmSync(this.opts.home.stateFile, { force: true });
-      for (const timer of this.grantTimers) clearTimeout(timer);
+      for (const timer of this.grantTimers.values()) clearTimeout(timer);
       await this.audit.close();
       // Whatever a failed stop left behind still carries this controller's label.
       await removeByLabel(this.docker, this.opts.home.instance).catch(() => undefined);
@@ -525,7 +538,7 @@ export class PluginHost implements AsyncDisposable {
       await container.start();
       m.startedAt = Date.now();
       const exited = container.wait();
-      void exited.then((code) => this.onExit(m, container, code), () => this.onExit(m, container, -1));
+      this.watchExit(m, container, exited);
       await Promise.race([ready.promise, exited.then((code) => Promise.reject(this.exitedBeforeReady(m, code)))]).finally(ready.cancel);
       m.state = 'ready';
       m.readySince = Date.now();
@@ -575,6 +588,19 @@ export class PluginHost implements AsyncDisposable {
       exitCode: code,
       logTail: logs,
     });
+  }
+
+  /**
+   * React to the container's end, whatever ends it. A wait that fails (the engine went
+   * away) counts as an exit: the plugin is restarted once the engine answers again.
+   */
+  private watchExit(m: Managed, container: PluginContainer, exited: Promise<number>): void {
+    exited
+      .then(
+        (code) => this.onExit(m, container, code),
+        () => this.onExit(m, container, -1),
+      )
+      .catch((err: unknown) => this.log.error({ plugin: m.loaded.manifest.id, err: errorText(err) }, 'handling a plugin exit failed'));
   }
 
   /** The container ended on its own (or was stopped): record why. */
@@ -694,10 +720,17 @@ export class PluginHost implements AsyncDisposable {
     this.audit.record({ who: 'controller', action: 'stop', resource: id, result: 'stopped' });
   }
 
-  /** Remove the container and the hub socket; safe after any failure. */
+  /**
+   * Remove the container and the hub socket; safe after any failure. Never throws: with the
+   * engine gone, the container is removed by the next reconcile or `logomesh clean`.
+   */
   private async teardown(m: Managed): Promise<void> {
     const container = m.container;
-    await container?.remove();
+    try {
+      await container?.remove();
+    } catch (err) {
+      this.log.warn({ plugin: m.loaded.manifest.id, err: errorText(err) }, 'could not remove the plugin container now');
+    }
     await this.hub.detachPlugin(m.loaded.manifest.id);
     rmSync(pluginSocketDir(this.opts.home, m.loaded.manifest.id), { recursive: true, force: true });
   }

@@ -12,7 +12,7 @@ export interface AuditEntry {
   readonly action: string;
   /** What it was attempted on: `tokenizer.tokenize`, a topic, a resource. */
   readonly resource: string;
-  /** `allowed`, `denied`, `granted`, `revoked`, `expired`, `killed`, ... */
+  /** `allowed`, `denied`, `granted`, `revoked`, `ready`, `stopped`, `failed`. */
   readonly result: string;
   readonly code?: string;
   readonly reason?: string;
@@ -58,7 +58,13 @@ export function readAudit(file: string, q: AuditQuery = {}): AuditEntry[] {
   const out: AuditEntry[] = [];
   for (const line of readFileSync(file, 'utf8').split('\n')) {
     if (!line) continue;
-    const e = JSON.parse(line) as AuditEntry;
+    let e: AuditEntry;
+    try {
+      e = JSON.parse(line) as AuditEntry;
+    } catch {
+      // A damaged line is reported by --verify; reading goes on past it.
+      continue;
+    }
     if (q.since !== undefined && e.time < q.since) continue;
     if (q.plugin !== undefined && e.who !== q.plugin && !e.resource.startsWith(`${q.plugin}.`) && !e.resource.startsWith(`${q.plugin}:`) && e.resource !== q.plugin) continue;
     out.push(e);
@@ -75,7 +81,12 @@ export function verifyAudit(file: string): number[] {
     .split('\n')
     .filter(Boolean)
     .forEach((line, i) => {
-      const e = JSON.parse(line) as { prev?: string };
+      let e: { prev?: string } = {};
+      try {
+        e = JSON.parse(line) as { prev?: string };
+      } catch {
+        // Not JSON: certainly not a line the controller wrote.
+      }
       if (e.prev !== prev) broken.push(i + 1);
       prev = sha256(line);
     });

@@ -141,7 +141,7 @@ describe('controller with plugins in real containers', () => {
     await expect(host.call('beta', 'crash', {}, 20_000)).rejects.toMatchObject({ code: 'LM_PLUGIN_EXITED' });
     expect(Date.now() - t).toBeLessThan(5_000);
     // The hub sees the connection drop first; the engine reports the exit a moment later.
-    for (let i = 0; i < 100 && !host.status('beta').lastError; i++) await new Promise((r) => setTimeout(r, 50));
+    for (let i = 0; i < 100 && host.status('beta').restarts === 0; i++) await new Promise((r) => setTimeout(r, 50));
     const beta = host.status('beta');
     // The default restart policy (on-failure) brings it back after a short backoff.
     expect(['restarting', 'starting', 'ready']).toContain(beta.state);

@@ -39,5 +39,8 @@ describe('audit log', () => {
     expect(verifyAudit(f)).toEqual([2]);
     writeFileSync(f, [lines[0], lines[1]!.replace('allowed', 'denied'), lines[2], lines[3]].join('\n') + '\n');
     expect(verifyAudit(f)).toEqual([3]);
+    writeFileSync(f, [lines[0], 'not json at all', lines[1]].join('\n') + '\n');
+    expect(verifyAudit(f)).toEqual([2, 3]);
+    expect(readAudit(f)).toHaveLength(2);
   });
 });
