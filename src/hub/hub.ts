@@ -40,7 +40,7 @@ export interface HubOptions {
   readonly maxQueuedBytes?: number;
   /** Where permission decisions go (the audit trail). */
   readonly audit?: AuditSink;
-  /** Messages a plugin may send per second, sustained (default 5000; a burst of twice that). */
+  /** Requests, events and broadcasts a plugin may send per second, sustained (default 20000; bursts of twice that). Responses are not counted. */
   readonly rateLimit?: number;
   /** Calls a plugin may have waiting for answers at once (default 256). */
   readonly maxInFlight?: number;
@@ -130,7 +130,7 @@ export class Hub extends EventEmitter {
     this.wss = new WebSocketServer({ noServer: true, maxPayload: this.maxBytes * HARD_LIMIT_FACTOR, perMessageDeflate: false, clientTracking: true });
     this.local = this.localPeer();
     this.audit = opts.audit ?? (() => undefined);
-    this.rate = opts.rateLimit ?? 5_000;
+    this.rate = opts.rateLimit ?? 20_000;
     this.maxInFlight = opts.maxInFlight ?? 256;
     const interval = opts.pingIntervalMs ?? 10_000;
     this.heartbeat = setInterval(() => this.heartbeatTick(), interval);
@@ -387,7 +387,8 @@ export class Hub extends EventEmitter {
       return;
     }
     const msg = parsed.msg;
-    if (slot && !this.takeToken(slot)) {
+    // Answers are never limited: dropping one would leave its caller waiting for nothing.
+    if (slot && msg.type !== 'response' && !this.takeToken(slot)) {
       return this.replyError(peer, msg.id, 'LM_RATE_LIMITED', `plugin ${slot.policy.id} exceeded its rate limit of ${this.rate} messages/s`);
     }
     if (slot && !slot.ready && msg.type !== 'hello') {

@@ -275,6 +275,13 @@ describe('hub limits, revocations and audit', () => {
     expect(await hub.call('beta', 'echo', 'still here')).toBe('still here');
   });
 
+  it('answers are never rate limited: a busy plugin still answers every call', async () => {
+    const b = await connect('beta', ['echo', 'never']);
+    b.serve((m) => (m.method === 'echo' ? m.data : undefined));
+    const results = await Promise.all(Array.from({ length: 300 }, (_, i) => hub.call('beta', 'echo', i, 5_000)));
+    expect(results).toEqual(Array.from({ length: 300 }, (_, i) => i));
+  });
+
   it('a plugin cannot have more than maxInFlight calls waiting', async () => {
     const a = await connect('alpha', []);
     await connect('beta', ['echo', 'never']);
