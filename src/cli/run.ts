@@ -9,10 +9,10 @@ import { removeRunOrphans } from '../sandbox/orphans.js';
 import { runPlugin } from '../sandbox/run-plugin.js';
 import { verifyPlugin } from '../signing/signature.js';
 import type { CliIo } from './io.js';
+import { abortOnSignals, SIGNAL_EXIT } from './signals.js';
 
 /** Exit status the shell gives a process killed by SIGKILL, which is what an OOM kill is. */
 export const EXIT_KILLED = 137;
-const SIGNAL_EXIT: Record<string, number> = { SIGINT: 130, SIGTERM: 143 };
 
 /**
  * `logomesh run <plugin-dir>...`: run each plugin to completion in its sandbox, one after
@@ -27,38 +27,25 @@ export async function runCommand(targets: string[], io: CliIo, log: Logger, poli
   const docker = await connectEngine();
   await removeRunOrphans(docker, log);
   const instance = instanceId();
-  const abort = new AbortController();
-  let signalName: string | undefined;
-  const onSignal = (name: NodeJS.Signals) => {
-    if (signalName) return;
-    signalName = name;
-    abort.abort();
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  try {
-    let status = 0;
-    for (const l of loaded) {
-      if (abort.signal.aborted) break;
-      const { id } = l.manifest;
-      const result = await runPlugin({ docker, loaded: l, instance, stdout: io.stdout, stderr: io.stderr, log, signal: abort.signal, progress: io.stderr });
-      if (result.interrupted) {
-        const err = new LogoMeshError('LM_INTERRUPTED', `plugin ${id} was stopped by ${signalName ?? 'a signal'}; its container was removed`, { plugin: id });
-        io.err(`${err.code}: ${err.message}`);
-        return SIGNAL_EXIT[signalName ?? 'SIGINT'] ?? 130;
-      }
-      if (result.oomKilled) {
-        const mb = l.manifest.resources.maxMemoryMB;
-        io.err(`LM_RESOURCE_MEMORY: plugin ${id} exceeded its memory limit of ${mb} MB and was killed`);
-        status ||= EXIT_KILLED;
-        continue;
-      }
-      log.debug({ plugin: id, exitCode: result.exitCode, runMs: result.runMs }, 'plugin exited');
-      status ||= result.exitCode;
+  using abort = abortOnSignals();
+  let status = 0;
+  for (const l of loaded) {
+    if (abort.signal.aborted) break;
+    const { id } = l.manifest;
+    const result = await runPlugin({ docker, loaded: l, instance, stdout: io.stdout, stderr: io.stderr, log, signal: abort.signal, progress: io.stderr });
+    if (result.interrupted) {
+      const err = new LogoMeshError('LM_INTERRUPTED', `plugin ${id} was stopped by ${abort.received ?? 'a signal'}; its container was removed`, { plugin: id });
+      io.err(`${err.code}: ${err.message}`);
+      return SIGNAL_EXIT[abort.received ?? 'SIGINT'] ?? 130;
     }
-    return status;
-  } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    if (result.oomKilled) {
+      const mb = l.manifest.resources.maxMemoryMB;
+      io.err(`LM_RESOURCE_MEMORY: plugin ${id} exceeded its memory limit of ${mb} MB and was killed`);
+      status ||= EXIT_KILLED;
+      continue;
+    }
+    log.debug({ plugin: id, exitCode: result.exitCode, runMs: result.runMs }, 'plugin exited');
+    status ||= result.exitCode;
   }
+  return status;
 }

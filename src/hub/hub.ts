@@ -107,6 +107,8 @@ export class Hub extends EventEmitter {
   private readonly plugins = new Map<string, PluginSlot>();
   private readonly pending = new Map<string, Pending>();
   private readonly hostMethods = new Map<string, HostMethod>();
+  /** The names of hostMethods, kept as a set for the ACL on every call. */
+  private readonly hostMethodNames = new Set<string>();
   private readonly hostPeers = new Set<Peer>();
   private readonly local: Peer;
   private readonly localWaiters = new Map<string, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
@@ -240,6 +242,7 @@ export class Hub extends EventEmitter {
   /** Serve a host method that plugins may call (when their manifest consumes it). */
   registerHostMethod(name: string, handler: HostMethod): void {
     this.hostMethods.set(name, handler);
+    this.hostMethodNames.add(name);
   }
 
   /** Call a plugin method as the host application. Rejects with the coded error. */
@@ -478,14 +481,14 @@ export class Hub extends EventEmitter {
       return this.deny(peer, msg, 'LM_PERMISSION_DENIED', `the operator revoked '${resource}' from plugin ${peer.id}`);
     }
     if (targetId === HOST) {
-      const d = decideCall(caller, HOST, msg.method, new Set(this.hostMethods.keys()));
+      const d = decideCall(caller, HOST, msg.method, this.hostMethodNames);
       if (!d.allowed) return this.deny(peer, msg, d.code, d.reason);
       this.audit({ who: peer.id, action: 'call', resource, result: 'allowed' });
       return void this.invokeHost(peer, msg);
     }
     const slot = this.plugins.get(targetId);
     if (!slot) return this.replyError(peer, msg.id, 'LM_PLUGIN_UNAVAILABLE', `plugin ${targetId} is not running`);
-    const d = decideCall(caller, slot.policy, msg.method, new Set(this.hostMethods.keys()));
+    const d = decideCall(caller, slot.policy, msg.method, this.hostMethodNames);
     if (!d.allowed) return this.deny(peer, msg, d.code, d.reason);
     if (!slot.peer || !slot.ready) return this.replyError(peer, msg.id, 'LM_PLUGIN_UNAVAILABLE', `plugin ${targetId} is not connected`);
     if (peer.kind === 'plugin' && peer.inFlight >= this.maxInFlight) {

@@ -57,6 +57,8 @@ export interface PluginHostOptions {
   readonly hubToken?: string;
   readonly maxMessageBytes?: number;
   readonly pingIntervalMs?: number;
+  /** Per-plugin hub rate limit in messages a second (default 20000; see Hub). */
+  readonly rateLimit?: number;
   /** How often the engine is pinged while it answers (default 2 s). */
   readonly engineCheckMs?: number;
   /** Where image build progress goes (shown only on a TTY). */
@@ -125,6 +127,7 @@ export class PluginHost implements AsyncDisposable {
       socketOwner: { uid: PLUGIN_UID, gid: PLUGIN_GID },
       ...(opts.maxMessageBytes ? { maxMessageBytes: opts.maxMessageBytes } : {}),
       ...(opts.pingIntervalMs ? { pingIntervalMs: opts.pingIntervalMs } : {}),
+      ...(opts.rateLimit ? { rateLimit: opts.rateLimit } : {}),
     });
     this.watchEngine(opts.engineCheckMs ?? 2_000);
   }

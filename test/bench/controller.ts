@@ -104,7 +104,7 @@ export async function controllerBench(host: PluginHost, docker: Docker, rounds: 
       await bare.start();
       await new Promise((r) => setTimeout(r, 1_500));
       const base = await containerMemory(docker, bare.id);
-      rows.push({ section: 'memory', name: `idle ${id} (${runtime})`, subject: 'plugin container RSS + shim', baseline: `bare idle ${cmd[0]} in ${image}, + shim`, value: subject / 2 ** 20, baselineValue: base / 2 ** 20, unit: 'MiB' });
+      rows.push({ section: 'memory', name: `idle ${id} (${runtime})`, subject: 'plugin container RSS + shim Pss', baseline: `bare idle ${cmd[0]} in ${image}, + shim Pss`, value: subject / 2 ** 20, baselineValue: base / 2 ** 20, unit: 'MiB' });
     } finally {
       await bare.remove({ force: true });
     }
@@ -119,7 +119,7 @@ async function bareStart(docker: Docker, image: string, cmd: string[], instance:
   return c;
 }
 
-/** RSS of everything in the container's cgroup plus the containerd shim that serves it. */
+/** RSS of everything in the container's cgroup plus the proportional size of its containerd shim. */
 async function containerMemory(docker: Docker, id: string): Promise<number> {
   const s = (await docker.getContainer(id).stats({ stream: false })) as unknown as { memory_stats: { stats?: Record<string, number>; usage?: number } };
   const st = s.memory_stats.stats ?? {};
@@ -132,7 +132,9 @@ function shimRss(id: string): number {
     try {
       const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
       if (!cmd.includes('containerd-shim') || !cmd.includes(id)) continue;
-      const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+      // Pss: the shim's shared pages (its binary, libc) counted once across all shims, so the
+      // figure is what one more container adds, not what every shim maps.
+      const m = /Pss:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'));
       return m ? Number(m[1]) * 1024 : 0;
     } catch {
       // The process went away while we looked.

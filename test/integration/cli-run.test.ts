@@ -1,33 +1,12 @@
-import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { labelFilter, LABEL } from '../../src/labels.js';
-import { copyFixture, docker, instance, REPO } from './support.js';
-
-interface Exit {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+import { copyFixture, docker, instance, REPO, runCli, type CliExit } from './support.js';
 
 /** Run the real `logomesh` CLI (from source) as a child process. */
-function logomesh(args: string[], opts: { env?: Record<string, string>; onStdout?: (text: string, child: ReturnType<typeof spawn>) => void } = {}): Promise<Exit> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO, 'src/cli/entry.ts'), ...args], {
-      cwd: REPO,
-      env: { ...process.env, LOGOMESH_INSTANCE: instance(), LOGOMESH_LOG_FORMAT: 'json', ...opts.env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => {
-      stdout += c.toString();
-      opts.onStdout?.(stdout, child);
-    });
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+function logomesh(args: string[], opts: { env?: Record<string, string>; onStdout?: (text: string, child: ChildProcess) => void } = {}): Promise<CliExit> {
+  return runCli(args, { ...(opts.env ? { env: opts.env } : {}), onOutput: (o, child) => opts.onStdout?.(o.stdout, child) });
 }
 
 async function containersOf(plugin: string): Promise<number> {

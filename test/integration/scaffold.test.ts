@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { isLogoMeshError } from '../../src/errors.js';
@@ -7,35 +6,11 @@ import { resolveHome } from '../../src/lifecycle/home.js';
 import { PluginHost } from '../../src/lifecycle/plugin-host.js';
 import { silentLogger } from '../../src/log.js';
 import type { Runtime } from '../../src/manifest/types.js';
-import { docker, instance, REPO, tempDir } from './support.js';
-
-interface Exit {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+import { docker, instance, tempDir, runCli, type CliExit } from './support.js';
 
 /** The real CLI, as a child process; killed if it runs past timeoutMs. */
-function logomesh(args: string[], env: Record<string, string>, timeoutMs: number): Promise<Exit> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO, 'src/cli/entry.ts'), ...args], {
-      cwd: REPO,
-      env: { ...process.env, LOGOMESH_LOG_FORMAT: 'json', LOGOMESH_LOG_LEVEL: 'warn', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    const timer = setTimeout(() => {
-      child.kill('SIGINT');
-      reject(new Error(`logomesh ${args.join(' ')} did not finish within ${timeoutMs} ms\n${stdout}\n${stderr}`));
-    }, timeoutMs);
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+function logomesh(args: string[], env: Record<string, string>, timeoutMs: number): Promise<CliExit> {
+  return runCli(args, { env, timeoutMs });
 }
 
 /** What each runtime's test command prints for a passing test of the fake hub. */

@@ -1,31 +1,12 @@
-import { spawn } from 'node:child_process';
 import { appendFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { LABEL } from '../../src/labels.js';
-import { copyFixture, docker, instance, REPO, tempDir } from './support.js';
-
-interface Exit {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+import { copyFixture, docker, instance, tempDir, runCli, type CliExit } from './support.js';
 
 /** Run the real `logomesh` CLI (from source) as a child process. */
-function logomesh(args: string[], env: Record<string, string> = {}): Promise<Exit> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO, 'src/cli/entry.ts'), ...args], {
-      cwd: REPO,
-      env: { ...process.env, LOGOMESH_INSTANCE: instance(), LOGOMESH_LOG_FORMAT: 'json', LOGOMESH_POLICY: '', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+function logomesh(args: string[], env: Record<string, string> = {}): Promise<CliExit> {
+  return runCli(args, { env });
 }
 
 /** Containers the engine created with this instance label since `since` (ms). */

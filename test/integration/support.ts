@@ -1,3 +1,4 @@
+import { spawn, type ChildProcess } from 'node:child_process';
 import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -75,4 +76,54 @@ export function report<T = Record<string, unknown>>(stdout: string): T {
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+export interface CliExit {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+export interface CliOptions {
+  /** Added to (and overriding) the environment below. */
+  env?: Record<string, string>;
+  /** Called on every chunk of output, with all output so far. */
+  onOutput?: (output: { stdout: string; stderr: string }, child: ChildProcess) => void;
+  /** Kill with SIGINT and fail the test after this long. */
+  timeoutMs?: number;
+}
+
+/**
+ * Run the real `logomesh` CLI from source as a child process, under this run's instance
+ * label, JSON logs at warn, and no operator policy unless the test sets one.
+ */
+export function runCli(args: string[], opts: CliOptions = {}): Promise<CliExit> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO, 'src/cli/entry.ts'), ...args], {
+      cwd: REPO,
+      env: { ...process.env, LOGOMESH_INSTANCE: instance(), LOGOMESH_LOG_FORMAT: 'json', LOGOMESH_LOG_LEVEL: 'warn', LOGOMESH_POLICY: '', ...opts.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const out = { stdout: '', stderr: '' };
+    child.stdout.on('data', (c: Buffer) => {
+      out.stdout += c.toString();
+      opts.onOutput?.(out, child);
+    });
+    child.stderr.on('data', (c: Buffer) => {
+      out.stderr += c.toString();
+      opts.onOutput?.(out, child);
+    });
+    const timer =
+      opts.timeoutMs === undefined
+        ? undefined
+        : setTimeout(() => {
+            child.kill('SIGINT');
+            reject(new Error(`logomesh ${args.join(' ')} did not finish within ${opts.timeoutMs} ms\n${out.stdout}\n${out.stderr}`));
+          }, opts.timeoutMs);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, ...out });
+    });
+  });
 }
