@@ -46,7 +46,8 @@ export async function controllerBench(host: PluginHost, docker: Docker, rounds: 
     ['caller-node', 'echo-python'],
   ] as const) {
     if (!present.has(caller) || !present.has(target)) continue;
-    await host.call(caller, 'sequential', { target: `${target}.echo`, n: 200, data: { text: 'hello world' } });
+    // Warm up: the first few thousand calls run before the JIT (hub, SDKs) settles.
+    await host.call(caller, 'sequential', { target: `${target}.echo`, n: 4_000, data: { text: 'hello world' } }, 120_000);
     const us = (await host.call(caller, 'sequential', { target: `${target}.echo`, n: rounds * 100, data: { text: 'hello world' } }, 120_000)) as number[];
     rows.push(
       { section: 'latency', name: `${caller} -> ${target} p50`, subject: 'plugin -> hub -> plugin', baseline: 'raw ws echo, two host processes', value: pct(us, 50), baselineValue: NaN, unit: 'us', target: '<= 200 us, <= 3x baseline' },
@@ -57,7 +58,7 @@ export async function controllerBench(host: PluginHost, docker: Docker, rounds: 
   // Host -> plugin, per runtime.
   for (const c of HOST_CALLS) {
     if (!present.has(c.plugin)) continue;
-    for (let i = 0; i < 100; i++) await host.call(c.plugin, c.method, c.data);
+    for (let i = 0; i < 2_000; i++) await host.call(c.plugin, c.method, c.data);
     const us: number[] = [];
     for (let i = 0; i < rounds * 50; i++) {
       const t = nowUs();

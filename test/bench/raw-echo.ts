@@ -38,7 +38,7 @@ export async function rawEcho(rounds: number, inFlight: number, ms: number): Pro
       ws.once('message', () => r());
       ws.send(msg);
     });
-    for (let i = 0; i < 200; i++) await roundTrip();
+    for (let i = 0; i < 4_000; i++) await roundTrip();
     const us: number[] = [];
     for (let i = 0; i < rounds; i++) {
       const t = nowUs();

@@ -138,6 +138,8 @@ async function main(): Promise<void> {
     ...table('start', 'Load to ready (images built)'),
     ...table('memory', 'Host memory per idle plugin'),
     ...table('run', 'One-shot runs'),
+    'Every latency figure is taken after a warm-up of a few thousand calls: the first ones run',
+    'before the JIT compilers of the hub and the SDKs settle, and are up to twice as slow.',
     'Plugin -> plugin latency is timed inside the calling plugin (its SDK, its socket, the hub,',
     'the target and back); host -> plugin from the controller process. The whole-command row',
     'includes starting Node.js and loading the CLI. Plugins run with maxCpuPercent 100 in the',
