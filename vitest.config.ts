@@ -39,6 +39,20 @@ export default defineConfig({
           env: { TESTCONTAINERS_RYUK_DISABLED: 'true' },
         },
       },
+      {
+        test: {
+          name: 'engine',
+          // Restarts the Docker engine itself: runs last and alone, after every other group.
+          include: ['test/engine/**/*.test.ts'],
+          globalSetup: ['test/integration/global-setup.ts'],
+          sequence: { groupOrder: 3 },
+          fileParallelism: false,
+          maxWorkers: 1,
+          testTimeout: 180_000,
+          hookTimeout: 120_000,
+          env: { TESTCONTAINERS_RYUK_DISABLED: 'true' },
+        },
+      },
     ],
   },
 });
