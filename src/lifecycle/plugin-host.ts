@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { readdirSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { removeByLabel } from '../engine/cleanup.js';
-import { connectEngine, errorText, withTimeout, type Docker } from '../engine/docker.js';
+import { connectEngine, engineStatus, errorText, withTimeout, type Docker } from '../engine/docker.js';
 import { LogoMeshError, ManifestRejectedError, type ManifestIssue } from '../errors.js';
 import { policyOf } from '../hub/acl.js';
 import { Hub, type HostMethod } from '../hub/hub.js';
@@ -601,9 +601,30 @@ export class PluginHost implements AsyncDisposable {
     exited
       .then(
         (code) => this.onExit(m, container, code),
-        () => this.onExit(m, container, -1),
+        () => this.waitLost(m, container),
       )
       .catch((err: unknown) => this.log.error({ plugin: m.loaded.manifest.id, err: errorText(err) }, 'handling a plugin exit failed'));
+  }
+
+  /**
+   * The engine dropped the wait (it restarted, or went away). That is not the plugin
+   * exiting: once the engine answers again, look at the container; with the daemon's
+   * live-restore it is still running and is simply watched again.
+   */
+  private async waitLost(m: Managed, container: PluginContainer): Promise<void> {
+    while (!this.closing && m.container === container) {
+      await delay(500);
+      if (!this.engine.up) continue;
+      let state;
+      try {
+        state = (await container.inspect()).State;
+      } catch (err) {
+        if (engineStatus(err) === 404) return this.onExit(m, container, -1);
+        continue; // the engine is not quite back yet
+      }
+      if (state.Running) return this.watchExit(m, container, container.wait());
+      return this.onExit(m, container, state.ExitCode);
+    }
   }
 
   /** The container ended on its own (or was stopped): record why. */
