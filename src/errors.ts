@@ -45,6 +45,8 @@ export const ERROR_CODES = {
   LM_SECCOMP_PROFILE: "LogoMesh's seccomp profile (images/seccomp/) is missing or damaged, or a profile other than JSON text was given.",
   LM_POLICY_INVALID: 'The operator policy file (--policy or LOGOMESH_POLICY) is missing, not well-formed, does not match its schema, or lists a trusted key that is not an ed25519 public key.',
   LM_SIGNATURE: 'A plugin was refused at load: unsigned under a policy that requires signatures, files changed since signing, signed by a key the policy does not trust, or a bad or malformed plugin.sig.',
+  LM_EGRESS: 'The egress proxy or a plugin\'s own network could not be set up (image build, network, proxy start), so a plugin with network capabilities was not started.',
+  LM_EGRESS_DENIED: "The egress proxy refused a plugin's connection: host:port not in its network capabilities, over resources.maxNetworkConnections, a forbidden address, or not an HTTP or CONNECT request. Recorded in the audit trail.",
   LM_SIGNING: 'logomesh keygen or sign could not do its work: a key file already exists, the key is not an ed25519 private key, or the plugin folder holds a file that cannot be signed.',
 } as const;
 

@@ -19,7 +19,7 @@ export const LABEL = {
 
 export const OWNER = 'logomesh';
 
-export type Role = 'plugin' | 'runtime-image' | 'plugin-image' | 'test';
+export type Role = 'plugin' | 'runtime-image' | 'plugin-image' | 'test' | 'egress';
 
 /**
  * The id of this controller instance (a `logomesh run`, a controller, a test run).

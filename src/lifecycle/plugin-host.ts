@@ -12,6 +12,7 @@ import type { Policy } from '../policy/policy.js';
 import { verifyPlugin } from '../signing/signature.js';
 import { PLUGIN_GID, PLUGIN_UID, runtimeImage } from '../runtimes/index.js';
 import { containerSpec, HUB_SOCKET_NAME } from '../sandbox/container-spec.js';
+import { Egress, isNetworked, removeEgressLeftovers, type EgressAttachment } from '../sandbox/egress.js';
 import { PluginContainer } from '../sandbox/plugin-container.js';
 import { preparePluginImage } from '../sandbox/plugin-image.js';
 import { checkWritableGrants } from '../sandbox/writable-grants.js';
@@ -65,6 +66,11 @@ export interface PluginHostOptions {
   readonly progress?: NodeJS.WriteStream;
   /** Operator policy every plugin is verified against at load (default: the file LOGOMESH_POLICY names, else none). */
   readonly policy?: Policy;
+  /**
+   * Existing networks the egress proxy joins besides its own bridge, so that plugins can
+   * reach allowed hosts on them by name (a compose project's services, a test's servers).
+   */
+  readonly egressNetworks?: readonly string[];
 }
 
 interface Managed {
@@ -109,6 +115,8 @@ export class PluginHost implements AsyncDisposable {
   private engineTimer?: NodeJS.Timeout;
   /** Containers of an earlier controller of this home, adopted or removed before the first start. */
   private reconciled?: Promise<void>;
+  /** The egress proxy, started with the first plugin that has network capabilities. */
+  private egress?: Promise<Egress>;
 
   private constructor(
     private readonly docker: Docker,
@@ -283,7 +291,9 @@ export class PluginHost implements AsyncDisposable {
     for (const c of found) {
       const id = c.Labels[LABEL.plugin] ?? '';
       const m = this.plugins.get(id);
-      const usable = m && !taken.has(id) && c.State === 'running' && c.Labels[LABEL.manifestHash] === m.loaded.hash && m.state === 'loaded';
+      // A networked plugin is never adopted: its network and proxy went with the earlier controller.
+      const usable =
+        m && !taken.has(id) && c.State === 'running' && c.Labels[LABEL.manifestHash] === m.loaded.hash && m.state === 'loaded' && !isNetworked(m.loaded.manifest);
       if (!usable) {
         this.log.warn({ plugin: id, container: c.Id.slice(0, 12), state: c.State }, 'removing a plugin container left by an earlier controller');
         await PluginContainer.adopt(this.docker, c.Id, this.log).remove();
@@ -366,6 +376,37 @@ export class PluginHost implements AsyncDisposable {
     this.get(pluginId);
     this.cancelExpiry(pluginId, method);
     this.hub.revoke(pluginId, method);
+  }
+
+  /**
+   * Take a host (as the manifest lists it, `api.example.com:443`) off a running plugin's
+   * network allow-list: its next connection there is refused. Open connections finish. A
+   * restart of the plugin gives it its manifest's hosts again.
+   */
+  async revokeHost(pluginId: string, host: string): Promise<boolean> {
+    this.get(pluginId);
+    const done = this.egress ? await (await this.egress).revokeHost(pluginId, host) : false;
+    if (done) this.audit.record({ who: 'operator', action: 'revoke', resource: `${pluginId}:${host}`, result: 'revoked' });
+    return done;
+  }
+
+  /** The egress proxy, started on first use (one per controller). */
+  private egressProxy(): Promise<Egress> {
+    this.egress ??= (async () => {
+      const { home } = this.opts;
+      await removeEgressLeftovers(this.docker, home.instance);
+      return Egress.start({
+        docker: this.docker,
+        instance: home.instance,
+        log: this.log,
+        configDir: path.join(home.dir, 'egress'),
+        audit: this.audit.record,
+        ...(this.opts.egressNetworks ? { networks: this.opts.egressNetworks } : {}),
+      });
+    })();
+    // A failed start is tried again by the next networked plugin.
+    this.egress.catch(() => (this.egress = undefined));
+    return this.egress;
   }
 
   private cancelExpiry(pluginId: string, method: string): void {
@@ -468,6 +509,7 @@ export class PluginHost implements AsyncDisposable {
       }
       for (const level of levels) await Promise.allSettled(level.map((id) => this.stop(id)));
       await this.hub.close();
+      if (this.egress) await this.egress.then((e) => e.close()).catch(() => undefined);
       rmSync(this.opts.home.socketsDir, { recursive: true, force: true });
       // A clean stop leaves nothing to adopt or remember.
       rmSync(this.opts.home.stateFile, { force: true });
@@ -525,8 +567,11 @@ export class PluginHost implements AsyncDisposable {
       const socketDir = pluginSocketDir(this.opts.home, id);
       await this.hub.detachPlugin(id);
       await this.hub.attachPlugin(policyOf(m.loaded.manifest), path.join(socketDir, HUB_SOCKET_NAME));
+      let network: EgressAttachment | undefined;
+      if (isNetworked(m.loaded.manifest)) network = await (await this.egressProxy()).attach(id, m.loaded.manifest);
       const loadStart = Date.now();
       const spec = containerSpec({
+        ...(network ? { network } : {}),
         loaded: m.loaded,
         runtime,
         instance: this.opts.home.instance,
@@ -754,6 +799,13 @@ export class PluginHost implements AsyncDisposable {
       await container?.remove();
     } catch (err) {
       this.log.warn({ plugin: m.loaded.manifest.id, err: errorText(err) }, 'could not remove the plugin container now');
+    }
+    if (this.egress && isNetworked(m.loaded.manifest)) {
+      try {
+        await (await this.egress).detach(m.loaded.manifest.id);
+      } catch (err) {
+        this.log.warn({ plugin: m.loaded.manifest.id, err: errorText(err) }, 'could not remove the plugin network now');
+      }
     }
     await this.hub.detachPlugin(m.loaded.manifest.id);
     rmSync(pluginSocketDir(this.opts.home, m.loaded.manifest.id), { recursive: true, force: true });

@@ -22,14 +22,19 @@ export interface SpecInput {
    * network mode, from seccomp.ts, which reads it from images/seccomp/ once per process.
    */
   readonly seccompProfile?: string;
+  /**
+   * For a plugin with network capabilities: its own internal network, shared only with the
+   * egress proxy, and the proxy variables (sandbox/egress.ts). Absent: network mode none.
+   */
+  readonly network?: { readonly network: string; readonly env: Readonly<Record<string, string>> };
 }
 
 /** Where a plugin finds its hub socket (LOGOMESH_HUB_SOCKET). */
 export const HUB_MOUNT = '/run/logomesh';
 export const HUB_SOCKET_NAME = 'hub.sock';
 
-/** Every plugin container's network mode: no network but loopback. */
-const NETWORK_MODE = 'none';
+/** A plugin container's network mode without network capabilities: no network but loopback. */
+const NO_NETWORK = 'none';
 
 /** The CFS period used for CPU quotas: 100 ms, the kernel's default. */
 export const CPU_PERIOD_US = 100_000;
@@ -47,6 +52,7 @@ export function containerSpec(input: SpecInput): ContainerCreateOptions {
   const { loaded, runtime, instance } = input;
   const { manifest, pluginDir, grantedPaths } = loaded;
   const r = manifest.resources;
+  const networkMode = input.network?.network ?? NO_NETWORK;
 
   const mounts: MountSettings[] = [{ Type: 'bind', Source: pluginDir, Target: PLUGIN_MOUNT, ReadOnly: true }, ...grantMounts(grantedPaths)];
   // Read-only is enough: connecting to a Unix socket needs write permission on the socket
@@ -56,6 +62,7 @@ export function containerSpec(input: SpecInput): ContainerCreateOptions {
   const env: Record<string, string> = {
     ...runtime.env,
     ...input.env,
+    ...input.network?.env,
     HOME: '/tmp',
     LOGOMESH_PLUGIN_ID: manifest.id,
     LOGOMESH_PLUGIN_VERSION: manifest.version,
@@ -99,9 +106,12 @@ export function containerSpec(input: SpecInput): ContainerCreateOptions {
       CapDrop: ['ALL'],
       CapAdd: [],
       // LogoMesh's seccomp profile, not the engine's default: see docs/security.md#seccomp.
-      SecurityOpt: ['no-new-privileges:true', seccompSecurityOpt(input.seccompProfile ?? seccompProfile(seccompVariant(NETWORK_MODE)))],
+      SecurityOpt: ['no-new-privileges:true', seccompSecurityOpt(input.seccompProfile ?? seccompProfile(seccompVariant(networkMode)))],
       Privileged: false,
-      NetworkMode: NETWORK_MODE,
+      NetworkMode: networkMode,
+      // No name resolution for a networked plugin: the engine's resolver forwards to a dead
+      // address, so names (and DNS exfiltration) fail; the proxy resolves the hosts it allows.
+      ...(input.network ? { Dns: ['127.0.0.1'], DnsSearch: [], DnsOptions: [] } : {}),
       IpcMode: 'private',
       PidMode: '',
       UTSMode: '',

@@ -1,3 +1,7 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import type { Writable } from 'node:stream';
 import type { Docker } from '../engine/docker.js';
 import type { Logger } from '../log.js';
@@ -5,6 +9,7 @@ import type { LoadedManifest } from '../manifest/types.js';
 import { PLUGIN_GID, PLUGIN_UID, runtimeImage } from '../runtimes/index.js';
 import { checkWritableGrants } from './writable-grants.js';
 import { containerSpec } from './container-spec.js';
+import { Egress, isNetworked, type EgressAttachment } from './egress.js';
 import { PluginContainer } from './plugin-container.js';
 import { preparePluginImage } from './plugin-image.js';
 
@@ -21,6 +26,11 @@ export interface RunOptions {
   readonly progress?: NodeJS.WriteStream;
   /** Called once the container exists, before it starts (tests use it to watch usage). */
   readonly onCreated?: (container: PluginContainer) => void | Promise<void>;
+  /**
+   * The egress proxy a plugin with network capabilities goes through. Default: one started
+   * for this run and removed after it.
+   */
+  readonly egress?: Egress;
 }
 
 export interface RunResult {
@@ -45,7 +55,32 @@ export async function runPlugin(opts: RunOptions): Promise<RunResult> {
   if (opts.signal?.aborted) return { exitCode: 130, oomKilled: false, interrupted: true, containerId: '', runMs: 0 };
   checkWritableGrants(loaded.grantedPaths, PLUGIN_UID, PLUGIN_GID);
 
-  await using container = await PluginContainer.create(docker, containerSpec({ loaded, runtime, instance: opts.instance, ...(compiled ? { compiled } : {}) }), log);
+  // A plugin with network capabilities: its own network to the egress proxy, removed after the run.
+  let egress = opts.egress;
+  let configDir: string | undefined;
+  let network: EgressAttachment | undefined;
+  const key = `run-${randomBytes(4).toString('hex')}`;
+  // eslint-disable-next-line @typescript-eslint/no-unused-vars -- held for its disposal only
+  await using _cleanup = {
+    async [Symbol.asyncDispose]() {
+      await egress?.detach(key);
+      if (egress && egress !== opts.egress) await egress.close();
+      if (configDir) rmSync(configDir, { recursive: true, force: true });
+    },
+  };
+  if (isNetworked(loaded.manifest)) {
+    if (!egress) {
+      configDir = mkdtempSync(path.join(os.tmpdir(), 'lm-egress-'));
+      egress = await Egress.start({ docker, instance: opts.instance, log, configDir });
+    }
+    network = await egress.attach(key, loaded.manifest);
+  }
+  // Declared after the cleanup, so it is disposed first: the network is removed once the container is gone.
+  await using container = await PluginContainer.create(
+    docker,
+    containerSpec({ loaded, runtime, instance: opts.instance, ...(compiled ? { compiled } : {}), ...(network ? { network } : {}) }),
+    log,
+  );
   let interrupted = false;
   const onAbort = () => {
     interrupted = true;

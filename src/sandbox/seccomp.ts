@@ -35,7 +35,7 @@ export interface SeccompProfile {
   readonly syscalls: readonly SeccompRule[];
 }
 
-/** The variant for a container in the given network mode: every plugin has `none` today. */
+/** The variant for a container in the given network mode: `none` unless the plugin has network capabilities. */
 export function seccompVariant(networkMode: string): SeccompVariant {
   return networkMode === 'none' ? 'no-network' : 'network';
 }

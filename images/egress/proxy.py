@@ -1,0 +1,264 @@
+"""LogoMesh egress proxy: HTTP (absolute-URI requests) and CONNECT, per-plugin allow-lists.
+
+Which plugin is asking is decided by where the connection arrived, never by what it says:
+each networked plugin has its own internal network shared only with this proxy, so the
+proxy's local address on an accepted connection names the plugin's network, and the peer
+must be inside that network's subnet. The controller writes the allow-lists to CONFIG
+(reloaded when the file changes, checked on every new connection, or on SIGHUP).
+
+One JSON line on stdout per decision: {"plugin", "host", "port", "method", "result", "reason"}.
+"""
+import ipaddress
+import json
+import os
+import signal
+import socket
+import socketserver
+import sys
+import threading
+
+CONFIG = os.environ.get("LOGOMESH_EGRESS_CONFIG", "/etc/logomesh-egress/config.json")
+PORT = int(os.environ.get("LOGOMESH_EGRESS_PORT", "3128"))
+MAX_HEADER = 64 * 1024
+HEADER_TIMEOUT = 10
+CONNECT_TIMEOUT = 10
+IDLE_TIMEOUT = 600
+HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"}
+
+lock = threading.Lock()
+state = {"stamp": None, "plugins": {}, "deny": []}
+active = {}  # plugin id -> open allowed connections
+
+
+def emit(obj):
+    sys.stdout.write(json.dumps(obj, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
+
+
+def load(force=False):
+    """Re-read CONFIG if it changed (the controller replaces it by rename)."""
+    try:
+        st = os.stat(CONFIG)
+    except OSError:
+        return
+    stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+    with lock:
+        if not force and stamp == state["stamp"]:
+            return
+    try:
+        with open(CONFIG, encoding="utf-8") as f:
+            cfg = json.load(f)
+        plugins = {}
+        deny = []
+        for p in cfg.get("plugins", []):
+            net = ipaddress.ip_network(p["subnet"], strict=False)
+            deny.append(net)
+            plugins[p["proxyIp"]] = {
+                "plugin": str(p["plugin"]),
+                "subnet": net,
+                "hosts": [str(h).lower() for h in p.get("hosts", [])],
+                "max": int(p.get("maxConnections", 0)),
+            }
+        for d in cfg.get("deny", []):
+            deny.append(ipaddress.ip_network(d, strict=False))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        emit({"event": "config-error", "reason": str(e)})
+        return
+    with lock:
+        state.update(stamp=stamp, plugins=plugins, deny=deny)
+    emit({"event": "config", "plugins": sorted(p["plugin"] for p in plugins.values())})
+
+
+def allowed(hosts, host, port):
+    """Exact `host:port`, or `*.suffix:port` for names strictly below suffix. A port is required."""
+    for entry in hosts:
+        name, sep, p = entry.rpartition(":")
+        if not sep or not p.isdigit() or int(p) != port:
+            continue
+        if name.startswith("*."):
+            if host.endswith(name[1:]) and len(host) > len(name) - 1:
+                return True
+        elif host == name:
+            return True
+    return False
+
+
+def forbidden_address(ip, deny):
+    if ip.is_loopback or ip.is_link_local or ip.is_unspecified or ip.is_multicast or ip.is_reserved:
+        return True
+    return any(ip in net for net in deny)
+
+
+def split_host_port(authority, default_port):
+    authority = authority.strip()
+    if authority.startswith("["):
+        host, _, rest = authority[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    else:
+        host, sep, port = authority.rpartition(":")
+        if not sep:
+            host, port = authority, ""
+    if port == "" and default_port is not None:
+        return host.lower().rstrip("."), default_port
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("bad port")
+    return host.lower().rstrip("."), int(port)
+
+
+class Refused(Exception):
+    def __init__(self, status, reason):
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+STATUS_TEXT = {400: "Bad Request", 403: "Forbidden", 429: "Too Many Requests", 502: "Bad Gateway", 504: "Gateway Timeout"}
+
+
+class Handler(socketserver.BaseRequestHandler):
+    def handle(self):
+        client = self.request
+        client.settimeout(HEADER_TIMEOUT)
+        load()
+        local = client.getsockname()[0]
+        peer = client.getpeername()[0]
+        with lock:
+            entry = state["plugins"].get(local)
+            deny = list(state["deny"])
+        decision = {"plugin": entry["plugin"] if entry else None, "host": None, "port": None, "method": None}
+        counted = False
+        try:
+            if entry is None or ipaddress.ip_address(peer) not in entry["subnet"]:
+                raise Refused(403, "unknown-network")
+            head, rest = self.read_head(client)
+            lines = head.decode("latin-1").split("\r\n")
+            parts = lines[0].split(" ")
+            if len(parts) != 3:
+                raise Refused(400, "bad-request")
+            method, target, version = parts
+            decision["method"] = method
+            if method == "CONNECT":
+                host, port = split_host_port(target, None)
+            elif target.lower().startswith("http://"):
+                authority, slash, path = target[7:].partition("/")
+                host, port = split_host_port(authority.rpartition("@")[2], 80)
+                path = slash + path
+            else:
+                raise Refused(400, "not-a-proxy-request")
+            decision.update(host=host, port=port)
+            if not host or not allowed(entry["hosts"], host, port):
+                raise Refused(403, "not-in-allow-list")
+            with lock:
+                if active.get(entry["plugin"], 0) >= entry["max"]:
+                    raise Refused(429, "max-connections")
+                active[entry["plugin"]] = active.get(entry["plugin"], 0) + 1
+                counted = True
+            upstream = self.connect(host, port, deny)
+            emit({**decision, "result": "allowed", "reason": "allow-list"})
+            with upstream:
+                if method == "CONNECT":
+                    client.sendall(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+                else:
+                    headers = [h for h in lines[1:] if h and h.split(":", 1)[0].strip().lower() not in HOP_BY_HOP]
+                    out = "\r\n".join([f"{method} {path or '/'} {version}", *headers, "Connection: close", "", ""])
+                    upstream.sendall(out.encode("latin-1") + rest)
+                    rest = b""
+                if rest:
+                    upstream.sendall(rest)
+                self.relay(client, upstream)
+        except Refused as r:
+            emit({**decision, "result": "failed" if r.status >= 500 else "denied", "reason": r.reason})
+            self.refuse(client, r.status, r.reason)
+        except ValueError:
+            emit({**decision, "result": "denied", "reason": "bad-request"})
+            self.refuse(client, 400, "bad-request")
+        except OSError as e:
+            if decision["host"] is None:
+                return
+            emit({**decision, "result": "failed", "reason": f"upstream: {e.__class__.__name__}"})
+        finally:
+            if counted:
+                with lock:
+                    active[entry["plugin"]] -= 1
+
+    def read_head(self, client):
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            chunk = client.recv(8192)
+            if not chunk:
+                raise Refused(400, "bad-request")
+            buf += chunk
+            if len(buf) > MAX_HEADER:
+                raise Refused(400, "header-too-large")
+        head, _, rest = buf.partition(b"\r\n\r\n")
+        return head, rest
+
+    def connect(self, host, port, deny):
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError:
+            raise Refused(502, "name-not-resolved")
+        last = None
+        for family, socktype, proto, _, addr in infos:
+            if forbidden_address(ipaddress.ip_address(addr[0]), deny):
+                last = Refused(403, "forbidden-address")
+                continue
+            s = socket.socket(family, socktype, proto)
+            s.settimeout(CONNECT_TIMEOUT)
+            try:
+                s.connect(addr)
+                s.settimeout(IDLE_TIMEOUT)
+                return s
+            except OSError:
+                s.close()
+                last = Refused(502, "upstream-unreachable")
+        raise last or Refused(502, "name-not-resolved")
+
+    def relay(self, client, upstream):
+        client.settimeout(IDLE_TIMEOUT)
+
+        def pipe(src, dst):
+            try:
+                while True:
+                    data = src.recv(65536)
+                    if not data:
+                        break
+                    dst.sendall(data)
+            except OSError:
+                pass
+            try:
+                dst.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+
+        t = threading.Thread(target=pipe, args=(upstream, client), daemon=True)
+        t.start()
+        pipe(client, upstream)
+        t.join()
+
+    def refuse(self, client, status, reason):
+        body = (reason + "\n").encode()
+        head = f"HTTP/1.1 {status} {STATUS_TEXT.get(status, 'Error')}\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\nConnection: close\r\nX-LogoMesh-Egress: {reason}\r\n\r\n"
+        try:
+            client.sendall(head.encode() + body)
+        except OSError:
+            pass
+
+
+class Server(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+
+def main():
+    signal.signal(signal.SIGHUP, lambda *_: load(force=True))
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    load(force=True)
+    with Server(("0.0.0.0", PORT), Handler) as server:
+        emit({"event": "listening", "port": PORT})
+        server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,304 @@
+import { randomBytes } from 'node:crypto';
+import { chmodSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { PassThrough } from 'node:stream';
+import type Dockerode from 'dockerode';
+import { ignoreGone } from '../engine/cleanup.js';
+import { errorText, type Docker } from '../engine/docker.js';
+import { ensureImage } from '../engine/images.js';
+import { LogoMeshError } from '../errors.js';
+import { LABEL, ownerLabels } from '../labels.js';
+import type { Logger } from '../log.js';
+import type { Manifest } from '../manifest/types.js';
+import type { AuditSink } from '../permissions/audit-log.js';
+import { IMAGES_DIR } from '../runtimes/runtime.js';
+import { seccompProfile, seccompSecurityOpt } from './seccomp.js';
+
+/**
+ * The network allow-list. A plugin with `network` capabilities gets its own internal network
+ * (no route out) shared only with one egress proxy per controller instance
+ * (images/egress/proxy.py). The proxy knows which plugin asks by the network a connection
+ * arrives on, lets through HTTP and CONNECT to the plugin's `hosts` only, at most
+ * `resources.maxNetworkConnections` at a time, and reports every decision, which becomes an
+ * audit entry. See docs/security.md#network.
+ */
+export const EGRESS_IMAGE = { tag: 'logomesh/egress:latest', contextDir: path.join(IMAGES_DIR, 'egress') };
+export const EGRESS_PORT = 3128;
+const CONFIG_MOUNT = '/etc/logomesh-egress';
+const MB = 1024 * 1024;
+
+/** The hosts a manifest's network capabilities list, in order, without duplicates. */
+export function networkHosts(manifest: Manifest): string[] {
+  return [...new Set(manifest.capabilities.filter((c) => c.scope === 'network').flatMap((c) => c.hosts ?? []))];
+}
+
+export function isNetworked(manifest: Manifest): boolean {
+  return networkHosts(manifest).length > 0;
+}
+
+/** What a plugin container needs to use the proxy: its network and the proxy variables. */
+export interface EgressAttachment {
+  readonly network: string;
+  readonly proxyUrl: string;
+  readonly env: Readonly<Record<string, string>>;
+}
+
+/** One decision of the proxy, as it reports it. */
+export interface EgressDecision {
+  readonly plugin: string | null;
+  readonly host: string | null;
+  readonly port: number | null;
+  readonly method: string | null;
+  readonly result: 'allowed' | 'denied' | 'failed';
+  readonly reason: string;
+}
+
+export interface EgressOptions {
+  readonly docker: Docker;
+  readonly instance: string;
+  readonly log: Logger;
+  /** A folder for the allow-list file; it is bind-mounted read-only into the proxy. */
+  readonly configDir: string;
+  /** Where decisions go (the controller's audit log). */
+  readonly audit?: AuditSink;
+  /**
+   * Existing networks the proxy also joins, to reach hosts on them by name (a compose
+   * project's services, a test's servers). The egress bridge is joined in any case.
+   */
+  readonly networks?: readonly string[];
+}
+
+interface Attached {
+  readonly plugin: string;
+  readonly networkId: string;
+  readonly subnet: string;
+  readonly proxyIp: string;
+  hosts: string[];
+  readonly maxConnections: number;
+}
+
+export class Egress implements AsyncDisposable {
+  private readonly attached = new Map<string, Attached>();
+  private readonly listeners = new Set<(d: EgressDecision) => void>();
+  private closed?: Promise<void>;
+  private writes: Promise<void> = Promise.resolve();
+
+  private constructor(
+    private readonly opts: EgressOptions,
+    private readonly container: Dockerode.Container,
+    private readonly bridge: Dockerode.Network,
+  ) {}
+
+  /** Build the image if needed, create the egress bridge and start the proxy on it. */
+  static async start(opts: EgressOptions): Promise<Egress> {
+    const { docker, instance, log } = opts;
+    const fail = (what: string, err: unknown) =>
+      new LogoMeshError('LM_EGRESS', `the egress proxy could not be started: ${what}: ${errorText(err)}`, { instance }, { cause: err });
+    const image = await ensureImage(docker, EGRESS_IMAGE, { log }).catch((err: unknown) => {
+      throw fail('image build', err);
+    });
+    mkdirSync(opts.configDir, { recursive: true, mode: 0o755 });
+    // The proxy runs as nobody: it must be able to read the folder (mkdtemp makes it 0700).
+    chmodSync(opts.configDir, 0o755);
+    writeConfig(opts.configDir, { plugins: [] });
+    const labels = { ...ownerLabels('egress', instance) };
+    const name = `lm-${instance}-egress-${randomBytes(3).toString('hex')}`;
+    let bridge: Dockerode.Network | undefined;
+    let container: Dockerode.Container | undefined;
+    try {
+      bridge = await docker.createNetwork({ Name: name, Driver: 'bridge', Internal: false, Labels: labels, CheckDuplicate: true });
+      container = await docker.createContainer({
+        name,
+        Image: image.tag,
+        Labels: labels,
+        User: '65534:65534',
+        Env: [`LOGOMESH_EGRESS_CONFIG=${CONFIG_MOUNT}/config.json`, `LOGOMESH_EGRESS_PORT=${EGRESS_PORT}`],
+        HostConfig: {
+          NetworkMode: bridge.id,
+          Mounts: [{ Type: 'bind', Source: opts.configDir, Target: CONFIG_MOUNT, ReadOnly: true }],
+          ReadonlyRootfs: true,
+          CapDrop: ['ALL'],
+          CapAdd: [],
+          // The networked plugin profile: IP sockets, but no raw sockets, netlink or the rest.
+          SecurityOpt: ['no-new-privileges:true', seccompSecurityOpt(seccompProfile('network'))],
+          Privileged: false,
+          Memory: 256 * MB,
+          MemorySwap: 256 * MB,
+          PidsLimit: 1024,
+          Init: true,
+          RestartPolicy: { Name: 'no', MaximumRetryCount: 0 },
+          LogConfig: { Type: 'json-file', Config: { 'max-size': '10m', 'max-file': '2' } },
+        },
+      });
+      for (const n of opts.networks ?? []) await docker.getNetwork(n).connect({ Container: container.id });
+      const egress = new Egress(opts, container, bridge);
+      // Started first: following the output of a container not yet started ends at once.
+      await container.start();
+      await egress.follow();
+      log.info({ container: container.id.slice(0, 12) }, 'egress proxy ready');
+      return egress;
+    } catch (err) {
+      if (container) await ignoreGone(container.remove({ force: true })).catch(() => undefined);
+      if (bridge) await ignoreGone(bridge.remove()).catch(() => undefined);
+      throw err instanceof LogoMeshError ? err : fail('container', err);
+    }
+  }
+
+  /** Follow the proxy's output: decisions become audit entries. Resolves once it listens. */
+  private async follow(): Promise<void> {
+    const stream = (await this.container.logs({ follow: true, stdout: true, stderr: true })) as unknown as NodeJS.ReadableStream;
+    const out = new PassThrough();
+    const err = new PassThrough();
+    this.opts.docker.modem.demuxStream(stream, out, err);
+    stream.on('end', () => {
+      out.end();
+      err.end();
+    });
+    err.on('data', (c: Buffer) => this.opts.log.warn({ text: c.toString().trim() }, 'egress proxy'));
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new LogoMeshError('LM_EGRESS', 'the egress proxy did not start listening within 15000 ms', {})), 15_000);
+      timer.unref();
+      let buf = '';
+      out.on('data', (c: Buffer) => {
+        buf += c.toString();
+        let nl: number;
+        while ((nl = buf.indexOf('\n')) >= 0) {
+          const line = buf.slice(0, nl);
+          buf = buf.slice(nl + 1);
+          let obj: Record<string, unknown>;
+          try {
+            obj = JSON.parse(line) as Record<string, unknown>;
+          } catch {
+            continue;
+          }
+          if (obj.event === 'listening') {
+            clearTimeout(timer);
+            resolve();
+          } else if (obj.event === 'config-error') this.opts.log.error({ reason: obj.reason }, 'the egress proxy refused its allow-list file');
+          else if (typeof obj.result === 'string') this.decided(obj as unknown as EgressDecision);
+        }
+      });
+      stream.on('error', (e: Error) => reject(e));
+    });
+  }
+
+  private decided(d: EgressDecision): void {
+    this.opts.audit?.({
+      who: d.plugin ?? 'unknown',
+      action: 'network',
+      resource: `${d.host ?? '?'}:${d.port ?? '?'}`,
+      result: d.result,
+      reason: d.reason,
+      ...(d.result === 'allowed' ? {} : { code: 'LM_EGRESS_DENIED' }),
+    });
+    for (const l of this.listeners) l(d);
+  }
+
+  /** Call `fn` with every decision from now on; returns the unsubscribe function. */
+  onDecision(fn: (d: EgressDecision) => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  /**
+   * Create the plugin's internal network, connect the proxy to it and add the plugin's
+   * allow-list. `key` names the attachment (the plugin id in a controller).
+   */
+  async attach(key: string, manifest: Manifest): Promise<EgressAttachment> {
+    const { docker, instance } = this.opts;
+    await this.detach(key);
+    const name = `lm-${instance}-net-${key}`;
+    await ignoreGone(docker.getNetwork(name).remove());
+    const network = await docker.createNetwork({
+      Name: name,
+      Driver: 'bridge',
+      Internal: true,
+      CheckDuplicate: true,
+      Labels: { ...ownerLabels('egress', instance), [LABEL.plugin]: manifest.id },
+    });
+    try {
+      await network.connect({ Container: this.container.id });
+      const info = (await network.inspect()) as { IPAM?: { Config?: { Subnet?: string }[] } };
+      const subnet = info.IPAM?.Config?.[0]?.Subnet;
+      const c = await this.container.inspect();
+      const proxyIp = c.NetworkSettings.Networks[name]?.IPAddress;
+      if (!subnet || !proxyIp) throw new Error(`no address on ${name}`);
+      this.attached.set(key, { plugin: manifest.id, networkId: network.id, subnet, proxyIp, hosts: networkHosts(manifest), maxConnections: manifest.resources.maxNetworkConnections });
+      await this.push();
+      const proxyUrl = `http://${proxyIp}:${EGRESS_PORT}`;
+      return {
+        network: network.id,
+        proxyUrl,
+        env: { HTTP_PROXY: proxyUrl, HTTPS_PROXY: proxyUrl, http_proxy: proxyUrl, https_proxy: proxyUrl, NO_PROXY: '', no_proxy: '' },
+      };
+    } catch (err) {
+      this.attached.delete(key);
+      await ignoreGone(network.disconnect({ Container: this.container.id, Force: true })).catch(() => undefined);
+      await ignoreGone(network.remove()).catch(() => undefined);
+      throw new LogoMeshError('LM_EGRESS', `could not give plugin ${manifest.id} its network: ${errorText(err)}`, { plugin: manifest.id }, { cause: err });
+    }
+  }
+
+  /** Take the plugin's allow-list out of the proxy and remove its network (its container must be gone). */
+  async detach(key: string): Promise<void> {
+    const a = this.attached.get(key);
+    if (!a) return;
+    this.attached.delete(key);
+    await this.push();
+    const net = this.opts.docker.getNetwork(a.networkId);
+    await ignoreGone(net.disconnect({ Container: this.container.id, Force: true })).catch(() => undefined);
+    await ignoreGone(net.remove());
+  }
+
+  /** Take a host off a plugin's allow-list now: new connections to it are refused. */
+  async revokeHost(key: string, host: string): Promise<boolean> {
+    const a = this.attached.get(key);
+    if (!a || !a.hosts.includes(host)) return false;
+    a.hosts = a.hosts.filter((h) => h !== host);
+    await this.push();
+    return true;
+  }
+
+  /** Write the allow-list file (atomically) and tell the proxy to read it. */
+  private push(): Promise<void> {
+    this.writes = this.writes.then(async () => {
+      writeConfig(this.opts.configDir, {
+        plugins: [...this.attached.values()].map((a) => ({ plugin: a.plugin, proxyIp: a.proxyIp, subnet: a.subnet, hosts: a.hosts, maxConnections: a.maxConnections })),
+      });
+      // The proxy also checks the file on every new connection; the signal is for speed.
+      await this.container.kill({ signal: 'SIGHUP' }).catch(() => undefined);
+    });
+    return this.writes;
+  }
+
+  /** Remove every plugin network, the proxy and its bridge. Idempotent. */
+  close(): Promise<void> {
+    this.closed ??= (async () => {
+      for (const key of [...this.attached.keys()]) await this.detach(key).catch(() => undefined);
+      await ignoreGone(this.container.remove({ force: true })).catch(() => undefined);
+      await ignoreGone(this.bridge.remove()).catch(() => undefined);
+      rmSync(path.join(this.opts.configDir, 'config.json'), { force: true });
+    })();
+    return this.closed;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+/**
+ * Remove the proxies and plugin networks an earlier controller of this instance left (it was
+ * killed): a controller calls this before it starts its own proxy.
+ */
+export async function removeEgressLeftovers(docker: Docker, instance: string): Promise<void> {
+  const filters = JSON.stringify({ label: [`${LABEL.instance}=${instance}`, `${LABEL.role}=egress`] });
+  for (const c of await docker.listContainers({ all: true, filters })) await ignoreGone(docker.getContainer(c.Id).remove({ force: true }));
+  for (const n of await docker.listNetworks({ filters })) await ignoreGone(docker.getNetwork(n.Id).remove());
+}
+
+function writeConfig(dir: string, config: unknown): void {
+  const tmp = path.join(dir, `.config-${randomBytes(4).toString('hex')}.json`);
+  writeFileSync(tmp, JSON.stringify(config), { mode: 0o644 });
+  renameSync(tmp, path.join(dir, 'config.json'));
+}
