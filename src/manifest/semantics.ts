@@ -34,6 +34,18 @@ export function checkSemantics(data: unknown, pluginDir: string, manifestFile: s
         issues.push(issue('LM_MANIFEST_INVALID', `/capabilities/${i}/id`, 'capability ids to be unique', `"${cap.id}" again (first at /capabilities/${first}/id)`));
       } else seen.set(cap.id, i);
     }
+    if (cap.scope === 'network' && Array.isArray(cap.hosts)) {
+      // The egress proxy matches host and port exactly: a host without a port matches nothing.
+      cap.hosts.forEach((h, j) => {
+        if (typeof h === 'string' && !/:\d+$/.test(h)) {
+          issues.push(issue('LM_MANIFEST_INVALID', `/capabilities/${i}/hosts/${j}`, "a host with its port, such as 'api.example.com:443'", JSON.stringify(h)));
+        }
+      });
+      const limit = isObject(data.resources) ? data.resources.maxNetworkConnections : undefined;
+      if (limit === undefined || limit === 0) {
+        issues.push(issue('LM_MANIFEST_LIMIT', '/resources/maxNetworkConnections', 'at least 1 when the plugin has a network capability (every connection is refused above it)', String(limit ?? 0)));
+      }
+    }
     if (cap.scope !== 'filesystem' || !Array.isArray(cap.paths)) return;
     const writable = Array.isArray(cap.permissions) && cap.permissions.includes('write');
     cap.paths.forEach((p, j) => {

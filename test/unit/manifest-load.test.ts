@@ -62,7 +62,7 @@ const FULL_YAML = dedent(`
       paths: ["out/**"]
     - id: net
       scope: network
-      hosts: ["api.example.com:443", "*.example.org"]
+      hosts: ["api.example.com:443", "*.example.org:443"]
   resources: { maxMemoryMB: 100, maxCpuPercent: 25, maxFileHandles: 50, maxNetworkConnections: 4, maxProcesses: 32, maxTmpMB: 8 }
   dependencies:
     system: [python3]
@@ -102,7 +102,7 @@ describe('loadManifest accepts a valid manifest', () => {
 
     expect(manifest.resources).toEqual({ maxMemoryMB: 100, maxCpuPercent: 25, maxFileHandles: 50, maxNetworkConnections: 4, maxProcesses: 32, maxTmpMB: 8 });
     expect(manifest.capabilities.map((c) => c.id)).toEqual(['filesystem-read', 'results', 'net']);
-    expect(manifest.capabilities[2]?.hosts).toEqual(['api.example.com:443', '*.example.org']);
+    expect(manifest.capabilities[2]?.hosts).toEqual(['api.example.com:443', '*.example.org:443']);
     expect(manifest.dependencies).toEqual({ system: ['python3'], plugins: ['data-processor'], packages: { python: ['numpy'], npm: [] } });
     expect(manifest.coordination.consumesMethods).toEqual(['get_thoughts', 'data-processor.update_metadata']);
   });
