@@ -57,7 +57,7 @@ async function handle(host: PluginHost, req: IncomingMessage, res: ServerRespons
       if (typeof body.path !== 'string') throw new LogoMeshError('LM_USAGE', `${action} of a path needs 'path'`, {});
       if (action === 'revoke') {
         const g = await host.revokePath(id, body.path);
-        return sendJson(res, 200, { plugin: id, path: g.hostPath, name: g.name, revoked: true, state: host.status(id).state });
+        return sendJson(res, 200, { plugin: id, ...g, revoked: true, state: host.status(id).state });
       }
       if (body.ttlMs !== undefined && !(typeof body.ttlMs === 'number' && body.ttlMs > 0)) throw new LogoMeshError('LM_USAGE', "'ttlMs' must be a positive number", {});
       const g = await host.grantPath(id, body.path, { write: body.write === true, ...(body.ttlMs !== undefined ? { ttlMs: body.ttlMs } : {}) });

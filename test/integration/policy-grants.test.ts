@@ -1,4 +1,4 @@
-import { appendFileSync, chownSync, copyFileSync, existsSync, mkdirSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { labelFilter } from '../../src/labels.js';
@@ -10,7 +10,7 @@ import { loadPolicy, type Policy } from '../../src/policy/policy.js';
 import { generateKeyFiles } from '../../src/signing/keys.js';
 import { signPlugin } from '../../src/signing/signature.js';
 import { PLUGIN_GID, PLUGIN_UID } from '../../src/runtimes/index.js';
-import { docker, instance, REPO, tempDir } from './support.js';
+import { docker, instance, REPO, runCli, tempDir } from './support.js';
 
 const FIX = path.join(REPO, 'test', 'fixtures', 'controller');
 
@@ -154,5 +154,47 @@ describe('signatures verified again at every start', () => {
     expect(host.status('files')).toMatchObject({ state: 'failed', lastError: { code: 'LM_SIGNATURE' } });
     expect(existsSync(path.join(dir, 'plugin.sig'))).toBe(true);
     await vi.waitFor(() => expect(readAudit(host.home.auditFile, { plugin: 'files' }).some((e) => e.action === 'verify' && e.result === 'denied' && e.code === 'LM_SIGNATURE')).toBe(true));
+  });
+});
+
+describe('logomesh up --policy, grant/revoke path through the control socket', () => {
+  it('refuses a plugin above a ceiling at load, grants and revokes a path by CLI, and leaves nothing', async () => {
+    const shared = realpathSync(tempDir('lm-shared-cli-'));
+    chmodSync(shared, 0o755); // mkdtemp makes it 0700: uid 10001 could not enter it
+    writeFileSync(path.join(shared, 'note.txt'), 'from the CLI grant\n');
+    const policyFile = path.join(tempDir('lm-policy-cli-'), 'policy.yaml');
+    writeFileSync(policyFile, `capabilities: { maxMemoryMB: 128 }\nhostPaths:\n  - { path: ${shared}, permissions: [read] }\n`);
+    const env = { LOGOMESH_HOME: tempDir('lm-home-'), LOGOMESH_INSTANCE: `${instance()}-cli-grant` };
+
+    const greedy = tempDir('lm-greedy-');
+    filesPlugin(greedy, 'files');
+    writeFileSync(path.join(greedy, 'files', 'plugin.yaml'), readFileSync(path.join(greedy, 'files', 'plugin.yaml'), 'utf8').replace('maxMemoryMB: 96', 'maxMemoryMB: 512'));
+    const refused = await runCli(['up', '--policy', policyFile, greedy], { env, timeoutMs: 60_000 });
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain('LM_POLICY_DENIED: plugin files refused by the policy:');
+    expect(refused.stderr).toContain(`${path.join(greedy, 'files', 'plugin.yaml')} /resources/maxMemoryMB: expected at most 128, found 512 (policy rule ${policyFile} /capabilities/maxMemoryMB)`);
+
+    const up = await runCli(['up', '-d', '--policy', policyFile, filesPlugin(tempDir('lm-plugins-'), 'files')], { env, timeoutMs: 60_000 });
+    expect(up.code, up.stderr).toBe(0);
+    try {
+      const grant = await runCli(['grant', 'files', 'path', `${shared}:/grants/shared`, '--read'], { env });
+      expect(grant.code, grant.stderr).toBe(0);
+      expect(grant.stdout.trim()).toBe(`files: ${shared} granted at /grants/shared (read-only); plugin ready`);
+      const read = await runCli(['call', 'files.read', '{"path":"/grants/shared/note.txt"}'], { env });
+      expect(JSON.parse(read.stdout)).toEqual({ ok: 'from the CLI grant\n' });
+      const denied = await runCli(['grant', 'files', 'path', shared, '--write'], { env });
+      expect(denied.code).toBe(1);
+      expect(denied.stderr).toMatch(/^LM_POLICY_DENIED: plugin files refused: the policy .* does not allow granting .* for write/m);
+      const revoke = await runCli(['revoke', 'files', 'path', 'shared'], { env });
+      expect(revoke.stdout.trim()).toBe(`files: ${shared} (shared) revoked; plugin ready`);
+      const gone = await runCli(['call', 'files.exists', '{"path":"/grants/shared"}'], { env });
+      expect(JSON.parse(gone.stdout)).toBe(false);
+      const methods = await runCli(['revoke', 'files', 'files.read'], { env }); // the method kind still works
+      expect(methods.code, methods.stderr).toBe(0);
+    } finally {
+      const down = await runCli(['down'], { env, timeoutMs: 60_000 });
+      expect(down.code, down.stderr).toBe(0);
+    }
+    expect(await containersOf(env.LOGOMESH_INSTANCE)).toBe(0);
   });
 });
