@@ -47,6 +47,8 @@ export const ERROR_CODES = {
   LM_SIGNATURE: 'A plugin was refused at load: unsigned under a policy that requires signatures, files changed since signing, signed by a key the policy does not trust, or a bad or malformed plugin.sig.',
   LM_EGRESS: 'The egress proxy or a plugin\'s own network could not be set up (image build, network, proxy start), so a plugin with network capabilities was not started.',
   LM_EGRESS_DENIED: "The egress proxy refused a plugin's connection: host:port not in its network capabilities, over resources.maxNetworkConnections, a forbidden address, or not an HTTP or CONNECT request. Recorded in the audit trail.",
+  LM_POLICY_DENIED: "The operator policy refuses this: a manifest asks for a capability scope, a resource above a ceiling or a host the policy does not allow, or an operator grant names a host path the policy's hostPaths do not cover.",
+  LM_GRANT_PATH: "An operator path grant cannot be used: the host path does not exist, is inside the plugin folder or the controller's home, has a bad name, or its real path changed between the grant and the container's creation (a symlink swapped).",
   LM_SIGNING: 'logomesh keygen or sign could not do its work: a key file already exists, the key is not an ed25519 private key, or the plugin folder holds a file that cannot be signed.',
 } as const;
 

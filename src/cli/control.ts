@@ -67,6 +67,17 @@ export async function permissionCommand(action: 'revoke' | 'grant', id: string, 
   return 0;
 }
 
+/**
+ * `grant <plugin> path <host-path>[:<container-path>] [--read|--write] [--ttl ms]` and
+ * `revoke <plugin> path <name-or-host-path>`: the plugin's container is recreated.
+ */
+export async function pathPermissionCommand(action: 'revoke' | 'grant', id: string, target: string, opts: { write?: boolean; ttlMs?: number }, io: CliIo): Promise<number> {
+  const r = await client().pathPermission(id, action, target, opts);
+  if (action === 'grant') io.out(`${id}: ${r.hostPath} granted at ${r.containerPath} (${r.writable ? 'read-write' : 'read-only'}${opts.ttlMs ? `, for ${opts.ttlMs} ms` : ''}); plugin ${r.state}`);
+  else io.out(`${id}: ${r.hostPath} (${r.name}) revoked; plugin ${r.state}`);
+  return 0;
+}
+
 /** `audit [--plugin id] [--since time] [--json] [--verify]`: read the audit trail of this home. */
 export async function auditCommand(opts: { plugin?: string; since?: string; json: boolean; verify: boolean }, io: CliIo): Promise<number> {
   const { readAudit, verifyAudit } = await import('../permissions/audit-log.js');

@@ -17,6 +17,11 @@ commands:
   down                                   stop every plugin and the controller
   revoke <plugin> <method>               take a declared method away from a plugin, at once
   grant <plugin> <method> [--ttl ms]     give it back (for ttl ms only, if given)
+  grant <plugin> path <host-path>[:<container-path>] [--read|--write] [--ttl ms]
+                                         mount a host path the policy's hostPaths allow at
+                                         /grants/<name>; the plugin's container is recreated
+  revoke <plugin> path <name-or-host-path>
+                                         take it away (the container is recreated without it)
   audit [--plugin id] [--since t] [--json] [--verify]
                                          the audit trail of permission decisions
   clean [--all]                          remove containers, networks and volumes LogoMesh
@@ -89,7 +94,20 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
         return await (await import('./control.js')).downCommand(io);
       case 'revoke':
       case 'grant': {
-        const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { ttl: { type: 'string' } } });
+        const { values, positionals } = parseArgs({
+          args: rest,
+          allowPositionals: true,
+          options: { ttl: { type: 'string' }, read: { type: 'boolean', default: false }, write: { type: 'boolean', default: false } },
+        });
+        if (positionals[1] === 'path') {
+          if (positionals.length !== 3) throw usage(`${command} <plugin> path needs one host path, e.g. ${command} analyzer path /srv/data${command === 'grant' ? ':/grants/data --read' : ''}`);
+          if (values.read && values.write) throw usage('give --read or --write, not both');
+          if (command === 'revoke' && (values.read || values.write || values.ttl !== undefined)) throw usage('--read, --write and --ttl apply to grant only');
+          const ttl = values.ttl === undefined ? undefined : Number(values.ttl);
+          if (ttl !== undefined && !(ttl > 0)) throw usage(`--ttl must be a positive number of milliseconds, found '${values.ttl}'`);
+          return await (await import('./control.js')).pathPermissionCommand(command, positionals[0]!, positionals[2]!, { write: values.write === true, ...(ttl !== undefined ? { ttlMs: ttl } : {}) }, io);
+        }
+        if (values.read || values.write) throw usage('--read and --write apply to path grants only');
         if (positionals.length !== 2) throw usage(`${command} needs <plugin> <method>, e.g. ${command} analyzer tokenizer.tokenize`);
         const ttl = values.ttl === undefined ? undefined : Number(values.ttl);
         if (ttl !== undefined && !(ttl > 0)) throw usage(`--ttl must be a positive number of milliseconds, found '${values.ttl}'`);

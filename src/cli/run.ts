@@ -8,6 +8,7 @@ import { runtimeImage } from '../runtimes/index.js';
 import { removeRunOrphans } from '../sandbox/orphans.js';
 import { runPlugin } from '../sandbox/run-plugin.js';
 import { verifyPlugin } from '../signing/signature.js';
+import { enforcePolicy } from '../policy/decisions.js';
 import type { CliIo } from './io.js';
 import { abortOnSignals, SIGNAL_EXIT } from './signals.js';
 
@@ -23,6 +24,7 @@ export async function runCommand(targets: string[], io: CliIo, log: Logger, poli
   const policy = resolvePolicy(policyFile);
   const loaded = targets.map((t) => loadManifest(t)); // all or nothing: validate every one first
   for (const l of loaded) log.debug({ plugin: l.manifest.id, signature: verifyPlugin(l, policy) }, 'signature checked'); // throws LM_SIGNATURE
+  for (const l of loaded) enforcePolicy(l, policy); // throws LM_POLICY_DENIED
   for (const l of loaded) runtimeImage(l.manifest.runtime); // and know how to run every one
   const docker = await connectEngine();
   await removeRunOrphans(docker, log);

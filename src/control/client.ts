@@ -27,6 +27,17 @@ export class ControlClient {
     return this.json('POST', `/v1/plugins/${encodeURIComponent(id)}/${action}`, { method, ...(ttlMs ? { ttlMs } : {}) });
   }
 
+  /** Grant or revoke a host path (`<host-path>[:<container-path>]`; for revoke, its name or host path). */
+  pathPermission(id: string, action: 'revoke' | 'grant', target: string, opts: { write?: boolean; ttlMs?: number } = {}): Promise<{ name: string; hostPath: string; containerPath?: string; writable?: boolean; state: string }> {
+    return this.json('POST', `/v1/plugins/${encodeURIComponent(id)}/${action}`, { kind: 'path', path: target, ...(opts.write ? { write: true } : {}), ...(opts.ttlMs ? { ttlMs: opts.ttlMs } : {}) }) as Promise<{
+      name: string;
+      hostPath: string;
+      containerPath?: string;
+      writable?: boolean;
+      state: string;
+    }>;
+  }
+
   down(): Promise<unknown> {
     return this.json('POST', '/v1/down');
   }

@@ -13,7 +13,10 @@ import type { Logger } from '../log.js';
  *   GET  /v1/status                       -> {engine, home, plugins}
  *   POST /v1/call {target,method,data,timeout} -> {data} | {error}
  *   POST /v1/plugins/:id/(stop|start|restart)
+ *   POST /v1/plugins/:id/check {action, resource} -> {allowed, reason}
  *   POST /v1/plugins/:id/(revoke|grant) {method, ttlMs?}
+ *   POST /v1/plugins/:id/(revoke|grant) {kind: 'path', path, write?, ttlMs?}
+ *                                         host path grants; the plugin's container is recreated
  *   GET  /v1/plugins/:id/logs?lines=n&follow=1  -> text lines (streamed with follow)
  *   POST /v1/down                         -> stops everything; the controller exits
  */
@@ -49,11 +52,26 @@ async function handle(host: PluginHost, req: IncomingMessage, res: ServerRespons
     return sendJson(res, 200, { data });
   }
   if (req.method === 'POST' && what === 'plugins' && id && (action === 'revoke' || action === 'grant')) {
-    const body = (await readJson(req)) as { method?: string; ttlMs?: number };
+    const body = (await readJson(req)) as { kind?: string; method?: string; path?: string; write?: boolean; ttlMs?: number };
+    if (body.kind === 'path') {
+      if (typeof body.path !== 'string') throw new LogoMeshError('LM_USAGE', `${action} of a path needs 'path'`, {});
+      if (action === 'revoke') {
+        const g = await host.revokePath(id, body.path);
+        return sendJson(res, 200, { plugin: id, ...g, revoked: true, state: host.status(id).state });
+      }
+      if (body.ttlMs !== undefined && !(typeof body.ttlMs === 'number' && body.ttlMs > 0)) throw new LogoMeshError('LM_USAGE', "'ttlMs' must be a positive number", {});
+      const g = await host.grantPath(id, body.path, { write: body.write === true, ...(body.ttlMs !== undefined ? { ttlMs: body.ttlMs } : {}) });
+      return sendJson(res, 200, { plugin: id, ...g, granted: true, state: host.status(id).state });
+    }
     if (typeof body.method !== 'string') throw new LogoMeshError('LM_USAGE', `${action} needs 'method'`, {});
     if (action === 'revoke') host.revokeMethod(id, body.method);
     else host.grantMethod(id, body.method, body.ttlMs);
     return sendJson(res, 200, { plugin: id, method: body.method, [action === 'revoke' ? 'revoked' : 'granted']: true });
+  }
+  if (req.method === 'POST' && what === 'plugins' && id && action === 'check') {
+    const body = (await readJson(req)) as { action?: string; resource?: string };
+    if (typeof body.action !== 'string' || typeof body.resource !== 'string') throw new LogoMeshError('LM_USAGE', "check needs 'action' and 'resource'", {});
+    return sendJson(res, 200, host.checkCapability(id, body.action, body.resource));
   }
   if (req.method === 'POST' && what === 'plugins' && id && action && ['stop', 'start', 'restart'].includes(action)) {
     await host[action as 'stop' | 'start' | 'restart'](id);

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { readdirSync, rmSync, statSync } from 'node:fs';
+import { readdirSync, realpathSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { removeByLabel } from '../engine/cleanup.js';
 import { connectEngine, engineStatus, errorText, withTimeout, type Docker } from '../engine/docker.js';
@@ -8,7 +8,9 @@ import { policyOf } from '../hub/acl.js';
 import { Hub, type HostMethod } from '../hub/hub.js';
 import type { Logger } from '../log.js';
 import { findManifest, loadManifest, type LoadedManifest } from '../manifest/index.js';
-import type { Policy } from '../policy/policy.js';
+import { resolvePolicy, type Policy } from '../policy/policy.js';
+import { enforcePolicy, hostCovered, hostPathRuleFor, policyAllowsHost, policyViolations } from '../policy/decisions.js';
+import { GRANTS_MOUNT, grantMount, overlaps, parseGrantTarget, realPathOf, recheckGrant, type PathGrant } from './path-grants.js';
 import { verifyPlugin } from '../signing/signature.js';
 import { PLUGIN_GID, PLUGIN_UID, runtimeImage } from '../runtimes/index.js';
 import { containerSpec, HUB_SOCKET_NAME } from '../sandbox/container-spec.js';
@@ -113,6 +115,9 @@ export class PluginHost implements AsyncDisposable {
   private readonly grantTimers = new Map<string, NodeJS.Timeout>();
   private engine: { up: boolean; since: number; lastError?: string } = { up: true, since: Date.now() };
   private engineTimer?: NodeJS.Timeout;
+  /** Host paths the operator granted, by plugin id, then by name (mounted at /grants/<name>). */
+  private readonly pathGrants = new Map<string, Map<string, PathGrant>>();
+  private resolvedPolicy?: Policy;
   /** Containers of an earlier controller of this home, adopted or removed before the first start. */
   private reconciled?: Promise<void>;
   /** The egress proxy, started with the first plugin that has network capabilities. */
@@ -210,6 +215,7 @@ export class PluginHost implements AsyncDisposable {
   /** Add validated manifests; the whole set is checked for id clashes and dependencies. */
   load(manifests: readonly LoadedManifest[]): string[] {
     for (const l of manifests) verifyPlugin(l, this.opts.policy); // throws LM_SIGNATURE before anything is loaded
+    for (const l of manifests) this.enforcePolicyAudited(l); // throws LM_POLICY_DENIED
     const next = new Map(this.plugins);
     for (const l of manifests) {
       const clash = next.get(l.manifest.id);
@@ -291,9 +297,16 @@ export class PluginHost implements AsyncDisposable {
     for (const c of found) {
       const id = c.Labels[LABEL.plugin] ?? '';
       const m = this.plugins.get(id);
-      // A networked plugin is never adopted: its network and proxy went with the earlier controller.
+      // Never adopted: a networked plugin (its network and proxy went with the earlier
+      // controller), or a container with operator path grants (this controller has no record).
       const usable =
-        m && !taken.has(id) && c.State === 'running' && c.Labels[LABEL.manifestHash] === m.loaded.hash && m.state === 'loaded' && !isNetworked(m.loaded.manifest);
+        m &&
+        !taken.has(id) &&
+        c.State === 'running' &&
+        c.Labels[LABEL.manifestHash] === m.loaded.hash &&
+        m.state === 'loaded' &&
+        !isNetworked(m.loaded.manifest) &&
+        !c.Labels[PATH_GRANTS_LABEL];
       if (!usable) {
         this.log.warn({ plugin: id, container: c.Id.slice(0, 12), state: c.State }, 'removing a plugin container left by an earlier controller');
         await PluginContainer.adopt(this.docker, c.Id, this.log).remove();
@@ -443,6 +456,229 @@ export class PluginHost implements AsyncDisposable {
     }
   }
 
+/** The policy in force: the one given, else the file LOGOMESH_POLICY names, else none. */
+  get policy(): Policy {
+    return this.opts.policy ?? (this.resolvedPolicy ??= resolvePolicy(undefined));
+  }
+
+  /** enforcePolicy, audited: allowed or denied with every violation. */
+  private enforcePolicyAudited(l: LoadedManifest): void {
+    const id = l.manifest.id;
+    try {
+      enforcePolicy(l, this.policy);
+      this.audit.record({ who: 'controller', action: 'policy', resource: id, result: 'allowed' });
+    } catch (err) {
+      const e = err as LogoMeshError;
+      this.audit.record({ who: 'controller', action: 'policy', resource: id, result: 'denied', code: e.code, reason: e.message });
+      throw err;
+    }
+  }
+
+  /**
+   * Grant a host path to a plugin, mounted at /grants/<name> (read-only unless `write`),
+   * for `ttlMs` only if given. Allowed only where the policy's hostPaths cover its real
+   * path for that permission and plugin, and never inside the plugin folder or the
+   * controller's home. Mounts cannot change on a running container, so a running plugin's
+   * container is recreated (stop, then start through the usual lifecycle); a stopped one
+   * gets the mount at its next start. A grant of the same name replaces the earlier one.
+   * Throws LM_POLICY_DENIED, LM_GRANT_PATH, LM_PATH_NOT_WRITABLE, or what the restart throws.
+   */
+  async grantPath(pluginId: string, target: string, opts: { write?: boolean; ttlMs?: number } = {}): Promise<PathGrant> {
+    const m = this.get(pluginId);
+    const writable = opts.write === true;
+    const resource = `${pluginId}:path:${target}`;
+    let grant: PathGrant;
+    try {
+      const { requested, name } = parseGrantTarget(target);
+      const real = realPathOf(requested);
+      if (overlaps(real, m.loaded.pluginDir)) {
+        throw new LogoMeshError('LM_GRANT_PATH', `${real} overlaps the plugin folder ${m.loaded.pluginDir}; the manifest grants paths inside it`, { file: real, expected: 'a host path outside the plugin folder', found: real });
+      }
+      if (overlaps(real, this.opts.home.dir)) {
+        throw new LogoMeshError('LM_GRANT_PATH', `${real} overlaps the controller's home ${this.opts.home.dir} (hub sockets, state, audit trail)`, { file: real, expected: "a host path outside the controller's home", found: real });
+      }
+      if (writable && this.policy.file && overlaps(real, this.policy.file)) {
+        throw new LogoMeshError('LM_GRANT_PATH', `${real} holds the policy file ${this.policy.file}; it cannot be granted for writing`, { file: real, expected: 'a host path without the policy file', found: real });
+      }
+      const permission = writable ? 'write' : 'read';
+      const rule = hostPathRuleFor(this.policy, pluginId, real, permission);
+      if (!rule) {
+        const listed = this.policy.hostPaths.map((h) => `${h.path} [${h.permissions.join(',')}]${h.plugins ? ` for ${h.plugins.join(',')}` : ''}`);
+        throw new LogoMeshError('LM_POLICY_DENIED', `plugin ${pluginId} refused: the policy ${this.policy.file ?? '(none)'} does not allow granting ${real} for ${permission} to it (hostPaths: ${listed.join('; ') || 'none'})`, {
+          plugin: pluginId,
+          ...(this.policy.file ? { file: this.policy.file } : {}),
+          path: '/hostPaths',
+          rule: `${this.policy.file ?? '(no policy)'} /hostPaths`,
+          expected: `a hostPaths entry covering ${real} with '${permission}'`,
+          found: listed.join('; ') || 'none',
+        });
+      }
+      if (writable) checkWritableGrants([{ capability: `grant ${name}`, hostPath: real, relative: name, writable: true }], PLUGIN_UID, PLUGIN_GID);
+      const now = Date.now();
+      grant = Object.freeze({
+        name,
+        requested,
+        hostPath: real,
+        writable,
+        containerPath: `${GRANTS_MOUNT}/${name}`,
+        grantedAt: now,
+        ...(opts.ttlMs !== undefined ? { expiresAt: now + opts.ttlMs } : {}),
+        rule: `${this.policy.file ?? '(no policy)'} ${rule.at}`,
+      });
+    } catch (err) {
+      const e = err as LogoMeshError;
+      this.audit.record({ who: 'operator', action: 'grant', resource, result: 'denied', code: e.code, reason: e.message });
+      throw err;
+    }
+    let grants = this.pathGrants.get(pluginId);
+    if (!grants) this.pathGrants.set(pluginId, (grants = new Map()));
+    grants.set(grant.name, grant);
+    this.cancelExpiry(pluginId, `path:${grant.name}`);
+    this.audit.record({
+      who: 'operator',
+      action: 'grant',
+      resource: `${pluginId}:path:${grant.name}`,
+      result: 'granted',
+      reason: `${grant.hostPath} at ${grant.containerPath} (${writable ? 'rw' : 'ro'}${opts.ttlMs !== undefined ? `, for ${opts.ttlMs} ms` : ''}; policy rule ${grant.rule})`,
+    });
+    if (opts.ttlMs !== undefined) {
+      const key = `${pluginId}:path:${grant.name}`;
+      const timer = setTimeout(() => {
+        this.grantTimers.delete(key);
+        this.revokePath(pluginId, grant.name, 'expiry').catch((err: unknown) => this.log.warn({ plugin: pluginId, err: errorText(err) }, 'revoking an expired path grant failed'));
+      }, opts.ttlMs);
+      timer.unref();
+      this.grantTimers.set(key, timer);
+    }
+    await this.recreate(m, `path grant ${grant.name}`);
+    return grant;
+  }
+
+  /**
+   * Take a granted host path (by name, or by the host path given) away from a plugin. A
+   * running plugin's container is recreated without the mount. Throws LM_GRANT_PATH when
+   * no such grant exists.
+   */
+  async revokePath(pluginId: string, nameOrPath: string, who = 'operator'): Promise<PathGrant> {
+    const m = this.get(pluginId);
+    const grants = this.pathGrants.get(pluginId);
+    const g = grants?.get(nameOrPath) ?? [...(grants?.values() ?? [])].find((x) => x.requested === path.resolve(nameOrPath) || x.hostPath === nameOrPath);
+    if (!g) {
+      const err = new LogoMeshError('LM_GRANT_PATH', `plugin ${pluginId} has no granted path '${nameOrPath}' (granted: ${[...(grants?.keys() ?? [])].join(', ') || 'none'})`, {
+        plugin: pluginId,
+        expected: 'the name or host path of a path granted to it',
+        found: nameOrPath,
+      });
+      this.audit.record({ who, action: 'revoke', resource: `${pluginId}:path:${nameOrPath}`, result: 'denied', code: err.code, reason: err.message });
+      throw err;
+    }
+    grants!.delete(g.name);
+    this.cancelExpiry(pluginId, `path:${g.name}`);
+    this.audit.record({ who, action: 'revoke', resource: `${pluginId}:path:${g.name}`, result: 'revoked', reason: `${g.hostPath} at ${g.containerPath}` });
+    await this.recreate(m, `path revocation ${g.name}`);
+    return g;
+  }
+
+  /** The host paths granted to a plugin now. */
+  grantedPaths(pluginId: string): PathGrant[] {
+    this.get(pluginId);
+    return [...(this.pathGrants.get(pluginId)?.values() ?? [])];
+  }
+
+  /** Mounts change only with a new container: stop and start a running plugin, audited. */
+  private async recreate(m: Managed, why: string): Promise<void> {
+    const id = m.loaded.manifest.id;
+    if (m.state !== 'ready' && m.state !== 'starting') return; // takes effect at its next start
+    this.audit.record({ who: 'controller', action: 'recreate', resource: id, result: 'stopping', reason: why });
+    await this.stop(id);
+    try {
+      await this.start(id);
+      this.audit.record({ who: 'controller', action: 'recreate', resource: id, result: 'ready', reason: why });
+    } catch (err) {
+      this.audit.record({ who: 'controller', action: 'recreate', resource: id, result: 'failed', code: (err as LogoMeshError).code ?? 'LM_ENGINE_ERROR', reason: (err as Error).message });
+      throw err;
+    }
+  }
+
+  /** Resolve every path grant again and compare, right before a container is created. */
+  private recheckPathGrants(m: Managed): PathGrant[] {
+    const id = m.loaded.manifest.id;
+    const grants = [...(this.pathGrants.get(id)?.values() ?? [])];
+    for (const g of grants) {
+      try {
+        recheckGrant(id, g);
+        if (g.writable) checkWritableGrants([{ capability: `grant ${g.name}`, hostPath: g.hostPath, relative: g.name, writable: true }], PLUGIN_UID, PLUGIN_GID);
+      } catch (err) {
+        const e = err as LogoMeshError;
+        this.audit.record({ who: 'controller', action: 'mount', resource: `${id}:path:${g.name}`, result: 'denied', code: e.code, reason: e.message });
+        throw err;
+      }
+      this.audit.record({ who: 'controller', action: 'mount', resource: `${id}:path:${g.name}`, result: 'allowed', reason: `${g.hostPath} at ${g.containerPath} (${g.writable ? 'rw' : 'ro'})` });
+    }
+    return grants;
+  }
+
+  /**
+   * May the plugin do `action` on `resource`, as its manifest, the operator's grants and the
+   * policy stand now? Audited. Actions:
+   * - `read` / `write` a host path: inside the plugin folder (read), a manifest grant, or an
+   *   operator path grant (write needs a writable one);
+   * - `connect` to `host[:port]`: a network capability covers it and the policy allows it;
+   * - `call` a `plugin.method` (or host method): declared and not revoked;
+   * - `scope` (filesystem, network, ...): the manifest declares it and the policy allows it.
+   */
+  checkCapability(pluginId: string, action: string, resource: string): { allowed: boolean; reason: string } {
+    const m = this.get(pluginId);
+    const decision = this.decide(m, action, resource);
+    this.audit.record({ who: 'controller', action: 'check', resource: `${pluginId}:${action}:${resource}`, result: decision.allowed ? 'allowed' : 'denied', reason: decision.reason });
+    return decision;
+  }
+
+  private decide(m: Managed, action: string, resource: string): { allowed: boolean; reason: string } {
+    const { manifest, pluginDir, grantedPaths } = m.loaded;
+    const id = manifest.id;
+    const violations = policyViolations(m.loaded, this.policy);
+    if (violations.length) return { allowed: false, reason: `the manifest breaks the policy (${violations.map((v) => `${v.path}: ${v.rule}`).join('; ')})` };
+    switch (action) {
+      case 'read':
+      case 'write': {
+        if (!path.isAbsolute(resource)) return { allowed: false, reason: `'${resource}' is not an absolute host path` };
+        let real: string;
+        try {
+          real = realpathSync(resource);
+        } catch {
+          real = path.resolve(resource);
+        }
+        const inside = (dir: string) => real === dir || real.startsWith(dir + path.sep);
+        const write = action === 'write';
+        if (!write && inside(pluginDir)) return { allowed: true, reason: `inside the plugin folder ${pluginDir} (read-only)` };
+        const byManifest = grantedPaths.find((g) => inside(g.hostPath) && (!write || g.writable));
+        if (byManifest) return { allowed: true, reason: `capability '${byManifest.capability}' grants ${byManifest.hostPath}${write ? ' for writing' : ''}` };
+        const byOperator = [...(this.pathGrants.get(id)?.values() ?? [])].find((g) => inside(g.hostPath) && (!write || g.writable));
+        if (byOperator) return { allowed: true, reason: `the operator granted ${byOperator.hostPath} at ${byOperator.containerPath}${write ? ' for writing' : ''} (policy rule ${byOperator.rule})` };
+        return { allowed: false, reason: `no manifest capability or operator grant covers ${real} for ${action}` };
+      }
+      case 'connect': {
+        const cap = manifest.capabilities.find((c) => c.scope === 'network' && c.hosts?.some((h) => hostCovered(h, resource)));
+        if (!cap) return { allowed: false, reason: `no network capability of the manifest covers '${resource}'` };
+        const p = policyAllowsHost(this.policy, resource, id);
+        return p.allowed ? { allowed: true, reason: `capability '${cap.id}' covers it; ${p.reason}` } : p;
+      }
+      case 'call': {
+        if (!manifest.coordination.consumesMethods.includes(resource)) return { allowed: false, reason: `'${resource}' is not declared under coordination.consumesMethods` };
+        if (this.hub.isRevoked(id, resource)) return { allowed: false, reason: `the operator revoked '${resource}'` };
+        return { allowed: true, reason: `declared under coordination.consumesMethods` };
+      }
+      case 'scope': {
+        const cap = manifest.capabilities.find((c) => c.scope === resource);
+        if (!cap) return { allowed: false, reason: `the manifest declares no capability of scope '${resource}'` };
+        return { allowed: true, reason: `capability '${cap.id}' (the policy allows the scope)` };
+      }
+      default:
+        return { allowed: false, reason: `unknown action '${action}' (read, write, connect, call, scope)` };
+    }
+  }
+
   call(target: string, method: string, data: unknown, timeoutMs?: number): Promise<unknown> {
     return this.hub.call(target, method, data, timeoutMs);
   }
@@ -561,9 +797,11 @@ export class PluginHost implements AsyncDisposable {
     delete m.oomKilled;
     const t0 = Date.now();
     try {
+      this.verifyAgain(m); // throws LM_SIGNATURE: the folder may have changed since load
       const runtime = runtimeImage(m.loaded.manifest.runtime);
       const compiled = await preparePluginImage(this.docker, runtime, m.loaded, { log: this.log, instance: this.opts.home.instance, ...(this.opts.progress ? { progress: this.opts.progress } : {}) });
       checkWritableGrants(m.loaded.grantedPaths, PLUGIN_UID, PLUGIN_GID);
+      const operatorGrants = this.recheckPathGrants(m); // throws LM_GRANT_PATH
       const socketDir = pluginSocketDir(this.opts.home, id);
       await this.hub.detachPlugin(id);
       await this.hub.attachPlugin(policyOf(m.loaded.manifest), path.join(socketDir, HUB_SOCKET_NAME));
@@ -579,6 +817,10 @@ export class PluginHost implements AsyncDisposable {
         name: `lm-${id}-${randomBytes(3).toString('hex')}`,
         ...(compiled ? { compiled } : {}),
       });
+      if (operatorGrants.length) {
+        spec.HostConfig!.Mounts = [...(spec.HostConfig!.Mounts ?? []), ...operatorGrants.map(grantMount)];
+        spec.Labels = { ...spec.Labels, [PATH_GRANTS_LABEL]: operatorGrants.map((g) => g.name).join(',') };
+      }
       const container = await PluginContainer.create(this.docker, spec, this.log.child({ plugin: id }));
       m.container = container;
       await container.attach(m.logs.writable('stdout'), m.logs.writable('stderr'));
@@ -597,10 +839,28 @@ export class PluginHost implements AsyncDisposable {
       this.log.info({ plugin: id, ms: m.startMs, total: Date.now() - t0 }, 'plugin ready');
     } catch (err) {
       const e = err instanceof LogoMeshError ? err : new LogoMeshError('LM_ENGINE_ERROR', (err as Error).message, {}, { cause: err });
+      this.audit.record({ who: 'controller', action: 'start', resource: id, result: 'failed', code: e.code, reason: e.message });
       m.state = 'failed';
       m.lastError = { code: e.code, message: e.message };
       await this.teardown(m);
       throw e;
+    }
+  }
+
+  /**
+   * Verify the plugin's signature again before each container is created: a folder changed
+   * after load (a file edited, added or removed) is refused at its next start or restart,
+   * not only at the next load. Audited either way.
+   */
+  private verifyAgain(m: Managed): void {
+    const id = m.loaded.manifest.id;
+    try {
+      const v = verifyPlugin(m.loaded, this.opts.policy);
+      this.audit.record({ who: 'controller', action: 'verify', resource: id, result: 'allowed', reason: v.status });
+    } catch (err) {
+      const e = err as LogoMeshError;
+      this.audit.record({ who: 'controller', action: 'verify', resource: id, result: 'denied', code: e.code ?? 'LM_SIGNATURE', reason: e.message });
+      throw err;
     }
   }
 
@@ -760,6 +1020,8 @@ export class PluginHost implements AsyncDisposable {
       }
       this.serialize(m, () => this.doStart(m)).catch((err: unknown) => {
         const e = err instanceof LogoMeshError ? { code: err.code, message: err.message } : { code: 'LM_ENGINE_ERROR', message: String(err) };
+        // A plugin refused by its signature stays refused: retrying cannot change its files back.
+        if (e.code === 'LM_SIGNATURE') return;
         void this.failed(m, e, false);
       });
     };
@@ -845,6 +1107,9 @@ export function pluginFolders(dir: string): string[] {
   }
   return folders;
 }
+
+/** The label naming the operator path grants a container was created with. */
+const PATH_GRANTS_LABEL = 'io.logomesh.path-grants';
 
 function delay(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms).unref());

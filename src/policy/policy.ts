@@ -1,9 +1,10 @@
 import type { KeyObject } from 'node:crypto';
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync, realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { formatIssue, LogoMeshError, type ManifestIssue } from '../errors.js';
 import { show } from '../manifest/schema.js';
+import type { CapabilityScope, FsPermission, Resources } from '../manifest/types.js';
 import { parseManifestSource } from '../manifest/source.js';
 import { keyIdOf, parsePublicKey } from '../signing/keys.js';
 import schema from './policy.schema.json' with { type: 'json' };
@@ -13,7 +14,9 @@ export { schema as policySchema };
 /**
  * The operator policy: what the operator requires of every plugin, whatever its manifest
  * says. One YAML or JSON file, validated whole against policy.schema.json. Today it holds
- * the signature rules; it is the place for later operator rules too.
+ * the signature rules, ceilings on the capabilities and resources a manifest may ask for,
+ * the hosts any plugin may be granted, and the host paths the operator may grant
+ * (decisions.ts applies them).
  */
 
 /** The environment variable naming the policy file when no --policy is given. */
@@ -35,14 +38,58 @@ export interface SignaturePolicy {
   readonly trustedKeys: readonly TrustedKey[];
 }
 
+/** Ceilings on what a manifest may ask for; an absent field is not limited. */
+export type CapabilityRules = {
+  /** The capability scopes a manifest may ask for; absent: any. */
+  readonly allowedScopes?: readonly CapabilityScope[];
+} & { readonly [K in keyof Resources]?: number };
+
+/** The resource fields a policy may put a ceiling on (the manifest's `resources`). */
+export const RESOURCE_CEILINGS = ['maxMemoryMB', 'maxCpuPercent', 'maxFileHandles', 'maxNetworkConnections', 'maxProcesses', 'maxTmpMB'] as const;
+
+/** A host path the operator may grant to plugins (`logomesh grant <plugin> path`). */
+export interface HostPathRule {
+  /** Real absolute path (symlinks resolved when the policy was loaded). */
+  readonly path: string;
+  /** As written in the policy. */
+  readonly declared: string;
+  readonly permissions: readonly FsPermission[];
+  /** Plugin ids it may be granted to; absent: any plugin. */
+  readonly plugins?: readonly string[];
+  /** JSON pointer of the rule in the policy file: `/hostPaths/<i>`. */
+  readonly at: string;
+}
+
+/** Rules for one plugin that replace the policy-wide ones. */
+export interface PluginOverride {
+  readonly capabilities?: CapabilityRules;
+  readonly hosts?: readonly string[];
+}
+
 export interface Policy {
   /** Absolute path of the policy file; absent for NO_POLICY. */
   readonly file?: string;
   readonly signatures: SignaturePolicy;
+  /** Capability and resource ceilings for every plugin (none by default). */
+  readonly capabilities: CapabilityRules;
+  /** The only hosts any plugin may be granted; absent: not limited by the policy. */
+  readonly hosts?: readonly string[];
+  /** The host paths the operator may grant (none by default: no host path can be granted). */
+  readonly hostPaths: readonly HostPathRule[];
+  /** Per-plugin overrides, by plugin id. */
+  readonly plugins: Readonly<Record<string, PluginOverride>>;
 }
 
-/** In force when no policy file is given: signatures are not required (a plugin.sig present is still checked). */
-export const NO_POLICY: Policy = Object.freeze({ signatures: Object.freeze({ required: false, trustedKeys: Object.freeze([]) }) });
+/**
+ * In force when no policy file is given: signatures are not required (a plugin.sig present
+ * is still checked), no ceilings, no host limit, and no host path can be granted.
+ */
+export const NO_POLICY: Policy = Object.freeze({
+  signatures: Object.freeze({ required: false, trustedKeys: Object.freeze([]) }),
+  capabilities: Object.freeze({}),
+  hostPaths: Object.freeze([]),
+  plugins: Object.freeze({}),
+});
 
 /** One problem in a policy file: the same shape as a manifest issue (file, JSON pointer, line, expected, found). */
 export type PolicyIssue = ManifestIssue;
@@ -114,7 +161,14 @@ export function loadPolicy(target: string): Policy {
   }
 
   const issues = validateAgainstPolicySchema(data);
-  const raw = data as { signatures: { required: boolean; trustedKeys: string[] } };
+  const raw = data as {
+    signatures: { required: boolean; trustedKeys: string[] };
+    capabilities?: CapabilityRules;
+    hosts?: string[];
+    hostPaths: { path: string; permissions: FsPermission[]; plugins?: string[] }[];
+    plugins: Record<string, PluginOverride>;
+  };
+  const hostPaths: HostPathRule[] = [];
   const trustedKeys: TrustedKey[] = [];
   if (issues.length === 0) {
     raw.signatures.trustedKeys.forEach((entry, i) => {
@@ -141,6 +195,30 @@ export function loadPolicy(target: string): Policy {
       if (trustedKeys.some((k) => k.keyId === keyId)) return; // the same key listed twice
       trustedKeys.push(Object.freeze({ keyId, key: parsed.key, source: keyFile ?? `${file} ${at}` }));
     });
+    raw.hostPaths.forEach((entry, i) => {
+      const at = `/hostPaths/${i}/path`;
+      if (!path.isAbsolute(entry.path)) {
+        issues.push({ path: at, expected: 'an absolute host path', found: JSON.stringify(entry.path), message: `expected an absolute host path, found ${JSON.stringify(entry.path)}` });
+        return;
+      }
+      let real: string;
+      try {
+        real = realpathSync(entry.path);
+      } catch (err) {
+        const found = `${entry.path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`;
+        issues.push({ path: at, expected: 'an existing host folder or file', found, message: `expected an existing host folder or file, found ${found}` });
+        return;
+      }
+      hostPaths.push(
+        Object.freeze({
+          path: real,
+          declared: entry.path,
+          permissions: Object.freeze([...entry.permissions]),
+          ...(entry.plugins ? { plugins: Object.freeze([...entry.plugins]) } : {}),
+          at: `/hostPaths/${i}`,
+        }),
+      );
+    });
     if (raw.signatures.required && raw.signatures.trustedKeys.length === 0) {
       issues.push({
         path: '/signatures/required',
@@ -155,9 +233,18 @@ export function loadPolicy(target: string): Policy {
     located.sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0));
     reject(located);
   }
+  const rules = (c?: CapabilityRules): CapabilityRules => Object.freeze({ ...c, ...(c?.allowedScopes ? { allowedScopes: Object.freeze([...c.allowedScopes]) } : {}) });
+  const plugins: Record<string, PluginOverride> = {};
+  for (const [id, o] of Object.entries(raw.plugins)) {
+    plugins[id] = Object.freeze({ ...(o.capabilities ? { capabilities: rules(o.capabilities) } : {}), ...(o.hosts ? { hosts: Object.freeze([...o.hosts]) } : {}) });
+  }
   return Object.freeze({
     file,
     signatures: Object.freeze({ required: raw.signatures.required, trustedKeys: Object.freeze(trustedKeys) }),
+    capabilities: rules(raw.capabilities),
+    ...(raw.hosts ? { hosts: Object.freeze([...raw.hosts]) } : {}),
+    hostPaths: Object.freeze(hostPaths),
+    plugins: Object.freeze(plugins),
   });
 }
 
@@ -188,6 +275,36 @@ function describe(err: ErrorObject): Issue {
       break;
     case 'minLength':
       expected = `at least ${String(p.limit)} character(s)`;
+      break;
+    case 'maxLength':
+      expected = `at most ${String(p.limit)} character(s)`;
+      break;
+    case 'enum':
+      expected = `one of ${(p.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}`;
+      break;
+    case 'pattern':
+      expected = (err.parentSchema as { description?: string }).description ?? `a string matching ${String(p.pattern)}`;
+      break;
+    case 'minimum':
+    case 'maximum': {
+      const s = err.parentSchema as { minimum?: number; maximum?: number };
+      expected = `an integer from ${s.minimum} to ${s.maximum}`;
+      break;
+    }
+    case 'required':
+      path = `${path}/${String(p.missingProperty)}`;
+      expected = `the field '${String(p.missingProperty)}'`;
+      found = 'nothing';
+      break;
+    case 'minItems':
+      expected = `at least ${String(p.limit)} item(s)`;
+      break;
+    case 'maxItems':
+      expected = `at most ${String(p.limit)} item(s)`;
+      break;
+    case 'propertyNames':
+      expected = 'plugin ids as keys (lowercase letters, digits and inner hyphens)';
+      found = `the key ${JSON.stringify(p.propertyName)}`;
       break;
     case 'uniqueItems':
       expected = 'no duplicate items';

@@ -1,0 +1,140 @@
+import path from 'node:path';
+import { LogoMeshError } from '../errors.js';
+import type { FsPermission, LoadedManifest } from '../manifest/types.js';
+import { RESOURCE_CEILINGS, type CapabilityRules, type HostPathRule, type Policy } from './policy.js';
+
+/**
+ * The policy's decisions about one plugin: which capability scopes, resources and hosts its
+ * manifest may ask for, and which host paths the operator may grant it. Pure functions of
+ * the policy and the manifest; the controller audits what they decide.
+ */
+
+/** One way a manifest goes beyond the policy. */
+export interface PolicyViolation {
+  /** JSON pointer into the manifest: `/capabilities/1/scope`, `/resources/maxMemoryMB`. */
+  readonly path: string;
+  /** The policy rule it breaks: `<policy file> /capabilities/allowedScopes`. */
+  readonly rule: string;
+  readonly expected: string;
+  readonly found: string;
+}
+
+/** The rules in force for one plugin: its override where it has one, else the policy-wide ones, each with where it is written. */
+function rulesFor(policy: Policy, pluginId: string): { capabilities: CapabilityRules; capAt: string; hosts?: readonly string[]; hostsAt: string } {
+  const o = Object.prototype.hasOwnProperty.call(policy.plugins, pluginId) ? policy.plugins[pluginId] : undefined;
+  const hosts = o?.hosts ?? policy.hosts;
+  return {
+    capabilities: o?.capabilities ?? policy.capabilities,
+    capAt: o?.capabilities ? `/plugins/${pluginId}/capabilities` : '/capabilities',
+    ...(hosts ? { hosts } : {}),
+    hostsAt: o?.hosts ? `/plugins/${pluginId}/hosts` : '/hosts',
+  };
+}
+
+function ruleName(policy: Policy, pointer: string): string {
+  return `${policy.file ?? '(no policy)'} ${pointer}`;
+}
+
+/** Every way `loaded`'s manifest asks for more than the policy allows; empty when it does not. */
+export function policyViolations(loaded: LoadedManifest, policy: Policy): PolicyViolation[] {
+  const { manifest } = loaded;
+  const r = rulesFor(policy, manifest.id);
+  const out: PolicyViolation[] = [];
+  const scopes = r.capabilities.allowedScopes;
+  manifest.capabilities.forEach((cap, i) => {
+    if (scopes && !scopes.includes(cap.scope)) {
+      out.push({
+        path: `/capabilities/${i}/scope`,
+        rule: ruleName(policy, `${r.capAt}/allowedScopes`),
+        expected: `a scope the policy allows (${scopes.join(', ') || 'none'})`,
+        found: `'${cap.scope}' (capability '${cap.id}')`,
+      });
+    }
+    if (cap.scope === 'network' && r.hosts) {
+      const allowed = r.hosts;
+      cap.hosts?.forEach((h, j) => {
+        if (!allowed.some((p) => hostCovered(p, h))) {
+          out.push({
+            path: `/capabilities/${i}/hosts/${j}`,
+            rule: ruleName(policy, r.hostsAt),
+            expected: `a host the policy allows (${allowed.join(', ') || 'none'})`,
+            found: `'${h}'`,
+          });
+        }
+      });
+    }
+  });
+  for (const field of RESOURCE_CEILINGS) {
+    const ceiling = r.capabilities[field];
+    const asked = manifest.resources[field];
+    if (ceiling !== undefined && asked > ceiling) {
+      out.push({ path: `/resources/${field}`, rule: ruleName(policy, `${r.capAt}/${field}`), expected: `at most ${ceiling}`, found: String(asked) });
+    }
+  }
+  return out;
+}
+
+/** Refuse a plugin whose manifest asks for more than the policy allows. Throws LM_POLICY_DENIED naming every violation. */
+export function enforcePolicy(loaded: LoadedManifest, policy: Policy): void {
+  const v = policyViolations(loaded, policy);
+  if (v.length === 0) return;
+  const id = loaded.manifest.id;
+  const lines = v.map((x) => `${loaded.file} ${x.path}: expected ${x.expected}, found ${x.found} (policy rule ${x.rule})`);
+  throw new LogoMeshError('LM_POLICY_DENIED', `plugin ${id} refused by the policy:\n${lines.join('\n')}`, {
+    plugin: id,
+    file: loaded.file,
+    path: v[0]!.path,
+    expected: v[0]!.expected,
+    found: v[0]!.found,
+    rule: v[0]!.rule,
+    violations: v,
+    ...(policy.file ? { policy: policy.file } : {}),
+  });
+}
+
+function splitHost(pattern: string): { host: string; port?: string } {
+  const i = pattern.lastIndexOf(':');
+  return i < 0 ? { host: pattern.toLowerCase() } : { host: pattern.slice(0, i).toLowerCase(), port: pattern.slice(i + 1) };
+}
+
+/**
+ * Does the policy pattern cover the requested host (itself a pattern, from a manifest, or a
+ * concrete `host[:port]`)? `*.example.com` covers every name below example.com (not
+ * example.com itself) and every narrower wildcard; a pattern without a port covers every
+ * port, one with a port only that port.
+ */
+export function hostCovered(pattern: string, requested: string): boolean {
+  const p = splitHost(pattern);
+  const r = splitHost(requested);
+  if (p.port !== undefined && p.port !== r.port) return false;
+  if (p.host.startsWith('*.')) {
+    const suffix = p.host.slice(1);
+    const name = r.host.startsWith('*.') ? r.host.slice(1) : r.host;
+    return name.endsWith(suffix) && name.length > suffix.length;
+  }
+  return !r.host.startsWith('*.') && p.host === r.host;
+}
+
+/**
+ * May `host` (`name[:port]`, or a pattern) be granted to a plugin at all? With no host
+ * rule in the policy, yes; otherwise only if one of the rules in force for the plugin (its
+ * override, else the policy-wide list) covers it.
+ */
+export function policyAllowsHost(policy: Policy, host: string, pluginId?: string): { allowed: boolean; reason: string } {
+  const r = pluginId === undefined ? { hosts: policy.hosts, hostsAt: '/hosts' } : rulesFor(policy, pluginId);
+  if (!r.hosts) return { allowed: true, reason: 'the policy does not limit hosts' };
+  const match = r.hosts.find((p) => hostCovered(p, host));
+  return match
+    ? { allowed: true, reason: `covered by '${match}' (policy rule ${ruleName(policy, r.hostsAt)})` }
+    : { allowed: false, reason: `'${host}' is not covered by the policy's hosts (${r.hosts.join(', ') || 'none'}; policy rule ${ruleName(policy, r.hostsAt)})` };
+}
+
+/**
+ * The policy's hostPaths rule that lets the operator grant `realPath` (already resolved)
+ * with `permission` to `pluginId`, if any.
+ */
+export function hostPathRuleFor(policy: Policy, pluginId: string, realPath: string, permission: FsPermission): HostPathRule | undefined {
+  return policy.hostPaths.find(
+    (h) => (realPath === h.path || realPath.startsWith(h.path.endsWith(path.sep) ? h.path : h.path + path.sep)) && h.permissions.includes(permission) && (!h.plugins || h.plugins.includes(pluginId)),
+  );
+}
