@@ -69,8 +69,8 @@ interface PluginSlot {
   /** Token bucket for the rate limit. */
   tokens: number;
   refilledAt: number;
-  /** Last time a rate-limit violation was audited (one entry a second at most). */
-  limitedAuditAt: number;
+  /** Last time each kind of violation was audited (one entry a second at most for each). */
+  auditedAt: Map<string, number>;
   ready: boolean;
   methods: string[];
 }
@@ -163,7 +163,7 @@ export class Hub extends EventEmitter {
     chmodSync(path.dirname(socketPath), 0o755);
     rmSync(socketPath, { force: true });
     const server = createServer((_req, res) => res.writeHead(426).end('WebSocket only\n'));
-    const slot: PluginSlot = { policy, socketPath, server, ready: false, methods: [], tokens: this.rate * 2, refilledAt: Date.now(), limitedAuditAt: 0 };
+    const slot: PluginSlot = { policy, socketPath, server, ready: false, methods: [], tokens: this.rate * 2, refilledAt: Date.now(), auditedAt: new Map() };
     server.on('upgrade', (req, socket, head) => {
       if (!isV1(req)) return reject(socket, 404, 'LM_PROTOCOL: connect to /v1');
       this.wss.handleUpgrade(req, socket, head, (ws) => this.acceptPlugin(slot, ws));
@@ -337,7 +337,12 @@ export class Hub extends EventEmitter {
       this.dropPeer(id, peer);
       this.emit('disconnected', id);
     });
-    ws.on('error', (err) => this.log.debug({ plugin: id, err: err.message }, 'plugin socket error'));
+    ws.on('error', (err: Error & { code?: string }) => {
+      this.log.debug({ plugin: id, err: err.message }, 'plugin socket error');
+      // ws closes the connection after this (1009 for a frame over the hard limit, 1002/1007 otherwise).
+      const code: ErrorCode = err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' ? 'LM_MESSAGE_TOO_LARGE' : 'LM_PROTOCOL';
+      this.violation(slot, code, `connection closed: ${err.message}`, 'closed');
+    });
   }
 
   private acceptHost(ws: WebSocket): void {
@@ -387,6 +392,7 @@ export class Hub extends EventEmitter {
     if (!parsed.ok) {
       this.log.debug({ from: peer.id, error: parsed.error }, 'frame refused');
       peer.send({ type: 'error', id: this.nextId(), ...(parsed.id ? { correlationId: parsed.id } : {}), error: parsed.error });
+      if (slot) this.violation(slot, parsed.error.code as ErrorCode, `frame refused: ${parsed.error.message}`);
       return;
     }
     const msg = parsed.msg;
@@ -410,11 +416,17 @@ export class Hub extends EventEmitter {
       slot.tokens -= 1;
       return true;
     }
-    if (now - slot.limitedAuditAt > 1_000) {
-      slot.limitedAuditAt = now;
-      this.audit({ who: slot.policy.id, action: 'violation', resource: 'hub', result: 'denied', code: 'LM_RATE_LIMITED', reason: `more than ${this.rate} messages/s` });
-    }
+    this.violation(slot, 'LM_RATE_LIMITED', `more than ${this.rate} messages/s`);
     return false;
+  }
+
+  /** Audit a plugin breaking the protocol or a limit: one entry a second at most per plugin and kind. */
+  private violation(slot: PluginSlot, code: ErrorCode, reason: string, kind = ''): void {
+    const key = `${code}${kind}`;
+    const now = Date.now();
+    if (now - (slot.auditedAt.get(key) ?? 0) <= 1_000) return;
+    slot.auditedAt.set(key, now);
+    this.audit({ who: slot.policy.id, action: 'violation', resource: 'hub', result: 'denied', code, reason });
   }
 
   /** Take a declared method away from a plugin at once (calls in flight finish). */

@@ -248,7 +248,7 @@ describe('hub limits, revocations and audit', () => {
   beforeEach(async () => {
     dir = mkdtempSync(path.join(os.tmpdir(), 'lm-hub-'));
     audit.length = 0;
-    hub = new Hub({ log: silentLogger, token: 'secret-token', rateLimit: 100, maxInFlight: 3, audit: (e) => audit.push(e) });
+    hub = new Hub({ log: silentLogger, token: 'secret-token', rateLimit: 100, maxInFlight: 3, maxMessageBytes: 64 * 1024, audit: (e) => audit.push(e) });
     await hub.attachPlugin(policy('alpha', [], ['beta.echo', 'beta.never'], true), sock('alpha'));
     await hub.attachPlugin(policy('beta', ['echo', 'never']), sock('beta'));
   });
@@ -273,6 +273,36 @@ describe('hub limits, revocations and audit', () => {
     expect(limited.success).toBe(false);
     expect(audit.some((e) => e.code === 'LM_RATE_LIMITED' && e.who === 'alpha')).toBe(true);
     expect(await hub.call('beta', 'echo', 'still here')).toBe('still here');
+  });
+
+  it('refused frames are audited as violations, at most one entry a second per plugin and code', async () => {
+    const a = await connect('alpha', []);
+    const b = await connect('beta', ['echo', 'never']);
+    const violations = () => audit.filter((e) => e.action === 'violation').map((e) => `${e.who} ${e.resource} ${e.result} ${e.code}`);
+    for (let i = 0; i < 5; i++) a.raw('not json');
+    a.raw(Buffer.from([1, 2, 3]));
+    b.raw('[1]');
+    a.raw(JSON.stringify({ type: 'event', id: 'big', topic: 'x', data: 'x'.repeat(70 * 1024) }));
+    for (let i = 0; i < 7; i++) await a.next((m) => m.type === 'error');
+    await b.next((m) => m.type === 'error');
+    expect(violations().sort()).toEqual(['alpha hub denied LM_MESSAGE_TOO_LARGE', 'alpha hub denied LM_PROTOCOL', 'beta hub denied LM_PROTOCOL']);
+    expect(audit.find((e) => e.who === 'alpha' && e.code === 'LM_PROTOCOL')?.reason).toContain('not JSON');
+    await new Promise((r) => setTimeout(r, 1_050));
+    a.raw('still not json');
+    await a.next((m) => m.type === 'error');
+    expect(violations().filter((v) => v === 'alpha hub denied LM_PROTOCOL')).toHaveLength(2);
+  });
+
+  it('a connection closed for a frame over the hard limit is audited too', async () => {
+    const a = await connect('alpha', []);
+    a.raw(JSON.stringify({ type: 'event', id: 'big', topic: 'x', data: 'x'.repeat(70 * 1024) }));
+    await a.next((m) => m.type === 'error');
+    const closed = new Promise<number>((resolve) => a.ws.once('close', (code) => resolve(code)));
+    a.raw('x'.repeat(64 * 1024 * 16 + 10));
+    expect(await closed).toBe(1009);
+    const tooLarge = audit.filter((e) => e.who === 'alpha' && e.action === 'violation' && e.code === 'LM_MESSAGE_TOO_LARGE');
+    expect(tooLarge).toHaveLength(2);
+    expect(tooLarge[1]).toMatchObject({ resource: 'hub', result: 'denied', reason: expect.stringContaining('connection closed') });
   });
 
   it('answers are never rate limited: a busy plugin still answers every call', async () => {
