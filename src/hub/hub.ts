@@ -391,6 +391,8 @@ export class Hub extends EventEmitter {
     const parsed = parseFrame(raw, isBinary, this.maxBytes);
     if (!parsed.ok) {
       this.log.debug({ from: peer.id, error: parsed.error }, 'frame refused');
+      // Garbage costs a token like any message, so it cannot be sent faster than the limit.
+      if (slot && !this.takeToken(slot)) return;
       peer.send({ type: 'error', id: this.nextId(), ...(parsed.id ? { correlationId: parsed.id } : {}), error: parsed.error });
       if (slot) this.violation(slot, parsed.error.code as ErrorCode, `frame refused: ${parsed.error.message}`);
       return;
