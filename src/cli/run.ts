@@ -34,7 +34,7 @@ export async function runCommand(targets: string[], io: CliIo, log: Logger, poli
   for (const l of loaded) {
     if (abort.signal.aborted) break;
     const { id } = l.manifest;
-    const result = await runPlugin({ docker, loaded: l, instance, stdout: io.stdout, stderr: io.stderr, log, signal: abort.signal, progress: io.stderr });
+    const result = await runPlugin({ docker, loaded: l, instance, stdout: io.stdout, stderr: io.stderr, log, signal: abort.signal, progress: io.stderr, policy });
     if (result.interrupted) {
       const err = new LogoMeshError('LM_INTERRUPTED', `plugin ${id} was stopped by ${abort.received ?? 'a signal'}; its container was removed`, { plugin: id });
       io.err(`${err.code}: ${err.message}`);

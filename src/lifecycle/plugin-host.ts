@@ -9,7 +9,9 @@ import { Hub, type HostMethod } from '../hub/hub.js';
 import type { Logger } from '../log.js';
 import { findManifest, loadManifest, type LoadedManifest } from '../manifest/index.js';
 import { resolvePolicy, type Policy } from '../policy/policy.js';
-import { enforcePolicy, hostCovered, hostPathRuleFor, policyAllowsHost, policyViolations } from '../policy/decisions.js';
+import { resolveRuntime } from '../sandbox/oci-runtime.js';
+import { pluginSeccompProfile } from '../sandbox/seccomp.js';
+import { enforcePolicy, ociRuntimeFor, hostCovered, hostPathRuleFor, policyAllowsHost, policyViolations } from '../policy/decisions.js';
 import { GRANTS_MOUNT, grantMount, overlaps, parseGrantTarget, realPathOf, recheckGrant, type PathGrant } from './path-grants.js';
 import { verifyPlugin } from '../signing/signature.js';
 import { PLUGIN_GID, PLUGIN_UID, runtimeImage } from '../runtimes/index.js';
@@ -802,6 +804,7 @@ export class PluginHost implements AsyncDisposable {
       const compiled = await preparePluginImage(this.docker, runtime, m.loaded, { log: this.log, instance: this.opts.home.instance, ...(this.opts.progress ? { progress: this.opts.progress } : {}) });
       checkWritableGrants(m.loaded.grantedPaths, PLUGIN_UID, PLUGIN_GID);
       const operatorGrants = this.recheckPathGrants(m); // throws LM_GRANT_PATH
+      const ociRuntime = await resolveRuntime(this.docker, ociRuntimeFor(this.policy, m.loaded), id); // throws LM_RUNTIME_ISOLATION
       const socketDir = pluginSocketDir(this.opts.home, id);
       await this.hub.detachPlugin(id);
       await this.hub.attachPlugin(policyOf(m.loaded.manifest), path.join(socketDir, HUB_SOCKET_NAME));
@@ -816,6 +819,8 @@ export class PluginHost implements AsyncDisposable {
         hubSocketDir: socketDir,
         name: `lm-${id}-${randomBytes(3).toString('hex')}`,
         ...(compiled ? { compiled } : {}),
+        seccompProfile: pluginSeccompProfile(network !== undefined, m.loaded.manifest.security.syscalls),
+        ...(ociRuntime ? { ociRuntime } : {}),
       });
       if (operatorGrants.length) {
         spec.HostConfig!.Mounts = [...(spec.HostConfig!.Mounts ?? []), ...operatorGrants.map(grantMount)];

@@ -2,6 +2,7 @@ import path from 'node:path';
 import type { ManifestIssue } from '../errors.js';
 import type { GrantedPath } from './types.js';
 import { resolveInside, staticPart } from './paths.js';
+import { deniedSyscalls } from '../sandbox/seccomp.js';
 
 type Issue = Omit<ManifestIssue, 'file'>;
 
@@ -22,6 +23,18 @@ export function checkSemantics(data: unknown, pluginDir: string, manifestFile: s
 
   if (typeof data.entrypoint === 'string' && data.entrypoint.length > 0) {
     checkEntrypoint(data.entrypoint, pluginDir, issues);
+  }
+
+  // Only a system call LogoMesh's seccomp profile denies can be asked for: the others are
+  // either allowed already or denied by the engine's own allowlist for good.
+  const security = isObject(data.security) ? data.security : {};
+  if (Array.isArray(security.syscalls)) {
+    const denied = deniedSyscalls();
+    security.syscalls.forEach((name, j) => {
+      if (typeof name === 'string' && /^[a-z][a-z0-9_]{0,63}$/.test(name) && !denied.includes(name)) {
+        issues.push(issue('LM_MANIFEST_INVALID', `/security/syscalls/${j}`, `a system call LogoMesh's seccomp profile denies (${denied.join(', ')})`, JSON.stringify(name)));
+      }
+    });
   }
 
   const caps = Array.isArray(data.capabilities) ? data.capabilities : [];

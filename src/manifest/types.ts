@@ -20,6 +20,15 @@ export interface Resources {
   readonly maxTmpMB: number;
 }
 
+/** 1: process isolation; 2: and capabilities (both always provided); 3: a sandboxing OCI runtime. */
+export type IsolationLevel = 1 | 2 | 3;
+
+export interface Security {
+  /** System calls on LogoMesh's seccomp deny list that the plugin needs; the policy must allow each. */
+  readonly syscalls: readonly string[];
+  readonly isolationLevel: IsolationLevel;
+}
+
 export interface Dependencies {
   readonly system: readonly string[];
   readonly plugins: readonly string[];
@@ -59,6 +68,7 @@ export interface Manifest {
   readonly entrypoint: string;
   readonly capabilities: readonly Capability[];
   readonly resources: Resources;
+  readonly security: Security;
   readonly dependencies: Dependencies;
   readonly coordination: Coordination;
   readonly health: Health;

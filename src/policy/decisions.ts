@@ -20,10 +20,13 @@ export interface PolicyViolation {
 }
 
 /** The rules in force for one plugin: its override where it has one, else the policy-wide ones, each with where it is written. */
-function rulesFor(policy: Policy, pluginId: string): { capabilities: CapabilityRules; capAt: string; hosts?: readonly string[]; hostsAt: string } {
+function rulesFor(policy: Policy, pluginId: string): { capabilities: CapabilityRules; capAt: string; hosts?: readonly string[]; hostsAt: string; runtime?: string; runtimeAt: string } {
   const o = Object.prototype.hasOwnProperty.call(policy.plugins, pluginId) ? policy.plugins[pluginId] : undefined;
   const hosts = o?.hosts ?? policy.hosts;
+  const runtime = o?.isolation ? o.isolation.runtime : policy.isolation?.runtime;
   return {
+    ...(runtime ? { runtime } : {}),
+    runtimeAt: o?.isolation ? `/plugins/${pluginId}/isolation/runtime` : '/isolation/runtime',
     capabilities: o?.capabilities ?? policy.capabilities,
     capAt: o?.capabilities ? `/plugins/${pluginId}/capabilities` : '/capabilities',
     ...(hosts ? { hosts } : {}),
@@ -64,6 +67,27 @@ export function policyViolations(loaded: LoadedManifest, policy: Policy): Policy
       });
     }
   });
+  // Unlike the other ceilings, an absent list allows nothing: no policy, no extra system call.
+  const syscalls = r.capabilities.allowedSyscalls ?? [];
+  manifest.security.syscalls.forEach((name, j) => {
+    if (!syscalls.includes(name)) {
+      out.push({
+        path: `/security/syscalls/${j}`,
+        rule: ruleName(policy, `${r.capAt}/allowedSyscalls`),
+        expected: `a system call the policy allows (${syscalls.join(', ') || 'none'})`,
+        found: `'${name}'`,
+      });
+    }
+  });
+  const oci = ociRuntimeFor(policy, loaded);
+  if (manifest.security.isolationLevel === 3 && !oci.sandboxing) {
+    out.push({
+      path: '/security/isolationLevel',
+      rule: oci.rule,
+      expected: `a sandboxing OCI runtime for isolation level 3 (not ${PLAIN_RUNTIMES.join(', ')})`,
+      found: `'${oci.runtime ?? 'the engine default'}'`,
+    });
+  }
   for (const field of RESOURCE_CEILINGS) {
     const ceiling = r.capabilities[field];
     const asked = manifest.resources[field];
@@ -137,4 +161,34 @@ export function hostPathRuleFor(policy: Policy, pluginId: string, realPath: stri
   return policy.hostPaths.find(
     (h) => (realPath === h.path || realPath.startsWith(h.path.endsWith(path.sep) ? h.path : h.path + path.sep)) && h.permissions.includes(permission) && (!h.plugins || h.plugins.includes(pluginId)),
   );
+}
+
+/** OCI runtimes that run containers as ordinary processes on the host kernel: isolation levels 1 and 2 only. */
+export const PLAIN_RUNTIMES = ['runc', 'crun', 'youki', 'io.containerd.runc.v2', 'io.containerd.runtime.v1.linux'] as const;
+
+/** The runtime an isolation level 3 plugin gets when the policy names none: gVisor. */
+export const DEFAULT_SANDBOX_RUNTIME = 'runsc';
+
+/** The OCI runtime a plugin's containers run with, and why. */
+export interface OciRuntimeDecision {
+  /** The engine's runtime name for HostConfig.Runtime; absent: the engine's default. */
+  readonly runtime?: string;
+  /** Not one of PLAIN_RUNTIMES (the engine's default counts as plain). */
+  readonly sandboxing: boolean;
+  /** Where it comes from: the policy rule, or the manifest's isolation level. */
+  readonly rule: string;
+}
+
+/**
+ * The OCI runtime for a plugin: the policy's isolation.runtime (its override, else the
+ * policy-wide one); with none, DEFAULT_SANDBOX_RUNTIME for a manifest that asks for
+ * isolation level 3, else the engine's default. Pure: whether the engine has it is checked
+ * when the container is created (sandbox/oci-runtime.ts).
+ */
+export function ociRuntimeFor(policy: Policy, loaded: LoadedManifest): OciRuntimeDecision {
+  const r = rulesFor(policy, loaded.manifest.id);
+  const plain = (name: string) => (PLAIN_RUNTIMES as readonly string[]).includes(name);
+  if (r.runtime) return { runtime: r.runtime, sandboxing: !plain(r.runtime), rule: ruleName(policy, r.runtimeAt) };
+  if (loaded.manifest.security.isolationLevel === 3) return { runtime: DEFAULT_SANDBOX_RUNTIME, sandboxing: true, rule: `${loaded.file} /security/isolationLevel` };
+  return { sandboxing: false, rule: ruleName(policy, r.runtimeAt) };
 }

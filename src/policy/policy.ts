@@ -6,6 +6,7 @@ import { formatIssue, LogoMeshError, type ManifestIssue } from '../errors.js';
 import { show } from '../manifest/schema.js';
 import type { CapabilityScope, FsPermission, Resources } from '../manifest/types.js';
 import { parseManifestSource } from '../manifest/source.js';
+import { deniedSyscalls } from '../sandbox/seccomp.js';
 import { keyIdOf, parsePublicKey } from '../signing/keys.js';
 import schema from './policy.schema.json' with { type: 'json' };
 
@@ -42,6 +43,8 @@ export interface SignaturePolicy {
 export type CapabilityRules = {
   /** The capability scopes a manifest may ask for; absent: any. */
   readonly allowedScopes?: readonly CapabilityScope[];
+  /** System calls on LogoMesh's seccomp deny list a manifest may ask for; absent: none. */
+  readonly allowedSyscalls?: readonly string[];
 } & { readonly [K in keyof Resources]?: number };
 
 /** The resource fields a policy may put a ceiling on (the manifest's `resources`). */
@@ -60,10 +63,17 @@ export interface HostPathRule {
   readonly at: string;
 }
 
+/** How plugin containers are isolated beyond LogoMesh's defaults. */
+export interface IsolationRules {
+  /** The OCI runtime the engine runs the containers with (HostConfig.Runtime); absent: the engine's default. */
+  readonly runtime?: string;
+}
+
 /** Rules for one plugin that replace the policy-wide ones. */
 export interface PluginOverride {
   readonly capabilities?: CapabilityRules;
   readonly hosts?: readonly string[];
+  readonly isolation?: IsolationRules;
 }
 
 export interface Policy {
@@ -74,6 +84,8 @@ export interface Policy {
   readonly capabilities: CapabilityRules;
   /** The only hosts any plugin may be granted; absent: not limited by the policy. */
   readonly hosts?: readonly string[];
+  /** The OCI runtime for every plugin; absent: the engine's default. */
+  readonly isolation?: IsolationRules;
   /** The host paths the operator may grant (none by default: no host path can be granted). */
   readonly hostPaths: readonly HostPathRule[];
   /** Per-plugin overrides, by plugin id. */
@@ -165,6 +177,7 @@ export function loadPolicy(target: string): Policy {
     signatures: { required: boolean; trustedKeys: string[] };
     capabilities?: CapabilityRules;
     hosts?: string[];
+    isolation?: IsolationRules;
     hostPaths: { path: string; permissions: FsPermission[]; plugins?: string[] }[];
     plugins: Record<string, PluginOverride>;
   };
@@ -219,6 +232,15 @@ export function loadPolicy(target: string): Policy {
         }),
       );
     });
+    const denied = deniedSyscalls();
+    const checkSyscalls = (c: CapabilityRules | undefined, at: string) =>
+      c?.allowedSyscalls?.forEach((name, j) => {
+        if (denied.includes(name)) return;
+        const expected = `a system call LogoMesh's seccomp profile denies (${denied.join(', ')})`;
+        issues.push({ path: `${at}/allowedSyscalls/${j}`, expected, found: JSON.stringify(name), message: `expected ${expected}, found ${JSON.stringify(name)}` });
+      });
+    checkSyscalls(raw.capabilities, '/capabilities');
+    for (const [id, o] of Object.entries(raw.plugins)) checkSyscalls(o.capabilities, `/plugins/${id}/capabilities`);
     if (raw.signatures.required && raw.signatures.trustedKeys.length === 0) {
       issues.push({
         path: '/signatures/required',
@@ -233,16 +255,22 @@ export function loadPolicy(target: string): Policy {
     located.sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0));
     reject(located);
   }
-  const rules = (c?: CapabilityRules): CapabilityRules => Object.freeze({ ...c, ...(c?.allowedScopes ? { allowedScopes: Object.freeze([...c.allowedScopes]) } : {}) });
+  const rules = (c?: CapabilityRules): CapabilityRules =>
+    Object.freeze({
+      ...c,
+      ...(c?.allowedScopes ? { allowedScopes: Object.freeze([...c.allowedScopes]) } : {}),
+      ...(c?.allowedSyscalls ? { allowedSyscalls: Object.freeze([...c.allowedSyscalls]) } : {}),
+    });
   const plugins: Record<string, PluginOverride> = {};
   for (const [id, o] of Object.entries(raw.plugins)) {
-    plugins[id] = Object.freeze({ ...(o.capabilities ? { capabilities: rules(o.capabilities) } : {}), ...(o.hosts ? { hosts: Object.freeze([...o.hosts]) } : {}) });
+    plugins[id] = Object.freeze({ ...(o.capabilities ? { capabilities: rules(o.capabilities) } : {}), ...(o.hosts ? { hosts: Object.freeze([...o.hosts]) } : {}), ...(o.isolation ? { isolation: Object.freeze({ ...o.isolation }) } : {}) });
   }
   return Object.freeze({
     file,
     signatures: Object.freeze({ required: raw.signatures.required, trustedKeys: Object.freeze(trustedKeys) }),
     capabilities: rules(raw.capabilities),
     ...(raw.hosts ? { hosts: Object.freeze([...raw.hosts]) } : {}),
+    ...(raw.isolation ? { isolation: Object.freeze({ ...raw.isolation }) } : {}),
     hostPaths: Object.freeze(hostPaths),
     plugins: Object.freeze(plugins),
   });

@@ -23,6 +23,11 @@ export interface SpecInput {
    */
   readonly seccompProfile?: string;
   /**
+   * The OCI runtime the engine runs the container with (HostConfig.Runtime), already checked
+   * against the engine's runtimes (oci-runtime.ts). Absent: the engine's default.
+   */
+  readonly ociRuntime?: string;
+  /**
    * For a plugin with network capabilities: its own internal network, shared only with the
    * egress proxy, and the proxy variables (sandbox/egress.ts). Absent: network mode none.
    */
@@ -108,6 +113,7 @@ export function containerSpec(input: SpecInput): ContainerCreateOptions {
       // LogoMesh's seccomp profile, not the engine's default: see docs/security.md#seccomp.
       SecurityOpt: ['no-new-privileges:true', seccompSecurityOpt(input.seccompProfile ?? seccompProfile(seccompVariant(networkMode)))],
       Privileged: false,
+      ...(input.ociRuntime ? { Runtime: input.ociRuntime } : {}),
       NetworkMode: networkMode,
       // No name resolution for a networked plugin: the engine's resolver forwards to a dead
       // address, so names (and DNS exfiltration) fail; the proxy resolves the hosts it allows.

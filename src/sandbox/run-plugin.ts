@@ -8,7 +8,11 @@ import type { Logger } from '../log.js';
 import type { LoadedManifest } from '../manifest/types.js';
 import { PLUGIN_GID, PLUGIN_UID, runtimeImage } from '../runtimes/index.js';
 import { checkWritableGrants } from './writable-grants.js';
+import { enforcePolicy, ociRuntimeFor } from '../policy/decisions.js';
+import { NO_POLICY, type Policy } from '../policy/policy.js';
 import { containerSpec } from './container-spec.js';
+import { resolveRuntime } from './oci-runtime.js';
+import { pluginSeccompProfile } from './seccomp.js';
 import { Egress, isNetworked, type EgressAttachment } from './egress.js';
 import { PluginContainer } from './plugin-container.js';
 import { preparePluginImage } from './plugin-image.js';
@@ -31,6 +35,11 @@ export interface RunOptions {
    * for this run and removed after it.
    */
   readonly egress?: Egress;
+  /**
+   * The operator policy: checked again here (LM_POLICY_DENIED), and it decides the system
+   * calls allowed beyond the profile and the OCI runtime. Default: NO_POLICY.
+   */
+  readonly policy?: Policy;
 }
 
 export interface RunResult {
@@ -54,6 +63,9 @@ export async function runPlugin(opts: RunOptions): Promise<RunResult> {
   const compiled = await preparePluginImage(docker, runtime, loaded, { log, ...(opts.progress ? { progress: opts.progress } : {}) });
   if (opts.signal?.aborted) return { exitCode: 130, oomKilled: false, interrupted: true, containerId: '', runMs: 0 };
   checkWritableGrants(loaded.grantedPaths, PLUGIN_UID, PLUGIN_GID);
+  const policy = opts.policy ?? NO_POLICY;
+  enforcePolicy(loaded, policy); // throws LM_POLICY_DENIED: security.syscalls are allowed only through it
+  const ociRuntime = await resolveRuntime(docker, ociRuntimeFor(policy, loaded), loaded.manifest.id); // throws LM_RUNTIME_ISOLATION
 
   // A plugin with network capabilities: its own network to the egress proxy, removed after the run.
   let egress = opts.egress;
@@ -78,7 +90,15 @@ export async function runPlugin(opts: RunOptions): Promise<RunResult> {
   // Declared after the cleanup, so it is disposed first: the network is removed once the container is gone.
   await using container = await PluginContainer.create(
     docker,
-    containerSpec({ loaded, runtime, instance: opts.instance, ...(compiled ? { compiled } : {}), ...(network ? { network } : {}) }),
+    containerSpec({
+      loaded,
+      runtime,
+      instance: opts.instance,
+      ...(compiled ? { compiled } : {}),
+      ...(network ? { network } : {}),
+      seccompProfile: pluginSeccompProfile(network !== undefined, loaded.manifest.security.syscalls),
+      ...(ociRuntime ? { ociRuntime } : {}),
+    }),
     log,
   );
   let interrupted = false;

@@ -107,3 +107,55 @@ export function seccompSecurityOpt(profileText: string): string {
   }
   return `seccomp=${profileText}`;
 }
+
+/** The comment that marks LogoMesh's deny rule in its profiles (images/seccomp/derive.mjs writes it). */
+const DENY_RULE_COMMENT = 'LogoMesh: never needed by a plugin';
+
+function denyRuleIndex(profile: SeccompProfile): number {
+  return profile.syscalls.findIndex((r) => r.action === 'SCMP_ACT_ERRNO' && typeof r.comment === 'string' && r.comment.startsWith(DENY_RULE_COMMENT));
+}
+
+let deniedCache: readonly string[] | undefined;
+
+/**
+ * The system calls LogoMesh's profiles deny with EPERM: the only ones a manifest may ask
+ * for (security.syscalls) and a policy may allow (capabilities.allowedSyscalls). Read
+ * from the profile's deny rule, the one place the list lives once derived.
+ */
+export function deniedSyscalls(): readonly string[] {
+  if (deniedCache === undefined) {
+    const profile = JSON.parse(seccompProfile('network')) as SeccompProfile;
+    const i = denyRuleIndex(profile);
+    if (i < 0) throw new LogoMeshError('LM_SECCOMP_PROFILE', `the seccomp profile ${path.join(SECCOMP_DIR, SECCOMP_FILES.network)} has no LogoMesh deny rule; reinstall LogoMesh or restore images/seccomp/`, {});
+    deniedCache = Object.freeze([...profile.syscalls[i]!.names]);
+  }
+  return deniedCache;
+}
+
+/**
+ * A profile with `syscalls` taken out of LogoMesh's deny rule and allowed, without
+ * conditions: what a plugin whose manifest asks for them, and whose policy allows them,
+ * runs with. Pure: the same profile text and names always give the same text (names are
+ * sorted). Every name must be in the deny rule (LM_SECCOMP_PROFILE otherwise: a caller
+ * that skipped validation). No names: the profile unchanged.
+ */
+export function profileAllowing(profileText: string, syscalls: readonly string[]): string {
+  if (syscalls.length === 0) return profileText;
+  const profile = parseSeccompProfile(profileText, '(profile text)');
+  const i = denyRuleIndex(profile);
+  const rule = profile.syscalls[i];
+  const names = [...new Set(syscalls)].sort();
+  const missing = rule ? names.filter((n) => !rule.names.includes(n)) : names;
+  if (!rule || missing.length > 0) {
+    throw new LogoMeshError('LM_SECCOMP_PROFILE', `cannot allow ${missing.join(', ')}: not on the profile's LogoMesh deny list`, { found: missing.join(', ') });
+  }
+  const kept = rule.names.filter((n) => !names.includes(n));
+  const syscallsOut: SeccompRule[] = profile.syscalls.flatMap((r, j) => (j !== i ? [r] : kept.length > 0 ? [{ ...r, names: kept }] : []));
+  syscallsOut.push({ names, action: 'SCMP_ACT_ALLOW', args: [], comment: 'LogoMesh: requested by the manifest (security.syscalls) and allowed by the operator policy', includes: {}, excludes: {} });
+  return JSON.stringify({ ...profile, syscalls: syscallsOut });
+}
+
+/** The profile for a plugin's container: its variant's, with the system calls its manifest asks for (and its policy allows) allowed. */
+export function pluginSeccompProfile(networked: boolean, syscalls: readonly string[]): string {
+  return profileAllowing(seccompProfile(networked ? 'network' : 'no-network'), syscalls);
+}

@@ -88,6 +88,7 @@ describe('loadManifest accepts a valid manifest', () => {
     expect(loaded.manifest).toEqual({
       ...(JSON.parse(SPEC_EXAMPLE_JSON) as object),
       resources: { maxMemoryMB: 100, maxCpuPercent: 25, maxFileHandles: 50, maxNetworkConnections: 0, maxProcesses: 64, maxTmpMB: 16 },
+      security: { syscalls: [], isolationLevel: 1 },
       health: HEALTH_DEFAULTS,
       restart: RESTART_DEFAULTS,
     });
@@ -116,6 +117,7 @@ describe('loadManifest accepts a valid manifest', () => {
       entrypoint: 'main.py',
       capabilities: [],
       resources: { maxMemoryMB: 128, maxCpuPercent: 50, maxFileHandles: 256, maxNetworkConnections: 0, maxProcesses: 64, maxTmpMB: 16 },
+      security: { syscalls: [], isolationLevel: 1 },
       dependencies: { system: [], plugins: [], packages: {} },
       coordination: { exposesMethods: [], consumesMethods: [], sharedMemory: false, messaging: false },
       health: HEALTH_DEFAULTS,
