@@ -957,12 +957,18 @@ export class PluginHost implements AsyncDisposable {
     const { intervalMs, timeoutMs } = m.loaded.manifest.health;
     const id = m.loaded.manifest.id;
     let checking = false;
+    let disconnectedChecks = 0;
     m.healthTimer = setInterval(() => {
       if (checking || m.state !== 'ready') return;
+      // A dropped connection usually means the process died: the engine reports the exit
+      // (with its code) a moment later, so that is left to tell. Still disconnected at the
+      // next check, with the process alive, is unhealthy.
+      if (!this.hub.stats(id)?.connected && disconnectedChecks++ === 0) return;
       checking = true;
       void this.hub
         .ping(id, timeoutMs)
         .then(async (ok) => {
+          if (ok) disconnectedChecks = 0;
           if (ok || m.state !== 'ready') return;
           await this.failed(m, { code: 'LM_UNHEALTHY', message: `plugin ${id} did not answer its health check within ${timeoutMs} ms` }, false);
         })

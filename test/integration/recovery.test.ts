@@ -66,7 +66,8 @@ describe('recovery: health checks and restart policies in real containers', () =
     const after = host.status('victim');
     expect(after.restarts).toBe(1);
     expect(after.containerId).not.toBe(before.containerId);
-    expect(after.lastError?.code).toBe('LM_PLUGIN_EXITED');
+    // Usually the engine's exit report; on a loaded machine a health check may notice first.
+    expect(after.lastError?.code).toMatch(/^(LM_PLUGIN_EXITED|LM_UNHEALTHY)$/);
     expect(await host.call('victim', 'echo', 'back')).toBe('back');
     expect(restartMs).toBeLessThan(10_000);
     console.log(`restart after kill -9: ${restartMs} ms (backoff 200 ms)`);
