@@ -325,11 +325,13 @@ export class PluginHost implements AsyncDisposable {
     m.state = 'starting';
     const container = PluginContainer.adopt(this.docker, containerId, this.log.child({ plugin: id }));
     m.container = container;
+    // Listen before the socket exists: the running plugin reconnects the moment it appears.
+    let ready: ReturnType<PluginHost['waitReady']> | undefined;
     try {
       await this.hub.detachPlugin(id);
+      ready = this.waitReady(id);
       await this.hub.attachPlugin(policyOf(m.loaded.manifest), path.join(pluginSocketDir(this.opts.home, id), HUB_SOCKET_NAME));
       await container.attach(m.logs.writable('stdout'), m.logs.writable('stderr'), false);
-      const ready = this.waitReady(id);
       const exited = container.wait();
       this.watchExit(m, container, exited);
       await Promise.race([ready.promise, exited.then((code) => Promise.reject(this.exitedBeforeReady(m, code)))]).finally(ready.cancel);
@@ -340,6 +342,7 @@ export class PluginHost implements AsyncDisposable {
       this.log.info({ plugin: id, container: containerId.slice(0, 12) }, 'adopted a running plugin container');
       this.persist();
     } catch (err) {
+      ready?.cancel();
       this.log.warn({ plugin: id, err: (err as Error).message }, 'could not adopt a running plugin container; it is removed and started anew');
       await this.teardown(m);
       delete m.container;
