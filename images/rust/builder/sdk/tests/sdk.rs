@@ -681,6 +681,15 @@ fn noticed(hub: &Hub) {
     }
 }
 
+/// Subscriptions are sent after the hello and may arrive after a first answer: read until
+/// `n` are in (or the wait is over).
+fn await_subscriptions(peer: &mut HubPeer, n: usize) {
+    let until = Instant::now() + WAIT;
+    while peer.subscriptions.len() < n && Instant::now() < until {
+        let _ = peer.recv_where(Duration::from_millis(50), |_| false);
+    }
+}
+
 /// The fake hub goes away as a controller killed with kill -9 does.
 fn crash(h: &mut Harness) {
     h.peer.drop_connection();
@@ -707,6 +716,7 @@ fn reconnects_says_hello_again_subscribes_again_and_serves_again() {
     let mut h = Harness::start(p).unwrap();
     let first = h.hello.clone();
     assert_eq!(h.call("echo", json!(1)).unwrap(), json!(1));
+    await_subscriptions(&mut h.peer, 1);
     assert_eq!(h.peer.subscriptions, vec!["thought.added".to_string()]);
     // A call of the plugin's in flight, and a request the plugin is serving.
     let caller = hub.clone();
@@ -749,6 +759,7 @@ fn reconnects_says_hello_again_subscribes_again_and_serves_again() {
     }
     assert_eq!(waiting.join().unwrap().unwrap(), json!({ "tokens": "a b" }));
     assert_eq!(waiting_async.join().unwrap().unwrap(), json!({ "tokens": "c" }));
+    await_subscriptions(&mut h.peer, 1);
     assert_eq!(h.peer.subscriptions, vec!["thought.added".to_string()]);
 
     // Serving again: requests, events, emits.
@@ -908,6 +919,7 @@ fn as_a_process_reconnects_serves_again_and_exits_zero_on_shutdown() {
     let mut peer = hub.accept(WAIT).unwrap();
     assert_eq!(peer.accept_hello(WAIT).unwrap()["methods"], json!(["pokes", "slow", "stuck"]));
     assert_eq!(peer.call("pokes", json!(null), WAIT).unwrap().unwrap(), json!([]));
+    await_subscriptions(&mut peer, 1);
     assert_eq!(peer.subscriptions, vec!["child.poke".to_string()]);
     peer.deliver("event", Some("child.poke"), json!("after"), "other").unwrap();
     let until = Instant::now() + WAIT;
