@@ -3,7 +3,7 @@ import { readFileSync, realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { formatIssue, LogoMeshError, type ManifestIssue } from '../errors.js';
-import { show } from '../manifest/schema.js';
+import { describeSchemaError, show } from '../schema-errors.js';
 import type { CapabilityScope, FsPermission, Resources } from '../manifest/types.js';
 import { parseManifestSource } from '../manifest/source.js';
 import { deniedSyscalls } from '../sandbox/seccomp.js';
@@ -286,60 +286,6 @@ function validateAgainstPolicySchema(data: unknown): Issue[] {
 }
 
 function describe(err: ErrorObject): Issue {
-  const p = err.params as Record<string, unknown>;
-  let path = err.instancePath;
-  let expected: string;
-  let found = show(err.data);
-  switch (err.keyword) {
-    case 'additionalProperties': {
-      path = `${path}/${String(p.additionalProperty)}`;
-      const known = Object.keys((err.parentSchema as { properties?: object }).properties ?? {});
-      expected = `one of the known fields (${known.join(', ')})`;
-      found = `unknown field '${String(p.additionalProperty)}'`;
-      break;
-    }
-    case 'type':
-      expected = `a value of type ${String(p.type)}`;
-      break;
-    case 'minLength':
-      expected = `at least ${String(p.limit)} character(s)`;
-      break;
-    case 'maxLength':
-      expected = `at most ${String(p.limit)} character(s)`;
-      break;
-    case 'enum':
-      expected = `one of ${(p.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}`;
-      break;
-    case 'pattern':
-      expected = (err.parentSchema as { description?: string }).description ?? `a string matching ${String(p.pattern)}`;
-      break;
-    case 'minimum':
-    case 'maximum': {
-      const s = err.parentSchema as { minimum?: number; maximum?: number };
-      expected = `an integer from ${s.minimum} to ${s.maximum}`;
-      break;
-    }
-    case 'required':
-      path = `${path}/${String(p.missingProperty)}`;
-      expected = `the field '${String(p.missingProperty)}'`;
-      found = 'nothing';
-      break;
-    case 'minItems':
-      expected = `at least ${String(p.limit)} item(s)`;
-      break;
-    case 'maxItems':
-      expected = `at most ${String(p.limit)} item(s)`;
-      break;
-    case 'propertyNames':
-      expected = 'plugin ids as keys (lowercase letters, digits and inner hyphens)';
-      found = `the key ${JSON.stringify(p.propertyName)}`;
-      break;
-    case 'uniqueItems':
-      expected = 'no duplicate items';
-      found = `items ${String(p.j)} and ${String(p.i)} are equal`;
-      break;
-    default:
-      expected = err.message ?? err.keyword;
-  }
+  const { path, expected, found } = describeSchemaError(err);
   return { path, expected, found, message: `expected ${expected}, found ${found}` };
 }

@@ -89,7 +89,7 @@ describe('policy capabilities, hosts, hostPaths and overrides', () => {
     );
     expect(got.find((i) => i.path === '/capabilities/allowedScopes/1')).toMatchObject({ expected: expect.stringContaining('"filesystem"'), found: '"telepathy" (string)' });
     expect(got.find((i) => i.path === '/capabilities/maxMemoryMB')).toMatchObject({ expected: 'an integer from 1 to 1048576' });
-    expect(got.find((i) => i.path === '/hostPaths/3/path')).toMatchObject({ expected: "the field 'path'", found: 'nothing' });
+    expect(got.find((i) => i.path === '/hostPaths/3/path')).toMatchObject({ expected: "the required field 'path'", found: 'it is missing' });
     expect(got.some((i) => i.path.startsWith('/plugins'))).toBe(true);
     // Semantic checks run once the schema passes.
     const semantic = issues(`hostPaths:\n  - { path: relative/dir, permissions: [read] }\n  - { path: ${path.join(dir, 'missing')}, permissions: [read] }\n`);
