@@ -4,6 +4,17 @@ import type { Logger } from '../log.js';
 import { ignoreGone } from '../engine/cleanup.js';
 import { engineError, engineStatus, type Docker } from '../engine/docker.js';
 
+/** How a container run to completion ended. */
+export interface Completion {
+  readonly exitCode: number;
+  /** The kernel's OOM killer ended it (State.OOMKilled). */
+  readonly oomKilled: boolean;
+  /** Aborted: the container was removed before it finished. */
+  readonly interrupted: boolean;
+  /** From start to exit, as the engine recorded it. */
+  readonly runMs: number;
+}
+
 /**
  * One plugin container on the engine, from creation to removal. `remove()` is idempotent
  * and `await using` removes the container however the scope is left.
@@ -84,6 +95,32 @@ export class PluginContainer implements AsyncDisposable {
 
   inspect(): Promise<ContainerInspectInfo> {
     return this.container.inspect();
+  }
+
+  /**
+   * Attach, start and wait for the exit, streaming output; an abort kills and removes the
+   * container at once. What `logomesh run` and `logomesh test` both do with a container.
+   */
+  async runToCompletion(stdout: Writable, stderr: Writable, signal?: AbortSignal): Promise<Completion> {
+    let interrupted = false;
+    const onAbort = () => {
+      interrupted = true;
+      void this.remove();
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      // An abort that landed while the container was being created.
+      if (signal?.aborted) return { exitCode: 130, oomKilled: false, interrupted: true, runMs: 0 };
+      const drained = await this.attach(stdout, stderr);
+      await this.start();
+      const exitCode = await this.wait().catch(() => 137);
+      await drained();
+      if (interrupted) return { exitCode: 130, oomKilled: false, interrupted, runMs: 0 };
+      const state = (await this.inspect()).State;
+      return { exitCode, oomKilled: state.OOMKilled, interrupted, runMs: Date.parse(state.FinishedAt) - Date.parse(state.StartedAt) };
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
   }
 
   /** Kill and remove, with anonymous volumes; safe to call any number of times. */

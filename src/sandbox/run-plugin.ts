@@ -101,25 +101,7 @@ export async function runPlugin(opts: RunOptions): Promise<RunResult> {
     }),
     log,
   );
-  let interrupted = false;
-  const onAbort = () => {
-    interrupted = true;
-    void container.remove();
-  };
-  opts.signal?.addEventListener('abort', onAbort, { once: true });
-  try {
-    // An abort that landed while the container was being created.
-    if (opts.signal?.aborted) return { exitCode: 130, oomKilled: false, interrupted: true, containerId: container.id, runMs: 0 };
-    await opts.onCreated?.(container);
-    const drained = await container.attach(opts.stdout, opts.stderr);
-    await container.start();
-    const exitCode = await container.wait().catch(() => 137);
-    await drained();
-    if (interrupted) return { exitCode: 130, oomKilled: false, interrupted, containerId: container.id, runMs: 0 };
-    const state = (await container.inspect()).State;
-    const runMs = Date.parse(state.FinishedAt) - Date.parse(state.StartedAt);
-    return { exitCode, oomKilled: state.OOMKilled, interrupted, containerId: container.id, runMs };
-  } finally {
-    opts.signal?.removeEventListener('abort', onAbort);
-  }
+  if (opts.signal?.aborted) return { exitCode: 130, oomKilled: false, interrupted: true, containerId: container.id, runMs: 0 };
+  await opts.onCreated?.(container);
+  return { ...(await container.runToCompletion(opts.stdout, opts.stderr, opts.signal)), containerId: container.id };
 }

@@ -138,23 +138,6 @@ export async function runPluginTests(opts: PluginTestOptions): Promise<PluginTes
   if (opts.signal?.aborted) return interruptedResult;
 
   await using container = await PluginContainer.create(docker, testContainerSpec(loaded, runtime, recipe, opts.instance), log);
-  let interrupted = false;
-  const onAbort = () => {
-    interrupted = true;
-    void container.remove();
-  };
-  opts.signal?.addEventListener('abort', onAbort, { once: true });
-  try {
-    if (opts.signal?.aborted) return interruptedResult;
-    const drained = await container.attach(opts.stdout, opts.stderr);
-    await container.start();
-    const exitCode = await container.wait().catch(() => 137);
-    await drained();
-    if (interrupted) return interruptedResult;
-    const state = (await container.inspect()).State;
-    const ms = Date.parse(state.FinishedAt) - Date.parse(state.StartedAt);
-    return { exitCode, oomKilled: state.OOMKilled, interrupted: false, recipe, ms };
-  } finally {
-    opts.signal?.removeEventListener('abort', onAbort);
-  }
+  const done = await container.runToCompletion(opts.stdout, opts.stderr, opts.signal);
+  return done.interrupted ? interruptedResult : { exitCode: done.exitCode, oomKilled: done.oomKilled, interrupted: false, recipe, ms: done.runMs };
 }
