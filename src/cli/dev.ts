@@ -1,11 +1,10 @@
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
-import type { Server } from 'node:http';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, watch, type FSWatcher } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { ControlClient } from '../control/client.js';
-import { serveControl } from '../control/server.js';
+import { openEndpoints, type Endpoints } from '../control/endpoints.js';
 import { removeByLabel } from '../engine/cleanup.js';
 import { connectEngine, type Docker } from '../engine/docker.js';
 import { isLogoMeshError, LogoMeshError } from '../errors.js';
@@ -174,17 +173,13 @@ export async function devCommand(target: string, io: CliIo, log: Logger): Promis
   let stopping: Promise<void> | undefined;
   let resolveDone!: () => void;
   const done = new Promise<void>((r) => (resolveDone = r));
-  let control: Server | undefined;
+  let endpoints: Endpoints | undefined;
   const shutdown = (reason: string): Promise<void> => {
     stopping ??= (async () => {
       io.err(`logomesh dev: stopping (${reason})`);
       await session.close();
       await host.close();
-      if (control) {
-        control.closeAllConnections();
-        await new Promise<void>((r) => control?.close(() => r()));
-      }
-      for (const f of [home.controlSocket, home.tokenFile, home.portFile]) rmSync(f, { force: true });
+      await endpoints?.close();
       if (temporary) rmSync(home.dir, { recursive: true, force: true });
       io.err('logomesh dev: stopped; its containers are removed');
       resolveDone();
@@ -196,10 +191,8 @@ export async function devCommand(target: string, io: CliIo, log: Logger): Promis
   process.on('SIGTERM', onSignal);
   try {
     // A failed `call` is reported to its caller; here it would only repeat it.
-    control = await serveControl(host, home.controlSocket, log.child({}, { level: 'fatal' }), () => void shutdown('logomesh down'));
-    const port = await host.hub.listenHost(Number(process.env.LOGOMESH_HUB_PORT ?? 0), process.env.LOGOMESH_HUB_BIND ?? '127.0.0.1');
-    writeFileSync(home.tokenFile, `${host.token}\n`, { mode: 0o600 });
-    writeFileSync(home.portFile, `${port}\n`);
+    endpoints = await openEndpoints(host, log.child({}, { level: 'fatal' }), () => void shutdown('logomesh down'));
+    const { port } = endpoints;
     const prefix = defaultHome ? '' : `LOGOMESH_HOME=${home.dir} `;
     io.err(`logomesh dev: watching ${dir}; control socket ${home.controlSocket}; hub on 127.0.0.1:${port}; instance ${home.instance}`);
     await session.start((loaded) => {

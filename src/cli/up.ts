@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { ControlClient } from '../control/client.js';
-import { serveControl } from '../control/server.js';
+import { openEndpoints } from '../control/endpoints.js';
 import { LogoMeshError, isLogoMeshError } from '../errors.js';
 import { resolveHome, type Home } from '../lifecycle/home.js';
 import { PluginHost, type PluginStatus } from '../lifecycle/plugin-host.js';
@@ -59,13 +59,12 @@ async function upForeground(opts: UpOptions, home: Home, io: CliIo, log: Logger)
   let stopping: Promise<void> | undefined;
   let resolveDone!: () => void;
   const done = new Promise<void>((r) => (resolveDone = r));
-  const control = await serveControl(host, home.controlSocket, log, () => void shutdown('down'));
+  const endpoints = await openEndpoints(host, log, () => void shutdown('down'));
   function shutdown(reason: string): Promise<void> {
     stopping ??= (async () => {
       log.info({ reason }, 'stopping every plugin');
       await host.close();
-      await new Promise<void>((r) => control.close(() => r()));
-      for (const f of [home.controlSocket, home.tokenFile, home.portFile]) rmSync(f, { force: true });
+      await endpoints.close();
       resolveDone();
     })();
     return stopping;
@@ -75,9 +74,7 @@ async function upForeground(opts: UpOptions, home: Home, io: CliIo, log: Logger)
   process.on('SIGTERM', onSignal);
   try {
     host.loadDirectory(opts.dir);
-    const port = await host.hub.listenHost(Number(process.env.LOGOMESH_HUB_PORT ?? 0), process.env.LOGOMESH_HUB_BIND ?? '127.0.0.1');
-    writeFileSync(home.tokenFile, `${host.token}\n`, { mode: 0o600 });
-    writeFileSync(home.portFile, `${port}\n`);
+    const { port } = endpoints;
     await host.startAll();
     io.err(`logomesh: ${host.list().length} plugin(s) ready; hub on 127.0.0.1:${port} (token in ${home.tokenFile}); control socket ${home.controlSocket}`);
     io.err(psTable(host.list()));

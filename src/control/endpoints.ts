@@ -1,0 +1,37 @@
+import { rmSync, writeFileSync } from 'node:fs';
+import type { PluginHost } from '../lifecycle/plugin-host.js';
+import type { Logger } from '../log.js';
+import { serveControl } from './server.js';
+
+/** What a running controller offers its home: the control socket and the hub's TCP endpoint. */
+export interface Endpoints {
+  /** The hub's TCP port for host clients. */
+  readonly port: number;
+  /** Close both and remove the control socket, token and port files. Idempotent. */
+  close(): Promise<void>;
+}
+
+/**
+ * Open the control socket, listen for host clients (LOGOMESH_HUB_PORT, LOGOMESH_HUB_BIND;
+ * default a free port on 127.0.0.1), and write the token (0600) and port into the home.
+ */
+export async function openEndpoints(host: PluginHost, log: Logger, onDown: () => void): Promise<Endpoints> {
+  const { home } = host;
+  const control = await serveControl(host, home.controlSocket, log, onDown);
+  let closing: Promise<void> | undefined;
+  const close = () =>
+    (closing ??= (async () => {
+      control.closeAllConnections();
+      await new Promise<void>((r) => control.close(() => r()));
+      for (const f of [home.controlSocket, home.tokenFile, home.portFile]) rmSync(f, { force: true });
+    })());
+  try {
+    const port = await host.hub.listenHost(Number(process.env.LOGOMESH_HUB_PORT ?? 0), process.env.LOGOMESH_HUB_BIND ?? '127.0.0.1');
+    writeFileSync(home.tokenFile, `${host.token}\n`, { mode: 0o600 });
+    writeFileSync(home.portFile, `${port}\n`);
+    return { port, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
