@@ -17,6 +17,7 @@ export const ERROR_CODES = {
   LM_ENGINE_ERROR: 'The Docker engine refused or failed a request.',
   LM_IMAGE_BUILD: 'Building a runtime image failed.',
   LM_RESOURCE_MEMORY: 'The plugin exceeded its memory limit and the kernel killed it.',
+  LM_SECCOMP_VIOLATION: 'A plugin process made a system call only an attack makes; the kernel killed it, and the plugin is stopped, not restarted.',
   LM_INTERRUPTED: 'The run was stopped by SIGINT or SIGTERM; its container was removed.',
   LM_PROTOCOL: 'A hub frame was malformed: not JSON, not an object, a missing or wrong field, or a message out of order.',
   LM_MESSAGE_TOO_LARGE: "A hub message was larger than the hub's maximum message size.",

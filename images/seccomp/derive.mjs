@@ -41,6 +41,27 @@ export const DENIED = [
   'get_mempolicy', 'set_mempolicy', 'mbind',
 ];
 
+/**
+ * The part of DENIED that only an attack calls: breaking out of the container (mounts,
+ * namespaces, chroot, handles to the host's files), reaching into other processes, loading
+ * kernel code, or acting on the whole host (clock, reboot, swap, accounting, I/O ports). No
+ * runtime or library probes these, so the process that calls one is killed (SIGSYS) instead
+ * of being answered EPERM. The kernel logs every kill (audit type 1326: pid, uid, syscall)
+ * where the controller reads it, so the attempt leaves an audit entry; an EPERM leaves
+ * nothing (Docker 20.10 cannot set SECCOMP_FILTER_FLAG_LOG, and logging every EPERM would
+ * also log every clone3 probe of glibc). What runtimes do probe (io_uring, bpf, perf,
+ * userfaultfd, keyctl, adjtimex's read-only query, NUMA, ...) stays EPERM.
+ */
+export const KILLED = [
+  'mount', 'umount', 'umount2', 'pivot_root', 'chroot', 'fsopen', 'fsconfig', 'fsmount', 'fspick',
+  'move_mount', 'open_tree', 'mount_setattr', 'quotactl', 'quotactl_fd', 'swapon', 'swapoff',
+  'unshare', 'setns',
+  'ptrace', 'process_vm_readv', 'process_vm_writev',
+  'init_module', 'finit_module', 'delete_module', 'kexec_load', 'kexec_file_load',
+  'clock_settime', 'clock_settime64', 'settimeofday', 'stime',
+  'reboot', 'acct', 'iopl', 'ioperm', 'open_by_handle_at',
+];
+
 /** personality(2) values still allowed: PER_LINUX (no change) and 0xffffffff (query). */
 const PERSONALITY_KEPT = new Set([0, 0xffffffff]);
 
@@ -60,15 +81,26 @@ export function derivePlugin(moby) {
     }
     syscalls.push(out);
   }
-  syscalls.push({
-    names: [...DENIED],
-    action: 'SCMP_ACT_ERRNO',
-    errnoRet: EPERM,
-    args: [],
-    comment: 'LogoMesh: never needed by a plugin; denied with EPERM (see docs/security.md)',
-    includes: {},
-    excludes: {},
-  });
+  const killed = new Set(KILLED);
+  syscalls.push(
+    {
+      names: DENIED.filter((n) => !killed.has(n)),
+      action: 'SCMP_ACT_ERRNO',
+      errnoRet: EPERM,
+      args: [],
+      comment: 'LogoMesh: never needed by a plugin; denied with EPERM (see docs/security.md)',
+      includes: {},
+      excludes: {},
+    },
+    {
+      names: DENIED.filter((n) => killed.has(n)),
+      action: 'SCMP_ACT_KILL_PROCESS',
+      args: [],
+      comment: 'LogoMesh: never needed by a plugin, only called by an attack; the process is killed and the kernel logs it (see docs/security.md)',
+      includes: {},
+      excludes: {},
+    },
+  );
   // Native 64-bit code only: no 32-bit (x86, arm, ...) or x32 sub-architecture in the filter,
   // so the kernel kills a process that makes a system call through those ABIs (SIGSYS).
   // On x86 the 32-bit ABI reaches sockets through socketcall(2), whose arguments seccomp

@@ -2,12 +2,16 @@ import { connectEngine } from '../engine/docker.js';
 import { LogoMeshError } from '../errors.js';
 import { instanceId } from '../labels.js';
 import type { Logger } from '../log.js';
+import type Docker from 'dockerode';
 import { loadManifest } from '../manifest/index.js';
-import { resolvePolicy } from '../policy/policy.js';
+import type { LoadedManifest } from '../manifest/types.js';
+import { resolvePolicy, type Policy } from '../policy/policy.js';
 import { runtimeImage } from '../runtimes/index.js';
 import { removeRunOrphans } from '../sandbox/orphans.js';
 import { runPlugin } from '../sandbox/run-plugin.js';
 import { verifyPlugin } from '../signing/signature.js';
+import { PLUGIN_UID, pluginGid } from '../runtimes/runtime.js';
+import { EXIT_SIGSYS, SeccompWatch, seccompKillMessage } from '../violations/seccomp-watch.js';
 import { enforcePolicy } from '../policy/decisions.js';
 import type { CliIo } from './io.js';
 import { abortOnSignals, SIGNAL_EXIT } from './signals.js';
@@ -30,10 +34,25 @@ export async function runCommand(targets: string[], io: CliIo, log: Logger, poli
   await removeRunOrphans(docker, log);
   const instance = instanceId();
   using abort = abortOnSignals();
+  // A plugin killed for a forbidden system call is named with that call, from the kernel log.
+  const seccomp = new SeccompWatch({ log, uid: PLUGIN_UID, ownerOf: (kill) => loaded.find((l) => pluginGid(instance, l.manifest.id) === kill.gid)?.manifest.id });
+  try {
+    return await runEach(loaded, { docker, instance, io, log, abort, seccomp, policy });
+  } finally {
+    seccomp.close();
+  }
+}
+
+async function runEach(
+  loaded: LoadedManifest[],
+  ctx: { docker: Docker; instance: string; io: CliIo; log: Logger; abort: ReturnType<typeof abortOnSignals>; seccomp: SeccompWatch; policy: Policy },
+): Promise<number> {
+  const { docker, instance, io, log, abort, seccomp, policy } = ctx;
   let status = 0;
   for (const l of loaded) {
     if (abort.signal.aborted) break;
     const { id } = l.manifest;
+    const startedAt = Date.now();
     const result = await runPlugin({ docker, loaded: l, instance, stdout: io.stdout, stderr: io.stderr, log, signal: abort.signal, progress: io.stderr, policy });
     if (result.interrupted) {
       const err = new LogoMeshError('LM_INTERRUPTED', `plugin ${id} was stopped by ${abort.received ?? 'a signal'}; its container was removed`, { plugin: id });
@@ -46,6 +65,7 @@ export async function runCommand(targets: string[], io: CliIo, log: Logger, poli
       status ||= EXIT_KILLED;
       continue;
     }
+    if (result.exitCode === EXIT_SIGSYS) io.err(`LM_SECCOMP_VIOLATION: ${seccompKillMessage(id, await seccomp.take(id, startedAt, 1_000))}`);
     log.debug({ plugin: id, exitCode: result.exitCode, runMs: result.runMs }, 'plugin exited');
     status ||= result.exitCode;
   }

@@ -15,6 +15,7 @@ import { enforcePolicy, ociRuntimeFor, hostCovered, hostPathRuleFor, policyAllow
 import { GRANTS_MOUNT, grantMount, overlaps, parseGrantTarget, realPathOf, recheckGrant, type PathGrant } from './path-grants.js';
 import { verifyPlugin } from '../signing/signature.js';
 import { PLUGIN_GID, PLUGIN_UID, runtimeImage } from '../runtimes/index.js';
+import { pluginGid } from '../runtimes/runtime.js';
 import { containerSpec, HUB_SOCKET_NAME } from '../sandbox/container-spec.js';
 import { Egress, isNetworked, removeEgressLeftovers, type EgressAttachment } from '../sandbox/egress.js';
 import { PluginContainer } from '../sandbox/plugin-container.js';
@@ -26,6 +27,8 @@ import { LogBuffer, type LogLine } from './log-buffer.js';
 import { StateStore } from './state-store.js';
 import { AuditLog } from '../permissions/audit-log.js';
 import { LABEL } from '../labels.js';
+import type { SeccompKill } from '../violations/kernel-log.js';
+import { EXIT_SIGSYS, SeccompWatch, seccompKillMessage } from '../violations/seccomp-watch.js';
 
 export type PluginState = 'loaded' | 'starting' | 'ready' | 'restarting' | 'stopping' | 'stopped' | 'exited' | 'failed';
 
@@ -75,6 +78,11 @@ export interface PluginHostOptions {
    * reach allowed hosts on them by name (a compose project's services, a test's servers).
    */
   readonly egressNetworks?: readonly string[];
+  /**
+   * Follow the kernel log for seccomp kills of plugin processes (default true): each is
+   * audited as a violation with the system call's name, and the plugin is stopped.
+   */
+  readonly kernelLog?: boolean;
 }
 
 interface Managed {
@@ -124,6 +132,8 @@ export class PluginHost implements AsyncDisposable {
   private reconciled?: Promise<void>;
   /** The egress proxy, started with the first plugin that has network capabilities. */
   private egress?: Promise<Egress>;
+  /** Seccomp kills read from the kernel log, tied to plugins. */
+  private readonly seccomp?: SeccompWatch;
 
   private constructor(
     private readonly docker: Docker,
@@ -145,6 +155,22 @@ export class PluginHost implements AsyncDisposable {
       ...(opts.rateLimit ? { rateLimit: opts.rateLimit } : {}),
     });
     this.watchEngine(opts.engineCheckMs ?? 2_000);
+    if (opts.kernelLog !== false) {
+      this.seccomp = new SeccompWatch({
+        log: this.log,
+        uid: PLUGIN_UID,
+        ownerOf: (kill) => [...this.plugins.keys()].find((id) => pluginGid(opts.home.instance, id) === kill.gid),
+        onKill: (plugin, kill) => void this.onSeccompKill(plugin, kill),
+      });
+      if (this.seccomp.unavailable) this.log.info({ reason: this.seccomp.unavailable }, 'the kernel log is not readable: a plugin killed by seccomp is reported without the system call it made');
+    }
+  }
+
+  /** A process of a running plugin was killed by seccomp: the plugin is stopped, not restarted. */
+  private async onSeccompKill(plugin: string, kill: SeccompKill): Promise<void> {
+    const m = this.plugins.get(plugin);
+    if (!m || m.state !== 'ready') return;
+    await this.failed(m, { code: 'LM_SECCOMP_VIOLATION', message: seccompKillMessage(plugin, kill) }, false, true);
   }
 
   /** Is the Docker engine answering? Shown by `ps`; restarts wait while it is not. */
@@ -742,6 +768,7 @@ export class PluginHost implements AsyncDisposable {
   close(): Promise<void> {
     this.closing ??= (async () => {
       clearTimeout(this.engineTimer);
+      this.seccomp?.close();
       let levels: string[][];
       try {
         levels = startLevels(this.graphOf(this.plugins)).reverse();
@@ -837,7 +864,7 @@ export class PluginHost implements AsyncDisposable {
       m.startedAt = Date.now();
       const exited = container.wait();
       this.watchExit(m, container, exited);
-      await Promise.race([ready.promise, exited.then((code) => Promise.reject(this.exitedBeforeReady(m, code)))]).finally(ready.cancel);
+      await Promise.race([ready.promise, exited.then(async (code) => Promise.reject(await this.exitedBeforeReady(m, code)))]).finally(ready.cancel);
       m.state = 'ready';
       m.readySince = Date.now();
       m.startMs = Date.now() - loadStart;
@@ -896,9 +923,16 @@ export class PluginHost implements AsyncDisposable {
     return { promise, cancel };
   }
 
-  private exitedBeforeReady(m: Managed, code: number): LogoMeshError {
+  private async exitedBeforeReady(m: Managed, code: number): Promise<LogoMeshError> {
     const id = m.loaded.manifest.id;
     const logs = m.logs.tail(20).map((l) => l.text);
+    // Also called (and ignored) for an exit after ready: onExit handles that one.
+    if (code === EXIT_SIGSYS && this.seccomp && m.state === 'starting') {
+      const kill = await this.seccomp.take(id, m.startedAt ?? 0, 1_000);
+      const message = seccompKillMessage(id, kill);
+      this.audit.record({ who: id, action: 'violation', resource: id, result: 'killed', code: 'LM_SECCOMP_VIOLATION', reason: message });
+      return new LogoMeshError('LM_SECCOMP_VIOLATION', `${message}${logs.length ? `; last output:\n${logs.join('\n')}` : ''}`, { plugin: id, exitCode: code, logTail: logs, ...(kill ? { syscall: kill.name } : {}) });
+    }
     return new LogoMeshError('LM_PLUGIN_EXITED', `plugin ${id} exited with code ${code} before it became ready${logs.length ? `; last output:\n${logs.join('\n')}` : ''}`, {
       plugin: id,
       exitCode: code,
@@ -951,6 +985,12 @@ export class PluginHost implements AsyncDisposable {
     }
     // Exits while starting are the start's own failure; exits while stopping are expected.
     if (m.state !== 'ready') return;
+    if (code === EXIT_SIGSYS && !m.oomKilled) {
+      const kill = await this.seccomp?.take(m.loaded.manifest.id, m.startedAt ?? 0, 1_000);
+      // The kill's record may have been read meanwhile and the plugin stopped for it.
+      if (m.state === 'ready' && m.container === container) await this.failed(m, { code: 'LM_SECCOMP_VIOLATION', message: seccompKillMessage(m.loaded.manifest.id, kill) }, false, true);
+      return;
+    }
     const reason = m.oomKilled ? `exceeded its memory limit of ${m.loaded.manifest.resources.maxMemoryMB} MB and was killed` : `exited with code ${code}`;
     await this.failed(m, { code: m.oomKilled ? 'LM_RESOURCE_MEMORY' : 'LM_PLUGIN_EXITED', message: `plugin ${m.loaded.manifest.id} ${reason}` }, code === 0 && !m.oomKilled);
   }
@@ -993,7 +1033,7 @@ export class PluginHost implements AsyncDisposable {
    * now fail fast with LM_PLUGIN_UNAVAILABLE), then restart it after an exponential backoff
    * if its restart policy says so, up to restart.maxRetries consecutive failures.
    */
-  private async failed(m: Managed, error: { code: string; message: string }, cleanExit: boolean): Promise<void> {
+  private async failed(m: Managed, error: { code: string; message: string }, cleanExit: boolean, quarantine = false): Promise<void> {
     const { id, restart } = m.loaded.manifest;
     this.stopTimers(m);
     if (m.readySince !== undefined && Date.now() - m.readySince > Math.max(restart.maxBackoffMs, 10_000)) m.retries = 0;
@@ -1004,6 +1044,12 @@ export class PluginHost implements AsyncDisposable {
     this.audit.record({ who: id, action: 'violation', resource: id, result: 'failed', code: error.code, reason: error.message });
     this.log.warn({ plugin: id, code: error.code, retries: m.retries }, error.message);
     await this.teardown(m);
+    // A forbidden system call is an attack, not a crash: restarting would let it try again.
+    if (quarantine) {
+      m.state = 'failed';
+      this.persist();
+      return;
+    }
     const wanted = restart.policy === 'always' || (restart.policy === 'on-failure' && !cleanExit);
     if (!wanted || this.closing) {
       m.state = 'exited';

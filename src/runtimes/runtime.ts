@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Runtime } from '../manifest/types.js';
@@ -53,6 +54,28 @@ export const PLUGIN_MOUNT = '/plugin';
 export const PLUGIN_UID = 10001;
 export const PLUGIN_GID = 10001;
 export const PLUGIN_USER = `${PLUGIN_UID}:${PLUGIN_GID}`;
+
+/** The range of plugin groups: far above the groups a host or its user namespaces use. */
+const PLUGIN_GROUPS_FROM = 1_000_000_000;
+const PLUGIN_GROUPS = 100_000_000;
+
+/**
+ * A plugin container's primary group: one of its own, derived from the controller instance
+ * and the plugin id, so the same plugin keeps it across restarts and adoption. The kernel
+ * names it (`gid=`) when it logs a seccomp kill: with it, a kill is tied to its plugin even
+ * when the killed process was a short-lived child that is gone by the time the log is read,
+ * and no other controller on the host claims it. PLUGIN_GID stays a supplementary group, so
+ * group permissions on granted paths and the runtime images work as before.
+ */
+export function pluginGid(instance: string, pluginId: string): number {
+  const digest = createHash('sha256').update(`${instance}/${pluginId}`).digest();
+  return PLUGIN_GROUPS_FROM + (digest.readUInt32BE(0) % PLUGIN_GROUPS);
+}
+
+/** The plugin's user: PLUGIN_UID with its own primary group. */
+export function pluginUser(instance: string, pluginId: string): string {
+  return `${PLUGIN_UID}:${pluginGid(instance, pluginId)}`;
+}
 
 /** The repository's root, images/ folder and node_modules, found from this module in src/ or dist/. */
 export const REPO_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');

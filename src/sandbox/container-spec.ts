@@ -1,7 +1,7 @@
 import type { ContainerCreateOptions, MountSettings } from 'dockerode';
 import { LABEL, ownerLabels } from '../labels.js';
 import type { LoadedManifest } from '../manifest/types.js';
-import { PLUGIN_MOUNT, PLUGIN_USER, type RuntimeImage } from '../runtimes/runtime.js';
+import { PLUGIN_GID, PLUGIN_MOUNT, pluginUser, type RuntimeImage } from '../runtimes/runtime.js';
 import { seccompProfile, seccompSecurityOpt, seccompVariant } from './seccomp.js';
 
 export interface SpecInput {
@@ -80,7 +80,7 @@ export function containerSpec(input: SpecInput): ContainerCreateOptions {
     Image: input.compiled?.tag ?? runtime.tag,
     Cmd: input.compiled ? [...input.compiled.command] : runtime.command(manifest.entrypoint),
     Env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
-    User: PLUGIN_USER,
+    User: pluginUser(instance, manifest.id),
     WorkingDir: PLUGIN_MOUNT,
     Hostname: manifest.id,
     Labels: {
@@ -108,6 +108,8 @@ export function containerSpec(input: SpecInput): ContainerCreateOptions {
       // are size-limited RAM and count against the memory limit.
       Tmpfs: { '/tmp': `rw,nosuid,nodev,noexec,size=${r.maxTmpMB}m,mode=1777` },
       ShmSize: r.maxTmpMB * MB,
+      // The plugin's own primary group (see pluginGid); the shared plugin group stays a member.
+      GroupAdd: [String(PLUGIN_GID)],
       CapDrop: ['ALL'],
       CapAdd: [],
       // LogoMesh's seccomp profile, not the engine's default: see docs/security.md#seccomp.

@@ -108,49 +108,68 @@ export function seccompSecurityOpt(profileText: string): string {
   return `seccomp=${profileText}`;
 }
 
-/** The comment that marks LogoMesh's deny rule in its profiles (images/seccomp/derive.mjs writes it). */
+/** The comment that starts LogoMesh's deny rules in its profiles (images/seccomp/derive.mjs writes them). */
 const DENY_RULE_COMMENT = 'LogoMesh: never needed by a plugin';
 
-function denyRuleIndex(profile: SeccompProfile): number {
-  return profile.syscalls.findIndex((r) => r.action === 'SCMP_ACT_ERRNO' && typeof r.comment === 'string' && r.comment.startsWith(DENY_RULE_COMMENT));
+/** LogoMesh's deny rules: EPERM for what runtimes may probe, a kill for what only an attack calls. */
+function denyRuleIndexes(profile: SeccompProfile): number[] {
+  return profile.syscalls.flatMap((r, i) =>
+    (r.action === 'SCMP_ACT_ERRNO' || r.action === 'SCMP_ACT_KILL_PROCESS') && typeof r.comment === 'string' && r.comment.startsWith(DENY_RULE_COMMENT) ? [i] : [],
+  );
 }
 
-let deniedCache: readonly string[] | undefined;
+let deniedCache: { all: readonly string[]; killed: readonly string[] } | undefined;
 
-/**
- * The system calls LogoMesh's profiles deny with EPERM: the only ones a manifest may ask
- * for (security.syscalls) and a policy may allow (capabilities.allowedSyscalls). Read
- * from the profile's deny rule, the one place the list lives once derived.
- */
-export function deniedSyscalls(): readonly string[] {
+function denyLists(): { all: readonly string[]; killed: readonly string[] } {
   if (deniedCache === undefined) {
     const profile = JSON.parse(seccompProfile('network')) as SeccompProfile;
-    const i = denyRuleIndex(profile);
-    if (i < 0) throw new LogoMeshError('LM_SECCOMP_PROFILE', `the seccomp profile ${path.join(SECCOMP_DIR, SECCOMP_FILES.network)} has no LogoMesh deny rule; reinstall LogoMesh or restore images/seccomp/`, {});
-    deniedCache = Object.freeze([...profile.syscalls[i]!.names]);
+    const rules = denyRuleIndexes(profile).map((i) => profile.syscalls[i]!);
+    if (rules.length === 0) throw new LogoMeshError('LM_SECCOMP_PROFILE', `the seccomp profile ${path.join(SECCOMP_DIR, SECCOMP_FILES.network)} has no LogoMesh deny rule; reinstall LogoMesh or restore images/seccomp/`, {});
+    deniedCache = {
+      all: Object.freeze(rules.flatMap((r) => r.names)),
+      killed: Object.freeze(rules.filter((r) => r.action === 'SCMP_ACT_KILL_PROCESS').flatMap((r) => r.names)),
+    };
   }
   return deniedCache;
 }
 
 /**
- * A profile with `syscalls` taken out of LogoMesh's deny rule and allowed, without
+ * The system calls LogoMesh's profiles deny (with EPERM, or by killing the caller): the
+ * only ones a manifest may ask for (security.syscalls) and a policy may allow
+ * (capabilities.allowedSyscalls). Read from the profile's deny rules, the one place the
+ * list lives once derived.
+ */
+export function deniedSyscalls(): readonly string[] {
+  return denyLists().all;
+}
+
+/** The denied system calls whose caller is killed (SIGSYS) rather than answered EPERM. */
+export function killedSyscalls(): readonly string[] {
+  return denyLists().killed;
+}
+
+/**
+ * A profile with `syscalls` taken out of LogoMesh's deny rules and allowed, without
  * conditions: what a plugin whose manifest asks for them, and whose policy allows them,
  * runs with. Pure: the same profile text and names always give the same text (names are
- * sorted). Every name must be in the deny rule (LM_SECCOMP_PROFILE otherwise: a caller
+ * sorted). Every name must be in a deny rule (LM_SECCOMP_PROFILE otherwise: a caller
  * that skipped validation). No names: the profile unchanged.
  */
 export function profileAllowing(profileText: string, syscalls: readonly string[]): string {
   if (syscalls.length === 0) return profileText;
   const profile = parseSeccompProfile(profileText, '(profile text)');
-  const i = denyRuleIndex(profile);
-  const rule = profile.syscalls[i];
+  const deny = new Set(denyRuleIndexes(profile));
+  const listed = new Set([...deny].flatMap((i) => profile.syscalls[i]!.names));
   const names = [...new Set(syscalls)].sort();
-  const missing = rule ? names.filter((n) => !rule.names.includes(n)) : names;
-  if (!rule || missing.length > 0) {
+  const missing = names.filter((n) => !listed.has(n));
+  if (deny.size === 0 || missing.length > 0) {
     throw new LogoMeshError('LM_SECCOMP_PROFILE', `cannot allow ${missing.join(', ')}: not on the profile's LogoMesh deny list`, { found: missing.join(', ') });
   }
-  const kept = rule.names.filter((n) => !names.includes(n));
-  const syscallsOut: SeccompRule[] = profile.syscalls.flatMap((r, j) => (j !== i ? [r] : kept.length > 0 ? [{ ...r, names: kept }] : []));
+  const syscallsOut: SeccompRule[] = profile.syscalls.flatMap((r, j) => {
+    if (!deny.has(j)) return [r];
+    const kept = r.names.filter((n) => !names.includes(n));
+    return kept.length > 0 ? [{ ...r, names: kept }] : [];
+  });
   syscallsOut.push({ names, action: 'SCMP_ACT_ALLOW', args: [], comment: 'LogoMesh: requested by the manifest (security.syscalls) and allowed by the operator policy', includes: {}, excludes: {} });
   return JSON.stringify({ ...profile, syscalls: syscallsOut });
 }

@@ -1,8 +1,8 @@
 import { chownSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { PLUGIN_GID, PLUGIN_UID } from '../../src/runtimes/runtime.js';
-import { copyFixture, report, runCaptured, tempDir } from './support.js';
+import { PLUGIN_GID, PLUGIN_UID, pluginGid } from '../../src/runtimes/runtime.js';
+import { copyFixture, instance, report, runCaptured, tempDir } from './support.js';
 
 interface Probe {
   uid: number;
@@ -43,7 +43,9 @@ describe('the sandbox as seen from inside a real container', () => {
   it('runs as a non-root user with an empty capability set, no-new-privileges and seccomp', () => {
     expect(probe.uid).toBe(PLUGIN_UID);
     expect(probe.euid).toBe(PLUGIN_UID);
-    expect(probe.gid).toBe(PLUGIN_GID);
+    // A group of its own (the kernel names it when it logs a seccomp kill), and the shared plugin group.
+    expect(probe.gid).toBe(pluginGid(instance(), 'sandbox-probe'));
+    expect(probe.status.Groups?.trim().split(/\s+/)).toContain(String(PLUGIN_GID));
     for (const set of ['CapInh', 'CapPrm', 'CapEff', 'CapBnd', 'CapAmb']) expect(probe.status[set], set).toBe('0000000000000000');
     expect(probe.status.NoNewPrivs).toBe('1');
     expect(probe.status.Seccomp).toBe('2'); // 2 = filter mode: a seccomp profile is loaded

@@ -9,7 +9,7 @@ import { loadPolicy, NO_POLICY, PolicyRejectedError } from '../../src/policy/pol
 import { runtimeImage } from '../../src/runtimes/index.js';
 import { containerSpec } from '../../src/sandbox/container-spec.js';
 import { checkRuntime, engineRuntimes } from '../../src/sandbox/oci-runtime.js';
-import { deniedSyscalls, parseSeccompProfile, pluginSeccompProfile, profileAllowing, seccompProfile, type SeccompProfile } from '../../src/sandbox/seccomp.js';
+import { deniedSyscalls, killedSyscalls, parseSeccompProfile, pluginSeccompProfile, profileAllowing, seccompProfile, type SeccompProfile } from '../../src/sandbox/seccomp.js';
 
 const dir = realpathSync(mkdtempSync(path.join(os.tmpdir(), 'logomesh-isolation-')));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -119,7 +119,7 @@ describe('profileAllowing', () => {
     expect(verdict(after, 'mbind')).toEqual(['SCMP_ACT_ALLOW']);
     expect(after.syscalls.at(-1)).toMatchObject({ names: ['get_mempolicy', 'mbind'], action: 'SCMP_ACT_ALLOW', args: [] });
     // Every other denied name stays denied; the rest of the profile is the same.
-    for (const name of deniedSyscalls().filter((x) => x !== 'mbind' && x !== 'get_mempolicy')) expect(verdict(after, name), name).toEqual(['SCMP_ACT_ERRNO']);
+    for (const name of deniedSyscalls().filter((x) => x !== 'mbind' && x !== 'get_mempolicy')) expect(verdict(after, name), name).toEqual(verdict(before, name));
     expect(after.defaultAction).toBe(before.defaultAction);
     expect(after.archMap).toEqual(before.archMap);
     expect(after.syscalls.slice(0, -1).filter((r) => !r.comment?.startsWith('LogoMesh: never'))).toEqual(before.syscalls.filter((r) => !r.comment?.startsWith('LogoMesh: never')));
@@ -132,6 +132,13 @@ describe('profileAllowing', () => {
 
   it('refuses a name that is not denied by LogoMesh', () => {
     expect(() => profileAllowing(base, ['execve'])).toThrow(expect.objectContaining({ code: 'LM_SECCOMP_PROFILE' }));
+  });
+
+  it('moves a name from the kill rule too, and drops a rule it empties', () => {
+    const after = parseSeccompProfile(profileAllowing(base, [...killedSyscalls()]), 'after');
+    for (const name of killedSyscalls()) expect(verdict(after, name), name).toEqual(['SCMP_ACT_ALLOW']);
+    expect(after.syscalls.filter((r) => r.action === 'SCMP_ACT_KILL_PROCESS')).toEqual([]);
+    expect(verdict(after, 'bpf')).toEqual(['SCMP_ACT_ERRNO']);
   });
 
   it('the deny list holds the kernel attack surface, not personality', () => {

@@ -29,6 +29,14 @@ const NEVER = [
   'lookup_dcookie', 'open_by_handle_at', 'name_to_handle_at', 'pivot_root', 'chroot', 'syslog', 'vhangup', 'iopl', 'ioperm',
 ];
 
+/** What only an attack calls: the caller is killed (SIGSYS) and the kernel logs it. */
+const KILLED = [
+  'mount', 'umount', 'umount2', 'pivot_root', 'chroot', 'fsopen', 'fsconfig', 'fsmount', 'fspick', 'move_mount', 'open_tree',
+  'mount_setattr', 'quotactl', 'quotactl_fd', 'swapon', 'swapoff', 'unshare', 'setns', 'ptrace', 'process_vm_readv',
+  'process_vm_writev', 'init_module', 'finit_module', 'delete_module', 'kexec_load', 'kexec_file_load', 'clock_settime',
+  'clock_settime64', 'settimeofday', 'stime', 'reboot', 'acct', 'iopl', 'ioperm', 'open_by_handle_at',
+];
+
 const plugin = parseSeccompProfile(seccompProfile('network'), SECCOMP_FILES.network);
 const noNetwork = parseSeccompProfile(seccompProfile('no-network'), SECCOMP_FILES['no-network']);
 
@@ -45,11 +53,20 @@ describe.each([
     expect(profile).not.toHaveProperty('defaultErrnoRet');
   });
 
-  it.each(NEVER)('never allows %s, and denies it with EPERM explicitly', (name) => {
+  it.each(NEVER)('never allows %s, and denies it explicitly: a kill if only an attack calls it, else EPERM', (name) => {
     expect(allowing(profile, name)).toEqual([]);
-    const deny = profile.syscalls.filter((r) => r.names.includes(name) && r.action === 'SCMP_ACT_ERRNO');
+    const deny = profile.syscalls.filter((r) => r.names.includes(name) && r.action !== 'SCMP_ACT_ALLOW');
     expect(deny).toHaveLength(1);
-    expect(deny[0]).toMatchObject({ errnoRet: EPERM, args: [] });
+    if (KILLED.includes(name)) expect(deny[0]).toMatchObject({ action: 'SCMP_ACT_KILL_PROCESS', args: [] });
+    else expect(deny[0]).toMatchObject({ action: 'SCMP_ACT_ERRNO', errnoRet: EPERM, args: [] });
+  });
+
+  it('kills only for what no runtime probes: io_uring, bpf, perf, userfaultfd, keyctl, adjtimex and NUMA stay EPERM', () => {
+    const killed = profile.syscalls.filter((r) => r.action === 'SCMP_ACT_KILL_PROCESS').flatMap((r) => r.names);
+    expect([...killed].sort()).toEqual([...KILLED].sort());
+    for (const probed of ['io_uring_setup', 'bpf', 'perf_event_open', 'userfaultfd', 'keyctl', 'adjtimex', 'clock_adjtime', 'get_mempolicy', 'name_to_handle_at', 'syslog']) {
+      expect(killed, probed).not.toContain(probed);
+    }
   });
 
   it('has no rule that depends on a capability: plugins run with none', () => {

@@ -1,0 +1,121 @@
+import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { resolveHome } from '../../src/lifecycle/home.js';
+import { PluginHost } from '../../src/lifecycle/plugin-host.js';
+import { silentLogger } from '../../src/log.js';
+import { readAudit } from '../../src/permissions/audit-log.js';
+import { docker, REPO, runCli, sleep, tempDir } from '../integration/support.js';
+
+/**
+ * A forbidden system call under a controller, as `logomesh up` runs plugins: the kernel kills
+ * the process that made it, logs the kill, and the controller reads the log, ties the kill
+ * to its plugin (by the plugin's own group), audits it with the system call's name and stops
+ * the plugin for good. A bystander keeps answering. Runs as root, as CI does: reading the
+ * kernel log needs CAP_SYSLOG.
+ */
+const FIX = path.join(REPO, 'test', 'fixtures', 'controller');
+
+function plugin(root: string, id: string, file: string, runtime: 'python' | 'node', exposes: string[]): void {
+  const dir = path.join(root, id);
+  mkdirSync(dir, { recursive: true });
+  const entry = runtime === 'python' ? 'main.py' : 'main.mjs';
+  copyFileSync(path.join(FIX, file), path.join(dir, entry));
+  writeFileSync(
+    path.join(dir, 'plugin.yaml'),
+    [
+      `id: ${id}`,
+      'version: 1.0.0',
+      `runtime: ${runtime}`,
+      `entrypoint: ${entry}`,
+      'resources: { maxMemoryMB: 128, maxCpuPercent: 50 }',
+      // The most a restart policy can ask: a violation must still not be restarted.
+      'restart: { policy: always, backoffMs: 100, maxRetries: 5 }',
+      'coordination:',
+      `  exposesMethods: [${exposes.join(', ')}]`,
+    ].join('\n'),
+  );
+}
+
+describe('a forbidden system call under a controller', () => {
+  let host: PluginHost;
+  const ATTACKER = ['echo', 'attack_self', 'attack_child'];
+  const violations = (who: string) => readAudit(host.home.auditFile, { plugin: who }).filter((e) => e.who === who && e.action === 'violation' && e.code === 'LM_SECCOMP_VIOLATION');
+
+  /** Wait (bounded) until the plugin is stopped for a violation. */
+  async function stoppedForViolation(id: string): Promise<{ code: string; message: string }> {
+    const until = Date.now() + 10_000;
+    while (Date.now() < until && host.status(id).state !== 'failed') await sleep(50);
+    const s = host.status(id);
+    expect(s.state, JSON.stringify(s.lastError)).toBe('failed');
+    expect(s.lastError?.code).toBe('LM_SECCOMP_VIOLATION');
+    return s.lastError!;
+  }
+
+  beforeAll(async () => {
+    const root = tempDir('lm-violations-');
+    plugin(root, 'bystander', 'probe.mjs', 'node', ['echo', 'whoami', 'never', 'crash', 'call', 'emit', 'seen']);
+    plugin(root, 'attacker-self', 'syscall-attacker.py', 'python', ATTACKER);
+    plugin(root, 'attacker-child', 'syscall-attacker.py', 'python', ATTACKER);
+    const home = resolveHome({ LOGOMESH_HOME: tempDir('lm-home-'), LOGOMESH_INSTANCE: `${inject('instance')}-violations` });
+    host = await PluginHost.create({ log: silentLogger, home, docker: await docker(), stopGraceMs: 2_000 });
+    host.loadDirectory(root);
+    await host.startAll();
+  });
+  afterAll(async () => {
+    await host?.close();
+  });
+
+  it('in the plugin process: killed, audited with the call named, stopped and not restarted; the bystander answers', async () => {
+    expect(await host.call('attacker-self', 'echo', { before: true }, 5_000)).toEqual({ before: true });
+    await expect(host.call('attacker-self', 'attack_self', { syscall: 'mount' }, 5_000)).rejects.toMatchObject({ code: expect.stringMatching(/^LM_PLUGIN_(EXITED|UNAVAILABLE)$/) });
+    const error = await stoppedForViolation('attacker-self');
+    expect(error.message).toMatch(/^plugin attacker-self: the kernel killed its process \d+ \(python3\) for calling mount\(2\) \(x86_64 system call 165\), which its seccomp profile forbids; the plugin is stopped, not restarted$/);
+    const entries = violations('attacker-self');
+    expect(entries, JSON.stringify(entries, null, 1)).toHaveLength(1);
+    expect(entries[0]).toMatchObject({ resource: 'attacker-self', reason: error.message });
+    // Its restart policy (always) would have restarted a crash by now.
+    await sleep(1_000);
+    expect(host.status('attacker-self')).toMatchObject({ state: 'failed', restarts: 0 });
+    expect(await host.call('bystander', 'echo', { after: 'self' }, 5_000)).toEqual({ after: 'self' });
+  });
+
+  it('in a child it forks and reaps at once: tied to the plugin all the same (by its group), audited, stopped', async () => {
+    // The answer may or may not get out before the controller stops the plugin.
+    await host.call('attacker-child', 'attack_child', { syscall: 'unshare' }, 5_000).catch(() => undefined);
+    const error = await stoppedForViolation('attacker-child');
+    expect(error.message).toMatch(/for calling unshare\(2\) \(x86_64 system call 272\)/);
+    expect(violations('attacker-child')).toHaveLength(1);
+    expect(host.status('bystander').state).toBe('ready');
+    expect(await host.call('bystander', 'echo', { after: 'child' }, 5_000)).toEqual({ after: 'child' });
+  });
+
+  it('before it is ready: its start fails with LM_SECCOMP_VIOLATION, audited', async () => {
+    const root = tempDir('lm-violations-start-');
+    plugin(root, 'attacker-start', 'syscall-at-start.py', 'python', ['echo']);
+    host.loadDirectory(path.join(root, 'attacker-start'));
+    await expect(host.start('attacker-start')).rejects.toMatchObject({ code: 'LM_SECCOMP_VIOLATION', message: expect.stringMatching(/for calling mount\(2\) \(x86_64 system call 165\)/) });
+    expect(host.status('attacker-start')).toMatchObject({ state: 'failed', lastError: { code: 'LM_SECCOMP_VIOLATION' } });
+    expect(violations('attacker-start')).toHaveLength(1);
+    expect(await host.call('bystander', 'echo', { after: 'start' }, 5_000)).toEqual({ after: 'start' });
+  });
+
+  it('the operator can start a stopped plugin again; it serves until it tries again', async () => {
+    await host.start('attacker-self');
+    expect(await host.call('attacker-self', 'echo', { again: true }, 5_000)).toEqual({ again: true });
+    await host.call('attacker-self', 'attack_self', { syscall: 'ptrace' }, 5_000).catch(() => undefined);
+    expect((await stoppedForViolation('attacker-self')).message).toMatch(/for calling ptrace\(2\) \(x86_64 system call 101\)/);
+    expect(violations('attacker-self')).toHaveLength(2);
+  });
+});
+
+describe('a forbidden system call under `logomesh run`', () => {
+  it('names the call and exits 159 (128 + SIGSYS)', async () => {
+    const root = tempDir('lm-violations-run-');
+    plugin(root, 'attacker-run', 'syscall-at-start.py', 'python', ['echo']);
+    const r = await runCli(['run', path.join(root, 'attacker-run')]);
+    expect(r.code).toBe(159);
+    expect(r.stdout).not.toContain('still here');
+    expect(r.stderr).toMatch(/LM_SECCOMP_VIOLATION: plugin attacker-run: the kernel killed its process \d+ \(python3\) for calling mount\(2\) \(x86_64 system call 165\)/);
+  });
+});

@@ -1,0 +1,109 @@
+import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { silentLogger } from '../../src/log.js';
+import { KernelLog, parseSeccompRecord, type SeccompKill } from '../../src/violations/kernel-log.js';
+import { SeccompWatch, seccompKillMessage } from '../../src/violations/seccomp-watch.js';
+
+/** Records as /dev/kmsg gives them, taken from a real kill of a plugin process. */
+const MOUNT =
+  '5,77,15175694954,-;audit: type=1326 audit(1795559066.767:77): auid=4294967295 uid=10001 gid=1042733371 ses=4294967295 pid=6650 comm="python3" exe="/usr/bin/python3.11" sig=31 arch=c000003e syscall=165 compat=0 ip=0x7f66db986e5a code=0x80000000\n';
+const SOCKETCALL_32 =
+  '5,76,14793992508,-;audit: type=1326 audit(1795558685.067:76): auid=4294967295 uid=10001 gid=10001 ses=4294967295 pid=1115 comm="python3" exe="/usr/bin/python3.11" sig=31 arch=40000003 syscall=102 compat=1 ip=0x41df9017 code=0x0\n';
+
+const dir = mkdtempSync(path.join(os.tmpdir(), 'lm-kmsg-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('parseSeccompRecord', () => {
+  it('reads a kill: process, user, group, system call by name, architecture and time', () => {
+    expect(parseSeccompRecord(MOUNT)).toEqual({
+      pid: 6650,
+      uid: 10001,
+      gid: 1042733371,
+      comm: 'python3',
+      exe: '/usr/bin/python3.11',
+      syscall: 165,
+      name: 'mount',
+      arch: 'x86_64',
+      signal: 31,
+      at: 1795559066767,
+    });
+  });
+
+  it('names a 32-bit call by the 32-bit table', () => {
+    expect(parseSeccompRecord(SOCKETCALL_32)).toMatchObject({ syscall: 102, name: 'socketcall', arch: 'i386 (32-bit)' });
+  });
+
+  it('decodes a name the kernel gave in hex (it had a space)', () => {
+    const hex = Buffer.from('my plugin').toString('hex').toUpperCase();
+    expect(parseSeccompRecord(MOUNT.replace('comm="python3"', `comm=${hex}`))?.comm).toBe('my plugin');
+  });
+
+  it('ignores every other record, and seccomp records without a signal', () => {
+    expect(parseSeccompRecord('6,1,100,-;docker0: port 1(veth1) entered disabled state\n')).toBeUndefined();
+    expect(parseSeccompRecord('5,2,100,-;audit: type=1400 audit(1795559066.767:78): apparmor="DENIED"\n')).toBeUndefined();
+    expect(parseSeccompRecord(MOUNT.replace('sig=31', 'sig=0'))).toBeUndefined();
+    expect(parseSeccompRecord(MOUNT.replace('arch=c000003e', 'arch=c00000b7'))).toMatchObject({ name: 'syscall 165', arch: 'c00000b7' });
+  });
+});
+
+describe('KernelLog', () => {
+  it('skips what was logged before it started, then reports each new kill', async () => {
+    const device = path.join(dir, 'kmsg');
+    writeFileSync(device, SOCKETCALL_32);
+    const kills: SeccompKill[] = [];
+    const log = KernelLog.start({ device, pollMs: 10, onKill: (k) => kills.push(k) });
+    if (!(log instanceof KernelLog)) throw new Error(log.unavailable);
+    try {
+      await new Promise((r) => setTimeout(r, 50));
+      expect(kills).toEqual([]);
+      appendFileSync(device, MOUNT);
+      await new Promise((r) => setTimeout(r, 100));
+      expect(kills.map((k) => k.name)).toEqual(['mount']);
+    } finally {
+      log.close();
+    }
+  });
+
+  it('says why when the log cannot be read', () => {
+    const r = KernelLog.start({ device: path.join(dir, 'missing'), onKill: () => undefined });
+    expect(r).toEqual({ unavailable: expect.stringContaining('ENOENT') });
+  });
+});
+
+describe('SeccompWatch', () => {
+  it('keeps only kills of our plugins (by group), and hands one to the exit that asks for it, waiting for the record', async () => {
+    const device = path.join(dir, 'kmsg-watch');
+    writeFileSync(device, '');
+    const seen: string[] = [];
+    const watch = new SeccompWatch({
+      log: silentLogger,
+      uid: 10001,
+      ownerOf: (k) => (k.gid === 1042733371 ? 'attacker' : undefined),
+      onKill: (plugin, k) => seen.push(`${plugin}:${k.name}`),
+      kernelLog: { device, pollMs: 10 },
+    });
+    try {
+      const since = Date.now();
+      const taken = watch.take('attacker', since, 2_000);
+      appendFileSync(device, SOCKETCALL_32); // gid 10001: not a plugin of this controller
+      await new Promise((r) => setTimeout(r, 50));
+      appendFileSync(device, MOUNT);
+      expect((await taken)?.name).toBe('mount');
+      expect(seen).toEqual(['attacker:mount']);
+      // Taken once: a second exit gets nothing (after waiting its time).
+      expect(await watch.take('attacker', since, 50)).toBeUndefined();
+    } finally {
+      watch.close();
+    }
+  });
+
+  it('without a readable kernel log, take answers at once and the message says the call is unknown', async () => {
+    const watch = new SeccompWatch({ log: silentLogger, uid: 10001, ownerOf: () => 'x', kernelLog: { device: path.join(dir, 'missing') } });
+    expect(watch.unavailable).toContain('ENOENT');
+    expect(await watch.take('x', 0, 60_000)).toBeUndefined();
+    expect(seccompKillMessage('x', undefined)).toBe('plugin x: the kernel killed it (SIGSYS) for a system call its seccomp profile forbids (which one is not known: the kernel log is not readable here); the plugin is stopped, not restarted');
+    watch.close();
+  });
+});
