@@ -979,7 +979,7 @@ export class PluginHost implements AsyncDisposable {
     if (m.container !== container) return;
     m.exitCode = code;
     try {
-      m.oomKilled = (await container.inspect()).State.OOMKilled;
+      m.oomKilled = await container.oomKilled(code);
     } catch {
       // Already removed by a stop.
     }

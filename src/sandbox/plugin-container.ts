@@ -117,9 +117,22 @@ export class PluginContainer implements AsyncDisposable {
       await drained();
       if (interrupted) return { exitCode: 130, oomKilled: false, interrupted, runMs: 0 };
       const state = (await this.inspect()).State;
-      return { exitCode, oomKilled: state.OOMKilled, interrupted, runMs: Date.parse(state.FinishedAt) - Date.parse(state.StartedAt) };
+      return { exitCode, oomKilled: await this.oomKilled(exitCode), interrupted, runMs: Date.parse(state.FinishedAt) - Date.parse(state.StartedAt) };
     } finally {
       signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /**
+   * Was an exit with `exitCode` the OOM killer's? The engine (20.10) can report the exit
+   * before it has handled the kernel's OOM event, and State.OOMKilled then says false for a
+   * moment: an exit by SIGKILL (137) is looked at again for up to about half a second.
+   */
+  async oomKilled(exitCode: number): Promise<boolean> {
+    for (let attempt = 0; ; attempt++) {
+      const killed = (await this.inspect()).State.OOMKilled;
+      if (killed || exitCode !== 137 || attempt === 4) return killed;
+      await new Promise((r) => setTimeout(r, 120));
     }
   }
 
