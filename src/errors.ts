@@ -21,7 +21,7 @@ export const ERROR_CODES = {
   LM_INTERRUPTED: 'The run was stopped by SIGINT or SIGTERM; its container was removed.',
   LM_PROTOCOL: 'A hub frame was malformed: not JSON, not an object, a missing or wrong field, or a message out of order.',
   LM_MESSAGE_TOO_LARGE: "A hub message was larger than the hub's maximum message size.",
-  LM_PERMISSION_DENIED: 'The manifest does not allow this: an undeclared method call, an unexposed method, or messaging without coordination.messaging.',
+  LM_PERMISSION_DENIED: 'The manifest does not allow this: an undeclared method call, an unexposed method, messaging without coordination.messaging, or an operator grant or host revocation naming a method or host the manifest does not list.',
   LM_RATE_LIMITED: 'A plugin sent messages faster than its rate limit, or had too many calls in flight.',
   LM_AUDIT_TAMPERED: 'The audit trail hash chain is broken: a line was removed or edited.',
   LM_UNAUTHORIZED: 'A host client connected to the hub without a valid token.',

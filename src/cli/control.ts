@@ -78,6 +78,17 @@ export async function pathPermissionCommand(action: 'revoke' | 'grant', id: stri
   return 0;
 }
 
+/**
+ * `revoke <plugin> host <host:port>` and `grant <plugin> host <host:port>`: a host the
+ * manifest lists, off the plugin's allow-list or back on it (the container is recreated).
+ */
+export async function hostPermissionCommand(action: 'revoke' | 'grant', id: string, host: string, io: CliIo): Promise<number> {
+  const r = await client().hostPermission(id, action, host);
+  if (action === 'grant') io.out(`${id}: ${host} granted; plugin ${r.state}`);
+  else io.out(`${id}: ${host} revoked (${r.live ? 'refused from now on' : 'applies from its next start'}); plugin ${r.state}`);
+  return 0;
+}
+
 /** `audit [--plugin id] [--since time] [--json] [--verify]`: read the audit trail of this home. */
 export async function auditCommand(opts: { plugin?: string; since?: string; json: boolean; verify: boolean }, io: CliIo): Promise<number> {
   const { readAudit, verifyAudit } = await import('../permissions/audit-log.js');

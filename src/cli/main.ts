@@ -22,6 +22,9 @@ commands:
                                          /grants/<name>; the plugin's container is recreated
   revoke <plugin> path <name-or-host-path>
                                          take it away (the container is recreated without it)
+  revoke <plugin> host <host:port>       take a host its manifest lists off its network
+                                         allow-list (until granted back; survives restarts)
+  grant <plugin> host <host:port>        give it back (a running plugin is recreated)
   audit [--plugin id] [--since t] [--json] [--verify]
                                          the audit trail of permission decisions
   clean [--all]                          remove containers, networks and volumes LogoMesh
@@ -99,6 +102,14 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
           allowPositionals: true,
           options: { ttl: { type: 'string' }, read: { type: 'boolean', default: false }, write: { type: 'boolean', default: false } },
         });
+        if (positionals[1] === 'host') {
+          if (positionals.length !== 3) throw usage(`${command} <plugin> host needs one host as the manifest lists it, e.g. ${command} fetcher host api.example.com:443`);
+          if (values.read || values.write || values.ttl !== undefined) throw usage('--read, --write and --ttl do not apply to hosts');
+          if (!HOST.test(positionals[2]!)) {
+            throw usage(`'${positionals[2]}' is not a host as a manifest lists it: a name with its port, such as api.example.com:443 (no scheme, no path)`);
+          }
+          return await (await import('./control.js')).hostPermissionCommand(command, positionals[0]!, positionals[2]!, io);
+        }
         if (positionals[1] === 'path') {
           if (positionals.length !== 3) throw usage(`${command} <plugin> path needs one host path, e.g. ${command} analyzer path /srv/data${command === 'grant' ? ':/grants/data --read' : ''}`);
           if (values.read && values.write) throw usage('give --read or --write, not both');
@@ -182,6 +193,9 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
     throw err;
   }
 }
+
+/** A network host as the manifest schema allows it: a name (or `*.suffix`) with an optional port. */
+const HOST = /^(?:\*\.)?[A-Za-z0-9][A-Za-z0-9.-]{0,252}(?::\d{1,5})?$/;
 
 function usage(message: string): LogoMeshError {
   return new LogoMeshError('LM_USAGE', `${message}\n\n${USAGE}`);

@@ -38,6 +38,14 @@ export class ControlClient {
     }>;
   }
 
+  /**
+   * Take a manifest host (`host:port`, as listed) off a plugin's allow-list, or give it back.
+   * `live`: a running plugin's proxy refuses it from now on (revoke only).
+   */
+  hostPermission(id: string, action: 'revoke' | 'grant', host: string): Promise<{ host: string; live?: boolean; state: string }> {
+    return this.json('POST', `/v1/plugins/${encodeURIComponent(id)}/${action}`, { kind: 'host', host }) as Promise<{ host: string; live?: boolean; state: string }>;
+  }
+
   down(): Promise<unknown> {
     return this.json('POST', '/v1/down');
   }

@@ -17,6 +17,8 @@ import type { Logger } from '../log.js';
  *   POST /v1/plugins/:id/(revoke|grant) {method, ttlMs?}
  *   POST /v1/plugins/:id/(revoke|grant) {kind: 'path', path, write?, ttlMs?}
  *                                         host path grants; the plugin's container is recreated
+ *   POST /v1/plugins/:id/(revoke|grant) {kind: 'host', host}
+ *                                         a manifest host on or off the network allow-list
  *   GET  /v1/plugins/:id/logs?lines=n&follow=1  -> text lines (streamed with follow)
  *   POST /v1/down                         -> stops everything; the controller exits
  */
@@ -52,7 +54,16 @@ async function handle(host: PluginHost, req: IncomingMessage, res: ServerRespons
     return sendJson(res, 200, { data });
   }
   if (req.method === 'POST' && what === 'plugins' && id && (action === 'revoke' || action === 'grant')) {
-    const body = (await readJson(req)) as { kind?: string; method?: string; path?: string; write?: boolean; ttlMs?: number };
+    const body = (await readJson(req)) as { kind?: string; method?: string; path?: string; host?: string; write?: boolean; ttlMs?: number };
+    if (body.kind === 'host') {
+      if (typeof body.host !== 'string') throw new LogoMeshError('LM_USAGE', `${action} of a host needs 'host'`, {});
+      if (action === 'revoke') {
+        const live = await host.revokeHost(id, body.host);
+        return sendJson(res, 200, { plugin: id, host: body.host, revoked: true, live, state: host.status(id).state });
+      }
+      await host.grantHost(id, body.host);
+      return sendJson(res, 200, { plugin: id, host: body.host, granted: true, state: host.status(id).state });
+    }
     if (body.kind === 'path') {
       if (typeof body.path !== 'string') throw new LogoMeshError('LM_USAGE', `${action} of a path needs 'path'`, {});
       if (action === 'revoke') {

@@ -432,11 +432,16 @@ export class Hub extends EventEmitter {
   }
 
   /** Take a declared method away from a plugin at once (calls in flight finish). */
-  revoke(pluginId: string, method: string, who = 'operator'): void {
+  revoke(pluginId: string, method: string, who = 'operator', reason?: string): void {
     let set = this.revoked.get(pluginId);
     if (!set) this.revoked.set(pluginId, (set = new Set()));
     set.add(method);
-    this.audit({ who, action: 'revoke', resource: `${pluginId}:${method}`, result: 'revoked' });
+    this.audit({ who, action: 'revoke', resource: `${pluginId}:${method}`, result: 'revoked', ...(reason ? { reason } : {}) });
+  }
+
+  /** The methods revoked from a plugin now: what a controller saves for its successor. */
+  revokedMethods(pluginId: string): string[] {
+    return [...(this.revoked.get(pluginId) ?? [])];
   }
 
   /** Give a revoked method back (it must still be declared in the manifest to be usable). */

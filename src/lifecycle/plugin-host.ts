@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import type { ContainerInfo } from 'dockerode';
 import { readdirSync, realpathSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { removeByLabel } from '../engine/cleanup.js';
@@ -17,14 +18,14 @@ import { verifyPlugin } from '../signing/signature.js';
 import { PLUGIN_GID, PLUGIN_UID, runtimeImage } from '../runtimes/index.js';
 import { pluginGid } from '../runtimes/runtime.js';
 import { containerSpec, HUB_SOCKET_NAME } from '../sandbox/container-spec.js';
-import { Egress, isNetworked, removeEgressLeftovers, type EgressAttachment } from '../sandbox/egress.js';
+import { Egress, isNetworked, networkHosts, removeEgressLeftovers, type EgressAttachment } from '../sandbox/egress.js';
 import { PluginContainer } from '../sandbox/plugin-container.js';
 import { preparePluginImage } from '../sandbox/plugin-image.js';
 import { checkWritableGrants } from '../sandbox/writable-grants.js';
 import { dependentsOf, startLevels } from './dependency-graph.js';
 import { pluginSocketDir, type Home } from './home.js';
 import { LogBuffer, type LogLine } from './log-buffer.js';
-import { StateStore } from './state-store.js';
+import { StateStore, type SavedMethodGrant, type SavedPermissions, type SavedPlugin } from './state-store.js';
 import { AuditLog } from '../permissions/audit-log.js';
 import { LABEL } from '../labels.js';
 import type { SeccompKill } from '../violations/kernel-log.js';
@@ -121,8 +122,22 @@ export class PluginHost implements AsyncDisposable {
   private closing?: Promise<void>;
   private readonly state: StateStore;
   readonly audit: AuditLog;
-  /** Pending expiries of temporary grants, by `plugin:method`. */
+  /** Pending expiries of temporary grants, by `plugin:method` and `plugin:path:name`. */
   private readonly grantTimers = new Map<string, NodeJS.Timeout>();
+  /** When each temporary method grant runs out, by plugin id, then method: saved in state.json. */
+  private readonly methodExpiries = new Map<string, Map<string, number>>();
+  /**
+   * Manifest hosts the operator took off a plugin's allow-list. Kept apart from the proxy's
+   * own list so that they stay off across the plugin's restarts, until granted back.
+   */
+  private readonly hostRevocations = new Map<string, Set<string>>();
+  /**
+   * What an earlier controller of this home (killed, so it left state.json) saved per plugin,
+   * read once at construction: each entry is applied when its plugin is loaded, then dropped.
+   * Entries of plugins not loaded (yet) are written back unchanged, so that loading a subset
+   * does not forget the others' revocations.
+   */
+  private readonly inherited: Map<string, SavedPlugin>;
   private engine: { up: boolean; since: number; lastError?: string } = { up: true, since: Date.now() };
   private engineTimer?: NodeJS.Timeout;
   /** Host paths the operator granted, by plugin id, then by name (mounted at /grants/<name>). */
@@ -144,6 +159,7 @@ export class PluginHost implements AsyncDisposable {
     this.stopGraceMs = opts.stopGraceMs ?? 5_000;
     this.token = opts.hubToken ?? randomBytes(24).toString('base64url');
     this.state = new StateStore(opts.home.stateFile);
+    this.inherited = new Map(Object.entries(this.state.read()?.plugins ?? {}).filter(([, p]) => p.permissions));
     this.audit = new AuditLog(opts.home.auditFile);
     this.hub = new Hub({
       log: opts.log,
@@ -265,6 +281,7 @@ export class PluginHost implements AsyncDisposable {
       const before = saved?.plugins[l.manifest.id];
       if (before?.manifestHash === l.hash) m.restarts = before.restarts;
       this.plugins.set(l.manifest.id, m);
+      this.restorePermissions(m);
     }
     this.persist();
     return manifests.map((l) => l.manifest.id);
@@ -326,7 +343,9 @@ export class PluginHost implements AsyncDisposable {
       const id = c.Labels[LABEL.plugin] ?? '';
       const m = this.plugins.get(id);
       // Never adopted: a networked plugin (its network and proxy went with the earlier
-      // controller), or a container with operator path grants (this controller has no record).
+      // controller; it is started anew, and its host revocations applied to the new
+      // allow-list), or a container whose operator path grants are not exactly the ones
+      // restored from state.json (one was dropped, ran out, or was never saved).
       const usable =
         m &&
         !taken.has(id) &&
@@ -334,7 +353,7 @@ export class PluginHost implements AsyncDisposable {
         c.Labels[LABEL.manifestHash] === m.loaded.hash &&
         m.state === 'loaded' &&
         !isNetworked(m.loaded.manifest) &&
-        !c.Labels[PATH_GRANTS_LABEL];
+        this.mountsMatchGrants(id, c);
       if (!usable) {
         this.log.warn({ plugin: id, container: c.Id.slice(0, 12), state: c.State }, 'removing a plugin container left by an earlier controller');
         await PluginContainer.adopt(this.docker, c.Id, this.log).remove();
@@ -376,12 +395,119 @@ export class PluginHost implements AsyncDisposable {
     }
   }
 
-  /** Save what a restarted controller needs: folders, restart counts, containers. */
+  /**
+   * Does the container carry exactly the operator path grants held for its plugin now: the
+   * same names, real paths and modes? An adopted container keeps its mounts, so anything
+   * else would leave a plugin with a mount no grant covers, or without one it was granted.
+   */
+  private mountsMatchGrants(id: string, c: ContainerInfo): boolean {
+    const grants = [...(this.pathGrants.get(id)?.values() ?? [])];
+    const labelled = (c.Labels[PATH_GRANTS_LABEL] ?? '').split(',').filter(Boolean).sort();
+    if (labelled.join(',') !== grants.map((g) => g.name).sort().join(',')) return false;
+    const mounted = (c.Mounts ?? []).filter((x) => x.Destination.startsWith(`${GRANTS_MOUNT}/`));
+    return mounted.length === grants.length && grants.every((g) => mounted.some((x) => x.Destination === g.containerPath && x.Source === g.hostPath && x.RW === g.writable));
+  }
+
+  /**
+   * Apply again what the operator changed on this plugin under an earlier controller of this
+   * home. Called at load: before the plugin is attached to the hub, adopted or started, so
+   * its first call already meets them. A temporary grant resumes with the time it has left;
+   * one that ran out while no controller ran is revoked now, as its timer would have done.
+   * A path grant goes through the checks of grant time again and is dropped if it fails
+   * them now. Every step is audited.
+   */
+  private restorePermissions(m: Managed): void {
+    const id = m.loaded.manifest.id;
+    const saved = this.inherited.get(id)?.permissions;
+    this.inherited.delete(id);
+    if (!saved) return;
+    const why = `restored from ${this.opts.home.stateFile} after a controller restart`;
+    for (const method of saved.revokedMethods ?? []) this.hub.revoke(id, method, 'controller', why);
+    for (const g of saved.methodGrants ?? []) this.restoreMethodGrant(id, g, why);
+    for (const g of saved.pathGrants ?? []) this.restorePathGrant(m, g, why);
+    for (const host of saved.revokedHosts ?? []) {
+      this.revokedHostsOf(id).add(host);
+      this.audit.record({ who: 'controller', action: 'revoke', resource: `${id}:host:${host}`, result: 'revoked', reason: why });
+    }
+    this.log.info({ plugin: id }, 'restored the operator permission changes of the earlier controller');
+  }
+
+  private restoreMethodGrant(id: string, g: SavedMethodGrant, why: string): void {
+    if (g.expiresAt <= Date.now()) {
+      this.hub.revoke(id, g.method, 'expiry', `the grant ran out at ${new Date(g.expiresAt).toISOString()}, while no controller ran`);
+      return;
+    }
+    // The hub of a new controller revokes nothing: the method is usable until the expiry.
+    this.scheduleMethodExpiry(id, g.method, g.expiresAt);
+    this.audit.record({ who: 'controller', action: 'grant', resource: `${id}:${g.method}`, result: 'granted', reason: `${why}; revoked again in ${g.expiresAt - Date.now()} ms` });
+  }
+
+  private restorePathGrant(m: Managed, saved: PathGrant, why: string): void {
+    const id = m.loaded.manifest.id;
+    const resource = `${id}:path:${saved.name}`;
+    if (saved.expiresAt !== undefined && saved.expiresAt <= Date.now()) {
+      this.audit.record({
+        who: 'expiry',
+        action: 'revoke',
+        resource,
+        result: 'revoked',
+        reason: `${saved.hostPath} at ${saved.containerPath}; the grant ran out at ${new Date(saved.expiresAt).toISOString()}, while no controller ran`,
+      });
+      return;
+    }
+    let grant: PathGrant;
+    try {
+      // Everything is derived again from what the operator gave, and checked as at grant
+      // time: a state file edited by hand cannot mount more than the policy allows.
+      const { requested, name } = parseGrantTarget(`${saved.requested}:${saved.name}`);
+      const g: PathGrant = {
+        name,
+        requested,
+        hostPath: saved.hostPath,
+        writable: saved.writable,
+        containerPath: `${GRANTS_MOUNT}/${name}`,
+        grantedAt: saved.grantedAt,
+        ...(saved.expiresAt !== undefined ? { expiresAt: saved.expiresAt } : {}),
+        rule: saved.rule,
+      };
+      recheckGrant(id, g); // throws LM_GRANT_PATH: the path resolves elsewhere now
+      grant = Object.freeze({ ...g, rule: this.grantRule(m, g.hostPath, g.name, g.writable) });
+    } catch (err) {
+      const e = err as LogoMeshError;
+      this.audit.record({ who: 'controller', action: 'grant', resource, result: 'denied', code: e.code ?? 'LM_GRANT_PATH', reason: `not restored after a controller restart: ${e.message}` });
+      this.log.warn({ plugin: id, grant: saved.name, code: e.code }, `a path grant was not restored: ${e.message}`);
+      return;
+    }
+    this.pathGrantsOf(id).set(grant.name, grant);
+    if (grant.expiresAt !== undefined) this.schedulePathExpiry(id, grant);
+    this.audit.record({ who: 'controller', action: 'grant', resource, result: 'granted', reason: `${grant.hostPath} at ${grant.containerPath} (${grant.writable ? 'rw' : 'ro'}); ${why}` });
+  }
+
+  /** A plugin's operator permission changes as they stand, for state.json; undefined when none. */
+  private savedPermissions(id: string): SavedPermissions | undefined {
+    const revokedMethods = this.hub.revokedMethods(id);
+    const methodGrants = [...(this.methodExpiries.get(id) ?? [])].map(([method, expiresAt]) => ({ method, expiresAt }));
+    const pathGrants = [...(this.pathGrants.get(id)?.values() ?? [])];
+    const revokedHosts = [...(this.hostRevocations.get(id) ?? [])];
+    const p: SavedPermissions = {
+      ...(revokedMethods.length ? { revokedMethods } : {}),
+      ...(methodGrants.length ? { methodGrants } : {}),
+      ...(pathGrants.length ? { pathGrants } : {}),
+      ...(revokedHosts.length ? { revokedHosts } : {}),
+    };
+    return Object.keys(p).length ? p : undefined;
+  }
+
+  /**
+   * Save what a restarted controller needs: folders, restart counts, containers, and the
+   * operator's permission changes. Called on every change of them.
+   */
   private persist(): void {
     if (this.closing) return;
-    const plugins: Record<string, { restarts: number; manifestHash: string; containerId?: string }> = {};
+    const plugins: Record<string, SavedPlugin> = Object.fromEntries(this.inherited);
     for (const [id, m] of this.plugins) {
-      plugins[id] = { restarts: m.restarts, manifestHash: m.loaded.hash, ...(m.container ? { containerId: m.container.id } : {}) };
+      const permissions = this.savedPermissions(id);
+      plugins[id] = { restarts: m.restarts, manifestHash: m.loaded.hash, ...(m.container ? { containerId: m.container.id } : {}), ...(permissions ? { permissions } : {}) };
     }
     try {
       this.state.write({ version: 1, folders: [...this.plugins.values()].map((m) => m.loaded.pluginDir), plugins });
@@ -420,18 +546,66 @@ export class PluginHost implements AsyncDisposable {
     this.get(pluginId);
     this.cancelExpiry(pluginId, method);
     this.hub.revoke(pluginId, method);
+    this.persist();
   }
 
   /**
-   * Take a host (as the manifest lists it, `api.example.com:443`) off a running plugin's
-   * network allow-list: its next connection there is refused. Open connections finish. A
-   * restart of the plugin gives it its manifest's hosts again.
+   * Take a host (as the manifest lists it, `api.example.com:443`) off a plugin's network
+   * allow-list. A running plugin's next connection there is refused; open connections
+   * finish. The revocation stays, across restarts of the plugin and of the controller,
+   * until `grantHost` gives the host back. Returns whether a running proxy's allow-list
+   * changed now (false: the plugin is not running, it applies at its next start). Throws
+   * LM_PERMISSION_DENIED for a host the manifest does not list: a typo must not look done.
    */
   async revokeHost(pluginId: string, host: string): Promise<boolean> {
-    this.get(pluginId);
-    const done = this.egress ? await (await this.egress).revokeHost(pluginId, host) : false;
-    if (done) this.audit.record({ who: 'operator', action: 'revoke', resource: `${pluginId}:${host}`, result: 'revoked' });
-    return done;
+    const m = this.get(pluginId);
+    this.requireListedHost(m, host, 'revoke');
+    this.revokedHostsOf(pluginId).add(host);
+    this.persist();
+    this.audit.record({ who: 'operator', action: 'revoke', resource: `${pluginId}:host:${host}`, result: 'revoked' });
+    return this.egress ? (await this.egress).revokeHost(pluginId, host) : false;
+  }
+
+  /**
+   * Give back a host revoked with `revokeHost`. The manifest is the upper bound: a host its
+   * network capabilities do not list cannot be granted (LM_PERMISSION_DENIED). The proxy's
+   * allow-list of a running plugin can only shrink, so a running plugin's container is
+   * recreated with its new network (as for a path grant); a stopped one gets the host at
+   * its next start. Throws what the restart throws.
+   */
+  async grantHost(pluginId: string, host: string): Promise<void> {
+    const m = this.get(pluginId);
+    this.requireListedHost(m, host, 'grant');
+    const wasRevoked = this.hostRevocations.get(pluginId)?.delete(host) === true;
+    this.persist();
+    this.audit.record({ who: 'operator', action: 'grant', resource: `${pluginId}:host:${host}`, result: 'granted', ...(wasRevoked ? {} : { reason: 'it was not revoked' }) });
+    if (wasRevoked) await this.recreate(m, `host grant ${host}`);
+  }
+
+  /** Throw LM_PERMISSION_DENIED (audited) unless the manifest lists `host` under a network capability. */
+  private requireListedHost(m: Managed, host: string, action: 'revoke' | 'grant'): void {
+    const { manifest, file } = m.loaded;
+    const listed = networkHosts(manifest);
+    if (listed.includes(host)) return;
+    const first = manifest.capabilities.findIndex((c) => c.scope === 'network');
+    const err = new LogoMeshError(
+      'LM_PERMISSION_DENIED',
+      `plugin ${manifest.id} does not list '${host}' under the hosts of a network capability, so it cannot be ${action === 'grant' ? 'granted: the manifest is the most it can be granted' : 'revoked: it is refused anyway'} (listed: ${listed.join(', ') || 'none'}; write the host as listed, with its port)`,
+      {
+        file,
+        path: first < 0 ? '/capabilities' : `/capabilities/${first}/hosts`,
+        expected: `'${host}' listed under a network capability's hosts`,
+        found: listed.join(', ') || 'no network capability',
+      },
+    );
+    this.audit.record({ who: 'operator', action, resource: `${manifest.id}:host:${host}`, result: 'denied', code: err.code, reason: err.message });
+    throw err;
+  }
+
+  private revokedHostsOf(pluginId: string): Set<string> {
+    let set = this.hostRevocations.get(pluginId);
+    if (!set) this.hostRevocations.set(pluginId, (set = new Set()));
+    return set;
   }
 
   /** The egress proxy, started on first use (one per controller). */
@@ -457,6 +631,42 @@ export class PluginHost implements AsyncDisposable {
     const key = `${pluginId}:${method}`;
     clearTimeout(this.grantTimers.get(key));
     this.grantTimers.delete(key);
+    this.methodExpiries.get(pluginId)?.delete(method);
+  }
+
+  /** Run `fn` at `at` (ms since the epoch) under `key`, replacing whatever was due under it. */
+  private schedule(key: string, at: number, fn: () => void): void {
+    clearTimeout(this.grantTimers.get(key));
+    // setTimeout waits at most 2^31-1 ms (about 24 days); a longer wait is taken in steps.
+    const timer = setTimeout(
+      () => {
+        if (Date.now() < at) return this.schedule(key, at, fn);
+        this.grantTimers.delete(key);
+        fn();
+      },
+      Math.min(Math.max(at - Date.now(), 0), MAX_TIMER_MS),
+    );
+    timer.unref();
+    this.grantTimers.set(key, timer);
+  }
+
+  /** Revoke `method` again at `at`; the expiry is saved so that a restarted controller keeps it. */
+  private scheduleMethodExpiry(pluginId: string, method: string, at: number): void {
+    let expiries = this.methodExpiries.get(pluginId);
+    if (!expiries) this.methodExpiries.set(pluginId, (expiries = new Map()));
+    expiries.set(method, at);
+    this.schedule(`${pluginId}:${method}`, at, () => {
+      this.methodExpiries.get(pluginId)?.delete(method);
+      this.hub.revoke(pluginId, method, 'expiry');
+      this.persist();
+    });
+  }
+
+  private schedulePathExpiry(pluginId: string, grant: PathGrant): void {
+    if (grant.expiresAt === undefined) return;
+    this.schedule(`${pluginId}:path:${grant.name}`, grant.expiresAt, () => {
+      this.revokePath(pluginId, grant.name, 'expiry').catch((err: unknown) => this.log.warn({ plugin: pluginId, err: errorText(err) }, 'revoking an expired path grant failed'));
+    });
   }
 
   /**
@@ -476,15 +686,8 @@ export class PluginHost implements AsyncDisposable {
     // A new grant replaces an earlier temporary one: only the latest expiry counts.
     this.cancelExpiry(pluginId, method);
     this.hub.restore(pluginId, method);
-    if (ttlMs !== undefined) {
-      const key = `${pluginId}:${method}`;
-      const timer = setTimeout(() => {
-        this.grantTimers.delete(key);
-        this.hub.revoke(pluginId, method, 'expiry');
-      }, ttlMs);
-      timer.unref();
-      this.grantTimers.set(key, timer);
-    }
+    if (ttlMs !== undefined) this.scheduleMethodExpiry(pluginId, method, Date.now() + ttlMs);
+    this.persist();
   }
 
 /** The policy in force: the one given, else the file LOGOMESH_POLICY names, else none. */
@@ -522,29 +725,7 @@ export class PluginHost implements AsyncDisposable {
     try {
       const { requested, name } = parseGrantTarget(target);
       const real = realPathOf(requested);
-      if (overlaps(real, m.loaded.pluginDir)) {
-        throw new LogoMeshError('LM_GRANT_PATH', `${real} overlaps the plugin folder ${m.loaded.pluginDir}; the manifest grants paths inside it`, { file: real, expected: 'a host path outside the plugin folder', found: real });
-      }
-      if (overlaps(real, this.opts.home.dir)) {
-        throw new LogoMeshError('LM_GRANT_PATH', `${real} overlaps the controller's home ${this.opts.home.dir} (hub sockets, state, audit trail)`, { file: real, expected: "a host path outside the controller's home", found: real });
-      }
-      if (writable && this.policy.file && overlaps(real, this.policy.file)) {
-        throw new LogoMeshError('LM_GRANT_PATH', `${real} holds the policy file ${this.policy.file}; it cannot be granted for writing`, { file: real, expected: 'a host path without the policy file', found: real });
-      }
-      const permission = writable ? 'write' : 'read';
-      const rule = hostPathRuleFor(this.policy, pluginId, real, permission);
-      if (!rule) {
-        const listed = this.policy.hostPaths.map((h) => `${h.path} [${h.permissions.join(',')}]${h.plugins ? ` for ${h.plugins.join(',')}` : ''}`);
-        throw new LogoMeshError('LM_POLICY_DENIED', `plugin ${pluginId} refused: the policy ${this.policy.file ?? '(none)'} does not allow granting ${real} for ${permission} to it (hostPaths: ${listed.join('; ') || 'none'})`, {
-          plugin: pluginId,
-          ...(this.policy.file ? { file: this.policy.file } : {}),
-          path: '/hostPaths',
-          rule: `${this.policy.file ?? '(no policy)'} /hostPaths`,
-          expected: `a hostPaths entry covering ${real} with '${permission}'`,
-          found: listed.join('; ') || 'none',
-        });
-      }
-      if (writable) checkWritableGrants([{ capability: `grant ${name}`, hostPath: real, relative: name, writable: true }], PLUGIN_UID, PLUGIN_GID);
+      const rule = this.grantRule(m, real, name, writable);
       const now = Date.now();
       grant = Object.freeze({
         name,
@@ -554,17 +735,17 @@ export class PluginHost implements AsyncDisposable {
         containerPath: `${GRANTS_MOUNT}/${name}`,
         grantedAt: now,
         ...(opts.ttlMs !== undefined ? { expiresAt: now + opts.ttlMs } : {}),
-        rule: `${this.policy.file ?? '(no policy)'} ${rule.at}`,
+        rule,
       });
     } catch (err) {
       const e = err as LogoMeshError;
       this.audit.record({ who: 'operator', action: 'grant', resource, result: 'denied', code: e.code, reason: e.message });
       throw err;
     }
-    let grants = this.pathGrants.get(pluginId);
-    if (!grants) this.pathGrants.set(pluginId, (grants = new Map()));
-    grants.set(grant.name, grant);
+    this.pathGrantsOf(pluginId).set(grant.name, grant);
     this.cancelExpiry(pluginId, `path:${grant.name}`);
+    this.schedulePathExpiry(pluginId, grant);
+    this.persist();
     this.audit.record({
       who: 'operator',
       action: 'grant',
@@ -572,17 +753,50 @@ export class PluginHost implements AsyncDisposable {
       result: 'granted',
       reason: `${grant.hostPath} at ${grant.containerPath} (${writable ? 'rw' : 'ro'}${opts.ttlMs !== undefined ? `, for ${opts.ttlMs} ms` : ''}; policy rule ${grant.rule})`,
     });
-    if (opts.ttlMs !== undefined) {
-      const key = `${pluginId}:path:${grant.name}`;
-      const timer = setTimeout(() => {
-        this.grantTimers.delete(key);
-        this.revokePath(pluginId, grant.name, 'expiry').catch((err: unknown) => this.log.warn({ plugin: pluginId, err: errorText(err) }, 'revoking an expired path grant failed'));
-      }, opts.ttlMs);
-      timer.unref();
-      this.grantTimers.set(key, timer);
-    }
     await this.recreate(m, `path grant ${grant.name}`);
     return grant;
+  }
+
+  /**
+   * The checks of a path grant beyond its path resolving: outside the plugin folder and the
+   * controller's home, the policy file not writable, covered by the policy's hostPaths for
+   * the plugin and permission, writable by the plugin's user for a write grant. Returns the
+   * policy rule that allows it (`<policy file> /hostPaths/<i>`). Throws LM_GRANT_PATH,
+   * LM_POLICY_DENIED or LM_PATH_NOT_WRITABLE. Used at grant time and when a restarted
+   * controller restores the grant.
+   */
+  private grantRule(m: Managed, real: string, name: string, writable: boolean): string {
+    const pluginId = m.loaded.manifest.id;
+    if (overlaps(real, m.loaded.pluginDir)) {
+      throw new LogoMeshError('LM_GRANT_PATH', `${real} overlaps the plugin folder ${m.loaded.pluginDir}; the manifest grants paths inside it`, { file: real, expected: 'a host path outside the plugin folder', found: real });
+    }
+    if (overlaps(real, this.opts.home.dir)) {
+      throw new LogoMeshError('LM_GRANT_PATH', `${real} overlaps the controller's home ${this.opts.home.dir} (hub sockets, state, audit trail)`, { file: real, expected: "a host path outside the controller's home", found: real });
+    }
+    if (writable && this.policy.file && overlaps(real, this.policy.file)) {
+      throw new LogoMeshError('LM_GRANT_PATH', `${real} holds the policy file ${this.policy.file}; it cannot be granted for writing`, { file: real, expected: 'a host path without the policy file', found: real });
+    }
+    const permission = writable ? 'write' : 'read';
+    const rule = hostPathRuleFor(this.policy, pluginId, real, permission);
+    if (!rule) {
+      const listed = this.policy.hostPaths.map((h) => `${h.path} [${h.permissions.join(',')}]${h.plugins ? ` for ${h.plugins.join(',')}` : ''}`);
+      throw new LogoMeshError('LM_POLICY_DENIED', `plugin ${pluginId} refused: the policy ${this.policy.file ?? '(none)'} does not allow granting ${real} for ${permission} to it (hostPaths: ${listed.join('; ') || 'none'})`, {
+        plugin: pluginId,
+        ...(this.policy.file ? { file: this.policy.file } : {}),
+        path: '/hostPaths',
+        rule: `${this.policy.file ?? '(no policy)'} /hostPaths`,
+        expected: `a hostPaths entry covering ${real} with '${permission}'`,
+        found: listed.join('; ') || 'none',
+      });
+    }
+    if (writable) checkWritableGrants([{ capability: `grant ${name}`, hostPath: real, relative: name, writable: true }], PLUGIN_UID, PLUGIN_GID);
+    return `${this.policy.file ?? '(no policy)'} ${rule.at}`;
+  }
+
+  private pathGrantsOf(pluginId: string): Map<string, PathGrant> {
+    let grants = this.pathGrants.get(pluginId);
+    if (!grants) this.pathGrants.set(pluginId, (grants = new Map()));
+    return grants;
   }
 
   /**
@@ -605,6 +819,7 @@ export class PluginHost implements AsyncDisposable {
     }
     grants!.delete(g.name);
     this.cancelExpiry(pluginId, `path:${g.name}`);
+    this.persist();
     this.audit.record({ who, action: 'revoke', resource: `${pluginId}:path:${g.name}`, result: 'revoked', reason: `${g.hostPath} at ${g.containerPath}` });
     await this.recreate(m, `path revocation ${g.name}`);
     return g;
@@ -690,8 +905,12 @@ export class PluginHost implements AsyncDisposable {
         return { allowed: false, reason: `no manifest capability or operator grant covers ${real} for ${action}` };
       }
       case 'connect': {
-        const cap = manifest.capabilities.find((c) => c.scope === 'network' && c.hosts?.some((h) => hostCovered(h, resource)));
-        if (!cap) return { allowed: false, reason: `no network capability of the manifest covers '${resource}'` };
+        const revoked = this.hostRevocations.get(id) ?? new Set<string>();
+        const cap = manifest.capabilities.find((c) => c.scope === 'network' && c.hosts?.some((h) => !revoked.has(h) && hostCovered(h, resource)));
+        if (!cap) {
+          const taken = [...revoked].find((h) => hostCovered(h, resource));
+          return { allowed: false, reason: taken ? `the operator revoked '${taken}'` : `no network capability of the manifest covers '${resource}'` };
+        }
         const p = policyAllowsHost(this.policy, resource, id);
         return p.allowed ? { allowed: true, reason: `capability '${cap.id}' covers it; ${p.reason}` } : p;
       }
@@ -839,7 +1058,13 @@ export class PluginHost implements AsyncDisposable {
       await this.hub.detachPlugin(id);
       await this.hub.attachPlugin(policyOf(m.loaded.manifest), path.join(socketDir, HUB_SOCKET_NAME));
       let network: EgressAttachment | undefined;
-      if (isNetworked(m.loaded.manifest)) network = await (await this.egressProxy()).attach(id, m.loaded.manifest);
+      if (isNetworked(m.loaded.manifest)) {
+        const egress = await this.egressProxy();
+        network = await egress.attach(id, m.loaded.manifest);
+        // The attachment lists the manifest's hosts; the operator's revocations are taken
+        // off before the container exists, so the plugin never reaches a revoked host.
+        for (const host of this.hostRevocations.get(id) ?? []) await egress.revokeHost(id, host);
+      }
       const loadStart = Date.now();
       const spec = containerSpec({
         ...(network ? { network } : {}),
@@ -1170,6 +1395,9 @@ export function pluginFolders(dir: string): string[] {
 
 /** The label naming the operator path grants a container was created with. */
 const PATH_GRANTS_LABEL = 'io.logomesh.path-grants';
+
+/** The longest wait setTimeout accepts (2^31-1 ms). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 function delay(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms).unref());

@@ -1,5 +1,37 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import type { PathGrant } from './path-grants.js';
+
+/** A temporary method grant (`grant --ttl`): the method is revoked again at `expiresAt`. */
+export interface SavedMethodGrant {
+  readonly method: string;
+  /** ms since the epoch. */
+  readonly expiresAt: number;
+}
+
+/**
+ * The operator's changes to one plugin's permissions, as they stand: what a restarted
+ * controller applies again before the plugin can make its first call. Every field is
+ * optional and absent when empty.
+ */
+export interface SavedPermissions {
+  /** Methods taken away with `revoke <plugin> <method>` (or by an expired grant). */
+  readonly revokedMethods?: readonly string[];
+  /** Methods granted for a time, still running. */
+  readonly methodGrants?: readonly SavedMethodGrant[];
+  /** Host paths granted with `grant <plugin> path`, as granted (real path of grant time). */
+  readonly pathGrants?: readonly PathGrant[];
+  /** Manifest hosts taken off the plugin's allow-list with `revoke <plugin> host`. */
+  readonly revokedHosts?: readonly string[];
+}
+
+export interface SavedPlugin {
+  readonly restarts: number;
+  readonly manifestHash: string;
+  readonly containerId?: string;
+  /** Absent when the operator changed nothing, and in state files written before it existed. */
+  readonly permissions?: SavedPermissions;
+}
 
 /** What a controller keeps across restarts, in `<home>/state.json`. */
 export interface ControllerState {
@@ -7,7 +39,7 @@ export interface ControllerState {
   /** Plugin folders loaded, in load order. */
   readonly folders: string[];
   /** Per plugin: what a restarted controller must not forget. */
-  readonly plugins: Record<string, { restarts: number; manifestHash: string; containerId?: string }>;
+  readonly plugins: Record<string, SavedPlugin>;
 }
 
 /**
@@ -18,12 +50,13 @@ export class StateStore {
   constructor(private readonly file: string) {}
 
   read(): ControllerState | undefined {
+    let text: string;
     try {
-      const s = JSON.parse(readFileSync(this.file, 'utf8')) as ControllerState;
-      return s.version === 1 ? s : undefined;
+      text = readFileSync(this.file, 'utf8');
     } catch {
       return undefined;
     }
+    return parseState(text);
   }
 
   write(state: ControllerState): void {
@@ -32,4 +65,75 @@ export class StateStore {
     writeFileSync(tmp, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
     renameSync(tmp, this.file);
   }
+}
+
+/**
+ * Read a state file's text. Version 1 without `permissions` (written before they were kept)
+ * is as valid as with them. A damaged file, or another version, is no state at all; a
+ * damaged entry is left out rather than failing the whole file, so one bad value does
+ * not make a controller forget every other plugin's revocations.
+ */
+export function parseState(text: string): ControllerState | undefined {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (!isRecord(raw) || raw.version !== 1) return undefined;
+  const folders = Array.isArray(raw.folders) ? raw.folders.filter(isString) : [];
+  const plugins: Record<string, SavedPlugin> = {};
+  for (const [id, p] of Object.entries(isRecord(raw.plugins) ? raw.plugins : {})) {
+    if (!isRecord(p) || typeof p.restarts !== 'number' || !isString(p.manifestHash)) continue;
+    const permissions = isRecord(p.permissions) ? parsePermissions(p.permissions) : undefined;
+    plugins[id] = {
+      restarts: p.restarts,
+      manifestHash: p.manifestHash,
+      ...(isString(p.containerId) ? { containerId: p.containerId } : {}),
+      ...(permissions ? { permissions } : {}),
+    };
+  }
+  return { version: 1, folders, plugins };
+}
+
+function parsePermissions(p: Record<string, unknown>): SavedPermissions | undefined {
+  const revokedMethods = strings(p.revokedMethods);
+  const methodGrants = (Array.isArray(p.methodGrants) ? p.methodGrants : []).filter(
+    (g): g is SavedMethodGrant => isRecord(g) && isString(g.method) && Number.isFinite(g.expiresAt),
+  );
+  const pathGrants = (Array.isArray(p.pathGrants) ? p.pathGrants : []).filter(isPathGrant);
+  const revokedHosts = strings(p.revokedHosts);
+  const out: SavedPermissions = {
+    ...(revokedMethods.length ? { revokedMethods } : {}),
+    ...(methodGrants.length ? { methodGrants: methodGrants.map((g) => ({ method: g.method, expiresAt: g.expiresAt })) } : {}),
+    ...(pathGrants.length ? { pathGrants } : {}),
+    ...(revokedHosts.length ? { revokedHosts } : {}),
+  };
+  return Object.keys(out).length ? out : undefined;
+}
+
+function isPathGrant(g: unknown): g is PathGrant {
+  return (
+    isRecord(g) &&
+    isString(g.name) &&
+    isString(g.requested) &&
+    isString(g.hostPath) &&
+    isString(g.containerPath) &&
+    isString(g.rule) &&
+    typeof g.writable === 'boolean' &&
+    Number.isFinite(g.grantedAt) &&
+    (g.expiresAt === undefined || Number.isFinite(g.expiresAt))
+  );
+}
+
+function strings(v: unknown): string[] {
+  return Array.isArray(v) ? v.filter(isString) : [];
+}
+
+function isString(v: unknown): v is string {
+  return typeof v === 'string' && v.length > 0;
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
