@@ -516,6 +516,22 @@ export class PluginHost implements AsyncDisposable {
     }
   }
 
+  /** At a clean stop: state.json keeps only the plugins' saved permissions, or goes if there are none. */
+  private keepPermissionsOnly(): void {
+    const plugins: Record<string, SavedPlugin> = {};
+    for (const [id, p] of this.inherited) if (p.permissions) plugins[id] = { restarts: 0, manifestHash: p.manifestHash, permissions: p.permissions };
+    for (const [id, m] of this.plugins) {
+      const permissions = this.savedPermissions(id);
+      if (permissions) plugins[id] = { restarts: 0, manifestHash: m.loaded.hash, permissions };
+    }
+    try {
+      if (Object.keys(plugins).length === 0) rmSync(this.opts.home.stateFile, { force: true });
+      else this.state.write({ version: 1, folders: [], plugins });
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message, file: this.opts.home.stateFile }, 'could not save the operator permissions');
+    }
+  }
+
   /** Stop one plugin: shutdown message, then SIGTERM, then SIGKILL, each after a grace period. */
   stop(id: string): Promise<void> {
     const m = this.get(id);
@@ -998,8 +1014,9 @@ export class PluginHost implements AsyncDisposable {
       await this.hub.close();
       if (this.egress) await this.egress.then((e) => e.close()).catch(() => undefined);
       rmSync(this.opts.home.socketsDir, { recursive: true, force: true });
-      // A clean stop leaves nothing to adopt or remember.
-      rmSync(this.opts.home.stateFile, { force: true });
+      // A clean stop leaves nothing to adopt; the operator's revocations and grants are
+      // security decisions, and stay for the next controller of this home.
+      this.keepPermissionsOnly();
       for (const timer of this.grantTimers.values()) clearTimeout(timer);
       await this.audit.close();
       // Whatever a failed stop left behind still carries this controller's label.

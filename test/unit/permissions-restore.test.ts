@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
@@ -14,8 +14,8 @@ import { loadPolicy, type Policy } from '../../src/policy/policy.js';
 /**
  * What a controller saves of the operator's permission changes, and what the next controller
  * of the same home makes of it, without containers: the plugins are only loaded. A killed
- * controller is played by saving state.json, closing the controller (which removes it, as a
- * clean stop does) and putting the file back.
+ * controller is played by saving state.json, closing the controller (which leaves only the
+ * permissions in it, as a clean stop does) and putting the file back.
  */
 const dir = realpathSync(mkdtempSync(path.join(os.tmpdir(), 'logomesh-restore-')));
 let engine: Server;
@@ -110,6 +110,22 @@ describe('operator permissions across a controller restart', () => {
     } finally {
       await second.close();
     }
+  });
+
+  it('a clean stop keeps the permissions (and nothing to adopt); without any, it leaves no state file', async () => {
+    const home = newHome();
+    const first = await controller(home);
+    first.revokeMethod('caller', 'other.a');
+    await first.close();
+    expect(state(home)).toEqual({ version: 1, folders: [], plugins: { caller: { restarts: 0, manifestHash: expect.any(String), permissions: { revokedMethods: ['other.a'] } } } });
+    const second = await controller(home);
+    try {
+      expect(second.hub.isRevoked('caller', 'other.a')).toBe(true);
+      second.grantMethod('caller', 'other.a');
+    } finally {
+      await second.close();
+    }
+    expect(existsSync(home.stateFile)).toBe(false);
   });
 
   it('revokes what ran out while no controller ran, audited as expiry', async () => {
