@@ -2,7 +2,8 @@
 # Provision what LogoMesh needs from the host, idempotently:
 #   1. a Docker engine that answers (DOCKER_HOST, /var/run/docker.sock, or a dockerd we start),
 #   2. the compose v2 CLI plugin,
-#   3. the base image debian:bookworm-slim (pulled, or built locally from Debian packages).
+#   3. the base image debian:bookworm-slim (pulled, or built locally from Debian packages),
+#   4. a kernel log burst large enough for seccomp kill records (kernel.printk_ratelimit_burst).
 # Every step is a no-op when its result is already there, so `npm start`, `npm test` and
 # .ci/run can all call it on every run.
 #
@@ -11,6 +12,7 @@
 #   LOGOMESH_ENGINE_TIMEOUT   seconds to wait for a started dockerd (default 60)
 #   LOGOMESH_PULL_TIMEOUT     seconds to try pulling the base image (default 20)
 #   LOGOMESH_DOCKERD_LOG      where a dockerd we start logs (default /var/log/logomesh-dockerd.log)
+#   LOGOMESH_PRINTK_BURST     the least kernel.printk_ratelimit_burst to set (default 1000)
 set -euo pipefail
 
 ENGINE_TIMEOUT=${LOGOMESH_ENGINE_TIMEOUT:-60}
@@ -115,11 +117,30 @@ provision_base_image() {
   docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 || die "LM_IMAGE_BUILD: building $BASE_IMAGE failed"
 }
 
+# The kernel prints an audit record (a plugin process killed by seccomp) to its log only
+# while printk_ratelimit() lets it: by default 10 records per 5 s for everything on the host,
+# after which it drops them ("kauditd_printk_skb: N callbacks suppressed"). The controller
+# reads those records to tell which plugin made which forbidden call, so a burst from one
+# plugin could hide another's. Raise the burst (not the interval) when we may. Optional:
+# without it LogoMesh works, and says when records were dropped.
+PRINTK_BURST=${LOGOMESH_PRINTK_BURST:-1000}
+provision_kernel_log() {
+  local f=/proc/sys/kernel/printk_ratelimit_burst current
+  [ -r "$f" ] || return 0
+  current=$(cat "$f")
+  [ "$current" -ge "$PRINTK_BURST" ] && return 0
+  if is_root && (echo "$PRINTK_BURST" >"$f") 2>/dev/null; then
+    say "kernel.printk_ratelimit_burst $current -> $PRINTK_BURST (seccomp kill records; see docs/operations.md)"
+  else
+    say "note: kernel.printk_ratelimit_burst is $current; the kernel may drop seccomp kill records in bursts (see docs/operations.md)"
+  fi
+}
+
 case "${1:-all}" in
   engine) provision_engine ;;
   compose) provision_engine; provision_compose ;;
   base) provision_engine; provision_base_image ;;
   # Compose is needed only for `docker compose up`; without it everything else still works.
-  all) provision_engine; provision_base_image; (provision_compose) || say "warning: compose v2 is not available; 'docker compose up' will not work" ;;
+  all) provision_engine; provision_kernel_log; provision_base_image; (provision_compose) || say "warning: compose v2 is not available; 'docker compose up' will not work" ;;
   *) echo "usage: $0 [engine|compose|base|all]" >&2; exit 2 ;;
 esac

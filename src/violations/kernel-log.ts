@@ -65,9 +65,17 @@ function fields(text: string): Record<string, string> {
   return out;
 }
 
+/** "kauditd_printk_skb: N callbacks suppressed": N audit records the kernel's rate limit dropped. */
+export function parseSuppressed(record: string): number | undefined {
+  const m = /kauditd_printk_skb: (\d+) callbacks suppressed/.exec(record);
+  return m ? Number(m[1]) : undefined;
+}
+
 export interface KernelLogOptions {
   /** Called for each seccomp kill logged after the watch began. */
   readonly onKill: (kill: SeccompKill) => void;
+  /** Called when the kernel says it dropped audit records (its printk rate limit). */
+  readonly onSuppressed?: (records: number) => void;
   /** How often to look for new records. */
   readonly pollMs?: number;
   /** The device; a test may give a FIFO or file. */
@@ -124,8 +132,11 @@ export class KernelLog {
       }
       if (n === 0) return;
       if (!report) continue;
-      const kill = parseSeccompRecord(this.buf.toString('utf8', 0, n));
+      const record = this.buf.toString('utf8', 0, n);
+      const kill = parseSeccompRecord(record);
       if (kill) this.opts.onKill(kill);
+      const dropped = kill ? undefined : parseSuppressed(record);
+      if (dropped) this.opts.onSuppressed?.(dropped);
     }
   }
 

@@ -40,7 +40,12 @@ export class SeccompWatch {
   readonly unavailable?: string;
 
   constructor(private readonly opts: SeccompWatchOptions) {
-    const started = KernelLog.start({ ...opts.kernelLog, onKill: (k) => this.onKill(k) });
+    const started = KernelLog.start({
+      ...opts.kernelLog,
+      onKill: (k) => this.onKill(k),
+      onSuppressed: (n) =>
+        opts.log.warn({ records: n }, 'the kernel dropped audit records (its printk rate limit, kernel.printk_ratelimit_burst): a plugin whose own process was killed by seccomp meanwhile is still stopped, without the call named; a killed child process is not seen'),
+    });
     if (started instanceof KernelLog) this.kernel = started;
     else this.unavailable = started.unavailable;
   }

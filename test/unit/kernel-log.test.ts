@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/log.js';
-import { KernelLog, parseSeccompRecord, type SeccompKill } from '../../src/violations/kernel-log.js';
+import { KernelLog, parseSeccompRecord, parseSuppressed, type SeccompKill } from '../../src/violations/kernel-log.js';
 import { SeccompWatch, seccompKillMessage } from '../../src/violations/seccomp-watch.js';
 
 /** Records as /dev/kmsg gives them, taken from a real kill of a plugin process. */
@@ -45,6 +45,13 @@ describe('parseSeccompRecord', () => {
     expect(parseSeccompRecord('5,2,100,-;audit: type=1400 audit(1795559066.767:78): apparmor="DENIED"\n')).toBeUndefined();
     expect(parseSeccompRecord(MOUNT.replace('sig=31', 'sig=0'))).toBeUndefined();
     expect(parseSeccompRecord(MOUNT.replace('arch=c000003e', 'arch=c00000b7'))).toMatchObject({ name: 'syscall 165', arch: 'c00000b7' });
+  });
+});
+
+describe('parseSuppressed', () => {
+  it('reads how many audit records the kernel dropped', () => {
+    expect(parseSuppressed('4,1715,15733801740,-;kauditd_printk_skb: 28 callbacks suppressed\n')).toBe(28);
+    expect(parseSuppressed(MOUNT)).toBeUndefined();
   });
 });
 
