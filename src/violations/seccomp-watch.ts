@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { KernelLog, type KernelLogOptions, type SeccompKill } from './kernel-log.js';
+import { AuditDaemonLog, KernelLog, type KernelLogOptions, type SeccompKill } from './kernel-log.js';
 
 /** Exit status of a container whose plugin process the kernel killed with SIGSYS (128 + 31), as docker-init reports it. */
 export const EXIT_SIGSYS = 159;
@@ -14,6 +14,8 @@ export interface SeccompWatchOptions {
   readonly onKill?: (plugin: string, kill: SeccompKill) => void;
   /** The kernel log to follow; tests give their own. */
   readonly kernelLog?: Omit<KernelLogOptions, 'onKill'>;
+  /** The audit daemon's log to follow as well (default /var/log/audit/audit.log, if readable). */
+  readonly auditLog?: string;
 }
 
 interface Pending {
@@ -35,23 +37,31 @@ const KEEP_MS = 10_000;
 export class SeccompWatch {
   private pending: Pending[] = [];
   private readonly waiters = new Set<() => void>();
-  private readonly kernel?: KernelLog;
+  private readonly sources: { close(): void }[] = [];
+  /** Records already taken: the same record may come from the kernel log and the audit daemon's. */
+  private readonly seen = new Set<string>();
   /** Why the kernel log is not read, when it is not. */
   readonly unavailable?: string;
 
   constructor(private readonly opts: SeccompWatchOptions) {
-    const started = KernelLog.start({
+    const common = {
       ...opts.kernelLog,
-      onKill: (k) => this.onKill(k),
-      onSuppressed: (n) =>
+      onKill: (k: SeccompKill) => this.onKill(k),
+      onSuppressed: (n: number) =>
         opts.log.warn({ records: n }, 'the kernel dropped audit records (its printk rate limit, kernel.printk_ratelimit_burst): a plugin whose own process was killed by seccomp meanwhile is still stopped, without the call named; a killed child process is not seen'),
-    });
-    if (started instanceof KernelLog) this.kernel = started;
-    else this.unavailable = started.unavailable;
+    };
+    const kernel = KernelLog.start(common);
+    const daemon = AuditDaemonLog.start({ ...common, ...(opts.auditLog ? { file: opts.auditLog } : {}) });
+    for (const source of [kernel, daemon]) if (!('unavailable' in source)) this.sources.push(source);
+    if (this.sources.length === 0) this.unavailable = 'unavailable' in kernel ? kernel.unavailable : 'no kernel log';
   }
 
   private onKill(kill: SeccompKill): void {
     if (kill.uid !== this.opts.uid) return;
+    const key = `${kill.at}:${kill.serial}`;
+    if (this.seen.has(key)) return;
+    this.seen.add(key);
+    if (this.seen.size > 10_000) this.seen.clear();
     const plugin = this.opts.ownerOf(kill);
     if (plugin === undefined) return;
     const now = Date.now();
@@ -73,7 +83,7 @@ export class SeccompWatch {
       return i < 0 ? undefined : this.pending.splice(i, 1)[0]!.kill;
     };
     const now = find();
-    if (now || !this.kernel) return now;
+    if (now || this.sources.length === 0) return now;
     return new Promise((resolve) => {
       const done = (k: SeccompKill | undefined) => {
         clearTimeout(timer);
@@ -90,7 +100,7 @@ export class SeccompWatch {
   }
 
   close(): void {
-    this.kernel?.close();
+    for (const source of this.sources) source.close();
     this.pending = [];
   }
 }

@@ -1,9 +1,9 @@
-import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { silentLogger } from '../../src/log.js';
-import { KernelLog, parseSeccompRecord, parseSuppressed, type SeccompKill } from '../../src/violations/kernel-log.js';
+import { AuditDaemonLog, KernelLog, parseSeccompRecord, parseSuppressed, type SeccompKill } from '../../src/violations/kernel-log.js';
 import { SeccompWatch, seccompKillMessage } from '../../src/violations/seccomp-watch.js';
 
 /** Records as /dev/kmsg gives them, taken from a real kill of a plugin process. */
@@ -28,7 +28,13 @@ describe('parseSeccompRecord', () => {
       arch: 'x86_64',
       signal: 31,
       at: 1795559066767,
+      serial: 77,
     });
+  });
+
+  it("reads the audit daemon's form of the same record, without its interpreted fields", () => {
+    const line = `type=SECCOMP msg=audit(1795559066.767:77): auid=4294967295 uid=10001 gid=1042733371 ses=4294967295 subj=unconfined pid=6650 comm="python3" exe="/usr/bin/python3.11" sig=31 arch=c000003e syscall=165 compat=0 ip=0x7f66db986e5a code=0x80000000\x1dAUID="unset" UID="plugin" GID="unknown(1042733371)" ARCH=x86_64 SYSCALL=mount`;
+    expect(parseSeccompRecord(line)).toEqual(parseSeccompRecord(MOUNT));
   });
 
   it('names a 32-bit call by the 32-bit table', () => {
@@ -79,6 +85,32 @@ describe('KernelLog', () => {
   });
 });
 
+describe('AuditDaemonLog', () => {
+  const line = (serial: number) =>
+    `type=SECCOMP msg=audit(1795559066.767:${serial}): auid=4294967295 uid=10001 gid=1042733371 ses=4294967295 pid=6650 comm="python3" exe="/usr/bin/python3.11" sig=31 arch=c000003e syscall=165 compat=0 ip=0x0 code=0x80000000\n`;
+
+  it('reads from the end, whole lines only, and from the start of a file that replaced it (rotation)', async () => {
+    const file = path.join(dir, 'audit.log');
+    writeFileSync(file, line(1));
+    const serials: number[] = [];
+    const log = AuditDaemonLog.start({ file, pollMs: 10, onKill: (k) => serials.push(k.serial) });
+    if (!(log instanceof AuditDaemonLog)) throw new Error(log.unavailable);
+    try {
+      const half = line(2).length >> 1;
+      appendFileSync(file, line(2).slice(0, half));
+      await new Promise((r) => setTimeout(r, 50));
+      expect(serials).toEqual([]);
+      appendFileSync(file, line(2).slice(half) + 'type=SYSCALL msg=audit(1795559066.767:3): arch=c000003e\n');
+      await vi.waitFor(() => expect(serials).toEqual([2]));
+      renameSync(file, `${file}.1`);
+      writeFileSync(file, line(4));
+      await vi.waitFor(() => expect(serials).toEqual([2, 4]));
+    } finally {
+      log.close();
+    }
+  });
+});
+
 describe('SeccompWatch', () => {
   it('keeps only kills of our plugins (by group), and hands one to the exit that asks for it, waiting for the record', async () => {
     const device = path.join(dir, 'kmsg-watch');
@@ -90,6 +122,7 @@ describe('SeccompWatch', () => {
       ownerOf: (k) => (k.gid === 1042733371 ? 'attacker' : undefined),
       onKill: (plugin, k) => seen.push(`${plugin}:${k.name}`),
       kernelLog: { device, pollMs: 10 },
+      auditLog: path.join(dir, 'no-audit.log'),
     });
     try {
       const since = Date.now();
@@ -107,7 +140,7 @@ describe('SeccompWatch', () => {
   });
 
   it('without a readable kernel log, take answers at once and the message says the call is unknown', async () => {
-    const watch = new SeccompWatch({ log: silentLogger, uid: 10001, ownerOf: () => 'x', kernelLog: { device: path.join(dir, 'missing') } });
+    const watch = new SeccompWatch({ log: silentLogger, uid: 10001, ownerOf: () => 'x', kernelLog: { device: path.join(dir, 'missing') }, auditLog: path.join(dir, 'no-audit.log') });
     expect(watch.unavailable).toContain('ENOENT');
     expect(await watch.take('x', 0, 60_000)).toBeUndefined();
     expect(seccompKillMessage('x', undefined)).toBe('plugin x: the kernel killed it (SIGSYS) for a system call its seccomp profile forbids (which one is not known: the kernel log is not readable here); the plugin is stopped, not restarted');
