@@ -406,6 +406,12 @@ export class Hub extends EventEmitter {
       return this.replyError(peer, msg.id, 'LM_PROTOCOL', `send hello before ${msg.type}`);
     }
     if (msg.type === 'hello') return slot ? this.hello(peer, slot, msg) : this.replyError(peer, msg.id, 'LM_PROTOCOL', 'host clients do not send hello');
+    // The hub sets `from` itself from the socket; a plugin that claims another is told nothing
+    // (its message goes on as its own) but it is on the record.
+    const claimed = parsed.claimedFrom;
+    if (slot && claimed !== undefined && claimed !== slot.policy.id) {
+      this.violation(slot, 'LM_PERMISSION_DENIED', `a ${msg.type} claimed to come from '${claimed}'; the hub sent it as ${slot.policy.id}`, ':from');
+    }
     this.route(peer, msg);
   }
 
@@ -516,7 +522,11 @@ export class Hub extends EventEmitter {
     this.audit({ who: peer.id, action: 'call', resource, result: 'allowed' });
     const timeout = Math.min(msg.timeout ?? DEFAULT_CALL_TIMEOUT_MS, MAX_CALL_TIMEOUT_MS);
     const hubId = this.nextId();
-    const timer = setTimeout(() => this.finish(hubId, fail('LM_TIMEOUT', `no response from ${targetId}.${msg.method} within ${timeout} ms`)), timeout);
+    const timer = setTimeout(() => {
+      // The target broke its side of the call: on its record (at most once a second).
+      this.violation(slot, 'LM_TIMEOUT', `did not answer ${msg.method} from ${peer.id} within ${timeout} ms`);
+      this.finish(hubId, fail('LM_TIMEOUT', `no response from ${targetId}.${msg.method} within ${timeout} ms`));
+    }, timeout);
     this.pending.set(hubId, { caller: peer, callerId: msg.id, target: targetId, method: msg.method, timer });
     peer.inFlight++;
     slot.peer.send({ type: 'request', id: hubId, from: peer.id, to: [targetId], method: msg.method, data: msg.data, timeout, timestamp: Date.now() });

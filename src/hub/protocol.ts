@@ -70,7 +70,8 @@ export interface ErrorMsg extends Base {
 export type ClientMessage = Hello | Request | Response | EventMsg | Broadcast | Subscribe;
 export type HubMessage = Request | Response | EventMsg | Broadcast | Shutdown | ErrorMsg;
 
-export type Parsed = { ok: true; msg: ClientMessage } | { ok: false; id?: string; error: WireError };
+/** `claimedFrom`: a `from` the client put in its frame (the hub ignores it, and sets its own). */
+export type Parsed = { ok: true; msg: ClientMessage; claimedFrom?: string } | { ok: false; id?: string; error: WireError };
 
 const ID = /^[\x20-\x7e]{1,128}$/;
 const TOPIC = /^(?:\*|[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*(?:\.\*)?)$/;
@@ -99,6 +100,11 @@ export function parseFrame(raw: Buffer | string, isBinary: boolean, maxBytes: nu
   const m = v as Record<string, unknown>;
   const id = typeof m.id === 'string' && ID.test(m.id) ? m.id : undefined;
   if (!id) return fail("field 'id' must be a string of 1-128 printable characters");
+  const parsed = parseMessage(m, id);
+  return parsed.ok && typeof m.from === 'string' && m.from !== '' ? { ...parsed, claimedFrom: m.from } : parsed;
+}
+
+function parseMessage(m: Record<string, unknown>, id: string): Parsed {
   switch (m.type) {
     case 'hello':
       if (typeof m.protocol !== 'number') return fail("hello needs a numeric 'protocol'", id);

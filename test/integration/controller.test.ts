@@ -90,6 +90,11 @@ describe('controller with plugins in real containers', () => {
     expect(r.success).toBe(true);
     expect(r.data.from).toBe('forger');
     expect(await host.call('alpha', 'call', { target: 'beta.whoami' })).toEqual({ ok: { from: 'alpha' } });
+    // The attempt is on the record.
+    const { readAudit } = await import('../../src/permissions/audit-log.js');
+    expect(readAudit(host.home.auditFile, { plugin: 'forger' }).filter((e) => e.who === 'forger' && e.action === 'violation')).toEqual([
+      expect.objectContaining({ resource: 'hub', result: 'denied', code: 'LM_PERMISSION_DENIED', reason: "a request claimed to come from 'host'; the hub sent it as forger" }),
+    ]);
   });
 
   it('a method that never answers gets LM_TIMEOUT shortly after its timeout', async () => {

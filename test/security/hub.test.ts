@@ -128,6 +128,9 @@ describe('attacks on the hub from plugin containers', () => {
     expect(await host.call('bystander', 'call', { target: 'snoop.ignored', timeout: 500 })).toMatchObject({ code: 'LM_TIMEOUT' });
     await expect(host.call('snoop', 'ignored', {}, 300)).rejects.toMatchObject({ code: 'LM_TIMEOUT' });
     expect(Date.now() - t).toBeLessThan(5_000);
+    // On the silent plugin's record, not its callers'.
+    expect(violations('snoop', 'LM_TIMEOUT')[0]).toMatchObject({ resource: 'hub', result: 'denied', reason: expect.stringMatching(/^did not answer ignored from (bystander|host) within \d+ ms$/) });
+    expect(violations('bystander', 'LM_TIMEOUT')).toEqual([]);
     await bystanderAnswers('after the timeouts');
   });
 
