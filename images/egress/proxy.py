@@ -4,9 +4,12 @@ Which plugin is asking is decided by where the connection arrived, never by what
 each networked plugin has its own internal network shared only with this proxy, so the
 proxy's local address on an accepted connection names the plugin's network, and the peer
 must be inside that network's subnet. The controller writes the allow-lists to CONFIG
-(reloaded when the file changes, checked on every new connection, or on SIGHUP).
+(reloaded when the file changes, checked on every new connection, or on SIGHUP). A reload
+cuts every open connection the new allow-lists no longer cover (a revoked host, a plugin
+taken out), then reports {"event": "config", "generation"} so the controller knows it is done.
 
-One JSON line on stdout per decision: {"plugin", "host", "port", "method", "result", "reason"}.
+One JSON line on stdout per decision: {"plugin", "host", "port", "method", "result", "reason"}
+(result allowed, denied, failed or cut).
 """
 import ipaddress
 import json
@@ -14,6 +17,7 @@ import os
 import signal
 import socket
 import socketserver
+import struct
 import sys
 import threading
 
@@ -25,14 +29,31 @@ CONNECT_TIMEOUT = 10
 IDLE_TIMEOUT = 600
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"}
 
-lock = threading.Lock()
+lock = threading.Lock()  # guards state, active and conns
 state = {"stamp": None, "plugins": {}, "deny": []}
 active = {}  # plugin id -> open allowed connections
+conns = set()  # open admitted connections (Conn), so a reload can cut them
+out_lock = threading.Lock()
 
 
 def emit(obj):
-    sys.stdout.write(json.dumps(obj, separators=(",", ":")) + "\n")
-    sys.stdout.flush()
+    # Threads emit concurrently; one line each, never interleaved, or the controller loses it.
+    line = json.dumps(obj, separators=(",", ":")) + "\n"
+    with out_lock:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+
+
+class Conn:
+    """An admitted connection: what it was allowed for, and its sockets, so a reload can cut it."""
+
+    __slots__ = ("local", "plugin", "host", "port", "method", "client", "upstream", "cut")
+
+    def __init__(self, local, plugin, host, port, method, client):
+        self.local, self.plugin, self.host, self.port, self.method = local, plugin, host, port, method
+        self.client = client
+        self.upstream = None  # set once connected; a cut before that refuses the connection
+        self.cut = None  # why it was cut: "revoked" or "detached"
 
 
 def load(force=False):
@@ -61,12 +82,75 @@ def load(force=False):
             }
         for d in cfg.get("deny", []):
             deny.append(ipaddress.ip_network(d, strict=False))
+        generation = int(cfg.get("generation", 0))
     except (OSError, ValueError, KeyError, TypeError) as e:
         emit({"event": "config-error", "reason": str(e)})
         return
+    # The new lists and the sweep under one lock: a connection admitted after this sees the
+    # new lists, one admitted before is swept.
     with lock:
         state.update(stamp=stamp, plugins=plugins, deny=deny)
-    emit({"event": "config", "plugins": sorted(p["plugin"] for p in plugins.values())})
+        doomed = sweep(plugins)
+    for conn in doomed:
+        cut(conn)
+    # After the cuts: the controller takes this line as "applied, and what it took away is closed".
+    emit({"event": "config", "generation": generation, "plugins": sorted(p["plugin"] for p in plugins.values())})
+
+
+def verdict(conn, plugins):
+    """Why an open connection may not stay open under these allow-lists, or None."""
+    entry = plugins.get(conn.local)
+    if entry is None or entry["plugin"] != conn.plugin:
+        return "detached"
+    if not allowed(entry["hosts"], conn.host, conn.port):
+        return "revoked"
+    return None
+
+
+def sweep(plugins):
+    """Mark the connections the lists no longer cover; return those with sockets to close. Lock held."""
+    doomed = []
+    for conn in conns:
+        if conn.cut is None:
+            conn.cut = verdict(conn, plugins)
+            if conn.cut is not None and conn.upstream is not None:
+                doomed.append(conn)
+    return doomed
+
+
+def cut(conn):
+    """End both sides now. Shutdown wakes the relay threads blocked on them, which then end;
+    linger 0 makes the final close a reset that drops whatever is still queued, so nothing
+    more from the revoked host reaches the plugin, nor from the plugin the host."""
+    emit({"plugin": conn.plugin, "host": conn.host, "port": conn.port, "method": conn.method, "result": "cut", "reason": conn.cut})
+    for s in (conn.client, conn.upstream):
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+def reloader(wake):
+    """Reload when SIGHUP writes to `wake`. Not in the signal handler itself: a second signal
+    arriving while the handler held `lock` would deadlock the main thread."""
+    while True:
+        os.read(wake, 4096)  # several signals, one reload
+        load(force=True)
+
+
+def reload_on_sighup():
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+
+    def on_sighup(*_):
+        try:
+            os.write(w, b"\0")
+        except BlockingIOError:
+            pass  # a reload is pending already
+
+    signal.signal(signal.SIGHUP, on_sighup)
+    threading.Thread(target=reloader, args=(r,), daemon=True).start()
 
 
 def allowed(hosts, host, port):
@@ -115,6 +199,37 @@ class Refused(Exception):
 STATUS_TEXT = {400: "Bad Request", 403: "Forbidden", 429: "Too Many Requests", 502: "Bad Gateway", 504: "Gateway Timeout"}
 
 
+def admit(conn):
+    """Check the connection against the lists as they are now (they may have changed while its
+    request was read) and count it; raise Refused otherwise."""
+    with lock:
+        entry = state["plugins"].get(conn.local)
+        if entry is None or entry["plugin"] != conn.plugin:
+            raise Refused(403, "unknown-network")
+        if not allowed(entry["hosts"], conn.host, conn.port):
+            raise Refused(403, "not-in-allow-list")
+        if active.get(conn.plugin, 0) >= entry["max"]:
+            raise Refused(429, "max-connections")
+        active[conn.plugin] = active.get(conn.plugin, 0) + 1
+        conns.add(conn)
+    return conn
+
+
+def connected(conn, upstream):
+    """Record the upstream socket, unless a reload cut the connection while it was being made."""
+    with lock:
+        if conn.cut is None:
+            conn.upstream = upstream
+            return
+    raise Refused(403, conn.cut)
+
+
+def release(conn):
+    with lock:
+        conns.discard(conn)
+        active[conn.plugin] -= 1
+
+
 class Handler(socketserver.BaseRequestHandler):
     def handle(self):
         client = self.request
@@ -126,7 +241,7 @@ class Handler(socketserver.BaseRequestHandler):
             entry = state["plugins"].get(local)
             deny = list(state["deny"])
         decision = {"plugin": entry["plugin"] if entry else None, "host": None, "port": None, "method": None}
-        counted = False
+        conn = None
         try:
             if entry is None or ipaddress.ip_address(peer) not in entry["subnet"]:
                 raise Refused(403, "unknown-network")
@@ -146,16 +261,13 @@ class Handler(socketserver.BaseRequestHandler):
             else:
                 raise Refused(400, "not-a-proxy-request")
             decision.update(host=host, port=port)
-            if not host or not allowed(entry["hosts"], host, port):
+            if not host:
                 raise Refused(403, "not-in-allow-list")
-            with lock:
-                if active.get(entry["plugin"], 0) >= entry["max"]:
-                    raise Refused(429, "max-connections")
-                active[entry["plugin"]] = active.get(entry["plugin"], 0) + 1
-                counted = True
+            conn = admit(Conn(local, entry["plugin"], host, port, method, client))
             upstream = self.connect(host, port, deny)
-            emit({**decision, "result": "allowed", "reason": "allow-list"})
             with upstream:
+                connected(conn, upstream)
+                emit({**decision, "result": "allowed", "reason": "allow-list"})
                 if method == "CONNECT":
                     client.sendall(b"HTTP/1.1 200 Connection Established\r\n\r\n")
                 else:
@@ -173,13 +285,13 @@ class Handler(socketserver.BaseRequestHandler):
             emit({**decision, "result": "denied", "reason": "bad-request"})
             self.refuse(client, 400, "bad-request")
         except OSError as e:
-            if decision["host"] is None:
+            # A cut connection's sockets fail by design; the cut is already reported.
+            if decision["host"] is None or (conn is not None and conn.cut is not None):
                 return
             emit({**decision, "result": "failed", "reason": f"upstream: {e.__class__.__name__}"})
         finally:
-            if counted:
-                with lock:
-                    active[entry["plugin"]] -= 1
+            if conn is not None:
+                release(conn)
 
     def read_head(self, client):
         buf = b""
@@ -252,9 +364,9 @@ class Server(socketserver.ThreadingTCPServer):
 
 
 def main():
-    signal.signal(signal.SIGHUP, lambda *_: load(force=True))
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     load(force=True)
+    reload_on_sighup()
     with Server(("0.0.0.0", PORT), Handler) as server:
         emit({"event": "listening", "port": PORT})
         server.serve_forever()
