@@ -8,8 +8,12 @@ must be inside that network's subnet. The controller writes the allow-lists to C
 cuts every open connection the new allow-lists no longer cover (a revoked host, a plugin
 taken out), then reports {"event": "config", "generation"} so the controller knows it is done.
 
+The proxy is also each plugin's only DNS server (port 53, UDP and TCP): it forwards nothing
+and answers every query NXDOMAIN, so a lookup can't carry data out, and each is reported.
+
 One JSON line on stdout per decision: {"plugin", "host", "port", "method", "result", "reason"}
-(result allowed, denied, failed or cut).
+(result allowed, denied, failed or cut; DNS queries have method "DNS", the name as host and
+"qtype").
 """
 import ipaddress
 import json
@@ -23,10 +27,13 @@ import threading
 
 CONFIG = os.environ.get("LOGOMESH_EGRESS_CONFIG", "/etc/logomesh-egress/config.json")
 PORT = int(os.environ.get("LOGOMESH_EGRESS_PORT", "3128"))
+DNS_PORT = int(os.environ.get("LOGOMESH_EGRESS_DNS_PORT", "53"))
 MAX_HEADER = 64 * 1024
 HEADER_TIMEOUT = 10
 CONNECT_TIMEOUT = 10
 IDLE_TIMEOUT = 600
+DNS_TCP_TIMEOUT = 5
+DNS_TCP_MAX_QUERIES = 16
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"}
 
 lock = threading.Lock()  # guards state, active and conns
@@ -363,12 +370,157 @@ class Server(socketserver.ThreadingTCPServer):
     request_queue_size = 128
 
 
+# DNS: the proxy answers, never forwards. A plugin's container names the proxy as its only
+# name server, and the engine's resolver in the container passes it every name it does not
+# know itself, from the plugin's own address.
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # Linux's value; Python 3.11 does not export it
+NXDOMAIN = 3
+FORMERR = 1
+QTYPES = {1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 15: "MX", 16: "TXT", 28: "AAAA", 33: "SRV", 64: "SVCB", 65: "HTTPS", 255: "ANY"}
+
+
+def label_text(label):
+    """A label in presentation form (RFC 1035 escapes), so any bytes a plugin puts in a name show in the audit."""
+    out = []
+    for b in label:
+        if b in (0x2E, 0x5C, 0x22):  # . \ "
+            out.append("\\" + chr(b))
+        elif 0x21 <= b <= 0x7E:
+            out.append(chr(b))
+        else:
+            out.append("\\%03d" % b)
+    return "".join(out)
+
+
+def parse_question(msg):
+    """(name, qtype, end of question) of a query with one question; ValueError otherwise."""
+    if len(msg) < 12:
+        raise ValueError("short")
+    flags, qdcount = struct.unpack("!HH", msg[2:6])
+    if flags & 0x8000 or qdcount != 1:
+        raise ValueError("not one query")
+    i, labels, size = 12, [], 1
+    while True:
+        if i >= len(msg):
+            raise ValueError("truncated name")
+        n = msg[i]
+        if n == 0:
+            break
+        if n & 0xC0:
+            raise ValueError("compressed name in a question")
+        size += n + 1
+        if size > 255 or i + 1 + n > len(msg):
+            raise ValueError("bad name")
+        labels.append(label_text(msg[i + 1 : i + 1 + n]))
+        i += 1 + n
+    end = i + 5
+    if end > len(msg):
+        raise ValueError("truncated question")
+    (qtype,) = struct.unpack("!H", msg[i + 1 : i + 3])
+    return ".".join(labels) or ".", qtype, end
+
+
+def dns_response(msg, rcode, question_end):
+    """The query's id, opcode and RD, QR set, no records; the question echoed when there is one."""
+    (flags,) = struct.unpack("!H", msg[2:4])
+    qdcount = 1 if question_end > 12 else 0
+    return msg[:2] + struct.pack("!HHHHH", 0x8000 | (flags & 0x7900) | rcode, qdcount, 0, 0, 0) + msg[12:question_end]
+
+
+def dns_answer(local, peer, msg, transport):
+    """Answer one DNS message and report it. None: nothing to answer (too short, or a response,
+    which is never answered so that two resolvers can't be made to loop)."""
+    if len(msg) < 12 or msg[2] & 0x80:
+        return None
+    with lock:
+        entry = state["plugins"].get(local)
+    plugin = entry["plugin"] if entry else None
+    known = entry is not None and ipaddress.ip_address(peer) in entry["subnet"]
+    decision = {"plugin": plugin, "host": None, "port": None, "method": "DNS", "transport": transport, "result": "denied"}
+    try:
+        name, qtype, end = parse_question(msg)
+    except ValueError:
+        emit({**decision, "reason": "bad-request"})
+        return dns_response(msg, FORMERR, 12)
+    emit({**decision, "host": name, "qtype": QTYPES.get(qtype, str(qtype)), "reason": "no-dns" if known else "unknown-network"})
+    return dns_response(msg, NXDOMAIN, end)
+
+
+def pktinfo_destination(ancdata):
+    """The address a datagram was sent to (IP_PKTINFO's ipi_addr): it names the plugin network."""
+    for level, kind, data in ancdata:
+        if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(data) >= 12:
+            return socket.inet_ntoa(data[8:12])
+    return None
+
+
+def serve_dns_udp(sock):
+    while True:
+        try:
+            msg, anc, _, peer = sock.recvmsg(4096, socket.CMSG_SPACE(12))
+            local = pktinfo_destination(anc)
+            reply = dns_answer(local, peer[0], msg, "udp") if local else None
+            if reply is not None:
+                # Answer from the address asked, whatever the routing table would pick.
+                src = struct.pack("@i4s4s", 0, socket.inet_aton(local), bytes(4))
+                sock.sendmsg([reply], [(socket.IPPROTO_IP, IP_PKTINFO, src)], 0, peer)
+        except (OSError, ValueError):
+            continue
+
+
+def recv_exact(sock, n):
+    buf = b""
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            return None
+        buf += chunk
+    return buf
+
+
+class DnsTcpHandler(socketserver.BaseRequestHandler):
+    """DNS over TCP (what the engine's resolver uses for a plugin that asks over TCP):
+    a few length-prefixed queries per connection, each answered like over UDP."""
+
+    def handle(self):
+        c = self.request
+        c.settimeout(DNS_TCP_TIMEOUT)
+        try:
+            local, peer = c.getsockname()[0], c.getpeername()[0]
+            for _ in range(DNS_TCP_MAX_QUERIES):
+                head = recv_exact(c, 2)
+                msg = head and recv_exact(c, struct.unpack("!H", head)[0])
+                reply = msg and dns_answer(local, peer, msg, "tcp")
+                if not reply:
+                    return
+                c.sendall(struct.pack("!H", len(reply)) + reply)
+        except OSError:
+            pass
+
+
+def start_dns():
+    """Listen on DNS_PORT, UDP and TCP. Binding a port under 1024 as nobody needs the container's
+    net.ipv4.ip_unprivileged_port_start lowered (egress.ts sets it). Without DNS the plugins'
+    lookups time out instead: still nothing leaves, only the audit entries are missing."""
+    try:
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+        udp.bind(("0.0.0.0", DNS_PORT))
+        tcp = Server(("0.0.0.0", DNS_PORT), DnsTcpHandler)
+    except OSError as e:
+        emit({"event": "dns-unavailable", "reason": str(e)})
+        return
+    threading.Thread(target=serve_dns_udp, args=(udp,), daemon=True).start()
+    threading.Thread(target=tcp.serve_forever, daemon=True).start()
+
+
 def main():
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     load(force=True)
     reload_on_sighup()
+    start_dns()
     with Server(("0.0.0.0", PORT), Handler) as server:
-        emit({"event": "listening", "port": PORT})
+        emit({"event": "listening", "port": PORT, "dnsPort": DNS_PORT})
         server.serve_forever()
 
 

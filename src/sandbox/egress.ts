@@ -21,10 +21,12 @@ import { seccompProfile, seccompSecurityOpt } from './seccomp.js';
  * arrives on, lets through HTTP and CONNECT to the plugin's `hosts` only, at most
  * `resources.maxNetworkConnections` at a time, and reports every decision, which becomes an
  * audit entry. A reload of the allow-lists cuts the open connections they no longer cover.
- * See docs/security.md#network.
+ * The proxy is also the plugin's only DNS server: it answers every query NXDOMAIN, forwards
+ * none, and reports each. See docs/security.md#network.
  */
 export const EGRESS_IMAGE = { tag: 'logomesh/egress:latest', contextDir: path.join(IMAGES_DIR, 'egress') };
 export const EGRESS_PORT = 3128;
+export const EGRESS_DNS_PORT = 53;
 const CONFIG_MOUNT = '/etc/logomesh-egress';
 const MB = 1024 * 1024;
 /** How long a change of the allow-lists waits for the proxy to say it applied it. */
@@ -39,17 +41,23 @@ export function isNetworked(manifest: Manifest): boolean {
   return networkHosts(manifest).length > 0;
 }
 
-/** What a plugin container needs to use the proxy: its network and the proxy variables. */
+/** What a plugin container needs to use the proxy: its network, the proxy variables and its DNS server. */
 export interface EgressAttachment {
   readonly network: string;
   readonly proxyUrl: string;
   readonly env: Readonly<Record<string, string>>;
+  /**
+   * The container's `HostConfig.Dns`: the proxy's address on the plugin network, and nothing
+   * else. The engine's resolver in the container (127.0.0.11) passes it every name it does not
+   * know itself; the proxy answers NXDOMAIN and reports the query.
+   */
+  readonly dns: readonly string[];
 }
 
 /**
  * One decision of the proxy, as it reports it. `cut`: an open connection closed by a reload
  * (reason `revoked`: its host:port left the allow-list; `detached`: the plugin's network was
- * taken out).
+ * taken out). A DNS query has method `DNS`, the queried name as `host`, its `qtype` and `transport`.
  */
 export interface EgressDecision {
   readonly plugin: string | null;
@@ -58,6 +66,8 @@ export interface EgressDecision {
   readonly method: string | null;
   readonly result: 'allowed' | 'denied' | 'failed' | 'cut';
   readonly reason: string;
+  readonly qtype?: string;
+  readonly transport?: 'udp' | 'tcp';
 }
 
 export interface EgressOptions {
@@ -123,9 +133,12 @@ export class Egress implements AsyncDisposable {
         Image: image.tag,
         Labels: labels,
         User: '65534:65534',
-        Env: [`LOGOMESH_EGRESS_CONFIG=${CONFIG_MOUNT}/config.json`, `LOGOMESH_EGRESS_PORT=${EGRESS_PORT}`],
+        Env: [`LOGOMESH_EGRESS_CONFIG=${CONFIG_MOUNT}/config.json`, `LOGOMESH_EGRESS_PORT=${EGRESS_PORT}`, `LOGOMESH_EGRESS_DNS_PORT=${EGRESS_DNS_PORT}`],
         HostConfig: {
           NetworkMode: bridge.id,
+          // Lets nobody bind the DNS port without any capability; in the proxy's own network
+          // namespace only. (Engines from 20.10 default to 0; older ones to 1024.)
+          Sysctls: { 'net.ipv4.ip_unprivileged_port_start': String(EGRESS_DNS_PORT) },
           Mounts: [{ Type: 'bind', Source: opts.configDir, Target: CONFIG_MOUNT, ReadOnly: true }],
           ReadonlyRootfs: true,
           CapDrop: ['ALL'],
@@ -187,6 +200,7 @@ export class Egress implements AsyncDisposable {
             resolve();
           } else if (obj.event === 'config' && typeof obj.generation === 'number') this.appliedUpTo(obj.generation);
           else if (obj.event === 'config-error') this.opts.log.error({ reason: obj.reason }, 'the egress proxy refused its allow-list file');
+          else if (obj.event === 'dns-unavailable') this.opts.log.warn({ reason: obj.reason }, 'the egress proxy could not listen for DNS: plugin lookups time out and are not audited');
           else if (typeof obj.result === 'string') this.decided(obj as unknown as EgressDecision);
         }
       });
@@ -260,6 +274,7 @@ export class Egress implements AsyncDisposable {
         network: network.id,
         proxyUrl,
         env: { HTTP_PROXY: proxyUrl, HTTPS_PROXY: proxyUrl, http_proxy: proxyUrl, https_proxy: proxyUrl, NO_PROXY: '', no_proxy: '' },
+        dns: [proxyIp],
       };
     } catch (err) {
       this.attached.delete(key);
@@ -345,17 +360,19 @@ export async function removeEgressLeftovers(docker: Docker, instance: string): P
 }
 
 /**
- * A decision as an audit entry, `network` on `host:port`. Refusals and revocation cuts carry
+ * A decision as an audit entry. Connections: `network` on `host:port`. DNS queries: `dns` on
+ * the queried name, the query type in the reason. Refusals and revocation cuts carry
  * LM_EGRESS_DENIED; a cut because the plugin stopped (`detached`) is no refusal.
  */
 export function auditEntry(d: EgressDecision): Omit<AuditEntry, 'time'> {
+  const dns = d.method === 'DNS';
   const refused = d.result === 'denied' || d.result === 'failed' || (d.result === 'cut' && d.reason !== 'detached');
   return {
     who: d.plugin ?? 'unknown',
-    action: 'network',
-    resource: `${d.host ?? '?'}:${d.port ?? '?'}`,
+    action: dns ? 'dns' : 'network',
+    resource: dns ? (d.host ?? '?') : `${d.host ?? '?'}:${d.port ?? '?'}`,
     result: d.result,
-    reason: d.reason,
+    reason: dns && d.qtype ? `${d.reason} (${d.qtype})` : d.reason,
     ...(refused ? { code: 'LM_EGRESS_DENIED' } : {}),
   };
 }

