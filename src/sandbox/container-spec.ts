@@ -29,9 +29,10 @@ export interface SpecInput {
   readonly ociRuntime?: string;
   /**
    * For a plugin with network capabilities: its own internal network, shared only with the
-   * egress proxy, and the proxy variables (sandbox/egress.ts). Absent: network mode none.
+   * egress proxy, the proxy variables and its DNS server, the proxy (sandbox/egress.ts's
+   * EgressAttachment). Absent: network mode none.
    */
-  readonly network?: { readonly network: string; readonly env: Readonly<Record<string, string>> };
+  readonly network?: { readonly network: string; readonly env: Readonly<Record<string, string>>; readonly dns?: readonly string[] };
 }
 
 /** Where a plugin finds its hub socket (LOGOMESH_HUB_SOCKET). */
@@ -117,9 +118,11 @@ export function containerSpec(input: SpecInput): ContainerCreateOptions {
       Privileged: false,
       ...(input.ociRuntime ? { Runtime: input.ociRuntime } : {}),
       NetworkMode: networkMode,
-      // No name resolution for a networked plugin: the engine's resolver forwards to a dead
-      // address, so names (and DNS exfiltration) fail; the proxy resolves the hosts it allows.
-      ...(input.network ? { Dns: ['127.0.0.1'], DnsSearch: [], DnsOptions: [] } : {}),
+      // No name resolution for a networked plugin: the engine's resolver forwards every name
+      // it does not know to the egress proxy, which answers NXDOMAIN, forwards nothing and
+      // audits the query; the proxy resolves the hosts it allows. Without a DNS address, a
+      // dead one: lookups time out, unaudited.
+      ...(input.network ? { Dns: [...(input.network.dns ?? ['127.0.0.1'])], DnsSearch: [], DnsOptions: [] } : {}),
       IpcMode: 'private',
       PidMode: '',
       UTSMode: '',

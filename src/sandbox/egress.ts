@@ -10,7 +10,7 @@ import { LogoMeshError } from '../errors.js';
 import { LABEL, ownerLabels } from '../labels.js';
 import type { Logger } from '../log.js';
 import type { Manifest } from '../manifest/types.js';
-import type { AuditSink } from '../permissions/audit-log.js';
+import type { AuditEntry, AuditSink } from '../permissions/audit-log.js';
 import { IMAGES_DIR } from '../runtimes/runtime.js';
 import { seccompProfile, seccompSecurityOpt } from './seccomp.js';
 
@@ -20,12 +20,17 @@ import { seccompProfile, seccompSecurityOpt } from './seccomp.js';
  * (images/egress/proxy.py). The proxy knows which plugin asks by the network a connection
  * arrives on, lets through HTTP and CONNECT to the plugin's `hosts` only, at most
  * `resources.maxNetworkConnections` at a time, and reports every decision, which becomes an
- * audit entry. See docs/security.md#network.
+ * audit entry. A reload of the allow-lists cuts the open connections they no longer cover.
+ * The proxy is also the plugin's only DNS server: it answers every query NXDOMAIN, forwards
+ * none, and reports each. See docs/security.md#network.
  */
 export const EGRESS_IMAGE = { tag: 'logomesh/egress:latest', contextDir: path.join(IMAGES_DIR, 'egress') };
 export const EGRESS_PORT = 3128;
+export const EGRESS_DNS_PORT = 53;
 const CONFIG_MOUNT = '/etc/logomesh-egress';
 const MB = 1024 * 1024;
+/** How long a change of the allow-lists waits for the proxy to say it applied it. */
+const APPLY_TIMEOUT_MS = 5_000;
 
 /** The hosts a manifest's network capabilities list, in order, without duplicates. */
 export function networkHosts(manifest: Manifest): string[] {
@@ -36,21 +41,33 @@ export function isNetworked(manifest: Manifest): boolean {
   return networkHosts(manifest).length > 0;
 }
 
-/** What a plugin container needs to use the proxy: its network and the proxy variables. */
+/** What a plugin container needs to use the proxy: its network, the proxy variables and its DNS server. */
 export interface EgressAttachment {
   readonly network: string;
   readonly proxyUrl: string;
   readonly env: Readonly<Record<string, string>>;
+  /**
+   * The container's `HostConfig.Dns`: the proxy's address on the plugin network, and nothing
+   * else. The engine's resolver in the container (127.0.0.11) passes it every name it does not
+   * know itself; the proxy answers NXDOMAIN and reports the query.
+   */
+  readonly dns: readonly string[];
 }
 
-/** One decision of the proxy, as it reports it. */
+/**
+ * One decision of the proxy, as it reports it. `cut`: an open connection closed by a reload
+ * (reason `revoked`: its host:port left the allow-list; `detached`: the plugin's network was
+ * taken out). A DNS query has method `DNS`, the queried name as `host`, its `qtype` and `transport`.
+ */
 export interface EgressDecision {
   readonly plugin: string | null;
   readonly host: string | null;
   readonly port: number | null;
   readonly method: string | null;
-  readonly result: 'allowed' | 'denied' | 'failed';
+  readonly result: 'allowed' | 'denied' | 'failed' | 'cut';
   readonly reason: string;
+  readonly qtype?: string;
+  readonly transport?: 'udp' | 'tcp';
 }
 
 export interface EgressOptions {
@@ -82,6 +99,10 @@ export class Egress implements AsyncDisposable {
   private readonly listeners = new Set<(d: EgressDecision) => void>();
   private closed?: Promise<void>;
   private writes: Promise<void> = Promise.resolve();
+  /** Numbers each allow-list file; the proxy reports the one it applied. */
+  private generation = 0;
+  private applied = 0;
+  private readonly appliedWaiters = new Set<() => void>();
 
   private constructor(
     private readonly opts: EgressOptions,
@@ -112,9 +133,12 @@ export class Egress implements AsyncDisposable {
         Image: image.tag,
         Labels: labels,
         User: '65534:65534',
-        Env: [`LOGOMESH_EGRESS_CONFIG=${CONFIG_MOUNT}/config.json`, `LOGOMESH_EGRESS_PORT=${EGRESS_PORT}`],
+        Env: [`LOGOMESH_EGRESS_CONFIG=${CONFIG_MOUNT}/config.json`, `LOGOMESH_EGRESS_PORT=${EGRESS_PORT}`, `LOGOMESH_EGRESS_DNS_PORT=${EGRESS_DNS_PORT}`],
         HostConfig: {
           NetworkMode: bridge.id,
+          // Lets nobody bind the DNS port without any capability; in the proxy's own network
+          // namespace only. (Engines from 20.10 default to 0; older ones to 1024.)
+          Sysctls: { 'net.ipv4.ip_unprivileged_port_start': String(EGRESS_DNS_PORT) },
           Mounts: [{ Type: 'bind', Source: opts.configDir, Target: CONFIG_MOUNT, ReadOnly: true }],
           ReadonlyRootfs: true,
           CapDrop: ['ALL'],
@@ -174,7 +198,9 @@ export class Egress implements AsyncDisposable {
           if (obj.event === 'listening') {
             clearTimeout(timer);
             resolve();
-          } else if (obj.event === 'config-error') this.opts.log.error({ reason: obj.reason }, 'the egress proxy refused its allow-list file');
+          } else if (obj.event === 'config' && typeof obj.generation === 'number') this.appliedUpTo(obj.generation);
+          else if (obj.event === 'config-error') this.opts.log.error({ reason: obj.reason }, 'the egress proxy refused its allow-list file');
+          else if (obj.event === 'dns-unavailable') this.opts.log.warn({ reason: obj.reason }, 'the egress proxy could not listen for DNS: plugin lookups time out and are not audited');
           else if (typeof obj.result === 'string') this.decided(obj as unknown as EgressDecision);
         }
       });
@@ -183,15 +209,33 @@ export class Egress implements AsyncDisposable {
   }
 
   private decided(d: EgressDecision): void {
-    this.opts.audit?.({
-      who: d.plugin ?? 'unknown',
-      action: 'network',
-      resource: `${d.host ?? '?'}:${d.port ?? '?'}`,
-      result: d.result,
-      reason: d.reason,
-      ...(d.result === 'allowed' ? {} : { code: 'LM_EGRESS_DENIED' }),
-    });
+    this.opts.audit?.(auditEntry(d));
     for (const l of this.listeners) l(d);
+  }
+
+  private appliedUpTo(generation: number): void {
+    this.applied = Math.max(this.applied, generation);
+    for (const w of this.appliedWaiters) w();
+  }
+
+  /** Resolves once the proxy reports `generation` applied (its cuts done), or after APPLY_TIMEOUT_MS. */
+  private appliedOrTimeout(generation: number): Promise<void> {
+    if (this.applied >= generation) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const check = () => {
+        if (this.applied >= generation) finish();
+      };
+      const timer = setTimeout(() => {
+        this.opts.log.warn({ generation, applied: this.applied }, `the egress proxy did not confirm its allow-list within ${APPLY_TIMEOUT_MS} ms`);
+        finish();
+      }, APPLY_TIMEOUT_MS);
+      const finish = () => {
+        clearTimeout(timer);
+        this.appliedWaiters.delete(check);
+        resolve();
+      };
+      this.appliedWaiters.add(check);
+    });
   }
 
   /** Call `fn` with every decision from now on; returns the unsubscribe function. */
@@ -230,6 +274,7 @@ export class Egress implements AsyncDisposable {
         network: network.id,
         proxyUrl,
         env: { HTTP_PROXY: proxyUrl, HTTPS_PROXY: proxyUrl, http_proxy: proxyUrl, https_proxy: proxyUrl, NO_PROXY: '', no_proxy: '' },
+        dns: [proxyIp],
       };
     } catch (err) {
       this.attached.delete(key);
@@ -239,7 +284,10 @@ export class Egress implements AsyncDisposable {
     }
   }
 
-  /** Take the plugin's allow-list out of the proxy and remove its network (its container must be gone). */
+  /**
+   * Take the plugin's allow-list out of the proxy, which cuts the plugin's open connections,
+   * and remove its network (its container must be gone).
+   */
   async detach(key: string): Promise<void> {
     const a = this.attached.get(key);
     if (!a) return;
@@ -250,7 +298,11 @@ export class Egress implements AsyncDisposable {
     await ignoreGone(net.remove());
   }
 
-  /** Take a host off a plugin's allow-list now: new connections to it are refused. */
+  /**
+   * Take a host off a plugin's allow-list now: new connections to it are refused, and the
+   * open ones to it are cut (each reported as a `cut` decision, reason `revoked`) before
+   * this resolves, unless the proxy does not confirm within APPLY_TIMEOUT_MS.
+   */
   async revokeHost(key: string, host: string): Promise<boolean> {
     const a = this.attached.get(key);
     if (!a || !a.hosts.includes(host)) return false;
@@ -259,14 +311,24 @@ export class Egress implements AsyncDisposable {
     return true;
   }
 
-  /** Write the allow-list file (atomically) and tell the proxy to read it. */
+  /**
+   * Write the allow-list file (atomically), tell the proxy to read it and wait until it
+   * says it has: by then the connections the new lists no longer cover are closed.
+   */
   private push(): Promise<void> {
     this.writes = this.writes.then(async () => {
+      const generation = ++this.generation;
       writeConfig(this.opts.configDir, {
+        generation,
         plugins: [...this.attached.values()].map((a) => ({ plugin: a.plugin, proxyIp: a.proxyIp, subnet: a.subnet, hosts: a.hosts, maxConnections: a.maxConnections })),
       });
-      // The proxy also checks the file on every new connection; the signal is for speed.
-      await this.container.kill({ signal: 'SIGHUP' }).catch(() => undefined);
+      // The proxy also checks the file on every new connection, but only a reload cuts open
+      // ones. A proxy that can't be signalled is gone: nothing to wait for.
+      const signalled = await this.container.kill({ signal: 'SIGHUP' }).then(
+        () => true,
+        () => false,
+      );
+      if (signalled) await this.appliedOrTimeout(generation);
     });
     return this.writes;
   }
@@ -295,6 +357,24 @@ export async function removeEgressLeftovers(docker: Docker, instance: string): P
   const filters = JSON.stringify({ label: [`${LABEL.instance}=${instance}`, `${LABEL.role}=egress`] });
   for (const c of await docker.listContainers({ all: true, filters })) await ignoreGone(docker.getContainer(c.Id).remove({ force: true }));
   for (const n of await docker.listNetworks({ filters })) await ignoreGone(docker.getNetwork(n.Id).remove());
+}
+
+/**
+ * A decision as an audit entry. Connections: `network` on `host:port`. DNS queries: `dns` on
+ * the queried name, the query type in the reason. Refusals and revocation cuts carry
+ * LM_EGRESS_DENIED; a cut because the plugin stopped (`detached`) is no refusal.
+ */
+export function auditEntry(d: EgressDecision): Omit<AuditEntry, 'time'> {
+  const dns = d.method === 'DNS';
+  const refused = d.result === 'denied' || d.result === 'failed' || (d.result === 'cut' && d.reason !== 'detached');
+  return {
+    who: d.plugin ?? 'unknown',
+    action: dns ? 'dns' : 'network',
+    resource: dns ? (d.host ?? '?') : `${d.host ?? '?'}:${d.port ?? '?'}`,
+    result: d.result,
+    reason: dns && d.qtype ? `${d.reason} (${d.qtype})` : d.reason,
+    ...(refused ? { code: 'LM_EGRESS_DENIED' } : {}),
+  };
 }
 
 function writeConfig(dir: string, config: unknown): void {

