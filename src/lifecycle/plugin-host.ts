@@ -567,8 +567,8 @@ export class PluginHost implements AsyncDisposable {
 
   /**
    * Take a host (as the manifest lists it, `api.example.com:443`) off a plugin's network
-   * allow-list. A running plugin's next connection there is refused; open connections
-   * finish. The revocation stays, across restarts of the plugin and of the controller,
+   * allow-list. A running plugin's next connection there is refused, and the proxy cuts
+   * those already open. The revocation stays, across restarts of the plugin and of the controller,
    * until `grantHost` gives the host back. Returns whether a running proxy's allow-list
    * changed now (false: the plugin is not running, it applies at its next start). Throws
    * LM_PERMISSION_DENIED for a host the manifest does not list: a typo must not look done.
