@@ -17,6 +17,7 @@ export const ERROR_CODES = {
   LM_ENGINE_ERROR: 'The Docker engine refused or failed a request.',
   LM_IMAGE_BUILD: 'Building a runtime image failed.',
   LM_RESOURCE_MEMORY: 'The plugin exceeded its memory limit and the kernel killed it.',
+  LM_SANDBOX_DENIED: 'An audit-trail code: the kernel refused a plugin process inside its sandbox (a read-only place, a full /tmp, a file-handle or process limit, noexec, an identity change), as LogoMesh\'s kernel audit rules report it.',
   LM_SECCOMP_VIOLATION: 'A plugin process made a system call only an attack makes; the kernel killed it, and the plugin is stopped, not restarted.',
   LM_INTERRUPTED: 'The run was stopped by SIGINT or SIGTERM; its container was removed.',
   LM_PROTOCOL: 'A hub frame was malformed: not JSON, not an object, a missing or wrong field, or a message out of order.',

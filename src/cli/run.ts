@@ -11,7 +11,7 @@ import { removeRunOrphans } from '../sandbox/orphans.js';
 import { runPlugin } from '../sandbox/run-plugin.js';
 import { verifyPlugin } from '../signing/signature.js';
 import { PLUGIN_UID, pluginGid } from '../runtimes/runtime.js';
-import { EXIT_SIGSYS, SeccompWatch, seccompKillMessage } from '../violations/seccomp-watch.js';
+import { EXIT_SIGSYS, KernelWatch, seccompKillMessage } from '../violations/kernel-watch.js';
 import { enforcePolicy } from '../policy/decisions.js';
 import type { CliIo } from './io.js';
 import { abortOnSignals, SIGNAL_EXIT } from './signals.js';
@@ -35,7 +35,7 @@ export async function runCommand(targets: string[], io: CliIo, log: Logger, poli
   const instance = instanceId();
   using abort = abortOnSignals();
   // A plugin killed for a forbidden system call is named with that call, from the kernel log.
-  const seccomp = new SeccompWatch({ log, uid: PLUGIN_UID, ownerOf: (kill) => loaded.find((l) => pluginGid(instance, l.manifest.id) === kill.gid)?.manifest.id });
+  const seccomp = new KernelWatch({ log, uid: PLUGIN_UID, ownerOf: (kill) => loaded.find((l) => pluginGid(instance, l.manifest.id) === kill.gid)?.manifest.id });
   try {
     return await runEach(loaded, { docker, instance, io, log, abort, seccomp, policy });
   } finally {
@@ -45,7 +45,7 @@ export async function runCommand(targets: string[], io: CliIo, log: Logger, poli
 
 async function runEach(
   loaded: LoadedManifest[],
-  ctx: { docker: Docker; instance: string; io: CliIo; log: Logger; abort: ReturnType<typeof abortOnSignals>; seccomp: SeccompWatch; policy: Policy },
+  ctx: { docker: Docker; instance: string; io: CliIo; log: Logger; abort: ReturnType<typeof abortOnSignals>; seccomp: KernelWatch; policy: Policy },
 ): Promise<number> {
   const { docker, instance, io, log, abort, seccomp, policy } = ctx;
   let status = 0;

@@ -3,16 +3,18 @@
 #   1. a Docker engine that answers (DOCKER_HOST, /var/run/docker.sock, or a dockerd we start),
 #   2. the compose v2 CLI plugin,
 #   3. the base image debian:bookworm-slim (pulled, or built locally from Debian packages),
-#   4. a kernel log burst large enough for seccomp kill records (kernel.printk_ratelimit_burst).
+#   4. a kernel log burst large enough for seccomp kill records (kernel.printk_ratelimit_burst),
+#   5. kernel audit rules that report what the kernel refuses plugins (src/engine/kernel-audit.rules).
 # Every step is a no-op when its result is already there, so `npm start`, `npm test` and
 # .ci/run can all call it on every run.
 #
-# Usage: provision.sh [engine|compose|base|all]   (default: all)
+# Usage: provision.sh [engine|compose|base|audit|all]   (default: all)
 # Environment:
 #   LOGOMESH_ENGINE_TIMEOUT   seconds to wait for a started dockerd (default 60)
 #   LOGOMESH_PULL_TIMEOUT     seconds to try pulling the base image (default 20)
 #   LOGOMESH_DOCKERD_LOG      where a dockerd we start logs (default /var/log/logomesh-dockerd.log)
 #   LOGOMESH_PRINTK_BURST     the least kernel.printk_ratelimit_burst to set (default 1000)
+#   LOGOMESH_KERNEL_AUDIT     0: do not load the kernel audit rules (default 1)
 set -euo pipefail
 
 ENGINE_TIMEOUT=${LOGOMESH_ENGINE_TIMEOUT:-60}
@@ -34,7 +36,7 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive apt-get update -qq
     APT_UPDATED=1
   fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1 apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
 start_dockerd() {
@@ -136,11 +138,40 @@ provision_kernel_log() {
   fi
 }
 
+# What the kernel refuses a plugin inside its sandbox (a write to a read-only place, a full
+# /tmp, a limit reached) happens inside the container, where nothing else sees it. The
+# kernel's audit subsystem can report it: load LogoMesh's rules (kernel-audit.rules, limited
+# to plugin processes) and turn syscall auditing on. Needs auditctl (Debian's auditd).
+# LOGOMESH_KERNEL_AUDIT=0 skips it; without it LogoMesh works and audits the rest.
+AUDIT_RULES="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/kernel-audit.rules"
+provision_kernel_audit() {
+  [ "${LOGOMESH_KERNEL_AUDIT:-1}" = 0 ] && return 0
+  if ! is_root; then
+    say "note: not root: kernel audit rules for plugin denials not loaded (see docs/security.md)"
+    return 0
+  fi
+  if ! command -v auditctl >/dev/null 2>&1; then
+    is_debian || { say "note: no auditctl: kernel audit rules for plugin denials not loaded"; return 0; }
+    say "installing Debian's auditd (for auditctl)"
+    apt_install auditd || { say "warning: could not install auditd: kernel audit rules not loaded"; return 0; }
+  fi
+  local key
+  for key in $(grep -o 'logomesh-[a-z]*' "$AUDIT_RULES" | sort -u); do auditctl -D -k "$key" >/dev/null 2>&1 || true; done
+  if ! out=$(auditctl -R "$AUDIT_RULES" 2>&1); then
+    say "warning: kernel audit rules not loaded: $out"
+    return 0
+  fi
+  if [ -d /etc/audit/rules.d ]; then install -m 0640 "$AUDIT_RULES" /etc/audit/rules.d/90-logomesh.rules; fi
+  if auditctl -s | grep -q '^enabled 0'; then auditctl -e 1 >/dev/null || say "warning: could not turn kernel auditing on"; fi
+  say "kernel audit rules for plugin denials loaded ($(auditctl -l | grep -c 'key=logomesh-') rules; auditing $(auditctl -s | sed -n 's/^enabled //p'))"
+}
+
 case "${1:-all}" in
   engine) provision_engine ;;
   compose) provision_engine; provision_compose ;;
   base) provision_engine; provision_base_image ;;
   # Compose is needed only for `docker compose up`; without it everything else still works.
-  all) provision_engine; provision_kernel_log; provision_base_image; (provision_compose) || say "warning: compose v2 is not available; 'docker compose up' will not work" ;;
-  *) echo "usage: $0 [engine|compose|base|all]" >&2; exit 2 ;;
+  audit) provision_kernel_log; provision_kernel_audit ;;
+  all) provision_engine; provision_kernel_log; provision_kernel_audit; provision_base_image; (provision_compose) || say "warning: compose v2 is not available; 'docker compose up' will not work" ;;
+  *) echo "usage: $0 [engine|compose|base|audit|all]" >&2; exit 2 ;;
 esac

@@ -28,8 +28,8 @@ import { LogBuffer, type LogLine } from './log-buffer.js';
 import { StateStore, type SavedMethodGrant, type SavedPermissions, type SavedPlugin } from './state-store.js';
 import { AuditLog } from '../permissions/audit-log.js';
 import { LABEL } from '../labels.js';
-import type { SeccompKill } from '../violations/kernel-log.js';
-import { EXIT_SIGSYS, SeccompWatch, seccompKillMessage } from '../violations/seccomp-watch.js';
+import type { KernelDenial, SeccompKill } from '../violations/audit-records.js';
+import { EXIT_SIGSYS, kernelDenialMessage, KernelWatch, seccompKillMessage } from '../violations/kernel-watch.js';
 
 export type PluginState = 'loaded' | 'starting' | 'ready' | 'restarting' | 'stopping' | 'stopped' | 'exited' | 'failed';
 
@@ -148,7 +148,9 @@ export class PluginHost implements AsyncDisposable {
   /** The egress proxy, started with the first plugin that has network capabilities. */
   private egress?: Promise<Egress>;
   /** Seccomp kills read from the kernel log, tied to plugins. */
-  private readonly seccomp?: SeccompWatch;
+  private readonly kernel?: KernelWatch;
+  /** When each kind of kernel denial was last audited, by plugin, rule and path: at most once a second. */
+  private readonly deniedAt = new Map<string, number>();
 
   private constructor(
     private readonly docker: Docker,
@@ -172,14 +174,29 @@ export class PluginHost implements AsyncDisposable {
     });
     this.watchEngine(opts.engineCheckMs ?? 2_000);
     if (opts.kernelLog !== false) {
-      this.seccomp = new SeccompWatch({
+      this.kernel = new KernelWatch({
         log: this.log,
         uid: PLUGIN_UID,
         ownerOf: (kill) => [...this.plugins.keys()].find((id) => pluginGid(opts.home.instance, id) === kill.gid),
         onKill: (plugin, kill) => void this.onSeccompKill(plugin, kill),
+        onDenial: (plugin, denial) => this.onKernelDenial(plugin, denial),
       });
-      if (this.seccomp.unavailable) this.log.info({ reason: this.seccomp.unavailable }, 'the kernel log is not readable: a plugin killed by seccomp is reported without the system call it made');
+      if (this.kernel.unavailable) this.log.info({ reason: this.kernel.unavailable }, 'the kernel log is not readable: a plugin killed by seccomp is reported without the system call it made');
     }
+  }
+
+  /**
+   * The kernel refused a plugin's system call inside its sandbox, and a LogoMesh audit rule
+   * reported it: on the plugin's record (at most once a second per rule and path). The
+   * refusal itself already happened; the plugin goes on.
+   */
+  private onKernelDenial(plugin: string, d: KernelDenial): void {
+    const key = `${plugin}|${d.key}|${d.paths[0] ?? ''}`;
+    const now = Date.now();
+    if (now - (this.deniedAt.get(key) ?? 0) < 1_000) return;
+    if (this.deniedAt.size > 1_000) this.deniedAt.clear();
+    this.deniedAt.set(key, now);
+    this.audit.record({ who: plugin, action: 'violation', resource: d.paths[0] ?? plugin, result: 'denied', code: 'LM_SANDBOX_DENIED', reason: kernelDenialMessage(d) });
   }
 
   /** A process of a running plugin was killed by seccomp: the plugin is stopped, not restarted. */
@@ -1003,7 +1020,7 @@ export class PluginHost implements AsyncDisposable {
   close(): Promise<void> {
     this.closing ??= (async () => {
       clearTimeout(this.engineTimer);
-      this.seccomp?.close();
+      this.kernel?.close();
       let levels: string[][];
       try {
         levels = startLevels(this.graphOf(this.plugins)).reverse();
@@ -1169,8 +1186,8 @@ export class PluginHost implements AsyncDisposable {
     const id = m.loaded.manifest.id;
     const logs = m.logs.tail(20).map((l) => l.text);
     // Also called (and ignored) for an exit after ready: onExit handles that one.
-    if (code === EXIT_SIGSYS && this.seccomp && m.state === 'starting') {
-      const kill = await this.seccomp.take(id, m.startedAt ?? 0, 1_000);
+    if (code === EXIT_SIGSYS && this.kernel && m.state === 'starting') {
+      const kill = await this.kernel.take(id, m.startedAt ?? 0, 1_000);
       const message = seccompKillMessage(id, kill);
       this.audit.record({ who: id, action: 'violation', resource: id, result: 'killed', code: 'LM_SECCOMP_VIOLATION', reason: message });
       return new LogoMeshError('LM_SECCOMP_VIOLATION', `${message}${logs.length ? `; last output:\n${logs.join('\n')}` : ''}`, { plugin: id, exitCode: code, logTail: logs, ...(kill ? { syscall: kill.name } : {}) });
@@ -1228,7 +1245,7 @@ export class PluginHost implements AsyncDisposable {
     // Exits while starting are the start's own failure; exits while stopping are expected.
     if (m.state !== 'ready') return;
     if (code === EXIT_SIGSYS && !m.oomKilled) {
-      const kill = await this.seccomp?.take(m.loaded.manifest.id, m.startedAt ?? 0, 1_000);
+      const kill = await this.kernel?.take(m.loaded.manifest.id, m.startedAt ?? 0, 1_000);
       // The kill's record may have been read meanwhile and the plugin stopped for it.
       if (m.state === 'ready' && m.container === container) await this.failed(m, { code: 'LM_SECCOMP_VIOLATION', message: seccompKillMessage(m.loaded.manifest.id, kill) }, false, true);
       return;

@@ -1,6 +1,6 @@
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { resolveHome } from '../../src/lifecycle/home.js';
 import { PluginHost } from '../../src/lifecycle/plugin-host.js';
 import { silentLogger } from '../../src/log.js';
@@ -16,7 +16,7 @@ import { docker, REPO, runCli, sleep, tempDir } from '../integration/support.js'
  */
 const FIX = path.join(REPO, 'test', 'fixtures', 'controller');
 
-function plugin(root: string, id: string, file: string, runtime: 'python' | 'node', exposes: string[]): void {
+function plugin(root: string, id: string, file: string, runtime: 'python' | 'node', exposes: string[], resources = '{ maxMemoryMB: 128, maxCpuPercent: 50 }'): void {
   const dir = path.join(root, id);
   mkdirSync(dir, { recursive: true });
   const entry = runtime === 'python' ? 'main.py' : 'main.mjs';
@@ -28,7 +28,7 @@ function plugin(root: string, id: string, file: string, runtime: 'python' | 'nod
       'version: 1.0.0',
       `runtime: ${runtime}`,
       `entrypoint: ${entry}`,
-      'resources: { maxMemoryMB: 128, maxCpuPercent: 50 }',
+      `resources: ${resources}`,
       // The most a restart policy can ask: a violation must still not be restarted.
       'restart: { policy: always, backoffMs: 100, maxRetries: 5 }',
       'coordination:',
@@ -117,5 +117,73 @@ describe('a forbidden system call under `logomesh run`', () => {
     expect(r.code).toBe(159);
     expect(r.stdout).not.toContain('still here');
     expect(r.stderr).toMatch(/LM_SECCOMP_VIOLATION: plugin attacker-run: the kernel killed its process \d+ \(python3\) for calling mount\(2\) \(x86_64 system call 165\)/);
+  });
+});
+
+/**
+ * What the kernel refuses inside the sandbox, under a controller: LogoMesh's kernel audit rules
+ * (src/engine/kernel-audit.rules, loaded by provisioning) report each refusal, the controller
+ * writes it to the plugin's record, and the plugin goes on serving. Needs the rules loaded
+ * and syscall auditing on, as `npm test` provisions as root.
+ */
+describe('refusals inside the sandbox, seen through the kernel audit rules', () => {
+  let host: PluginHost;
+  const PROBER = ['echo', 'write_root', 'fill_tmp', 'exhaust_fds', 'fork_bomb', 'exec_tmp', 'become_root'];
+  const denials = () => readAudit(host.home.auditFile, { plugin: 'prober' }).filter((e) => e.who === 'prober' && e.code === 'LM_SANDBOX_DENIED');
+  /** Wait (bounded) for an entry whose reason matches. */
+  async function denied(reason: RegExp): Promise<{ resource: string; reason?: string }> {
+    const until = Date.now() + 5_000;
+    let found;
+    while (Date.now() < until && !(found = denials().find((e) => reason.test(e.reason ?? '')))) await sleep(50);
+    expect(found, `no LM_SANDBOX_DENIED entry matching ${reason}; have:\n${denials().map((e) => e.reason).join('\n')}`).toBeDefined();
+    return found!;
+  }
+
+  beforeAll(async () => {
+    const root = tempDir('lm-denials-');
+    plugin(root, 'prober', 'sandbox-denials.py', 'python', PROBER, '{ maxMemoryMB: 128, maxCpuPercent: 50, maxProcesses: 24, maxFileHandles: 128, maxTmpMB: 4 }');
+    plugin(root, 'bystander', 'probe.mjs', 'node', ['echo', 'whoami', 'never', 'crash', 'call', 'emit', 'seen']);
+    const home = resolveHome({ LOGOMESH_HOME: tempDir('lm-home-'), LOGOMESH_INSTANCE: `${inject('instance')}-denials` });
+    host = await PluginHost.create({ log: silentLogger, home, docker: await docker(), stopGraceMs: 2_000 });
+    host.loadDirectory(root);
+    await host.startAll();
+  });
+  afterAll(async () => {
+    await host?.close();
+  });
+  afterEach(async () => {
+    expect(host.status('prober').state).toBe('ready');
+    expect(await host.call('bystander', 'echo', { still: 'up' }, 5_000)).toEqual({ still: 'up' });
+  });
+
+  it('writing to the read-only root and to /proc/sys', async () => {
+    expect(await host.call('prober', 'write_root', {}, 10_000)).toEqual({ etc: 'EROFS', procSys: 'EROFS' });
+    await denied(/^openat\(2\) on "\/etc\/.*" failed with EROFS: a write to a read-only place \(process \d+ python3\)$/);
+    await denied(/^openat\(2\) on "\/proc\/sys\/kernel\/hostname" failed with EROFS/);
+  });
+
+  it('filling /tmp', async () => {
+    expect(await host.call('prober', 'fill_tmp', {}, 10_000)).toEqual({ fill: 'ENOSPC' });
+    await denied(/^write\(2\) failed with ENOSPC: \/tmp or a write grant is full/);
+  });
+
+  it('exhausting file handles', async () => {
+    expect(await host.call('prober', 'exhaust_fds', {}, 10_000)).toMatchObject({ open: 'EMFILE' });
+    await denied(/^openat\(2\) on "\/dev\/null" failed with EMFILE: its file-handle limit \(maxFileHandles\) is reached/);
+  });
+
+  it('a fork bomb', async () => {
+    expect(await host.call('prober', 'fork_bomb', {}, 20_000)).toMatchObject({ fork: 'EAGAIN' });
+    await denied(/^clone\(2\) failed with EAGAIN: its process limit \(maxProcesses\) is reached/);
+  });
+
+  it('running a file from /tmp (noexec)', async () => {
+    expect(await host.call('prober', 'exec_tmp', {}, 10_000)).toEqual({ exec: 'EACCES' });
+    await denied(/^execve\(2\) on "\/tmp\/true".* failed with EACCES: running a file from a noexec place/);
+  });
+
+  it('becoming root', async () => {
+    expect(await host.call('prober', 'become_root', {}, 10_000)).toEqual({ setuid: 'EPERM' });
+    await denied(/^setuid\(2\) failed with EPERM: a change of identity or capabilities/);
   });
 });

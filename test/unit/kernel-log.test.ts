@@ -3,8 +3,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { silentLogger } from '../../src/log.js';
-import { AuditDaemonLog, KernelLog, parseSeccompRecord, parseSuppressed, type SeccompKill } from '../../src/violations/kernel-log.js';
-import { SeccompWatch, seccompKillMessage } from '../../src/violations/seccomp-watch.js';
+import { DenialAssembler, parseAuditRecord, parseSeccompRecord, parseSuppressed, seccompKillOf, type AuditRecord, type KernelDenial, type SeccompKill } from '../../src/violations/audit-records.js';
+import { AuditDaemonLog, KernelLog } from '../../src/violations/kernel-log.js';
+import { kernelDenialMessage, KernelWatch, seccompKillMessage } from '../../src/violations/kernel-watch.js';
 
 /** Records as /dev/kmsg gives them, taken from a real kill of a plugin process. */
 const MOUNT =
@@ -54,6 +55,41 @@ describe('parseSeccompRecord', () => {
   });
 });
 
+describe('DenialAssembler', () => {
+  // A refused write to /proc/sys, as the kernel printed it: SYSCALL, CWD, two PATH records, PROCTITLE.
+  const SYSCALL =
+    '5,620,16584000000,-;audit: type=1300 audit(1795560475.800:629): arch=c000003e syscall=257 success=no exit=-30 a0=ffffff9c a1=7f2d20ee5a30 a2=80241 a3=1b6 items=2 ppid=25962 pid=26012 auid=4294967295 uid=10001 gid=1037942624 euid=10001 suid=10001 fsuid=10001 egid=1037942624 sgid=1037942624 fsgid=1037942624 tty=(none) ses=4294967295 comm="python3" exe="/usr/bin/python3.11" key="logomesh-rofs"\n';
+  const RECORDS = [
+    SYSCALL,
+    '5,621,16584000001,-;audit: type=1307 audit(1795560475.800:629): cwd="/plugin"\n',
+    '5,622,16584000002,-;audit: type=1302 audit(1795560475.800:629): item=0 name="/proc/sys/kernel/" inode=1 dev=00:2b mode=040555 ouid=0 ogid=0 rdev=00:00 nametype=PARENT\n',
+    '5,623,16584000003,-;audit: type=1302 audit(1795560475.800:629): item=1 name="/proc/sys/kernel/hostname" inode=2 dev=00:2b mode=0100644 ouid=0 ogid=0 rdev=00:00 nametype=NORMAL\n',
+    '5,624,16584000004,-;audit: type=1327 audit(1795560475.800:629): proctitle=707974686F6E33\n',
+  ];
+
+  it('puts a SYSCALL record of a LogoMesh rule and its PATH records together, naming the file rather than its folder', () => {
+    const out: KernelDenial[] = [];
+    const a = new DenialAssembler((d) => out.push(d));
+    for (const r of RECORDS) a.add(parseAuditRecord(r)!);
+    expect(out).toEqual([]);
+    a.flush();
+    expect(out).toEqual([
+      expect.objectContaining({ pid: 26012, uid: 10001, gid: 1037942624, name: 'openat', key: 'logomesh-rofs', errno: 'EROFS', paths: ['/proc/sys/kernel/hostname'], serial: 629 }),
+    ]);
+    expect(kernelDenialMessage(out[0]!)).toBe('openat(2) on "/proc/sys/kernel/hostname" failed with EROFS: a write to a read-only place (process 26012 python3)');
+  });
+
+  it('ends an event at the next one, and ignores SYSCALL records of other rules', () => {
+    const out: KernelDenial[] = [];
+    const a = new DenialAssembler((d) => out.push(d));
+    a.add(parseAuditRecord(SYSCALL)!);
+    a.add(parseAuditRecord(SYSCALL.replace(':629)', ':630)').replace('key="logomesh-rofs"', 'key="someone-else"'))!);
+    a.add(parseAuditRecord(RECORDS[3]!.replace(':629)', ':630)'))!);
+    a.flush();
+    expect(out.map((d) => [d.serial, d.paths])).toEqual([[629, []]]);
+  });
+});
+
 describe('parseSuppressed', () => {
   it('reads how many audit records the kernel dropped', () => {
     expect(parseSuppressed('4,1715,15733801740,-;kauditd_printk_skb: 28 callbacks suppressed\n')).toBe(28);
@@ -66,7 +102,7 @@ describe('KernelLog', () => {
     const device = path.join(dir, 'kmsg');
     writeFileSync(device, SOCKETCALL_32);
     const kills: SeccompKill[] = [];
-    const log = KernelLog.start({ device, pollMs: 10, onKill: (k) => kills.push(k) });
+    const log = KernelLog.start({ device, pollMs: 10, onRecord: (r: AuditRecord) => void (seccompKillOf(r) && kills.push(seccompKillOf(r)!)) });
     if (!(log instanceof KernelLog)) throw new Error(log.unavailable);
     try {
       await new Promise((r) => setTimeout(r, 50));
@@ -80,7 +116,7 @@ describe('KernelLog', () => {
   });
 
   it('says why when the log cannot be read', () => {
-    const r = KernelLog.start({ device: path.join(dir, 'missing'), onKill: () => undefined });
+    const r = KernelLog.start({ device: path.join(dir, 'missing'), onRecord: () => undefined });
     expect(r).toEqual({ unavailable: expect.stringContaining('ENOENT') });
   });
 });
@@ -93,7 +129,7 @@ describe('AuditDaemonLog', () => {
     const file = path.join(dir, 'audit.log');
     writeFileSync(file, line(1));
     const serials: number[] = [];
-    const log = AuditDaemonLog.start({ file, pollMs: 10, onKill: (k) => serials.push(k.serial) });
+    const log = AuditDaemonLog.start({ file, pollMs: 10, onRecord: (r: AuditRecord) => void (seccompKillOf(r) && serials.push(r.serial)) });
     if (!(log instanceof AuditDaemonLog)) throw new Error(log.unavailable);
     try {
       const half = line(2).length >> 1;
@@ -111,12 +147,12 @@ describe('AuditDaemonLog', () => {
   });
 });
 
-describe('SeccompWatch', () => {
+describe('KernelWatch', () => {
   it('keeps only kills of our plugins (by group), and hands one to the exit that asks for it, waiting for the record', async () => {
     const device = path.join(dir, 'kmsg-watch');
     writeFileSync(device, '');
     const seen: string[] = [];
-    const watch = new SeccompWatch({
+    const watch = new KernelWatch({
       log: silentLogger,
       uid: 10001,
       ownerOf: (k) => (k.gid === 1042733371 ? 'attacker' : undefined),
@@ -140,7 +176,7 @@ describe('SeccompWatch', () => {
   });
 
   it('without a readable kernel log, take answers at once and the message says the call is unknown', async () => {
-    const watch = new SeccompWatch({ log: silentLogger, uid: 10001, ownerOf: () => 'x', kernelLog: { device: path.join(dir, 'missing') }, auditLog: path.join(dir, 'no-audit.log') });
+    const watch = new KernelWatch({ log: silentLogger, uid: 10001, ownerOf: () => 'x', kernelLog: { device: path.join(dir, 'missing') }, auditLog: path.join(dir, 'no-audit.log') });
     expect(watch.unavailable).toContain('ENOENT');
     expect(await watch.take('x', 0, 60_000)).toBeUndefined();
     expect(seccompKillMessage('x', undefined)).toBe('plugin x: the kernel killed it (SIGSYS) for a system call its seccomp profile forbids (which one is not known: the kernel log is not readable here); the plugin is stopped, not restarted');
