@@ -14,6 +14,12 @@ import { fileURLToPath } from 'node:url';
 const EPERM = 1;
 const EAFNOSUPPORT = 97;
 const AF_UNIX = 1;
+const AF_INET = 2;
+const AF_INET6 = 10;
+const AF_PACKET = 17;
+const SOCK_RAW = 3;
+/** The socket type's bits in socket(2)'s second argument (SOCK_NONBLOCK and SOCK_CLOEXEC are above them). */
+const SOCK_TYPE_MASK = 0xf;
 
 /**
  * System calls no plugin needs. Removed from every allow rule and listed in an explicit
@@ -142,6 +148,28 @@ export function deriveNoNetwork(plugin) {
       includes: {},
       excludes: {},
     },
+    // Raw sockets forge or sniff packets and need CAP_NET_RAW, which no plugin holds; no
+    // runtime or library opens one to probe (they probe AF_INET/AF_INET6 streams and
+    // datagrams, and netlink, which stay EAFNOSUPPORT). Trying is an attack: the caller is
+    // killed and the kernel logs it, like the calls of KILLED. These rules win over the
+    // EAFNOSUPPORT one where both match (libseccomp takes the stricter action).
+    ...[
+      { comment: 'a packet socket (raw frames)', args: [{ index: 0, value: AF_PACKET, valueTwo: 0, op: 'SCMP_CMP_EQ' }] },
+      ...[AF_INET, AF_INET6].map((family) => ({
+        comment: `a raw ${family === AF_INET ? 'IPv4' : 'IPv6'} socket`,
+        args: [
+          { index: 0, value: family, valueTwo: 0, op: 'SCMP_CMP_EQ' },
+          { index: 1, value: SOCK_TYPE_MASK, valueTwo: SOCK_RAW, op: 'SCMP_CMP_MASKED_EQ' },
+        ],
+      })),
+    ].map(({ comment, args }) => ({
+      names: ['socket'],
+      action: 'SCMP_ACT_KILL_PROCESS',
+      args,
+      comment: `LogoMesh no-network: ${comment} is an attack; the process is killed and the kernel logs it`,
+      includes: {},
+      excludes: {},
+    })),
   );
   return { ...plugin, syscalls };
 }

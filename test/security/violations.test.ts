@@ -57,6 +57,7 @@ describe('a forbidden system call under a controller', () => {
     plugin(root, 'bystander', 'probe.mjs', 'node', ['echo', 'whoami', 'never', 'crash', 'call', 'emit', 'seen']);
     plugin(root, 'attacker-self', 'syscall-attacker.py', 'python', ATTACKER);
     plugin(root, 'attacker-child', 'syscall-attacker.py', 'python', ATTACKER);
+    plugin(root, 'attacker-raw', 'syscall-attacker.py', 'python', ATTACKER);
     const home = resolveHome({ LOGOMESH_HOME: tempDir('lm-home-'), LOGOMESH_INSTANCE: `${inject('instance')}-violations` });
     host = await PluginHost.create({ log: silentLogger, home, docker: await docker(), stopGraceMs: 2_000 });
     host.loadDirectory(root);
@@ -88,6 +89,12 @@ describe('a forbidden system call under a controller', () => {
     expect(violations('attacker-child')).toHaveLength(1);
     expect(host.status('bystander').state).toBe('ready');
     expect(await host.call('bystander', 'echo', { after: 'child' }, 5_000)).toEqual({ after: 'child' });
+  });
+
+  it('a raw (packet) socket in a plugin without network: killed, audited, stopped', async () => {
+    await host.call('attacker-raw', 'attack_self', { syscall: 'packet_socket' }, 5_000).catch(() => undefined);
+    expect((await stoppedForViolation('attacker-raw')).message).toMatch(/for calling socket\(2\) \(x86_64 system call 41\)/);
+    expect(violations('attacker-raw')).toHaveLength(1);
   });
 
   it('before it is ready: its start fails with LM_SECCOMP_VIOLATION, audited', async () => {

@@ -62,7 +62,7 @@ describe.each([
   });
 
   it('kills only for what no runtime probes: io_uring, bpf, perf, userfaultfd, keyctl, adjtimex and NUMA stay EPERM', () => {
-    const killed = profile.syscalls.filter((r) => r.action === 'SCMP_ACT_KILL_PROCESS').flatMap((r) => r.names);
+    const killed = profile.syscalls.filter((r) => r.action === 'SCMP_ACT_KILL_PROCESS' && r.args?.length === 0).flatMap((r) => r.names);
     expect([...killed].sort()).toEqual([...KILLED].sort());
     for (const probed of ['io_uring_setup', 'bpf', 'perf_event_open', 'userfaultfd', 'keyctl', 'adjtimex', 'clock_adjtime', 'get_mempolicy', 'name_to_handle_at', 'syslog']) {
       expect(killed, probed).not.toContain(probed);
@@ -112,11 +112,21 @@ describe('the no-network profile', () => {
   });
 
   it.each(['socket', 'socketpair'])('allows %s only for AF_UNIX; other families fail with EAFNOSUPPORT', (name) => {
-    const rules = noNetwork.syscalls.filter((r) => r.names.includes(name));
+    const rules = noNetwork.syscalls.filter((r) => r.names.includes(name) && r.action !== 'SCMP_ACT_KILL_PROCESS');
     expect(rules).toEqual([
       expect.objectContaining({ action: 'SCMP_ACT_ALLOW', args: [{ index: 0, value: AF_UNIX, valueTwo: 0, op: 'SCMP_CMP_EQ' }] }),
       expect.objectContaining({ action: 'SCMP_ACT_ERRNO', errnoRet: EAFNOSUPPORT, args: [{ index: 0, value: AF_UNIX, valueTwo: 0, op: 'SCMP_CMP_NE' }] }),
     ]);
+  });
+
+  it('kills the caller of socket(2) for a packet socket, or a raw IPv4 or IPv6 one (the type under SOCK_TYPE_MASK)', () => {
+    const kills = noNetwork.syscalls.filter((r) => r.names.includes('socket') && r.action === 'SCMP_ACT_KILL_PROCESS').map((r) => r.args);
+    expect(kills).toEqual([
+      [{ index: 0, value: 17, valueTwo: 0, op: 'SCMP_CMP_EQ' }],
+      [{ index: 0, value: 2, valueTwo: 0, op: 'SCMP_CMP_EQ' }, { index: 1, value: 0xf, valueTwo: 3, op: 'SCMP_CMP_MASKED_EQ' }],
+      [{ index: 0, value: 10, valueTwo: 0, op: 'SCMP_CMP_EQ' }, { index: 1, value: 0xf, valueTwo: 3, op: 'SCMP_CMP_MASKED_EQ' }],
+    ]);
+    expect(plugin.syscalls.filter((r) => r.names.includes('socket') && r.action === 'SCMP_ACT_KILL_PROCESS')).toEqual([]);
   });
 
   it('does not allow socketcall(2), whose arguments seccomp cannot read', () => {
