@@ -14,10 +14,15 @@ import { docker, instance, report, runCaptured, tempDir, type Captured } from '.
 /** One small Python plugin per attack; each prints a JSON report of what every attempt gave. */
 export const ATTACKS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), 'fixtures');
 
-/** A private copy of an attack plugin in a temp folder, removed after the file's tests. */
+/**
+ * A private copy of an attack plugin in a temp folder, removed after the file's tests, with
+ * the shared helper module (fixtures/_lib/attempt.py) beside its code: a plugin sees only its
+ * own folder.
+ */
 export function copyAttack(name: string): string {
   const dir = path.join(tempDir(`lm-attack-${name}-`), name);
   cpSync(path.join(ATTACKS, name), dir, { recursive: true });
+  cpSync(path.join(ATTACKS, '_lib', 'attempt.py'), path.join(dir, 'attempt.py'));
   return dir;
 }
 
