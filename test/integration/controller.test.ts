@@ -1,6 +1,6 @@
 import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { labelFilter } from '../../src/labels.js';
 import { resolveHome } from '../../src/lifecycle/home.js';
 import { PluginHost } from '../../src/lifecycle/plugin-host.js';
@@ -90,11 +90,13 @@ describe('controller with plugins in real containers', () => {
     expect(r.success).toBe(true);
     expect(r.data.from).toBe('forger');
     expect(await host.call('alpha', 'call', { target: 'beta.whoami' })).toEqual({ ok: { from: 'alpha' } });
-    // The attempt is on the record.
+    // The attempt is on the record (the trail is appended through a stream: wait for the line).
     const { readAudit } = await import('../../src/permissions/audit-log.js');
-    expect(readAudit(host.home.auditFile, { plugin: 'forger' }).filter((e) => e.who === 'forger' && e.action === 'violation')).toEqual([
-      expect.objectContaining({ resource: 'hub', result: 'denied', code: 'LM_PERMISSION_DENIED', reason: "a request claimed to come from 'host'; the hub sent it as forger" }),
-    ]);
+    await vi.waitFor(() =>
+      expect(readAudit(host.home.auditFile, { plugin: 'forger' }).filter((e) => e.who === 'forger' && e.action === 'violation')).toEqual([
+        expect.objectContaining({ resource: 'hub', result: 'denied', code: 'LM_PERMISSION_DENIED', reason: "a request claimed to come from 'host'; the hub sent it as forger" }),
+      ]),
+    );
   });
 
   it('a method that never answers gets LM_TIMEOUT shortly after its timeout', async () => {
