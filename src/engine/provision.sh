@@ -4,17 +4,19 @@
 #   2. the compose v2 CLI plugin,
 #   3. the base image debian:bookworm-slim (pulled, or built locally from Debian packages),
 #   4. a kernel log burst large enough for seccomp kill records (kernel.printk_ratelimit_burst),
-#   5. kernel audit rules that report what the kernel refuses plugins (src/engine/kernel-audit.rules).
+#   5. kernel audit rules that report what the kernel refuses plugins (src/engine/kernel-audit.rules),
+#   6. gVisor's runsc, registered with the engine, for isolation level 3.
 # Every step is a no-op when its result is already there, so `npm start`, `npm test` and
 # .ci/run can all call it on every run.
 #
-# Usage: provision.sh [engine|compose|base|audit|all]   (default: all)
+# Usage: provision.sh [engine|compose|base|audit|gvisor|all]   (default: all)
 # Environment:
 #   LOGOMESH_ENGINE_TIMEOUT   seconds to wait for a started dockerd (default 60)
 #   LOGOMESH_PULL_TIMEOUT     seconds to try pulling the base image (default 20)
 #   LOGOMESH_DOCKERD_LOG      where a dockerd we start logs (default /var/log/logomesh-dockerd.log)
 #   LOGOMESH_PRINTK_BURST     the least kernel.printk_ratelimit_burst to set (default 1000)
 #   LOGOMESH_KERNEL_AUDIT     0: do not load the kernel audit rules (default 1)
+#   LOGOMESH_GVISOR           0: do not install and register gVisor's runsc (default 1)
 set -euo pipefail
 
 ENGINE_TIMEOUT=${LOGOMESH_ENGINE_TIMEOUT:-60}
@@ -166,12 +168,55 @@ provision_kernel_audit() {
   say "kernel audit rules for plugin denials loaded ($(auditctl -l | grep -c 'key=logomesh-') rules; auditing $(auditctl -s | sed -n 's/^enabled //p'))"
 }
 
+# Isolation level 3 (docs/security.md#isolation-levels) runs a plugin under gVisor's runsc:
+# install Debian's runsc and register it with the engine (daemon.json "runtimes", then a
+# reload), for plugins without network (--network=none; --fsgofer-host-uds lets a plugin
+# reach its hub socket). A runsc the operator registered is left alone. LOGOMESH_GVISOR=0
+# skips it; without it, a plugin that asks for runsc is refused with LM_RUNTIME_ISOLATION.
+DAEMON_JSON=${LOGOMESH_DAEMON_JSON:-/etc/docker/daemon.json}
+provision_gvisor() {
+  [ "${LOGOMESH_GVISOR:-1}" = 0 ] && return 0
+  [ -n "${DOCKER_HOST:-}" ] && return 0
+  docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q '"runsc"' && return 0
+  if ! is_root || ! is_debian; then
+    say "note: gVisor (runsc) is not registered with the engine; plugins that ask for it are refused"
+    return 0
+  fi
+  if ! command -v runsc >/dev/null 2>&1; then
+    say "installing Debian's runsc (gVisor)"
+    apt_install runsc || { say "warning: could not install runsc; plugins that ask for gVisor are refused"; return 0; }
+  fi
+  local status=0
+  node -e '
+    const fs = require("fs");
+    const [file, runsc] = process.argv.slice(1);
+    let c = {};
+    try { c = JSON.parse(fs.readFileSync(file, "utf8")); } catch (e) { if (e.code !== "ENOENT") { console.error(`${file}: ${e.message}`); process.exit(3); } }
+    c.runtimes = c.runtimes || {};
+    if (c.runtimes.runsc) process.exit(0);
+    c.runtimes.runsc = { path: runsc, runtimeArgs: ["--network=none", "--fsgofer-host-uds"] };
+    fs.mkdirSync(require("path").dirname(file), { recursive: true });
+    fs.writeFileSync(`${file}.logomesh-tmp`, JSON.stringify(c, null, 2) + "\n");
+    fs.renameSync(`${file}.logomesh-tmp`, file);
+  ' "$DAEMON_JSON" "$(command -v runsc)" || status=$?
+  if [ "$status" != 0 ]; then say "warning: could not register runsc in $DAEMON_JSON"; return 0; fi
+  # dockerd reloads "runtimes" on SIGHUP; running containers are not touched.
+  pkill -HUP -x dockerd || true
+  local i
+  for i in $(seq 1 20); do
+    docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q '"runsc"' && { say "gVisor (runsc) registered with the engine"; return 0; }
+    sleep 0.5
+  done
+  say "warning: the engine did not pick up runsc from $DAEMON_JSON (is it started with another config file?)"
+}
+
 case "${1:-all}" in
   engine) provision_engine ;;
   compose) provision_engine; provision_compose ;;
   base) provision_engine; provision_base_image ;;
   # Compose is needed only for `docker compose up`; without it everything else still works.
   audit) provision_kernel_log; provision_kernel_audit ;;
-  all) provision_engine; provision_kernel_log; provision_kernel_audit; provision_base_image; (provision_compose) || say "warning: compose v2 is not available; 'docker compose up' will not work" ;;
-  *) echo "usage: $0 [engine|compose|base|audit|all]" >&2; exit 2 ;;
+  gvisor) provision_engine; provision_gvisor ;;
+  all) provision_engine; provision_kernel_log; provision_kernel_audit; provision_gvisor; provision_base_image; (provision_compose) || say "warning: compose v2 is not available; 'docker compose up' will not work" ;;
+  *) echo "usage: $0 [engine|compose|base|audit|gvisor|all]" >&2; exit 2 ;;
 esac

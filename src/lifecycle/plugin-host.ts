@@ -1081,13 +1081,14 @@ export class PluginHost implements AsyncDisposable {
     delete m.exitCode;
     delete m.oomKilled;
     const t0 = Date.now();
+    let ready: { promise: Promise<void>; cancel: () => void } | undefined;
     try {
       this.verifyAgain(m); // throws LM_SIGNATURE: the folder may have changed since load
       const runtime = runtimeImage(m.loaded.manifest.runtime);
       const compiled = await preparePluginImage(this.docker, runtime, m.loaded, { log: this.log, instance: this.opts.home.instance, ...(this.opts.progress ? { progress: this.opts.progress } : {}) });
       checkWritableGrants(m.loaded.grantedPaths, PLUGIN_UID, PLUGIN_GID);
       const operatorGrants = this.recheckPathGrants(m); // throws LM_GRANT_PATH
-      const ociRuntime = await resolveRuntime(this.docker, ociRuntimeFor(this.policy, m.loaded), id); // throws LM_RUNTIME_ISOLATION
+      const ociRuntime = await resolveRuntime(this.docker, ociRuntimeFor(this.policy, m.loaded), id, isNetworked(m.loaded.manifest)); // throws LM_RUNTIME_ISOLATION
       const socketDir = pluginSocketDir(this.opts.home, id);
       await this.hub.detachPlugin(id);
       await this.hub.attachPlugin(policyOf(m.loaded.manifest), path.join(socketDir, HUB_SOCKET_NAME));
@@ -1118,7 +1119,7 @@ export class PluginHost implements AsyncDisposable {
       const container = await PluginContainer.create(this.docker, spec, this.log.child({ plugin: id }));
       m.container = container;
       await container.attach(m.logs.writable('stdout'), m.logs.writable('stderr'));
-      const ready = this.waitReady(id);
+      ready = this.waitReady(id);
       await container.start();
       m.startedAt = Date.now();
       const exited = container.wait();
@@ -1132,6 +1133,7 @@ export class PluginHost implements AsyncDisposable {
       this.audit.record({ who: 'controller', action: 'start', resource: id, result: 'ready' });
       this.log.info({ plugin: id, ms: m.startMs, total: Date.now() - t0 }, 'plugin ready');
     } catch (err) {
+      ready?.cancel();
       const e = err instanceof LogoMeshError ? err : new LogoMeshError('LM_ENGINE_ERROR', (err as Error).message, {}, { cause: err });
       this.audit.record({ who: 'controller', action: 'start', resource: id, result: 'failed', code: e.code, reason: e.message });
       m.state = 'failed';
@@ -1179,6 +1181,9 @@ export class PluginHost implements AsyncDisposable {
         this.hub.off('ready', onReady);
       };
     });
+    // A start that fails before it awaits this (the engine refuses the container) cancels
+    // it; until then, a timeout nobody awaits must not become an unhandled rejection.
+    promise.catch(() => undefined);
     return { promise, cancel };
   }
 

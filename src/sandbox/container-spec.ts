@@ -54,6 +54,14 @@ const MB = 1024 * 1024;
  * What is never in the spec, whatever the manifest says: Privileged, host namespaces
  * (network, pid, ipc, uts, userns), the Docker socket, devices, added capabilities.
  */
+/**
+ * Under gVisor (runsc) the container's pids cgroup also holds the sandbox's own host
+ * threads and ptrace stubs (a few dozen at rest, more with each application thread); with
+ * only maxProcesses there, gVisor cannot start its first thread. The plugin's processes are
+ * gVisor's, and this many more host tasks are allowed for them.
+ */
+export const GVISOR_HOST_THREADS = 256;
+
 export function containerSpec(input: SpecInput): ContainerCreateOptions {
   const { loaded, runtime, instance } = input;
   const { manifest, pluginDir, grantedPaths } = loaded;
@@ -102,7 +110,7 @@ export function containerSpec(input: SpecInput): ContainerCreateOptions {
       OomKillDisable: false,
       CpuPeriod: CPU_PERIOD_US,
       CpuQuota: Math.round((r.maxCpuPercent / 100) * CPU_PERIOD_US),
-      PidsLimit: r.maxProcesses,
+      PidsLimit: r.maxProcesses + (input.ociRuntime === 'runsc' ? GVISOR_HOST_THREADS : 0),
       Ulimits: [{ Name: 'nofile', Soft: r.maxFileHandles, Hard: r.maxFileHandles }],
       ReadonlyRootfs: true,
       // /tmp and /dev/shm are the only writable places not granted in the manifest; both

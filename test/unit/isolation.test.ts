@@ -7,8 +7,8 @@ import { loadManifest } from '../../src/manifest/index.js';
 import { DEFAULT_SANDBOX_RUNTIME, enforcePolicy, ociRuntimeFor, policyViolations } from '../../src/policy/decisions.js';
 import { loadPolicy, NO_POLICY, PolicyRejectedError } from '../../src/policy/policy.js';
 import { runtimeImage } from '../../src/runtimes/index.js';
-import { containerSpec } from '../../src/sandbox/container-spec.js';
-import { checkRuntime, engineRuntimes } from '../../src/sandbox/oci-runtime.js';
+import { containerSpec, GVISOR_HOST_THREADS } from '../../src/sandbox/container-spec.js';
+import { checkRuntime, checkRuntimeNetwork, engineRuntimes } from '../../src/sandbox/oci-runtime.js';
 import { deniedSyscalls, killedSyscalls, parseSeccompProfile, pluginSeccompProfile, profileAllowing, seccompProfile, type SeccompProfile } from '../../src/sandbox/seccomp.js';
 
 const dir = realpathSync(mkdtempSync(path.join(os.tmpdir(), 'logomesh-isolation-')));
@@ -210,6 +210,19 @@ describe('OCI runtime per plugin', () => {
       expect(e.message).toContain('available: runc, io.containerd.runc.v2');
       expect(e.details).toMatchObject({ runtime: 'runsc', available: ['runc', 'io.containerd.runc.v2'] });
     }
+  });
+
+  it('runsc registered with --network=none refuses a plugin with network, and takes one without', () => {
+    const registration = { path: '/usr/bin/runsc', runtimeArgs: ['--network=none', '--fsgofer-host-uds'] };
+    expect(() => checkRuntimeNetwork('runsc', registration, true, 'fetcher')).toThrow(expect.objectContaining({ code: 'LM_RUNTIME_ISOLATION', details: expect.objectContaining({ plugin: 'fetcher', found: "'runsc' with --network=none" }) }));
+    expect(() => checkRuntimeNetwork('runsc', registration, false, 'vault')).not.toThrow();
+    expect(() => checkRuntimeNetwork('runsc', { path: '/usr/bin/runsc' }, true, 'fetcher')).not.toThrow();
+  });
+
+  it("under runsc the pids limit leaves room for gVisor's own host threads", () => {
+    const loaded = plugin('vault', 'security: { isolationLevel: 3 }\nresources: { maxProcesses: 16 }\n');
+    expect(containerSpec({ loaded, runtime: runtimeImage('python'), instance: 'i', ociRuntime: 'runsc' }).HostConfig!.PidsLimit).toBe(16 + GVISOR_HOST_THREADS);
+    expect(containerSpec({ loaded, runtime: runtimeImage('python'), instance: 'i' }).HostConfig!.PidsLimit).toBe(16);
   });
 
   it('the policy refuses a runtime name that is not a plain name', () => {

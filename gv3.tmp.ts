@@ -1,0 +1,13 @@
+import { connectEngine } from './src/engine/docker.js';
+import { loadManifest } from './src/manifest/index.js';
+import { runtimeImage } from './src/runtimes/index.js';
+import { containerSpec } from './src/sandbox/container-spec.js';
+import { PluginContainer } from './src/sandbox/plugin-container.js';
+import { silentLogger } from './src/log.js';
+const d = await connectEngine();
+const loaded = loadManifest('/tmp/lm-measure/prober');
+const spec = containerSpec({ loaded, runtime: runtimeImage('python'), instance: 'gv3', ociRuntime: 'runsc' });
+spec.Cmd = ['python3', '-c', "import os,sys; print('hello', os.getuid(), os.getgid(), os.getgroups(), flush=True); print(open('/proc/self/status').read()[:300])"];
+await using c = await PluginContainer.create(d, spec, silentLogger);
+const r = await c.runToCompletion(process.stdout, process.stderr);
+console.log(r);
