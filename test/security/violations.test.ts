@@ -37,6 +37,18 @@ function plugin(root: string, id: string, file: string, runtime: 'python' | 'nod
   );
 }
 
+/** A controller of its own, running a bystander and the plugins `add` writes into the folder. */
+async function controllerWith(name: string, add: (root: string) => void): Promise<PluginHost> {
+  const root = tempDir(`lm-${name}-`);
+  plugin(root, 'bystander', 'probe.mjs', 'node', ['echo', 'whoami', 'never', 'crash', 'call', 'emit', 'seen']);
+  add(root);
+  const home = resolveHome({ LOGOMESH_HOME: tempDir('lm-home-'), LOGOMESH_INSTANCE: `${inject('instance')}-${name}` });
+  const host = await PluginHost.create({ log: silentLogger, home, docker: await docker(), stopGraceMs: 2_000 });
+  host.loadDirectory(root);
+  await host.startAll();
+  return host;
+}
+
 describe('a forbidden system call under a controller', () => {
   let host: PluginHost;
   const ATTACKER = ['echo', 'attack_self', 'attack_child'];
@@ -53,15 +65,9 @@ describe('a forbidden system call under a controller', () => {
   }
 
   beforeAll(async () => {
-    const root = tempDir('lm-violations-');
-    plugin(root, 'bystander', 'probe.mjs', 'node', ['echo', 'whoami', 'never', 'crash', 'call', 'emit', 'seen']);
-    plugin(root, 'attacker-self', 'syscall-attacker.py', 'python', ATTACKER);
-    plugin(root, 'attacker-child', 'syscall-attacker.py', 'python', ATTACKER);
-    plugin(root, 'attacker-raw', 'syscall-attacker.py', 'python', ATTACKER);
-    const home = resolveHome({ LOGOMESH_HOME: tempDir('lm-home-'), LOGOMESH_INSTANCE: `${inject('instance')}-violations` });
-    host = await PluginHost.create({ log: silentLogger, home, docker: await docker(), stopGraceMs: 2_000 });
-    host.loadDirectory(root);
-    await host.startAll();
+    host = await controllerWith('violations', (root) => {
+      for (const id of ['attacker-self', 'attacker-child', 'attacker-raw']) plugin(root, id, 'syscall-attacker.py', 'python', ATTACKER);
+    });
   });
   afterAll(async () => {
     await host?.close();
@@ -146,13 +152,9 @@ describe('refusals inside the sandbox, seen through the kernel audit rules', () 
   }
 
   beforeAll(async () => {
-    const root = tempDir('lm-denials-');
-    plugin(root, 'prober', 'sandbox-denials.py', 'python', PROBER, '{ maxMemoryMB: 128, maxCpuPercent: 50, maxProcesses: 24, maxFileHandles: 128, maxTmpMB: 4 }');
-    plugin(root, 'bystander', 'probe.mjs', 'node', ['echo', 'whoami', 'never', 'crash', 'call', 'emit', 'seen']);
-    const home = resolveHome({ LOGOMESH_HOME: tempDir('lm-home-'), LOGOMESH_INSTANCE: `${inject('instance')}-denials` });
-    host = await PluginHost.create({ log: silentLogger, home, docker: await docker(), stopGraceMs: 2_000 });
-    host.loadDirectory(root);
-    await host.startAll();
+    host = await controllerWith('denials', (root) =>
+      plugin(root, 'prober', 'sandbox-denials.py', 'python', PROBER, '{ maxMemoryMB: 128, maxCpuPercent: 50, maxProcesses: 24, maxFileHandles: 128, maxTmpMB: 4 }'),
+    );
   });
   afterAll(async () => {
     await host?.close();
