@@ -165,7 +165,14 @@ provision_kernel_audit() {
   fi
   if [ -d /etc/audit/rules.d ]; then install -m 0640 "$AUDIT_RULES" /etc/audit/rules.d/90-logomesh.rules; fi
   if auditctl -s | grep -q '^enabled 0'; then auditctl -e 1 >/dev/null || say "warning: could not turn kernel auditing on"; fi
-  say "kernel audit rules for plugin denials loaded ($(auditctl -l | grep -c 'key=logomesh-') rules; auditing $(auditctl -s | sed -n 's/^enabled //p'))"
+  # Without an audit daemon the kernel prints its records, within printk's rate limit, and
+  # drops the rest in a flood (a fork bomb retrying). The daemon takes them all, into
+  # /var/log/audit/audit.log (rotated by its auditd.conf), where the controller reads them.
+  # On a host with systemd, installing the package started it already; elsewhere start it.
+  if auditctl -s | grep -q '^pid 0$' && command -v auditd >/dev/null 2>&1; then
+    auditd >/dev/null 2>&1 || say "warning: could not start auditd; the kernel prints the records instead"
+  fi
+  say "kernel audit rules for plugin denials loaded ($(auditctl -l | grep -c 'key=logomesh-') rules; auditing $(auditctl -s | sed -n 's/^enabled //p'); audit daemon pid $(auditctl -s | sed -n 's/^pid //p'))"
 }
 
 # Isolation level 3 (docs/security.md#isolation-levels) runs a plugin under gVisor's runsc:

@@ -180,6 +180,8 @@ export class PluginHost implements AsyncDisposable {
         ownerOf: (kill) => [...this.plugins.keys()].find((id) => pluginGid(opts.home.instance, id) === kill.gid),
         onKill: (plugin, kill) => void this.onSeccompKill(plugin, kill),
         onDenial: (plugin, denial) => this.onKernelDenial(plugin, denial),
+        // Where the audit daemon's log is seen from here (a controller in a container mounts the host's).
+        ...(process.env.LOGOMESH_AUDIT_LOG ? { auditLog: process.env.LOGOMESH_AUDIT_LOG } : {}),
       });
       if (this.kernel.unavailable) this.log.info({ reason: this.kernel.unavailable }, 'the kernel log is not readable: a plugin killed by seccomp is reported without the system call it made');
     }
