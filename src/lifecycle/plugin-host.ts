@@ -80,8 +80,9 @@ export interface PluginHostOptions {
    */
   readonly egressNetworks?: readonly string[];
   /**
-   * Follow the kernel log for seccomp kills of plugin processes (default true): each is
-   * audited as a violation with the system call's name, and the plugin is stopped.
+   * Follow the kernel's records of plugin processes (default true), in the kernel log and
+   * the audit daemon's: a seccomp kill is audited with the system call's name and stops the
+   * plugin; a refusal reported by LogoMesh's kernel audit rules is audited.
    */
   readonly kernelLog?: boolean;
 }
@@ -183,7 +184,7 @@ export class PluginHost implements AsyncDisposable {
         // Where the audit daemon's log is seen from here (a controller in a container mounts the host's).
         ...(process.env.LOGOMESH_AUDIT_LOG ? { auditLog: process.env.LOGOMESH_AUDIT_LOG } : {}),
       });
-      if (this.kernel.unavailable) this.log.info({ reason: this.kernel.unavailable }, 'the kernel log is not readable: a plugin killed by seccomp is reported without the system call it made');
+      if (this.kernel.unavailable) this.log.info({ reason: this.kernel.unavailable }, 'neither the kernel log nor the audit daemon\'s is readable: a plugin killed by seccomp is reported without the system call it made, and refusals inside the sandbox are not reported');
     }
   }
 
