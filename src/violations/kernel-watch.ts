@@ -134,7 +134,7 @@ export class KernelWatch {
 export function seccompKillMessage(plugin: string, kill: SeccompKill | undefined): string {
   const what = kill
     ? `the kernel killed its process ${kill.pid} (${kill.comm}) for calling ${kill.name}(2) (${kill.arch} system call ${kill.syscall}), which its seccomp profile forbids`
-    : 'the kernel killed it (SIGSYS) for a system call its seccomp profile forbids (which one is not known: the kernel log is not readable here)';
+    : 'the kernel killed it (SIGSYS) for a system call its seccomp profile forbids (which one is not known: no kernel record of it was read)';
   return `plugin ${plugin}: ${what}; the plugin is stopped, not restarted`;
 }
 

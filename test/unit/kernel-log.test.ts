@@ -179,7 +179,7 @@ describe('KernelWatch', () => {
     const watch = new KernelWatch({ log: silentLogger, uid: 10001, ownerOf: () => 'x', kernelLog: { device: path.join(dir, 'missing') }, auditLog: path.join(dir, 'no-audit.log') });
     expect(watch.unavailable).toContain('ENOENT');
     expect(await watch.take('x', 0, 60_000)).toBeUndefined();
-    expect(seccompKillMessage('x', undefined)).toBe('plugin x: the kernel killed it (SIGSYS) for a system call its seccomp profile forbids (which one is not known: the kernel log is not readable here); the plugin is stopped, not restarted');
+    expect(seccompKillMessage('x', undefined)).toBe('plugin x: the kernel killed it (SIGSYS) for a system call its seccomp profile forbids (which one is not known: no kernel record of it was read); the plugin is stopped, not restarted');
     watch.close();
   });
 });
