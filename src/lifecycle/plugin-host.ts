@@ -1091,7 +1091,7 @@ export class PluginHost implements AsyncDisposable {
       const compiled = await preparePluginImage(this.docker, runtime, m.loaded, { log: this.log, instance: this.opts.home.instance, ...(this.opts.progress ? { progress: this.opts.progress } : {}) });
       checkWritableGrants(m.loaded.grantedPaths, PLUGIN_UID, PLUGIN_GID);
       const operatorGrants = this.recheckPathGrants(m); // throws LM_GRANT_PATH
-      const ociRuntime = await resolveRuntime(this.docker, ociRuntimeFor(this.policy, m.loaded), id, isNetworked(m.loaded.manifest)); // throws LM_RUNTIME_ISOLATION
+      const ociRuntime = await resolveRuntime(this.docker, ociRuntimeFor(this.policy, m.loaded), id, isNetworked(m.loaded.manifest) ? m.loaded.file : undefined); // throws LM_RUNTIME_ISOLATION
       const socketDir = pluginSocketDir(this.opts.home, id);
       await this.hub.detachPlugin(id);
       await this.hub.attachPlugin(policyOf(m.loaded.manifest), path.join(socketDir, HUB_SOCKET_NAME));

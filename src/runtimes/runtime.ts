@@ -59,6 +59,9 @@ export const PLUGIN_USER = `${PLUGIN_UID}:${PLUGIN_GID}`;
 const PLUGIN_GROUPS_FROM = 1_000_000_000;
 const PLUGIN_GROUPS = 100_000_000;
 
+/** Plugin groups computed so far, by `instance/pluginId`. */
+const gids = new Map<string, number>();
+
 /**
  * A plugin container's primary group: one of its own, derived from the controller instance
  * and the plugin id, so the same plugin keeps it across restarts and adoption. The kernel
@@ -68,8 +71,14 @@ const PLUGIN_GROUPS = 100_000_000;
  * group permissions on granted paths and the runtime images work as before.
  */
 export function pluginGid(instance: string, pluginId: string): number {
-  const digest = createHash('sha256').update(`${instance}/${pluginId}`).digest();
-  return PLUGIN_GROUPS_FROM + (digest.readUInt32BE(0) % PLUGIN_GROUPS);
+  // Asked for every kernel record of a plugin process (a flood in a fork bomb): computed once.
+  const key = `${instance}/${pluginId}`;
+  let gid = gids.get(key);
+  if (gid === undefined) {
+    gid = PLUGIN_GROUPS_FROM + (createHash('sha256').update(key).digest().readUInt32BE(0) % PLUGIN_GROUPS);
+    gids.set(key, gid);
+  }
+  return gid;
 }
 
 /** The plugin's user: PLUGIN_UID with its own primary group. */

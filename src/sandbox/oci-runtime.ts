@@ -34,22 +34,23 @@ interface RuntimeInfo {
 /**
  * A plugin with network capabilities cannot run on a runtime registered without a network
  * (gVisor's `runsc --network=none`, as provisioning registers it): its egress network would
- * be cut off inside the sandbox. Pure; throws LM_RUNTIME_ISOLATION.
+ * be cut off inside the sandbox. `networkedManifest`: the manifest file of a plugin with
+ * network capabilities (undefined for one without). Pure; throws LM_RUNTIME_ISOLATION.
  */
-export function checkRuntimeNetwork(runtime: string, registration: RuntimeInfo | undefined, networked: boolean, pluginId: string): void {
-  if (!networked || !registration?.runtimeArgs?.includes('--network=none')) return;
+export function checkRuntimeNetwork(runtime: string, registration: RuntimeInfo | undefined, networkedManifest: string | undefined, pluginId: string): void {
+  if (networkedManifest === undefined || !registration?.runtimeArgs?.includes('--network=none')) return;
   throw new LogoMeshError(
     'LM_RUNTIME_ISOLATION',
-    `plugin ${pluginId} has network capabilities, and the OCI runtime '${runtime}' is registered with --network=none (no network inside its sandbox); run it on a runtime with a network, or without network capabilities (docs/security.md#oci-runtimes)`,
-    { plugin: pluginId, runtime, expected: 'a runtime with a network, for a plugin with network capabilities', found: `'${runtime}' with --network=none` },
+    `plugin ${pluginId} has network capabilities (${networkedManifest} /capabilities), and the OCI runtime '${runtime}' is registered with --network=none (no network inside its sandbox); run it on a runtime with a network, or without network capabilities (docs/security.md#oci-runtimes)`,
+    { plugin: pluginId, runtime, file: networkedManifest, path: '/capabilities', expected: 'a runtime with a network, for a plugin with network capabilities', found: `'${runtime}' with --network=none` },
   );
 }
 
 /** checkRuntime (and checkRuntimeNetwork) against the engine's runtimes right now; asks the engine only when a runtime is named. */
-export async function resolveRuntime(docker: Docker, decision: OciRuntimeDecision, pluginId: string, networked = false): Promise<string | undefined> {
+export async function resolveRuntime(docker: Docker, decision: OciRuntimeDecision, pluginId: string, networkedManifest?: string): Promise<string | undefined> {
   if (decision.runtime === undefined) return undefined;
   const info = (await docker.info()) as { Runtimes?: Record<string, RuntimeInfo>; DefaultRuntime?: string };
   const runtime = checkRuntime(decision, engineRuntimes(info), pluginId);
-  if (runtime !== undefined) checkRuntimeNetwork(runtime, info.Runtimes?.[runtime], networked, pluginId);
+  if (runtime !== undefined) checkRuntimeNetwork(runtime, info.Runtimes?.[runtime], networkedManifest, pluginId);
   return runtime;
 }

@@ -65,7 +65,7 @@ export async function runPlugin(opts: RunOptions): Promise<RunResult> {
   checkWritableGrants(loaded.grantedPaths, PLUGIN_UID, PLUGIN_GID);
   const policy = opts.policy ?? NO_POLICY;
   enforcePolicy(loaded, policy); // throws LM_POLICY_DENIED: security.syscalls are allowed only through it
-  const ociRuntime = await resolveRuntime(docker, ociRuntimeFor(policy, loaded), loaded.manifest.id, isNetworked(loaded.manifest)); // throws LM_RUNTIME_ISOLATION
+  const ociRuntime = await resolveRuntime(docker, ociRuntimeFor(policy, loaded), loaded.manifest.id, isNetworked(loaded.manifest) ? loaded.file : undefined); // throws LM_RUNTIME_ISOLATION
 
   // A plugin with network capabilities: its own network to the egress proxy, removed after the run.
   let egress = opts.egress;

@@ -214,9 +214,11 @@ describe('OCI runtime per plugin', () => {
 
   it('runsc registered with --network=none refuses a plugin with network, and takes one without', () => {
     const registration = { path: '/usr/bin/runsc', runtimeArgs: ['--network=none', '--fsgofer-host-uds'] };
-    expect(() => checkRuntimeNetwork('runsc', registration, true, 'fetcher')).toThrow(expect.objectContaining({ code: 'LM_RUNTIME_ISOLATION', details: expect.objectContaining({ plugin: 'fetcher', found: "'runsc' with --network=none" }) }));
-    expect(() => checkRuntimeNetwork('runsc', registration, false, 'vault')).not.toThrow();
-    expect(() => checkRuntimeNetwork('runsc', { path: '/usr/bin/runsc' }, true, 'fetcher')).not.toThrow();
+    expect(() => checkRuntimeNetwork('runsc', registration, '/srv/fetcher/plugin.yaml', 'fetcher')).toThrow(
+      expect.objectContaining({ code: 'LM_RUNTIME_ISOLATION', details: expect.objectContaining({ plugin: 'fetcher', file: '/srv/fetcher/plugin.yaml', path: '/capabilities', found: "'runsc' with --network=none" }) }),
+    );
+    expect(() => checkRuntimeNetwork('runsc', registration, undefined, 'vault')).not.toThrow();
+    expect(() => checkRuntimeNetwork('runsc', { path: '/usr/bin/runsc' }, '/srv/fetcher/plugin.yaml', 'fetcher')).not.toThrow();
   });
 
   it("under runsc the pids limit leaves room for gVisor's own host threads", () => {
