@@ -5,8 +5,11 @@ import { DEFAULT_CALL_TIMEOUT_MS, type Request, type Response, type WireError } 
 
 /** Room for the envelope the hub wraps around a peer's data (ids, from, timestamp). */
 export const ENVELOPE_BYTES = 4096;
-/** A target is blamed for a call it left unanswered only when the caller gave it at least this long. */
-const BLAME_AFTER_MS = 1_000;
+/**
+ * A target is blamed for a call it left unanswered only when the caller gave it at least this
+ * long: a deadline shorter than this says more about the caller than the target.
+ */
+const BLAME_AFTER_MS = 250;
 
 /** What the router needs to know of a plugin that is called. */
 export interface CallTarget {

@@ -45,11 +45,17 @@ export function compose(steps: readonly Step[], last: Handler): Handler {
   return steps.reduceRight<Handler>((next, step) => step(next), last);
 }
 
-/** Requests, events, broadcasts and subscriptions cost a token; answers never do (dropping one would strand its caller). */
+/**
+ * Requests, events, broadcasts and subscriptions cost a token; answers never do (dropping one
+ * would strand its caller). A refused request or subscription is answered (its sender waits
+ * for that); refused events and broadcasts, which nobody waits for, are answered once a
+ * second: answering each would only feed the flood. Every refusal is audited.
+ */
 export const rateLimit = (cx: IntakeContext): Step => (next) => (f) => {
   if (f.msg.type === 'response' || f.peer.bucket.take()) return next(f);
   const rate = f.peer.bucket.rate;
   cx.violation(f.peer, 'LM_RATE_LIMITED', `more than ${rate} messages/s`, 'rate');
+  if ((f.msg.type === 'event' || f.msg.type === 'broadcast') && !f.peer.bucket.notice()) return;
   cx.replyError(f.peer, f.msg.id, 'LM_RATE_LIMITED', `${who(f.peer)} exceeded its rate limit of ${rate} messages/s`);
 };
 

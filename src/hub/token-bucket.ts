@@ -5,6 +5,7 @@
 export class TokenBucket {
   private tokens: number;
   private refilledAt = Date.now();
+  private noticedAt = 0;
 
   constructor(
     readonly rate: number,
@@ -19,6 +20,14 @@ export class TokenBucket {
     this.refilledAt = now;
     if (this.tokens < 1) return false;
     this.tokens -= 1;
+    return true;
+  }
+
+  /** True at most once a second: may the sender be told (again) that it is over the limit? */
+  notice(): boolean {
+    const now = Date.now();
+    if (now - this.noticedAt < 1_000) return false;
+    this.noticedAt = now;
     return true;
   }
 }

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { createWriteStream, mkdirSync, renameSync, rmSync, statSync, type WriteStream } from 'node:fs';
+import { createWriteStream, fstatSync, mkdirSync, openSync, renameSync, rmSync, type WriteStream } from 'node:fs';
 import path from 'node:path';
 import { auditLines, trailFiles, tailLine } from './audit-files.js';
 
@@ -26,8 +26,10 @@ export type AuditSink = (entry: Omit<AuditEntry, 'time'>) => void;
 export interface AuditLogOptions {
   /** Size at which the current file is rotated (default 64 MiB). */
   readonly maxBytes?: number;
-  /** Rotated files kept; the oldest beyond this are removed (default 16). */
+  /** Rotated files kept; the oldest beyond this are removed (default 16, at least 1). */
   readonly keep?: number;
+  /** Told when the trail cannot be written or rotated (a full disk): the controller logs it; recording never throws. */
+  readonly onError?: (err: Error) => void;
 }
 
 /**
@@ -49,20 +51,37 @@ export class AuditLog {
     opts: AuditLogOptions = {},
   ) {
     this.maxBytes = opts.maxBytes ?? 64 * 1024 * 1024;
-    this.keep = opts.keep ?? 16;
+    this.keep = Math.max(1, opts.keep ?? 16);
+    this.onError = opts.onError ?? (() => undefined);
     mkdirSync(path.dirname(file), { recursive: true });
     // Only the end of the newest file is read: the trail can be far larger than memory.
     const files = trailFiles(file);
     const last = files.length ? tailLine(files[files.length - 1]!) : undefined;
     this.prev = last ? sha256(last) : '';
-    this.size = statSync(file, { throwIfNoEntry: false })?.size ?? 0;
-    this.stream = createWriteStream(file, { flags: 'a', mode: 0o600 });
+    [this.stream, this.size] = this.open();
+  }
+
+  private readonly onError: (err: Error) => void;
+
+  /** Opened at once (not when the stream gets to it), so the file exists for a rotation right after. */
+  private open(): [WriteStream, number] {
+    const fd = openSync(this.file, 'a', 0o600);
+    const stream = createWriteStream('', { fd });
+    stream.on('error', (err) => this.onError(err));
+    return [stream, fstatSync(fd).size];
   }
 
   readonly record: AuditSink = (entry) => {
     const line = JSON.stringify({ time: Date.now(), ...entry, prev: this.prev });
     this.prev = sha256(line);
-    if (this.size > 0 && this.size + line.length + 1 > this.maxBytes) this.rotate();
+    if (this.size > 0 && this.size + line.length + 1 > this.maxBytes) {
+      try {
+        this.rotate();
+      } catch (err) {
+        // Not rotated: the line goes to the current file, and the next one tries again.
+        this.onError(err as Error);
+      }
+    }
     this.size += Buffer.byteLength(line) + 1;
     this.stream.write(`${line}\n`);
   };
@@ -76,8 +95,7 @@ export class AuditLog {
     const n = rotated.length ? Number(/\.(\d+)\.jsonl$/.exec(rotated[rotated.length - 1]!)?.[1] ?? 0) + 1 : 1;
     renameSync(this.file, rotatedName(this.file, n));
     this.stream.end();
-    this.stream = createWriteStream(this.file, { flags: 'a', mode: 0o600 });
-    this.size = 0;
+    [this.stream, this.size] = this.open();
     for (const old of [...rotated, rotatedName(this.file, n)].slice(0, -this.keep)) rmSync(old, { force: true });
   }
 
