@@ -8,7 +8,7 @@ import type { AuditSink } from '../permissions/audit-log.js';
 import { AuditThrottle } from '../permissions/audit-throttle.js';
 import type { PluginPolicy } from './acl.js';
 import { Calls, type CallTarget } from './calls.js';
-import { authorize, compose, helloGate, rateLimit, senderCheck, type Handler, type Inbound, type IntakeContext } from './intake.js';
+import { authorize, compose, helloGate, HOLD_MS, rateLimit, senderCheck, type Handler, type Inbound, type IntakeContext } from './intake.js';
 import { LocalHost, type TopicHandler } from './local-host.js';
 import { WsPeer, type Peer, type PeerLimits } from './peer.js';
 import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_MAX_MESSAGE_BYTES, HOST, parseFrame, PROTOCOL_VERSION, type ClientMessage, type Hello } from './protocol.js';
@@ -38,7 +38,7 @@ export interface HubOptions {
   /** The same two limits for each host client connection (defaults: rateLimit and maxInFlight). */
   readonly hostRateLimit?: number;
   readonly hostMaxInFlight?: number;
-  /** Calls that may wait on one plugin's answers at once, whoever made them (default 1024); their request bytes are bounded by maxQueuedBytes. */
+  /** Calls that may wait on one plugin's answers at once, whoever made them (default 1024); their request bytes are bounded by half of maxQueuedBytes. */
   readonly maxWaitingPerPlugin?: number;
   /** Host clients connected at once (default 64). */
   readonly maxHostClients?: number;
@@ -121,7 +121,9 @@ export class Hub extends EventEmitter {
       socketOwner: opts.socketOwner,
       onRefused: (r) => this.throttle.record({ who: r.who, action: 'connect', resource: r.origin, result: 'denied', code: r.code, reason: r.reason }),
     });
-    this.calls = new Calls({ maxMessageBytes: this.maxBytes, maxWaiting: opts.maxWaitingPerPlugin ?? 1_024, maxWaitingBytes: common.maxQueuedBytes, nextId, blame: (id, code, reason) => this.violationOf(id, code, reason, 'timeout') });
+    // Requests waiting on a plugin take at most half its queue, so that answers and requests
+    // alone can never make the hub cut off a plugin that reads at its own pace.
+    this.calls = new Calls({ maxMessageBytes: this.maxBytes, maxWaiting: opts.maxWaitingPerPlugin ?? 1_024, maxWaitingBytes: Math.floor(common.maxQueuedBytes / 2), nextId, blame: (id, code, reason) => this.violationOf(id, code, reason, 'timeout') });
     this.pubsub = new PubSub({ maxMessageBytes: this.maxBytes, nextId, peers: () => this.everyone(), peer: (id) => (id === HOST ? this.local : this.readyPeer(id)) });
     // The application in this process is not limited: it is the one the limits protect.
     this.local = new LocalHost({ ...this.hostLimits, rate: Number.MAX_SAFE_INTEGER, maxInFlight: Number.MAX_SAFE_INTEGER }, (peer, msg) => this.dispatch(peer, undefined, msg), nextId, (topic, err) => this.log.error({ topic, err: String(err) }, 'a host subscriber threw'));
@@ -301,13 +303,18 @@ export class Hub extends EventEmitter {
   // --- messages ---------------------------------------------------------------------------
 
   private onFrame(peer: WsPeer, slot: PluginSlot | undefined, raw: Buffer, isBinary: boolean): void {
+    // Frames a closing connection had already buffered are not this hub's business any more.
+    if (this.closed) return;
     try {
       const parsed = parseFrame(raw, isBinary, this.maxBytes);
       if (parsed.ok) return this.intake({ peer, slot, msg: parsed.msg, claimedFrom: parsed.claimedFrom });
       // A refused answer still settles its call (and is on the sender's record).
       if (parsed.answers && this.calls.answerRefused(peer, parsed.answers, parsed.error)) return this.violation(peer, parsed.error.code as ErrorCode, `answer refused: ${parsed.error.message}`, 'frame');
       // Garbage costs a token like any message, so it cannot be sent faster than the limit.
-      if (!peer.bucket.take()) return this.violation(peer, 'LM_RATE_LIMITED', `more than ${peer.bucket.rate} messages/s`, 'rate');
+      if (!peer.bucket.take()) {
+        peer.hold(HOLD_MS);
+        return this.violation(peer, 'LM_RATE_LIMITED', `more than ${peer.bucket.rate} messages/s`, 'rate');
+      }
       peer.deliver({ type: 'error', id: this.nextId(), ...(parsed.id ? { correlationId: parsed.id } : {}), error: parsed.error });
       this.violation(peer, parsed.error.code as ErrorCode, `frame refused: ${parsed.error.message}`, 'frame');
     } catch (err) {

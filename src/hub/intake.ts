@@ -41,6 +41,9 @@ export interface IntakeContext {
   hello(peer: Peer, slot: IntakeSlot, msg: Hello): void;
 }
 
+/** How long a sender over its rate limit is not read from. */
+export const HOLD_MS = 100;
+
 export function compose(steps: readonly Step[], last: Handler): Handler {
   return steps.reduceRight<Handler>((next, step) => step(next), last);
 }
@@ -55,6 +58,9 @@ export const rateLimit = (cx: IntakeContext): Step => (next) => (f) => {
   if (f.msg.type === 'response' || f.peer.bucket.take()) return next(f);
   const rate = f.peer.bucket.rate;
   cx.violation(f.peer, 'LM_RATE_LIMITED', `more than ${rate} messages/s`, 'rate');
+  // Read nothing more from it until its bucket has refilled a little: what it keeps sending
+  // waits in its socket, and TCP slows it down, instead of costing the hub a refusal each.
+  f.peer.hold?.(HOLD_MS);
   if ((f.msg.type === 'event' || f.msg.type === 'broadcast') && !f.peer.bucket.notice()) return;
   cx.replyError(f.peer, f.msg.id, 'LM_RATE_LIMITED', `${who(f.peer)} exceeded its rate limit of ${rate} messages/s`);
 };

@@ -39,6 +39,8 @@ export interface Peer {
   dropped: number;
   /** Deliver one message; `encoded` when the caller already serialized it (one encoding for many peers). */
   deliver(msg: HubMessage, encoded?: Encoded): Delivery;
+  /** Stop reading from it for a while (a sender over its rate limit): its flood waits in its own buffers, not the hub's CPU. */
+  hold?(ms: number): void;
 }
 
 /** Why a connection was cut off by the hub. */
@@ -57,6 +59,7 @@ export class WsPeer implements Peer {
   /** The payload of the hub's last heartbeat ping, and how many in a row went unanswered. */
   private nonce: Buffer | undefined;
   private missed = 0;
+  private held = false;
 
   constructor(
     readonly id: string,
@@ -91,6 +94,16 @@ export class WsPeer implements Peer {
     }
     this.ws.send(enc.text);
     return 'sent';
+  }
+
+  hold(ms: number): void {
+    if (this.held || !this.open) return;
+    this.held = true;
+    this.ws.pause();
+    setTimeout(() => {
+      this.held = false;
+      if (this.open) this.ws.resume();
+    }, ms).unref();
   }
 
   /** One heartbeat: false when the peer missed too many and was cut off. */

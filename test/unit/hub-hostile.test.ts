@@ -222,12 +222,14 @@ describe('a hostile peer costs at most its own connection', () => {
     expect(audit.filter((e) => e.action === 'connect' && e.code === 'LM_HUB_LIMIT')).toHaveLength(1);
   });
 
-  it('what callers can make one plugin hold is bounded: calls waiting on it past maxQueuedBytes are refused', async () => {
+  it('what callers can make one plugin hold is bounded: calls waiting on it past half of maxQueuedBytes are refused', async () => {
     await plugin('beta', ['echo', 'never']);
     const h = await hostClient();
     const data = 'w'.repeat(60 * 1024);
     const ids = Array.from({ length: 8 }, () => h.send({ type: 'request', to: ['beta'], method: 'never', data, timeout: 10_000 }));
-    const answers = await Promise.all(ids.slice(4).map((id) => h.reply(id)));
+    // Half of the 256 KiB queue holds two of these: the third and later are refused at once.
+    const answers = await Promise.all(ids.slice(2).map((id) => h.reply(id)));
+    expect(h.inbox.filter((m) => m.correlationId === ids[0] || m.correlationId === ids[1])).toEqual([]);
     expect(answers.every((r) => (r.error as { code: string }).code === 'LM_RATE_LIMITED')).toBe(true);
     expect(String((answers[0]?.error as { message: string }).message)).toContain('waiting for its answers');
   });
