@@ -7,6 +7,7 @@ import { connectEngine, engineStatus, errorText, withTimeout, type Docker } from
 import { LogoMeshError, ManifestRejectedError, type ManifestIssue } from '../errors.js';
 import { policyOf } from '../hub/acl.js';
 import { Hub, type HostMethod } from '../hub/hub.js';
+import type { HubLimits } from '../hub/limits-from-env.js';
 import type { Logger } from '../log.js';
 import { findManifest, loadManifest, type LoadedManifest } from '../manifest/index.js';
 import { resolvePolicy, type Policy } from '../policy/policy.js';
@@ -68,6 +69,10 @@ export interface PluginHostOptions {
   readonly pingIntervalMs?: number;
   /** Per-plugin hub rate limit in messages a second (default 20000; see Hub). */
   readonly rateLimit?: number;
+  /** The other hub limits (host clients, queues, subscriptions); see Hub and hubLimitsFromEnv. */
+  readonly hubLimits?: HubLimits;
+  /** Audit trail rotation (size of a file, files kept); see AuditLog. */
+  readonly auditRotation?: { readonly maxBytes?: number; readonly keep?: number };
   /** How often the engine is pinged while it answers (default 2 s). */
   readonly engineCheckMs?: number;
   /** Where image build progress goes (shown only on a TTY). */
@@ -163,8 +168,9 @@ export class PluginHost implements AsyncDisposable {
     this.token = opts.hubToken ?? randomBytes(24).toString('base64url');
     this.state = new StateStore(opts.home.stateFile);
     this.inherited = new Map(Object.entries(this.state.read()?.plugins ?? {}).filter(([, p]) => p.permissions));
-    this.audit = new AuditLog(opts.home.auditFile);
+    this.audit = new AuditLog(opts.home.auditFile, { ...opts.auditRotation, onError: (err) => this.log.error({ err: err.message, file: opts.home.auditFile }, 'the audit trail cannot be written') });
     this.hub = new Hub({
+      ...opts.hubLimits,
       log: opts.log,
       audit: this.audit.record,
       token: this.token,
