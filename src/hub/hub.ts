@@ -312,7 +312,7 @@ export class Hub extends EventEmitter {
       if (parsed.answers && this.calls.answerRefused(peer, parsed.answers, parsed.error)) return this.violation(peer, parsed.error.code as ErrorCode, `answer refused: ${parsed.error.message}`, 'frame');
       // Garbage costs a token like any message, so it cannot be sent faster than the limit.
       if (!peer.bucket.take()) {
-        peer.hold(HOLD_MS);
+        if (peer.kind === 'host') peer.hold(HOLD_MS);
         return this.violation(peer, 'LM_RATE_LIMITED', `more than ${peer.bucket.rate} messages/s`, 'rate');
       }
       peer.deliver({ type: 'error', id: this.nextId(), ...(parsed.id ? { correlationId: parsed.id } : {}), error: parsed.error });

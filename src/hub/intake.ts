@@ -58,9 +58,10 @@ export const rateLimit = (cx: IntakeContext): Step => (next) => (f) => {
   if (f.msg.type === 'response' || f.peer.bucket.take()) return next(f);
   const rate = f.peer.bucket.rate;
   cx.violation(f.peer, 'LM_RATE_LIMITED', `more than ${rate} messages/s`, 'rate');
-  // Read nothing more from it until its bucket has refilled a little: what it keeps sending
-  // waits in its socket, and TCP slows it down, instead of costing the hub a refusal each.
-  f.peer.hold?.(HOLD_MS);
+  // A host client is not read from until its bucket has refilled a little: what it keeps
+  // sending waits in its socket, and TCP slows it down, instead of costing the hub a refusal
+  // each. Not a plugin: its answers to the health checks would wait behind its own flood.
+  if (f.peer.kind === 'host') f.peer.hold?.(HOLD_MS);
   if ((f.msg.type === 'event' || f.msg.type === 'broadcast') && !f.peer.bucket.notice()) return;
   cx.replyError(f.peer, f.msg.id, 'LM_RATE_LIMITED', `${who(f.peer)} exceeded its rate limit of ${rate} messages/s`);
 };
