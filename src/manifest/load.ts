@@ -48,7 +48,10 @@ export function loadManifest(target: string): LoadedManifest {
   if (size > MAX_MANIFEST_BYTES) {
     reject([{ code: 'LM_MANIFEST_PARSE', path: '', expected: `at most ${MAX_MANIFEST_BYTES} bytes`, found: `${size} bytes`, message: `expected at most ${MAX_MANIFEST_BYTES} bytes, found ${size} bytes` }]);
   }
-  const text = readFileSync(file, 'utf8');
+  // Read once: the bytes hashed into fileSha256 are exactly the bytes parsed.
+  const bytes = readFileSync(file);
+  const fileSha256 = createHash('sha256').update(bytes).digest('hex');
+  const text = bytes.toString('utf8');
   const source = parseManifestSource(text);
   if (source.errors.length === 0 && file.endsWith('.json')) strictJson(text, reject);
   if (source.errors.length > 0) {
@@ -83,6 +86,7 @@ export function loadManifest(target: string): LoadedManifest {
     pluginDir,
     grantedPaths: Object.freeze(semantic.grantedPaths.map((g) => Object.freeze(g))),
     hash: manifestHash(manifest),
+    fileSha256,
   });
 }
 
