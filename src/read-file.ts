@@ -19,6 +19,11 @@ export interface ReadFileOptions {
   readonly within?: string;
   /** Refuse a symlink as the file itself (a symlinked folder above it is still followed). */
   readonly noSymlink?: boolean;
+  /**
+   * Called with the real path after every check and before the open. A test hook: it makes
+   * the window between check and use deterministic (a test swaps or grows the file there).
+   */
+  readonly afterCheck?: (real: string) => void;
 }
 
 export type ReadFailure = 'missing' | 'symlink' | 'outside' | 'not-regular' | 'too-large' | 'unreadable' | 'changed';
@@ -67,6 +72,7 @@ export function readRegularFile(file: string, options: ReadFileOptions): ReadRes
   if (!target.st.isFile()) return fail('not-regular', `${describeKind(target.st)}${real === file ? '' : ` (${real})`}`);
   if (target.st.size > maxBytes) return fail('too-large', `${target.st.size} bytes`);
 
+  options.afterCheck?.(real);
   let fd: number;
   try {
     fd = openSync(real, OPEN_FLAGS);

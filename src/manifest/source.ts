@@ -1,5 +1,5 @@
 import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
-import { checkFeatures, MAX_FEATURE_ISSUES, notPlainData } from './yaml-features.js';
+import { checkFeatures, MAX_DEPTH, MAX_FEATURE_ISSUES, notPlainData } from './yaml-features.js';
 
 /**
  * A parsed manifest document that can answer "where in the file is this JSON pointer?", so
@@ -67,8 +67,10 @@ export function parseManifestSource(raw: string, options: SourceOptions = {}): M
   // to checkFeatures, which refuses every tag, resolved or not, in the author's spelling.
   const warnings = doc.warnings.filter((w) => w.code !== 'TAG_RESOLVE_FAILED');
   const errors: SourceError[] = [...doc.errors, ...warnings].slice(0, MAX_FEATURE_ISSUES).map((e) => {
-    const message = firstLine(e.message);
-    return { message, kind: e.code, path: pointerAtOffset(doc, e.pos[0]), ...pos(e.pos[0]), expected: WELL_FORMED, found: message };
+    const message = e.code === 'RESOURCE_EXHAUSTION' ? `nesting too deep to parse (${firstLine(e.message)})` : firstLine(e.message);
+    // A second document is about the whole file, not the field its separator follows.
+    const pointer = e.code === 'MULTIPLE_DOCS' ? '' : pointerAtOffset(doc, e.pos[0]);
+    return { message, kind: e.code, path: pointer, ...pos(e.pos[0]), expected: WELL_FORMED, found: message };
   });
   errors.push(...directiveErrors(doc, text, pos));
   if (doc.errors.length === 0) {
@@ -206,10 +208,14 @@ function rangeStart(node: unknown): number | undefined {
   return range ? range[0] : undefined;
 }
 
-/** JSON pointer of the innermost key or item that starts at or encloses `offset`. */
+/**
+ * JSON pointer of the innermost key or item that starts at or encloses `offset`, at most
+ * MAX_DEPTH levels down (a parse error in absurd nesting needs no longer pointer).
+ */
 function pointerAtOffset(doc: Document, offset: number): string {
   let best = '';
-  const visit = (node: unknown, path: string): void => {
+  const visit = (node: unknown, path: string, depth = 0): void => {
+    if (depth > MAX_DEPTH) return;
     if (isMap(node)) {
       for (const pair of node.items) {
         if (!isPair(pair) || !isScalar(pair.key)) continue;
@@ -219,7 +225,7 @@ function pointerAtOffset(doc: Document, offset: number): string {
         const end = valueRange?.[2] ?? keyRange?.[2] ?? -1;
         if (keyRange && offset >= keyRange[0] && offset <= end) {
           best = childPath;
-          visit(pair.value, childPath);
+          visit(pair.value, childPath, depth + 1);
         }
       }
     } else if (isSeq(node)) {
@@ -227,7 +233,7 @@ function pointerAtOffset(doc: Document, offset: number): string {
         const r = (item as Node | null)?.range;
         if (r && offset >= r[0] && offset <= r[2]) {
           best = `${path}/${i}`;
-          visit(item, `${path}/${i}`);
+          visit(item, `${path}/${i}`, depth + 1);
         }
       });
     }
