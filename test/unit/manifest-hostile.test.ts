@@ -5,6 +5,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ERROR_CODES, ManifestRejectedError, type ErrorCode, type ManifestIssue } from '../../src/errors.js';
 import { loadManifest } from '../../src/manifest/index.js';
+import { withEffectiveUid } from './support/effective-uid.js';
 import { dedent, folder, MAIN_PY, PluginFolders } from './support/plugin-folder.js';
 
 /**
@@ -231,13 +232,7 @@ describe('a manifest that is not a regular file inside the plugin folder: LM_MAN
       return;
     }
     for (let d = dir; d !== path.dirname(d) && d.startsWith(path.dirname(path.dirname(dir))); d = path.dirname(d)) chmodSync(d, 0o755);
-    process.seteuid(65534);
-    let issue: ManifestIssue;
-    try {
-      issue = fileIssue(dir);
-    } finally {
-      process.seteuid(0);
-    }
+    const issue = withEffectiveUid(65534, () => fileIssue(dir));
     expect(issue.found).toBe('a file that cannot be opened (EACCES)');
   });
 

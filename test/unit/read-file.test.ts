@@ -4,6 +4,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { withEffectiveUid } from './support/effective-uid.js';
 import { decodeUtf8, readRegularFile, type ReadFileOptions, type ReadResult } from '../../src/read-file.js';
 
 /**
@@ -172,13 +173,7 @@ describe('readRegularFile refuses, without hanging, anything that is not a regul
     // Root reads a mode-000 file, so drop the effective uid for the read (the real uid
     // stays 0, so it can be taken back); the folders on the way must be searchable.
     for (let d = path.dirname(file); d.startsWith(root); d = path.dirname(d)) chmodSync(d, 0o755);
-    process.seteuid(65534);
-    let r: ReadResult;
-    try {
-      r = timedRead(file);
-    } finally {
-      process.seteuid(0);
-    }
+    const r = withEffectiveUid(65534, () => timedRead(file));
     expect(refused(r)).toMatchObject({ failure: 'unreadable', found: 'a file that cannot be opened (EACCES)' });
   });
 
