@@ -6,6 +6,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ERROR_CODES, formatIssue, LogoMeshError, ManifestRejectedError } from '../../src/errors.js';
 import { loadManifest, type LoadedManifest } from '../../src/manifest/index.js';
+import { parseManifestSource } from '../../src/manifest/source.js';
 import { notPlainData } from '../../src/manifest/yaml-features.js';
 import { loadPolicy, PolicyRejectedError } from '../../src/policy/policy.js';
 import { dedent, folder, MAIN_PY, PluginFolders } from './support/plugin-folder.js';
@@ -287,6 +288,36 @@ describe('fuzzed manifests: accepted, or refused with a coded error, in bounded 
     expect([...outcomes.keys()].filter((k) => k !== 'accepted').length).toBeGreaterThanOrEqual(4);
     if (process.env.LOGOMESH_FUZZ_REPORT) {
       console.log(JSON.stringify({ seed: SEED, cases: CASES, totalMs: Math.round(total), slowestMs: Math.round(slowest), slowestSteps, rssGrowthMB: Math.round((process.memoryUsage.rss() - rssBefore) / 2 ** 20), outcomes: Object.fromEntries(outcomes) }));
+    }
+  });
+});
+
+/** A random JSON value within the accepted bounds (nesting, items): strings full of escapes and odd characters. */
+function jsonValue(rand: () => number, depth: number): unknown {
+  const int = (n: number) => Math.floor(rand() * n);
+  const chars = ['a', 'Z', '0', ' ', '"', '\\', '/', '\n', '\r', '\t', '\u0000', '\u001f', '\u007f', '\u0085', '\u00e9', '\u2028', '\u2029', '\ufeff', '\ud83d\ude00', '\ud800', '#', ':', '-', '&', '*', '!', '%', '@', '`', '|', '>', "'", '{', '[', ',', '?'];
+  const str = () => Array.from({ length: int(12) }, () => chars[int(chars.length)]).join('');
+  const kind = depth >= 5 ? int(4) : int(6);
+  if (kind === 0) return str();
+  if (kind === 1) return [0, -0, 1, -1, 0.5, 1e-7, 1e21, 123456789012, -2.5e-300, Number.MAX_SAFE_INTEGER][int(10)];
+  if (kind === 2) return [true, false][int(2)];
+  if (kind === 3) return null;
+  if (kind === 4) return Array.from({ length: int(5) }, () => jsonValue(rand, depth + 1));
+  return Object.fromEntries(Array.from({ length: int(5) }, () => [str(), jsonValue(rand, depth + 1)]));
+}
+
+describe('fuzzed JSON: every JSON text within the bounds reads as JSON.parse reads it', () => {
+  it(`${CASES} documents from seed ${SEED}`, () => {
+    const rand = prng(SEED ^ 0x5a5a5a5a);
+    for (let i = 0; i < CASES; i++) {
+      const value = { id: 'demo', extra: jsonValue(rand, 1) };
+      const indent = [undefined, 2, '\t', ' '][Math.floor(rand() * 4)];
+      const eol = ['\n', '\r\n', '\r'][Math.floor(rand() * 3)] as string;
+      const text = JSON.stringify(value, null, indent).replace(/\n/g, eol);
+      const source = parseManifestSource(text, { json: true });
+      const context = `seed ${SEED} case ${i}: ${JSON.stringify(text).slice(0, 400)}`;
+      expect(source.errors, context).toEqual([]);
+      expect(source.value, context).toEqual(JSON.parse(text));
     }
   });
 });
