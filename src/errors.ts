@@ -120,6 +120,8 @@ export const MAX_ISSUES = 100;
 
 /** Longest text an issue shows of anything the file itself supplies (a key, a tag, a value). */
 const MAX_SHOWN = 240;
+/** Longest message, whatever it quotes; LogoMesh's own longest (a list of system calls) is far shorter. */
+const MAX_MESSAGE = 4096;
 
 function clip(text: string, max = MAX_SHOWN): string {
   return text.length > max ? `${text.slice(0, max - 1)}…` : text;
@@ -127,16 +129,20 @@ function clip(text: string, max = MAX_SHOWN): string {
 
 /**
  * An issue whose texts fit on a screen: a hostile file can make a key, an anchor or a tag
- * 256 KiB long, and every message quoting it would be as long.
+ * 256 KiB long, and every `found`, pointer and message quoting it would be as long. What
+ * LogoMesh says itself (`expected`) is left whole.
  */
 export function clipIssue<T extends ManifestIssue>(issue: T): T {
-  return {
-    ...issue,
-    path: clip(issue.path),
-    message: clip(issue.message, 2 * MAX_SHOWN),
-    ...(issue.expected !== undefined ? { expected: clip(issue.expected) } : {}),
-    ...(issue.found !== undefined ? { found: clip(issue.found) } : {}),
-  };
+  let { message, path, found } = issue;
+  if (found !== undefined && found.length > MAX_SHOWN) {
+    message = message.split(found).join(clip(found));
+    found = clip(found);
+  }
+  if (path.length > MAX_SHOWN) {
+    message = message.split(path).join(clip(path));
+    path = clip(path);
+  }
+  return { ...issue, path, message: clip(message, MAX_MESSAGE), ...(found !== undefined ? { found } : {}) };
 }
 
 /** `file:line:col CODE /path: message` — the one-line form editors and people can both read. */
