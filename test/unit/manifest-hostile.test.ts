@@ -285,6 +285,12 @@ describe('a write grant cannot reach the manifest through a hard link', () => {
     expect(issueAt(refusal(dir), 'LM_MANIFEST_FILE', '').found).toBe('a file with 2 names (hard links)');
   });
 
+  it('a manifest that is a symlink into a write-granted folder: the grant covers its real file', () => {
+    const dir = folders.create({ 'main.py': MAIN_PY, 'out/real.yaml': GRANT });
+    symlinkSync('out/real.yaml', path.join(dir, 'plugin.yaml'));
+    expect(issueAt(refusal(dir), 'LM_MANIFEST_PATH', '/capabilities/0/paths/0').found).toBe('"out/**" covers real.yaml');
+  });
+
   it('accepts the same grant once the manifest has one name', () => {
     const dir = folders.create({ 'main.py': MAIN_PY, 'plugin.yaml': GRANT, out: folder });
     expect(loadManifest(dir).grantedPaths).toEqual([expect.objectContaining({ relative: 'out', writable: true })]);
