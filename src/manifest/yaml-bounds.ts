@@ -7,8 +7,8 @@ import { CST, Lexer } from 'yaml';
  * Allocation failed - process out of memory"), which no try/catch can stop. Its CST parser
  * does not recurse, but holds 300 MB for 256 KiB of `[` or of stray `]`, and it checks
  * duplicate keys pairwise (quadratic in a mapping's size). So two checks run first: the
- * lexer (flat, a few MB) finds flow nesting, runs of block indicators on one line and
- * unmatched closing brackets; the CST, walked without recursion, finds what indentation
+ * lexer (flat, a few MB) finds flow nesting, runs of block indicators on one line,
+ * unmatched closing brackets, oversized flow collections and repeated directives; the CST, walked without recursion, finds what indentation
  * nests and collections too large for any manifest. Only then is the document composed.
  */
 
@@ -29,17 +29,32 @@ export function lexicalProblem(text: string): (ShapeProblem & { line: number }) 
   let line = 1;
   let flow = 0;
   let indicatorsOnLine = 0;
+  let directives = 0;
+  // Commas of each open flow collection: a broken one of 100,000 items costs the composer
+  // an error per item, so its size is bounded here, where no item is built yet.
+  const commas: number[] = [];
   for (const token of new Lexer().lex(text)) {
     switch (CST.tokenType(token)) {
       case 'flow-map-start':
       case 'flow-seq-start':
         if (++flow > MAX_DEPTH) return { ...TOO_DEEP, line };
+        commas.push(0);
         break;
       case 'flow-map-end':
       case 'flow-seq-end':
         // The library reports each stray closer as one error, and 256 KiB of them cost it
         // seconds and hundreds of MB; the first one is the error to fix.
         if (--flow < 0) return { expected: 'well-formed YAML or JSON', found: `a '${token}' that closes nothing`, line };
+        commas.pop();
+        break;
+      case 'comma':
+        if (commas.length > 0 && ++(commas[commas.length - 1] as number) >= MAX_ITEMS) {
+          return { expected: `at most ${MAX_ITEMS} items in one list or mapping`, found: `more than ${MAX_ITEMS} items`, line };
+        }
+        break;
+      case 'directive-line':
+        // Only `%YAML 1.2` is accepted, once; each directive line costs the composer a document.
+        if (++directives > 1) return { expected: 'at most one directive (%YAML 1.2)', found: 'a second directive', line };
         break;
       case 'newline':
         line++;

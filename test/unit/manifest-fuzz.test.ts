@@ -22,7 +22,7 @@ import { dedent, folder, MAIN_PY, PluginFolders } from './support/plugin-folder.
 
 const SEED = Number(process.env.LOGOMESH_FUZZ_SEED ?? 0x10605e12);
 const CASES = Number(process.env.LOGOMESH_FUZZ_CASES ?? 1000);
-const CASE_MS = 3000;
+const CASE_MS = 5000;
 const TOTAL_MS = 90_000;
 const RSS_GROWTH = 512 * 1024 * 1024;
 

@@ -40,7 +40,7 @@ function policyIssues(file: string): PolicyIssue[] {
   try {
     loadPolicy(file);
   } catch (err) {
-    expect(performance.now() - started).toBeLessThan(2000);
+    expect(performance.now() - started).toBeLessThan(5000);
     expect(err).toBeInstanceOf(PolicyRejectedError);
     const issues = [...(err as PolicyRejectedError).issues];
     for (const i of issues) expect(i).toMatchObject({ code: 'LM_POLICY_INVALID', file, expected: expect.stringMatching(/\S/), found: expect.stringMatching(/\S/) });
@@ -129,7 +129,7 @@ describe('plugin.sig is read only as a regular file in the plugin folder', () =>
     try {
       verifyPlugin(loadManifest(pluginDir), policy);
     } catch (err) {
-      expect(performance.now() - started).toBeLessThan(2000);
+      expect(performance.now() - started).toBeLessThan(5000);
       expect(err).toBeInstanceOf(LogoMeshError);
       expect((err as LogoMeshError).code).toBe('LM_SIGNATURE');
       return (err as LogoMeshError).message;
