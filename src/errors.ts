@@ -5,7 +5,7 @@
  */
 export const ERROR_CODES = {
   LM_USAGE: 'The command line was not understood.',
-  LM_INTERNAL: 'LogoMesh failed in a way it has no code for (a bug); the message carries the original error. Reported so that one bad input never hides the results for the others.',
+  LM_INTERNAL: "LogoMesh failed in a way it has no code for (a bug); the message carries the original error. Reported so that one bad input never hides the results for the others; on the hub's message path, the sender's connection is closed and nothing else is affected.",
   LM_MANIFEST_NOT_FOUND: 'No manifest file at the given path, or not exactly one of plugin.yaml / plugin.yml / plugin.json in the folder.',
   LM_MANIFEST_FILE: 'The manifest cannot be read as a manifest file: it is not a regular file (a folder, FIFO, socket or device), is a symlink leaving the plugin folder, cannot be opened or read, was replaced while being read, or has a second name (a hard link).',
   LM_MANIFEST_PARSE: 'The manifest is not well-formed YAML or JSON (syntax error, duplicate key, a YAML feature outside the accepted set, not UTF-8, over 256 KiB, not a mapping).',
@@ -28,7 +28,6 @@ export const ERROR_CODES = {
   LM_RATE_LIMITED: 'A plugin sent messages faster than its rate limit, or had too many calls in flight.',
   LM_BACKPRESSURE: 'A hub client or plugin did not read what the hub sent it: its unsent messages passed the limit (maxQueuedBytes), so the hub closed its connection instead of holding more. Events to a slow reader are dropped first.',
   LM_HUB_LIMIT: 'A hub client asked for more than the hub holds for one connection: too many subscriptions, or one host client too many connected at once.',
-  LM_INTERNAL: "The controller failed on a message it should have handled. The sender's connection was closed and the error logged with its stack; nothing else is affected. This is a bug: please report it.",
   LM_AUDIT_TAMPERED: 'The audit trail hash chain is broken: a line was removed or edited.',
   LM_UNAUTHORIZED: 'A host client connected to the hub without a valid token.',
   LM_TIMEOUT: 'A call got no response within its timeout.',
