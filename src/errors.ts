@@ -5,8 +5,10 @@
  */
 export const ERROR_CODES = {
   LM_USAGE: 'The command line was not understood.',
+  LM_INTERNAL: "LogoMesh failed in a way it has no code for (a bug); the message carries the original error. Reported so that one bad input never hides the results for the others; on the hub's message path, the sender's connection is closed and nothing else is affected.",
   LM_MANIFEST_NOT_FOUND: 'No manifest file at the given path, or not exactly one of plugin.yaml / plugin.yml / plugin.json in the folder.',
-  LM_MANIFEST_PARSE: 'The manifest is not well-formed YAML or JSON (syntax error, duplicate key, not a mapping).',
+  LM_MANIFEST_FILE: 'The manifest cannot be read as a manifest file: it is not a regular file (a folder, FIFO, socket or device), is a symlink leaving the plugin folder, cannot be opened or read, was replaced while being read, or has a second name (a hard link).',
+  LM_MANIFEST_PARSE: 'The manifest is not well-formed YAML or JSON (syntax error, duplicate key, a YAML feature outside the accepted set, not UTF-8, over 256 KiB, not a mapping).',
   LM_MANIFEST_INVALID: 'The manifest does not match schema v2 (missing field, wrong type, unknown field, bad pattern).',
   LM_MANIFEST_LIMIT: 'A resource limit is outside the bounds LogoMesh accepts.',
   LM_MANIFEST_PATH: 'A path in the manifest leaves the plugin folder (.., absolute path, symlink) or does not exist.',
@@ -26,7 +28,6 @@ export const ERROR_CODES = {
   LM_RATE_LIMITED: 'A plugin sent messages faster than its rate limit, or had too many calls in flight.',
   LM_BACKPRESSURE: 'A hub client or plugin did not read what the hub sent it: its unsent messages passed the limit (maxQueuedBytes), so the hub closed its connection instead of holding more. Events to a slow reader are dropped first.',
   LM_HUB_LIMIT: 'A hub client asked for more than the hub holds for one connection: too many subscriptions, or one host client too many connected at once.',
-  LM_INTERNAL: "The controller failed on a message it should have handled. The sender's connection was closed and the error logged with its stack; nothing else is affected. This is a bug: please report it.",
   LM_AUDIT_TAMPERED: 'The audit trail hash chain is broken: a line was removed or edited.',
   LM_UNAUTHORIZED: 'A host client connected to the hub without a valid token.',
   LM_TIMEOUT: 'A call got no response within its timeout.',
@@ -105,7 +106,8 @@ export interface ManifestIssue extends Location {
 export class ManifestRejectedError extends LogoMeshError {
   readonly issues: readonly ManifestIssue[];
 
-  constructor(file: string, issues: ManifestIssue[]) {
+  constructor(file: string, all: ManifestIssue[]) {
+    const issues = all.map(clipIssue);
     const first = issues[0];
     const code = first?.code ?? 'LM_MANIFEST_INVALID';
     const summary = issues.map(formatIssue).join('\n');
@@ -113,6 +115,36 @@ export class ManifestRejectedError extends LogoMeshError {
     this.name = 'ManifestRejectedError';
     this.issues = Object.freeze([...issues]);
   }
+}
+
+/** Issues located and reported for one file; beyond this, one more line says how many were left out. */
+export const MAX_ISSUES = 100;
+
+/** Longest text an issue shows of anything the file itself supplies (a key, a tag, a value). */
+const MAX_SHOWN = 240;
+/** Longest message, whatever it quotes; LogoMesh's own longest (a list of system calls) is far shorter. */
+const MAX_MESSAGE = 4096;
+
+function clip(text: string, max = MAX_SHOWN): string {
+  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
+}
+
+/**
+ * An issue whose texts fit on a screen: a hostile file can make a key, an anchor or a tag
+ * 256 KiB long, and every `found`, pointer and message quoting it would be as long. What
+ * LogoMesh says itself (`expected`) is left whole.
+ */
+export function clipIssue<T extends ManifestIssue>(issue: T): T {
+  let { message, path, found } = issue;
+  if (found !== undefined && found.length > MAX_SHOWN) {
+    message = message.split(found).join(clip(found));
+    found = clip(found);
+  }
+  if (path.length > MAX_SHOWN) {
+    message = message.split(path).join(clip(path));
+    path = clip(path);
+  }
+  return { ...issue, path, message: clip(message, MAX_MESSAGE), ...(found !== undefined ? { found } : {}) };
 }
 
 /** `file:line:col CODE /path: message` — the one-line form editors and people can both read. */
