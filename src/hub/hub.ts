@@ -6,7 +6,7 @@ import { LogoMeshError, type ErrorCode } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { AuditSink } from '../permissions/audit-log.js';
 import { AuditThrottle } from '../permissions/audit-throttle.js';
-import type { PluginPolicy } from './acl.js';
+import { decideSubscribe, mayReceive, type PluginPolicy } from './acl.js';
 import { Calls, type CallTarget } from './calls.js';
 import { authorize, compose, helloGate, HOLD_MS, rateLimit, senderCheck, type Handler, type Inbound, type IntakeContext } from './intake.js';
 import { LocalHost, type TopicHandler } from './local-host.js';
@@ -124,7 +124,14 @@ export class Hub extends EventEmitter {
     // Requests waiting on a plugin take at most half its queue, so that answers and requests
     // alone can never make the hub cut off a plugin that reads at its own pace.
     this.calls = new Calls({ maxMessageBytes: this.maxBytes, maxWaiting: opts.maxWaitingPerPlugin ?? 1_024, maxWaitingBytes: Math.floor(common.maxQueuedBytes / 2), nextId, blame: (id, code, reason) => this.violationOf(id, code, reason, 'timeout') });
-    this.pubsub = new PubSub({ maxMessageBytes: this.maxBytes, nextId, peers: () => this.everyone(), peer: (id) => (id === HOST ? this.local : this.readyPeer(id)) });
+    this.pubsub = new PubSub({
+      maxMessageBytes: this.maxBytes,
+      nextId,
+      peers: () => this.everyone(),
+      peer: (id) => (id === HOST ? this.local : this.readyPeer(id)),
+      // Checked at each delivery: what a plugin may not hear never reaches it, whatever it subscribed to before a revocation.
+      mayReceive: (peer, topic) => peer.kind !== 'plugin' || this.pluginMayReceive(peer.id, topic),
+    });
     // The application in this process is not limited: it is the one the limits protect.
     this.local = new LocalHost({ ...this.hostLimits, rate: Number.MAX_SAFE_INTEGER, maxInFlight: Number.MAX_SAFE_INTEGER }, (peer, msg) => this.dispatch(peer, undefined, msg), nextId, (topic, err) => this.log.error({ topic, err: String(err) }, 'a host subscriber threw'));
     this.intake = compose([rateLimit(this.context()), helloGate(this.context()), senderCheck(this.context()), authorize(this.context())], (f) => this.route(f));
@@ -222,6 +229,28 @@ export class Hub extends EventEmitter {
 
   isRevoked(pluginId: string, method: string): boolean {
     return this.revocations.has(pluginId, method);
+  }
+
+  /** Take a declared topic pattern away from a plugin at once: it no longer publishes or hears what only that pattern covers. */
+  revokeTopic(pluginId: string, pattern: string, who = 'operator', reason?: string): void {
+    this.throttle.flush();
+    this.revocations.revokeTopic(pluginId, pattern, who, reason);
+  }
+
+  restoreTopic(pluginId: string, pattern: string, who = 'operator'): void {
+    this.throttle.flush();
+    this.revocations.restoreTopic(pluginId, pattern, who);
+  }
+
+  revokedTopics(pluginId: string): string[] {
+    return this.revocations.topicsOf(pluginId);
+  }
+
+  private readonly topicRevoked = (pluginId: string, pattern: string): boolean => this.revocations.hasTopic(pluginId, pattern);
+
+  private pluginMayReceive(id: string, topic: string): boolean {
+    const policy = this.plugins.get(id)?.policy;
+    return policy !== undefined && mayReceive(policy, topic, this.topicRevoked);
   }
 
   /** Close every socket and fail every open call. Idempotent. */
@@ -379,6 +408,12 @@ export class Hub extends EventEmitter {
     if (topics.length > peer.limits.maxSubscriptions) {
       return this.replyError(peer, msg.id, 'LM_HUB_LIMIT', `hello asks for ${topics.length} subscriptions; the hub keeps at most ${peer.limits.maxSubscriptions} for one connection`);
     }
+    const refused = topics.map((t) => decideSubscribe(slot.policy, t, this.topicRevoked)).filter((d) => !d.allowed);
+    if (refused.length) {
+      const reasons = refused.map((d) => (d.allowed ? '' : d.reason)).join('; ');
+      this.audit({ who: slot.policy.id, action: 'hello', resource: topics.join(',').slice(0, 200), result: 'denied', code: 'LM_PERMISSION_DENIED', reason: reasons.slice(0, 256) });
+      return this.replyError(peer, msg.id, 'LM_PERMISSION_DENIED', reasons);
+    }
     for (const t of topics) this.pubsub.subscribe(peer, t);
     slot.methods = [...msg.methods];
     slot.ready = true;
@@ -392,6 +427,7 @@ export class Hub extends EventEmitter {
       hostMethods: this.hostMethods.names,
       target: (id) => this.plugins.get(id),
       isRevoked: (pluginId, resource) => this.revocations.has(pluginId, resource),
+      topicRevoked: this.topicRevoked,
       replyError: (peer, correlationId, code, message) => this.replyError(peer, correlationId, code, message),
       refuse: (f, action, resource, code, reason) => this.refuse(f, action, resource, code, reason),
       violation: (peer, code, reason, kind) => this.violation(peer, code, reason, kind),

@@ -1,5 +1,5 @@
 import type { ErrorCode } from '../errors.js';
-import { decideCall, decideMessaging, type PluginPolicy } from './acl.js';
+import { decideCall, decidePublish, decideSubscribe, mayReceive, type PluginPolicy, type TopicRevoked } from './acl.js';
 import type { Peer } from './peer.js';
 import { HOST, type ClientMessage, type Hello } from './protocol.js';
 
@@ -32,6 +32,7 @@ export interface IntakeContext {
   readonly hostMethods: ReadonlySet<string>;
   target(id: string): IntakeSlot | undefined;
   isRevoked(pluginId: string, resource: string): boolean;
+  readonly topicRevoked: TopicRevoked;
   /** Answer a message with a coded error (no audit). */
   replyError(peer: Peer, correlationId: string, code: ErrorCode, message: string): void;
   /** Refuse: audit the decision (aggregated), log it at the same rate, answer with the error. */
@@ -102,8 +103,21 @@ export const authorize = (cx: IntakeContext): Step => (next) => (f) => {
     const d = decideCall(caller, target, m.method, cx.hostMethods);
     if (!d.allowed) return cx.refuse(f, 'call', resource, d.code, d.reason);
   } else if (m.type === 'event' || m.type === 'broadcast') {
-    const d = decideMessaging(callerPolicy(f));
+    const d = decidePublish(callerPolicy(f), m.type, m.topic, cx.topicRevoked);
     if (!d.allowed) return cx.refuse(f, m.type, m.topic ?? '*', d.code, d.reason);
+    // An event sent to named plugins reaches them only if each may hear its topic: all or none.
+    if (m.type === 'event' && m.to) {
+      const deaf = m.to.flatMap((id) => {
+        const slot = id === HOST ? undefined : cx.target(id);
+        return slot && !mayReceive(slot.policy, m.topic, cx.topicRevoked) ? [id] : [];
+      });
+      if (deaf.length) {
+        return cx.refuse(f, m.type, m.topic, 'LM_PERMISSION_DENIED', `${deaf.map((id) => `plugin ${id}`).join(', ')} may not receive '${m.topic}': no pattern under its coordination.subscribes covers it (or the operator revoked it)`);
+      }
+    }
+  } else if (m.type === 'subscribe') {
+    const d = decideSubscribe(callerPolicy(f), m.topic, cx.topicRevoked);
+    if (!d.allowed) return cx.refuse(f, 'subscribe', m.topic, d.code, d.reason);
   }
   next(f);
 };

@@ -1,5 +1,6 @@
 import type { ErrorCode } from '../errors.js';
 import { jsonDepth, topLevelStrings } from './codec.js';
+import { isTopicPattern, MAX_TOPIC_LENGTH } from '../manifest/topics.js';
 
 /** The protocol major version this hub speaks (docs/protocol.md). */
 export const PROTOCOL_VERSION = 1;
@@ -14,8 +15,7 @@ export const MAX_CALL_TIMEOUT_MS = 300_000;
 export const MAX_DEPTH = 64;
 /** Plugins one event may name in `to`. */
 export const MAX_RECIPIENTS = 64;
-/** Longest topic name or pattern, in characters. */
-export const MAX_TOPIC_LENGTH = 256;
+export { MAX_TOPIC_LENGTH, topicMatches } from '../manifest/topics.js';
 /** Who the host application is in `from` and `to`. */
 export const HOST = 'host';
 
@@ -88,8 +88,7 @@ export type Parsed =
   | { ok: false; id?: string; answers?: string; error: WireError };
 
 const ID = /^[\x20-\x7e]{1,128}$/;
-const TOPIC_SHAPE = /^(?:\*|[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*(?:\.\*)?)$/;
-const TOPIC = { test: (s: string) => s.length <= MAX_TOPIC_LENGTH && TOPIC_SHAPE.test(s) };
+const TOPIC = { test: isTopicPattern };
 const NAME = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
 const TARGET = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 
@@ -200,9 +199,3 @@ function describe(v: unknown): string {
   return typeof v === 'number' ? String(v) : typeof v;
 }
 
-/** Does a subscription pattern (`a.b`, `a.*`, `*`) match a topic? */
-export function topicMatches(pattern: string, topic: string): boolean {
-  if (pattern === '*') return true;
-  if (pattern.endsWith('.*')) return topic.startsWith(pattern.slice(0, -1));
-  return pattern === topic;
-}

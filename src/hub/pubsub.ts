@@ -10,6 +10,8 @@ export interface PubSubOptions {
   readonly peers: () => Iterable<Peer>;
   /** A peer by id, for events with `to` (`host` is the in-process host). */
   readonly peer: (id: string) => Peer | undefined;
+  /** May this peer hear this topic now (its manifest, the operator's revocations)? */
+  readonly mayReceive: (peer: Peer, topic: string) => boolean;
 }
 
 /**
@@ -51,15 +53,15 @@ export class PubSub {
     if (msg.type === 'event' && msg.to) {
       return msg.to.flatMap((id) => {
         const p = this.opts.peer(id);
-        return p ? [p] : [];
+        return p && this.opts.mayReceive(p, msg.topic) ? [p] : [];
       });
     }
     const topic = msg.topic;
     const out: Peer[] = [];
     for (const t of this.opts.peers()) {
       if (t === sender) continue;
-      const subscribed = topic !== undefined && subscribedTo(t, topic);
-      // A broadcast without a topic goes to every connected peer, not the in-process host.
+      const subscribed = topic !== undefined && subscribedTo(t, topic) && this.opts.mayReceive(t, topic);
+      // A broadcast without a topic (the host's alone) goes to every connected peer, not the in-process host.
       if (subscribed || (msg.type === 'broadcast' && topic === undefined && !t.inProcess)) out.push(t);
     }
     return out;

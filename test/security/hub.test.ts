@@ -33,6 +33,9 @@ function plugin(root: string, id: string, file: string, exposes: string[], consu
       `  exposesMethods: [${exposes.join(', ')}]`,
       `  consumesMethods: [${consumes.join(', ')}]`,
       `  messaging: ${messaging}`,
+      // The flooder publishes flood.*; every attacker may hear any.* (the deaf plugin's test sends it events), the bystander news.*.
+      `  publishes: [${messaging ? 'flood.*' : ''}]`,
+      `  subscribes: [${file === 'probe.mjs' ? 'news.*' : 'any.*'}]`,
     ].join('\n'),
   );
 }

@@ -72,8 +72,8 @@ function generator(rand: () => number) {
   };
 }
 
-function policy(id: string, exposes: string[], consumes: string[] = [], messaging = false): PluginPolicy {
-  return { id, exposes: new Set(exposes), consumes: new Set(consumes), messaging };
+function policy(id: string, exposes: string[], consumes: string[] = [], messaging = false, topics: { publishes?: string[]; subscribes?: string[] } = {}): PluginPolicy {
+  return { id, exposes: new Set(exposes), consumes: new Set(consumes), messaging, publishes: topics.publishes ?? (messaging ? ['*'] : []), subscribes: topics.subscribes ?? ['*'] };
 }
 
 describe('fuzzing the hub', () => {

@@ -12,8 +12,8 @@ import { Client } from './support/hub-client.js';
 
 /** Attacks on the hub from a plugin's socket and from host clients (issue: the controller survives anything). */
 
-function policy(id: string, exposes: string[], consumes: string[] = [], messaging = false): PluginPolicy {
-  return { id, exposes: new Set(exposes), consumes: new Set(consumes), messaging };
+function policy(id: string, exposes: string[], consumes: string[] = [], messaging = false, topics: { publishes?: string[]; subscribes?: string[] } = {}): PluginPolicy {
+  return { id, exposes: new Set(exposes), consumes: new Set(consumes), messaging, publishes: topics.publishes ?? (messaging ? ['*'] : []), subscribes: topics.subscribes ?? ['*'] };
 }
 
 const nested = (depth: number) => '['.repeat(depth) + ']'.repeat(depth);

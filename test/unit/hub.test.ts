@@ -7,8 +7,8 @@ import type { PluginPolicy } from '../../src/hub/acl.js';
 import { silentLogger } from '../../src/log.js';
 import { Client, type Msg } from './support/hub-client.js';
 
-function policy(id: string, exposes: string[], consumes: string[] = [], messaging = false): PluginPolicy {
-  return { id, exposes: new Set(exposes), consumes: new Set(consumes), messaging };
+function policy(id: string, exposes: string[], consumes: string[] = [], messaging = false, topics: { publishes?: string[]; subscribes?: string[] } = {}): PluginPolicy {
+  return { id, exposes: new Set(exposes), consumes: new Set(consumes), messaging, publishes: topics.publishes ?? (messaging ? ['*'] : []), subscribes: topics.subscribes ?? ['*'] };
 }
 
 describe('hub', () => {
@@ -141,12 +141,17 @@ describe('hub', () => {
     a.send({ type: 'event', topic: 'news.today', data: 1 });
     expect((await b.next((m) => m.type === 'event')).data).toBe(1);
     expect((await g.next((m) => m.type === 'event')).from).toBe('alpha');
-    b.send({ type: 'broadcast', data: 'all' });
+    b.send({ type: 'broadcast', topic: 'news.all', data: 'all' });
     expect((await a.next((m) => m.type === 'broadcast')).data).toBe('all');
     expect((await g.next((m) => m.type === 'broadcast')).from).toBe('beta');
     const r = await g.reply(g.send({ type: 'event', topic: 'news.x', data: 2 }));
     expect(r).toMatchObject({ success: false, error: { code: 'LM_PERMISSION_DENIED' } });
-    expect(host).toEqual([1]);
+    // A broadcast without a topic is the host's alone.
+    const bare = await b.reply(b.send({ type: 'broadcast', data: 'everyone' }));
+    expect(bare).toMatchObject({ success: false, error: { code: 'LM_PERMISSION_DENIED', message: expect.stringContaining('without a topic') } });
+    hub.broadcast(undefined, 'from the host');
+    expect((await g.next((m) => m.type === 'broadcast' && m.from === 'host')).data).toBe('from the host');
+    expect(host).toEqual([1, 'all']);
   });
 
   it('plugins call host methods they consume; the host calls what plugins expose', async () => {
