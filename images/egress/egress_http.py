@@ -90,13 +90,13 @@ def absolute_target(target):
     """(host, port, origin-form path) of an `http://` absolute URI; Refused otherwise."""
     if not target.lower().startswith("http://"):
         raise Refused(400, "not-a-proxy-request")
+    if "#" in target:
+        raise Refused(400, "bad-request")  # a fragment is never sent to a server
     rest = target[7:]
     cut = min([i for i in (rest.find("/"), rest.find("?")) if i >= 0], default=len(rest))
     authority, path = rest[:cut], rest[cut:]
     if "@" in authority:
         raise Refused(400, "userinfo")
-    if "#" in target:
-        raise Refused(400, "bad-request")
     try:
         host, port = split_host_port(authority, 80)
     except ValueError:
