@@ -202,6 +202,13 @@ export class PluginHost implements AsyncDisposable {
     this.audit.record({ who: plugin, action: 'violation', resource: d.paths[0] ?? plugin, result: 'denied', code: 'LM_SANDBOX_DENIED', reason: kernelDenialMessage(d) });
   }
 
+  /** A running plugin's egress proxy exited under it: restarted by its policy, with a new proxy. */
+  private async onProxyGone(plugin: string): Promise<void> {
+    const m = this.plugins.get(plugin);
+    if (!m || m.state !== 'ready') return;
+    await this.failed(m, { code: 'LM_EGRESS', message: `the egress proxy of plugin ${plugin} exited: the plugin had no way out any more` }, false);
+  }
+
   /** A process of a running plugin was killed by seccomp: the plugin is stopped, not restarted. */
   private async onSeccompKill(plugin: string, kill: SeccompKill): Promise<void> {
     const m = this.plugins.get(plugin);
@@ -656,7 +663,7 @@ export class PluginHost implements AsyncDisposable {
     this.egress ??= (async () => {
       const { home } = this.opts;
       await removeEgressLeftovers(this.docker, home.instance);
-      return Egress.start({
+      const egress = await Egress.start({
         docker: this.docker,
         instance: home.instance,
         log: this.log,
@@ -664,6 +671,8 @@ export class PluginHost implements AsyncDisposable {
         audit: this.audit.record,
         ...(this.opts.egressNetworks ? { networks: this.opts.egressNetworks } : {}),
       });
+      egress.onProxyGone((id) => void this.onProxyGone(id));
+      return egress;
     })();
     // A failed start is tried again by the next networked plugin.
     this.egress.catch(() => (this.egress = undefined));

@@ -70,6 +70,7 @@ interface Attached {
 export class Egress implements AsyncDisposable {
   private readonly attached = new Map<string, Attached>();
   private readonly listeners = new Set<(d: EgressDecision) => void>();
+  private readonly goneListeners = new Set<(key: string) => void>();
   private closed?: Promise<void>;
   /** Whether this process sees the plugin networks' bridges (runs in the host's network namespace). */
   private onHost?: boolean;
@@ -117,6 +118,15 @@ export class Egress implements AsyncDisposable {
   }
 
   /**
+   * Call `fn` with the key of a plugin whose proxy exited under it (killed, out of memory):
+   * the plugin's connections are refused from then on. A controller restarts the plugin.
+   */
+  onProxyGone(fn: (key: string) => void): () => void {
+    this.goneListeners.add(fn);
+    return () => this.goneListeners.delete(fn);
+  }
+
+  /**
    * Create the plugin's network and start its proxy with the manifest's hosts. `key` names
    * the attachment (the plugin id in a controller).
    */
@@ -127,7 +137,9 @@ export class Egress implements AsyncDisposable {
     try {
       this.onHost ??= hostAddressesOn(network.bridge) !== undefined;
       await this.checkFirewall();
-      const proxy = await EgressProxy.start({
+      // Filled once started: the proxy may report that it is gone before start resolves.
+      const ref: { proxy?: EgressProxy } = {};
+      const proxy = (ref.proxy = await EgressProxy.start({
         docker,
         instance,
         log: log.child({ plugin: manifest.id, component: 'egress' }),
@@ -139,7 +151,12 @@ export class Egress implements AsyncDisposable {
         config: { plugin: manifest.id, subnet: network.subnet, hosts: networkHosts(manifest), maxConnections: manifest.resources.maxNetworkConnections },
         cpuPercent: manifest.resources.maxCpuPercent,
         onDecision: (d) => this.decided(d),
-      });
+        onGone: () => {
+          // Only for the proxy in use: not one that failed to start, nor one replaced since.
+          if (ref.proxy === undefined || this.attached.get(key)?.proxy !== ref.proxy) return;
+          for (const l of this.goneListeners) l(key);
+        },
+      }));
       this.attached.set(key, { plugin: manifest.id, network, proxy });
       const proxyUrl = `http://${proxy.proxyIp}:${EGRESS_PORT}`;
       return {
@@ -189,17 +206,14 @@ export class Egress implements AsyncDisposable {
   /**
    * The engine answers again after being away: check the host firewall again, and follow each
    * proxy's output again (under live-restore the proxies kept running). A proxy that is gone
-   * leaves its plugin without a way out until the plugin is restarted: said in the log.
+   * is reported to onProxyGone's listeners.
    */
   async engineBack(): Promise<void> {
     this.firewall = undefined;
     await this.checkFirewall();
     for (const a of this.attached.values()) {
-      const running = await a.proxy.resume().catch((err: unknown) => {
-        this.opts.log.warn({ plugin: a.plugin, err: errorText(err) }, 'could not follow the egress proxy output again');
-        return true;
-      });
-      if (!running) this.opts.log.error({ plugin: a.plugin }, `LM_EGRESS: the egress proxy of plugin ${a.plugin} is gone: its connections are refused until the plugin is restarted`);
+      // A proxy that is gone is reported to onProxyGone's listeners.
+      await a.proxy.resume().catch((err: unknown) => this.opts.log.warn({ plugin: a.plugin, err: errorText(err) }, 'could not follow the egress proxy output again'));
     }
   }
 

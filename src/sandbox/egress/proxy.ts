@@ -60,6 +60,8 @@ export interface ProxyOptions {
   readonly config: ProxyConfig;
   readonly cpuPercent: number;
   readonly onDecision: (d: EgressDecision) => void;
+  /** The proxy exited while in use (killed, out of memory): its plugin has no way out any more. */
+  readonly onGone: () => void;
 }
 
 /** One plugin's egress proxy container, from start to removal. */
@@ -172,7 +174,19 @@ export class EgressProxy {
 
   private ended(): void {
     this.following = false;
-    if (!this.closed) this.opts.log.warn({ plugin: this.opts.config.plugin }, 'the egress proxy output stream ended (engine restart, or the proxy exited); following again when the engine answers');
+    if (this.closed) return;
+    // The proxy exited, or the engine went away (then it is followed again when the engine answers).
+    void this.container.inspect().then(
+      (info) => {
+        if (!this.closed && !info.State.Running) this.gone();
+      },
+      () => this.opts.log.warn({ plugin: this.opts.config.plugin }, 'the egress proxy output stream ended with the engine; following again when the engine answers'),
+    );
+  }
+
+  private gone(): void {
+    this.opts.log.error({ plugin: this.opts.config.plugin }, `LM_EGRESS: the egress proxy of plugin ${this.opts.config.plugin} exited; its connections are refused`);
+    this.opts.onGone();
   }
 
   /**
@@ -182,7 +196,10 @@ export class EgressProxy {
   async resume(): Promise<boolean> {
     if (this.closed) return true;
     const info = await this.container.inspect().catch(() => undefined);
-    if (!info?.State.Running) return false;
+    if (!info?.State.Running) {
+      this.gone();
+      return false;
+    }
     if (!this.following) {
       this.following = true;
       await this.output.follow().catch((err: unknown) => {
@@ -264,6 +281,7 @@ export class EgressProxy {
   }
 
   private async remove(): Promise<void> {
+    this.closed ??= Promise.resolve();
     await ignoreGone(this.container.remove({ force: true })).catch(() => undefined);
     rmSync(this.opts.configDir, { recursive: true, force: true });
   }
