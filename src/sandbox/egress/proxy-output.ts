@@ -37,6 +37,7 @@ export class ProxyOutput {
   /** The timestamp of the last line seen, per stream (the engine timestamps each stream's lines on its own). */
   private readonly lastNs = { out: 0n, err: 0n };
   private stderrWindow = { start: 0, lines: 0, dropped: 0 };
+  private current?: NodeJS.ReadableStream;
 
   constructor(
     private readonly docker: Docker,
@@ -50,6 +51,7 @@ export class ProxyOutput {
     const seen = [this.lastNs.out, this.lastNs.err].filter((ns) => ns > 0n);
     const since = seen.length ? sinceSeconds(seen.reduce((a, b) => (a < b ? a : b))) : 0;
     const stream = (await this.container.logs({ follow: true, stdout: true, stderr: true, timestamps: true, since })) as unknown as NodeJS.ReadableStream;
+    this.current = stream;
     const out = new PassThrough();
     const err = new PassThrough();
     this.docker.modem.demuxStream(stream, out, err);
@@ -74,6 +76,14 @@ export class ProxyOutput {
       this.handlers.line(obj);
     });
     this.lines(err, 'err', (text) => this.stderr(text));
+  }
+
+  /**
+   * End the current follow as the engine going away does (the stream just ends). For tests
+   * of resuming, which cannot restart a shared engine.
+   */
+  interrupt(): void {
+    (this.current as (NodeJS.ReadableStream & { destroy?: () => void }) | undefined)?.destroy?.();
   }
 
   /** Split a stream into lines, drop the timestamp and every line already seen. */
