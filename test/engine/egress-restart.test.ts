@@ -55,6 +55,25 @@ const udp = (host, port) => new Promise((resolve) => {
   const u = dgram.createSocket('udp4');
   u.send('probe', port, host, (e) => { u.close(); resolve(e ? e.code : 'sent'); });
 });
+// A CONNECT tunnel held open, and whether it still is.
+let held;
+plugin.method('hold', ({ host, port }) => new Promise((resolve) => {
+  const s = net.connect({ host: proxy.hostname, port: Number(proxy.port) });
+  s.once('connect', () => s.write(\`CONNECT \${host}:\${port} HTTP/1.1\\r\\nHost: \${host}:\${port}\\r\\n\\r\\n\`));
+  let head = '';
+  const onData = (d) => {
+    head += d;
+    if (!head.includes('\\r\\n\\r\\n')) return;
+    s.off('data', onData);
+    held = { closed: false };
+    s.on('close', () => { held.closed = true; });
+    s.on('error', () => {});
+    resolve(Number(head.split(' ')[1]));
+  };
+  s.on('data', onData);
+  s.on('error', (e) => resolve(e.code));
+}));
+plugin.method('held', () => (held ? (held.closed ? 'closed' : 'open') : 'none'));
 plugin.method('probe', async ({ targets, port }) => {
   const out = {};
   await Promise.all(Object.entries(targets).map(async ([name, ip]) => { out[name] = { tcp: await tcp(ip, port), udp: await udp(ip, port) }; }));
@@ -84,7 +103,7 @@ describe.runIf(engineIsOurs())('egress across an engine restart', () => {
     writeFileSync(path.join(root, 'prober', 'main.mjs'), PROBER);
     writeFileSync(
       path.join(root, 'prober', 'plugin.yaml'),
-      `id: prober\nversion: 1.0.0\nruntime: node\nentrypoint: main.mjs\ncoordination:\n  exposesMethods: [get, probe]\ncapabilities:\n  - { id: web, scope: network, hosts: ["${web}:8080"] }\nresources: { maxNetworkConnections: 4 }\n`,
+      `id: prober\nversion: 1.0.0\nruntime: node\nentrypoint: main.mjs\ncoordination:\n  exposesMethods: [get, probe, hold, held]\ncapabilities:\n  - { id: web, scope: network, hosts: ["${web}:8080", "${web}:7000"] }\nresources: { maxNetworkConnections: 4 }\n`,
     );
     let host: PluginHost | undefined;
     try {
@@ -115,8 +134,14 @@ describe.runIf(engineIsOurs())('egress across an engine restart', () => {
       await check('before the restart');
       const proxyBefore = (await d.listContainers({ filters: JSON.stringify({ label: [`${LABEL.instance}=${inst}`, `${LABEL.role}=egress`, `${LABEL.plugin}=prober`] }) }))[0]?.Id;
 
+      // A tunnel open across the restart, to a host revoked while the engine is away.
+      expect(await h.call('prober', 'hold', { host: web, port: 7000 }, 30_000)).toBe(200);
+      expect(await h.call('prober', 'held', {}, 10_000)).toBe('open');
+
       execFileSync('pkill', ['-TERM', '-x', 'dockerd']);
       await until('the controller to notice', () => !h.engineStatus().up, 20_000);
+      // The proxy cannot be signalled now: the file changes, the open tunnel is cut once the engine is back.
+      expect(await h.revokeHost('prober', `${web}:7000`)).toBe(true);
       execFileSync('bash', [path.join(REPO, 'src/engine/provision.sh'), 'engine'], { stdio: 'ignore', timeout: 90_000 });
       await until('the controller to see the engine again', () => h.engineStatus().up, 30_000);
       const back = Date.now();
@@ -130,6 +155,8 @@ describe.runIf(engineIsOurs())('egress across an engine restart', () => {
         () => readAudit(h.home.auditFile).some((e) => e.who === 'prober' && e.action === 'network' && e.result === 'allowed' && e.time >= back),
         10_000,
       );
+      await until('the tunnel to the host revoked meanwhile to be cut', async () => (await h.call('prober', 'held', {}, 10_000)) === 'closed', 15_000);
+      expect(readAudit(h.home.auditFile)).toContainEqual(expect.objectContaining({ who: 'prober', action: 'network', resource: `${web}:7000`, result: 'cut', reason: 'revoked' }));
       expect(h.status('prober')).toMatchObject({ state: 'ready', restarts: 0 });
     } finally {
       await host?.close();

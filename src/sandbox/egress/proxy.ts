@@ -72,6 +72,8 @@ export class EgressProxy {
   private writes: Promise<void> = Promise.resolve();
   /** Set on close: the proxy then refuses everything and cuts what is open as `detached`. */
   private detached = false;
+  /** The last change of the allow-list could not be signalled (the engine was away). */
+  private unsignalled = false;
   private following = false;
   private closed?: Promise<void>;
   private readonly output: ProxyOutput;
@@ -207,6 +209,9 @@ export class EgressProxy {
         throw err;
       });
     }
+    // A revocation made while the engine was away is in the file, but open connections are
+    // cut only on a reload: signal it now.
+    if (this.unsignalled) await this.push();
     return true;
   }
 
@@ -229,11 +234,13 @@ export class EgressProxy {
       const generation = ++this.generation;
       writeConfig(this.opts.configDir, { generation, ...this.opts.config, hosts: this.hosts, detached: this.detached });
       // The proxy also checks the file on every new connection, but only a reload cuts open
-      // ones. A proxy that can't be signalled is gone: nothing to wait for.
+      // ones. A proxy that can't be signalled is gone, or the engine is away: nothing to wait
+      // for now; resume() signals it again when the engine is back.
       const signalled = await this.container.kill({ signal: 'SIGHUP' }).then(
         () => true,
         () => false,
       );
+      this.unsignalled = !signalled;
       if (signalled) await this.appliedOrTimeout(generation);
     });
     return this.writes;
