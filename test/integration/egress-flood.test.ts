@@ -146,8 +146,8 @@ print(json.dumps({"results": results}))
       // Past its limit, refused at once; within it, held only until the deadline. Nothing else.
       expect(Object.keys(counts).sort()).toEqual(['408', '429']);
       expect(counts['408']).toBeGreaterThanOrEqual(FLOODER_MAX);
-      // The flooder looks every 2 s: it sees the end up to 2 s late.
-      for (const held of done.heldFor as number[]) expect(held).toBeLessThan(15);
+      // The deadline is 10 s; the flooder looks about every 2 s, later on a busy host: a generous bound.
+      for (const held of done.heldFor as number[]) expect(held).toBeLessThan(30);
       expect(counts['408']! + counts['429']! + (done.open as number)).toBe(done.opened);
       expect(progress).toBeDefined();
 
