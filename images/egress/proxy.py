@@ -2,10 +2,8 @@
 
 Each networked plugin has its own proxy, on the plugin's own network and on a way-out bridge;
 a connection is served only if it comes from the plugin's network to the proxy's address on
-it. The controller writes the allow-list to CONFIG (reloaded when the file changes, checked on
-every new connection, or on SIGHUP). A reload cuts every open connection the new list no
-longer covers (a revoked host; every one when the plugin is detached), then reports
-{"event": "config", "generation"} so the controller knows it is done.
+it. The controller writes the allow-list to CONFIG; reloads and the cuts they make are in
+egress_state.py.
 
 Bounds, all per plugin because the proxy is: at most maxConnections connections at a time,
 counted from accept (requests still being read count); the whole request head within
@@ -20,14 +18,14 @@ import ipaddress
 import os
 import signal
 import socket
-import struct
 import threading
 import time
 
-from egress_config import allowed, forbidden_address, parse
+from egress_config import forbidden_address
 from egress_dns import Dns
 from egress_http import Refused, absolute_target, forwarded_head, parse_head, read_head, split_host_port
 from egress_report import Reporter, emit
+from egress_state import Conn, State
 
 CONFIG = os.environ.get("LOGOMESH_EGRESS_CONFIG", "/etc/logomesh-egress/config.json")
 PORT = int(os.environ.get("LOGOMESH_EGRESS_PORT", "3128"))
@@ -43,118 +41,13 @@ STATUS_TEXT = {400: "Bad Request", 403: "Forbidden", 408: "Request Timeout", 429
 # Threads wait on sockets and copy RELAY_CHUNK bytes at a time: a small stack is plenty.
 threading.stack_size(256 * 1024)
 
-lock = threading.Lock()  # guards state, opened and conns
-state = {"stamp": None, "cfg": None}
-opened = [0]  # connections counted from accept, until their handler ends
-conns = set()  # admitted connections (Conn), so that a reload can cut them
+state = State(CONFIG)
 reporter = Reporter()
 
 
-def config():
-    with lock:
-        return state["cfg"]
-
-
 def report(decision):
-    cfg = config()
+    cfg = state.config()
     reporter.decision({"plugin": cfg.plugin if cfg else None, **decision})
-
-
-class Conn:
-    """An admitted connection: what it was allowed for, and its sockets, so a reload can cut it."""
-
-    __slots__ = ("host", "port", "method", "client", "upstream", "cut")
-
-    def __init__(self, host, port, method, client):
-        self.host, self.port, self.method, self.client = host, port, method, client
-        self.upstream = None  # set once connected; a cut before that refuses the connection
-        self.cut = None  # why it was cut: "revoked" or "detached"
-
-
-def load(force=False):
-    """Re-read CONFIG if it changed (the controller replaces it by rename)."""
-    try:
-        st = os.stat(CONFIG)
-    except OSError:
-        return
-    stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
-    with lock:
-        if not force and stamp == state["stamp"]:
-            return
-    try:
-        with open(CONFIG, encoding="utf-8") as f:
-            cfg = parse(f.read())
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        emit({"event": "config-error", "reason": str(e)})
-        return
-    # The new list and the sweep under one lock: a connection admitted after this sees the
-    # new list, one admitted before is swept.
-    with lock:
-        state.update(stamp=stamp, cfg=cfg)
-        doomed = []
-        for conn in conns:
-            if conn.cut is None:
-                conn.cut = verdict(conn, cfg)
-                if conn.cut is not None and conn.upstream is not None:
-                    doomed.append(conn)
-    for conn in doomed:
-        cut(conn, cfg.plugin)
-    # After the cuts: the controller takes this line as "applied, and what it took away is closed".
-    emit({"event": "config", "generation": cfg.generation, "plugin": cfg.plugin, "hosts": len(cfg.hosts)})
-
-
-def verdict(conn, cfg):
-    """Why an open connection may not stay open under this config, or None."""
-    if cfg.detached:
-        return "detached"
-    if not allowed(cfg.hosts, conn.host, conn.port):
-        return "revoked"
-    return None
-
-
-def cut(conn, plugin):
-    """End both sides now. Shutdown wakes the relay threads blocked on them, which then end;
-    linger 0 makes the final close a reset that drops whatever is still queued, so nothing
-    more from the revoked host reaches the plugin, nor from the plugin the host."""
-    emit({"plugin": plugin, "host": conn.host, "port": conn.port, "method": conn.method, "result": "cut", "reason": conn.cut})
-    for s in (conn.client, conn.upstream):
-        try:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            s.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-
-
-def reload_on_sighup():
-    """Reload in a thread woken through a pipe, not in the signal handler itself: a second
-    signal arriving while the handler held `lock` would deadlock the main thread."""
-    r, w = os.pipe()
-    os.set_blocking(w, False)
-
-    def on_sighup(*_):
-        try:
-            os.write(w, b"\0")
-        except BlockingIOError:
-            pass  # a reload is pending already
-
-    def reloader():
-        while True:
-            os.read(r, 4096)  # several signals, one reload
-            load(force=True)
-
-    signal.signal(signal.SIGHUP, on_sighup)
-    threading.Thread(target=reloader, daemon=True).start()
-
-
-def known(local, peer):
-    """Does a connection come from the plugin's network, to the proxy's address on it?"""
-    cfg = config()
-    if cfg is None or local is None:
-        return False
-    try:
-        return ipaddress.ip_address(local) in cfg.subnet and ipaddress.ip_address(peer) in cfg.subnet
-    except ValueError:
-        return False
 
 
 def respond(client, status, reason):
@@ -180,49 +73,23 @@ def refuse_at_accept(client, status, reason):
 def on_accept(client, peer):
     """Count the connection from here, or refuse it now: the plugin's budget covers requests
     still being read, so slow or unfinished ones cannot pile up past it."""
-    load()
+    state.load()
     try:
         local = client.getsockname()[0]
     except OSError:
         client.close()
         return
-    if not known(local, peer[0]):
+    if not state.known(local, peer[0]):
         refuse_at_accept(client, 403, "unknown-network")
         return
-    with lock:
-        full = opened[0] >= state["cfg"].max or state["cfg"].detached
-        if not full:
-            opened[0] += 1
-    if full:
+    if not state.count():
         refuse_at_accept(client, 429, "max-connections")
         return
     try:
         threading.Thread(target=serve, args=(client, time.monotonic() + HEAD_TIMEOUT), daemon=True).start()
     except RuntimeError:
-        with lock:
-            opened[0] -= 1
+        state.release()
         refuse_at_accept(client, 503, "proxy-busy")
-
-
-def admit(conn):
-    """Check the connection against the list as it is now (it may have changed while the head was read)."""
-    with lock:
-        cfg = state["cfg"]
-        if cfg.detached:
-            raise Refused(403, "detached")
-        if not allowed(cfg.hosts, conn.host, conn.port):
-            raise Refused(403, "not-in-allow-list")
-        conns.add(conn)
-    return conn
-
-
-def connected(conn, upstream):
-    """Record the upstream socket, unless a reload cut the connection while it was being made."""
-    with lock:
-        if conn.cut is None:
-            conn.upstream = upstream
-            return
-    raise Refused(403, conn.cut)
 
 
 def connect(host, port):
@@ -230,7 +97,7 @@ def connect(host, port):
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError:
         raise Refused(502, "name-not-resolved")
-    subnet = config().subnet
+    subnet = state.config().subnet
     last = None
     for family, socktype, proto, _, addr in infos:
         if forbidden_address(ipaddress.ip_address(addr[0]), subnet):
@@ -292,10 +159,10 @@ def serve(client, deadline):
             host, port, path = absolute_target(target)
             decision.update(host=host, port=port)
             out = forwarded_head(method, path, version, headers, host, port)
-        conn = admit(Conn(host, port, method, client))
+        conn = state.admit(Conn(host, port, method, client))
         upstream = connect(host, port)
         with upstream:
-            connected(conn, upstream)
+            state.connected(conn, upstream)
             report({**decision, "result": "allowed", "reason": "allow-list"})
             if out is None:
                 client.sendall(b"HTTP/1.1 200 Connection Established\r\n\r\n")
@@ -311,18 +178,15 @@ def serve(client, deadline):
             reason = "incomplete-request" if decision["host"] is None else f"upstream: {e.__class__.__name__}"
             report({**decision, "result": "failed", "reason": reason})
     finally:
-        with lock:
-            opened[0] -= 1
-            if conn is not None:
-                conns.discard(conn)
+        state.release(conn)
         client.close()
 
 
 def main():
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
-    load(force=True)
-    reload_on_sighup()
-    dns_error = Dns(DNS_PORT, known, report).start()
+    state.load(force=True)
+    state.reload_on_sighup()
+    dns_error = Dns(DNS_PORT, state.known, report).start()
     if dns_error:
         emit({"event": "dns-unavailable", "reason": dns_error})
     srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -26,6 +26,7 @@ describe('the egress proxy, unit by unit, in its image', () => {
       HostConfig: {
         NetworkMode: 'none',
         ReadonlyRootfs: true,
+        Tmpfs: { '/tmp': 'rw,nosuid,nodev,size=16m' },
         CapDrop: ['ALL'],
         Mounts: [{ Type: 'bind', Source: path.join(EGRESS_IMAGE.contextDir, 'tests'), Target: '/tests', ReadOnly: true }],
       },

@@ -3,15 +3,20 @@
 Run in the egress image (test/integration/egress-proxy.test.ts): python3 -m unittest discover.
 """
 import ipaddress
+import json
+import os
 import socket
+import tempfile
 import threading
 import time
 import unittest
 
 import egress_report
+import egress_state
 from egress_config import allowed, forbidden_address, normalize_entry, parse
 from egress_dns import Dns
 from egress_http import Refused, absolute_target, forwarded_head, parse_head, read_head
+from egress_state import Conn, State
 
 
 def head_of(text):
@@ -224,6 +229,68 @@ class DnsMessages(unittest.TestCase):
         self.assertIsNone(self.dns.answer("172.30.0.2", "172.30.0.3", b"\x00" * 11, "udp"))
         self.assertIsNone(self.dns.answer("172.30.0.2", "172.30.0.3", self.query(flags=0x8180), "udp"))
         self.assertEqual([r["reason"] for r in self.reports], ["bad-request", "not-a-query"])
+
+
+class StateAndReloads(unittest.TestCase):
+    def setUp(self):
+        self.lines = []
+        self.addCleanup(setattr, egress_state, "emit", egress_state.emit)
+        egress_state.emit = self.lines.append
+        d = tempfile.mkdtemp()
+        self.path = os.path.join(d, "config.json")
+        self.state = State(self.path)
+
+    def write(self, generation, hosts, max_connections=2, detached=False):
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump({"generation": generation, "plugin": "p", "subnet": "172.30.0.0/16", "hosts": hosts, "maxConnections": max_connections, "detached": detached}, f)
+        os.replace(tmp, self.path)
+        self.state.load(force=True)
+
+    def open_conn(self, host, port):
+        plugin_side, client = socket.socketpair()
+        upstream, far_side = socket.socketpair()
+        for s in (plugin_side, client, upstream, far_side):
+            self.addCleanup(s.close)
+        conn = self.state.admit(Conn(host, port, "CONNECT", client))
+        self.state.connected(conn, upstream)
+        return conn, plugin_side, far_side
+
+    def test_the_budget_counts_from_accept(self):
+        self.write(1, ["a.example:443"], max_connections=2)
+        self.assertTrue(self.state.count())
+        self.assertTrue(self.state.count())
+        self.assertFalse(self.state.count())
+        self.state.release()
+        self.assertTrue(self.state.count())
+
+    def test_only_the_plugin_network_is_known(self):
+        self.write(1, ["a.example:443"])
+        self.assertTrue(self.state.known("172.30.0.2", "172.30.0.3"))
+        self.assertFalse(self.state.known("172.31.0.2", "172.30.0.3"))
+        self.assertFalse(self.state.known("172.30.0.2", "172.31.0.3"))
+
+    def test_a_reload_cuts_what_the_new_list_no_longer_covers_in_any_spelling_then_says_so(self):
+        self.write(1, ["a.example:443", "b.example:443"])
+        revoked, plugin_side, far_side = self.open_conn("a.example", 443)
+        kept, _, _ = self.open_conn("b.example", 443)
+        self.write(2, ["B.Example.:443"])
+        self.assertEqual((revoked.cut, kept.cut), ("revoked", None))
+        plugin_side.settimeout(2)
+        far_side.settimeout(2)
+        self.assertEqual(plugin_side.recv(10), b"")
+        self.assertEqual(far_side.recv(10), b"")
+        self.assertEqual([l.get("result") or l.get("event") for l in self.lines[-2:]], ["cut", "config"])
+        self.assertEqual(self.lines[-1]["generation"], 2)
+        self.assertEqual(refused(self.state.admit, Conn("a.example", 443, "CONNECT", None)), (403, "not-in-allow-list"))
+
+    def test_detached_cuts_everything_and_counts_nothing_more(self):
+        self.write(1, ["a.example:443"])
+        conn, _, _ = self.open_conn("a.example", 443)
+        self.write(2, [], detached=True)
+        self.assertEqual(conn.cut, "detached")
+        self.assertFalse(self.state.count())
+        self.assertEqual(refused(self.state.admit, Conn("a.example", 443, "CONNECT", None)), (403, "detached"))
 
 
 if __name__ == "__main__":
