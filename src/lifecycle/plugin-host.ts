@@ -640,7 +640,7 @@ export class PluginHost implements AsyncDisposable {
     const first = manifest.capabilities.findIndex((c) => c.scope === 'network');
     const err = new LogoMeshError(
       'LM_PERMISSION_DENIED',
-      `plugin ${manifest.id} does not list '${host}' under the hosts of a network capability, so it cannot be ${action === 'grant' ? 'granted: the manifest is the most it can be granted' : 'revoked: it is refused anyway'} (listed: ${listed.join(', ') || 'none'}; write the host with its port, in any case)`,
+      `plugin ${manifest.id} does not list '${host}' under the hosts of a network capability, so it cannot be ${action === 'grant' ? 'granted: the manifest is the most it can be granted' : 'revoked: it is refused anyway'} (listed: ${listed.join(', ') || 'none'}; write a listed host with its port, in any spelling)`,
       {
         file,
         path: first < 0 ? '/capabilities' : `/capabilities/${first}/hosts`,
