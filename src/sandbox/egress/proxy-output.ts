@@ -29,14 +29,45 @@ export function sinceSeconds(lastNs: bigint): number {
   return Math.max(0, Number(lastNs / 1_000_000_000n) - 1);
 }
 
-/** Stderr lines reach the operator's log at most this many per STDERR_WINDOW_MS; the rest are counted. */
-const STDERR_LINES = 10;
-const STDERR_WINDOW_MS = 10_000;
+/**
+ * At most `lines` log lines per `windowMs`; the rest are counted, and the count is reported
+ * with the first line of a later window. A proxy in trouble may write a great deal to
+ * stderr: the operator's log gets a bounded share.
+ */
+export class LineBudget {
+  private start = -Infinity;
+  private used = 0;
+  private dropped = 0;
+
+  constructor(
+    readonly lines = 10,
+    readonly windowMs = 10_000,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** Whether this line may be logged, and how many were dropped since the last one that was. */
+  take(): { log: boolean; dropped: number } {
+    const t = this.now();
+    let dropped = 0;
+    if (t - this.start >= this.windowMs) {
+      dropped = this.dropped;
+      this.start = t;
+      this.used = 0;
+      this.dropped = 0;
+    }
+    if (this.used < this.lines) {
+      this.used++;
+      return { log: true, dropped };
+    }
+    this.dropped++;
+    return { log: false, dropped };
+  }
+}
 
 export class ProxyOutput {
   /** The timestamp of the last line seen, per stream (the engine timestamps each stream's lines on its own). */
   private readonly lastNs = { out: 0n, err: 0n };
-  private stderrWindow = { start: 0, lines: 0, dropped: 0 };
+  private readonly stderrBudget = new LineBudget();
   private current?: NodeJS.ReadableStream;
 
   constructor(
@@ -104,15 +135,9 @@ export class ProxyOutput {
     });
   }
 
-  /** A proxy in trouble may write a great deal to stderr: the operator's log gets a bounded share. */
   private stderr(text: string): void {
-    const now = Date.now();
-    const w = this.stderrWindow;
-    if (now - w.start >= STDERR_WINDOW_MS) {
-      if (w.dropped) this.log.warn({ dropped: w.dropped }, `egress proxy: ${w.dropped} more lines on stderr not logged in the last ${STDERR_WINDOW_MS / 1000} s`);
-      this.stderrWindow = { start: now, lines: 0, dropped: 0 };
-    }
-    if (this.stderrWindow.lines++ < STDERR_LINES) this.log.warn({ text: text.trim() }, 'egress proxy');
-    else this.stderrWindow.dropped++;
+    const { log, dropped } = this.stderrBudget.take();
+    if (dropped) this.log.warn({ dropped }, `egress proxy: ${dropped} more lines on stderr were not logged`);
+    if (log) this.log.warn({ text: text.trim() }, 'egress proxy');
   }
 }
