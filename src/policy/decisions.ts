@@ -131,9 +131,13 @@ export function enforcePolicy(loaded: LoadedManifest, policy: Policy): void {
   });
 }
 
+/** Name and port in the form the egress proxy compares (sandbox/egress/hosts.ts): lower case, no trailing dot, the port as a number. */
 function splitHost(pattern: string): { host: string; port?: string } {
   const i = pattern.lastIndexOf(':');
-  return i < 0 ? { host: pattern.toLowerCase() } : { host: pattern.slice(0, i).toLowerCase(), port: pattern.slice(i + 1) };
+  const name = (i < 0 ? pattern : pattern.slice(0, i)).trim().toLowerCase().replace(/\.$/, '');
+  if (i < 0) return { host: name };
+  const port = pattern.slice(i + 1).trim();
+  return { host: name, port: /^[0-9]+$/.test(port) ? String(Number(port)) : port };
 }
 
 /**
