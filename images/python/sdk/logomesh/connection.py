@@ -10,7 +10,7 @@ from . import _ws
 from ._workers import set_result
 from .errors import ConnectionLost, LogoMeshError
 from .options import HELLO_TIMEOUT, RECONNECT_FIRST_DELAY, RECONNECT_MAX_DELAY
-from .protocol import HARD_LIMIT_FACTOR, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, SDK, encode
+from .protocol import MAX_MESSAGE_BYTES, PROTOCOL_VERSION, SDK, encode
 
 log = logging.getLogger("logomesh")
 
@@ -61,12 +61,13 @@ class ConnectionMixin:
 
     def _open(self, path: str, timeout: float) -> Awaitable[_ws.WebSocketClient]:
         """Connect as a new connection generation. Until the hub announces its maximum
-        message size, the SDK takes the largest one an operator may configure."""
+        message size, the SDK takes the largest one an operator may configure; a frame over
+        that is not even read (the connection closes with status 1009)."""
         self._gen += 1
         self._max_bytes = MAX_MESSAGE_BYTES
         self._lost_fut = asyncio.get_running_loop().create_future()
         return _ws.connect(path, self._on_message, self._close_handler(self._gen), timeout=timeout,
-                           max_size=MAX_MESSAGE_BYTES * HARD_LIMIT_FACTOR)
+                           max_size=MAX_MESSAGE_BYTES)
 
     async def _connect(self, path: str, timeout: float) -> Optional[_ws.WebSocketClient]:
         loop = asyncio.get_running_loop()
@@ -99,13 +100,13 @@ class ConnectionMixin:
                             self._max_bytes))
         return hello
 
-    def _accepted(self, info: Any, ws: _ws.WebSocketClient) -> None:
-        """The hub accepted hello on ``ws``: keep what it said, and its maximum message size."""
+    def _accepted(self, info: Any) -> None:
+        """The hub accepted hello: keep what it said, and its maximum message size (larger
+        messages are refused either way)."""
         self.hub_info = info
         announced = info.get("maxMessageBytes") if isinstance(info, dict) else None
-        if type(announced) is int and announced > 0:
+        if type(announced) is int and 0 < announced <= MAX_MESSAGE_BYTES:
             self._max_bytes = announced
-            ws.max_size = announced * HARD_LIMIT_FACTOR
 
     async def _reconnect(self, path: str, code: Optional[int], reason: str) -> bool:
         """After the connection is lost: connect again with backoff for up to the reconnect
@@ -147,7 +148,7 @@ class ConnectionMixin:
                     if hello not in done:
                         hello.cancel()
                         raise asyncio.TimeoutError(f"no answer to hello within {wait:g} s")
-                    self._accepted(hello.result(), ws)  # a refusal (LogoMeshError) ends serve()
+                    self._accepted(hello.result())  # a refusal (LogoMeshError) ends serve()
                 except ConnectionLost as e:
                     last = f"the connection closed during hello (code {e.details['code']})"
                     ws = None

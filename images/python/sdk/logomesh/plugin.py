@@ -192,7 +192,7 @@ class Plugin(CallsMixin, DispatchMixin, ConnectionMixin, ShutdownMixin):
             hello = self._send_hello(ws)
             done, _ = await asyncio.wait({hello, self._stop_fut}, timeout=HELLO_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
             if hello in done:
-                self._accepted(hello.result(), ws)  # raises the hub's refusal
+                self._accepted(hello.result())  # raises the hub's refusal
             elif not done:
                 raise LogoMeshError("LM_TIMEOUT", f"the hub did not answer hello within {HELLO_TIMEOUT:g} s")
             else:

@@ -18,9 +18,10 @@ FROM_HUB = ("request", "response", "event", "broadcast", "shutdown", "error")
 MAX_DEPTH = 64
 DEFAULT_MAX_MESSAGE_BYTES = 1 << 20
 #: The largest maximum message size an operator may configure: the SDK's limit until the
-#: hub announces its own in the answer to hello.
+#: hub announces its own in the answer to hello. A frame over it is not even read: the
+#: connection closes with status 1009.
 MAX_MESSAGE_BYTES = 16 << 20
-#: A frame over this many times the maximum is not even read: the connection closes (1009).
+#: The hub does not read a frame over this many times its maximum (it closes the connection).
 HARD_LIMIT_FACTOR = 16
 DEFAULT_CALL_TIMEOUT_MS = 30_000
 MAX_CALL_TIMEOUT_MS = 300_000
