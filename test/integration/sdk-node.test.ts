@@ -39,7 +39,8 @@ async function startCaptured(container: Container): Promise<{ done: Promise<{ co
 }
 
 /**
- * The Node.js SDK's own tests (node --test against a fake hub) run inside the runtime image,
+ * The Node.js SDK's own tests (node --test against its fake hub, logomesh/testing, and the
+ * protocol's conformance transcript at /opt/logomesh/protocol) run inside the runtime image,
  * as the plugin user, with no network and a read-only root: where 'logomesh' resolves the
  * way it does for plugins.
  */
@@ -49,7 +50,8 @@ describe('the Node.js SDK in its runtime image', () => {
     const image = await ensureRuntimeImage(engine, node, { log, progress: process.stderr });
     const container = await engine.createContainer({
       Image: image.tag,
-      Cmd: ['node', '--test', '--test-reporter=spec', '/sdk-test/sdk.test.js'],
+      // Every *.test.js of images/node/test/ (a glob node --test expands itself).
+      Cmd: ['node', '--test', '--test-reporter=spec', '/sdk-test/*.test.js'],
       User: PLUGIN_USER,
       WorkingDir: '/sdk-test',
       Env: ['HOME=/tmp'],
