@@ -218,7 +218,7 @@ class DispatchMixin:
                                self._max_bytes)
             except EncodeError as e:
                 frame = self._error_frame(rid, "LM_MESSAGE_TOO_LARGE" if e.too_large else "LM_PLUGIN_ERROR",
-                                          f"the result of method {m.name} {e.reason}", {"method": m.name})
+                                          f"the result of method {m.name} {e.reason}")
         except LogoMeshError as e:
             frame = self._error_frame(rid, e.code, e.message, e.details)
         except BadArguments as e:
