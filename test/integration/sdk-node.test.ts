@@ -196,6 +196,12 @@ describe('the thoughts example plugin in its sandbox', () => {
       expect((await hub.request('add_thought', { text: 'y'.repeat(1000) })).data).toEqual({ count: 6 });
       expect((await hub.request('nope')).error?.code).toBe('LM_METHOD_NOT_FOUND');
 
+      // A 10 KB request nested 5000 deep, in the plugin's real sandbox and memory limit: answered
+      // with LM_PROTOCOL (issue 9), and the plugin goes on serving.
+      hub.ws!.send(`{"type":"request","id":"deep","from":"host","to":["thoughts"],"method":"get_thoughts","timeout":5000,"data":${'['.repeat(5000)}${']'.repeat(5000)}}`);
+      expect(await hub.next((m) => m.correlationId === 'deep')).toMatchObject({ success: false, error: { code: 'LM_PROTOCOL' } });
+      expect((await hub.request('get_thoughts')).success).toBe(true);
+
       // One hop each way between the host and the sandboxed plugin.
       const samples: number[] = [];
       for (let i = 0; i < 1000; i++) {
