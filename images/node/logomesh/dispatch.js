@@ -94,6 +94,7 @@ function onRequest(s, msg) {
         (value) => replyOk(s, id, msg.method, value, gen),
         (err) => replyFailure(s, id, msg.method, err, gen),
       )
+      .catch((err) => s.log('error', `answering a request to '${msg.method}' failed: ${errorText(err)}`))
       .finally(() => done(s));
   } else {
     replyOk(s, id, msg.method, result, gen);
@@ -110,8 +111,9 @@ function replyOk(s, correlationId, method, value, gen) {
   try {
     text = encode({ type: 'response', id: nextId(s), correlationId, success: true, data: value === undefined ? null : value }, s.maxBytes);
   } catch (err) {
-    if (!(err instanceof EncodeError)) throw err;
-    return replyError(s, correlationId, err.tooLarge ? 'LM_MESSAGE_TOO_LARGE' : 'LM_PLUGIN_ERROR', `the result of method '${method}' ${err.reason}`, undefined, gen);
+    const tooLarge = err instanceof EncodeError && err.tooLarge;
+    const reason = err instanceof EncodeError ? err.reason : 'cannot be encoded';
+    return replyError(s, correlationId, tooLarge ? 'LM_MESSAGE_TOO_LARGE' : 'LM_PLUGIN_ERROR', `the result of method '${method}' ${reason}`, undefined, gen);
   }
   post(s, text, gen);
 }
@@ -150,7 +152,12 @@ function replyError(s, correlationId, code, message, details, gen = s.gen) {
     } catch {
       error.code = typeof code === 'string' && code.length <= 64 ? code : 'LM_PLUGIN_ERROR';
       error.message = String(message).slice(0, MESSAGE_CUT);
-      text = encode(msg, s.maxBytes);
+      try {
+        text = encode(msg, s.maxBytes);
+      } catch (err) {
+        // Only a hub announcing an absurdly small maximum gets here: nothing can be sent.
+        return s.log('warn', `the answer to request ${correlationId} cannot be sent: it ${err.reason ?? errorText(err)}`);
+      }
     }
   }
   post(s, text, gen);

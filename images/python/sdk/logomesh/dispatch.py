@@ -168,7 +168,7 @@ class DispatchMixin:
         # A response to a request that came in on a connection since lost cannot be
         # delivered: the hub that sent the request is gone.
         ws = self._ws
-        if ws is not None and (gen is None or gen == self._gen):
+        if frame and ws is not None and (gen is None or gen == self._gen):
             ws.send_text(frame)
 
     def _error_frame(self, rid: str, code: str, message: str, details: Any = None) -> bytes:
@@ -182,12 +182,14 @@ class DispatchMixin:
             return encode(msg, self._max_bytes)
         except EncodeError:
             error.pop("details", None)
+        error["code"] = code if isinstance(code, str) and len(code) <= 64 else "LM_PLUGIN_ERROR"
+        error["message"] = str(message)[:_MESSAGE_CUT]
         try:
             return encode(msg, self._max_bytes)
-        except EncodeError:
-            error["code"] = code if isinstance(code, str) and len(code) <= 64 else "LM_PLUGIN_ERROR"
-            error["message"] = str(message)[:_MESSAGE_CUT]
-            return encode(msg, self._max_bytes)
+        except EncodeError as e:
+            # Only a hub announcing an absurdly small maximum gets here: nothing can be sent.
+            log.warning("logomesh: the answer to request %s cannot be sent: it %s", rid, e.reason)
+            return b""
 
     def _on_request(self, msg: Dict[str, Any]) -> None:
         rid = msg.get("id")

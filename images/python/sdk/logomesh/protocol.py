@@ -168,7 +168,7 @@ def encode(msg: Any, max_bytes: int) -> bytes:
         text = _encoder.encode(msg).encode("utf-8")
     except RecursionError:
         raise EncodeError(f"is nested deeper than {MAX_DEPTH} levels") from None
-    except (TypeError, ValueError) as e:
+    except Exception as e:  # noqa: BLE001 - TypeError, ValueError, or whatever a dict subclass raises
         raise EncodeError(f"is not JSON: {e}") from None
     levels = depth(text)
     if levels > MAX_DEPTH:

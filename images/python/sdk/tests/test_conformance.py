@@ -132,6 +132,16 @@ class CodecTest(unittest.TestCase):
             protocol.encode({"data": "x" * 100}, 64)
         self.assertTrue(cm.exception.too_large)
 
+    def test_an_answer_that_cannot_fit_is_cut_then_given_up_never_raised(self):
+        p = Plugin("subject")
+        p._max_bytes = 1200
+        frame = p._error_frame("r1", "LM_X", "m" * 5000, {"big": "d" * 5000})
+        self.assertLessEqual(len(frame), 1200)
+        self.assertIn(b'"code":"LM_X"', frame)
+        p._max_bytes = 20
+        with self.assertLogs("logomesh", "WARNING"):
+            self.assertEqual(p._error_frame("r1", "LM_X", "m"), b"")
+
     @staticmethod
     def nested(n):
         value: list = []
