@@ -1,5 +1,13 @@
 // Types of 'logomesh/testing', the fake hub for a plugin's own tests (see docs/sdk/node.md).
-import type { WebSocket } from 'ws';
+
+/** The hub's end of the plugin's connection: a WebSocket of the `ws` package. */
+export interface HubSocket {
+  send(data: string): void;
+  ping(data?: string): void;
+  close(code?: number, reason?: string): void;
+  terminate(): void;
+  readonly readyState: number;
+}
 
 /** A message the plugin sent, as parsed JSON. */
 export type Message = { type: string; id: string; [field: string]: any };
@@ -36,12 +44,12 @@ export declare class FakeHub {
   readonly dir: string;
   readonly upgrades: { url: string; host: string }[];
   subscriptions: Set<string>;
-  ws: WebSocket | null;
+  ws: HubSocket | null;
   connections: number;
   listen(): Promise<void>;
   /** The next message from the plugin that matches (a type name or a predicate). */
   next(match: string | ((m: Message) => boolean), timeoutMs?: number): Promise<Message>;
-  connection(timeoutMs?: number): Promise<WebSocket>;
+  connection(timeoutMs?: number): Promise<HubSocket>;
   closed(timeoutMs?: number): Promise<{ code: number; reason: string }>;
   /** Send a frame as is (a timestamp is added). */
   send(msg: Record<string, unknown>): void;
