@@ -5,7 +5,7 @@ analyze_results() asks the `thoughts` plugin for its thoughts, then `tokenizer` 
 
     {"thoughts": [{"text": ..., "tokens": <token count>, "digest": <hex digest>}, ...],
      "topWords": [[word, count], ...],   # the 5 most frequent, ties alphabetical
-     "added": <thought.added events since start>}
+     "added": <thought.added events from the thoughts plugin since start>}
 """
 import asyncio
 import collections
@@ -21,9 +21,12 @@ added = 0
 
 
 @plugin.on("thought.added")
-async def thought_added(data):
+async def thought_added(data, event):
+    # event.sender is set by the hub: who really sent it. Only `thoughts` adds thoughts;
+    # the same topic from anyone else (or a "from" inside the data) is not counted.
     global added
-    added += 1
+    if event.sender == "thoughts":
+        added += 1
 
 
 def top_words(token_lists, n=5):

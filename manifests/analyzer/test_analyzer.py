@@ -51,6 +51,8 @@ class AnalyzerTest(unittest.IsolatedAsyncioTestCase):
 
     async def test_counts_thought_added_events_since_start(self):
         async with self.hub.serving(main.plugin):
+            # Another plugin under the same topic, claiming to be thoughts in its data: not counted.
+            await self.hub.publish("thought.added", {"text": "forged", "from": "thoughts"}, sender="mallory")
             for i in range(3):
                 await self.hub.publish("thought.added", {"text": f"new {i}"}, sender="thoughts")
             await self.hub.publish("thought.removed", {"text": "gone"})

@@ -163,9 +163,18 @@ async function inspectImage(docker: Docker, tag: string) {
 }
 
 /**
- * sha256 over the relative path and bytes of every context file, the size and mtime of
- * each extra (they are large binaries; reading them on every run would cost more than a
- * build check should), and the ids of the images the Dockerfile builds FROM.
+ * Extra files up to this size are hashed by their bytes, like the context; larger ones (a
+ * Node.js binary) by size and mtime, since reading them on every run would cost more than a
+ * build check should. Small ones must not depend on mtime: the controller's image (compose)
+ * holds images/ and node_modules/ with whole seconds of it only, and would otherwise
+ * disagree with the host about which runtime images are current.
+ */
+const EXTRA_CONTENT_HASH_MAX = 1024 * 1024;
+
+/**
+ * sha256 over the relative path and bytes of every context file, the bytes of each small
+ * extra file and the size and mtime of each large one, and the ids of the images the
+ * Dockerfile builds FROM.
  */
 export async function contextHash(
   docker: Docker,
@@ -182,8 +191,10 @@ export async function contextHash(
   }
   for (const [name, hostPath] of Object.entries(extra).sort(([a], [b]) => a.localeCompare(b))) {
     for (const rel of statSync(hostPath).isDirectory() ? listFiles(hostPath) : ['']) {
-      const st = statSync(rel ? path.join(hostPath, rel) : hostPath);
-      hash.update(`extra:${name}/${rel}\0${st.size}\0${st.mtimeMs}\0`);
+      const file = rel ? path.join(hostPath, rel) : hostPath;
+      const st = statSync(file);
+      if (st.size <= EXTRA_CONTENT_HASH_MAX) hash.update(Buffer.concat([Buffer.from(`extra:${name}/${rel}\0`), readFileSync(file), Buffer.from('\0')]));
+      else hash.update(`extra:${name}/${rel}\0${st.size}\0${st.mtimeMs}\0`);
     }
   }
   if (generatedName) hash.update(`${generatedName}\0${dockerfileText}\0`);

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { LABEL, OWNER } from '../labels.js';
-import { IMAGES_DIR, type RuntimeImage } from './runtime.js';
+import { IMAGES_DIR, PROTOCOL_EXTRA, type RuntimeImage } from './runtime.js';
 
 const builder = 'logomesh/builder-go:latest';
 const tag = 'logomesh/runtime-go:latest';
@@ -31,7 +31,7 @@ function dockerfile(entrypoint: string): string {
 export const go: RuntimeImage = {
   runtime: 'go',
   images: [
-    { tag: builder, contextDir: path.join(IMAGES_DIR, 'go', 'builder') },
+    { tag: builder, contextDir: path.join(IMAGES_DIR, 'go', 'builder'), extra: PROTOCOL_EXTRA },
     { tag, contextDir: path.join(IMAGES_DIR, 'go', 'runtime') },
   ],
   tag,

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { LogoMeshError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { IMAGES_DIR, PLUGIN_MOUNT, REPO_DIR, type RuntimeImage } from './runtime.js';
+import { IMAGES_DIR, PLUGIN_MOUNT, PROTOCOL_EXTRA, REPO_DIR, type RuntimeImage } from './runtime.js';
 
 const run = promisify(execFile);
 const tag = 'logomesh/runtime-node:latest';
@@ -98,7 +98,7 @@ export const node: RuntimeImage = {
     {
       tag,
       contextDir: path.join(IMAGES_DIR, 'node'),
-      extra: { node: NODE_BINARY, ws: WS_DIR },
+      extra: { node: NODE_BINARY, ws: WS_DIR, ...PROTOCOL_EXTRA },
       prepare: fetchNode,
     },
   ],

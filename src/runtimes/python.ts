@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { IMAGES_DIR, PLUGIN_MOUNT, type RuntimeImage } from './runtime.js';
+import { IMAGES_DIR, PLUGIN_MOUNT, PROTOCOL_EXTRA, type RuntimeImage } from './runtime.js';
 
 const tag = 'logomesh/runtime-python:latest';
 
@@ -16,7 +16,7 @@ export const PYTHON_SDK_TEST_COMMAND = ['python3', '-B', '-m', 'unittest', 'disc
  */
 export const python: RuntimeImage = {
   runtime: 'python',
-  images: [{ tag, contextDir: path.join(IMAGES_DIR, 'python') }],
+  images: [{ tag, contextDir: path.join(IMAGES_DIR, 'python'), extra: PROTOCOL_EXTRA }],
   tag,
   // -u: unbuffered, so output streams live; -B: the root is read-only, no .pyc to write.
   command: (entrypoint) => ['python3', '-u', '-B', `${PLUGIN_MOUNT}/${entrypoint}`],

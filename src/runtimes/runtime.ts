@@ -89,3 +89,10 @@ export function pluginUser(instance: string, pluginId: string): string {
 /** The repository's root, images/ folder and node_modules, found from this module in src/ or dist/. */
 export const REPO_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const IMAGES_DIR = path.join(REPO_DIR, 'images');
+
+/**
+ * The protocol's constants and conformance transcript (images/protocol/), added to the build
+ * context of every image that holds an SDK, under this name: the SDKs' tests read them at
+ * /opt/logomesh/protocol, and a change of them rebuilds those images.
+ */
+export const PROTOCOL_EXTRA: Readonly<Record<string, string>> = { protocol: path.join(IMAGES_DIR, 'protocol') };

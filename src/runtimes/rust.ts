@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { IMAGES_DIR, type RuntimeImage } from './runtime.js';
+import { IMAGES_DIR, PROTOCOL_EXTRA, type RuntimeImage } from './runtime.js';
 
 const builder = 'logomesh/builder-rust:latest';
 const tag = 'logomesh/runtime-rust:latest';
@@ -29,7 +29,7 @@ function dockerfile(entrypoint: string): string {
 export const rust: RuntimeImage = {
   runtime: 'rust',
   images: [
-    { tag: builder, contextDir: path.join(IMAGES_DIR, 'rust', 'builder') },
+    { tag: builder, contextDir: path.join(IMAGES_DIR, 'rust', 'builder'), extra: PROTOCOL_EXTRA },
     { tag, contextDir: path.join(IMAGES_DIR, 'rust', 'runtime') },
   ],
   tag,

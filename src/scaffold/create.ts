@@ -47,7 +47,7 @@ const NOTES: Readonly<Record<Runtime, RuntimeNotes>> = {
       'plugin.yaml': 'the manifest: id, runtime, entrypoint, limits, and the methods it exposes',
       'main.mjs': 'the entrypoint: runs the plugin',
       'plugin.mjs': 'the plugin: `hello`, served by the Node.js SDK',
-      'plugin.test.mjs': 'its tests (`node:test`): `hello` as a function, and through a small fake hub',
+      'plugin.test.mjs': 'its tests (`node:test`): `hello` as a function, and through the SDK\'s fake hub (`logomesh/testing`)',
       'README.md': 'this file',
     },
     tests: '`node --test` (every `*.test.mjs` file, and the other names `node --test` looks for)',

@@ -153,6 +153,10 @@ class HubPeer {
     this.ws.send(JSON.stringify(m));
   }
 
+  sendRaw(text: string): void {
+    this.ws.send(text);
+  }
+
   async request(method: string, data: unknown): Promise<Msg> {
     const id = `q${++this.seq}`;
     this.send({ type: 'request', id, from: 'host', timestamp: Date.now(), to: ['tokenizer'], method, data, timeout: 5000 });
@@ -208,6 +212,12 @@ describe('a Go plugin compiled and run in its sandbox', () => {
       }
       const unknown = await peer.request('detokenize', {});
       expect(unknown).toMatchObject({ success: false, error: { code: 'LM_METHOD_NOT_FOUND' } });
+
+      // A 10 KB request nested 5000 deep, in the plugin's real sandbox and memory limit: answered
+      // with LM_PROTOCOL (issue 9), and the plugin goes on serving.
+      peer.sendRaw(`{"type":"request","id":"deep","from":"host","to":["tokenizer"],"method":"tokenize","timeout":5000,"data":${'['.repeat(5000)}${']'.repeat(5000)}}`);
+      expect(await peer.next()).toMatchObject({ type: 'response', correlationId: 'deep', success: false, error: { code: 'LM_PROTOCOL' } });
+      expect(await peer.request('tokenize', { text: 'still here' })).toMatchObject({ success: true, data: { tokens: ['still', 'here'] } });
 
       peer.send({ type: 'shutdown', id: 'sd', data: { graceMs: 2000 } });
       expect(await peer.closed).toBe(1000);

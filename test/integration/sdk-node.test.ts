@@ -39,7 +39,8 @@ async function startCaptured(container: Container): Promise<{ done: Promise<{ co
 }
 
 /**
- * The Node.js SDK's own tests (node --test against a fake hub) run inside the runtime image,
+ * The Node.js SDK's own tests (node --test against its fake hub, logomesh/testing, and the
+ * protocol's conformance transcript at /opt/logomesh/protocol) run inside the runtime image,
  * as the plugin user, with no network and a read-only root: where 'logomesh' resolves the
  * way it does for plugins.
  */
@@ -49,7 +50,8 @@ describe('the Node.js SDK in its runtime image', () => {
     const image = await ensureRuntimeImage(engine, node, { log, progress: process.stderr });
     const container = await engine.createContainer({
       Image: image.tag,
-      Cmd: ['node', '--test', '--test-reporter=spec', '/sdk-test/sdk.test.js'],
+      // Every *.test.js of images/node/test/ (a glob node --test expands itself).
+      Cmd: ['node', '--test', '--test-reporter=spec', '/sdk-test/*.test.js'],
       User: PLUGIN_USER,
       WorkingDir: '/sdk-test',
       Env: ['HOME=/tmp'],
@@ -193,6 +195,12 @@ describe('the thoughts example plugin in its sandbox', () => {
       }
       expect((await hub.request('add_thought', { text: 'y'.repeat(1000) })).data).toEqual({ count: 6 });
       expect((await hub.request('nope')).error?.code).toBe('LM_METHOD_NOT_FOUND');
+
+      // A 10 KB request nested 5000 deep, in the plugin's real sandbox and memory limit: answered
+      // with LM_PROTOCOL (issue 9), and the plugin goes on serving.
+      hub.ws!.send(`{"type":"request","id":"deep","from":"host","to":["thoughts"],"method":"get_thoughts","timeout":5000,"data":${'['.repeat(5000)}${']'.repeat(5000)}}`);
+      expect(await hub.next((m) => m.correlationId === 'deep')).toMatchObject({ success: false, error: { code: 'LM_PROTOCOL' } });
+      expect((await hub.request('get_thoughts')).success).toBe(true);
 
       // One hop each way between the host and the sandboxed plugin.
       const samples: number[] = [];

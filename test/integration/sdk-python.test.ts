@@ -223,6 +223,16 @@ describe('the analyzer in its real sandbox, served by a `ws` hub on the host ove
     hub.send({ type: 'request', id: 'call-2', from: 'host', to: ['analyzer'], method: 'nope', data: null });
     expect(await hub.next((m) => m.correlationId === 'call-2')).toMatchObject({ success: false, error: { code: 'LM_METHOD_NOT_FOUND' } });
 
+    // A 10 KB request nested 5000 deep, and an event as deep, in the plugin's real sandbox and
+    // memory limit: the request is answered with LM_PROTOCOL (issue 9), the event dropped
+    // (thought.added is counted by the analyzer: the count must not move), and the plugin
+    // goes on serving.
+    hub.ws?.send(`{"type":"request","id":"deep","from":"host","to":["analyzer"],"method":"analyze_results","timeout":5000,"data":${'['.repeat(5000)}${']'.repeat(5000)}}`);
+    expect(await hub.next((m) => m.correlationId === 'deep')).toMatchObject({ success: false, error: { code: 'LM_PROTOCOL' } });
+    hub.ws?.send(`{"type":"event","id":"deep-event","from":"thoughts","topic":"thought.added","data":${'['.repeat(5000)}${']'.repeat(5000)}}`);
+    hub.send({ type: 'request', id: 'call-3', from: 'host', to: ['analyzer'], method: 'analyze_results', data: {}, timeout: 10_000 });
+    expect(await hub.next((m) => m.correlationId === 'call-3')).toMatchObject({ success: true, data: { added: 2 } });
+
     const pong = new Promise<void>((r) => hub.ws?.once('pong', () => r()));
     hub.ws?.ping();
     await pong;

@@ -230,6 +230,12 @@ describe('the Rust SDK and runtime', () => {
       }
       expect(((await p.call('nope', {})) as { error?: { code: string } }).error?.code).toBe('LM_METHOD_NOT_FOUND');
 
+      // A 10 KB request nested 5000 deep, in the plugin's real sandbox and memory limit: answered
+      // with LM_PROTOCOL (issue 9), and the plugin goes on serving.
+      p.ws.send(`{"type":"request","id":"deep","from":"host","to":["hasher"],"method":"digest","timeout":5000,"data":${'['.repeat(5000)}${']'.repeat(5000)}}`);
+      expect(await p.hub.next((m) => m.correlationId === 'deep', 'the answer to the deep request')).toMatchObject({ success: false, error: { code: 'LM_PROTOCOL' } });
+      expect((await digest({ text: 'a' })).data).toEqual({ digest: 'af63dc4c8601ec8c' });
+
       p.ws.ping();
       await p.hub.until('a pong', () => (p.hub.events.pongs > 0 ? true : undefined));
 

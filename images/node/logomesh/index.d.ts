@@ -2,6 +2,8 @@
 
 export declare const SDK_VERSION: string;
 export declare const PROTOCOL_VERSION: number;
+/** Arrays and objects nest at most this deep in a hub message, the message itself being level 1. */
+export declare const MAX_DEPTH: number;
 
 /** Any value that survives JSON.stringify / JSON.parse. */
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
@@ -24,11 +26,16 @@ export interface RequestContext {
   readonly timeout?: number;
 }
 
-/** What an event handler learns about the message besides its data. */
+/**
+ * What an event handler learns about the message besides its data. `from` and `topic` are
+ * the hub's: it sets `from` on everything it relays, so `from` is who really sent it,
+ * whatever the data claims.
+ */
 export interface EventMeta {
   readonly type: 'event' | 'broadcast';
   /** Undefined for a broadcast without a topic. */
   readonly topic?: string;
+  /** The sender, as the hub knows it: a plugin id, or "host". */
   readonly from: string;
   readonly timestamp: number;
 }

@@ -17,6 +17,7 @@ const (
 	CodePluginExited      = "LM_PLUGIN_EXITED"
 	CodeMessageTooLarge   = "LM_MESSAGE_TOO_LARGE"
 	CodeProtocol          = "LM_PROTOCOL"
+	CodeRateLimited       = "LM_RATE_LIMITED"
 
 	// CodePluginError: a handler returned an error that is not an *Error, or panicked.
 	CodePluginError = "LM_PLUGIN_ERROR"
@@ -99,9 +100,14 @@ func (e *Error) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// toError turns what a handler returned (or panicked with) into the error sent back.
-func toError(err error) *Error {
-	var e *Error
+// toError turns what a handler returned (or panicked with) into the error sent back. An
+// error whose methods panic is answered all the same.
+func toError(err error) (e *Error) {
+	defer func() {
+		if r := recover(); r != nil {
+			e = &Error{Code: CodePluginError, Message: fmt.Sprintf("the method failed with an error that panicked when read: %v", r)}
+		}
+	}()
 	if errors.As(err, &e) && e.Code != "" {
 		return e
 	}

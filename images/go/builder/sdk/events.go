@@ -12,7 +12,7 @@ import (
 type Event struct {
 	Kind      string          // "event" or "broadcast"
 	Topic     string          // "" for a broadcast without a topic
-	From      string          // the sender: a plugin id, or "host"
+	From      string          // the sender, set by the hub (so it is who really sent it): a plugin id, or "host"
 	Data      json.RawMessage // "null" when the sender sent none
 	Timestamp time.Time       // when the hub received it
 }

@@ -13,7 +13,9 @@
 See docs/sdk/python.md in the LogoMesh repository.
 """
 from .errors import LogoMeshError
-from .plugin import DEFAULT_SOCKET, PROTOCOL_VERSION, SDK, VERSION, Event, Plugin, topic_matches
+from .options import DEFAULT_SOCKET
+from .plugin import Event, Plugin
+from .protocol import MAX_DEPTH, PROTOCOL_VERSION, SDK, VERSION, topic_matches
 
 __version__ = VERSION
-__all__ = ["Plugin", "LogoMeshError", "Event", "topic_matches", "SDK", "PROTOCOL_VERSION", "DEFAULT_SOCKET", "__version__"]
+__all__ = ["Plugin", "LogoMeshError", "Event", "topic_matches", "SDK", "PROTOCOL_VERSION", "DEFAULT_SOCKET", "MAX_DEPTH", "__version__"]

@@ -49,11 +49,13 @@ class WebSocketClient(asyncio.Protocol):
     """One client connection. Create it with :func:`connect`.
 
     ``on_message(payload)`` is called on the event loop with the raw bytes of every text
-    message; ``on_close(code, reason)`` once, when the connection is gone.
+    message; ``on_close(code, reason)`` once, when the connection is gone. A message over
+    ``max_size`` bytes (when set) is not read: the connection closes with status 1009.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, on_message: Callable[[bytearray], None],
-                 on_close: Callable[[Optional[int], str], None], host: str, path: str) -> None:
+                 on_close: Callable[[Optional[int], str], None], host: str, path: str,
+                 max_size: Optional[int] = None) -> None:
         self._loop = loop
         self._on_message = on_message
         self._on_close = on_close
@@ -66,6 +68,8 @@ class WebSocketClient(asyncio.Protocol):
         self._closed: asyncio.Future = loop.create_future()
         self._fragments: Optional[list] = None
         self._fragment_op = 0
+        self._fragment_size = 0
+        self.max_size = max_size
         self._transport: Optional[asyncio.Transport] = None
         self._paused = False
         self._drain_waiters: list = []
@@ -181,6 +185,11 @@ class WebSocketClient(asyncio.Protocol):
                 # A server must not mask its frames (RFC 6455 5.1).
                 self._protocol_error("the server sent a masked frame")
                 return
+            limit = self.max_size
+            if limit is not None and length + (self._fragment_size if self._fragments is not None else 0) > limit:
+                # Not even buffered: a peer could otherwise make this process hold any size.
+                self._protocol_error(f"a message over {limit} bytes", 1009)
+                return
             end = start + length
             if end > n:
                 break
@@ -200,11 +209,13 @@ class WebSocketClient(asyncio.Protocol):
                 else:
                     self._fragments = [payload]
                     self._fragment_op = opcode
+                    self._fragment_size = len(payload)
             elif opcode == OP_CONT:
                 if self._fragments is None:
                     self._protocol_error("a continuation frame outside a fragmented message")
                     return
                 self._fragments.append(payload)
+                self._fragment_size += len(payload)
                 if fin:
                     whole = bytearray().join(self._fragments)
                     self._fragments = None
@@ -254,11 +265,11 @@ class WebSocketClient(asyncio.Protocol):
         if self._transport is not None:
             self._transport.close()
 
-    def _protocol_error(self, why: str) -> None:
+    def _protocol_error(self, why: str, code: int = 1002) -> None:
         self.close_reason = why
-        self.close_code = 1002
+        self.close_code = code
         if not self.close_sent and self._transport is not None and not self._transport.is_closing():
-            self._write_frame(OP_CLOSE, struct.pack("!H", 1002) + why.encode()[:120])
+            self._write_frame(OP_CLOSE, struct.pack("!H", code) + why.encode()[:120])
             self.close_sent = True
         self.open = False
         if self._transport is not None:
@@ -323,10 +334,11 @@ class WebSocketClient(asyncio.Protocol):
 
 
 async def connect(path: str, on_message: Callable[[bytearray], None], on_close: Callable[[Optional[int], str], None],
-                  *, host: str = "logomesh", resource: str = "/v1", timeout: float = 10.0) -> WebSocketClient:
+                  *, host: str = "logomesh", resource: str = "/v1", timeout: float = 10.0,
+                  max_size: Optional[int] = None) -> WebSocketClient:
     """Connect to a WebSocket server on the Unix socket at ``path`` and finish the upgrade."""
     loop = asyncio.get_running_loop()
-    proto = WebSocketClient(loop, on_message, on_close, host, resource)
+    proto = WebSocketClient(loop, on_message, on_close, host, resource, max_size)
     await asyncio.wait_for(loop.create_unix_connection(lambda: proto, path), timeout)
     try:
         await asyncio.wait_for(asyncio.shield(proto._opened), timeout)

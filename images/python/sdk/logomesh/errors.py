@@ -37,3 +37,15 @@ class LogoMeshError(Exception):
 
     def __repr__(self) -> str:
         return f"LogoMeshError({self.code!r}, {self.message!r}, {self.details!r})"
+
+
+class ConnectionLost(LogoMeshError):
+    """What calls waiting for an answer get when the hub connection is lost while the SDK
+    will reconnect: LM_PLUGIN_UNAVAILABLE."""
+
+    def __init__(self, code: Optional[int], reason: str) -> None:
+        super().__init__("LM_PLUGIN_UNAVAILABLE", "hub connection lost", {"code": code, "reason": reason})
+
+
+class BadArguments(Exception):
+    """A request's data does not fit the method's parameters (answered LM_INVALID_ARGUMENT)."""

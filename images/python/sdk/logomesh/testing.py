@@ -10,6 +10,9 @@ temporary folder that speaks the hub's side of the protocol to one plugin.
 
 It uses Debian's ``websockets`` package (in the runtime image), an implementation
 independent of the SDK's own client.
+
+Given a ``transcript`` (``logomesh.transcript.load()``: the protocol's conformance session),
+the hub plays that session instead, step by step, and ``replayed()`` tells how it went.
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ from typing import Any, AsyncIterator, Callable, Dict, List, Optional, Set
 
 import websockets
 
+from . import transcript as _transcript
 from .errors import LogoMeshError
 from .plugin import Plugin, topic_matches
 
@@ -41,11 +45,15 @@ class FakeHub:
     ``exposes``: when given, a hello naming any other method is refused with
     LM_PERMISSION_DENIED, as the hub does for methods the manifest does not list.
     ``messaging``: when False, events and broadcasts are answered with LM_PERMISSION_DENIED.
+    ``transcript``: play this recorded session on the plugin's connection instead (see
+    :mod:`logomesh.transcript`); ``replayed()`` returns once it is over.
     """
 
     def __init__(self, plugin_id: str = "plugin", *, exposes: Optional[List[str]] = None, messaging: bool = True,
-                 socket_path: Optional[str] = None) -> None:
+                 socket_path: Optional[str] = None, transcript: Optional[Dict[str, Any]] = None) -> None:
         self.plugin_id = plugin_id
+        self._transcript = transcript
+        self._replayed: Optional[asyncio.Future] = None
         self.exposes = exposes
         self.messaging = messaging
         #: where the hub listens: ``socket_path``, or hub.sock in a new temporary folder
@@ -73,6 +81,7 @@ class FakeHub:
     # -- lifecycle ----------------------------------------------------------------------
     async def start(self) -> "FakeHub":
         self._changed = asyncio.Condition()
+        self._replayed = asyncio.get_running_loop().create_future()
         if not self.socket_path:
             self._dir = tempfile.mkdtemp(prefix="logomesh-hub-")
             self.socket_path = os.path.join(self._dir, "hub.sock")
@@ -244,7 +253,31 @@ class FakeHub:
         async with self._changed:
             self._changed.notify_all()
 
+    async def replayed(self, timeout: float = 120.0) -> Dict[str, Any]:
+        """Wait until the transcript has been played to its end; what its ``$name``s were
+        bound to. Raises ``logomesh.transcript.Mismatch`` naming the step the plugin did not
+        follow."""
+        assert self._replayed is not None, "start the hub first"
+        return await asyncio.wait_for(asyncio.shield(self._replayed), timeout)
+
+    async def _play(self, ws: Any) -> None:
+        assert self._replayed is not None and self._transcript is not None
+        self.ws = ws
+        self.connections += 1
+        try:
+            bound = await _transcript.replay(ws, self._transcript)
+        except BaseException as e:  # noqa: BLE001 - handed to replayed()
+            if not self._replayed.done():
+                self._replayed.set_exception(e)
+            if isinstance(e, asyncio.CancelledError):
+                raise
+        else:
+            if not self._replayed.done():
+                self._replayed.set_result(bound)
+
     async def _handle(self, ws: Any) -> None:
+        if self._transcript is not None:
+            return await self._play(ws)
         if self.ws is not None and not self.ws.closed:
             # As the hub: a second connection replaces the first.
             await self.ws.close(1008, "replaced by a newer connection")

@@ -1,9 +1,11 @@
 """The WebSocket client's framing and the topic rules."""
+import asyncio
 import os
+import struct
 import unittest
 
 from logomesh import topic_matches
-from logomesh._ws import _frame, _mask
+from logomesh._ws import WebSocketClient, _frame, _mask
 
 
 class FramingTest(unittest.TestCase):
@@ -23,6 +25,49 @@ class FramingTest(unittest.TestCase):
             self.assertEqual(len(frame), header_len + 4 + n)
             key = frame[header_len:header_len + 4]
             self.assertEqual(_mask(frame[header_len + 4:], key), b"x" * n)
+
+
+class Transport(asyncio.Transport):
+    """Records what the client writes; the client's side of a socket."""
+
+    def __init__(self):
+        super().__init__()
+        self.written = b""
+        self.closed = False
+
+    def write(self, data):
+        self.written += data
+
+    def is_closing(self):
+        return self.closed
+
+    def close(self):
+        self.closed = True
+
+
+class SizeLimitTest(unittest.IsolatedAsyncioTestCase):
+    async def test_a_frame_over_max_size_is_not_buffered_and_closes_with_1009(self):
+        messages, closes = [], []
+        client = WebSocketClient(asyncio.get_running_loop(), messages.append, lambda c, r: closes.append(c), "h", "/v1", max_size=1000)
+        transport = Transport()
+        client.connection_made(transport)
+        client._upgraded = client.open = True
+        client.data_received(bytes((0x81, 126)) + struct.pack("!H", 1000) + b"x" * 1000)
+        self.assertEqual(messages, [bytearray(b"x" * 1000)])
+        # Only the header of a 2^40-byte frame has arrived: it is refused at once.
+        client.data_received(bytes((0x81, 127)) + struct.pack("!Q", 1 << 40) + b"xx")
+        self.assertTrue(transport.closed)
+        self.assertEqual(client.close_code, 1009)
+        self.assertEqual(struct.unpack("!H", _unmask_close(transport.written))[0], 1009)
+        self.assertEqual(len(messages), 1)
+
+
+def _unmask_close(written):
+    """The status of the close frame the client wrote (the last frame, masked)."""
+    i = written.rfind(bytes((0x88,)))
+    length = written[i + 1] & 0x7F
+    key = written[i + 2:i + 6]
+    return _mask(written[i + 6:i + 6 + length], key)[:2]
 
 
 class TopicTest(unittest.TestCase):

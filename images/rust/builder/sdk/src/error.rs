@@ -69,6 +69,18 @@ impl Error {
         Value::Object(m)
     }
 
+    /// The same object, taking the details instead of copying them (copying a value recurses
+    /// once per level of its depth).
+    pub(crate) fn into_json(self) -> Value {
+        let mut m = Map::new();
+        m.insert("code".into(), Value::String(self.code));
+        m.insert("message".into(), Value::String(self.message));
+        if !self.details.is_null() {
+            m.insert("details".into(), self.details);
+        }
+        Value::Object(m)
+    }
+
     /// Read a wire error object; anything malformed becomes `LM_PLUGIN_ERROR`.
     pub fn from_json(v: &Value) -> Error {
         let code = v.get("code").and_then(Value::as_str).unwrap_or("LM_PLUGIN_ERROR");

@@ -15,7 +15,9 @@
 //! ```
 //!
 //! [`FakeHub`] and [`HubPeer`] give full control of the wire (raw frames, pings, the
-//! order of messages) for testing the SDK itself.
+//! order of messages) for testing the SDK itself. [`run_transcript`] plays the protocol's
+//! conformance session ([`load_transcript`]) against a plugin, and [`HubPeer::replay`]
+//! does it on a connection of your own.
 
 use crate::ws::{self, Message};
 use crate::{Error, Plugin, Value};
@@ -28,6 +30,9 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 pub use crate::ws::{Message as Frame, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT};
+pub use transcript::{load_protocol, load_transcript, protocol_dir, run_transcript};
+
+mod transcript;
 
 /// How long the helpers wait for the plugin by default.
 pub const WAIT: Duration = Duration::from_secs(10);

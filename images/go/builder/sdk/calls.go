@@ -1,3 +1,5 @@
+// Outbound messages: calls to other plugins and the host, events and broadcasts.
+
 package logomesh
 
 import (
@@ -78,7 +80,12 @@ func (p *Plugin) Call(ctx context.Context, target string, args any, timeout time
 		}
 		ms = int64(left)
 	}
-	if err := p.send(requestMsg{Type: "request", ID: id, To: []string{to}, Method: method, Data: data, Timeout: ms}); err != nil {
+	frame, err := p.outbound(requestMsg{Type: "request", ID: id, To: []string{to}, Method: method, Data: data, Timeout: ms}, "the call to "+target)
+	if err != nil {
+		p.removePending(id)
+		return nil, err
+	}
+	if err := p.write(frame); err != nil {
 		p.removePending(id)
 		if p.reconnecting() != nil {
 			return nil, Errorf(CodePluginUnavailable, "hub connection lost")
@@ -168,11 +175,29 @@ func (p *Plugin) publish(ctx context.Context, kind, topic string, data any, to [
 	if err := p.awaitOnline(ctx, nil, kind+" "+topic); err != nil {
 		return err
 	}
-	if err := p.send(eventMsg{Type: kind, ID: p.newID(), Topic: topic, Data: b, To: to}); err != nil {
+	frame, err := p.outbound(eventMsg{Type: kind, ID: p.newID(), Topic: topic, Data: b, To: to}, fmt.Sprintf("%s %q", kind, topic))
+	if err != nil {
+		return err
+	}
+	if err := p.write(frame); err != nil {
 		if p.reconnecting() != nil {
 			return Errorf(CodePluginUnavailable, "%s %q: hub connection lost", kind, topic)
 		}
 		return Errorf(CodeControllerUnavailable, "sending %s %q: %v", kind, topic, err)
 	}
 	return nil
+}
+
+// outbound encodes a message the plugin sends of its own accord: LM_INVALID_ARGUMENT when
+// its data is nested too deep or is not JSON, LM_MESSAGE_TOO_LARGE when it is too large.
+func (p *Plugin) outbound(v any, what string) ([]byte, error) {
+	b, err := encode(v, p.maxBytes())
+	if err == nil {
+		return b, nil
+	}
+	code := CodeInvalidArgument
+	if ee, ok := err.(*encodeError); ok && ee.tooLarge {
+		code = CodeMessageTooLarge
+	}
+	return nil, Errorf(code, "the data of %s %v", what, err)
 }

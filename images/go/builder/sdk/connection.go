@@ -1,0 +1,326 @@
+// The connection to the hub: dialling, hello, reading, writing, and reconnecting after a
+// loss (docs/protocol.md, "reconnecting").
+
+package logomesh
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"syscall"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// dial opens the WebSocket over the hub's Unix socket (GET /v1, Host: logomesh). A socket
+// that does not exist yet or refuses is retried until the connect timeout: the hub may
+// still be starting.
+func (p *Plugin) dial(ctx context.Context) (*websocket.Conn, error) {
+	deadline := time.Now().Add(p.connectTimeout)
+	backoff := 10 * time.Millisecond
+	for {
+		conn, resp, err := p.dialer(p.connectTimeout).DialContext(ctx, "ws://logomesh/v1", nil)
+		if err == nil {
+			return conn, nil
+		}
+		if resp != nil {
+			return nil, Errorf(CodeControllerUnavailable, "the hub at %s refused the connection: HTTP %s", p.socket, resp.Status)
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		retry := errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED)
+		if !retry || time.Now().Add(backoff).After(deadline) {
+			return nil, Errorf(CodeControllerUnavailable, "cannot connect to the hub at %s: %v", p.socket, err)
+		}
+		timer := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil, ctx.Err()
+		case <-timer.C:
+		}
+		if backoff *= 2; backoff > 500*time.Millisecond {
+			backoff = 500 * time.Millisecond
+		}
+	}
+}
+
+func (p *Plugin) dialer(handshake time.Duration) *websocket.Dialer {
+	return &websocket.Dialer{
+		NetDialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var nd net.Dialer
+			return nd.DialContext(ctx, "unix", p.socket)
+		},
+		HandshakeTimeout: handshake,
+	}
+}
+
+// dialOnce makes one attempt to connect, for reconnecting (the caller retries).
+func (p *Plugin) dialOnce(ctx context.Context, handshake time.Duration) (*websocket.Conn, error) {
+	conn, resp, err := p.dialer(handshake).DialContext(ctx, "ws://logomesh/v1", nil)
+	if err != nil {
+		if resp != nil {
+			return nil, fmt.Errorf("the hub answered the upgrade with HTTP %s", resp.Status)
+		}
+		return nil, err
+	}
+	return conn, nil
+}
+
+// attach makes conn the current connection and starts reading it. Until the hub announces
+// its maximum message size, the largest an operator may configure holds; a frame over that
+// is not read at all (gorilla closes the connection with 1009).
+func (p *Plugin) attach(conn *websocket.Conn) *link {
+	conn.SetReadLimit(MaxMessageBytes)
+	p.limit.Store(0)
+	p.pmu.Lock()
+	p.gen++
+	l := &link{conn: conn, gen: p.gen, gone: make(chan struct{})}
+	p.link = l
+	p.pmu.Unlock()
+	p.readers.Add(1)
+	go p.readLoop(l)
+	return l
+}
+
+func (p *Plugin) hello(ctx context.Context, methods []string, timeout time.Duration) error {
+	id := p.newID()
+	reply := make(chan *inbound, 1)
+	if !p.addWaiter(id, func(m *inbound) {
+		if m.Success && !m.lost {
+			p.pmu.Lock()
+			p.established = true
+			p.pmu.Unlock()
+			var said helloAnswer
+			if json.Unmarshal(m.Data, &said) == nil && said.MaxMessageBytes > 0 && said.MaxMessageBytes <= MaxMessageBytes {
+				p.limit.Store(said.MaxMessageBytes)
+			}
+		}
+		reply <- m
+	}, true) {
+		return errLost
+	}
+	msg := helloMsg{Type: "hello", ID: id, Protocol: ProtocolVersion, SDK: "go/" + Version, Methods: methods}
+	if err := p.send(msg); err != nil {
+		p.removePending(id)
+		return fmt.Errorf("%w: sending hello: %v", errLost, err)
+	}
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	select {
+	case m := <-reply:
+		if m.lost {
+			return errLost
+		}
+		if m.Success {
+			return nil
+		}
+		if m.Error != nil {
+			return m.Error
+		}
+		return Errorf(CodeProtocol, "the hub refused hello without an error")
+	case <-timer.C:
+		p.removePending(id)
+		return Errorf(CodeTimeout, "no answer to hello within %v", timeout)
+	case <-ctx.Done():
+		p.removePending(id)
+		return ctx.Err()
+	}
+}
+
+func (p *Plugin) readLoop(l *link) {
+	var err error
+	defer func() {
+		p.lost(l, err)
+		p.readers.Done()
+	}()
+	for {
+		var kind int
+		var b []byte
+		kind, b, err = l.conn.ReadMessage()
+		if err != nil {
+			return
+		}
+		if kind != websocket.TextMessage {
+			p.logger.Printf("ignored a binary frame from the hub (%d bytes)", len(b))
+			continue
+		}
+		m, refused := decode(b, p.maxBytes())
+		if refused != nil {
+			p.refuse(refused, l.gen)
+			continue
+		}
+		p.dispatch(m, l.gen)
+	}
+}
+
+// lost handles the end of connection l: calls waiting for an answer fail, and either the
+// SDK reconnects (an established connection, not shutting down) or no connection will
+// come any more.
+func (p *Plugin) lost(l *link, err error) {
+	draining := p.isDraining()
+	p.pmu.Lock()
+	l.err = err
+	var waiting map[string]func(*inbound)
+	var failure *inbound
+	if p.link == l {
+		p.link = nil
+		waiting = p.pending
+		p.pending = map[string]func(*inbound){}
+		switch {
+		case p.back != nil:
+			// A reconnect attempt's connection: the loop tries again.
+			failure = &inbound{Type: "response", lost: true, Error: Errorf(CodePluginUnavailable, "hub connection lost")}
+		case p.established && !draining && !p.dead && p.reconnect > 0:
+			p.back = make(chan struct{})
+			p.online.Store(false)
+			failure = &inbound{Type: "response", lost: true, Error: Errorf(CodePluginUnavailable, "hub connection lost")}
+		default:
+			p.dead = true
+			p.online.Store(false)
+			failure = &inbound{Type: "response", lost: true, Error: Errorf(CodeControllerUnavailable, "the connection to the hub closed before the answer came")}
+		}
+	}
+	p.pmu.Unlock()
+	close(l.gone)
+	for _, fn := range waiting {
+		fn(failure)
+	}
+}
+
+// reconnectLoop connects again after the connection lost was lost: with backoff, for up to
+// the reconnect window, saying hello with the same methods and subscribing again. It
+// returns the new connection; nil, nil when stopped meanwhile; an error when the window
+// passes (LM_CONTROLLER_UNAVAILABLE) or the hub refuses hello.
+func (p *Plugin) reconnectLoop(ctx context.Context, methods []string, lost *link) (*link, error) {
+	lostAt := time.Now()
+	deadline := lostAt.Add(p.reconnect)
+	// Calls made from now on wait for the connection (lost set this up, unless the
+	// connection went while its hello was being answered).
+	p.pmu.Lock()
+	if p.back == nil {
+		p.back = make(chan struct{})
+	}
+	p.pmu.Unlock()
+	p.online.Store(false)
+	p.logger.Printf("plugin %s: hub connection lost (%s); reconnecting for up to %d ms", p.id, closeText(lost.err), p.reconnect.Milliseconds())
+	delay := reconnectFirstDelay
+	attempts, last := 0, "no attempt"
+	for {
+		wait := time.Until(deadline)
+		if wait > delay {
+			wait = delay
+		}
+		if wait < 0 {
+			wait = 0
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil, nil
+		case <-timer.C:
+		}
+		if delay *= 2; delay > reconnectMaxDelay {
+			delay = reconnectMaxDelay
+		}
+		attempts++
+		conn, err := p.dialOnce(ctx, maxDuration(time.Second, time.Until(deadline)))
+		if err == nil {
+			l := p.attach(conn)
+			err = p.hello(ctx, methods, minDuration(p.connectTimeout, maxDuration(time.Second, time.Until(deadline))))
+			if err == nil {
+				p.pmu.Lock()
+				back := p.back
+				p.back = nil
+				p.pmu.Unlock()
+				p.markReady(false)
+				if back != nil {
+					close(back) // calls waiting for the connection go on
+				}
+				p.logger.Printf("plugin %s: reconnected to the hub after %d ms", p.id, time.Since(lostAt).Milliseconds())
+				return l, nil
+			}
+			p.close(l, websocket.CloseNormalClosure, "")
+			if ctx.Err() != nil {
+				return nil, nil
+			}
+			if !errors.Is(err, errLost) && CodeOf(err) != CodeTimeout {
+				return nil, err // the hub refused hello
+			}
+		} else if ctx.Err() != nil {
+			return nil, nil
+		}
+		last = err.Error()
+		if !time.Now().Before(deadline) {
+			return nil, &Error{
+				Code:    CodeControllerUnavailable,
+				Message: fmt.Sprintf("the hub connection was lost and not re-made within %d ms (%d attempt(s) at %s; last: %s)", p.reconnect.Milliseconds(), attempts, p.socket, last),
+				Details: map[string]any{"socket": p.socket, "reconnectMs": p.reconnect.Milliseconds()},
+			}
+		}
+	}
+}
+
+// closeText describes why a connection ended: "code 1006", with the reason if any.
+func closeText(err error) string {
+	var ce *websocket.CloseError
+	if errors.As(err, &ce) {
+		if ce.Code != websocket.CloseAbnormalClosure && ce.Text != "" {
+			return fmt.Sprintf("code %d: %s", ce.Code, ce.Text)
+		}
+		return fmt.Sprintf("code %d", ce.Code)
+	}
+	return fmt.Sprintf("code %d", websocket.CloseAbnormalClosure)
+}
+
+// send encodes a message and writes it on the current connection.
+func (p *Plugin) send(v any) error {
+	b, err := encode(v, p.maxBytes())
+	if err != nil {
+		return err
+	}
+	return p.write(b)
+}
+
+// maxBytes is the largest message either way: the hub's, once it announced it in the
+// answer to hello, else the largest an operator may configure.
+func (p *Plugin) maxBytes() int {
+	if n := p.limit.Load(); n > 0 {
+		return int(n)
+	}
+	return MaxMessageBytes
+}
+
+var (
+	errNotConnected = errors.New("not connected to the hub")
+	// errStale: an answer for a connection since lost; dropped.
+	errStale = errors.New("the connection the request came in on is gone")
+)
+
+// write sends b on the current connection.
+func (p *Plugin) write(b []byte) error { return p.writeOn(0, b) }
+
+// writeOn sends b on connection gen (0: the current one).
+func (p *Plugin) writeOn(gen uint64, b []byte) error {
+	p.pmu.Lock()
+	l := p.link
+	p.pmu.Unlock()
+	if l == nil {
+		if gen != 0 {
+			return errStale
+		}
+		return errNotConnected
+	}
+	if gen != 0 && l.gen != gen {
+		return errStale
+	}
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	_ = l.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+	return l.conn.WriteMessage(websocket.TextMessage, b)
+}

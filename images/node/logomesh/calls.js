@@ -1,0 +1,88 @@
+// Outbound messages: calls to other plugins and the host, events, broadcasts, and the
+// subscriptions that bring events in.
+import { connected, exchange, isOpen, subscribe, write } from './connection.js';
+import { LogoMeshError } from './errors.js';
+import { CONTROL_TIMEOUT_MS, noop, TIMEOUT_BACKSTOP_MS } from './options.js';
+import { DEFAULT_CALL_TIMEOUT_MS, MAX_CALL_TIMEOUT_MS, METHOD_NAME, PATTERN, PLUGIN_ID, TOPIC } from './protocol.js';
+import { deferred, nextId } from './state.js';
+
+/** See Plugin.call. */
+export async function call(s, target, data, options) {
+  const timeout = typeof options === 'number' ? options : options?.timeout;
+  if (typeof target !== 'string') throw new LogoMeshError('LM_INVALID_ARGUMENT', `call target must be a string such as 'tokenizer.tokenize', got ${typeof target}`);
+  const dot = target.indexOf('.');
+  const to = dot < 0 ? 'host' : target.slice(0, dot);
+  const method = dot < 0 ? target : target.slice(dot + 1);
+  if (!METHOD_NAME.test(method) || (to !== 'host' && !PLUGIN_ID.test(to))) {
+    throw new LogoMeshError('LM_INVALID_ARGUMENT', `call target must be 'plugin-id.method' or a host method name, got ${JSON.stringify(target)}`);
+  }
+  if (timeout !== undefined && !(typeof timeout === 'number' && timeout > 0 && Number.isFinite(timeout))) {
+    throw new LogoMeshError('LM_INVALID_ARGUMENT', `call timeout must be a positive number of milliseconds, got ${JSON.stringify(timeout)}`);
+  }
+  // The hub takes whole milliseconds up to its ceiling.
+  let limit = timeout === undefined ? undefined : Math.min(Math.max(1, Math.ceil(timeout)), MAX_CALL_TIMEOUT_MS);
+  if (s.state !== 'ready') {
+    const reconnecting = s.state === 'reconnecting';
+    const budget = limit ?? DEFAULT_CALL_TIMEOUT_MS;
+    const started = Date.now();
+    await connected(s, 'call', budget);
+    // The time spent waiting for the connection comes off the call's timeout.
+    if (reconnecting) limit = Math.max(1, budget - (Date.now() - started));
+  }
+  const wait = (limit ?? DEFAULT_CALL_TIMEOUT_MS) + TIMEOUT_BACKSTOP_MS;
+  const msg = { type: 'request', id: nextId(s), to: [to], method, data };
+  if (limit !== undefined) msg.timeout = limit;
+  return exchange(s, msg, wait, () => `no response from ${target} within ${wait - TIMEOUT_BACKSTOP_MS} ms`);
+}
+
+/** See Plugin.emit. */
+export async function emit(s, topic, data, options) {
+  if (typeof topic !== 'string' || !TOPIC.test(topic)) throw new LogoMeshError('LM_INVALID_ARGUMENT', `event topic must be a dotted name without wildcards, got ${JSON.stringify(topic)}`);
+  const msg = { type: 'event', id: nextId(s), topic, data };
+  if (options?.to !== undefined) {
+    if (!Array.isArray(options.to) || !options.to.every((t) => typeof t === 'string')) throw new LogoMeshError('LM_INVALID_ARGUMENT', "emit option 'to' must be an array of plugin ids");
+    msg.to = options.to;
+  }
+  if (s.state !== 'ready') await connected(s, 'emit');
+  return write(s, msg);
+}
+
+/** See Plugin.broadcast. */
+export async function broadcast(s, topic, data) {
+  if (topic !== undefined && topic !== null && (typeof topic !== 'string' || !TOPIC.test(topic))) {
+    throw new LogoMeshError('LM_INVALID_ARGUMENT', `broadcast topic must be a dotted name without wildcards, got ${JSON.stringify(topic)}`);
+  }
+  const msg = { type: 'broadcast', id: nextId(s), data };
+  if (typeof topic === 'string') msg.topic = topic;
+  if (s.state !== 'ready') await connected(s, 'broadcast');
+  return write(s, msg);
+}
+
+/** See Plugin.on. */
+export function on(s, pattern, handler) {
+  if (typeof pattern !== 'string' || !PATTERN.test(pattern)) throw new TypeError(`topic pattern must be a dotted name, optionally ending in .*, or *, got ${JSON.stringify(pattern)}`);
+  if (typeof handler !== 'function') throw new TypeError(`the handler for '${pattern}' must be a function`);
+  let sub = s.subs.get(pattern);
+  if (!sub) {
+    sub = { handlers: new Set(), confirmed: deferred() };
+    s.subs.set(pattern, sub);
+    if (isOpen(s)) subscribe(s, pattern, sub);
+    else if (s.state === 'closed') sub.confirmed.reject(new LogoMeshError('LM_CONTROLLER_UNAVAILABLE', 'the connection to the hub is closed'));
+  }
+  sub.handlers.add(handler);
+  return sub.confirmed.promise;
+}
+
+/** See Plugin.off. */
+export function off(s, pattern, handler) {
+  const sub = s.subs.get(pattern);
+  if (!sub) return Promise.resolve();
+  if (handler) sub.handlers.delete(handler);
+  else sub.handlers.clear();
+  if (sub.handlers.size > 0) return Promise.resolve();
+  s.subs.delete(pattern);
+  if (!isOpen(s)) return Promise.resolve();
+  const p = exchange(s, { type: 'unsubscribe', id: nextId(s), topic: pattern }, CONTROL_TIMEOUT_MS, () => `the hub did not confirm unsubscribe ${pattern}`);
+  p.catch((err) => s.log('warn', `unsubscribe ${pattern} failed: ${err.code}: ${err.message}`));
+  return p.then(noop);
+}

@@ -1,0 +1,275 @@
+// The connection to the hub: connecting, hello, exchanges that wait for an answer, writes,
+// subscriptions, and reconnecting after a loss (docs/protocol.md, "reconnecting").
+import { WebSocket } from 'ws';
+import { ConnectionLost, errorText, isCoded, LogoMeshError } from './errors.js';
+import { CONTROL_TIMEOUT_MS, noop, RECONNECT_FIRST_DELAY_MS, RECONNECT_MAX_DELAY_MS, RETRYABLE } from './options.js';
+import { EncodeError, encode, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, SDK_VERSION } from './protocol.js';
+import { deferred, nextId, pluginName } from './state.js';
+
+function socketUrl(s) {
+  return `ws+unix://${s.opts.socketPath}:/v1`;
+}
+
+export function isOpen(s) {
+  return (s.state === 'ready' || s.state === 'draining') && s.ws !== null && s.ws.readyState === WebSocket.OPEN;
+}
+
+/** Wait for the connection: the first one, or (for a call, within waitMs) a reconnect. */
+export async function connected(s, what, waitMs) {
+  if (s.state === 'connecting') await s.ready.promise;
+  if (s.state === 'reconnecting') {
+    if (waitMs === undefined) throw new LogoMeshError('LM_PLUGIN_UNAVAILABLE', `${what}(): hub connection lost; reconnecting`);
+    const deadline = Date.now() + waitMs;
+    while (s.state === 'reconnecting') {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new LogoMeshError('LM_PLUGIN_UNAVAILABLE', `${what}(): hub connection lost, and not back within the call's timeout (${waitMs} ms)`);
+      let timer;
+      // Rejects when run() ends instead of reconnecting.
+      await Promise.race([s.online.promise, new Promise((r) => (timer = setTimeout(r, left)))]).finally(() => clearTimeout(timer));
+    }
+  }
+  if (!isOpen(s)) {
+    throw new LogoMeshError(
+      s.state === 'idle' ? 'LM_PROTOCOL' : 'LM_CONTROLLER_UNAVAILABLE',
+      s.state === 'idle' ? `${what}() before run(): the plugin is not connected to the hub yet` : `${what}(): the connection to the hub is closed`,
+    );
+  }
+}
+
+/** The first connection: a socket that is not there yet is retried for connectTimeoutMs. */
+export async function connect(s) {
+  const deadline = Date.now() + s.opts.connectTimeoutMs;
+  let delay = 20;
+  for (;;) {
+    try {
+      return await openSocket(socketUrl(s));
+    } catch (err) {
+      if (s.stopping) throw new LogoMeshError('LM_CONTROLLER_UNAVAILABLE', 'stopped while connecting to the hub');
+      if (RETRYABLE.has(err?.code) && Date.now() + delay < deadline) {
+        await new Promise((r) => setTimeout(r, delay));
+        delay = Math.min(delay * 2, 500);
+        continue;
+      }
+      const unset = process.env.LOGOMESH_HUB_SOCKET ? '' : ' (LOGOMESH_HUB_SOCKET is not set: is this plugin running under LogoMesh?)';
+      throw new LogoMeshError('LM_CONTROLLER_UNAVAILABLE', `cannot connect to the hub at ${s.opts.socketPath}: ${errorText(err)}${unset}`, {
+        socket: s.opts.socketPath,
+      });
+    }
+  }
+}
+
+/** Make ws the current connection. Until the hub announces its limit, the largest one holds. */
+export function attach(s, ws) {
+  s.ws = ws;
+  s.maxBytes = MAX_MESSAGE_BYTES;
+  ws.on('message', (raw, isBinary) => {
+    try {
+      s.onFrame(raw, isBinary);
+    } catch (err) {
+      // Never out of the socket's event: that would end the process.
+      try {
+        s.log('error', `a frame from the hub could not be handled: ${errorText(err)}`);
+      } catch {
+        // a log function that throws: nothing more to do
+      }
+    }
+  });
+  ws.on('error', (err) => s.log('warn', `hub connection error: ${err.message}`));
+  ws.on('close', (code, reason) => onClose(s, ws, code, reason.toString()));
+}
+
+export function helloMessage(s) {
+  return { type: 'hello', id: nextId(s), protocol: PROTOCOL_VERSION, sdk: `node/${SDK_VERSION}`, methods: [...s.methods.keys()] };
+}
+
+/** The hub accepted hello: learn the plugin's id if it had none, and the hub's message size. */
+export function accepted(s, hello) {
+  if (!s.plugin.id && typeof hello?.plugin === 'string') s.plugin.id = hello.plugin;
+  const announced = hello?.maxMessageBytes;
+  if (Number.isSafeInteger(announced) && announced > 0 && announced <= MAX_MESSAGE_BYTES) s.maxBytes = announced;
+}
+
+export function failPending(s, err) {
+  for (const [id, p] of s.pending) {
+    s.pending.delete(id);
+    clearTimeout(p.timer);
+    p.reject(err);
+  }
+}
+
+function onClose(s, ws, code, reason) {
+  if (ws !== s.ws) return; // a connection already given up
+  if (s.state === 'reconnecting') {
+    // A reconnect attempt's connection: the loop tries again.
+    s.ws = null;
+    return failPending(s, new ConnectionLost(code, reason));
+  }
+  if (s.state === 'ready' && s.reconnectMs > 0) {
+    // Lost, not closed by a shutdown: keep running and connect again.
+    s.ws = null;
+    s.state = 'reconnecting';
+    s.gen++;
+    s.online = deferred();
+    failPending(s, new ConnectionLost(code, reason));
+    s.log('warn', `plugin ${pluginName(s)}: hub connection lost (code ${code}${reason ? `: ${reason}` : ''}); reconnecting for up to ${s.reconnectMs} ms`);
+    reconnect(s, code).catch((err) => fail(s, err));
+    return;
+  }
+  const expected = s.state === 'draining' || s.state === 'closed';
+  s.state = 'closed';
+  const err = new LogoMeshError('LM_CONTROLLER_UNAVAILABLE', `the hub closed the connection (status ${code}${reason ? `: ${reason}` : ''})`, { status: code });
+  failPending(s, err);
+  for (const sub of s.subs.values()) sub.confirmed.reject(err);
+  if (expected) s.closed.resolve();
+  else s.closed.reject(err);
+  s.drained?.();
+}
+
+/**
+ * Connect again with backoff for up to reconnectMs, say hello with the same methods and
+ * subscribe again to every pattern. Resolves once serving again (or stopped meanwhile);
+ * rejects when the window passes (LM_CONTROLLER_UNAVAILABLE) or the hub refuses hello.
+ */
+async function reconnect(s, code) {
+  const lostAt = Date.now();
+  const deadline = lostAt + s.reconnectMs;
+  let delay = RECONNECT_FIRST_DELAY_MS;
+  let attempts = 0;
+  let last = 'no attempt';
+  for (;;) {
+    let timer;
+    await Promise.race([s.wake.promise, new Promise((r) => (timer = setTimeout(r, Math.max(0, Math.min(delay, deadline - Date.now())))))]);
+    clearTimeout(timer);
+    if (s.state !== 'reconnecting') return; // shut down meanwhile
+    delay = Math.min(delay * 2, RECONNECT_MAX_DELAY_MS);
+    attempts++;
+    let ws = null;
+    try {
+      ws = await openSocket(socketUrl(s), Math.max(1_000, deadline - Date.now()));
+      if (s.state !== 'reconnecting') return void ws.terminate();
+      attach(s, ws);
+      const hello = await exchange(s, helloMessage(s), Math.min(CONTROL_TIMEOUT_MS, Math.max(1_000, deadline - Date.now())), () => 'the hub did not answer hello');
+      if (s.state !== 'reconnecting') return void ws.close(1000);
+      if (s.ws !== ws || ws.readyState !== WebSocket.OPEN) throw new ConnectionLost(1006, 'closed right after hello');
+      accepted(s, hello);
+      s.state = 'ready';
+      for (const [pattern, sub] of s.subs) subscribe(s, pattern, sub);
+      s.log('warn', `plugin ${pluginName(s)}: reconnected to the hub after ${Date.now() - lostAt} ms`);
+      const online = s.online;
+      s.online = null;
+      online.resolve();
+      return;
+    } catch (err) {
+      // A refused hello (an answer from the hub) ends the plugin; anything else is retried.
+      const refused = isCoded(err) && !(err instanceof ConnectionLost) && !(err.code === 'LM_TIMEOUT' || err.code === 'LM_CONTROLLER_UNAVAILABLE');
+      if (ws && ws === s.ws) {
+        s.ws = null;
+        ws.terminate();
+      }
+      if (refused) throw err;
+      last = errorText(err);
+    }
+    if (Date.now() >= deadline) {
+      throw new LogoMeshError(
+        'LM_CONTROLLER_UNAVAILABLE',
+        `the hub connection was lost and not re-made within ${s.reconnectMs} ms (${attempts} attempt(s) at ${s.opts.socketPath}; last: ${last})`,
+        { socket: s.opts.socketPath, reconnectMs: s.reconnectMs, status: code },
+      );
+    }
+  }
+}
+
+/** Reconnecting failed: run() rejects, and calls waiting for the connection too. */
+function fail(s, err) {
+  if (s.state !== 'reconnecting') return;
+  s.state = 'closed';
+  s.online?.reject(new LogoMeshError('LM_CONTROLLER_UNAVAILABLE', `the plugin is no longer connected to the hub: ${err.message}`));
+  s.online = null;
+  for (const sub of s.subs.values()) sub.confirmed.reject(err);
+  s.closed.reject(err);
+}
+
+/** A message ready to write; LM_INVALID_ARGUMENT (or LM_MESSAGE_TOO_LARGE) when it cannot be. */
+function frame(s, msg) {
+  try {
+    return encode(msg, s.maxBytes);
+  } catch (err) {
+    if (!(err instanceof EncodeError)) throw err;
+    throw new LogoMeshError(err.tooLarge ? 'LM_MESSAGE_TOO_LARGE' : 'LM_INVALID_ARGUMENT', `the data of ${msg.type} ${err.reason}`);
+  }
+}
+
+/** Send a message that gets a response; resolve with its data, reject with its error. */
+export function exchange(s, msg, waitMs, timeoutText) {
+  return new Promise((resolve, reject) => {
+    const text = frame(s, msg);
+    const ws = s.ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN) return reject(new LogoMeshError('LM_CONTROLLER_UNAVAILABLE', 'the connection to the hub is closed'));
+    const timer = setTimeout(() => {
+      s.pending.delete(msg.id);
+      reject(new LogoMeshError('LM_TIMEOUT', timeoutText()));
+    }, waitMs);
+    s.pending.set(msg.id, { resolve, reject, timer });
+    // A write error closes the socket, and closing rejects every pending exchange.
+    ws.send(text);
+  });
+}
+
+/** Serialize and write one message; resolves once it is handed to the socket. */
+export function write(s, msg) {
+  let text;
+  try {
+    text = frame(s, msg);
+  } catch (err) {
+    return Promise.reject(err);
+  }
+  const ws = s.ws;
+  if (!ws || ws.readyState !== WebSocket.OPEN) return Promise.reject(new LogoMeshError('LM_CONTROLLER_UNAVAILABLE', 'the connection to the hub is closed'));
+  return new Promise((resolve, reject) => {
+    ws.send(text, (err) => (err ? reject(new LogoMeshError('LM_CONTROLLER_UNAVAILABLE', `sending to the hub failed: ${err.message}`)) : resolve()));
+  });
+}
+
+/**
+ * Write without waiting (responses): a closed socket just drops it, and so does a newer
+ * connection than the one the request came in on (gen): that hub is gone.
+ */
+export function post(s, text, gen = s.gen) {
+  const ws = s.ws;
+  if (ws && ws.readyState === WebSocket.OPEN && gen === s.gen) ws.send(text);
+}
+
+export function subscribe(s, pattern, sub) {
+  const p = exchange(s, { type: 'subscribe', id: nextId(s), topic: pattern }, CONTROL_TIMEOUT_MS, () => `the hub did not confirm subscribe ${pattern}`);
+  p.then(
+    () => sub.confirmed.resolve(),
+    (err) => {
+      // Lost meanwhile: subscribed again once reconnected.
+      if (err instanceof ConnectionLost && s.state === 'reconnecting') return;
+      s.log('warn', `subscribe ${pattern} failed: ${err.code}: ${err.message}`);
+      sub.confirmed.reject(err);
+    },
+  );
+}
+
+function openSocket(url, handshakeTimeout) {
+  return new Promise((resolve, reject) => {
+    // permessage-deflate costs latency on small messages; the hub does not use it. A frame
+    // over the largest configurable message size is not read: the connection closes (1009).
+    const ws = new WebSocket(url, { headers: { Host: 'logomesh' }, perMessageDeflate: false, maxPayload: MAX_MESSAGE_BYTES, ...(handshakeTimeout ? { handshakeTimeout } : {}) });
+    const failed = (err) => {
+      ws.removeAllListeners();
+      ws.on('error', noop);
+      reject(err);
+    };
+    ws.once('open', () => {
+      ws.removeAllListeners();
+      resolve(ws);
+    });
+    ws.once('error', failed);
+    ws.once('unexpected-response', (req, res) => {
+      req.destroy();
+      failed(new Error(`the hub answered the WebSocket upgrade with HTTP ${res.statusCode}`));
+    });
+  });
+}

@@ -1,0 +1,187 @@
+// The Plugin: its methods, its subscriptions and its connection to the hub, put together
+// from its parts (calls.js, connection.js, dispatch.js, shutdown.js), which share one state.
+import { broadcast, call, emit, off, on } from './calls.js';
+import { accepted, attach, connect, exchange, helloMessage, subscribe } from './connection.js';
+import { onFrame } from './dispatch.js';
+import { CONTROL_TIMEOUT_MS, resolveOptions } from './options.js';
+import { METHOD_NAME } from './protocol.js';
+import { signalHandler, stop } from './shutdown.js';
+import { createState } from './state.js';
+
+/**
+ * A LogoMesh plugin: its methods, its subscriptions and its connection to the hub.
+ *
+ *   const plugin = new Plugin();
+ *   plugin.method('add', ({ a, b }) => a + b);
+ *   await plugin.run();
+ */
+export class Plugin {
+  /** The plugin id (LOGOMESH_PLUGIN_ID, or the one the hub reports). */
+  id;
+
+  #s;
+
+  /**
+   * @param {object} [options]
+   * @param {Record<string, Function>} [options.methods] handlers by method name
+   * @param {string} [options.socketPath] default: LOGOMESH_HUB_SOCKET
+   * @param {string} [options.pluginId] default: LOGOMESH_PLUGIN_ID
+   * @param {boolean} [options.exit] end the process (code 0) after a clean shutdown; default true
+   * @param {boolean} [options.handleSignals] treat SIGTERM/SIGINT like the hub's shutdown; default true
+   * @param {number} [options.graceMs] how long in-flight requests get on SIGTERM/SIGINT; default 5000
+   * @param {number} [options.connectTimeoutMs] how long run() retries a missing socket; default 10000
+   * @param {number} [options.reconnectMs] how long to try to reconnect after the connection is lost; default LOGOMESH_RECONNECT_MS, else 60000; 0 never
+   * @param {false | ((level: string, message: string) => void)} [options.log] SDK diagnostics; default stderr
+   */
+  constructor(options = {}) {
+    const opts = resolveOptions(options);
+    this.id = opts.pluginId;
+    const s = createState(this, opts);
+    s.onFrame = (raw, isBinary) => onFrame(s, raw, isBinary);
+    this.#s = s;
+    for (const [name, handler] of Object.entries(options.methods ?? {})) this.method(name, handler);
+  }
+
+  // --- serving ---------------------------------------------------------------------------
+
+  /**
+   * Serve a method. The handler gets the request's data (any JSON value; undefined when the
+   * caller sent none) and a context { from, method, timeout }, and returns a JSON value or a
+   * promise of one. Register every method before run(): hello announces them.
+   */
+  method(name, handler) {
+    if (typeof name !== 'string' || !METHOD_NAME.test(name)) {
+      throw new TypeError(`method name must be a letter or _, then letters, digits or _ (at most 64), got ${JSON.stringify(name)}`);
+    }
+    if (typeof handler !== 'function') throw new TypeError(`the handler of method '${name}' must be a function`);
+    if (this.#s.state !== 'idle') throw new Error(`method '${name}' registered after run(): hello has already announced the methods`);
+    this.#s.methods.set(name, handler);
+    return this;
+  }
+
+  /** Register several methods at once: { name: handler, ... }. */
+  methods(map) {
+    for (const [name, handler] of Object.entries(map)) this.method(name, handler);
+    return this;
+  }
+
+  /** Run fn (sync or async) during shutdown, after in-flight requests answered, before the socket closes. */
+  onShutdown(fn) {
+    if (typeof fn !== 'function') throw new TypeError('onShutdown needs a function');
+    this.#s.shutdownHooks.push(fn);
+    return this;
+  }
+
+  // --- calling -----------------------------------------------------------------------------
+
+  /**
+   * Call 'plugin-id.method', or a host method when the name has no dot. Resolves with the
+   * result; rejects with a LogoMeshError carrying the response's code (LM_TIMEOUT,
+   * LM_PERMISSION_DENIED, the target's own code, ...). While the SDK reconnects to the hub,
+   * the call waits for the connection within its timeout (then LM_PLUGIN_UNAVAILABLE).
+   * @param {string} target
+   * @param {unknown} [data]
+   * @param {{ timeout?: number } | number} [options] timeout in ms (hub default 30000, at most 300000)
+   */
+  call(target, data, options) {
+    return call(this.#s, target, data, options);
+  }
+
+  // --- events ------------------------------------------------------------------------------
+
+  /**
+   * Emit an event to every subscriber of topic (or only to the plugins in options.to).
+   * Resolves once written; needs coordination.messaging: true in the manifest (a refusal
+   * from the hub is logged, as events have no answer).
+   */
+  emit(topic, data, options) {
+    return emit(this.#s, topic, data, options);
+  }
+
+  /**
+   * Broadcast to every other plugin and host client (with a topic: to its subscribers only).
+   * Resolves once written; needs coordination.messaging: true.
+   * @param {string | null | undefined} topic
+   */
+  broadcast(topic, data) {
+    return broadcast(this.#s, topic, data);
+  }
+
+  /**
+   * Handle events and broadcasts whose topic matches pattern ('thought.added',
+   * 'thought.*' or '*'; a broadcast without a topic reaches '*' handlers). The handler gets
+   * (data, { type, topic, from, timestamp }): `from` and `topic` are the hub's, so they say
+   * who really sent it. Returns a promise that resolves once the hub confirmed the
+   * subscription (before run(): once run() subscribed); awaiting it is optional.
+   */
+  on(pattern, handler) {
+    return on(this.#s, pattern, handler);
+  }
+
+  /** Remove one handler of a pattern, or all of them; the last one gone unsubscribes. */
+  off(pattern, handler) {
+    return off(this.#s, pattern, handler);
+  }
+
+  // --- lifecycle ---------------------------------------------------------------------------
+
+  /** Resolves once run() has connected and the hub accepted hello; rejects if that failed. */
+  ready() {
+    return this.#s.ready.promise;
+  }
+
+  /**
+   * Connect, say hello, serve until shutdown. With exit (the default) the process then ends
+   * with code 0; otherwise the promise resolves. Rejects (and the process ends with an error
+   * unless caught) when the hub cannot be reached or refuses hello, or when the connection
+   * is lost and not re-made within reconnectMs.
+   */
+  async run() {
+    const s = this.#s;
+    if (s.state !== 'idle') throw new Error('run() was already called');
+    s.state = 'connecting';
+    const onSignal = signalHandler(s);
+    if (s.opts.handleSignals) {
+      process.on('SIGTERM', onSignal);
+      process.on('SIGINT', onSignal);
+    }
+    try {
+      const ws = await connect(s);
+      if (s.stopping) {
+        ws.close(1000);
+      } else {
+        attach(s, ws);
+        const hello = await exchange(s, helloMessage(s), CONTROL_TIMEOUT_MS, () => 'the hub did not answer hello');
+        accepted(s, hello);
+        if (s.state === 'connecting') {
+          s.state = 'ready';
+          for (const [pattern, sub] of s.subs) subscribe(s, pattern, sub);
+          s.ready.resolve();
+        }
+      }
+      await s.closed.promise;
+    } catch (err) {
+      s.ready.reject(err);
+      // Stopped (SIGTERM, shutdown()) while connecting or saying hello: that is a clean exit.
+      if (!s.stopping) {
+        s.state = 'closed';
+        s.ws?.terminate();
+        throw err;
+      }
+    } finally {
+      if (s.opts.handleSignals) {
+        process.off('SIGTERM', onSignal);
+        process.off('SIGINT', onSignal);
+      }
+    }
+    if (s.opts.exit) process.exit(0);
+  }
+
+  /**
+   * Shut down as if the hub asked: stop taking requests, let in-flight ones answer (at most
+   * graceMs), run onShutdown hooks, close with status 1000. run() then resolves or exits.
+   */
+  shutdown(graceMs = this.#s.opts.graceMs) {
+    return stop(this.#s, graceMs);
+  }
+}

@@ -1,0 +1,163 @@
+// The hub protocol's constants and its codec: JSON frames in and out, within the depth and
+// size limits (docs/protocol.md). The constants mirror images/protocol/protocol.json of
+// LogoMesh; the SDK's tests check that they match it.
+
+export const SDK_VERSION = '0.1.0';
+export const PROTOCOL_VERSION = 1;
+/** The message types a client sends, and those the hub sends. */
+export const TO_HUB = Object.freeze(['hello', 'request', 'response', 'event', 'broadcast', 'subscribe', 'unsubscribe']);
+export const FROM_HUB = Object.freeze(['request', 'response', 'event', 'broadcast', 'shutdown', 'error']);
+/** Arrays and objects nest at most this deep in a frame, the frame object itself being level 1. */
+export const MAX_DEPTH = 64;
+export const DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024;
+/**
+ * The largest maximum message size an operator may configure: the SDK's limit until the hub
+ * announces its own in the answer to hello. A frame over it is not even read (1009).
+ */
+export const MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
+/** The hub does not read a frame over this many times its maximum. */
+export const HARD_LIMIT_FACTOR = 16;
+export const DEFAULT_CALL_TIMEOUT_MS = 30_000;
+export const MAX_CALL_TIMEOUT_MS = 300_000;
+export const ID_MAX_LENGTH = 128;
+/** The error codes that travel on the wire, and who sends them. */
+export const ERROR_CODES = Object.freeze({
+  LM_PROTOCOL: 'hub, sdk',
+  LM_MESSAGE_TOO_LARGE: 'hub, sdk',
+  LM_PERMISSION_DENIED: 'hub',
+  LM_RATE_LIMITED: 'hub',
+  LM_TIMEOUT: 'hub, sdk',
+  LM_PLUGIN_UNAVAILABLE: 'hub, sdk',
+  LM_PLUGIN_EXITED: 'hub',
+  LM_PLUGIN_ERROR: 'hub, sdk',
+  LM_METHOD_NOT_FOUND: 'hub, sdk',
+  LM_INVALID_ARGUMENT: 'sdk',
+  LM_CONTROLLER_UNAVAILABLE: 'sdk',
+});
+
+export const METHOD_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
+export const PLUGIN_ID = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
+export const TOPIC = /^[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*$/;
+export const PATTERN = /^(?:\*|[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*(?:\.\*)?)$/;
+
+/** Does a subscription pattern (`a.b`, `a.*`, `*`) match a topic? The hub's rule. */
+export function topicMatches(pattern, topic) {
+  if (pattern === '*') return true;
+  if (pattern.endsWith('.*')) return topic.startsWith(pattern.slice(0, -1));
+  return pattern === topic;
+}
+
+/** How deep arrays and objects nest in a JSON text (strings skipped). */
+export function depth(text) {
+  let level = 0;
+  let max = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 92) i++;
+      else if (c === 34) inString = false;
+    } else if (c === 34) inString = true;
+    else if (c === 91 || c === 123) {
+      if (++level > max) max = level;
+    } else if (c === 93 || c === 125) level--;
+  }
+  return max;
+}
+
+const WANTED = new Set(['type', 'id', 'correlationId']);
+
+/**
+ * The string values of `type`, `id` and `correlationId` at the top level of a frame that
+ * could not be used (too large, too deep, not JSON), so a refused request can be answered.
+ * Read by scanning, not parsing: parsing a frame of nested brackets would cost far more
+ * memory than its size.
+ */
+export function topFields(text) {
+  const fields = {};
+  let level = 0;
+  // At level 1: 0 nothing, 1 a key may come, 2 a ':' may come, 3 a value may come.
+  let state = 0;
+  let key;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 34) {
+      const start = i;
+      for (i++; i < text.length; i++) {
+        const d = text.charCodeAt(i);
+        if (d === 92) i++;
+        else if (d === 34) break;
+      }
+      if (level !== 1) continue;
+      let value;
+      try {
+        value = JSON.parse(text.slice(start, i + 1));
+      } catch {
+        value = undefined;
+      }
+      if (state === 1) {
+        key = WANTED.has(value) ? value : undefined;
+        state = 2;
+      } else if (state === 3) {
+        if (key !== undefined && !(key in fields) && typeof value === 'string') fields[key] = value;
+        state = 0;
+      }
+    } else if (c === 91 || c === 123) {
+      level++;
+      if (level === 1 && c === 123) state = 1;
+      else if (level === 2) state = 0;
+    } else if (c === 93 || c === 125) level--;
+    else if (level === 1 && c === 58) state = state === 2 ? 3 : 0;
+    else if (level === 1 && c === 44) state = 1;
+  }
+  return fields;
+}
+
+/**
+ * One frame from the hub: `{ msg }`, or `{ refused: { code, message, fields } }` when it is
+ * larger than maxBytes, nested deeper than MAX_DEPTH, or not JSON.
+ */
+export function decode(raw, maxBytes) {
+  const text = typeof raw === 'string' ? raw : raw.toString('utf8');
+  const size = typeof raw === 'string' ? Buffer.byteLength(raw) : raw.length;
+  if (size > maxBytes) {
+    return refuse('LM_MESSAGE_TOO_LARGE', `a message of ${size} bytes exceeds the maximum message size of ${maxBytes} bytes`, text);
+  }
+  const levels = depth(text);
+  if (levels > MAX_DEPTH) return refuse('LM_PROTOCOL', `a message nested ${levels} levels deep exceeds the maximum depth of ${MAX_DEPTH}`, text);
+  try {
+    return { msg: JSON.parse(text) };
+  } catch (err) {
+    return refuse('LM_PROTOCOL', `a message that is not JSON: ${err instanceof Error ? err.message : String(err)}`, text);
+  }
+}
+
+function refuse(code, message, text) {
+  return { refused: { code, message, fields: topFields(text) } };
+}
+
+/** A message that cannot be sent: not JSON (a cycle, a BigInt), too deep, or too large. */
+export class EncodeError extends Error {
+  constructor(reason, tooLarge = false) {
+    super(reason);
+    this.reason = reason;
+    this.tooLarge = tooLarge;
+  }
+}
+
+/** A message as the JSON text of one frame; throws EncodeError when it cannot be sent. */
+export function encode(msg, maxBytes) {
+  let text;
+  try {
+    text = JSON.stringify(msg);
+  } catch (err) {
+    // RangeError: nested too deep for the stack; TypeError: a cycle or a BigInt.
+    if (err instanceof RangeError) throw new EncodeError(`is nested deeper than ${MAX_DEPTH} levels`);
+    throw new EncodeError(`is not JSON-serializable: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  const levels = depth(text);
+  if (levels > MAX_DEPTH) throw new EncodeError(`is nested ${levels} levels deep, over the maximum depth of ${MAX_DEPTH}`);
+  const size = Buffer.byteLength(text);
+  if (size > maxBytes) throw new EncodeError(`is ${size} bytes, over the maximum message size of ${maxBytes} bytes`, true);
+  return text;
+}

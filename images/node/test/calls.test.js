@@ -1,0 +1,183 @@
+// Tests of the Node.js SDK against a fake hub: calls, events and broadcasts.
+// They run inside the runtime image (test/integration/sdk-node.test.ts), where 'logomesh'
+// resolves as it does for plugins.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { LogoMeshError, Plugin, topicMatches } from 'logomesh';
+import { sleep, waitFor } from './fake-hub.js';
+import { cleanUpAfterEach, connected } from './support.js';
+
+cleanUpAfterEach();
+
+describe('call()', () => {
+  it('sends a request to plugin.method and resolves with the result', async () => {
+    const { hub, plugin } = await connected();
+    const result = plugin.call('tokenizer.tokenize', { text: 'Hello world' }, { timeout: 5000 });
+    const req = await hub.next('request');
+    assert.deepEqual(req.to, ['tokenizer']);
+    assert.equal(req.method, 'tokenize');
+    assert.deepEqual(req.data, { text: 'Hello world' });
+    assert.equal(req.timeout, 5000);
+    hub.respond(req, { tokens: ['hello', 'world'] });
+    assert.deepEqual(await result, { tokens: ['hello', 'world'] });
+  });
+
+  it('a name without a dot calls the host; a number is the timeout', async () => {
+    const { hub, plugin } = await connected();
+    const result = plugin.call('get_config', undefined, 1234);
+    const req = await hub.next('request');
+    assert.deepEqual(req.to, ['host']);
+    assert.equal(req.method, 'get_config');
+    assert.equal(req.timeout, 1234);
+    assert.equal('data' in req, false);
+    hub.respond(req, 42);
+    assert.equal(await result, 42);
+  });
+
+  it('rejects with the coded error of a failed response', async () => {
+    const { hub, plugin } = await connected();
+    const result = plugin.call('tokenizer.tokenize', {});
+    const req = await hub.next('request');
+    assert.equal('timeout' in req, false);
+    hub.respondError(req, { code: 'LM_PERMISSION_DENIED', message: 'not in consumesMethods', details: { method: 'tokenizer.tokenize' } });
+    await assert.rejects(result, (err) => {
+      assert.ok(err instanceof LogoMeshError);
+      assert.equal(err.code, 'LM_PERMISSION_DENIED');
+      assert.equal(err.message, 'not in consumesMethods');
+      assert.deepEqual(err.details, { method: 'tokenizer.tokenize' });
+      return true;
+    });
+  });
+
+  it('rejects with LM_TIMEOUT when the hub says so, and on its own when nothing answers', async () => {
+    const { hub, plugin } = await connected();
+    const byHub = plugin.call('slow.work', {}, { timeout: 100 });
+    const req = await hub.next('request');
+    hub.respondError(req, { code: 'LM_TIMEOUT', message: 'no response from slow.work within 100 ms' });
+    await assert.rejects(byHub, { code: 'LM_TIMEOUT', message: 'no response from slow.work within 100 ms' });
+
+    const started = Date.now();
+    const silent = plugin.call('slow.work', {}, { timeout: 50 });
+    const req2 = await hub.next('request');
+    await assert.rejects(silent, { code: 'LM_TIMEOUT' });
+    const waited = Date.now() - started;
+    assert.ok(waited >= 50 && waited < 3000, `waited ${waited} ms`);
+    // A late response is dropped without effect.
+    hub.respond(req2, 'late');
+    await sleep(20);
+  });
+
+  it('refuses bad targets and timeouts, and calls before run()', async () => {
+    const { plugin } = await connected();
+    await assert.rejects(plugin.call('Bad Target.x'), { code: 'LM_INVALID_ARGUMENT' });
+    await assert.rejects(plugin.call('a.b.c'), { code: 'LM_INVALID_ARGUMENT' });
+    await assert.rejects(plugin.call('a.b', {}, { timeout: -1 }), { code: 'LM_INVALID_ARGUMENT' });
+    await assert.rejects(new Plugin().call('a.b'), { code: 'LM_PROTOCOL' });
+  });
+
+  it('a handler can call out while serving, and a coded error it lets through keeps its code', async () => {
+    const { hub } = await connected((p) => {
+      p.method('relay', (data, _ctx) => p.call('other.echo', data, { timeout: 1000 }));
+    });
+    const id = hub.sendRequest('relay', { x: 1 });
+    const out = await hub.next('request');
+    assert.deepEqual(out.to, ['other']);
+    hub.respondError(out, { code: 'LM_PLUGIN_UNAVAILABLE', message: 'other is not running' });
+    const r = await hub.next((m) => m.correlationId === id);
+    assert.deepEqual(r.error, { code: 'LM_PLUGIN_UNAVAILABLE', message: 'other is not running' });
+  });
+});
+
+describe('events and broadcasts', () => {
+  it('emit sends an event, optionally to named plugins; broadcast with and without a topic', async () => {
+    const { hub, plugin } = await connected();
+    await plugin.emit('thought.added', { text: 'hi' });
+    const e = await hub.next('event');
+    assert.equal(e.topic, 'thought.added');
+    assert.deepEqual(e.data, { text: 'hi' });
+    assert.equal('to' in e, false);
+    await plugin.emit('thought.added', 1, { to: ['analyzer'] });
+    assert.deepEqual((await hub.next('event')).to, ['analyzer']);
+    await plugin.broadcast('cache.flush', null);
+    const b = await hub.next('broadcast');
+    assert.equal(b.topic, 'cache.flush');
+    assert.equal(b.data, null);
+    await plugin.broadcast(null, { all: true });
+    const b2 = await hub.next('broadcast');
+    assert.equal('topic' in b2, false);
+    assert.deepEqual(b2.data, { all: true });
+    await assert.rejects(plugin.emit('thought.*', {}), { code: 'LM_INVALID_ARGUMENT' });
+    await assert.rejects(plugin.emit('x', 1n), { code: 'LM_INVALID_ARGUMENT' });
+  });
+
+  it('a refusal of an event by the hub is logged', async () => {
+    const { hub, plugin, logs } = await connected();
+    await plugin.emit('thought.added', {});
+    const e = await hub.next('event');
+    hub.send({ type: 'response', id: 'x1', correlationId: e.id, success: false, error: { code: 'LM_PERMISSION_DENIED', message: 'messaging is not enabled' } });
+    await waitFor(() => logs.some((l) => l.includes('LM_PERMISSION_DENIED')), 5000, 'the refusal in the log');
+  });
+
+  it('on() subscribes (before and after run) and dispatches matching topics', async () => {
+    const seen = [];
+    const { hub, plugin } = await connected((p) => {
+      p.on('thought.added', (data, meta) => seen.push(['exact', data, meta.type, meta.topic, meta.from]));
+    });
+    await plugin.on('thought.added', (data, meta) => seen.push(['exact', data, meta.type, meta.topic, meta.from]));
+    assert.ok(hub.subscriptions.has('thought.added'));
+    await plugin.on('thought.*', async (data) => seen.push(['prefix', data]));
+    await plugin.on('*', (data, meta) => seen.push(['all', data, meta.topic]));
+    assert.deepEqual([...hub.subscriptions].sort(), ['*', 'thought.*', 'thought.added']);
+
+    hub.event('thought.added', { text: 'a' }, 'thoughts');
+    hub.event('thought.removed', 2);
+    hub.broadcast('cache.flush', 3);
+    hub.broadcast(undefined, 4);
+    hub.event('other', 5);
+    await waitFor(() => seen.length >= 9, 5000, 'nine deliveries');
+    await sleep(20);
+    assert.deepEqual(seen, [
+      ['exact', { text: 'a' }, 'event', 'thought.added', 'thoughts'],
+      ['exact', { text: 'a' }, 'event', 'thought.added', 'thoughts'],
+      ['prefix', { text: 'a' }],
+      ['all', { text: 'a' }, 'thought.added'],
+      ['prefix', 2],
+      ['all', 2, 'thought.removed'],
+      ['all', 3, 'cache.flush'],
+      ['all', 4, undefined],
+      ['all', 5, 'other'],
+    ]);
+  });
+
+  it('a failing event handler is logged and does not stop others; off() unsubscribes', async () => {
+    const seen = [];
+    const { hub, plugin, logs } = await connected();
+    const bad = () => {
+      throw new Error('handler broke');
+    };
+    await plugin.on('x.y', bad);
+    await plugin.on('x.y', (d) => seen.push(d));
+    await plugin.on('sentinel', (d) => seen.push(d));
+    hub.event('x.y', 1);
+    await waitFor(() => seen.length === 1, 5000, 'the event');
+    assert.deepEqual(seen, [1]);
+    assert.ok(logs.some((l) => l.includes('handler broke')));
+    await plugin.off('x.y', bad);
+    assert.ok(hub.subscriptions.has('x.y'));
+    await plugin.off('x.y');
+    assert.equal(hub.subscriptions.has('x.y'), false);
+    hub.event('x.y', 2);
+    // Delivery is in order: once the sentinel arrived, x.y would have been handled before it.
+    hub.event('sentinel', 'end');
+    await waitFor(() => seen.includes('end'), 5000, 'the sentinel');
+    assert.deepEqual(seen, [1, 'end']);
+  });
+
+  it('topicMatches follows the hub', () => {
+    assert.equal(topicMatches('*', 'a.b'), true);
+    assert.equal(topicMatches('a.*', 'a.b.c'), true);
+    assert.equal(topicMatches('a.*', 'a'), false);
+    assert.equal(topicMatches('a.*', 'ab.c'), false);
+    assert.equal(topicMatches('a.b', 'a.b'), true);
+  });
+});

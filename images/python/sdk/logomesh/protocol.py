@@ -1,0 +1,178 @@
+"""The hub protocol's constants and its codec: JSON frames in and out, within the depth and
+size limits (docs/protocol.md). The constants mirror images/protocol/protocol.json of
+LogoMesh; the SDK's tests check that they match it."""
+from __future__ import annotations
+
+import json
+import re
+from itertools import accumulate
+from typing import Any, Dict, Union
+
+VERSION = "0.1.0"
+SDK = f"python/{VERSION}"
+PROTOCOL_VERSION = 1
+#: The message types a client sends, and those the hub sends.
+TO_HUB = ("hello", "request", "response", "event", "broadcast", "subscribe", "unsubscribe")
+FROM_HUB = ("request", "response", "event", "broadcast", "shutdown", "error")
+#: Arrays and objects nest at most this deep in a frame, the frame object itself being level 1.
+MAX_DEPTH = 64
+DEFAULT_MAX_MESSAGE_BYTES = 1 << 20
+#: The largest maximum message size an operator may configure: the SDK's limit until the
+#: hub announces its own in the answer to hello. A frame over it is not even read: the
+#: connection closes with status 1009.
+MAX_MESSAGE_BYTES = 16 << 20
+#: The hub does not read a frame over this many times its maximum (it closes the connection).
+HARD_LIMIT_FACTOR = 16
+DEFAULT_CALL_TIMEOUT_MS = 30_000
+MAX_CALL_TIMEOUT_MS = 300_000
+ID_MAX_LENGTH = 128
+#: The error codes that travel on the wire, and who sends them.
+ERROR_CODES = {
+    "LM_PROTOCOL": "hub, sdk",
+    "LM_MESSAGE_TOO_LARGE": "hub, sdk",
+    "LM_PERMISSION_DENIED": "hub",
+    "LM_RATE_LIMITED": "hub",
+    "LM_TIMEOUT": "hub, sdk",
+    "LM_PLUGIN_UNAVAILABLE": "hub, sdk",
+    "LM_PLUGIN_EXITED": "hub",
+    "LM_PLUGIN_ERROR": "hub, sdk",
+    "LM_METHOD_NOT_FOUND": "hub, sdk",
+    "LM_INVALID_ARGUMENT": "sdk",
+    "LM_CONTROLLER_UNAVAILABLE": "sdk",
+}
+
+NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+TARGET = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+TOPIC = re.compile(r"^(?:\*|[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*(?:\.\*)?)$")
+
+Bytes = Union[bytes, bytearray]
+
+
+def topic_matches(pattern: str, topic: str) -> bool:
+    """Does a subscription pattern (``a.b``, ``a.*``, ``*``) match a topic?"""
+    if pattern == "*":
+        return True
+    if pattern.endswith(".*"):
+        return topic.startswith(pattern[:-1])
+    return pattern == topic
+
+
+class FrameRefused(Exception):
+    """A frame from the hub that the SDK will not handle: too large, too deep, or not JSON.
+
+    ``fields`` holds its top-level ``type``, ``id`` and ``correlationId`` when they could be
+    read, so that a refused request can still be answered."""
+
+    def __init__(self, code: str, message: str, fields: Dict[str, str]) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.fields = fields
+
+
+class EncodeError(Exception):
+    """A message that cannot be sent: not JSON (or a cycle), too deep, or too large."""
+
+    def __init__(self, reason: str, too_large: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.too_large = too_large
+
+
+# A JSON string, or an unterminated one running to the end (so that scanning stays linear
+# whatever the bytes are).
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*(?:"|\\?\Z)', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_STEP = [0] * 256
+_STEP[ord("[")] = _STEP[ord("{")] = 1
+_STEP[ord("]")] = _STEP[ord("}")] = -1
+_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*(?:"|\\?\Z)|[\[\]{}:,]', re.DOTALL)
+_WANTED = {b'"type"': "type", b'"id"': "id", b'"correlationId"': "correlationId"}
+
+
+def depth(payload: Bytes) -> int:
+    """How deep arrays and objects nest in a JSON text (strings skipped): exact when over
+    MAX_DEPTH; otherwise a bound no greater than MAX_DEPTH (a text with at most that many
+    opening brackets is not scanned at all)."""
+    opening = payload.count(b"[") + payload.count(b"{")
+    if opening <= MAX_DEPTH:
+        return opening
+    # C-speed passes: drop strings, keep only brackets, take the highest running sum.
+    brackets = _STRING.sub(b"", payload).translate(None, _NOT_BRACKETS)
+    return max(accumulate(map(_STEP.__getitem__, brackets)), default=0)
+
+
+def top_fields(payload: Bytes) -> Dict[str, str]:
+    """The string values of ``type``, ``id`` and ``correlationId`` at the top level of a
+    frame, read without parsing it (it may be too deep or too large to parse)."""
+    found: Dict[str, str] = {}
+    level = 0
+    state = 0  # at level 1: 0 nothing, 1 a key may come, 2 a ':' may come, 3 a value may come
+    key = None
+    for m in _TOKEN.finditer(payload):
+        tok = m.group()
+        c = tok[0]
+        if c == 0x22:  # a string
+            if level == 1 and state == 1:
+                key, state = _WANTED.get(tok), 2
+            elif level == 1 and state == 3:
+                if key is not None and key not in found:
+                    try:
+                        value = json.loads(tok)
+                    except ValueError:
+                        value = None
+                    if isinstance(value, str):
+                        found[key] = value
+                state = 0
+            continue
+        if c in (0x5B, 0x7B):  # [ {
+            level += 1
+            if level == 1 and c == 0x7B:
+                state = 1
+            elif level == 2:
+                state = 0
+        elif c in (0x5D, 0x7D):  # ] }
+            level -= 1
+        elif level == 1 and c == 0x3A:  # :
+            state = 3 if state == 2 else 0
+        elif level == 1 and c == 0x2C:  # ,
+            state = 1
+    return found
+
+
+def decode(payload: Bytes, max_bytes: int) -> Any:
+    """One frame from the hub as a Python value. Raises FrameRefused when it is larger than
+    ``max_bytes``, nested deeper than MAX_DEPTH, or not JSON."""
+    size = len(payload)
+    if size > max_bytes:
+        raise FrameRefused("LM_MESSAGE_TOO_LARGE", f"a message of {size} bytes exceeds the maximum message size of {max_bytes} bytes",
+                           top_fields(payload))
+    levels = depth(payload)
+    if levels > MAX_DEPTH:
+        raise FrameRefused("LM_PROTOCOL", f"a message nested {levels} levels deep exceeds the maximum depth of {MAX_DEPTH}",
+                           top_fields(payload))
+    try:
+        return json.loads(payload)
+    except (ValueError, RecursionError) as e:
+        raise FrameRefused("LM_PROTOCOL", f"a message that is not JSON: {e}", top_fields(payload)) from None
+
+
+_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def encode(msg: Any, max_bytes: int) -> bytes:
+    """A message as the UTF-8 JSON text of one frame. Raises EncodeError when it is not JSON
+    (a cycle, NaN, an object JSON has no form for), nested deeper than MAX_DEPTH, or larger
+    than ``max_bytes``."""
+    try:
+        text = _encoder.encode(msg).encode("utf-8")
+    except RecursionError:
+        raise EncodeError(f"is nested deeper than {MAX_DEPTH} levels") from None
+    except Exception as e:  # noqa: BLE001 - TypeError, ValueError, or whatever a dict subclass raises
+        raise EncodeError(f"is not JSON: {e}") from None
+    levels = depth(text)
+    if levels > MAX_DEPTH:
+        raise EncodeError(f"is nested {levels} levels deep, over the maximum depth of {MAX_DEPTH}")
+    if len(text) > max_bytes:
+        raise EncodeError(f"is {len(text)} bytes, over the maximum message size of {max_bytes} bytes", too_large=True)
+    return text

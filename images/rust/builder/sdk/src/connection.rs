@@ -1,0 +1,272 @@
+//! The connection to the hub: connecting, the WebSocket handshake, hello, subscribing
+//! again, and reconnecting after a loss (docs/protocol.md, "reconnecting").
+
+use crate::calls::Hub;
+use crate::dispatch::Dispatch;
+use crate::options::{HELLO_TIMEOUT, RECONNECT_FIRST_DELAY, RECONNECT_MAX_DELAY};
+use crate::pool::lock;
+use crate::protocol::{MAX_MESSAGE_BYTES, PROTOCOL, VERSION};
+use crate::shared::{Link, Shared, Slot, LOST};
+use crate::shutdown::close;
+use crate::{ws, Error};
+use serde_json::{Map, Value};
+use std::io::BufReader;
+use std::net::Shutdown;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+
+impl Shared {
+    /// The connection is gone (`how`: "code 1006"): fail every open call and wake `run`.
+    /// An established connection lost while not stopping is reconnected: the calls fail
+    /// with `LM_PLUGIN_UNAVAILABLE`, and calls made from now on wait for the connection.
+    pub(crate) fn connection_closed(&self, how: String) {
+        *lock(&self.writer) = None;
+        let reconnecting = {
+            let mut c = lock(&self.ctl);
+            c.closed = true;
+            c.lost = how;
+            if c.established && !c.stopping && !c.finished && !c.reconnect.is_zero() {
+                c.reconnecting = true;
+            }
+            c.reconnecting
+        };
+        self.changed.notify_all();
+        let open: Vec<Arc<Slot>> = lock(&self.pending).drain().map(|(_, s)| s).collect();
+        for slot in open {
+            slot.complete(Err(if reconnecting {
+                Error::new("LM_PLUGIN_UNAVAILABLE", LOST)
+            } else {
+                Error::disconnected("the connection to the hub closed")
+            }));
+        }
+    }
+}
+
+pub(crate) fn is_lost(e: &Error) -> bool {
+    e.code == "LM_PLUGIN_UNAVAILABLE" && e.message == LOST
+}
+
+/// One connection to the hub: its socket (shut down to end it) and its reader thread, which
+/// hands the dispatcher back when the connection is over.
+pub(crate) struct Connection {
+    pub(crate) control: UnixStream,
+    pub(crate) reader: Option<JoinHandle<Dispatch>>,
+}
+
+impl Connection {
+    /// Wait for the reader thread (its connection is over or shut down) and take the
+    /// dispatcher back, for the next connection.
+    pub(crate) fn join(&mut self) -> Result<Dispatch, Error> {
+        let _ = self.control.shutdown(Shutdown::Both);
+        match self.reader.take().map(JoinHandle::join) {
+            Some(Ok(d)) => Ok(d),
+            _ => Err(Error::plugin_error("the reader thread panicked")),
+        }
+    }
+}
+
+pub(crate) enum Opened {
+    /// The WebSocket handshake failed: the dispatcher comes back for another attempt.
+    Refused(Error, Dispatch),
+    Failed(Error),
+}
+
+/// The WebSocket handshake on a new stream, then the reader thread. `first`: the first
+/// connection, usable at once (a reconnection waits for the hub to accept its hello).
+pub(crate) fn open(
+    shared: &Arc<Shared>,
+    stream: UnixStream,
+    mut dispatch: Dispatch,
+    patience: Option<Duration>,
+    first: bool,
+) -> Result<Connection, Opened> {
+    let handshake = || -> std::io::Result<(BufReader<UnixStream>, UnixStream, UnixStream)> {
+        stream.set_read_timeout(patience)?;
+        let mut reader = BufReader::with_capacity(64 * 1024, stream.try_clone()?);
+        let control = stream.try_clone()?;
+        let mut raw = stream.try_clone()?;
+        ws::client_handshake(&mut reader, &mut raw, "logomesh", "/v1")?;
+        stream.set_read_timeout(None)?;
+        Ok((reader, raw, control))
+    };
+    let (reader, raw, control) = match handshake() {
+        Ok(parts) => parts,
+        Err(e) => {
+            return Err(Opened::Refused(
+                Error::disconnected(format!("WebSocket handshake with the hub failed: {e}")),
+                dispatch,
+            ))
+        }
+    };
+    let gen = shared.links.fetch_add(1, Ordering::Relaxed) + 1;
+    lock(&shared.ctl).closed = false;
+    *lock(&shared.writer) = Some(Link {
+        writer: ws::Writer::new(raw, true),
+        gen,
+        ready: first,
+    });
+    dispatch.gen = gen;
+    // Until the hub announces its maximum message size, the largest an operator may configure
+    // holds; a frame over that is not read at all.
+    shared.limit.store(0, Ordering::Relaxed);
+    let frames = ws::Reader::new(reader, MAX_MESSAGE_BYTES);
+    let spawned = thread::Builder::new().name("logomesh-reader".into()).spawn(move || {
+        dispatch.read_loop(frames);
+        dispatch
+    });
+    match spawned {
+        Ok(h) => Ok(Connection { control, reader: Some(h) }),
+        Err(e) => Err(Opened::Failed(Error::plugin_error(format!("cannot start the reader thread: {e}")))),
+    }
+}
+
+pub(crate) fn say_hello(shared: &Shared, names: &[String], timeout: Duration) -> Result<Value, Error> {
+    let mut hello = Map::new();
+    hello.insert("type".into(), "hello".into());
+    hello.insert("protocol".into(), PROTOCOL.into());
+    hello.insert("sdk".into(), format!("rust/{VERSION}").into());
+    hello.insert(
+        "methods".into(),
+        names.iter().map(|n| Value::String(n.clone())).collect::<Vec<_>>().into(),
+    );
+    let id = shared.next_id();
+    hello.insert("id".into(), id.clone().into());
+    lock(&shared.ctl).hello = Some(id);
+    shared.exchange(hello, timeout)
+}
+
+/// Subscribe to every pattern of the `on` handlers (on a new connection: again).
+pub(crate) fn subscribe_all(shared: &Arc<Shared>) {
+    let patterns: Vec<String> = {
+        let subs = shared.subs.read().unwrap_or_else(|e| e.into_inner());
+        let mut p: Vec<String> = subs.iter().map(|(p, _)| p.clone()).collect();
+        p.sort();
+        p.dedup();
+        p
+    };
+    let hub = Hub {
+        shared: Arc::clone(shared),
+    };
+    for p in &patterns {
+        if let Err(e) = hub.subscribe("subscribe", p) {
+            if !is_lost(&e) {
+                eprintln!("logomesh: subscribing to '{p}' failed: {e}");
+            }
+        }
+    }
+}
+
+/// Connect again after the connection was lost: with backoff, for up to `window`, saying
+/// hello with the same methods and subscribing again. The new connection; `None` when
+/// stopped meanwhile; an error when the window passes or the hub refuses the hello.
+pub(crate) fn reconnect(
+    shared: &Arc<Shared>,
+    names: &[String],
+    path: &Path,
+    dispatch: Dispatch,
+    window: Duration,
+    how: &str,
+) -> Result<Option<Connection>, Error> {
+    let lost_at = Instant::now();
+    let deadline = lost_at + window;
+    lock(&shared.ctl).reconnecting = true;
+    eprintln!(
+        "logomesh: plugin {}: hub connection lost ({how}); reconnecting for up to {} ms",
+        shared.plugin_id,
+        window.as_millis()
+    );
+    let mut dispatch = Some(dispatch);
+    let mut delay = RECONNECT_FIRST_DELAY;
+    let mut attempts = 0u32;
+    let mut last: String;
+    loop {
+        let wait = delay.min(deadline.saturating_duration_since(Instant::now()));
+        {
+            let c = lock(&shared.ctl);
+            let (c, _) = shared
+                .changed
+                .wait_timeout_while(c, wait, |c| !c.stopping)
+                .unwrap_or_else(|e| e.into_inner());
+            if c.stopping {
+                return Ok(None);
+            }
+        }
+        delay = (delay * 2).min(RECONNECT_MAX_DELAY);
+        attempts += 1;
+        let patience = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
+        match UnixStream::connect(path) {
+            Err(e) => last = e.to_string(),
+            Ok(stream) => match open(shared, stream, dispatch.take().expect("the dispatcher"), Some(patience), false) {
+                Err(Opened::Refused(e, d)) => {
+                    dispatch = Some(d);
+                    last = e.message;
+                }
+                Err(Opened::Failed(e)) => return Err(e),
+                Ok(mut conn) => match say_hello(shared, names, HELLO_TIMEOUT.min(patience)) {
+                    Ok(_) => {
+                        if let Some(link) = lock(&shared.writer).as_mut() {
+                            link.ready = true;
+                        }
+                        subscribe_all(shared);
+                        let wakers = {
+                            let mut c = lock(&shared.ctl);
+                            // Lost again already: the serve loop reconnects once more.
+                            c.reconnecting = c.closed;
+                            std::mem::take(&mut c.waiting)
+                        };
+                        shared.changed.notify_all();
+                        for w in wakers {
+                            w.wake();
+                        }
+                        eprintln!(
+                            "logomesh: plugin {}: reconnected to the hub after {} ms",
+                            shared.plugin_id,
+                            lost_at.elapsed().as_millis()
+                        );
+                        return Ok(Some(conn));
+                    }
+                    Err(e) => {
+                        let retry = is_lost(&e) || e.code == "LM_TIMEOUT" || e.code == "LM_CONTROLLER_UNAVAILABLE";
+                        if !retry {
+                            close(shared, &conn.control);
+                            return Err(e); // the hub refused the hello
+                        }
+                        dispatch = Some(conn.join()?);
+                        if lock(&shared.ctl).stopping {
+                            return Ok(None);
+                        }
+                        last = e.to_string();
+                    }
+                },
+            },
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::disconnected(format!(
+                "the hub connection was lost and not re-made within {} ms ({attempts} attempt(s) at {}; last: {last})",
+                window.as_millis(),
+                path.display()
+            )));
+        }
+    }
+}
+
+pub(crate) fn connect(path: &std::path::Path, patience: Duration) -> Result<UnixStream, Error> {
+    // The socket may appear a moment after the container starts.
+    let until = Instant::now() + patience;
+    loop {
+        match UnixStream::connect(path) {
+            Ok(s) => return Ok(s),
+            Err(e)
+                if Instant::now() < until && matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) =>
+            {
+                thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => return Err(Error::disconnected(format!("cannot connect to the hub at {}: {e}", path.display()))),
+        }
+    }
+}
