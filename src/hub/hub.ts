@@ -11,7 +11,7 @@ import { Calls, type CallTarget } from './calls.js';
 import { authorize, compose, helloGate, HOLD_MS, rateLimit, senderCheck, type Handler, type Inbound, type IntakeContext } from './intake.js';
 import { LocalHost, type TopicHandler } from './local-host.js';
 import { WsPeer, type Peer, type PeerLimits } from './peer.js';
-import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_MAX_MESSAGE_BYTES, HOST, parseFrame, PROTOCOL_VERSION, type ClientMessage, type Hello } from './protocol.js';
+import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_MAX_MESSAGE_BYTES, HOST, MAX_MAX_MESSAGE_BYTES, parseFrame, PROTOCOL_VERSION, type ClientMessage, type Hello } from './protocol.js';
 import { PubSub } from './pubsub.js';
 import { Revocations } from './revocations.js';
 import { HostMethods, type HostMethod } from './host-methods.js';
@@ -106,6 +106,9 @@ export class Hub extends EventEmitter {
     super();
     this.log = opts.log.child({ component: 'hub' });
     this.maxBytes = opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+    if (!(this.maxBytes >= 1024 && this.maxBytes <= MAX_MAX_MESSAGE_BYTES)) {
+      throw new LogoMeshError('LM_USAGE', `the hub's maximum message size must be from 1024 to ${MAX_MAX_MESSAGE_BYTES} bytes (the most every SDK accepts), found ${this.maxBytes}`, { field: 'maxMessageBytes', expected: `1024 to ${MAX_MAX_MESSAGE_BYTES}`, found: String(this.maxBytes) });
+    }
     const common = { maxQueuedBytes: opts.maxQueuedBytes ?? 8 * this.maxBytes, maxSubscriptions: opts.maxSubscriptions ?? 256, maxMessageBytes: this.maxBytes };
     this.pluginLimits = { ...common, rate: opts.rateLimit ?? 20_000, maxInFlight: opts.maxInFlight ?? 256 };
     this.hostLimits = { ...common, rate: opts.hostRateLimit ?? this.pluginLimits.rate, maxInFlight: opts.hostMaxInFlight ?? this.pluginLimits.maxInFlight };
@@ -417,7 +420,7 @@ export class Hub extends EventEmitter {
     for (const t of topics) this.pubsub.subscribe(peer, t);
     slot.methods = [...msg.methods];
     slot.ready = true;
-    this.ok(peer, msg.id, { plugin: slot.policy.id, protocol: PROTOCOL_VERSION });
+    this.ok(peer, msg.id, { plugin: slot.policy.id, protocol: PROTOCOL_VERSION, maxMessageBytes: this.maxBytes });
     this.log.debug({ plugin: slot.policy.id, methods: msg.methods, sdk: msg.sdk }, 'plugin ready');
     this.emit('ready', slot.policy.id, slot.methods);
   }

@@ -1,18 +1,21 @@
 import type { ErrorCode } from '../errors.js';
 import { jsonDepth, topLevelStrings } from './codec.js';
+import { CONSTANTS } from './protocol-constants.js';
 import { isTopicPattern, MAX_TOPIC_LENGTH } from '../manifest/topics.js';
 
 /** The protocol major version this hub speaks (docs/protocol.md). */
-export const PROTOCOL_VERSION = 1;
-export const DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024;
+export const PROTOCOL_VERSION = CONSTANTS.protocol;
+export const DEFAULT_MAX_MESSAGE_BYTES = CONSTANTS.messageBytes.default;
+/** The largest maximum message size an operator may set: every SDK accepts up to it. */
+export const MAX_MAX_MESSAGE_BYTES = CONSTANTS.messageBytes.max;
 /** Frames above max x this are not even read: the connection is closed (1009). */
-export const HARD_LIMIT_FACTOR = 16;
-export const DEFAULT_CALL_TIMEOUT_MS = 30_000;
+export const HARD_LIMIT_FACTOR = CONSTANTS.messageBytes.hardLimitFactor;
+export const DEFAULT_CALL_TIMEOUT_MS = CONSTANTS.callTimeoutMs.default;
 /** Call timeouts outside [MIN, MAX] are refused: below it a call could never be answered. */
 export const MIN_CALL_TIMEOUT_MS = 1;
-export const MAX_CALL_TIMEOUT_MS = 300_000;
+export const MAX_CALL_TIMEOUT_MS = CONSTANTS.callTimeoutMs.max;
 /** Nesting of arrays and objects a frame may have, the frame object itself being level 1. */
-export const MAX_DEPTH = 64;
+export const MAX_DEPTH = CONSTANTS.maxDepth;
 /** Plugins one event may name in `to`. */
 export const MAX_RECIPIENTS = 64;
 export { MAX_TOPIC_LENGTH, topicMatches } from '../manifest/topics.js';
@@ -87,7 +90,7 @@ export type Parsed =
   /** `answers`: the call a refused response was for, when it could be read (a frame too large to parse). */
   | { ok: false; id?: string; answers?: string; error: WireError };
 
-const ID = /^[\x20-\x7e]{1,128}$/;
+const ID = new RegExp(`^[\\x20-\\x7e]{1,${CONSTANTS.idMaxLength}}$`);
 const TOPIC = { test: isTopicPattern };
 const NAME = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
 const TARGET = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;

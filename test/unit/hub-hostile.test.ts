@@ -247,4 +247,11 @@ describe('a hostile peer costs at most its own connection', () => {
     }
     expect(await hub.call('beta', 'echo', 1).catch((e: { code: string }) => e.code)).toBe('LM_PLUGIN_UNAVAILABLE');
   });
+
+  it("hello's answer announces the maximum message size; a hub cannot be made with one the SDKs would refuse", async () => {
+    const c = await Client.open(`ws+unix://${sock('alpha')}:/v1`);
+    clients.push(c);
+    expect(await c.reply(c.send({ type: 'hello', protocol: 1, methods: [] }))).toMatchObject({ success: true, data: { plugin: 'alpha', protocol: 1, maxMessageBytes: 64 * 1024 } });
+    expect(() => new Hub({ log: silentLogger, token: 't', maxMessageBytes: 32 * 1024 * 1024 })).toThrow(expect.objectContaining({ code: 'LM_USAGE' }));
+  });
 });

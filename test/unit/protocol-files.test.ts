@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { ERROR_CODES } from '../../src/errors.js';
+import * as hub from '../../src/hub/protocol.js';
 
 /**
  * images/protocol/: the one source of the protocol's constants, and the conformance
@@ -49,6 +50,18 @@ describe('images/protocol/protocol.json', () => {
     expect(c.callTimeoutMs.default).toBeLessThanOrEqual(c.callTimeoutMs.max);
     expect(c.messageTypes.toHub).toContain('hello');
     expect(c.messageTypes.fromHub).toContain('shutdown');
+  });
+
+  it('is what the hub itself uses', () => {
+    expect({ protocol: hub.PROTOCOL_VERSION, maxDepth: hub.MAX_DEPTH, byDefault: hub.DEFAULT_MAX_MESSAGE_BYTES, max: hub.MAX_MAX_MESSAGE_BYTES, factor: hub.HARD_LIMIT_FACTOR, timeout: hub.DEFAULT_CALL_TIMEOUT_MS, maxTimeout: hub.MAX_CALL_TIMEOUT_MS }).toEqual({
+      protocol: c.protocol,
+      maxDepth: c.maxDepth,
+      byDefault: c.messageBytes.default,
+      max: c.messageBytes.max,
+      factor: c.messageBytes.hardLimitFactor,
+      timeout: c.callTimeoutMs.default,
+      maxTimeout: c.callTimeoutMs.max,
+    });
   });
 });
 

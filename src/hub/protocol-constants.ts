@@ -1,0 +1,21 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/**
+ * The protocol's constants, from the one file every SDK also carries and checks itself
+ * against (images/protocol/protocol.json), so the hub and five implementations cannot drift.
+ * Read once at load; from src/hub or dist/hub alike, the file is two folders up.
+ */
+export interface ProtocolConstants {
+  readonly protocol: number;
+  readonly maxDepth: number;
+  readonly messageBytes: { readonly default: number; readonly max: number; readonly hardLimitFactor: number };
+  readonly callTimeoutMs: { readonly default: number; readonly max: number };
+  readonly idMaxLength: number;
+  readonly errorCodes: Readonly<Record<string, string>>;
+}
+
+export const PROTOCOL_FILE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'images', 'protocol', 'protocol.json');
+
+export const CONSTANTS: ProtocolConstants = Object.freeze(JSON.parse(readFileSync(PROTOCOL_FILE, 'utf8')) as ProtocolConstants);
