@@ -69,11 +69,13 @@ export interface IsolationRules {
   readonly runtime?: string;
 }
 
-/** Rules for one plugin that replace the policy-wide ones. */
+/** Rules for one plugin: the first three replace the policy-wide ones. */
 export interface PluginOverride {
   readonly capabilities?: CapabilityRules;
   readonly hosts?: readonly string[];
   readonly isolation?: IsolationRules;
+  /** The lowest version of the plugin that is loaded (semver precedence): rollback protection. */
+  readonly minVersion?: string;
 }
 
 export interface Policy {
@@ -263,7 +265,12 @@ export function loadPolicy(target: string): Policy {
     });
   const plugins: Record<string, PluginOverride> = {};
   for (const [id, o] of Object.entries(raw.plugins)) {
-    plugins[id] = Object.freeze({ ...(o.capabilities ? { capabilities: rules(o.capabilities) } : {}), ...(o.hosts ? { hosts: Object.freeze([...o.hosts]) } : {}), ...(o.isolation ? { isolation: Object.freeze({ ...o.isolation }) } : {}) });
+    plugins[id] = Object.freeze({
+      ...(o.capabilities ? { capabilities: rules(o.capabilities) } : {}),
+      ...(o.hosts ? { hosts: Object.freeze([...o.hosts]) } : {}),
+      ...(o.isolation ? { isolation: Object.freeze({ ...o.isolation }) } : {}),
+      ...(o.minVersion ? { minVersion: o.minVersion } : {}),
+    });
   }
   return Object.freeze({
     file,
