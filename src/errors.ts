@@ -19,7 +19,7 @@ export const ERROR_CODES = {
   LM_RESOURCE_MEMORY: 'The plugin exceeded its memory limit and the kernel killed it.',
   LM_SANDBOX_DENIED: 'An audit-trail code: the kernel refused a plugin process inside its sandbox (a read-only place, a full /tmp, a file-handle or process limit, noexec, an identity change), as LogoMesh\'s kernel audit rules report it.',
   LM_SECCOMP_VIOLATION: 'A plugin process made a system call only an attack makes; the kernel killed it, and the plugin is stopped, not restarted.',
-  LM_INTERRUPTED: 'The run was stopped by SIGINT or SIGTERM; its container was removed.',
+  LM_INTERRUPTED: 'The run was stopped by SIGINT or SIGTERM, or its output was closed (EPIPE); its container was removed.',
   LM_PROTOCOL: 'A hub frame was malformed: not JSON, not an object, a missing or wrong field, or a message out of order.',
   LM_MESSAGE_TOO_LARGE: "A hub message was larger than the hub's maximum message size.",
   LM_PERMISSION_DENIED: 'The manifest does not allow this: an undeclared method call, an unexposed method, messaging without coordination.messaging, or an operator grant or host revocation naming a method or host the manifest does not list.',
