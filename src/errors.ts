@@ -5,8 +5,10 @@
  */
 export const ERROR_CODES = {
   LM_USAGE: 'The command line was not understood.',
+  LM_INTERNAL: 'LogoMesh failed in a way it has no code for (a bug); the message carries the original error. Reported so that one bad input never hides the results for the others.',
   LM_MANIFEST_NOT_FOUND: 'No manifest file at the given path, or not exactly one of plugin.yaml / plugin.yml / plugin.json in the folder.',
-  LM_MANIFEST_PARSE: 'The manifest is not well-formed YAML or JSON (syntax error, duplicate key, not a mapping).',
+  LM_MANIFEST_FILE: 'The manifest cannot be read as a manifest file: it is not a regular file (a folder, FIFO, socket or device), is a symlink leaving the plugin folder, cannot be opened or read, was replaced while being read, or has a second name (a hard link).',
+  LM_MANIFEST_PARSE: 'The manifest is not well-formed YAML or JSON (syntax error, duplicate key, a YAML feature outside the accepted set, not UTF-8, over 256 KiB, not a mapping).',
   LM_MANIFEST_INVALID: 'The manifest does not match schema v2 (missing field, wrong type, unknown field, bad pattern).',
   LM_MANIFEST_LIMIT: 'A resource limit is outside the bounds LogoMesh accepts.',
   LM_MANIFEST_PATH: 'A path in the manifest leaves the plugin folder (.., absolute path, symlink) or does not exist.',

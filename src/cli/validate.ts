@@ -38,7 +38,11 @@ function check(target: string): Outcome {
       const file = err.details.file ?? target;
       return { target, file, ok: false, issues: [{ code: err.code, message: err.message, file, path: '', ...pick(err.details) }] };
     }
-    throw err;
+    // A failure without a code is a LogoMesh bug; it is still one folder's outcome, so the
+    // other folders are checked and reported all the same.
+    const found = `${(err as Error)?.name ?? 'Error'}: ${String((err as Error)?.message ?? err).split('\n')[0]}`;
+    const expected = 'a coded accept or refusal (this is a LogoMesh bug; please report it with the manifest)';
+    return { target, file: target, ok: false, issues: [{ code: 'LM_INTERNAL', message: `expected ${expected}, found ${found}`, file: target, path: '', expected, found }] };
   }
 }
 

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import { lstatSync, realpathSync, statSync, type Stats } from 'node:fs';
 import path from 'node:path';
-import { LogoMeshError, ManifestRejectedError, type ManifestIssue } from '../errors.js';
+import { LogoMeshError, ManifestRejectedError, type ErrorCode, type ManifestIssue } from '../errors.js';
+import { decodeUtf8, readRegularFile, type ReadFailure } from '../read-file.js';
 import { parseManifestSource } from './source.js';
 import { show, validateAgainstSchema } from './schema.js';
 import { checkSemantics } from './semantics.js';
@@ -11,21 +12,25 @@ export const MANIFEST_NAMES = ['plugin.yaml', 'plugin.yml', 'plugin.json'] as co
 /** Larger manifests are refused before parsing: no real manifest is near this. */
 export const MAX_MANIFEST_BYTES = 256 * 1024;
 
-/** Find the manifest file for a plugin folder or a manifest path. */
+type Issue = Omit<ManifestIssue, 'file'>;
+
+/**
+ * The manifest file of a plugin folder, or `target` itself when it is not a folder (a
+ * manifest file given directly; what it really is, loadManifest finds out safely).
+ */
 export function findManifest(target: string): string {
   const abs = path.resolve(target);
-  let st;
-  try {
-    st = statSync(abs);
-  } catch {
+  const st = statOf(abs, statSync) ?? statOf(abs, lstatSync); // a dangling symlink is still something
+  if (!st) {
     throw new LogoMeshError('LM_MANIFEST_NOT_FOUND', `${abs}: no such file or folder`, {
       file: abs,
       expected: 'a plugin folder or a manifest file',
       found: 'nothing',
     });
   }
-  if (st.isFile()) return abs;
-  const present = MANIFEST_NAMES.filter((n) => existsSync(path.join(abs, n)));
+  if (!st.isDirectory()) return abs;
+  // lstat: a dangling symlink named plugin.yaml counts, so it is reported rather than skipped.
+  const present = MANIFEST_NAMES.filter((n) => statOf(path.join(abs, n), lstatSync) !== undefined);
   if (present.length === 1) return path.join(abs, present[0] as string);
   throw new LogoMeshError(
     'LM_MANIFEST_NOT_FOUND',
@@ -34,44 +39,56 @@ export function findManifest(target: string): string {
   );
 }
 
+function statOf(p: string, how: typeof statSync | typeof lstatSync): Stats | undefined {
+  try {
+    return how(p);
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * Load, validate and freeze a manifest. Throws ManifestRejectedError listing every issue,
  * each with its code, the file, the JSON pointer, line and column, expected and found.
+ * The file is read once, and only if it is a regular file inside the plugin folder.
  */
 export function loadManifest(target: string): LoadedManifest {
   const file = findManifest(target);
-  const reject = (issues: Omit<ManifestIssue, 'file'>[]): never => {
+  const reject = (issues: Issue[]): never => {
     throw new ManifestRejectedError(file, issues.map((i) => ({ ...i, file })));
   };
+  const refuse = (code: ErrorCode, expected: string, found: string): never =>
+    reject([{ code, path: '', expected, found, message: `expected ${expected}, found ${found}` }]);
 
-  const size = statSync(file).size;
-  if (size > MAX_MANIFEST_BYTES) {
-    reject([{ code: 'LM_MANIFEST_PARSE', path: '', expected: `at most ${MAX_MANIFEST_BYTES} bytes`, found: `${size} bytes`, message: `expected at most ${MAX_MANIFEST_BYTES} bytes, found ${size} bytes` }]);
+  let pluginDir: string;
+  try {
+    pluginDir = realpathSync(path.dirname(file));
+  } catch (err) {
+    return refuse('LM_MANIFEST_FILE', 'a plugin folder that can be resolved', `${path.dirname(file)}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
-  const text = readFileSync(file, 'utf8');
-  const source = parseManifestSource(text);
-  if (source.errors.length === 0 && file.endsWith('.json')) strictJson(text, reject);
+  const read = readRegularFile(file, { maxBytes: MAX_MANIFEST_BYTES, within: pluginDir });
+  if (!read.ok) return refuse(READ_FAILURE_CODE[read.failure], read.expected, read.found);
+  // A second name of the manifest could sit in a folder the plugin may write (a write
+  // grant, an operator's host path) and rewrite it for the next load; no manifest needs one.
+  if (read.nlink > 1) {
+    refuse('LM_MANIFEST_FILE', 'a manifest file with one name (copy it rather than hard-linking it)', `a file with ${read.nlink} names (hard links)`);
+  }
+  // Read once: the bytes hashed into fileSha256 are exactly the bytes parsed.
+  const fileSha256 = createHash('sha256').update(read.bytes).digest('hex');
+  const decoded = decodeUtf8(read.bytes);
+  if (!decoded.ok) return refuse('LM_MANIFEST_PARSE', 'UTF-8 text', decoded.found);
+
+  const source = parseManifestSource(decoded.text, { json: file.endsWith('.json') });
   if (source.errors.length > 0) {
-    reject(
-      source.errors.map((e) => ({
-        code: 'LM_MANIFEST_PARSE' as const,
-        path: e.path,
-        line: e.line,
-        column: e.column,
-        expected: 'well-formed YAML or JSON with unique keys',
-        found: e.message,
-        message: e.message,
-      })),
-    );
+    reject(source.errors.map((e) => ({ code: 'LM_MANIFEST_PARSE' as const, path: e.path, line: e.line, column: e.column, expected: e.expected, found: e.found, message: e.message })));
   }
   const data = source.value;
   if (typeof data !== 'object' || data === null || Array.isArray(data)) {
     reject([{ code: 'LM_MANIFEST_PARSE', path: '', ...(source.locate('') ?? { line: 1, column: 1 }), expected: 'a mapping of manifest fields', found: show(data), message: `expected a mapping of manifest fields, found ${show(data)}` }]);
   }
 
-  const pluginDir = realpathSync(path.dirname(file));
   const issues = validateAgainstSchema(data);
-  const semantic = checkSemantics(data, pluginDir, realpathSync(file));
+  const semantic = checkSemantics(data, pluginDir, read.real);
   const all = [...issues, ...semantic.issues].map((i) => ({ ...source.locate(i.path), ...i }));
   all.sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0));
   if (all.length > 0) reject(all);
@@ -83,8 +100,20 @@ export function loadManifest(target: string): LoadedManifest {
     pluginDir,
     grantedPaths: Object.freeze(semantic.grantedPaths.map((g) => Object.freeze(g))),
     hash: manifestHash(manifest),
+    fileSha256,
   });
 }
+
+/** Size stays a parse error, as it always was; a file that is gone is not found. */
+const READ_FAILURE_CODE: Record<ReadFailure, ErrorCode> = {
+  missing: 'LM_MANIFEST_NOT_FOUND',
+  'too-large': 'LM_MANIFEST_PARSE',
+  symlink: 'LM_MANIFEST_FILE',
+  outside: 'LM_MANIFEST_FILE',
+  'not-regular': 'LM_MANIFEST_FILE',
+  unreadable: 'LM_MANIFEST_FILE',
+  changed: 'LM_MANIFEST_FILE',
+};
 
 /** sha256 over the canonical (key-sorted) JSON of the validated manifest. */
 export function manifestHash(manifest: Manifest): string {
@@ -106,21 +135,4 @@ function deepFreeze<T>(v: T): T {
     Object.freeze(v);
   }
   return v;
-}
-
-/**
- * YAML accepts what JSON does not (comments, trailing commas, single quotes), so a
- * plugin.json is also held to JSON itself. The YAML parse still gives duplicate keys and
- * line numbers.
- */
-function strictJson(text: string, reject: (issues: Omit<ManifestIssue, 'file'>[]) => never): void {
-  try {
-    JSON.parse(text);
-  } catch (err) {
-    const reason = (err as Error).message;
-    const at = /position (\d+)/.exec(reason);
-    const offset = at ? Number(at[1]) : 0;
-    const before = text.slice(0, offset).split('\n');
-    reject([{ code: 'LM_MANIFEST_PARSE', path: '', line: before.length, column: (before.at(-1)?.length ?? 0) + 1, expected: 'strict JSON (no comments, trailing commas or single quotes)', found: reason, message: `expected strict JSON, found: ${reason}` }]);
-  }
 }

@@ -1,5 +1,6 @@
 import { lstatSync, realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
+import { describeKind } from '../read-file.js';
 
 /**
  * Resolution of plugin-relative paths against the real plugin folder. A path is accepted
@@ -7,7 +8,7 @@ import path from 'node:path';
  * resolved) is still inside the real plugin folder.
  */
 export type Resolved =
-  | { ok: true; real: string; relative: string; isDirectory: boolean; isFile: boolean }
+  | { ok: true; real: string; relative: string; isDirectory: boolean; isFile: boolean; kind: string }
   | { ok: false; expected: string; found: string };
 
 /** Glob characters; only a trailing `/**` (everything below a folder) is supported. */
@@ -29,6 +30,11 @@ export function staticPart(pattern: string): { ok: true; value: string } | { ok:
 }
 
 export function resolveInside(pluginDir: string, relPath: string): Resolved {
+  // A NUL cannot be in a path at all (the file functions throw on it); other control
+  // characters only serve to make a path read differently than it is.
+  if ([...relPath].some((c) => c.charCodeAt(0) < 0x20 || c === '\u007f')) {
+    return { ok: false, expected: 'a path without control characters', found: JSON.stringify(relPath) };
+  }
   if (path.isAbsolute(relPath) || /^[A-Za-z]:[\\/]/.test(relPath)) {
     return {
       ok: false,
@@ -59,6 +65,11 @@ export function resolveInside(pluginDir: string, relPath: string): Resolved {
       found: `${JSON.stringify(relPath)} resolves to ${real}`,
     };
   }
-  const st = statSync(real);
-  return { ok: true, real, relative: path.relative(pluginDir, real) || '.', isDirectory: st.isDirectory(), isFile: st.isFile() };
+  let st;
+  try {
+    st = statSync(real);
+  } catch {
+    return { ok: false, expected: 'an existing file or folder inside the plugin folder', found: `nothing at ${JSON.stringify(relPath)} any more` };
+  }
+  return { ok: true, real, relative: path.relative(pluginDir, real) || '.', isDirectory: st.isDirectory(), isFile: st.isFile(), kind: describeKind(st) };
 }

@@ -3,6 +3,7 @@ import type { ManifestIssue } from '../errors.js';
 import type { GrantedPath } from './types.js';
 import { resolveInside, staticPart } from './paths.js';
 import { deniedSyscalls } from '../sandbox/seccomp.js';
+import { isInside } from '../read-file.js';
 
 type Issue = Omit<ManifestIssue, 'file'>;
 
@@ -85,12 +86,8 @@ function checkEntrypoint(entry: string, pluginDir: string, issues: Issue[]): voi
   if (!r.ok) {
     issues.push(issue('LM_MANIFEST_ENTRYPOINT', '/entrypoint', r.expected.replace('an existing file or folder', 'an existing file'), r.found));
   } else if (!r.isFile) {
-    issues.push(issue('LM_MANIFEST_ENTRYPOINT', '/entrypoint', 'a regular file', `a folder at ${JSON.stringify(entry)}`));
+    issues.push(issue('LM_MANIFEST_ENTRYPOINT', '/entrypoint', 'a regular file', `${r.kind} at ${JSON.stringify(entry)}`));
   }
-}
-
-function isInside(file: string, dir: string): boolean {
-  return file === dir || file.startsWith(dir + path.sep);
 }
 
 function issue(code: Issue['code'], p: string, expected: string, found: string): Issue {

@@ -96,4 +96,9 @@ export interface LoadedManifest {
   readonly grantedPaths: readonly GrantedPath[];
   /** sha256 of the canonical JSON of the validated manifest. */
   readonly hash: string;
+  /**
+   * sha256 (hex) of exactly the bytes of the manifest file that were parsed (the file is
+   * read once), so a signature check can compare what was signed with what was loaded.
+   */
+  readonly fileSha256: string;
 }

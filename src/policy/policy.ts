@@ -1,11 +1,12 @@
 import type { KeyObject } from 'node:crypto';
-import { readFileSync, realpathSync, statSync } from 'node:fs';
+import { realpathSync } from 'node:fs';
 import path from 'node:path';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { formatIssue, LogoMeshError, type ManifestIssue } from '../errors.js';
 import { describeSchemaError, show } from '../schema-errors.js';
 import type { CapabilityScope, FsPermission, Resources } from '../manifest/types.js';
 import { parseManifestSource } from '../manifest/source.js';
+import { decodeUtf8, readRegularFile } from '../read-file.js';
 import { deniedSyscalls } from '../sandbox/seccomp.js';
 import { keyIdOf, parsePublicKey } from '../signing/keys.js';
 import schema from './policy.schema.json' with { type: 'json' };
@@ -24,6 +25,8 @@ export { schema as policySchema };
 export const POLICY_ENV = 'LOGOMESH_POLICY';
 /** Larger policy files are refused before parsing. */
 export const MAX_POLICY_BYTES = 256 * 1024;
+/** A trusted key's .pub file is a few hundred bytes; larger ones are refused unread. */
+const MAX_KEY_FILE_BYTES = 64 * 1024;
 
 export interface TrustedKey {
   /** keyIdOf the key: what plugin.sig names its signer by. */
@@ -147,26 +150,16 @@ export function loadPolicy(target: string): Policy {
   const reject = (issues: Issue[]): never => {
     throw new PolicyRejectedError(file, issues.map((i) => ({ code: 'LM_POLICY_INVALID' as const, file, ...i })));
   };
-  const st = statSync(file, { throwIfNoEntry: false });
-  if (!st?.isFile()) {
-    const found = st ? 'a folder or special file' : 'nothing';
-    reject([{ path: '', expected: 'a policy file (YAML or JSON)', found, message: `expected a policy file (YAML or JSON), found ${found}` }]);
+  const read = readRegularFile(file, { maxBytes: MAX_POLICY_BYTES });
+  if (!read.ok) {
+    const expected = read.failure === 'missing' ? 'a policy file (YAML or JSON)' : read.expected;
+    return reject([{ path: '', expected, found: read.found, message: `expected ${expected}, found ${read.found}` }]);
   }
-  if (st!.size > MAX_POLICY_BYTES) {
-    reject([{ path: '', expected: `at most ${MAX_POLICY_BYTES} bytes`, found: `${st!.size} bytes`, message: `expected at most ${MAX_POLICY_BYTES} bytes, found ${st!.size} bytes` }]);
-  }
-  const text = readFileSync(file, 'utf8');
-  const source = parseManifestSource(text);
+  const decoded = decodeUtf8(read.bytes);
+  if (!decoded.ok) return reject([{ path: '', expected: 'UTF-8 text', found: decoded.found, message: `expected UTF-8 text, found ${decoded.found}` }]);
+  const source = parseManifestSource(decoded.text, { json: file.endsWith('.json') });
   if (source.errors.length > 0) {
-    reject(source.errors.map((e) => ({ path: e.path, line: e.line, column: e.column, expected: 'well-formed YAML or JSON with unique keys', found: e.message, message: e.message })));
-  }
-  if (file.endsWith('.json')) {
-    try {
-      JSON.parse(text);
-    } catch (err) {
-      const reason = (err as Error).message;
-      reject([{ path: '', expected: 'strict JSON (no comments, trailing commas or single quotes)', found: reason, message: `expected strict JSON, found: ${reason}` }]);
-    }
+    reject(source.errors.map((e) => ({ path: e.path, line: e.line, column: e.column, expected: e.expected, found: e.found, message: e.message })));
   }
   const data = source.value;
   if (typeof data !== 'object' || data === null || Array.isArray(data)) {
@@ -192,13 +185,13 @@ export function loadPolicy(target: string): Policy {
       const keyFile = inline ? undefined : path.resolve(path.dirname(file), entry);
       let pem = entry;
       if (keyFile) {
-        try {
-          pem = readFileSync(keyFile, 'utf8');
-        } catch (err) {
-          const found = `${keyFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`;
+        const key = readRegularFile(keyFile, { maxBytes: MAX_KEY_FILE_BYTES });
+        if (!key.ok) {
+          const found = `${keyFile}: ${key.found}`;
           issues.push({ path: at, expected: 'a readable .pub file (paths are relative to the policy file) or inline PEM', found, message: `expected a readable .pub file, found ${found}` });
           return;
         }
+        pem = key.bytes.toString('utf8');
       }
       const parsed = parsePublicKey(pem);
       if ('reason' in parsed) {

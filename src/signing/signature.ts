@@ -1,9 +1,10 @@
 import { randomBytes, sign, verify, createPublicKey } from 'node:crypto';
-import { lstatSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { LogoMeshError } from '../errors.js';
 import { loadManifest, type LoadedManifest } from '../manifest/index.js';
 import { resolvePolicy, type Policy } from '../policy/policy.js';
+import { readRegularFile } from '../read-file.js';
 import { canonicalJson, compareFiles, digestFolder, SIGNATURE_FILE, SYMLINK_PREFIX, type FileList, type FolderDigest } from './digest.js';
 import { KEY_ID_LENGTH, keyIdOf, readPrivateKey } from './keys.js';
 
@@ -119,14 +120,14 @@ export function verifyPlugin(loaded: LoadedManifest, policy: Policy = resolvePol
     });
   };
   const sigFile = path.join(dir, SIGNATURE_FILE);
-  const st = lstatSync(sigFile, { throwIfNoEntry: false });
-  if (!st) {
+  // Never through a symlink, never a FIFO or device, never more than the limit.
+  const read = readRegularFile(sigFile, { maxBytes: MAX_SIGNATURE_BYTES, within: dir, noSymlink: true });
+  if (!read.ok && read.failure === 'missing' && read.found === 'nothing') {
     if (required) refuse([`unsigned: there is no ${SIGNATURE_FILE}, and the policy ${policy.file ?? '(none)'} requires signatures (sign it with logomesh sign)`]);
     return { status: 'unsigned' };
   }
-  if (!st.isFile()) refuse([`bad signature: ${SIGNATURE_FILE} is not a regular file`]);
-  if (st.size > MAX_SIGNATURE_BYTES) refuse([`bad signature: ${SIGNATURE_FILE} is ${st.size} bytes, more than ${MAX_SIGNATURE_BYTES}`]);
-  const parsed = parseSignatureFile(readFileSync(sigFile, 'utf8'));
+  if (!read.ok) return refuse([`bad signature: ${SIGNATURE_FILE} is not ${read.expected}: found ${read.found}`]);
+  const parsed = parseSignatureFile(read.bytes.toString('utf8'));
   if ('reason' in parsed) return refuse([`bad signature: ${SIGNATURE_FILE} is malformed: ${parsed.reason}`]);
   const sig = parsed.sig;
 

@@ -1,4 +1,5 @@
-import { realpathSync, symlinkSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { readFileSync, realpathSync, symlinkSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadManifest } from '../../src/manifest/index.js';
@@ -158,6 +159,18 @@ describe('loadManifest accepts a valid manifest', () => {
 
     expect(json.hash).toBe(yaml.hash);
     expect(changed.hash).not.toBe(yaml.hash);
+  });
+
+  it('gives fileSha256, the sha256 of exactly the bytes it read, whatever the canonical hash', () => {
+    const withComment = `# a comment changes the bytes, not the manifest\r\n${MINIMAL}`;
+    const dir = folders.create({ 'main.py': MAIN_PY, 'plugin.yaml': withComment });
+    const plain = loadManifest(folders.create({ 'main.py': MAIN_PY, 'plugin.yaml': MINIMAL }));
+    const loaded = loadManifest(dir);
+
+    expect(loaded.fileSha256).toBe(createHash('sha256').update(readFileSync(path.join(dir, 'plugin.yaml'))).digest('hex'));
+    expect(plain.fileSha256).toBe(createHash('sha256').update(MINIMAL).digest('hex'));
+    expect(loaded.hash).toBe(plain.hash);
+    expect(loaded.fileSha256).not.toBe(plain.fileSha256);
   });
 });
 

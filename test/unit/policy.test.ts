@@ -138,7 +138,7 @@ describe('an invalid policy', () => {
       ['/signatures/trustedKeys/2', 5],
       ['/signatures/trustedKeys/3', 6],
     ]);
-    expect(issues[0]?.found).toBe(`${path.join(dir, 'keys', 'missing.pub')}: ENOENT`);
+    expect(issues[0]?.found).toBe(`${path.join(dir, 'keys', 'missing.pub')}: nothing`);
     expect(issues[1]?.found).toBe(`${path.join(dir, 'keys', 'rsa.pub')}: a rsa key, not ed25519`);
     expect(issues[1]?.expected).toBe('an ed25519 public key in SPKI PEM, as logomesh keygen writes to <name>.pub');
     expect(issues[2]?.found).toBe(`${key.keyFile}: a private key (list the .pub file; the private key stays with the signer)`);
