@@ -9,7 +9,7 @@ import { resolvePolicy, type Policy } from '../policy/policy.js';
 import { runtimeImage } from '../runtimes/index.js';
 import { removeRunOrphans } from '../sandbox/orphans.js';
 import { runPlugin } from '../sandbox/run-plugin.js';
-import { verifyPlugin } from '../signing/signature.js';
+import { signedContentOf, verifyPlugin, type SignedContent } from '../signing/signature.js';
 import { PLUGIN_UID, pluginGid } from '../runtimes/runtime.js';
 import { EXIT_SIGSYS, KernelWatch, seccompKillMessage } from '../violations/kernel-watch.js';
 import { enforcePolicy } from '../policy/decisions.js';
@@ -27,7 +27,9 @@ export const EXIT_KILLED = 137;
 export async function runCommand(targets: string[], io: CliIo, log: Logger, policyFile?: string): Promise<number> {
   const policy = resolvePolicy(policyFile);
   const loaded = targets.map((t) => loadManifest(t)); // all or nothing: validate every one first
-  for (const l of loaded) log.debug({ plugin: l.manifest.id, signature: verifyPlugin(l, policy) }, 'signature checked'); // throws LM_SIGNATURE
+  // Throws LM_SIGNATURE. What each signature vouches for goes with the plugin to its build.
+  const signed = new Map(loaded.map((l) => [l, signedContentOf(verifyPlugin(l, policy))] as const));
+  for (const l of loaded) log.debug({ plugin: l.manifest.id, signed: signed.get(l) !== undefined }, 'signature checked');
   for (const l of loaded) enforcePolicy(l, policy); // throws LM_POLICY_DENIED
   for (const l of loaded) runtimeImage(l.manifest.runtime); // and know how to run every one
   const docker = await connectEngine();
@@ -38,7 +40,7 @@ export async function runCommand(targets: string[], io: CliIo, log: Logger, poli
   // A plugin killed for a forbidden system call is named with that call, from the kernel log.
   const seccomp = new KernelWatch({ log, uid: PLUGIN_UID, ownerOf: (kill) => loaded.find((l) => pluginGid(instance, l.manifest.id) === kill.gid)?.manifest.id });
   try {
-    return await runEach(loaded, { docker, instance, io, log, abort, output, seccomp, policy });
+    return await runEach(loaded, { docker, instance, io, log, abort, output, seccomp, policy, signed });
   } finally {
     seccomp.close();
   }
@@ -46,7 +48,7 @@ export async function runCommand(targets: string[], io: CliIo, log: Logger, poli
 
 async function runEach(
   loaded: LoadedManifest[],
-  ctx: { docker: Docker; instance: string; io: CliIo; log: Logger; abort: SignalAbort; output: OutputAbort; seccomp: KernelWatch; policy: Policy },
+  ctx: { docker: Docker; instance: string; io: CliIo; log: Logger; abort: SignalAbort; output: OutputAbort; seccomp: KernelWatch; policy: Policy; signed: ReadonlyMap<LoadedManifest, SignedContent | undefined> },
 ): Promise<number> {
   const { docker, instance, io, log, abort, output, seccomp, policy } = ctx;
   const signal = AbortSignal.any([abort.signal, output.signal]);
@@ -55,7 +57,8 @@ async function runEach(
     if (signal.aborted) break;
     const { id } = l.manifest;
     const startedAt = Date.now();
-    const result = await runPlugin({ docker, loaded: l, instance, stdout: io.stdout, stderr: io.stderr, log, signal, progress: io.stderr, policy });
+    const signed = ctx.signed.get(l);
+    const result = await runPlugin({ docker, loaded: l, instance, stdout: io.stdout, stderr: io.stderr, log, signal, progress: io.stderr, policy, ...(signed ? { signed } : {}) });
     if (result.interrupted && !abort.received && output.closed) {
       // The reader of our output left (`| head -1`): end as a pipeline expects, SIGPIPE's status.
       io.err(`LM_INTERRUPTED: plugin ${id} was stopped because the command's ${output.closed} was closed (EPIPE: the reading end of the pipe went away); its container was removed`);

@@ -33,11 +33,19 @@ export function stagingMode(): StagingMode {
     if (process.platform !== 'linux') return { staged: false, reason: 'not Linux' };
     if (process.getuid?.() !== 0) return { staged: false, reason: 'the controller does not run as root' };
     try {
-      if (readlinkSync('/proc/self/ns/pid') !== INITIAL_PID_NS) return { staged: false, reason: "the controller runs in a PID namespace of its own (a container): the engine does not see its mounts" };
-      if (readlinkSync('/proc/self/ns/mnt') !== readlinkSync('/proc/1/ns/mnt')) return { staged: false, reason: "the controller runs in a mount namespace other than the host's" };
+      if (readlinkSync('/proc/self/ns/pid') !== INITIAL_PID_NS) return { staged: false, reason: 'the controller runs in a PID namespace of its own (a container): the engine does not see its mounts' };
     } catch (err) {
-      return { staged: false, reason: `its namespaces cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})` };
+      return { staged: false, reason: `its PID namespace cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})` };
     }
+    // Where init's mount namespace can be read, it must be ours. Where it cannot, a mount the
+    // engine does not see fails safe: it mounts an empty folder, or finds none.
+    let initMnt: string | undefined;
+    try {
+      initMnt = readlinkSync('/proc/1/ns/mnt');
+    } catch {
+      initMnt = undefined;
+    }
+    if (initMnt !== undefined && initMnt !== readlinkSync('/proc/self/ns/mnt')) return { staged: false, reason: "the controller runs in a mount namespace other than the host's" };
     return { staged: true };
   })();
   return mode;

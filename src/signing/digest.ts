@@ -41,9 +41,9 @@ export interface DigestOptions {
 }
 
 /** One entry found by the listing, before any file is read. */
-type Listed = { readonly rel: string; readonly abs: string } & ({ readonly kind: 'file'; readonly size: number } | { readonly kind: 'symlink'; readonly target: string });
+export type Listed = { readonly rel: string; readonly abs: string } & ({ readonly kind: 'file'; readonly size: number } | { readonly kind: 'symlink'; readonly target: string });
 
-interface Listing {
+export interface Listing {
   readonly entries: readonly Listed[];
   readonly unsignable: readonly string[];
   readonly tooLarge?: string;
@@ -54,7 +54,7 @@ interface Listing {
  * plugin.sig and the excluded paths), with the sizes of regular files. Cheap: no file is
  * read. Stops early, with `tooLarge`, past the entry or byte limits.
  */
-function list(pluginDir: string, opts: DigestOptions): Listing {
+export function listFolder(pluginDir: string, opts: DigestOptions = {}): Listing {
   const exclude = new Set((opts.exclude ?? []).map((p) => p.split(path.sep).join('/')));
   const maxBytes = opts.maxBytes ?? MAX_DIGEST_BYTES;
   const maxEntries = opts.maxEntries ?? MAX_DIGEST_ENTRIES;
@@ -109,7 +109,7 @@ function sorted(found: Map<string, string>): FileList {
  * Synchronous: for `sign` and for a plugin's first load, before anything of it is served.
  */
 export function digestFolder(pluginDir: string, opts: DigestOptions = {}): FolderDigest {
-  const listing = list(pluginDir, opts);
+  const listing = listFolder(pluginDir, opts);
   if (listing.tooLarge) return { files: sorted(new Map()), unsignable: listing.unsignable, tooLarge: listing.tooLarge };
   const found = new Map<string, string>();
   const unsignable = [...listing.unsignable];
@@ -130,7 +130,7 @@ export function digestFolder(pluginDir: string, opts: DigestOptions = {}): Folde
  * size (up to the limits). The listing itself is synchronous and bounded by maxEntries.
  */
 export async function digestFolderAsync(pluginDir: string, opts: DigestOptions = {}): Promise<FolderDigest> {
-  const listing = list(pluginDir, opts);
+  const listing = listFolder(pluginDir, opts);
   if (listing.tooLarge) return { files: sorted(new Map()), unsignable: listing.unsignable, tooLarge: listing.tooLarge };
   const found = new Map<string, string>();
   const unsignable = [...listing.unsignable];

@@ -109,6 +109,11 @@ export type Verification =
    */
   | { readonly status: 'untrusted-key'; readonly keyId: string; readonly files: number; readonly signed: SignedContent };
 
+/** What a verification vouches for, if the plugin is signed. */
+export function signedContentOf(v: Verification): SignedContent | undefined {
+  return v.status === 'unsigned' ? undefined : v.signed;
+}
+
 /**
  * Check a loaded plugin against the policy's signature rules, before anything of it runs.
  * Without plugin.sig: refused if the policy requires signatures. With one: always checked,
