@@ -13,14 +13,15 @@ import { resolvePolicy, type Policy } from '../policy/policy.js';
 import { resolveRuntime } from '../sandbox/oci-runtime.js';
 import { pluginSeccompProfile } from '../sandbox/seccomp.js';
 import { enforcePolicy, ociRuntimeFor, hostCovered, hostPathRuleFor, policyAllowsHost, policyViolations } from '../policy/decisions.js';
-import { GRANTS_MOUNT, grantMount, overlaps, parseGrantTarget, realPathOf, recheckGrant, type PathGrant } from './path-grants.js';
-import { verifyPlugin } from '../signing/signature.js';
+import { GRANTS_MOUNT, overlaps, parseGrantTarget, realPathOf, recheckGrant, type PathGrant } from './path-grants.js';
+import { signedContentOf, verifyPlugin, verifyPluginAsync, type SignedContent } from '../signing/signature.js';
+import { stageContainerMounts, type ContainerMounts } from './container-mounts.js';
 import { PLUGIN_GID, PLUGIN_UID, runtimeImage } from '../runtimes/index.js';
 import { pluginGid } from '../runtimes/runtime.js';
 import { containerSpec, HUB_SOCKET_NAME } from '../sandbox/container-spec.js';
 import { Egress, isNetworked, networkHosts, removeEgressLeftovers, type EgressAttachment } from '../sandbox/egress.js';
 import { PluginContainer } from '../sandbox/plugin-container.js';
-import { preparePluginImage } from '../sandbox/plugin-image.js';
+import { preparePluginImage, type PrepareOptions } from '../sandbox/plugin-image.js';
 import { checkWritableGrants } from '../sandbox/writable-grants.js';
 import { dependentsOf, startLevels } from './dependency-graph.js';
 import { pluginSocketDir, type Home } from './home.js';
@@ -85,6 +86,17 @@ export interface PluginHostOptions {
    * plugin; a refusal reported by LogoMesh's kernel audit rules is audited.
    */
   readonly kernelLog?: boolean;
+  /**
+   * Test hooks at fixed points of a start, so that a test makes its swaps there and not by
+   * timing: right before the plugin's host paths are resolved, once they are held and
+   * staged (right before the container is created), and once a compiled plugin's build
+   * context is taken.
+   */
+  readonly testHooks?: {
+    readonly beforeMounts?: (pluginId: string) => void | Promise<void>;
+    readonly afterMounts?: (pluginId: string) => void | Promise<void>;
+    readonly afterSnapshot?: PrepareOptions['afterSnapshot'];
+  };
 }
 
 interface Managed {
@@ -106,6 +118,8 @@ interface Managed {
   restartTimer?: NodeJS.Timeout;
   /** Settles when the current start or stop finishes: one lifecycle operation at a time. */
   op: Promise<unknown>;
+  /** What its signature vouches for, as last verified (absent: unsigned). */
+  signed?: SignedContent;
 }
 
 /**
@@ -278,7 +292,8 @@ export class PluginHost implements AsyncDisposable {
 
   /** Add validated manifests; the whole set is checked for id clashes and dependencies. */
   load(manifests: readonly LoadedManifest[]): string[] {
-    for (const l of manifests) verifyPlugin(l, this.opts.policy); // throws LM_SIGNATURE before anything is loaded
+    // Throws LM_SIGNATURE before anything is loaded; what each signature vouches for is kept.
+    const signed = new Map(manifests.map((l) => [l, this.verifyAtLoad(l)] as const));
     for (const l of manifests) this.enforcePolicyAudited(l); // throws LM_POLICY_DENIED
     const next = new Map(this.plugins);
     for (const l of manifests) {
@@ -291,7 +306,8 @@ export class PluginHost implements AsyncDisposable {
           found: l.manifest.id,
         });
       }
-      next.set(l.manifest.id, { loaded: l, state: 'loaded', logs: new LogBuffer(), op: Promise.resolve(), restarts: 0, retries: 0 });
+      const s = signed.get(l);
+      next.set(l.manifest.id, { loaded: l, state: 'loaded', logs: new LogBuffer(), op: Promise.resolve(), restarts: 0, retries: 0, ...(s ? { signed: s } : {}) });
     }
     startLevels(this.graphOf(next)); // throws LM_DEPENDENCY
     const saved = this.state.read();
@@ -305,6 +321,19 @@ export class PluginHost implements AsyncDisposable {
     }
     this.persist();
     return manifests.map((l) => l.manifest.id);
+  }
+
+  /** verifyPlugin at load, audited either way (`verify` allowed or denied). */
+  private verifyAtLoad(l: LoadedManifest): SignedContent | undefined {
+    try {
+      const v = verifyPlugin(l, this.opts.policy);
+      this.audit.record({ who: 'controller', action: 'verify', resource: l.manifest.id, result: 'allowed', reason: `${v.status} (at load)` });
+      return signedContentOf(v);
+    } catch (err) {
+      const e = err as LogoMeshError;
+      this.audit.record({ who: 'controller', action: 'verify', resource: l.manifest.id, result: 'denied', code: e.code ?? 'LM_SIGNATURE', reason: e.message });
+      throw err;
+    }
   }
 
   /** Start every loaded plugin, a dependency level at a time, each level in parallel. */
@@ -424,8 +453,10 @@ export class PluginHost implements AsyncDisposable {
     const grants = [...(this.pathGrants.get(id)?.values() ?? [])];
     const labelled = (c.Labels[PATH_GRANTS_LABEL] ?? '').split(',').filter(Boolean).sort();
     if (labelled.join(',') !== grants.map((g) => g.name).sort().join(',')) return false;
+    // The engine's source is a staging mount: the host path each grant had is in the label.
+    if ((c.Labels[PATH_GRANT_SOURCES_LABEL] ?? grantSourcesLabel([])) !== grantSourcesLabel(grants)) return false;
     const mounted = (c.Mounts ?? []).filter((x) => x.Destination.startsWith(`${GRANTS_MOUNT}/`));
-    return mounted.length === grants.length && grants.every((g) => mounted.some((x) => x.Destination === g.containerPath && x.Source === g.hostPath && x.RW === g.writable));
+    return mounted.length === grants.length && grants.every((g) => mounted.some((x) => x.Destination === g.containerPath && x.RW === g.writable));
   }
 
   /**
@@ -806,6 +837,16 @@ export class PluginHost implements AsyncDisposable {
     if (overlaps(real, m.loaded.pluginDir)) {
       throw new LogoMeshError('LM_GRANT_PATH', `${real} overlaps the plugin folder ${m.loaded.pluginDir}; the manifest grants paths inside it`, { file: real, expected: 'a host path outside the plugin folder', found: real });
     }
+    // Nor another plugin's folder: written to, it would change that plugin's code or turn
+    // one of its declared paths into a symlink for its next start.
+    const other = [...this.plugins.values()].find((o) => o !== m && overlaps(real, o.loaded.pluginDir));
+    if (other) {
+      throw new LogoMeshError('LM_GRANT_PATH', `${real} overlaps the folder ${other.loaded.pluginDir} of plugin ${other.loaded.manifest.id}; a plugin is never granted another plugin's folder`, {
+        file: real,
+        expected: "a host path outside every loaded plugin's folder",
+        found: `${real} (plugin ${other.loaded.manifest.id})`,
+      });
+    }
     if (overlaps(real, this.opts.home.dir)) {
       throw new LogoMeshError('LM_GRANT_PATH', `${real} overlaps the controller's home ${this.opts.home.dir} (hub sockets, state, audit trail)`, { file: real, expected: "a host path outside the controller's home", found: real });
     }
@@ -856,8 +897,13 @@ export class PluginHost implements AsyncDisposable {
     grants!.delete(g.name);
     this.cancelExpiry(pluginId, `path:${g.name}`);
     this.persist();
-    this.audit.record({ who, action: 'revoke', resource: `${pluginId}:path:${g.name}`, result: 'revoked', reason: `${g.hostPath} at ${g.containerPath}` });
-    await this.recreate(m, `path revocation ${g.name}`);
+    // At once: the container is killed without the shutdown message or SIGTERM's grace, so a
+    // plugin that ignores both cannot keep reading or writing; the entry says when it ended.
+    const wasRunning = m.state === 'ready' || m.state === 'starting';
+    const ended = wasRunning && m.container ? await this.killAtOnce(m) : undefined;
+    const how = ended === undefined ? 'the plugin was not running' : `access ended at ${new Date(ended).toISOString()}: the container was killed at once, without grace`;
+    this.audit.record({ who, action: 'revoke', resource: `${pluginId}:path:${g.name}`, result: 'revoked', reason: `${g.hostPath} at ${g.containerPath} (${g.writable ? 'rw' : 'ro'}); ${how}` });
+    if (wasRunning) await this.recreate(m, `path revocation ${g.name}`, true);
     return g;
   }
 
@@ -867,10 +913,21 @@ export class PluginHost implements AsyncDisposable {
     return [...(this.pathGrants.get(pluginId)?.values() ?? [])];
   }
 
-  /** Mounts change only with a new container: stop and start a running plugin, audited. */
-  private async recreate(m: Managed, why: string): Promise<void> {
+  /**
+   * Kill a plugin's container now (SIGKILL, no grace) and wait for its end; its exit is
+   * expected, not a failure. Returns when the kill was confirmed (ms since the epoch).
+   */
+  private async killAtOnce(m: Managed): Promise<number> {
+    this.stopTimers(m);
+    m.state = 'stopping';
+    await m.container!.kill();
+    return Date.now();
+  }
+
+  /** Mounts change only with a new container: stop and start a running plugin (or one just killed: `killed`), audited. */
+  private async recreate(m: Managed, why: string, killed = false): Promise<void> {
     const id = m.loaded.manifest.id;
-    if (m.state !== 'ready' && m.state !== 'starting') return; // takes effect at its next start
+    if (!killed && m.state !== 'ready' && m.state !== 'starting') return; // takes effect at its next start
     this.audit.record({ who: 'controller', action: 'recreate', resource: id, result: 'stopping', reason: why });
     await this.stop(id);
     try {
@@ -1085,10 +1142,17 @@ export class PluginHost implements AsyncDisposable {
     delete m.oomKilled;
     const t0 = Date.now();
     let ready: { promise: Promise<void>; cancel: () => void } | undefined;
+    let mounts: ContainerMounts | undefined;
     try {
-      this.verifyAgain(m); // throws LM_SIGNATURE: the folder may have changed since load
+      await this.verifyAgain(m); // throws LM_SIGNATURE: the folder may have changed since load
       const runtime = runtimeImage(m.loaded.manifest.runtime);
-      const compiled = await preparePluginImage(this.docker, runtime, m.loaded, { log: this.log, instance: this.opts.home.instance, ...(this.opts.progress ? { progress: this.opts.progress } : {}) });
+      const compiled = await preparePluginImage(this.docker, runtime, m.loaded, {
+        log: this.log,
+        instance: this.opts.home.instance,
+        ...(this.opts.progress ? { progress: this.opts.progress } : {}),
+        ...(m.signed ? { signed: m.signed } : {}),
+        ...(this.opts.testHooks?.afterSnapshot ? { afterSnapshot: this.opts.testHooks.afterSnapshot } : {}),
+      });
       checkWritableGrants(m.loaded.grantedPaths, PLUGIN_UID, PLUGIN_GID);
       const operatorGrants = this.recheckPathGrants(m); // throws LM_GRANT_PATH
       const ociRuntime = await resolveRuntime(this.docker, ociRuntimeFor(this.policy, m.loaded), id, isNetworked(m.loaded.manifest) ? m.loaded.file : undefined); // throws LM_RUNTIME_ISOLATION
@@ -1104,7 +1168,12 @@ export class PluginHost implements AsyncDisposable {
         for (const host of this.hostRevocations.get(id) ?? []) await egress.revokeHost(id, host);
       }
       const loadStart = Date.now();
+      // Every host path resolved now from descriptors, and mounted from them (container-mounts.ts).
+      await this.opts.testHooks?.beforeMounts?.(id);
+      mounts = await stageContainerMounts({ log: this.log, audit: this.audit.record, loaded: m.loaded, grants: operatorGrants }); // throws LM_PATH_CHANGED, LM_GRANT_PATH
+      await this.opts.testHooks?.afterMounts?.(id);
       const spec = containerSpec({
+        mountSources: mounts.sources,
         ...(network ? { network } : {}),
         loaded: m.loaded,
         runtime,
@@ -1116,14 +1185,18 @@ export class PluginHost implements AsyncDisposable {
         ...(ociRuntime ? { ociRuntime } : {}),
       });
       if (operatorGrants.length) {
-        spec.HostConfig!.Mounts = [...(spec.HostConfig!.Mounts ?? []), ...operatorGrants.map(grantMount)];
-        spec.Labels = { ...spec.Labels, [PATH_GRANTS_LABEL]: operatorGrants.map((g) => g.name).join(',') };
+        spec.HostConfig!.Mounts = [...(spec.HostConfig!.Mounts ?? []), ...mounts.grantMounts];
+        spec.Labels = { ...spec.Labels, [PATH_GRANTS_LABEL]: operatorGrants.map((g) => g.name).join(','), [PATH_GRANT_SOURCES_LABEL]: grantSourcesLabel(operatorGrants) };
       }
       const container = await PluginContainer.create(this.docker, spec, this.log.child({ plugin: id }));
       m.container = container;
       await container.attach(m.logs.writable('stdout'), m.logs.writable('stderr'));
       ready = this.waitReady(id);
+      // A grant revoked while this start was under way is not mounted after all.
+      for (const g of operatorGrants) if (this.pathGrants.get(id)?.get(g.name) !== g) throw new LogoMeshError('LM_GRANT_PATH', `plugin ${id}: the path grant ${g.name} was revoked while the plugin was starting; the container is not started`, { plugin: id, grant: g.name });
+      mounts.verify(); // throws LM_PATH_CHANGED
       await container.start();
+      await mounts.release(); // the container holds its own mounts now
       m.startedAt = Date.now();
       const exited = container.wait();
       this.watchExit(m, container, exited);
@@ -1137,6 +1210,7 @@ export class PluginHost implements AsyncDisposable {
       this.log.info({ plugin: id, ms: m.startMs, total: Date.now() - t0 }, 'plugin ready');
     } catch (err) {
       ready?.cancel();
+      await mounts?.release();
       const e = err instanceof LogoMeshError ? err : new LogoMeshError('LM_ENGINE_ERROR', (err as Error).message, {}, { cause: err });
       this.audit.record({ who: 'controller', action: 'start', resource: id, result: 'failed', code: e.code, reason: e.message });
       m.state = 'failed';
@@ -1151,10 +1225,12 @@ export class PluginHost implements AsyncDisposable {
    * after load (a file edited, added or removed) is refused at its next start or restart,
    * not only at the next load. Audited either way.
    */
-  private verifyAgain(m: Managed): void {
+  private async verifyAgain(m: Managed): Promise<void> {
     const id = m.loaded.manifest.id;
     try {
-      const v = verifyPlugin(m.loaded, this.opts.policy);
+      // Hashed a chunk at a time: a large folder never holds the hub's other plugins.
+      const v = await verifyPluginAsync(m.loaded, this.opts.policy);
+      m.signed = signedContentOf(v);
       this.audit.record({ who: 'controller', action: 'verify', resource: id, result: 'allowed', reason: v.status });
     } catch (err) {
       const e = err as LogoMeshError;
@@ -1437,6 +1513,12 @@ export function pluginFolders(dir: string): string[] {
 
 /** The label naming the operator path grants a container was created with. */
 const PATH_GRANTS_LABEL = 'io.logomesh.path-grants';
+/** The label with each of them as granted (name, real host path, mode): the engine only knows its staging mount. */
+const PATH_GRANT_SOURCES_LABEL = 'io.logomesh.path-grant-sources';
+
+function grantSourcesLabel(grants: readonly PathGrant[]): string {
+  return JSON.stringify([...grants].sort((a, b) => (a.name < b.name ? -1 : 1)).map((g) => [g.name, g.hostPath, g.writable ? 'rw' : 'ro']));
+}
 
 /** The longest wait setTimeout accepts (2^31-1 ms). */
 const MAX_TIMER_MS = 2 ** 31 - 1;

@@ -101,6 +101,24 @@ export class PluginContainer implements AsyncDisposable {
     }
   }
 
+  /**
+   * SIGKILL now, no grace, and wait (up to 10 s) for the engine to report the exit: every
+   * process of the container is gone when this resolves. Already stopped or gone is fine.
+   */
+  async kill(): Promise<void> {
+    try {
+      await this.container.kill({ signal: 'SIGKILL' });
+    } catch (err) {
+      const status = engineStatus(err);
+      if (status !== 304 && status !== 404 && status !== 409) throw engineError('kill the plugin container', err, { container: this.id });
+      return;
+    }
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.wait().catch(() => undefined), new Promise((r) => (timer = setTimeout(r, 10_000)))]);
+    clearTimeout(timer);
+    this.log.debug('container killed');
+  }
+
   inspect(): Promise<ContainerInspectInfo> {
     return this.container.inspect();
   }

@@ -54,8 +54,8 @@ export function verifyPluginMounts(staging: MountStaging, loaded: LoadedManifest
     staging.verify();
   } catch (err) {
     if (!(err instanceof PathChangedError)) throw err;
-    const m = plannedMounts(loaded).find((p) => p.hostPath === err.requested) ?? { relative: err.requested, hostPath: err.requested, target: '?' };
-    throw pathChanged(loaded, m, err);
+    const m = plannedMounts(loaded).find((p) => p.hostPath === err.requested);
+    throw pathChanged(loaded, m ?? { relative: '', hostPath: err.requested, target: '' }, err);
   }
 }
 
@@ -63,7 +63,7 @@ export function verifyPluginMounts(staging: MountStaging, loaded: LoadedManifest
 export function pathChanged(loaded: LoadedManifest, m: Pick<PlannedMount, 'relative' | 'hostPath' | 'target'>, err: unknown): unknown {
   if (!(err instanceof PathChangedError)) return err;
   const id = loaded.manifest.id;
-  const what = m.relative === '.' ? `the plugin folder ${m.hostPath}` : `the path ${m.relative} its manifest grants (${m.hostPath})`;
+  const what = m.relative === '.' ? `the plugin folder ${m.hostPath}` : m.relative === '' ? `the granted host path ${m.hostPath}` : `the path ${m.relative} its manifest grants (${m.hostPath})`;
   return new LogoMeshError(
     'LM_PATH_CHANGED',
     `plugin ${id}: ${what} no longer resolves as it did when it was checked: expected ${err.expected} at ${err.at}, found ${err.found}; the container is not created`,
