@@ -1423,8 +1423,9 @@ export class PluginHost implements AsyncDisposable {
       }
       this.serialize(m, () => this.doStart(m)).catch((err: unknown) => {
         const e = err instanceof LogoMeshError ? { code: err.code, message: err.message } : { code: 'LM_ENGINE_ERROR', message: String(err) };
-        // A plugin refused by its signature stays refused: retrying cannot change its files back.
-        if (e.code === 'LM_SIGNATURE') return;
+        // A plugin refused by its signature, or whose host paths changed, stays refused:
+        // retrying cannot change its files back, and each attempt would only be refused again.
+        if (e.code === 'LM_SIGNATURE' || e.code === 'LM_PATH_CHANGED') return;
         void this.failed(m, e, false);
       });
     };
