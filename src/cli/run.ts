@@ -10,7 +10,7 @@ import { runtimeImage } from '../runtimes/index.js';
 import { removeRunOrphans } from '../sandbox/orphans.js';
 import { runPlugin } from '../sandbox/run-plugin.js';
 import { signedContentOf, verifyPlugin, type SignedContent } from '../signing/signature.js';
-import { PLUGIN_UID, pluginGid } from '../runtimes/runtime.js';
+import { PLUGIN_IDS, pluginGid } from '../runtimes/runtime.js';
 import { EXIT_SIGSYS, KernelWatch, seccompKillMessage } from '../violations/kernel-watch.js';
 import { enforcePolicy } from '../policy/decisions.js';
 import type { CliIo } from './io.js';
@@ -38,7 +38,7 @@ export async function runCommand(targets: string[], io: CliIo, log: Logger, poli
   using abort = abortOnSignals();
   using output = abortOnClosedOutput(io);
   // A plugin killed for a forbidden system call is named with that call, from the kernel log.
-  const seccomp = new KernelWatch({ log, uid: PLUGIN_UID, ownerOf: (kill) => loaded.find((l) => pluginGid(instance, l.manifest.id) === kill.gid)?.manifest.id });
+  const seccomp = new KernelWatch({ log, uid: PLUGIN_IDS, ownerOf: (kill) => loaded.find((l) => pluginGid(instance, l.manifest.id) === kill.gid)?.manifest.id });
   try {
     return await runEach(loaded, { docker, instance, io, log, abort, output, seccomp, policy, signed });
   } finally {

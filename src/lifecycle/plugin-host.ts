@@ -16,8 +16,9 @@ import { enforcePolicy, ociRuntimeFor, hostCovered, hostPathRuleFor, policyAllow
 import { GRANTS_MOUNT, overlaps, parseGrantTarget, realPathOf, recheckGrant, type PathGrant } from './path-grants.js';
 import { signedContentOf, verifyPlugin, verifyPluginAsync, type SignedContent } from '../signing/signature.js';
 import { stageContainerMounts, type ContainerMounts } from './container-mounts.js';
-import { PLUGIN_GID, PLUGIN_UID, runtimeImage } from '../runtimes/index.js';
-import { pluginGid } from '../runtimes/runtime.js';
+import { runtimeImage } from '../runtimes/index.js';
+import { PLUGIN_IDS, pluginGid, pluginUid } from '../runtimes/runtime.js';
+import { giveSocketTo } from './plugin-socket.js';
 import { containerSpec, HUB_SOCKET_NAME } from '../sandbox/container-spec.js';
 import { Egress, isNetworked, networkHosts, removeEgressLeftovers, type EgressAttachment } from '../sandbox/egress.js';
 import { PluginContainer } from '../sandbox/plugin-container.js';
@@ -182,7 +183,6 @@ export class PluginHost implements AsyncDisposable {
       log: opts.log,
       audit: this.audit.record,
       token: this.token,
-      socketOwner: { uid: PLUGIN_UID, gid: PLUGIN_GID },
       ...(opts.maxMessageBytes ? { maxMessageBytes: opts.maxMessageBytes } : {}),
       ...(opts.pingIntervalMs ? { pingIntervalMs: opts.pingIntervalMs } : {}),
       ...(opts.rateLimit ? { rateLimit: opts.rateLimit } : {}),
@@ -191,7 +191,7 @@ export class PluginHost implements AsyncDisposable {
     if (opts.kernelLog !== false) {
       this.kernel = new KernelWatch({
         log: this.log,
-        uid: PLUGIN_UID,
+        uid: PLUGIN_IDS,
         ownerOf: (kill) => [...this.plugins.keys()].find((id) => pluginGid(opts.home.instance, id) === kill.gid),
         onKill: (plugin, kill) => void this.onSeccompKill(plugin, kill),
         onDenial: (plugin, denial) => this.onKernelDenial(plugin, denial),
@@ -310,6 +310,7 @@ export class PluginHost implements AsyncDisposable {
       next.set(l.manifest.id, { loaded: l, state: 'loaded', logs: new LogBuffer(), op: Promise.resolve(), restarts: 0, retries: 0, ...(s ? { signed: s } : {}) });
     }
     startLevels(this.graphOf(next)); // throws LM_DEPENDENCY
+    this.checkDistinctUsers(next);
     const saved = this.state.read();
     for (const l of manifests) {
       const m = next.get(l.manifest.id)!;
@@ -323,6 +324,16 @@ export class PluginHost implements AsyncDisposable {
     return manifests.map((l) => l.manifest.id);
   }
 
+  /** The plugin's own user and group (pluginUid, pluginGid) under this controller. */
+  private idsOf(pluginId: string): [uid: number, gid: number] {
+    return [pluginUid(this.opts.home.instance, pluginId), pluginGid(this.opts.home.instance, pluginId)];
+  }
+
+  /** Its hub socket, just (re)created by the hub, to the plugin's own user: mode 0600, nobody else connects. */
+  private giveSocket(pluginId: string): void {
+    giveSocketTo(path.join(pluginSocketDir(this.opts.home, pluginId), HUB_SOCKET_NAME), ...this.idsOf(pluginId), this.log);
+  }
+
   /** verifyPlugin at load, audited either way (`verify` allowed or denied). */
   private verifyAtLoad(l: LoadedManifest): SignedContent | undefined {
     try {
@@ -333,6 +344,20 @@ export class PluginHost implements AsyncDisposable {
       const e = err as LogoMeshError;
       this.audit.record({ who: 'controller', action: 'verify', resource: l.manifest.id, result: 'denied', code: e.code ?? 'LM_SIGNATURE', reason: e.message });
       throw err;
+    }
+  }
+
+  /**
+   * Two plugins whose derived users coincide (about one chance in 10^8 per pair) would share
+   * their files and sockets: refused (LM_PLUGIN_CONFLICT), as for a shared id.
+   */
+  private checkDistinctUsers(plugins: Map<string, Managed>): void {
+    const byUid = new Map<number, string>();
+    for (const id of plugins.keys()) {
+      const [uid] = this.idsOf(id);
+      const other = byUid.get(uid);
+      if (other !== undefined) throw new LogoMeshError('LM_PLUGIN_CONFLICT', `plugins ${other} and ${id} would run as the same user (uid ${uid}) under instance ${this.opts.home.instance}; rename one of them`, { expected: 'a user of its own for each plugin', found: `uid ${uid} for ${other} and ${id}` });
+      byUid.set(uid, id);
     }
   }
 
@@ -425,6 +450,7 @@ export class PluginHost implements AsyncDisposable {
       await this.hub.detachPlugin(id);
       ready = this.waitReady(id);
       await this.hub.attachPlugin(policyOf(m.loaded.manifest), path.join(pluginSocketDir(this.opts.home, id), HUB_SOCKET_NAME));
+      this.giveSocket(id);
       await container.attach(m.logs.writable('stdout'), m.logs.writable('stderr'), false);
       const exited = container.wait();
       this.watchExit(m, container, exited);
@@ -866,7 +892,7 @@ export class PluginHost implements AsyncDisposable {
         found: listed.join('; ') || 'none',
       });
     }
-    if (writable) checkWritableGrants([{ capability: `grant ${name}`, hostPath: real, relative: name, writable: true }], PLUGIN_UID, PLUGIN_GID);
+    if (writable) checkWritableGrants([{ capability: `grant ${name}`, hostPath: real, relative: name, writable: true }], ...this.idsOf(pluginId));
     return `${this.policy.file ?? '(no policy)'} ${rule.at}`;
   }
 
@@ -946,7 +972,7 @@ export class PluginHost implements AsyncDisposable {
     for (const g of grants) {
       try {
         recheckGrant(id, g);
-        if (g.writable) checkWritableGrants([{ capability: `grant ${g.name}`, hostPath: g.hostPath, relative: g.name, writable: true }], PLUGIN_UID, PLUGIN_GID);
+        if (g.writable) checkWritableGrants([{ capability: `grant ${g.name}`, hostPath: g.hostPath, relative: g.name, writable: true }], ...this.idsOf(id));
       } catch (err) {
         const e = err as LogoMeshError;
         this.audit.record({ who: 'controller', action: 'mount', resource: `${id}:path:${g.name}`, result: 'denied', code: e.code, reason: e.message });
@@ -1153,12 +1179,13 @@ export class PluginHost implements AsyncDisposable {
         ...(m.signed ? { signed: m.signed } : {}),
         ...(this.opts.testHooks?.afterSnapshot ? { afterSnapshot: this.opts.testHooks.afterSnapshot } : {}),
       });
-      checkWritableGrants(m.loaded.grantedPaths, PLUGIN_UID, PLUGIN_GID);
+      checkWritableGrants(m.loaded.grantedPaths, ...this.idsOf(id));
       const operatorGrants = this.recheckPathGrants(m); // throws LM_GRANT_PATH
       const ociRuntime = await resolveRuntime(this.docker, ociRuntimeFor(this.policy, m.loaded), id, isNetworked(m.loaded.manifest) ? m.loaded.file : undefined); // throws LM_RUNTIME_ISOLATION
       const socketDir = pluginSocketDir(this.opts.home, id);
       await this.hub.detachPlugin(id);
       await this.hub.attachPlugin(policyOf(m.loaded.manifest), path.join(socketDir, HUB_SOCKET_NAME));
+      this.giveSocket(id);
       let network: EgressAttachment | undefined;
       if (isNetworked(m.loaded.manifest)) {
         const egress = await this.egressProxy();

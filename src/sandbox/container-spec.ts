@@ -1,7 +1,7 @@
 import type { ContainerCreateOptions, MountSettings } from 'dockerode';
 import { LABEL, ownerLabels } from '../labels.js';
 import type { LoadedManifest } from '../manifest/types.js';
-import { PLUGIN_GID, PLUGIN_MOUNT, pluginUser, type RuntimeImage } from '../runtimes/runtime.js';
+import { PLUGIN_MOUNT, pluginUser, type RuntimeImage } from '../runtimes/runtime.js';
 import { seccompProfile, seccompSecurityOpt, seccompVariant } from './seccomp.js';
 
 export interface SpecInput {
@@ -123,8 +123,8 @@ export function containerSpec(input: SpecInput): ContainerCreateOptions {
       // are size-limited RAM and count against the memory limit.
       Tmpfs: { '/tmp': `rw,nosuid,nodev,noexec,size=${r.maxTmpMB}m,mode=1777` },
       ShmSize: r.maxTmpMB * MB,
-      // The plugin's own primary group (see pluginGid); the shared plugin group stays a member.
-      GroupAdd: [String(PLUGIN_GID)],
+      // The plugin's own user and group only (pluginUser): no group shared with other plugins.
+      GroupAdd: [],
       CapDrop: ['ALL'],
       CapAdd: [],
       // LogoMesh's seccomp profile, not the engine's default: see docs/security.md#seccomp.

@@ -6,7 +6,7 @@ import type { Writable } from 'node:stream';
 import type { Docker } from '../engine/docker.js';
 import type { Logger } from '../log.js';
 import type { LoadedManifest } from '../manifest/types.js';
-import { PLUGIN_GID, PLUGIN_UID, runtimeImage } from '../runtimes/index.js';
+import { pluginGid, pluginUid, runtimeImage } from '../runtimes/index.js';
 import { checkWritableGrants } from './writable-grants.js';
 import { enforcePolicy, ociRuntimeFor } from '../policy/decisions.js';
 import { NO_POLICY, type Policy } from '../policy/policy.js';
@@ -85,7 +85,7 @@ export async function runPlugin(opts: RunOptions): Promise<RunResult> {
     ...(opts.hooks?.afterSnapshot ? { afterSnapshot: opts.hooks.afterSnapshot } : {}),
   });
   if (opts.signal?.aborted) return { exitCode: 130, oomKilled: false, interrupted: true, containerId: '', runMs: 0 };
-  checkWritableGrants(loaded.grantedPaths, PLUGIN_UID, PLUGIN_GID);
+  checkWritableGrants(loaded.grantedPaths, pluginUid(opts.instance, loaded.manifest.id), pluginGid(opts.instance, loaded.manifest.id));
   const policy = opts.policy ?? NO_POLICY;
   enforcePolicy(loaded, policy); // throws LM_POLICY_DENIED: security.syscalls are allowed only through it
   const ociRuntime = await resolveRuntime(docker, ociRuntimeFor(policy, loaded), loaded.manifest.id, isNetworked(loaded.manifest) ? loaded.file : undefined); // throws LM_RUNTIME_ISOLATION

@@ -9,7 +9,7 @@ import { silentLogger } from '../../src/log.js';
 import { loadManifest } from '../../src/manifest/index.js';
 import { readAudit } from '../../src/permissions/audit-log.js';
 import { loadPolicy, NO_POLICY, type Policy } from '../../src/policy/policy.js';
-import { PLUGIN_GID, PLUGIN_UID } from '../../src/runtimes/runtime.js';
+import { pluginGid, pluginUid } from '../../src/runtimes/runtime.js';
 import { generateKeyFiles } from '../../src/signing/keys.js';
 import { signPlugin } from '../../src/signing/signature.js';
 import { docker, instance, REPO, sleep, tempDir } from '../integration/support.js';
@@ -29,11 +29,14 @@ const CAPS = [
 ];
 
 /** The files plugin (read, write, exists, list over the hub) with a read-only data folder and a writable out folder. */
-function filesPlugin(root: string, id = 'files', extra: string[] = []): string {
+/** A plugin's own user and group under the controller of this test (`hostFor(suffix)`). */
+const idsOf = (suffix: string, plugin: string) => [pluginUid(`${instance()}-${suffix}`, plugin), pluginGid(`${instance()}-${suffix}`, plugin)] as const;
+
+function filesPlugin(root: string, suffix: string, id = 'files', extra: string[] = []): string {
   const dir = path.join(root, id);
   mkdirSync(path.join(dir, 'data'), { recursive: true });
   mkdirSync(path.join(dir, 'out'));
-  chownSync(path.join(dir, 'out'), PLUGIN_UID, PLUGIN_GID);
+  chownSync(path.join(dir, 'out'), ...idsOf(suffix, id));
   writeFileSync(path.join(dir, 'data', 'data.txt'), "the plugin's own data\n");
   copyFileSync(path.join(FIX, 'files.mjs'), path.join(dir, 'main.mjs'));
   const manifest = [`id: ${id}`, 'version: 1.0.0', 'runtime: node', 'entrypoint: main.mjs', 'resources: { maxMemoryMB: 96, maxCpuPercent: 50 }', ...CAPS, 'coordination:', '  exposesMethods: [read, write, exists, list]', ...extra];
@@ -69,7 +72,7 @@ describe('the manifest verified is the manifest loaded', () => {
     const keys = tempDir('lm-keys-');
     const key = generateKeyFiles(path.join(keys, 'release'));
     writeFileSync(path.join(keys, 'policy.yaml'), 'signatures:\n  required: true\n  trustedKeys: [release.pub]\n');
-    const dir = filesPlugin(tempDir('lm-plugins-'));
+    const dir = filesPlugin(tempDir('lm-plugins-'), 'swap-manifest');
     signPlugin(dir, key.keyFile);
     const h = await hostFor('swap-manifest', loadPolicy(path.join(keys, 'policy.yaml')));
     const signed = readFileSync(path.join(dir, 'plugin.yaml'), 'utf8');
@@ -93,7 +96,7 @@ describe('the manifest verified is the manifest loaded', () => {
 
 describe('declared paths on a restart', () => {
   it("a folder swapped for a symlink to the controller's own sockets folder is refused with LM_PATH_CHANGED, audited, and not retried", async () => {
-    const dir = filesPlugin(tempDir('lm-plugins-'));
+    const dir = filesPlugin(tempDir('lm-plugins-'), 'swap-restart');
     const h = await hostFor('swap-restart', NO_POLICY);
     h.loadDirectory(dir);
     await h.startAll();
@@ -111,9 +114,9 @@ describe('declared paths on a restart', () => {
 
   it('folders swapped between the check and the create: the new container gets the folders that were checked', async () => {
     const root = tempDir('lm-plugins-');
-    const dir = filesPlugin(root);
+    const dir = filesPlugin(root, 'swap-create');
     const elsewhere = realpathSync(tempDir('lm-host-tmp-'));
-    chownSync(elsewhere, PLUGIN_UID, PLUGIN_GID);
+    chownSync(elsewhere, ...idsOf('swap-create', 'files'));
     let armed = false;
     const h = await hostFor('swap-create', NO_POLICY, {
       testHooks: {
@@ -149,13 +152,13 @@ describe('revoking a write grant bites at once', () => {
 
   async function writerHost(suffix: string, stopGraceMs = 5_000): Promise<{ h: PluginHost; shared: string; plugins: string }> {
     const shared = realpathSync(tempDir('lm-shared-'));
-    chownSync(shared, PLUGIN_UID, PLUGIN_GID);
+    chownSync(shared, ...idsOf(suffix, 'writer'));
     const policyFile = path.join(tempDir('lm-policy-'), 'policy.yaml');
     const plugins = realpathSync(tempDir('lm-plugins-'));
     writeFileSync(policyFile, `hostPaths:\n  - { path: ${shared}, permissions: [read, write] }\n  - { path: ${plugins}, permissions: [read, write] }\n`);
     const h = await hostFor(suffix, loadPolicy(policyFile), { stopGraceMs });
     h.loadDirectory(writerPlugin(tempDir('lm-writer-')));
-    h.loadDirectory(filesPlugin(plugins));
+    h.loadDirectory(filesPlugin(plugins, suffix));
     await h.startAll();
     return { h, shared, plugins };
   }

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { LogoMeshError } from '../../src/errors.js';
 import { LABEL } from '../../src/labels.js';
-import { PLUGIN_GID, PLUGIN_UID } from '../../src/runtimes/runtime.js';
+import { pluginGid, pluginUid } from '../../src/runtimes/runtime.js';
 import { docker, instance, report, runCaptured, tempDir } from '../integration/support.js';
 import { copyAttack } from './support.js';
 
@@ -29,9 +29,12 @@ function swapForSymlink(dir: string, name: string, target: string): void {
   symlinkSync(target, path.join(dir, name));
 }
 
+/** The probe's own user and group under this test run's instance. */
+const IDS = [pluginUid(instance(), 'attack-swap-probe'), pluginGid(instance(), 'attack-swap-probe')] as const;
+
 function probe(): string {
   const dir = copyAttack('swap-probe');
-  chownSync(path.join(dir, 'out'), PLUGIN_UID, PLUGIN_GID);
+  chownSync(path.join(dir, 'out'), ...IDS);
   return dir;
 }
 
@@ -128,7 +131,7 @@ describe('a plugin that writes into a folder holding another declared path', () 
     const dir = probe();
     mkdirSync(path.join(dir, 'out', 'cache'));
     writeFileSync(path.join(dir, 'out', 'cache', 'kept.txt'), 'cached');
-    chownSync(path.join(dir, 'out', 'cache'), PLUGIN_UID, PLUGIN_GID);
+    chownSync(path.join(dir, 'out', 'cache'), ...IDS);
     const manifest = path.join(dir, 'plugin.yaml');
     writeFileSync(manifest, `${readFileSync(manifest, 'utf8')}  - id: cache\n    scope: filesystem\n    permissions: [read]\n    paths: ["./out/cache/**"]\n`);
     writeFileSync(
