@@ -54,6 +54,8 @@ export interface PluginStatus {
   readonly restarts: number;
   /** When the next restart attempt is due (state restarting). */
   readonly restartAt?: number;
+  /** The user its container runs as (its own): the owner a folder it is granted for writing needs. */
+  readonly uid: number;
 }
 
 export interface PluginHostOptions {
@@ -1084,6 +1086,7 @@ export class PluginHost implements AsyncDisposable {
       methods: hub?.methods ?? [],
       droppedMessages: hub?.droppedMessages ?? 0,
       restarts: p.restarts,
+      uid: this.idsOf(id)[0],
       ...(p.state === 'restarting' && p.restartAt ? { restartAt: p.restartAt } : {}),
       ...(p.container ? { containerId: p.container.id } : {}),
       ...(p.startedAt !== undefined ? { startedAt: p.startedAt } : {}),

@@ -62,6 +62,8 @@ interface Entry {
 }
 
 const PREFIX = 'lm-mounts-';
+/** Whether this process said yet which way it mounts. */
+let announced = false;
 
 /**
  * The host paths of one container: held open from their check to the container's start.
@@ -76,7 +78,13 @@ export class MountStaging implements AsyncDisposable {
   constructor(
     private readonly log: Logger,
     readonly mode: StagingMode = stagingMode(),
-  ) {}
+  ) {
+    if (!announced) {
+      announced = true;
+      if (mode.staged) log.debug('host paths are mounted from the descriptors checked (staging mounts)');
+      else log.warn({ reason: mode.reason }, `host paths are given to the engine as paths, checked again right before each start: a swap in the milliseconds before the engine mounts is not ruled out, and write grants are not nosuid/noexec (${mode.reason})`);
+    }
+  }
 
   /**
    * Take over a held path (closed by release) and return the source the engine mounts:

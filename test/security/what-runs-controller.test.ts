@@ -141,6 +141,39 @@ describe('declared paths on a restart', () => {
   });
 });
 
+describe('operator path grants', () => {
+  it('a granted folder swapped for a symlink between the re-check and the create: the container gets the folder granted', async () => {
+    const shared = realpathSync(tempDir('lm-shared-'));
+    const granted = path.join(shared, 'granted');
+    mkdirSync(granted);
+    writeFileSync(path.join(granted, 'note.txt'), 'granted by the operator');
+    const secretDir = realpathSync(tempDir('lm-host-secret-'));
+    writeFileSync(path.join(secretDir, 'secret.txt'), 'host secret');
+    const policyFile = path.join(tempDir('lm-policy-'), 'policy.yaml');
+    writeFileSync(policyFile, `hostPaths:\n  - { path: ${shared}, permissions: [read] }\n`);
+    let armed = false;
+    const h = await hostFor('grant-swap', loadPolicy(policyFile), {
+      testHooks: {
+        afterMounts: () => {
+          if (!armed) return;
+          armed = false;
+          swapForSymlink(shared, 'granted', secretDir);
+        },
+      },
+    });
+    h.loadDirectory(filesPlugin(tempDir('lm-plugins-'), 'grant-swap'));
+    await h.startAll();
+    armed = true;
+    await h.grantPath('files', `${granted}:g`);
+    expect(armed).toBe(false);
+    expect(await h.call('files', 'list', { path: '/grants/g' })).toEqual({ ok: ['note.txt'] });
+    expect(await h.call('files', 'read', { path: '/grants/g/note.txt' })).toEqual({ ok: 'granted by the operator' });
+    // The next start resolves the grant again, and refuses it now.
+    await expect(h.restart('files')).rejects.toMatchObject({ code: 'LM_GRANT_PATH' });
+    await vi.waitFor(() => expect(audit(h, 'files').some((e) => e.action === 'mount' && e.result === 'denied' && e.code === 'LM_GRANT_PATH')).toBe(true));
+  });
+});
+
 describe('revoking a write grant bites at once', () => {
   function writerPlugin(root: string): string {
     const dir = path.join(root, 'writer');
