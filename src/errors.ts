@@ -105,7 +105,8 @@ export interface ManifestIssue extends Location {
 export class ManifestRejectedError extends LogoMeshError {
   readonly issues: readonly ManifestIssue[];
 
-  constructor(file: string, issues: ManifestIssue[]) {
+  constructor(file: string, all: ManifestIssue[]) {
+    const issues = all.map(clipIssue);
     const first = issues[0];
     const code = first?.code ?? 'LM_MANIFEST_INVALID';
     const summary = issues.map(formatIssue).join('\n');
@@ -113,6 +114,36 @@ export class ManifestRejectedError extends LogoMeshError {
     this.name = 'ManifestRejectedError';
     this.issues = Object.freeze([...issues]);
   }
+}
+
+/** Issues located and reported for one file; beyond this, one more line says how many were left out. */
+export const MAX_ISSUES = 100;
+
+/** Longest text an issue shows of anything the file itself supplies (a key, a tag, a value). */
+const MAX_SHOWN = 240;
+/** Longest message, whatever it quotes; LogoMesh's own longest (a list of system calls) is far shorter. */
+const MAX_MESSAGE = 4096;
+
+function clip(text: string, max = MAX_SHOWN): string {
+  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
+}
+
+/**
+ * An issue whose texts fit on a screen: a hostile file can make a key, an anchor or a tag
+ * 256 KiB long, and every `found`, pointer and message quoting it would be as long. What
+ * LogoMesh says itself (`expected`) is left whole.
+ */
+export function clipIssue<T extends ManifestIssue>(issue: T): T {
+  let { message, path, found } = issue;
+  if (found !== undefined && found.length > MAX_SHOWN) {
+    message = message.split(found).join(clip(found));
+    found = clip(found);
+  }
+  if (path.length > MAX_SHOWN) {
+    message = message.split(path).join(clip(path));
+    path = clip(path);
+  }
+  return { ...issue, path, message: clip(message, MAX_MESSAGE), ...(found !== undefined ? { found } : {}) };
 }
 
 /** `file:line:col CODE /path: message` — the one-line form editors and people can both read. */

@@ -17,7 +17,9 @@ export function describeSchemaError(err: ErrorObject): SchemaProblem {
   const parent = err.parentSchema as { description?: string; minimum?: number; maximum?: number; properties?: object } | undefined;
   let path = base;
   let expected: string;
-  let found = show(err.data);
+  // Only where it is the thing found: for an unknown field, err.data is the whole parent
+  // object, and rendering it for each of thousands of unknown fields is quadratic.
+  let found: string | undefined;
   switch (err.keyword) {
     case 'required':
       path = `${base}/${String(p.missingProperty)}`;
@@ -68,7 +70,7 @@ export function describeSchemaError(err: ErrorObject): SchemaProblem {
     default:
       expected = err.message ?? err.keyword;
   }
-  return { path, expected, found };
+  return { path, expected, found: found ?? show(err.data) };
 }
 
 /** A short, typed rendering of a found value: `"abc" (string)`, `42 (number)`. */
@@ -76,7 +78,21 @@ export function show(value: unknown): string {
   if (value === undefined) return 'nothing';
   if (value === null) return 'null';
   const kind = Array.isArray(value) ? 'array' : typeof value;
-  let text = JSON.stringify(value) ?? String(value);
+  let text = preview(value, 61);
   if (text.length > 60) text = `${text.slice(0, 57)}...`;
   return `${text} (${kind})`;
+}
+
+/** JSON of `value`, built only as far as `limit` characters (a value can be 256 KiB). */
+function preview(value: unknown, limit: number): string {
+  if (typeof value === 'string') return JSON.stringify(value.length > limit ? value.slice(0, limit) : value);
+  if (typeof value !== 'object' || value === null) return JSON.stringify(value) ?? String(value);
+  const array = Array.isArray(value);
+  let text = array ? '[' : '{';
+  for (const [k, v] of Object.entries(value)) {
+    if (text.length > limit) break;
+    if (text.length > 1) text += ',';
+    text += (array ? '' : `${JSON.stringify(k.slice(0, limit))}:`) + preview(v, Math.max(0, limit - text.length));
+  }
+  return text + (array ? ']' : '}');
 }

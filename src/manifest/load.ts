@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { lstatSync, realpathSync, statSync, type Stats } from 'node:fs';
 import path from 'node:path';
-import { LogoMeshError, ManifestRejectedError, type ErrorCode, type ManifestIssue } from '../errors.js';
+import { LogoMeshError, ManifestRejectedError, MAX_ISSUES, type ErrorCode, type ManifestIssue } from '../errors.js';
 import { decodeUtf8, readRegularFile, type ReadFailure } from '../read-file.js';
 import { parseManifestSource } from './source.js';
 import { show, validateAgainstSchema } from './schema.js';
@@ -89,8 +89,15 @@ export function loadManifest(target: string): LoadedManifest {
 
   const issues = validateAgainstSchema(data);
   const semantic = checkSemantics(data, pluginDir, read.real);
-  const all = [...issues, ...semantic.issues].map((i) => ({ ...source.locate(i.path), ...i }));
+  const found = [...issues, ...semantic.issues];
+  // Locating an issue walks its mapping, so thousands of unknown keys would cost seconds;
+  // no real manifest has MAX_ISSUES problems, and the first ones show the pattern.
+  const all = found.slice(0, MAX_ISSUES).map((i) => ({ ...source.locate(i.path), ...i }));
   all.sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0));
+  if (found.length > MAX_ISSUES) {
+    const more = `${found.length - MAX_ISSUES} more issue(s) like these`;
+    all.push({ code: found[MAX_ISSUES]?.code ?? 'LM_MANIFEST_INVALID', path: '', expected: 'a manifest with fewer problems', found: more, message: more });
+  }
   if (all.length > 0) reject(all);
 
   const manifest = deepFreeze(data as Manifest);

@@ -1,5 +1,6 @@
-import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
-import { checkFeatures, MAX_DEPTH, MAX_FEATURE_ISSUES, notPlainData } from './yaml-features.js';
+import { Composer, isMap, isPair, isScalar, isSeq, LineCounter, Parser, YAMLParseError, type CST, type Document, type Node } from 'yaml';
+import { cstProblem, lexicalProblem, MAX_DEPTH, type ShapeProblem } from './yaml-bounds.js';
+import { checkFeatures, MAX_FEATURE_ISSUES, notPlainData } from './yaml-features.js';
 
 /**
  * A parsed manifest document that can answer "where in the file is this JSON pointer?", so
@@ -32,6 +33,8 @@ export interface SourceOptions {
  * The parser's settings, chosen so the text has one reading: YAML 1.2 with the core schema
  * whatever a %YAML directive says (directives other than %YAML 1.2 are refused below), none
  * of the YAML 1.1 tags (!!omap, !!set, !!binary, !!timestamp) and no `<<` merge keys.
+ * prettyErrors stays off: it formats a source excerpt into every error, and a hostile
+ * file can have 60,000 errors (4 s of formatting here); lines come from the LineCounter.
  */
 const PARSE_OPTIONS = {
   version: '1.2',
@@ -40,7 +43,7 @@ const PARSE_OPTIONS = {
   merge: false,
   uniqueKeys: true,
   strict: true,
-  prettyErrors: true,
+  prettyErrors: false,
 } as const;
 
 const WELL_FORMED = 'well-formed YAML or JSON with unique keys';
@@ -55,9 +58,18 @@ export function parseManifestSource(raw: string, options: SourceOptions = {}): M
     const { line, col } = lineCounter.linePos(offset);
     return { line, column: col };
   };
+  const refuse = (problem: ShapeProblem, at: { line: number; column: number }): ManifestSource => {
+    const { expected, found } = problem;
+    return failed([{ message: `expected ${expected}, found ${found}`, kind: 'SHAPE', path: '', ...at, expected, found }]);
+  };
   let doc: Document;
   try {
-    doc = parseDocument(text, { ...PARSE_OPTIONS, lineCounter });
+    const lexical = lexicalProblem(text);
+    if (lexical) return refuse(lexical, { line: lexical.line, column: 1 });
+    const tokens = Array.from(new Parser(lineCounter.addNewLine).parse(text));
+    const shape = cstProblem(tokens);
+    if (shape) return refuse(shape, pos(shape.offset));
+    doc = compose(tokens, text.length);
   } catch (err) {
     // The library reports its own limits as errors; anything it throws is still ours to code.
     const found = `the YAML parser failed: ${(err as Error).message}`;
@@ -72,6 +84,12 @@ export function parseManifestSource(raw: string, options: SourceOptions = {}): M
     const pointer = e.code === 'MULTIPLE_DOCS' ? '' : pointerAtOffset(doc, e.pos[0]);
     return { message, kind: e.code, path: pointer, ...pos(e.pos[0]), expected: WELL_FORMED, found: message };
   });
+  const dropped = doc.errors.length + warnings.length - errors.length;
+  if (dropped > 0) {
+    const last = errors.at(-1);
+    const found = `${dropped} more parse error(s) after these`;
+    errors.push({ message: found, kind: 'MORE', path: '', line: last?.line, column: last?.column, expected: WELL_FORMED, found });
+  }
   errors.push(...directiveErrors(doc, text, pos));
   if (doc.errors.length === 0) {
     for (const f of checkFeatures(doc)) {
@@ -100,6 +118,20 @@ export function parseManifestSource(raw: string, options: SourceOptions = {}): M
   };
   if (errors.length === 0 && options.json) errors.push(...jsonErrors(raw, value).map((e) => ({ ...locate(e.path), ...e })));
   return errors.length ? { value: undefined, errors, locate } : { value, errors, locate };
+}
+
+/** What parseDocument does, from tokens already checked: the first document, and an error for any other. */
+function compose(tokens: readonly CST.Token[], length: number): Document {
+  let doc: Document | undefined;
+  for (const next of new Composer(PARSE_OPTIONS).compose(tokens, true, length)) {
+    if (!doc) doc = next;
+    else {
+      doc.errors.push(new YAMLParseError([next.range[0], next.range[1]], 'MULTIPLE_DOCS', 'Source contains multiple documents'));
+      break;
+    }
+  }
+  // compose(..., forceDoc = true) always yields a document, an empty one for empty text.
+  return doc as Document;
 }
 
 function failed(errors: SourceError[]): ManifestSource {

@@ -1,4 +1,5 @@
 import { isAlias, isMap, isPair, isScalar, isSeq, type Document, type Node } from 'yaml';
+import { MAX_DEPTH } from './yaml-bounds.js';
 
 /**
  * The closed set of YAML a manifest (or a policy) may use: mappings with string keys,
@@ -8,8 +9,6 @@ import { isAlias, isMap, isPair, isScalar, isSeq, type Document, type Node } fro
  * what is not in the set can neither reach the schema check nor crash what follows it.
  */
 
-/** Deeper than any manifest needs (it has four levels); bounds every recursion after this. */
-export const MAX_DEPTH = 32;
 /** Enough to show a pattern; a file with more gets one more line saying how many. */
 export const MAX_FEATURE_ISSUES = 20;
 

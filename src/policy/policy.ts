@@ -2,7 +2,7 @@ import type { KeyObject } from 'node:crypto';
 import { realpathSync } from 'node:fs';
 import path from 'node:path';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
-import { formatIssue, LogoMeshError, type ManifestIssue } from '../errors.js';
+import { clipIssue, formatIssue, LogoMeshError, MAX_ISSUES, type ManifestIssue } from '../errors.js';
 import { describeSchemaError, show } from '../schema-errors.js';
 import type { CapabilityScope, FsPermission, Resources } from '../manifest/types.js';
 import { parseManifestSource } from '../manifest/source.js';
@@ -115,7 +115,8 @@ export type PolicyIssue = ManifestIssue;
 export class PolicyRejectedError extends LogoMeshError {
   readonly issues: readonly PolicyIssue[];
 
-  constructor(file: string, issues: PolicyIssue[]) {
+  constructor(file: string, all: PolicyIssue[]) {
+    const issues = all.map(clipIssue);
     super('LM_POLICY_INVALID', `${file}: policy rejected with ${issues.length} error(s)\n${issues.map(formatIssue).join('\n')}`, { file, issues });
     this.name = 'PolicyRejectedError';
     this.issues = Object.freeze([...issues]);
@@ -246,8 +247,12 @@ export function loadPolicy(target: string): Policy {
     }
   }
   if (issues.length > 0) {
-    const located = issues.map((i) => ({ ...source.locate(i.path), ...i }));
+    const located = issues.slice(0, MAX_ISSUES).map((i) => ({ ...source.locate(i.path), ...i }));
     located.sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0));
+    if (issues.length > MAX_ISSUES) {
+      const more = `${issues.length - MAX_ISSUES} more issue(s) like these`;
+      located.push({ path: '', expected: 'a policy with fewer problems', found: more, message: more });
+    }
     reject(located);
   }
   const rules = (c?: CapabilityRules): CapabilityRules =>
