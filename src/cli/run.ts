@@ -8,6 +8,7 @@ import type { LoadedManifest } from '../manifest/types.js';
 import { resolvePolicy, type Policy } from '../policy/policy.js';
 import { runtimeImage } from '../runtimes/index.js';
 import { removeRunOrphans } from '../sandbox/orphans.js';
+import { removeStagingLeftovers } from '../sandbox/mount-staging.js';
 import { runPlugin } from '../sandbox/run-plugin.js';
 import { signedContentOf, verifyPlugin, type SignedContent } from '../signing/signature.js';
 import { PLUGIN_IDS, pluginGid } from '../runtimes/runtime.js';
@@ -34,6 +35,7 @@ export async function runCommand(targets: string[], io: CliIo, log: Logger, poli
   for (const l of loaded) runtimeImage(l.manifest.runtime); // and know how to run every one
   const docker = await connectEngine();
   await removeRunOrphans(docker, log);
+  await removeStagingLeftovers(log);
   const instance = instanceId();
   using abort = abortOnSignals();
   using output = abortOnClosedOutput(io);

@@ -16,6 +16,7 @@ import { enforcePolicy, ociRuntimeFor, hostCovered, hostPathRuleFor, policyAllow
 import { GRANTS_MOUNT, overlaps, parseGrantTarget, realPathOf, recheckGrant, type PathGrant } from './path-grants.js';
 import { signedContentOf, verifyPlugin, verifyPluginAsync, type SignedContent } from '../signing/signature.js';
 import { stageContainerMounts, type ContainerMounts } from './container-mounts.js';
+import { removeStagingLeftovers } from '../sandbox/mount-staging.js';
 import { runtimeImage } from '../runtimes/index.js';
 import { PLUGIN_IDS, pluginGid, pluginUid } from '../runtimes/runtime.js';
 import { giveSocketTo } from './plugin-socket.js';
@@ -411,6 +412,7 @@ export class PluginHost implements AsyncDisposable {
   }
 
   private async doReconcile(): Promise<void> {
+    await removeStagingLeftovers(this.log); // of a controller or run killed between staging and start
     const filters = JSON.stringify({ label: [`${LABEL.instance}=${this.opts.home.instance}`, `${LABEL.role}=plugin`] });
     const found = (await this.docker.listContainers({ all: true, filters })).sort((a, b) => b.Created - a.Created);
     const taken = new Set<string>();

@@ -1,9 +1,12 @@
-import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { LogoMeshError } from '../../src/errors.js';
 import { LABEL } from '../../src/labels.js';
+import { silentLogger } from '../../src/log.js';
+import { removeStagingLeftovers } from '../../src/sandbox/mount-staging.js';
 import { pluginGid, pluginUid } from '../../src/runtimes/runtime.js';
 import { docker, instance, report, runCaptured, tempDir } from '../integration/support.js';
 import { copyAttack } from './support.js';
@@ -107,6 +110,22 @@ describe('declared paths are resolved right before the container is created, and
     // The engine was given the controller's staging mounts, not the host paths.
     expect(sources.filter((s) => s.startsWith(path.join(os.tmpdir(), `lm-mounts-${process.pid}-`)))).toHaveLength(3);
     expect(leftoverStaging()).toEqual([]);
+  });
+});
+
+describe('staging mounts', () => {
+  it('those a killed run or controller left are unmounted and removed by the next one, never deleted through', async () => {
+    // A process that is gone, and a staging folder of its with a folder still mounted in it.
+    const dead = spawnSync(process.execPath, ['-e', 'process.exit(0)']).pid!;
+    const leftover = mkdtempSync(path.join(os.tmpdir(), `lm-mounts-${dead}-`));
+    const kept = tempDir('lm-kept-');
+    writeFileSync(path.join(kept, 'precious.txt'), 'still here');
+    mkdirSync(path.join(leftover, '0'));
+    expect(spawnSync('mount', ['--bind', kept, path.join(leftover, '0')]).status).toBe(0);
+    await removeStagingLeftovers(silentLogger);
+    expect(existsSync(leftover)).toBe(false);
+    expect(readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain(leftover);
+    expect(readFileSync(path.join(kept, 'precious.txt'), 'utf8')).toBe('still here');
   });
 });
 
