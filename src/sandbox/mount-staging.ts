@@ -135,15 +135,16 @@ export class MountStaging implements AsyncDisposable {
   async release(): Promise<void> {
     if (this.released) return;
     this.released = true;
-    for (const e of this.entries) {
-      if (e.mounted) {
-        try {
-          await run('umount', ['--lazy', e.source]);
-          e.mounted = false;
-        } catch (err) {
-          this.log.warn({ source: e.source, err: (err as Error).message }, 'could not unmount a staging mount; it is removed by the next controller or run');
-        }
+    const mounted = this.entries.filter((e) => e.mounted);
+    if (mounted.length) {
+      try {
+        await run('umount', ['--lazy', ...mounted.map((e) => e.source)]); // one process for all
+        for (const e of mounted) e.mounted = false;
+      } catch (err) {
+        this.log.warn({ sources: mounted.map((e) => e.source), err: (err as Error).message }, 'could not unmount the staging mounts; they are removed by the next controller or run');
       }
+    }
+    for (const e of this.entries) {
       if (!e.mounted && e.source !== e.held.path) removeMountPoint(e.source);
       e.held.close();
     }
