@@ -5,7 +5,7 @@
  */
 export const ERROR_CODES = {
   LM_USAGE: 'The command line was not understood.',
-  LM_INTERNAL: 'LogoMesh failed in a way it has no code for (a bug); the message carries the original error. Reported so that one bad input never hides the results for the others.',
+  LM_INTERNAL: "LogoMesh failed in a way it has no code for (a bug); the message carries the original error. Reported so that one bad input never hides the results for the others; on the hub's message path, the sender's connection is closed and nothing else is affected.",
   LM_MANIFEST_NOT_FOUND: 'No manifest file at the given path, or not exactly one of plugin.yaml / plugin.yml / plugin.json in the folder.',
   LM_MANIFEST_FILE: 'The manifest cannot be read as a manifest file: it is not a regular file (a folder, FIFO, socket or device), is a symlink leaving the plugin folder, cannot be opened or read, was replaced while being read, or has a second name (a hard link).',
   LM_MANIFEST_PARSE: 'The manifest is not well-formed YAML or JSON (syntax error, duplicate key, a YAML feature outside the accepted set, not UTF-8, over 256 KiB, not a mapping).',
@@ -24,8 +24,10 @@ export const ERROR_CODES = {
   LM_INTERRUPTED: 'The run was stopped by SIGINT or SIGTERM, or its output was closed (EPIPE); its container was removed.',
   LM_PROTOCOL: 'A hub frame was malformed: not JSON, not an object, a missing or wrong field, or a message out of order.',
   LM_MESSAGE_TOO_LARGE: "A hub message was larger than the hub's maximum message size.",
-  LM_PERMISSION_DENIED: 'The manifest does not allow this: an undeclared method call, an unexposed method, messaging without coordination.messaging, or an operator grant or host revocation naming a method or host the manifest does not list.',
+  LM_PERMISSION_DENIED: 'The manifest does not allow this: an undeclared method call, an unexposed method, messaging without coordination.messaging, a topic coordination.publishes or .subscribes does not cover, or an operator grant or revocation naming a method, topic or host the manifest does not list.',
   LM_RATE_LIMITED: 'A plugin sent messages faster than its rate limit, or had too many calls in flight.',
+  LM_BACKPRESSURE: 'A hub client or plugin did not read what the hub sent it: its unsent messages passed the limit (maxQueuedBytes), so the hub closed its connection instead of holding more. Events to a slow reader are dropped first.',
+  LM_HUB_LIMIT: 'A hub client asked for more than the hub holds for one connection: too many subscriptions, or one host client too many connected at once.',
   LM_AUDIT_TAMPERED: 'The audit trail hash chain is broken: a line was removed or edited.',
   LM_UNAUTHORIZED: 'A host client connected to the hub without a valid token.',
   LM_TIMEOUT: 'A call got no response within its timeout.',
@@ -50,6 +52,7 @@ export const ERROR_CODES = {
   LM_POLICY_INVALID: 'The operator policy file (--policy or LOGOMESH_POLICY) is missing, not well-formed, does not match its schema, or lists a trusted key that is not an ed25519 public key.',
   LM_SIGNATURE: 'A plugin was refused at load: unsigned under a policy that requires signatures, files changed since signing, signed by a key the policy does not trust, or a bad or malformed plugin.sig.',
   LM_EGRESS: 'The egress proxy or a plugin\'s own network could not be set up (image build, network, proxy start), so a plugin with network capabilities was not started.',
+  LM_EGRESS_ISOLATION: "A plugin's own network would have given it a route to the host: the engine put a host address on the network's bridge although it was created without one (com.docker.network.bridge.inhibit_ipv4), so the plugin was not started.",
   LM_EGRESS_DENIED: "The egress proxy refused a plugin's connection: host:port not in its network capabilities, over resources.maxNetworkConnections, a forbidden address, or not an HTTP or CONNECT request. Recorded in the audit trail.",
   LM_POLICY_DENIED: "The operator policy refuses this: a manifest asks for a capability scope, a resource above a ceiling or a host the policy does not allow, or an operator grant names a host path the policy's hostPaths do not cover.",
   LM_GRANT_PATH: "An operator path grant cannot be used: the host path does not exist, is inside the plugin folder or the controller's home, has a bad name, or its real path changed between the grant and the container's creation (a symlink swapped).",

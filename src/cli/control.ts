@@ -89,17 +89,17 @@ export async function hostPermissionCommand(action: 'revoke' | 'grant', id: stri
   return 0;
 }
 
-/** `audit [--plugin id] [--since time] [--json] [--verify]`: read the audit trail of this home. */
+/** `audit [--plugin id] [--since time] [--json] [--verify]`: read the audit trail of this home, streamed. */
 export async function auditCommand(opts: { plugin?: string; since?: string; json: boolean; verify: boolean }, io: CliIo): Promise<number> {
-  const { readAudit, verifyAudit } = await import('../permissions/audit-log.js');
+  const { auditEntries, checkAudit } = await import('../permissions/audit-log.js');
   const file = resolveHome().auditFile;
   if (opts.verify) {
-    const broken = verifyAudit(file);
-    if (broken.length) {
-      io.err(`LM_AUDIT_TAMPERED: ${file}: the hash chain breaks at line(s) ${broken.join(', ')}`);
-      return 1;
-    }
-    io.out(`${file}: chain intact`);
+    const check = checkAudit(file);
+    // Every break is reported, each with its file and line: a damaged line does not stop the check.
+    for (const b of check.breaks) io.err(`LM_AUDIT_TAMPERED: ${b.file}:${b.line}: ${b.why === 'damaged' ? 'not an audit entry (damaged or inserted)' : 'the hash chain breaks here (a line before it was removed or edited)'}`);
+    if (check.breaks.length) return 1;
+    const start = check.startsAfterRemovedFiles ? ' (it begins after older files removed by rotation)' : '';
+    io.out(`${file}: chain intact over ${check.lines} entries in ${check.files.length} file(s)${start}`);
     return 0;
   }
   let since: number | undefined;
@@ -107,11 +107,11 @@ export async function auditCommand(opts: { plugin?: string; since?: string; json
     since = /^\d+$/.test(opts.since) ? Number(opts.since) : Date.parse(opts.since);
     if (Number.isNaN(since)) throw new LogoMeshError('LM_USAGE', `--since needs an ISO time or ms since the epoch, found '${opts.since}'`, {});
   }
-  const entries = readAudit(file, { ...(opts.plugin ? { plugin: opts.plugin } : {}), ...(since !== undefined ? { since } : {}) });
-  if (opts.json) io.out(JSON.stringify(entries, null, 2));
-  else
-    for (const e of entries) {
-      io.out(`${new Date(e.time).toISOString()}  ${e.who.padEnd(12)} ${e.action.padEnd(9)} ${e.resource}  ${e.result}${e.code ? ` ${e.code}` : ''}${e.reason ? ` (${e.reason})` : ''}`);
-    }
+  const entries = auditEntries(file, { ...(opts.plugin ? { plugin: opts.plugin } : {}), ...(since !== undefined ? { since } : {}) });
+  // One line each (JSON Lines with --json): the trail is printed as it is read, never held whole.
+  for (const e of entries) {
+    if (opts.json) io.out(JSON.stringify(e));
+    else io.out(`${new Date(e.time).toISOString()}  ${e.who.padEnd(12)} ${e.action.padEnd(9)} ${e.resource}  ${e.result}${e.code ? ` ${e.code}` : ''}${e.count ? ` x${e.count}` : ''}${e.reason ? ` (${e.reason})` : ''}`);
+  }
   return 0;
 }

@@ -3,6 +3,7 @@ import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { ControlClient } from '../control/client.js';
 import { openEndpoints } from '../control/endpoints.js';
 import { LogoMeshError, isLogoMeshError } from '../errors.js';
+import { hubLimitsFromEnv, positiveInteger } from '../hub/limits-from-env.js';
 import { resolveHome, type Home } from '../lifecycle/home.js';
 import { PluginHost, type PluginStatus } from '../lifecycle/plugin-host.js';
 import type { Logger } from '../log.js';
@@ -42,6 +43,12 @@ function hubTokenFromEnv(): string | undefined {
   return token;
 }
 
+function auditRotationFromEnv(env: NodeJS.ProcessEnv = process.env): { maxBytes?: number; keep?: number } {
+  const maxBytes = env.LOGOMESH_AUDIT_MAX_BYTES;
+  const keep = env.LOGOMESH_AUDIT_KEEP;
+  return { ...(maxBytes ? { maxBytes: positiveInteger('LOGOMESH_AUDIT_MAX_BYTES', maxBytes) } : {}), ...(keep ? { keep: positiveInteger('LOGOMESH_AUDIT_KEEP', keep) } : {}) };
+}
+
 async function controllerAnswers(home: Home): Promise<boolean> {
   try {
     await new ControlClient(home.controlSocket).plugins();
@@ -53,9 +60,8 @@ async function controllerAnswers(home: Home): Promise<boolean> {
 
 async function upForeground(opts: UpOptions, home: Home, io: CliIo, log: Logger): Promise<number> {
   mkdirSync(home.dir, { recursive: true, mode: 0o700 });
-  const maxMessageBytes = Number(process.env.LOGOMESH_MAX_MESSAGE_BYTES ?? 0);
   const hubToken = hubTokenFromEnv();
-  const host = await PluginHost.create({ log, home, progress: io.stderr, ...(maxMessageBytes > 0 ? { maxMessageBytes } : {}), ...(hubToken ? { hubToken } : {}) });
+  const host = await PluginHost.create({ log, home, progress: io.stderr, hubLimits: hubLimitsFromEnv(), auditRotation: auditRotationFromEnv(), ...(hubToken ? { hubToken } : {}) });
   let stopping: Promise<void> | undefined;
   let resolveDone!: () => void;
   const done = new Promise<void>((r) => (resolveDone = r));

@@ -5,11 +5,13 @@
 #   3. the base image debian:bookworm-slim (pulled, or built locally from Debian packages),
 #   4. a kernel log burst large enough for seccomp kill records (kernel.printk_ratelimit_burst),
 #   5. kernel audit rules that report what the kernel refuses plugins (src/engine/kernel-audit.rules),
-#   6. gVisor's runsc, registered with the engine, for isolation level 3.
+#   6. gVisor's runsc, registered with the engine, for isolation level 3,
+#   7. the host firewall rules that drop what reaches the host from a plugin network
+#      (src/engine/egress-firewall.rules).
 # Every step is a no-op when its result is already there, so `npm start`, `npm test` and
 # .ci/run can all call it on every run.
 #
-# Usage: provision.sh [engine|compose|base|audit|gvisor|all]   (default: all)
+# Usage: provision.sh [engine|compose|base|audit|gvisor|firewall|all]   (default: all)
 # Environment:
 #   LOGOMESH_ENGINE_TIMEOUT   seconds to wait for a started dockerd (default 60)
 #   LOGOMESH_PULL_TIMEOUT     seconds to try pulling the base image (default 20)
@@ -17,6 +19,7 @@
 #   LOGOMESH_PRINTK_BURST     the least kernel.printk_ratelimit_burst to set (default 1000)
 #   LOGOMESH_KERNEL_AUDIT     0: do not load the kernel audit rules (default 1)
 #   LOGOMESH_GVISOR           0: do not install and register gVisor's runsc (default 1)
+#   LOGOMESH_FIREWALL         0: do not add the host firewall rules for plugin networks (default 1)
 set -euo pipefail
 
 ENGINE_TIMEOUT=${LOGOMESH_ENGINE_TIMEOUT:-60}
@@ -217,6 +220,43 @@ provision_gvisor() {
   say "warning: the engine did not pick up runsc from $DAEMON_JSON (is it started with another config file?)"
 }
 
+# A networked plugin's network has no address on the host (the engine's inhibit_ipv4), so the
+# plugin has no route to it. These rules are the second layer: whatever reaches the host itself
+# from a plugin network (bridges named lmp*) is dropped, whichever of the host's addresses it is
+# sent to (docs/security.md#network). They live in the host's INPUT chain, which the engine never
+# rewrites, and name no network, so they hold across engine restarts and for networks made later.
+# The controller checks them at its first networked plugin and whenever the engine comes back,
+# and runs this step again (as root) when one is missing.
+FIREWALL_RULES="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/egress-firewall.rules"
+firewall_rules() { grep -Ev '^[[:space:]]*(#|$)' "$FIREWALL_RULES"; }
+provision_firewall() {
+  [ "${LOGOMESH_FIREWALL:-1}" = 0 ] && return 0
+  # A remote engine's plugin networks are on its host, not this one.
+  [ -n "${DOCKER_HOST:-}" ] && { say "note: DOCKER_HOST is set: add the host firewall rules of $FIREWALL_RULES on the engine's host"; return 0; }
+  local tool chain rest spec out added=0 present=0 failed=0
+  if ! is_root; then
+    say "note: not root: the host firewall rules for plugin networks are not checked. Plugins still have no route to the host; for the second layer, run as root:"
+    while read -r tool chain rest; do say "  $tool -C $chain $rest || $tool -I $chain 1 $rest"; done < <(firewall_rules)
+    return 0
+  fi
+  if ! command -v iptables >/dev/null 2>&1 || ! command -v ip6tables >/dev/null 2>&1; then
+    is_debian && { say "installing Debian's iptables"; apt_install iptables; }
+  fi
+  while read -r tool chain rest; do
+    read -ra spec <<<"$rest"
+    if ! command -v "$tool" >/dev/null 2>&1; then
+      say "warning: no $tool: host firewall rule not added: $tool -I $chain 1 $rest"; failed=$((failed + 1)); continue
+    fi
+    if "$tool" -w 5 -C "$chain" "${spec[@]}" 2>/dev/null; then present=$((present + 1)); continue; fi
+    if out=$("$tool" -w 5 -I "$chain" 1 "${spec[@]}" 2>&1); then
+      say "host firewall: added '$tool -I $chain 1 $rest'"; added=$((added + 1))
+    else
+      say "warning: host firewall rule not added ($tool -I $chain 1 $rest): $out"; failed=$((failed + 1))
+    fi
+  done < <(firewall_rules)
+  say "host firewall for plugin networks: $added added, $present already in place, $failed failed ($(iptables --version 2>/dev/null || echo 'no iptables'))"
+}
+
 case "${1:-all}" in
   engine) provision_engine ;;
   compose) provision_engine; provision_compose ;;
@@ -224,6 +264,7 @@ case "${1:-all}" in
   # Compose is needed only for `docker compose up`; without it everything else still works.
   audit) provision_kernel_log; provision_kernel_audit ;;
   gvisor) provision_engine; provision_gvisor ;;
-  all) provision_engine; provision_kernel_log; provision_kernel_audit; provision_gvisor; provision_base_image; (provision_compose) || say "warning: compose v2 is not available; 'docker compose up' will not work" ;;
-  *) echo "usage: $0 [engine|compose|base|audit|gvisor|all]" >&2; exit 2 ;;
+  firewall) provision_firewall ;;
+  all) provision_engine; provision_kernel_log; provision_kernel_audit; provision_gvisor; provision_firewall; provision_base_image; (provision_compose) || say "warning: compose v2 is not available; 'docker compose up' will not work" ;;
+  *) echo "usage: $0 [engine|compose|base|audit|gvisor|firewall|all]" >&2; exit 2 ;;
 esac

@@ -1,6 +1,7 @@
 import type { ErrorCode } from '../errors.js';
 import type { Manifest } from '../manifest/types.js';
 import { HOST } from './protocol.js';
+import { topicCovers } from '../manifest/topics.js';
 
 /** What a plugin may do on the hub, taken from its manifest's `coordination`. */
 export interface PluginPolicy {
@@ -11,12 +12,18 @@ export interface PluginPolicy {
   readonly consumes: ReadonlySet<string>;
   /** May it emit events and broadcasts? */
   readonly messaging: boolean;
+  /** Topic patterns it may publish under, and subscribe to (coordination.publishes, .subscribes). */
+  readonly publishes: readonly string[];
+  readonly subscribes: readonly string[];
 }
 
 export function policyOf(manifest: Manifest): PluginPolicy {
   const c = manifest.coordination;
-  return { id: manifest.id, exposes: new Set(c.exposesMethods), consumes: new Set(c.consumesMethods), messaging: c.messaging };
+  return { id: manifest.id, exposes: new Set(c.exposesMethods), consumes: new Set(c.consumesMethods), messaging: c.messaging, publishes: c.publishes, subscribes: c.subscribes };
 }
+
+/** Is a declared topic pattern taken away by the operator? */
+export type TopicRevoked = (pluginId: string, declared: string) => boolean;
 
 export type Decision = { allowed: true } | { allowed: false; code: ErrorCode; reason: string };
 
@@ -45,8 +52,38 @@ export function decideCall(caller: PluginPolicy | 'host', target: PluginPolicy |
   return ALLOW;
 }
 
-/** May this plugin emit events and broadcasts? */
-export function decideMessaging(sender: PluginPolicy | 'host'): Decision {
-  if (sender === HOST || sender.messaging) return ALLOW;
-  return { allowed: false, code: 'LM_PERMISSION_DENIED', reason: `plugin ${sender.id} does not set coordination.messaging: true` };
+/**
+ * May this plugin publish under `topic`? It must set `messaging: true` and list a pattern
+ * covering the topic under `publishes` that the operator has not revoked. A broadcast
+ * without a topic is the host's alone. The host publishes anything.
+ */
+export function decidePublish(sender: PluginPolicy | 'host', type: 'event' | 'broadcast', topic: string | undefined, revoked: TopicRevoked): Decision {
+  if (sender === HOST) return ALLOW;
+  if (!sender.messaging) return { allowed: false, code: 'LM_PERMISSION_DENIED', reason: `plugin ${sender.id} does not set coordination.messaging: true` };
+  if (topic === undefined) return { allowed: false, code: 'LM_PERMISSION_DENIED', reason: `plugin ${sender.id} sent a broadcast without a topic; only the host may (give it a topic listed under coordination.publishes)` };
+  const d = declaredFor(sender, 'publishes', topic, revoked);
+  return d.allowed ? ALLOW : { allowed: false, code: 'LM_PERMISSION_DENIED', reason: `plugin ${sender.id} may not publish '${topic}': ${d.why}` };
+}
+
+/** May this plugin subscribe to `pattern`? Its `subscribes` must cover the whole pattern. The host subscribes to anything. */
+export function decideSubscribe(subscriber: PluginPolicy | 'host', pattern: string, revoked: TopicRevoked): Decision {
+  if (subscriber === HOST) return ALLOW;
+  const d = declaredFor(subscriber, 'subscribes', pattern, revoked);
+  return d.allowed ? ALLOW : { allowed: false, code: 'LM_PERMISSION_DENIED', reason: `plugin ${subscriber.id} may not subscribe to '${pattern}': ${d.why}` };
+}
+
+/** May this plugin receive a message of `topic` (checked at every delivery, so a revocation bites on the next one)? */
+export function mayReceive(recipient: PluginPolicy, topic: string, revoked: TopicRevoked): boolean {
+  return declaredFor(recipient, 'subscribes', topic, revoked).allowed;
+}
+
+function declaredFor(p: PluginPolicy, field: 'publishes' | 'subscribes', target: string, revoked: TopicRevoked): { allowed: true } | { allowed: false; why: string } {
+  let revokedMatch: string | undefined;
+  for (const declared of p[field]) {
+    if (!topicCovers(declared, target)) continue;
+    if (!revoked(p.id, declared)) return { allowed: true };
+    revokedMatch ??= declared;
+  }
+  if (revokedMatch) return { allowed: false, why: `the operator revoked '${revokedMatch}'` };
+  return { allowed: false, why: `no pattern under coordination.${field} covers it (listed: ${p[field].join(', ') || 'none'})` };
 }

@@ -1,4 +1,6 @@
 import type { ErrorCode } from '../errors.js';
+import { jsonDepth, topLevelStrings } from './codec.js';
+import { isTopicPattern, MAX_TOPIC_LENGTH } from '../manifest/topics.js';
 
 /** The protocol major version this hub speaks (docs/protocol.md). */
 export const PROTOCOL_VERSION = 1;
@@ -6,7 +8,14 @@ export const DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024;
 /** Frames above max x this are not even read: the connection is closed (1009). */
 export const HARD_LIMIT_FACTOR = 16;
 export const DEFAULT_CALL_TIMEOUT_MS = 30_000;
+/** Call timeouts outside [MIN, MAX] are refused: below it a call could never be answered. */
+export const MIN_CALL_TIMEOUT_MS = 1;
 export const MAX_CALL_TIMEOUT_MS = 300_000;
+/** Nesting of arrays and objects a frame may have, the frame object itself being level 1. */
+export const MAX_DEPTH = 64;
+/** Plugins one event may name in `to`. */
+export const MAX_RECIPIENTS = 64;
+export { MAX_TOPIC_LENGTH, topicMatches } from '../manifest/topics.js';
 /** Who the host application is in `from` and `to`. */
 export const HOST = 'host';
 
@@ -27,6 +36,8 @@ export interface Hello extends Base {
   protocol: number;
   methods: string[];
   sdk?: string;
+  /** Topics to subscribe to before the plugin counts as ready, so no event sent after its start is missed. */
+  subscriptions?: string[];
 }
 export interface Request extends Base {
   type: 'request';
@@ -71,14 +82,26 @@ export type ClientMessage = Hello | Request | Response | EventMsg | Broadcast | 
 export type HubMessage = Request | Response | EventMsg | Broadcast | Shutdown | ErrorMsg;
 
 /** `claimedFrom`: a `from` the client put in its frame (the hub ignores it, and sets its own). */
-export type Parsed = { ok: true; msg: ClientMessage; claimedFrom?: string } | { ok: false; id?: string; error: WireError };
+export type Parsed =
+  | { ok: true; msg: ClientMessage; claimedFrom?: string }
+  /** `answers`: the call a refused response was for, when it could be read (a frame too large to parse). */
+  | { ok: false; id?: string; answers?: string; error: WireError };
 
 const ID = /^[\x20-\x7e]{1,128}$/;
-const TOPIC = /^(?:\*|[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*(?:\.\*)?)$/;
+const TOPIC = { test: isTopicPattern };
 const NAME = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
 const TARGET = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 
-function fail(message: string, id?: string, code: ErrorCode = 'LM_PROTOCOL'): Parsed {
+/**
+ * A frame refused before parsing still has its id (and, for a response, the call it answers)
+ * read from its top level, so the refusal reaches the right caller at once.
+ */
+function withAnswers(refused: Extract<Parsed, { ok: false }>, buf: Buffer): Extract<Parsed, { ok: false }> {
+  const top = topLevelStrings(buf, ['id', 'type', 'correlationId']);
+  return { ...refused, ...(top.id ? { id: top.id } : {}), ...(top.type === 'response' && top.correlationId ? { answers: top.correlationId } : {}) };
+}
+
+function fail(message: string, id?: string, code: ErrorCode = 'LM_PROTOCOL'): Extract<Parsed, { ok: false }> {
   return { ok: false, ...(id ? { id } : {}), error: { code, message } };
 }
 
@@ -88,11 +111,16 @@ function fail(message: string, id?: string, code: ErrorCode = 'LM_PROTOCOL'): Pa
  */
 export function parseFrame(raw: Buffer | string, isBinary: boolean, maxBytes: number): Parsed {
   const size = typeof raw === 'string' ? Buffer.byteLength(raw) : raw.length;
-  if (size > maxBytes) return fail(`message of ${size} bytes exceeds the maximum of ${maxBytes} bytes`, undefined, 'LM_MESSAGE_TOO_LARGE');
+  if (size > maxBytes) {
+    return withAnswers(fail(`message of ${size} bytes exceeds the maximum of ${maxBytes} bytes`, undefined, 'LM_MESSAGE_TOO_LARGE'), typeof raw === 'string' ? Buffer.from(raw) : raw);
+  }
   if (isBinary) return fail('binary frames are not accepted yet; send JSON text frames');
+  const buf = typeof raw === 'string' ? Buffer.from(raw) : raw;
+  const depth = jsonDepth(buf, MAX_DEPTH);
+  if (depth > MAX_DEPTH) return withAnswers(fail(`frame nests arrays and objects more than ${MAX_DEPTH} levels deep`), buf);
   let v: unknown;
   try {
-    v = JSON.parse(typeof raw === 'string' ? raw : raw.toString('utf8'));
+    v = JSON.parse(buf.toString('utf8'));
   } catch (err) {
     return fail(`frame is not JSON: ${(err as Error).message}`);
   }
@@ -111,19 +139,34 @@ function parseMessage(m: Record<string, unknown>, id: string): Parsed {
       if (!Array.isArray(m.methods) || !m.methods.every((x) => typeof x === 'string' && NAME.test(x))) {
         return fail("hello needs 'methods': an array of method names", id);
       }
-      return { ok: true, msg: { type: 'hello', id, protocol: m.protocol, methods: m.methods as string[], ...(typeof m.sdk === 'string' ? { sdk: m.sdk } : {}) } };
+      if (m.subscriptions !== undefined && (!Array.isArray(m.subscriptions) || !m.subscriptions.every((x) => typeof x === 'string' && TOPIC.test(x)))) {
+        return fail(`hello 'subscriptions' must be an array of topics (dotted names of at most ${MAX_TOPIC_LENGTH} characters, optionally ending in .*, or *)`, id);
+      }
+      return {
+        ok: true,
+        msg: {
+          type: 'hello',
+          id,
+          protocol: m.protocol,
+          methods: m.methods as string[],
+          ...(typeof m.sdk === 'string' ? { sdk: m.sdk.slice(0, 64) } : {}),
+          ...(m.subscriptions ? { subscriptions: [...new Set(m.subscriptions as string[])] } : {}),
+        },
+      };
     case 'request': {
       const to = m.to;
       if (!Array.isArray(to) || to.length !== 1 || typeof to[0] !== 'string' || !(to[0] === HOST || TARGET.test(to[0]))) {
         return fail("request needs 'to': an array with exactly one plugin id or \"host\"", id);
       }
       if (typeof m.method !== 'string' || !NAME.test(m.method)) return fail("request needs 'method': a method name", id);
-      if (m.timeout !== undefined && (typeof m.timeout !== 'number' || !(m.timeout > 0))) return fail("'timeout' must be a positive number of milliseconds", id);
+      if (m.timeout !== undefined && (typeof m.timeout !== 'number' || !(m.timeout >= MIN_CALL_TIMEOUT_MS && m.timeout <= MAX_CALL_TIMEOUT_MS))) {
+        return fail(`'timeout' must be a number of milliseconds from ${MIN_CALL_TIMEOUT_MS} to ${MAX_CALL_TIMEOUT_MS}, found ${describe(m.timeout)}`, id);
+      }
       return { ok: true, msg: { type: 'request', id, to: [to[0]], method: m.method, data: m.data, ...(m.timeout !== undefined ? { timeout: m.timeout as number } : {}) } };
     }
     case 'response': {
       if (typeof m.correlationId !== 'string') return fail("response needs 'correlationId'", id);
-      if (typeof m.success !== 'boolean') return fail("response needs a boolean 'success'", id);
+      if (typeof m.success !== 'boolean') return { ...fail("response needs a boolean 'success'", id), answers: m.correlationId };
       let error: WireError | undefined;
       if (!m.success) {
         const e = m.error as Record<string, unknown> | undefined;
@@ -136,24 +179,23 @@ function parseMessage(m: Record<string, unknown>, id: string): Parsed {
       return { ok: true, msg: { type: 'response', id, correlationId: m.correlationId, success: m.success, ...(m.success ? { data: m.data } : { error }) } as Response };
     }
     case 'event':
-      if (typeof m.topic !== 'string' || !TOPIC.test(m.topic) || m.topic.includes('*')) return fail("event needs 'topic': a dotted name without wildcards", id);
-      if (m.to !== undefined && (!Array.isArray(m.to) || !m.to.every((x) => typeof x === 'string'))) return fail("'to' must be an array of plugin ids", id);
-      return { ok: true, msg: { type: 'event', id, topic: m.topic, data: m.data, ...(m.to ? { to: m.to as string[] } : {}) } };
+      if (typeof m.topic !== 'string' || !TOPIC.test(m.topic) || m.topic.includes('*')) return fail(`event needs 'topic': a dotted name without wildcards, at most ${MAX_TOPIC_LENGTH} characters`, id);
+      if (m.to !== undefined && (!Array.isArray(m.to) || !m.to.every((x) => typeof x === 'string' && (x === HOST || TARGET.test(x))))) return fail("'to' must be an array of plugin ids (or \"host\")", id);
+      if (m.to !== undefined && new Set(m.to as string[]).size > MAX_RECIPIENTS) return fail(`'to' names more than ${MAX_RECIPIENTS} recipients`, id);
+      return { ok: true, msg: { type: 'event', id, topic: m.topic, data: m.data, ...(m.to ? { to: [...new Set(m.to as string[])] } : {}) } };
     case 'broadcast':
-      if (m.topic !== undefined && (typeof m.topic !== 'string' || !TOPIC.test(m.topic) || m.topic.includes('*'))) return fail("broadcast 'topic' must be a dotted name without wildcards", id);
+      if (m.topic !== undefined && (typeof m.topic !== 'string' || !TOPIC.test(m.topic) || m.topic.includes('*'))) return fail(`broadcast 'topic' must be a dotted name without wildcards, at most ${MAX_TOPIC_LENGTH} characters`, id);
       return { ok: true, msg: { type: 'broadcast', id, data: m.data, ...(typeof m.topic === 'string' ? { topic: m.topic } : {}) } };
     case 'subscribe':
     case 'unsubscribe':
-      if (typeof m.topic !== 'string' || !TOPIC.test(m.topic)) return fail(`${m.type} needs 'topic': a dotted name, optionally ending in .* (or * for all)`, id);
+      if (typeof m.topic !== 'string' || !TOPIC.test(m.topic)) return fail(`${m.type} needs 'topic': a dotted name of at most ${MAX_TOPIC_LENGTH} characters, optionally ending in .* (or * for all)`, id);
       return { ok: true, msg: { type: m.type, id, topic: m.topic } };
     default:
-      return fail(`unknown message type ${JSON.stringify(m.type)}`, id);
+      return fail(`unknown message type ${JSON.stringify(String(m.type).slice(0, 64))}`, id);
   }
 }
 
-/** Does a subscription pattern (`a.b`, `a.*`, `*`) match a topic? */
-export function topicMatches(pattern: string, topic: string): boolean {
-  if (pattern === '*') return true;
-  if (pattern.endsWith('.*')) return topic.startsWith(pattern.slice(0, -1));
-  return pattern === topic;
+function describe(v: unknown): string {
+  return typeof v === 'number' ? String(v) : typeof v;
 }
+

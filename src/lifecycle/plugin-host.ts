@@ -7,6 +7,7 @@ import { connectEngine, engineStatus, errorText, withTimeout, type Docker } from
 import { LogoMeshError, ManifestRejectedError, type ManifestIssue } from '../errors.js';
 import { policyOf } from '../hub/acl.js';
 import { Hub, type HostMethod } from '../hub/hub.js';
+import type { HubLimits } from '../hub/limits-from-env.js';
 import type { Logger } from '../log.js';
 import { findManifest, loadManifest, type LoadedManifest } from '../manifest/index.js';
 import { resolvePolicy, type Policy } from '../policy/policy.js';
@@ -21,7 +22,7 @@ import { runtimeImage } from '../runtimes/index.js';
 import { PLUGIN_IDS, pluginGid, pluginUid } from '../runtimes/runtime.js';
 import { giveSocketTo } from './plugin-socket.js';
 import { containerSpec, HUB_SOCKET_NAME } from '../sandbox/container-spec.js';
-import { Egress, isNetworked, networkHosts, removeEgressLeftovers, type EgressAttachment } from '../sandbox/egress.js';
+import { Egress, isNetworked, networkHosts, normalizeHost, removeEgressLeftovers, type EgressAttachment } from '../sandbox/egress.js';
 import { PluginContainer } from '../sandbox/plugin-container.js';
 import { preparePluginImage, type PrepareOptions } from '../sandbox/plugin-image.js';
 import { checkWritableGrants } from '../sandbox/writable-grants.js';
@@ -73,6 +74,10 @@ export interface PluginHostOptions {
   readonly pingIntervalMs?: number;
   /** Per-plugin hub rate limit in messages a second (default 20000; see Hub). */
   readonly rateLimit?: number;
+  /** The other hub limits (host clients, queues, subscriptions); see Hub and hubLimitsFromEnv. */
+  readonly hubLimits?: HubLimits;
+  /** Audit trail rotation (size of a file, files kept); see AuditLog. */
+  readonly auditRotation?: { readonly maxBytes?: number; readonly keep?: number };
   /** How often the engine is pinged while it answers (default 2 s). */
   readonly engineCheckMs?: number;
   /** Where image build progress goes (shown only on a TTY). */
@@ -181,8 +186,9 @@ export class PluginHost implements AsyncDisposable {
     this.token = opts.hubToken ?? randomBytes(24).toString('base64url');
     this.state = new StateStore(opts.home.stateFile);
     this.inherited = new Map(Object.entries(this.state.read()?.plugins ?? {}).filter(([, p]) => p.permissions));
-    this.audit = new AuditLog(opts.home.auditFile);
+    this.audit = new AuditLog(opts.home.auditFile, { ...opts.auditRotation, onError: (err) => this.log.error({ err: err.message, file: opts.home.auditFile }, 'the audit trail cannot be written') });
     this.hub = new Hub({
+      ...opts.hubLimits,
       log: opts.log,
       audit: this.audit.record,
       token: this.token,
@@ -219,6 +225,13 @@ export class PluginHost implements AsyncDisposable {
     this.audit.record({ who: plugin, action: 'violation', resource: d.paths[0] ?? plugin, result: 'denied', code: 'LM_SANDBOX_DENIED', reason: kernelDenialMessage(d) });
   }
 
+  /** A running plugin's egress proxy exited under it: restarted by its policy, with a new proxy. */
+  private async onProxyGone(plugin: string): Promise<void> {
+    const m = this.plugins.get(plugin);
+    if (!m || m.state !== 'ready') return;
+    await this.failed(m, { code: 'LM_EGRESS', message: `the egress proxy of plugin ${plugin} exited: the plugin had no way out any more` }, false);
+  }
+
   /** A process of a running plugin was killed by seccomp: the plugin is stopped, not restarted. */
   private async onSeccompKill(plugin: string, kill: SeccompKill): Promise<void> {
     const m = this.plugins.get(plugin);
@@ -244,6 +257,8 @@ export class PluginHost implements AsyncDisposable {
         if (!this.engine.up) {
           this.log.info({ downMs: Date.now() - this.engine.since }, 'the Docker engine answers again');
           this.engine = { up: true, since: Date.now() };
+          // The egress proxies kept running (live-restore): follow their decisions again, re-check the host firewall.
+          void this.egress?.then((e) => e.engineBack()).catch((err: unknown) => this.log.warn({ err: errorText(err) }, 'egress after the engine came back'));
         }
         delay = everyMs;
       } catch (err) {
@@ -506,7 +521,8 @@ export class PluginHost implements AsyncDisposable {
     for (const method of saved.revokedMethods ?? []) this.hub.revoke(id, method, 'controller', why);
     for (const g of saved.methodGrants ?? []) this.restoreMethodGrant(id, g, why);
     for (const g of saved.pathGrants ?? []) this.restorePathGrant(m, g, why);
-    for (const host of saved.revokedHosts ?? []) {
+    for (const raw of saved.revokedHosts ?? []) {
+      const host = normalizeHost(raw) ?? raw;
       this.revokedHostsOf(id).add(host);
       this.audit.record({ who: 'controller', action: 'revoke', resource: `${id}:host:${host}`, result: 'revoked', reason: why });
     }
@@ -654,9 +670,9 @@ export class PluginHost implements AsyncDisposable {
    * changed now (false: the plugin is not running, it applies at its next start). Throws
    * LM_PERMISSION_DENIED for a host the manifest does not list: a typo must not look done.
    */
-  async revokeHost(pluginId: string, host: string): Promise<boolean> {
+  async revokeHost(pluginId: string, spelled: string): Promise<boolean> {
     const m = this.get(pluginId);
-    this.requireListedHost(m, host, 'revoke');
+    const host = this.requireListedHost(m, spelled, 'revoke');
     this.revokedHostsOf(pluginId).add(host);
     this.persist();
     this.audit.record({ who: 'operator', action: 'revoke', resource: `${pluginId}:host:${host}`, result: 'revoked' });
@@ -670,24 +686,28 @@ export class PluginHost implements AsyncDisposable {
    * recreated with its new network (as for a path grant); a stopped one gets the host at
    * its next start. Throws what the restart throws.
    */
-  async grantHost(pluginId: string, host: string): Promise<void> {
+  async grantHost(pluginId: string, spelled: string): Promise<void> {
     const m = this.get(pluginId);
-    this.requireListedHost(m, host, 'grant');
+    const host = this.requireListedHost(m, spelled, 'grant');
     const wasRevoked = this.hostRevocations.get(pluginId)?.delete(host) === true;
     this.persist();
     this.audit.record({ who: 'operator', action: 'grant', resource: `${pluginId}:host:${host}`, result: 'granted', ...(wasRevoked ? {} : { reason: 'it was not revoked' }) });
     if (wasRevoked) await this.recreate(m, `host grant ${host}`);
   }
 
-  /** Throw LM_PERMISSION_DENIED (audited) unless the manifest lists `host` under a network capability. */
-  private requireListedHost(m: Managed, host: string, action: 'revoke' | 'grant'): void {
+  /**
+   * The host in its normal form (any spelling: case, trailing dot, port form), or throw
+   * LM_PERMISSION_DENIED (audited) unless the manifest lists it under a network capability.
+   */
+  private requireListedHost(m: Managed, host: string, action: 'revoke' | 'grant'): string {
     const { manifest, file } = m.loaded;
     const listed = networkHosts(manifest);
-    if (listed.includes(host)) return;
+    const normal = normalizeHost(host);
+    if (normal && listed.includes(normal)) return normal;
     const first = manifest.capabilities.findIndex((c) => c.scope === 'network');
     const err = new LogoMeshError(
       'LM_PERMISSION_DENIED',
-      `plugin ${manifest.id} does not list '${host}' under the hosts of a network capability, so it cannot be ${action === 'grant' ? 'granted: the manifest is the most it can be granted' : 'revoked: it is refused anyway'} (listed: ${listed.join(', ') || 'none'}; write the host as listed, with its port)`,
+      `plugin ${manifest.id} does not list '${host}' under the hosts of a network capability, so it cannot be ${action === 'grant' ? 'granted: the manifest is the most it can be granted' : 'revoked: it is refused anyway'} (listed: ${listed.join(', ') || 'none'}; write a listed host with its port, in any spelling)`,
       {
         file,
         path: first < 0 ? '/capabilities' : `/capabilities/${first}/hosts`,
@@ -710,7 +730,7 @@ export class PluginHost implements AsyncDisposable {
     this.egress ??= (async () => {
       const { home } = this.opts;
       await removeEgressLeftovers(this.docker, home.instance);
-      return Egress.start({
+      const egress = await Egress.start({
         docker: this.docker,
         instance: home.instance,
         log: this.log,
@@ -718,6 +738,8 @@ export class PluginHost implements AsyncDisposable {
         audit: this.audit.record,
         ...(this.opts.egressNetworks ? { networks: this.opts.egressNetworks } : {}),
       });
+      egress.onProxyGone((id) => void this.onProxyGone(id));
+      return egress;
     })();
     // A failed start is tried again by the next networked plugin.
     this.egress.catch(() => (this.egress = undefined));
@@ -1029,7 +1051,7 @@ export class PluginHost implements AsyncDisposable {
       }
       case 'connect': {
         const revoked = this.hostRevocations.get(id) ?? new Set<string>();
-        const cap = manifest.capabilities.find((c) => c.scope === 'network' && c.hosts?.some((h) => !revoked.has(h) && hostCovered(h, resource)));
+        const cap = manifest.capabilities.find((c) => c.scope === 'network' && c.hosts?.some((h) => !revoked.has(normalizeHost(h) ?? h) && hostCovered(h, resource)));
         if (!cap) {
           const taken = [...revoked].find((h) => hostCovered(h, resource));
           return { allowed: false, reason: taken ? `the operator revoked '${taken}'` : `no network capability of the manifest covers '${resource}'` };

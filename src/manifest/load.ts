@@ -22,10 +22,12 @@ export function findManifest(target: string): string {
   const abs = path.resolve(target);
   const st = statOf(abs, statSync) ?? statOf(abs, lstatSync); // a dangling symlink is still something
   if (!st) {
-    throw new LogoMeshError('LM_MANIFEST_NOT_FOUND', `${abs}: no such file or folder`, {
+    const code = errnoOf(() => lstatSync(abs));
+    const found = code === 'ENOENT' || code === 'ENOTDIR' ? 'nothing' : `a path that cannot be examined (${code})`;
+    throw new LogoMeshError('LM_MANIFEST_NOT_FOUND', `${abs}: ${found === 'nothing' ? 'no such file or folder' : found}`, {
       file: abs,
       expected: 'a plugin folder or a manifest file',
-      found: 'nothing',
+      found,
     });
   }
   if (!st.isDirectory()) return abs;
@@ -44,6 +46,15 @@ function statOf(p: string, how: typeof statSync | typeof lstatSync): Stats | und
     return how(p);
   } catch {
     return undefined;
+  }
+}
+
+function errnoOf(call: () => unknown): string {
+  try {
+    call();
+    return 'ENOENT';
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code ?? (err as Error).message;
   }
 }
 

@@ -38,6 +38,12 @@ export function checkSemantics(data: unknown, pluginDir: string, manifestFile: s
     });
   }
 
+  // Publishing needs the messaging switch; a list of topics alone would look like permission.
+  const coordination = isObject(data.coordination) ? data.coordination : {};
+  if (Array.isArray(coordination.publishes) && coordination.publishes.length > 0 && coordination.messaging !== true) {
+    issues.push(issue('LM_MANIFEST_INVALID', '/coordination/messaging', 'true when coordination.publishes lists topics (publishing is messaging)', JSON.stringify(coordination.messaging ?? false)));
+  }
+
   const caps = Array.isArray(data.capabilities) ? data.capabilities : [];
   const seen = new Map<string, number>();
   caps.forEach((cap, i) => {

@@ -45,6 +45,10 @@ export interface Coordination {
   readonly consumesMethods: readonly string[];
   readonly sharedMemory: boolean;
   readonly messaging: boolean;
+  /** Topic patterns it may publish under (events, broadcasts). */
+  readonly publishes: readonly string[];
+  /** Topic patterns it may subscribe to and receive. */
+  readonly subscribes: readonly string[];
 }
 
 export interface Health {

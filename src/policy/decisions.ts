@@ -2,7 +2,8 @@ import path from 'node:path';
 import semver from 'semver';
 import { LogoMeshError } from '../errors.js';
 import type { FsPermission, LoadedManifest } from '../manifest/types.js';
-import { RESOURCE_CEILINGS, type CapabilityRules, type HostPathRule, type Policy } from './policy.js';
+import { topicCovers } from '../manifest/topics.js';
+import { RESOURCE_CEILINGS, type CapabilityRules, type HostPathRule, type Policy, type TopicRules } from './policy.js';
 
 /**
  * The policy's decisions about one plugin: which capability scopes, resources and hosts its
@@ -21,9 +22,13 @@ export interface PolicyViolation {
 }
 
 /** The rules in force for one plugin: its override where it has one, else the policy-wide ones, each with where it is written. */
-function rulesFor(policy: Policy, pluginId: string): { capabilities: CapabilityRules; capAt: string; hosts?: readonly string[]; hostsAt: string; runtime?: string; runtimeAt: string } {
+function rulesFor(
+  policy: Policy,
+  pluginId: string,
+): { capabilities: CapabilityRules; capAt: string; hosts?: readonly string[]; hostsAt: string; topics?: TopicRules; topicsAt: string; runtime?: string; runtimeAt: string } {
   const o = Object.prototype.hasOwnProperty.call(policy.plugins, pluginId) ? policy.plugins[pluginId] : undefined;
   const hosts = o?.hosts ?? policy.hosts;
+  const topics = o?.topics ?? policy.topics;
   const runtime = o?.isolation ? o.isolation.runtime : policy.isolation?.runtime;
   return {
     ...(runtime ? { runtime } : {}),
@@ -32,6 +37,8 @@ function rulesFor(policy: Policy, pluginId: string): { capabilities: CapabilityR
     capAt: o?.capabilities ? `/plugins/${pluginId}/capabilities` : '/capabilities',
     ...(hosts ? { hosts } : {}),
     hostsAt: o?.hosts ? `/plugins/${pluginId}/hosts` : '/hosts',
+    ...(topics ? { topics } : {}),
+    topicsAt: o?.topics ? `/plugins/${pluginId}/topics` : '/topics',
   };
 }
 
@@ -101,6 +108,14 @@ export function policyViolations(loaded: LoadedManifest, policy: Policy): Policy
       out.push({ path: `/resources/${field}`, rule: ruleName(policy, `${r.capAt}/${field}`), expected: `at most ${ceiling}`, found: String(asked) });
     }
   }
+  for (const [field, rule] of [['publishes', 'publish'], ['subscribes', 'subscribe']] as const) {
+    const allowed = r.topics?.[rule];
+    if (!allowed) continue;
+    manifest.coordination[field].forEach((t, k) => {
+      if (allowed.some((p) => topicCovers(p, t))) return;
+      out.push({ path: `/coordination/${field}/${k}`, rule: ruleName(policy, `${r.topicsAt}/${rule}`), expected: `a topic the policy's ${rule} list covers (${allowed.join(', ') || 'none'})`, found: `'${t}'` });
+    });
+  }
   return out;
 }
 
@@ -122,9 +137,13 @@ export function enforcePolicy(loaded: LoadedManifest, policy: Policy): void {
   });
 }
 
+/** Name and port in the form the egress proxy compares (sandbox/egress/hosts.ts): lower case, no trailing dot, the port as a number. */
 function splitHost(pattern: string): { host: string; port?: string } {
   const i = pattern.lastIndexOf(':');
-  return i < 0 ? { host: pattern.toLowerCase() } : { host: pattern.slice(0, i).toLowerCase(), port: pattern.slice(i + 1) };
+  const name = (i < 0 ? pattern : pattern.slice(0, i)).trim().toLowerCase().replace(/\.$/, '');
+  if (i < 0) return { host: name };
+  const port = pattern.slice(i + 1).trim();
+  return { host: name, port: /^[0-9]+$/.test(port) ? String(Number(port)) : port };
 }
 
 /**

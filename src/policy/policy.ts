@@ -72,10 +72,17 @@ export interface IsolationRules {
   readonly runtime?: string;
 }
 
-/** Rules for one plugin: the first three replace the policy-wide ones. */
+/** Ceilings on the topics a manifest may declare (coordination.publishes, .subscribes). */
+export interface TopicRules {
+  readonly publish?: readonly string[];
+  readonly subscribe?: readonly string[];
+}
+
+/** Rules for one plugin: capabilities, hosts, topics and isolation replace the policy-wide ones. */
 export interface PluginOverride {
   readonly capabilities?: CapabilityRules;
   readonly hosts?: readonly string[];
+  readonly topics?: TopicRules;
   readonly isolation?: IsolationRules;
   /** The lowest version of the plugin that is loaded (semver precedence): rollback protection. */
   readonly minVersion?: string;
@@ -89,6 +96,8 @@ export interface Policy {
   readonly capabilities: CapabilityRules;
   /** The only hosts any plugin may be granted; absent: not limited by the policy. */
   readonly hosts?: readonly string[];
+  /** The only topics any manifest may declare; absent: not limited by the policy. */
+  readonly topics?: TopicRules;
   /** The OCI runtime for every plugin; absent: the engine's default. */
   readonly isolation?: IsolationRules;
   /** The host paths the operator may grant (none by default: no host path can be granted). */
@@ -173,6 +182,7 @@ export function loadPolicy(target: string): Policy {
     signatures: { required: boolean; trustedKeys: string[] };
     capabilities?: CapabilityRules;
     hosts?: string[];
+    topics?: TopicRules;
     isolation?: IsolationRules;
     hostPaths: { path: string; permissions: FsPermission[]; plugins?: string[] }[];
     plugins: Record<string, PluginOverride>;
@@ -266,6 +276,7 @@ export function loadPolicy(target: string): Policy {
     plugins[id] = Object.freeze({
       ...(o.capabilities ? { capabilities: rules(o.capabilities) } : {}),
       ...(o.hosts ? { hosts: Object.freeze([...o.hosts]) } : {}),
+      ...(o.topics ? { topics: topicRules(o.topics) } : {}),
       ...(o.isolation ? { isolation: Object.freeze({ ...o.isolation }) } : {}),
       ...(o.minVersion ? { minVersion: o.minVersion } : {}),
     });
@@ -275,10 +286,15 @@ export function loadPolicy(target: string): Policy {
     signatures: Object.freeze({ required: raw.signatures.required, trustedKeys: Object.freeze(trustedKeys) }),
     capabilities: rules(raw.capabilities),
     ...(raw.hosts ? { hosts: Object.freeze([...raw.hosts]) } : {}),
+    ...(raw.topics ? { topics: topicRules(raw.topics) } : {}),
     ...(raw.isolation ? { isolation: Object.freeze({ ...raw.isolation }) } : {}),
     hostPaths: Object.freeze(hostPaths),
     plugins: Object.freeze(plugins),
   });
+}
+
+function topicRules(t: TopicRules): TopicRules {
+  return Object.freeze({ ...(t.publish ? { publish: Object.freeze([...t.publish]) } : {}), ...(t.subscribe ? { subscribe: Object.freeze([...t.subscribe]) } : {}) });
 }
 
 let compiled: ValidateFunction | undefined;

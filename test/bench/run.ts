@@ -21,6 +21,7 @@ import { python } from '../../src/runtimes/python.js';
 import { runPlugin } from '../../src/sandbox/run-plugin.js';
 import { controllerBench } from './controller.js';
 import { rawEcho } from './raw-echo.js';
+import { soakBench } from './soak.js';
 import { fmt, pct, timedMs, type Row } from './stats.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -102,6 +103,7 @@ async function main(): Promise<void> {
   } finally {
     await host.close();
   }
+  rows.push(...(await soakBench(docker, log, instance)));
   rows.push(...(await runCommandBench(docker)));
   await removeByLabel(docker, instance);
 
@@ -138,6 +140,7 @@ async function main(): Promise<void> {
     ...table('start', 'Load to ready (images built)'),
     ...table('memory', 'Host memory per idle plugin'),
     ...table('run', 'One-shot runs'),
+    ...table('soak', 'Under attack: a hostile host client floods the hub'),
     'Every latency figure is taken after a warm-up of a few thousand calls: the first ones run',
     'before the JIT compilers of the hub and the SDKs settle, and are up to twice as slow.',
     'Plugin -> plugin latency is timed inside the calling plugin (its SDK, its socket, the hub,',
@@ -146,6 +149,12 @@ async function main(): Promise<void> {
     'latency rows; the CPU quota of the example plugins adds scheduling delay of its own. The',
     "throughput row runs with the hub's per-plugin rate limit raised (default 20 000/s), to",
     'show what the hub itself carries.',
+    '',
+    'The soak rows run a second controller with its default limits and one echo plugin. A hostile',
+    'host client in another process floods the hub for each row (refused calls; 10 KB frames',
+    'nested 5,000 deep; calls with 50 KB answers it never reads; 1 KB broadcasts) while the',
+    "controller's own host client makes sequential calls; the baseline is the same calls in the",
+    'seconds just before. RSS is the whole benchmark process (controller included).',
     '',
   ];
   writeFileSync(path.join(REPO, 'docs', 'benchmarks.md'), lines.join('\n'));

@@ -14,6 +14,8 @@ interface Spec {
   exposes?: string[];
   consumes?: string[];
   messaging?: boolean;
+  publishes?: string[];
+  subscribes?: string[];
   deps?: string[];
 }
 
@@ -36,6 +38,9 @@ function plugin(root: string, id: string, s: Spec = {}): string {
       `  exposesMethods: ${list(s.exposes ?? ['echo', 'whoami', 'never', 'crash', 'call', 'emit', 'seen'])}`,
       `  consumesMethods: ${list(s.consumes)}`,
       `  messaging: ${s.messaging ?? false}`,
+      `  publishes: ${list(s.publishes)}`,
+      // probe.mjs subscribes to news.* when it starts.
+      `  subscribes: ${list(s.subscribes ?? ['news.*'])}`,
     ].join('\n'),
   );
   return dir;
@@ -54,7 +59,7 @@ describe('controller with plugins in real containers', () => {
   let host: PluginHost;
   beforeAll(async () => {
     const root = tempDir('lm-plugins-');
-    plugin(root, 'alpha', { consumes: ['beta.echo', 'beta.whoami', 'beta.never'], messaging: true });
+    plugin(root, 'alpha', { consumes: ['beta.echo', 'beta.whoami', 'beta.never'], messaging: true, publishes: ['news.*'] });
     plugin(root, 'beta');
     plugin(root, 'gamma', { deps: ['alpha'] });
     plugin(root, 'forger', { file: 'forger.mjs', exposes: ['forge'], consumes: ['beta.whoami'] });

@@ -1,55 +1,12 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
-import { PassThrough } from 'node:stream';
 import type Dockerode from 'dockerode';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ignoreGone } from '../../src/engine/cleanup.js';
-import { ownerLabels } from '../../src/labels.js';
 import { silentLogger } from '../../src/log.js';
 import { loadManifest } from '../../src/manifest/index.js';
-import type { LoadedManifest } from '../../src/manifest/types.js';
 import type { AuditEntry } from '../../src/permissions/audit-log.js';
-import { python } from '../../src/runtimes/python.js';
-import { containerSpec } from '../../src/sandbox/container-spec.js';
-import { Egress, type EgressAttachment, type EgressDecision } from '../../src/sandbox/egress.js';
-import { pluginSeccompProfile } from '../../src/sandbox/seccomp.js';
-import { docker, instance, report, runCaptured, sleep, tempDir } from './support.js';
-
-/**
- * A target: an HTTP server on 8080 and a TCP echo server on 7000 that prints `open <peer>`
- * and `closed <peer>` for each connection, so a test sees the upstream side of a tunnel end.
- */
-const TARGET = `
-import http.server, socketserver, threading
-class Echo(socketserver.BaseRequestHandler):
-    def handle(self):
-        print("open", self.client_address[0], flush=True)
-        try:
-            while True:
-                data = self.request.recv(4096)
-                if not data:
-                    break
-                self.request.sendall(data)
-        except OSError:
-            pass
-        print("closed", self.client_address[0], flush=True)
-class Server(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-threading.Thread(target=Server(("0.0.0.0", 7000), Echo).serve_forever, daemon=True).start()
-http.server.ThreadingHTTPServer(("0.0.0.0", 8080), http.server.SimpleHTTPRequestHandler).serve_forever()
-`;
-
-/** Poll `probe` every 20 ms until it returns a value, at most `ms`. */
-async function waitFor<T>(what: string, ms: number, probe: () => T | undefined | Promise<T | undefined>): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms`);
-    await sleep(20);
-  }
-}
+import { Egress, type EgressDecision } from '../../src/sandbox/egress.js';
+import { networkPlugin, PROXY_HELPERS, startPlugin, Targets, waitFor } from './egress-support.js';
+import { docker, instance, report, runCaptured, tempDir } from './support.js';
 
 /**
  * The allow-list, end to end, with only test-made targets: an internal network holding two
@@ -58,62 +15,25 @@ async function waitFor<T>(what: string, ms: number, probe: () => T | undefined |
  * open to it; DNS queries are answered by the proxy alone, and audited.
  */
 describe('network allow-list through the egress proxy', () => {
-  let network: Dockerode.Network;
-  const servers: Dockerode.Container[] = [];
-  const ips: Record<string, string> = {};
+  const targets = new Targets();
   let egress: Egress;
   const audit: Omit<AuditEntry, 'time'>[] = [];
   const decisions: EgressDecision[] = [];
   const allowed = `lm-${instance()}-allowed`;
   const other = `lm-${instance()}-other`;
+  const ips = targets.ips;
+  const servers = targets.servers;
 
   beforeAll(async () => {
-    const d = await docker();
-    const labels = ownerLabels('test', instance());
-    network = await d.createNetwork({ Name: `lm-${instance()}-targets`, Driver: 'bridge', Internal: true, Labels: labels });
-    for (const name of [allowed, other]) {
-      const c = await d.createContainer({
-        name,
-        Image: python.tag,
-        Cmd: ['python3', '-u', '-c', TARGET],
-        Labels: labels,
-        HostConfig: { NetworkMode: network.id, CapDrop: ['ALL'], ReadonlyRootfs: true, Init: true },
-      });
-      servers.push(c);
-      await c.start();
-      ips[name] = Object.values((await c.inspect()).NetworkSettings.Networks)[0]?.IPAddress ?? '';
-    }
-    egress = await Egress.start({ docker: d, instance: instance(), log: silentLogger, configDir: tempDir('lm-egress-test-'), audit: (e) => audit.push(e), networks: [network.id] });
+    await targets.start('targets', [allowed, other]);
+    egress = await Egress.start({ docker: await docker(), instance: instance(), log: silentLogger, configDir: tempDir('lm-egress-test-'), audit: (e) => audit.push(e), networks: [targets.network!.id] });
     egress.onDecision((x) => decisions.push(x));
   });
 
   afterAll(async () => {
     await egress?.close();
-    for (const s of servers) await ignoreGone(s.remove({ force: true }));
-    await ignoreGone(network?.remove());
+    await targets.remove();
   });
-
-  /** A Python plugin folder with network capabilities for `hosts`. */
-  function networkPlugin(id: string, hosts: string[], maxNetworkConnections: number, main: string): string {
-    const dir = path.join(tempDir(`lm-${id}-`), id);
-    mkdirSync(dir);
-    writeFileSync(
-      path.join(dir, 'plugin.yaml'),
-      `id: ${id}
-version: 1.0.0
-runtime: python
-entrypoint: main.py
-capabilities:
-  - id: web
-    scope: network
-    hosts: ${JSON.stringify(hosts)}
-resources:
-  maxNetworkConnections: ${maxNetworkConnections}
-`,
-    );
-    writeFileSync(path.join(dir, 'main.py'), main);
-    return dir;
-  }
 
   function probePlugin(): string {
     return networkPlugin(
@@ -195,7 +115,8 @@ print(json.dumps(out))
     expect(mine).toContainEqual(expect.objectContaining({ host: allowed, port: 8080, result: 'allowed' }));
     expect(mine).toContainEqual(expect.objectContaining({ host: other, port: 8080, result: 'denied', reason: 'not-in-allow-list' }));
     expect(mine).toContainEqual(expect.objectContaining({ host: allowed, port: 8081, result: 'denied', reason: 'not-in-allow-list' }));
-    expect(mine).toContainEqual(expect.objectContaining({ host: allowed, result: 'denied', reason: 'max-connections' }));
+    // Counted from accept: the third connection is refused before it sends anything.
+    expect(mine).toContainEqual(expect.objectContaining({ result: 'denied', reason: 'max-connections' }));
     expect(audit).toContainEqual(expect.objectContaining({ who: 'egress-probe', action: 'network', resource: `${other}:8080`, result: 'denied', code: 'LM_EGRESS_DENIED' }));
   });
 
@@ -251,28 +172,6 @@ m.close()
 say(done=True, allowedAfter=still, newOther=n_status, newAllowed=m_status)
 time.sleep(60)  # holds the tunnel to ALLOWED open; the test removes the container sooner
 `;
-
-  /** Start the plugin's container as the controller would, on its network; its JSON lines collect in the returned array. */
-  async function startPlugin(loaded: LoadedManifest, network: EgressAttachment) {
-    const d = await docker();
-    const seccompProfile = pluginSeccompProfile(true, loaded.manifest.security.syscalls);
-    const container = await d.createContainer(containerSpec({ loaded, runtime: python, instance: instance(), network, seccompProfile }));
-    const lines: Record<string, unknown>[] = [];
-    const stream = await container.attach({ stream: true, stdout: true, stderr: true });
-    const out = new PassThrough();
-    d.modem.demuxStream(stream, out, process.stderr);
-    let buf = '';
-    out.on('data', (c: Buffer) => {
-      buf += c.toString();
-      for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        if (line.startsWith('{')) lines.push(JSON.parse(line) as Record<string, unknown>);
-      }
-    });
-    await container.start();
-    return { container, lines };
-  }
 
   /** The echo server's count of connections open now, from its `open`/`closed` lines. */
   async function echoOpen(server: Dockerode.Container): Promise<number> {
@@ -376,9 +275,98 @@ print(json.dumps(out))
     expect(audit).toContainEqual({ who: 'dns-probe', action: 'dns', resource: 'secret-data.exfil.example', result: 'denied', reason: 'no-dns (A)', code: 'LM_EGRESS_DENIED' });
   });
 
-  it('removes the plugin network after the run', async () => {
+  it('revoking one spelling of a host cuts every tunnel to it, in whatever spelling it was opened, and refuses every spelling', async () => {
+    const key = 'spellings';
+    const upper = allowed.toUpperCase();
+    // The issue's case: the manifest lists the host in two spellings.
+    const loaded = loadManifest(networkPlugin(key, [`${allowed}:7000`, `${upper}:7000`, `${other}:7000`], 8, `${PROXY_HELPERS}
+ALLOWED, OTHER = ${JSON.stringify(allowed)}, ${JSON.stringify(other)}
+SPELLINGS = [(ALLOWED, "7000"), (ALLOWED.upper(), "7000"), (ALLOWED + ".", "7000"), (ALLOWED.upper() + ".", "07000")]
+
+def echo(s, word):
+    s.sendall(word)
+    return s.recv(64).decode()
+
+held = [tunnel(h, p) for h, p in SPELLINGS]
+o, o_status = tunnel(OTHER, 7000)
+say(ready=True, statuses=[st for _, st in held] + [o_status], echoes=[echo(s, b"x") for s, _ in held])
+ends = []
+for s, _ in held:
+    s.settimeout(30)
+    try:
+        ends.append("eof" if s.recv(64) == b"" else "data")
+    except socket.timeout:
+        ends.append("timeout")
+    except OSError:
+        ends.append("reset")
+after = []
+for h, p in SPELLINGS:
+    s, st = tunnel(h, p)
+    s.close()
+    after.append(st)
+say(done=True, ends=ends, after=after, otherStill=echo(o, b"o2"))
+time.sleep(60)  # the test removes the container sooner
+`));
+    const attachment = await egress.attach(key, loaded.manifest);
+    let client: Dockerode.Container | undefined;
+    try {
+      const started = await startPlugin(loaded, attachment);
+      client = started.container;
+      const ready = await waitFor('tunnels open', 20_000, () => started.lines.find((l) => l.ready));
+      expect(ready).toMatchObject({ statuses: [200, 200, 200, 200, 200], echoes: ['x', 'x', 'x', 'x'] });
+
+      // Revoked in yet another spelling.
+      expect(await egress.revokeHost(key, ` ${upper}.:07000`)).toBe(true);
+      const cuts = decisions.filter((x) => x.plugin === key && x.result === 'cut');
+      expect(cuts).toHaveLength(4);
+      for (const c of cuts) expect(c).toMatchObject({ host: allowed, port: 7000, reason: 'revoked' });
+      const done = await waitFor('the client checks', 30_000, () => started.lines.find((l) => l.done));
+      expect(done.ends).toEqual(Array(4).fill(expect.stringMatching(/^(eof|reset)$/)));
+      expect(done.after).toEqual([403, 403, 403, 403]);
+      expect(done.otherStill).toBe('o2');
+      expect(decisions.filter((x) => x.plugin === key && x.reason === 'not-in-allow-list')).toHaveLength(4);
+      // Nothing left to revoke under any spelling.
+      expect(await egress.revokeHost(key, `${allowed}:7000`)).toBe(false);
+    } finally {
+      if (client) await ignoreGone(client.remove({ force: true }));
+      await egress.detach(key);
+    }
+  });
+
+  it("checks the Host header against the request's host (no fronting), and forwards chunked bodies with their framing", async () => {
+    const main = `${PROXY_HELPERS}
+ALLOWED, OTHER = ${JSON.stringify(allowed)}, ${JSON.stringify(other)}
+def status(text):
+    return int(text.split(" ")[1]) if text.startswith("HTTP/") else text
+out = {}
+out["fronted"] = status(exchange(f"GET http://{ALLOWED}:8080/ HTTP/1.1\\r\\nHost: {OTHER}:8080\\r\\n\\r\\n".encode()))
+out["otherPort"] = status(exchange(f"GET http://{ALLOWED}:8080/ HTTP/1.1\\r\\nHost: {ALLOWED}:9999\\r\\n\\r\\n".encode()))
+out["twoHosts"] = status(exchange(f"GET http://{ALLOWED}:8080/ HTTP/1.1\\r\\nHost: {ALLOWED}:8080\\r\\nHost: {OTHER}:8080\\r\\n\\r\\n".encode()))
+out["sameHost"] = status(exchange(f"GET http://{ALLOWED}:8080/ HTTP/1.1\\r\\nHost: {ALLOWED.upper()}:8080\\r\\n\\r\\n".encode()))
+out["noHost"] = status(exchange(f"GET http://{ALLOWED}:8080/ HTTP/1.1\\r\\n\\r\\n".encode()))
+# The echo server on 7000 sends back exactly what the proxy sent it.
+body = "5\\r\\nhello\\r\\n6\\r\\n world\\r\\n0\\r\\n\\r\\n"
+out["chunked"] = exchange(f"POST http://{ALLOWED}:7000/up HTTP/1.1\\r\\nHost: {ALLOWED}:7000\\r\\nTransfer-Encoding: chunked\\r\\n\\r\\n{body}".encode(), until=b"0\\r\\n\\r\\n")
+out["gzip"] = status(exchange(f"POST http://{ALLOWED}:7000/up HTTP/1.1\\r\\nTransfer-Encoding: gzip, chunked\\r\\n\\r\\n".encode()))
+out["smuggle"] = status(exchange(f"POST http://{ALLOWED}:7000/up HTTP/1.1\\r\\nContent-Length: 4\\r\\nTransfer-Encoding: chunked\\r\\n\\r\\n0\\r\\n\\r\\n".encode()))
+out["bareLf"] = status(exchange(f"GET http://{ALLOWED}:8080/ HTTP/1.1\\nHost: {ALLOWED}:8080\\n\\n".encode()))
+print(json.dumps(out))
+`;
+    const r = await runCaptured(networkPlugin('fronting', [`${allowed}:8080`, `${allowed}:7000`], 4, main), { egress });
+    expect(r.exitCode, r.stderr).toBe(0);
+    const p = report<Record<string, unknown>>(r.stdout);
+    expect(p).toMatchObject({ fronted: 403, otherPort: 403, twoHosts: 400, sameHost: 200, noHost: 200, gzip: 501, smuggle: 400, bareLf: 400 });
+    expect(p.chunked).toBe(`POST /up HTTP/1.1\r\nHost: ${allowed}:7000\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n`);
+    expect(audit).toContainEqual({ who: 'fronting', action: 'network', resource: `${allowed}:8080`, result: 'denied', reason: 'host-mismatch', code: 'LM_EGRESS_DENIED' });
+    const mine = decisions.filter((x) => x.plugin === 'fronting').map((x) => x.reason);
+    expect(mine).toEqual(expect.arrayContaining(['host-mismatch', 'bad-request', 'unsupported-transfer-encoding', 'bare-lf']));
+  });
+
+  it('removes the plugin network and its proxy after the run', async () => {
     const d = await docker();
-    const nets = await d.listNetworks({ filters: JSON.stringify({ label: [`io.logomesh.instance=${instance()}`, 'io.logomesh.role=egress', 'io.logomesh.plugin=egress-probe'] }) });
-    expect(nets).toEqual([]);
+    const filters = JSON.stringify({ label: [`io.logomesh.instance=${instance()}`, 'io.logomesh.role=egress', 'io.logomesh.plugin=egress-probe'] });
+    expect(await d.listNetworks({ filters })).toEqual([]);
+    // Its proxy too.
+    expect(await d.listContainers({ all: true, filters })).toEqual([]);
   });
 });

@@ -2,80 +2,13 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import WebSocket from 'ws';
 import { Hub } from '../../src/hub/hub.js';
 import type { PluginPolicy } from '../../src/hub/acl.js';
 import { silentLogger } from '../../src/log.js';
+import { Client, type Msg } from './support/hub-client.js';
 
-type Msg = Record<string, unknown> & { type: string; id: string };
-
-/** A raw protocol client: what an SDK does, without an SDK. */
-class Client {
-  readonly inbox: Msg[] = [];
-  private waiters: ((m: Msg) => void)[] = [];
-  private n = 0;
-  constructor(readonly ws: WebSocket) {
-    ws.on('message', (raw) => {
-      const m = JSON.parse(raw.toString()) as Msg;
-      this.inbox.push(m);
-      for (const w of this.waiters.splice(0)) w(m);
-    });
-  }
-  static async open(url: string, headers: Record<string, string> = {}): Promise<Client> {
-    const ws = new WebSocket(url, { headers });
-    await new Promise((resolve, reject) => {
-      ws.once('open', resolve);
-      ws.once('error', reject);
-    });
-    return new Client(ws);
-  }
-  send(m: Record<string, unknown>): string {
-    const id = (m.id as string) ?? `c${++this.n}`;
-    this.ws.send(JSON.stringify({ ...m, id }));
-    return id;
-  }
-  raw(data: string | Buffer): void {
-    this.ws.send(data);
-  }
-  async next(pred: (m: Msg) => boolean, ms = 2_000): Promise<Msg> {
-    const found = this.inbox.find(pred);
-    if (found) {
-      this.inbox.splice(this.inbox.indexOf(found), 1);
-      return found;
-    }
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no matching message within ${ms} ms; inbox: ${JSON.stringify(this.inbox)}`)), ms);
-      const check = (m: Msg) => {
-        if (pred(m)) {
-          clearTimeout(timer);
-          this.inbox.splice(this.inbox.indexOf(m), 1);
-          resolve(m);
-        } else this.waiters.push(check);
-      };
-      this.waiters.push(check);
-    });
-  }
-  reply(id: string, ms?: number): Promise<Msg> {
-    return this.next((m) => m.correlationId === id, ms);
-  }
-  async hello(methods: string[]): Promise<void> {
-    const id = this.send({ type: 'hello', protocol: 1, methods, sdk: 'test' });
-    const r = await this.reply(id);
-    expect(r.success, JSON.stringify(r)).toBe(true);
-  }
-  /** Serve requests with fn until closed. */
-  serve(fn: (m: Msg) => unknown): void {
-    this.ws.on('message', (raw) => {
-      const m = JSON.parse(raw.toString()) as Msg;
-      if (m.type !== 'request') return;
-      const out = fn(m);
-      if (out !== undefined) this.send({ type: 'response', correlationId: m.id, success: true, data: out });
-    });
-  }
-}
-
-function policy(id: string, exposes: string[], consumes: string[] = [], messaging = false): PluginPolicy {
-  return { id, exposes: new Set(exposes), consumes: new Set(consumes), messaging };
+function policy(id: string, exposes: string[], consumes: string[] = [], messaging = false, topics: { publishes?: string[]; subscribes?: string[] } = {}): PluginPolicy {
+  return { id, exposes: new Set(exposes), consumes: new Set(consumes), messaging, publishes: topics.publishes ?? (messaging ? ['*'] : []), subscribes: topics.subscribes ?? ['*'] };
 }
 
 describe('hub', () => {
@@ -208,12 +141,17 @@ describe('hub', () => {
     a.send({ type: 'event', topic: 'news.today', data: 1 });
     expect((await b.next((m) => m.type === 'event')).data).toBe(1);
     expect((await g.next((m) => m.type === 'event')).from).toBe('alpha');
-    b.send({ type: 'broadcast', data: 'all' });
+    b.send({ type: 'broadcast', topic: 'news.all', data: 'all' });
     expect((await a.next((m) => m.type === 'broadcast')).data).toBe('all');
     expect((await g.next((m) => m.type === 'broadcast')).from).toBe('beta');
     const r = await g.reply(g.send({ type: 'event', topic: 'news.x', data: 2 }));
     expect(r).toMatchObject({ success: false, error: { code: 'LM_PERMISSION_DENIED' } });
-    expect(host).toEqual([1]);
+    // A broadcast without a topic is the host's alone.
+    const bare = await b.reply(b.send({ type: 'broadcast', data: 'everyone' }));
+    expect(bare).toMatchObject({ success: false, error: { code: 'LM_PERMISSION_DENIED', message: expect.stringContaining('without a topic') } });
+    hub.broadcast(undefined, 'from the host');
+    expect((await g.next((m) => m.type === 'broadcast' && m.from === 'host')).data).toBe('from the host');
+    expect(host).toEqual([1, 'all']);
   });
 
   it('plugins call host methods they consume; the host calls what plugins expose', async () => {
@@ -275,7 +213,7 @@ describe('hub limits, revocations and audit', () => {
     expect(await hub.call('beta', 'echo', 'still here')).toBe('still here');
   });
 
-  it('refused frames are audited as violations, at most one entry a second per plugin and code', async () => {
+  it('refused frames are audited as violations: the first at once, its repeats within a second as one entry with a count', async () => {
     const a = await connect('alpha', []);
     const b = await connect('beta', ['echo', 'never']);
     const violations = () => audit.filter((e) => e.action === 'violation').map((e) => `${e.who} ${e.resource} ${e.result} ${e.code}`);
@@ -290,7 +228,10 @@ describe('hub limits, revocations and audit', () => {
     await new Promise((r) => setTimeout(r, 1_050));
     a.raw('still not json');
     await a.next((m) => m.type === 'error');
-    expect(violations().filter((v) => v === 'alpha hub denied LM_PROTOCOL')).toHaveLength(2);
+    // The first, one entry counting the five after it in the same second, then the next second's first.
+    const protocol = audit.filter((e) => e.who === 'alpha' && e.action === 'violation' && e.code === 'LM_PROTOCOL');
+    expect(protocol.map((e) => e.count)).toEqual([undefined, 5, undefined]);
+    expect(protocol[1]?.reason).toContain('5 more like this');
   });
 
   it('a connection closed for a frame over the hard limit is audited too', async () => {

@@ -261,6 +261,24 @@ describe('a manifest that is not a regular file inside the plugin folder: LM_MAN
     expect(issue.found).toBe('a file that cannot be opened (EACCES)');
   });
 
+  it('a plugin folder it may not search: named with its errno, not as "nothing"', () => {
+    const dir = withManifest((f) => writeFileSync(f, HEAD));
+    const blocked = path.join(dir, 'sub');
+    mkdirSync(path.join(blocked, 'plugin'), { recursive: true });
+    chmodSync(blocked, 0o700);
+    const load = () => {
+      try {
+        loadManifest(path.join(blocked, 'plugin'));
+      } catch (err) {
+        return err as { code: string; details: { found: string } };
+      }
+      throw new Error('loaded');
+    };
+    if (!isRoot) return void expect(load()).toMatchObject({ code: 'LM_MANIFEST_NOT_FOUND', details: { found: 'a path that cannot be examined (EACCES)' } });
+    for (let d = dir; d !== path.dirname(d) && d.startsWith(path.dirname(path.dirname(dir))); d = path.dirname(d)) chmodSync(d, 0o755);
+    expect(withEffectiveUid(65534, load)).toMatchObject({ code: 'LM_MANIFEST_NOT_FOUND', details: { found: 'a path that cannot be examined (EACCES)' } });
+  });
+
   it('a plugin folder holding the manifest directly or given as the file, alike', () => {
     const dir = withManifest((f) => execFileSync('mkfifo', [f]));
     expect(issueAt(refusal(path.join(dir, 'plugin.yaml')), 'LM_MANIFEST_FILE', '').found).toBe('a FIFO (named pipe)');

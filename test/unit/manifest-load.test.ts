@@ -86,8 +86,10 @@ describe('loadManifest accepts a valid manifest', () => {
     const dir = folders.create({ 'main.py': MAIN_PY, 'plugin.json': SPEC_EXAMPLE_JSON, data: folder });
     const loaded = loadManifest(dir);
 
+    const spec = JSON.parse(SPEC_EXAMPLE_JSON) as { coordination: object };
     expect(loaded.manifest).toEqual({
-      ...(JSON.parse(SPEC_EXAMPLE_JSON) as object),
+      ...spec,
+      coordination: { ...spec.coordination, publishes: [], subscribes: [] },
       resources: { maxMemoryMB: 100, maxCpuPercent: 25, maxFileHandles: 50, maxNetworkConnections: 0, maxProcesses: 64, maxTmpMB: 16 },
       security: { syscalls: [], isolationLevel: 1 },
       health: HEALTH_DEFAULTS,
@@ -120,7 +122,7 @@ describe('loadManifest accepts a valid manifest', () => {
       resources: { maxMemoryMB: 128, maxCpuPercent: 50, maxFileHandles: 256, maxNetworkConnections: 0, maxProcesses: 64, maxTmpMB: 16 },
       security: { syscalls: [], isolationLevel: 1 },
       dependencies: { system: [], plugins: [], packages: {} },
-      coordination: { exposesMethods: [], consumesMethods: [], sharedMemory: false, messaging: false },
+      coordination: { exposesMethods: [], consumesMethods: [], sharedMemory: false, messaging: false, publishes: [], subscribes: [] },
       health: HEALTH_DEFAULTS,
       restart: RESTART_DEFAULTS,
     });

@@ -41,7 +41,8 @@ beforeAll(async () => {
     writeFileSync(
       path.join(pluginsDir, id, 'plugin.yaml'),
       `id: ${id}\nversion: 1.0.0\nruntime: node\nentrypoint: main.mjs\ncoordination:\n  consumesMethods: [other.a, other.b, other.c]\n` +
-        (id === 'fetcher' ? 'capabilities:\n  - { id: web, scope: network, hosts: ["api.example.com:443", "cdn.example.com:443"] }\nresources: { maxNetworkConnections: 4 }\n' : ''),
+        // api.example.com listed twice, in two spellings (issue 10): one host all the same.
+        (id === 'fetcher' ? 'capabilities:\n  - { id: web, scope: network, hosts: ["api.example.com:443", "cdn.example.com:443", "API.Example.com:443"] }\nresources: { maxNetworkConnections: 4 }\n' : ''),
     );
   }
 });
@@ -210,6 +211,39 @@ describe('operator permissions across a controller restart', () => {
 });
 
 describe('host revocations', () => {
+  it('act on the host in whatever spelling: revoking one refuses every spelling, granting another gives it back', async () => {
+    const home = newHome();
+    const host = await controller(home);
+    try {
+      await host.revokeHost('fetcher', 'API.EXAMPLE.COM.:0443');
+      expect(state(home).plugins.fetcher?.permissions).toEqual({ revokedHosts: ['api.example.com:443'] });
+      for (const spelled of ['api.example.com:443', 'API.Example.com:443', 'api.example.com.:443']) {
+        expect(host.checkCapability('fetcher', 'connect', spelled), spelled).toMatchObject({ allowed: false, reason: "the operator revoked 'api.example.com:443'" });
+      }
+      expect(host.checkCapability('fetcher', 'connect', 'cdn.example.com:443').allowed).toBe(true);
+      await host.grantHost('fetcher', 'api.Example.COM:443');
+      expect(host.checkCapability('fetcher', 'connect', 'API.example.com.:443').allowed).toBe(true);
+      expect(state(home).plugins.fetcher?.permissions).toBeUndefined();
+    } finally {
+      await host.close();
+    }
+  });
+
+  it('saved by an earlier version in another spelling are read in the normal form', async () => {
+    const home = newHome();
+    const first = await controller(home);
+    await first.revokeHost('fetcher', 'api.example.com:443');
+    await kill(first, (s) => ({ ...s, plugins: { ...s.plugins, fetcher: { ...s.plugins.fetcher!, permissions: { revokedHosts: ['API.Example.com.:443'] } } } }));
+    const second = await controller(home);
+    try {
+      expect(state(home).plugins.fetcher?.permissions).toEqual({ revokedHosts: ['api.example.com:443'] });
+      await second.grantHost('fetcher', 'api.example.com:443');
+      expect(second.checkCapability('fetcher', 'connect', 'api.example.com:443').allowed).toBe(true);
+    } finally {
+      await second.close();
+    }
+  });
+
   it('stay until granted back; only manifest hosts can be revoked or granted', async () => {
     const home = newHome();
     const host = await controller(home);

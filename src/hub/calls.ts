@@ -1,0 +1,127 @@
+import type { ErrorCode } from '../errors.js';
+import { encode } from './codec.js';
+import type { Peer, WsPeer } from './peer.js';
+import { DEFAULT_CALL_TIMEOUT_MS, type Request, type Response, type WireError } from './protocol.js';
+
+/** Room for the envelope the hub wraps around a peer's data (ids, from, timestamp). */
+export const ENVELOPE_BYTES = 4096;
+/**
+ * A target is blamed for a call it left unanswered only when the caller gave it at least this
+ * long: a deadline shorter than this says more about the caller than the target.
+ */
+const BLAME_AFTER_MS = 250;
+
+/** What the router needs to know of a plugin that is called. */
+export interface CallTarget {
+  readonly id: string;
+  readonly peer: WsPeer;
+  /** Calls waiting on it, and the bytes of their requests. */
+  waiting: number;
+  waitingBytes: number;
+}
+
+type Outcome = { success: true; data: unknown } | { success: false; error: WireError };
+
+interface Pending {
+  readonly caller: Peer;
+  readonly callerId: string;
+  readonly target: CallTarget;
+  readonly method: string;
+  readonly bytes: number;
+  readonly timer: NodeJS.Timeout;
+}
+
+export interface CallsOptions {
+  readonly maxMessageBytes: number;
+  /** Calls that may wait on one plugin, and their request bytes: what a caller can make a plugin hold. */
+  readonly maxWaiting: number;
+  readonly maxWaitingBytes: number;
+  readonly nextId: () => string;
+  /** A peer broke its side of a call (left it unanswered): on its record. */
+  readonly blame: (target: string, code: ErrorCode, reason: string) => void;
+}
+
+/**
+ * Calls in flight: a request goes to its target under a hub id, the answer goes back to the
+ * caller under the caller's id. Only the plugin that was asked may answer; a caller that
+ * leaves forgets its calls, a target that leaves fails them.
+ */
+export class Calls {
+  private readonly pending = new Map<string, Pending>();
+
+  constructor(private readonly opts: CallsOptions) {}
+
+  /** Send a call on; returns the coded refusal when it cannot be. */
+  open(caller: Peer, msg: Request, target: CallTarget): { code: ErrorCode; message: string } | undefined {
+    if (caller.inFlight >= caller.limits.maxInFlight) {
+      return { code: 'LM_RATE_LIMITED', message: `${caller.id} already has ${caller.limits.maxInFlight} calls waiting for answers` };
+    }
+    const timeout = msg.timeout ?? DEFAULT_CALL_TIMEOUT_MS;
+    const hubId = this.opts.nextId();
+    const out: Request = { type: 'request', id: hubId, from: caller.id, to: [target.id], method: msg.method, data: msg.data, timeout, timestamp: Date.now() };
+    const enc = encode(out, this.opts.maxMessageBytes + ENVELOPE_BYTES);
+    if (!enc.ok) return { code: enc.code, message: enc.message };
+    if (target.waiting >= this.opts.maxWaiting || target.waitingBytes + enc.bytes > this.opts.maxWaitingBytes) {
+      return { code: 'LM_RATE_LIMITED', message: `plugin ${target.id} already has ${target.waiting} calls (${target.waitingBytes} bytes) waiting for its answers; the most is ${this.opts.maxWaiting} calls or ${this.opts.maxWaitingBytes} bytes` };
+    }
+    const timer = setTimeout(() => {
+      if (timeout >= BLAME_AFTER_MS) this.opts.blame(target.id, 'LM_TIMEOUT', `did not answer ${msg.method} from ${caller.id} within ${timeout} ms`);
+      this.finish(hubId, fail('LM_TIMEOUT', `no response from ${target.id}.${msg.method} within ${timeout} ms`));
+    }, timeout);
+    this.pending.set(hubId, { caller, callerId: msg.id, target, method: msg.method, bytes: enc.bytes, timer });
+    caller.inFlight++;
+    target.waiting++;
+    target.waitingBytes += enc.bytes;
+    if (target.peer.deliver(out, enc) !== 'sent') this.finish(hubId, fail('LM_PLUGIN_EXITED', `plugin ${target.id} was disconnected before it took the call to ${msg.method}`));
+    return undefined;
+  }
+
+  /** An answer from `peer`; anything not answering one of its own open calls is dropped. */
+  answer(peer: Peer, msg: Response): boolean {
+    const p = this.pending.get(msg.correlationId);
+    if (!p || p.target.id !== peer.id || p.target.peer !== peer) return false;
+    this.finish(msg.correlationId, msg.success ? { success: true, data: msg.data } : { success: false, error: msg.error! });
+    return true;
+  }
+
+  /** `peer` answered call `hubId` with a frame the hub refused (too large, too deep, malformed): the caller learns it now, not at its timeout. */
+  answerRefused(peer: Peer, hubId: string, error: WireError): boolean {
+    const p = this.pending.get(hubId);
+    if (!p || p.target.peer !== peer) return false;
+    this.finish(hubId, fail(error.code as ErrorCode, `${p.target.id} answered ${p.method} with a frame the hub refused: ${error.message}`));
+    return true;
+  }
+
+  /** A plugin went away: every call to it fails now. */
+  targetGone(target: CallTarget, why: string): void {
+    for (const [hubId, p] of this.pending) if (p.target === target) this.finish(hubId, fail('LM_PLUGIN_EXITED', `plugin ${target.id} ${why} during the call to ${p.method}`));
+  }
+
+  /** A caller went away: its calls are forgotten (their answers will be dropped). */
+  callerGone(caller: Peer): void {
+    for (const [hubId, p] of this.pending) if (p.caller === caller) this.settle(hubId, p);
+  }
+
+  private finish(hubId: string, outcome: Outcome): void {
+    const p = this.pending.get(hubId);
+    if (!p) return;
+    this.settle(hubId, p);
+    const reply = { type: 'response', id: this.opts.nextId(), from: p.target.id, correlationId: p.callerId, timestamp: Date.now(), ...outcome } as const;
+    if (p.caller.inProcess) return void p.caller.deliver(reply);
+    const enc = encode(reply, this.opts.maxMessageBytes + ENVELOPE_BYTES);
+    if (enc.ok) p.caller.deliver(reply, enc);
+    else p.caller.deliver({ ...reply, success: false, error: { code: enc.code, message: `the answer of ${p.target.id}.${p.method} cannot be delivered: ${enc.message}` } } as Response);
+  }
+
+  private settle(hubId: string, p: Pending): void {
+    this.pending.delete(hubId);
+    clearTimeout(p.timer);
+    p.caller.inFlight--;
+    p.target.waiting--;
+    p.target.waitingBytes -= p.bytes;
+  }
+}
+
+export function fail(code: ErrorCode, message: string): { success: false; error: WireError } {
+  return { success: false, error: { code, message } };
+}

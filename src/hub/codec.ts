@@ -1,0 +1,141 @@
+import type { ErrorCode } from '../errors.js';
+
+/**
+ * Frames in and out of the hub, bounded in depth and size. `JSON.parse` copes with any
+ * nesting, but everything that walks the value afterwards (`JSON.stringify` above all)
+ * recurses, and a 10 KB frame nested a few thousand levels deep overflows the stack. So
+ * depth is measured on the bytes before parsing, and nothing deeper than `maxDepth` is ever
+ * turned into a value.
+ */
+
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const OPEN_BRACE = 0x7b;
+const OPEN_BRACKET = 0x5b;
+const CLOSE_BRACE = 0x7d;
+const CLOSE_BRACKET = 0x5d;
+
+/**
+ * The deepest nesting of arrays and objects in JSON text, counting the outermost as 1.
+ * Stops counting (and returns `limit + 1`) as soon as `limit` is passed. Brackets inside
+ * strings do not count. The text need not be valid JSON: the parser judges that after.
+ */
+export function jsonDepth(buf: Buffer, limit: number): number {
+  let depth = 0;
+  let max = 0;
+  let i = 0;
+  const n = buf.length;
+  while (i < n) {
+    const c = buf[i]!;
+    if (c === QUOTE) {
+      // Skip the string: to the next quote that is not escaped.
+      i++;
+      while (i < n) {
+        const s = buf[i]!;
+        if (s === BACKSLASH) i += 2;
+        else if (s === QUOTE) break;
+        else i++;
+      }
+    } else if (c === OPEN_BRACE || c === OPEN_BRACKET) {
+      depth++;
+      if (depth > max) {
+        max = depth;
+        if (max > limit) return max;
+      }
+    } else if (c === CLOSE_BRACE || c === CLOSE_BRACKET) {
+      depth--;
+    }
+    i++;
+  }
+  return max;
+}
+
+/**
+ * The string values of a few top-level keys of a JSON object, found without parsing it: what
+ * the hub needs to answer a frame it will not parse (one over the size limit). Returns what
+ * it finds among `keys`; values that are not plain strings of 1-128 printable characters
+ * are left out.
+ */
+export function topLevelStrings(buf: Buffer, keys: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  const text = buf.toString('latin1');
+  let depth = 0;
+  let expectKey = false;
+  let lastKey: string | undefined;
+  let i = 0;
+  while (i < text.length && Object.keys(out).length < keys.length) {
+    const c = text.charCodeAt(i);
+    if (c === QUOTE) {
+      const end = stringEnd(text, i);
+      if (depth === 1) {
+        const raw = text.slice(i + 1, end);
+        if (expectKey) lastKey = raw;
+        else if (lastKey !== undefined && keys.includes(lastKey) && /^[\x20-\x21\x23-\x5b\x5d-\x7e]{1,128}$/.test(raw)) out[lastKey] = raw;
+        expectKey = false;
+      }
+      i = end + 1;
+      continue;
+    }
+    if (c === OPEN_BRACE || c === OPEN_BRACKET) {
+      depth++;
+      if (depth === 1 && c === OPEN_BRACE) expectKey = true;
+    } else if (c === CLOSE_BRACE || c === CLOSE_BRACKET) depth--;
+    else if (depth === 1 && c === 0x2c /* , */) {
+      expectKey = true;
+      lastKey = undefined;
+    }
+    i++;
+  }
+  return out;
+}
+
+function stringEnd(text: string, start: number): number {
+  let i = start + 1;
+  while (i < text.length) {
+    const c = text.charCodeAt(i);
+    if (c === BACKSLASH) i += 2;
+    else if (c === QUOTE) return i;
+    else i++;
+  }
+  return text.length;
+}
+
+/** The depth of a value made in this process (host methods, the in-process host client), iteratively. */
+export function valueDepth(value: unknown, limit: number): number {
+  let max = 0;
+  const stack: [unknown, number][] = [[value, 1]];
+  const seen = new Set<object>();
+  while (stack.length) {
+    const [v, d] = stack.pop()!;
+    if (v === null || typeof v !== 'object') continue;
+    if (seen.has(v)) return Infinity; // a cycle can never be sent
+    seen.add(v);
+    if (d > max) {
+      max = d;
+      if (max > limit) return max;
+    }
+    for (const x of Array.isArray(v) ? v : Object.values(v)) if (x !== null && typeof x === 'object') stack.push([x, d + 1]);
+  }
+  return max;
+}
+
+export type Encoded = { ok: true; text: string; bytes: number } | { ok: false; code: ErrorCode; message: string };
+
+/**
+ * Serialize an outgoing message. Never throws: a value that cannot be JSON (a cycle, a
+ * BigInt, nesting past the limit, a getter that throws) becomes a coded failure for the
+ * caller to answer with.
+ */
+export function encode(msg: unknown, maxBytes: number): Encoded {
+  let text: string;
+  try {
+    text = JSON.stringify(msg);
+  } catch (err) {
+    return { ok: false, code: 'LM_PROTOCOL', message: `the message cannot be sent as JSON: ${String((err as Error)?.message ?? err).slice(0, 200)}` };
+  }
+  if (typeof text !== 'string') return { ok: false, code: 'LM_PROTOCOL', message: 'the message cannot be sent as JSON' };
+  // Byte length only when it could matter: a string's bytes are at most 3x its UTF-16 length.
+  const bytes = text.length * 3 <= maxBytes ? text.length : Buffer.byteLength(text);
+  if (bytes > maxBytes) return { ok: false, code: 'LM_MESSAGE_TOO_LARGE', message: `the message is ${bytes} bytes, over the maximum of ${maxBytes}` };
+  return { ok: true, text, bytes };
+}

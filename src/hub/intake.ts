@@ -1,0 +1,131 @@
+import type { ErrorCode } from '../errors.js';
+import { decideCall, decidePublish, decideSubscribe, mayReceive, type PluginPolicy, type TopicRevoked } from './acl.js';
+import type { Peer } from './peer.js';
+import { HOST, type ClientMessage, type Hello } from './protocol.js';
+
+/**
+ * The steps every message takes through the hub, one way, each small: rate limit, hello
+ * gate, sender check, authorization, then the route. A step passes the message on with
+ * `next`, or answers it and stops. Adding a check (a schema, a segment handle) is adding a
+ * step here.
+ */
+
+/** A message on its way through the hub. `slot` is set when a plugin sent it. */
+export interface Inbound {
+  readonly peer: Peer;
+  readonly slot: IntakeSlot | undefined;
+  readonly msg: ClientMessage;
+  /** A `from` the sender put in its frame (ignored: the hub knows who it is). */
+  readonly claimedFrom?: string | undefined;
+}
+
+export interface IntakeSlot {
+  readonly policy: PluginPolicy;
+  ready: boolean;
+}
+
+export type Handler = (f: Inbound) => void;
+export type Step = (next: Handler) => Handler;
+
+/** What the steps need of the hub. */
+export interface IntakeContext {
+  readonly hostMethods: ReadonlySet<string>;
+  target(id: string): IntakeSlot | undefined;
+  isRevoked(pluginId: string, resource: string): boolean;
+  readonly topicRevoked: TopicRevoked;
+  /** Answer a message with a coded error (no audit). */
+  replyError(peer: Peer, correlationId: string, code: ErrorCode, message: string): void;
+  /** Refuse: audit the decision (aggregated), log it at the same rate, answer with the error. */
+  refuse(f: Inbound, action: string, resource: string, code: ErrorCode, reason: string): void;
+  /** The sender broke the protocol or a limit: on its record (aggregated). */
+  violation(peer: Peer, code: ErrorCode, reason: string, kind: 'rate' | 'from'): void;
+  hello(peer: Peer, slot: IntakeSlot, msg: Hello): void;
+}
+
+/** How long a sender over its rate limit is not read from. */
+export const HOLD_MS = 100;
+
+export function compose(steps: readonly Step[], last: Handler): Handler {
+  return steps.reduceRight<Handler>((next, step) => step(next), last);
+}
+
+/**
+ * Requests, events, broadcasts and subscriptions cost a token; answers never do (dropping one
+ * would strand its caller). A refused request or subscription is answered (its sender waits
+ * for that); refused events and broadcasts, which nobody waits for, are answered once a
+ * second: answering each would only feed the flood. Every refusal is audited.
+ */
+export const rateLimit = (cx: IntakeContext): Step => (next) => (f) => {
+  if (f.msg.type === 'response' || f.peer.bucket.take()) return next(f);
+  const rate = f.peer.bucket.rate;
+  cx.violation(f.peer, 'LM_RATE_LIMITED', `more than ${rate} messages/s`, 'rate');
+  // A host client is not read from until its bucket has refilled a little: what it keeps
+  // sending waits in its socket, and TCP slows it down, instead of costing the hub a refusal
+  // each. Not a plugin: its answers to the health checks would wait behind its own flood.
+  if (f.peer.kind === 'host') f.peer.hold?.(HOLD_MS);
+  if ((f.msg.type === 'event' || f.msg.type === 'broadcast') && !f.peer.bucket.notice()) return;
+  cx.replyError(f.peer, f.msg.id, 'LM_RATE_LIMITED', `${who(f.peer)} exceeded its rate limit of ${rate} messages/s`);
+};
+
+/** A plugin says hello first, and only a plugin says it. */
+export const helloGate = (cx: IntakeContext): Step => (next) => (f) => {
+  if (f.msg.type === 'hello') {
+    if (f.slot) return cx.hello(f.peer, f.slot, f.msg);
+    return cx.replyError(f.peer, f.msg.id, 'LM_PROTOCOL', 'host clients do not send hello');
+  }
+  if (f.slot && !f.slot.ready) return cx.replyError(f.peer, f.msg.id, 'LM_PROTOCOL', `send hello before ${f.msg.type}`);
+  next(f);
+};
+
+/**
+ * The hub sets `from` itself from the socket; a plugin that claims another is told nothing
+ * (its message goes on as its own) but it is on the record.
+ */
+export const senderCheck = (cx: IntakeContext): Step => (next) => (f) => {
+  if (f.slot && f.claimedFrom !== undefined && f.claimedFrom !== f.peer.id) {
+    cx.violation(f.peer, 'LM_PERMISSION_DENIED', `a ${f.msg.type} claimed to come from '${f.claimedFrom.slice(0, 64)}'; the hub sent it as ${f.peer.id}`, 'from');
+  }
+  next(f);
+};
+
+/** Calls only where both manifests agree and the operator has not revoked; messaging only where declared. */
+export const authorize = (cx: IntakeContext): Step => (next) => (f) => {
+  const m = f.msg;
+  if (m.type === 'request') {
+    const targetId = m.to[0];
+    const resource = targetId === HOST ? m.method : `${targetId}.${m.method}`;
+    if (f.peer.kind === 'plugin' && cx.isRevoked(f.peer.id, resource)) {
+      return cx.refuse(f, 'call', resource, 'LM_PERMISSION_DENIED', `the operator revoked '${resource}' from plugin ${f.peer.id}`);
+    }
+    const caller = callerPolicy(f);
+    const target = targetId === HOST ? HOST : cx.target(targetId)?.policy;
+    if (target === undefined) return cx.replyError(f.peer, m.id, 'LM_PLUGIN_UNAVAILABLE', `plugin ${targetId} is not running`);
+    const d = decideCall(caller, target, m.method, cx.hostMethods);
+    if (!d.allowed) return cx.refuse(f, 'call', resource, d.code, d.reason);
+  } else if (m.type === 'event' || m.type === 'broadcast') {
+    const d = decidePublish(callerPolicy(f), m.type, m.topic, cx.topicRevoked);
+    if (!d.allowed) return cx.refuse(f, m.type, m.topic ?? '*', d.code, d.reason);
+    // An event sent to named plugins reaches them only if each may hear its topic: all or none.
+    if (m.type === 'event' && m.to) {
+      const deaf = m.to.flatMap((id) => {
+        const slot = id === HOST ? undefined : cx.target(id);
+        return slot && !mayReceive(slot.policy, m.topic, cx.topicRevoked) ? [id] : [];
+      });
+      if (deaf.length) {
+        return cx.refuse(f, m.type, m.topic, 'LM_PERMISSION_DENIED', `${deaf.map((id) => `plugin ${id}`).join(', ')} may not receive '${m.topic}': no pattern under its coordination.subscribes covers it (or the operator revoked it)`);
+      }
+    }
+  } else if (m.type === 'subscribe') {
+    const d = decideSubscribe(callerPolicy(f), m.topic, cx.topicRevoked);
+    if (!d.allowed) return cx.refuse(f, 'subscribe', m.topic, d.code, d.reason);
+  }
+  next(f);
+};
+
+function callerPolicy(f: Inbound): PluginPolicy | 'host' {
+  return f.peer.kind === 'host' || !f.slot ? HOST : f.slot.policy;
+}
+
+function who(peer: Peer): string {
+  return peer.kind === 'plugin' ? `plugin ${peer.id}` : `host client (${peer.origin})`;
+}
