@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
+import { Readable } from 'node:stream';
 import { pack, type Pack } from 'tar-fs';
 import { LogoMeshError } from '../errors.js';
 import { LABEL, OWNER } from '../labels.js';
@@ -8,6 +9,7 @@ import type { Logger } from '../log.js';
 import type { LoadedManifest } from '../manifest/types.js';
 import type { ImageDef, RuntimeImage } from '../runtimes/runtime.js';
 import { engineStatus, errorText, type Docker } from './docker.js';
+import { snapshotDifferences, snapshotFolder, type FolderSnapshot } from './plugin-snapshot.js';
 
 export interface EnsureImageOptions {
   readonly log: Logger;
@@ -29,6 +31,8 @@ interface BuildJob {
   readonly extra: Readonly<Record<string, string>>;
   /** A generated Dockerfile added to the context under this name, if any. */
   readonly dockerfile?: { name: string; text: string };
+  /** The whole context as a tar, already taken (a compiled plugin's snapshot): sent as is, the folder is not read. */
+  readonly contextTar?: Buffer;
   readonly labels: Readonly<Record<string, string>>;
   /** What to call it in progress lines. */
   readonly title: string;
@@ -79,18 +83,48 @@ export function ensureImage(docker: Docker, def: ImageDef, opts: EnsureImageOpti
   });
 }
 
+export interface PluginImageOptions extends EnsureImageOptions {
+  /** Plugin-relative paths left out of the build context: the mutable paths (write grants inside the folder). */
+  readonly exclude?: readonly string[];
+  /**
+   * The files a verified signature lists: the build context must hold exactly these, as
+   * they were hashed when the signature was checked (LM_SIGNATURE otherwise).
+   */
+  readonly signedFiles?: Readonly<Record<string, string>>;
+  /** Test hook: called once the build context is taken, before it is built (a test swaps a source file there). */
+  readonly afterSnapshot?: (snapshot: FolderSnapshot) => void | Promise<void>;
+}
+
 /**
- * For a compiled runtime: the plugin's own image, built from its folder by the runtime's
- * builder stage, tagged with a hash of its sources so an unchanged plugin is never rebuilt.
- * Older images of the same plugin are removed once the new one exists.
+ * For a compiled runtime: the plugin's own image, built by the runtime's builder stage from
+ * one snapshot of its folder (plugin-snapshot.ts): each file read once, compared with the
+ * signature's hashes when it is signed, packed, and the image built from that very tar and
+ * tagged with its hash (and the base images'), so an unchanged plugin is never rebuilt and a
+ * tag never names sources other than the ones it was computed from. Older images of the
+ * same plugin are removed once the new one exists.
  */
-export async function ensurePluginImage(docker: Docker, runtime: RuntimeImage, loaded: LoadedManifest, opts: EnsureImageOptions): Promise<EnsuredImage> {
+export async function ensurePluginImage(docker: Docker, runtime: RuntimeImage, loaded: LoadedManifest, opts: PluginImageOptions): Promise<EnsuredImage> {
   if (!runtime.compile) throw new LogoMeshError('LM_IMAGE_BUILD', `runtime ${runtime.runtime} does not compile plugins`, {});
   await ensureRuntimeImage(docker, runtime, opts);
   const { id } = loaded.manifest;
   const text = runtime.compile.dockerfile(loaded.manifest.entrypoint);
   const dockerfile = { name: '.logomesh.Dockerfile', text };
-  const inputsHash = await contextHash(docker, loaded.pluginDir, {}, text, dockerfile.name);
+  const snapshot = await snapshotFolder(loaded.pluginDir, { exclude: opts.exclude ?? [], added: [dockerfile] });
+  if (opts.signedFiles) {
+    const differences = snapshotDifferences(snapshot, opts.signedFiles);
+    if (differences.length) {
+      throw new LogoMeshError('LM_SIGNATURE', `${loaded.pluginDir}: plugin ${id} refused: files changed between the signature check and the build: ${differences.join(', ')}`, {
+        file: loaded.pluginDir,
+        plugin: id,
+        expected: 'the files as the verified signature lists them',
+        found: differences.join(', '),
+      });
+    }
+  }
+  await opts.afterSnapshot?.(snapshot);
+  const inputs = createHash('sha256').update(`tar\0${snapshot.sha256}\0`);
+  for (const [base, imageId] of await baseImageIds(docker, text, path.join(loaded.pluginDir, dockerfile.name))) inputs.update(`${base}=${imageId}\0`);
+  const inputsHash = inputs.digest('hex');
   const tag = `logomesh/plugin-${id}:${inputsHash.slice(0, 16)}`;
   const image = await once(tag, () =>
     ensure(
@@ -98,6 +132,7 @@ export async function ensurePluginImage(docker: Docker, runtime: RuntimeImage, l
       {
         tag,
         contextDir: loaded.pluginDir,
+        contextTar: snapshot.tar,
         extra: {},
         dockerfile,
         labels: { [LABEL.owner]: OWNER, [LABEL.role]: 'plugin-image', [LABEL.plugin]: id },
@@ -198,18 +233,25 @@ export async function contextHash(
     }
   }
   if (generatedName) hash.update(`${generatedName}\0${dockerfileText}\0`);
+  for (const [base, id] of await baseImageIds(docker, dockerfileText, path.join(contextDir, generatedName ?? 'Dockerfile'))) hash.update(`${base}=${id}\0`);
+  return hash.digest('hex');
+}
+
+/** The id of every base image the Dockerfile builds FROM. Throws LM_IMAGE_BUILD for one not on the engine. */
+async function baseImageIds(docker: Docker, dockerfileText: string, file: string): Promise<[string, string][]> {
+  const out: [string, string][] = [];
   for (const base of baseImages(dockerfileText)) {
     const found = await inspectImage(docker, base);
     if (!found) {
-      throw new LogoMeshError('LM_IMAGE_BUILD', `base image ${base} (FROM in the Dockerfile of ${contextDir}) is not on this engine; run 'npm run provision'`, {
-        file: path.join(contextDir, generatedName ?? 'Dockerfile'),
+      throw new LogoMeshError('LM_IMAGE_BUILD', `base image ${base} (FROM in the Dockerfile ${file}) is not on this engine; run 'npm run provision'`, {
+        file,
         expected: `image ${base}`,
         found: 'nothing',
       });
     }
-    hash.update(`${base}=${found.Id}\0`);
+    out.push([base, found.Id]);
   }
-  return hash.digest('hex');
+  return out;
 }
 
 function listFiles(dir: string, prefix = ''): string[] {
@@ -236,8 +278,13 @@ export function baseImages(dockerfile: string): string[] {
   return [...new Set(bases)];
 }
 
-/** The build context as one tar stream: the folder, then each extra under its name. */
-function contextStream(job: BuildJob): Pack {
+/** The build context as one tar stream: the snapshot taken, or the folder, then each extra under its name. */
+function contextStream(job: BuildJob): NodeJS.ReadableStream {
+  if (job.contextTar) return Readable.from([job.contextTar]);
+  return folderStream(job) as unknown as NodeJS.ReadableStream;
+}
+
+function folderStream(job: BuildJob): Pack {
   const steps: ((p: Pack) => void)[] = [];
   for (const [name, hostPath] of Object.entries(job.extra)) {
     steps.push((p) => {
@@ -281,7 +328,7 @@ async function build(docker: Docker, job: BuildJob, inputsHash: string, opts: En
   const started = Date.now();
   let stream: NodeJS.ReadableStream;
   try {
-    stream = await docker.buildImage(contextStream(job) as unknown as NodeJS.ReadableStream, {
+    stream = await docker.buildImage(contextStream(job), {
       t: job.tag,
       labels: { ...job.labels, [LABEL.inputsHash]: inputsHash },
       rm: true,

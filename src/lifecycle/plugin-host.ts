@@ -14,14 +14,17 @@ import { resolvePolicy, type Policy } from '../policy/policy.js';
 import { resolveRuntime } from '../sandbox/oci-runtime.js';
 import { pluginSeccompProfile } from '../sandbox/seccomp.js';
 import { enforcePolicy, ociRuntimeFor, hostCovered, hostPathRuleFor, policyAllowsHost, policyViolations } from '../policy/decisions.js';
-import { GRANTS_MOUNT, grantMount, overlaps, parseGrantTarget, realPathOf, recheckGrant, type PathGrant } from './path-grants.js';
-import { verifyPlugin } from '../signing/signature.js';
-import { PLUGIN_GID, PLUGIN_UID, runtimeImage } from '../runtimes/index.js';
-import { pluginGid } from '../runtimes/runtime.js';
+import { GRANTS_MOUNT, overlaps, parseGrantTarget, realPathOf, recheckGrant, type PathGrant } from './path-grants.js';
+import { signedContentOf, verifyPlugin, verifyPluginAsync, type SignedContent } from '../signing/signature.js';
+import { stageContainerMounts, type ContainerMounts } from './container-mounts.js';
+import { removeStagingLeftovers } from '../sandbox/mount-staging.js';
+import { runtimeImage } from '../runtimes/index.js';
+import { PLUGIN_IDS, pluginGid, pluginUid } from '../runtimes/runtime.js';
+import { giveSocketTo } from './plugin-socket.js';
 import { containerSpec, HUB_SOCKET_NAME } from '../sandbox/container-spec.js';
 import { Egress, isNetworked, networkHosts, normalizeHost, removeEgressLeftovers, type EgressAttachment } from '../sandbox/egress.js';
 import { PluginContainer } from '../sandbox/plugin-container.js';
-import { preparePluginImage } from '../sandbox/plugin-image.js';
+import { preparePluginImage, type PrepareOptions } from '../sandbox/plugin-image.js';
 import { checkWritableGrants } from '../sandbox/writable-grants.js';
 import { dependentsOf, startLevels } from './dependency-graph.js';
 import { pluginSocketDir, type Home } from './home.js';
@@ -53,6 +56,8 @@ export interface PluginStatus {
   readonly restarts: number;
   /** When the next restart attempt is due (state restarting). */
   readonly restartAt?: number;
+  /** The user its container runs as (its own): the owner a folder it is granted for writing needs. */
+  readonly uid: number;
 }
 
 export interface PluginHostOptions {
@@ -90,6 +95,17 @@ export interface PluginHostOptions {
    * plugin; a refusal reported by LogoMesh's kernel audit rules is audited.
    */
   readonly kernelLog?: boolean;
+  /**
+   * Test hooks at fixed points of a start, so that a test makes its swaps there and not by
+   * timing: right before the plugin's host paths are resolved, once they are held and
+   * staged (right before the container is created), and once a compiled plugin's build
+   * context is taken.
+   */
+  readonly testHooks?: {
+    readonly beforeMounts?: (pluginId: string) => void | Promise<void>;
+    readonly afterMounts?: (pluginId: string) => void | Promise<void>;
+    readonly afterSnapshot?: PrepareOptions['afterSnapshot'];
+  };
 }
 
 interface Managed {
@@ -111,6 +127,8 @@ interface Managed {
   restartTimer?: NodeJS.Timeout;
   /** Settles when the current start or stop finishes: one lifecycle operation at a time. */
   op: Promise<unknown>;
+  /** What its signature vouches for, as last verified (absent: unsigned). */
+  signed?: SignedContent;
 }
 
 /**
@@ -174,7 +192,6 @@ export class PluginHost implements AsyncDisposable {
       log: opts.log,
       audit: this.audit.record,
       token: this.token,
-      socketOwner: { uid: PLUGIN_UID, gid: PLUGIN_GID },
       ...(opts.maxMessageBytes ? { maxMessageBytes: opts.maxMessageBytes } : {}),
       ...(opts.pingIntervalMs ? { pingIntervalMs: opts.pingIntervalMs } : {}),
       ...(opts.rateLimit ? { rateLimit: opts.rateLimit } : {}),
@@ -183,7 +200,7 @@ export class PluginHost implements AsyncDisposable {
     if (opts.kernelLog !== false) {
       this.kernel = new KernelWatch({
         log: this.log,
-        uid: PLUGIN_UID,
+        uid: PLUGIN_IDS,
         ownerOf: (kill) => [...this.plugins.keys()].find((id) => pluginGid(opts.home.instance, id) === kill.gid),
         onKill: (plugin, kill) => void this.onSeccompKill(plugin, kill),
         onDenial: (plugin, denial) => this.onKernelDenial(plugin, denial),
@@ -293,7 +310,8 @@ export class PluginHost implements AsyncDisposable {
 
   /** Add validated manifests; the whole set is checked for id clashes and dependencies. */
   load(manifests: readonly LoadedManifest[]): string[] {
-    for (const l of manifests) verifyPlugin(l, this.opts.policy); // throws LM_SIGNATURE before anything is loaded
+    // Throws LM_SIGNATURE before anything is loaded; what each signature vouches for is kept.
+    const signed = new Map(manifests.map((l) => [l, this.verifyAtLoad(l)] as const));
     for (const l of manifests) this.enforcePolicyAudited(l); // throws LM_POLICY_DENIED
     const next = new Map(this.plugins);
     for (const l of manifests) {
@@ -306,9 +324,11 @@ export class PluginHost implements AsyncDisposable {
           found: l.manifest.id,
         });
       }
-      next.set(l.manifest.id, { loaded: l, state: 'loaded', logs: new LogBuffer(), op: Promise.resolve(), restarts: 0, retries: 0 });
+      const s = signed.get(l);
+      next.set(l.manifest.id, { loaded: l, state: 'loaded', logs: new LogBuffer(), op: Promise.resolve(), restarts: 0, retries: 0, ...(s ? { signed: s } : {}) });
     }
     startLevels(this.graphOf(next)); // throws LM_DEPENDENCY
+    this.checkDistinctUsers(next);
     const saved = this.state.read();
     for (const l of manifests) {
       const m = next.get(l.manifest.id)!;
@@ -320,6 +340,43 @@ export class PluginHost implements AsyncDisposable {
     }
     this.persist();
     return manifests.map((l) => l.manifest.id);
+  }
+
+  /** The plugin's own user and group (pluginUid, pluginGid) under this controller. */
+  private idsOf(pluginId: string): [uid: number, gid: number] {
+    return [pluginUid(this.opts.home.instance, pluginId), pluginGid(this.opts.home.instance, pluginId)];
+  }
+
+  /** Its hub socket, just (re)created by the hub, to the plugin's own user: mode 0600, nobody else connects. */
+  private giveSocket(pluginId: string): void {
+    giveSocketTo(path.join(pluginSocketDir(this.opts.home, pluginId), HUB_SOCKET_NAME), ...this.idsOf(pluginId), this.log);
+  }
+
+  /** verifyPlugin at load, audited either way (`verify` allowed or denied). */
+  private verifyAtLoad(l: LoadedManifest): SignedContent | undefined {
+    try {
+      const v = verifyPlugin(l, this.opts.policy);
+      this.audit.record({ who: 'controller', action: 'verify', resource: l.manifest.id, result: 'allowed', reason: `${v.status} (at load)` });
+      return signedContentOf(v);
+    } catch (err) {
+      const e = err as LogoMeshError;
+      this.audit.record({ who: 'controller', action: 'verify', resource: l.manifest.id, result: 'denied', code: e.code ?? 'LM_SIGNATURE', reason: e.message });
+      throw err;
+    }
+  }
+
+  /**
+   * Two plugins whose derived users coincide (about one chance in 10^8 per pair) would share
+   * their files and sockets: refused (LM_PLUGIN_CONFLICT), as for a shared id.
+   */
+  private checkDistinctUsers(plugins: Map<string, Managed>): void {
+    const byUid = new Map<number, string>();
+    for (const id of plugins.keys()) {
+      const [uid] = this.idsOf(id);
+      const other = byUid.get(uid);
+      if (other !== undefined) throw new LogoMeshError('LM_PLUGIN_CONFLICT', `plugins ${other} and ${id} would run as the same user (uid ${uid}) under instance ${this.opts.home.instance}; rename one of them`, { expected: 'a user of its own for each plugin', found: `uid ${uid} for ${other} and ${id}` });
+      byUid.set(uid, id);
+    }
   }
 
   /** Start every loaded plugin, a dependency level at a time, each level in parallel. */
@@ -370,6 +427,7 @@ export class PluginHost implements AsyncDisposable {
   }
 
   private async doReconcile(): Promise<void> {
+    await removeStagingLeftovers(this.log); // of a controller or run killed between staging and start
     const filters = JSON.stringify({ label: [`${LABEL.instance}=${this.opts.home.instance}`, `${LABEL.role}=plugin`] });
     const found = (await this.docker.listContainers({ all: true, filters })).sort((a, b) => b.Created - a.Created);
     const taken = new Set<string>();
@@ -411,6 +469,7 @@ export class PluginHost implements AsyncDisposable {
       await this.hub.detachPlugin(id);
       ready = this.waitReady(id);
       await this.hub.attachPlugin(policyOf(m.loaded.manifest), path.join(pluginSocketDir(this.opts.home, id), HUB_SOCKET_NAME));
+      this.giveSocket(id);
       await container.attach(m.logs.writable('stdout'), m.logs.writable('stderr'), false);
       const exited = container.wait();
       this.watchExit(m, container, exited);
@@ -439,8 +498,10 @@ export class PluginHost implements AsyncDisposable {
     const grants = [...(this.pathGrants.get(id)?.values() ?? [])];
     const labelled = (c.Labels[PATH_GRANTS_LABEL] ?? '').split(',').filter(Boolean).sort();
     if (labelled.join(',') !== grants.map((g) => g.name).sort().join(',')) return false;
+    // The engine's source is a staging mount: the host path each grant had is in the label.
+    if ((c.Labels[PATH_GRANT_SOURCES_LABEL] ?? grantSourcesLabel([])) !== grantSourcesLabel(grants)) return false;
     const mounted = (c.Mounts ?? []).filter((x) => x.Destination.startsWith(`${GRANTS_MOUNT}/`));
-    return mounted.length === grants.length && grants.every((g) => mounted.some((x) => x.Destination === g.containerPath && x.Source === g.hostPath && x.RW === g.writable));
+    return mounted.length === grants.length && grants.every((g) => mounted.some((x) => x.Destination === g.containerPath && x.RW === g.writable));
   }
 
   /**
@@ -828,6 +889,16 @@ export class PluginHost implements AsyncDisposable {
     if (overlaps(real, m.loaded.pluginDir)) {
       throw new LogoMeshError('LM_GRANT_PATH', `${real} overlaps the plugin folder ${m.loaded.pluginDir}; the manifest grants paths inside it`, { file: real, expected: 'a host path outside the plugin folder', found: real });
     }
+    // Nor another plugin's folder: written to, it would change that plugin's code or turn
+    // one of its declared paths into a symlink for its next start.
+    const other = [...this.plugins.values()].find((o) => o !== m && overlaps(real, o.loaded.pluginDir));
+    if (other) {
+      throw new LogoMeshError('LM_GRANT_PATH', `${real} overlaps the folder ${other.loaded.pluginDir} of plugin ${other.loaded.manifest.id}; a plugin is never granted another plugin's folder`, {
+        file: real,
+        expected: "a host path outside every loaded plugin's folder",
+        found: `${real} (plugin ${other.loaded.manifest.id})`,
+      });
+    }
     if (overlaps(real, this.opts.home.dir)) {
       throw new LogoMeshError('LM_GRANT_PATH', `${real} overlaps the controller's home ${this.opts.home.dir} (hub sockets, state, audit trail)`, { file: real, expected: "a host path outside the controller's home", found: real });
     }
@@ -847,7 +918,7 @@ export class PluginHost implements AsyncDisposable {
         found: listed.join('; ') || 'none',
       });
     }
-    if (writable) checkWritableGrants([{ capability: `grant ${name}`, hostPath: real, relative: name, writable: true }], PLUGIN_UID, PLUGIN_GID);
+    if (writable) checkWritableGrants([{ capability: `grant ${name}`, hostPath: real, relative: name, writable: true }], ...this.idsOf(pluginId));
     return `${this.policy.file ?? '(no policy)'} ${rule.at}`;
   }
 
@@ -878,8 +949,13 @@ export class PluginHost implements AsyncDisposable {
     grants!.delete(g.name);
     this.cancelExpiry(pluginId, `path:${g.name}`);
     this.persist();
-    this.audit.record({ who, action: 'revoke', resource: `${pluginId}:path:${g.name}`, result: 'revoked', reason: `${g.hostPath} at ${g.containerPath}` });
-    await this.recreate(m, `path revocation ${g.name}`);
+    // At once: the container is killed without the shutdown message or SIGTERM's grace, so a
+    // plugin that ignores both cannot keep reading or writing; the entry says when it ended.
+    const wasRunning = m.state === 'ready' || m.state === 'starting';
+    const ended = wasRunning && m.container ? await this.killAtOnce(m) : undefined;
+    const how = ended === undefined ? 'the plugin was not running' : `access ended at ${new Date(ended).toISOString()}: the container was killed at once, without grace`;
+    this.audit.record({ who, action: 'revoke', resource: `${pluginId}:path:${g.name}`, result: 'revoked', reason: `${g.hostPath} at ${g.containerPath} (${g.writable ? 'rw' : 'ro'}); ${how}` });
+    if (wasRunning) await this.recreate(m, `path revocation ${g.name}`, true);
     return g;
   }
 
@@ -889,10 +965,21 @@ export class PluginHost implements AsyncDisposable {
     return [...(this.pathGrants.get(pluginId)?.values() ?? [])];
   }
 
-  /** Mounts change only with a new container: stop and start a running plugin, audited. */
-  private async recreate(m: Managed, why: string): Promise<void> {
+  /**
+   * Kill a plugin's container now (SIGKILL, no grace) and wait for its end; its exit is
+   * expected, not a failure. Returns when the kill was confirmed (ms since the epoch).
+   */
+  private async killAtOnce(m: Managed): Promise<number> {
+    this.stopTimers(m);
+    m.state = 'stopping';
+    await m.container!.kill();
+    return Date.now();
+  }
+
+  /** Mounts change only with a new container: stop and start a running plugin (or one just killed: `killed`), audited. */
+  private async recreate(m: Managed, why: string, killed = false): Promise<void> {
     const id = m.loaded.manifest.id;
-    if (m.state !== 'ready' && m.state !== 'starting') return; // takes effect at its next start
+    if (!killed && m.state !== 'ready' && m.state !== 'starting') return; // takes effect at its next start
     this.audit.record({ who: 'controller', action: 'recreate', resource: id, result: 'stopping', reason: why });
     await this.stop(id);
     try {
@@ -911,7 +998,7 @@ export class PluginHost implements AsyncDisposable {
     for (const g of grants) {
       try {
         recheckGrant(id, g);
-        if (g.writable) checkWritableGrants([{ capability: `grant ${g.name}`, hostPath: g.hostPath, relative: g.name, writable: true }], PLUGIN_UID, PLUGIN_GID);
+        if (g.writable) checkWritableGrants([{ capability: `grant ${g.name}`, hostPath: g.hostPath, relative: g.name, writable: true }], ...this.idsOf(id));
       } catch (err) {
         const e = err as LogoMeshError;
         this.audit.record({ who: 'controller', action: 'mount', resource: `${id}:path:${g.name}`, result: 'denied', code: e.code, reason: e.message });
@@ -1023,6 +1110,7 @@ export class PluginHost implements AsyncDisposable {
       methods: hub?.methods ?? [],
       droppedMessages: hub?.droppedMessages ?? 0,
       restarts: p.restarts,
+      uid: this.idsOf(id)[0],
       ...(p.state === 'restarting' && p.restartAt ? { restartAt: p.restartAt } : {}),
       ...(p.container ? { containerId: p.container.id } : {}),
       ...(p.startedAt !== undefined ? { startedAt: p.startedAt } : {}),
@@ -1107,16 +1195,24 @@ export class PluginHost implements AsyncDisposable {
     delete m.oomKilled;
     const t0 = Date.now();
     let ready: { promise: Promise<void>; cancel: () => void } | undefined;
+    let mounts: ContainerMounts | undefined;
     try {
-      this.verifyAgain(m); // throws LM_SIGNATURE: the folder may have changed since load
+      await this.verifyAgain(m); // throws LM_SIGNATURE: the folder may have changed since load
       const runtime = runtimeImage(m.loaded.manifest.runtime);
-      const compiled = await preparePluginImage(this.docker, runtime, m.loaded, { log: this.log, instance: this.opts.home.instance, ...(this.opts.progress ? { progress: this.opts.progress } : {}) });
-      checkWritableGrants(m.loaded.grantedPaths, PLUGIN_UID, PLUGIN_GID);
+      const compiled = await preparePluginImage(this.docker, runtime, m.loaded, {
+        log: this.log,
+        instance: this.opts.home.instance,
+        ...(this.opts.progress ? { progress: this.opts.progress } : {}),
+        ...(m.signed ? { signed: m.signed } : {}),
+        ...(this.opts.testHooks?.afterSnapshot ? { afterSnapshot: this.opts.testHooks.afterSnapshot } : {}),
+      });
+      checkWritableGrants(m.loaded.grantedPaths, ...this.idsOf(id));
       const operatorGrants = this.recheckPathGrants(m); // throws LM_GRANT_PATH
       const ociRuntime = await resolveRuntime(this.docker, ociRuntimeFor(this.policy, m.loaded), id, isNetworked(m.loaded.manifest) ? m.loaded.file : undefined); // throws LM_RUNTIME_ISOLATION
       const socketDir = pluginSocketDir(this.opts.home, id);
       await this.hub.detachPlugin(id);
       await this.hub.attachPlugin(policyOf(m.loaded.manifest), path.join(socketDir, HUB_SOCKET_NAME));
+      this.giveSocket(id);
       let network: EgressAttachment | undefined;
       if (isNetworked(m.loaded.manifest)) {
         const egress = await this.egressProxy();
@@ -1126,7 +1222,12 @@ export class PluginHost implements AsyncDisposable {
         for (const host of this.hostRevocations.get(id) ?? []) await egress.revokeHost(id, host);
       }
       const loadStart = Date.now();
+      // Every host path resolved now from descriptors, and mounted from them (container-mounts.ts).
+      await this.opts.testHooks?.beforeMounts?.(id);
+      mounts = await stageContainerMounts({ log: this.log, audit: this.audit.record, loaded: m.loaded, grants: operatorGrants }); // throws LM_PATH_CHANGED, LM_GRANT_PATH
+      await this.opts.testHooks?.afterMounts?.(id);
       const spec = containerSpec({
+        mountSources: mounts.sources,
         ...(network ? { network } : {}),
         loaded: m.loaded,
         runtime,
@@ -1138,14 +1239,18 @@ export class PluginHost implements AsyncDisposable {
         ...(ociRuntime ? { ociRuntime } : {}),
       });
       if (operatorGrants.length) {
-        spec.HostConfig!.Mounts = [...(spec.HostConfig!.Mounts ?? []), ...operatorGrants.map(grantMount)];
-        spec.Labels = { ...spec.Labels, [PATH_GRANTS_LABEL]: operatorGrants.map((g) => g.name).join(',') };
+        spec.HostConfig!.Mounts = [...(spec.HostConfig!.Mounts ?? []), ...mounts.grantMounts];
+        spec.Labels = { ...spec.Labels, [PATH_GRANTS_LABEL]: operatorGrants.map((g) => g.name).join(','), [PATH_GRANT_SOURCES_LABEL]: grantSourcesLabel(operatorGrants) };
       }
       const container = await PluginContainer.create(this.docker, spec, this.log.child({ plugin: id }));
       m.container = container;
       await container.attach(m.logs.writable('stdout'), m.logs.writable('stderr'));
       ready = this.waitReady(id);
+      // A grant revoked while this start was under way is not mounted after all.
+      for (const g of operatorGrants) if (this.pathGrants.get(id)?.get(g.name) !== g) throw new LogoMeshError('LM_GRANT_PATH', `plugin ${id}: the path grant ${g.name} was revoked while the plugin was starting; the container is not started`, { plugin: id, grant: g.name });
+      mounts.verify(); // throws LM_PATH_CHANGED
       await container.start();
+      await mounts.release(); // the container holds its own mounts now
       m.startedAt = Date.now();
       const exited = container.wait();
       this.watchExit(m, container, exited);
@@ -1159,6 +1264,7 @@ export class PluginHost implements AsyncDisposable {
       this.log.info({ plugin: id, ms: m.startMs, total: Date.now() - t0 }, 'plugin ready');
     } catch (err) {
       ready?.cancel();
+      await mounts?.release();
       const e = err instanceof LogoMeshError ? err : new LogoMeshError('LM_ENGINE_ERROR', (err as Error).message, {}, { cause: err });
       this.audit.record({ who: 'controller', action: 'start', resource: id, result: 'failed', code: e.code, reason: e.message });
       m.state = 'failed';
@@ -1173,10 +1279,12 @@ export class PluginHost implements AsyncDisposable {
    * after load (a file edited, added or removed) is refused at its next start or restart,
    * not only at the next load. Audited either way.
    */
-  private verifyAgain(m: Managed): void {
+  private async verifyAgain(m: Managed): Promise<void> {
     const id = m.loaded.manifest.id;
     try {
-      const v = verifyPlugin(m.loaded, this.opts.policy);
+      // Hashed a chunk at a time: a large folder never holds the hub's other plugins.
+      const v = await verifyPluginAsync(m.loaded, this.opts.policy);
+      m.signed = signedContentOf(v);
       this.audit.record({ who: 'controller', action: 'verify', resource: id, result: 'allowed', reason: v.status });
     } catch (err) {
       const e = err as LogoMeshError;
@@ -1369,8 +1477,9 @@ export class PluginHost implements AsyncDisposable {
       }
       this.serialize(m, () => this.doStart(m)).catch((err: unknown) => {
         const e = err instanceof LogoMeshError ? { code: err.code, message: err.message } : { code: 'LM_ENGINE_ERROR', message: String(err) };
-        // A plugin refused by its signature stays refused: retrying cannot change its files back.
-        if (e.code === 'LM_SIGNATURE') return;
+        // A plugin refused by its signature, or whose host paths changed, stays refused:
+        // retrying cannot change its files back, and each attempt would only be refused again.
+        if (e.code === 'LM_SIGNATURE' || e.code === 'LM_PATH_CHANGED') return;
         void this.failed(m, e, false);
       });
     };
@@ -1459,6 +1568,12 @@ export function pluginFolders(dir: string): string[] {
 
 /** The label naming the operator path grants a container was created with. */
 const PATH_GRANTS_LABEL = 'io.logomesh.path-grants';
+/** The label with each of them as granted (name, real host path, mode): the engine only knows its staging mount. */
+const PATH_GRANT_SOURCES_LABEL = 'io.logomesh.path-grant-sources';
+
+function grantSourcesLabel(grants: readonly PathGrant[]): string {
+  return JSON.stringify([...grants].sort((a, b) => (a.name < b.name ? -1 : 1)).map((g) => [g.name, g.hostPath, g.writable ? 'rw' : 'ro']));
+}
 
 /** The longest wait setTimeout accepts (2^31-1 ms). */
 const MAX_TIMER_MS = 2 ** 31 - 1;

@@ -1,4 +1,5 @@
 import path from 'node:path';
+import semver from 'semver';
 import { LogoMeshError } from '../errors.js';
 import type { FsPermission, LoadedManifest } from '../manifest/types.js';
 import { topicCovers } from '../manifest/topics.js';
@@ -94,6 +95,11 @@ export function policyViolations(loaded: LoadedManifest, policy: Policy): Policy
       expected: `a sandboxing OCI runtime for isolation level 3 (not ${PLAIN_RUNTIMES.join(', ')})`,
       found: `'${oci.runtime ?? 'the engine default'}'`,
     });
+  }
+  // Rollback protection: an older version, however validly signed, does not replace a newer one.
+  const pinned = Object.prototype.hasOwnProperty.call(policy.plugins, manifest.id) ? policy.plugins[manifest.id]?.minVersion : undefined;
+  if (pinned !== undefined && semver.lt(manifest.version, pinned)) {
+    out.push({ path: '/version', rule: ruleName(policy, `/plugins/${manifest.id}/minVersion`), expected: `version ${pinned} or later (the policy pins the lowest version of ${manifest.id})`, found: `'${manifest.version}'` });
   }
   for (const field of RESOURCE_CEILINGS) {
     const ceiling = r.capabilities[field];

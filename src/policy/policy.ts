@@ -72,18 +72,20 @@ export interface IsolationRules {
   readonly runtime?: string;
 }
 
-/** Rules for one plugin that replace the policy-wide ones. */
 /** Ceilings on the topics a manifest may declare (coordination.publishes, .subscribes). */
 export interface TopicRules {
   readonly publish?: readonly string[];
   readonly subscribe?: readonly string[];
 }
 
+/** Rules for one plugin: capabilities, hosts, topics and isolation replace the policy-wide ones. */
 export interface PluginOverride {
   readonly capabilities?: CapabilityRules;
   readonly hosts?: readonly string[];
   readonly topics?: TopicRules;
   readonly isolation?: IsolationRules;
+  /** The lowest version of the plugin that is loaded (semver precedence): rollback protection. */
+  readonly minVersion?: string;
 }
 
 export interface Policy {
@@ -276,6 +278,7 @@ export function loadPolicy(target: string): Policy {
       ...(o.hosts ? { hosts: Object.freeze([...o.hosts]) } : {}),
       ...(o.topics ? { topics: topicRules(o.topics) } : {}),
       ...(o.isolation ? { isolation: Object.freeze({ ...o.isolation }) } : {}),
+      ...(o.minVersion ? { minVersion: o.minVersion } : {}),
     });
   }
   return Object.freeze({

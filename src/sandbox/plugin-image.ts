@@ -1,10 +1,11 @@
-import { ensurePluginImage, ensureRuntimeImage, type EnsuredImage, type EnsureImageOptions } from '../engine/images.js';
+import { ensurePluginImage, ensureRuntimeImage, type EnsuredImage, type EnsureImageOptions, type PluginImageOptions } from '../engine/images.js';
 import { engineError, type Docker } from '../engine/docker.js';
 import { ensurePackagesImage, packageRequest } from '../engine/packages.js';
 import { checkSystemDependencies, type CheckedImage } from '../engine/system-check.js';
 import { LogoMeshError } from '../errors.js';
 import type { LoadedManifest } from '../manifest/types.js';
 import type { RuntimeImage } from '../runtimes/runtime.js';
+import { mutablePaths, type SignedContent } from '../signing/signature.js';
 
 /**
  * The image and command a plugin runs with when they are not its runtime's own: a compiled
@@ -17,6 +18,13 @@ export type Compiled = PreparedImage | undefined;
 export interface PrepareOptions extends EnsureImageOptions {
   /** Instance label for the short-lived dependency check container (default: this process's). */
   readonly instance?: string;
+  /**
+   * What a verified signature lists (absent: unsigned). A compiled plugin's image is built
+   * only from a snapshot holding exactly these files (LM_SIGNATURE otherwise).
+   */
+  readonly signed?: SignedContent;
+  /** Test hook, see PluginImageOptions. */
+  readonly afterSnapshot?: PluginImageOptions['afterSnapshot'];
 }
 
 /**
@@ -28,7 +36,8 @@ export interface PrepareOptions extends EnsureImageOptions {
  * - `dependencies.system` is checked (LM_DEPENDENCY) in the image the plugin runs in, or
  *   for a compiled runtime in the builder its code is compiled in, before the plugin's
  *   own image is built; the answer is cached by image id and list;
- * - a compiled plugin's own image is built from its sources (cached by their hash).
+ * - a compiled plugin's own image is built from one snapshot of its sources, compared with
+ *   its signature when it is signed, and cached by the snapshot's hash.
  */
 export async function preparePluginImage(docker: Docker, runtime: RuntimeImage, loaded: LoadedManifest, opts: PrepareOptions): Promise<Compiled> {
   const request = packageRequest(loaded);
@@ -43,7 +52,12 @@ export async function preparePluginImage(docker: Docker, runtime: RuntimeImage, 
     await ensureRuntimeImage(docker, runtime, opts);
     await checkSystemDependencies(docker, loaded, await builderImage(docker, runtime), checkOpts);
   }
-  const image = await ensurePluginImage(docker, runtime, loaded, opts);
+  const image = await ensurePluginImage(docker, runtime, loaded, {
+    ...opts,
+    // What the plugin writes is never compiled into it: the mutable paths stay out of the context.
+    exclude: mutablePaths(loaded),
+    ...(opts.signed ? { signedFiles: opts.signed.files } : {}),
+  });
   return { tag: image.tag, command: runtime.compile.command };
 }
 

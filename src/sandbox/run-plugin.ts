@@ -6,7 +6,7 @@ import type { Writable } from 'node:stream';
 import type { Docker } from '../engine/docker.js';
 import type { Logger } from '../log.js';
 import type { LoadedManifest } from '../manifest/types.js';
-import { PLUGIN_GID, PLUGIN_UID, runtimeImage } from '../runtimes/index.js';
+import { pluginGid, pluginUid, runtimeImage } from '../runtimes/index.js';
 import { checkWritableGrants } from './writable-grants.js';
 import { enforcePolicy, ociRuntimeFor } from '../policy/decisions.js';
 import { NO_POLICY, type Policy } from '../policy/policy.js';
@@ -15,7 +15,10 @@ import { resolveRuntime } from './oci-runtime.js';
 import { pluginSeccompProfile } from './seccomp.js';
 import { Egress, isNetworked, type EgressAttachment } from './egress.js';
 import { PluginContainer } from './plugin-container.js';
-import { preparePluginImage } from './plugin-image.js';
+import { preparePluginImage, type PrepareOptions } from './plugin-image.js';
+import { MountStaging } from './mount-staging.js';
+import { stagePluginMounts, verifyPluginMounts } from './plugin-mounts.js';
+import type { SignedContent } from '../signing/signature.js';
 
 export interface RunOptions {
   readonly docker: Docker;
@@ -40,6 +43,21 @@ export interface RunOptions {
    * calls allowed beyond the profile and the OCI runtime. Default: NO_POLICY.
    */
   readonly policy?: Policy;
+  /** What the plugin's verified signature lists (absent: unsigned): a compiled plugin is built only from exactly these files. */
+  readonly signed?: SignedContent;
+  /**
+   * Test hooks around the check of the plugin's host paths: `beforeMounts` right before they
+   * are resolved, `afterMounts` once they are held and staged, right before the container is
+   * created. A test swaps a folder for a symlink there.
+   */
+  readonly hooks?: MountHooks;
+}
+
+export interface MountHooks {
+  readonly beforeMounts?: () => void | Promise<void>;
+  readonly afterMounts?: () => void | Promise<void>;
+  /** See PluginImageOptions.afterSnapshot. */
+  readonly afterSnapshot?: PrepareOptions['afterSnapshot'];
 }
 
 export interface RunResult {
@@ -60,9 +78,14 @@ export interface RunResult {
 export async function runPlugin(opts: RunOptions): Promise<RunResult> {
   const { docker, loaded, log } = opts;
   const runtime = runtimeImage(loaded.manifest.runtime);
-  const compiled = await preparePluginImage(docker, runtime, loaded, { log, ...(opts.progress ? { progress: opts.progress } : {}) });
+  const compiled = await preparePluginImage(docker, runtime, loaded, {
+    log,
+    ...(opts.progress ? { progress: opts.progress } : {}),
+    ...(opts.signed ? { signed: opts.signed } : {}),
+    ...(opts.hooks?.afterSnapshot ? { afterSnapshot: opts.hooks.afterSnapshot } : {}),
+  });
   if (opts.signal?.aborted) return { exitCode: 130, oomKilled: false, interrupted: true, containerId: '', runMs: 0 };
-  checkWritableGrants(loaded.grantedPaths, PLUGIN_UID, PLUGIN_GID);
+  checkWritableGrants(loaded.grantedPaths, pluginUid(opts.instance, loaded.manifest.id), pluginGid(opts.instance, loaded.manifest.id));
   const policy = opts.policy ?? NO_POLICY;
   enforcePolicy(loaded, policy); // throws LM_POLICY_DENIED: security.syscalls are allowed only through it
   const ociRuntime = await resolveRuntime(docker, ociRuntimeFor(policy, loaded), loaded.manifest.id, isNetworked(loaded.manifest) ? loaded.file : undefined); // throws LM_RUNTIME_ISOLATION
@@ -87,6 +110,12 @@ export async function runPlugin(opts: RunOptions): Promise<RunResult> {
     }
     network = await egress.attach(key, loaded.manifest);
   }
+  // Every host path is resolved now, from descriptors, and mounted from them: what the
+  // engine mounts is what was checked here, whatever is swapped on the host meanwhile.
+  await opts.hooks?.beforeMounts?.();
+  await using staging = new MountStaging(log);
+  const mountSources = await stagePluginMounts(staging, loaded); // throws LM_PATH_CHANGED
+  await opts.hooks?.afterMounts?.();
   // Declared after the cleanup, so it is disposed first: the network is removed once the container is gone.
   await using container = await PluginContainer.create(
     docker,
@@ -94,6 +123,7 @@ export async function runPlugin(opts: RunOptions): Promise<RunResult> {
       loaded,
       runtime,
       instance: opts.instance,
+      mountSources,
       ...(compiled ? { compiled } : {}),
       ...(network ? { network } : {}),
       seccompProfile: pluginSeccompProfile(network !== undefined, loaded.manifest.security.syscalls),
@@ -103,5 +133,9 @@ export async function runPlugin(opts: RunOptions): Promise<RunResult> {
   );
   if (opts.signal?.aborted) return { exitCode: 130, oomKilled: false, interrupted: true, containerId: container.id, runMs: 0 };
   await opts.onCreated?.(container);
-  return { ...(await container.runToCompletion(opts.stdout, opts.stderr, opts.signal)), containerId: container.id };
+  const completion = await container.runToCompletion(opts.stdout, opts.stderr, opts.signal, {
+    beforeStart: () => verifyPluginMounts(staging, loaded), // throws LM_PATH_CHANGED
+    afterStart: () => staging.release(), // the container holds its own mounts now
+  });
+  return { ...completion, containerId: container.id };
 }

@@ -8,6 +8,9 @@ import type { Logger } from '../log.js';
 import type { LoadedManifest, Runtime } from '../manifest/types.js';
 import { runtimeImage } from '../runtimes/index.js';
 import { PLUGIN_MOUNT, PLUGIN_USER, type RuntimeImage } from '../runtimes/runtime.js';
+import { holdRealPath } from '../sandbox/host-paths.js';
+import { MountStaging } from '../sandbox/mount-staging.js';
+import { pathChanged, verifyPluginMounts } from '../sandbox/plugin-mounts.js';
 import { PluginContainer } from '../sandbox/plugin-container.js';
 import { seccompProfile, seccompSecurityOpt, seccompVariant } from '../sandbox/seccomp.js';
 
@@ -77,7 +80,7 @@ export interface PluginTestResult {
 }
 
 /** The container the tests run in: isolated like a plugin (no network, non-root, no capabilities, its seccomp profile). */
-export function testContainerSpec(loaded: LoadedManifest, runtime: RuntimeImage, recipe: TestRecipe, instance: string): ContainerCreateOptions {
+export function testContainerSpec(loaded: LoadedManifest, runtime: RuntimeImage, recipe: TestRecipe, instance: string, folderSource: string = loaded.pluginDir): ContainerCreateOptions {
   const { manifest } = loaded;
   const env: Record<string, string> = {
     ...runtime.env,
@@ -116,7 +119,8 @@ export function testContainerSpec(loaded: LoadedManifest, runtime: RuntimeImage,
       NetworkMode: 'none',
       IpcMode: 'private',
       // The plugin folder only, read-only: tests read the code and data, and write nothing back.
-      Mounts: [{ Type: 'bind', Source: loaded.pluginDir, Target: PLUGIN_MOUNT, ReadOnly: true }],
+      // Its source is the controller's staging mount of the folder it checked (mount-staging.ts).
+      Mounts: [{ Type: 'bind', Source: folderSource, Target: PLUGIN_MOUNT, ReadOnly: true }],
       Init: true,
       RestartPolicy: { Name: 'no', MaximumRetryCount: 0 },
       AutoRemove: false,
@@ -137,7 +141,18 @@ export async function runPluginTests(opts: PluginTestOptions): Promise<PluginTes
   const interruptedResult = { exitCode: 130, oomKilled: false, interrupted: true, recipe, ms: 0 };
   if (opts.signal?.aborted) return interruptedResult;
 
-  await using container = await PluginContainer.create(docker, testContainerSpec(loaded, runtime, recipe, opts.instance), log);
-  const done = await container.runToCompletion(opts.stdout, opts.stderr, opts.signal);
+  // The folder is opened now without following a symlink, and mounted from that descriptor.
+  await using staging = new MountStaging(log);
+  let folder: string;
+  try {
+    folder = await staging.stage(holdRealPath(loaded.pluginDir, 'directory'), { writable: false });
+  } catch (err) {
+    throw pathChanged(loaded, { relative: '.', hostPath: loaded.pluginDir, target: PLUGIN_MOUNT }, err);
+  }
+  await using container = await PluginContainer.create(docker, testContainerSpec(loaded, runtime, recipe, opts.instance, folder), log);
+  const done = await container.runToCompletion(opts.stdout, opts.stderr, opts.signal, {
+    beforeStart: () => verifyPluginMounts(staging, loaded),
+    afterStart: () => staging.release(),
+  });
   return done.interrupted ? interruptedResult : { exitCode: done.exitCode, oomKilled: done.oomKilled, interrupted: false, recipe, ms: done.runMs };
 }

@@ -7,8 +7,8 @@ export const EXIT_SIGSYS = 159;
 
 export interface KernelWatchOptions {
   readonly log: Logger;
-  /** Only records of this uid can be a plugin's (every plugin runs as it). */
-  readonly uid: number;
+  /** Only records of this uid, or of a uid in this range [from, to), can be a plugin's (each plugin runs as its own, see pluginUid). */
+  readonly uid: number | { readonly from: number; readonly to: number };
   /** Which plugin a process belongs to, by its group (each plugin has its own, see pluginGid); undefined: not one of ours. */
   readonly ownerOf: (process: { readonly gid: number }) => string | undefined;
   /** A process of one of our plugins was killed by seccomp. */
@@ -73,7 +73,8 @@ export class KernelWatch {
 
   /** The plugin of a record's process, once per record (undefined: not ours, or seen already). */
   private claim(p: { uid: number; gid: number; at: number; serial: number }): string | undefined {
-    if (p.uid !== this.opts.uid) return undefined;
+    const u = this.opts.uid;
+    if (typeof u === 'number' ? p.uid !== u : p.uid < u.from || p.uid >= u.to) return undefined;
     const key = `${p.at}:${p.serial}`;
     if (this.seen.has(key)) return undefined;
     if (this.seen.size >= 10_000) this.seen.clear();

@@ -33,7 +33,7 @@ async function leftovers(inst: string): Promise<number> {
 describe('operator permissions survive kill -9 of the controller', () => {
   it('a revoked method stays revoked, a path grant stays mounted and listed, a grant that ran out meanwhile is revoked', async () => {
     const shared = realpathSync(tempDir('lm-shared-restart-'));
-    chmodSync(shared, 0o755); // mkdtemp makes it 0700: uid 10001 could not enter it
+    chmodSync(shared, 0o755); // mkdtemp makes it 0700: the plugin's user could not enter it
     writeFileSync(path.join(shared, 'note.txt'), 'granted before the kill\n');
     const policyFile = path.join(tempDir('lm-policy-restart-'), 'policy.yaml');
     writeFileSync(policyFile, `hostPaths:\n  - { path: ${shared}, permissions: [read] }\n`);

@@ -9,7 +9,7 @@ import { readAudit } from '../../src/permissions/audit-log.js';
 import { loadPolicy, type Policy } from '../../src/policy/policy.js';
 import { generateKeyFiles } from '../../src/signing/keys.js';
 import { signPlugin } from '../../src/signing/signature.js';
-import { PLUGIN_GID, PLUGIN_UID } from '../../src/runtimes/index.js';
+import { pluginGid, pluginUid } from '../../src/runtimes/index.js';
 import { docker, instance, REPO, runCli, tempDir } from './support.js';
 
 const FIX = path.join(REPO, 'test', 'fixtures', 'controller');
@@ -49,7 +49,7 @@ describe('operator path grants in real containers', () => {
     mkdirSync(ro);
     mkdirSync(rw);
     writeFileSync(path.join(ro, 'hello.txt'), 'granted by the operator\n');
-    chownSync(rw, PLUGIN_UID, PLUGIN_GID);
+    chownSync(rw, pluginUid(`${instance()}-grants`, 'files'), pluginGid(`${instance()}-grants`, 'files'));
     outside = realpathSync(tempDir('lm-outside-'));
     const policyFile = path.join(tempDir('lm-policy-'), 'policy.yaml');
     writeFileSync(policyFile, `hostPaths:\n  - { path: ${shared}, permissions: [read] }\n  - { path: ${rw}, permissions: [read, write], plugins: [files] }\n`);
@@ -160,7 +160,7 @@ describe('signatures verified again at every start', () => {
 describe('logomesh up --policy, grant/revoke path through the control socket', () => {
   it('refuses a plugin above a ceiling at load, grants and revokes a path by CLI, and leaves nothing', async () => {
     const shared = realpathSync(tempDir('lm-shared-cli-'));
-    chmodSync(shared, 0o755); // mkdtemp makes it 0700: uid 10001 could not enter it
+    chmodSync(shared, 0o755); // mkdtemp makes it 0700: the plugin's user could not enter it
     writeFileSync(path.join(shared, 'note.txt'), 'from the CLI grant\n');
     const policyFile = path.join(tempDir('lm-policy-cli-'), 'policy.yaml');
     writeFileSync(policyFile, `capabilities: { maxMemoryMB: 128 }\nhostPaths:\n  - { path: ${shared}, permissions: [read] }\n`);

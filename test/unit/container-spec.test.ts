@@ -5,7 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { LABEL, OWNER } from '../../src/labels.js';
 import { loadManifest } from '../../src/manifest/index.js';
 import type { LoadedManifest, Resources } from '../../src/manifest/types.js';
-import { runtimeImage } from '../../src/runtimes/index.js';
+import { PLUGIN_IDS, pluginGid, pluginUid, runtimeImage } from '../../src/runtimes/index.js';
 import { containerSpec, type SpecInput } from '../../src/sandbox/container-spec.js';
 import { SECCOMP_DIR } from '../../src/sandbox/seccomp.js';
 import { dedent, folder, MAIN_PY, PluginFolders } from './support/plugin-folder.js';
@@ -157,13 +157,17 @@ describe('containerSpec: privileges and isolation', () => {
     }
   });
 
-  it('runs as a non-root user', () => {
+  it("runs as the plugin's own user and group, non-root, with no group shared with other plugins", () => {
     const user = spec.User ?? '';
-    const [uid = ''] = user.split(':');
-    expect(user).not.toBe('');
-    expect(uid).not.toBe('0');
-    expect(uid).not.toBe('root');
-    expect(Number(uid)).not.toBe(0);
+    const [uid = '', gid = ''] = user.split(':');
+    expect(user).toBe(`${pluginUid(INSTANCE, 'spec-demo')}:${pluginGid(INSTANCE, 'spec-demo')}`);
+    expect(Number(uid)).toBeGreaterThanOrEqual(PLUGIN_IDS.from);
+    expect(Number(gid)).toBeLessThan(PLUGIN_IDS.to);
+    expect(hc.GroupAdd).toEqual([]);
+    // Another plugin of the same controller gets another user; a one-shot run's user is the same in every run.
+    expect(pluginUid(INSTANCE, 'other')).not.toBe(pluginUid(INSTANCE, 'spec-demo'));
+    expect(pluginUid('run-123-0a0b0c0d', 'spec-demo')).toBe(pluginUid('run-456-deadbeef', 'spec-demo'));
+    expect(pluginGid('run-123-0a0b0c0d', 'spec-demo')).not.toBe(pluginGid('run-456-deadbeef', 'spec-demo'));
   });
 
   it('has no network and shares no host namespace', () => {
@@ -207,6 +211,15 @@ describe('containerSpec: mounts', () => {
 
   it('mounts nothing outside /plugin', () => {
     for (const m of all) expect(m.Target === '/plugin' || m.Target.startsWith('/plugin/')).toBe(true);
+  });
+
+  it('takes each source the caller staged, by target; the rest keep their host path', () => {
+    const staged = mounts(specFor(loaded, { mountSources: { '/plugin': '/tmp/lm-mounts-1-x/0', '/plugin/out': '/tmp/lm-mounts-1-x/2' } }));
+    expect(staged.map((m) => [m.Target, m.Source, m.ReadOnly])).toEqual([
+      ['/plugin', '/tmp/lm-mounts-1-x/0', true],
+      ['/plugin/data', hostPathOf('data'), true],
+      ['/plugin/out', '/tmp/lm-mounts-1-x/2', false],
+    ]);
   });
 
   it('adds no second mount for a read grant of the whole plugin folder', () => {

@@ -153,6 +153,28 @@ describe('decisions', () => {
     expect(policyViolations(plugin('small', 'resources: { maxMemoryMB: 512 }\n'), p)).toHaveLength(1);
   });
 
+  it('minVersion pins the lowest version of a plugin by semver precedence: an older one is refused, whatever signed it', () => {
+    const p = policy('plugins:\n  pinned: { minVersion: 2.1.0 }\n');
+    const at = (version: string) => {
+      const pl = path.join(dir, `pinned-${++n}`);
+      mkdirSync(pl);
+      writeFileSync(path.join(pl, 'main.py'), 'print(1)\n');
+      writeFileSync(path.join(pl, 'plugin.yaml'), `id: pinned\nversion: ${version}\nruntime: python\nentrypoint: main.py\n`);
+      return loadManifest(pl);
+    };
+    for (const ok of ['2.1.0', '2.1.1', '2.10.0', '3.0.0-rc.1']) expect(policyViolations(at(ok), p)).toEqual([]);
+    for (const old of ['2.0.9', '1.99.99', '2.1.0-rc.9', '0.0.1']) {
+      expect(policyViolations(at(old), p)).toEqual([
+        { path: '/version', rule: `${p.file} /plugins/pinned/minVersion`, expected: 'version 2.1.0 or later (the policy pins the lowest version of pinned)', found: `'${old}'` },
+      ]);
+    }
+    const old = at('2.0.0');
+    expect(() => enforcePolicy(old, p)).toThrow(`${old.file} /version: expected version 2.1.0 or later (the policy pins the lowest version of pinned), found '2.0.0' (policy rule ${p.file} /plugins/pinned/minVersion)`);
+    // Other plugins are not pinned; a pin must be a semantic version.
+    expect(policyViolations(plugin('other', ''), p)).toEqual([]);
+    expect(issues('plugins:\n  x: { minVersion: "2.1" }\n')[0]).toMatchObject({ path: '/plugins/x/minVersion' });
+  });
+
   it('hostPathRuleFor: inside the path, with the permission, for the listed plugins', () => {
     const shared = path.join(dir, 'shared');
     mkdirSync(path.join(shared, 'sub'), { recursive: true });

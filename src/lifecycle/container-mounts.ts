@@ -1,0 +1,79 @@
+import type { MountSettings } from 'dockerode';
+import { LogoMeshError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { LoadedManifest } from '../manifest/types.js';
+import type { AuditSink } from '../permissions/audit-log.js';
+import { holdRealPath, PathChangedError } from '../sandbox/host-paths.js';
+import { MountStaging } from '../sandbox/mount-staging.js';
+import { stagePluginMounts, verifyPluginMounts } from '../sandbox/plugin-mounts.js';
+import type { PathGrant } from './path-grants.js';
+
+/**
+ * A controller's container mounts for one start: the plugin folder and its manifest's paths
+ * (plugin-mounts.ts), and the operator's path grants, every one resolved now from
+ * descriptors and staged, each refusal audited (`mount denied`). The caller creates the
+ * container with `sources` and `grantMounts`, calls `verify()` right before the start and
+ * `release()` after it (or on any failure).
+ */
+export interface ContainerMounts {
+  readonly sources: Readonly<Record<string, string>>;
+  readonly grantMounts: readonly MountSettings[];
+  verify(): void;
+  release(): Promise<void>;
+}
+
+export async function stageContainerMounts(opts: { readonly log: Logger; readonly audit: AuditSink; readonly loaded: LoadedManifest; readonly grants: readonly PathGrant[] }): Promise<ContainerMounts> {
+  const { loaded, audit } = opts;
+  const id = loaded.manifest.id;
+  const staging = new MountStaging(opts.log);
+  const denied = (resource: string, err: unknown): unknown => {
+    const e = err as LogoMeshError;
+    audit({ who: 'controller', action: 'mount', resource, result: 'denied', code: e.code ?? 'LM_PATH_CHANGED', reason: e.message });
+    return err;
+  };
+  try {
+    let sources: Record<string, string>;
+    try {
+      sources = await stagePluginMounts(staging, loaded); // throws LM_PATH_CHANGED
+    } catch (err) {
+      const details = (err as LogoMeshError).details as { hostPath?: string } | undefined;
+      throw denied(`${id}:path:${details?.hostPath ?? loaded.pluginDir}`, err);
+    }
+    const grantMounts: MountSettings[] = [];
+    for (const g of opts.grants) {
+      let source: string;
+      try {
+        source = await staging.stage(holdRealPath(g.hostPath), { writable: g.writable });
+      } catch (err) {
+        throw denied(`${id}:path:${g.name}`, grantChanged(id, g, err));
+      }
+      grantMounts.push({ Type: 'bind', Source: source, Target: g.containerPath, ReadOnly: !g.writable });
+    }
+    return {
+      sources,
+      grantMounts,
+      verify: () => {
+        try {
+          verifyPluginMounts(staging, loaded);
+        } catch (err) {
+          throw denied(`${id}:path:${(err as LogoMeshError).details?.hostPath ?? '?'}`, err);
+        }
+      },
+      release: () => staging.release(),
+    };
+  } catch (err) {
+    await staging.release();
+    throw err;
+  }
+}
+
+/** LM_GRANT_PATH for an operator grant whose path no longer resolves as at grant time; other errors pass through. */
+function grantChanged(pluginId: string, g: PathGrant, err: unknown): unknown {
+  if (!(err instanceof PathChangedError)) return err;
+  return new LogoMeshError(
+    'LM_GRANT_PATH',
+    `plugin ${pluginId}: the granted path ${g.hostPath} no longer resolves as it did when granted: expected ${err.expected} at ${err.at}, found ${err.found}; the container is not created. Revoke the grant (logomesh revoke ${pluginId} path ${g.name}) and grant it again if the change is intended`,
+    { plugin: pluginId, file: g.hostPath, grant: g.name, expected: err.expected, found: err.found },
+    { cause: err },
+  );
+}
