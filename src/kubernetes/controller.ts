@@ -1,0 +1,153 @@
+import type { IDeployment } from 'kubernetes-models/apps/v1/Deployment';
+import type { IRole } from 'kubernetes-models/rbac.authorization.k8s.io/v1/Role';
+import type { IRoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1/RoleBinding';
+import type { IPolicyRule } from 'kubernetes-models/rbac.authorization.k8s.io/v1/PolicyRule';
+import type { IConfigMap } from 'kubernetes-models/v1/ConfigMap';
+import type { IService } from 'kubernetes-models/v1/Service';
+import type { IServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
+import type { LoadedManifest } from '../manifest/types.js';
+import { CONTROLLER_NAME, HUB_SERVICE, kubeLabels, PLUGIN_SERVICE_ACCOUNT } from './names.js';
+import { controllerSelector } from './network-policies.js';
+import { containerSecurityContext, podSecurityContext } from './security.js';
+import type { KubeTarget } from './target.js';
+
+/**
+ * The controller's own objects: its ServiceAccount and the least Role it needs, its
+ * Deployment (one replica: one hub), the hub's Service, the validated manifests it serves,
+ * and the ServiceAccount of the plugins (no token, bound to nothing).
+ */
+
+/** Where the controller finds the validated manifests (one `<id>.json` each). */
+const MANIFESTS_DIR = '/etc/logomesh/manifests';
+/** The controller's home: its audit trail, state and hub token (an emptyDir: see docs/kubernetes.md). */
+const HOME = '/run/logomesh';
+/** Not root, not a plugin's id: the controller's own user. */
+const CONTROLLER_ID = { uid: 65532, gid: 65532 };
+
+function meta(name: string, target: KubeTarget, role: 'controller' | 'plugin' = 'controller') {
+  return { name, namespace: target.namespace, labels: kubeLabels(role, target.instance) };
+}
+
+export function controllerServiceAccount(target: KubeTarget): IServiceAccount {
+  return { apiVersion: 'v1', kind: 'ServiceAccount', metadata: meta(CONTROLLER_NAME, target) };
+}
+
+/** The plugins' and proxies' account: no API token is ever mounted, and no Role is bound to it. */
+export function pluginServiceAccount(target: KubeTarget): IServiceAccount {
+  return { apiVersion: 'v1', kind: 'ServiceAccount', metadata: meta(PLUGIN_SERVICE_ACCOUNT, target, 'plugin'), automountServiceAccountToken: false };
+}
+
+const WRITE = ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'];
+
+/**
+ * What the Kubernetes backend does, and nothing more, in its own namespace only (a Role, not
+ * a ClusterRole): plugin and proxy Deployments (create, adopt by label, scale to zero at the
+ * restart limit, remove), their Pods (watch for exits and OOM kills; delete one to restart
+ * it), their output (pods/log: `logomesh logs` and the proxies' decisions for the audit
+ * trail), the proxies' allow-lists and Services, the plugins' NetworkPolicies, and the
+ * per-plugin hub Secrets (created, read when a plugin connects, deleted with the plugin:
+ * never listed or watched). Not: exec, attach, port-forward, other namespaces, RBAC itself,
+ * nodes, or the cluster-wide SeccompProfiles and RuntimeClass, which only an operator applies.
+ */
+export const CONTROLLER_RULES: readonly IPolicyRule[] = [
+  { apiGroups: ['apps'], resources: ['deployments'], verbs: WRITE },
+  { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch', 'delete'] },
+  { apiGroups: [''], resources: ['pods/log'], verbs: ['get'] },
+  { apiGroups: [''], resources: ['configmaps', 'services'], verbs: WRITE },
+  { apiGroups: ['networking.k8s.io'], resources: ['networkpolicies'], verbs: WRITE },
+  { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'create', 'delete'] },
+];
+
+export function controllerRole(target: KubeTarget): IRole {
+  return { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'Role', metadata: meta(CONTROLLER_NAME, target), rules: CONTROLLER_RULES.map((r) => ({ ...r })) };
+}
+
+export function controllerRoleBinding(target: KubeTarget): IRoleBinding {
+  return {
+    apiVersion: 'rbac.authorization.k8s.io/v1',
+    kind: 'RoleBinding',
+    metadata: meta(CONTROLLER_NAME, target),
+    roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: CONTROLLER_NAME },
+    subjects: [{ kind: 'ServiceAccount', name: CONTROLLER_NAME, namespace: target.namespace }],
+  };
+}
+
+/** The validated manifests, defaults filled in, as the controller serves them (ACL, limits, restart policies). */
+export function manifestsConfigMap(loaded: readonly LoadedManifest[], target: KubeTarget): IConfigMap {
+  const data = Object.fromEntries([...loaded].sort((a, b) => a.manifest.id.localeCompare(b.manifest.id)).map((l) => [`${l.manifest.id}.json`, `${JSON.stringify(l.manifest, null, 2)}\n`]));
+  return { apiVersion: 'v1', kind: 'ConfigMap', metadata: meta('logomesh-manifests', target), data };
+}
+
+export function controllerDeployment(target: KubeTarget): IDeployment {
+  const selector = controllerSelector(target);
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: meta(CONTROLLER_NAME, target),
+    spec: {
+      replicas: 1,
+      // Never two hubs at once: the old Pod is gone before the new one starts.
+      strategy: { type: 'Recreate' },
+      revisionHistoryLimit: 2,
+      selector: { matchLabels: selector },
+      template: {
+        metadata: { labels: { ...selector } },
+        spec: {
+          serviceAccountName: CONTROLLER_NAME,
+          automountServiceAccountToken: true,
+          enableServiceLinks: false,
+          nodeSelector: { 'kubernetes.io/os': 'linux' },
+          securityContext: podSecurityContext(CONTROLLER_ID, { type: 'RuntimeDefault' }),
+          terminationGracePeriodSeconds: 30,
+          containers: [
+            {
+              name: 'controller',
+              image: `${target.registry}/controller:latest`,
+              imagePullPolicy: 'IfNotPresent',
+              args: ['up', MANIFESTS_DIR, '--backend', 'kubernetes'],
+              env: [
+                { name: 'LOGOMESH_HOME', value: HOME },
+                { name: 'LOGOMESH_INSTANCE', value: target.instance },
+                { name: 'LOGOMESH_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
+                { name: 'LOGOMESH_HUB_BIND', value: '0.0.0.0' },
+                { name: 'LOGOMESH_HUB_PORT', value: String(target.clientPort) },
+                { name: 'LOGOMESH_HUB_PLUGIN_PORT', value: String(target.hubPort) },
+                { name: 'LOGOMESH_LOG_FORMAT', value: 'json' },
+              ],
+              ports: [
+                { name: 'plugins', containerPort: target.hubPort, protocol: 'TCP' },
+                { name: 'clients', containerPort: target.clientPort, protocol: 'TCP' },
+              ],
+              resources: { requests: { cpu: '250m', memory: '256Mi' }, limits: { cpu: '2', memory: '1Gi' } },
+              securityContext: containerSecurityContext(CONTROLLER_ID),
+              volumeMounts: [
+                { name: 'home', mountPath: HOME },
+                { name: 'manifests', mountPath: MANIFESTS_DIR, readOnly: true },
+              ],
+            },
+          ],
+          volumes: [
+            { name: 'home', emptyDir: { medium: 'Memory', sizeLimit: '256Mi' } },
+            { name: 'manifests', configMap: { name: 'logomesh-manifests', defaultMode: 0o444 } },
+          ],
+        },
+      },
+    },
+  };
+}
+
+export function hubService(target: KubeTarget): IService {
+  return {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: meta(HUB_SERVICE, target),
+    spec: {
+      type: 'ClusterIP',
+      selector: controllerSelector(target),
+      ports: [
+        { name: 'plugins', port: target.hubPort, targetPort: 'plugins', protocol: 'TCP' },
+        { name: 'clients', port: target.clientPort, targetPort: 'clients', protocol: 'TCP' },
+      ],
+    },
+  };
+}
