@@ -1,7 +1,6 @@
 import type { IDeployment } from 'kubernetes-models/apps/v1/Deployment';
 import type { IVolume } from 'kubernetes-models/v1/Volume';
 import type { IVolumeMount } from 'kubernetes-models/v1/VolumeMount';
-import { LogoMeshError } from '../errors.js';
 import { LABEL } from '../labels.js';
 import type { LoadedManifest } from '../manifest/types.js';
 import { ociRuntimeFor } from '../policy/decisions.js';
@@ -125,16 +124,8 @@ function manifestAnnotations(loaded: LoadedManifest): Record<string, string> {
  * there to mount). Read grants need nothing: the folder is in the image. Sized like /tmp.
  */
 function writableGrants(loaded: LoadedManifest): { volumes: IVolume[]; mounts: IVolumeMount[] } {
+  // Never '.': the manifest loader refuses a write grant that covers the manifest itself.
   const targets = [...new Set(loaded.grantedPaths.filter((g) => g.writable).map((g) => g.relative))].sort();
-  if (targets.includes('.')) {
-    const cap = loaded.grantedPaths.find((g) => g.writable && g.relative === '.')?.capability ?? '?';
-    throw new LogoMeshError('LM_KUBE_RENDER', `plugin ${loaded.manifest.id}: capability '${cap}' grants writing the whole plugin folder, which on Kubernetes is the image's read-only code`, {
-      file: loaded.file,
-      path: '/capabilities',
-      expected: 'write grants on sub-folders of the plugin folder',
-      found: `a write grant on the plugin folder itself (capability '${cap}')`,
-    });
-  }
   const sizeLimit = `${loaded.manifest.resources.maxTmpMB}Mi`;
   return {
     volumes: targets.map((_, i) => ({ name: `grant-${i}`, emptyDir: { sizeLimit } })),

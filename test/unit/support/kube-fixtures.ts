@@ -23,7 +23,7 @@ export const PLUGINS: Readonly<Record<string, { files: Record<string, string>; m
       '  - id: net',
       '    scope: network',
       "    hosts: ['api.example.com:443', '*.cdn.example.org:443', 'files.example.net:8080', 'api.example.com:443']",
-      'resources: { maxMemoryMB: 128, maxCpuPercent: 50, maxNetworkConnections: 7 }',
+      'resources: { maxMemoryMB: 96, maxCpuPercent: 150, maxNetworkConnections: 7 }',
       '',
     ].join('\n'),
   },
