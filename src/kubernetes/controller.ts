@@ -3,6 +3,7 @@ import type { IRole } from 'kubernetes-models/rbac.authorization.k8s.io/v1/Role'
 import type { IRoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1/RoleBinding';
 import type { IPolicyRule } from 'kubernetes-models/rbac.authorization.k8s.io/v1/PolicyRule';
 import type { IConfigMap } from 'kubernetes-models/v1/ConfigMap';
+import type { IPersistentVolumeClaim } from 'kubernetes-models/v1/PersistentVolumeClaim';
 import type { IService } from 'kubernetes-models/v1/Service';
 import type { IServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
 import type { LoadedManifest } from '../manifest/types.js';
@@ -19,8 +20,13 @@ import type { KubeTarget } from './target.js';
 
 /** Where the controller finds the validated manifests (one `<id>.json` each). */
 const MANIFESTS_DIR = '/etc/logomesh/manifests';
-/** The controller's home: its audit trail, state and hub token (an emptyDir: see docs/kubernetes.md). */
-const HOME = '/run/logomesh';
+/**
+ * The controller's home: its audit trail, `state.json` (revocations and grants) and hub token.
+ * On a PersistentVolumeClaim, so a rescheduled controller keeps every revocation and appends
+ * to the same hash chain.
+ */
+const HOME = '/var/lib/logomesh';
+const HOME_CLAIM = 'logomesh-controller-home';
 /** Not root, not a plugin's id: the controller's own user. */
 const CONTROLLER_ID = { uid: 65532, gid: 65532 };
 
@@ -78,6 +84,23 @@ export function manifestsConfigMap(loaded: readonly LoadedManifest[], target: Ku
   return { apiVersion: 'v1', kind: 'ConfigMap', metadata: meta('logomesh-manifests', target), data };
 }
 
+/** The volume of the controller's home: the cluster's default StorageClass, one node at a time. */
+export function controllerHomeClaim(target: KubeTarget): IPersistentVolumeClaim {
+  return {
+    apiVersion: 'v1',
+    kind: 'PersistentVolumeClaim',
+    metadata: meta(HOME_CLAIM, target),
+    spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '1Gi' } } },
+  };
+}
+
+/**
+ * Seconds before the controller leaves a node that stopped answering: the default is 300, five
+ * minutes without a hub; with 30 the plugins' SDKs, which reconnect for 60 s, usually find
+ * the new one (docs/kubernetes.md#when-the-controller-is-rescheduled).
+ */
+const NODE_LOST_SECONDS = 30;
+
 export function controllerDeployment(target: KubeTarget): IDeployment {
   const selector = controllerSelector(target);
   return {
@@ -97,6 +120,7 @@ export function controllerDeployment(target: KubeTarget): IDeployment {
           automountServiceAccountToken: true,
           enableServiceLinks: false,
           nodeSelector: { 'kubernetes.io/os': 'linux' },
+          tolerations: ['node.kubernetes.io/not-ready', 'node.kubernetes.io/unreachable'].map((key) => ({ key, operator: 'Exists', effect: 'NoExecute', tolerationSeconds: NODE_LOST_SECONDS })),
           securityContext: podSecurityContext(CONTROLLER_ID, { type: 'RuntimeDefault' }),
           terminationGracePeriodSeconds: 30,
           containers: [
@@ -127,7 +151,7 @@ export function controllerDeployment(target: KubeTarget): IDeployment {
             },
           ],
           volumes: [
-            { name: 'home', emptyDir: { medium: 'Memory', sizeLimit: '256Mi' } },
+            { name: 'home', persistentVolumeClaim: { claimName: HOME_CLAIM } },
             { name: 'manifests', configMap: { name: 'logomesh-manifests', defaultMode: 0o444 } },
           ],
         },

@@ -7,7 +7,7 @@ import { DEFAULT_SANDBOX_RUNTIME, enforcePolicy, ociRuntimeFor } from '../policy
 import type { Policy } from '../policy/policy.js';
 import { isNetworked } from '../sandbox/egress.js';
 import { pluginSeccompProfile } from '../sandbox/seccomp.js';
-import { controllerDeployment, controllerRole, controllerRoleBinding, controllerServiceAccount, hubService, manifestsConfigMap, pluginServiceAccount } from './controller.js';
+import { controllerDeployment, controllerHomeClaim, controllerRole, controllerRoleBinding, controllerServiceAccount, hubService, manifestsConfigMap, pluginServiceAccount } from './controller.js';
 import { proxyConfigMap, proxyDeployment, proxyNetworkPolicy, proxyService } from './egress-proxy.js';
 import { kubeLabels } from './names.js';
 import { controllerNetworkPolicy, denyAllPolicy, pluginNetworkPolicy } from './network-policies.js';
@@ -77,6 +77,7 @@ export function renderInstallation(input: RenderInput): KubeObject[] {
     pluginServiceAccount(target),
     controllerRole(target),
     controllerRoleBinding(target),
+    controllerHomeClaim(target),
     manifestsConfigMap(plugins, target),
     ...perPlugin.flatMap((p) => p.configMaps),
     hubService(target),

@@ -38,6 +38,7 @@ describe(`every rendered object against the Kubernetes ${PINNED_KUBERNETES} Open
         'security-profiles-operator.x-k8s.io/v1beta1/SeccompProfile',
         'v1/ConfigMap',
         'v1/Namespace',
+        'v1/PersistentVolumeClaim',
         'v1/Service',
         'v1/ServiceAccount',
       ].sort(),

@@ -31,7 +31,9 @@ describe('every LogoMesh Pod (plugins, egress proxies, controller)', () => {
       expect(c.ports?.some((p: Obj) => p.hostPort !== undefined) ?? false).toBe(false);
     }
     // Only Secrets, ConfigMaps and emptyDirs: never a host path, the engine's socket or a PVC of someone else's.
-    for (const v of spec.volumes ?? []) expect(Object.keys(v).filter((k) => k !== 'name').every((k) => ['emptyDir', 'secret', 'configMap'].includes(k))).toBe(true);
+    // The controller's home is its own claim; nothing else but these.
+    const kinds = n === 'logomesh-controller' ? ['emptyDir', 'secret', 'configMap', 'persistentVolumeClaim'] : ['emptyDir', 'secret', 'configMap'];
+    for (const v of spec.volumes ?? []) expect(Object.keys(v).filter((k) => k !== 'name').every((k) => kinds.includes(k))).toBe(true);
   });
 
   it('no Pod but the controller holds an API token', () => {

@@ -20,6 +20,7 @@ const TYPES: Readonly<Record<string, readonly [string, string]>> = {
   'v1/ConfigMap': ['v1/ConfigMap', 'IConfigMap'],
   'v1/Service': ['v1/Service', 'IService'],
   'v1/ServiceAccount': ['v1/ServiceAccount', 'IServiceAccount'],
+  'v1/PersistentVolumeClaim': ['v1/PersistentVolumeClaim', 'IPersistentVolumeClaim'],
   'apps/v1/Deployment': ['apps/v1/Deployment', 'IDeployment'],
   'networking.k8s.io/v1/NetworkPolicy': ['networking.k8s.io/v1/NetworkPolicy', 'INetworkPolicy'],
   'rbac.authorization.k8s.io/v1/Role': ['rbac.authorization.k8s.io/v1/Role', 'IRole'],

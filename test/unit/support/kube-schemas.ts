@@ -2,6 +2,7 @@ import { Ajv } from 'ajv';
 import { validate as configMap } from 'kubernetes-models/_schemas/IoK8sApiCoreV1ConfigMap';
 import { validate as deployment } from 'kubernetes-models/_schemas/IoK8sApiAppsV1Deployment';
 import { validate as namespace } from 'kubernetes-models/_schemas/IoK8sApiCoreV1Namespace';
+import { validate as persistentVolumeClaim } from 'kubernetes-models/_schemas/IoK8sApiCoreV1PersistentVolumeClaim';
 import { validate as networkPolicy } from 'kubernetes-models/_schemas/IoK8sApiNetworkingV1NetworkPolicy';
 import { validate as role } from 'kubernetes-models/_schemas/IoK8sApiRbacV1Role';
 import { validate as roleBinding } from 'kubernetes-models/_schemas/IoK8sApiRbacV1RoleBinding';
@@ -83,6 +84,7 @@ const VALIDATORS: Readonly<Record<string, Validate>> = {
   'v1/ConfigMap': configMap,
   'v1/Service': service,
   'v1/ServiceAccount': serviceAccount,
+  'v1/PersistentVolumeClaim': persistentVolumeClaim,
   'apps/v1/Deployment': deployment,
   'networking.k8s.io/v1/NetworkPolicy': networkPolicy,
   'rbac.authorization.k8s.io/v1/Role': role,
