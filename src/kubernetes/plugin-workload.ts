@@ -88,8 +88,8 @@ export function pluginDeployment(input: PluginWorkloadInput): IDeployment {
               name: 'plugin',
               image: input.image,
               imagePullPolicy: 'IfNotPresent',
-              command: runtime.compile ? [...runtime.compile.command] : runtime.command(manifest.entrypoint),
-              workingDir: PLUGIN_MOUNT,
+              // A compiled plugin's image holds its binary, not its folder: no /plugin to start in.
+              ...(runtime.compile ? { command: [...runtime.compile.command] } : { command: runtime.command(manifest.entrypoint), workingDir: PLUGIN_MOUNT }),
               env: Object.entries(env).map(([name, value]) => ({ name, value })),
               resources: pluginResources(manifest.resources),
               securityContext: containerSecurityContext(identity),

@@ -109,7 +109,9 @@ describe('a plugin Pod', () => {
 
   it('runs the runtime command from the image, the compiled binary for Go', () => {
     expect(container).toMatchObject({ image: 'registry.test/plugin-plain:1', command: ['python3', '-u', '-B', '/plugin/main.py'], workingDir: '/plugin' });
-    expect(podSpec(find(objects, 'Deployment', objectName('tracer'))).containers[0].command).toEqual(['/opt/logomesh/plugin']);
+    const tracer = podSpec(find(objects, 'Deployment', objectName('tracer'))).containers[0];
+    expect(tracer.command).toEqual(['/opt/logomesh/plugin']);
+    expect(tracer.workingDir).toBeUndefined();
   });
 
   it('gets a writable emptyDir for a write grant only; the read grant is the image itself', () => {
