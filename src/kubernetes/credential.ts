@@ -1,10 +1,10 @@
 import type { IVolume } from 'kubernetes-models/v1/Volume';
 import type { IVolumeMount } from 'kubernetes-models/v1/VolumeMount';
-import { objectName } from './names.js';
+import { hubKeyName } from './names.js';
 
 /**
  * A plugin's credential for the hub across nodes (docs/kubernetes.md#the-hub-across-nodes):
- * a Secret of its own, `lm-<id>-hub`, holding 32 random bytes under `key`, which the
+ * a Secret of its own, `lm-hubkey-<id>`, holding 32 random bytes under `key`, which the
  * controller creates (never the render: a secret does not belong in a Git repository) and
  * the hub checks. Only this plugin's Pod mounts it; the SDK proves it holds the key without
  * sending it.
@@ -18,7 +18,7 @@ export const CREDENTIAL_DIR = '/run/logomesh/credential';
 const CREDENTIAL_MODE = 0o440;
 
 export function credentialSecretName(pluginId: string): string {
-  return objectName(pluginId, '-hub');
+  return hubKeyName(pluginId);
 }
 
 /** The volume and mount of a plugin's credential, and the environment that names its file. */

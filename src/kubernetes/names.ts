@@ -12,23 +12,42 @@ import { LABEL, OWNER } from '../labels.js';
 /** The roles of the objects (`io.logomesh.role`); the Docker roles plus the controller's own. */
 export type KubeRole = 'plugin' | 'egress' | 'controller' | 'seccomp-profile' | 'runtime-class';
 
-const DNS_LABEL_MAX = 63;
-
 /**
- * `lm-<id><suffix>`, cut to a DNS label: a name over 63 characters keeps as much of the id as
- * fits and ends with 8 hex digits of the full name's hash, so two long ids never collide.
+ * Each role has its own prefix, so no plugin id can name another plugin's objects: with
+ * suffixes (`lm-<id>-egress`), a plugin called `fetcher-egress` would have had the names of
+ * `fetcher`'s proxy, and applying one would overwrite the other.
  */
-export function objectName(pluginId: string, suffix = ''): string {
-  const full = `lm-${pluginId}${suffix}`;
-  if (full.length <= DNS_LABEL_MAX) return full;
-  const hash = createHash('sha256').update(full).digest('hex').slice(0, 8);
-  const room = DNS_LABEL_MAX - 'lm-'.length - suffix.length - hash.length - 1;
-  return `lm-${pluginId.slice(0, room).replace(/-+$/, '')}-${hash}${suffix}`;
+const PREFIX = { plugin: 'lm-plugin-', egress: 'lm-egress-', hubKey: 'lm-hubkey-' } as const;
+
+/** Object names are DNS labels (Services need them): 63 characters at most, never cut (a cut name could be forged). */
+const DNS_LABEL_MAX = 63;
+/** The longest plugin id whose objects' names fit: 63 minus the longest prefix. */
+export const MAX_KUBE_PLUGIN_ID = DNS_LABEL_MAX - Math.max(...Object.values(PREFIX).map((p) => p.length));
+
+/** A plugin's Deployment and NetworkPolicy. */
+export function pluginName(pluginId: string): string {
+  return PREFIX.plugin + pluginId;
 }
 
 /** A networked plugin's egress proxy: its Deployment, Service, ConfigMap and NetworkPolicy. */
 export function proxyName(pluginId: string): string {
-  return objectName(pluginId, '-egress');
+  return PREFIX.egress + pluginId;
+}
+
+/** A plugin's hub credential Secret. */
+export function hubKeyName(pluginId: string): string {
+  return PREFIX.hubKey + pluginId;
+}
+
+/** LM_KUBE_RENDER for a plugin id too long for the names of its objects. */
+export function checkPluginId(pluginId: string, file: string): void {
+  if (pluginId.length <= MAX_KUBE_PLUGIN_ID) return;
+  throw new LogoMeshError('LM_KUBE_RENDER', `plugin id '${pluginId}' is too long for Kubernetes object names (${pluginId.length} characters; at most ${MAX_KUBE_PLUGIN_ID})`, {
+    file,
+    path: '/id',
+    expected: `a plugin id of at most ${MAX_KUBE_PLUGIN_ID} characters (its objects are named ${PREFIX.plugin}<id>, which must fit in 63)`,
+    found: `${pluginId.length} characters`,
+  });
 }
 
 /** The objects of one LogoMesh installation (one per namespace). */

@@ -3,7 +3,7 @@ import type { INetworkPolicyEgressRule } from 'kubernetes-models/networking.k8s.
 import type { IIPBlock } from 'kubernetes-models/networking.k8s.io/v1/IPBlock';
 import { LABEL, OWNER } from '../labels.js';
 import { EGRESS_PORT } from '../sandbox/egress.js';
-import { CONTROLLER_NAME, kubeLabels, objectName, podSelector, proxyName } from './names.js';
+import { CONTROLLER_NAME, kubeLabels, pluginName, podSelector, proxyName } from './names.js';
 import type { KubeTarget } from './target.js';
 
 /**
@@ -73,7 +73,7 @@ export function pluginNetworkPolicy(pluginId: string, networked: boolean, target
   return {
     apiVersion: 'networking.k8s.io/v1',
     kind: 'NetworkPolicy',
-    metadata: { name: objectName(pluginId), namespace: target.namespace, labels: kubeLabels('plugin', target.instance, pluginId), annotations: networked ? { 'io.logomesh.egress-proxy': proxyName(pluginId) } : {} },
+    metadata: { name: pluginName(pluginId), namespace: target.namespace, labels: kubeLabels('plugin', target.instance, pluginId), annotations: networked ? { 'io.logomesh.egress-proxy': proxyName(pluginId) } : {} },
     spec: {
       podSelector: { matchLabels: podSelector('plugin', target.instance, pluginId) },
       policyTypes: ['Ingress', 'Egress'],

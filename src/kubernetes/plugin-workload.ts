@@ -8,7 +8,7 @@ import type { Policy } from '../policy/policy.js';
 import { PLUGIN_MOUNT, runtimeImage } from '../runtimes/index.js';
 import { credentialMount } from './credential.js';
 import { proxyEnv } from './egress-proxy.js';
-import { HUB_SERVICE, kubeLabels, kubePluginUid, objectName, PLUGIN_SERVICE_ACCOUNT, podSelector } from './names.js';
+import { HUB_SERVICE, kubeLabels, kubePluginUid, pluginName, PLUGIN_SERVICE_ACCOUNT, podSelector } from './names.js';
 import { pluginResources, scratchVolumes } from './resources.js';
 import { containerSecurityContext, podSecurityContext, seccompLocalhost } from './security.js';
 import type { KubeTarget } from './target.js';
@@ -61,7 +61,7 @@ export function pluginDeployment(input: PluginWorkloadInput): IDeployment {
   return {
     apiVersion: 'apps/v1',
     kind: 'Deployment',
-    metadata: { name: objectName(id), namespace: target.namespace, labels: kubeLabels('plugin', target.instance, id), annotations: manifestAnnotations(loaded) },
+    metadata: { name: pluginName(id), namespace: target.namespace, labels: kubeLabels('plugin', target.instance, id), annotations: manifestAnnotations(loaded) },
     spec: {
       replicas: 1,
       strategy: { type: 'Recreate' },

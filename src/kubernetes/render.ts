@@ -9,7 +9,7 @@ import { isNetworked } from '../sandbox/egress.js';
 import { pluginSeccompProfile } from '../sandbox/seccomp.js';
 import { controllerDeployment, controllerHomeClaim, controllerRole, controllerRoleBinding, controllerServiceAccount, hubService, manifestsConfigMap, pluginServiceAccount } from './controller.js';
 import { proxyConfigMap, proxyDeployment, proxyNetworkPolicy, proxyService } from './egress-proxy.js';
-import { kubeLabels } from './names.js';
+import { checkPluginId, kubeLabels } from './names.js';
 import { controllerNetworkPolicy, denyAllPolicy, pluginNetworkPolicy } from './network-policies.js';
 import { pluginDeployment } from './plugin-workload.js';
 import { seccompProfileObject, spoSpec, type SeccompProfileObject } from './seccomp-profiles.js';
@@ -131,6 +131,7 @@ function checkPlugins(loaded: readonly LoadedManifest[], images: Readonly<Record
   const byId = new Map<string, LoadedManifest>();
   for (const l of loaded) {
     const id = l.manifest.id;
+    checkPluginId(id, l.file);
     const seen = byId.get(id);
     if (seen) throw new LogoMeshError('LM_PLUGIN_CONFLICT', `plugin id '${id}' is declared by both ${seen.file} and ${l.file}`, { plugin: id, file: l.file, path: '/id' });
     byId.set(id, l);

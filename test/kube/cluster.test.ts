@@ -10,7 +10,7 @@ import { loadManifest } from '../../src/manifest/index.js';
 import type { LoadedManifest } from '../../src/manifest/types.js';
 import { NO_POLICY } from '../../src/policy/policy.js';
 import { credentialSecretName } from '../../src/kubernetes/credential.js';
-import { objectName } from '../../src/kubernetes/names.js';
+import { pluginName } from '../../src/kubernetes/names.js';
 import { renderInstallation, toYaml, type KubeObject } from '../../src/kubernetes/render.js';
 import { kubeTarget } from '../../src/kubernetes/target.js';
 import { publishImages } from './images.js';
@@ -77,9 +77,9 @@ beforeAll(async () => {
     // Cluster-wide objects are shared by every installation: remove afterwards only what this run created.
     if (kubectl(['get', o.kind.toLowerCase(), o.metadata!.name!]).code !== 0) created.push(`${o.kind.toLowerCase()}/${o.metadata!.name}`);
   }
-  env(find('Deployment', objectName('probe')), { PROBE_CONNECT: `${TARGET_SERVICE}:8080,kubernetes.default.svc:443`, PROBE_HOLD: '1' });
-  env(find('Deployment', objectName('netprobe')), { PROBE_CONNECT: `${TARGET_SERVICE}:8080`, PROBE_VIA_PROXY: `${TARGET_SERVICE}:8080,unlisted.example:443`, PROBE_HOLD: '1' });
-  env(find('Deployment', objectName('hog')), { PROBE_ALLOCATE_MB: '128', PROBE_HOLD: '1' });
+  env(find('Deployment', pluginName('probe')), { PROBE_CONNECT: `${TARGET_SERVICE}:8080,kubernetes.default.svc:443`, PROBE_HOLD: '1' });
+  env(find('Deployment', pluginName('netprobe')), { PROBE_CONNECT: `${TARGET_SERVICE}:8080`, PROBE_VIA_PROXY: `${TARGET_SERVICE}:8080,unlisted.example:443`, PROBE_HOLD: '1' });
+  env(find('Deployment', pluginName('hog')), { PROBE_ALLOCATE_MB: '128', PROBE_HOLD: '1' });
   kubectlOk(['apply', '-f', '-'], { input: toYaml(objects.filter((o) => o.kind === 'Namespace')) });
 }, 900_000);
 
@@ -107,7 +107,7 @@ describe(`logomesh kube render on the cluster (namespace ${ns})`, () => {
   it('applies, and the seccomp profiles are installed on the nodes by SPO', async () => {
     // First the target the probes aim at, ready before any probe starts: a connection a probe
     // cannot make is then the fences' doing, never a server not up yet.
-    const image = find('Deployment', objectName('probe')).spec.template.spec.containers[0].image;
+    const image = find('Deployment', pluginName('probe')).spec.template.spec.containers[0].image;
     const [server, service, control] = helperWorkloads(image);
     kubectlOk(['apply', '-f', '-'], { input: toYaml([server, service] as KubeObject[]) });
     kubectlOk(['wait', '-n', ns, '--for=condition=Ready', `pod/${TARGET_SERVICE}`, '--timeout=300s'], { timeoutMs: 320_000 });
@@ -129,7 +129,7 @@ describe(`logomesh kube render on the cluster (namespace ${ns})`, () => {
     let pod: Obj;
     beforeAll(async () => {
       facts = await probeFacts('probe');
-      pod = find('Deployment', objectName('probe')).spec.template.spec;
+      pod = find('Deployment', pluginName('probe')).spec.template.spec;
     }, 300_000);
 
     it("runs as the plugin's own uid and gid, with no capability, no_new_privs and LogoMesh's seccomp filter", () => {

@@ -31,9 +31,9 @@ describe('logomesh kube render', () => {
     const objects = parseAllDocuments(r.out).map((d) => d.toJS());
     expect(objects.flatMap((o) => schemaErrors(o))).toEqual([]);
     expect(objects.filter((o) => o.metadata.namespace !== undefined).every((o) => o.metadata.namespace === 'team-a')).toBe(true);
-    const plain = objects.find((o) => o.kind === 'Deployment' && o.metadata.name === 'lm-plain');
+    const plain = objects.find((o) => o.kind === 'Deployment' && o.metadata.name === 'lm-plugin-plain');
     expect(plain.spec.template.spec.containers[0].image).toMatch(/^registry\.example\.com\/lm\/plugin-plain:1\.0\.0-[0-9a-f]{12}$/);
-    const proxyConfig = objects.find((o) => o.kind === 'ConfigMap' && o.metadata.name === 'lm-fetcher-egress');
+    const proxyConfig = objects.find((o) => o.kind === 'ConfigMap' && o.metadata.name === 'lm-egress-fetcher');
     expect(JSON.parse(proxyConfig.data['config.json']).subnet).toBe('10.42.0.0/16');
   });
 

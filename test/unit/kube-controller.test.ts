@@ -67,6 +67,6 @@ describe("the controller's Deployment", () => {
     expect(Object.keys(cm.data)).toEqual(['fetcher.json', 'plain.json']);
     expect(JSON.parse(cm.data['plain.json'])).toMatchObject({ id: 'plain', resources: { maxMemoryMB: 128 }, restart: { policy: expect.any(String) } });
     expect(spec.volumes.find((v: Obj) => v.configMap)?.configMap.name).toBe('logomesh-manifests');
-    expect(all(objects, 'ConfigMap').map((c) => c.metadata.name).sort()).toEqual(['lm-fetcher-egress', 'logomesh-manifests']);
+    expect(all(objects, 'ConfigMap').map((c) => c.metadata.name).sort()).toEqual(['lm-egress-fetcher', 'logomesh-manifests']);
   });
 });

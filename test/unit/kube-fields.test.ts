@@ -18,11 +18,11 @@ describe('no rendered object carries a field its Kubernetes type does not declar
 
   // TypeScript reports the first unknown field of a literal it meets, so each misspelling is checked alone.
   it.each([
-    ['the Pod spec', (d: ReturnType<typeof find>) => (d.spec.template.spec.automountServiceAcountToken = false), /Deployment lm-plain: .*'"automountServiceAcountToken"'/],
+    ['the Pod spec', (d: ReturnType<typeof find>) => (d.spec.template.spec.automountServiceAcountToken = false), /Deployment lm-plugin-plain: .*'"automountServiceAcountToken"'/],
     ['a container', (d: ReturnType<typeof find>) => (d.spec.template.spec.containers[0].securityContext.readOnlyRootFileSystem = true), /'"readOnlyRootFileSystem"' does not exist in type 'ISecurityContext'/],
     ['a volume', (d: ReturnType<typeof find>) => (d.spec.template.spec.volumes[0].emptyDir.sizelimit = '1Mi'), /'"sizelimit"'/],
   ])('a misspelt field in %s is caught (so the check above can fail)', (_where, spoil, message) => {
-    const d = structuredClone(find(render(fx.load(['plain'])), 'Deployment', 'lm-plain'));
+    const d = structuredClone(find(render(fx.load(['plain'])), 'Deployment', 'lm-plugin-plain'));
     spoil(d);
     expect(unknownFields([d]).join('\n')).toMatch(message);
   }, 60_000);

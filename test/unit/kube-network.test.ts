@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { LABEL } from '../../src/labels.js';
-import { objectName } from '../../src/kubernetes/names.js';
+import { pluginName, proxyName } from '../../src/kubernetes/names.js';
 import { all, find, KubeFixtures, render, TARGET, type Obj } from './support/kube-fixtures.js';
 
 const fx = new KubeFixtures();
@@ -37,34 +37,34 @@ describe('network fences', () => {
   });
 
   it('a plugin without network: no ingress; egress to the hub port on the controller and to cluster DNS only', () => {
-    const p = find(objects, 'NetworkPolicy', objectName('plain'));
-    expect(policiesFor(podLabels(objectName('plain'))).map((x) => x.metadata.name).sort()).toEqual(['lm-plain', 'logomesh-deny-all']);
+    const p = find(objects, 'NetworkPolicy', pluginName('plain'));
+    expect(policiesFor(podLabels(pluginName('plain'))).map((x) => x.metadata.name).sort()).toEqual(['lm-plugin-plain', 'logomesh-deny-all']);
     expect(p.spec.ingress).toEqual([]);
     expect(p.spec.egress).toHaveLength(2);
     const [hub, dns] = p.spec.egress;
     expect(hub.ports).toEqual([{ protocol: 'TCP', port: TARGET.hubPort }]);
     expect(hub.to).toHaveLength(1);
     expect(selects(hub.to[0], podLabels('logomesh-controller'))).toBe(true);
-    expect(selects(hub.to[0], podLabels(objectName('fetcher')))).toBe(false);
+    expect(selects(hub.to[0], podLabels(pluginName('fetcher')))).toBe(false);
     expect(dns.to).toEqual([{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'kube-system' } }, podSelector: { matchLabels: { 'k8s-app': 'kube-dns' } } }]);
     expect(dns.ports).toEqual([{ protocol: 'UDP', port: 53 }, { protocol: 'TCP', port: 53 }]);
     expect(JSON.stringify(p.spec.egress)).not.toContain('ipBlock');
   });
 
   it('a networked plugin may also reach its own proxy, and no other', () => {
-    const p = find(objects, 'NetworkPolicy', objectName('fetcher'));
+    const p = find(objects, 'NetworkPolicy', pluginName('fetcher'));
     const toProxy = p.spec.egress.filter((r: Obj) => r.ports.some((x: Obj) => x.port === 3128));
     expect(toProxy).toHaveLength(1);
-    expect(selects(toProxy[0].to[0], podLabels('lm-fetcher-egress'))).toBe(true);
+    expect(selects(toProxy[0].to[0], podLabels('lm-egress-fetcher'))).toBe(true);
     expect(p.spec.egress.some((r: Obj) => r.to.some((peer: Obj) => peer.ipBlock))).toBe(false);
   });
 
   it("the proxy: ingress from its plugin's Pods on 3128 only; egress to DNS and public addresses on the listed ports only", () => {
-    const p = find(objects, 'NetworkPolicy', 'lm-fetcher-egress');
+    const p = find(objects, 'NetworkPolicy', 'lm-egress-fetcher');
     expect(p.spec.ingress).toHaveLength(1);
     expect(p.spec.ingress[0].ports).toEqual([{ protocol: 'TCP', port: 3128 }]);
-    expect(selects(p.spec.ingress[0].from[0], podLabels(objectName('fetcher')))).toBe(true);
-    expect(selects(p.spec.ingress[0].from[0], podLabels(objectName('plain')))).toBe(false);
+    expect(selects(p.spec.ingress[0].from[0], podLabels(pluginName('fetcher')))).toBe(true);
+    expect(selects(p.spec.ingress[0].from[0], podLabels(pluginName('plain')))).toBe(false);
     const out = p.spec.egress.find((r: Obj) => r.to.some((x: Obj) => x.ipBlock));
     expect(out.ports).toEqual([{ protocol: 'TCP', port: 443 }, { protocol: 'TCP', port: 8080 }]);
     const block = out.to[0].ipBlock;
@@ -76,15 +76,15 @@ describe('network fences', () => {
     const p = find(objects, 'NetworkPolicy', 'logomesh-controller');
     const rule = p.spec.ingress.find((r: Obj) => r.ports.some((x: Obj) => x.port === TARGET.hubPort));
     expect(rule.from).toHaveLength(1);
-    expect(selects(rule.from[0], podLabels(objectName('plain')))).toBe(true);
-    expect(selects(rule.from[0], podLabels('lm-fetcher-egress'))).toBe(false);
+    expect(selects(rule.from[0], podLabels(pluginName('plain')))).toBe(true);
+    expect(selects(rule.from[0], podLabels('lm-egress-fetcher'))).toBe(false);
     expect(rule.from[0].podSelector.matchLabels[LABEL.instance]).toBe(TARGET.instance);
   });
 });
 
 describe('the egress proxy of a networked plugin', () => {
   it("holds the manifest's hosts, normalised and without duplicates, and its connection limit, in the proxy's own config format", () => {
-    const cm = find(objects, 'ConfigMap', 'lm-fetcher-egress');
+    const cm = find(objects, 'ConfigMap', 'lm-egress-fetcher');
     expect(JSON.parse(cm.data['config.json'])).toEqual({
       generation: 0,
       plugin: 'fetcher',
@@ -96,16 +96,16 @@ describe('the egress proxy of a networked plugin', () => {
   });
 
   it('the plugin reaches it through its Service, by the proxy variables; the hub goes direct', () => {
-    const env = Object.fromEntries(find(objects, 'Deployment', objectName('fetcher')).spec.template.spec.containers[0].env.map((e: Obj) => [e.name, e.value]));
-    const url = 'http://lm-fetcher-egress.lm-test.svc:3128';
+    const env = Object.fromEntries(find(objects, 'Deployment', pluginName('fetcher')).spec.template.spec.containers[0].env.map((e: Obj) => [e.name, e.value]));
+    const url = 'http://lm-egress-fetcher.lm-test.svc:3128';
     expect(env).toMatchObject({ HTTP_PROXY: url, HTTPS_PROXY: url, http_proxy: url, https_proxy: url, NO_PROXY: 'logomesh-hub.lm-test.svc' });
-    const svc = find(objects, 'Service', 'lm-fetcher-egress');
+    const svc = find(objects, 'Service', 'lm-egress-fetcher');
     expect(svc.spec.ports).toEqual([{ name: 'proxy', port: 3128, targetPort: 3128, protocol: 'TCP' }]);
-    expect(svc.spec.selector).toEqual(podLabels('lm-fetcher-egress'));
+    expect(svc.spec.selector).toEqual(podLabels('lm-egress-fetcher'));
   });
 
   it('runs the egress image as nobody with the allow-list mounted read-only, bounded by the same budget as on Docker', () => {
-    const d = find(objects, 'Deployment', 'lm-fetcher-egress');
+    const d = find(objects, 'Deployment', 'lm-egress-fetcher');
     const c = d.spec.template.spec.containers[0];
     expect(d.spec.template.spec.securityContext.runAsUser).toBe(65534);
     expect(c.image).toBe('logomesh/egress:latest');
@@ -118,7 +118,7 @@ describe('the egress proxy of a networked plugin', () => {
 
   it('plugins without network capabilities get no proxy at all', () => {
     for (const id of ['plain', 'vault', 'tracer', 'writer']) {
-      expect(objects.some((o) => o.metadata?.name === objectName(id, '-egress'))).toBe(false);
+      expect(objects.some((o) => o.metadata?.name === proxyName(id))).toBe(false);
     }
   });
 });

@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { LogoMeshError } from '../../src/errors.js';
-import { objectName } from '../../src/kubernetes/names.js';
+import { pluginName } from '../../src/kubernetes/names.js';
 import { NO_POLICY } from '../../src/policy/policy.js';
 import { all, find, KubeFixtures, render, type Obj } from './support/kube-fixtures.js';
 
@@ -17,7 +17,7 @@ function codeOf(fn: () => unknown): { code: string; details: Record<string, unkn
   }
   throw new Error('rendered');
 }
-const runtimeClass = (objects: Obj[], id: string) => find(objects, 'Deployment', objectName(id)).spec.template.spec.runtimeClassName;
+const runtimeClass = (objects: Obj[], id: string) => find(objects, 'Deployment', pluginName(id)).spec.template.spec.runtimeClassName;
 
 describe("the policy's effect on the render", () => {
   it('isolation level 3 runs under gVisor: runtimeClassName runsc, and its RuntimeClass (handler runsc) is rendered', () => {
@@ -67,7 +67,7 @@ describe("the policy's effect on the render", () => {
     const objects = render(fx.load(['tracer', 'plain']), fx.policy().policy);
     const profiles = all(objects, 'SeccompProfile');
     expect(profiles).toHaveLength(2);
-    const ref = (id: string) => find(objects, 'Deployment', objectName(id)).spec.template.spec.securityContext.seccompProfile.localhostProfile as string;
+    const ref = (id: string) => find(objects, 'Deployment', pluginName(id)).spec.template.spec.securityContext.seccompProfile.localhostProfile as string;
     const profileOf = (id: string) => profiles.find((p) => ref(id) === `operator/${p.metadata.name}.json`);
     expect(ref('tracer')).not.toBe(ref('plain'));
     const allowed = (p: Obj) => p.spec.syscalls.filter((r: Obj) => r.action === 'SCMP_ACT_ALLOW').flatMap((r: Obj) => r.names);
@@ -78,7 +78,7 @@ describe("the policy's effect on the render", () => {
 
   it('requests and limits follow the manifest whatever the policy (the policy only refuses)', () => {
     const { policy } = fx.policy('capabilities: { maxCpuPercent: 400, maxMemoryMB: 1024 }\n');
-    const c = find(render(fx.load(['fetcher']), policy), 'Deployment', objectName('fetcher')).spec.template.spec.containers[0];
+    const c = find(render(fx.load(['fetcher']), policy), 'Deployment', pluginName('fetcher')).spec.template.spec.containers[0];
     expect(c.resources.limits).toEqual({ cpu: '1500m', memory: '96Mi' });
   });
 });

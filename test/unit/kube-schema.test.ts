@@ -56,7 +56,7 @@ describe(`every rendered object against the Kubernetes ${PINNED_KUBERNETES} Open
 describe('the validators refuse what the API server refuses (so the check above can fail)', () => {
   const objects = () => render(fx.load(['plain']));
   const mutate = (f: (d: ReturnType<typeof find>) => void) => {
-    const d = structuredClone(find(objects(), 'Deployment', 'lm-plain'));
+    const d = structuredClone(find(objects(), 'Deployment', 'lm-plugin-plain'));
     f(d);
     return schemaErrors(d);
   };

@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { LABEL, OWNER } from '../../src/labels.js';
-import { kubePluginUid, objectName } from '../../src/kubernetes/names.js';
+import { hubKeyName, kubePluginUid, MAX_KUBE_PLUGIN_ID, pluginName, proxyName } from '../../src/kubernetes/names.js';
 import { pluginGid } from '../../src/runtimes/runtime.js';
 import { all, find, KubeFixtures, render, TARGET, type Obj } from './support/kube-fixtures.js';
 
@@ -51,7 +51,7 @@ describe('every LogoMesh Pod (plugins, egress proxies, controller)', () => {
 });
 
 describe('a plugin Pod', () => {
-  const plain = find(objects, 'Deployment', objectName('plain'));
+  const plain = find(objects, 'Deployment', pluginName('plain'));
   const spec = podSpec(plain);
   const container = spec.containers[0];
 
@@ -74,12 +74,12 @@ describe('a plugin Pod', () => {
   it('has requests equal to limits from the manifest (Guaranteed QoS), and /tmp and /dev/shm in memory of maxTmpMB', () => {
     // The manifest defaults: 50 % of a CPU, 128 MB.
     expect(container.resources).toEqual({ limits: { cpu: '500m', memory: '128Mi' }, requests: { cpu: '500m', memory: '128Mi' } });
-    const fetcher = podSpec(find(objects, 'Deployment', objectName('fetcher'))).containers[0];
+    const fetcher = podSpec(find(objects, 'Deployment', pluginName('fetcher'))).containers[0];
     expect(fetcher.resources).toEqual({ limits: { cpu: '1500m', memory: '96Mi' }, requests: { cpu: '1500m', memory: '96Mi' } });
     const tmp = spec.volumes.find((v: Obj) => v.name === 'tmp');
     expect(tmp.emptyDir).toEqual({ medium: 'Memory', sizeLimit: '16Mi' });
     expect(container.volumeMounts).toEqual(expect.arrayContaining([{ name: 'tmp', mountPath: '/tmp' }, { name: 'shm', mountPath: '/dev/shm' }]));
-    const writer = podSpec(find(objects, 'Deployment', objectName('writer')));
+    const writer = podSpec(find(objects, 'Deployment', pluginName('writer')));
     expect(writer.volumes.find((v: Obj) => v.name === 'tmp').emptyDir.sizeLimit).toBe('24Mi');
   });
 
@@ -89,7 +89,7 @@ describe('a plugin Pod', () => {
 
   it('mounts its own hub credential Secret, read-only, readable by its group only, and names the file', () => {
     const vol = spec.volumes.find((v: Obj) => v.secret);
-    expect(vol.secret).toEqual({ secretName: 'lm-plain-hub', items: [{ key: 'key', path: 'key' }], defaultMode: 0o440, optional: false });
+    expect(vol.secret).toEqual({ secretName: 'lm-hubkey-plain', items: [{ key: 'key', path: 'key' }], defaultMode: 0o440, optional: false });
     expect(container.volumeMounts).toContainEqual({ name: vol.name, mountPath: '/run/logomesh/credential', readOnly: true });
     const env = Object.fromEntries(container.env.map((e: Obj) => [e.name, e.value]));
     expect(env).toMatchObject({ LOGOMESH_HUB_CREDENTIAL: '/run/logomesh/credential/key', LOGOMESH_HUB_URL: 'ws://logomesh-hub.lm-test.svc:7070/v1', LOGOMESH_PLUGIN_ID: 'plain', HOME: '/tmp' });
@@ -97,7 +97,7 @@ describe('a plugin Pod', () => {
     // No plugin mounts another's Secret.
     for (const d of pluginPods) {
       const id = d.metadata.labels[LABEL.plugin];
-      expect(podSpec(d).volumes.filter((v: Obj) => v.secret).map((v: Obj) => v.secret.secretName)).toEqual([objectName(id, '-hub')]);
+      expect(podSpec(d).volumes.filter((v: Obj) => v.secret).map((v: Obj) => v.secret.secretName)).toEqual([hubKeyName(id)]);
     }
   });
 
@@ -109,13 +109,13 @@ describe('a plugin Pod', () => {
 
   it('runs the runtime command from the image, the compiled binary for Go', () => {
     expect(container).toMatchObject({ image: 'registry.test/plugin-plain:1', command: ['python3', '-u', '-B', '/plugin/main.py'], workingDir: '/plugin' });
-    const tracer = podSpec(find(objects, 'Deployment', objectName('tracer'))).containers[0];
+    const tracer = podSpec(find(objects, 'Deployment', pluginName('tracer'))).containers[0];
     expect(tracer.command).toEqual(['/opt/logomesh/plugin']);
     expect(tracer.workingDir).toBeUndefined();
   });
 
   it('gets a writable emptyDir for a write grant only; the read grant is the image itself', () => {
-    const writer = podSpec(find(objects, 'Deployment', objectName('writer')));
+    const writer = podSpec(find(objects, 'Deployment', pluginName('writer')));
     const grants = writer.containers[0].volumeMounts.filter((m: Obj) => m.mountPath.startsWith('/plugin'));
     expect(grants).toEqual([{ name: 'grant-0', mountPath: '/plugin/state' }]);
     expect(writer.volumes.find((v: Obj) => v.name === 'grant-0').emptyDir).toEqual({ sizeLimit: '24Mi' });
@@ -136,12 +136,23 @@ describe('labels', () => {
     }
   });
 
-  it('names fit a DNS label and never collide, however long the plugin id', () => {
-    const long = 'a'.repeat(63);
-    const names = [objectName(long), objectName(long, '-egress'), objectName(long, '-hub'), objectName(`${'a'.repeat(62)}b`, '-egress')];
-    for (const n of names) expect(n).toMatch(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/);
-    expect(new Set(names).size).toBe(names.length);
-    expect(objectName('plain', '-egress')).toBe('lm-plain-egress');
+  it("no plugin id can name another plugin's objects: ids that mimic other roles' names all get their own", () => {
+    const ids = ['fetcher', 'fetcher-egress', 'egress-fetcher', 'hubkey-fetcher', 'plugin-fetcher', 'fetcher-hub', 'deny-all'];
+    const rendered = render(fx.load(ids, Object.fromEntries(ids.map((id) => [id, { files: { 'main.py': '\n' }, manifest: `runtime: python\nentrypoint: main.py\ncapabilities: [{ id: net, scope: network, hosts: ['api.example.com:443'] }]\nresources: { maxNetworkConnections: 2 }\n` }]))));
+    const keys = rendered.map((o) => `${o.kind}/${o.metadata?.name}`);
+    expect(keys.length).toBeGreaterThan(7 * 6);
+    expect(keys.filter((k, i) => keys.indexOf(k) !== i)).toEqual([]);
+    for (const o of rendered as Obj[]) if (o.metadata.namespace) expect(o.metadata.name).toMatch(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/);
+    expect([pluginName('x'), proxyName('x'), hubKeyName('x')]).toEqual(['lm-plugin-x', 'lm-egress-x', 'lm-hubkey-x']);
+  });
+
+  it(`a plugin id longer than ${MAX_KUBE_PLUGIN_ID} characters is refused (LM_KUBE_RENDER), never cut into a name another id could take`, () => {
+    const long = 'a'.repeat(MAX_KUBE_PLUGIN_ID + 1);
+    const loaded = fx.load([long], { [long]: { files: { 'main.py': '\n' }, manifest: 'runtime: python\nentrypoint: main.py\n' } });
+    expect(() => render(loaded)).toThrow(expect.objectContaining({ code: 'LM_KUBE_RENDER', details: expect.objectContaining({ path: '/id', file: loaded[0]!.file }) }));
+    const fits = 'b'.repeat(MAX_KUBE_PLUGIN_ID);
+    expect(pluginName(fits)).toHaveLength(63);
+    expect(render(fx.load([fits], { [fits]: { files: { 'main.py': '\n' }, manifest: 'runtime: python\nentrypoint: main.py\n' } })).length).toBeGreaterThan(0);
   });
 
   it('the same input renders the same objects (no host name, time or randomness)', () => {
