@@ -6,6 +6,7 @@ import type { IConfigMap } from 'kubernetes-models/v1/ConfigMap';
 import type { IPersistentVolumeClaim } from 'kubernetes-models/v1/PersistentVolumeClaim';
 import type { IService } from 'kubernetes-models/v1/Service';
 import type { IServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
+import { LogoMeshError } from '../errors.js';
 import type { LoadedManifest } from '../manifest/types.js';
 import { CONTROLLER_NAME, HUB_SERVICE, kubeLabels, PLUGIN_SERVICE_ACCOUNT } from './names.js';
 import { controllerSelector } from './network-policies.js';
@@ -78,10 +79,26 @@ export function controllerRoleBinding(target: KubeTarget): IRoleBinding {
   };
 }
 
-/** The validated manifests, defaults filled in, as the controller serves them (ACL, limits, restart policies). */
+/** What the API server stores of one ConfigMap at most (1 MiB), less room for its metadata. */
+export const MAX_CONFIGMAP_DATA = 1024 * 1024 - 16 * 1024;
+
+/**
+ * The validated manifests, defaults filled in, as the controller serves them (ACL, limits,
+ * restart policies). A manifest may be up to 256 KiB, so a few large ones could pass what one
+ * ConfigMap holds and make the whole apply fail: LM_KUBE_RENDER names the largest instead.
+ */
 export function manifestsConfigMap(loaded: readonly LoadedManifest[], target: KubeTarget): IConfigMap {
-  const data = Object.fromEntries([...loaded].sort((a, b) => a.manifest.id.localeCompare(b.manifest.id)).map((l) => [`${l.manifest.id}.json`, `${JSON.stringify(l.manifest, null, 2)}\n`]));
-  return { apiVersion: 'v1', kind: 'ConfigMap', metadata: meta('logomesh-manifests', target), data };
+  const sorted = [...loaded].sort((a, b) => a.manifest.id.localeCompare(b.manifest.id));
+  const entries = sorted.map((l) => [`${l.manifest.id}.json`, `${JSON.stringify(l.manifest)}\n`] as const);
+  const total = entries.reduce((n, [k, v]) => n + Buffer.byteLength(k) + Buffer.byteLength(v), 0);
+  if (total > MAX_CONFIGMAP_DATA) {
+    const [largest] = [...entries].sort((a, b) => Buffer.byteLength(b[1]) - Buffer.byteLength(a[1]));
+    throw new LogoMeshError('LM_KUBE_RENDER', `the validated manifests take ${total} bytes, more than one ConfigMap holds (${MAX_CONFIGMAP_DATA}); the largest is ${largest![0]} (${Buffer.byteLength(largest![1])} bytes)`, {
+      expected: `at most ${MAX_CONFIGMAP_DATA} bytes of manifests in all`,
+      found: `${total} bytes`,
+    });
+  }
+  return { apiVersion: 'v1', kind: 'ConfigMap', metadata: meta('logomesh-manifests', target), data: Object.fromEntries(entries) };
 }
 
 /** The volume of the controller's home: the cluster's default StorageClass, one node at a time. */

@@ -1,4 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
+import { manifestsConfigMap, MAX_CONFIGMAP_DATA } from '../../src/kubernetes/controller.js';
 import { all, find, KubeFixtures, render, TARGET, type Obj } from './support/kube-fixtures.js';
 
 const fx = new KubeFixtures();
@@ -68,5 +69,19 @@ describe("the controller's Deployment", () => {
     expect(JSON.parse(cm.data['plain.json'])).toMatchObject({ id: 'plain', resources: { maxMemoryMB: 128 }, restart: { policy: expect.any(String) } });
     expect(spec.volumes.find((v: Obj) => v.configMap)?.configMap.name).toBe('logomesh-manifests');
     expect(all(objects, 'ConfigMap').map((c) => c.metadata.name).sort()).toEqual(['lm-egress-fetcher', 'logomesh-manifests']);
+  });
+});
+
+describe('the manifests ConfigMap', () => {
+  it('refuses manifests that together pass what one ConfigMap holds, naming the largest (LM_KUBE_RENDER)', () => {
+    // One author's huge manifest must not make the whole apply fail on the API server instead.
+    const methods = Array.from({ length: 256 }, (_, i) => `m${String(i).padStart(3, '0')}_${'x'.repeat(58)}`);
+    const big = fx.load(['big'], { big: { files: { 'main.py': '\n' }, manifest: `runtime: python\nentrypoint: main.py\ncoordination: { exposesMethods: [${methods.join(', ')}], consumesMethods: [${methods.map((m) => `other.${m}`).join(', ')}] }\n` } })[0]!;
+    const size = JSON.stringify(big.manifest).length;
+    const copies = Math.ceil(MAX_CONFIGMAP_DATA / size) + 1;
+    const many = Array.from({ length: copies }, (_, i) => ({ ...big, manifest: { ...big.manifest, id: `big${i}` } }));
+    const small = fx.load(['plain']);
+    expect(() => manifestsConfigMap([...many, ...small], TARGET)).toThrow(expect.objectContaining({ code: 'LM_KUBE_RENDER', message: expect.stringMatching(/the largest is big\d+\.json/) }));
+    expect(Object.keys(manifestsConfigMap([...many.slice(0, 2), ...small], TARGET).data!)).toEqual(['big0.json', 'big1.json', 'plain.json']);
   });
 });
