@@ -90,3 +90,15 @@ describe('logomesh kube render', () => {
     expect(r.err).toMatch(message);
   });
 });
+
+describe('plugin image names', () => {
+  it('a semver build suffix becomes a valid tag, and a long version is cut to fit 128 characters', async () => {
+    const { pluginImageRef } = await import('../../src/kubernetes/plugin-image.js');
+    const [plain] = fx.load(['plain']);
+    const withVersion = (version: string) => ({ ...plain!, manifest: { ...plain!.manifest, version } });
+    expect(pluginImageRef('r.example/lm', withVersion('1.2.3-rc.1+build.7'), 'ab'.repeat(32))).toBe('r.example/lm/plugin-plain:1.2.3-rc.1_build.7-abababababab');
+    const tag = pluginImageRef('r', withVersion(`1.0.0-${'a'.repeat(200)}`), 'cd'.repeat(32)).split(':')[1]!;
+    expect(tag).toMatch(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/);
+    expect(tag.endsWith('-cdcdcdcdcdcd')).toBe(true);
+  });
+});
