@@ -9,8 +9,8 @@ import { kubeTarget, type KubeTarget } from '../../../src/kubernetes/target.js';
 
 /**
  * Plugin folders covering what the Kubernetes render must translate: no capabilities, hosts
- * (in odd spellings), isolation level 3, an extra system call, read and write grants, and
- * each runtime.
+ * (a wildcard, two ports, a duplicate), isolation level 3, an extra system call, read and
+ * write grants, and the interpreted and compiled runtimes.
  */
 export const PLUGINS: Readonly<Record<string, { files: Record<string, string>; manifest: string }>> = {
   plain: { files: { 'main.py': 'print(1)\n' }, manifest: 'runtime: python\nentrypoint: main.py\n' },
