@@ -38,6 +38,9 @@ commands:
                                          <name>.pub (for the policy's signatures.trustedKeys)
   sign <plugin-dir> --key <file>         sign every file of a plugin folder into its plugin.sig
                                          (policy: --policy or LOGOMESH_POLICY; docs/security.md)
+  kube render <dir> [--policy file] [--namespace n] [--registry r] [--arch a] [--pod-cidr c]
+                                         print the Kubernetes objects for the plugin folders in dir
+                                         as YAML (docs/kubernetes.md); applies nothing
 
 Docs: docs/manifest.md, docs/errors.md`;
 
@@ -165,6 +168,18 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
         const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { key: { type: 'string' } } });
         if (positionals.length !== 1 || !values.key) throw usage('sign needs one plugin folder and --key <private key file>');
         return (await import('./sign.js')).signCommand(positionals[0]!, values.key, io);
+      }
+      case 'kube': {
+        const [sub, ...args] = rest;
+        if (sub !== 'render') throw usage(sub === undefined ? 'kube needs a subcommand: render' : `unknown kube subcommand '${sub}' (known: render)`);
+        const { values, positionals } = parseArgs({
+          args,
+          allowPositionals: true,
+          options: { policy: { type: 'string' }, namespace: { type: 'string' }, registry: { type: 'string' }, arch: { type: 'string' }, 'pod-cidr': { type: 'string' } },
+        });
+        if (positionals.length !== 1) throw usage('kube render needs one folder of plugin folders (or one plugin folder)');
+        const { 'pod-cidr': podCidr, ...rest2 } = values;
+        return (await import('./kube.js')).kubeRenderCommand(positionals[0]!, { ...rest2, ...(podCidr !== undefined ? { podCidr } : {}) }, io);
       }
       case undefined:
       case '-h':
