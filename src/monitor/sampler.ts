@@ -176,6 +176,17 @@ export class CgroupSampler {
     return keyValues(this.text('pidsEvents')).get('max') ?? 0;
   }
 
+  /** CFS periods and throttled periods so far (cpu.stat). */
+  cpuStat(): { periods: number; throttled: number } {
+    const st = keyValues(this.text('cpuStat'));
+    return { periods: st.get('nr_periods') ?? 0, throttled: st.get('nr_throttled') ?? 0 };
+  }
+
+  /** Processes now, and the limit (Infinity: none). */
+  pids(): { current: number; max: number } {
+    return { current: this.num('pids'), max: this.num('pidsMax') };
+  }
+
   close(): void {
     for (const f of this.files.values()) f.close();
     this.files.clear();
