@@ -6,6 +6,7 @@ import type { Logger } from '../log.js';
 import { Cgwatch } from './cgwatch.js';
 import { cgwatchBinary } from './cgwatch-binary.js';
 import { PluginWatch, type WatchTarget } from './plugin-watch.js';
+import type { StatsRow } from './stats-table.js';
 import type { ResourceUsage, ResourceViolation, WatchedLimits } from './types.js';
 
 export interface MonitorOptions {
@@ -135,6 +136,19 @@ export class ResourceMonitor extends EventEmitter<{ violation: [ResourceViolatio
     for (const w of this.watches.values()) {
       try {
         out.push(w.usage());
+      } catch {
+        // Ended between the list and the read.
+      }
+    }
+    return out;
+  }
+
+  /** What `logomesh stats` shows: each watched plugin's usage and processes. */
+  stats(): StatsRow[] {
+    const out: StatsRow[] = [];
+    for (const w of this.watches.values()) {
+      try {
+        out.push({ usage: w.usage(), processes: w.processes() });
       } catch {
         // Ended between the list and the read.
       }

@@ -350,6 +350,12 @@ export class PluginWatch {
     return u;
   }
 
+  /** Processes now and their limit (pids.current, pids.max). */
+  processes(): { current: number; limit: number } {
+    const { current, max } = this.sampler.pids();
+    return { current, limit: Number.isFinite(max) ? max : this.limits.processes };
+  }
+
   /** Limits changed live (enforceLimit): thresholds follow them. */
   async setLimits(limits: WatchedLimits): Promise<void> {
     const before = this.thresholds();
