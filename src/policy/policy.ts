@@ -84,9 +84,12 @@ export interface TopicRules {
  * manifest's `monitoring`, each optional. src/monitor/rules.ts combines the two.
  */
 export interface MonitoringPolicy {
-  readonly alerts?: Partial<MonitoringAlerts>;
-  readonly killOnExceed?: Partial<KillOnExceed>;
+  readonly alerts?: Loose<MonitoringAlerts>;
+  readonly killOnExceed?: Loose<KillOnExceed>;
 }
+
+/** Every field optional, one level down too (a policy rule may leave its window to the manifest). */
+type Loose<T> = { readonly [K in keyof T]?: NonNullable<T[K]> extends object ? Partial<NonNullable<T[K]>> : T[K] };
 
 export interface PluginOverride {
   readonly monitoring?: MonitoringPolicy;
