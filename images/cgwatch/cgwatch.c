@@ -205,7 +205,8 @@ static void add_poll(int i, const char *file, const char *interval) {
   w->len = -1;
   if (reread(w) < 0) { bail(i, "read file"); return; }
   w->interval = ms * 1000000LL;
-  w->due = now_ns() + w->interval;
+  /* On a grid of the interval, so every watch with the same interval is read in one wake-up. */
+  w->due = (now_ns() / w->interval + 1) * w->interval;
   w->kind = POLL;
   out("{\"k\":\"%s\",\"ok\":1}", w->key);
 }
@@ -224,8 +225,8 @@ static int poll_due(void) {
         continue;
       }
       if (changed) out("{\"k\":\"%s\",\"ev\":1,\"t\":%lld}", w->key, t);
-      /* A late tick is not made up for: the next read is one interval from now. */
-      w->due = w->due + w->interval > t ? w->due + w->interval : t + w->interval;
+      /* The next grid point: a late wake-up is not made up for. */
+      w->due = (t / w->interval + 1) * w->interval;
     }
     if (next < 0 || w->due < next) next = w->due;
   }

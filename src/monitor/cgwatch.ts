@@ -112,6 +112,11 @@ export class Cgwatch extends EventEmitter<{ event: [WatchEvent]; gone: [string];
     }
   }
 
+  /** The helper's process id (for measuring its CPU). */
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
   /** Set up one watch under `key` (unique among this helper's watches). */
   watch(key: string, spec: WatchSpec): Promise<void> {
     if (!KEY.test(key)) throw new LogoMeshError('LM_INTERNAL', `cgwatch key ${JSON.stringify(key)} is not [A-Za-z0-9_.:-]{1,128}`, {});

@@ -47,6 +47,8 @@ function hasSysResource(): boolean {
 export class ResourceMonitor extends EventEmitter<{ violation: [ResourceViolation] }> {
   private readonly watches = new Map<string, PluginWatch>();
   private serial = 0;
+  /** One timer for every watch: one wake-up per poll, however many plugins are watched. */
+  private timer: NodeJS.Timeout | undefined;
 
   private constructor(
     private readonly opts: MonitorOptions,
@@ -99,6 +101,12 @@ export class ResourceMonitor extends EventEmitter<{ violation: [ResourceViolatio
       key,
     });
     this.watches.set(key, w);
+    if (!this.timer) {
+      this.timer = setInterval(() => {
+        for (const x of this.watches.values()) x.tick();
+      }, this.opts.pollMs ?? 500);
+      this.timer.unref();
+    }
   }
 
   private find(pluginId: string): [string, PluginWatch] | undefined {
@@ -112,6 +120,11 @@ export class ResourceMonitor extends EventEmitter<{ violation: [ResourceViolatio
     if (!found) return;
     found[1].close();
     this.watches.delete(found[0]);
+  }
+
+  /** The cgwatch helper's process id, while it runs (its CPU is part of the monitor's cost). */
+  get helperPid(): number | undefined {
+    return this.helper?.pid;
   }
 
   /** The plugins watched now. */
@@ -163,6 +176,8 @@ export class ResourceMonitor extends EventEmitter<{ violation: [ResourceViolatio
 
   /** Stop every watch and the helper. Idempotent. */
   async close(): Promise<void> {
+    clearInterval(this.timer);
+    this.timer = undefined;
     for (const w of this.watches.values()) w.close();
     this.watches.clear();
     const h = this.helper;

@@ -59,8 +59,9 @@ export class PluginWatch {
   private lastRefused: number;
   private baseline: CgroupSample;
   private readonly kept: ResourceViolation[] = [];
-  private timer: NodeJS.Timeout | undefined;
   private ticks = 0;
+  /** pids.max as last read (at each slow poll: it changes only with a live limit change). */
+  private pidsMax = Infinity;
   private killed = false;
   private closed = false;
   /** Kinds read at every poll because no kernel notification could be set up for them. */
@@ -84,8 +85,6 @@ export class PluginWatch {
   static async start(target: WatchTarget, ctx: WatchContext): Promise<PluginWatch> {
     const w = new PluginWatch(target, ctx);
     await w.arm();
-    w.timer = setInterval(() => w.tick(), ctx.pollMs);
-    w.timer.unref();
     return w;
   }
 
@@ -227,23 +226,25 @@ export class PluginWatch {
     if (r.fire) this.violation('pressure', 'alert', 'notification', avg10, w.percent, 'percent', detail);
   }
 
-  /** The periodic read: what no notification covers, and the re-arming of once-per-crossing alerts. */
-  private tick(): void {
+  /** The periodic read (the monitor calls it every pollMs): what no notification covers, and the re-arming of once-per-crossing alerts. */
+  tick(): void {
     this.safely(() => {
       this.ticks++;
       if (this.polled.has('oom')) this.checkOom('poll', OOM_SETTLE_MS);
       if (this.polled.has('pids')) this.checkPids('poll');
       if (this.polled.has('memory') || this.rules.alerts.memoryPercent !== undefined || this.rules.killOnExceed.memory) this.checkMemory('poll');
+      const slow = this.ticks % this.ctx.slowEvery === 0;
+      if (slow) this.pidsMax = this.sampler.pids().max;
       this.checkProcesses();
       this.checkThrottling();
       this.checkConnections();
-      if (this.ticks % this.ctx.slowEvery === 0) this.checkProcfs();
+      if (slow) this.checkProcfs();
     });
   }
 
   private checkProcesses(): void {
-    const { current, max } = this.sampler.pids();
-    const limit = Number.isFinite(max) ? max : this.limits.processes;
+    const current = this.sampler.pidsCurrent();
+    const limit = Number.isFinite(this.pidsMax) ? this.pidsMax : this.limits.processes;
     const h = this.rules.alerts.hysteresisPercent / 100;
     if (!this.isArmed('pids-limit') && current < limit * (1 - h)) this.armed.set('pids-limit', ARMED);
     const p = this.rules.alerts.processesPercent;
@@ -402,7 +403,6 @@ export class PluginWatch {
     this.closed = true;
     for (const k of this.keys) this.ctx.helper?.unwatch(k);
     this.keys.clear();
-    clearInterval(this.timer);
     clearTimeout(this.exceedTimer);
     this.sampler.close();
   }

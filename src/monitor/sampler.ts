@@ -182,6 +182,11 @@ export class CgroupSampler {
     return { periods: st.get('nr_periods') ?? 0, throttled: st.get('nr_throttled') ?? 0 };
   }
 
+  /** Processes now (pids.current). */
+  pidsCurrent(): number {
+    return this.num('pids');
+  }
+
   /** Processes now, and the limit (Infinity: none). */
   pids(): { current: number; max: number } {
     return { current: this.num('pids'), max: this.num('pidsMax') };
