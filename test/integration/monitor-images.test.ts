@@ -2,7 +2,10 @@ import { PassThrough } from 'node:stream';
 import type Dockerode from 'dockerode';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ownerLabels } from '../../src/labels.js';
+import { ensureImage } from '../../src/engine/images.js';
+import { silentLogger } from '../../src/log.js';
 import { availableRuntimes } from '../../src/runtimes/index.js';
+import { EGRESS_IMAGE } from '../../src/sandbox/egress.js';
 import { docker, instance } from './support.js';
 
 /**
@@ -16,7 +19,7 @@ afterAll(async () => {
   for (const c of created.splice(0)) await c.remove({ force: true }).catch(() => undefined);
 });
 
-const tags = [...new Set(availableRuntimes().flatMap((r) => r.images.map((i) => i.tag)))];
+const tags = [...new Set(availableRuntimes().flatMap((r) => r.images.map((i) => i.tag))), EGRESS_IMAGE.tag];
 
 /** Files with a setuid or setgid bit in a tar stream (the engine's export of a container). */
 function privilegedFiles(tar: Buffer): string[] {
@@ -37,6 +40,8 @@ function privilegedFiles(tar: Buffer): string[] {
 describe('runtime images: no setuid or setgid files (CIS 4.8)', () => {
   it.each(tags)('%s', async (tag) => {
     const d = await docker();
+    // The global setup builds the runtimes' images; the egress proxy's is built on first use.
+    if (tag === EGRESS_IMAGE.tag) await ensureImage(d, EGRESS_IMAGE, { log: silentLogger });
     const image = await d.getImage(tag).inspect();
     // The empty Go run image has no find (its PATH is /opt/logomesh only).
     const hasShell = image.Config.Env?.some((e) => e.startsWith('PATH=') && e.includes('/usr/bin')) === true;
