@@ -17,9 +17,9 @@ export interface MonitorOptions {
   readonly cgwatch?: string | false;
   /** The poll interval for what has no kernel notification (ms, default 500). */
   readonly pollMs?: number;
-  /** Open files and /tmp are read every this many polls (default 2: once a second). */
+  /** Open files and /tmp are read every this many polls (default 3: every 1.5 s). */
   readonly slowEvery?: number;
-  /** cgroup v1 only: how often cgwatch reads pids.events, which the kernel does not notify (ms, default 20). */
+  /** cgroup v1 only: how often cgwatch reads pids.events, which the kernel does not notify (ms, default 15). */
   readonly pidsPollMs?: number;
   /** Open connections of a plugin through its egress proxy; undefined: not known (no network). */
   readonly connections?: (pluginId: string) => number | undefined;
@@ -92,8 +92,8 @@ export class ResourceMonitor extends EventEmitter<{ violation: [ResourceViolatio
       helper: this.helper,
       log: this.opts.log,
       pollMs: this.opts.pollMs ?? 500,
-      slowEvery: this.opts.slowEvery ?? 2,
-      pidsPollMs: this.opts.pidsPollMs ?? 20,
+      slowEvery: this.opts.slowEvery ?? 3,
+      pidsPollMs: this.opts.pidsPollMs ?? 15,
       privilegedPsi: this.opts.privilegedPsi ?? hasSysResource(),
       connections: this.opts.connections ?? (() => undefined),
       emit: (v) => this.emit('violation', v),

@@ -13,7 +13,7 @@
  * - The cost of one usage sample (every cgroup file re-read with pread) beside opening and
  *   closing the same files each time.
  *
- * Alone: `node --import tsx test/bench/monitor.ts` (as root, with the engine and the Python
+ * Alone: `node --import tsx test/bench/monitor.ts` (BENCH_MONITOR_KINDS: a comma list of the kinds to time) (as root, with the engine and the Python
  * runtime image; it builds the cgwatch image if needed). `monitorBench` gives the rows to
  * test/bench/run.ts.
  */
@@ -234,7 +234,8 @@ export async function monitorBench(docker: Docker): Promise<Row[]> {
   const monitor = await ResourceMonitor.create({ docker, log: silentLogger });
   const rows: Row[] = [];
   try {
-    for (const kind of ['oom-kill', 'pids-limit', 'memory-threshold'] as const) {
+    const kinds = (process.env.BENCH_MONITOR_KINDS ?? 'oom-kill,pids-limit,memory-threshold').split(',') as ('oom-kill' | 'pids-limit' | 'memory-threshold')[];
+    for (const kind of kinds) {
       const { ms, missed } = await detection(docker, instance, monitor, kind);
       const p50 = pct(ms, 50);
       const p99 = pct(ms, 99);
