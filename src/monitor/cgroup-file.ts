@@ -2,8 +2,8 @@ import { closeSync, openSync, readSync } from 'node:fs';
 
 /**
  * A kernel file kept open and read again from offset 0 (pread) each time: a fifth to a
- * quarter of the cost of opening and closing it per sample (docs/monitoring.md#measured). One shared buffer:
- * cgroup files the monitor reads are small, and reads are synchronous.
+ * quarter of the cost of opening and closing it per sample (docs/monitoring.md#measured).
+ * One shared buffer: the cgroup files the monitor reads are small, and reads are synchronous.
  */
 const BUFFER = Buffer.alloc(64 * 1024);
 

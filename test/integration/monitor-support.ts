@@ -99,8 +99,14 @@ export async function startProbe(plugin: string, l: ProbeLimits = {}): Promise<P
 }
 
 /** A monitor for a test file, with its violations recorded; closed after the file's tests. */
-export async function startMonitor(opts: { pollMs?: number } = {}): Promise<{ monitor: ResourceMonitor; seen: ResourceViolation[] }> {
-  const monitor = await ResourceMonitor.create({ docker: await docker(), log: silentLogger, pollMs: opts.pollMs ?? 200, slowEvery: 1 });
+export async function startMonitor(opts: { pollMs?: number; connections?: (plugin: string) => number | undefined } = {}): Promise<{ monitor: ResourceMonitor; seen: ResourceViolation[] }> {
+  const monitor = await ResourceMonitor.create({
+    docker: await docker(),
+    log: silentLogger,
+    pollMs: opts.pollMs ?? 200,
+    slowEvery: 1,
+    ...(opts.connections ? { connections: opts.connections } : {}),
+  });
   const seen: ResourceViolation[] = [];
   monitor.on('violation', (v) => seen.push(v));
   afterAll(() => monitor.close());
@@ -108,8 +114,8 @@ export async function startMonitor(opts: { pollMs?: number } = {}): Promise<{ mo
 }
 
 /** Watch a probe with the given rules. */
-export function watchProbe(monitor: ResourceMonitor, p: Probe, rules: Partial<EffectiveMonitoring> = {}): Promise<void> {
-  return monitor.watch({ pluginId: p.plugin, pid: p.pid, limits: p.limits, rules: { ...NO_RULES, ...rules } });
+export function watchProbe(monitor: ResourceMonitor, p: Probe, rules: Partial<EffectiveMonitoring> = {}, limits: Partial<WatchedLimits> = {}): Promise<void> {
+  return monitor.watch({ pluginId: p.plugin, pid: p.pid, limits: { ...p.limits, ...limits }, rules: { ...NO_RULES, ...rules } });
 }
 
 /** Wait (up to `ms`) for `count` violations matching `match`, then a little longer to see that no more come. */

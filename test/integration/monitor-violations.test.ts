@@ -11,8 +11,10 @@ import { sleep } from './support.js';
 describe('resource monitor: violations from the kernel, each reported once', () => {
   let monitor: ResourceMonitor;
   let seen: ResourceViolation[];
+  /** What the egress proxy would report: open connections by plugin. */
+  const open = new Map<string, number>();
   beforeAll(async () => {
-    ({ monitor, seen } = await startMonitor());
+    ({ monitor, seen } = await startMonitor({ connections: (plugin) => open.get(plugin) }));
   });
   const of = (plugin: string, kind: string) => (v: ResourceViolation) => v.plugin === plugin && v.kind === kind;
 
@@ -107,6 +109,25 @@ describe('resource monitor: violations from the kernel, each reported once', () 
     const info = await p.container.inspect();
     expect(info.State.Running).toBe(false);
     expect(info.State.ExitCode).toBe(137);
+  });
+
+  it('the connection limit, from the egress proxy count, once per crossing', async () => {
+    const p = await startProbe('conn-probe');
+    await watchProbe(monitor, p, {}, { networkConnections: 4 });
+    open.set('conn-probe', 4);
+    await sleep(1000);
+    open.set('conn-probe', 3);
+    await sleep(600);
+    open.set('conn-probe', 4);
+    const found = await violations(seen, of('conn-probe', 'connection-limit'));
+    // 4 reached, held for several polls; 3 is within the hysteresis (not below 4 - 1): one crossing.
+    expect(found).toHaveLength(1);
+    expect(found[0]).toMatchObject({ action: 'none', value: 4, limit: 4, unit: 'count', source: 'poll' });
+    expect(monitor.getCurrentUsage('conn-probe').io.networkConnections).toBe(4);
+    open.set('conn-probe', 0);
+    await sleep(600);
+    open.set('conn-probe', 5);
+    expect(await violations(seen, of('conn-probe', 'connection-limit'), 2)).toHaveLength(2);
   });
 
   it('keeps the violations in ResourceUsage.violations, and the figures from the kernel', async () => {
