@@ -50,6 +50,19 @@ const NO_NETWORK = 'none';
 
 /** The CFS period used for CPU quotas: 100 ms, the kernel's default. */
 export const CPU_PERIOD_US = 100_000;
+
+/** CPU shares for one core's worth of CPU: the engine's default weight (1024). */
+const SHARES_PER_CORE = 1024;
+
+/**
+ * CPU shares (the weight under contention, CIS Docker Benchmark 5.12) in proportion to the
+ * manifest's CPU percent: a plugin allowed a quarter of a core weighs a quarter of a
+ * default container, so a busy plugin cannot crowd out the host's own work beyond its
+ * share even below its quota. The kernel's minimum weight is 2.
+ */
+export function cpuShares(cpuPercent: number): number {
+  return Math.max(2, Math.round((cpuPercent / 100) * SHARES_PER_CORE));
+}
 const MB = 1024 * 1024;
 
 /**
@@ -116,6 +129,7 @@ export function containerSpec(input: SpecInput): ContainerCreateOptions {
       OomKillDisable: false,
       CpuPeriod: CPU_PERIOD_US,
       CpuQuota: Math.round((r.maxCpuPercent / 100) * CPU_PERIOD_US),
+      CpuShares: cpuShares(r.maxCpuPercent),
       PidsLimit: r.maxProcesses + (input.ociRuntime === 'runsc' ? GVISOR_HOST_THREADS : 0),
       Ulimits: [{ Name: 'nofile', Soft: r.maxFileHandles, Hard: r.maxFileHandles }],
       ReadonlyRootfs: true,

@@ -78,6 +78,11 @@ describe('containerSpec: resource limits', () => {
     expect(hc.CpuQuota).toBe(25 * 1000);
   });
 
+  it('weighs the plugin by its CPU percent under contention (CPU shares, CIS 5.12)', () => {
+    // 25% of a core: a quarter of a default container's 1024.
+    expect(hc.CpuShares).toBe(256);
+  });
+
   it('limits processes and open files', () => {
     expect(hc.PidsLimit).toBe(32);
     expect(hc.Ulimits).toEqual([{ Name: 'nofile', Soft: 64, Hard: 64 }]);
@@ -107,6 +112,7 @@ describe('containerSpec: resource limits', () => {
       MemorySwap: r.maxMemoryMB * MiB,
       CpuPeriod: 100_000,
       CpuQuota: r.maxCpuPercent * 1000,
+      CpuShares: Math.max(2, Math.round((r.maxCpuPercent / 100) * 1024)),
       PidsLimit: r.maxProcesses,
       Ulimits: [{ Name: 'nofile', Soft: r.maxFileHandles, Hard: r.maxFileHandles }],
       ReadonlyRootfs: true,
