@@ -91,7 +91,7 @@ export async function hostPermissionCommand(action: 'revoke' | 'grant', id: stri
 
 /** `audit [--plugin id] [--since time] [--json] [--verify]`: read the audit trail of this home, streamed. */
 export async function auditCommand(opts: { plugin?: string; since?: string; json: boolean; verify: boolean }, io: CliIo): Promise<number> {
-  const { auditEntries, checkAudit } = await import('../permissions/audit-log.js');
+  const { auditEntries, checkAudit } = await import('../audit/audit-log.js');
   const file = resolveHome().auditFile;
   if (opts.verify) {
     const check = checkAudit(file);

@@ -13,7 +13,7 @@ import { PluginHost } from '../lifecycle/plugin-host.js';
 import type { Logger } from '../log.js';
 import { loadManifest, type LoadedManifest } from '../manifest/index.js';
 import { runtimeImage } from '../runtimes/index.js';
-import { preparePluginImage } from '../sandbox/plugin-image.js';
+import { preparePluginImage } from '../images/plugin-image.js';
 import type { CliIo } from './io.js';
 
 /** Changes closer together than this are one reload. */

@@ -1,4 +1,4 @@
-import type { AuditSink } from '../permissions/audit-log.js';
+import type { AuditSink } from '../audit/audit-log.js';
 
 /**
  * What the operator took away from plugins at run time: methods (`target.method`, or a host

@@ -2,7 +2,7 @@ import type { MountSettings } from 'dockerode';
 import { LogoMeshError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { LoadedManifest } from '../manifest/types.js';
-import type { AuditSink } from '../permissions/audit-log.js';
+import type { AuditSink } from '../audit/audit-log.js';
 import { holdRealPath, PathChangedError } from '../sandbox/host-paths.js';
 import { MountStaging } from '../sandbox/mount-staging.js';
 import { stagePluginMounts, verifyPluginMounts } from '../sandbox/plugin-mounts.js';

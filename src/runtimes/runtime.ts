@@ -62,7 +62,7 @@ export const PLUGIN_USER = `${PLUGIN_UID}:${PLUGIN_GID}`;
 /**
  * The range of plugin users and groups, [from, to): far above a host's own users and groups
  * and the subordinate ids of user namespaces (/etc/subuid ranges start at 100000, 65536
- * each). The kernel audit rules (src/engine/kernel-audit.rules) match exactly this range.
+ * each). The kernel audit rules (src/provision/kernel-audit.rules) match exactly this range.
  */
 export const PLUGIN_IDS = Object.freeze({ from: 1_000_000_000, to: 1_100_000_000 });
 

@@ -15,7 +15,7 @@ import { resolveRuntime } from './oci-runtime.js';
 import { pluginSeccompProfile } from './seccomp.js';
 import { Egress, isNetworked, type EgressAttachment } from './egress.js';
 import { PluginContainer } from './plugin-container.js';
-import { preparePluginImage, type PrepareOptions } from './plugin-image.js';
+import { preparePluginImage, type PrepareOptions } from '../images/plugin-image.js';
 import { MountStaging } from './mount-staging.js';
 import { stagePluginMounts, verifyPluginMounts } from './plugin-mounts.js';
 import type { SignedContent } from '../signing/signature.js';

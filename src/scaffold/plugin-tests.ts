@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Writable } from 'node:stream';
 import type { ContainerCreateOptions } from 'dockerode';
 import type { Docker } from '../engine/docker.js';
-import { ensureRuntimeImage } from '../engine/images.js';
+import { ensureRuntimeImage } from '../images/build.js';
 import { LABEL, ownerLabels } from '../labels.js';
 import type { Logger } from '../log.js';
 import type { LoadedManifest, Runtime } from '../manifest/types.js';

@@ -103,7 +103,7 @@ export function parseSeccompRecord(record: string): SeccompKill | undefined {
 /** The errno values LogoMesh's audit rules name (x86_64 numbering). */
 const ERRNO_NAMES: Readonly<Record<string, string>> = { '-1': 'EPERM', '-11': 'EAGAIN', '-13': 'EACCES', '-24': 'EMFILE', '-28': 'ENOSPC', '-30': 'EROFS' };
 
-/** The prefix of LogoMesh's audit rule keys (src/engine/kernel-audit.rules). */
+/** The prefix of LogoMesh's audit rule keys (src/provision/kernel-audit.rules). */
 export const RULE_KEY_PREFIX = 'logomesh-';
 
 /**

@@ -12,7 +12,7 @@ import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { removeByLabel } from '../../src/engine/cleanup.js';
 import { connectEngine, type Docker } from '../../src/engine/docker.js';
-import { ensureRuntimeImage } from '../../src/engine/images.js';
+import { ensureRuntimeImage } from '../../src/images/build.js';
 import { resolveHome } from '../../src/lifecycle/home.js';
 import { PluginHost, pluginFolders } from '../../src/lifecycle/plugin-host.js';
 import { createLogger, silentLogger } from '../../src/log.js';

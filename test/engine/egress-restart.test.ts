@@ -9,7 +9,7 @@ import { LABEL, ownerLabels } from '../../src/labels.js';
 import { resolveHome } from '../../src/lifecycle/home.js';
 import { PluginHost } from '../../src/lifecycle/plugin-host.js';
 import { silentLogger } from '../../src/log.js';
-import { readAudit } from '../../src/permissions/audit-log.js';
+import { readAudit } from '../../src/audit/audit-log.js';
 import { checkHostFirewall, FIREWALL_RULES_FILE, parseFirewallRules, runCommand } from '../../src/sandbox/egress/firewall.js';
 import { Targets } from '../integration/egress-support.js';
 import { docker, instance, REPO, sleep, tempDir } from '../integration/support.js';
@@ -142,7 +142,7 @@ describe.runIf(engineIsOurs())('egress across an engine restart', () => {
       await until('the controller to notice', () => !h.engineStatus().up, 20_000);
       // The proxy cannot be signalled now: the file changes, the open tunnel is cut once the engine is back.
       expect(await h.revokeHost('prober', `${web}:7000`)).toBe(true);
-      execFileSync('bash', [path.join(REPO, 'src/engine/provision.sh'), 'engine'], { stdio: 'ignore', timeout: 90_000 });
+      execFileSync('bash', [path.join(REPO, 'src/provision/provision.sh'), 'engine'], { stdio: 'ignore', timeout: 90_000 });
       await until('the controller to see the engine again', () => h.engineStatus().up, 30_000);
       const back = Date.now();
 

@@ -42,7 +42,7 @@ describe.runIf(engineIsOurs())('the Docker engine restarts under a running contr
       // The hub is the controller's own: calls go on while the engine is away.
       expect(await host.call('steady', 'echo', 'during')).toBe('during');
 
-      execFileSync('bash', [path.join(REPO, 'src/engine/provision.sh'), 'engine'], { stdio: 'ignore', timeout: 90_000 });
+      execFileSync('bash', [path.join(REPO, 'src/provision/provision.sh'), 'engine'], { stdio: 'ignore', timeout: 90_000 });
       await until('the controller to see the engine again', () => host.engineStatus().up, 30_000);
       expect(await host.call('steady', 'echo', 'after')).toBe('after');
       const after = host.status('steady');

@@ -96,7 +96,7 @@ describe('controller with plugins in real containers', () => {
     expect(r.data.from).toBe('forger');
     expect(await host.call('alpha', 'call', { target: 'beta.whoami' })).toEqual({ ok: { from: 'alpha' } });
     // The attempt is on the record (the trail is appended through a stream: wait for the line).
-    const { readAudit } = await import('../../src/permissions/audit-log.js');
+    const { readAudit } = await import('../../src/audit/audit-log.js');
     await vi.waitFor(() =>
       expect(readAudit(host.home.auditFile, { plugin: 'forger' }).filter((e) => e.who === 'forger' && e.action === 'violation')).toEqual([
         expect.objectContaining({ resource: 'hub', result: 'denied', code: 'LM_PERMISSION_DENIED', reason: "a request claimed to come from 'host'; the hub sent it as forger" }),
@@ -143,7 +143,7 @@ describe('controller with plugins in real containers', () => {
     expect(((await host.call('alpha', 'call', { target: 'beta.echo' })) as { code: string }).code).toBe('LM_PERMISSION_DENIED');
     expect(() => host.grantMethod('gamma', 'beta.echo')).toThrow(expect.objectContaining({ code: 'LM_PERMISSION_DENIED' }));
     host.grantMethod('alpha', 'beta.echo');
-    const { readAudit } = await import('../../src/permissions/audit-log.js');
+    const { readAudit } = await import('../../src/audit/audit-log.js');
     const trail = readAudit(host.home.auditFile, { plugin: 'alpha' }).map((e) => `${e.who} ${e.action} ${e.resource} ${e.result}`);
     expect(trail).toEqual(expect.arrayContaining(['operator revoke alpha:beta.echo revoked', 'alpha call beta.echo denied', 'operator grant alpha:beta.echo granted', 'expiry revoke alpha:beta.echo revoked', 'alpha call beta.echo allowed']));
   });

@@ -5,7 +5,7 @@ import { LABEL } from '../../src/labels.js';
 import { resolveHome } from '../../src/lifecycle/home.js';
 import { PluginHost } from '../../src/lifecycle/plugin-host.js';
 import { silentLogger } from '../../src/log.js';
-import { readAudit } from '../../src/permissions/audit-log.js';
+import { readAudit } from '../../src/audit/audit-log.js';
 import { Targets } from './egress-support.js';
 import { docker, instance, tempDir } from './support.js';
 

@@ -7,7 +7,7 @@ import { labelFilter, ownerLabels } from '../../src/labels.js';
 import { resolveHome, type Home } from '../../src/lifecycle/home.js';
 import { PluginHost } from '../../src/lifecycle/plugin-host.js';
 import { silentLogger } from '../../src/log.js';
-import { readAudit } from '../../src/permissions/audit-log.js';
+import { readAudit } from '../../src/audit/audit-log.js';
 import { loadPolicy } from '../../src/policy/policy.js';
 import { python } from '../../src/runtimes/python.js';
 import { docker, instance, REPO, runCli, sleep, tempDir } from './support.js';

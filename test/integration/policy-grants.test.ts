@@ -5,7 +5,7 @@ import { labelFilter } from '../../src/labels.js';
 import { resolveHome } from '../../src/lifecycle/home.js';
 import { PluginHost } from '../../src/lifecycle/plugin-host.js';
 import { silentLogger } from '../../src/log.js';
-import { readAudit } from '../../src/permissions/audit-log.js';
+import { readAudit } from '../../src/audit/audit-log.js';
 import { loadPolicy, type Policy } from '../../src/policy/policy.js';
 import { generateKeyFiles } from '../../src/signing/keys.js';
 import { signPlugin } from '../../src/signing/signature.js';

@@ -5,7 +5,7 @@ import { PassThrough } from 'node:stream';
 import type { ContainerCreateOptions } from 'dockerode';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
-import { ensureRuntimeImage } from '../../src/engine/images.js';
+import { ensureRuntimeImage } from '../../src/images/build.js';
 import { ownerLabels } from '../../src/labels.js';
 import { resolveHome } from '../../src/lifecycle/home.js';
 import { PluginHost } from '../../src/lifecycle/plugin-host.js';

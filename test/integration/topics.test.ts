@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, inject, it, vi } from 'vitest';
 import { resolveHome } from '../../src/lifecycle/home.js';
 import { PluginHost } from '../../src/lifecycle/plugin-host.js';
 import { silentLogger } from '../../src/log.js';
-import { readAudit } from '../../src/permissions/audit-log.js';
+import { readAudit } from '../../src/audit/audit-log.js';
 import { docker, REPO, sleep, tempDir } from './support.js';
 
 /**

@@ -4,7 +4,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, inject, it, vi } from
 import { resolveHome } from '../../src/lifecycle/home.js';
 import { PluginHost } from '../../src/lifecycle/plugin-host.js';
 import { silentLogger } from '../../src/log.js';
-import { readAudit } from '../../src/permissions/audit-log.js';
+import { readAudit } from '../../src/audit/audit-log.js';
 import { docker, REPO, runCli, sleep, tempDir } from '../integration/support.js';
 
 /**
@@ -134,7 +134,7 @@ describe('a forbidden system call under `logomesh run`', () => {
 
 /**
  * What the kernel refuses inside the sandbox, under a controller: LogoMesh's kernel audit rules
- * (src/engine/kernel-audit.rules, loaded by provisioning) report each refusal, the controller
+ * (src/provision/kernel-audit.rules, loaded by provisioning) report each refusal, the controller
  * writes it to the plugin's record, and the plugin goes on serving. Needs the rules loaded
  * and syscall auditing on, as `npm test` provisions as root.
  */

@@ -7,7 +7,7 @@ import { resolveHome } from '../../src/lifecycle/home.js';
 import { PluginHost, type PluginHostOptions } from '../../src/lifecycle/plugin-host.js';
 import { silentLogger } from '../../src/log.js';
 import { loadManifest } from '../../src/manifest/index.js';
-import { readAudit } from '../../src/permissions/audit-log.js';
+import { readAudit } from '../../src/audit/audit-log.js';
 import { loadPolicy, NO_POLICY, type Policy } from '../../src/policy/policy.js';
 import { pluginGid, pluginUid } from '../../src/runtimes/runtime.js';
 import { generateKeyFiles } from '../../src/signing/keys.js';

@@ -6,7 +6,7 @@ import type { PluginPolicy } from '../../src/hub/acl.js';
 import { Hub } from '../../src/hub/hub.js';
 import { topicCovers } from '../../src/manifest/topics.js';
 import { silentLogger } from '../../src/log.js';
-import type { AuditEntry } from '../../src/permissions/audit-log.js';
+import type { AuditEntry } from '../../src/audit/audit-log.js';
 import { Client } from './support/hub-client.js';
 
 /** Who may hear whom: events, broadcasts and subscriptions under the manifests' publishes and subscribes. */

@@ -8,7 +8,7 @@ import { resolveHome, type Home } from '../../src/lifecycle/home.js';
 import { PluginHost } from '../../src/lifecycle/plugin-host.js';
 import { parseState, type ControllerState } from '../../src/lifecycle/state-store.js';
 import { silentLogger } from '../../src/log.js';
-import { readAudit } from '../../src/permissions/audit-log.js';
+import { readAudit } from '../../src/audit/audit-log.js';
 import { loadPolicy, type Policy } from '../../src/policy/policy.js';
 
 /**

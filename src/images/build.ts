@@ -8,7 +8,7 @@ import { LABEL, OWNER } from '../labels.js';
 import type { Logger } from '../log.js';
 import type { LoadedManifest } from '../manifest/types.js';
 import type { ImageDef, RuntimeImage } from '../runtimes/runtime.js';
-import { engineStatus, errorText, type Docker } from './docker.js';
+import { engineStatus, errorText, type Docker } from '../engine/docker.js';
 import { snapshotDifferences, snapshotFolder, type FolderSnapshot } from './plugin-snapshot.js';
 
 export interface EnsureImageOptions {

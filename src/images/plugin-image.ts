@@ -1,7 +1,7 @@
-import { ensurePluginImage, ensureRuntimeImage, type EnsuredImage, type EnsureImageOptions, type PluginImageOptions } from '../engine/images.js';
+import { ensurePluginImage, ensureRuntimeImage, type EnsuredImage, type EnsureImageOptions, type PluginImageOptions } from './build.js';
 import { engineError, type Docker } from '../engine/docker.js';
-import { ensurePackagesImage, packageRequest } from '../engine/packages.js';
-import { checkSystemDependencies, type CheckedImage } from '../engine/system-check.js';
+import { ensurePackagesImage, packageRequest } from './packages.js';
+import { checkSystemDependencies, type CheckedImage } from './system-check.js';
 import { LogoMeshError } from '../errors.js';
 import type { LoadedManifest } from '../manifest/types.js';
 import type { RuntimeImage } from '../runtimes/runtime.js';

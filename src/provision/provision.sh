@@ -4,10 +4,10 @@
 #   2. the compose v2 CLI plugin,
 #   3. the base image debian:bookworm-slim (pulled, or built locally from Debian packages),
 #   4. a kernel log burst large enough for seccomp kill records (kernel.printk_ratelimit_burst),
-#   5. kernel audit rules that report what the kernel refuses plugins (src/engine/kernel-audit.rules),
+#   5. kernel audit rules that report what the kernel refuses plugins (src/provision/kernel-audit.rules),
 #   6. gVisor's runsc, registered with the engine, for isolation level 3,
 #   7. the host firewall rules that drop what reaches the host from a plugin network
-#      (src/engine/egress-firewall.rules).
+#      (src/provision/egress-firewall.rules).
 # Every step is a no-op when its result is already there, so `npm start`, `npm test` and
 # .ci/run can all call it on every run.
 #

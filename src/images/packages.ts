@@ -9,8 +9,8 @@ import { LABEL, OWNER } from '../labels.js';
 import type { Logger } from '../log.js';
 import type { LoadedManifest, Runtime } from '../manifest/types.js';
 import { dependencyError, type DependencyProblem } from './dependency-issues.js';
-import { engineStatus, type Docker } from './docker.js';
-import { ensureGeneratedImage, type EnsuredImage, type EnsureImageOptions } from './images.js';
+import { engineStatus, type Docker } from '../engine/docker.js';
+import { ensureGeneratedImage, type EnsuredImage, type EnsureImageOptions } from './build.js';
 
 const run = promisify(execFile);
 

@@ -7,9 +7,9 @@ import { instanceId, LABEL, ownerLabels } from '../labels.js';
 import type { Logger } from '../log.js';
 import type { LoadedManifest } from '../manifest/types.js';
 import { PLUGIN_USER, REPO_DIR } from '../runtimes/runtime.js';
-import { ignoreGone } from './cleanup.js';
+import { ignoreGone } from '../engine/cleanup.js';
 import { dependencyError } from './dependency-issues.js';
-import { engineError, withTimeout, type Docker } from './docker.js';
+import { engineError, withTimeout, type Docker } from '../engine/docker.js';
 
 /** The image `dependencies.system` is checked in, and why that one. */
 export interface CheckedImage {
