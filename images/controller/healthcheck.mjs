@@ -2,7 +2,7 @@
 // socket and every plugin is ready (or was stopped by hand with `logomesh stop`).
 // Exit 0 healthy, 1 not (the reason goes to the health log: `docker inspect`).
 import { ControlClient } from '../../dist/control/client.js';
-import { resolveHome } from '../../dist/lifecycle/home.js';
+import { resolveHome } from '../../dist/controller/home.js';
 
 try {
   const plugins = await new ControlClient(resolveHome().controlSocket).plugins();

@@ -1,6 +1,6 @@
 import { ControlClient } from '../control/client.js';
 import { LogoMeshError } from '../errors.js';
-import { resolveHome } from '../lifecycle/home.js';
+import { resolveHome } from '../controller/home.js';
 import type { CliIo } from './io.js';
 import { psTable } from './ps.js';
 

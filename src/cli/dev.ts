@@ -8,8 +8,8 @@ import { openEndpoints, type Endpoints } from '../control/endpoints.js';
 import { removeByLabel } from '../engine/cleanup.js';
 import { connectEngine, type Docker } from '../engine/docker.js';
 import { isLogoMeshError, LogoMeshError } from '../errors.js';
-import { resolveHome, type Home } from '../lifecycle/home.js';
-import { PluginHost } from '../lifecycle/plugin-host.js';
+import { resolveHome, type Home } from '../controller/home.js';
+import { Controller } from '../controller/controller.js';
 import type { Logger } from '../log.js';
 import { loadManifest, type LoadedManifest } from '../manifest/index.js';
 import { runtimeImage } from '../runtimes/index.js';
@@ -167,7 +167,7 @@ export async function devCommand(target: string, io: CliIo, log: Logger): Promis
   mkdirSync(home.dir, { recursive: true, mode: 0o700 });
   // A dev session starts clean: nothing of an earlier session of this home is adopted.
   await removeByLabel(docker, home.instance);
-  const host = await PluginHost.create({ log, home, docker, progress: io.stderr });
+  const host = await Controller.create({ log, home, docker, progress: io.stderr });
   const session = new DevSession(dir, host, docker, io, log);
 
   let stopping: Promise<void> | undefined;
@@ -224,7 +224,7 @@ class DevSession {
 
   constructor(
     private readonly dir: string,
-    private readonly host: PluginHost,
+    private readonly host: Controller,
     private readonly docker: Docker,
     private readonly io: CliIo,
     private readonly log: Logger,

@@ -4,8 +4,8 @@ import { ControlClient } from '../control/client.js';
 import { openEndpoints } from '../control/endpoints.js';
 import { LogoMeshError, isLogoMeshError } from '../errors.js';
 import { hubLimitsFromEnv, positiveInteger } from '../hub/limits-from-env.js';
-import { resolveHome, type Home } from '../lifecycle/home.js';
-import { PluginHost, type PluginStatus } from '../lifecycle/plugin-host.js';
+import { resolveHome, type Home } from '../controller/home.js';
+import { Controller, type PluginStatus } from '../controller/controller.js';
 import type { Logger } from '../log.js';
 import type { CliIo } from './io.js';
 import { psTable } from './ps.js';
@@ -61,7 +61,7 @@ async function controllerAnswers(home: Home): Promise<boolean> {
 async function upForeground(opts: UpOptions, home: Home, io: CliIo, log: Logger): Promise<number> {
   mkdirSync(home.dir, { recursive: true, mode: 0o700 });
   const hubToken = hubTokenFromEnv();
-  const host = await PluginHost.create({ log, home, progress: io.stderr, hubLimits: hubLimitsFromEnv(), auditRotation: auditRotationFromEnv(), ...(hubToken ? { hubToken } : {}) });
+  const host = await Controller.create({ log, home, progress: io.stderr, hubLimits: hubLimitsFromEnv(), auditRotation: auditRotationFromEnv(), ...(hubToken ? { hubToken } : {}) });
   let stopping: Promise<void> | undefined;
   let resolveDone!: () => void;
   const done = new Promise<void>((r) => (resolveDone = r));

@@ -1,7 +1,7 @@
 import { chmodSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { isLogoMeshError, LogoMeshError } from '../errors.js';
-import type { PluginHost } from '../lifecycle/plugin-host.js';
+import type { Controller } from '../controller/controller.js';
 import type { Logger } from '../log.js';
 
 /**
@@ -22,7 +22,7 @@ import type { Logger } from '../log.js';
  *   GET  /v1/plugins/:id/logs?lines=n&follow=1  -> text lines (streamed with follow)
  *   POST /v1/down                         -> stops everything; the controller exits
  */
-export async function serveControl(host: PluginHost, socketPath: string, log: Logger, onDown: () => void): Promise<Server> {
+export async function serveControl(host: Controller, socketPath: string, log: Logger, onDown: () => void): Promise<Server> {
   rmSync(socketPath, { force: true });
   const server = createServer((req, res) => {
     handle(host, req, res, onDown).catch((err: unknown) => {
@@ -38,7 +38,7 @@ export async function serveControl(host: PluginHost, socketPath: string, log: Lo
   return server;
 }
 
-async function handle(host: PluginHost, req: IncomingMessage, res: ServerResponse, onDown: () => void): Promise<void> {
+async function handle(host: Controller, req: IncomingMessage, res: ServerResponse, onDown: () => void): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://control');
   const parts = url.pathname.split('/').filter(Boolean);
   if (parts[0] !== 'v1') return sendJson(res, 404, { error: { code: 'LM_USAGE', message: `unknown path ${url.pathname}` } });

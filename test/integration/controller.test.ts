@@ -2,8 +2,8 @@ import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { labelFilter } from '../../src/labels.js';
-import { resolveHome } from '../../src/lifecycle/home.js';
-import { PluginHost } from '../../src/lifecycle/plugin-host.js';
+import { resolveHome } from '../../src/controller/home.js';
+import { Controller } from '../../src/controller/controller.js';
 import { silentLogger } from '../../src/log.js';
 import { docker, instance, REPO, tempDir } from './support.js';
 
@@ -46,9 +46,9 @@ function plugin(root: string, id: string, s: Spec = {}): string {
   return dir;
 }
 
-async function hostFor(suffix: string, opts: { startTimeoutMs?: number } = {}): Promise<PluginHost> {
+async function hostFor(suffix: string, opts: { startTimeoutMs?: number } = {}): Promise<Controller> {
   const home = resolveHome({ LOGOMESH_HOME: tempDir('lm-home-'), LOGOMESH_INSTANCE: `${instance()}-${suffix}` });
-  return PluginHost.create({ log: silentLogger, home, docker: await docker(), stopGraceMs: 2_000, ...opts });
+  return Controller.create({ log: silentLogger, home, docker: await docker(), stopGraceMs: 2_000, ...opts });
 }
 
 async function containersOf(inst: string): Promise<number> {
@@ -56,7 +56,7 @@ async function containersOf(inst: string): Promise<number> {
 }
 
 describe('controller with plugins in real containers', () => {
-  let host: PluginHost;
+  let host: Controller;
   beforeAll(async () => {
     const root = tempDir('lm-plugins-');
     plugin(root, 'alpha', { consumes: ['beta.echo', 'beta.whoami', 'beta.never'], messaging: true, publishes: ['news.*'] });

@@ -3,10 +3,10 @@ import { LogoMeshError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { LoadedManifest } from '../manifest/types.js';
 import type { AuditSink } from '../audit/audit-log.js';
-import { holdRealPath, PathChangedError } from '../sandbox/host-paths.js';
-import { MountStaging } from '../sandbox/mount-staging.js';
-import { stagePluginMounts, verifyPluginMounts } from '../sandbox/plugin-mounts.js';
-import type { PathGrant } from './path-grants.js';
+import { holdRealPath, PathChangedError } from './host-paths.js';
+import { MountStaging } from './mount-staging.js';
+import { stagePluginMounts, verifyPluginMounts } from './plugin-mounts.js';
+import type { PathGrant } from '../grants/path-grants.js';
 
 /**
  * A controller's container mounts for one start: the plugin folder and its manifest's paths

@@ -14,9 +14,9 @@ import { resolvePolicy, type Policy } from '../policy/policy.js';
 import { resolveRuntime } from '../sandbox/oci-runtime.js';
 import { pluginSeccompProfile } from '../sandbox/seccomp.js';
 import { enforcePolicy, ociRuntimeFor, hostCovered, hostPathRuleFor, policyAllowsHost, policyViolations } from '../policy/decisions.js';
-import { GRANTS_MOUNT, overlaps, parseGrantTarget, realPathOf, recheckGrant, type PathGrant } from './path-grants.js';
+import { GRANTS_MOUNT, overlaps, parseGrantTarget, realPathOf, recheckGrant, type PathGrant } from '../grants/path-grants.js';
 import { signedContentOf, verifyPlugin, verifyPluginAsync, type SignedContent } from '../signing/signature.js';
-import { stageContainerMounts, type ContainerMounts } from './container-mounts.js';
+import { stageContainerMounts, type ContainerMounts } from '../sandbox/container-mounts.js';
 import { removeStagingLeftovers } from '../sandbox/mount-staging.js';
 import { runtimeImage } from '../runtimes/index.js';
 import { PLUGIN_IDS, pluginGid, pluginUid } from '../runtimes/runtime.js';
@@ -60,7 +60,7 @@ export interface PluginStatus {
   readonly uid: number;
 }
 
-export interface PluginHostOptions {
+export interface ControllerOptions {
   readonly log: Logger;
   readonly home: Home;
   readonly docker?: Docker;
@@ -136,7 +136,7 @@ interface Managed {
  * connects them through the hub, and stops everything in reverse order. The spec's
  * LifecycleController and RuntimeCoordinator, in one object.
  */
-export class PluginHost implements AsyncDisposable {
+export class Controller implements AsyncDisposable {
   readonly hub: Hub;
   readonly token: string;
   private readonly plugins = new Map<string, Managed>();
@@ -178,7 +178,7 @@ export class PluginHost implements AsyncDisposable {
 
   private constructor(
     private readonly docker: Docker,
-    private readonly opts: PluginHostOptions,
+    private readonly opts: ControllerOptions,
   ) {
     this.log = opts.log.child({ component: 'controller' });
     this.startTimeoutMs = opts.startTimeoutMs ?? 15_000;
@@ -278,9 +278,9 @@ export class PluginHost implements AsyncDisposable {
     this.engineTimer.unref();
   }
 
-  static async create(opts: PluginHostOptions): Promise<PluginHost> {
+  static async create(opts: ControllerOptions): Promise<Controller> {
     const docker = await connectEngine(opts.docker);
-    return new PluginHost(docker, opts);
+    return new Controller(docker, opts);
   }
 
   get home(): Home {
@@ -464,7 +464,7 @@ export class PluginHost implements AsyncDisposable {
     const container = PluginContainer.adopt(this.docker, containerId, this.log.child({ plugin: id }));
     m.container = container;
     // Listen before the socket exists: the running plugin reconnects the moment it appears.
-    let ready: ReturnType<PluginHost['waitReady']> | undefined;
+    let ready: ReturnType<Controller['waitReady']> | undefined;
     try {
       await this.hub.detachPlugin(id);
       ready = this.waitReady(id);

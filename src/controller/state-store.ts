@@ -1,6 +1,6 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import type { PathGrant } from './path-grants.js';
+import type { PathGrant } from '../grants/path-grants.js';
 
 /** A temporary method grant (`grant --ttl`): the method is revoked again at `expiresAt`. */
 export interface SavedMethodGrant {
