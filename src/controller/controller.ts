@@ -13,8 +13,8 @@ import { findManifest, loadManifest, type LoadedManifest } from '../manifest/ind
 import { resolvePolicy, type Policy } from '../policy/policy.js';
 import { resolveRuntime } from '../sandbox/oci-runtime.js';
 import { pluginSeccompProfile } from '../sandbox/seccomp.js';
-import { enforcePolicy, ociRuntimeFor, hostCovered, hostPathRuleFor, policyAllowsHost, policyViolations } from '../policy/decisions.js';
-import { GRANTS_MOUNT, overlaps, parseGrantTarget, realPathOf, recheckGrant, type PathGrant } from '../grants/path-grants.js';
+import { enforcePolicy, ociRuntimeFor, hostCovered, policyAllowsHost, policyViolations } from '../policy/decisions.js';
+import { GRANTS_MOUNT, type PathGrant } from '../grants/path-grants.js';
 import { signedContentOf, verifyPlugin, verifyPluginAsync, type SignedContent } from '../signing/signature.js';
 import { stageContainerMounts, type ContainerMounts } from '../sandbox/container-mounts.js';
 import { removeStagingLeftovers } from '../sandbox/mount-staging.js';
@@ -22,14 +22,15 @@ import { runtimeImage } from '../runtimes/index.js';
 import { PLUGIN_IDS, pluginGid, pluginUid } from '../runtimes/runtime.js';
 import { giveSocketTo } from './plugin-socket.js';
 import { containerSpec, HUB_SOCKET_NAME } from '../sandbox/container-spec.js';
-import { Egress, isNetworked, networkHosts, normalizeHost, removeEgressLeftovers, type EgressAttachment } from '../sandbox/egress.js';
+import { Egress, isNetworked, normalizeHost, removeEgressLeftovers, type EgressAttachment } from '../sandbox/egress.js';
 import { PluginContainer } from '../sandbox/plugin-container.js';
 import { preparePluginImage, type PrepareOptions } from '../images/plugin-image.js';
 import { checkWritableGrants } from '../sandbox/writable-grants.js';
 import { dependentsOf, startLevels } from './dependency-graph.js';
 import { pluginSocketDir, type Home } from './home.js';
 import { LogBuffer, type LogLine } from './log-buffer.js';
-import { StateStore, type SavedMethodGrant, type SavedPermissions, type SavedPlugin } from './state-store.js';
+import { StateStore, type SavedPlugin } from './state-store.js';
+import { Grants } from '../grants/grants.js';
 import { AuditLog } from '../audit/audit-log.js';
 import { LABEL } from '../labels.js';
 import type { KernelDenial, SeccompKill } from '../violations/audit-records.js';
@@ -146,15 +147,8 @@ export class Controller implements AsyncDisposable {
   private closing?: Promise<void>;
   private readonly state: StateStore;
   readonly audit: AuditLog;
-  /** Pending expiries of temporary grants, by `plugin:method` and `plugin:path:name`. */
-  private readonly grantTimers = new Map<string, NodeJS.Timeout>();
-  /** When each temporary method grant runs out, by plugin id, then method: saved in state.json. */
-  private readonly methodExpiries = new Map<string, Map<string, number>>();
-  /**
-   * Manifest hosts the operator took off a plugin's allow-list. Kept apart from the proxy's
-   * own list so that they stay off across the plugin's restarts, until granted back.
-   */
-  private readonly hostRevocations = new Map<string, Set<string>>();
+  /** The operator's revocations and grants (methods, topics, hosts, host paths): their one owner. */
+  readonly grants: Grants;
   /**
    * What an earlier controller of this home (killed, so it left state.json) saved per plugin,
    * read once at construction: each entry is applied when its plugin is loaded, then dropped.
@@ -164,8 +158,6 @@ export class Controller implements AsyncDisposable {
   private readonly inherited: Map<string, SavedPlugin>;
   private engine: { up: boolean; since: number; lastError?: string } = { up: true, since: Date.now() };
   private engineTimer?: NodeJS.Timeout;
-  /** Host paths the operator granted, by plugin id, then by name (mounted at /grants/<name>). */
-  private readonly pathGrants = new Map<string, Map<string, PathGrant>>();
   private resolvedPolicy?: Policy;
   /** Containers of an earlier controller of this home, adopted or removed before the first start. */
   private reconciled?: Promise<void>;
@@ -187,8 +179,27 @@ export class Controller implements AsyncDisposable {
     this.state = new StateStore(opts.home.stateFile);
     this.inherited = new Map(Object.entries(this.state.read()?.plugins ?? {}).filter(([, p]) => p.permissions));
     this.audit = new AuditLog(opts.home.auditFile, { ...opts.auditRotation, onError: (err) => this.log.error({ err: err.message, file: opts.home.auditFile }, 'the audit trail cannot be written') });
+    this.grants = new Grants({
+      log: this.log,
+      // The hub's aggregated counts of earlier decisions are written first, so the trail keeps their order.
+      audit: (e) => {
+        this.hub.flushAudit();
+        this.audit.record(e);
+      },
+      plugin: (id) => this.get(id).loaded,
+      plugins: () => [...this.plugins.values()].map((m) => m.loaded),
+      homeDir: opts.home.dir,
+      policy: () => this.policy,
+      idsOf: (id) => this.idsOf(id),
+      onChange: () => this.persist(),
+      onPathExpired: (id, name) => {
+        this.revokePath(id, name, 'expiry').catch((err: unknown) => this.log.warn({ plugin: id, err: errorText(err) }, 'revoking an expired path grant failed'));
+      },
+    });
     this.hub = new Hub({
       ...opts.hubLimits,
+      isMethodRevoked: this.grants.isMethodRevoked,
+      isTopicRevoked: this.grants.isTopicRevoked,
       log: opts.log,
       audit: this.audit.record,
       token: this.token,
@@ -495,7 +506,7 @@ export class Controller implements AsyncDisposable {
    * else would leave a plugin with a mount no grant covers, or without one it was granted.
    */
   private mountsMatchGrants(id: string, c: ContainerInfo): boolean {
-    const grants = [...(this.pathGrants.get(id)?.values() ?? [])];
+    const grants = this.grants.paths(id);
     const labelled = (c.Labels[PATH_GRANTS_LABEL] ?? '').split(',').filter(Boolean).sort();
     if (labelled.join(',') !== grants.map((g) => g.name).sort().join(',')) return false;
     // The engine's source is a staging mount: the host path each grant had is in the label.
@@ -517,82 +528,8 @@ export class Controller implements AsyncDisposable {
     const saved = this.inherited.get(id)?.permissions;
     this.inherited.delete(id);
     if (!saved) return;
-    const why = `restored from ${this.opts.home.stateFile} after a controller restart`;
-    for (const method of saved.revokedMethods ?? []) this.hub.revoke(id, method, 'controller', why);
-    for (const g of saved.methodGrants ?? []) this.restoreMethodGrant(id, g, why);
-    for (const g of saved.pathGrants ?? []) this.restorePathGrant(m, g, why);
-    for (const raw of saved.revokedHosts ?? []) {
-      const host = normalizeHost(raw) ?? raw;
-      this.revokedHostsOf(id).add(host);
-      this.audit.record({ who: 'controller', action: 'revoke', resource: `${id}:host:${host}`, result: 'revoked', reason: why });
-    }
+    this.grants.restore(id, saved, `restored from ${this.opts.home.stateFile} after a controller restart`);
     this.log.info({ plugin: id }, 'restored the operator permission changes of the earlier controller');
-  }
-
-  private restoreMethodGrant(id: string, g: SavedMethodGrant, why: string): void {
-    if (g.expiresAt <= Date.now()) {
-      this.hub.revoke(id, g.method, 'expiry', `the grant ran out at ${new Date(g.expiresAt).toISOString()}, while no controller ran`);
-      return;
-    }
-    // The hub of a new controller revokes nothing: the method is usable until the expiry.
-    this.scheduleMethodExpiry(id, g.method, g.expiresAt);
-    this.audit.record({ who: 'controller', action: 'grant', resource: `${id}:${g.method}`, result: 'granted', reason: `${why}; revoked again in ${g.expiresAt - Date.now()} ms` });
-  }
-
-  private restorePathGrant(m: Managed, saved: PathGrant, why: string): void {
-    const id = m.loaded.manifest.id;
-    const resource = `${id}:path:${saved.name}`;
-    if (saved.expiresAt !== undefined && saved.expiresAt <= Date.now()) {
-      this.audit.record({
-        who: 'expiry',
-        action: 'revoke',
-        resource,
-        result: 'revoked',
-        reason: `${saved.hostPath} at ${saved.containerPath}; the grant ran out at ${new Date(saved.expiresAt).toISOString()}, while no controller ran`,
-      });
-      return;
-    }
-    let grant: PathGrant;
-    try {
-      // Everything is derived again from what the operator gave, and checked as at grant
-      // time: a state file edited by hand cannot mount more than the policy allows.
-      const { requested, name } = parseGrantTarget(`${saved.requested}:${saved.name}`);
-      const g: PathGrant = {
-        name,
-        requested,
-        hostPath: saved.hostPath,
-        writable: saved.writable,
-        containerPath: `${GRANTS_MOUNT}/${name}`,
-        grantedAt: saved.grantedAt,
-        ...(saved.expiresAt !== undefined ? { expiresAt: saved.expiresAt } : {}),
-        rule: saved.rule,
-      };
-      recheckGrant(id, g); // throws LM_GRANT_PATH: the path resolves elsewhere now
-      grant = Object.freeze({ ...g, rule: this.grantRule(m, g.hostPath, g.name, g.writable) });
-    } catch (err) {
-      const e = err as LogoMeshError;
-      this.audit.record({ who: 'controller', action: 'grant', resource, result: 'denied', code: e.code ?? 'LM_GRANT_PATH', reason: `not restored after a controller restart: ${e.message}` });
-      this.log.warn({ plugin: id, grant: saved.name, code: e.code }, `a path grant was not restored: ${e.message}`);
-      return;
-    }
-    this.pathGrantsOf(id).set(grant.name, grant);
-    if (grant.expiresAt !== undefined) this.schedulePathExpiry(id, grant);
-    this.audit.record({ who: 'controller', action: 'grant', resource, result: 'granted', reason: `${grant.hostPath} at ${grant.containerPath} (${grant.writable ? 'rw' : 'ro'}); ${why}` });
-  }
-
-  /** A plugin's operator permission changes as they stand, for state.json; undefined when none. */
-  private savedPermissions(id: string): SavedPermissions | undefined {
-    const revokedMethods = this.hub.revokedMethods(id);
-    const methodGrants = [...(this.methodExpiries.get(id) ?? [])].map(([method, expiresAt]) => ({ method, expiresAt }));
-    const pathGrants = [...(this.pathGrants.get(id)?.values() ?? [])];
-    const revokedHosts = [...(this.hostRevocations.get(id) ?? [])];
-    const p: SavedPermissions = {
-      ...(revokedMethods.length ? { revokedMethods } : {}),
-      ...(methodGrants.length ? { methodGrants } : {}),
-      ...(pathGrants.length ? { pathGrants } : {}),
-      ...(revokedHosts.length ? { revokedHosts } : {}),
-    };
-    return Object.keys(p).length ? p : undefined;
   }
 
   /**
@@ -603,7 +540,7 @@ export class Controller implements AsyncDisposable {
     if (this.closing) return;
     const plugins: Record<string, SavedPlugin> = Object.fromEntries(this.inherited);
     for (const [id, m] of this.plugins) {
-      const permissions = this.savedPermissions(id);
+      const permissions = this.grants.saved(id);
       plugins[id] = { restarts: m.restarts, manifestHash: m.loaded.hash, ...(m.container ? { containerId: m.container.id } : {}), ...(permissions ? { permissions } : {}) };
     }
     try {
@@ -618,7 +555,7 @@ export class Controller implements AsyncDisposable {
     const plugins: Record<string, SavedPlugin> = {};
     for (const [id, p] of this.inherited) if (p.permissions) plugins[id] = { restarts: 0, manifestHash: p.manifestHash, permissions: p.permissions };
     for (const [id, m] of this.plugins) {
-      const permissions = this.savedPermissions(id);
+      const permissions = this.grants.saved(id);
       if (permissions) plugins[id] = { restarts: 0, manifestHash: m.loaded.hash, permissions };
     }
     try {
@@ -656,10 +593,22 @@ export class Controller implements AsyncDisposable {
    * LM_PERMISSION_DENIED. Takes effect at once on the hub; calls already in flight finish.
    */
   revokeMethod(pluginId: string, method: string): void {
-    this.get(pluginId);
-    this.cancelExpiry(pluginId, method);
-    this.hub.revoke(pluginId, method);
-    this.persist();
+    this.grants.revokeMethod(pluginId, method);
+  }
+
+  /**
+   * Take a topic pattern, exactly as the manifest lists it under coordination.publishes or
+   * .subscribes, away from a plugin: from its next message on it no longer publishes or
+   * hears what only that pattern covers. Throws LM_PERMISSION_DENIED for a pattern the
+   * manifest does not list.
+   */
+  revokeTopic(pluginId: string, pattern: string): void {
+    this.grants.revokeTopic(pluginId, pattern);
+  }
+
+  /** Give back a topic pattern revoked with `revokeTopic`, for `ttlMs` only if given (then it is revoked again). */
+  grantTopic(pluginId: string, pattern: string, ttlMs?: number): void {
+    this.grants.grantTopic(pluginId, pattern, ttlMs);
   }
 
   /**
@@ -671,11 +620,7 @@ export class Controller implements AsyncDisposable {
    * LM_PERMISSION_DENIED for a host the manifest does not list: a typo must not look done.
    */
   async revokeHost(pluginId: string, spelled: string): Promise<boolean> {
-    const m = this.get(pluginId);
-    const host = this.requireListedHost(m, spelled, 'revoke');
-    this.revokedHostsOf(pluginId).add(host);
-    this.persist();
-    this.audit.record({ who: 'operator', action: 'revoke', resource: `${pluginId}:host:${host}`, result: 'revoked' });
+    const host = this.grants.revokeHost(pluginId, spelled);
     return this.egress ? (await this.egress).revokeHost(pluginId, host) : false;
   }
 
@@ -688,41 +633,8 @@ export class Controller implements AsyncDisposable {
    */
   async grantHost(pluginId: string, spelled: string): Promise<void> {
     const m = this.get(pluginId);
-    const host = this.requireListedHost(m, spelled, 'grant');
-    const wasRevoked = this.hostRevocations.get(pluginId)?.delete(host) === true;
-    this.persist();
-    this.audit.record({ who: 'operator', action: 'grant', resource: `${pluginId}:host:${host}`, result: 'granted', ...(wasRevoked ? {} : { reason: 'it was not revoked' }) });
+    const { host, wasRevoked } = this.grants.grantHost(pluginId, spelled);
     if (wasRevoked) await this.recreate(m, `host grant ${host}`);
-  }
-
-  /**
-   * The host in its normal form (any spelling: case, trailing dot, port form), or throw
-   * LM_PERMISSION_DENIED (audited) unless the manifest lists it under a network capability.
-   */
-  private requireListedHost(m: Managed, host: string, action: 'revoke' | 'grant'): string {
-    const { manifest, file } = m.loaded;
-    const listed = networkHosts(manifest);
-    const normal = normalizeHost(host);
-    if (normal && listed.includes(normal)) return normal;
-    const first = manifest.capabilities.findIndex((c) => c.scope === 'network');
-    const err = new LogoMeshError(
-      'LM_PERMISSION_DENIED',
-      `plugin ${manifest.id} does not list '${host}' under the hosts of a network capability, so it cannot be ${action === 'grant' ? 'granted: the manifest is the most it can be granted' : 'revoked: it is refused anyway'} (listed: ${listed.join(', ') || 'none'}; write a listed host with its port, in any spelling)`,
-      {
-        file,
-        path: first < 0 ? '/capabilities' : `/capabilities/${first}/hosts`,
-        expected: `'${host}' listed under a network capability's hosts`,
-        found: listed.join(', ') || 'no network capability',
-      },
-    );
-    this.audit.record({ who: 'operator', action, resource: `${manifest.id}:host:${host}`, result: 'denied', code: err.code, reason: err.message });
-    throw err;
-  }
-
-  private revokedHostsOf(pluginId: string): Set<string> {
-    let set = this.hostRevocations.get(pluginId);
-    if (!set) this.hostRevocations.set(pluginId, (set = new Set()));
-    return set;
   }
 
   /** The egress proxy, started on first use (one per controller). */
@@ -746,68 +658,14 @@ export class Controller implements AsyncDisposable {
     return this.egress;
   }
 
-  private cancelExpiry(pluginId: string, method: string): void {
-    const key = `${pluginId}:${method}`;
-    clearTimeout(this.grantTimers.get(key));
-    this.grantTimers.delete(key);
-    this.methodExpiries.get(pluginId)?.delete(method);
-  }
-
-  /** Run `fn` at `at` (ms since the epoch) under `key`, replacing whatever was due under it. */
-  private schedule(key: string, at: number, fn: () => void): void {
-    clearTimeout(this.grantTimers.get(key));
-    // setTimeout waits at most 2^31-1 ms (about 24 days); a longer wait is taken in steps.
-    const timer = setTimeout(
-      () => {
-        if (Date.now() < at) return this.schedule(key, at, fn);
-        this.grantTimers.delete(key);
-        fn();
-      },
-      Math.min(Math.max(at - Date.now(), 0), MAX_TIMER_MS),
-    );
-    timer.unref();
-    this.grantTimers.set(key, timer);
-  }
-
-  /** Revoke `method` again at `at`; the expiry is saved so that a restarted controller keeps it. */
-  private scheduleMethodExpiry(pluginId: string, method: string, at: number): void {
-    let expiries = this.methodExpiries.get(pluginId);
-    if (!expiries) this.methodExpiries.set(pluginId, (expiries = new Map()));
-    expiries.set(method, at);
-    this.schedule(`${pluginId}:${method}`, at, () => {
-      this.methodExpiries.get(pluginId)?.delete(method);
-      this.hub.revoke(pluginId, method, 'expiry');
-      this.persist();
-    });
-  }
-
-  private schedulePathExpiry(pluginId: string, grant: PathGrant): void {
-    if (grant.expiresAt === undefined) return;
-    this.schedule(`${pluginId}:path:${grant.name}`, grant.expiresAt, () => {
-      this.revokePath(pluginId, grant.name, 'expiry').catch((err: unknown) => this.log.warn({ plugin: pluginId, err: errorText(err) }, 'revoking an expired path grant failed'));
-    });
-  }
-
   /**
    * Give back a revoked method, optionally only for `ttlMs` (then it is revoked again). The
    * manifest is the upper bound: a method it does not declare cannot be granted.
    */
   grantMethod(pluginId: string, method: string, ttlMs?: number): void {
-    const m = this.get(pluginId);
-    if (!m.loaded.manifest.coordination.consumesMethods.includes(method)) {
-      throw new LogoMeshError('LM_PERMISSION_DENIED', `plugin ${pluginId} does not declare '${method}' under coordination.consumesMethods; the manifest is the most it can be granted`, {
-        file: m.loaded.file,
-        path: '/coordination/consumesMethods',
-        expected: `'${method}' declared`,
-        found: m.loaded.manifest.coordination.consumesMethods.join(', ') || 'nothing',
-      });
-    }
-    // A new grant replaces an earlier temporary one: only the latest expiry counts.
-    this.cancelExpiry(pluginId, method);
-    this.hub.restore(pluginId, method);
-    if (ttlMs !== undefined) this.scheduleMethodExpiry(pluginId, method, Date.now() + ttlMs);
-    this.persist();
+    this.grants.grantMethod(pluginId, method, ttlMs);
   }
+
 
 /** The policy in force: the one given, else the file LOGOMESH_POLICY names, else none. */
   get policy(): Policy {
@@ -838,94 +696,9 @@ export class Controller implements AsyncDisposable {
    */
   async grantPath(pluginId: string, target: string, opts: { write?: boolean; ttlMs?: number } = {}): Promise<PathGrant> {
     const m = this.get(pluginId);
-    const writable = opts.write === true;
-    const resource = `${pluginId}:path:${target}`;
-    let grant: PathGrant;
-    try {
-      const { requested, name } = parseGrantTarget(target);
-      const real = realPathOf(requested);
-      const rule = this.grantRule(m, real, name, writable);
-      const now = Date.now();
-      grant = Object.freeze({
-        name,
-        requested,
-        hostPath: real,
-        writable,
-        containerPath: `${GRANTS_MOUNT}/${name}`,
-        grantedAt: now,
-        ...(opts.ttlMs !== undefined ? { expiresAt: now + opts.ttlMs } : {}),
-        rule,
-      });
-    } catch (err) {
-      const e = err as LogoMeshError;
-      this.audit.record({ who: 'operator', action: 'grant', resource, result: 'denied', code: e.code, reason: e.message });
-      throw err;
-    }
-    this.pathGrantsOf(pluginId).set(grant.name, grant);
-    this.cancelExpiry(pluginId, `path:${grant.name}`);
-    this.schedulePathExpiry(pluginId, grant);
-    this.persist();
-    this.audit.record({
-      who: 'operator',
-      action: 'grant',
-      resource: `${pluginId}:path:${grant.name}`,
-      result: 'granted',
-      reason: `${grant.hostPath} at ${grant.containerPath} (${writable ? 'rw' : 'ro'}${opts.ttlMs !== undefined ? `, for ${opts.ttlMs} ms` : ''}; policy rule ${grant.rule})`,
-    });
+    const grant = this.grants.grantPath(pluginId, target, opts);
     await this.recreate(m, `path grant ${grant.name}`);
     return grant;
-  }
-
-  /**
-   * The checks of a path grant beyond its path resolving: outside the plugin folder and the
-   * controller's home, the policy file not writable, covered by the policy's hostPaths for
-   * the plugin and permission, writable by the plugin's user for a write grant. Returns the
-   * policy rule that allows it (`<policy file> /hostPaths/<i>`). Throws LM_GRANT_PATH,
-   * LM_POLICY_DENIED or LM_PATH_NOT_WRITABLE. Used at grant time and when a restarted
-   * controller restores the grant.
-   */
-  private grantRule(m: Managed, real: string, name: string, writable: boolean): string {
-    const pluginId = m.loaded.manifest.id;
-    if (overlaps(real, m.loaded.pluginDir)) {
-      throw new LogoMeshError('LM_GRANT_PATH', `${real} overlaps the plugin folder ${m.loaded.pluginDir}; the manifest grants paths inside it`, { file: real, expected: 'a host path outside the plugin folder', found: real });
-    }
-    // Nor another plugin's folder: written to, it would change that plugin's code or turn
-    // one of its declared paths into a symlink for its next start.
-    const other = [...this.plugins.values()].find((o) => o !== m && overlaps(real, o.loaded.pluginDir));
-    if (other) {
-      throw new LogoMeshError('LM_GRANT_PATH', `${real} overlaps the folder ${other.loaded.pluginDir} of plugin ${other.loaded.manifest.id}; a plugin is never granted another plugin's folder`, {
-        file: real,
-        expected: "a host path outside every loaded plugin's folder",
-        found: `${real} (plugin ${other.loaded.manifest.id})`,
-      });
-    }
-    if (overlaps(real, this.opts.home.dir)) {
-      throw new LogoMeshError('LM_GRANT_PATH', `${real} overlaps the controller's home ${this.opts.home.dir} (hub sockets, state, audit trail)`, { file: real, expected: "a host path outside the controller's home", found: real });
-    }
-    if (writable && this.policy.file && overlaps(real, this.policy.file)) {
-      throw new LogoMeshError('LM_GRANT_PATH', `${real} holds the policy file ${this.policy.file}; it cannot be granted for writing`, { file: real, expected: 'a host path without the policy file', found: real });
-    }
-    const permission = writable ? 'write' : 'read';
-    const rule = hostPathRuleFor(this.policy, pluginId, real, permission);
-    if (!rule) {
-      const listed = this.policy.hostPaths.map((h) => `${h.path} [${h.permissions.join(',')}]${h.plugins ? ` for ${h.plugins.join(',')}` : ''}`);
-      throw new LogoMeshError('LM_POLICY_DENIED', `plugin ${pluginId} refused: the policy ${this.policy.file ?? '(none)'} does not allow granting ${real} for ${permission} to it (hostPaths: ${listed.join('; ') || 'none'})`, {
-        plugin: pluginId,
-        ...(this.policy.file ? { file: this.policy.file } : {}),
-        path: '/hostPaths',
-        rule: `${this.policy.file ?? '(no policy)'} /hostPaths`,
-        expected: `a hostPaths entry covering ${real} with '${permission}'`,
-        found: listed.join('; ') || 'none',
-      });
-    }
-    if (writable) checkWritableGrants([{ capability: `grant ${name}`, hostPath: real, relative: name, writable: true }], ...this.idsOf(pluginId));
-    return `${this.policy.file ?? '(no policy)'} ${rule.at}`;
-  }
-
-  private pathGrantsOf(pluginId: string): Map<string, PathGrant> {
-    let grants = this.pathGrants.get(pluginId);
-    if (!grants) this.pathGrants.set(pluginId, (grants = new Map()));
-    return grants;
   }
 
   /**
@@ -935,26 +708,14 @@ export class Controller implements AsyncDisposable {
    */
   async revokePath(pluginId: string, nameOrPath: string, who = 'operator'): Promise<PathGrant> {
     const m = this.get(pluginId);
-    const grants = this.pathGrants.get(pluginId);
-    const g = grants?.get(nameOrPath) ?? [...(grants?.values() ?? [])].find((x) => x.requested === path.resolve(nameOrPath) || x.hostPath === nameOrPath);
-    if (!g) {
-      const err = new LogoMeshError('LM_GRANT_PATH', `plugin ${pluginId} has no granted path '${nameOrPath}' (granted: ${[...(grants?.keys() ?? [])].join(', ') || 'none'})`, {
-        plugin: pluginId,
-        expected: 'the name or host path of a path granted to it',
-        found: nameOrPath,
-      });
-      this.audit.record({ who, action: 'revoke', resource: `${pluginId}:path:${nameOrPath}`, result: 'denied', code: err.code, reason: err.message });
-      throw err;
-    }
-    grants!.delete(g.name);
-    this.cancelExpiry(pluginId, `path:${g.name}`);
-    this.persist();
-    // At once: the container is killed without the shutdown message or SIGTERM's grace, so a
-    // plugin that ignores both cannot keep reading or writing; the entry says when it ended.
-    const wasRunning = m.state === 'ready' || m.state === 'starting';
-    const ended = wasRunning && m.container ? await this.killAtOnce(m) : undefined;
-    const how = ended === undefined ? 'the plugin was not running' : `access ended at ${new Date(ended).toISOString()}: the container was killed at once, without grace`;
-    this.audit.record({ who, action: 'revoke', resource: `${pluginId}:path:${g.name}`, result: 'revoked', reason: `${g.hostPath} at ${g.containerPath} (${g.writable ? 'rw' : 'ro'}); ${how}` });
+    let wasRunning = false;
+    const g = await this.grants.revokePath(pluginId, nameOrPath, who, async () => {
+      // At once: the container is killed without the shutdown message or SIGTERM's grace, so a
+      // plugin that ignores both cannot keep reading or writing; the entry says when it ended.
+      wasRunning = m.state === 'ready' || m.state === 'starting';
+      const ended = wasRunning && m.container ? await this.killAtOnce(m) : undefined;
+      return ended === undefined ? 'the plugin was not running' : `access ended at ${new Date(ended).toISOString()}: the container was killed at once, without grace`;
+    });
     if (wasRunning) await this.recreate(m, `path revocation ${g.name}`, true);
     return g;
   }
@@ -962,7 +723,7 @@ export class Controller implements AsyncDisposable {
   /** The host paths granted to a plugin now. */
   grantedPaths(pluginId: string): PathGrant[] {
     this.get(pluginId);
-    return [...(this.pathGrants.get(pluginId)?.values() ?? [])];
+    return this.grants.paths(pluginId);
   }
 
   /**
@@ -989,24 +750,6 @@ export class Controller implements AsyncDisposable {
       this.audit.record({ who: 'controller', action: 'recreate', resource: id, result: 'failed', code: (err as LogoMeshError).code ?? 'LM_ENGINE_ERROR', reason: (err as Error).message });
       throw err;
     }
-  }
-
-  /** Resolve every path grant again and compare, right before a container is created. */
-  private recheckPathGrants(m: Managed): PathGrant[] {
-    const id = m.loaded.manifest.id;
-    const grants = [...(this.pathGrants.get(id)?.values() ?? [])];
-    for (const g of grants) {
-      try {
-        recheckGrant(id, g);
-        if (g.writable) checkWritableGrants([{ capability: `grant ${g.name}`, hostPath: g.hostPath, relative: g.name, writable: true }], ...this.idsOf(id));
-      } catch (err) {
-        const e = err as LogoMeshError;
-        this.audit.record({ who: 'controller', action: 'mount', resource: `${id}:path:${g.name}`, result: 'denied', code: e.code, reason: e.message });
-        throw err;
-      }
-      this.audit.record({ who: 'controller', action: 'mount', resource: `${id}:path:${g.name}`, result: 'allowed', reason: `${g.hostPath} at ${g.containerPath} (${g.writable ? 'rw' : 'ro'})` });
-    }
-    return grants;
   }
 
   /**
@@ -1045,12 +788,12 @@ export class Controller implements AsyncDisposable {
         if (!write && inside(pluginDir)) return { allowed: true, reason: `inside the plugin folder ${pluginDir} (read-only)` };
         const byManifest = grantedPaths.find((g) => inside(g.hostPath) && (!write || g.writable));
         if (byManifest) return { allowed: true, reason: `capability '${byManifest.capability}' grants ${byManifest.hostPath}${write ? ' for writing' : ''}` };
-        const byOperator = [...(this.pathGrants.get(id)?.values() ?? [])].find((g) => inside(g.hostPath) && (!write || g.writable));
+        const byOperator = this.grants.paths(id).find((g) => inside(g.hostPath) && (!write || g.writable));
         if (byOperator) return { allowed: true, reason: `the operator granted ${byOperator.hostPath} at ${byOperator.containerPath}${write ? ' for writing' : ''} (policy rule ${byOperator.rule})` };
         return { allowed: false, reason: `no manifest capability or operator grant covers ${real} for ${action}` };
       }
       case 'connect': {
-        const revoked = this.hostRevocations.get(id) ?? new Set<string>();
+        const revoked = new Set(this.grants.revokedHosts(id));
         const cap = manifest.capabilities.find((c) => c.scope === 'network' && c.hosts?.some((h) => !revoked.has(normalizeHost(h) ?? h) && hostCovered(h, resource)));
         if (!cap) {
           const taken = [...revoked].find((h) => hostCovered(h, resource));
@@ -1061,7 +804,7 @@ export class Controller implements AsyncDisposable {
       }
       case 'call': {
         if (!manifest.coordination.consumesMethods.includes(resource)) return { allowed: false, reason: `'${resource}' is not declared under coordination.consumesMethods` };
-        if (this.hub.isRevoked(id, resource)) return { allowed: false, reason: `the operator revoked '${resource}'` };
+        if (this.grants.isMethodRevoked(id, resource)) return { allowed: false, reason: `the operator revoked '${resource}'` };
         return { allowed: true, reason: `declared under coordination.consumesMethods` };
       }
       case 'scope': {
@@ -1147,7 +890,7 @@ export class Controller implements AsyncDisposable {
       // A clean stop leaves nothing to adopt; the operator's revocations and grants are
       // security decisions, and stay for the next controller of this home.
       this.keepPermissionsOnly();
-      for (const timer of this.grantTimers.values()) clearTimeout(timer);
+      this.grants.close();
       await this.audit.close();
       // Whatever a failed stop left behind still carries this controller's label.
       await removeByLabel(this.docker, this.opts.home.instance).catch(() => undefined);
@@ -1207,7 +950,7 @@ export class Controller implements AsyncDisposable {
         ...(this.opts.testHooks?.afterSnapshot ? { afterSnapshot: this.opts.testHooks.afterSnapshot } : {}),
       });
       checkWritableGrants(m.loaded.grantedPaths, ...this.idsOf(id));
-      const operatorGrants = this.recheckPathGrants(m); // throws LM_GRANT_PATH
+      const operatorGrants = this.grants.recheckPaths(id); // throws LM_GRANT_PATH
       const ociRuntime = await resolveRuntime(this.docker, ociRuntimeFor(this.policy, m.loaded), id, isNetworked(m.loaded.manifest) ? m.loaded.file : undefined); // throws LM_RUNTIME_ISOLATION
       const socketDir = pluginSocketDir(this.opts.home, id);
       await this.hub.detachPlugin(id);
@@ -1219,7 +962,7 @@ export class Controller implements AsyncDisposable {
         network = await egress.attach(id, m.loaded.manifest);
         // The attachment lists the manifest's hosts; the operator's revocations are taken
         // off before the container exists, so the plugin never reaches a revoked host.
-        for (const host of this.hostRevocations.get(id) ?? []) await egress.revokeHost(id, host);
+        for (const host of this.grants.revokedHosts(id)) await egress.revokeHost(id, host);
       }
       const loadStart = Date.now();
       // Every host path resolved now from descriptors, and mounted from them (container-mounts.ts).
@@ -1247,7 +990,7 @@ export class Controller implements AsyncDisposable {
       await container.attach(m.logs.writable('stdout'), m.logs.writable('stderr'));
       ready = this.waitReady(id);
       // A grant revoked while this start was under way is not mounted after all.
-      for (const g of operatorGrants) if (this.pathGrants.get(id)?.get(g.name) !== g) throw new LogoMeshError('LM_GRANT_PATH', `plugin ${id}: the path grant ${g.name} was revoked while the plugin was starting; the container is not started`, { plugin: id, grant: g.name });
+      for (const g of operatorGrants) if (this.grants.path(id, g.name) !== g) throw new LogoMeshError('LM_GRANT_PATH', `plugin ${id}: the path grant ${g.name} was revoked while the plugin was starting; the container is not started`, { plugin: id, grant: g.name });
       mounts.verify(); // throws LM_PATH_CHANGED
       await container.start();
       await mounts.release(); // the container holds its own mounts now
@@ -1574,9 +1317,6 @@ const PATH_GRANT_SOURCES_LABEL = 'io.logomesh.path-grant-sources';
 function grantSourcesLabel(grants: readonly PathGrant[]): string {
   return JSON.stringify([...grants].sort((a, b) => (a.name < b.name ? -1 : 1)).map((g) => [g.name, g.hostPath, g.writable ? 'rw' : 'ro']));
 }
-
-/** The longest wait setTimeout accepts (2^31-1 ms). */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 function delay(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms).unref());

@@ -1,29 +1,6 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import type { PathGrant } from '../grants/path-grants.js';
-
-/** A temporary method grant (`grant --ttl`): the method is revoked again at `expiresAt`. */
-export interface SavedMethodGrant {
-  readonly method: string;
-  /** ms since the epoch. */
-  readonly expiresAt: number;
-}
-
-/**
- * The operator's changes to one plugin's permissions, as they stand: what a restarted
- * controller applies again before the plugin can make its first call. Every field is
- * optional and absent when empty.
- */
-export interface SavedPermissions {
-  /** Methods taken away with `revoke <plugin> <method>` (or by an expired grant). */
-  readonly revokedMethods?: readonly string[];
-  /** Methods granted for a time, still running. */
-  readonly methodGrants?: readonly SavedMethodGrant[];
-  /** Host paths granted with `grant <plugin> path`, as granted (real path of grant time). */
-  readonly pathGrants?: readonly PathGrant[];
-  /** Manifest hosts taken off the plugin's allow-list with `revoke <plugin> host`. */
-  readonly revokedHosts?: readonly string[];
-}
+import { isRecord, isString, parsePermissions, type SavedPermissions } from '../grants/saved.js';
 
 export interface SavedPlugin {
   readonly restarts: number;
@@ -94,46 +71,4 @@ export function parseState(text: string): ControllerState | undefined {
     };
   }
   return { version: 1, folders, plugins };
-}
-
-function parsePermissions(p: Record<string, unknown>): SavedPermissions | undefined {
-  const revokedMethods = strings(p.revokedMethods);
-  const methodGrants = (Array.isArray(p.methodGrants) ? p.methodGrants : []).filter(
-    (g): g is SavedMethodGrant => isRecord(g) && isString(g.method) && Number.isFinite(g.expiresAt),
-  );
-  const pathGrants = (Array.isArray(p.pathGrants) ? p.pathGrants : []).filter(isPathGrant);
-  const revokedHosts = strings(p.revokedHosts);
-  const out: SavedPermissions = {
-    ...(revokedMethods.length ? { revokedMethods } : {}),
-    ...(methodGrants.length ? { methodGrants: methodGrants.map((g) => ({ method: g.method, expiresAt: g.expiresAt })) } : {}),
-    ...(pathGrants.length ? { pathGrants } : {}),
-    ...(revokedHosts.length ? { revokedHosts } : {}),
-  };
-  return Object.keys(out).length ? out : undefined;
-}
-
-function isPathGrant(g: unknown): g is PathGrant {
-  return (
-    isRecord(g) &&
-    isString(g.name) &&
-    isString(g.requested) &&
-    isString(g.hostPath) &&
-    isString(g.containerPath) &&
-    isString(g.rule) &&
-    typeof g.writable === 'boolean' &&
-    Number.isFinite(g.grantedAt) &&
-    (g.expiresAt === undefined || Number.isFinite(g.expiresAt))
-  );
-}
-
-function strings(v: unknown): string[] {
-  return Array.isArray(v) ? v.filter(isString) : [];
-}
-
-function isString(v: unknown): v is string {
-  return typeof v === 'string' && v.length > 0;
-}
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }

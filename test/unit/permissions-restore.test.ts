@@ -96,8 +96,8 @@ describe('operator permissions across a controller restart', () => {
 
     const second = await controller(home);
     try {
-      expect(second.hub.isRevoked('caller', 'other.a')).toBe(true);
-      expect(second.hub.isRevoked('caller', 'other.b')).toBe(false);
+      expect(second.grants.isMethodRevoked('caller', 'other.a')).toBe(true);
+      expect(second.grants.isMethodRevoked('caller', 'other.b')).toBe(false);
       expect(second.grantedPaths('caller').map((g) => g.name)).toEqual(['a']);
       expect(second.checkCapability('fetcher', 'connect', 'api.example.com:443')).toMatchObject({ allowed: false, reason: "the operator revoked 'api.example.com:443'" });
       expect(second.checkCapability('fetcher', 'connect', 'cdn.example.com:443').allowed).toBe(true);
@@ -121,7 +121,7 @@ describe('operator permissions across a controller restart', () => {
     expect(state(home)).toEqual({ version: 1, folders: [], plugins: { caller: { restarts: 0, manifestHash: expect.any(String), permissions: { revokedMethods: ['other.a'] } } } });
     const second = await controller(home);
     try {
-      expect(second.hub.isRevoked('caller', 'other.a')).toBe(true);
+      expect(second.grants.isMethodRevoked('caller', 'other.a')).toBe(true);
       second.grantMethod('caller', 'other.a');
     } finally {
       await second.close();
@@ -141,7 +141,7 @@ describe('operator permissions across a controller restart', () => {
     });
     const second = await controller(home);
     try {
-      expect(second.hub.isRevoked('caller', 'other.c')).toBe(true);
+      expect(second.grants.isMethodRevoked('caller', 'other.c')).toBe(true);
       expect(second.grantedPaths('caller')).toEqual([]);
       expect(state(home).plugins.caller?.permissions).toEqual({ revokedMethods: ['other.c'] });
       await vi.waitFor(() => expect(audit(home)).toEqual(expect.arrayContaining(['expiry revoke caller:other.c revoked', 'expiry revoke caller:path:b revoked'])));
@@ -158,7 +158,7 @@ describe('operator permissions across a controller restart', () => {
     const second = await controller(home);
     try {
       expect(may(second, 'call', 'other.c')).toBe(true);
-      await vi.waitFor(() => expect(second.hub.isRevoked('caller', 'other.c')).toBe(true), { timeout: 3_000 });
+      await vi.waitFor(() => expect(second.grants.isMethodRevoked('caller', 'other.c')).toBe(true), { timeout: 3_000 });
       expect(state(home).plugins.caller?.permissions).toEqual({ revokedMethods: ['other.c'] });
     } finally {
       await second.close();
