@@ -11,21 +11,18 @@ import type { HubLimits } from '../hub/limits-from-env.js';
 import type { Logger } from '../log.js';
 import { findManifest, loadManifest, type LoadedManifest } from '../manifest/index.js';
 import { resolvePolicy, type Policy } from '../policy/policy.js';
-import { resolveRuntime } from '../sandbox/oci-runtime.js';
-import { pluginSeccompProfile } from '../sandbox/seccomp.js';
-import { enforcePolicy, ociRuntimeFor, hostCovered, policyAllowsHost, policyViolations } from '../policy/decisions.js';
-import { GRANTS_MOUNT, type PathGrant } from '../grants/path-grants.js';
+import { enforcePolicy, hostCovered, policyAllowsHost, policyViolations } from '../policy/decisions.js';
+import type { PathGrant } from '../grants/path-grants.js';
+import { hasOperatorMounts } from '../sandbox/container-mounts.js';
+import { prepareSandbox, type PreparedSandbox } from '../sandbox/prepare.js';
 import { signedContentOf, verifyPlugin, verifyPluginAsync, type SignedContent } from '../signing/signature.js';
-import { stageContainerMounts, type ContainerMounts } from '../sandbox/container-mounts.js';
 import { removeStagingLeftovers } from '../sandbox/mount-staging.js';
-import { runtimeImage } from '../runtimes/index.js';
 import { PLUGIN_IDS, pluginGid, pluginUid } from '../runtimes/runtime.js';
 import { giveSocketTo } from './plugin-socket.js';
-import { containerSpec, HUB_SOCKET_NAME } from '../sandbox/container-spec.js';
-import { Egress, isNetworked, normalizeHost, removeEgressLeftovers, type EgressAttachment } from '../sandbox/egress.js';
+import { HUB_SOCKET_NAME } from '../sandbox/container-spec.js';
+import { Egress, isNetworked, normalizeHost, removeEgressLeftovers } from '../sandbox/egress.js';
 import { PluginContainer } from '../sandbox/plugin-container.js';
-import { preparePluginImage, type PrepareOptions } from '../images/plugin-image.js';
-import { checkWritableGrants } from '../sandbox/writable-grants.js';
+import type { PrepareOptions } from '../images/plugin-image.js';
 import { dependentsOf, startLevels } from './dependency-graph.js';
 import { pluginSocketDir, type Home } from './home.js';
 import { LogBuffer, type LogLine } from './log-buffer.js';
@@ -506,14 +503,9 @@ export class Controller implements AsyncDisposable {
    * else would leave a plugin with a mount no grant covers, or without one it was granted.
    */
   private mountsMatchGrants(id: string, c: ContainerInfo): boolean {
-    const grants = this.grants.paths(id);
-    const labelled = (c.Labels[PATH_GRANTS_LABEL] ?? '').split(',').filter(Boolean).sort();
-    if (labelled.join(',') !== grants.map((g) => g.name).sort().join(',')) return false;
-    // The engine's source is a staging mount: the host path each grant had is in the label.
-    if ((c.Labels[PATH_GRANT_SOURCES_LABEL] ?? grantSourcesLabel([])) !== grantSourcesLabel(grants)) return false;
-    const mounted = (c.Mounts ?? []).filter((x) => x.Destination.startsWith(`${GRANTS_MOUNT}/`));
-    return mounted.length === grants.length && grants.every((g) => mounted.some((x) => x.Destination === g.containerPath && x.RW === g.writable));
+    return hasOperatorMounts(c, this.grants.paths(id));
   }
+
 
   /**
    * Apply again what the operator changed on this plugin under an earlier controller of this
@@ -938,62 +930,56 @@ export class Controller implements AsyncDisposable {
     delete m.oomKilled;
     const t0 = Date.now();
     let ready: { promise: Promise<void>; cancel: () => void } | undefined;
-    let mounts: ContainerMounts | undefined;
+    let sandbox: PreparedSandbox | undefined;
     try {
       await this.verifyAgain(m); // throws LM_SIGNATURE: the folder may have changed since load
-      const runtime = runtimeImage(m.loaded.manifest.runtime);
-      const compiled = await preparePluginImage(this.docker, runtime, m.loaded, {
-        log: this.log,
+      let loadStart = Date.now();
+      let operatorGrants: readonly PathGrant[] = [];
+      const hooks = this.opts.testHooks;
+      const socketDir = pluginSocketDir(this.opts.home, id);
+      sandbox = await prepareSandbox({
+        docker: this.docker,
+        loaded: m.loaded,
         instance: this.opts.home.instance,
+        log: this.log,
+        policy: this.policy,
+        audit: this.audit.record,
+        hubSocketDir: socketDir,
+        name: `lm-${id}-${randomBytes(3).toString('hex')}`,
         ...(this.opts.progress ? { progress: this.opts.progress } : {}),
         ...(m.signed ? { signed: m.signed } : {}),
-        ...(this.opts.testHooks?.afterSnapshot ? { afterSnapshot: this.opts.testHooks.afterSnapshot } : {}),
+        operatorMounts: () => (operatorGrants = this.grants.recheckPaths(id)), // throws LM_GRANT_PATH
+        network: async (loaded) => {
+          const egress = await this.egressProxy();
+          const network = await egress.attach(id, loaded.manifest);
+          // The attachment lists the manifest's hosts; the operator's revocations are taken
+          // off before the container exists, so the plugin never reaches a revoked host.
+          for (const host of this.grants.revokedHosts(id)) await egress.revokeHost(id, host);
+          return network;
+        },
+        hooks: {
+          beforeMounts: async () => {
+            loadStart = Date.now();
+            await hooks?.beforeMounts?.(id);
+          },
+          ...(hooks?.afterMounts ? { afterMounts: () => hooks.afterMounts!(id) } : {}),
+          ...(hooks?.afterSnapshot ? { afterSnapshot: hooks.afterSnapshot } : {}),
+        },
       });
-      checkWritableGrants(m.loaded.grantedPaths, ...this.idsOf(id));
-      const operatorGrants = this.grants.recheckPaths(id); // throws LM_GRANT_PATH
-      const ociRuntime = await resolveRuntime(this.docker, ociRuntimeFor(this.policy, m.loaded), id, isNetworked(m.loaded.manifest) ? m.loaded.file : undefined); // throws LM_RUNTIME_ISOLATION
-      const socketDir = pluginSocketDir(this.opts.home, id);
+      if (!sandbox) throw new LogoMeshError('LM_INTERRUPTED', `the start of ${id} was aborted`, { plugin: id });
+      const { spec } = sandbox;
       await this.hub.detachPlugin(id);
       await this.hub.attachPlugin(policyOf(m.loaded.manifest), path.join(socketDir, HUB_SOCKET_NAME));
       this.giveSocket(id);
-      let network: EgressAttachment | undefined;
-      if (isNetworked(m.loaded.manifest)) {
-        const egress = await this.egressProxy();
-        network = await egress.attach(id, m.loaded.manifest);
-        // The attachment lists the manifest's hosts; the operator's revocations are taken
-        // off before the container exists, so the plugin never reaches a revoked host.
-        for (const host of this.grants.revokedHosts(id)) await egress.revokeHost(id, host);
-      }
-      const loadStart = Date.now();
-      // Every host path resolved now from descriptors, and mounted from them (container-mounts.ts).
-      await this.opts.testHooks?.beforeMounts?.(id);
-      mounts = await stageContainerMounts({ log: this.log, audit: this.audit.record, loaded: m.loaded, grants: operatorGrants }); // throws LM_PATH_CHANGED, LM_GRANT_PATH
-      await this.opts.testHooks?.afterMounts?.(id);
-      const spec = containerSpec({
-        mountSources: mounts.sources,
-        ...(network ? { network } : {}),
-        loaded: m.loaded,
-        runtime,
-        instance: this.opts.home.instance,
-        hubSocketDir: socketDir,
-        name: `lm-${id}-${randomBytes(3).toString('hex')}`,
-        ...(compiled ? { compiled } : {}),
-        seccompProfile: pluginSeccompProfile(network !== undefined, m.loaded.manifest.security.syscalls),
-        ...(ociRuntime ? { ociRuntime } : {}),
-      });
-      if (operatorGrants.length) {
-        spec.HostConfig!.Mounts = [...(spec.HostConfig!.Mounts ?? []), ...mounts.grantMounts];
-        spec.Labels = { ...spec.Labels, [PATH_GRANTS_LABEL]: operatorGrants.map((g) => g.name).join(','), [PATH_GRANT_SOURCES_LABEL]: grantSourcesLabel(operatorGrants) };
-      }
       const container = await PluginContainer.create(this.docker, spec, this.log.child({ plugin: id }));
       m.container = container;
       await container.attach(m.logs.writable('stdout'), m.logs.writable('stderr'));
       ready = this.waitReady(id);
       // A grant revoked while this start was under way is not mounted after all.
       for (const g of operatorGrants) if (this.grants.path(id, g.name) !== g) throw new LogoMeshError('LM_GRANT_PATH', `plugin ${id}: the path grant ${g.name} was revoked while the plugin was starting; the container is not started`, { plugin: id, grant: g.name });
-      mounts.verify(); // throws LM_PATH_CHANGED
+      sandbox.verify(); // throws LM_PATH_CHANGED
       await container.start();
-      await mounts.release(); // the container holds its own mounts now
+      await sandbox.release(); // the container holds its own mounts now
       m.startedAt = Date.now();
       const exited = container.wait();
       this.watchExit(m, container, exited);
@@ -1007,7 +993,7 @@ export class Controller implements AsyncDisposable {
       this.log.info({ plugin: id, ms: m.startMs, total: Date.now() - t0 }, 'plugin ready');
     } catch (err) {
       ready?.cancel();
-      await mounts?.release();
+      await sandbox?.release();
       const e = err instanceof LogoMeshError ? err : new LogoMeshError('LM_ENGINE_ERROR', (err as Error).message, {}, { cause: err });
       this.audit.record({ who: 'controller', action: 'start', resource: id, result: 'failed', code: e.code, reason: e.message });
       m.state = 'failed';
@@ -1307,15 +1293,6 @@ export function pluginFolders(dir: string): string[] {
     });
   }
   return folders;
-}
-
-/** The label naming the operator path grants a container was created with. */
-const PATH_GRANTS_LABEL = 'io.logomesh.path-grants';
-/** The label with each of them as granted (name, real host path, mode): the engine only knows its staging mount. */
-const PATH_GRANT_SOURCES_LABEL = 'io.logomesh.path-grant-sources';
-
-function grantSourcesLabel(grants: readonly PathGrant[]): string {
-  return JSON.stringify([...grants].sort((a, b) => (a.name < b.name ? -1 : 1)).map((g) => [g.name, g.hostPath, g.writable ? 'rw' : 'ro']));
 }
 
 function delay(ms: number): Promise<void> {

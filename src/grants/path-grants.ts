@@ -1,7 +1,7 @@
 import { realpathSync } from 'node:fs';
 import path from 'node:path';
-import type { MountSettings } from 'dockerode';
 import { LogoMeshError } from '../errors.js';
+import { GRANTS_MOUNT } from '../sandbox/container-mounts.js';
 
 /**
  * Host paths the operator grants a running controller's plugin (`logomesh grant <plugin>
@@ -10,9 +10,6 @@ import { LogoMeshError } from '../errors.js';
  * real path when granted and again right before each container is created; if the two
  * differ (a symlink on the way was swapped), the container is not created.
  */
-
-/** Where operator-granted paths appear inside a plugin container. */
-export const GRANTS_MOUNT = '/grants';
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
@@ -94,8 +91,4 @@ export function recheckGrant(pluginId: string, g: PathGrant): void {
       { plugin: pluginId, file: g.requested, grant: g.name, expected: g.hostPath, found: now },
     );
   }
-}
-
-export function grantMount(g: PathGrant): MountSettings {
-  return { Type: 'bind', Source: g.hostPath, Target: g.containerPath, ReadOnly: !g.writable };
 }

@@ -4,7 +4,8 @@ import { LogoMeshError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { checkWritableGrants } from '../sandbox/writable-grants.js';
 import type { ExpiryTimers } from './expiry.js';
-import { GRANTS_MOUNT, parseGrantTarget, realPathOf, recheckGrant, type PathGrant } from './path-grants.js';
+import { GRANTS_MOUNT } from '../sandbox/container-mounts.js';
+import { parseGrantTarget, realPathOf, recheckGrant, type PathGrant } from './path-grants.js';
 import { grantRule, type PathGrantContext } from './path-rule.js';
 
 /**

@@ -1,4 +1,4 @@
-import type { MountSettings } from 'dockerode';
+import type { ContainerInfo, MountSettings } from 'dockerode';
 import { LogoMeshError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { LoadedManifest } from '../manifest/types.js';
@@ -6,7 +6,47 @@ import type { AuditSink } from '../audit/audit-log.js';
 import { holdRealPath, PathChangedError } from './host-paths.js';
 import { MountStaging } from './mount-staging.js';
 import { stagePluginMounts, verifyPluginMounts } from './plugin-mounts.js';
-import type { PathGrant } from '../grants/path-grants.js';
+
+/** Where operator-granted host paths appear inside a plugin container: /grants/<name>. */
+export const GRANTS_MOUNT = '/grants';
+
+/** A host path the operator granted beside the manifest's (src/grants/), as this start mounts it. */
+export interface OperatorMount {
+  readonly name: string;
+  /** Its real path at grant time, checked again by the caller: what is mounted. */
+  readonly hostPath: string;
+  readonly writable: boolean;
+  /** GRANTS_MOUNT/<name>. */
+  readonly containerPath: string;
+}
+
+/** The label naming the operator mounts a container was created with. */
+const OPERATOR_MOUNTS_LABEL = 'io.logomesh.path-grants';
+/** The label with each of them as granted (name, real host path, mode): the engine only knows its staging mount. */
+const OPERATOR_SOURCES_LABEL = 'io.logomesh.path-grant-sources';
+
+/** The labels that record a container's operator mounts (none: no labels), so a later controller can tell them. */
+export function operatorMountLabels(mounts: readonly OperatorMount[]): Record<string, string> {
+  return mounts.length ? { [OPERATOR_MOUNTS_LABEL]: mounts.map((g) => g.name).join(','), [OPERATOR_SOURCES_LABEL]: sourcesLabel(mounts) } : {};
+}
+
+/**
+ * Does a container carry exactly these operator mounts: the same names, real paths and
+ * modes? An adopted container keeps its mounts, so anything else would leave a plugin with
+ * a mount no grant covers, or without one it was granted.
+ */
+export function hasOperatorMounts(c: ContainerInfo, mounts: readonly OperatorMount[]): boolean {
+  const labelled = (c.Labels[OPERATOR_MOUNTS_LABEL] ?? '').split(',').filter(Boolean).sort();
+  if (labelled.join(',') !== mounts.map((g) => g.name).sort().join(',')) return false;
+  // The engine's source is a staging mount: the host path each grant had is in the label.
+  if ((c.Labels[OPERATOR_SOURCES_LABEL] ?? sourcesLabel([])) !== sourcesLabel(mounts)) return false;
+  const mounted = (c.Mounts ?? []).filter((x) => x.Destination.startsWith(`${GRANTS_MOUNT}/`));
+  return mounted.length === mounts.length && mounts.every((g) => mounted.some((x) => x.Destination === g.containerPath && x.RW === g.writable));
+}
+
+function sourcesLabel(mounts: readonly OperatorMount[]): string {
+  return JSON.stringify([...mounts].sort((a, b) => (a.name < b.name ? -1 : 1)).map((g) => [g.name, g.hostPath, g.writable ? 'rw' : 'ro']));
+}
 
 /**
  * A controller's container mounts for one start: the plugin folder and its manifest's paths
@@ -22,7 +62,7 @@ export interface ContainerMounts {
   release(): Promise<void>;
 }
 
-export async function stageContainerMounts(opts: { readonly log: Logger; readonly audit: AuditSink; readonly loaded: LoadedManifest; readonly grants: readonly PathGrant[] }): Promise<ContainerMounts> {
+export async function stageContainerMounts(opts: { readonly log: Logger; readonly audit: AuditSink; readonly loaded: LoadedManifest; readonly grants: readonly OperatorMount[] }): Promise<ContainerMounts> {
   const { loaded, audit } = opts;
   const id = loaded.manifest.id;
   const staging = new MountStaging(opts.log);
@@ -68,7 +108,7 @@ export async function stageContainerMounts(opts: { readonly log: Logger; readonl
 }
 
 /** LM_GRANT_PATH for an operator grant whose path no longer resolves as at grant time; other errors pass through. */
-function grantChanged(pluginId: string, g: PathGrant, err: unknown): unknown {
+function grantChanged(pluginId: string, g: OperatorMount, err: unknown): unknown {
   if (!(err instanceof PathChangedError)) return err;
   return new LogoMeshError(
     'LM_GRANT_PATH',
