@@ -1,4 +1,4 @@
-import type { PluginStatus } from '../controller/controller.js';
+import type { PluginStatus } from '../controller/types.js';
 
 /** `ps` as a table people can read. */
 export function psTable(list: readonly PluginStatus[]): string {

@@ -1,6 +1,6 @@
 import { request } from 'node:http';
 import { LogoMeshError, type ErrorCode } from '../errors.js';
-import type { PluginStatus } from '../controller/controller.js';
+import type { PluginStatus } from '../controller/types.js';
 
 /** The CLI's side of the control socket (see server.ts). */
 export class ControlClient {

@@ -1,10 +1,6 @@
 import { Writable } from 'node:stream';
 
-export interface LogLine {
-  readonly time: number;
-  readonly stream: 'stdout' | 'stderr';
-  readonly text: string;
-}
+import type { LogLine } from './types.js';
 
 /**
  * The last lines a plugin wrote, for `logs`, start-failure messages and `ps`; followers get
