@@ -89,6 +89,16 @@ export async function hostPermissionCommand(action: 'revoke' | 'grant', id: stri
   return 0;
 }
 
+/**
+ * `revoke <plugin> topic <pattern>` and `grant <plugin> topic <pattern> [--ttl ms]`: a topic
+ * pattern the manifest lists, taken away from the plugin at once, or given back.
+ */
+export async function topicPermissionCommand(action: 'revoke' | 'grant', id: string, pattern: string, ttlMs: number | undefined, io: CliIo): Promise<number> {
+  await client().topicPermission(id, action, pattern, ttlMs);
+  io.out(`${id}: topic ${pattern} ${action === 'revoke' ? 'revoked' : `granted${ttlMs ? ` for ${ttlMs} ms` : ''}`}`);
+  return 0;
+}
+
 /** `audit [--plugin id] [--since time] [--json] [--verify]`: read the audit trail of this home, streamed. */
 export async function auditCommand(opts: { plugin?: string; since?: string; json: boolean; verify: boolean }, io: CliIo): Promise<number> {
   const { auditEntries, checkAudit } = await import('../audit/audit-log.js');

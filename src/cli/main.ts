@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { isLogoMeshError, LogoMeshError } from '../errors.js';
 import { processIo, type CliIo } from './io.js';
+import { isTopicPattern } from '../manifest/topics.js';
 
 const USAGE = `usage: logomesh <command> [options]
 
@@ -25,6 +26,10 @@ commands:
   revoke <plugin> host <host:port>       take a host its manifest lists off its network
                                          allow-list (until granted back; survives restarts)
   grant <plugin> host <host:port>        give it back (a running plugin is recreated)
+  revoke <plugin> topic <pattern>        take a topic pattern its manifest lists under
+                                         coordination.publishes or .subscribes away, at once
+  grant <plugin> topic <pattern> [--ttl ms]
+                                         give it back (for ttl ms only, if given)
   audit [--plugin id] [--since t] [--json] [--verify]
                                          the audit trail of permission decisions
   clean [--all]                          remove containers, networks and volumes LogoMesh
@@ -109,6 +114,17 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
             throw usage(`'${positionals[2]}' is not a host as a manifest lists it: a name with its port, such as api.example.com:443 (no scheme, no path)`);
           }
           return await (await import('./control.js')).hostPermissionCommand(command, positionals[0]!, positionals[2]!, io);
+        }
+        if (positionals[1] === 'topic') {
+          if (positionals.length !== 3) throw usage(`${command} <plugin> topic needs one topic pattern as the manifest lists it, e.g. ${command} analyzer topic thought.added`);
+          if (values.read || values.write) throw usage('--read and --write apply to path grants only');
+          if (!isTopicPattern(positionals[2]!)) {
+            throw usage(`'${positionals[2]}' is not a topic pattern as a manifest lists it: a dotted name (thought.added), a prefix ending in .* (thought.*), or *`);
+          }
+          const ttl = values.ttl === undefined ? undefined : Number(values.ttl);
+          if (ttl !== undefined && !(ttl > 0)) throw usage(`--ttl must be a positive number of milliseconds, found '${values.ttl}'`);
+          if (command === 'revoke' && ttl !== undefined) throw usage('--ttl applies to grant only');
+          return await (await import('./control.js')).topicPermissionCommand(command, positionals[0]!, positionals[2]!, ttl, io);
         }
         if (positionals[1] === 'path') {
           if (positionals.length !== 3) throw usage(`${command} <plugin> path needs one host path, e.g. ${command} analyzer path /srv/data${command === 'grant' ? ':/grants/data --read' : ''}`);

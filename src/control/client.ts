@@ -46,6 +46,11 @@ export class ControlClient {
     return this.json('POST', `/v1/plugins/${encodeURIComponent(id)}/${action}`, { kind: 'host', host }) as Promise<{ host: string; live?: boolean; state: string }>;
   }
 
+  /** Take a topic pattern (as the manifest lists it) away from a plugin, or give it back (for `ttlMs` only, if given). */
+  topicPermission(id: string, action: 'revoke' | 'grant', topic: string, ttlMs?: number): Promise<{ topic: string }> {
+    return this.json('POST', `/v1/plugins/${encodeURIComponent(id)}/${action}`, { kind: 'topic', topic, ...(ttlMs ? { ttlMs } : {}) }) as Promise<{ topic: string }>;
+  }
+
   down(): Promise<unknown> {
     return this.json('POST', '/v1/down');
   }

@@ -19,6 +19,8 @@ import type { Logger } from '../log.js';
  *                                         host path grants; the plugin's container is recreated
  *   POST /v1/plugins/:id/(revoke|grant) {kind: 'host', host}
  *                                         a manifest host on or off the network allow-list
+ *   POST /v1/plugins/:id/(revoke|grant) {kind: 'topic', topic, ttlMs?}
+ *                                         a declared topic pattern taken away or given back
  *   GET  /v1/plugins/:id/logs?lines=n&follow=1  -> text lines (streamed with follow)
  *   POST /v1/down                         -> stops everything; the controller exits
  */
@@ -54,7 +56,14 @@ async function handle(host: Controller, req: IncomingMessage, res: ServerRespons
     return sendJson(res, 200, { data });
   }
   if (req.method === 'POST' && what === 'plugins' && id && (action === 'revoke' || action === 'grant')) {
-    const body = (await readJson(req)) as { kind?: string; method?: string; path?: string; host?: string; write?: boolean; ttlMs?: number };
+    const body = (await readJson(req)) as { kind?: string; method?: string; path?: string; host?: string; topic?: string; write?: boolean; ttlMs?: number };
+    if (body.kind === 'topic') {
+      if (typeof body.topic !== 'string') throw new LogoMeshError('LM_USAGE', `${action} of a topic needs 'topic'`, {});
+      if (body.ttlMs !== undefined && !(action === 'grant' && typeof body.ttlMs === 'number' && body.ttlMs > 0)) throw new LogoMeshError('LM_USAGE', "'ttlMs' must be a positive number, and applies to grant only", {});
+      if (action === 'revoke') host.revokeTopic(id, body.topic);
+      else host.grantTopic(id, body.topic, body.ttlMs);
+      return sendJson(res, 200, { plugin: id, topic: body.topic, [action === 'revoke' ? 'revoked' : 'granted']: true });
+    }
     if (body.kind === 'host') {
       if (typeof body.host !== 'string') throw new LogoMeshError('LM_USAGE', `${action} of a host needs 'host'`, {});
       if (action === 'revoke') {
