@@ -1,11 +1,9 @@
-import { ControlClient } from '../control/client.js';
-import { LogoMeshError } from '../errors.js';
-import { resolveHome } from '../controller/home.js';
+import { ControlClient, LogoMeshError } from '../control/client.js';
 import type { CliIo } from './io.js';
 import { psTable } from './ps.js';
 
 function client(): ControlClient {
-  return new ControlClient(resolveHome().controlSocket);
+  return ControlClient.forHome();
 }
 
 export async function psCommand(json: boolean, io: CliIo): Promise<number> {
@@ -101,8 +99,8 @@ export async function topicPermissionCommand(action: 'revoke' | 'grant', id: str
 
 /** `audit [--plugin id] [--since time] [--json] [--verify]`: read the audit trail of this home, streamed. */
 export async function auditCommand(opts: { plugin?: string; since?: string; json: boolean; verify: boolean }, io: CliIo): Promise<number> {
-  const { auditEntries, checkAudit } = await import('../audit/audit-log.js');
-  const file = resolveHome().auditFile;
+  const { auditEntries, checkAudit } = await import('../index.js');
+  const file = ControlClient.forHome().home.auditFile;
   if (opts.verify) {
     const check = checkAudit(file);
     // Every break is reported, each with its file and line: a damaged line does not stop the check.

@@ -3,17 +3,24 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, watch, type FSWa
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { ControlClient } from '../control/client.js';
-import { openEndpoints, type Endpoints } from '../control/endpoints.js';
-import { removeByLabel } from '../engine/cleanup.js';
-import { connectEngine, type Docker } from '../engine/docker.js';
-import { isLogoMeshError, LogoMeshError } from '../errors.js';
-import { resolveHome, type Home } from '../controller/home.js';
-import { Controller } from '../controller/controller.js';
-import type { Logger } from '../log.js';
-import { loadManifest, type LoadedManifest } from '../manifest/index.js';
-import { runtimeImage } from '../runtimes/index.js';
-import { preparePluginImage } from '../images/plugin-image.js';
+import {
+  connectEngine,
+  Controller,
+  ControlClient,
+  isLogoMeshError,
+  loadManifest,
+  LogoMeshError,
+  openEndpoints,
+  preparePluginImage,
+  removeByLabel,
+  resolveHome,
+  runtimeImage,
+  type Docker,
+  type Endpoints,
+  type Home,
+  type LoadedManifest,
+  type Logger,
+} from '../index.js';
 import type { CliIo } from './io.js';
 
 /** Changes closer together than this are one reload. */

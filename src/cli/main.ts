@@ -1,7 +1,6 @@
 import { parseArgs } from 'node:util';
-import { isLogoMeshError, LogoMeshError } from '../errors.js';
+import { isLogoMeshError, LogoMeshError } from '../control/client.js';
 import { processIo, type CliIo } from './io.js';
-import { isTopicPattern } from '../manifest/topics.js';
 
 const USAGE = `usage: logomesh <command> [options]
 
@@ -61,14 +60,14 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
       case 'run': {
         const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { policy: { type: 'string' } } });
         if (positionals.length === 0) throw usage('run needs at least one plugin folder');
-        const [{ runCommand }, { createLogger }] = await Promise.all([import('./run.js'), import('../log.js')]);
+        const [{ runCommand }, { createLogger }] = await Promise.all([import('./run.js'), import('../index.js')]);
         return await runCommand(positionals, io, createLogger(), values.policy);
       }
       case 'up': {
         const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { detach: { type: 'boolean', short: 'd', default: false }, policy: { type: 'string' } } });
         if (positionals.length > 1) throw usage('up takes one folder of plugin folders');
-        (await import('../policy/policy.js')).applyPolicyOption(values.policy); // checked now; the controller reads LOGOMESH_POLICY
-        const [{ upCommand }, { createLogger }] = await Promise.all([import('./up.js'), import('../log.js')]);
+        const [{ upCommand }, { applyPolicyOption, createLogger }] = await Promise.all([import('./up.js'), import('../index.js')]);
+        applyPolicyOption(values.policy); // checked now; the controller reads LOGOMESH_POLICY
         return await upCommand({ dir: positionals[0] ?? 'manifests', detach: values.detach === true }, io, createLogger());
       }
       case 'ps': {
@@ -118,7 +117,7 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
         if (positionals[1] === 'topic') {
           if (positionals.length !== 3) throw usage(`${command} <plugin> topic needs one topic pattern as the manifest lists it, e.g. ${command} analyzer topic thought.added`);
           if (values.read || values.write) throw usage('--read and --write apply to path grants only');
-          if (!isTopicPattern(positionals[2]!)) {
+          if (!(await import('../index.js')).isTopicPattern(positionals[2]!)) {
             throw usage(`'${positionals[2]}' is not a topic pattern as a manifest lists it: a dotted name (thought.added), a prefix ending in .* (thought.*), or *`);
           }
           const ttl = values.ttl === undefined ? undefined : Number(values.ttl);
@@ -163,13 +162,13 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
         const split = rest.indexOf('--');
         const { positionals } = parseArgs({ args: split < 0 ? rest : rest.slice(0, split), allowPositionals: true, options: {} });
         if (positionals.length !== 1) throw usage('test needs one plugin folder');
-        const [{ testCommand }, { createLogger }] = await Promise.all([import('./test.js'), import('../log.js')]);
+        const [{ testCommand }, { createLogger }] = await Promise.all([import('./test.js'), import('../index.js')]);
         return await testCommand(positionals[0]!, split < 0 ? [] : rest.slice(split + 1), io, createLogger('logomesh', process.env.LOGOMESH_LOG_LEVEL ?? 'warn'));
       }
       case 'dev': {
         const { positionals } = parseArgs({ args: rest, allowPositionals: true, options: {} });
         if (positionals.length !== 1) throw usage('dev needs one plugin folder');
-        const [{ devCommand }, { createLogger }] = await Promise.all([import('./dev.js'), import('../log.js')]);
+        const [{ devCommand }, { createLogger }] = await Promise.all([import('./dev.js'), import('../index.js')]);
         return await devCommand(positionals[0]!, io, createLogger('logomesh', process.env.LOGOMESH_LOG_LEVEL ?? 'warn'));
       }
       case 'keygen': {
@@ -197,7 +196,7 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
       return err.code === 'LM_USAGE' ? 2 : 1;
     }
     if (typeof (err as { statusCode?: unknown })?.statusCode === 'number') {
-      const { engineError } = await import('../engine/docker.js');
+      const { engineError } = await import('../index.js');
       const e = engineError('answer a request', err);
       io.err(`${e.code}: ${e.message}`);
       return 1;

@@ -1,4 +1,4 @@
-import type { PluginStatus } from '../controller/types.js';
+import type { PluginStatus } from '../index.js';
 
 /** `ps` as a table people can read. */
 export function psTable(list: readonly PluginStatus[]): string {

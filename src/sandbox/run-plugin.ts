@@ -3,8 +3,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Writable } from 'node:stream';
-import type { Docker } from '../engine/docker.js';
-import type { Logger } from '../log.js';
+import { connectEngine, type Docker } from '../engine/docker.js';
+import { instanceId } from '../labels.js';
+import { silentLogger, type Logger } from '../log.js';
 import type { LoadedManifest } from '../manifest/types.js';
 import { NO_POLICY, type Policy } from '../policy/policy.js';
 import type { SignedContent } from '../signing/signature.js';
@@ -13,12 +14,15 @@ import { PluginContainer } from './plugin-container.js';
 import { prepareSandbox, type SandboxHooks } from './prepare.js';
 
 export interface RunOptions {
-  readonly docker: Docker;
   readonly loaded: LoadedManifest;
-  readonly instance: string;
   readonly stdout: Writable;
   readonly stderr: Writable;
-  readonly log: Logger;
+  /** The engine (default: connectEngine(), DOCKER_HOST or the local socket). */
+  readonly docker?: Docker;
+  /** Instance label of what the run creates (default: instanceId(), this process's run). */
+  readonly instance?: string;
+  /** Default: silent. */
+  readonly log?: Logger;
   /** Aborting stops the plugin and removes its container. */
   readonly signal?: AbortSignal;
   /** Where image build progress goes (shown only on a TTY). */
@@ -61,7 +65,10 @@ export interface RunResult {
  * container is removed on every path out: exit, error or abort.
  */
 export async function runPlugin(opts: RunOptions): Promise<RunResult> {
-  const { docker, loaded, log } = opts;
+  const { loaded } = opts;
+  const docker = opts.docker ?? (await connectEngine());
+  const log = opts.log ?? silentLogger;
+  const instance = opts.instance ?? instanceId();
   // A plugin with network capabilities: its own network to the egress proxy, removed after the run.
   let egress = opts.egress;
   let configDir: string | undefined;
@@ -77,7 +84,7 @@ export async function runPlugin(opts: RunOptions): Promise<RunResult> {
   await using sandbox = await prepareSandbox({
     docker,
     loaded,
-    instance: opts.instance,
+    instance,
     log,
     policy: opts.policy ?? NO_POLICY,
     ...(opts.progress ? { progress: opts.progress } : {}),
@@ -87,7 +94,7 @@ export async function runPlugin(opts: RunOptions): Promise<RunResult> {
     network: async () => {
       if (!egress) {
         configDir = mkdtempSync(path.join(os.tmpdir(), 'lm-egress-'));
-        egress = await Egress.start({ docker, instance: opts.instance, log, configDir });
+        egress = await Egress.start({ docker, instance, log, configDir });
       }
       return egress.attach(key, loaded.manifest);
     },
