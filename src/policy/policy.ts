@@ -7,7 +7,7 @@ import { describeSchemaError, show } from '../schema-errors.js';
 import type { CapabilityScope, FsPermission, Resources } from '../manifest/types.js';
 import { parseManifestSource } from '../manifest/source.js';
 import { decodeUtf8, readRegularFile } from '../read-file.js';
-import { deniedSyscalls } from '../sandbox/seccomp.js';
+import { deniedSyscalls } from '../seccomp/profiles.js';
 import { keyIdOf, parsePublicKey } from '../signing/keys.js';
 import schema from './policy.schema.json' with { type: 'json' };
 

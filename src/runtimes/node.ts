@@ -6,7 +6,8 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { LogoMeshError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { IMAGES_DIR, PLUGIN_MOUNT, PROTOCOL_EXTRA, REPO_DIR, type RuntimeImage } from './runtime.js';
+import { IMAGES_DIR, REPO_DIR } from '../paths.js';
+import { PLUGIN_MOUNT, PROTOCOL_EXTRA, type RuntimeImage } from './runtime.js';
 
 const run = promisify(execFile);
 const tag = 'logomesh/runtime-node:latest';

@@ -1,5 +1,6 @@
 import path from 'node:path';
-import { IMAGES_DIR, PLUGIN_MOUNT, PROTOCOL_EXTRA, type RuntimeImage } from './runtime.js';
+import { IMAGES_DIR } from '../paths.js';
+import { PLUGIN_MOUNT, PROTOCOL_EXTRA, type RuntimeImage } from './runtime.js';
 
 const tag = 'logomesh/runtime-python:latest';
 

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Runtime } from '../manifest/types.js';
+import { IMAGES_DIR } from '../paths.js';
 
 /** One image a runtime needs, built from a folder under images/. */
 export interface ImageDef {
@@ -113,9 +113,6 @@ export function pluginUser(instance: string, pluginId: string): string {
   return `${pluginUid(instance, pluginId)}:${pluginGid(instance, pluginId)}`;
 }
 
-/** The repository's root, images/ folder and node_modules, found from this module in src/ or dist/. */
-export const REPO_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-export const IMAGES_DIR = path.join(REPO_DIR, 'images');
 
 /**
  * The protocol's constants and conformance transcript (images/protocol/), added to the build

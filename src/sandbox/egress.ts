@@ -9,7 +9,7 @@ import { LABEL, ownerLabels } from '../labels.js';
 import type { Logger } from '../log.js';
 import type { Manifest } from '../manifest/types.js';
 import type { AuditSink } from '../audit/audit-log.js';
-import { IMAGES_DIR } from '../runtimes/runtime.js';
+import { IMAGES_DIR } from '../paths.js';
 import { auditEntry, type EgressDecision } from './egress/decisions.js';
 import { ensureHostFirewall, type FirewallState } from './egress/firewall.js';
 import { networkHosts, normalizeHost } from './egress/hosts.js';

@@ -12,7 +12,7 @@ import { operatorMountLabels, stageContainerMounts, type OperatorMount } from '.
 import { containerSpec } from './container-spec.js';
 import { isNetworked, type EgressAttachment } from './egress.js';
 import { resolveRuntime } from './oci-runtime.js';
-import { pluginSeccompProfile } from './seccomp.js';
+import { pluginSeccompProfile } from '../seccomp/profiles.js';
 import { checkWritableGrants } from './writable-grants.js';
 
 /** Fixed points of the pipeline where a test makes its swaps, instead of relying on timing. */

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { LogoMeshError } from '../errors.js';
 import { manifestSchema } from '../manifest/index.js';
 import type { Runtime } from '../manifest/types.js';
-import { REPO_DIR } from '../runtimes/runtime.js';
+import { REPO_DIR } from '../paths.js';
 
 /**
  * The templates of a new plugin, one folder per runtime, plus README.md.tmpl shared by all.

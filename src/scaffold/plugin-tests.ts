@@ -12,7 +12,7 @@ import { holdRealPath } from '../sandbox/host-paths.js';
 import { MountStaging } from '../sandbox/mount-staging.js';
 import { pathChanged, verifyPluginMounts } from '../sandbox/plugin-mounts.js';
 import { PluginContainer } from '../sandbox/plugin-container.js';
-import { seccompProfile, seccompSecurityOpt, seccompVariant } from '../sandbox/seccomp.js';
+import { seccompProfile, seccompSecurityOpt, seccompVariant } from '../seccomp/profiles.js';
 
 /** How one runtime runs a plugin's own tests. */
 export interface TestRecipe {

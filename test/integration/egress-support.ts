@@ -8,7 +8,7 @@ import type { LoadedManifest } from '../../src/manifest/types.js';
 import { python } from '../../src/runtimes/python.js';
 import { containerSpec } from '../../src/sandbox/container-spec.js';
 import type { EgressAttachment } from '../../src/sandbox/egress.js';
-import { pluginSeccompProfile } from '../../src/sandbox/seccomp.js';
+import { pluginSeccompProfile } from '../../src/seccomp/profiles.js';
 import { docker, instance, sleep, tempDir } from './support.js';
 
 /**

@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../../log.js';
-import { REPO_DIR } from '../../runtimes/runtime.js';
+import { REPO_DIR } from '../../paths.js';
 
 /**
  * The host firewall rules for plugin networks (src/provision/egress-firewall.rules), the second

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { LogoMeshError } from '../errors.js';
-import { IMAGES_DIR } from '../runtimes/runtime.js';
+import { IMAGES_DIR } from '../paths.js';
 
 /**
  * LogoMesh's own seccomp profiles, in images/seccomp/: Docker's default allowlist minus the
