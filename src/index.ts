@@ -16,7 +16,7 @@
 // --- the controller ---------------------------------------------------------------------------
 export { Controller, type ControllerOptions } from './controller/controller.js';
 export type { CapabilityDecision } from './controller/capabilities.js';
-export { auditRotationFromEnv, controllerOptionsFromEnv, hubTokenFromEnv } from './controller/env.js';
+export { controllerOptionsFromEnv, hubTokenFromEnv } from './controller/env.js';
 export { pluginSocketDir, resolveHome, type Home } from './controller/home.js';
 export type { ControllerStatus, EngineStatus, LogLine, PathGrantAnswer, PluginState, PluginStatus } from './controller/types.js';
 export { ControlClient } from './control/client.js';
@@ -28,7 +28,7 @@ export { hubLimitsFromEnv, type HubLimits } from './hub/limits-from-env.js';
 // --- manifests --------------------------------------------------------------------------------
 export { findManifest, loadManifest, manifestSchema, MANIFEST_NAMES } from './manifest/index.js';
 export type { Capability, Coordination, LoadedManifest, Manifest, Runtime } from './manifest/index.js';
-export { isTopic, isTopicPattern, topicMatches } from './manifest/topics.js';
+export { isTopicPattern, topicMatches } from './manifest/topics.js';
 
 // --- running plugins --------------------------------------------------------------------------
 export { runPlugin, type RunOptions, type RunResult } from './sandbox/run-plugin.js';

@@ -8,7 +8,7 @@ import path from 'node:path';
 
 const CHUNK = 64 * 1024;
 /** A line longer than this is not one the controller wrote (entries are truncated far below it). */
-export const MAX_LINE_BYTES = 1024 * 1024;
+const MAX_LINE_BYTES = 1024 * 1024;
 
 /** The files of a trail in order: rotated ones (`audit.<n>.jsonl`, oldest first), then the current. */
 export function trailFiles(file: string): string[] {

@@ -104,7 +104,7 @@ export class AuditLog {
   }
 }
 
-export function rotatedName(file: string, n: number): string {
+function rotatedName(file: string, n: number): string {
   return file.replace(/\.jsonl$/, '') + `.${String(n).padStart(8, '0')}.jsonl`;
 }
 

@@ -24,7 +24,7 @@ import {
 import type { CliIo } from './io.js';
 
 /** Changes closer together than this are one reload. */
-export const DEBOUNCE_MS = 100;
+const DEBOUNCE_MS = 100;
 
 /**
  * Folders whose changes never reload: version control, editor state, caches, and

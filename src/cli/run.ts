@@ -24,7 +24,7 @@ import type { CliIo } from './io.js';
 import { abortOnClosedOutput, abortOnSignals, EXIT_PIPE, SIGNAL_EXIT, type OutputAbort, type SignalAbort } from './signals.js';
 
 /** Exit status the shell gives a process killed by SIGKILL, which is what an OOM kill is. */
-export const EXIT_KILLED = 137;
+const EXIT_KILLED = 137;
 
 /**
  * `logomesh run <plugin-dir>...`: run each plugin to completion in its sandbox, one after

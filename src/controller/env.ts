@@ -20,7 +20,7 @@ export function hubTokenFromEnv(env: NodeJS.ProcessEnv = process.env): string | 
 }
 
 /** LOGOMESH_AUDIT_MAX_BYTES and LOGOMESH_AUDIT_KEEP: the audit trail's rotation. Throws LM_USAGE. */
-export function auditRotationFromEnv(env: NodeJS.ProcessEnv = process.env): { maxBytes?: number; keep?: number } {
+function auditRotationFromEnv(env: NodeJS.ProcessEnv = process.env): { maxBytes?: number; keep?: number } {
   const maxBytes = env.LOGOMESH_AUDIT_MAX_BYTES;
   const keep = env.LOGOMESH_AUDIT_KEEP;
   return { ...(maxBytes ? { maxBytes: positiveInteger('LOGOMESH_AUDIT_MAX_BYTES', maxBytes) } : {}), ...(keep ? { keep: positiveInteger('LOGOMESH_AUDIT_KEEP', keep) } : {}) };

@@ -8,10 +8,10 @@ export type { Docker };
 // entry point (and `logomesh validate`, `create`, ...) start without paying for it.
 const require = createRequire(import.meta.url);
 
-export const PING_TIMEOUT_MS = 5_000;
+const PING_TIMEOUT_MS = 5_000;
 
 /** A client for the engine at DOCKER_HOST, or the local socket. */
-export function dockerClient(): Docker {
+function dockerClient(): Docker {
   // dockerode reads DOCKER_HOST, DOCKER_TLS_VERIFY and DOCKER_CERT_PATH itself.
   const Dockerode = require('dockerode') as typeof Docker;
   return new Dockerode();

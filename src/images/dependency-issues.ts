@@ -15,7 +15,7 @@ export interface DependencyProblem {
  * The problems as manifest issues, with the line and column of each field when the file
  * can still be read (it may have been edited since it was loaded; then they are left out).
  */
-export function dependencyIssues(loaded: LoadedManifest, code: ErrorCode, problems: readonly DependencyProblem[]): ManifestIssue[] {
+function dependencyIssues(loaded: LoadedManifest, code: ErrorCode, problems: readonly DependencyProblem[]): ManifestIssue[] {
   let locate: (pointer: string) => { line: number; column: number } | undefined = () => undefined;
   try {
     const source = parseManifestSource(readFileSync(loaded.file, 'utf8'));

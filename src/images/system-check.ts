@@ -62,7 +62,7 @@ export const CHECK_SCRIPT = [
 ].join('\n');
 
 /** How long a check container may take before it is removed and the check fails. */
-export const CHECK_TIMEOUT_MS = 30_000;
+const CHECK_TIMEOUT_MS = 30_000;
 const MB = 1024 * 1024;
 
 /** Sorted and without duplicates: the list as a set, so order and repeats don't matter. */

@@ -22,9 +22,9 @@ export { schema as policySchema };
  */
 
 /** The environment variable naming the policy file when no --policy is given. */
-export const POLICY_ENV = 'LOGOMESH_POLICY';
+const POLICY_ENV = 'LOGOMESH_POLICY';
 /** Larger policy files are refused before parsing. */
-export const MAX_POLICY_BYTES = 256 * 1024;
+const MAX_POLICY_BYTES = 256 * 1024;
 /** A trusted key's .pub file is a few hundred bytes; larger ones are refused unread. */
 const MAX_KEY_FILE_BYTES = 64 * 1024;
 

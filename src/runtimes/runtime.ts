@@ -55,8 +55,8 @@ export const PLUGIN_MOUNT = '/plugin';
  * the short-lived containers that are not plugins: dependency checks, `logomesh test`. A
  * plugin itself runs as its own user and group (pluginUid, pluginGid).
  */
-export const PLUGIN_UID = 10001;
-export const PLUGIN_GID = 10001;
+const PLUGIN_UID = 10001;
+const PLUGIN_GID = 10001;
 export const PLUGIN_USER = `${PLUGIN_UID}:${PLUGIN_GID}`;
 
 /**
@@ -101,11 +101,6 @@ export function pluginGid(instance: string, pluginId: string): number {
 export function pluginUid(instance: string, pluginId: string): number {
   const scope = /^run-\d+-[0-9a-f]+$/.test(instance) ? 'run' : instance;
   return derive(`uid/${scope}/${pluginId}`);
-}
-
-/** Is `uid` in the range of plugin users? */
-export function isPluginUid(uid: number): boolean {
-  return uid >= PLUGIN_IDS.from && uid < PLUGIN_IDS.to;
 }
 
 /** The plugin's user and group, as the engine takes them: `<pluginUid>:<pluginGid>`. */

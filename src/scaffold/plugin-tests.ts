@@ -34,7 +34,7 @@ export interface TestRecipe {
  * What `logomesh test` runs for a plugin: the language's own test command, in the image
  * the plugin runs or is built in. `args` are appended (a test filter, more verbosity).
  */
-export function testRecipe(loaded: LoadedManifest, args: readonly string[] = []): TestRecipe {
+function testRecipe(loaded: LoadedManifest, args: readonly string[] = []): TestRecipe {
   const runtime = runtimeImage(loaded.manifest.runtime);
   const builder = runtime.images[0]?.tag ?? runtime.tag;
   const recipes: Record<Runtime, TestRecipe> = {
@@ -80,7 +80,7 @@ export interface PluginTestResult {
 }
 
 /** The container the tests run in: isolated like a plugin (no network, non-root, no capabilities, its seccomp profile). */
-export function testContainerSpec(loaded: LoadedManifest, runtime: RuntimeImage, recipe: TestRecipe, instance: string, folderSource: string = loaded.pluginDir): ContainerCreateOptions {
+function testContainerSpec(loaded: LoadedManifest, runtime: RuntimeImage, recipe: TestRecipe, instance: string, folderSource: string = loaded.pluginDir): ContainerCreateOptions {
   const { manifest } = loaded;
   const env: Record<string, string> = {
     ...runtime.env,
