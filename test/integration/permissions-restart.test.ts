@@ -9,7 +9,7 @@ import { Controller } from '../../src/controller/controller.js';
 import { silentLogger } from '../../src/log.js';
 import { readAudit } from '../../src/audit/audit-log.js';
 import { loadPolicy } from '../../src/policy/policy.js';
-import { python } from '../../src/runtimes/python.js';
+import { startHelperServer, type HelperServer } from './helper-server.js';
 import { docker, instance, REPO, runCli, sleep, tempDir } from './support.js';
 
 const FIX = path.join(REPO, 'test', 'fixtures', 'controller');
@@ -111,25 +111,17 @@ describe('operator permissions survive kill -9 of the controller', () => {
  */
 describe('host revocations stick until granted back', () => {
   let network: Dockerode.Network;
-  let server: Dockerode.Container;
+  let server: HelperServer | undefined;
   const web = `lm-${instance()}-hostrev-web`;
   const inst = `${instance()}-hostrev`;
 
   beforeAll(async () => {
     const d = await docker();
-    const labels = ownerLabels('test', instance());
-    network = await d.createNetwork({ Name: `lm-${instance()}-hostrev`, Driver: 'bridge', Internal: true, Labels: labels });
-    server = await d.createContainer({
-      name: web,
-      Image: python.tag,
-      Cmd: ['python3', '-m', 'http.server', '8080', '--bind', '0.0.0.0'],
-      Labels: labels,
-      HostConfig: { NetworkMode: network.id, CapDrop: ['ALL'], ReadonlyRootfs: true, Init: true },
-    });
-    await server.start();
+    network = await d.createNetwork({ Name: `lm-${instance()}-hostrev`, Driver: 'bridge', Internal: true, Labels: ownerLabels('test', instance()) });
+    server = await startHelperServer(['python3', '-m', 'http.server', '8080', '--bind', '0.0.0.0'], network.id, web);
   });
   afterAll(async () => {
-    await ignoreGone(server?.remove({ force: true }));
+    await server?.stop();
     await ignoreGone(network?.remove());
   });
 
