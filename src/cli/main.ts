@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { isLogoMeshError, LogoMeshError } from '../errors.js';
+import { isLogoMeshError, LogoMeshError } from '../control/client.js';
 import { processIo, type CliIo } from './io.js';
 
 const USAGE = `usage: logomesh <command> [options]
@@ -25,6 +25,10 @@ commands:
   revoke <plugin> host <host:port>       take a host its manifest lists off its network
                                          allow-list (until granted back; survives restarts)
   grant <plugin> host <host:port>        give it back (a running plugin is recreated)
+  revoke <plugin> topic <pattern>        take a topic pattern its manifest lists under
+                                         coordination.publishes or .subscribes away, at once
+  grant <plugin> topic <pattern> [--ttl ms]
+                                         give it back (for ttl ms only, if given)
   audit [--plugin id] [--since t] [--json] [--verify]
                                          the audit trail of permission decisions
   clean [--all]                          remove containers, networks and volumes LogoMesh
@@ -59,14 +63,14 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
       case 'run': {
         const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { policy: { type: 'string' } } });
         if (positionals.length === 0) throw usage('run needs at least one plugin folder');
-        const [{ runCommand }, { createLogger }] = await Promise.all([import('./run.js'), import('../log.js')]);
+        const [{ runCommand }, { createLogger }] = await Promise.all([import('./run.js'), import('../index.js')]);
         return await runCommand(positionals, io, createLogger(), values.policy);
       }
       case 'up': {
         const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { detach: { type: 'boolean', short: 'd', default: false }, policy: { type: 'string' } } });
         if (positionals.length > 1) throw usage('up takes one folder of plugin folders');
-        (await import('../policy/policy.js')).applyPolicyOption(values.policy); // checked now; the controller reads LOGOMESH_POLICY
-        const [{ upCommand }, { createLogger }] = await Promise.all([import('./up.js'), import('../log.js')]);
+        const [{ upCommand }, { applyPolicyOption, createLogger }] = await Promise.all([import('./up.js'), import('../index.js')]);
+        applyPolicyOption(values.policy); // checked now; the controller reads LOGOMESH_POLICY
         return await upCommand({ dir: positionals[0] ?? 'manifests', detach: values.detach === true }, io, createLogger());
       }
       case 'ps': {
@@ -113,6 +117,17 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
           }
           return await (await import('./control.js')).hostPermissionCommand(command, positionals[0]!, positionals[2]!, io);
         }
+        if (positionals[1] === 'topic') {
+          if (positionals.length !== 3) throw usage(`${command} <plugin> topic needs one topic pattern as the manifest lists it, e.g. ${command} analyzer topic thought.added`);
+          if (values.read || values.write) throw usage('--read and --write apply to path grants only');
+          if (!(await import('../index.js')).isTopicPattern(positionals[2]!)) {
+            throw usage(`'${positionals[2]}' is not a topic pattern as a manifest lists it: a dotted name (thought.added), a prefix ending in .* (thought.*), or *`);
+          }
+          const ttl = values.ttl === undefined ? undefined : Number(values.ttl);
+          if (ttl !== undefined && !(ttl > 0)) throw usage(`--ttl must be a positive number of milliseconds, found '${values.ttl}'`);
+          if (command === 'revoke' && ttl !== undefined) throw usage('--ttl applies to grant only');
+          return await (await import('./control.js')).topicPermissionCommand(command, positionals[0]!, positionals[2]!, ttl, io);
+        }
         if (positionals[1] === 'path') {
           if (positionals.length !== 3) throw usage(`${command} <plugin> path needs one host path, e.g. ${command} analyzer path /srv/data${command === 'grant' ? ':/grants/data --read' : ''}`);
           if (values.read && values.write) throw usage('give --read or --write, not both');
@@ -150,13 +165,13 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
         const split = rest.indexOf('--');
         const { positionals } = parseArgs({ args: split < 0 ? rest : rest.slice(0, split), allowPositionals: true, options: {} });
         if (positionals.length !== 1) throw usage('test needs one plugin folder');
-        const [{ testCommand }, { createLogger }] = await Promise.all([import('./test.js'), import('../log.js')]);
+        const [{ testCommand }, { createLogger }] = await Promise.all([import('./test.js'), import('../index.js')]);
         return await testCommand(positionals[0]!, split < 0 ? [] : rest.slice(split + 1), io, createLogger('logomesh', process.env.LOGOMESH_LOG_LEVEL ?? 'warn'));
       }
       case 'dev': {
         const { positionals } = parseArgs({ args: rest, allowPositionals: true, options: {} });
         if (positionals.length !== 1) throw usage('dev needs one plugin folder');
-        const [{ devCommand }, { createLogger }] = await Promise.all([import('./dev.js'), import('../log.js')]);
+        const [{ devCommand }, { createLogger }] = await Promise.all([import('./dev.js'), import('../index.js')]);
         return await devCommand(positionals[0]!, io, createLogger('logomesh', process.env.LOGOMESH_LOG_LEVEL ?? 'warn'));
       }
       case 'keygen': {
@@ -196,7 +211,7 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
       return err.code === 'LM_USAGE' ? 2 : 1;
     }
     if (typeof (err as { statusCode?: unknown })?.statusCode === 'number') {
-      const { engineError } = await import('../engine/docker.js');
+      const { engineError } = await import('../index.js');
       const e = engineError('answer a request', err);
       io.err(`${e.code}: ${e.message}`);
       return 1;

@@ -1,24 +1,30 @@
-import { connectEngine } from '../engine/docker.js';
-import { LogoMeshError } from '../errors.js';
-import { instanceId } from '../labels.js';
-import type { Logger } from '../log.js';
-import type Docker from 'dockerode';
-import { loadManifest } from '../manifest/index.js';
-import type { LoadedManifest } from '../manifest/types.js';
-import { resolvePolicy, type Policy } from '../policy/policy.js';
-import { runtimeImage } from '../runtimes/index.js';
-import { removeRunOrphans } from '../sandbox/orphans.js';
-import { removeStagingLeftovers } from '../sandbox/mount-staging.js';
-import { runPlugin } from '../sandbox/run-plugin.js';
-import { signedContentOf, verifyPlugin, type SignedContent } from '../signing/signature.js';
-import { PLUGIN_IDS, pluginGid } from '../runtimes/runtime.js';
-import { EXIT_SIGSYS, KernelWatch, seccompKillMessage } from '../violations/kernel-watch.js';
-import { enforcePolicy } from '../policy/decisions.js';
+import {
+  connectEngine,
+  enforcePolicy,
+  EXIT_SIGSYS,
+  followSeccompKills,
+  instanceId,
+  loadManifest,
+  LogoMeshError,
+  removeRunOrphans,
+  removeStagingLeftovers,
+  resolvePolicy,
+  runPlugin,
+  runtimeImage,
+  signedContentOf,
+  verifyPlugin,
+  type Docker,
+  type LoadedManifest,
+  type Logger,
+  type Policy,
+  type SeccompKills,
+  type SignedContent,
+} from '../index.js';
 import type { CliIo } from './io.js';
 import { abortOnClosedOutput, abortOnSignals, EXIT_PIPE, SIGNAL_EXIT, type OutputAbort, type SignalAbort } from './signals.js';
 
 /** Exit status the shell gives a process killed by SIGKILL, which is what an OOM kill is. */
-export const EXIT_KILLED = 137;
+const EXIT_KILLED = 137;
 
 /**
  * `logomesh run <plugin-dir>...`: run each plugin to completion in its sandbox, one after
@@ -40,7 +46,7 @@ export async function runCommand(targets: string[], io: CliIo, log: Logger, poli
   using abort = abortOnSignals();
   using output = abortOnClosedOutput(io);
   // A plugin killed for a forbidden system call is named with that call, from the kernel log.
-  const seccomp = new KernelWatch({ log, uid: PLUGIN_IDS, ownerOf: (kill) => loaded.find((l) => pluginGid(instance, l.manifest.id) === kill.gid)?.manifest.id });
+  const seccomp = followSeccompKills({ log, instance, plugins: loaded.map((l) => l.manifest.id) });
   try {
     return await runEach(loaded, { docker, instance, io, log, abort, output, seccomp, policy, signed });
   } finally {
@@ -50,7 +56,7 @@ export async function runCommand(targets: string[], io: CliIo, log: Logger, poli
 
 async function runEach(
   loaded: LoadedManifest[],
-  ctx: { docker: Docker; instance: string; io: CliIo; log: Logger; abort: SignalAbort; output: OutputAbort; seccomp: KernelWatch; policy: Policy; signed: ReadonlyMap<LoadedManifest, SignedContent | undefined> },
+  ctx: { docker: Docker; instance: string; io: CliIo; log: Logger; abort: SignalAbort; output: OutputAbort; seccomp: SeccompKills; policy: Policy; signed: ReadonlyMap<LoadedManifest, SignedContent | undefined> },
 ): Promise<number> {
   const { docker, instance, io, log, abort, output, seccomp, policy } = ctx;
   const signal = AbortSignal.any([abort.signal, output.signal]);
@@ -77,7 +83,7 @@ async function runEach(
       status ||= EXIT_KILLED;
       continue;
     }
-    if (result.exitCode === EXIT_SIGSYS) io.err(`LM_SECCOMP_VIOLATION: ${seccompKillMessage(id, await seccomp.take(id, startedAt, 1_000))}`);
+    if (result.exitCode === EXIT_SIGSYS) io.err(`LM_SECCOMP_VIOLATION: ${await seccomp.explain(id, startedAt)}`);
     log.debug({ plugin: id, exitCode: result.exitCode, runMs: result.runMs }, 'plugin exited');
     status ||= result.exitCode;
   }

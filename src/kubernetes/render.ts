@@ -6,7 +6,7 @@ import type { LoadedManifest } from '../manifest/types.js';
 import { DEFAULT_SANDBOX_RUNTIME, enforcePolicy, ociRuntimeFor } from '../policy/decisions.js';
 import type { Policy } from '../policy/policy.js';
 import { isNetworked } from '../sandbox/egress.js';
-import { pluginSeccompProfile } from '../sandbox/seccomp.js';
+import { pluginSeccompProfile } from '../seccomp/profiles.js';
 import { controllerDeployment, controllerHomeClaim, controllerRole, controllerRoleBinding, controllerServiceAccount, hubService, manifestsConfigMap, pluginServiceAccount } from './controller.js';
 import { proxyConfigMap, proxyDeployment, proxyNetworkPolicy, proxyService } from './egress-proxy.js';
 import { checkPluginId, kubeLabels } from './names.js';

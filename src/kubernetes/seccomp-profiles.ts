@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { LogoMeshError } from '../errors.js';
-import { parseSeccompProfile, type SeccompRule } from '../sandbox/seccomp.js';
+import { parseSeccompProfile, type SeccompRule } from '../seccomp/profiles.js';
 import { kubeLabels } from './names.js';
 
 /**

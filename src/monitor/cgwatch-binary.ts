@@ -4,10 +4,10 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import type { Docker } from '../engine/docker.js';
-import { ensureImage } from '../engine/images.js';
+import { ensureImage } from '../images/build.js';
 import { LogoMeshError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { IMAGES_DIR, REPO_DIR } from '../runtimes/runtime.js';
+import { IMAGES_DIR, REPO_DIR } from '../paths.js';
 
 const run = promisify(execFile);
 

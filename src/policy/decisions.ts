@@ -189,7 +189,7 @@ export function hostPathRuleFor(policy: Policy, pluginId: string, realPath: stri
 }
 
 /** OCI runtimes that run containers as ordinary processes on the host kernel: isolation levels 1 and 2 only. */
-export const PLAIN_RUNTIMES = ['runc', 'crun', 'youki', 'io.containerd.runc.v2', 'io.containerd.runtime.v1.linux'] as const;
+const PLAIN_RUNTIMES = ['runc', 'crun', 'youki', 'io.containerd.runc.v2', 'io.containerd.runtime.v1.linux'] as const;
 
 /** The runtime an isolation level 3 plugin gets when the policy names none: gVisor. */
 export const DEFAULT_SANDBOX_RUNTIME = 'runsc';

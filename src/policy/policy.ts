@@ -7,7 +7,7 @@ import { describeSchemaError, show } from '../schema-errors.js';
 import type { CapabilityScope, FsPermission, KillOnExceed, MonitoringAlerts, Resources } from '../manifest/types.js';
 import { parseManifestSource } from '../manifest/source.js';
 import { decodeUtf8, readRegularFile } from '../read-file.js';
-import { deniedSyscalls } from '../sandbox/seccomp.js';
+import { deniedSyscalls } from '../seccomp/profiles.js';
 import { keyIdOf, parsePublicKey } from '../signing/keys.js';
 import schema from './policy.schema.json' with { type: 'json' };
 
@@ -22,9 +22,9 @@ export { schema as policySchema };
  */
 
 /** The environment variable naming the policy file when no --policy is given. */
-export const POLICY_ENV = 'LOGOMESH_POLICY';
+const POLICY_ENV = 'LOGOMESH_POLICY';
 /** Larger policy files are refused before parsing. */
-export const MAX_POLICY_BYTES = 256 * 1024;
+const MAX_POLICY_BYTES = 256 * 1024;
 /** A trusted key's .pub file is a few hundred bytes; larger ones are refused unread. */
 const MAX_KEY_FILE_BYTES = 64 * 1024;
 

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Runtime } from '../manifest/types.js';
+import { IMAGES_DIR } from '../paths.js';
 
 /** One image a runtime needs, built from a folder under images/. */
 export interface ImageDef {
@@ -55,14 +55,14 @@ export const PLUGIN_MOUNT = '/plugin';
  * the short-lived containers that are not plugins: dependency checks, `logomesh test`. A
  * plugin itself runs as its own user and group (pluginUid, pluginGid).
  */
-export const PLUGIN_UID = 10001;
-export const PLUGIN_GID = 10001;
+const PLUGIN_UID = 10001;
+const PLUGIN_GID = 10001;
 export const PLUGIN_USER = `${PLUGIN_UID}:${PLUGIN_GID}`;
 
 /**
  * The range of plugin users and groups, [from, to): far above a host's own users and groups
  * and the subordinate ids of user namespaces (/etc/subuid ranges start at 100000, 65536
- * each). The kernel audit rules (src/engine/kernel-audit.rules) match exactly this range.
+ * each). The kernel audit rules (src/provision/kernel-audit.rules) match exactly this range.
  */
 export const PLUGIN_IDS = Object.freeze({ from: 1_000_000_000, to: 1_100_000_000 });
 
@@ -103,19 +103,11 @@ export function pluginUid(instance: string, pluginId: string): number {
   return derive(`uid/${scope}/${pluginId}`);
 }
 
-/** Is `uid` in the range of plugin users? */
-export function isPluginUid(uid: number): boolean {
-  return uid >= PLUGIN_IDS.from && uid < PLUGIN_IDS.to;
-}
-
 /** The plugin's user and group, as the engine takes them: `<pluginUid>:<pluginGid>`. */
 export function pluginUser(instance: string, pluginId: string): string {
   return `${pluginUid(instance, pluginId)}:${pluginGid(instance, pluginId)}`;
 }
 
-/** The repository's root, images/ folder and node_modules, found from this module in src/ or dist/. */
-export const REPO_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-export const IMAGES_DIR = path.join(REPO_DIR, 'images');
 
 /**
  * The protocol's constants and conformance transcript (images/protocol/), added to the build

@@ -2,7 +2,7 @@ import type { ContainerCreateOptions, MountSettings } from 'dockerode';
 import { LABEL, ownerLabels } from '../labels.js';
 import type { LoadedManifest } from '../manifest/types.js';
 import { PLUGIN_MOUNT, pluginUser, type RuntimeImage } from '../runtimes/runtime.js';
-import { seccompProfile, seccompSecurityOpt, seccompVariant } from './seccomp.js';
+import { seccompProfile, seccompSecurityOpt, seccompVariant } from '../seccomp/profiles.js';
 
 export interface SpecInput {
   readonly loaded: LoadedManifest;
@@ -25,7 +25,7 @@ export interface SpecInput {
   readonly env?: Readonly<Record<string, string>>;
   /**
    * The seccomp profile, as JSON text. Default: LogoMesh's own profile for the container's
-   * network mode, from seccomp.ts, which reads it from images/seccomp/ once per process.
+   * network mode, from seccomp/profiles.ts, which reads it from images/seccomp/ once per process.
    */
   readonly seccompProfile?: string;
   /**
@@ -42,7 +42,7 @@ export interface SpecInput {
 }
 
 /** Where a plugin finds its hub socket (LOGOMESH_HUB_SOCKET). */
-export const HUB_MOUNT = '/run/logomesh';
+const HUB_MOUNT = '/run/logomesh';
 export const HUB_SOCKET_NAME = 'hub.sock';
 
 /** A plugin container's network mode without network capabilities: no network but loopback. */
@@ -68,7 +68,7 @@ const MB = 1024 * 1024;
 /**
  * Translate a validated manifest into the engine's container spec. Pure: the same input
  * always gives the same spec, and nothing here talks to the engine. The one read it may do
- * is the default seccomp profile's file, once per process (seccomp.ts caches it).
+ * is the default seccomp profile's file, once per process (seccomp/profiles.ts caches it).
  *
  * What is never in the spec, whatever the manifest says: Privileged, host namespaces
  * (network, pid, ipc, uts, userns), the Docker socket, devices, added capabilities.

@@ -118,9 +118,3 @@ export function holdBeneath(dir: HeldPath, relative: string, want: 'directory' |
   const names = relative === '.' ? [] : relative.split('/').filter(Boolean);
   return walk(dir.fd, dir.path, names, path.join(dir.path, relative), want);
 }
-
-/** The identity of what a path names now, without following a symlink at its end; undefined if nothing. */
-export function identityOf(fd: number): { dev: number; ino: number } {
-  const st = fstatSync(fd);
-  return { dev: st.dev, ino: st.ino };
-}

@@ -20,7 +20,7 @@ import { holdRealPath, PathChangedError, type HeldPath } from './host-paths.js';
  * checked again right before the start: the window is narrow, not closed.
  */
 
-export type StagingMode = { readonly staged: true } | { readonly staged: false; readonly reason: string };
+type StagingMode = { readonly staged: true } | { readonly staged: false; readonly reason: string };
 
 /** The inode number of the host's initial PID namespace (PROC_PID_INIT_INO): the engine's. */
 const INITIAL_PID_NS = 'pid:[4026531836]';
@@ -28,7 +28,7 @@ const INITIAL_PID_NS = 'pid:[4026531836]';
 let mode: StagingMode | undefined;
 
 /** Can this process stage mounts where the engine sees them? Decided once per process. */
-export function stagingMode(): StagingMode {
+function stagingMode(): StagingMode {
   mode ??= (() => {
     if (process.platform !== 'linux') return { staged: false, reason: 'not Linux' };
     if (process.getuid?.() !== 0) return { staged: false, reason: 'the controller does not run as root' };

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Writable } from 'node:stream';
 import type { ContainerCreateOptions } from 'dockerode';
 import type { Docker } from '../engine/docker.js';
-import { ensureRuntimeImage } from '../engine/images.js';
+import { ensureRuntimeImage } from '../images/build.js';
 import { LABEL, ownerLabels } from '../labels.js';
 import type { Logger } from '../log.js';
 import type { LoadedManifest, Runtime } from '../manifest/types.js';
@@ -12,7 +12,7 @@ import { holdRealPath } from '../sandbox/host-paths.js';
 import { MountStaging } from '../sandbox/mount-staging.js';
 import { pathChanged, verifyPluginMounts } from '../sandbox/plugin-mounts.js';
 import { PluginContainer } from '../sandbox/plugin-container.js';
-import { seccompProfile, seccompSecurityOpt, seccompVariant } from '../sandbox/seccomp.js';
+import { seccompProfile, seccompSecurityOpt, seccompVariant } from '../seccomp/profiles.js';
 
 /** How one runtime runs a plugin's own tests. */
 export interface TestRecipe {
@@ -34,7 +34,7 @@ export interface TestRecipe {
  * What `logomesh test` runs for a plugin: the language's own test command, in the image
  * the plugin runs or is built in. `args` are appended (a test filter, more verbosity).
  */
-export function testRecipe(loaded: LoadedManifest, args: readonly string[] = []): TestRecipe {
+function testRecipe(loaded: LoadedManifest, args: readonly string[] = []): TestRecipe {
   const runtime = runtimeImage(loaded.manifest.runtime);
   const builder = runtime.images[0]?.tag ?? runtime.tag;
   const recipes: Record<Runtime, TestRecipe> = {
@@ -80,7 +80,7 @@ export interface PluginTestResult {
 }
 
 /** The container the tests run in: isolated like a plugin (no network, non-root, no capabilities, its seccomp profile). */
-export function testContainerSpec(loaded: LoadedManifest, runtime: RuntimeImage, recipe: TestRecipe, instance: string, folderSource: string = loaded.pluginDir): ContainerCreateOptions {
+function testContainerSpec(loaded: LoadedManifest, runtime: RuntimeImage, recipe: TestRecipe, instance: string, folderSource: string = loaded.pluginDir): ContainerCreateOptions {
   const { manifest } = loaded;
   const env: Record<string, string> = {
     ...runtime.env,

@@ -38,7 +38,7 @@ const KEEP_MS = 10_000;
  * - seccomp kills. A kill of the plugin's main process also ends its container (exit 159);
  *   the logs are read by polling, so the exit may be seen first: `take` waits for the
  *   record that explains it;
- * - denials that LogoMesh's kernel audit rules report (src/engine/kernel-audit.rules: a
+ * - denials that LogoMesh's kernel audit rules report (src/provision/kernel-audit.rules: a
  *   write to a read-only place, a full /tmp, a limit reached), when the host has them.
  */
 export class KernelWatch {
@@ -139,7 +139,7 @@ export function seccompKillMessage(plugin: string, kill: SeccompKill | undefined
   return `plugin ${plugin}: ${what}; the plugin is stopped, not restarted`;
 }
 
-/** What each of LogoMesh's kernel audit rules reports (src/engine/kernel-audit.rules). */
+/** What each of LogoMesh's kernel audit rules reports (src/provision/kernel-audit.rules). */
 const DENIALS: Readonly<Record<string, string>> = {
   'logomesh-rofs': 'a write to a read-only place',
   'logomesh-full': '/tmp or a write grant is full',

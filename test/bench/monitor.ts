@@ -22,7 +22,7 @@ import { fileURLToPath } from 'node:url';
 import type Dockerode from 'dockerode';
 import { removeByLabel } from '../../src/engine/cleanup.js';
 import { connectEngine, type Docker } from '../../src/engine/docker.js';
-import { ensureRuntimeImage } from '../../src/engine/images.js';
+import { ensureRuntimeImage } from '../../src/images/build.js';
 import { LABEL, ownerLabels } from '../../src/labels.js';
 import { silentLogger } from '../../src/log.js';
 import { ResourceMonitor, type ResourceViolation } from '../../src/monitor/index.js';

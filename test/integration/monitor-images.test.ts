@@ -2,7 +2,7 @@ import { PassThrough } from 'node:stream';
 import type Dockerode from 'dockerode';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ownerLabels } from '../../src/labels.js';
-import { ensureImage } from '../../src/engine/images.js';
+import { ensureImage } from '../../src/images/build.js';
 import { silentLogger } from '../../src/log.js';
 import { availableRuntimes } from '../../src/runtimes/index.js';
 import { EGRESS_IMAGE } from '../../src/sandbox/egress.js';

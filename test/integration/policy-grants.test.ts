@@ -2,10 +2,10 @@ import { appendFileSync, chmodSync, chownSync, copyFileSync, existsSync, mkdirSy
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { labelFilter } from '../../src/labels.js';
-import { resolveHome } from '../../src/lifecycle/home.js';
-import { PluginHost } from '../../src/lifecycle/plugin-host.js';
+import { resolveHome } from '../../src/controller/home.js';
+import { Controller } from '../../src/controller/controller.js';
 import { silentLogger } from '../../src/log.js';
-import { readAudit } from '../../src/permissions/audit-log.js';
+import { readAudit } from '../../src/audit/audit-log.js';
 import { loadPolicy, type Policy } from '../../src/policy/policy.js';
 import { generateKeyFiles } from '../../src/signing/keys.js';
 import { signPlugin } from '../../src/signing/signature.js';
@@ -25,9 +25,9 @@ function filesPlugin(root: string, id: string): string {
   return dir;
 }
 
-async function hostFor(suffix: string, policy: Policy): Promise<PluginHost> {
+async function hostFor(suffix: string, policy: Policy): Promise<Controller> {
   const home = resolveHome({ LOGOMESH_HOME: tempDir('lm-home-'), LOGOMESH_INSTANCE: `${instance()}-${suffix}` });
-  return PluginHost.create({ log: silentLogger, home, docker: await docker(), stopGraceMs: 2_000, policy });
+  return Controller.create({ log: silentLogger, home, docker: await docker(), stopGraceMs: 2_000, policy });
 }
 
 async function containersOf(inst: string): Promise<number> {
@@ -35,7 +35,7 @@ async function containersOf(inst: string): Promise<number> {
 }
 
 describe('operator path grants in real containers', () => {
-  let host: PluginHost;
+  let host: Controller;
   let shared: string;
   let ro: string;
   let rw: string;
@@ -131,7 +131,7 @@ describe('operator path grants in real containers', () => {
 });
 
 describe('signatures verified again at every start', () => {
-  let host: PluginHost;
+  let host: Controller;
   afterAll(async () => {
     const inst = host ? host.home.instance : undefined;
     await host?.close();

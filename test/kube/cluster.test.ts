@@ -5,7 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LABEL } from '../../src/labels.js';
-import { pluginFolders } from '../../src/lifecycle/plugin-host.js';
+import { pluginFolders } from '../../src/manifest/folders.js';
 import { loadManifest } from '../../src/manifest/index.js';
 import type { LoadedManifest } from '../../src/manifest/types.js';
 import { NO_POLICY } from '../../src/policy/policy.js';

@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { connectEngine } from '../../src/engine/docker.js';
-import { ensureImage, ensureRuntimeImage } from '../../src/engine/images.js';
+import { ensureImage, ensureRuntimeImage } from '../../src/images/build.js';
 import { pluginFolderSha256, pluginImageRef } from '../../src/kubernetes/plugin-image.js';
 import { silentLogger } from '../../src/log.js';
 import type { LoadedManifest } from '../../src/manifest/types.js';

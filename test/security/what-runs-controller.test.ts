@@ -3,11 +3,11 @@ import path from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { LogoMeshError } from '../../src/errors.js';
 import { labelFilter } from '../../src/labels.js';
-import { resolveHome } from '../../src/lifecycle/home.js';
-import { PluginHost, type PluginHostOptions } from '../../src/lifecycle/plugin-host.js';
+import { resolveHome } from '../../src/controller/home.js';
+import { Controller, type ControllerOptions } from '../../src/controller/controller.js';
 import { silentLogger } from '../../src/log.js';
 import { loadManifest } from '../../src/manifest/index.js';
-import { readAudit } from '../../src/permissions/audit-log.js';
+import { readAudit } from '../../src/audit/audit-log.js';
 import { loadPolicy, NO_POLICY, type Policy } from '../../src/policy/policy.js';
 import { pluginGid, pluginUid } from '../../src/runtimes/runtime.js';
 import { generateKeyFiles } from '../../src/signing/keys.js';
@@ -49,7 +49,7 @@ function swapForSymlink(dir: string, name: string, target: string): void {
   symlinkSync(target, path.join(dir, name));
 }
 
-let host: PluginHost | undefined;
+let host: Controller | undefined;
 afterEach(async () => {
   const inst = host?.home.instance;
   await host?.close();
@@ -57,13 +57,13 @@ afterEach(async () => {
   if (inst) expect((await (await docker()).listContainers({ all: true, filters: JSON.stringify(labelFilter(inst)) })).length).toBe(0);
 });
 
-async function hostFor(suffix: string, policy: Policy, extra: Partial<PluginHostOptions> = {}): Promise<PluginHost> {
+async function hostFor(suffix: string, policy: Policy, extra: Partial<ControllerOptions> = {}): Promise<Controller> {
   const home = resolveHome({ LOGOMESH_HOME: tempDir('lm-home-'), LOGOMESH_INSTANCE: `${instance()}-${suffix}` });
-  host = await PluginHost.create({ log: silentLogger, home, docker: await docker(), stopGraceMs: 5_000, policy, kernelLog: false, ...extra });
+  host = await Controller.create({ log: silentLogger, home, docker: await docker(), stopGraceMs: 5_000, policy, kernelLog: false, ...extra });
   return host;
 }
 
-function audit(h: PluginHost, plugin: string) {
+function audit(h: Controller, plugin: string) {
   return readAudit(h.home.auditFile, { plugin });
 }
 
@@ -183,7 +183,7 @@ describe('revoking a write grant bites at once', () => {
     return dir;
   }
 
-  async function writerHost(suffix: string, stopGraceMs = 5_000): Promise<{ h: PluginHost; shared: string; plugins: string }> {
+  async function writerHost(suffix: string, stopGraceMs = 5_000): Promise<{ h: Controller; shared: string; plugins: string }> {
     const shared = realpathSync(tempDir('lm-shared-'));
     chownSync(shared, ...idsOf(suffix, 'writer'));
     const policyFile = path.join(tempDir('lm-policy-'), 'policy.yaml');

@@ -7,7 +7,7 @@ import { loadManifest } from '../../src/manifest/index.js';
 import type { LoadedManifest, Resources } from '../../src/manifest/types.js';
 import { PLUGIN_IDS, pluginGid, pluginUid, runtimeImage } from '../../src/runtimes/index.js';
 import { containerSpec, type SpecInput } from '../../src/sandbox/container-spec.js';
-import { SECCOMP_DIR } from '../../src/sandbox/seccomp.js';
+import { SECCOMP_DIR } from '../../src/seccomp/profiles.js';
 import { dedent, folder, MAIN_PY, PluginFolders } from './support/plugin-folder.js';
 
 const MiB = 1024 * 1024;

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { pluginFolders } from '../../src/lifecycle/plugin-host.js';
+import { pluginFolders } from '../../src/manifest/folders.js';
 import { loadManifest } from '../../src/manifest/index.js';
 import { find, KubeFixtures, render } from './support/kube-fixtures.js';
 import { unknownFields } from './support/kube-fields.js';

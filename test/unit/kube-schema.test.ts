@@ -2,7 +2,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
-import { pluginFolders } from '../../src/lifecycle/plugin-host.js';
+import { pluginFolders } from '../../src/manifest/folders.js';
 import { loadManifest } from '../../src/manifest/index.js';
 import { toYaml } from '../../src/kubernetes/render.js';
 import { kubeTarget } from '../../src/kubernetes/target.js';

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { LogoMeshError } from '../../src/errors.js';
 import { seccompProfileObject, spoSpec, type SpoSyscall } from '../../src/kubernetes/seccomp-profiles.js';
-import { killedSyscalls, seccompProfile, type SeccompProfile } from '../../src/sandbox/seccomp.js';
+import { killedSyscalls, seccompProfile, type SeccompProfile } from '../../src/seccomp/profiles.js';
 
 const docker = JSON.parse(seccompProfile('network')) as SeccompProfile;
 const amd64 = spoSpec(seccompProfile('network'), 'amd64', 'plugin.json');

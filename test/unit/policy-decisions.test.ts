@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { LogoMeshError } from '../../src/errors.js';
-import { parseGrantTarget } from '../../src/lifecycle/path-grants.js';
+import { parseGrantTarget } from '../../src/grants/path-grants.js';
 import { loadManifest } from '../../src/manifest/index.js';
 import { enforcePolicy, hostCovered, hostPathRuleFor, policyAllowsHost, policyViolations } from '../../src/policy/decisions.js';
 import { loadPolicy, NO_POLICY, PolicyRejectedError } from '../../src/policy/policy.js';
