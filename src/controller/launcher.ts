@@ -12,6 +12,7 @@ import { prepareSandbox, type PreparedSandbox } from '../sandbox/prepare.js';
 import type { ControllerContext } from './context.js';
 import { pluginSocketDir } from './home.js';
 import { verifyBeforeStart } from './load-checks.js';
+import { withLiveLimits } from './live-limits.js';
 import { isUp, type Managed } from './managed.js';
 import { DEFAULTS } from './options.js';
 import { giveSocketTo } from './plugin-socket.js';
@@ -65,6 +66,7 @@ export class Launcher {
       if (signed) m.signed = signed;
       else delete m.signed;
       const timing = { loadStart: Date.now() };
+      await cx.monitoring.prepare(); // once: the health check program and the monitor
       let operatorGrants: readonly PathGrant[] = [];
       sandbox = await this.prepare(m, timing, (g) => (operatorGrants = g));
       await this.attachHub(m);
@@ -110,14 +112,17 @@ export class Launcher {
     const { cx } = this;
     const id = m.loaded.manifest.id;
     const hooks = cx.opts.testHooks;
+    const health = cx.monitoring.healthCheck(m);
     const sandbox = await prepareSandbox({
       docker: cx.docker,
-      loaded: m.loaded,
+      // The operator's live limit changes hold across restarts (monitoring.ts setLimits).
+      loaded: withLiveLimits(m.loaded, m.liveLimits),
       instance: cx.home.instance,
       log: cx.log,
       policy: cx.policy(),
       audit: cx.audit.record,
       hubSocketDir: pluginSocketDir(cx.home, id),
+      ...(health ? { healthCheck: health } : {}),
       name: `lm-${id}-${randomBytes(3).toString('hex')}`,
       ...(cx.opts.progress ? { progress: cx.opts.progress } : {}),
       ...(m.signed ? { signed: m.signed } : {}),
@@ -205,6 +210,7 @@ export class Launcher {
   async teardown(m: Managed): Promise<void> {
     const { cx } = this;
     const id = m.loaded.manifest.id;
+    cx.monitoring.unwatch(id);
     try {
       await m.container?.remove();
     } catch (err) {
