@@ -2,7 +2,7 @@
  * lm-health: a plugin container's Docker health check (CIS Docker Benchmark 5.27), which
  * reports what the LogoMesh controller's hub sees of the plugin. The controller writes its
  * view to a file in the plugin's hub socket folder (mounted read-only, so the plugin cannot
- * write it) after each health ping: "ok", or "unhealthy: <why>". This program, run by the
+ * write it) after each health ping: "ok: <detail>", or "unhealthy: <why>". This program, run by the
  * engine inside the container, prints that line and exits 0 for "ok", 1 otherwise; also 1
  * when the file is missing or older than <max-age> seconds (the controller stopped
  * reporting). It needs no shell, no network and no library: a static binary, mounted into
@@ -42,5 +42,6 @@ int main(int argc, char **argv) {
     return 1;
   }
   puts(text);
-  return strncmp(text, "ok", 2) == 0 && (text[2] == '\0' || text[2] == ' ') ? 0 : 1;
+  /* "ok", "ok: <detail>" or "ok <detail>": healthy; anything else is not. */
+  return strncmp(text, "ok", 2) == 0 && (text[2] == '\0' || text[2] == ':' || text[2] == ' ') ? 0 : 1;
 }

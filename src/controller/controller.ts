@@ -96,7 +96,7 @@ export class Controller implements AsyncDisposable {
       docker,
       log: this.log,
       audit: this.audit.record,
-      emit: (topic, data) => this.hub.emitEvent(topic, data),
+      emit: (topic, data) => this.hub.announce(topic, data),
       policy: () => this.policy,
       records: () => this.registry.records(),
       connections: (id) => this.egress.connections(id),

@@ -218,6 +218,16 @@ export class Hub extends EventEmitter {
     this.local.emitEvent(topic, data, to);
   }
 
+  /**
+   * An event of the controller's own (such as a resource violation), from the host: to every
+   * subscriber allowed to hear it, and to the host application in this process too, whose
+   * own emitEvent does not come back to it.
+   */
+  announce(topic: string, data: unknown): void {
+    this.local.emitEvent(topic, data);
+    this.local.deliver({ type: 'event', id: this.nextId(), from: HOST, topic, data, timestamp: Date.now() });
+  }
+
   broadcast(topic: string | undefined, data: unknown): void {
     this.local.broadcast(topic, data);
   }
