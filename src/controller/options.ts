@@ -13,7 +13,7 @@ export interface MonitoringOptions {
   readonly pollMs?: number;
   /** false: no cgwatch helper (violations read at each poll, no health check program). Default: built from images/cgwatch. */
   readonly cgwatch?: false;
-  /** How often the engine runs each plugin's health check, ms (default 30 000); false: no Docker health check. */
+  /** How often the engine runs each plugin's health check, ms (default 120 000: each costs the engine about 150 ms of CPU); false: no Docker health check. */
   readonly healthCheckMs?: number | false;
 }
 
