@@ -21,7 +21,8 @@ import { readyOrExit, waitReady, type ReadyWait } from './readiness.js';
 /** What the launcher hands to the supervisor: a container to follow from its start, a plugin to watch once ready. */
 export interface Supervision {
   watchExit(m: Managed, container: PluginContainer, exited: Promise<number>): void;
-  startHealth(m: Managed): void;
+  /** Resolves once the plugin is watched by the resource monitor too (never rejects). */
+  startHealth(m: Managed): Promise<void>;
   stopTimers(m: Managed): void;
 }
 
@@ -86,7 +87,7 @@ export class Launcher {
       m.state = 'ready';
       m.readySince = Date.now();
       m.startMs = Date.now() - timing.loadStart;
-      this.supervision.startHealth(m);
+      await this.supervision.startHealth(m);
       cx.persist();
       cx.audit.record({ who: 'controller', action: 'start', resource: id, result: 'ready' });
       cx.log.info({ plugin: id, ms: m.startMs, total: Date.now() - t0 }, 'plugin ready');

@@ -40,15 +40,18 @@ export class Supervisor implements Supervision {
       .catch((err: unknown) => this.cx.log.error({ plugin: m.loaded.manifest.id, err: errorText(err) }, 'handling a plugin exit failed'));
   }
 
-  /** Ping the plugin over the hub every health.intervalMs while it is ready. */
-  startHealth(m: Managed): void {
+  /**
+   * Ping the plugin over the hub every health.intervalMs while it is ready, and have the
+   * resource monitor watch it: resolves once it does (or cannot), so that its usage can be
+   * asked for as soon as a start resolves.
+   */
+  async startHealth(m: Managed): Promise<void> {
     const { hub, home } = this.cx;
     const { intervalMs, timeoutMs } = m.loaded.manifest.health;
     const id = m.loaded.manifest.id;
     let checking = false;
     let disconnectedChecks = 0;
-    // Ready: watched by the resource monitor, and healthy in the engine's eyes too (its Docker health check reads this).
-    void this.cx.monitoring.watch(m);
+    // Ready: healthy in the engine's eyes too (its Docker health check reads this).
     reportHealth(home, id, 'ok: ready, connected to the hub');
     m.healthTimer = setInterval(() => {
       if (checking || m.state !== 'ready') return;
@@ -68,6 +71,7 @@ export class Supervisor implements Supervision {
         .finally(() => (checking = false));
     }, intervalMs);
     m.healthTimer.unref();
+    await this.cx.monitoring.watch(m);
   }
 
   stopTimers(m: Managed): void {

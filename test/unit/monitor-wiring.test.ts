@@ -12,7 +12,7 @@ import { Hub } from '../../src/hub/hub.js';
 import { silentLogger } from '../../src/log.js';
 import { loadManifest } from '../../src/manifest/index.js';
 import { MAX_SERIES } from '../../src/monitor/call-stats.js';
-import { MonitorMetrics, type ResourceViolation } from '../../src/monitor/index.js';
+import { checkLimitChange, MonitorMetrics, type LimitChange, type ResourceViolation } from '../../src/monitor/index.js';
 import { runtimeImage } from '../../src/runtimes/index.js';
 import { containerSpec } from '../../src/sandbox/container-spec.js';
 import { dedent, MAIN_PY, PluginFolders } from './support/plugin-folder.js';
@@ -145,6 +145,17 @@ describe('where a violation goes', () => {
     router.close();
     expect(audit.filter((e) => e.resource === 'pids-limit').at(-1)?.count).toBe(499);
     expect(await metrics.text()).toContain('logomesh_violations_total{plugin="alpha",kind="pids-limit",action="alert"} 500');
+  });
+});
+
+describe('a live limit change is checked before the engine is asked', () => {
+  it("refuses unknown names, Object's own included, and values out of bounds, naming the field", () => {
+    expect(() => checkLimitChange(JSON.parse('{"__proto__": 64}') as LimitChange)).toThrow(/unknown limit '__proto__'/);
+    expect(() => checkLimitChange({ constructor: 64 } as unknown as LimitChange)).toThrow(/unknown limit 'constructor'/);
+    expect(() => checkLimitChange({ memoryMB: 8 })).toThrow(/memoryMB: expected an integer from 16 to 65536, found 8/);
+    expect(() => checkLimitChange({ cpuPercent: 12.5 })).toThrow(/cpuPercent: expected an integer/);
+    expect(() => checkLimitChange({})).toThrow(/names no limit/);
+    expect(() => checkLimitChange({ memoryMB: 64, cpuPercent: 50, processes: 32 })).not.toThrow();
   });
 });
 
