@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { renameSync, writeFileSync } from 'node:fs';
+import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { HEALTH_REPORT_NAME } from '../sandbox/health-check.js';
 import type { Home } from './home.js';
@@ -14,11 +14,13 @@ import { pluginSocketDir } from './home.js';
  */
 export function reportHealth(home: Home, pluginId: string, text: string): void {
   const dir = pluginSocketDir(home, pluginId);
-  const tmp = path.join(dir, `.${HEALTH_REPORT_NAME}-${randomBytes(4).toString('hex')}`);
+  // Written beside the plugin's folder, not in it: the plugin never sees a half-made file.
+  const tmp = path.join(home.socketsDir, `.${HEALTH_REPORT_NAME}-${pluginId}-${randomBytes(4).toString('hex')}`);
   try {
     writeFileSync(tmp, `${text.replace(/\s+/g, ' ').slice(0, 200)}\n`, { mode: 0o644 });
     renameSync(tmp, path.join(dir, HEALTH_REPORT_NAME));
   } catch {
     // Torn down meanwhile.
+    rmSync(tmp, { force: true });
   }
 }
