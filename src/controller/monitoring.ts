@@ -27,6 +27,8 @@ export interface MonitoringDeps {
   readonly options: MonitoringOptions;
   /** How long a plugin has to say hello: the health check's start period. */
   readonly startTimeoutMs: number;
+  /** The controller's user id (default: this process's): the monitor needs root. */
+  readonly uid?: number;
 }
 
 /**
@@ -38,11 +40,6 @@ const HEALTH_INTERVAL_MS = 120_000;
 /** A report older than this (or three of the plugin's health intervals, if longer) means no controller is watching. */
 const STALE_AFTER_S = 60;
 const MS = 1000;
-
-/** Is this process root, as the monitor's kernel interfaces need (cgroup.event_control, PSI triggers, /proc of other users)? */
-function isRoot(): boolean {
-  return process.getuid?.() === 0;
-}
 
 /**
  * The controller's side of resource monitoring (issue 16): the ResourceMonitor (as root;
@@ -99,7 +96,8 @@ export class Monitoring {
     }
     if (wantHealth && binaries?.health && existsSync(binaries.health)) this.health = binaries.health;
     if (!wantMonitor) return;
-    if (!isRoot()) {
+    // Root, as the monitor's kernel interfaces need: cgroup.event_control, PSI triggers, /proc of other users.
+    if ((this.deps.uid ?? process.getuid?.()) !== 0) {
       log.warn({ code: 'LM_MONITOR_UNAVAILABLE' }, 'LM_MONITOR_UNAVAILABLE: the controller is not root, so it cannot read or watch the plugins\' cgroups; it runs without the resource monitor (no usage, no violations, no logomesh stats)');
       return;
     }

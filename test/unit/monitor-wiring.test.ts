@@ -2,10 +2,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
+import pino from 'pino';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { AuditEntry } from '../../src/audit/audit-log.js';
 import { parseLimits } from '../../src/cli/stats.js';
 import { withLiveLimits } from '../../src/controller/live-limits.js';
+import { Monitoring } from '../../src/controller/monitoring.js';
+import type { Docker } from '../../src/engine/docker.js';
+import { NO_POLICY } from '../../src/policy/policy.js';
 import { VIOLATION_TOPIC, ViolationRouter } from '../../src/controller/violation-routing.js';
 import type { PluginPolicy } from '../../src/hub/acl.js';
 import { Hub } from '../../src/hub/hub.js';
@@ -120,7 +124,7 @@ describe('hub call metrics', () => {
     const calls = families.find((f) => f.name === 'logomesh_hub_calls_total')!.metrics;
     expect(calls).toHaveLength(MAX_SERIES + 1);
     expect(calls).toContainEqual({ labels: { caller: '(other)', target: '(other)', method: '(other)', outcome: 'LM_PERMISSION_DENIED' }, value: '50' });
-  });
+  }, 30_000); // some 80 000 lines of text to write and parse: well under a second alone, slower beside integration tests
 });
 
 describe('where a violation goes', () => {
@@ -194,5 +198,33 @@ describe('live limits and the health check in the container spec', () => {
     const run = containerSpec({ loaded, runtime: runtimeImage('python'), instance: 'unit', healthCheck: { binary: '/cache/lm-health', intervalMs: 1, maxAgeSeconds: 1, startPeriodMs: 1 } });
     expect(run.Healthcheck).toBeUndefined();
     expect(spec().Healthcheck).toBeUndefined();
+  });
+});
+
+describe('a controller without the rights the monitor needs', () => {
+  it('logs LM_MONITOR_UNAVAILABLE once, runs without a monitor, and answers usage, stats and limits with the code', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const log = pino({ level: 'info' }, { write: (l: string) => void lines.push(JSON.parse(l) as Record<string, unknown>) });
+    const monitoring = new Monitoring({
+      docker: {} as Docker,
+      log,
+      audit: () => undefined,
+      emit: () => undefined,
+      policy: () => NO_POLICY,
+      records: () => [],
+      connections: () => undefined,
+      options: { cgwatch: false },
+      startTimeoutMs: 15_000,
+      uid: 1000,
+    });
+    await monitoring.prepare();
+    await monitoring.prepare();
+    expect(monitoring.active).toBe(false);
+    expect(lines.filter((l) => l.code === 'LM_MONITOR_UNAVAILABLE').map((l) => l.msg)).toEqual([expect.stringContaining('the controller is not root')]);
+    expect(() => monitoring.usage('any')).toThrow(expect.objectContaining({ code: 'LM_MONITOR_UNAVAILABLE' }));
+    expect(() => monitoring.stats()).toThrow(expect.objectContaining({ code: 'LM_MONITOR_UNAVAILABLE' }));
+    // Without the helper there is no health check program either.
+    expect(monitoring.healthCheck({ loaded: { manifest: { health: { intervalMs: 5000 } } } } as never)).toBeUndefined();
+    await monitoring.close();
   });
 });
