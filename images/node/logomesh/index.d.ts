@@ -83,7 +83,13 @@ export declare class Plugin {
   emit(topic: string, data?: unknown, options?: { to?: string[] }): Promise<void>;
   /** Broadcast to every other plugin and host client, or to a topic's subscribers. */
   broadcast(topic: string | null | undefined, data?: unknown): Promise<void>;
-  /** Handle events and broadcasts matching 'a.b', 'a.*' or '*'; resolves when subscribed. */
+  /**
+   * Handle events and broadcasts matching 'a.b', 'a.*' or '*'; resolves when subscribed.
+   * Patterns registered before run() go in hello's subscriptions (subscribed before the
+   * plugin is ready); later ones are subscribed at once. Each must be covered by the
+   * manifest's coordination.subscribes, or the hub refuses it (LM_PERMISSION_DENIED: in
+   * hello, run() rejects).
+   */
   on<D = unknown>(pattern: string, handler: EventHandler<D>): Promise<void>;
   /** Remove a handler (or all handlers) of a pattern. */
   off(pattern: string, handler?: EventHandler): Promise<void>;

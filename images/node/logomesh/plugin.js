@@ -1,7 +1,7 @@
 // The Plugin: its methods, its subscriptions and its connection to the hub, put together
 // from its parts (calls.js, connection.js, dispatch.js, shutdown.js), which share one state.
 import { broadcast, call, emit, off, on } from './calls.js';
-import { accepted, attach, connect, exchange, helloMessage, subscribe } from './connection.js';
+import { accepted, attach, connect, helloMessage, rejectSubs, sayHello, subscribeRest } from './connection.js';
 import { onFrame } from './dispatch.js';
 import { CONTROL_TIMEOUT_MS, resolveOptions } from './options.js';
 import { METHOD_NAME } from './protocol.js';
@@ -111,8 +111,12 @@ export class Plugin {
    * Handle events and broadcasts whose topic matches pattern ('thought.added',
    * 'thought.*' or '*'; a broadcast without a topic reaches '*' handlers). The handler gets
    * (data, { type, topic, from, timestamp }): `from` and `topic` are the hub's, so they say
-   * who really sent it. Returns a promise that resolves once the hub confirmed the
-   * subscription (before run(): once run() subscribed); awaiting it is optional.
+   * who really sent it. Patterns registered before run() go in hello's subscriptions: the
+   * hub subscribes them before the plugin counts as ready. One registered while serving is
+   * subscribed with a `subscribe` message, written before on() returns. The manifest must
+   * cover each under coordination.subscribes (a hello naming one it does not is refused, and
+   * run() rejects with that error). Returns a promise that resolves once the hub confirmed
+   * the subscription (before run(): once hello is accepted); awaiting it is optional.
    */
   on(pattern, handler) {
     return on(this.#s, pattern, handler);
@@ -151,17 +155,19 @@ export class Plugin {
         ws.close(1000);
       } else {
         attach(s, ws);
-        const hello = await exchange(s, helloMessage(s), CONTROL_TIMEOUT_MS, () => 'the hub did not answer hello');
+        const msg = helloMessage(s);
+        const hello = await sayHello(s, msg, CONTROL_TIMEOUT_MS);
         accepted(s, hello);
         if (s.state === 'connecting') {
           s.state = 'ready';
-          for (const [pattern, sub] of s.subs) subscribe(s, pattern, sub);
+          subscribeRest(s, msg.subscriptions);
           s.ready.resolve();
         }
       }
       await s.closed.promise;
     } catch (err) {
       s.ready.reject(err);
+      rejectSubs(s, err);
       // Stopped (SIGTERM, shutdown()) while connecting or saying hello: that is a clean exit.
       if (!s.stopping) {
         s.state = 'closed';
