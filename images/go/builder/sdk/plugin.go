@@ -189,7 +189,8 @@ func (p *Plugin) RunContext(ctx context.Context) error {
 	}
 	l := p.attach(conn)
 
-	if err := p.hello(ctx, methods, p.connectTimeout); err != nil {
+	sent, err := p.hello(ctx, methods, p.connectTimeout)
+	if err != nil {
 		p.close(l, websocket.CloseNormalClosure, "")
 		if ctx.Err() != nil {
 			return nil
@@ -199,7 +200,7 @@ func (p *Plugin) RunContext(ctx context.Context) error {
 		}
 		return err
 	}
-	p.markReady(true)
+	p.markReady(true, sent)
 	go p.dispatchEvents()
 
 	var grace time.Duration
