@@ -27,6 +27,7 @@ class ConnectionMixin:
     _pending: Dict[str, asyncio.Future]
     _subscribed: set
     _live: bool
+    _hello_rid: Optional[str]
     _listeners: Dict[str, List[Any]]
     _methods: Dict[str, Any]
     _established: bool
@@ -102,6 +103,7 @@ class ConnectionMixin:
         self._pending[rid] = hello
         hello.add_done_callback(lambda _: self._pending.pop(rid, None))
         topics = list(self._listeners)
+        self._hello_rid = rid
         ws.send_text(encode({"type": "hello", "id": rid, "protocol": PROTOCOL_VERSION, "sdk": SDK, "methods": list(self._methods),
                              "subscriptions": topics}, self._max_bytes))
         return hello, topics

@@ -57,6 +57,8 @@ class Plugin(CallsMixin, DispatchMixin, ConnectionMixin, ShutdownMixin):
         self._subscribed: Set[str] = set()
         # The current connection's hello was accepted: on() may subscribe by itself.
         self._live = False
+        # The id of the hello waiting for its answer.
+        self._hello_rid: Optional[str] = None
         self._stopping = False
         self._closing = False
         self._stop_fut: Optional[asyncio.Future] = None

@@ -158,6 +158,48 @@ class MessagingTest(unittest.IsolatedAsyncioTestCase):
             await hub.publish("news.flash", "still heard")
             self.assertEqual(await asyncio.wait_for(got.get(), 5), "still heard")
 
+    async def test_a_request_right_behind_the_answer_to_hello_subscribes_before_its_answer(self):
+        # The answer to hello and a request whose handler subscribes, written back to back
+        # (read together, as often as not): the subscribe still goes first.
+        p = Plugin("subject")
+
+        @p.method
+        def listen(topic):
+            p.on(topic, lambda _: None)
+            return topic
+
+        received = []
+        done = asyncio.Event()
+
+        async def handle(ws):
+            async for raw in ws:
+                msg = json.loads(raw)
+                received.append(msg)
+                if msg["type"] == "hello":
+                    await ws.send(json.dumps({"type": "response", "id": "h", "correlationId": msg["id"], "success": True,
+                                              "data": {"plugin": "subject", "protocol": 1}}))
+                    await ws.send(json.dumps({"type": "request", "id": "r1", "from": "host", "to": ["subject"],
+                                              "method": "listen", "data": {"topic": "right.behind"}}))
+                elif msg["type"] == "subscribe":
+                    await ws.send(json.dumps({"type": "response", "id": "s", "correlationId": msg["id"], "success": True,
+                                              "data": {"topic": msg["topic"]}}))
+                elif msg["type"] == "response":
+                    done.set()
+
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "hub.sock")
+            server = await websockets.unix_serve(handle, path)
+            try:
+                task = asyncio.get_running_loop().create_task(p.serve(path))
+                await asyncio.wait_for(done.wait(), 5)
+                self.assertEqual([(m["type"], m.get("topic") or m.get("correlationId")) for m in received],
+                                 [("hello", None), ("subscribe", "right.behind"), ("response", "r1")])
+                p.stop(0)
+                await asyncio.wait_for(task, 5)
+            finally:
+                server.close()
+                await server.wait_closed()
+
     async def test_a_topic_registered_while_hello_waits_for_its_answer_is_subscribed_after_it(self):
         # A hub of this test's, which holds the answer to hello until the test registers a
         # handler: the window between writing hello and the plugin being ready.
