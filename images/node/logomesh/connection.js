@@ -113,11 +113,24 @@ export function subscribeRest(s, sent) {
  */
 export async function sayHello(s, msg, waitMs) {
   try {
-    return await exchange(s, msg, waitMs, () => 'the hub did not answer hello');
+    return await exchange(s, msg, waitMs, () => 'the hub did not answer hello', (data) => helloAnswered(s, msg.subscriptions, data));
   } catch (err) {
     if (isRefusal(err)) s.log('error', `plugin ${pluginName(s)}: the hub refused hello: ${err.code}: ${err.message}`);
     throw err;
   }
+}
+
+/**
+ * The hub accepted hello: its maximum message size holds from the next frame on, and on the
+ * first connection the plugin is ready at once, so that a request read right behind the
+ * answer that registers a pattern subscribes it before answering. (After a loss, reconnect()
+ * makes the new connection current once its hello's answer is awaited.)
+ */
+function helloAnswered(s, sent, data) {
+  accepted(s, data);
+  if (s.state !== 'connecting') return;
+  s.state = 'ready';
+  subscribeRest(s, sent);
 }
 
 function isRefusal(err) {
@@ -248,7 +261,7 @@ function frame(s, msg) {
 }
 
 /** Send a message that gets a response; resolve with its data, reject with its error. */
-export function exchange(s, msg, waitMs, timeoutText) {
+export function exchange(s, msg, waitMs, timeoutText, onAnswer) {
   return new Promise((resolve, reject) => {
     const text = frame(s, msg);
     const ws = s.ws;
@@ -257,7 +270,8 @@ export function exchange(s, msg, waitMs, timeoutText) {
       s.pending.delete(msg.id);
       reject(new LogoMeshError('LM_TIMEOUT', timeoutText()));
     }, waitMs);
-    s.pending.set(msg.id, { resolve, reject, timer });
+    // onAnswer: called with a successful answer's data as the frame is read, before the next one.
+    s.pending.set(msg.id, { resolve, reject, timer, onAnswer });
     // A write error closes the socket, and closing rejects every pending exchange.
     ws.send(text);
   });

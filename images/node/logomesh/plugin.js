@@ -1,7 +1,7 @@
 // The Plugin: its methods, its subscriptions and its connection to the hub, put together
 // from its parts (calls.js, connection.js, dispatch.js, shutdown.js), which share one state.
 import { broadcast, call, emit, off, on } from './calls.js';
-import { accepted, attach, connect, helloMessage, rejectSubs, sayHello, subscribeRest } from './connection.js';
+import { attach, connect, helloMessage, rejectSubs, sayHello } from './connection.js';
 import { onFrame } from './dispatch.js';
 import { CONTROL_TIMEOUT_MS, resolveOptions } from './options.js';
 import { METHOD_NAME } from './protocol.js';
@@ -155,14 +155,10 @@ export class Plugin {
         ws.close(1000);
       } else {
         attach(s, ws);
-        const msg = helloMessage(s);
-        const hello = await sayHello(s, msg, CONTROL_TIMEOUT_MS);
-        accepted(s, hello);
-        if (s.state === 'connecting') {
-          s.state = 'ready';
-          subscribeRest(s, msg.subscriptions);
-          s.ready.resolve();
-        }
+        // The answer is taken in as it is read (the plugin is then 'ready', unless it was
+        // shut down meanwhile): see helloAnswered.
+        await sayHello(s, helloMessage(s), CONTROL_TIMEOUT_MS);
+        if (s.state === 'ready') s.ready.resolve();
       }
       await s.closed.promise;
     } catch (err) {

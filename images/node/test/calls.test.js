@@ -187,6 +187,32 @@ describe('events and broadcasts', () => {
     assert.deepEqual(seen, ['still heard']);
   });
 
+  it('a request right behind the answer to hello whose handler subscribes writes the subscribe before its answer', async () => {
+    const hub = await FakeHub.start({ answerControl: false });
+    cleanups.push(() => hub.close());
+    const plugin = new Plugin({ socketPath: hub.socketPath, exit: false, handleSignals: false, log: false });
+    plugin.method('listen', ({ topic }) => {
+      plugin.on(topic, () => {});
+      return topic;
+    });
+    const running = plugin.run();
+    running.catch(() => {});
+    cleanups.push(async () => {
+      await plugin.shutdown(0).catch(() => {});
+      await running.catch(() => {});
+    });
+    const hello = await hub.next('hello');
+    // Back to back, as one write: the plugin reads both in one go.
+    const answer = JSON.stringify({ type: 'response', id: 'h', correlationId: hello.id, success: true, data: { plugin: 'fake', protocol: 1 } });
+    const request = JSON.stringify({ type: 'request', id: 'r1', from: 'host', to: ['fake'], method: 'listen', data: { topic: 'right.behind' } });
+    hub.ws.send(answer);
+    hub.ws.send(request);
+    const first = await hub.next(() => true);
+    const second = await hub.next(() => true);
+    assert.deepEqual([first.type, first.topic], ['subscribe', 'right.behind']);
+    assert.deepEqual([second.type, second.correlationId, second.data], ['response', 'r1', 'right.behind']);
+  });
+
   it('a pattern registered while hello waits for its answer is subscribed after it; one removed meanwhile is unsubscribed', async () => {
     const hub = await FakeHub.start({ answerControl: false });
     cleanups.push(() => hub.close());
