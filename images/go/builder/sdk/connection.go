@@ -89,12 +89,14 @@ func (p *Plugin) attach(conn *websocket.Conn) *link {
 
 // hello says hello with the methods and, as its subscriptions, every pattern registered so
 // far (the hub subscribes them before it answers, so no event published once the plugin is
-// ready is missed), and waits for the answer. It returns the patterns it sent. A refusal
-// (a method or a topic the manifest does not declare, say) is logged as one line and
-// returned as the hub's *Error.
-func (p *Plugin) hello(ctx context.Context, methods []string, timeout time.Duration) ([]string, error) {
+// ready is missed), and waits for the answer. It returns the patterns it sent. On the first
+// connection (first), the plugin is marked ready as the answer is read, before the next
+// frame: a request right behind it whose handler calls On subscribes before it answers. A
+// refusal (a method or a topic the manifest does not declare, say) is logged as one line
+// and returned as the hub's *Error.
+func (p *Plugin) hello(ctx context.Context, methods []string, timeout time.Duration, first bool) ([]string, error) {
 	patterns := p.patterns()
-	err := p.exchangeHello(ctx, methods, patterns, timeout)
+	err := p.exchangeHello(ctx, methods, patterns, timeout, first)
 	var refused *Error
 	if errors.As(err, &refused) && refused.Code != CodeTimeout {
 		p.logger.Printf("plugin %s: the hub refused hello: %v", p.id, refused)
@@ -117,7 +119,7 @@ func (p *Plugin) patterns() []string {
 	return patterns
 }
 
-func (p *Plugin) exchangeHello(ctx context.Context, methods, patterns []string, timeout time.Duration) error {
+func (p *Plugin) exchangeHello(ctx context.Context, methods, patterns []string, timeout time.Duration, first bool) error {
 	id := p.newID()
 	reply := make(chan *inbound, 1)
 	if !p.addWaiter(id, func(m *inbound) {
@@ -128,6 +130,9 @@ func (p *Plugin) exchangeHello(ctx context.Context, methods, patterns []string, 
 			var said helloAnswer
 			if json.Unmarshal(m.Data, &said) == nil && said.MaxMessageBytes > 0 && said.MaxMessageBytes <= MaxMessageBytes {
 				p.limit.Store(said.MaxMessageBytes)
+			}
+			if first {
+				p.markReady(true, patterns)
 			}
 		}
 		reply <- m
@@ -263,7 +268,7 @@ func (p *Plugin) reconnectLoop(ctx context.Context, methods []string, lost *link
 		if err == nil {
 			l := p.attach(conn)
 			var sent []string
-			sent, err = p.hello(ctx, methods, minDuration(p.connectTimeout, maxDuration(time.Second, time.Until(deadline))))
+			sent, err = p.hello(ctx, methods, minDuration(p.connectTimeout, maxDuration(time.Second, time.Until(deadline))), false)
 			if err == nil {
 				p.pmu.Lock()
 				back := p.back

@@ -403,3 +403,21 @@ func TestSignals(t *testing.T) {
 		})
 	}
 }
+
+func TestARequestRightBehindTheAnswerToHelloSubscribesBeforeItAnswers(t *testing.T) {
+	s := connect(t, func(p *logomesh.Plugin) {
+		p.Handle("listen", logomesh.Typed(func(_ context.Context, in struct{ Topic string }) (string, error) {
+			p.On(in.Topic, func(context.Context, logomesh.Event) {})
+			return in.Topic, nil
+		}))
+	})
+	hello := s.Conn.Expect("hello")
+	s.Conn.Answer(hello, msg{"protocol": 1})
+	id := s.Conn.Request("listen", msg{"topic": "right.behind"})
+	if m := s.Conn.Expect("subscribe"); m["topic"] != "right.behind" {
+		t.Fatalf("first message after hello = %v", m)
+	}
+	if m := s.Conn.Response(id); m["success"] != true {
+		t.Fatalf("listen = %v", m)
+	}
+}
