@@ -130,6 +130,32 @@ fn a_pattern_registered_while_hello_waits_is_subscribed_after_it() {
 }
 
 #[test]
+fn a_request_right_behind_the_answer_to_hello_subscribes_before_it_answers() {
+    let hub = FakeHub::new().unwrap();
+    let mut p = sample_plugin();
+    let handle = p.hub();
+    p.method("listen", move |args: Value| {
+        handle.on(args["topic"].as_str().unwrap_or(""), |_| {})?;
+        Ok(json!("listening"))
+    });
+    p.socket_path(hub.path());
+    let stopper = p.hub();
+    let run = thread::spawn(move || p.run());
+    let mut peer: HubPeer = hub.accept(WAIT).unwrap();
+    peer.auto_subscribe = false;
+    let hello = peer.recv_type("hello", WAIT).unwrap();
+    peer.respond(&hello["id"], Ok(json!({ "plugin": "plugin", "protocol": 1 }))).unwrap();
+    let id = peer.request("listen", json!({ "topic": "right.behind" }), "host").unwrap();
+    let first = peer.recv(WAIT).unwrap();
+    assert_eq!((first["type"].as_str(), first["topic"].as_str()), (Some("subscribe"), Some("right.behind")), "{first}");
+    peer.respond(&first["id"], Ok(json!({ "topic": "right.behind" }))).unwrap();
+    assert_eq!(peer.response_to(&id, WAIT).unwrap().unwrap(), json!("listening"));
+    stopper.stop(Duration::ZERO);
+    assert_eq!(peer.expect_close(WAIT).unwrap(), Some(1000));
+    run.join().unwrap().unwrap();
+}
+
+#[test]
 fn a_refused_subscription_while_serving_is_returned_and_the_plugin_goes_on() {
     let mut p = sample_plugin();
     let hub = p.hub();
