@@ -107,17 +107,11 @@ export function subscribeRest(s, sent) {
 
 /**
  * Say hello on the current connection and wait for the answer. A refusal (an answer from the
- * hub: a method or topic the manifest does not declare, say) is logged as one line, then
- * rejected with the hub's code; no answer is LM_TIMEOUT, a lost connection
- * LM_CONTROLLER_UNAVAILABLE or ConnectionLost.
+ * hub: a method or topic the manifest does not declare, say) rejects with the hub's code; no
+ * answer is LM_TIMEOUT, a lost connection LM_CONTROLLER_UNAVAILABLE or ConnectionLost.
  */
-export async function sayHello(s, msg, waitMs) {
-  try {
-    return await exchange(s, msg, waitMs, () => 'the hub did not answer hello', (data) => helloAnswered(s, msg.subscriptions, data));
-  } catch (err) {
-    if (isRefusal(err)) s.log('error', `plugin ${pluginName(s)}: the hub refused hello: ${err.code}: ${err.message}`);
-    throw err;
-  }
+export function sayHello(s, msg, waitMs) {
+  return exchange(s, msg, waitMs, () => 'the hub did not answer hello', (data) => helloAnswered(s, msg.subscriptions, data));
 }
 
 /**

@@ -50,7 +50,10 @@ export interface PluginOptions {
   socketPath?: string;
   /** Default: LOGOMESH_PLUGIN_ID. */
   pluginId?: string;
-  /** End the process with code 0 after a clean shutdown. Default true. */
+  /**
+   * End the process when run() is over: code 0 after a clean shutdown, 1 after a failure
+   * (written to the log as one line). Default true; false: run() resolves or rejects.
+   */
   exit?: boolean;
   /** Treat SIGTERM and SIGINT like the hub's shutdown. Default true. */
   handleSignals?: boolean;
@@ -99,8 +102,9 @@ export declare class Plugin {
   ready(): Promise<void>;
   /**
    * Connect, say hello, serve until shutdown; then exit 0 (or resolve with exit: false).
-   * Reconnects after a lost connection; rejects when the hub cannot be reached, refuses
-   * hello, or is not back within reconnectMs.
+   * Reconnects after a lost connection. Fails when the hub cannot be reached, refuses
+   * hello, or is not back within reconnectMs: exits 1 after one line in the log (or rejects
+   * with exit: false).
    */
   run(): Promise<void>;
   /** Shut down as if the hub asked. */

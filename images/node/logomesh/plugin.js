@@ -3,10 +3,11 @@
 import { broadcast, call, emit, off, on } from './calls.js';
 import { attach, connect, helloMessage, rejectSubs, sayHello } from './connection.js';
 import { onFrame } from './dispatch.js';
+import { errorText, isCoded } from './errors.js';
 import { CONTROL_TIMEOUT_MS, resolveOptions } from './options.js';
 import { METHOD_NAME } from './protocol.js';
 import { signalHandler, stop } from './shutdown.js';
-import { createState } from './state.js';
+import { createState, pluginName } from './state.js';
 
 /**
  * A LogoMesh plugin: its methods, its subscriptions and its connection to the hub.
@@ -26,7 +27,7 @@ export class Plugin {
    * @param {Record<string, Function>} [options.methods] handlers by method name
    * @param {string} [options.socketPath] default: LOGOMESH_HUB_SOCKET
    * @param {string} [options.pluginId] default: LOGOMESH_PLUGIN_ID
-   * @param {boolean} [options.exit] end the process (code 0) after a clean shutdown; default true
+   * @param {boolean} [options.exit] end the process when run() is over: code 0 after a clean shutdown, 1 after a failure (written to the log as one line); default true
    * @param {boolean} [options.handleSignals] treat SIGTERM/SIGINT like the hub's shutdown; default true
    * @param {number} [options.graceMs] how long in-flight requests get on SIGTERM/SIGINT; default 5000
    * @param {number} [options.connectTimeoutMs] how long run() retries a missing socket; default 10000
@@ -135,10 +136,12 @@ export class Plugin {
   }
 
   /**
-   * Connect, say hello, serve until shutdown. With exit (the default) the process then ends
-   * with code 0; otherwise the promise resolves. Rejects (and the process ends with an error
-   * unless caught) when the hub cannot be reached or refuses hello, or when the connection
-   * is lost and not re-made within reconnectMs.
+   * Connect, say hello, serve until shutdown. Fails when the hub cannot be reached or refuses
+   * hello (a method or topic the manifest does not declare), or when the connection is lost
+   * and not re-made within reconnectMs. With exit (the default) the process then ends: code
+   * 0 after a clean shutdown, 1 after a failure, written to the log as one line
+   * ("[logomesh] error: plugin <id>: <code>: <message>"). With exit: false the promise
+   * resolves or rejects with the LogoMeshError instead.
    */
   async run() {
     const s = this.#s;
@@ -168,6 +171,12 @@ export class Plugin {
       if (!s.stopping) {
         s.state = 'closed';
         s.ws?.terminate();
+        if (s.opts.exit) {
+          // One clear line for the operator (the controller shows a plugin's last output),
+          // rather than an unhandled rejection's stack of SDK internals.
+          s.log('error', `plugin ${pluginName(s)}: ${isCoded(err) ? `${err.code}: ` : ''}${errorText(err)}`);
+          process.exit(1);
+        }
         throw err;
       }
     } finally {

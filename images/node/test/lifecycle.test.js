@@ -258,6 +258,18 @@ describe('reconnecting', () => {
     assert.match(out, /shutdown hook ran/);
   });
 
+  it('as a process: a hello refused for a subscription exits 1 with one line saying why', async () => {
+    const hub = await FakeHub.start({ subscribes: ['test.other'] });
+    cleanups.push(() => hub.close());
+    const c = child('reconnect-plugin.js', hub);
+    const { code, out } = await c.exited;
+    assert.equal(code, 1, out);
+    assert.equal(
+      out,
+      "[logomesh] error: plugin fake: LM_PERMISSION_DENIED: plugin fake may not subscribe to 'test.poke': no pattern under coordination.subscribes covers it (listed: test.other)\n",
+    );
+  });
+
   it('as a process: no hub within LOGOMESH_RECONNECT_MS exits 1 with LM_CONTROLLER_UNAVAILABLE', async () => {
     const hub = await FakeHub.start();
     cleanups.push(() => hub.close());

@@ -92,16 +92,11 @@ func (p *Plugin) attach(conn *websocket.Conn) *link {
 // ready is missed), and waits for the answer. It returns the patterns it sent. On the first
 // connection (first), the plugin is marked ready as the answer is read, before the next
 // frame: a request right behind it whose handler calls On subscribes before it answers. A
-// refusal (a method or a topic the manifest does not declare, say) is logged as one line
-// and returned as the hub's *Error.
+// refusal (a method or a topic the manifest does not declare, say) is the hub's *Error,
+// which Run returns (and a plugin's main prints).
 func (p *Plugin) hello(ctx context.Context, methods []string, timeout time.Duration, first bool) ([]string, error) {
 	patterns := p.patterns()
-	err := p.exchangeHello(ctx, methods, patterns, timeout, first)
-	var refused *Error
-	if errors.As(err, &refused) && refused.Code != CodeTimeout {
-		p.logger.Printf("plugin %s: the hub refused hello: %v", p.id, refused)
-	}
-	return patterns, err
+	return patterns, p.exchangeHello(ctx, methods, patterns, timeout, first)
 }
 
 // patterns is every distinct pattern of the On handlers, in the order registered.

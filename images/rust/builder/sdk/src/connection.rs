@@ -129,8 +129,8 @@ pub(crate) fn open(
 /// Say hello with the methods and, as its subscriptions, every pattern of the `on` handlers
 /// (the hub subscribes them before it answers, so no event published once the plugin is
 /// ready is missed), and wait for the answer. The patterns sent; a refusal (a method or a
-/// topic the manifest does not declare, say) is written to stderr as one line and returned
-/// as the hub's error.
+/// topic the manifest does not declare, say) is the hub's error, which `run` returns (and a
+/// plugin's `main` prints).
 pub(crate) fn say_hello(shared: &Shared, names: &[String], timeout: Duration) -> Result<Vec<String>, Error> {
     let patterns = registered(shared);
     let mut hello = Map::new();
@@ -148,15 +148,7 @@ pub(crate) fn say_hello(shared: &Shared, names: &[String], timeout: Duration) ->
     let id = shared.next_id();
     hello.insert("id".into(), id.clone().into());
     lock(&shared.ctl).hello = Some(id);
-    match shared.exchange(hello, timeout) {
-        Ok(_) => Ok(patterns),
-        Err(e) => {
-            if refused(&e) {
-                eprintln!("logomesh: plugin {}: the hub refused hello: {e}", shared.plugin_id);
-            }
-            Err(e)
-        }
-    }
+    shared.exchange(hello, timeout).map(|_| patterns)
 }
 
 /// Is this hello's failure the hub's answer (rather than no answer, or a lost connection)?
