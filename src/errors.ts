@@ -19,9 +19,14 @@ export const ERROR_CODES = {
   LM_ENGINE_ERROR: 'The Docker engine refused or failed a request.',
   LM_IMAGE_BUILD: 'Building a runtime image failed.',
   LM_RESOURCE_MEMORY: 'The plugin exceeded its memory limit and the kernel killed it.',
+  LM_RESOURCE_VIOLATION: "A code in the audit trail, the log and hub events: the resource monitor saw a plugin hit a kernel limit (OOM kill, processes, /tmp, file handles, connections) or cross one of its monitoring alerts (memory, CPU throttling, pressure).",
+  LM_RESOURCE_EXCEEDED: "A plugin broke one of its monitoring.killOnExceed rules (memory above a share of its limit for too long, CPU throttled or stalled beyond a share of a window) and the monitor killed it; its restart policy applies.",
+  LM_MONITOR_UNAVAILABLE: "The resource monitor cannot watch a plugin: its container's cgroups are not visible here, the cgwatch helper cannot be built or started, or a kernel notification cannot be set up (the monitor falls back to reading the files where it can).",
+  LM_LIMIT_INVALID: "A live limit change (enforceLimit) names an unknown resource, a value outside the manifest's bounds, or a container that is not running.",
+  LM_METRICS_ENDPOINT: "The Prometheus metrics endpoint cannot start: a bad port or address, a non-loopback address without LOGOMESH_METRICS_PUBLIC=1, or the address is in use.",
   LM_SANDBOX_DENIED: 'An audit-trail code: the kernel refused a plugin process inside its sandbox (a read-only place, a full /tmp, a file-handle or process limit, noexec, an identity change), as LogoMesh\'s kernel audit rules report it.',
   LM_SECCOMP_VIOLATION: 'A plugin process made a system call only an attack makes; the kernel killed it, and the plugin is stopped, not restarted.',
-  LM_INTERRUPTED: 'The run was stopped by SIGINT or SIGTERM; its container was removed.',
+  LM_INTERRUPTED: 'The run was stopped by SIGINT or SIGTERM, or its output was closed (EPIPE); its container was removed.',
   LM_PROTOCOL: 'A hub frame was malformed: not JSON, not an object, a missing or wrong field, or a message out of order.',
   LM_MESSAGE_TOO_LARGE: "A hub message was larger than the hub's maximum message size.",
   LM_PERMISSION_DENIED: 'The manifest does not allow this: an undeclared method call, an unexposed method, messaging without coordination.messaging, a topic coordination.publishes or .subscribes does not cover, or an operator grant or revocation naming a method, topic or host the manifest does not list.',
@@ -56,8 +61,10 @@ export const ERROR_CODES = {
   LM_EGRESS_DENIED: "The egress proxy refused a plugin's connection: host:port not in its network capabilities, over resources.maxNetworkConnections, a forbidden address, or not an HTTP or CONNECT request. Recorded in the audit trail.",
   LM_POLICY_DENIED: "The operator policy refuses this: a manifest asks for a capability scope, a resource above a ceiling or a host the policy does not allow, or an operator grant names a host path the policy's hostPaths do not cover.",
   LM_GRANT_PATH: "An operator path grant cannot be used: the host path does not exist, is inside the plugin folder or the controller's home, has a bad name, or its real path changed between the grant and the container's creation (a symlink swapped).",
-  LM_SIGNING: 'logomesh keygen or sign could not do its work: a key file already exists, the key is not an ed25519 private key, or the plugin folder holds a file that cannot be signed.',
+  LM_PATH_CHANGED: "A host path a plugin container mounts (its folder, a path its manifest grants) no longer resolves as it did when checked: a symlink or another kind of file on the way, or another file or folder in its place; the container is not created.",
+  LM_SIGNING: 'logomesh keygen or sign could not do its work: a key file already exists, the key is not an ed25519 private key or others can read it, or the plugin folder holds a file that cannot be signed.',
   LM_RUNTIME_ISOLATION: "A plugin needs an OCI runtime (the policy's isolation.runtime, or runsc for a manifest asking for isolation level 3) that the Docker engine does not have; the message lists the runtimes it has.",
+  LM_KUBE_RENDER: 'logomesh kube render cannot render this for Kubernetes: an option is not a valid namespace, architecture, registry or Pod network, a plugin id is too long for Kubernetes object names, the manifests pass what one ConfigMap holds, no image was named for a plugin, or a plugin folder holds a special file that cannot go into an image.',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

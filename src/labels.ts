@@ -32,7 +32,7 @@ export function instanceId(env: NodeJS.ProcessEnv = process.env): string {
 }
 
 /** Instances made by a one-shot `logomesh run` carry the owning process id after this. */
-export const RUN_PREFIX = 'run-';
+const RUN_PREFIX = 'run-';
 
 /** The pid of the `logomesh run` process that owns an instance id, if it is one. */
 export function runInstancePid(instance: string): number | undefined {

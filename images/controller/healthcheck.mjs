@@ -2,10 +2,9 @@
 // socket and every plugin is ready (or was stopped by hand with `logomesh stop`).
 // Exit 0 healthy, 1 not (the reason goes to the health log: `docker inspect`).
 import { ControlClient } from '../../dist/control/client.js';
-import { resolveHome } from '../../dist/lifecycle/home.js';
 
 try {
-  const plugins = await new ControlClient(resolveHome().controlSocket).plugins();
+  const plugins = await ControlClient.forHome().plugins();
   const waiting = plugins.filter((p) => p.state !== 'ready' && p.state !== 'stopped');
   if (plugins.length === 0 || waiting.length > 0) {
     console.log(plugins.length ? `not ready: ${waiting.map((p) => `${p.id} ${p.state}`).join(', ')}` : 'no plugins loaded yet');

@@ -1,5 +1,4 @@
-import { removeByLabel } from '../engine/cleanup.js';
-import { connectEngine } from '../engine/docker.js';
+import { connectEngine, removeByLabel } from '../index.js';
 import type { CliIo } from './io.js';
 
 /** `logomesh clean [--all]`: remove what carries LogoMesh's labels. */

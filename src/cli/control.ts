@@ -1,11 +1,9 @@
-import { ControlClient } from '../control/client.js';
-import { LogoMeshError } from '../errors.js';
-import { resolveHome } from '../lifecycle/home.js';
+import { ControlClient, LogoMeshError } from '../control/client.js';
 import type { CliIo } from './io.js';
 import { psTable } from './ps.js';
 
 function client(): ControlClient {
-  return new ControlClient(resolveHome().controlSocket);
+  return ControlClient.forHome();
 }
 
 export async function psCommand(json: boolean, io: CliIo): Promise<number> {
@@ -89,10 +87,20 @@ export async function hostPermissionCommand(action: 'revoke' | 'grant', id: stri
   return 0;
 }
 
+/**
+ * `revoke <plugin> topic <pattern>` and `grant <plugin> topic <pattern> [--ttl ms]`: a topic
+ * pattern the manifest lists, taken away from the plugin at once, or given back.
+ */
+export async function topicPermissionCommand(action: 'revoke' | 'grant', id: string, pattern: string, ttlMs: number | undefined, io: CliIo): Promise<number> {
+  await client().topicPermission(id, action, pattern, ttlMs);
+  io.out(`${id}: topic ${pattern} ${action === 'revoke' ? 'revoked' : `granted${ttlMs ? ` for ${ttlMs} ms` : ''}`}`);
+  return 0;
+}
+
 /** `audit [--plugin id] [--since time] [--json] [--verify]`: read the audit trail of this home, streamed. */
 export async function auditCommand(opts: { plugin?: string; since?: string; json: boolean; verify: boolean }, io: CliIo): Promise<number> {
-  const { auditEntries, checkAudit } = await import('../permissions/audit-log.js');
-  const file = resolveHome().auditFile;
+  const { auditEntries, checkAudit } = await import('../index.js');
+  const file = ControlClient.forHome().home.auditFile;
   if (opts.verify) {
     const check = checkAudit(file);
     // Every break is reported, each with its file and line: a damaged line does not stop the check.

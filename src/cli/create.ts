@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { scaffoldPlugin } from '../scaffold/create.js';
+import { scaffoldPlugin } from '../index.js';
 import type { CliIo } from './io.js';
 
 /**

@@ -3,21 +3,28 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, watch, type FSWa
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { ControlClient } from '../control/client.js';
-import { openEndpoints, type Endpoints } from '../control/endpoints.js';
-import { removeByLabel } from '../engine/cleanup.js';
-import { connectEngine, type Docker } from '../engine/docker.js';
-import { isLogoMeshError, LogoMeshError } from '../errors.js';
-import { resolveHome, type Home } from '../lifecycle/home.js';
-import { PluginHost } from '../lifecycle/plugin-host.js';
-import type { Logger } from '../log.js';
-import { loadManifest, type LoadedManifest } from '../manifest/index.js';
-import { runtimeImage } from '../runtimes/index.js';
-import { preparePluginImage } from '../sandbox/plugin-image.js';
+import {
+  connectEngine,
+  Controller,
+  ControlClient,
+  isLogoMeshError,
+  loadManifest,
+  LogoMeshError,
+  openEndpoints,
+  preparePluginImage,
+  removeByLabel,
+  resolveHome,
+  runtimeImage,
+  type Docker,
+  type Endpoints,
+  type Home,
+  type LoadedManifest,
+  type Logger,
+} from '../index.js';
 import type { CliIo } from './io.js';
 
 /** Changes closer together than this are one reload. */
-export const DEBOUNCE_MS = 100;
+const DEBOUNCE_MS = 100;
 
 /**
  * Folders whose changes never reload: version control, editor state, caches, and
@@ -167,7 +174,7 @@ export async function devCommand(target: string, io: CliIo, log: Logger): Promis
   mkdirSync(home.dir, { recursive: true, mode: 0o700 });
   // A dev session starts clean: nothing of an earlier session of this home is adopted.
   await removeByLabel(docker, home.instance);
-  const host = await PluginHost.create({ log, home, docker, progress: io.stderr });
+  const host = await Controller.create({ log, home, docker, progress: io.stderr });
   const session = new DevSession(dir, host, docker, io, log);
 
   let stopping: Promise<void> | undefined;
@@ -224,7 +231,7 @@ class DevSession {
 
   constructor(
     private readonly dir: string,
-    private readonly host: PluginHost,
+    private readonly host: Controller,
     private readonly docker: Docker,
     private readonly io: CliIo,
     private readonly log: Logger,

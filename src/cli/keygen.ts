@@ -1,4 +1,4 @@
-import { generateKeyFiles } from '../signing/keys.js';
+import { generateKeyFiles } from '../index.js';
 import type { CliIo } from './io.js';
 
 /** `logomesh keygen <name>`: write `<name>.key` (0600) and `<name>.pub`; never overwrites. */

@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { isLogoMeshError, LogoMeshError } from '../errors.js';
+import { isLogoMeshError, LogoMeshError } from '../control/client.js';
 import { processIo, type CliIo } from './io.js';
 
 const USAGE = `usage: logomesh <command> [options]
@@ -25,6 +25,10 @@ commands:
   revoke <plugin> host <host:port>       take a host its manifest lists off its network
                                          allow-list (until granted back; survives restarts)
   grant <plugin> host <host:port>        give it back (a running plugin is recreated)
+  revoke <plugin> topic <pattern>        take a topic pattern its manifest lists under
+                                         coordination.publishes or .subscribes away, at once
+  grant <plugin> topic <pattern> [--ttl ms]
+                                         give it back (for ttl ms only, if given)
   audit [--plugin id] [--since t] [--json] [--verify]
                                          the audit trail of permission decisions
   clean [--all]                          remove containers, networks and volumes LogoMesh
@@ -38,6 +42,9 @@ commands:
                                          <name>.pub (for the policy's signatures.trustedKeys)
   sign <plugin-dir> --key <file>         sign every file of a plugin folder into its plugin.sig
                                          (policy: --policy or LOGOMESH_POLICY; docs/security.md)
+  kube render <dir> [--policy file] [--namespace n] [--registry r] [--arch a] [--pod-cidr c]
+                                         print the Kubernetes objects for the plugin folders in dir
+                                         as YAML (docs/kubernetes.md); applies nothing
 
 Docs: docs/manifest.md, docs/errors.md`;
 
@@ -56,14 +63,14 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
       case 'run': {
         const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { policy: { type: 'string' } } });
         if (positionals.length === 0) throw usage('run needs at least one plugin folder');
-        const [{ runCommand }, { createLogger }] = await Promise.all([import('./run.js'), import('../log.js')]);
+        const [{ runCommand }, { createLogger }] = await Promise.all([import('./run.js'), import('../index.js')]);
         return await runCommand(positionals, io, createLogger(), values.policy);
       }
       case 'up': {
         const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { detach: { type: 'boolean', short: 'd', default: false }, policy: { type: 'string' } } });
         if (positionals.length > 1) throw usage('up takes one folder of plugin folders');
-        (await import('../policy/policy.js')).applyPolicyOption(values.policy); // checked now; the controller reads LOGOMESH_POLICY
-        const [{ upCommand }, { createLogger }] = await Promise.all([import('./up.js'), import('../log.js')]);
+        const [{ upCommand }, { applyPolicyOption, createLogger }] = await Promise.all([import('./up.js'), import('../index.js')]);
+        applyPolicyOption(values.policy); // checked now; the controller reads LOGOMESH_POLICY
         return await upCommand({ dir: positionals[0] ?? 'manifests', detach: values.detach === true }, io, createLogger());
       }
       case 'ps': {
@@ -110,6 +117,17 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
           }
           return await (await import('./control.js')).hostPermissionCommand(command, positionals[0]!, positionals[2]!, io);
         }
+        if (positionals[1] === 'topic') {
+          if (positionals.length !== 3) throw usage(`${command} <plugin> topic needs one topic pattern as the manifest lists it, e.g. ${command} analyzer topic thought.added`);
+          if (values.read || values.write) throw usage('--read and --write apply to path grants only');
+          if (!(await import('../index.js')).isTopicPattern(positionals[2]!)) {
+            throw usage(`'${positionals[2]}' is not a topic pattern as a manifest lists it: a dotted name (thought.added), a prefix ending in .* (thought.*), or *`);
+          }
+          const ttl = values.ttl === undefined ? undefined : Number(values.ttl);
+          if (ttl !== undefined && !(ttl > 0)) throw usage(`--ttl must be a positive number of milliseconds, found '${values.ttl}'`);
+          if (command === 'revoke' && ttl !== undefined) throw usage('--ttl applies to grant only');
+          return await (await import('./control.js')).topicPermissionCommand(command, positionals[0]!, positionals[2]!, ttl, io);
+        }
         if (positionals[1] === 'path') {
           if (positionals.length !== 3) throw usage(`${command} <plugin> path needs one host path, e.g. ${command} analyzer path /srv/data${command === 'grant' ? ':/grants/data --read' : ''}`);
           if (values.read && values.write) throw usage('give --read or --write, not both');
@@ -147,13 +165,13 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
         const split = rest.indexOf('--');
         const { positionals } = parseArgs({ args: split < 0 ? rest : rest.slice(0, split), allowPositionals: true, options: {} });
         if (positionals.length !== 1) throw usage('test needs one plugin folder');
-        const [{ testCommand }, { createLogger }] = await Promise.all([import('./test.js'), import('../log.js')]);
+        const [{ testCommand }, { createLogger }] = await Promise.all([import('./test.js'), import('../index.js')]);
         return await testCommand(positionals[0]!, split < 0 ? [] : rest.slice(split + 1), io, createLogger('logomesh', process.env.LOGOMESH_LOG_LEVEL ?? 'warn'));
       }
       case 'dev': {
         const { positionals } = parseArgs({ args: rest, allowPositionals: true, options: {} });
         if (positionals.length !== 1) throw usage('dev needs one plugin folder');
-        const [{ devCommand }, { createLogger }] = await Promise.all([import('./dev.js'), import('../log.js')]);
+        const [{ devCommand }, { createLogger }] = await Promise.all([import('./dev.js'), import('../index.js')]);
         return await devCommand(positionals[0]!, io, createLogger('logomesh', process.env.LOGOMESH_LOG_LEVEL ?? 'warn'));
       }
       case 'keygen': {
@@ -165,6 +183,18 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
         const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { key: { type: 'string' } } });
         if (positionals.length !== 1 || !values.key) throw usage('sign needs one plugin folder and --key <private key file>');
         return (await import('./sign.js')).signCommand(positionals[0]!, values.key, io);
+      }
+      case 'kube': {
+        const [sub, ...args] = rest;
+        if (sub !== 'render') throw usage(sub === undefined ? 'kube needs a subcommand: render' : `unknown kube subcommand '${sub}' (known: render)`);
+        const { values, positionals } = parseArgs({
+          args,
+          allowPositionals: true,
+          options: { policy: { type: 'string' }, namespace: { type: 'string' }, registry: { type: 'string' }, arch: { type: 'string' }, 'pod-cidr': { type: 'string' } },
+        });
+        if (positionals.length !== 1) throw usage('kube render needs one folder of plugin folders (or one plugin folder)');
+        const { 'pod-cidr': podCidr, ...rest2 } = values;
+        return (await import('./kube.js')).kubeRenderCommand(positionals[0]!, { ...rest2, ...(podCidr !== undefined ? { podCidr } : {}) }, io);
       }
       case undefined:
       case '-h':
@@ -181,7 +211,7 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
       return err.code === 'LM_USAGE' ? 2 : 1;
     }
     if (typeof (err as { statusCode?: unknown })?.statusCode === 'number') {
-      const { engineError } = await import('../engine/docker.js');
+      const { engineError } = await import('../index.js');
       const e = engineError('answer a request', err);
       io.err(`${e.code}: ${e.message}`);
       return 1;

@@ -1,4 +1,4 @@
-import type { PluginStatus } from '../lifecycle/plugin-host.js';
+import type { PluginStatus } from '../index.js';
 
 /** `ps` as a table people can read. */
 export function psTable(list: readonly PluginStatus[]): string {

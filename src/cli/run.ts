@@ -1,23 +1,30 @@
-import { connectEngine } from '../engine/docker.js';
-import { LogoMeshError } from '../errors.js';
-import { instanceId } from '../labels.js';
-import type { Logger } from '../log.js';
-import type Docker from 'dockerode';
-import { loadManifest } from '../manifest/index.js';
-import type { LoadedManifest } from '../manifest/types.js';
-import { resolvePolicy, type Policy } from '../policy/policy.js';
-import { runtimeImage } from '../runtimes/index.js';
-import { removeRunOrphans } from '../sandbox/orphans.js';
-import { runPlugin } from '../sandbox/run-plugin.js';
-import { verifyPlugin } from '../signing/signature.js';
-import { PLUGIN_UID, pluginGid } from '../runtimes/runtime.js';
-import { EXIT_SIGSYS, KernelWatch, seccompKillMessage } from '../violations/kernel-watch.js';
-import { enforcePolicy } from '../policy/decisions.js';
+import {
+  connectEngine,
+  enforcePolicy,
+  EXIT_SIGSYS,
+  followSeccompKills,
+  instanceId,
+  loadManifest,
+  LogoMeshError,
+  removeRunOrphans,
+  removeStagingLeftovers,
+  resolvePolicy,
+  runPlugin,
+  runtimeImage,
+  signedContentOf,
+  verifyPlugin,
+  type Docker,
+  type LoadedManifest,
+  type Logger,
+  type Policy,
+  type SeccompKills,
+  type SignedContent,
+} from '../index.js';
 import type { CliIo } from './io.js';
-import { abortOnSignals, SIGNAL_EXIT } from './signals.js';
+import { abortOnClosedOutput, abortOnSignals, EXIT_PIPE, SIGNAL_EXIT, type OutputAbort, type SignalAbort } from './signals.js';
 
 /** Exit status the shell gives a process killed by SIGKILL, which is what an OOM kill is. */
-export const EXIT_KILLED = 137;
+const EXIT_KILLED = 137;
 
 /**
  * `logomesh run <plugin-dir>...`: run each plugin to completion in its sandbox, one after
@@ -27,17 +34,21 @@ export const EXIT_KILLED = 137;
 export async function runCommand(targets: string[], io: CliIo, log: Logger, policyFile?: string): Promise<number> {
   const policy = resolvePolicy(policyFile);
   const loaded = targets.map((t) => loadManifest(t)); // all or nothing: validate every one first
-  for (const l of loaded) log.debug({ plugin: l.manifest.id, signature: verifyPlugin(l, policy) }, 'signature checked'); // throws LM_SIGNATURE
+  // Throws LM_SIGNATURE. What each signature vouches for goes with the plugin to its build.
+  const signed = new Map(loaded.map((l) => [l, signedContentOf(verifyPlugin(l, policy))] as const));
+  for (const l of loaded) log.debug({ plugin: l.manifest.id, signed: signed.get(l) !== undefined }, 'signature checked');
   for (const l of loaded) enforcePolicy(l, policy); // throws LM_POLICY_DENIED
   for (const l of loaded) runtimeImage(l.manifest.runtime); // and know how to run every one
   const docker = await connectEngine();
   await removeRunOrphans(docker, log);
+  await removeStagingLeftovers(log);
   const instance = instanceId();
   using abort = abortOnSignals();
+  using output = abortOnClosedOutput(io);
   // A plugin killed for a forbidden system call is named with that call, from the kernel log.
-  const seccomp = new KernelWatch({ log, uid: PLUGIN_UID, ownerOf: (kill) => loaded.find((l) => pluginGid(instance, l.manifest.id) === kill.gid)?.manifest.id });
+  const seccomp = followSeccompKills({ log, instance, plugins: loaded.map((l) => l.manifest.id) });
   try {
-    return await runEach(loaded, { docker, instance, io, log, abort, seccomp, policy });
+    return await runEach(loaded, { docker, instance, io, log, abort, output, seccomp, policy, signed });
   } finally {
     seccomp.close();
   }
@@ -45,15 +56,22 @@ export async function runCommand(targets: string[], io: CliIo, log: Logger, poli
 
 async function runEach(
   loaded: LoadedManifest[],
-  ctx: { docker: Docker; instance: string; io: CliIo; log: Logger; abort: ReturnType<typeof abortOnSignals>; seccomp: KernelWatch; policy: Policy },
+  ctx: { docker: Docker; instance: string; io: CliIo; log: Logger; abort: SignalAbort; output: OutputAbort; seccomp: SeccompKills; policy: Policy; signed: ReadonlyMap<LoadedManifest, SignedContent | undefined> },
 ): Promise<number> {
-  const { docker, instance, io, log, abort, seccomp, policy } = ctx;
+  const { docker, instance, io, log, abort, output, seccomp, policy } = ctx;
+  const signal = AbortSignal.any([abort.signal, output.signal]);
   let status = 0;
   for (const l of loaded) {
-    if (abort.signal.aborted) break;
+    if (signal.aborted) break;
     const { id } = l.manifest;
     const startedAt = Date.now();
-    const result = await runPlugin({ docker, loaded: l, instance, stdout: io.stdout, stderr: io.stderr, log, signal: abort.signal, progress: io.stderr, policy });
+    const signed = ctx.signed.get(l);
+    const result = await runPlugin({ docker, loaded: l, instance, stdout: io.stdout, stderr: io.stderr, log, signal, progress: io.stderr, policy, ...(signed ? { signed } : {}) });
+    if (result.interrupted && !abort.received && output.closed) {
+      // The reader of our output left (`| head -1`): end as a pipeline expects, SIGPIPE's status.
+      io.err(`LM_INTERRUPTED: plugin ${id} was stopped because the command's ${output.closed} was closed (EPIPE: the reading end of the pipe went away); its container was removed`);
+      return EXIT_PIPE;
+    }
     if (result.interrupted) {
       const err = new LogoMeshError('LM_INTERRUPTED', `plugin ${id} was stopped by ${abort.received ?? 'a signal'}; its container was removed`, { plugin: id });
       io.err(`${err.code}: ${err.message}`);
@@ -65,7 +83,7 @@ async function runEach(
       status ||= EXIT_KILLED;
       continue;
     }
-    if (result.exitCode === EXIT_SIGSYS) io.err(`LM_SECCOMP_VIOLATION: ${seccompKillMessage(id, await seccomp.take(id, startedAt, 1_000))}`);
+    if (result.exitCode === EXIT_SIGSYS) io.err(`LM_SECCOMP_VIOLATION: ${await seccomp.explain(id, startedAt)}`);
     log.debug({ plugin: id, exitCode: result.exitCode, runMs: result.runMs }, 'plugin exited');
     status ||= result.exitCode;
   }

@@ -1,4 +1,4 @@
-import { signPlugin } from '../signing/signature.js';
+import { signPlugin } from '../index.js';
 import type { CliIo } from './io.js';
 
 /** `logomesh sign <plugin-dir> --key <file>`: write `<plugin-dir>/plugin.sig`. */

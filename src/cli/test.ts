@@ -1,11 +1,4 @@
-import { connectEngine } from '../engine/docker.js';
-import { LogoMeshError } from '../errors.js';
-import { instanceId } from '../labels.js';
-import type { Logger } from '../log.js';
-import { loadManifest } from '../manifest/index.js';
-import { runtimeImage } from '../runtimes/index.js';
-import { runPluginTests } from '../scaffold/plugin-tests.js';
-import { removeRunOrphans } from '../sandbox/orphans.js';
+import { connectEngine, instanceId, loadManifest, LogoMeshError, removeRunOrphans, runPluginTests, runtimeImage, type Logger } from '../index.js';
 import type { CliIo } from './io.js';
 import { abortOnSignals, SIGNAL_EXIT } from './signals.js';
 

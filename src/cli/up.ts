@@ -1,12 +1,6 @@
 import { spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
-import { ControlClient } from '../control/client.js';
-import { openEndpoints } from '../control/endpoints.js';
-import { LogoMeshError, isLogoMeshError } from '../errors.js';
-import { hubLimitsFromEnv, positiveInteger } from '../hub/limits-from-env.js';
-import { resolveHome, type Home } from '../lifecycle/home.js';
-import { PluginHost, type PluginStatus } from '../lifecycle/plugin-host.js';
-import type { Logger } from '../log.js';
+import { Controller, ControlClient, controllerOptionsFromEnv, hubTokenFromEnv, isLogoMeshError, LogoMeshError, openEndpoints, resolveHome, type Home, type Logger, type PluginStatus } from '../index.js';
 import type { CliIo } from './io.js';
 import { psTable } from './ps.js';
 
@@ -27,28 +21,6 @@ export async function upCommand(opts: UpOptions, io: CliIo, log: Logger): Promis
   return opts.detach ? upDetached(opts, home, io) : upForeground(opts, home, io, log);
 }
 
-/**
- * LOGOMESH_HUB_TOKEN, when set and not empty, is the hub token host clients present (so a
- * supervisor such as compose can hand it to them); otherwise the controller makes a random one.
- */
-function hubTokenFromEnv(): string | undefined {
-  const token = process.env.LOGOMESH_HUB_TOKEN;
-  if (!token) return undefined;
-  if (!/^[\x21-\x7e]{16,4096}$/.test(token)) {
-    throw new LogoMeshError('LM_USAGE', 'LOGOMESH_HUB_TOKEN must be 16 to 4096 printable ASCII characters without spaces; unset it to get a random token', {
-      expected: '16 to 4096 printable ASCII characters',
-      found: `${token.length} characters`,
-    });
-  }
-  return token;
-}
-
-function auditRotationFromEnv(env: NodeJS.ProcessEnv = process.env): { maxBytes?: number; keep?: number } {
-  const maxBytes = env.LOGOMESH_AUDIT_MAX_BYTES;
-  const keep = env.LOGOMESH_AUDIT_KEEP;
-  return { ...(maxBytes ? { maxBytes: positiveInteger('LOGOMESH_AUDIT_MAX_BYTES', maxBytes) } : {}), ...(keep ? { keep: positiveInteger('LOGOMESH_AUDIT_KEEP', keep) } : {}) };
-}
-
 async function controllerAnswers(home: Home): Promise<boolean> {
   try {
     await new ControlClient(home.controlSocket).plugins();
@@ -60,8 +32,7 @@ async function controllerAnswers(home: Home): Promise<boolean> {
 
 async function upForeground(opts: UpOptions, home: Home, io: CliIo, log: Logger): Promise<number> {
   mkdirSync(home.dir, { recursive: true, mode: 0o700 });
-  const hubToken = hubTokenFromEnv();
-  const host = await PluginHost.create({ log, home, progress: io.stderr, hubLimits: hubLimitsFromEnv(), auditRotation: auditRotationFromEnv(), ...(hubToken ? { hubToken } : {}) });
+  const host = await Controller.create({ log, home, progress: io.stderr, ...controllerOptionsFromEnv() });
   let stopping: Promise<void> | undefined;
   let resolveDone!: () => void;
   const done = new Promise<void>((r) => (resolveDone = r));

@@ -1,5 +1,4 @@
-import { formatIssue, isLogoMeshError, ManifestRejectedError, type ManifestIssue } from '../errors.js';
-import { loadManifest } from '../manifest/index.js';
+import { formatIssue, isLogoMeshError, loadManifest, ManifestRejectedError, type ManifestIssue } from '../index.js';
 import type { CliIo } from './io.js';
 
 interface Outcome {

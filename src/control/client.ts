@@ -1,17 +1,27 @@
 import { request } from 'node:http';
 import { LogoMeshError, type ErrorCode } from '../errors.js';
-import type { PluginStatus } from '../lifecycle/plugin-host.js';
+
+// What the client throws, for callers that only load the client (the CLI's control commands).
+export { isLogoMeshError, LogoMeshError } from '../errors.js';
+import { resolveHome, type Home } from '../controller/home.js';
+import type { ControllerStatus, PathGrantAnswer, PluginStatus } from '../controller/types.js';
 
 /** The CLI's side of the control socket (see server.ts). */
 export class ControlClient {
   constructor(private readonly socketPath: string) {}
 
+  /** The client of the controller of a home (LOGOMESH_HOME, else the default home); `home` says where it is. */
+  static forHome(env: NodeJS.ProcessEnv = process.env): ControlClient & { readonly home: Home } {
+    const home = resolveHome(env);
+    return Object.assign(new ControlClient(home.controlSocket), { home });
+  }
+
   plugins(): Promise<PluginStatus[]> {
     return this.json('GET', '/v1/plugins') as Promise<PluginStatus[]>;
   }
 
-  status(): Promise<{ engine: { up: boolean; since: number; lastError?: string }; home: string; plugins: PluginStatus[] }> {
-    return this.json('GET', '/v1/status') as Promise<{ engine: { up: boolean; since: number; lastError?: string }; home: string; plugins: PluginStatus[] }>;
+  status(): Promise<ControllerStatus> {
+    return this.json('GET', '/v1/status') as Promise<ControllerStatus>;
   }
 
   async call(target: string, method: string, data: unknown, timeout?: number): Promise<unknown> {
@@ -28,14 +38,8 @@ export class ControlClient {
   }
 
   /** Grant or revoke a host path (`<host-path>[:<container-path>]`; for revoke, its name or host path). */
-  pathPermission(id: string, action: 'revoke' | 'grant', target: string, opts: { write?: boolean; ttlMs?: number } = {}): Promise<{ name: string; hostPath: string; containerPath?: string; writable?: boolean; state: string }> {
-    return this.json('POST', `/v1/plugins/${encodeURIComponent(id)}/${action}`, { kind: 'path', path: target, ...(opts.write ? { write: true } : {}), ...(opts.ttlMs ? { ttlMs: opts.ttlMs } : {}) }) as Promise<{
-      name: string;
-      hostPath: string;
-      containerPath?: string;
-      writable?: boolean;
-      state: string;
-    }>;
+  pathPermission(id: string, action: 'revoke' | 'grant', target: string, opts: { write?: boolean; ttlMs?: number } = {}): Promise<PathGrantAnswer> {
+    return this.json('POST', `/v1/plugins/${encodeURIComponent(id)}/${action}`, { kind: 'path', path: target, ...(opts.write ? { write: true } : {}), ...(opts.ttlMs ? { ttlMs: opts.ttlMs } : {}) }) as Promise<PathGrantAnswer>;
   }
 
   /**
@@ -44,6 +48,11 @@ export class ControlClient {
    */
   hostPermission(id: string, action: 'revoke' | 'grant', host: string): Promise<{ host: string; live?: boolean; state: string }> {
     return this.json('POST', `/v1/plugins/${encodeURIComponent(id)}/${action}`, { kind: 'host', host }) as Promise<{ host: string; live?: boolean; state: string }>;
+  }
+
+  /** Take a topic pattern (as the manifest lists it) away from a plugin, or give it back (for `ttlMs` only, if given). */
+  topicPermission(id: string, action: 'revoke' | 'grant', topic: string, ttlMs?: number): Promise<{ topic: string }> {
+    return this.json('POST', `/v1/plugins/${encodeURIComponent(id)}/${action}`, { kind: 'topic', topic, ...(ttlMs ? { ttlMs } : {}) }) as Promise<{ topic: string }>;
   }
 
   down(): Promise<unknown> {

@@ -1,5 +1,5 @@
 import { rmSync, writeFileSync } from 'node:fs';
-import type { PluginHost } from '../lifecycle/plugin-host.js';
+import type { Controller } from '../controller/controller.js';
 import type { Logger } from '../log.js';
 import { serveControl } from './server.js';
 
@@ -15,7 +15,7 @@ export interface Endpoints {
  * Open the control socket, listen for host clients (LOGOMESH_HUB_PORT, LOGOMESH_HUB_BIND;
  * default a free port on 127.0.0.1), and write the token (0600) and port into the home.
  */
-export async function openEndpoints(host: PluginHost, log: Logger, onDown: () => void): Promise<Endpoints> {
+export async function openEndpoints(host: Controller, log: Logger, onDown: () => void): Promise<Endpoints> {
   const { home } = host;
   const control = await serveControl(host, home.controlSocket, log, onDown);
   let closing: Promise<void> | undefined;

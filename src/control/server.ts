@@ -1,7 +1,7 @@
 import { chmodSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { isLogoMeshError, LogoMeshError } from '../errors.js';
-import type { PluginHost } from '../lifecycle/plugin-host.js';
+import type { Controller } from '../controller/controller.js';
 import type { Logger } from '../log.js';
 
 /**
@@ -19,10 +19,12 @@ import type { Logger } from '../log.js';
  *                                         host path grants; the plugin's container is recreated
  *   POST /v1/plugins/:id/(revoke|grant) {kind: 'host', host}
  *                                         a manifest host on or off the network allow-list
+ *   POST /v1/plugins/:id/(revoke|grant) {kind: 'topic', topic, ttlMs?}
+ *                                         a declared topic pattern taken away or given back
  *   GET  /v1/plugins/:id/logs?lines=n&follow=1  -> text lines (streamed with follow)
  *   POST /v1/down                         -> stops everything; the controller exits
  */
-export async function serveControl(host: PluginHost, socketPath: string, log: Logger, onDown: () => void): Promise<Server> {
+export async function serveControl(host: Controller, socketPath: string, log: Logger, onDown: () => void): Promise<Server> {
   rmSync(socketPath, { force: true });
   const server = createServer((req, res) => {
     handle(host, req, res, onDown).catch((err: unknown) => {
@@ -38,7 +40,7 @@ export async function serveControl(host: PluginHost, socketPath: string, log: Lo
   return server;
 }
 
-async function handle(host: PluginHost, req: IncomingMessage, res: ServerResponse, onDown: () => void): Promise<void> {
+async function handle(host: Controller, req: IncomingMessage, res: ServerResponse, onDown: () => void): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://control');
   const parts = url.pathname.split('/').filter(Boolean);
   if (parts[0] !== 'v1') return sendJson(res, 404, { error: { code: 'LM_USAGE', message: `unknown path ${url.pathname}` } });
@@ -54,7 +56,14 @@ async function handle(host: PluginHost, req: IncomingMessage, res: ServerRespons
     return sendJson(res, 200, { data });
   }
   if (req.method === 'POST' && what === 'plugins' && id && (action === 'revoke' || action === 'grant')) {
-    const body = (await readJson(req)) as { kind?: string; method?: string; path?: string; host?: string; write?: boolean; ttlMs?: number };
+    const body = (await readJson(req)) as { kind?: string; method?: string; path?: string; host?: string; topic?: string; write?: boolean; ttlMs?: number };
+    if (body.kind === 'topic') {
+      if (typeof body.topic !== 'string') throw new LogoMeshError('LM_USAGE', `${action} of a topic needs 'topic'`, {});
+      if (body.ttlMs !== undefined && !(action === 'grant' && typeof body.ttlMs === 'number' && body.ttlMs > 0)) throw new LogoMeshError('LM_USAGE', "'ttlMs' must be a positive number, and applies to grant only", {});
+      if (action === 'revoke') host.revokeTopic(id, body.topic);
+      else host.grantTopic(id, body.topic, body.ttlMs);
+      return sendJson(res, 200, { plugin: id, topic: body.topic, [action === 'revoke' ? 'revoked' : 'granted']: true });
+    }
     if (body.kind === 'host') {
       if (typeof body.host !== 'string') throw new LogoMeshError('LM_USAGE', `${action} of a host needs 'host'`, {});
       if (action === 'revoke') {

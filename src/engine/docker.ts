@@ -1,14 +1,20 @@
-import Docker from 'dockerode';
+import { createRequire } from 'node:module';
+import type Docker from 'dockerode';
 import { LogoMeshError } from '../errors.js';
 
 export type { Docker };
 
-export const PING_TIMEOUT_MS = 5_000;
+// dockerode is loaded when the first client is made, not with this module: the library's
+// entry point (and `logomesh validate`, `create`, ...) start without paying for it.
+const require = createRequire(import.meta.url);
+
+const PING_TIMEOUT_MS = 5_000;
 
 /** A client for the engine at DOCKER_HOST, or the local socket. */
-export function dockerClient(): Docker {
+function dockerClient(): Docker {
   // dockerode reads DOCKER_HOST, DOCKER_TLS_VERIFY and DOCKER_CERT_PATH itself.
-  return new Docker();
+  const Dockerode = require('dockerode') as typeof Docker;
+  return new Dockerode();
 }
 
 /** Connect and check the engine answers; LM_ENGINE_UNAVAILABLE with what to do otherwise. */

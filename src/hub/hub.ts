@@ -4,16 +4,15 @@ import type { Server } from 'node:http';
 import type { RawData, WebSocket } from 'ws';
 import { LogoMeshError, type ErrorCode } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { AuditSink } from '../permissions/audit-log.js';
-import { AuditThrottle } from '../permissions/audit-throttle.js';
-import { decideSubscribe, mayReceive, type PluginPolicy } from './acl.js';
+import type { AuditSink } from '../audit/audit-log.js';
+import { AuditThrottle } from '../audit/audit-throttle.js';
+import { decideSubscribe, mayReceive, type PluginPolicy, type TopicRevoked } from './acl.js';
 import { Calls, type CallTarget } from './calls.js';
 import { authorize, compose, helloGate, HOLD_MS, rateLimit, senderCheck, type Handler, type Inbound, type IntakeContext } from './intake.js';
 import { LocalHost, type TopicHandler } from './local-host.js';
 import { WsPeer, type Peer, type PeerLimits } from './peer.js';
 import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_MAX_MESSAGE_BYTES, HOST, MAX_MAX_MESSAGE_BYTES, parseFrame, PROTOCOL_VERSION, type ClientMessage, type Hello } from './protocol.js';
 import { PubSub } from './pubsub.js';
-import { Revocations } from './revocations.js';
 import { HostMethods, type HostMethod } from './host-methods.js';
 import { Transport } from './transport.js';
 
@@ -46,6 +45,14 @@ export interface HubOptions {
   readonly maxSubscriptions?: number;
   /** uid:gid that may connect to plugin sockets (the plugin user); the socket is chowned to it. */
   readonly socketOwner?: { uid: number; gid: number };
+  /**
+   * Has the operator taken this method (`target.method`, or a host method name) from the
+   * plugin? Asked on every call it makes (default: nothing is revoked). The answer's owner is
+   * the controller's Grants; the hub keeps no copy.
+   */
+  readonly isMethodRevoked?: (pluginId: string, method: string) => boolean;
+  /** Has the operator taken this declared topic pattern from the plugin? Asked on every publish, subscription and delivery (default: nothing is revoked). */
+  readonly isTopicRevoked?: TopicRevoked;
 }
 
 interface PluginSlot {
@@ -91,7 +98,6 @@ export class Hub extends EventEmitter {
   private readonly transport: Transport;
   private readonly throttle: AuditThrottle;
   private readonly audit: AuditSink;
-  private readonly revocations: Revocations;
   private readonly hostMethods = new HostMethods();
   private readonly calls: Calls;
   private readonly pubsub: PubSub;
@@ -114,7 +120,6 @@ export class Hub extends EventEmitter {
     this.hostLimits = { ...common, rate: opts.hostRateLimit ?? this.pluginLimits.rate, maxInFlight: opts.hostMaxInFlight ?? this.pluginLimits.maxInFlight };
     this.audit = opts.audit ?? (() => undefined);
     this.throttle = new AuditThrottle(this.audit, { onWrite: (e) => e.result === 'denied' && this.log.warn({ who: e.who, action: e.action, resource: e.resource, code: e.code, count: e.count }, e.reason ?? 'refused') });
-    this.revocations = new Revocations(this.audit);
     const nextId = () => this.nextId();
     this.transport = new Transport({
       log: this.log,
@@ -212,44 +217,15 @@ export class Hub extends EventEmitter {
     this.local.broadcast(topic, data);
   }
 
-  /** Take a declared method away from a plugin at once (calls in flight finish). */
-  revoke(pluginId: string, method: string, who = 'operator', reason?: string): void {
-    // Counts of decisions made before the change are written first, so the trail keeps their order.
+  /**
+   * Write the aggregated counts of decisions made so far: called before a change of what is
+   * revoked is audited, so that the trail keeps the order of decisions and changes.
+   */
+  flushAudit(): void {
     this.throttle.flush();
-    this.revocations.revoke(pluginId, method, who, reason);
   }
 
-  /** The methods revoked from a plugin now: what a controller saves for its successor. */
-  revokedMethods(pluginId: string): string[] {
-    return this.revocations.of(pluginId);
-  }
-
-  /** Give a revoked method back (it must still be declared in the manifest to be usable). */
-  restore(pluginId: string, method: string, who = 'operator'): void {
-    this.throttle.flush();
-    this.revocations.restore(pluginId, method, who);
-  }
-
-  isRevoked(pluginId: string, method: string): boolean {
-    return this.revocations.has(pluginId, method);
-  }
-
-  /** Take a declared topic pattern away from a plugin at once: it no longer publishes or hears what only that pattern covers. */
-  revokeTopic(pluginId: string, pattern: string, who = 'operator', reason?: string): void {
-    this.throttle.flush();
-    this.revocations.revokeTopic(pluginId, pattern, who, reason);
-  }
-
-  restoreTopic(pluginId: string, pattern: string, who = 'operator'): void {
-    this.throttle.flush();
-    this.revocations.restoreTopic(pluginId, pattern, who);
-  }
-
-  revokedTopics(pluginId: string): string[] {
-    return this.revocations.topicsOf(pluginId);
-  }
-
-  private readonly topicRevoked = (pluginId: string, pattern: string): boolean => this.revocations.hasTopic(pluginId, pattern);
+  private readonly topicRevoked: TopicRevoked = (pluginId, pattern) => this.opts.isTopicRevoked?.(pluginId, pattern) === true;
 
   private pluginMayReceive(id: string, topic: string): boolean {
     const policy = this.plugins.get(id)?.policy;
@@ -429,7 +405,7 @@ export class Hub extends EventEmitter {
     return {
       hostMethods: this.hostMethods.names,
       target: (id) => this.plugins.get(id),
-      isRevoked: (pluginId, resource) => this.revocations.has(pluginId, resource),
+      isRevoked: (pluginId, resource) => this.opts.isMethodRevoked?.(pluginId, resource) === true,
       topicRevoked: this.topicRevoked,
       replyError: (peer, correlationId, code, message) => this.replyError(peer, correlationId, code, message),
       refuse: (f, action, resource, code, reason) => this.refuse(f, action, resource, code, reason),

@@ -16,6 +16,6 @@ export interface ProtocolConstants {
   readonly errorCodes: Readonly<Record<string, string>>;
 }
 
-export const PROTOCOL_FILE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'images', 'protocol', 'protocol.json');
+const PROTOCOL_FILE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'images', 'protocol', 'protocol.json');
 
 export const CONSTANTS: ProtocolConstants = Object.freeze(JSON.parse(readFileSync(PROTOCOL_FILE, 'utf8')) as ProtocolConstants);

@@ -12,12 +12,12 @@ export const MAX_MAX_MESSAGE_BYTES = CONSTANTS.messageBytes.max;
 export const HARD_LIMIT_FACTOR = CONSTANTS.messageBytes.hardLimitFactor;
 export const DEFAULT_CALL_TIMEOUT_MS = CONSTANTS.callTimeoutMs.default;
 /** Call timeouts outside [MIN, MAX] are refused: below it a call could never be answered. */
-export const MIN_CALL_TIMEOUT_MS = 1;
+const MIN_CALL_TIMEOUT_MS = 1;
 export const MAX_CALL_TIMEOUT_MS = CONSTANTS.callTimeoutMs.max;
 /** Nesting of arrays and objects a frame may have, the frame object itself being level 1. */
 export const MAX_DEPTH = CONSTANTS.maxDepth;
 /** Plugins one event may name in `to`. */
-export const MAX_RECIPIENTS = 64;
+const MAX_RECIPIENTS = 64;
 export { MAX_TOPIC_LENGTH, topicMatches } from '../manifest/topics.js';
 /** Who the host application is in `from` and `to`. */
 export const HOST = 'host';

@@ -4,7 +4,8 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import type { Duplex } from 'node:stream';
-import { WebSocketServer, type WebSocket } from 'ws';
+import { createRequire } from 'node:module';
+import type { WebSocket, WebSocketServer } from 'ws';
 import type { ErrorCode } from '../errors.js';
 import type { Logger } from '../log.js';
 import { HARD_LIMIT_FACTOR } from './protocol.js';
@@ -40,7 +41,9 @@ export class Transport {
 
   constructor(private readonly opts: TransportOptions) {
     // ws reads up to the hard limit so an oversize message can be answered, not just cut off.
-    this.wss = new WebSocketServer({ noServer: true, maxPayload: opts.maxMessageBytes * HARD_LIMIT_FACTOR, perMessageDeflate: false, clientTracking: false });
+    // ws is loaded with the first hub, not with this module (see engine/docker.ts).
+    const { WebSocketServer: Server } = createRequire(import.meta.url)('ws') as typeof import('ws');
+    this.wss = new Server({ noServer: true, maxPayload: opts.maxMessageBytes * HARD_LIMIT_FACTOR, perMessageDeflate: false, clientTracking: false });
   }
 
   /** Listen for host clients on TCP; returns the port. */

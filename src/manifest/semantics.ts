@@ -2,7 +2,7 @@ import path from 'node:path';
 import type { ManifestIssue } from '../errors.js';
 import type { GrantedPath } from './types.js';
 import { resolveInside, staticPart } from './paths.js';
-import { deniedSyscalls } from '../sandbox/seccomp.js';
+import { deniedSyscalls } from '../seccomp/profiles.js';
 import { isInside } from '../read-file.js';
 
 type Issue = Omit<ManifestIssue, 'file'>;

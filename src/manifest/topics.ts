@@ -6,16 +6,11 @@
 
 export const MAX_TOPIC_LENGTH = 256;
 /** A topic or pattern, as the manifest, the policy and `subscribe` write it. */
-export const TOPIC_PATTERN_SOURCE = '^(?:\\*|[A-Za-z0-9_-]+(?:\\.[A-Za-z0-9_-]+)*(?:\\.\\*)?)$';
+const TOPIC_PATTERN_SOURCE = '^(?:\\*|[A-Za-z0-9_-]+(?:\\.[A-Za-z0-9_-]+)*(?:\\.\\*)?)$';
 const SHAPE = new RegExp(TOPIC_PATTERN_SOURCE);
 
 export function isTopicPattern(s: string): boolean {
   return s.length <= MAX_TOPIC_LENGTH && SHAPE.test(s);
-}
-
-/** A topic that messages carry: a pattern without a wildcard. */
-export function isTopic(s: string): boolean {
-  return isTopicPattern(s) && !s.includes('*');
 }
 
 /** Does a subscription pattern (`a.b`, `a.*`, `*`) match a topic? */

@@ -65,6 +65,43 @@ export interface Restart {
   readonly maxBackoffMs: number;
 }
 
+/** CPU throttling over a window: the share of CFS periods in which the quota stopped the plugin. */
+export interface ThrottleRule {
+  readonly percent: number;
+  readonly windowMs: number;
+}
+
+/** Pressure stall (PSI) over a window, per resource: the share of the window some tasks waited. */
+export interface PressureRule {
+  readonly cpu?: number;
+  readonly memory?: number;
+  readonly io?: number;
+  readonly windowMs: number;
+}
+
+/** Thresholds that raise a violation event once per crossing (docs/monitoring.md#alerts). */
+export interface MonitoringAlerts {
+  readonly memoryPercent?: number;
+  readonly processesPercent?: number;
+  readonly fileHandlesPercent?: number;
+  readonly tmpPercent?: number;
+  readonly hysteresisPercent: number;
+  readonly throttling?: ThrottleRule;
+  readonly pressure?: PressureRule;
+}
+
+/** Rules under which the controller kills the plugin (docs/monitoring.md#kill-on-exceed). */
+export interface KillOnExceed {
+  readonly memory?: { readonly percent: number; readonly forMs: number };
+  readonly throttling?: ThrottleRule;
+  readonly pressure?: PressureRule;
+}
+
+export interface Monitoring {
+  readonly alerts: MonitoringAlerts;
+  readonly killOnExceed: KillOnExceed;
+}
+
 export interface Manifest {
   readonly id: string;
   readonly version: string;
@@ -77,6 +114,7 @@ export interface Manifest {
   readonly coordination: Coordination;
   readonly health: Health;
   readonly restart: Restart;
+  readonly monitoring: Monitoring;
 }
 
 /** A granted filesystem path, resolved against the real plugin folder at load time. */

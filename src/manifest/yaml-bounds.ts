@@ -15,7 +15,7 @@ import { CST, Lexer } from 'yaml';
 /** Deeper than any manifest or policy needs (a manifest has four levels). */
 export const MAX_DEPTH = 32;
 /** Items of one list or mapping: above every schema's maxItems (1024 at most). */
-export const MAX_ITEMS = 4096;
+const MAX_ITEMS = 4096;
 
 export interface ShapeProblem {
   readonly expected: string;

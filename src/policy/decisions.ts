@@ -1,4 +1,5 @@
 import path from 'node:path';
+import semver from 'semver';
 import { LogoMeshError } from '../errors.js';
 import type { FsPermission, LoadedManifest } from '../manifest/types.js';
 import { topicCovers } from '../manifest/topics.js';
@@ -95,6 +96,11 @@ export function policyViolations(loaded: LoadedManifest, policy: Policy): Policy
       found: `'${oci.runtime ?? 'the engine default'}'`,
     });
   }
+  // Rollback protection: an older version, however validly signed, does not replace a newer one.
+  const pinned = Object.prototype.hasOwnProperty.call(policy.plugins, manifest.id) ? policy.plugins[manifest.id]?.minVersion : undefined;
+  if (pinned !== undefined && semver.lt(manifest.version, pinned)) {
+    out.push({ path: '/version', rule: ruleName(policy, `/plugins/${manifest.id}/minVersion`), expected: `version ${pinned} or later (the policy pins the lowest version of ${manifest.id})`, found: `'${manifest.version}'` });
+  }
   for (const field of RESOURCE_CEILINGS) {
     const ceiling = r.capabilities[field];
     const asked = manifest.resources[field];
@@ -183,7 +189,7 @@ export function hostPathRuleFor(policy: Policy, pluginId: string, realPath: stri
 }
 
 /** OCI runtimes that run containers as ordinary processes on the host kernel: isolation levels 1 and 2 only. */
-export const PLAIN_RUNTIMES = ['runc', 'crun', 'youki', 'io.containerd.runc.v2', 'io.containerd.runtime.v1.linux'] as const;
+const PLAIN_RUNTIMES = ['runc', 'crun', 'youki', 'io.containerd.runc.v2', 'io.containerd.runtime.v1.linux'] as const;
 
 /** The runtime an isolation level 3 plugin gets when the policy names none: gVisor. */
 export const DEFAULT_SANDBOX_RUNTIME = 'runsc';

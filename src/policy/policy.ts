@@ -4,10 +4,10 @@ import path from 'node:path';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { clipIssue, formatIssue, LogoMeshError, MAX_ISSUES, type ManifestIssue } from '../errors.js';
 import { describeSchemaError, show } from '../schema-errors.js';
-import type { CapabilityScope, FsPermission, Resources } from '../manifest/types.js';
+import type { CapabilityScope, FsPermission, KillOnExceed, MonitoringAlerts, Resources } from '../manifest/types.js';
 import { parseManifestSource } from '../manifest/source.js';
 import { decodeUtf8, readRegularFile } from '../read-file.js';
-import { deniedSyscalls } from '../sandbox/seccomp.js';
+import { deniedSyscalls } from '../seccomp/profiles.js';
 import { keyIdOf, parsePublicKey } from '../signing/keys.js';
 import schema from './policy.schema.json' with { type: 'json' };
 
@@ -22,9 +22,9 @@ export { schema as policySchema };
  */
 
 /** The environment variable naming the policy file when no --policy is given. */
-export const POLICY_ENV = 'LOGOMESH_POLICY';
+const POLICY_ENV = 'LOGOMESH_POLICY';
 /** Larger policy files are refused before parsing. */
-export const MAX_POLICY_BYTES = 256 * 1024;
+const MAX_POLICY_BYTES = 256 * 1024;
 /** A trusted key's .pub file is a few hundred bytes; larger ones are refused unread. */
 const MAX_KEY_FILE_BYTES = 64 * 1024;
 
@@ -72,18 +72,33 @@ export interface IsolationRules {
   readonly runtime?: string;
 }
 
-/** Rules for one plugin that replace the policy-wide ones. */
 /** Ceilings on the topics a manifest may declare (coordination.publishes, .subscribes). */
 export interface TopicRules {
   readonly publish?: readonly string[];
   readonly subscribe?: readonly string[];
 }
 
+/**
+ * Alerts and kill rules for every plugin (docs/monitoring.md#policy): the same fields as a
+ * manifest's `monitoring`, each optional. src/monitor/rules.ts combines the two.
+ */
+export interface MonitoringPolicy {
+  readonly alerts?: Loose<MonitoringAlerts>;
+  readonly killOnExceed?: Loose<KillOnExceed>;
+}
+
+/** Every field optional, one level down too (a policy rule may leave its window to the manifest). */
+type Loose<T> = { readonly [K in keyof T]?: NonNullable<T[K]> extends object ? Partial<NonNullable<T[K]>> : T[K] };
+
+/** Rules for one plugin: capabilities, hosts, topics and isolation replace the policy-wide ones. */
 export interface PluginOverride {
+  readonly monitoring?: MonitoringPolicy;
   readonly capabilities?: CapabilityRules;
   readonly hosts?: readonly string[];
   readonly topics?: TopicRules;
   readonly isolation?: IsolationRules;
+  /** The lowest version of the plugin that is loaded (semver precedence): rollback protection. */
+  readonly minVersion?: string;
 }
 
 export interface Policy {
@@ -98,6 +113,8 @@ export interface Policy {
   readonly topics?: TopicRules;
   /** The OCI runtime for every plugin; absent: the engine's default. */
   readonly isolation?: IsolationRules;
+  /** Alerts and kill rules for every plugin; absent: the manifests' own. */
+  readonly monitoring?: MonitoringPolicy;
   /** The host paths the operator may grant (none by default: no host path can be granted). */
   readonly hostPaths: readonly HostPathRule[];
   /** Per-plugin overrides, by plugin id. */
@@ -182,6 +199,7 @@ export function loadPolicy(target: string): Policy {
     hosts?: string[];
     topics?: TopicRules;
     isolation?: IsolationRules;
+    monitoring?: MonitoringPolicy;
     hostPaths: { path: string; permissions: FsPermission[]; plugins?: string[] }[];
     plugins: Record<string, PluginOverride>;
   };
@@ -276,6 +294,8 @@ export function loadPolicy(target: string): Policy {
       ...(o.hosts ? { hosts: Object.freeze([...o.hosts]) } : {}),
       ...(o.topics ? { topics: topicRules(o.topics) } : {}),
       ...(o.isolation ? { isolation: Object.freeze({ ...o.isolation }) } : {}),
+      ...(o.minVersion ? { minVersion: o.minVersion } : {}),
+      ...(o.monitoring ? { monitoring: deepFreeze(o.monitoring) } : {}),
     });
   }
   return Object.freeze({
@@ -285,9 +305,19 @@ export function loadPolicy(target: string): Policy {
     ...(raw.hosts ? { hosts: Object.freeze([...raw.hosts]) } : {}),
     ...(raw.topics ? { topics: topicRules(raw.topics) } : {}),
     ...(raw.isolation ? { isolation: Object.freeze({ ...raw.isolation }) } : {}),
+    ...(raw.monitoring ? { monitoring: deepFreeze(raw.monitoring) } : {}),
     hostPaths: Object.freeze(hostPaths),
     plugins: Object.freeze(plugins),
   });
+}
+
+/** The policy's monitoring section is plain data from the parser: frozen in place. */
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null) {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
 }
 
 function topicRules(t: TopicRules): TopicRules {

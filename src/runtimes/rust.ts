@@ -1,5 +1,6 @@
 import path from 'node:path';
-import { IMAGES_DIR, PROTOCOL_EXTRA, type RuntimeImage } from './runtime.js';
+import { IMAGES_DIR } from '../paths.js';
+import { PROTOCOL_EXTRA, type RuntimeImage } from './runtime.js';
 
 const builder = 'logomesh/builder-rust:latest';
 const tag = 'logomesh/runtime-rust:latest';

@@ -1,8 +1,8 @@
 import type { ContainerCreateOptions, MountSettings } from 'dockerode';
 import { LABEL, ownerLabels } from '../labels.js';
 import type { LoadedManifest } from '../manifest/types.js';
-import { PLUGIN_GID, PLUGIN_MOUNT, pluginUser, type RuntimeImage } from '../runtimes/runtime.js';
-import { seccompProfile, seccompSecurityOpt, seccompVariant } from './seccomp.js';
+import { PLUGIN_MOUNT, pluginUser, type RuntimeImage } from '../runtimes/runtime.js';
+import { seccompProfile, seccompSecurityOpt, seccompVariant } from '../seccomp/profiles.js';
 
 export interface SpecInput {
   readonly loaded: LoadedManifest;
@@ -13,13 +13,19 @@ export interface SpecInput {
   readonly compiled?: { readonly tag: string; readonly command: readonly string[] };
   /** Host folder holding the plugin's hub socket; mounted read-only at HUB_MOUNT. */
   readonly hubSocketDir?: string;
+  /**
+   * The source the engine mounts at each planned target (plannedMounts), by target: the
+   * controller's staging mount of the path it checked (mount-staging.ts). Absent for a
+   * target: its host path as resolved at load.
+   */
+  readonly mountSources?: Readonly<Record<string, string>>;
   /** Container name; the engine picks one when absent. */
   readonly name?: string;
   /** Extra environment (the hub's socket path, later). Cannot override the LOGOMESH_PLUGIN_* variables. */
   readonly env?: Readonly<Record<string, string>>;
   /**
    * The seccomp profile, as JSON text. Default: LogoMesh's own profile for the container's
-   * network mode, from seccomp.ts, which reads it from images/seccomp/ once per process.
+   * network mode, from seccomp/profiles.ts, which reads it from images/seccomp/ once per process.
    */
   readonly seccompProfile?: string;
   /**
@@ -36,7 +42,7 @@ export interface SpecInput {
 }
 
 /** Where a plugin finds its hub socket (LOGOMESH_HUB_SOCKET). */
-export const HUB_MOUNT = '/run/logomesh';
+const HUB_MOUNT = '/run/logomesh';
 export const HUB_SOCKET_NAME = 'hub.sock';
 
 /** A plugin container's network mode without network capabilities: no network but loopback. */
@@ -44,12 +50,25 @@ const NO_NETWORK = 'none';
 
 /** The CFS period used for CPU quotas: 100 ms, the kernel's default. */
 export const CPU_PERIOD_US = 100_000;
+
+/** CPU shares for one core's worth of CPU: the engine's default weight (1024). */
+const SHARES_PER_CORE = 1024;
+
+/**
+ * CPU shares (the weight under contention, CIS Docker Benchmark 5.12) in proportion to the
+ * manifest's CPU percent: a plugin allowed a quarter of a core weighs a quarter of a
+ * default container, so a busy plugin cannot crowd out the host's own work beyond its
+ * share even below its quota. The kernel's minimum weight is 2.
+ */
+export function cpuShares(cpuPercent: number): number {
+  return Math.max(2, Math.round((cpuPercent / 100) * SHARES_PER_CORE));
+}
 const MB = 1024 * 1024;
 
 /**
  * Translate a validated manifest into the engine's container spec. Pure: the same input
  * always gives the same spec, and nothing here talks to the engine. The one read it may do
- * is the default seccomp profile's file, once per process (seccomp.ts caches it).
+ * is the default seccomp profile's file, once per process (seccomp/profiles.ts caches it).
  *
  * What is never in the spec, whatever the manifest says: Privileged, host namespaces
  * (network, pid, ipc, uts, userns), the Docker socket, devices, added capabilities.
@@ -64,11 +83,11 @@ export const GVISOR_HOST_THREADS = 256;
 
 export function containerSpec(input: SpecInput): ContainerCreateOptions {
   const { loaded, runtime, instance } = input;
-  const { manifest, pluginDir, grantedPaths } = loaded;
+  const { manifest } = loaded;
   const r = manifest.resources;
   const networkMode = input.network?.network ?? NO_NETWORK;
 
-  const mounts: MountSettings[] = [{ Type: 'bind', Source: pluginDir, Target: PLUGIN_MOUNT, ReadOnly: true }, ...grantMounts(grantedPaths)];
+  const mounts: MountSettings[] = plannedMounts(loaded).map((m) => ({ Type: 'bind', Source: input.mountSources?.[m.target] ?? m.hostPath, Target: m.target, ReadOnly: !m.writable }));
   // Read-only is enough: connecting to a Unix socket needs write permission on the socket
   // itself, which a read-only mount does not take away.
   if (input.hubSocketDir) mounts.push({ Type: 'bind', Source: input.hubSocketDir, Target: HUB_MOUNT, ReadOnly: true });
@@ -110,6 +129,7 @@ export function containerSpec(input: SpecInput): ContainerCreateOptions {
       OomKillDisable: false,
       CpuPeriod: CPU_PERIOD_US,
       CpuQuota: Math.round((r.maxCpuPercent / 100) * CPU_PERIOD_US),
+      CpuShares: cpuShares(r.maxCpuPercent),
       PidsLimit: r.maxProcesses + (input.ociRuntime === 'runsc' ? GVISOR_HOST_THREADS : 0),
       Ulimits: [{ Name: 'nofile', Soft: r.maxFileHandles, Hard: r.maxFileHandles }],
       ReadonlyRootfs: true,
@@ -117,8 +137,8 @@ export function containerSpec(input: SpecInput): ContainerCreateOptions {
       // are size-limited RAM and count against the memory limit.
       Tmpfs: { '/tmp': `rw,nosuid,nodev,noexec,size=${r.maxTmpMB}m,mode=1777` },
       ShmSize: r.maxTmpMB * MB,
-      // The plugin's own primary group (see pluginGid); the shared plugin group stays a member.
-      GroupAdd: [String(PLUGIN_GID)],
+      // The plugin's own user and group only (pluginUser): no group shared with other plugins.
+      GroupAdd: [],
       CapDrop: ['ALL'],
       CapAdd: [],
       // LogoMesh's seccomp profile, not the engine's default: see docs/security.md#seccomp.
@@ -146,20 +166,29 @@ export function containerSpec(input: SpecInput): ContainerCreateOptions {
   };
 }
 
+/** A host path a plugin container mounts: its folder, or a path its manifest grants. */
+export interface PlannedMount {
+  /** Real absolute host path, as resolved at load. */
+  readonly hostPath: string;
+  /** The same path relative to the plugin folder ('.' for the folder itself). */
+  readonly relative: string;
+  readonly target: string;
+  readonly writable: boolean;
+}
+
 /**
- * One bind mount per granted path. Two grants of the same path (`data` and `data/**`, or a
- * read and a write capability) become one mount, writable if either grant is: the engine
- * refuses duplicate mount points.
+ * The plugin folder (read-only) and one bind mount per granted path. Two grants of the same
+ * path (`data` and `data/**`, or a read and a write capability) become one mount, writable
+ * if either grant is: the engine refuses duplicate mount points.
  */
-function grantMounts(grants: SpecInput['loaded']['grantedPaths']): MountSettings[] {
-  const byTarget = new Map<string, MountSettings>();
-  for (const g of grants) {
+export function plannedMounts(loaded: LoadedManifest): PlannedMount[] {
+  const byTarget = new Map<string, PlannedMount>([[PLUGIN_MOUNT, { hostPath: loaded.pluginDir, relative: '.', target: PLUGIN_MOUNT, writable: false }]]);
+  for (const g of loaded.grantedPaths) {
     // The plugin folder itself is already mounted read-only.
     if (g.relative === '.' && !g.writable) continue;
-    const Target = `${PLUGIN_MOUNT}/${g.relative}`;
-    const seen = byTarget.get(Target);
-    if (seen) seen.ReadOnly = seen.ReadOnly && !g.writable;
-    else byTarget.set(Target, { Type: 'bind', Source: g.hostPath, Target, ReadOnly: !g.writable });
+    const target = `${PLUGIN_MOUNT}/${g.relative}`;
+    const seen = byTarget.get(target);
+    byTarget.set(target, { hostPath: g.hostPath, relative: g.relative, target, writable: (seen?.writable ?? false) || g.writable });
   }
   return [...byTarget.values()];
 }

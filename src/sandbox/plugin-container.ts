@@ -15,6 +15,14 @@ export interface Completion {
   readonly runMs: number;
 }
 
+/** Steps around the engine's start, where it mounts the container's host paths. */
+export interface StartHooks {
+  /** Right before the start: a throw keeps the container from starting (it is removed). */
+  readonly beforeStart?: () => void | Promise<void>;
+  /** Right after the start, once the mounts are made. */
+  readonly afterStart?: () => void | Promise<void>;
+}
+
 /**
  * One plugin container on the engine, from creation to removal. `remove()` is idempotent
  * and `await using` removes the container however the scope is left.
@@ -93,6 +101,24 @@ export class PluginContainer implements AsyncDisposable {
     }
   }
 
+  /**
+   * SIGKILL now, no grace, and wait (up to 10 s) for the engine to report the exit: every
+   * process of the container is gone when this resolves. Already stopped or gone is fine.
+   */
+  async kill(): Promise<void> {
+    try {
+      await this.container.kill({ signal: 'SIGKILL' });
+    } catch (err) {
+      const status = engineStatus(err);
+      if (status !== 304 && status !== 404 && status !== 409) throw engineError('kill the plugin container', err, { container: this.id });
+      return;
+    }
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.wait().catch(() => undefined), new Promise((r) => (timer = setTimeout(r, 10_000)))]);
+    clearTimeout(timer);
+    this.log.debug('container killed');
+  }
+
   inspect(): Promise<ContainerInspectInfo> {
     return this.container.inspect();
   }
@@ -101,7 +127,7 @@ export class PluginContainer implements AsyncDisposable {
    * Attach, start and wait for the exit, streaming output; an abort kills and removes the
    * container at once. What `logomesh run` and `logomesh test` both do with a container.
    */
-  async runToCompletion(stdout: Writable, stderr: Writable, signal?: AbortSignal): Promise<Completion> {
+  async runToCompletion(stdout: Writable, stderr: Writable, signal?: AbortSignal, hooks: StartHooks = {}): Promise<Completion> {
     let interrupted = false;
     const onAbort = () => {
       interrupted = true;
@@ -112,7 +138,9 @@ export class PluginContainer implements AsyncDisposable {
       // An abort that landed while the container was being created.
       if (signal?.aborted) return { exitCode: 130, oomKilled: false, interrupted: true, runMs: 0 };
       const drained = await this.attach(stdout, stderr);
+      await hooks.beforeStart?.();
       await this.start();
+      await hooks.afterStart?.();
       const exitCode = await this.wait().catch(() => 137);
       await drained();
       if (interrupted) return { exitCode: 130, oomKilled: false, interrupted, runMs: 0 };

@@ -3,27 +3,26 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Writable } from 'node:stream';
-import type { Docker } from '../engine/docker.js';
-import type { Logger } from '../log.js';
+import { connectEngine, type Docker } from '../engine/docker.js';
+import { instanceId } from '../labels.js';
+import { silentLogger, type Logger } from '../log.js';
 import type { LoadedManifest } from '../manifest/types.js';
-import { PLUGIN_GID, PLUGIN_UID, runtimeImage } from '../runtimes/index.js';
-import { checkWritableGrants } from './writable-grants.js';
-import { enforcePolicy, ociRuntimeFor } from '../policy/decisions.js';
 import { NO_POLICY, type Policy } from '../policy/policy.js';
-import { containerSpec } from './container-spec.js';
-import { resolveRuntime } from './oci-runtime.js';
-import { pluginSeccompProfile } from './seccomp.js';
-import { Egress, isNetworked, type EgressAttachment } from './egress.js';
+import type { SignedContent } from '../signing/signature.js';
+import { Egress } from './egress.js';
 import { PluginContainer } from './plugin-container.js';
-import { preparePluginImage } from './plugin-image.js';
+import { prepareSandbox, type SandboxHooks } from './prepare.js';
 
 export interface RunOptions {
-  readonly docker: Docker;
   readonly loaded: LoadedManifest;
-  readonly instance: string;
   readonly stdout: Writable;
   readonly stderr: Writable;
-  readonly log: Logger;
+  /** The engine (default: connectEngine(), DOCKER_HOST or the local socket). */
+  readonly docker?: Docker;
+  /** Instance label of what the run creates (default: instanceId(), this process's run). */
+  readonly instance?: string;
+  /** Default: silent. */
+  readonly log?: Logger;
   /** Aborting stops the plugin and removes its container. */
   readonly signal?: AbortSignal;
   /** Where image build progress goes (shown only on a TTY). */
@@ -40,6 +39,14 @@ export interface RunOptions {
    * calls allowed beyond the profile and the OCI runtime. Default: NO_POLICY.
    */
   readonly policy?: Policy;
+  /** What the plugin's verified signature lists (absent: unsigned): a compiled plugin is built only from exactly these files. */
+  readonly signed?: SignedContent;
+  /**
+   * Test hooks around the check of the plugin's host paths: `beforeMounts` right before they
+   * are resolved, `afterMounts` once they are held and staged, right before the container is
+   * created. A test swaps a folder for a symlink there.
+   */
+  readonly hooks?: SandboxHooks;
 }
 
 export interface RunResult {
@@ -58,19 +65,13 @@ export interface RunResult {
  * container is removed on every path out: exit, error or abort.
  */
 export async function runPlugin(opts: RunOptions): Promise<RunResult> {
-  const { docker, loaded, log } = opts;
-  const runtime = runtimeImage(loaded.manifest.runtime);
-  const compiled = await preparePluginImage(docker, runtime, loaded, { log, ...(opts.progress ? { progress: opts.progress } : {}) });
-  if (opts.signal?.aborted) return { exitCode: 130, oomKilled: false, interrupted: true, containerId: '', runMs: 0 };
-  checkWritableGrants(loaded.grantedPaths, PLUGIN_UID, PLUGIN_GID);
-  const policy = opts.policy ?? NO_POLICY;
-  enforcePolicy(loaded, policy); // throws LM_POLICY_DENIED: security.syscalls are allowed only through it
-  const ociRuntime = await resolveRuntime(docker, ociRuntimeFor(policy, loaded), loaded.manifest.id, isNetworked(loaded.manifest) ? loaded.file : undefined); // throws LM_RUNTIME_ISOLATION
-
+  const { loaded } = opts;
+  const docker = opts.docker ?? (await connectEngine());
+  const log = opts.log ?? silentLogger;
+  const instance = opts.instance ?? instanceId();
   // A plugin with network capabilities: its own network to the egress proxy, removed after the run.
   let egress = opts.egress;
   let configDir: string | undefined;
-  let network: EgressAttachment | undefined;
   const key = `run-${randomBytes(4).toString('hex')}`;
   // eslint-disable-next-line @typescript-eslint/no-unused-vars -- held for its disposal only
   await using _cleanup = {
@@ -80,28 +81,32 @@ export async function runPlugin(opts: RunOptions): Promise<RunResult> {
       if (configDir) rmSync(configDir, { recursive: true, force: true });
     },
   };
-  if (isNetworked(loaded.manifest)) {
-    if (!egress) {
-      configDir = mkdtempSync(path.join(os.tmpdir(), 'lm-egress-'));
-      egress = await Egress.start({ docker, instance: opts.instance, log, configDir });
-    }
-    network = await egress.attach(key, loaded.manifest);
-  }
-  // Declared after the cleanup, so it is disposed first: the network is removed once the container is gone.
-  await using container = await PluginContainer.create(
+  await using sandbox = await prepareSandbox({
     docker,
-    containerSpec({
-      loaded,
-      runtime,
-      instance: opts.instance,
-      ...(compiled ? { compiled } : {}),
-      ...(network ? { network } : {}),
-      seccompProfile: pluginSeccompProfile(network !== undefined, loaded.manifest.security.syscalls),
-      ...(ociRuntime ? { ociRuntime } : {}),
-    }),
+    loaded,
+    instance,
     log,
-  );
+    policy: opts.policy ?? NO_POLICY,
+    ...(opts.progress ? { progress: opts.progress } : {}),
+    ...(opts.signed ? { signed: opts.signed } : {}),
+    ...(opts.hooks ? { hooks: opts.hooks } : {}),
+    ...(opts.signal ? { signal: opts.signal } : {}),
+    network: async () => {
+      if (!egress) {
+        configDir = mkdtempSync(path.join(os.tmpdir(), 'lm-egress-'));
+        egress = await Egress.start({ docker, instance, log, configDir });
+      }
+      return egress.attach(key, loaded.manifest);
+    },
+  });
+  if (!sandbox) return { exitCode: 130, oomKilled: false, interrupted: true, containerId: '', runMs: 0 };
+  // Declared after the cleanup, so it is disposed first: the network is removed once the container is gone.
+  await using container = await PluginContainer.create(docker, sandbox.spec, log);
   if (opts.signal?.aborted) return { exitCode: 130, oomKilled: false, interrupted: true, containerId: container.id, runMs: 0 };
   await opts.onCreated?.(container);
-  return { ...(await container.runToCompletion(opts.stdout, opts.stderr, opts.signal)), containerId: container.id };
+  const completion = await container.runToCompletion(opts.stdout, opts.stderr, opts.signal, {
+    beforeStart: () => sandbox.verify(), // throws LM_PATH_CHANGED
+    afterStart: () => sandbox.release(), // the container holds its own mounts now
+  });
+  return { ...completion, containerId: container.id };
 }

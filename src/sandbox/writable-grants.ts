@@ -4,7 +4,7 @@ import type { GrantedPath } from '../manifest/types.js';
 
 /**
  * A bind mount keeps host ownership and modes, so a write grant on a folder the plugin's
- * uid cannot write would only surface as EACCES inside the plugin. Say so before starting,
+ * own uid (pluginUid) cannot write would only surface as EACCES inside the plugin. Say so before starting,
  * with what to change on the host. Checked at container creation, not at load, because
  * ownership can change between the two.
  */
@@ -17,7 +17,7 @@ export function checkWritableGrants(grants: readonly GrantedPath[], uid: number,
     if (!ok) {
       throw new LogoMeshError(
         'LM_PATH_NOT_WRITABLE',
-        `capability '${g.capability}' grants write to ${g.hostPath}, but the plugin runs as uid ${uid} and that folder is owner ${st.uid}:${st.gid} mode ${mode.toString(8)}; run 'chown -R ${uid}:${gid} ${g.hostPath}' or make it group-writable for gid ${gid}`,
+        `capability '${g.capability}' grants write to ${g.hostPath}, but the plugin runs as uid ${uid} (its own) and that folder is owner ${st.uid}:${st.gid} mode ${mode.toString(8)}; run 'chown -R ${uid} ${g.hostPath}'`,
         { file: g.hostPath, capability: g.capability, expected: `writable by uid ${uid} or gid ${gid}`, found: `owner ${st.uid}:${st.gid}, mode ${mode.toString(8)}` },
       );
     }

@@ -3,13 +3,13 @@ import path from 'node:path';
 import { LogoMeshError } from '../errors.js';
 import { manifestSchema } from '../manifest/index.js';
 import type { Runtime } from '../manifest/types.js';
-import { REPO_DIR } from '../runtimes/runtime.js';
+import { REPO_DIR } from '../paths.js';
 
 /**
  * The templates of a new plugin, one folder per runtime, plus README.md.tmpl shared by all.
  * They are read from the source tree (also when running from dist/), like images/.
  */
-export const TEMPLATES_DIR = path.join(REPO_DIR, 'src', 'scaffold', 'templates');
+const TEMPLATES_DIR = path.join(REPO_DIR, 'src', 'scaffold', 'templates');
 const SCHEMA_FILE = path.join(REPO_DIR, 'src', 'manifest', 'manifest-v2.schema.json');
 const TEMPLATE_SUFFIX = '.tmpl';
 
@@ -105,7 +105,7 @@ export interface Scaffolded {
 }
 
 /** Check a runtime name for `create`; LM_USAGE if it is not one with a template. */
-export function scaffoldRuntime(runtime: string): Runtime {
+function scaffoldRuntime(runtime: string): Runtime {
   if (!(SCAFFOLD_RUNTIMES as string[]).includes(runtime)) {
     throw new LogoMeshError('LM_USAGE', `create needs a runtime: one of ${SCAFFOLD_RUNTIMES.join(', ')}; found '${runtime}'`, {
       expected: SCAFFOLD_RUNTIMES.join(', '),
@@ -116,7 +116,7 @@ export function scaffoldRuntime(runtime: string): Runtime {
 }
 
 /** Check a new plugin's name: it becomes the manifest's id. */
-export function checkPluginName(name: string): void {
+function checkPluginName(name: string): void {
   if (!ID_PATTERN.test(name)) {
     throw new LogoMeshError(
       'LM_SCAFFOLD_NAME',

@@ -2,14 +2,17 @@ import { randomBytes } from 'node:crypto';
 import type { Writable } from 'node:stream';
 import type { ContainerCreateOptions } from 'dockerode';
 import type { Docker } from '../engine/docker.js';
-import { ensureRuntimeImage } from '../engine/images.js';
+import { ensureRuntimeImage } from '../images/build.js';
 import { LABEL, ownerLabels } from '../labels.js';
 import type { Logger } from '../log.js';
 import type { LoadedManifest, Runtime } from '../manifest/types.js';
 import { runtimeImage } from '../runtimes/index.js';
 import { PLUGIN_MOUNT, PLUGIN_USER, type RuntimeImage } from '../runtimes/runtime.js';
+import { holdRealPath } from '../sandbox/host-paths.js';
+import { MountStaging } from '../sandbox/mount-staging.js';
+import { pathChanged, verifyPluginMounts } from '../sandbox/plugin-mounts.js';
 import { PluginContainer } from '../sandbox/plugin-container.js';
-import { seccompProfile, seccompSecurityOpt, seccompVariant } from '../sandbox/seccomp.js';
+import { seccompProfile, seccompSecurityOpt, seccompVariant } from '../seccomp/profiles.js';
 
 /** How one runtime runs a plugin's own tests. */
 export interface TestRecipe {
@@ -31,7 +34,7 @@ export interface TestRecipe {
  * What `logomesh test` runs for a plugin: the language's own test command, in the image
  * the plugin runs or is built in. `args` are appended (a test filter, more verbosity).
  */
-export function testRecipe(loaded: LoadedManifest, args: readonly string[] = []): TestRecipe {
+function testRecipe(loaded: LoadedManifest, args: readonly string[] = []): TestRecipe {
   const runtime = runtimeImage(loaded.manifest.runtime);
   const builder = runtime.images[0]?.tag ?? runtime.tag;
   const recipes: Record<Runtime, TestRecipe> = {
@@ -77,7 +80,7 @@ export interface PluginTestResult {
 }
 
 /** The container the tests run in: isolated like a plugin (no network, non-root, no capabilities, its seccomp profile). */
-export function testContainerSpec(loaded: LoadedManifest, runtime: RuntimeImage, recipe: TestRecipe, instance: string): ContainerCreateOptions {
+function testContainerSpec(loaded: LoadedManifest, runtime: RuntimeImage, recipe: TestRecipe, instance: string, folderSource: string = loaded.pluginDir): ContainerCreateOptions {
   const { manifest } = loaded;
   const env: Record<string, string> = {
     ...runtime.env,
@@ -116,7 +119,8 @@ export function testContainerSpec(loaded: LoadedManifest, runtime: RuntimeImage,
       NetworkMode: 'none',
       IpcMode: 'private',
       // The plugin folder only, read-only: tests read the code and data, and write nothing back.
-      Mounts: [{ Type: 'bind', Source: loaded.pluginDir, Target: PLUGIN_MOUNT, ReadOnly: true }],
+      // Its source is the controller's staging mount of the folder it checked (mount-staging.ts).
+      Mounts: [{ Type: 'bind', Source: folderSource, Target: PLUGIN_MOUNT, ReadOnly: true }],
       Init: true,
       RestartPolicy: { Name: 'no', MaximumRetryCount: 0 },
       AutoRemove: false,
@@ -137,7 +141,18 @@ export async function runPluginTests(opts: PluginTestOptions): Promise<PluginTes
   const interruptedResult = { exitCode: 130, oomKilled: false, interrupted: true, recipe, ms: 0 };
   if (opts.signal?.aborted) return interruptedResult;
 
-  await using container = await PluginContainer.create(docker, testContainerSpec(loaded, runtime, recipe, opts.instance), log);
-  const done = await container.runToCompletion(opts.stdout, opts.stderr, opts.signal);
+  // The folder is opened now without following a symlink, and mounted from that descriptor.
+  await using staging = new MountStaging(log);
+  let folder: string;
+  try {
+    folder = await staging.stage(holdRealPath(loaded.pluginDir, 'directory'), { writable: false });
+  } catch (err) {
+    throw pathChanged(loaded, { relative: '.', hostPath: loaded.pluginDir, target: PLUGIN_MOUNT }, err);
+  }
+  await using container = await PluginContainer.create(docker, testContainerSpec(loaded, runtime, recipe, opts.instance, folder), log);
+  const done = await container.runToCompletion(opts.stdout, opts.stderr, opts.signal, {
+    beforeStart: () => verifyPluginMounts(staging, loaded),
+    afterStart: () => staging.release(),
+  });
   return done.interrupted ? interruptedResult : { exitCode: done.exitCode, oomKilled: done.oomKilled, interrupted: false, recipe, ms: done.runMs };
 }

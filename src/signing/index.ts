@@ -1,3 +1,4 @@
-export { canonicalJson, compareFiles, digestFolder, SIGNATURE_FILE, SYMLINK_PREFIX, type FileChanges, type FileList, type FolderDigest } from './digest.js';
+export { canonicalJson, compareFiles, digestFolder, digestFolderAsync, SIGNATURE_FILE, SYMLINK_PREFIX, type FileChanges, type FileList, type FolderDigest } from './digest.js';
 export { generateKeyFiles, keyIdOf, parsePublicKey, readPrivateKey, type KeyFiles } from './keys.js';
-export { parseSignatureFile, signedBytes, signPlugin, verifyPlugin, type SignatureFile, type SignResult, type Verification } from './signature.js';
+export { parseSignatureFile, signedBytes, type SignatureFile, type SignatureVersion } from './signature-file.js';
+export { mutablePaths, signedContentOf, signPlugin, verifyPlugin, verifyPluginAsync, type SignedContent, type SignResult, type Verification } from './signature.js';

@@ -1,5 +1,5 @@
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { closeSync, fchmodSync, lstatSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, constants, fchmodSync, fstatSync, lstatSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { LogoMeshError } from '../errors.js';
 
@@ -27,21 +27,37 @@ export function parsePublicKey(pem: string): { key: KeyObject } | { reason: stri
   return { key };
 }
 
-/** Read the ed25519 private key (PKCS8 PEM) `logomesh sign --key` names. Throws LM_SIGNING. */
+/** Private key files larger than this are refused before reading (an ed25519 PKCS8 PEM is 119 bytes). */
+const MAX_PRIVATE_KEY_BYTES = 64 * 1024;
+
+/**
+ * Read the ed25519 private key (PKCS8 PEM) `logomesh sign --key` names. The file is opened
+ * once and checked through that descriptor: a regular file that neither its group nor other
+ * users can read or write (mode 0600 or 0400, as keygen writes it), since anyone who could
+ * read it could sign as its owner. Throws LM_SIGNING.
+ */
 export function readPrivateKey(file: string): KeyObject {
   const abs = path.resolve(file);
-  const fail = (found: string): never => {
-    throw new LogoMeshError('LM_SIGNING', `${abs}: expected an ed25519 private key (PKCS8 PEM, as logomesh keygen writes), found ${found}`, {
-      file: abs,
-      expected: 'an ed25519 private key in PKCS8 PEM',
-      found,
-    });
+  const fail = (found: string, expected = 'an ed25519 private key (PKCS8 PEM, as logomesh keygen writes)'): never => {
+    throw new LogoMeshError('LM_SIGNING', `${abs}: expected ${expected}, found ${found}`, { file: abs, expected, found });
   };
   let text = '';
+  let fd: number | undefined;
   try {
-    text = readFileSync(abs, 'utf8');
+    fd = openSync(abs, constants.O_RDONLY | constants.O_NONBLOCK);
+    const st = fstatSync(fd);
+    if (!st.isFile()) fail('not a regular file');
+    const mode = st.mode & 0o777;
+    if ((mode & 0o077) !== 0) {
+      fail(`mode ${mode.toString(8).padStart(4, '0')}, which lets ${(mode & 0o070) !== 0 ? 'its group' : 'other users'} read or change it; run 'chmod 600 ${abs}'`, 'a private key file only its owner can read (mode 0600 or 0400)');
+    }
+    if (st.size > MAX_PRIVATE_KEY_BYTES) fail(`${st.size} bytes, more than a key file holds`);
+    text = readFileSync(fd, 'utf8');
   } catch (err) {
+    if (err instanceof LogoMeshError) throw err;
     fail(`no readable file (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  } finally {
+    if (fd !== undefined) closeSync(fd);
   }
   let key: KeyObject | undefined;
   try {

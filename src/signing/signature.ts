@@ -5,27 +5,21 @@ import { LogoMeshError } from '../errors.js';
 import { loadManifest, type LoadedManifest } from '../manifest/index.js';
 import { resolvePolicy, type Policy } from '../policy/policy.js';
 import { readRegularFile } from '../read-file.js';
-import { canonicalJson, compareFiles, digestFolder, SIGNATURE_FILE, SYMLINK_PREFIX, type FileList, type FolderDigest } from './digest.js';
-import { KEY_ID_LENGTH, keyIdOf, readPrivateKey } from './keys.js';
+import { compareCodeUnits, compareFiles, digestFolder, digestFolderAsync, MAX_DIGEST_BYTES, MAX_DIGEST_ENTRIES, SIGNATURE_FILE, SYMLINK_PREFIX, type FileList, type FolderDigest } from './digest.js';
+import { keyIdOf, readPrivateKey } from './keys.js';
+import { MAX_SIGNATURE_BYTES, parseSignatureFile, SIGNATURE_ALGORITHM, signedBytes, type SignatureFile } from './signature-file.js';
 
-export const SIGNATURE_VERSION = 1;
-export const SIGNATURE_ALGORITHM = 'ed25519';
-/** plugin.sig files larger than this are refused before parsing. */
-export const MAX_SIGNATURE_BYTES = 16 * 1024 * 1024;
+export { MAX_SIGNATURE_BYTES, parseSignatureFile, SIGNATURE_ALGORITHM, signedBytes, type SignatureFile, type SignatureVersion } from './signature-file.js';
 
-/** The contents of plugin.sig. */
-export interface SignatureFile {
-  readonly version: typeof SIGNATURE_VERSION;
-  readonly algorithm: typeof SIGNATURE_ALGORITHM;
-  readonly keyId: string;
-  readonly files: FileList;
-  /** base64 ed25519 signature of signedBytes({version, keyId, files}). */
-  readonly signature: string;
-}
-
-/** The bytes a signature covers: the canonical JSON (RFC 8785) of {version, keyId, files}, in UTF-8. */
-export function signedBytes(content: { version: number; keyId: string; files: FileList }): Buffer {
-  return Buffer.from(canonicalJson({ version: content.version, keyId: content.keyId, files: content.files }), 'utf8');
+/**
+ * The paths of a plugin folder the plugin itself writes: its manifest's write grants inside
+ * the folder (their real relative paths), sorted. A signature leaves them out as `mutable`,
+ * so that the plugin's own output never breaks it, and nothing below them is verified: what
+ * the plugin reads from there is data it could have written itself.
+ */
+export function mutablePaths(loaded: LoadedManifest): string[] {
+  const rel = loaded.grantedPaths.filter((g) => g.writable && g.relative !== '.').map((g) => g.relative.split(path.sep).join('/'));
+  return [...new Set(rel)].sort(compareCodeUnits);
 }
 
 export interface SignResult {
@@ -54,7 +48,15 @@ export function signPlugin(target: string, keyFile: string): SignResult {
       found: 'a key file inside it',
     });
   }
-  const digest = digest_(loaded.pluginDir, 'LM_SIGNING');
+  const mutable = mutablePaths(loaded);
+  const digest = digest_(loaded.pluginDir, 'LM_SIGNING', () => digestFolder(loaded.pluginDir, { exclude: mutable }));
+  if (digest.tooLarge) {
+    throw new LogoMeshError('LM_SIGNING', `${loaded.pluginDir}: cannot sign a plugin folder holding ${digest.tooLarge} (its mutable paths left out); keep large data outside plugin folders`, {
+      file: loaded.pluginDir,
+      expected: `at most ${MAX_DIGEST_BYTES} bytes in at most ${MAX_DIGEST_ENTRIES} files and folders`,
+      found: digest.tooLarge,
+    });
+  }
   if (digest.unsignable.length) {
     throw new LogoMeshError('LM_SIGNING', `${loaded.pluginDir}: cannot sign a plugin folder holding ${digest.unsignable.join(', ')}; remove it`, {
       file: loaded.pluginDir,
@@ -63,12 +65,15 @@ export function signPlugin(target: string, keyFile: string): SignResult {
     });
   }
   const keyId = keyIdOf(createPublicKey(privateKey));
-  const content = { version: SIGNATURE_VERSION, keyId, files: digest.files };
+  // Version 1 unless there is something mutable: plugins without write grants inside their
+  // folder keep the format every earlier LogoMesh reads.
+  const content = mutable.length ? { version: 2 as const, keyId, files: digest.files, mutable } : { version: 1 as const, keyId, files: digest.files };
   const sig: SignatureFile = {
-    version: SIGNATURE_VERSION,
+    version: content.version,
     algorithm: SIGNATURE_ALGORITHM,
     keyId,
     files: digest.files,
+    ...(mutable.length ? { mutable } : {}),
     signature: sign(null, signedBytes(content), privateKey).toString('base64'),
   };
   const sigFile = path.join(loaded.pluginDir, SIGNATURE_FILE);
@@ -86,122 +91,143 @@ export function signPlugin(target: string, keyFile: string): SignResult {
   return { sigFile, keyId, files: Object.keys(digest.files).length };
 }
 
+/** What a signature vouches for: every file but the mutable paths, as signed. */
+export interface SignedContent {
+  readonly files: FileList;
+  readonly mutable: readonly string[];
+}
+
 /** How a plugin passed verification. */
 export type Verification =
   /** No plugin.sig, and the policy does not require one. */
   | { readonly status: 'unsigned' }
   /** Signed by a trusted key; every file is as signed. */
-  | { readonly status: 'verified'; readonly keyId: string; readonly key: string; readonly files: number }
+  | { readonly status: 'verified'; readonly keyId: string; readonly key: string; readonly files: number; readonly signed: SignedContent }
   /**
    * Not required, signed by a key the policy does not list: every file is as plugin.sig
    * lists, but who signed it cannot be checked.
    */
-  | { readonly status: 'untrusted-key'; readonly keyId: string; readonly files: number };
+  | { readonly status: 'untrusted-key'; readonly keyId: string; readonly files: number; readonly signed: SignedContent };
+
+/** What a verification vouches for, if the plugin is signed. */
+export function signedContentOf(v: Verification): SignedContent | undefined {
+  return v.status === 'unsigned' ? undefined : v.signed;
+}
 
 /**
  * Check a loaded plugin against the policy's signature rules, before anything of it runs.
  * Without plugin.sig: refused if the policy requires signatures. With one: always checked,
  * and refused if it is malformed, a file was added, removed or changed since signing, the
- * manifest is not covered, or the signature does not verify with the trusted key it names;
- * a key the policy does not list is refused only when signatures are required.
- * `policy` defaults to the one LOGOMESH_POLICY names (else NO_POLICY). Throws LM_SIGNATURE.
+ * manifest that was loaded (the exact bytes parsed) is not the one signed, the mutable
+ * paths are not the manifest's write grants, or the signature does not verify with the
+ * trusted key it names; a key the policy does not list is refused only when signatures are
+ * required. Synchronous, for load time; verifyPluginAsync hashes without holding the event
+ * loop. `policy` defaults to the one LOGOMESH_POLICY names (else NO_POLICY). Throws
+ * LM_SIGNATURE.
  */
 export function verifyPlugin(loaded: LoadedManifest, policy: Policy = resolvePolicy(undefined)): Verification {
+  const read = readSignature(loaded, policy);
+  if ('status' in read) return read;
+  const exclude = read.sig.mutable ?? [];
+  return judge(loaded, policy, read.sig, digest_(loaded.pluginDir, 'LM_SIGNATURE', () => digestFolder(loaded.pluginDir, { exclude })));
+}
+
+/** verifyPlugin, with the files hashed a chunk at a time between turns of the event loop (re-verification before a restart). */
+export async function verifyPluginAsync(loaded: LoadedManifest, policy: Policy = resolvePolicy(undefined)): Promise<Verification> {
+  const read = readSignature(loaded, policy);
+  if ('status' in read) return read;
+  const exclude = read.sig.mutable ?? [];
+  return judge(loaded, policy, read.sig, await digestAsync_(loaded.pluginDir, () => digestFolderAsync(loaded.pluginDir, { exclude })));
+}
+
+function refusal(loaded: LoadedManifest, policy: Policy, problems: string[], extra: Record<string, unknown> = {}): LogoMeshError {
   const dir = loaded.pluginDir;
   const id = loaded.manifest.id;
-  const required = policy.signatures.required;
-  const refuse = (problems: string[], extra: Record<string, unknown> = {}): never => {
-    throw new LogoMeshError('LM_SIGNATURE', `${dir}: plugin ${id} refused: ${problems.join('; ')}`, {
-      file: dir,
-      plugin: id,
-      problems,
-      ...(policy.file ? { policy: policy.file } : {}),
-      ...extra,
-    });
-  };
-  const sigFile = path.join(dir, SIGNATURE_FILE);
+  return new LogoMeshError('LM_SIGNATURE', `${dir}: plugin ${id} refused: ${problems.join('; ')}`, {
+    file: dir,
+    plugin: id,
+    problems,
+    ...(policy.file ? { policy: policy.file } : {}),
+    ...extra,
+  });
+}
+
+/** plugin.sig parsed, or the verdict when there is none. Throws LM_SIGNATURE for a bad one. */
+function readSignature(loaded: LoadedManifest, policy: Policy): { sig: SignatureFile } | { status: 'unsigned' } {
+  const sigFile = path.join(loaded.pluginDir, SIGNATURE_FILE);
   // Never through a symlink, never a FIFO or device, never more than the limit.
-  const read = readRegularFile(sigFile, { maxBytes: MAX_SIGNATURE_BYTES, within: dir, noSymlink: true });
+  const read = readRegularFile(sigFile, { maxBytes: MAX_SIGNATURE_BYTES, within: loaded.pluginDir, noSymlink: true });
   if (!read.ok && read.failure === 'missing' && read.found === 'nothing') {
-    if (required) refuse([`unsigned: there is no ${SIGNATURE_FILE}, and the policy ${policy.file ?? '(none)'} requires signatures (sign it with logomesh sign)`]);
+    if (policy.signatures.required) throw refusal(loaded, policy, [`unsigned: there is no ${SIGNATURE_FILE}, and the policy ${policy.file ?? '(none)'} requires signatures (sign it with logomesh sign)`]);
     return { status: 'unsigned' };
   }
-  if (!read.ok) return refuse([`bad signature: ${SIGNATURE_FILE} is not ${read.expected}: found ${read.found}`]);
+  if (!read.ok) throw refusal(loaded, policy, [`bad signature: ${SIGNATURE_FILE} is not ${read.expected}: found ${read.found}`]);
   const parsed = parseSignatureFile(read.bytes.toString('utf8'));
-  if ('reason' in parsed) return refuse([`bad signature: ${SIGNATURE_FILE} is malformed: ${parsed.reason}`]);
-  const sig = parsed.sig;
+  if ('reason' in parsed) throw refusal(loaded, policy, [`bad signature: ${SIGNATURE_FILE} is malformed: ${parsed.reason}`]);
+  return parsed;
+}
 
+/** The verdict on a signature and the folder's digest. Throws LM_SIGNATURE naming every problem. */
+function judge(loaded: LoadedManifest, policy: Policy, sig: SignatureFile, digest: FolderDigest): Verification {
   const problems: string[] = [];
-  const digest = digest_(dir, 'LM_SIGNATURE');
+  if (digest.tooLarge) problems.push(`the plugin folder holds ${digest.tooLarge} (its mutable paths left out), too much to verify; keep large data outside plugin folders`);
   if (digest.unsignable.length) problems.push(`files that cannot be signed: ${digest.unsignable.join(', ')}`);
-  const changes = compareFiles(sig.files, digest.files);
-  const list = [
-    ...changes.changed.map((f) => `${f} changed`),
-    ...changes.added.map((f) => `${f} added`),
-    ...changes.removed.map((f) => `${f} removed`),
-  ];
+  const changes = digest.tooLarge ? { added: [], removed: [], changed: [] } : compareFiles(sig.files, digest.files);
+  const list = [...changes.changed.map((f) => `${f} changed`), ...changes.added.map((f) => `${f} added`), ...changes.removed.map((f) => `${f} removed`)];
   if (list.length) problems.push(`files changed since signing: ${list.join(', ')}`);
+
   const manifestName = path.basename(loaded.file);
   const signedManifest = Object.prototype.hasOwnProperty.call(sig.files, manifestName) ? sig.files[manifestName] : undefined;
   if (signedManifest === undefined) problems.push(`the manifest ${manifestName} is not among the signed files`);
   else if (signedManifest.startsWith(SYMLINK_PREFIX)) problems.push(`the manifest ${manifestName} is a symlink, so its contents are not covered by the signature`);
+  else if (signedManifest !== loaded.fileSha256) {
+    // What counts is what was parsed, not what is on disk now: a manifest swapped after it
+    // was read (and perhaps swapped back) is refused here even if the folder looks signed.
+    problems.push(`the manifest that was loaded (${manifestName}, sha256 ${loaded.fileSha256.slice(0, 16)}) is not the one signed (sha256 ${signedManifest.slice(0, 16)}): it was changed after signing, or replaced while it was being loaded`);
+  }
+  const mutable = sig.mutable ?? [];
+  const declared = mutablePaths(loaded);
+  if (sig.version === 2 && mutable.join('\0') !== declared.join('\0')) {
+    problems.push(`the signature's mutable paths (${mutable.join(', ') || 'none'}) are not the manifest's write grants inside the folder (${declared.join(', ') || 'none'})`);
+  }
 
   // Key ids are short: should two trusted keys share one, each of them is tried.
   const candidates = policy.signatures.trustedKeys.filter((k) => k.keyId === sig.keyId);
   const bytes = signedBytes(sig);
   const trusted = candidates.find((k) => verify(null, bytes, k.key, Buffer.from(sig.signature, 'base64')));
   if (candidates.length === 0) {
-    if (required) problems.push(`unknown key id ${sig.keyId}: not one of the policy's trusted keys`);
+    if (policy.signatures.required) problems.push(`unknown key id ${sig.keyId}: not one of the policy's trusted keys`);
   } else if (!trusted) {
     problems.push(`bad signature: it does not verify with the trusted key ${sig.keyId} (${candidates.map((k) => k.source).join(', ')})`);
   }
-  if (problems.length) refuse(problems, { keyId: sig.keyId, ...changes });
+  if (problems.length) throw refusal(loaded, policy, problems, { keyId: sig.keyId, ...changes });
   const files = Object.keys(sig.files).length;
-  return trusted ? { status: 'verified', keyId: sig.keyId, key: trusted.source, files } : { status: 'untrusted-key', keyId: sig.keyId, files };
+  const signed: SignedContent = { files: sig.files, mutable };
+  return trusted ? { status: 'verified', keyId: sig.keyId, key: trusted.source, files, signed } : { status: 'untrusted-key', keyId: sig.keyId, files, signed };
+}
+
+function unreadable(dir: string, code: 'LM_SIGNING' | 'LM_SIGNATURE', err: unknown): LogoMeshError {
+  const e = err as NodeJS.ErrnoException;
+  return new LogoMeshError(code, `${dir}: cannot read every file of the plugin folder (${e.code ?? e.message}${e.path ? ` on ${e.path}` : ''})`, {
+    file: e.path ?? dir,
+    expected: 'a plugin folder whose files can all be read',
+    found: e.code ?? e.message,
+  });
 }
 
 /** The folder's digest; a file that vanishes or cannot be read while hashing becomes a coded error. */
-function digest_(dir: string, code: 'LM_SIGNING' | 'LM_SIGNATURE'): FolderDigest {
+function digest_(dir: string, code: 'LM_SIGNING' | 'LM_SIGNATURE', fn: () => FolderDigest): FolderDigest {
   try {
-    return digestFolder(dir);
+    return fn();
   } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    throw new LogoMeshError(code, `${dir}: cannot read every file of the plugin folder (${e.code ?? e.message}${e.path ? ` on ${e.path}` : ''})`, {
-      file: e.path ?? dir,
-      expected: 'a plugin folder whose files can all be read',
-      found: e.code ?? e.message,
-    });
+    throw unreadable(dir, code, err);
   }
 }
 
-const HEX_KEY_ID = new RegExp(`^[0-9a-f]{${KEY_ID_LENGTH}}$`);
-const SHA256 = /^[0-9a-f]{64}$/;
-const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
-const FIELDS = ['version', 'algorithm', 'keyId', 'files', 'signature'];
-
-/** Parse plugin.sig strictly: exactly the fields of SignatureFile, each well-formed. */
-export function parseSignatureFile(text: string): { sig: SignatureFile } | { reason: string } {
-  let v: unknown;
+async function digestAsync_(dir: string, fn: () => Promise<FolderDigest>): Promise<FolderDigest> {
   try {
-    v = JSON.parse(text);
+    return await fn();
   } catch (err) {
-    return { reason: `not JSON (${(err as Error).message})` };
+    throw unreadable(dir, 'LM_SIGNATURE', err);
   }
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) return { reason: 'not a JSON object' };
-  const o = v as Record<string, unknown>;
-  const unknown = Object.keys(o).filter((k) => !FIELDS.includes(k));
-  if (unknown.length) return { reason: `unknown field(s) ${unknown.join(', ')}` };
-  if (o.version !== SIGNATURE_VERSION) return { reason: `version ${JSON.stringify(o.version)}, expected ${SIGNATURE_VERSION}` };
-  if (o.algorithm !== SIGNATURE_ALGORITHM) return { reason: `algorithm ${JSON.stringify(o.algorithm)}, expected "${SIGNATURE_ALGORITHM}"` };
-  if (typeof o.keyId !== 'string' || !HEX_KEY_ID.test(o.keyId)) return { reason: `keyId ${JSON.stringify(o.keyId)}, expected ${KEY_ID_LENGTH} lowercase hex characters` };
-  if (typeof o.files !== 'object' || o.files === null || Array.isArray(o.files)) return { reason: 'files is not an object' };
-  for (const [name, value] of Object.entries(o.files)) {
-    if (typeof value !== 'string' || !(SHA256.test(value) || value.startsWith(SYMLINK_PREFIX))) {
-      return { reason: `files[${JSON.stringify(name)}] is ${JSON.stringify(value)}, expected a sha256 in hex or ${SYMLINK_PREFIX}<target>` };
-    }
-  }
-  if (typeof o.signature !== 'string' || !BASE64.test(o.signature) || Buffer.from(o.signature, 'base64').length !== 64) {
-    return { reason: 'signature is not a base64 ed25519 signature (64 bytes)' };
-  }
-  return { sig: o as unknown as SignatureFile };
 }

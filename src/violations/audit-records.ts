@@ -16,7 +16,7 @@ export interface AuditRecord {
 }
 
 /** Record types LogoMesh reads (include/uapi/linux/audit.h), by number and by the audit daemon's names. */
-export const AUDIT_TYPE = { SYSCALL: 1300, PATH: 1302, SECCOMP: 1326 } as const;
+const AUDIT_TYPE = { SYSCALL: 1300, PATH: 1302, SECCOMP: 1326 } as const;
 const TYPE_BY_NAME: Readonly<Record<string, number>> = AUDIT_TYPE;
 
 export function parseAuditRecord(record: string): AuditRecord | undefined {
@@ -103,8 +103,8 @@ export function parseSeccompRecord(record: string): SeccompKill | undefined {
 /** The errno values LogoMesh's audit rules name (x86_64 numbering). */
 const ERRNO_NAMES: Readonly<Record<string, string>> = { '-1': 'EPERM', '-11': 'EAGAIN', '-13': 'EACCES', '-24': 'EMFILE', '-28': 'ENOSPC', '-30': 'EROFS' };
 
-/** The prefix of LogoMesh's audit rule keys (src/engine/kernel-audit.rules). */
-export const RULE_KEY_PREFIX = 'logomesh-';
+/** The prefix of LogoMesh's audit rule keys (src/provision/kernel-audit.rules). */
+const RULE_KEY_PREFIX = 'logomesh-';
 
 /**
  * Puts the records of one event together: a SYSCALL record of one of LogoMesh's rules, and

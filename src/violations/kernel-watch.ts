@@ -7,8 +7,8 @@ export const EXIT_SIGSYS = 159;
 
 export interface KernelWatchOptions {
   readonly log: Logger;
-  /** Only records of this uid can be a plugin's (every plugin runs as it). */
-  readonly uid: number;
+  /** Only records of this uid, or of a uid in this range [from, to), can be a plugin's (each plugin runs as its own, see pluginUid). */
+  readonly uid: number | { readonly from: number; readonly to: number };
   /** Which plugin a process belongs to, by its group (each plugin has its own, see pluginGid); undefined: not one of ours. */
   readonly ownerOf: (process: { readonly gid: number }) => string | undefined;
   /** A process of one of our plugins was killed by seccomp. */
@@ -38,7 +38,7 @@ const KEEP_MS = 10_000;
  * - seccomp kills. A kill of the plugin's main process also ends its container (exit 159);
  *   the logs are read by polling, so the exit may be seen first: `take` waits for the
  *   record that explains it;
- * - denials that LogoMesh's kernel audit rules report (src/engine/kernel-audit.rules: a
+ * - denials that LogoMesh's kernel audit rules report (src/provision/kernel-audit.rules: a
  *   write to a read-only place, a full /tmp, a limit reached), when the host has them.
  */
 export class KernelWatch {
@@ -73,7 +73,8 @@ export class KernelWatch {
 
   /** The plugin of a record's process, once per record (undefined: not ours, or seen already). */
   private claim(p: { uid: number; gid: number; at: number; serial: number }): string | undefined {
-    if (p.uid !== this.opts.uid) return undefined;
+    const u = this.opts.uid;
+    if (typeof u === 'number' ? p.uid !== u : p.uid < u.from || p.uid >= u.to) return undefined;
     const key = `${p.at}:${p.serial}`;
     if (this.seen.has(key)) return undefined;
     if (this.seen.size >= 10_000) this.seen.clear();
@@ -138,7 +139,7 @@ export function seccompKillMessage(plugin: string, kill: SeccompKill | undefined
   return `plugin ${plugin}: ${what}; the plugin is stopped, not restarted`;
 }
 
-/** What each of LogoMesh's kernel audit rules reports (src/engine/kernel-audit.rules). */
+/** What each of LogoMesh's kernel audit rules reports (src/provision/kernel-audit.rules). */
 const DENIALS: Readonly<Record<string, string>> = {
   'logomesh-rofs': 'a write to a read-only place',
   'logomesh-full': '/tmp or a write grant is full',

@@ -1,7 +1,7 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import type { Docker } from '../../src/engine/docker.js';
 import { LABEL } from '../../src/labels.js';
-import { PluginHost } from '../../src/lifecycle/plugin-host.js';
+import { Controller } from '../../src/controller/controller.js';
 import type { Runtime } from '../../src/manifest/types.js';
 import { fmt, nowUs, pct, timedMs, type Row } from './stats.js';
 
@@ -35,7 +35,7 @@ async function bareOf(docker: Docker, containerId: string, runtime: Runtime): Pr
   return { image: info.Config.Image, cmd: info.Config.Cmd as string[], idleImage: idle.image ?? info.Config.Image, idleCmd: idle.cmd };
 }
 
-export async function controllerBench(host: PluginHost, docker: Docker, rounds: number, instance: string): Promise<Row[]> {
+export async function controllerBench(host: Controller, docker: Docker, rounds: number, instance: string): Promise<Row[]> {
   const rows: Row[] = [];
   const present = new Set(host.list().filter((p) => p.state === 'ready').map((p) => p.id));
 

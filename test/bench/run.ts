@@ -12,9 +12,10 @@ import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { removeByLabel } from '../../src/engine/cleanup.js';
 import { connectEngine, type Docker } from '../../src/engine/docker.js';
-import { ensureRuntimeImage } from '../../src/engine/images.js';
-import { resolveHome } from '../../src/lifecycle/home.js';
-import { PluginHost, pluginFolders } from '../../src/lifecycle/plugin-host.js';
+import { ensureRuntimeImage } from '../../src/images/build.js';
+import { resolveHome } from '../../src/controller/home.js';
+import { Controller } from '../../src/controller/controller.js';
+import { pluginFolders } from '../../src/manifest/folders.js';
 import { createLogger, silentLogger } from '../../src/log.js';
 import { loadManifest } from '../../src/manifest/index.js';
 import { python } from '../../src/runtimes/python.js';
@@ -90,7 +91,7 @@ async function main(): Promise<void> {
   const home = resolveHome({ LOGOMESH_HOME: path.join(os.tmpdir(), `lm-bench-${process.pid}`), LOGOMESH_INSTANCE: instance });
   // The hub's per-plugin rate limit (20000 messages/s) would cap the throughput row at the
   // limit, not at what the hub can do: it is raised here, and only here.
-  const host = await PluginHost.create({ log, home, docker, progress: process.stderr, startTimeoutMs: 60_000, rateLimit: 1_000_000 });
+  const host = await Controller.create({ log, home, docker, progress: process.stderr, startTimeoutMs: 60_000, rateLimit: 1_000_000 });
   try {
     const folders = [...pluginFolders(path.join(REPO, 'manifests')), ...pluginFolders(path.join(REPO, 'test', 'fixtures', 'bench'))];
     host.load(folders.map((f) => loadManifest(f)));

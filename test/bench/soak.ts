@@ -3,8 +3,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Docker } from '../../src/engine/docker.js';
-import { resolveHome } from '../../src/lifecycle/home.js';
-import { PluginHost } from '../../src/lifecycle/plugin-host.js';
+import { resolveHome } from '../../src/controller/home.js';
+import { Controller } from '../../src/controller/controller.js';
 import type { Logger } from '../../src/log.js';
 import { loadManifest } from '../../src/manifest/index.js';
 import { nowUs, pct, type Row } from './stats.js';
@@ -22,7 +22,7 @@ const MODES = ['refused', 'deep', 'deaf', 'broadcast'] as const;
  */
 export async function soakBench(docker: Docker, log: Logger, instance: string): Promise<Row[]> {
   const home = resolveHome({ LOGOMESH_HOME: path.join(os.tmpdir(), `lm-bench-soak-${process.pid}`), LOGOMESH_INSTANCE: `${instance}-soak` });
-  const host = await PluginHost.create({ log, home, docker, startTimeoutMs: 60_000 });
+  const host = await Controller.create({ log, home, docker, startTimeoutMs: 60_000 });
   const rows: Row[] = [];
   try {
     host.load([loadManifest(path.join(REPO, 'test', 'fixtures', 'bench', 'echo-node'))]);
@@ -57,7 +57,7 @@ export async function soakBench(docker: Docker, log: Logger, instance: string): 
 }
 
 /** Sequential calls for `ms`, each timed (us). */
-async function legit(host: PluginHost, ms: number): Promise<number[]> {
+async function legit(host: Controller, ms: number): Promise<number[]> {
   const us: number[] = [];
   const end = Date.now() + ms;
   while (Date.now() < end) {

@@ -6,10 +6,10 @@ import { randomInt } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { ignoreGone } from '../../src/engine/cleanup.js';
 import { LABEL, ownerLabels } from '../../src/labels.js';
-import { resolveHome } from '../../src/lifecycle/home.js';
-import { PluginHost } from '../../src/lifecycle/plugin-host.js';
+import { resolveHome } from '../../src/controller/home.js';
+import { Controller } from '../../src/controller/controller.js';
 import { silentLogger } from '../../src/log.js';
-import { readAudit } from '../../src/permissions/audit-log.js';
+import { readAudit } from '../../src/audit/audit-log.js';
 import { checkHostFirewall, FIREWALL_RULES_FILE, parseFirewallRules, runCommand } from '../../src/sandbox/egress/firewall.js';
 import { Targets } from '../integration/egress-support.js';
 import { docker, instance, REPO, sleep, tempDir } from '../integration/support.js';
@@ -105,12 +105,12 @@ describe.runIf(engineIsOurs())('egress across an engine restart', () => {
       path.join(root, 'prober', 'plugin.yaml'),
       `id: prober\nversion: 1.0.0\nruntime: node\nentrypoint: main.mjs\ncoordination:\n  exposesMethods: [get, probe, hold, held]\ncapabilities:\n  - { id: web, scope: network, hosts: ["${web}:8080", "${web}:7000"] }\nresources: { maxNetworkConnections: 4 }\n`,
     );
-    let host: PluginHost | undefined;
+    let host: Controller | undefined;
     try {
       await targets.start('engine-targets', [web]);
       const hostGateway = ((await hostBridge.inspect()) as { IPAM: { Config: { Gateway: string }[] } }).IPAM.Config[0]!.Gateway;
       await listeners.listen(hostGateway);
-      host = await PluginHost.create({ log: silentLogger, home: resolveHome({ LOGOMESH_HOME: tempDir('lm-home-'), LOGOMESH_INSTANCE: inst }), docker: d, engineCheckMs: 200, egressNetworks: [targets.network!.id] });
+      host = await Controller.create({ log: silentLogger, home: resolveHome({ LOGOMESH_HOME: tempDir('lm-home-'), LOGOMESH_INSTANCE: inst }), docker: d, engineCheckMs: 200, egressNetworks: [targets.network!.id] });
       host.loadDirectory(root);
       await host.startAll();
       const h = host;
@@ -142,7 +142,7 @@ describe.runIf(engineIsOurs())('egress across an engine restart', () => {
       await until('the controller to notice', () => !h.engineStatus().up, 20_000);
       // The proxy cannot be signalled now: the file changes, the open tunnel is cut once the engine is back.
       expect(await h.revokeHost('prober', `${web}:7000`)).toBe(true);
-      execFileSync('bash', [path.join(REPO, 'src/engine/provision.sh'), 'engine'], { stdio: 'ignore', timeout: 90_000 });
+      execFileSync('bash', [path.join(REPO, 'src/provision/provision.sh'), 'engine'], { stdio: 'ignore', timeout: 90_000 });
       await until('the controller to see the engine again', () => h.engineStatus().up, 30_000);
       const back = Date.now();
 

@@ -2,8 +2,8 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { resolveHome } from '../../src/lifecycle/home.js';
-import { PluginHost } from '../../src/lifecycle/plugin-host.js';
+import { resolveHome } from '../../src/controller/home.js';
+import { Controller } from '../../src/controller/controller.js';
 import { silentLogger } from '../../src/log.js';
 import { docker, instance, REPO, sleep, tempDir } from '../integration/support.js';
 
@@ -30,7 +30,7 @@ describe.runIf(engineIsOurs())('the Docker engine restarts under a running contr
     copyFileSync(path.join(REPO, 'test/fixtures/controller/probe.mjs'), path.join(dir, 'main.mjs'));
     writeFileSync(path.join(dir, 'plugin.yaml'), 'id: steady\nversion: 1.0.0\nruntime: node\nentrypoint: main.mjs\ncoordination:\n  exposesMethods: [echo, whoami, never, crash, call, emit, seen]\n  subscribes: [news.*]\n');
     const home = resolveHome({ LOGOMESH_HOME: tempDir('lm-home-'), LOGOMESH_INSTANCE: `${instance()}-engine` });
-    const host = await PluginHost.create({ log: silentLogger, home, docker: await docker(), engineCheckMs: 200 });
+    const host = await Controller.create({ log: silentLogger, home, docker: await docker(), engineCheckMs: 200 });
     try {
       host.loadDirectory(root);
       await host.startAll();
@@ -42,7 +42,7 @@ describe.runIf(engineIsOurs())('the Docker engine restarts under a running contr
       // The hub is the controller's own: calls go on while the engine is away.
       expect(await host.call('steady', 'echo', 'during')).toBe('during');
 
-      execFileSync('bash', [path.join(REPO, 'src/engine/provision.sh'), 'engine'], { stdio: 'ignore', timeout: 90_000 });
+      execFileSync('bash', [path.join(REPO, 'src/provision/provision.sh'), 'engine'], { stdio: 'ignore', timeout: 90_000 });
       await until('the controller to see the engine again', () => host.engineStatus().up, 30_000);
       expect(await host.call('steady', 'echo', 'after')).toBe('after');
       const after = host.status('steady');

@@ -1,8 +1,9 @@
 import type { ChildProcess } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { labelFilter, LABEL } from '../../src/labels.js';
-import { copyFixture, docker, instance, REPO, runCli, type CliExit } from './support.js';
+import { copyFixture, docker, instance, REPO, runCli, tempDir, type CliExit } from './support.js';
 
 /** Run the real `logomesh` CLI (from source) as a child process. */
 function logomesh(args: string[], opts: { env?: Record<string, string>; onStdout?: (text: string, child: ChildProcess) => void } = {}): Promise<CliExit> {
@@ -75,6 +76,27 @@ describe('logomesh run', () => {
     } finally {
       for (const c of await ofKilledRun()) await d.getContainer(c.Id).remove({ force: true });
     }
+  });
+
+  it('survives the reader of its output going away (| head -1): removes the container and exits 141, as SIGPIPE would', async () => {
+    const dir = path.join(tempDir('lm-chatty-'), 'chatty');
+    mkdirSync(dir);
+    writeFileSync(path.join(dir, 'plugin.yaml'), 'id: chatty\nversion: 1.0.0\nruntime: python\nentrypoint: main.py\n');
+    writeFileSync(path.join(dir, 'main.py'), 'import time\nwhile True:\n    print("line", flush=True)\n    time.sleep(0.05)\n');
+    let closed = false;
+    const r = await logomesh(['run', dir], {
+      onStdout: (text, child) => {
+        if (!closed && text.includes('line')) {
+          closed = true;
+          child.stdout?.destroy(); // what head -1 does once it has its line
+        }
+      },
+    });
+    expect(closed).toBe(true);
+    expect(r.stderr).toContain('LM_INTERRUPTED: plugin chatty was stopped because the command\'s stdout was closed (EPIPE: the reading end of the pipe went away); its container was removed');
+    expect(r.stderr).not.toMatch(/Unhandled|EPIPE.*\n\s+at /);
+    expect(r.code).toBe(141);
+    expect(await containersOf('chatty')).toBe(0);
   });
 
   it('refuses an invalid manifest before touching the engine', async () => {

@@ -2,8 +2,8 @@ import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { labelFilter } from '../../src/labels.js';
-import { resolveHome } from '../../src/lifecycle/home.js';
-import { PluginHost } from '../../src/lifecycle/plugin-host.js';
+import { resolveHome } from '../../src/controller/home.js';
+import { Controller } from '../../src/controller/controller.js';
 import { silentLogger } from '../../src/log.js';
 import { docker, instance, REPO, tempDir } from './support.js';
 
@@ -46,9 +46,9 @@ function plugin(root: string, id: string, s: Spec = {}): string {
   return dir;
 }
 
-async function hostFor(suffix: string, opts: { startTimeoutMs?: number } = {}): Promise<PluginHost> {
+async function hostFor(suffix: string, opts: { startTimeoutMs?: number } = {}): Promise<Controller> {
   const home = resolveHome({ LOGOMESH_HOME: tempDir('lm-home-'), LOGOMESH_INSTANCE: `${instance()}-${suffix}` });
-  return PluginHost.create({ log: silentLogger, home, docker: await docker(), stopGraceMs: 2_000, ...opts });
+  return Controller.create({ log: silentLogger, home, docker: await docker(), stopGraceMs: 2_000, ...opts });
 }
 
 async function containersOf(inst: string): Promise<number> {
@@ -56,7 +56,7 @@ async function containersOf(inst: string): Promise<number> {
 }
 
 describe('controller with plugins in real containers', () => {
-  let host: PluginHost;
+  let host: Controller;
   beforeAll(async () => {
     const root = tempDir('lm-plugins-');
     plugin(root, 'alpha', { consumes: ['beta.echo', 'beta.whoami', 'beta.never'], messaging: true, publishes: ['news.*'] });
@@ -96,7 +96,7 @@ describe('controller with plugins in real containers', () => {
     expect(r.data.from).toBe('forger');
     expect(await host.call('alpha', 'call', { target: 'beta.whoami' })).toEqual({ ok: { from: 'alpha' } });
     // The attempt is on the record (the trail is appended through a stream: wait for the line).
-    const { readAudit } = await import('../../src/permissions/audit-log.js');
+    const { readAudit } = await import('../../src/audit/audit-log.js');
     await vi.waitFor(() =>
       expect(readAudit(host.home.auditFile, { plugin: 'forger' }).filter((e) => e.who === 'forger' && e.action === 'violation')).toEqual([
         expect.objectContaining({ resource: 'hub', result: 'denied', code: 'LM_PERMISSION_DENIED', reason: "a request claimed to come from 'host'; the hub sent it as forger" }),
@@ -143,7 +143,7 @@ describe('controller with plugins in real containers', () => {
     expect(((await host.call('alpha', 'call', { target: 'beta.echo' })) as { code: string }).code).toBe('LM_PERMISSION_DENIED');
     expect(() => host.grantMethod('gamma', 'beta.echo')).toThrow(expect.objectContaining({ code: 'LM_PERMISSION_DENIED' }));
     host.grantMethod('alpha', 'beta.echo');
-    const { readAudit } = await import('../../src/permissions/audit-log.js');
+    const { readAudit } = await import('../../src/audit/audit-log.js');
     const trail = readAudit(host.home.auditFile, { plugin: 'alpha' }).map((e) => `${e.who} ${e.action} ${e.resource} ${e.result}`);
     expect(trail).toEqual(expect.arrayContaining(['operator revoke alpha:beta.echo revoked', 'alpha call beta.echo denied', 'operator grant alpha:beta.echo granted', 'expiry revoke alpha:beta.echo revoked', 'alpha call beta.echo allowed']));
   });

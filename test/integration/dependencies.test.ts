@@ -2,13 +2,13 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { forgetSystemChecks } from '../../src/engine/system-check.js';
+import { forgetSystemChecks } from '../../src/images/system-check.js';
 import { LogoMeshError } from '../../src/errors.js';
 import { LABEL, OWNER } from '../../src/labels.js';
 import { silentLogger } from '../../src/log.js';
 import { loadManifest } from '../../src/manifest/index.js';
 import { runtimeImage } from '../../src/runtimes/index.js';
-import { preparePluginImage } from '../../src/sandbox/plugin-image.js';
+import { preparePluginImage } from '../../src/images/plugin-image.js';
 import { docker, instance, report, runCaptured, tempDir } from './support.js';
 
 // A cache folder of this file's own, so the first check really runs a container.

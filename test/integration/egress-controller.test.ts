@@ -2,10 +2,10 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { LABEL } from '../../src/labels.js';
-import { resolveHome } from '../../src/lifecycle/home.js';
-import { PluginHost } from '../../src/lifecycle/plugin-host.js';
+import { resolveHome } from '../../src/controller/home.js';
+import { Controller } from '../../src/controller/controller.js';
 import { silentLogger } from '../../src/log.js';
-import { readAudit } from '../../src/permissions/audit-log.js';
+import { readAudit } from '../../src/audit/audit-log.js';
 import { Targets } from './egress-support.js';
 import { docker, instance, tempDir } from './support.js';
 
@@ -40,7 +40,7 @@ describe('egress proxies under a controller', () => {
   const targets = new Targets();
   const web = `lm-${instance()}-ctl-web`;
   const inst = `${instance()}-egress-ctl`;
-  let host: PluginHost;
+  let host: Controller;
 
   beforeAll(async () => {
     await targets.start('ctl-targets', [web]);
@@ -48,7 +48,7 @@ describe('egress proxies under a controller', () => {
     fetcher(root, 'fetcher', `${web}:8080`);
     fetcher(root, 'other', `${web}:8080`);
     fetcher(root, 'offline', undefined);
-    host = await PluginHost.create({
+    host = await Controller.create({
       log: silentLogger,
       home: resolveHome({ LOGOMESH_HOME: tempDir('lm-home-'), LOGOMESH_INSTANCE: inst }),
       docker: await docker(),

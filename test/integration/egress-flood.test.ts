@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ignoreGone } from '../../src/engine/cleanup.js';
 import { silentLogger } from '../../src/log.js';
 import { loadManifest } from '../../src/manifest/index.js';
-import type { AuditEntry } from '../../src/permissions/audit-log.js';
+import type { AuditEntry } from '../../src/audit/audit-log.js';
 import { Egress, type EgressDecision } from '../../src/sandbox/egress.js';
 import { networkPlugin, PROXY_HELPERS, startPlugin, Targets, waitFor } from './egress-support.js';
 import { docker, instance, report, runCaptured, tempDir } from './support.js';

@@ -2,7 +2,7 @@ import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { ignoreGone } from '../../src/engine/cleanup.js';
-import { ensureImage } from '../../src/engine/images.js';
+import { ensureImage } from '../../src/images/build.js';
 import { ownerLabels } from '../../src/labels.js';
 import { silentLogger } from '../../src/log.js';
 import { EGRESS_IMAGE } from '../../src/sandbox/egress.js';

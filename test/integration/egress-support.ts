@@ -8,7 +8,8 @@ import type { LoadedManifest } from '../../src/manifest/types.js';
 import { python } from '../../src/runtimes/python.js';
 import { containerSpec } from '../../src/sandbox/container-spec.js';
 import type { EgressAttachment } from '../../src/sandbox/egress.js';
-import { pluginSeccompProfile } from '../../src/sandbox/seccomp.js';
+import { pluginSeccompProfile } from '../../src/seccomp/profiles.js';
+import { startHelperServer, type HelperServer } from './helper-server.js';
 import { docker, instance, sleep, tempDir } from './support.js';
 
 /**
@@ -47,32 +48,27 @@ export async function waitFor<T>(what: string, ms: number, probe: () => T | unde
   }
 }
 
-/** A test-made internal network holding target servers (TARGET) by name; an egress proxy joins it. */
+/**
+ * A test-made internal network holding target servers (TARGET) by name, started as helper
+ * servers (testcontainers); an egress proxy joins the network.
+ */
 export class Targets {
   network?: Dockerode.Network;
-  readonly servers: Dockerode.Container[] = [];
+  readonly servers: HelperServer[] = [];
   readonly ips: Record<string, string> = {};
 
   async start(suffix: string, names: readonly string[]): Promise<void> {
     const d = await docker();
-    const labels = ownerLabels('test', instance());
-    this.network = await d.createNetwork({ Name: `lm-${instance()}-${suffix}`, Driver: 'bridge', Internal: true, Labels: labels });
+    this.network = await d.createNetwork({ Name: `lm-${instance()}-${suffix}`, Driver: 'bridge', Internal: true, Labels: ownerLabels('test', instance()) });
     for (const name of names) {
-      const c = await d.createContainer({
-        name,
-        Image: python.tag,
-        Cmd: ['python3', '-u', '-c', TARGET],
-        Labels: labels,
-        HostConfig: { NetworkMode: this.network.id, CapDrop: ['ALL'], ReadonlyRootfs: true, Init: true },
-      });
-      this.servers.push(c);
-      await c.start();
-      this.ips[name] = Object.values((await c.inspect()).NetworkSettings.Networks)[0]?.IPAddress ?? '';
+      const server = await startHelperServer(['python3', '-u', '-c', TARGET], this.network.id, name);
+      this.servers.push(server);
+      this.ips[name] = server.ip;
     }
   }
 
   async remove(): Promise<void> {
-    for (const s of this.servers) await ignoreGone(s.remove({ force: true }));
+    for (const s of this.servers) await s.stop().catch(() => undefined);
     if (this.network) await ignoreGone(this.network.remove());
   }
 }

@@ -3,8 +3,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ignoreGone } from '../../src/engine/cleanup.js';
 import { silentLogger } from '../../src/log.js';
 import { loadManifest } from '../../src/manifest/index.js';
-import type { AuditEntry } from '../../src/permissions/audit-log.js';
+import type { AuditEntry } from '../../src/audit/audit-log.js';
 import { Egress, type EgressDecision } from '../../src/sandbox/egress.js';
+import type { HelperServer } from './helper-server.js';
 import { networkPlugin, PROXY_HELPERS, startPlugin, Targets, waitFor } from './egress-support.js';
 import { docker, instance, report, runCaptured, tempDir } from './support.js';
 
@@ -174,8 +175,8 @@ time.sleep(60)  # holds the tunnel to ALLOWED open; the test removes the contain
 `;
 
   /** The echo server's count of connections open now, from its `open`/`closed` lines. */
-  async function echoOpen(server: Dockerode.Container): Promise<number> {
-    const text = (await server.logs({ stdout: true, stderr: false })).toString();
+  async function echoOpen(server: HelperServer): Promise<number> {
+    const text = (await (await docker()).getContainer(server.container.getId()).logs({ stdout: true, stderr: false })).toString();
     return (text.match(/\bopen /g) ?? []).length - (text.match(/\bclosed /g) ?? []).length;
   }
 
@@ -206,7 +207,7 @@ time.sleep(60)  # holds the tunnel to ALLOWED open; the test removes the contain
 
       const done = await waitFor('the client checks', 20_000, () => started.lines.find((l) => l.done));
       expect(done).toMatchObject({ allowedAfter: 'a2', newOther: 403, newAllowed: 200 });
-      const [allowedServer, otherServer] = servers as [Dockerode.Container, Dockerode.Container];
+      const [allowedServer, otherServer] = servers as [HelperServer, HelperServer];
       expect(await echoOpen(otherServer)).toBe(0);
       expect(await echoOpen(allowedServer)).toBe(1);
 

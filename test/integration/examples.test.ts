@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { resolveHome } from '../../src/lifecycle/home.js';
-import { PluginHost } from '../../src/lifecycle/plugin-host.js';
+import { resolveHome } from '../../src/controller/home.js';
+import { Controller } from '../../src/controller/controller.js';
 import { silentLogger } from '../../src/log.js';
 import { docker, instance, REPO, tempDir } from './support.js';
 
@@ -26,10 +26,10 @@ interface Analysis {
 }
 
 describe('the four example plugins (node, go, rust, python) cooperate', () => {
-  let host: PluginHost;
+  let host: Controller;
   beforeAll(async () => {
     const home = resolveHome({ LOGOMESH_HOME: tempDir('lm-home-'), LOGOMESH_INSTANCE: `${instance()}-examples` });
-    host = await PluginHost.create({ log: silentLogger, home, docker: await docker(), startTimeoutMs: 60_000 });
+    host = await Controller.create({ log: silentLogger, home, docker: await docker(), startTimeoutMs: 60_000 });
     host.loadDirectory(path.join(REPO, 'manifests'));
     await host.startAll();
   });

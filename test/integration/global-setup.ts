@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { TestProject } from 'vitest/node';
 import { removeByLabel } from '../../src/engine/cleanup.js';
 import { connectEngine } from '../../src/engine/docker.js';
-import { ensureRuntimeImage } from '../../src/engine/images.js';
+import { ensureRuntimeImage } from '../../src/images/build.js';
 import { LABEL, labelFilter } from '../../src/labels.js';
 import { createLogger } from '../../src/log.js';
 import { availableRuntimes } from '../../src/runtimes/index.js';

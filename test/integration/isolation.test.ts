@@ -1,7 +1,7 @@
 import { chownSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { PLUGIN_GID, PLUGIN_UID, pluginGid } from '../../src/runtimes/runtime.js';
+import { pluginGid, pluginUid } from '../../src/runtimes/runtime.js';
 import { copyFixture, instance, report, runCaptured, tempDir } from './support.js';
 
 interface Probe {
@@ -41,11 +41,11 @@ describe('the sandbox as seen from inside a real container', () => {
   });
 
   it('runs as a non-root user with an empty capability set, no-new-privileges and seccomp', () => {
-    expect(probe.uid).toBe(PLUGIN_UID);
-    expect(probe.euid).toBe(PLUGIN_UID);
-    // A group of its own (the kernel names it when it logs a seccomp kill), and the shared plugin group.
+    // A user and a group of its own (the kernel names the group when it logs a seccomp kill), and no other group.
+    expect(probe.uid).toBe(pluginUid(instance(), 'sandbox-probe'));
+    expect(probe.euid).toBe(pluginUid(instance(), 'sandbox-probe'));
     expect(probe.gid).toBe(pluginGid(instance(), 'sandbox-probe'));
-    expect(probe.status.Groups?.trim().split(/\s+/)).toContain(String(PLUGIN_GID));
+    expect(probe.status.Groups?.trim()).toBe(String(pluginGid(instance(), 'sandbox-probe')));
     for (const set of ['CapInh', 'CapPrm', 'CapEff', 'CapBnd', 'CapAmb']) expect(probe.status[set], set).toBe('0000000000000000');
     expect(probe.status.NoNewPrivs).toBe('1');
     expect(probe.status.Seccomp).toBe('2'); // 2 = filter mode: a seccomp profile is loaded
@@ -64,7 +64,7 @@ describe('granted paths', () => {
     writeFileSync(secret, 'host secret');
     writeFileSync(path.join(dir, 'inputs', 'secret-path'), secret);
     // A bind mount keeps host ownership: the write grant must be writable by the plugin's uid.
-    chownSync(path.join(dir, 'outputs'), PLUGIN_UID, PLUGIN_GID);
+    chownSync(path.join(dir, 'outputs'), pluginUid(instance(), 'mounts-probe'), pluginGid(instance(), 'mounts-probe'));
 
     const r = await runCaptured(dir);
     expect(r.exitCode, r.stderr).toBe(0);

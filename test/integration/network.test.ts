@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ignoreGone } from '../../src/engine/cleanup.js';
 import { ownerLabels } from '../../src/labels.js';
 import { python } from '../../src/runtimes/python.js';
+import { startHelperServer, type HelperServer } from './helper-server.js';
 import { copyFixture, docker, instance, report, runCaptured } from './support.js';
 
 /**
@@ -14,27 +15,19 @@ import { copyFixture, docker, instance, report, runCaptured } from './support.js
  */
 describe('network: none unless granted', () => {
   let network: Dockerode.Network;
-  let server: Dockerode.Container;
+  let server: HelperServer | undefined;
   let serverIp: string;
 
   beforeAll(async () => {
     const d = await docker();
-    const labels = ownerLabels('test', instance());
-    network = await d.createNetwork({ Name: `lm-${instance()}-net`, Driver: 'bridge', Internal: true, Labels: labels });
-    server = await d.createContainer({
-      Image: python.tag,
-      Cmd: ['python3', '-m', 'http.server', '8080', '--bind', '0.0.0.0'],
-      Labels: labels,
-      HostConfig: { NetworkMode: network.id, CapDrop: ['ALL'], ReadonlyRootfs: true, Init: true },
-    });
-    await server.start();
-    const info = await server.inspect();
-    serverIp = Object.values(info.NetworkSettings.Networks)[0]?.IPAddress ?? '';
+    network = await d.createNetwork({ Name: `lm-${instance()}-net`, Driver: 'bridge', Internal: true, Labels: ownerLabels('test', instance()) });
+    server = await startHelperServer(['python3', '-m', 'http.server', '8080', '--bind', '0.0.0.0'], network.id);
+    serverIp = server.ip;
     expect(serverIp).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
   });
 
   afterAll(async () => {
-    await ignoreGone(server?.remove({ force: true }));
+    await server?.stop();
     await ignoreGone(network?.remove());
   });
 

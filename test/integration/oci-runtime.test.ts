@@ -5,8 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { LABEL, labelFilter } from '../../src/labels.js';
 import { loadPolicy } from '../../src/policy/policy.js';
 import { engineRuntimes } from '../../src/sandbox/oci-runtime.js';
-import { resolveHome } from '../../src/lifecycle/home.js';
-import { PluginHost } from '../../src/lifecycle/plugin-host.js';
+import { resolveHome } from '../../src/controller/home.js';
+import { Controller } from '../../src/controller/controller.js';
 import { silentLogger } from '../../src/log.js';
 import { docker, instance, REPO, runCaptured, tempDir } from './support.js';
 
@@ -99,7 +99,7 @@ describe('a plugin under gVisor, run by a controller', () => {
       'id: under-gvisor\nversion: 1.0.0\nruntime: python\nentrypoint: main.py\nsecurity: { isolationLevel: 3 }\ncoordination:\n  exposesMethods: [echo, attack_self, attack_child]\n',
     );
     const home = resolveHome({ LOGOMESH_HOME: tempDir('lm-home-'), LOGOMESH_INSTANCE: `${instance()}-gvisor` });
-    await using host = await PluginHost.create({ log: silentLogger, home, docker: await docker(), stopGraceMs: 2_000 });
+    await using host = await Controller.create({ log: silentLogger, home, docker: await docker(), stopGraceMs: 2_000 });
     host.loadDirectory(dir);
     await host.startAll();
     const d = await docker();

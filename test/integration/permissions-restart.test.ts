@@ -4,12 +4,12 @@ import type Dockerode from 'dockerode';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ignoreGone } from '../../src/engine/cleanup.js';
 import { labelFilter, ownerLabels } from '../../src/labels.js';
-import { resolveHome, type Home } from '../../src/lifecycle/home.js';
-import { PluginHost } from '../../src/lifecycle/plugin-host.js';
+import { resolveHome, type Home } from '../../src/controller/home.js';
+import { Controller } from '../../src/controller/controller.js';
 import { silentLogger } from '../../src/log.js';
-import { readAudit } from '../../src/permissions/audit-log.js';
+import { readAudit } from '../../src/audit/audit-log.js';
 import { loadPolicy } from '../../src/policy/policy.js';
-import { python } from '../../src/runtimes/python.js';
+import { startHelperServer, type HelperServer } from './helper-server.js';
 import { docker, instance, REPO, runCli, sleep, tempDir } from './support.js';
 
 const FIX = path.join(REPO, 'test', 'fixtures', 'controller');
@@ -33,7 +33,7 @@ async function leftovers(inst: string): Promise<number> {
 describe('operator permissions survive kill -9 of the controller', () => {
   it('a revoked method stays revoked, a path grant stays mounted and listed, a grant that ran out meanwhile is revoked', async () => {
     const shared = realpathSync(tempDir('lm-shared-restart-'));
-    chmodSync(shared, 0o755); // mkdtemp makes it 0700: uid 10001 could not enter it
+    chmodSync(shared, 0o755); // mkdtemp makes it 0700: the plugin's user could not enter it
     writeFileSync(path.join(shared, 'note.txt'), 'granted before the kill\n');
     const policyFile = path.join(tempDir('lm-policy-restart-'), 'policy.yaml');
     writeFileSync(policyFile, `hostPaths:\n  - { path: ${shared}, permissions: [read] }\n`);
@@ -49,7 +49,7 @@ describe('operator permissions survive kill -9 of the controller', () => {
       return r.stdout;
     };
     const readNote = { path: '/grants/shared/note.txt' };
-    let second: PluginHost | undefined;
+    let second: Controller | undefined;
     try {
       const up = await runCli(['up', '-d', '--policy', policyFile, root], { env, timeoutMs: 120_000 });
       expect(up.code, up.stderr).toBe(0);
@@ -76,7 +76,7 @@ describe('operator permissions survive kill -9 of the controller', () => {
       await sleep(Math.max(0, grantedAt + ttlMs + 500 - Date.now()));
       expect(await leftovers(inst)).toBe(2); // the plugins outlive their controller
 
-      second = await PluginHost.create({ log: silentLogger, home, docker: await docker(), stopGraceMs: 2_000, policy: loadPolicy(policyFile) });
+      second = await Controller.create({ log: silentLogger, home, docker: await docker(), stopGraceMs: 2_000, policy: loadPolicy(policyFile) });
       second.loadDirectory(root);
       await second.startAll();
       // Adopted, not recreated: the files container too, whose mounts match the restored grant.
@@ -111,25 +111,17 @@ describe('operator permissions survive kill -9 of the controller', () => {
  */
 describe('host revocations stick until granted back', () => {
   let network: Dockerode.Network;
-  let server: Dockerode.Container;
+  let server: HelperServer | undefined;
   const web = `lm-${instance()}-hostrev-web`;
   const inst = `${instance()}-hostrev`;
 
   beforeAll(async () => {
     const d = await docker();
-    const labels = ownerLabels('test', instance());
-    network = await d.createNetwork({ Name: `lm-${instance()}-hostrev`, Driver: 'bridge', Internal: true, Labels: labels });
-    server = await d.createContainer({
-      name: web,
-      Image: python.tag,
-      Cmd: ['python3', '-m', 'http.server', '8080', '--bind', '0.0.0.0'],
-      Labels: labels,
-      HostConfig: { NetworkMode: network.id, CapDrop: ['ALL'], ReadonlyRootfs: true, Init: true },
-    });
-    await server.start();
+    network = await d.createNetwork({ Name: `lm-${instance()}-hostrev`, Driver: 'bridge', Internal: true, Labels: ownerLabels('test', instance()) });
+    server = await startHelperServer(['python3', '-m', 'http.server', '8080', '--bind', '0.0.0.0'], network.id, web);
   });
   afterAll(async () => {
-    await ignoreGone(server?.remove({ force: true }));
+    await server?.stop();
     await ignoreGone(network?.remove());
   });
 
@@ -159,12 +151,12 @@ await plugin.run();
     );
     const home = resolveHome({ LOGOMESH_HOME: tempDir('lm-home-'), LOGOMESH_INSTANCE: inst });
     const controller = async () => {
-      const h = await PluginHost.create({ log: silentLogger, home, docker: await docker(), stopGraceMs: 2_000, egressNetworks: [network.id] });
+      const h = await Controller.create({ log: silentLogger, home, docker: await docker(), stopGraceMs: 2_000, egressNetworks: [network.id] });
       h.loadDirectory(root);
       await h.startAll();
       return h;
     };
-    const get = (h: PluginHost) => h.call('fetcher', 'get', { url: `http://${web}:8080/` }, 20_000);
+    const get = (h: Controller) => h.call('fetcher', 'get', { url: `http://${web}:8080/` }, 20_000);
     let host = await controller();
     try {
       expect(await get(host)).toBe(200);

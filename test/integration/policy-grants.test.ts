@@ -2,14 +2,14 @@ import { appendFileSync, chmodSync, chownSync, copyFileSync, existsSync, mkdirSy
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { labelFilter } from '../../src/labels.js';
-import { resolveHome } from '../../src/lifecycle/home.js';
-import { PluginHost } from '../../src/lifecycle/plugin-host.js';
+import { resolveHome } from '../../src/controller/home.js';
+import { Controller } from '../../src/controller/controller.js';
 import { silentLogger } from '../../src/log.js';
-import { readAudit } from '../../src/permissions/audit-log.js';
+import { readAudit } from '../../src/audit/audit-log.js';
 import { loadPolicy, type Policy } from '../../src/policy/policy.js';
 import { generateKeyFiles } from '../../src/signing/keys.js';
 import { signPlugin } from '../../src/signing/signature.js';
-import { PLUGIN_GID, PLUGIN_UID } from '../../src/runtimes/index.js';
+import { pluginGid, pluginUid } from '../../src/runtimes/index.js';
 import { docker, instance, REPO, runCli, tempDir } from './support.js';
 
 const FIX = path.join(REPO, 'test', 'fixtures', 'controller');
@@ -25,9 +25,9 @@ function filesPlugin(root: string, id: string): string {
   return dir;
 }
 
-async function hostFor(suffix: string, policy: Policy): Promise<PluginHost> {
+async function hostFor(suffix: string, policy: Policy): Promise<Controller> {
   const home = resolveHome({ LOGOMESH_HOME: tempDir('lm-home-'), LOGOMESH_INSTANCE: `${instance()}-${suffix}` });
-  return PluginHost.create({ log: silentLogger, home, docker: await docker(), stopGraceMs: 2_000, policy });
+  return Controller.create({ log: silentLogger, home, docker: await docker(), stopGraceMs: 2_000, policy });
 }
 
 async function containersOf(inst: string): Promise<number> {
@@ -35,7 +35,7 @@ async function containersOf(inst: string): Promise<number> {
 }
 
 describe('operator path grants in real containers', () => {
-  let host: PluginHost;
+  let host: Controller;
   let shared: string;
   let ro: string;
   let rw: string;
@@ -49,7 +49,7 @@ describe('operator path grants in real containers', () => {
     mkdirSync(ro);
     mkdirSync(rw);
     writeFileSync(path.join(ro, 'hello.txt'), 'granted by the operator\n');
-    chownSync(rw, PLUGIN_UID, PLUGIN_GID);
+    chownSync(rw, pluginUid(`${instance()}-grants`, 'files'), pluginGid(`${instance()}-grants`, 'files'));
     outside = realpathSync(tempDir('lm-outside-'));
     const policyFile = path.join(tempDir('lm-policy-'), 'policy.yaml');
     writeFileSync(policyFile, `hostPaths:\n  - { path: ${shared}, permissions: [read] }\n  - { path: ${rw}, permissions: [read, write], plugins: [files] }\n`);
@@ -131,7 +131,7 @@ describe('operator path grants in real containers', () => {
 });
 
 describe('signatures verified again at every start', () => {
-  let host: PluginHost;
+  let host: Controller;
   afterAll(async () => {
     const inst = host ? host.home.instance : undefined;
     await host?.close();
@@ -160,7 +160,7 @@ describe('signatures verified again at every start', () => {
 describe('logomesh up --policy, grant/revoke path through the control socket', () => {
   it('refuses a plugin above a ceiling at load, grants and revokes a path by CLI, and leaves nothing', async () => {
     const shared = realpathSync(tempDir('lm-shared-cli-'));
-    chmodSync(shared, 0o755); // mkdtemp makes it 0700: uid 10001 could not enter it
+    chmodSync(shared, 0o755); // mkdtemp makes it 0700: the plugin's user could not enter it
     writeFileSync(path.join(shared, 'note.txt'), 'from the CLI grant\n');
     const policyFile = path.join(tempDir('lm-policy-cli-'), 'policy.yaml');
     writeFileSync(policyFile, `capabilities: { maxMemoryMB: 128 }\nhostPaths:\n  - { path: ${shared}, permissions: [read] }\n`);

@@ -1,8 +1,8 @@
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { resolveHome } from '../../src/lifecycle/home.js';
-import { PluginHost } from '../../src/lifecycle/plugin-host.js';
+import { resolveHome } from '../../src/controller/home.js';
+import { Controller } from '../../src/controller/controller.js';
 import { silentLogger } from '../../src/log.js';
 import { docker, instance, REPO, sleep, tempDir } from './support.js';
 
@@ -38,14 +38,14 @@ async function until<T>(what: string, fn: () => T | undefined, ms = 20_000): Pro
 }
 
 describe('recovery: health checks and restart policies in real containers', () => {
-  let host: PluginHost;
+  let host: Controller;
   beforeAll(async () => {
     const root = tempDir('lm-recovery-');
     plugin(root, 'victim', 'probe.mjs', 'restart: { backoffMs: 200 }\nhealth: { intervalMs: 500, timeoutMs: 400 }');
     plugin(root, 'sleepy', 'probe.mjs', 'restart: { backoffMs: 200 }\nhealth: { intervalMs: 500, timeoutMs: 400 }');
     plugin(root, 'crashy', 'crashy.mjs', 'restart: { backoffMs: 100, maxRetries: 2 }');
     const home = resolveHome({ LOGOMESH_HOME: tempDir('lm-home-'), LOGOMESH_INSTANCE: `${instance()}-recovery` });
-    host = await PluginHost.create({ log: silentLogger, home, docker: await docker(), stopGraceMs: 1_000 });
+    host = await Controller.create({ log: silentLogger, home, docker: await docker(), stopGraceMs: 1_000 });
     host.loadDirectory(root);
     await host.start('victim');
     await host.start('sleepy');

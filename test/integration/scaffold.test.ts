@@ -2,8 +2,8 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { isLogoMeshError } from '../../src/errors.js';
 import { LABEL, labelFilter } from '../../src/labels.js';
-import { resolveHome } from '../../src/lifecycle/home.js';
-import { PluginHost } from '../../src/lifecycle/plugin-host.js';
+import { resolveHome } from '../../src/controller/home.js';
+import { Controller } from '../../src/controller/controller.js';
 import { silentLogger } from '../../src/log.js';
 import type { Runtime } from '../../src/manifest/types.js';
 import { docker, instance, tempDir, runCli, type CliExit } from './support.js';
@@ -59,9 +59,9 @@ describe.each(RUNTIMES)('a %s plugin made by logomesh create', (runtime) => {
     console.log(`logomesh test (${runtime}): exit 0 in ${Date.now() - t0} ms`);
   }, 300_000);
 
-  it('runs under a PluginHost and answers hello', async () => {
+  it('runs under a Controller and answers hello', async () => {
     const home = resolveHome({ LOGOMESH_HOME: tempDir('lm-home-'), LOGOMESH_INSTANCE: `${inst}-host` });
-    const host = await PluginHost.create({ log: silentLogger, home, docker: await docker(), stopGraceMs: 2_000 });
+    const host = await Controller.create({ log: silentLogger, home, docker: await docker(), stopGraceMs: 2_000 });
     try {
       host.loadDirectory(dir);
       await host.startAll();

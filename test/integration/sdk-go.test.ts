@@ -4,7 +4,7 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { ensurePluginImage, ensureRuntimeImage } from '../../src/engine/images.js';
+import { ensurePluginImage, ensureRuntimeImage } from '../../src/images/build.js';
 import { isLogoMeshError } from '../../src/errors.js';
 import { ownerLabels } from '../../src/labels.js';
 import { silentLogger } from '../../src/log.js';

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { ensureRuntimeImage } from '../../src/engine/images.js';
+import { ensureRuntimeImage } from '../../src/images/build.js';
 import { ownerLabels } from '../../src/labels.js';
 import { createLogger } from '../../src/log.js';
 import { loadManifest } from '../../src/manifest/index.js';

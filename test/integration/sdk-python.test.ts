@@ -5,10 +5,10 @@ import { PassThrough } from 'node:stream';
 import type { ContainerCreateOptions } from 'dockerode';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
-import { ensureRuntimeImage } from '../../src/engine/images.js';
+import { ensureRuntimeImage } from '../../src/images/build.js';
 import { ownerLabels } from '../../src/labels.js';
-import { resolveHome } from '../../src/lifecycle/home.js';
-import { PluginHost } from '../../src/lifecycle/plugin-host.js';
+import { resolveHome } from '../../src/controller/home.js';
+import { Controller } from '../../src/controller/controller.js';
 import { silentLogger } from '../../src/log.js';
 import { loadManifest } from '../../src/manifest/index.js';
 import { containerSpec } from '../../src/sandbox/container-spec.js';
@@ -249,7 +249,7 @@ describe('the analyzer in its real sandbox, served by a `ws` hub on the host ove
 describe('Python plugins under the real controller and hub', () => {
   it('the analyzer works with thoughts, tokenizer and hasher, counts thought.added, and every plugin exits 0 on stop', async () => {
     const home = resolveHome({ LOGOMESH_HOME: tempDir('lm-sdk-python-home-'), LOGOMESH_INSTANCE: `${instance()}-sdk-python` });
-    const host = await PluginHost.create({ log: silentLogger, home, docker: await docker(), stopGraceMs: 5_000 });
+    const host = await Controller.create({ log: silentLogger, home, docker: await docker(), stopGraceMs: 5_000 });
     try {
       for (const id of ['thoughts', 'tokenizer', 'hasher']) host.loadDirectory(path.join(FIXTURES, id));
       host.loadDirectory(ANALYZER);

@@ -5,7 +5,7 @@ import { PassThrough } from 'node:stream';
 import type { MountSettings } from 'dockerode';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { ensurePluginImage, ensureRuntimeImage } from '../../src/engine/images.js';
+import { ensurePluginImage, ensureRuntimeImage } from '../../src/images/build.js';
 import { isLogoMeshError } from '../../src/errors.js';
 import { ownerLabels } from '../../src/labels.js';
 import { silentLogger } from '../../src/log.js';

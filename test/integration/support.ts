@@ -49,7 +49,7 @@ export interface Captured extends RunResult {
 }
 
 /** Run a plugin folder to completion in its sandbox and capture its output. */
-export async function runCaptured(dir: string, extra: Partial<Pick<RunOptions, 'onCreated' | 'signal' | 'egress' | 'policy'>> = {}): Promise<Captured> {
+export async function runCaptured(dir: string, extra: Partial<Pick<RunOptions, 'onCreated' | 'signal' | 'egress' | 'policy' | 'hooks' | 'signed'>> = {}): Promise<Captured> {
   const out = new PassThrough();
   const err = new PassThrough();
   const chunks = { out: [] as Buffer[], err: [] as Buffer[] };

@@ -1,10 +1,10 @@
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it, vi } from 'vitest';
-import { resolveHome } from '../../src/lifecycle/home.js';
-import { PluginHost } from '../../src/lifecycle/plugin-host.js';
+import { resolveHome } from '../../src/controller/home.js';
+import { Controller } from '../../src/controller/controller.js';
 import { silentLogger } from '../../src/log.js';
-import { readAudit } from '../../src/permissions/audit-log.js';
+import { readAudit } from '../../src/audit/audit-log.js';
 import { docker, REPO, sleep, tempDir } from './support.js';
 
 /**
@@ -27,7 +27,7 @@ function plugin(root: string, id: string, publishes: string[], subscribes: strin
 }
 
 describe('topic access control in real containers', () => {
-  let host: PluginHost;
+  let host: Controller;
   const seen = async (id: string) => (await host.call(id, 'seen', {})) as { type: string; topic: string; from: string; data: unknown }[];
   const denied = (who: string) => readAudit(host.home.auditFile, { plugin: who }).filter((e) => e.who === who && e.result === 'denied').map((e) => `${e.action} ${e.resource}`);
 
@@ -37,7 +37,7 @@ describe('topic access control in real containers', () => {
     plugin(root, 'reader', [], ['news.flash']);
     plugin(root, 'snoop', ['snoop.*'], ['snoop.*']);
     const home = resolveHome({ LOGOMESH_HOME: tempDir('lm-home-'), LOGOMESH_INSTANCE: `${inject('instance')}-topics` });
-    host = await PluginHost.create({ log: silentLogger, home, docker: await docker(), stopGraceMs: 2_000 });
+    host = await Controller.create({ log: silentLogger, home, docker: await docker(), stopGraceMs: 2_000 });
     host.loadDirectory(root);
     await host.startAll();
     expect(await host.call('reader', 'subscribe', { topic: 'news.flash' })).toEqual({ ok: true });
@@ -68,11 +68,11 @@ describe('topic access control in real containers', () => {
   });
 
   it('a revocation bites on the next message, and a grant gives the topic back', async () => {
-    host.hub.revokeTopic('reader', 'news.flash');
+    host.revokeTopic('reader', 'news.flash');
     await host.call('news', 'emit', { topic: 'news.flash', data: 'after the revocation' });
     await sleep(300);
     expect(await seen('reader')).toEqual([]);
-    host.hub.restoreTopic('reader', 'news.flash');
+    host.grantTopic('reader', 'news.flash');
     await host.call('news', 'emit', { topic: 'news.flash', data: 'granted again' });
     await vi.waitFor(async () => expect((await seen('reader')).map((s) => s.data)).toEqual(['granted again']));
   });

@@ -225,7 +225,7 @@ describe('a networked plugin reaches nothing but its proxy', () => {
 
   it.runIf(process.getuid?.() === 0)('on a plugin-named bridge that has a host address, the host firewall rules alone drop everything to the host', async () => {
     const rules = parseFirewallRules(readFileSync(FIREWALL_RULES_FILE, 'utf8'));
-    expect(await checkHostFirewall(rules, runCommand), 'run src/engine/provision.sh firewall as root').toEqual({ status: 'in-place' });
+    expect(await checkHostFirewall(rules, runCommand), 'run src/provision/provision.sh firewall as root').toEqual({ status: 'in-place' });
     const r = await plain(lmpNet, PROBE, [JSON.stringify(gateways)]);
     expect(r.code, r.out).toBe(0);
     const p = report<Record<string, { tcp: string }>>(r.out);

@@ -2,7 +2,8 @@ import { chownSync, existsSync, readdirSync, readFileSync, symlinkSync, writeFil
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadManifest } from '../../src/manifest/index.js';
-import { PLUGIN_GID, PLUGIN_UID } from '../../src/runtimes/runtime.js';
+import { pluginGid, pluginUid } from '../../src/runtimes/runtime.js';
+import { instance } from '../integration/support.js';
 import { tempDir } from '../integration/support.js';
 import { attack, copyAttack } from './support.js';
 
@@ -57,7 +58,7 @@ describe('the filesystem', () => {
       writeFileSync(path.join(dir, 'target'), secret.file);
       symlinkSync(secret.file, path.join(dir, 'data', 'secret-link'));
       symlinkSync('/', path.join(dir, 'data', 'root-link'));
-      chownSync(path.join(dir, 'out'), PLUGIN_UID, PLUGIN_GID);
+      chownSync(path.join(dir, 'out'), pluginUid(instance(), 'attack-symlink-escape'), pluginGid(instance(), 'attack-symlink-escape'));
     });
     expect(report).toEqual({
       dataSecretLink: { ok: false, error: 'ENOENT' },

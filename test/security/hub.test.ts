@@ -1,14 +1,14 @@
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it, vi } from 'vitest';
-import { resolveHome } from '../../src/lifecycle/home.js';
-import { PluginHost } from '../../src/lifecycle/plugin-host.js';
+import { resolveHome } from '../../src/controller/home.js';
+import { Controller } from '../../src/controller/controller.js';
 import { silentLogger } from '../../src/log.js';
-import { readAudit } from '../../src/permissions/audit-log.js';
+import { readAudit } from '../../src/audit/audit-log.js';
 import { docker, REPO, sleep, tempDir } from '../integration/support.js';
 
 /**
- * Attacks on the hub from plugins in real containers, under a PluginHost as `logomesh up`
+ * Attacks on the hub from plugins in real containers, under a Controller as `logomesh up`
  * runs them. The attackers speak the protocol by hand (test/fixtures/controller/hub-attacker.mjs);
  * a well-behaved `bystander` must answer after every attack, and the controller must stay up.
  * An undeclared method and a forged `from` are in test/integration/controller.test.ts.
@@ -41,7 +41,7 @@ function plugin(root: string, id: string, file: string, exposes: string[], consu
 }
 
 describe('attacks on the hub from plugin containers', () => {
-  let host: PluginHost;
+  let host: Controller;
   const violations = (who: string, code: string) => readAudit(host.home.auditFile, { plugin: who }).filter((e) => e.who === who && e.action === 'violation' && e.code === code);
   const bystanderAnswers = async (tag: string) => {
     expect(await host.call('bystander', 'echo', { tag }, 5_000)).toEqual({ tag });
@@ -56,7 +56,7 @@ describe('attacks on the hub from plugin containers', () => {
     plugin(root, 'malformed', 'hub-attacker.mjs', ATTACKER_METHODS);
     plugin(root, 'snoop', 'hub-attacker.mjs', ATTACKER_METHODS);
     const home = resolveHome({ LOGOMESH_HOME: tempDir('lm-home-'), LOGOMESH_INSTANCE: `${inject('instance')}-hub-attacks` });
-    host = await PluginHost.create({ log: silentLogger, home, docker: await docker(), stopGraceMs: 2_000, rateLimit: RATE });
+    host = await Controller.create({ log: silentLogger, home, docker: await docker(), stopGraceMs: 2_000, rateLimit: RATE });
     host.loadDirectory(root);
     await host.startAll();
     await bystanderAnswers('start');

@@ -3,7 +3,8 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ManifestRejectedError } from '../../src/errors.js';
 import { loadManifest } from '../../src/manifest/index.js';
-import { PLUGIN_GID, PLUGIN_UID } from '../../src/runtimes/runtime.js';
+import { pluginGid, pluginUid } from '../../src/runtimes/runtime.js';
+import { instance } from '../integration/support.js';
 import { attack, copyAttack } from './support.js';
 
 type Attempt = { ok: true; value: unknown } | { ok: false; error: string };
@@ -17,7 +18,7 @@ describe('a plugin and a second name for its manifest', () => {
   it('cannot link its manifest into its write grant (EXDEV), nor write or move it', async () => {
     let manifest = '';
     const { report } = await attack<Record<string, Attempt>>('hard-link-manifest', (dir) => {
-      chownSync(path.join(dir, 'out'), PLUGIN_UID, PLUGIN_GID);
+      chownSync(path.join(dir, 'out'), pluginUid(instance(), 'attack-hard-link-manifest'), pluginGid(instance(), 'attack-hard-link-manifest'));
       manifest = readFileSync(path.join(dir, 'plugin.yaml'), 'utf8');
     });
     expect(report).toEqual({

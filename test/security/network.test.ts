@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { seccompProfile } from '../../src/sandbox/seccomp.js';
+import { seccompProfile } from '../../src/seccomp/profiles.js';
 import { attack, attackWithProfile } from './support.js';
 
 /**

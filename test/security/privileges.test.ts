@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { PLUGIN_UID, pluginGid } from '../../src/runtimes/runtime.js';
+import { pluginGid, pluginUid } from '../../src/runtimes/runtime.js';
 import { instance } from '../integration/support.js';
 import { attack } from './support.js';
 
@@ -20,12 +20,12 @@ interface Run {
 const NO_CAPS = '0000000000000000';
 
 describe('privileges cannot be gained', () => {
-  it('setuid-root binaries in the image (su, mount, ...) run as uid 10001 with no capabilities: no-new-privileges', async () => {
+  it("setuid-root binaries in the image (su, mount, ...) run as the plugin's own user with no capabilities: no-new-privileges", async () => {
     const { report } = await attack<{ setid: string[]; su: Run & { status: Status | null }; mount: Run; chage: Run; self: Status }>('setuid');
     // The attack means something: the runtime image has setuid-root binaries.
     expect(report.setid).toEqual(expect.arrayContaining(['/usr/bin/su', '/usr/bin/mount', '/usr/bin/passwd']));
 
-    const uid = String(PLUGIN_UID);
+    const uid = String(pluginUid(instance(), 'attack-setuid'));
     const gid = String(pluginGid(instance(), 'attack-setuid'));
     // su, caught while it waits for the root password: real, effective, saved and fs uid.
     expect(report.su.status).toMatchObject({ Name: 'su', Uid: [uid, uid, uid, uid], Gid: [gid, gid, gid, gid], CapEff: NO_CAPS, CapPrm: NO_CAPS, NoNewPrivs: '1' });

@@ -1,10 +1,10 @@
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it, vi } from 'vitest';
-import { resolveHome } from '../../src/lifecycle/home.js';
-import { PluginHost } from '../../src/lifecycle/plugin-host.js';
+import { resolveHome } from '../../src/controller/home.js';
+import { Controller } from '../../src/controller/controller.js';
 import { silentLogger } from '../../src/log.js';
-import { readAudit } from '../../src/permissions/audit-log.js';
+import { readAudit } from '../../src/audit/audit-log.js';
 import { docker, REPO, runCli, sleep, tempDir } from '../integration/support.js';
 
 /**
@@ -40,19 +40,19 @@ function plugin(root: string, id: string, file: string, runtime: 'python' | 'nod
 }
 
 /** A controller of its own, running a bystander and the plugins `add` writes into the folder. */
-async function controllerWith(name: string, add: (root: string) => void): Promise<PluginHost> {
+async function controllerWith(name: string, add: (root: string) => void): Promise<Controller> {
   const root = tempDir(`lm-${name}-`);
   plugin(root, 'bystander', 'probe.mjs', 'node', ['echo', 'whoami', 'never', 'crash', 'call', 'emit', 'seen']);
   add(root);
   const home = resolveHome({ LOGOMESH_HOME: tempDir('lm-home-'), LOGOMESH_INSTANCE: `${inject('instance')}-${name}` });
-  const host = await PluginHost.create({ log: silentLogger, home, docker: await docker(), stopGraceMs: 2_000 });
+  const host = await Controller.create({ log: silentLogger, home, docker: await docker(), stopGraceMs: 2_000 });
   host.loadDirectory(root);
   await host.startAll();
   return host;
 }
 
 describe('a forbidden system call under a controller', () => {
-  let host: PluginHost;
+  let host: Controller;
   const ATTACKER = ['echo', 'attack_self', 'attack_child'];
   const violations = (who: string) => readAudit(host.home.auditFile, { plugin: who }).filter((e) => e.who === who && e.action === 'violation' && e.code === 'LM_SECCOMP_VIOLATION');
 
@@ -136,12 +136,12 @@ describe('a forbidden system call under `logomesh run`', () => {
 
 /**
  * What the kernel refuses inside the sandbox, under a controller: LogoMesh's kernel audit rules
- * (src/engine/kernel-audit.rules, loaded by provisioning) report each refusal, the controller
+ * (src/provision/kernel-audit.rules, loaded by provisioning) report each refusal, the controller
  * writes it to the plugin's record, and the plugin goes on serving. Needs the rules loaded
  * and syscall auditing on, as `npm test` provisions as root.
  */
 describe('refusals inside the sandbox, seen through the kernel audit rules', () => {
-  let host: PluginHost;
+  let host: Controller;
   const PROBER = ['echo', 'write_root', 'fill_tmp', 'exhaust_fds', 'fork_bomb', 'exec_tmp', 'become_root'];
   const denials = () => readAudit(host.home.auditFile, { plugin: 'prober' }).filter((e) => e.who === 'prober' && e.code === 'LM_SANDBOX_DENIED');
   /** Wait (bounded) for an entry whose reason matches. */

@@ -2,8 +2,8 @@ import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSyn
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { AuditLog, auditEntries, checkAudit, readAudit, verifyAudit } from '../../src/permissions/audit-log.js';
-import { AuditThrottle } from '../../src/permissions/audit-throttle.js';
+import { AuditLog, auditEntries, checkAudit, readAudit, verifyAudit } from '../../src/audit/audit-log.js';
+import { AuditThrottle } from '../../src/audit/audit-throttle.js';
 
 describe('audit log', () => {
   const dirs: string[] = [];

@@ -7,7 +7,7 @@ import { main } from '../../src/cli/main.js';
 import type { CliIo } from '../../src/cli/io.js';
 import { serveControl } from '../../src/control/server.js';
 import { LogoMeshError } from '../../src/errors.js';
-import type { PluginHost } from '../../src/lifecycle/plugin-host.js';
+import type { Controller } from '../../src/controller/controller.js';
 import { silentLogger } from '../../src/log.js';
 
 function io(): CliIo & { lines: string[]; errors: string[] } {
@@ -60,7 +60,7 @@ describe('logomesh revoke|grant <plugin> host: through the control socket', () =
 
   beforeAll(async () => {
     process.env.LOGOMESH_HOME = home;
-    server = await serveControl(fake as unknown as PluginHost, path.join(home, 'control.sock'), silentLogger, () => {});
+    server = await serveControl(fake as unknown as Controller, path.join(home, 'control.sock'), silentLogger, () => {});
   });
   afterAll(async () => {
     await new Promise<void>((r) => server.close(() => r()));

@@ -5,9 +5,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { LABEL, OWNER } from '../../src/labels.js';
 import { loadManifest } from '../../src/manifest/index.js';
 import type { LoadedManifest, Resources } from '../../src/manifest/types.js';
-import { runtimeImage } from '../../src/runtimes/index.js';
+import { PLUGIN_IDS, pluginGid, pluginUid, runtimeImage } from '../../src/runtimes/index.js';
 import { containerSpec, type SpecInput } from '../../src/sandbox/container-spec.js';
-import { SECCOMP_DIR } from '../../src/sandbox/seccomp.js';
+import { SECCOMP_DIR } from '../../src/seccomp/profiles.js';
 import { dedent, folder, MAIN_PY, PluginFolders } from './support/plugin-folder.js';
 
 const MiB = 1024 * 1024;
@@ -78,6 +78,11 @@ describe('containerSpec: resource limits', () => {
     expect(hc.CpuQuota).toBe(25 * 1000);
   });
 
+  it('weighs the plugin by its CPU percent under contention (CPU shares, CIS 5.12)', () => {
+    // 25% of a core: a quarter of a default container's 1024.
+    expect(hc.CpuShares).toBe(256);
+  });
+
   it('limits processes and open files', () => {
     expect(hc.PidsLimit).toBe(32);
     expect(hc.Ulimits).toEqual([{ Name: 'nofile', Soft: 64, Hard: 64 }]);
@@ -107,6 +112,7 @@ describe('containerSpec: resource limits', () => {
       MemorySwap: r.maxMemoryMB * MiB,
       CpuPeriod: 100_000,
       CpuQuota: r.maxCpuPercent * 1000,
+      CpuShares: Math.max(2, Math.round((r.maxCpuPercent / 100) * 1024)),
       PidsLimit: r.maxProcesses,
       Ulimits: [{ Name: 'nofile', Soft: r.maxFileHandles, Hard: r.maxFileHandles }],
       ReadonlyRootfs: true,
@@ -157,13 +163,17 @@ describe('containerSpec: privileges and isolation', () => {
     }
   });
 
-  it('runs as a non-root user', () => {
+  it("runs as the plugin's own user and group, non-root, with no group shared with other plugins", () => {
     const user = spec.User ?? '';
-    const [uid = ''] = user.split(':');
-    expect(user).not.toBe('');
-    expect(uid).not.toBe('0');
-    expect(uid).not.toBe('root');
-    expect(Number(uid)).not.toBe(0);
+    const [uid = '', gid = ''] = user.split(':');
+    expect(user).toBe(`${pluginUid(INSTANCE, 'spec-demo')}:${pluginGid(INSTANCE, 'spec-demo')}`);
+    expect(Number(uid)).toBeGreaterThanOrEqual(PLUGIN_IDS.from);
+    expect(Number(gid)).toBeLessThan(PLUGIN_IDS.to);
+    expect(hc.GroupAdd).toEqual([]);
+    // Another plugin of the same controller gets another user; a one-shot run's user is the same in every run.
+    expect(pluginUid(INSTANCE, 'other')).not.toBe(pluginUid(INSTANCE, 'spec-demo'));
+    expect(pluginUid('run-123-0a0b0c0d', 'spec-demo')).toBe(pluginUid('run-456-deadbeef', 'spec-demo'));
+    expect(pluginGid('run-123-0a0b0c0d', 'spec-demo')).not.toBe(pluginGid('run-456-deadbeef', 'spec-demo'));
   });
 
   it('has no network and shares no host namespace', () => {
@@ -207,6 +217,15 @@ describe('containerSpec: mounts', () => {
 
   it('mounts nothing outside /plugin', () => {
     for (const m of all) expect(m.Target === '/plugin' || m.Target.startsWith('/plugin/')).toBe(true);
+  });
+
+  it('takes each source the caller staged, by target; the rest keep their host path', () => {
+    const staged = mounts(specFor(loaded, { mountSources: { '/plugin': '/tmp/lm-mounts-1-x/0', '/plugin/out': '/tmp/lm-mounts-1-x/2' } }));
+    expect(staged.map((m) => [m.Target, m.Source, m.ReadOnly])).toEqual([
+      ['/plugin', '/tmp/lm-mounts-1-x/0', true],
+      ['/plugin/data', hostPathOf('data'), true],
+      ['/plugin/out', '/tmp/lm-mounts-1-x/2', false],
+    ]);
   });
 
   it('adds no second mount for a read grant of the whole plugin folder', () => {

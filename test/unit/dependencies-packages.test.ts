@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { baseImages } from '../../src/engine/images.js';
+import { baseImages } from '../../src/images/build.js';
 import {
   DEFAULT_PIP_INDEX,
   explainPipFailure,
@@ -14,7 +14,7 @@ import {
   PYDEPS_DIR,
   PYDEPS_PTH,
   type PackageRequest,
-} from '../../src/engine/packages.js';
+} from '../../src/images/packages.js';
 import { LogoMeshError } from '../../src/errors.js';
 import { loadManifest } from '../../src/manifest/index.js';
 import type { LoadedManifest } from '../../src/manifest/types.js';

@@ -15,7 +15,7 @@ import {
   systemCheckKey,
   systemCheckSpec,
   type CheckedImage,
-} from '../../src/engine/system-check.js';
+} from '../../src/images/system-check.js';
 import { LogoMeshError } from '../../src/errors.js';
 import { LABEL, ownerLabels } from '../../src/labels.js';
 import { silentLogger } from '../../src/log.js';

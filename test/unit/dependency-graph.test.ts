@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { dependentsOf, startLevels } from '../../src/lifecycle/dependency-graph.js';
+import { dependentsOf, startLevels } from '../../src/controller/dependency-graph.js';
 
 const n = (id: string, ...dependsOn: string[]) => ({ id, dependsOn });
 

@@ -43,7 +43,7 @@ function capturingLogger() {
   return { log, lines };
 }
 
-describe('the host firewall rules for plugin networks (src/engine/egress-firewall.rules)', () => {
+describe('the host firewall rules for plugin networks (src/provision/egress-firewall.rules)', () => {
   it('drop input from every plugin bridge, IPv4 and IPv6, in the host INPUT chain the engine never rewrites', () => {
     expect(RULES.map((r) => [r.tool, r.chain, r.spec.join(' ')])).toEqual([
       ['iptables', 'INPUT', `-i ${PLUGIN_BRIDGE_PREFIX}+ -m comment --comment logomesh-plugin-networks -j DROP`],

@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { PluginPolicy } from '../../src/hub/acl.js';
 import { Hub } from '../../src/hub/hub.js';
 import { silentLogger } from '../../src/log.js';
-import type { AuditEntry } from '../../src/permissions/audit-log.js';
+import type { AuditEntry } from '../../src/audit/audit-log.js';
 import WebSocket from 'ws';
 import { Client } from './support/hub-client.js';
 

@@ -5,6 +5,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Hub } from '../../src/hub/hub.js';
 import type { PluginPolicy } from '../../src/hub/acl.js';
 import { silentLogger } from '../../src/log.js';
+import { hubGrants } from './support/grants.js';
+import type { Grants } from '../../src/grants/grants.js';
 import { Client, type Msg } from './support/hub-client.js';
 
 function policy(id: string, exposes: string[], consumes: string[] = [], messaging = false, topics: { publishes?: string[]; subscribes?: string[] } = {}): PluginPolicy {
@@ -179,6 +181,7 @@ describe('hub', () => {
 describe('hub limits, revocations and audit', () => {
   let dir: string;
   let hub: Hub;
+  let grants: Grants;
   const audit: Record<string, unknown>[] = [];
   const clients: Client[] = [];
   const sock = (id: string) => path.join(dir, id, 'hub.sock');
@@ -186,7 +189,9 @@ describe('hub limits, revocations and audit', () => {
   beforeEach(async () => {
     dir = mkdtempSync(path.join(os.tmpdir(), 'lm-hub-'));
     audit.length = 0;
-    hub = new Hub({ log: silentLogger, token: 'secret-token', rateLimit: 100, maxInFlight: 3, maxMessageBytes: 64 * 1024, audit: (e) => audit.push(e) });
+    // The revocations are the controller's (Grants); the hub asks it on every call.
+    grants = hubGrants({ alpha: { consumes: ['beta.echo', 'beta.never'] }, beta: {} }, (e) => audit.push(e), () => hub);
+    hub = new Hub({ log: silentLogger, token: 'secret-token', rateLimit: 100, maxInFlight: 3, maxMessageBytes: 64 * 1024, audit: (e) => audit.push(e), isMethodRevoked: grants.isMethodRevoked });
     await hub.attachPlugin(policy('alpha', [], ['beta.echo', 'beta.never'], true), sock('alpha'));
     await hub.attachPlugin(policy('beta', ['echo', 'never']), sock('beta'));
   });
@@ -266,10 +271,10 @@ describe('hub limits, revocations and audit', () => {
     const b = await connect('beta', ['echo', 'never']);
     b.serve((m) => (m.method === 'echo' ? m.data : undefined));
     expect(await a.reply(a.send({ type: 'request', to: ['beta'], method: 'echo', data: 1 }))).toMatchObject({ success: true });
-    hub.revoke('alpha', 'beta.echo');
+    grants.revokeMethod('alpha', 'beta.echo');
     const denied = await a.reply(a.send({ type: 'request', to: ['beta'], method: 'echo', data: 2 }));
     expect(denied).toMatchObject({ success: false, error: { code: 'LM_PERMISSION_DENIED', message: expect.stringContaining('revoked') } });
-    hub.restore('alpha', 'beta.echo');
+    grants.grantMethod('alpha', 'beta.echo');
     expect(await a.reply(a.send({ type: 'request', to: ['beta'], method: 'echo', data: 3 }))).toMatchObject({ success: true, data: 3 });
     expect(audit.map((e) => `${e.who} ${e.action} ${e.resource} ${e.result}`)).toEqual([
       'alpha call beta.echo allowed',

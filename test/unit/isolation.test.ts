@@ -9,7 +9,7 @@ import { loadPolicy, NO_POLICY, PolicyRejectedError } from '../../src/policy/pol
 import { runtimeImage } from '../../src/runtimes/index.js';
 import { containerSpec, GVISOR_HOST_THREADS } from '../../src/sandbox/container-spec.js';
 import { checkRuntime, checkRuntimeNetwork, engineRuntimes } from '../../src/sandbox/oci-runtime.js';
-import { deniedSyscalls, killedSyscalls, parseSeccompProfile, pluginSeccompProfile, profileAllowing, seccompProfile, type SeccompProfile } from '../../src/sandbox/seccomp.js';
+import { deniedSyscalls, killedSyscalls, parseSeccompProfile, pluginSeccompProfile, profileAllowing, seccompProfile, type SeccompProfile } from '../../src/seccomp/profiles.js';
 
 const dir = realpathSync(mkdtempSync(path.join(os.tmpdir(), 'logomesh-isolation-')));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -94,6 +94,7 @@ describe('loadManifest accepts a valid manifest', () => {
       security: { syscalls: [], isolationLevel: 1 },
       health: HEALTH_DEFAULTS,
       restart: RESTART_DEFAULTS,
+      monitoring: { alerts: { hysteresisPercent: 10 }, killOnExceed: {} },
     });
     expect(loaded.file).toBe(path.join(dir, 'plugin.json'));
     expect(loaded.pluginDir).toBe(realpathSync(dir));
@@ -125,6 +126,7 @@ describe('loadManifest accepts a valid manifest', () => {
       coordination: { exposesMethods: [], consumesMethods: [], sharedMemory: false, messaging: false, publishes: [], subscribes: [] },
       health: HEALTH_DEFAULTS,
       restart: RESTART_DEFAULTS,
+      monitoring: { alerts: { hysteresisPercent: 10 }, killOnExceed: {} },
     });
   });
 

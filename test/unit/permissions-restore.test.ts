@@ -4,11 +4,11 @@ import os from 'node:os';
 import path from 'node:path';
 import Docker from 'dockerode';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { resolveHome, type Home } from '../../src/lifecycle/home.js';
-import { PluginHost } from '../../src/lifecycle/plugin-host.js';
-import { parseState, type ControllerState } from '../../src/lifecycle/state-store.js';
+import { resolveHome, type Home } from '../../src/controller/home.js';
+import { Controller } from '../../src/controller/controller.js';
+import { parseState, type ControllerState } from '../../src/controller/state-store.js';
 import { silentLogger } from '../../src/log.js';
-import { readAudit } from '../../src/permissions/audit-log.js';
+import { readAudit } from '../../src/audit/audit-log.js';
 import { loadPolicy, type Policy } from '../../src/policy/policy.js';
 
 /**
@@ -56,8 +56,8 @@ function newHome(): Home {
   return resolveHome({ LOGOMESH_HOME: path.join(dir, `home-${++n}`), LOGOMESH_INSTANCE: `restore-test-${n}` });
 }
 
-async function controller(home: Home): Promise<PluginHost> {
-  const host = await PluginHost.create({ log: silentLogger, home, docker: new Docker({ socketPath: sock }), policy, engineCheckMs: 60_000 });
+async function controller(home: Home): Promise<Controller> {
+  const host = await Controller.create({ log: silentLogger, home, docker: new Docker({ socketPath: sock }), policy, engineCheckMs: 60_000 });
   host.loadDirectory(pluginsDir);
   return host;
 }
@@ -67,7 +67,7 @@ function state(home: Home): ControllerState {
 }
 
 /** Kill the controller as far as its successor can tell: its state.json stays as it was. */
-async function kill(host: PluginHost, edit: (s: ControllerState) => ControllerState = (s) => s): Promise<void> {
+async function kill(host: Controller, edit: (s: ControllerState) => ControllerState = (s) => s): Promise<void> {
   const saved = edit(state(host.home));
   await host.close();
   writeFileSync(host.home.stateFile, JSON.stringify(saved));
@@ -77,7 +77,7 @@ function audit(home: Home): string[] {
   return readAudit(home.auditFile).map((e) => `${e.who} ${e.action} ${e.resource} ${e.result}${e.code ? ` ${e.code}` : ''}`);
 }
 
-const may = (host: PluginHost, action: string, resource: string) => host.checkCapability('caller', action, resource).allowed;
+const may = (host: Controller, action: string, resource: string) => host.checkCapability('caller', action, resource).allowed;
 
 describe('operator permissions across a controller restart', () => {
   it('saves every change at once, and a new controller applies them at load', async () => {
@@ -96,8 +96,8 @@ describe('operator permissions across a controller restart', () => {
 
     const second = await controller(home);
     try {
-      expect(second.hub.isRevoked('caller', 'other.a')).toBe(true);
-      expect(second.hub.isRevoked('caller', 'other.b')).toBe(false);
+      expect(second.grants.isMethodRevoked('caller', 'other.a')).toBe(true);
+      expect(second.grants.isMethodRevoked('caller', 'other.b')).toBe(false);
       expect(second.grantedPaths('caller').map((g) => g.name)).toEqual(['a']);
       expect(second.checkCapability('fetcher', 'connect', 'api.example.com:443')).toMatchObject({ allowed: false, reason: "the operator revoked 'api.example.com:443'" });
       expect(second.checkCapability('fetcher', 'connect', 'cdn.example.com:443').allowed).toBe(true);
@@ -121,7 +121,7 @@ describe('operator permissions across a controller restart', () => {
     expect(state(home)).toEqual({ version: 1, folders: [], plugins: { caller: { restarts: 0, manifestHash: expect.any(String), permissions: { revokedMethods: ['other.a'] } } } });
     const second = await controller(home);
     try {
-      expect(second.hub.isRevoked('caller', 'other.a')).toBe(true);
+      expect(second.grants.isMethodRevoked('caller', 'other.a')).toBe(true);
       second.grantMethod('caller', 'other.a');
     } finally {
       await second.close();
@@ -141,7 +141,7 @@ describe('operator permissions across a controller restart', () => {
     });
     const second = await controller(home);
     try {
-      expect(second.hub.isRevoked('caller', 'other.c')).toBe(true);
+      expect(second.grants.isMethodRevoked('caller', 'other.c')).toBe(true);
       expect(second.grantedPaths('caller')).toEqual([]);
       expect(state(home).plugins.caller?.permissions).toEqual({ revokedMethods: ['other.c'] });
       await vi.waitFor(() => expect(audit(home)).toEqual(expect.arrayContaining(['expiry revoke caller:other.c revoked', 'expiry revoke caller:path:b revoked'])));
@@ -158,7 +158,7 @@ describe('operator permissions across a controller restart', () => {
     const second = await controller(home);
     try {
       expect(may(second, 'call', 'other.c')).toBe(true);
-      await vi.waitFor(() => expect(second.hub.isRevoked('caller', 'other.c')).toBe(true), { timeout: 3_000 });
+      await vi.waitFor(() => expect(second.grants.isMethodRevoked('caller', 'other.c')).toBe(true), { timeout: 3_000 });
       expect(state(home).plugins.caller?.permissions).toEqual({ revokedMethods: ['other.c'] });
     } finally {
       await second.close();
@@ -200,7 +200,7 @@ describe('operator permissions across a controller restart', () => {
     const first = await controller(home);
     first.revokeMethod('caller', 'other.a');
     await kill(first);
-    const second = await PluginHost.create({ log: silentLogger, home, docker: new Docker({ socketPath: sock }), policy, engineCheckMs: 60_000 });
+    const second = await Controller.create({ log: silentLogger, home, docker: new Docker({ socketPath: sock }), policy, engineCheckMs: 60_000 });
     try {
       second.loadDirectory(path.join(pluginsDir, 'fetcher'));
       expect(state(home).plugins.caller?.permissions).toEqual({ revokedMethods: ['other.a'] });

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { LogoMeshError } from '../../src/errors.js';
-import { parseGrantTarget } from '../../src/lifecycle/path-grants.js';
+import { parseGrantTarget } from '../../src/grants/path-grants.js';
 import { loadManifest } from '../../src/manifest/index.js';
 import { enforcePolicy, hostCovered, hostPathRuleFor, policyAllowsHost, policyViolations } from '../../src/policy/decisions.js';
 import { loadPolicy, NO_POLICY, PolicyRejectedError } from '../../src/policy/policy.js';
@@ -151,6 +151,28 @@ describe('decisions', () => {
     const p = policy('capabilities: { maxMemoryMB: 128 }\nplugins:\n  big: { capabilities: { maxMemoryMB: 1024 } }\n');
     expect(policyViolations(plugin('big', 'resources: { maxMemoryMB: 512 }\n'), p)).toEqual([]);
     expect(policyViolations(plugin('small', 'resources: { maxMemoryMB: 512 }\n'), p)).toHaveLength(1);
+  });
+
+  it('minVersion pins the lowest version of a plugin by semver precedence: an older one is refused, whatever signed it', () => {
+    const p = policy('plugins:\n  pinned: { minVersion: 2.1.0 }\n');
+    const at = (version: string) => {
+      const pl = path.join(dir, `pinned-${++n}`);
+      mkdirSync(pl);
+      writeFileSync(path.join(pl, 'main.py'), 'print(1)\n');
+      writeFileSync(path.join(pl, 'plugin.yaml'), `id: pinned\nversion: ${version}\nruntime: python\nentrypoint: main.py\n`);
+      return loadManifest(pl);
+    };
+    for (const ok of ['2.1.0', '2.1.1', '2.10.0', '3.0.0-rc.1']) expect(policyViolations(at(ok), p)).toEqual([]);
+    for (const old of ['2.0.9', '1.99.99', '2.1.0-rc.9', '0.0.1']) {
+      expect(policyViolations(at(old), p)).toEqual([
+        { path: '/version', rule: `${p.file} /plugins/pinned/minVersion`, expected: 'version 2.1.0 or later (the policy pins the lowest version of pinned)', found: `'${old}'` },
+      ]);
+    }
+    const old = at('2.0.0');
+    expect(() => enforcePolicy(old, p)).toThrow(`${old.file} /version: expected version 2.1.0 or later (the policy pins the lowest version of pinned), found '2.0.0' (policy rule ${p.file} /plugins/pinned/minVersion)`);
+    // Other plugins are not pinned; a pin must be a semantic version.
+    expect(policyViolations(plugin('other', ''), p)).toEqual([]);
+    expect(issues('plugins:\n  x: { minVersion: "2.1" }\n')[0]).toMatchObject({ path: '/plugins/x/minVersion' });
   });
 
   it('hostPathRuleFor: inside the path, with the permission, for the listed plugins', () => {

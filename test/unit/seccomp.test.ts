@@ -11,7 +11,7 @@ import {
   seccompVariant,
   type SeccompProfile,
   type SeccompRule,
-} from '../../src/sandbox/seccomp.js';
+} from '../../src/seccomp/profiles.js';
 
 const EPERM = 1;
 const ENOSYS = 38;

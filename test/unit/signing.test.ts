@@ -83,7 +83,7 @@ function signingError(fn: () => unknown): LogoMeshError {
 describe('sign and verify', () => {
   it('verifies an untouched signed plugin with a trusted key', () => {
     const dir = signedPlugin();
-    expect(verifyPlugin(loadManifest(dir), required)).toEqual({ status: 'verified', keyId: trusted.keyId, key: trusted.pubFile, files: 3 });
+    expect(verifyPlugin(loadManifest(dir), required)).toMatchObject({ status: 'verified', keyId: trusted.keyId, key: trusted.pubFile, files: 3, signed: { mutable: [] } });
     expect(verifyPlugin(loadManifest(dir), optional).status).toBe('verified');
   });
 
@@ -144,7 +144,7 @@ describe('sign and verify', () => {
     signPlugin(dir, stranger.keyFile);
     expect(refusal(dir).message).toBe(`${dir}: plugin signed-plugin refused: unknown key id ${stranger.keyId}: not one of the policy's trusted keys`);
     // Not required: the files are checked, the unknown signer is reported but not refused.
-    expect(verifyPlugin(loadManifest(dir), optional)).toEqual({ status: 'untrusted-key', keyId: stranger.keyId, files: 2 });
+    expect(verifyPlugin(loadManifest(dir), optional)).toMatchObject({ status: 'untrusted-key', keyId: stranger.keyId, files: 2 });
     expect(verifyPlugin(loadManifest(dir), NO_POLICY).status).toBe('untrusted-key');
   });
 
@@ -248,14 +248,33 @@ describe('sign and verify', () => {
 
   it('refuses to sign with a key inside the plugin folder, or a key that is not ed25519', () => {
     const dir = folders.create({ 'plugin.yaml': MANIFEST, 'main.py': MAIN_PY });
-    writeFileSync(path.join(dir, 'release.key'), readFileSync(trusted.keyFile));
+    writeFileSync(path.join(dir, 'release.key'), readFileSync(trusted.keyFile), { mode: 0o600 });
     expect(signingError(() => signPlugin(dir, path.join(dir, 'release.key'))).message).toContain('the private key is inside the plugin folder');
     unlinkSync(path.join(dir, 'release.key'));
     const rsa = path.join(keysDir, 'rsa.key');
-    writeFileSync(rsa, generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey.export({ type: 'pkcs8', format: 'pem' }));
+    writeFileSync(rsa, generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
     expect(signingError(() => signPlugin(dir, rsa)).message).toContain('expected an ed25519 private key');
     expect(signingError(() => signPlugin(dir, path.join(keysDir, 'nope.key'))).message).toContain('ENOENT');
     expect(lstatSync(path.join(dir, 'plugin.sig'), { throwIfNoEntry: false })).toBeUndefined();
+  });
+
+  it('refuses a private key its group or other users can read or change, and says how to fix it', () => {
+    const dir = folders.create({ 'plugin.yaml': MANIFEST, 'main.py': MAIN_PY });
+    const shared = path.join(keysDir, 'shared.key');
+    writeFileSync(shared, readFileSync(trusted.keyFile));
+    for (const [mode, who] of [
+      [0o644, 'its group'],
+      [0o604, 'other users'],
+      [0o620, 'its group'],
+    ] as const) {
+      chmodSync(shared, mode);
+      const err = signingError(() => signPlugin(dir, shared));
+      expect(err.message).toBe(`${shared}: expected a private key file only its owner can read (mode 0600 or 0400), found mode 0${mode.toString(8)}, which lets ${who} read or change it; run 'chmod 600 ${shared}'`);
+      expect(err.details).toMatchObject({ file: shared, expected: 'a private key file only its owner can read (mode 0600 or 0400)' });
+    }
+    expect(lstatSync(path.join(dir, 'plugin.sig'), { throwIfNoEntry: false })).toBeUndefined();
+    chmodSync(shared, 0o400);
+    expect(signPlugin(dir, shared).keyId).toBe(trusted.keyId);
   });
 
   it('does not sign a plugin whose manifest is rejected', () => {

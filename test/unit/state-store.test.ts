@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { parseState, StateStore, type ControllerState } from '../../src/lifecycle/state-store.js';
+import { parseState, StateStore, type ControllerState } from '../../src/controller/state-store.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'logomesh-state-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

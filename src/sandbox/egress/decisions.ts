@@ -1,4 +1,4 @@
-import type { AuditEntry } from '../../permissions/audit-log.js';
+import type { AuditEntry } from '../../audit/audit-log.js';
 
 /**
  * One decision of a plugin's egress proxy, as it reports it (images/egress/egress_report.py).

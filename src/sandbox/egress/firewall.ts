@@ -2,18 +2,18 @@ import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../../log.js';
-import { REPO_DIR } from '../../runtimes/runtime.js';
+import { REPO_DIR } from '../../paths.js';
 
 /**
- * The host firewall rules for plugin networks (src/engine/egress-firewall.rules), the second
+ * The host firewall rules for plugin networks (src/provision/egress-firewall.rules), the second
  * layer under the networks' missing host address. Provisioning installs them; the controller
  * checks them when it starts its first networked plugin and whenever the engine comes back,
  * and as root runs provisioning's `firewall` step again for any that went missing. The
  * rules are in the host's INPUT chain, which the engine never rewrites, so a restart of the
  * engine does not remove them; something else (a firewall reload, a reboot) can.
  */
-export const FIREWALL_RULES_FILE = path.join(REPO_DIR, 'src', 'engine', 'egress-firewall.rules');
-export const PROVISION_SCRIPT = path.join(REPO_DIR, 'src', 'engine', 'provision.sh');
+export const FIREWALL_RULES_FILE = path.join(REPO_DIR, 'src', 'provision', 'egress-firewall.rules');
+export const PROVISION_SCRIPT = path.join(REPO_DIR, 'src', 'provision', 'provision.sh');
 
 export interface FirewallRule {
   readonly tool: 'iptables' | 'ip6tables';

@@ -9,7 +9,7 @@ import type { Logger } from '../../log.js';
 
 /**
  * Every plugin network's bridge on the host is named `lmp` and 11 hex digits, so that one
- * host firewall rule (`-i lmp+`, src/engine/egress-firewall.rules) covers them all, whoever
+ * host firewall rule (`-i lmp+`, src/provision/egress-firewall.rules) covers them all, whoever
  * created them and whenever.
  */
 export const PLUGIN_BRIDGE_PREFIX = 'lmp';

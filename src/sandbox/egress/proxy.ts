@@ -8,7 +8,7 @@ import { LogoMeshError } from '../../errors.js';
 import { LABEL, ownerLabels } from '../../labels.js';
 import type { Logger } from '../../log.js';
 import { CPU_PERIOD_US } from '../container-spec.js';
-import { seccompProfile, seccompSecurityOpt } from '../seccomp.js';
+import { seccompProfile, seccompSecurityOpt } from '../../seccomp/profiles.js';
 import type { EgressDecision } from './decisions.js';
 import type { PluginNetwork } from './plugin-network.js';
 import { ProxyOutput } from './proxy-output.js';

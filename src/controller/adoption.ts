@@ -1,0 +1,95 @@
+import { LABEL } from '../labels.js';
+import { hasOperatorMounts } from '../sandbox/container-mounts.js';
+import { isNetworked } from '../sandbox/egress.js';
+import { removeStagingLeftovers } from '../sandbox/mount-staging.js';
+import { PluginContainer } from '../sandbox/plugin-container.js';
+import type { ControllerContext } from './context.js';
+import type { Launcher, Supervision } from './launcher.js';
+import { serialize, type Managed } from './managed.js';
+import { DEFAULTS } from './options.js';
+import { readyOrExit, waitReady, type ReadyWait } from './readiness.js';
+
+/**
+ * After a controller was killed (or the machine restarted), its successor of the same home
+ * finds the containers it left, by label: it adopts each running one whose plugin is
+ * loaded with the same manifest (its SDK reconnects to the recreated socket and says hello
+ * again), and removes every other one, duplicates included. Once, before the first start.
+ */
+export class Adoption {
+  private reconciled?: Promise<void>;
+
+  constructor(
+    private readonly cx: ControllerContext,
+    private readonly launcher: Launcher,
+    private readonly supervision: Supervision,
+  ) {}
+
+  reconcile(): Promise<void> {
+    this.reconciled ??= this.run();
+    return this.reconciled;
+  }
+
+  private async run(): Promise<void> {
+    const { cx } = this;
+    await removeStagingLeftovers(cx.log); // of a controller or run killed between staging and start
+    const filters = JSON.stringify({ label: [`${LABEL.instance}=${cx.home.instance}`, `${LABEL.role}=plugin`] });
+    const found = (await cx.docker.listContainers({ all: true, filters })).sort((a, b) => b.Created - a.Created);
+    const taken = new Set<string>();
+    const adoptions: Promise<void>[] = [];
+    for (const c of found) {
+      const id = c.Labels[LABEL.plugin] ?? '';
+      const m = cx.registry.find(id);
+      // Never adopted: a networked plugin (its network and proxy went with the earlier
+      // controller; it is started anew, and its host revocations applied to the new
+      // allow-list), or a container whose operator path grants are not exactly the ones
+      // restored from state.json (one was dropped, ran out, or was never saved).
+      const usable =
+        m &&
+        !taken.has(id) &&
+        c.State === 'running' &&
+        c.Labels[LABEL.manifestHash] === m.loaded.hash &&
+        m.state === 'loaded' &&
+        !isNetworked(m.loaded.manifest) &&
+        hasOperatorMounts(c, cx.grants.paths(id));
+      if (!usable) {
+        cx.log.warn({ plugin: id, container: c.Id.slice(0, 12), state: c.State }, 'removing a plugin container left by an earlier controller');
+        await PluginContainer.adopt(cx.docker, c.Id, cx.log).remove();
+        continue;
+      }
+      taken.add(id);
+      adoptions.push(serialize(m, () => this.adopt(m, c.Id)));
+    }
+    await Promise.allSettled(adoptions);
+  }
+
+  private async adopt(m: Managed, containerId: string): Promise<void> {
+    const { cx } = this;
+    const { id } = m.loaded.manifest;
+    m.state = 'starting';
+    const container = PluginContainer.adopt(cx.docker, containerId, cx.log.child({ plugin: id }));
+    m.container = container;
+    // Listen before the socket exists: the running plugin reconnects the moment it appears.
+    let ready: ReadyWait | undefined;
+    try {
+      await cx.hub.detachPlugin(id);
+      ready = waitReady(cx.hub, m, cx.opts.startTimeoutMs ?? DEFAULTS.startTimeoutMs);
+      await this.launcher.attachHub(m);
+      await container.attach(m.logs.writable('stdout'), m.logs.writable('stderr'), false);
+      const exited = container.wait();
+      this.supervision.watchExit(m, container, exited);
+      await readyOrExit(m, ready, exited, { audit: cx.audit.record, kernel: cx.kernel });
+      m.state = 'ready';
+      m.readySince = Date.now();
+      m.startedAt = Date.now();
+      this.supervision.startHealth(m);
+      cx.log.info({ plugin: id, container: containerId.slice(0, 12) }, 'adopted a running plugin container');
+      cx.persist();
+    } catch (err) {
+      ready?.cancel();
+      cx.log.warn({ plugin: id, err: (err as Error).message }, 'could not adopt a running plugin container; it is removed and started anew');
+      await this.launcher.teardown(m);
+      delete m.container;
+      m.state = 'loaded';
+    }
+  }
+}

@@ -1,0 +1,37 @@
+import { LogoMeshError } from '../errors.js';
+import { hubLimitsFromEnv, positiveInteger } from '../hub/limits-from-env.js';
+import type { ControllerOptions } from './options.js';
+
+/**
+ * LOGOMESH_HUB_TOKEN, when set and not empty, is the hub token host clients present (so a
+ * supervisor such as compose can hand it to them); otherwise the controller makes a random
+ * one. Throws LM_USAGE for a token that is too short, too long or not printable.
+ */
+export function hubTokenFromEnv(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const token = env.LOGOMESH_HUB_TOKEN;
+  if (!token) return undefined;
+  if (!/^[\x21-\x7e]{16,4096}$/.test(token)) {
+    throw new LogoMeshError('LM_USAGE', 'LOGOMESH_HUB_TOKEN must be 16 to 4096 printable ASCII characters without spaces; unset it to get a random token', {
+      expected: '16 to 4096 printable ASCII characters',
+      found: `${token.length} characters`,
+    });
+  }
+  return token;
+}
+
+/** LOGOMESH_AUDIT_MAX_BYTES and LOGOMESH_AUDIT_KEEP: the audit trail's rotation. Throws LM_USAGE. */
+function auditRotationFromEnv(env: NodeJS.ProcessEnv = process.env): { maxBytes?: number; keep?: number } {
+  const maxBytes = env.LOGOMESH_AUDIT_MAX_BYTES;
+  const keep = env.LOGOMESH_AUDIT_KEEP;
+  return { ...(maxBytes ? { maxBytes: positiveInteger('LOGOMESH_AUDIT_MAX_BYTES', maxBytes) } : {}), ...(keep ? { keep: positiveInteger('LOGOMESH_AUDIT_KEEP', keep) } : {}) };
+}
+
+/**
+ * The controller options the environment sets, as `logomesh up` reads them: the hub token,
+ * the hub's limits (hubLimitsFromEnv) and the audit trail's rotation. Throws LM_USAGE
+ * naming the variable.
+ */
+export function controllerOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Pick<ControllerOptions, 'hubToken' | 'hubLimits' | 'auditRotation'> {
+  const hubToken = hubTokenFromEnv(env);
+  return { hubLimits: hubLimitsFromEnv(env), auditRotation: auditRotationFromEnv(env), ...(hubToken ? { hubToken } : {}) };
+}

@@ -1,0 +1,221 @@
+import { randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
+import path from 'node:path';
+import { errorText } from '../engine/docker.js';
+import { LogoMeshError } from '../errors.js';
+import type { PathGrant } from '../grants/path-grants.js';
+import { policyOf } from '../hub/acl.js';
+import { HUB_SOCKET_NAME } from '../sandbox/container-spec.js';
+import { isNetworked } from '../sandbox/egress.js';
+import { PluginContainer } from '../sandbox/plugin-container.js';
+import { prepareSandbox, type PreparedSandbox } from '../sandbox/prepare.js';
+import type { ControllerContext } from './context.js';
+import { pluginSocketDir } from './home.js';
+import { verifyBeforeStart } from './load-checks.js';
+import { isUp, type Managed } from './managed.js';
+import { DEFAULTS } from './options.js';
+import { giveSocketTo } from './plugin-socket.js';
+import { readyOrExit, waitReady, type ReadyWait } from './readiness.js';
+
+/** What the launcher hands to the supervisor: a container to follow from its start, a plugin to watch once ready. */
+export interface Supervision {
+  watchExit(m: Managed, container: PluginContainer, exited: Promise<number>): void;
+  startHealth(m: Managed): void;
+  stopTimers(m: Managed): void;
+}
+
+/**
+ * The start pipeline and the stop sequence of one plugin: signature checked again, its
+ * sandbox prepared (sandbox/prepare.ts), its hub socket opened for its own user, its
+ * container created and started, ready when its hello arrives; stopped with the shutdown
+ * message, then SIGTERM, then SIGKILL; torn down without a trace on every path.
+ */
+export class Launcher {
+  constructor(
+    private readonly cx: ControllerContext,
+    private readonly supervision: Supervision,
+  ) {}
+
+  private get startTimeoutMs(): number {
+    return this.cx.opts.startTimeoutMs ?? DEFAULTS.startTimeoutMs;
+  }
+
+  private get stopGraceMs(): number {
+    return this.cx.opts.stopGraceMs ?? DEFAULTS.stopGraceMs;
+  }
+
+  /** Start a plugin whose dependencies are ready; resolves when it said hello. Throws the failing step's coded error (audited), after a teardown. */
+  async start(m: Managed): Promise<void> {
+    const { cx } = this;
+    if (isUp(m)) return;
+    this.supervision.stopTimers(m);
+    if (cx.closing()) throw new LogoMeshError('LM_PLUGIN_UNAVAILABLE', 'the controller is shutting down', {});
+    const { id } = m.loaded.manifest;
+    for (const dep of m.loaded.manifest.dependencies.plugins) {
+      if (!cx.hub.isReady(dep)) throw new LogoMeshError('LM_DEPENDENCY', `cannot start ${id}: its dependency ${dep} is not ready`, { plugin: id, dependency: dep });
+    }
+    m.state = 'starting';
+    delete m.exitCode;
+    delete m.oomKilled;
+    const t0 = Date.now();
+    let ready: ReadyWait | undefined;
+    let sandbox: PreparedSandbox | undefined;
+    try {
+      const signed = await verifyBeforeStart(m.loaded, cx.opts.policy, cx.audit.record); // throws LM_SIGNATURE: the folder may have changed since load
+      if (signed) m.signed = signed;
+      else delete m.signed;
+      const timing = { loadStart: Date.now() };
+      let operatorGrants: readonly PathGrant[] = [];
+      sandbox = await this.prepare(m, timing, (g) => (operatorGrants = g));
+      await this.attachHub(m);
+      const container = await PluginContainer.create(cx.docker, sandbox.spec, cx.log.child({ plugin: id }));
+      m.container = container;
+      await container.attach(m.logs.writable('stdout'), m.logs.writable('stderr'));
+      ready = waitReady(cx.hub, m, this.startTimeoutMs);
+      // A grant revoked while this start was under way is not mounted after all.
+      for (const g of operatorGrants) if (cx.grants.path(id, g.name) !== g) throw new LogoMeshError('LM_GRANT_PATH', `plugin ${id}: the path grant ${g.name} was revoked while the plugin was starting; the container is not started`, { plugin: id, grant: g.name });
+      sandbox.verify(); // throws LM_PATH_CHANGED
+      await container.start();
+      await sandbox.release(); // the container holds its own mounts now
+      m.startedAt = Date.now();
+      const exited = container.wait();
+      this.supervision.watchExit(m, container, exited);
+      await readyOrExit(m, ready, exited, { audit: cx.audit.record, kernel: cx.kernel });
+      m.state = 'ready';
+      m.readySince = Date.now();
+      m.startMs = Date.now() - timing.loadStart;
+      this.supervision.startHealth(m);
+      cx.persist();
+      cx.audit.record({ who: 'controller', action: 'start', resource: id, result: 'ready' });
+      cx.log.info({ plugin: id, ms: m.startMs, total: Date.now() - t0 }, 'plugin ready');
+    } catch (err) {
+      ready?.cancel();
+      await sandbox?.release();
+      const e = err instanceof LogoMeshError ? err : new LogoMeshError('LM_ENGINE_ERROR', (err as Error).message, {}, { cause: err });
+      cx.audit.record({ who: 'controller', action: 'start', resource: id, result: 'failed', code: e.code, reason: e.message });
+      m.state = 'failed';
+      m.lastError = { code: e.code, message: e.message };
+      await this.teardown(m);
+      throw e;
+    }
+  }
+
+  /**
+   * The plugin's sandbox, as `logomesh run` prepares it, with what only a controller adds:
+   * its hub socket folder, the operator's path grants (checked again now), its network
+   * through the controller's egress proxy without the hosts the operator revoked. The
+   * start's time (startMs) is counted from the mounts on, after image builds.
+   */
+  private async prepare(m: Managed, timing: { loadStart: number }, granted: (g: readonly PathGrant[]) => void): Promise<PreparedSandbox> {
+    const { cx } = this;
+    const id = m.loaded.manifest.id;
+    const hooks = cx.opts.testHooks;
+    const sandbox = await prepareSandbox({
+      docker: cx.docker,
+      loaded: m.loaded,
+      instance: cx.home.instance,
+      log: cx.log,
+      policy: cx.policy(),
+      audit: cx.audit.record,
+      hubSocketDir: pluginSocketDir(cx.home, id),
+      name: `lm-${id}-${randomBytes(3).toString('hex')}`,
+      ...(cx.opts.progress ? { progress: cx.opts.progress } : {}),
+      ...(m.signed ? { signed: m.signed } : {}),
+      operatorMounts: () => {
+        const grants = cx.grants.recheckPaths(id); // throws LM_GRANT_PATH
+        granted(grants);
+        return grants;
+      },
+      network: async (loaded) => {
+        const egress = await cx.egress.get();
+        const network = await egress.attach(id, loaded.manifest);
+        // The attachment lists the manifest's hosts; the operator's revocations are taken
+        // off before the container exists, so the plugin never reaches a revoked host.
+        for (const host of cx.grants.revokedHosts(id)) await egress.revokeHost(id, host);
+        return network;
+      },
+      hooks: {
+        beforeMounts: async () => {
+          timing.loadStart = Date.now();
+          await hooks?.beforeMounts?.(id);
+        },
+        ...(hooks?.afterMounts ? { afterMounts: () => hooks.afterMounts!(id) } : {}),
+        ...(hooks?.afterSnapshot ? { afterSnapshot: hooks.afterSnapshot } : {}),
+      },
+    });
+    if (!sandbox) throw new LogoMeshError('LM_INTERRUPTED', `the start of ${id} was aborted`, { plugin: id });
+    return sandbox;
+  }
+
+  /**
+   * (Re)create the plugin's hub socket, and give it to the plugin's own user, mode 0600:
+   * nobody else connects. Listening starts before the container exists, so a plugin that
+   * connects at once (or an adopted one reconnecting) finds it.
+   */
+  async attachHub(m: Managed): Promise<void> {
+    const { cx } = this;
+    const id = m.loaded.manifest.id;
+    const socket = path.join(pluginSocketDir(cx.home, id), HUB_SOCKET_NAME);
+    await cx.hub.detachPlugin(id);
+    await cx.hub.attachPlugin(policyOf(m.loaded.manifest), socket);
+    giveSocketTo(socket, ...cx.idsOf(id), cx.log);
+  }
+
+  /** Stop: shutdown message, then SIGTERM, then SIGKILL, each after the grace period; audited. */
+  async stop(m: Managed): Promise<void> {
+    const { cx } = this;
+    this.supervision.stopTimers(m);
+    // A stop by hand ends a crash loop: the next start begins with a clean slate.
+    m.retries = 0;
+    delete m.lastError;
+    if (!m.container) {
+      if (m.state !== 'loaded') m.state = 'stopped';
+      return;
+    }
+    const { id } = m.loaded.manifest;
+    const wasRunning = isUp(m);
+    m.state = 'stopping';
+    const container = m.container;
+    if (wasRunning && cx.hub.requestShutdown(id, this.stopGraceMs)) {
+      const exited = await Promise.race([container.wait().then(() => true, () => true), delay(this.stopGraceMs).then(() => false)]);
+      if (!exited) cx.log.warn({ plugin: id }, `plugin did not exit within ${this.stopGraceMs} ms of the shutdown message; sending SIGTERM`);
+    }
+    await container.stop(Math.ceil(this.stopGraceMs / 1000));
+    await this.teardown(m);
+    m.state = 'stopped';
+    cx.audit.record({ who: 'controller', action: 'stop', resource: id, result: 'stopped' });
+  }
+
+  /**
+   * Kill a plugin's container now (SIGKILL, no grace) and wait for its end; its exit is
+   * expected, not a failure. Returns when the kill was confirmed (ms since the epoch).
+   */
+  async killAtOnce(m: Managed): Promise<number> {
+    this.supervision.stopTimers(m);
+    m.state = 'stopping';
+    await m.container!.kill();
+    return Date.now();
+  }
+
+  /**
+   * Remove the container, its network and the hub socket; safe after any failure. Never
+   * throws: with the engine gone, the container is removed by the next reconcile or
+   * `logomesh clean`.
+   */
+  async teardown(m: Managed): Promise<void> {
+    const { cx } = this;
+    const id = m.loaded.manifest.id;
+    try {
+      await m.container?.remove();
+    } catch (err) {
+      cx.log.warn({ plugin: id, err: errorText(err) }, 'could not remove the plugin container now');
+    }
+    if (isNetworked(m.loaded.manifest)) await cx.egress.detach(id);
+    await cx.hub.detachPlugin(id);
+    rmSync(pluginSocketDir(cx.home, id), { recursive: true, force: true });
+  }
+}
+
+export function delay(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms).unref());
+}

@@ -1,0 +1,61 @@
+import type { Docker } from '../engine/docker.js';
+import type { HubLimits } from '../hub/limits-from-env.js';
+import type { PrepareOptions } from '../images/plugin-image.js';
+import type { Logger } from '../log.js';
+import type { Policy } from '../policy/policy.js';
+import type { Home } from './home.js';
+
+export interface ControllerOptions {
+  readonly log: Logger;
+  readonly home: Home;
+  readonly docker?: Docker;
+  /** How long a plugin has from container start to hello (default 15 s). */
+  readonly startTimeoutMs?: number;
+  /** How long a plugin has to exit after the shutdown message, then after SIGTERM (default 5 s each). */
+  readonly stopGraceMs?: number;
+  /** Hub options. */
+  readonly hubToken?: string;
+  readonly maxMessageBytes?: number;
+  readonly pingIntervalMs?: number;
+  /** Per-plugin hub rate limit in messages a second (default 20000; see Hub). */
+  readonly rateLimit?: number;
+  /** The other hub limits (host clients, queues, subscriptions); see Hub and hubLimitsFromEnv. */
+  readonly hubLimits?: HubLimits;
+  /** Audit trail rotation (size of a file, files kept); see AuditLog. */
+  readonly auditRotation?: { readonly maxBytes?: number; readonly keep?: number };
+  /** How often the engine is pinged while it answers (default 2 s). */
+  readonly engineCheckMs?: number;
+  /** Where image build progress goes (shown only on a TTY). */
+  readonly progress?: NodeJS.WriteStream;
+  /** Operator policy every plugin is verified against at load (default: the file LOGOMESH_POLICY names, else none). */
+  readonly policy?: Policy;
+  /**
+   * Existing networks the egress proxy joins besides its own bridge, so that plugins can
+   * reach allowed hosts on them by name (a compose project's services, a test's servers).
+   */
+  readonly egressNetworks?: readonly string[];
+  /**
+   * Follow the kernel's records of plugin processes (default true), in the kernel log and
+   * the audit daemon's: a seccomp kill is audited with the system call's name and stops the
+   * plugin; a refusal reported by LogoMesh's kernel audit rules is audited.
+   */
+  readonly kernelLog?: boolean;
+  /**
+   * Test hooks at fixed points of a start, so that a test makes its swaps there and not by
+   * timing: right before the plugin's host paths are resolved, once they are held and
+   * staged (right before the container is created), and once a compiled plugin's build
+   * context is taken.
+   */
+  readonly testHooks?: {
+    readonly beforeMounts?: (pluginId: string) => void | Promise<void>;
+    readonly afterMounts?: (pluginId: string) => void | Promise<void>;
+    readonly afterSnapshot?: PrepareOptions['afterSnapshot'];
+  };
+}
+
+/** The defaults of ControllerOptions, in one place. */
+export const DEFAULTS = {
+  startTimeoutMs: 15_000,
+  stopGraceMs: 5_000,
+  engineCheckMs: 2_000,
+} as const;

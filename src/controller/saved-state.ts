@@ -1,0 +1,74 @@
+import { rmSync } from 'node:fs';
+import type { SavedPermissions } from '../grants/saved.js';
+import type { Logger } from '../log.js';
+import type { Managed } from './managed.js';
+import { StateStore, type ControllerState, type SavedPlugin } from './state-store.js';
+
+/**
+ * What a controller keeps in `<home>/state.json` for its successor: the plugin folders,
+ * restart counts, containers, and (from Grants) each plugin's operator permissions. Saved
+ * on every change. What an earlier controller of the same home saved is read once: each
+ * plugin's permissions are handed over when it is loaded, and the entries of plugins not
+ * loaded (yet) are written back unchanged, so that loading a subset does not forget the
+ * others' revocations.
+ */
+export class SavedState {
+  private readonly store: StateStore;
+  private readonly inherited: Map<string, SavedPlugin>;
+
+  constructor(
+    private readonly file: string,
+    private readonly log: Logger,
+  ) {
+    this.store = new StateStore(file);
+    this.inherited = new Map(Object.entries(this.store.read()?.plugins ?? {}).filter(([, p]) => p.permissions));
+  }
+
+  /** The state file as it is now (for restart counts). */
+  read(): ControllerState | undefined {
+    return this.store.read();
+  }
+
+  /** The permissions an earlier controller saved for a plugin: given once, at its load. */
+  takePermissions(id: string): SavedPermissions | undefined {
+    const saved = this.inherited.get(id)?.permissions;
+    this.inherited.delete(id);
+    return saved;
+  }
+
+  /** Save the loaded plugins as they stand. Never throws: a failure is logged. */
+  save(plugins: readonly Managed[], permissionsOf: (id: string) => SavedPermissions | undefined): void {
+    const saved: Record<string, SavedPlugin> = Object.fromEntries(this.inherited);
+    for (const m of plugins) {
+      const id = m.loaded.manifest.id;
+      const permissions = permissionsOf(id);
+      saved[id] = { restarts: m.restarts, manifestHash: m.loaded.hash, ...(m.container ? { containerId: m.container.id } : {}), ...(permissions ? { permissions } : {}) };
+    }
+    try {
+      this.store.write({ version: 1, folders: plugins.map((m) => m.loaded.pluginDir), plugins: saved });
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message, file: this.file }, 'could not save the controller state');
+    }
+  }
+
+  /**
+   * At a clean stop: nothing is left to adopt, but the operator's revocations and grants are
+   * security decisions and stay for the next controller of this home. The file keeps only
+   * them, or goes if there are none.
+   */
+  keepPermissionsOnly(plugins: readonly Managed[], permissionsOf: (id: string) => SavedPermissions | undefined): void {
+    const saved: Record<string, SavedPlugin> = {};
+    for (const [id, p] of this.inherited) if (p.permissions) saved[id] = { restarts: 0, manifestHash: p.manifestHash, permissions: p.permissions };
+    for (const m of plugins) {
+      const id = m.loaded.manifest.id;
+      const permissions = permissionsOf(id);
+      if (permissions) saved[id] = { restarts: 0, manifestHash: m.loaded.hash, permissions };
+    }
+    try {
+      if (Object.keys(saved).length === 0) rmSync(this.file, { force: true });
+      else this.store.write({ version: 1, folders: [], plugins: saved });
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message, file: this.file }, 'could not save the operator permissions');
+    }
+  }
+}

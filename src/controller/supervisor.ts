@@ -1,0 +1,194 @@
+import { engineStatus, errorText } from '../engine/docker.js';
+import { LogoMeshError } from '../errors.js';
+import type { PluginContainer } from '../sandbox/plugin-container.js';
+import type { SeccompKill } from '../violations/audit-records.js';
+import { EXIT_SIGSYS, seccompKillMessage } from '../violations/kernel-watch.js';
+import type { ControllerContext } from './context.js';
+import { delay, type Supervision } from './launcher.js';
+import { serialize, type Managed } from './managed.js';
+import { consecutiveFailures, decideRestart } from './restart-policy.js';
+
+/** What the supervisor needs of the launcher. */
+export interface Relaunch {
+  start(m: Managed): Promise<void>;
+  teardown(m: Managed): Promise<void>;
+}
+
+/**
+ * Watches each started plugin: its container's exit (an engine that dropped the wait is
+ * not an exit), its health pings over the hub, a seccomp kill, its egress proxy going away.
+ * A ready plugin that fails is torn down at once and restarted as restart-policy.ts
+ * decides, after its backoff, and never while the engine does not answer.
+ */
+export class Supervisor implements Supervision {
+  constructor(
+    private readonly cx: ControllerContext,
+    private readonly launcher: Relaunch,
+  ) {}
+
+  /**
+   * React to the container's end, whatever ends it. A wait that fails (the engine went
+   * away) counts as an exit only once the engine, back, says the container is gone.
+   */
+  watchExit(m: Managed, container: PluginContainer, exited: Promise<number>): void {
+    exited
+      .then(
+        (code) => this.onExit(m, container, code),
+        () => this.waitLost(m, container),
+      )
+      .catch((err: unknown) => this.cx.log.error({ plugin: m.loaded.manifest.id, err: errorText(err) }, 'handling a plugin exit failed'));
+  }
+
+  /** Ping the plugin over the hub every health.intervalMs while it is ready. */
+  startHealth(m: Managed): void {
+    const { hub } = this.cx;
+    const { intervalMs, timeoutMs } = m.loaded.manifest.health;
+    const id = m.loaded.manifest.id;
+    let checking = false;
+    let disconnectedChecks = 0;
+    m.healthTimer = setInterval(() => {
+      if (checking || m.state !== 'ready') return;
+      // A dropped connection usually means the process died: the engine reports the exit
+      // (with its code) a moment later, so that is left to tell. Still disconnected at the
+      // next check, with the process alive, is unhealthy.
+      if (!hub.stats(id)?.connected && disconnectedChecks++ === 0) return;
+      checking = true;
+      void hub
+        .ping(id, timeoutMs)
+        .then(async (ok) => {
+          if (ok) disconnectedChecks = 0;
+          if (ok || m.state !== 'ready') return;
+          await this.failed(m, { code: 'LM_UNHEALTHY', message: `plugin ${id} did not answer its health check within ${timeoutMs} ms` }, false);
+        })
+        .finally(() => (checking = false));
+    }, intervalMs);
+    m.healthTimer.unref();
+  }
+
+  stopTimers(m: Managed): void {
+    clearInterval(m.healthTimer);
+    clearTimeout(m.restartTimer);
+    delete m.healthTimer;
+    delete m.restartTimer;
+    delete m.restartAt;
+  }
+
+  /** A process of a running plugin was killed by seccomp: the plugin is stopped, not restarted. */
+  async seccompKilled(m: Managed, kill: SeccompKill): Promise<void> {
+    if (m.state !== 'ready') return;
+    await this.failed(m, { code: 'LM_SECCOMP_VIOLATION', message: seccompKillMessage(m.loaded.manifest.id, kill) }, false, true);
+  }
+
+  /** A running plugin's egress proxy exited under it: restarted by its policy, with a new proxy. */
+  async proxyGone(m: Managed): Promise<void> {
+    if (m.state !== 'ready') return;
+    await this.failed(m, { code: 'LM_EGRESS', message: `the egress proxy of plugin ${m.loaded.manifest.id} exited: the plugin had no way out any more` }, false);
+  }
+
+  /**
+   * The engine dropped the wait (it restarted, or went away). That is not the plugin
+   * exiting: once the engine answers again, look at the container; with the daemon's
+   * live-restore it is still running and is simply watched again.
+   */
+  private async waitLost(m: Managed, container: PluginContainer): Promise<void> {
+    while (!this.cx.closing() && m.container === container) {
+      await delay(500);
+      if (!this.cx.engine.up) continue;
+      let state;
+      try {
+        state = (await container.inspect()).State;
+      } catch (err) {
+        if (engineStatus(err) === 404) return this.onExit(m, container, -1);
+        continue; // the engine is not quite back yet
+      }
+      if (state.Running) return this.watchExit(m, container, container.wait());
+      return this.onExit(m, container, state.ExitCode);
+    }
+  }
+
+  /** The container ended on its own (or was stopped): record why. */
+  private async onExit(m: Managed, container: PluginContainer, code: number): Promise<void> {
+    if (m.container !== container) return;
+    m.exitCode = code;
+    try {
+      m.oomKilled = await container.oomKilled(code);
+    } catch {
+      // Already removed by a stop.
+    }
+    // Exits while starting are the start's own failure; exits while stopping are expected.
+    if (m.state !== 'ready') return;
+    const id = m.loaded.manifest.id;
+    if (code === EXIT_SIGSYS && !m.oomKilled) {
+      const kill = await this.cx.kernel?.take(id, m.startedAt ?? 0, 1_000);
+      // The kill's record may have been read meanwhile and the plugin stopped for it.
+      if (m.state === 'ready' && m.container === container) await this.failed(m, { code: 'LM_SECCOMP_VIOLATION', message: seccompKillMessage(id, kill) }, false, true);
+      return;
+    }
+    const reason = m.oomKilled ? `exceeded its memory limit of ${m.loaded.manifest.resources.maxMemoryMB} MB and was killed` : `exited with code ${code}`;
+    await this.failed(m, { code: m.oomKilled ? 'LM_RESOURCE_MEMORY' : 'LM_PLUGIN_EXITED', message: `plugin ${id} ${reason}` }, code === 0 && !m.oomKilled);
+  }
+
+  /**
+   * A ready plugin crashed or stopped answering: remove its container at once (calls to it
+   * now fail fast with LM_PLUGIN_UNAVAILABLE), then restart it after an exponential backoff
+   * if its restart policy says so, up to restart.maxRetries consecutive failures. A plugin
+   * quarantined (a forbidden system call: an attack, not a crash) stays failed.
+   */
+  private async failed(m: Managed, error: { code: string; message: string }, cleanExit: boolean, quarantine = false): Promise<void> {
+    const { cx } = this;
+    const { id, restart } = m.loaded.manifest;
+    this.stopTimers(m);
+    m.retries = consecutiveFailures(restart, { retries: m.retries, ...(m.readySince !== undefined ? { readySince: m.readySince } : {}) }, Date.now());
+    delete m.readySince;
+    m.lastError = error;
+    // Not ready from this moment: no second failure report, no new calls routed to it.
+    m.state = 'restarting';
+    cx.audit.record({ who: id, action: 'violation', resource: id, result: 'failed', code: error.code, reason: error.message });
+    cx.log.warn({ plugin: id, code: error.code, retries: m.retries }, error.message);
+    await this.launcher.teardown(m);
+    const decision = decideRestart(restart, m.retries, { cleanExit, quarantine, closing: cx.closing() });
+    switch (decision.action) {
+      case 'quarantine':
+        m.state = 'failed';
+        cx.persist();
+        return;
+      case 'exit':
+        m.state = 'exited';
+        return;
+      case 'give-up': {
+        const tail = m.logs.tail(10).map((l) => l.text);
+        m.state = 'failed';
+        m.lastError = {
+          code: 'LM_RESTART_LIMIT',
+          message: `plugin ${id} failed ${decision.failures} times in a row (restart.maxRetries ${restart.maxRetries}); last: ${error.code}: ${error.message}${tail.length ? `; last output:\n${tail.join('\n')}` : ''}`,
+        };
+        cx.log.error({ plugin: id }, m.lastError.message);
+        return;
+      }
+      case 'restart':
+        m.retries = decision.retries;
+        m.restarts++;
+        m.state = 'restarting';
+        m.restartAt = Date.now() + decision.delayMs;
+        cx.persist();
+        m.restartTimer = setTimeout(() => this.attempt(m), decision.delayMs);
+    }
+  }
+
+  /** One restart attempt, when its backoff is over. */
+  private attempt(m: Managed): void {
+    if (m.state !== 'restarting') return;
+    // No engine, no start: wait for it without spending a retry.
+    if (!this.cx.engine.up) {
+      m.restartTimer = setTimeout(() => this.attempt(m), 1_000);
+      return;
+    }
+    serialize(m, () => this.launcher.start(m)).catch((err: unknown) => {
+      const e = err instanceof LogoMeshError ? { code: err.code, message: err.message } : { code: 'LM_ENGINE_ERROR', message: String(err) };
+      // A plugin refused by its signature, or whose host paths changed, stays refused:
+      // retrying cannot change its files back, and each attempt would only be refused again.
+      if (e.code === 'LM_SIGNATURE' || e.code === 'LM_PATH_CHANGED') return;
+      void this.failed(m, e, false);
+    });
+  }
+}

@@ -1,0 +1,158 @@
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import { createInterface } from 'node:readline';
+import { LogoMeshError } from '../errors.js';
+import type { Logger } from '../log.js';
+
+/** What cgwatch is asked to wait on (see images/cgwatch/cgwatch.c). */
+export type WatchSpec =
+  /** cgroup v1: an eventfd registered through cgroup.event_control for `file` (with `args`: a threshold). */
+  | { readonly type: 'eventfd'; readonly control: string; readonly file: string; readonly args?: string }
+  /** A PSI trigger written to a pressure file; fires at most once per window. */
+  | { readonly type: 'psi'; readonly file: string; readonly trigger: string }
+  /** A file the kernel notifies on change (cgroup v2 memory.events, pids.events, cgroup.events): inotify. */
+  | { readonly type: 'notify'; readonly file: string }
+  /** A file read every intervalMs by cgwatch, reported when its text changes (cgroup v1 pids.events). */
+  | { readonly type: 'poll'; readonly file: string; readonly intervalMs: number };
+
+export interface WatchEvent {
+  readonly key: string;
+  /** The eventfd count, else 1. */
+  readonly count: number;
+  /** CLOCK_MONOTONIC when cgwatch woke, ns (the clock of process.hrtime.bigint()). */
+  readonly t: bigint;
+}
+
+/** An error cgwatch reported for a watch: the errno it got. */
+export class WatchError extends LogoMeshError {
+  constructor(
+    readonly key: string,
+    readonly errno: number,
+    text: string,
+  ) {
+    super('LM_MONITOR_UNAVAILABLE', `cgwatch could not set up ${key}: ${text}`, { key, errno, expected: 'a kernel notification', found: text });
+  }
+}
+
+const KEY = /^[A-Za-z0-9_.:-]{1,128}$/;
+const FIELD = /^[^\t\n\0]+$/;
+
+interface Reply {
+  k?: string;
+  ok?: number;
+  err?: string;
+  errno?: number;
+  ev?: number;
+  t?: number | string;
+  gone?: number;
+  ready?: number;
+}
+
+/**
+ * The cgwatch helper process: one per monitor. `watch` resolves once the kernel
+ * notification is in place; each firing is an `event`, and a watch whose cgroup went away
+ * is `gone`. Emits `exit` if the helper dies.
+ */
+export class Cgwatch extends EventEmitter<{ event: [WatchEvent]; gone: [string]; exit: [number | null]; ready: [] }> {
+  private readonly pending = new Map<string, { resolve: () => void; reject: (e: Error) => void }>();
+  private closed = false;
+
+  private constructor(
+    private readonly child: ChildProcessWithoutNullStreams,
+    private readonly log: Logger,
+  ) {
+    super();
+  }
+
+  /** Start the helper at `binary` and wait for its ready line. */
+  static async start(binary: string, log: Logger): Promise<Cgwatch> {
+    const child = spawn(binary, [], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const w = new Cgwatch(child, log);
+    const ready = new Promise<void>((resolve, reject) => {
+      child.once('error', (err) => reject(new LogoMeshError('LM_MONITOR_UNAVAILABLE', `cannot start cgwatch (${binary}): ${err.message}`, { file: binary }, { cause: err })));
+      w.once('ready', () => resolve());
+    });
+    child.stderr.on('data', (d: Buffer) => log.warn({ stderr: d.toString().trim() }, 'cgwatch'));
+    // Parse each line (the helper writes one JSON object per line, at once).
+    createInterface({ input: child.stdout }).on('line', (line) => w.line(line));
+    child.on('exit', (code) => {
+      w.closed = true;
+      for (const p of w.pending.values()) p.reject(new LogoMeshError('LM_MONITOR_UNAVAILABLE', `cgwatch exited (${code})`, {}));
+      w.pending.clear();
+      w.emit('exit', code);
+    });
+    await ready;
+    return w;
+  }
+
+  private line(line: string): void {
+    let r: Reply;
+    try {
+      // Event times are nanoseconds beyond 2^53: keep them exact.
+      r = JSON.parse(line.replace(/"t":(\d+)/, '"t":"$1"')) as Reply;
+    } catch {
+      this.log.warn({ line }, 'cgwatch printed a line that is not JSON');
+      return;
+    }
+    if (r.ready) {
+      this.emit('ready');
+      return;
+    }
+    if (!r.k) {
+      this.log.warn({ err: r.err }, 'cgwatch refused a command');
+      return;
+    }
+    if (r.ev !== undefined) this.emit('event', { key: r.k, count: r.ev, t: BigInt(r.t ?? 0) });
+    else if (r.gone) this.emit('gone', r.k);
+    else {
+      const p = this.pending.get(r.k);
+      this.pending.delete(r.k);
+      if (r.ok) p?.resolve();
+      else p?.reject(new WatchError(r.k, r.errno ?? 0, r.err ?? 'unknown error'));
+    }
+  }
+
+  /** The helper's process id (for measuring its CPU). */
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  /** Set up one watch under `key` (unique among this helper's watches). */
+  watch(key: string, spec: WatchSpec): Promise<void> {
+    if (!KEY.test(key)) throw new LogoMeshError('LM_INTERNAL', `cgwatch key ${JSON.stringify(key)} is not [A-Za-z0-9_.:-]{1,128}`, {});
+    const fields = (() => {
+      switch (spec.type) {
+        case 'eventfd':
+          return ['E', key, spec.control, spec.file, spec.args ?? ''];
+        case 'psi':
+          return ['P', key, spec.file, spec.trigger];
+        case 'notify':
+          return ['N', key, spec.file];
+        case 'poll':
+          return ['W', key, spec.file, String(Math.round(spec.intervalMs))];
+      }
+    })();
+    for (const f of fields.slice(2)) {
+      if (f !== '' && !FIELD.test(f)) throw new LogoMeshError('LM_MONITOR_UNAVAILABLE', `cannot watch ${JSON.stringify(f)}: a tab, newline or NUL in a path`, { file: f });
+    }
+    if (this.closed) return Promise.reject(new LogoMeshError('LM_MONITOR_UNAVAILABLE', 'cgwatch is not running', {}));
+    return new Promise((resolve, reject) => {
+      this.pending.set(key, { resolve, reject });
+      this.child.stdin.write(`${fields.join('\t')}\n`);
+    });
+  }
+
+  unwatch(key: string): void {
+    if (!this.closed) this.child.stdin.write(`U\t${key}\n`);
+  }
+
+  /** Stop the helper (closing its stdin ends it; the kernel drops its watches with its fds). */
+  close(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.child.once('exit', () => resolve());
+      this.child.stdin.end();
+      setTimeout(() => this.child.kill('SIGKILL'), 2000).unref();
+    });
+  }
+}

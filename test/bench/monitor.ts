@@ -1,0 +1,290 @@
+/**
+ * The resource monitor's benchmark (issue 16): how soon a violation reaches the host after
+ * the kernel event, and what watching costs.
+ *
+ * - Detection latency, p50 and p99 over BENCH_MONITOR_ROUNDS runs (default 40) per kind:
+ *   the kernel's OOM kill, the pids limit, a memory threshold crossing. A driver in the
+ *   container writes CLOCK_MONOTONIC just before the event (the allocation that is OOM-killed,
+ *   the fork that is refused, the allocation that crosses the threshold); the latency runs
+ *   from there to the violation callback here (process.hrtime, the same clock). Target: p99
+ *   <= 20 ms.
+ * - The monitor's own CPU with 50 idle containers watched, over 20 s: this process and the
+ *   cgwatch helper, as a share of one core. Target: <= 2%.
+ * - The cost of one usage sample (every cgroup file re-read with pread) beside opening and
+ *   closing the same files each time.
+ *
+ * Alone: `node --import tsx test/bench/monitor.ts` (BENCH_MONITOR_KINDS: a comma list of the kinds to time) (as root, with the engine and the Python
+ * runtime image; it builds the cgwatch image if needed). `monitorBench` gives the rows to
+ * test/bench/run.ts.
+ */
+import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type Dockerode from 'dockerode';
+import { removeByLabel } from '../../src/engine/cleanup.js';
+import { connectEngine, type Docker } from '../../src/engine/docker.js';
+import { ensureRuntimeImage } from '../../src/images/build.js';
+import { LABEL, ownerLabels } from '../../src/labels.js';
+import { silentLogger } from '../../src/log.js';
+import { ResourceMonitor, type ResourceViolation } from '../../src/monitor/index.js';
+import { NO_RULES, type EffectiveMonitoring } from '../../src/monitor/rules.js';
+import { python } from '../../src/runtimes/python.js';
+import { cpuShares, CPU_PERIOD_US } from '../../src/sandbox/container-spec.js';
+import { fmt, pct, type Row } from './stats.js';
+
+const ROUNDS = Number(process.env.BENCH_MONITOR_ROUNDS ?? 40);
+const IDLE = Number(process.env.BENCH_MONITOR_IDLE ?? 50);
+const IDLE_SECONDS = Number(process.env.BENCH_MONITOR_SECONDS ?? 20);
+const MiB = 1024 * 1024;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface BenchProbe {
+  readonly container: Dockerode.Container;
+  readonly pid: number;
+  readonly plugin: string;
+}
+
+async function probe(docker: Docker, instance: string, plugin: string, memoryMB: number, processes: number): Promise<BenchProbe> {
+  const c = await docker.createContainer({
+    Image: python.tag,
+    Cmd: ['python3', '-c', 'import time\nwhile True: time.sleep(3600)'],
+    User: '10001:10001',
+    Labels: { ...ownerLabels('test', instance), [LABEL.plugin]: plugin },
+    HostConfig: {
+      Memory: memoryMB * MiB,
+      MemorySwap: memoryMB * MiB,
+      CpuPeriod: CPU_PERIOD_US,
+      CpuQuota: CPU_PERIOD_US / 2,
+      CpuShares: cpuShares(50),
+      PidsLimit: processes,
+      ReadonlyRootfs: true,
+      Tmpfs: { '/tmp': 'rw,nosuid,nodev,noexec,size=4m,mode=1777' },
+      CapDrop: ['ALL'],
+      SecurityOpt: ['no-new-privileges:true'],
+      NetworkMode: 'none',
+      Init: true,
+    },
+  });
+  await c.start();
+  return { container: c, pid: (await c.inspect()).State.Pid, plugin };
+}
+
+/** Run a Python driver in the probe; resolves with the CLOCK_MONOTONIC stamps it printed as `T <ns>`. */
+async function drive(p: BenchProbe, code: string): Promise<bigint[]> {
+  const exec = await p.container.exec({ Cmd: ['python3', '-u', '-c', code], AttachStdout: true, AttachStderr: true, User: '10001:10001' });
+  const stream = await exec.start({ hijack: true, stdin: false });
+  const chunks: Buffer[] = [];
+  stream.on('data', (c: Buffer) => chunks.push(c));
+  await new Promise((r) => stream.on('end', r));
+  return [...Buffer.concat(chunks).toString('latin1').matchAll(/T (\d+)/g)].map((m) => BigInt(m[1]!));
+}
+
+const OOM_DRIVER = (n: number) => `
+import mmap, os, struct, time
+stamp = mmap.mmap(-1, 8)
+for _ in range(${n}):
+    pid = os.fork()
+    if pid == 0:
+        with open('/proc/self/oom_score_adj', 'w') as f: f.write('1000')
+        b = []
+        while True:
+            stamp[0:8] = struct.pack('Q', time.monotonic_ns())
+            b.append(b'x' * (1 << 20))
+    os.waitpid(pid, 0)
+    print(f"T {struct.unpack('Q', stamp[0:8])[0]}")
+    time.sleep(0.3)
+`;
+
+const PIDS_DRIVER = (n: number) => `
+import os, signal, time
+for _ in range(${n}):
+    kids = []
+    while True:
+        t = time.monotonic_ns()
+        try:
+            pid = os.fork()
+        except OSError:
+            print(f'T {t}')
+            break
+        if pid == 0:
+            time.sleep(60); os._exit(0)
+        kids.append(pid)
+    for k in kids: os.kill(k, signal.SIGKILL)
+    for k in kids: os.waitpid(k, 0)
+    time.sleep(0.8)
+`;
+
+const THRESHOLD_DRIVER = (n: number) => `
+import mmap, time
+def usage():
+    with open('/sys/fs/cgroup/memory/memory.usage_in_bytes') as f: return int(f.read())
+def touch(size):
+    m = mmap.mmap(-1, size)
+    for i in range(0, size, 4096): m[i] = 1
+    return m
+for _ in range(${n}):
+    # Up to 2 MiB under the threshold (32 MiB), then the stamp, then 4 MiB more: the crossing.
+    base = touch(max(4096, (30 << 20) - usage()) // 4096 * 4096)
+    t = time.monotonic_ns()
+    more = touch(4 << 20)
+    print(f'T {t}')
+    time.sleep(0.1)
+    base.close(); more.close()
+    time.sleep(0.2)
+`;
+
+/** Latencies (ms) from each stamp to the matching violation callback, matched in order. */
+function latencies(stamps: readonly bigint[], seen: readonly { at: bigint }[]): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < Math.min(stamps.length, seen.length); i++) out.push(Number(seen[i]!.at - stamps[i]!) / 1e6);
+  return out;
+}
+
+async function detection(docker: Docker, instance: string, monitor: ResourceMonitor, kind: 'oom-kill' | 'pids-limit' | 'memory-threshold'): Promise<{ ms: number[]; missed: number }> {
+  const seen: { at: bigint; v: ResourceViolation }[] = [];
+  const plugin = `bench-${kind}`;
+  const on = (v: ResourceViolation) => {
+    if (v.plugin === plugin && v.kind === kind) seen.push({ at: process.hrtime.bigint(), v });
+  };
+  monitor.on('violation', on);
+  try {
+    const p = await probe(docker, instance, plugin, 64, 24);
+    const rules: EffectiveMonitoring = kind === 'memory-threshold' ? { ...NO_RULES, alerts: { memoryPercent: 50, hysteresisPercent: 10 } } : NO_RULES;
+    await monitor.watch({ pluginId: plugin, pid: p.pid, rules, limits: { memoryBytes: 64 * MiB, cpuPercent: 50, processes: 24, fileHandles: 1024, tmpBytes: 4 * MiB, networkConnections: 0 } });
+    const driver = kind === 'oom-kill' ? OOM_DRIVER : kind === 'pids-limit' ? PIDS_DRIVER : THRESHOLD_DRIVER;
+    const stamps = await drive(p, driver(ROUNDS));
+    await sleep(200);
+    monitor.unwatch(plugin);
+    await p.container.remove({ force: true });
+    return { ms: latencies(stamps, seen), missed: stamps.length - seen.length };
+  } finally {
+    monitor.off('violation', on);
+  }
+}
+
+function cpuTicks(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = f.slice(f.lastIndexOf(')') + 2).split(' ');
+  return Number(fields[11]) + Number(fields[12]);
+}
+
+/** The monitor's CPU over IDLE_SECONDS with IDLE idle containers watched, percent of one core. */
+async function idleCost(docker: Docker, instance: string, monitor: ResourceMonitor): Promise<{ node: number; helper: number }> {
+  const probes: BenchProbe[] = [];
+  for (let i = 0; i < IDLE; i++) probes.push(await probe(docker, instance, `bench-idle-${i}`, 32, 16));
+  for (const p of probes) {
+    await monitor.watch({ pluginId: p.plugin, pid: p.pid, limits: { memoryBytes: 32 * MiB, cpuPercent: 50, processes: 16, fileHandles: 1024, tmpBytes: 4 * MiB, networkConnections: 0 } });
+  }
+  await sleep(2000);
+  const helperPid = monitor.helperPid!;
+  const c0 = process.cpuUsage();
+  const h0 = cpuTicks(helperPid);
+  const t0 = performance.now();
+  await sleep(IDLE_SECONDS * 1000);
+  const wallMs = performance.now() - t0;
+  const c = process.cpuUsage(c0);
+  const helperMs = ((cpuTicks(helperPid) - h0) * 1000) / 100; // USER_HZ is 100 on Linux
+  for (const p of probes) monitor.unwatch(p.plugin);
+  return { node: ((c.user + c.system) / 1000 / wallMs) * 100, helper: (helperMs / wallMs) * 100 };
+}
+
+/** One usage sample with the files kept open (pread), beside opening and closing them each time. */
+async function sampleCost(docker: Docker, instance: string, monitor: ResourceMonitor): Promise<{ keptUs: number; reopenUs: number; usageUs: number }> {
+  const p = await probe(docker, instance, 'bench-sample', 64, 16);
+  await monitor.watch({ pluginId: p.plugin, pid: p.pid, limits: { memoryBytes: 64 * MiB, cpuPercent: 50, processes: 16, fileHandles: 1024, tmpBytes: 4 * MiB, networkConnections: 0 } });
+  const id = p.container.id;
+  const files = [
+    `memory/docker/${id}/memory.usage_in_bytes`,
+    `memory/docker/${id}/memory.max_usage_in_bytes`,
+    `memory/docker/${id}/memory.limit_in_bytes`,
+    `memory/docker/${id}/memory.stat`,
+    `memory/docker/${id}/memory.oom_control`,
+    `cpuacct/docker/${id}/cpuacct.usage`,
+    `cpu/docker/${id}/cpu.stat`,
+    `pids/docker/${id}/pids.current`,
+    `pids/docker/${id}/pids.events`,
+    `blkio/docker/${id}/blkio.throttle.io_service_bytes_recursive`,
+  ].map((f) => `/sys/fs/cgroup/${f}`);
+  const buf = Buffer.alloc(65536);
+  const N = 2000;
+  const fds = files.map((f) => openSync(f, 'r'));
+  let t = process.hrtime.bigint();
+  for (let i = 0; i < N; i++) for (const fd of fds) readSync(fd, buf, 0, buf.length, 0);
+  const keptUs = Number(process.hrtime.bigint() - t) / 1000 / N;
+  fds.forEach((fd) => closeSync(fd));
+  t = process.hrtime.bigint();
+  for (let i = 0; i < N; i++) {
+    for (const f of files) {
+      const fd = openSync(f, 'r');
+      readSync(fd, buf, 0, buf.length, 0);
+      closeSync(fd);
+    }
+  }
+  const reopenUs = Number(process.hrtime.bigint() - t) / 1000 / N;
+  t = process.hrtime.bigint();
+  for (let i = 0; i < N; i++) monitor.getCurrentUsage(p.plugin);
+  const usageUs = Number(process.hrtime.bigint() - t) / 1000 / N;
+  monitor.unwatch(p.plugin);
+  await p.container.remove({ force: true });
+  return { keptUs, reopenUs, usageUs };
+}
+
+export async function monitorBench(docker: Docker): Promise<Row[]> {
+  await ensureRuntimeImage(docker, python, { log: silentLogger, progress: process.stderr });
+  const instance = `bench-monitor-${process.pid}`;
+  const monitor = await ResourceMonitor.create({ docker, log: silentLogger });
+  const rows: Row[] = [];
+  try {
+    const kinds = (process.env.BENCH_MONITOR_KINDS ?? 'oom-kill,pids-limit,memory-threshold').split(',') as ('oom-kill' | 'pids-limit' | 'memory-threshold')[];
+    for (const kind of kinds) {
+      const { ms, missed } = await detection(docker, instance, monitor, kind);
+      const p50 = pct(ms, 50);
+      const p99 = pct(ms, 99);
+      process.stderr.write(`monitor ${kind}: ${ms.length} runs, p50 ${fmt(p50, 2)} ms, p99 ${fmt(p99, 2)} ms, max ${fmt(Math.max(...ms), 2)} ms, missed ${missed}\n`);
+      rows.push({
+        section: 'Resource monitor',
+        name: `${kind} detection, p50 / p99 (${ms.length} runs${missed ? `, ${missed} missed` : ''})`,
+        subject: `${fmt(p50, 2)} / ${fmt(p99, 2)} ms`,
+        baseline: '1000 ms (docker stats, cAdvisor: one sample a second)',
+        value: p99,
+        baselineValue: 1000,
+        unit: 'ms',
+        target: 'p99 <= 20 ms',
+        met: p99 <= 20 && missed === 0,
+      });
+    }
+    const cost = await idleCost(docker, instance, monitor);
+    const total = cost.node + cost.helper;
+    process.stderr.write(`monitor idle cost, ${IDLE} containers: controller ${fmt(cost.node, 2)}% + cgwatch ${fmt(cost.helper, 2)}% of one core\n`);
+    rows.push({
+      section: 'Resource monitor',
+      name: `CPU watching ${IDLE} idle containers (controller + cgwatch)`,
+      subject: `${fmt(total, 2)}% of a core (${fmt(cost.node, 2)} + ${fmt(cost.helper, 2)})`,
+      baseline: 'target 2%',
+      value: total,
+      baselineValue: 2,
+      unit: '% of a core',
+      target: '<= 2% of one core',
+      met: total <= 2,
+    });
+    const s = await sampleCost(docker, instance, monitor);
+    process.stderr.write(`monitor sample: 10 files kept open ${fmt(s.keptUs, 1)} us, reopened ${fmt(s.reopenUs, 1)} us; getCurrentUsage ${fmt(s.usageUs, 1)} us\n`);
+    rows.push({
+      section: 'Resource monitor',
+      name: 'one usage sample: 10 cgroup files re-read (pread) vs opened and closed',
+      subject: `${fmt(s.keptUs, 1)} us (getCurrentUsage ${fmt(s.usageUs, 1)} us)`,
+      baseline: `${fmt(s.reopenUs, 1)} us`,
+      value: s.keptUs,
+      baselineValue: s.reopenUs,
+      unit: 'us',
+    });
+  } finally {
+    await monitor.close();
+    await removeByLabel(docker, instance);
+  }
+  return rows;
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const rows = await monitorBench(await connectEngine());
+  for (const r of rows) console.log(`${r.name}: ${r.subject} (baseline ${r.baseline})${r.target ? ` target ${r.target}: ${r.met ? 'met' : 'NOT met'}` : ''}`);
+}

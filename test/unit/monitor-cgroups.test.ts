@@ -1,0 +1,131 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { ioBytes, keyValues, pressure, single } from '../../src/monitor/cgroup-file.js';
+import { parseCgroupDirs } from '../../src/monitor/cgroups.js';
+import { kernelWatches } from '../../src/monitor/kernel-watches.js';
+import { cgroupPids } from '../../src/monitor/procfs.js';
+import { CgroupSampler } from '../../src/monitor/sampler.js';
+import { toUsage } from '../../src/monitor/usage.js';
+
+const V2 = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../fixtures/cgroup-v2');
+const V2_DIR = path.join(V2, 'docker-4f2a.scope');
+
+/** This host's own layout (cgroup v1 with a unified tree beside it), as /proc shows it. */
+const HYBRID_MOUNTINFO = [
+  '25 24 0:22 / /sys/fs/cgroup ro,nosuid,nodev,noexec shared:9 - tmpfs tmpfs ro,mode=755',
+  '26 25 0:23 / /sys/fs/cgroup/unified rw,nosuid,nodev,noexec,relatime shared:10 - cgroup2 cgroup2 rw',
+  '30 25 0:27 / /sys/fs/cgroup/memory rw,nosuid,nodev,noexec,relatime shared:14 - cgroup cgroup rw,memory',
+  '31 25 0:28 / /sys/fs/cgroup/pids rw,nosuid,nodev,noexec,relatime shared:15 - cgroup cgroup rw,pids',
+  '32 25 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid,nodev,noexec,relatime shared:16 - cgroup cgroup rw,cpu,cpuacct',
+  '33 25 0:30 / /sys/fs/cgroup/blkio rw,nosuid,nodev,noexec,relatime shared:17 - cgroup cgroup rw,blkio',
+].join('\n');
+const HYBRID_CGROUP = ['12:pids:/docker/abc', '9:memory:/docker/abc', '5:cpu,cpuacct:/docker/abc', '4:blkio:/docker/abc', '1:name=systemd:/docker/abc', '0::/docker/abc'].join('\n');
+
+describe('finding a container cgroups from /proc', () => {
+  it('on a hybrid host: the v1 controllers, and the unified dir for PSI', () => {
+    expect(parseCgroupDirs(HYBRID_CGROUP, HYBRID_MOUNTINFO)).toEqual({
+      version: 1,
+      memory: '/sys/fs/cgroup/memory/docker/abc',
+      pids: '/sys/fs/cgroup/pids/docker/abc',
+      cpu: '/sys/fs/cgroup/cpu,cpuacct/docker/abc',
+      cpuacct: '/sys/fs/cgroup/cpu,cpuacct/docker/abc',
+      blkio: '/sys/fs/cgroup/blkio/docker/abc',
+      unified: '/sys/fs/cgroup/unified/docker/abc',
+    });
+  });
+
+  it('on a cgroup v2 host (systemd driver): one dir', () => {
+    const dirs = parseCgroupDirs(readFileSync(path.join(V2, 'pid-cgroup'), 'utf8'), readFileSync(path.join(V2, 'mountinfo'), 'utf8'));
+    expect(dirs).toEqual({ version: 2, unified: '/sys/fs/cgroup/system.slice/docker-4f2a.scope' });
+  });
+
+  it('under a cgroup namespace root, and with escaped mount points', () => {
+    const mi = '40 1 0:50 /docker/abc /sys/fs/my\\040cgroup rw - cgroup2 cgroup2 rw';
+    expect(parseCgroupDirs('0::/docker/abc/sub', mi).unified).toBe('/sys/fs/my cgroup/sub');
+    // A path outside the mount's root is not visible here.
+    expect(parseCgroupDirs('0::/other', mi).unified).toBeUndefined();
+  });
+});
+
+describe('reading cgroup v2 files (recorded fixtures)', () => {
+  const sampler = new CgroupSampler({ version: 2, unified: V2_DIR });
+  const s = sampler.sample();
+
+  it('reads every figure from its v2 file', () => {
+    expect(s).toMatchObject({
+      memoryUsage: 23068672,
+      inactiveFile: 3145728,
+      memoryPeak: 47185920,
+      memoryLimit: 64 << 20,
+      oomKills: 1,
+      cpuUsageNs: 1_830_000_000,
+      cpuLimitPercent: 50,
+      cpuPeriods: 240,
+      cpuThrottled: 96,
+      pids: 5,
+      pidsMax: 32,
+      pidsRefused: 3,
+      ioRead: 1048576 + 4096,
+      ioWrite: 524288,
+    });
+    expect(sampler.memoryUsed()).toBe(23068672 - 3145728);
+    expect(sampler.pids()).toEqual({ current: 5, max: 32 });
+    expect(cgroupPids(V2_DIR)).toEqual([4242, 4250]);
+  });
+
+  it('makes the spec ResourceUsage of two samples', () => {
+    const prev = { ...s, at: s.at - 1000, cpuUsageNs: s.cpuUsageNs - 250_000_000 };
+    const limits = { memoryBytes: 64 << 20, cpuPercent: 50, processes: 32, fileHandles: 64, tmpBytes: 4 << 20, networkConnections: 2 };
+    const u = toUsage('p', prev, s, limits, { fileHandles: 9, networkConnections: 1, violations: [], timestamp: 5 });
+    expect(u).toEqual({
+      pluginId: 'p',
+      timestamp: 5,
+      memory: { used: 23068672 - 3145728, peak: 47185920, limit: 64 << 20 },
+      cpu: { percent: 25, limit: 50 },
+      io: { fileHandles: 9, networkConnections: 1, diskReadBytes: 1052672, diskWriteBytes: 524288 },
+      violations: [],
+    });
+  });
+
+  it('watches memory.events and pids.events through inotify, PSI by trigger, and polls memory thresholds', () => {
+    const plan = kernelWatches({ version: 2, unified: V2_DIR }, { thresholds: [1000], pidsPollMs: 20, pressure: [{ resource: 'memory', trigger: 'some 1 2', name: 'psi.memory.alert' }] });
+    expect(plan.pollMemory).toBe(true);
+    expect(plan.watches.map((w) => [w.name, w.spec.type, 'file' in w.spec ? path.basename(w.spec.file) : ''])).toEqual([
+      ['oom', 'notify', 'memory.events'],
+      ['pids', 'notify', 'pids.events'],
+      ['psi.memory.alert', 'psi', 'memory.pressure'],
+    ]);
+  });
+
+  it('watches v1 through eventfds and polls pids.events, which v1 does not notify', () => {
+    const dirs = parseCgroupDirs(HYBRID_CGROUP, HYBRID_MOUNTINFO);
+    const plan = kernelWatches(dirs, { thresholds: [100, 100, 200], pidsPollMs: 20, pressure: [] });
+    expect(plan.pollMemory).toBe(false);
+    expect(plan.watches.map((w) => [w.name, w.spec.type])).toEqual([
+      ['oom', 'eventfd'],
+      ['mem100', 'eventfd'],
+      ['mem200', 'eventfd'],
+      ['pids', 'poll'],
+    ]);
+    expect(plan.watches[1]!.spec).toMatchObject({ control: '/sys/fs/cgroup/memory/docker/abc/cgroup.event_control', args: '100' });
+  });
+});
+
+describe('cgroup file formats', () => {
+  it('parses key-value files, single values and max', () => {
+    expect(keyValues('oom_kill_disable 0\nunder_oom 0\noom_kill 3\n').get('oom_kill')).toBe(3);
+    expect(single('max\n')).toBe(Infinity);
+    expect(single('4096\n')).toBe(4096);
+  });
+
+  it('parses PSI lines', () => {
+    expect(pressure(readFileSync(path.join(V2_DIR, 'memory.pressure'), 'utf8'))).toEqual({ some: { avg10: 12.5, total: 912345 }, full: { avg10: 4, total: 301234 } });
+  });
+
+  it('parses v1 blkio and v2 io.stat byte counts', () => {
+    expect(ioBytes('8:0 Read 4096\n8:0 Write 8192\n8:0 Sync 0\n8:0 Total 12288\nTotal 12288\n')).toEqual({ read: 4096, write: 8192 });
+    expect(ioBytes('8:0 rbytes=10 wbytes=20 rios=1 wios=1\n')).toEqual({ read: 10, write: 20 });
+  });
+});
