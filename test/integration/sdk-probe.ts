@@ -2,8 +2,8 @@ import { cpSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { isLogoMeshError } from '../../src/errors.js';
-import { resolveHome } from '../../src/lifecycle/home.js';
-import { PluginHost } from '../../src/lifecycle/plugin-host.js';
+import { resolveHome } from '../../src/controller/home.js';
+import { Controller } from '../../src/controller/controller.js';
 import { silentLogger } from '../../src/log.js';
 import type { Runtime } from '../../src/manifest/types.js';
 import { docker, instance, REPO, tempDir } from './support.js';
@@ -54,14 +54,14 @@ export function describeProbe(runtime: Runtime): void {
   describe(`the ${runtime} SDK under the real controller and hub (the SDK probe)`, () => {
     const id = `probe-${runtime}`;
     const undeclared = `probe-${runtime}-undeclared`;
-    let host: PluginHost;
+    let host: Controller;
 
     beforeAll(async () => {
       const root = tempDir(`lm-${id}-`);
       probe(root, runtime, id, ['probe.*']);
       probe(root, runtime, undeclared, ['probe.other']);
       const home = resolveHome({ LOGOMESH_HOME: tempDir('lm-probe-home-'), LOGOMESH_INSTANCE: `${instance()}-${id}` });
-      host = await PluginHost.create({ log: silentLogger, home, docker: await docker(), stopGraceMs: 3_000, maxMessageBytes: MAX_MESSAGE_BYTES });
+      host = await Controller.create({ log: silentLogger, home, docker: await docker(), stopGraceMs: 3_000, maxMessageBytes: MAX_MESSAGE_BYTES });
       host.loadDirectory(root);
     }, 600_000);
     afterAll(async () => {
