@@ -125,6 +125,7 @@ function helloAnswered(s, sent, data) {
   if (s.state !== 'connecting') return;
   s.state = 'ready';
   subscribeRest(s, sent);
+  s.ready.resolve();
 }
 
 function isRefusal(err) {

@@ -158,10 +158,9 @@ export class Plugin {
         ws.close(1000);
       } else {
         attach(s, ws);
-        // The answer is taken in as it is read (the plugin is then 'ready', unless it was
-        // shut down meanwhile): see helloAnswered.
+        // The answer is taken in as it is read: the plugin is ready from then on (unless it
+        // was shut down meanwhile), see helloAnswered.
         await sayHello(s, helloMessage(s), CONTROL_TIMEOUT_MS);
-        if (s.state === 'ready') s.ready.resolve();
       }
       await s.closed.promise;
     } catch (err) {
