@@ -141,8 +141,15 @@ describe('resource monitoring under a real controller', () => {
       ['memory-exceeded', 'killed', 'LM_RESOURCE_EXCEEDED'],
       ['killme', 'failed', 'LM_RESOURCE_EXCEEDED'],
     ]);
-    // Watched again in its new container.
-    expect(host.usage('killme').memory.limit).toBe(96 << 20);
+    // Watched again in its new container (the watch is set up right after it is ready).
+    const usage = await until(() => {
+      try {
+        return host.usage('killme');
+      } catch {
+        return undefined;
+      }
+    }, 10_000, 'the new container to be watched');
+    expect(usage.memory.limit).toBe(96 << 20);
   });
 
   it('a live limit change shows in the cgroup and takes effect without a restart; audited with who; kept by a restart', async () => {
