@@ -130,7 +130,7 @@ export class Monitoring {
     const monitor = this.monitor;
     const container = m.container;
     const id = m.loaded.manifest.id;
-    if (!monitor || !container || !isUp(m)) return;
+    if (!monitor || !container || !isUp(m) || this.closed) return;
     try {
       const info = await container.inspect();
       if (!info.State.Running || m.container !== container) return;
