@@ -25,6 +25,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ['hub'],
   ['grants'],
   ['controller'],
+  ['console'],
   ['control'],
   ['index.ts'],
   ['cli'],
