@@ -181,6 +181,7 @@ export function AuditView({ auditFilter }) {
   return html`<section>
     <form class="filters" onSubmit=${(e) => e.preventDefault()}>
       ${field('plugin', 'Plugin')} ${field('action', 'Action')} ${field('result', 'Result')} ${field('text', 'Text')} ${field('since', 'Since', 'datetime-local')} ${field('until', 'Until', 'datetime-local')}
+      <button type="button" data-testid="audit-clear" onClick=${() => (setF({ plugin: '', action: '', result: '', text: '', since: '', until: '' }), setRef(''))}>Clear</button>
     </form>
     ${chain &&
     html`<p class=${chain.ok ? 'chain ok' : 'chain broken'} data-testid="chain">

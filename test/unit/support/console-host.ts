@@ -1,4 +1,4 @@
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { AuditLog } from '../../../src/audit/audit-log.js';
@@ -63,5 +63,8 @@ export function fakeConsoleHost(n: number, opts: { monitor?: boolean } = {}): { 
     grants: { isMethodRevoked: (id, m) => revoked.has(`${id}|${m}`), revokedHosts: () => [] },
     metrics: { callSnapshot: () => calls },
   };
-  return { host, done, calls, revoked, close: () => audit.close() };
+  return { host, done, calls, revoked, close: async () => {
+    await audit.close();
+    rmSync(dir, { recursive: true, force: true });
+  } };
 }
