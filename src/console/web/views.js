@@ -81,10 +81,16 @@ function Actions({ id, act }) {
 
 export function PluginsView({ grid, session, selected, setSelected, act, setView }) {
   const rows = grid.rows ?? [];
+  // The update latency: from the controller's sample to this render (docs/console.md).
+  const [lag, setLag] = useState(undefined);
+  useEffect(() => {
+    if (grid.time) setLag(Date.now() - grid.time);
+  }, [grid.time]);
   const sel = rows.find((r) => r.id === selected);
   return html`<section>
     <p class="meta">
       ${rows.length} plugins · updated <span data-testid="grid-time">${grid.time ? fmtTime(grid.time) : '…'}</span>
+      ${lag !== undefined ? html` · shown <span data-testid="lag">${lag}</span> ms after sampling (sampling took ${grid.tickMs} ms)` : ''}
       ${grid.monitor ? html` · <span class="error">no usage: ${grid.monitor}</span>` : ''}
     </p>
     <table class="grid" data-testid="grid">
