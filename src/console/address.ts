@@ -11,7 +11,7 @@ export interface ConsoleAddress {
   readonly port: number;
 }
 
-function loopback(host: string): boolean {
+export function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
@@ -32,7 +32,7 @@ export function consoleAddress(env: NodeJS.ProcessEnv = process.env): ConsoleAdd
       found: raw,
     });
   }
-  if (!loopback(host) && env[CONSOLE_PUBLIC_ENV] !== '1') {
+  if (!isLoopback(host) && env[CONSOLE_PUBLIC_ENV] !== '1') {
     throw new LogoMeshError('LM_CONSOLE_ENDPOINT', `console ${host}:${port} is not a loopback address; set ${CONSOLE_PUBLIC_ENV}=1 to serve the console beyond this host`, {
       path: CONSOLE_ENV,
       expected: 'a loopback address (127.0.0.1, ::1, localhost)',

@@ -60,6 +60,40 @@ export function searchAudit(file: string, f: AuditFilter = {}): AuditRow[] {
 }
 
 /**
+ * searchAudit with its answers kept while the trail's files and sizes stay the same: pages
+ * poll the timeline and the search every few seconds, and reading the whole trail each time
+ * would cost the controller in proportion to the trail. At most 32 answers are kept.
+ */
+export class AuditReader {
+  private readonly cache = new Map<string, AuditRow[]>();
+  private key = '';
+
+  constructor(private readonly file: string) {}
+
+  search(f: AuditFilter): AuditRow[] {
+    const key = trailKey(this.file);
+    if (key !== this.key) {
+      this.cache.clear();
+      this.key = key;
+    }
+    const q = JSON.stringify(f);
+    let rows = this.cache.get(q);
+    if (!rows) {
+      rows = searchAudit(this.file, f);
+      if (this.cache.size >= 32) this.cache.delete(this.cache.keys().next().value!);
+      this.cache.set(q, rows);
+    }
+    return rows;
+  }
+}
+
+function trailKey(file: string): string {
+  return trailFiles(file)
+    .map((f) => `${f}:${sizeOf(f)}`)
+    .join('|');
+}
+
+/**
  * The chain's verification (audit-log.ts checkAudit), cached while the trail's files and
  * sizes are the same: a page polling it costs one stat a file, not a read of the trail.
  */
@@ -69,8 +103,7 @@ export class ChainCheck {
   constructor(private readonly file: string) {}
 
   status(): ChainStatus {
-    const files = trailFiles(this.file);
-    const key = files.map((f) => `${f}:${sizeOf(f)}`).join('|');
+    const key = trailKey(this.file);
     if (this.cached?.key === key) return this.cached.status;
     const c = checkAudit(this.file);
     const status: ChainStatus = {

@@ -3,10 +3,11 @@ import { isLogoMeshError, LogoMeshError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { ACTIONS, runAction, type ConsoleAction } from './actions.js';
 import type { ConsoleAddress } from './address.js';
-import { ChainCheck, searchAudit } from './audit-search.js';
+import { AuditReader, ChainCheck } from './audit-search.js';
+import { isLoopback } from './address.js';
 import type { ConsoleHost } from './host.js';
 import { ConsoleState } from './state.js';
-import { checkAction, checkSameOrigin, Sessions, sessionCookie, type ConsoleTokens, type Session } from './sessions.js';
+import { checkAction, checkHost, checkSameOrigin, Sessions, sessionCookie, type ConsoleTokens, type Session } from './sessions.js';
 import { loadStaticFiles, type StaticFile } from './static-files.js';
 import { timeline } from './timeline.js';
 
@@ -29,7 +30,10 @@ export interface ConsoleEndpoint {
   close(): Promise<void>;
 }
 
-const STATUS: Record<string, number> = { LM_CONSOLE_AUTH: 401, LM_CONSOLE_FORBIDDEN: 403, LM_PLUGIN_NOT_FOUND: 404, LM_USAGE: 400, LM_PERMISSION_DENIED: 403, LM_POLICY_DENIED: 403, LM_LIMIT_INVALID: 400, LM_GRANT_PATH: 400, LM_MESSAGE_TOO_LARGE: 413 };
+/** Live streams (grid and logs) open at once, over every session. */
+export const MAX_STREAMS = 64;
+
+const STATUS: Record<string, number> = { LM_RATE_LIMITED: 429, LM_CONSOLE_AUTH: 401, LM_CONSOLE_FORBIDDEN: 403, LM_PLUGIN_NOT_FOUND: 404, LM_USAGE: 400, LM_PERMISSION_DENIED: 403, LM_POLICY_DENIED: 403, LM_LIMIT_INVALID: 400, LM_GRANT_PATH: 400, LM_MESSAGE_TOO_LARGE: 413 };
 
 /**
  * The operator's console (docs/console.md): the page and its JSON API on their own port,
@@ -42,7 +46,9 @@ export async function startConsole(host: ConsoleHost, opts: ConsoleOptions): Pro
   const sessions = new Sessions(opts.tokens, opts.actions !== false);
   const state = new ConsoleState(host, opts.tickMs ?? 1000, opts.historyTicks ?? 3600);
   const chain = new ChainCheck(host.audit.file);
+  const audit = new AuditReader(host.audit.file);
   const streams = new Set<ServerResponse>();
+  const loopbackOnly = isLoopback(opts.address.host);
   const log = opts.log.child({ component: 'console' });
   const server: Server = createServer((req, res) => {
     route(req, res).catch((err: unknown) => {
@@ -55,6 +61,7 @@ export async function startConsole(host: ConsoleHost, opts: ConsoleOptions): Pro
 
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://console');
+    if (loopbackOnly) checkHost(req.headers.host);
     const file = files.get(url.pathname);
     if (file && (req.method === 'GET' || req.method === 'HEAD')) return sendFile(res, file, csp);
     if (!url.pathname.startsWith('/api/')) return sendJson(res, 404, { error: { code: 'LM_USAGE', message: `no such page: ${url.pathname}` } });
@@ -104,11 +111,11 @@ export async function startConsole(host: ConsoleHost, opts: ConsoleOptions): Pro
     if (what === 'audit') {
       const num = (k: string) => (q.get(k) ? Number(q.get(k)) : undefined);
       const filter = { plugin: q.get('plugin') || undefined, action: q.get('action') || undefined, result: q.get('result') || undefined, text: q.get('text') || undefined, since: num('since'), until: num('until'), limit: num('limit') };
-      return sendJson(res, 200, { rows: searchAudit(host.audit.file, strip(filter)), chain: chain.status() });
+      return sendJson(res, 200, { rows: audit.search(strip(filter)), chain: chain.status() });
     }
     if (what === 'timeline') {
       const plugin = q.get('plugin') || undefined;
-      const rows = searchAudit(host.audit.file, strip({ plugin, limit: 1000 }));
+      const rows = audit.search(strip({ plugin, limit: 1000 }));
       return sendJson(res, 200, { events: timeline(rows).filter((e) => !plugin || e.plugin === plugin).slice(0, 300) });
     }
     if (what === 'plugins' && id && sub === 'history') {
@@ -127,6 +134,8 @@ export async function startConsole(host: ConsoleHost, opts: ConsoleOptions): Pro
   }
 
   function openStream(req: IncomingMessage, res: ServerResponse): void {
+    // Each stream holds a socket and a listener: a page opens two, so this is many pages.
+    if (streams.size >= MAX_STREAMS) throw new LogoMeshError('LM_RATE_LIMITED', `the console already serves ${MAX_STREAMS} live streams; close a page`, { expected: `at most ${MAX_STREAMS} live streams` });
     req.socket.setTimeout(0);
     res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-store', 'X-Content-Type-Options': 'nosniff' });
     streams.add(res);

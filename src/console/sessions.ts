@@ -122,3 +122,15 @@ export function checkAction(s: Session, headers: Record<string, string | string[
   if (typeof sent !== 'string' || !same(sent, s.csrf)) throw new LogoMeshError('LM_CONSOLE_FORBIDDEN', `refused: the ${CSRF_HEADER} header is missing or wrong`, { field: CSRF_HEADER, expected: "the session's CSRF token", found: typeof sent === 'string' ? 'another value' : '(none)' });
   if (s.role !== 'operator') throw new LogoMeshError('LM_CONSOLE_FORBIDDEN', `refused: ${s.name} is logged in read-only (the viewer token, or LOGOMESH_CONSOLE_ACTIONS=0)`, { expected: "a login with the operator's token", found: 'a read-only session' });
 }
+
+const LOOPBACK_NAME = /^(localhost|127\.\d+\.\d+\.\d+|\[::1\])(:\d+)?$/i;
+
+/**
+ * A console on loopback answers only to loopback names in the Host header: a page of another
+ * site whose name an attacker re-points at 127.0.0.1 (DNS rebinding) is refused before any
+ * route. Throws LM_CONSOLE_FORBIDDEN.
+ */
+export function checkHost(host: string | undefined): void {
+  if (host !== undefined && LOOPBACK_NAME.test(host)) return;
+  throw new LogoMeshError('LM_CONSOLE_FORBIDDEN', `refused: the console on loopback answers only to a loopback host name, not ${String(host).slice(0, 100)}`, { field: 'Host', expected: '127.0.0.1, localhost or [::1], with the port', found: String(host).slice(0, 100) });
+}

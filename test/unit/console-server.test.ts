@@ -1,6 +1,10 @@
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { consoleAddress } from '../../src/console/address.js';
-import { startConsole, type ConsoleEndpoint } from '../../src/console/server.js';
+import { openConsole } from '../../src/console/open.js';
+import { MAX_STREAMS, startConsole, type ConsoleEndpoint } from '../../src/console/server.js';
 import { silentLogger } from '../../src/log.js';
 import { fakeConsoleHost } from './support/console-host.js';
 
@@ -103,6 +107,29 @@ describe('the console server (fake controller, real HTTP)', () => {
     expect(missing.status).toBe(404);
   });
 
+  it('answers only to loopback host names (no DNS rebinding)', async () => {
+    const { cookie } = await login(TOKENS.operator);
+    const { request } = await import('node:http');
+    const status = await new Promise<number>((resolve, reject) => {
+      const u = new URL(`${base}/api/grid`);
+      request({ host: u.hostname, port: u.port, path: u.pathname, headers: { host: `evil.example:${u.port}`, cookie } }, (res) => (res.resume(), resolve(res.statusCode ?? 0))).on('error', reject).end();
+    });
+    expect(status).toBe(403);
+    expect((await fetch(`${base.replace('127.0.0.1', 'localhost')}/api/grid`, { headers: { cookie } })).status).toBe(200);
+  });
+
+  it('bounds the live streams it serves at once', async () => {
+    const { cookie } = await login(TOKENS.operator);
+    const ac = new AbortController();
+    const open = await Promise.all(Array.from({ length: MAX_STREAMS }, () => fetch(`${base}/api/live`, { headers: { cookie }, signal: ac.signal })));
+    expect(open.every((r) => r.status === 200)).toBe(true);
+    const refused = await fetch(`${base}/api/plugins/plugin-000/logs`, { headers: { cookie } });
+    expect(refused.status).toBe(429);
+    expect(((await refused.json()) as { error: { code: string } }).error.code).toBe('LM_RATE_LIMITED');
+    ac.abort();
+    await expect.poll(async () => (await fetch(`${base}/api/plugins/plugin-000/logs?lines=1`, { headers: { cookie }, signal: AbortSignal.timeout(2000) }).then((r) => (r.body?.cancel(), r.status)))).toBe(200);
+  });
+
   it('a logout ends the session', async () => {
     const { cookie } = await login(TOKENS.operator);
     expect((await fetch(`${base}/api/logout`, { method: 'POST', headers: { cookie, 'content-type': 'application/json', origin }, body: '{}' })).status).toBe(200);
@@ -128,5 +155,26 @@ describe('the console server (fake controller, real HTTP)', () => {
     expect(g.edges).toHaveLength(3);
     expect(g.edges.find((e) => e.from === 'plugin-001')).toMatchObject({ to: 'plugin-002', method: 'work', revoked: true });
     expect(g.edges.find((e) => e.from === 'plugin-000')).toMatchObject({ revoked: false });
+  });
+});
+
+describe('opening the console from the environment', () => {
+  it('is off by default; on, writes its tokens 0600 into the home and removes them when closed', async () => {
+    const fake = fakeConsoleHost(1);
+    const home = mkdtempSync(path.join(os.tmpdir(), 'lm-console-home-'));
+    try {
+      expect(await openConsole(fake.host, home, silentLogger, {})).toBeUndefined();
+      await expect(openConsole(fake.host, home, silentLogger, { LOGOMESH_CONSOLE: '127.0.0.1:0', LOGOMESH_CONSOLE_TOKEN: 'short' })).rejects.toMatchObject({ code: 'LM_CONSOLE_ENDPOINT', details: expect.objectContaining({ path: 'LOGOMESH_CONSOLE_TOKEN' }) });
+      const c = (await openConsole(fake.host, home, silentLogger, { LOGOMESH_CONSOLE: '127.0.0.1:0', LOGOMESH_CONSOLE_TOKEN: TOKENS.operator }))!;
+      const file = path.join(home, 'console.token');
+      expect(readFileSync(file, 'utf8').trim()).toBe(TOKENS.operator);
+      expect(statSync(file).mode & 0o777).toBe(0o600);
+      expect(readFileSync(path.join(home, 'console-viewer.token'), 'utf8').trim()).toMatch(/^[\w-]{32}$/);
+      await c.close();
+      expect(existsSync(file)).toBe(false);
+    } finally {
+      rmSync(home, { recursive: true, force: true });
+      await fake.close();
+    }
   });
 });
