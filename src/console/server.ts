@@ -64,6 +64,7 @@ export async function startConsole(host: ConsoleHost, opts: ConsoleOptions): Pro
     if (loopbackOnly) checkHost(req.headers.host);
     const file = files.get(url.pathname);
     if (file && (req.method === 'GET' || req.method === 'HEAD')) return sendFile(res, file, csp);
+    if (url.pathname === '/favicon.ico') return void res.writeHead(204, SECURITY_HEADERS).end();
     if (!url.pathname.startsWith('/api/')) return sendJson(res, 404, { error: { code: 'LM_USAGE', message: `no such page: ${url.pathname}` } });
     const parts = url.pathname.split('/').filter(Boolean).slice(1).map(decodeURIComponent);
     if (req.method === 'POST' && parts[0] === 'login' && parts.length === 1) {

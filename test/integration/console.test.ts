@@ -2,7 +2,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { openEndpoints, type Endpoints } from '../../src/control/endpoints.js';
 import { Controller } from '../../src/controller/controller.js';
 import { resolveHome } from '../../src/controller/home.js';
@@ -76,6 +76,11 @@ describe.skipIf(!hasChromium)('the console in a real browser, against a real con
     page = ctx.pages()[0] ?? (await ctx.newPage());
     await started;
   }, 600_000);
+
+  // A failed step leaves a picture of the page beside the others.
+  afterEach(async ({ task }) => {
+    if (task.result?.state === 'fail' && page) await shot(`failed-${task.name.replace(/\W+/g, '-').slice(0, 40)}`).catch(() => undefined);
+  });
 
   afterAll(async () => {
     await ctx?.close();
@@ -158,6 +163,20 @@ describe.skipIf(!hasChromium)('the console in a real browser, against a real con
     await expect.poll(() => page.textContent('[data-testid=chain]')).toContain('Chain verified');
     await shot('audit');
   }, 120_000);
+
+  it('changes a live limit from the page, confirmed and audited under the operator name', async () => {
+    await page.click('[data-testid=nav-plugins]');
+    await page.click('[data-testid=plugin-row][data-plugin=thoughts]');
+    await page.fill('[data-testid=limit-memoryMB]', '128');
+    await page.click('[data-testid=act-limits]');
+    await page.click('[data-testid=confirm-yes]');
+    const mem = page.locator('[data-testid=plugin-row][data-plugin=thoughts] td').nth(5);
+    await expect.poll(() => mem.textContent(), { timeout: 15_000 }).toContain('/ 128.0 MiB');
+    await page.click('[data-testid=nav-timeline]');
+    await page.fill('[data-testid=timeline-plugin]', 'thoughts');
+    await page.press('[data-testid=timeline-plugin]', 'Enter');
+    await page.locator('[data-testid=timeline-event][data-kind=limit]', { hasText: 'operator (alice)' }).first().waitFor({ timeout: 15_000 });
+  }, 60_000);
 
   it('draws who may call whom, with the revoked edge marked and live call rates', async () => {
     await host.grantMethod('analyzer', 'tokenizer.tokenize');

@@ -103,7 +103,8 @@ function App() {
       }}
     />`;
 
-  const act = (title, text, run) => setAsk({ title, text, run });
+  // A new dialog (a new key) for each action, so nothing of the last one carries over.
+  const act = (title, text, run) => setAsk({ title, text, run, key: `${Date.now()}-${Math.random()}` });
   const openAudit = (filter) => {
     setAuditFilter(filter);
     setView('audit');
@@ -123,6 +124,7 @@ function App() {
     ${notice && html`<p class="notice" data-testid="notice" onClick=${() => setNotice('')}>${notice}</p>`}
     <main><${View} ...${props} /></main>
     <${Confirm}
+      key=${ask?.key ?? 'none'}
       ask=${ask}
       onClose=${(msg) => {
         setAsk(undefined);
