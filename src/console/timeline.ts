@@ -54,11 +54,14 @@ function toEvent(e: AuditRow): TimelineEvent | undefined {
       return { ...base, plugin, kind: 'violation', cause: detail, action: e.result === 'alert' ? 'alert only' : e.result === 'enforced' ? 'limit enforced' : e.result };
     }
     case 'start':
+      if (e.who.startsWith('operator')) return { ...base, plugin: pluginOf(e.resource), kind: 'start', cause: `start requested by ${e.who}`, action: e.result };
       if (e.result === 'failed') return { ...base, plugin: pluginOf(e.resource), kind: 'crash', cause: `failed to start: ${detail}`, action: 'start abandoned' };
       return { ...base, plugin: pluginOf(e.resource), kind: 'start', cause: 'started', action: e.result };
     case 'stop':
       return { ...base, plugin: pluginOf(e.resource), kind: 'stop', cause: e.who.startsWith('operator') ? `stopped by ${e.who}` : `stopped by ${e.who}${e.reason ? `: ${e.reason}` : ''}`, action: e.result };
     case 'restart':
+      if (e.who.startsWith('operator')) return { ...base, plugin: pluginOf(e.resource), kind: 'restart', cause: `restart requested by ${e.who}`, action: e.result };
+    // falls through
     case 'recreate':
     case 'give-up':
     case 'quarantine':

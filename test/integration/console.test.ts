@@ -214,4 +214,20 @@ describe.skipIf(!hasChromium)('the console in a real browser, against a real con
     await page.waitForTimeout(1500);
     expect(await page.evaluate(() => ({ xss: document.body.dataset.xss ?? null, imgs: document.querySelectorAll('img').length, scripts: document.querySelectorAll('script:not([src]):not([type=importmap])').length }))).toEqual({ xss: null, imgs: 0, scripts: 0 });
   }, 90_000);
+
+  it('restarts a plugin from the page: it comes back ready, and the timeline names who asked', async () => {
+    await page.click('[data-testid=nav-plugins]');
+    await page.click('[data-testid=plugin-row][data-plugin=hasher]');
+    const before = host.status('hasher').containerId;
+    await page.click('[data-testid=act-restart]');
+    await page.click('[data-testid=confirm-yes]');
+    await expect.poll(() => host.status('hasher').containerId, { timeout: 60_000 }).not.toBe(before);
+    await expect.poll(() => host.status('hasher').state, { timeout: 60_000 }).toBe('ready');
+    await page.waitForSelector('[data-testid=plugin-row][data-plugin=hasher][data-state=ready]', { timeout: 60_000 });
+    expect(await host.call('hasher', 'digest', { text: 'x' })).toBeTruthy();
+    await page.click('[data-testid=nav-timeline]');
+    await page.fill('[data-testid=timeline-plugin]', 'hasher');
+    await page.press('[data-testid=timeline-plugin]', 'Enter');
+    await page.locator('[data-testid=timeline-event][data-kind=restart]', { hasText: 'restart requested by operator (alice)' }).first().waitFor({ timeout: 15_000 });
+  }, 120_000);
 });
