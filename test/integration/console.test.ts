@@ -57,6 +57,7 @@ describe.skipIf(!hasChromium)('the console in a real browser, against a real con
   let page: Page;
   let url: string;
   let token: string;
+  let viewerToken: string;
   const root = tempDir('lm-console-');
   const SHOTS = process.env.LOGOMESH_CONSOLE_SHOTS ?? path.join(root, 'screenshots');
   const shot = (name: string) => page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
@@ -71,6 +72,7 @@ describe.skipIf(!hasChromium)('the console in a real browser, against a real con
     endpoints = await openEndpoints(host, silentLogger, () => undefined, { LOGOMESH_CONSOLE: '127.0.0.1:0' });
     url = endpoints.consoleUrl!;
     token = readFileSync(path.join(home.dir, 'console.token'), 'utf8').trim();
+    viewerToken = readFileSync(path.join(home.dir, 'console-viewer.token'), 'utf8').trim();
     const started = host.startAll();
     ctx = await chromium.launchPersistentContext(path.join(root, 'chromium-profile'), { executablePath: CHROMIUM, args: FLAGS, headless: true, viewport: { width: 1400, height: 900 } });
     page = ctx.pages()[0] ?? (await ctx.newPage());
@@ -230,4 +232,26 @@ describe.skipIf(!hasChromium)('the console in a real browser, against a real con
     await page.press('[data-testid=timeline-plugin]', 'Enter');
     await page.locator('[data-testid=timeline-event][data-kind=restart]', { hasText: 'restart requested by operator (alice)' }).first().waitFor({ timeout: 15_000 });
   }, 120_000);
+
+  it('logs out, and a login with the viewer token looks but cannot act', async () => {
+    await page.click('text=Log out');
+    await page.waitForSelector('[data-testid=login]');
+    expect((await ctx.cookies()).find((c) => c.name === 'lm_console')?.value ?? '').toBe('');
+    await page.fill('input[name=name]', 'bob');
+    await page.fill('input[name=token]', viewerToken);
+    await page.click('button[type=submit]');
+    await expect.poll(() => page.textContent('[data-testid=who]')).toContain('bob · read-only');
+    expect(await page.locator('[data-testid=notice]').count()).toBe(0); // nothing of alice's session
+    await page.click('[data-testid=plugin-row][data-plugin=thoughts]');
+    await page.waitForSelector('[data-testid=detail]');
+    expect(await page.locator('[data-testid=actions]').count()).toBe(0);
+    // Nor through the API with this session's own CSRF token.
+    const refused = await page.evaluate(async () => {
+      const s = (await (await fetch('/api/session')).json()) as { csrf: string };
+      const r = await fetch('/api/plugins/thoughts/stop', { method: 'POST', headers: { 'content-type': 'application/json', 'x-logomesh-csrf': s.csrf }, body: '{}' });
+      return { status: r.status, code: ((await r.json()) as { error: { code: string } }).error.code };
+    });
+    expect(refused).toEqual({ status: 403, code: 'LM_CONSOLE_FORBIDDEN' });
+    expect(host.status('thoughts').state).toBe('ready');
+  }, 60_000);
 });

@@ -111,6 +111,11 @@ function App() {
   };
   const logout = async () => {
     await post('/api/logout', {}).catch(() => undefined);
+    // Nothing of this session is left for the next one to see.
+    setView('plugins');
+    setSelected('');
+    setNotice('');
+    setAuditFilter({});
     setSession(null);
   };
   const props = { grid, session, selected, setSelected, act, openAudit, auditFilter, setView };
