@@ -33,7 +33,7 @@ export const ERROR_CODES = {
   LM_PROTOCOL: 'A hub frame was malformed: not JSON, not an object, a missing or wrong field, or a message out of order.',
   LM_MESSAGE_TOO_LARGE: "A hub message was larger than the hub's maximum message size.",
   LM_PERMISSION_DENIED: 'The manifest does not allow this: an undeclared method call, an unexposed method, messaging without coordination.messaging, a topic coordination.publishes or .subscribes does not cover, or an operator grant or revocation naming a method, topic or host the manifest does not list.',
-  LM_RATE_LIMITED: 'A plugin sent messages faster than its rate limit, or had too many calls in flight.',
+  LM_RATE_LIMITED: 'A plugin sent messages faster than its rate limit, or had too many calls in flight; or the console refused a login (too many failed ones in a minute) or a live stream (too many open).',
   LM_BACKPRESSURE: 'A hub client or plugin did not read what the hub sent it: its unsent messages passed the limit (maxQueuedBytes), so the hub closed its connection instead of holding more. Events to a slow reader are dropped first.',
   LM_HUB_LIMIT: 'A hub client asked for more than the hub holds for one connection: too many subscriptions, or one host client too many connected at once.',
   LM_AUDIT_TAMPERED: 'The audit trail hash chain is broken: a line was removed or edited.',

@@ -47,6 +47,7 @@ export async function startConsole(host: ConsoleHost, opts: ConsoleOptions): Pro
   const state = new ConsoleState(host, opts.tickMs ?? 1000, opts.historyTicks ?? 3600);
   const chain = new ChainCheck(host.audit.file);
   const audit = new AuditReader(host.audit.file);
+  const failures = new LoginFailures();
   const streams = new Set<ServerResponse>();
   const loopbackOnly = isLoopback(opts.address.host);
   const log = opts.log.child({ component: 'console' });
@@ -66,14 +67,16 @@ export async function startConsole(host: ConsoleHost, opts: ConsoleOptions): Pro
     if (file && (req.method === 'GET' || req.method === 'HEAD')) return sendFile(res, file, csp);
     if (url.pathname === '/favicon.ico') return void res.writeHead(204, SECURITY_HEADERS).end();
     if (!url.pathname.startsWith('/api/')) return sendJson(res, 404, { error: { code: 'LM_USAGE', message: `no such page: ${url.pathname}` } });
-    const parts = url.pathname.split('/').filter(Boolean).slice(1).map(decodeURIComponent);
+    const parts = url.pathname.split('/').filter(Boolean).slice(1).map(decodePart);
     if (req.method === 'POST' && parts[0] === 'login' && parts.length === 1) {
       checkSameOrigin(req.headers);
       const body = (await readJson(req)) as { token?: unknown; name?: unknown };
+      failures.check();
       let s: Session;
       try {
         s = sessions.login(body.token, body.name);
       } catch (err) {
+        failures.add();
         host.audit.record({ who: 'console', action: 'login', resource: 'console', result: 'denied', code: 'LM_CONSOLE_AUTH', reason: (err as Error).message });
         throw err;
       }
@@ -121,10 +124,10 @@ export async function startConsole(host: ConsoleHost, opts: ConsoleOptions): Pro
     }
     if (what === 'plugins' && id && sub === 'history') {
       host.status(id);
-      return sendJson(res, 200, state.history.series(id, Number(q.get('seconds') ?? 3600)) ?? { t: [], cpu: [], memoryMB: [], pids: [] });
+      return sendJson(res, 200, state.history.series(id, positive(q.get('seconds'), 3600)) ?? { t: [], cpu: [], memoryMB: [], pids: [] });
     }
     if (what === 'plugins' && id && sub === 'logs') {
-      const tail = host.logs(id, Math.min(Number(q.get('lines') ?? 200), 1000));
+      const tail = host.logs(id, Math.min(positive(q.get('lines'), 200), 1000));
       openStream(req, res);
       for (const l of tail) res.write(`event: log\ndata: ${JSON.stringify(l)}\n\n`);
       const off = host.followLogs(id, (l) => res.write(`event: log\ndata: ${JSON.stringify(l)}\n\n`));
@@ -165,6 +168,38 @@ export async function startConsole(host: ConsoleHost, opts: ConsoleOptions): Pro
         server.closeAllConnections();
       })),
   };
+}
+
+/** Failed logins allowed a minute, over every client: beyond it, LM_RATE_LIMITED, and no audit entry for each. */
+export const MAX_LOGIN_FAILURES = 10;
+
+/** Wrong tokens, counted over a sliding minute: a loop guessing tokens can neither win nor flood the audit trail. */
+class LoginFailures {
+  private readonly times: number[] = [];
+
+  check(now = Date.now()): void {
+    while (this.times.length && this.times[0]! < now - 60_000) this.times.shift();
+    if (this.times.length >= MAX_LOGIN_FAILURES) {
+      throw new LogoMeshError('LM_RATE_LIMITED', `too many failed console logins: wait ${Math.ceil((this.times[0]! + 60_000 - now) / 1000)} s`, { expected: `at most ${MAX_LOGIN_FAILURES} failed logins a minute` });
+    }
+  }
+
+  add(now = Date.now()): void {
+    this.times.push(now);
+  }
+}
+
+function decodePart(p: string): string {
+  try {
+    return decodeURIComponent(p);
+  } catch {
+    throw new LogoMeshError('LM_USAGE', `the path part ${p.slice(0, 80)} is not valid percent-encoding`, { path: p.slice(0, 80), expected: 'percent-encoded UTF-8' });
+  }
+}
+
+function positive(v: string | null, fallback: number): number {
+  const n = Number(v);
+  return v !== null && Number.isFinite(n) && n > 0 ? n : fallback;
 }
 
 function strip<T extends object>(o: T): T {

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { consoleAddress } from '../../src/console/address.js';
 import { openConsole } from '../../src/console/open.js';
-import { MAX_STREAMS, startConsole, type ConsoleEndpoint } from '../../src/console/server.js';
+import { MAX_LOGIN_FAILURES, MAX_STREAMS, startConsole, type ConsoleEndpoint } from '../../src/console/server.js';
 import { silentLogger } from '../../src/log.js';
 import { fakeConsoleHost } from './support/console-host.js';
 
@@ -130,6 +130,13 @@ describe('the console server (fake controller, real HTTP)', () => {
     await expect.poll(async () => (await fetch(`${base}/api/plugins/plugin-000/logs?lines=1`, { headers: { cookie }, signal: AbortSignal.timeout(2000) }).then((r) => (r.body?.cancel(), r.status)))).toBe(200);
   });
 
+  it('answers a malformed path with a coded 400', async () => {
+    const { cookie } = await login(TOKENS.operator);
+    const res = await fetch(`${base}/api/plugins/%E0%A4%A/history`, { headers: { cookie } });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe('LM_USAGE');
+  });
+
   it('a logout ends the session', async () => {
     const { cookie } = await login(TOKENS.operator);
     expect((await fetch(`${base}/api/logout`, { method: 'POST', headers: { cookie, 'content-type': 'application/json', origin }, body: '{}' })).status).toBe(200);
@@ -155,6 +162,23 @@ describe('the console server (fake controller, real HTTP)', () => {
     expect(g.edges).toHaveLength(3);
     expect(g.edges.find((e) => e.from === 'plugin-001')).toMatchObject({ to: 'plugin-002', method: 'work', revoked: true });
     expect(g.edges.find((e) => e.from === 'plugin-000')).toMatchObject({ revoked: false });
+  });
+});
+
+describe('failed logins', () => {
+  it(`are limited to ${MAX_LOGIN_FAILURES} a minute, then refused with LM_RATE_LIMITED even with the right token`, async () => {
+    const fake = fakeConsoleHost(1);
+    const c = await startConsole(fake.host, { address: { host: '127.0.0.1', port: 0 }, tokens: TOKENS, log: silentLogger });
+    try {
+      const login = (token: string) => fetch(`${c.url}api/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token, name: 'mallory' }) });
+      for (let i = 0; i < MAX_LOGIN_FAILURES; i++) expect((await login(`guess-${i}`)).status).toBe(401);
+      const limited = await login(TOKENS.operator);
+      expect(limited.status).toBe(429);
+      expect(((await limited.json()) as { error: { code: string } }).error.code).toBe('LM_RATE_LIMITED');
+    } finally {
+      await c.close();
+      await fake.close();
+    }
   });
 });
 
