@@ -162,6 +162,9 @@ describe.skipIf(!hasChromium)('the console in a real browser, against a real con
     await page.press('[data-testid=audit-action]', 'Enter');
     const entry = page.locator('[data-testid=audit-row]', { hasText: 'operator (alice)' }).filter({ hasText: 'tokenizer.tokenize' });
     await entry.first().waitFor({ timeout: 15_000 });
+    // Both filters hold: only analyzer's revocations are listed.
+    expect(await page.inputValue('[data-testid=audit-plugin]')).toBe('analyzer');
+    await expect.poll(async () => (await page.locator('[data-testid=audit-row]').allTextContents()).every((r) => /revoke.*analyzer/.test(r))).toBe(true);
     await expect.poll(() => page.textContent('[data-testid=chain]')).toContain('Chain verified');
     await shot('audit');
   }, 120_000);

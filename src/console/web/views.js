@@ -182,7 +182,7 @@ export function AuditView({ auditFilter }) {
   if (f.since) q.set('since', String(new Date(f.since).getTime()));
   if (f.until) q.set('until', String(new Date(f.until).getTime()));
   const [data, error] = usePoll(`/api/audit?${q}`, 3000, []);
-  const field = (k, label, type = 'text') => html`<label>${label} <input type=${type} step="1" data-testid=${`audit-${k}`} value=${f[k]} onChange=${(e) => setF({ ...f, [k]: e.target.value })} /></label>`;
+  const field = (k, label, type = 'text') => html`<label>${label} <input type=${type} step="1" data-testid=${`audit-${k}`} value=${f[k]} onInput=${(e) => { const v = e.target.value; setF((old) => ({ ...old, [k]: v })); }} /></label>`;
   const chain = data?.chain;
   return html`<section>
     <form class="filters" onSubmit=${(e) => e.preventDefault()}>
