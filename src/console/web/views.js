@@ -110,7 +110,7 @@ export function TimelineView({ selected, openAudit }) {
   const [plugin, setPlugin] = useState(selected);
   const [data, error] = usePoll(`/api/timeline${plugin ? `?plugin=${enc(plugin)}` : ''}`, 2000, [plugin]);
   return html`<section>
-    <p><label>Plugin <input data-testid="timeline-plugin" value=${plugin} onChange=${(e) => setPlugin(e.target.value.trim())} placeholder="all plugins" /></label></p>
+    <p><label>Plugin <input data-testid="timeline-plugin" value=${plugin} onInput=${(e) => setPlugin(e.target.value.trim())} placeholder="all plugins" /></label></p>
     ${error && html`<p class="error">${error}</p>`}
     <ol class="timeline" data-testid="timeline">
       ${(data?.events ?? []).map(
@@ -166,6 +166,8 @@ export function GraphView() {
   </section>`;
 }
 
+// Inputs are controlled with onInput, not onChange: the live grid re-renders every second, and
+// a re-render between a keystroke and the change event would put the old value back.
 const toLocal = (ms) => (ms ? new Date(ms - new Date().getTimezoneOffset() * 60000).toISOString().slice(0, 19) : '');
 
 export function AuditView({ auditFilter }) {
