@@ -36,7 +36,7 @@ describe('the hub port of plugins across nodes (HMAC handshake)', () => {
   let hub: Hub;
   let url: string;
   let dir: string;
-  let audit: AuditEntry[];
+  let audit: Omit<AuditEntry, 'time'>[];
   const keys: Record<string, Buffer> = {};
   const clients: Client[] = [];
   const header = (id: string, key = keys[id]!, ts = Date.now(), n = nonce()) => ({ Authorization: hubAuthorization(key, id, ts, n) });
