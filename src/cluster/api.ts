@@ -4,6 +4,7 @@ import path from 'node:path';
 import type { KubeConfig, KubernetesObject, KubernetesObjectApi } from '@kubernetes/client-node';
 import { LogoMeshError } from '../errors.js';
 import type { Logger } from '../log.js';
+import type { PodView } from './pod-status.js';
 
 /** Where the cluster is: the usual places unless said otherwise. */
 export interface ClusterOptions {
@@ -129,6 +130,12 @@ export class KubeApi {
     const list = await this.call('list', { kind }, () => this.objects.list<T>(apiVersion, kind, this.namespace, undefined, undefined, undefined, undefined, labelSelector));
     // A list's items carry no apiVersion and kind of their own.
     return list.items.map((i) => ({ ...i, apiVersion, kind }));
+  }
+
+  /** The Pods a label selector names, and the list's resourceVersion to watch from. */
+  async listPods(labelSelector: string): Promise<{ items: PodView[]; resourceVersion: string }> {
+    const list = await this.call('list', { kind: 'Pod' }, () => this.objects.list('v1', 'Pod', this.namespace, undefined, undefined, undefined, undefined, labelSelector));
+    return { items: list.items as PodView[], resourceVersion: list.metadata?.resourceVersion ?? '' };
   }
 
   /** Set a Deployment's replicas (a merge patch of spec.replicas). */
