@@ -71,7 +71,8 @@ export class KubeApi {
     const k8s = await import('@kubernetes/client-node');
     const kc = new k8s.KubeConfig();
     if (opts.server !== undefined) {
-      kc.loadFromClusterAndUser({ name: 'logomesh', server: opts.server, skipTLSVerify: false }, { name: 'logomesh' });
+      // The client refuses plain HTTP unless told to skip TLS checks: there is no TLS to check then.
+      kc.loadFromClusterAndUser({ name: 'logomesh', server: opts.server, skipTLSVerify: opts.server.startsWith('http://') }, { name: 'logomesh' });
     } else {
       const home = path.join(os.homedir(), '.kube', 'config');
       if (!process.env.KUBECONFIG && !existsSync(home) && !process.env.KUBERNETES_SERVICE_HOST) {

@@ -44,6 +44,7 @@ export class KubeAdoption implements Reconciler {
     const { cx, backend } = this;
     const { api, pods } = backend;
     const instance = backend.target.instance;
+    await backend.listen();
     if (!pods.watch) {
       const watch = new PodWatch(api, pluginPodSelector(instance), cx.log.child({ component: 'pod-watch' }), pods.onEvent);
       await watch.start(); // LM_KUBE_API: no start without knowing the Pods

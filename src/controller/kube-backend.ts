@@ -7,7 +7,7 @@ import { LogoMeshError } from '../errors.js';
 import { kubeLabels } from '../kubernetes/names.js';
 import { pluginFolderSha256, pluginImageRef } from '../kubernetes/plugin-image.js';
 import { renderInstallation } from '../kubernetes/render.js';
-import { kubeTarget, type KubeTarget, type TargetOptions } from '../kubernetes/target.js';
+import { HUB_PLUGIN_PORT, kubeTarget, type KubeTarget, type TargetOptions } from '../kubernetes/target.js';
 import { LABEL } from '../labels.js';
 import type { Logger } from '../log.js';
 import type { Backend, Lifecycle, Reconciler } from './backend.js';
@@ -17,7 +17,12 @@ import { KubeLauncher } from './kube-launcher.js';
 import type { Managed } from './managed.js';
 import type { Supervisor } from './supervisor.js';
 
-export type KubeBackendOptions = ClusterOptions & Omit<TargetOptions, 'namespace'>;
+export type KubeBackendOptions = ClusterOptions &
+  Omit<TargetOptions, 'namespace'> & {
+    /** The hub's port for plugins (default LOGOMESH_HUB_PLUGIN_PORT, else 7070; 0: any free port) and its address (default all). */
+    readonly hubPluginPort?: number;
+    readonly hubBind?: string;
+  };
 
 /** The kinds a plugin's own objects are, each with its API version, in the order they are removed. */
 const PLUGIN_KINDS: readonly (readonly [string, string])[] = [
@@ -43,11 +48,14 @@ export class KubeBackend implements Backend {
   readonly keys: HubKeys;
   readonly pods = new PluginPods();
   private cx?: ControllerContext;
+  /** The port the hub takes plugins on, once it listens (reconcile, before the first start). */
+  pluginPort?: number;
 
   private constructor(
     readonly api: KubeApi,
     readonly target: KubeTarget,
     private readonly log: Logger,
+    private readonly opts: KubeBackendOptions = {},
   ) {
     this.keys = new HubKeys(api, target.instance, log);
   }
@@ -56,9 +64,17 @@ export class KubeBackend implements Backend {
   static async connect(opts: KubeBackendOptions, log: Logger): Promise<KubeBackend> {
     const api = await KubeApi.connect(opts, log);
     const target = kubeTarget({ ...opts, namespace: api.namespace });
-    const backend = new KubeBackend(api, target, log.child({ component: 'kube-backend', namespace: api.namespace }));
+    const backend = new KubeBackend(api, target, log.child({ component: 'kube-backend', namespace: api.namespace }), opts);
     await backend.ping();
     return backend;
+  }
+
+  /** Open the hub's plugin port, once: plugins reach it through the hub Service. */
+  async listen(): Promise<void> {
+    if (this.pluginPort !== undefined) return;
+    const port = this.opts.hubPluginPort ?? Number(process.env.LOGOMESH_HUB_PLUGIN_PORT ?? HUB_PLUGIN_PORT);
+    this.pluginPort = await this.cx!.hub.listenPlugins(port, this.opts.hubBind ?? '0.0.0.0');
+    this.log.info({ port: this.pluginPort }, 'the hub takes plugins on TCP');
   }
 
   async ping(): Promise<void> {
