@@ -396,6 +396,25 @@ export class Controller implements AsyncDisposable {
     return this.closing;
   }
 
+  /**
+   * Stop serving without stopping the plugins: for a controller that is being moved (its
+   * Pod rescheduled or drained; Kubernetes sends SIGTERM first). The plugins keep running and
+   * their SDKs reconnect for 60 s; the next controller of the installation adopts them.
+   * state.json, the audit trail and the hub keys stay for it. `close` after this does nothing.
+   */
+  leave(): Promise<void> {
+    this.closing ??= (async () => {
+      this.engine.close();
+      this.kernel?.close();
+      for (const m of this.registry.records()) this.supervisor.stopTimers(m);
+      await this.hub.close();
+      await this.backend.close();
+      this.grants.close();
+      await this.audit.close();
+    })();
+    return this.closing;
+  }
+
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }
