@@ -114,7 +114,8 @@ export class KubeApi {
     }
     const current = await this.read({ apiVersion: obj.apiVersion ?? 'v1', kind: obj.kind ?? '', metadata: { name: obj.metadata?.name ?? '' } });
     const resourceVersion = current?.metadata?.resourceVersion;
-    return this.call('replace', obj, () => this.objects.replace(this.inNamespace({ ...obj, metadata: { ...obj.metadata, ...(resourceVersion ? { resourceVersion } : {}) } })));
+    const replacement = { ...obj, metadata: { ...obj.metadata, ...(resourceVersion ? { resourceVersion } : {}) }, ...(obj.kind === 'Service' ? { spec: keepClusterIp(obj.spec, current?.spec) } : {}) };
+    return this.call('replace', obj, () => this.objects.replace(this.inNamespace(replacement)));
   }
 
   /** The object, or undefined when there is none. */
@@ -180,6 +181,12 @@ export class KubeApi {
     const answer = status === undefined ? `no answer (${err instanceof Error ? err.message : String(err)})` : `${status}: ${serverMessage(err)}`;
     return new LogoMeshError('LM_KUBE_API', `${operation} ${what(obj)} in ${this.namespace}: ${answer}`, { operation, object: what(obj), namespace: this.namespace, status }, { cause: err });
   }
+}
+
+/** A Service's address is the API server's to give and never changes: a replacement carries it over (else 422: immutable). */
+function keepClusterIp(desired: unknown, current: unknown): unknown {
+  const ip = current as { clusterIP?: string; clusterIPs?: string[] } | undefined;
+  return { ...(desired as object), ...(ip?.clusterIP ? { clusterIP: ip.clusterIP } : {}), ...(ip?.clusterIPs ? { clusterIPs: ip.clusterIPs } : {}) };
 }
 
 function contextNamespace(kc: KubeConfig): string | undefined {

@@ -148,6 +148,7 @@ describe('the Kubernetes backend against a fake API server', () => {
 
   it('a networked plugin gets its proxy and allow-list first; revoking a host rewrites the allow-list', async () => {
     const c = await controller(['fetcher']);
+    api.seed({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'lm-egress-fetcher', namespace: NS }, spec: { clusterIP: '10.96.0.9', ports: [{ port: 9 }] } });
     await c.startAll();
     expect(flow().filter((l) => l.startsWith('POST'))).toEqual([
       'POST /api/v1/secrets',
@@ -159,6 +160,9 @@ describe('the Kubernetes backend against a fake API server', () => {
       'POST /apis/apps/v1/deployments',
     ]);
     expect(api.get('Deployment', 'lm-egress-fetcher')).toBeDefined();
+    // Applied already (the render applied by a GitOps tool too): replaced, the Service keeping the address it was given.
+    expect(api.get('Service', 'lm-egress-fetcher')!.spec).toMatchObject({ clusterIP: '10.96.0.9', ports: [{ port: 3128 }] });
+    expect(flow()).toContain('PUT /api/v1/services/lm-egress-fetcher');
     expect(await c.revokeHost('fetcher', 'files.example.com:443')).toBe(true);
     const config = JSON.parse(api.get('ConfigMap', 'lm-egress-fetcher')!.data!['config.json']!) as { hosts: string[] };
     expect(config.hosts).toEqual(['api.example.com:443']);

@@ -151,6 +151,7 @@ export class FakeKubeApi {
         obj.metadata.namespace = namespace;
         obj.metadata.uid = randomBytes(8).toString('hex');
         obj.metadata.creationTimestamp = new Date(Date.now() + this.rv).toISOString();
+        if (obj.kind === 'Service') obj.spec = { ...obj.spec, clusterIP: `10.96.0.${(this.rv % 250) + 2}` };
         return json(res, 201, this.save(obj));
       }
       const selector = parseSelector(query.labelSelector);
@@ -165,6 +166,7 @@ export class FakeKubeApi {
         return json(res, 200, current);
       case 'PUT': {
         const obj = JSON.parse(body) as Obj;
+        if (obj.kind === 'Service' && obj.spec?.clusterIP !== current.spec?.clusterIP) return status(res, 422, `Service "${name}" is invalid: spec.clusterIP: Invalid value: "": field is immutable`);
         obj.metadata = { ...current.metadata, ...obj.metadata };
         return json(res, 200, this.save(obj));
       }
