@@ -7,6 +7,7 @@ import WebSocket from 'ws';
 import { Controller } from '../../src/controller/controller.js';
 import { resolveHome } from '../../src/controller/home.js';
 import { KubeBackend } from '../../src/controller/kube-backend.js';
+import { CONTROLLER_RULES } from '../../src/kubernetes/controller.js';
 import { hubAuthorization } from '../../src/kubernetes/hub-auth.js';
 import { LABEL } from '../../src/labels.js';
 import { silentLogger } from '../../src/log.js';
@@ -78,6 +79,20 @@ class FakePlugin {
     });
     ws.send(JSON.stringify({ type: 'hello', id: 'h1', protocol: 1, methods: ['echo'], sdk: 'fake' }));
   }
+}
+
+/**
+ * Would the controller's Role (kubernetes/controller.ts, CONTROLLER_RULES) let this request
+ * through? Discovery and /version are non-resource URLs every authenticated client may read.
+ */
+function allowedByRole(method: string, urlPath: string, query: Record<string, string>): boolean {
+  if (urlPath === '/version' || /^\/(api\/v1|apis\/[^/]+\/[^/]+)$/.test(urlPath)) return method === 'GET';
+  const m = /^\/(?:api\/v1|apis\/([^/]+)\/[^/]+)\/namespaces\/[^/]+\/([a-z]+)(\/[^/]+)?(\/log)?$/.exec(urlPath);
+  if (!m) return false;
+  const [, group = '', resource, name, log] = m;
+  const verb = { POST: 'create', PUT: 'update', PATCH: 'patch', DELETE: 'delete' }[method] ?? (query.watch === 'true' ? 'watch' : name ? 'get' : 'list');
+  const res = log ? `${resource}/log` : resource!;
+  return CONTROLLER_RULES.some((r) => r.apiGroups?.includes(group) && r.resources?.includes(res) && r.verbs.includes(verb));
 }
 
 describe('the Kubernetes backend against a fake API server', () => {
@@ -273,6 +288,29 @@ describe('the Kubernetes backend against a fake API server', () => {
     await c.close();
     for (const kind of ['Deployment', 'Pod', 'ConfigMap', 'Service', 'NetworkPolicy', 'Secret']) expect(api.objects(kind), kind).toEqual([]);
   });
+
+  it("every request of a whole life (start, OOM kill, host revoked, adoption, close) is one the controller's Role allows", async () => {
+    const c = await controller(['echoer', 'fetcher']);
+    await c.startAll();
+    api.terminate(api.pods({ [LABEL.plugin]: 'echoer' })[0]!.metadata.name, 137, 'OOMKilled');
+    await until(() => c.status('echoer').restarts === 1 && c.status('echoer').state === 'ready', 5_000, 'restart');
+    await c.revokeHost('fetcher', 'api.example.com:443');
+    await c.hub.close();
+    await c.backend.close();
+    controllers.splice(0);
+    for (const p of plugins) p.ws?.terminate();
+    const next = await controller(['echoer', 'fetcher']);
+    const again = new FakePlugin('echoer', api, () => backend.pluginPort);
+    plugins.push(again);
+    void again.connect();
+    await next.startAll();
+    expect(next.list().map((p) => p.state)).toEqual(['ready', 'ready']);
+    await next.close();
+    const denied = api.seen.filter((s) => !allowedByRole(s.method, s.path, s.query));
+    expect(denied.map((s) => `${s.method} ${s.path}`)).toEqual([]);
+    // Secrets are only ever read, made and deleted by name: never listed or watched.
+    expect(api.seen.filter((s) => s.path.endsWith('/secrets') && s.method === 'GET')).toEqual([]);
+  }, 30_000);
 
   it('no API server answering: LM_KUBE_API before anything', async () => {
     await api.close();
