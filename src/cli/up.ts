@@ -1,6 +1,22 @@
 import { spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
-import { Controller, ControlClient, controllerOptionsFromEnv, hubTokenFromEnv, isLogoMeshError, KubeBackend, LogoMeshError, openEndpoints, resolveHome, type Home, type KubeBackendOptions, type Logger, type PluginStatus } from '../index.js';
+import {
+  Controller,
+  ControlClient,
+  controllerOptionsFromEnv,
+  hubTokenFromEnv,
+  isLogoMeshError,
+  isRenderedDir,
+  KubeBackend,
+  loadRendered,
+  LogoMeshError,
+  openEndpoints,
+  resolveHome,
+  type Home,
+  type KubeBackendOptions,
+  type Logger,
+  type PluginStatus,
+} from '../index.js';
 import type { CliIo } from './io.js';
 import { psTable } from './ps.js';
 
@@ -61,7 +77,9 @@ async function upForeground(opts: UpOptions, home: Home, io: CliIo, log: Logger)
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   try {
-    host.loadDirectory(opts.dir);
+    // In the cluster the folder is the render's manifests ConfigMap: manifests and their rendered objects, no plugin folders.
+    if (backend && isRenderedDir(opts.dir)) host.load(backend.useRendered(loadRendered(opts.dir)));
+    else host.loadDirectory(opts.dir);
     const { port } = endpoints;
     await host.startAll();
     io.err(`logomesh: ${host.list().length} plugin(s) ready; hub on 127.0.0.1:${port} (token in ${home.tokenFile}); control socket ${home.controlSocket}`);

@@ -6,10 +6,12 @@ import { withTimeout } from '../engine/docker.js';
 import { LogoMeshError } from '../errors.js';
 import { kubeLabels } from '../kubernetes/names.js';
 import { pluginFolderSha256, pluginImageRef } from '../kubernetes/plugin-image.js';
-import { renderInstallation } from '../kubernetes/render.js';
+import { renderInstallation, type KubeObject } from '../kubernetes/render.js';
+import type { RenderedPlugin } from '../kubernetes/rendered.js';
 import { HUB_PLUGIN_PORT, kubeTarget, type KubeTarget, type TargetOptions } from '../kubernetes/target.js';
 import { LABEL } from '../labels.js';
 import type { Logger } from '../log.js';
+import type { LoadedManifest } from '../manifest/types.js';
 import type { Backend, Lifecycle, Reconciler } from './backend.js';
 import type { ControllerContext } from './context.js';
 import { KubeAdoption } from './kube-adoption.js';
@@ -50,6 +52,8 @@ export class KubeBackend implements Backend {
   private cx?: ControllerContext;
   /** The port the hub takes plugins on, once it listens (reconcile, before the first start). */
   pluginPort?: number;
+  /** Plugins loaded from the render's manifests folder: their objects as rendered (no folder to render them from). */
+  private readonly rendered = new Map<string, readonly KubeObject[]>();
 
   private constructor(
     readonly api: KubeApi,
@@ -101,11 +105,22 @@ export class KubeBackend implements Backend {
    */
   objectsFor(m: Managed): PluginObjects {
     const cx = this.cx!;
+    const id = m.loaded.manifest.id;
+    const rendered = this.rendered.get(id);
+    if (rendered) return pluginObjects(rendered, id, cx.grants.revokedHosts(id));
     const loaded = cx.registry.records().map((r) => r.loaded);
     const images = Object.fromEntries(loaded.map((l) => [l.manifest.id, pluginImageRef(this.target.registry, l, pluginFolderSha256(l))]));
     const installation = renderInstallation({ loaded, policy: cx.policy(), target: this.target, images });
-    const id = m.loaded.manifest.id;
     return pluginObjects(installation, id, cx.grants.revokedHosts(id));
+  }
+
+  /**
+   * The plugins of the render's manifests folder (kubernetes/rendered.ts), for a controller
+   * in the cluster: their manifests to load, and at each start their objects as rendered.
+   */
+  useRendered(plugins: readonly RenderedPlugin[]): LoadedManifest[] {
+    for (const p of plugins) this.rendered.set(p.loaded.manifest.id, p.objects);
+    return plugins.map((p) => p.loaded);
   }
 
   /** The proxy reads its allow-list from a ConfigMap: write it anew without the host (the kubelet brings it to the proxy within about a minute). */

@@ -44,11 +44,20 @@ let dir: string;
 
 /** The hub's stdout as JSON lines (its container has a TTY: one plain stream). */
 async function hubLines(): Promise<Record<string, unknown>[]> {
-  const text = (await hub.logs({ stdout: true, stderr: true, follow: false })).toString();
+  const text = await logText(hub);
   return text
     .split(/\r?\n/)
     .filter((l) => l.startsWith('{'))
     .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+/** A container's output so far (a TTY's plain stream: what the engine gives is a Buffer or, for a TTY, a stream). */
+async function logText(c: Docker.Container): Promise<string> {
+  const out: unknown = await c.logs({ stdout: true, stderr: true, follow: false });
+  if (Buffer.isBuffer(out)) return out.toString();
+  const chunks: Buffer[] = [];
+  for await (const chunk of out as AsyncIterable<Buffer>) chunks.push(Buffer.from(chunk));
+  return Buffer.concat(chunks).toString();
 }
 
 async function until<T>(fn: () => Promise<T | undefined | false>, ms: number, what: string): Promise<T> {
@@ -164,7 +173,7 @@ describe('the hub across nodes: four SDKs over TCP between containers', () => {
       );
       const refusal = (await hubLines()).map((l) => l.audit as Record<string, unknown>).find((a) => a?.reason === 'plugin handshake refused: bad signature');
       expect(refusal).toMatchObject({ who: 'hasher', action: 'connect', result: 'denied', code: 'LM_UNAUTHORIZED' });
-      await until(async () => (await intruder.logs({ stdout: true, stderr: true })).toString().includes('LM_UNAUTHORIZED (401)'), 20_000, 'the intruder told why');
+      await until(async () => (await logText(intruder)).includes('LM_UNAUTHORIZED (401)'), 20_000, 'the intruder told why');
       const c = await client();
       try {
         expect(await call(c, 'hasher', 'digest', { text: 'x' })).toMatchObject({ success: true });

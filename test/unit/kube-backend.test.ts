@@ -9,7 +9,11 @@ import { resolveHome } from '../../src/controller/home.js';
 import { KubeBackend } from '../../src/controller/kube-backend.js';
 import { CONTROLLER_RULES } from '../../src/kubernetes/controller.js';
 import { hubAuthorization } from '../../src/kubernetes/hub-auth.js';
+import { renderInstallation } from '../../src/kubernetes/render.js';
+import { isRenderedDir, loadRendered } from '../../src/kubernetes/rendered.js';
+import { kubeTarget } from '../../src/kubernetes/target.js';
 import { LABEL } from '../../src/labels.js';
+import { NO_POLICY } from '../../src/policy/policy.js';
 import { silentLogger } from '../../src/log.js';
 import { loadManifest } from '../../src/manifest/index.js';
 import { FakeKubeApi, type Obj } from './support/fake-kube-api.js';
@@ -310,6 +314,35 @@ describe('the Kubernetes backend against a fake API server', () => {
     expect(denied.map((s) => `${s.method} ${s.path}`)).toEqual([]);
     // Secrets are only ever read, made and deleted by name: never listed or watched.
     expect(api.seen.filter((s) => s.path.endsWith('/secrets') && s.method === 'GET')).toEqual([]);
+  }, 30_000);
+
+  it('a controller in the cluster loads the render\'s manifests folder and applies the objects as rendered', async () => {
+    const loaded = ['echoer', 'fetcher'].map((id) => loadManifest(path.join(root, id)));
+    const target = kubeTarget({ namespace: NS });
+    const installation = renderInstallation({ loaded, policy: NO_POLICY, target, images: { echoer: 'reg/plugin-echoer:1', fetcher: 'reg/plugin-fetcher:1' } });
+    // The ConfigMap as the kubelet mounts it: one file per key.
+    const cm = installation.find((o) => o.kind === 'ConfigMap' && o.metadata?.name === 'logomesh-manifests') as unknown as { data: Record<string, string> };
+    const mounted = path.join(root, 'mounted');
+    mkdirSync(mounted);
+    for (const [k, v] of Object.entries(cm.data)) writeFileSync(path.join(mounted, k), v);
+    expect(isRenderedDir(mounted)).toBe(true);
+    expect(isRenderedDir(root)).toBe(false);
+    const c = await controller([]);
+    c.load(backend.useRendered(loadRendered(mounted)));
+    await c.startAll();
+    expect(c.list().map((p) => p.state)).toEqual(['ready', 'ready']);
+    const applied = api.get('Deployment', 'lm-plugin-echoer')!;
+    const rendered = installation.find((o) => o.kind === 'Deployment' && o.metadata?.name === 'lm-plugin-echoer') as unknown as Obj;
+    expect((applied.spec!.template as { spec: unknown }).spec).toEqual((rendered.spec!.template as { spec: unknown }).spec);
+    expect(applied.metadata.annotations![LABEL.manifestHash]).toBe(loaded[0]!.hash);
+    expect(api.get('Deployment', 'lm-egress-fetcher')).toBeDefined();
+
+    // What the render did not write, or an edited manifest, is refused with where and why.
+    rmSync(path.join(mounted, 'echoer.objects.json'));
+    expect(() => loadRendered(mounted)).toThrow(expect.objectContaining({ code: 'LM_KUBE_RENDER', message: expect.stringContaining('echoer.objects.json: expected the file logomesh kube render writes') }));
+    writeFileSync(path.join(mounted, 'echoer.objects.json'), '[]\n');
+    writeFileSync(path.join(mounted, 'fetcher.json'), JSON.stringify({ ...JSON.parse(cm.data['fetcher.json']!), resources: { maxMemoryMB: -1 } }));
+    expect(() => loadRendered(mounted)).toThrow(expect.objectContaining({ code: 'LM_MANIFEST_LIMIT', message: expect.stringContaining('fetcher.json LM_MANIFEST_LIMIT /resources/maxMemoryMB') }));
   }, 30_000);
 
   it('no API server answering: LM_KUBE_API before anything', async () => {
