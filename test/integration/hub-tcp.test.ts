@@ -47,17 +47,13 @@ async function hubLines(): Promise<Record<string, unknown>[]> {
   const text = await logText(hub);
   return text
     .split(/\r?\n/)
-    .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
+    .filter((l) => l.startsWith('hub {'))
+    .map((l) => JSON.parse(l.slice(4)) as Record<string, unknown>);
 }
 
-/** A container's output so far (a TTY's plain stream: what the engine gives is a Buffer or, for a TTY, a stream). */
+/** A container's output so far (never all JSON: the engine's client would parse it). */
 async function logText(c: Docker.Container): Promise<string> {
-  const out: unknown = await c.logs({ stdout: true, stderr: true, follow: false });
-  if (Buffer.isBuffer(out)) return out.toString();
-  const chunks: Buffer[] = [];
-  for await (const chunk of out as AsyncIterable<Buffer>) chunks.push(Buffer.from(chunk));
-  return Buffer.concat(chunks).toString();
+  return (await c.logs({ stdout: true, stderr: true, follow: false })).toString();
 }
 
 async function until<T>(fn: () => Promise<T | undefined | false>, ms: number, what: string): Promise<T> {
