@@ -86,8 +86,9 @@ const NOT_REVOKED = (): boolean => false;
 const MAX_MISSED_PINGS = 2;
 
 /**
- * The controller's message hub. Each plugin gets its own Unix socket, so the hub knows who
- * is speaking from the connection: `from` is always set here, never taken from a message.
+ * The controller's message hub. Each plugin gets its own Unix socket, or on Kubernetes
+ * proves its id with its own key at the TCP plugin port (`listenPlugins`), so the hub knows
+ * who is speaking from the connection: `from` is always set here, never taken from a message.
  * Host clients connect over TCP with a token. A frame flows one way: transport, decode
  * (bounded in size and depth), the intake steps (intake.ts), then calls or pub/sub. No
  * exception on that path reaches the process: at worst it costs the sender its connection.
