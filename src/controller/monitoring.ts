@@ -85,13 +85,14 @@ export class Monitoring {
   }
 
   private async start(): Promise<void> {
-    const { docker, log, options } = this.deps;
+    // The engine is read only when wanted (on Kubernetes there is none: both are off).
+    const { log, options } = this.deps;
     const wantMonitor = options.enabled !== false;
     const wantHealth = options.healthCheckMs !== false;
     if (!wantMonitor && !wantHealth) return;
     let binaries;
     try {
-      binaries = options.cgwatch === false ? undefined : await helperBinaries(docker, log);
+      binaries = options.cgwatch === false ? undefined : await helperBinaries(this.deps.docker, log);
     } catch (err) {
       log.warn({ code: 'LM_MONITOR_UNAVAILABLE', err: errorText(err) }, 'LM_MONITOR_UNAVAILABLE: the cgwatch helper and the health check program cannot be built; plugins run without a Docker health check, violations are read at each poll');
     }

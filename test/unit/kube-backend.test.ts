@@ -165,6 +165,15 @@ describe('the Kubernetes backend against a fake API server', () => {
     expect(await c.call('echoer', 'echo', { n: 1 })).toEqual({ echoed: { n: 1 } });
   });
 
+  it("the resource monitor is off on Kubernetes (the Pods' cgroups are on other nodes): stats and live limits say so, the plugin runs on", async () => {
+    const c = await controller(['echoer']);
+    await c.startAll();
+    expect(() => c.stats()).toThrow(expect.objectContaining({ code: 'LM_MONITOR_UNAVAILABLE' }));
+    await expect(c.setLimits('echoer', { memoryMB: 128 })).rejects.toMatchObject({ code: 'LM_LIMIT_INVALID', message: expect.stringContaining('runs on Kubernetes') });
+    expect(api.get('Deployment', 'lm-plugin-echoer')).toBeDefined();
+    expect(await c.call('echoer', 'echo', { n: 2 })).toEqual({ echoed: { n: 2 } });
+  });
+
   it('a networked plugin gets its proxy and allow-list first; revoking a host rewrites the allow-list', async () => {
     const c = await controller(['fetcher']);
     api.seed({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'lm-egress-fetcher', namespace: NS }, spec: { clusterIP: '10.96.0.9', ports: [{ port: 9 }] } });
