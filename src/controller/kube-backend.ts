@@ -26,6 +26,9 @@ export type KubeBackendOptions = ClusterOptions &
     readonly hubBind?: string;
   };
 
+/** The proxy's grace at a revocation: it holds no state worth a longer goodbye. */
+const PROXY_RESTART_GRACE_S = 1;
+
 /** The kinds a plugin's own objects are, each with its API version, in the order they are removed. */
 const PLUGIN_KINDS: readonly (readonly [string, string])[] = [
   ['apps/v1', 'Deployment'],
@@ -123,13 +126,23 @@ export class KubeBackend implements Backend {
     return plugins.map((p) => p.loaded);
   }
 
-  /** The proxy reads its allow-list from a ConfigMap: write it anew without the host (the kubelet brings it to the proxy within about a minute). */
+  /**
+   * The proxy reads its allow-list from a ConfigMap: write it anew without the host, then
+   * delete the proxy's Pods. The kubelet would bring the new list to a running Pod only at
+   * its next sync (up to about a minute) and the proxy keeps the connections it has; the
+   * Deployment's new Pod mounts the list as written now, and every connection through the
+   * old one is cut, as the Docker proxy's reload cuts them.
+   */
   async revokeHost(pluginId: string): Promise<boolean> {
     const m = this.cx?.registry.find(pluginId);
     if (!m || (m.state !== 'ready' && m.state !== 'starting')) return false;
     const allowList = this.objectsFor(m).setup.filter((o) => o.kind === 'ConfigMap');
+    if (allowList.length === 0) return false;
     for (const o of allowList) await this.api.put(o);
-    return allowList.length > 0;
+    const proxies = await this.api.listPods(selectorOf(kubeLabels('egress', this.target.instance, pluginId)));
+    for (const name of proxies.items.map((p) => p.metadata?.name).filter((n): n is string => !!n)) await this.api.remove({ apiVersion: 'v1', kind: 'Pod', metadata: { name } }, PROXY_RESTART_GRACE_S);
+    this.log.info({ plugin: pluginId, proxies: proxies.items.length }, 'egress proxy restarted with the allow-list as revoked');
+    return true;
   }
 
   answersAgain(): void {

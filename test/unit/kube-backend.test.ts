@@ -174,7 +174,7 @@ describe('the Kubernetes backend against a fake API server', () => {
     expect(await c.call('echoer', 'echo', { n: 2 })).toEqual({ echoed: { n: 2 } });
   });
 
-  it('a networked plugin gets its proxy and allow-list first; revoking a host rewrites the allow-list', async () => {
+  it('a networked plugin gets its proxy and allow-list first; revoking a host rewrites the allow-list and restarts the proxy', async () => {
     const c = await controller(['fetcher']);
     api.seed({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'lm-egress-fetcher', namespace: NS }, spec: { clusterIP: '10.96.0.9', ports: [{ port: 9 }] } });
     await c.startAll();
@@ -191,9 +191,19 @@ describe('the Kubernetes backend against a fake API server', () => {
     // Applied already (the render applied by a GitOps tool too): replaced, the Service keeping the address it was given.
     expect(api.get('Service', 'lm-egress-fetcher')!.spec).toMatchObject({ clusterIP: '10.96.0.9', ports: [{ port: 3128 }] });
     expect(flow()).toContain('PUT /api/v1/services/lm-egress-fetcher');
+    const proxyPods = () => api.pods({ [LABEL.role]: 'egress', [LABEL.plugin]: 'fetcher' }).map((p) => p.metadata.name);
+    const [oldProxy] = proxyPods();
+    expect(oldProxy).toBeDefined();
+    const from = api.seen.length;
     expect(await c.revokeHost('fetcher', 'files.example.com:443')).toBe(true);
     const config = JSON.parse(api.get('ConfigMap', 'lm-egress-fetcher')!.data!['config.json']!) as { hosts: string[] };
     expect(config.hosts).toEqual(['api.example.com:443']);
+    // The list written first (a create answered 409, then a replace), then the proxy's Pod deleted: its replacement mounts the list as written, and open connections are cut.
+    expect(flow(from)).toEqual(['POST /api/v1/configmaps', 'PUT /api/v1/configmaps/lm-egress-fetcher', `DELETE /api/v1/pods/${oldProxy}`]);
+    await until(() => proxyPods().length === 1 && proxyPods()[0] !== oldProxy, 5_000, 'a new proxy Pod');
+    // The plugin itself was not touched.
+    expect(c.status('fetcher').state).toBe('ready');
+    expect(api.get('Deployment', 'lm-plugin-fetcher')).toBeDefined();
   });
 
   it('an OOM kill the kubelet already restarted is reported as on Docker, and the plugin restarted by its policy', async () => {
