@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import type { Writable } from 'node:stream';
 import type { KubeConfig, KubernetesObject, KubernetesObjectApi } from '@kubernetes/client-node';
 import { LogoMeshError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -159,6 +160,16 @@ export class KubeApi {
     } catch (err) {
       if (kubeStatus(err) !== 404) throw this.failure('delete', obj, err);
     }
+  }
+
+  /**
+   * Follow a container's output from its start into `out` until it ends or the returned
+   * controller aborts (stdout and stderr are one stream in a Pod's log); `tailLines`: only
+   * the last lines written so far, then what comes.
+   */
+  async followLog(pod: string, container: string, out: Writable, tailLines?: number): Promise<AbortController> {
+    const k8s = await import('@kubernetes/client-node');
+    return this.call('follow the log of', { kind: 'Pod', metadata: { name: pod } }, () => new k8s.Log(this.config).log(this.namespace, pod, container, out, { follow: true, ...(tailLines !== undefined ? { tailLines } : {}) }));
   }
 
   private inNamespace<T extends { metadata?: object }>(obj: T): T & { metadata: { namespace: string } } {

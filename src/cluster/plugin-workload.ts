@@ -1,8 +1,12 @@
+import type { Writable } from 'node:stream';
 import type { Logger } from '../log.js';
 import type { KubeApi, KubeResource } from './api.js';
 import { RUN_LABEL } from './plugin-objects.js';
-import { podOutcome, waitingReason, type PodView } from './pod-status.js';
+import { PLUGIN_CONTAINER, podOutcome, waitingReason, type PodView } from './pod-status.js';
 import type { PodEventType, PodWatch } from './pod-watch.js';
+
+/** The lines of an adopted Pod's earlier output brought into the plugin's log buffer (its size). */
+const ADOPTED_TAIL_LINES = 1000;
 
 /** How the last exit of a plugin's container ended. */
 interface Exit {
@@ -14,6 +18,8 @@ interface Exit {
 /** The plugin Pods of the installation, as one watch sees them, handed to the start each belongs to (by its run label). */
 export class PluginPods {
   private readonly runs = new Map<string, PluginWorkload>();
+  /** Closed: no log is followed any more, so a controller that leaves its plugins running holds no request open. */
+  closed = false;
   watch?: PodWatch;
 
   /** The watch's listener. */
@@ -33,6 +39,13 @@ export class PluginPods {
 
   forget(run: string): void {
     this.runs.delete(run);
+  }
+
+  /** Stop the watch and every log followed (the plugins run on). */
+  close(): void {
+    this.closed = true;
+    this.watch?.close();
+    for (const w of this.runs.values()) w.stopOutput();
   }
 }
 
@@ -54,6 +67,10 @@ export class PluginWorkload {
   private readonly seen = new Map<string, number>();
   private removal?: Promise<void>;
   private waitingNoted?: string;
+  /** Where its output goes (the plugin's log buffer), and the Pods whose log is followed. */
+  private out?: Writable;
+  private adopted = false;
+  private readonly logs = new Map<string, Promise<AbortController | undefined>>();
 
   constructor(
     private readonly api: KubeApi,
@@ -66,8 +83,13 @@ export class PluginWorkload {
     this.exited = new Promise((resolve) => (this.resolveExit = resolve));
   }
 
-  /** Start following its Pods; an adopted one's earlier restarts are not exits of this controller's watch. */
-  follow(adopted: boolean): void {
+  /**
+   * Start following its Pods, and their output into `out`; an adopted one's earlier restarts
+   * are not exits of this controller's watch.
+   */
+  follow(adopted: boolean, out?: Writable): void {
+    if (out) this.out = out;
+    this.adopted = adopted;
     if (adopted) for (const pod of this.pods.of(this.run)) this.seen.set(pod.metadata?.name ?? '', podRestarts(pod));
     this.pods.follow(this.run, this);
   }
@@ -75,6 +97,7 @@ export class PluginWorkload {
   onPod(type: PodEventType, pod: PodView): void {
     const name = pod.metadata?.name ?? '';
     if (type === 'DELETED') return this.ended({ exitCode: -1, oomKilled: false, reason: `its Pod ${name} was deleted (evicted, its node lost, or deleted by hand)` });
+    this.followOutput(pod);
     const outcome = podOutcome(pod, this.seen.get(name) ?? 0);
     if (outcome.state === 'exited') {
       this.seen.set(name, outcome.restarts);
@@ -85,6 +108,29 @@ export class PluginWorkload {
       this.waitingNoted = waiting;
       this.log.warn({ pod: name, reason: waiting }, `the plugin's Pod waits: ${waiting}`);
     }
+  }
+
+  /**
+   * Follow the plugin container's log of a Pod once it runs (`logomesh logs`), once per Pod:
+   * the log ends with the container, and a restarted container is an exit anyway. A log that
+   * cannot be followed is said in the controller's log; the plugin runs on.
+   */
+  private followOutput(pod: PodView): void {
+    const name = pod.metadata?.name;
+    const out = this.out;
+    const running = pod.status?.containerStatuses?.some((c) => c.name === PLUGIN_CONTAINER && c.state?.running);
+    if (!out || !name || !running || this.logs.has(name) || this.removal || this.pods.closed) return;
+    // An adopted Pod's output so far was an earlier controller's: only its end, as much as the buffer keeps.
+    const following = this.api.followLog(name, PLUGIN_CONTAINER, out, this.adopted ? ADOPTED_TAIL_LINES : undefined).catch((err: unknown) => {
+      this.log.warn({ pod: name, err: (err as Error).message }, "the plugin's output cannot be followed (logomesh logs shows none of it)");
+      return undefined;
+    });
+    this.logs.set(name, following);
+  }
+
+  /** End every log followed (at its removal, or the controller closing); a follow still starting ends once it has. */
+  stopOutput(): void {
+    for (const following of this.logs.values()) void following.then((c) => c?.abort());
   }
 
   wait(): Promise<number> {
@@ -113,7 +159,10 @@ export class PluginWorkload {
 
   /** Delete the Deployment (its Pods go with it); idempotent. */
   remove(): Promise<void> {
-    this.removal ??= this.api.remove({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: this.name } }).finally(() => this.pods.forget(this.run));
+    this.removal ??= this.api.remove({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: this.name } }).finally(() => {
+      this.pods.forget(this.run);
+      this.stopOutput();
+    });
     return this.removal;
   }
 

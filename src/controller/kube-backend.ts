@@ -169,7 +169,7 @@ export class KubeBackend implements Backend {
   }
 
   async close(): Promise<void> {
-    this.pods.watch?.close();
+    this.pods.close();
   }
 }
 

@@ -277,6 +277,36 @@ describe('the Kubernetes backend against a fake API server', () => {
     expect(api.get('Secret', 'lm-hubkey-echoer')!.data!.key).toBe(theirs.toString('base64'));
   });
 
+  it("a plugin's output is its Pod's log, followed into logomesh logs while it runs; an adopted Pod's from its last lines", async () => {
+    const first = await controller(['echoer']);
+    await first.startAll();
+    const [pod] = api.pods({ [LABEL.plugin]: 'echoer' });
+    const name = pod!.metadata.name;
+    api.writeLog(name, 'echoer: serving\n');
+    await until(() => first.logs('echoer').length === 1, 5_000, 'the first line');
+    api.writeLog(name, 'a warning\nlater');
+    api.writeLog(name, ' on\n');
+    await until(() => first.logs('echoer').length === 3, 5_000, 'the lines written since');
+    expect(first.logs('echoer').map((l) => l.text)).toEqual(['echoer: serving', 'a warning', 'later on']);
+    const follows = () => api.seen.filter((r) => r.path.endsWith(`/pods/${name}/log`));
+    expect(follows().map((r) => r.query)).toEqual([expect.objectContaining({ container: 'plugin', follow: 'true' })]);
+    expect(follows()[0]!.query.tailLines).toBeUndefined();
+    // A following controller adopts it: the Pod's output so far is the earlier controller's, brought in from its last lines.
+    await first.hub.close();
+    await first.backend.close();
+    controllers.splice(0);
+    for (const p of plugins) p.ws?.terminate();
+    const second = await controller(['echoer'], false);
+    const p = new FakePlugin('echoer', api, () => backend.pluginPort);
+    plugins.push(p);
+    void p.connect();
+    await second.startAll();
+    await until(() => second.logs('echoer').length === 3, 5_000, 'the adopted Pod\'s lines');
+    expect(follows()[1]!.query).toMatchObject({ follow: 'true', tailLines: '1000' });
+    api.writeLog(name, 'after adoption\n');
+    await until(() => second.logs('echoer').at(-1)?.text === 'after adoption', 5_000, 'a line after adoption');
+  });
+
   it('a following controller adopts the running plugin by label (no new Deployment) and removes what is not its own', async () => {
     const first = await controller(['echoer']);
     await first.startAll();

@@ -41,6 +41,7 @@ const RESOURCES: Record<string, { name: string; kind: string }[]> = {
   '/apis/networking.k8s.io/v1': [{ name: 'networkpolicies', kind: 'NetworkPolicy' }],
 };
 
+const LOG_PATH = /^\/api\/v1\/namespaces\/[^/]+\/pods\/([^/]+)\/log$/;
 const PATH = /^\/(api\/v1|apis\/[^/]+\/[^/]+)\/namespaces\/([^/]+)\/([a-z]+)(?:\/([^/]+))?$/;
 
 /**
@@ -49,7 +50,8 @@ const PATH = /^\/(api\/v1|apis\/[^/]+\/[^/]+)\/namespaces\/([^/]+)\/([a-z]+)(?:\
  * that resumes from a resourceVersion (410 once the history was compacted). It plays the
  * kubelet too: a Deployment with replicas gets a running Pod, a Pod's container can be made
  * to end (the kubelet restarts it at once, the exit in lastState), a Pod deleted under a
- * Deployment is replaced, scaling to zero and deleting a Deployment take its Pods. Every
+ * Deployment is replaced, scaling to zero and deleting a Deployment take its Pods; a Pod's
+ * log is served and followed. Every
  * request is recorded; a failure can be answered to the next matching ones; watches can be
  * dropped.
  */
@@ -62,6 +64,9 @@ export class FakeKubeApi {
   private compactedBefore = 0;
   private rv = 100;
   private server?: Server;
+  /** Each Pod's output (its plugin container's), and the requests following it. */
+  private readonly podLogs = new Map<string, string>();
+  private readonly logFollowers = new Map<string, Set<ServerResponse>>();
   /** Called with each Pod the fake kubelet starts. */
   onPodStarted: (pod: Obj) => void = () => undefined;
 
@@ -80,6 +85,12 @@ export class FakeKubeApi {
   /** Answer the next `times` requests matching `method` and `path` with this failure. */
   fail(method: string, path: RegExp, status: number, message: string, times = 1): void {
     this.failures.push({ method, path, status, message, times });
+  }
+
+  /** The Pod's container wrote this (stdout and stderr are one log). */
+  writeLog(pod: string, text: string): void {
+    this.podLogs.set(pod, (this.podLogs.get(pod) ?? '') + text);
+    for (const res of this.logFollowers.get(pod) ?? []) res.write(text);
   }
 
   /** End every open watch, as an API server restart or a dropped connection does. */
@@ -139,6 +150,8 @@ export class FakeKubeApi {
     if (url.pathname === '/version') return json(res, 200, { major: '1', minor: '36', gitVersion: 'v1.36.0-fake' });
     const discovery = RESOURCES[url.pathname];
     if (discovery) return json(res, 200, { kind: 'APIResourceList', groupVersion: url.pathname.replace(/^\/apis?\//, ''), resources: discovery.map((r) => ({ ...r, namespaced: true, singularName: '', verbs: [] })) });
+    const log = LOG_PATH.exec(url.pathname);
+    if (log && method === 'GET') return this.log(res, log[1]!, query);
     const m = PATH.exec(url.pathname);
     const resource = m && RESOURCES[`/${m[1]}`]?.find((r) => r.name === m[3]);
     if (!m || !resource) return status(res, 404, `the server could not find the requested resource ${url.pathname}`);
@@ -179,6 +192,19 @@ export class FakeKubeApi {
     return status(res, 405, 'method not allowed');
   }
 
+  /** A Pod's log, as the kubelet serves it through the API server: so far (its last `tailLines`), then, with follow, what comes until the Pod goes. */
+  private log(res: ServerResponse, pod: string, query: Record<string, string>): void {
+    if (!this.get('Pod', pod)) return status(res, 404, `pods "${pod}" not found`);
+    if (query.container !== 'plugin') return status(res, 400, `container ${query.container} is not valid for pod ${pod}`);
+    const lines = (this.podLogs.get(pod) ?? '').split(/(?<=\n)/).filter(Boolean);
+    res.writeHead(200, { 'Content-Type': 'text/plain' });
+    res.write(lines.slice(query.tailLines ? -Number(query.tailLines) : 0).join(''));
+    if (query.follow !== 'true') return void res.end();
+    const followers = this.logFollowers.get(pod) ?? new Set();
+    this.logFollowers.set(pod, followers.add(res));
+    res.on('close', () => followers.delete(res));
+  }
+
   private watch(res: ServerResponse, selector: Record<string, string>, from: number): void {
     res.writeHead(200, { 'Content-Type': 'application/json' });
     if (from < this.compactedBefore) {
@@ -206,6 +232,8 @@ export class FakeKubeApi {
   private remove(obj: Obj): void {
     this.store.delete(`${obj.kind}/${obj.metadata.namespace}/${obj.metadata.name}`);
     if (obj.kind === 'Pod') {
+      for (const res of this.logFollowers.get(obj.metadata.name) ?? []) res.end();
+      this.logFollowers.delete(obj.metadata.name);
       this.rv++;
       this.event('DELETED', { ...obj, metadata: { ...obj.metadata, resourceVersion: String(this.rv) } });
       const owner = this.get('Deployment', obj.metadata.annotations?.owner ?? '');
