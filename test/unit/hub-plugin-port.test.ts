@@ -130,6 +130,33 @@ describe('the hub port of plugins across nodes (HMAC handshake)', () => {
     expect(await refusal(url, header('alpha'))).toMatchObject({ status: 429, body: { code: 'LM_RATE_LIMITED' } });
   });
 
+  it("a plugin over TCP has the same limits as on its socket: a flood is LM_RATE_LIMITED, over its calls in flight is refused, both audited", async () => {
+    const limited = new Hub({ log: silentLogger, token: 'secret-token', rateLimit: 100, maxInFlight: 2, audit: (e) => audit.push(e) });
+    try {
+      limited.attachRemotePlugin(policy('alpha', [], ['beta.echo']), { key: () => keys.alpha });
+      limited.attachRemotePlugin(policy('beta', ['echo']), { key: () => keys.beta });
+      const port = await limited.listenPlugins(0, '127.0.0.1');
+      const open = async (id: string, methods: string[]) => {
+        const c = await Client.open(`ws://127.0.0.1:${port}/v1`, header(id));
+        clients.push(c);
+        await c.hello(methods);
+        return c;
+      };
+      const a = await open('alpha', []);
+      const b = await open('beta', ['echo']);
+      // beta never answers: alpha's calls stay in flight.
+      b.serve(() => undefined);
+      const calls = [0, 1, 2].map(() => a.send({ type: 'request', to: ['beta'], method: 'echo', data: null, timeout: 30_000 }));
+      expect(await a.reply(calls[2]!)).toMatchObject({ success: false, error: { code: 'LM_RATE_LIMITED' } });
+      for (let i = 0; i < 400; i++) a.send({ type: 'event', topic: 'flood', data: i });
+      expect(await a.next((m) => (m.error as { code?: string } | undefined)?.code === 'LM_RATE_LIMITED')).toMatchObject({ success: false });
+      limited.flushAudit();
+      expect(audit.filter((e) => e.who === 'alpha' && e.code === 'LM_RATE_LIMITED').length).toBeGreaterThan(0);
+    } finally {
+      await limited.close();
+    }
+  });
+
   it('a second authenticated connection replaces the first; detaching the plugin closes it', async () => {
     const first = await connect('beta', ['echo']);
     const closed = new Promise((r) => first.ws.once('close', r));
