@@ -67,8 +67,8 @@ export class PluginWorkload {
   private readonly seen = new Map<string, number>();
   private removal?: Promise<void>;
   private waitingNoted?: string;
-  /** Where its output goes (the plugin's log buffer), and the Pods whose log is followed. */
-  private out?: Writable;
+  /** Where its output goes (a new stream into the plugin's log buffer for each Pod: a log's end ends its stream), and the Pods whose log is followed. */
+  private output?: () => Writable;
   private adopted = false;
   private readonly logs = new Map<string, Promise<AbortController | undefined>>();
 
@@ -84,11 +84,11 @@ export class PluginWorkload {
   }
 
   /**
-   * Start following its Pods, and their output into `out`; an adopted one's earlier restarts
-   * are not exits of this controller's watch.
+   * Start following its Pods, and their output into a stream from `output`; an adopted
+   * one's earlier restarts are not exits of this controller's watch.
    */
-  follow(adopted: boolean, out?: Writable): void {
-    if (out) this.out = out;
+  follow(adopted: boolean, output?: () => Writable): void {
+    if (output) this.output = output;
     this.adopted = adopted;
     if (adopted) for (const pod of this.pods.of(this.run)) this.seen.set(pod.metadata?.name ?? '', podRestarts(pod));
     this.pods.follow(this.run, this);
@@ -117,11 +117,11 @@ export class PluginWorkload {
    */
   private followOutput(pod: PodView): void {
     const name = pod.metadata?.name;
-    const out = this.out;
+    const output = this.output;
     const running = pod.status?.containerStatuses?.some((c) => c.name === PLUGIN_CONTAINER && c.state?.running);
-    if (!out || !name || !running || this.logs.has(name) || this.removal || this.pods.closed) return;
+    if (!output || !name || !running || this.logs.has(name) || this.removal || this.pods.closed) return;
     // An adopted Pod's output so far was an earlier controller's: only its end, as much as the buffer keeps.
-    const following = this.api.followLog(name, PLUGIN_CONTAINER, out, this.adopted ? ADOPTED_TAIL_LINES : undefined).catch((err: unknown) => {
+    const following = this.api.followLog(name, PLUGIN_CONTAINER, output(), this.adopted ? ADOPTED_TAIL_LINES : undefined).catch((err: unknown) => {
       this.log.warn({ pod: name, err: (err as Error).message }, "the plugin's output cannot be followed (logomesh logs shows none of it)");
       return undefined;
     });

@@ -98,7 +98,7 @@ export class KubeAdoption implements Reconciler {
     try {
       this.launcher.adopted(m);
       ready = await this.launcher.attachHub(m);
-      workload.follow(true, m.logs.writable('stdout'));
+      workload.follow(true, () => m.logs.writable('stdout'));
       const exited = workload.wait();
       this.supervisor.watchExit(m, workload, exited);
       await readyOrExit(m, ready, exited, { audit: cx.audit.record, kernel: undefined });

@@ -60,7 +60,7 @@ export class KubeLauncher implements Lifecycle {
       for (const o of objects.setup) await backend.api.put(o);
       const run = randomBytes(4).toString('hex');
       const workload = new PluginWorkload(backend.api, backend.pods, objects.workload.metadata?.name ?? '', run, cx.log.child({ plugin: id }));
-      workload.follow(false, m.logs.writable('stdout'));
+      workload.follow(false, () => m.logs.writable('stdout'));
       m.container = workload;
       await backend.api.put(withRun(objects.workload, run));
       m.startedAt = Date.now();

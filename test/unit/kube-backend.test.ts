@@ -239,13 +239,18 @@ describe('the Kubernetes backend against a fake API server', () => {
     expect(watch.relists).toBeGreaterThan(0);
   });
 
-  it('a Pod deleted under the plugin (node lost, eviction) is an exit', async () => {
+  it('a Pod deleted under the plugin (node lost, eviction) is an exit; every Pod\'s output is followed on its own stream', async () => {
+    api.startOutput = 'started\n';
     const c = await controller(['echoer']);
     await c.startAll();
     const [pod] = api.pods({ [LABEL.plugin]: 'echoer' });
+    await until(() => c.logs('echoer').length === 1, 5_000, 'the first Pod\'s output');
+    // Its log ends with it; the replacement the ReplicaSet makes (same start) and the new start's Pod have their own.
     await fetch(`${server}/api/v1/namespaces/${NS}/pods/${pod!.metadata.name}`, { method: 'DELETE' });
     await until(() => c.status('echoer').restarts === 1 && c.status('echoer').state === 'ready', 5_000, 'restart');
     expect(c.status('echoer').lastError?.message).toContain('exited with code -1');
+    await until(() => c.logs('echoer').length >= 2, 5_000, 'the new start\'s output');
+    expect(new Set(c.logs('echoer').map((l) => l.text))).toEqual(new Set(['started']));
   });
 
   it('a refused create fails the start with LM_KUBE_API naming it, and leaves nothing of the plugin', async () => {

@@ -67,6 +67,8 @@ export class FakeKubeApi {
   /** Each Pod's output (its plugin container's), and the requests following it. */
   private readonly podLogs = new Map<string, string>();
   private readonly logFollowers = new Map<string, Set<ServerResponse>>();
+  /** What each Pod's container writes first, as soon as the fake kubelet starts it. */
+  startOutput = '';
   /** Called with each Pod the fake kubelet starts. */
   onPodStarted: (pod: Obj) => void = () => undefined;
 
@@ -260,6 +262,7 @@ export class FakeKubeApi {
         spec: {},
         status: { phase: 'Running', containerStatuses: [{ name: 'plugin', restartCount: 0, state: { running: { startedAt: new Date().toISOString() } } }] },
       };
+      if (this.startOutput) this.podLogs.set(pod.metadata.name, this.startOutput);
       this.save(pod);
       setImmediate(() => this.onPodStarted(pod));
     }
