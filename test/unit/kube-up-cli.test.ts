@@ -99,7 +99,7 @@ describe('logomesh up --backend kubernetes', () => {
       for (const [k, v] of Object.entries(saved)) if (v === undefined) delete process.env[k];
       else process.env[k] = v;
     }
-  });
+  }, 60_000); // three CLI processes, each starting TypeScript: seconds each on a loaded machine
 
   it('runs the plugins on the cluster; SIGTERM leaves them to the next controller, which adopts them; down removes them', async () => {
     const server = await api.start();
