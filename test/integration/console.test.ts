@@ -1,4 +1,3 @@
-/// <reference lib="dom" />
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
@@ -16,6 +15,12 @@ import { docker, instance, REPO, tempDir } from './support.js';
  * LOGOMESH_CONSOLE_SHOTS when set.
  */
 const CHROMIUM = '/usr/bin/chromium';
+/** What the checks read of the page's document (they run in the browser; the project has no DOM types). */
+interface PageDocument {
+  cookie: string;
+  body: { dataset: Record<string, string | undefined> };
+  querySelectorAll(selector: string): { length: number };
+}
 const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const XSS_LOG = '<img src=x onerror="document.body.dataset.xss=1"> bomb starting';
 const XSS_CALL = '<script>document.body.dataset.xss=2</script>';
@@ -114,7 +119,7 @@ describe.skipIf(!hasChromium)('the console in a real browser, against a real con
     await page.waitForSelector('[data-testid=grid]');
     // The token is nowhere a script or a URL can see it.
     expect(page.url()).not.toContain(token);
-    expect(await page.evaluate(() => document.cookie)).toBe('');
+    expect(await page.evaluate(() => (globalThis as unknown as { document: PageDocument }).document.cookie)).toBe('');
     const cookies = await ctx.cookies();
     expect(cookies.find((c) => c.name === 'lm_console')).toMatchObject({ httpOnly: true, sameSite: 'Strict' });
     for (const id of ['analyzer', 'hasher', 'thoughts', 'tokenizer']) {
@@ -217,7 +222,12 @@ describe.skipIf(!hasChromium)('the console in a real browser, against a real con
     });
     expect(api).toEqual({ status: 404, type: 'application/json; charset=utf-8' });
     await page.waitForTimeout(1500);
-    expect(await page.evaluate(() => ({ xss: document.body.dataset.xss ?? null, imgs: document.querySelectorAll('img').length, scripts: document.querySelectorAll('script:not([src]):not([type=importmap])').length }))).toEqual({ xss: null, imgs: 0, scripts: 0 });
+    expect(
+      await page.evaluate(() => {
+        const d = (globalThis as unknown as { document: PageDocument }).document;
+        return { xss: d.body.dataset.xss ?? null, imgs: d.querySelectorAll('img').length, scripts: d.querySelectorAll('script:not([src]):not([type=importmap])').length };
+      }),
+    ).toEqual({ xss: null, imgs: 0, scripts: 0 });
   }, 90_000);
 
   it('restarts a plugin from the page: it comes back ready, and the timeline names who asked', async () => {
