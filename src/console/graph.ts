@@ -1,7 +1,7 @@
 import { CALL_BUCKETS, type CallSnapshot } from '../monitor/call-stats.js';
 import type { ConsoleHost } from './host.js';
 
-/** One edge of the graph: a call the caller's manifest allows (consumesMethods) to a target that exposes it. */
+/** One edge of the graph: a call the caller's manifest allows (consumesMethods) to a target that exposes it, or a call the host application made. */
 export interface GraphEdge {
   readonly from: string;
   /** A plugin id, or `host` for a host method. */
@@ -50,30 +50,32 @@ export class CallWindow {
     const first = this.ring[0];
     const windowS = last && first && last !== first ? (last.time - first.time) / 1000 : 0;
     const edges: GraphEdge[] = [];
+    const calls = (from: string, to: string, method: string) => {
+      const now = last?.calls.get(key(from, to, method));
+      const then = first?.calls.get(key(from, to, method));
+      const count = (now?.count ?? 0) - (then?.count ?? 0);
+      const buckets = now ? now.buckets.map((b, i) => b - (then?.buckets[i] ?? 0)) : [];
+      const p50 = quantileMs(buckets, 0.5);
+      const p99 = quantileMs(buckets, 0.99);
+      return {
+        rate: windowS > 0 ? Math.round((count / windowS) * 100) / 100 : 0,
+        errors: (now?.errors ?? 0) - (then?.errors ?? 0),
+        total: now?.count ?? 0,
+        ...(p50 !== undefined ? { p50Ms: p50 } : {}),
+        ...(p99 !== undefined ? { p99Ms: p99 } : {}),
+      };
+    };
     for (const l of manifests) {
       const from = l.manifest.id;
       for (const consumed of l.manifest.coordination.consumesMethods) {
         const dot = consumed.indexOf('.');
         const [to, method] = dot < 0 ? ['host', consumed] : [consumed.slice(0, dot), consumed.slice(dot + 1)];
-        const now = last?.calls.get(key(from, to, method));
-        const then = first?.calls.get(key(from, to, method));
-        const count = (now?.count ?? 0) - (then?.count ?? 0);
-        const buckets = now ? now.buckets.map((b, i) => b - (then?.buckets[i] ?? 0)) : [];
-        const p50 = quantileMs(buckets, 0.5);
-        const p99 = quantileMs(buckets, 0.99);
-        edges.push({
-          from,
-          to,
-          method,
-          dangling: to !== 'host' && !(exposes.get(to) ?? []).includes(method),
-          revoked: host.grants.isMethodRevoked(from, consumed),
-          rate: windowS > 0 ? Math.round((count / windowS) * 100) / 100 : 0,
-          errors: (now?.errors ?? 0) - (then?.errors ?? 0),
-          total: now?.count ?? 0,
-          ...(p50 !== undefined ? { p50Ms: p50 } : {}),
-          ...(p99 !== undefined ? { p99Ms: p99 } : {}),
-        });
+        edges.push({ from, to, method, dangling: to !== 'host' && !(exposes.get(to) ?? []).includes(method), revoked: host.grants.isMethodRevoked(from, consumed), ...calls(from, to, method) });
       }
+    }
+    // The host application may call any exposed method: its edges are the ones it has used.
+    for (const c of last?.calls.values() ?? []) {
+      if (c.caller === 'host' && exposes.get(c.target)?.includes(c.method)) edges.push({ from: 'host', to: c.target, method: c.method, dangling: false, revoked: false, ...calls('host', c.target, c.method) });
     }
     return { nodes: manifests.map((l) => ({ id: l.manifest.id, exposes: l.manifest.coordination.exposesMethods })), edges, windowS };
   }

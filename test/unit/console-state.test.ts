@@ -40,6 +40,11 @@ describe('call quantiles and rates', () => {
     expect(e).toMatchObject({ to: 'plugin-001', method: 'work', rate: 15, total: 30, revoked: false, dangling: false });
     expect(e.p50Ms).toBeGreaterThan(CALL_BUCKETS[4]! * 1000);
     expect(e.p99Ms).toBeLessThanOrEqual(CALL_BUCKETS[5]! * 1000);
+    // The host's calls appear once made, to exposed methods only.
+    const hostCalls = [{ caller: 'host', target: 'plugin-001', method: 'work', count: 4, errors: 1, buckets: CALL_BUCKETS.map(() => 0).concat(4) }, { caller: 'host', target: 'plugin-001', method: 'nope', count: 1, errors: 1, buckets: [] }];
+    w.push(3000, [...snap(30), ...hostCalls]);
+    const fromHost = w.graph(fake.host).edges.filter((x) => x.from === 'host');
+    expect(fromHost).toEqual([expect.objectContaining({ to: 'plugin-001', method: 'work', total: 4, errors: 1 })]);
     return fake.close();
   });
 });

@@ -129,14 +129,14 @@ export function TimelineView({ selected, openAudit }) {
 export function GraphView() {
   const [g, error] = usePoll('/api/graph', 2000);
   const nodes = g?.nodes ?? [];
-  const ids = [...nodes.map((n) => n.id), ...((g?.edges ?? []).some((e) => e.to === 'host') ? ['host'] : [])];
+  const ids = [...nodes.map((n) => n.id), ...((g?.edges ?? []).some((e) => e.to === 'host' || e.from === 'host') ? ['host'] : [])];
   const R = Math.max(140, ids.length * 14);
   const size = 2 * R + 160;
   const pos = new Map(ids.map((id, i) => [id, [size / 2 + R * Math.cos((2 * Math.PI * i) / ids.length - Math.PI / 2), size / 2 + R * Math.sin((2 * Math.PI * i) / ids.length - Math.PI / 2)]]));
   const edges = g?.edges ?? [];
   return html`<section>
     ${error && html`<p class="error">${error}</p>`}
-    <p class="meta">Calls allowed by the manifests (consumesMethods → exposesMethods); rates and p50/p99 over the last ${g ? Math.round(g.windowS) : '…'} s. Red dashed: revoked by an operator; grey dotted: the target does not expose it.</p>
+    <p class="meta">Calls allowed by the manifests (consumesMethods → exposesMethods), and the host application's calls it has made; rates and p50/p99 over the last ${g ? Math.round(g.windowS) : '…'} s. Red dashed: revoked by an operator; grey dotted: the target does not expose it.</p>
     <svg class="graph" data-testid="graph" viewBox=${`0 0 ${size} ${size}`} width=${Math.min(size, 900)} height=${Math.min(size, 900)}>
       <defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="6" markerHeight="6" orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" /></marker></defs>
       ${edges.map((e) => {
