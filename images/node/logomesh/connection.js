@@ -211,7 +211,7 @@ export function exchange(s, msg, waitMs, timeoutText) {
     }, waitMs);
     s.pending.set(msg.id, { resolve, reject, timer });
     // A write error closes the socket, and closing rejects every pending exchange.
-    ws.send(text);
+    send(ws, text);
   });
 }
 
@@ -226,7 +226,7 @@ export function write(s, msg) {
   const ws = s.ws;
   if (!ws || ws.readyState !== WebSocket.OPEN) return Promise.reject(new LogoMeshError('LM_CONTROLLER_UNAVAILABLE', 'the connection to the hub is closed'));
   return new Promise((resolve, reject) => {
-    ws.send(text, (err) => (err ? reject(new LogoMeshError('LM_CONTROLLER_UNAVAILABLE', `sending to the hub failed: ${err.message}`)) : resolve()));
+    send(ws, text, (err) => (err ? reject(new LogoMeshError('LM_CONTROLLER_UNAVAILABLE', `sending to the hub failed: ${err.message}`)) : resolve()));
   });
 }
 
@@ -236,7 +236,31 @@ export function write(s, msg) {
  */
 export function post(s, text, gen = s.gen) {
   const ws = s.ws;
-  if (ws && ws.readyState === WebSocket.OPEN && gen === s.gen) ws.send(text);
+  if (ws && ws.readyState === WebSocket.OPEN && gen === s.gen) send(ws, text);
+}
+
+/**
+ * Frames written in one turn of the event loop leave in one system call: the socket is
+ * corked at the first write and uncorked once the code running now (and the promise
+ * callbacks it queued) is done. A plugin answering many calls at once otherwise pays a
+ * `writev` per frame, which dominated its CPU time (docs/benchmarks.md).
+ */
+function send(ws, text, cb) {
+  // ws keeps the socket it connected on as _socket; it offers no public way to reach it.
+  const socket = ws._socket;
+  if (socket && !corked.has(socket) && !socket.destroyed) {
+    corked.add(socket);
+    socket.cork();
+    process.nextTick(uncork, socket);
+  }
+  ws.send(text, cb);
+}
+
+const corked = new WeakSet();
+
+function uncork(socket) {
+  corked.delete(socket);
+  if (!socket.destroyed) socket.uncork();
 }
 
 export function subscribe(s, pattern, sub) {
