@@ -25,6 +25,7 @@ import { DEFAULTS, type ControllerOptions } from './options.js';
 import { loadFolders } from '../manifest/folders.js';
 import { PluginRegistry } from './registry.js';
 import { SavedState } from './saved-state.js';
+import { Standbys } from './standby.js';
 import { startInLevels } from './start-all.js';
 import { statusOf } from './status.js';
 import { Supervisor } from './supervisor.js';
@@ -57,6 +58,7 @@ export class Controller implements AsyncDisposable {
   private readonly launcher: Launcher;
   private readonly supervisor: Supervisor;
   private readonly adoption: Adoption;
+  private readonly standbys: Standbys;
   private resolvedPolicy?: Policy;
   private closing?: Promise<void>;
 
@@ -128,8 +130,9 @@ export class Controller implements AsyncDisposable {
       persist: () => this.persist(),
       idsOf,
     };
-    this.supervisor = new Supervisor(cx, { start: (m) => this.launcher.start(m), teardown: (m) => this.launcher.teardown(m) });
-    this.launcher = new Launcher(cx, this.supervisor);
+    this.standbys = new Standbys(cx, new Set(opts.standby ?? []), (m, container, exited) => this.supervisor.watchExit(m, container, exited));
+    this.supervisor = new Supervisor(cx, { start: (m) => this.launcher.start(m), teardown: (m) => this.launcher.teardown(m) }, this.standbys);
+    this.launcher = new Launcher(cx, this.supervisor, this.standbys);
     this.adoption = new Adoption(cx, this.launcher, this.supervisor);
   }
 
@@ -198,8 +201,9 @@ export class Controller implements AsyncDisposable {
   async start(id: string): Promise<void> {
     const m = this.registry.get(id);
     await this.reconcile();
-    // A start by hand ends a crash loop: it begins with a clean count.
+    // A start by hand ends a crash loop: it begins with a clean count (its standby's too).
     if (m.state === 'failed' || m.state === 'exited') m.retries = 0;
+    this.standbys.reset(id);
     return serialize(m, () => this.launcher.start(m));
   }
 
@@ -209,7 +213,14 @@ export class Controller implements AsyncDisposable {
     return serialize(m, () => this.launcher.stop(m));
   }
 
+  /**
+   * Restart one plugin: switched to its standby when one is waiting (the container it
+   * replaces is stopped behind), otherwise stopped and started again.
+   */
   async restart(id: string): Promise<void> {
+    const m = this.registry.get(id);
+    const switched = await serialize(m, async () => m.state === 'ready' && this.standbys.ready(m) && this.supervisor.restartToStandby(m, this.opts.stopGraceMs ?? DEFAULTS.stopGraceMs));
+    if (switched) return;
     await this.stop(id);
     await this.start(id);
   }
@@ -404,7 +415,8 @@ export class Controller implements AsyncDisposable {
 
   private statusOf(m: Managed): PluginStatus {
     const id = m.loaded.manifest.id;
-    return statusOf(m, this.hub.stats(id), pluginUid(this.opts.home.instance, id));
+    const standby = this.standbys.status(id);
+    return { ...statusOf(m, this.hub.stats(id), pluginUid(this.opts.home.instance, id)), ...(standby ? { standby } : {}) };
   }
 
   /** Save what a restarted controller needs; called on every change of it. */

@@ -27,11 +27,28 @@ function auditRotationFromEnv(env: NodeJS.ProcessEnv = process.env): { maxBytes?
 }
 
 /**
- * The controller options the environment sets, as `logomesh up` reads them: the hub token,
- * the hub's limits (hubLimitsFromEnv) and the audit trail's rotation. Throws LM_USAGE
- * naming the variable.
+ * LOGOMESH_STANDBY: the plugins that keep a warm standby whatever their manifests say, as a
+ * comma-separated list of ids, or `*` for every one. Throws LM_USAGE for anything else.
  */
-export function controllerOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Pick<ControllerOptions, 'hubToken' | 'hubLimits' | 'auditRotation'> {
+export function standbyFromEnv(env: NodeJS.ProcessEnv = process.env): string[] | undefined {
+  const raw = env.LOGOMESH_STANDBY?.trim();
+  if (!raw) return undefined;
+  if (raw === '*') return ['*'];
+  const ids = raw.split(',').map((x) => x.trim());
+  const bad = ids.find((x) => !/^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/.test(x));
+  if (bad !== undefined) {
+    throw new LogoMeshError('LM_USAGE', `LOGOMESH_STANDBY must be * or a comma-separated list of plugin ids, found ${JSON.stringify(bad.slice(0, 64))}`, { field: 'LOGOMESH_STANDBY', expected: '* or plugin ids separated by commas', found: raw.slice(0, 200) });
+  }
+  return ids;
+}
+
+/**
+ * The controller options the environment sets, as `logomesh up` reads them: the hub token,
+ * the hub's limits (hubLimitsFromEnv), the audit trail's rotation and the operator's
+ * standbys. Throws LM_USAGE naming the variable.
+ */
+export function controllerOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Pick<ControllerOptions, 'hubToken' | 'hubLimits' | 'auditRotation' | 'standby'> {
   const hubToken = hubTokenFromEnv(env);
-  return { hubLimits: hubLimitsFromEnv(env), auditRotation: auditRotationFromEnv(env), ...(hubToken ? { hubToken } : {}) };
+  const standby = standbyFromEnv(env);
+  return { hubLimits: hubLimitsFromEnv(env), auditRotation: auditRotationFromEnv(env), ...(hubToken ? { hubToken } : {}), ...(standby ? { standby } : {}) };
 }

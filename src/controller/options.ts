@@ -41,6 +41,11 @@ export interface ControllerOptions {
    */
   readonly kernelLog?: boolean;
   /**
+   * Plugins that keep a warm standby whatever their manifest says (`*`: every plugin that
+   * can have one; see docs/manifest.md#standby). Default: LOGOMESH_STANDBY under `logomesh up`.
+   */
+  readonly standby?: readonly string[];
+  /**
    * Test hooks at fixed points of a start, so that a test makes its swaps there and not by
    * timing: right before the plugin's host paths are resolved, once they are held and
    * staged (right before the container is created), and once a compiled plugin's build

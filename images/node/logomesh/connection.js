@@ -199,16 +199,19 @@ function frame(s, msg) {
   }
 }
 
-/** Send a message that gets a response; resolve with its data, reject with its error. */
+/** Send a message that gets a response; resolve with its data, reject with its error (after waitMs; 0: no timeout). */
 export function exchange(s, msg, waitMs, timeoutText) {
   return new Promise((resolve, reject) => {
     const text = frame(s, msg);
     const ws = s.ws;
     if (!ws || ws.readyState !== WebSocket.OPEN) return reject(new LogoMeshError('LM_CONTROLLER_UNAVAILABLE', 'the connection to the hub is closed'));
-    const timer = setTimeout(() => {
-      s.pending.delete(msg.id);
-      reject(new LogoMeshError('LM_TIMEOUT', timeoutText()));
-    }, waitMs);
+    const timer =
+      waitMs > 0
+        ? setTimeout(() => {
+            s.pending.delete(msg.id);
+            reject(new LogoMeshError('LM_TIMEOUT', timeoutText()));
+          }, waitMs)
+        : undefined;
     s.pending.set(msg.id, { resolve, reject, timer });
     // A write error closes the socket, and closing rejects every pending exchange.
     send(ws, text);

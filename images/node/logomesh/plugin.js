@@ -31,6 +31,7 @@ export class Plugin {
    * @param {number} [options.graceMs] how long in-flight requests get on SIGTERM/SIGINT; default 5000
    * @param {number} [options.connectTimeoutMs] how long run() retries a missing socket; default 10000
    * @param {number} [options.reconnectMs] how long to try to reconnect after the connection is lost; default LOGOMESH_RECONNECT_MS, else 60000; 0 never
+   * @param {boolean} [options.standby] a warm standby: wait for the answer to the first hello without a timeout; default LOGOMESH_STANDBY=1
    * @param {false | ((level: string, message: string) => void)} [options.log] SDK diagnostics; default stderr
    */
   constructor(options = {}) {
@@ -151,7 +152,7 @@ export class Plugin {
         ws.close(1000);
       } else {
         attach(s, ws);
-        const hello = await exchange(s, helloMessage(s), CONTROL_TIMEOUT_MS, () => 'the hub did not answer hello');
+        const hello = await exchange(s, helloMessage(s), s.opts.standby ? 0 : CONTROL_TIMEOUT_MS, () => 'the hub did not answer hello');
         accepted(s, hello);
         if (s.state === 'connecting') {
           s.state = 'ready';

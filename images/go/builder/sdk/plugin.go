@@ -189,7 +189,7 @@ func (p *Plugin) RunContext(ctx context.Context) error {
 	}
 	l := p.attach(conn)
 
-	if err := p.hello(ctx, methods, p.connectTimeout); err != nil {
+	if err := p.hello(ctx, methods, firstHelloTimeout(p.connectTimeout)); err != nil {
 		p.close(l, websocket.CloseNormalClosure, "")
 		if ctx.Err() != nil {
 			return nil

@@ -3,7 +3,7 @@
 //! grace period, the connection closes with status 1000.
 
 use crate::connection::{reconnect, subscribe_all, say_hello, Connection};
-use crate::options::{CLOSE_TIMEOUT, HELLO_TIMEOUT};
+use crate::options::{first_hello_timeout, CLOSE_TIMEOUT};
 use crate::pool::lock;
 use crate::shared::Shared;
 use crate::Error;
@@ -40,7 +40,7 @@ impl Shared {
 /// Hello, subscriptions, then serve until stopped (reconnecting when the connection is
 /// lost), and close cleanly.
 pub(crate) fn serve(shared: &Arc<Shared>, names: &[String], path: &Path, conn: &mut Connection) -> Result<(), Error> {
-    if let Err(e) = say_hello(shared, names, HELLO_TIMEOUT) {
+    if let Err(e) = say_hello(shared, names, first_hello_timeout()) {
         close(shared, &conn.control);
         return Err(e);
     }
