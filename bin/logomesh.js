@@ -3,6 +3,7 @@
 // a few modules loaded on demand instead of about 150, which halves the start of a
 // command), or the compiled modules (dist/cli/) where there is no bundle.
 import { existsSync } from 'node:fs';
+import { URL } from 'node:url';
 
 const bundled = new URL('../dist/cli-bundle/entry.js', import.meta.url);
 await import(existsSync(bundled) ? bundled.href : '../dist/cli/entry.js');
