@@ -194,7 +194,12 @@ export class Controller implements AsyncDisposable {
   /** Start every loaded plugin, a dependency level at a time, each level in parallel. */
   async startAll(): Promise<void> {
     await this.reconcile();
-    await startInLevels(this.registry.levels(), (id) => this.start(id), () => this.registry.records().filter((m) => m.state === 'loaded').map((m) => m.loaded.manifest.id));
+    await startInLevels(
+      this.registry.levels(),
+      (id) => this.start(id),
+      () => this.registry.records().filter((m) => m.state === 'loaded').map((m) => m.loaded.manifest.id),
+      this.opts.startConcurrency ?? DEFAULTS.startConcurrency,
+    );
   }
 
   /** Start one plugin (its dependencies must be ready). Resolves when it said hello. */

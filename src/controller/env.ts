@@ -47,8 +47,15 @@ export function standbyFromEnv(env: NodeJS.ProcessEnv = process.env): string[] |
  * the hub's limits (hubLimitsFromEnv), the audit trail's rotation and the operator's
  * standbys. Throws LM_USAGE naming the variable.
  */
-export function controllerOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Pick<ControllerOptions, 'hubToken' | 'hubLimits' | 'auditRotation' | 'standby'> {
+export function controllerOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Pick<ControllerOptions, 'hubToken' | 'hubLimits' | 'auditRotation' | 'standby' | 'startConcurrency'> {
   const hubToken = hubTokenFromEnv(env);
   const standby = standbyFromEnv(env);
-  return { hubLimits: hubLimitsFromEnv(env), auditRotation: auditRotationFromEnv(env), ...(hubToken ? { hubToken } : {}), ...(standby ? { standby } : {}) };
+  const concurrency = env.LOGOMESH_START_CONCURRENCY;
+  return {
+    hubLimits: hubLimitsFromEnv(env),
+    auditRotation: auditRotationFromEnv(env),
+    ...(hubToken ? { hubToken } : {}),
+    ...(standby ? { standby } : {}),
+    ...(concurrency ? { startConcurrency: positiveInteger('LOGOMESH_START_CONCURRENCY', concurrency) } : {}),
+  };
 }

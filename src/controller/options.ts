@@ -11,6 +11,8 @@ export interface ControllerOptions {
   readonly docker?: Docker;
   /** How long a plugin has from container start to hello (default 15 s). */
   readonly startTimeoutMs?: number;
+  /** Plugins started at once by startAll, within a dependency level (default 16; LOGOMESH_START_CONCURRENCY). */
+  readonly startConcurrency?: number;
   /** How long a plugin has to exit after the shutdown message, then after SIGTERM (default 5 s each). */
   readonly stopGraceMs?: number;
   /** Hub options. */
@@ -61,6 +63,7 @@ export interface ControllerOptions {
 /** The defaults of ControllerOptions, in one place. */
 export const DEFAULTS = {
   startTimeoutMs: 15_000,
+  startConcurrency: 16,
   stopGraceMs: 5_000,
   engineCheckMs: 2_000,
 } as const;
