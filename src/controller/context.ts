@@ -8,6 +8,7 @@ import type { KernelWatch } from '../violations/kernel-watch.js';
 import type { EgressHandle } from './egress-handle.js';
 import type { EngineWatch } from './engine-watch.js';
 import type { Home } from './home.js';
+import type { Monitoring } from './monitoring.js';
 import type { ControllerOptions } from './options.js';
 import type { PluginRegistry } from './registry.js';
 
@@ -26,6 +27,8 @@ export interface ControllerContext {
   readonly registry: PluginRegistry;
   readonly egress: EgressHandle;
   readonly engine: EngineWatch;
+  /** The resource monitor, violations, metrics and the health check program. */
+  readonly monitoring: Monitoring;
   /** The kernel's records of plugin processes (absent: not followed). */
   readonly kernel: KernelWatch | undefined;
   /** The policy in force. */

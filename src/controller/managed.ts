@@ -1,4 +1,5 @@
 import type { LoadedManifest } from '../manifest/types.js';
+import type { LimitChange } from '../monitor/index.js';
 import type { PluginContainer } from '../sandbox/plugin-container.js';
 import type { SignedContent } from '../signing/signature.js';
 import { LogBuffer } from './log-buffer.js';
@@ -31,6 +32,8 @@ export interface Managed {
   op: Promise<unknown>;
   /** What its signature vouches for, as last verified (absent: unsigned). */
   signed?: SignedContent;
+  /** The operator's live limit changes (`logomesh limit`): kept for its later containers under this controller. */
+  liveLimits?: LimitChange;
 }
 
 export function managed(loaded: LoadedManifest, signed: SignedContent | undefined): Managed {

@@ -8,6 +8,7 @@ import { isNetworked } from '../sandbox/egress.js';
 import { PluginContainer } from '../sandbox/plugin-container.js';
 import { prepareSandbox } from '../sandbox/prepare.js';
 import type { ControllerContext } from './context.js';
+import { withLiveLimits } from './live-limits.js';
 import { giveSocketTo } from './plugin-socket.js';
 import type { Managed } from './managed.js';
 
@@ -163,9 +164,12 @@ export class Standbys {
   private async create(m: Managed, s: Standby): Promise<void> {
     const { cx } = this;
     const id = m.loaded.manifest.id;
+    const health = cx.monitoring.healthCheck(m);
     const sandbox = await prepareSandbox({
       docker: cx.docker,
-      loaded: m.loaded,
+      // The same sandbox as the plugin's next container: the operator's live limits, the health check.
+      loaded: withLiveLimits(m.loaded, m.liveLimits),
+      ...(health ? { healthCheck: health } : {}),
       instance: cx.home.instance,
       log: cx.log,
       policy: cx.policy(),

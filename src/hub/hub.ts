@@ -7,7 +7,7 @@ import type { Logger } from '../log.js';
 import type { AuditSink } from '../audit/audit-log.js';
 import { AuditThrottle } from '../audit/audit-throttle.js';
 import { decideSubscribe, mayReceive, type PluginPolicy, type TopicRevoked } from './acl.js';
-import { Calls, type CallTarget } from './calls.js';
+import { Calls, type CallObserver, type CallTarget } from './calls.js';
 import { authorize, compose, helloGate, HOLD_MS, rateLimit, senderCheck, type Handler, type Inbound, type IntakeContext } from './intake.js';
 import { LocalHost, type TopicHandler } from './local-host.js';
 import { WsPeer, type Peer, type PeerLimits } from './peer.js';
@@ -17,6 +17,7 @@ import { HostMethods, type HostMethod } from './host-methods.js';
 import { Transport } from './transport.js';
 
 export type { HostMethod } from './host-methods.js';
+export type { CallObserver } from './calls.js';
 
 export interface HubOptions {
   readonly log: Logger;
@@ -53,6 +54,10 @@ export interface HubOptions {
   readonly isMethodRevoked?: (pluginId: string, method: string) => boolean;
   /** Has the operator taken this declared topic pattern from the plugin? Asked on every publish, subscription and delivery (default: nothing is revoked). */
   readonly isTopicRevoked?: TopicRevoked;
+  /** Told of every plugin call answered or refused (metrics: caller, target, method, seconds, outcome). Default: none. */
+  readonly observeCall?: CallObserver;
+  /** Told of every message the intake steps accepted: its type and sender (metrics). Default: none. */
+  readonly observeMessage?: (type: string, from: string) => void;
 }
 
 interface PluginSlot {
@@ -79,6 +84,8 @@ export interface HubStats {
 
 /** What a violation was, so that different ones with one code are not counted together. */
 type ViolationKind = 'frame' | 'closed' | 'cut' | 'rate' | 'from' | 'timeout';
+
+const NOT_REVOKED = (): boolean => false;
 
 /** Misses of the hub's own pings after which a connection is dropped. */
 const MAX_MISSED_PINGS = 2;
@@ -137,7 +144,7 @@ export class Hub extends EventEmitter {
     });
     // Requests waiting on a plugin take at most half its queue, so that answers and requests
     // alone can never make the hub cut off a plugin that reads at its own pace.
-    this.calls = new Calls({ maxMessageBytes: this.maxBytes, maxWaiting: opts.maxWaitingPerPlugin ?? 1_024, maxWaitingBytes: Math.floor(common.maxQueuedBytes / 2), nextId, blame: (id, code, reason) => this.violationOf(id, code, reason, 'timeout') });
+    this.calls = new Calls({ maxMessageBytes: this.maxBytes, maxWaiting: opts.maxWaitingPerPlugin ?? 1_024, maxWaitingBytes: Math.floor(common.maxQueuedBytes / 2), nextId, blame: (id, code, reason) => this.violationOf(id, code, reason, 'timeout'), ...(opts.observeCall ? { observe: opts.observeCall } : {}) });
     this.pubsub = new PubSub({
       maxMessageBytes: this.maxBytes,
       nextId,
@@ -277,6 +284,16 @@ export class Hub extends EventEmitter {
     this.local.emitEvent(topic, data, to);
   }
 
+  /**
+   * An event of the controller's own (such as a resource violation), from the host: to every
+   * subscriber allowed to hear it, and to the host application in this process too, whose
+   * own emitEvent does not come back to it.
+   */
+  announce(topic: string, data: unknown): void {
+    this.local.emitEvent(topic, data);
+    this.local.deliver({ type: 'event', id: this.nextId(), from: HOST, topic, data, timestamp: Date.now() });
+  }
+
   broadcast(topic: string | undefined, data: unknown): void {
     this.local.broadcast(topic, data);
   }
@@ -407,6 +424,7 @@ export class Hub extends EventEmitter {
 
   private route(f: Inbound): void {
     const { peer, msg } = f;
+    this.opts.observeMessage?.(msg.type, peer.id);
     switch (msg.type) {
       case 'request': {
         const resource = msg.to[0] === HOST ? msg.method : `${msg.to[0]}.${msg.method}`;
@@ -455,7 +473,11 @@ export class Hub extends EventEmitter {
     if (topics.length > peer.limits.maxSubscriptions) {
       return this.replyError(peer, msg.id, 'LM_HUB_LIMIT', `hello asks for ${topics.length} subscriptions; the hub keeps at most ${peer.limits.maxSubscriptions} for one connection`);
     }
-    const refused = topics.map((t) => decideSubscribe(slot.policy, t, this.topicRevoked)).filter((d) => !d.allowed);
+    // Only what the manifest does not declare refuses hello. A topic the operator revoked is
+    // subscribed all the same: every delivery is checked against the revocations, so it
+    // hears nothing while revoked and hears again once granted, and the plugin is not stopped
+    // for what the operator chose.
+    const refused = topics.map((t) => decideSubscribe(slot.policy, t, NOT_REVOKED)).filter((d) => !d.allowed);
     if (refused.length) {
       const reasons = refused.map((d) => (d.allowed ? '' : d.reason)).join('; ');
       this.audit({ who: slot.policy.id, action: 'hello', resource: topics.join(',').slice(0, 200), result: 'denied', code: 'LM_PERMISSION_DENIED', reason: reasons.slice(0, 256) });
@@ -500,6 +522,7 @@ export class Hub extends EventEmitter {
 
   private refuse(f: Inbound, action: string, resource: string, code: ErrorCode, reason: string): void {
     this.throttle.record({ who: f.peer.id, action, resource, result: 'denied', code, reason });
+    if (f.msg.type === 'request') this.opts.observeCall?.(f.peer.id, f.msg.to[0] ?? '', f.msg.method, 0, code);
     this.replyError(f.peer, f.msg.id, code, reason);
   }
 

@@ -50,5 +50,10 @@ export const NOTES: readonly string[] = [
   "  nested 5,000 deep; calls with 50 KB answers it never reads; 1 KB broadcasts) while the",
   "  controller's own host client makes sequential calls; the baseline is the same calls in the",
   '  seconds just before. RSS is the whole benchmark process (controller included).',
+  '- Resource monitor: detection latency runs from CLOCK_MONOTONIC written by a driver in the',
+  '  container just before the event (the allocation the OOM killer stops, the fork the pids',
+  "  limit refuses, the allocation that crosses the threshold) to the monitor's violation callback",
+  "  in this process (the same clock); the controller's routing to the audit trail, the log and",
+  '  the hub event at the host follows in the same tick.',
   '',
 ];

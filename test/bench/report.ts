@@ -13,6 +13,7 @@ export const SECTIONS: readonly [string, string][] = [
   ['cli', 'Commands as users run them'],
   ['scale', 'Scale on one host'],
   ['soak', 'Under attack: a hostile host client floods the hub'],
+  ['Resource monitor', 'Resource monitor (docs/monitoring.md#measured)'],
 ];
 
 /** What the figures of one run are: for comparing runs (docs/benchmarks.json). */
@@ -43,7 +44,9 @@ function table(rows: readonly Row[]): string[] {
     ...rows.map((r) => {
       const d = r.unit === 'MiB' || r.unit === 's' || r.unit === '% of a core' ? 1 : 0;
       const ratio = Number.isFinite(r.baselineValue) && r.baselineValue !== 0 ? fmt(r.value / r.baselineValue, 2) : 'n/a';
-      return `| ${r.name} | ${fmt(r.value, d)} ${r.unit} | ${r.baseline} | ${fmt(r.baselineValue, d)} ${r.unit} | ${ratio} |${withTargets ? ` ${verdict(r)} |` : ''}`;
+      // The resource monitor's rows say their figure as text (p50 / p99, or a sum and its parts).
+      const shown = r.section === 'Resource monitor' && r.subject ? r.subject : `${fmt(r.value, d)} ${r.unit}`;
+      return `| ${r.name} | ${shown} | ${r.baseline} | ${fmt(r.baselineValue, d)} ${r.unit} | ${ratio} |${withTargets ? ` ${verdict(r)} |` : ''}`;
     }),
     '',
   ];

@@ -6,7 +6,7 @@
  *
  *   BENCH_ROUNDS   rounds per measurement (default 10)
  *   BENCH_ONLY     a comma list of sections to run (latency,throughput,start,memory come
- *                  together as `controller`; standby, cli, run, soak, scale); default all
+ *                  together as `controller`; standby, cli, run, soak, scale, monitor); default all
  *   BENCH_SCALE    plugins in the scale rows (default 200; 0 leaves them out)
  */
 import { spawnSync } from 'node:child_process';
@@ -26,6 +26,7 @@ import { python } from '../../src/runtimes/python.js';
 import { runPlugin } from '../../src/sandbox/run-plugin.js';
 import { cliBench } from './cli.js';
 import { controllerBench } from './controller.js';
+import { monitorBench } from './monitor.js';
 import { NOTES, WHY } from './notes.js';
 import { rawEcho } from './raw-echo.js';
 import { docsFile, writeJson, writeMarkdown } from './report.js';
@@ -37,7 +38,7 @@ import { pct, timedMs, type Row } from './stats.js';
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const HELLO = path.join(REPO, 'test', 'fixtures', 'plugins', 'hello-python');
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 10);
-const ONLY = new Set((process.env.BENCH_ONLY ?? 'controller,standby,cli,run,soak,scale').split(',').map((s) => s.trim()));
+const ONLY = new Set((process.env.BENCH_ONLY ?? 'controller,standby,cli,run,soak,scale,monitor').split(',').map((s) => s.trim()));
 const instance = `bench-${process.pid}`;
 
 function timedSync(fn: () => void): number {
@@ -135,6 +136,11 @@ async function main(): Promise<void> {
   if (ONLY.has('soak')) rows.push(...(await soakBench(docker, log, instance)));
   if (ONLY.has('scale') && Number(process.env.BENCH_SCALE ?? 200) > 0) rows.push(...(await scaleBench(docker, log, instance)));
   await removeByLabel(docker, instance);
+  // The resource monitor needs root (cgroup notifications, other users' /proc): skipped otherwise.
+  if (ONLY.has('monitor')) {
+    if (process.getuid?.() === 0) rows.push(...(await monitorBench(docker)));
+    else process.stderr.write('resource monitor benchmark skipped: it needs root\n');
+  }
 
   const version = await docker.version();
   const report = {
