@@ -27,7 +27,7 @@ import { runPlugin } from '../../src/sandbox/run-plugin.js';
 import { cliBench } from './cli.js';
 import { controllerBench } from './controller.js';
 import { monitorBench } from './monitor.js';
-import { NOTES, WHY } from './notes.js';
+import { NOTES, WHY } from './report-text.js';
 import { rawEcho } from './raw-echo.js';
 import { docsFile, writeJson, writeMarkdown } from './report.js';
 import { scaleBench } from './scale.js';
