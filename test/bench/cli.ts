@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Controller } from '../../src/controller/controller.js';
@@ -10,12 +10,26 @@ const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '.
 /** The installed command: what `logomesh` on PATH runs (npm links it to this file). */
 const BIN = path.join(REPO, 'bin', 'logomesh.js');
 
-function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv): number {
-  const t = process.hrtime.bigint();
-  const r = spawnSync(cmd, args, { env, encoding: 'utf8' });
-  const ms = Number(process.hrtime.bigint() - t) / 1e6;
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
-  return ms;
+/**
+ * Run a command to its end and time it. Asynchronously: the controller the command talks to
+ * lives in this process, and a synchronous spawn would block the event loop that answers it.
+ */
+function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const t = process.hrtime.bigint();
+    const child = spawn(cmd, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (b: Buffer) => (stderr = (stderr + b.toString()).slice(-2000)));
+    // A bound on a command that hangs: the benchmark fails instead of waiting for ever.
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      const ms = Number(process.hrtime.bigint() - t) / 1e6;
+      if (code !== 0) reject(new Error(`${cmd} ${args.join(' ')} failed (${code}): ${stderr}`));
+      else resolve(ms);
+    });
+  });
 }
 
 /**
@@ -31,9 +45,9 @@ export async function cliBench(host: Controller, log: Logger, plugin: string, me
     const call: number[] = [];
     const bare: number[] = [];
     for (let i = 0; i < Math.max(rounds, 5); i++) {
-      ps.push(timed(process.execPath, [BIN, 'ps'], env));
-      call.push(timed(process.execPath, [BIN, 'call', `${plugin}.${method}`, '{"text":"hello world"}'], env));
-      bare.push(timed(process.execPath, ['-e', '0'], env));
+      ps.push(await timed(process.execPath, [BIN, 'ps'], env));
+      call.push(await timed(process.execPath, [BIN, 'call', `${plugin}.${method}`, '{"text":"hello world"}'], env));
+      bare.push(await timed(process.execPath, ['-e', '0'], env));
     }
     const target = '<= 150 ms';
     return [
