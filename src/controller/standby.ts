@@ -182,7 +182,7 @@ export class Standbys {
     if (!sandbox) throw new LogoMeshError('LM_INTERRUPTED', `the standby of ${id} was not prepared`, { plugin: id });
     try {
       if (s.done) return;
-      // Its SDK waits for the answer to its hello without a timeout (docs/protocol.md#standby).
+      // Its SDK waits for the answer to its hello without a timeout (docs/protocol.md#hello).
       sandbox.spec.Env = [...(sandbox.spec.Env ?? []), 'LOGOMESH_STANDBY=1'];
       const socket = path.join(s.socketDir, HUB_SOCKET_NAME);
       await cx.hub.attachStandby(id, socket);
