@@ -118,6 +118,8 @@ export class Controller implements AsyncDisposable {
       ...(opts.pingIntervalMs ? { pingIntervalMs: opts.pingIntervalMs } : {}),
       ...(opts.rateLimit ? { rateLimit: opts.rateLimit } : {}),
     });
+    // Each plugin starting waits on 'ready' (readiness.ts): as many listeners as starts at once.
+    this.hub.setMaxListeners(0);
     this.egress = new EgressHandle({
       docker,
       home,
