@@ -141,11 +141,11 @@ export async function controllerBench(host: Controller, docker: Docker, rounds: 
         target: runtime === 'node' ? `<= ${limit} MiB and <= 1.6x the bare idle node` : `<= ${limit} MiB`,
         met: value <= limit && (runtime !== 'node' || value <= 1.6 * baselineValue),
       });
-      // For the record: the same with the file pages mapped into its processes, as RSS counts them (shared with every container of the image).
+      // For the record: the same with the file pages of the image charged to its cgroup (mapped_file; shared with every container of the image).
       rows.push({
         id: `memory.${id}.with-file-pages`,
         section: 'memory',
-        name: `idle ${id} (${runtime}), with mapped file pages`,
+        name: `idle ${id} (${runtime}), with the mapped file pages charged to its cgroup`,
         subject: 'the above + mapped_file of the cgroup',
         baseline: `bare idle ${cmd[0]}, the same way`,
         value: (subject + subjectFile) / 2 ** 20,

@@ -6,16 +6,19 @@
 
 export const WHY: Readonly<Record<string, string>> = {
   throughput:
-    'a call through the hub is four WebSocket hops through three processes, the echo two hops through two; on two cores the ceiling is about 0.5x even if the hub, the SDKs and the plugins cost nothing but their frames (docs/performance.md#the-hub)',
+    "the hub is not what bounds it: profiled during this row its process was idle 78% of the time (about 25 us of CPU a call). A call through the hub is four WebSocket hops through three Node.js processes that parse and write JSON, the echo two hops through two that parse nothing, all on two shared cores (docs/performance.md#the-hub)",
   latency:
-    'a call from a plugin wakes three processes in turn (caller, hub, target) where a host call wakes one; on a shared two-core machine each wake-up can wait behind other work (docs/performance.md#the-hub)',
+    'a call from a plugin wakes three processes in turn (caller, hub, target) where a host call wakes one; on a shared two-core machine each wake-up can wait behind other work, which the p99 shows (docs/performance.md#the-hub)',
   'start.thoughts':
     'its CPU quota of 25%: the container start (runc, docker-init: about 26 ms of CPU) and Node.js with the SDK (about 45 ms) need three 25 ms periods of its quota; echo-node, at 100%, shows the start without it (docs/performance.md#nodejs-plugins)',
+  'start.echo-node': 'the load of this shared machine during the run: the same row was 0.95x (257 vs 269 ms) in a quieter run of the same code (docs/performance.md#nodejs-plugins)',
   memory: 'see docs/performance.md#nodejs-plugins',
-  standby: 'see docs/performance.md#warm-standby',
-  'run.command': "Node.js's own start and the CLI's modules beside the docker CLI's (docs/performance.md#the-cli)",
+  standby:
+    'the controller learns of a crash from the engine (its wait on the container, then an inspect for the OOM flag) and must know what the exit was before it switches (a seccomp kill is quarantined, a clean exit may end the plugin): on this loaded machine the engine took most of the time; a restart by hand needs no such report (docs/performance.md#warm-standby)',
+  'run.command': "Node.js's own start and the CLI's modules beside the docker CLI's; `runPlugin()` in process is within 1.1x of the bare dockerode sequence (docs/performance.md#the-cli)",
   cli: "Node.js's own start on a loaded machine (the node -e 0 beside it)",
   scale: 'see docs/performance.md#scale',
+  'Resource monitor': "issue 16's targets, measured here as on main (docs/monitoring.md#measured)",
 };
 
 export const NOTES: readonly string[] = [

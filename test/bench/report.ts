@@ -58,6 +58,7 @@ export function writeJson(file: string, report: Report): void {
     id: idOf(r),
     section: r.section,
     name: r.name,
+    ...(r.subject ? { subject: r.subject } : {}),
     value: Number(r.value.toFixed(3)),
     unit: r.unit,
     baseline: r.baseline,

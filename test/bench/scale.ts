@@ -6,6 +6,7 @@
  *   BENCH_SCALE          plugins (default 200): half Python, half Node.js, and the Go and
  *                        Rust examples (tokenizer, hasher)
  *   BENCH_SCALE_SECONDS  how long the idle CPU and the spread calls are measured (default 20)
+ *   BENCH_SCALE_MONITOR  0: without the resource monitor and the Docker health check
  *
  * Alone: `node --import tsx test/bench/scale.ts` (as root, with the engine and the images).
  */
@@ -93,7 +94,15 @@ export async function scaleBench(docker: Docker, log: Logger, instance: string, 
   const home = resolveHome({ LOGOMESH_HOME: path.join(os.tmpdir(), `lm-bench-scale-home-${process.pid}`), LOGOMESH_INSTANCE: `${instance}-scale` });
   const plugins = scalePlugins(root, n);
   const rows: Row[] = [];
-  const host = await Controller.create({ log, home, docker, startTimeoutMs: 60_000, ...(process.env.BENCH_SCALE_CONCURRENCY ? { startConcurrency: Number(process.env.BENCH_SCALE_CONCURRENCY) } : {}) });
+  const host = await Controller.create({
+    log,
+    home,
+    docker,
+    startTimeoutMs: 60_000,
+    ...(process.env.BENCH_SCALE_CONCURRENCY ? { startConcurrency: Number(process.env.BENCH_SCALE_CONCURRENCY) } : {}),
+    // BENCH_SCALE_MONITOR=0: without the resource monitor and the Docker health check, to see what they cost.
+    ...(process.env.BENCH_SCALE_MONITOR === '0' ? { monitoring: { enabled: false, healthCheckMs: false } } : {}),
+  });
   try {
     host.loadDirectory(root);
     const freeBefore = os.freemem();
