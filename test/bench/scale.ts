@@ -89,6 +89,20 @@ async function spreadCalls(host: Controller, plugins: { id: string; method: stri
   return { us, failed };
 }
 
+/** The CPU quota periods in which the plugins' containers were throttled, summed (cgroup v1 cpu.stat, cgroupfs driver). */
+function throttled(host: Controller, plugins: { id: string }[]): number {
+  let sum = 0;
+  for (const p of plugins) {
+    const id = host.status(p.id).containerId;
+    try {
+      sum += Number(/^nr_throttled (\d+)$/m.exec(readFileSync(`/sys/fs/cgroup/cpu/docker/${id}/cpu.stat`, 'utf8'))?.[1] ?? 0);
+    } catch {
+      // Another cgroup layout: not counted.
+    }
+  }
+  return sum;
+}
+
 export async function scaleBench(docker: Docker, log: Logger, instance: string, n = N): Promise<Row[]> {
   const root = mkdtempSync(path.join(os.tmpdir(), 'lm-bench-scale-'));
   const home = resolveHome({ LOGOMESH_HOME: path.join(os.tmpdir(), `lm-bench-scale-home-${process.pid}`), LOGOMESH_INSTANCE: `${instance}-scale` });
@@ -120,7 +134,12 @@ export async function scaleBench(docker: Docker, log: Logger, instance: string, 
     const idle = await cpuPercent(() => new Promise((r) => setTimeout(r, SECONDS * 1000)));
     const rss = process.memoryUsage().rss;
     const hostMiB = (freeBefore - os.freemem()) / 2 ** 20;
+    // A warm-up, as for every latency row: each plugin's first calls run before its JIT settles.
+    for (let round = 0; round < 20; round++) await Promise.all(plugins.map((p) => host.call(p.id, p.method, { text: 'hello world' }, 30_000).catch(() => undefined)));
+    const throttledBefore = throttled(host, plugins);
     const { us, failed } = await spreadCalls(host, plugins, Math.min(SECONDS, 10));
+    const throttledAfter = throttled(host, plugins);
+    process.stderr.write(`scale: CPU quota periods throttled across the plugins during the spread calls: ${throttledAfter - throttledBefore}\n`);
     const p50 = pct(us, 50);
     const p99 = pct(us, 99);
     process.stderr.write(`scale: idle controller ${fmt(idle, 2)}% of a core, RSS ${fmt(rss / 2 ** 20, 0)} MiB; spread calls p50 ${fmt(p50)} us p99 ${fmt(p99)} us, ${failed} failed\n`);
