@@ -9,6 +9,9 @@ commands:
   run <plugin-dir>... [--policy file]    run plugins to completion in their sandboxes
   up [dir] [-d] [--policy file]          start a controller for the plugin folders in dir
                                          (default manifests/); -d runs it in the background
+  up [dir] --backend kubernetes [--namespace n] [--registry r] [--arch a] [--pod-cidr c]
+                                         the same, with the plugins on the cluster of the
+                                         kubeconfig (docs/kubernetes.md#the-kubernetes-backend)
   ps [--json]                            the plugins of the running controller
   call <plugin>.<method> [json-args] [--timeout ms]
                                          call a plugin method; prints the JSON result
@@ -71,11 +74,28 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
         return await runCommand(positionals, io, createLogger(), values.policy);
       }
       case 'up': {
-        const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { detach: { type: 'boolean', short: 'd', default: false }, policy: { type: 'string' } } });
+        const { values, positionals } = parseArgs({
+          args: rest,
+          allowPositionals: true,
+          options: {
+            detach: { type: 'boolean', short: 'd', default: false },
+            policy: { type: 'string' },
+            backend: { type: 'string', default: 'docker' },
+            namespace: { type: 'string' },
+            registry: { type: 'string' },
+            arch: { type: 'string' },
+            'pod-cidr': { type: 'string' },
+          },
+        });
         if (positionals.length > 1) throw usage('up takes one folder of plugin folders');
+        if (values.backend !== 'docker' && values.backend !== 'kubernetes') throw usage(`--backend must be docker or kubernetes, found '${values.backend}'`);
+        const kubeOnly = (['namespace', 'registry', 'arch', 'pod-cidr'] as const).filter((o) => values[o] !== undefined);
+        if (values.backend === 'docker' && kubeOnly.length) throw usage(`--${kubeOnly[0]} is an option of --backend kubernetes`);
         const [{ upCommand }, { applyPolicyOption, createLogger }] = await Promise.all([import('./up.js'), import('../index.js')]);
         applyPolicyOption(values.policy); // checked now; the controller reads LOGOMESH_POLICY
-        return await upCommand({ dir: positionals[0] ?? 'manifests', detach: values.detach === true }, io, createLogger());
+        const kube = { namespace: values.namespace, registry: values.registry, arch: values.arch, podCidr: values['pod-cidr'] };
+        const kubernetes = Object.fromEntries(Object.entries(kube).filter(([, v]) => v !== undefined)) as Record<string, string>;
+        return await upCommand({ dir: positionals[0] ?? 'manifests', detach: values.detach === true, ...(values.backend === 'kubernetes' ? { kubernetes } : {}) }, io, createLogger());
       }
       case 'ps': {
         const { values } = parseArgs({ args: rest, options: { json: { type: 'boolean', default: false } } });

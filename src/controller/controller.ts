@@ -1,8 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { AuditLog } from '../audit/audit-log.js';
-import { removeByLabel } from '../engine/cleanup.js';
-import { connectEngine, errorText, type Docker } from '../engine/docker.js';
+import { errorText } from '../engine/docker.js';
 import { LogoMeshError } from '../errors.js';
 import { Grants } from '../grants/grants.js';
 import type { PathGrant } from '../grants/path-grants.js';
@@ -13,14 +12,13 @@ import type { ChangedLimit, LimitChange, MonitorMetrics, ResourceUsage, StatsRow
 import { resolvePolicy, type Policy } from '../policy/policy.js';
 import { pluginGid, pluginUid } from '../runtimes/runtime.js';
 import type { KernelWatch } from '../violations/kernel-watch.js';
-import { Adoption } from './adoption.js';
+import { dockerParts, type Backend, type Lifecycle, type Reconciler } from './backend.js';
 import { decideCapability, type CapabilityDecision } from './capabilities.js';
 import type { ControllerContext } from './context.js';
-import { EgressHandle } from './egress-handle.js';
+import { DockerBackend } from './docker-backend.js';
 import { EngineWatch } from './engine-watch.js';
 import type { Home } from './home.js';
 import { watchKernel } from './kernel-events.js';
-import { Launcher } from './launcher.js';
 import { Monitoring } from './monitoring.js';
 import { isUp, serialize, type Managed } from './managed.js';
 import { DEFAULTS, type ControllerOptions } from './options.js';
@@ -55,19 +53,20 @@ export class Controller implements AsyncDisposable {
   private readonly registry: PluginRegistry;
   private readonly saved: SavedState;
   private readonly engine: EngineWatch;
-  private readonly egress: EgressHandle;
   private readonly kernel?: KernelWatch;
-  private readonly launcher: Launcher;
+  private readonly launcher: Lifecycle;
   private readonly supervisor: Supervisor;
-  private readonly adoption: Adoption;
-  private readonly standbys: Standbys;
+  private readonly adoption: Reconciler;
+  /** Warm standbys (standby.ts): on the Docker backend only. */
+  private readonly standbys?: Standbys;
   /** The resource monitor, its violations, the metrics and the health check program. */
   private readonly monitoring: Monitoring;
   private resolvedPolicy?: Policy;
   private closing?: Promise<void>;
 
   private constructor(
-    private readonly docker: Docker,
+    /** Where plugins run: this host's Docker engine, or a Kubernetes cluster. */
+    readonly backend: Backend,
     private readonly opts: ControllerOptions,
   ) {
     const { home } = opts;
@@ -94,15 +93,19 @@ export class Controller implements AsyncDisposable {
         this.revokePath(id, name, 'expiry').catch((err: unknown) => this.log.warn({ plugin: id, err: errorText(err) }, 'revoking an expired path grant failed'));
       },
     });
+    // The resource monitor reads this host's cgroups: it watches plugins on the Docker backend only.
+    const onDocker = backend.name === 'docker';
     this.monitoring = new Monitoring({
-      docker,
+      get docker() {
+        return dockerParts(backend).docker;
+      },
       log: this.log,
       audit: this.audit.record,
       emit: (topic, data) => this.hub.announce(topic, data),
       policy: () => this.policy,
       records: () => this.registry.records(),
-      connections: (id) => this.egress.connections(id),
-      options: opts.monitoring ?? {},
+      connections: (id) => (onDocker ? dockerParts(backend).egress.connections(id) : undefined),
+      options: onDocker ? (opts.monitoring ?? {}) : { enabled: false, healthCheckMs: false },
       startTimeoutMs: opts.startTimeoutMs ?? DEFAULTS.startTimeoutMs,
     });
     this.hub = new Hub({
@@ -120,20 +123,19 @@ export class Controller implements AsyncDisposable {
     });
     // Each plugin starting waits on 'ready' (readiness.ts): as many listeners as starts at once.
     this.hub.setMaxListeners(0);
-    this.egress = new EgressHandle({
-      docker,
-      home,
-      log: this.log,
-      audit: this.audit.record,
-      ...(opts.egressNetworks ? { networks: opts.egressNetworks } : {}),
-      onProxyGone: (id) => void this.ifLoaded(id, (m) => this.supervisor.proxyGone(m)),
-    });
-    this.engine = new EngineWatch(docker, this.log, opts.engineCheckMs ?? DEFAULTS.engineCheckMs, () => this.egress.engineBack());
-    if (opts.kernelLog !== false) {
+    this.engine = new EngineWatch(backend, this.log, opts.engineCheckMs ?? DEFAULTS.engineCheckMs, () => backend.answersAgain());
+    // The kernel log is this host's: it tells of plugins only when they run here.
+    if (opts.kernelLog !== false && backend.name === 'docker') {
       this.kernel = watchKernel({ log: this.log, audit: this.audit.record, instance: home.instance, pluginIds: () => this.registry.ids(), onKill: (id, kill) => void this.ifLoaded(id, (m) => this.supervisor.seccompKilled(m, kill)) });
     }
     const cx: ControllerContext = {
-      docker,
+      // The Docker backend's own parts, for its launcher and adoption (LM_INTERNAL on another backend).
+      get docker() {
+        return dockerParts(backend).docker;
+      },
+      get egress() {
+        return dockerParts(backend).egress;
+      },
       log: this.log,
       opts,
       home,
@@ -141,7 +143,6 @@ export class Controller implements AsyncDisposable {
       audit: this.audit,
       grants: this.grants,
       registry: this.registry,
-      egress: this.egress,
       engine: this.engine,
       kernel: this.kernel,
       monitoring: this.monitoring,
@@ -150,16 +151,20 @@ export class Controller implements AsyncDisposable {
       persist: () => this.persist(),
       idsOf,
     };
-    this.standbys = new Standbys(cx, new Set(opts.standby ?? []), (m, container, exited) => this.supervisor.watchExit(m, container, exited));
+    // A warm standby is a second container of the plugin on this host: the Docker backend's.
+    if (backend.name === 'docker') this.standbys = new Standbys(cx, new Set(opts.standby ?? []), (m, container, exited) => this.supervisor.watchExit(m, container, exited));
     this.supervisor = new Supervisor(cx, { start: (m) => this.launcher.start(m), teardown: (m) => this.launcher.teardown(m) }, this.standbys);
-    this.launcher = new Launcher(cx, this.supervisor, this.standbys);
-    this.adoption = new Adoption(cx, this.launcher, this.supervisor);
+    const parts = backend.parts(cx, this.supervisor);
+    this.launcher = parts.lifecycle;
+    this.adoption = parts.reconciler;
   }
 
-  /** Connect to the engine (opts.docker, else DOCKER_HOST or the local socket) and make a controller. Throws LM_ENGINE_UNAVAILABLE. */
+  /**
+   * Connect to the backend and make a controller: `opts.backend`, else the Docker engine
+   * (opts.docker, else DOCKER_HOST or the local socket). Throws LM_ENGINE_UNAVAILABLE.
+   */
   static async create(opts: ControllerOptions): Promise<Controller> {
-    const docker = await connectEngine(opts.docker);
-    return new Controller(docker, opts);
+    return new Controller(opts.backend ?? (await DockerBackend.connect(opts.docker)), opts);
   }
 
   get home(): Home {
@@ -207,6 +212,7 @@ export class Controller implements AsyncDisposable {
     }
     await this.stop(id);
     this.registry.remove(id);
+    await this.backend.unloaded(id);
   }
 
   // --- lifecycle ----------------------------------------------------------------------------
@@ -228,7 +234,7 @@ export class Controller implements AsyncDisposable {
     await this.reconcile();
     // A start by hand ends a crash loop: it begins with a clean count (its standby's too).
     if (m.state === 'failed' || m.state === 'exited') m.retries = 0;
-    this.standbys.reset(id);
+    this.standbys?.reset(id);
     return serialize(m, () => this.launcher.start(m));
   }
 
@@ -244,7 +250,7 @@ export class Controller implements AsyncDisposable {
    */
   async restart(id: string): Promise<void> {
     const m = this.registry.get(id);
-    const switched = await serialize(m, async () => m.state === 'ready' && this.standbys.ready(m) && this.supervisor.restartToStandby(m, this.opts.stopGraceMs ?? DEFAULTS.stopGraceMs));
+    const switched = await serialize(m, async () => m.state === 'ready' && !!this.standbys?.ready(m) && this.supervisor.restartToStandby(m, this.opts.stopGraceMs ?? DEFAULTS.stopGraceMs));
     if (switched) return;
     await this.stop(id);
     await this.start(id);
@@ -301,7 +307,7 @@ export class Controller implements AsyncDisposable {
    */
   async revokeHost(pluginId: string, spelled: string): Promise<boolean> {
     const host = this.grants.revokeHost(pluginId, spelled);
-    return this.egress.revokeHost(pluginId, host);
+    return this.backend.revokeHost(pluginId, host);
   }
 
   /**
@@ -450,14 +456,33 @@ export class Controller implements AsyncDisposable {
       for (const level of this.registry.stopLevels()) await Promise.allSettled(level.map((id) => this.stop(id)));
       await this.monitoring.close();
       await this.hub.close();
-      await this.egress.close();
+      await this.backend.close();
       rmSync(this.opts.home.socketsDir, { recursive: true, force: true });
       // A clean stop leaves nothing to adopt; the operator's revocations and grants stay.
       this.saved.keepPermissionsOnly(this.registry.records(), (id) => this.grants.saved(id));
       this.grants.close();
       await this.audit.close();
       // Whatever a failed stop left behind still carries this controller's label.
-      await removeByLabel(this.docker, this.opts.home.instance).catch(() => undefined);
+      await this.backend.removeAll();
+    })();
+    return this.closing;
+  }
+
+  /**
+   * Stop serving without stopping the plugins: for a controller that is being moved (its
+   * Pod rescheduled or drained; Kubernetes sends SIGTERM first). The plugins keep running and
+   * their SDKs reconnect for 60 s; the next controller of the installation adopts them.
+   * state.json, the audit trail and the hub keys stay for it. `close` after this does nothing.
+   */
+  leave(): Promise<void> {
+    this.closing ??= (async () => {
+      this.engine.close();
+      this.kernel?.close();
+      for (const m of this.registry.records()) this.supervisor.stopTimers(m);
+      await this.hub.close();
+      await this.backend.close();
+      this.grants.close();
+      await this.audit.close();
     })();
     return this.closing;
   }
@@ -470,7 +495,7 @@ export class Controller implements AsyncDisposable {
 
   private statusOf(m: Managed): PluginStatus {
     const id = m.loaded.manifest.id;
-    const standby = this.standbys.status(id);
+    const standby = this.standbys?.status(id);
     return { ...statusOf(m, this.hub.stats(id), pluginUid(this.opts.home.instance, id)), ...(standby ? { standby } : {}) };
   }
 

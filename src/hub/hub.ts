@@ -14,9 +14,11 @@ import { WsPeer, type Peer, type PeerLimits } from './peer.js';
 import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_MAX_MESSAGE_BYTES, HOST, MAX_MAX_MESSAGE_BYTES, parseFrame, PROTOCOL_VERSION, type ClientMessage, type Hello } from './protocol.js';
 import { PubSub } from './pubsub.js';
 import { HostMethods, type HostMethod } from './host-methods.js';
+import { PluginAuthenticator, type PluginCredential } from './plugin-auth.js';
 import { Transport } from './transport.js';
 
 export type { HostMethod } from './host-methods.js';
+export type { PluginCredential } from './plugin-auth.js';
 export type { CallObserver } from './calls.js';
 
 export interface HubOptions {
@@ -62,7 +64,9 @@ export interface HubOptions {
 
 interface PluginSlot {
   readonly policy: PluginPolicy;
-  readonly socketPath: string;
+  /** Its own Unix socket (one host), or absent: it connects over TCP with `credential` (across nodes). */
+  readonly socketPath?: string;
+  readonly credential?: PluginCredential;
   server?: Server;
   peer?: WsPeer;
   /** The router's view of the connected plugin (the calls waiting on it). */
@@ -91,8 +95,9 @@ const NOT_REVOKED = (): boolean => false;
 const MAX_MISSED_PINGS = 2;
 
 /**
- * The controller's message hub. Each plugin gets its own Unix socket, so the hub knows who
- * is speaking from the connection: `from` is always set here, never taken from a message.
+ * The controller's message hub. Each plugin gets its own Unix socket, or on Kubernetes
+ * proves its id with its own key at the TCP plugin port (`listenPlugins`), so the hub knows
+ * who is speaking from the connection: `from` is always set here, never taken from a message.
  * Host clients connect over TCP with a token. A frame flows one way: transport, decode
  * (bounded in size and depth), the intake steps (intake.ts), then calls or pub/sub. No
  * exception on that path reaches the process: at worst it costs the sender its connection.
@@ -109,6 +114,7 @@ export class Hub extends EventEmitter {
   private readonly hostPeers = new Set<WsPeer>();
   private readonly local: LocalHost;
   private readonly transport: Transport;
+  private readonly authenticator = new PluginAuthenticator((id) => this.plugins.get(id)?.credential);
   private readonly throttle: AuditThrottle;
   private readonly audit: AuditSink;
   private readonly hostMethods = new HostMethods();
@@ -173,11 +179,38 @@ export class Hub extends EventEmitter {
     this.plugins.set(policy.id, slot);
   }
 
+  /**
+   * Listen for plugins that reach the hub over TCP (on Kubernetes, across nodes); returns the
+   * port. Only plugins attached with `attachRemotePlugin` may connect here, each with a fresh
+   * HMAC of its own key (docs/kubernetes.md#the-hub-across-nodes); once upgraded, the
+   * connection is that plugin's exactly as its Unix socket would be.
+   */
+  listenPlugins(port = 0, host = '0.0.0.0'): Promise<number> {
+    return this.transport.listenPlugins(
+      port,
+      host,
+      (req, address) => this.authenticator.check(req.headers.authorization, address),
+      (ws, id, origin) => {
+        const slot = this.plugins.get(id);
+        // Detached while its handshake was checked.
+        if (!slot?.credential) return void ws.terminate();
+        this.acceptPlugin(slot, ws, origin);
+      },
+    );
+  }
+
+  /** Let a plugin connect over TCP (listenPlugins) with its own key. */
+  attachRemotePlugin(policy: PluginPolicy, credential: PluginCredential): void {
+    if (this.plugins.has(policy.id)) throw new LogoMeshError('LM_PLUGIN_CONFLICT', `plugin ${policy.id} is already attached to the hub`, { plugin: policy.id });
+    this.plugins.set(policy.id, { policy, credential, ready: false, methods: [] });
+  }
+
   /** Close a plugin's socket and connection (and its standby's); its open calls fail with LM_PLUGIN_EXITED. */
   async detachPlugin(id: string): Promise<void> {
     const slot = this.plugins.get(id);
     if (!slot) return;
     this.plugins.delete(id);
+    this.authenticator.forget(id);
     slot.peer?.ws.terminate();
     this.peerGone(slot, slot.peer);
     await Promise.all([closeSlot(slot), this.detachStandby(id, slot)]);
@@ -327,7 +360,7 @@ export class Hub extends EventEmitter {
 
   // --- connections -------------------------------------------------------------------------
 
-  private acceptPlugin(slot: PluginSlot, ws: WebSocket): void {
+  private acceptPlugin(slot: PluginSlot, ws: WebSocket, origin = 'unix'): void {
     const id = slot.policy.id;
     if (slot.peer) {
       this.log.warn({ plugin: id }, 'a second connection replaces the first');
@@ -336,7 +369,7 @@ export class Hub extends EventEmitter {
       old.ws.terminate();
       this.peerGone(slot, old);
     }
-    const peer = new WsPeer(id, 'plugin', 'unix', ws, this.pluginLimits, (p, code, reason) => this.cutOff(p, code, reason));
+    const peer = new WsPeer(id, 'plugin', origin, ws, this.pluginLimits, (p, code, reason) => this.cutOff(p, code, reason));
     slot.peer = peer;
     slot.target = { id, peer, waiting: 0, waitingBytes: 0 };
     slot.ready = false;
@@ -563,5 +596,5 @@ export class Hub extends EventEmitter {
 /** Stop listening on a slot's socket and remove the socket file. */
 async function closeSlot(slot: PluginSlot): Promise<void> {
   await new Promise<void>((resolve) => (slot.server ? slot.server.close(() => resolve()) : resolve()));
-  rmSync(slot.socketPath, { force: true });
+  if (slot.socketPath) rmSync(slot.socketPath, { force: true });
 }

@@ -38,6 +38,7 @@ mod connection;
 mod dispatch;
 mod error;
 mod exec;
+mod hub_tcp;
 mod options;
 mod plugin;
 mod pool;
@@ -53,6 +54,7 @@ pub use calls::Hub;
 pub use dispatch::Event;
 pub use error::Error;
 pub use exec::{block_on, sleep, spawn, BoxFuture, Sleep};
+pub use hub_tcp::hub_authorization;
 pub use options::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_GRACE, DEFAULT_MAX_CONCURRENCY, DEFAULT_RECONNECT};
 pub use plugin::{from_args, to_result, Plugin};
 pub use protocol::{
