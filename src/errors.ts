@@ -64,6 +64,10 @@ export const ERROR_CODES = {
   LM_PATH_CHANGED: "A host path a plugin container mounts (its folder, a path its manifest grants) no longer resolves as it did when checked: a symlink or another kind of file on the way, or another file or folder in its place; the container is not created.",
   LM_SIGNING: 'logomesh keygen or sign could not do its work: a key file already exists, the key is not an ed25519 private key or others can read it, or the plugin folder holds a file that cannot be signed.',
   LM_RUNTIME_ISOLATION: "A plugin needs an OCI runtime (the policy's isolation.runtime, or runsc for a manifest asking for isolation level 3) that the Docker engine does not have; the message lists the runtimes it has.",
+  LM_MEMORY_QUOTA: "A shared-memory allocation or resize would pass the plugin's quota (its resources.maxMemoryMB, at most the pool's per-plugin limit) or the pool's total size; nothing was allocated.",
+  LM_MEMORY_POOL: "The shared-memory pool cannot be set up or changed: the tmpfs cannot be mounted or resized (the controller is not root, or lacks CAP_SYS_ADMIN), setfacl is missing, or a segment file cannot be made.",
+  LM_SEGMENT: "A shared-memory request names no segment of the pool (a bad or unknown handle, one already freed), a size outside 1 byte to the pool's limit, or asks what only the segment's owner may do.",
+  LM_SCHEMA: "A call's params or a method's result do not match the JSON Schema the target's manifest declares for the method (coordination.methodSchemas); the message names the method, the JSON path, what was expected and what was found. The target never sees a refused call.",
   LM_KUBE_RENDER: 'logomesh kube render cannot render this for Kubernetes: an option is not a valid namespace, architecture, registry or Pod network, a plugin id is too long for Kubernetes object names, the manifests pass what one ConfigMap holds, no image was named for a plugin, or a plugin folder holds a special file that cannot go into an image.',
 } as const;
 

@@ -10,6 +10,7 @@ import type { EngineWatch } from './engine-watch.js';
 import type { Home } from './home.js';
 import type { ControllerOptions } from './options.js';
 import type { PluginRegistry } from './registry.js';
+import type { Segments } from './segments.js';
 
 /**
  * What the controller's parts share: each part owns its own state and reaches the others'
@@ -25,6 +26,8 @@ export interface ControllerContext {
   readonly grants: Grants;
   readonly registry: PluginRegistry;
   readonly egress: EgressHandle;
+  /** The shared-memory pool, its cache and the hub's broker for them. */
+  readonly segments: Segments;
   readonly engine: EngineWatch;
   /** The kernel's records of plugin processes (absent: not followed). */
   readonly kernel: KernelWatch | undefined;

@@ -27,6 +27,7 @@ import { PluginRegistry } from './registry.js';
 import { SavedState } from './saved-state.js';
 import { startInLevels } from './start-all.js';
 import { statusOf } from './status.js';
+import { Segments } from './segments.js';
 import { Supervisor } from './supervisor.js';
 import type { EngineStatus, LogLine, PluginStatus } from './types.js';
 
@@ -48,6 +49,11 @@ export class Controller implements AsyncDisposable {
   readonly audit: AuditLog;
   /** The operator's revocations and grants (methods, topics, hosts, host paths): their one owner. */
   readonly grants: Grants;
+  /**
+   * Shared memory (docs/shared-memory.md): the pool's segments as the host application sees
+   * them (allocate, deallocate, resize, setReadOnly, setAccessibleTo, list), and the cache.
+   */
+  readonly memory: Segments;
   private readonly log: Logger;
   private readonly registry: PluginRegistry;
   private readonly saved: SavedState;
@@ -88,8 +94,10 @@ export class Controller implements AsyncDisposable {
         this.revokePath(id, name, 'expiry').catch((err: unknown) => this.log.warn({ plugin: id, err: errorText(err) }, 'revoking an expired path grant failed'));
       },
     });
+    this.memory = new Segments({ home, log: this.log, audit: (e) => this.audit.record(e), registry: this.registry, idsOf, ...(opts.sharedMemory ?? {}) });
     this.hub = new Hub({
       ...opts.hubLimits,
+      segments: this.memory,
       isMethodRevoked: this.grants.isMethodRevoked,
       isTopicRevoked: this.grants.isTopicRevoked,
       log: opts.log,
@@ -121,6 +129,7 @@ export class Controller implements AsyncDisposable {
       grants: this.grants,
       registry: this.registry,
       egress: this.egress,
+      segments: this.memory,
       engine: this.engine,
       kernel: this.kernel,
       policy: () => this.policy,
@@ -183,6 +192,7 @@ export class Controller implements AsyncDisposable {
       throw new LogoMeshError('LM_DEPENDENCY', `cannot unload ${id}: running plugins depend on it (${running.join(', ')})`, { dependents: running });
     }
     await this.stop(id);
+    await this.memory.pluginGone(id, true);
     this.registry.remove(id);
   }
 
@@ -218,8 +228,9 @@ export class Controller implements AsyncDisposable {
    * Adopt or remove the containers an earlier controller of this home left (it was killed,
    * or the machine restarted). Runs once, before the first start.
    */
-  reconcile(): Promise<void> {
-    return this.adoption.reconcile();
+  async reconcile(): Promise<void> {
+    await this.adoption.reconcile();
+    await this.memory.adopt();
   }
 
   // --- operator permissions (src/grants/) -----------------------------------------------------
@@ -384,6 +395,7 @@ export class Controller implements AsyncDisposable {
       this.kernel?.close();
       for (const level of this.registry.stopLevels()) await Promise.allSettled(level.map((id) => this.stop(id)));
       await this.hub.close();
+      await this.memory.close().catch((err: unknown) => this.log.warn({ err: errorText(err) }, 'could not remove the shared-memory pool'));
       await this.egress.close();
       rmSync(this.opts.home.socketsDir, { recursive: true, force: true });
       // A clean stop leaves nothing to adopt; the operator's revocations and grants stay.

@@ -15,11 +15,13 @@ export interface PluginPolicy {
   /** Topic patterns it may publish under, and subscribe to (coordination.publishes, .subscribes). */
   readonly publishes: readonly string[];
   readonly subscribes: readonly string[];
+  /** Does its manifest set coordination.sharedMemory (the pool is mounted in its container, and it may use segments)? */
+  readonly sharedMemory?: boolean;
 }
 
 export function policyOf(manifest: Manifest): PluginPolicy {
   const c = manifest.coordination;
-  return { id: manifest.id, exposes: new Set(c.exposesMethods), consumes: new Set(c.consumesMethods), messaging: c.messaging, publishes: c.publishes, subscribes: c.subscribes };
+  return { id: manifest.id, exposes: new Set(c.exposesMethods), consumes: new Set(c.consumesMethods), messaging: c.messaging, publishes: c.publishes, subscribes: c.subscribes, sharedMemory: c.sharedMemory };
 }
 
 /** Is a declared topic pattern taken away by the operator? */

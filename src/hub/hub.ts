@@ -8,7 +8,8 @@ import type { AuditSink } from '../audit/audit-log.js';
 import { AuditThrottle } from '../audit/audit-throttle.js';
 import { decideSubscribe, mayReceive, type PluginPolicy, type TopicRevoked } from './acl.js';
 import { Calls, type CallTarget } from './calls.js';
-import { authorize, compose, helloGate, HOLD_MS, rateLimit, senderCheck, type Handler, type Inbound, type IntakeContext } from './intake.js';
+import { authorize, compose, helloGate, HOLD_MS, rateLimit, segmentHandles, senderCheck, type Handler, type Inbound, type IntakeContext } from './intake.js';
+import type { SegmentBroker } from './segments.js';
 import { LocalHost, type TopicHandler } from './local-host.js';
 import { WsPeer, type Peer, type PeerLimits } from './peer.js';
 import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_MAX_MESSAGE_BYTES, HOST, MAX_MAX_MESSAGE_BYTES, parseFrame, PROTOCOL_VERSION, type ClientMessage, type Hello } from './protocol.js';
@@ -53,6 +54,8 @@ export interface HubOptions {
   readonly isMethodRevoked?: (pluginId: string, method: string) => boolean;
   /** Has the operator taken this declared topic pattern from the plugin? Asked on every publish, subscription and delivery (default: nothing is revoked). */
   readonly isTopicRevoked?: TopicRevoked;
+  /** The shared-memory pool's side of the hub: `segment` messages and the handles messages carry (default: none; they are refused). */
+  readonly segments?: SegmentBroker;
 }
 
 interface PluginSlot {
@@ -142,7 +145,7 @@ export class Hub extends EventEmitter {
     });
     // The application in this process is not limited: it is the one the limits protect.
     this.local = new LocalHost({ ...this.hostLimits, rate: Number.MAX_SAFE_INTEGER, maxInFlight: Number.MAX_SAFE_INTEGER }, (peer, msg) => this.dispatch(peer, undefined, msg), nextId, (topic, err) => this.log.error({ topic, err: String(err) }, 'a host subscriber threw'));
-    this.intake = compose([rateLimit(this.context()), helloGate(this.context()), senderCheck(this.context()), authorize(this.context())], (f) => this.route(f));
+    this.intake = compose([rateLimit(this.context()), helloGate(this.context()), senderCheck(this.context()), authorize(this.context()), segmentHandles(this.context())], (f) => this.route(f));
     this.heartbeat = setInterval(() => this.heartbeatTick(), opts.pingIntervalMs ?? 10_000);
     this.heartbeat.unref();
   }
@@ -369,9 +372,24 @@ export class Hub extends EventEmitter {
       case 'unsubscribe':
         this.pubsub.unsubscribe(peer, msg.topic);
         return this.ok(peer, msg.id, { topic: msg.topic });
+      case 'segment':
+        return this.segmentRequest(f);
       case 'hello':
         return; // answered by the hello gate
     }
+  }
+
+  /** A plugin's `segment` message, answered with the pool's result or its coded error (the pool audits). */
+  private segmentRequest(f: Inbound): void {
+    const { peer, msg } = f;
+    if (msg.type !== 'segment' || !this.opts.segments) return;
+    this.opts.segments.request(peer.id, msg).then(
+      (data) => this.ok(peer, msg.id, data),
+      (err: unknown) => {
+        const e = err instanceof LogoMeshError ? err : undefined;
+        this.replyError(peer, msg.id, e?.code ?? 'LM_INTERNAL', e?.message ?? String((err as Error)?.message ?? err).slice(0, 300));
+      },
+    );
   }
 
   private hello(peer: Peer, slot: PluginSlot, msg: Hello): void {
@@ -411,6 +429,9 @@ export class Hub extends EventEmitter {
       refuse: (f, action, resource, code, reason) => this.refuse(f, action, resource, code, reason),
       violation: (peer, code, reason, kind) => this.violation(peer, code, reason, kind),
       hello: (peer, slot, msg) => this.hello(peer, slot as PluginSlot, msg),
+      segments: this.opts.segments,
+      callerOf: (peer, correlationId) => this.calls.openCall(peer, correlationId)?.caller,
+      deny: (who, action, resource, code, reason) => this.throttle.record({ who, action, resource, result: 'denied', code, reason }),
     };
   }
 

@@ -46,6 +46,8 @@ export interface SandboxRequest {
   readonly operatorMounts?: () => readonly OperatorMount[];
   /** Host folder of the plugin's hub socket (under a controller). */
   readonly hubSocketDir?: string;
+  /** Host folder of the shared-memory pool (under a controller, for a plugin that sets sharedMemory). */
+  readonly segmentsDir?: string;
   /** Container name; the engine picks one when absent. */
   readonly name?: string;
   /** Where mount refusals go (`mount denied`); default: nowhere. */
@@ -96,6 +98,7 @@ export async function prepareSandbox(req: SandboxRequest): Promise<PreparedSandb
       instance,
       mountSources: mounts.sources,
       ...(req.hubSocketDir ? { hubSocketDir: req.hubSocketDir } : {}),
+      ...(req.segmentsDir ? { segmentsDir: req.segmentsDir } : {}),
       ...(req.name ? { name: req.name } : {}),
       ...(compiled ? { compiled } : {}),
       ...(network ? { network } : {}),

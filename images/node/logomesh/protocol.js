@@ -5,7 +5,7 @@
 export const SDK_VERSION = '0.1.0';
 export const PROTOCOL_VERSION = 1;
 /** The message types a client sends, and those the hub sends. */
-export const TO_HUB = Object.freeze(['hello', 'request', 'response', 'event', 'broadcast', 'subscribe', 'unsubscribe']);
+export const TO_HUB = Object.freeze(['hello', 'request', 'response', 'event', 'broadcast', 'subscribe', 'unsubscribe', 'segment']);
 export const FROM_HUB = Object.freeze(['request', 'response', 'event', 'broadcast', 'shutdown', 'error']);
 /** Arrays and objects nest at most this deep in a frame, the frame object itself being level 1. */
 export const MAX_DEPTH = 64;
@@ -33,6 +33,9 @@ export const ERROR_CODES = Object.freeze({
   LM_METHOD_NOT_FOUND: 'hub, sdk',
   LM_INVALID_ARGUMENT: 'sdk',
   LM_CONTROLLER_UNAVAILABLE: 'sdk',
+  LM_SEGMENT: 'hub, sdk',
+  LM_MEMORY_QUOTA: 'hub',
+  LM_SCHEMA: 'hub',
 });
 
 export const METHOD_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;

@@ -34,7 +34,7 @@ const (
 
 var (
 	// MessagesToHub are the message types a client sends; MessagesFromHub those the hub sends.
-	MessagesToHub   = []string{"hello", "request", "response", "event", "broadcast", "subscribe", "unsubscribe"}
+	MessagesToHub   = []string{"hello", "request", "response", "event", "broadcast", "subscribe", "unsubscribe", "segment"}
 	MessagesFromHub = []string{"request", "response", "event", "broadcast", "shutdown", "error"}
 	// WireCodes are the error codes that travel on the wire, and who sends them.
 	WireCodes = map[string]string{
@@ -49,6 +49,9 @@ var (
 		CodeMethodNotFound:        "hub, sdk",
 		CodeInvalidArgument:       "sdk",
 		CodeControllerUnavailable: "sdk",
+		CodeSegment:               "hub, sdk",
+		CodeMemoryQuota:           "hub",
+		CodeSchema:                "hub",
 	}
 )
 

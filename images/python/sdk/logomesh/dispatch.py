@@ -11,6 +11,7 @@ from . import _ws
 from ._workers import Workers
 from .errors import BadArguments, LogoMeshError
 from .protocol import ID_MAX_LENGTH, EncodeError, FrameRefused, decode, encode, topic_matches
+from .segments import pack, segments_dir, unpack
 
 log = logging.getLogger("logomesh")
 
@@ -160,7 +161,8 @@ class DispatchMixin:
         if fut.done():
             return
         if msg.get("success"):
-            fut.set_result(msg.get("data"))
+            data = msg.get("data")
+            fut.set_result(unpack(self, data) if segments_dir() is not None else data)
         else:
             fut.set_exception(LogoMeshError.from_wire(msg.get("error")))
 
@@ -205,7 +207,10 @@ class DispatchMixin:
                                           {"method": name, "methods": sorted(self._methods)}))
             return
         assert self._loop is not None
-        self._track(self._loop.create_task(self._serve_request(m, rid, msg.get("data"), self._gen)))
+        data = msg.get("data")
+        if segments_dir() is not None:
+            data = unpack(self, data)
+        self._track(self._loop.create_task(self._serve_request(m, rid, data, self._gen)))
 
     async def _serve_request(self, m: Method, rid: str, data: Any, gen: int) -> None:
         try:
@@ -216,8 +221,12 @@ class DispatchMixin:
                 if inspect.isawaitable(result):
                     result = await result
             try:
-                frame = encode({"type": "response", "id": self._new_id(), "correlationId": rid, "success": True, "data": result},
-                               self._max_bytes)
+                reply: Dict[str, Any] = {"type": "response", "id": self._new_id(), "correlationId": rid, "success": True, "data": result}
+                if segments_dir() is not None:
+                    reply["data"], refs = pack(result)
+                    if refs:
+                        reply["segments"] = refs
+                frame = encode(reply, self._max_bytes)
             except EncodeError as e:
                 frame = self._error_frame(rid, "LM_MESSAGE_TOO_LARGE" if e.too_large else "LM_PLUGIN_ERROR",
                                           f"the result of method {m.name} {e.reason}")
@@ -249,7 +258,8 @@ class DispatchMixin:
                 continue
             if event is None:
                 sender = msg.get("from")
-                event = Event(topic, msg.get("data"), sender if isinstance(sender, str) else None, kind, str(msg.get("id")),
+                data = msg.get("data")
+                event = Event(topic, unpack(self, data) if segments_dir() is not None else data, sender if isinstance(sender, str) else None, kind, str(msg.get("id")),
                               msg.get("timestamp"))
             for listener in listeners:
                 if listener.is_async:

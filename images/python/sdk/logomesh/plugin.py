@@ -14,6 +14,7 @@ from .dispatch import DispatchMixin, Event, Listener, Method
 from .errors import LogoMeshError
 from .options import DEFAULT_SOCKET, DEFAULT_TIMEOUT, HELLO_TIMEOUT, SUBSCRIBE_TIMEOUT, Options
 from .protocol import MAX_MESSAGE_BYTES, NAME, PROTOCOL_VERSION, SDK, TOPIC, VERSION, topic_matches
+from .segments import SegmentsMixin
 from .shutdown import ShutdownMixin
 
 log = logging.getLogger("logomesh")
@@ -21,7 +22,7 @@ log = logging.getLogger("logomesh")
 __all__ = ["Plugin", "Event", "SDK", "PROTOCOL_VERSION", "DEFAULT_SOCKET", "VERSION", "DEFAULT_TIMEOUT", "topic_matches"]
 
 
-class Plugin(CallsMixin, DispatchMixin, ConnectionMixin, ShutdownMixin):
+class Plugin(CallsMixin, DispatchMixin, ConnectionMixin, ShutdownMixin, SegmentsMixin):
     """A LogoMesh plugin: register methods and event handlers, then ``run()``.
 
     ``plugin_id`` and ``socket_path`` default to ``LOGOMESH_PLUGIN_ID`` and

@@ -12,7 +12,7 @@ VERSION = "0.1.0"
 SDK = f"python/{VERSION}"
 PROTOCOL_VERSION = 1
 #: The message types a client sends, and those the hub sends.
-TO_HUB = ("hello", "request", "response", "event", "broadcast", "subscribe", "unsubscribe")
+TO_HUB = ("hello", "request", "response", "event", "broadcast", "subscribe", "unsubscribe", "segment")
 FROM_HUB = ("request", "response", "event", "broadcast", "shutdown", "error")
 #: Arrays and objects nest at most this deep in a frame, the frame object itself being level 1.
 MAX_DEPTH = 64
@@ -39,6 +39,9 @@ ERROR_CODES = {
     "LM_METHOD_NOT_FOUND": "hub, sdk",
     "LM_INVALID_ARGUMENT": "sdk",
     "LM_CONTROLLER_UNAVAILABLE": "sdk",
+    "LM_SEGMENT": "hub, sdk",
+    "LM_MEMORY_QUOTA": "hub",
+    "LM_SCHEMA": "hub",
 }
 
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
