@@ -19,7 +19,7 @@ export { pluginFolders } from './manifest/folders.js';
 export type { CapabilityDecision } from './controller/capabilities.js';
 export { controllerOptionsFromEnv, hubTokenFromEnv } from './controller/env.js';
 export { pluginSocketDir, resolveHome, type Home } from './controller/home.js';
-export type { ControllerStatus, EngineStatus, LogLine, PathGrantAnswer, PluginState, PluginStatus } from './controller/types.js';
+export type { ControllerStatus, EngineStatus, LogLine, PathGrantAnswer, PluginState, PluginStatus, SegmentRow } from './controller/types.js';
 export { ControlClient } from './control/client.js';
 export { openEndpoints, type Endpoints } from './control/endpoints.js';
 export type { PathGrant } from './grants/path-grants.js';

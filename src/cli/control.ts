@@ -1,6 +1,7 @@
 import { ControlClient, LogoMeshError } from '../control/client.js';
 import type { CliIo } from './io.js';
 import { psTable } from './ps.js';
+import { segmentsTable } from './segments.js';
 
 function client(): ControlClient {
   return ControlClient.forHome();
@@ -10,6 +11,13 @@ export async function psCommand(json: boolean, io: CliIo): Promise<number> {
   const { engine, plugins } = await client().status();
   io.out(json ? JSON.stringify(plugins, null, 2) : psTable(plugins));
   if (!engine.up) io.err(`LM_ENGINE_UNAVAILABLE: the Docker engine has not answered since ${new Date(engine.since).toISOString()} (${engine.lastError ?? 'unknown'}); the controller keeps retrying`);
+  return 0;
+}
+
+/** `segments [--json]`: the shared-memory pool's segments (owner, size, holders, mode, age). */
+export async function segmentsCommand(json: boolean, io: CliIo): Promise<number> {
+  const rows = await client().segments();
+  io.out(json ? JSON.stringify(rows, null, 2) : segmentsTable(rows));
   return 0;
 }
 

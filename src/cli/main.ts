@@ -10,6 +10,7 @@ commands:
   up [dir] [-d] [--policy file]          start a controller for the plugin folders in dir
                                          (default manifests/); -d runs it in the background
   ps [--json]                            the plugins of the running controller
+  segments [--json]                      the shared-memory segments: owner, size, mode, holders, age
   call <plugin>.<method> [json-args] [--timeout ms]
                                          call a plugin method; prints the JSON result
   logs <plugin> [-f] [-n lines]          a plugin's output
@@ -76,6 +77,10 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
       case 'ps': {
         const { values } = parseArgs({ args: rest, options: { json: { type: 'boolean', default: false } } });
         return await (await import('./control.js')).psCommand(values.json === true, io);
+      }
+      case 'segments': {
+        const { values } = parseArgs({ args: rest, options: { json: { type: 'boolean', default: false } } });
+        return await (await import('./control.js')).segmentsCommand(values.json === true, io);
       }
       case 'call': {
         const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { timeout: { type: 'string' } } });

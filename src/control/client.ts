@@ -4,7 +4,7 @@ import { LogoMeshError, type ErrorCode } from '../errors.js';
 // What the client throws, for callers that only load the client (the CLI's control commands).
 export { isLogoMeshError, LogoMeshError } from '../errors.js';
 import { resolveHome, type Home } from '../controller/home.js';
-import type { ControllerStatus, PathGrantAnswer, PluginStatus } from '../controller/types.js';
+import type { ControllerStatus, PathGrantAnswer, PluginStatus, SegmentRow } from '../controller/types.js';
 
 /** The CLI's side of the control socket (see server.ts). */
 export class ControlClient {
@@ -18,6 +18,11 @@ export class ControlClient {
 
   plugins(): Promise<PluginStatus[]> {
     return this.json('GET', '/v1/plugins') as Promise<PluginStatus[]>;
+  }
+
+  /** The shared-memory pool's segments: owner, size, holders, mode, age. */
+  segments(): Promise<SegmentRow[]> {
+    return this.json('GET', '/v1/segments') as Promise<SegmentRow[]>;
   }
 
   status(): Promise<ControllerStatus> {

@@ -22,6 +22,7 @@ import type { Logger } from '../log.js';
  *   POST /v1/plugins/:id/(revoke|grant) {kind: 'topic', topic, ttlMs?}
  *                                         a declared topic pattern taken away or given back
  *   GET  /v1/plugins/:id/logs?lines=n&follow=1  -> text lines (streamed with follow)
+ *   GET  /v1/segments                     -> SegmentRow[] (the shared-memory pool)
  *   POST /v1/down                         -> stops everything; the controller exits
  */
 export async function serveControl(host: Controller, socketPath: string, log: Logger, onDown: () => void): Promise<Server> {
@@ -46,6 +47,7 @@ async function handle(host: Controller, req: IncomingMessage, res: ServerRespons
   if (parts[0] !== 'v1') return sendJson(res, 404, { error: { code: 'LM_USAGE', message: `unknown path ${url.pathname}` } });
   const [, what, id, action] = parts;
   if (req.method === 'GET' && what === 'plugins' && !id) return sendJson(res, 200, host.list());
+  if (req.method === 'GET' && what === 'segments' && !id) return sendJson(res, 200, host.memory.list());
   if (req.method === 'GET' && what === 'status') return sendJson(res, 200, { engine: host.engineStatus(), home: host.home.dir, plugins: host.list() });
   if (req.method === 'POST' && what === 'call') {
     const body = (await readJson(req)) as { target?: string; method?: string; data?: unknown; timeout?: number };

@@ -1,4 +1,4 @@
-import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { readAudit } from '../../src/audit/audit-log.js';
@@ -6,33 +6,8 @@ import { Controller } from '../../src/controller/controller.js';
 import { resolveHome, type Home } from '../../src/controller/home.js';
 import { silentLogger } from '../../src/log.js';
 import { tmpfsMountsUnder } from '../../src/memory/tmpfs.js';
-import { docker, instance, REPO, tempDir } from './support.js';
-
-const PROBE = path.join(REPO, 'test', 'fixtures', 'shm', 'probe.py');
-const EXPOSES = '[alloc, op, read, lookup, attack, send, structured, read_structured, crash]';
-
-/** A plugin of the probe; `peers` are the plugins whose methods it may call. */
-export function shmPlugin(root: string, id: string, peers: string[], opts: { sharedMemory?: boolean; memoryMB?: number; restart?: string } = {}): void {
-  const dir = path.join(root, id);
-  mkdirSync(dir, { recursive: true });
-  copyFileSync(PROBE, path.join(dir, 'main.py'));
-  const consumes = peers.flatMap((p) => [`${p}.read`, `${p}.read_structured`]);
-  writeFileSync(
-    path.join(dir, 'plugin.yaml'),
-    [
-      `id: ${id}`,
-      'version: 1.0.0',
-      'runtime: python',
-      'entrypoint: main.py',
-      `resources: { maxMemoryMB: ${opts.memoryMB ?? 128}, maxCpuPercent: 50 }`,
-      `restart: ${opts.restart ?? '{ policy: never }'}`,
-      'coordination:',
-      `  exposesMethods: ${EXPOSES}`,
-      `  consumesMethods: [${consumes.join(', ')}]`,
-      `  sharedMemory: ${opts.sharedMemory ?? true}`,
-    ].join('\n'),
-  );
-}
+import { shmPlugin } from './shm-support.js';
+import { docker, instance, tempDir } from './support.js';
 
 type Handle = { id: string; owner: string; size: number; readOnly: boolean; path: string };
 
