@@ -8,7 +8,7 @@ import type { AuditSink } from '../audit/audit-log.js';
 import { AuditThrottle } from '../audit/audit-throttle.js';
 import { decideSubscribe, mayReceive, type PluginPolicy, type TopicRevoked } from './acl.js';
 import { Calls, type CallTarget } from './calls.js';
-import { authorize, compose, helloGate, HOLD_MS, rateLimit, segmentHandles, senderCheck, type Handler, type Inbound, type IntakeContext } from './intake.js';
+import { authorize, compose, helloGate, HOLD_MS, rateLimit, schemaCheck, segmentHandles, senderCheck, type Handler, type Inbound, type IntakeContext } from './intake.js';
 import type { SegmentBroker } from './segments.js';
 import { LocalHost, type TopicHandler } from './local-host.js';
 import { WsPeer, type Peer, type PeerLimits } from './peer.js';
@@ -145,7 +145,7 @@ export class Hub extends EventEmitter {
     });
     // The application in this process is not limited: it is the one the limits protect.
     this.local = new LocalHost({ ...this.hostLimits, rate: Number.MAX_SAFE_INTEGER, maxInFlight: Number.MAX_SAFE_INTEGER }, (peer, msg) => this.dispatch(peer, undefined, msg), nextId, (topic, err) => this.log.error({ topic, err: String(err) }, 'a host subscriber threw'));
-    this.intake = compose([rateLimit(this.context()), helloGate(this.context()), senderCheck(this.context()), authorize(this.context()), segmentHandles(this.context())], (f) => this.route(f));
+    this.intake = compose([rateLimit(this.context()), helloGate(this.context()), senderCheck(this.context()), authorize(this.context()), schemaCheck(this.context()), segmentHandles(this.context())], (f) => this.route(f));
     this.heartbeat = setInterval(() => this.heartbeatTick(), opts.pingIntervalMs ?? 10_000);
     this.heartbeat.unref();
   }
@@ -431,6 +431,7 @@ export class Hub extends EventEmitter {
       hello: (peer, slot, msg) => this.hello(peer, slot as PluginSlot, msg),
       segments: this.opts.segments,
       callerOf: (peer, correlationId) => this.calls.openCall(peer, correlationId)?.caller,
+      methodOf: (peer, correlationId) => this.calls.openCall(peer, correlationId)?.method,
       deny: (who, action, resource, code, reason) => this.throttle.record({ who, action, resource, result: 'denied', code, reason }),
     };
   }

@@ -1,5 +1,6 @@
 import type { ErrorCode } from '../errors.js';
 import { decideCall, decidePublish, decideSubscribe, mayReceive, type PluginPolicy, type TopicRevoked } from './acl.js';
+import { checkAgainst } from './method-schemas.js';
 import type { Peer } from './peer.js';
 import { HOST, type ClientMessage, type Hello, type SegmentRef } from './protocol.js';
 import type { SegmentBroker } from './segments.js';
@@ -43,8 +44,9 @@ export interface IntakeContext {
   hello(peer: Peer, slot: IntakeSlot, msg: Hello): void;
   /** The shared-memory pool's side of the hub (absent: no pool, and no message may carry segments). */
   readonly segments: SegmentBroker | undefined;
-  /** Who made the call `peer` answers with `correlationId` (undefined: none of its open calls). */
+  /** Who made the call `peer` answers with `correlationId`, and which method it was (undefined: none of its open calls). */
   callerOf(peer: Peer, correlationId: string): string | undefined;
+  methodOf(peer: Peer, correlationId: string): string | undefined;
   /** On the record, without an answer (a refused response: its sender waits for nothing). */
   deny(who: string, action: string, resource: string, code: ErrorCode, reason: string): void;
 }
@@ -125,6 +127,30 @@ export const authorize = (cx: IntakeContext): Step => (next) => (f) => {
   } else if (m.type === 'subscribe') {
     const d = decideSubscribe(callerPolicy(f), m.topic, cx.topicRevoked);
     if (!d.allowed) return cx.refuse(f, 'subscribe', m.topic, d.code, d.reason);
+  }
+  next(f);
+};
+
+/**
+ * Schemas on the wire: a call whose params break the schema its target declares for the
+ * method (coordination.methodSchemas) is refused with LM_SCHEMA before the target sees it;
+ * an answer whose result breaks the method's result schema reaches its caller as LM_SCHEMA
+ * instead. Both audited.
+ */
+export const schemaCheck = (cx: IntakeContext): Step => (next) => (f) => {
+  const m = f.msg;
+  if (m.type === 'request' && m.to[0] !== HOST) {
+    const v = cx.target(m.to[0])?.policy.schemas?.get(m.method);
+    const problem = checkAgainst(v?.params, m.data, `${m.to[0]}.${m.method} params`);
+    if (problem) return cx.refuse(f, 'call', `${m.to[0]}.${m.method}`, 'LM_SCHEMA', problem);
+  } else if (m.type === 'response' && m.success && f.slot?.policy.schemas?.size) {
+    const method = cx.methodOf(f.peer, m.correlationId);
+    const v = method === undefined ? undefined : f.slot.policy.schemas.get(method);
+    const problem = checkAgainst(v?.result, m.data, `${f.peer.id}.${method} result`);
+    if (problem) {
+      cx.deny(f.peer.id, 'answer', `${f.peer.id}.${method}`, 'LM_SCHEMA', problem);
+      return next({ ...f, msg: { type: 'response', id: m.id, correlationId: m.correlationId, success: false, error: { code: 'LM_SCHEMA', message: problem } } });
+    }
   }
   next(f);
 };
