@@ -1,3 +1,4 @@
+import { closeSync, openSync, readSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import type { AuditSink } from '../audit/audit-log.js';
 import { LogoMeshError } from '../errors.js';
@@ -5,6 +6,7 @@ import type { Decision } from '../hub/acl.js';
 import type { SegmentMsg, SegmentRef } from '../hub/protocol.js';
 import type { SegmentBroker } from '../hub/segments.js';
 import type { Logger } from '../log.js';
+import { frameStructured, unframeStructured, type Format } from '../memory/bridge.js';
 import { SegmentCache } from '../memory/cache.js';
 import { HOST_ACTOR, SharedMemoryPool } from '../memory/pool.js';
 import type { Access, SegmentHandle, SegmentInfo } from '../memory/segment.js';
@@ -152,6 +154,50 @@ export class Segments implements SegmentBroker {
 
   list(): SegmentInfo[] {
     return this.pool.list();
+  }
+
+  /** The data bridge's writeStructured: `value` in `fmt`, with the bridge's header, at the start of the segment. Returns the bytes written. */
+  writeStructured(segment: string, value: unknown, fmt: Format = 'json'): number {
+    const h = this.known(segment);
+    const bytes = frameStructured(value, fmt);
+    if (bytes.length > h.size) throw new LogoMeshError('LM_INVALID_ARGUMENT', `the data takes ${bytes.length} bytes in ${fmt}; segment ${segment} has ${h.size}`, { field: 'value', expected: `at most ${h.size} bytes`, found: `${bytes.length} bytes` });
+    if (h.readOnly) throw new LogoMeshError('LM_SEGMENT', `segment ${segment} is read-only`, { field: 'segment', expected: 'a writable segment', found: 'read-only' });
+    const fd = openSync(path.join(this.pool.dir, h.path), 'r+');
+    try {
+      return writeSync(fd, bytes, 0, bytes.length, 0);
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  /** The data bridge's readStructured: the value the segment holds (its format from the header; `fmt`, when given, must match). */
+  readStructured(segment: string, fmt?: Format): unknown {
+    const h = this.known(segment);
+    const buf = Buffer.alloc(h.size);
+    const fd = openSync(path.join(this.pool.dir, h.path), 'r');
+    try {
+      readSync(fd, buf, 0, h.size, 0);
+    } finally {
+      closeSync(fd);
+    }
+    return unframeStructured(buf, fmt).value;
+  }
+
+  /**
+   * The spec's cacheSerializedData: `value` written in `fmt` into a new segment of the host's,
+   * published read-only under `key` for `ttlMs`: plugins find it with a `lookup` and map it.
+   */
+  async cacheSerializedData(key: string, value: unknown, fmt: Format, ttlMs: number): Promise<SegmentHandle> {
+    const bytes = frameStructured(value, fmt);
+    const h = await this.pool.allocate(bytes.length, HOST_ACTOR, HOST_ACTOR);
+    this.writeStructured(h.id, value, fmt);
+    return this.cache.publish(key, h.id, HOST_ACTOR, ttlMs);
+  }
+
+  private known(segment: string): SegmentHandle {
+    const h = this.pool.handle(segment);
+    if (!h) throw new LogoMeshError('LM_SEGMENT', `no segment ${String(segment).slice(0, 64)} in the pool`, { field: 'segment', expected: 'a segment of the pool', found: String(segment).slice(0, 64) });
+    return h;
   }
 
   /** A plugin stopped: see SharedMemoryPool.pluginGone (unload: its segments go even if held). */
