@@ -92,6 +92,8 @@ type requestMsg struct {
 	Method  string          `json:"method"`
 	Data    json.RawMessage `json:"data"`
 	Timeout int64           `json:"timeout,omitempty"`
+	// Segments the request carries, checked (and granted) by the hub before delivery.
+	Segments []SegmentRef `json:"segments,omitempty"`
 }
 
 // responseMsg is a failed response; a successful one is okMsg.
