@@ -22,6 +22,7 @@ import { python } from '../../src/runtimes/python.js';
 import { runPlugin } from '../../src/sandbox/run-plugin.js';
 import { controllerBench } from './controller.js';
 import { rawEcho } from './raw-echo.js';
+import { sharedMemoryBench } from './shared-memory.js';
 import { soakBench } from './soak.js';
 import { fmt, pct, timedMs, type Row } from './stats.js';
 
@@ -104,6 +105,7 @@ async function main(): Promise<void> {
   } finally {
     await host.close();
   }
+  rows.push(...(await sharedMemoryBench(docker, log, instance, ROUNDS)));
   rows.push(...(await soakBench(docker, log, instance)));
   rows.push(...(await runCommandBench(docker)));
   await removeByLabel(docker, instance);
@@ -141,6 +143,7 @@ async function main(): Promise<void> {
     ...table('start', 'Load to ready (images built)'),
     ...table('memory', 'Host memory per idle plugin'),
     ...table('run', 'One-shot runs'),
+    ...table('shared memory', 'Shared memory against the hub (Python to Go)'),
     ...table('soak', 'Under attack: a hostile host client floods the hub'),
     'Every latency figure is taken after a warm-up of a few thousand calls: the first ones run',
     'before the JIT compilers of the hub and the SDKs settle, and are up to twice as slow.',
@@ -150,6 +153,11 @@ async function main(): Promise<void> {
     'latency rows; the CPU quota of the example plugins adds scheduling delay of its own. The',
     "throughput row runs with the hub's per-plugin rate limit raised (default 20 000/s), to",
     'show what the hub itself carries.',
+    '',
+    'The shared-memory rows run their own controller (a Python producer, a Go consumer; see',
+    'docs/shared-memory.md): each time is one whole transfer measured in the producer, checked',
+    "by a CRC-32 of every byte the consumer read; the hub's message limit is raised to 16 MiB for",
+    'the baseline, which sends the same bytes as base64.',
     '',
     'The soak rows run a second controller with its default limits and one echo plugin. A hostile',
     'host client in another process floods the hub for each row (refused calls; 10 KB frames',

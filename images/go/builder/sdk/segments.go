@@ -102,7 +102,8 @@ func (s *Segment) mapping(write bool) ([]byte, error) {
 		return nil, Errorf(CodeSegment, "segment %s cannot be opened: %v", s.ID, err)
 	}
 	defer f.Close()
-	b, err := syscall.Mmap(int(f.Fd()), 0, int(s.Size), prot, syscall.MAP_SHARED)
+	// MAP_POPULATE: the pages are mapped in one go, not one fault at a time.
+	b, err := syscall.Mmap(int(f.Fd()), 0, int(s.Size), prot, syscall.MAP_SHARED|syscall.MAP_POPULATE)
 	if err != nil {
 		return nil, Errorf(CodeSegment, "segment %s cannot be mapped: %v", s.ID, err)
 	}

@@ -65,7 +65,9 @@ class Segment:
         except FileNotFoundError:
             raise LogoMeshError("LM_SEGMENT", f"segment {self.id} does not exist (freed?)") from None
         try:
-            self._map = mmap.mmap(fd, self.size, mmap.MAP_SHARED, mmap.PROT_READ | (mmap.PROT_WRITE if write else 0))
+            # MAP_POPULATE: the pages are mapped in one go, not one fault at a time.
+            flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+            self._map = mmap.mmap(fd, self.size, flags, mmap.PROT_READ | (mmap.PROT_WRITE if write else 0))
         finally:
             os.close(fd)
         self._writable = write
