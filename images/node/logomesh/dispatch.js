@@ -4,6 +4,7 @@
 import { errorStack, errorText, isCoded, LogoMeshError } from './errors.js';
 import { post } from './connection.js';
 import { decode, EncodeError, encode, ID_MAX_LENGTH, topicMatches } from './protocol.js';
+import { packSegments, unpackSegments } from './segments.js';
 import { isThenable, nextId, pluginName } from './state.js';
 import { stop } from './shutdown.js';
 
@@ -60,7 +61,7 @@ function onResponse(s, msg) {
   }
   s.pending.delete(msg.correlationId);
   clearTimeout(p.timer);
-  if (msg.type === 'response' && msg.success === true) p.resolve(msg.data);
+  if (msg.type === 'response' && msg.success === true) p.resolve(unpackSegments(s, msg.data));
   else p.reject(new LogoMeshError(msg.error?.code ?? 'LM_PLUGIN_ERROR', msg.error?.message ?? 'the call failed without a message', msg.error?.details));
 }
 
@@ -81,7 +82,7 @@ function onRequest(s, msg) {
   const gen = s.gen;
   let result;
   try {
-    result = handler(msg.data, { from: msg.from, method: msg.method, timeout: msg.timeout });
+    result = handler(unpackSegments(s, msg.data), { from: msg.from, method: msg.method, timeout: msg.timeout });
   } catch (err) {
     replyFailure(s, id, msg.method, err, gen);
     return done(s);
@@ -109,7 +110,8 @@ function done(s) {
 function replyOk(s, correlationId, method, value, gen) {
   let text;
   try {
-    text = encode({ type: 'response', id: nextId(s), correlationId, success: true, data: value === undefined ? null : value }, s.maxBytes);
+    const [data, segments] = packSegments(value === undefined ? null : value);
+    text = encode({ type: 'response', id: nextId(s), correlationId, success: true, data, ...(segments.length ? { segments } : {}) }, s.maxBytes);
   } catch (err) {
     const tooLarge = err instanceof EncodeError && err.tooLarge;
     const reason = err instanceof EncodeError ? err.reason : 'cannot be encoded';
@@ -175,7 +177,7 @@ function onEvent(s, msg) {
     if (topic === undefined ? pattern !== '*' : !topicMatches(pattern, topic)) continue;
     for (const handler of sub.handlers) {
       try {
-        const r = handler(msg.data, meta);
+        const r = handler(unpackSegments(s, msg.data), meta);
         if (isThenable(r)) Promise.resolve().then(() => r).then(undefined, (err) => handlerFailed(s, pattern, err));
       } catch (err) {
         handlerFailed(s, pattern, err);
