@@ -21,6 +21,27 @@ export async function segmentsCommand(json: boolean, io: CliIo): Promise<number>
   return 0;
 }
 
+/**
+ * `schema <plugin>.<method>`: the JSON Schemas the running plugin's manifest declares for the
+ * method; `schema --sample '<json>'`: a schema drafted from a sample value (no controller).
+ */
+export async function schemaCommand(target: string | undefined, sample: string | undefined, io: CliIo): Promise<number> {
+  if (sample !== undefined) {
+    let value: unknown;
+    try {
+      value = JSON.parse(sample);
+    } catch (err) {
+      throw new LogoMeshError('LM_USAGE', `--sample must be JSON: ${(err as Error).message}`, {});
+    }
+    io.out(JSON.stringify((await import('../index.js')).generateSchema(value), null, 2));
+    return 0;
+  }
+  const dot = target?.indexOf('.') ?? -1;
+  if (!target || dot <= 0 || dot === target.length - 1) throw new LogoMeshError('LM_USAGE', `schema needs <plugin>.<method>, or --sample '<json>'`, {});
+  io.out(JSON.stringify(await client().methodSchemas(target.slice(0, dot), target.slice(dot + 1)), null, 2));
+  return 0;
+}
+
 /** `call <plugin>.<method> [json-args] [--timeout ms]`: the JSON result on stdout. */
 export async function callCommand(target: string, argsText: string | undefined, timeout: number | undefined, io: CliIo): Promise<number> {
   const dot = target.indexOf('.');

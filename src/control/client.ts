@@ -25,6 +25,11 @@ export class ControlClient {
     return this.json('GET', '/v1/segments') as Promise<SegmentRow[]>;
   }
 
+  /** The JSON Schemas a plugin declares for a method's params and result. */
+  methodSchemas(id: string, method: string): Promise<{ params?: object; result?: object }> {
+    return this.json('GET', `/v1/plugins/${encodeURIComponent(id)}/schema?method=${encodeURIComponent(method)}`) as Promise<{ params?: object; result?: object }>;
+  }
+
   status(): Promise<ControllerStatus> {
     return this.json('GET', '/v1/status') as Promise<ControllerStatus>;
   }

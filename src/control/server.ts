@@ -23,6 +23,7 @@ import type { Logger } from '../log.js';
  *                                         a declared topic pattern taken away or given back
  *   GET  /v1/plugins/:id/logs?lines=n&follow=1  -> text lines (streamed with follow)
  *   GET  /v1/segments                     -> SegmentRow[] (the shared-memory pool)
+ *   GET  /v1/plugins/:id/schema?method=m  -> {params?, result?} (coordination.methodSchemas)
  *   POST /v1/down                         -> stops everything; the controller exits
  */
 export async function serveControl(host: Controller, socketPath: string, log: Logger, onDown: () => void): Promise<Server> {
@@ -89,6 +90,9 @@ async function handle(host: Controller, req: IncomingMessage, res: ServerRespons
     if (action === 'revoke') host.revokeMethod(id, body.method);
     else host.grantMethod(id, body.method, body.ttlMs);
     return sendJson(res, 200, { plugin: id, method: body.method, [action === 'revoke' ? 'revoked' : 'granted']: true });
+  }
+  if (req.method === 'GET' && what === 'plugins' && id && action === 'schema') {
+    return sendJson(res, 200, host.methodSchemas(id, url.searchParams.get('method') ?? ''));
   }
   if (req.method === 'POST' && what === 'plugins' && id && action === 'check') {
     const body = (await readJson(req)) as { action?: string; resource?: string };

@@ -376,6 +376,17 @@ export class Controller implements AsyncDisposable {
       .sort((a, b) => a.id.localeCompare(b.id));
   }
 
+  /**
+   * The JSON Schemas a plugin's manifest declares for a method's params and result
+   * (coordination.methodSchemas; `{}` when it declares none). Throws LM_METHOD_NOT_FOUND for
+   * a method it does not expose.
+   */
+  methodSchemas(id: string, method: string): { params?: object; result?: object } {
+    const { coordination } = this.registry.get(id).loaded.manifest;
+    if (!coordination.exposesMethods.includes(method)) throw new LogoMeshError('LM_METHOD_NOT_FOUND', `plugin ${id} does not expose '${method}' (coordination.exposesMethods: ${coordination.exposesMethods.join(', ') || 'none'})`, { plugin: id, method });
+    return (coordination.methodSchemas?.[method] ?? {}) as { params?: object; result?: object };
+  }
+
   status(id: string): PluginStatus {
     return this.statusOf(this.registry.get(id));
   }

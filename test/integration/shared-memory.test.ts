@@ -124,6 +124,14 @@ describe('shared memory: the pool, kernel-enforced access, handles in messages',
     await vi.waitFor(async () => expect(await ctl.call('shm-b', 'lookup', { key: 'report.latest' })).toBe('LM_SEGMENT'), { timeout: 5_000, interval: 200 });
   });
 
+  it("a call that breaks its method's schema gets LM_SCHEMA naming path, expected and found; the target never sees it", async () => {
+    const before = await ctl.call('shm-a', 'count', {});
+    await expect(ctl.call('shm-a', 'read', { seg: {}, length: 'ten' })).rejects.toMatchObject({ code: 'LM_SCHEMA', message: 'shm-a.read params: /length must be a value of type integer (found "ten" (string))' });
+    await expect(ctl.call('shm-a', 'read', { handle: {} })).rejects.toMatchObject({ code: 'LM_SCHEMA', message: expect.stringMatching(/^shm-a\.read params: \/seg must be the required field 'seg'/) });
+    expect(await ctl.call('shm-a', 'count', {})).toBe(before);
+    expect(ctl.methodSchemas('shm-a', 'read')).toMatchObject({ params: { required: ['seg'] }, result: { type: 'string' } });
+  });
+
   it('a plugin without sharedMemory has no pool and may not ask for segments', async () => {
     await expect(ctl.call('shm-d', 'alloc', { size: 10 })).rejects.toMatchObject({ code: 'LM_PERMISSION_DENIED', message: expect.stringContaining('does not set coordination.sharedMemory: true') });
   });

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { REPO } from './support.js';
 
 const PROBE = path.join(REPO, 'test', 'fixtures', 'shm', 'probe.py');
-const EXPOSES = '[alloc, op, read, lookup, attack, send, structured, read_structured, crash]';
+const EXPOSES = '[alloc, op, read, lookup, attack, send, structured, read_structured, count, crash]';
 
 /** A plugin of the probe; `peers` are the plugins whose methods it may call. */
 export function shmPlugin(root: string, id: string, peers: string[], opts: { sharedMemory?: boolean; memoryMB?: number; restart?: string } = {}): void {
@@ -24,6 +24,11 @@ export function shmPlugin(root: string, id: string, peers: string[], opts: { sha
       `  exposesMethods: ${EXPOSES}`,
       `  consumesMethods: [${consumes.join(', ')}]`,
       `  sharedMemory: ${opts.sharedMemory ?? true}`,
+      // read takes a segment handle and an optional length: the hub checks calls against it.
+      '  methodSchemas:',
+      '    read:',
+      '      params: { type: object, required: [seg], properties: { seg: { type: object }, length: { type: integer, minimum: 0 } }, additionalProperties: false }',
+      '      result: { type: string }',
     ].join('\n'),
   );
 }
