@@ -26,12 +26,19 @@ function auditRotationFromEnv(env: NodeJS.ProcessEnv = process.env): { maxBytes?
   return { ...(maxBytes ? { maxBytes: positiveInteger('LOGOMESH_AUDIT_MAX_BYTES', maxBytes) } : {}), ...(keep ? { keep: positiveInteger('LOGOMESH_AUDIT_KEEP', keep) } : {}) };
 }
 
+/** LOGOMESH_POOL_BYTES and LOGOMESH_POOL_PLUGIN_BYTES: the shared-memory pool's size and one plugin's most (docs/shared-memory.md). Throws LM_USAGE. */
+function sharedMemoryFromEnv(env: NodeJS.ProcessEnv = process.env): { poolBytes?: number; maxPluginBytes?: number } {
+  const pool = env.LOGOMESH_POOL_BYTES;
+  const plugin = env.LOGOMESH_POOL_PLUGIN_BYTES;
+  return { ...(pool ? { poolBytes: positiveInteger('LOGOMESH_POOL_BYTES', pool) } : {}), ...(plugin ? { maxPluginBytes: positiveInteger('LOGOMESH_POOL_PLUGIN_BYTES', plugin) } : {}) };
+}
+
 /**
  * The controller options the environment sets, as `logomesh up` reads them: the hub token,
- * the hub's limits (hubLimitsFromEnv) and the audit trail's rotation. Throws LM_USAGE
- * naming the variable.
+ * the hub's limits (hubLimitsFromEnv), the audit trail's rotation and the shared-memory
+ * pool's size. Throws LM_USAGE naming the variable.
  */
-export function controllerOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Pick<ControllerOptions, 'hubToken' | 'hubLimits' | 'auditRotation'> {
+export function controllerOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Pick<ControllerOptions, 'hubToken' | 'hubLimits' | 'auditRotation' | 'sharedMemory'> {
   const hubToken = hubTokenFromEnv(env);
-  return { hubLimits: hubLimitsFromEnv(env), auditRotation: auditRotationFromEnv(env), ...(hubToken ? { hubToken } : {}) };
+  return { hubLimits: hubLimitsFromEnv(env), auditRotation: auditRotationFromEnv(env), sharedMemory: sharedMemoryFromEnv(env), ...(hubToken ? { hubToken } : {}) };
 }
