@@ -10,6 +10,7 @@ import { decideSubscribe, mayReceive, type PluginPolicy, type TopicRevoked } fro
 import { Calls, type CallTarget } from './calls.js';
 import { authorize, compose, helloGate, HOLD_MS, rateLimit, schemaCheck, segmentHandles, senderCheck, type Handler, type Inbound, type IntakeContext } from './intake.js';
 import type { SegmentBroker } from './segments.js';
+import { chooseEncoding } from './frames.js';
 import { LocalHost, type TopicHandler } from './local-host.js';
 import { WsPeer, type Peer, type PeerLimits } from './peer.js';
 import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_MAX_MESSAGE_BYTES, HOST, MAX_MAX_MESSAGE_BYTES, parseFrame, PROTOCOL_VERSION, type ClientMessage, type Hello } from './protocol.js';
@@ -319,7 +320,7 @@ export class Hub extends EventEmitter {
     // Frames a closing connection had already buffered are not this hub's business any more.
     if (this.closed) return;
     try {
-      const parsed = parseFrame(raw, isBinary, this.maxBytes);
+      const parsed = parseFrame(raw, isBinary, this.maxBytes, peer.binary);
       if (parsed.ok) return this.intake({ peer, slot, msg: parsed.msg, claimedFrom: parsed.claimedFrom });
       // A refused answer still settles its call (and is on the sender's record).
       if (parsed.answers && this.calls.answerRefused(peer, parsed.answers, parsed.error)) return this.violation(peer, parsed.error.code as ErrorCode, `answer refused: ${parsed.error.message}`, 'frame');
@@ -420,7 +421,10 @@ export class Hub extends EventEmitter {
     for (const t of topics) this.pubsub.subscribe(peer, t);
     slot.methods = [...msg.methods];
     slot.ready = true;
-    this.ok(peer, msg.id, { plugin: slot.policy.id, protocol: PROTOCOL_VERSION, maxMessageBytes: this.maxBytes });
+    const encoding = chooseEncoding(msg.encodings);
+    // The answer itself is JSON text: the plugin switches once it has read it.
+    this.ok(peer, msg.id, { plugin: slot.policy.id, protocol: PROTOCOL_VERSION, maxMessageBytes: this.maxBytes, encoding });
+    if (peer instanceof WsPeer) peer.binary = encoding === 'msgpack';
     this.log.debug({ plugin: slot.policy.id, methods: msg.methods, sdk: msg.sdk }, 'plugin ready');
     this.emit('ready', slot.policy.id, slot.methods);
   }

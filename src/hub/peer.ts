@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { WebSocket } from 'ws';
 import type { ErrorCode } from '../errors.js';
 import { encode, type Encoded } from './codec.js';
+import { packFrame } from './frames.js';
 import type { HubMessage } from './protocol.js';
 import { TokenBucket } from './token-bucket.js';
 
@@ -57,6 +58,8 @@ export class WsPeer implements Peer {
   inFlight = 0;
   dropped = 0;
   /** The payload of the hub's last heartbeat ping, and how many in a row went unanswered. */
+  /** Frames to and from it are msgpack (its hello listed it); JSON text otherwise. */
+  binary = false;
   private nonce: Buffer | undefined;
   private missed = 0;
   private held = false;
@@ -84,7 +87,10 @@ export class WsPeer implements Peer {
     if (!this.open) return 'gone';
     const enc = encoded ?? encode(msg, Number.MAX_SAFE_INTEGER);
     if (!enc.ok) return 'dropped';
-    if (this.ws.bufferedAmount + enc.bytes > this.limits.maxQueuedBytes) {
+    // The JSON text was checked (depth, size, cycles); its msgpack form is made once and shared.
+    const frame = this.binary ? (enc.binary ??= packFrame(msg)) : enc.text;
+    const bytes = this.binary ? frame.length : enc.bytes;
+    if (this.ws.bufferedAmount + bytes > this.limits.maxQueuedBytes) {
       if (msg.type === 'event' || msg.type === 'broadcast') {
         this.dropped++;
         return 'dropped';
@@ -92,7 +98,7 @@ export class WsPeer implements Peer {
       this.cut('LM_BACKPRESSURE', `${this.ws.bufferedAmount} bytes were waiting to be read by ${this.id} (${this.origin}), over the limit of ${this.limits.maxQueuedBytes}`);
       return 'gone';
     }
-    this.ws.send(enc.text);
+    this.ws.send(frame);
     return 'sent';
   }
 

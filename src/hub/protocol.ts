@@ -1,5 +1,6 @@
 import type { ErrorCode } from '../errors.js';
 import { jsonDepth, topLevelStrings } from './codec.js';
+import { unpackFrame } from './frames.js';
 import { CONSTANTS } from './protocol-constants.js';
 import { isTopicPattern, MAX_TOPIC_LENGTH } from '../manifest/topics.js';
 
@@ -64,6 +65,8 @@ export interface Hello extends Base {
   sdk?: string;
   /** Topics to subscribe to before the plugin counts as ready, so no event sent after its start is missed. */
   subscriptions?: string[];
+  /** The frame encodings it speaks besides JSON text (`msgpack`): the hub answers in the first it also speaks. */
+  encodings?: string[];
 }
 export interface Request extends Base {
   type: 'request';
@@ -161,12 +164,17 @@ function fail(message: string, id?: string, code: ErrorCode = 'LM_PROTOCOL'): Ex
  * Parse and check one frame. Never throws: whatever a peer sends becomes either a
  * well-typed message or an error to send back to it.
  */
-export function parseFrame(raw: Buffer | string, isBinary: boolean, maxBytes: number): Parsed {
+export function parseFrame(raw: Buffer | string, isBinary: boolean, maxBytes: number, binary = false): Parsed {
   const size = typeof raw === 'string' ? Buffer.byteLength(raw) : raw.length;
   if (size > maxBytes) {
     return withAnswers(fail(`message of ${size} bytes exceeds the maximum of ${maxBytes} bytes`, undefined, 'LM_MESSAGE_TOO_LARGE'), typeof raw === 'string' ? Buffer.from(raw) : raw);
   }
-  if (isBinary) return fail('binary frames are not accepted yet; send JSON text frames');
+  if (isBinary) {
+    if (!binary) return fail("binary frames are accepted only from a plugin whose hello listed 'msgpack' under encodings; send JSON text frames");
+    const u = unpackFrame(typeof raw === 'string' ? Buffer.from(raw) : raw, MAX_DEPTH);
+    if (!u.ok) return fail(u.message);
+    return checked(u.value);
+  }
   const buf = typeof raw === 'string' ? Buffer.from(raw) : raw;
   const depth = jsonDepth(buf, MAX_DEPTH);
   if (depth > MAX_DEPTH) return withAnswers(fail(`frame nests arrays and objects more than ${MAX_DEPTH} levels deep`), buf);
@@ -176,6 +184,11 @@ export function parseFrame(raw: Buffer | string, isBinary: boolean, maxBytes: nu
   } catch (err) {
     return fail(`frame is not JSON: ${(err as Error).message}`);
   }
+  return checked(v);
+}
+
+/** A decoded frame (from JSON text or msgpack) checked and typed. */
+function checked(v: unknown): Parsed {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) return fail('frame must be a JSON object');
   const m = v as Record<string, unknown>;
   const id = typeof m.id === 'string' && ID.test(m.id) ? m.id : undefined;
@@ -203,6 +216,7 @@ function parseMessage(m: Record<string, unknown>, id: string): Parsed {
           methods: m.methods as string[],
           ...(typeof m.sdk === 'string' ? { sdk: m.sdk.slice(0, 64) } : {}),
           ...(m.subscriptions ? { subscriptions: [...new Set(m.subscriptions as string[])] } : {}),
+          ...(Array.isArray(m.encodings) ? { encodings: m.encodings.filter((x): x is string => typeof x === 'string').slice(0, 8) } : {}),
         },
       };
     case 'request': {

@@ -3,7 +3,7 @@
 // or returns, its caller gets an answer with a code, and the plugin goes on.
 import { errorStack, errorText, isCoded, LogoMeshError } from './errors.js';
 import { post } from './connection.js';
-import { decode, EncodeError, encode, ID_MAX_LENGTH, topicMatches } from './protocol.js';
+import { decode, decodeBinary, EncodeError, encode, ID_MAX_LENGTH, topicMatches } from './protocol.js';
 import { packSegments, unpackSegments } from './segments.js';
 import { isThenable, nextId, pluginName } from './state.js';
 import { stop } from './shutdown.js';
@@ -12,8 +12,8 @@ import { stop } from './shutdown.js';
 const MESSAGE_CUT = 1024;
 
 export function onFrame(s, raw, isBinary) {
-  if (isBinary) return s.log('warn', 'binary frame from the hub ignored (this SDK speaks JSON)');
-  const { msg, refused } = decode(raw, s.maxBytes);
+  if (isBinary && !s.binary) return s.log('warn', 'binary frame from the hub ignored (binary frames were not agreed in hello)');
+  const { msg, refused } = isBinary ? decodeBinary(raw, s.maxBytes) : decode(raw, s.maxBytes);
   if (refused) return refuse(s, refused);
   if (msg === null || typeof msg !== 'object') return;
   switch (msg.type) {
@@ -115,7 +115,7 @@ function replyOk(s, correlationId, method, value, gen) {
   let text;
   try {
     const [data, segments] = packSegments(value === undefined ? null : value);
-    text = encode({ type: 'response', id: nextId(s), correlationId, success: true, data, ...(segments.length ? { segments } : {}) }, s.maxBytes);
+    text = encode({ type: 'response', id: nextId(s), correlationId, success: true, data, ...(segments.length ? { segments } : {}) }, s.maxBytes, s.binary);
   } catch (err) {
     const tooLarge = err instanceof EncodeError && err.tooLarge;
     const reason = err instanceof EncodeError ? err.reason : 'cannot be encoded';
@@ -150,16 +150,16 @@ function replyError(s, correlationId, code, message, details, gen = s.gen) {
   const msg = { type: 'response', id: nextId(s), correlationId, success: false, error };
   let text;
   try {
-    text = encode(msg, s.maxBytes);
+    text = encode(msg, s.maxBytes, s.binary);
   } catch {
     delete error.details;
     try {
-      text = encode(msg, s.maxBytes);
+      text = encode(msg, s.maxBytes, s.binary);
     } catch {
       error.code = typeof code === 'string' && code.length <= 64 ? code : 'LM_PLUGIN_ERROR';
       error.message = String(message).slice(0, MESSAGE_CUT);
       try {
-        text = encode(msg, s.maxBytes);
+        text = encode(msg, s.maxBytes, s.binary);
       } catch (err) {
         // Only a hub announcing an absurdly small maximum gets here: nothing can be sent.
         return s.log('warn', `the answer to request ${correlationId} cannot be sent: it ${err.reason ?? errorText(err)}`);

@@ -66,6 +66,8 @@ export interface PluginOptions {
    * Default: LOGOMESH_RECONNECT_MS, else 60000; 0 never reconnects (run() rejects at once).
    */
   reconnectMs?: number;
+  /** 'msgpack': hello offers binary frames, and once the hub agrees both sides speak msgpack (default: LOGOMESH_FRAMES, else 'json'). */
+  frames?: 'json' | 'msgpack';
   /** Where SDK diagnostics go; false silences them. Default: stderr. */
   log?: false | ((level: 'info' | 'warn' | 'error', message: string) => void);
 }

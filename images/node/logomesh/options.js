@@ -49,6 +49,8 @@ export function resolveOptions(options = {}) {
     graceMs: options.graceMs ?? 5_000,
     connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
     reconnectMs: options.reconnectMs ?? reconnectMsFromEnv(log),
+    // 'msgpack': hello offers binary frames, and the hub speaks msgpack to this plugin once it agrees.
+    frames: options.frames ?? (process.env.LOGOMESH_FRAMES === 'msgpack' ? 'msgpack' : 'json'),
     log,
   });
 }

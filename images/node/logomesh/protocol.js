@@ -1,6 +1,8 @@
 // The hub protocol's constants and its codec: JSON frames in and out, within the depth and
 // size limits (docs/protocol.md). The constants mirror images/protocol/protocol.json of
-// LogoMesh; the SDK's tests check that they match it.
+// LogoMesh; the SDK's tests check that they match it. Binary (msgpack) frames once the hub
+// agreed to them in its answer to hello.
+import { decode as unpackMsgpack, encode as packMsgpack } from '@msgpack/msgpack';
 
 export const SDK_VERSION = '0.1.0';
 export const PROTOCOL_VERSION = 1;
@@ -120,6 +122,36 @@ export function topFields(text) {
  * One frame from the hub: `{ msg }`, or `{ refused: { code, message, fields } }` when it is
  * larger than maxBytes, nested deeper than MAX_DEPTH, or not JSON.
  */
+/** A binary (msgpack) frame: the same limits as a text one; the decoder is iterative, and the depth is checked before anything walks the value. */
+export function decodeBinary(raw, maxBytes) {
+  if (raw.length > maxBytes) return refuse('LM_MESSAGE_TOO_LARGE', `a message of ${raw.length} bytes exceeds the maximum message size of ${maxBytes} bytes`, '');
+  let msg;
+  try {
+    msg = unpackMsgpack(raw);
+  } catch (err) {
+    return refuse('LM_PROTOCOL', `a binary frame that is not msgpack: ${err instanceof Error ? err.message : String(err)}`, '');
+  }
+  const stack = [[msg, 1]];
+  while (stack.length) {
+    const [v, d] = stack.pop();
+    if (v === null || typeof v !== 'object') continue;
+    if (d > MAX_DEPTH) return refuse('LM_PROTOCOL', `a message nested more than ${MAX_DEPTH} levels deep`, '');
+    for (const x of Array.isArray(v) ? v : Object.values(v)) stack.push([x, d + 1]);
+  }
+  return { msg };
+}
+
+function encodeBinary(msg, maxBytes) {
+  let bytes;
+  try {
+    bytes = packMsgpack(msg, { maxDepth: MAX_DEPTH, ignoreUndefined: true });
+  } catch (err) {
+    throw new EncodeError(`cannot be sent as msgpack: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  if (bytes.length > maxBytes) throw new EncodeError(`is ${bytes.length} bytes, over the maximum message size of ${maxBytes} bytes`, true);
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
 export function decode(raw, maxBytes) {
   const text = typeof raw === 'string' ? raw : raw.toString('utf8');
   const size = typeof raw === 'string' ? Buffer.byteLength(raw) : raw.length;
@@ -148,8 +180,12 @@ export class EncodeError extends Error {
   }
 }
 
-/** A message as the JSON text of one frame; throws EncodeError when it cannot be sent. */
-export function encode(msg, maxBytes) {
+/**
+ * A message as one frame: JSON text, or msgpack bytes once the hub agreed to binary frames
+ * (`binary`); throws EncodeError when it cannot be sent.
+ */
+export function encode(msg, maxBytes, binary = false) {
+  if (binary) return encodeBinary(msg, maxBytes);
   let text;
   try {
     text = JSON.stringify(msg);
