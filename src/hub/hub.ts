@@ -75,6 +75,8 @@ export interface HubStats {
   readonly ready: boolean;
   readonly methods: readonly string[];
   readonly droppedMessages: number;
+  /** The frames the hub speaks with it: msgpack when its hello asked for them, else JSON text. */
+  readonly encoding: 'json' | 'msgpack';
 }
 
 /** What a violation was, so that different ones with one code are not counted together. */
@@ -197,7 +199,7 @@ export class Hub extends EventEmitter {
   stats(id: string): HubStats | undefined {
     const slot = this.plugins.get(id);
     if (!slot) return undefined;
-    return { connected: !!slot.peer, ready: slot.ready, methods: slot.methods, droppedMessages: slot.peer?.dropped ?? 0 };
+    return { connected: !!slot.peer, ready: slot.ready, methods: slot.methods, droppedMessages: slot.peer?.dropped ?? 0, encoding: slot.peer?.binary ? 'msgpack' : 'json' };
   }
 
   /** Serve a host method that plugins may call (when their manifest consumes it). */

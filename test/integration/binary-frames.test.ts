@@ -1,0 +1,40 @@
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Controller } from '../../src/controller/controller.js';
+import { resolveHome } from '../../src/controller/home.js';
+import { silentLogger } from '../../src/log.js';
+import { loadManifest } from '../../src/manifest/index.js';
+import { docker, instance, REPO, tempDir } from './support.js';
+
+const FIXTURES = path.join(REPO, 'test', 'fixtures', 'frames-bench');
+
+/**
+ * Binary frames in real containers: Node.js plugins that ask for msgpack get it, and call
+ * plugins that speak JSON and the other way; the values arrive the same.
+ */
+describe('binary (msgpack) frames where both ends agree', () => {
+  let ctl: Controller;
+  beforeAll(async () => {
+    const home = resolveHome({ LOGOMESH_HOME: tempDir('lm-home-'), LOGOMESH_INSTANCE: `${instance()}-frames` });
+    ctl = await Controller.create({ log: silentLogger, home, docker: await docker(), stopGraceMs: 1_000 });
+    ctl.load(['caller-msgpack', 'echo-msgpack', 'echo-json'].map((p) => loadManifest(path.join(FIXTURES, p))));
+    await ctl.startAll();
+  }, 300_000);
+  afterAll(async () => {
+    await ctl?.close();
+  });
+
+  it('the hub speaks msgpack to the plugins that asked, JSON to the others', () => {
+    expect(ctl.hub.stats('caller-msgpack')?.encoding).toBe('msgpack');
+    expect(ctl.hub.stats('echo-msgpack')?.encoding).toBe('msgpack');
+    expect(ctl.hub.stats('echo-json')?.encoding).toBe('json');
+  });
+
+  it('values arrive the same through msgpack frames, from the host and between plugins', async () => {
+    const data = { text: 'ünïcødé ✓ 🎉', n: 42, f: 1.5, big: 5_000_000_000, list: [null, true, { deep: [[]] }], empty: {} };
+    expect(await ctl.call('echo-msgpack', 'echo', data)).toEqual(data);
+    expect(await ctl.call('echo-json', 'echo', data)).toEqual(data);
+    const r = (await ctl.call('caller-msgpack', 'concurrent', { target: 'echo-msgpack.echo', inFlight: 8, ms: 500, data }, 30_000)) as { calls: number };
+    expect(r.calls).toBeGreaterThan(10);
+  });
+});
