@@ -60,4 +60,4 @@ export { renderKubeFolder, type KubeRenderOptions } from './kubernetes/render-fo
 export { decodeStructured, encodeStructured, frameStructured, unframeStructured, type Format } from './memory/bridge.js';
 export { generateSchema, type JsonSchema } from './memory/generate-schema.js';
 export type { Access, SegmentHandle, SegmentInfo } from './memory/segment.js';
-export type { Segments } from './controller/segments.js';
+export { removeLeftPoolOf, type Segments } from './controller/segments.js';

@@ -9,10 +9,22 @@ import type { Logger } from '../log.js';
 import { frameStructured, unframeStructured, type Format } from '../memory/bridge.js';
 import { SegmentCache } from '../memory/cache.js';
 import { HOST_ACTOR, SharedMemoryPool } from '../memory/pool.js';
+import { removeLeftPool } from '../memory/tmpfs.js';
 import type { Access, SegmentHandle, SegmentInfo } from '../memory/segment.js';
 import type { Home } from './home.js';
 import { isUp } from './managed.js';
 import type { PluginRegistry } from './registry.js';
+
+/** Where a home's pool and its records are. */
+export function poolPaths(home: Home): { dir: string; indexFile: string } {
+  return { dir: path.join(home.dir, 'pool'), indexFile: path.join(home.dir, 'segments.json') };
+}
+
+/** Remove the pool a killed controller of this home left, when no controller runs there (see removeLeftPool). */
+export function removeLeftPoolOf(home: Home): Promise<number> {
+  const { dir, indexFile } = poolPaths(home);
+  return removeLeftPool(dir, indexFile);
+}
 
 /** The pool's default size, and the most one plugin's segments may hold whatever its memory limit. */
 export const DEFAULT_POOL_BYTES = 1024 * 1024 * 1024;
@@ -45,8 +57,7 @@ export class Segments implements SegmentBroker {
   constructor(private readonly opts: SegmentsOptions) {
     const max = opts.poolBytes ?? DEFAULT_POOL_BYTES;
     this.pool = new SharedMemoryPool({
-      dir: path.join(opts.home.dir, 'pool'),
-      indexFile: path.join(opts.home.dir, 'segments.json'),
+      ...poolPaths(opts.home),
       log: opts.log.child({ component: 'pool' }),
       audit: opts.audit,
       idsOf: opts.idsOf,

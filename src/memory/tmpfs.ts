@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { LogoMeshError } from '../errors.js';
 
@@ -70,4 +70,17 @@ export function tmpfsMountsUnder(dir: string): string[] {
 
 function unescape(s: string): string {
   return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+}
+
+/**
+ * Remove a pool that no controller uses any more (`logomesh clean` after a controller was
+ * killed and not started again): every tmpfs at or under `dir` unmounted, the folder and the
+ * records removed. Returns how many tmpfs were unmounted.
+ */
+export async function removeLeftPool(dir: string, indexFile: string): Promise<number> {
+  const mounts = tmpfsMountsUnder(dir);
+  for (const m of mounts) await unmount(m);
+  rmSync(dir, { recursive: true, force: true });
+  rmSync(indexFile, { force: true });
+  return mounts.length;
 }

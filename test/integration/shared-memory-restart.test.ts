@@ -61,4 +61,26 @@ describe('shared memory across a controller killed with SIGKILL', () => {
     expect(tmpfsMountsUnder(pool)).toEqual([]);
     expect((await (await docker()).listContainers({ all: true, filters: JSON.stringify(labelFilter(inst)) })).length).toBe(0);
   }, 400_000);
+
+  it('a controller killed with SIGKILL and never started again: logomesh clean removes its pool too', async () => {
+    const root = tempDir('lm-shm-clean-');
+    shmPlugin(root, 'shm-a', []);
+    const inst = `${instance()}-shm-clean`;
+    const env = { LOGOMESH_HOME: tempDir('lm-home-'), LOGOMESH_INSTANCE: inst };
+    const pool = path.join(resolveHome(env).dir, 'pool');
+    const r = await runCli(['up', '-d', root], { env, timeoutMs: 180_000 });
+    expect(r.code, r.stderr).toBe(0);
+    const pid = Number(/\(pid (\d+)\)/.exec(r.stderr)?.[1]);
+    try {
+      await runCli(['call', 'shm-a.alloc', JSON.stringify({ size: 4096 })], { env, timeoutMs: 60_000 });
+      expect(tmpfsMountsUnder(pool).length).toBe(2);
+      process.kill(pid, 'SIGKILL');
+      const cleaned = await runCli(['clean'], { env, timeoutMs: 60_000 });
+      expect(cleaned.code, cleaned.stderr).toBe(0);
+      expect(cleaned.stdout).toMatch(/removed 1 container\(s\), .*and the shared-memory pool of .* \(2 tmpfs\)/);
+    } finally {
+      await runCli(['clean'], { env, timeoutMs: 60_000 });
+    }
+    expect(tmpfsMountsUnder(pool)).toEqual([]);
+  }, 400_000);
 });
