@@ -53,6 +53,12 @@ export async function sharedMemoryBench(docker: Docker, log: Logger, instance: s
       return (r.calls / r.ms) * 1000;
     };
     const hello = { text: 'hello world' };
+    // Python to Python, sequential calls: the latency each encoding gives.
+    const seqUs = async (enc: string, data: unknown) => {
+      await host.call(`caller-py${enc}`, 'sequential', { target: `echo-py${enc}.echo`, n: 200, data }, 120_000);
+      return pct((await host.call(`caller-py${enc}`, 'sequential', { target: `echo-py${enc}.echo`, n: rounds * 100, data }, 120_000)) as number[], 50);
+    };
+    const py = { smallMp: await seqUs('msgpack', { text: 'hello world' }), smallJson: await seqUs('json', { text: 'hello world' }), docMp: await seqUs('msgpack', doc), docJson: await seqUs('json', doc) };
     const frames = { smallMp: await throughput('msgpack', hello), smallJson: await throughput('json', hello), docMp: await throughput('msgpack', doc), docJson: await throughput('json', doc) };
     const p50 = pct(big.ms, 50);
     const hubP50 = pct(bigHub.ms, 50);
@@ -64,6 +70,8 @@ export async function sharedMemoryBench(docker: Docker, log: Logger, instance: s
       { section: 'shared memory', name: '1 MiB handoff Python -> Go, p99', subject: 'write, send handle, read', baseline: 'same MiB through the hub in one call', value: pct(small.ms, 99), baselineValue: pct(smallHub.ms, 99), unit: 'ms' },
       { section: 'shared memory', name: 'hub throughput, msgpack frames, small call', subject: 'calls/s, node -> hub -> node, 64 in flight', baseline: 'the same with JSON frames', value: frames.smallMp, baselineValue: frames.smallJson, unit: '/s' },
       { section: 'shared memory', name: 'hub throughput, msgpack frames, 3 KB document', subject: 'calls/s, node -> hub -> node, 64 in flight', baseline: 'the same with JSON frames', value: frames.docMp, baselineValue: frames.docJson, unit: '/s' },
+      { section: 'shared memory', name: 'python -> hub -> python p50, msgpack frames, small call', subject: 'sequential calls', baseline: 'the same with JSON frames', value: py.smallMp, baselineValue: py.smallJson, unit: 'us' },
+      { section: 'shared memory', name: 'python -> hub -> python p50, msgpack frames, 3 KB document', subject: 'sequential calls', baseline: 'the same with JSON frames', value: py.docMp, baselineValue: py.docJson, unit: 'us' },
       { section: 'shared memory', name: 'allocating a 64 MiB segment', subject: 'allocate (tmpfs resize, file, setfacl)', baseline: '-', value: first.allocMs ?? NaN, baselineValue: NaN, unit: 'ms' },
     ];
   } finally {

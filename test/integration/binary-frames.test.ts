@@ -17,7 +17,7 @@ describe('binary (msgpack) frames where both ends agree', () => {
   beforeAll(async () => {
     const home = resolveHome({ LOGOMESH_HOME: tempDir('lm-home-'), LOGOMESH_INSTANCE: `${instance()}-frames` });
     ctl = await Controller.create({ log: silentLogger, home, docker: await docker(), stopGraceMs: 1_000 });
-    ctl.load(['caller-msgpack', 'echo-msgpack', 'echo-json'].map((p) => loadManifest(path.join(FIXTURES, p))));
+    ctl.load(['caller-msgpack', 'echo-msgpack', 'echo-json', 'caller-pymsgpack', 'echo-pymsgpack'].map((p) => loadManifest(path.join(FIXTURES, p))));
     await ctl.startAll();
   }, 300_000);
   afterAll(async () => {
@@ -28,6 +28,8 @@ describe('binary (msgpack) frames where both ends agree', () => {
     expect(ctl.hub.stats('caller-msgpack')?.encoding).toBe('msgpack');
     expect(ctl.hub.stats('echo-msgpack')?.encoding).toBe('msgpack');
     expect(ctl.hub.stats('echo-json')?.encoding).toBe('json');
+    expect(ctl.hub.stats('caller-pymsgpack')?.encoding).toBe('msgpack');
+    expect(ctl.hub.stats('echo-pymsgpack')?.encoding).toBe('msgpack');
   });
 
   it('values arrive the same through msgpack frames, from the host and between plugins', async () => {
@@ -36,5 +38,10 @@ describe('binary (msgpack) frames where both ends agree', () => {
     expect(await ctl.call('echo-json', 'echo', data)).toEqual(data);
     const r = (await ctl.call('caller-msgpack', 'concurrent', { target: 'echo-msgpack.echo', inFlight: 8, ms: 500, data }, 30_000)) as { calls: number };
     expect(r.calls).toBeGreaterThan(10);
+    // Python with msgpack frames, to Node.js with msgpack and with JSON, and back.
+    expect(await ctl.call('echo-pymsgpack', 'echo', data)).toEqual(data);
+    for (const target of ['echo-msgpack.echo', 'echo-json.echo', 'echo-pymsgpack.echo']) {
+      expect(((await ctl.call('caller-pymsgpack', 'sequential', { target, n: 20, data }, 30_000)) as number[]).length, target).toBe(20);
+    }
   });
 });

@@ -45,10 +45,15 @@ class CallsMixin:
         """A message to send, encoded; LM_INVALID_ARGUMENT (or LM_MESSAGE_TOO_LARGE) when
         its data cannot go on the wire."""
         try:
-            return encode(msg, self._max_bytes)
+            return encode(msg, self._max_bytes, self._binary_frames())
         except EncodeError as e:
             raise LogoMeshError("LM_MESSAGE_TOO_LARGE" if e.too_large else "LM_INVALID_ARGUMENT",
                                 f"the data of {what} {e.reason}") from None
+
+    def _binary_frames(self) -> bool:
+        """Does the current connection send msgpack frames (agreed in hello's answer)?"""
+        ws = self._ws
+        return ws is not None and ws.binary
 
     def _with_segments(self, msg: Dict[str, Any], key: str = "data") -> Dict[str, Any]:
         """Segments anywhere in the message's data go as handles, listed in ``segments`` for the hub to check."""

@@ -31,11 +31,14 @@ class Plugin(CallsMixin, DispatchMixin, ConnectionMixin, ShutdownMixin, Segments
     flight may take to finish after SIGTERM or SIGINT; a hub ``shutdown`` names its own.
     ``reconnect_ms`` is how long to keep trying to reconnect after an established
     connection is lost (default ``LOGOMESH_RECONNECT_MS``, else 60000; 0 never reconnects).
+    ``frames="msgpack"`` (or ``LOGOMESH_FRAMES=msgpack``) offers binary frames in hello; the SDK
+    and the hub speak msgpack once the hub agrees (default ``json``).
     """
 
     def __init__(self, plugin_id: Optional[str] = None, *, socket_path: Optional[str] = None,
-                 max_workers: int = 8, grace: float = 5.0, reconnect_ms: Optional[int] = None) -> None:
-        self._options = Options(plugin_id, socket_path, max_workers, grace, reconnect_ms)
+                 max_workers: int = 8, grace: float = 5.0, reconnect_ms: Optional[int] = None,
+                 frames: Optional[str] = None) -> None:
+        self._options = Options(plugin_id, socket_path, max_workers, grace, reconnect_ms, frames)
         self.id = self._options.plugin_id
         self._max_workers = max_workers
         self._grace = grace

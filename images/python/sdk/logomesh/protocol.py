@@ -163,10 +163,12 @@ def decode(payload: Bytes, max_bytes: int) -> Any:
 _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-def encode(msg: Any, max_bytes: int) -> bytes:
-    """A message as the UTF-8 JSON text of one frame. Raises EncodeError when it is not JSON
-    (a cycle, NaN, an object JSON has no form for), nested deeper than MAX_DEPTH, or larger
-    than ``max_bytes``."""
+def encode(msg: Any, max_bytes: int, binary: bool = False) -> bytes:
+    """A message as the UTF-8 JSON text of one frame, or its msgpack bytes once the hub agreed
+    to binary frames (``binary``). Raises EncodeError when it is not JSON (a cycle, NaN, an
+    object JSON has no form for), nested deeper than MAX_DEPTH, or larger than ``max_bytes``."""
+    if binary:
+        return _encode_binary(msg, max_bytes)
     try:
         text = _encoder.encode(msg).encode("utf-8")
     except RecursionError:
@@ -179,3 +181,51 @@ def encode(msg: Any, max_bytes: int) -> bytes:
     if len(text) > max_bytes:
         raise EncodeError(f"is {len(text)} bytes, over the maximum message size of {max_bytes} bytes", too_large=True)
     return text
+
+
+def _encode_binary(msg: Any, max_bytes: int) -> bytes:
+    import msgpack
+
+    levels = value_depth(msg, MAX_DEPTH)
+    if levels > MAX_DEPTH:
+        raise EncodeError(f"is nested deeper than {MAX_DEPTH} levels")
+    try:
+        data = msgpack.packb(msg, use_bin_type=True)
+    except Exception as e:  # noqa: BLE001 - TypeError, OverflowError, ValueError
+        raise EncodeError(f"cannot be sent as msgpack: {e}") from None
+    if len(data) > max_bytes:
+        raise EncodeError(f"is {len(data)} bytes, over the maximum message size of {max_bytes} bytes", too_large=True)
+    return data
+
+
+def value_depth(value: Any, limit: int) -> int:
+    """The nesting of lists and dicts in a value, the value itself being level 1, counted
+    without recursion; stops past ``limit``."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if not isinstance(v, (dict, list, tuple)):
+            continue
+        if d > deepest:
+            deepest = d
+            if deepest > limit:
+                return deepest
+        stack.extend((x, d + 1) for x in (v.values() if isinstance(v, dict) else v))
+    return deepest
+
+
+def decode_binary(payload: Bytes, max_bytes: int) -> Any:
+    """A binary (msgpack) frame from the hub, within the same limits as a text one."""
+    import msgpack
+
+    if len(payload) > max_bytes:
+        raise FrameRefused("LM_MESSAGE_TOO_LARGE", f"a message of {len(payload)} bytes exceeds the maximum message size of {max_bytes} bytes", {})
+    try:
+        # The C unpacker keeps its own bounded stack: no recursion in Python, whatever the nesting.
+        msg = msgpack.unpackb(payload, raw=False, strict_map_key=True)
+    except Exception as e:  # noqa: BLE001 - every msgpack failure
+        raise FrameRefused("LM_PROTOCOL", f"a binary frame that is not msgpack: {e}", {}) from None
+    if value_depth(msg, MAX_DEPTH) > MAX_DEPTH:
+        raise FrameRefused("LM_PROTOCOL", f"a message nested more than {MAX_DEPTH} levels deep", {})
+    return msg
