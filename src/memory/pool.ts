@@ -1,12 +1,15 @@
-import { chownSync, closeSync, copyFileSync, existsSync, fchownSync, ftruncateSync, mkdirSync, openSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { mkdirSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import type { AuditSink } from '../audit/audit-log.js';
 import { LogoMeshError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { setAcl } from './acl.js';
 import { readIndex, writeIndex } from './pool-index.js';
+import { keptRecords, sweepPool } from './pool-takeover.js';
+import { copySegmentFile, createSegmentFile, truncateSegmentFile } from './segment-files.js';
 import { accessOf, checkSegmentId, handleOf, infoOf, newSegmentId, type Access, type SegmentHandle, type SegmentInfo, type SegmentRecord } from './segment.js';
-import { mountTmpfs, pages, resizeTmpfs, tmpfsMountsUnder, unmount } from './tmpfs.js';
+import { OwnerSpaces } from './owner-space.js';
+import { mountTmpfs, pages, tmpfsMountsUnder, unmount } from './tmpfs.js';
 
 export interface PoolOptions {
   /** The pool's folder on the host: a tmpfs of its own is mounted there, and one per owning plugin under it. */
@@ -40,11 +43,13 @@ export const HOST_ACTOR = 'host';
  */
 export class SharedMemoryPool {
   private readonly segments = new Map<string, SegmentRecord>();
-  private readonly owners = new Map<string, number>();
+  private readonly space: OwnerSpaces;
   private chain: Promise<unknown> = Promise.resolve();
   private mounted = false;
 
-  constructor(private readonly opts: PoolOptions) {}
+  constructor(private readonly opts: PoolOptions) {
+    this.space = new OwnerSpaces({ dir: opts.dir, maxBytes: opts.maxBytes, audit: opts.audit, quotaOf: (owner) => (owner === HOST_ACTOR ? opts.maxBytes : opts.quotaOf(owner)) });
+  }
 
   get dir(): string {
     return this.opts.dir;
@@ -60,17 +65,11 @@ export class SharedMemoryPool {
       this.mayOwn(owner, by);
       checkSize(size, this.opts.maxBytes);
       await this.mountRoot();
-      await this.reserve(owner, pages(size), 'allocate');
+      await this.space.reserve(owner, pages(size), 'allocate');
       const id = newSegmentId();
       const file = this.fileOf(owner, id);
       try {
-        const fd = openSync(file, 'wx', 0o600);
-        try {
-          fchownSync(fd, 0, this.gidOf(owner)); // its group is the owner's: whose segment it is, on the host
-          ftruncateSync(fd, size);
-        } finally {
-          closeSync(fd);
-        }
+        createSegmentFile(file, this.gidOf(owner), size);
         const r: SegmentRecord = { id, owner, size, readOnly: false, holders: new Map(), createdAt: Date.now() };
         await this.applyAcl(r);
         this.segments.set(id, r);
@@ -99,8 +98,8 @@ export class SharedMemoryPool {
       if (r.readOnly) throw new LogoMeshError('LM_SEGMENT', `segment ${id} is read-only: it cannot be resized`, { field: 'segment', expected: 'a writable segment', found: 'read-only' });
       checkSize(size, this.opts.maxBytes);
       const delta = pages(size) - pages(r.size);
-      if (delta > 0) await this.reserve(r.owner, delta, 'resize');
-      truncate(this.fileOf(r.owner, id), size);
+      if (delta > 0) await this.space.reserve(r.owner, delta, 'resize');
+      truncateSegmentFile(this.fileOf(r.owner, id), size);
       if (delta < 0) await this.release(r.owner, -delta);
       r.size = size;
       this.save();
@@ -122,10 +121,9 @@ export class SharedMemoryPool {
       const file = this.fileOf(r.owner, id);
       const copy = `${file}.ro`;
       // The copy needs room beside the original until the original's last mapping closes.
-      await this.grow(r.owner, pages(r.size));
+      await this.space.grow(r.owner, pages(r.size));
       try {
-        copyFileSync(file, copy);
-        chownSync(copy, 0, this.gidOf(r.owner));
+        copySegmentFile(file, copy, this.gidOf(r.owner));
         r.readOnly = true;
         await this.applyAcl(r, copy);
         renameSync(copy, file);
@@ -134,7 +132,7 @@ export class SharedMemoryPool {
         rmSync(copy, { force: true });
         throw err;
       } finally {
-        await this.shrink(r.owner);
+        await this.space.shrink(r.owner, false);
       }
       this.save();
       this.opts.audit({ who: by, action: 'segment read-only', resource: id, result: 'allowed' });
@@ -214,7 +212,7 @@ export class SharedMemoryPool {
 
   /** The bytes (whole pages) a plugin's segments hold now. */
   usedBy(pluginId: string): number {
-    return this.owners.get(pluginId) ?? 0;
+    return this.space.usedBy(pluginId);
   }
 
   /**
@@ -250,24 +248,13 @@ export class SharedMemoryPool {
       if (!mounts.includes(this.opts.dir)) return;
       this.mounted = true;
       const saved = readIndex(this.opts.indexFile);
-      for (const s of saved) {
-        const r: SegmentRecord = { id: s.id, owner: s.owner, size: s.size, readOnly: s.readOnly, holders: new Map(s.holders.filter(([p]) => running.has(p))), createdAt: s.createdAt };
-        if (!existsSync(this.fileOf(r.owner, r.id))) continue;
-        if (!running.has(r.owner) && r.holders.size === 0) continue;
+      const kept = keptRecords(this.opts.dir, saved, running);
+      for (const r of kept) {
         this.segments.set(r.id, r);
-        this.owners.set(r.owner, (this.owners.get(r.owner) ?? 0) + pages(r.size));
+        this.space.account(r.owner, pages(r.size));
       }
-      // Every owner tmpfs whose plugin keeps nothing goes; the others keep only their known files.
-      for (const m of mounts) {
-        if (m === this.opts.dir) continue;
-        const owner = path.basename(m);
-        if (!this.owners.has(owner)) await unmount(m);
-      }
-      for (const [owner] of this.owners) {
-        const known = new Set([...this.segments.values()].filter((r) => r.owner === owner).map((r) => r.id));
-        removeOthers(path.join(this.opts.dir, owner), known);
-        await this.shrink(owner);
-      }
+      await sweepPool(this.opts.dir, mounts, kept);
+      for (const owner of this.space.owners()) await this.space.shrink(owner, false);
       for (const r of this.segments.values()) await this.applyAcl(r).catch(() => undefined);
       const dropped = saved.length - this.segments.size;
       if (saved.length) this.opts.log.info({ kept: this.segments.size, dropped }, 'took over the shared-memory pool of the earlier controller');
@@ -280,7 +267,7 @@ export class SharedMemoryPool {
   close(): Promise<void> {
     return this.exclusive(async () => {
       this.segments.clear();
-      this.owners.clear();
+      this.space.clear();
       for (const m of tmpfsMountsUnder(this.opts.dir)) await unmount(m);
       rmSync(this.opts.dir, { recursive: true, force: true });
       rmSync(this.opts.indexFile, { force: true });
@@ -327,59 +314,9 @@ export class SharedMemoryPool {
     if (by !== HOST_ACTOR && by !== owner) throw new LogoMeshError('LM_SEGMENT', `plugin ${by} cannot allocate a segment owned by ${owner}`, { field: 'owner', expected: by, found: owner });
   }
 
-  /** Account `bytes` more to `owner` (LM_MEMORY_QUOTA past its quota or the pool's), and let its tmpfs hold them. */
-  private async reserve(owner: string, bytes: number, what: string): Promise<void> {
-    const used = this.usedBy(owner);
-    const quota = owner === HOST_ACTOR ? this.opts.maxBytes : this.opts.quotaOf(owner);
-    const total = [...this.owners.values()].reduce((a, b) => a + b, 0);
-    const refuse = (reason: string, expected: string): never => {
-      this.opts.audit({ who: owner, action: `segment ${what}`, resource: 'pool', result: 'denied', code: 'LM_MEMORY_QUOTA', reason });
-      throw new LogoMeshError('LM_MEMORY_QUOTA', reason, { field: 'size', expected, found: `${used + bytes} bytes` });
-    };
-    if (used + bytes > quota) refuse(`plugin ${owner} would hold ${used + bytes} bytes of shared memory; its quota is ${quota} bytes (${used} in use)`, `at most ${quota} bytes for ${owner}`);
-    if (total + bytes > this.opts.maxBytes) refuse(`the pool would hold ${total + bytes} bytes; its size is ${this.opts.maxBytes} bytes (${total} in use)`, `at most ${this.opts.maxBytes} bytes in the pool`);
-    this.owners.set(owner, used + bytes);
-    try {
-      await this.grow(owner, 0);
-    } catch (err) {
-      this.owners.set(owner, used);
-      throw err;
-    }
-  }
-
+  /** Account `bytes` less to `owner`; its tmpfs goes with its last segment. */
   private async release(owner: string, bytes: number): Promise<void> {
-    const left = Math.max(0, this.usedBy(owner) - bytes);
-    this.owners.set(owner, left);
-    await this.shrink(owner);
-  }
-
-  /** The owner's tmpfs, mounted on first use, sized to its accounted bytes plus `extra`. */
-  private async grow(owner: string, extra: number): Promise<void> {
-    const dir = path.join(this.opts.dir, owner);
-    const size = this.usedBy(owner) + extra;
-    if (!tmpfsMountsUnder(dir).includes(dir)) {
-      mkdirSync(dir, { recursive: true, mode: 0o711 });
-      await mountTmpfs(dir, size, `logomesh-pool-${owner}`, false);
-    } else if (!(await resizeTmpfs(dir, size))) {
-      throw new LogoMeshError('LM_MEMORY_POOL', `cannot resize the tmpfs of ${owner}'s segments to ${size} bytes`, { expected: 'a tmpfs the controller can remount', found: dir });
-    }
-  }
-
-  /**
-   * Bring the owner's tmpfs back to its accounted bytes; the kernel refuses while an old copy
-   * is still mapped (after setReadOnly), and the room stays until a later change. An owner
-   * with nothing left loses its tmpfs.
-   */
-  private async shrink(owner: string): Promise<void> {
-    const dir = path.join(this.opts.dir, owner);
-    const used = this.usedBy(owner);
-    if (used === 0 && ![...this.segments.values()].some((r) => r.owner === owner)) {
-      this.owners.delete(owner);
-      await unmount(dir);
-      rmSync(dir, { recursive: true, force: true });
-      return;
-    }
-    await resizeTmpfs(dir, used);
+    await this.space.release(owner, bytes, ![...this.segments.values()].some((r) => r.owner === owner));
   }
 
   private async free(r: SegmentRecord, by: Actor, why: string): Promise<void> {
@@ -418,23 +355,4 @@ function checkSize(size: number, max: number): void {
   if (!Number.isSafeInteger(size) || size < 1 || size > max) {
     throw new LogoMeshError('LM_SEGMENT', `a segment's size must be a whole number of bytes from 1 to ${max} (the pool's size), found ${String(size).slice(0, 32)}`, { field: 'size', expected: `1 to ${max}`, found: String(size).slice(0, 32) });
   }
-}
-
-function truncate(file: string, size: number): void {
-  const fd = openSync(file, 'r+');
-  try {
-    ftruncateSync(fd, size);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-function removeOthers(dir: string, keep: ReadonlySet<string>): void {
-  let names: string[];
-  try {
-    names = readdirSync(dir);
-  } catch {
-    return;
-  }
-  for (const n of names) if (!keep.has(n)) rmSync(path.join(dir, n), { force: true, recursive: true });
 }

@@ -1,9 +1,10 @@
-import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { segmentsTable } from '../../src/cli/segments.js';
-import { readIndex, writeIndex } from '../../src/memory/pool-index.js';
+import { readIndex, writeIndex, type SavedSegment } from '../../src/memory/pool-index.js';
+import { keptRecords } from '../../src/memory/pool-takeover.js';
 import { accessOf, checkSegmentId, infoOf, newSegmentId, type SegmentRecord } from '../../src/memory/segment.js';
 import { pages } from '../../src/memory/tmpfs.js';
 
@@ -55,6 +56,24 @@ describe('shared-memory pool records', () => {
   it('refuses an id that is not one, naming the field', () => {
     expect(() => checkSegmentId('../../etc/passwd')).toThrow(expect.objectContaining({ code: 'LM_SEGMENT', message: expect.stringContaining("'segment' must be a segment id") }));
     expect(checkSegmentId('f'.repeat(32))).toBe('f'.repeat(32));
+  });
+
+  it('a restarted controller keeps a segment only if its file is there and a running plugin owns or holds it', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'lm-pool-takeover-'));
+    dirs.push(dir);
+    const saved = (owner: string, holders: [string, 'read' | 'write'][]): SavedSegment => ({ id: newSegmentId(), owner, size: 10, readOnly: false, holders, createdAt: 1 });
+    const ownedLive = saved('live', [['gone', 'read']]);
+    const heldByLive = saved('dead', [['live', 'write'], ['gone', 'read']]);
+    const nobody = saved('dead', [['gone', 'read']]);
+    const noFile = saved('live', []);
+    for (const s of [ownedLive, heldByLive, nobody]) {
+      mkdirSync(path.join(dir, s.owner), { recursive: true });
+      writeFileSync(path.join(dir, s.owner, s.id), '');
+    }
+    const kept = keptRecords(dir, [ownedLive, heldByLive, nobody, noFile], new Set(['live']));
+    expect(kept.map((r) => r.id)).toEqual([ownedLive.id, heldByLive.id]);
+    // Holders that are not running lose their place.
+    expect(kept.map((r) => [...r.holders])).toEqual([[], [['live', 'write']]]);
   });
 
   it('logomesh segments shows owner, size, mode, holders and age', () => {
