@@ -12,6 +12,9 @@ interface Entry {
 
 /** Keys a cache holds at once. */
 const MAX_KEYS = 4096;
+/** The longest time a key lives: a day (setTimeout's own limit is about 24.8 days, past which it fires at once). */
+const CACHE_KEY = /^[\x21-\x7e]{1,256}$/;
+export const MAX_TTL_MS = 86_400_000;
 
 /**
  * The spec's cacheSerializedData: a segment published under a key for a time, found by key
@@ -30,6 +33,9 @@ export class SegmentCache {
   ) {}
 
   async publish(key: string, segment: string, by: Actor, ttlMs: number): Promise<SegmentHandle> {
+    if (!Number.isSafeInteger(ttlMs) || ttlMs < 1 || ttlMs > MAX_TTL_MS) throw new LogoMeshError('LM_SEGMENT', `a cached segment's time to live must be 1 to ${MAX_TTL_MS} milliseconds, found ${String(ttlMs).slice(0, 32)}`, { field: 'ttlMs', expected: `1 to ${MAX_TTL_MS}`, found: String(ttlMs).slice(0, 32) });
+    // The hub checks the same for plugins (src/hub/protocol.ts); this is for the host's API.
+    if (typeof key !== 'string' || !CACHE_KEY.test(key)) throw new LogoMeshError('LM_SEGMENT', `a cache key must be 1 to 256 printable characters without spaces, found ${JSON.stringify(String(key).slice(0, 64))}`, { field: 'key', expected: '1 to 256 printable characters without spaces', found: String(key).slice(0, 64) });
     if (!this.entries.has(key) && this.entries.size >= MAX_KEYS) throw new LogoMeshError('LM_MEMORY_QUOTA', `the segment cache holds ${MAX_KEYS} keys, the most it keeps`, { field: 'key', expected: `at most ${MAX_KEYS} keys`, found: String(this.entries.size) });
     const handle = await this.pool.setReadOnly(segment, by);
     this.drop(key);

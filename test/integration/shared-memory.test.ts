@@ -118,10 +118,15 @@ describe('shared memory: the pool, kernel-enforced access, handles in messages',
 
   it('the cache: a segment published under a key is read by others until its time is up', async () => {
     const h = await alloc('shm-a', 4096, 'cached value');
-    expect(await op('shm-a', h.id, 'publish', { key: 'report.latest', ttl: 1500 })).toMatchObject({ ok: true, handle: { readOnly: true } });
+    // A time to live far longer than the reads take (no race with a loaded machine) ...
+    expect(await op('shm-a', h.id, 'publish', { key: 'report.latest', ttl: 600_000 })).toMatchObject({ ok: true, handle: { readOnly: true } });
     expect(await ctl.call('shm-c', 'lookup', { key: 'report.latest' })).toBe('cached value');
     expect(await ctl.call('shm-b', 'lookup', { key: 'report.latest' })).toBe('cached value');
-    await vi.waitFor(async () => expect(await ctl.call('shm-b', 'lookup', { key: 'report.latest' })).toBe('LM_SEGMENT'), { timeout: 5_000, interval: 200 });
+    // ... then published again for 1 ms: the new time replaces the old one, and the key goes.
+    expect(await op('shm-a', h.id, 'publish', { key: 'report.latest', ttl: 1 })).toMatchObject({ ok: true });
+    await vi.waitFor(async () => expect(await ctl.call('shm-b', 'lookup', { key: 'report.latest' })).toBe('LM_SEGMENT'), { timeout: 10_000, interval: 100 });
+    // A time to live the pool cannot keep is refused by the hub, naming the field.
+    expect(await op('shm-a', h.id, 'publish', { key: 'report.latest', ttl: 0 })).toMatchObject({ ok: false, message: expect.stringContaining("'ttlMs'") });
   });
 
   it("a call that breaks its method's schema gets LM_SCHEMA naming path, expected and found; the target never sees it", async () => {
