@@ -79,11 +79,13 @@ type helloMsg struct {
 	SDK           string   `json:"sdk"`
 	Methods       []string `json:"methods"`
 	Subscriptions []string `json:"subscriptions"`
+	Encodings     []string `json:"encodings,omitempty"`
 }
 
 // helloAnswer is what the hub's answer to hello may say; MaxMessageBytes is 0 when unsaid.
 type helloAnswer struct {
-	MaxMessageBytes int64 `json:"maxMessageBytes"`
+	MaxMessageBytes int64  `json:"maxMessageBytes"`
+	Encoding        string `json:"encoding"`
 }
 
 type requestMsg struct {
