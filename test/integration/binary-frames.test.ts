@@ -17,7 +17,7 @@ describe('binary (msgpack) frames where both ends agree', () => {
   beforeAll(async () => {
     const home = resolveHome({ LOGOMESH_HOME: tempDir('lm-home-'), LOGOMESH_INSTANCE: `${instance()}-frames` });
     ctl = await Controller.create({ log: silentLogger, home, docker: await docker(), stopGraceMs: 1_000 });
-    ctl.load(['caller-msgpack', 'echo-msgpack', 'echo-json', 'caller-pymsgpack', 'echo-pymsgpack', 'echo-gomsgpack'].map((p) => loadManifest(path.join(FIXTURES, p))));
+    ctl.load(['caller-msgpack', 'echo-msgpack', 'echo-json', 'caller-pymsgpack', 'echo-pymsgpack', 'echo-gomsgpack', 'echo-rsmsgpack'].map((p) => loadManifest(path.join(FIXTURES, p))));
     await ctl.startAll();
   }, 300_000);
   afterAll(async () => {
@@ -31,6 +31,7 @@ describe('binary (msgpack) frames where both ends agree', () => {
     expect(ctl.hub.stats('caller-pymsgpack')?.encoding).toBe('msgpack');
     expect(ctl.hub.stats('echo-pymsgpack')?.encoding).toBe('msgpack');
     expect(ctl.hub.stats('echo-gomsgpack')?.encoding).toBe('msgpack');
+    expect(ctl.hub.stats('echo-rsmsgpack')?.encoding).toBe('msgpack');
   });
 
   it('values arrive the same through msgpack frames, from the host and between plugins', async () => {
@@ -56,5 +57,16 @@ describe('binary (msgpack) frames where both ends agree', () => {
     // 2^60 cannot go in a binary frame (the hub refuses integers past 2^53 there, LM_PROTOCOL): the SDK sends that answer as text.
     expect(await ctl.call('echo-gomsgpack', 'echo', { huge: 2 ** 60 })).toEqual({ huge: 2 ** 60 });
     expect(ctl.hub.stats('echo-gomsgpack')?.encoding).toBe('msgpack');
+  });
+
+  it('the Rust SDK speaks msgpack frames too, with every other SDK, and sends what msgpack cannot carry exactly as text', async () => {
+    const data = { text: 'ünïcødé ✓ 🎉 <&>', n: 42, neg: -7, f: 1.5, big: 5_000_000_000, list: [null, true, { deep: [[]] }], empty: {} };
+    expect(await ctl.call('echo-rsmsgpack', 'echo', data)).toEqual(data);
+    for (const target of ['echo-msgpack.echo', 'echo-json.echo', 'echo-pymsgpack.echo', 'echo-gomsgpack.echo']) {
+      expect(await ctl.call('echo-rsmsgpack', 'sequential', { target, n: 5, data }, 30_000), target).toEqual(Array(5).fill(data));
+    }
+    expect(await ctl.call('caller-pymsgpack', 'sequential', { target: 'echo-rsmsgpack.echo', n: 5, data }, 30_000)).toHaveLength(5);
+    expect(await ctl.call('echo-rsmsgpack', 'echo', { huge: 2 ** 60 })).toEqual({ huge: 2 ** 60 });
+    expect(ctl.hub.stats('echo-rsmsgpack')?.encoding).toBe('msgpack');
   });
 });

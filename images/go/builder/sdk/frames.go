@@ -41,7 +41,8 @@ const maxSafeInt = 1 << 53
 var errNotBinary = fmt.Errorf("not representable in a binary frame")
 
 // jsonToMsgpack transcodes one JSON message to msgpack: numbers that are whole and within
-// 2^53 as the smallest integer, the others as float64. errNotBinary for an integer past 2^53.
+// 2^53 as the smallest integer, the others as float64. errNotBinary for a whole number past
+// 2^53 (written as an integer or not: the hub reads 1e20 as one).
 func jsonToMsgpack(b []byte) ([]byte, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
@@ -77,7 +78,8 @@ func numbersOf(v any) (any, error) {
 		if err != nil || math.IsInf(f, 0) {
 			return nil, errNotBinary // an integer past int64, or a number past float64
 		}
-		if f == math.Trunc(f) && math.Abs(f) > maxSafeInt && !strings.ContainsAny(string(n), ".eE") {
+		// The hub reads every whole number as an integer: 1e20 too is past 2^53.
+		if f == math.Trunc(f) && math.Abs(f) > maxSafeInt {
 			return nil, errNotBinary
 		}
 		return f, nil

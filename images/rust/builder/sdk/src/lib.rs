@@ -40,6 +40,7 @@ mod connection;
 mod dispatch;
 mod error;
 mod exec;
+mod frames;
 mod options;
 mod plugin;
 mod pool;
@@ -58,6 +59,7 @@ pub use segments::{segments_dir, Segment};
 pub use dispatch::Event;
 pub use error::Error;
 pub use exec::{block_on, sleep, spawn, BoxFuture, Sleep};
+pub use frames::FRAMES_MSGPACK;
 pub use options::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_GRACE, DEFAULT_MAX_CONCURRENCY, DEFAULT_RECONNECT};
 pub use plugin::{from_args, to_result, Plugin};
 pub use protocol::{
