@@ -40,6 +40,10 @@ describe('binary (msgpack) frames where both ends agree', () => {
     expect(await ctl.call('echo-json', 'echo', data)).toEqual(data);
     const r = (await ctl.call('caller-msgpack', 'concurrent', { target: 'echo-msgpack.echo', inFlight: 8, ms: 500, data }, 30_000)) as { calls: number };
     expect(r.calls).toBeGreaterThan(10);
+    // Whole numbers past 2^53 (2^53 itself, 2^60, 1e20) cannot go in a binary frame (the hub refuses
+    // them there, LM_PROTOCOL): every SDK sends such a message as text on its msgpack connection.
+    const unsafe = { edge: 2 ** 53, huge: 2 ** 60, float: 1e20, neg: -(2 ** 53) };
+    for (const p of ['echo-msgpack', 'echo-pymsgpack', 'echo-gomsgpack', 'echo-rsmsgpack']) expect(await ctl.call(p, 'echo', unsafe), p).toEqual(unsafe);
     // Python with msgpack frames, to Node.js with msgpack and with JSON, and back.
     expect(await ctl.call('echo-pymsgpack', 'echo', data)).toEqual(data);
     for (const target of ['echo-msgpack.echo', 'echo-json.echo', 'echo-pymsgpack.echo']) {

@@ -141,6 +141,20 @@ export function decodeBinary(raw, maxBytes) {
   return { msg };
 }
 
+/** Does the message hold a whole number past 2^53 (or a BigInt)? Iterative; cycles and depth are the encoders' to refuse. */
+export function holdsUnsafeInteger(msg) {
+  const stack = [msg];
+  let seen = 0;
+  while (stack.length) {
+    const v = stack.pop();
+    if (typeof v === 'bigint' || (typeof v === 'number' && Number.isInteger(v) && !Number.isSafeInteger(v))) return true;
+    if (v === null || typeof v !== 'object' || ArrayBuffer.isView(v)) continue;
+    if (++seen > 1_000_000) return false; // a cycle or a huge value: the encoder refuses or sends it
+    for (const x of Array.isArray(v) ? v : Object.values(v)) stack.push(x);
+  }
+  return false;
+}
+
 function encodeBinary(msg, maxBytes) {
   let bytes;
   try {
@@ -185,7 +199,8 @@ export class EncodeError extends Error {
  * (`binary`); throws EncodeError when it cannot be sent.
  */
 export function encode(msg, maxBytes, binary = false) {
-  if (binary) return encodeBinary(msg, maxBytes);
+  // A whole number past 2^53 goes as text: the hub refuses it in a binary frame (a JSON peer could not receive it exactly).
+  if (binary && !holdsUnsafeInteger(msg)) return encodeBinary(msg, maxBytes);
   let text;
   try {
     text = JSON.stringify(msg);

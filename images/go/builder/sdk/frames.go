@@ -32,9 +32,10 @@ func framesFromEnv() string {
 	return "json"
 }
 
-// maxSafeInt is 2^53: the hub refuses binary frames with integers past it (a JSON peer
-// could not receive them exactly), so such a message goes as a text frame.
-const maxSafeInt = 1 << 53
+// maxSafeInt is 2^53-1 (JavaScript's Number.MAX_SAFE_INTEGER): the hub refuses binary
+// frames with integers past it (a JSON peer could not receive them exactly), so such a
+// message goes as a text frame.
+const maxSafeInt = 1<<53 - 1
 
 // errNotBinary says a message cannot go as msgpack without changing a value; it is sent as
 // JSON text instead.

@@ -14,6 +14,8 @@ import os
 import struct
 from typing import Callable, Optional
 
+from .protocol import TextFrame
+
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _MAX_HANDSHAKE = 16 * 1024
 
@@ -298,7 +300,8 @@ class WebSocketClient(asyncio.Protocol):
         t = self._transport
         if not self.open or self.close_sent or t is None or t.is_closing():
             return False
-        op = 0x80 | (OP_BINARY if self.binary else OP_TEXT)
+        # A TextFrame (protocol.py) stays text on a msgpack connection.
+        op = 0x80 | (OP_BINARY if self.binary and not isinstance(payload, TextFrame) else OP_TEXT)
         n = len(payload)
         if n < 126:
             header = bytes((op, 0x80 | n))

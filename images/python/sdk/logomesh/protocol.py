@@ -167,7 +167,7 @@ def encode(msg: Any, max_bytes: int, binary: bool = False) -> bytes:
     """A message as the UTF-8 JSON text of one frame, or its msgpack bytes once the hub agreed
     to binary frames (``binary``). Raises EncodeError when it is not JSON (a cycle, NaN, an
     object JSON has no form for), nested deeper than MAX_DEPTH, or larger than ``max_bytes``."""
-    if binary:
+    if binary and not holds_unsafe_integer(msg):
         return _encode_binary(msg, max_bytes)
     try:
         text = _encoder.encode(msg).encode("utf-8")
@@ -180,7 +180,41 @@ def encode(msg: Any, max_bytes: int, binary: bool = False) -> bytes:
         raise EncodeError(f"is nested {levels} levels deep, over the maximum depth of {MAX_DEPTH}")
     if len(text) > max_bytes:
         raise EncodeError(f"is {len(text)} bytes, over the maximum message size of {max_bytes} bytes", too_large=True)
-    return text
+    return TextFrame(text) if binary else text
+
+
+class TextFrame(bytes):
+    """JSON text to send as a text frame on a connection that speaks msgpack: a message with a
+    whole number past 2^53, which the hub refuses in a binary frame."""
+
+
+_SAFE = (1 << 53) - 1  # JavaScript's Number.MAX_SAFE_INTEGER, as the hub checks
+
+
+def holds_unsafe_integer(msg: Any) -> bool:
+    """Does the message hold a whole number past 2^53 (an int, or a float such as 1e20: the hub
+    reads every whole number as an integer)? Iterative; cycles and depth are the encoders' to refuse."""
+    stack = [msg]
+    seen = 0
+    while stack:
+        v = stack.pop()
+        if isinstance(v, bool):
+            continue
+        if isinstance(v, int):
+            if v > _SAFE or v < -_SAFE:
+                return True
+        elif isinstance(v, float):
+            if v == v and v not in (float("inf"), float("-inf")) and v.is_integer() and abs(v) > _SAFE:
+                return True
+        elif isinstance(v, dict):
+            seen += 1
+            stack.extend(v.values())
+        elif isinstance(v, (list, tuple)):
+            seen += 1
+            stack.extend(v)
+        if seen > 1_000_000:
+            return False  # a cycle or a huge value: the encoders refuse or send it
+    return False
 
 
 def _encode_binary(msg: Any, max_bytes: int) -> bytes:

@@ -7,9 +7,10 @@ use serde_json::Value;
 /// The frame encoding a plugin may ask for besides JSON.
 pub const FRAMES_MSGPACK: &str = "msgpack";
 
-/// 2^53: the hub refuses binary frames with integers past it (a JSON peer could not receive
-/// them exactly), so such a message goes as a text frame.
-const MAX_SAFE_INT: u64 = 1 << 53;
+/// 2^53-1 (JavaScript's Number.MAX_SAFE_INTEGER): the hub refuses binary frames with
+/// integers past it (a JSON peer could not receive them exactly), so such a message goes as
+/// a text frame.
+const MAX_SAFE_INT: u64 = (1 << 53) - 1;
 
 /// LOGOMESH_FRAMES: does the plugin ask for msgpack frames?
 pub(crate) fn msgpack_from_env() -> bool {
@@ -55,12 +56,12 @@ mod tests {
 
     #[test]
     fn what_goes_binary_and_what_stays_text() {
-        for ok in [r#"{"a":9007199254740992}"#, r#"{"a":-9007199254740992}"#, "[1.5,1e-300,0,9007199254740992.0]", "7", r#"{"a":[[{"b":[1]}]],"s":"ünï <&>"}"#] {
+        for ok in [r#"{"a":9007199254740991}"#, r#"{"a":-9007199254740991}"#, "[1.5,1e-300,0,9007199254740991.0]", "7", r#"{"a":[[{"b":[1]}]],"s":"ünï <&>"}"#] {
             let b = json_to_msgpack(ok.as_bytes()).unwrap_or_else(|| panic!("{ok} should go binary"));
             let back: Value = serde_json::from_str(&msgpack_to_json(&b).unwrap()).unwrap();
             assert_eq!(back, serde_json::from_str::<Value>(ok).unwrap(), "{ok}");
         }
-        for text in [r#"{"a":9007199254740993}"#, r#"{"x":[{"y":-9007199254740993}]}"#, "18446744073709551615", "[1e300]", "1152921504606846976.0"] {
+        for text in [r#"{"a":9007199254740992}"#, r#"{"a":-9007199254740992}"#, "9007199254740992.0", r#"{"x":[{"y":-9007199254740993}]}"#, "18446744073709551615", "[1e300]", "1152921504606846976.0"] {
             assert!(json_to_msgpack(text.as_bytes()).is_none(), "{text} should stay text");
         }
         // Field names and the smallest integers: fixmap, fixstr "n", fixint 1.
