@@ -34,7 +34,7 @@ export const ERROR_CODES = {
   LM_BACKPRESSURE: 'A hub client or plugin did not read what the hub sent it: its unsent messages passed the limit (maxQueuedBytes), so the hub closed its connection instead of holding more. Events to a slow reader are dropped first.',
   LM_HUB_LIMIT: 'A hub client asked for more than the hub holds for one connection: too many subscriptions, or one host client too many connected at once.',
   LM_AUDIT_TAMPERED: 'The audit trail hash chain is broken: a line was removed or edited.',
-  LM_UNAUTHORIZED: 'A host client connected to the hub without a valid token.',
+  LM_UNAUTHORIZED: "A host client connected to the hub without a valid token, or a plugin reaching the hub over TCP (across nodes) did not prove it holds its own key: a malformed, stale or replayed handshake, an unknown plugin, or a bad signature.",
   LM_TIMEOUT: 'A call got no response within its timeout.',
   LM_PLUGIN_UNAVAILABLE: 'The target plugin is not running or not connected to the hub.',
   LM_PLUGIN_EXITED: 'The plugin exited or disconnected while a call to it was open, or before it became ready.',
@@ -68,6 +68,8 @@ export const ERROR_CODES = {
   LM_MEMORY_POOL: "The shared-memory pool cannot be set up or changed: the tmpfs cannot be mounted or resized (the controller is not root, or lacks CAP_SYS_ADMIN), setfacl is missing, or a segment file cannot be made.",
   LM_SEGMENT: "A shared-memory request names no segment of the pool (a bad or unknown handle, one already freed), a size outside 1 byte to the pool's limit, or asks what only the segment's owner may do.",
   LM_SCHEMA: "A call's params or a method's result do not match the JSON Schema the target's manifest declares for the method (coordination.methodSchemas); the message names the method, the JSON path, what was expected and what was found. The target never sees a refused call.",
+  LM_KUBE_CONFIG: "The Kubernetes backend has no cluster to talk to: no kubeconfig in KUBECONFIG or ~/.kube/config and not running in a Pod, a kubeconfig that cannot be read, no namespace, or an option it does not take.",
+  LM_KUBE_API: 'The Kubernetes API server refused or failed a request of the Kubernetes backend (or did not answer); the message names the operation, the object, the HTTP status and what the server said.',
   LM_KUBE_RENDER: 'logomesh kube render cannot render this for Kubernetes: an option is not a valid namespace, architecture, registry or Pod network, a plugin id is too long for Kubernetes object names, the manifests pass what one ConfigMap holds, no image was named for a plugin, or a plugin folder holds a special file that cannot go into an image.',
 } as const;
 

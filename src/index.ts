@@ -20,6 +20,15 @@ export type { CapabilityDecision } from './controller/capabilities.js';
 export { controllerOptionsFromEnv, hubTokenFromEnv } from './controller/env.js';
 export { pluginSocketDir, resolveHome, type Home } from './controller/home.js';
 export type { ControllerStatus, EngineStatus, LogLine, PathGrantAnswer, PluginState, PluginStatus, SegmentRow } from './controller/types.js';
+export type { MonitoringOptions } from './controller/options.js';
+export { VIOLATION_TOPIC } from './controller/violation-routing.js';
+
+// --- resource monitoring ----------------------------------------------------------------------
+export { statsJson, statsTable, type StatsRow } from './monitor/stats-table.js';
+export { metricsAddress, startMetricsEndpoint, type MetricsEndpoint } from './monitor/metrics-server.js';
+export type { ChangedLimit, LimitChange } from './monitor/enforce-limit.js';
+export type { MonitorMetrics } from './monitor/metrics.js';
+export type { ResourceUsage, ResourceViolation, ViolationKind } from './monitor/types.js';
 export { ControlClient } from './control/client.js';
 export { openEndpoints, type Endpoints } from './control/endpoints.js';
 export type { PathGrant } from './grants/path-grants.js';
@@ -61,3 +70,9 @@ export { decodeStructured, encodeStructured, frameStructured, unframeStructured,
 export { generateSchema, type JsonSchema } from './memory/generate-schema.js';
 export type { Access, SegmentHandle, SegmentInfo } from './memory/segment.js';
 export { removeLeftPoolOf, type Segments } from './controller/segments.js';
+export { KubeBackend, type KubeBackendOptions } from './controller/kube-backend.js';
+export { isRenderedDir, loadRendered, type RenderedPlugin } from './kubernetes/rendered.js';
+export { DockerBackend } from './controller/docker-backend.js';
+export type { Backend, BackendName, Workload } from './controller/backend.js';
+export { hubAuthorization } from './kubernetes/hub-auth.js';
+export type { PluginCredential } from './hub/hub.js';

@@ -9,6 +9,9 @@ commands:
   run <plugin-dir>... [--policy file]    run plugins to completion in their sandboxes
   up [dir] [-d] [--policy file]          start a controller for the plugin folders in dir
                                          (default manifests/); -d runs it in the background
+  up [dir] --backend kubernetes [--namespace n] [--registry r] [--arch a] [--pod-cidr c]
+                                         the same, with the plugins on the cluster of the
+                                         kubeconfig (docs/kubernetes.md#the-kubernetes-backend)
   ps [--json]                            the plugins of the running controller
   segments [--json]                      the shared-memory segments: owner, size, mode, holders, age
   schema <plugin>.<method>               the JSON Schemas a method declares (coordination.methodSchemas)
@@ -32,6 +35,10 @@ commands:
                                          coordination.publishes or .subscribes away, at once
   grant <plugin> topic <pattern> [--ttl ms]
                                          give it back (for ttl ms only, if given)
+  stats [--json] [--no-stream]           the running plugins' CPU, memory, processes, files,
+                                         connections, disk io and violations, every second
+  limit <plugin> [memory=<MB>] [cpu=<percent>] [pids=<count>]
+                                         change a running plugin's limits live (no restart)
   audit [--plugin id] [--since t] [--json] [--verify]
                                          the audit trail of permission decisions
   clean [--all]                          remove containers, networks and volumes LogoMesh
@@ -70,11 +77,28 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
         return await runCommand(positionals, io, createLogger(), values.policy);
       }
       case 'up': {
-        const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { detach: { type: 'boolean', short: 'd', default: false }, policy: { type: 'string' } } });
+        const { values, positionals } = parseArgs({
+          args: rest,
+          allowPositionals: true,
+          options: {
+            detach: { type: 'boolean', short: 'd', default: false },
+            policy: { type: 'string' },
+            backend: { type: 'string', default: 'docker' },
+            namespace: { type: 'string' },
+            registry: { type: 'string' },
+            arch: { type: 'string' },
+            'pod-cidr': { type: 'string' },
+          },
+        });
         if (positionals.length > 1) throw usage('up takes one folder of plugin folders');
+        if (values.backend !== 'docker' && values.backend !== 'kubernetes') throw usage(`--backend must be docker or kubernetes, found '${values.backend}'`);
+        const kubeOnly = (['namespace', 'registry', 'arch', 'pod-cidr'] as const).filter((o) => values[o] !== undefined);
+        if (values.backend === 'docker' && kubeOnly.length) throw usage(`--${kubeOnly[0]} is an option of --backend kubernetes`);
         const [{ upCommand }, { applyPolicyOption, createLogger }] = await Promise.all([import('./up.js'), import('../index.js')]);
         applyPolicyOption(values.policy); // checked now; the controller reads LOGOMESH_POLICY
-        return await upCommand({ dir: positionals[0] ?? 'manifests', detach: values.detach === true }, io, createLogger());
+        const kube = { namespace: values.namespace, registry: values.registry, arch: values.arch, podCidr: values['pod-cidr'] };
+        const kubernetes = Object.fromEntries(Object.entries(kube).filter(([, v]) => v !== undefined)) as Record<string, string>;
+        return await upCommand({ dir: positionals[0] ?? 'manifests', detach: values.detach === true, ...(values.backend === 'kubernetes' ? { kubernetes } : {}) }, io, createLogger());
       }
       case 'ps': {
         const { values } = parseArgs({ args: rest, options: { json: { type: 'boolean', default: false } } });
@@ -154,6 +178,15 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
         if (ttl !== undefined && !(ttl > 0)) throw usage(`--ttl must be a positive number of milliseconds, found '${values.ttl}'`);
         if (command === 'revoke' && ttl !== undefined) throw usage('--ttl applies to grant only');
         return await (await import('./control.js')).permissionCommand(command, positionals[0]!, positionals[1]!, ttl, io);
+      }
+      case 'stats': {
+        const { values } = parseArgs({ args: rest, options: { json: { type: 'boolean', default: false }, 'no-stream': { type: 'boolean', default: false } } });
+        return await (await import('./stats.js')).statsCommand({ json: values.json === true, stream: values['no-stream'] !== true }, io);
+      }
+      case 'limit': {
+        const { positionals } = parseArgs({ args: rest, allowPositionals: true, options: {} });
+        if (positionals.length < 2) throw usage('limit needs <plugin> and at least one of memory=<MB>, cpu=<percent>, pids=<count>');
+        return await (await import('./stats.js')).limitCommand(positionals[0]!, positionals.slice(1), io);
       }
       case 'audit': {
         const { values } = parseArgs({

@@ -4,7 +4,7 @@ import { LogoMeshError, type ErrorCode } from '../errors.js';
 // What the client throws, for callers that only load the client (the CLI's control commands).
 export { isLogoMeshError, LogoMeshError } from '../errors.js';
 import { resolveHome, type Home } from '../controller/home.js';
-import type { ControllerStatus, PathGrantAnswer, PluginStatus, SegmentRow } from '../controller/types.js';
+import type { ChangedLimit, ControllerStatus, LimitChange, PathGrantAnswer, PluginStatus, ResourceUsage, SegmentRow, StatsRow } from '../controller/types.js';
 
 /** The CLI's side of the control socket (see server.ts). */
 export class ControlClient {
@@ -63,6 +63,21 @@ export class ControlClient {
   /** Take a topic pattern (as the manifest lists it) away from a plugin, or give it back (for `ttlMs` only, if given). */
   topicPermission(id: string, action: 'revoke' | 'grant', topic: string, ttlMs?: number): Promise<{ topic: string }> {
     return this.json('POST', `/v1/plugins/${encodeURIComponent(id)}/${action}`, { kind: 'topic', topic, ...(ttlMs ? { ttlMs } : {}) }) as Promise<{ topic: string }>;
+  }
+
+  /** Every running plugin's usage and processes (`logomesh stats`). */
+  stats(): Promise<StatsRow[]> {
+    return this.json('GET', '/v1/stats') as Promise<StatsRow[]>;
+  }
+
+  /** One running plugin's usage (the spec's getCurrentUsage). */
+  usage(id: string): Promise<ResourceUsage> {
+    return this.json('GET', `/v1/plugins/${encodeURIComponent(id)}/usage`) as Promise<ResourceUsage>;
+  }
+
+  /** Change a running plugin's limits live; `by` says who asked (recorded in the audit trail). */
+  limits(id: string, change: LimitChange, by?: string): Promise<{ plugin: string; changed: ChangedLimit[] }> {
+    return this.json('POST', `/v1/plugins/${encodeURIComponent(id)}/limits`, { ...change, ...(by ? { by } : {}) }) as Promise<{ plugin: string; changed: ChangedLimit[] }>;
   }
 
   down(): Promise<unknown> {

@@ -3,6 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { isLogoMeshError, LogoMeshError } from '../errors.js';
 import type { Controller } from '../controller/controller.js';
 import type { Logger } from '../log.js';
+import { monitorRoute } from './monitor-routes.js';
 
 /**
  * The controller's control socket: a small JSON-over-HTTP API on a Unix socket that only
@@ -25,6 +26,7 @@ import type { Logger } from '../log.js';
  *   GET  /v1/segments                     -> SegmentRow[] (the shared-memory pool)
  *   GET  /v1/plugins/:id/schema?method=m  -> {params?, result?} (coordination.methodSchemas)
  *   POST /v1/down                         -> stops everything; the controller exits
+ *   GET  /v1/stats, GET /v1/plugins/:id/usage, POST /v1/plugins/:id/limits: monitor-routes.ts
  */
 export async function serveControl(host: Controller, socketPath: string, log: Logger, onDown: () => void): Promise<Server> {
   rmSync(socketPath, { force: true });
@@ -113,6 +115,8 @@ async function handle(host: Controller, req: IncomingMessage, res: ServerRespons
     res.on('close', stop);
     return;
   }
+  const monitored = await monitorRoute(host, req, parts, () => readJson(req));
+  if (monitored !== undefined) return sendJson(res, 200, monitored);
   if (req.method === 'POST' && what === 'down') {
     sendJson(res, 200, { stopping: host.list().map((p) => p.id) });
     onDown();

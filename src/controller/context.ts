@@ -8,6 +8,7 @@ import type { KernelWatch } from '../violations/kernel-watch.js';
 import type { EgressHandle } from './egress-handle.js';
 import type { EngineWatch } from './engine-watch.js';
 import type { Home } from './home.js';
+import type { Monitoring } from './monitoring.js';
 import type { ControllerOptions } from './options.js';
 import type { PluginRegistry } from './registry.js';
 import type { Segments } from './segments.js';
@@ -29,6 +30,8 @@ export interface ControllerContext {
   /** The shared-memory pool, its cache and the hub's broker for them. */
   readonly segments: Segments;
   readonly engine: EngineWatch;
+  /** The resource monitor, violations, metrics and the health check program. */
+  readonly monitoring: Monitoring;
   /** The kernel's records of plugin processes (absent: not followed). */
   readonly kernel: KernelWatch | undefined;
   /** The policy in force. */

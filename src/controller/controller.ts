@@ -1,25 +1,25 @@
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { AuditLog } from '../audit/audit-log.js';
-import { removeByLabel } from '../engine/cleanup.js';
-import { connectEngine, errorText, type Docker } from '../engine/docker.js';
+import { errorText } from '../engine/docker.js';
 import { LogoMeshError } from '../errors.js';
 import { Grants } from '../grants/grants.js';
 import type { PathGrant } from '../grants/path-grants.js';
 import { Hub, type HostMethod } from '../hub/hub.js';
 import type { Logger } from '../log.js';
 import type { LoadedManifest } from '../manifest/types.js';
+import type { ChangedLimit, LimitChange, MonitorMetrics, ResourceUsage, StatsRow } from '../monitor/index.js';
 import { resolvePolicy, type Policy } from '../policy/policy.js';
 import { pluginGid, pluginUid } from '../runtimes/runtime.js';
 import type { KernelWatch } from '../violations/kernel-watch.js';
-import { Adoption } from './adoption.js';
+import { dockerParts, type Backend, type Lifecycle, type Reconciler } from './backend.js';
 import { decideCapability, type CapabilityDecision } from './capabilities.js';
 import type { ControllerContext } from './context.js';
-import { EgressHandle } from './egress-handle.js';
+import { DockerBackend } from './docker-backend.js';
 import { EngineWatch } from './engine-watch.js';
 import type { Home } from './home.js';
 import { watchKernel } from './kernel-events.js';
-import { Launcher } from './launcher.js';
+import { Monitoring } from './monitoring.js';
 import { isUp, serialize, type Managed } from './managed.js';
 import { DEFAULTS, type ControllerOptions } from './options.js';
 import { loadFolders } from '../manifest/folders.js';
@@ -58,16 +58,18 @@ export class Controller implements AsyncDisposable {
   private readonly registry: PluginRegistry;
   private readonly saved: SavedState;
   private readonly engine: EngineWatch;
-  private readonly egress: EgressHandle;
   private readonly kernel?: KernelWatch;
-  private readonly launcher: Launcher;
+  private readonly launcher: Lifecycle;
   private readonly supervisor: Supervisor;
-  private readonly adoption: Adoption;
+  private readonly adoption: Reconciler;
+  /** The resource monitor, its violations, the metrics and the health check program. */
+  private readonly monitoring: Monitoring;
   private resolvedPolicy?: Policy;
   private closing?: Promise<void>;
 
   private constructor(
-    private readonly docker: Docker,
+    /** Where plugins run: this host's Docker engine, or a Kubernetes cluster. */
+    readonly backend: Backend,
     private readonly opts: ControllerOptions,
   ) {
     const { home } = opts;
@@ -95,8 +97,25 @@ export class Controller implements AsyncDisposable {
       },
     });
     this.memory = new Segments({ home, log: this.log, audit: (e) => this.audit.record(e), registry: this.registry, idsOf, ...(opts.sharedMemory ?? {}) });
+    // The resource monitor reads this host's cgroups: it watches plugins on the Docker backend only.
+    const onDocker = backend.name === 'docker';
+    this.monitoring = new Monitoring({
+      get docker() {
+        return dockerParts(backend).docker;
+      },
+      log: this.log,
+      audit: this.audit.record,
+      emit: (topic, data) => this.hub.announce(topic, data),
+      policy: () => this.policy,
+      records: () => this.registry.records(),
+      connections: (id) => (onDocker ? dockerParts(backend).egress.connections(id) : undefined),
+      options: onDocker ? (opts.monitoring ?? {}) : { enabled: false, healthCheckMs: false },
+      startTimeoutMs: opts.startTimeoutMs ?? DEFAULTS.startTimeoutMs,
+    });
     this.hub = new Hub({
       ...opts.hubLimits,
+      observeCall: this.monitoring.metrics.observeCall,
+      observeMessage: this.monitoring.metrics.countMessage,
       segments: this.memory,
       isMethodRevoked: this.grants.isMethodRevoked,
       isTopicRevoked: this.grants.isTopicRevoked,
@@ -107,20 +126,19 @@ export class Controller implements AsyncDisposable {
       ...(opts.pingIntervalMs ? { pingIntervalMs: opts.pingIntervalMs } : {}),
       ...(opts.rateLimit ? { rateLimit: opts.rateLimit } : {}),
     });
-    this.egress = new EgressHandle({
-      docker,
-      home,
-      log: this.log,
-      audit: this.audit.record,
-      ...(opts.egressNetworks ? { networks: opts.egressNetworks } : {}),
-      onProxyGone: (id) => void this.ifLoaded(id, (m) => this.supervisor.proxyGone(m)),
-    });
-    this.engine = new EngineWatch(docker, this.log, opts.engineCheckMs ?? DEFAULTS.engineCheckMs, () => this.egress.engineBack());
-    if (opts.kernelLog !== false) {
+    this.engine = new EngineWatch(backend, this.log, opts.engineCheckMs ?? DEFAULTS.engineCheckMs, () => backend.answersAgain());
+    // The kernel log is this host's: it tells of plugins only when they run here.
+    if (opts.kernelLog !== false && backend.name === 'docker') {
       this.kernel = watchKernel({ log: this.log, audit: this.audit.record, instance: home.instance, pluginIds: () => this.registry.ids(), onKill: (id, kill) => void this.ifLoaded(id, (m) => this.supervisor.seccompKilled(m, kill)) });
     }
     const cx: ControllerContext = {
-      docker,
+      // The Docker backend's own parts, for its launcher and adoption (LM_INTERNAL on another backend).
+      get docker() {
+        return dockerParts(backend).docker;
+      },
+      get egress() {
+        return dockerParts(backend).egress;
+      },
       log: this.log,
       opts,
       home,
@@ -128,24 +146,27 @@ export class Controller implements AsyncDisposable {
       audit: this.audit,
       grants: this.grants,
       registry: this.registry,
-      egress: this.egress,
       segments: this.memory,
       engine: this.engine,
       kernel: this.kernel,
+      monitoring: this.monitoring,
       policy: () => this.policy,
       closing: () => this.closing !== undefined,
       persist: () => this.persist(),
       idsOf,
     };
     this.supervisor = new Supervisor(cx, { start: (m) => this.launcher.start(m), teardown: (m) => this.launcher.teardown(m) });
-    this.launcher = new Launcher(cx, this.supervisor);
-    this.adoption = new Adoption(cx, this.launcher, this.supervisor);
+    const parts = backend.parts(cx, this.supervisor);
+    this.launcher = parts.lifecycle;
+    this.adoption = parts.reconciler;
   }
 
-  /** Connect to the engine (opts.docker, else DOCKER_HOST or the local socket) and make a controller. Throws LM_ENGINE_UNAVAILABLE. */
+  /**
+   * Connect to the backend and make a controller: `opts.backend`, else the Docker engine
+   * (opts.docker, else DOCKER_HOST or the local socket). Throws LM_ENGINE_UNAVAILABLE.
+   */
   static async create(opts: ControllerOptions): Promise<Controller> {
-    const docker = await connectEngine(opts.docker);
-    return new Controller(docker, opts);
+    return new Controller(opts.backend ?? (await DockerBackend.connect(opts.docker)), opts);
   }
 
   get home(): Home {
@@ -194,6 +215,7 @@ export class Controller implements AsyncDisposable {
     await this.stop(id);
     await this.memory.pluginGone(id, true);
     this.registry.remove(id);
+    await this.backend.unloaded(id);
   }
 
   // --- lifecycle ----------------------------------------------------------------------------
@@ -276,7 +298,7 @@ export class Controller implements AsyncDisposable {
    */
   async revokeHost(pluginId: string, spelled: string): Promise<boolean> {
     const host = this.grants.revokeHost(pluginId, spelled);
-    return this.egress.revokeHost(pluginId, host);
+    return this.backend.revokeHost(pluginId, host);
   }
 
   /**
@@ -367,6 +389,35 @@ export class Controller implements AsyncDisposable {
     this.hub.broadcast(topic, data);
   }
 
+  // --- resource monitoring (src/monitor/, controller/monitoring.ts) ----------------------------
+
+  /** The spec's getCurrentUsage: a running plugin's usage, read from its cgroups now. Throws LM_MONITOR_UNAVAILABLE without a monitor (not root), LM_PLUGIN_NOT_FOUND for a plugin not running. */
+  usage(id: string): ResourceUsage {
+    this.registry.get(id);
+    return this.monitoring.usage(id);
+  }
+
+  /** What `logomesh stats` shows: every running plugin's usage and processes. Throws LM_MONITOR_UNAVAILABLE without a monitor. */
+  stats(): StatsRow[] {
+    return this.monitoring.stats();
+  }
+
+  /**
+   * The spec's enforceLimit: change a running plugin's memory, CPU or process limit live,
+   * without a restart, within the schema's bounds (LM_LIMIT_INVALID) and the policy's
+   * ceilings (LM_POLICY_DENIED). It holds for the plugin's later containers under this
+   * controller. Audited with `who`. Returns what changed.
+   */
+  setLimits(id: string, change: LimitChange, who = 'operator'): Promise<ChangedLimit[]> {
+    const m = this.registry.get(id);
+    return serialize(m, () => this.monitoring.setLimits(m, change, who));
+  }
+
+  /** The Prometheus metrics (usage, violations, states, hub calls), for an endpoint (monitor/metrics-server.ts). */
+  get metrics(): MonitorMetrics {
+    return this.monitoring.metrics;
+  }
+
   // --- status ---------------------------------------------------------------------------------
 
   list(): PluginStatus[] {
@@ -405,16 +456,36 @@ export class Controller implements AsyncDisposable {
       this.engine.close();
       this.kernel?.close();
       for (const level of this.registry.stopLevels()) await Promise.allSettled(level.map((id) => this.stop(id)));
+      await this.monitoring.close();
       await this.hub.close();
       await this.memory.close().catch((err: unknown) => this.log.warn({ err: errorText(err) }, 'could not remove the shared-memory pool'));
-      await this.egress.close();
+      await this.backend.close();
       rmSync(this.opts.home.socketsDir, { recursive: true, force: true });
       // A clean stop leaves nothing to adopt; the operator's revocations and grants stay.
       this.saved.keepPermissionsOnly(this.registry.records(), (id) => this.grants.saved(id));
       this.grants.close();
       await this.audit.close();
       // Whatever a failed stop left behind still carries this controller's label.
-      await removeByLabel(this.docker, this.opts.home.instance).catch(() => undefined);
+      await this.backend.removeAll();
+    })();
+    return this.closing;
+  }
+
+  /**
+   * Stop serving without stopping the plugins: for a controller that is being moved (its
+   * Pod rescheduled or drained; Kubernetes sends SIGTERM first). The plugins keep running and
+   * their SDKs reconnect for 60 s; the next controller of the installation adopts them.
+   * state.json, the audit trail and the hub keys stay for it. `close` after this does nothing.
+   */
+  leave(): Promise<void> {
+    this.closing ??= (async () => {
+      this.engine.close();
+      this.kernel?.close();
+      for (const m of this.registry.records()) this.supervisor.stopTimers(m);
+      await this.hub.close();
+      await this.backend.close();
+      this.grants.close();
+      await this.audit.close();
     })();
     return this.closing;
   }

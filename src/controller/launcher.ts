@@ -8,10 +8,12 @@ import { policyOf } from '../hub/acl.js';
 import { HUB_SOCKET_NAME } from '../sandbox/container-spec.js';
 import { isNetworked } from '../sandbox/egress.js';
 import { PluginContainer } from '../sandbox/plugin-container.js';
+import type { Workload } from './backend.js';
 import { prepareSandbox, type PreparedSandbox } from '../sandbox/prepare.js';
 import type { ControllerContext } from './context.js';
 import { pluginSocketDir } from './home.js';
 import { verifyBeforeStart } from './load-checks.js';
+import { withLiveLimits } from './live-limits.js';
 import { isUp, type Managed } from './managed.js';
 import { DEFAULTS } from './options.js';
 import { giveSocketTo } from './plugin-socket.js';
@@ -19,8 +21,9 @@ import { readyOrExit, waitReady, type ReadyWait } from './readiness.js';
 
 /** What the launcher hands to the supervisor: a container to follow from its start, a plugin to watch once ready. */
 export interface Supervision {
-  watchExit(m: Managed, container: PluginContainer, exited: Promise<number>): void;
-  startHealth(m: Managed): void;
+  watchExit(m: Managed, container: Workload, exited: Promise<number>): void;
+  /** Resolves once the plugin is watched by the resource monitor too (never rejects). */
+  startHealth(m: Managed): Promise<void>;
   stopTimers(m: Managed): void;
 }
 
@@ -65,6 +68,7 @@ export class Launcher {
       if (signed) m.signed = signed;
       else delete m.signed;
       const timing = { loadStart: Date.now() };
+      await cx.monitoring.prepare(); // once: the health check program and the monitor
       let operatorGrants: readonly PathGrant[] = [];
       sandbox = await this.prepare(m, timing, (g) => (operatorGrants = g));
       await this.attachHub(m);
@@ -84,7 +88,7 @@ export class Launcher {
       m.state = 'ready';
       m.readySince = Date.now();
       m.startMs = Date.now() - timing.loadStart;
-      this.supervision.startHealth(m);
+      await this.supervision.startHealth(m);
       cx.persist();
       cx.audit.record({ who: 'controller', action: 'start', resource: id, result: 'ready' });
       cx.log.info({ plugin: id, ms: m.startMs, total: Date.now() - t0 }, 'plugin ready');
@@ -110,15 +114,18 @@ export class Launcher {
     const { cx } = this;
     const id = m.loaded.manifest.id;
     const hooks = cx.opts.testHooks;
+    const health = cx.monitoring.healthCheck(m);
     const sandbox = await prepareSandbox({
       docker: cx.docker,
-      loaded: m.loaded,
+      // The operator's live limit changes hold across restarts (monitoring.ts setLimits).
+      loaded: withLiveLimits(m.loaded, m.liveLimits),
       instance: cx.home.instance,
       log: cx.log,
       policy: cx.policy(),
       audit: cx.audit.record,
       hubSocketDir: pluginSocketDir(cx.home, id),
       ...(await segmentsDirOf(cx, id)),
+      ...(health ? { healthCheck: health } : {}),
       name: `lm-${id}-${randomBytes(3).toString('hex')}`,
       ...(cx.opts.progress ? { progress: cx.opts.progress } : {}),
       ...(m.signed ? { signed: m.signed } : {}),
@@ -206,6 +213,7 @@ export class Launcher {
   async teardown(m: Managed): Promise<void> {
     const { cx } = this;
     const id = m.loaded.manifest.id;
+    cx.monitoring.unwatch(id);
     try {
       await m.container?.remove();
     } catch (err) {

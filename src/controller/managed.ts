@@ -1,6 +1,7 @@
 import type { LoadedManifest } from '../manifest/types.js';
-import type { PluginContainer } from '../sandbox/plugin-container.js';
+import type { LimitChange } from '../monitor/index.js';
 import type { SignedContent } from '../signing/signature.js';
+import type { Workload } from './backend.js';
 import { LogBuffer } from './log-buffer.js';
 import type { PluginState } from './types.js';
 
@@ -13,7 +14,8 @@ import type { PluginState } from './types.js';
 export interface Managed {
   readonly loaded: LoadedManifest;
   state: PluginState;
-  container?: PluginContainer;
+  /** Its container (Docker) or the Pod of its Deployment (Kubernetes). */
+  container?: Workload;
   startedAt?: number;
   startMs?: number;
   exitCode?: number;
@@ -31,6 +33,8 @@ export interface Managed {
   op: Promise<unknown>;
   /** What its signature vouches for, as last verified (absent: unsigned). */
   signed?: SignedContent;
+  /** The operator's live limit changes (`logomesh limit`): kept for its later containers under this controller. */
+  liveLimits?: LimitChange;
 }
 
 export function managed(loaded: LoadedManifest, signed: SignedContent | undefined): Managed {

@@ -7,7 +7,7 @@ import type { Logger } from '../log.js';
 import type { AuditSink } from '../audit/audit-log.js';
 import { AuditThrottle } from '../audit/audit-throttle.js';
 import { decideSubscribe, mayReceive, type PluginPolicy, type TopicRevoked } from './acl.js';
-import { Calls, type CallTarget } from './calls.js';
+import { Calls, type CallObserver, type CallTarget } from './calls.js';
 import { authorize, compose, helloGate, HOLD_MS, rateLimit, schemaCheck, segmentHandles, senderCheck, type Handler, type Inbound, type IntakeContext } from './intake.js';
 import type { SegmentBroker } from './segments.js';
 import { chooseEncoding } from './frames.js';
@@ -16,9 +16,12 @@ import { WsPeer, type Peer, type PeerLimits } from './peer.js';
 import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_MAX_MESSAGE_BYTES, HOST, MAX_MAX_MESSAGE_BYTES, parseFrame, PROTOCOL_VERSION, type ClientMessage, type Hello } from './protocol.js';
 import { PubSub } from './pubsub.js';
 import { HostMethods, type HostMethod } from './host-methods.js';
+import { PluginAuthenticator, type PluginCredential } from './plugin-auth.js';
 import { Transport } from './transport.js';
 
 export type { HostMethod } from './host-methods.js';
+export type { PluginCredential } from './plugin-auth.js';
+export type { CallObserver } from './calls.js';
 
 export interface HubOptions {
   readonly log: Logger;
@@ -57,11 +60,17 @@ export interface HubOptions {
   readonly isTopicRevoked?: TopicRevoked;
   /** The shared-memory pool's side of the hub: `segment` messages and the handles messages carry (default: none; they are refused). */
   readonly segments?: SegmentBroker;
+  /** Told of every plugin call answered or refused (metrics: caller, target, method, seconds, outcome). Default: none. */
+  readonly observeCall?: CallObserver;
+  /** Told of every message the intake steps accepted: its type and sender (metrics). Default: none. */
+  readonly observeMessage?: (type: string, from: string) => void;
 }
 
 interface PluginSlot {
   readonly policy: PluginPolicy;
-  readonly socketPath: string;
+  /** Its own Unix socket (one host), or absent: it connects over TCP with `credential` (across nodes). */
+  readonly socketPath?: string;
+  readonly credential?: PluginCredential;
   server?: Server;
   peer?: WsPeer;
   /** The router's view of the connected plugin (the calls waiting on it). */
@@ -88,8 +97,9 @@ const NOT_REVOKED = (): boolean => false;
 const MAX_MISSED_PINGS = 2;
 
 /**
- * The controller's message hub. Each plugin gets its own Unix socket, so the hub knows who
- * is speaking from the connection: `from` is always set here, never taken from a message.
+ * The controller's message hub. Each plugin gets its own Unix socket, or on Kubernetes
+ * proves its id with its own key at the TCP plugin port (`listenPlugins`), so the hub knows
+ * who is speaking from the connection: `from` is always set here, never taken from a message.
  * Host clients connect over TCP with a token. A frame flows one way: transport, decode
  * (bounded in size and depth), the intake steps (intake.ts), then calls or pub/sub. No
  * exception on that path reaches the process: at worst it costs the sender its connection.
@@ -104,6 +114,7 @@ export class Hub extends EventEmitter {
   private readonly hostPeers = new Set<WsPeer>();
   private readonly local: LocalHost;
   private readonly transport: Transport;
+  private readonly authenticator = new PluginAuthenticator((id) => this.plugins.get(id)?.credential);
   private readonly throttle: AuditThrottle;
   private readonly audit: AuditSink;
   private readonly hostMethods = new HostMethods();
@@ -139,7 +150,7 @@ export class Hub extends EventEmitter {
     });
     // Requests waiting on a plugin take at most half its queue, so that answers and requests
     // alone can never make the hub cut off a plugin that reads at its own pace.
-    this.calls = new Calls({ maxMessageBytes: this.maxBytes, maxWaiting: opts.maxWaitingPerPlugin ?? 1_024, maxWaitingBytes: Math.floor(common.maxQueuedBytes / 2), nextId, blame: (id, code, reason) => this.violationOf(id, code, reason, 'timeout') });
+    this.calls = new Calls({ maxMessageBytes: this.maxBytes, maxWaiting: opts.maxWaitingPerPlugin ?? 1_024, maxWaitingBytes: Math.floor(common.maxQueuedBytes / 2), nextId, blame: (id, code, reason) => this.violationOf(id, code, reason, 'timeout'), ...(opts.observeCall ? { observe: opts.observeCall } : {}) });
     this.pubsub = new PubSub({
       maxMessageBytes: this.maxBytes,
       nextId,
@@ -168,15 +179,42 @@ export class Hub extends EventEmitter {
     this.plugins.set(policy.id, slot);
   }
 
+  /**
+   * Listen for plugins that reach the hub over TCP (on Kubernetes, across nodes); returns the
+   * port. Only plugins attached with `attachRemotePlugin` may connect here, each with a fresh
+   * HMAC of its own key (docs/kubernetes.md#the-hub-across-nodes); once upgraded, the
+   * connection is that plugin's exactly as its Unix socket would be.
+   */
+  listenPlugins(port = 0, host = '0.0.0.0'): Promise<number> {
+    return this.transport.listenPlugins(
+      port,
+      host,
+      (req, address) => this.authenticator.check(req.headers.authorization, address),
+      (ws, id, origin) => {
+        const slot = this.plugins.get(id);
+        // Detached while its handshake was checked.
+        if (!slot?.credential) return void ws.terminate();
+        this.acceptPlugin(slot, ws, origin);
+      },
+    );
+  }
+
+  /** Let a plugin connect over TCP (listenPlugins) with its own key. */
+  attachRemotePlugin(policy: PluginPolicy, credential: PluginCredential): void {
+    if (this.plugins.has(policy.id)) throw new LogoMeshError('LM_PLUGIN_CONFLICT', `plugin ${policy.id} is already attached to the hub`, { plugin: policy.id });
+    this.plugins.set(policy.id, { policy, credential, ready: false, methods: [] });
+  }
+
   /** Close a plugin's socket and connection; its open calls fail with LM_PLUGIN_EXITED. */
   async detachPlugin(id: string): Promise<void> {
     const slot = this.plugins.get(id);
     if (!slot) return;
     this.plugins.delete(id);
+    this.authenticator.forget(id);
     slot.peer?.ws.terminate();
     this.peerGone(slot, slot.peer);
     await new Promise<void>((resolve) => (slot.server ? slot.server.close(() => resolve()) : resolve()));
-    rmSync(slot.socketPath, { force: true });
+    if (slot.socketPath) rmSync(slot.socketPath, { force: true });
   }
 
   /** Ask a plugin to shut down (it finishes in-flight calls, then exits). */
@@ -221,6 +259,16 @@ export class Hub extends EventEmitter {
     this.local.emitEvent(topic, data, to);
   }
 
+  /**
+   * An event of the controller's own (such as a resource violation), from the host: to every
+   * subscriber allowed to hear it, and to the host application in this process too, whose
+   * own emitEvent does not come back to it.
+   */
+  announce(topic: string, data: unknown): void {
+    this.local.emitEvent(topic, data);
+    this.local.deliver({ type: 'event', id: this.nextId(), from: HOST, topic, data, timestamp: Date.now() });
+  }
+
   broadcast(topic: string | undefined, data: unknown): void {
     this.local.broadcast(topic, data);
   }
@@ -254,7 +302,7 @@ export class Hub extends EventEmitter {
 
   // --- connections -------------------------------------------------------------------------
 
-  private acceptPlugin(slot: PluginSlot, ws: WebSocket): void {
+  private acceptPlugin(slot: PluginSlot, ws: WebSocket, origin = 'unix'): void {
     const id = slot.policy.id;
     if (slot.peer) {
       this.log.warn({ plugin: id }, 'a second connection replaces the first');
@@ -263,7 +311,7 @@ export class Hub extends EventEmitter {
       old.ws.terminate();
       this.peerGone(slot, old);
     }
-    const peer = new WsPeer(id, 'plugin', 'unix', ws, this.pluginLimits, (p, code, reason) => this.cutOff(p, code, reason));
+    const peer = new WsPeer(id, 'plugin', origin, ws, this.pluginLimits, (p, code, reason) => this.cutOff(p, code, reason));
     slot.peer = peer;
     slot.target = { id, peer, waiting: 0, waitingBytes: 0 };
     slot.ready = false;
@@ -347,6 +395,7 @@ export class Hub extends EventEmitter {
 
   private route(f: Inbound): void {
     const { peer, msg } = f;
+    this.opts.observeMessage?.(msg.type, peer.id);
     switch (msg.type) {
       case 'request': {
         const resource = msg.to[0] === HOST ? msg.method : `${msg.to[0]}.${msg.method}`;
@@ -454,6 +503,7 @@ export class Hub extends EventEmitter {
 
   private refuse(f: Inbound, action: string, resource: string, code: ErrorCode, reason: string): void {
     this.throttle.record({ who: f.peer.id, action, resource, result: 'denied', code, reason });
+    if (f.msg.type === 'request') this.opts.observeCall?.(f.peer.id, f.msg.to[0] ?? '', f.msg.method, 0, code);
     this.replyError(f.peer, f.msg.id, code, reason);
   }
 

@@ -3,6 +3,7 @@ import { LABEL, ownerLabels } from '../labels.js';
 import type { LoadedManifest } from '../manifest/types.js';
 import { PLUGIN_MOUNT, pluginUser, type RuntimeImage } from '../runtimes/runtime.js';
 import { seccompProfile, seccompSecurityOpt, seccompVariant } from '../seccomp/profiles.js';
+import { HEALTH_REPORT_NAME, healthCheckSpec, type HealthCheckSpec } from './health-check.js';
 
 export interface SpecInput {
   readonly loaded: LoadedManifest;
@@ -45,6 +46,8 @@ export interface SpecInput {
    * EgressAttachment). Absent: network mode none.
    */
   readonly network?: { readonly network: string; readonly env: Readonly<Record<string, string>>; readonly dns?: readonly string[] };
+  /** A Docker health check showing the controller's view (needs hubSocketDir, where the report is). */
+  readonly healthCheck?: HealthCheckSpec;
 }
 
 /** Where a plugin finds its hub socket (LOGOMESH_HUB_SOCKET). */
@@ -102,6 +105,8 @@ export function containerSpec(input: SpecInput): ContainerCreateOptions {
   // Writable: a segment the plugin may write is written through this mount. What it may open
   // is each file's ACL; the folders are root's, mode 0711, so it creates nothing there.
   if (input.segmentsDir) mounts.push({ Type: 'bind', Source: input.segmentsDir, Target: SEGMENTS_MOUNT, ReadOnly: false, BindOptions: { Propagation: 'rslave' } });
+  const health = input.hubSocketDir && input.healthCheck ? healthCheckSpec(input.healthCheck, `${HUB_MOUNT}/${HEALTH_REPORT_NAME}`) : undefined;
+  if (health) mounts.push(health.mount);
 
   const env: Record<string, string> = {
     ...runtime.env,
@@ -134,6 +139,7 @@ export function containerSpec(input: SpecInput): ContainerCreateOptions {
     Tty: false,
     OpenStdin: false,
     NetworkDisabled: false,
+    ...(health ? { Healthcheck: health.healthcheck } : {}),
     HostConfig: {
       // Memory: no swap, so the limit is a hard one and exceeding it is an OOM kill.
       Memory: r.maxMemoryMB * MB,

@@ -14,6 +14,7 @@ import { isNetworked, type EgressAttachment } from './egress.js';
 import { resolveRuntime } from './oci-runtime.js';
 import { pluginSeccompProfile } from '../seccomp/profiles.js';
 import { checkWritableGrants } from './writable-grants.js';
+import type { HealthCheckSpec } from './health-check.js';
 
 /** Fixed points of the pipeline where a test makes its swaps, instead of relying on timing. */
 export interface SandboxHooks {
@@ -48,6 +49,8 @@ export interface SandboxRequest {
   readonly hubSocketDir?: string;
   /** Host folder of the shared-memory pool (under a controller, for a plugin that sets sharedMemory). */
   readonly segmentsDir?: string;
+  /** The Docker health check showing the controller's view (under a controller, with hubSocketDir). */
+  readonly healthCheck?: HealthCheckSpec;
   /** Container name; the engine picks one when absent. */
   readonly name?: string;
   /** Where mount refusals go (`mount denied`); default: nowhere. */
@@ -99,6 +102,7 @@ export async function prepareSandbox(req: SandboxRequest): Promise<PreparedSandb
       mountSources: mounts.sources,
       ...(req.hubSocketDir ? { hubSocketDir: req.hubSocketDir } : {}),
       ...(req.segmentsDir ? { segmentsDir: req.segmentsDir } : {}),
+      ...(req.healthCheck ? { healthCheck: req.healthCheck } : {}),
       ...(req.name ? { name: req.name } : {}),
       ...(compiled ? { compiled } : {}),
       ...(network ? { network } : {}),

@@ -22,6 +22,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ['monitor'],
   ['memory'],
   ['kubernetes'],
+  ['cluster'],
   ['scaffold'],
   ['hub'],
   ['grants'],
