@@ -1,6 +1,8 @@
+import path from 'node:path';
 import { LABEL } from '../labels.js';
 import { hasOperatorMounts } from '../sandbox/container-mounts.js';
 import { isNetworked } from '../sandbox/egress.js';
+import { HUB_MOUNT } from '../sandbox/container-spec.js';
 import { removeStagingLeftovers } from '../sandbox/mount-staging.js';
 import { PluginContainer } from '../sandbox/plugin-container.js';
 import type { ControllerContext } from './context.js';
@@ -8,6 +10,7 @@ import type { Launcher, Supervision } from './launcher.js';
 import { serialize, type Managed } from './managed.js';
 import { DEFAULTS } from './options.js';
 import { readyOrExit, waitReady, type ReadyWait } from './readiness.js';
+import { STANDBY_SUFFIX } from './standby.js';
 
 /**
  * After a controller was killed (or the machine restarted), its successor of the same home
@@ -42,9 +45,15 @@ export class Adoption {
       // Never adopted: a networked plugin (its network and proxy went with the earlier
       // controller; it is started anew, and its host revocations applied to the new
       // allow-list), or a container whose operator path grants are not exactly the ones
-      // restored from state.json (one was dropped, ran out, or was never saved).
+      // restored from state.json (one was dropped, ran out, or was never saved), or a warm
+      // standby never switched in (its name still says so: it never served).
+      const socketDir = c.Mounts.find((x) => x.Destination === HUB_MOUNT)?.Source;
       const usable =
         m &&
+        socketDir !== undefined &&
+        path.dirname(socketDir) === cx.home.socketsDir &&
+        (path.basename(socketDir) === id || path.basename(socketDir).startsWith(`${id}.`)) &&
+        !c.Names.some((n) => n.endsWith(STANDBY_SUFFIX)) &&
         !taken.has(id) &&
         c.State === 'running' &&
         c.Labels[LABEL.manifestHash] === m.loaded.hash &&
@@ -57,12 +66,13 @@ export class Adoption {
         continue;
       }
       taken.add(id);
-      adoptions.push(serialize(m, () => this.adopt(m, c.Id)));
+      adoptions.push(serialize(m, () => this.adopt(m, c.Id, socketDir)));
     }
     await Promise.allSettled(adoptions);
   }
 
-  private async adopt(m: Managed, containerId: string): Promise<void> {
+  /** `socketDir`: where its hub socket was (its own folder: the plugin's first, or a standby's it switched to). */
+  private async adopt(m: Managed, containerId: string, socketDir: string): Promise<void> {
     const { cx } = this;
     const { id } = m.loaded.manifest;
     m.state = 'starting';
@@ -73,7 +83,7 @@ export class Adoption {
     try {
       await cx.hub.detachPlugin(id);
       ready = waitReady(cx.hub, m, cx.opts.startTimeoutMs ?? DEFAULTS.startTimeoutMs);
-      await this.launcher.attachHub(m);
+      await this.launcher.attachHub(m, socketDir);
       await container.attach(m.logs.writable('stdout'), m.logs.writable('stderr'), false);
       const exited = container.wait();
       this.supervision.watchExit(m, container, exited);

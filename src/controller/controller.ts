@@ -25,6 +25,7 @@ import { DEFAULTS, type ControllerOptions } from './options.js';
 import { loadFolders } from '../manifest/folders.js';
 import { PluginRegistry } from './registry.js';
 import { SavedState } from './saved-state.js';
+import { Standbys } from './standby.js';
 import { startInLevels } from './start-all.js';
 import { statusOf } from './status.js';
 import { Segments } from './segments.js';
@@ -62,6 +63,8 @@ export class Controller implements AsyncDisposable {
   private readonly launcher: Lifecycle;
   private readonly supervisor: Supervisor;
   private readonly adoption: Reconciler;
+  /** Warm standbys (standby.ts): on the Docker backend only. */
+  private readonly standbys?: Standbys;
   /** The resource monitor, its violations, the metrics and the health check program. */
   private readonly monitoring: Monitoring;
   private resolvedPolicy?: Policy;
@@ -126,6 +129,8 @@ export class Controller implements AsyncDisposable {
       ...(opts.pingIntervalMs ? { pingIntervalMs: opts.pingIntervalMs } : {}),
       ...(opts.rateLimit ? { rateLimit: opts.rateLimit } : {}),
     });
+    // Each plugin starting waits on 'ready' (readiness.ts): as many listeners as starts at once.
+    this.hub.setMaxListeners(0);
     this.engine = new EngineWatch(backend, this.log, opts.engineCheckMs ?? DEFAULTS.engineCheckMs, () => backend.answersAgain());
     // The kernel log is this host's: it tells of plugins only when they run here.
     if (opts.kernelLog !== false && backend.name === 'docker') {
@@ -155,7 +160,9 @@ export class Controller implements AsyncDisposable {
       persist: () => this.persist(),
       idsOf,
     };
-    this.supervisor = new Supervisor(cx, { start: (m) => this.launcher.start(m), teardown: (m) => this.launcher.teardown(m) });
+    // A warm standby is a second container of the plugin on this host: the Docker backend's.
+    if (backend.name === 'docker') this.standbys = new Standbys(cx, new Set(opts.standby ?? []), (m, container, exited) => this.supervisor.watchExit(m, container, exited));
+    this.supervisor = new Supervisor(cx, { start: (m) => this.launcher.start(m), teardown: (m) => this.launcher.teardown(m) }, this.standbys);
     const parts = backend.parts(cx, this.supervisor);
     this.launcher = parts.lifecycle;
     this.adoption = parts.reconciler;
@@ -223,15 +230,21 @@ export class Controller implements AsyncDisposable {
   /** Start every loaded plugin, a dependency level at a time, each level in parallel. */
   async startAll(): Promise<void> {
     await this.reconcile();
-    await startInLevels(this.registry.levels(), (id) => this.start(id), () => this.registry.records().filter((m) => m.state === 'loaded').map((m) => m.loaded.manifest.id));
+    await startInLevels(
+      this.registry.levels(),
+      (id) => this.start(id),
+      () => this.registry.records().filter((m) => m.state === 'loaded').map((m) => m.loaded.manifest.id),
+      this.opts.startConcurrency ?? DEFAULTS.startConcurrency,
+    );
   }
 
   /** Start one plugin (its dependencies must be ready). Resolves when it said hello. */
   async start(id: string): Promise<void> {
     const m = this.registry.get(id);
     await this.reconcile();
-    // A start by hand ends a crash loop: it begins with a clean count.
+    // A start by hand ends a crash loop: it begins with a clean count (its standby's too).
     if (m.state === 'failed' || m.state === 'exited') m.retries = 0;
+    this.standbys?.reset(id);
     return serialize(m, () => this.launcher.start(m));
   }
 
@@ -241,7 +254,14 @@ export class Controller implements AsyncDisposable {
     return serialize(m, () => this.launcher.stop(m));
   }
 
+  /**
+   * Restart one plugin: switched to its standby when one is waiting (the container it
+   * replaces is stopped behind), otherwise stopped and started again.
+   */
   async restart(id: string): Promise<void> {
+    const m = this.registry.get(id);
+    const switched = await serialize(m, async () => m.state === 'ready' && !!this.standbys?.ready(m) && this.supervisor.restartToStandby(m, this.opts.stopGraceMs ?? DEFAULTS.stopGraceMs));
+    if (switched) return;
     await this.stop(id);
     await this.start(id);
   }
@@ -498,7 +518,8 @@ export class Controller implements AsyncDisposable {
 
   private statusOf(m: Managed): PluginStatus {
     const id = m.loaded.manifest.id;
-    return statusOf(m, this.hub.stats(id), pluginUid(this.opts.home.instance, id));
+    const standby = this.standbys?.status(id);
+    return { ...statusOf(m, this.hub.stats(id), pluginUid(this.opts.home.instance, id)), ...(standby ? { standby } : {}) };
   }
 
   /** Save what a restarted controller needs; called on every change of it. */

@@ -42,7 +42,8 @@ export class DockerBackend implements Backend {
         if (m) void supervisor.proxyGone(m);
       },
     });
-    const launcher = new Launcher(cx, supervisor);
+    // The supervisor's warm standbys are removed with each plugin's container.
+    const launcher = new Launcher(cx, supervisor, supervisor.standbys);
     return { lifecycle: launcher, reconciler: new Adoption(cx, launcher, supervisor) };
   }
 

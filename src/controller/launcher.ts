@@ -18,6 +18,7 @@ import { isUp, type Managed } from './managed.js';
 import { DEFAULTS } from './options.js';
 import { giveSocketTo } from './plugin-socket.js';
 import { readyOrExit, waitReady, type ReadyWait } from './readiness.js';
+import type { Standbys } from './standby.js';
 
 /** What the launcher hands to the supervisor: a container to follow from its start, a plugin to watch once ready. */
 export interface Supervision {
@@ -37,6 +38,8 @@ export class Launcher {
   constructor(
     private readonly cx: ControllerContext,
     private readonly supervision: Supervision,
+    /** Warm standbys: removed with the plugin's container. */
+    private readonly standbys?: Standbys,
   ) {}
 
   private get startTimeoutMs(): number {
@@ -160,10 +163,10 @@ export class Launcher {
    * nobody else connects. Listening starts before the container exists, so a plugin that
    * connects at once (or an adopted one reconnecting) finds it.
    */
-  async attachHub(m: Managed): Promise<void> {
+  async attachHub(m: Managed, socketDir = pluginSocketDir(this.cx.home, m.loaded.manifest.id)): Promise<void> {
     const { cx } = this;
     const id = m.loaded.manifest.id;
-    const socket = path.join(pluginSocketDir(cx.home, id), HUB_SOCKET_NAME);
+    const socket = path.join(socketDir, HUB_SOCKET_NAME);
     await cx.hub.detachPlugin(id);
     await cx.hub.attachPlugin(policyOf(m.loaded.manifest), socket);
     giveSocketTo(socket, ...cx.idsOf(id), cx.log);
@@ -220,6 +223,7 @@ export class Launcher {
       cx.log.warn({ plugin: id, err: errorText(err) }, 'could not remove the plugin container now');
     }
     if (isNetworked(m.loaded.manifest)) await cx.egress.detach(id);
+    await this.standbys?.teardown(m);
     await cx.hub.detachPlugin(id);
     rmSync(pluginSocketDir(cx.home, id), { recursive: true, force: true });
     // What it held is taken back; its own segments go unless a running plugin holds them.

@@ -32,6 +32,12 @@ export interface PluginStatus {
   readonly restartAt?: number;
   /** The user its container runs as (its own): the owner a folder it is granted for writing needs. */
   readonly uid: number;
+  /**
+   * Its warm standby, when it keeps one: a second container under the same limits (so the
+   * plugin may hold up to twice its resources), starting, or waiting to be switched in;
+   * `failed` with the last error after several were lost in a row.
+   */
+  readonly standby?: { readonly state: 'starting' | 'waiting' | 'failed'; readonly containerId?: string; readonly lastError?: { readonly code: string; readonly message: string } };
 }
 
 /** Is the Docker engine answering? Shown by `ps`; restarts wait while it is not. */

@@ -51,7 +51,7 @@ export interface SpecInput {
 }
 
 /** Where a plugin finds its hub socket (LOGOMESH_HUB_SOCKET). */
-const HUB_MOUNT = '/run/logomesh';
+export const HUB_MOUNT = '/run/logomesh';
 export const HUB_SOCKET_NAME = 'hub.sock';
 /** Where a plugin finds the shared-memory pool (LOGOMESH_SEGMENTS_DIR). */
 export const SEGMENTS_MOUNT = '/run/logomesh-segments';

@@ -74,6 +74,12 @@ export interface PluginOptions {
   reconnectMs?: number;
   /** 'msgpack': hello offers binary frames, and once the hub agrees both sides speak msgpack (default: LOGOMESH_FRAMES, else 'json'). */
   frames?: 'json' | 'msgpack';
+  /**
+   * A warm standby: wait for the answer to the first hello without a timeout (the hub
+   * answers it when the controller switches the standby in). Default: LOGOMESH_STANDBY=1,
+   * which the controller sets on a standby's container.
+   */
+  standby?: boolean;
   /** Where SDK diagnostics go; false silences them. Default: stderr. */
   log?: false | ((level: 'info' | 'warn' | 'error', message: string) => void);
 }
