@@ -19,7 +19,7 @@ export { pluginFolders } from './manifest/folders.js';
 export type { CapabilityDecision } from './controller/capabilities.js';
 export { controllerOptionsFromEnv, hubTokenFromEnv } from './controller/env.js';
 export { pluginSocketDir, resolveHome, type Home } from './controller/home.js';
-export type { ControllerStatus, EngineStatus, LogLine, PathGrantAnswer, PluginState, PluginStatus } from './controller/types.js';
+export type { ControllerStatus, EngineStatus, LogLine, PathGrantAnswer, PluginState, PluginStatus, SegmentRow } from './controller/types.js';
 export type { MonitoringOptions } from './controller/options.js';
 export { VIOLATION_TOPIC } from './controller/violation-routing.js';
 
@@ -70,6 +70,10 @@ export { runPluginTests, type PluginTestOptions, type PluginTestResult } from '.
 export { formatIssue, isLogoMeshError, LogoMeshError, ManifestRejectedError, type ErrorCode, type ManifestIssue } from './errors.js';
 export { createLogger, silentLogger, type Logger } from './log.js';
 export { renderKubeFolder, type KubeRenderOptions } from './kubernetes/render-folder.js';
+export { decodeStructured, encodeStructured, frameStructured, unframeStructured, type Format } from './memory/bridge.js';
+export { generateSchema, type JsonSchema } from './memory/generate-schema.js';
+export type { Access, SegmentHandle, SegmentInfo } from './memory/segment.js';
+export { removeLeftPoolOf, type Segments } from './controller/segments.js';
 export { KubeBackend, type KubeBackendOptions } from './controller/kube-backend.js';
 export { isRenderedDir, loadRendered, type RenderedPlugin } from './kubernetes/rendered.js';
 export { DockerBackend } from './controller/docker-backend.js';

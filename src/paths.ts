@@ -10,6 +10,9 @@ import { fileURLToPath } from 'node:url';
 export const REPO_DIR = findRoot(path.dirname(fileURLToPath(import.meta.url)));
 /** The images/ folder: runtime build contexts and SDKs, seccomp profiles, the protocol's constants. */
 export const IMAGES_DIR = path.join(REPO_DIR, 'images');
+/** The data bridge's shared test vectors (docs/data-bridge.md), which every SDK image carries. */
+export const VECTORS_DIR = path.join(REPO_DIR, 'test', 'vectors');
+
 /** What LogoMesh keeps between runs (the Node.js binary, compiled validators): a git-ignored folder of the repository or installed package. */
 export const CACHE_DIR = path.join(REPO_DIR, 'node_modules', '.cache', 'logomesh');
 

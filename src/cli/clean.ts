@@ -1,4 +1,4 @@
-import { connectEngine, removeByLabel } from '../index.js';
+import { ControlClient, connectEngine, removeByLabel, removeLeftPoolOf } from '../index.js';
 import type { CliIo } from './io.js';
 
 /** `logomesh clean [--all]`: remove what carries LogoMesh's labels. */
@@ -9,6 +9,13 @@ export async function cleanCommand(all: boolean, io: CliIo): Promise<number> {
     return 2;
   }
   const removed = await removeByLabel(await connectEngine(), instance);
-  io.out(`removed ${removed.containers.length} container(s), ${removed.networks.length} network(s), ${removed.volumes.length} volume(s)`);
+  // The shared-memory pool of this home, if a killed controller left it and none runs there now.
+  const client = ControlClient.forHome();
+  const running = await client.status().then(
+    () => true,
+    () => false,
+  );
+  const pools = running ? 0 : await removeLeftPoolOf(client.home).catch(() => 0);
+  io.out(`removed ${removed.containers.length} container(s), ${removed.networks.length} network(s), ${removed.volumes.length} volume(s)${pools ? `, and the shared-memory pool of ${client.home.dir} (${pools} tmpfs)` : ''}`);
   return 0;
 }

@@ -1,6 +1,7 @@
 import { ControlClient, LogoMeshError } from '../control/client.js';
 import type { CliIo } from './io.js';
 import { psTable } from './ps.js';
+import { segmentsTable } from './segments.js';
 
 function client(): ControlClient {
   return ControlClient.forHome();
@@ -10,6 +11,34 @@ export async function psCommand(json: boolean, io: CliIo): Promise<number> {
   const { engine, plugins } = await client().status();
   io.out(json ? JSON.stringify(plugins, null, 2) : psTable(plugins));
   if (!engine.up) io.err(`LM_ENGINE_UNAVAILABLE: the Docker engine has not answered since ${new Date(engine.since).toISOString()} (${engine.lastError ?? 'unknown'}); the controller keeps retrying`);
+  return 0;
+}
+
+/** `segments [--json]`: the shared-memory pool's segments (owner, size, holders, mode, age). */
+export async function segmentsCommand(json: boolean, io: CliIo): Promise<number> {
+  const rows = await client().segments();
+  io.out(json ? JSON.stringify(rows, null, 2) : segmentsTable(rows));
+  return 0;
+}
+
+/**
+ * `schema <plugin>.<method>`: the JSON Schemas the running plugin's manifest declares for the
+ * method; `schema --sample '<json>'`: a schema drafted from a sample value (no controller).
+ */
+export async function schemaCommand(target: string | undefined, sample: string | undefined, io: CliIo): Promise<number> {
+  if (sample !== undefined) {
+    let value: unknown;
+    try {
+      value = JSON.parse(sample);
+    } catch (err) {
+      throw new LogoMeshError('LM_USAGE', `--sample must be JSON: ${(err as Error).message}`, {});
+    }
+    io.out(JSON.stringify((await import('../index.js')).generateSchema(value), null, 2));
+    return 0;
+  }
+  const dot = target?.indexOf('.') ?? -1;
+  if (!target || dot <= 0 || dot === target.length - 1) throw new LogoMeshError('LM_USAGE', `schema needs <plugin>.<method>, or --sample '<json>'`, {});
+  io.out(JSON.stringify(await client().methodSchemas(target.slice(0, dot), target.slice(dot + 1)), null, 2));
   return 0;
 }
 

@@ -13,6 +13,9 @@ commands:
                                          the same, with the plugins on the cluster of the
                                          kubeconfig (docs/kubernetes.md#the-kubernetes-backend)
   ps [--json]                            the plugins of the running controller
+  segments [--json]                      the shared-memory segments: owner, size, mode, holders, age
+  schema <plugin>.<method>               the JSON Schemas a method declares (coordination.methodSchemas)
+  schema --sample '<json>'               a schema drafted from a sample value, to start one from
   call <plugin>.<method> [json-args] [--timeout ms]
                                          call a plugin method; prints the JSON result
   logs <plugin> [-f] [-n lines]          a plugin's output
@@ -100,6 +103,15 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
       case 'ps': {
         const { values } = parseArgs({ args: rest, options: { json: { type: 'boolean', default: false } } });
         return await (await import('./control.js')).psCommand(values.json === true, io);
+      }
+      case 'schema': {
+        const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { sample: { type: 'string' } } });
+        if (positionals.length > 1 || (positionals.length === 0) === (values.sample === undefined)) throw usage("schema needs <plugin>.<method>, or --sample '<json>'");
+        return await (await import('./control.js')).schemaCommand(positionals[0], values.sample, io);
+      }
+      case 'segments': {
+        const { values } = parseArgs({ args: rest, options: { json: { type: 'boolean', default: false } } });
+        return await (await import('./control.js')).segmentsCommand(values.json === true, io);
       }
       case 'call': {
         const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { timeout: { type: 'string' } } });

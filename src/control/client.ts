@@ -4,7 +4,7 @@ import { LogoMeshError, type ErrorCode } from '../errors.js';
 // What the client throws, for callers that only load the client (the CLI's control commands).
 export { isLogoMeshError, LogoMeshError } from '../errors.js';
 import { resolveHome, type Home } from '../controller/home.js';
-import type { ChangedLimit, ControllerStatus, LimitChange, PathGrantAnswer, PluginStatus, ResourceUsage, StatsRow } from '../controller/types.js';
+import type { ChangedLimit, ControllerStatus, LimitChange, PathGrantAnswer, PluginStatus, ResourceUsage, SegmentRow, StatsRow } from '../controller/types.js';
 
 /** The CLI's side of the control socket (see server.ts). */
 export class ControlClient {
@@ -18,6 +18,16 @@ export class ControlClient {
 
   plugins(): Promise<PluginStatus[]> {
     return this.json('GET', '/v1/plugins') as Promise<PluginStatus[]>;
+  }
+
+  /** The shared-memory pool's segments: owner, size, holders, mode, age. */
+  segments(): Promise<SegmentRow[]> {
+    return this.json('GET', '/v1/segments') as Promise<SegmentRow[]>;
+  }
+
+  /** The JSON Schemas a plugin declares for a method's params and result. */
+  methodSchemas(id: string, method: string): Promise<{ params?: object; result?: object }> {
+    return this.json('GET', `/v1/plugins/${encodeURIComponent(id)}/schema?method=${encodeURIComponent(method)}`) as Promise<{ params?: object; result?: object }>;
   }
 
   status(): Promise<ControllerStatus> {

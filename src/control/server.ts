@@ -23,6 +23,8 @@ import { monitorRoute } from './monitor-routes.js';
  *   POST /v1/plugins/:id/(revoke|grant) {kind: 'topic', topic, ttlMs?}
  *                                         a declared topic pattern taken away or given back
  *   GET  /v1/plugins/:id/logs?lines=n&follow=1  -> text lines (streamed with follow)
+ *   GET  /v1/segments                     -> SegmentRow[] (the shared-memory pool)
+ *   GET  /v1/plugins/:id/schema?method=m  -> {params?, result?} (coordination.methodSchemas)
  *   POST /v1/down                         -> stops everything; the controller exits
  *   GET  /v1/stats, GET /v1/plugins/:id/usage, POST /v1/plugins/:id/limits: monitor-routes.ts
  */
@@ -48,6 +50,7 @@ async function handle(host: Controller, req: IncomingMessage, res: ServerRespons
   if (parts[0] !== 'v1') return sendJson(res, 404, { error: { code: 'LM_USAGE', message: `unknown path ${url.pathname}` } });
   const [, what, id, action] = parts;
   if (req.method === 'GET' && what === 'plugins' && !id) return sendJson(res, 200, host.list());
+  if (req.method === 'GET' && what === 'segments' && !id) return sendJson(res, 200, host.memory.list());
   if (req.method === 'GET' && what === 'status') return sendJson(res, 200, { engine: host.engineStatus(), home: host.home.dir, plugins: host.list() });
   if (req.method === 'POST' && what === 'call') {
     const body = (await readJson(req)) as { target?: string; method?: string; data?: unknown; timeout?: number };
@@ -89,6 +92,9 @@ async function handle(host: Controller, req: IncomingMessage, res: ServerRespons
     if (action === 'revoke') host.revokeMethod(id, body.method);
     else host.grantMethod(id, body.method, body.ttlMs);
     return sendJson(res, 200, { plugin: id, method: body.method, [action === 'revoke' ? 'revoked' : 'granted']: true });
+  }
+  if (req.method === 'GET' && what === 'plugins' && id && action === 'schema') {
+    return sendJson(res, 200, host.methodSchemas(id, url.searchParams.get('method') ?? ''));
   }
   if (req.method === 'POST' && what === 'plugins' && id && action === 'check') {
     const body = (await readJson(req)) as { action?: string; resource?: string };

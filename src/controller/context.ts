@@ -11,6 +11,7 @@ import type { Home } from './home.js';
 import type { Monitoring } from './monitoring.js';
 import type { ControllerOptions } from './options.js';
 import type { PluginRegistry } from './registry.js';
+import type { Segments } from './segments.js';
 
 /**
  * What the controller's parts share: each part owns its own state and reaches the others'
@@ -26,6 +27,8 @@ export interface ControllerContext {
   readonly grants: Grants;
   readonly registry: PluginRegistry;
   readonly egress: EgressHandle;
+  /** The shared-memory pool, its cache and the hub's broker for them. */
+  readonly segments: Segments;
   readonly engine: EngineWatch;
   /** The resource monitor, violations, metrics and the health check program. */
   readonly monitoring: Monitoring;

@@ -28,6 +28,7 @@ import { SavedState } from './saved-state.js';
 import { Standbys } from './standby.js';
 import { startInLevels } from './start-all.js';
 import { statusOf } from './status.js';
+import { Segments } from './segments.js';
 import { Supervisor } from './supervisor.js';
 import type { EngineStatus, LogLine, PluginStatus } from './types.js';
 
@@ -49,6 +50,11 @@ export class Controller implements AsyncDisposable {
   readonly audit: AuditLog;
   /** The operator's revocations and grants (methods, topics, hosts, host paths): their one owner. */
   readonly grants: Grants;
+  /**
+   * Shared memory (docs/shared-memory.md): the pool's segments as the host application sees
+   * them (allocate, deallocate, resize, setReadOnly, setAccessibleTo, list), and the cache.
+   */
+  readonly memory: Segments;
   private readonly log: Logger;
   private readonly registry: PluginRegistry;
   private readonly saved: SavedState;
@@ -93,6 +99,7 @@ export class Controller implements AsyncDisposable {
         this.revokePath(id, name, 'expiry').catch((err: unknown) => this.log.warn({ plugin: id, err: errorText(err) }, 'revoking an expired path grant failed'));
       },
     });
+    this.memory = new Segments({ home, log: this.log, audit: (e) => this.audit.record(e), registry: this.registry, idsOf, ...(opts.sharedMemory ?? {}) });
     // The resource monitor reads this host's cgroups: it watches plugins on the Docker backend only.
     const onDocker = backend.name === 'docker';
     this.monitoring = new Monitoring({
@@ -112,6 +119,7 @@ export class Controller implements AsyncDisposable {
       ...opts.hubLimits,
       observeCall: this.monitoring.metrics.observeCall,
       observeMessage: this.monitoring.metrics.countMessage,
+      segments: this.memory,
       isMethodRevoked: this.grants.isMethodRevoked,
       isTopicRevoked: this.grants.isTopicRevoked,
       log: opts.log,
@@ -143,6 +151,7 @@ export class Controller implements AsyncDisposable {
       audit: this.audit,
       grants: this.grants,
       registry: this.registry,
+      segments: this.memory,
       engine: this.engine,
       kernel: this.kernel,
       monitoring: this.monitoring,
@@ -211,6 +220,7 @@ export class Controller implements AsyncDisposable {
       throw new LogoMeshError('LM_DEPENDENCY', `cannot unload ${id}: running plugins depend on it (${running.join(', ')})`, { dependents: running });
     }
     await this.stop(id);
+    await this.memory.pluginGone(id, true);
     this.registry.remove(id);
     await this.backend.unloaded(id);
   }
@@ -260,8 +270,9 @@ export class Controller implements AsyncDisposable {
    * Adopt or remove the containers an earlier controller of this home left (it was killed,
    * or the machine restarted). Runs once, before the first start.
    */
-  reconcile(): Promise<void> {
-    return this.adoption.reconcile();
+  async reconcile(): Promise<void> {
+    await this.adoption.reconcile();
+    await this.memory.adopt();
   }
 
   // --- operator permissions (src/grants/) -----------------------------------------------------
@@ -444,6 +455,17 @@ export class Controller implements AsyncDisposable {
       .sort((a, b) => a.manifest.id.localeCompare(b.manifest.id));
   }
 
+  /**
+   * The JSON Schemas a plugin's manifest declares for a method's params and result
+   * (coordination.methodSchemas; `{}` when it declares none). Throws LM_METHOD_NOT_FOUND for
+   * a method it does not expose.
+   */
+  methodSchemas(id: string, method: string): { params?: object; result?: object } {
+    const { coordination } = this.registry.get(id).loaded.manifest;
+    if (!coordination.exposesMethods.includes(method)) throw new LogoMeshError('LM_METHOD_NOT_FOUND', `plugin ${id} does not expose '${method}' (coordination.exposesMethods: ${coordination.exposesMethods.join(', ') || 'none'})`, { plugin: id, method });
+    return (coordination.methodSchemas?.[method] ?? {}) as { params?: object; result?: object };
+  }
+
   status(id: string): PluginStatus {
     return this.statusOf(this.registry.get(id));
   }
@@ -464,6 +486,7 @@ export class Controller implements AsyncDisposable {
       for (const level of this.registry.stopLevels()) await Promise.allSettled(level.map((id) => this.stop(id)));
       await this.monitoring.close();
       await this.hub.close();
+      await this.memory.close().catch((err: unknown) => this.log.warn({ err: errorText(err) }, 'could not remove the shared-memory pool'));
       await this.backend.close();
       rmSync(this.opts.home.socketsDir, { recursive: true, force: true });
       // A clean stop leaves nothing to adopt; the operator's revocations and grants stay.

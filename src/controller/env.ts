@@ -26,6 +26,13 @@ function auditRotationFromEnv(env: NodeJS.ProcessEnv = process.env): { maxBytes?
   return { ...(maxBytes ? { maxBytes: positiveInteger('LOGOMESH_AUDIT_MAX_BYTES', maxBytes) } : {}), ...(keep ? { keep: positiveInteger('LOGOMESH_AUDIT_KEEP', keep) } : {}) };
 }
 
+/** LOGOMESH_POOL_BYTES and LOGOMESH_POOL_PLUGIN_BYTES: the shared-memory pool's size and one plugin's most (docs/shared-memory.md). Throws LM_USAGE. */
+function sharedMemoryFromEnv(env: NodeJS.ProcessEnv = process.env): { poolBytes?: number; maxPluginBytes?: number } {
+  const pool = env.LOGOMESH_POOL_BYTES;
+  const plugin = env.LOGOMESH_POOL_PLUGIN_BYTES;
+  return { ...(pool ? { poolBytes: positiveInteger('LOGOMESH_POOL_BYTES', pool) } : {}), ...(plugin ? { maxPluginBytes: positiveInteger('LOGOMESH_POOL_PLUGIN_BYTES', plugin) } : {}) };
+}
+
 /**
 /**
  * LOGOMESH_STANDBY: the plugins that keep a warm standby whatever their manifests say, as a
@@ -62,12 +69,12 @@ function monitoringFromEnv(env: NodeJS.ProcessEnv): MonitoringOptions {
 /**
  * The controller options the environment sets, as `logomesh up` reads them: the hub token,
  * the hub's limits (hubLimitsFromEnv), the audit trail's rotation, the resource monitor, the
- * Docker health check, the operator's standbys and how many plugins start at once. Throws
- * LM_USAGE naming the variable.
+ * Docker health check, the operator's standbys, how many plugins start at once and the
+ * shared-memory pool's size. Throws LM_USAGE naming the variable.
  */
 export function controllerOptionsFromEnv(
   env: NodeJS.ProcessEnv = process.env,
-): Pick<ControllerOptions, 'hubToken' | 'hubLimits' | 'auditRotation' | 'monitoring' | 'standby' | 'startConcurrency'> {
+): Pick<ControllerOptions, 'hubToken' | 'hubLimits' | 'auditRotation' | 'monitoring' | 'standby' | 'startConcurrency' | 'sharedMemory'> {
   const hubToken = hubTokenFromEnv(env);
   const standby = standbyFromEnv(env);
   const concurrency = env.LOGOMESH_START_CONCURRENCY;
@@ -75,6 +82,7 @@ export function controllerOptionsFromEnv(
     hubLimits: hubLimitsFromEnv(env),
     auditRotation: auditRotationFromEnv(env),
     monitoring: monitoringFromEnv(env),
+    sharedMemory: sharedMemoryFromEnv(env),
     ...(hubToken ? { hubToken } : {}),
     ...(standby ? { standby } : {}),
     ...(concurrency ? { startConcurrency: positiveInteger('LOGOMESH_START_CONCURRENCY', concurrency) } : {}),

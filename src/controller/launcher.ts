@@ -127,6 +127,7 @@ export class Launcher {
       policy: cx.policy(),
       audit: cx.audit.record,
       hubSocketDir: pluginSocketDir(cx.home, id),
+      ...(await segmentsDirOf(cx, id)),
       ...(health ? { healthCheck: health } : {}),
       name: `lm-${id}-${randomBytes(3).toString('hex')}`,
       ...(cx.opts.progress ? { progress: cx.opts.progress } : {}),
@@ -225,7 +226,15 @@ export class Launcher {
     await this.standbys?.teardown(m);
     await cx.hub.detachPlugin(id);
     rmSync(pluginSocketDir(cx.home, id), { recursive: true, force: true });
+    // What it held is taken back; its own segments go unless a running plugin holds them.
+    await cx.segments.pluginGone(id).catch((err: unknown) => cx.log.warn({ plugin: id, err: errorText(err) }, 'could not reclaim the shared memory of a stopped plugin'));
   }
+}
+
+/** The pool, mounted now, for a plugin whose manifest sets sharedMemory. */
+async function segmentsDirOf(cx: ControllerContext, id: string): Promise<{ segmentsDir?: string }> {
+  const dir = await cx.segments.mountFor(id);
+  return dir ? { segmentsDir: dir } : {};
 }
 
 export function delay(ms: number): Promise<void> {

@@ -54,6 +54,8 @@ export interface ControllerOptions {
    * reach allowed hosts on them by name (a compose project's services, a test's servers).
    */
   readonly egressNetworks?: readonly string[];
+  /** The shared-memory pool: its size, and the most one plugin's segments may hold (defaults: 1 GiB and the pool's size; a plugin never more than its maxMemoryMB). */
+  readonly sharedMemory?: { readonly poolBytes?: number; readonly maxPluginBytes?: number };
   /**
    * Follow the kernel's records of plugin processes (default true), in the kernel log and
    * the audit daemon's: a seccomp kill is audited with the system call's name and stops the

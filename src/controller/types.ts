@@ -70,3 +70,17 @@ export interface LogLine {
   readonly time: number;
   readonly text: string;
 }
+
+/** One shared-memory segment, as `logomesh segments` shows it (GET /v1/segments). */
+export interface SegmentRow {
+  readonly id: string;
+  readonly owner: string;
+  readonly size: number;
+  readonly readOnly: boolean;
+  readonly path: string;
+  readonly holders: readonly { readonly plugin: string; readonly access: 'read' | 'write' }[];
+  /** The owner's rights: `rw`, or `r` once read-only. */
+  readonly mode: string;
+  readonly createdAt: number;
+  readonly ageMs: number;
+}

@@ -1,5 +1,6 @@
 import type { ErrorCode } from '../errors.js';
 import type { Manifest } from '../manifest/types.js';
+import { compileMethodSchemas, type MethodValidators } from './method-schemas.js';
 import { HOST } from './protocol.js';
 import { topicCovers } from '../manifest/topics.js';
 
@@ -15,11 +16,15 @@ export interface PluginPolicy {
   /** Topic patterns it may publish under, and subscribe to (coordination.publishes, .subscribes). */
   readonly publishes: readonly string[];
   readonly subscribes: readonly string[];
+  /** Does its manifest set coordination.sharedMemory (the pool is mounted in its container, and it may use segments)? */
+  readonly sharedMemory?: boolean;
+  /** The compiled schemas of its exposed methods' params and results (coordination.methodSchemas). */
+  readonly schemas?: ReadonlyMap<string, MethodValidators>;
 }
 
 export function policyOf(manifest: Manifest): PluginPolicy {
   const c = manifest.coordination;
-  return { id: manifest.id, exposes: new Set(c.exposesMethods), consumes: new Set(c.consumesMethods), messaging: c.messaging, publishes: c.publishes, subscribes: c.subscribes };
+  return { id: manifest.id, exposes: new Set(c.exposesMethods), consumes: new Set(c.consumesMethods), messaging: c.messaging, publishes: c.publishes, subscribes: c.subscribes, sharedMemory: c.sharedMemory, schemas: compileMethodSchemas(c.methodSchemas) };
 }
 
 /** Is a declared topic pattern taken away by the operator? */

@@ -1,7 +1,7 @@
 import type { ErrorCode } from '../errors.js';
 import { encode } from './codec.js';
 import type { Peer, WsPeer } from './peer.js';
-import { DEFAULT_CALL_TIMEOUT_MS, type Request, type Response, type WireError } from './protocol.js';
+import { DEFAULT_CALL_TIMEOUT_MS, type Request, type Response, type SegmentRef, type WireError } from './protocol.js';
 
 /** Room for the envelope the hub wraps around a peer's data (ids, from, timestamp). */
 export const ENVELOPE_BYTES = 4096;
@@ -20,7 +20,7 @@ export interface CallTarget {
   waitingBytes: number;
 }
 
-type Outcome = { success: true; data: unknown } | { success: false; error: WireError };
+type Outcome = { success: true; data: unknown; segments?: SegmentRef[] } | { success: false; error: WireError };
 
 interface Pending {
   readonly caller: Peer;
@@ -70,7 +70,7 @@ export class Calls {
     }
     const timeout = msg.timeout ?? DEFAULT_CALL_TIMEOUT_MS;
     const hubId = this.opts.nextId();
-    const out: Request = { type: 'request', id: hubId, from: caller.id, to: [target.id], method: msg.method, data: msg.data, timeout, timestamp: Date.now() };
+    const out: Request = { type: 'request', id: hubId, from: caller.id, to: [target.id], method: msg.method, data: msg.data, timeout, timestamp: Date.now(), ...(msg.segments ? { segments: msg.segments } : {}) };
     const enc = encode(out, this.opts.maxMessageBytes + ENVELOPE_BYTES);
     if (!enc.ok) return { code: enc.code, message: enc.message };
     if (target.waiting >= this.opts.maxWaiting || target.waitingBytes + enc.bytes > this.opts.maxWaitingBytes) {
@@ -92,8 +92,14 @@ export class Calls {
   answer(peer: Peer, msg: Response): boolean {
     const p = this.pending.get(msg.correlationId);
     if (!p || p.target.id !== peer.id || p.target.peer !== peer) return false;
-    this.finish(msg.correlationId, msg.success ? { success: true, data: msg.data } : { success: false, error: msg.error! });
+    this.finish(msg.correlationId, msg.success ? { success: true, data: msg.data, ...(msg.segments ? { segments: msg.segments } : {}) } : { success: false, error: msg.error! });
     return true;
+  }
+
+  /** The call `peer` would answer with `hubId`, if it is one of its open calls: who made it, and which method it was. */
+  openCall(peer: Peer, hubId: string): { caller: string; method: string } | undefined {
+    const p = this.pending.get(hubId);
+    return p && p.target.peer === peer ? { caller: p.caller.id, method: p.method } : undefined;
   }
 
   /** `peer` answered call `hubId` with a frame the hub refused (too large, too deep, malformed): the caller learns it now, not at its timeout. */

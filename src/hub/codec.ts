@@ -119,7 +119,8 @@ export function valueDepth(value: unknown, limit: number): number {
   return max;
 }
 
-export type Encoded = { ok: true; text: string; bytes: number } | { ok: false; code: ErrorCode; message: string };
+/** A message serialized once for every peer it goes to; `binary` is its msgpack form, made on first need (peers with binary frames). */
+export type Encoded = { ok: true; text: string; bytes: number; binary?: Uint8Array } | { ok: false; code: ErrorCode; message: string };
 
 /**
  * Serialize an outgoing message. Never throws: a value that cannot be JSON (a cycle, a

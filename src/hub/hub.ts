@@ -8,7 +8,9 @@ import type { AuditSink } from '../audit/audit-log.js';
 import { AuditThrottle } from '../audit/audit-throttle.js';
 import { decideSubscribe, mayReceive, type PluginPolicy, type TopicRevoked } from './acl.js';
 import { Calls, type CallObserver, type CallTarget } from './calls.js';
-import { authorize, compose, helloGate, HOLD_MS, rateLimit, senderCheck, type Handler, type Inbound, type IntakeContext } from './intake.js';
+import { authorize, compose, helloGate, HOLD_MS, rateLimit, schemaCheck, segmentHandles, senderCheck, type Handler, type Inbound, type IntakeContext } from './intake.js';
+import type { SegmentBroker } from './segments.js';
+import { chooseEncoding } from './frames.js';
 import { LocalHost, type TopicHandler } from './local-host.js';
 import { WsPeer, type Peer, type PeerLimits } from './peer.js';
 import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_MAX_MESSAGE_BYTES, HOST, MAX_MAX_MESSAGE_BYTES, parseFrame, PROTOCOL_VERSION, type ClientMessage, type Hello } from './protocol.js';
@@ -56,6 +58,8 @@ export interface HubOptions {
   readonly isMethodRevoked?: (pluginId: string, method: string) => boolean;
   /** Has the operator taken this declared topic pattern from the plugin? Asked on every publish, subscription and delivery (default: nothing is revoked). */
   readonly isTopicRevoked?: TopicRevoked;
+  /** The shared-memory pool's side of the hub: `segment` messages and the handles messages carry (default: none; they are refused). */
+  readonly segments?: SegmentBroker;
   /** Told of every plugin call answered or refused (metrics: caller, target, method, seconds, outcome). Default: none. */
   readonly observeCall?: CallObserver;
   /** Told of every message the intake steps accepted: its type and sender (metrics). Default: none. */
@@ -84,6 +88,8 @@ export interface HubStats {
   readonly ready: boolean;
   readonly methods: readonly string[];
   readonly droppedMessages: number;
+  /** The frames the hub speaks with it: msgpack when its hello asked for them, else JSON text. */
+  readonly encoding: 'json' | 'msgpack';
 }
 
 /** What a violation was, so that different ones with one code are not counted together. */
@@ -161,7 +167,7 @@ export class Hub extends EventEmitter {
     });
     // The application in this process is not limited: it is the one the limits protect.
     this.local = new LocalHost({ ...this.hostLimits, rate: Number.MAX_SAFE_INTEGER, maxInFlight: Number.MAX_SAFE_INTEGER }, (peer, msg) => this.dispatch(peer, undefined, msg), nextId, (topic, err) => this.log.error({ topic, err: String(err) }, 'a host subscriber threw'));
-    this.intake = compose([rateLimit(this.context()), helloGate(this.context()), senderCheck(this.context()), authorize(this.context())], (f) => this.route(f));
+    this.intake = compose([rateLimit(this.context()), helloGate(this.context()), senderCheck(this.context()), authorize(this.context()), schemaCheck(this.context()), segmentHandles(this.context())], (f) => this.route(f));
     this.heartbeat = setInterval(() => this.heartbeatTick(), opts.pingIntervalMs ?? 10_000);
     this.heartbeat.unref();
   }
@@ -295,7 +301,7 @@ export class Hub extends EventEmitter {
   stats(id: string): HubStats | undefined {
     const slot = this.plugins.get(id);
     if (!slot) return undefined;
-    return { connected: !!slot.peer, ready: slot.ready, methods: slot.methods, droppedMessages: slot.peer?.dropped ?? 0 };
+    return { connected: !!slot.peer, ready: slot.ready, methods: slot.methods, droppedMessages: slot.peer?.dropped ?? 0, encoding: slot.peer?.binary ? 'msgpack' : 'json' };
   }
 
   /** Serve a host method that plugins may call (when their manifest consumes it). */
@@ -432,7 +438,7 @@ export class Hub extends EventEmitter {
     // Frames a closing connection had already buffered are not this hub's business any more.
     if (this.closed) return;
     try {
-      const parsed = parseFrame(raw, isBinary, this.maxBytes);
+      const parsed = parseFrame(raw, isBinary, this.maxBytes, peer.binary);
       if (parsed.ok) return this.intake({ peer, slot, msg: parsed.msg, claimedFrom: parsed.claimedFrom });
       // A refused answer still settles its call (and is on the sender's record).
       if (parsed.answers && this.calls.answerRefused(peer, parsed.answers, parsed.error)) return this.violation(peer, parsed.error.code as ErrorCode, `answer refused: ${parsed.error.message}`, 'frame');
@@ -488,9 +494,24 @@ export class Hub extends EventEmitter {
       case 'unsubscribe':
         this.pubsub.unsubscribe(peer, msg.topic);
         return this.ok(peer, msg.id, { topic: msg.topic });
+      case 'segment':
+        return this.segmentRequest(f);
       case 'hello':
         return; // answered by the hello gate
     }
+  }
+
+  /** A plugin's `segment` message, answered with the pool's result or its coded error (the pool audits). */
+  private segmentRequest(f: Inbound): void {
+    const { peer, msg } = f;
+    if (msg.type !== 'segment' || !this.opts.segments) return;
+    this.opts.segments.request(peer.id, msg).then(
+      (data) => this.ok(peer, msg.id, data),
+      (err: unknown) => {
+        const e = err instanceof LogoMeshError ? err : undefined;
+        this.replyError(peer, msg.id, e?.code ?? 'LM_INTERNAL', e?.message ?? String((err as Error)?.message ?? err).slice(0, 300));
+      },
+    );
   }
 
   private hello(peer: Peer, slot: PluginSlot, msg: Hello): void {
@@ -531,7 +552,10 @@ export class Hub extends EventEmitter {
     for (const t of msg.subscriptions ?? []) this.pubsub.subscribe(peer, t);
     slot.methods = [...msg.methods];
     slot.ready = true;
-    this.ok(peer, msg.id, { plugin: slot.policy.id, protocol: PROTOCOL_VERSION, maxMessageBytes: this.maxBytes });
+    const encoding = chooseEncoding(msg.encodings);
+    // The answer itself is JSON text: the plugin switches once it has read it.
+    this.ok(peer, msg.id, { plugin: slot.policy.id, protocol: PROTOCOL_VERSION, maxMessageBytes: this.maxBytes, encoding });
+    if (peer instanceof WsPeer) peer.binary = encoding === 'msgpack';
     this.log.debug({ plugin: slot.policy.id, methods: msg.methods, sdk: msg.sdk }, 'plugin ready');
     this.emit('ready', slot.policy.id, slot.methods);
   }
@@ -546,6 +570,10 @@ export class Hub extends EventEmitter {
       refuse: (f, action, resource, code, reason) => this.refuse(f, action, resource, code, reason),
       violation: (peer, code, reason, kind) => this.violation(peer, code, reason, kind),
       hello: (peer, slot, msg) => this.hello(peer, slot as PluginSlot, msg),
+      segments: this.opts.segments,
+      callerOf: (peer, correlationId) => this.calls.openCall(peer, correlationId)?.caller,
+      methodOf: (peer, correlationId) => this.calls.openCall(peer, correlationId)?.method,
+      deny: (who, action, resource, code, reason) => this.throttle.record({ who, action, resource, result: 'denied', code, reason }),
     };
   }
 

@@ -1,7 +1,9 @@
 import type { ErrorCode } from '../errors.js';
 import { decideCall, decidePublish, decideSubscribe, mayReceive, type PluginPolicy, type TopicRevoked } from './acl.js';
+import { checkAgainst } from './method-schemas.js';
 import type { Peer } from './peer.js';
-import { HOST, type ClientMessage, type Hello } from './protocol.js';
+import { HOST, type ClientMessage, type Hello, type SegmentRef } from './protocol.js';
+import type { SegmentBroker } from './segments.js';
 
 /**
  * The steps every message takes through the hub, one way, each small: rate limit, hello
@@ -40,6 +42,13 @@ export interface IntakeContext {
   /** The sender broke the protocol or a limit: on its record (aggregated). */
   violation(peer: Peer, code: ErrorCode, reason: string, kind: 'rate' | 'from'): void;
   hello(peer: Peer, slot: IntakeSlot, msg: Hello): void;
+  /** The shared-memory pool's side of the hub (absent: no pool, and no message may carry segments). */
+  readonly segments: SegmentBroker | undefined;
+  /** Who made the call `peer` answers with `correlationId`, and which method it was (undefined: none of its open calls). */
+  callerOf(peer: Peer, correlationId: string): string | undefined;
+  methodOf(peer: Peer, correlationId: string): string | undefined;
+  /** On the record, without an answer (a refused response: its sender waits for nothing). */
+  deny(who: string, action: string, resource: string, code: ErrorCode, reason: string): void;
 }
 
 /** How long a sender over its rate limit is not read from. */
@@ -120,6 +129,71 @@ export const authorize = (cx: IntakeContext): Step => (next) => (f) => {
     if (!d.allowed) return cx.refuse(f, 'subscribe', m.topic, d.code, d.reason);
   }
   next(f);
+};
+
+/**
+ * Schemas on the wire: a call whose params break the schema its target declares for the
+ * method (coordination.methodSchemas) is refused with LM_SCHEMA before the target sees it;
+ * an answer whose result breaks the method's result schema reaches its caller as LM_SCHEMA
+ * instead. Both audited.
+ */
+export const schemaCheck = (cx: IntakeContext): Step => (next) => (f) => {
+  const m = f.msg;
+  if (m.type === 'request' && m.to[0] !== HOST) {
+    const v = cx.target(m.to[0])?.policy.schemas?.get(m.method);
+    const problem = checkAgainst(v?.params, m.data, `${m.to[0]}.${m.method} params`);
+    if (problem) return cx.refuse(f, 'call', `${m.to[0]}.${m.method}`, 'LM_SCHEMA', problem);
+  } else if (m.type === 'response' && m.success && f.slot?.policy.schemas?.size) {
+    const method = cx.methodOf(f.peer, m.correlationId);
+    const v = method === undefined ? undefined : f.slot.policy.schemas.get(method);
+    const problem = checkAgainst(v?.result, m.data, `${f.peer.id}.${method} result`);
+    if (problem) {
+      cx.deny(f.peer.id, 'answer', `${f.peer.id}.${method}`, 'LM_SCHEMA', problem);
+      return next({ ...f, msg: { type: 'response', id: m.id, correlationId: m.correlationId, success: false, error: { code: 'LM_SCHEMA', message: problem } } });
+    }
+  }
+  next(f);
+};
+
+/**
+ * Segment handles, checked before delivery: only a plugin that sets
+ * coordination.sharedMemory sends `segment` messages or carries handles, and a request,
+ * event or response reaches its receiver only if the receiver may open every segment it
+ * carries, or is given access on the way (`grant`, by the segment's owner). The pool decides
+ * and audits grants; refusals are audited here. A refused response reaches its caller as the
+ * failure, so the caller is not left waiting. The check spawns setfacl for a grant, so a
+ * message with segments may overtake an earlier one of the same sender.
+ */
+export const segmentHandles = (cx: IntakeContext): Step => (next) => (f) => {
+  const m = f.msg;
+  if (m.type === 'segment') {
+    if (!f.slot) return cx.replyError(f.peer, m.id, 'LM_PROTOCOL', 'only plugins send segment messages; the host application uses the controller API');
+    if (!f.slot.policy.sharedMemory) return cx.refuse(f, `segment ${m.op}`, m.segment ?? 'pool', 'LM_PERMISSION_DENIED', `plugin ${f.peer.id} does not set coordination.sharedMemory: true`);
+    if (!cx.segments) return cx.replyError(f.peer, m.id, 'LM_SEGMENT', 'this hub has no shared-memory pool');
+    return next(f);
+  }
+  const refs = m.type === 'request' || m.type === 'event' || m.type === 'response' ? m.segments : undefined;
+  if (!refs) return next(f);
+  const sender = f.slot ? f.peer.id : HOST;
+  const ids = refs.map((r) => r.id).join(',');
+  const refuse = (code: ErrorCode, reason: string): void => {
+    if (m.type !== 'response') return cx.refuse(f, 'segment pass', ids, code, reason);
+    cx.deny(f.peer.id, 'segment pass', ids, code, reason);
+    next({ ...f, msg: { type: 'response', id: m.id, correlationId: m.correlationId, success: false, error: { code, message: `the answer was refused: ${reason}` } } });
+  };
+  if (f.slot && !f.slot.policy.sharedMemory) return refuse('LM_PERMISSION_DENIED', `plugin ${f.peer.id} does not set coordination.sharedMemory: true, so it carries no segments`);
+  const broker = cx.segments;
+  if (!broker) return refuse('LM_SEGMENT', 'this hub has no shared-memory pool');
+  const receivers = m.type === 'request' ? [m.to[0]] : m.type === 'event' ? (m.to ?? []) : [cx.callerOf(f.peer, (m as { correlationId: string }).correlationId)];
+  const pending = receivers.filter((r): r is string => r !== undefined && r !== HOST).map((r) => broker.pass(sender, r, refs as readonly SegmentRef[]));
+  void Promise.all(pending).then(
+    (decisions) => {
+      const no = decisions.find((d) => !d.allowed);
+      if (!no || no.allowed) return next(f);
+      refuse(no.code, no.reason);
+    },
+    (err: unknown) => refuse('LM_INTERNAL', `checking the segments failed: ${String((err as Error)?.message ?? err).slice(0, 200)}`),
+  );
 };
 
 function callerPolicy(f: Inbound): PluginPolicy | 'host' {

@@ -3,6 +3,7 @@ import type { Duplex } from 'node:stream';
 import type { WebSocket } from 'ws';
 import type { ErrorCode } from '../errors.js';
 import { encode, type Encoded } from './codec.js';
+import { packFrame } from './frames.js';
 import type { HubMessage } from './protocol.js';
 import { TokenBucket } from './token-bucket.js';
 import { WriteBatch } from './write-batch.js';
@@ -59,6 +60,8 @@ export class WsPeer implements Peer {
   inFlight = 0;
   dropped = 0;
   /** The payload of the hub's last heartbeat ping, and how many in a row went unanswered. */
+  /** Frames to and from it are msgpack (its hello listed it); JSON text otherwise. */
+  binary = false;
   private nonce: Buffer | undefined;
   private missed = 0;
   private held = false;
@@ -89,7 +92,10 @@ export class WsPeer implements Peer {
     if (!this.open) return 'gone';
     const enc = encoded ?? encode(msg, Number.MAX_SAFE_INTEGER);
     if (!enc.ok) return 'dropped';
-    if (this.ws.bufferedAmount + enc.bytes > this.limits.maxQueuedBytes) {
+    // The JSON text was checked (depth, size, cycles); its msgpack form is made once and shared.
+    const frame = this.binary ? (enc.binary ??= packFrame(msg)) : enc.text;
+    const bytes = this.binary ? frame.length : enc.bytes;
+    if (this.ws.bufferedAmount + bytes > this.limits.maxQueuedBytes) {
       if (msg.type === 'event' || msg.type === 'broadcast') {
         this.dropped++;
         return 'dropped';
@@ -98,7 +104,7 @@ export class WsPeer implements Peer {
       return 'gone';
     }
     this.batch.hold();
-    this.ws.send(enc.text);
+    this.ws.send(frame);
     return 'sent';
   }
 

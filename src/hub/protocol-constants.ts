@@ -13,6 +13,7 @@ export interface ProtocolConstants {
   readonly messageBytes: { readonly default: number; readonly max: number; readonly hardLimitFactor: number };
   readonly callTimeoutMs: { readonly default: number; readonly max: number };
   readonly idMaxLength: number;
+  readonly segments: { readonly maxPerMessage: number; readonly ops: readonly string[]; readonly mountDir: string };
   readonly errorCodes: Readonly<Record<string, string>>;
 }
 

@@ -1,5 +1,6 @@
 import type { ErrorCode } from '../errors.js';
 import { jsonDepth, topLevelStrings } from './codec.js';
+import { unpackFrame } from './frames.js';
 import { CONSTANTS } from './protocol-constants.js';
 import { isTopicPattern, MAX_TOPIC_LENGTH } from '../manifest/topics.js';
 
@@ -34,6 +35,29 @@ interface Base {
   timestamp?: number;
 }
 
+/**
+ * A shared-memory segment a request, response or event carries (docs/shared-memory.md): its
+ * id, and `grant` when the sender, its owner, gives the receiver that access on the way.
+ */
+export interface SegmentRef {
+  id: string;
+  grant?: 'read' | 'write';
+}
+
+/** What a plugin asks of the shared-memory pool (answered with a response). */
+export type SegmentOp = 'allocate' | 'free' | 'resize' | 'readonly' | 'share' | 'release' | 'list' | 'publish' | 'lookup';
+
+export interface SegmentMsg extends Base {
+  type: 'segment';
+  op: SegmentOp;
+  segment?: string;
+  size?: number;
+  plugins?: string[];
+  access?: 'read' | 'write';
+  key?: string;
+  ttlMs?: number;
+}
+
 export interface Hello extends Base {
   type: 'hello';
   protocol: number;
@@ -41,6 +65,8 @@ export interface Hello extends Base {
   sdk?: string;
   /** Topics to subscribe to before the plugin counts as ready, so no event sent after its start is missed. */
   subscriptions?: string[];
+  /** The frame encodings it speaks besides JSON text (`msgpack`): the hub answers in the first it also speaks. */
+  encodings?: string[];
 }
 export interface Request extends Base {
   type: 'request';
@@ -48,6 +74,7 @@ export interface Request extends Base {
   method: string;
   data?: unknown;
   timeout?: number;
+  segments?: SegmentRef[];
 }
 export interface Response extends Base {
   type: 'response';
@@ -55,12 +82,14 @@ export interface Response extends Base {
   success: boolean;
   data?: unknown;
   error?: WireError;
+  segments?: SegmentRef[];
 }
 export interface EventMsg extends Base {
   type: 'event';
   topic: string;
   data?: unknown;
   to?: string[];
+  segments?: SegmentRef[];
 }
 export interface Broadcast extends Base {
   type: 'broadcast';
@@ -81,7 +110,7 @@ export interface ErrorMsg extends Base {
   error: WireError;
 }
 
-export type ClientMessage = Hello | Request | Response | EventMsg | Broadcast | Subscribe;
+export type ClientMessage = Hello | Request | Response | EventMsg | Broadcast | Subscribe | SegmentMsg;
 export type HubMessage = Request | Response | EventMsg | Broadcast | Shutdown | ErrorMsg;
 
 /** `claimedFrom`: a `from` the client put in its frame (the hub ignores it, and sets its own). */
@@ -94,6 +123,29 @@ const ID = new RegExp(`^[\\x20-\\x7e]{1,${CONSTANTS.idMaxLength}}$`);
 const TOPIC = { test: isTopicPattern };
 const NAME = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
 const TARGET = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
+const SEGMENT = /^[0-9a-f]{32}$/;
+/** Segments one message may carry. */
+export const MAX_SEGMENTS = CONSTANTS.segments.maxPerMessage;
+const SEGMENT_OPS: ReadonlySet<string> = new Set<SegmentOp>(['allocate', 'free', 'resize', 'readonly', 'share', 'release', 'list', 'publish', 'lookup']);
+const CACHE_KEY = /^[\x21-\x7e]{1,256}$/;
+
+type SegmentsField = { ok: true; value?: SegmentRef[] } | { ok: false; error: string };
+
+/** The `segments` of a request, response or event: absent, or up to MAX_SEGMENTS distinct refs. */
+function segmentsOf(v: unknown): SegmentsField {
+  if (v === undefined) return { ok: true };
+  const bad = { ok: false as const, error: `'segments' must be an array of at most ${MAX_SEGMENTS} objects {"id": <32 hex digits>, "grant"?: "read" | "write"}, each segment once` };
+  if (!Array.isArray(v) || v.length > MAX_SEGMENTS) return bad;
+  const out: SegmentRef[] = [];
+  for (const x of v) {
+    const r = x as Record<string, unknown>;
+    if (typeof r !== 'object' || r === null || typeof r.id !== 'string' || !SEGMENT.test(r.id)) return bad;
+    if (r.grant !== undefined && r.grant !== 'read' && r.grant !== 'write') return bad;
+    if (out.some((o) => o.id === r.id)) return bad;
+    out.push({ id: r.id, ...(r.grant ? { grant: r.grant } : {}) });
+  }
+  return out.length ? { ok: true, value: out } : { ok: true };
+}
 
 /**
  * A frame refused before parsing still has its id (and, for a response, the call it answers)
@@ -112,12 +164,17 @@ function fail(message: string, id?: string, code: ErrorCode = 'LM_PROTOCOL'): Ex
  * Parse and check one frame. Never throws: whatever a peer sends becomes either a
  * well-typed message or an error to send back to it.
  */
-export function parseFrame(raw: Buffer | string, isBinary: boolean, maxBytes: number): Parsed {
+export function parseFrame(raw: Buffer | string, isBinary: boolean, maxBytes: number, binary = false): Parsed {
   const size = typeof raw === 'string' ? Buffer.byteLength(raw) : raw.length;
   if (size > maxBytes) {
     return withAnswers(fail(`message of ${size} bytes exceeds the maximum of ${maxBytes} bytes`, undefined, 'LM_MESSAGE_TOO_LARGE'), typeof raw === 'string' ? Buffer.from(raw) : raw);
   }
-  if (isBinary) return fail('binary frames are not accepted yet; send JSON text frames');
+  if (isBinary) {
+    if (!binary) return fail("binary frames are accepted only from a plugin whose hello listed 'msgpack' under encodings; send JSON text frames");
+    const u = unpackFrame(typeof raw === 'string' ? Buffer.from(raw) : raw, MAX_DEPTH);
+    if (!u.ok) return fail(u.message);
+    return checked(u.value);
+  }
   const buf = typeof raw === 'string' ? Buffer.from(raw) : raw;
   const depth = jsonDepth(buf, MAX_DEPTH);
   if (depth > MAX_DEPTH) return withAnswers(fail(`frame nests arrays and objects more than ${MAX_DEPTH} levels deep`), buf);
@@ -127,6 +184,11 @@ export function parseFrame(raw: Buffer | string, isBinary: boolean, maxBytes: nu
   } catch (err) {
     return fail(`frame is not JSON: ${(err as Error).message}`);
   }
+  return checked(v);
+}
+
+/** A decoded frame (from JSON text or msgpack) checked and typed. */
+function checked(v: unknown): Parsed {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) return fail('frame must be a JSON object');
   const m = v as Record<string, unknown>;
   const id = typeof m.id === 'string' && ID.test(m.id) ? m.id : undefined;
@@ -154,6 +216,7 @@ function parseMessage(m: Record<string, unknown>, id: string): Parsed {
           methods: m.methods as string[],
           ...(typeof m.sdk === 'string' ? { sdk: m.sdk.slice(0, 64) } : {}),
           ...(m.subscriptions ? { subscriptions: [...new Set(m.subscriptions as string[])] } : {}),
+          ...(Array.isArray(m.encodings) ? { encodings: m.encodings.filter((x): x is string => typeof x === 'string').slice(0, 8) } : {}),
         },
       };
     case 'request': {
@@ -165,7 +228,9 @@ function parseMessage(m: Record<string, unknown>, id: string): Parsed {
       if (m.timeout !== undefined && (typeof m.timeout !== 'number' || !(m.timeout >= MIN_CALL_TIMEOUT_MS && m.timeout <= MAX_CALL_TIMEOUT_MS))) {
         return fail(`'timeout' must be a number of milliseconds from ${MIN_CALL_TIMEOUT_MS} to ${MAX_CALL_TIMEOUT_MS}, found ${describe(m.timeout)}`, id);
       }
-      return { ok: true, msg: { type: 'request', id, to: [to[0]], method: m.method, data: m.data, ...(m.timeout !== undefined ? { timeout: m.timeout as number } : {}) } };
+      const segs = segmentsOf(m.segments);
+      if (!segs.ok) return fail(segs.error, id);
+      return { ok: true, msg: { type: 'request', id, to: [to[0]], method: m.method, data: m.data, ...(m.timeout !== undefined ? { timeout: m.timeout as number } : {}), ...(segs.value ? { segments: segs.value } : {}) } };
     }
     case 'response': {
       if (typeof m.correlationId !== 'string') return fail("response needs 'correlationId'", id);
@@ -179,20 +244,30 @@ function parseMessage(m: Record<string, unknown>, id: string): Parsed {
           ...(e?.details !== undefined ? { details: e.details } : {}),
         };
       }
-      return { ok: true, msg: { type: 'response', id, correlationId: m.correlationId, success: m.success, ...(m.success ? { data: m.data } : { error }) } as Response };
+      const segs = segmentsOf(m.success ? m.segments : undefined);
+      if (!segs.ok) return { ...fail(segs.error, id), answers: m.correlationId };
+      return { ok: true, msg: { type: 'response', id, correlationId: m.correlationId, success: m.success, ...(m.success ? { data: m.data } : { error }), ...(segs.value ? { segments: segs.value } : {}) } as Response };
     }
     case 'event':
       if (typeof m.topic !== 'string' || !TOPIC.test(m.topic) || m.topic.includes('*')) return fail(`event needs 'topic': a dotted name without wildcards, at most ${MAX_TOPIC_LENGTH} characters`, id);
       if (m.to !== undefined && (!Array.isArray(m.to) || !m.to.every((x) => typeof x === 'string' && (x === HOST || TARGET.test(x))))) return fail("'to' must be an array of plugin ids (or \"host\")", id);
       if (m.to !== undefined && new Set(m.to as string[]).size > MAX_RECIPIENTS) return fail(`'to' names more than ${MAX_RECIPIENTS} recipients`, id);
-      return { ok: true, msg: { type: 'event', id, topic: m.topic, data: m.data, ...(m.to ? { to: [...new Set(m.to as string[])] } : {}) } };
+      {
+        const segs = segmentsOf(m.segments);
+        if (!segs.ok) return fail(segs.error, id);
+        if (segs.value && m.to === undefined) return fail("an event that carries 'segments' must name its recipients in 'to'", id);
+        return { ok: true, msg: { type: 'event', id, topic: m.topic, data: m.data, ...(m.to ? { to: [...new Set(m.to as string[])] } : {}), ...(segs.value ? { segments: segs.value } : {}) } };
+      }
     case 'broadcast':
+      if (m.segments !== undefined) return fail("a broadcast cannot carry 'segments' (send an event with 'to')", id);
       if (m.topic !== undefined && (typeof m.topic !== 'string' || !TOPIC.test(m.topic) || m.topic.includes('*'))) return fail(`broadcast 'topic' must be a dotted name without wildcards, at most ${MAX_TOPIC_LENGTH} characters`, id);
       return { ok: true, msg: { type: 'broadcast', id, data: m.data, ...(typeof m.topic === 'string' ? { topic: m.topic } : {}) } };
     case 'subscribe':
     case 'unsubscribe':
       if (typeof m.topic !== 'string' || !TOPIC.test(m.topic)) return fail(`${m.type} needs 'topic': a dotted name of at most ${MAX_TOPIC_LENGTH} characters, optionally ending in .* (or * for all)`, id);
       return { ok: true, msg: { type: m.type, id, topic: m.topic } };
+    case 'segment':
+      return parseSegment(m, id);
     default:
       return fail(`unknown message type ${JSON.stringify(String(m.type).slice(0, 64))}`, id);
   }
@@ -202,3 +277,35 @@ function describe(v: unknown): string {
   return typeof v === 'number' ? String(v) : typeof v;
 }
 
+
+/** A `segment` message: the op and just the fields it needs, each checked. */
+function parseSegment(m: Record<string, unknown>, id: string): Parsed {
+  if (typeof m.op !== 'string' || !SEGMENT_OPS.has(m.op)) return fail(`segment needs 'op': one of ${[...SEGMENT_OPS].join(', ')}`, id);
+  const op = m.op as SegmentOp;
+  const msg: SegmentMsg = { type: 'segment', id, op };
+  if (op !== 'allocate' && op !== 'list' && op !== 'lookup') {
+    if (typeof m.segment !== 'string' || !SEGMENT.test(m.segment)) return fail(`segment ${op} needs 'segment': a segment id (32 hexadecimal digits)`, id);
+    msg.segment = m.segment;
+  }
+  if (op === 'allocate' || op === 'resize') {
+    if (!Number.isSafeInteger(m.size) || (m.size as number) < 1) return fail(`segment ${op} needs 'size': a whole number of bytes, at least 1`, id);
+    msg.size = m.size as number;
+  }
+  if (op === 'share') {
+    if (!Array.isArray(m.plugins) || m.plugins.length > 64 || !m.plugins.every((x) => typeof x === 'string' && TARGET.test(x))) return fail("segment share needs 'plugins': an array of at most 64 plugin ids", id);
+    msg.plugins = [...new Set(m.plugins as string[])];
+  }
+  if (m.access !== undefined) {
+    if (m.access !== 'read' && m.access !== 'write') return fail("'access' must be \"read\" or \"write\"", id);
+    msg.access = m.access;
+  }
+  if (op === 'publish' || op === 'lookup') {
+    if (typeof m.key !== 'string' || !CACHE_KEY.test(m.key)) return fail(`segment ${op} needs 'key': 1-256 printable characters without spaces`, id);
+    msg.key = m.key;
+  }
+  if (op === 'publish') {
+    if (!Number.isSafeInteger(m.ttlMs) || (m.ttlMs as number) < 1 || (m.ttlMs as number) > 86_400_000) return fail("segment publish needs 'ttlMs': 1 to 86400000 milliseconds", id);
+    msg.ttlMs = m.ttlMs as number;
+  }
+  return { ok: true, msg };
+}

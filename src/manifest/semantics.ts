@@ -4,6 +4,7 @@ import type { GrantedPath } from './types.js';
 import { resolveInside, staticPart } from './paths.js';
 import { deniedSyscalls } from '../seccomp/profiles.js';
 import { isInside } from '../read-file.js';
+import { schemaProblem } from './method-schemas.js';
 
 type Issue = Omit<ManifestIssue, 'file'>;
 
@@ -42,6 +43,19 @@ export function checkSemantics(data: unknown, pluginDir: string, manifestFile: s
   const coordination = isObject(data.coordination) ? data.coordination : {};
   if (Array.isArray(coordination.publishes) && coordination.publishes.length > 0 && coordination.messaging !== true) {
     issues.push(issue('LM_MANIFEST_INVALID', '/coordination/messaging', 'true when coordination.publishes lists topics (publishing is messaging)', JSON.stringify(coordination.messaging ?? false)));
+  }
+
+  // A schema for a method the plugin does not expose would never be used; one that does not compile would fail every call.
+  const exposed = Array.isArray(coordination.exposesMethods) ? coordination.exposesMethods : [];
+  if (isObject(coordination.methodSchemas)) {
+    for (const [method, s] of Object.entries(coordination.methodSchemas)) {
+      if (!exposed.includes(method)) issues.push(issue('LM_MANIFEST_INVALID', `/coordination/methodSchemas/${method}`, 'a method listed under coordination.exposesMethods', JSON.stringify(method)));
+      if (!isObject(s)) continue;
+      for (const part of ['params', 'result'] as const) {
+        const problem = s[part] === undefined ? undefined : schemaProblem(s[part]);
+        if (problem) issues.push(issue('LM_MANIFEST_INVALID', `/coordination/methodSchemas/${method}/${part}`, 'a JSON Schema ajv compiles', problem));
+      }
+    }
   }
 
   const caps = Array.isArray(data.capabilities) ? data.capabilities : [];

@@ -40,10 +40,18 @@ export interface Dependencies {
   };
 }
 
+/** The schemas one method declares. */
+export interface MethodSchemas {
+  readonly params?: object | boolean;
+  readonly result?: object | boolean;
+}
+
 export interface Coordination {
   readonly exposesMethods: readonly string[];
   readonly consumesMethods: readonly string[];
   readonly sharedMemory: boolean;
+  /** JSON Schemas of exposed methods' params and results, checked by the hub (absent in manifests made in code: none). */
+  readonly methodSchemas?: Readonly<Record<string, MethodSchemas>>;
   readonly messaging: boolean;
   /** Topic patterns it may publish under (events, broadcasts). */
   readonly publishes: readonly string[];

@@ -12,7 +12,7 @@
 # Every step is a no-op when its result is already there, so `npm start`, `npm test` and
 # .ci/run can all call it on every run.
 #
-# Usage: provision.sh [engine|compose|base|audit|gvisor|firewall|chromium|all]   (default: all)
+# Usage: provision.sh [engine|compose|base|audit|gvisor|firewall|acl|chromium|all]   (default: all)
 # Environment:
 #   LOGOMESH_ENGINE_TIMEOUT   seconds to wait for a started dockerd (default 60)
 #   LOGOMESH_PULL_TIMEOUT     seconds to try pulling the base image (default 20)
@@ -278,6 +278,18 @@ provision_chromium() {
   say "$("$CHROMIUM" --version 2>/dev/null || echo chromium)"
 }
 
+# setfacl (Debian's acl) for the shared-memory pool: each segment file's POSIX ACL names
+# the plugin users that may open it (docs/shared-memory.md).
+provision_acl() {
+  command -v setfacl >/dev/null 2>&1 && return 0
+  if ! is_root || ! is_debian; then
+    say "note: no setfacl: plugins with coordination.sharedMemory will not start (install Debian's acl)"
+    return 0
+  fi
+  say "installing Debian's acl (setfacl, for the shared-memory pool)"
+  apt_install acl || say "warning: could not install acl: plugins with coordination.sharedMemory will not start"
+}
+
 case "${1:-all}" in
   engine) provision_engine ;;
   compose) provision_engine; provision_compose ;;
@@ -287,6 +299,7 @@ case "${1:-all}" in
   gvisor) provision_engine; provision_gvisor ;;
   firewall) provision_firewall ;;
   chromium) provision_chromium ;;
-  all) provision_engine; provision_kernel_log; provision_kernel_audit; provision_gvisor; provision_firewall; provision_base_image; (provision_compose) || say "warning: compose v2 is not available; 'docker compose up' will not work"; provision_chromium ;;
-  *) echo "usage: $0 [engine|compose|base|audit|gvisor|firewall|chromium|all]" >&2; exit 2 ;;
+  acl) provision_acl ;;
+  all) provision_engine; provision_acl; provision_kernel_log; provision_kernel_audit; provision_gvisor; provision_firewall; provision_base_image; (provision_compose) || say "warning: compose v2 is not available; 'docker compose up' will not work"; provision_chromium ;;
+  *) echo "usage: $0 [engine|compose|base|audit|gvisor|firewall|acl|chromium|all]" >&2; exit 2 ;;
 esac

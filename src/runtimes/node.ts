@@ -27,6 +27,15 @@ const NODE_BINARY = path.join(REPO_DIR, 'node_modules', '.cache', 'logomesh', `n
 
 /** The `ws` package the SDK imports (pure JavaScript, no dependencies), as installed for the controller. */
 const WS_DIR = path.dirname(createRequire(import.meta.url).resolve('ws/package.json'));
+/** The data bridge's codecs (docs/data-bridge.md), from the controller's own node_modules. */
+const MSGPACK_DIR = packageDir('@msgpack/msgpack');
+const PROTOBUF_DIR = packageDir('@bufbuild/protobuf');
+
+/** A package's folder in node_modules, found from its main entry (not every package exports its package.json). */
+function packageDir(name: string): string {
+  const entry = createRequire(import.meta.url).resolve(name);
+  return entry.slice(0, entry.lastIndexOf(`/node_modules/${name}/`) + `/node_modules/${name}`.length);
+}
 
 /**
  * Fetch the Node.js binary into the cache unless it is there. Idempotent and race-safe:
@@ -99,7 +108,7 @@ export const node: RuntimeImage = {
     {
       tag,
       contextDir: path.join(IMAGES_DIR, 'node'),
-      extra: { node: NODE_BINARY, ws: WS_DIR, ...PROTOCOL_EXTRA },
+      extra: { node: NODE_BINARY, ws: WS_DIR, msgpack: MSGPACK_DIR, protobuf: PROTOBUF_DIR, ...PROTOCOL_EXTRA },
       prepare: fetchNode,
     },
   ],

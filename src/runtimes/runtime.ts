@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import type { Runtime } from '../manifest/types.js';
-import { IMAGES_DIR } from '../paths.js';
+import { IMAGES_DIR, VECTORS_DIR } from '../paths.js';
 
 /** One image a runtime needs, built from a folder under images/. */
 export interface ImageDef {
@@ -114,4 +114,4 @@ export function pluginUser(instance: string, pluginId: string): string {
  * context of every image that holds an SDK, under this name: the SDKs' tests read them at
  * /opt/logomesh/protocol, and a change of them rebuilds those images.
  */
-export const PROTOCOL_EXTRA: Readonly<Record<string, string>> = { protocol: path.join(IMAGES_DIR, 'protocol') };
+export const PROTOCOL_EXTRA: Readonly<Record<string, string>> = { protocol: path.join(IMAGES_DIR, 'protocol'), vectors: VECTORS_DIR };

@@ -20,6 +20,12 @@ export interface SpecInput {
    * target: its host path as resolved at load.
    */
   readonly mountSources?: Readonly<Record<string, string>>;
+  /**
+   * Host folder of the shared-memory pool (under a controller, for a manifest that sets
+   * coordination.sharedMemory): bind-mounted at SEGMENTS_MOUNT with rslave propagation, so
+   * the tmpfs the controller mounts under it later appear in the container too.
+   */
+  readonly segmentsDir?: string;
   /** Container name; the engine picks one when absent. */
   readonly name?: string;
   /** Extra environment (the hub's socket path, later). Cannot override the LOGOMESH_PLUGIN_* variables. */
@@ -47,6 +53,8 @@ export interface SpecInput {
 /** Where a plugin finds its hub socket (LOGOMESH_HUB_SOCKET). */
 export const HUB_MOUNT = '/run/logomesh';
 export const HUB_SOCKET_NAME = 'hub.sock';
+/** Where a plugin finds the shared-memory pool (LOGOMESH_SEGMENTS_DIR). */
+export const SEGMENTS_MOUNT = '/run/logomesh-segments';
 
 /** A plugin container's network mode without network capabilities: no network but loopback. */
 const NO_NETWORK = 'none';
@@ -94,6 +102,9 @@ export function containerSpec(input: SpecInput): ContainerCreateOptions {
   // Read-only is enough: connecting to a Unix socket needs write permission on the socket
   // itself, which a read-only mount does not take away.
   if (input.hubSocketDir) mounts.push({ Type: 'bind', Source: input.hubSocketDir, Target: HUB_MOUNT, ReadOnly: true });
+  // Writable: a segment the plugin may write is written through this mount. What it may open
+  // is each file's ACL; the folders are root's, mode 0711, so it creates nothing there.
+  if (input.segmentsDir) mounts.push({ Type: 'bind', Source: input.segmentsDir, Target: SEGMENTS_MOUNT, ReadOnly: false, BindOptions: { Propagation: 'rslave' } });
   const health = input.hubSocketDir && input.healthCheck ? healthCheckSpec(input.healthCheck, `${HUB_MOUNT}/${HEALTH_REPORT_NAME}`) : undefined;
   if (health) mounts.push(health.mount);
 
@@ -106,6 +117,7 @@ export function containerSpec(input: SpecInput): ContainerCreateOptions {
     LOGOMESH_PLUGIN_VERSION: manifest.version,
     LOGOMESH_PLUGIN_DIR: PLUGIN_MOUNT,
     ...(input.hubSocketDir ? { LOGOMESH_HUB_SOCKET: `${HUB_MOUNT}/${HUB_SOCKET_NAME}` } : {}),
+    ...(input.segmentsDir ? { LOGOMESH_SEGMENTS_DIR: SEGMENTS_MOUNT } : {}),
   };
 
   return {

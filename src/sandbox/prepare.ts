@@ -47,6 +47,8 @@ export interface SandboxRequest {
   readonly operatorMounts?: () => readonly OperatorMount[];
   /** Host folder of the plugin's hub socket (under a controller). */
   readonly hubSocketDir?: string;
+  /** Host folder of the shared-memory pool (under a controller, for a plugin that sets sharedMemory). */
+  readonly segmentsDir?: string;
   /** The Docker health check showing the controller's view (under a controller, with hubSocketDir). */
   readonly healthCheck?: HealthCheckSpec;
   /** Container name; the engine picks one when absent. */
@@ -99,6 +101,7 @@ export async function prepareSandbox(req: SandboxRequest): Promise<PreparedSandb
       instance,
       mountSources: mounts.sources,
       ...(req.hubSocketDir ? { hubSocketDir: req.hubSocketDir } : {}),
+      ...(req.segmentsDir ? { segmentsDir: req.segmentsDir } : {}),
       ...(req.healthCheck ? { healthCheck: req.healthCheck } : {}),
       ...(req.name ? { name: req.name } : {}),
       ...(compiled ? { compiled } : {}),

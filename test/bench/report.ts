@@ -11,6 +11,7 @@ export const SECTIONS: readonly [string, string][] = [
   ['memory', 'Host memory per idle plugin'],
   ['run', 'One-shot runs'],
   ['cli', 'Commands as users run them'],
+  ['shared memory', 'Shared memory against the hub (Python to Go); msgpack frames against JSON'],
   ['scale', 'Scale on one host'],
   ['soak', 'Under attack: a hostile host client floods the hub'],
   ['Resource monitor', 'Resource monitor (docs/monitoring.md#measured)'],

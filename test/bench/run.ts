@@ -6,7 +6,7 @@
  *
  *   BENCH_ROUNDS   rounds per measurement (default 10)
  *   BENCH_ONLY     a comma list of sections to run (latency,throughput,start,memory come
- *                  together as `controller`; standby, cli, run, soak, scale, monitor); default all
+ *                  together as `controller`; standby, cli, run, shm, soak, scale, monitor); default all
  *   BENCH_SCALE    plugins in the scale rows (default 200; 0 leaves them out)
  */
 import { spawnSync } from 'node:child_process';
@@ -29,6 +29,7 @@ import { controllerBench } from './controller.js';
 import { monitorBench } from './monitor.js';
 import { NOTES, WHY } from './report-text.js';
 import { rawEcho } from './raw-echo.js';
+import { sharedMemoryBench } from './shared-memory.js';
 import { docsFile, writeJson, writeMarkdown } from './report.js';
 import { scaleBench } from './scale.js';
 import { soakBench } from './soak.js';
@@ -38,7 +39,7 @@ import { pct, timedMs, type Row } from './stats.js';
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const HELLO = path.join(REPO, 'test', 'fixtures', 'plugins', 'hello-python');
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 10);
-const ONLY = new Set((process.env.BENCH_ONLY ?? 'controller,standby,cli,run,soak,scale,monitor').split(',').map((s) => s.trim()));
+const ONLY = new Set((process.env.BENCH_ONLY ?? 'controller,standby,cli,run,shm,soak,scale,monitor').split(',').map((s) => s.trim()));
 const instance = `bench-${process.pid}`;
 
 function timedSync(fn: () => void): number {
@@ -133,6 +134,7 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   if (ONLY.has('controller') || ONLY.has('standby') || ONLY.has('cli')) await controllerSections(docker, log, rows);
   if (ONLY.has('run')) rows.push(...(await runCommandBench(docker)));
+  if (ONLY.has('shm')) rows.push(...(await sharedMemoryBench(docker, log, instance, ROUNDS)));
   if (ONLY.has('soak')) rows.push(...(await soakBench(docker, log, instance)));
   if (ONLY.has('scale') && Number(process.env.BENCH_SCALE ?? 200) > 0) rows.push(...(await scaleBench(docker, log, instance)));
   await removeByLabel(docker, instance);

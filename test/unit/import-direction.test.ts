@@ -20,6 +20,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ['images'],
   ['sandbox'],
   ['monitor'],
+  ['memory'],
   ['kubernetes'],
   ['cluster'],
   ['scaffold'],

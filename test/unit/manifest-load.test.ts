@@ -89,7 +89,7 @@ describe('loadManifest accepts a valid manifest', () => {
     const spec = JSON.parse(SPEC_EXAMPLE_JSON) as { coordination: object };
     expect(loaded.manifest).toEqual({
       ...spec,
-      coordination: { ...spec.coordination, publishes: [], subscribes: [] },
+      coordination: { ...spec.coordination, methodSchemas: {}, publishes: [], subscribes: [] },
       resources: { maxMemoryMB: 100, maxCpuPercent: 25, maxFileHandles: 50, maxNetworkConnections: 0, maxProcesses: 64, maxTmpMB: 16 },
       security: { syscalls: [], isolationLevel: 1 },
       health: HEALTH_DEFAULTS,
@@ -123,7 +123,7 @@ describe('loadManifest accepts a valid manifest', () => {
       resources: { maxMemoryMB: 128, maxCpuPercent: 50, maxFileHandles: 256, maxNetworkConnections: 0, maxProcesses: 64, maxTmpMB: 16 },
       security: { syscalls: [], isolationLevel: 1 },
       dependencies: { system: [], plugins: [], packages: {} },
-      coordination: { exposesMethods: [], consumesMethods: [], sharedMemory: false, messaging: false, publishes: [], subscribes: [] },
+      coordination: { exposesMethods: [], consumesMethods: [], sharedMemory: false, methodSchemas: {}, messaging: false, publishes: [], subscribes: [] },
       health: HEALTH_DEFAULTS,
       restart: RESTART_DEFAULTS,
       monitoring: { alerts: { hysteresisPercent: 10 }, killOnExceed: {} },

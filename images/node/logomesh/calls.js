@@ -4,6 +4,7 @@ import { connected, exchange, isOpen, subscribe, write } from './connection.js';
 import { LogoMeshError } from './errors.js';
 import { CONTROL_TIMEOUT_MS, noop, TIMEOUT_BACKSTOP_MS } from './options.js';
 import { DEFAULT_CALL_TIMEOUT_MS, MAX_CALL_TIMEOUT_MS, METHOD_NAME, PATTERN, PLUGIN_ID, TOPIC } from './protocol.js';
+import { packSegments } from './segments.js';
 import { deferred, nextId } from './state.js';
 
 /** See Plugin.call. */
@@ -30,7 +31,9 @@ export async function call(s, target, data, options) {
     if (reconnecting) limit = Math.max(1, budget - (Date.now() - started));
   }
   const wait = (limit ?? DEFAULT_CALL_TIMEOUT_MS) + TIMEOUT_BACKSTOP_MS;
-  const msg = { type: 'request', id: nextId(s), to: [to], method, data };
+  const [packed, segments] = packSegments(data);
+  const msg = { type: 'request', id: nextId(s), to: [to], method, data: packed };
+  if (segments.length) msg.segments = segments;
   if (limit !== undefined) msg.timeout = limit;
   return exchange(s, msg, wait, () => `no response from ${target} within ${wait - TIMEOUT_BACKSTOP_MS} ms`);
 }
@@ -38,7 +41,9 @@ export async function call(s, target, data, options) {
 /** See Plugin.emit. */
 export async function emit(s, topic, data, options) {
   if (typeof topic !== 'string' || !TOPIC.test(topic)) throw new LogoMeshError('LM_INVALID_ARGUMENT', `event topic must be a dotted name without wildcards, got ${JSON.stringify(topic)}`);
-  const msg = { type: 'event', id: nextId(s), topic, data };
+  const [packed, segments] = packSegments(data);
+  const msg = { type: 'event', id: nextId(s), topic, data: packed };
+  if (segments.length) msg.segments = segments;
   if (options?.to !== undefined) {
     if (!Array.isArray(options.to) || !options.to.every((t) => typeof t === 'string')) throw new LogoMeshError('LM_INVALID_ARGUMENT', "emit option 'to' must be an array of plugin ids");
     msg.to = options.to;

@@ -96,6 +96,7 @@ export async function connect(s) {
 /** Make ws the current connection. Until the hub announces its limit, the largest one holds. */
 export function attach(s, ws) {
   s.ws = ws;
+  s.binary = false; // a new connection starts in JSON until its hello is answered
   s.maxBytes = MAX_MESSAGE_BYTES;
   ws.on('message', (raw, isBinary) => {
     try {
@@ -118,7 +119,15 @@ export function attach(s, ws) {
  * subscribes them before it answers, so no event published once the plugin is ready is missed.
  */
 export function helloMessage(s) {
-  return { type: 'hello', id: nextId(s), protocol: PROTOCOL_VERSION, sdk: `node/${SDK_VERSION}`, methods: [...s.methods.keys()], subscriptions: [...s.subs.keys()] };
+  return {
+    type: 'hello',
+    id: nextId(s),
+    protocol: PROTOCOL_VERSION,
+    sdk: `node/${SDK_VERSION}`,
+    methods: [...s.methods.keys()],
+    subscriptions: [...s.subs.keys()],
+    ...(s.opts.frames === 'msgpack' ? { encodings: ['msgpack', 'json'] } : {}),
+  };
 }
 
 /**
@@ -174,6 +183,8 @@ export function rejectSubs(s, err) {
 
 /** The hub accepted hello: learn the plugin's id if it had none, and the hub's message size. */
 export function accepted(s, hello) {
+  // The hub speaks msgpack from its next frame on when it named it here.
+  s.binary = s.opts.frames === 'msgpack' && hello?.encoding === 'msgpack';
   if (!s.plugin.id && typeof hello?.plugin === 'string') s.plugin.id = hello.plugin;
   const announced = hello?.maxMessageBytes;
   if (Number.isSafeInteger(announced) && announced > 0 && announced <= MAX_MESSAGE_BYTES) s.maxBytes = announced;
@@ -283,7 +294,7 @@ function fail(s, err) {
 /** A message ready to write; LM_INVALID_ARGUMENT (or LM_MESSAGE_TOO_LARGE) when it cannot be. */
 function frame(s, msg) {
   try {
-    return encode(msg, s.maxBytes);
+    return encode(msg, s.maxBytes, s.binary);
   } catch (err) {
     if (!(err instanceof EncodeError)) throw err;
     throw new LogoMeshError(err.tooLarge ? 'LM_MESSAGE_TOO_LARGE' : 'LM_INVALID_ARGUMENT', `the data of ${msg.type} ${err.reason}`);

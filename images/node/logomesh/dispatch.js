@@ -3,7 +3,8 @@
 // or returns, its caller gets an answer with a code, and the plugin goes on.
 import { errorStack, errorText, isCoded, LogoMeshError } from './errors.js';
 import { post } from './connection.js';
-import { decode, EncodeError, encode, ID_MAX_LENGTH, topicMatches } from './protocol.js';
+import { decode, decodeBinary, EncodeError, encode, ID_MAX_LENGTH, topicMatches } from './protocol.js';
+import { packSegments, unpackSegments } from './segments.js';
 import { isThenable, nextId, pluginName } from './state.js';
 import { stop } from './shutdown.js';
 
@@ -11,8 +12,8 @@ import { stop } from './shutdown.js';
 const MESSAGE_CUT = 1024;
 
 export function onFrame(s, raw, isBinary) {
-  if (isBinary) return s.log('warn', 'binary frame from the hub ignored (this SDK speaks JSON)');
-  const { msg, refused } = decode(raw, s.maxBytes);
+  if (isBinary && !s.binary) return s.log('warn', 'binary frame from the hub ignored (binary frames were not agreed in hello)');
+  const { msg, refused } = isBinary ? decodeBinary(raw, s.maxBytes) : decode(raw, s.maxBytes);
   if (refused) return refuse(s, refused);
   if (msg === null || typeof msg !== 'object') return;
   switch (msg.type) {
@@ -62,7 +63,7 @@ function onResponse(s, msg) {
   clearTimeout(p.timer);
   if (msg.type === 'response' && msg.success === true) {
     p.onAnswer?.(msg.data);
-    p.resolve(msg.data);
+    p.resolve(unpackSegments(s, msg.data));
   } else {
     p.reject(new LogoMeshError(msg.error?.code ?? 'LM_PLUGIN_ERROR', msg.error?.message ?? 'the call failed without a message', msg.error?.details));
   }
@@ -85,7 +86,7 @@ function onRequest(s, msg) {
   const gen = s.gen;
   let result;
   try {
-    result = handler(msg.data, { from: msg.from, method: msg.method, timeout: msg.timeout });
+    result = handler(unpackSegments(s, msg.data), { from: msg.from, method: msg.method, timeout: msg.timeout });
   } catch (err) {
     replyFailure(s, id, msg.method, err, gen);
     return done(s);
@@ -113,7 +114,8 @@ function done(s) {
 function replyOk(s, correlationId, method, value, gen) {
   let text;
   try {
-    text = encode({ type: 'response', id: nextId(s), correlationId, success: true, data: value === undefined ? null : value }, s.maxBytes);
+    const [data, segments] = packSegments(value === undefined ? null : value);
+    text = encode({ type: 'response', id: nextId(s), correlationId, success: true, data, ...(segments.length ? { segments } : {}) }, s.maxBytes, s.binary);
   } catch (err) {
     const tooLarge = err instanceof EncodeError && err.tooLarge;
     const reason = err instanceof EncodeError ? err.reason : 'cannot be encoded';
@@ -148,16 +150,16 @@ function replyError(s, correlationId, code, message, details, gen = s.gen) {
   const msg = { type: 'response', id: nextId(s), correlationId, success: false, error };
   let text;
   try {
-    text = encode(msg, s.maxBytes);
+    text = encode(msg, s.maxBytes, s.binary);
   } catch {
     delete error.details;
     try {
-      text = encode(msg, s.maxBytes);
+      text = encode(msg, s.maxBytes, s.binary);
     } catch {
       error.code = typeof code === 'string' && code.length <= 64 ? code : 'LM_PLUGIN_ERROR';
       error.message = String(message).slice(0, MESSAGE_CUT);
       try {
-        text = encode(msg, s.maxBytes);
+        text = encode(msg, s.maxBytes, s.binary);
       } catch (err) {
         // Only a hub announcing an absurdly small maximum gets here: nothing can be sent.
         return s.log('warn', `the answer to request ${correlationId} cannot be sent: it ${err.reason ?? errorText(err)}`);
@@ -179,7 +181,7 @@ function onEvent(s, msg) {
     if (topic === undefined ? pattern !== '*' : !topicMatches(pattern, topic)) continue;
     for (const handler of sub.handlers) {
       try {
-        const r = handler(msg.data, meta);
+        const r = handler(unpackSegments(s, msg.data), meta);
         if (isThenable(r)) Promise.resolve().then(() => r).then(undefined, (err) => handlerFailed(s, pattern, err));
       } catch (err) {
         handlerFailed(s, pattern, err);

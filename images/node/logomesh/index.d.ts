@@ -72,6 +72,8 @@ export interface PluginOptions {
    * Default: LOGOMESH_RECONNECT_MS, else 60000; 0 never reconnects (run() rejects at once).
    */
   reconnectMs?: number;
+  /** 'msgpack': hello offers binary frames, and once the hub agrees both sides speak msgpack (default: LOGOMESH_FRAMES, else 'json'). */
+  frames?: 'json' | 'msgpack';
   /**
    * A warm standby: wait for the answer to the first hello without a timeout (the hub
    * answers it when the controller switches the standby in). Default: LOGOMESH_STANDBY=1,
@@ -121,10 +123,68 @@ export declare class Plugin {
   run(): Promise<void>;
   /** Shut down as if the hub asked. */
   shutdown(graceMs?: number): Promise<void>;
+  /** A new shared-memory segment of size bytes, owned by this plugin (needs coordination.sharedMemory). */
+  allocate(size: number): Promise<Segment>;
+  /** The segment published under key, with read access given to this plugin. */
+  lookup(key: string): Promise<Segment>;
+  /** The segments this plugin owns or holds. */
+  segments(): Promise<SegmentInfo[]>;
+  /** A Segment for a handle received some other way. */
+  segment(handle: SegmentHandle | { $segment: SegmentHandle }): Segment;
 }
 
 /** Does a subscription pattern ('a.b', 'a.*', '*') match a topic? */
 export declare function topicMatches(pattern: string, topic: string): boolean;
+
+export interface SegmentHandle {
+  readonly id: string;
+  readonly owner: string;
+  readonly size: number;
+  readonly readOnly: boolean;
+  readonly path: string;
+}
+
+export interface SegmentInfo extends SegmentHandle {
+  readonly holders: readonly { plugin: string; access: 'read' | 'write' }[];
+  readonly mode: string;
+  readonly createdAt: number;
+  readonly ageMs: number;
+}
+
+export type Format = 'json' | 'msgpack' | 'protobuf';
+
+/**
+ * A shared-memory segment (docs/shared-memory.md). Node.js cannot map a file, so read and
+ * write each copy once, between the shared pages and a Buffer. Put one (or seg.grant('read'))
+ * anywhere in a call's data, a result or an event's data: the SDK sends its handle, and the
+ * receiver gets a Segment.
+ */
+export declare class Segment implements SegmentHandle {
+  readonly id: string;
+  readonly owner: string;
+  readonly size: number;
+  readonly readOnly: boolean;
+  readonly path: string;
+  handle(): SegmentHandle;
+  grant(access?: 'read' | 'write'): unknown;
+  read(offset?: number, length?: number): Buffer;
+  slice(start?: number, end?: number): Buffer;
+  write(data: Uint8Array | string, offset?: number): number;
+  close(): void;
+  writeStructured(value: unknown, format?: Format): number;
+  readStructured(format?: Format): unknown;
+  resize(size: number): Promise<void>;
+  setReadOnly(): Promise<void>;
+  share(plugins: string[], access?: 'read' | 'write'): Promise<void>;
+  publish(key: string, ttlMs: number): Promise<void>;
+  release(): Promise<void>;
+  free(): Promise<void>;
+}
+
+export declare function encodeStructured(value: unknown, format: Format): Uint8Array;
+export declare function decodeStructured(payload: Uint8Array, format: Format): unknown;
+export declare function frameStructured(value: unknown, format: Format): Buffer;
+export declare function unframeStructured(bytes: Uint8Array, format?: Format): { value: unknown; format: Format };
 
 /**
  * The Authorization header a plugin sends to a hub across nodes: HMAC-SHA256 of its key over

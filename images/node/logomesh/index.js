@@ -11,8 +11,12 @@
 //
 // The parts: plugin.js (the Plugin), options.js, calls.js (outbound), connection.js
 // (connect, hello, reconnect), dispatch.js (inbound), shutdown.js, errors.js, protocol.js
-// (the constants and the codec), and testing.js ('logomesh/testing': a fake hub).
+// (the constants and the codec), segments.js (shared memory), bridge.js (json, msgpack,
+// protobuf), and testing.js ('logomesh/testing': a fake hub).
 export { LogoMeshError } from './errors.js';
 export { hubAuthorization } from './hub-auth.js';
 export { Plugin } from './plugin.js';
 export { MAX_DEPTH, PROTOCOL_VERSION, SDK_VERSION, topicMatches } from './protocol.js';
+// Shared memory and the data bridge (segments.js, bridge.js; docs/shared-memory.md, docs/data-bridge.md).
+export { Segment } from './segments.js';
+export { decodeStructured, encodeStructured, frameStructured, unframeStructured } from './bridge.js';

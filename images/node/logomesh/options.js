@@ -51,6 +51,8 @@ export function resolveOptions(options = {}) {
     graceMs: options.graceMs ?? 5_000,
     connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
     reconnectMs: options.reconnectMs ?? reconnectMsFromEnv(log),
+    // 'msgpack': hello offers binary frames, and the hub speaks msgpack to this plugin once it agrees.
+    frames: options.frames ?? (process.env.LOGOMESH_FRAMES === 'msgpack' ? 'msgpack' : 'json'),
     // A warm standby (LOGOMESH_STANDBY=1, set by the controller): the hub answers its first
     // hello only when it is switched in, which may be hours later, so that wait has no timeout.
     standby: options.standby ?? process.env.LOGOMESH_STANDBY === '1',

@@ -7,6 +7,7 @@ import { errorText, isCoded } from './errors.js';
 import { CONTROL_TIMEOUT_MS, resolveOptions } from './options.js';
 import { METHOD_NAME } from './protocol.js';
 import { signalHandler, stop } from './shutdown.js';
+import { Segment, segmentOp } from './segments.js';
 import { createState, pluginName } from './state.js';
 
 /**
@@ -127,6 +128,28 @@ export class Plugin {
   /** Remove one handler of a pattern, or all of them; the last one gone unsubscribes. */
   off(pattern, handler) {
     return off(this.#s, pattern, handler);
+  }
+
+  // --- shared memory (docs/shared-memory.md) -------------------------------------------------
+
+  /** A new segment of size bytes (zeroed), owned by this plugin, which alone may open it until it shares it. */
+  async allocate(size) {
+    return new Segment(this.#s, await segmentOp(this.#s, 'allocate', { size }));
+  }
+
+  /** The segment published under key (read-only), with read access given to this plugin. */
+  async lookup(key) {
+    return new Segment(this.#s, await segmentOp(this.#s, 'lookup', { key }));
+  }
+
+  /** The segments this plugin owns or holds. */
+  async segments() {
+    return (await segmentOp(this.#s, 'list', {})).segments;
+  }
+
+  /** A Segment for a handle received some other way. */
+  segment(handle) {
+    return new Segment(this.#s, handle?.$segment ?? handle);
   }
 
   // --- lifecycle ---------------------------------------------------------------------------

@@ -1,11 +1,13 @@
 // The hub protocol's constants and its codec: JSON frames in and out, within the depth and
 // size limits (docs/protocol.md). The constants mirror images/protocol/protocol.json of
-// LogoMesh; the SDK's tests check that they match it.
+// LogoMesh; the SDK's tests check that they match it. Binary (msgpack) frames once the hub
+// agreed to them in its answer to hello.
+import { decode as unpackMsgpack, encode as packMsgpack } from '@msgpack/msgpack';
 
 export const SDK_VERSION = '0.1.0';
 export const PROTOCOL_VERSION = 1;
 /** The message types a client sends, and those the hub sends. */
-export const TO_HUB = Object.freeze(['hello', 'request', 'response', 'event', 'broadcast', 'subscribe', 'unsubscribe']);
+export const TO_HUB = Object.freeze(['hello', 'request', 'response', 'event', 'broadcast', 'subscribe', 'unsubscribe', 'segment']);
 export const FROM_HUB = Object.freeze(['request', 'response', 'event', 'broadcast', 'shutdown', 'error']);
 /** Arrays and objects nest at most this deep in a frame, the frame object itself being level 1. */
 export const MAX_DEPTH = 64;
@@ -33,6 +35,9 @@ export const ERROR_CODES = Object.freeze({
   LM_METHOD_NOT_FOUND: 'hub, sdk',
   LM_INVALID_ARGUMENT: 'sdk',
   LM_CONTROLLER_UNAVAILABLE: 'sdk',
+  LM_SEGMENT: 'hub, sdk',
+  LM_MEMORY_QUOTA: 'hub',
+  LM_SCHEMA: 'hub',
 });
 
 export const METHOD_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
@@ -117,6 +122,50 @@ export function topFields(text) {
  * One frame from the hub: `{ msg }`, or `{ refused: { code, message, fields } }` when it is
  * larger than maxBytes, nested deeper than MAX_DEPTH, or not JSON.
  */
+/** A binary (msgpack) frame: the same limits as a text one; the decoder is iterative, and the depth is checked before anything walks the value. */
+export function decodeBinary(raw, maxBytes) {
+  if (raw.length > maxBytes) return refuse('LM_MESSAGE_TOO_LARGE', `a message of ${raw.length} bytes exceeds the maximum message size of ${maxBytes} bytes`, '');
+  let msg;
+  try {
+    msg = unpackMsgpack(raw);
+  } catch (err) {
+    return refuse('LM_PROTOCOL', `a binary frame that is not msgpack: ${err instanceof Error ? err.message : String(err)}`, '');
+  }
+  const stack = [[msg, 1]];
+  while (stack.length) {
+    const [v, d] = stack.pop();
+    if (v === null || typeof v !== 'object') continue;
+    if (d > MAX_DEPTH) return refuse('LM_PROTOCOL', `a message nested more than ${MAX_DEPTH} levels deep`, '');
+    for (const x of Array.isArray(v) ? v : Object.values(v)) stack.push([x, d + 1]);
+  }
+  return { msg };
+}
+
+/** Does the message hold a whole number past 2^53 (or a BigInt)? Iterative; cycles and depth are the encoders' to refuse. */
+export function holdsUnsafeInteger(msg) {
+  const stack = [msg];
+  let seen = 0;
+  while (stack.length) {
+    const v = stack.pop();
+    if (typeof v === 'bigint' || (typeof v === 'number' && Number.isInteger(v) && !Number.isSafeInteger(v))) return true;
+    if (v === null || typeof v !== 'object' || ArrayBuffer.isView(v)) continue;
+    if (++seen > 1_000_000) return false; // a cycle or a huge value: the encoder refuses or sends it
+    for (const x of Array.isArray(v) ? v : Object.values(v)) stack.push(x);
+  }
+  return false;
+}
+
+function encodeBinary(msg, maxBytes) {
+  let bytes;
+  try {
+    bytes = packMsgpack(msg, { maxDepth: MAX_DEPTH, ignoreUndefined: true });
+  } catch (err) {
+    throw new EncodeError(`cannot be sent as msgpack: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  if (bytes.length > maxBytes) throw new EncodeError(`is ${bytes.length} bytes, over the maximum message size of ${maxBytes} bytes`, true);
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
 export function decode(raw, maxBytes) {
   const text = typeof raw === 'string' ? raw : raw.toString('utf8');
   const size = typeof raw === 'string' ? Buffer.byteLength(raw) : raw.length;
@@ -145,8 +194,13 @@ export class EncodeError extends Error {
   }
 }
 
-/** A message as the JSON text of one frame; throws EncodeError when it cannot be sent. */
-export function encode(msg, maxBytes) {
+/**
+ * A message as one frame: JSON text, or msgpack bytes once the hub agreed to binary frames
+ * (`binary`); throws EncodeError when it cannot be sent.
+ */
+export function encode(msg, maxBytes, binary = false) {
+  // A whole number past 2^53 goes as text: the hub refuses it in a binary frame (a JSON peer could not receive it exactly).
+  if (binary && !holdsUnsafeInteger(msg)) return encodeBinary(msg, maxBytes);
   let text;
   try {
     text = JSON.stringify(msg);

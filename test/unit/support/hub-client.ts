@@ -1,3 +1,4 @@
+import { decode as unpack, encode as pack } from '@msgpack/msgpack';
 import { expect } from 'vitest';
 import WebSocket from 'ws';
 
@@ -6,11 +7,16 @@ export type Msg = Record<string, unknown> & { type: string; id: string };
 /** A raw protocol client: what an SDK does, without an SDK. */
 export class Client {
   readonly inbox: Msg[] = [];
+  /** Frames that came as binary (msgpack), and as text. */
+  binaryFrames = 0;
+  textFrames = 0;
   private waiters: ((m: Msg) => void)[] = [];
   private n = 0;
   constructor(readonly ws: WebSocket) {
-    ws.on('message', (raw) => {
-      const m = JSON.parse(raw.toString()) as Msg;
+    ws.on('message', (raw: Buffer, isBinary: boolean) => {
+      if (isBinary) this.binaryFrames++;
+      else this.textFrames++;
+      const m = (isBinary ? unpack(raw) : JSON.parse(raw.toString())) as Msg;
       this.inbox.push(m);
       for (const w of this.waiters.splice(0)) w(m);
     });
@@ -26,6 +32,12 @@ export class Client {
   send(m: Record<string, unknown>): string {
     const id = (m.id as string) ?? `c${++this.n}`;
     this.ws.send(JSON.stringify({ ...m, id }));
+    return id;
+  }
+  /** Send as a binary (msgpack) frame. */
+  sendBinary(m: Record<string, unknown>): string {
+    const id = (m.id as string) ?? `c${++this.n}`;
+    this.ws.send(pack({ ...m, id }));
     return id;
   }
   raw(data: string | Buffer): void {
@@ -59,8 +71,8 @@ export class Client {
   }
   /** Serve requests with fn until closed. */
   serve(fn: (m: Msg) => unknown): void {
-    this.ws.on('message', (raw) => {
-      const m = JSON.parse(raw.toString()) as Msg;
+    this.ws.on('message', (raw: Buffer, isBinary: boolean) => {
+      const m = (isBinary ? unpack(raw) : JSON.parse(raw.toString())) as Msg;
       if (m.type !== 'request') return;
       const out = fn(m);
       if (out !== undefined) this.send({ type: 'response', correlationId: m.id, success: true, data: out });

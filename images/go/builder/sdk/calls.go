@@ -32,6 +32,13 @@ const (
 // call made while the SDK reconnects waits for the connection within its timeout (then
 // LM_PLUGIN_UNAVAILABLE), and the hub gets what is left of the timeout.
 func (p *Plugin) Call(ctx context.Context, target string, args any, timeout time.Duration) (json.RawMessage, error) {
+	return p.CallWith(ctx, target, args, timeout)
+}
+
+// CallWith is Call for arguments that carry shared-memory segments: each one goes in
+// segments (seg.Ref(), or seg.Grant("read") to give the target access on the way), and the
+// hub delivers the call only if the target may open every one.
+func (p *Plugin) CallWith(ctx context.Context, target string, args any, timeout time.Duration, segments ...SegmentRef) (json.RawMessage, error) {
 	to, method, err := splitTarget(target)
 	if err != nil {
 		return nil, err
@@ -80,7 +87,7 @@ func (p *Plugin) Call(ctx context.Context, target string, args any, timeout time
 		}
 		ms = int64(left)
 	}
-	frame, err := p.outbound(requestMsg{Type: "request", ID: id, To: []string{to}, Method: method, Data: data, Timeout: ms}, "the call to "+target)
+	frame, err := p.outbound(requestMsg{Type: "request", ID: id, To: []string{to}, Method: method, Data: data, Timeout: ms, Segments: segments}, "the call to "+target)
 	if err != nil {
 		p.removePending(id)
 		return nil, err

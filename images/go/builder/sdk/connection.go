@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"syscall"
@@ -187,6 +188,13 @@ func (p *Plugin) exchangeHello(ctx context.Context, methods, patterns []string, 
 			if json.Unmarshal(m.Data, &said) == nil && said.MaxMessageBytes > 0 && said.MaxMessageBytes <= MaxMessageBytes {
 				p.limit.Store(said.MaxMessageBytes)
 			}
+			if p.frames == FramesMsgpack && said.Encoding == FramesMsgpack {
+				p.pmu.Lock()
+				if p.link != nil {
+					p.link.binary.Store(true)
+				}
+				p.pmu.Unlock()
+			}
 			if first {
 				p.markReady(true, patterns)
 			}
@@ -196,6 +204,10 @@ func (p *Plugin) exchangeHello(ctx context.Context, methods, patterns []string, 
 		return errLost
 	}
 	msg := helloMsg{Type: "hello", ID: id, Protocol: ProtocolVersion, SDK: "go/" + Version, Methods: methods, Subscriptions: patterns}
+	if p.frames == FramesMsgpack {
+		// The hub may send binary frames right behind its answer: the read loop takes them from now on.
+		msg.Encodings = []string{FramesMsgpack, "json"}
+	}
 	if err := p.send(msg); err != nil {
 		p.removePending(id)
 		return fmt.Errorf("%w: sending hello: %v", errLost, err)
@@ -236,11 +248,25 @@ func (p *Plugin) readLoop(l *link) {
 		if err != nil {
 			return
 		}
+		max := p.maxBytes()
 		if kind != websocket.TextMessage {
-			p.logger.Printf("ignored a binary frame from the hub (%d bytes)", len(b))
-			continue
+			if p.frames != FramesMsgpack {
+				p.logger.Printf("ignored a binary frame from the hub (%d bytes)", len(b))
+				continue
+			}
+			if len(b) > max {
+				p.refuse(&refusal{CodeMessageTooLarge, fmt.Sprintf("a binary frame of %d bytes exceeds the maximum message size of %d bytes", len(b), max), nil}, l.gen)
+				continue
+			}
+			j, terr := msgpackToJSON(b)
+			if terr != nil {
+				p.refuse(&refusal{CodeProtocol, fmt.Sprintf("a binary frame that is not a message: %v", terr), nil}, l.gen)
+				continue
+			}
+			// Its size was the binary frame's; the JSON it became may be longer.
+			b, max = j, math.MaxInt
 		}
-		m, refused := decode(b, p.maxBytes())
+		m, refused := decode(b, max)
 		if refused != nil {
 			p.refuse(refused, l.gen)
 			continue
@@ -414,5 +440,11 @@ func (p *Plugin) writeOn(gen uint64, b []byte) error {
 	p.wmu.Lock()
 	defer p.wmu.Unlock()
 	_ = l.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+	if l.binary.Load() {
+		// A message msgpack cannot carry exactly (an integer past 2^53) goes as text: the hub takes both.
+		if mp, err := jsonToMsgpack(b); err == nil {
+			return l.conn.WriteMessage(websocket.BinaryMessage, mp)
+		}
+	}
 	return l.conn.WriteMessage(websocket.TextMessage, b)
 }

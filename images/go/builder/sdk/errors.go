@@ -27,6 +27,12 @@ const (
 	CodeInvalidArgument = "LM_INVALID_ARGUMENT"
 	// CodeControllerUnavailable: the hub cannot be reached, or the connection to it closed.
 	CodeControllerUnavailable = "LM_CONTROLLER_UNAVAILABLE"
+	// CodeSegment: a shared-memory segment request or handle was refused.
+	CodeSegment = "LM_SEGMENT"
+	// CodeMemoryQuota: an allocation passed the plugin's or the pool's quota.
+	CodeMemoryQuota = "LM_MEMORY_QUOTA"
+	// CodeSchema: a call's params or result broke the method's declared schema.
+	CodeSchema = "LM_SCHEMA"
 )
 
 // Error is a coded error: what a failed call returns, and what a handler returns to

@@ -57,9 +57,10 @@ type Plugin struct {
 	idle     chan struct{} // closed once draining and no request is in flight
 	online   atomic.Bool   // connected and hello accepted (false while reconnecting)
 
-	wmu   sync.Mutex
-	seq   atomic.Uint64
-	limit atomic.Int64 // the hub's maximum message size, once announced (0: not yet)
+	wmu    sync.Mutex
+	seq    atomic.Uint64
+	frames string       // the frame encoding offered in hello: "msgpack" or "json"
+	limit  atomic.Int64 // the hub's maximum message size, once announced (0: not yet)
 
 	pmu     sync.Mutex
 	pending map[string]func(*inbound)
@@ -92,6 +93,7 @@ func New(opts ...Option) *Plugin {
 		logger:         log.New(os.Stderr, "logomesh: ", log.Lmsgprefix),
 		grace:          5 * time.Second,
 		connectTimeout: 10 * time.Second,
+		frames:         framesFromEnv(),
 		handlers:       map[string]HandlerFunc{},
 		topics:         map[string]bool{},
 		pending:        map[string]func(*inbound){},
@@ -112,10 +114,11 @@ func New(opts ...Option) *Plugin {
 
 // link is one connection to the hub and its read loop.
 type link struct {
-	conn *websocket.Conn
-	gen  uint64
-	gone chan struct{} // closed once the read loop has ended
-	err  error         // why it ended; set before gone is closed
+	conn   *websocket.Conn
+	gen    uint64
+	binary atomic.Bool   // send msgpack frames: the hub agreed in its answer to hello
+	gone   chan struct{} // closed once the read loop has ended
+	err    error         // why it ended; set before gone is closed
 }
 
 // ID is the plugin's id.

@@ -34,7 +34,7 @@ const (
 
 var (
 	// MessagesToHub are the message types a client sends; MessagesFromHub those the hub sends.
-	MessagesToHub   = []string{"hello", "request", "response", "event", "broadcast", "subscribe", "unsubscribe"}
+	MessagesToHub   = []string{"hello", "request", "response", "event", "broadcast", "subscribe", "unsubscribe", "segment"}
 	MessagesFromHub = []string{"request", "response", "event", "broadcast", "shutdown", "error"}
 	// WireCodes are the error codes that travel on the wire, and who sends them.
 	WireCodes = map[string]string{
@@ -49,6 +49,9 @@ var (
 		CodeMethodNotFound:        "hub, sdk",
 		CodeInvalidArgument:       "sdk",
 		CodeControllerUnavailable: "sdk",
+		CodeSegment:               "hub, sdk",
+		CodeMemoryQuota:           "hub",
+		CodeSchema:                "hub",
 	}
 )
 
@@ -76,11 +79,13 @@ type helloMsg struct {
 	SDK           string   `json:"sdk"`
 	Methods       []string `json:"methods"`
 	Subscriptions []string `json:"subscriptions"`
+	Encodings     []string `json:"encodings,omitempty"`
 }
 
 // helloAnswer is what the hub's answer to hello may say; MaxMessageBytes is 0 when unsaid.
 type helloAnswer struct {
-	MaxMessageBytes int64 `json:"maxMessageBytes"`
+	MaxMessageBytes int64  `json:"maxMessageBytes"`
+	Encoding        string `json:"encoding"`
 }
 
 type requestMsg struct {
@@ -90,6 +95,8 @@ type requestMsg struct {
 	Method  string          `json:"method"`
 	Data    json.RawMessage `json:"data"`
 	Timeout int64           `json:"timeout,omitempty"`
+	// Segments the request carries, checked (and granted) by the hub before delivery.
+	Segments []SegmentRef `json:"segments,omitempty"`
 }
 
 // responseMsg is a failed response; a successful one is okMsg.

@@ -16,6 +16,8 @@ import struct
 import ssl
 from typing import Callable, Dict, Optional
 
+from .protocol import TextFrame
+
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _MAX_HANDSHAKE = 16 * 1024
 
@@ -66,6 +68,10 @@ class WebSocketClient(asyncio.Protocol):
                  max_size: Optional[int] = None, headers: Optional[Dict[str, str]] = None) -> None:
         self._loop = loop
         self._on_message = on_message
+        #: Where binary (msgpack) frames go, once the plugin offered them; None ignores them.
+        self.on_binary: Optional[Callable[[bytearray], None]] = None
+        #: Send messages as binary frames (the hub agreed to msgpack in its answer to hello).
+        self.binary = False
         self._on_close = on_close
         self._host = host
         self._path = path
@@ -216,7 +222,7 @@ class WebSocketClient(asyncio.Protocol):
                     if opcode == OP_TEXT:
                         self._deliver(payload)
                     else:
-                        self._deliver_binary()
+                        self._deliver_binary(payload)
                 else:
                     self._fragments = [payload]
                     self._fragment_op = opcode
@@ -233,7 +239,7 @@ class WebSocketClient(asyncio.Protocol):
                     if self._fragment_op == OP_TEXT:
                         self._deliver(whole)
                     else:
-                        self._deliver_binary()
+                        self._deliver_binary(whole)
             elif opcode == OP_PING:
                 self._write_frame(OP_PONG, bytes(payload))
             elif opcode == OP_PONG:
@@ -258,9 +264,15 @@ class WebSocketClient(asyncio.Protocol):
             import traceback
             traceback.print_exc()
 
-    def _deliver_binary(self) -> None:
-        # The hub never sends binary frames in protocol 1; ignore any.
-        pass
+    def _deliver_binary(self, payload: bytearray) -> None:
+        # Only once the plugin offered binary frames in hello (on_binary set); ignored otherwise.
+        if self.on_binary is None:
+            return
+        try:
+            self.on_binary(payload)
+        except Exception:  # the callback guards itself; never let it break parsing
+            import traceback
+            traceback.print_exc()
 
     def _received_close(self, payload: bytes) -> None:
         if len(payload) >= 2:
@@ -294,17 +306,20 @@ class WebSocketClient(asyncio.Protocol):
         t.write(_frame(opcode, payload))
 
     def send_text(self, payload: bytes) -> bool:
-        """Queue one text message (UTF-8 bytes). False when the connection is not open."""
+        """Queue one message: a text frame (UTF-8 JSON), or a binary one (msgpack) once ``binary``
+        is set. False when the connection is not open."""
         t = self._transport
         if not self.open or self.close_sent or t is None or t.is_closing():
             return False
+        # A TextFrame (protocol.py) stays text on a msgpack connection.
+        op = 0x80 | (OP_BINARY if self.binary and not isinstance(payload, TextFrame) else OP_TEXT)
         n = len(payload)
         if n < 126:
-            header = bytes((0x81, 0x80 | n))
+            header = bytes((op, 0x80 | n))
         elif n < 65536:
-            header = struct.pack("!BBH", 0x81, 0xFE, n)
+            header = struct.pack("!BBH", op, 0xFE, n)
         else:
-            header = struct.pack("!BBQ", 0x81, 0xFF, n)
+            header = struct.pack("!BBQ", op, 0xFF, n)
         key = os.urandom(4)
         if n < 4096:
             t.write(header + key + _mask(payload, key))

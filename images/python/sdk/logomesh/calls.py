@@ -8,6 +8,7 @@ from . import _ws
 from .errors import LogoMeshError
 from .options import DEFAULT_TIMEOUT, LOCAL_TIMEOUT_MARGIN
 from .protocol import MAX_CALL_TIMEOUT_MS, NAME, TARGET, TOPIC, EncodeError, encode
+from .segments import pack, segments_dir
 
 
 class CallsMixin:
@@ -44,10 +45,23 @@ class CallsMixin:
         """A message to send, encoded; LM_INVALID_ARGUMENT (or LM_MESSAGE_TOO_LARGE) when
         its data cannot go on the wire."""
         try:
-            return encode(msg, self._max_bytes)
+            return encode(msg, self._max_bytes, self._binary_frames())
         except EncodeError as e:
             raise LogoMeshError("LM_MESSAGE_TOO_LARGE" if e.too_large else "LM_INVALID_ARGUMENT",
                                 f"the data of {what} {e.reason}") from None
+
+    def _binary_frames(self) -> bool:
+        """Does the current connection send msgpack frames (agreed in hello's answer)?"""
+        ws = self._ws
+        return ws is not None and ws.binary
+
+    def _with_segments(self, msg: Dict[str, Any], key: str = "data") -> Dict[str, Any]:
+        """Segments anywhere in the message's data go as handles, listed in ``segments`` for the hub to check."""
+        if segments_dir() is not None and key in msg:
+            msg[key], refs = pack(msg[key])
+            if refs:
+                msg["segments"] = refs
+        return msg
 
     def _target(self, method: str) -> Tuple[str, str]:
         t = self._targets.get(method)
@@ -96,7 +110,7 @@ class CallsMixin:
         rid = self._new_id()
         msg = {"type": "request", "id": rid, "to": [target], "method": name, "data": data,
                "timeout": max(1, round(timeout * 1000))}
-        frame = self._frame(msg, f"a call to {method}")
+        frame = self._frame(self._with_segments(msg), f"a call to {method}")
         loop = self._loop
         assert loop is not None
         fut = loop.create_future()
@@ -132,7 +146,7 @@ class CallsMixin:
         msg: Dict[str, Any] = {"type": "event", "id": self._new_id(), "topic": topic, "data": data}
         if to is not None:
             msg["to"] = list(to)
-        await self._send_async(msg, f"event {topic}")
+        await self._send_async(self._with_segments(msg), f"event {topic}")
 
     async def broadcast(self, topic: Optional[str] = None, data: Any = None) -> None:
         """Send a broadcast to every other plugin and host client (with a topic: to its

@@ -131,14 +131,21 @@ class ConnectionMixin:
         hello.add_done_callback(lambda _: self._pending.pop(rid, None))
         topics = list(self._listeners)
         self._hello_rid = rid
-        ws.send_text(encode({"type": "hello", "id": rid, "protocol": PROTOCOL_VERSION, "sdk": SDK, "methods": list(self._methods),
-                             "subscriptions": topics}, self._max_bytes))
+        msg = {"type": "hello", "id": rid, "protocol": PROTOCOL_VERSION, "sdk": SDK, "methods": list(self._methods), "subscriptions": topics}
+        if self._options.frames == "msgpack":
+            msg["encodings"] = ["msgpack", "json"]
+            # The hub speaks msgpack right after its answer: binary frames are taken from now on.
+            ws.on_binary = self._on_binary  # type: ignore[attr-defined]
+        ws.send_text(encode(msg, self._max_bytes))
         return hello, topics
 
-    def _accepted(self, info: Any) -> None:
+    def _accepted(self, info: Any, ws: Optional[_ws.WebSocketClient] = None) -> None:
         """The hub accepted hello: keep what it said, and its maximum message size (larger
         messages are refused either way)."""
         self.hub_info = info
+        ws = ws or self._ws
+        if ws is not None and self._options.frames == "msgpack" and isinstance(info, dict) and info.get("encoding") == "msgpack":
+            ws.binary = True
         announced = info.get("maxMessageBytes") if isinstance(info, dict) else None
         if type(announced) is int and 0 < announced <= MAX_MESSAGE_BYTES:
             self._max_bytes = announced
@@ -183,7 +190,7 @@ class ConnectionMixin:
                     if hello not in done:
                         hello.cancel()
                         raise asyncio.TimeoutError(f"no answer to hello within {wait:g} s")
-                    self._accepted(hello.result())  # a refusal (LogoMeshError) ends serve()
+                    self._accepted(hello.result(), ws)  # a refusal (LogoMeshError) ends serve()
                 except ConnectionLost as e:
                     last = f"the connection closed during hello (code {e.details['code']})"
                     ws = None

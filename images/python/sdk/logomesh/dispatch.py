@@ -10,7 +10,8 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Set
 from . import _ws
 from ._workers import Workers
 from .errors import BadArguments, LogoMeshError
-from .protocol import ID_MAX_LENGTH, EncodeError, FrameRefused, decode, encode, topic_matches
+from .protocol import ID_MAX_LENGTH, EncodeError, FrameRefused, decode, decode_binary, encode, topic_matches
+from .segments import pack, segments_dir, unpack
 
 log = logging.getLogger("logomesh")
 
@@ -113,11 +114,16 @@ class DispatchMixin:
     _grace: float
 
     _new_id: Callable[[], str]
+    _binary_frames: Callable[[], bool]
     _begin_stop: Callable[[float], None]
 
-    def _on_message(self, payload: bytearray) -> None:
+    def _on_binary(self, payload: bytearray) -> None:
+        """A binary (msgpack) frame: the same message objects as text ones."""
+        self._on_message(payload, True)
+
+    def _on_message(self, payload: bytearray, binary: bool = False) -> None:
         try:
-            msg = decode(payload, self._max_bytes)
+            msg = decode_binary(payload, self._max_bytes) if binary else decode(payload, self._max_bytes)
         except FrameRefused as e:
             self._refuse(e)
             return
@@ -166,7 +172,8 @@ class DispatchMixin:
         if fut.done():
             return
         if msg.get("success"):
-            fut.set_result(msg.get("data"))
+            data = msg.get("data")
+            fut.set_result(unpack(self, data) if segments_dir() is not None else data)
         else:
             fut.set_exception(LogoMeshError.from_wire(msg.get("error")))
 
@@ -195,13 +202,13 @@ class DispatchMixin:
             error["details"] = details
         msg = {"type": "response", "id": self._new_id(), "correlationId": rid, "success": False, "error": error}
         try:
-            return encode(msg, self._max_bytes)
+            return encode(msg, self._max_bytes, self._binary_frames())
         except EncodeError:
             error.pop("details", None)
         error["code"] = code if isinstance(code, str) and len(code) <= 64 else "LM_PLUGIN_ERROR"
         error["message"] = str(message)[:_MESSAGE_CUT]
         try:
-            return encode(msg, self._max_bytes)
+            return encode(msg, self._max_bytes, self._binary_frames())
         except EncodeError as e:
             # Only a hub announcing an absurdly small maximum gets here: nothing can be sent.
             log.warning("logomesh: the answer to request %s cannot be sent: it %s", rid, e.reason)
@@ -221,7 +228,10 @@ class DispatchMixin:
                                           {"method": name, "methods": sorted(self._methods)}))
             return
         assert self._loop is not None
-        self._track(self._loop.create_task(self._serve_request(m, rid, msg.get("data"), self._gen)))
+        data = msg.get("data")
+        if segments_dir() is not None:
+            data = unpack(self, data)
+        self._track(self._loop.create_task(self._serve_request(m, rid, data, self._gen)))
 
     async def _serve_request(self, m: Method, rid: str, data: Any, gen: int) -> None:
         try:
@@ -232,8 +242,12 @@ class DispatchMixin:
                 if inspect.isawaitable(result):
                     result = await result
             try:
-                frame = encode({"type": "response", "id": self._new_id(), "correlationId": rid, "success": True, "data": result},
-                               self._max_bytes)
+                reply: Dict[str, Any] = {"type": "response", "id": self._new_id(), "correlationId": rid, "success": True, "data": result}
+                if segments_dir() is not None:
+                    reply["data"], refs = pack(result)
+                    if refs:
+                        reply["segments"] = refs
+                frame = encode(reply, self._max_bytes, self._binary_frames())
             except EncodeError as e:
                 frame = self._error_frame(rid, "LM_MESSAGE_TOO_LARGE" if e.too_large else "LM_PLUGIN_ERROR",
                                           f"the result of method {m.name} {e.reason}")
@@ -265,7 +279,8 @@ class DispatchMixin:
                 continue
             if event is None:
                 sender = msg.get("from")
-                event = Event(topic, msg.get("data"), sender if isinstance(sender, str) else None, kind, str(msg.get("id")),
+                data = msg.get("data")
+                event = Event(topic, unpack(self, data) if segments_dir() is not None else data, sender if isinstance(sender, str) else None, kind, str(msg.get("id")),
                               msg.get("timestamp"))
             for listener in listeners:
                 if listener.is_async:

@@ -50,10 +50,10 @@ def reconnect_ms_from_env() -> int:
 class Options:
     """A plugin's options, checked once (see :class:`logomesh.Plugin` for each)."""
 
-    __slots__ = ("plugin_id", "socket_path", "max_workers", "grace", "reconnect_ms")
+    __slots__ = ("plugin_id", "socket_path", "max_workers", "grace", "reconnect_ms", "frames")
 
     def __init__(self, plugin_id: Optional[str], socket_path: Optional[str], max_workers: int, grace: float,
-                 reconnect_ms: Optional[int]) -> None:
+                 reconnect_ms: Optional[int], frames: Optional[str] = None) -> None:
         if reconnect_ms is not None and (not isinstance(reconnect_ms, int) or reconnect_ms < 0):
             raise ValueError("reconnect_ms must be an int >= 0")
         self.plugin_id = plugin_id or os.environ.get("LOGOMESH_PLUGIN_ID") or "plugin"
@@ -61,6 +61,10 @@ class Options:
         self.max_workers = max_workers
         self.grace = grace
         self.reconnect_ms = reconnect_ms
+        #: "msgpack": hello offers binary frames, and once the hub agrees both sides speak msgpack.
+        self.frames = frames or os.environ.get("LOGOMESH_FRAMES") or "json"
+        if self.frames not in ("json", "msgpack"):
+            raise ValueError("frames must be 'json' or 'msgpack'")
 
     def socket(self, override: Optional[str] = None) -> str:
         """Where the hub listens: the argument, the option, LOGOMESH_HUB_URL (a hub across

@@ -14,6 +14,7 @@ from .dispatch import DispatchMixin, Event, Listener, Method
 from .errors import LogoMeshError
 from .options import DEFAULT_SOCKET, DEFAULT_TIMEOUT, HELLO_TIMEOUT, SUBSCRIBE_TIMEOUT, Options, first_hello_timeout
 from .protocol import MAX_MESSAGE_BYTES, NAME, PROTOCOL_VERSION, SDK, TOPIC, VERSION, topic_matches
+from .segments import SegmentsMixin
 from .shutdown import ShutdownMixin
 
 log = logging.getLogger("logomesh")
@@ -21,7 +22,7 @@ log = logging.getLogger("logomesh")
 __all__ = ["Plugin", "Event", "SDK", "PROTOCOL_VERSION", "DEFAULT_SOCKET", "VERSION", "DEFAULT_TIMEOUT", "topic_matches"]
 
 
-class Plugin(CallsMixin, DispatchMixin, ConnectionMixin, ShutdownMixin):
+class Plugin(CallsMixin, DispatchMixin, ConnectionMixin, ShutdownMixin, SegmentsMixin):
     """A LogoMesh plugin: register methods and event handlers, then ``run()``.
 
     ``plugin_id`` and ``socket_path`` default to ``LOGOMESH_PLUGIN_ID`` and
@@ -30,11 +31,14 @@ class Plugin(CallsMixin, DispatchMixin, ConnectionMixin, ShutdownMixin):
     flight may take to finish after SIGTERM or SIGINT; a hub ``shutdown`` names its own.
     ``reconnect_ms`` is how long to keep trying to reconnect after an established
     connection is lost (default ``LOGOMESH_RECONNECT_MS``, else 60000; 0 never reconnects).
+    ``frames="msgpack"`` (or ``LOGOMESH_FRAMES=msgpack``) offers binary frames in hello; the SDK
+    and the hub speak msgpack once the hub agrees (default ``json``).
     """
 
     def __init__(self, plugin_id: Optional[str] = None, *, socket_path: Optional[str] = None,
-                 max_workers: int = 8, grace: float = 5.0, reconnect_ms: Optional[int] = None) -> None:
-        self._options = Options(plugin_id, socket_path, max_workers, grace, reconnect_ms)
+                 max_workers: int = 8, grace: float = 5.0, reconnect_ms: Optional[int] = None,
+                 frames: Optional[str] = None) -> None:
+        self._options = Options(plugin_id, socket_path, max_workers, grace, reconnect_ms, frames)
         self.id = self._options.plugin_id
         self._max_workers = max_workers
         self._grace = grace

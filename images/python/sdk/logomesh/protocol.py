@@ -12,7 +12,7 @@ VERSION = "0.1.0"
 SDK = f"python/{VERSION}"
 PROTOCOL_VERSION = 1
 #: The message types a client sends, and those the hub sends.
-TO_HUB = ("hello", "request", "response", "event", "broadcast", "subscribe", "unsubscribe")
+TO_HUB = ("hello", "request", "response", "event", "broadcast", "subscribe", "unsubscribe", "segment")
 FROM_HUB = ("request", "response", "event", "broadcast", "shutdown", "error")
 #: Arrays and objects nest at most this deep in a frame, the frame object itself being level 1.
 MAX_DEPTH = 64
@@ -39,6 +39,9 @@ ERROR_CODES = {
     "LM_METHOD_NOT_FOUND": "hub, sdk",
     "LM_INVALID_ARGUMENT": "sdk",
     "LM_CONTROLLER_UNAVAILABLE": "sdk",
+    "LM_SEGMENT": "hub, sdk",
+    "LM_MEMORY_QUOTA": "hub",
+    "LM_SCHEMA": "hub",
 }
 
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -160,10 +163,12 @@ def decode(payload: Bytes, max_bytes: int) -> Any:
 _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-def encode(msg: Any, max_bytes: int) -> bytes:
-    """A message as the UTF-8 JSON text of one frame. Raises EncodeError when it is not JSON
-    (a cycle, NaN, an object JSON has no form for), nested deeper than MAX_DEPTH, or larger
-    than ``max_bytes``."""
+def encode(msg: Any, max_bytes: int, binary: bool = False) -> bytes:
+    """A message as the UTF-8 JSON text of one frame, or its msgpack bytes once the hub agreed
+    to binary frames (``binary``). Raises EncodeError when it is not JSON (a cycle, NaN, an
+    object JSON has no form for), nested deeper than MAX_DEPTH, or larger than ``max_bytes``."""
+    if binary and not holds_unsafe_integer(msg):
+        return _encode_binary(msg, max_bytes)
     try:
         text = _encoder.encode(msg).encode("utf-8")
     except RecursionError:
@@ -175,4 +180,86 @@ def encode(msg: Any, max_bytes: int) -> bytes:
         raise EncodeError(f"is nested {levels} levels deep, over the maximum depth of {MAX_DEPTH}")
     if len(text) > max_bytes:
         raise EncodeError(f"is {len(text)} bytes, over the maximum message size of {max_bytes} bytes", too_large=True)
-    return text
+    return TextFrame(text) if binary else text
+
+
+class TextFrame(bytes):
+    """JSON text to send as a text frame on a connection that speaks msgpack: a message with a
+    whole number past 2^53, which the hub refuses in a binary frame."""
+
+
+_SAFE = (1 << 53) - 1  # JavaScript's Number.MAX_SAFE_INTEGER, as the hub checks
+
+
+def holds_unsafe_integer(msg: Any) -> bool:
+    """Does the message hold a whole number past 2^53 (an int, or a float such as 1e20: the hub
+    reads every whole number as an integer)? Iterative; cycles and depth are the encoders' to refuse."""
+    stack = [msg]
+    seen = 0
+    while stack:
+        v = stack.pop()
+        if isinstance(v, bool):
+            continue
+        if isinstance(v, int):
+            if v > _SAFE or v < -_SAFE:
+                return True
+        elif isinstance(v, float):
+            if v == v and v not in (float("inf"), float("-inf")) and v.is_integer() and abs(v) > _SAFE:
+                return True
+        elif isinstance(v, dict):
+            seen += 1
+            stack.extend(v.values())
+        elif isinstance(v, (list, tuple)):
+            seen += 1
+            stack.extend(v)
+        if seen > 1_000_000:
+            return False  # a cycle or a huge value: the encoders refuse or send it
+    return False
+
+
+def _encode_binary(msg: Any, max_bytes: int) -> bytes:
+    import msgpack
+
+    levels = value_depth(msg, MAX_DEPTH)
+    if levels > MAX_DEPTH:
+        raise EncodeError(f"is nested deeper than {MAX_DEPTH} levels")
+    try:
+        data = msgpack.packb(msg, use_bin_type=True)
+    except Exception as e:  # noqa: BLE001 - TypeError, OverflowError, ValueError
+        raise EncodeError(f"cannot be sent as msgpack: {e}") from None
+    if len(data) > max_bytes:
+        raise EncodeError(f"is {len(data)} bytes, over the maximum message size of {max_bytes} bytes", too_large=True)
+    return data
+
+
+def value_depth(value: Any, limit: int) -> int:
+    """The nesting of lists and dicts in a value, the value itself being level 1, counted
+    without recursion; stops past ``limit``."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if not isinstance(v, (dict, list, tuple)):
+            continue
+        if d > deepest:
+            deepest = d
+            if deepest > limit:
+                return deepest
+        stack.extend((x, d + 1) for x in (v.values() if isinstance(v, dict) else v))
+    return deepest
+
+
+def decode_binary(payload: Bytes, max_bytes: int) -> Any:
+    """A binary (msgpack) frame from the hub, within the same limits as a text one."""
+    import msgpack
+
+    if len(payload) > max_bytes:
+        raise FrameRefused("LM_MESSAGE_TOO_LARGE", f"a message of {len(payload)} bytes exceeds the maximum message size of {max_bytes} bytes", {})
+    try:
+        # The C unpacker keeps its own bounded stack: no recursion in Python, whatever the nesting.
+        msg = msgpack.unpackb(payload, raw=False, strict_map_key=True)
+    except Exception as e:  # noqa: BLE001 - every msgpack failure
+        raise FrameRefused("LM_PROTOCOL", f"a binary frame that is not msgpack: {e}", {}) from None
+    if value_depth(msg, MAX_DEPTH) > MAX_DEPTH:
+        raise FrameRefused("LM_PROTOCOL", f"a message nested more than {MAX_DEPTH} levels deep", {})
+    return msg

@@ -25,10 +25,12 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/vmihailenco/msgpack/v5"
 	"logomesh.local/logomesh"
 )
 
@@ -149,6 +151,9 @@ type Conn struct {
 	Path, Host string
 	// PluginID is the plugin's id as the hub's answers name it ("plugin" unless set).
 	PluginID string
+	// Binary makes Send write binary (msgpack) frames, as the hub does once it answered a
+	// hello that offered msgpack with "encoding": "msgpack".
+	Binary bool
 
 	t         testing.TB
 	ws        *websocket.Conn
@@ -158,7 +163,11 @@ type Conn struct {
 	pongs     chan string
 	wmu       sync.Mutex
 	seq       int
+	binaryIn  atomic.Int64
 }
+
+// BinaryFrames is how many binary (msgpack) frames the plugin has sent on this connection.
+func (c *Conn) BinaryFrames() int64 { return c.binaryIn.Load() }
 
 func newConn(t testing.TB, ws *websocket.Conn, r *http.Request) *Conn {
 	c := &Conn{Path: r.URL.Path, Host: r.Host, PluginID: "plugin", t: t, ws: ws, in: make(chan Message, 1024), closed: make(chan struct{}), pongs: make(chan string, 4)}
@@ -177,7 +186,11 @@ func newConn(t testing.TB, ws *websocket.Conn, r *http.Request) *Conn {
 func (c *Conn) read() {
 	defer close(c.closed)
 	for {
-		_, b, err := c.ws.ReadMessage()
+		kind, b, err := c.ws.ReadMessage()
+		if err == nil && kind == websocket.BinaryMessage {
+			c.binaryIn.Add(1)
+			b = msgpackAsJSON(b)
+		}
 		if err != nil {
 			var ce *websocket.CloseError
 			if errors.As(err, &ce) {
@@ -195,16 +208,34 @@ func (c *Conn) read() {
 	}
 }
 
+// msgpackAsJSON is a binary frame as the JSON it carries (nil when it is not msgpack: the
+// test then sees a "<not json>" message).
+func msgpackAsJSON(b []byte) []byte {
+	v, err := msgpack.NewDecoder(bytes.NewReader(b)).DecodeInterfaceLoose()
+	if err != nil {
+		return nil
+	}
+	j, err := json.Marshal(v)
+	if err != nil {
+		return nil
+	}
+	return j
+}
+
 // Send sends one message to the plugin.
 func (c *Conn) Send(m Message) {
 	c.t.Helper()
-	b, err := json.Marshal(m)
+	kind, marshal := websocket.TextMessage, json.Marshal
+	if c.Binary {
+		kind, marshal = websocket.BinaryMessage, msgpack.Marshal
+	}
+	b, err := marshal(m)
 	if err != nil {
 		c.t.Fatal(err)
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	if err := c.ws.WriteMessage(websocket.TextMessage, b); err != nil {
+	if err := c.ws.WriteMessage(kind, b); err != nil {
 		c.t.Fatalf("logomeshtest: writing to the plugin: %v", err)
 	}
 }

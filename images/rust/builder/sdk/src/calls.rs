@@ -36,10 +36,17 @@ impl Shared {
 
 
     pub(crate) fn start_call(&self, target: &str, args: Value, timeout: Duration) -> Result<(String, Arc<Slot>), Error> {
+        self.start_call_with(target, args, timeout, Vec::new())
+    }
+
+    pub(crate) fn start_call_with(&self, target: &str, args: Value, timeout: Duration, segments: Vec<Value>) -> Result<(String, Arc<Slot>), Error> {
         let (to, method) = split_target(target)?;
         let ms = timeout.min(MAX_TIMEOUT).as_millis().max(1) as u64;
         let id = self.next_id();
-        let msg = message(&[("type", json!("request")), ("id", json!(id)), ("to", json!([to])), ("method", json!(method)), ("timeout", json!(ms))], args);
+        let mut msg = message(&[("type", json!("request")), ("id", json!(id)), ("to", json!([to])), ("method", json!(method)), ("timeout", json!(ms))], args);
+        if !segments.is_empty() {
+            msg["segments"] = Value::Array(segments);
+        }
         let slot = Slot::new();
         lock(&self.pending).insert(id.clone(), Arc::clone(&slot));
         if let Err(e) = self.send(msg) {
@@ -152,6 +159,16 @@ impl Hub {
         split_target(target)?;
         let timeout = self.shared.await_online(timeout.min(MAX_TIMEOUT), target)?;
         let (id, slot) = self.shared.start_call(target, args, timeout)?;
+        self.shared.wait(&id, &slot, timeout, timeout + LOCAL_TIMEOUT_SLACK, target)
+    }
+
+    /// `call` for arguments that carry shared-memory segments: each in `segments`
+    /// (`seg.reference()`, or `seg.grant("read")` to give the target access on the way); the
+    /// hub delivers the call only if the target may open every one.
+    pub fn call_with(&self, target: &str, args: Value, timeout: Duration, segments: Vec<Value>) -> Result<Value, Error> {
+        split_target(target)?;
+        let timeout = self.shared.await_online(timeout.min(MAX_TIMEOUT), target)?;
+        let (id, slot) = self.shared.start_call_with(target, args, timeout, segments)?;
         self.shared.wait(&id, &slot, timeout, timeout + LOCAL_TIMEOUT_SLACK, target)
     }
 

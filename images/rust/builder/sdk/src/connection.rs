@@ -115,6 +115,7 @@ pub(crate) fn open(
         gen,
         ready: first,
         accepted: false,
+        binary: false,
     });
     dispatch.gen = gen;
     // Until the hub announces its maximum message size, the largest an operator may configure
@@ -150,6 +151,10 @@ pub(crate) fn say_hello(shared: &Shared, names: &[String], timeout: Duration) ->
         "subscriptions".into(),
         patterns.iter().map(|p| Value::String(p.clone())).collect::<Vec<_>>().into(),
     );
+    if shared.msgpack.load(Ordering::Relaxed) {
+        // The hub may send binary frames right behind its answer: the reader takes them from now on.
+        hello.insert("encodings".into(), serde_json::json!([crate::frames::FRAMES_MSGPACK, "json"]));
+    }
     let id = shared.next_id();
     hello.insert("id".into(), id.clone().into());
     lock(&shared.ctl).hello = Some(id);

@@ -125,7 +125,7 @@ impl Dispatch {
                     }
                 }
                 Ok(ws::Message::Pong(_)) => {}
-                Ok(ws::Message::Binary(_)) => eprintln!("logomesh: ignoring a binary frame from the hub"),
+                Ok(ws::Message::Binary(frame)) => self.on_binary(&frame),
                 Ok(ws::Message::Close(code, reason)) => {
                     how = match (code, reason.is_empty()) {
                         (Some(c), true) => format!("code {c}"),
@@ -168,7 +168,27 @@ impl Dispatch {
     }
 
     pub(crate) fn on_text(&mut self, text: &str) {
-        let mut msg: Value = match decode(text, self.shared.max_bytes()) {
+        self.on_json(text, self.shared.max_bytes())
+    }
+
+    /// A binary frame: msgpack, once the plugin offered it in hello; ignored otherwise. Its
+    /// size is the frame's (the JSON it becomes may be longer).
+    fn on_binary(&mut self, frame: &[u8]) {
+        if !self.shared.msgpack.load(Ordering::Relaxed) {
+            return eprintln!("logomesh: ignoring a binary frame from the hub");
+        }
+        let max = self.shared.max_bytes();
+        if frame.len() > max {
+            return eprintln!("logomesh: dropped a binary frame of {} bytes from the hub: larger than {max}", frame.len());
+        }
+        match crate::frames::msgpack_to_json(frame) {
+            Ok(text) => self.on_json(&text, usize::MAX),
+            Err(e) => eprintln!("logomesh: dropped a binary frame from the hub: {e}"),
+        }
+    }
+
+    fn on_json(&mut self, text: &str, max: usize) {
+        let mut msg: Value = match decode(text, max) {
             Ok(v) => v,
             Err(refused) => return self.refuse(refused),
         };
@@ -246,9 +266,11 @@ impl Dispatch {
                 self.shared.limit.store(n as usize, Ordering::Relaxed);
             }
         }
+        let binary = self.shared.msgpack.load(Ordering::Relaxed) && msg.pointer("/data/encoding").and_then(Value::as_str) == Some(crate::frames::FRAMES_MSGPACK);
         if let Some(link) = lock(&self.shared.writer).as_mut() {
             if link.gen == self.gen {
                 link.accepted = true;
+                link.binary = binary;
             }
         }
     }

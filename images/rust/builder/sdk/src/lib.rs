@@ -30,19 +30,23 @@
 //!
 //! The crate's parts: `plugin` (the [`Plugin`]), `options`, `calls` (outbound, through a
 //! [`Hub`]), `connection` (connect, hello, reconnect), `dispatch` (inbound), `shutdown`,
-//! `error`, `protocol` (the constants and the codec), and [`testing`] (a fake hub).
+//! `error`, `protocol` (the constants and the codec), `segments` (shared memory), `bridge`
+//! (json, msgpack, protobuf), and [`testing`] (a fake hub).
 
+mod bridge;
 mod call_future;
 mod calls;
 mod connection;
 mod dispatch;
 mod error;
 mod exec;
+mod frames;
 mod hub_tcp;
 mod options;
 mod plugin;
 mod pool;
 mod protocol;
+mod segments;
 mod shared;
 mod shutdown;
 mod signals;
@@ -50,10 +54,13 @@ pub mod testing;
 mod ws;
 
 pub use call_future::Call;
+pub use bridge::{decode_structured, encode_structured, frame_structured, unframe_structured};
 pub use calls::Hub;
+pub use segments::{segments_dir, Segment};
 pub use dispatch::Event;
 pub use error::Error;
 pub use exec::{block_on, sleep, spawn, BoxFuture, Sleep};
+pub use frames::FRAMES_MSGPACK;
 pub use hub_tcp::hub_authorization;
 pub use options::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_GRACE, DEFAULT_MAX_CONCURRENCY, DEFAULT_RECONNECT};
 pub use plugin::{from_args, to_result, Plugin};

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::Shutdown;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::Duration;
 
@@ -64,6 +64,7 @@ impl Plugin {
                 ctl: Mutex::new(Ctl::new(DEFAULT_RECONNECT)),
                 changed: Condvar::new(),
                 limit: AtomicUsize::new(0),
+                msgpack: AtomicBool::new(crate::frames::msgpack_from_env()),
             }),
             methods: HashMap::new(),
             problems: Vec::new(),
@@ -169,6 +170,14 @@ impl Plugin {
     /// How long `run` retries while the hub's socket does not exist yet (default 10 s).
     pub fn connect_timeout(&mut self, timeout: Duration) -> &mut Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// The frame encoding offered in hello: `"msgpack"` or `"json"` (default:
+    /// `LOGOMESH_FRAMES`, else JSON). The hub decides: it answers hello with the encoding
+    /// both speak, and JSON stays where it does not agree.
+    pub fn frames(&mut self, encoding: &str) -> &mut Self {
+        self.shared.msgpack.store(encoding == crate::frames::FRAMES_MSGPACK, Ordering::Relaxed);
         self
     }
 

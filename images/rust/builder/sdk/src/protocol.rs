@@ -36,13 +36,13 @@ pub const HARD_LIMIT_FACTOR: usize = 16;
 pub const ID_MAX_LENGTH: usize = 128;
 
 /// The message types a client sends.
-pub const MESSAGES_TO_HUB: [&str; 7] = ["hello", "request", "response", "event", "broadcast", "subscribe", "unsubscribe"];
+pub const MESSAGES_TO_HUB: [&str; 8] = ["hello", "request", "response", "event", "broadcast", "subscribe", "unsubscribe", "segment"];
 
 /// The message types the hub sends.
 pub const MESSAGES_FROM_HUB: [&str; 6] = ["request", "response", "event", "broadcast", "shutdown", "error"];
 
 /// The error codes that travel on the wire, and who sends them.
-pub const WIRE_CODES: [(&str, &str); 11] = [
+pub const WIRE_CODES: [(&str, &str); 14] = [
     ("LM_PROTOCOL", "hub, sdk"),
     ("LM_MESSAGE_TOO_LARGE", "hub, sdk"),
     ("LM_PERMISSION_DENIED", "hub"),
@@ -54,6 +54,9 @@ pub const WIRE_CODES: [(&str, &str); 11] = [
     ("LM_METHOD_NOT_FOUND", "hub, sdk"),
     ("LM_INVALID_ARGUMENT", "sdk"),
     ("LM_CONTROLLER_UNAVAILABLE", "sdk"),
+    ("LM_SEGMENT", "hub, sdk"),
+    ("LM_MEMORY_QUOTA", "hub"),
+    ("LM_SCHEMA", "hub"),
 ];
 
 /// A method name as the protocol allows it: a letter or `_`, then letters, digits or `_`.

@@ -9,7 +9,7 @@ use crate::{ws, Error};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::task::Waker;
 use std::time::{Duration, Instant};
@@ -107,6 +107,8 @@ pub(crate) struct Link {
     /// themselves (before, the hello carries what was registered, and what changes while it
     /// waits for its answer is made up after it).
     pub(crate) accepted: bool,
+    /// Send msgpack (binary) frames: the hub agreed in its answer to hello.
+    pub(crate) binary: bool,
 }
 
 /// Which messages a write may go out with.
@@ -130,6 +132,8 @@ pub(crate) struct Shared {
     pub(crate) changed: Condvar,
     /// The hub's maximum message size, once it announced it in the answer to hello (0: not yet).
     pub(crate) limit: AtomicUsize,
+    /// The plugin offers msgpack frames in hello (`Plugin::frames`, `LOGOMESH_FRAMES`).
+    pub(crate) msgpack: AtomicBool,
 }
 
 impl Shared {
@@ -169,9 +173,9 @@ impl Shared {
         let sent = {
             let mut w = lock(&self.writer);
             match (w.as_mut(), via) {
-                (Some(link), Via::Any) => Some(link.writer.send(ws::OP_TEXT, bytes)),
-                (Some(link), Via::Ready) if link.ready => Some(link.writer.send(ws::OP_TEXT, bytes)),
-                (Some(link), Via::Gen(gen)) if link.gen == gen => Some(link.writer.send(ws::OP_TEXT, bytes)),
+                (Some(link), Via::Any) => Some(send_on(link, bytes)),
+                (Some(link), Via::Ready) if link.ready => Some(send_on(link, bytes)),
+                (Some(link), Via::Gen(gen)) if link.gen == gen => Some(send_on(link, bytes)),
                 _ => None,
             }
         };
@@ -186,4 +190,15 @@ impl Shared {
     pub(crate) fn accepted(&self) -> bool {
         lock(&self.writer).as_ref().map_or(false, |l| l.accepted)
     }
+}
+
+/// A message as a binary (msgpack) frame once the hub agreed, else (or when msgpack cannot
+/// carry it exactly: an integer past 2^53) as a text frame; the hub takes both.
+fn send_on(link: &mut Link, bytes: &[u8]) -> std::io::Result<()> {
+    if link.binary {
+        if let Some(mp) = crate::frames::json_to_msgpack(bytes) {
+            return link.writer.send(ws::OP_BINARY, &mp);
+        }
+    }
+    link.writer.send(ws::OP_TEXT, bytes)
 }
