@@ -22,8 +22,12 @@ function check(header, keys) {
   return timingSafeEqual(want, Buffer.from(sig, 'hex')) && Math.abs(Date.now() - Number(ts)) < 60_000 ? plugin : undefined;
 }
 
-/** A hub's plugin port from the socket up: the first upgrade refused with the hub's 401, every header checked, hello answered. */
-function tinyHub(keys) {
+/**
+ * A hub's plugin port from the socket up: the first upgrade refused with the hub's 401 (after
+ * onFirst ran, so a key rotated there is what the retry must read), every header checked,
+ * hello answered.
+ */
+function tinyHub(keys, onFirst = () => {}) {
   const seen = [];
   let resolveHello;
   const hello = new Promise((r) => (resolveHello = r));
@@ -40,6 +44,7 @@ function tinyHub(keys) {
         buf = buf.subarray(end + 4);
         const fields = Object.fromEntries(lines.slice(1).map((l) => [l.slice(0, l.indexOf(':')).toLowerCase(), l.slice(l.indexOf(':') + 1).trim()]));
         seen.push(fields);
+        if (seen.length === 1) onFirst();
         const plugin = check(fields.authorization, keys);
         if (seen.length === 1 || !plugin) {
           const body = JSON.stringify({ code: 'LM_UNAUTHORIZED', message: 'plugin handshake refused: unknown plugin' });
@@ -83,7 +88,8 @@ describe('a hub across nodes (LOGOMESH_HUB_URL)', () => {
     const keyFile = path.join(dir, 'key');
     const rotated = randomBytes(32);
     writeFileSync(keyFile, randomBytes(32));
-    const hub = tinyHub({ subject: rotated });
+    // The Secret rotates while the plugin waits to try again: at the first attempt, before its 401.
+    const hub = tinyHub({ subject: rotated }, () => writeFileSync(keyFile, rotated));
     await new Promise((r) => hub.server.listen(0, '127.0.0.1', r));
     const { port } = hub.server.address();
     const saved = { ...process.env };
@@ -94,8 +100,6 @@ describe('a hub across nodes (LOGOMESH_HUB_URL)', () => {
     try {
       const running = plugin.run();
       running.catch(() => {});
-      await new Promise((r) => setTimeout(r, 50));
-      writeFileSync(keyFile, rotated); // the Secret rotated while the plugin waits to try again
       const hello = await hub.hello;
       assert.deepEqual(hello.methods, ['echo']);
       await plugin.shutdown(0);
