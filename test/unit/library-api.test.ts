@@ -115,14 +115,15 @@ describe("the package's library API, imported by name", () => {
       heard: [],
       functions: ['function', 'function'],
     });
-  });
+    // Child processes of Node.js and tsc: seconds on a loaded 2-core machine, not milliseconds.
+  }, 60_000);
 
   it("type-checks an embedder's program against the declarations its exports name", () => {
     execFileSync(process.execPath, [path.join(REPO, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', app], { cwd: app, encoding: 'utf8', timeout: 120_000 });
-  });
+  }, 120_000);
 
   it('exposes nothing but its entry point', () => {
     const deep = () => execFileSync(process.execPath, ['--input-type=module', '-e', "await import('logomesh/dist/controller/controller.js')"], { cwd: app, stdio: 'pipe', timeout: 30_000 });
     expect(deep).toThrow(/ERR_PACKAGE_PATH_NOT_EXPORTED/);
-  });
+  }, 30_000);
 });
