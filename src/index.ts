@@ -14,12 +14,12 @@
  */
 
 // --- the controller ---------------------------------------------------------------------------
-export { Controller, type ControllerOptions } from './controller/controller.js';
+export { Controller, type ApplyOptions, type ControllerOptions } from './controller/controller.js';
 export { pluginFolders } from './manifest/folders.js';
 export type { CapabilityDecision } from './controller/capabilities.js';
 export { controllerOptionsFromEnv, hubTokenFromEnv } from './controller/env.js';
 export { pluginSocketDir, resolveHome, type Home } from './controller/home.js';
-export type { ControllerStatus, EngineStatus, LogLine, PathGrantAnswer, PluginState, PluginStatus } from './controller/types.js';
+export type { ApplyResult, ApplyStep, ControllerStatus, DeployPlan, EngineStatus, LogLine, PathGrantAnswer, PlannedChange, PlanStep, PluginState, PluginStatus } from './controller/types.js';
 export { ControlClient } from './control/client.js';
 export { openEndpoints, type Endpoints } from './control/endpoints.js';
 export type { PathGrant } from './grants/path-grants.js';

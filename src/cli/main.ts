@@ -8,13 +8,20 @@ commands:
   validate <manifest-or-plugin-dir>...   check manifests; exit 1 listing every error  [--json]
   run <plugin-dir>... [--policy file]    run plugins to completion in their sandboxes
   up [dir] [-d] [--policy file]          start a controller for the plugin folders in dir
-                                         (default manifests/); -d runs it in the background
+                                         (default: the folders this home ran last, else
+                                         manifests/); -d runs it in the background
   ps [--json]                            the plugins of the running controller
   call <plugin>.<method> [json-args] [--timeout ms]
                                          call a plugin method; prints the JSON result
   logs <plugin> [-f] [-n lines]          a plugin's output
   stop|start|restart <plugin>            one plugin's lifecycle
   down                                   stop every plugin and the controller
+  apply <dir> [--dry-run] [--prune] [--json]
+                                         make the running controller's plugins what the plugin
+                                         folders in dir say: add, replace the changed ones without
+                                         failing calls, remove (--prune) the ones dir lacks
+  load <dir>                             load the plugin folders in dir and start them
+  unload <plugin>                        stop a plugin and forget it
   revoke <plugin> <method>               take a declared method away from a plugin, at once
   grant <plugin> <method> [--ttl ms]     give it back (for ttl ms only, if given)
   grant <plugin> path <host-path>[:<container-path>] [--read|--write] [--ttl ms]
@@ -71,7 +78,7 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
         if (positionals.length > 1) throw usage('up takes one folder of plugin folders');
         const [{ upCommand }, { applyPolicyOption, createLogger }] = await Promise.all([import('./up.js'), import('../index.js')]);
         applyPolicyOption(values.policy); // checked now; the controller reads LOGOMESH_POLICY
-        return await upCommand({ dir: positionals[0] ?? 'manifests', detach: values.detach === true }, io, createLogger());
+        return await upCommand({ ...(positionals[0] !== undefined ? { dir: positionals[0] } : {}), detach: values.detach === true }, io, createLogger());
       }
       case 'ps': {
         const { values } = parseArgs({ args: rest, options: { json: { type: 'boolean', default: false } } });
@@ -102,6 +109,21 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
       }
       case 'down':
         return await (await import('./control.js')).downCommand(io);
+      case 'apply': {
+        const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { 'dry-run': { type: 'boolean', default: false }, prune: { type: 'boolean', default: false }, json: { type: 'boolean', default: false } } });
+        if (positionals.length !== 1) throw usage('apply needs one folder of plugin folders (or one plugin folder)');
+        return await (await import('./deploy.js')).applyCommand(positionals[0]!, { dryRun: values['dry-run'] === true, prune: values.prune === true, json: values.json === true }, io);
+      }
+      case 'load': {
+        const { positionals } = parseArgs({ args: rest, allowPositionals: true, options: {} });
+        if (positionals.length !== 1) throw usage('load needs one folder of plugin folders (or one plugin folder)');
+        return await (await import('./deploy.js')).loadCommand(positionals[0]!, io);
+      }
+      case 'unload': {
+        const { positionals } = parseArgs({ args: rest, allowPositionals: true, options: {} });
+        if (positionals.length !== 1) throw usage('unload needs one plugin id');
+        return await (await import('./deploy.js')).unloadCommand(positionals[0]!, io);
+      }
       case 'revoke':
       case 'grant': {
         const { values, positionals } = parseArgs({

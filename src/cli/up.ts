@@ -5,7 +5,8 @@ import type { CliIo } from './io.js';
 import { psTable } from './ps.js';
 
 export interface UpOptions {
-  readonly dir: string;
+  /** Absent: the plugin folders an earlier controller of this home ran (state.json), else manifests/. */
+  readonly dir?: string;
   readonly detach: boolean;
   /** How long -d waits for every plugin to be ready (image builds included). */
   readonly waitMs?: number;
@@ -50,7 +51,11 @@ async function upForeground(opts: UpOptions, home: Home, io: CliIo, log: Logger)
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   try {
-    host.loadDirectory(opts.dir);
+    if (opts.dir !== undefined) host.loadDirectory(opts.dir);
+    else if (host.savedFolders().length) {
+      io.err(`logomesh: no folder named; loading the plugin folders this home ran last (${home.stateFile})`);
+      host.loadSaved();
+    } else host.loadDirectory('manifests');
     const { port } = endpoints;
     await host.startAll();
     io.err(`logomesh: ${host.list().length} plugin(s) ready; hub on 127.0.0.1:${port} (token in ${home.tokenFile}); control socket ${home.controlSocket}`);
@@ -73,7 +78,7 @@ async function upDetached(opts: UpOptions, home: Home, io: CliIo): Promise<numbe
   mkdirSync(home.dir, { recursive: true, mode: 0o700 });
   const out = openSync(home.logFile, 'a');
   const script = process.argv[1] ?? '';
-  const child = spawn(process.execPath, [...process.execArgv, script, 'up', opts.dir], {
+  const child = spawn(process.execPath, [...process.execArgv, script, 'up', ...(opts.dir !== undefined ? [opts.dir] : [])], {
     detached: true,
     stdio: ['ignore', out, out],
     env: { ...process.env, LOGOMESH_LOG_FORMAT: 'json' },

@@ -4,7 +4,7 @@ import { LogoMeshError, type ErrorCode } from '../errors.js';
 // What the client throws, for callers that only load the client (the CLI's control commands).
 export { isLogoMeshError, LogoMeshError } from '../errors.js';
 import { resolveHome, type Home } from '../controller/home.js';
-import type { ControllerStatus, PathGrantAnswer, PluginStatus } from '../controller/types.js';
+import type { ApplyResult, ControllerStatus, PathGrantAnswer, PluginStatus } from '../controller/types.js';
 
 /** The CLI's side of the control socket (see server.ts). */
 export class ControlClient {
@@ -53,6 +53,21 @@ export class ControlClient {
   /** Take a topic pattern (as the manifest lists it) away from a plugin, or give it back (for `ttlMs` only, if given). */
   topicPermission(id: string, action: 'revoke' | 'grant', topic: string, ttlMs?: number): Promise<{ topic: string }> {
     return this.json('POST', `/v1/plugins/${encodeURIComponent(id)}/${action}`, { kind: 'topic', topic, ...(ttlMs ? { ttlMs } : {}) }) as Promise<{ topic: string }>;
+  }
+
+  /** Make the running set what the plugin folders under `dir` (absolute) say; see docs/deploys.md. */
+  apply(dir: string, opts: { dryRun?: boolean; prune?: boolean } = {}): Promise<ApplyResult> {
+    return this.json('POST', '/v1/apply', { dir, ...(opts.dryRun ? { dryRun: true } : {}), ...(opts.prune ? { prune: true } : {}) }) as Promise<ApplyResult>;
+  }
+
+  /** Load the plugin folders under `dir` (absolute) and start them; their ids. */
+  async load(dir: string): Promise<string[]> {
+    return ((await this.json('POST', '/v1/load', { dir })) as { loaded: string[] }).loaded;
+  }
+
+  /** Stop a plugin and forget it. */
+  async unload(id: string): Promise<void> {
+    await this.json('POST', `/v1/plugins/${encodeURIComponent(id)}/unload`, {});
   }
 
   down(): Promise<unknown> {

@@ -20,17 +20,20 @@ import { EngineWatch } from './engine-watch.js';
 import type { Home } from './home.js';
 import { watchKernel } from './kernel-events.js';
 import { Launcher } from './launcher.js';
-import { isUp, serialize, type Managed } from './managed.js';
+import { egressKey, isUp, pluginOfEgressKey, serialize, type Managed } from './managed.js';
 import { DEFAULTS, type ControllerOptions } from './options.js';
 import { loadFolders } from '../manifest/folders.js';
 import { PluginRegistry } from './registry.js';
 import { SavedState } from './saved-state.js';
 import { startInLevels } from './start-all.js';
+import { Deployer, type ApplyOptions } from './deploy/deployer.js';
+import type { SignedContent } from '../signing/signature.js';
 import { statusOf } from './status.js';
 import { Supervisor } from './supervisor.js';
-import type { EngineStatus, LogLine, PluginStatus } from './types.js';
+import type { ApplyResult, EngineStatus, LogLine, PluginStatus } from './types.js';
 
 export type { ControllerOptions } from './options.js';
+export type { ApplyOptions } from './deploy/deployer.js';
 
 /**
  * The controller: loads plugin folders, starts each in its sandbox in dependency order,
@@ -57,6 +60,7 @@ export class Controller implements AsyncDisposable {
   private readonly launcher: Launcher;
   private readonly supervisor: Supervisor;
   private readonly adoption: Adoption;
+  private readonly deployer: Deployer;
   private resolvedPolicy?: Policy;
   private closing?: Promise<void>;
 
@@ -105,7 +109,7 @@ export class Controller implements AsyncDisposable {
       log: this.log,
       audit: this.audit.record,
       ...(opts.egressNetworks ? { networks: opts.egressNetworks } : {}),
-      onProxyGone: (id) => void this.ifLoaded(id, (m) => this.supervisor.proxyGone(m)),
+      onProxyGone: (key) => void this.ifLoaded(pluginOfEgressKey(key), (m) => (egressKey(m) === key ? this.supervisor.proxyGone(m) : Promise.resolve())),
     });
     this.engine = new EngineWatch(docker, this.log, opts.engineCheckMs ?? DEFAULTS.engineCheckMs, () => this.egress.engineBack());
     if (opts.kernelLog !== false) {
@@ -131,6 +135,13 @@ export class Controller implements AsyncDisposable {
     this.supervisor = new Supervisor(cx, { start: (m) => this.launcher.start(m), teardown: (m) => this.launcher.teardown(m) });
     this.launcher = new Launcher(cx, this.supervisor);
     this.adoption = new Adoption(cx, this.launcher, this.supervisor);
+    this.deployer = new Deployer(cx, this.launcher, this.supervisor, {
+      currentPolicy: () => (this.opts.policy ? this.policy : resolvePolicy(undefined)),
+      usePolicy: (p) => (this.resolvedPolicy = p),
+      load: (manifests, verified) => this.load(manifests, verified),
+      start: (id) => this.start(id),
+      unload: (id) => this.unload(id),
+    });
   }
 
   /** Connect to the engine (opts.docker, else DOCKER_HOST or the local socket) and make a controller. Throws LM_ENGINE_UNAVAILABLE. */
@@ -169,21 +180,64 @@ export class Controller implements AsyncDisposable {
    * dependencies). Each plugin's operator permissions saved by an earlier controller of this
    * home apply before it can make its first call.
    */
-  load(manifests: readonly LoadedManifest[]): string[] {
-    const ids = this.registry.add(manifests, this.saved.read(), (m) => this.restorePermissions(m));
+  load(manifests: readonly LoadedManifest[], verified?: ReadonlyMap<LoadedManifest, SignedContent | undefined>): string[] {
+    const ids = this.registry.add(
+      manifests,
+      this.saved.read(),
+      (m) => {
+        this.restorePermissions(m);
+        m.deployed = this.deployer.fingerprint(m.loaded);
+      },
+      verified,
+    );
     this.persist();
     return ids;
   }
 
-  /** Stop and forget a plugin. Refused while a running plugin depends on it. */
+  /** Stop and forget a plugin. Refused while a plugin that depends on it is loaded. */
   async unload(id: string): Promise<void> {
     this.registry.get(id);
-    const running = this.registry.dependents(id).filter((d) => isUp(this.registry.get(d)));
-    if (running.length) {
-      throw new LogoMeshError('LM_DEPENDENCY', `cannot unload ${id}: running plugins depend on it (${running.join(', ')})`, { dependents: running });
+    const dependents = this.registry.dependents(id);
+    if (dependents.length) {
+      throw new LogoMeshError('LM_DEPENDENCY', `cannot unload ${id}: loaded plugins depend on it (${dependents.join(', ')}); unload them first, or apply a folder without them`, {
+        plugin: id,
+        dependents,
+      });
     }
     await this.stop(id);
     this.registry.remove(id);
+    this.audit.record({ who: 'controller', action: 'unload', resource: id, result: 'allowed' });
+    this.persist();
+  }
+
+  // --- deploys (deploy/) ----------------------------------------------------------------------
+
+  /**
+   * Make the running set what the plugin folders under `dir` say (docs/deploys.md): add the
+   * new ones, replace the changed ones (manifest, any file, signature, policy) without
+   * failing a call, and with `prune` remove the loaded ones the folder lacks, in dependency
+   * order. The folder is checked whole first: a refusal (LM_MANIFEST_*, LM_SIGNATURE,
+   * LM_POLICY_DENIED, LM_DEPENDENCY, ...) changes nothing. `dryRun` only plans.
+   */
+  apply(dir: string, opts: ApplyOptions = {}): Promise<ApplyResult> {
+    return this.deployer.apply(dir, opts);
+  }
+
+  /** Load the plugin folders under `dir` into the running controller and start them. Returns their ids. */
+  loadAndStart(dir: string): Promise<string[]> {
+    return this.deployer.load(dir);
+  }
+
+  /** The plugin folders an earlier controller of this home ran (state.json), in load order. */
+  savedFolders(): string[] {
+    return this.saved.read()?.folders ?? [];
+  }
+
+  /** Load the plugin folders an earlier controller of this home ran. Throws LM_MANIFEST_NOT_FOUND when there are none. */
+  loadSaved(): string[] {
+    const folders = this.savedFolders();
+    if (!folders.length) throw new LogoMeshError('LM_MANIFEST_NOT_FOUND', `${this.opts.home.stateFile} names no plugin folders: give 'logomesh up' a folder`, { file: this.opts.home.stateFile, expected: 'plugin folders run by an earlier controller of this home', found: 'none' });
+    return this.load(folders.flatMap((f) => loadFolders(f)));
   }
 
   // --- lifecycle ----------------------------------------------------------------------------
@@ -209,6 +263,7 @@ export class Controller implements AsyncDisposable {
     return serialize(m, () => this.launcher.stop(m));
   }
 
+  /** Stop, then start: the container is recreated (see `apply` for a replacement without failed calls). */
   async restart(id: string): Promise<void> {
     await this.stop(id);
     await this.start(id);
@@ -265,7 +320,8 @@ export class Controller implements AsyncDisposable {
    */
   async revokeHost(pluginId: string, spelled: string): Promise<boolean> {
     const host = this.grants.revokeHost(pluginId, spelled);
-    return this.egress.revokeHost(pluginId, host);
+    const m = this.registry.find(pluginId);
+    return m ? this.egress.revokeHost(egressKey(m), host) : false;
   }
 
   /**
@@ -386,8 +442,8 @@ export class Controller implements AsyncDisposable {
       await this.hub.close();
       await this.egress.close();
       rmSync(this.opts.home.socketsDir, { recursive: true, force: true });
-      // A clean stop leaves nothing to adopt; the operator's revocations and grants stay.
-      this.saved.keepPermissionsOnly(this.registry.records(), (id) => this.grants.saved(id));
+      // A clean stop leaves nothing to adopt; the plugin folders and the operator's revocations and grants stay.
+      this.saved.keepForNextStart(this.registry.records(), (id) => this.grants.saved(id));
       this.grants.close();
       await this.audit.close();
       // Whatever a failed stop left behind still carries this controller's label.

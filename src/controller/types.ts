@@ -59,3 +59,50 @@ export interface LogLine {
   readonly time: number;
   readonly text: string;
 }
+
+/** One change `apply` found: the plugin and what changed, in words. */
+export interface PlannedChange {
+  readonly id: string;
+  /** `manifest: resources.maxMemoryMB`, `files: main.py changed`, `signature`, `policy`. */
+  readonly what: readonly string[];
+}
+
+/** One step of an apply, in the order they run. */
+export interface PlanStep {
+  readonly action: 'add' | 'replace' | 'remove';
+  readonly id: string;
+}
+
+/** What `apply` does, and what `apply --dry-run` prints (docs/deploys.md). */
+export interface DeployPlan {
+  readonly added: readonly string[];
+  readonly changed: readonly PlannedChange[];
+  /** Loaded, not in the folder, and removed (`--prune`). */
+  readonly removed: readonly string[];
+  readonly unchanged: readonly string[];
+  /** Loaded, not in the folder, and kept (no `--prune`). */
+  readonly kept: readonly string[];
+  /** Additions and replacements a dependency level of the new set at a time, then removals, dependents first. */
+  readonly steps: readonly PlanStep[];
+}
+
+/** A step as it ran. */
+export interface ApplyStep extends PlanStep {
+  readonly ok: boolean;
+  readonly ms: number;
+  /** A replacement: until its new container was ready and took the calls over, then until the old one was gone. */
+  readonly readyMs?: number;
+  readonly retireMs?: number;
+  /** A replacement of a running plugin (false: it was not running, and was simply started). */
+  readonly handover?: boolean;
+  readonly error?: { readonly code: string; readonly message: string };
+}
+
+/** The answer of `POST /v1/apply`. */
+export interface ApplyResult {
+  readonly dir: string;
+  readonly dryRun: boolean;
+  readonly plan: DeployPlan;
+  readonly steps: readonly ApplyStep[];
+  readonly ms: number;
+}

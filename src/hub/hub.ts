@@ -93,6 +93,10 @@ export class Hub extends EventEmitter {
   private readonly log: Logger;
   private readonly maxBytes: number;
   private readonly plugins = new Map<string, PluginSlot>();
+  /** A plugin's replacement while its container starts: it takes the plugin's calls over at its hello (handover). */
+  private readonly successors = new Map<string, PluginSlot>();
+  /** A replaced plugin's old connection: it only finishes the calls it has, then is detached. */
+  private readonly retiring = new Map<string, PluginSlot>();
   private readonly hostPeers = new Set<WsPeer>();
   private readonly local: LocalHost;
   private readonly transport: Transport;
@@ -160,23 +164,59 @@ export class Hub extends EventEmitter {
     this.plugins.set(policy.id, slot);
   }
 
+  /**
+   * Open the socket of a plugin's replacement (a new container of an attached plugin, with
+   * its new manifest's policy). Calls keep going to the current connection until the
+   * replacement's hello is accepted; from then on they go to the replacement, and the old
+   * connection becomes the retiring one: it answers the calls it already has, and may still
+   * call others, until `retire` and `detachRetiring`. No call fails on the way. A plugin not
+   * attached yet is simply attached.
+   */
+  async attachSuccessor(policy: PluginPolicy, socketPath: string): Promise<void> {
+    if (!this.plugins.has(policy.id)) return this.attachPlugin(policy, socketPath);
+    if (this.successors.has(policy.id)) throw new LogoMeshError('LM_PLUGIN_CONFLICT', `plugin ${policy.id} is already being replaced`, { plugin: policy.id });
+    const slot: PluginSlot = { policy, socketPath, ready: false, methods: [] };
+    slot.server = await this.transport.listenPlugin(policy.id, socketPath, (ws) => this.acceptPlugin(slot, ws));
+    this.successors.set(policy.id, slot);
+  }
+
   /** Close a plugin's socket and connection; its open calls fail with LM_PLUGIN_EXITED. */
   async detachPlugin(id: string): Promise<void> {
     const slot = this.plugins.get(id);
     if (!slot) return;
     this.plugins.delete(id);
-    slot.peer?.ws.terminate();
-    this.peerGone(slot, slot.peer);
-    await new Promise<void>((resolve) => (slot.server ? slot.server.close(() => resolve()) : resolve()));
-    rmSync(slot.socketPath, { force: true });
+    await this.closeSlot(slot);
+  }
+
+  /** Give up a replacement that did not say hello (its start failed): the current connection keeps serving. */
+  async detachSuccessor(id: string): Promise<void> {
+    const slot = this.successors.get(id);
+    if (!slot) return;
+    this.successors.delete(id);
+    await this.closeSlot(slot);
+  }
+
+  /** Close a replaced plugin's old connection; calls it still has fail with LM_PLUGIN_EXITED. */
+  async detachRetiring(id: string): Promise<void> {
+    const slot = this.retiring.get(id);
+    if (!slot) return;
+    this.retiring.delete(id);
+    await this.closeSlot(slot);
   }
 
   /** Ask a plugin to shut down (it finishes in-flight calls, then exits). */
   requestShutdown(id: string, graceMs: number): boolean {
-    const peer = this.plugins.get(id)?.peer;
-    if (!peer) return false;
-    peer.deliver({ type: 'shutdown', id: this.nextId(), data: { graceMs } });
-    return true;
+    return this.shutdownPeer(this.plugins.get(id)?.peer, graceMs);
+  }
+
+  /** Ask a replaced plugin's old connection to shut down: it has no new calls since the handover, and finishes those it has. */
+  retire(id: string, graceMs: number): boolean {
+    return this.shutdownPeer(this.retiring.get(id)?.peer, graceMs);
+  }
+
+  /** Calls still waiting on a replaced plugin's old connection. */
+  retiringCalls(id: string): number {
+    return this.retiring.get(id)?.target?.waiting ?? 0;
   }
 
   /** Health check: true when the plugin answers this very ping within `timeoutMs`. A stopped or wedged process cannot. */
@@ -238,6 +278,8 @@ export class Hub extends EventEmitter {
     this.closed = true;
     clearInterval(this.heartbeat);
     await Promise.all([...this.plugins.keys()].map((id) => this.detachPlugin(id)));
+    await Promise.all([...this.successors.keys()].map((id) => this.detachSuccessor(id)));
+    await Promise.all([...this.retiring.keys()].map((id) => this.detachRetiring(id)));
     for (const peer of this.hostPeers) peer.ws.terminate();
     this.local.failAll('LM_PLUGIN_UNAVAILABLE', 'the hub closed');
     await this.transport.close();
@@ -265,7 +307,8 @@ export class Hub extends EventEmitter {
       slot.peer = undefined;
       slot.ready = false;
       this.peerGone(slot, peer);
-      this.emit('disconnected', id);
+      // A retiring or not yet promoted connection is not the plugin's: its end says nothing of the plugin.
+      if (this.plugins.get(id) === slot) this.emit('disconnected', id);
     });
     ws.on('error', (err: Error & { code?: string }) => {
       this.log.debug({ plugin: id, err: err.message }, 'plugin socket error');
@@ -297,6 +340,36 @@ export class Hub extends EventEmitter {
   /** The hub closed a connection itself (a peer that does not read, or does not answer pings). */
   private cutOff(peer: Peer, code: ErrorCode, reason: string): void {
     this.violation(peer, code, `connection closed by the hub: ${reason}`, 'cut');
+  }
+
+  private shutdownPeer(peer: WsPeer | undefined, graceMs: number): boolean {
+    if (!peer) return false;
+    peer.deliver({ type: 'shutdown', id: this.nextId(), data: { graceMs } });
+    return true;
+  }
+
+  private async closeSlot(slot: PluginSlot): Promise<void> {
+    slot.peer?.ws.terminate();
+    this.peerGone(slot, slot.peer);
+    await new Promise<void>((resolve) => (slot.server ? slot.server.close(() => resolve()) : resolve()));
+    rmSync(slot.socketPath, { force: true });
+  }
+
+  /**
+   * The handover: a replacement said hello, so from this message on the plugin's calls,
+   * events and health checks go to it. The old connection keeps its calls in flight (their
+   * answers still route to their callers) and is kept as the retiring one.
+   */
+  private promote(slot: PluginSlot): void {
+    const id = slot.policy.id;
+    const old = this.plugins.get(id);
+    this.successors.delete(id);
+    this.plugins.set(id, slot);
+    if (!old) return;
+    const earlier = this.retiring.get(id);
+    if (earlier) void this.closeSlot(earlier);
+    this.retiring.set(id, old);
+    this.log.info({ plugin: id }, 'handover: calls go to the replacement; the old connection finishes what it has');
   }
 
   /** A plugin's connection went away: calls to it fail now, calls from it are forgotten. */
@@ -396,6 +469,7 @@ export class Hub extends EventEmitter {
     for (const t of topics) this.pubsub.subscribe(peer, t);
     slot.methods = [...msg.methods];
     slot.ready = true;
+    if (this.successors.get(slot.policy.id) === slot) this.promote(slot);
     this.ok(peer, msg.id, { plugin: slot.policy.id, protocol: PROTOCOL_VERSION, maxMessageBytes: this.maxBytes });
     this.log.debug({ plugin: slot.policy.id, methods: msg.methods, sdk: msg.sdk }, 'plugin ready');
     this.emit('ready', slot.policy.id, slot.methods);

@@ -42,7 +42,7 @@ export interface SpecInput {
 }
 
 /** Where a plugin finds its hub socket (LOGOMESH_HUB_SOCKET). */
-const HUB_MOUNT = '/run/logomesh';
+export const HUB_MOUNT = '/run/logomesh';
 export const HUB_SOCKET_NAME = 'hub.sock';
 
 /** A plugin container's network mode without network capabilities: no network but loopback. */
