@@ -17,7 +17,7 @@
 export { Controller, type ApplyOptions, type ControllerOptions } from './controller/controller.js';
 export { pluginFolders } from './manifest/folders.js';
 export type { CapabilityDecision } from './controller/capabilities.js';
-export { controllerOptionsFromEnv, hubTokenFromEnv } from './controller/env.js';
+export { controllerOptionsFromEnv, hostMethodsFromEnv, hubTokenFromEnv } from './controller/env.js';
 export { pluginSocketDir, resolveHome, type Home } from './controller/home.js';
 export type { ApplyResult, ApplyStep, ControllerStatus, DeployPlan, EngineStatus, LogLine, PathGrantAnswer, PlannedChange, PlanStep, PluginState, PluginStatus } from './controller/types.js';
 export { ControlClient } from './control/client.js';

@@ -7,9 +7,11 @@ const USAGE = `usage: logomesh <command> [options]
 commands:
   validate <manifest-or-plugin-dir>...   check manifests; exit 1 listing every error  [--json]
   run <plugin-dir>... [--policy file]    run plugins to completion in their sandboxes
-  up [dir] [-d] [--policy file]          start a controller for the plugin folders in dir
+  up [dir] [-d] [--policy file] [--host-methods a,b]
+                                         start a controller for the plugin folders in dir
                                          (default: the folders this home ran last, else
-                                         manifests/); -d runs it in the background
+                                         manifests/); -d runs it in the background;
+                                         --host-methods: what host clients may serve plugins
   ps [--json]                            the plugins of the running controller
   call <plugin>.<method> [json-args] [--timeout ms]
                                          call a plugin method; prints the JSON result
@@ -74,10 +76,13 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
         return await runCommand(positionals, io, createLogger(), values.policy);
       }
       case 'up': {
-        const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { detach: { type: 'boolean', short: 'd', default: false }, policy: { type: 'string' } } });
+        const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { detach: { type: 'boolean', short: 'd', default: false }, policy: { type: 'string' }, 'host-methods': { type: 'string' } } });
         if (positionals.length > 1) throw usage('up takes one folder of plugin folders');
-        const [{ upCommand }, { applyPolicyOption, createLogger }] = await Promise.all([import('./up.js'), import('../index.js')]);
+        const [{ upCommand }, { applyPolicyOption, createLogger, hostMethodsFromEnv }] = await Promise.all([import('./up.js'), import('../index.js')]);
         applyPolicyOption(values.policy); // checked now; the controller reads LOGOMESH_POLICY
+        // Checked now, and handed on to the controller (and to a background one under -d) as the variable.
+        if (values['host-methods'] !== undefined) process.env.LOGOMESH_HOST_METHODS = values['host-methods'];
+        hostMethodsFromEnv();
         return await upCommand({ ...(positionals[0] !== undefined ? { dir: positionals[0] } : {}), detach: values.detach === true }, io, createLogger());
       }
       case 'ps': {

@@ -102,6 +102,7 @@ export class Controller implements AsyncDisposable {
       ...(opts.maxMessageBytes ? { maxMessageBytes: opts.maxMessageBytes } : {}),
       ...(opts.pingIntervalMs ? { pingIntervalMs: opts.pingIntervalMs } : {}),
       ...(opts.rateLimit ? { rateLimit: opts.rateLimit } : {}),
+      ...(opts.hostMethods ? { hostMethods: opts.hostMethods } : {}),
     });
     this.egress = new EgressHandle({
       docker,

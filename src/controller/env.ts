@@ -27,11 +27,28 @@ function auditRotationFromEnv(env: NodeJS.ProcessEnv = process.env): { maxBytes?
 }
 
 /**
- * The controller options the environment sets, as `logomesh up` reads them: the hub token,
- * the hub's limits (hubLimitsFromEnv) and the audit trail's rotation. Throws LM_USAGE
- * naming the variable.
+ * LOGOMESH_HOST_METHODS: the host methods host clients may serve, comma-separated method
+ * names (`get_user,log_event`). Throws LM_USAGE naming a bad one.
  */
-export function controllerOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Pick<ControllerOptions, 'hubToken' | 'hubLimits' | 'auditRotation'> {
+export function hostMethodsFromEnv(env: NodeJS.ProcessEnv = process.env): string[] {
+  const names = (env.LOGOMESH_HOST_METHODS ?? '')
+    .split(',')
+    .map((n) => n.trim())
+    .filter(Boolean);
+  const bad = names.filter((n) => !/^[A-Za-z_][A-Za-z0-9_]{0,63}$/.test(n));
+  if (bad.length) {
+    throw new LogoMeshError('LM_USAGE', `LOGOMESH_HOST_METHODS (or --host-methods) lists what is not a method name: ${bad.join(', ')}; give names such as get_user,log_event`, { field: 'LOGOMESH_HOST_METHODS', expected: 'comma-separated method names (a letter or _, then letters, digits, _)', found: bad.join(', ') });
+  }
+  return [...new Set(names)];
+}
+
+/**
+ * The controller options the environment sets, as `logomesh up` reads them: the hub token,
+ * the hub's limits (hubLimitsFromEnv), the audit trail's rotation and the host methods host
+ * clients may serve. Throws LM_USAGE naming the variable.
+ */
+export function controllerOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Pick<ControllerOptions, 'hubToken' | 'hubLimits' | 'auditRotation' | 'hostMethods'> {
   const hubToken = hubTokenFromEnv(env);
-  return { hubLimits: hubLimitsFromEnv(env), auditRotation: auditRotationFromEnv(env), ...(hubToken ? { hubToken } : {}) };
+  const hostMethods = hostMethodsFromEnv(env);
+  return { hubLimits: hubLimitsFromEnv(env), auditRotation: auditRotationFromEnv(env), ...(hubToken ? { hubToken } : {}), ...(hostMethods.length ? { hostMethods } : {}) };
 }

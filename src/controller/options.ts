@@ -21,6 +21,12 @@ export interface ControllerOptions {
   readonly rateLimit?: number;
   /** The other hub limits (host clients, queues, subscriptions); see Hub and hubLimitsFromEnv. */
   readonly hubLimits?: HubLimits;
+  /**
+   * Host methods a host client on the hub's TCP endpoint may register and serve to plugins
+   * (`logomesh up --host-methods`, LOGOMESH_HOST_METHODS; default none). Methods this
+   * process serves with registerMethod need no declaration.
+   */
+  readonly hostMethods?: readonly string[];
   /** Audit trail rotation (size of a file, files kept); see AuditLog. */
   readonly auditRotation?: { readonly maxBytes?: number; readonly keep?: number };
   /** How often the engine is pinged while it answers (default 2 s). */

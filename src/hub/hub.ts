@@ -14,6 +14,7 @@ import { WsPeer, type Peer, type PeerLimits } from './peer.js';
 import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_MAX_MESSAGE_BYTES, HOST, MAX_MAX_MESSAGE_BYTES, parseFrame, PROTOCOL_VERSION, type ClientMessage, type Hello } from './protocol.js';
 import { PubSub } from './pubsub.js';
 import { HostMethods, type HostMethod } from './host-methods.js';
+import { RemoteHostMethods } from './remote-host-methods.js';
 import { Transport } from './transport.js';
 
 export type { HostMethod } from './host-methods.js';
@@ -53,6 +54,8 @@ export interface HubOptions {
   readonly isMethodRevoked?: (pluginId: string, method: string) => boolean;
   /** Has the operator taken this declared topic pattern from the plugin? Asked on every publish, subscription and delivery (default: nothing is revoked). */
   readonly isTopicRevoked?: TopicRevoked;
+  /** Host methods host clients on the TCP endpoint may register and serve (default: none). */
+  readonly hostMethods?: readonly string[];
 }
 
 interface PluginSlot {
@@ -103,6 +106,7 @@ export class Hub extends EventEmitter {
   private readonly throttle: AuditThrottle;
   private readonly audit: AuditSink;
   private readonly hostMethods = new HostMethods();
+  private readonly remoteMethods: RemoteHostMethods;
   private readonly calls: Calls;
   private readonly pubsub: PubSub;
   private readonly intake: Handler;
@@ -123,6 +127,9 @@ export class Hub extends EventEmitter {
     this.pluginLimits = { ...common, rate: opts.rateLimit ?? 20_000, maxInFlight: opts.maxInFlight ?? 256 };
     this.hostLimits = { ...common, rate: opts.hostRateLimit ?? this.pluginLimits.rate, maxInFlight: opts.hostMaxInFlight ?? this.pluginLimits.maxInFlight };
     this.audit = opts.audit ?? (() => undefined);
+    this.remoteMethods = new RemoteHostMethods(opts.hostMethods ?? []);
+    // Declared names count as host methods for the ACL from the start; one nobody serves yet is unavailable, not unknown.
+    for (const name of this.remoteMethods.declared) this.hostMethods.names.add(name);
     this.throttle = new AuditThrottle(this.audit, { onWrite: (e) => e.result === 'denied' && this.log.warn({ who: e.who, action: e.action, resource: e.resource, code: e.code, count: e.count }, e.reason ?? 'refused') });
     const nextId = () => this.nextId();
     this.transport = new Transport({
@@ -325,6 +332,8 @@ export class Hub extends EventEmitter {
     ws.on('close', () => {
       this.hostPeers.delete(peer);
       this.calls.callerGone(peer);
+      const served = this.remoteMethods.drop(peer);
+      if (served) this.calls.targetGone(served, `(the host application at ${peer.origin}) disconnected`);
     });
     ws.on('error', (err: Error & { code?: string }) => {
       const code: ErrorCode = err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' ? 'LM_MESSAGE_TOO_LARGE' : 'LM_PROTOCOL';
@@ -416,8 +425,16 @@ export class Hub extends EventEmitter {
       case 'request': {
         const resource = msg.to[0] === HOST ? msg.method : `${msg.to[0]}.${msg.method}`;
         if (msg.to[0] === HOST) {
-          this.allowed(peer, resource);
-          return void this.hostMethods.invoke(peer, msg, this.maxBytes, () => this.nextId());
+          if (this.hostMethods.serves(msg.method)) {
+            this.allowed(peer, resource);
+            return void this.hostMethods.invoke(peer, msg, this.maxBytes, () => this.nextId());
+          }
+          const served = this.remoteMethods.targetOf(msg.method);
+          if (!served) return this.refuse(f, 'call', resource, 'LM_PLUGIN_UNAVAILABLE', `no host application serves the host method '${msg.method}' now`);
+          const refusedHost = this.calls.open(peer, msg, served);
+          if (refusedHost) this.refuse(f, 'call', resource, refusedHost.code, refusedHost.message);
+          else this.allowed(peer, resource);
+          return;
         }
         const target = this.plugins.get(msg.to[0])?.target;
         if (!target || !this.plugins.get(msg.to[0])?.ready) return this.replyError(peer, msg.id, 'LM_PLUGIN_UNAVAILABLE', `plugin ${msg.to[0]} is not connected`);
@@ -442,6 +459,16 @@ export class Hub extends EventEmitter {
       case 'unsubscribe':
         this.pubsub.unsubscribe(peer, msg.topic);
         return this.ok(peer, msg.id, { topic: msg.topic });
+      case 'register':
+        if (!(peer instanceof WsPeer) || peer.kind !== 'host') return this.replyError(peer, msg.id, 'LM_PROTOCOL', 'only host clients on the TCP endpoint register host methods');
+        try {
+          this.remoteMethods.register(peer, msg.methods, (name) => this.hostMethods.serves(name));
+        } catch (err) {
+          const e = err as LogoMeshError;
+          return this.refuse(f, 'register', msg.methods.join(',').slice(0, 200), e.code, e.message);
+        }
+        this.audit({ who: HOST, action: 'register', resource: msg.methods.join(',').slice(0, 200), result: 'allowed', reason: `host client ${peer.origin}` });
+        return this.ok(peer, msg.id, { methods: msg.methods });
       case 'hello':
         return; // answered by the hello gate
     }

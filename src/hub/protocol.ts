@@ -81,7 +81,13 @@ export interface ErrorMsg extends Base {
   error: WireError;
 }
 
-export type ClientMessage = Hello | Request | Response | EventMsg | Broadcast | Subscribe;
+/** A host client registers the host methods it serves (the operator must have declared them). */
+export interface Register extends Base {
+  type: 'register';
+  methods: string[];
+}
+
+export type ClientMessage = Hello | Request | Response | EventMsg | Broadcast | Subscribe | Register;
 export type HubMessage = Request | Response | EventMsg | Broadcast | Shutdown | ErrorMsg;
 
 /** `claimedFrom`: a `from` the client put in its frame (the hub ignores it, and sets its own). */
@@ -189,6 +195,11 @@ function parseMessage(m: Record<string, unknown>, id: string): Parsed {
     case 'broadcast':
       if (m.topic !== undefined && (typeof m.topic !== 'string' || !TOPIC.test(m.topic) || m.topic.includes('*'))) return fail(`broadcast 'topic' must be a dotted name without wildcards, at most ${MAX_TOPIC_LENGTH} characters`, id);
       return { ok: true, msg: { type: 'broadcast', id, data: m.data, ...(typeof m.topic === 'string' ? { topic: m.topic } : {}) } };
+    case 'register':
+      if (!Array.isArray(m.methods) || m.methods.length === 0 || m.methods.length > 256 || !m.methods.every((x) => typeof x === 'string' && NAME.test(x))) {
+        return fail("register needs 'methods': an array of 1 to 256 method names", id);
+      }
+      return { ok: true, msg: { type: 'register', id, methods: [...new Set(m.methods as string[])] } };
     case 'subscribe':
     case 'unsubscribe':
       if (typeof m.topic !== 'string' || !TOPIC.test(m.topic)) return fail(`${m.type} needs 'topic': a dotted name of at most ${MAX_TOPIC_LENGTH} characters, optionally ending in .* (or * for all)`, id);
