@@ -15,7 +15,7 @@
 
 // --- the controller ---------------------------------------------------------------------------
 export { Controller, type ApplyOptions, type ControllerOptions } from './controller/controller.js';
-export { pluginFolders } from './manifest/folders.js';
+export { loadFolders, pluginFolders } from './manifest/folders.js';
 export type { CapabilityDecision } from './controller/capabilities.js';
 export { controllerOptionsFromEnv, hostMethodsFromEnv, hubTokenFromEnv } from './controller/env.js';
 export { pluginSocketDir, resolveHome, type Home } from './controller/home.js';

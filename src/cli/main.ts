@@ -45,8 +45,11 @@ commands:
   create <runtime> <name> [dir]          a new plugin folder (python, node, go or rust) exposing
                                          hello, with its tests and a README (default dir: ./<name>)
   test <plugin-dir> [-- args]            run a plugin's own tests in its runtime's image
-  dev <plugin-dir>                       run one plugin, print its output, and restart it (go and
-                                         rust: rebuild it) on every change; 'call' reaches it
+  dev <dir> [--attach]                   run the plugin folder, or the folder of plugin folders,
+                                         print their output, and replace the one that changed
+                                         (go and rust: rebuilt first) on every save; 'call'
+                                         reaches them. --attach: reload into the controller
+                                         already running on this home instead
   keygen <name>                          a new ed25519 key pair: <name>.key (private, 0600) and
                                          <name>.pub (for the policy's signatures.trustedKeys)
   sign <plugin-dir> --key <file>         sign every file of a plugin folder into its plugin.sig
@@ -196,10 +199,10 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
         return await testCommand(positionals[0]!, split < 0 ? [] : rest.slice(split + 1), io, createLogger('logomesh', process.env.LOGOMESH_LOG_LEVEL ?? 'warn'));
       }
       case 'dev': {
-        const { positionals } = parseArgs({ args: rest, allowPositionals: true, options: {} });
-        if (positionals.length !== 1) throw usage('dev needs one plugin folder');
+        const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { attach: { type: 'boolean', default: false } } });
+        if (positionals.length !== 1) throw usage('dev needs one plugin folder, or a folder of plugin folders');
         const [{ devCommand }, { createLogger }] = await Promise.all([import('./dev.js'), import('../index.js')]);
-        return await devCommand(positionals[0]!, io, createLogger('logomesh', process.env.LOGOMESH_LOG_LEVEL ?? 'warn'));
+        return await devCommand(positionals[0]!, { attach: values.attach === true }, io, createLogger('logomesh', process.env.LOGOMESH_LOG_LEVEL ?? 'warn'));
       }
       case 'keygen': {
         const { positionals } = parseArgs({ args: rest, allowPositionals: true, options: {} });

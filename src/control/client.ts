@@ -91,6 +91,28 @@ export class ControlClient {
     });
   }
 
+  /** Follow a plugin's new output lines, each to `write`, until `signal` aborts or the controller ends it. */
+  followLogs(id: string, write: (line: string) => void, signal: AbortSignal): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const req = request({ socketPath: this.socketPath, method: 'GET', path: `/v1/plugins/${encodeURIComponent(id)}/logs?lines=0&follow=1`, signal }, (res) => {
+        if (res.statusCode !== 200) {
+          collect(res).then((body) => reject(toError(body, res.statusCode)), reject);
+          return;
+        }
+        let partial = '';
+        res.on('data', (c: Buffer) => {
+          const parts = (partial + c.toString('utf8')).split('\n');
+          partial = parts.pop() ?? '';
+          for (const p of parts) write(p);
+        });
+        res.on('end', resolve);
+        res.on('error', () => resolve());
+      });
+      req.on('error', (err) => (signal.aborted ? resolve() : reject(unavailable(this.socketPath, err))));
+      req.end();
+    });
+  }
+
   private json(method: string, path: string, body?: unknown): Promise<unknown> {
     return new Promise((resolve, reject) => {
       const payload = body === undefined ? undefined : JSON.stringify(body);
