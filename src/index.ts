@@ -38,6 +38,7 @@ export { EXIT_SIGSYS, followSeccompKills, type SeccompKills } from './sandbox/se
 export { removeRunOrphans } from './sandbox/orphans.js';
 export { removeStagingLeftovers } from './sandbox/mount-staging.js';
 export { preparePluginImage } from './images/plugin-image.js';
+export { ensureRuntimeImage } from './images/build.js';
 export { availableRuntimes, runtimeImage, type RuntimeImage } from './runtimes/index.js';
 export { connectEngine, engineError, type Docker } from './engine/docker.js';
 export { removeByLabel, type Removed } from './engine/cleanup.js';
