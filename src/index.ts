@@ -30,6 +30,7 @@ export { hubLimitsFromEnv, type HubLimits } from './hub/limits-from-env.js';
 export { findManifest, loadManifest, manifestSchema, MANIFEST_NAMES } from './manifest/index.js';
 export type { Capability, Coordination, LoadedManifest, Manifest, Runtime } from './manifest/index.js';
 export { isTopicPattern, topicMatches } from './manifest/topics.js';
+export { crossCheck as crossCheckManifests } from './manifest/cross-check.js';
 
 // --- running plugins --------------------------------------------------------------------------
 export { runPlugin, type RunOptions, type RunResult } from './sandbox/run-plugin.js';

@@ -13,8 +13,9 @@ commands:
                                          manifests/); -d runs it in the background;
                                          --host-methods: what host clients may serve plugins
   ps [--json]                            the plugins of the running controller
-  call <plugin>.<method> [json-args] [--timeout ms]
-                                         call a plugin method; prints the JSON result
+  call <plugin>.<method> [json-args] [--timeout ms] [--json]
+                                         call a plugin method; prints the JSON result (--json:
+                                         a failure too, as its whole coded error with details)
   logs <plugin> [-f] [-n lines]          a plugin's output
   stop|start|restart <plugin>            one plugin's lifecycle
   down                                   stop every plugin and the controller
@@ -93,11 +94,11 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
         return await (await import('./control.js')).psCommand(values.json === true, io);
       }
       case 'call': {
-        const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { timeout: { type: 'string' } } });
+        const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { timeout: { type: 'string' }, json: { type: 'boolean', default: false } } });
         if (positionals.length < 1 || positionals.length > 2) throw usage('call needs <plugin>.<method> and optional JSON arguments');
         const timeout = values.timeout === undefined ? undefined : Number(values.timeout);
         if (timeout !== undefined && !(timeout > 0)) throw usage(`--timeout must be a positive number of milliseconds, found '${values.timeout}'`);
-        return await (await import('./control.js')).callCommand(positionals[0]!, positionals[1], timeout, io);
+        return await (await import('./control.js')).callCommand(positionals[0]!, positionals[1], timeout, io, values.json === true);
       }
       case 'logs': {
         const { values, positionals } = parseArgs({

@@ -16,6 +16,7 @@ import { Adoption } from './adoption.js';
 import { decideCapability, type CapabilityDecision } from './capabilities.js';
 import type { ControllerContext } from './context.js';
 import { EgressHandle } from './egress-handle.js';
+import { exitCause } from './exit-cause.js';
 import { EngineWatch } from './engine-watch.js';
 import type { Home } from './home.js';
 import { watchKernel } from './kernel-events.js';
@@ -103,6 +104,7 @@ export class Controller implements AsyncDisposable {
       ...(opts.pingIntervalMs ? { pingIntervalMs: opts.pingIntervalMs } : {}),
       ...(opts.rateLimit ? { rateLimit: opts.rateLimit } : {}),
       ...(opts.hostMethods ? { hostMethods: opts.hostMethods } : {}),
+      exitCause: (id) => exitCause(this.registry.find(id), 2_000),
     });
     this.egress = new EgressHandle({
       docker,

@@ -56,7 +56,17 @@ export interface HubOptions {
   readonly isTopicRevoked?: TopicRevoked;
   /** Host methods host clients on the TCP endpoint may register and serve (default: none). */
   readonly hostMethods?: readonly string[];
+  /**
+   * Why a plugin's connection ended, when the controller can tell (its container was killed
+   * for memory: LM_RESOURCE_MEMORY). Asked when a plugin's connection closes with calls
+   * waiting on it; they fail with the answer, or with LM_PLUGIN_EXITED if none comes within
+   * EXIT_CAUSE_WAIT_MS.
+   */
+  readonly exitCause?: (pluginId: string) => Promise<{ code: ErrorCode; message: string } | undefined>;
 }
+
+/** How long calls to a plugin whose connection closed wait to learn why, at most. */
+const EXIT_CAUSE_WAIT_MS = 2_000;
 
 interface PluginSlot {
   readonly policy: PluginPolicy;
@@ -313,9 +323,10 @@ export class Hub extends EventEmitter {
       if (slot.peer !== peer) return;
       slot.peer = undefined;
       slot.ready = false;
-      this.peerGone(slot, peer);
+      const primary = this.plugins.get(id) === slot;
+      this.peerGone(slot, peer, primary);
       // A retiring or not yet promoted connection is not the plugin's: its end says nothing of the plugin.
-      if (this.plugins.get(id) === slot) this.emit('disconnected', id);
+      if (primary) this.emit('disconnected', id);
     });
     ws.on('error', (err: Error & { code?: string }) => {
       this.log.debug({ plugin: id, err: err.message }, 'plugin socket error');
@@ -381,11 +392,25 @@ export class Hub extends EventEmitter {
     this.log.info({ plugin: id }, 'handover: calls go to the replacement; the old connection finishes what it has');
   }
 
-  /** A plugin's connection went away: calls to it fail now, calls from it are forgotten. */
-  private peerGone(slot: PluginSlot, peer: WsPeer | undefined): void {
-    if (slot.target && (!peer || slot.target.peer === peer)) {
-      this.calls.targetGone(slot.target, 'exited or disconnected');
+  /**
+   * A plugin's connection went away: calls to it fail (at once, or, when it closed by
+   * itself, once the controller says why: `askWhy`), calls from it are forgotten. No new
+   * call reaches it from this moment.
+   */
+  private peerGone(slot: PluginSlot, peer: WsPeer | undefined, askWhy = false): void {
+    const target = slot.target;
+    if (target && (!peer || target.peer === peer)) {
       slot.target = undefined;
+      const cause = askWhy && target.waiting > 0 ? this.opts.exitCause?.(slot.policy.id) : undefined;
+      if (!cause) this.calls.targetGone(target, 'exited or disconnected');
+      else {
+        let timer: NodeJS.Timeout | undefined;
+        const late = new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), EXIT_CAUSE_WAIT_MS)));
+        void Promise.race([cause.catch(() => undefined), late]).then((c) => {
+          clearTimeout(timer);
+          this.calls.targetGone(target, 'exited or disconnected', c);
+        });
+      }
     }
     if (peer) this.calls.callerGone(peer);
   }
@@ -450,6 +475,7 @@ export class Hub extends EventEmitter {
       case 'event':
       case 'broadcast':
         this.pubsub.publish(peer, msg);
+        if (msg.ack) this.ok(peer, msg.id, { topic: msg.topic ?? null });
         return;
       case 'subscribe':
         if (!this.pubsub.subscribe(peer, msg.topic)) {

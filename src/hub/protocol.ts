@@ -61,11 +61,14 @@ export interface EventMsg extends Base {
   topic: string;
   data?: unknown;
   to?: string[];
+  /** The sender waits for the hub's answer: success once published, or the refusal (docs/protocol.md#events-and-broadcasts). */
+  ack?: boolean;
 }
 export interface Broadcast extends Base {
   type: 'broadcast';
   topic?: string;
   data?: unknown;
+  ack?: boolean;
 }
 export interface Subscribe extends Base {
   type: 'subscribe' | 'unsubscribe';
@@ -191,10 +194,10 @@ function parseMessage(m: Record<string, unknown>, id: string): Parsed {
       if (typeof m.topic !== 'string' || !TOPIC.test(m.topic) || m.topic.includes('*')) return fail(`event needs 'topic': a dotted name without wildcards, at most ${MAX_TOPIC_LENGTH} characters`, id);
       if (m.to !== undefined && (!Array.isArray(m.to) || !m.to.every((x) => typeof x === 'string' && (x === HOST || TARGET.test(x))))) return fail("'to' must be an array of plugin ids (or \"host\")", id);
       if (m.to !== undefined && new Set(m.to as string[]).size > MAX_RECIPIENTS) return fail(`'to' names more than ${MAX_RECIPIENTS} recipients`, id);
-      return { ok: true, msg: { type: 'event', id, topic: m.topic, data: m.data, ...(m.to ? { to: [...new Set(m.to as string[])] } : {}) } };
+      return { ok: true, msg: { type: 'event', id, topic: m.topic, data: m.data, ...(m.to ? { to: [...new Set(m.to as string[])] } : {}), ...(m.ack === true ? { ack: true } : {}) } };
     case 'broadcast':
       if (m.topic !== undefined && (typeof m.topic !== 'string' || !TOPIC.test(m.topic) || m.topic.includes('*'))) return fail(`broadcast 'topic' must be a dotted name without wildcards, at most ${MAX_TOPIC_LENGTH} characters`, id);
-      return { ok: true, msg: { type: 'broadcast', id, data: m.data, ...(typeof m.topic === 'string' ? { topic: m.topic } : {}) } };
+      return { ok: true, msg: { type: 'broadcast', id, data: m.data, ...(typeof m.topic === 'string' ? { topic: m.topic } : {}), ...(m.ack === true ? { ack: true } : {}) } };
     case 'register':
       if (!Array.isArray(m.methods) || m.methods.length === 0 || m.methods.length > 256 || !m.methods.every((x) => typeof x === 'string' && NAME.test(x))) {
         return fail("register needs 'methods': an array of 1 to 256 method names", id);

@@ -255,7 +255,17 @@ pub fn from_args<T: serde::de::DeserializeOwned>(args: Value) -> Result<T, Error
 }
 
 /// Turn a result of your own type (`#[derive(Serialize)]`) into the JSON value a method
-/// returns.
+/// returns. A NaN or infinite number in it is `LM_PLUGIN_ERROR` naming where it is, as in
+/// the other SDKs (serde_json would write it as `null` without a word).
 pub fn to_result<T: serde::Serialize>(value: T) -> Result<Value, Error> {
+    crate::finite::check_finite(&value).map_err(|e| Error::plugin_error(format!("cannot encode the result: {e}")))?;
     serde_json::to_value(value).map_err(|e| Error::plugin_error(format!("cannot encode the result: {e}")))
+}
+
+/// Turn call arguments or event data of your own type into JSON for `call`, `emit` and
+/// `broadcast`. A NaN or infinite number in it is `LM_INVALID_ARGUMENT` naming where it is
+/// (`json!` cannot tell you: it writes such a number as `null`).
+pub fn to_args<T: serde::Serialize>(value: T) -> Result<Value, Error> {
+    crate::finite::check_finite(&value).map_err(|e| Error::invalid_argument(format!("cannot encode the arguments: {e}")))?;
+    serde_json::to_value(value).map_err(|e| Error::invalid_argument(format!("cannot encode the arguments: {e}")))
 }
