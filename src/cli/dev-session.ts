@@ -9,6 +9,8 @@ export interface DevTarget {
   /** Stream a plugin's output lines to `write`; returns the function that stops it. */
   follow(id: string, write: (line: string) => void): () => void;
   methods(id: string): readonly string[] | Promise<readonly string[]>;
+  /** Where a plugin's debugger is, in debug mode. */
+  debugger?(id: string): { readonly port: number; readonly protocol: 'inspector' | 'dap' } | undefined;
   /** The engine, to build a changed compiled plugin before the apply (its own controller only). */
   readonly docker?: Docker;
 }
@@ -48,6 +50,7 @@ export class DevSession {
   private closed = false;
   private announced = false;
   private callPrefix = '';
+  private readonly announcedDebug = new Set<string>();
   /** The last apply was refused: an edit back to the running version is worth a word. */
   private refused = false;
 
@@ -178,6 +181,12 @@ export class DevSession {
     const methods = (await this.target.methods(id)).join(', ') || 'none';
     const verb = step.action === 'replace' ? 'reloaded' : 'started';
     this.io.err(`logomesh dev: ${id} ${verb} in ${seconds(ms)}${parts}; methods: ${methods}`);
+    const dbg = this.target.debugger?.(id);
+    if (dbg && !this.announcedDebug.has(id)) {
+      this.announcedDebug.add(id);
+      const how = dbg.protocol === 'inspector' ? 'Node.js inspector: VS Code "attach" (type node)' : 'debugpy (DAP): VS Code "attach" (type debugpy)';
+      this.io.err(`logomesh dev: ${id} debugger on 127.0.0.1:${dbg.port} (${how}, "port": ${dbg.port}; docs/debugging.md)`);
+    }
     if (!this.announced) {
       this.announced = true;
       const method = (await this.target.methods(id))[0] ?? '<method>';

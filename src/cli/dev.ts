@@ -11,6 +11,8 @@ export { ignoredChange } from './dev-watch.js';
 export interface DevOptions {
   /** Reload into the controller running on the home (`logomesh up`) instead of starting one. */
   readonly attach: boolean;
+  /** Each plugin under its runtime's debugger (docs/debugging.md). */
+  readonly debug?: boolean;
 }
 
 /**
@@ -62,20 +64,21 @@ export async function devCommand(target: string, opts: DevOptions, io: CliIo, lo
   if (!statSync(dir, { throwIfNoEntry: false })?.isDirectory()) {
     throw new LogoMeshError('LM_MANIFEST_NOT_FOUND', `${dir}: no such folder; logomesh dev takes a plugin folder or a folder of plugin folders`, { file: dir, expected: 'a plugin folder', found: 'nothing' });
   }
-  return opts.attach ? attached(dir, io, log) : ownController(dir, io, log);
+  return opts.attach ? attached(dir, io, log) : ownController(dir, io, log, opts.debug === true);
 }
 
-async function ownController(dir: string, io: CliIo, log: Logger): Promise<number> {
+async function ownController(dir: string, io: CliIo, log: Logger, debug: boolean): Promise<number> {
   const docker = await connectEngine();
   const { home, temporary, defaultHome } = await devHome();
   mkdirSync(home.dir, { recursive: true, mode: 0o700 });
   // A dev session starts clean: nothing of an earlier session of this home is adopted.
   await removeByLabel(docker, home.instance);
-  const host = await Controller.create({ log, home, docker, progress: io.stderr });
+  const host = await Controller.create({ log, home, docker, progress: io.stderr, ...(debug ? { debug: true } : {}) });
   const target: DevTarget = {
     apply: (opts) => host.apply(dir, opts),
     follow: (id, write) => host.followLogs(id, (l) => write(l.text)),
     methods: (id) => host.status(id).methods,
+    debugger: (id) => host.status(id).debug,
     docker,
   };
   const session = new DevSession(dir, target, io, log, true);

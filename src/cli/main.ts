@@ -46,11 +46,12 @@ commands:
   create <runtime> <name> [dir]          a new plugin folder (python, node, go or rust) exposing
                                          hello, with its tests and a README (default dir: ./<name>)
   test <plugin-dir> [-- args]            run a plugin's own tests in its runtime's image
-  dev <dir> [--attach]                   run the plugin folder, or the folder of plugin folders,
+  dev <dir> [--attach] [--debug]        run the plugin folder, or the folder of plugin folders,
                                          print their output, and replace the one that changed
                                          (go and rust: rebuilt first) on every save; 'call'
                                          reaches them. --attach: reload into the controller
-                                         already running on this home instead
+                                         already running on this home instead. --debug: each
+                                         under its debugger, on a port of 127.0.0.1
   keygen <name>                          a new ed25519 key pair: <name>.key (private, 0600) and
                                          <name>.pub (for the policy's signatures.trustedKeys)
   sign <plugin-dir> --key <file>         sign every file of a plugin folder into its plugin.sig
@@ -80,8 +81,10 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
         return await runCommand(positionals, io, createLogger(), values.policy);
       }
       case 'up': {
-        const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { detach: { type: 'boolean', short: 'd', default: false }, policy: { type: 'string' }, 'host-methods': { type: 'string' } } });
+        const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { detach: { type: 'boolean', short: 'd', default: false }, policy: { type: 'string' }, 'host-methods': { type: 'string' }, debug: { type: 'boolean', default: false } } });
         if (positionals.length > 1) throw usage('up takes one folder of plugin folders');
+        // A debugger opens a way into a plugin and relaxes its sandbox: development only.
+        if (values.debug) throw usage('logomesh up does not run plugins under a debugger; use logomesh dev <dir> --debug on a development machine');
         const [{ upCommand }, { applyPolicyOption, createLogger, hostMethodsFromEnv }] = await Promise.all([import('./up.js'), import('../index.js')]);
         applyPolicyOption(values.policy); // checked now; the controller reads LOGOMESH_POLICY
         // Checked now, and handed on to the controller (and to a background one under -d) as the variable.
@@ -200,10 +203,11 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
         return await testCommand(positionals[0]!, split < 0 ? [] : rest.slice(split + 1), io, createLogger('logomesh', process.env.LOGOMESH_LOG_LEVEL ?? 'warn'));
       }
       case 'dev': {
-        const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { attach: { type: 'boolean', default: false } } });
+        const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { attach: { type: 'boolean', default: false }, debug: { type: 'boolean', default: false } } });
         if (positionals.length !== 1) throw usage('dev needs one plugin folder, or a folder of plugin folders');
+        if (values.attach && values.debug) throw usage('--debug needs a dev session of its own: a running controller is not in debug mode (and logomesh up never is)');
         const [{ devCommand }, { createLogger }] = await Promise.all([import('./dev.js'), import('../index.js')]);
-        return await devCommand(positionals[0]!, { attach: values.attach === true }, io, createLogger('logomesh', process.env.LOGOMESH_LOG_LEVEL ?? 'warn'));
+        return await devCommand(positionals[0]!, { attach: values.attach === true, debug: values.debug === true }, io, createLogger('logomesh', process.env.LOGOMESH_LOG_LEVEL ?? 'warn'));
       }
       case 'keygen': {
         const { positionals } = parseArgs({ args: rest, allowPositionals: true, options: {} });

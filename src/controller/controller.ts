@@ -17,6 +17,7 @@ import { decideCapability, type CapabilityDecision } from './capabilities.js';
 import type { ControllerContext } from './context.js';
 import { EgressHandle } from './egress-handle.js';
 import { exitCause } from './exit-cause.js';
+import { DebugMode } from './debug/debug-mode.js';
 import { EngineWatch } from './engine-watch.js';
 import type { Home } from './home.js';
 import { watchKernel } from './kernel-events.js';
@@ -62,6 +63,7 @@ export class Controller implements AsyncDisposable {
   private readonly supervisor: Supervisor;
   private readonly adoption: Adoption;
   private readonly deployer: Deployer;
+  private readonly debugMode?: DebugMode;
   private resolvedPolicy?: Policy;
   private closing?: Promise<void>;
 
@@ -101,7 +103,8 @@ export class Controller implements AsyncDisposable {
       audit: this.audit.record,
       token: this.token,
       ...(opts.maxMessageBytes ? { maxMessageBytes: opts.maxMessageBytes } : {}),
-      ...(opts.pingIntervalMs ? { pingIntervalMs: opts.pingIntervalMs } : {}),
+      // A plugin stopped at a breakpoint answers no ping: in debug mode, the hub's come an hour apart.
+      ...(opts.pingIntervalMs ? { pingIntervalMs: opts.pingIntervalMs } : opts.debug ? { pingIntervalMs: 3_600_000 } : {}),
       ...(opts.rateLimit ? { rateLimit: opts.rateLimit } : {}),
       ...(opts.hostMethods ? { hostMethods: opts.hostMethods } : {}),
       exitCause: (id) => exitCause(this.registry.find(id), 2_000),
@@ -118,8 +121,11 @@ export class Controller implements AsyncDisposable {
     if (opts.kernelLog !== false) {
       this.kernel = watchKernel({ log: this.log, audit: this.audit.record, instance: home.instance, pluginIds: () => this.registry.ids(), onKill: (id, kill) => void this.ifLoaded(id, (m) => this.supervisor.seccompKilled(m, kill)) });
     }
+    const debug = opts.debug ? new DebugMode(docker, this.log, (id) => this.registry.find(id)?.container?.id) : undefined;
+    this.debugMode = debug;
     const cx: ControllerContext = {
       docker,
+      debug,
       log: this.log,
       opts,
       home,
@@ -209,6 +215,7 @@ export class Controller implements AsyncDisposable {
     }
     await this.stop(id);
     this.registry.remove(id);
+    await this.debugMode?.close(id);
     this.audit.record({ who: 'controller', action: 'unload', resource: id, result: 'allowed' });
     this.persist();
   }
@@ -443,6 +450,7 @@ export class Controller implements AsyncDisposable {
       this.kernel?.close();
       for (const level of this.registry.stopLevels()) await Promise.allSettled(level.map((id) => this.stop(id)));
       await this.hub.close();
+      await this.debugMode?.close();
       await this.egress.close();
       rmSync(this.opts.home.socketsDir, { recursive: true, force: true });
       // A clean stop leaves nothing to adopt; the plugin folders and the operator's revocations and grants stay.

@@ -86,6 +86,7 @@ export class Launcher {
       const exited = container.wait();
       this.supervision.watchExit(m, container, exited);
       await readyOrExit(m, ready, exited, { audit: cx.audit.record, kernel: cx.kernel });
+      if (cx.debug) m.debug = await cx.debug.expose(m);
       m.state = 'ready';
       m.readySince = Date.now();
       m.startMs = Date.now() - timing.loadStart;
@@ -123,6 +124,7 @@ export class Launcher {
       policy: cx.policy(),
       audit: cx.audit.record,
       hubSocketDir: pluginSocketDir(cx.home, id, m.generation),
+      ...(cx.debug ? { adjustSpec: (spec) => cx.debug!.adjust(m, spec) } : {}),
       name: `lm-${id}-${randomBytes(3).toString('hex')}`,
       ...(cx.opts.progress ? { progress: cx.opts.progress } : {}),
       ...(m.signed ? { signed: m.signed } : {}),

@@ -1,6 +1,7 @@
 import type { LoadedManifest } from '../manifest/types.js';
 import type { PluginContainer } from '../sandbox/plugin-container.js';
 import type { SignedContent } from '../signing/signature.js';
+import type { DebugEndpoint } from './debug/debug-mode.js';
 import type { Fingerprint } from './deploy/fingerprint.js';
 import { LogBuffer } from './log-buffer.js';
 import type { PluginState } from './types.js';
@@ -40,6 +41,8 @@ export interface Managed {
   generation: 0 | 1;
   /** Waits (bounded) for the container's output stream to drain, so its last lines are kept. */
   drainOutput?: (timeoutMs?: number) => Promise<void>;
+  /** Where its debugger is reached from the host, in debug mode. */
+  debug?: DebugEndpoint;
   /** What was deployed: the manifest, the folder's files, its signature, the policy (deploy/fingerprint.ts). */
   deployed?: Fingerprint;
 }

@@ -27,6 +27,11 @@ export interface ControllerOptions {
    * process serves with registerMethod need no declaration.
    */
   readonly hostMethods?: readonly string[];
+  /**
+   * Start every plugin under its runtime's debugger, reachable on the host's 127.0.0.1
+   * (debug/debug-mode.ts). For `logomesh dev --debug` only: `logomesh up` refuses it.
+   */
+  readonly debug?: boolean;
   /** Audit trail rotation (size of a file, files kept); see AuditLog. */
   readonly auditRotation?: { readonly maxBytes?: number; readonly keep?: number };
   /** How often the engine is pinged while it answers (default 2 s). */

@@ -41,6 +41,8 @@ export class Supervisor implements Supervision {
 
   /** Ping the plugin over the hub every health.intervalMs while it is ready. */
   startHealth(m: Managed): void {
+    // In debug mode a plugin stopped at a breakpoint answers nothing, and is not unhealthy.
+    if (this.cx.debug) return;
     const { hub } = this.cx;
     const { intervalMs, timeoutMs } = m.loaded.manifest.health;
     const id = m.loaded.manifest.id;

@@ -27,6 +27,8 @@ export interface PluginStatus {
   readonly restartAt?: number;
   /** The user its container runs as (its own): the owner a folder it is granted for writing needs. */
   readonly uid: number;
+  /** In debug mode (`logomesh dev --debug`): its debugger, on the host's 127.0.0.1. */
+  readonly debug?: { readonly port: number; readonly protocol: 'inspector' | 'dap' };
 }
 
 /** Is the Docker engine answering? Shown by `ps`; restarts wait while it is not. */
