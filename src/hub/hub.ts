@@ -89,6 +89,8 @@ export interface HubStats {
 /** What a violation was, so that different ones with one code are not counted together. */
 type ViolationKind = 'frame' | 'closed' | 'cut' | 'rate' | 'from' | 'timeout';
 
+const NOT_REVOKED = (): boolean => false;
+
 /** Misses of the hub's own pings after which a connection is dropped. */
 const MAX_MISSED_PINGS = 2;
 
@@ -513,7 +515,11 @@ export class Hub extends EventEmitter {
     if (topics.length > peer.limits.maxSubscriptions) {
       return this.replyError(peer, msg.id, 'LM_HUB_LIMIT', `hello asks for ${topics.length} subscriptions; the hub keeps at most ${peer.limits.maxSubscriptions} for one connection`);
     }
-    const refused = topics.map((t) => decideSubscribe(slot.policy, t, this.topicRevoked)).filter((d) => !d.allowed);
+    // Only what the manifest does not declare refuses hello. A topic the operator revoked is
+    // subscribed all the same: every delivery is checked against the revocations, so it
+    // hears nothing while revoked and hears again once granted, and the plugin is not stopped
+    // for what the operator chose.
+    const refused = topics.map((t) => decideSubscribe(slot.policy, t, NOT_REVOKED)).filter((d) => !d.allowed);
     if (refused.length) {
       const reasons = refused.map((d) => (d.allowed ? '' : d.reason)).join('; ');
       this.audit({ who: slot.policy.id, action: 'hello', resource: topics.join(',').slice(0, 200), result: 'denied', code: 'LM_PERMISSION_DENIED', reason: reasons.slice(0, 256) });

@@ -28,7 +28,7 @@ describe.runIf(engineIsOurs())('the Docker engine restarts under a running contr
     const dir = path.join(root, 'steady');
     mkdirSync(dir);
     copyFileSync(path.join(REPO, 'test/fixtures/controller/probe.mjs'), path.join(dir, 'main.mjs'));
-    writeFileSync(path.join(dir, 'plugin.yaml'), 'id: steady\nversion: 1.0.0\nruntime: node\nentrypoint: main.mjs\ncoordination:\n  exposesMethods: [echo, whoami, never, crash, call, emit, seen]\n');
+    writeFileSync(path.join(dir, 'plugin.yaml'), 'id: steady\nversion: 1.0.0\nruntime: node\nentrypoint: main.mjs\ncoordination:\n  exposesMethods: [echo, whoami, never, crash, call, emit, seen]\n  subscribes: [news.*]\n');
     const home = resolveHome({ LOGOMESH_HOME: tempDir('lm-home-'), LOGOMESH_INSTANCE: `${instance()}-engine` });
     const host = await Controller.create({ log: silentLogger, home, docker: await docker(), engineCheckMs: 200 });
     try {

@@ -17,7 +17,7 @@ function pluginsDir(): string {
     copyFileSync(path.join(REPO, 'test/fixtures/controller/probe.mjs'), path.join(dir, 'main.mjs'));
     writeFileSync(
       path.join(dir, 'plugin.yaml'),
-      `id: ${id}\nversion: 1.0.0\nruntime: node\nentrypoint: main.mjs\ncoordination:\n  exposesMethods: [echo, whoami, never, crash, call, emit, seen]\n  consumesMethods: [one.echo]\n`,
+      `id: ${id}\nversion: 1.0.0\nruntime: node\nentrypoint: main.mjs\ncoordination:\n  exposesMethods: [echo, whoami, never, crash, call, emit, seen]\n  consumesMethods: [one.echo]\n  subscribes: [news.*]\n`,
     );
   }
   return root;

@@ -13,7 +13,8 @@ function caller(root: string, id: string, consumes: string[], deps: string[]): v
   copyFileSync(path.join(REPO, 'test/fixtures/controller/probe.mjs'), path.join(dir, 'main.mjs'));
   writeFileSync(
     path.join(dir, 'plugin.yaml'),
-    `id: ${id}\nversion: 1.0.0\nruntime: node\nentrypoint: main.mjs\ndependencies: { plugins: [${deps.join(', ')}] }\ncoordination:\n  exposesMethods: [echo, whoami, never, crash, call, emit, seen]\n  consumesMethods: [${consumes.join(', ')}]\n`,
+    // probe.mjs subscribes to news.* in its hello.
+    `id: ${id}\nversion: 1.0.0\nruntime: node\nentrypoint: main.mjs\ndependencies: { plugins: [${deps.join(', ')}] }\ncoordination:\n  exposesMethods: [echo, whoami, never, crash, call, emit, seen]\n  consumesMethods: [${consumes.join(', ')}]\n  subscribes: [news.*]\n`,
   );
 }
 

@@ -12,7 +12,8 @@ function probe(root: string, id: string, consumes: string[]): void {
   const dir = path.join(root, id);
   mkdirSync(dir, { recursive: true });
   copyFileSync(path.join(REPO, 'test/fixtures/controller/probe.mjs'), path.join(dir, 'main.mjs'));
-  writeFileSync(path.join(dir, 'plugin.yaml'), `id: ${id}\nversion: 1.0.0\nruntime: node\nentrypoint: main.mjs\ncoordination:\n  exposesMethods: [echo, whoami, never, crash, call, emit, seen]\n  consumesMethods: [${consumes.join(', ')}]\n`);
+  // probe.mjs subscribes to news.* in its hello.
+  writeFileSync(path.join(dir, 'plugin.yaml'), `id: ${id}\nversion: 1.0.0\nruntime: node\nentrypoint: main.mjs\ncoordination:\n  exposesMethods: [echo, whoami, never, crash, call, emit, seen]\n  consumesMethods: [${consumes.join(', ')}]\n  subscribes: [news.*]\n`);
 }
 
 /**

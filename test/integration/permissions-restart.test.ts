@@ -39,7 +39,7 @@ describe('operator permissions survive kill -9 of the controller', () => {
     writeFileSync(policyFile, `hostPaths:\n  - { path: ${shared}, permissions: [read] }\n`);
     const root = tempDir('lm-plugins-restart-');
     plugin(root, 'files', 'files.mjs', 'coordination:\n  exposesMethods: [read, write, exists, list]');
-    plugin(root, 'caller', 'probe.mjs', 'coordination:\n  exposesMethods: [echo, whoami, never, crash, call, emit, seen]\n  consumesMethods: [files.read, files.exists]');
+    plugin(root, 'caller', 'probe.mjs', 'coordination:\n  exposesMethods: [echo, whoami, never, crash, call, emit, seen]\n  consumesMethods: [files.read, files.exists]\n  subscribes: [news.*]');
     const inst = `${instance()}-perm-restart`;
     const env = { LOGOMESH_HOME: tempDir('lm-home-'), LOGOMESH_INSTANCE: inst };
     const home: Home = resolveHome(env);

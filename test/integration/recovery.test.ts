@@ -14,7 +14,7 @@ function plugin(root: string, id: string, file: string, extra: string): void {
   copyFileSync(path.join(FIX, file), path.join(dir, 'main.mjs'));
   writeFileSync(
     path.join(dir, 'plugin.yaml'),
-    `id: ${id}\nversion: 1.0.0\nruntime: node\nentrypoint: main.mjs\ncoordination:\n  exposesMethods: [echo, whoami, never, crash, call, emit, seen]\n${extra}\n`,
+    `id: ${id}\nversion: 1.0.0\nruntime: node\nentrypoint: main.mjs\ncoordination:\n  exposesMethods: [echo, whoami, never, crash, call, emit, seen]\n  subscribes: [news.*]\n${extra}\n`,
   );
 }
 

@@ -12,6 +12,7 @@ import { loadManifest } from '../../src/manifest/index.js';
 import { go } from '../../src/runtimes/go.js';
 import { PLUGIN_USER } from '../../src/runtimes/runtime.js';
 import { containerSpec } from '../../src/sandbox/container-spec.js';
+import { describeProbe } from './sdk-probe.js';
 import { docker, instance, REPO, tempDir } from './support.js';
 
 const BUILDER = 'logomesh/builder-go:latest';
@@ -256,3 +257,5 @@ describe('a Go plugin compiled and run in its sandbox', () => {
     expect((err as Error).message).toContain("the entrypoint's package is 'tokens'; a plugin's main package must be 'package main'");
   }, 120_000);
 });
+
+describeProbe('go');

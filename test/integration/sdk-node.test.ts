@@ -11,6 +11,7 @@ import { loadManifest } from '../../src/manifest/index.js';
 import { node } from '../../src/runtimes/node.js';
 import { PLUGIN_USER } from '../../src/runtimes/runtime.js';
 import { containerSpec } from '../../src/sandbox/container-spec.js';
+import { describeProbe } from './sdk-probe.js';
 import { docker, instance, REPO, tempDir } from './support.js';
 
 const SDK_TESTS = path.join(REPO, 'images', 'node', 'test');
@@ -226,3 +227,5 @@ describe('the thoughts example plugin in its sandbox', () => {
     }
   });
 });
+
+describeProbe('node');

@@ -15,6 +15,7 @@ import { containerSpec } from '../../src/sandbox/container-spec.js';
 import { PluginContainer } from '../../src/sandbox/plugin-container.js';
 import { PYTHON_SDK_TEST_COMMAND, python } from '../../src/runtimes/python.js';
 import { PLUGIN_MOUNT, PLUGIN_USER } from '../../src/runtimes/runtime.js';
+import { describeProbe } from './sdk-probe.js';
 import { docker, instance, REPO, tempDir } from './support.js';
 
 const ANALYZER = path.join(REPO, 'manifests', 'analyzer');
@@ -194,11 +195,11 @@ describe('the analyzer in its real sandbox, served by a `ws` hub on the host ove
     exit.catch(() => undefined);
 
     const hello = await Promise.race([hub.next((m) => m.type === 'hello'), exit.then((r) => Promise.reject(new Error(`plugin exited ${r.exitCode}:\n${r.output}`)))]);
-    expect(hello).toMatchObject({ protocol: 1, sdk: 'python/0.1.0', methods: ['analyze_results'] });
+    // Its subscription is in hello: subscribed before it counts as ready, no subscribe after.
+    expect(hello).toMatchObject({ protocol: 1, sdk: 'python/0.1.0', methods: ['analyze_results'], subscriptions: ['thought.added'] });
     expect(hub.upgradeUrl).toBe('/v1');
     expect(hub.upgradeHost).toBe('logomesh');
     expect(hub.received[0]?.type).toBe('hello');
-    expect(await hub.next((m) => m.type === 'subscribe')).toMatchObject({ topic: 'thought.added' });
 
     hub.send({ type: 'event', from: 'thoughts', topic: 'thought.added', data: { text: 'one' } });
     hub.send({ type: 'event', from: 'thoughts', topic: 'thought.added', data: { text: 'two' } });
@@ -216,6 +217,7 @@ describe('the analyzer in its real sandbox, served by a `ws` hub on the host ove
       ],
       added: 2,
     });
+    expect(hub.received.filter((m) => m.type === 'subscribe')).toEqual([]);
     const calls = hub.received.filter((m) => m.type === 'request').map((m) => `${(m.to as string[])[0]}.${String(m.method)}`);
     expect(calls.sort()).toEqual(['hasher.digest', 'hasher.digest', 'hasher.digest', 'thoughts.get_thoughts', 'tokenizer.tokenize', 'tokenizer.tokenize', 'tokenizer.tokenize']);
 
@@ -295,3 +297,5 @@ describe('Python plugins under the real controller and hub', () => {
     }
   });
 });
+
+describeProbe('python');

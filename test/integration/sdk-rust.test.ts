@@ -14,6 +14,7 @@ import { rust } from '../../src/runtimes/rust.js';
 import { PLUGIN_USER } from '../../src/runtimes/runtime.js';
 import { containerSpec } from '../../src/sandbox/container-spec.js';
 import { PluginContainer } from '../../src/sandbox/plugin-container.js';
+import { describeProbe } from './sdk-probe.js';
 import { docker, instance, REPO, tempDir } from './support.js';
 
 const BUILDER = rust.images[0]!.tag;
@@ -297,3 +298,5 @@ describe('the Rust SDK and runtime', () => {
     expect(err.message).toContain('expected `u32`, found `&str`');
   }, 120_000);
 });
+
+describeProbe('rust');

@@ -33,6 +33,8 @@ function plugin(root: string, id: string, file: string, runtime: 'python' | 'nod
       'restart: { policy: always, backoffMs: 100, maxRetries: 5 }',
       'coordination:',
       `  exposesMethods: [${exposes.join(', ')}]`,
+      // probe.mjs subscribes to news.* in its hello.
+      ...(file === 'probe.mjs' ? ['  subscribes: [news.*]'] : []),
     ].join('\n'),
   );
 }

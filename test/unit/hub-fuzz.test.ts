@@ -6,6 +6,7 @@ import type { PluginPolicy } from '../../src/hub/acl.js';
 import { Hub } from '../../src/hub/hub.js';
 import { silentLogger } from '../../src/log.js';
 import { Client } from './support/hub-client.js';
+import { prng } from './support/prng.js';
 
 /**
  * Generated frames thrown at a running hub from a plugin's socket and from a host client.
@@ -15,17 +16,6 @@ import { Client } from './support/hub-client.js';
 
 const SEED = Number(process.env.LOGOMESH_FUZZ_SEED ?? 20261204);
 const FRAMES = Number(process.env.LOGOMESH_FUZZ_FRAMES ?? 3_000);
-
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function generator(rand: () => number) {
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!;

@@ -138,6 +138,19 @@ describe('topic access control', () => {
     expect(hub.isReady('snoop')).toBe(false);
   });
 
+  it('a topic the operator revoked does not refuse hello: the plugin is subscribed, hears nothing while revoked, and hears again once granted', async () => {
+    grants.revokeTopic('analyzer', 'thought.added');
+    const analyzer = await Client.open(`ws+unix://${sock('analyzer')}:/v1`);
+    clients.push(analyzer);
+    expect(await analyzer.reply(analyzer.send({ type: 'hello', protocol: 1, methods: [], subscriptions: ['thought.added'] }))).toMatchObject({ success: true });
+    hub.emitEvent('thought.added', 'while revoked');
+    await settle();
+    expect(events(analyzer)).toEqual([]);
+    grants.grantTopic('analyzer', 'thought.added');
+    hub.emitEvent('thought.added', 'granted again');
+    expect((await analyzer.next((m) => m.type === 'event')).data).toBe('granted again');
+  });
+
   it('the host publishes and hears everything; its broadcasts without a topic reach every plugin', async () => {
     const mute = await connect('mute');
     const heard: unknown[] = [];

@@ -10,6 +10,7 @@ import { parseManifestSource } from '../../src/manifest/source.js';
 import { notPlainData } from '../../src/manifest/yaml-features.js';
 import { loadPolicy, PolicyRejectedError } from '../../src/policy/policy.js';
 import { dedent, folder, MAIN_PY, PluginFolders } from './support/plugin-folder.js';
+import { prng } from './support/prng.js';
 
 /**
  * Seeded, bounded fuzzing of the manifest loader (and the policy loader, which shares its
@@ -25,18 +26,6 @@ const CASES = Number(process.env.LOGOMESH_FUZZ_CASES ?? 1000);
 const CASE_MS = 5000;
 const TOTAL_MS = 90_000;
 const RSS_GROWTH = 512 * 1024 * 1024;
-
-/** mulberry32: small, fast and the same everywhere, so a seed replays a run exactly. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const SEEDS: Record<string, string> = {
   'plugin.yaml': dedent(`

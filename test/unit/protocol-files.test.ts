@@ -90,6 +90,23 @@ describe('images/protocol/transcript.json', () => {
     expect(t.steps.at(-1)).toEqual({ expectClose: 1000 });
   });
 
+  it("subscribes the plugin's pattern in hello, in a hello the hub accepts, and has a subscribe only for one added while serving", () => {
+    const hello = t.steps[0]!.expect as { type: string; subscriptions?: string[] };
+    expect(hello.type).toBe('hello');
+    expect(hello.subscriptions).toEqual(['conf.*']);
+    // As the plugin would send it, its $names filled in: the hub's own parser takes it.
+    const sent = JSON.stringify(hello).replace(/"\$\w+"/g, '"x"');
+    const parsed = hub.parseFrame(sent, false, c.messageBytes.default);
+    expect(parsed.ok && parsed.msg).toMatchObject({ type: 'hello', subscriptions: ['conf.*'] });
+    // The first subscribe comes after the request that registers its pattern (listen), never
+    // right after hello.
+    const subscribeAt = t.steps.findIndex((s) => (s.expect as { type?: string } | undefined)?.type === 'subscribe');
+    const listenAt = t.steps.findIndex((s) => (s.send as { method?: string } | undefined)?.method === 'listen');
+    expect(listenAt).toBeGreaterThan(1);
+    expect(subscribeAt).toBe(listenAt + 1);
+    expect((t.steps[subscribeAt]!.expect as { topic: string }).topic).toBe((t.steps[listenAt]!.send as { data: { topic: string } }).data.topic);
+  });
+
   it('probes the depth limit on both sides of MAX_DEPTH, and the 10 KB frame nested 5000 deep', () => {
     const nestings = JSON.stringify(t.steps).match(/"\$nested":\d+/g) ?? [];
     expect(nestings).toEqual(expect.arrayContaining([`"$nested":${c.maxDepth - 1}`, `"$nested":${c.maxDepth}`, '"$nested":5000']));

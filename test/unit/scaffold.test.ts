@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -38,6 +38,22 @@ describe('logomesh create (scaffoldPlugin)', () => {
     expect(readme).toContain('logomesh dev .');
     expect(readme).toContain('logomesh test .');
     expect(readme).toContain(`logomesh call hello-${runtime}.hello`);
+  });
+
+  it.each(SCAFFOLD_RUNTIMES)('the %s manifest shows how to declare events: uncommented, it is valid and declares them', (runtime) => {
+    const dir = path.join(root, `events-${runtime}`);
+    scaffoldPlugin({ runtime, name: `events-${runtime}`, dir });
+    const file = path.join(dir, 'plugin.yaml');
+    const text = readFileSync(file, 'utf8');
+    // Declares nothing it does not use: the plugin neither emits nor subscribes.
+    expect(loadManifest(dir).manifest.coordination).toMatchObject({ messaging: false, publishes: [], subscribes: [] });
+    chmodSync(file, 0o644); // written read-only for everyone
+    writeFileSync(file, text.replace(/^ {2}# (messaging|publishes|subscribes):/gm, '  $1:'));
+    expect(loadManifest(dir).manifest.coordination).toMatchObject({
+      messaging: true,
+      publishes: [`events-${runtime}.greeted`],
+      subscribes: ['other-plugin.news'],
+    });
   });
 
   it('refuses a name that is not a plugin id, and writes nothing', () => {

@@ -78,8 +78,63 @@ export function attach(s, ws) {
   ws.on('close', (code, reason) => onClose(s, ws, code, reason.toString()));
 }
 
+/**
+ * Hello with the methods, and every pattern registered so far as its subscriptions: the hub
+ * subscribes them before it answers, so no event published once the plugin is ready is missed.
+ */
 export function helloMessage(s) {
-  return { type: 'hello', id: nextId(s), protocol: PROTOCOL_VERSION, sdk: `node/${SDK_VERSION}`, methods: [...s.methods.keys()] };
+  return { type: 'hello', id: nextId(s), protocol: PROTOCOL_VERSION, sdk: `node/${SDK_VERSION}`, methods: [...s.methods.keys()], subscriptions: [...s.subs.keys()] };
+}
+
+/**
+ * The hub accepted a hello that subscribed `sent`: those are confirmed; a pattern registered
+ * since (while hello waited for its answer) is subscribed now, and one removed since is
+ * unsubscribed.
+ */
+export function subscribeRest(s, sent) {
+  const inHello = new Set(sent);
+  for (const [pattern, sub] of s.subs) {
+    if (inHello.has(pattern)) sub.confirmed.resolve();
+    else subscribe(s, pattern, sub);
+  }
+  for (const pattern of inHello) {
+    if (s.subs.has(pattern)) continue;
+    exchange(s, { type: 'unsubscribe', id: nextId(s), topic: pattern }, CONTROL_TIMEOUT_MS, () => `the hub did not confirm unsubscribe ${pattern}`).catch((err) =>
+      s.log('warn', `unsubscribe ${pattern} failed: ${err.code}: ${err.message}`),
+    );
+  }
+}
+
+/**
+ * Say hello on the current connection and wait for the answer. A refusal (an answer from the
+ * hub: a method or topic the manifest does not declare, say) rejects with the hub's code; no
+ * answer is LM_TIMEOUT, a lost connection LM_CONTROLLER_UNAVAILABLE or ConnectionLost.
+ */
+export function sayHello(s, msg, waitMs) {
+  return exchange(s, msg, waitMs, () => 'the hub did not answer hello', (data) => helloAnswered(s, msg.subscriptions, data));
+}
+
+/**
+ * The hub accepted hello: its maximum message size holds from the next frame on, and on the
+ * first connection the plugin is ready at once, so that a request read right behind the
+ * answer that registers a pattern subscribes it before answering. (After a loss, reconnect()
+ * makes the new connection current once its hello's answer is awaited.)
+ */
+function helloAnswered(s, sent, data) {
+  accepted(s, data);
+  if (s.state !== 'connecting') return;
+  s.state = 'ready';
+  subscribeRest(s, sent);
+  s.ready.resolve();
+}
+
+function isRefusal(err) {
+  return isCoded(err) && !(err instanceof ConnectionLost) && err.code !== 'LM_TIMEOUT' && err.code !== 'LM_CONTROLLER_UNAVAILABLE';
+}
+
+/** Hello was refused (or never answered): the subscriptions it carried are not made. */
+export function rejectSubs(s, err) {
+  for (const sub of s.subs.values()) sub.confirmed.reject(err);
 }
 
 /** The hub accepted hello: learn the plugin's id if it had none, and the hub's message size. */
@@ -126,8 +181,8 @@ function onClose(s, ws, code, reason) {
 }
 
 /**
- * Connect again with backoff for up to reconnectMs, say hello with the same methods and
- * subscribe again to every pattern. Resolves once serving again (or stopped meanwhile);
+ * Connect again with backoff for up to reconnectMs, say hello with the same methods and every
+ * pattern as its subscriptions. Resolves once serving again (or stopped meanwhile);
  * rejects when the window passes (LM_CONTROLLER_UNAVAILABLE) or the hub refuses hello.
  */
 async function reconnect(s, code) {
@@ -148,12 +203,13 @@ async function reconnect(s, code) {
       ws = await openSocket(socketUrl(s), Math.max(1_000, deadline - Date.now()));
       if (s.state !== 'reconnecting') return void ws.terminate();
       attach(s, ws);
-      const hello = await exchange(s, helloMessage(s), Math.min(CONTROL_TIMEOUT_MS, Math.max(1_000, deadline - Date.now())), () => 'the hub did not answer hello');
+      const msg = helloMessage(s);
+      const hello = await sayHello(s, msg, Math.min(CONTROL_TIMEOUT_MS, Math.max(1_000, deadline - Date.now())));
       if (s.state !== 'reconnecting') return void ws.close(1000);
       if (s.ws !== ws || ws.readyState !== WebSocket.OPEN) throw new ConnectionLost(1006, 'closed right after hello');
       accepted(s, hello);
       s.state = 'ready';
-      for (const [pattern, sub] of s.subs) subscribe(s, pattern, sub);
+      subscribeRest(s, msg.subscriptions);
       s.log('warn', `plugin ${pluginName(s)}: reconnected to the hub after ${Date.now() - lostAt} ms`);
       const online = s.online;
       s.online = null;
@@ -161,7 +217,7 @@ async function reconnect(s, code) {
       return;
     } catch (err) {
       // A refused hello (an answer from the hub) ends the plugin; anything else is retried.
-      const refused = isCoded(err) && !(err instanceof ConnectionLost) && !(err.code === 'LM_TIMEOUT' || err.code === 'LM_CONTROLLER_UNAVAILABLE');
+      const refused = isRefusal(err);
       if (ws && ws === s.ws) {
         s.ws = null;
         ws.terminate();
@@ -200,7 +256,7 @@ function frame(s, msg) {
 }
 
 /** Send a message that gets a response; resolve with its data, reject with its error. */
-export function exchange(s, msg, waitMs, timeoutText) {
+export function exchange(s, msg, waitMs, timeoutText, onAnswer) {
   return new Promise((resolve, reject) => {
     const text = frame(s, msg);
     const ws = s.ws;
@@ -209,7 +265,8 @@ export function exchange(s, msg, waitMs, timeoutText) {
       s.pending.delete(msg.id);
       reject(new LogoMeshError('LM_TIMEOUT', timeoutText()));
     }, waitMs);
-    s.pending.set(msg.id, { resolve, reject, timer });
+    // onAnswer: called with a successful answer's data as the frame is read, before the next one.
+    s.pending.set(msg.id, { resolve, reject, timer, onAnswer });
     // A write error closes the socket, and closing rejects every pending exchange.
     ws.send(text);
   });

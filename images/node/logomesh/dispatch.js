@@ -60,8 +60,12 @@ function onResponse(s, msg) {
   }
   s.pending.delete(msg.correlationId);
   clearTimeout(p.timer);
-  if (msg.type === 'response' && msg.success === true) p.resolve(msg.data);
-  else p.reject(new LogoMeshError(msg.error?.code ?? 'LM_PLUGIN_ERROR', msg.error?.message ?? 'the call failed without a message', msg.error?.details));
+  if (msg.type === 'response' && msg.success === true) {
+    p.onAnswer?.(msg.data);
+    p.resolve(msg.data);
+  } else {
+    p.reject(new LogoMeshError(msg.error?.code ?? 'LM_PLUGIN_ERROR', msg.error?.message ?? 'the call failed without a message', msg.error?.details));
+  }
 }
 
 function onRequest(s, msg) {

@@ -50,7 +50,10 @@ export interface PluginOptions {
   socketPath?: string;
   /** Default: LOGOMESH_PLUGIN_ID. */
   pluginId?: string;
-  /** End the process with code 0 after a clean shutdown. Default true. */
+  /**
+   * End the process when run() is over: code 0 after a clean shutdown, 1 after a failure
+   * (written to the log as one line). Default true; false: run() resolves or rejects.
+   */
   exit?: boolean;
   /** Treat SIGTERM and SIGINT like the hub's shutdown. Default true. */
   handleSignals?: boolean;
@@ -86,7 +89,13 @@ export declare class Plugin {
   emit(topic: string, data?: unknown, options?: { to?: string[]; ack?: boolean }): Promise<void>;
   /** Broadcast to every other plugin and host client, or to a topic's subscribers; `ack` as for emit. */
   broadcast(topic: string | null | undefined, data?: unknown, options?: { ack?: boolean }): Promise<void>;
-  /** Handle events and broadcasts matching 'a.b', 'a.*' or '*'; resolves when subscribed. */
+  /**
+   * Handle events and broadcasts matching 'a.b', 'a.*' or '*'; resolves when subscribed.
+   * Patterns registered before run() go in hello's subscriptions (subscribed before the
+   * plugin is ready); later ones are subscribed at once. Each must be covered by the
+   * manifest's coordination.subscribes, or the hub refuses it (LM_PERMISSION_DENIED: in
+   * hello, run() rejects).
+   */
   on<D = unknown>(pattern: string, handler: EventHandler<D>): Promise<void>;
   /** Remove a handler (or all handlers) of a pattern. */
   off(pattern: string, handler?: EventHandler): Promise<void>;
@@ -96,8 +105,9 @@ export declare class Plugin {
   ready(): Promise<void>;
   /**
    * Connect, say hello, serve until shutdown; then exit 0 (or resolve with exit: false).
-   * Reconnects after a lost connection; rejects when the hub cannot be reached, refuses
-   * hello, or is not back within reconnectMs.
+   * Reconnects after a lost connection. Fails when the hub cannot be reached, refuses
+   * hello, or is not back within reconnectMs: exits 1 after one line in the log (or rejects
+   * with exit: false).
    */
   run(): Promise<void>;
   /** Shut down as if the hub asked. */

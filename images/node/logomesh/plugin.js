@@ -1,12 +1,13 @@
 // The Plugin: its methods, its subscriptions and its connection to the hub, put together
 // from its parts (calls.js, connection.js, dispatch.js, shutdown.js), which share one state.
 import { broadcast, call, emit, off, on } from './calls.js';
-import { accepted, attach, connect, exchange, helloMessage, subscribe } from './connection.js';
+import { attach, connect, helloMessage, rejectSubs, sayHello } from './connection.js';
 import { onFrame } from './dispatch.js';
+import { errorText, isCoded } from './errors.js';
 import { CONTROL_TIMEOUT_MS, resolveOptions } from './options.js';
 import { METHOD_NAME } from './protocol.js';
 import { signalHandler, stop } from './shutdown.js';
-import { createState } from './state.js';
+import { createState, pluginName } from './state.js';
 
 /**
  * A LogoMesh plugin: its methods, its subscriptions and its connection to the hub.
@@ -26,7 +27,7 @@ export class Plugin {
    * @param {Record<string, Function>} [options.methods] handlers by method name
    * @param {string} [options.socketPath] default: LOGOMESH_HUB_SOCKET
    * @param {string} [options.pluginId] default: LOGOMESH_PLUGIN_ID
-   * @param {boolean} [options.exit] end the process (code 0) after a clean shutdown; default true
+   * @param {boolean} [options.exit] end the process when run() is over: code 0 after a clean shutdown, 1 after a failure (written to the log as one line); default true
    * @param {boolean} [options.handleSignals] treat SIGTERM/SIGINT like the hub's shutdown; default true
    * @param {number} [options.graceMs] how long in-flight requests get on SIGTERM/SIGINT; default 5000
    * @param {number} [options.connectTimeoutMs] how long run() retries a missing socket; default 10000
@@ -112,8 +113,12 @@ export class Plugin {
    * Handle events and broadcasts whose topic matches pattern ('thought.added',
    * 'thought.*' or '*'; a broadcast without a topic reaches '*' handlers). The handler gets
    * (data, { type, topic, from, timestamp }): `from` and `topic` are the hub's, so they say
-   * who really sent it. Returns a promise that resolves once the hub confirmed the
-   * subscription (before run(): once run() subscribed); awaiting it is optional.
+   * who really sent it. Patterns registered before run() go in hello's subscriptions: the
+   * hub subscribes them before the plugin counts as ready. One registered while serving is
+   * subscribed with a `subscribe` message, written before on() returns. The manifest must
+   * cover each under coordination.subscribes (a hello naming one it does not is refused, and
+   * run() rejects with that error). Returns a promise that resolves once the hub confirmed
+   * the subscription (before run(): once hello is accepted); awaiting it is optional.
    */
   on(pattern, handler) {
     return on(this.#s, pattern, handler);
@@ -132,10 +137,12 @@ export class Plugin {
   }
 
   /**
-   * Connect, say hello, serve until shutdown. With exit (the default) the process then ends
-   * with code 0; otherwise the promise resolves. Rejects (and the process ends with an error
-   * unless caught) when the hub cannot be reached or refuses hello, or when the connection
-   * is lost and not re-made within reconnectMs.
+   * Connect, say hello, serve until shutdown. Fails when the hub cannot be reached or refuses
+   * hello (a method or topic the manifest does not declare), or when the connection is lost
+   * and not re-made within reconnectMs. With exit (the default) the process then ends: code
+   * 0 after a clean shutdown, 1 after a failure, written to the log as one line
+   * ("[logomesh] error: plugin <id>: <code>: <message>"). With exit: false the promise
+   * resolves or rejects with the LogoMeshError instead.
    */
   async run() {
     const s = this.#s;
@@ -152,21 +159,24 @@ export class Plugin {
         ws.close(1000);
       } else {
         attach(s, ws);
-        const hello = await exchange(s, helloMessage(s), CONTROL_TIMEOUT_MS, () => 'the hub did not answer hello');
-        accepted(s, hello);
-        if (s.state === 'connecting') {
-          s.state = 'ready';
-          for (const [pattern, sub] of s.subs) subscribe(s, pattern, sub);
-          s.ready.resolve();
-        }
+        // The answer is taken in as it is read: the plugin is ready from then on (unless it
+        // was shut down meanwhile), see helloAnswered.
+        await sayHello(s, helloMessage(s), CONTROL_TIMEOUT_MS);
       }
       await s.closed.promise;
     } catch (err) {
       s.ready.reject(err);
+      rejectSubs(s, err);
       // Stopped (SIGTERM, shutdown()) while connecting or saying hello: that is a clean exit.
       if (!s.stopping) {
         s.state = 'closed';
         s.ws?.terminate();
+        if (s.opts.exit) {
+          // One clear line for the operator (the controller shows a plugin's last output),
+          // rather than an unhandled rejection's stack of SDK internals.
+          s.log('error', `plugin ${pluginName(s)}: ${isCoded(err) ? `${err.code}: ` : ''}${errorText(err)}`);
+          process.exit(1);
+        }
         throw err;
       }
     } finally {

@@ -29,6 +29,11 @@ export interface FakeHubOptions {
   listen?: boolean;
   /** Refuse hello with this error. */
   helloError?: { code: string; message: string; details?: unknown };
+  /**
+   * The manifest's coordination.subscribes: a hello or subscribe asking for a topic none of
+   * these patterns covers is refused with LM_PERMISSION_DENIED, as the hub does. Default: any.
+   */
+  subscribes?: string[];
   /** Answer hello, subscribe and unsubscribe. Default true. */
   answerControl?: boolean;
   /** Play this recorded session on the plugin's connection instead; see replayed(). */
@@ -43,6 +48,7 @@ export declare class FakeHub {
   readonly socketPath: string;
   readonly dir: string;
   readonly upgrades: { url: string; host: string }[];
+  /** Topics the plugin is subscribed to on its current connection (hello's and subscribe's). */
   subscriptions: Set<string>;
   ws: HubSocket | null;
   connections: number;

@@ -54,6 +54,7 @@ export class FakeHub {
    * @param {string} [options.pluginId] the plugin's id: the target of requests, and what hello's answer names (default 'fake')
    * @param {boolean} [options.listen] start listening now (default true, with start())
    * @param {object} [options.helloError] refuse hello with this error
+   * @param {string[]} [options.subscribes] the manifest's coordination.subscribes: a hello or subscribe asking for a topic none of these covers is refused with LM_PERMISSION_DENIED, as the hub does (default: anything is allowed)
    * @param {boolean} [options.answerControl] answer hello/subscribe/unsubscribe (default true)
    * @param {object} [options.transcript] play this recorded session instead (see replayed())
    */
@@ -104,11 +105,23 @@ export class FakeHub {
   #onMessage(msg) {
     if (this.options.answerControl) {
       if (msg.type === 'hello') {
+        const topics = Array.isArray(msg.subscriptions) ? msg.subscriptions : [];
+        const refused = topics.map((t) => this.#refusal(t)).filter(Boolean);
         if (this.options.helloError) this.send({ type: 'response', id: this.#id(), correlationId: msg.id, success: false, error: this.options.helloError });
-        else this.send({ type: 'response', id: this.#id(), correlationId: msg.id, success: true, data: { plugin: this.options.pluginId, protocol: 1 } });
+        else if (refused.length) this.send({ type: 'response', id: this.#id(), correlationId: msg.id, success: false, error: { code: 'LM_PERMISSION_DENIED', message: refused.join('; ') } });
+        else {
+          // Subscribed before the answer, as on the hub: the plugin is ready with them in place.
+          for (const t of topics) this.subscriptions.add(t);
+          this.send({ type: 'response', id: this.#id(), correlationId: msg.id, success: true, data: { plugin: this.options.pluginId, protocol: 1 } });
+        }
       } else if (msg.type === 'subscribe') {
-        this.subscriptions.add(msg.topic);
-        this.send({ type: 'response', id: this.#id(), correlationId: msg.id, success: true, data: { topic: msg.topic } });
+        const refused = this.#refusal(msg.topic);
+        if (refused) {
+          this.send({ type: 'response', id: this.#id(), correlationId: msg.id, success: false, error: { code: 'LM_PERMISSION_DENIED', message: refused } });
+        } else {
+          this.subscriptions.add(msg.topic);
+          this.send({ type: 'response', id: this.#id(), correlationId: msg.id, success: true, data: { topic: msg.topic } });
+        }
       } else if (msg.type === 'unsubscribe') {
         this.subscriptions.delete(msg.topic);
         this.send({ type: 'response', id: this.#id(), correlationId: msg.id, success: true, data: { topic: msg.topic } });
@@ -122,6 +135,13 @@ export class FakeHub {
     } else {
       this.#queue.push(msg);
     }
+  }
+
+  /** Why the hub would refuse a subscription to topic under options.subscribes (undefined: it would not). */
+  #refusal(topic) {
+    const declared = this.options.subscribes;
+    if (!declared || declared.some((d) => covers(d, String(topic)))) return undefined;
+    return `plugin ${this.options.pluginId} may not subscribe to '${topic}': no pattern under coordination.subscribes covers it (listed: ${declared.join(', ') || 'none'})`;
   }
 
   /** The transcript's session on this connection. */
@@ -283,4 +303,15 @@ export class FakeHub {
     if (this.server.listening) await new Promise((resolve) => this.server.close(() => resolve()));
     rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * Does a declared pattern cover target (a topic or a pattern) whole, as the hub checks a
+ * subscription against the manifest? 'a.*' covers 'a.b' and 'a.b.*'; only '*' covers '*'.
+ */
+function covers(declared, target) {
+  if (declared === '*') return true;
+  if (target === '*') return false;
+  if (declared.endsWith('.*')) return target.startsWith(declared.slice(0, -1));
+  return declared === target;
 }

@@ -4,8 +4,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { LogoMeshError, Plugin, topicMatches } from 'logomesh';
-import { sleep, waitFor } from './fake-hub.js';
-import { cleanUpAfterEach, connected } from './support.js';
+import { FakeHub, sleep, waitFor } from './fake-hub.js';
+import { cleanUpAfterEach, cleanups, connected } from './support.js';
 
 cleanUpAfterEach();
 
@@ -120,14 +120,26 @@ describe('events and broadcasts', () => {
 
   it('on() subscribes (before and after run) and dispatches matching topics', async () => {
     const seen = [];
-    const { hub, plugin } = await connected((p) => {
-      p.on('thought.added', (data, meta) => seen.push(['exact', data, meta.type, meta.topic, meta.from]));
+    let early;
+    const { hub, plugin, hello } = await connected((p) => {
+      early = p.on('thought.added', (data, meta) => seen.push(['exact', data, meta.type, meta.topic, meta.from]));
     });
-    await plugin.on('thought.added', (data, meta) => seen.push(['exact', data, meta.type, meta.topic, meta.from]));
+    // Registered before run(): in hello, subscribed before the plugin is ready, confirmed by hello's answer.
+    assert.deepEqual(hello.subscriptions, ['thought.added']);
     assert.ok(hub.subscriptions.has('thought.added'));
+    await early;
+    await plugin.on('thought.added', (data, meta) => seen.push(['exact', data, meta.type, meta.topic, meta.from]));
     await plugin.on('thought.*', async (data) => seen.push(['prefix', data]));
     await plugin.on('*', (data, meta) => seen.push(['all', data, meta.topic]));
     assert.deepEqual([...hub.subscriptions].sort(), ['*', 'thought.*', 'thought.added']);
+    // Registered while serving: one subscribe each, none for the pattern hello carried.
+    const subscribes = [];
+    for (;;) {
+      const m = await hub.next('subscribe', 200).catch(() => undefined);
+      if (!m) break;
+      subscribes.push(m.topic);
+    }
+    assert.deepEqual(subscribes, ['thought.*', '*']);
 
     hub.event('thought.added', { text: 'a' }, 'thoughts');
     hub.event('thought.removed', 2);
@@ -147,6 +159,84 @@ describe('events and broadcasts', () => {
       ['all', 4, undefined],
       ['all', 5, 'other'],
     ]);
+  });
+
+  it('a hello refused for a subscription rejects run() and on() with the hub code', async () => {
+    const logs = [];
+    const hub = await FakeHub.start({ pluginId: 'reader', subscribes: ['news.*'] });
+    cleanups.push(() => hub.close());
+    const plugin = new Plugin({ socketPath: hub.socketPath, pluginId: 'reader', exit: false, handleSignals: false, log: (level, m) => logs.push(`${level}: ${m}`) });
+    const fine = plugin.on('news.flash', () => {});
+    const secret = plugin.on('secrets.*', () => {});
+    const message = "plugin reader may not subscribe to 'secrets.*': no pattern under coordination.subscribes covers it (listed: news.*)";
+    await assert.rejects(plugin.run(), { code: 'LM_PERMISSION_DENIED', message });
+    await assert.rejects(secret, { code: 'LM_PERMISSION_DENIED' });
+    await assert.rejects(fine, { code: 'LM_PERMISSION_DENIED' });
+    // With exit: false, the caller of run() has the error: nothing is logged.
+    assert.deepEqual(logs, []);
+    assert.deepEqual([...hub.subscriptions], []);
+  });
+
+  it('a refused subscribe while serving rejects on() and is logged; the plugin goes on', async () => {
+    const seen = [];
+    const { hub, plugin, logs } = await connected((p) => p.on('news.flash', (d) => seen.push(d)), { subscribes: ['news.*'] });
+    await assert.rejects(plugin.on('secrets.plans', () => {}), { code: 'LM_PERMISSION_DENIED', message: /may not subscribe to 'secrets.plans'.*coordination\.subscribes/ });
+    assert.ok(logs.some((l) => l.startsWith('warn: subscribe secrets.plans failed: LM_PERMISSION_DENIED')), logs.join('\n'));
+    assert.deepEqual([...hub.subscriptions], ['news.flash']);
+    hub.event('news.flash', 'still heard');
+    await waitFor(() => seen.length === 1, 5000, 'the event');
+    assert.deepEqual(seen, ['still heard']);
+  });
+
+  it('a request right behind the answer to hello whose handler subscribes writes the subscribe before its answer', async () => {
+    const hub = await FakeHub.start({ answerControl: false });
+    cleanups.push(() => hub.close());
+    const plugin = new Plugin({ socketPath: hub.socketPath, exit: false, handleSignals: false, log: false });
+    plugin.method('listen', ({ topic }) => {
+      plugin.on(topic, () => {});
+      return topic;
+    });
+    const running = plugin.run();
+    running.catch(() => {});
+    cleanups.push(async () => {
+      await plugin.shutdown(0).catch(() => {});
+      await running.catch(() => {});
+    });
+    const hello = await hub.next('hello');
+    // Back to back, as one write: the plugin reads both in one go.
+    const answer = JSON.stringify({ type: 'response', id: 'h', correlationId: hello.id, success: true, data: { plugin: 'fake', protocol: 1 } });
+    const request = JSON.stringify({ type: 'request', id: 'r1', from: 'host', to: ['fake'], method: 'listen', data: { topic: 'right.behind' } });
+    hub.ws.send(answer);
+    hub.ws.send(request);
+    const first = await hub.next(() => true);
+    const second = await hub.next(() => true);
+    assert.deepEqual([first.type, first.topic], ['subscribe', 'right.behind']);
+    assert.deepEqual([second.type, second.correlationId, second.data], ['response', 'r1', 'right.behind']);
+  });
+
+  it('a pattern registered while hello waits for its answer is subscribed after it; one removed meanwhile is unsubscribed', async () => {
+    const hub = await FakeHub.start({ answerControl: false });
+    cleanups.push(() => hub.close());
+    const plugin = new Plugin({ socketPath: hub.socketPath, exit: false, handleSignals: false, log: false });
+    plugin.on('early', () => {});
+    plugin.on('dropped', () => {});
+    const running = plugin.run();
+    running.catch(() => {});
+    cleanups.push(async () => {
+      await plugin.shutdown(0).catch(() => {});
+      await running.catch(() => {});
+    });
+    const hello = await hub.next('hello');
+    assert.deepEqual(hello.subscriptions, ['early', 'dropped']);
+    const during = plugin.on('during', () => {});
+    await plugin.off('dropped');
+    hub.send({ type: 'response', id: 'h', correlationId: hello.id, success: true, data: { plugin: 'fake', protocol: 1 } });
+    await plugin.ready();
+    const sub = await hub.next('subscribe');
+    assert.equal(sub.topic, 'during');
+    hub.send({ type: 'response', id: 's', correlationId: sub.id, success: true, data: { topic: 'during' } });
+    await during;
+    assert.equal((await hub.next('unsubscribe')).topic, 'dropped');
   });
 
   it('a failing event handler is logged and does not stop others; off() unsubscribes', async () => {

@@ -19,6 +19,11 @@ function conformancePlugin(options) {
   p.method('fail', () => {
     throw new LogoMeshError('LM_INVALID_ARGUMENT', 'fail was called', { field: 'x' });
   });
+  const seen = (data, meta) => p.emit('conf.seen', { kind: meta.type, topic: meta.topic, from: meta.from, data });
+  p.method('listen', ({ topic }) => {
+    p.on(topic, seen);
+    return { listening: topic };
+  });
   p.method('make', ({ depth, bytes }) => {
     if (bytes !== undefined) return 'x'.repeat(bytes);
     let value = [];
@@ -29,7 +34,7 @@ function conformancePlugin(options) {
   p.method('throw', () => {
     throw new Error('boom');
   });
-  p.on('conf.*', (data, meta) => p.emit('conf.seen', { kind: meta.type, topic: meta.topic, from: meta.from, data }));
+  p.on('conf.*', seen);
   return p;
 }
 

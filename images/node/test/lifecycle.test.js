@@ -127,7 +127,7 @@ describe('reconnecting', () => {
       {},
       { reconnectMs: 10_000 },
     );
-    await hub.next('subscribe');
+    assert.deepEqual(hello.subscriptions, ['thought.added']);
     assert.equal((await hub.request('add', { a: 1, b: 2 })).data, 3);
     // A call of the plugin's in flight, and a request the plugin is serving.
     const inFlight = plugin.call('black.hole', null, { timeout: 10_000 });
@@ -143,6 +143,8 @@ describe('reconnecting', () => {
     const waiting = plugin.call('tokenizer.tokenize', { text: 'a b' }, { timeout: 5000 }).finally(() => (settled = true));
     waiting.catch(() => {}); // asserted below
     await assert.rejects(plugin.emit('thought.added', { text: 'lost' }), { code: 'LM_PLUGIN_UNAVAILABLE' });
+    // A pattern registered meanwhile goes in the next hello too.
+    const late = plugin.on('late.*', () => {});
     await sleep(400);
     assert.equal(settled, false);
 
@@ -150,7 +152,10 @@ describe('reconnecting', () => {
     const again = await hub.next('hello');
     assert.deepEqual(again.methods, hello.methods);
     assert.equal(again.sdk, hello.sdk);
-    assert.equal((await hub.next('subscribe')).topic, 'thought.added');
+    // The new hello subscribes again: no subscribe message is needed.
+    assert.deepEqual(again.subscriptions, ['thought.added', 'late.*']);
+    assert.deepEqual([...hub.subscriptions], ['thought.added', 'late.*']);
+    await late;
     const req = await hub.next((m) => m.type === 'request' && m.method === 'tokenize');
     assert.ok(req.timeout <= 4600, `the timeout left: ${req.timeout}`);
     hub.respond(req, { tokens: ['a', 'b'] });
@@ -166,6 +171,7 @@ describe('reconnecting', () => {
     // The request served across the loss: its answer cannot be delivered.
     release.open();
     await assert.rejects(hub.next((m) => m.correlationId === heldId, 300));
+    await assert.rejects(hub.next('subscribe', 100));
     assert.equal(hub.connections, 2);
     assert.ok(logs.includes('warn: plugin fake: hub connection lost (code 1006); reconnecting for up to 10000 ms'), logs.join('\n'));
     assert.ok(logs.some((l) => /^warn: plugin fake: reconnected to the hub after \d+ ms$/.test(l)), logs.join('\n'));
@@ -232,15 +238,15 @@ describe('reconnecting', () => {
     const hub = await FakeHub.start();
     cleanups.push(() => hub.close());
     const c = child('reconnect-plugin.js', hub);
-    await hub.next('hello', 10_000);
-    await hub.next('subscribe');
+    assert.deepEqual((await hub.next('hello', 10_000)).subscriptions, ['test.poke']);
     assert.equal((await hub.request('ping', 'a')).data, 'pong a');
     await hub.crash();
     await sleep(500);
     assert.equal(c.proc.exitCode, null);
     await hub.restart();
-    assert.deepEqual((await hub.next('hello', 10_000)).methods, ['ping', 'pokes']);
-    assert.equal((await hub.next('subscribe')).topic, 'test.poke');
+    const again = await hub.next('hello', 10_000);
+    assert.deepEqual(again.methods, ['ping', 'pokes']);
+    assert.deepEqual(again.subscriptions, ['test.poke']);
     assert.equal((await hub.request('ping', 'b')).data, 'pong b');
     hub.event('test.poke', 'after');
     assert.deepEqual((await hub.request('pokes')).data, ['after']);
@@ -250,6 +256,18 @@ describe('reconnecting', () => {
     assert.match(out, /\[logomesh\] warn: plugin fake: hub connection lost \(code 1006\); reconnecting for up to 60000 ms\n/);
     assert.match(out, /\[logomesh\] warn: plugin fake: reconnected to the hub after \d+ ms\n/);
     assert.match(out, /shutdown hook ran/);
+  });
+
+  it('as a process: a hello refused for a subscription exits 1 with one line saying why', async () => {
+    const hub = await FakeHub.start({ subscribes: ['test.other'] });
+    cleanups.push(() => hub.close());
+    const c = child('reconnect-plugin.js', hub);
+    const { code, out } = await c.exited;
+    assert.equal(code, 1, out);
+    assert.equal(
+      out,
+      "[logomesh] error: plugin fake: LM_PERMISSION_DENIED: plugin fake may not subscribe to 'test.poke': no pattern under coordination.subscribes covers it (listed: test.other)\n",
+    );
   });
 
   it('as a process: no hub within LOGOMESH_RECONNECT_MS exits 1 with LM_CONTROLLER_UNAVAILABLE', async () => {

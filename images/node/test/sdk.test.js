@@ -24,6 +24,7 @@ describe('hello', () => {
     assert.equal(hello.protocol, 1);
     assert.equal(hello.sdk, `node/${SDK_VERSION}`);
     assert.deepEqual(hello.methods, ['alpha', 'beta']);
+    assert.deepEqual(hello.subscriptions, []);
     assert.equal(typeof hello.id, 'string');
   });
 

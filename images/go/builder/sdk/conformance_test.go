@@ -24,6 +24,13 @@ func conformance(p *logomesh.Plugin) {
 	p.Handle("fail", func(context.Context, json.RawMessage) (any, error) {
 		return nil, logomesh.NewError(logomesh.CodeInvalidArgument, "fail was called", map[string]any{"field": "x"})
 	})
+	seen := func(ctx context.Context, ev logomesh.Event) {
+		_ = p.Emit(ctx, "conf.seen", map[string]any{"kind": ev.Kind, "topic": ev.Topic, "from": ev.From, "data": ev.Data})
+	}
+	p.Handle("listen", logomesh.Typed(func(_ context.Context, in struct{ Topic string }) (any, error) {
+		p.On(in.Topic, seen)
+		return map[string]string{"listening": in.Topic}, nil
+	}))
 	p.Handle("make", logomesh.Typed(func(_ context.Context, in struct{ Depth, Bytes int }) (any, error) {
 		if in.Bytes > 0 {
 			return strings.Repeat("x", in.Bytes), nil
@@ -37,9 +44,7 @@ func conformance(p *logomesh.Plugin) {
 		return p.Call(ctx, in.Target, in.Args, 5*time.Second)
 	}))
 	p.Handle("throw", func(context.Context, json.RawMessage) (any, error) { return nil, errors.New("boom") })
-	p.On("conf.*", func(ctx context.Context, ev logomesh.Event) {
-		_ = p.Emit(ctx, "conf.seen", map[string]any{"kind": ev.Kind, "topic": ev.Topic, "from": ev.From, "data": ev.Data})
-	})
+	p.On("conf.*", seen)
 }
 
 // nested is n nested arrays, an empty one innermost.
@@ -140,7 +145,6 @@ func TestHandlersThatFailInEveryWayAnswerWithACode(t *testing.T) {
 		p.On("t", func(context.Context, logomesh.Event) { panic("handler") })
 	})
 	s.Conn.Handshake()
-	s.Conn.Answer(s.Conn.Expect("subscribe"), nil)
 	for _, method := range []string{"cyclic", "deep", "marshalPanics", "errorPanics", "nilError", "panicsNil", "goexit"} {
 		if m := callError(t, s.Conn, method, nil); m["code"] != logomesh.CodePluginError {
 			t.Errorf("%s: error = %v, want LM_PLUGIN_ERROR", method, m)

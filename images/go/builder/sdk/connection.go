@@ -87,7 +87,34 @@ func (p *Plugin) attach(conn *websocket.Conn) *link {
 	return l
 }
 
-func (p *Plugin) hello(ctx context.Context, methods []string, timeout time.Duration) error {
+// hello says hello with the methods and, as its subscriptions, every pattern registered so
+// far (the hub subscribes them before it answers, so no event published once the plugin is
+// ready is missed), and waits for the answer. It returns the patterns it sent. On the first
+// connection (first), the plugin is marked ready as the answer is read, before the next
+// frame: a request right behind it whose handler calls On subscribes before it answers. A
+// refusal (a method or a topic the manifest does not declare, say) is the hub's *Error,
+// which Run returns (and a plugin's main prints).
+func (p *Plugin) hello(ctx context.Context, methods []string, timeout time.Duration, first bool) ([]string, error) {
+	patterns := p.patterns()
+	return patterns, p.exchangeHello(ctx, methods, patterns, timeout, first)
+}
+
+// patterns is every distinct pattern of the On handlers, in the order registered.
+func (p *Plugin) patterns() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	seen := map[string]bool{}
+	patterns := []string{}
+	for _, s := range p.subs {
+		if !seen[s.pattern] {
+			seen[s.pattern] = true
+			patterns = append(patterns, s.pattern)
+		}
+	}
+	return patterns
+}
+
+func (p *Plugin) exchangeHello(ctx context.Context, methods, patterns []string, timeout time.Duration, first bool) error {
 	id := p.newID()
 	reply := make(chan *inbound, 1)
 	if !p.addWaiter(id, func(m *inbound) {
@@ -99,12 +126,15 @@ func (p *Plugin) hello(ctx context.Context, methods []string, timeout time.Durat
 			if json.Unmarshal(m.Data, &said) == nil && said.MaxMessageBytes > 0 && said.MaxMessageBytes <= MaxMessageBytes {
 				p.limit.Store(said.MaxMessageBytes)
 			}
+			if first {
+				p.markReady(true, patterns)
+			}
 		}
 		reply <- m
 	}, true) {
 		return errLost
 	}
-	msg := helloMsg{Type: "hello", ID: id, Protocol: ProtocolVersion, SDK: "go/" + Version, Methods: methods}
+	msg := helloMsg{Type: "hello", ID: id, Protocol: ProtocolVersion, SDK: "go/" + Version, Methods: methods, Subscriptions: patterns}
 	if err := p.send(msg); err != nil {
 		p.removePending(id)
 		return fmt.Errorf("%w: sending hello: %v", errLost, err)
@@ -193,7 +223,7 @@ func (p *Plugin) lost(l *link, err error) {
 }
 
 // reconnectLoop connects again after the connection lost was lost: with backoff, for up to
-// the reconnect window, saying hello with the same methods and subscribing again. It
+// the reconnect window, saying hello with the same methods and every pattern. It
 // returns the new connection; nil, nil when stopped meanwhile; an error when the window
 // passes (LM_CONTROLLER_UNAVAILABLE) or the hub refuses hello.
 func (p *Plugin) reconnectLoop(ctx context.Context, methods []string, lost *link) (*link, error) {
@@ -232,13 +262,14 @@ func (p *Plugin) reconnectLoop(ctx context.Context, methods []string, lost *link
 		conn, err := p.dialOnce(ctx, maxDuration(time.Second, time.Until(deadline)))
 		if err == nil {
 			l := p.attach(conn)
-			err = p.hello(ctx, methods, minDuration(p.connectTimeout, maxDuration(time.Second, time.Until(deadline))))
+			var sent []string
+			sent, err = p.hello(ctx, methods, minDuration(p.connectTimeout, maxDuration(time.Second, time.Until(deadline))), false)
 			if err == nil {
 				p.pmu.Lock()
 				back := p.back
 				p.back = nil
 				p.pmu.Unlock()
-				p.markReady(false)
+				p.markReady(false, sent)
 				if back != nil {
 					close(back) // calls waiting for the connection go on
 				}

@@ -32,9 +32,13 @@ type subscription struct {
 
 // On calls fn for every event and broadcast whose topic matches pattern: an exact topic
 // ("thought.added"), a prefix ("thought.*": every topic under thought.), or "*" (all, and
-// broadcasts without a topic). It subscribes at the hub: before Run, as soon as hello
-// succeeded; after, at once (while reconnecting: once connected again, when every pattern
-// is subscribed again). Any plugin may subscribe.
+// broadcasts without a topic). A pattern registered before Run goes in hello's
+// subscriptions: the hub subscribes it before the plugin counts as ready, so no event
+// published once it is ready is missed (and so on every reconnect's hello). One registered
+// after Run is subscribed at once, with a subscribe message written before On returns
+// (while reconnecting: in the next hello). The manifest must cover each pattern under
+// coordination.subscribes: the hub refuses a hello naming one it does not (Run returns that
+// error), and a later subscribe is refused and logged.
 func (p *Plugin) On(pattern string, fn EventHandler) {
 	if pattern == "" || fn == nil {
 		panic("logomesh: On needs a topic pattern and a handler")
@@ -75,17 +79,30 @@ func (p *Plugin) Off(pattern string) {
 // DroppedEvents is how many events were dropped because handlers fell behind.
 func (p *Plugin) DroppedEvents() uint64 { return p.dropped.Load() }
 
-// markReady marks the connection ready (first: the first one) and subscribes to the
-// patterns registered so far, all of them again on a new connection; under one lock, so
-// that a concurrent On either is among them or subscribes itself.
-func (p *Plugin) markReady(first bool) {
+// markReady marks the connection ready (first: the first one) once the hub accepted a
+// hello that subscribed sent. A pattern registered since (while hello waited for its
+// answer) is subscribed now, and one removed since is unsubscribed; under one lock, so that
+// a concurrent On either is among them or subscribes itself.
+func (p *Plugin) markReady(first bool, sent []string) {
 	p.mu.Lock()
 	p.topics = map[string]bool{}
-	var patterns []string
+	for _, pattern := range sent {
+		p.topics[pattern] = true
+	}
+	var subscribe []string
+	registered := map[string]bool{}
 	for _, s := range p.subs {
+		registered[s.pattern] = true
 		if !p.topics[s.pattern] {
 			p.topics[s.pattern] = true
-			patterns = append(patterns, s.pattern)
+			subscribe = append(subscribe, s.pattern)
+		}
+	}
+	var unsubscribe []string
+	for _, pattern := range sent {
+		if !registered[pattern] {
+			delete(p.topics, pattern)
+			unsubscribe = append(unsubscribe, pattern)
 		}
 	}
 	p.online.Store(true)
@@ -93,8 +110,11 @@ func (p *Plugin) markReady(first bool) {
 		close(p.ready)
 	}
 	p.mu.Unlock()
-	for _, pattern := range patterns {
+	for _, pattern := range subscribe {
 		p.subscribe(pattern)
+	}
+	for _, pattern := range unsubscribe {
+		p.sendTopic("unsubscribe", pattern)
 	}
 }
 

@@ -106,7 +106,9 @@ func TestReconnectSaysHelloAgainSubscribesAgainAndServesAgain(t *testing.T) {
 		p.On("thought.added", func(ctx context.Context, ev logomesh.Event) { events <- string(ev.Data) })
 	}, logomesh.WithReconnect(10*time.Second))
 	first := s.Conn.Handshake()
-	s.Conn.Answer(s.Conn.Expect("subscribe"), nil)
+	if got := asJSON(t, first["subscriptions"]); got != `["thought.added"]` {
+		t.Fatalf("hello subscriptions = %s", got)
+	}
 	call(t, s.Conn, "echo", 1)
 	// A call of the plugin's in flight, and a request the plugin is serving.
 	inFlight := calling(func() (json.RawMessage, error) {
@@ -128,6 +130,8 @@ func TestReconnectSaysHelloAgainSubscribesAgainAndServesAgain(t *testing.T) {
 	if err := s.Plugin.Emit(context.Background(), "thought.added", "lost"); logomesh.CodeOf(err) != logomesh.CodePluginUnavailable {
 		t.Fatalf("Emit while reconnecting = %v", err)
 	}
+	// A pattern registered meanwhile goes in the next hello too.
+	s.Plugin.On("late.*", func(context.Context, logomesh.Event) {})
 	time.Sleep(400 * time.Millisecond)
 	select {
 	case r := <-waiting:
@@ -141,11 +145,10 @@ func TestReconnectSaysHelloAgainSubscribesAgainAndServesAgain(t *testing.T) {
 	if asJSON(t, hello["methods"]) != asJSON(t, first["methods"]) || hello["sdk"] != first["sdk"] {
 		t.Fatalf("hello again = %v, first %v", hello, first)
 	}
-	sub := c.Expect("subscribe")
-	if sub["topic"] != "thought.added" {
-		t.Fatalf("subscribe again = %v", sub)
+	// The new hello subscribes again: no subscribe message follows (the next one is the call).
+	if got := asJSON(t, hello["subscriptions"]); got != `["thought.added","late.*"]` {
+		t.Fatalf("hello subscriptions again = %s", got)
 	}
-	c.Answer(sub, nil)
 	req := c.Expect("request")
 	if req["method"] != "tokenize" || req["timeout"].(float64) > 4600 {
 		t.Fatalf("the waiting call = %v (its timeout is what is left of 5 s)", req)
@@ -320,7 +323,6 @@ func TestReconnectAsAProcess(t *testing.T) {
 	cmd, exited, out := helper(t, h)
 	c := h.Accept()
 	c.Handshake()
-	c.Answer(c.Expect("subscribe"), nil)
 	call(t, c, "ping", nil)
 	h.Crash()
 	time.Sleep(500 * time.Millisecond)
@@ -329,13 +331,8 @@ func TestReconnectAsAProcess(t *testing.T) {
 	}
 	h.Restart()
 	c = h.Accept()
-	if got := asJSON(t, c.Handshake()["methods"]); got != `["ping","pokes","slow"]` {
-		t.Fatalf("methods = %s", got)
-	}
-	if sub := c.Expect("subscribe"); sub["topic"] != "helper.poke" {
-		t.Fatalf("subscribe = %v", sub)
-	} else {
-		c.Answer(sub, nil)
+	if hello := c.Handshake(); asJSON(t, hello["methods"]) != `["ping","pokes","slow"]` || asJSON(t, hello["subscriptions"]) != `["helper.poke"]` {
+		t.Fatalf("hello again = %v", hello)
 	}
 	if got := call(t, c, "ping", nil); got != "pong" {
 		t.Fatalf("ping = %v", got)
@@ -367,7 +364,6 @@ func TestNoHubWithinTheReconnectWindowExits1(t *testing.T) {
 	_, exited, out := helper(t, h, "LOGOMESH_RECONNECT_MS=300")
 	c := h.Accept()
 	c.Handshake()
-	c.Answer(c.Expect("subscribe"), nil)
 	h.Crash()
 	began := time.Now()
 	if code := exitCode(t, exited); code != 1 {
@@ -387,7 +383,6 @@ func TestSigtermWhileReconnectingExits0(t *testing.T) {
 	cmd, exited, out := helper(t, h)
 	c := h.Accept()
 	c.Handshake()
-	c.Answer(c.Expect("subscribe"), nil)
 	h.Crash()
 	time.Sleep(300 * time.Millisecond)
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {

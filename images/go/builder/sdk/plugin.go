@@ -189,7 +189,8 @@ func (p *Plugin) RunContext(ctx context.Context) error {
 	}
 	l := p.attach(conn)
 
-	if err := p.hello(ctx, methods, p.connectTimeout); err != nil {
+	// Marked ready (and the patterns registered since hello subscribed) as the answer is read.
+	if _, err := p.hello(ctx, methods, p.connectTimeout, true); err != nil {
 		p.close(l, websocket.CloseNormalClosure, "")
 		if ctx.Err() != nil {
 			return nil
@@ -199,7 +200,6 @@ func (p *Plugin) RunContext(ctx context.Context) error {
 		}
 		return err
 	}
-	p.markReady(true)
 	go p.dispatchEvents()
 
 	var grace time.Duration

@@ -64,6 +64,63 @@ func TestHelloRefusedEndsRunWithTheHubsError(t *testing.T) {
 	s.Conn.WaitClosed()
 }
 
+func TestAHelloRefusedForASubscriptionEndsRunWithTheHubsError(t *testing.T) {
+	s := connect(t, func(p *logomesh.Plugin) {
+		p.On("news.flash", func(context.Context, logomesh.Event) {})
+		p.On("secrets.*", func(context.Context, logomesh.Event) {})
+	})
+	s.Conn.PluginID = "tester"
+	hello := s.Conn.HandshakeDeclared([]string{"news.*"})
+	if got := asJSON(t, hello["subscriptions"]); got != `["news.flash","secrets.*"]` {
+		t.Fatalf("hello subscriptions = %s", got)
+	}
+	err := s.Wait()
+	want := "plugin tester may not subscribe to 'secrets.*': no pattern under coordination.subscribes covers it (listed: news.*)"
+	if e := (*logomesh.Error)(nil); !errors.As(err, &e) || e.Code != logomesh.CodePermissionDenied || e.Message != want {
+		t.Fatalf("RunContext = %#v", err)
+	}
+	s.Conn.WaitClosed()
+}
+
+func TestAPatternRegisteredWhileHelloWaitsIsSubscribedAfterIt(t *testing.T) {
+	s := connect(t, func(p *logomesh.Plugin) {
+		p.On("early", func(context.Context, logomesh.Event) {})
+		p.On("dropped", func(context.Context, logomesh.Event) {})
+	})
+	hello := s.Conn.Expect("hello")
+	if got := asJSON(t, hello["subscriptions"]); got != `["early","dropped"]` {
+		t.Fatalf("hello subscriptions = %s", got)
+	}
+	// Not ready yet: these wait for the answer to hello.
+	s.Plugin.On("during", func(context.Context, logomesh.Event) {})
+	s.Plugin.Off("dropped")
+	s.Conn.Quiet(100 * time.Millisecond)
+	s.Conn.Answer(hello, msg{"protocol": 1})
+	if m := s.Conn.Expect("subscribe"); m["topic"] != "during" {
+		t.Fatalf("subscribe = %v", m)
+	}
+	if m := s.Conn.Expect("unsubscribe"); m["topic"] != "dropped" {
+		t.Fatalf("unsubscribe = %v", m)
+	}
+}
+
+func TestARefusedSubscribeWhileServingIsLogged(t *testing.T) {
+	s := start(t, nil)
+	s.Plugin.On("secrets.plans", func(context.Context, logomesh.Event) {})
+	sub := s.Conn.Expect("subscribe")
+	fail(s.Conn, sub, msg{"code": "LM_PERMISSION_DENIED", "message": "plugin tester may not subscribe to 'secrets.plans'"})
+	deadline := time.Now().Add(logomeshtest.Wait)
+	for !strings.Contains(s.Logs(), `subscribing to "secrets.plans" failed: LM_PERMISSION_DENIED`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("logs:\n%s", s.Logs())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if m := callError(t, s.Conn, "missing", nil); m["code"] != logomesh.CodeMethodNotFound {
+		t.Fatalf("still serving: %v", m)
+	}
+}
+
 func TestRunWithoutSocketFails(t *testing.T) {
 	p := logomesh.New(logomesh.WithSocket(""))
 	err := p.RunContext(context.Background())
@@ -341,5 +398,23 @@ func TestSignals(t *testing.T) {
 				t.Fatal("the plugin did not exit")
 			}
 		})
+	}
+}
+
+func TestARequestRightBehindTheAnswerToHelloSubscribesBeforeItAnswers(t *testing.T) {
+	s := connect(t, func(p *logomesh.Plugin) {
+		p.Handle("listen", logomesh.Typed(func(_ context.Context, in struct{ Topic string }) (string, error) {
+			p.On(in.Topic, func(context.Context, logomesh.Event) {})
+			return in.Topic, nil
+		}))
+	})
+	hello := s.Conn.Expect("hello")
+	s.Conn.Answer(hello, msg{"protocol": 1})
+	id := s.Conn.Request("listen", msg{"topic": "right.behind"})
+	if m := s.Conn.Expect("subscribe"); m["topic"] != "right.behind" {
+		t.Fatalf("first message after hello = %v", m)
+	}
+	if m := s.Conn.Response(id); m["success"] != true {
+		t.Fatalf("listen = %v", m)
 	}
 }

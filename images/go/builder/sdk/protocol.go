@@ -70,11 +70,12 @@ type inbound struct {
 }
 
 type helloMsg struct {
-	Type     string   `json:"type"`
-	ID       string   `json:"id"`
-	Protocol int      `json:"protocol"`
-	SDK      string   `json:"sdk"`
-	Methods  []string `json:"methods"`
+	Type          string   `json:"type"`
+	ID            string   `json:"id"`
+	Protocol      int      `json:"protocol"`
+	SDK           string   `json:"sdk"`
+	Methods       []string `json:"methods"`
+	Subscriptions []string `json:"subscriptions"`
 }
 
 // helloAnswer is what the hub's answer to hello may say; MaxMessageBytes is 0 when unsaid.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Awaitable, Callable, Dict, List, Optional
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
 
 from . import _ws
 from ._workers import set_result
@@ -26,6 +26,8 @@ class ConnectionMixin:
     _gen: int
     _pending: Dict[str, asyncio.Future]
     _subscribed: set
+    _live: bool
+    _hello_rid: Optional[str]
     _listeners: Dict[str, List[Any]]
     _methods: Dict[str, Any]
     _established: bool
@@ -38,7 +40,7 @@ class ConnectionMixin:
 
     _new_id: Callable[[], str]
     _on_message: Callable[[bytearray], None]
-    _subscribe: Callable[[str], Awaitable[None]]
+    _subscribe_rest: Callable[[List[str]], Awaitable[None]]
 
     def _close_handler(self, gen: int) -> Callable[[Optional[int], str], None]:
         return lambda code, reason: self._on_close(gen, code, reason)
@@ -56,6 +58,7 @@ class ConnectionMixin:
                 fut.set_exception(lost)
         self._pending.clear()
         self._subscribed.clear()
+        self._live = False
         if not self._closing and self._lost_fut is not None and not self._lost_fut.done():
             self._lost_fut.set_result((code, reason))
 
@@ -90,15 +93,20 @@ class ConnectionMixin:
                 return None
             delay = min(delay * 2, 0.25)
 
-    def _send_hello(self, ws: _ws.WebSocketClient) -> asyncio.Future:
+    def _send_hello(self, ws: _ws.WebSocketClient) -> Tuple[asyncio.Future, List[str]]:
+        """Write hello with the methods, and every topic registered so far as its
+        subscriptions (the hub subscribes them before it answers, so no event published once
+        the plugin is ready is missed). The answer's future, and the topics sent."""
         assert self._loop is not None
         rid = self._new_id()
         hello = self._loop.create_future()
         self._pending[rid] = hello
         hello.add_done_callback(lambda _: self._pending.pop(rid, None))
-        ws.send_text(encode({"type": "hello", "id": rid, "protocol": PROTOCOL_VERSION, "sdk": SDK, "methods": list(self._methods)},
-                            self._max_bytes))
-        return hello
+        topics = list(self._listeners)
+        self._hello_rid = rid
+        ws.send_text(encode({"type": "hello", "id": rid, "protocol": PROTOCOL_VERSION, "sdk": SDK, "methods": list(self._methods),
+                             "subscriptions": topics}, self._max_bytes))
+        return hello, topics
 
     def _accepted(self, info: Any) -> None:
         """The hub accepted hello: keep what it said, and its maximum message size (larger
@@ -110,7 +118,7 @@ class ConnectionMixin:
 
     async def _reconnect(self, path: str, code: Optional[int], reason: str) -> bool:
         """After the connection is lost: connect again with backoff for up to the reconnect
-        window, say hello with the same methods, subscribe again to every topic. True once
+        window, say hello with the same methods and every topic as its subscriptions. True once
         serving again; False when stopped meanwhile. Raises LM_CONTROLLER_UNAVAILABLE when
         the window passes, and the hub's error when it refuses hello."""
         loop = asyncio.get_running_loop()
@@ -138,7 +146,7 @@ class ConnectionMixin:
                     ws = await self._until_stopped(self._open(path, max(0.1, deadline - loop.time())))
                     if ws is None:
                         return False
-                    hello = self._send_hello(ws)
+                    hello, topics = self._send_hello(ws)
                     wait = min(HELLO_TIMEOUT, max(1.0, deadline - loop.time()))
                     done, _ = await asyncio.wait({hello, self._stop_fut}, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
                     if self._stop_fut.done():
@@ -169,9 +177,8 @@ class ConnectionMixin:
                                         f"({attempts} attempt(s) at {path}; last: {last})",
                                         {"socket": path, "reconnectMs": self._reconnect_ms, "code": code})
             self._ws = ws
-            self._online_fut = None  # _subscribe() and sending work again
-            if self._listeners:
-                await asyncio.gather(*(self._subscribe(t) for t in list(self._listeners)))
+            self._online_fut = None  # subscribing and sending work again
+            await self._subscribe_rest(topics)
             log.warning("logomesh: plugin %s: reconnected to the hub after %d ms", self.id, round((loop.time() - lost_at) * 1000))
             back = True
             return True

@@ -106,6 +106,10 @@ class DispatchMixin:
     _drained_fut: Optional[asyncio.Future]
     _max_bytes: int
     _max_workers: int
+    _hello_rid: Optional[str]
+    _live: bool
+    _online_fut: Optional[asyncio.Future]
+    _accepted: Callable[[Any], None]
     _grace: float
 
     _new_id: Callable[[], str]
@@ -151,6 +155,8 @@ class DispatchMixin:
         log.warning("logomesh: dropped a frame from the hub (type %s, %s): %s", kind or "unknown", e.code, e.message)
 
     def _on_response(self, msg: Dict[str, Any]) -> None:
+        if msg.get("success") and self._hello_rid is not None and msg.get("correlationId") == self._hello_rid:
+            self._hello_accepted(msg.get("data"))
         fut = self._pending.pop(msg.get("correlationId"), None)  # type: ignore[arg-type]
         if fut is None:
             if not msg.get("success"):
@@ -163,6 +169,16 @@ class DispatchMixin:
             fut.set_result(msg.get("data"))
         else:
             fut.set_exception(LogoMeshError.from_wire(msg.get("error")))
+
+    def _hello_accepted(self, info: Any) -> None:
+        """Before the next frame is read: the hub's maximum message size holds, and (on the
+        first connection) on() subscribes by itself, so a request served after hello that
+        registers a topic writes its subscribe before its answer. (On a new connection after a
+        loss, _reconnect() does the latter once it has made the connection current.)"""
+        self._hello_rid = None
+        self._accepted(info)
+        if self._online_fut is None:
+            self._live = True
 
     def _reply(self, frame: bytes, gen: Optional[int] = None) -> None:
         # A response to a request that came in on a connection since lost cannot be

@@ -53,7 +53,12 @@ class Plugin(CallsMixin, DispatchMixin, ConnectionMixin, ShutdownMixin):
         self._inflight: Set[asyncio.Future] = set()
         self._next_id = 0
         self._targets: Dict[str, Tuple[str, str]] = {}
+        # Topics subscribed (or being subscribed) on the current connection.
         self._subscribed: Set[str] = set()
+        # The current connection's hello was accepted: on() may subscribe by itself.
+        self._live = False
+        # The id of the hello waiting for its answer.
+        self._hello_rid: Optional[str] = None
         self._stopping = False
         self._closing = False
         self._stop_fut: Optional[asyncio.Future] = None
@@ -115,7 +120,15 @@ class Plugin(CallsMixin, DispatchMixin, ConnectionMixin, ShutdownMixin):
         broadcast that matches. ``event`` is an :class:`Event`: its ``sender`` and ``topic``
         are set by the hub, so they say who really sent it. ``*`` handlers also receive
         broadcasts without a topic. Usable as ``@plugin.on("topic")``, before ``run()`` or
-        while serving."""
+        while serving.
+
+        Topics registered before ``run()`` go in hello's ``subscriptions``: the hub
+        subscribes them before the plugin counts as ready, so no event published once it is
+        ready is missed. A topic registered while serving is subscribed with a
+        ``subscribe`` message, written before the handler that registered it returns (so
+        before that handler's answer). The manifest must cover each topic under
+        ``coordination.subscribes``: the hub refuses a hello naming one it does not (the
+        plugin ends with that error), and a later ``subscribe`` is refused with a warning."""
         if not isinstance(topic, str) or not TOPIC.match(topic):
             raise ValueError(f"topic {topic!r} must be a dotted name, optionally ending in .* (or * for all)")
 
@@ -123,31 +136,68 @@ class Plugin(CallsMixin, DispatchMixin, ConnectionMixin, ShutdownMixin):
             listeners = self._listeners.setdefault(topic, [])
             listeners.append(Listener(fn))
             loop = self._loop
-            if len(listeners) == 1 and loop is not None and self._ready:
-                # While reconnecting this does nothing: every topic is subscribed again
-                # once the hub accepts hello.
-                loop.call_soon_threadsafe(lambda: self._track(loop.create_task(self._subscribe(topic))))
+            if len(listeners) == 1 and loop is not None and self._live:
+                try:
+                    here = asyncio.get_running_loop() is loop
+                except RuntimeError:
+                    here = False
+                # From the loop itself, at once; from a worker thread, queued before that
+                # handler's result is (call_soon_threadsafe keeps the order).
+                if here:
+                    self._subscribe_later(topic)
+                else:
+                    loop.call_soon_threadsafe(self._subscribe_later, topic)
             return fn
 
         return register(handler) if handler is not None else register
 
+    def _subscribe_later(self, topic: str) -> None:
+        """Write the subscribe now; wait for its answer in a task."""
+        sent = self._send_subscribe(topic)
+        if sent is not None:
+            self._track(asyncio.ensure_future(self._confirm_subscribe(topic, *sent)))
+
     async def _subscribe(self, topic: str) -> None:
-        if topic in self._subscribed or self._online_fut is not None:
-            return
+        sent = self._send_subscribe(topic)
+        if sent is not None:
+            await self._confirm_subscribe(topic, *sent)
+
+    def _send_subscribe(self, topic: str) -> Optional[Tuple[asyncio.Future, int]]:
+        """Write a subscribe for ``topic`` unless it is subscribed (or being subscribed) on
+        this connection, or the connection is not up: then the next hello carries it."""
+        if topic in self._subscribed or not self._live or self._online_fut is not None:
+            return None
         self._subscribed.add(topic)
         gen = self._gen
+        assert self._loop is not None
+        fut = self._loop.create_future()
+        rid = self._new_id()
         try:
-            rid = self._new_id()
-            assert self._loop is not None
-            fut = self._loop.create_future()
+            frame = self._frame({"type": "subscribe", "id": rid, "topic": topic}, f"subscribe {topic}")
             self._pending[rid] = fut
-            self._connected_ws().send_text(self._frame({"type": "subscribe", "id": rid, "topic": topic}, f"subscribe {topic}"))
+            self._connected_ws().send_text(frame)
+        except LogoMeshError as e:
+            self._pending.pop(rid, None)
+            fut.set_exception(e)
+        return fut, gen
+
+    async def _confirm_subscribe(self, topic: str, fut: asyncio.Future, gen: int) -> None:
+        try:
             await asyncio.wait_for(fut, SUBSCRIBE_TIMEOUT)
         except (LogoMeshError, asyncio.TimeoutError) as e:
             if gen != self._gen:
-                return  # the connection was lost meanwhile; the next one subscribes again
+                return  # the connection was lost meanwhile; the next hello subscribes again
             self._subscribed.discard(topic)
             log.warning("logomesh: subscribing to %s failed: %s", topic, e)
+
+    async def _subscribe_rest(self, sent: List[str]) -> None:
+        """The hub accepted a hello that subscribed ``sent``: subscribe the topics registered
+        since it was written (from another thread, say)."""
+        self._subscribed.update(sent)
+        self._live = True
+        rest = [t for t in list(self._listeners) if t not in self._subscribed]
+        if rest:
+            await asyncio.gather(*(self._subscribe(t) for t in rest))
 
     # -- serving ------------------------------------------------------------------------
     async def wait_ready(self) -> None:
@@ -189,7 +239,7 @@ class Plugin(CallsMixin, DispatchMixin, ConnectionMixin, ShutdownMixin):
             if ws is None:
                 return
             self._ws = ws
-            hello = self._send_hello(ws)
+            hello, topics = self._send_hello(ws)
             done, _ = await asyncio.wait({hello, self._stop_fut}, timeout=HELLO_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
             if hello in done:
                 self._accepted(hello.result())  # raises the hub's refusal
@@ -198,8 +248,8 @@ class Plugin(CallsMixin, DispatchMixin, ConnectionMixin, ShutdownMixin):
             else:
                 hello.cancel()
             self._established = True
-            if not self._stop_fut.done() and self._listeners:
-                await asyncio.gather(*(self._subscribe(t) for t in list(self._listeners)))
+            if not self._stop_fut.done():
+                await self._subscribe_rest(topics)
             self._set_ready()
             while True:
                 assert self._lost_fut is not None

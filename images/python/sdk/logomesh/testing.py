@@ -44,17 +44,22 @@ class FakeHub:
 
     ``exposes``: when given, a hello naming any other method is refused with
     LM_PERMISSION_DENIED, as the hub does for methods the manifest does not list.
+    ``subscribes``: when given (the manifest's ``coordination.subscribes``), a hello or a
+    ``subscribe`` asking for a topic no pattern of it covers is refused with
+    LM_PERMISSION_DENIED, as the hub does.
     ``messaging``: when False, events and broadcasts are answered with LM_PERMISSION_DENIED.
     ``transcript``: play this recorded session on the plugin's connection instead (see
     :mod:`logomesh.transcript`); ``replayed()`` returns once it is over.
     """
 
     def __init__(self, plugin_id: str = "plugin", *, exposes: Optional[List[str]] = None, messaging: bool = True,
-                 socket_path: Optional[str] = None, transcript: Optional[Dict[str, Any]] = None) -> None:
+                 socket_path: Optional[str] = None, transcript: Optional[Dict[str, Any]] = None,
+                 subscribes: Optional[List[str]] = None) -> None:
         self.plugin_id = plugin_id
         self._transcript = transcript
         self._replayed: Optional[asyncio.Future] = None
         self.exposes = exposes
+        self.subscribes = subscribes
         self.messaging = messaging
         #: where the hub listens: ``socket_path``, or hub.sock in a new temporary folder
         self.socket_path = socket_path or ""
@@ -337,9 +342,24 @@ class FakeHub:
                 await self._reply(ws, rid, error={"code": "LM_PERMISSION_DENIED",
                                                   "message": f"methods not in coordination.exposesMethods: {', '.join(extra)}"})
                 return False
+        topics = msg.get("subscriptions") or []
+        refused = [r for r in (self._refusal(t) for t in topics) if r]
+        if refused:
+            await self._reply(ws, rid, error={"code": "LM_PERMISSION_DENIED", "message": "; ".join(refused)})
+            return False
+        # Subscribed before the answer, as on the hub: the plugin is ready with them in place.
+        self.subscriptions.update(str(t) for t in topics)
         self.hello = msg
         await self._reply(ws, rid, {"plugin": self.plugin_id, "protocol": 1})
         return True
+
+    def _refusal(self, topic: Any) -> Optional[str]:
+        """Why the hub would refuse a subscription to ``topic`` under ``subscribes`` (None: it
+        would not)."""
+        if self.subscribes is None or any(_covers(p, str(topic)) for p in self.subscribes):
+            return None
+        return (f"plugin {self.plugin_id} may not subscribe to '{topic}': no pattern under coordination.subscribes covers it "
+                f"(listed: {', '.join(self.subscribes) or 'none'})")
 
     async def _dispatch(self, ws: Any, msg: Dict[str, Any]) -> None:
         kind = msg.get("type")
@@ -357,11 +377,15 @@ class FakeHub:
                 await ws.send(json.dumps({"type": "error", "id": f"hub-{next(self._ids)}", "correlationId": rid,
                                           "error": {"code": "LM_PERMISSION_DENIED", "message": "coordination.messaging is false"}}))
         elif kind == "subscribe":
+            refused = self._refusal(msg.get("topic"))
+            if refused:
+                await self._reply(ws, rid, error={"code": "LM_PERMISSION_DENIED", "message": refused})
+                return
             self.subscriptions.add(str(msg.get("topic")))
-            await self._reply(ws, rid, None)
+            await self._reply(ws, rid, {"topic": msg.get("topic")})
         elif kind == "unsubscribe":
             self.subscriptions.discard(str(msg.get("topic")))
-            await self._reply(ws, rid, None)
+            await self._reply(ws, rid, {"topic": msg.get("topic")})
         else:
             await self._reply(ws, rid, error={"code": "LM_PROTOCOL", "message": f"unknown message type {kind!r}"})
 
@@ -403,3 +427,16 @@ class FakeHub:
         if result is NO_REPLY:
             return
         await self._reply(ws, rid, result)
+
+
+def _covers(declared: str, target: str) -> bool:
+    """Does a declared pattern cover ``target`` (a topic or a pattern) whole, as the hub
+    checks a subscription against the manifest? ``a.*`` covers ``a.b`` and ``a.b.*``; only
+    ``*`` covers ``*``."""
+    if declared == "*":
+        return True
+    if target == "*":
+        return False
+    if declared.endswith(".*"):
+        return target.startswith(declared[:-1])
+    return declared == target

@@ -19,6 +19,16 @@ def conformance_plugin() -> Plugin:
     def fail(**_):
         raise LogoMeshError("LM_INVALID_ARGUMENT", "fail was called", {"field": "x"})
 
+    async def seen(data, event):
+        await p.emit("conf.seen", {"kind": event.kind, "topic": event.topic, "from": event.sender, "data": data})
+
+    @p.method
+    def listen(topic):
+        # A plain def: it runs in a worker thread, and the subscribe must still go out
+        # before its answer.
+        p.on(topic, seen)
+        return {"listening": topic}
+
     @p.method
     def make(depth=None, bytes=None):
         if bytes is not None:
@@ -36,10 +46,7 @@ def conformance_plugin() -> Plugin:
     def throw(*_):
         raise RuntimeError("boom")
 
-    @p.on("conf.*")
-    async def seen(data, event):
-        await p.emit("conf.seen", {"kind": event.kind, "topic": event.topic, "from": event.sender, "data": data})
-
+    p.on("conf.*", seen)
     return p
 
 

@@ -1,8 +1,13 @@
 """Events, broadcasts and subscriptions through the fake hub."""
 import asyncio
+import json
+import os
+import tempfile
 import unittest
 
-from logomesh import Event, Plugin
+import websockets
+
+from logomesh import Event, LogoMeshError, Plugin
 from logomesh.testing import FakeHub
 
 
@@ -67,8 +72,10 @@ class MessagingTest(unittest.IsolatedAsyncioTestCase):
                 done.set()
 
         async with FakeHub("subject") as hub, hub.serving(p):
+            # All three in hello, subscribed before the plugin counts as ready.
+            self.assertEqual(hub.hello["subscriptions"], ["thought.added", "thought.*", "*"])
             self.assertEqual(hub.subscriptions, {"thought.added", "thought.*", "*"})
-            self.assertEqual(len(hub.messages("subscribe")), 3)
+            self.assertEqual(hub.messages("subscribe"), [])
             await hub.publish("thought.added", {"text": "a"}, sender="writer")
             await hub.publish("thought.removed", 1, kind="broadcast")
             await hub.publish("other", 2)
@@ -90,12 +97,147 @@ class MessagingTest(unittest.IsolatedAsyncioTestCase):
         p = Plugin("subject")
         got = asyncio.get_running_loop().create_future()
         async with FakeHub("subject") as hub, hub.serving(p):
+            self.assertEqual(hub.hello["subscriptions"], [])
             self.assertEqual(hub.messages("subscribe"), [])
             p.on("late.topic", lambda data: got.get_loop().call_soon_threadsafe(got.set_result, data))
             await hub.wait_type("subscribe")
             self.assertEqual(hub.subscriptions, {"late.topic"})
             await hub.publish("late.topic", "x")
             self.assertEqual(await asyncio.wait_for(got, 5), "x")
+
+    async def test_a_handler_that_subscribes_writes_the_subscribe_before_its_answer(self):
+        p = Plugin("subject")
+
+        @p.method
+        def listen_sync(topic):
+            p.on(topic, lambda _: None)
+            return topic
+
+        @p.method
+        async def listen_async(topic):
+            p.on(topic, lambda _: None)
+            return topic
+
+        async with FakeHub("subject") as hub, hub.serving(p):
+            for method, topic in (("listen_sync", "a.b"), ("listen_async", "c.*")):
+                mark = len(hub.received)
+                self.assertEqual(await hub.call(method, {"topic": topic}), topic)
+                kinds = [(m["type"], m.get("topic")) for m in hub.received[mark:]]
+                self.assertEqual(kinds[0], ("subscribe", topic), kinds)
+            self.assertEqual(hub.subscriptions, {"a.b", "c.*"})
+
+    async def test_a_hello_refused_for_a_subscription_ends_serve_with_the_hubs_error(self):
+        p = Plugin("subject")
+        p.on("news.flash", lambda _: None)
+        p.on("secrets.*", lambda _: None)
+        async with FakeHub("subject", subscribes=["news.*"]) as hub:
+            with self.assertRaises(LogoMeshError) as cm:
+                await asyncio.wait_for(p.serve(hub.socket_path), 5)
+        self.assertEqual(cm.exception.code, "LM_PERMISSION_DENIED")
+        self.assertIn("may not subscribe to 'secrets.*'", cm.exception.message)
+        self.assertIn("coordination.subscribes", cm.exception.message)
+        self.assertFalse(p.serving)
+
+    async def test_a_refused_subscribe_while_serving_is_logged_and_the_plugin_goes_on(self):
+        p = Plugin("subject")
+        got = asyncio.Queue()
+
+        @p.on("news.flash")
+        async def flash(data):
+            got.put_nowait(data)
+        async with FakeHub("subject", subscribes=["news.*"]) as hub, hub.serving(p):
+            with self.assertLogs("logomesh", "WARNING") as logs:
+                p.on("secrets.plans", lambda _: None)
+                for _ in range(500):
+                    if logs.output:
+                        break
+                    await asyncio.sleep(0.01)
+            self.assertIn("subscribing to secrets.plans failed: LM_PERMISSION_DENIED", logs.output[0])
+            self.assertIn("coordination.subscribes", logs.output[0])
+            self.assertEqual(hub.subscriptions, {"news.flash"})
+            await hub.publish("news.flash", "still heard")
+            self.assertEqual(await asyncio.wait_for(got.get(), 5), "still heard")
+
+    async def test_a_request_right_behind_the_answer_to_hello_subscribes_before_its_answer(self):
+        # The answer to hello and a request whose handler subscribes, written back to back
+        # (read together, as often as not): the subscribe still goes first.
+        p = Plugin("subject")
+
+        @p.method
+        def listen(topic):
+            p.on(topic, lambda _: None)
+            return topic
+
+        received = []
+        done = asyncio.Event()
+
+        async def handle(ws):
+            async for raw in ws:
+                msg = json.loads(raw)
+                received.append(msg)
+                if msg["type"] == "hello":
+                    await ws.send(json.dumps({"type": "response", "id": "h", "correlationId": msg["id"], "success": True,
+                                              "data": {"plugin": "subject", "protocol": 1}}))
+                    await ws.send(json.dumps({"type": "request", "id": "r1", "from": "host", "to": ["subject"],
+                                              "method": "listen", "data": {"topic": "right.behind"}}))
+                elif msg["type"] == "subscribe":
+                    await ws.send(json.dumps({"type": "response", "id": "s", "correlationId": msg["id"], "success": True,
+                                              "data": {"topic": msg["topic"]}}))
+                elif msg["type"] == "response":
+                    done.set()
+
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "hub.sock")
+            server = await websockets.unix_serve(handle, path)
+            try:
+                task = asyncio.get_running_loop().create_task(p.serve(path))
+                await asyncio.wait_for(done.wait(), 5)
+                self.assertEqual([(m["type"], m.get("topic") or m.get("correlationId")) for m in received],
+                                 [("hello", None), ("subscribe", "right.behind"), ("response", "r1")])
+                p.stop(0)
+                await asyncio.wait_for(task, 5)
+            finally:
+                server.close()
+                await server.wait_closed()
+
+    async def test_a_topic_registered_while_hello_waits_for_its_answer_is_subscribed_after_it(self):
+        # A hub of this test's, which holds the answer to hello until the test registers a
+        # handler: the window between writing hello and the plugin being ready.
+        p = Plugin("subject")
+        p.on("early", lambda _: None)
+        received = []
+        hello_seen = asyncio.Event()
+        answer = asyncio.Event()
+
+        async def handle(ws):
+            async for raw in ws:
+                msg = json.loads(raw)
+                received.append(msg)
+                if msg["type"] == "hello":
+                    hello_seen.set()
+                    await answer.wait()
+                    await ws.send(json.dumps({"type": "response", "id": "h", "correlationId": msg["id"], "success": True,
+                                              "data": {"plugin": "subject", "protocol": 1}}))
+                elif msg["type"] == "subscribe":
+                    await ws.send(json.dumps({"type": "response", "id": "s", "correlationId": msg["id"], "success": True,
+                                              "data": {"topic": msg["topic"]}}))
+
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "hub.sock")
+            server = await websockets.unix_serve(handle, path)
+            try:
+                task = asyncio.get_running_loop().create_task(p.serve(path))
+                await asyncio.wait_for(hello_seen.wait(), 5)
+                p.on("during", lambda _: None)
+                answer.set()
+                await asyncio.wait_for(p.wait_ready(), 5)
+                self.assertEqual(received[0]["subscriptions"], ["early"])
+                self.assertEqual([(m["type"], m.get("topic")) for m in received[1:]], [("subscribe", "during")])
+                p.stop(0)
+                await asyncio.wait_for(task, 5)
+            finally:
+                server.close()
+                await server.wait_closed()
 
     async def test_a_failing_event_handler_is_logged_and_others_still_run(self):
         p = Plugin("subject")

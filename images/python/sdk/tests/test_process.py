@@ -87,6 +87,16 @@ class ProcessTest(unittest.IsolatedAsyncioTestCase):
         self.assertIn("LM_PERMISSION_DENIED", err)
         self.assertIn("stuck", err)
 
+    async def test_a_hello_refused_for_a_subscription_exits_1_naming_the_topic_and_the_manifest_field(self):
+        async with FakeHub("worker", subscribes=["worker.status"]) as hub:
+            proc = await self.start(hub)
+            status, out, err = await self.finish(proc)
+        self.assertEqual(status, 1)
+        self.assertIn("logomesh: plugin worker: LM_PERMISSION_DENIED: plugin worker may not subscribe to 'worker.poke': "
+                      "no pattern under coordination.subscribes covers it (listed: worker.status)", err)
+        self.assertNotIn("run() returned", out)
+        self.assertEqual(hub.messages("subscribe"), [])
+
     async def test_with_reconnect_disabled_a_lost_connection_exits_1(self):
         async with FakeHub("worker") as hub:
             proc = await self.start(hub, env={"LOGOMESH_RECONNECT_MS": "0"})
@@ -99,7 +109,7 @@ class ProcessTest(unittest.IsolatedAsyncioTestCase):
     async def test_a_lost_connection_is_made_again_when_the_hub_comes_back(self):
         async with FakeHub("worker") as hub:
             proc = await self.start(hub)
-            await hub.wait_type("subscribe")
+            self.assertEqual((await hub.wait_hello())["subscriptions"], ["worker.poke"])
             self.assertEqual(await hub.call("hello", {"name": "a"}), "hello a")
             mark = len(hub.received)
             await hub.crash()
@@ -108,8 +118,7 @@ class ProcessTest(unittest.IsolatedAsyncioTestCase):
             await hub.restart()
             hello = await hub.wait_type("hello", timeout=10, start=mark)
             self.assertEqual(sorted(hello["methods"]), ["hello", "pokes", "slow", "stuck"])
-            sub = await hub.wait_type("subscribe", start=mark)
-            self.assertEqual(sub["topic"], "worker.poke")
+            self.assertEqual(hello["subscriptions"], ["worker.poke"])
             self.assertEqual(await hub.call("hello", {"name": "b"}), "hello b")
             await hub.publish("worker.poke", "after")
             self.assertEqual(await hub.call("pokes"), ["after"])

@@ -63,11 +63,22 @@ class SizeLimitTest(unittest.IsolatedAsyncioTestCase):
 
 
 def _unmask_close(written):
-    """The status of the close frame the client wrote (the last frame, masked)."""
-    i = written.rfind(bytes((0x88,)))
-    length = written[i + 1] & 0x7F
-    key = written[i + 2:i + 6]
-    return _mask(written[i + 6:i + 6 + length], key)[:2]
+    """The status of the close frame the client wrote: its frames, after the upgrade request,
+    are walked from the first (a search for the 0x88 byte could land in a random mask key)."""
+    i, close = written.index(b"\r\n\r\n") + 4, None
+    while i < len(written):
+        opcode, length = written[i] & 0x0F, written[i + 1] & 0x7F
+        i += 2
+        if length == 126:
+            length, i = struct.unpack("!H", written[i:i + 2])[0], i + 2
+        elif length == 127:
+            length, i = struct.unpack("!Q", written[i:i + 8])[0], i + 8
+        key, i = written[i:i + 4], i + 4
+        if opcode == 0x8:
+            close = _mask(written[i:i + length], key)
+        i += length
+    assert close is not None, "no close frame written"
+    return close[:2]
 
 
 class TopicTest(unittest.TestCase):

@@ -23,6 +23,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -146,6 +147,8 @@ func (h *Hub) Accept() *Conn {
 type Conn struct {
 	// Path and Host of the plugin's upgrade request (/v1 and logomesh).
 	Path, Host string
+	// PluginID is the plugin's id as the hub's answers name it ("plugin" unless set).
+	PluginID string
 
 	t         testing.TB
 	ws        *websocket.Conn
@@ -158,7 +161,7 @@ type Conn struct {
 }
 
 func newConn(t testing.TB, ws *websocket.Conn, r *http.Request) *Conn {
-	c := &Conn{Path: r.URL.Path, Host: r.Host, t: t, ws: ws, in: make(chan Message, 1024), closed: make(chan struct{}), pongs: make(chan string, 4)}
+	c := &Conn{Path: r.URL.Path, Host: r.Host, PluginID: "plugin", t: t, ws: ws, in: make(chan Message, 1024), closed: make(chan struct{}), pongs: make(chan string, 4)}
 	ws.SetPongHandler(func(data string) error {
 		select {
 		case c.pongs <- data:
@@ -245,12 +248,69 @@ func (c *Conn) Quiet(d time.Duration) {
 	}
 }
 
-// Handshake reads the plugin's hello, accepts it and returns it.
+// Handshake reads the plugin's hello, accepts it and returns it. The hello's
+// "subscriptions" are the patterns the plugin registered before Run: the hub subscribes
+// them before it answers, so the plugin sends no subscribe for them.
 func (c *Conn) Handshake() Message {
 	c.t.Helper()
 	hello := c.Expect("hello")
 	c.Send(Message{"type": "response", "id": "hello-ok", "correlationId": hello["id"], "success": true, "data": Message{"protocol": 1}})
 	return hello
+}
+
+// HandshakeDeclared reads the plugin's hello and answers it as the hub does for a manifest
+// whose coordination.subscribes lists declared: refused with LM_PERMISSION_DENIED when a
+// pattern of its subscriptions is not covered by one of them, accepted otherwise. It
+// returns the hello.
+func (c *Conn) HandshakeDeclared(declared []string) Message {
+	c.t.Helper()
+	hello := c.Expect("hello")
+	var refused []string
+	list, _ := hello["subscriptions"].([]any)
+	for _, v := range list {
+		pattern, _ := v.(string)
+		if !coveredBy(declared, pattern) {
+			refused = append(refused, fmt.Sprintf("plugin %s may not subscribe to '%s': no pattern under coordination.subscribes covers it (listed: %s)", c.PluginID, pattern, listed(declared)))
+		}
+	}
+	if len(refused) > 0 {
+		c.Fail(hello, logomesh.NewError(logomesh.CodePermissionDenied, strings.Join(refused, "; "), nil))
+	} else {
+		c.Send(Message{"type": "response", "id": "hello-ok", "correlationId": hello["id"], "success": true, "data": Message{"protocol": 1}})
+	}
+	return hello
+}
+
+// Covers reports whether a pattern declared in a manifest covers target (a topic or a
+// pattern) whole, as the hub checks a subscription: "a.*" covers "a.b" and "a.b.*", only
+// "*" covers "*".
+func Covers(declared, target string) bool {
+	switch {
+	case declared == "*":
+		return true
+	case target == "*":
+		return false
+	case strings.HasSuffix(declared, ".*"):
+		return strings.HasPrefix(target, declared[:len(declared)-1])
+	default:
+		return declared == target
+	}
+}
+
+func coveredBy(declared []string, target string) bool {
+	for _, d := range declared {
+		if Covers(d, target) {
+			return true
+		}
+	}
+	return false
+}
+
+func listed(declared []string) string {
+	if len(declared) == 0 {
+		return "none"
+	}
+	return strings.Join(declared, ", ")
 }
 
 // Request sends a request for method from "host" (timeout 0: none) and returns its id.

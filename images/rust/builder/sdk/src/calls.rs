@@ -266,9 +266,13 @@ impl Hub {
     }
 
     /// Handle events and broadcasts whose topic matches `pattern` (`a.b`, `a.*` or `*`).
-    /// Before `run` the subscription is sent when the plugin connects; after, it is sent
-    /// now and this waits for the hub to confirm it (while reconnecting: once connected
-    /// again, when every pattern is subscribed again).
+    /// A pattern registered before `run` goes in hello's subscriptions: the hub subscribes it
+    /// before the plugin counts as ready, so no event published once it is ready is missed
+    /// (and so on every reconnect's hello). After, the subscription is sent now and this
+    /// waits for the hub to confirm it (while reconnecting: the next hello carries it). The
+    /// manifest must cover the pattern under `coordination.subscribes`: the hub refuses a
+    /// hello naming one it does not (`run` returns that error), and a later subscription with
+    /// `LM_PERMISSION_DENIED`, returned here.
     pub fn on<F: Fn(Event) + Send + Sync + 'static>(&self, pattern: &str, handler: F) -> Result<(), Error> {
         if !valid_pattern(pattern) {
             return Err(Error::invalid_argument(format!(
@@ -281,7 +285,7 @@ impl Hub {
             subs.push((pattern.to_string(), Arc::new(handler)));
             first
         };
-        if first && self.shared.ready() {
+        if first && self.shared.accepted() {
             self.subscribe("subscribe", pattern)?;
         }
         Ok(())
@@ -294,7 +298,7 @@ impl Hub {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|(p, _)| p != pattern);
-        if self.shared.ready() {
+        if self.shared.accepted() {
             self.subscribe("unsubscribe", pattern)?;
         }
         Ok(())

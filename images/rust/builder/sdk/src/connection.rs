@@ -109,6 +109,7 @@ pub(crate) fn open(
         writer: ws::Writer::new(raw, true),
         gen,
         ready: first,
+        accepted: false,
     });
     dispatch.gen = gen;
     // Until the hub announces its maximum message size, the largest an operator may configure
@@ -125,7 +126,13 @@ pub(crate) fn open(
     }
 }
 
-pub(crate) fn say_hello(shared: &Shared, names: &[String], timeout: Duration) -> Result<Value, Error> {
+/// Say hello with the methods and, as its subscriptions, every pattern of the `on` handlers
+/// (the hub subscribes them before it answers, so no event published once the plugin is
+/// ready is missed), and wait for the answer. The patterns sent; a refusal (a method or a
+/// topic the manifest does not declare, say) is the hub's error, which `run` returns (and a
+/// plugin's `main` prints).
+pub(crate) fn say_hello(shared: &Shared, names: &[String], timeout: Duration) -> Result<Vec<String>, Error> {
+    let patterns = registered(shared);
     let mut hello = Map::new();
     hello.insert("type".into(), "hello".into());
     hello.insert("protocol".into(), PROTOCOL.into());
@@ -134,35 +141,58 @@ pub(crate) fn say_hello(shared: &Shared, names: &[String], timeout: Duration) ->
         "methods".into(),
         names.iter().map(|n| Value::String(n.clone())).collect::<Vec<_>>().into(),
     );
+    hello.insert(
+        "subscriptions".into(),
+        patterns.iter().map(|p| Value::String(p.clone())).collect::<Vec<_>>().into(),
+    );
     let id = shared.next_id();
     hello.insert("id".into(), id.clone().into());
     lock(&shared.ctl).hello = Some(id);
-    shared.exchange(hello, timeout)
+    shared.exchange(hello, timeout).map(|_| patterns)
 }
 
-/// Subscribe to every pattern of the `on` handlers (on a new connection: again).
-pub(crate) fn subscribe_all(shared: &Arc<Shared>) {
-    let patterns: Vec<String> = {
-        let subs = shared.subs.read().unwrap_or_else(|e| e.into_inner());
-        let mut p: Vec<String> = subs.iter().map(|(p, _)| p.clone()).collect();
-        p.sort();
-        p.dedup();
-        p
-    };
+/// Is this hello's failure the hub's answer (rather than no answer, or a lost connection)?
+pub(crate) fn refused(e: &Error) -> bool {
+    !(is_lost(e) || e.code == "LM_TIMEOUT" || e.code == "LM_CONTROLLER_UNAVAILABLE")
+}
+
+/// Every distinct pattern of the `on` handlers, in the order registered.
+fn registered(shared: &Shared) -> Vec<String> {
+    let subs = shared.subs.read().unwrap_or_else(|e| e.into_inner());
+    let mut patterns: Vec<String> = Vec::new();
+    for (p, _) in subs.iter() {
+        if !patterns.contains(p) {
+            patterns.push(p.clone());
+        }
+    }
+    patterns
+}
+
+/// The hub accepted a hello that subscribed `sent` (and the reader marked the connection
+/// accepted as it read the answer, so `on` and `off` act by themselves from then on): a
+/// pattern registered while the hello waited for its answer is subscribed now, and one
+/// removed meanwhile unsubscribed. An `on` that did not see the mark is among these.
+pub(crate) fn subscribe_rest(shared: &Arc<Shared>, sent: &[String]) {
+    let now = registered(shared);
     let hub = Hub {
         shared: Arc::clone(shared),
     };
-    for p in &patterns {
-        if let Err(e) = hub.subscribe("subscribe", p) {
+    let changes = now
+        .iter()
+        .filter(|p| !sent.contains(p))
+        .map(|p| ("subscribe", p))
+        .chain(sent.iter().filter(|p| !now.contains(p)).map(|p| ("unsubscribe", p)));
+    for (kind, p) in changes {
+        if let Err(e) = hub.subscribe(kind, p) {
             if !is_lost(&e) {
-                eprintln!("logomesh: subscribing to '{p}' failed: {e}");
+                eprintln!("logomesh: {kind} '{p}' failed: {e}");
             }
         }
     }
 }
 
 /// Connect again after the connection was lost: with backoff, for up to `window`, saying
-/// hello with the same methods and subscribing again. The new connection; `None` when
+/// hello with the same methods and every pattern. The new connection; `None` when
 /// stopped meanwhile; an error when the window passes or the hub refuses the hello.
 pub(crate) fn reconnect(
     shared: &Arc<Shared>,
@@ -208,11 +238,11 @@ pub(crate) fn reconnect(
                 }
                 Err(Opened::Failed(e)) => return Err(e),
                 Ok(mut conn) => match say_hello(shared, names, HELLO_TIMEOUT.min(patience)) {
-                    Ok(_) => {
+                    Ok(sent) => {
                         if let Some(link) = lock(&shared.writer).as_mut() {
                             link.ready = true;
                         }
-                        subscribe_all(shared);
+                        subscribe_rest(shared, &sent);
                         let wakers = {
                             let mut c = lock(&shared.ctl);
                             // Lost again already: the serve loop reconnects once more.
@@ -231,8 +261,7 @@ pub(crate) fn reconnect(
                         return Ok(Some(conn));
                     }
                     Err(e) => {
-                        let retry = is_lost(&e) || e.code == "LM_TIMEOUT" || e.code == "LM_CONTROLLER_UNAVAILABLE";
-                        if !retry {
+                        if refused(&e) {
                             close(shared, &conn.control);
                             return Err(e); // the hub refused the hello
                         }

@@ -215,7 +215,7 @@ impl Dispatch {
             .and_then(|id| lock(&self.shared.pending).remove(id));
         let success = msg.get("success").and_then(Value::as_bool).unwrap_or(false);
         if success {
-            self.learn_limit(msg);
+            self.hello_accepted(msg);
         }
         let result = if success {
             Ok(msg.get_mut("data").map(Value::take).unwrap_or(Value::Null))
@@ -230,16 +230,25 @@ impl Dispatch {
         }
     }
 
-    /// The answer to hello: keep the hub's maximum message size, if it says one.
-    fn learn_limit(&self, msg: &Value) {
-        let mut c = lock(&self.shared.ctl);
-        if c.hello.is_none() || c.hello.as_deref() != msg.get("correlationId").and_then(Value::as_str) {
-            return;
+    /// The answer to hello (when `msg` is it): keep the hub's maximum message size, if it
+    /// says one, and mark the connection accepted, before the next frame is read. So a
+    /// request served after hello sees it: an `on` in its handler subscribes at once.
+    fn hello_accepted(&self, msg: &Value) {
+        {
+            let mut c = lock(&self.shared.ctl);
+            if c.hello.is_none() || c.hello.as_deref() != msg.get("correlationId").and_then(Value::as_str) {
+                return;
+            }
+            c.hello = None;
         }
-        c.hello = None;
         if let Some(n) = msg.pointer("/data/maxMessageBytes").and_then(Value::as_u64) {
             if n > 0 && n as usize <= MAX_MESSAGE_BYTES {
                 self.shared.limit.store(n as usize, Ordering::Relaxed);
+            }
+        }
+        if let Some(link) = lock(&self.shared.writer).as_mut() {
+            if link.gen == self.gen {
+                link.accepted = true;
             }
         }
     }

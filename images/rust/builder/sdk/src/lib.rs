@@ -3,9 +3,10 @@
 //! A plugin registers methods and event handlers on a [`Plugin`], then calls
 //! [`Plugin::run`], which connects to the LogoMesh hub, says hello with the method names,
 //! serves requests concurrently until the hub asks it to stop or the process gets SIGTERM
-//! or SIGINT, and returns `Ok(())` after a clean close. If the connection is lost (the
-//! controller restarted), it connects again for up to `LOGOMESH_RECONNECT_MS`, says hello
-//! again and subscribes again.
+//! or SIGINT, and returns `Ok(())` after a clean close. The hello also carries the patterns
+//! of the event handlers, which the hub subscribes before the plugin counts as ready. If the
+//! connection is lost (the controller restarted), it connects again for up to
+//! `LOGOMESH_RECONNECT_MS` and says hello again, with the same methods and patterns.
 //!
 //! ```no_run
 //! use logomesh::{json, Error, Plugin, Value};

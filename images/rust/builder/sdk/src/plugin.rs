@@ -111,7 +111,9 @@ impl Plugin {
 
     /// Handle events and broadcasts whose topic matches `pattern` (`a.b`, `a.*`, or `*`
     /// for everything, including broadcasts without a topic). Handlers run one at a time,
-    /// in arrival order, on the SDK's event thread.
+    /// in arrival order, on the SDK's event thread. The patterns go in hello's
+    /// subscriptions, so each must be covered by the manifest's `coordination.subscribes`
+    /// (or the hub refuses the hello, and `run` returns `LM_PERMISSION_DENIED`).
     pub fn on<F: Fn(Event) + Send + Sync + 'static>(&mut self, pattern: &str, handler: F) -> &mut Self {
         if let Err(e) = self.hub().on(pattern, handler) {
             self.problems.push(e.message);

@@ -103,6 +103,10 @@ pub(crate) struct Link {
     /// Calls, events and answers may be sent (false on a new connection until the hub
     /// accepts its hello).
     pub(crate) ready: bool,
+    /// The hub accepted this connection's hello: `on` and `off` subscribe and unsubscribe by
+    /// themselves (before, the hello carries what was registered, and what changes while it
+    /// waits for its answer is made up after it).
+    pub(crate) accepted: bool,
 }
 
 /// Which messages a write may go out with.
@@ -178,8 +182,8 @@ impl Shared {
         }
     }
 
-    /// Is a connection whose hello was accepted open?
-    pub(crate) fn ready(&self) -> bool {
-        lock(&self.writer).as_ref().map_or(false, |l| l.ready)
+    /// Has the hub accepted the hello of the open connection?
+    pub(crate) fn accepted(&self) -> bool {
+        lock(&self.writer).as_ref().map_or(false, |l| l.accepted)
     }
 }

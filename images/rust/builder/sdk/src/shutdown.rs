@@ -2,7 +2,7 @@
 //! SIGINT end the same way: new requests are refused, those in flight answer within the
 //! grace period, the connection closes with status 1000.
 
-use crate::connection::{reconnect, subscribe_all, say_hello, Connection};
+use crate::connection::{reconnect, say_hello, subscribe_rest, Connection};
 use crate::options::{CLOSE_TIMEOUT, HELLO_TIMEOUT};
 use crate::pool::lock;
 use crate::shared::Shared;
@@ -37,15 +37,18 @@ impl Shared {
     }
 }
 
-/// Hello, subscriptions, then serve until stopped (reconnecting when the connection is
+/// Hello (with the subscriptions), then serve until stopped (reconnecting when the connection is
 /// lost), and close cleanly.
 pub(crate) fn serve(shared: &Arc<Shared>, names: &[String], path: &Path, conn: &mut Connection) -> Result<(), Error> {
-    if let Err(e) = say_hello(shared, names, HELLO_TIMEOUT) {
-        close(shared, &conn.control);
-        return Err(e);
-    }
+    let sent = match say_hello(shared, names, HELLO_TIMEOUT) {
+        Ok(sent) => sent,
+        Err(e) => {
+            close(shared, &conn.control);
+            return Err(e);
+        }
+    };
     lock(&shared.ctl).established = true;
-    subscribe_all(shared);
+    subscribe_rest(shared, &sent);
 
     loop {
         // Serve until asked to stop or the connection is gone.

@@ -108,6 +108,7 @@ impl FakeHub {
             next: 0,
             backlog: VecDeque::new(),
             auto_subscribe: true,
+            subscribes: None,
             subscriptions: Vec::new(),
             pongs: Vec::new(),
         })
@@ -132,7 +133,13 @@ pub struct HubPeer {
     pub backlog: VecDeque<Value>,
     /// Answer `subscribe` and `unsubscribe` by itself (on by default).
     pub auto_subscribe: bool,
-    /// The topics the plugin is subscribed to, as seen by this peer.
+    /// The manifest's `coordination.subscribes`: when set, a hello
+    /// ([`accept_hello`](HubPeer::accept_hello)) or a `subscribe` asking for a pattern none
+    /// of these covers is refused with `LM_PERMISSION_DENIED`, as the hub does. `None`
+    /// (the default): anything is allowed.
+    pub subscribes: Option<Vec<String>>,
+    /// The topics the plugin is subscribed to, as seen by this peer: its hello's
+    /// subscriptions, then its `subscribe` and `unsubscribe` messages.
     pub subscriptions: Vec<String>,
     /// Payloads of the pongs received.
     pub pongs: Vec<Vec<u8>>,
@@ -171,6 +178,10 @@ impl HubPeer {
                     if self.auto_subscribe && (kind == "subscribe" || kind == "unsubscribe") {
                         let topic = v["topic"].as_str().unwrap_or("").to_string();
                         if kind == "subscribe" {
+                            if let Some(why) = self.refusal(&topic) {
+                                self.respond(&v["id"], Err(Error::new("LM_PERMISSION_DENIED", why)))?;
+                                continue;
+                            }
                             self.subscriptions.push(topic.clone());
                         } else {
                             self.subscriptions.retain(|t| *t != topic);
@@ -220,12 +231,41 @@ impl HubPeer {
         self.writer.send_frame(fin, opcode, payload)
     }
 
-    /// Read the plugin's hello and accept it; returns the hello.
+    /// Read the plugin's hello and answer it as the hub does: accepted, its subscriptions
+    /// subscribed before the answer; refused with `LM_PERMISSION_DENIED` when
+    /// [`subscribes`](HubPeer::subscribes) does not cover one of them. Returns the hello.
     pub fn accept_hello(&mut self, timeout: Duration) -> io::Result<Value> {
         let hello = self.recv_type("hello", timeout)?;
+        let asked: Vec<String> = match hello["subscriptions"].as_array() {
+            Some(list) => list.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+            None => Vec::new(),
+        };
+        let refused: Vec<String> = asked.iter().filter_map(|t| self.refusal(t)).collect();
+        if !refused.is_empty() {
+            self.respond(&hello["id"], Err(Error::new("LM_PERMISSION_DENIED", refused.join("; "))))?;
+            return Ok(hello);
+        }
+        for t in asked {
+            if !self.subscriptions.contains(&t) {
+                self.subscriptions.push(t);
+            }
+        }
         let id = self.next_id();
         self.send(&json!({ "type": "response", "id": id, "correlationId": hello["id"], "success": true, "data": { "plugin": "plugin", "protocol": 1 } }))?;
         Ok(hello)
+    }
+
+    /// Why the hub would refuse a subscription to `topic` under
+    /// [`subscribes`](HubPeer::subscribes) (`None`: it would not).
+    fn refusal(&self, topic: &str) -> Option<String> {
+        let declared = self.subscribes.as_ref()?;
+        if declared.iter().any(|d| covers(d, topic)) {
+            return None;
+        }
+        let listed = if declared.is_empty() { "none".to_string() } else { declared.join(", ") };
+        Some(format!(
+            "plugin plugin may not subscribe to '{topic}': no pattern under coordination.subscribes covers it (listed: {listed})"
+        ))
     }
 
     /// Send a request for `method` as if `from` called it; returns the request id.
@@ -371,5 +411,20 @@ impl Harness {
             return Err(Error::plugin_error(format!("the plugin closed with status {code:?}, not 1000")));
         }
         self.wait()
+    }
+}
+
+/// Does a pattern declared in a manifest cover `target` (a topic or a pattern) whole, as the
+/// hub checks a subscription? `a.*` covers `a.b` and `a.b.*`; only `*` covers `*`.
+pub fn covers(declared: &str, target: &str) -> bool {
+    if declared == "*" {
+        return true;
+    }
+    if target == "*" {
+        return false;
+    }
+    match declared.strip_suffix('*') {
+        Some(prefix) if declared.ends_with(".*") => target.starts_with(prefix),
+        _ => declared == target,
     }
 }

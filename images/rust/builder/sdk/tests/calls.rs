@@ -136,12 +136,12 @@ fn on_subscribes_and_dispatches_matching_events_in_order() {
     p.on("*", move |e| t.lock().unwrap().send(("*".into(), e)).unwrap());
     let hub = p.hub();
     let mut h = Harness::start(p).unwrap();
-    // Subscriptions are sent after the hello and answered by the fake hub.
-    let _ = h.call("echo", json!(0));
-    let until = Instant::now() + WAIT;
-    while h.peer.subscriptions.len() < 3 && Instant::now() < until {
-        let _ = h.peer.recv_where(Duration::from_millis(50), |_| false);
-    }
+    // Registered before run: in hello, in order, subscribed before the plugin is ready;
+    // no subscribe follows.
+    assert_eq!(h.hello["subscriptions"], json!(["thought.*", "cache.flush", "*"]));
+    h.peer.auto_subscribe = false;
+    assert!(h.peer.recv_where(SHORT, |v| v["type"] == "subscribe").is_err());
+    h.peer.auto_subscribe = true;
     let mut subs = h.peer.subscriptions.clone();
     subs.sort();
     assert_eq!(subs, ["*", "cache.flush", "thought.*"]);

@@ -3,7 +3,7 @@
 //! and handlers that fail in every way a handler can, which never end the plugin.
 
 use logomesh::testing::{load_protocol, load_transcript, run_transcript, Harness};
-use logomesh::{json, Error, Event, Plugin, Value};
+use logomesh::{json, Error, Event, Hub, Plugin, Value};
 use std::time::Duration;
 
 /// The plugin transcript.json expects (images/protocol/README.md).
@@ -12,6 +12,12 @@ fn conformance_plugin() -> Plugin {
     let hub = p.hub();
     p.method("echo", Ok);
     p.method("fail", |_| Err(Error::invalid_argument("fail was called").with_details(json!({ "field": "x" }))));
+    let h = hub.clone();
+    p.method("listen", move |args: Value| {
+        let topic = args["topic"].as_str().unwrap_or("").to_string();
+        h.on(&topic, seen(h.clone()))?;
+        Ok(json!({ "listening": topic }))
+    });
     p.method("make", |args: Value| match args["bytes"].as_u64() {
         Some(n) => Ok(Value::String("x".repeat(n as usize))),
         None => Ok(nested(args["depth"].as_u64().unwrap_or(1) as usize)),
@@ -21,11 +27,16 @@ fn conformance_plugin() -> Plugin {
         h.call(args["target"].as_str().unwrap_or(""), args["args"].clone(), Duration::from_millis(5000))
     });
     p.method("throw", |_| -> Result<Value, Error> { panic!("boom") });
-    p.on("conf.*", move |ev: Event| {
+    p.on("conf.*", seen(hub));
+    p
+}
+
+/// The conformance plugin's event handler: what it heard, as a conf.seen event.
+fn seen(hub: Hub) -> impl Fn(Event) + Send + Sync + 'static {
+    move |ev: Event| {
         let kind = if ev.broadcast { "broadcast" } else { "event" };
         let _ = hub.emit("conf.seen", json!({ "kind": kind, "topic": ev.topic, "from": ev.from, "data": ev.data }));
-    });
-    p
+    }
 }
 
 /// `n` nested arrays, an empty one innermost.

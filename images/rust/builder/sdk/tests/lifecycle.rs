@@ -81,6 +81,101 @@ fn refused_hello_makes_run_fail_with_the_hubs_code() {
 }
 
 #[test]
+fn a_hello_refused_for_a_subscription_makes_run_fail_naming_the_topic() {
+    let hub = FakeHub::new().unwrap();
+    let mut p = sample_plugin();
+    p.on("news.flash", |_| {});
+    p.on("secrets.*", |_| {});
+    p.socket_path(hub.path());
+    let run = thread::spawn(move || p.run());
+    let mut peer: HubPeer = hub.accept(WAIT).unwrap();
+    peer.subscribes = Some(vec!["news.*".to_string()]);
+    let hello = peer.accept_hello(WAIT).unwrap();
+    assert_eq!(hello["subscriptions"], json!(["news.flash", "secrets.*"]));
+    let e = run.join().unwrap().unwrap_err();
+    assert_eq!(e.code, "LM_PERMISSION_DENIED");
+    assert_eq!(
+        e.message,
+        "plugin plugin may not subscribe to 'secrets.*': no pattern under coordination.subscribes covers it (listed: news.*)"
+    );
+    assert!(peer.subscriptions.is_empty());
+}
+
+#[test]
+fn a_pattern_registered_while_hello_waits_is_subscribed_after_it() {
+    let hub = FakeHub::new().unwrap();
+    let mut p = sample_plugin();
+    p.on("early", |_| {});
+    p.on("dropped", |_| {});
+    p.socket_path(hub.path());
+    let handle = p.hub();
+    let run = thread::spawn(move || p.run());
+    let mut peer: HubPeer = hub.accept(WAIT).unwrap();
+    peer.auto_subscribe = false;
+    let hello = peer.recv_type("hello", WAIT).unwrap();
+    assert_eq!(hello["subscriptions"], json!(["early", "dropped"]));
+    // Not ready yet: these wait for the answer to hello.
+    handle.on("during", |_| {}).unwrap();
+    handle.off("dropped").unwrap();
+    assert!(peer.recv_where(SHORT, |_| true).is_err(), "nothing is sent before hello is answered");
+    peer.respond(&hello["id"], Ok(json!({ "plugin": "plugin", "protocol": 1 }))).unwrap();
+    for (kind, topic) in [("subscribe", "during"), ("unsubscribe", "dropped")] {
+        let m = peer.recv_where(WAIT, |v| v["type"] == kind).unwrap();
+        assert_eq!(m["topic"], topic);
+        peer.respond(&m["id"], Ok(json!({ "topic": topic }))).unwrap();
+    }
+    handle.stop(Duration::ZERO);
+    assert_eq!(peer.expect_close(WAIT).unwrap(), Some(1000));
+    run.join().unwrap().unwrap();
+}
+
+#[test]
+fn a_request_right_behind_the_answer_to_hello_subscribes_before_it_answers() {
+    let hub = FakeHub::new().unwrap();
+    let mut p = sample_plugin();
+    let handle = p.hub();
+    p.method("listen", move |args: Value| {
+        handle.on(args["topic"].as_str().unwrap_or(""), |_| {})?;
+        Ok(json!("listening"))
+    });
+    p.socket_path(hub.path());
+    let stopper = p.hub();
+    let run = thread::spawn(move || p.run());
+    let mut peer: HubPeer = hub.accept(WAIT).unwrap();
+    peer.auto_subscribe = false;
+    let hello = peer.recv_type("hello", WAIT).unwrap();
+    peer.respond(&hello["id"], Ok(json!({ "plugin": "plugin", "protocol": 1 }))).unwrap();
+    let id = peer.request("listen", json!({ "topic": "right.behind" }), "host").unwrap();
+    let first = peer.recv(WAIT).unwrap();
+    assert_eq!((first["type"].as_str(), first["topic"].as_str()), (Some("subscribe"), Some("right.behind")), "{first}");
+    peer.respond(&first["id"], Ok(json!({ "topic": "right.behind" }))).unwrap();
+    assert_eq!(peer.response_to(&id, WAIT).unwrap().unwrap(), json!("listening"));
+    stopper.stop(Duration::ZERO);
+    assert_eq!(peer.expect_close(WAIT).unwrap(), Some(1000));
+    run.join().unwrap().unwrap();
+}
+
+#[test]
+fn a_refused_subscription_while_serving_is_returned_and_the_plugin_goes_on() {
+    let mut p = sample_plugin();
+    let hub = p.hub();
+    // A handler that subscribes: requests are read after the answer to hello, so its `on`
+    // subscribes at once and returns the hub's answer.
+    p.method("listen", move |args: Value| {
+        hub.on(args["topic"].as_str().unwrap_or(""), |_| {})?;
+        Ok(json!("listening"))
+    });
+    let mut h = Harness::start(p).unwrap();
+    h.peer.subscribes = Some(vec!["news.*".to_string()]);
+    let e = h.call("listen", json!({ "topic": "secrets.plans" })).unwrap_err();
+    assert_eq!(e.code, "LM_PERMISSION_DENIED");
+    assert!(e.message.contains("may not subscribe to 'secrets.plans'"), "{e}");
+    assert_eq!(h.call("listen", json!({ "topic": "news.flash" })).unwrap(), json!("listening"));
+    assert_eq!(h.peer.subscriptions, vec!["news.flash".to_string()]);
+    h.stop().unwrap();
+}
+
+#[test]
 fn with_reconnect_off_a_lost_connection_fails_open_calls_and_run() {
     let mut p = sample_plugin();
     p.reconnect(Duration::ZERO);
