@@ -10,7 +10,7 @@ export interface DevTarget {
   follow(id: string, write: (line: string) => void): () => void;
   methods(id: string): readonly string[] | Promise<readonly string[]>;
   /** Where a plugin's debugger is, in debug mode. */
-  debugger?(id: string): { readonly port: number; readonly protocol: 'inspector' | 'dap' } | undefined;
+  debugger?(id: string): { readonly port: number; readonly protocol: 'inspector' | 'dap' | 'delve' | 'gdb' } | undefined;
   /** The engine, to build a changed compiled plugin before the apply (its own controller only). */
   readonly docker?: Docker;
 }
@@ -184,7 +184,7 @@ export class DevSession {
     const dbg = this.target.debugger?.(id);
     if (dbg && !this.announcedDebug.has(id)) {
       this.announcedDebug.add(id);
-      const how = dbg.protocol === 'inspector' ? 'Node.js inspector: VS Code "attach" (type node)' : 'debugpy (DAP): VS Code "attach" (type debugpy)';
+      const how = { inspector: 'Node.js inspector: VS Code "attach" (type node)', dap: 'debugpy (DAP): VS Code "attach" (type debugpy)', delve: 'delve: VS Code "attach" (type go, mode remote)', gdb: 'gdb remote protocol: target remote, or VS Code cppdbg with miDebuggerServerAddress' }[dbg.protocol];
       this.io.err(`logomesh dev: ${id} debugger on 127.0.0.1:${dbg.port} (${how}, "port": ${dbg.port}; docs/debugging.md)`);
     }
     if (!this.announced) {

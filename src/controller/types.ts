@@ -28,7 +28,7 @@ export interface PluginStatus {
   /** The user its container runs as (its own): the owner a folder it is granted for writing needs. */
   readonly uid: number;
   /** In debug mode (`logomesh dev --debug`): its debugger, on the host's 127.0.0.1. */
-  readonly debug?: { readonly port: number; readonly protocol: 'inspector' | 'dap' };
+  readonly debug?: { readonly port: number; readonly protocol: 'inspector' | 'dap' | 'delve' | 'gdb' };
 }
 
 /** Is the Docker engine answering? Shown by `ps`; restarts wait while it is not. */

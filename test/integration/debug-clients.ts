@@ -133,3 +133,49 @@ function waitFor<T>(find: () => T | undefined, listeners: Set<() => void>, timeo
     listeners.add(check);
   });
 }
+
+/** A client of delve's JSON-RPC API (api-version 2), over the forwarded TCP port. */
+export class DelveClient {
+  private n = 0;
+  private buffer = '';
+  private readonly waiting = new Map<number, (r: { result: Record<string, unknown>; error: string | null }) => void>();
+
+  private constructor(private readonly socket: net.Socket) {
+    socket.on('data', (chunk: Buffer) => {
+      this.buffer += chunk.toString();
+      let nl: number;
+      while ((nl = this.buffer.indexOf('\n')) >= 0) {
+        const line = this.buffer.slice(0, nl);
+        this.buffer = this.buffer.slice(nl + 1);
+        if (!line.trim()) continue;
+        const m = JSON.parse(line) as { id: number; result: Record<string, unknown>; error: string | null };
+        this.waiting.get(m.id)?.(m);
+      }
+    });
+  }
+
+  static connect(port: number): Promise<DelveClient> {
+    return new Promise((resolve, reject) => {
+      const s = net.connect(port, '127.0.0.1', () => resolve(new DelveClient(s)));
+      s.once('error', reject);
+    });
+  }
+
+  /** `RPCServer.<method>`; resolves with its result, rejects with delve's error. */
+  call(method: string, params: Record<string, unknown> = {}, timeoutMs = 60_000): Promise<Record<string, unknown>> {
+    const id = ++this.n;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no answer to ${method} within ${timeoutMs} ms`)), timeoutMs);
+      this.waiting.set(id, (r) => {
+        clearTimeout(timer);
+        if (r.error) reject(new Error(`${method}: ${r.error}`));
+        else resolve(r.result);
+      });
+      this.socket.write(`${JSON.stringify({ method: `RPCServer.${method}`, params: [params], id })}\n`);
+    });
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}

@@ -1,11 +1,13 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Controller } from '../../src/controller/controller.js';
 import { resolveHome } from '../../src/controller/home.js';
 import { silentLogger } from '../../src/log.js';
-import { CdpClient, DapClient } from './debug-clients.js';
-import { docker, instance, runCli, tempDir } from './support.js';
+import { CdpClient, DapClient, DelveClient } from './debug-clients.js';
+import { scaffoldPlugin } from '../../src/scaffold/create.js';
+import { docker, instance, runCli, sleep, tempDir } from './support.js';
 
 const NODE_MAIN = `import { Plugin } from 'logomesh';
 const plugin = new Plugin();
@@ -47,10 +49,13 @@ function write(root: string, id: string, runtime: 'node' | 'python', main: strin
  */
 describe('debuggers, in development only', () => {
   let host: Controller;
+  let root: string;
   beforeAll(async () => {
-    const root = tempDir('lm-debug-');
+    root = tempDir('lm-debug-');
     write(root, 'dbg-node', 'node', NODE_MAIN);
     write(root, 'dbg-python', 'python', PYTHON_MAIN);
+    scaffoldPlugin({ runtime: 'go', name: 'dbg-go', dir: path.join(root, 'dbg-go') });
+    scaffoldPlugin({ runtime: 'rust', name: 'dbg-rust', dir: path.join(root, 'dbg-rust') });
     const home = resolveHome({ LOGOMESH_HOME: tempDir('lm-debug-home-'), LOGOMESH_INSTANCE: `${instance()}-debug` });
     host = await Controller.create({ log: silentLogger, home, stopGraceMs: 2_000, debug: true, startTimeoutMs: 120_000 });
     host.loadDirectory(root);
@@ -61,7 +66,7 @@ describe('debuggers, in development only', () => {
   });
 
   it('the sandbox keeps no network: each plugin has network mode none, and its debugger is on the host only', async () => {
-    for (const id of ['dbg-node', 'dbg-python']) {
+    for (const id of ['dbg-node', 'dbg-python', 'dbg-go', 'dbg-rust']) {
       const s = host.status(id);
       expect(s.debug?.port).toBeGreaterThan(0);
       const info = await (await docker()).getContainer(s.containerId!).inspect();
@@ -111,6 +116,56 @@ describe('debuggers, in development only', () => {
       dap.close();
     }
   }, 120_000);
+
+  it('Go: a breakpoint through delve (its JSON-RPC API) is hit and a variable read', async () => {
+    const dlv = await DelveClient.connect(host.status('dbg-go').debug!.port);
+    try {
+      const line = readFileSync(path.join(root, 'dbg-go', 'main.go'), 'utf8').split('\n').findIndex((l) => l.includes('"Hello, "')) + 1;
+      await dlv.call('Command', { name: 'halt' });
+      const { Locations } = (await dlv.call('FindLocation', { Scope: { GoroutineID: -1 }, Loc: `main.go:${line}` })) as { Locations: { pc: number; file: string; line: number }[] };
+      await dlv.call('CreateBreakpoint', { Breakpoint: { file: Locations[0]!.file, line: Locations[0]!.line } });
+      const hit = dlv.call('Command', { name: 'continue' });
+      const call = host.call('dbg-go', 'hello', { name: 'Ada' }, 60_000);
+      const state = (await hit).State as { currentThread?: { goroutineID: number; line: number } };
+      expect(state.currentThread?.line).toBe(line);
+      const { Variables } = (await dlv.call('ListLocalVars', { Scope: { GoroutineID: state.currentThread!.goroutineID, Frame: 0 }, Cfg: { FollowPointers: true, MaxVariableRecurse: 1, MaxStringLen: 64, MaxArrayValues: 64, MaxStructFields: -1 } })) as { Variables: { name: string; value: string }[] };
+      expect(Variables.find((v) => v.name === 'name')?.value).toBe('Ada');
+      // The plugin runs on: the call is answered. Should delve stop it again instead, its
+      // answer says where (rather than a silent timeout of the call).
+      const resumed = dlv.call('Command', { name: 'continue' }, 120_000).then((r) => {
+        throw new Error(`the plugin stopped again after the breakpoint: ${JSON.stringify(r.State).slice(0, 2_000)}`);
+      });
+      resumed.catch(() => undefined);
+      expect(await Promise.race([call, resumed])).toEqual({ greeting: 'Hello, Ada!' });
+    } finally {
+      dlv.close();
+    }
+  }, 180_000);
+
+  it("Rust: a breakpoint through gdb's remote protocol (the host's gdb, gdbserver attached in the container) is hit and a variable read", async () => {
+    const line = readFileSync(path.join(root, 'dbg-rust', 'main.rs'), 'utf8').split('\n').findIndex((l) => l.includes('format!("Hello, {}!", name)')) + 1;
+    const args = ['-nx', '-batch', '-ex', 'set pagination off', '-ex', 'set confirm off', '-ex', 'set sysroot target:', '-ex', `target remote 127.0.0.1:${host.status('dbg-rust').debug!.port}`, '-ex', `break main.rs:${line}`, '-ex', 'shell echo LOGOMESH-ARMED >&2', '-ex', 'continue', '-ex', 'print name', '-ex', 'detach'];
+    const gdb = spawn('gdb', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    gdb.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    gdb.stderr.on('data', (c: Buffer) => (out += c.toString()));
+    const ended = new Promise<number | null>((r) => gdb.once('exit', r));
+    try {
+      // gdb's own output is buffered in a pipe; the shell's line is not. The plugin stays
+      // stopped (attached) until the continue after it, so a call sent now waits for it.
+      for (let i = 0; i < 2400 && !/^LOGOMESH-ARMED$/m.test(out); i++) {
+        if (gdb.exitCode !== null) throw new Error(`gdb ended before the breakpoint:\n${out}`);
+        await sleep(50);
+      }
+      const call = host.call('dbg-rust', 'hello', { name: 'Ada' }, 60_000);
+      expect(await ended, out).toBe(0);
+      expect(out).toMatch(new RegExp(`Breakpoint 1, .*main\\.rs:${line}`, 's'));
+      expect(out).toMatch(/^\$1 = "Ada"$/m);
+      expect(await call).toEqual({ greeting: 'Hello, Ada!' });
+    } finally {
+      gdb.kill('SIGKILL');
+    }
+  }, 180_000);
 
   it('logomesh up refuses debug mode', async () => {
     const r = await runCli(['up', tempDir('lm-debug-up-'), '--debug'], { env: { LOGOMESH_HOME: tempDir('lm-debug-up-home-') } });

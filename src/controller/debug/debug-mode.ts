@@ -1,7 +1,8 @@
 import type { ContainerCreateOptions } from 'dockerode';
 import type { Docker } from '../../engine/docker.js';
 import { LogoMeshError } from '../../errors.js';
-import { ensureImage } from '../../images/build.js';
+import { ensureImage, ensurePluginImage } from '../../images/build.js';
+import { runtimeImage } from '../../runtimes/index.js';
 import type { Logger } from '../../log.js';
 import { pluginSeccompProfile, seccompSecurityOpt } from '../../seccomp/profiles.js';
 import type { Managed } from '../managed.js';
@@ -11,7 +12,7 @@ import { DEBUG_RECIPES } from './recipes.js';
 /** Where a plugin's debugger is reached from the host. */
 export interface DebugEndpoint {
   readonly port: number;
-  readonly protocol: 'inspector' | 'dap';
+  readonly protocol: 'inspector' | 'dap' | 'delve' | 'gdb';
 }
 
 /**
@@ -38,6 +39,10 @@ export class DebugMode {
       throw new LogoMeshError('LM_RUNTIME_UNAVAILABLE', `logomesh dev --debug has no debugger for ${manifest.runtime} plugins yet (plugin ${manifest.id}); debuggers: ${Object.keys(DEBUG_RECIPES).join(', ')}`, { plugin: manifest.id, found: manifest.runtime });
     }
     if (recipe.image) spec.Image = (await ensureImage(this.docker, recipe.image, { log: this.log })).tag;
+    if (recipe.compile) {
+      const runtime = runtimeImage(manifest.runtime);
+      spec.Image = (await ensurePluginImage(this.docker, { ...runtime, compile: { dockerfile: recipe.compile, command: [] } }, m.loaded, { log: this.log })).tag;
+    }
     spec.Cmd = recipe.command(manifest, spec.Cmd as string[]);
     const profile = pluginSeccompProfile(true, [...manifest.security.syscalls, ...recipe.syscalls]);
     spec.HostConfig!.SecurityOpt = (spec.HostConfig!.SecurityOpt ?? []).map((o: string) => (o.startsWith('seccomp=') ? seccompSecurityOpt(profile) : o));
