@@ -9,10 +9,10 @@ import { instance, REPO, runCli, sleep, tempDir } from './support.js';
 
 const FIX = path.join(REPO, 'test', 'fixtures', 'controller');
 
-function plugin(root: string, id: string, file: string, runtime: 'node' | 'python', yaml: string): void {
+function plugin(root: string, id: string, file: string, runtime: 'node' | 'python' | 'go', yaml: string): void {
   const dir = path.join(root, id);
   mkdirSync(dir, { recursive: true });
-  const entry = runtime === 'node' ? 'main.mjs' : 'main.py';
+  const entry = { node: 'main.mjs', python: 'main.py', go: 'main.go' }[runtime];
   copyFileSync(path.join(FIX, file), path.join(dir, entry));
   writeFileSync(path.join(dir, 'plugin.yaml'), `id: ${id}\nversion: 1.0.0\nruntime: ${runtime}\nentrypoint: ${entry}\n${yaml}`);
 }
@@ -31,6 +31,7 @@ describe('errors a plugin author can act on', () => {
     plugin(root, 'hog', 'hog.mjs', 'node', `resources: { maxMemoryMB: 64 }\nrestart: { policy: on-failure, backoffMs: 200 }\n${coordination('')}`);
     plugin(root, 'asker', 'hog.mjs', 'node', coordination('hog.hog'));
     plugin(root, 'pyemit', 'emitter.py', 'python', 'coordination:\n  exposesMethods: [try_emit]\n  messaging: true\n  publishes: [allowed.*]\n');
+    plugin(root, 'goemit', 'emitter.go', 'go', 'coordination:\n  exposesMethods: [try_emit]\n  messaging: true\n  publishes: [allowed.*]\n');
     const home = resolveHome({ LOGOMESH_HOME: tempDir('lm-author-home-'), LOGOMESH_INSTANCE: `${instance()}-author` });
     host = await Controller.create({ log: silentLogger, home, stopGraceMs: 2_000 });
     endpoints = await openEndpoints(host, silentLogger, () => undefined);
@@ -61,13 +62,16 @@ describe('errors a plugin author can act on', () => {
     await ready('hog');
   });
 
-  it('an emitter whose event is refused learns it when it asks for the answer (Node.js and Python)', async () => {
+  it('an emitter whose event is refused learns it when it asks for the answer (Node.js, Python and Go)', async () => {
     expect(await host.call('asker', 'tryEmit', { topic: 'allowed.one', ack: true })).toEqual({ ok: true });
     expect(await host.call('asker', 'tryEmit', { topic: 'secret.one', ack: true })).toMatchObject({ code: 'LM_PERMISSION_DENIED', message: expect.stringContaining("may not publish 'secret.one'") });
     // Without it, as before: written, the refusal only logged.
     expect(await host.call('asker', 'tryEmit', { topic: 'secret.one', ack: false })).toEqual({ ok: true });
     expect(await host.call('pyemit', 'try_emit', { topic: 'allowed.two', ack: true })).toEqual({ ok: true });
     expect(await host.call('pyemit', 'try_emit', { topic: 'secret.two', ack: true })).toMatchObject({ code: 'LM_PERMISSION_DENIED', message: expect.stringContaining('coordination.publishes') });
+    expect(await host.call('goemit', 'try_emit', { topic: 'allowed.three', ack: true })).toEqual({ ok: true });
+    expect(await host.call('goemit', 'try_emit', { topic: 'secret.three', ack: true })).toMatchObject({ code: 'LM_PERMISSION_DENIED', message: expect.stringContaining('coordination.publishes') });
+    expect(await host.call('goemit', 'try_emit', { topic: 'secret.three', ack: false })).toEqual({ ok: true });
   });
 
   it('call --json prints the whole coded error with its details', async () => {
