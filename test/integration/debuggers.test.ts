@@ -4,6 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Controller } from '../../src/controller/controller.js';
 import { resolveHome } from '../../src/controller/home.js';
+import { LABEL } from '../../src/labels.js';
 import { silentLogger } from '../../src/log.js';
 import { CdpClient, DapClient, DelveClient } from './debug-clients.js';
 import { scaffoldPlugin } from '../../src/scaffold/create.js';
@@ -166,6 +167,16 @@ describe('debuggers, in development only', () => {
       gdb.kill('SIGKILL');
     }
   }, 180_000);
+
+  it("a compiled plugin's debug build and its own image are both kept (neither removes the other as an older build)", async () => {
+    const engine = await docker();
+    for (const id of ['dbg-go', 'dbg-rust']) {
+      const images = await engine.listImages({ filters: JSON.stringify({ label: [`${LABEL.role}=plugin-image`, `${LABEL.plugin}=${id}`] }) });
+      const repositories = images.flatMap((i) => i.RepoTags ?? []).map((t) => t.split(':')[0]);
+      expect(repositories).toEqual(expect.arrayContaining([`logomesh/plugin-${id}`, `logomesh/plugin-${id}-debug`]));
+      expect((await engine.getContainer(host.status(id).containerId!).inspect()).Config.Image).toMatch(new RegExp(`^logomesh/plugin-${id}-debug:`));
+    }
+  });
 
   it('logomesh up refuses debug mode', async () => {
     const r = await runCli(['up', tempDir('lm-debug-up-'), '--debug'], { env: { LOGOMESH_HOME: tempDir('lm-debug-up-home-') } });

@@ -41,7 +41,7 @@ export class DebugMode {
     if (recipe.image) spec.Image = (await ensureImage(this.docker, recipe.image, { log: this.log })).tag;
     if (recipe.compile) {
       const runtime = runtimeImage(manifest.runtime);
-      spec.Image = (await ensurePluginImage(this.docker, { ...runtime, compile: { dockerfile: recipe.compile, command: [] } }, m.loaded, { log: this.log })).tag;
+      spec.Image = (await ensurePluginImage(this.docker, { ...runtime, compile: { dockerfile: recipe.compile, command: [] } }, m.loaded, { log: this.log, variant: 'debug' })).tag;
     }
     spec.Cmd = recipe.command(manifest, spec.Cmd as string[]);
     const profile = pluginSeccompProfile(true, [...manifest.security.syscalls, ...recipe.syscalls]);
