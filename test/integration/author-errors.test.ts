@@ -9,10 +9,10 @@ import { instance, REPO, runCli, sleep, tempDir } from './support.js';
 
 const FIX = path.join(REPO, 'test', 'fixtures', 'controller');
 
-function plugin(root: string, id: string, file: string, runtime: 'node' | 'python' | 'go', yaml: string): void {
+function plugin(root: string, id: string, file: string, runtime: 'node' | 'python' | 'go' | 'rust', yaml: string): void {
   const dir = path.join(root, id);
   mkdirSync(dir, { recursive: true });
-  const entry = { node: 'main.mjs', python: 'main.py', go: 'main.go' }[runtime];
+  const entry = { node: 'main.mjs', python: 'main.py', go: 'main.go', rust: 'main.rs' }[runtime];
   copyFileSync(path.join(FIX, file), path.join(dir, entry));
   writeFileSync(path.join(dir, 'plugin.yaml'), `id: ${id}\nversion: 1.0.0\nruntime: ${runtime}\nentrypoint: ${entry}\n${yaml}`);
 }
@@ -32,12 +32,13 @@ describe('errors a plugin author can act on', () => {
     plugin(root, 'asker', 'hog.mjs', 'node', coordination('hog.hog'));
     plugin(root, 'pyemit', 'emitter.py', 'python', 'coordination:\n  exposesMethods: [try_emit]\n  messaging: true\n  publishes: [allowed.*]\n');
     plugin(root, 'goemit', 'emitter.go', 'go', 'coordination:\n  exposesMethods: [try_emit]\n  messaging: true\n  publishes: [allowed.*]\n');
+    plugin(root, 'rsemit', 'emitter.rs', 'rust', 'coordination:\n  exposesMethods: [try_emit]\n  messaging: true\n  publishes: [allowed.*]\n');
     const home = resolveHome({ LOGOMESH_HOME: tempDir('lm-author-home-'), LOGOMESH_INSTANCE: `${instance()}-author` });
     host = await Controller.create({ log: silentLogger, home, stopGraceMs: 2_000 });
     endpoints = await openEndpoints(host, silentLogger, () => undefined);
     host.loadDirectory(root);
     await host.startAll();
-  });
+  }, 600_000);
   afterAll(async () => {
     await host?.close();
     await endpoints?.close();
@@ -62,7 +63,7 @@ describe('errors a plugin author can act on', () => {
     await ready('hog');
   });
 
-  it('an emitter whose event is refused learns it when it asks for the answer (Node.js, Python and Go)', async () => {
+  it('an emitter whose event is refused learns it when it asks for the answer (in every SDK)', async () => {
     expect(await host.call('asker', 'tryEmit', { topic: 'allowed.one', ack: true })).toEqual({ ok: true });
     expect(await host.call('asker', 'tryEmit', { topic: 'secret.one', ack: true })).toMatchObject({ code: 'LM_PERMISSION_DENIED', message: expect.stringContaining("may not publish 'secret.one'") });
     // Without it, as before: written, the refusal only logged.
@@ -72,6 +73,9 @@ describe('errors a plugin author can act on', () => {
     expect(await host.call('goemit', 'try_emit', { topic: 'allowed.three', ack: true })).toEqual({ ok: true });
     expect(await host.call('goemit', 'try_emit', { topic: 'secret.three', ack: true })).toMatchObject({ code: 'LM_PERMISSION_DENIED', message: expect.stringContaining('coordination.publishes') });
     expect(await host.call('goemit', 'try_emit', { topic: 'secret.three', ack: false })).toEqual({ ok: true });
+    expect(await host.call('rsemit', 'try_emit', { topic: 'allowed.four', ack: true })).toEqual({ ok: true });
+    expect(await host.call('rsemit', 'try_emit', { topic: 'secret.four', ack: true })).toMatchObject({ code: 'LM_PERMISSION_DENIED', message: expect.stringContaining('coordination.publishes') });
+    expect(await host.call('rsemit', 'try_emit', { topic: 'secret.four', ack: false })).toEqual({ ok: true });
   });
 
   it('call --json prints the whole coded error with its details', async () => {

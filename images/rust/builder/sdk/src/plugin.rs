@@ -143,6 +143,16 @@ impl Plugin {
         self.hub().broadcast(topic, data)
     }
 
+    /// See [`Hub::emit_acked`].
+    pub fn emit_acked(&self, topic: &str, data: Value) -> Result<(), Error> {
+        self.hub().emit_acked(topic, data)
+    }
+
+    /// See [`Hub::broadcast_acked`].
+    pub fn broadcast_acked(&self, topic: &str, data: Value) -> Result<(), Error> {
+        self.hub().broadcast_acked(topic, data)
+    }
+
     /// Connect to this socket instead of `LOGOMESH_HUB_SOCKET` (for tests).
     pub fn socket_path(&mut self, path: impl Into<PathBuf>) -> &mut Self {
         self.socket = Some(path.into());
