@@ -20,6 +20,15 @@ export type { CapabilityDecision } from './controller/capabilities.js';
 export { controllerOptionsFromEnv, hostMethodsFromEnv, hubTokenFromEnv } from './controller/env.js';
 export { pluginSocketDir, resolveHome, type Home } from './controller/home.js';
 export type { ApplyResult, ApplyStep, ControllerStatus, DeployPlan, EngineStatus, LogLine, PathGrantAnswer, PlannedChange, PlanStep, PluginState, PluginStatus } from './controller/types.js';
+export type { MonitoringOptions } from './controller/options.js';
+export { VIOLATION_TOPIC } from './controller/violation-routing.js';
+
+// --- resource monitoring ----------------------------------------------------------------------
+export { statsJson, statsTable, type StatsRow } from './monitor/stats-table.js';
+export { metricsAddress, startMetricsEndpoint, type MetricsEndpoint } from './monitor/metrics-server.js';
+export type { ChangedLimit, LimitChange } from './monitor/enforce-limit.js';
+export type { MonitorMetrics } from './monitor/metrics.js';
+export type { ResourceUsage, ResourceViolation, ViolationKind } from './monitor/types.js';
 export { ControlClient } from './control/client.js';
 export { openEndpoints, type Endpoints } from './control/endpoints.js';
 export type { PathGrant } from './grants/path-grants.js';

@@ -18,6 +18,8 @@ from egress_config import allowed, parse
 from egress_http import Refused
 from egress_report import emit
 
+COUNT_EVERY = 0.25  # seconds between two reports of the open connections, at most
+
 
 class Conn:
     """An admitted connection: what it was allowed for, and its sockets, so a reload can cut it."""
@@ -60,6 +62,7 @@ class State:
         self.cfg = None
         self.opened = 0  # connections counted from accept, until their handler ends
         self.conns = set()  # admitted connections (Conn)
+        self.changed = threading.Event()  # opened reached the budget: report the count now
 
     def config(self):
         with self.lock:
@@ -131,6 +134,8 @@ class State:
             if self.cfg is None or self.cfg.detached or self.opened >= self.cfg.max:
                 return False
             self.opened += 1
+            if self.opened >= self.cfg.max:
+                self.changed.set()
             return True
 
     def release(self, conn=None):
@@ -138,6 +143,24 @@ class State:
             self.opened -= 1
             if conn is not None:
                 self.conns.discard(conn)
+
+    def report_connections(self, every=COUNT_EVERY):
+        """Report the open connections whenever their number changed, at most every `every`
+        seconds, and at once when they reach the budget: the controller's resource monitor
+        reads them (io.networkConnections, the connection-limit violation)."""
+
+        def reporter():
+            last = None
+            while True:
+                self.changed.clear()
+                with self.lock:
+                    n = self.opened
+                if n != last:
+                    emit({"event": "connections", "open": n})
+                    last = n
+                self.changed.wait(every)
+
+        threading.Thread(target=reporter, daemon=True).start()
 
     def admit(self, conn):
         """Check the connection against the list as it is now (it may have changed while the head was read)."""

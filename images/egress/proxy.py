@@ -12,7 +12,8 @@ memory and CPU are the container's own limits (egress/proxy.ts sizes them from m
 
 The proxy is also the plugin's only DNS server (egress_dns.py). One JSON line on stdout per
 decision (egress_report.py): {"plugin", "host", "port", "method", "result", "reason"}, result
-allowed, denied, failed or cut.
+allowed, denied, failed or cut; and {"event": "connections", "open"} when the number of open
+connections changed (egress_state.py).
 """
 import ipaddress
 import os
@@ -186,6 +187,7 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     state.load(force=True)
     state.reload_on_sighup()
+    state.report_connections()
     dns_error = Dns(DNS_PORT, state.known, report).start()
     if dns_error:
         emit({"event": "dns-unavailable", "reason": dns_error})

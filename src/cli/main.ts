@@ -39,6 +39,10 @@ commands:
                                          coordination.publishes or .subscribes away, at once
   grant <plugin> topic <pattern> [--ttl ms]
                                          give it back (for ttl ms only, if given)
+  stats [--json] [--no-stream]           the running plugins' CPU, memory, processes, files,
+                                         connections, disk io and violations, every second
+  limit <plugin> [memory=<MB>] [cpu=<percent>] [pids=<count>]
+                                         change a running plugin's limits live (no restart)
   audit [--plugin id] [--since t] [--json] [--verify]
                                          the audit trail of permission decisions
   clean [--all]                          remove containers, networks and volumes LogoMesh
@@ -176,6 +180,15 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
         if (ttl !== undefined && !(ttl > 0)) throw usage(`--ttl must be a positive number of milliseconds, found '${values.ttl}'`);
         if (command === 'revoke' && ttl !== undefined) throw usage('--ttl applies to grant only');
         return await (await import('./control.js')).permissionCommand(command, positionals[0]!, positionals[1]!, ttl, io);
+      }
+      case 'stats': {
+        const { values } = parseArgs({ args: rest, options: { json: { type: 'boolean', default: false }, 'no-stream': { type: 'boolean', default: false } } });
+        return await (await import('./stats.js')).statsCommand({ json: values.json === true, stream: values['no-stream'] !== true }, io);
+      }
+      case 'limit': {
+        const { positionals } = parseArgs({ args: rest, allowPositionals: true, options: {} });
+        if (positionals.length < 2) throw usage('limit needs <plugin> and at least one of memory=<MB>, cpu=<percent>, pids=<count>');
+        return await (await import('./stats.js')).limitCommand(positionals[0]!, positionals.slice(1), io);
       }
       case 'audit': {
         const { values } = parseArgs({

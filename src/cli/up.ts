@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
-import { Controller, ControlClient, controllerOptionsFromEnv, hubTokenFromEnv, isLogoMeshError, LogoMeshError, openEndpoints, resolveHome, type Home, type Logger, type PluginStatus } from '../index.js';
+import { Controller, ControlClient, controllerOptionsFromEnv, hubTokenFromEnv, isLogoMeshError, LogoMeshError, metricsAddress, openEndpoints, resolveHome, type Home, type Logger, type PluginStatus } from '../index.js';
 import type { CliIo } from './io.js';
 import { psTable } from './ps.js';
 
@@ -16,6 +16,7 @@ export interface UpOptions {
 export async function upCommand(opts: UpOptions, io: CliIo, log: Logger): Promise<number> {
   const home = resolveHome();
   hubTokenFromEnv(); // a bad LOGOMESH_HUB_TOKEN fails here, before -d starts anything
+  metricsAddress(); // and a bad LOGOMESH_METRICS
   if (await controllerAnswers(home)) {
     throw new LogoMeshError('LM_CONTROLLER_RUNNING', `a controller is already running for ${home.dir}; use 'logomesh ps', or 'logomesh down' first`, { file: home.controlSocket });
   }
@@ -58,7 +59,7 @@ async function upForeground(opts: UpOptions, home: Home, io: CliIo, log: Logger)
     } else host.loadDirectory('manifests');
     const { port } = endpoints;
     await host.startAll();
-    io.err(`logomesh: ${host.list().length} plugin(s) ready; hub on 127.0.0.1:${port} (token in ${home.tokenFile}); control socket ${home.controlSocket}`);
+    io.err(`logomesh: ${host.list().length} plugin(s) ready; hub on 127.0.0.1:${port} (token in ${home.tokenFile}); control socket ${home.controlSocket}${endpoints.metricsUrl ? `; metrics at ${endpoints.metricsUrl}` : ''}`);
     io.err(psTable(host.list()));
     await done;
     return 0;

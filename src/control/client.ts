@@ -4,7 +4,7 @@ import { LogoMeshError, type ErrorCode } from '../errors.js';
 // What the client throws, for callers that only load the client (the CLI's control commands).
 export { isLogoMeshError, LogoMeshError } from '../errors.js';
 import { resolveHome, type Home } from '../controller/home.js';
-import type { ApplyResult, ControllerStatus, PathGrantAnswer, PluginStatus } from '../controller/types.js';
+import type { ApplyResult, ChangedLimit, ControllerStatus, LimitChange, PathGrantAnswer, PluginStatus, ResourceUsage, StatsRow } from '../controller/types.js';
 
 /** The CLI's side of the control socket (see server.ts). */
 export class ControlClient {
@@ -68,6 +68,21 @@ export class ControlClient {
   /** Stop a plugin and forget it. */
   async unload(id: string): Promise<void> {
     await this.json('POST', `/v1/plugins/${encodeURIComponent(id)}/unload`, {});
+  }
+
+  /** Every running plugin's usage and processes (`logomesh stats`). */
+  stats(): Promise<StatsRow[]> {
+    return this.json('GET', '/v1/stats') as Promise<StatsRow[]>;
+  }
+
+  /** One running plugin's usage (the spec's getCurrentUsage). */
+  usage(id: string): Promise<ResourceUsage> {
+    return this.json('GET', `/v1/plugins/${encodeURIComponent(id)}/usage`) as Promise<ResourceUsage>;
+  }
+
+  /** Change a running plugin's limits live; `by` says who asked (recorded in the audit trail). */
+  limits(id: string, change: LimitChange, by?: string): Promise<{ plugin: string; changed: ChangedLimit[] }> {
+    return this.json('POST', `/v1/plugins/${encodeURIComponent(id)}/limits`, { ...change, ...(by ? { by } : {}) }) as Promise<{ plugin: string; changed: ChangedLimit[] }>;
   }
 
   down(): Promise<unknown> {

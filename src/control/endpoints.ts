@@ -1,12 +1,15 @@
 import { rmSync, writeFileSync } from 'node:fs';
 import type { Controller } from '../controller/controller.js';
 import type { Logger } from '../log.js';
+import { metricsAddress, startMetricsEndpoint, type MetricsEndpoint } from '../monitor/metrics-server.js';
 import { serveControl } from './server.js';
 
 /** What a running controller offers its home: the control socket and the hub's TCP endpoint. */
 export interface Endpoints {
   /** The hub's TCP port for host clients. */
   readonly port: number;
+  /** The Prometheus endpoint's URL, when LOGOMESH_METRICS turned it on. */
+  readonly metricsUrl?: string;
   /** Close both and remove the control socket, token and port files. Idempotent. */
   close(): Promise<void>;
 }
@@ -14,13 +17,18 @@ export interface Endpoints {
 /**
  * Open the control socket, listen for host clients (LOGOMESH_HUB_PORT, LOGOMESH_HUB_BIND;
  * default a free port on 127.0.0.1), and write the token (0600) and port into the home.
+ * With LOGOMESH_METRICS=[host:]port, also serve the Prometheus metrics there (loopback
+ * unless LOGOMESH_METRICS_PUBLIC=1; docs/monitoring.md#scraping).
  */
-export async function openEndpoints(host: Controller, log: Logger, onDown: () => void): Promise<Endpoints> {
+export async function openEndpoints(host: Controller, log: Logger, onDown: () => void, env: NodeJS.ProcessEnv = process.env): Promise<Endpoints> {
   const { home } = host;
+  const metricsAt = metricsAddress(env); // throws LM_METRICS_ENDPOINT before anything listens
   const control = await serveControl(host, home.controlSocket, log, onDown);
+  let metrics: MetricsEndpoint | undefined;
   let closing: Promise<void> | undefined;
   const close = () =>
     (closing ??= (async () => {
+      await metrics?.close();
       control.closeAllConnections();
       await new Promise<void>((r) => control.close(() => r()));
       for (const f of [home.controlSocket, home.tokenFile, home.portFile]) rmSync(f, { force: true });
@@ -29,7 +37,8 @@ export async function openEndpoints(host: Controller, log: Logger, onDown: () =>
     const port = await host.hub.listenHost(Number(process.env.LOGOMESH_HUB_PORT ?? 0), process.env.LOGOMESH_HUB_BIND ?? '127.0.0.1');
     writeFileSync(home.tokenFile, `${host.token}\n`, { mode: 0o600 });
     writeFileSync(home.portFile, `${port}\n`);
-    return { port, close };
+    if (metricsAt) metrics = await startMetricsEndpoint(host.metrics, metricsAt, log);
+    return { port, close, ...(metrics ? { metricsUrl: metrics.url } : {}) };
   } catch (err) {
     await close();
     throw err;

@@ -4,6 +4,7 @@ import { isLogoMeshError, LogoMeshError } from '../errors.js';
 import type { Controller } from '../controller/controller.js';
 import type { Logger } from '../log.js';
 import { deployRoute } from './deploy-routes.js';
+import { monitorRoute } from './monitor-routes.js';
 
 /**
  * The controller's control socket: a small JSON-over-HTTP API on a Unix socket that only
@@ -27,6 +28,7 @@ import { deployRoute } from './deploy-routes.js';
  *   POST /v1/apply {dir, dryRun?, prune?}  -> ApplyResult (deploy-routes.ts)
  *   POST /v1/load {dir}                   -> {loaded: ids}
  *   POST /v1/plugins/:id/unload           -> {unloaded: id}
+ *   GET  /v1/stats, GET /v1/plugins/:id/usage, POST /v1/plugins/:id/limits: monitor-routes.ts
  */
 export async function serveControl(host: Controller, socketPath: string, log: Logger, onDown: () => void): Promise<Server> {
   rmSync(socketPath, { force: true });
@@ -113,6 +115,8 @@ async function handle(host: Controller, req: IncomingMessage, res: ServerRespons
     res.on('close', stop);
     return;
   }
+  const monitored = await monitorRoute(host, req, parts, () => readJson(req));
+  if (monitored !== undefined) return sendJson(res, 200, monitored);
   if (req.method === 'POST' && what === 'down') {
     sendJson(res, 200, { stopping: host.list().map((p) => p.id) });
     onDown();

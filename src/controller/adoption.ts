@@ -85,7 +85,7 @@ export class Adoption {
       m.state = 'ready';
       m.readySince = Date.now();
       m.startedAt = Date.now();
-      this.supervision.startHealth(m);
+      await this.supervision.startHealth(m);
       cx.log.info({ plugin: id, container: containerId.slice(0, 12) }, 'adopted a running plugin container');
       cx.persist();
     } catch (err) {

@@ -9,6 +9,7 @@ import type { DebugMode } from './debug/debug-mode.js';
 import type { EgressHandle } from './egress-handle.js';
 import type { EngineWatch } from './engine-watch.js';
 import type { Home } from './home.js';
+import type { Monitoring } from './monitoring.js';
 import type { ControllerOptions } from './options.js';
 import type { PluginRegistry } from './registry.js';
 
@@ -29,6 +30,8 @@ export interface ControllerContext {
   readonly engine: EngineWatch;
   /** Debug mode's debuggers (absent: not in debug mode). */
   readonly debug: DebugMode | undefined;
+  /** The resource monitor, violations, metrics and the health check program. */
+  readonly monitoring: Monitoring;
   /** The kernel's records of plugin processes (absent: not followed). */
   readonly kernel: KernelWatch | undefined;
   /** The policy in force. */

@@ -9,6 +9,7 @@ import type { PathGrant } from '../grants/path-grants.js';
 import { Hub, type HostMethod } from '../hub/hub.js';
 import type { Logger } from '../log.js';
 import type { LoadedManifest } from '../manifest/types.js';
+import type { ChangedLimit, LimitChange, MonitorMetrics, ResourceUsage, StatsRow } from '../monitor/index.js';
 import { resolvePolicy, type Policy } from '../policy/policy.js';
 import { pluginGid, pluginUid } from '../runtimes/runtime.js';
 import type { KernelWatch } from '../violations/kernel-watch.js';
@@ -22,6 +23,7 @@ import { EngineWatch } from './engine-watch.js';
 import type { Home } from './home.js';
 import { watchKernel } from './kernel-events.js';
 import { Launcher } from './launcher.js';
+import { Monitoring } from './monitoring.js';
 import { egressKey, isUp, pluginOfEgressKey, serialize, type Managed } from './managed.js';
 import { DEFAULTS, type ControllerOptions } from './options.js';
 import { loadFolders } from '../manifest/folders.js';
@@ -64,6 +66,8 @@ export class Controller implements AsyncDisposable {
   private readonly adoption: Adoption;
   private readonly deployer: Deployer;
   private readonly debugMode?: DebugMode;
+  /** The resource monitor, its violations, the metrics and the health check program. */
+  private readonly monitoring: Monitoring;
   private resolvedPolicy?: Policy;
   private closing?: Promise<void>;
 
@@ -95,8 +99,21 @@ export class Controller implements AsyncDisposable {
         this.revokePath(id, name, 'expiry').catch((err: unknown) => this.log.warn({ plugin: id, err: errorText(err) }, 'revoking an expired path grant failed'));
       },
     });
+    this.monitoring = new Monitoring({
+      docker,
+      log: this.log,
+      audit: this.audit.record,
+      emit: (topic, data) => this.hub.announce(topic, data),
+      policy: () => this.policy,
+      records: () => this.registry.records(),
+      connections: (id) => this.egress.connections(id),
+      options: opts.monitoring ?? {},
+      startTimeoutMs: opts.startTimeoutMs ?? DEFAULTS.startTimeoutMs,
+    });
     this.hub = new Hub({
       ...opts.hubLimits,
+      observeCall: this.monitoring.metrics.observeCall,
+      observeMessage: this.monitoring.metrics.countMessage,
       isMethodRevoked: this.grants.isMethodRevoked,
       isTopicRevoked: this.grants.isTopicRevoked,
       log: opts.log,
@@ -136,6 +153,7 @@ export class Controller implements AsyncDisposable {
       egress: this.egress,
       engine: this.engine,
       kernel: this.kernel,
+      monitoring: this.monitoring,
       policy: () => this.policy,
       closing: () => this.closing !== undefined,
       persist: () => this.persist(),
@@ -422,6 +440,35 @@ export class Controller implements AsyncDisposable {
     this.hub.broadcast(topic, data);
   }
 
+  // --- resource monitoring (src/monitor/, controller/monitoring.ts) ----------------------------
+
+  /** The spec's getCurrentUsage: a running plugin's usage, read from its cgroups now. Throws LM_MONITOR_UNAVAILABLE without a monitor (not root), LM_PLUGIN_NOT_FOUND for a plugin not running. */
+  usage(id: string): ResourceUsage {
+    this.registry.get(id);
+    return this.monitoring.usage(id);
+  }
+
+  /** What `logomesh stats` shows: every running plugin's usage and processes. Throws LM_MONITOR_UNAVAILABLE without a monitor. */
+  stats(): StatsRow[] {
+    return this.monitoring.stats();
+  }
+
+  /**
+   * The spec's enforceLimit: change a running plugin's memory, CPU or process limit live,
+   * without a restart, within the schema's bounds (LM_LIMIT_INVALID) and the policy's
+   * ceilings (LM_POLICY_DENIED). It holds for the plugin's later containers under this
+   * controller. Audited with `who`. Returns what changed.
+   */
+  setLimits(id: string, change: LimitChange, who = 'operator'): Promise<ChangedLimit[]> {
+    const m = this.registry.get(id);
+    return serialize(m, () => this.monitoring.setLimits(m, change, who));
+  }
+
+  /** The Prometheus metrics (usage, violations, states, hub calls), for an endpoint (monitor/metrics-server.ts). */
+  get metrics(): MonitorMetrics {
+    return this.monitoring.metrics;
+  }
+
   // --- status ---------------------------------------------------------------------------------
 
   list(): PluginStatus[] {
@@ -449,6 +496,7 @@ export class Controller implements AsyncDisposable {
       this.engine.close();
       this.kernel?.close();
       for (const level of this.registry.stopLevels()) await Promise.allSettled(level.map((id) => this.stop(id)));
+      await this.monitoring.close();
       await this.hub.close();
       await this.debugMode?.close();
       await this.egress.close();

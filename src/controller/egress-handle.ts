@@ -12,6 +12,8 @@ import type { Home } from './home.js';
  */
 export class EgressHandle {
   private egress?: Promise<Egress>;
+  /** The proxy once started, for what must be answered at once (the monitor's connection counts). */
+  private ready?: Egress;
 
   constructor(
     private readonly opts: {
@@ -40,6 +42,7 @@ export class EgressHandle {
         ...(this.opts.networks ? { networks: this.opts.networks } : {}),
       });
       egress.onProxyGone(this.opts.onProxyGone);
+      this.ready = egress;
       return egress;
     })();
     this.egress.catch(() => (this.egress = undefined));
@@ -49,6 +52,11 @@ export class EgressHandle {
   /** The proxy if it was started (no start otherwise). */
   started(): Promise<Egress> | undefined {
     return this.egress;
+  }
+
+  /** A plugin's open connections through its egress proxy, as last reported; undefined without one. */
+  connections(pluginId: string): number | undefined {
+    return this.ready?.connections(pluginId);
   }
 
   /** The engine came back: the proxies kept running (live-restore); follow their decisions again, re-check the host firewall. */

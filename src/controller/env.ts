@@ -1,6 +1,6 @@
 import { LogoMeshError } from '../errors.js';
 import { hubLimitsFromEnv, positiveInteger } from '../hub/limits-from-env.js';
-import type { ControllerOptions } from './options.js';
+import type { ControllerOptions, MonitoringOptions } from './options.js';
 
 /**
  * LOGOMESH_HUB_TOKEN, when set and not empty, is the hub token host clients present (so a
@@ -43,12 +43,29 @@ export function hostMethodsFromEnv(env: NodeJS.ProcessEnv = process.env): string
 }
 
 /**
- * The controller options the environment sets, as `logomesh up` reads them: the hub token,
- * the hub's limits (hubLimitsFromEnv), the audit trail's rotation and the host methods host
- * clients may serve. Throws LM_USAGE naming the variable.
+ * LOGOMESH_MONITOR=0 runs without the resource monitor; LOGOMESH_HEALTH_CHECK_MS sets how
+ * often the engine runs each plugin's Docker health check (0: none). Throws LM_USAGE.
  */
-export function controllerOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Pick<ControllerOptions, 'hubToken' | 'hubLimits' | 'auditRotation' | 'hostMethods'> {
+function monitoringFromEnv(env: NodeJS.ProcessEnv): MonitoringOptions {
+  const monitor = env.LOGOMESH_MONITOR;
+  if (monitor !== undefined && monitor !== '' && monitor !== '0' && monitor !== '1') {
+    throw new LogoMeshError('LM_USAGE', `LOGOMESH_MONITOR must be 0 or 1, found '${monitor}'`, { expected: '0 or 1', found: monitor });
+  }
+  const health = env.LOGOMESH_HEALTH_CHECK_MS;
+  return {
+    ...(monitor === '0' ? { enabled: false } : {}),
+    ...(health === '0' ? { healthCheckMs: false } : health ? { healthCheckMs: positiveInteger('LOGOMESH_HEALTH_CHECK_MS', health) } : {}),
+  };
+}
+
+/**
+ * The controller options the environment sets, as `logomesh up` reads them: the hub token,
+ * the hub's limits (hubLimitsFromEnv), the audit trail's rotation, the resource monitor, the
+ * Docker health check and the host methods host clients may serve. Throws LM_USAGE naming
+ * the variable.
+ */
+export function controllerOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Pick<ControllerOptions, 'hubToken' | 'hubLimits' | 'auditRotation' | 'monitoring' | 'hostMethods'> {
   const hubToken = hubTokenFromEnv(env);
   const hostMethods = hostMethodsFromEnv(env);
-  return { hubLimits: hubLimitsFromEnv(env), auditRotation: auditRotationFromEnv(env), ...(hubToken ? { hubToken } : {}), ...(hostMethods.length ? { hostMethods } : {}) };
+  return { hubLimits: hubLimitsFromEnv(env), auditRotation: auditRotationFromEnv(env), monitoring: monitoringFromEnv(env), ...(hubToken ? { hubToken } : {}), ...(hostMethods.length ? { hostMethods } : {}) };
 }

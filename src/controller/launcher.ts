@@ -12,6 +12,7 @@ import { prepareSandbox, type PreparedSandbox } from '../sandbox/prepare.js';
 import type { ControllerContext } from './context.js';
 import { pluginSocketDir } from './home.js';
 import { verifyBeforeStart } from './load-checks.js';
+import { withLiveLimits } from './live-limits.js';
 import { egressKey, isUp, type Managed } from './managed.js';
 import { DEFAULTS } from './options.js';
 import { giveSocketTo } from './plugin-socket.js';
@@ -20,7 +21,8 @@ import { readyOrExit, waitReady, type ReadyWait } from './readiness.js';
 /** What the launcher hands to the supervisor: a container to follow from its start, a plugin to watch once ready. */
 export interface Supervision {
   watchExit(m: Managed, container: PluginContainer, exited: Promise<number>): void;
-  startHealth(m: Managed): void;
+  /** Resolves once the plugin is watched by the resource monitor too (never rejects). */
+  startHealth(m: Managed): Promise<void>;
   stopTimers(m: Managed): void;
 }
 
@@ -70,6 +72,7 @@ export class Launcher {
       if (signed) m.signed = signed;
       else delete m.signed;
       const timing = { loadStart: Date.now() };
+      await cx.monitoring.prepare(); // once: the health check program and the monitor
       let operatorGrants: readonly PathGrant[] = [];
       sandbox = await this.prepare(m, timing, (g) => (operatorGrants = g));
       await this.attachHub(m, successor);
@@ -90,7 +93,7 @@ export class Launcher {
       m.state = 'ready';
       m.readySince = Date.now();
       m.startMs = Date.now() - timing.loadStart;
-      this.supervision.startHealth(m);
+      await this.supervision.startHealth(m);
       cx.persist();
       cx.audit.record({ who: 'controller', action: 'start', resource: id, result: 'ready' });
       cx.log.info({ plugin: id, ms: m.startMs, total: Date.now() - t0 }, 'plugin ready');
@@ -116,15 +119,18 @@ export class Launcher {
     const { cx } = this;
     const id = m.loaded.manifest.id;
     const hooks = cx.opts.testHooks;
+    const health = cx.monitoring.healthCheck(m);
     const sandbox = await prepareSandbox({
       docker: cx.docker,
-      loaded: m.loaded,
+      // The operator's live limit changes hold across restarts (monitoring.ts setLimits).
+      loaded: withLiveLimits(m.loaded, m.liveLimits),
       instance: cx.home.instance,
       log: cx.log,
       policy: cx.policy(),
       audit: cx.audit.record,
       hubSocketDir: pluginSocketDir(cx.home, id, m.generation),
       ...(cx.debug ? { adjustSpec: (spec) => cx.debug!.adjust(m, spec) } : {}),
+      ...(health ? { healthCheck: health } : {}),
       name: `lm-${id}-${randomBytes(3).toString('hex')}`,
       ...(cx.opts.progress ? { progress: cx.opts.progress } : {}),
       ...(m.signed ? { signed: m.signed } : {}),
@@ -222,6 +228,8 @@ export class Launcher {
     const ended = m.exitCode !== undefined || m.state === 'stopping';
     if (m.container && ended) await m.drainOutput?.(1_000).catch(() => undefined);
     delete m.drainOutput;
+    // A replacement's two containers: each removal ends only its own container's watch.
+    if (m.container || which === 'current') cx.monitoring.unwatch(id, m.container?.id);
     try {
       await m.container?.remove();
     } catch (err) {

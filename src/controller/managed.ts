@@ -1,4 +1,5 @@
 import type { LoadedManifest } from '../manifest/types.js';
+import type { LimitChange } from '../monitor/index.js';
 import type { PluginContainer } from '../sandbox/plugin-container.js';
 import type { SignedContent } from '../signing/signature.js';
 import type { DebugEndpoint } from './debug/debug-mode.js';
@@ -45,6 +46,8 @@ export interface Managed {
   debug?: DebugEndpoint;
   /** What was deployed: the manifest, the folder's files, its signature, the policy (deploy/fingerprint.ts). */
   deployed?: Fingerprint;
+  /** The operator's live limit changes (`logomesh limit`): kept for its later containers under this controller. */
+  liveLimits?: LimitChange;
 }
 
 export function managed(loaded: LoadedManifest, signed: SignedContent | undefined, logs = new LogBuffer()): Managed {

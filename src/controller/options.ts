@@ -5,6 +5,18 @@ import type { Logger } from '../log.js';
 import type { Policy } from '../policy/policy.js';
 import type { Home } from './home.js';
 
+/** The resource monitor and the plugins' Docker health check (docs/monitoring.md). */
+export interface MonitoringOptions {
+  /** false: no resource monitor (no usage, violations or stats). Default: on, when the controller runs as root. */
+  readonly enabled?: boolean;
+  /** The monitor's poll interval for what has no kernel notification, ms (default 500). */
+  readonly pollMs?: number;
+  /** false: no cgwatch helper (violations read at each poll, no health check program). Default: built from images/cgwatch. */
+  readonly cgwatch?: false;
+  /** How often the engine runs each plugin's health check, ms (default 120 000: each costs the engine about 150 ms of CPU); false: no Docker health check. */
+  readonly healthCheckMs?: number | false;
+}
+
 export interface ControllerOptions {
   readonly log: Logger;
   readonly home: Home;
@@ -51,6 +63,8 @@ export interface ControllerOptions {
    * plugin; a refusal reported by LogoMesh's kernel audit rules is audited.
    */
   readonly kernelLog?: boolean;
+  /** The resource monitor and the Docker health check of plugin containers (default: both on; the monitor needs root). */
+  readonly monitoring?: MonitoringOptions;
   /**
    * Test hooks at fixed points of a start, so that a test makes its swaps there and not by
    * timing: right before the plugin's host paths are resolved, once they are held and

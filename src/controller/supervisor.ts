@@ -4,6 +4,7 @@ import type { PluginContainer } from '../sandbox/plugin-container.js';
 import type { SeccompKill } from '../violations/audit-records.js';
 import { EXIT_SIGSYS, seccompKillMessage } from '../violations/kernel-watch.js';
 import type { ControllerContext } from './context.js';
+import { reportHealth } from './health-report.js';
 import { delay, type Supervision } from './launcher.js';
 import { serialize, type Managed } from './managed.js';
 import { consecutiveFailures, decideRestart } from './restart-policy.js';
@@ -39,32 +40,40 @@ export class Supervisor implements Supervision {
       .catch((err: unknown) => this.cx.log.error({ plugin: m.loaded.manifest.id, err: errorText(err) }, 'handling a plugin exit failed'));
   }
 
-  /** Ping the plugin over the hub every health.intervalMs while it is ready. */
-  startHealth(m: Managed): void {
-    // In debug mode a plugin stopped at a breakpoint answers nothing, and is not unhealthy.
-    if (this.cx.debug) return;
-    const { hub } = this.cx;
+  /**
+   * Ping the plugin over the hub every health.intervalMs while it is ready, and have the
+   * resource monitor watch it: resolves once it does (or cannot), so that its usage can be
+   * asked for as soon as a start resolves.
+   */
+  async startHealth(m: Managed): Promise<void> {
+    const { hub, home } = this.cx;
     const { intervalMs, timeoutMs } = m.loaded.manifest.health;
     const id = m.loaded.manifest.id;
     let checking = false;
     let disconnectedChecks = 0;
+    // Ready: healthy in the engine's eyes too (its Docker health check reads this).
+    reportHealth(home, id, 'ok: ready, connected to the hub', m.generation);
+    // In debug mode a plugin stopped at a breakpoint answers nothing, and is not unhealthy.
+    if (this.cx.debug) return this.cx.monitoring.watch(m);
     m.healthTimer = setInterval(() => {
       if (checking || m.state !== 'ready') return;
       // A dropped connection usually means the process died: the engine reports the exit
       // (with its code) a moment later, so that is left to tell. Still disconnected at the
       // next check, with the process alive, is unhealthy.
-      if (!hub.stats(id)?.connected && disconnectedChecks++ === 0) return;
+      if (!hub.stats(id)?.connected && disconnectedChecks++ === 0) return reportHealth(home, id, 'unhealthy: disconnected from the hub', m.generation);
       checking = true;
       void hub
         .ping(id, timeoutMs)
         .then(async (ok) => {
           if (ok) disconnectedChecks = 0;
+          reportHealth(home, id, ok ? 'ok: answered the hub\'s health ping' : `unhealthy: no answer to the hub's health ping within ${timeoutMs} ms`, m.generation);
           if (ok || m.state !== 'ready') return;
           await this.failed(m, { code: 'LM_UNHEALTHY', message: `plugin ${id} did not answer its health check within ${timeoutMs} ms` }, false);
         })
         .finally(() => (checking = false));
     }, intervalMs);
     m.healthTimer.unref();
+    await this.cx.monitoring.watch(m);
   }
 
   stopTimers(m: Managed): void {
@@ -126,7 +135,10 @@ export class Supervisor implements Supervision {
       if (m.state === 'ready' && m.container === container) await this.failed(m, { code: 'LM_SECCOMP_VIOLATION', message: seccompKillMessage(id, kill) }, false, true);
       return;
     }
-    const reason = m.oomKilled ? `exceeded its memory limit of ${m.loaded.manifest.resources.maxMemoryMB} MB and was killed` : `exited with code ${code}`;
+    const killed = this.cx.monitoring.takeKill(id, container.id);
+    if (killed) return this.failed(m, { code: 'LM_RESOURCE_EXCEEDED', message: `plugin ${id} was killed by the resource monitor: ${killed.detail}` }, false);
+    const memoryMB = m.liveLimits?.memoryMB ?? m.loaded.manifest.resources.maxMemoryMB;
+    const reason = m.oomKilled ? `exceeded its memory limit of ${memoryMB} MB and was killed` : `exited with code ${code}`;
     await this.failed(m, { code: m.oomKilled ? 'LM_RESOURCE_MEMORY' : 'LM_PLUGIN_EXITED', message: `plugin ${id} ${reason}` }, code === 0 && !m.oomKilled);
   }
 

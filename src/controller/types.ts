@@ -4,6 +4,11 @@
  * client needs nothing of the controller's implementation.
  */
 
+/** What the resource monitor shows (src/monitor/): the control socket's stats, usage and limits answers. */
+export type { ChangedLimit, LimitChange } from '../monitor/enforce-limit.js';
+export type { StatsRow } from '../monitor/stats-table.js';
+export type { ResourceUsage, ResourceViolation, ViolationKind } from '../monitor/types.js';
+
 export type PluginState = 'loaded' | 'starting' | 'ready' | 'restarting' | 'stopping' | 'stopped' | 'exited' | 'failed';
 
 /** What `ps` shows of a plugin. */

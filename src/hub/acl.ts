@@ -53,14 +53,22 @@ export function decideCall(caller: PluginPolicy | 'host', target: PluginPolicy |
 }
 
 /**
+ * Topics under this prefix are the controller's own (resource violations:
+ * `logomesh.resource.violation.<plugin>`): only the host publishes them, so a plugin that
+ * hears one knows it is not another plugin's forgery.
+ */
+export const RESERVED_TOPIC_PREFIX = 'logomesh.';
+
+/**
  * May this plugin publish under `topic`? It must set `messaging: true` and list a pattern
  * covering the topic under `publishes` that the operator has not revoked. A broadcast
- * without a topic is the host's alone. The host publishes anything.
+ * without a topic is the host's alone, as are topics under `logomesh.`. The host publishes anything.
  */
 export function decidePublish(sender: PluginPolicy | 'host', type: 'event' | 'broadcast', topic: string | undefined, revoked: TopicRevoked): Decision {
   if (sender === HOST) return ALLOW;
   if (!sender.messaging) return { allowed: false, code: 'LM_PERMISSION_DENIED', reason: `plugin ${sender.id} does not set coordination.messaging: true` };
   if (topic === undefined) return { allowed: false, code: 'LM_PERMISSION_DENIED', reason: `plugin ${sender.id} sent a broadcast without a topic; only the host may (give it a topic listed under coordination.publishes)` };
+  if (topic.startsWith(RESERVED_TOPIC_PREFIX)) return { allowed: false, code: 'LM_PERMISSION_DENIED', reason: `plugin ${sender.id} may not publish '${topic}': topics under '${RESERVED_TOPIC_PREFIX}' are the controller's own` };
   const d = declaredFor(sender, 'publishes', topic, revoked);
   return d.allowed ? ALLOW : { allowed: false, code: 'LM_PERMISSION_DENIED', reason: `plugin ${sender.id} may not publish '${topic}': ${d.why}` };
 }

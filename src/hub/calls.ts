@@ -29,7 +29,16 @@ interface Pending {
   readonly method: string;
   readonly bytes: number;
   readonly timer: NodeJS.Timeout;
+  /** performance.now() when the call reached the hub (only kept when calls are observed). */
+  readonly at: number;
 }
+
+/**
+ * Told of every call the hub answered: who called (a plugin id or `host`), which plugin
+ * and method, the seconds from the request reaching the hub to its answer leaving it, and
+ * the outcome (`ok` or the error code). Called on the hub's path: it must be cheap.
+ */
+export type CallObserver = (caller: string, target: string, method: string, seconds: number, outcome: string) => void;
 
 export interface CallsOptions {
   readonly maxMessageBytes: number;
@@ -39,6 +48,8 @@ export interface CallsOptions {
   readonly nextId: () => string;
   /** A peer broke its side of a call (left it unanswered): on its record. */
   readonly blame: (target: string, code: ErrorCode, reason: string) => void;
+  /** Metrics of each answered call (default: none, and no clock is read). */
+  readonly observe?: CallObserver;
 }
 
 /**
@@ -53,6 +64,7 @@ export class Calls {
 
   /** Send a call on; returns the coded refusal when it cannot be. */
   open(caller: Peer, msg: Request, target: CallTarget): { code: ErrorCode; message: string } | undefined {
+    const at = this.opts.observe ? performance.now() : 0;
     if (caller.inFlight >= caller.limits.maxInFlight) {
       return { code: 'LM_RATE_LIMITED', message: `${caller.id} already has ${caller.limits.maxInFlight} calls waiting for answers` };
     }
@@ -68,7 +80,7 @@ export class Calls {
       if (timeout >= BLAME_AFTER_MS) this.opts.blame(target.id, 'LM_TIMEOUT', `did not answer ${msg.method} from ${caller.id} within ${timeout} ms`);
       this.finish(hubId, fail('LM_TIMEOUT', `no response from ${target.id}.${msg.method} within ${timeout} ms`));
     }, timeout);
-    this.pending.set(hubId, { caller, callerId: msg.id, target, method: msg.method, bytes: enc.bytes, timer });
+    this.pending.set(hubId, { caller, callerId: msg.id, target, method: msg.method, bytes: enc.bytes, timer, at });
     caller.inFlight++;
     target.waiting++;
     target.waitingBytes += enc.bytes;
@@ -112,6 +124,7 @@ export class Calls {
     const p = this.pending.get(hubId);
     if (!p) return;
     this.settle(hubId, p);
+    this.opts.observe?.(p.caller.id, p.target.id, p.method, (performance.now() - p.at) / 1000, outcome.success ? 'ok' : outcome.error.code);
     const reply = { type: 'response', id: this.opts.nextId(), from: p.target.id, correlationId: p.callerId, timestamp: Date.now(), ...outcome } as const;
     if (p.caller.inProcess) return void p.caller.deliver(reply);
     const enc = encode(reply, this.opts.maxMessageBytes + ENVELOPE_BYTES);

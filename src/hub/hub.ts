@@ -7,7 +7,7 @@ import type { Logger } from '../log.js';
 import type { AuditSink } from '../audit/audit-log.js';
 import { AuditThrottle } from '../audit/audit-throttle.js';
 import { decideSubscribe, mayReceive, type PluginPolicy, type TopicRevoked } from './acl.js';
-import { Calls, type CallTarget } from './calls.js';
+import { Calls, type CallObserver, type CallTarget } from './calls.js';
 import { authorize, compose, helloGate, HOLD_MS, rateLimit, senderCheck, type Handler, type Inbound, type IntakeContext } from './intake.js';
 import { LocalHost, type TopicHandler } from './local-host.js';
 import { WsPeer, type Peer, type PeerLimits } from './peer.js';
@@ -18,6 +18,7 @@ import { RemoteHostMethods } from './remote-host-methods.js';
 import { Transport } from './transport.js';
 
 export type { HostMethod } from './host-methods.js';
+export type { CallObserver } from './calls.js';
 
 export interface HubOptions {
   readonly log: Logger;
@@ -63,6 +64,10 @@ export interface HubOptions {
    * EXIT_CAUSE_WAIT_MS.
    */
   readonly exitCause?: (pluginId: string) => Promise<{ code: ErrorCode; message: string } | undefined>;
+  /** Told of every plugin call answered or refused (metrics: caller, target, method, seconds, outcome). Default: none. */
+  readonly observeCall?: CallObserver;
+  /** Told of every message the intake steps accepted: its type and sender (metrics). Default: none. */
+  readonly observeMessage?: (type: string, from: string) => void;
 }
 
 /** How long calls to a plugin whose connection closed wait to learn why, at most. */
@@ -154,7 +159,7 @@ export class Hub extends EventEmitter {
     });
     // Requests waiting on a plugin take at most half its queue, so that answers and requests
     // alone can never make the hub cut off a plugin that reads at its own pace.
-    this.calls = new Calls({ maxMessageBytes: this.maxBytes, maxWaiting: opts.maxWaitingPerPlugin ?? 1_024, maxWaitingBytes: Math.floor(common.maxQueuedBytes / 2), nextId, blame: (id, code, reason) => this.violationOf(id, code, reason, 'timeout') });
+    this.calls = new Calls({ maxMessageBytes: this.maxBytes, maxWaiting: opts.maxWaitingPerPlugin ?? 1_024, maxWaitingBytes: Math.floor(common.maxQueuedBytes / 2), nextId, blame: (id, code, reason) => this.violationOf(id, code, reason, 'timeout'), ...(opts.observeCall ? { observe: opts.observeCall } : {}) });
     this.pubsub = new PubSub({
       maxMessageBytes: this.maxBytes,
       nextId,
@@ -270,6 +275,16 @@ export class Hub extends EventEmitter {
 
   emitEvent(topic: string, data: unknown, to?: string[]): void {
     this.local.emitEvent(topic, data, to);
+  }
+
+  /**
+   * An event of the controller's own (such as a resource violation), from the host: to every
+   * subscriber allowed to hear it, and to the host application in this process too, whose
+   * own emitEvent does not come back to it.
+   */
+  announce(topic: string, data: unknown): void {
+    this.local.emitEvent(topic, data);
+    this.local.deliver({ type: 'event', id: this.nextId(), from: HOST, topic, data, timestamp: Date.now() });
   }
 
   broadcast(topic: string | undefined, data: unknown): void {
@@ -448,6 +463,7 @@ export class Hub extends EventEmitter {
 
   private route(f: Inbound): void {
     const { peer, msg } = f;
+    this.opts.observeMessage?.(msg.type, peer.id);
     switch (msg.type) {
       case 'request': {
         const resource = msg.to[0] === HOST ? msg.method : `${msg.to[0]}.${msg.method}`;
@@ -553,6 +569,7 @@ export class Hub extends EventEmitter {
 
   private refuse(f: Inbound, action: string, resource: string, code: ErrorCode, reason: string): void {
     this.throttle.record({ who: f.peer.id, action, resource, result: 'denied', code, reason });
+    if (f.msg.type === 'request') this.opts.observeCall?.(f.peer.id, f.msg.to[0] ?? '', f.msg.method, 0, code);
     this.replyError(f.peer, f.msg.id, code, reason);
   }
 

@@ -32,7 +32,8 @@ export function checkLimitChange(change: LimitChange): void {
   const keys = Object.keys(change);
   if (keys.length === 0) throw new LogoMeshError('LM_LIMIT_INVALID', 'a limit change names no limit', { expected: 'memoryMB, cpuPercent or processes', found: 'nothing' });
   for (const key of keys) {
-    const bounds = LIMIT_BOUNDS[key as keyof LimitChange];
+    // Own keys only: '__proto__' or 'constructor' from a JSON body must not find Object's.
+    const bounds = Object.hasOwn(LIMIT_BOUNDS, key) ? LIMIT_BOUNDS[key as keyof LimitChange] : undefined;
     const value = change[key as keyof LimitChange];
     if (!bounds) throw new LogoMeshError('LM_LIMIT_INVALID', `unknown limit '${key}'`, { path: `/${key}`, expected: 'memoryMB, cpuPercent or processes', found: key });
     if (!Number.isInteger(value) || (value as number) < bounds.min || (value as number) > bounds.max) {

@@ -1,4 +1,5 @@
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
+import { CallStats } from './call-stats.js';
 import type { ResourceUsage, ResourceViolation } from './types.js';
 
 /** A plugin's lifecycle state and restart count, as the controller knows them. */
@@ -10,9 +11,6 @@ export interface PluginStateSample {
 
 /** The lifecycle states a plugin can be in (src/lifecycle); each gets a 0/1 series. */
 export const PLUGIN_STATES = ['loaded', 'starting', 'ready', 'restarting', 'stopping', 'stopped', 'exited', 'failed'] as const;
-
-/** Hub call latency buckets, seconds: from the ~100 us round-trip floor to the 30 s default timeout. */
-const CALL_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
 export interface MetricsSources {
   /** Every watched plugin's usage (ResourceMonitor.usages). */
@@ -30,9 +28,7 @@ export interface MetricsSources {
 export class MonitorMetrics {
   readonly registry = new Registry();
   private readonly violations: Counter<'plugin' | 'kind' | 'action'>;
-  private readonly calls: Counter<'caller' | 'target' | 'method' | 'outcome'>;
-  private readonly callSeconds: Histogram<'caller' | 'target' | 'method'>;
-  private readonly messages: Counter<'type' | 'from'>;
+  private readonly hub: CallStats;
 
   constructor(private readonly sources: MetricsSources = {}) {
     const r = [this.registry];
@@ -73,9 +69,7 @@ export class MonitorMetrics {
         }),
     });
     this.violations = new Counter({ name: 'logomesh_violations_total', help: 'Resource violations seen by the monitor, by plugin, kind and action.', labelNames: ['plugin', 'kind', 'action'], registers: r });
-    this.calls = new Counter({ name: 'logomesh_hub_calls_total', help: 'Calls through the hub, by caller, target, method and outcome (ok or the error code).', labelNames: ['caller', 'target', 'method', 'outcome'], registers: r });
-    this.callSeconds = new Histogram({ name: 'logomesh_hub_call_duration_seconds', help: 'Time from a call reaching the hub to its answer leaving it, by caller, target and method.', labelNames: ['caller', 'target', 'method'], buckets: CALL_BUCKETS, registers: r });
-    this.messages = new Counter({ name: 'logomesh_hub_messages_total', help: 'Messages the hub accepted, by type (request, response, event, broadcast) and sender.', labelNames: ['type', 'from'], registers: r });
+    this.hub = new CallStats(this.registry);
   }
 
   private readonly gauges: Gauge<'plugin'>[];
@@ -106,15 +100,10 @@ export class MonitorMetrics {
   }
 
   /** A call through the hub answered (or failed with `outcome`, an LM_* code) after `seconds`. `caller` is a plugin id or `host`. */
-  observeCall(caller: string, target: string, method: string, seconds: number, outcome: string): void {
-    this.calls.inc({ caller, target, method, outcome });
-    this.callSeconds.observe({ caller, target, method }, seconds);
-  }
+  readonly observeCall = (caller: string, target: string, method: string, seconds: number, outcome: string): void => this.hub.observeCall(caller, target, method, seconds, outcome);
 
   /** A message the hub accepted. */
-  countMessage(type: string, from: string): void {
-    this.messages.inc({ type, from });
-  }
+  readonly countMessage = (type: string, from: string): void => this.hub.countMessage(type, from);
 
   /** The Prometheus text exposition of every series now. */
   text(): Promise<string> {

@@ -3,6 +3,7 @@ import { LABEL, ownerLabels } from '../labels.js';
 import type { LoadedManifest } from '../manifest/types.js';
 import { PLUGIN_MOUNT, pluginUser, type RuntimeImage } from '../runtimes/runtime.js';
 import { seccompProfile, seccompSecurityOpt, seccompVariant } from '../seccomp/profiles.js';
+import { HEALTH_REPORT_NAME, healthCheckSpec, type HealthCheckSpec } from './health-check.js';
 
 export interface SpecInput {
   readonly loaded: LoadedManifest;
@@ -39,6 +40,8 @@ export interface SpecInput {
    * EgressAttachment). Absent: network mode none.
    */
   readonly network?: { readonly network: string; readonly env: Readonly<Record<string, string>>; readonly dns?: readonly string[] };
+  /** A Docker health check showing the controller's view (needs hubSocketDir, where the report is). */
+  readonly healthCheck?: HealthCheckSpec;
 }
 
 /** Where a plugin finds its hub socket (LOGOMESH_HUB_SOCKET). */
@@ -91,6 +94,8 @@ export function containerSpec(input: SpecInput): ContainerCreateOptions {
   // Read-only is enough: connecting to a Unix socket needs write permission on the socket
   // itself, which a read-only mount does not take away.
   if (input.hubSocketDir) mounts.push({ Type: 'bind', Source: input.hubSocketDir, Target: HUB_MOUNT, ReadOnly: true });
+  const health = input.hubSocketDir && input.healthCheck ? healthCheckSpec(input.healthCheck, `${HUB_MOUNT}/${HEALTH_REPORT_NAME}`) : undefined;
+  if (health) mounts.push(health.mount);
 
   const env: Record<string, string> = {
     ...runtime.env,
@@ -122,6 +127,7 @@ export function containerSpec(input: SpecInput): ContainerCreateOptions {
     Tty: false,
     OpenStdin: false,
     NetworkDisabled: false,
+    ...(health ? { Healthcheck: health.healthcheck } : {}),
     HostConfig: {
       // Memory: no swap, so the limit is a hard one and exceeding it is an OOM kill.
       Memory: r.maxMemoryMB * MB,

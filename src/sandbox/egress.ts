@@ -172,6 +172,11 @@ export class Egress implements AsyncDisposable {
     }
   }
 
+  /** The plugin's open connections through its proxy, as the proxy last reported them; undefined when it has none. */
+  connections(key: string): number | undefined {
+    return this.attached.get(key)?.proxy.openConnections;
+  }
+
   /** The host firewall's second layer, checked once per engine session (see firewall.ts). */
   private checkFirewall(): Promise<FirewallState> {
     this.firewall ??= ensureHostFirewall({ log: this.opts.log, ...(this.onHost === false ? { manage: false } : {}) });

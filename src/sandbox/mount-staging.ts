@@ -24,6 +24,13 @@ type StagingMode = { readonly staged: true } | { readonly staged: false; readonl
 
 /** The inode number of the host's initial PID namespace (PROC_PID_INIT_INO): the engine's. */
 const INITIAL_PID_NS = 'pid:[4026531836]';
+/** CAP_SYS_ADMIN's bit in CapEff: mount(2) needs it. */
+const CAP_SYS_ADMIN = 21n;
+
+function hasSysAdmin(): boolean {
+  const m = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'));
+  return m ? ((BigInt(`0x${m[1]}`) >> CAP_SYS_ADMIN) & 1n) === 1n : false;
+}
 
 let mode: StagingMode | undefined;
 
@@ -32,6 +39,8 @@ function stagingMode(): StagingMode {
   mode ??= (() => {
     if (process.platform !== 'linux') return { staged: false, reason: 'not Linux' };
     if (process.getuid?.() !== 0) return { staged: false, reason: 'the controller does not run as root' };
+    // Root without it (a controller in a container that shares the host's PID namespace for the monitor) cannot mount at all.
+    if (!hasSysAdmin()) return { staged: false, reason: 'the controller lacks CAP_SYS_ADMIN, which mounting needs' };
     try {
       if (readlinkSync('/proc/self/ns/pid') !== INITIAL_PID_NS) return { staged: false, reason: 'the controller runs in a PID namespace of its own (a container): the engine does not see its mounts' };
     } catch (err) {

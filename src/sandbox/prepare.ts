@@ -14,6 +14,7 @@ import { isNetworked, type EgressAttachment } from './egress.js';
 import { resolveRuntime } from './oci-runtime.js';
 import { pluginSeccompProfile } from '../seccomp/profiles.js';
 import { checkWritableGrants } from './writable-grants.js';
+import type { HealthCheckSpec } from './health-check.js';
 
 /** Fixed points of the pipeline where a test makes its swaps, instead of relying on timing. */
 export interface SandboxHooks {
@@ -46,6 +47,8 @@ export interface SandboxRequest {
   readonly operatorMounts?: () => readonly OperatorMount[];
   /** Host folder of the plugin's hub socket (under a controller). */
   readonly hubSocketDir?: string;
+  /** The Docker health check showing the controller's view (under a controller, with hubSocketDir). */
+  readonly healthCheck?: HealthCheckSpec;
   /** Container name; the engine picks one when absent. */
   readonly name?: string;
   /** Where mount refusals go (`mount denied`); default: nowhere. */
@@ -98,6 +101,7 @@ export async function prepareSandbox(req: SandboxRequest): Promise<PreparedSandb
       instance,
       mountSources: mounts.sources,
       ...(req.hubSocketDir ? { hubSocketDir: req.hubSocketDir } : {}),
+      ...(req.healthCheck ? { healthCheck: req.healthCheck } : {}),
       ...(req.name ? { name: req.name } : {}),
       ...(compiled ? { compiled } : {}),
       ...(network ? { network } : {}),

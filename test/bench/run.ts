@@ -21,6 +21,7 @@ import { loadManifest } from '../../src/manifest/index.js';
 import { python } from '../../src/runtimes/python.js';
 import { runPlugin } from '../../src/sandbox/run-plugin.js';
 import { controllerBench } from './controller.js';
+import { monitorBench } from './monitor.js';
 import { rawEcho } from './raw-echo.js';
 import { soakBench } from './soak.js';
 import { fmt, pct, timedMs, type Row } from './stats.js';
@@ -79,6 +80,24 @@ async function runCommandBench(docker: Docker): Promise<Row[]> {
   ];
 }
 
+/** The resource monitor's rows: each measurement with its target and whether this run met it. */
+function monitorTable(rows: readonly Row[]): string[] {
+  if (rows.length === 0) return [];
+  return [
+    '## Resource monitor (docs/monitoring.md#measured)',
+    '',
+    '| measurement | this run | baseline | target | met |',
+    '|---|---:|---|---|---|',
+    ...rows.map((r) => `| ${r.name} | ${r.subject} | ${r.baseline} | ${r.target ?? ''} | ${r.target ? (r.met ? 'yes' : '**no**') : ''} |`),
+    '',
+    'Detection latency runs from CLOCK_MONOTONIC written by a driver in the container just before',
+    "the event (the allocation the OOM killer stops, the fork the pids limit refuses, the allocation that",
+    "crosses the threshold) to the monitor's violation callback in this process (the same clock); the",
+    "controller's routing to the audit trail, the log and the hub event at the host follows in the same tick.",
+    '',
+  ];
+}
+
 async function main(): Promise<void> {
   const docker = await connectEngine();
   const log = createLogger('bench', 'warn');
@@ -107,6 +126,9 @@ async function main(): Promise<void> {
   rows.push(...(await soakBench(docker, log, instance)));
   rows.push(...(await runCommandBench(docker)));
   await removeByLabel(docker, instance);
+  // The resource monitor needs root (cgroup notifications, other users' /proc): skipped otherwise.
+  if (process.getuid?.() === 0) rows.push(...(await monitorBench(docker)));
+  else process.stderr.write('resource monitor benchmark skipped: it needs root\n');
 
   const version = await docker.version();
   const machine = `${os.cpus().length} x ${os.cpus()[0]?.model ?? 'cpu'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Linux ${os.release()}, Docker Engine ${version.Version} (API ${version.ApiVersion}, cgroup v1), Node ${process.version}`;
@@ -142,6 +164,7 @@ async function main(): Promise<void> {
     ...table('memory', 'Host memory per idle plugin'),
     ...table('run', 'One-shot runs'),
     ...table('soak', 'Under attack: a hostile host client floods the hub'),
+    ...monitorTable(rows.filter((r) => r.section === 'Resource monitor')),
     'Every latency figure is taken after a warm-up of a few thousand calls: the first ones run',
     'before the JIT compilers of the hub and the SDKs settle, and are up to twice as slow.',
     'Plugin -> plugin latency is timed inside the calling plugin (its SDK, its socket, the hub,',

@@ -4,6 +4,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
+import { ControlClient } from '../../src/control/client.js';
 import { removeByLabel } from '../../src/engine/cleanup.js';
 import { LABEL, labelFilter, OWNER } from '../../src/labels.js';
 import { silentLogger } from '../../src/log.js';
@@ -176,6 +177,25 @@ describe('docker compose up runs the controller and its plugins', () => {
     const plan = await compose(['exec', '-T', 'controller', 'logomesh', 'apply', path.join(REPO, 'manifests'), '--dry-run'], env, 60_000);
     expect(plan.code, plan.out).toBe(0);
     expect(plan.out).toContain('unchanged analyzer, hasher, thoughts, tokenizer');
+  });
+
+  it("the resource monitor works in the controller's container: usage of every plugin, and a health check on each", async () => {
+    // The control socket is in the home, a host folder: the CLI's client reaches it from here.
+    const rows = await new ControlClient(path.join(home, 'control.sock')).stats();
+    expect(rows.map((r) => r.usage.pluginId).sort()).toEqual(['analyzer', 'hasher', 'thoughts', 'tokenizer']);
+    for (const r of rows) {
+      expect(r.usage.memory.used, r.usage.pluginId).toBeGreaterThan(0);
+      expect(r.usage.io.fileHandles, r.usage.pluginId).toBeGreaterThan(0);
+      expect(r.processes?.current, r.usage.pluginId).toBeGreaterThan(0);
+    }
+    const engine = await docker();
+    for (const c of await engine.listContainers({ filters: JSON.stringify(labelFilter(pluginInstance)) })) {
+      const info = await engine.getContainer(c.Id).inspect();
+      expect(info.Config.Healthcheck?.Test?.[1], c.Labels[LABEL.plugin]).toBe('/run/logomesh-health');
+      // Its program comes from the home's cache, a host path.
+      expect(info.HostConfig.Mounts?.find((m) => m.Target === '/run/logomesh-health')?.Source).toMatch(new RegExp(`^${home}/cache/`));
+      expect(['starting', 'healthy']).toContain(info.State.Health?.Status);
+    }
   });
 
   it('compose down stops the plugins through the controller and leaves nothing of the project', async () => {

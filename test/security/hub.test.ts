@@ -114,13 +114,14 @@ describe('attacks on the hub from plugin containers', () => {
     await bystanderAnswers('after malformed frames');
   });
 
-  it("another plugin's socket is out of reach: only its own hub.sock in /run/logomesh, the host path does not exist", async () => {
+  it("another plugin's socket is out of reach: only its own hub.sock (and health report) in /run/logomesh, the host path does not exist", async () => {
     const other = path.join(host.home.socketsDir, 'bystander', 'hub.sock');
     const r = (await host.call('snoop', 'snoop', { paths: [other, '/run/logomesh/../bystander/hub.sock', path.join(host.home.socketsDir, 'snoop', 'hub.sock')] })) as {
       listing: string[];
       attempts: Record<string, string>;
     };
-    expect(r.listing).toEqual(['hub.sock']);
+    // Its own socket, and the controller's report for its Docker health check (read-only to it).
+    expect(r.listing.sort()).toEqual(['health', 'hub.sock']);
     expect(r.attempts).toEqual({
       [other]: 'ENOENT',
       '/run/logomesh/../bystander/hub.sock': 'ENOENT',

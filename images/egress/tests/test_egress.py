@@ -284,6 +284,18 @@ class StateAndReloads(unittest.TestCase):
         self.assertEqual(self.lines[-1]["generation"], 2)
         self.assertEqual(refused(self.state.admit, Conn("a.example", 443, "CONNECT", None)), (403, "not-in-allow-list"))
 
+    def test_open_connections_are_reported_when_they_change_and_at_once_at_the_budget(self):
+        self.write(1, ["a.example:443"], max_connections=2)
+        self.state.report_connections(every=30)  # only the budget wakes it within this test
+        deadline = time.monotonic() + 5
+        while not any(l.get("event") == "connections" for l in self.lines) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self.assertTrue(self.state.count())
+        self.assertTrue(self.state.count())  # the budget: reported now, not in 30 s
+        while [l.get("open") for l in self.lines if l.get("event") == "connections"][-1:] != [2] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self.assertEqual([l["open"] for l in self.lines if l.get("event") == "connections"], [0, 2])
+
     def test_detached_cuts_everything_and_counts_nothing_more(self):
         self.write(1, ["a.example:443"])
         conn, _, _ = self.open_conn("a.example", 443)

@@ -79,6 +79,8 @@ export class EgressProxy {
   private readonly output: ProxyOutput;
   /** The proxy's address on the plugin network, once started. */
   proxyIp = '';
+  /** The plugin's open connections through the proxy, as it last reported them (it reports each change, at most 4 times a second, and at once at the budget). */
+  openConnections = 0;
 
   private constructor(
     private readonly opts: ProxyOptions,
@@ -169,6 +171,7 @@ export class EgressProxy {
     const { log } = this.opts;
     if (obj.event === 'listening') this.listeningWaiter?.();
     else if (obj.event === 'config' && typeof obj.generation === 'number') this.appliedUpTo(obj.generation);
+    else if (obj.event === 'connections' && typeof obj.open === 'number') this.openConnections = obj.open;
     else if (obj.event === 'config-error') log.error({ reason: obj.reason }, 'the egress proxy refused its allow-list file');
     else if (obj.event === 'dns-unavailable') log.warn({ reason: obj.reason }, 'the egress proxy could not listen for DNS: plugin lookups time out and are not audited');
     else if (typeof obj.result === 'string') this.opts.onDecision(obj as unknown as EgressDecision);
