@@ -1,4 +1,4 @@
-import { copyFileSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readAudit } from '../../src/audit/audit-log.js';
@@ -8,7 +8,9 @@ import { Controller } from '../../src/controller/controller.js';
 import { resolveHome } from '../../src/controller/home.js';
 import type { ApplyResult } from '../../src/controller/types.js';
 import { silentLogger } from '../../src/log.js';
-import { instance, REPO, runCli, tempDir } from './support.js';
+import { HUB_MOUNT } from '../../src/sandbox/container-spec.js';
+import { HEALTH_REPORT_NAME } from '../../src/sandbox/health-check.js';
+import { docker, instance, REPO, runCli, tempDir } from './support.js';
 
 const FIX = path.join(REPO, 'test', 'fixtures', 'controller');
 
@@ -106,6 +108,13 @@ describe('apply: manifest-driven deploys without failed calls', () => {
     console.log(`replacement of svc under a stream of ${stream.ok} calls: ${stream.failed} failed; new container ready and serving after ${step.readyMs} ms, old one gone ${step.retireMs} ms later`);
     const trail = readAudit(host.home.auditFile, { plugin: 'svc' }).map((e) => `${e.action} ${e.result}`);
     expect(trail).toEqual(expect.arrayContaining(['replace starting', 'replace ready']));
+    // The new container's Docker health check reads the report in its own socket folder
+    // (the replacement's is the other one), and the old container's removal left the
+    // resource monitor watching the new one (the monitor runs when the controller is root).
+    const info = await (await docker()).getContainer(after.svc!).inspect();
+    const socketDir = info.Mounts.find((mt) => mt.Destination === HUB_MOUNT)!.Source;
+    expect(readFileSync(path.join(socketDir, HEALTH_REPORT_NAME), 'utf8')).toMatch(/^ok/);
+    if (process.getuid?.() === 0) expect(host.usage('svc').memory.used).toBeGreaterThan(0);
   });
 
   it('adds, changes a manifest field, keeps without --prune and removes with it, as the dry run said', async () => {
