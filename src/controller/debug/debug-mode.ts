@@ -5,6 +5,7 @@ import { ensureImage, ensurePluginImage } from '../../images/build.js';
 import { runtimeImage } from '../../runtimes/index.js';
 import type { Logger } from '../../log.js';
 import { pluginSeccompProfile, seccompSecurityOpt } from '../../seccomp/profiles.js';
+import { mutablePaths } from '../../signing/signature.js';
 import type { Managed } from '../managed.js';
 import { DebugForwarder } from './forwarder.js';
 import { DEBUG_RECIPES } from './recipes.js';
@@ -41,7 +42,10 @@ export class DebugMode {
     if (recipe.image) spec.Image = (await ensureImage(this.docker, recipe.image, { log: this.log })).tag;
     if (recipe.compile) {
       const runtime = runtimeImage(manifest.runtime);
-      spec.Image = (await ensurePluginImage(this.docker, { ...runtime, compile: { dockerfile: recipe.compile, command: [] } }, m.loaded, { log: this.log, variant: 'debug' })).tag;
+      // From the same files as the plugin's own image: its signed files exactly (LM_SIGNATURE
+      // otherwise), its mutable paths left out.
+      const opts = { log: this.log, variant: 'debug' as const, exclude: mutablePaths(m.loaded), ...(m.signed ? { signedFiles: m.signed.files } : {}) };
+      spec.Image = (await ensurePluginImage(this.docker, { ...runtime, compile: { dockerfile: recipe.compile, command: [] } }, m.loaded, opts)).tag;
     }
     spec.Cmd = recipe.command(manifest, spec.Cmd as string[]);
     const profile = pluginSeccompProfile(true, [...manifest.security.syscalls, ...recipe.syscalls]);
