@@ -34,7 +34,7 @@ export const ERROR_CODES = {
   LM_BACKPRESSURE: 'A hub client or plugin did not read what the hub sent it: its unsent messages passed the limit (maxQueuedBytes), so the hub closed its connection instead of holding more. Events to a slow reader are dropped first.',
   LM_HUB_LIMIT: 'A hub client asked for more than the hub holds for one connection: too many subscriptions, or one host client too many connected at once.',
   LM_AUDIT_TAMPERED: 'The audit trail hash chain is broken: a line was removed or edited.',
-  LM_UNAUTHORIZED: 'A host client connected to the hub without a valid token.',
+  LM_UNAUTHORIZED: "A host client connected to the hub without a valid token, or a plugin reaching the hub over TCP (across nodes) did not prove it holds its own key: a malformed, stale or replayed handshake, an unknown plugin, or a bad signature.",
   LM_TIMEOUT: 'A call got no response within its timeout.',
   LM_PLUGIN_UNAVAILABLE: 'The target plugin is not running or not connected to the hub.',
   LM_PLUGIN_EXITED: 'The plugin exited or disconnected while a call to it was open, or before it became ready.',
@@ -64,6 +64,8 @@ export const ERROR_CODES = {
   LM_PATH_CHANGED: "A host path a plugin container mounts (its folder, a path its manifest grants) no longer resolves as it did when checked: a symlink or another kind of file on the way, or another file or folder in its place; the container is not created.",
   LM_SIGNING: 'logomesh keygen or sign could not do its work: a key file already exists, the key is not an ed25519 private key or others can read it, or the plugin folder holds a file that cannot be signed.',
   LM_RUNTIME_ISOLATION: "A plugin needs an OCI runtime (the policy's isolation.runtime, or runsc for a manifest asking for isolation level 3) that the Docker engine does not have; the message lists the runtimes it has.",
+  LM_KUBE_CONFIG: "The Kubernetes backend has no cluster to talk to: no kubeconfig in KUBECONFIG or ~/.kube/config and not running in a Pod, a kubeconfig that cannot be read, no namespace, or an option it does not take.",
+  LM_KUBE_API: 'The Kubernetes API server refused or failed a request of the Kubernetes backend (or did not answer); the message names the operation, the object, the HTTP status and what the server said.',
   LM_KUBE_RENDER: 'logomesh kube render cannot render this for Kubernetes: an option is not a valid namespace, architecture, registry or Pod network, a plugin id is too long for Kubernetes object names, the manifests pass what one ConfigMap holds, no image was named for a plugin, or a plugin folder holds a special file that cannot go into an image.',
 } as const;
 

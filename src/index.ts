@@ -68,3 +68,9 @@ export { runPluginTests, type PluginTestOptions, type PluginTestResult } from '.
 export { formatIssue, isLogoMeshError, LogoMeshError, ManifestRejectedError, type ErrorCode, type ManifestIssue } from './errors.js';
 export { createLogger, silentLogger, type Logger } from './log.js';
 export { renderKubeFolder, type KubeRenderOptions } from './kubernetes/render-folder.js';
+export { KubeBackend, type KubeBackendOptions } from './controller/kube-backend.js';
+export { isRenderedDir, loadRendered, type RenderedPlugin } from './kubernetes/rendered.js';
+export { DockerBackend } from './controller/docker-backend.js';
+export type { Backend, BackendName, Workload } from './controller/backend.js';
+export { hubAuthorization } from './kubernetes/hub-auth.js';
+export type { PluginCredential } from './hub/hub.js';

@@ -12,6 +12,9 @@ commands:
                                          (default: the folders this home ran last, else
                                          manifests/); -d runs it in the background;
                                          --host-methods: what host clients may serve plugins
+  up [dir] --backend kubernetes [--namespace n] [--registry r] [--arch a] [--pod-cidr c]
+                                         the same, with the plugins on the cluster of the
+                                         kubeconfig (docs/kubernetes.md#the-kubernetes-backend)
   ps [--json]                            the plugins of the running controller
   call <plugin>.<method> [json-args] [--timeout ms] [--json]
                                          call a plugin method; prints the JSON result (--json:
@@ -85,16 +88,35 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
         return await runCommand(positionals, io, createLogger(), values.policy);
       }
       case 'up': {
-        const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { detach: { type: 'boolean', short: 'd', default: false }, policy: { type: 'string' }, 'host-methods': { type: 'string' }, debug: { type: 'boolean', default: false } } });
+        const { values, positionals } = parseArgs({
+          args: rest,
+          allowPositionals: true,
+          options: {
+            detach: { type: 'boolean', short: 'd', default: false },
+            policy: { type: 'string' },
+            'host-methods': { type: 'string' },
+            debug: { type: 'boolean', default: false },
+            backend: { type: 'string', default: 'docker' },
+            namespace: { type: 'string' },
+            registry: { type: 'string' },
+            arch: { type: 'string' },
+            'pod-cidr': { type: 'string' },
+          },
+        });
         if (positionals.length > 1) throw usage('up takes one folder of plugin folders');
         // A debugger opens a way into a plugin and relaxes its sandbox: development only.
         if (values.debug) throw usage('logomesh up does not run plugins under a debugger; use logomesh dev <dir> --debug on a development machine');
+        if (values.backend !== 'docker' && values.backend !== 'kubernetes') throw usage(`--backend must be docker or kubernetes, found '${values.backend}'`);
+        const kubeOnly = (['namespace', 'registry', 'arch', 'pod-cidr'] as const).filter((o) => values[o] !== undefined);
+        if (values.backend === 'docker' && kubeOnly.length) throw usage(`--${kubeOnly[0]} is an option of --backend kubernetes`);
         const [{ upCommand }, { applyPolicyOption, createLogger, hostMethodsFromEnv }] = await Promise.all([import('./up.js'), import('../index.js')]);
         applyPolicyOption(values.policy); // checked now; the controller reads LOGOMESH_POLICY
         // Checked now, and handed on to the controller (and to a background one under -d) as the variable.
         if (values['host-methods'] !== undefined) process.env.LOGOMESH_HOST_METHODS = values['host-methods'];
         hostMethodsFromEnv();
-        return await upCommand({ ...(positionals[0] !== undefined ? { dir: positionals[0] } : {}), detach: values.detach === true }, io, createLogger());
+        const kube = { namespace: values.namespace, registry: values.registry, arch: values.arch, podCidr: values['pod-cidr'] };
+        const kubernetes = Object.fromEntries(Object.entries(kube).filter(([, v]) => v !== undefined)) as Record<string, string>;
+        return await upCommand({ ...(positionals[0] !== undefined ? { dir: positionals[0] } : {}), detach: values.detach === true, ...(values.backend === 'kubernetes' ? { kubernetes } : {}) }, io, createLogger());
       }
       case 'ps': {
         const { values } = parseArgs({ args: rest, options: { json: { type: 'boolean', default: false } } });

@@ -1,6 +1,23 @@
 import { spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
-import { Controller, ControlClient, controllerOptionsFromEnv, hubTokenFromEnv, isLogoMeshError, LogoMeshError, metricsAddress, openEndpoints, resolveHome, type Home, type Logger, type PluginStatus } from '../index.js';
+import {
+  Controller,
+  ControlClient,
+  controllerOptionsFromEnv,
+  hubTokenFromEnv,
+  isLogoMeshError,
+  isRenderedDir,
+  KubeBackend,
+  loadRendered,
+  LogoMeshError,
+  metricsAddress,
+  openEndpoints,
+  resolveHome,
+  type Home,
+  type KubeBackendOptions,
+  type Logger,
+  type PluginStatus,
+} from '../index.js';
 import type { CliIo } from './io.js';
 import { psTable } from './ps.js';
 
@@ -10,6 +27,8 @@ export interface UpOptions {
   readonly detach: boolean;
   /** How long -d waits for every plugin to be ready (image builds included). */
   readonly waitMs?: number;
+  /** Run the plugins on the Kubernetes cluster of the kubeconfig, with these options (`--backend kubernetes`). */
+  readonly kubernetes?: Readonly<Record<string, string>>;
 }
 
 /** `logomesh up [dir] [-d]`: run a controller for the plugin folders in dir. */
@@ -34,15 +53,24 @@ async function controllerAnswers(home: Home): Promise<boolean> {
 
 async function upForeground(opts: UpOptions, home: Home, io: CliIo, log: Logger): Promise<number> {
   mkdirSync(home.dir, { recursive: true, mode: 0o700 });
-  const host = await Controller.create({ log, home, progress: io.stderr, ...controllerOptionsFromEnv() });
+  const backend = opts.kubernetes ? await KubeBackend.connect(opts.kubernetes as KubeBackendOptions, log) : undefined;
+  // On a cluster the instance is the installation's namespace: labels and plugin uids are the render's.
+  if (backend && !process.env.LOGOMESH_INSTANCE) home = { ...home, instance: backend.target.instance };
+  const host = await Controller.create({ log, home, progress: io.stderr, ...controllerOptionsFromEnv(), ...(backend ? { backend } : {}) });
   let stopping: Promise<void> | undefined;
   let resolveDone!: () => void;
   const done = new Promise<void>((r) => (resolveDone = r));
   const endpoints = await openEndpoints(host, log, () => void shutdown('down'));
   function shutdown(reason: string): Promise<void> {
     stopping ??= (async () => {
-      log.info({ reason }, 'stopping every plugin');
-      await host.close();
+      // A controller Pod gets SIGTERM when it is moved: its plugins stay for the next one to adopt.
+      if (backend && reason === 'SIGTERM') {
+        log.info({ reason }, 'leaving the plugins running for the next controller to adopt');
+        await host.leave();
+      } else {
+        log.info({ reason }, 'stopping every plugin');
+        await host.close();
+      }
       await endpoints.close();
       resolveDone();
     })();
@@ -52,8 +80,11 @@ async function upForeground(opts: UpOptions, home: Home, io: CliIo, log: Logger)
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   try {
-    if (opts.dir !== undefined) host.loadDirectory(opts.dir);
-    else if (host.savedFolders().length) {
+    if (opts.dir !== undefined) {
+      // In the cluster the folder is the render's manifests ConfigMap: manifests and their rendered objects, no plugin folders.
+      if (backend && isRenderedDir(opts.dir)) host.load(backend.useRendered(loadRendered(opts.dir)));
+      else host.loadDirectory(opts.dir);
+    } else if (host.savedFolders().length) {
       io.err(`logomesh: no folder named; loading the plugin folders this home ran last (${home.stateFile})`);
       host.loadSaved();
     } else host.loadDirectory('manifests');
@@ -79,7 +110,8 @@ async function upDetached(opts: UpOptions, home: Home, io: CliIo): Promise<numbe
   mkdirSync(home.dir, { recursive: true, mode: 0o700 });
   const out = openSync(home.logFile, 'a');
   const script = process.argv[1] ?? '';
-  const child = spawn(process.execPath, [...process.execArgv, script, 'up', ...(opts.dir !== undefined ? [opts.dir] : [])], {
+  const kubeArgs = opts.kubernetes ? ['--backend', 'kubernetes', ...Object.entries(opts.kubernetes).flatMap(([k, v]) => [`--${k === 'podCidr' ? 'pod-cidr' : k}`, v])] : [];
+  const child = spawn(process.execPath, [...process.execArgv, script, 'up', ...(opts.dir !== undefined ? [opts.dir] : []), ...kubeArgs], {
     detached: true,
     stdio: ['ignore', out, out],
     env: { ...process.env, LOGOMESH_LOG_FORMAT: 'json' },

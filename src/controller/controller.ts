@@ -1,8 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { AuditLog } from '../audit/audit-log.js';
-import { removeByLabel } from '../engine/cleanup.js';
-import { connectEngine, errorText, type Docker } from '../engine/docker.js';
+import { errorText } from '../engine/docker.js';
 import { LogoMeshError } from '../errors.js';
 import { Grants } from '../grants/grants.js';
 import type { PathGrant } from '../grants/path-grants.js';
@@ -13,18 +12,18 @@ import type { ChangedLimit, LimitChange, MonitorMetrics, ResourceUsage, StatsRow
 import { resolvePolicy, type Policy } from '../policy/policy.js';
 import { pluginGid, pluginUid } from '../runtimes/runtime.js';
 import type { KernelWatch } from '../violations/kernel-watch.js';
-import { Adoption } from './adoption.js';
+import { dockerParts, type Backend, type Lifecycle, type Reconciler } from './backend.js';
 import { decideCapability, type CapabilityDecision } from './capabilities.js';
 import type { ControllerContext } from './context.js';
-import { EgressHandle } from './egress-handle.js';
 import { exitCause } from './exit-cause.js';
 import { DebugMode } from './debug/debug-mode.js';
+import { DockerBackend } from './docker-backend.js';
 import { EngineWatch } from './engine-watch.js';
 import type { Home } from './home.js';
 import { watchKernel } from './kernel-events.js';
 import { Launcher } from './launcher.js';
 import { Monitoring } from './monitoring.js';
-import { egressKey, isUp, pluginOfEgressKey, serialize, type Managed } from './managed.js';
+import { egressKey, isUp, serialize, type Managed } from './managed.js';
 import { DEFAULTS, type ControllerOptions } from './options.js';
 import { loadFolders } from '../manifest/folders.js';
 import { PluginRegistry } from './registry.js';
@@ -59,12 +58,12 @@ export class Controller implements AsyncDisposable {
   private readonly registry: PluginRegistry;
   private readonly saved: SavedState;
   private readonly engine: EngineWatch;
-  private readonly egress: EgressHandle;
   private readonly kernel?: KernelWatch;
-  private readonly launcher: Launcher;
+  private readonly launcher: Lifecycle;
   private readonly supervisor: Supervisor;
-  private readonly adoption: Adoption;
-  private readonly deployer: Deployer;
+  private readonly adoption: Reconciler;
+  /** Deploys (apply, load): on the Docker backend, whose launcher can start a plugin's replacement beside it. */
+  private readonly deployer?: Deployer;
   private readonly debugMode?: DebugMode;
   /** The resource monitor, its violations, the metrics and the health check program. */
   private readonly monitoring: Monitoring;
@@ -72,7 +71,8 @@ export class Controller implements AsyncDisposable {
   private closing?: Promise<void>;
 
   private constructor(
-    private readonly docker: Docker,
+    /** Where plugins run: this host's Docker engine, or a Kubernetes cluster. */
+    readonly backend: Backend,
     private readonly opts: ControllerOptions,
   ) {
     const { home } = opts;
@@ -99,15 +99,23 @@ export class Controller implements AsyncDisposable {
         this.revokePath(id, name, 'expiry').catch((err: unknown) => this.log.warn({ plugin: id, err: errorText(err) }, 'revoking an expired path grant failed'));
       },
     });
+    // The resource monitor reads this host's cgroups: it watches plugins on the Docker backend only.
+    const onDocker = backend.name === 'docker';
     this.monitoring = new Monitoring({
-      docker,
+      get docker() {
+        return dockerParts(backend).docker;
+      },
       log: this.log,
       audit: this.audit.record,
       emit: (topic, data) => this.hub.announce(topic, data),
       policy: () => this.policy,
       records: () => this.registry.records(),
-      connections: (id) => this.egress.connections(id),
-      options: opts.monitoring ?? {},
+      // A plugin's proxy is keyed by its generation (a replacement has its own, managed.ts).
+      connections: (id) => {
+        const m = onDocker ? this.registry.find(id) : undefined;
+        return m ? dockerParts(backend).egress.connections(egressKey(m)) : undefined;
+      },
+      options: onDocker ? (opts.monitoring ?? {}) : { enabled: false, healthCheckMs: false },
       startTimeoutMs: opts.startTimeoutMs ?? DEFAULTS.startTimeoutMs,
     });
     this.hub = new Hub({
@@ -126,23 +134,24 @@ export class Controller implements AsyncDisposable {
       ...(opts.hostMethods ? { hostMethods: opts.hostMethods } : {}),
       exitCause: (id) => exitCause(this.registry.find(id), 2_000),
     });
-    this.egress = new EgressHandle({
-      docker,
-      home,
-      log: this.log,
-      audit: this.audit.record,
-      ...(opts.egressNetworks ? { networks: opts.egressNetworks } : {}),
-      onProxyGone: (key) => void this.ifLoaded(pluginOfEgressKey(key), (m) => (egressKey(m) === key ? this.supervisor.proxyGone(m) : Promise.resolve())),
-    });
-    this.engine = new EngineWatch(docker, this.log, opts.engineCheckMs ?? DEFAULTS.engineCheckMs, () => this.egress.engineBack());
-    if (opts.kernelLog !== false) {
+    this.engine = new EngineWatch(backend, this.log, opts.engineCheckMs ?? DEFAULTS.engineCheckMs, () => backend.answersAgain());
+    // The kernel log is this host's: it tells of plugins only when they run here.
+    if (opts.kernelLog !== false && backend.name === 'docker') {
       this.kernel = watchKernel({ log: this.log, audit: this.audit.record, instance: home.instance, pluginIds: () => this.registry.ids(), onKill: (id, kill) => void this.ifLoaded(id, (m) => this.supervisor.seccompKilled(m, kill)) });
     }
-    const debug = opts.debug ? new DebugMode(docker, this.log, (id) => this.registry.find(id)?.container?.id) : undefined;
+    // Debug mode is for a development machine's Docker engine (logomesh dev).
+    if (opts.debug && !(backend instanceof DockerBackend)) throw new LogoMeshError('LM_USAGE', `debug mode runs plugins on the Docker backend only, not on ${backend.name}`, { field: 'debug', expected: 'the Docker backend', found: backend.name });
+    const debug = opts.debug && backend instanceof DockerBackend ? new DebugMode(backend.docker, this.log, (id) => this.registry.find(id)?.container?.id) : undefined;
     this.debugMode = debug;
     const cx: ControllerContext = {
-      docker,
       debug,
+      // The Docker backend's own parts, for its launcher and adoption (LM_INTERNAL on another backend).
+      get docker() {
+        return dockerParts(backend).docker;
+      },
+      get egress() {
+        return dockerParts(backend).egress;
+      },
       log: this.log,
       opts,
       home,
@@ -150,7 +159,6 @@ export class Controller implements AsyncDisposable {
       audit: this.audit,
       grants: this.grants,
       registry: this.registry,
-      egress: this.egress,
       engine: this.engine,
       kernel: this.kernel,
       monitoring: this.monitoring,
@@ -160,21 +168,26 @@ export class Controller implements AsyncDisposable {
       idsOf,
     };
     this.supervisor = new Supervisor(cx, { start: (m) => this.launcher.start(m), teardown: (m) => this.launcher.teardown(m) });
-    this.launcher = new Launcher(cx, this.supervisor);
-    this.adoption = new Adoption(cx, this.launcher, this.supervisor);
-    this.deployer = new Deployer(cx, this.launcher, this.supervisor, {
-      currentPolicy: () => (this.opts.policy ? this.policy : resolvePolicy(undefined)),
-      usePolicy: (p) => (this.resolvedPolicy = p),
-      load: (manifests, verified) => this.load(manifests, verified),
-      start: (id) => this.start(id),
-      unload: (id) => this.unload(id),
-    });
+    const parts = backend.parts(cx, this.supervisor);
+    this.launcher = parts.lifecycle;
+    this.adoption = parts.reconciler;
+    if (parts.lifecycle instanceof Launcher) {
+      this.deployer = new Deployer(cx, parts.lifecycle, this.supervisor, {
+        currentPolicy: () => (this.opts.policy ? this.policy : resolvePolicy(undefined)),
+        usePolicy: (p) => (this.resolvedPolicy = p),
+        load: (manifests, verified) => this.load(manifests, verified),
+        start: (id) => this.start(id),
+        unload: (id) => this.unload(id),
+      });
+    }
   }
 
-  /** Connect to the engine (opts.docker, else DOCKER_HOST or the local socket) and make a controller. Throws LM_ENGINE_UNAVAILABLE. */
+  /**
+   * Connect to the backend and make a controller: `opts.backend`, else the Docker engine
+   * (opts.docker, else DOCKER_HOST or the local socket). Throws LM_ENGINE_UNAVAILABLE.
+   */
   static async create(opts: ControllerOptions): Promise<Controller> {
-    const docker = await connectEngine(opts.docker);
-    return new Controller(docker, opts);
+    return new Controller(opts.backend ?? (await DockerBackend.connect(opts.docker)), opts);
   }
 
   get home(): Home {
@@ -213,7 +226,7 @@ export class Controller implements AsyncDisposable {
       this.saved.read(),
       (m) => {
         this.restorePermissions(m);
-        m.deployed = this.deployer.fingerprint(m.loaded);
+        if (this.deployer) m.deployed = this.deployer.fingerprint(m.loaded);
       },
       verified,
     );
@@ -234,6 +247,7 @@ export class Controller implements AsyncDisposable {
     await this.stop(id);
     this.registry.remove(id);
     await this.debugMode?.close(id);
+    await this.backend.unloaded(id);
     this.audit.record({ who: 'controller', action: 'unload', resource: id, result: 'allowed' });
     this.persist();
   }
@@ -248,12 +262,17 @@ export class Controller implements AsyncDisposable {
    * LM_POLICY_DENIED, LM_DEPENDENCY, ...) changes nothing. `dryRun` only plans.
    */
   apply(dir: string, opts: ApplyOptions = {}): Promise<ApplyResult> {
-    return this.deployer.apply(dir, opts);
+    return this.deploys().apply(dir, opts);
   }
 
   /** Load the plugin folders under `dir` into the running controller and start them. Returns their ids. */
   loadAndStart(dir: string): Promise<string[]> {
-    return this.deployer.load(dir);
+    return this.deploys().load(dir);
+  }
+
+  private deploys(): Deployer {
+    if (!this.deployer) throw new LogoMeshError('LM_USAGE', `apply and load into a running controller are built for the Docker backend only, not ${this.backend.name}: restart the controller with the new folder`, { expected: 'the Docker backend', found: this.backend.name });
+    return this.deployer;
   }
 
   /** The plugin folders an earlier controller of this home ran (state.json), in load order. */
@@ -348,8 +367,7 @@ export class Controller implements AsyncDisposable {
    */
   async revokeHost(pluginId: string, spelled: string): Promise<boolean> {
     const host = this.grants.revokeHost(pluginId, spelled);
-    const m = this.registry.find(pluginId);
-    return m ? this.egress.revokeHost(egressKey(m), host) : false;
+    return this.backend.revokeHost(pluginId, host);
   }
 
   /**
@@ -499,14 +517,33 @@ export class Controller implements AsyncDisposable {
       await this.monitoring.close();
       await this.hub.close();
       await this.debugMode?.close();
-      await this.egress.close();
+      await this.backend.close();
       rmSync(this.opts.home.socketsDir, { recursive: true, force: true });
       // A clean stop leaves nothing to adopt; the plugin folders and the operator's revocations and grants stay.
       this.saved.keepForNextStart(this.registry.records(), (id) => this.grants.saved(id));
       this.grants.close();
       await this.audit.close();
       // Whatever a failed stop left behind still carries this controller's label.
-      await removeByLabel(this.docker, this.opts.home.instance).catch(() => undefined);
+      await this.backend.removeAll();
+    })();
+    return this.closing;
+  }
+
+  /**
+   * Stop serving without stopping the plugins: for a controller that is being moved (its
+   * Pod rescheduled or drained; Kubernetes sends SIGTERM first). The plugins keep running and
+   * their SDKs reconnect for 60 s; the next controller of the installation adopts them.
+   * state.json, the audit trail and the hub keys stay for it. `close` after this does nothing.
+   */
+  leave(): Promise<void> {
+    this.closing ??= (async () => {
+      this.engine.close();
+      this.kernel?.close();
+      for (const m of this.registry.records()) this.supervisor.stopTimers(m);
+      await this.hub.close();
+      await this.backend.close();
+      this.grants.close();
+      await this.audit.close();
     })();
     return this.closing;
   }

@@ -1,9 +1,9 @@
-import { errorText, withTimeout, type Docker } from '../engine/docker.js';
+import { errorText } from '../engine/docker.js';
 import type { Logger } from '../log.js';
 import type { EngineStatus } from './types.js';
 
 /**
- * Whether the Docker engine answers. Pinged every `everyMs` while it does; while it does
+ * Whether the backend (the Docker engine, or the Kubernetes API server) answers. Pinged every `everyMs` while it does; while it does
  * not, that is said once, pings back off (up to 15 s apart) and plugin restarts wait for
  * it. When it answers again, `onBack` runs; the containers it lost are found by their
  * exits and restarted (with the daemon's live-restore they never stop).
@@ -14,7 +14,7 @@ export class EngineWatch {
   private closed = false;
 
   constructor(
-    private readonly docker: Docker,
+    private readonly backend: { ping(): Promise<unknown>; readonly what: string },
     private readonly log: Logger,
     private readonly everyMs: number,
     private readonly onBack: () => void,
@@ -43,9 +43,9 @@ export class EngineWatch {
 
   private async tick(delay: number): Promise<void> {
     try {
-      await withTimeout(this.docker.ping(), 2_000, 'no answer within 2000 ms');
+      await this.backend.ping();
       if (!this.state.up) {
-        this.log.info({ downMs: Date.now() - this.state.since }, 'the Docker engine answers again');
+        this.log.info({ downMs: Date.now() - this.state.since }, `${this.backend.what} answers again`);
         this.state = { up: true, since: Date.now() };
         this.onBack();
       }
@@ -54,7 +54,7 @@ export class EngineWatch {
       const reason = errorText(err);
       if (this.state.up) {
         this.state = { up: false, since: Date.now(), lastError: reason };
-        this.log.error({ reason }, `LM_ENGINE_UNAVAILABLE: the Docker engine does not answer (${reason}); retrying with backoff, plugin restarts wait for it`);
+        this.log.error({ reason }, `LM_ENGINE_UNAVAILABLE: ${this.backend.what} does not answer (${reason}); retrying with backoff, plugin restarts wait for it`);
       }
       delay = Math.min(delay * 2, 15_000);
     }

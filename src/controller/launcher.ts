@@ -8,6 +8,7 @@ import { policyOf } from '../hub/acl.js';
 import { HUB_SOCKET_NAME } from '../sandbox/container-spec.js';
 import { isNetworked } from '../sandbox/egress.js';
 import { PluginContainer } from '../sandbox/plugin-container.js';
+import type { Workload } from './backend.js';
 import { prepareSandbox, type PreparedSandbox } from '../sandbox/prepare.js';
 import type { ControllerContext } from './context.js';
 import { pluginSocketDir } from './home.js';
@@ -20,7 +21,7 @@ import { readyOrExit, waitReady, type ReadyWait } from './readiness.js';
 
 /** What the launcher hands to the supervisor: a container to follow from its start, a plugin to watch once ready. */
 export interface Supervision {
-  watchExit(m: Managed, container: PluginContainer, exited: Promise<number>): void;
+  watchExit(m: Managed, container: Workload, exited: Promise<number>): void;
   /** Resolves once the plugin is watched by the resource monitor too (never rejects). */
   startHealth(m: Managed): Promise<void>;
   stopTimers(m: Managed): void;

@@ -1,9 +1,9 @@
 import type { LoadedManifest } from '../manifest/types.js';
 import type { LimitChange } from '../monitor/index.js';
-import type { PluginContainer } from '../sandbox/plugin-container.js';
 import type { SignedContent } from '../signing/signature.js';
 import type { DebugEndpoint } from './debug/debug-mode.js';
 import type { Fingerprint } from './deploy/fingerprint.js';
+import type { Workload } from './backend.js';
 import { LogBuffer } from './log-buffer.js';
 import type { PluginState } from './types.js';
 
@@ -16,7 +16,8 @@ import type { PluginState } from './types.js';
 export interface Managed {
   readonly loaded: LoadedManifest;
   state: PluginState;
-  container?: PluginContainer;
+  /** Its container (Docker) or the Pod of its Deployment (Kubernetes). */
+  container?: Workload;
   startedAt?: number;
   startMs?: number;
   exitCode?: number;

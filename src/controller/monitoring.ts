@@ -8,6 +8,7 @@ import { enforceLimit, checkLimitChange, MonitorMetrics, monitoringRules, Resour
 import { enforcePolicy } from '../policy/decisions.js';
 import type { Policy } from '../policy/policy.js';
 import type { HealthCheckSpec } from '../sandbox/health-check.js';
+import { PluginContainer } from '../sandbox/plugin-container.js';
 import { withLiveLimits } from './live-limits.js';
 import { isUp, type Managed } from './managed.js';
 import type { MonitoringOptions } from './options.js';
@@ -84,13 +85,14 @@ export class Monitoring {
   }
 
   private async start(): Promise<void> {
-    const { docker, log, options } = this.deps;
+    // The engine is read only when wanted (on Kubernetes there is none: both are off).
+    const { log, options } = this.deps;
     const wantMonitor = options.enabled !== false;
     const wantHealth = options.healthCheckMs !== false;
     if (!wantMonitor && !wantHealth) return;
     let binaries;
     try {
-      binaries = options.cgwatch === false ? undefined : await helperBinaries(docker, log);
+      binaries = options.cgwatch === false ? undefined : await helperBinaries(this.deps.docker, log);
     } catch (err) {
       log.warn({ code: 'LM_MONITOR_UNAVAILABLE', err: errorText(err) }, 'LM_MONITOR_UNAVAILABLE: the cgwatch helper and the health check program cannot be built; plugins run without a Docker health check, violations are read at each poll');
     }
@@ -130,7 +132,8 @@ export class Monitoring {
     const monitor = this.monitor;
     const container = m.container;
     const id = m.loaded.manifest.id;
-    if (!monitor || !container || !isUp(m) || this.closed) return;
+    // Only a container of this host has cgroups the monitor can read (not a Pod on another node).
+    if (!monitor || !(container instanceof PluginContainer) || !isUp(m) || this.closed) return;
     try {
       const info = await container.inspect();
       if (!info.State.Running || m.container !== container) return;
@@ -193,6 +196,9 @@ export class Monitoring {
     enforcePolicy(withLiveLimits(m.loaded, merged), this.deps.policy()); // throws LM_POLICY_DENIED naming the ceiling
     if (!isUp(m) || !m.container) {
       throw new LogoMeshError('LM_LIMIT_INVALID', `plugin ${id} is not running (${m.state}): its limits change live only while it runs`, { plugin: id, expected: 'a running plugin', found: m.state });
+    }
+    if (!(m.container instanceof PluginContainer)) {
+      throw new LogoMeshError('LM_LIMIT_INVALID', `plugin ${id} runs on Kubernetes: its limits change with its manifest's resources and a restart, not live`, { plugin: id, expected: 'a plugin on the Docker backend', found: 'a Pod on Kubernetes' });
     }
     let changed: ChangedLimit[];
     try {

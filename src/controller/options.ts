@@ -3,6 +3,7 @@ import type { HubLimits } from '../hub/limits-from-env.js';
 import type { PrepareOptions } from '../images/plugin-image.js';
 import type { Logger } from '../log.js';
 import type { Policy } from '../policy/policy.js';
+import type { Backend } from './backend.js';
 import type { Home } from './home.js';
 
 /** The resource monitor and the plugins' Docker health check (docs/monitoring.md). */
@@ -21,6 +22,11 @@ export interface ControllerOptions {
   readonly log: Logger;
   readonly home: Home;
   readonly docker?: Docker;
+  /**
+   * Where plugins run (default: the Docker engine, `docker` or DOCKER_HOST). A connected
+   * `KubeBackend` runs them on a Kubernetes cluster (docs/kubernetes.md#the-kubernetes-backend).
+   */
+  readonly backend?: Backend;
   /** How long a plugin has from container start to hello (default 15 s). */
   readonly startTimeoutMs?: number;
   /** How long a plugin has to exit after the shutdown message, then after SIGTERM (default 5 s each). */

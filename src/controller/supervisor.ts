@@ -1,8 +1,8 @@
-import { engineStatus, errorText } from '../engine/docker.js';
+import { errorText } from '../engine/docker.js';
 import { LogoMeshError } from '../errors.js';
-import type { PluginContainer } from '../sandbox/plugin-container.js';
 import type { SeccompKill } from '../violations/audit-records.js';
 import { EXIT_SIGSYS, seccompKillMessage } from '../violations/kernel-watch.js';
+import type { Workload } from './backend.js';
 import type { ControllerContext } from './context.js';
 import { reportHealth } from './health-report.js';
 import { delay, type Supervision } from './launcher.js';
@@ -31,7 +31,7 @@ export class Supervisor implements Supervision {
    * React to the container's end, whatever ends it. A wait that fails (the engine went
    * away) counts as an exit only once the engine, back, says the container is gone.
    */
-  watchExit(m: Managed, container: PluginContainer, exited: Promise<number>): void {
+  watchExit(m: Managed, container: Workload, exited: Promise<number>): void {
     exited
       .then(
         (code) => this.onExit(m, container, code),
@@ -101,24 +101,24 @@ export class Supervisor implements Supervision {
    * exiting: once the engine answers again, look at the container; with the daemon's
    * live-restore it is still running and is simply watched again.
    */
-  private async waitLost(m: Managed, container: PluginContainer): Promise<void> {
+  private async waitLost(m: Managed, container: Workload): Promise<void> {
     while (!this.cx.closing() && m.container === container) {
       await delay(500);
       if (!this.cx.engine.up) continue;
-      let state;
+      let found;
       try {
-        state = (await container.inspect()).State;
-      } catch (err) {
-        if (engineStatus(err) === 404) return this.onExit(m, container, -1);
+        found = await container.probe();
+      } catch {
         continue; // the engine is not quite back yet
       }
-      if (state.Running) return this.watchExit(m, container, container.wait());
-      return this.onExit(m, container, state.ExitCode);
+      if (found.state === 'gone') return this.onExit(m, container, -1);
+      if (found.state === 'running') return this.watchExit(m, container, container.wait());
+      return this.onExit(m, container, found.exitCode);
     }
   }
 
   /** The container ended on its own (or was stopped): record why. */
-  private async onExit(m: Managed, container: PluginContainer, code: number): Promise<void> {
+  private async onExit(m: Managed, container: Workload, code: number): Promise<void> {
     if (m.container !== container) return;
     m.exitCode = code;
     try {

@@ -15,9 +15,11 @@ import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_MAX_MESSAGE_BYTES, HOST, MAX_MAX_MESSA
 import { PubSub } from './pubsub.js';
 import { HostMethods, type HostMethod } from './host-methods.js';
 import { RemoteHostMethods } from './remote-host-methods.js';
+import { PluginAuthenticator, type PluginCredential } from './plugin-auth.js';
 import { Transport } from './transport.js';
 
 export type { HostMethod } from './host-methods.js';
+export type { PluginCredential } from './plugin-auth.js';
 export type { CallObserver } from './calls.js';
 
 export interface HubOptions {
@@ -75,7 +77,9 @@ const EXIT_CAUSE_WAIT_MS = 2_000;
 
 interface PluginSlot {
   readonly policy: PluginPolicy;
-  readonly socketPath: string;
+  /** Its own Unix socket (one host), or absent: it connects over TCP with `credential` (across nodes). */
+  readonly socketPath?: string;
+  readonly credential?: PluginCredential;
   server?: Server;
   peer?: WsPeer;
   /** The router's view of the connected plugin (the calls waiting on it). */
@@ -100,8 +104,9 @@ const NOT_REVOKED = (): boolean => false;
 const MAX_MISSED_PINGS = 2;
 
 /**
- * The controller's message hub. Each plugin gets its own Unix socket, so the hub knows who
- * is speaking from the connection: `from` is always set here, never taken from a message.
+ * The controller's message hub. Each plugin gets its own Unix socket, or on Kubernetes
+ * proves its id with its own key at the TCP plugin port (`listenPlugins`), so the hub knows
+ * who is speaking from the connection: `from` is always set here, never taken from a message.
  * Host clients connect over TCP with a token. A frame flows one way: transport, decode
  * (bounded in size and depth), the intake steps (intake.ts), then calls or pub/sub. No
  * exception on that path reaches the process: at worst it costs the sender its connection.
@@ -120,6 +125,7 @@ export class Hub extends EventEmitter {
   private readonly hostPeers = new Set<WsPeer>();
   private readonly local: LocalHost;
   private readonly transport: Transport;
+  private readonly authenticator = new PluginAuthenticator((id) => this.plugins.get(id)?.credential);
   private readonly throttle: AuditThrottle;
   private readonly audit: AuditSink;
   private readonly hostMethods = new HostMethods();
@@ -204,11 +210,38 @@ export class Hub extends EventEmitter {
     this.successors.set(policy.id, slot);
   }
 
+  /**
+   * Listen for plugins that reach the hub over TCP (on Kubernetes, across nodes); returns the
+   * port. Only plugins attached with `attachRemotePlugin` may connect here, each with a fresh
+   * HMAC of its own key (docs/kubernetes.md#the-hub-across-nodes); once upgraded, the
+   * connection is that plugin's exactly as its Unix socket would be.
+   */
+  listenPlugins(port = 0, host = '0.0.0.0'): Promise<number> {
+    return this.transport.listenPlugins(
+      port,
+      host,
+      (req, address) => this.authenticator.check(req.headers.authorization, address),
+      (ws, id, origin) => {
+        const slot = this.plugins.get(id);
+        // Detached while its handshake was checked.
+        if (!slot?.credential) return void ws.terminate();
+        this.acceptPlugin(slot, ws, origin);
+      },
+    );
+  }
+
+  /** Let a plugin connect over TCP (listenPlugins) with its own key. */
+  attachRemotePlugin(policy: PluginPolicy, credential: PluginCredential): void {
+    if (this.plugins.has(policy.id)) throw new LogoMeshError('LM_PLUGIN_CONFLICT', `plugin ${policy.id} is already attached to the hub`, { plugin: policy.id });
+    this.plugins.set(policy.id, { policy, credential, ready: false, methods: [] });
+  }
+
   /** Close a plugin's socket and connection; its open calls fail with LM_PLUGIN_EXITED. */
   async detachPlugin(id: string): Promise<void> {
     const slot = this.plugins.get(id);
     if (!slot) return;
     this.plugins.delete(id);
+    this.authenticator.forget(id);
     await this.closeSlot(slot);
   }
 
@@ -322,7 +355,7 @@ export class Hub extends EventEmitter {
 
   // --- connections -------------------------------------------------------------------------
 
-  private acceptPlugin(slot: PluginSlot, ws: WebSocket): void {
+  private acceptPlugin(slot: PluginSlot, ws: WebSocket, origin = 'unix'): void {
     const id = slot.policy.id;
     if (slot.peer) {
       this.log.warn({ plugin: id }, 'a second connection replaces the first');
@@ -331,7 +364,7 @@ export class Hub extends EventEmitter {
       old.ws.terminate();
       this.peerGone(slot, old);
     }
-    const peer = new WsPeer(id, 'plugin', 'unix', ws, this.pluginLimits, (p, code, reason) => this.cutOff(p, code, reason));
+    const peer = new WsPeer(id, 'plugin', origin, ws, this.pluginLimits, (p, code, reason) => this.cutOff(p, code, reason));
     slot.peer = peer;
     slot.target = { id, peer, waiting: 0, waitingBytes: 0 };
     slot.ready = false;
@@ -389,7 +422,7 @@ export class Hub extends EventEmitter {
     slot.peer?.ws.terminate();
     this.peerGone(slot, slot.peer);
     await new Promise<void>((resolve) => (slot.server ? slot.server.close(() => resolve()) : resolve()));
-    rmSync(slot.socketPath, { force: true });
+    if (slot.socketPath) rmSync(slot.socketPath, { force: true });
   }
 
   /**

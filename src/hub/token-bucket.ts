@@ -15,12 +15,17 @@ export class TokenBucket {
   }
 
   take(): boolean {
+    if (!this.peek()) return false;
+    this.tokens -= 1;
+    return true;
+  }
+
+  /** Is a token left now (refilled for the time passed), without taking it? */
+  peek(): boolean {
     const now = Date.now();
     this.tokens = Math.min(this.burst, this.tokens + ((now - this.refilledAt) / 1000) * this.rate);
     this.refilledAt = now;
-    if (this.tokens < 1) return false;
-    this.tokens -= 1;
-    return true;
+    return this.tokens >= 1;
   }
 
   /** True at most once a second: may the sender be told (again) that it is over the limit? */

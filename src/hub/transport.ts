@@ -8,6 +8,7 @@ import { createRequire } from 'node:module';
 import type { WebSocket, WebSocketServer } from 'ws';
 import type { ErrorCode } from '../errors.js';
 import type { Logger } from '../log.js';
+import type { PluginAuthResult } from './plugin-auth.js';
 import { HARD_LIMIT_FACTOR } from './protocol.js';
 
 /** A connection attempt the hub turned away, for the audit trail. */
@@ -30,13 +31,15 @@ export interface TransportOptions {
 }
 
 /**
- * Where connections come from: the token-protected TCP endpoint for host clients, and one
- * Unix socket per plugin, whose path alone says which plugin is speaking. It upgrades to
+ * Where connections come from: the token-protected TCP endpoint for host clients, one
+ * Unix socket per plugin, whose path alone says which plugin is speaking, and the TCP port
+ * of plugins across nodes, each proving who it is with its own key. It upgrades to
  * WebSocket and hands the socket on; it knows nothing of messages.
  */
 export class Transport {
   private readonly wss: WebSocketServer;
   private tcp: Server | undefined;
+  private pluginTcp: Server | undefined;
   private hostClients = 0;
 
   constructor(private readonly opts: TransportOptions) {
@@ -68,6 +71,38 @@ export class Transport {
     return (server.address() as AddressInfo).port;
   }
 
+  /**
+   * Listen for plugins that reach the hub over TCP (across nodes), each proving who it is
+   * with its own key (`authenticate`, plugin-auth.ts) before the upgrade; returns the port.
+   * A refusal is HTTP 401 (or 429 for an address that failed too often) with a JSON body
+   * `{code, message}` the SDKs print, and is audited.
+   */
+  async listenPlugins(port: number, host: string, authenticate: (req: IncomingMessage, address: string) => Promise<PluginAuthResult>, accept: (ws: WebSocket, pluginId: string, origin: string) => void): Promise<number> {
+    const server = createServer((_req, res) => res.writeHead(426).end('WebSocket only\n'));
+    server.on('upgrade', (req, socket: Duplex, head) => {
+      const address = req.socket.remoteAddress ?? '?';
+      const origin = `tcp:${address}`;
+      // A client that goes away while its handshake is checked must not crash the hub.
+      socket.on('error', () => socket.destroy());
+      if (!isV1(req)) return this.refuseJson(socket, 404, { who: 'unknown', origin, code: 'LM_PROTOCOL', reason: `connect to /v1, not ${truncate(req.url ?? '')}` });
+      authenticate(req, address).then(
+        (result) => {
+          if (!result.ok) {
+            const status = result.code === 'LM_RATE_LIMITED' ? 429 : 401;
+            const who = 'plugin' in result && result.plugin !== undefined ? result.plugin : 'unknown';
+            return this.refuseJson(socket, status, { who, origin, code: result.code, reason: `plugin handshake refused: ${result.reason}` });
+          }
+          if (socket.destroyed) return;
+          this.wss.handleUpgrade(req, socket, head, (ws) => accept(ws, result.plugin, origin));
+        },
+        (err: unknown) => this.refuseJson(socket, 401, { who: 'unknown', origin, code: 'LM_UNAUTHORIZED', reason: `plugin handshake failed: ${String((err as Error)?.message ?? err).slice(0, 200)}` }),
+      );
+    });
+    await listen(server, (cb) => server.listen(port, host, cb));
+    this.pluginTcp = server;
+    return (server.address() as AddressInfo).port;
+  }
+
   /** Open the socket one plugin connects to. */
   async listenPlugin(pluginId: string, socketPath: string, accept: (ws: WebSocket) => void): Promise<Server> {
     mkdirSync(path.dirname(socketPath), { recursive: true, mode: 0o755 });
@@ -85,7 +120,7 @@ export class Transport {
   }
 
   async close(): Promise<void> {
-    if (this.tcp) await new Promise<void>((resolve) => this.tcp!.close(() => resolve()));
+    for (const server of [this.tcp, this.pluginTcp]) if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
     this.wss.close();
   }
 
@@ -109,12 +144,24 @@ export class Transport {
     return given.length === want.length && timingSafeEqual(given, want);
   }
 
+  private refuseJson(socket: Duplex, status: 401 | 404 | 429, r: Refusal): void {
+    this.opts.onRefused(r);
+    if (!socket.destroyed) socket.end(jsonRefusal(status, r));
+  }
+
   private refuse(socket: Duplex, status: 401 | 404 | 503, r: Refusal): void {
     this.opts.onRefused(r);
     const text = `${r.code}: ${r.reason}\n`;
     const reason = { 401: 'Unauthorized', 404: 'Not Found', 503: 'Service Unavailable' }[status];
     socket.end(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`);
   }
+}
+
+/** A refusal on the plugin port: the SDKs print the body's code. */
+function jsonRefusal(status: 401 | 404 | 429, r: Refusal): string {
+  const body = JSON.stringify({ code: r.code, message: r.reason });
+  const reason = { 401: 'Unauthorized', 404: 'Not Found', 429: 'Too Many Requests' }[status];
+  return `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`;
 }
 
 function isV1(req: IncomingMessage): boolean {

@@ -82,14 +82,22 @@ export function controllerRoleBinding(target: KubeTarget): IRoleBinding {
 /** What the API server stores of one ConfigMap at most (1 MiB), less room for its metadata. */
 export const MAX_CONFIGMAP_DATA = 1024 * 1024 - 16 * 1024;
 
+/** The key of a plugin's own objects in the manifests ConfigMap, beside its `<id>.json`. */
+export const OBJECTS_SUFFIX = '.objects.json';
+
 /**
  * The validated manifests, defaults filled in, as the controller serves them (ACL, limits,
- * restart policies). A manifest may be up to 256 KiB, so a few large ones could pass what one
- * ConfigMap holds and make the whole apply fail: LM_KUBE_RENDER names the largest instead.
+ * restart policies), and each plugin's own objects as rendered (`<id>.objects.json`: what the
+ * controller in the cluster applies at each start, having no plugin folder to render them
+ * from). A manifest may be up to 256 KiB, so a few large ones could pass what one ConfigMap
+ * holds and make the whole apply fail: LM_KUBE_RENDER names the largest instead.
  */
-export function manifestsConfigMap(loaded: readonly LoadedManifest[], target: KubeTarget): IConfigMap {
+export function manifestsConfigMap(loaded: readonly LoadedManifest[], target: KubeTarget, objects: Readonly<Record<string, readonly object[]>> = {}): IConfigMap {
   const sorted = [...loaded].sort((a, b) => a.manifest.id.localeCompare(b.manifest.id));
-  const entries = sorted.map((l) => [`${l.manifest.id}.json`, `${JSON.stringify(l.manifest)}\n`] as const);
+  const entries = sorted.flatMap((l) => {
+    const own = objects[l.manifest.id];
+    return [[`${l.manifest.id}.json`, `${JSON.stringify(l.manifest)}\n`] as const, ...(own ? [[`${l.manifest.id}${OBJECTS_SUFFIX}`, `${JSON.stringify(own)}\n`] as const] : [])];
+  });
   const total = entries.reduce((n, [k, v]) => n + Buffer.byteLength(k) + Buffer.byteLength(v), 0);
   if (total > MAX_CONFIGMAP_DATA) {
     const [largest] = [...entries].sort((a, b) => Buffer.byteLength(b[1]) - Buffer.byteLength(a[1]));

@@ -5,8 +5,8 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
  * (docs/kubernetes.md#the-hub-across-nodes): an HMAC-SHA256 with its own key over a fresh
  * timestamp and nonce, in the `Authorization` header of the WebSocket upgrade request. The
  * key never travels, and a captured header cannot be used again. Pure functions: the hub
- * (not built yet) calls `verifyHubAuthorization` before upgrading; every SDK computes
- * `hubAuthorization`, and the test vector in the docs pins the bytes.
+ * calls `verifyHubAuthorization` before upgrading (hub/plugin-auth.ts); every SDK computes
+ * `hubAuthorization` in its own language, and the test vector in the docs pins the bytes.
  */
 
 export const HUB_AUTH_SCHEME = 'LogoMesh-HMAC-SHA256';

@@ -78,7 +78,7 @@ export function renderInstallation(input: RenderInput): KubeObject[] {
     controllerRole(target),
     controllerRoleBinding(target),
     controllerHomeClaim(target),
-    manifestsConfigMap(plugins, target),
+    manifestsConfigMap(plugins, target, Object.fromEntries(plugins.map((l, i) => [l.manifest.id, ownObjects(perPlugin[i]!)]))),
     ...perPlugin.flatMap((p) => p.configMaps),
     hubService(target),
     ...perPlugin.flatMap((p) => p.services),
@@ -89,6 +89,11 @@ export function renderInstallation(input: RenderInput): KubeObject[] {
     ...perPlugin.flatMap((p) => p.proxies),
     ...perPlugin.map((p) => p.workload),
   ];
+}
+
+/** A plugin's own objects, in the order a start applies them: allow-list, Service, policies, proxy, then its Deployment. */
+function ownObjects(p: { configMaps: KubeObject[]; services: KubeObject[]; policies: KubeObject[]; proxies: KubeObject[]; workload: KubeObject }): KubeObject[] {
+  return [...p.configMaps, ...p.services, ...p.policies, ...p.proxies, p.workload];
 }
 
 /** The objects as one YAML stream, one document each. */

@@ -119,6 +119,18 @@ export class PluginContainer implements AsyncDisposable {
     this.log.debug('container killed');
   }
 
+  /** Where the container is after the engine lost sight of it (Workload.probe): gone (404), running, or ended with its code. */
+  async probe(): Promise<{ state: 'running' } | { state: 'exited'; exitCode: number } | { state: 'gone' }> {
+    let state;
+    try {
+      state = (await this.inspect()).State;
+    } catch (err) {
+      if (engineStatus(err) === 404) return { state: 'gone' };
+      throw err;
+    }
+    return state.Running ? { state: 'running' } : { state: 'exited', exitCode: state.ExitCode };
+  }
+
   inspect(): Promise<ContainerInspectInfo> {
     return this.container.inspect();
   }

@@ -21,6 +21,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ['sandbox'],
   ['monitor'],
   ['kubernetes'],
+  ['cluster'],
   ['scaffold'],
   ['hub'],
   ['grants'],

@@ -65,7 +65,11 @@ describe("the controller's Deployment", () => {
 
   it('serves the validated manifests, defaults filled in, one key per plugin', () => {
     const cm = find(objects, 'ConfigMap', 'logomesh-manifests');
-    expect(Object.keys(cm.data)).toEqual(['fetcher.json', 'plain.json']);
+    expect(Object.keys(cm.data)).toEqual(['fetcher.json', 'fetcher.objects.json', 'plain.json', 'plain.objects.json']);
+    // Each plugin's own objects as rendered, for the controller in the cluster to apply: its Deployment last.
+    const own = JSON.parse(cm.data['fetcher.objects.json']) as Obj[];
+    expect(own.map((o) => `${o.kind}/${o.metadata.name}`)).toEqual(['ConfigMap/lm-egress-fetcher', 'Service/lm-egress-fetcher', 'NetworkPolicy/lm-plugin-fetcher', 'NetworkPolicy/lm-egress-fetcher', 'Deployment/lm-egress-fetcher', 'Deployment/lm-plugin-fetcher']);
+    expect(own.at(-1)).toEqual(find(objects, 'Deployment', 'lm-plugin-fetcher'));
     expect(JSON.parse(cm.data['plain.json'])).toMatchObject({ id: 'plain', resources: { maxMemoryMB: 128 }, restart: { policy: expect.any(String) } });
     expect(spec.volumes.find((v: Obj) => v.configMap)?.configMap.name).toBe('logomesh-manifests');
     expect(all(objects, 'ConfigMap').map((c) => c.metadata.name).sort()).toEqual(['lm-egress-fetcher', 'logomesh-manifests']);

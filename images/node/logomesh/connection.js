@@ -5,9 +5,33 @@ import { ConnectionLost, errorText, isCoded, LogoMeshError } from './errors.js';
 import { CONTROL_TIMEOUT_MS, noop, RECONNECT_FIRST_DELAY_MS, RECONNECT_MAX_DELAY_MS, RETRYABLE } from './options.js';
 import { EncodeError, encode, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, SDK_VERSION } from './protocol.js';
 import { deferred, nextId, pluginName } from './state.js';
+import { isHubUrl, tcpConnectOptions } from './hub-auth.js';
 
-function socketUrl(s) {
-  return `ws+unix://${s.opts.socketPath}:/v1`;
+/** Where the hub is: a hub across nodes (LOGOMESH_HUB_URL), or the plugin's own Unix socket. */
+function endpoint(s) {
+  return s.opts.hubUrl ?? s.opts.socketPath;
+}
+
+/**
+ * One connection attempt. Across nodes, each attempt reads the key afresh and signs a new
+ * nonce; the Unix socket needs nothing (its owner is the proof).
+ */
+function openHub(s, handshakeTimeout) {
+  if (!s.opts.hubUrl) return openSocket(`ws+unix://${s.opts.socketPath}:/v1`, handshakeTimeout, { headers: { Host: 'logomesh' } });
+  if (!s.plugin.id) return Promise.reject(new LogoMeshError('LM_UNAUTHORIZED', 'LOGOMESH_HUB_URL is set but the plugin has no id (LOGOMESH_PLUGIN_ID) to prove'));
+  return openSocket(s.opts.hubUrl, handshakeTimeout, tcpConnectOptions(s.plugin.id));
+}
+
+/** TCP failures a hub across nodes may give while it starts or moves (its Pod rescheduled), and its refusals worth another try. */
+const TCP_RETRYABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH']);
+const REFUSALS_TO_RETRY = new Set([401, 429, 503]);
+
+/** Say once on stderr why the hub refused the connection: its code, never the key or the header. */
+function noteRefusal(s, err) {
+  const why = `${err.refusal ?? 'HTTP'} (${err.status})`;
+  if (s.lastRefusal !== why) s.log('warn', `plugin ${pluginName(s)}: the hub refused the connection: ${why}; trying again`);
+  s.lastRefusal = why;
+  return why;
 }
 
 export function isOpen(s) {
@@ -36,23 +60,34 @@ export async function connected(s, what, waitMs) {
   }
 }
 
-/** The first connection: a socket that is not there yet is retried for connectTimeoutMs. */
+/**
+ * The first connection: a socket that is not there yet is retried for connectTimeoutMs. A hub
+ * across nodes is waited for as long as a reconnection (it may be moving), and its 401 (it
+ * does not know the plugin yet, or the key was rotated) is retried with backoff, never in a
+ * tight loop.
+ */
 export async function connect(s) {
-  const deadline = Date.now() + s.opts.connectTimeoutMs;
+  const tcp = s.opts.hubUrl !== undefined;
+  const deadline = Date.now() + (tcp ? Math.max(s.opts.connectTimeoutMs, s.reconnectMs ?? s.opts.reconnectMs) : s.opts.connectTimeoutMs);
   let delay = 20;
   for (;;) {
     try {
-      return await openSocket(socketUrl(s));
+      return await openHub(s);
     } catch (err) {
       if (s.stopping) throw new LogoMeshError('LM_CONTROLLER_UNAVAILABLE', 'stopped while connecting to the hub');
-      if (RETRYABLE.has(err?.code) && Date.now() + delay < deadline) {
+      if (err instanceof LogoMeshError) throw err; // no key to connect with
+      const refused = tcp && REFUSALS_TO_RETRY.has(err?.status);
+      if (refused) noteRefusal(s, err);
+      const retry = RETRYABLE.has(err?.code) || (tcp && (TCP_RETRYABLE.has(err?.code) || refused));
+      if (retry && Date.now() + delay < deadline) {
         await new Promise((r) => setTimeout(r, delay));
-        delay = Math.min(delay * 2, 500);
+        delay = Math.min(delay * 2, tcp ? RECONNECT_MAX_DELAY_MS : 500);
         continue;
       }
-      const unset = process.env.LOGOMESH_HUB_SOCKET ? '' : ' (LOGOMESH_HUB_SOCKET is not set: is this plugin running under LogoMesh?)';
-      throw new LogoMeshError('LM_CONTROLLER_UNAVAILABLE', `cannot connect to the hub at ${s.opts.socketPath}: ${errorText(err)}${unset}`, {
-        socket: s.opts.socketPath,
+      const unset = tcp || process.env.LOGOMESH_HUB_SOCKET ? '' : ' (LOGOMESH_HUB_SOCKET is not set: is this plugin running under LogoMesh?)';
+      throw new LogoMeshError('LM_CONTROLLER_UNAVAILABLE', `cannot connect to the hub at ${endpoint(s)}: ${errorText(err)}${unset}`, {
+        socket: endpoint(s),
+        ...(err?.status ? { status: err.status, refusal: err.refusal } : {}),
       });
     }
   }
@@ -200,7 +235,7 @@ async function reconnect(s, code) {
     attempts++;
     let ws = null;
     try {
-      ws = await openSocket(socketUrl(s), Math.max(1_000, deadline - Date.now()));
+      ws = await openHub(s, Math.max(1_000, deadline - Date.now()));
       if (s.state !== 'reconnecting') return void ws.terminate();
       attach(s, ws);
       const msg = helloMessage(s);
@@ -223,13 +258,13 @@ async function reconnect(s, code) {
         ws.terminate();
       }
       if (refused) throw err;
-      last = errorText(err);
+      last = err?.status ? noteRefusal(s, err) : errorText(err);
     }
     if (Date.now() >= deadline) {
       throw new LogoMeshError(
         'LM_CONTROLLER_UNAVAILABLE',
-        `the hub connection was lost and not re-made within ${s.reconnectMs} ms (${attempts} attempt(s) at ${s.opts.socketPath}; last: ${last})`,
-        { socket: s.opts.socketPath, reconnectMs: s.reconnectMs, status: code },
+        `the hub connection was lost and not re-made within ${s.reconnectMs} ms (${attempts} attempt(s) at ${endpoint(s)}; last: ${last})`,
+        { socket: endpoint(s), reconnectMs: s.reconnectMs, status: code },
       );
     }
   }
@@ -309,11 +344,13 @@ export function subscribe(s, pattern, sub) {
   );
 }
 
-function openSocket(url, handshakeTimeout) {
+function openSocket(url, handshakeTimeout, extra) {
   return new Promise((resolve, reject) => {
     // permessage-deflate costs latency on small messages; the hub does not use it. A frame
     // over the largest configurable message size is not read: the connection closes (1009).
-    const ws = new WebSocket(url, { headers: { Host: 'logomesh' }, perMessageDeflate: false, maxPayload: MAX_MESSAGE_BYTES, ...(handshakeTimeout ? { handshakeTimeout } : {}) });
+    // No agent: ws never goes through HTTP_PROXY or HTTPS_PROXY (they name the plugin's
+    // egress proxy, not a way to its hub), and none is given here.
+    const ws = new WebSocket(url, { perMessageDeflate: false, maxPayload: MAX_MESSAGE_BYTES, ...extra, ...(handshakeTimeout ? { handshakeTimeout } : {}) });
     const failed = (err) => {
       ws.removeAllListeners();
       ws.on('error', noop);
@@ -325,8 +362,31 @@ function openSocket(url, handshakeTimeout) {
     });
     ws.once('error', failed);
     ws.once('unexpected-response', (req, res) => {
-      req.destroy();
-      failed(new Error(`the hub answered the WebSocket upgrade with HTTP ${res.statusCode}`));
+      // The hub's refusal names its code in a small JSON body: read it (bounded), then give up the request.
+      let body = '';
+      let over = false;
+      const done = () => {
+        if (over) return;
+        over = true;
+        req.destroy();
+        let refusal;
+        try {
+          refusal = JSON.parse(body).code;
+        } catch {
+          refusal = undefined;
+        }
+        const err = new Error(`the hub answered the WebSocket upgrade with HTTP ${res.statusCode}${typeof refusal === 'string' ? ` (${refusal})` : ''}`);
+        err.status = res.statusCode;
+        if (typeof refusal === 'string') err.refusal = refusal;
+        failed(err);
+      };
+      res.on('data', (c) => {
+        body += c;
+        if (body.length > 4096) res.destroy();
+      });
+      res.once('end', done);
+      res.once('close', done);
+      res.once('error', done);
     });
   });
 }

@@ -48,6 +48,12 @@ export interface PluginOptions {
   methods?: Record<string, MethodHandler>;
   /** Default: LOGOMESH_HUB_SOCKET, else /run/logomesh/hub.sock. */
   socketPath?: string;
+  /**
+   * A hub across nodes, `ws://host:port/v1` or `wss://` (default: LOGOMESH_HUB_URL, unless
+   * `socketPath` is given). Each connection proves the plugin's identity with an HMAC of its
+   * key, the file LOGOMESH_HUB_CREDENTIAL names (docs/kubernetes.md).
+   */
+  hubUrl?: string;
   /** Default: LOGOMESH_PLUGIN_ID. */
   pluginId?: string;
   /**
@@ -116,3 +122,10 @@ export declare class Plugin {
 
 /** Does a subscription pattern ('a.b', 'a.*', '*') match a topic? */
 export declare function topicMatches(pattern: string, topic: string): boolean;
+
+/**
+ * The Authorization header a plugin sends to a hub across nodes: HMAC-SHA256 of its key over
+ * `logomesh-hub-v1\n<id>\n<ts>\n<nonce>` (docs/kubernetes.md). `nonce` is 32 lower-case hex
+ * digits, `ts` ms since the epoch. The SDK computes it itself at every connection attempt.
+ */
+export function hubAuthorization(key: Uint8Array, pluginId: string, ts: number, nonce: string): string;

@@ -2,7 +2,8 @@
 //
 // A plugin creates one Plugin, registers its methods and topic handlers, and awaits run():
 // run() connects to the hub over the Unix socket the controller names in
-// LOGOMESH_HUB_SOCKET, says hello, serves requests concurrently until the hub asks it to
+// LOGOMESH_HUB_SOCKET (or, on Kubernetes, over TCP to LOGOMESH_HUB_URL with an HMAC of its
+// key: hub-auth.js), says hello, serves requests concurrently until the hub asks it to
 // shut down (or the process gets SIGTERM/SIGINT), lets in-flight requests answer, closes
 // the connection with status 1000 and exits with code 0. When an established connection is
 // lost (the controller killed and restarted), it reconnects, says hello again and subscribes
@@ -12,5 +13,6 @@
 // (connect, hello, reconnect), dispatch.js (inbound), shutdown.js, errors.js, protocol.js
 // (the constants and the codec), and testing.js ('logomesh/testing': a fake hub).
 export { LogoMeshError } from './errors.js';
+export { hubAuthorization } from './hub-auth.js';
 export { Plugin } from './plugin.js';
 export { MAX_DEPTH, PROTOCOL_VERSION, SDK_VERSION, topicMatches } from './protocol.js';

@@ -44,6 +44,8 @@ export function resolveOptions(options = {}) {
   return Object.freeze({
     pluginId: options.pluginId ?? process.env.LOGOMESH_PLUGIN_ID ?? '',
     socketPath: options.socketPath ?? process.env.LOGOMESH_HUB_SOCKET ?? DEFAULT_SOCKET,
+    // A hub across nodes (docs/kubernetes.md): LOGOMESH_HUB_URL, unless a socket is given here.
+    hubUrl: options.hubUrl ?? (options.socketPath === undefined ? process.env.LOGOMESH_HUB_URL || undefined : undefined),
     exit: options.exit ?? true,
     handleSignals: options.handleSignals ?? true,
     graceMs: options.graceMs ?? 5_000,

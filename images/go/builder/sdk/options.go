@@ -14,8 +14,15 @@ import (
 // Option configures a Plugin. The defaults come from the environment LogoMesh sets.
 type Option func(*Plugin)
 
-// WithSocket sets the hub's socket path (default: $LOGOMESH_HUB_SOCKET).
-func WithSocket(path string) Option { return func(p *Plugin) { p.socket = path } }
+// WithSocket sets the hub's socket path (default: $LOGOMESH_HUB_SOCKET). It wins over
+// $LOGOMESH_HUB_URL.
+func WithSocket(path string) Option { return func(p *Plugin) { p.socket, p.hubURL = path, "" } }
+
+// WithHubURL sets a hub across nodes, ws://host:port/v1 or wss:// (default:
+// $LOGOMESH_HUB_URL). Every connection proves the plugin's identity with an HMAC of its key,
+// the file $LOGOMESH_HUB_CREDENTIAL names (docs/kubernetes.md); a wss:// hub's certificate is
+// checked against $LOGOMESH_HUB_CA when it is set.
+func WithHubURL(url string) Option { return func(p *Plugin) { p.hubURL = url } }
 
 // WithPluginID sets the plugin id used in messages and logs (default: $LOGOMESH_PLUGIN_ID).
 func WithPluginID(id string) Option { return func(p *Plugin) { p.id = id } }

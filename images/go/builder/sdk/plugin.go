@@ -38,6 +38,8 @@ var methodName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
 type Plugin struct {
 	id             string
 	socket         string
+	hubURL         string // a hub across nodes (LOGOMESH_HUB_URL): TCP with the key's handshake
+	lastRefusal    string // the hub's last refusal said on stderr, said again only when it changes
 	logger         *log.Logger
 	grace          time.Duration
 	connectTimeout time.Duration
@@ -86,6 +88,7 @@ func New(opts ...Option) *Plugin {
 	p := &Plugin{
 		id:             os.Getenv("LOGOMESH_PLUGIN_ID"),
 		socket:         os.Getenv("LOGOMESH_HUB_SOCKET"),
+		hubURL:         os.Getenv("LOGOMESH_HUB_URL"),
 		logger:         log.New(os.Stderr, "logomesh: ", log.Lmsgprefix),
 		grace:          5 * time.Second,
 		connectTimeout: 10 * time.Second,
@@ -177,7 +180,7 @@ func (p *Plugin) RunContext(ctx context.Context) error {
 	defer p.cancelBase()
 	tuneRuntime()
 
-	if p.socket == "" {
+	if p.socket == "" && p.hubURL == "" {
 		return Errorf(CodeControllerUnavailable, "LOGOMESH_HUB_SOCKET is not set: a plugin is started by LogoMesh, which sets it (or pass logomesh.WithSocket)")
 	}
 	conn, err := p.dial(ctx)

@@ -1,4 +1,4 @@
-"""A small WebSocket client (RFC 6455) over a Unix socket, on asyncio's Protocol API.
+"""A small WebSocket client (RFC 6455) over a Unix socket or TCP, on asyncio's Protocol API.
 
 Only what the hub protocol needs: the HTTP upgrade, text frames out (masked, as a client
 must), text frames in (fragmented or not), ping -> pong, and the close handshake. Frames
@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
 import os
 import struct
-from typing import Callable, Optional
+import ssl
+from typing import Callable, Dict, Optional
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _MAX_HANDSHAKE = 16 * 1024
@@ -21,7 +23,13 @@ OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x
 
 
 class HandshakeError(Exception):
-    """The server did not accept the WebSocket upgrade."""
+    """The server did not accept the WebSocket upgrade: its HTTP ``status`` and, when its
+    body is the hub's JSON refusal, its ``code`` (LM_UNAUTHORIZED, LM_RATE_LIMITED)."""
+
+    def __init__(self, why: str, status: Optional[int] = None, code: Optional[str] = None) -> None:
+        super().__init__(why)
+        self.status = status
+        self.code = code
 
 
 def _mask(payload: bytes, key: bytes) -> bytes:
@@ -55,12 +63,13 @@ class WebSocketClient(asyncio.Protocol):
 
     def __init__(self, loop: asyncio.AbstractEventLoop, on_message: Callable[[bytearray], None],
                  on_close: Callable[[Optional[int], str], None], host: str, path: str,
-                 max_size: Optional[int] = None) -> None:
+                 max_size: Optional[int] = None, headers: Optional[Dict[str, str]] = None) -> None:
         self._loop = loop
         self._on_message = on_message
         self._on_close = on_close
         self._host = host
         self._path = path
+        self._headers = headers or {}
         self._key = base64.b64encode(os.urandom(16))
         self._buf = bytearray()
         self._upgraded = False
@@ -87,7 +96,9 @@ class WebSocketClient(asyncio.Protocol):
             b"Upgrade: websocket\r\n"
             b"Connection: Upgrade\r\n"
             b"Sec-WebSocket-Key: " + self._key + b"\r\n"
-            b"Sec-WebSocket-Version: 13\r\n\r\n"
+            b"Sec-WebSocket-Version: 13\r\n"
+            + b"".join(f"{k}: {v}\r\n".encode() for k, v in self._headers.items())
+            + b"\r\n"
         )
 
     def data_received(self, data: bytes) -> None:
@@ -103,7 +114,7 @@ class WebSocketClient(asyncio.Protocol):
             del buf[: end + 4]
             problem = self._check_handshake(head)
             if problem:
-                self._fail_handshake(problem)
+                self._fail_handshake(problem, *_refusal(head, bytes(buf)))
                 return
             self._upgraded = True
             self.open = True
@@ -155,9 +166,9 @@ class WebSocketClient(asyncio.Protocol):
             return "the server's response lacks 'Upgrade: websocket'"
         return None
 
-    def _fail_handshake(self, why: str) -> None:
+    def _fail_handshake(self, why: str, status: Optional[int] = None, code: Optional[str] = None) -> None:
         if not self._opened.done():
-            self._opened.set_exception(HandshakeError(why))
+            self._opened.set_exception(HandshakeError(why, status, code))
         if self._transport is not None:
             self._transport.close()
 
@@ -331,6 +342,35 @@ class WebSocketClient(asyncio.Protocol):
     def abort(self) -> None:
         if self._transport is not None:
             self._transport.abort()
+
+
+def _refusal(head: str, body: bytes):
+    """The status of a refused upgrade, and the code of the hub's JSON body when it has come."""
+    status_line = head.split("\r\n", 1)[0].split(" ", 2)
+    status = int(status_line[1]) if len(status_line) > 1 and status_line[1].isdigit() else None
+    try:
+        code = json.loads(body.decode("utf-8")).get("code")
+    except (ValueError, AttributeError):
+        code = None
+    return status, code if isinstance(code, str) else None
+
+
+async def connect_tcp(host: str, port: int, on_message: Callable[[bytearray], None], on_close: Callable[[Optional[int], str], None],
+                      *, host_header: str, resource: str = "/v1", timeout: float = 10.0, max_size: Optional[int] = None,
+                      headers: Optional[Dict[str, str]] = None, ssl_context: Optional[ssl.SSLContext] = None) -> WebSocketClient:
+    """Connect to a hub across nodes over TCP (TLS with ``ssl_context``) and finish the upgrade.
+    Straight to the host: this client never goes through HTTP_PROXY or HTTPS_PROXY, which
+    name the plugin's egress proxy, not a way to its hub."""
+    loop = asyncio.get_running_loop()
+    proto = WebSocketClient(loop, on_message, on_close, host_header, resource, max_size, headers)
+    await asyncio.wait_for(loop.create_connection(lambda: proto, host, port, ssl=ssl_context,
+                                                  server_hostname=host if ssl_context else None), timeout)
+    try:
+        await asyncio.wait_for(asyncio.shield(proto._opened), timeout)
+    except BaseException:
+        proto.abort()
+        raise
+    return proto
 
 
 async def connect(path: str, on_message: Callable[[bytearray], None], on_close: Callable[[Optional[int], str], None],

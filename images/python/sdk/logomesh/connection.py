@@ -6,7 +6,7 @@ import asyncio
 import logging
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
 
-from . import _ws
+from . import _ws, hub_auth
 from ._workers import set_result
 from .errors import ConnectionLost, LogoMeshError
 from .options import HELLO_TIMEOUT, RECONNECT_FIRST_DELAY, RECONNECT_MAX_DELAY
@@ -69,13 +69,32 @@ class ConnectionMixin:
         self._gen += 1
         self._max_bytes = MAX_MESSAGE_BYTES
         self._lost_fut = asyncio.get_running_loop().create_future()
+        if hub_auth.is_url(path):
+            return self._open_tcp(path, timeout, self._close_handler(self._gen))
         return _ws.connect(path, self._on_message, self._close_handler(self._gen), timeout=timeout,
                            max_size=MAX_MESSAGE_BYTES)
+
+    async def _open_tcp(self, url: str, timeout: float, on_close: Callable[[Optional[int], str], None]) -> _ws.WebSocketClient:
+        """A hub across nodes: over TCP, with a fresh handshake (the key read now, a new nonce)."""
+        hub = hub_auth.HubUrl(url)
+        return await _ws.connect_tcp(hub.host, hub.port, self._on_message, on_close, host_header=hub.host_header(),
+                                     resource=hub.resource, timeout=timeout, max_size=MAX_MESSAGE_BYTES,
+                                     headers=hub_auth.auth_headers(self.id), ssl_context=hub.ssl_context())
+
+    def _refused(self, e: _ws.HandshakeError) -> str:
+        """Say on stderr why a hub across nodes refused the connection (never the key or the header)."""
+        why = f"{e.code or 'HTTP'} ({e.status})"
+        if why != getattr(self, "_last_refusal", None):
+            self._last_refusal = why
+            log.warning("logomesh: plugin %s: the hub refused the connection: %s; trying again", self.id, why)
+        return why
 
     async def _connect(self, path: str, timeout: float) -> Optional[_ws.WebSocketClient]:
         loop = asyncio.get_running_loop()
         assert self._stop_fut is not None
-        deadline = loop.time() + timeout
+        tcp = hub_auth.is_url(path)
+        # Across nodes the hub may be moving (its Pod rescheduled): wait for it as long as for a reconnection.
+        deadline = loop.time() + (max(timeout, self._reconnect_ms / 1000) if tcp else timeout)
         delay = 0.01
         while True:
             try:
@@ -84,14 +103,22 @@ class ConnectionMixin:
                 if loop.time() >= deadline:
                     raise LogoMeshError("LM_CONTROLLER_UNAVAILABLE",
                                         f"no hub answers at {path}: {e.strerror or e}", {"socket": path}) from None
-            except (_ws.HandshakeError, OSError, asyncio.TimeoutError) as e:
-                raise LogoMeshError("LM_CONTROLLER_UNAVAILABLE",
-                                    f"connecting to the hub at {path} failed: {e or type(e).__name__}", {"socket": path}) from None
+            except _ws.HandshakeError as e:
+                # A hub across nodes that does not know the plugin yet (or a rotated key) answers 401: try again, never in a tight loop.
+                if not tcp or e.status not in (401, 429, 503) or loop.time() >= deadline:
+                    raise LogoMeshError("LM_CONTROLLER_UNAVAILABLE",
+                                        f"connecting to the hub at {path} failed: {e}", {"socket": path, "status": e.status, "refusal": e.code}) from None
+                self._refused(e)
+                delay = max(delay, 0.5)
+            except (OSError, asyncio.TimeoutError) as e:
+                if not tcp or loop.time() >= deadline:
+                    raise LogoMeshError("LM_CONTROLLER_UNAVAILABLE",
+                                        f"connecting to the hub at {path} failed: {e or type(e).__name__}", {"socket": path}) from None
             # The socket may not exist yet while the controller starts: try again shortly.
             await asyncio.wait({self._stop_fut}, timeout=min(delay, max(0.0, deadline - loop.time())))
             if self._stop_fut.done():
                 return None
-            delay = min(delay * 2, 0.25)
+            delay = min(delay * 2, 2.0 if tcp else 0.25)
 
     def _send_hello(self, ws: _ws.WebSocketClient) -> Tuple[asyncio.Future, List[str]]:
         """Write hello with the methods, and every topic registered so far as its
@@ -161,7 +188,7 @@ class ConnectionMixin:
                     last = f"the connection closed during hello (code {e.details['code']})"
                     ws = None
                 except (OSError, _ws.HandshakeError, asyncio.TimeoutError) as e:
-                    last = f"{type(e).__name__}: {getattr(e, 'strerror', None) or e}"
+                    last = self._refused(e) if isinstance(e, _ws.HandshakeError) else f"{type(e).__name__}: {getattr(e, 'strerror', None) or e}"
                     if ws is not None:
                         ws.abort()
                     ws = None

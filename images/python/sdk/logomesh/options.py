@@ -56,8 +56,10 @@ class Options:
         self.reconnect_ms = reconnect_ms
 
     def socket(self, override: Optional[str] = None) -> str:
-        """Where the hub listens: the argument, the option, LOGOMESH_HUB_SOCKET, the default."""
-        return override or self.socket_path or os.environ.get("LOGOMESH_HUB_SOCKET") or DEFAULT_SOCKET
+        """Where the hub listens: the argument, the option, LOGOMESH_HUB_URL (a hub across
+        nodes, ws:// or wss://), LOGOMESH_HUB_SOCKET, the default."""
+        return (override or self.socket_path or os.environ.get("LOGOMESH_HUB_URL")
+                or os.environ.get("LOGOMESH_HUB_SOCKET") or DEFAULT_SOCKET)
 
     def reconnect_window_ms(self) -> int:
         return self.reconnect_ms if self.reconnect_ms is not None else reconnect_ms_from_env()

@@ -3,6 +3,7 @@
 
 use crate::calls::Hub;
 use crate::dispatch::Dispatch;
+use crate::hub_tcp::{dial, Attempt, Endpoint};
 use crate::options::{HELLO_TIMEOUT, RECONNECT_FIRST_DELAY, RECONNECT_MAX_DELAY};
 use crate::pool::lock;
 use crate::protocol::{MAX_MESSAGE_BYTES, PROTOCOL, VERSION};
@@ -13,7 +14,7 @@ use serde_json::{Map, Value};
 use std::io::BufReader;
 use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -76,21 +77,25 @@ pub(crate) enum Opened {
     Failed(Error),
 }
 
-/// The WebSocket handshake on a new stream, then the reader thread. `first`: the first
-/// connection, usable at once (a reconnection waits for the hub to accept its hello).
+/// The WebSocket handshake on a new stream (unless `upgraded`: a hub across nodes, whose
+/// upgrade hub_tcp.rs made), then the reader thread. `first`: the first connection, usable
+/// at once (a reconnection waits for the hub to accept its hello).
 pub(crate) fn open(
     shared: &Arc<Shared>,
     stream: UnixStream,
     mut dispatch: Dispatch,
     patience: Option<Duration>,
     first: bool,
+    upgraded: bool,
 ) -> Result<Connection, Opened> {
     let handshake = || -> std::io::Result<(BufReader<UnixStream>, UnixStream, UnixStream)> {
         stream.set_read_timeout(patience)?;
         let mut reader = BufReader::with_capacity(64 * 1024, stream.try_clone()?);
         let control = stream.try_clone()?;
         let mut raw = stream.try_clone()?;
-        ws::client_handshake(&mut reader, &mut raw, "logomesh", "/v1")?;
+        if !upgraded {
+            ws::client_handshake(&mut reader, &mut raw, "logomesh", "/v1")?;
+        }
         stream.set_read_timeout(None)?;
         Ok((reader, raw, control))
     };
@@ -197,7 +202,7 @@ pub(crate) fn subscribe_rest(shared: &Arc<Shared>, sent: &[String]) {
 pub(crate) fn reconnect(
     shared: &Arc<Shared>,
     names: &[String],
-    path: &Path,
+    path: &Endpoint,
     dispatch: Dispatch,
     window: Duration,
     how: &str,
@@ -229,9 +234,10 @@ pub(crate) fn reconnect(
         delay = (delay * 2).min(RECONNECT_MAX_DELAY);
         attempts += 1;
         let patience = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
-        match UnixStream::connect(path) {
-            Err(e) => last = e.to_string(),
-            Ok(stream) => match open(shared, stream, dispatch.take().expect("the dispatcher"), Some(patience), false) {
+        match attempt(&shared.plugin_id, path, patience) {
+            Err(Err(fatal)) => return Err(fatal),
+            Err(Ok(e)) => last = e,
+            Ok((stream, upgraded)) => match open(shared, stream, dispatch.take().expect("the dispatcher"), Some(patience), false, upgraded) {
                 Err(Opened::Refused(e, d)) => {
                     dispatch = Some(d);
                     last = e.message;
@@ -278,18 +284,65 @@ pub(crate) fn reconnect(
             return Err(Error::disconnected(format!(
                 "the hub connection was lost and not re-made within {} ms ({attempts} attempt(s) at {}; last: {last})",
                 window.as_millis(),
-                path.display()
+                path.describe()
             )));
         }
     }
 }
 
-pub(crate) fn connect(path: &std::path::Path, patience: Duration) -> Result<UnixStream, Error> {
+/// One connection attempt to wherever the hub is: the stream, and whether its upgrade is made
+/// already (a hub across nodes). Err(Ok(why)) is worth another try; Err(Err(e)) is not.
+fn attempt(plugin_id: &str, endpoint: &Endpoint, patience: Duration) -> Result<(UnixStream, bool), Result<String, Error>> {
+    match endpoint {
+        Endpoint::Unix(path) => UnixStream::connect(path).map(|s| (s, false)).map_err(|e| Ok(e.to_string())),
+        Endpoint::Tcp { host, port, resource, .. } => match dial(host, *port, resource, plugin_id, patience) {
+            Ok(s) => Ok((s, true)),
+            Err(Attempt::Refused(status, code)) => Err(Ok(note_refusal(plugin_id, status, &code))),
+            Err(Attempt::Io(e)) => Err(Ok(e.to_string())),
+            Err(Attempt::Fatal(e)) => Err(Err(e)),
+        },
+    }
+}
+
+/// Say once on stderr why the hub refused the connection: its code, never the key or the header.
+fn note_refusal(plugin_id: &str, status: u16, code: &str) -> String {
+    static LAST: Mutex<String> = Mutex::new(String::new());
+    let why = format!("{code} ({status})");
+    let mut last = lock(&LAST);
+    if *last != why {
+        eprintln!("logomesh: plugin {plugin_id}: the hub refused the connection: {why}; trying again");
+        *last = why.clone();
+    }
+    why
+}
+
+/// The first connection. A Unix socket may appear a moment after the container starts; a hub
+/// across nodes is waited for as long as a reconnection (it may be moving), and its 401 (it
+/// does not know the plugin yet, or its key was rotated) is tried again with backoff.
+pub(crate) fn connect(plugin_id: &str, endpoint: &Endpoint, patience: Duration, window: Duration) -> Result<(UnixStream, bool), Error> {
+    let path = match endpoint {
+        Endpoint::Unix(path) => path,
+        Endpoint::Tcp { .. } => {
+            let until = Instant::now() + patience.max(window);
+            let mut delay = RECONNECT_FIRST_DELAY;
+            loop {
+                match attempt(plugin_id, endpoint, patience) {
+                    Ok(opened) => return Ok(opened),
+                    Err(Err(fatal)) => return Err(fatal),
+                    Err(Ok(why)) if Instant::now() + delay >= until => {
+                        return Err(Error::disconnected(format!("cannot connect to the hub at {}: {why}", endpoint.describe())))
+                    }
+                    Err(Ok(_)) => thread::sleep(delay),
+                }
+                delay = (delay * 2).min(RECONNECT_MAX_DELAY);
+            }
+        }
+    };
     // The socket may appear a moment after the container starts.
     let until = Instant::now() + patience;
     loop {
         match UnixStream::connect(path) {
-            Ok(s) => return Ok(s),
+            Ok(s) => return Ok((s, false)),
             Err(e)
                 if Instant::now() < until && matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) =>
             {

@@ -39,6 +39,7 @@ mod dispatch;
 mod error;
 mod exec;
 mod finite;
+mod hub_tcp;
 mod options;
 mod plugin;
 mod pool;
@@ -54,6 +55,7 @@ pub use calls::Hub;
 pub use dispatch::Event;
 pub use error::Error;
 pub use exec::{block_on, sleep, spawn, BoxFuture, Sleep};
+pub use hub_tcp::hub_authorization;
 pub use options::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_GRACE, DEFAULT_MAX_CONCURRENCY, DEFAULT_RECONNECT};
 pub use plugin::{from_args, to_args, to_result, Plugin};
 pub use protocol::{

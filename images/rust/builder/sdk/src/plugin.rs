@@ -4,6 +4,7 @@ use crate::calls::Hub;
 use crate::connection::{connect, open, Opened};
 use crate::dispatch::{Dispatch, Event};
 use crate::exec::BoxFuture;
+use crate::hub_tcp::Endpoint;
 use crate::options::{reconnect_from_env, DEFAULT_CONNECT_TIMEOUT, DEFAULT_GRACE, DEFAULT_MAX_CONCURRENCY, DEFAULT_RECONNECT};
 use crate::pool::{lock, Pool};
 use crate::protocol::valid_method;
@@ -35,6 +36,7 @@ pub struct Plugin {
     pub(crate) methods: HashMap<String, Handler>,
     pub(crate) problems: Vec<String>,
     pub(crate) socket: Option<PathBuf>,
+    pub(crate) hub_url: Option<String>,
     pub(crate) grace: Duration,
     pub(crate) connect_timeout: Duration,
     pub(crate) reconnect: Option<Duration>,
@@ -66,6 +68,7 @@ impl Plugin {
             methods: HashMap::new(),
             problems: Vec::new(),
             socket: None,
+            hub_url: None,
             grace: DEFAULT_GRACE,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             reconnect: None,
@@ -159,6 +162,14 @@ impl Plugin {
         self
     }
 
+    /// Connect to a hub across nodes, `ws://host:port/v1`, instead of `LOGOMESH_HUB_URL`; each
+    /// connection proves the plugin's identity with an HMAC of its key, the file
+    /// `LOGOMESH_HUB_CREDENTIAL` names (docs/kubernetes.md).
+    pub fn hub_url(&mut self, url: impl Into<String>) -> &mut Self {
+        self.hub_url = Some(url.into());
+        self
+    }
+
     /// How long in-flight requests may take after SIGTERM/SIGINT (default 5 s).
     pub fn grace(&mut self, grace: Duration) -> &mut Self {
         self.grace = grace;
@@ -196,20 +207,22 @@ impl Plugin {
         if !self.problems.is_empty() {
             return Err(Error::invalid_argument(self.problems.join("; ")));
         }
-        let path = match self
-            .socket
-            .clone()
-            .or_else(|| std::env::var_os("LOGOMESH_HUB_SOCKET").map(PathBuf::from))
-        {
-            Some(p) => p,
-            None => {
-                return Err(Error::disconnected(
-                    "LOGOMESH_HUB_SOCKET is not set: start this plugin with logomesh",
-                ))
-            }
+        // A socket given here wins; then a hub across nodes (LOGOMESH_HUB_URL), then the plugin's own socket.
+        let hub_url = std::env::var("LOGOMESH_HUB_URL").ok().filter(|u| !u.is_empty());
+        let path = match (self.socket.clone(), self.hub_url.clone().or(hub_url)) {
+            (Some(p), _) => Endpoint::Unix(p),
+            (None, Some(url)) => Endpoint::tcp(&url)?,
+            (None, None) => match std::env::var_os("LOGOMESH_HUB_SOCKET") {
+                Some(p) => Endpoint::Unix(PathBuf::from(p)),
+                None => {
+                    return Err(Error::disconnected(
+                        "LOGOMESH_HUB_SOCKET is not set: start this plugin with logomesh",
+                    ))
+                }
+            },
         };
         let reconnect = self.reconnect.unwrap_or_else(reconnect_from_env);
-        let stream = connect(&path, self.connect_timeout)?;
+        let (stream, upgraded) = connect(&self.shared.plugin_id, &path, self.connect_timeout, reconnect)?;
         let shared = Arc::clone(&self.shared);
         *lock(&shared.ctl) = Ctl::new(reconnect);
 
@@ -222,7 +235,7 @@ impl Plugin {
             events: None,
             gen: 0,
         };
-        let mut conn = match open(&shared, stream, dispatch, None, true) {
+        let mut conn = match open(&shared, stream, dispatch, None, true, upgraded) {
             Ok(c) => c,
             Err(Opened::Refused(e, _)) | Err(Opened::Failed(e)) => return Err(e),
         };

@@ -9,7 +9,7 @@ use crate::shared::Shared;
 use crate::Error;
 use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use crate::hub_tcp::Endpoint;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,7 +39,7 @@ impl Shared {
 
 /// Hello (with the subscriptions), then serve until stopped (reconnecting when the connection is
 /// lost), and close cleanly.
-pub(crate) fn serve(shared: &Arc<Shared>, names: &[String], path: &Path, conn: &mut Connection) -> Result<(), Error> {
+pub(crate) fn serve(shared: &Arc<Shared>, names: &[String], path: &Endpoint, conn: &mut Connection) -> Result<(), Error> {
     let sent = match say_hello(shared, names, HELLO_TIMEOUT) {
         Ok(sent) => sent,
         Err(e) => {

@@ -235,12 +235,36 @@ pub fn random_u64() -> u64 {
 /// `reader` must be a buffered reader over the same stream as `writer`; bytes after the
 /// header block stay in its buffer for the frames.
 pub fn client_handshake<R: BufRead, W: Write>(reader: &mut R, writer: &mut W, host: &str, path: &str) -> io::Result<()> {
+    client_handshake_with(reader, writer, host, path, &[])
+}
+
+/// A hub's refusal of the upgrade: its HTTP status, and the code its JSON body names
+/// (`LM_UNAUTHORIZED` for a plugin across nodes that did not prove who it is). Carried as
+/// the source of the handshake's `io::Error`.
+#[derive(Debug)]
+pub struct Refused {
+    pub status: u16,
+    pub code: Option<String>,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the hub refused the WebSocket upgrade: {} ({})", self.code.as_deref().unwrap_or("HTTP"), self.status)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// The client's opening handshake with extra request headers (a hub across nodes: its
+/// `Authorization`).
+pub fn client_handshake_with<R: BufRead, W: Write>(reader: &mut R, writer: &mut W, host: &str, path: &str, extra: &[(&str, &str)]) -> io::Result<()> {
     let mut nonce = [0u8; 16];
     nonce[..8].copy_from_slice(&random_u64().to_le_bytes());
     nonce[8..].copy_from_slice(&random_u64().to_le_bytes());
     let key = base64(&nonce);
+    let extra: String = extra.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
     let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
     );
     writer.write_all(request.as_bytes())?;
     writer.flush()?;
@@ -249,10 +273,9 @@ pub fn client_handshake<R: BufRead, W: Write>(reader: &mut R, writer: &mut W, ho
     let _version = parts.next();
     let status = parts.next().unwrap_or("");
     if status != "101" {
-        return Err(io::Error::new(
-            io::ErrorKind::ConnectionRefused,
-            format!("the hub refused the WebSocket upgrade: {status_line}"),
-        ));
+        let length = header(&headers, "content-length").and_then(|l| l.parse::<usize>().ok()).unwrap_or(0);
+        let code = if length > 0 { crate::hub_tcp::refusal_code(reader, length) } else { None };
+        return Err(io::Error::new(io::ErrorKind::ConnectionRefused, Refused { status: status.parse().unwrap_or(0), code }));
     }
     let accept = header(&headers, "sec-websocket-accept").unwrap_or("");
     if accept != accept_key(&key) {
@@ -289,7 +312,7 @@ pub fn accept_key(key: &str) -> String {
 
 /// Read an HTTP head: the first line and the header lines (lower-cased names) up to the
 /// empty line.
-fn read_head<R: BufRead>(reader: &mut R) -> io::Result<(String, Vec<(String, String)>)> {
+pub(crate) fn read_head<R: BufRead>(reader: &mut R) -> io::Result<(String, Vec<(String, String)>)> {
     let mut total = 0usize;
     let mut first = String::new();
     let mut headers = Vec::new();
@@ -323,7 +346,7 @@ fn read_head<R: BufRead>(reader: &mut R) -> io::Result<(String, Vec<(String, Str
     }
 }
 
-fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub(crate) fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
     headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
 }
 
