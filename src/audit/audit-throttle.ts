@@ -45,14 +45,20 @@ export class AuditThrottle {
 
   /** `kind` tells apart decisions that share who, action, result and code but differ in nature (a refused frame, a closed connection). */
   record(raw: Omit<AuditEntry, 'time'>, kind = ''): void {
-    const entry = this.trim(raw);
-    let key = keyOf(entry, entry.resource, kind);
-    if (!this.open.has(key) && this.open.size >= this.maxKeys) key = keyOf(entry, '*', kind);
-    const w = this.open.get(key);
-    if (w) {
+    // Every call the hub lets through comes here: a repeat costs one key and one lookup,
+    // and the entry is copied and trimmed only when it opens a window.
+    const resource = raw.resource.length > this.maxResource ? `${raw.resource.slice(0, this.maxResource)}…` : raw.resource;
+    let key = keyOf(raw, resource, kind);
+    let w = this.open.get(key);
+    if (w === undefined && this.open.size >= this.maxKeys) {
+      key = keyOf(raw, '*', kind);
+      w = this.open.get(key);
+    }
+    if (w !== undefined) {
       w.repeats++;
       return;
     }
+    const entry = this.trim(raw, resource);
     const grouped = key.endsWith(`\u0000*\u0000${kind}`) && entry.resource !== '*';
     const first = grouped ? { ...entry, resource: '*', reason: `various resources; the first: ${entry.resource}` } : entry;
     this.open.set(key, { first, startedAt: Date.now(), repeats: 0 });
@@ -82,13 +88,12 @@ export class AuditThrottle {
     this.opts.onWrite?.(entry);
   }
 
-  private trim(e: Omit<AuditEntry, 'time'>): Omit<AuditEntry, 'time'> {
+  private trim(e: Omit<AuditEntry, 'time'>, resource: string): Omit<AuditEntry, 'time'> {
     const reason = e.reason !== undefined && e.reason.length > this.maxReason ? `${e.reason.slice(0, this.maxReason)}… (${e.reason.length} characters)` : e.reason;
-    const resource = e.resource.length > this.maxResource ? `${e.resource.slice(0, this.maxResource)}…` : e.resource;
     return { ...e, resource, ...(reason !== undefined ? { reason } : {}) };
   }
 }
 
 function keyOf(e: Omit<AuditEntry, 'time'>, resource: string, kind: string): string {
-  return [e.who, e.action, e.result, e.code ?? '', resource, kind].join('\u0000');
+  return `${e.who}\u0000${e.action}\u0000${e.result}\u0000${e.code ?? ''}\u0000${resource}\u0000${kind}`;
 }

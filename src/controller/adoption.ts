@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { LABEL } from '../labels.js';
 import { hasOperatorMounts } from '../sandbox/container-mounts.js';
 import { HUB_MOUNT } from '../sandbox/container-spec.js';
@@ -10,6 +11,7 @@ import type { Launcher, Supervision } from './launcher.js';
 import { serialize, type Managed } from './managed.js';
 import { DEFAULTS } from './options.js';
 import { readyOrExit, waitReady, type ReadyWait } from './readiness.js';
+import { STANDBY_SUFFIX } from './standby.js';
 
 /**
  * After a controller was killed (or the machine restarted), its successor of the same home
@@ -44,9 +46,15 @@ export class Adoption {
       // Never adopted: a networked plugin (its network and proxy went with the earlier
       // controller; it is started anew, and its host revocations applied to the new
       // allow-list), or a container whose operator path grants are not exactly the ones
-      // restored from state.json (one was dropped, ran out, or was never saved).
+      // restored from state.json (one was dropped, ran out, or was never saved), or a warm
+      // standby never switched in (its name still says so: it never served).
+      const socketDir = c.Mounts.find((x) => x.Destination === HUB_MOUNT)?.Source;
       const usable =
         m &&
+        socketDir !== undefined &&
+        path.dirname(socketDir) === cx.home.socketsDir &&
+        (path.basename(socketDir) === id || path.basename(socketDir).startsWith(`${id}.`)) &&
+        !c.Names.some((n) => n.endsWith(STANDBY_SUFFIX)) &&
         !taken.has(id) &&
         c.State === 'running' &&
         c.Labels[LABEL.manifestHash] === m.loaded.hash &&
@@ -60,13 +68,14 @@ export class Adoption {
       }
       taken.add(id);
       // A container started by a deploy's replacement uses the plugin's other socket folder.
-      m.generation = c.Mounts?.some((mt) => mt.Destination === HUB_MOUNT && mt.Source === pluginSocketDir(cx.home, id, 1)) ? 1 : 0;
-      adoptions.push(serialize(m, () => this.adopt(m, c.Id)));
+      m.generation = socketDir === pluginSocketDir(cx.home, id, 1) ? 1 : 0;
+      adoptions.push(serialize(m, () => this.adopt(m, c.Id, socketDir)));
     }
     await Promise.allSettled(adoptions);
   }
 
-  private async adopt(m: Managed, containerId: string): Promise<void> {
+  /** `socketDir`: where its hub socket was (its own folder: the plugin's first, or a standby's it switched to). */
+  private async adopt(m: Managed, containerId: string, socketDir: string): Promise<void> {
     const { cx } = this;
     const { id } = m.loaded.manifest;
     m.state = 'starting';
@@ -77,7 +86,7 @@ export class Adoption {
     try {
       await cx.hub.detachPlugin(id);
       ready = waitReady(cx.hub, m, cx.opts.startTimeoutMs ?? DEFAULTS.startTimeoutMs);
-      await this.launcher.attachHub(m);
+      await this.launcher.attachHub(m, socketDir);
       m.drainOutput = await container.attach(m.logs.writable('stdout'), m.logs.writable('stderr'), false);
       const exited = container.wait();
       this.supervision.watchExit(m, container, exited);

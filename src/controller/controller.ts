@@ -28,6 +28,7 @@ import { DEFAULTS, type ControllerOptions } from './options.js';
 import { loadFolders } from '../manifest/folders.js';
 import { PluginRegistry } from './registry.js';
 import { SavedState } from './saved-state.js';
+import { Standbys } from './standby.js';
 import { startInLevels } from './start-all.js';
 import { Deployer, type ApplyOptions } from './deploy/deployer.js';
 import type { SignedContent } from '../signing/signature.js';
@@ -65,6 +66,8 @@ export class Controller implements AsyncDisposable {
   /** Deploys (apply, load): on the Docker backend, whose launcher can start a plugin's replacement beside it. */
   private readonly deployer?: Deployer;
   private readonly debugMode?: DebugMode;
+  /** Warm standbys (standby.ts): on the Docker backend only. */
+  private readonly standbys?: Standbys;
   /** The resource monitor, its violations, the metrics and the health check program. */
   private readonly monitoring: Monitoring;
   private resolvedPolicy?: Policy;
@@ -134,6 +137,8 @@ export class Controller implements AsyncDisposable {
       ...(opts.hostMethods ? { hostMethods: opts.hostMethods } : {}),
       exitCause: (id) => exitCause(this.registry.find(id), 2_000),
     });
+    // Each plugin starting waits on 'ready' (readiness.ts): as many listeners as starts at once.
+    this.hub.setMaxListeners(0);
     this.engine = new EngineWatch(backend, this.log, opts.engineCheckMs ?? DEFAULTS.engineCheckMs, () => backend.answersAgain());
     // The kernel log is this host's: it tells of plugins only when they run here.
     if (opts.kernelLog !== false && backend.name === 'docker') {
@@ -167,7 +172,9 @@ export class Controller implements AsyncDisposable {
       persist: () => this.persist(),
       idsOf,
     };
-    this.supervisor = new Supervisor(cx, { start: (m) => this.launcher.start(m), teardown: (m) => this.launcher.teardown(m) });
+    // A warm standby is a second container of the plugin on this host: the Docker backend's.
+    if (backend.name === 'docker') this.standbys = new Standbys(cx, new Set(opts.standby ?? []), (m, container, exited) => this.supervisor.watchExit(m, container, exited));
+    this.supervisor = new Supervisor(cx, { start: (m) => this.launcher.start(m), teardown: (m) => this.launcher.teardown(m) }, this.standbys);
     const parts = backend.parts(cx, this.supervisor);
     this.launcher = parts.lifecycle;
     this.adoption = parts.reconciler;
@@ -292,15 +299,21 @@ export class Controller implements AsyncDisposable {
   /** Start every loaded plugin, a dependency level at a time, each level in parallel. */
   async startAll(): Promise<void> {
     await this.reconcile();
-    await startInLevels(this.registry.levels(), (id) => this.start(id), () => this.registry.records().filter((m) => m.state === 'loaded').map((m) => m.loaded.manifest.id));
+    await startInLevels(
+      this.registry.levels(),
+      (id) => this.start(id),
+      () => this.registry.records().filter((m) => m.state === 'loaded').map((m) => m.loaded.manifest.id),
+      this.opts.startConcurrency ?? DEFAULTS.startConcurrency,
+    );
   }
 
   /** Start one plugin (its dependencies must be ready). Resolves when it said hello. */
   async start(id: string): Promise<void> {
     const m = this.registry.get(id);
     await this.reconcile();
-    // A start by hand ends a crash loop: it begins with a clean count.
+    // A start by hand ends a crash loop: it begins with a clean count (its standby's too).
     if (m.state === 'failed' || m.state === 'exited') m.retries = 0;
+    this.standbys?.reset(id);
     return serialize(m, () => this.launcher.start(m));
   }
 
@@ -310,8 +323,15 @@ export class Controller implements AsyncDisposable {
     return serialize(m, () => this.launcher.stop(m));
   }
 
-  /** Stop, then start: the container is recreated (see `apply` for a replacement without failed calls). */
+  /**
+   * Restart one plugin: switched to its standby when one is waiting (the container it
+   * replaces is stopped behind), otherwise stopped and started again (the container is
+   * recreated; see `apply` for a replacement without failed calls).
+   */
   async restart(id: string): Promise<void> {
+    const m = this.registry.get(id);
+    const switched = await serialize(m, async () => m.state === 'ready' && !!this.standbys?.ready(m) && this.supervisor.restartToStandby(m, this.opts.stopGraceMs ?? DEFAULTS.stopGraceMs));
+    if (switched) return;
     await this.stop(id);
     await this.start(id);
   }
@@ -556,7 +576,8 @@ export class Controller implements AsyncDisposable {
 
   private statusOf(m: Managed): PluginStatus {
     const id = m.loaded.manifest.id;
-    return statusOf(m, this.hub.stats(id), pluginUid(this.opts.home.instance, id));
+    const standby = this.standbys?.status(id);
+    return { ...statusOf(m, this.hub.stats(id), pluginUid(this.opts.home.instance, id)), ...(standby ? { standby } : {}) };
   }
 
   /** Save what a restarted controller needs; called on every change of it. */

@@ -46,7 +46,8 @@ export class DockerBackend implements Backend {
         if (m && egressKey(m) === key) void supervisor.proxyGone(m);
       },
     });
-    const launcher = new Launcher(cx, supervisor);
+    // The supervisor's warm standbys are removed with each plugin's container.
+    const launcher = new Launcher(cx, supervisor, supervisor.standbys);
     return { lifecycle: launcher, reconciler: new Adoption(cx, launcher, supervisor) };
   }
 

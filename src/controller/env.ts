@@ -43,6 +43,22 @@ export function hostMethodsFromEnv(env: NodeJS.ProcessEnv = process.env): string
 }
 
 /**
+ * LOGOMESH_STANDBY: the plugins that keep a warm standby whatever their manifests say, as a
+ * comma-separated list of ids, or `*` for every one. Throws LM_USAGE for anything else.
+ */
+export function standbyFromEnv(env: NodeJS.ProcessEnv = process.env): string[] | undefined {
+  const raw = env.LOGOMESH_STANDBY?.trim();
+  if (!raw) return undefined;
+  if (raw === '*') return ['*'];
+  const ids = raw.split(',').map((x) => x.trim());
+  const bad = ids.find((x) => !/^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/.test(x));
+  if (bad !== undefined) {
+    throw new LogoMeshError('LM_USAGE', `LOGOMESH_STANDBY must be * or a comma-separated list of plugin ids, found ${JSON.stringify(bad.slice(0, 64))}`, { field: 'LOGOMESH_STANDBY', expected: '* or plugin ids separated by commas', found: raw.slice(0, 200) });
+  }
+  return ids;
+}
+
+/**
  * LOGOMESH_MONITOR=0 runs without the resource monitor; LOGOMESH_HEALTH_CHECK_MS sets how
  * often the engine runs each plugin's Docker health check (0: none). Throws LM_USAGE.
  */
@@ -61,11 +77,23 @@ function monitoringFromEnv(env: NodeJS.ProcessEnv): MonitoringOptions {
 /**
  * The controller options the environment sets, as `logomesh up` reads them: the hub token,
  * the hub's limits (hubLimitsFromEnv), the audit trail's rotation, the resource monitor, the
- * Docker health check and the host methods host clients may serve. Throws LM_USAGE naming
- * the variable.
+ * Docker health check, the operator's standbys, how many plugins start at once and the host
+ * methods host clients may serve. Throws LM_USAGE naming the variable.
  */
-export function controllerOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Pick<ControllerOptions, 'hubToken' | 'hubLimits' | 'auditRotation' | 'monitoring' | 'hostMethods'> {
+export function controllerOptionsFromEnv(
+  env: NodeJS.ProcessEnv = process.env,
+): Pick<ControllerOptions, 'hubToken' | 'hubLimits' | 'auditRotation' | 'monitoring' | 'standby' | 'startConcurrency' | 'hostMethods'> {
   const hubToken = hubTokenFromEnv(env);
+  const standby = standbyFromEnv(env);
   const hostMethods = hostMethodsFromEnv(env);
-  return { hubLimits: hubLimitsFromEnv(env), auditRotation: auditRotationFromEnv(env), monitoring: monitoringFromEnv(env), ...(hubToken ? { hubToken } : {}), ...(hostMethods.length ? { hostMethods } : {}) };
+  const concurrency = env.LOGOMESH_START_CONCURRENCY;
+  return {
+    hubLimits: hubLimitsFromEnv(env),
+    auditRotation: auditRotationFromEnv(env),
+    monitoring: monitoringFromEnv(env),
+    ...(hubToken ? { hubToken } : {}),
+    ...(standby ? { standby } : {}),
+    ...(hostMethods.length ? { hostMethods } : {}),
+    ...(concurrency ? { startConcurrency: positiveInteger('LOGOMESH_START_CONCURRENCY', concurrency) } : {}),
+  };
 }

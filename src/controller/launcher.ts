@@ -18,6 +18,7 @@ import { egressKey, isUp, type Managed } from './managed.js';
 import { DEFAULTS } from './options.js';
 import { giveSocketTo } from './plugin-socket.js';
 import { readyOrExit, waitReady, type ReadyWait } from './readiness.js';
+import type { Standbys } from './standby.js';
 
 /** What the launcher hands to the supervisor: a container to follow from its start, a plugin to watch once ready. */
 export interface Supervision {
@@ -37,6 +38,8 @@ export class Launcher {
   constructor(
     private readonly cx: ControllerContext,
     private readonly supervision: Supervision,
+    /** Warm standbys: removed with the plugin's container. */
+    private readonly standbys?: Standbys,
   ) {}
 
   private get startTimeoutMs(): number {
@@ -76,7 +79,7 @@ export class Launcher {
       await cx.monitoring.prepare(); // once: the health check program and the monitor
       let operatorGrants: readonly PathGrant[] = [];
       sandbox = await this.prepare(m, timing, (g) => (operatorGrants = g));
-      await this.attachHub(m, successor);
+      await this.attachHub(m, undefined, successor);
       const container = await PluginContainer.create(cx.docker, sandbox.spec, cx.log.child({ plugin: id }));
       m.container = container;
       m.drainOutput = await container.attach(m.logs.writable('stdout'), m.logs.writable('stderr'));
@@ -166,10 +169,16 @@ export class Launcher {
    * nobody else connects. Listening starts before the container exists, so a plugin that
    * connects at once (or an adopted one reconnecting) finds it.
    */
-  async attachHub(m: Managed, successor = false): Promise<void> {
+  /** After a replacement (deploy/replace.ts): the plugin's standby, made from its old version, gives way to one of the new. */
+  async renewStandby(m: Managed): Promise<void> {
+    await this.standbys?.discard(m);
+    this.standbys?.prepare(m);
+  }
+
+  async attachHub(m: Managed, socketDir = pluginSocketDir(this.cx.home, m.loaded.manifest.id, m.generation), successor = false): Promise<void> {
     const { cx } = this;
     const id = m.loaded.manifest.id;
-    const socket = path.join(pluginSocketDir(cx.home, id, m.generation), HUB_SOCKET_NAME);
+    const socket = path.join(socketDir, HUB_SOCKET_NAME);
     if (successor) {
       await cx.hub.detachSuccessor(id);
       await cx.hub.attachSuccessor(policyOf(m.loaded.manifest), socket);
@@ -237,6 +246,8 @@ export class Launcher {
       cx.log.warn({ plugin: id, err: errorText(err) }, 'could not remove the plugin container now');
     }
     if (isNetworked(m.loaded.manifest)) await cx.egress.detach(egressKey(m));
+    // A replacement's two containers: the plugin's standby goes with the current one only.
+    if (which === 'current') await this.standbys?.teardown(m);
     if (which === 'successor') await cx.hub.detachSuccessor(id);
     else if (which === 'retiring') await cx.hub.detachRetiring(id);
     else await cx.hub.detachPlugin(id);

@@ -29,6 +29,8 @@ export interface ControllerOptions {
   readonly backend?: Backend;
   /** How long a plugin has from container start to hello (default 15 s). */
   readonly startTimeoutMs?: number;
+  /** Plugins started at once by startAll, within a dependency level (default 16; LOGOMESH_START_CONCURRENCY). */
+  readonly startConcurrency?: number;
   /** How long a plugin has to exit after the shutdown message, then after SIGTERM (default 5 s each). */
   readonly stopGraceMs?: number;
   /** Hub options. */
@@ -72,6 +74,11 @@ export interface ControllerOptions {
   /** The resource monitor and the Docker health check of plugin containers (default: both on; the monitor needs root). */
   readonly monitoring?: MonitoringOptions;
   /**
+   * Plugins that keep a warm standby whatever their manifest says (`*`: every plugin that
+   * can have one; see docs/manifest.md#standby). Default: LOGOMESH_STANDBY under `logomesh up`.
+   */
+  readonly standby?: readonly string[];
+  /**
    * Test hooks at fixed points of a start, so that a test makes its swaps there and not by
    * timing: right before the plugin's host paths are resolved, once they are held and
    * staged (right before the container is created), and once a compiled plugin's build
@@ -87,6 +94,7 @@ export interface ControllerOptions {
 /** The defaults of ControllerOptions, in one place. */
 export const DEFAULTS = {
   startTimeoutMs: 15_000,
+  startConcurrency: 16,
   stopGraceMs: 5_000,
   engineCheckMs: 2_000,
 } as const;

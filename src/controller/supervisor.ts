@@ -8,6 +8,7 @@ import { reportHealth } from './health-report.js';
 import { delay, type Supervision } from './launcher.js';
 import { serialize, type Managed } from './managed.js';
 import { consecutiveFailures, decideRestart } from './restart-policy.js';
+import type { Standbys } from './standby.js';
 
 /** What the supervisor needs of the launcher. */
 export interface Relaunch {
@@ -25,6 +26,8 @@ export class Supervisor implements Supervision {
   constructor(
     private readonly cx: ControllerContext,
     private readonly launcher: Relaunch,
+    /** Warm standbys (standby.ts; the Docker backend's): a first failure switches to one at once. */
+    readonly standbys?: Standbys,
   ) {}
 
   /**
@@ -43,9 +46,10 @@ export class Supervisor implements Supervision {
   /**
    * Ping the plugin over the hub every health.intervalMs while it is ready, and have the
    * resource monitor watch it: resolves once it does (or cannot), so that its usage can be
-   * asked for as soon as a start resolves.
+   * asked for as soon as a start resolves. A plugin that keeps a standby gets one prepared.
    */
   async startHealth(m: Managed): Promise<void> {
+    this.standbys?.prepare(m);
     const { hub, home } = this.cx;
     const { intervalMs, timeoutMs } = m.loaded.manifest.health;
     const id = m.loaded.manifest.id;
@@ -159,8 +163,16 @@ export class Supervisor implements Supervision {
     m.state = 'restarting';
     cx.audit.record({ who: id, action: 'violation', resource: id, result: 'failed', code: error.code, reason: error.message });
     cx.log.warn({ plugin: id, code: error.code, retries: m.retries }, error.message);
-    await this.launcher.teardown(m);
     const decision = decideRestart(restart, m.retries, { cleanExit, quarantine, closing: cx.closing() });
+    // A standby takes over at once after a first failure. A plugin failing again in a row
+    // waits its backoff with a new container, as without one: a standby is no crash loop.
+    if (decision.action === 'restart' && m.retries === 0 && this.switchIn(m, `${error.code} after a failure`)) {
+      m.retries = decision.retries;
+      m.restarts++;
+      cx.persist();
+      return;
+    }
+    await this.launcher.teardown(m);
     switch (decision.action) {
       case 'quarantine':
         m.state = 'failed';
@@ -187,6 +199,54 @@ export class Supervisor implements Supervision {
         cx.persist();
         m.restartTimer = setTimeout(() => this.attempt(m), decision.delayMs);
     }
+  }
+
+  /**
+   * A restart by hand with a standby waiting: switch to it, then stop the container it
+   * replaced behind (SIGTERM, then SIGKILL after the grace period). False when there is no
+   * standby ready (restart as usual).
+   */
+  restartToStandby(m: Managed, graceMs: number): boolean {
+    const old = m.container;
+    this.stopTimers(m);
+    if (!this.switchIn(m, 'a restart by hand', false)) {
+      if (m.state === 'ready') void this.startHealth(m);
+      return false;
+    }
+    m.retries = 0;
+    delete m.lastError;
+    void old
+      ?.stop(Math.ceil(graceMs / 1000))
+      .then(() => old.remove())
+      .catch((err: unknown) => this.cx.log.warn({ plugin: m.loaded.manifest.id, err: errorText(err) }, 'could not remove the container the standby replaced'));
+    return true;
+  }
+
+  /**
+   * Switch to the plugin's standby now (standby.ts): ready again in the same turn of the
+   * hub, audited as a start. The container it replaced is removed behind (`removeOld`).
+   */
+  private switchIn(m: Managed, why: string, removeOld = true): boolean {
+    const { cx } = this;
+    const id = m.loaded.manifest.id;
+    const old = m.container;
+    const t0 = Date.now();
+    const container = this.standbys?.take(m);
+    if (!container) return false;
+    m.container = container;
+    m.state = 'ready';
+    m.readySince = m.startedAt = Date.now();
+    m.startMs = Date.now() - t0;
+    delete m.exitCode;
+    delete m.oomKilled;
+    // The monitor watched the replaced container's processes: it watches the standby's now.
+    cx.monitoring.unwatch(id);
+    void this.startHealth(m);
+    cx.persist();
+    cx.audit.record({ who: 'controller', action: 'start', resource: id, result: 'ready', reason: `switched to its standby (${why})` });
+    cx.log.info({ plugin: id, container: container.id.slice(0, 12), why }, 'switched to the standby');
+    if (removeOld) void old?.remove().catch((err: unknown) => cx.log.warn({ plugin: id, err: errorText(err) }, 'could not remove the container the standby replaced'));
+    return true;
   }
 
   /** One restart attempt, when its backoff is over. */

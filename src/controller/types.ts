@@ -34,6 +34,12 @@ export interface PluginStatus {
   readonly uid: number;
   /** In debug mode (`logomesh dev --debug`): its debugger, on the host's 127.0.0.1. */
   readonly debug?: { readonly port: number; readonly protocol: 'inspector' | 'dap' | 'delve' | 'gdb' };
+  /**
+   * Its warm standby, when it keeps one: a second container under the same limits (so the
+   * plugin may hold up to twice its resources), starting, or waiting to be switched in;
+   * `failed` with the last error after several were lost in a row.
+   */
+  readonly standby?: { readonly state: 'starting' | 'waiting' | 'failed'; readonly containerId?: string; readonly lastError?: { readonly code: string; readonly message: string } };
 }
 
 /** Is the Docker engine answering? Shown by `ps`; restarts wait while it is not. */

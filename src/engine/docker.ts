@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import type Docker from 'dockerode';
 import { LogoMeshError } from '../errors.js';
+import { deferUnusedDockerodeParts } from './deferred-modules.js';
 
 export type { Docker };
 
@@ -13,6 +14,7 @@ const PING_TIMEOUT_MS = 5_000;
 /** A client for the engine at DOCKER_HOST, or the local socket. */
 function dockerClient(): Docker {
   // dockerode reads DOCKER_HOST, DOCKER_TLS_VERIFY and DOCKER_CERT_PATH itself.
+  deferUnusedDockerodeParts(require);
   const Dockerode = require('dockerode') as typeof Docker;
   return new Dockerode();
 }

@@ -86,6 +86,10 @@ interface PluginSlot {
   target?: CallTarget;
   ready: boolean;
   methods: string[];
+  /** A warm standby's connection point (attachStandby), waiting to take this slot's place. */
+  standby?: PluginSlot;
+  /** A standby's hello, checked and held unanswered until it is switched in. */
+  heldHello?: Hello;
 }
 
 export interface HubStats {
@@ -112,7 +116,9 @@ const MAX_MISSED_PINGS = 2;
  * exception on that path reaches the process: at worst it costs the sender its connection.
  * See docs/protocol.md.
  *
- * Events: 'ready' (pluginId, methods), 'disconnected' (pluginId).
+ * Events: 'ready' (pluginId, methods), 'disconnected' (pluginId); for a warm standby
+ * (attachStandby): 'standby-ready' (pluginId) once its hello is held, 'standby-lost'
+ * (pluginId) when its connection closes before it was switched in.
  */
 export class Hub extends EventEmitter {
   private readonly log: Logger;
@@ -236,13 +242,13 @@ export class Hub extends EventEmitter {
     this.plugins.set(policy.id, { policy, credential, ready: false, methods: [] });
   }
 
-  /** Close a plugin's socket and connection; its open calls fail with LM_PLUGIN_EXITED. */
+  /** Close a plugin's socket and connection (and its standby's); its open calls fail with LM_PLUGIN_EXITED. */
   async detachPlugin(id: string): Promise<void> {
     const slot = this.plugins.get(id);
     if (!slot) return;
     this.plugins.delete(id);
     this.authenticator.forget(id);
-    await this.closeSlot(slot);
+    await Promise.all([this.closeSlot(slot), this.detachStandby(id, slot)]);
   }
 
   /** Give up a replacement that did not say hello (its start failed): the current connection keeps serving. */
@@ -259,6 +265,65 @@ export class Hub extends EventEmitter {
     if (!slot) return;
     this.retiring.delete(id);
     await this.closeSlot(slot);
+  }
+
+  /**
+   * Open a second connection point for an attached plugin: a warm standby's (a second
+   * container of the same plugin, with the same sandbox). Its hello is checked as any
+   * plugin's, then held unanswered: nothing is routed to it and it may send nothing else
+   * (LM_PROTOCOL) until `switchToStandby`. One standby at a time: a new one replaces the old.
+   */
+  async attachStandby(id: string, socketPath: string): Promise<void> {
+    const slot = this.plugins.get(id);
+    if (!slot) throw new LogoMeshError('LM_PLUGIN_UNAVAILABLE', `plugin ${id} is not attached to the hub: it has no place for a standby`, { plugin: id });
+    await this.detachStandby(id, slot);
+    const standby: PluginSlot = { policy: slot.policy, socketPath, ready: false, methods: [] };
+    standby.server = await this.transport.listenPlugin(id, socketPath, (ws) => this.acceptPlugin(standby, ws));
+    slot.standby = standby;
+  }
+
+  /** Close a plugin's standby connection point and connection (the standby container is the caller's). */
+  async detachStandby(id: string, slot = this.plugins.get(id)): Promise<void> {
+    const standby = slot?.standby;
+    if (!slot || !standby) return;
+    delete slot.standby;
+    standby.peer?.ws.terminate();
+    this.peerGone(standby, standby.peer);
+    await closeSlot(standby);
+  }
+
+  /** Has the plugin's standby said hello (it can be switched in at once)? */
+  standbyWaiting(id: string): boolean {
+    const standby = this.plugins.get(id)?.standby;
+    return !!standby?.heldHello && !!standby.peer?.open;
+  }
+
+  /**
+   * Switch a plugin to its standby, in this turn: the active connection is closed (calls
+   * waiting on it fail with LM_PLUGIN_EXITED), the standby's hello is answered and the
+   * plugin is ready again on the standby's connection ('ready' is emitted). False, with
+   * nothing changed, when the standby has not said hello or is gone.
+   */
+  switchToStandby(id: string): boolean {
+    const slot = this.plugins.get(id);
+    const standby = slot?.standby;
+    const peer = standby?.peer;
+    if (!slot || !standby || !standby.heldHello || !peer?.open) return false;
+    const old = slot.peer;
+    slot.peer = undefined;
+    slot.ready = false;
+    delete slot.standby;
+    if (old) {
+      old.ws.terminate();
+      this.peerGone(slot, old);
+    }
+    void closeSlot(slot);
+    // The standby's slot, connection and socket already belong together: it takes the place.
+    this.plugins.set(id, standby);
+    const hello = standby.heldHello;
+    delete standby.heldHello;
+    this.admit(peer, standby, hello);
+    return true;
   }
 
   /** Ask a plugin to shut down (it finishes in-flight calls, then exits). */
@@ -373,10 +438,12 @@ export class Hub extends EventEmitter {
       if (slot.peer !== peer) return;
       slot.peer = undefined;
       slot.ready = false;
+      delete slot.heldHello;
       const primary = this.plugins.get(id) === slot;
       this.peerGone(slot, peer, primary);
       // A retiring or not yet promoted connection is not the plugin's: its end says nothing of the plugin.
       if (primary) this.emit('disconnected', id);
+      else if (this.plugins.get(id)?.standby === slot) this.emit('standby-lost', id);
     });
     ws.on('error', (err: Error & { code?: string }) => {
       this.log.debug({ plugin: id, err: err.message }, 'plugin socket error');
@@ -403,7 +470,10 @@ export class Hub extends EventEmitter {
   }
 
   private heartbeatTick(): void {
-    for (const slot of this.plugins.values()) slot.peer?.heartbeat(MAX_MISSED_PINGS);
+    for (const slot of this.plugins.values()) {
+      slot.peer?.heartbeat(MAX_MISSED_PINGS);
+      slot.standby?.peer?.heartbeat(MAX_MISSED_PINGS);
+    }
     for (const peer of this.hostPeers) peer.heartbeat(MAX_MISSED_PINGS);
   }
 
@@ -574,7 +644,19 @@ export class Hub extends EventEmitter {
       this.audit({ who: slot.policy.id, action: 'hello', resource: topics.join(',').slice(0, 200), result: 'denied', code: 'LM_PERMISSION_DENIED', reason: reasons.slice(0, 256) });
       return this.replyError(peer, msg.id, 'LM_PERMISSION_DENIED', reasons);
     }
-    for (const t of topics) this.pubsub.subscribe(peer, t);
+    // A standby's hello waits, unanswered, until it is switched in (its SDK waits without a timeout).
+    if (this.plugins.get(slot.policy.id) !== slot) {
+      slot.heldHello = msg;
+      this.log.debug({ plugin: slot.policy.id, sdk: msg.sdk }, 'standby waiting');
+      this.emit('standby-ready', slot.policy.id);
+      return;
+    }
+    this.admit(peer, slot, msg);
+  }
+
+  /** A checked hello answered: the plugin is ready on this connection. */
+  private admit(peer: Peer, slot: PluginSlot, msg: Hello): void {
+    for (const t of msg.subscriptions ?? []) this.pubsub.subscribe(peer, t);
     slot.methods = [...msg.methods];
     slot.ready = true;
     if (this.successors.get(slot.policy.id) === slot) this.promote(slot);
@@ -638,4 +720,10 @@ export class Hub extends EventEmitter {
   private nextId(): string {
     return `h${(++this.seq).toString(36)}`;
   }
+}
+
+/** Stop listening on a slot's socket and remove the socket file. */
+async function closeSlot(slot: PluginSlot): Promise<void> {
+  await new Promise<void>((resolve) => (slot.server ? slot.server.close(() => resolve()) : resolve()));
+  if (slot.socketPath) rmSync(slot.socketPath, { force: true });
 }

@@ -1,9 +1,11 @@
 import { randomBytes } from 'node:crypto';
+import type { Duplex } from 'node:stream';
 import type { WebSocket } from 'ws';
 import type { ErrorCode } from '../errors.js';
 import { encode, type Encoded } from './codec.js';
 import type { HubMessage } from './protocol.js';
 import { TokenBucket } from './token-bucket.js';
+import { WriteBatch } from './write-batch.js';
 
 /** What one connection may ask of the hub. */
 export interface PeerLimits {
@@ -60,6 +62,7 @@ export class WsPeer implements Peer {
   private nonce: Buffer | undefined;
   private missed = 0;
   private held = false;
+  private readonly batch: WriteBatch;
 
   constructor(
     readonly id: string,
@@ -70,6 +73,8 @@ export class WsPeer implements Peer {
     private readonly onCutOff: CutOff,
   ) {
     this.bucket = new TokenBucket(limits.rate);
+    // ws keeps the socket it was upgraded on; it offers no public way to reach it.
+    this.batch = new WriteBatch((ws as unknown as { _socket?: Duplex })._socket);
     // Only an answer to the hub's own ping counts: a pong sent unasked proves nothing.
     ws.on('pong', (data: Buffer) => {
       if (this.nonce && data.equals(this.nonce)) this.missed = 0;
@@ -92,6 +97,7 @@ export class WsPeer implements Peer {
       this.cut('LM_BACKPRESSURE', `${this.ws.bufferedAmount} bytes were waiting to be read by ${this.id} (${this.origin}), over the limit of ${this.limits.maxQueuedBytes}`);
       return 'gone';
     }
+    this.batch.hold();
     this.ws.send(enc.text);
     return 'sent';
   }

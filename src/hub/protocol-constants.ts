@@ -1,11 +1,11 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { IMAGES_DIR } from '../paths.js';
 
 /**
  * The protocol's constants, from the one file every SDK also carries and checks itself
  * against (images/protocol/protocol.json), so the hub and five implementations cannot drift.
- * Read once at load; from src/hub or dist/hub alike, the file is two folders up.
+ * Read once at load, from the repository's (or installed package's) images/.
  */
 export interface ProtocolConstants {
   readonly protocol: number;
@@ -16,6 +16,6 @@ export interface ProtocolConstants {
   readonly errorCodes: Readonly<Record<string, string>>;
 }
 
-const PROTOCOL_FILE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'images', 'protocol', 'protocol.json');
+const PROTOCOL_FILE = path.join(IMAGES_DIR, 'protocol', 'protocol.json');
 
 export const CONSTANTS: ProtocolConstants = Object.freeze(JSON.parse(readFileSync(PROTOCOL_FILE, 'utf8')) as ProtocolConstants);

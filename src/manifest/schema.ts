@@ -1,6 +1,8 @@
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import type { ErrorObject, ValidateFunction } from 'ajv';
 import type { ErrorCode, ManifestIssue } from '../errors.js';
 import { describeSchemaError, show } from '../schema-errors.js';
+import { CACHE_DIR } from '../paths.js';
+import { schemaValidator } from '../schema-validator.js';
 import schema from './manifest-v2.schema.json' with { type: 'json' };
 
 export { schema as manifestSchema };
@@ -10,8 +12,7 @@ let compiled: ValidateFunction | undefined;
 function validator(): ValidateFunction {
   // allErrors: report every problem at once; useDefaults: the schema is the one place
   // defaults live; verbose: errors carry the offending data and schema for the messages.
-  compiled ??= new Ajv({ allErrors: true, useDefaults: true, verbose: true, strict: true, strictRequired: false, strictTuples: false })
-    .compile(schema);
+  compiled ??= schemaValidator('manifest', schema, { allErrors: true, useDefaults: true, verbose: true, strict: true, strictRequired: false, strictTuples: false }, CACHE_DIR);
   return compiled;
 }
 

@@ -63,6 +63,8 @@ export interface Restart {
   readonly maxRetries: number;
   readonly backoffMs: number;
   readonly maxBackoffMs: number;
+  /** Keep a warm standby container that a crash or a restart switches to (docs/manifest.md#standby). */
+  readonly standby: boolean;
 }
 
 /** CPU throttling over a window: the share of CFS periods in which the quota stopped the plugin. */

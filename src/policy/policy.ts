@@ -1,9 +1,11 @@
 import type { KeyObject } from 'node:crypto';
 import { realpathSync } from 'node:fs';
 import path from 'node:path';
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import type { ErrorObject, ValidateFunction } from 'ajv';
 import { clipIssue, formatIssue, LogoMeshError, MAX_ISSUES, type ManifestIssue } from '../errors.js';
 import { describeSchemaError, show } from '../schema-errors.js';
+import { CACHE_DIR } from '../paths.js';
+import { schemaValidator } from '../schema-validator.js';
 import type { CapabilityScope, FsPermission, KillOnExceed, MonitoringAlerts, Resources } from '../manifest/types.js';
 import { parseManifestSource } from '../manifest/source.js';
 import { decodeUtf8, readRegularFile } from '../read-file.js';
@@ -328,7 +330,7 @@ let compiled: ValidateFunction | undefined;
 
 /** Validate (and fill defaults into) `data` in place. */
 function validateAgainstPolicySchema(data: unknown): Issue[] {
-  compiled ??= new Ajv({ allErrors: true, useDefaults: true, verbose: true, strict: true }).compile(schema);
+  compiled ??= schemaValidator('policy', schema, { allErrors: true, useDefaults: true, verbose: true, strict: true }, CACHE_DIR);
   if (compiled(data)) return [];
   return (compiled.errors ?? []).map(describe);
 }

@@ -20,6 +20,8 @@ export function fmt(x: number, digits = 0): string {
 
 /** One line of the results: a subject beside its baseline, both measured in this run. */
 export interface Row {
+  /** A stable key for comparing runs (docs/benchmarks.json); derived from the name when absent. */
+  readonly id?: string;
   readonly section: string;
   readonly name: string;
   readonly subject: string;
@@ -30,4 +32,6 @@ export interface Row {
   /** The target from the product's requirements, as text, and whether this run met it. */
   readonly target?: string;
   readonly met?: boolean;
+  /** Why a missed target was missed (the note's finding), shown beside it. */
+  readonly why?: string;
 }

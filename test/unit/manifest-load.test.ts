@@ -79,7 +79,7 @@ const FULL_YAML = dedent(`
 const MINIMAL = 'id: demo\nversion: 1.0.0\nruntime: python\nentrypoint: main.py\n';
 
 const HEALTH_DEFAULTS = { intervalMs: 5000, timeoutMs: 3000 };
-const RESTART_DEFAULTS = { policy: 'on-failure', maxRetries: 5, backoffMs: 500, maxBackoffMs: 30000 };
+const RESTART_DEFAULTS = { policy: 'on-failure', maxRetries: 5, backoffMs: 500, maxBackoffMs: 30000, standby: false };
 
 describe('loadManifest accepts a valid manifest', () => {
   it('loads the spec example (JSON) with every field, filling only the missing defaults', () => {

@@ -3,7 +3,7 @@ import type { Restart } from '../../src/manifest/types.js';
 import { consecutiveFailures, decideRestart } from '../../src/controller/restart-policy.js';
 
 /** The restart policy alone: no controller, no timers, no engine. */
-const restart = (r: Partial<Restart> = {}): Restart => ({ policy: 'on-failure', maxRetries: 3, backoffMs: 500, maxBackoffMs: 4_000, ...r });
+const restart = (r: Partial<Restart> = {}): Restart => ({ policy: 'on-failure', maxRetries: 3, backoffMs: 500, maxBackoffMs: 4_000, standby: false, ...r });
 const crash = { cleanExit: false, quarantine: false, closing: false };
 
 describe('restart policy', () => {

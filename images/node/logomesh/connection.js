@@ -290,20 +290,23 @@ function frame(s, msg) {
   }
 }
 
-/** Send a message that gets a response; resolve with its data, reject with its error. */
+/** Send a message that gets a response; resolve with its data, reject with its error (after waitMs; 0: no timeout). */
 export function exchange(s, msg, waitMs, timeoutText, onAnswer) {
   return new Promise((resolve, reject) => {
     const text = frame(s, msg);
     const ws = s.ws;
     if (!ws || ws.readyState !== WebSocket.OPEN) return reject(new LogoMeshError('LM_CONTROLLER_UNAVAILABLE', 'the connection to the hub is closed'));
-    const timer = setTimeout(() => {
-      s.pending.delete(msg.id);
-      reject(new LogoMeshError('LM_TIMEOUT', timeoutText()));
-    }, waitMs);
+    const timer =
+      waitMs > 0
+        ? setTimeout(() => {
+            s.pending.delete(msg.id);
+            reject(new LogoMeshError('LM_TIMEOUT', timeoutText()));
+          }, waitMs)
+        : undefined;
     // onAnswer: called with a successful answer's data as the frame is read, before the next one.
     s.pending.set(msg.id, { resolve, reject, timer, onAnswer });
     // A write error closes the socket, and closing rejects every pending exchange.
-    ws.send(text);
+    send(ws, text);
   });
 }
 
@@ -318,7 +321,7 @@ export function write(s, msg) {
   const ws = s.ws;
   if (!ws || ws.readyState !== WebSocket.OPEN) return Promise.reject(new LogoMeshError('LM_CONTROLLER_UNAVAILABLE', 'the connection to the hub is closed'));
   return new Promise((resolve, reject) => {
-    ws.send(text, (err) => (err ? reject(new LogoMeshError('LM_CONTROLLER_UNAVAILABLE', `sending to the hub failed: ${err.message}`)) : resolve()));
+    send(ws, text, (err) => (err ? reject(new LogoMeshError('LM_CONTROLLER_UNAVAILABLE', `sending to the hub failed: ${err.message}`)) : resolve()));
   });
 }
 
@@ -328,7 +331,31 @@ export function write(s, msg) {
  */
 export function post(s, text, gen = s.gen) {
   const ws = s.ws;
-  if (ws && ws.readyState === WebSocket.OPEN && gen === s.gen) ws.send(text);
+  if (ws && ws.readyState === WebSocket.OPEN && gen === s.gen) send(ws, text);
+}
+
+/**
+ * Frames written in one turn of the event loop leave in one system call: the socket is
+ * corked at the first write and uncorked once the code running now (and the promise
+ * callbacks it queued) is done. A plugin answering many calls at once otherwise pays a
+ * `writev` per frame, which dominated its CPU time (docs/benchmarks.md).
+ */
+function send(ws, text, cb) {
+  // ws keeps the socket it connected on as _socket; it offers no public way to reach it.
+  const socket = ws._socket;
+  if (socket && !corked.has(socket) && !socket.destroyed) {
+    corked.add(socket);
+    socket.cork();
+    process.nextTick(uncork, socket);
+  }
+  ws.send(text, cb);
+}
+
+const corked = new WeakSet();
+
+function uncork(socket) {
+  corked.delete(socket);
+  if (!socket.destroyed) socket.uncork();
 }
 
 export function subscribe(s, pattern, sub) {

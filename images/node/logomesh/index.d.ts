@@ -72,6 +72,12 @@ export interface PluginOptions {
    * Default: LOGOMESH_RECONNECT_MS, else 60000; 0 never reconnects (run() rejects at once).
    */
   reconnectMs?: number;
+  /**
+   * A warm standby: wait for the answer to the first hello without a timeout (the hub
+   * answers it when the controller switches the standby in). Default: LOGOMESH_STANDBY=1,
+   * which the controller sets on a standby's container.
+   */
+  standby?: boolean;
   /** Where SDK diagnostics go; false silences them. Default: stderr. */
   log?: false | ((level: 'info' | 'warn' | 'error', message: string) => void);
 }

@@ -51,6 +51,9 @@ export function resolveOptions(options = {}) {
     graceMs: options.graceMs ?? 5_000,
     connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
     reconnectMs: options.reconnectMs ?? reconnectMsFromEnv(log),
+    // A warm standby (LOGOMESH_STANDBY=1, set by the controller): the hub answers its first
+    // hello only when it is switched in, which may be hours later, so that wait has no timeout.
+    standby: options.standby ?? process.env.LOGOMESH_STANDBY === '1',
     log,
   });
 }

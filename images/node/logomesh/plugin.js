@@ -32,6 +32,7 @@ export class Plugin {
    * @param {number} [options.graceMs] how long in-flight requests get on SIGTERM/SIGINT; default 5000
    * @param {number} [options.connectTimeoutMs] how long run() retries a missing socket; default 10000
    * @param {number} [options.reconnectMs] how long to try to reconnect after the connection is lost; default LOGOMESH_RECONNECT_MS, else 60000; 0 never
+   * @param {boolean} [options.standby] a warm standby: wait for the answer to the first hello without a timeout; default LOGOMESH_STANDBY=1
    * @param {false | ((level: string, message: string) => void)} [options.log] SDK diagnostics; default stderr
    */
   constructor(options = {}) {
@@ -160,8 +161,8 @@ export class Plugin {
       } else {
         attach(s, ws);
         // The answer is taken in as it is read: the plugin is ready from then on (unless it
-        // was shut down meanwhile), see helloAnswered.
-        await sayHello(s, helloMessage(s), CONTROL_TIMEOUT_MS);
+        // was shut down meanwhile), see helloAnswered. A standby waits for it without a timeout.
+        await sayHello(s, helloMessage(s), s.opts.standby ? 0 : CONTROL_TIMEOUT_MS);
       }
       await s.closed.promise;
     } catch (err) {

@@ -48,6 +48,8 @@ export async function replacePlugin(cx: ControllerContext, launcher: Launcher, s
   const t1 = Date.now();
   await retire(cx, launcher, supervision, old);
   const retireMs = Date.now() - t1;
+  // A warm standby was made from the old version: the plugin gets one of the new.
+  await launcher.renewStandby(next);
   cx.audit.record({ who: 'controller', action: 'replace', resource: id, result: 'ready', reason: `ready in ${readyMs} ms; the old container finished its calls and was removed in ${retireMs} ms` });
   return { readyMs, retireMs, handover: true };
 }

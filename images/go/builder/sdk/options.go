@@ -5,6 +5,7 @@ package logomesh
 
 import (
 	"log"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -63,6 +64,16 @@ const (
 	// hub itself drops rather than stall.
 	eventQueue = 1024
 )
+
+// firstHelloTimeout is how long Run waits for the answer to its first hello: for a warm
+// standby (LOGOMESH_STANDBY=1, set by the controller), whose hello the hub answers only
+// when it is switched in, which may be hours later, as long as it takes.
+func firstHelloTimeout(connectTimeout time.Duration) time.Duration {
+	if os.Getenv("LOGOMESH_STANDBY") == "1" {
+		return time.Duration(math.MaxInt64)
+	}
+	return connectTimeout
+}
 
 // reconnectFromEnv reads LOGOMESH_RECONNECT_MS (milliseconds, 0 = never).
 func reconnectFromEnv(logger *log.Logger) time.Duration {

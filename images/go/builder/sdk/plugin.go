@@ -193,7 +193,7 @@ func (p *Plugin) RunContext(ctx context.Context) error {
 	l := p.attach(conn)
 
 	// Marked ready (and the patterns registered since hello subscribed) as the answer is read.
-	if _, err := p.hello(ctx, methods, p.connectTimeout, true); err != nil {
+	if _, err := p.hello(ctx, methods, firstHelloTimeout(p.connectTimeout), true); err != nil {
 		p.close(l, websocket.CloseNormalClosure, "")
 		if ctx.Err() != nil {
 			return nil

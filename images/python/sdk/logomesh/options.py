@@ -25,6 +25,13 @@ RECONNECT_FIRST_DELAY = 0.1
 RECONNECT_MAX_DELAY = 2.0
 
 
+def first_hello_timeout() -> Optional[float]:
+    """How long to wait for the answer to the first hello: none at all for a warm standby
+    (LOGOMESH_STANDBY=1, set by the controller), whose hello the hub answers only when it
+    is switched in, which may be hours later."""
+    return None if os.environ.get("LOGOMESH_STANDBY") == "1" else HELLO_TIMEOUT
+
+
 def reconnect_ms_from_env() -> int:
     """LOGOMESH_RECONNECT_MS, or the default when it is unset or not a number >= 0."""
     raw = os.environ.get("LOGOMESH_RECONNECT_MS", "").strip()

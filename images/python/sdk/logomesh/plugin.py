@@ -12,7 +12,7 @@ from .calls import CallsMixin
 from .connection import ConnectionMixin
 from .dispatch import DispatchMixin, Event, Listener, Method
 from .errors import LogoMeshError
-from .options import DEFAULT_SOCKET, DEFAULT_TIMEOUT, HELLO_TIMEOUT, SUBSCRIBE_TIMEOUT, Options
+from .options import DEFAULT_SOCKET, DEFAULT_TIMEOUT, HELLO_TIMEOUT, SUBSCRIBE_TIMEOUT, Options, first_hello_timeout
 from .protocol import MAX_MESSAGE_BYTES, NAME, PROTOCOL_VERSION, SDK, TOPIC, VERSION, topic_matches
 from .shutdown import ShutdownMixin
 
@@ -240,7 +240,7 @@ class Plugin(CallsMixin, DispatchMixin, ConnectionMixin, ShutdownMixin):
                 return
             self._ws = ws
             hello, topics = self._send_hello(ws)
-            done, _ = await asyncio.wait({hello, self._stop_fut}, timeout=HELLO_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({hello, self._stop_fut}, timeout=first_hello_timeout(), return_when=asyncio.FIRST_COMPLETED)
             if hello in done:
                 self._accepted(hello.result())  # raises the hub's refusal
             elif not done:

@@ -11,6 +11,17 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
 pub const DEFAULT_MAX_CONCURRENCY: usize = 16;
 
 pub(crate) const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long `run` waits for the answer to its first hello: for a warm standby
+/// (`LOGOMESH_STANDBY=1`, set by the controller), whose hello the hub answers only when it is
+/// switched in, which may be hours later, as long as it takes (a century).
+pub(crate) fn first_hello_timeout() -> Duration {
+    if std::env::var("LOGOMESH_STANDBY").as_deref() == Ok("1") {
+        Duration::from_secs(100 * 365 * 24 * 3600)
+    } else {
+        HELLO_TIMEOUT
+    }
+}
 pub(crate) const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 

@@ -3,7 +3,7 @@
 //! grace period, the connection closes with status 1000.
 
 use crate::connection::{reconnect, say_hello, subscribe_rest, Connection};
-use crate::options::{CLOSE_TIMEOUT, HELLO_TIMEOUT};
+use crate::options::{first_hello_timeout, CLOSE_TIMEOUT};
 use crate::pool::lock;
 use crate::shared::Shared;
 use crate::Error;
@@ -40,7 +40,7 @@ impl Shared {
 /// Hello (with the subscriptions), then serve until stopped (reconnecting when the connection is
 /// lost), and close cleanly.
 pub(crate) fn serve(shared: &Arc<Shared>, names: &[String], path: &Endpoint, conn: &mut Connection) -> Result<(), Error> {
-    let sent = match say_hello(shared, names, HELLO_TIMEOUT) {
+    let sent = match say_hello(shared, names, first_hello_timeout()) {
         Ok(sent) => sent,
         Err(e) => {
             close(shared, &conn.control);

@@ -1,0 +1,62 @@
+/**
+ * The text of docs/benchmarks.md below the tables: how each figure is taken, and why a
+ * target that can be missed is (WHY, by row id or section, shown beside a missed target).
+ * The findings behind them are in the performance note (docs/performance.md).
+ */
+
+export const WHY: Readonly<Record<string, string>> = {
+  throughput:
+    "the hub is not what bounds it: profiled during this row its process was idle 78% of the time (about 25 us of CPU a call). A call through the hub is four WebSocket hops through three Node.js processes that parse and write JSON, the echo two hops through two that parse nothing, all on two shared cores (docs/performance.md#the-hub)",
+  latency:
+    'a call from a plugin wakes three processes in turn (caller, hub, target) where a host call wakes one; on a shared two-core machine each wake-up can wait behind other work, which the p99 shows (docs/performance.md#the-hub)',
+  'start.thoughts':
+    'its CPU quota of 25%: the container start (runc, docker-init: about 26 ms of CPU) and Node.js with the SDK (about 45 ms) need three 25 ms periods of its quota; echo-node, at 100%, shows the start without it (docs/performance.md#nodejs-plugins)',
+  'start.echo-node': 'the load of this shared machine during the run: the same row was 0.95x (257 vs 269 ms) in a quieter run of the same code (docs/performance.md#nodejs-plugins)',
+  memory: 'see docs/performance.md#nodejs-plugins',
+  standby:
+    'the controller learns of a crash from the engine (its wait on the container, then an inspect for the OOM flag) and must know what the exit was before it switches (a seccomp kill is quarantined, a clean exit may end the plugin): on this loaded machine the engine took most of the time; a restart by hand needs no such report (docs/performance.md#warm-standby)',
+  'run.command': "Node.js's own start and the CLI's modules beside the docker CLI's; `runPlugin()` in process is within 1.1x of the bare dockerode sequence (docs/performance.md#the-cli)",
+  cli: "Node.js's own start on a loaded machine (the node -e 0 beside it)",
+  scale: 'see docs/performance.md#scale',
+  'Resource monitor': "issue 16's targets, measured here as on main (docs/monitoring.md#measured)",
+};
+
+export const NOTES: readonly string[] = [
+  'How the figures are taken:',
+  '',
+  '- Every latency figure is taken after a warm-up of a few thousand calls: the first ones run',
+  '  before the JIT compilers of the hub and the SDKs settle, and are up to twice as slow.',
+  '  Plugin -> plugin latency is timed inside the calling plugin (its SDK, its socket, the hub,',
+  '  the target and back); host -> plugin from the controller process. Plugins run with',
+  '  maxCpuPercent 100 in the latency rows; the CPU quota of the example plugins adds scheduling',
+  "  delay of its own. The throughput row runs with the hub's per-plugin rate limit raised",
+  '  (default 20 000/s), to show what the hub itself carries.',
+  '- Load to ready is `start()` until the plugin said hello, images built, beside a bare create',
+  "  and start of the same image (which does not wait for the runtime to boot). Each example runs",
+  '  with its own CPU quota (shown); echo-node runs at 100%.',
+  '- Restart to ready with a standby: `restart` by hand until it returns (the plugin serves on',
+  '  its standby), and a crash: the container killed through the engine, timed from the',
+  "  engine's confirmation of the kill to the hub's `ready`; beside a stop and start of the same",
+  '  plugin without a standby.',
+  '- Host memory per idle plugin is what one more container of it costs: the anonymous memory of',
+  '  its cgroup and the private memory of its containerd shim, after the latency rows. File pages',
+  "  of the image (the runtime's binary, its libraries) are shared by every container of the",
+  '  image and charged by the kernel to whichever container read them first; they are left out',
+  '  for the plugin and its baseline alike.',
+  '- One-shot runs and commands are timed as users run them: the installed command',
+  '  (`bin/logomesh.js`, which `logomesh` on PATH is), including the start of Node.js.',
+  '- The scale rows start the plugins of one folder under one controller (half Python, half',
+  "  Node.js at 25% CPU each, and the Go and Rust examples), then measure the controller's own",
+  '  CPU at idle, and host calls at 1,000 a second, open loop, spread across all of them.',
+  '- The soak rows run a second controller with its default limits and one echo plugin. A hostile',
+  '  host client in another process floods the hub for each row (refused calls; 10 KB frames',
+  "  nested 5,000 deep; calls with 50 KB answers it never reads; 1 KB broadcasts) while the",
+  "  controller's own host client makes sequential calls; the baseline is the same calls in the",
+  '  seconds just before. RSS is the whole benchmark process (controller included).',
+  '- Resource monitor: detection latency runs from CLOCK_MONOTONIC written by a driver in the',
+  '  container just before the event (the allocation the OOM killer stops, the fork the pids',
+  "  limit refuses, the allocation that crosses the threshold) to the monitor's violation callback",
+  "  in this process (the same clock); the controller's routing to the audit trail, the log and",
+  '  the hub event at the host follows in the same tick.',
+  '',
+];

@@ -1,0 +1,166 @@
+/**
+ * Scale on one host (issue 20 item 5): N idle plugins of mixed runtimes under one
+ * controller. `up` of all of them, the controller's own CPU and memory at idle, and the
+ * hub's latency with 1,000 calls a second spread across them.
+ *
+ *   BENCH_SCALE          plugins (default 200): half Python, half Node.js, and the Go and
+ *                        Rust examples (tokenizer, hasher)
+ *   BENCH_SCALE_SECONDS  how long the idle CPU and the spread calls are measured (default 20)
+ *   BENCH_SCALE_MONITOR  0: without the resource monitor and the Docker health check
+ *
+ * Alone: `node --import tsx test/bench/scale.ts` (as root, with the engine and the images).
+ */
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Controller } from '../../src/controller/controller.js';
+import { resolveHome } from '../../src/controller/home.js';
+import { removeByLabel } from '../../src/engine/cleanup.js';
+import { connectEngine, type Docker } from '../../src/engine/docker.js';
+import { createLogger, type Logger } from '../../src/log.js';
+import { fmt, nowUs, pct, type Row } from './stats.js';
+
+const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const N = Number(process.env.BENCH_SCALE ?? 200);
+const SECONDS = Number(process.env.BENCH_SCALE_SECONDS ?? 20);
+const RATE = 1_000;
+
+/** Plugin folders: copies of the echo fixtures under ids of their own, and the two compiled examples. */
+export function scalePlugins(root: string, n: number): { id: string; method: string }[] {
+  const out: { id: string; method: string }[] = [];
+  const compiled = n >= 4 ? [{ id: 'tokenizer', method: 'tokenize' }, { id: 'hasher', method: 'digest' }] : [];
+  for (const c of compiled) {
+    cpSync(path.join(REPO, 'manifests', c.id), path.join(root, c.id), { recursive: true });
+    out.push(c);
+  }
+  for (let i = 0; out.length < n; i++) {
+    const runtime = i % 2 === 0 ? 'python' : 'node';
+    const id = `scale-${runtime}-${String(i).padStart(3, '0')}`;
+    const from = path.join(REPO, 'test', 'fixtures', 'bench', `echo-${runtime}`);
+    const dir = path.join(root, id);
+    mkdirSync(dir, { recursive: true });
+    cpSync(from, dir, { recursive: true });
+    // Idle plugins as an operator would run many: a modest share of the CPU each.
+    const yaml = readFileSync(path.join(from, 'plugin.yaml'), 'utf8').replace(/^id: .*$/m, `id: ${id}`).replace(/maxCpuPercent: \d+/, 'maxCpuPercent: 25');
+    writeFileSync(path.join(dir, 'plugin.yaml'), yaml);
+    out.push({ id, method: 'echo' });
+  }
+  return out;
+}
+
+function cpuPercent(fn: () => Promise<void>): Promise<number> {
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  return fn().then(() => {
+    const c = process.cpuUsage(c0);
+    return ((c.user + c.system) / 1000 / (performance.now() - t0)) * 100;
+  });
+}
+
+/** Calls at RATE a second, open loop (each at its time, whether the earlier ones returned), to plugins taken in turn. */
+async function spreadCalls(host: Controller, plugins: { id: string; method: string }[], seconds: number): Promise<{ us: number[]; failed: number }> {
+  const us: number[] = [];
+  const byKind = new Map<string, number[]>();
+  let failed = 0;
+  const total = RATE * seconds;
+  const t0 = performance.now();
+  const pending: Promise<void>[] = [];
+  for (let i = 0; i < total; i++) {
+    const due = t0 + (i * 1000) / RATE;
+    const wait = due - performance.now();
+    if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+    const p = plugins[i % plugins.length]!;
+    const t = nowUs();
+    pending.push(
+      host.call(p.id, p.method, { text: 'hello world' }, 10_000).then(
+        () => {
+          const d = nowUs() - t;
+          us.push(d);
+          const kind = p.id.startsWith('scale-') ? p.id.split('-')[1]! : p.id;
+          (byKind.get(kind) ?? byKind.set(kind, []).get(kind)!).push(d);
+        },
+        () => void failed++,
+      ),
+    );
+  }
+  await Promise.all(pending);
+  for (const [kind, xs] of byKind) process.stderr.write(`scale: spread calls to ${kind}: p50 ${fmt(pct(xs, 50))} us, p99 ${fmt(pct(xs, 99))} us, max ${fmt(Math.max(...xs))} us (${xs.length})\n`);
+  return { us, failed };
+}
+
+/** The CPU quota periods in which the plugins' containers were throttled, summed (cgroup v1 cpu.stat, cgroupfs driver). */
+function throttled(host: Controller, plugins: { id: string }[]): number {
+  let sum = 0;
+  for (const p of plugins) {
+    const id = host.status(p.id).containerId;
+    try {
+      sum += Number(/^nr_throttled (\d+)$/m.exec(readFileSync(`/sys/fs/cgroup/cpu/docker/${id}/cpu.stat`, 'utf8'))?.[1] ?? 0);
+    } catch {
+      // Another cgroup layout: not counted.
+    }
+  }
+  return sum;
+}
+
+export async function scaleBench(docker: Docker, log: Logger, instance: string, n = N): Promise<Row[]> {
+  const root = mkdtempSync(path.join(os.tmpdir(), 'lm-bench-scale-'));
+  const home = resolveHome({ LOGOMESH_HOME: path.join(os.tmpdir(), `lm-bench-scale-home-${process.pid}`), LOGOMESH_INSTANCE: `${instance}-scale` });
+  const plugins = scalePlugins(root, n);
+  const rows: Row[] = [];
+  const host = await Controller.create({
+    log,
+    home,
+    docker,
+    startTimeoutMs: 60_000,
+    ...(process.env.BENCH_SCALE_CONCURRENCY ? { startConcurrency: Number(process.env.BENCH_SCALE_CONCURRENCY) } : {}),
+    // BENCH_SCALE_MONITOR=0: without the resource monitor and the Docker health check, to see what they cost.
+    ...(process.env.BENCH_SCALE_MONITOR === '0' ? { monitoring: { enabled: false, healthCheckMs: false } } : {}),
+  });
+  try {
+    host.loadDirectory(root);
+    const freeBefore = os.freemem();
+    const rssBefore = process.memoryUsage().rss;
+    const t0 = performance.now();
+    const c0 = process.cpuUsage();
+    await host.startAll();
+    const upMs = performance.now() - t0;
+    const upCpu = process.cpuUsage(c0);
+    process.stderr.write(`scale: the controller used ${fmt((upCpu.user + upCpu.system) / 1000)} ms of CPU for the starts (${fmt((upCpu.user + upCpu.system) / 1000 / n)} ms a plugin)\n`);
+    const ready = host.list().filter((p) => p.state === 'ready').length;
+    process.stderr.write(`scale: ${ready} of ${n} plugins ready in ${fmt(upMs / 1000, 1)} s\n`);
+    await new Promise((r) => setTimeout(r, 5_000)); // starts settle: health checks begin, standbys none
+    global.gc?.();
+    const idle = await cpuPercent(() => new Promise((r) => setTimeout(r, SECONDS * 1000)));
+    const rss = process.memoryUsage().rss;
+    const hostMiB = (freeBefore - os.freemem()) / 2 ** 20;
+    // A warm-up, as for every latency row: each plugin's first calls run before its JIT settles.
+    for (let round = 0; round < 20; round++) await Promise.all(plugins.map((p) => host.call(p.id, p.method, { text: 'hello world' }, 30_000).catch(() => undefined)));
+    const throttledBefore = throttled(host, plugins);
+    const { us, failed } = await spreadCalls(host, plugins, Math.min(SECONDS, 10));
+    const throttledAfter = throttled(host, plugins);
+    process.stderr.write(`scale: CPU quota periods throttled across the plugins during the spread calls: ${throttledAfter - throttledBefore}\n`);
+    const p50 = pct(us, 50);
+    const p99 = pct(us, 99);
+    process.stderr.write(`scale: idle controller ${fmt(idle, 2)}% of a core, RSS ${fmt(rss / 2 ** 20, 0)} MiB; spread calls p50 ${fmt(p50)} us p99 ${fmt(p99)} us, ${failed} failed\n`);
+    rows.push(
+      { section: 'scale', name: `\`up\` of ${n} idle plugins (${ready} ready; half Python, half Node.js, tokenizer, hasher)`, subject: '', baseline: 'target', value: upMs / 1000, baselineValue: 30, unit: 's', target: '<= 30 s', met: ready === n && upMs <= 30_000 },
+      { section: 'scale', name: `controller CPU at idle with ${n} plugins (health checks, heartbeats, engine watch)`, subject: '', baseline: 'target', value: idle, baselineValue: 2, unit: '% of a core', target: '<= 2% of a core', met: idle <= 2 },
+      { section: 'scale', name: `controller RSS with ${n} plugins (whole benchmark process)`, subject: '', baseline: 'before the plugins started', value: rss / 2 ** 20, baselineValue: rssBefore / 2 ** 20, unit: 'MiB', target: 'stated' },
+      { section: 'scale', name: `host memory taken by the ${n} plugins (free memory before and after their start)`, subject: '', baseline: 'per plugin', value: hostMiB, baselineValue: hostMiB / n, unit: 'MiB', target: 'stated' },
+      { section: 'scale', name: `host -> plugin p50, ${RATE} calls/s spread across ${n} plugins${failed ? ` (${failed} failed)` : ''}`, subject: '', baseline: 'target p99', value: p50, baselineValue: 2000, unit: 'us', target: 'stated' },
+      { section: 'scale', name: `host -> plugin p99, ${RATE} calls/s spread across ${n} plugins`, subject: '', baseline: 'target', value: p99, baselineValue: 2000, unit: 'us', target: '< 2 ms', met: p99 < 2000 && failed === 0 },
+    );
+  } finally {
+    await host.close();
+    await removeByLabel(docker, `${instance}-scale`);
+    rmSync(root, { recursive: true, force: true });
+  }
+  return rows;
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const instance = `bench-scale-${process.pid}`;
+  const rows = await scaleBench(await connectEngine(), createLogger('bench', 'warn'), instance);
+  for (const r of rows) console.log(`${r.name}: ${fmt(r.value, 1)} ${r.unit}${r.target ? ` (target ${r.target}${r.met === undefined ? '' : r.met ? ': met' : ': missed'})` : ''}`);
+}
