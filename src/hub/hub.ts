@@ -645,7 +645,8 @@ export class Hub extends EventEmitter {
       return this.replyError(peer, msg.id, 'LM_PERMISSION_DENIED', reasons);
     }
     // A standby's hello waits, unanswered, until it is switched in (its SDK waits without a timeout).
-    if (this.plugins.get(slot.policy.id) !== slot) {
+    // A replacement's (a successor slot) is answered: that is the handover (promote).
+    if (this.plugins.get(slot.policy.id)?.standby === slot) {
       slot.heldHello = msg;
       this.log.debug({ plugin: slot.policy.id, sdk: msg.sdk }, 'standby waiting');
       this.emit('standby-ready', slot.policy.id);
