@@ -26,6 +26,10 @@ export { VIOLATION_TOPIC } from './controller/violation-routing.js';
 // --- resource monitoring ----------------------------------------------------------------------
 export { statsJson, statsTable, type StatsRow } from './monitor/stats-table.js';
 export { metricsAddress, startMetricsEndpoint, type MetricsEndpoint } from './monitor/metrics-server.js';
+export { consoleAddress, type ConsoleAddress } from './console/address.js';
+export { startConsole, type ConsoleEndpoint, type ConsoleOptions } from './console/server.js';
+export { openConsole, consoleTokenFiles } from './console/open.js';
+export type { ConsoleHost } from './console/host.js';
 export type { ChangedLimit, LimitChange } from './monitor/enforce-limit.js';
 export type { MonitorMetrics } from './monitor/metrics.js';
 export type { ResourceUsage, ResourceViolation, ViolationKind } from './monitor/types.js';

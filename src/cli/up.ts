@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import {
+  consoleAddress,
   Controller,
   ControlClient,
   controllerOptionsFromEnv,
@@ -36,6 +37,7 @@ export async function upCommand(opts: UpOptions, io: CliIo, log: Logger): Promis
   const home = resolveHome();
   hubTokenFromEnv(); // a bad LOGOMESH_HUB_TOKEN fails here, before -d starts anything
   metricsAddress(); // and a bad LOGOMESH_METRICS
+  consoleAddress(); // and a bad LOGOMESH_CONSOLE
   if (await controllerAnswers(home)) {
     throw new LogoMeshError('LM_CONTROLLER_RUNNING', `a controller is already running for ${home.dir}; use 'logomesh ps', or 'logomesh down' first`, { file: home.controlSocket });
   }
@@ -90,7 +92,7 @@ async function upForeground(opts: UpOptions, home: Home, io: CliIo, log: Logger)
     } else host.loadDirectory('manifests');
     const { port } = endpoints;
     await host.startAll();
-    io.err(`logomesh: ${host.list().length} plugin(s) ready; hub on 127.0.0.1:${port} (token in ${home.tokenFile}); control socket ${home.controlSocket}${endpoints.metricsUrl ? `; metrics at ${endpoints.metricsUrl}` : ''}`);
+    io.err(`logomesh: ${host.list().length} plugin(s) ready; hub on 127.0.0.1:${port} (token in ${home.tokenFile}); control socket ${home.controlSocket}${endpoints.metricsUrl ? `; metrics at ${endpoints.metricsUrl}` : ''}${endpoints.consoleUrl ? `; console at ${endpoints.consoleUrl} (token in ${home.dir}/console.token)` : ''}`);
     io.err(psTable(host.list()));
     await done;
     return 0;

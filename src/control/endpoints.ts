@@ -1,4 +1,7 @@
 import { rmSync, writeFileSync } from 'node:fs';
+import { consoleAddress } from '../console/address.js';
+import { openConsole } from '../console/open.js';
+import type { ConsoleEndpoint } from '../console/server.js';
 import type { Controller } from '../controller/controller.js';
 import type { Logger } from '../log.js';
 import { metricsAddress, startMetricsEndpoint, type MetricsEndpoint } from '../monitor/metrics-server.js';
@@ -10,6 +13,8 @@ export interface Endpoints {
   readonly port: number;
   /** The Prometheus endpoint's URL, when LOGOMESH_METRICS turned it on. */
   readonly metricsUrl?: string;
+  /** The operator's console URL, when LOGOMESH_CONSOLE turned it on (docs/console.md). */
+  readonly consoleUrl?: string;
   /** Close both and remove the control socket, token and port files. Idempotent. */
   close(): Promise<void>;
 }
@@ -18,17 +23,21 @@ export interface Endpoints {
  * Open the control socket, listen for host clients (LOGOMESH_HUB_PORT, LOGOMESH_HUB_BIND;
  * default a free port on 127.0.0.1), and write the token (0600) and port into the home.
  * With LOGOMESH_METRICS=[host:]port, also serve the Prometheus metrics there (loopback
- * unless LOGOMESH_METRICS_PUBLIC=1; docs/monitoring.md#scraping).
+ * unless LOGOMESH_METRICS_PUBLIC=1; docs/monitoring.md#scraping). With LOGOMESH_CONSOLE=[host:]port,
+ * also serve the operator's console (loopback unless LOGOMESH_CONSOLE_PUBLIC=1; docs/console.md).
  */
 export async function openEndpoints(host: Controller, log: Logger, onDown: () => void, env: NodeJS.ProcessEnv = process.env): Promise<Endpoints> {
   const { home } = host;
   const metricsAt = metricsAddress(env); // throws LM_METRICS_ENDPOINT before anything listens
+  consoleAddress(env); // and LM_CONSOLE_ENDPOINT
   const control = await serveControl(host, home.controlSocket, log, onDown);
   let metrics: MetricsEndpoint | undefined;
+  let console: ConsoleEndpoint | undefined;
   let closing: Promise<void> | undefined;
   const close = () =>
     (closing ??= (async () => {
       await metrics?.close();
+      await console?.close();
       control.closeAllConnections();
       await new Promise<void>((r) => control.close(() => r()));
       for (const f of [home.controlSocket, home.tokenFile, home.portFile]) rmSync(f, { force: true });
@@ -38,7 +47,8 @@ export async function openEndpoints(host: Controller, log: Logger, onDown: () =>
     writeFileSync(home.tokenFile, `${host.token}\n`, { mode: 0o600 });
     writeFileSync(home.portFile, `${port}\n`);
     if (metricsAt) metrics = await startMetricsEndpoint(host.metrics, metricsAt, log);
-    return { port, close, ...(metrics ? { metricsUrl: metrics.url } : {}) };
+    console = await openConsole(host, home.dir, log, env);
+    return { port, close, ...(metrics ? { metricsUrl: metrics.url } : {}), ...(console ? { consoleUrl: console.url } : {}) };
   } catch (err) {
     await close();
     throw err;

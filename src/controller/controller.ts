@@ -350,16 +350,16 @@ export class Controller implements AsyncDisposable {
    * Take a method (`plugin.method`, or a host method) away from a plugin: its next call is
    * LM_PERMISSION_DENIED. Takes effect at once on the hub; calls already in flight finish.
    */
-  revokeMethod(pluginId: string, method: string): void {
-    this.grants.revokeMethod(pluginId, method);
+  revokeMethod(pluginId: string, method: string, who = 'operator'): void {
+    this.grants.revokeMethod(pluginId, method, who);
   }
 
   /**
    * Give back a revoked method, optionally only for `ttlMs` (then it is revoked again). The
    * manifest is the upper bound: a method it does not declare cannot be granted.
    */
-  grantMethod(pluginId: string, method: string, ttlMs?: number): void {
-    this.grants.grantMethod(pluginId, method, ttlMs);
+  grantMethod(pluginId: string, method: string, ttlMs?: number, who = 'operator'): void {
+    this.grants.grantMethod(pluginId, method, ttlMs, who);
   }
 
   /**
@@ -514,6 +514,14 @@ export class Controller implements AsyncDisposable {
       .records()
       .map((m) => this.statusOf(m))
       .sort((a, b) => a.id.localeCompare(b.id));
+  }
+
+  /** The manifests of the loaded plugins, by id order (the console's who-may-call-whom graph). */
+  manifests(): LoadedManifest[] {
+    return this.registry
+      .records()
+      .map((m) => m.loaded)
+      .sort((a, b) => a.manifest.id.localeCompare(b.manifest.id));
   }
 
   status(id: string): PluginStatus {

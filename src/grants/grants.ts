@@ -61,16 +61,16 @@ export class Grants {
   readonly isTopicRevoked = (pluginId: string, pattern: string): boolean => this.topics.has(pluginId, pattern);
 
   /** Take a method away from a plugin: its next call of it is LM_PERMISSION_DENIED. */
-  revokeMethod(pluginId: string, method: string): void {
+  revokeMethod(pluginId: string, method: string, who = 'operator'): void {
     this.opts.plugin(pluginId);
-    this.methods.revoke(pluginId, method);
+    this.methods.revoke(pluginId, method, who);
     this.changed();
   }
 
   /** Give a method back, for `ttlMs` only if given. Throws LM_PERMISSION_DENIED unless coordination.consumesMethods declares it. */
-  grantMethod(pluginId: string, method: string, ttlMs?: number): void {
+  grantMethod(pluginId: string, method: string, ttlMs?: number, who = 'operator'): void {
     requireConsumedMethod(this.opts.plugin(pluginId), method);
-    this.methods.grant(pluginId, method, ttlMs);
+    this.methods.grant(pluginId, method, ttlMs, who);
     this.changed();
   }
 

@@ -20,6 +20,18 @@ interface CallSeries {
   readonly outcomes: Map<string, number>;
 }
 
+/** One caller -> target.method series at one moment: counts since the controller started. */
+export interface CallSnapshot {
+  readonly caller: string;
+  readonly target: string;
+  readonly method: string;
+  readonly count: number;
+  /** Per bucket of CALL_BUCKETS, not cumulative; the last slot is above the last bound. */
+  readonly buckets: readonly number[];
+  /** Calls whose outcome was not `ok`. */
+  readonly errors: number;
+}
+
 interface MetricValue {
   readonly labels: Record<string, string | number>;
   readonly value: number;
@@ -62,6 +74,11 @@ export class CallStats {
     s.count++;
     const o = s.outcomes.size < 64 || s.outcomes.has(outcome) ? outcome : OTHER;
     s.outcomes.set(o, (s.outcomes.get(o) ?? 0) + 1);
+  }
+
+  /** Every series now (copies): the console turns two of these into call rates and p50/p99 over a window. */
+  snapshot(): CallSnapshot[] {
+    return [...this.calls.values()].map((s) => ({ ...s.labels, count: s.count, buckets: Array.from(s.buckets), errors: s.count - (s.outcomes.get('ok') ?? 0) }));
   }
 
   countMessage(type: string, from: string): void {

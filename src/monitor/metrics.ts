@@ -1,5 +1,5 @@
 import { Counter, Gauge, Registry } from 'prom-client';
-import { CallStats } from './call-stats.js';
+import { CallStats, type CallSnapshot } from './call-stats.js';
 import type { ResourceUsage, ResourceViolation } from './types.js';
 
 /** A plugin's lifecycle state and restart count, as the controller knows them. */
@@ -73,6 +73,11 @@ export class MonitorMetrics {
   }
 
   private readonly gauges: Gauge<'plugin'>[];
+
+  /** The hub's call series now, for the console's graph (call-stats.ts). */
+  callSnapshot(): CallSnapshot[] {
+    return this.hub.snapshot();
+  }
 
   private fromUsages(name: string, pick: (u: ResourceUsage) => number): void {
     const g = this.registry.getSingleMetric(name) as Gauge<'plugin'>;

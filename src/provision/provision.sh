@@ -7,11 +7,12 @@
 #   5. kernel audit rules that report what the kernel refuses plugins (src/provision/kernel-audit.rules),
 #   6. gVisor's runsc, registered with the engine, for isolation level 3,
 #   7. the host firewall rules that drop what reaches the host from a plugin network
-#      (src/provision/egress-firewall.rules).
+#      (src/provision/egress-firewall.rules),
+#   8. Debian's chromium, the browser the console's tests drive (docs/console.md).
 # Every step is a no-op when its result is already there, so `npm start`, `npm test` and
 # .ci/run can all call it on every run.
 #
-# Usage: provision.sh [engine|compose|base|audit|gvisor|firewall|all]   (default: all)
+# Usage: provision.sh [engine|compose|base|audit|gvisor|firewall|chromium|all]   (default: all)
 # Environment:
 #   LOGOMESH_ENGINE_TIMEOUT   seconds to wait for a started dockerd (default 60)
 #   LOGOMESH_PULL_TIMEOUT     seconds to try pulling the base image (default 20)
@@ -20,6 +21,7 @@
 #   LOGOMESH_KERNEL_AUDIT     0: do not load the kernel audit rules (default 1)
 #   LOGOMESH_GVISOR           0: do not install and register gVisor's runsc (default 1)
 #   LOGOMESH_FIREWALL         0: do not add the host firewall rules for plugin networks (default 1)
+#   LOGOMESH_CHROMIUM         0: do not install chromium for the console's browser tests (default 1)
 set -euo pipefail
 
 ENGINE_TIMEOUT=${LOGOMESH_ENGINE_TIMEOUT:-60}
@@ -257,6 +259,25 @@ provision_firewall() {
   say "host firewall for plugin networks: $added added, $present already in place, $failed failed ($(iptables --version 2>/dev/null || echo 'no iptables'))"
 }
 
+# The console's browser tests (test/integration/console.test.ts) drive Debian's chromium
+# with playwright-core: only tests need it, so a host where it cannot be installed goes on
+# without it (those tests then skip, saying why).
+CHROMIUM=/usr/bin/chromium
+provision_chromium() {
+  if [ "${LOGOMESH_CHROMIUM:-1}" = 0 ]; then say "chromium: skipped (LOGOMESH_CHROMIUM=0); the console's browser tests will skip"; return 0; fi
+  if [ -x "$CHROMIUM" ]; then return 0; fi
+  if ! is_root || ! is_debian; then
+    say "chromium: $CHROMIUM is missing and cannot be installed here (needs root on Debian: apt-get install chromium); the console's browser tests will skip"
+    return 0
+  fi
+  say "installing Debian's chromium for the console's browser tests"
+  if ! apt_install chromium || [ ! -x "$CHROMIUM" ]; then
+    say "warning: chromium could not be installed (apt-get install chromium failed); the console's browser tests will skip"
+    return 0
+  fi
+  say "$("$CHROMIUM" --version 2>/dev/null || echo chromium)"
+}
+
 case "${1:-all}" in
   engine) provision_engine ;;
   compose) provision_engine; provision_compose ;;
@@ -265,6 +286,7 @@ case "${1:-all}" in
   audit) provision_kernel_log; provision_kernel_audit ;;
   gvisor) provision_engine; provision_gvisor ;;
   firewall) provision_firewall ;;
-  all) provision_engine; provision_kernel_log; provision_kernel_audit; provision_gvisor; provision_firewall; provision_base_image; (provision_compose) || say "warning: compose v2 is not available; 'docker compose up' will not work" ;;
-  *) echo "usage: $0 [engine|compose|base|audit|gvisor|firewall|all]" >&2; exit 2 ;;
+  chromium) provision_chromium ;;
+  all) provision_engine; provision_kernel_log; provision_kernel_audit; provision_gvisor; provision_firewall; provision_base_image; (provision_compose) || say "warning: compose v2 is not available; 'docker compose up' will not work"; provision_chromium ;;
+  *) echo "usage: $0 [engine|compose|base|audit|gvisor|firewall|chromium|all]" >&2; exit 2 ;;
 esac

@@ -26,6 +26,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ['hub'],
   ['grants'],
   ['controller'],
+  ['console'],
   ['control'],
   ['index.ts'],
   ['testkit', 'cli'],
