@@ -16,6 +16,10 @@ export default tseslint.config(
     languageOptions: { globals: { process: 'readonly', console: 'readonly' } },
   },
   {
+    files: ['examples/**/*.mjs'],
+    languageOptions: { globals: { process: 'readonly', console: 'readonly', URL: 'readonly' } },
+  },
+  {
     // The console's page: plain ES modules run by the browser (docs/console.md).
     files: ['src/console/web/**/*.js'],
     languageOptions: {

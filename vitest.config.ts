@@ -1,4 +1,11 @@
+import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
+
+/** The package's own exports, for the examples that import them by name as a plugin author's tests do. */
+const packageExports = [
+  { find: /^logomesh\/testing$/, replacement: fileURLToPath(new URL('./src/testkit/index.ts', import.meta.url)) },
+  { find: /^logomesh$/, replacement: fileURLToPath(new URL('./src/index.ts', import.meta.url)) },
+];
 
 export default defineConfig({
   test: {
@@ -12,9 +19,11 @@ export default defineConfig({
         },
       },
       {
+        resolve: { alias: packageExports },
         test: {
           name: 'integration',
-          include: ['test/integration/**/*.test.ts'],
+          // The test kit's examples (docs/testing-plugins.md) run as they are documented.
+          include: ['test/integration/**/*.test.ts', 'examples/**/*.test.ts'],
           sequence: { groupOrder: 1 },
           globalSetup: ['test/integration/global-setup.ts'],
           // The reaper image cannot be pulled without a registry; tests clean up by label.

@@ -18,7 +18,7 @@ export const ERROR_CODES = {
   LM_ENGINE_UNAVAILABLE: 'No Docker engine answers.',
   LM_ENGINE_ERROR: 'The Docker engine refused or failed a request.',
   LM_IMAGE_BUILD: 'Building a runtime image failed.',
-  LM_RESOURCE_MEMORY: 'The plugin exceeded its memory limit and the kernel killed it.',
+  LM_RESOURCE_MEMORY: 'The plugin exceeded its memory limit and the kernel killed it (also the answer to calls that were waiting on it).',
   LM_RESOURCE_VIOLATION: "A code in the audit trail, the log and hub events: the resource monitor saw a plugin hit a kernel limit (OOM kill, processes, /tmp, file handles, connections) or cross one of its monitoring alerts (memory, CPU throttling, pressure).",
   LM_RESOURCE_EXCEEDED: "A plugin broke one of its monitoring.killOnExceed rules (memory above a share of its limit for too long, CPU throttled or stalled beyond a share of a window) and the monitor killed it; its restart policy applies.",
   LM_MONITOR_UNAVAILABLE: "The resource monitor cannot watch a plugin: its container's cgroups are not visible here, the cgwatch helper cannot be built or started, or a kernel notification cannot be set up (the monitor falls back to reading the files where it can).",

@@ -14,12 +14,12 @@
  */
 
 // --- the controller ---------------------------------------------------------------------------
-export { Controller, type ControllerOptions } from './controller/controller.js';
-export { pluginFolders } from './manifest/folders.js';
+export { Controller, type ApplyOptions, type ControllerOptions } from './controller/controller.js';
+export { loadFolders, pluginFolders } from './manifest/folders.js';
 export type { CapabilityDecision } from './controller/capabilities.js';
-export { controllerOptionsFromEnv, hubTokenFromEnv } from './controller/env.js';
+export { controllerOptionsFromEnv, hostMethodsFromEnv, hubTokenFromEnv } from './controller/env.js';
 export { pluginSocketDir, resolveHome, type Home } from './controller/home.js';
-export type { ControllerStatus, EngineStatus, LogLine, PathGrantAnswer, PluginState, PluginStatus, SegmentRow } from './controller/types.js';
+export type { ApplyResult, ApplyStep, ControllerStatus, DeployPlan, EngineStatus, LogLine, PathGrantAnswer, PlannedChange, PlanStep, PluginState, PluginStatus, SegmentRow } from './controller/types.js';
 export type { MonitoringOptions } from './controller/options.js';
 export { VIOLATION_TOPIC } from './controller/violation-routing.js';
 
@@ -43,6 +43,7 @@ export { hubLimitsFromEnv, type HubLimits } from './hub/limits-from-env.js';
 export { findManifest, loadManifest, manifestSchema, MANIFEST_NAMES } from './manifest/index.js';
 export type { Capability, Coordination, LoadedManifest, Manifest, Runtime } from './manifest/index.js';
 export { isTopicPattern, topicMatches } from './manifest/topics.js';
+export { crossCheck as crossCheckManifests } from './manifest/cross-check.js';
 
 // --- running plugins --------------------------------------------------------------------------
 export { runPlugin, type RunOptions, type RunResult } from './sandbox/run-plugin.js';
@@ -51,6 +52,7 @@ export { EXIT_SIGSYS, followSeccompKills, type SeccompKills } from './sandbox/se
 export { removeRunOrphans } from './sandbox/orphans.js';
 export { removeStagingLeftovers } from './sandbox/mount-staging.js';
 export { preparePluginImage } from './images/plugin-image.js';
+export { ensureRuntimeImage } from './images/build.js';
 export { availableRuntimes, runtimeImage, type RuntimeImage } from './runtimes/index.js';
 export { connectEngine, engineError, type Docker } from './engine/docker.js';
 export { removeByLabel, type Removed } from './engine/cleanup.js';

@@ -26,11 +26,13 @@ export function describeSchemaError(err: ErrorObject): SchemaProblem {
       expected = `the required field '${String(p.missingProperty)}'`;
       found = 'it is missing';
       break;
-    case 'additionalProperties':
+    case 'additionalProperties': {
+      const known = Object.keys(parent?.properties ?? {});
       path = `${base}/${String(p.additionalProperty)}`;
-      expected = `one of the known fields (${Object.keys(parent?.properties ?? {}).join(', ')})`;
-      found = `unknown field '${String(p.additionalProperty)}'`;
+      expected = `one of the known fields (${known.join(', ')})`;
+      found = `unknown field '${String(p.additionalProperty)}'${didYouMean(String(p.additionalProperty), known)}`;
       break;
+    }
     case 'type':
       expected = `a value of type ${String(p.type)}`;
       break;
@@ -95,4 +97,36 @@ function preview(value: unknown, limit: number): string {
     text += (array ? '' : `${JSON.stringify(k.slice(0, limit))}:`) + preview(v, Math.max(0, limit - text.length));
   }
   return text + (array ? ']' : '}');
+}
+
+/**
+ * The known name closest to a misspelled one, for "did you mean": within a quarter of its
+ * length in edits (at least one), case aside. Undefined when nothing is that close.
+ */
+export function closest(name: string, known: Iterable<string>): string | undefined {
+  const limit = Math.max(1, Math.floor(name.length / 4));
+  let best: { name: string; distance: number } | undefined;
+  for (const k of known) {
+    const d = distance(name.toLowerCase(), k.toLowerCase());
+    if (d <= limit && (!best || d < best.distance)) best = { name: k, distance: d };
+  }
+  return best?.name;
+}
+
+/** Levenshtein distance, two rows at a time; names are short. */
+function distance(a: string, b: string): number {
+  if (a === b) return 0;
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) row[j] = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = row;
+  }
+  return prev[b.length]!;
+}
+
+/** ` (did you mean 'x'?)`, or nothing. */
+export function didYouMean(name: string, known: Iterable<string>): string {
+  const c = closest(name, known);
+  return c === undefined || c === name ? '' : ` (did you mean '${c}'?)`;
 }

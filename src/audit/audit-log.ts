@@ -99,6 +99,14 @@ export class AuditLog {
     for (const old of [...rotated, rotatedName(this.file, n)].slice(0, -this.keep)) rmSync(old, { force: true });
   }
 
+  /** Resolves once every entry recorded so far is in the file (a reader in the same process sees it). */
+  flushed(): Promise<void> {
+    return new Promise((resolve) => {
+      if (this.stream.writableLength === 0 || this.stream.destroyed) return resolve();
+      this.stream.write('', () => resolve());
+    });
+  }
+
   close(): Promise<void> {
     return new Promise((resolve) => this.stream.end(() => resolve()));
   }

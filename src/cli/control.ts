@@ -42,8 +42,12 @@ export async function schemaCommand(target: string | undefined, sample: string |
   return 0;
 }
 
-/** `call <plugin>.<method> [json-args] [--timeout ms]`: the JSON result on stdout. */
-export async function callCommand(target: string, argsText: string | undefined, timeout: number | undefined, io: CliIo): Promise<number> {
+/**
+ * `call <plugin>.<method> [json-args] [--timeout ms] [--json]`: the JSON result on stdout.
+ * With --json a failed call prints its whole coded error too, details included, as
+ * `{"error": {"code", "message", "details"}}` on stdout (exit 1), for scripts to read.
+ */
+export async function callCommand(target: string, argsText: string | undefined, timeout: number | undefined, io: CliIo, json = false): Promise<number> {
   const dot = target.indexOf('.');
   if (dot <= 0 || dot === target.length - 1) throw new LogoMeshError('LM_USAGE', `call needs <plugin>.<method>, found '${target}'`, {});
   let data: unknown = {};
@@ -54,7 +58,14 @@ export async function callCommand(target: string, argsText: string | undefined, 
       throw new LogoMeshError('LM_USAGE', `the arguments must be JSON: ${(err as Error).message}`, { found: argsText });
     }
   }
-  const result = await client().call(target.slice(0, dot), target.slice(dot + 1), data, timeout);
+  let result: unknown;
+  try {
+    result = await client().call(target.slice(0, dot), target.slice(dot + 1), data, timeout);
+  } catch (err) {
+    if (!json || !(err instanceof LogoMeshError) || err.code === 'LM_CONTROLLER_UNAVAILABLE') throw err;
+    io.out(JSON.stringify({ error: err.toJSON() }, null, 2));
+    return 1;
+  }
   io.out(JSON.stringify(result, null, 2));
   return 0;
 }

@@ -19,7 +19,7 @@ export function createCommand(runtime: string, name: string, dir: string | undef
   io.out('');
   io.out('next:');
   io.out(`  logomesh test ${shown}      run its tests in the ${made.runtime} image`);
-  io.out(`  logomesh dev ${shown}       run it, restarting on every change`);
+  io.out(`  logomesh dev ${shown}       run it, replacing it on every change`);
   io.out(`  logomesh call ${made.id}.hello '{"name": "Ada"}'   call it while dev runs (another terminal)`);
   return 0;
 }

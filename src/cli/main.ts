@@ -7,8 +7,11 @@ const USAGE = `usage: logomesh <command> [options]
 commands:
   validate <manifest-or-plugin-dir>...   check manifests; exit 1 listing every error  [--json]
   run <plugin-dir>... [--policy file]    run plugins to completion in their sandboxes
-  up [dir] [-d] [--policy file]          start a controller for the plugin folders in dir
-                                         (default manifests/); -d runs it in the background
+  up [dir] [-d] [--policy file] [--host-methods a,b]
+                                         start a controller for the plugin folders in dir
+                                         (default: the folders this home ran last, else
+                                         manifests/); -d runs it in the background;
+                                         --host-methods: what host clients may serve plugins
   up [dir] --backend kubernetes [--namespace n] [--registry r] [--arch a] [--pod-cidr c]
                                          the same, with the plugins on the cluster of the
                                          kubeconfig (docs/kubernetes.md#the-kubernetes-backend)
@@ -16,11 +19,18 @@ commands:
   segments [--json]                      the shared-memory segments: owner, size, mode, holders, age
   schema <plugin>.<method>               the JSON Schemas a method declares (coordination.methodSchemas)
   schema --sample '<json>'               a schema drafted from a sample value, to start one from
-  call <plugin>.<method> [json-args] [--timeout ms]
-                                         call a plugin method; prints the JSON result
+  call <plugin>.<method> [json-args] [--timeout ms] [--json]
+                                         call a plugin method; prints the JSON result (--json:
+                                         a failure too, as its whole coded error with details)
   logs <plugin> [-f] [-n lines]          a plugin's output
   stop|start|restart <plugin>            one plugin's lifecycle
   down                                   stop every plugin and the controller
+  apply <dir> [--dry-run] [--prune] [--json]
+                                         make the running controller's plugins what the plugin
+                                         folders in dir say: add, replace the changed ones without
+                                         failing calls, remove (--prune) the ones dir lacks
+  load <dir>                             load the plugin folders in dir and start them
+  unload <plugin>                        stop a plugin and forget it
   revoke <plugin> <method>               take a declared method away from a plugin, at once
   grant <plugin> <method> [--ttl ms]     give it back (for ttl ms only, if given)
   grant <plugin> path <host-path>[:<container-path>] [--read|--write] [--ttl ms]
@@ -46,8 +56,12 @@ commands:
   create <runtime> <name> [dir]          a new plugin folder (python, node, go or rust) exposing
                                          hello, with its tests and a README (default dir: ./<name>)
   test <plugin-dir> [-- args]            run a plugin's own tests in its runtime's image
-  dev <plugin-dir>                       run one plugin, print its output, and restart it (go and
-                                         rust: rebuild it) on every change; 'call' reaches it
+  dev <dir> [--attach] [--debug]        run the plugin folder, or the folder of plugin folders,
+                                         print their output, and replace the one that changed
+                                         (go and rust: rebuilt first) on every save; 'call'
+                                         reaches them. --attach: reload into the controller
+                                         already running on this home instead. --debug: each
+                                         under its debugger, on a port of 127.0.0.1
   keygen <name>                          a new ed25519 key pair: <name>.key (private, 0600) and
                                          <name>.pub (for the policy's signatures.trustedKeys)
   sign <plugin-dir> --key <file>         sign every file of a plugin folder into its plugin.sig
@@ -83,6 +97,8 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
           options: {
             detach: { type: 'boolean', short: 'd', default: false },
             policy: { type: 'string' },
+            'host-methods': { type: 'string' },
+            debug: { type: 'boolean', default: false },
             backend: { type: 'string', default: 'docker' },
             namespace: { type: 'string' },
             registry: { type: 'string' },
@@ -91,14 +107,19 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
           },
         });
         if (positionals.length > 1) throw usage('up takes one folder of plugin folders');
+        // A debugger opens a way into a plugin and relaxes its sandbox: development only.
+        if (values.debug) throw usage('logomesh up does not run plugins under a debugger; use logomesh dev <dir> --debug on a development machine');
         if (values.backend !== 'docker' && values.backend !== 'kubernetes') throw usage(`--backend must be docker or kubernetes, found '${values.backend}'`);
         const kubeOnly = (['namespace', 'registry', 'arch', 'pod-cidr'] as const).filter((o) => values[o] !== undefined);
         if (values.backend === 'docker' && kubeOnly.length) throw usage(`--${kubeOnly[0]} is an option of --backend kubernetes`);
-        const [{ upCommand }, { applyPolicyOption, createLogger }] = await Promise.all([import('./up.js'), import('../index.js')]);
+        const [{ upCommand }, { applyPolicyOption, createLogger, hostMethodsFromEnv }] = await Promise.all([import('./up.js'), import('../index.js')]);
         applyPolicyOption(values.policy); // checked now; the controller reads LOGOMESH_POLICY
+        // Checked now, and handed on to the controller (and to a background one under -d) as the variable.
+        if (values['host-methods'] !== undefined) process.env.LOGOMESH_HOST_METHODS = values['host-methods'];
+        hostMethodsFromEnv();
         const kube = { namespace: values.namespace, registry: values.registry, arch: values.arch, podCidr: values['pod-cidr'] };
         const kubernetes = Object.fromEntries(Object.entries(kube).filter(([, v]) => v !== undefined)) as Record<string, string>;
-        return await upCommand({ dir: positionals[0] ?? 'manifests', detach: values.detach === true, ...(values.backend === 'kubernetes' ? { kubernetes } : {}) }, io, createLogger());
+        return await upCommand({ ...(positionals[0] !== undefined ? { dir: positionals[0] } : {}), detach: values.detach === true, ...(values.backend === 'kubernetes' ? { kubernetes } : {}) }, io, createLogger());
       }
       case 'ps': {
         const { values } = parseArgs({ args: rest, options: { json: { type: 'boolean', default: false } } });
@@ -114,11 +135,11 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
         return await (await import('./control.js')).segmentsCommand(values.json === true, io);
       }
       case 'call': {
-        const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { timeout: { type: 'string' } } });
+        const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { timeout: { type: 'string' }, json: { type: 'boolean', default: false } } });
         if (positionals.length < 1 || positionals.length > 2) throw usage('call needs <plugin>.<method> and optional JSON arguments');
         const timeout = values.timeout === undefined ? undefined : Number(values.timeout);
         if (timeout !== undefined && !(timeout > 0)) throw usage(`--timeout must be a positive number of milliseconds, found '${values.timeout}'`);
-        return await (await import('./control.js')).callCommand(positionals[0]!, positionals[1], timeout, io);
+        return await (await import('./control.js')).callCommand(positionals[0]!, positionals[1], timeout, io, values.json === true);
       }
       case 'logs': {
         const { values, positionals } = parseArgs({
@@ -138,6 +159,21 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
       }
       case 'down':
         return await (await import('./control.js')).downCommand(io);
+      case 'apply': {
+        const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { 'dry-run': { type: 'boolean', default: false }, prune: { type: 'boolean', default: false }, json: { type: 'boolean', default: false } } });
+        if (positionals.length !== 1) throw usage('apply needs one folder of plugin folders (or one plugin folder)');
+        return await (await import('./deploy.js')).applyCommand(positionals[0]!, { dryRun: values['dry-run'] === true, prune: values.prune === true, json: values.json === true }, io);
+      }
+      case 'load': {
+        const { positionals } = parseArgs({ args: rest, allowPositionals: true, options: {} });
+        if (positionals.length !== 1) throw usage('load needs one folder of plugin folders (or one plugin folder)');
+        return await (await import('./deploy.js')).loadCommand(positionals[0]!, io);
+      }
+      case 'unload': {
+        const { positionals } = parseArgs({ args: rest, allowPositionals: true, options: {} });
+        if (positionals.length !== 1) throw usage('unload needs one plugin id');
+        return await (await import('./deploy.js')).unloadCommand(positionals[0]!, io);
+      }
       case 'revoke':
       case 'grant': {
         const { values, positionals } = parseArgs({
@@ -214,10 +250,11 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
         return await testCommand(positionals[0]!, split < 0 ? [] : rest.slice(split + 1), io, createLogger('logomesh', process.env.LOGOMESH_LOG_LEVEL ?? 'warn'));
       }
       case 'dev': {
-        const { positionals } = parseArgs({ args: rest, allowPositionals: true, options: {} });
-        if (positionals.length !== 1) throw usage('dev needs one plugin folder');
+        const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { attach: { type: 'boolean', default: false }, debug: { type: 'boolean', default: false } } });
+        if (positionals.length !== 1) throw usage('dev needs one plugin folder, or a folder of plugin folders');
+        if (values.attach && values.debug) throw usage('--debug needs a dev session of its own: a running controller is not in debug mode (and logomesh up never is)');
         const [{ devCommand }, { createLogger }] = await Promise.all([import('./dev.js'), import('../index.js')]);
-        return await devCommand(positionals[0]!, io, createLogger('logomesh', process.env.LOGOMESH_LOG_LEVEL ?? 'warn'));
+        return await devCommand(positionals[0]!, { attach: values.attach === true, debug: values.debug === true }, io, createLogger('logomesh', process.env.LOGOMESH_LOG_LEVEL ?? 'warn'));
       }
       case 'keygen': {
         const { positionals } = parseArgs({ args: rest, allowPositionals: true, options: {} });

@@ -23,7 +23,8 @@ import type { CliIo } from './io.js';
 import { psTable } from './ps.js';
 
 export interface UpOptions {
-  readonly dir: string;
+  /** Absent: the plugin folders an earlier controller of this home ran (state.json), else manifests/. */
+  readonly dir?: string;
   readonly detach: boolean;
   /** How long -d waits for every plugin to be ready (image builds included). */
   readonly waitMs?: number;
@@ -81,9 +82,14 @@ async function upForeground(opts: UpOptions, home: Home, io: CliIo, log: Logger)
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   try {
-    // In the cluster the folder is the render's manifests ConfigMap: manifests and their rendered objects, no plugin folders.
-    if (backend && isRenderedDir(opts.dir)) host.load(backend.useRendered(loadRendered(opts.dir)));
-    else host.loadDirectory(opts.dir);
+    if (opts.dir !== undefined) {
+      // In the cluster the folder is the render's manifests ConfigMap: manifests and their rendered objects, no plugin folders.
+      if (backend && isRenderedDir(opts.dir)) host.load(backend.useRendered(loadRendered(opts.dir)));
+      else host.loadDirectory(opts.dir);
+    } else if (host.savedFolders().length) {
+      io.err(`logomesh: no folder named; loading the plugin folders this home ran last (${home.stateFile})`);
+      host.loadSaved();
+    } else host.loadDirectory('manifests');
     const { port } = endpoints;
     await host.startAll();
     io.err(`logomesh: ${host.list().length} plugin(s) ready; hub on 127.0.0.1:${port} (token in ${home.tokenFile}); control socket ${home.controlSocket}${endpoints.metricsUrl ? `; metrics at ${endpoints.metricsUrl}` : ''}${endpoints.consoleUrl ? `; console at ${endpoints.consoleUrl} (token in ${home.dir}/console.token)` : ''}`);
@@ -107,7 +113,7 @@ async function upDetached(opts: UpOptions, home: Home, io: CliIo): Promise<numbe
   const out = openSync(home.logFile, 'a');
   const script = process.argv[1] ?? '';
   const kubeArgs = opts.kubernetes ? ['--backend', 'kubernetes', ...Object.entries(opts.kubernetes).flatMap(([k, v]) => [`--${k === 'podCidr' ? 'pod-cidr' : k}`, v])] : [];
-  const child = spawn(process.execPath, [...process.execArgv, script, 'up', opts.dir, ...kubeArgs], {
+  const child = spawn(process.execPath, [...process.execArgv, script, 'up', ...(opts.dir !== undefined ? [opts.dir] : []), ...kubeArgs], {
     detached: true,
     stdio: ['ignore', out, out],
     env: { ...process.env, LOGOMESH_LOG_FORMAT: 'json' },

@@ -1,4 +1,5 @@
-import { formatIssue, isLogoMeshError, loadManifest, ManifestRejectedError, type ManifestIssue } from '../index.js';
+import { statSync } from 'node:fs';
+import { crossCheckManifests, findManifest, formatIssue, isLogoMeshError, loadManifest, ManifestRejectedError, pluginFolders, type LoadedManifest, type ManifestIssue } from '../index.js';
 import type { CliIo } from './io.js';
 
 interface Outcome {
@@ -11,9 +12,20 @@ interface Outcome {
   issues: ManifestIssue[];
 }
 
-/** `logomesh validate <manifest-or-dir>...`: every error of every file, then one exit code. */
+/**
+ * `logomesh validate <manifest-or-dir>...`: every error of every file, then one exit code. A
+ * folder of plugin folders counts as its plugins; everything named is then checked as one
+ * set too (crossCheck: dependencies, consumed methods the target exposes).
+ */
 export function validateCommand(targets: string[], json: boolean, io: CliIo): number {
-  const outcomes = targets.map(check);
+  const loaded = new Map<Outcome, LoadedManifest>();
+  const outcomes = targets.flatMap(expand).map((t) => check(t, loaded));
+  const files = new Map([...loaded].map(([o, l]) => [l.file, o]));
+  for (const issue of crossCheckManifests([...loaded.values()])) {
+    const o = files.get(issue.file)!;
+    o.ok = false;
+    o.issues.push(issue);
+  }
   if (json) {
     io.out(JSON.stringify(outcomes, null, 2));
   } else {
@@ -27,10 +39,28 @@ export function validateCommand(targets: string[], json: boolean, io: CliIo): nu
   return outcomes.every((o) => o.ok) ? 0 : 1;
 }
 
-function check(target: string): Outcome {
+/** A folder without a manifest of its own stands for the plugin folders in it. */
+function expand(target: string): string[] {
+  if (!statSync(target, { throwIfNoEntry: false })?.isDirectory()) return [target];
   try {
-    const { manifest, file } = loadManifest(target);
-    return { target, file, ok: true, id: manifest.id, version: manifest.version, runtime: manifest.runtime, issues: [] };
+    findManifest(target);
+    return [target];
+  } catch {
+    try {
+      return pluginFolders(target);
+    } catch {
+      return [target]; // reported by check, as for any folder without a manifest
+    }
+  }
+}
+
+function check(target: string, loaded: Map<Outcome, LoadedManifest>): Outcome {
+  try {
+    const l = loadManifest(target);
+    const { manifest, file } = l;
+    const o: Outcome = { target, file, ok: true, id: manifest.id, version: manifest.version, runtime: manifest.runtime, issues: [] };
+    loaded.set(o, l);
+    return o;
   } catch (err) {
     if (err instanceof ManifestRejectedError) return { target, file: err.details.file, ok: false, issues: [...err.issues] };
     if (isLogoMeshError(err)) {

@@ -4,7 +4,7 @@ import { LogoMeshError, type ErrorCode } from '../errors.js';
 // What the client throws, for callers that only load the client (the CLI's control commands).
 export { isLogoMeshError, LogoMeshError } from '../errors.js';
 import { resolveHome, type Home } from '../controller/home.js';
-import type { ChangedLimit, ControllerStatus, LimitChange, PathGrantAnswer, PluginStatus, ResourceUsage, SegmentRow, StatsRow } from '../controller/types.js';
+import type { ApplyResult, ChangedLimit, ControllerStatus, LimitChange, PathGrantAnswer, PluginStatus, ResourceUsage, SegmentRow, StatsRow } from '../controller/types.js';
 
 /** The CLI's side of the control socket (see server.ts). */
 export class ControlClient {
@@ -65,6 +65,21 @@ export class ControlClient {
     return this.json('POST', `/v1/plugins/${encodeURIComponent(id)}/${action}`, { kind: 'topic', topic, ...(ttlMs ? { ttlMs } : {}) }) as Promise<{ topic: string }>;
   }
 
+  /** Make the running set what the plugin folders under `dir` (absolute) say; see docs/deploys.md. */
+  apply(dir: string, opts: { dryRun?: boolean; prune?: boolean } = {}): Promise<ApplyResult> {
+    return this.json('POST', '/v1/apply', { dir, ...(opts.dryRun ? { dryRun: true } : {}), ...(opts.prune ? { prune: true } : {}) }) as Promise<ApplyResult>;
+  }
+
+  /** Load the plugin folders under `dir` (absolute) and start them; their ids. */
+  async load(dir: string): Promise<string[]> {
+    return ((await this.json('POST', '/v1/load', { dir })) as { loaded: string[] }).loaded;
+  }
+
+  /** Stop a plugin and forget it. */
+  async unload(id: string): Promise<void> {
+    await this.json('POST', `/v1/plugins/${encodeURIComponent(id)}/unload`, {});
+  }
+
   /** Every running plugin's usage and processes (`logomesh stats`). */
   stats(): Promise<StatsRow[]> {
     return this.json('GET', '/v1/stats') as Promise<StatsRow[]>;
@@ -97,6 +112,28 @@ export class ControlClient {
         res.on('error', reject);
       });
       req.on('error', (err) => reject(unavailable(this.socketPath, err)));
+      req.end();
+    });
+  }
+
+  /** Follow a plugin's new output lines, each to `write`, until `signal` aborts or the controller ends it. */
+  followLogs(id: string, write: (line: string) => void, signal: AbortSignal): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const req = request({ socketPath: this.socketPath, method: 'GET', path: `/v1/plugins/${encodeURIComponent(id)}/logs?lines=0&follow=1`, signal }, (res) => {
+        if (res.statusCode !== 200) {
+          collect(res).then((body) => reject(toError(body, res.statusCode)), reject);
+          return;
+        }
+        let partial = '';
+        res.on('data', (c: Buffer) => {
+          const parts = (partial + c.toString('utf8')).split('\n');
+          partial = parts.pop() ?? '';
+          for (const p of parts) write(p);
+        });
+        res.on('end', resolve);
+        res.on('error', () => resolve());
+      });
+      req.on('error', (err) => (signal.aborted ? resolve() : reject(unavailable(this.socketPath, err))));
       req.end();
     });
   }

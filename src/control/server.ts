@@ -3,6 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { isLogoMeshError, LogoMeshError } from '../errors.js';
 import type { Controller } from '../controller/controller.js';
 import type { Logger } from '../log.js';
+import { deployRoute } from './deploy-routes.js';
 import { monitorRoute } from './monitor-routes.js';
 
 /**
@@ -26,6 +27,9 @@ import { monitorRoute } from './monitor-routes.js';
  *   GET  /v1/segments                     -> SegmentRow[] (the shared-memory pool)
  *   GET  /v1/plugins/:id/schema?method=m  -> {params?, result?} (coordination.methodSchemas)
  *   POST /v1/down                         -> stops everything; the controller exits
+ *   POST /v1/apply {dir, dryRun?, prune?}  -> ApplyResult (deploy-routes.ts)
+ *   POST /v1/load {dir}                   -> {loaded: ids}
+ *   POST /v1/plugins/:id/unload           -> {unloaded: id}
  *   GET  /v1/stats, GET /v1/plugins/:id/usage, POST /v1/plugins/:id/limits: monitor-routes.ts
  */
 export async function serveControl(host: Controller, socketPath: string, log: Logger, onDown: () => void): Promise<Server> {
@@ -49,6 +53,8 @@ async function handle(host: Controller, req: IncomingMessage, res: ServerRespons
   const parts = url.pathname.split('/').filter(Boolean);
   if (parts[0] !== 'v1') return sendJson(res, 404, { error: { code: 'LM_USAGE', message: `unknown path ${url.pathname}` } });
   const [, what, id, action] = parts;
+  const deploy = deployRoute(req.method, what, id, action);
+  if (deploy) return sendJson(res, 200, await deploy(host, (await readJson(req)) as Record<string, unknown>));
   if (req.method === 'GET' && what === 'plugins' && !id) return sendJson(res, 200, host.list());
   if (req.method === 'GET' && what === 'segments' && !id) return sendJson(res, 200, host.memory.list());
   if (req.method === 'GET' && what === 'status') return sendJson(res, 200, { engine: host.engineStatus(), home: host.home.dir, plugins: host.list() });

@@ -1,11 +1,12 @@
 import path from 'node:path';
 import { LABEL } from '../labels.js';
 import { hasOperatorMounts } from '../sandbox/container-mounts.js';
-import { isNetworked } from '../sandbox/egress.js';
 import { HUB_MOUNT } from '../sandbox/container-spec.js';
+import { isNetworked } from '../sandbox/egress.js';
 import { removeStagingLeftovers } from '../sandbox/mount-staging.js';
 import { PluginContainer } from '../sandbox/plugin-container.js';
 import type { ControllerContext } from './context.js';
+import { pluginSocketDir } from './home.js';
 import type { Launcher, Supervision } from './launcher.js';
 import { serialize, type Managed } from './managed.js';
 import { DEFAULTS } from './options.js';
@@ -66,6 +67,8 @@ export class Adoption {
         continue;
       }
       taken.add(id);
+      // A container started by a deploy's replacement uses the plugin's other socket folder.
+      m.generation = socketDir === pluginSocketDir(cx.home, id, 1) ? 1 : 0;
       adoptions.push(serialize(m, () => this.adopt(m, c.Id, socketDir)));
     }
     await Promise.allSettled(adoptions);
@@ -84,7 +87,7 @@ export class Adoption {
       await cx.hub.detachPlugin(id);
       ready = waitReady(cx.hub, m, cx.opts.startTimeoutMs ?? DEFAULTS.startTimeoutMs);
       await this.launcher.attachHub(m, socketDir);
-      await container.attach(m.logs.writable('stdout'), m.logs.writable('stderr'), false);
+      m.drainOutput = await container.attach(m.logs.writable('stdout'), m.logs.writable('stderr'), false);
       const exited = container.wait();
       this.supervision.watchExit(m, container, exited);
       await readyOrExit(m, ready, exited, { audit: cx.audit.record, kernel: cx.kernel });

@@ -5,6 +5,7 @@ import type { Hub } from '../hub/hub.js';
 import type { Logger } from '../log.js';
 import type { Policy } from '../policy/policy.js';
 import type { KernelWatch } from '../violations/kernel-watch.js';
+import type { DebugMode } from './debug/debug-mode.js';
 import type { EgressHandle } from './egress-handle.js';
 import type { EngineWatch } from './engine-watch.js';
 import type { Home } from './home.js';
@@ -30,6 +31,8 @@ export interface ControllerContext {
   /** The shared-memory pool, its cache and the hub's broker for them. */
   readonly segments: Segments;
   readonly engine: EngineWatch;
+  /** Debug mode's debuggers (absent: not in debug mode). */
+  readonly debug: DebugMode | undefined;
   /** The resource monitor, violations, metrics and the health check program. */
   readonly monitoring: Monitoring;
   /** The kernel's records of plugin processes (absent: not followed). */

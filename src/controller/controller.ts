@@ -15,24 +15,30 @@ import type { KernelWatch } from '../violations/kernel-watch.js';
 import { dockerParts, type Backend, type Lifecycle, type Reconciler } from './backend.js';
 import { decideCapability, type CapabilityDecision } from './capabilities.js';
 import type { ControllerContext } from './context.js';
+import { exitCause } from './exit-cause.js';
+import { DebugMode } from './debug/debug-mode.js';
 import { DockerBackend } from './docker-backend.js';
 import { EngineWatch } from './engine-watch.js';
 import type { Home } from './home.js';
 import { watchKernel } from './kernel-events.js';
+import { Launcher } from './launcher.js';
 import { Monitoring } from './monitoring.js';
-import { isUp, serialize, type Managed } from './managed.js';
+import { egressKey, isUp, serialize, type Managed } from './managed.js';
 import { DEFAULTS, type ControllerOptions } from './options.js';
 import { loadFolders } from '../manifest/folders.js';
 import { PluginRegistry } from './registry.js';
 import { SavedState } from './saved-state.js';
 import { Standbys } from './standby.js';
 import { startInLevels } from './start-all.js';
+import { Deployer, type ApplyOptions } from './deploy/deployer.js';
+import type { SignedContent } from '../signing/signature.js';
 import { statusOf } from './status.js';
 import { Segments } from './segments.js';
 import { Supervisor } from './supervisor.js';
-import type { EngineStatus, LogLine, PluginStatus } from './types.js';
+import type { ApplyResult, EngineStatus, LogLine, PluginStatus } from './types.js';
 
 export type { ControllerOptions } from './options.js';
+export type { ApplyOptions } from './deploy/deployer.js';
 
 /**
  * The controller: loads plugin folders, starts each in its sandbox in dependency order,
@@ -63,6 +69,9 @@ export class Controller implements AsyncDisposable {
   private readonly launcher: Lifecycle;
   private readonly supervisor: Supervisor;
   private readonly adoption: Reconciler;
+  /** Deploys (apply, load): on the Docker backend, whose launcher can start a plugin's replacement beside it. */
+  private readonly deployer?: Deployer;
+  private readonly debugMode?: DebugMode;
   /** Warm standbys (standby.ts): on the Docker backend only. */
   private readonly standbys?: Standbys;
   /** The resource monitor, its violations, the metrics and the health check program. */
@@ -111,7 +120,11 @@ export class Controller implements AsyncDisposable {
       emit: (topic, data) => this.hub.announce(topic, data),
       policy: () => this.policy,
       records: () => this.registry.records(),
-      connections: (id) => (onDocker ? dockerParts(backend).egress.connections(id) : undefined),
+      // A plugin's proxy is keyed by its generation (a replacement has its own, managed.ts).
+      connections: (id) => {
+        const m = onDocker ? this.registry.find(id) : undefined;
+        return m ? dockerParts(backend).egress.connections(egressKey(m)) : undefined;
+      },
       options: onDocker ? (opts.monitoring ?? {}) : { enabled: false, healthCheckMs: false },
       startTimeoutMs: opts.startTimeoutMs ?? DEFAULTS.startTimeoutMs,
     });
@@ -126,8 +139,11 @@ export class Controller implements AsyncDisposable {
       audit: this.audit.record,
       token: this.token,
       ...(opts.maxMessageBytes ? { maxMessageBytes: opts.maxMessageBytes } : {}),
-      ...(opts.pingIntervalMs ? { pingIntervalMs: opts.pingIntervalMs } : {}),
+      // A plugin stopped at a breakpoint answers no ping: in debug mode, the hub's come an hour apart.
+      ...(opts.pingIntervalMs ? { pingIntervalMs: opts.pingIntervalMs } : opts.debug ? { pingIntervalMs: 3_600_000 } : {}),
       ...(opts.rateLimit ? { rateLimit: opts.rateLimit } : {}),
+      ...(opts.hostMethods ? { hostMethods: opts.hostMethods } : {}),
+      exitCause: (id) => exitCause(this.registry.find(id), 2_000),
     });
     // Each plugin starting waits on 'ready' (readiness.ts): as many listeners as starts at once.
     this.hub.setMaxListeners(0);
@@ -136,7 +152,12 @@ export class Controller implements AsyncDisposable {
     if (opts.kernelLog !== false && backend.name === 'docker') {
       this.kernel = watchKernel({ log: this.log, audit: this.audit.record, instance: home.instance, pluginIds: () => this.registry.ids(), onKill: (id, kill) => void this.ifLoaded(id, (m) => this.supervisor.seccompKilled(m, kill)) });
     }
+    // Debug mode is for a development machine's Docker engine (logomesh dev).
+    if (opts.debug && !(backend instanceof DockerBackend)) throw new LogoMeshError('LM_USAGE', `debug mode runs plugins on the Docker backend only, not on ${backend.name}`, { field: 'debug', expected: 'the Docker backend', found: backend.name });
+    const debug = opts.debug && backend instanceof DockerBackend ? new DebugMode(backend.docker, this.log, (id) => this.registry.find(id)?.container?.id) : undefined;
+    this.debugMode = debug;
     const cx: ControllerContext = {
+      debug,
       // The Docker backend's own parts, for its launcher and adoption (LM_INTERNAL on another backend).
       get docker() {
         return dockerParts(backend).docker;
@@ -166,6 +187,15 @@ export class Controller implements AsyncDisposable {
     const parts = backend.parts(cx, this.supervisor);
     this.launcher = parts.lifecycle;
     this.adoption = parts.reconciler;
+    if (parts.lifecycle instanceof Launcher) {
+      this.deployer = new Deployer(cx, parts.lifecycle, this.supervisor, {
+        currentPolicy: () => (this.opts.policy ? this.policy : resolvePolicy(undefined)),
+        usePolicy: (p) => (this.resolvedPolicy = p),
+        load: (manifests, verified) => this.load(manifests, verified),
+        start: (id) => this.start(id),
+        unload: (id) => this.unload(id),
+      });
+    }
   }
 
   /**
@@ -206,23 +236,72 @@ export class Controller implements AsyncDisposable {
    * dependencies). Each plugin's operator permissions saved by an earlier controller of this
    * home apply before it can make its first call.
    */
-  load(manifests: readonly LoadedManifest[]): string[] {
-    const ids = this.registry.add(manifests, this.saved.read(), (m) => this.restorePermissions(m));
+  load(manifests: readonly LoadedManifest[], verified?: ReadonlyMap<LoadedManifest, SignedContent | undefined>): string[] {
+    const ids = this.registry.add(
+      manifests,
+      this.saved.read(),
+      (m) => {
+        this.restorePermissions(m);
+        if (this.deployer) m.deployed = this.deployer.fingerprint(m.loaded);
+      },
+      verified,
+    );
     this.persist();
     return ids;
   }
 
-  /** Stop and forget a plugin. Refused while a running plugin depends on it. */
+  /** Stop and forget a plugin. Refused while a plugin that depends on it is loaded. */
   async unload(id: string): Promise<void> {
     this.registry.get(id);
-    const running = this.registry.dependents(id).filter((d) => isUp(this.registry.get(d)));
-    if (running.length) {
-      throw new LogoMeshError('LM_DEPENDENCY', `cannot unload ${id}: running plugins depend on it (${running.join(', ')})`, { dependents: running });
+    const dependents = this.registry.dependents(id);
+    if (dependents.length) {
+      throw new LogoMeshError('LM_DEPENDENCY', `cannot unload ${id}: loaded plugins depend on it (${dependents.join(', ')}); unload them first, or apply a folder without them`, {
+        plugin: id,
+        dependents,
+      });
     }
     await this.stop(id);
     await this.memory.pluginGone(id, true);
     this.registry.remove(id);
+    await this.debugMode?.close(id);
     await this.backend.unloaded(id);
+    this.audit.record({ who: 'controller', action: 'unload', resource: id, result: 'allowed' });
+    this.persist();
+  }
+
+  // --- deploys (deploy/) ----------------------------------------------------------------------
+
+  /**
+   * Make the running set what the plugin folders under `dir` say (docs/deploys.md): add the
+   * new ones, replace the changed ones (manifest, any file, signature, policy) without
+   * failing a call, and with `prune` remove the loaded ones the folder lacks, in dependency
+   * order. The folder is checked whole first: a refusal (LM_MANIFEST_*, LM_SIGNATURE,
+   * LM_POLICY_DENIED, LM_DEPENDENCY, ...) changes nothing. `dryRun` only plans.
+   */
+  apply(dir: string, opts: ApplyOptions = {}): Promise<ApplyResult> {
+    return this.deploys().apply(dir, opts);
+  }
+
+  /** Load the plugin folders under `dir` into the running controller and start them. Returns their ids. */
+  loadAndStart(dir: string): Promise<string[]> {
+    return this.deploys().load(dir);
+  }
+
+  private deploys(): Deployer {
+    if (!this.deployer) throw new LogoMeshError('LM_USAGE', `apply and load into a running controller are built for the Docker backend only, not ${this.backend.name}: restart the controller with the new folder`, { expected: 'the Docker backend', found: this.backend.name });
+    return this.deployer;
+  }
+
+  /** The plugin folders an earlier controller of this home ran (state.json), in load order. */
+  savedFolders(): string[] {
+    return this.saved.read()?.folders ?? [];
+  }
+
+  /** Load the plugin folders an earlier controller of this home ran. Throws LM_MANIFEST_NOT_FOUND when there are none. */
+  loadSaved(): string[] {
+    const folders = this.savedFolders();
+    if (!folders.length) throw new LogoMeshError('LM_MANIFEST_NOT_FOUND', `${this.opts.home.stateFile} names no plugin folders: give 'logomesh up' a folder`, { file: this.opts.home.stateFile, expected: 'plugin folders run by an earlier controller of this home', found: 'none' });
+    return this.load(folders.flatMap((f) => loadFolders(f)));
   }
 
   // --- lifecycle ----------------------------------------------------------------------------
@@ -256,7 +335,8 @@ export class Controller implements AsyncDisposable {
 
   /**
    * Restart one plugin: switched to its standby when one is waiting (the container it
-   * replaces is stopped behind), otherwise stopped and started again.
+   * replaces is stopped behind), otherwise stopped and started again (the container is
+   * recreated; see `apply` for a replacement without failed calls).
    */
   async restart(id: string): Promise<void> {
     const m = this.registry.get(id);
@@ -486,11 +566,12 @@ export class Controller implements AsyncDisposable {
       for (const level of this.registry.stopLevels()) await Promise.allSettled(level.map((id) => this.stop(id)));
       await this.monitoring.close();
       await this.hub.close();
+      await this.debugMode?.close();
       await this.memory.close().catch((err: unknown) => this.log.warn({ err: errorText(err) }, 'could not remove the shared-memory pool'));
       await this.backend.close();
       rmSync(this.opts.home.socketsDir, { recursive: true, force: true });
-      // A clean stop leaves nothing to adopt; the operator's revocations and grants stay.
-      this.saved.keepPermissionsOnly(this.registry.records(), (id) => this.grants.saved(id));
+      // A clean stop leaves nothing to adopt; the plugin folders and the operator's revocations and grants stay.
+      this.saved.keepForNextStart(this.registry.records(), (id) => this.grants.saved(id));
       this.grants.close();
       await this.audit.close();
       // Whatever a failed stop left behind still carries this controller's label.

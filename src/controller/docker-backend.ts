@@ -5,6 +5,7 @@ import type { Backend, DockerParts, Lifecycle, Reconciler } from './backend.js';
 import type { ControllerContext } from './context.js';
 import { EgressHandle } from './egress-handle.js';
 import { Launcher } from './launcher.js';
+import { egressKey, pluginOfEgressKey } from './managed.js';
 import type { Supervisor } from './supervisor.js';
 
 /**
@@ -17,6 +18,7 @@ export class DockerBackend implements Backend {
   readonly what = 'the Docker engine';
   private egress?: EgressHandle;
   private instance?: string;
+  private cx?: ControllerContext;
 
   constructor(readonly docker: Docker) {}
 
@@ -31,15 +33,17 @@ export class DockerBackend implements Backend {
 
   parts(cx: ControllerContext, supervisor: Supervisor): { lifecycle: Lifecycle; reconciler: Reconciler } {
     this.instance = cx.home.instance;
+    this.cx = cx;
     this.egress = new EgressHandle({
       docker: this.docker,
       home: cx.home,
       log: cx.log,
       audit: cx.audit.record,
       ...(cx.opts.egressNetworks ? { networks: cx.opts.egressNetworks } : {}),
-      onProxyGone: (id) => {
-        const m = cx.registry.find(id);
-        if (m) void supervisor.proxyGone(m);
+      // Proxies are keyed by the plugin's generation: a replacement has its own (managed.ts).
+      onProxyGone: (key) => {
+        const m = cx.registry.find(pluginOfEgressKey(key));
+        if (m && egressKey(m) === key) void supervisor.proxyGone(m);
       },
     });
     // The supervisor's warm standbys are removed with each plugin's container.
@@ -52,7 +56,8 @@ export class DockerBackend implements Backend {
   }
 
   revokeHost(pluginId: string, host: string): Promise<boolean> {
-    return this.egress?.revokeHost(pluginId, host) ?? Promise.resolve(false);
+    const m = this.cx?.registry.find(pluginId);
+    return m && this.egress ? this.egress.revokeHost(egressKey(m), host) : Promise.resolve(false);
   }
 
   answersAgain(): void {

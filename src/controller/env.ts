@@ -34,6 +34,21 @@ function sharedMemoryFromEnv(env: NodeJS.ProcessEnv = process.env): { poolBytes?
 }
 
 /**
+ * LOGOMESH_HOST_METHODS: the host methods host clients may serve, comma-separated method
+ * names (`get_user,log_event`). Throws LM_USAGE naming a bad one.
+ */
+export function hostMethodsFromEnv(env: NodeJS.ProcessEnv = process.env): string[] {
+  const names = (env.LOGOMESH_HOST_METHODS ?? '')
+    .split(',')
+    .map((n) => n.trim())
+    .filter(Boolean);
+  const bad = names.filter((n) => !/^[A-Za-z_][A-Za-z0-9_]{0,63}$/.test(n));
+  if (bad.length) {
+    throw new LogoMeshError('LM_USAGE', `LOGOMESH_HOST_METHODS (or --host-methods) lists what is not a method name: ${bad.join(', ')}; give names such as get_user,log_event`, { field: 'LOGOMESH_HOST_METHODS', expected: 'comma-separated method names (a letter or _, then letters, digits, _)', found: bad.join(', ') });
+  }
+  return [...new Set(names)];
+}
+
 /**
  * LOGOMESH_STANDBY: the plugins that keep a warm standby whatever their manifests say, as a
  * comma-separated list of ids, or `*` for every one. Throws LM_USAGE for anything else.
@@ -69,14 +84,16 @@ function monitoringFromEnv(env: NodeJS.ProcessEnv): MonitoringOptions {
 /**
  * The controller options the environment sets, as `logomesh up` reads them: the hub token,
  * the hub's limits (hubLimitsFromEnv), the audit trail's rotation, the resource monitor, the
- * Docker health check, the operator's standbys, how many plugins start at once and the
- * shared-memory pool's size. Throws LM_USAGE naming the variable.
+ * Docker health check, the operator's standbys, how many plugins start at once, the
+ * shared-memory pool's size and the host methods host clients may serve. Throws LM_USAGE
+ * naming the variable.
  */
 export function controllerOptionsFromEnv(
   env: NodeJS.ProcessEnv = process.env,
-): Pick<ControllerOptions, 'hubToken' | 'hubLimits' | 'auditRotation' | 'monitoring' | 'standby' | 'startConcurrency' | 'sharedMemory'> {
+): Pick<ControllerOptions, 'hubToken' | 'hubLimits' | 'auditRotation' | 'monitoring' | 'standby' | 'startConcurrency' | 'sharedMemory' | 'hostMethods'> {
   const hubToken = hubTokenFromEnv(env);
   const standby = standbyFromEnv(env);
+  const hostMethods = hostMethodsFromEnv(env);
   const concurrency = env.LOGOMESH_START_CONCURRENCY;
   return {
     hubLimits: hubLimitsFromEnv(env),
@@ -85,6 +102,7 @@ export function controllerOptionsFromEnv(
     sharedMemory: sharedMemoryFromEnv(env),
     ...(hubToken ? { hubToken } : {}),
     ...(standby ? { standby } : {}),
+    ...(hostMethods.length ? { hostMethods } : {}),
     ...(concurrency ? { startConcurrency: positiveInteger('LOGOMESH_START_CONCURRENCY', concurrency) } : {}),
   };
 }

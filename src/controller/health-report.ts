@@ -12,8 +12,9 @@ import { pluginSocketDir } from './home.js';
  * whole (rename), so the check never reads half a line. Never throws: the folder is gone
  * once the plugin is torn down, and a report about a plugin that is gone does not matter.
  */
-export function reportHealth(home: Home, pluginId: string, text: string): void {
-  const dir = pluginSocketDir(home, pluginId);
+export function reportHealth(home: Home, pluginId: string, text: string, generation: 0 | 1 = 0): void {
+  // The socket folder its container has (a replacement's is the other one, see managed.ts).
+  const dir = pluginSocketDir(home, pluginId, generation);
   // Written beside the plugin's folder, not in it: the plugin never sees a half-made file.
   const tmp = path.join(home.socketsDir, `.${HEALTH_REPORT_NAME}-${pluginId}-${randomBytes(4).toString('hex')}`);
   try {

@@ -36,7 +36,11 @@ export function resolveHome(env: NodeJS.ProcessEnv = process.env): Home {
   };
 }
 
-/** The socket folder of one plugin (bind-mounted into its container only). */
-export function pluginSocketDir(home: Home, pluginId: string): string {
-  return path.join(home.socketsDir, pluginId);
+/**
+ * The socket folder of one plugin (bind-mounted into its container only). A plugin being
+ * replaced runs two containers for a moment, each with its own folder: generation 0 is
+ * `sockets/<id>`, generation 1 `sockets/<id>.1` (a plugin id has no dot, so no clash).
+ */
+export function pluginSocketDir(home: Home, pluginId: string, generation: 0 | 1 = 0): string {
+  return path.join(home.socketsDir, generation === 0 ? pluginId : `${pluginId}.${generation}`);
 }

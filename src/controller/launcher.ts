@@ -14,7 +14,7 @@ import type { ControllerContext } from './context.js';
 import { pluginSocketDir } from './home.js';
 import { verifyBeforeStart } from './load-checks.js';
 import { withLiveLimits } from './live-limits.js';
-import { isUp, type Managed } from './managed.js';
+import { egressKey, isUp, type Managed } from './managed.js';
 import { DEFAULTS } from './options.js';
 import { giveSocketTo } from './plugin-socket.js';
 import { readyOrExit, waitReady, type ReadyWait } from './readiness.js';
@@ -50,8 +50,13 @@ export class Launcher {
     return this.cx.opts.stopGraceMs ?? DEFAULTS.stopGraceMs;
   }
 
-  /** Start a plugin whose dependencies are ready; resolves when it said hello. Throws the failing step's coded error (audited), after a teardown. */
-  async start(m: Managed): Promise<void> {
+  /**
+   * Start a plugin whose dependencies are ready; resolves when it said hello. Throws the
+   * failing step's coded error (audited), after a teardown. A `successor` is the
+   * replacement of a running plugin (deploy/replace.ts): it gets the other socket folder
+   * and egress attachment, and the hub hands the plugin's calls to it at its hello.
+   */
+  async start(m: Managed, successor = false): Promise<void> {
     const { cx } = this;
     if (isUp(m)) return;
     this.supervision.stopTimers(m);
@@ -74,10 +79,10 @@ export class Launcher {
       await cx.monitoring.prepare(); // once: the health check program and the monitor
       let operatorGrants: readonly PathGrant[] = [];
       sandbox = await this.prepare(m, timing, (g) => (operatorGrants = g));
-      await this.attachHub(m);
+      await this.attachHub(m, undefined, successor);
       const container = await PluginContainer.create(cx.docker, sandbox.spec, cx.log.child({ plugin: id }));
       m.container = container;
-      await container.attach(m.logs.writable('stdout'), m.logs.writable('stderr'));
+      m.drainOutput = await container.attach(m.logs.writable('stdout'), m.logs.writable('stderr'));
       ready = waitReady(cx.hub, m, this.startTimeoutMs);
       // A grant revoked while this start was under way is not mounted after all.
       for (const g of operatorGrants) if (cx.grants.path(id, g.name) !== g) throw new LogoMeshError('LM_GRANT_PATH', `plugin ${id}: the path grant ${g.name} was revoked while the plugin was starting; the container is not started`, { plugin: id, grant: g.name });
@@ -88,6 +93,7 @@ export class Launcher {
       const exited = container.wait();
       this.supervision.watchExit(m, container, exited);
       await readyOrExit(m, ready, exited, { audit: cx.audit.record, kernel: cx.kernel });
+      if (cx.debug) m.debug = await cx.debug.expose(m);
       m.state = 'ready';
       m.readySince = Date.now();
       m.startMs = Date.now() - timing.loadStart;
@@ -102,7 +108,7 @@ export class Launcher {
       cx.audit.record({ who: 'controller', action: 'start', resource: id, result: 'failed', code: e.code, reason: e.message });
       m.state = 'failed';
       m.lastError = { code: e.code, message: e.message };
-      await this.teardown(m);
+      await this.teardown(m, successor ? 'successor' : 'current');
       throw e;
     }
   }
@@ -126,8 +132,9 @@ export class Launcher {
       log: cx.log,
       policy: cx.policy(),
       audit: cx.audit.record,
-      hubSocketDir: pluginSocketDir(cx.home, id),
+      hubSocketDir: pluginSocketDir(cx.home, id, m.generation),
       ...(await segmentsDirOf(cx, id)),
+      ...(cx.debug ? { adjustSpec: (spec) => cx.debug!.adjust(m, spec) } : {}),
       ...(health ? { healthCheck: health } : {}),
       name: `lm-${id}-${randomBytes(3).toString('hex')}`,
       ...(cx.opts.progress ? { progress: cx.opts.progress } : {}),
@@ -139,10 +146,10 @@ export class Launcher {
       },
       network: async (loaded) => {
         const egress = await cx.egress.get();
-        const network = await egress.attach(id, loaded.manifest);
+        const network = await egress.attach(egressKey(m), loaded.manifest);
         // The attachment lists the manifest's hosts; the operator's revocations are taken
         // off before the container exists, so the plugin never reaches a revoked host.
-        for (const host of cx.grants.revokedHosts(id)) await egress.revokeHost(id, host);
+        for (const host of cx.grants.revokedHosts(id)) await egress.revokeHost(egressKey(m), host);
         return network;
       },
       hooks: {
@@ -163,12 +170,23 @@ export class Launcher {
    * nobody else connects. Listening starts before the container exists, so a plugin that
    * connects at once (or an adopted one reconnecting) finds it.
    */
-  async attachHub(m: Managed, socketDir = pluginSocketDir(this.cx.home, m.loaded.manifest.id)): Promise<void> {
+  /** After a replacement (deploy/replace.ts): the plugin's standby, made from its old version, gives way to one of the new. */
+  async renewStandby(m: Managed): Promise<void> {
+    await this.standbys?.discard(m);
+    this.standbys?.prepare(m);
+  }
+
+  async attachHub(m: Managed, socketDir = pluginSocketDir(this.cx.home, m.loaded.manifest.id, m.generation), successor = false): Promise<void> {
     const { cx } = this;
     const id = m.loaded.manifest.id;
     const socket = path.join(socketDir, HUB_SOCKET_NAME);
-    await cx.hub.detachPlugin(id);
-    await cx.hub.attachPlugin(policyOf(m.loaded.manifest), socket);
+    if (successor) {
+      await cx.hub.detachSuccessor(id);
+      await cx.hub.attachSuccessor(policyOf(m.loaded.manifest), socket);
+    } else {
+      await cx.hub.detachPlugin(id);
+      await cx.hub.attachPlugin(policyOf(m.loaded.manifest), socket);
+    }
     giveSocketTo(socket, ...cx.idsOf(id), cx.log);
   }
 
@@ -209,25 +227,35 @@ export class Launcher {
   }
 
   /**
-   * Remove the container, its network and the hub socket; safe after any failure. Never
-   * throws: with the engine gone, the container is removed by the next reconcile or
+   * Remove the container, its network and the hub socket (of the plugin's current
+   * connection, of a replacement that failed, or of a replaced one that retired); safe
+   * after any failure. Never throws: with the engine gone, the container is removed by the next reconcile or
    * `logomesh clean`.
    */
-  async teardown(m: Managed): Promise<void> {
+  async teardown(m: Managed, which: 'current' | 'successor' | 'retiring' = 'current'): Promise<void> {
     const { cx } = this;
     const id = m.loaded.manifest.id;
-    cx.monitoring.unwatch(id);
+    // The last lines a container that ended wrote (an OOM kill, a crash) are kept for `logs`.
+    const ended = m.exitCode !== undefined || m.state === 'stopping';
+    if (m.container && ended) await m.drainOutput?.(1_000).catch(() => undefined);
+    delete m.drainOutput;
+    // A replacement's two containers: each removal ends only its own container's watch.
+    if (m.container || which === 'current') cx.monitoring.unwatch(id, m.container?.id);
     try {
       await m.container?.remove();
     } catch (err) {
       cx.log.warn({ plugin: id, err: errorText(err) }, 'could not remove the plugin container now');
     }
-    if (isNetworked(m.loaded.manifest)) await cx.egress.detach(id);
-    await this.standbys?.teardown(m);
-    await cx.hub.detachPlugin(id);
-    rmSync(pluginSocketDir(cx.home, id), { recursive: true, force: true });
+    if (isNetworked(m.loaded.manifest)) await cx.egress.detach(egressKey(m));
+    // A replacement's two containers: the plugin's standby goes with the current one only.
+    if (which === 'current') await this.standbys?.teardown(m);
+    if (which === 'successor') await cx.hub.detachSuccessor(id);
+    else if (which === 'retiring') await cx.hub.detachRetiring(id);
+    else await cx.hub.detachPlugin(id);
+    rmSync(pluginSocketDir(cx.home, id, m.generation), { recursive: true, force: true });
     // What it held is taken back; its own segments go unless a running plugin holds them.
-    await cx.segments.pluginGone(id).catch((err: unknown) => cx.log.warn({ plugin: id, err: errorText(err) }, 'could not reclaim the shared memory of a stopped plugin'));
+    // A replacement's two containers share the plugin's segments: only the current one's end counts.
+    if (which === 'current') await cx.segments.pluginGone(id).catch((err: unknown) => cx.log.warn({ plugin: id, err: errorText(err) }, 'could not reclaim the shared memory of a stopped plugin'));
   }
 }
 

@@ -39,7 +39,7 @@ export class LogBuffer {
   }
 
   tail(n = 50): LogLine[] {
-    return this.lines.slice(-n);
+    return n > 0 ? this.lines.slice(-n) : [];
   }
 
   follow(fn: (line: LogLine) => void): () => void {

@@ -147,8 +147,14 @@ export class Monitoring {
     }
   }
 
-  /** Stop watching a plugin (its container is being removed). */
-  unwatch(pluginId: string): void {
+  /**
+   * Stop watching a plugin (its container is being removed). With `containerId`, only if that
+   * is the container watched: while a plugin is replaced (deploy/replace.ts) the watch has
+   * moved to its successor, which the old container's removal must leave alone.
+   */
+  unwatch(pluginId: string, containerId?: string): void {
+    const watched = this.watching.get(pluginId);
+    if (containerId !== undefined && watched !== undefined && watched !== containerId) return;
     this.watching.delete(pluginId);
     this.monitor?.unwatch(pluginId);
   }

@@ -41,6 +41,17 @@ export interface ControllerOptions {
   readonly rateLimit?: number;
   /** The other hub limits (host clients, queues, subscriptions); see Hub and hubLimitsFromEnv. */
   readonly hubLimits?: HubLimits;
+  /**
+   * Host methods a host client on the hub's TCP endpoint may register and serve to plugins
+   * (`logomesh up --host-methods`, LOGOMESH_HOST_METHODS; default none). Methods this
+   * process serves with registerMethod need no declaration.
+   */
+  readonly hostMethods?: readonly string[];
+  /**
+   * Start every plugin under its runtime's debugger, reachable on the host's 127.0.0.1
+   * (debug/debug-mode.ts). For `logomesh dev --debug` only: `logomesh up` refuses it.
+   */
+  readonly debug?: boolean;
   /** Audit trail rotation (size of a file, files kept); see AuditLog. */
   readonly auditRotation?: { readonly maxBytes?: number; readonly keep?: number };
   /** How often the engine is pinged while it answers (default 2 s). */

@@ -5,6 +5,7 @@ import type { Policy } from '../policy/policy.js';
 import { dependentsOf, startLevels } from './dependency-graph.js';
 import { enforcePolicyAudited, verifyAtLoad } from './load-checks.js';
 import { managed, type Managed } from './managed.js';
+import type { SignedContent } from '../signing/signature.js';
 import type { ControllerState } from './state-store.js';
 
 export interface RegistryOptions {
@@ -54,38 +55,59 @@ export class PluginRegistry {
   }
 
   /**
-   * Add validated manifests. The whole set is checked before any is added: signatures
-   * (LM_SIGNATURE) and policy (LM_POLICY_DENIED), both audited, then id clashes and shared
-   * users (LM_PLUGIN_CONFLICT) and dependencies (LM_DEPENDENCY) with the plugins already
-   * loaded. Restart counts survive a controller restart, for the same manifest. `added` is
-   * called for each record once it is in the registry, in order.
+   * Add validated manifests. The whole set is checked before any is added (see checkSet),
+   * unless `verified` says a deploy has just checked them.
+   * Restart counts survive a controller restart, for the same manifest. `added` is called
+   * for each record once it is in the registry, in order.
    */
-  add(manifests: readonly LoadedManifest[], saved: ControllerState | undefined, added: (m: Managed) => void): string[] {
-    const signed = new Map(manifests.map((l) => [l, verifyAtLoad(l, this.opts.verifyPolicy, this.opts.audit)] as const));
-    for (const l of manifests) enforcePolicyAudited(l, this.opts.policy(), this.opts.audit);
-    const next = new Map(this.plugins);
+  add(manifests: readonly LoadedManifest[], saved: ControllerState | undefined, added: (m: Managed) => void, verified?: ReadonlyMap<LoadedManifest, SignedContent | undefined>): string[] {
+    // Manifests a deploy has just checked (checkSet) as part of its new set are not checked twice.
+    const signed = verified ?? this.checkSet([...this.records().map((m) => m.loaded), ...manifests], manifests);
     for (const l of manifests) {
-      const clash = next.get(l.manifest.id);
-      if (clash) {
-        throw new LogoMeshError('LM_PLUGIN_CONFLICT', `plugin id ${l.manifest.id} is declared by both ${clash.loaded.file} and ${l.file}`, {
-          file: l.file,
-          path: '/id',
-          expected: 'a plugin id not used by another loaded plugin',
-          found: l.manifest.id,
-        });
-      }
-      next.set(l.manifest.id, managed(l, signed.get(l)));
-    }
-    startLevels(graphOf(next)); // throws LM_DEPENDENCY
-    this.checkDistinctUsers(next);
-    for (const l of manifests) {
-      const m = next.get(l.manifest.id)!;
+      const m = managed(l, signed.get(l));
       const before = saved?.plugins[l.manifest.id];
       if (before?.manifestHash === l.hash) m.restarts = before.restarts;
       this.plugins.set(l.manifest.id, m);
       added(m);
     }
     return manifests.map((l) => l.manifest.id);
+  }
+
+  /**
+   * Would `all` be a valid set of loaded plugins? The `fresh` ones (new, or changed since
+   * they were loaded) have their signatures (LM_SIGNATURE) and the policy's rules
+   * (LM_POLICY_DENIED) checked, both audited; then the whole set: id clashes and shared
+   * users (LM_PLUGIN_CONFLICT), dependencies present and without cycles (LM_DEPENDENCY).
+   * Changes nothing. Returns what each fresh plugin's signature vouches for. `audit`
+   * replaces the audit sink (a dry run audits nothing); `policy`, the policy in force.
+   */
+  checkSet(all: readonly LoadedManifest[], fresh: readonly LoadedManifest[], opts: { audit?: AuditSink; policy?: Policy } = {}): Map<LoadedManifest, SignedContent | undefined> {
+    const audit = opts.audit ?? this.opts.audit;
+    const policy = opts.policy ?? this.opts.policy();
+    const signed = new Map(fresh.map((l) => [l, verifyAtLoad(l, opts.policy ?? this.opts.verifyPolicy, audit)] as const));
+    for (const l of fresh) enforcePolicyAudited(l, policy, audit);
+    const byId = new Map<string, LoadedManifest>();
+    for (const l of all) {
+      const clash = byId.get(l.manifest.id);
+      if (clash) {
+        throw new LogoMeshError('LM_PLUGIN_CONFLICT', `plugin id ${l.manifest.id} is declared by both ${clash.file} and ${l.file}`, {
+          file: l.file,
+          path: '/id',
+          expected: 'a plugin id not used by another loaded plugin',
+          found: l.manifest.id,
+        });
+      }
+      byId.set(l.manifest.id, l);
+    }
+    startLevels(all.map((l) => ({ id: l.manifest.id, dependsOn: l.manifest.dependencies.plugins }))); // throws LM_DEPENDENCY
+    this.checkDistinctUsers(byId.keys());
+    return signed;
+  }
+
+  /** Put a plugin's new record in place of its old one (a deploy replaced it). */
+  replace(m: Managed): void {
+    this.get(m.loaded.manifest.id);
+    this.plugins.set(m.loaded.manifest.id, m);
   }
 
   /** Forget a plugin (its container is gone). */
@@ -116,9 +138,9 @@ export class PluginRegistry {
    * Two plugins whose derived users coincide (about one chance in 10^8 per pair) would share
    * their files and sockets: refused (LM_PLUGIN_CONFLICT), as for a shared id.
    */
-  private checkDistinctUsers(plugins: Map<string, Managed>): void {
+  private checkDistinctUsers(ids: Iterable<string>): void {
     const byUid = new Map<number, string>();
-    for (const id of plugins.keys()) {
+    for (const id of ids) {
       const [uid] = this.opts.idsOf(id);
       const other = byUid.get(uid);
       if (other !== undefined) throw new LogoMeshError('LM_PLUGIN_CONFLICT', `plugins ${other} and ${id} would run as the same user (uid ${uid}) under instance ${this.opts.instance}; rename one of them`, { expected: 'a user of its own for each plugin', found: `uid ${uid} for ${other} and ${id}` });

@@ -53,10 +53,11 @@ export class SavedState {
 
   /**
    * At a clean stop: nothing is left to adopt, but the operator's revocations and grants are
-   * security decisions and stay for the next controller of this home. The file keeps only
-   * them, or goes if there are none.
+   * security decisions and stay for the next controller of this home, and so do the plugin
+   * folders, which `logomesh up` without a folder loads again. The file keeps only them, or
+   * goes if there are none.
    */
-  keepPermissionsOnly(plugins: readonly Managed[], permissionsOf: (id: string) => SavedPermissions | undefined): void {
+  keepForNextStart(plugins: readonly Managed[], permissionsOf: (id: string) => SavedPermissions | undefined): void {
     const saved: Record<string, SavedPlugin> = {};
     for (const [id, p] of this.inherited) if (p.permissions) saved[id] = { restarts: 0, manifestHash: p.manifestHash, permissions: p.permissions };
     for (const m of plugins) {
@@ -64,9 +65,10 @@ export class SavedState {
       const permissions = permissionsOf(id);
       if (permissions) saved[id] = { restarts: 0, manifestHash: m.loaded.hash, permissions };
     }
+    const folders = plugins.map((m) => m.loaded.pluginDir);
     try {
-      if (Object.keys(saved).length === 0) rmSync(this.file, { force: true });
-      else this.store.write({ version: 1, folders: [], plugins: saved });
+      if (Object.keys(saved).length === 0 && folders.length === 0) rmSync(this.file, { force: true });
+      else this.store.write({ version: 1, folders, plugins: saved });
     } catch (err) {
       this.log.warn({ err: (err as Error).message, file: this.file }, 'could not save the operator permissions');
     }

@@ -21,5 +21,6 @@ export function statusOf(m: Managed, hub: HubStats | undefined, uid: number): Pl
     ...(m.exitCode !== undefined ? { exitCode: m.exitCode } : {}),
     ...(m.oomKilled ? { oomKilled: true } : {}),
     ...(m.lastError ? { lastError: m.lastError } : {}),
+    ...(m.debug ? { debug: m.debug } : {}),
   };
 }

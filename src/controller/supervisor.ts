@@ -56,19 +56,21 @@ export class Supervisor implements Supervision {
     let checking = false;
     let disconnectedChecks = 0;
     // Ready: healthy in the engine's eyes too (its Docker health check reads this).
-    reportHealth(home, id, 'ok: ready, connected to the hub');
+    reportHealth(home, id, 'ok: ready, connected to the hub', m.generation);
+    // In debug mode a plugin stopped at a breakpoint answers nothing, and is not unhealthy.
+    if (this.cx.debug) return this.cx.monitoring.watch(m);
     m.healthTimer = setInterval(() => {
       if (checking || m.state !== 'ready') return;
       // A dropped connection usually means the process died: the engine reports the exit
       // (with its code) a moment later, so that is left to tell. Still disconnected at the
       // next check, with the process alive, is unhealthy.
-      if (!hub.stats(id)?.connected && disconnectedChecks++ === 0) return reportHealth(home, id, 'unhealthy: disconnected from the hub');
+      if (!hub.stats(id)?.connected && disconnectedChecks++ === 0) return reportHealth(home, id, 'unhealthy: disconnected from the hub', m.generation);
       checking = true;
       void hub
         .ping(id, timeoutMs)
         .then(async (ok) => {
           if (ok) disconnectedChecks = 0;
-          reportHealth(home, id, ok ? 'ok: answered the hub\'s health ping' : `unhealthy: no answer to the hub's health ping within ${timeoutMs} ms`);
+          reportHealth(home, id, ok ? 'ok: answered the hub\'s health ping' : `unhealthy: no answer to the hub's health ping within ${timeoutMs} ms`, m.generation);
           if (ok || m.state !== 'ready') return;
           await this.failed(m, { code: 'LM_UNHEALTHY', message: `plugin ${id} did not answer its health check within ${timeoutMs} ms` }, false);
         })

@@ -32,6 +32,8 @@ export interface PluginStatus {
   readonly restartAt?: number;
   /** The user its container runs as (its own): the owner a folder it is granted for writing needs. */
   readonly uid: number;
+  /** In debug mode (`logomesh dev --debug`): its debugger, on the host's 127.0.0.1. */
+  readonly debug?: { readonly port: number; readonly protocol: 'inspector' | 'dap' | 'delve' | 'gdb' };
   /**
    * Its warm standby, when it keeps one: a second container under the same limits (so the
    * plugin may hold up to twice its resources), starting, or waiting to be switched in;
@@ -83,4 +85,51 @@ export interface SegmentRow {
   readonly mode: string;
   readonly createdAt: number;
   readonly ageMs: number;
+}
+
+/** One change `apply` found: the plugin and what changed, in words. */
+export interface PlannedChange {
+  readonly id: string;
+  /** `manifest: resources.maxMemoryMB`, `files: main.py changed`, `signature`, `policy`. */
+  readonly what: readonly string[];
+}
+
+/** One step of an apply, in the order they run. */
+export interface PlanStep {
+  readonly action: 'add' | 'replace' | 'remove';
+  readonly id: string;
+}
+
+/** What `apply` does, and what `apply --dry-run` prints (docs/deploys.md). */
+export interface DeployPlan {
+  readonly added: readonly string[];
+  readonly changed: readonly PlannedChange[];
+  /** Loaded, not in the folder, and removed (`--prune`). */
+  readonly removed: readonly string[];
+  readonly unchanged: readonly string[];
+  /** Loaded, not in the folder, and kept (no `--prune`). */
+  readonly kept: readonly string[];
+  /** Additions and replacements a dependency level of the new set at a time, then removals, dependents first. */
+  readonly steps: readonly PlanStep[];
+}
+
+/** A step as it ran. */
+export interface ApplyStep extends PlanStep {
+  readonly ok: boolean;
+  readonly ms: number;
+  /** A replacement: until its new container was ready and took the calls over, then until the old one was gone. */
+  readonly readyMs?: number;
+  readonly retireMs?: number;
+  /** A replacement of a running plugin (false: it was not running, and was simply started). */
+  readonly handover?: boolean;
+  readonly error?: { readonly code: string; readonly message: string };
+}
+
+/** The answer of `POST /v1/apply`. */
+export interface ApplyResult {
+  readonly dir: string;
+  readonly dryRun: boolean;
+  readonly plan: DeployPlan;
+  readonly steps: readonly ApplyStep[];
+  readonly ms: number;
 }

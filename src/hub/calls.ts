@@ -110,9 +110,15 @@ export class Calls {
     return true;
   }
 
-  /** A plugin went away: every call to it fails now. */
-  targetGone(target: CallTarget, why: string): void {
-    for (const [hubId, p] of this.pending) if (p.target === target) this.finish(hubId, fail('LM_PLUGIN_EXITED', `plugin ${target.id} ${why} during the call to ${p.method}`));
+  /**
+   * A plugin went away: every call to it fails now, with LM_PLUGIN_EXITED, or with the cause
+   * the controller found (`cause`: LM_RESOURCE_MEMORY for a plugin killed for memory).
+   */
+  targetGone(target: CallTarget, why: string, cause?: { code: ErrorCode; message: string }): void {
+    for (const [hubId, p] of this.pending) {
+      if (p.target !== target) continue;
+      this.finish(hubId, cause ? fail(cause.code, `${cause.message} during the call to ${p.method}`) : fail('LM_PLUGIN_EXITED', `plugin ${target.id} ${why} during the call to ${p.method}`));
+    }
   }
 
   /** A caller went away: its calls are forgotten (their answers will be dropped). */

@@ -13,12 +13,17 @@ export type HostMethod = (data: unknown, ctx: { from: string }) => unknown;
  */
 export class HostMethods {
   private readonly handlers = new Map<string, HostMethod>();
-  /** The names, kept as a set for the ACL on every call. */
+  /** The names, kept as a set for the ACL on every call: these and the ones declared for host clients (remote-host-methods.ts). */
   readonly names = new Set<string>();
 
   register(name: string, handler: HostMethod): void {
     this.handlers.set(name, handler);
     this.names.add(name);
+  }
+
+  /** Does the application in this process serve it? */
+  serves(name: string): boolean {
+    return this.handlers.has(name);
   }
 
   async invoke(peer: Peer, msg: Request, maxBytes: number, nextId: () => string): Promise<void> {

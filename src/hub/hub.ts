@@ -16,6 +16,7 @@ import { WsPeer, type Peer, type PeerLimits } from './peer.js';
 import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_MAX_MESSAGE_BYTES, HOST, MAX_MAX_MESSAGE_BYTES, parseFrame, PROTOCOL_VERSION, type ClientMessage, type Hello } from './protocol.js';
 import { PubSub } from './pubsub.js';
 import { HostMethods, type HostMethod } from './host-methods.js';
+import { RemoteHostMethods } from './remote-host-methods.js';
 import { PluginAuthenticator, type PluginCredential } from './plugin-auth.js';
 import { Transport } from './transport.js';
 
@@ -60,11 +61,23 @@ export interface HubOptions {
   readonly isTopicRevoked?: TopicRevoked;
   /** The shared-memory pool's side of the hub: `segment` messages and the handles messages carry (default: none; they are refused). */
   readonly segments?: SegmentBroker;
+  /** Host methods host clients on the TCP endpoint may register and serve (default: none). */
+  readonly hostMethods?: readonly string[];
+  /**
+   * Why a plugin's connection ended, when the controller can tell (its container was killed
+   * for memory: LM_RESOURCE_MEMORY). Asked when a plugin's connection closes with calls
+   * waiting on it; they fail with the answer, or with LM_PLUGIN_EXITED if none comes within
+   * EXIT_CAUSE_WAIT_MS.
+   */
+  readonly exitCause?: (pluginId: string) => Promise<{ code: ErrorCode; message: string } | undefined>;
   /** Told of every plugin call answered or refused (metrics: caller, target, method, seconds, outcome). Default: none. */
   readonly observeCall?: CallObserver;
   /** Told of every message the intake steps accepted: its type and sender (metrics). Default: none. */
   readonly observeMessage?: (type: string, from: string) => void;
 }
+
+/** How long calls to a plugin whose connection closed wait to learn why, at most. */
+const EXIT_CAUSE_WAIT_MS = 2_000;
 
 interface PluginSlot {
   readonly policy: PluginPolicy;
@@ -117,6 +130,10 @@ export class Hub extends EventEmitter {
   private readonly log: Logger;
   private readonly maxBytes: number;
   private readonly plugins = new Map<string, PluginSlot>();
+  /** A plugin's replacement while its container starts: it takes the plugin's calls over at its hello (handover). */
+  private readonly successors = new Map<string, PluginSlot>();
+  /** A replaced plugin's old connection: it only finishes the calls it has, then is detached. */
+  private readonly retiring = new Map<string, PluginSlot>();
   private readonly hostPeers = new Set<WsPeer>();
   private readonly local: LocalHost;
   private readonly transport: Transport;
@@ -124,6 +141,7 @@ export class Hub extends EventEmitter {
   private readonly throttle: AuditThrottle;
   private readonly audit: AuditSink;
   private readonly hostMethods = new HostMethods();
+  private readonly remoteMethods: RemoteHostMethods;
   private readonly calls: Calls;
   private readonly pubsub: PubSub;
   private readonly intake: Handler;
@@ -144,6 +162,9 @@ export class Hub extends EventEmitter {
     this.pluginLimits = { ...common, rate: opts.rateLimit ?? 20_000, maxInFlight: opts.maxInFlight ?? 256 };
     this.hostLimits = { ...common, rate: opts.hostRateLimit ?? this.pluginLimits.rate, maxInFlight: opts.hostMaxInFlight ?? this.pluginLimits.maxInFlight };
     this.audit = opts.audit ?? (() => undefined);
+    this.remoteMethods = new RemoteHostMethods(opts.hostMethods ?? []);
+    // Declared names count as host methods for the ACL from the start; one nobody serves yet is unavailable, not unknown.
+    for (const name of this.remoteMethods.declared) this.hostMethods.names.add(name);
     this.throttle = new AuditThrottle(this.audit, { onWrite: (e) => e.result === 'denied' && this.log.warn({ who: e.who, action: e.action, resource: e.resource, code: e.code, count: e.count }, e.reason ?? 'refused') });
     const nextId = () => this.nextId();
     this.transport = new Transport({
@@ -186,6 +207,22 @@ export class Hub extends EventEmitter {
   }
 
   /**
+   * Open the socket of a plugin's replacement (a new container of an attached plugin, with
+   * its new manifest's policy). Calls keep going to the current connection until the
+   * replacement's hello is accepted; from then on they go to the replacement, and the old
+   * connection becomes the retiring one: it answers the calls it already has, and may still
+   * call others, until `retire` and `detachRetiring`. No call fails on the way. A plugin not
+   * attached yet is simply attached.
+   */
+  async attachSuccessor(policy: PluginPolicy, socketPath: string): Promise<void> {
+    if (!this.plugins.has(policy.id)) return this.attachPlugin(policy, socketPath);
+    if (this.successors.has(policy.id)) throw new LogoMeshError('LM_PLUGIN_CONFLICT', `plugin ${policy.id} is already being replaced`, { plugin: policy.id });
+    const slot: PluginSlot = { policy, socketPath, ready: false, methods: [] };
+    slot.server = await this.transport.listenPlugin(policy.id, socketPath, (ws) => this.acceptPlugin(slot, ws));
+    this.successors.set(policy.id, slot);
+  }
+
+  /**
    * Listen for plugins that reach the hub over TCP (on Kubernetes, across nodes); returns the
    * port. Only plugins attached with `attachRemotePlugin` may connect here, each with a fresh
    * HMAC of its own key (docs/kubernetes.md#the-hub-across-nodes); once upgraded, the
@@ -217,9 +254,23 @@ export class Hub extends EventEmitter {
     if (!slot) return;
     this.plugins.delete(id);
     this.authenticator.forget(id);
-    slot.peer?.ws.terminate();
-    this.peerGone(slot, slot.peer);
-    await Promise.all([closeSlot(slot), this.detachStandby(id, slot)]);
+    await Promise.all([this.closeSlot(slot), this.detachStandby(id, slot)]);
+  }
+
+  /** Give up a replacement that did not say hello (its start failed): the current connection keeps serving. */
+  async detachSuccessor(id: string): Promise<void> {
+    const slot = this.successors.get(id);
+    if (!slot) return;
+    this.successors.delete(id);
+    await this.closeSlot(slot);
+  }
+
+  /** Close a replaced plugin's old connection; calls it still has fail with LM_PLUGIN_EXITED. */
+  async detachRetiring(id: string): Promise<void> {
+    const slot = this.retiring.get(id);
+    if (!slot) return;
+    this.retiring.delete(id);
+    await this.closeSlot(slot);
   }
 
   /**
@@ -283,10 +334,17 @@ export class Hub extends EventEmitter {
 
   /** Ask a plugin to shut down (it finishes in-flight calls, then exits). */
   requestShutdown(id: string, graceMs: number): boolean {
-    const peer = this.plugins.get(id)?.peer;
-    if (!peer) return false;
-    peer.deliver({ type: 'shutdown', id: this.nextId(), data: { graceMs } });
-    return true;
+    return this.shutdownPeer(this.plugins.get(id)?.peer, graceMs);
+  }
+
+  /** Ask a replaced plugin's old connection to shut down: it has no new calls since the handover, and finishes those it has. */
+  retire(id: string, graceMs: number): boolean {
+    return this.shutdownPeer(this.retiring.get(id)?.peer, graceMs);
+  }
+
+  /** Calls still waiting on a replaced plugin's old connection. */
+  retiringCalls(id: string): number {
+    return this.retiring.get(id)?.target?.waiting ?? 0;
   }
 
   /** Health check: true when the plugin answers this very ping within `timeoutMs`. A stopped or wedged process cannot. */
@@ -358,6 +416,8 @@ export class Hub extends EventEmitter {
     this.closed = true;
     clearInterval(this.heartbeat);
     await Promise.all([...this.plugins.keys()].map((id) => this.detachPlugin(id)));
+    await Promise.all([...this.successors.keys()].map((id) => this.detachSuccessor(id)));
+    await Promise.all([...this.retiring.keys()].map((id) => this.detachRetiring(id)));
     for (const peer of this.hostPeers) peer.ws.terminate();
     this.local.failAll('LM_PLUGIN_UNAVAILABLE', 'the hub closed');
     await this.transport.close();
@@ -385,8 +445,11 @@ export class Hub extends EventEmitter {
       slot.peer = undefined;
       slot.ready = false;
       delete slot.heldHello;
-      this.peerGone(slot, peer);
-      this.emit(this.plugins.get(id) === slot ? 'disconnected' : 'standby-lost', id);
+      const primary = this.plugins.get(id) === slot;
+      this.peerGone(slot, peer, primary);
+      // A retiring or not yet promoted connection is not the plugin's: its end says nothing of the plugin.
+      if (primary) this.emit('disconnected', id);
+      else if (this.plugins.get(id)?.standby === slot) this.emit('standby-lost', id);
     });
     ws.on('error', (err: Error & { code?: string }) => {
       this.log.debug({ plugin: id, err: err.message }, 'plugin socket error');
@@ -403,6 +466,8 @@ export class Hub extends EventEmitter {
     ws.on('close', () => {
       this.hostPeers.delete(peer);
       this.calls.callerGone(peer);
+      const served = this.remoteMethods.drop(peer);
+      if (served) this.calls.targetGone(served, `(the host application at ${peer.origin}) disconnected`);
     });
     ws.on('error', (err: Error & { code?: string }) => {
       const code: ErrorCode = err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' ? 'LM_MESSAGE_TOO_LARGE' : 'LM_PROTOCOL';
@@ -423,11 +488,55 @@ export class Hub extends EventEmitter {
     this.violation(peer, code, `connection closed by the hub: ${reason}`, 'cut');
   }
 
-  /** A plugin's connection went away: calls to it fail now, calls from it are forgotten. */
-  private peerGone(slot: PluginSlot, peer: WsPeer | undefined): void {
-    if (slot.target && (!peer || slot.target.peer === peer)) {
-      this.calls.targetGone(slot.target, 'exited or disconnected');
+  private shutdownPeer(peer: WsPeer | undefined, graceMs: number): boolean {
+    if (!peer) return false;
+    peer.deliver({ type: 'shutdown', id: this.nextId(), data: { graceMs } });
+    return true;
+  }
+
+  private async closeSlot(slot: PluginSlot): Promise<void> {
+    slot.peer?.ws.terminate();
+    this.peerGone(slot, slot.peer);
+    await new Promise<void>((resolve) => (slot.server ? slot.server.close(() => resolve()) : resolve()));
+    if (slot.socketPath) rmSync(slot.socketPath, { force: true });
+  }
+
+  /**
+   * The handover: a replacement said hello, so from this message on the plugin's calls,
+   * events and health checks go to it. The old connection keeps its calls in flight (their
+   * answers still route to their callers) and is kept as the retiring one.
+   */
+  private promote(slot: PluginSlot): void {
+    const id = slot.policy.id;
+    const old = this.plugins.get(id);
+    this.successors.delete(id);
+    this.plugins.set(id, slot);
+    if (!old) return;
+    const earlier = this.retiring.get(id);
+    if (earlier) void this.closeSlot(earlier);
+    this.retiring.set(id, old);
+    this.log.info({ plugin: id }, 'handover: calls go to the replacement; the old connection finishes what it has');
+  }
+
+  /**
+   * A plugin's connection went away: calls to it fail (at once, or, when it closed by
+   * itself, once the controller says why: `askWhy`), calls from it are forgotten. No new
+   * call reaches it from this moment.
+   */
+  private peerGone(slot: PluginSlot, peer: WsPeer | undefined, askWhy = false): void {
+    const target = slot.target;
+    if (target && (!peer || target.peer === peer)) {
       slot.target = undefined;
+      const cause = askWhy && target.waiting > 0 ? this.opts.exitCause?.(slot.policy.id) : undefined;
+      if (!cause) this.calls.targetGone(target, 'exited or disconnected');
+      else {
+        let timer: NodeJS.Timeout | undefined;
+        const late = new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), EXIT_CAUSE_WAIT_MS)));
+        void Promise.race([cause.catch(() => undefined), late]).then((c) => {
+          clearTimeout(timer);
+          this.calls.targetGone(target, 'exited or disconnected', c);
+        });
+      }
     }
     if (peer) this.calls.callerGone(peer);
   }
@@ -468,8 +577,16 @@ export class Hub extends EventEmitter {
       case 'request': {
         const resource = msg.to[0] === HOST ? msg.method : `${msg.to[0]}.${msg.method}`;
         if (msg.to[0] === HOST) {
-          this.allowed(peer, resource);
-          return void this.hostMethods.invoke(peer, msg, this.maxBytes, () => this.nextId());
+          if (this.hostMethods.serves(msg.method)) {
+            this.allowed(peer, resource);
+            return void this.hostMethods.invoke(peer, msg, this.maxBytes, () => this.nextId());
+          }
+          const served = this.remoteMethods.targetOf(msg.method);
+          if (!served) return this.refuse(f, 'call', resource, 'LM_PLUGIN_UNAVAILABLE', `no host application serves the host method '${msg.method}' now`);
+          const refusedHost = this.calls.open(peer, msg, served);
+          if (refusedHost) this.refuse(f, 'call', resource, refusedHost.code, refusedHost.message);
+          else this.allowed(peer, resource);
+          return;
         }
         const target = this.plugins.get(msg.to[0])?.target;
         if (!target || !this.plugins.get(msg.to[0])?.ready) return this.replyError(peer, msg.id, 'LM_PLUGIN_UNAVAILABLE', `plugin ${msg.to[0]} is not connected`);
@@ -485,6 +602,7 @@ export class Hub extends EventEmitter {
       case 'event':
       case 'broadcast':
         this.pubsub.publish(peer, msg);
+        if (msg.ack) this.ok(peer, msg.id, { topic: msg.topic ?? null });
         return;
       case 'subscribe':
         if (!this.pubsub.subscribe(peer, msg.topic)) {
@@ -496,6 +614,16 @@ export class Hub extends EventEmitter {
         return this.ok(peer, msg.id, { topic: msg.topic });
       case 'segment':
         return this.segmentRequest(f);
+      case 'register':
+        if (!(peer instanceof WsPeer) || peer.kind !== 'host') return this.replyError(peer, msg.id, 'LM_PROTOCOL', 'only host clients on the TCP endpoint register host methods');
+        try {
+          this.remoteMethods.register(peer, msg.methods, (name) => this.hostMethods.serves(name));
+        } catch (err) {
+          const e = err as LogoMeshError;
+          return this.refuse(f, 'register', msg.methods.join(',').slice(0, 200), e.code, e.message);
+        }
+        this.audit({ who: HOST, action: 'register', resource: msg.methods.join(',').slice(0, 200), result: 'allowed', reason: `host client ${peer.origin}` });
+        return this.ok(peer, msg.id, { methods: msg.methods });
       case 'hello':
         return; // answered by the hello gate
     }
@@ -538,7 +666,8 @@ export class Hub extends EventEmitter {
       return this.replyError(peer, msg.id, 'LM_PERMISSION_DENIED', reasons);
     }
     // A standby's hello waits, unanswered, until it is switched in (its SDK waits without a timeout).
-    if (this.plugins.get(slot.policy.id) !== slot) {
+    // A replacement's (a successor slot) is answered: that is the handover (promote).
+    if (this.plugins.get(slot.policy.id)?.standby === slot) {
       slot.heldHello = msg;
       this.log.debug({ plugin: slot.policy.id, sdk: msg.sdk }, 'standby waiting');
       this.emit('standby-ready', slot.policy.id);
@@ -552,6 +681,7 @@ export class Hub extends EventEmitter {
     for (const t of msg.subscriptions ?? []) this.pubsub.subscribe(peer, t);
     slot.methods = [...msg.methods];
     slot.ready = true;
+    if (this.successors.get(slot.policy.id) === slot) this.promote(slot);
     const encoding = chooseEncoding(msg.encodings);
     // The answer itself is JSON text: the plugin switches once it has read it.
     this.ok(peer, msg.id, { plugin: slot.policy.id, protocol: PROTOCOL_VERSION, maxMessageBytes: this.maxBytes, encoding });

@@ -72,7 +72,8 @@ export const rateLimit = (cx: IntakeContext): Step => (next) => (f) => {
   // sending waits in its socket, and TCP slows it down, instead of costing the hub a refusal
   // each. Not a plugin: its answers to the health checks would wait behind its own flood.
   if (f.peer.kind === 'host') f.peer.hold?.(HOLD_MS);
-  if ((f.msg.type === 'event' || f.msg.type === 'broadcast') && !f.peer.bucket.notice()) return;
+  // A sender that asked for an answer (ack) waits for it: it gets one.
+  if ((f.msg.type === 'event' || f.msg.type === 'broadcast') && !f.msg.ack && !f.peer.bucket.notice()) return;
   cx.replyError(f.peer, f.msg.id, 'LM_RATE_LIMITED', `${who(f.peer)} exceeded its rate limit of ${rate} messages/s`);
 };
 

@@ -90,11 +90,14 @@ export interface EventMsg extends Base {
   data?: unknown;
   to?: string[];
   segments?: SegmentRef[];
+  /** The sender waits for the hub's answer: success once published, or the refusal (docs/protocol.md#events-and-broadcasts). */
+  ack?: boolean;
 }
 export interface Broadcast extends Base {
   type: 'broadcast';
   topic?: string;
   data?: unknown;
+  ack?: boolean;
 }
 export interface Subscribe extends Base {
   type: 'subscribe' | 'unsubscribe';
@@ -110,7 +113,13 @@ export interface ErrorMsg extends Base {
   error: WireError;
 }
 
-export type ClientMessage = Hello | Request | Response | EventMsg | Broadcast | Subscribe | SegmentMsg;
+/** A host client registers the host methods it serves (the operator must have declared them). */
+export interface Register extends Base {
+  type: 'register';
+  methods: string[];
+}
+
+export type ClientMessage = Hello | Request | Response | EventMsg | Broadcast | Subscribe | SegmentMsg | Register;
 export type HubMessage = Request | Response | EventMsg | Broadcast | Shutdown | ErrorMsg;
 
 /** `claimedFrom`: a `from` the client put in its frame (the hub ignores it, and sets its own). */
@@ -256,12 +265,17 @@ function parseMessage(m: Record<string, unknown>, id: string): Parsed {
         const segs = segmentsOf(m.segments);
         if (!segs.ok) return fail(segs.error, id);
         if (segs.value && m.to === undefined) return fail("an event that carries 'segments' must name its recipients in 'to'", id);
-        return { ok: true, msg: { type: 'event', id, topic: m.topic, data: m.data, ...(m.to ? { to: [...new Set(m.to as string[])] } : {}), ...(segs.value ? { segments: segs.value } : {}) } };
+        return { ok: true, msg: { type: 'event', id, topic: m.topic, data: m.data, ...(m.to ? { to: [...new Set(m.to as string[])] } : {}), ...(segs.value ? { segments: segs.value } : {}), ...(m.ack === true ? { ack: true } : {}) } };
       }
     case 'broadcast':
       if (m.segments !== undefined) return fail("a broadcast cannot carry 'segments' (send an event with 'to')", id);
       if (m.topic !== undefined && (typeof m.topic !== 'string' || !TOPIC.test(m.topic) || m.topic.includes('*'))) return fail(`broadcast 'topic' must be a dotted name without wildcards, at most ${MAX_TOPIC_LENGTH} characters`, id);
-      return { ok: true, msg: { type: 'broadcast', id, data: m.data, ...(typeof m.topic === 'string' ? { topic: m.topic } : {}) } };
+      return { ok: true, msg: { type: 'broadcast', id, data: m.data, ...(typeof m.topic === 'string' ? { topic: m.topic } : {}), ...(m.ack === true ? { ack: true } : {}) } };
+    case 'register':
+      if (!Array.isArray(m.methods) || m.methods.length === 0 || m.methods.length > 256 || !m.methods.every((x) => typeof x === 'string' && NAME.test(x))) {
+        return fail("register needs 'methods': an array of 1 to 256 method names", id);
+      }
+      return { ok: true, msg: { type: 'register', id, methods: [...new Set(m.methods as string[])] } };
     case 'subscribe':
     case 'unsubscribe':
       if (typeof m.topic !== 'string' || !TOPIC.test(m.topic)) return fail(`${m.type} needs 'topic': a dotted name of at most ${MAX_TOPIC_LENGTH} characters, optionally ending in .* (or * for all)`, id);

@@ -93,6 +93,12 @@ export interface PluginImageOptions extends EnsureImageOptions {
   readonly signedFiles?: Readonly<Record<string, string>>;
   /** Test hook: called once the build context is taken, before it is built (a test swaps a source file there). */
   readonly afterSnapshot?: (snapshot: FolderSnapshot) => void | Promise<void>;
+  /**
+   * `debug`: the plugin's debug build (`logomesh dev --debug`), tagged
+   * `logomesh/plugin-<id>-debug`, so that it and the plugin's own image do not remove
+   * each other as older builds.
+   */
+  readonly variant?: 'debug';
 }
 
 /**
@@ -125,7 +131,8 @@ export async function ensurePluginImage(docker: Docker, runtime: RuntimeImage, l
   const inputs = createHash('sha256').update(`tar\0${snapshot.sha256}\0`);
   for (const [base, imageId] of await baseImageIds(docker, text, path.join(loaded.pluginDir, dockerfile.name))) inputs.update(`${base}=${imageId}\0`);
   const inputsHash = inputs.digest('hex');
-  const tag = `logomesh/plugin-${id}:${inputsHash.slice(0, 16)}`;
+  const repository = `logomesh/plugin-${id}${opts.variant ? `-${opts.variant}` : ''}`;
+  const tag = `${repository}:${inputsHash.slice(0, 16)}`;
   const image = await once(tag, () =>
     ensure(
       docker,
@@ -143,7 +150,7 @@ export async function ensurePluginImage(docker: Docker, runtime: RuntimeImage, l
       inputsHash,
     ),
   );
-  if (image.built) await removeOlderPluginImages(docker, id, image.id, opts.log);
+  if (image.built) await removeOlderPluginImages(docker, id, repository, image.id, opts.log);
   return image;
 }
 
@@ -161,13 +168,16 @@ export function ensureGeneratedImage(
   return once(job.tag, () => ensure(docker, { ...job, extra: {} }, '', opts, inputsHash));
 }
 
-async function removeOlderPluginImages(docker: Docker, plugin: string, keep: string, log: Logger): Promise<void> {
+async function removeOlderPluginImages(docker: Docker, plugin: string, repository: string, keep: string, log: Logger): Promise<void> {
   const filters = JSON.stringify({ label: [`${LABEL.role}=plugin-image`, `${LABEL.plugin}=${plugin}`] });
   const images = await docker.listImages({ filters });
   const kept = images.find((i) => i.Id === keep);
   for (const img of images) {
     // Only older builds: a newer one belongs to another controller building other sources.
     if (img.Id === keep || (kept && img.Created >= kept.Created)) continue;
+    // Only builds of the same kind: the plugin's own image and its debug build both stay.
+    const tags = (img.RepoTags ?? []).filter((t) => t !== '<none>:<none>');
+    if (tags.length && !tags.some((t) => t.startsWith(`${repository}:`))) continue;
     // In use by a container: it stays until a later build.
     await docker.getImage(img.Id).remove().catch((err: unknown) => log.debug({ image: img.Id, err: errorText(err) }, 'older plugin image kept'));
   }

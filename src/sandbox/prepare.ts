@@ -55,6 +55,8 @@ export interface SandboxRequest {
   readonly name?: string;
   /** Where mount refusals go (`mount denied`); default: nowhere. */
   readonly audit?: AuditSink;
+  /** Last changes to the spec before it is returned (a controller's debug mode: image, command, seccomp profile). */
+  readonly adjustSpec?: (spec: ContainerCreateOptions) => Promise<void>;
 }
 
 /** A plugin's sandbox, ready to be created: the spec, and the staged mounts it refers to. */
@@ -113,6 +115,7 @@ export async function prepareSandbox(req: SandboxRequest): Promise<PreparedSandb
       spec.HostConfig!.Mounts = [...(spec.HostConfig!.Mounts ?? []), ...mounts.grantMounts];
       spec.Labels = { ...spec.Labels, ...operatorMountLabels(operatorMounts) };
     }
+    await req.adjustSpec?.(spec);
     return { spec, verify: mounts.verify, release: mounts.release, [Symbol.asyncDispose]: mounts.release };
   } catch (err) {
     await mounts.release();

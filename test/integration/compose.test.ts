@@ -166,6 +166,19 @@ describe('docker compose up runs the controller and its plugins', () => {
     }
   });
 
+  it('the CLI runs in the service: docker compose exec controller logomesh ps, call, apply --dry-run', async () => {
+    const ps = await compose(['exec', '-T', 'controller', 'logomesh', 'ps', '--json'], env, 60_000);
+    expect(ps.code, ps.out).toBe(0);
+    expect((JSON.parse(ps.out) as { id: string; state: string }[]).map((p) => `${p.id}:${p.state}`)).toEqual(['analyzer:ready', 'hasher:ready', 'thoughts:ready', 'tokenizer:ready']);
+    const call = await compose(['exec', '-T', 'controller', 'logomesh', 'call', 'tokenizer.tokenize', '{"text":"a b"}'], env, 60_000);
+    expect(call.code, call.out).toBe(0);
+    expect(JSON.parse(call.out)).toMatchObject({ tokens: ['a', 'b'] });
+    // The plugin folders are mounted at their host path: apply names them as on the host.
+    const plan = await compose(['exec', '-T', 'controller', 'logomesh', 'apply', path.join(REPO, 'manifests'), '--dry-run'], env, 60_000);
+    expect(plan.code, plan.out).toBe(0);
+    expect(plan.out).toContain('unchanged analyzer, hasher, thoughts, tokenizer');
+  });
+
   it("the resource monitor works in the controller's container: usage of every plugin, and a health check on each", async () => {
     // The control socket is in the home, a host folder: the CLI's client reaches it from here.
     const rows = await new ControlClient(path.join(home, 'control.sock')).stats();

@@ -1,81 +1,10 @@
-import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { LABEL, labelFilter } from '../../src/labels.js';
 import { scaffoldPlugin } from '../../src/scaffold/create.js';
-import { docker, instance, REPO, sleep, tempDir } from './support.js';
-
-const ENTRY = path.join(REPO, 'src/cli/entry.ts');
-
-/** `logomesh dev <dir>` as a child process, with its output collected. */
-class DevProcess {
-  readonly child: ChildProcessByStdio<null, Readable, Readable>;
-  stdout = '';
-  stderr = '';
-  readonly exited: Promise<number | null>;
-
-  constructor(dir: string, readonly env: Record<string, string>) {
-    this.child = spawn(process.execPath, ['--import', 'tsx', ENTRY, 'dev', dir], {
-      cwd: REPO,
-      env: { ...process.env, LOGOMESH_LOG_FORMAT: 'json', LOGOMESH_LOG_LEVEL: 'warn', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    this.child.stdout.on('data', (c: Buffer) => (this.stdout += c.toString()));
-    this.child.stderr.on('data', (c: Buffer) => (this.stderr += c.toString()));
-    this.exited = new Promise((resolve) => this.child.on('exit', (code) => resolve(code)));
-  }
-
-  /** Wait until stderr matches, from offset `from` on; the match. */
-  async waitFor(pattern: RegExp, timeoutMs: number, from = 0): Promise<RegExpExecArray> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const m = pattern.exec(this.stderr.slice(from));
-      if (m) return m;
-      if (this.child.exitCode !== null) throw new Error(`logomesh dev exited (${this.child.exitCode}) before ${pattern}\n${this.stderr}`);
-      if (Date.now() > deadline) throw new Error(`logomesh dev did not print ${pattern} within ${timeoutMs} ms\n--- stderr\n${this.stderr}\n--- stdout\n${this.stdout}`);
-      await sleep(25);
-    }
-  }
-
-  /** `logomesh call` against this session (same LOGOMESH_HOME): the parsed result. */
-  call(target: string, args: unknown): Promise<{ code: number | null; result?: unknown; stderr: string }> {
-    return new Promise((resolve, reject) => {
-      const c = spawn(process.execPath, ['--import', 'tsx', ENTRY, 'call', target, JSON.stringify(args), '--timeout', '5000'], {
-        cwd: REPO,
-        env: { ...process.env, LOGOMESH_HOME: this.env.LOGOMESH_HOME },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let out = '';
-      let err = '';
-      c.stdout.on('data', (b: Buffer) => (out += b.toString()));
-      c.stderr.on('data', (b: Buffer) => (err += b.toString()));
-      const timer = setTimeout(() => {
-        c.kill();
-        reject(new Error(`logomesh call ${target} did not finish within 20 s`));
-      }, 20_000);
-      c.on('exit', (code) => {
-        clearTimeout(timer);
-        resolve({ code, stderr: err, ...(code === 0 ? { result: JSON.parse(out) as unknown } : {}) });
-      });
-    });
-  }
-
-  /** SIGINT, then wait (bounded) for the exit; SIGKILL if it hangs. */
-  async stop(timeoutMs = 30_000): Promise<number | null> {
-    if (this.child.exitCode !== null) return this.child.exitCode;
-    this.child.kill('SIGINT');
-    let timer: NodeJS.Timeout | undefined;
-    const code = await Promise.race([this.exited, new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), timeoutMs)))]);
-    clearTimeout(timer);
-    if (code === 'timeout') {
-      this.child.kill('SIGKILL');
-      throw new Error(`logomesh dev did not stop within ${timeoutMs} ms of SIGINT\n${this.stderr}`);
-    }
-    return code;
-  }
-}
+import { DevProcess } from './dev-support.js';
+import { docker, instance, sleep, tempDir } from './support.js';
 
 async function containersOf(inst: string): Promise<number> {
   return (await (await docker()).listContainers({ all: true, filters: JSON.stringify(labelFilter(inst)) })).length;
@@ -145,13 +74,15 @@ describe.each(CASES)('logomesh dev on a $runtime plugin', ({ runtime, id, instan
       expect(await dev.call(`${id}.hello`, { name: 'Bo' })).toMatchObject({ code: 0, result: { greeting: 'Howdy, Bo!' } });
       from = dev.stderr.length;
       writeFileSync(manifest, good);
-      await dev.waitFor(new RegExp(`${id} reloaded in`), 30_000, from);
+      // Back to the manifest that runs: nothing to replace.
+      await dev.waitFor(/plugin\.yaml changed; the running version is this one already/, 30_000, from);
       expect(await dev.call(`${id}.hello`, {})).toMatchObject({ code: 0, result: { greeting: 'Howdy, world!' } });
     } finally {
       expect(await dev.stop()).toBe(0);
     }
     expect(dev.stderr).toContain('logomesh dev: stopped');
-    expect(await containersOf(inst)).toBe(0);
+    expect(dev.instance).toMatch(new RegExp(`^${inst}-dev-[0-9a-f]{12}$`));
+    expect(await containersOf(dev.instance)).toBe(0);
     expect(existsSync(path.join(home, 'control.sock'))).toBe(false);
   }, 240_000);
 });
@@ -185,6 +116,6 @@ describe('logomesh dev on a go plugin', () => {
       const images = await engine.listImages({ filters: JSON.stringify({ label: [`${LABEL.role}=plugin-image`, `${LABEL.plugin}=${id}`] }) });
       for (const img of images) await engine.getImage(img.Id).remove({ force: true }).catch(() => undefined);
     }
-    expect(await containersOf(inst)).toBe(0);
+    expect(await containersOf(dev.instance)).toBe(0);
   }, 400_000);
 });

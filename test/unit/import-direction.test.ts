@@ -30,15 +30,16 @@ const LAYERS: readonly (readonly string[])[] = [
   ['console'],
   ['control'],
   ['index.ts'],
-  ['cli'],
+  ['testkit', 'cli'],
 ];
 
 /** Units of one row that may use each other: a policy lists public keys, and verifying a signature needs the policy. */
 const MUTUAL = [['signing', 'policy']];
 
-/** Files that may import only these files: the CLI only the library API and the control client; the control client nothing of the controller's implementation. */
+/** Files that may import only these files: the CLI only the library API and the control client; the test kit only the library API; the control client nothing of the controller's implementation. */
 const ONLY: Record<string, readonly string[]> = {
   cli: ['index.ts', 'control/client.ts'],
+  testkit: ['index.ts'],
   'control/client.ts': ['errors.ts', 'controller/home.ts', 'controller/types.ts'],
 };
 

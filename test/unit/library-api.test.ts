@@ -120,7 +120,8 @@ describe("the package's library API, imported by name", () => {
 
   it("type-checks an embedder's program against the declarations its exports name", () => {
     execFileSync(process.execPath, [path.join(REPO, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', app], { cwd: app, encoding: 'utf8', timeout: 120_000 });
-  }, 120_000);
+    // The bound is the compiler's own: on a busy 2-core machine it takes more than vitest's 5 s.
+  }, 130_000);
 
   it('exposes nothing but its entry point', () => {
     const deep = () => execFileSync(process.execPath, ['--input-type=module', '-e', "await import('logomesh/dist/controller/controller.js')"], { cwd: app, stdio: 'pipe', timeout: 30_000 });

@@ -113,12 +113,13 @@ describe('operator permissions across a controller restart', () => {
     }
   });
 
-  it('a clean stop keeps the permissions (and nothing to adopt); without any, it leaves no state file', async () => {
+  it('a clean stop keeps the permissions and the plugin folders (and nothing to adopt); without either, it leaves no state file', async () => {
     const home = newHome();
     const first = await controller(home);
     first.revokeMethod('caller', 'other.a');
     await first.close();
-    expect(state(home)).toEqual({ version: 1, folders: [], plugins: { caller: { restarts: 0, manifestHash: expect.any(String), permissions: { revokedMethods: ['other.a'] } } } });
+    const folders = ['caller', 'fetcher'].map((id) => path.join(pluginsDir, id));
+    expect(state(home)).toEqual({ version: 1, folders, plugins: { caller: { restarts: 0, manifestHash: expect.any(String), permissions: { revokedMethods: ['other.a'] } } } });
     const second = await controller(home);
     try {
       expect(second.grants.isMethodRevoked('caller', 'other.a')).toBe(true);
@@ -126,6 +127,11 @@ describe('operator permissions across a controller restart', () => {
     } finally {
       await second.close();
     }
+    expect(state(home)).toEqual({ version: 1, folders, plugins: {} });
+    // A controller that loads nothing and stops leaves no state file.
+    const third = await Controller.create({ log: silentLogger, home, docker: new Docker({ socketPath: sock }), policy, engineCheckMs: 60_000 });
+    expect(third.savedFolders()).toEqual(folders);
+    await third.close();
     expect(existsSync(home.stateFile)).toBe(false);
   });
 

@@ -2,7 +2,7 @@ import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, s
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ignoredChange } from '../../src/cli/dev.js';
+import { ignoredChange } from '../../src/cli/dev-watch.js';
 import { isLogoMeshError } from '../../src/errors.js';
 import { loadManifest } from '../../src/manifest/index.js';
 import { SCAFFOLD_RUNTIMES, scaffoldPlugin } from '../../src/scaffold/create.js';

@@ -49,18 +49,27 @@ export async function emit(s, topic, data, options) {
     msg.to = options.to;
   }
   if (s.state !== 'ready') await connected(s, 'emit');
-  return write(s, msg);
+  return options?.ack === true ? acked(s, msg) : write(s, msg);
+}
+
+/**
+ * Send an event or broadcast with ack: the hub answers once it has published it, or with
+ * its refusal (LM_PERMISSION_DENIED, LM_RATE_LIMITED), which rejects here.
+ */
+function acked(s, msg) {
+  const what = msg.topic ? `${msg.type} ${msg.topic}` : msg.type;
+  return exchange(s, { ...msg, ack: true }, CONTROL_TIMEOUT_MS, () => `the hub did not answer the ${what}`).then(noop);
 }
 
 /** See Plugin.broadcast. */
-export async function broadcast(s, topic, data) {
+export async function broadcast(s, topic, data, options) {
   if (topic !== undefined && topic !== null && (typeof topic !== 'string' || !TOPIC.test(topic))) {
     throw new LogoMeshError('LM_INVALID_ARGUMENT', `broadcast topic must be a dotted name without wildcards, got ${JSON.stringify(topic)}`);
   }
   const msg = { type: 'broadcast', id: nextId(s), data };
   if (typeof topic === 'string') msg.topic = topic;
   if (s.state !== 'ready') await connected(s, 'broadcast');
-  return write(s, msg);
+  return options?.ack === true ? acked(s, msg) : write(s, msg);
 }
 
 /** See Plugin.on. */

@@ -96,10 +96,13 @@ export declare class Plugin {
    * reconnects to the hub, waits for the connection within the timeout.
    */
   call<R = unknown>(target: string, data?: unknown, options?: { timeout?: number } | number): Promise<R>;
-  /** Emit an event (needs coordination.messaging: true). */
-  emit(topic: string, data?: unknown, options?: { to?: string[] }): Promise<void>;
-  /** Broadcast to every other plugin and host client, or to a topic's subscribers. */
-  broadcast(topic: string | null | undefined, data?: unknown): Promise<void>;
+  /**
+   * Emit an event (needs coordination.messaging: true). With `ack`, resolves once the hub
+   * published it and rejects with the hub's refusal (LM_PERMISSION_DENIED, LM_RATE_LIMITED).
+   */
+  emit(topic: string, data?: unknown, options?: { to?: string[]; ack?: boolean }): Promise<void>;
+  /** Broadcast to every other plugin and host client, or to a topic's subscribers; `ack` as for emit. */
+  broadcast(topic: string | null | undefined, data?: unknown, options?: { ack?: boolean }): Promise<void>;
   /**
    * Handle events and broadcasts matching 'a.b', 'a.*' or '*'; resolves when subscribed.
    * Patterns registered before run() go in hello's subscriptions (subscribed before the

@@ -94,8 +94,9 @@ export class Plugin {
 
   /**
    * Emit an event to every subscriber of topic (or only to the plugins in options.to).
-   * Resolves once written; needs coordination.messaging: true in the manifest (a refusal
-   * from the hub is logged, as events have no answer).
+   * Resolves once written; needs coordination.messaging: true in the manifest. A refusal
+   * from the hub is logged; with options.ack, the hub answers and a refusal rejects with
+   * its code (LM_PERMISSION_DENIED naming the manifest field).
    */
   emit(topic, data, options) {
     return emit(this.#s, topic, data, options);
@@ -103,11 +104,11 @@ export class Plugin {
 
   /**
    * Broadcast to every other plugin and host client (with a topic: to its subscribers only).
-   * Resolves once written; needs coordination.messaging: true.
+   * Resolves once written; needs coordination.messaging: true. options.ack: as for emit.
    * @param {string | null | undefined} topic
    */
-  broadcast(topic, data) {
-    return broadcast(this.#s, topic, data);
+  broadcast(topic, data, options) {
+    return broadcast(this.#s, topic, data, options);
   }
 
   /**

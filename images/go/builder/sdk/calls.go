@@ -17,6 +17,9 @@ const (
 	MaxCallTimeout = 300 * time.Second
 	// callMargin lets the hub's own LM_TIMEOUT answer arrive before the SDK gives up locally.
 	callMargin = time.Second
+	// ackTimeout bounds the wait for the hub's answer to an acknowledged event (as the
+	// Node.js SDK's): the hub answers at once, so only a hub in trouble takes this long.
+	ackTimeout = 10 * time.Second
 )
 
 // Call calls a method of another plugin ("plugin.method") or of the host application (a
@@ -151,7 +154,15 @@ func splitTarget(target string) (to, method string, err error) {
 // connection, at most the connect timeout. While the SDK reconnects to the hub it fails
 // with LM_PLUGIN_UNAVAILABLE: events are never queued.
 func (p *Plugin) Emit(ctx context.Context, topic string, data any) error {
-	return p.publish(ctx, "event", topic, data, nil)
+	return p.publish(ctx, "event", topic, data, nil, false)
+}
+
+// EmitAcked is Emit that asks the hub for its answer and waits for it: nil once the hub
+// published the event, else the refusal as an *Error (LM_PERMISSION_DENIED naming the
+// manifest field, LM_RATE_LIMITED), LM_PLUGIN_UNAVAILABLE if the connection was lost
+// meanwhile, or LM_TIMEOUT after 10s without an answer.
+func (p *Plugin) EmitAcked(ctx context.Context, topic string, data any) error {
+	return p.publish(ctx, "event", topic, data, nil, true)
 }
 
 // EmitTo sends an event on topic to the named plugins only.
@@ -159,16 +170,21 @@ func (p *Plugin) EmitTo(ctx context.Context, to []string, topic string, data any
 	if len(to) == 0 {
 		return Errorf(CodeInvalidArgument, "EmitTo %q: no recipient", topic)
 	}
-	return p.publish(ctx, "event", topic, data, to)
+	return p.publish(ctx, "event", topic, data, to, false)
 }
 
 // Broadcast sends data to every other plugin and host client; with a topic, only to the
 // subscribers of that topic ("" for none). Needs coordination.messaging: true, like Emit.
 func (p *Plugin) Broadcast(ctx context.Context, topic string, data any) error {
-	return p.publish(ctx, "broadcast", topic, data, nil)
+	return p.publish(ctx, "broadcast", topic, data, nil, false)
 }
 
-func (p *Plugin) publish(ctx context.Context, kind, topic string, data any, to []string) error {
+// BroadcastAcked is Broadcast that waits for the hub's answer, as EmitAcked does.
+func (p *Plugin) BroadcastAcked(ctx context.Context, topic string, data any) error {
+	return p.publish(ctx, "broadcast", topic, data, nil, true)
+}
+
+func (p *Plugin) publish(ctx context.Context, kind, topic string, data any, to []string, ack bool) error {
 	if kind == "event" && topic == "" {
 		return Errorf(CodeInvalidArgument, "an event needs a topic")
 	}
@@ -182,17 +198,47 @@ func (p *Plugin) publish(ctx context.Context, kind, topic string, data any, to [
 	if err := p.awaitOnline(ctx, nil, kind+" "+topic); err != nil {
 		return err
 	}
-	frame, err := p.outbound(eventMsg{Type: kind, ID: p.newID(), Topic: topic, Data: b, To: to}, fmt.Sprintf("%s %q", kind, topic))
+	id := p.newID()
+	frame, err := p.outbound(eventMsg{Type: kind, ID: id, Topic: topic, Data: b, To: to, Ack: ack}, fmt.Sprintf("%s %q", kind, topic))
 	if err != nil {
 		return err
 	}
+	var reply chan *inbound
+	if ack {
+		// Waiting before writing: the answer may come back before write returns.
+		reply = make(chan *inbound, 1)
+		if !p.addPending(id, func(m *inbound) { reply <- m }) {
+			return Errorf(CodePluginUnavailable, "%s %q: hub connection lost", kind, topic)
+		}
+	}
 	if err := p.write(frame); err != nil {
+		p.removePending(id)
 		if p.reconnecting() != nil {
 			return Errorf(CodePluginUnavailable, "%s %q: hub connection lost", kind, topic)
 		}
 		return Errorf(CodeControllerUnavailable, "sending %s %q: %v", kind, topic, err)
 	}
-	return nil
+	if !ack {
+		return nil
+	}
+	timer := time.NewTimer(ackTimeout)
+	defer timer.Stop()
+	select {
+	case m := <-reply:
+		if m.Success {
+			return nil
+		}
+		if m.Error == nil {
+			return Errorf(CodeProtocol, "the hub refused %s %q without an error", kind, topic)
+		}
+		return m.Error
+	case <-timer.C:
+		p.removePending(id)
+		return &Error{Code: CodeTimeout, Message: fmt.Sprintf("the hub did not answer %s %q within %v", kind, topic, ackTimeout), Details: map[string]any{"topic": topic}}
+	case <-ctx.Done():
+		p.removePending(id)
+		return ctx.Err()
+	}
 }
 
 // outbound encodes a message the plugin sends of its own accord: LM_INVALID_ARGUMENT when

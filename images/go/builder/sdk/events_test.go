@@ -51,6 +51,38 @@ func TestEmitAndBroadcast(t *testing.T) {
 	}
 }
 
+func TestAcknowledgedEventsAndBroadcasts(t *testing.T) {
+	s := start(t, nil)
+	ctx := context.Background()
+	done := make(chan error, 1)
+	go func() { done <- s.Plugin.EmitAcked(ctx, "thought.added", 1) }()
+	m := s.Conn.Expect("event")
+	if m["ack"] != true || m["topic"] != "thought.added" {
+		t.Fatalf("acknowledged event = %v", m)
+	}
+	s.Conn.Answer(m, msg{"topic": "thought.added"})
+	if err := <-done; err != nil {
+		t.Fatalf("EmitAcked, published: %v", err)
+	}
+	// A refusal, as the hub sends it (an error naming the manifest field), is returned.
+	go func() { done <- s.Plugin.BroadcastAcked(ctx, "secret.x", nil) }()
+	m = s.Conn.Expect("broadcast")
+	if m["ack"] != true {
+		t.Fatalf("acknowledged broadcast = %v", m)
+	}
+	s.Conn.Send(msg{"type": "error", "id": "e1", "correlationId": m["id"], "error": msg{"code": "LM_PERMISSION_DENIED", "message": "coordination.publishes does not list 'secret.x'"}})
+	if err := <-done; logomesh.CodeOf(err) != logomesh.CodePermissionDenied {
+		t.Fatalf("BroadcastAcked, refused: %v", err)
+	}
+	// Without ack, nothing is asked for.
+	if err := s.Plugin.Emit(ctx, "thought.added", 2); err != nil {
+		t.Fatal(err)
+	}
+	if m := s.Conn.Expect("event"); m["ack"] != nil {
+		t.Fatalf("event without ack = %v", m)
+	}
+}
+
 func TestOnDispatchesMatchingTopics(t *testing.T) {
 	type got struct{ handler, kind, topic, from, data string }
 	seen := make(chan got, 32)

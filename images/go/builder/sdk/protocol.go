@@ -122,6 +122,8 @@ type eventMsg struct {
 	Topic string          `json:"topic,omitempty"`
 	Data  json.RawMessage `json:"data"`
 	To    []string        `json:"to,omitempty"`
+	// Ack asks the hub to answer: published, or refused (EmitAcked, BroadcastAcked).
+	Ack bool `json:"ack,omitempty"`
 }
 
 type topicMsg struct {

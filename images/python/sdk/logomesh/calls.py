@@ -10,6 +10,9 @@ from .options import DEFAULT_TIMEOUT, LOCAL_TIMEOUT_MARGIN
 from .protocol import MAX_CALL_TIMEOUT_MS, NAME, TARGET, TOPIC, EncodeError, encode
 from .segments import pack, segments_dir
 
+# How long an event or broadcast sent with ack waits for the hub's answer, in seconds.
+ACK_TIMEOUT = 10.0
+
 
 class CallsMixin:
     """The part of :class:`logomesh.Plugin` that sends: ``call``, ``emit``, ``broadcast``
@@ -138,25 +141,47 @@ class CallsMixin:
         if ws.writing_paused:
             await ws.drain()
 
-    async def emit(self, topic: str, data: Any = None, *, to: Optional[List[str]] = None) -> None:
+    async def emit(self, topic: str, data: Any = None, *, to: Optional[List[str]] = None, ack: bool = False) -> None:
         """Send an event: to every subscriber of ``topic``, or only to the plugins in ``to``.
-        Needs ``coordination.messaging: true`` in the manifest."""
+        Needs ``coordination.messaging: true`` in the manifest. A refusal from the hub is
+        logged; with ``ack=True`` the hub answers, and a refusal raises :class:`LogoMeshError`
+        with its code (LM_PERMISSION_DENIED naming the manifest field)."""
         if not isinstance(topic, str) or "*" in topic or not TOPIC.match(topic):
             raise ValueError(f"topic {topic!r} must be a dotted name without wildcards")
         msg: Dict[str, Any] = {"type": "event", "id": self._new_id(), "topic": topic, "data": data}
         if to is not None:
             msg["to"] = list(to)
-        await self._send_async(self._with_segments(msg), f"event {topic}")
+        msg = self._with_segments(msg)
+        await (self._send_acked(msg, f"event {topic}") if ack else self._send_async(msg, f"event {topic}"))
 
-    async def broadcast(self, topic: Optional[str] = None, data: Any = None) -> None:
+    async def broadcast(self, topic: Optional[str] = None, data: Any = None, *, ack: bool = False) -> None:
         """Send a broadcast to every other plugin and host client (with a topic: to its
-        subscribers). Needs ``coordination.messaging: true`` in the manifest."""
+        subscribers). Needs ``coordination.messaging: true`` in the manifest. ``ack``: as for
+        :meth:`emit`."""
         msg: Dict[str, Any] = {"type": "broadcast", "id": self._new_id(), "data": data}
         if topic is not None:
             if not isinstance(topic, str) or "*" in topic or not TOPIC.match(topic):
                 raise ValueError(f"topic {topic!r} must be a dotted name without wildcards")
             msg["topic"] = topic
-        await self._send_async(msg, "a broadcast")
+        await (self._send_acked(msg, "a broadcast") if ack else self._send_async(msg, "a broadcast"))
+
+    async def _send_acked(self, msg: Dict[str, Any], what: str) -> None:
+        """Send with ``ack``: wait for the hub's answer (published, or its refusal)."""
+        ws = self._connected_ws()
+        frame = self._frame({**msg, "ack": True}, what)
+        loop = self._loop
+        assert loop is not None
+        fut = loop.create_future()
+        self._pending[msg["id"]] = fut
+        ws.send_text(frame)
+        timer = loop.call_later(ACK_TIMEOUT, self._expire, msg["id"], what, ACK_TIMEOUT)
+        try:
+            if ws.writing_paused:
+                await ws.drain()
+            await fut
+        finally:
+            timer.cancel()
+            self._pending.pop(msg["id"], None)
 
     def _from_thread(self, coro_fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
         loop = self._loop
@@ -174,10 +199,10 @@ class CallsMixin:
         """``call`` for plain ``def`` handlers (which run in worker threads): blocks the thread."""
         return self._from_thread(self.call, method, data, timeout)
 
-    def emit_sync(self, topic: str, data: Any = None, *, to: Optional[List[str]] = None) -> None:
+    def emit_sync(self, topic: str, data: Any = None, *, to: Optional[List[str]] = None, ack: bool = False) -> None:
         """``emit`` for plain ``def`` handlers."""
-        return self._from_thread(lambda: self.emit(topic, data, to=to))
+        return self._from_thread(lambda: self.emit(topic, data, to=to, ack=ack))
 
-    def broadcast_sync(self, topic: Optional[str] = None, data: Any = None) -> None:
+    def broadcast_sync(self, topic: Optional[str] = None, data: Any = None, *, ack: bool = False) -> None:
         """``broadcast`` for plain ``def`` handlers."""
-        return self._from_thread(self.broadcast, topic, data)
+        return self._from_thread(lambda: self.broadcast(topic, data, ack=ack))

@@ -14,6 +14,10 @@ use std::sync::{Arc, Mutex};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
+/// How long an acknowledged event waits for the hub's answer (as the other SDKs): the hub
+/// answers at once, so only a hub in trouble takes this long.
+const ACK_TIMEOUT: Duration = Duration::from_secs(10);
+
 
 impl Shared {
     /// While reconnecting, wait (at most `timeout`) for the connection to be back; the
@@ -264,6 +268,41 @@ impl Hub {
             msg["topic"] = topic.into();
         }
         self.publish(msg)
+    }
+
+    /// [`emit`](Hub::emit) that asks the hub for its answer and waits for it (blocking the
+    /// thread, at most 10 s): `Ok` once the hub published the event, else the refusal
+    /// (`LM_PERMISSION_DENIED` naming the manifest field, `LM_RATE_LIMITED`),
+    /// `LM_PLUGIN_UNAVAILABLE` if the connection is lost meanwhile, `LM_TIMEOUT` without an
+    /// answer.
+    pub fn emit_acked(&self, topic: &str, data: Value) -> Result<(), Error> {
+        self.publish_acked(message(
+            &[("type", json!("event")), ("id", json!(self.shared.next_id())), ("topic", json!(topic)), ("ack", json!(true))],
+            data,
+        ))
+    }
+
+    /// [`broadcast`](Hub::broadcast) that waits for the hub's answer, as
+    /// [`emit_acked`](Hub::emit_acked) does.
+    pub fn broadcast_acked(&self, topic: &str, data: Value) -> Result<(), Error> {
+        let mut msg = message(&[("type", json!("broadcast")), ("id", json!(self.shared.next_id())), ("ack", json!(true))], data);
+        if !topic.is_empty() {
+            msg["topic"] = topic.into();
+        }
+        self.publish_acked(msg)
+    }
+
+    /// Publish with `ack`: waiting for the answer as for a call, registered before the
+    /// message is written (the answer may come back before `send` returns).
+    fn publish_acked(&self, msg: Value) -> Result<(), Error> {
+        let id = msg["id"].as_str().unwrap_or_default().to_string();
+        let slot = Slot::new();
+        lock(&self.shared.pending).insert(id.clone(), Arc::clone(&slot));
+        if let Err(e) = self.publish(msg) {
+            lock(&self.shared.pending).remove(&id);
+            return Err(e);
+        }
+        self.shared.wait(&id, &slot, ACK_TIMEOUT, ACK_TIMEOUT, "the hub").map(|_| ())
     }
 
     /// While the SDK reconnects to the hub, events and broadcasts fail with

@@ -40,6 +40,7 @@ mod connection;
 mod dispatch;
 mod error;
 mod exec;
+mod finite;
 mod frames;
 mod hub_tcp;
 mod options;
@@ -63,7 +64,7 @@ pub use exec::{block_on, sleep, spawn, BoxFuture, Sleep};
 pub use frames::FRAMES_MSGPACK;
 pub use hub_tcp::hub_authorization;
 pub use options::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_GRACE, DEFAULT_MAX_CONCURRENCY, DEFAULT_RECONNECT};
-pub use plugin::{from_args, to_result, Plugin};
+pub use plugin::{from_args, to_args, to_result, Plugin};
 pub use protocol::{
     topic_matches, DEFAULT_CALL_TIMEOUT, DEFAULT_MAX_MESSAGE_BYTES, HARD_LIMIT_FACTOR, ID_MAX_LENGTH, MAX_DEPTH, MAX_MESSAGE_BYTES,
     MAX_TIMEOUT, MESSAGES_FROM_HUB, MESSAGES_TO_HUB, PROTOCOL, VERSION, WIRE_CODES,

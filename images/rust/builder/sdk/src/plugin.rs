@@ -147,6 +147,16 @@ impl Plugin {
         self.hub().broadcast(topic, data)
     }
 
+    /// See [`Hub::emit_acked`].
+    pub fn emit_acked(&self, topic: &str, data: Value) -> Result<(), Error> {
+        self.hub().emit_acked(topic, data)
+    }
+
+    /// See [`Hub::broadcast_acked`].
+    pub fn broadcast_acked(&self, topic: &str, data: Value) -> Result<(), Error> {
+        self.hub().broadcast_acked(topic, data)
+    }
+
     /// Connect to this socket instead of `LOGOMESH_HUB_SOCKET` (for tests).
     pub fn socket_path(&mut self, path: impl Into<PathBuf>) -> &mut Self {
         self.socket = Some(path.into());
@@ -279,7 +289,17 @@ pub fn from_args<T: serde::de::DeserializeOwned>(args: Value) -> Result<T, Error
 }
 
 /// Turn a result of your own type (`#[derive(Serialize)]`) into the JSON value a method
-/// returns.
+/// returns. A NaN or infinite number in it is `LM_PLUGIN_ERROR` naming where it is, as in
+/// the other SDKs (serde_json would write it as `null` without a word).
 pub fn to_result<T: serde::Serialize>(value: T) -> Result<Value, Error> {
+    crate::finite::check_finite(&value).map_err(|e| Error::plugin_error(format!("cannot encode the result: {e}")))?;
     serde_json::to_value(value).map_err(|e| Error::plugin_error(format!("cannot encode the result: {e}")))
+}
+
+/// Turn call arguments or event data of your own type into JSON for `call`, `emit` and
+/// `broadcast`. A NaN or infinite number in it is `LM_INVALID_ARGUMENT` naming where it is
+/// (`json!` cannot tell you: it writes such a number as `null`).
+pub fn to_args<T: serde::Serialize>(value: T) -> Result<Value, Error> {
+    crate::finite::check_finite(&value).map_err(|e| Error::invalid_argument(format!("cannot encode the arguments: {e}")))?;
+    serde_json::to_value(value).map_err(|e| Error::invalid_argument(format!("cannot encode the arguments: {e}")))
 }

@@ -125,6 +125,32 @@ fn emit_and_broadcast_messages() {
 }
 
 #[test]
+fn acknowledged_events_return_the_hubs_answer() {
+    let p = sample_plugin();
+    let hub = p.hub();
+    let mut h = Harness::start(p).expect("the plugin connects and says hello");
+    let emitter = hub.clone();
+    let sent = thread::spawn(move || emitter.emit_acked("thought.added", json!(1)));
+    let m = h.peer.recv_type("event", WAIT).unwrap();
+    assert_eq!((m["ack"].as_bool(), m["topic"].as_str()), (Some(true), Some("thought.added")));
+    h.peer.respond(&m["id"], Ok(json!({ "topic": "thought.added" }))).unwrap();
+    assert_eq!(sent.join().unwrap(), Ok(()));
+    // A refusal is returned with its code.
+    let emitter = hub.clone();
+    let sent = thread::spawn(move || emitter.broadcast_acked("secret.x", json!(null)));
+    let m = h.peer.recv_type("broadcast", WAIT).unwrap();
+    assert_eq!(m["ack"], json!(true));
+    h.peer
+        .respond(&m["id"], Err(Error::new("LM_PERMISSION_DENIED", "coordination.publishes does not list 'secret.x'")))
+        .unwrap();
+    assert_eq!(sent.join().unwrap().unwrap_err().code, "LM_PERMISSION_DENIED");
+    // Without ack, nothing is asked for.
+    hub.emit("thought.added", json!(2)).unwrap();
+    assert!(h.peer.recv_type("event", WAIT).unwrap().get("ack").is_none());
+    h.stop().unwrap();
+}
+
+#[test]
 fn on_subscribes_and_dispatches_matching_events_in_order() {
     let (tx, rx) = mpsc::channel::<(String, Event)>();
     let mut p = sample_plugin();

@@ -165,6 +165,25 @@ fn typed_arguments_and_results() {
 }
 
 #[test]
+fn a_nan_or_infinity_is_refused_not_turned_into_null() {
+    let mut p = Plugin::new();
+    p.method("stats", |args: Value| {
+        let n = args.as_f64().unwrap_or(0.0);
+        logomesh::to_result((1.0 / n, vec![1.0f32, (n - 1.0).sqrt() as f32]))
+    });
+    let mut h = Harness::start(p).unwrap();
+    assert_eq!(h.call("stats", json!(2)).unwrap(), json!([0.5, [1.0, 1.0]]));
+    let inf = h.call("stats", json!(0)).unwrap_err();
+    assert_eq!(inf.code, "LM_PLUGIN_ERROR");
+    assert!(inf.message.contains("inf at /0"), "{inf}");
+    let nan = h.call("stats", json!(-3)).unwrap_err();
+    assert!(nan.message.contains("NaN at /1/1"), "{nan}");
+    h.stop().unwrap();
+    let e = logomesh::to_args(json!({ "ok": 1 })).and_then(|_| logomesh::to_args(vec![f64::NAN])).unwrap_err();
+    assert_eq!(e.code, "LM_INVALID_ARGUMENT");
+}
+
+#[test]
 fn shared_state_between_handlers() {
     let counter = Arc::new(Mutex::new(0u64));
     let mut p = Plugin::new();
