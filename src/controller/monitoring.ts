@@ -57,6 +57,8 @@ export class Monitoring {
   private readonly router: ViolationRouter;
   /** Kills by the monitor whose exit the supervisor has not reported yet: by plugin, with the container killed. */
   private readonly kills = new Map<string, { container: string; violation: ResourceViolation }>();
+  /** The container of each plugin the kernel's OOM killer was seen in, until the supervisor asks at its exit. */
+  private readonly oomKills = new Map<string, string>();
   /** The container each watched plugin is watched in. */
   private readonly watching = new Map<string, string>();
   private closed = false;
@@ -156,13 +158,27 @@ export class Monitoring {
     const watched = this.watching.get(pluginId);
     if (containerId !== undefined && watched !== undefined && watched !== containerId) return;
     this.watching.delete(pluginId);
+    if (containerId === undefined || this.oomKills.get(pluginId) === containerId) this.oomKills.delete(pluginId);
     this.monitor?.unwatch(pluginId);
   }
 
   private onViolation(v: ResourceViolation): void {
     const container = this.watching.get(v.plugin);
     if (v.action === 'kill' && container) this.kills.set(v.plugin, { container, violation: v });
+    if (v.kind === 'oom-kill' && container) this.oomKills.set(v.plugin, container);
     this.router.route(v);
+  }
+
+  /**
+   * Did the monitor see the kernel's OOM killer in this container (taken: asked once, by the
+   * supervisor at the exit)? The engine (20.10, cgroup v1) can report an exit by SIGKILL
+   * before it has handled the OOM event, and on a loaded host State.OOMKilled stays false
+   * past the supervisor's second look; the monitor's eventfd on memory.oom_control does not.
+   */
+  takeOomKill(pluginId: string, containerId: string): boolean {
+    if (this.oomKills.get(pluginId) !== containerId) return false;
+    this.oomKills.delete(pluginId);
+    return true;
   }
 
   /** The monitor's kill of this container, if it killed it (taken: asked once, by the supervisor at the exit). */

@@ -10,6 +10,9 @@ import { serialize, type Managed } from './managed.js';
 import { consecutiveFailures, decideRestart } from './restart-policy.js';
 import type { Standbys } from './standby.js';
 
+/** 128 + SIGKILL: how a process the OOM killer ended exits. */
+const EXIT_SIGKILL = 137;
+
 /** What the supervisor needs of the launcher. */
 export interface Relaunch {
   start(m: Managed): Promise<void>;
@@ -130,6 +133,8 @@ export class Supervisor implements Supervision {
     } catch {
       // Already removed by a stop.
     }
+    // The kernel's own record, through the resource monitor, where the engine's flag lags.
+    if (this.cx.monitoring.takeOomKill(m.loaded.manifest.id, container.id) && code === EXIT_SIGKILL) m.oomKilled = true;
     // Exits while starting are the start's own failure; exits while stopping are expected.
     if (m.state !== 'ready') return;
     const id = m.loaded.manifest.id;
