@@ -1,7 +1,7 @@
 import type { AuditSink } from '../audit/audit-log.js';
 import { LogoMeshError } from '../errors.js';
 import type { Hub } from '../hub/hub.js';
-import { EXIT_SIGSYS, seccompKillMessage, type KernelWatch } from '../violations/kernel-watch.js';
+import { EXIT_SIGSYS, KERNEL_RECORD_WAIT_MS, seccompKillMessage, type KernelWatch } from '../violations/kernel-watch.js';
 import type { Managed } from './managed.js';
 
 /** A wait for a plugin's hello, cancelled once the start is decided either way. */
@@ -56,7 +56,7 @@ async function exitedBeforeReady(m: Managed, code: number, cx: { readonly audit:
   const logs = m.logs.tail(20).map((l) => l.text);
   // Also called (and ignored) for an exit after ready: the supervisor handles that one.
   if (code === EXIT_SIGSYS && cx.kernel && m.state === 'starting') {
-    const kill = await cx.kernel.take(id, m.startedAt ?? 0, 1_000);
+    const kill = await cx.kernel.take(id, m.startedAt ?? 0, KERNEL_RECORD_WAIT_MS);
     const message = seccompKillMessage(id, kill);
     cx.audit({ who: id, action: 'violation', resource: id, result: 'killed', code: 'LM_SECCOMP_VIOLATION', reason: message });
     return new LogoMeshError('LM_SECCOMP_VIOLATION', `${message}${logs.length ? `; last output:\n${logs.join('\n')}` : ''}`, { plugin: id, exitCode: code, logTail: logs, ...(kill ? { syscall: kill.name } : {}) });

@@ -1,7 +1,7 @@
 import { errorText } from '../engine/docker.js';
 import { LogoMeshError } from '../errors.js';
 import type { SeccompKill } from '../violations/audit-records.js';
-import { EXIT_SIGSYS, seccompKillMessage } from '../violations/kernel-watch.js';
+import { EXIT_SIGSYS, KERNEL_RECORD_WAIT_MS, seccompKillMessage } from '../violations/kernel-watch.js';
 import type { Workload } from './backend.js';
 import type { ControllerContext } from './context.js';
 import { reportHealth } from './health-report.js';
@@ -139,7 +139,7 @@ export class Supervisor implements Supervision {
     if (m.state !== 'ready') return;
     const id = m.loaded.manifest.id;
     if (code === EXIT_SIGSYS && !m.oomKilled) {
-      const kill = await this.cx.kernel?.take(id, m.startedAt ?? 0, 1_000);
+      const kill = await this.cx.kernel?.take(id, m.startedAt ?? 0, KERNEL_RECORD_WAIT_MS);
       // The kill's record may have been read meanwhile and the plugin stopped for it.
       if (m.state === 'ready' && m.container === container) await this.failed(m, { code: 'LM_SECCOMP_VIOLATION', message: seccompKillMessage(id, kill) }, false, true);
       return;

@@ -4,6 +4,12 @@ import { AuditDaemonLog, KernelLog, type KernelLogOptions } from './kernel-log.j
 
 /** Exit status of a container whose plugin process the kernel killed with SIGSYS (128 + 31), as docker-init reports it. */
 export const EXIT_SIGSYS = 159;
+/**
+ * How long an exit by SIGSYS waits for the kernel's record naming the system call. It comes
+ * within milliseconds on a quiet host; a loaded one took over a second (the test then saw a
+ * message without the call's name). Only a kill whose record never comes waits it all.
+ */
+export const KERNEL_RECORD_WAIT_MS = 3_000;
 
 export interface KernelWatchOptions {
   readonly log: Logger;

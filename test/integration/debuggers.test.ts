@@ -72,6 +72,8 @@ describe('debuggers, in development only', () => {
       expect(s.debug?.port).toBeGreaterThan(0);
       const info = await (await docker()).getContainer(s.containerId!).inspect();
       expect(info.HostConfig.NetworkMode).toBe('none');
+      // Room for the debugger, charged to the plugin's cgroup: the manifest's limit plus 256 MiB.
+      expect(info.HostConfig.Memory).toBe((host.manifests().find((l) => l.manifest.id === id)!.manifest.resources.maxMemoryMB + 256) * 1024 * 1024);
       expect(info.HostConfig.PortBindings ?? {}).toEqual({});
       expect(info.HostConfig.ReadonlyRootfs).toBe(true);
       expect(info.HostConfig.CapDrop).toEqual(['ALL']);

@@ -10,6 +10,13 @@ import type { Managed } from '../managed.js';
 import { DebugForwarder } from './forwarder.js';
 import { DEBUG_RECIPES } from './recipes.js';
 
+/**
+ * Room for the debugger in the plugin's memory limit: it runs in the plugin's container, so
+ * its memory is charged to the plugin's cgroup. delve loading a Go binary's debug information
+ * alone can pass a small plugin's limit (32 MB in the scaffold) and be OOM-killed.
+ */
+export const DEBUGGER_MEMORY_BYTES = 256 * 1024 * 1024;
+
 /** Where a plugin's debugger is reached from the host. */
 export interface DebugEndpoint {
   readonly port: number;
@@ -51,6 +58,9 @@ export class DebugMode {
     const profile = pluginSeccompProfile(true, [...manifest.security.syscalls, ...recipe.syscalls]);
     spec.HostConfig!.SecurityOpt = (spec.HostConfig!.SecurityOpt ?? []).map((o: string) => (o.startsWith('seccomp=') ? seccompSecurityOpt(profile) : o));
     spec.Labels = { ...spec.Labels, 'io.logomesh.debug': recipe.protocol };
+    const hc = spec.HostConfig!;
+    if (hc.Memory) hc.Memory += DEBUGGER_MEMORY_BYTES;
+    if (hc.MemorySwap && hc.MemorySwap > 0) hc.MemorySwap += DEBUGGER_MEMORY_BYTES;
   }
 
   /** The plugin's debugger on the host (opened once per plugin, kept across its restarts). */
