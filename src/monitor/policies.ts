@@ -88,10 +88,11 @@ export interface PressureState {
 
 /**
  * The kernel fires a PSI trigger at most once per window, and again each window the stall
- * lasts. One crossing is a run of firings less than two windows apart: only its first is
- * reported.
+ * lasts. One crossing is a run of firings less than three windows apart: only its first is
+ * reported. (Two windows were too few on a loaded host: a firing delivered a little late
+ * looked like a new crossing.)
  */
 export function pressureCrossing(state: PressureState, now: number, windowMs: number): { state: PressureState; fire: boolean } {
-  const fire = state.lastFire === undefined || now - state.lastFire > 2 * windowMs;
+  const fire = state.lastFire === undefined || now - state.lastFire > 3 * windowMs;
   return { state: { lastFire: now }, fire };
 }
