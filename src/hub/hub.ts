@@ -1,15 +1,12 @@
 import { EventEmitter } from 'node:events';
-import { rmSync } from 'node:fs';
-import type { Server } from 'node:http';
 import type { RawData, WebSocket } from 'ws';
 import { LogoMeshError, type ErrorCode } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { AuditSink } from '../audit/audit-log.js';
 import { AuditThrottle } from '../audit/audit-throttle.js';
 import { decideSubscribe, mayReceive, type PluginPolicy, type TopicRevoked } from './acl.js';
-import { Calls, type CallObserver, type CallTarget } from './calls.js';
+import { Calls } from './calls.js';
 import { authorize, compose, helloGate, HOLD_MS, rateLimit, schemaCheck, segmentHandles, senderCheck, type Handler, type Inbound, type IntakeContext } from './intake.js';
-import type { SegmentBroker } from './segments.js';
 import { chooseEncoding } from './frames.js';
 import { LocalHost, type TopicHandler } from './local-host.js';
 import { WsPeer, type Peer, type PeerLimits } from './peer.js';
@@ -19,91 +16,16 @@ import { HostMethods, type HostMethod } from './host-methods.js';
 import { RemoteHostMethods } from './remote-host-methods.js';
 import { PluginAuthenticator, type PluginCredential } from './plugin-auth.js';
 import { Transport } from './transport.js';
+import type { HubOptions, HubStats, PluginSlot } from './hub-types.js';
+import { Slots } from './slots.js';
 
 export type { HostMethod } from './host-methods.js';
 export type { PluginCredential } from './plugin-auth.js';
 export type { CallObserver } from './calls.js';
-
-export interface HubOptions {
-  readonly log: Logger;
-  /** Bearer token host clients must present on the TCP endpoint. */
-  readonly token: string;
-  /** Largest message accepted, in bytes (default 1 MiB). */
-  readonly maxMessageBytes?: number;
-  /** WebSocket ping interval; a peer that misses two of the hub's pings is dropped (default 10 s). */
-  readonly pingIntervalMs?: number;
-  /** Outgoing bytes queued to one peer: above it events to it are dropped, and anything else cuts it off (default 8 x maxMessageBytes). */
-  readonly maxQueuedBytes?: number;
-  /** Where permission decisions go (the audit trail). Repeats are aggregated, one entry a second per kind with a count. */
-  readonly audit?: AuditSink;
-  /** Requests, events and broadcasts a plugin may send per second, sustained (default 20000; bursts of twice that). Responses are not counted. */
-  readonly rateLimit?: number;
-  /** Calls a plugin may have waiting for answers at once, and calls that may wait on one plugin (default 256). */
-  readonly maxInFlight?: number;
-  /** The same two limits for each host client connection (defaults: rateLimit and maxInFlight). */
-  readonly hostRateLimit?: number;
-  readonly hostMaxInFlight?: number;
-  /** Calls that may wait on one plugin's answers at once, whoever made them (default 1024); their request bytes are bounded by half of maxQueuedBytes. */
-  readonly maxWaitingPerPlugin?: number;
-  /** Host clients connected at once (default 64). */
-  readonly maxHostClients?: number;
-  /** Topics one connection may subscribe to (default 256). */
-  readonly maxSubscriptions?: number;
-  /** uid:gid that may connect to plugin sockets (the plugin user); the socket is chowned to it. */
-  readonly socketOwner?: { uid: number; gid: number };
-  /**
-   * Has the operator taken this method (`target.method`, or a host method name) from the
-   * plugin? Asked on every call it makes (default: nothing is revoked). The answer's owner is
-   * the controller's Grants; the hub keeps no copy.
-   */
-  readonly isMethodRevoked?: (pluginId: string, method: string) => boolean;
-  /** Has the operator taken this declared topic pattern from the plugin? Asked on every publish, subscription and delivery (default: nothing is revoked). */
-  readonly isTopicRevoked?: TopicRevoked;
-  /** The shared-memory pool's side of the hub: `segment` messages and the handles messages carry (default: none; they are refused). */
-  readonly segments?: SegmentBroker;
-  /** Host methods host clients on the TCP endpoint may register and serve (default: none). */
-  readonly hostMethods?: readonly string[];
-  /**
-   * Why a plugin's connection ended, when the controller can tell (its container was killed
-   * for memory: LM_RESOURCE_MEMORY). Asked when a plugin's connection closes with calls
-   * waiting on it; they fail with the answer, or with LM_PLUGIN_EXITED if none comes within
-   * EXIT_CAUSE_WAIT_MS.
-   */
-  readonly exitCause?: (pluginId: string) => Promise<{ code: ErrorCode; message: string } | undefined>;
-  /** Told of every plugin call answered or refused (metrics: caller, target, method, seconds, outcome). Default: none. */
-  readonly observeCall?: CallObserver;
-  /** Told of every message the intake steps accepted: its type and sender (metrics). Default: none. */
-  readonly observeMessage?: (type: string, from: string) => void;
-}
+export type { HubOptions, HubStats } from './hub-types.js';
 
 /** How long calls to a plugin whose connection closed wait to learn why, at most. */
 const EXIT_CAUSE_WAIT_MS = 2_000;
-
-interface PluginSlot {
-  readonly policy: PluginPolicy;
-  /** Its own Unix socket (one host), or absent: it connects over TCP with `credential` (across nodes). */
-  readonly socketPath?: string;
-  readonly credential?: PluginCredential;
-  server?: Server;
-  peer?: WsPeer;
-  /** The router's view of the connected plugin (the calls waiting on it). */
-  target?: CallTarget;
-  ready: boolean;
-  methods: string[];
-  /** A warm standby's connection point (attachStandby), waiting to take this slot's place. */
-  standby?: PluginSlot;
-  /** A standby's hello, checked and held unanswered until it is switched in. */
-  heldHello?: Hello;
-}
-
-export interface HubStats {
-  readonly connected: boolean;
-  readonly ready: boolean;
-  readonly methods: readonly string[];
-  readonly droppedMessages: number;
-  /** The frames the hub speaks with it: msgpack when its hello asked for them, else JSON text. */
-  readonly encoding: 'json' | 'msgpack';
-}
 
 /** What a violation was, so that different ones with one code are not counted together. */
 type ViolationKind = 'frame' | 'closed' | 'cut' | 'rate' | 'from' | 'timeout';
@@ -129,15 +51,12 @@ const MAX_MISSED_PINGS = 2;
 export class Hub extends EventEmitter {
   private readonly log: Logger;
   private readonly maxBytes: number;
-  private readonly plugins = new Map<string, PluginSlot>();
-  /** A plugin's replacement while its container starts: it takes the plugin's calls over at its hello (handover). */
-  private readonly successors = new Map<string, PluginSlot>();
-  /** A replaced plugin's old connection: it only finishes the calls it has, then is detached. */
-  private readonly retiring = new Map<string, PluginSlot>();
+  /** Whose each connection point is: current, successor, retiring, standby. */
+  private readonly slots: Slots;
   private readonly hostPeers = new Set<WsPeer>();
   private readonly local: LocalHost;
   private readonly transport: Transport;
-  private readonly authenticator = new PluginAuthenticator((id) => this.plugins.get(id)?.credential);
+  private readonly authenticator = new PluginAuthenticator((id) => this.slots.current.get(id)?.credential);
   private readonly throttle: AuditThrottle;
   private readonly audit: AuditSink;
   private readonly hostMethods = new HostMethods();
@@ -153,6 +72,13 @@ export class Hub extends EventEmitter {
 
   constructor(private readonly opts: HubOptions) {
     super();
+    this.slots = new Slots({
+      log: opts.log.child({ component: 'hub' }),
+      listen: (id, socketPath, slot) => this.transport.listenPlugin(id, socketPath, (ws) => this.acceptPlugin(slot, ws)),
+      forget: (id) => this.authenticator.forget(id),
+      peerGone: (slot, peer) => this.peerGone(slot, peer),
+      admit: (peer, slot, hello) => this.admit(peer, slot, hello),
+    });
     this.log = opts.log.child({ component: 'hub' });
     this.maxBytes = opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     if (!(this.maxBytes >= 1024 && this.maxBytes <= MAX_MAX_MESSAGE_BYTES)) {
@@ -198,30 +124,6 @@ export class Hub extends EventEmitter {
     return this.transport.listenHost(port, host, (ws, origin) => this.acceptHost(ws, origin));
   }
 
-  /** Open the socket a plugin will connect to. Its folder must exist only for this plugin. */
-  async attachPlugin(policy: PluginPolicy, socketPath: string): Promise<void> {
-    if (this.plugins.has(policy.id)) throw new LogoMeshError('LM_PLUGIN_CONFLICT', `plugin ${policy.id} is already attached to the hub`, { plugin: policy.id });
-    const slot: PluginSlot = { policy, socketPath, ready: false, methods: [] };
-    slot.server = await this.transport.listenPlugin(policy.id, socketPath, (ws) => this.acceptPlugin(slot, ws));
-    this.plugins.set(policy.id, slot);
-  }
-
-  /**
-   * Open the socket of a plugin's replacement (a new container of an attached plugin, with
-   * its new manifest's policy). Calls keep going to the current connection until the
-   * replacement's hello is accepted; from then on they go to the replacement, and the old
-   * connection becomes the retiring one: it answers the calls it already has, and may still
-   * call others, until `retire` and `detachRetiring`. No call fails on the way. A plugin not
-   * attached yet is simply attached.
-   */
-  async attachSuccessor(policy: PluginPolicy, socketPath: string): Promise<void> {
-    if (!this.plugins.has(policy.id)) return this.attachPlugin(policy, socketPath);
-    if (this.successors.has(policy.id)) throw new LogoMeshError('LM_PLUGIN_CONFLICT', `plugin ${policy.id} is already being replaced`, { plugin: policy.id });
-    const slot: PluginSlot = { policy, socketPath, ready: false, methods: [] };
-    slot.server = await this.transport.listenPlugin(policy.id, socketPath, (ws) => this.acceptPlugin(slot, ws));
-    this.successors.set(policy.id, slot);
-  }
-
   /**
    * Listen for plugins that reach the hub over TCP (on Kubernetes, across nodes); returns the
    * port. Only plugins attached with `attachRemotePlugin` may connect here, each with a fresh
@@ -234,7 +136,7 @@ export class Hub extends EventEmitter {
       host,
       (req, address) => this.authenticator.check(req.headers.authorization, address),
       (ws, id, origin) => {
-        const slot = this.plugins.get(id);
+        const slot = this.slots.current.get(id);
         // Detached while its handshake was checked.
         if (!slot?.credential) return void ws.terminate();
         this.acceptPlugin(slot, ws, origin);
@@ -242,122 +144,84 @@ export class Hub extends EventEmitter {
     );
   }
 
+  // --- connection points (slots.ts owns them) ----------------------------------------------
+
+  /** Open the socket a plugin will connect to. Its folder must exist only for this plugin. */
+  attachPlugin(policy: PluginPolicy, socketPath: string): Promise<void> {
+    return this.slots.attachPlugin(policy, socketPath);
+  }
+
+  /** Open a replacement's socket; calls move to it at its hello, with none failed (Slots.attachSuccessor). */
+  attachSuccessor(policy: PluginPolicy, socketPath: string): Promise<void> {
+    return this.slots.attachSuccessor(policy, socketPath);
+  }
+
   /** Let a plugin connect over TCP (listenPlugins) with its own key. */
   attachRemotePlugin(policy: PluginPolicy, credential: PluginCredential): void {
-    if (this.plugins.has(policy.id)) throw new LogoMeshError('LM_PLUGIN_CONFLICT', `plugin ${policy.id} is already attached to the hub`, { plugin: policy.id });
-    this.plugins.set(policy.id, { policy, credential, ready: false, methods: [] });
+    this.slots.attachRemotePlugin(policy, credential);
   }
 
   /** Close a plugin's socket and connection (and its standby's); its open calls fail with LM_PLUGIN_EXITED. */
-  async detachPlugin(id: string): Promise<void> {
-    const slot = this.plugins.get(id);
-    if (!slot) return;
-    this.plugins.delete(id);
-    this.authenticator.forget(id);
-    await Promise.all([this.closeSlot(slot), this.detachStandby(id, slot)]);
+  detachPlugin(id: string): Promise<void> {
+    return this.slots.detachPlugin(id);
   }
 
-  /** Give up a replacement that did not say hello (its start failed): the current connection keeps serving. */
-  async detachSuccessor(id: string): Promise<void> {
-    const slot = this.successors.get(id);
-    if (!slot) return;
-    this.successors.delete(id);
-    await this.closeSlot(slot);
+  /** Give up a replacement that did not say hello: the current connection keeps serving. */
+  detachSuccessor(id: string): Promise<void> {
+    return this.slots.detachSuccessor(id);
   }
 
   /** Close a replaced plugin's old connection; calls it still has fail with LM_PLUGIN_EXITED. */
-  async detachRetiring(id: string): Promise<void> {
-    const slot = this.retiring.get(id);
-    if (!slot) return;
-    this.retiring.delete(id);
-    await this.closeSlot(slot);
+  detachRetiring(id: string): Promise<void> {
+    return this.slots.detachRetiring(id);
   }
 
-  /**
-   * Open a second connection point for an attached plugin: a warm standby's (a second
-   * container of the same plugin, with the same sandbox). Its hello is checked as any
-   * plugin's, then held unanswered: nothing is routed to it and it may send nothing else
-   * (LM_PROTOCOL) until `switchToStandby`. One standby at a time: a new one replaces the old.
-   */
-  async attachStandby(id: string, socketPath: string): Promise<void> {
-    const slot = this.plugins.get(id);
-    if (!slot) throw new LogoMeshError('LM_PLUGIN_UNAVAILABLE', `plugin ${id} is not attached to the hub: it has no place for a standby`, { plugin: id });
-    await this.detachStandby(id, slot);
-    const standby: PluginSlot = { policy: slot.policy, socketPath, ready: false, methods: [] };
-    standby.server = await this.transport.listenPlugin(id, socketPath, (ws) => this.acceptPlugin(standby, ws));
-    slot.standby = standby;
+  /** Open a warm standby's connection point; its hello is held until switchToStandby (Slots.attachStandby). */
+  attachStandby(id: string, socketPath: string): Promise<void> {
+    return this.slots.attachStandby(id, socketPath);
   }
 
   /** Close a plugin's standby connection point and connection (the standby container is the caller's). */
-  async detachStandby(id: string, slot = this.plugins.get(id)): Promise<void> {
-    const standby = slot?.standby;
-    if (!slot || !standby) return;
-    delete slot.standby;
-    standby.peer?.ws.terminate();
-    this.peerGone(standby, standby.peer);
-    await closeSlot(standby);
+  detachStandby(id: string): Promise<void> {
+    return this.slots.detachStandby(id);
   }
 
   /** Has the plugin's standby said hello (it can be switched in at once)? */
   standbyWaiting(id: string): boolean {
-    const standby = this.plugins.get(id)?.standby;
-    return !!standby?.heldHello && !!standby.peer?.open;
+    return this.slots.standbyWaiting(id);
   }
 
-  /**
-   * Switch a plugin to its standby, in this turn: the active connection is closed (calls
-   * waiting on it fail with LM_PLUGIN_EXITED), the standby's hello is answered and the
-   * plugin is ready again on the standby's connection ('ready' is emitted). False, with
-   * nothing changed, when the standby has not said hello or is gone.
-   */
+  /** Switch a plugin to its standby in this turn; false, with nothing changed, when it cannot be (Slots.switchToStandby). */
   switchToStandby(id: string): boolean {
-    const slot = this.plugins.get(id);
-    const standby = slot?.standby;
-    const peer = standby?.peer;
-    if (!slot || !standby || !standby.heldHello || !peer?.open) return false;
-    const old = slot.peer;
-    slot.peer = undefined;
-    slot.ready = false;
-    delete slot.standby;
-    if (old) {
-      old.ws.terminate();
-      this.peerGone(slot, old);
-    }
-    void closeSlot(slot);
-    // The standby's slot, connection and socket already belong together: it takes the place.
-    this.plugins.set(id, standby);
-    const hello = standby.heldHello;
-    delete standby.heldHello;
-    this.admit(peer, standby, hello);
-    return true;
+    return this.slots.switchToStandby(id);
   }
 
   /** Ask a plugin to shut down (it finishes in-flight calls, then exits). */
   requestShutdown(id: string, graceMs: number): boolean {
-    return this.shutdownPeer(this.plugins.get(id)?.peer, graceMs);
+    return this.shutdownPeer(this.slots.current.get(id)?.peer, graceMs);
   }
 
   /** Ask a replaced plugin's old connection to shut down: it has no new calls since the handover, and finishes those it has. */
   retire(id: string, graceMs: number): boolean {
-    return this.shutdownPeer(this.retiring.get(id)?.peer, graceMs);
+    return this.shutdownPeer(this.slots.retiringSlot(id)?.peer, graceMs);
   }
 
   /** Calls still waiting on a replaced plugin's old connection. */
   retiringCalls(id: string): number {
-    return this.retiring.get(id)?.target?.waiting ?? 0;
+    return this.slots.retiringSlot(id)?.target?.waiting ?? 0;
   }
 
   /** Health check: true when the plugin answers this very ping within `timeoutMs`. A stopped or wedged process cannot. */
   ping(id: string, timeoutMs: number): Promise<boolean> {
-    return this.plugins.get(id)?.peer?.probe(timeoutMs) ?? Promise.resolve(false);
+    return this.slots.current.get(id)?.peer?.probe(timeoutMs) ?? Promise.resolve(false);
   }
 
   isReady(id: string): boolean {
-    return this.plugins.get(id)?.ready === true;
+    return this.slots.current.get(id)?.ready === true;
   }
 
   stats(id: string): HubStats | undefined {
-    const slot = this.plugins.get(id);
+    const slot = this.slots.current.get(id);
     if (!slot) return undefined;
     return { connected: !!slot.peer, ready: slot.ready, methods: slot.methods, droppedMessages: slot.peer?.dropped ?? 0, encoding: slot.peer?.binary ? 'msgpack' : 'json' };
   }
@@ -406,7 +270,7 @@ export class Hub extends EventEmitter {
   private readonly topicRevoked: TopicRevoked = (pluginId, pattern) => this.opts.isTopicRevoked?.(pluginId, pattern) === true;
 
   private pluginMayReceive(id: string, topic: string): boolean {
-    const policy = this.plugins.get(id)?.policy;
+    const policy = this.slots.current.get(id)?.policy;
     return policy !== undefined && mayReceive(policy, topic, this.topicRevoked);
   }
 
@@ -415,9 +279,7 @@ export class Hub extends EventEmitter {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.heartbeat);
-    await Promise.all([...this.plugins.keys()].map((id) => this.detachPlugin(id)));
-    await Promise.all([...this.successors.keys()].map((id) => this.detachSuccessor(id)));
-    await Promise.all([...this.retiring.keys()].map((id) => this.detachRetiring(id)));
+    await this.slots.closeAll();
     for (const peer of this.hostPeers) peer.ws.terminate();
     this.local.failAll('LM_PLUGIN_UNAVAILABLE', 'the hub closed');
     await this.transport.close();
@@ -445,11 +307,11 @@ export class Hub extends EventEmitter {
       slot.peer = undefined;
       slot.ready = false;
       delete slot.heldHello;
-      const primary = this.plugins.get(id) === slot;
+      const primary = this.slots.current.get(id) === slot;
       this.peerGone(slot, peer, primary);
       // A retiring or not yet promoted connection is not the plugin's: its end says nothing of the plugin.
       if (primary) this.emit('disconnected', id);
-      else if (this.plugins.get(id)?.standby === slot) this.emit('standby-lost', id);
+      else if (this.slots.current.get(id)?.standby === slot) this.emit('standby-lost', id);
     });
     ws.on('error', (err: Error & { code?: string }) => {
       this.log.debug({ plugin: id, err: err.message }, 'plugin socket error');
@@ -476,7 +338,7 @@ export class Hub extends EventEmitter {
   }
 
   private heartbeatTick(): void {
-    for (const slot of this.plugins.values()) {
+    for (const slot of this.slots.current.values()) {
       slot.peer?.heartbeat(MAX_MISSED_PINGS);
       slot.standby?.peer?.heartbeat(MAX_MISSED_PINGS);
     }
@@ -492,30 +354,6 @@ export class Hub extends EventEmitter {
     if (!peer) return false;
     peer.deliver({ type: 'shutdown', id: this.nextId(), data: { graceMs } });
     return true;
-  }
-
-  private async closeSlot(slot: PluginSlot): Promise<void> {
-    slot.peer?.ws.terminate();
-    this.peerGone(slot, slot.peer);
-    await new Promise<void>((resolve) => (slot.server ? slot.server.close(() => resolve()) : resolve()));
-    if (slot.socketPath) rmSync(slot.socketPath, { force: true });
-  }
-
-  /**
-   * The handover: a replacement said hello, so from this message on the plugin's calls,
-   * events and health checks go to it. The old connection keeps its calls in flight (their
-   * answers still route to their callers) and is kept as the retiring one.
-   */
-  private promote(slot: PluginSlot): void {
-    const id = slot.policy.id;
-    const old = this.plugins.get(id);
-    this.successors.delete(id);
-    this.plugins.set(id, slot);
-    if (!old) return;
-    const earlier = this.retiring.get(id);
-    if (earlier) void this.closeSlot(earlier);
-    this.retiring.set(id, old);
-    this.log.info({ plugin: id }, 'handover: calls go to the replacement; the old connection finishes what it has');
   }
 
   /**
@@ -588,8 +426,8 @@ export class Hub extends EventEmitter {
           else this.allowed(peer, resource);
           return;
         }
-        const target = this.plugins.get(msg.to[0])?.target;
-        if (!target || !this.plugins.get(msg.to[0])?.ready) return this.replyError(peer, msg.id, 'LM_PLUGIN_UNAVAILABLE', `plugin ${msg.to[0]} is not connected`);
+        const target = this.slots.current.get(msg.to[0])?.target;
+        if (!target || !this.slots.current.get(msg.to[0])?.ready) return this.replyError(peer, msg.id, 'LM_PLUGIN_UNAVAILABLE', `plugin ${msg.to[0]} is not connected`);
         const refused = this.calls.open(peer, msg, target);
         // Audited once, as what happened: sent on (allowed), or refused by a limit.
         if (refused) this.refuse(f, 'call', resource, refused.code, refused.message);
@@ -667,7 +505,7 @@ export class Hub extends EventEmitter {
     }
     // A standby's hello waits, unanswered, until it is switched in (its SDK waits without a timeout).
     // A replacement's (a successor slot) is answered: that is the handover (promote).
-    if (this.plugins.get(slot.policy.id)?.standby === slot) {
+    if (this.slots.current.get(slot.policy.id)?.standby === slot) {
       slot.heldHello = msg;
       this.log.debug({ plugin: slot.policy.id, sdk: msg.sdk }, 'standby waiting');
       this.emit('standby-ready', slot.policy.id);
@@ -681,7 +519,7 @@ export class Hub extends EventEmitter {
     for (const t of msg.subscriptions ?? []) this.pubsub.subscribe(peer, t);
     slot.methods = [...msg.methods];
     slot.ready = true;
-    if (this.successors.get(slot.policy.id) === slot) this.promote(slot);
+    if (this.slots.isSuccessor(slot)) this.slots.promote(slot);
     const encoding = chooseEncoding(msg.encodings);
     // The answer itself is JSON text: the plugin switches once it has read it.
     this.ok(peer, msg.id, { plugin: slot.policy.id, protocol: PROTOCOL_VERSION, maxMessageBytes: this.maxBytes, encoding });
@@ -693,7 +531,7 @@ export class Hub extends EventEmitter {
   private context(): IntakeContext {
     return {
       hostMethods: this.hostMethods.names,
-      target: (id) => this.plugins.get(id),
+      target: (id) => this.slots.current.get(id),
       isRevoked: (pluginId, resource) => this.opts.isMethodRevoked?.(pluginId, resource) === true,
       topicRevoked: this.topicRevoked,
       replyError: (peer, correlationId, code, message) => this.replyError(peer, correlationId, code, message),
@@ -736,12 +574,12 @@ export class Hub extends EventEmitter {
   }
 
   private readyPeer(id: string): Peer | undefined {
-    const slot = this.plugins.get(id);
+    const slot = this.slots.current.get(id);
     return slot?.ready ? slot.peer : undefined;
   }
 
   private *everyone(): Iterable<Peer> {
-    for (const s of this.plugins.values()) if (s.peer && s.ready) yield s.peer;
+    for (const s of this.slots.current.values()) if (s.peer && s.ready) yield s.peer;
     yield* this.hostPeers;
     yield this.local;
   }
@@ -752,7 +590,3 @@ export class Hub extends EventEmitter {
 }
 
 /** Stop listening on a slot's socket and remove the socket file. */
-async function closeSlot(slot: PluginSlot): Promise<void> {
-  await new Promise<void>((resolve) => (slot.server ? slot.server.close(() => resolve()) : resolve()));
-  if (slot.socketPath) rmSync(slot.socketPath, { force: true });
-}
