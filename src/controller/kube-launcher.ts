@@ -6,8 +6,8 @@ import { LogoMeshError } from '../errors.js';
 import { policyOf } from '../hub/acl.js';
 import type { Lifecycle } from './backend.js';
 import type { ControllerContext } from './context.js';
+import { beginStop } from './graceful-stop.js';
 import type { KubeBackend } from './kube-backend.js';
-import { delay } from './launcher.js';
 import { verifyBeforeStart } from './load-checks.js';
 import { isUp, type Managed } from './managed.js';
 import { DEFAULTS } from './options.js';
@@ -106,21 +106,9 @@ export class KubeLauncher implements Lifecycle {
 
   async stop(m: Managed): Promise<void> {
     const { cx } = this;
-    this.supervisor.stopTimers(m);
-    m.retries = 0;
-    delete m.lastError;
-    if (!m.container) {
-      if (m.state !== 'loaded') m.state = 'stopped';
-      return;
-    }
+    const workload = await beginStop(cx, (m) => this.supervisor.stopTimers(m), m, this.stopGraceMs, 'deleting its Pod');
+    if (!workload) return;
     const { id } = m.loaded.manifest;
-    const wasRunning = isUp(m);
-    m.state = 'stopping';
-    const workload = m.container;
-    if (wasRunning && cx.hub.requestShutdown(id, this.stopGraceMs)) {
-      const exited = await Promise.race([workload.wait().then(() => true), delay(this.stopGraceMs).then(() => false)]);
-      if (!exited) cx.log.warn({ plugin: id }, `plugin did not exit within ${this.stopGraceMs} ms of the shutdown message; deleting its Pod`);
-    }
     await workload.stop(Math.ceil(this.stopGraceMs / 1000)).catch((err: unknown) => cx.log.warn({ plugin: id, err: (err as Error).message }, 'could not stop the plugin Pod now'));
     await this.teardown(m);
     m.state = 'stopped';

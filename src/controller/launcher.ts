@@ -11,6 +11,7 @@ import { PluginContainer } from '../sandbox/plugin-container.js';
 import type { Workload } from './backend.js';
 import { prepareSandbox, type PreparedSandbox } from '../sandbox/prepare.js';
 import type { ControllerContext } from './context.js';
+import { beginStop } from './graceful-stop.js';
 import { pluginSocketDir } from './home.js';
 import { verifyBeforeStart } from './load-checks.js';
 import { withLiveLimits } from './live-limits.js';
@@ -193,22 +194,9 @@ export class Launcher {
   /** Stop: shutdown message, then SIGTERM, then SIGKILL, each after the grace period; audited. */
   async stop(m: Managed): Promise<void> {
     const { cx } = this;
-    this.supervision.stopTimers(m);
-    // A stop by hand ends a crash loop: the next start begins with a clean slate.
-    m.retries = 0;
-    delete m.lastError;
-    if (!m.container) {
-      if (m.state !== 'loaded') m.state = 'stopped';
-      return;
-    }
+    const container = await beginStop(cx, (m) => this.supervision.stopTimers(m), m, this.stopGraceMs, 'sending SIGTERM');
+    if (!container) return;
     const { id } = m.loaded.manifest;
-    const wasRunning = isUp(m);
-    m.state = 'stopping';
-    const container = m.container;
-    if (wasRunning && cx.hub.requestShutdown(id, this.stopGraceMs)) {
-      const exited = await Promise.race([container.wait().then(() => true, () => true), delay(this.stopGraceMs).then(() => false)]);
-      if (!exited) cx.log.warn({ plugin: id }, `plugin did not exit within ${this.stopGraceMs} ms of the shutdown message; sending SIGTERM`);
-    }
     await container.stop(Math.ceil(this.stopGraceMs / 1000));
     await this.teardown(m);
     m.state = 'stopped';

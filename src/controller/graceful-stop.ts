@@ -1,0 +1,30 @@
+import { setTimeout as delay } from 'node:timers/promises';
+import type { Workload } from './backend.js';
+import type { ControllerContext } from './context.js';
+import { isUp, type Managed } from './managed.js';
+
+/**
+ * The first part of a stop by hand, the same on every backend: the crash loop ends (the next
+ * start begins with a clean slate), and a running plugin gets the hub's shutdown message and
+ * `graceMs` to exit by itself (a wait that fails counts as the end). Returns the workload
+ * left to stop, or undefined when there is none (the plugin is then stopped, or stays loaded).
+ * `then` says what follows a plugin that did not exit in time, for the log.
+ */
+export async function beginStop(cx: ControllerContext, stopTimers: (m: Managed) => void, m: Managed, graceMs: number, then: string): Promise<Workload | undefined> {
+  stopTimers(m);
+  m.retries = 0;
+  delete m.lastError;
+  if (!m.container) {
+    if (m.state !== 'loaded') m.state = 'stopped';
+    return undefined;
+  }
+  const { id } = m.loaded.manifest;
+  const wasRunning = isUp(m);
+  m.state = 'stopping';
+  const workload = m.container;
+  if (wasRunning && cx.hub.requestShutdown(id, graceMs)) {
+    const exited = await Promise.race([workload.wait().then(() => true, () => true), delay(graceMs).then(() => false)]);
+    if (!exited) cx.log.warn({ plugin: id }, `plugin did not exit within ${graceMs} ms of the shutdown message; ${then}`);
+  }
+  return workload;
+}
