@@ -89,10 +89,14 @@ func TestDeclaredMessageRefusals(t *testing.T) {
 	}
 	typeName := doc.Vectors[0].Type
 	for name, call := range map[string]func() error{
-		"unknown type":  func() error { _, err := types.Encode("no.such.Type", map[string]any{}); return err },
-		"bad bytes":     func() error { _, err := types.Decode(typeName, []byte{0xff, 0xff}); return err },
-		"bad set":       func() error { _, err := logomesh.NewProtobufTypes([]byte("\x0a\x05junk!")); return err },
-		"wrong header":  func() error { b, _ := logomesh.FrameStructured(1.0, "json"); _, err := logomesh.UnframeMessage(b, types, typeName); return err },
+		"unknown type": func() error { _, err := types.Encode("no.such.Type", map[string]any{}); return err },
+		"bad bytes":    func() error { _, err := types.Decode(typeName, []byte{0xff, 0xff}); return err },
+		"bad set":      func() error { _, err := logomesh.NewProtobufTypes([]byte("\x0a\x05junk!")); return err },
+		"wrong header": func() error {
+			b, _ := logomesh.FrameStructured(1.0, "json")
+			_, err := logomesh.UnframeMessage(b, types, typeName)
+			return err
+		},
 	} {
 		var le *logomesh.Error
 		if err := call(); !errors.As(err, &le) || (le.Code != logomesh.CodeInvalidArgument && le.Code != logomesh.CodeSegment) {
