@@ -91,14 +91,15 @@ export class Segment {
     this.#fd = undefined;
   }
 
-  writeStructured(value, format = 'json') {
-    const bytes = frameStructured(value, format);
+  /** `message`: { type, types } for a declared protobuf message type (docs/data-bridge.md). */
+  writeStructured(value, format = 'json', message) {
+    const bytes = frameStructured(value, format, message);
     if (bytes.length > this.size) throw new LogoMeshError('LM_INVALID_ARGUMENT', `the data takes ${bytes.length} bytes in ${format}; the segment has ${this.size}`);
     return this.write(bytes);
   }
 
-  readStructured(format) {
-    return unframeStructured(this.read(), format).value;
+  readStructured(format, message) {
+    return unframeStructured(this.read(), format, message).value;
   }
 
   async #op(op, fields = {}) {
