@@ -1,0 +1,463 @@
+//! A message's wire form from proto3 JSON and back, with prost's wire primitives
+//! (`prost::encoding`) driven by the descriptor (protobuf_types.rs says what is supported).
+
+use crate::protobuf_types::{json_name, out_of_range, ProtobufTypes};
+use crate::Error;
+use prost::bytes::Buf;
+use prost::encoding::{self, decode_key, decode_varint, encode_key, encode_varint, skip_field, DecodeContext, WireType};
+use prost_types::field_descriptor_proto::{Label, Type};
+use prost_types::{DescriptorProto, FieldDescriptorProto};
+use serde_json::{Map, Number, Value};
+use std::collections::BTreeMap;
+
+/// One scalar, converted from JSON for its field's type.
+#[derive(Clone, Copy, PartialEq)]
+enum Scalar {
+    I32(i32),
+    I64(i64),
+    U32(u32),
+    U64(u64),
+    F32(f32),
+    F64(f64),
+    Bool(bool),
+}
+
+fn to_i64(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => n
+            .as_i64()
+            .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.2e18).map(|f| f as i64)),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+fn to_u64(v: &Value) -> Option<u64> {
+    match v {
+        Value::Number(n) => n.as_u64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < 1.8e19)
+                .map(|f| f as u64)
+        }),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+fn to_f64(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => match s.as_str() {
+            "NaN" => Some(f64::NAN),
+            "Infinity" => Some(f64::INFINITY),
+            "-Infinity" => Some(f64::NEG_INFINITY),
+            other => other.parse().ok(),
+        },
+        _ => None,
+    }
+}
+
+fn scalar_of(types: &ProtobufTypes, f: &FieldDescriptorProto, v: &Value) -> Option<Scalar> {
+    Some(match f.r#type() {
+        Type::Int32 | Type::Sint32 | Type::Sfixed32 => Scalar::I32(i32::try_from(to_i64(v)?).ok()?),
+        Type::Int64 | Type::Sint64 | Type::Sfixed64 => Scalar::I64(to_i64(v)?),
+        Type::Uint32 | Type::Fixed32 => Scalar::U32(u32::try_from(to_u64(v)?).ok()?),
+        Type::Uint64 | Type::Fixed64 => Scalar::U64(to_u64(v)?),
+        Type::Float => Scalar::F32(to_f64(v)? as f32),
+        Type::Double => Scalar::F64(to_f64(v)?),
+        Type::Bool => Scalar::Bool(v.as_bool()?),
+        Type::Enum => match v {
+            Value::String(s) => Scalar::I32(types.field_enum(f).value.iter().find(|e| e.name() == s)?.number()),
+            other => Scalar::I32(i32::try_from(to_i64(other)?).ok()?),
+        },
+        _ => return None,
+    })
+}
+
+fn is_zero(s: Scalar) -> bool {
+    match s {
+        Scalar::I32(x) => x == 0,
+        Scalar::I64(x) => x == 0,
+        Scalar::U32(x) => x == 0,
+        Scalar::U64(x) => x == 0,
+        Scalar::F32(x) => x == 0.0 && x.is_sign_positive(),
+        Scalar::F64(x) => x == 0.0 && x.is_sign_positive(),
+        Scalar::Bool(x) => !x,
+    }
+}
+
+/// Writes each scalar with prost's encoder for the field's type: one tagged value each, or
+/// all of them packed under one tag.
+fn encode_scalars(t: Type, tag: u32, values: &[Scalar], packed: bool, buf: &mut Vec<u8>) {
+    macro_rules! put {
+        ($module:ident, $variant:ident) => {{
+            let v: Vec<_> = values
+                .iter()
+                .filter_map(|s| if let Scalar::$variant(x) = s { Some(*x) } else { None })
+                .collect();
+            if packed {
+                encoding::$module::encode_packed(tag, &v, buf)
+            } else {
+                v.iter().for_each(|x| encoding::$module::encode(tag, x, buf))
+            }
+        }};
+    }
+    match t {
+        Type::Int32 | Type::Enum => put!(int32, I32),
+        Type::Sint32 => put!(sint32, I32),
+        Type::Sfixed32 => put!(sfixed32, I32),
+        Type::Int64 => put!(int64, I64),
+        Type::Sint64 => put!(sint64, I64),
+        Type::Sfixed64 => put!(sfixed64, I64),
+        Type::Uint32 => put!(uint32, U32),
+        Type::Fixed32 => put!(fixed32, U32),
+        Type::Uint64 => put!(uint64, U64),
+        Type::Fixed64 => put!(fixed64, U64),
+        Type::Float => put!(float, F32),
+        Type::Double => put!(double, F64),
+        Type::Bool => put!(bool, Bool),
+        _ => {}
+    }
+}
+
+fn decode_base64(s: &str) -> Option<Vec<u8>> {
+    let trimmed = s.trim_end_matches('=');
+    base64::decode_config(trimmed, base64::STANDARD_NO_PAD)
+        .or_else(|_| base64::decode_config(trimmed, base64::URL_SAFE_NO_PAD))
+        .ok()
+}
+
+fn length_delimited(tag: u32, body: &[u8], buf: &mut Vec<u8>) {
+    encode_key(tag, WireType::LengthDelimited, buf);
+    encode_varint(body.len() as u64, buf);
+    buf.extend_from_slice(body);
+}
+
+/// One value of field `f` with its tag; `always`: written even at its default (repeated
+/// elements, map entries, fields with presence).
+fn encode_one(
+    types: &ProtobufTypes,
+    f: &FieldDescriptorProto,
+    tag: u32,
+    v: &Value,
+    always: bool,
+    at: &str,
+    root: &str,
+    buf: &mut Vec<u8>,
+) -> Result<(), Error> {
+    match f.r#type() {
+        Type::Message | Type::Group => {
+            let mut body = Vec::new();
+            encode_message(types, types.field_message(f), v, at, root, &mut body)?;
+            length_delimited(tag, &body, buf);
+        }
+        Type::String => {
+            let s = v.as_str().ok_or_else(|| out_of_range(root, at, f, v))?;
+            if always || !s.is_empty() {
+                encoding::string::encode(tag, &s.to_string(), buf);
+            }
+        }
+        Type::Bytes => {
+            let b = v.as_str().and_then(decode_base64).ok_or_else(|| out_of_range(root, at, f, v))?;
+            if always || !b.is_empty() {
+                encoding::bytes::encode(tag, &b, buf);
+            }
+        }
+        t => {
+            let s = scalar_of(types, f, v).ok_or_else(|| out_of_range(root, at, f, v))?;
+            if always || !is_zero(s) {
+                encode_scalars(t, tag, &[s], false, buf);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Map keys in the order Go and Python write them: integers by value, strings by bytes.
+fn sorted_entries<'a>(kf: &FieldDescriptorProto, m: &'a Map<String, Value>) -> Vec<(&'a String, &'a Value)> {
+    let mut entries: Vec<_> = m.iter().collect();
+    match kf.r#type() {
+        Type::String | Type::Bool => entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes())),
+        _ => entries.sort_by_key(|(k, _)| k.parse::<i128>().unwrap_or(0)),
+    }
+    entries
+}
+
+/// `v` (a checked proto3 JSON object) as message `md`, fields in field-number order.
+pub(crate) fn encode_message(
+    types: &ProtobufTypes,
+    md: &DescriptorProto,
+    v: &Value,
+    path: &str,
+    root: &str,
+    buf: &mut Vec<u8>,
+) -> Result<(), Error> {
+    let obj = match v.as_object() {
+        Some(o) => o,
+        None => return Ok(()),
+    };
+    let mut fields: Vec<&FieldDescriptorProto> = md.field.iter().collect();
+    fields.sort_by_key(|f| f.number());
+    for f in fields {
+        let key = if obj.contains_key(&json_name(f)) {
+            json_name(f)
+        } else {
+            f.name().to_string()
+        };
+        let x = match obj.get(&key) {
+            None | Some(Value::Null) => continue,
+            Some(x) => x,
+        };
+        let at = format!("{path}/{key}");
+        let tag = f.number() as u32;
+        if let Some(entry) = types.map_entry(f) {
+            let (kf, vf) = (&entry.field[0], &entry.field[1]);
+            let empty = Map::new();
+            for (k, e) in sorted_entries(kf, x.as_object().unwrap_or(&empty)) {
+                let key_value = if kf.r#type() == Type::Bool {
+                    Value::Bool(k == "true")
+                } else {
+                    Value::String(k.clone())
+                };
+                let mut body = Vec::new();
+                encode_one(types, kf, 1, &key_value, true, &format!("{at}/{k}"), root, &mut body)?;
+                encode_one(types, vf, 2, e, true, &format!("{at}/{k}"), root, &mut body)?;
+                length_delimited(tag, &body, buf);
+            }
+        } else if f.label() == Label::Repeated {
+            let list = x.as_array().map(|a| a.as_slice()).unwrap_or(&[]);
+            let packable = !matches!(f.r#type(), Type::String | Type::Bytes | Type::Message | Type::Group);
+            let packed = packable && f.options.as_ref().and_then(|o| o.packed) != Some(false);
+            if packed {
+                let mut values = Vec::with_capacity(list.len());
+                for (i, e) in list.iter().enumerate() {
+                    values.push(scalar_of(types, f, e).ok_or_else(|| out_of_range(root, &format!("{at}/{i}"), f, e))?);
+                }
+                if !values.is_empty() {
+                    encode_scalars(f.r#type(), tag, &values, true, buf);
+                }
+            } else {
+                for (i, e) in list.iter().enumerate() {
+                    encode_one(types, f, tag, e, true, &format!("{at}/{i}"), root, buf)?;
+                }
+            }
+        } else {
+            // Oneof members (proto3 optional too) and messages have presence: written even at their default.
+            let presence = f.oneof_index.is_some() || matches!(f.r#type(), Type::Message | Type::Group);
+            encode_one(types, f, tag, x, presence, &at, root, buf)?;
+        }
+    }
+    Ok(())
+}
+
+// --- decoding ------------------------------------------------------------------------------
+
+type Decoded = Result<Value, Error>;
+
+fn wire_error(e: impl std::fmt::Display) -> Error {
+    Error::invalid_argument(e.to_string())
+}
+
+fn number_f64(x: f64) -> Value {
+    if x.is_nan() {
+        Value::String("NaN".into())
+    } else if x.is_infinite() {
+        Value::String(if x > 0.0 { "Infinity" } else { "-Infinity" }.into())
+    } else {
+        Number::from_f64(x).map(Value::Number).unwrap_or(Value::Null)
+    }
+}
+
+fn scalar_json(types: &ProtobufTypes, f: &FieldDescriptorProto, s: Scalar) -> Value {
+    match s {
+        Scalar::I32(x) if f.r#type() == Type::Enum => types
+            .field_enum(f)
+            .value
+            .iter()
+            .find(|e| e.number() == x)
+            .map(|e| Value::String(e.name().to_string()))
+            .unwrap_or_else(|| Value::from(x)),
+        Scalar::I32(x) => Value::from(x),
+        Scalar::U32(x) => Value::from(x),
+        Scalar::I64(x) => Value::String(x.to_string()),
+        Scalar::U64(x) => Value::String(x.to_string()),
+        // A float as its shortest float32 digits, as the other SDKs write it.
+        Scalar::F32(x) if x.is_finite() => format!("{x}").parse::<f64>().map(number_f64).unwrap_or(Value::Null),
+        Scalar::F32(x) => number_f64(x as f64),
+        Scalar::F64(x) => number_f64(x),
+        Scalar::Bool(x) => Value::Bool(x),
+    }
+}
+
+/// Every scalar of one occurrence of a field (a packed run gives several).
+fn decode_scalars(t: Type, wt: WireType, buf: &mut &[u8]) -> Result<Vec<Scalar>, Error> {
+    macro_rules! get {
+        ($module:ident, $variant:ident) => {{
+            let mut v = Vec::new();
+            encoding::$module::merge_repeated(wt, &mut v, buf, DecodeContext::default()).map_err(wire_error)?;
+            v.into_iter().map(Scalar::$variant).collect()
+        }};
+    }
+    Ok(match t {
+        Type::Int32 | Type::Enum => get!(int32, I32),
+        Type::Sint32 => get!(sint32, I32),
+        Type::Sfixed32 => get!(sfixed32, I32),
+        Type::Int64 => get!(int64, I64),
+        Type::Sint64 => get!(sint64, I64),
+        Type::Sfixed64 => get!(sfixed64, I64),
+        Type::Uint32 => get!(uint32, U32),
+        Type::Fixed32 => get!(fixed32, U32),
+        Type::Uint64 => get!(uint64, U64),
+        Type::Fixed64 => get!(fixed64, U64),
+        Type::Float => get!(float, F32),
+        Type::Double => get!(double, F64),
+        Type::Bool => get!(bool, Bool),
+        _ => Vec::new(),
+    })
+}
+
+fn sub_slice<'a>(wt: WireType, buf: &mut &'a [u8]) -> Result<&'a [u8], Error> {
+    if wt != WireType::LengthDelimited {
+        return Err(Error::invalid_argument(format!(
+            "expected a length-delimited field, found wire type {wt:?}"
+        )));
+    }
+    let len = decode_varint(buf).map_err(wire_error)? as usize;
+    if len > buf.len() {
+        return Err(Error::invalid_argument("a length past the end of the buffer"));
+    }
+    let (head, tail) = buf.split_at(len);
+    *buf = tail;
+    Ok(head)
+}
+
+/// Each value of one occurrence of field `f`, as JSON.
+fn decode_values(types: &ProtobufTypes, f: &FieldDescriptorProto, wt: WireType, buf: &mut &[u8]) -> Result<Vec<Value>, Error> {
+    Ok(match f.r#type() {
+        Type::Message => vec![decode_message(types, types.field_message(f), sub_slice(wt, buf)?)?],
+        Type::String => {
+            let mut s = String::new();
+            encoding::string::merge(wt, &mut s, buf, DecodeContext::default()).map_err(wire_error)?;
+            vec![Value::String(s)]
+        }
+        Type::Bytes => {
+            let mut b: Vec<u8> = Vec::new();
+            encoding::bytes::merge(wt, &mut b, buf, DecodeContext::default()).map_err(wire_error)?;
+            vec![Value::String(base64::encode(b))]
+        }
+        Type::Group => return Err(Error::invalid_argument("groups are not supported")),
+        t => decode_scalars(t, wt, buf)?.into_iter().map(|s| scalar_json(types, f, s)).collect(),
+    })
+}
+
+/// Is a decoded value its field's default (proto3 JSON leaves those out)?
+fn is_default(types: &ProtobufTypes, f: &FieldDescriptorProto, v: &Value) -> bool {
+    match f.r#type() {
+        Type::Float | Type::Double => v.as_f64() == Some(0.0) && !v.to_string().starts_with('-'),
+        t => *v == decode_default(types, f, t),
+    }
+}
+
+/// The map entry's key and value, as JSON (the key as the string proto3 JSON gives it).
+fn decode_entry(types: &ProtobufTypes, entry: &DescriptorProto, mut body: &[u8]) -> Result<(String, Value), Error> {
+    let (kf, vf) = (&entry.field[0], &entry.field[1]);
+    let mut key = Value::Null;
+    let mut value = Value::Null;
+    while body.has_remaining() {
+        let (tag, wt) = decode_key(&mut body).map_err(wire_error)?;
+        match tag {
+            1 => key = decode_values(types, kf, wt, &mut body)?.pop().unwrap_or(Value::Null),
+            2 => value = decode_values(types, vf, wt, &mut body)?.pop().unwrap_or(Value::Null),
+            _ => skip_field(wt, tag, &mut body, DecodeContext::default()).map_err(wire_error)?,
+        }
+    }
+    let key = match key {
+        Value::String(s) => s,
+        Value::Null => match kf.r#type() {
+            Type::String => String::new(),
+            Type::Bool => "false".into(),
+            _ => "0".into(),
+        },
+        other => other.to_string(),
+    };
+    if value.is_null() {
+        value = match vf.r#type() {
+            Type::Message => Value::Object(Map::new()),
+            t => decode_default(types, vf, t),
+        };
+    }
+    Ok((key, value))
+}
+
+fn decode_default(types: &ProtobufTypes, f: &FieldDescriptorProto, t: Type) -> Value {
+    match t {
+        Type::String | Type::Bytes => Value::String(String::new()),
+        Type::Bool => Value::Bool(false),
+        Type::Int64 | Type::Sint64 | Type::Sfixed64 | Type::Uint64 | Type::Fixed64 => Value::String("0".into()),
+        Type::Enum => scalar_json(types, f, Scalar::I32(0)),
+        _ => Value::from(0),
+    }
+}
+
+/// The message `md` in `data`, as canonical proto3 JSON.
+pub(crate) fn decode_message(types: &ProtobufTypes, md: &DescriptorProto, data: &[u8]) -> Decoded {
+    let mut buf = data;
+    let mut fields: BTreeMap<i32, Value> = BTreeMap::new();
+    while buf.has_remaining() {
+        let (tag, wt) = decode_key(&mut buf).map_err(wire_error)?;
+        let f = match md.field.iter().find(|f| f.number() as u32 == tag) {
+            Some(f) => f,
+            None => {
+                skip_field(wt, tag, &mut buf, DecodeContext::default()).map_err(wire_error)?;
+                continue;
+            }
+        };
+        if let Some(entry) = types.map_entry(f) {
+            let (k, v) = decode_entry(types, entry, sub_slice(wt, &mut buf)?)?;
+            if let Value::Object(m) = fields.entry(f.number()).or_insert_with(|| Value::Object(Map::new())) {
+                m.insert(k, v);
+            }
+        } else if f.label() == Label::Repeated {
+            let values = decode_values(types, f, wt, &mut buf)?;
+            if let Value::Array(a) = fields.entry(f.number()).or_insert_with(|| Value::Array(Vec::new())) {
+                a.extend(values);
+            }
+        } else {
+            let v = decode_values(types, f, wt, &mut buf)?.pop().unwrap_or(Value::Null);
+            if let Some(o) = f.oneof_index {
+                // The last member of a oneof on the wire wins.
+                let others: Vec<i32> = md
+                    .field
+                    .iter()
+                    .filter(|g| g.oneof_index == Some(o) && g.number() != f.number())
+                    .map(|g| g.number())
+                    .collect();
+                others.iter().for_each(|n| {
+                    fields.remove(n);
+                });
+            }
+            match (fields.get_mut(&f.number()), v) {
+                // A message seen twice is merged, as protobuf merges them.
+                (Some(Value::Object(old)), Value::Object(new)) => old.extend(new),
+                (_, v) => {
+                    fields.insert(f.number(), v);
+                }
+            }
+        }
+    }
+    let mut out = Map::new();
+    for f in &md.field {
+        if let Some(v) = fields.remove(&f.number()) {
+            let skip = if f.label() == Label::Repeated {
+                v.as_array().map(|a| a.is_empty()).unwrap_or(false)
+            } else {
+                // Oneof members (proto3 optional too) and messages have presence.
+                f.oneof_index.is_none() && f.r#type() != Type::Message && is_default(types, f, &v)
+            };
+            if !skip {
+                out.insert(json_name(f), v);
+            }
+        }
+    }
+    Ok(Value::Object(out))
+}
