@@ -1,6 +1,5 @@
 // The data bridge (docs/data-bridge.md): structured data in json, msgpack
-// (@msgpack/msgpack) or protobuf (google.protobuf.Value, or a declared message type of a
-// ProtobufTypes, protobuf-types.js; @bufbuild/protobuf), byte for byte
+// (@msgpack/msgpack) or protobuf (google.protobuf.Value, @bufbuild/protobuf), byte for byte
 // as every other SDK writes it, behind a 16-byte header: "LMSD", version 1, the format
 // (1 json, 2 msgpack, 3 protobuf), two zero bytes, the payload's length (uint64 LE).
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
@@ -88,33 +87,24 @@ function check(format) {
   if (!FORMATS[format]) throw bad(`format '${String(format).slice(0, 32)}' is not one of json, msgpack, protobuf`);
 }
 
-// A declared message type ({ type, types }: a ProtobufTypes) goes with format protobuf only.
-function messageOf(format, message) {
-  if (format !== 'protobuf') throw bad(`a message type (${String(message.type).slice(0, 128)}) goes with format protobuf only`);
-  if (!message.types || typeof message.types.encode !== 'function') throw bad(`message type ${String(message.type).slice(0, 128)} needs types: ProtobufTypes.load(<descriptor set>)`);
-  return message;
-}
-
-/** The payload of value in format (no header); for protobuf, the declared `message` type when given. */
-export function encodeStructured(value, format, message) {
+/** The payload of value in format (no header). */
+export function encodeStructured(value, format) {
   check(format);
-  if (message) return messageOf(format, message).types.encode(message.type, value);
   if (format === 'json') return Buffer.from(toJson(value), 'utf8');
   if (format === 'msgpack') return pack(forMsgpack(value), { sortKeys: true, useBigInt64: true });
   return toBinary(ValueSchema, toValue(value));
 }
 
-export function decodeStructured(payload, format, message) {
+export function decodeStructured(payload, format) {
   check(format);
-  if (message) return messageOf(format, message).types.decode(message.type, payload);
   if (format === 'json') return JSON.parse(Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength).toString('utf8'));
   if (format === 'msgpack') return fromMsgpack(unpack(payload, { useBigInt64: true }));
   return fromValue(fromBinary(ValueSchema, payload));
 }
 
 /** Header and payload, as written into a segment. */
-export function frameStructured(value, format, message) {
-  const payload = encodeStructured(value, format, message);
+export function frameStructured(value, format) {
+  const payload = encodeStructured(value, format);
   const out = Buffer.alloc(HEADER_BYTES + payload.length);
   out.writeUInt32LE(MAGIC, 0);
   out.writeUInt8(1, 4);
@@ -125,12 +115,12 @@ export function frameStructured(value, format, message) {
 }
 
 /** { value, format } of a structured segment's bytes; format, when given, must match. */
-export function unframeStructured(buf, format, message) {
+export function unframeStructured(buf, format) {
   const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
   if (b.length < HEADER_BYTES || b.readUInt32LE(0) !== MAGIC || b.readUInt8(4) !== 1) throw new LogoMeshError('LM_SEGMENT', 'the segment holds no structured data (no LMSD header)');
   const found = Object.keys(FORMATS).find((f) => FORMATS[f] === b.readUInt8(5));
   if (!found || (format && format !== found)) throw new LogoMeshError('LM_SEGMENT', `the segment holds ${found ?? 'an unknown format'}, not ${format}`);
   const length = Number(b.readBigUInt64LE(8));
   if (HEADER_BYTES + length > b.length) throw new LogoMeshError('LM_SEGMENT', `the header says ${length} bytes of data; the segment has ${b.length - HEADER_BYTES}`);
-  return { value: decodeStructured(b.subarray(HEADER_BYTES, HEADER_BYTES + length), found, message), format: found };
+  return { value: decodeStructured(b.subarray(HEADER_BYTES, HEADER_BYTES + length), found), format: found };
 }

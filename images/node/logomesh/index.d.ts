@@ -184,10 +184,14 @@ export declare class Segment implements SegmentHandle {
   free(): Promise<void>;
 }
 
-export declare function encodeStructured(value: unknown, format: Format, message?: MessageType): Uint8Array;
-export declare function decodeStructured(payload: Uint8Array, format: Format, message?: MessageType): unknown;
-export declare function frameStructured(value: unknown, format: Format, message?: MessageType): Buffer;
-export declare function unframeStructured(bytes: Uint8Array, format?: Format, message?: MessageType): { value: unknown; format: Format };
+export declare function encodeStructured(value: unknown, format: Format): Uint8Array;
+export declare function decodeStructured(payload: Uint8Array, format: Format): unknown;
+export declare function frameStructured(value: unknown, format: Format): Buffer;
+export declare function unframeStructured(bytes: Uint8Array, format?: Format): { value: unknown; format: Format };
+/** `value` as a declared message type (format protobuf), with the data bridge's header. */
+export declare function frameMessage(message: MessageType, value: unknown, format?: Format): Buffer;
+/** The declared message type a structured segment's bytes hold; its header must say protobuf (LM_SEGMENT otherwise). */
+export declare function unframeMessage(bytes: Uint8Array, message: MessageType, format?: Format): unknown;
 
 /**
  * Declared protobuf message types: the messages of a binary FileDescriptorSet (protoc

@@ -6,13 +6,25 @@
 // that does not fit is LM_INVALID_ARGUMENT, worded as in every SDK:
 // `protobuf <type>: <JSON path>: expected <what>, found <what>`.
 import { readFileSync } from 'node:fs';
-import { ScalarType, createFileRegistry, fromBinary, fromJson, toBinary, toJson } from '@bufbuild/protobuf';
-import { FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
+import { createRequire } from 'node:module';
+import { FORMATS, HEADER_BYTES } from './bridge.js';
 import { LogoMeshError } from './errors.js';
 
 export const MAX_DESCRIPTOR_SET_BYTES = 1024 * 1024;
 
 const bad = (message) => new LogoMeshError('LM_INVALID_ARGUMENT', message);
+
+// @bufbuild/protobuf loads when the first descriptor set does: most plugins never use
+// declared types, and evaluating the library at import costs an idle plugin memory
+// (docs/performance.md). require() (its CommonJS build) keeps the API synchronous, and is not
+// named `require` so that the image's esbuild bundle leaves it to run time (the package is in
+// the SDK's node_modules there).
+const load = createRequire(import.meta.url);
+let lib;
+function pb() {
+  lib ??= { ...load('@bufbuild/protobuf'), FileDescriptorSetSchema: load('@bufbuild/protobuf/wkt').FileDescriptorSetSchema };
+  return lib;
+}
 
 export class ProtobufTypes {
   #registry;
@@ -25,6 +37,7 @@ export class ProtobufTypes {
   static fromBinary(bytes, source = 'the descriptor set') {
     if (bytes.length > MAX_DESCRIPTOR_SET_BYTES) throw bad(`${source}: expected a FileDescriptorSet of at most ${MAX_DESCRIPTOR_SET_BYTES} bytes, found ${bytes.length} bytes`);
     try {
+      const { createFileRegistry, fromBinary, FileDescriptorSetSchema } = pb();
       return new ProtobufTypes(createFileRegistry(fromBinary(FileDescriptorSetSchema, bytes)));
     } catch (err) {
       throw bad(`${source}: expected a FileDescriptorSet (protoc --include_imports --descriptor_set_out), found bytes that are not one (${err.message})`);
@@ -53,7 +66,7 @@ export class ProtobufTypes {
     const desc = this.#message(typeName);
     walkMessage(desc, value, '', desc.typeName);
     try {
-      return toBinary(desc, fromJson(desc, sortKeys(value)));
+      return pb().toBinary(desc, pb().fromJson(desc, sortKeys(value)));
     } catch (err) {
       throw bad(`protobuf ${typeName}: ${err.message}`);
     }
@@ -63,11 +76,44 @@ export class ProtobufTypes {
   decode(typeName, bytes) {
     const desc = this.#message(typeName);
     try {
-      return toJson(desc, fromBinary(desc, bytes));
+      return pb().toJson(desc, pb().fromBinary(desc, bytes));
     } catch (err) {
       throw bad(`protobuf ${typeName}: expected the bytes of a ${typeName}, found bytes that are not one (${err.message})`);
     }
   }
+}
+
+/** `value` as the declared message `type` of `types` (format protobuf), with the data bridge's header. */
+export function frameMessage({ type, types }, value, format = 'protobuf') {
+  if (format !== 'protobuf') throw bad(`a message type (${String(type).slice(0, 128)}) goes with format protobuf only`);
+  if (!(types instanceof ProtobufTypes)) throw bad(`message type ${String(type).slice(0, 128)} needs types: ProtobufTypes.load(<descriptor set>)`);
+  const payload = types.encode(type, value);
+  const out = Buffer.alloc(HEADER_BYTES + payload.length);
+  messageHeader(payload.length).copy(out);
+  out.set(payload, HEADER_BYTES);
+  return out;
+}
+
+/** The declared message `type` a structured segment's bytes hold (the header must say protobuf). */
+export function unframeMessage(buf, { type, types }, format = 'protobuf') {
+  if (format !== undefined && format !== 'protobuf') throw bad(`a message type (${String(type).slice(0, 128)}) goes with format protobuf only`);
+  if (!(types instanceof ProtobufTypes)) throw bad(`message type ${String(type).slice(0, 128)} needs types: ProtobufTypes.load(<descriptor set>)`);
+  const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+  if (b.length < HEADER_BYTES || b.toString('latin1', 0, 4) !== 'LMSD' || b.readUInt8(4) !== 1) throw new LogoMeshError('LM_SEGMENT', 'the segment holds no structured data (no LMSD header)');
+  const found = Object.keys(FORMATS).find((f) => FORMATS[f] === b.readUInt8(5));
+  if (found !== 'protobuf') throw new LogoMeshError('LM_SEGMENT', `the segment holds ${found ?? 'an unknown format'}, not protobuf`);
+  const length = Number(b.readBigUInt64LE(8));
+  if (HEADER_BYTES + length > b.length) throw new LogoMeshError('LM_SEGMENT', `the header says ${length} bytes of data; the segment has ${b.length - HEADER_BYTES}`);
+  return types.decode(type, b.subarray(HEADER_BYTES, HEADER_BYTES + length));
+}
+
+function messageHeader(length) {
+  const h = Buffer.alloc(HEADER_BYTES);
+  h.write('LMSD', 0, 'latin1');
+  h.writeUInt8(1, 4);
+  h.writeUInt8(FORMATS.protobuf, 5);
+  h.writeBigUInt64LE(BigInt(length), 8);
+  return h;
 }
 
 // Map entries are written in the order of the value's keys: sorted (code point order) as Go and Python do.
@@ -78,23 +124,9 @@ function sortKeys(v) {
 }
 
 // The shape check, before the library parses the value, so that every SDK words a mismatch alike.
-const SCALAR_NAMES = {
-  [ScalarType.DOUBLE]: 'double',
-  [ScalarType.FLOAT]: 'float',
-  [ScalarType.INT64]: 'int64',
-  [ScalarType.UINT64]: 'uint64',
-  [ScalarType.INT32]: 'int32',
-  [ScalarType.FIXED64]: 'fixed64',
-  [ScalarType.FIXED32]: 'fixed32',
-  [ScalarType.BOOL]: 'bool',
-  [ScalarType.STRING]: 'string',
-  [ScalarType.BYTES]: 'bytes',
-  [ScalarType.UINT32]: 'uint32',
-  [ScalarType.SFIXED32]: 'sfixed32',
-  [ScalarType.SFIXED64]: 'sfixed64',
-  [ScalarType.SINT32]: 'sint32',
-  [ScalarType.SINT64]: 'sint64',
-};
+// @bufbuild/protobuf's ScalarType values are descriptor.proto's FieldDescriptorProto.Type numbers.
+const ScalarType = { DOUBLE: 1, FLOAT: 2, INT64: 3, UINT64: 4, INT32: 5, FIXED64: 6, FIXED32: 7, BOOL: 8, STRING: 9, BYTES: 12, UINT32: 13, SFIXED32: 15, SFIXED64: 16, SINT32: 17, SINT64: 18 };
+const SCALAR_NAMES = Object.fromEntries(Object.entries(ScalarType).map(([name, n]) => [n, name.toLowerCase()]));
 
 const isObject = (v) => typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array);
 

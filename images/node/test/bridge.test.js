@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { ProtobufTypes, decodeStructured, encodeStructured, frameStructured, unframeStructured } from 'logomesh';
+import { ProtobufTypes, decodeStructured, encodeStructured, frameMessage, frameStructured, unframeMessage, unframeStructured } from 'logomesh';
 
 const FILE = process.env.LOGOMESH_VECTORS ?? '/opt/logomesh/vectors/bridge.json';
 const { vectors } = JSON.parse(readFileSync(FILE, 'utf8'));
@@ -63,10 +63,13 @@ describe('declared message types (test/vectors/protobuf-types.json)', () => {
   }
   it('goes through the segment header, and refuses a type without its format or descriptor set', () => {
     const message = { type: doc.vectors[0].type, types };
-    const framed = frameStructured({ big: '9007199254740993' }, 'protobuf', message);
-    assert.deepEqual(unframeStructured(framed, 'protobuf', message), { value: { big: '9007199254740993' }, format: 'protobuf' });
-    assert.throws(() => encodeStructured({}, 'json', message), { code: 'LM_INVALID_ARGUMENT' });
-    assert.throws(() => encodeStructured({}, 'protobuf', { type: message.type }), { code: 'LM_INVALID_ARGUMENT' });
+    const framed = frameMessage(message, { big: '9007199254740993' });
+    assert.equal(framed.readUInt8(5), 3);
+    assert.deepEqual(unframeMessage(Buffer.concat([framed, Buffer.alloc(4)]), message), { big: '9007199254740993' });
+    assert.throws(() => unframeMessage(frameStructured(1, 'json'), message), { code: 'LM_SEGMENT' });
+    assert.throws(() => unframeMessage(framed.subarray(0, framed.length - 1), message), { code: 'LM_SEGMENT' });
+    assert.throws(() => frameMessage(message, {}, 'json'), { code: 'LM_INVALID_ARGUMENT' });
+    assert.throws(() => frameMessage({ type: message.type }, {}), { code: 'LM_INVALID_ARGUMENT' });
     assert.throws(() => types.encode('no.such.Type', {}), { code: 'LM_INVALID_ARGUMENT' });
     assert.throws(() => types.decode(message.type, Buffer.from([0xff, 0xff])), { code: 'LM_INVALID_ARGUMENT' });
     assert.throws(() => ProtobufTypes.fromBinary(Buffer.from('0a056a756e6b21', 'hex')), { code: 'LM_INVALID_ARGUMENT' });
