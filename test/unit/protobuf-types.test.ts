@@ -18,6 +18,12 @@ const SET = readFileSync(new URL(DOC.descriptorSet, VECTORS));
 const types = ProtobufTypes.fromBinary(SET);
 const SAMPLE = 'logomesh.vectors.v1.Sample';
 
+function varint(n: number): number[] {
+  const out: number[] = [];
+  for (; n > 127; n = Math.floor(n / 128)) out.push((n & 127) | 128);
+  return [...out, n];
+}
+
 describe('declared protobuf message types on the host (test/vectors/protobuf-types.json)', () => {
   it('has the awkward values: int64 past 2^53, nested, repeated, enums, oneof, a map, unicode, bytes, defaults', () => {
     const all = JSON.stringify(DOC.vectors.map((v) => v.value));
@@ -52,6 +58,11 @@ describe('declared protobuf message types on the host (test/vectors/protobuf-typ
     expect(() => types.decode(SAMPLE, Buffer.from([0xff, 0xff]))).toThrow(expect.objectContaining({ code: 'LM_INVALID_ARGUMENT', message: expect.stringContaining(SAMPLE) }));
     expect(() => ProtobufTypes.fromBinary(Buffer.from('0a056a756e6b21', 'hex'))).toThrow(expect.objectContaining({ code: 'LM_INVALID_ARGUMENT' }));
     expect(() => ProtobufTypes.fromBinary(Buffer.alloc(MAX_DESCRIPTOR_SET_BYTES + 1))).toThrow(expect.objectContaining({ code: 'LM_INVALID_ARGUMENT' }));
+    // A hostile descriptor set nested past the library's recursion limit: refused, not a crash.
+    let nested = Buffer.alloc(0);
+    for (let i = 0; i < 300; i++) nested = Buffer.concat([Buffer.from([0x1a, ...varint(nested.length)]), nested]);
+    const file = Buffer.concat([Buffer.from([0x22, ...varint(nested.length)]), nested]);
+    expect(() => ProtobufTypes.fromBinary(Buffer.concat([Buffer.from([0x0a, ...varint(file.length)]), file]))).toThrow(expect.objectContaining({ code: 'LM_INVALID_ARGUMENT' }));
     // A value the shape check passes but the library refuses (out of range) keeps the code.
     expect(() => types.encode(SAMPLE, { small: '99999999999' })).toThrow(expect.objectContaining({ code: 'LM_INVALID_ARGUMENT', message: expect.stringContaining(SAMPLE) }));
   });

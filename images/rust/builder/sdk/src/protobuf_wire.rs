@@ -332,9 +332,9 @@ fn sub_slice<'a>(wt: WireType, buf: &mut &'a [u8]) -> Result<&'a [u8], Error> {
 }
 
 /// Each value of one occurrence of field `f`, as JSON.
-fn decode_values(types: &ProtobufTypes, f: &FieldDescriptorProto, wt: WireType, buf: &mut &[u8]) -> Result<Vec<Value>, Error> {
+fn decode_values(types: &ProtobufTypes, f: &FieldDescriptorProto, wt: WireType, buf: &mut &[u8], depth: u32) -> Result<Vec<Value>, Error> {
     Ok(match f.r#type() {
-        Type::Message => vec![decode_message(types, types.field_message(f), sub_slice(wt, buf)?)?],
+        Type::Message => vec![decode_message(types, types.field_message(f), sub_slice(wt, buf)?, depth + 1)?],
         Type::String => {
             let mut s = String::new();
             encoding::string::merge(wt, &mut s, buf, DecodeContext::default()).map_err(wire_error)?;
@@ -359,15 +359,15 @@ fn is_default(types: &ProtobufTypes, f: &FieldDescriptorProto, v: &Value) -> boo
 }
 
 /// The map entry's key and value, as JSON (the key as the string proto3 JSON gives it).
-fn decode_entry(types: &ProtobufTypes, entry: &DescriptorProto, mut body: &[u8]) -> Result<(String, Value), Error> {
+fn decode_entry(types: &ProtobufTypes, entry: &DescriptorProto, mut body: &[u8], depth: u32) -> Result<(String, Value), Error> {
     let (kf, vf) = (&entry.field[0], &entry.field[1]);
     let mut key = Value::Null;
     let mut value = Value::Null;
     while body.has_remaining() {
         let (tag, wt) = decode_key(&mut body).map_err(wire_error)?;
         match tag {
-            1 => key = decode_values(types, kf, wt, &mut body)?.pop().unwrap_or(Value::Null),
-            2 => value = decode_values(types, vf, wt, &mut body)?.pop().unwrap_or(Value::Null),
+            1 => key = decode_values(types, kf, wt, &mut body, depth)?.pop().unwrap_or(Value::Null),
+            2 => value = decode_values(types, vf, wt, &mut body, depth)?.pop().unwrap_or(Value::Null),
             _ => skip_field(wt, tag, &mut body, DecodeContext::default()).map_err(wire_error)?,
         }
     }
@@ -399,8 +399,15 @@ fn decode_default(types: &ProtobufTypes, f: &FieldDescriptorProto, t: Type) -> V
     }
 }
 
+/// Nested messages deeper than this are refused, as prost refuses them: a hostile writer's
+/// bytes for a recursive type must not overflow the reader's stack.
+const MAX_DEPTH: u32 = 100;
+
 /// The message `md` in `data`, as canonical proto3 JSON.
-pub(crate) fn decode_message(types: &ProtobufTypes, md: &DescriptorProto, data: &[u8]) -> Decoded {
+pub(crate) fn decode_message(types: &ProtobufTypes, md: &DescriptorProto, data: &[u8], depth: u32) -> Decoded {
+    if depth > MAX_DEPTH {
+        return Err(Error::invalid_argument(format!("messages nested more than {MAX_DEPTH} deep")));
+    }
     let mut buf = data;
     let mut fields: BTreeMap<i32, Value> = BTreeMap::new();
     while buf.has_remaining() {
@@ -413,17 +420,17 @@ pub(crate) fn decode_message(types: &ProtobufTypes, md: &DescriptorProto, data: 
             }
         };
         if let Some(entry) = types.map_entry(f) {
-            let (k, v) = decode_entry(types, entry, sub_slice(wt, &mut buf)?)?;
+            let (k, v) = decode_entry(types, entry, sub_slice(wt, &mut buf)?, depth)?;
             if let Value::Object(m) = fields.entry(f.number()).or_insert_with(|| Value::Object(Map::new())) {
                 m.insert(k, v);
             }
         } else if f.label() == Label::Repeated {
-            let values = decode_values(types, f, wt, &mut buf)?;
+            let values = decode_values(types, f, wt, &mut buf, depth)?;
             if let Value::Array(a) = fields.entry(f.number()).or_insert_with(|| Value::Array(Vec::new())) {
                 a.extend(values);
             }
         } else {
-            let v = decode_values(types, f, wt, &mut buf)?.pop().unwrap_or(Value::Null);
+            let v = decode_values(types, f, wt, &mut buf, depth)?.pop().unwrap_or(Value::Null);
             if let Some(o) = f.oneof_index {
                 // The last member of a oneof on the wire wins.
                 let others: Vec<i32> = md

@@ -78,3 +78,49 @@ fn through_the_header_and_the_other_refusals() {
         vec!["logomesh.vectors.v1.Point", "logomesh.vectors.v1.Sample"]
     );
 }
+
+/// A recursive type: bytes nested deeper than prost's limit (100) are refused, not a stack overflow.
+#[test]
+fn deep_nesting_from_a_hostile_writer_is_refused() {
+    use prost::Message;
+    use prost_types::field_descriptor_proto::{Label, Type};
+    use prost_types::{DescriptorProto, FieldDescriptorProto, FileDescriptorProto, FileDescriptorSet};
+    let child = FieldDescriptorProto {
+        name: Some("child".into()),
+        number: Some(1),
+        label: Some(Label::Optional as i32),
+        r#type: Some(Type::Message as i32),
+        type_name: Some(".t.Tree".into()),
+        json_name: Some("child".into()),
+        ..Default::default()
+    };
+    let tree = DescriptorProto {
+        name: Some("Tree".into()),
+        field: vec![child],
+        ..Default::default()
+    };
+    let file = FileDescriptorProto {
+        name: Some("t.proto".into()),
+        package: Some("t".into()),
+        message_type: vec![tree],
+        syntax: Some("proto3".into()),
+        ..Default::default()
+    };
+    let types = ProtobufTypes::from_bytes(&FileDescriptorSet { file: vec![file] }.encode_to_vec()).unwrap();
+    let nested = |depth: usize| {
+        let mut b: Vec<u8> = Vec::new();
+        for _ in 0..depth {
+            let mut outer = vec![0x0a];
+            prost::encoding::encode_varint(b.len() as u64, &mut outer);
+            outer.extend_from_slice(&b);
+            b = outer;
+        }
+        b
+    };
+    let ok = types.decode("t.Tree", &nested(50)).unwrap();
+    assert!(ok["child"]["child"].is_object());
+    assert_eq!(types.encode("t.Tree", &ok).unwrap(), nested(50));
+    let err = types.decode("t.Tree", &nested(100_000)).unwrap_err();
+    assert_eq!(err.code, "LM_INVALID_ARGUMENT");
+    assert!(err.message.contains("nested more than 100"), "{}", err.message);
+}
