@@ -24,7 +24,7 @@ async function mountCmd(args: readonly string[], what: string): Promise<void> {
     await run('mount', [...args], { timeout: 10_000 });
   } catch (err) {
     const e = err as NodeJS.ErrnoException & { stderr?: string };
-    throw new LogoMeshError('LM_MEMORY_POOL', `${what} failed: ${(e.stderr || e.message).trim().slice(0, 300)}`, { expected: 'a controller running as root (CAP_SYS_ADMIN) on a kernel with tmpfs', found: (e.stderr || e.message).trim().slice(0, 200) });
+    throw new LogoMeshError('LM_MEMORY_POOL', `${what} failed: ${(e.stderr || e.message).trim().slice(0, 300)}`, { expected: 'a controller running as root (CAP_SYS_ADMIN) on a kernel with tmpfs; in a container (compose.yaml) also cap_add SYS_ADMIN, and security_opt apparmor:unconfined where the engine applies an AppArmor profile', found: (e.stderr || e.message).trim().slice(0, 200) });
   }
 }
 
@@ -62,13 +62,14 @@ export function tmpfsMountsUnder(dir: string): string[] {
   for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
     const [left, right] = line.split(' - ');
     if (!left || !right || !right.startsWith('tmpfs ')) continue;
-    const target = unescape(left.split(' ')[4] ?? '');
+    const target = unescapeMountPath(left.split(' ')[4] ?? '');
     if (target === dir || target.startsWith(`${dir}/`)) out.push(target);
   }
   return [...new Set(out)].sort((a, b) => b.length - a.length);
 }
 
-function unescape(s: string): string {
+/** mountinfo writes a space, tab, newline or backslash in a path as an octal escape. */
+export function unescapeMountPath(s: string): string {
   return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
 }
 
