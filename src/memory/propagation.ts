@@ -1,6 +1,7 @@
-import { existsSync, readFileSync, realpathSync } from 'node:fs';
+import { readFileSync, realpathSync } from 'node:fs';
 import path from 'node:path';
 import { LogoMeshError } from '../errors.js';
+import { inContainer } from '../sandbox/mount-staging.js';
 import { unescapeMountPath } from './tmpfs.js';
 
 /** The mount that holds a path, from a mountinfo text: its mount point and whether it is shared. */
@@ -26,11 +27,6 @@ export function holdingMount(mountinfo: string, dir: string): HoldingMount | und
     best = { target, shared: fields.slice(6).some((f) => f.startsWith('shared:')) };
   }
   return best;
-}
-
-/** Docker (/.dockerenv) and podman (/run/.containerenv) mark every container's root. */
-export function inContainer(root = '/'): boolean {
-  return existsSync(path.join(root, '.dockerenv')) || existsSync(path.join(root, 'run', '.containerenv'));
 }
 
 /**

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { closeSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmdirSync, unlinkSync } from 'node:fs';
+import { closeSync, existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmdirSync, unlinkSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Logger } from '../log.js';
@@ -32,6 +32,11 @@ function hasSysAdmin(): boolean {
   return m ? ((BigInt(`0x${m[1]}`) >> CAP_SYS_ADMIN) & 1n) === 1n : false;
 }
 
+/** Docker (/.dockerenv) and podman (/run/.containerenv) mark every container's root. */
+export function inContainer(root = '/'): boolean {
+  return existsSync(path.join(root, '.dockerenv')) || existsSync(path.join(root, 'run', '.containerenv'));
+}
+
 let mode: StagingMode | undefined;
 
 /** Can this process stage mounts where the engine sees them? Decided once per process. */
@@ -41,6 +46,9 @@ function stagingMode(): StagingMode {
     if (process.getuid?.() !== 0) return { staged: false, reason: 'the controller does not run as root' };
     // Root without it (a controller in a container that shares the host's PID namespace for the monitor) cannot mount at all.
     if (!hasSysAdmin()) return { staged: false, reason: 'the controller lacks CAP_SYS_ADMIN, which mounting needs' };
+    // The compose service shares the host's PID namespace (for the monitor) and has CAP_SYS_ADMIN
+    // (for the shared-memory pool), but its temp folder is its own: the engine would not see there.
+    if (inContainer()) return { staged: false, reason: 'the controller runs in a container: its temp folder and mounts are not the engine host\'s' };
     try {
       if (readlinkSync('/proc/self/ns/pid') !== INITIAL_PID_NS) return { staged: false, reason: 'the controller runs in a PID namespace of its own (a container): the engine does not see its mounts' };
     } catch (err) {
