@@ -1,0 +1,56 @@
+import { mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { checkPropagation, holdingMount } from '../../src/memory/propagation.js';
+import { inContainer } from '../../src/sandbox/mount-staging.js';
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+/** A mountinfo line; `optional` is what precedes " - " after the mount options (shared:N, master:N). */
+function line(id: number, target: string, optional: string, type = 'ext4'): string {
+  return `${id} 1 254:0 / ${target.replace(/ /g, '\\040')} rw,relatime${optional ? ` ${optional}` : ''} - ${type} /dev/vda rw`;
+}
+
+/** Where the pool may be mounted from a container: only under a mount that propagates to the host. */
+describe('shared-memory pool: mount propagation', () => {
+  it('finds the deepest mount holding a path and whether it is shared; the later of two at one point wins', () => {
+    const info = [line(1, '/', ''), line(2, '/srv/home', 'shared:2'), line(3, '/srv/homework', ''), line(4, '/srv/home/pool', 'shared:4', 'tmpfs'), line(5, '/a b', 'master:1')].join('\n');
+    expect(holdingMount(info, '/srv/home')).toEqual({ target: '/srv/home', shared: true });
+    expect(holdingMount(info, '/srv/home/sockets/x')).toEqual({ target: '/srv/home', shared: true });
+    expect(holdingMount(info, '/srv/homework/x')).toEqual({ target: '/srv/homework', shared: false });
+    expect(holdingMount(info, '/srv/home/pool/shm-a')).toEqual({ target: '/srv/home/pool', shared: true });
+    expect(holdingMount(info, '/var/tmp')).toEqual({ target: '/', shared: false });
+    expect(holdingMount(info, '/a b/c')).toEqual({ target: '/a b', shared: false });
+    expect(holdingMount(`${info}\n${line(6, '/srv/home', '')}`, '/srv/home/x')).toEqual({ target: '/srv/home', shared: false });
+    expect(holdingMount('', '/x')).toBeUndefined();
+  });
+
+  it('in a container, refuses a pool whose folder is not on a shared mount (LM_MEMORY_POOL, naming it); on the host, checks nothing', () => {
+    const home = realpathSync(mkdtempSync(path.join(os.tmpdir(), 'lm-prop-')));
+    dirs.push(home);
+    const pool = path.join(home, 'pool');
+    const privateHome = [line(1, '/', ''), line(2, home, '')].join('\n');
+    expect(() => checkPropagation(pool, { container: true, mountinfo: privateHome })).toThrow(
+      expect.objectContaining({ code: 'LM_MEMORY_POOL', message: expect.stringContaining(`the pool's folder ${pool} is on the mount ${home}, which is not shared`), details: expect.objectContaining({ found: `${home}, not shared` }) }),
+    );
+    expect(() => checkPropagation(pool, { container: true, mountinfo: line(1, '/', '') })).toThrow(expect.objectContaining({ code: 'LM_MEMORY_POOL' }));
+    expect(() => checkPropagation(pool, { container: true, mountinfo: [line(1, '/', ''), line(2, home, 'shared:7')].join('\n') })).not.toThrow();
+    expect(() => checkPropagation(pool, { container: false, mountinfo: privateHome })).not.toThrow();
+  });
+
+  it('knows a container by the mark Docker or podman leaves at its root', () => {
+    const root = mkdtempSync(path.join(os.tmpdir(), 'lm-root-'));
+    dirs.push(root);
+    expect(inContainer(root)).toBe(false);
+    writeFileSync(path.join(root, '.dockerenv'), '');
+    expect(inContainer(root)).toBe(true);
+    rmSync(path.join(root, '.dockerenv'));
+    mkdirSync(path.join(root, 'run'));
+    writeFileSync(path.join(root, 'run', '.containerenv'), '');
+    expect(inContainer(root)).toBe(true);
+  });
+});
