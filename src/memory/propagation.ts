@@ -1,7 +1,7 @@
 import { readFileSync, realpathSync } from 'node:fs';
 import path from 'node:path';
 import { LogoMeshError } from '../errors.js';
-import { inContainer } from '../sandbox/mount-staging.js';
+import { ownMountNamespace } from '../sandbox/mount-staging.js';
 import { unescapeMountPath } from './tmpfs.js';
 
 /** The mount that holds a path, from a mountinfo text: its mount point and whether it is shared. */
@@ -30,15 +30,15 @@ export function holdingMount(mountinfo: string, dir: string): HoldingMount | und
 }
 
 /**
- * In a container (the compose service), a tmpfs the controller mounts exists in its own mount
- * namespace only, unless the folder it mounts in is on a shared mount whose peer is on the host:
+ * In a container (the compose service: a mount namespace other than the engine's), a tmpfs the
+ * controller mounts exists in its own mount namespace only, unless the folder it mounts in is on a shared mount whose peer is on the host:
  * the engine bind-mounts the pool into plugins by its host path, and without propagation it would
  * give them the empty folder under the mount, silently. So the pool refuses (LM_MEMORY_POOL)
  * rather than hand out a pool no plugin can see. On the host the controller mounts in the engine's
  * own namespace and nothing is checked.
  */
 export function checkPropagation(poolDir: string, opts: { container?: boolean; mountinfo?: string } = {}): void {
-  if (!(opts.container ?? inContainer())) return;
+  if (!(opts.container ?? ownMountNamespace())) return;
   const parent = realpathSync(path.dirname(poolDir));
   const mount = holdingMount(opts.mountinfo ?? readFileSync('/proc/self/mountinfo', 'utf8'), parent);
   if (mount?.shared) return;

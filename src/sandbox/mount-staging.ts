@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmdirSync, unlinkSync } from 'node:fs';
+import { closeSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmdirSync, unlinkSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Logger } from '../log.js';
@@ -32,9 +32,21 @@ function hasSysAdmin(): boolean {
   return m ? ((BigInt(`0x${m[1]}`) >> CAP_SYS_ADMIN) & 1n) === 1n : false;
 }
 
-/** Docker (/.dockerenv) and podman (/run/.containerenv) mark every container's root. */
-export function inContainer(root = '/'): boolean {
-  return existsSync(path.join(root, '.dockerenv')) || existsSync(path.join(root, 'run', '.containerenv'));
+/**
+ * Does this process mount in a mount namespace other than the host's (the engine's), where what it
+ * mounts stays its own? The controller image says so (`LOGOMESH_CONTAINER=1`,
+ * images/controller/Dockerfile); elsewhere init's mount namespace is compared with ours where it
+ * can be read. (`/.dockerenv` is no sign: a host or VM made from a container image keeps it.)
+ */
+export function ownMountNamespace(env: NodeJS.ProcessEnv = process.env, readNs: (p: string) => string = readlinkSync): boolean {
+  if (env.LOGOMESH_CONTAINER === '1') return true;
+  try {
+    return readNs('/proc/1/ns/mnt') !== readNs('/proc/self/ns/mnt');
+  } catch {
+    // Init's cannot be read: a mount the engine does not see fails safe for staging (it
+    // mounts an empty folder, or finds none).
+    return false;
+  }
 }
 
 let mode: StagingMode | undefined;
@@ -46,23 +58,14 @@ function stagingMode(): StagingMode {
     if (process.getuid?.() !== 0) return { staged: false, reason: 'the controller does not run as root' };
     // Root without it (a controller in a container that shares the host's PID namespace for the monitor) cannot mount at all.
     if (!hasSysAdmin()) return { staged: false, reason: 'the controller lacks CAP_SYS_ADMIN, which mounting needs' };
-    // The compose service shares the host's PID namespace (for the monitor) and has CAP_SYS_ADMIN
-    // (for the shared-memory pool), but its temp folder is its own: the engine would not see there.
-    if (inContainer()) return { staged: false, reason: 'the controller runs in a container: its temp folder and mounts are not the engine host\'s' };
     try {
       if (readlinkSync('/proc/self/ns/pid') !== INITIAL_PID_NS) return { staged: false, reason: 'the controller runs in a PID namespace of its own (a container): the engine does not see its mounts' };
     } catch (err) {
       return { staged: false, reason: `its PID namespace cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})` };
     }
-    // Where init's mount namespace can be read, it must be ours. Where it cannot, a mount the
-    // engine does not see fails safe: it mounts an empty folder, or finds none.
-    let initMnt: string | undefined;
-    try {
-      initMnt = readlinkSync('/proc/1/ns/mnt');
-    } catch {
-      initMnt = undefined;
-    }
-    if (initMnt !== undefined && initMnt !== readlinkSync('/proc/self/ns/mnt')) return { staged: false, reason: "the controller runs in a mount namespace other than the host's" };
+    // The compose service shares the host's PID namespace (for the monitor) and has CAP_SYS_ADMIN
+    // (for the shared-memory pool), but its mounts and temp folder are its own.
+    if (ownMountNamespace()) return { staged: false, reason: "the controller runs in a mount namespace other than the host's (a container)" };
     return { staged: true };
   })();
   return mode;

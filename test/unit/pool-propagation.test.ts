@@ -1,9 +1,9 @@
-import { mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, realpathSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { checkPropagation, holdingMount } from '../../src/memory/propagation.js';
-import { inContainer } from '../../src/sandbox/mount-staging.js';
+import { ownMountNamespace } from '../../src/sandbox/mount-staging.js';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -42,15 +42,14 @@ describe('shared-memory pool: mount propagation', () => {
     expect(() => checkPropagation(pool, { container: false, mountinfo: privateHome })).not.toThrow();
   });
 
-  it('knows a container by the mark Docker or podman leaves at its root', () => {
-    const root = mkdtempSync(path.join(os.tmpdir(), 'lm-root-'));
-    dirs.push(root);
-    expect(inContainer(root)).toBe(false);
-    writeFileSync(path.join(root, '.dockerenv'), '');
-    expect(inContainer(root)).toBe(true);
-    rmSync(path.join(root, '.dockerenv'));
-    mkdirSync(path.join(root, 'run'));
-    writeFileSync(path.join(root, 'run', '.containerenv'), '');
-    expect(inContainer(root)).toBe(true);
+  it('a mount namespace of its own: the controller image says so, or init\'s differs from ours where it can be read', () => {
+    const ns = (init: string | Error, self = 'mnt:[1]') => (p: string) => {
+      if (p === '/proc/1/ns/mnt' && init instanceof Error) throw init;
+      return p === '/proc/1/ns/mnt' ? (init as string) : self;
+    };
+    expect(ownMountNamespace({ LOGOMESH_CONTAINER: '1' }, ns('mnt:[1]'))).toBe(true);
+    expect(ownMountNamespace({}, ns('mnt:[1]'))).toBe(false);
+    expect(ownMountNamespace({}, ns('mnt:[2]'))).toBe(true);
+    expect(ownMountNamespace({}, ns(Object.assign(new Error('EACCES'), { code: 'EACCES' })))).toBe(false);
   });
 });
