@@ -1,10 +1,11 @@
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ControlClient } from '../../src/control/client.js';
 import { removeByLabel } from '../../src/engine/cleanup.js';
-import { LABEL, labelFilter } from '../../src/labels.js';
+import { LABEL, labelFilter, OWNER } from '../../src/labels.js';
 import { silentLogger } from '../../src/log.js';
 import { tmpfsMountsUnder, unmount } from '../../src/memory/tmpfs.js';
 import { node } from '../../src/runtimes/node.js';
@@ -116,6 +117,17 @@ describe('shared memory under docker compose', () => {
     expect(await read('shm-b', h)).toBe('hello over compose');
     expect(await attack('shm-c', h, 'open-read')).toBe('EACCES');
   }, UP_TIMEOUT_MS + 120_000);
+
+  it('a controller container whose home is bound without rshared refuses to mount the pool (LM_MEMORY_POOL), instead of plugins getting an empty folder', () => {
+    // The controller image the first test built, the pool check as the controller runs it, the home bound rprivate (Docker's default).
+    const script = `import('/opt/logomesh/dist/memory/propagation.js').then((m) => { m.checkPropagation(${JSON.stringify(pool)}); console.log('accepted'); }).catch((e) => console.log(e.code + ' ' + e.message))`;
+    const run = (propagation: string) =>
+      spawnSync('docker', ['run', '--rm', '--label', `${LABEL.owner}=${OWNER}`, '--label', `${LABEL.instance}=${pluginInstance}`, '--cap-drop', 'ALL', '--cap-add', 'SYS_ADMIN', '--network', 'none', '--entrypoint', 'node', '--mount', `type=bind,source=${home},target=${home},bind-propagation=${propagation}`, 'logomesh/controller:latest', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000 });
+    const refused = run('rprivate');
+    expect(refused.stdout, refused.stderr).toMatch(/^LM_MEMORY_POOL the pool's folder .* is on the mount .*, which is not shared/);
+    const accepted = run('rshared');
+    expect(accepted.stdout.trim(), accepted.stderr).toBe('accepted');
+  });
 
   it('compose down frees every segment and unmounts the pool on the host', async () => {
     const down = await compose(['down', '-v'], DOWN_TIMEOUT_MS);
