@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { checkPropagation, holdingMount } from '../../src/memory/propagation.js';
+import { appArmorProfile } from '../../src/memory/tmpfs.js';
 import { ownMountNamespace } from '../../src/sandbox/mount-staging.js';
 
 const dirs: string[] = [];
@@ -51,5 +52,15 @@ describe('shared-memory pool: mount propagation', () => {
     expect(ownMountNamespace({}, ns('mnt:[1]'))).toBe(false);
     expect(ownMountNamespace({}, ns('mnt:[2]'))).toBe(true);
     expect(ownMountNamespace({}, ns(Object.assign(new Error('EACCES'), { code: 'EACCES' })))).toBe(false);
+  });
+
+  it("names the AppArmor profile confining the controller (Docker's default denies mount), none when unconfined or absent", () => {
+    const files = (map: Record<string, string>) => (f: string) => {
+      if (!(f in map)) throw Object.assign(new Error(`ENOENT ${f}`), { code: 'ENOENT' });
+      return map[f]!;
+    };
+    expect(appArmorProfile(files({ '/proc/self/attr/apparmor/current': 'docker-default (enforce)\n' }))).toBe('docker-default (enforce)');
+    expect(appArmorProfile(files({ '/proc/self/attr/apparmor/current': 'unconfined\n' }))).toBeUndefined();
+    expect(appArmorProfile(files({}))).toBeUndefined();
   });
 });
