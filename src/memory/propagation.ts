@@ -31,11 +31,11 @@ export function holdingMount(mountinfo: string, dir: string): HoldingMount | und
 
 /**
  * In a container (the compose service: a mount namespace other than the engine's), a tmpfs the
- * controller mounts exists in its own mount namespace only, unless the folder it mounts in is on a shared mount whose peer is on the host:
- * the engine bind-mounts the pool into plugins by its host path, and without propagation it would
- * give them the empty folder under the mount, silently. So the pool refuses (LM_MEMORY_POOL)
- * rather than hand out a pool no plugin can see. On the host the controller mounts in the engine's
- * own namespace and nothing is checked.
+ * controller mounts exists in its own mount namespace only, unless the folder it mounts in is on
+ * a shared mount whose peer is on the host: the engine bind-mounts the pool into plugins by its
+ * host path, and without propagation it would give them the empty folder under the mount,
+ * silently. So the pool refuses (LM_MEMORY_POOL) rather than hand out a pool no plugin can see.
+ * On the host the controller mounts in the engine's own namespace and nothing is checked.
  */
 export function checkPropagation(poolDir: string, opts: { container?: boolean; mountinfo?: string } = {}): void {
   if (!(opts.container ?? ownMountNamespace())) return;
