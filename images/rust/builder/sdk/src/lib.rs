@@ -47,6 +47,7 @@ mod options;
 mod plugin;
 mod pool;
 mod protobuf_check;
+mod protobuf_decode;
 mod protobuf_types;
 mod protobuf_wire;
 mod protocol;

@@ -136,7 +136,7 @@ impl ProtobufTypes {
     /// The message `type_name` in `data`, as proto3 JSON.
     pub fn decode(&self, type_name: &str, data: &[u8]) -> Result<Value, Error> {
         let md = self.message(type_name)?;
-        crate::protobuf_wire::decode_message(self, md, data, 0).map_err(|e| {
+        crate::protobuf_decode::decode_message(self, md, data, 0).map_err(|e| {
             Error::invalid_argument(format!(
                 "protobuf {type_name}: expected the bytes of a {type_name}, found bytes that are not one ({})",
                 e.message()
