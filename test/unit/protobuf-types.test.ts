@@ -1,5 +1,8 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ManifestRejectedError } from '../../src/errors.js';
 import { loadManifest } from '../../src/manifest/index.js';
@@ -38,6 +41,25 @@ describe('declared protobuf message types on the host (test/vectors/protobuf-typ
 
   it.each(DOC.invalid)('$name: LM_INVALID_ARGUMENT naming the type, the path, expected and found', ({ type, value, error }) => {
     expect(() => types.encode(type, value)).toThrow(expect.objectContaining({ code: 'LM_INVALID_ARGUMENT', message: error }));
+  });
+
+  const protoc = ((): boolean => {
+    try {
+      execFileSync('protoc', ['--version'], { stdio: 'ignore' });
+      return true;
+    } catch {
+      return false;
+    }
+  })();
+  it.skipIf(!protoc)('types.pb is what protoc builds from types.proto (build.sh)', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'lm-protoc-'));
+    try {
+      const out = path.join(dir, 'types.pb');
+      execFileSync('protoc', ['--include_imports', `--descriptor_set_out=${out}`, 'types.proto'], { cwd: fileURLToPath(new URL('protobuf/', VECTORS)) });
+      expect(readFileSync(out).equals(SET)).toBe(true);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('lists its message types, not map entries', () => {
