@@ -5,7 +5,7 @@
 // name; decoding gives that canonical JSON (fields at their default value omitted). A value
 // that does not fit is LM_INVALID_ARGUMENT, worded as in every SDK:
 // `protobuf <type>: <JSON path>: expected <what>, found <what>`.
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { FORMATS, HEADER_BYTES } from './bridge.js';
 import { LogoMeshError } from './errors.js';
@@ -46,7 +46,16 @@ export class ProtobufTypes {
 
   /** The message types of a descriptor set file, such as one in the plugin's folder. */
   static load(path) {
-    return ProtobufTypes.fromBinary(readFileSync(path), path);
+    let bytes;
+    try {
+      const { size } = statSync(path);
+      if (size > MAX_DESCRIPTOR_SET_BYTES) throw bad(`${path}: expected a FileDescriptorSet of at most ${MAX_DESCRIPTOR_SET_BYTES} bytes, found ${size} bytes`);
+      bytes = readFileSync(path);
+    } catch (err) {
+      if (err instanceof LogoMeshError) throw err;
+      throw bad(`${path}: expected a descriptor set file, found ${err.code ?? err.message}`);
+    }
+    return ProtobufTypes.fromBinary(bytes, path);
   }
 
   messageNames() {

@@ -71,6 +71,7 @@ describe('declared message types (test/vectors/protobuf-types.json)', () => {
     assert.throws(() => frameMessage(message, {}, 'json'), { code: 'LM_INVALID_ARGUMENT' });
     assert.throws(() => frameMessage({ type: message.type }, {}), { code: 'LM_INVALID_ARGUMENT' });
     assert.throws(() => types.encode('no.such.Type', {}), { code: 'LM_INVALID_ARGUMENT' });
+    assert.throws(() => ProtobufTypes.load('/nonexistent/types.pb'), { code: 'LM_INVALID_ARGUMENT', message: /nonexistent.*ENOENT/ });
     assert.throws(() => types.decode(message.type, Buffer.from([0xff, 0xff])), { code: 'LM_INVALID_ARGUMENT' });
     assert.throws(() => ProtobufTypes.fromBinary(Buffer.from('0a056a756e6b21', 'hex')), { code: 'LM_INVALID_ARGUMENT' });
   });

@@ -47,8 +47,11 @@ class ProtobufTypes:
 
     @classmethod
     def load(cls, path: str) -> "ProtobufTypes":
-        with open(path, "rb") as f:
-            data = f.read(MAX_DESCRIPTOR_SET_BYTES + 1)
+        try:
+            with open(path, "rb") as f:
+                data = f.read(MAX_DESCRIPTOR_SET_BYTES + 1)
+        except OSError as err:
+            raise LogoMeshError("LM_INVALID_ARGUMENT", f"{path}: expected a descriptor set file, found {err.strerror or err}") from None
         return cls(data, path)
 
     def message_names(self) -> List[str]:

@@ -97,7 +97,7 @@ class DeclaredMessageTypes(unittest.TestCase):
         self.assertEqual(bridge.unframe(framed, "protobuf", t, self.types), ({"big": "9007199254740993"}, "protobuf"))
         for call in [lambda: bridge.encode({}, "json", t, self.types), lambda: bridge.encode({}, "protobuf", t),
                      lambda: self.types.encode("no.such.Type", {}), lambda: self.types.decode(t, b"\xff\xff"),
-                     lambda: ProtobufTypes(b"\x0a\x05junk!")]:
+                     lambda: ProtobufTypes(b"\x0a\x05junk!"), lambda: ProtobufTypes.load("/nonexistent/types.pb")]:
             with self.assertRaises(LogoMeshError) as cm:
                 call()
             self.assertEqual(cm.exception.code, "LM_INVALID_ARGUMENT")
