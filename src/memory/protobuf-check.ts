@@ -25,6 +25,10 @@ function walkMessage(desc: DescMessage, v: unknown, path: string, root: string):
     if (x === null) continue; // proto3 JSON: null is the field's default
     walkField(field, x, at, root);
   }
+  for (const oneof of desc.oneofs) {
+    const set = oneof.fields.filter((f) => [f.jsonName, f.name].some((k) => v[k] !== undefined && v[k] !== null));
+    if (set.length > 1) fail(root, path, `at most one field of oneof ${oneof.name}`, set.map((f) => f.jsonName).join(' and '), true);
+  }
 }
 
 function walkField(field: DescField, v: unknown, path: string, root: string): void {
@@ -121,7 +125,7 @@ export function shown(v: unknown): string {
   return 'an object';
 }
 
-function fail(root: string, path: string, expected: string, found: unknown): never {
-  const f = shown(found);
+function fail(root: string, path: string, expected: string, found: unknown, raw = false): never {
+  const f = raw ? String(found) : shown(found);
   throw new LogoMeshError('LM_INVALID_ARGUMENT', `protobuf ${root}: ${path || '/'}: expected ${expected}, found ${f}`, { field: path || '/', expected, found: f });
 }

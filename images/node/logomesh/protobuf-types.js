@@ -149,8 +149,9 @@ function shown(v) {
   return 'an object';
 }
 
-function fail(root, path, expected, found) {
-  throw new LogoMeshError('LM_INVALID_ARGUMENT', `protobuf ${root}: ${path || '/'}: expected ${expected}, found ${shown(found)}`, { path: path || '/', expected, found: shown(found) });
+function fail(root, path, expected, found, raw = false) {
+  const f = raw ? String(found) : shown(found);
+  throw new LogoMeshError('LM_INVALID_ARGUMENT', `protobuf ${root}: ${path || '/'}: expected ${expected}, found ${f}`, { path: path || '/', expected, found: f });
 }
 
 function walkMessage(desc, v, path, root) {
@@ -168,6 +169,10 @@ function walkMessage(desc, v, path, root) {
       if (!isObject(x)) fail(root, at, `an object (map of ${describe(field.mapKind, field)})`, x);
       for (const [k, e] of Object.entries(x)) walkSingle(field.mapKind, field, e, `${at}/${k}`, root);
     } else walkSingle(field.fieldKind, field, x, at, root);
+  }
+  for (const oneof of desc.oneofs) {
+    const set = oneof.fields.filter((f) => [f.jsonName, f.name].some((k) => v[k] !== undefined && v[k] !== null));
+    if (set.length > 1) fail(root, path, `at most one field of oneof ${oneof.name}`, set.map((f) => f.jsonName).join(' and '), true);
   }
 }
 

@@ -121,6 +121,22 @@ func checkMessage(md protoreflect.MessageDescriptor, v any, path, root string) e
 			return err
 		}
 	}
+	for i := 0; i < md.Oneofs().Len(); i++ {
+		o := md.Oneofs().Get(i)
+		var set []string
+		for j := 0; j < o.Fields().Len(); j++ {
+			f := o.Fields().Get(j)
+			if obj[f.JSONName()] != nil || obj[string(f.Name())] != nil {
+				set = append(set, f.JSONName())
+			}
+		}
+		if len(set) > 1 {
+			if path == "" {
+				path = "/"
+			}
+			return Errorf(CodeInvalidArgument, "protobuf %s: %s: expected at most one field of oneof %s, found %s", root, path, o.Name(), strings.Join(set, " and "))
+		}
+	}
 	return nil
 }
 

@@ -157,6 +157,10 @@ def _walk_message(desc: Any, v: Any, path: str, root: str) -> None:
                 _walk_single(field, e, f"{at}/{i}", root)
         else:
             _walk_single(field, x, at, root)
+    for oneof in desc.oneofs:
+        members = [f for f in oneof.fields if v.get(f.json_name) is not None or v.get(f.name) is not None]
+        if len(members) > 1:
+            raise LogoMeshError("LM_INVALID_ARGUMENT", f"protobuf {root}: {path or '/'}: expected at most one field of oneof {oneof.name}, found {' and '.join(f.json_name for f in members)}")
 
 
 def _describe(field: Any) -> str:

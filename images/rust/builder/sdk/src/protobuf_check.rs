@@ -84,6 +84,27 @@ pub(crate) fn check_message(
             check_single(types, f, x, &at, root)?;
         }
     }
+    for (i, oneof) in md.oneof_decl.iter().enumerate() {
+        let set: Vec<String> = md
+            .field
+            .iter()
+            .filter(|f| f.oneof_index == Some(i as i32))
+            .filter(|f| {
+                [json_name(f), f.name().to_string()]
+                    .iter()
+                    .any(|k| obj.get(k).map(|x| !x.is_null()).unwrap_or(false))
+            })
+            .map(json_name)
+            .collect();
+        if set.len() > 1 {
+            let path = if path.is_empty() { "/" } else { path };
+            return Err(Error::invalid_argument(format!(
+                "protobuf {root}: {path}: expected at most one field of oneof {}, found {}",
+                oneof.name(),
+                set.join(" and ")
+            )));
+        }
+    }
     Ok(())
 }
 
