@@ -9,6 +9,7 @@ import { keptRecords, sweepPool } from './pool-takeover.js';
 import { copySegmentFile, createSegmentFile, truncateSegmentFile } from './segment-files.js';
 import { accessOf, checkSegmentId, handleOf, infoOf, newSegmentId, type Access, type SegmentHandle, type SegmentInfo, type SegmentRecord } from './segment.js';
 import { OwnerSpaces } from './owner-space.js';
+import { checkPropagation } from './propagation.js';
 import { mountTmpfs, pages, tmpfsMountsUnder, unmount } from './tmpfs.js';
 
 export interface PoolOptions {
@@ -286,7 +287,10 @@ export class SharedMemoryPool {
   private async mountRoot(): Promise<void> {
     if (this.mounted) return;
     mkdirSync(this.opts.dir, { recursive: true, mode: 0o711 });
-    if (!tmpfsMountsUnder(this.opts.dir).includes(this.opts.dir)) await mountTmpfs(this.opts.dir, 64 * 1024, 'logomesh-pool', true);
+    if (!tmpfsMountsUnder(this.opts.dir).includes(this.opts.dir)) {
+      checkPropagation(this.opts.dir);
+      await mountTmpfs(this.opts.dir, 64 * 1024, 'logomesh-pool', true);
+    }
     this.mounted = true;
   }
 

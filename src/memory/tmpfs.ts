@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { LogoMeshError } from '../errors.js';
 
@@ -19,12 +19,30 @@ export function pages(bytes: number): number {
  */
 const OPTIONS = 'nosuid,nodev,noexec,mode=0711,uid=0,gid=0';
 
+/**
+ * The AppArmor profile confining this process, if any ("docker-default (enforce)"): Docker's
+ * default profile denies mount, which otherwise reads as a bare "permission denied".
+ */
+export function appArmorProfile(read: (file: string) => string = (f) => readFileSync(f, 'utf8')): string | undefined {
+  for (const file of ['/proc/self/attr/apparmor/current', ...(existsSync('/sys/module/apparmor') ? ['/proc/self/attr/current'] : [])]) {
+    try {
+      const label = read(file).replace(/\0/g, '').trim();
+      return label && label !== 'unconfined' ? label : undefined;
+    } catch {
+      // Not this kernel's interface (or no AppArmor): try the next.
+    }
+  }
+  return undefined;
+}
+
 async function mountCmd(args: readonly string[], what: string): Promise<void> {
   try {
     await run('mount', [...args], { timeout: 10_000 });
   } catch (err) {
     const e = err as NodeJS.ErrnoException & { stderr?: string };
-    throw new LogoMeshError('LM_MEMORY_POOL', `${what} failed: ${(e.stderr || e.message).trim().slice(0, 300)}`, { expected: 'a controller running as root (CAP_SYS_ADMIN) on a kernel with tmpfs', found: (e.stderr || e.message).trim().slice(0, 200) });
+    const profile = appArmorProfile();
+    const hint = profile ? `; the controller is confined by the AppArmor profile ${profile}, whose rules may deny mount: run it with security_opt apparmor:unconfined (docs/operations.md#shared-memory-under-compose)` : '';
+    throw new LogoMeshError('LM_MEMORY_POOL', `${what} failed: ${(e.stderr || e.message).trim().slice(0, 300)}${hint}`, { expected: 'a controller running as root (CAP_SYS_ADMIN) on a kernel with tmpfs; in a container (compose.yaml) also cap_add SYS_ADMIN, and security_opt apparmor:unconfined where the engine applies an AppArmor profile', found: (e.stderr || e.message).trim().slice(0, 200) });
   }
 }
 
@@ -62,13 +80,14 @@ export function tmpfsMountsUnder(dir: string): string[] {
   for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
     const [left, right] = line.split(' - ');
     if (!left || !right || !right.startsWith('tmpfs ')) continue;
-    const target = unescape(left.split(' ')[4] ?? '');
+    const target = unescapeMountPath(left.split(' ')[4] ?? '');
     if (target === dir || target.startsWith(`${dir}/`)) out.push(target);
   }
   return [...new Set(out)].sort((a, b) => b.length - a.length);
 }
 
-function unescape(s: string): string {
+/** mountinfo writes a space, tab, newline or backslash in a path as an octal escape. */
+export function unescapeMountPath(s: string): string {
   return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
 }
 

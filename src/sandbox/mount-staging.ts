@@ -32,6 +32,23 @@ function hasSysAdmin(): boolean {
   return m ? ((BigInt(`0x${m[1]}`) >> CAP_SYS_ADMIN) & 1n) === 1n : false;
 }
 
+/**
+ * Does this process mount in a mount namespace other than the host's (the engine's), where what it
+ * mounts stays its own? The controller image says so (`LOGOMESH_CONTAINER=1`,
+ * images/controller/Dockerfile); elsewhere init's mount namespace is compared with ours where it
+ * can be read. (`/.dockerenv` is no sign: a host or VM made from a container image keeps it.)
+ */
+export function ownMountNamespace(env: NodeJS.ProcessEnv = process.env, readNs: (p: string) => string = readlinkSync): boolean {
+  if (env.LOGOMESH_CONTAINER === '1') return true;
+  try {
+    return readNs('/proc/1/ns/mnt') !== readNs('/proc/self/ns/mnt');
+  } catch {
+    // Init's cannot be read: a mount the engine does not see fails safe for staging (it
+    // mounts an empty folder, or finds none).
+    return false;
+  }
+}
+
 let mode: StagingMode | undefined;
 
 /** Can this process stage mounts where the engine sees them? Decided once per process. */
@@ -46,15 +63,9 @@ function stagingMode(): StagingMode {
     } catch (err) {
       return { staged: false, reason: `its PID namespace cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})` };
     }
-    // Where init's mount namespace can be read, it must be ours. Where it cannot, a mount the
-    // engine does not see fails safe: it mounts an empty folder, or finds none.
-    let initMnt: string | undefined;
-    try {
-      initMnt = readlinkSync('/proc/1/ns/mnt');
-    } catch {
-      initMnt = undefined;
-    }
-    if (initMnt !== undefined && initMnt !== readlinkSync('/proc/self/ns/mnt')) return { staged: false, reason: "the controller runs in a mount namespace other than the host's" };
+    // The compose service shares the host's PID namespace (for the monitor) and has CAP_SYS_ADMIN
+    // (for the shared-memory pool), but its mounts and temp folder are its own.
+    if (ownMountNamespace()) return { staged: false, reason: "the controller runs in a mount namespace other than the host's (a container)" };
     return { staged: true };
   })();
   return mode;

@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -9,6 +8,7 @@ import { removeByLabel } from '../../src/engine/cleanup.js';
 import { LABEL, labelFilter, OWNER } from '../../src/labels.js';
 import { silentLogger } from '../../src/log.js';
 import { node } from '../../src/runtimes/node.js';
+import { compose as composeIn, shareHome, type Done } from './compose-support.js';
 import { docker, instance, REPO, tempDir } from './support.js';
 
 /**
@@ -21,40 +21,7 @@ const PROJECT = `lmtest-${randomBytes(4).toString('hex')}`;
 const HUB_PORT = 7070; // inside the controller container (compose.yaml)
 const UP_TIMEOUT_MS = 5 * 60_000;
 const DOWN_TIMEOUT_MS = 2 * 60_000;
-
-interface Done {
-  code: number | null;
-  out: string;
-  ms: number;
-}
-
-/** `docker compose -p PROJECT ...` from the repository root, killed after timeoutMs. */
-function compose(args: string[], env: Record<string, string>, timeoutMs: number): Promise<Done> {
-  const started = Date.now();
-  return new Promise((resolve, reject) => {
-    const child = spawn('docker', ['compose', '--progress', 'plain', '-p', PROJECT, '-f', path.join(REPO, 'compose.yaml'), ...args], {
-      cwd: REPO,
-      // compose.yaml's defaults are relative to ${PWD}: the folder compose is started in.
-      env: { ...process.env, PWD: REPO, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (out += c.toString()));
-    const timer = setTimeout(() => {
-      out += `\n[killed after ${timeoutMs} ms]`;
-      child.kill('SIGKILL');
-    }, timeoutMs);
-    child.on('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, out, ms: Date.now() - started });
-    });
-  });
-}
+const compose = (args: string[], env: Record<string, string>, timeoutMs: number): Promise<Done> => composeIn(PROJECT, args, env, timeoutMs);
 
 /** The same digest as the hasher plugin: 64-bit FNV-1a over UTF-8, 16 hex digits. */
 function fnv1a64(text: string): string {
@@ -97,13 +64,16 @@ describe('docker compose up runs the controller and its plugins', () => {
     LOGOMESH_COMPOSE_HOME: home,
     // Empty: the engine picks a free host port, so this can run next to anything else.
     LOGOMESH_COMPOSE_PORT: '',
+    LOGOMESH_COMPOSE_CONSOLE_PORT: '',
     LOGOMESH_HUB_TOKEN: token,
     LOGOMESH_INSTANCE: pluginInstance,
   };
   let up: Done | undefined;
   let downDone = false;
+  let unshare = (): void => undefined;
 
   beforeAll(async () => {
+    unshare = shareHome(home);
     // What images/controller/prepare.sh does: the Node.js binary the image copies in.
     for (const image of node.images) await image.prepare?.(silentLogger);
     up = await compose(['up', '-d', '--build', '--wait', '--wait-timeout', String(UP_TIMEOUT_MS / 1000)], env, UP_TIMEOUT_MS + 30_000);
@@ -119,6 +89,7 @@ describe('docker compose up runs the controller and its plugins', () => {
     // Whatever a failed test left: compose's own resources, then the controller's plugins.
     if (!downDone) await compose(['down', '-v', '--timeout', '30'], env, DOWN_TIMEOUT_MS);
     await removeByLabel(await docker(), pluginInstance);
+    unshare();
   }, DOWN_TIMEOUT_MS + 30_000);
 
   it('comes up healthy with every example plugin ready, labelled by the controller', async () => {

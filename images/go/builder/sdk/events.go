@@ -38,7 +38,8 @@ type subscription struct {
 // after Run is subscribed at once, with a subscribe message written before On returns
 // (while reconnecting: in the next hello). The manifest must cover each pattern under
 // coordination.subscribes: the hub refuses a hello naming one it does not (Run returns that
-// error), and a later subscribe is refused and logged.
+// error), and a later subscribe is refused and logged, and the pattern's handlers are
+// dropped (so no later hello names it).
 func (p *Plugin) On(pattern string, fn EventHandler) {
 	if pattern == "" || fn == nil {
 		panic("logomesh: On needs a topic pattern and a handler")
@@ -58,6 +59,17 @@ func (p *Plugin) On(pattern string, fn EventHandler) {
 // Off removes every handler of pattern and unsubscribes from it at the hub.
 func (p *Plugin) Off(pattern string) {
 	p.mu.Lock()
+	p.dropHandlers(pattern)
+	send := p.online.Load() && p.topics[pattern]
+	delete(p.topics, pattern)
+	p.mu.Unlock()
+	if send {
+		p.sendTopic("unsubscribe", pattern)
+	}
+}
+
+// dropHandlers removes every handler of pattern (p.mu held).
+func (p *Plugin) dropHandlers(pattern string) {
 	kept := p.subs[:0]
 	for _, s := range p.subs {
 		if s.pattern != pattern {
@@ -68,12 +80,6 @@ func (p *Plugin) Off(pattern string) {
 		p.subs[i] = subscription{}
 	}
 	p.subs = kept
-	send := p.online.Load() && p.topics[pattern]
-	delete(p.topics, pattern)
-	p.mu.Unlock()
-	if send {
-		p.sendTopic("unsubscribe", pattern)
-	}
 }
 
 // DroppedEvents is how many events were dropped because handlers fell behind.
@@ -124,11 +130,17 @@ func (p *Plugin) subscribe(pattern string) {
 		if m.Success {
 			return
 		}
+		refused := m.Error != nil && !m.lost
 		p.mu.Lock()
 		delete(p.topics, pattern)
+		if refused {
+			// Its handlers go too, or the next reconnect's hello would name the pattern and
+			// the hub would refuse the whole hello.
+			p.dropHandlers(pattern)
+		}
 		p.mu.Unlock()
-		if m.Error != nil && !m.lost {
-			p.logger.Printf("subscribing to %q failed: %s", pattern, m.Error)
+		if refused {
+			p.logger.Printf("subscribing to %q refused, its handlers dropped: %s", pattern, m.Error)
 		}
 	})
 	if !ok {

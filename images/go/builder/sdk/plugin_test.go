@@ -104,13 +104,15 @@ func TestAPatternRegisteredWhileHelloWaitsIsSubscribedAfterIt(t *testing.T) {
 	}
 }
 
-func TestARefusedSubscribeWhileServingIsLogged(t *testing.T) {
-	s := start(t, nil)
+func TestARefusedSubscribeWhileServingIsLoggedAndNotInTheNextHello(t *testing.T) {
+	s := start(t, func(p *logomesh.Plugin) {
+		p.On("news.flash", func(context.Context, logomesh.Event) {})
+	}, logomesh.WithReconnect(10*time.Second))
 	s.Plugin.On("secrets.plans", func(context.Context, logomesh.Event) {})
 	sub := s.Conn.Expect("subscribe")
 	fail(s.Conn, sub, msg{"code": "LM_PERMISSION_DENIED", "message": "plugin tester may not subscribe to 'secrets.plans'"})
 	deadline := time.Now().Add(logomeshtest.Wait)
-	for !strings.Contains(s.Logs(), `subscribing to "secrets.plans" failed: LM_PERMISSION_DENIED`) {
+	for !strings.Contains(s.Logs(), `subscribing to "secrets.plans" refused, its handlers dropped: LM_PERMISSION_DENIED`) {
 		if time.Now().After(deadline) {
 			t.Fatalf("logs:\n%s", s.Logs())
 		}
@@ -118,6 +120,14 @@ func TestARefusedSubscribeWhileServingIsLogged(t *testing.T) {
 	}
 	if m := callError(t, s.Conn, "missing", nil); m["code"] != logomesh.CodeMethodNotFound {
 		t.Fatalf("still serving: %v", m)
+	}
+	// Had the refused handler stayed, the next hello would name secrets.plans and a real
+	// hub would refuse all of it: the plugin would end at its first reconnect.
+	s.Hub.Crash()
+	s.Hub.Restart()
+	hello := s.Hub.Accept().Handshake()
+	if got := asJSON(t, hello["subscriptions"]); got != `["news.flash"]` {
+		t.Fatalf("hello subscriptions after the refusal = %s", got)
 	}
 }
 

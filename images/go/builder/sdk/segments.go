@@ -286,7 +286,9 @@ func (s *Segment) Resize(ctx context.Context, size int64) error {
 }
 
 // SetReadOnly makes it read-only for everyone, its owner included.
-func (s *Segment) SetReadOnly(ctx context.Context) error { return s.op(ctx, segmentMsg{Op: "readonly"}) }
+func (s *Segment) SetReadOnly(ctx context.Context) error {
+	return s.op(ctx, segmentMsg{Op: "readonly"})
+}
 
 // Share sets exactly which plugins (besides the owner) may open it, with access "read" or "write".
 func (s *Segment) Share(ctx context.Context, plugins []string, access string) error {

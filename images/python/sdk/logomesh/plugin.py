@@ -17,6 +17,10 @@ from .protocol import MAX_MESSAGE_BYTES, NAME, PROTOCOL_VERSION, SDK, TOPIC, VER
 from .segments import SegmentsMixin
 from .shutdown import ShutdownMixin
 
+# Codes that say the hub did not answer (the connection went, or no answer in time), as
+# opposed to an answer that refused.
+NOT_ANSWERED = ("LM_TIMEOUT", "LM_PLUGIN_UNAVAILABLE", "LM_CONTROLLER_UNAVAILABLE")
+
 log = logging.getLogger("logomesh")
 
 __all__ = ["Plugin", "Event", "SDK", "PROTOCOL_VERSION", "DEFAULT_SOCKET", "VERSION", "DEFAULT_TIMEOUT", "topic_matches"]
@@ -132,7 +136,8 @@ class Plugin(CallsMixin, DispatchMixin, ConnectionMixin, ShutdownMixin, Segments
         ``subscribe`` message, written before the handler that registered it returns (so
         before that handler's answer). The manifest must cover each topic under
         ``coordination.subscribes``: the hub refuses a hello naming one it does not (the
-        plugin ends with that error), and a later ``subscribe`` is refused with a warning."""
+        plugin ends with that error), and a later ``subscribe`` is refused with a warning and
+        the topic's handlers are dropped (so no later hello names it)."""
         if not isinstance(topic, str) or not TOPIC.match(topic):
             raise ValueError(f"topic {topic!r} must be a dotted name, optionally ending in .* (or * for all)")
 
@@ -192,6 +197,12 @@ class Plugin(CallsMixin, DispatchMixin, ConnectionMixin, ShutdownMixin, Segments
             if gen != self._gen:
                 return  # the connection was lost meanwhile; the next hello subscribes again
             self._subscribed.discard(topic)
+            if isinstance(e, LogoMeshError) and e.code not in NOT_ANSWERED:
+                # The hub refused it: its handlers go too, or the next reconnect's hello would
+                # name the topic and the hub would refuse the whole hello.
+                self._listeners.pop(topic, None)
+                log.warning("logomesh: subscribing to %s refused, its handlers dropped: %s", topic, e)
+                return
             log.warning("logomesh: subscribing to %s failed: %s", topic, e)
 
     async def _subscribe_rest(self, sent: List[str]) -> None:

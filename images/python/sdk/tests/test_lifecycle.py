@@ -192,6 +192,32 @@ class ReconnectTest(unittest.IsolatedAsyncioTestCase):
             self.assertIn("plugin subject: reconnected to the hub after", text)
             self.assertEqual(hub.close_code, 1000)
 
+    async def test_a_topic_the_hub_refused_is_not_in_the_next_hello(self):
+        p = self.plugin()
+
+        @p.method
+        def listen(topic):
+            p.on(topic, lambda _: None)
+            return topic
+
+        async with FakeHub("subject", subscribes=["thought.*", "news.*"]) as hub:
+            with self.assertLogs("logomesh", "WARNING") as logs:
+                async with hub.serving(p):
+                    self.assertEqual(await hub.call("listen", {"topic": "secrets.plans"}), "secrets.plans")
+                    self.assertEqual(await hub.call("listen", {"topic": "news.flash"}), "news.flash")
+                    for _ in range(500):  # the refusal is answered after the call's answer
+                        if any("secrets.plans refused" in line for line in logs.output):
+                            break
+                        await asyncio.sleep(0.01)
+                    mark = len(hub.received)
+                    await hub.drop()
+                    # Had the refused handler stayed, this hello would name secrets.plans and
+                    # the hub would refuse all of it: the plugin would end at its first reconnect.
+                    hello = await hub.wait_type("hello", start=mark)
+                    self.assertEqual(hello["subscriptions"], ["thought.added", "news.flash"])
+                    self.assertEqual(await hub.call("add", {"a": 1, "b": 1}), 2)
+            self.assertIn("subscribing to secrets.plans refused, its handlers dropped", "\n".join(logs.output))
+
     async def test_a_dropped_connection_to_a_hub_still_listening_is_made_again_at_once(self):
         p = self.plugin()  # the default window
         async with FakeHub("subject") as hub:

@@ -152,7 +152,7 @@ class MessagingTest(unittest.IsolatedAsyncioTestCase):
                     if logs.output:
                         break
                     await asyncio.sleep(0.01)
-            self.assertIn("subscribing to secrets.plans failed: LM_PERMISSION_DENIED", logs.output[0])
+            self.assertIn("subscribing to secrets.plans refused, its handlers dropped: LM_PERMISSION_DENIED", logs.output[0])
             self.assertIn("coordination.subscribes", logs.output[0])
             self.assertEqual(hub.subscriptions, {"news.flash"})
             await hub.publish("news.flash", "still heard")

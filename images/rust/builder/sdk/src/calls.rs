@@ -2,7 +2,8 @@
 //! subscriptions that bring events in, through a [`Hub`] handle.
 
 use crate::call_future::{Call, CallInner};
-use crate::dispatch::Event;
+use crate::connection::refused;
+use crate::dispatch::{Event, EventHandler};
 use crate::exec;
 use crate::options::{LOCAL_TIMEOUT_SLACK, SUBSCRIBE_TIMEOUT};
 use crate::pool::lock;
@@ -335,14 +336,22 @@ impl Hub {
                 "'{pattern}' is not a topic pattern: use a.b, a.* or *"
             )));
         }
+        let handler: EventHandler = Arc::new(handler);
         let first = {
             let mut subs = self.shared.subs.write().unwrap_or_else(|e| e.into_inner());
             let first = !subs.iter().any(|(p, _)| p == pattern);
-            subs.push((pattern.to_string(), Arc::new(handler)));
+            subs.push((pattern.to_string(), Arc::clone(&handler)));
             first
         };
         if first && self.shared.accepted() {
-            self.subscribe("subscribe", pattern)?;
+            if let Err(e) = self.subscribe("subscribe", pattern) {
+                // Refused by the hub: the handler goes too, or the next reconnect's hello
+                // would name the pattern and the hub would refuse the whole hello.
+                if refused(&e) {
+                    self.shared.forget(pattern, Some(&handler));
+                }
+                return Err(e);
+            }
         }
         Ok(())
     }

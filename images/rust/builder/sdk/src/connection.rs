@@ -197,6 +197,10 @@ pub(crate) fn subscribe_rest(shared: &Arc<Shared>, sent: &[String]) {
             if !is_lost(&e) {
                 eprintln!("logomesh: {kind} '{p}' failed: {e}");
             }
+            // A pattern the hub refuses is dropped, or the next hello would name it.
+            if kind == "subscribe" && refused(&e) {
+                shared.forget(p, None);
+            }
         }
     }
 }

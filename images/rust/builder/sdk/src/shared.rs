@@ -190,6 +190,13 @@ impl Shared {
     pub(crate) fn accepted(&self) -> bool {
         lock(&self.writer).as_ref().map_or(false, |l| l.accepted)
     }
+
+    /// Drop `pattern`'s handlers after the hub refused to subscribe it: only `handler` when
+    /// given (the `on` that was refused), else all of them.
+    pub(crate) fn forget(&self, pattern: &str, handler: Option<&EventHandler>) {
+        let mut subs = self.subs.write().unwrap_or_else(|e| e.into_inner());
+        subs.retain(|(p, h)| p != pattern || handler.map_or(false, |mine| !Arc::ptr_eq(h, mine)));
+    }
 }
 
 /// A message as a binary (msgpack) frame once the hub agreed, else (or when msgpack cannot

@@ -174,19 +174,7 @@ impl HubPeer {
             match self.recv_frame(left)? {
                 Message::Text(t) => {
                     let v: Value = serde_json::from_str(&t).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-                    let kind = v["type"].as_str().unwrap_or("");
-                    if self.auto_subscribe && (kind == "subscribe" || kind == "unsubscribe") {
-                        let topic = v["topic"].as_str().unwrap_or("").to_string();
-                        if kind == "subscribe" {
-                            if let Some(why) = self.refusal(&topic) {
-                                self.respond(&v["id"], Err(Error::new("LM_PERMISSION_DENIED", why)))?;
-                                continue;
-                            }
-                            self.subscriptions.push(topic.clone());
-                        } else {
-                            self.subscriptions.retain(|t| *t != topic);
-                        }
-                        self.respond(&v["id"], Ok(json!({ "topic": topic })))?;
+                    if self.answer_topic(&v)? {
                         continue;
                     }
                     return Ok(v);
@@ -200,6 +188,27 @@ impl HubPeer {
                 }
             }
         }
+    }
+
+    /// Answer a subscribe or unsubscribe as the hub does, while
+    /// [`auto_subscribe`](HubPeer::auto_subscribe) is on. Was it one?
+    fn answer_topic(&mut self, v: &Value) -> io::Result<bool> {
+        let kind = v["type"].as_str().unwrap_or("");
+        if !self.auto_subscribe || (kind != "subscribe" && kind != "unsubscribe") {
+            return Ok(false);
+        }
+        let topic = v["topic"].as_str().unwrap_or("").to_string();
+        if kind == "subscribe" {
+            if let Some(why) = self.refusal(&topic) {
+                self.respond(&v["id"], Err(Error::new("LM_PERMISSION_DENIED", why)))?;
+                return Ok(true);
+            }
+            self.subscriptions.push(topic.clone());
+        } else {
+            self.subscriptions.retain(|t| *t != topic);
+        }
+        self.respond(&v["id"], Ok(json!({ "topic": topic })))?;
+        Ok(true)
     }
 
     /// The first message matching `pred`; the others read meanwhile go to the backlog.
@@ -331,8 +340,11 @@ impl HubPeer {
                     return Ok(code);
                 }
                 Message::Text(t) => {
-                    if let Ok(v) = serde_json::from_str(&t) {
-                        self.backlog.push_back(v);
+                    // A plugin may still subscribe while it closes; the hub answers that too.
+                    if let Ok(v) = serde_json::from_str::<Value>(&t) {
+                        if !self.answer_topic(&v)? {
+                            self.backlog.push_back(v);
+                        }
                     }
                 }
                 Message::Pong(p) => self.pongs.push(p),

@@ -33,6 +33,29 @@ fn crash(h: &mut Harness) {
 }
 
 #[test]
+fn a_pattern_the_hub_refused_is_not_in_the_next_hello() {
+    let mut p = Plugin::new();
+    let hub = p.hub();
+    p.method("listen", move |args: Value| {
+        hub.on(args["topic"].as_str().unwrap_or(""), |_| {})?;
+        Ok(json!("listening"))
+    });
+    p.reconnect(Duration::from_secs(10));
+    let mut h = Harness::start(p).unwrap();
+    h.peer.subscribes = Some(vec!["news.*".to_string()]);
+    let e = h.call("listen", json!({ "topic": "secrets.plans" })).unwrap_err();
+    assert_eq!(e.code, "LM_PERMISSION_DENIED", "{e}");
+    assert_eq!(h.call("listen", json!({ "topic": "news.flash" })).unwrap(), json!("listening"));
+    crash(&mut h);
+    h.hub.restart().unwrap();
+    // Had the refused handler stayed, this hello would name secrets.plans and a real hub
+    // would refuse all of it: the plugin would end at its first reconnect.
+    let hello = h.reaccept().unwrap();
+    assert_eq!(hello["subscriptions"], json!(["news.flash"]), "{hello}");
+    h.stop().unwrap();
+}
+
+#[test]
 fn reconnects_says_hello_again_subscribes_again_and_serves_again() {
     let (started_tx, started_rx) = mpsc::channel::<()>();
     let (release_tx, release_rx) = mpsc::channel::<()>();
