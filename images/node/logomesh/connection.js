@@ -383,8 +383,9 @@ export function subscribe(s, pattern, sub) {
       // Lost meanwhile: subscribed again once reconnected.
       if (err instanceof ConnectionLost && s.state === 'reconnecting') return;
       // Only this subscription's handlers: after an off() and a new on(), the pattern has a newer one.
-      if (isRefusal(err) && s.subs.get(pattern) === sub) s.subs.delete(pattern);
-      s.log('warn', `subscribe ${pattern} failed: ${err.code}: ${err.message}`);
+      const dropped = isRefusal(err) && s.subs.get(pattern) === sub;
+      if (dropped) s.subs.delete(pattern);
+      s.log('warn', `subscribe ${pattern} failed: ${err.code}: ${err.message}${dropped ? ' (its handlers are dropped; on() again to retry)' : ''}`);
       sub.confirmed.reject(err);
     },
   );

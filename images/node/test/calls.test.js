@@ -197,6 +197,7 @@ describe('events and broadcasts', () => {
     const second = plugin.on('secrets.plans', (d) => leaked.push(d));
     await assert.rejects(first, { code: 'LM_PERMISSION_DENIED', message: /may not subscribe to 'secrets.plans'/ });
     await assert.rejects(second, { code: 'LM_PERMISSION_DENIED' });
+    assert.ok(logs.some((l) => l.startsWith('warn: subscribe secrets.plans failed: LM_PERMISSION_DENIED') && l.endsWith('(its handlers are dropped; on() again to retry)')), logs.join('\n'));
     await hub.drop();
     const again = await hub.next('hello');
     assert.deepEqual(again.subscriptions, ['news.flash']);
