@@ -151,6 +151,27 @@ describe('a hub across nodes (LOGOMESH_HUB_URL)', () => {
     assert.equal(check(hub.seen[1].authorization, { subject: key }), 'subject');
   });
 
+  it('refuses a wss:// hub whose certificate no trusted CA signed, before sending anything', async () => {
+    const fixtures = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures');
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'lm-hub-tls-'));
+    const keyFile = path.join(dir, 'key');
+    writeFileSync(keyFile, randomBytes(32));
+    const hub = tinyHub({}, () => {}, (onSocket) => tls.createServer({ key: readFileSync(path.join(fixtures, 'hub-tls-key.pem')), cert: readFileSync(path.join(fixtures, 'hub-tls-cert.pem')) }, onSocket));
+    await new Promise((r) => hub.server.listen(0, '127.0.0.1', r));
+    const saved = { ...process.env };
+    Object.assign(process.env, { LOGOMESH_HUB_URL: `wss://127.0.0.1:${hub.server.address().port}/v1`, LOGOMESH_HUB_CREDENTIAL: keyFile });
+    delete process.env.LOGOMESH_HUB_CA;
+    try {
+      const plugin = new Plugin({ pluginId: 'subject', exit: false, handleSignals: false, log: false });
+      await assert.rejects(plugin.run(), { code: 'LM_CONTROLLER_UNAVAILABLE', message: /self-signed certificate/ });
+    } finally {
+      process.env = saved;
+      hub.server.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+    assert.equal(hub.seen.length, 0);
+  });
+
   it('a URL without a key file is refused at once with LM_UNAUTHORIZED', async () => {
     const saved = { ...process.env };
     process.env.LOGOMESH_HUB_URL = 'ws://127.0.0.1:9/v1';
