@@ -1,10 +1,9 @@
 // The data bridge (docs/data-bridge.md): structured data in json, msgpack
 // (@msgpack/msgpack) or protobuf (google.protobuf.Value, @bufbuild/protobuf), byte for byte
 // as every other SDK writes it, behind a 16-byte header: "LMSD", version 1, the format
-// (1 json, 2 msgpack, 3 protobuf), two zero bytes, the payload's length (uint64 LE).
-import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
-import { NullValue, ValueSchema } from '@bufbuild/protobuf/wkt';
-import { decode as unpack, encode as pack } from '@msgpack/msgpack';
+// (1 json, 2 msgpack, 3 protobuf), two zero bytes, the payload's length (uint64 LE). The
+// msgpack and protobuf codecs load on first use (codecs.js).
+import { msgpack, protobuf } from './codecs.js';
 import { LogoMeshError } from './errors.js';
 
 export const FORMATS = Object.freeze({ json: 1, msgpack: 2, protobuf: 3 });
@@ -55,6 +54,7 @@ function fromMsgpack(v) {
 }
 
 function toValue(v) {
+  const { create, NullValue, ValueSchema } = protobuf();
   if (v === null || v === undefined) return create(ValueSchema, { kind: { case: 'nullValue', value: NullValue.NULL_VALUE } });
   if (typeof v === 'boolean') return create(ValueSchema, { kind: { case: 'boolValue', value: v } });
   if (typeof v === 'number' || typeof v === 'bigint') return create(ValueSchema, { kind: { case: 'numberValue', value: Number(v) } });
@@ -91,14 +91,16 @@ function check(format) {
 export function encodeStructured(value, format) {
   check(format);
   if (format === 'json') return Buffer.from(toJson(value), 'utf8');
-  if (format === 'msgpack') return pack(forMsgpack(value), { sortKeys: true, useBigInt64: true });
+  if (format === 'msgpack') return msgpack().encode(forMsgpack(value), { sortKeys: true, useBigInt64: true });
+  const { toBinary, ValueSchema } = protobuf();
   return toBinary(ValueSchema, toValue(value));
 }
 
 export function decodeStructured(payload, format) {
   check(format);
   if (format === 'json') return JSON.parse(Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength).toString('utf8'));
-  if (format === 'msgpack') return fromMsgpack(unpack(payload, { useBigInt64: true }));
+  if (format === 'msgpack') return fromMsgpack(msgpack().decode(payload, { useBigInt64: true }));
+  const { fromBinary, ValueSchema } = protobuf();
   return fromValue(fromBinary(ValueSchema, payload));
 }
 

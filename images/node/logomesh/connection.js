@@ -369,6 +369,12 @@ function uncork(socket) {
   if (!socket.destroyed) socket.uncork();
 }
 
+/**
+ * Subscribe a pattern registered while serving. Refused by the hub (the manifest does not
+ * cover it): the handlers waiting on this subscription are dropped, so that no later hello
+ * names the pattern (the hub would refuse that hello whole, and the plugin would end after
+ * its next reconnect). Lost meanwhile or unanswered: the handlers stay.
+ */
 export function subscribe(s, pattern, sub) {
   const p = exchange(s, { type: 'subscribe', id: nextId(s), topic: pattern }, CONTROL_TIMEOUT_MS, () => `the hub did not confirm subscribe ${pattern}`);
   p.then(
@@ -376,7 +382,10 @@ export function subscribe(s, pattern, sub) {
     (err) => {
       // Lost meanwhile: subscribed again once reconnected.
       if (err instanceof ConnectionLost && s.state === 'reconnecting') return;
-      s.log('warn', `subscribe ${pattern} failed: ${err.code}: ${err.message}`);
+      // Only this subscription's handlers: after an off() and a new on(), the pattern has a newer one.
+      const dropped = isRefusal(err) && s.subs.get(pattern) === sub;
+      if (dropped) s.subs.delete(pattern);
+      s.log('warn', `subscribe ${pattern} failed: ${err.code}: ${err.message}${dropped ? ' (its handlers are dropped; on() again to retry)' : ''}`);
       sub.confirmed.reject(err);
     },
   );

@@ -108,7 +108,9 @@ export declare class Plugin {
    * Patterns registered before run() go in hello's subscriptions (subscribed before the
    * plugin is ready); later ones are subscribed at once. Each must be covered by the
    * manifest's coordination.subscribes, or the hub refuses it (LM_PERMISSION_DENIED: in
-   * hello, run() rejects).
+   * hello, run() rejects). A refusal while serving rejects the promise and drops the
+   * handlers registered for that subscription, so no later hello (after a reconnect) names
+   * the pattern; a lost connection or no answer is not a refusal (the handlers stay).
    */
   on<D = unknown>(pattern: string, handler: EventHandler<D>): Promise<void>;
   /** Remove a handler (or all handlers) of a pattern. */

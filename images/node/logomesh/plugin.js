@@ -120,7 +120,10 @@ export class Plugin {
    * subscribed with a `subscribe` message, written before on() returns. The manifest must
    * cover each under coordination.subscribes (a hello naming one it does not is refused, and
    * run() rejects with that error). Returns a promise that resolves once the hub confirmed
-   * the subscription (before run(): once hello is accepted); awaiting it is optional.
+   * the subscription (before run(): once hello is accepted); awaiting it is optional. A
+   * subscribe the hub refuses while serving rejects it, and the handlers registered for
+   * that subscription are dropped, so that the hello after a reconnect does not name the
+   * pattern (the hub would refuse it whole); a lost connection or no answer keeps them.
    */
   on(pattern, handler) {
     return on(this.#s, pattern, handler);

@@ -1,8 +1,8 @@
 // The hub protocol's constants and its codec: JSON frames in and out, within the depth and
 // size limits (docs/protocol.md). The constants mirror images/protocol/protocol.json of
 // LogoMesh; the SDK's tests check that they match it. Binary (msgpack) frames once the hub
-// agreed to them in its answer to hello.
-import { decode as unpackMsgpack, encode as packMsgpack } from '@msgpack/msgpack';
+// agreed to them in its answer to hello (the msgpack codec loads on first use: codecs.js).
+import { msgpack } from './codecs.js';
 
 export const SDK_VERSION = '0.1.0';
 export const PROTOCOL_VERSION = 1;
@@ -127,7 +127,7 @@ export function decodeBinary(raw, maxBytes) {
   if (raw.length > maxBytes) return refuse('LM_MESSAGE_TOO_LARGE', `a message of ${raw.length} bytes exceeds the maximum message size of ${maxBytes} bytes`, '');
   let msg;
   try {
-    msg = unpackMsgpack(raw);
+    msg = msgpack().decode(raw);
   } catch (err) {
     return refuse('LM_PROTOCOL', `a binary frame that is not msgpack: ${err instanceof Error ? err.message : String(err)}`, '');
   }
@@ -158,7 +158,7 @@ export function holdsUnsafeInteger(msg) {
 function encodeBinary(msg, maxBytes) {
   let bytes;
   try {
-    bytes = packMsgpack(msg, { maxDepth: MAX_DEPTH, ignoreUndefined: true });
+    bytes = msgpack().encode(msg, { maxDepth: MAX_DEPTH, ignoreUndefined: true });
   } catch (err) {
     throw new EncodeError(`cannot be sent as msgpack: ${err instanceof Error ? err.message : String(err)}`);
   }

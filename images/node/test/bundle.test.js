@@ -19,6 +19,27 @@ describe('the bundled SDK', () => {
     assert.equal(bundled.SDK_VERSION, sources.SDK_VERSION);
   });
 
+  it('loads neither the data bridge codecs nor tls and https until they are used', () => {
+    // What an idle plugin holds (docs/performance.md#nodejs-plugins); then each loads on its first use.
+    const code = `
+      const lm = await import('logomesh');
+      const { createRequire } = await import('node:module');
+      const cache = createRequire(import.meta.url).cache;
+      const state = () => ({ codecs: Object.keys(cache).map((f) => f.slice(f.lastIndexOf('/') + 1)).sort(), tls: process.moduleLoadList.includes('NativeModule tls'), https: process.moduleLoadList.includes('NativeModule https') });
+      const idle = state();
+      lm.decodeStructured(lm.encodeStructured({ a: [1] }, 'msgpack'), 'msgpack');
+      const msgpack = state();
+      lm.decodeStructured(lm.encodeStructured({ a: [1] }, 'protobuf'), 'protobuf');
+      process.stdout.write(JSON.stringify({ idle, msgpack, protobuf: state() }));`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', code], { cwd: '/plugin', encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout), {
+      idle: { codecs: [], tls: false, https: false },
+      msgpack: { codecs: ['codec-msgpack.bundle.cjs'], tls: false, https: false },
+      protobuf: { codecs: ['codec-msgpack.bundle.cjs', 'codec-protobuf.bundle.cjs'], tls: false, https: false },
+    });
+  });
+
   it('loads no module of ws or of the SDK but itself', () => {
     const code = "await import('logomesh'); const { createRequire } = await import('node:module'); process.stdout.write(JSON.stringify(Object.keys(createRequire(import.meta.url).cache)));";
     const r = spawnSync(process.execPath, ['--input-type=module', '-e', code], { cwd: '/plugin', encoding: 'utf8' });

@@ -188,6 +188,84 @@ describe('events and broadcasts', () => {
     assert.deepEqual(seen, ['still heard']);
   });
 
+  it('a pattern the hub refused while serving is dropped: the next hello after a reconnect does not name it', async () => {
+    const seen = [];
+    const { hub, plugin, logs } = await connected((p) => p.on('news.flash', (d) => seen.push(d)), { subscribes: ['news.*'] }, { reconnectMs: 10_000 });
+    const leaked = [];
+    // Two handlers on one subscription the hub has not answered yet: both go with its refusal.
+    const first = plugin.on('secrets.plans', (d) => leaked.push(d));
+    const second = plugin.on('secrets.plans', (d) => leaked.push(d));
+    await assert.rejects(first, { code: 'LM_PERMISSION_DENIED', message: /may not subscribe to 'secrets.plans'/ });
+    await assert.rejects(second, { code: 'LM_PERMISSION_DENIED' });
+    assert.ok(logs.some((l) => l.startsWith('warn: subscribe secrets.plans failed: LM_PERMISSION_DENIED') && l.endsWith('(its handlers are dropped; on() again to retry)')), logs.join('\n'));
+    await hub.drop();
+    const again = await hub.next('hello');
+    assert.deepEqual(again.subscriptions, ['news.flash']);
+    await waitFor(() => logs.some((l) => l.includes('reconnected to the hub')), 5000, 'the reconnect');
+    assert.deepEqual([...hub.subscriptions], ['news.flash']);
+    hub.event('news.flash', 'after');
+    hub.event('secrets.plans', 'not for it');
+    await waitFor(() => seen.length === 1, 5000, 'the event');
+    await sleep(50);
+    assert.deepEqual([seen, leaked], [['after'], []]);
+    // Registering it again asks the hub again (and is refused again); the plugin still serves.
+    await assert.rejects(plugin.on('secrets.plans', () => {}), { code: 'LM_PERMISSION_DENIED' });
+    await hub.drop();
+    assert.deepEqual((await hub.next('hello')).subscriptions, ['news.flash']);
+    assert.equal(hub.connections, 3);
+  });
+
+  it('a lost connection or no answer is not a refusal: the pattern stays and the next hello names it', async () => {
+    const hub = await FakeHub.start({ answerControl: false });
+    cleanups.push(() => hub.close());
+    const plugin = new Plugin({ socketPath: hub.socketPath, exit: false, handleSignals: false, log: false, reconnectMs: 10_000 });
+    const running = plugin.run();
+    running.catch(() => {});
+    cleanups.push(async () => {
+      await plugin.shutdown(0).catch(() => {});
+      await running.catch(() => {});
+    });
+    const answer = (msg) => hub.send({ type: 'response', id: `a-${msg.id}`, correlationId: msg.id, success: true, data: { plugin: 'fake', protocol: 1 } });
+    answer(await hub.next('hello'));
+    await plugin.ready();
+    const pending = plugin.on('kept.*', () => {});
+    assert.equal((await hub.next('subscribe')).topic, 'kept.*');
+    await hub.drop();
+    const again = await hub.next('hello');
+    assert.deepEqual(again.subscriptions, ['kept.*']);
+    answer(again);
+    await pending;
+  });
+
+  it("the refusal of a subscription given up with off() leaves the pattern's newer subscription alone", async () => {
+    const hub = await FakeHub.start({ answerControl: false });
+    cleanups.push(() => hub.close());
+    const plugin = new Plugin({ socketPath: hub.socketPath, exit: false, handleSignals: false, log: false, reconnectMs: 10_000 });
+    const running = plugin.run();
+    running.catch(() => {});
+    cleanups.push(async () => {
+      await plugin.shutdown(0).catch(() => {});
+      await running.catch(() => {});
+    });
+    const answer = (msg, data = { plugin: 'fake', protocol: 1 }) => hub.send({ type: 'response', id: `a-${msg.id}`, correlationId: msg.id, success: true, data });
+    answer(await hub.next('hello'));
+    await plugin.ready();
+    const old = plugin.on('x.y', () => {});
+    const oldSub = await hub.next('subscribe');
+    const gone = plugin.off('x.y');
+    answer(await hub.next('unsubscribe'), { topic: 'x.y' });
+    await gone;
+    const renewed = plugin.on('x.y', () => {});
+    const newSub = await hub.next('subscribe');
+    // The old subscribe's refusal comes last (as the hub may order its answers): it rejects only its own on().
+    hub.send({ type: 'response', id: 'r-old', correlationId: oldSub.id, success: false, error: { code: 'LM_PERMISSION_DENIED', message: 'refused' } });
+    await assert.rejects(old, { code: 'LM_PERMISSION_DENIED' });
+    answer(newSub, { topic: 'x.y' });
+    await renewed;
+    await hub.drop();
+    assert.deepEqual((await hub.next('hello')).subscriptions, ['x.y']);
+  });
+
   it('a request right behind the answer to hello whose handler subscribes writes the subscribe before its answer', async () => {
     const hub = await FakeHub.start({ answerControl: false });
     cleanups.push(() => hub.close());

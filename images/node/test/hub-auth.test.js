@@ -2,11 +2,13 @@
 // key, read afresh at every attempt, retrying after the hub's 401 (docs/kubernetes.md).
 import assert from 'node:assert/strict';
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
+import tls from 'node:tls';
+import { fileURLToPath } from 'node:url';
 import { hubAuthorization, Plugin } from 'logomesh';
 
 const VECTOR =
@@ -25,13 +27,13 @@ function check(header, keys) {
 /**
  * A hub's plugin port from the socket up: the first upgrade refused with the hub's 401 (after
  * onFirst ran, so a key rotated there is what the retry must read), every header checked,
- * hello answered.
+ * hello answered. listen: net.createServer, or a TLS server's maker.
  */
-function tinyHub(keys, onFirst = () => {}) {
+function tinyHub(keys, onFirst = () => {}, listen = net.createServer) {
   const seen = [];
   let resolveHello;
   const hello = new Promise((r) => (resolveHello = r));
-  const server = net.createServer((sock) => {
+  const server = listen((sock) => {
     let buf = Buffer.alloc(0);
     let upgraded = false;
     sock.on('error', () => {});
@@ -116,6 +118,58 @@ describe('a hub across nodes (LOGOMESH_HUB_URL)', () => {
     const text = logs.join('\n');
     assert.match(text, /the hub refused the connection: LM_UNAUTHORIZED \(401\)/);
     assert.doesNotMatch(text, /sig=|Authorization/);
+  });
+
+  it('connects to a wss:// hub, trusting the CA of LOGOMESH_HUB_CA (tls loads on first use in the bundle)', async () => {
+    // A self-signed certificate for 127.0.0.1, made for this test only (fixtures/hub-tls-*.pem).
+    const fixtures = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures');
+    const cert = readFileSync(path.join(fixtures, 'hub-tls-cert.pem'));
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'lm-hub-tls-'));
+    const keyFile = path.join(dir, 'key');
+    const key = randomBytes(32);
+    writeFileSync(keyFile, key);
+    const hub = tinyHub({ subject: key }, () => {}, (onSocket) => tls.createServer({ key: readFileSync(path.join(fixtures, 'hub-tls-key.pem')), cert }, onSocket));
+    await new Promise((r) => hub.server.listen(0, '127.0.0.1', r));
+    const { port } = hub.server.address();
+    const saved = { ...process.env };
+    Object.assign(process.env, { LOGOMESH_HUB_URL: `wss://127.0.0.1:${port}/v1`, LOGOMESH_HUB_CREDENTIAL: keyFile, LOGOMESH_HUB_CA: path.join(fixtures, 'hub-tls-cert.pem') });
+    const plugin = new Plugin({ pluginId: 'subject', exit: false, handleSignals: false, log: false });
+    plugin.method('echo', (x) => x);
+    try {
+      const running = plugin.run();
+      running.catch(() => {});
+      assert.deepEqual((await hub.hello).methods, ['echo']);
+      await plugin.ready();
+      await plugin.shutdown(0);
+      await running.catch(() => {});
+    } finally {
+      process.env = saved;
+      hub.server.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+    assert.equal(hub.seen.length, 2);
+    assert.equal(check(hub.seen[1].authorization, { subject: key }), 'subject');
+  });
+
+  it('refuses a wss:// hub whose certificate no trusted CA signed, before sending anything', async () => {
+    const fixtures = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures');
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'lm-hub-tls-'));
+    const keyFile = path.join(dir, 'key');
+    writeFileSync(keyFile, randomBytes(32));
+    const hub = tinyHub({}, () => {}, (onSocket) => tls.createServer({ key: readFileSync(path.join(fixtures, 'hub-tls-key.pem')), cert: readFileSync(path.join(fixtures, 'hub-tls-cert.pem')) }, onSocket));
+    await new Promise((r) => hub.server.listen(0, '127.0.0.1', r));
+    const saved = { ...process.env };
+    Object.assign(process.env, { LOGOMESH_HUB_URL: `wss://127.0.0.1:${hub.server.address().port}/v1`, LOGOMESH_HUB_CREDENTIAL: keyFile });
+    delete process.env.LOGOMESH_HUB_CA;
+    try {
+      const plugin = new Plugin({ pluginId: 'subject', exit: false, handleSignals: false, log: false });
+      await assert.rejects(plugin.run(), { code: 'LM_CONTROLLER_UNAVAILABLE', message: /self-signed certificate/ });
+    } finally {
+      process.env = saved;
+      hub.server.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+    assert.equal(hub.seen.length, 0);
   });
 
   it('a URL without a key file is refused at once with LM_UNAUTHORIZED', async () => {
