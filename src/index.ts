@@ -72,7 +72,9 @@ export { runPluginTests, type PluginTestOptions, type PluginTestResult } from '.
 export { formatIssue, isLogoMeshError, LogoMeshError, ManifestRejectedError, type ErrorCode, type ManifestIssue } from './errors.js';
 export { createLogger, silentLogger, type Logger } from './log.js';
 export { renderKubeFolder, type KubeRenderOptions } from './kubernetes/render-folder.js';
-export { decodeStructured, encodeStructured, frameStructured, unframeStructured, type Format } from './memory/bridge.js';
+export { decodeStructured, encodeStructured, frameStructured, unframeStructured, type Format, type MessageType } from './memory/bridge.js';
+export { ProtobufTypes } from './memory/protobuf-types.js';
+export { protobufTypesOf } from './manifest/protobuf.js';
 export { generateSchema, type JsonSchema } from './memory/generate-schema.js';
 export type { Access, SegmentHandle, SegmentInfo } from './memory/segment.js';
 export { removeLeftPoolOf, type Segments } from './controller/segments.js';

@@ -6,7 +6,7 @@ import type { Decision } from '../hub/acl.js';
 import type { SegmentMsg, SegmentRef } from '../hub/protocol.js';
 import type { SegmentBroker } from '../hub/segments.js';
 import type { Logger } from '../log.js';
-import { frameStructured, unframeStructured, type Format } from '../memory/bridge.js';
+import { frameStructured, unframeStructured, type Format, type MessageType } from '../memory/bridge.js';
 import { SegmentCache } from '../memory/cache.js';
 import { HOST_ACTOR, SharedMemoryPool } from '../memory/pool.js';
 import { removeLeftPool } from '../memory/tmpfs.js';
@@ -167,10 +167,13 @@ export class Segments implements SegmentBroker {
     return this.pool.list();
   }
 
-  /** The data bridge's writeStructured: `value` in `fmt`, with the bridge's header, at the start of the segment. Returns the bytes written. */
-  writeStructured(segment: string, value: unknown, fmt: Format = 'json'): number {
+  /**
+   * The data bridge's writeStructured: `value` in `fmt`, with the bridge's header, at the start
+   * of the segment. Returns the bytes written. `message`: a declared message type for protobuf.
+   */
+  writeStructured(segment: string, value: unknown, fmt: Format = 'json', message?: MessageType): number {
     const h = this.known(segment);
-    const bytes = frameStructured(value, fmt);
+    const bytes = frameStructured(value, fmt, message);
     if (bytes.length > h.size) throw new LogoMeshError('LM_INVALID_ARGUMENT', `the data takes ${bytes.length} bytes in ${fmt}; segment ${segment} has ${h.size}`, { field: 'value', expected: `at most ${h.size} bytes`, found: `${bytes.length} bytes` });
     if (h.readOnly) throw new LogoMeshError('LM_SEGMENT', `segment ${segment} is read-only`, { field: 'segment', expected: 'a writable segment', found: 'read-only' });
     const fd = openSync(path.join(this.pool.dir, h.path), 'r+');
@@ -182,7 +185,7 @@ export class Segments implements SegmentBroker {
   }
 
   /** The data bridge's readStructured: the value the segment holds (its format from the header; `fmt`, when given, must match). */
-  readStructured(segment: string, fmt?: Format): unknown {
+  readStructured(segment: string, fmt?: Format, message?: MessageType): unknown {
     const h = this.known(segment);
     const buf = Buffer.alloc(h.size);
     const fd = openSync(path.join(this.pool.dir, h.path), 'r');
@@ -191,7 +194,7 @@ export class Segments implements SegmentBroker {
     } finally {
       closeSync(fd);
     }
-    return unframeStructured(buf, fmt).value;
+    return unframeStructured(buf, fmt, message).value;
   }
 
   /**

@@ -5,6 +5,7 @@ import { resolveInside, staticPart } from './paths.js';
 import { deniedSyscalls } from '../seccomp/profiles.js';
 import { isInside } from '../read-file.js';
 import { schemaProblem } from './method-schemas.js';
+import { checkProtobuf } from './protobuf.js';
 
 type Issue = Omit<ManifestIssue, 'file'>;
 
@@ -57,6 +58,8 @@ export function checkSemantics(data: unknown, pluginDir: string, manifestFile: s
       }
     }
   }
+
+  issues.push(...checkProtobuf(coordination, pluginDir));
 
   const caps = Array.isArray(data.capabilities) ? data.capabilities : [];
   const seen = new Map<string, number>();

@@ -46,12 +46,21 @@ export interface MethodSchemas {
   readonly result?: object | boolean;
 }
 
+/** coordination.protobuf: a descriptor set in the plugin folder, and the message types of methods' params and results. */
+export interface ProtobufDeclaration {
+  /** A binary FileDescriptorSet (protoc --include_imports --descriptor_set_out), relative to the plugin folder. */
+  readonly descriptorSet: string;
+  readonly methods?: Readonly<Record<string, { readonly params?: string; readonly result?: string }>>;
+}
+
 export interface Coordination {
   readonly exposesMethods: readonly string[];
   readonly consumesMethods: readonly string[];
   readonly sharedMemory: boolean;
   /** JSON Schemas of exposed methods' params and results, checked by the hub (absent in manifests made in code: none). */
   readonly methodSchemas?: Readonly<Record<string, MethodSchemas>>;
+  /** Declared protobuf message types for the data bridge (docs/data-bridge.md#declared-message-types). */
+  readonly protobuf?: ProtobufDeclaration;
   readonly messaging: boolean;
   /** Topic patterns it may publish under (events, broadcasts). */
   readonly publishes: readonly string[];

@@ -2,13 +2,22 @@ import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { NullValue, ValueSchema, type Value } from '@bufbuild/protobuf/wkt';
 import { decode as unpack, encode as pack } from '@msgpack/msgpack';
 import { LogoMeshError } from '../errors.js';
+import type { ProtobufTypes } from './protobuf-types.js';
+
+/** A declared message type for format `protobuf` (docs/data-bridge.md#declared-message-types): without one, a `google.protobuf.Value`. */
+export interface MessageType {
+  /** The fully qualified message name, such as `calc.v1.SumRequest`. */
+  readonly type: string;
+  /** The descriptor set that declares it. */
+  readonly types: ProtobufTypes;
+}
 
 /**
  * The data bridge (the spec's CrossRuntimeDataBridge; docs/data-bridge.md): structured data in
  * a segment, in one of three formats that every SDK writes byte for byte alike and reads:
  * `json` (compact, keys in code point order), `msgpack` (the smallest representation of each
  * integer, floats as float64, binary as bin, keys sorted), `protobuf` (a
- * `google.protobuf.Value`, Struct keys sorted). A structured segment starts with a 16-byte
+ * `google.protobuf.Value`, Struct keys sorted; or a declared message type, protobuf-types.ts). A structured segment starts with a 16-byte
  * header: `LMSD`, version 1, the format (1 json, 2 msgpack, 3 protobuf), two zero bytes, the
  * payload's length (uint64, little-endian).
  *
@@ -123,8 +132,10 @@ function fromValue(v: Value): unknown {
 }
 
 /** The payload of `value` in `fmt` (no header). Throws LM_INVALID_ARGUMENT for what the format cannot carry. */
-export function encodeStructured(value: unknown, fmt: Format): Uint8Array {
-  switch (formatCode(fmt)) {
+export function encodeStructured(value: unknown, fmt: Format, message?: MessageType): Uint8Array {
+  const code = formatCode(fmt);
+  if (message) return messageOf(code, message).types.encode(message.type, value);
+  switch (code) {
     case 1:
       return Buffer.from(toJson(value), 'utf8');
     case 2:
@@ -134,8 +145,10 @@ export function encodeStructured(value: unknown, fmt: Format): Uint8Array {
   }
 }
 
-export function decodeStructured(payload: Uint8Array, fmt: Format): unknown {
-  switch (formatCode(fmt)) {
+export function decodeStructured(payload: Uint8Array, fmt: Format, message?: MessageType): unknown {
+  const code = formatCode(fmt);
+  if (message) return messageOf(code, message).types.decode(message.type, payload);
+  switch (code) {
     case 1:
       return JSON.parse(Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength).toString('utf8')) as unknown;
     case 2:
@@ -145,9 +158,15 @@ export function decodeStructured(payload: Uint8Array, fmt: Format): unknown {
   }
 }
 
+/** A message type goes with format protobuf only. */
+function messageOf(code: number, message: MessageType): MessageType {
+  if (code !== FORMATS.protobuf) throw new LogoMeshError('LM_INVALID_ARGUMENT', `a message type (${String(message.type).slice(0, 128)}) goes with format protobuf only`, { field: 'type', expected: 'format protobuf', found: Object.keys(FORMATS).find((f) => FORMATS[f as Format] === code) ?? '' });
+  return message;
+}
+
 /** Header and payload, as written into a segment. */
-export function frameStructured(value: unknown, fmt: Format): Buffer {
-  const payload = encodeStructured(value, fmt);
+export function frameStructured(value: unknown, fmt: Format, message?: MessageType): Buffer {
+  const payload = encodeStructured(value, fmt, message);
   const out = Buffer.alloc(HEADER_BYTES + payload.length);
   out.writeUInt32LE(MAGIC, 0);
   out.writeUInt8(1, 4);
@@ -158,7 +177,7 @@ export function frameStructured(value: unknown, fmt: Format): Buffer {
 }
 
 /** The value a structured segment's bytes hold, and its format; `fmt`, when given, must match. LM_SEGMENT otherwise. */
-export function unframeStructured(buf: Uint8Array, fmt?: Format): { value: unknown; format: Format } {
+export function unframeStructured(buf: Uint8Array, fmt?: Format, message?: MessageType): { value: unknown; format: Format } {
   const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
   if (b.length < HEADER_BYTES || b.readUInt32LE(0) !== MAGIC || b.readUInt8(4) !== 1) throw new LogoMeshError('LM_SEGMENT', 'the segment holds no structured data (no LMSD header)', {});
   const format = (Object.keys(FORMATS) as Format[]).find((f) => FORMATS[f] === b.readUInt8(5));
@@ -166,5 +185,5 @@ export function unframeStructured(buf: Uint8Array, fmt?: Format): { value: unkno
   if (fmt && fmt !== format) throw new LogoMeshError('LM_SEGMENT', `the segment holds ${format}, not ${fmt}`, {});
   const length = Number(b.readBigUInt64LE(8));
   if (HEADER_BYTES + length > b.length) throw new LogoMeshError('LM_SEGMENT', `the header says ${length} bytes of data; the segment has ${b.length - HEADER_BYTES}`, {});
-  return { value: decodeStructured(b.subarray(HEADER_BYTES, HEADER_BYTES + length), format), format };
+  return { value: decodeStructured(b.subarray(HEADER_BYTES, HEADER_BYTES + length), format, message), format };
 }

@@ -8,11 +8,13 @@
 #   6. gVisor's runsc, registered with the engine, for isolation level 3,
 #   7. the host firewall rules that drop what reaches the host from a plugin network
 #      (src/provision/egress-firewall.rules),
-#   8. Debian's chromium, the browser the console's tests drive (docs/console.md).
+#   8. Debian's chromium, the browser the console's tests drive (docs/console.md),
+#   9. Debian's protobuf-compiler (protoc), for descriptor sets of declared protobuf message
+#      types (docs/data-bridge.md; test/vectors/protobuf/build.sh).
 # Every step is a no-op when its result is already there, so `npm start`, `npm test` and
 # .ci/run can all call it on every run.
 #
-# Usage: provision.sh [engine|compose|base|audit|gvisor|firewall|acl|chromium|all]   (default: all)
+# Usage: provision.sh [engine|compose|base|audit|gvisor|firewall|acl|chromium|protoc|all]   (default: all)
 # Environment:
 #   LOGOMESH_ENGINE_TIMEOUT   seconds to wait for a started dockerd (default 60)
 #   LOGOMESH_PULL_TIMEOUT     seconds to try pulling the base image (default 20)
@@ -22,6 +24,7 @@
 #   LOGOMESH_GVISOR           0: do not install and register gVisor's runsc (default 1)
 #   LOGOMESH_FIREWALL         0: do not add the host firewall rules for plugin networks (default 1)
 #   LOGOMESH_CHROMIUM         0: do not install chromium for the console's browser tests (default 1)
+#   LOGOMESH_PROTOC           0: do not install protoc (default 1)
 set -euo pipefail
 
 ENGINE_TIMEOUT=${LOGOMESH_ENGINE_TIMEOUT:-60}
@@ -290,6 +293,19 @@ provision_acl() {
   apt_install acl || say "warning: could not install acl: plugins with coordination.sharedMemory will not start"
 }
 
+# protoc turns a plugin's .proto files into the descriptor set its manifest names
+# (coordination.protobuf); LogoMesh itself only reads descriptor sets, so it is optional.
+provision_protoc() {
+  [ "${LOGOMESH_PROTOC:-1}" = 0 ] && return 0
+  command -v protoc >/dev/null 2>&1 && return 0
+  if ! is_root || ! is_debian; then
+    say "note: no protoc: install Debian's protobuf-compiler to build descriptor sets (docs/data-bridge.md)"
+    return 0
+  fi
+  say "installing Debian's protobuf-compiler (protoc, for declared protobuf message types)"
+  apt_install protobuf-compiler || say "warning: could not install protobuf-compiler: build descriptor sets elsewhere"
+}
+
 case "${1:-all}" in
   engine) provision_engine ;;
   compose) provision_engine; provision_compose ;;
@@ -300,6 +316,7 @@ case "${1:-all}" in
   firewall) provision_firewall ;;
   chromium) provision_chromium ;;
   acl) provision_acl ;;
-  all) provision_engine; provision_acl; provision_kernel_log; provision_kernel_audit; provision_gvisor; provision_firewall; provision_base_image; (provision_compose) || say "warning: compose v2 is not available; 'docker compose up' will not work"; provision_chromium ;;
-  *) echo "usage: $0 [engine|compose|base|audit|gvisor|firewall|acl|chromium|all]" >&2; exit 2 ;;
+  protoc) provision_protoc ;;
+  all) provision_engine; provision_acl; provision_kernel_log; provision_kernel_audit; provision_gvisor; provision_firewall; provision_base_image; (provision_compose) || say "warning: compose v2 is not available; 'docker compose up' will not work"; provision_chromium; provision_protoc ;;
+  *) echo "usage: $0 [engine|compose|base|audit|gvisor|firewall|acl|chromium|protoc|all]" >&2; exit 2 ;;
 esac

@@ -176,8 +176,8 @@ export declare class Segment implements SegmentHandle {
   slice(start?: number, end?: number): Buffer;
   write(data: Uint8Array | string, offset?: number): number;
   close(): void;
-  writeStructured(value: unknown, format?: Format): number;
-  readStructured(format?: Format): unknown;
+  writeStructured(value: unknown, format?: Format, message?: MessageType): number;
+  readStructured(format?: Format, message?: MessageType): unknown;
   resize(size: number): Promise<void>;
   setReadOnly(): Promise<void>;
   share(plugins: string[], access?: 'read' | 'write'): Promise<void>;
@@ -190,6 +190,30 @@ export declare function encodeStructured(value: unknown, format: Format): Uint8A
 export declare function decodeStructured(payload: Uint8Array, format: Format): unknown;
 export declare function frameStructured(value: unknown, format: Format): Buffer;
 export declare function unframeStructured(bytes: Uint8Array, format?: Format): { value: unknown; format: Format };
+/** `value` as a declared message type (format protobuf), with the data bridge's header. */
+export declare function frameMessage(message: MessageType, value: unknown, format?: Format): Buffer;
+/** The declared message type a structured segment's bytes hold; its header must say protobuf (LM_SEGMENT otherwise). */
+export declare function unframeMessage(bytes: Uint8Array, message: MessageType, format?: Format): unknown;
+
+/**
+ * Declared protobuf message types: the messages of a binary FileDescriptorSet (protoc
+ * --include_imports --descriptor_set_out). Values map to messages the proto3 JSON way (json
+ * names, 64-bit integers as strings, bytes as base64, enums by name). A value that does not fit
+ * throws LM_INVALID_ARGUMENT naming the type, the JSON path, what was expected and found.
+ */
+export declare class ProtobufTypes {
+  static fromBinary(bytes: Uint8Array, source?: string): ProtobufTypes;
+  static load(path: string): ProtobufTypes;
+  messageNames(): string[];
+  encode(typeName: string, value: unknown): Uint8Array;
+  decode(typeName: string, bytes: Uint8Array): unknown;
+}
+
+/** A declared message type for format protobuf: its full name and the descriptor set that declares it. */
+export interface MessageType {
+  type: string;
+  types: ProtobufTypes;
+}
 
 /**
  * The Authorization header a plugin sends to a hub across nodes: HMAC-SHA256 of its key over

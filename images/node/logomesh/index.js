@@ -20,3 +20,4 @@ export { MAX_DEPTH, PROTOCOL_VERSION, SDK_VERSION, topicMatches } from './protoc
 // Shared memory and the data bridge (segments.js, bridge.js; docs/shared-memory.md, docs/data-bridge.md).
 export { Segment } from './segments.js';
 export { decodeStructured, encodeStructured, frameStructured, unframeStructured } from './bridge.js';
+export { ProtobufTypes, frameMessage, unframeMessage } from './protobuf-types.js';

@@ -5,6 +5,7 @@
 import { closeSync, openSync, readSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { frameStructured, unframeStructured } from './bridge.js';
+import { frameMessage, unframeMessage } from './protobuf-types.js';
 import { exchange } from './connection.js';
 import { LogoMeshError } from './errors.js';
 import { nextId } from './state.js';
@@ -91,14 +92,15 @@ export class Segment {
     this.#fd = undefined;
   }
 
-  writeStructured(value, format = 'json') {
-    const bytes = frameStructured(value, format);
+  /** `message`: { type, types } for a declared protobuf message type (docs/data-bridge.md). */
+  writeStructured(value, format = 'json', message) {
+    const bytes = message ? frameMessage(message, value, format) : frameStructured(value, format);
     if (bytes.length > this.size) throw new LogoMeshError('LM_INVALID_ARGUMENT', `the data takes ${bytes.length} bytes in ${format}; the segment has ${this.size}`);
     return this.write(bytes);
   }
 
-  readStructured(format) {
-    return unframeStructured(this.read(), format).value;
+  readStructured(format, message) {
+    return message ? unframeMessage(this.read(), message, format) : unframeStructured(this.read(), format).value;
   }
 
   async #op(op, fields = {}) {

@@ -15,7 +15,8 @@ import (
 // The data bridge (docs/data-bridge.md): structured data in one of three formats every SDK
 // writes byte for byte alike: "json" (compact, keys sorted, no HTML escaping), "msgpack"
 // (smallest integers, float64, bin for []byte, keys sorted; vmihailenco/msgpack) and
-// "protobuf" (a google.protobuf.Value; structpb, deterministic). A structured segment starts
+// "protobuf" (a google.protobuf.Value; structpb, deterministic; or a declared message type,
+// protobuf_types.go). A structured segment starts
 // with a 16-byte header: "LMSD", version 1, the format (1, 2, 3), two zero bytes, the
 // payload's length (uint64, little-endian).
 
@@ -95,17 +96,51 @@ func FrameStructured(value any, format string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return framePayload(payload, formats[format]), nil
+}
+
+// FrameMessage is value as the declared message typeName of types (format protobuf), with
+// the header, as written into a segment.
+func FrameMessage(types *ProtobufTypes, typeName string, value any) ([]byte, error) {
+	payload, err := types.Encode(typeName, value)
+	if err != nil {
+		return nil, err
+	}
+	return framePayload(payload, formats["protobuf"]), nil
+}
+
+// UnframeMessage reads a segment's bytes written by FrameMessage (or any SDK's protobuf
+// with that type): the header must say protobuf.
+func UnframeMessage(b []byte, types *ProtobufTypes, typeName string) (any, error) {
+	if _, _, err := unframeHeader(b, "protobuf"); err != nil {
+		return nil, err
+	}
+	n := binary.LittleEndian.Uint64(b[8:])
+	return types.Decode(typeName, b[headerBytes:headerBytes+int(n)])
+}
+
+func framePayload(payload []byte, code byte) []byte {
 	out := make([]byte, headerBytes, headerBytes+len(payload))
 	copy(out, "LMSD")
-	out[4], out[5] = 1, formats[format]
+	out[4], out[5] = 1, code
 	binary.LittleEndian.PutUint64(out[8:], uint64(len(payload)))
-	return append(out, payload...), nil
+	return append(out, payload...)
 }
 
 // UnframeStructured reads a structured segment's bytes; format, when not empty, must match.
 func UnframeStructured(b []byte, format string) (any, string, error) {
+	name, n, err := unframeHeader(b, format)
+	if err != nil {
+		return nil, "", err
+	}
+	v, err := DecodeStructured(b[headerBytes:headerBytes+int(n)], name)
+	return v, name, err
+}
+
+// unframeHeader checks the header: the format's name and the payload's length.
+func unframeHeader(b []byte, format string) (string, uint64, error) {
 	if len(b) < headerBytes || string(b[:4]) != "LMSD" || b[4] != 1 {
-		return nil, "", Errorf(CodeSegment, "the segment holds no structured data (no LMSD header)")
+		return "", 0, Errorf(CodeSegment, "the segment holds no structured data (no LMSD header)")
 	}
 	name := ""
 	for n, c := range formats {
@@ -114,14 +149,13 @@ func UnframeStructured(b []byte, format string) (any, string, error) {
 		}
 	}
 	if name == "" || (format != "" && format != name) {
-		return nil, "", Errorf(CodeSegment, "the segment holds format %d, not %s", b[5], format)
+		return "", 0, Errorf(CodeSegment, "the segment holds format %d, not %s", b[5], format)
 	}
 	n := binary.LittleEndian.Uint64(b[8:])
 	if n > uint64(len(b)-headerBytes) {
-		return nil, "", Errorf(CodeSegment, "the header says %d bytes of data; the segment has %d", n, len(b)-headerBytes)
+		return "", 0, Errorf(CodeSegment, "the header says %d bytes of data; the segment has %d", n, len(b)-headerBytes)
 	}
-	v, err := DecodeStructured(b[headerBytes:headerBytes+int(n)], name)
-	return v, name, err
+	return name, n, nil
 }
 
 func checkJSON(v any) error {

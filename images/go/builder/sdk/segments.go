@@ -175,6 +175,28 @@ func (s *Segment) WriteStructured(value any, format string) error {
 	return s.Write(b, 0)
 }
 
+// WriteMessage writes value as the declared message typeName of types (format protobuf,
+// docs/data-bridge.md), with the data bridge's header.
+func (s *Segment) WriteMessage(types *ProtobufTypes, typeName string, value any) error {
+	b, err := FrameMessage(types, typeName, value)
+	if err != nil {
+		return err
+	}
+	if int64(len(b)) > s.Size {
+		return Errorf(CodeInvalidArgument, "the data takes %d bytes as %s; the segment has %d", len(b), typeName, s.Size)
+	}
+	return s.Write(b, 0)
+}
+
+// ReadMessage reads the declared message typeName the segment holds, as proto3 JSON.
+func (s *Segment) ReadMessage(types *ProtobufTypes, typeName string) (any, error) {
+	b, err := s.Bytes()
+	if err != nil {
+		return nil, err
+	}
+	return UnframeMessage(b, types, typeName)
+}
+
 // ReadStructured reads the value the segment holds; format, when not empty, must match its header.
 func (s *Segment) ReadStructured(format string) (any, error) {
 	b, err := s.Bytes()

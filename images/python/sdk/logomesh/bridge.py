@@ -4,14 +4,15 @@ formats every SDK reads and writes byte for byte alike.
 A structured segment starts with a 16-byte header: ``LMSD``, version 1, the format (1 json,
 2 msgpack, 3 protobuf), two zero bytes, and the payload's length (uint64, little-endian).
 Maps are written with their keys in code point order in every format, so that the same
-value gives the same bytes in every language.
+value gives the same bytes in every language. Format protobuf carries a google.protobuf.Value,
+or a declared message type (``message_type=`` and ``types=``, see protobuf_types.py).
 """
 from __future__ import annotations
 
 import json
 import math
 import struct
-from typing import Any, Tuple
+from typing import Any, Optional, Tuple
 
 from .errors import LogoMeshError
 
@@ -96,9 +97,23 @@ def _from_pb(v: Any) -> Any:
     return [_from_pb(x) for x in v.list_value.values]
 
 
-def encode(value: Any, fmt: str) -> bytes:
-    """The payload of ``value`` in ``fmt`` (no header)."""
+def _message(code: int, message_type: Optional[str], types: Any) -> bool:
+    """A declared message type (protobuf_types.py) goes with format protobuf and its descriptor set."""
+    if message_type is None:
+        return False
+    if code != 3:
+        raise LogoMeshError("LM_INVALID_ARGUMENT", f"a message type ({str(message_type)[:128]}) goes with format protobuf only")
+    if types is None:
+        raise LogoMeshError("LM_INVALID_ARGUMENT", f"message type {str(message_type)[:128]} needs types=ProtobufTypes.load(<descriptor set>)")
+    return True
+
+
+def encode(value: Any, fmt: str, message_type: Optional[str] = None, types: Any = None) -> bytes:
+    """The payload of ``value`` in ``fmt`` (no header); for protobuf, as the message
+    ``message_type`` of ``types`` (a ProtobufTypes) when one is named, else a google.protobuf.Value."""
     code = _format(fmt)
+    if _message(code, message_type, types):
+        return types.encode(message_type, value)
     if code == 1:
         _check_json(value)
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False).encode()
@@ -109,8 +124,10 @@ def encode(value: Any, fmt: str) -> bytes:
     return _to_pb(value).SerializeToString(deterministic=True)
 
 
-def decode(payload: Any, fmt: str) -> Any:
+def decode(payload: Any, fmt: str, message_type: Optional[str] = None, types: Any = None) -> Any:
     code = _format(fmt)
+    if _message(code, message_type, types):
+        return types.decode(message_type, payload)
     if code == 1:
         return json.loads(bytes(payload).decode())
     if code == 2:
@@ -124,13 +141,13 @@ def decode(payload: Any, fmt: str) -> Any:
     return _from_pb(v)
 
 
-def frame(value: Any, fmt: str) -> bytes:
+def frame(value: Any, fmt: str, message_type: Optional[str] = None, types: Any = None) -> bytes:
     """Header and payload, as written into a segment."""
-    payload = encode(value, fmt)
+    payload = encode(value, fmt, message_type, types)
     return HEADER.pack(MAGIC, 1, FORMATS[fmt], 0, len(payload)) + payload
 
 
-def unframe(buf: Any, fmt: Any = None) -> Tuple[Any, str]:
+def unframe(buf: Any, fmt: Any = None, message_type: Optional[str] = None, types: Any = None) -> Tuple[Any, str]:
     """The value a structured segment holds, and its format. ``fmt``, when given, must match."""
     if len(buf) < HEADER.size:
         raise LogoMeshError("LM_SEGMENT", "the segment is too small to hold structured data")
@@ -142,4 +159,4 @@ def unframe(buf: Any, fmt: Any = None) -> Tuple[Any, str]:
     if HEADER.size + length > len(buf):
         raise LogoMeshError("LM_SEGMENT", f"the header says {length} bytes of data; the segment has {len(buf) - HEADER.size}")
     view = memoryview(buf)[HEADER.size:HEADER.size + length]
-    return decode(view, NAMES[code]), NAMES[code]
+    return decode(view, NAMES[code], message_type, types), NAMES[code]

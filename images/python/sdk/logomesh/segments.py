@@ -104,16 +104,17 @@ class Segment:
             self._map = None
 
     # -- structured data (the data bridge) ---------------------------------------------------
-    def write_structured(self, value: Any, fmt: str = "json") -> int:
-        """Write ``value`` as ``json``, ``msgpack`` or ``protobuf`` (google.protobuf.Value),
-        with the bridge's header; returns the bytes written. The segment must be large enough."""
-        data = bridge.frame(value, fmt)
+    def write_structured(self, value: Any, fmt: str = "json", message_type: Optional[str] = None, types: Any = None) -> int:
+        """Write ``value`` as ``json``, ``msgpack`` or ``protobuf`` (google.protobuf.Value, or the
+        declared ``message_type`` of ``types``, a ProtobufTypes), with the bridge's header;
+        returns the bytes written. The segment must be large enough."""
+        data = bridge.frame(value, fmt, message_type, types)
         if len(data) > self.size:
             raise LogoMeshError("LM_INVALID_ARGUMENT", f"the data takes {len(data)} bytes in {fmt}; the segment has {self.size}")
         return self.write(data)
 
-    def read_structured(self, fmt: Optional[str] = None) -> Any:
-        return bridge.unframe(self.view(), fmt)[0]
+    def read_structured(self, fmt: Optional[str] = None, message_type: Optional[str] = None, types: Any = None) -> Any:
+        return bridge.unframe(self.view(), fmt, message_type, types)[0]
 
     # -- asking the pool ---------------------------------------------------------------------------
     def grant(self, access: str = "read") -> "Granted":

@@ -6,10 +6,11 @@ import math
 import os
 import unittest
 
-from logomesh import bridge
+from logomesh import ProtobufTypes, bridge
 from logomesh.errors import LogoMeshError
 
 VECTORS = os.environ.get("LOGOMESH_VECTORS", "/opt/logomesh/vectors/bridge.json")
+TYPED = os.path.join(os.path.dirname(VECTORS), "protobuf-types.json")
 
 
 def from_tagged(v):
@@ -63,6 +64,43 @@ class BridgeVectors(unittest.TestCase):
         self.assertEqual(bridge.unframe(framed + b"\0" * 10), ({"a": [1, 2]}, "msgpack"))
         with self.assertRaises(LogoMeshError):
             bridge.unframe(framed, "json")
+
+
+
+class DeclaredMessageTypes(unittest.TestCase):
+    """test/vectors/protobuf-types.json: declared message types from a descriptor set."""
+
+    def setUp(self):
+        with open(TYPED) as f:
+            self.doc = json.load(f)
+        self.types = ProtobufTypes.load(os.path.join(os.path.dirname(TYPED), self.doc["descriptorSet"]))
+
+    def test_every_vector_encodes_byte_for_byte_and_decodes(self):
+        self.assertGreater(len(self.doc["vectors"]), 5)
+        for v in self.doc["vectors"]:
+            with self.subTest(vector=v["name"]):
+                self.assertEqual(self.types.encode(v["type"], v["value"]).hex(), v["protobuf"])
+                self.assertTrue(same(v["decoded"], self.types.decode(v["type"], bytes.fromhex(v["protobuf"]))))
+
+    def test_a_value_that_does_not_fit_is_refused_with_the_same_message(self):
+        self.assertGreater(len(self.doc["invalid"]), 5)
+        for v in self.doc["invalid"]:
+            with self.subTest(vector=v["name"]):
+                with self.assertRaises(LogoMeshError) as cm:
+                    self.types.encode(v["type"], v["value"])
+                self.assertEqual(cm.exception.code, "LM_INVALID_ARGUMENT")
+                self.assertEqual(cm.exception.message, v["error"])
+
+    def test_through_the_segment_header_and_its_refusals(self):
+        t = self.doc["vectors"][0]["type"]
+        framed = bridge.frame({"big": "9007199254740993"}, "protobuf", t, self.types)
+        self.assertEqual(bridge.unframe(framed, "protobuf", t, self.types), ({"big": "9007199254740993"}, "protobuf"))
+        for call in [lambda: bridge.encode({}, "json", t, self.types), lambda: bridge.encode({}, "protobuf", t),
+                     lambda: self.types.encode("no.such.Type", {}), lambda: self.types.decode(t, b"\xff\xff"),
+                     lambda: ProtobufTypes(b"\x0a\x05junk!"), lambda: ProtobufTypes.load("/nonexistent/types.pb")]:
+            with self.assertRaises(LogoMeshError) as cm:
+                call()
+            self.assertEqual(cm.exception.code, "LM_INVALID_ARGUMENT")
 
 
 if __name__ == "__main__":

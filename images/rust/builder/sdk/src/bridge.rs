@@ -6,7 +6,7 @@
 //! and no NaN or infinities, so this SDK neither writes nor reads those (msgpack `bin`, the
 //! non-finite doubles); integers up to 64 bits are exact in msgpack.
 
-use crate::Error;
+use crate::{Error, ProtobufTypes};
 use prost::Message;
 use serde_json::{Map, Number, Value};
 use std::collections::BTreeMap;
@@ -24,7 +24,7 @@ fn format_code(format: &str) -> Result<u8, Error> {
 
 /// A double as JavaScript's JSON.stringify writes it (the form every SDK agrees on):
 /// positional between 1e-7 and 1e21, else `d.ddde+XX`, always the shortest round trip.
-fn js_number(x: f64) -> String {
+pub(crate) fn js_number(x: f64) -> String {
     if x == 0.0 {
         return "0".into();
     }
@@ -136,19 +136,38 @@ pub fn decode_structured(payload: &[u8], format: &str) -> Result<Value, Error> {
 
 /// The header and payload, as written into a segment.
 pub fn frame_structured(value: &Value, format: &str) -> Result<Vec<u8>, Error> {
-    let payload = encode_structured(value, format)?;
+    frame_payload(&encode_structured(value, format)?, format_code(format)?)
+}
+
+/// `value` as the declared message `type_name` of `types` (format protobuf), with the header.
+pub fn frame_message(types: &ProtobufTypes, type_name: &str, value: &Value) -> Result<Vec<u8>, Error> {
+    frame_payload(&types.encode(type_name, value)?, 3)
+}
+
+/// The declared message `type_name` a structured segment's bytes hold (its header must say protobuf).
+pub fn unframe_message(b: &[u8], types: &ProtobufTypes, type_name: &str) -> Result<Value, Error> {
+    let (payload, _) = unframe_payload(b, Some("protobuf"))?;
+    types.decode(type_name, payload)
+}
+
+fn frame_payload(payload: &[u8], code: u8) -> Result<Vec<u8>, Error> {
     let mut out = Vec::with_capacity(HEADER_BYTES + payload.len());
     out.extend_from_slice(b"LMSD");
     out.push(1);
-    out.push(format_code(format)?);
+    out.push(code);
     out.extend_from_slice(&[0, 0]);
     out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    out.extend_from_slice(&payload);
+    out.extend_from_slice(payload);
     Ok(out)
 }
 
 /// The value a structured segment's bytes hold, and its format; `format`, when given, must match.
 pub fn unframe_structured(b: &[u8], format: Option<&str>) -> Result<(Value, &'static str), Error> {
+    let (payload, name) = unframe_payload(b, format)?;
+    Ok((decode_structured(payload, name)?, name))
+}
+
+fn unframe_payload<'a>(b: &'a [u8], format: Option<&str>) -> Result<(&'a [u8], &'static str), Error> {
     if b.len() < HEADER_BYTES || &b[..4] != b"LMSD" || b[4] != 1 {
         return Err(Error::new("LM_SEGMENT", "the segment holds no structured data (no LMSD header)"));
     }
@@ -169,7 +188,7 @@ pub fn unframe_structured(b: &[u8], format: Option<&str>) -> Result<(Value, &'st
     if n > b.len() - HEADER_BYTES {
         return Err(Error::new("LM_SEGMENT", format!("the header says {n} bytes of data; the segment has {}", b.len() - HEADER_BYTES)));
     }
-    Ok((decode_structured(&b[HEADER_BYTES..HEADER_BYTES + n], name)?, name))
+    Ok((&b[HEADER_BYTES..HEADER_BYTES + n], name))
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 //! so reading and writing it copy nothing. The kernel decides what this plugin may open (the
 //! file's ACL); the hub checks handles in messages and grants access on the way.
 
-use crate::bridge::{frame_structured, unframe_structured};
+use crate::bridge::{frame_message, frame_structured, unframe_message, unframe_structured};
+use crate::ProtobufTypes;
 use crate::calls::Hub;
 use crate::Error;
 use serde_json::{json, Map, Value};
@@ -151,6 +152,21 @@ impl Segment {
     /// The value it holds; `format`, when given, must match its header.
     pub fn read_structured(&mut self, format: Option<&str>) -> Result<Value, Error> {
         Ok(unframe_structured(self.bytes()?, format)?.0)
+    }
+
+    /// Write `value` as the declared message `type_name` of `types` (format protobuf,
+    /// docs/data-bridge.md), with the data bridge's header.
+    pub fn write_message(&mut self, types: &ProtobufTypes, type_name: &str, value: &Value) -> Result<(), Error> {
+        let b = frame_message(types, type_name, value)?;
+        if b.len() as u64 > self.size {
+            return Err(Error::invalid_argument(format!("the data takes {} bytes as {type_name}; the segment has {}", b.len(), self.size)));
+        }
+        self.write(&b, 0)
+    }
+
+    /// The declared message `type_name` it holds, as proto3 JSON.
+    pub fn read_message(&mut self, types: &ProtobufTypes, type_name: &str) -> Result<Value, Error> {
+        unframe_message(self.bytes()?, types, type_name)
     }
 
     fn update(&mut self, v: &Value) -> Result<(), Error> {
