@@ -73,7 +73,7 @@ export { formatIssue, isLogoMeshError, LogoMeshError, ManifestRejectedError, typ
 export { createLogger, silentLogger, type Logger } from './log.js';
 export { renderKubeFolder, type KubeRenderOptions } from './kubernetes/render-folder.js';
 export { decodeStructured, encodeStructured, frameStructured, unframeStructured, type Format, type MessageType } from './memory/bridge.js';
-export { ProtobufTypes } from './memory/protobuf-types.js';
+export { ProtobufTypes } from './protobuf/types.js';
 export { protobufTypesOf } from './manifest/protobuf.js';
 export { generateSchema, type JsonSchema } from './memory/generate-schema.js';
 export type { Access, SegmentHandle, SegmentInfo } from './memory/segment.js';

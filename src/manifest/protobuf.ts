@@ -1,7 +1,7 @@
 import path from 'node:path';
 import type { ManifestIssue } from '../errors.js';
 import { LogoMeshError } from '../errors.js';
-import { MAX_DESCRIPTOR_SET_BYTES, ProtobufTypes } from '../memory/protobuf-types.js';
+import { MAX_DESCRIPTOR_SET_BYTES, ProtobufTypes } from '../protobuf/types.js';
 import { readRegularFile } from '../read-file.js';
 
 type Issue = Omit<ManifestIssue, 'file'>;

@@ -2,7 +2,7 @@ import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { NullValue, ValueSchema, type Value } from '@bufbuild/protobuf/wkt';
 import { decode as unpack, encode as pack } from '@msgpack/msgpack';
 import { LogoMeshError } from '../errors.js';
-import type { ProtobufTypes } from './protobuf-types.js';
+import type { ProtobufTypes } from '../protobuf/types.js';
 
 /** A declared message type for format `protobuf` (docs/data-bridge.md#declared-message-types): without one, a `google.protobuf.Value`. */
 export interface MessageType {
@@ -17,7 +17,7 @@ export interface MessageType {
  * a segment, in one of three formats that every SDK writes byte for byte alike and reads:
  * `json` (compact, keys in code point order), `msgpack` (the smallest representation of each
  * integer, floats as float64, binary as bin, keys sorted), `protobuf` (a
- * `google.protobuf.Value`, Struct keys sorted; or a declared message type, protobuf-types.ts). A structured segment starts with a 16-byte
+ * `google.protobuf.Value`, Struct keys sorted; or a declared message type, ../protobuf/types.ts). A structured segment starts with a 16-byte
  * header: `LMSD`, version 1, the format (1 json, 2 msgpack, 3 protobuf), two zero bytes, the
  * payload's length (uint64, little-endian).
  *

@@ -13,6 +13,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ['errors.ts', 'labels.ts', 'log.ts', 'paths.ts', 'read-file.ts', 'schema-errors.ts', 'schema-validator.ts'],
   ['audit', 'violations'],
   ['seccomp'],
+  ['protobuf'],
   ['manifest'],
   ['signing', 'policy'],
   ['runtimes'],

@@ -8,7 +8,7 @@ import { ManifestRejectedError } from '../../src/errors.js';
 import { loadManifest } from '../../src/manifest/index.js';
 import { protobufTypesOf } from '../../src/manifest/protobuf.js';
 import { decodeStructured, encodeStructured, frameStructured, unframeStructured } from '../../src/memory/bridge.js';
-import { MAX_DESCRIPTOR_SET_BYTES, ProtobufTypes } from '../../src/memory/protobuf-types.js';
+import { MAX_DESCRIPTOR_SET_BYTES, ProtobufTypes } from '../../src/protobuf/types.js';
 import { dedent, MAIN_PY, PluginFolders, symlink } from './support/plugin-folder.js';
 
 const VECTORS = new URL('../vectors/', import.meta.url);

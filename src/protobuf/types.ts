@@ -1,7 +1,7 @@
 import { createFileRegistry, fromBinary, fromJson, toBinary, toJson, type DescMessage, type FileRegistry, type JsonValue } from '@bufbuild/protobuf';
 import { FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
 import { LogoMeshError } from '../errors.js';
-import { checkMessageValue } from './protobuf-check.js';
+import { checkMessageValue } from './check.js';
 
 /** Larger descriptor sets are refused: a plugin's own types are a few KiB. */
 export const MAX_DESCRIPTOR_SET_BYTES = 1024 * 1024;
