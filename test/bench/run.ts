@@ -17,13 +17,13 @@ import { fileURLToPath } from 'node:url';
 import { removeByLabel } from '../../src/engine/cleanup.js';
 import { connectEngine, type Docker } from '../../src/engine/docker.js';
 import { ensureRuntimeImage } from '../../src/images/build.js';
-import { resolveHome } from '../../src/controller/home.js';
 import { Controller } from '../../src/controller/controller.js';
 import { pluginFolders } from '../../src/manifest/folders.js';
 import { createLogger, silentLogger, type Logger } from '../../src/log.js';
 import { loadManifest } from '../../src/manifest/index.js';
 import { python } from '../../src/runtimes/python.js';
 import { runPlugin } from '../../src/sandbox/run-plugin.js';
+import { benchHome } from './bench-home.js';
 import { cliBench } from './cli.js';
 import { controllerBench } from './controller.js';
 import { monitorBench } from './monitor.js';
@@ -111,7 +111,7 @@ function judge(rows: Row[], echo: { p50: number; p99: number; perSecond: number 
 
 async function controllerSections(docker: Docker, log: Logger, rows: Row[]): Promise<void> {
   const echo = await rawEcho(ROUNDS * 200, 64, 2_000);
-  const home = resolveHome({ LOGOMESH_HOME: path.join(os.tmpdir(), `lm-bench-${process.pid}`), LOGOMESH_INSTANCE: instance });
+  const { home, remove } = benchHome('controller', instance);
   // The hub's per-plugin rate limit (20000 messages/s) would cap the throughput row at the
   // limit, not at what the hub can do: it is raised here, and only here.
   const host = await Controller.create({ log, home, docker, progress: process.stderr, startTimeoutMs: 60_000, rateLimit: 1_000_000 });
@@ -124,6 +124,7 @@ async function controllerSections(docker: Docker, log: Logger, rows: Row[]): Pro
     if (ONLY.has('cli')) rows.push(...(await cliBench(host, log, 'echo-node', 'echo', ROUNDS)));
   } finally {
     await host.close();
+    remove();
   }
 }
 

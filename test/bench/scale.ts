@@ -15,10 +15,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Controller } from '../../src/controller/controller.js';
-import { resolveHome } from '../../src/controller/home.js';
 import { removeByLabel } from '../../src/engine/cleanup.js';
 import { connectEngine, type Docker } from '../../src/engine/docker.js';
 import { createLogger, type Logger } from '../../src/log.js';
+import { benchHome } from './bench-home.js';
 import { fmt, nowUs, pct, type Row } from './stats.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -105,7 +105,7 @@ function throttled(host: Controller, plugins: { id: string }[]): number {
 
 export async function scaleBench(docker: Docker, log: Logger, instance: string, n = N): Promise<Row[]> {
   const root = mkdtempSync(path.join(os.tmpdir(), 'lm-bench-scale-'));
-  const home = resolveHome({ LOGOMESH_HOME: path.join(os.tmpdir(), `lm-bench-scale-home-${process.pid}`), LOGOMESH_INSTANCE: `${instance}-scale` });
+  const { home, remove } = benchHome('scale', `${instance}-scale`);
   const plugins = scalePlugins(root, n);
   const rows: Row[] = [];
   const host = await Controller.create({
@@ -153,6 +153,7 @@ export async function scaleBench(docker: Docker, log: Logger, instance: string, 
     );
   } finally {
     await host.close();
+    remove();
     await removeByLabel(docker, `${instance}-scale`);
     rmSync(root, { recursive: true, force: true });
   }

@@ -1,12 +1,11 @@
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Controller } from '../../src/controller/controller.js';
-import { resolveHome } from '../../src/controller/home.js';
 import type { Docker } from '../../src/engine/docker.js';
 import type { Logger } from '../../src/log.js';
 import { loadManifest } from '../../src/manifest/index.js';
 import { pluginFolders } from '../../src/manifest/folders.js';
+import { benchHome } from './bench-home.js';
 import { pct, type Row } from './stats.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -28,7 +27,7 @@ interface Timed {
  * (write, send handle, read) against the same megabyte through the hub in one call.
  */
 export async function sharedMemoryBench(docker: Docker, log: Logger, instance: string, rounds: number): Promise<Row[]> {
-  const home = resolveHome({ LOGOMESH_HOME: path.join(os.tmpdir(), `lm-bench-shm-${process.pid}`), LOGOMESH_INSTANCE: `${instance}-shm` });
+  const { home, remove } = benchHome('shm', `${instance}-shm`);
   // The hub's per-plugin rate limit is raised, as for the main throughput row: the rows show what the hub carries.
   const host = await Controller.create({ log, home, docker, progress: process.stderr, startTimeoutMs: 120_000, maxMessageBytes: 16 * MiB, rateLimit: 1_000_000 });
   try {
@@ -76,6 +75,7 @@ export async function sharedMemoryBench(docker: Docker, log: Logger, instance: s
     ];
   } finally {
     await host.close();
+    remove();
   }
 }
 

@@ -1,12 +1,11 @@
 import { spawn } from 'node:child_process';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Docker } from '../../src/engine/docker.js';
-import { resolveHome } from '../../src/controller/home.js';
 import { Controller } from '../../src/controller/controller.js';
 import type { Logger } from '../../src/log.js';
 import { loadManifest } from '../../src/manifest/index.js';
+import { benchHome } from './bench-home.js';
 import { nowUs, pct, type Row } from './stats.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -21,7 +20,7 @@ const MODES = ['refused', 'deep', 'deaf', 'broadcast'] as const;
  * default limits, as an operator would run it.
  */
 export async function soakBench(docker: Docker, log: Logger, instance: string): Promise<Row[]> {
-  const home = resolveHome({ LOGOMESH_HOME: path.join(os.tmpdir(), `lm-bench-soak-${process.pid}`), LOGOMESH_INSTANCE: `${instance}-soak` });
+  const { home, remove } = benchHome('soak', `${instance}-soak`);
   const host = await Controller.create({ log, home, docker, startTimeoutMs: 60_000 });
   const rows: Row[] = [];
   try {
@@ -52,6 +51,7 @@ export async function soakBench(docker: Docker, log: Logger, instance: string): 
     }
   } finally {
     await host.close();
+    remove();
   }
   return rows;
 }
