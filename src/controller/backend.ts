@@ -29,8 +29,12 @@ export interface Workload {
   kill(): Promise<void>;
   /** Remove it and what is only its own; idempotent. */
   remove(): Promise<void>;
-  /** Was an exit with this code the kernel's OOM killer? */
-  oomKilled(exitCode: number): Promise<boolean>;
+  /**
+   * Was an exit with this code the kernel's OOM killer, by the backend's own record? `patient`
+   * (the default): look again for a while where that record lags; false: one look (the
+   * kernel's own notification is at hand).
+   */
+  oomKilled(exitCode: number, patient?: boolean): Promise<boolean>;
   /** Look again after a lost wait; throws while the backend does not answer. */
   probe(): Promise<WorkloadProbe>;
 }

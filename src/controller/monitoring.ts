@@ -38,6 +38,11 @@ export interface MonitoringDeps {
  * so it runs seldom; the controller's own checks over the hub are what act.
  */
 const HEALTH_INTERVAL_MS = 120_000;
+/**
+ * A watch that ended this long before the engine reported the container's exit ended for
+ * another reason (an unreadable cgroup file), not with the exit: its silence says nothing.
+ */
+const ENDED_WITH_EXIT_MS = 2_000;
 /** A report older than this (or three of the plugin's health intervals, if longer) means no controller is watching. */
 const STALE_AFTER_S = 60;
 const MS = 1000;
@@ -61,6 +66,12 @@ export class Monitoring {
   private readonly oomKills = new Map<string, string>();
   /** The container each watched plugin is watched in. */
   private readonly watching = new Map<string, string>();
+  /** The watched containers whose OOM kills the kernel notifies (an eventfd, not a poll). */
+  private readonly oomNotified = new Set<string>();
+  /** When the monitor saw each watched container's cgroup go (its end): by container. */
+  private readonly endedAt = new Map<string, number>();
+  /** Exits waiting for the kernel's OOM notification or the cgroup's end: by plugin. */
+  private readonly oomWaiters = new Map<string, () => void>();
   private closed = false;
 
   constructor(private readonly deps: MonitoringDeps) {
@@ -113,6 +124,7 @@ export class Monitoring {
         ...(options.pollMs ? { pollMs: options.pollMs } : {}),
       });
       this.monitor.on('violation', (v) => this.onViolation(v));
+      this.monitor.on('ended', (id) => this.onEnded(id));
       if (this.closed) await this.monitor.close();
     } catch (err) {
       log.warn({ code: 'LM_MONITOR_UNAVAILABLE', err: errorText(err) }, 'LM_MONITOR_UNAVAILABLE: the resource monitor cannot start; the controller runs without one');
@@ -142,6 +154,7 @@ export class Monitoring {
       const resources = withLiveLimits(m.loaded, m.liveLimits).manifest.resources;
       await monitor.watch({ pluginId: id, pid: info.State.Pid, limits: watchedLimits(resources), rules: monitoringRules(m.loaded.manifest.monitoring, this.deps.policy(), id) });
       this.watching.set(id, container.id);
+      if (monitor.notifiesOom(id)) this.oomNotified.add(container.id);
       // Torn down while the watch was being set up.
       if (m.container !== container) this.unwatch(id);
     } catch (err) {
@@ -157,15 +170,29 @@ export class Monitoring {
   unwatch(pluginId: string, containerId?: string): void {
     const watched = this.watching.get(pluginId);
     if (containerId !== undefined && watched !== undefined && watched !== containerId) return;
+    if (watched !== undefined) {
+      this.oomNotified.delete(watched);
+      this.endedAt.delete(watched);
+    }
     this.watching.delete(pluginId);
     if (containerId === undefined || this.oomKills.get(pluginId) === containerId) this.oomKills.delete(pluginId);
     this.monitor?.unwatch(pluginId);
   }
 
+  private onEnded(pluginId: string): void {
+    const container = this.watching.get(pluginId);
+    if (!container) return;
+    this.endedAt.set(container, performance.now());
+    this.oomWaiters.get(pluginId)?.();
+  }
+
   private onViolation(v: ResourceViolation): void {
     const container = this.watching.get(v.plugin);
     if (v.action === 'kill' && container) this.kills.set(v.plugin, { container, violation: v });
-    if (v.kind === 'oom-kill' && container) this.oomKills.set(v.plugin, container);
+    if (v.kind === 'oom-kill' && container) {
+      this.oomKills.set(v.plugin, container);
+      this.oomWaiters.get(v.plugin)?.();
+    }
     this.router.route(v);
   }
 
@@ -179,6 +206,31 @@ export class Monitoring {
     if (this.oomKills.get(pluginId) !== containerId) return false;
     this.oomKills.delete(pluginId);
     return true;
+  }
+
+  /**
+   * At a plugin's exit: did the kernel's OOM killer end it, by the monitor's record (taken)?
+   * `undefined` when the monitor cannot say: not watching that container, finding OOM kills
+   * by polling, or its watch ended long before this exit (the engine's own flag decides
+   * then). The kernel notifies an OOM kill before the process is gone, and the monitor sees
+   * the cgroup go after that: once it has, the answer is known. Until then this waits up to
+   * `withinMs`, and answers as soon as either comes.
+   */
+  async oomKillAtExit(pluginId: string, containerId: string, withinMs: number): Promise<boolean | undefined> {
+    if (this.takeOomKill(pluginId, containerId)) return true;
+    if (this.watching.get(pluginId) !== containerId || !this.oomNotified.has(containerId)) return undefined;
+    const ended = this.endedAt.get(containerId);
+    if (ended !== undefined && performance.now() - ended > ENDED_WITH_EXIT_MS) return undefined;
+    if (withinMs > 0 && ended === undefined) {
+      let timer: NodeJS.Timeout | undefined;
+      await new Promise<void>((resolve) => {
+        this.oomWaiters.set(pluginId, resolve);
+        timer = setTimeout(resolve, withinMs);
+      });
+      clearTimeout(timer);
+      this.oomWaiters.delete(pluginId);
+    }
+    return this.takeOomKill(pluginId, containerId);
   }
 
   /** The monitor's kill of this container, if it killed it (taken: asked once, by the supervisor at the exit). */

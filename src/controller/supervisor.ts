@@ -12,6 +12,11 @@ import type { Standbys } from './standby.js';
 
 /** 128 + SIGKILL: how a process the OOM killer ended exits. */
 const EXIT_SIGKILL = 137;
+/**
+ * How long an exit by SIGKILL waits for the kernel's OOM notification that has not come yet
+ * (the monitor's detection p99 is about 5 ms, and it fires before the process is gone).
+ */
+const OOM_NOTICE_WAIT_MS = 100;
 
 /** What the supervisor needs of the launcher. */
 export interface Relaunch {
@@ -128,13 +133,15 @@ export class Supervisor implements Supervision {
   private async onExit(m: Managed, container: Workload, code: number): Promise<void> {
     if (m.container !== container) return;
     m.exitCode = code;
+    // The kernel's own record, through the resource monitor, where the engine's flag lags:
+    // with it, the engine is looked at once, not for half a second (a standby waits on this).
+    const kernel = await this.cx.monitoring.oomKillAtExit(m.loaded.manifest.id, container.id, code === EXIT_SIGKILL ? OOM_NOTICE_WAIT_MS : 0);
     try {
-      m.oomKilled = await container.oomKilled(code);
+      m.oomKilled = await container.oomKilled(code, kernel === undefined);
     } catch {
       // Already removed by a stop.
     }
-    // The kernel's own record, through the resource monitor, where the engine's flag lags.
-    if (this.cx.monitoring.takeOomKill(m.loaded.manifest.id, container.id) && code === EXIT_SIGKILL) m.oomKilled = true;
+    if (kernel === true && code === EXIT_SIGKILL) m.oomKilled = true;
     // Exits while starting are the start's own failure; exits while stopping are expected.
     if (m.state !== 'ready') return;
     const id = m.loaded.manifest.id;

@@ -44,7 +44,7 @@ function hasSysResource(): boolean {
  * The controller tells it which containers to watch (`watch` after each start, `unwatch` on
  * exit) and routes its violations.
  */
-export class ResourceMonitor extends EventEmitter<{ violation: [ResourceViolation] }> {
+export class ResourceMonitor extends EventEmitter<{ violation: [ResourceViolation]; ended: [string] }> {
   private readonly watches = new Map<string, PluginWatch>();
   private serial = 0;
   /** One timer for every watch: one wake-up per poll, however many plugins are watched. */
@@ -97,6 +97,7 @@ export class ResourceMonitor extends EventEmitter<{ violation: [ResourceViolatio
       privilegedPsi: this.opts.privilegedPsi ?? hasSysResource(),
       connections: this.opts.connections ?? (() => undefined),
       emit: (v) => this.emit('violation', v),
+      ended: (pluginId) => this.emit('ended', pluginId),
       proc: this.opts.proc ?? '/proc',
       key,
     });
@@ -120,6 +121,11 @@ export class ResourceMonitor extends EventEmitter<{ violation: [ResourceViolatio
     if (!found) return;
     found[1].close();
     this.watches.delete(found[0]);
+  }
+
+  /** Is this plugin watched with the kernel's OOM notification in place (not a poll)? */
+  notifiesOom(pluginId: string): boolean {
+    return this.find(pluginId)?.[1].notifiesOom ?? false;
   }
 
   /** The cgwatch helper's process id, while it runs (its CPU is part of the monitor's cost). */

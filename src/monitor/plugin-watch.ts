@@ -32,6 +32,8 @@ export interface WatchContext {
   readonly privilegedPsi: boolean;
   readonly connections: (pluginId: string) => number | undefined;
   readonly emit: (v: ResourceViolation) => void;
+  /** The watched cgroup is gone (the container ended): after any OOM notification of it. */
+  readonly ended: (pluginId: string) => void;
   readonly proc: string;
   /** Prefix of this watch's cgwatch keys, unique in the monitor. */
   readonly key: string;
@@ -144,6 +146,11 @@ export class PluginWatch {
         }),
       ),
     );
+  }
+
+  /** Does the kernel notify this watch of an OOM kill (an eventfd in place), rather than a poll finding it? */
+  get notifiesOom(): boolean {
+    return !this.polled.has('oom');
   }
 
   /** A cgwatch event for this watch (the key's part after the prefix). */
@@ -390,6 +397,7 @@ export class PluginWatch {
   private ended(err: unknown): void {
     this.ctx.log.debug({ plugin: this.pluginId, err: (err as Error).message }, 'cgroup gone; watch stopped');
     this.close();
+    this.ctx.ended(this.pluginId);
   }
 
   /** The helper died: read at every poll what it was waiting on. */

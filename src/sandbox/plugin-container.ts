@@ -166,12 +166,13 @@ export class PluginContainer implements AsyncDisposable {
   /**
    * Was an exit with `exitCode` the OOM killer's? The engine (20.10) can report the exit
    * before it has handled the kernel's OOM event, and State.OOMKilled then says false for a
-   * moment: an exit by SIGKILL (137) is looked at again for up to about half a second.
+   * moment: an exit by SIGKILL (137) is looked at again for up to about half a second,
+   * unless `patient` is false (the caller has the kernel's own notification).
    */
-  async oomKilled(exitCode: number): Promise<boolean> {
+  async oomKilled(exitCode: number, patient = true): Promise<boolean> {
     for (let attempt = 0; ; attempt++) {
       const killed = (await this.inspect()).State.OOMKilled;
-      if (killed || exitCode !== 137 || attempt === 4) return killed;
+      if (killed || exitCode !== 137 || !patient || attempt === 4) return killed;
       await new Promise((r) => setTimeout(r, 120));
     }
   }

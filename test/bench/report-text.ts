@@ -14,7 +14,7 @@ export const WHY: Readonly<Record<string, string>> = {
   'start.echo-node': 'the load of this shared machine during the run: the same row was 0.95x (257 vs 269 ms) in a quieter run of the same code (docs/performance.md#nodejs-plugins)',
   memory: 'see docs/performance.md#nodejs-plugins',
   standby:
-    'the controller learns of a crash from the engine (its wait on the container, then an inspect for the OOM flag) and must know what the exit was before it switches (a seccomp kill is quarantined, a clean exit may end the plugin): on this loaded machine the engine took most of the time; a restart by hand needs no such report (docs/performance.md#warm-standby)',
+    'the controller must know what the exit was before it switches (a seccomp kill is quarantined, a clean exit may end the plugin): the engine reports the exit, and the resource monitor whether the kernel OOM-killed it (without the monitor, the engine is asked for up to half a second); a restart by hand needs no such report (docs/performance.md#warm-standby)',
   'run.command': "Node.js's own start and the CLI's modules beside the docker CLI's; `runPlugin()` in process is within 1.1x of the bare dockerode sequence (docs/performance.md#the-cli)",
   cli: "Node.js's own start on a loaded machine (the node -e 0 beside it)",
   scale: 'see docs/performance.md#scale',
