@@ -78,8 +78,10 @@ export class Standbys {
     const s = this.standbys.get(id);
     const lastError = this.errors.get(id);
     if (!s) return lastError ? { state: 'failed', lastError } : undefined;
+    // Waiting: its hello held and its start-up boost over (it runs at its declared quota).
+    const boosted = s.boost !== undefined && s.boost.status.endedAt === undefined;
     return {
-      state: this.cx.hub.standbyWaiting(id) ? 'waiting' : 'starting',
+      state: this.cx.hub.standbyWaiting(id) && !boosted ? 'waiting' : 'starting',
       ...(s.container ? { containerId: s.container.id } : {}),
       ...(lastError ? { lastError } : {}),
     };
