@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { createLogger, engineError } from '../index.js';
+import { createLogger, engineError } from '../run-api.js';
 import { exitStatusOf } from './exit-status.js';
 import { processIo, type CliIo } from './io.js';
 import { runCommand } from './run.js';

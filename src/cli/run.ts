@@ -19,7 +19,7 @@ import {
   type Policy,
   type SeccompKills,
   type SignedContent,
-} from '../index.js';
+} from '../run-api.js';
 import type { CliIo } from './io.js';
 import { abortOnClosedOutput, abortOnSignals, EXIT_PIPE, SIGNAL_EXIT, type OutputAbort, type SignalAbort } from './signals.js';
 
@@ -40,17 +40,33 @@ export async function runCommand(targets: string[], io: CliIo, log: Logger, poli
   for (const l of loaded) enforcePolicy(l, policy); // throws LM_POLICY_DENIED
   for (const l of loaded) runtimeImage(l.manifest.runtime); // and know how to run every one
   const docker = await connectEngine();
-  await removeRunOrphans(docker, log);
-  await removeStagingLeftovers(log);
+  // What killed runs left is removed while this one runs: only containers and staging folders
+  // of processes that no longer exist, never this run's (its pid is alive). A failure still
+  // fails the command, once the run is over.
+  const leftovers = settled(Promise.all([removeRunOrphans(docker, log), removeStagingLeftovers(log)]));
   const instance = instanceId();
   using abort = abortOnSignals();
   using output = abortOnClosedOutput(io);
   // A plugin killed for a forbidden system call is named with that call, from the kernel log.
   const seccomp = followSeccompKills({ log, instance, plugins: loaded.map((l) => l.manifest.id) });
   try {
-    return await runEach(loaded, { docker, instance, io, log, abort, output, seccomp, policy, signed });
+    const status = await runEach(loaded, { docker, instance, io, log, abort, output, seccomp, policy, signed });
+    const failed = await leftovers;
+    if (failed) throw failed.err;
+    return status;
   } finally {
     seccomp.close();
+    await leftovers; // never rejects: nothing of the cleanup goes on after the command
+  }
+}
+
+/** A promise's failure held as a value, so that it is not an unhandled rejection while the run goes on. */
+async function settled(p: Promise<unknown>): Promise<{ err: unknown } | undefined> {
+  try {
+    await p;
+    return undefined;
+  } catch (err) {
+    return { err };
   }
 }
 
