@@ -30,8 +30,9 @@ const EXIT_KILLED = 137;
  * `logomesh run <plugin-dir>...`: run each plugin to completion in its sandbox, one after
  * another, streaming its output; the exit code is the first non-zero plugin exit code.
  * `policyFile` (--policy) overrides LOGOMESH_POLICY; every plugin is verified before any runs.
+ * `client`: the engine client to connect with (default: the library's, DOCKER_HOST or the socket).
  */
-export async function runCommand(targets: string[], io: CliIo, log: Logger, policyFile?: string): Promise<number> {
+export async function runCommand(targets: string[], io: CliIo, log: Logger, policyFile?: string, client?: Docker): Promise<number> {
   const policy = resolvePolicy(policyFile);
   const loaded = targets.map((t) => loadManifest(t)); // all or nothing: validate every one first
   // Throws LM_SIGNATURE. What each signature vouches for goes with the plugin to its build.
@@ -39,7 +40,7 @@ export async function runCommand(targets: string[], io: CliIo, log: Logger, poli
   for (const l of loaded) log.debug({ plugin: l.manifest.id, signed: signed.get(l) !== undefined }, 'signature checked');
   for (const l of loaded) enforcePolicy(l, policy); // throws LM_POLICY_DENIED
   for (const l of loaded) runtimeImage(l.manifest.runtime); // and know how to run every one
-  const docker = await connectEngine();
+  const docker = await connectEngine(client);
   // What killed runs left is removed while this one runs: only containers and staging folders
   // of processes that no longer exist, never this run's (its pid is alive). A failure still
   // fails the command, once the run is over.
