@@ -58,8 +58,10 @@ describe('the installed logomesh command', () => {
     expect(missing).toMatchObject({ code: 1 });
     expect((missing as { stderr: string }).stderr).toMatch(/^LM_MANIFEST_NOT_FOUND/);
 
-    // Ctrl-C once the plugin runs: the container is removed and the command exits 130.
-    const child = spawn(process.execPath, [bin, 'run', copyFixture('sleeper')], { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    // Ctrl-C once the plugin runs: the container is removed and the command exits 130. An
+    // instance of its own: cli-run.test.ts runs sleepers of this test run's at the same time.
+    const own = `${instance()}-installed`;
+    const child = spawn(process.execPath, [bin, 'run', copyFixture('sleeper')], { cwd: REPO, env: { ...env, LOGOMESH_INSTANCE: own }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     let stdout = '';
     child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
@@ -71,7 +73,7 @@ describe('the installed logomesh command', () => {
     const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
     expect(code).toBe(130);
     expect(stderr).toContain('LM_INTERRUPTED: plugin sleeper was stopped by SIGINT; its container was removed');
-    const filters = labelFilter(instance());
+    const filters = labelFilter(own);
     filters.label.push(`${LABEL.plugin}=sleeper`);
     expect(await (await docker()).listContainers({ all: true, filters: JSON.stringify(filters) })).toEqual([]);
   });
