@@ -16,6 +16,9 @@ function runBundle(bundle: string): string {
 /** A CommonJS bundle whose answer() returns `value`: the same length for every one-letter value. */
 const bundleText = (value: string) => `const path = require('node:path');\nmodule.exports.answer = () => '${value}' + path.basename(__filename);\n`;
 
+/** Each test starts a few Node.js processes: a generous bound for a loaded machine. */
+const PROCESSES_MS = 60_000;
+
 describe("the CLI's code cache (src/cli/code-cache.ts)", () => {
   let dir: string;
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
@@ -30,7 +33,7 @@ describe("the CLI's code cache (src/cli/code-cache.ts)", () => {
     expect(runBundle(bundle)).toBe('ab.cjs');
     // Accepted: the second run did not write it again.
     expect(readFileSync(`${bundle}.v8-cache`).equals(cache)).toBe(true);
-  });
+  }, PROCESSES_MS);
 
   it('never runs the bytecode of another source of the same length (V8 checks only the length)', () => {
     dir = mkdtempSync(path.join(os.tmpdir(), 'lm-code-cache-'));
@@ -45,7 +48,7 @@ describe("the CLI's code cache (src/cli/code-cache.ts)", () => {
     expect(runBundle(bundle)).toBe('zb.cjs');
     expect(readFileSync(`${bundle}.v8-cache`).equals(old)).toBe(false);
     expect(runBundle(bundle)).toBe('zb.cjs');
-  });
+  }, PROCESSES_MS);
 
   it('runs from a damaged cache, and writes a good one in its place', () => {
     dir = mkdtempSync(path.join(os.tmpdir(), 'lm-code-cache-'));
@@ -64,5 +67,5 @@ describe("the CLI's code cache (src/cli/code-cache.ts)", () => {
     writeFileSync(`${bundle}.v8-cache`, 'not a cache');
     expect(runBundle(bundle)).toBe('ab.cjs');
     expect(existsSync(`${bundle}.v8-cache`)).toBe(true);
-  });
+  }, PROCESSES_MS);
 });
