@@ -43,7 +43,8 @@ export async function runCommand(targets: string[], io: CliIo, log: Logger, poli
   const docker = await connectEngine(client);
   // What killed runs left is removed while this one runs: only containers and staging folders
   // of processes that no longer exist, never this run's (its pid is alive). A failure still
-  // fails the command, once the run is over.
+  // fails the command once the run is over, unless a signal or a closed output ended it
+  // (their exit codes stay).
   const leftovers = settled(Promise.all([removeRunOrphans(docker, log), removeStagingLeftovers(log)]));
   const instance = instanceId();
   using abort = abortOnSignals();
@@ -53,7 +54,7 @@ export async function runCommand(targets: string[], io: CliIo, log: Logger, poli
   try {
     const status = await runEach(loaded, { docker, instance, io, log, abort, output, seccomp, policy, signed });
     const failed = await leftovers;
-    if (failed) throw failed.err;
+    if (failed && !abort.received && !output.closed) throw failed.err;
     return status;
   } finally {
     seccomp.close();
