@@ -2,10 +2,11 @@ import { spawn } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readAudit } from '../../src/audit/audit-log.js';
+import { readAudit, type AuditEntry } from '../../src/audit/audit-log.js';
 import { resolveHome, type Home } from '../../src/controller/home.js';
 import { Controller } from '../../src/controller/controller.js';
-import { LABEL, labelFilter } from '../../src/labels.js';
+import { engineCpuUpdate, StartupBoost } from '../../src/controller/startup-boost.js';
+import { LABEL, labelFilter, ownerLabels } from '../../src/labels.js';
 import { silentLogger } from '../../src/log.js';
 import { loadPolicy } from '../../src/policy/policy.js';
 import { docker, instance, REPO, sleep, tempDir } from './support.js';
@@ -205,4 +206,46 @@ describe('a controller killed during a start-up boost', () => {
       for (const c of await engine.listContainers({ all: true, filters })) await engine.getContainer(c.Id).remove({ force: true });
     }
   }, 120_000);
+});
+
+describe('an engine that refuses to lower the quota', () => {
+  // gVisor's runsc has no `update` command: the engine's real refusal, on a real container.
+  // (The controller gives runsc containers no boost for this reason; here the boost's end is
+  // driven by hand against one, to see the failure path do what it says.)
+  it('is retried, then LM_BOOST_FAILED is audited and the container stopped, never left boosted', async () => {
+    const engine = await docker();
+    const info = (await engine.info()) as { Runtimes?: Record<string, unknown> };
+    if (!info.Runtimes?.runsc) return void console.warn('skipped: the engine has no runsc runtime');
+    const c = await engine.createContainer({
+      Image: 'logomesh/runtime-python:latest',
+      Cmd: ['sleep', '60'],
+      Labels: ownerLabels('test', `${instance()}-boost-refused`),
+      HostConfig: { Runtime: 'runsc', NetworkMode: 'none', CpuPeriod: 100_000, CpuQuota: 100_000 },
+    });
+    try {
+      await c.start();
+      const audit: AuditEntry[] = [];
+      const stopped: string[] = [];
+      const boost = new StartupBoost('refused', { boost: true, cpuPercent: 100, maxMs: 10_000, rule: 'test' }, {
+        update: engineCpuUpdate(engine),
+        audit: (e) => void audit.push(e as AuditEntry),
+        log: silentLogger,
+        declaredPercent: () => 25,
+        onFailed: (e) => {
+          stopped.push(e.code);
+          void c.kill().catch(() => undefined);
+        },
+      });
+      boost.begin(c.id);
+      await boost.end('ready');
+      expect(boost.error).toMatchObject({ code: 'LM_BOOST_FAILED', details: { plugin: 'refused', container: c.id } });
+      expect(stopped).toEqual(['LM_BOOST_FAILED']);
+      expect(audit.at(-1)).toMatchObject({ action: 'boost', result: 'failed', code: 'LM_BOOST_FAILED' });
+      expect(boost.status).toMatchObject({ endedBy: 'failed' });
+      for (const end = Date.now() + 30_000; (await c.inspect()).State.Running && Date.now() < end; ) await sleep(50);
+      expect((await c.inspect()).State.Running).toBe(false);
+    } finally {
+      await c.remove({ force: true }).catch(() => undefined);
+    }
+  }, 60_000);
 });
