@@ -1,5 +1,5 @@
 import type { ErrorCode } from '../errors.js';
-import { encode } from './codec.js';
+import { encodeRequest, encodeResponse, rawDataOf } from './forward.js';
 import type { Peer, WsPeer } from './peer.js';
 import { DEFAULT_CALL_TIMEOUT_MS, type Request, type Response, type SegmentRef, type WireError } from './protocol.js';
 
@@ -20,7 +20,8 @@ export interface CallTarget {
   waitingBytes: number;
 }
 
-type Outcome = { success: true; data: unknown; segments?: SegmentRef[] } | { success: false; error: WireError };
+/** `raw`: the data's text as the target wrote it, forwarded as it is (forward.ts). */
+type Outcome = { success: true; data: unknown; segments?: SegmentRef[]; raw?: string } | { success: false; error: WireError };
 
 interface Pending {
   readonly caller: Peer;
@@ -71,7 +72,7 @@ export class Calls {
     const timeout = msg.timeout ?? DEFAULT_CALL_TIMEOUT_MS;
     const hubId = this.opts.nextId();
     const out: Request = { type: 'request', id: hubId, from: caller.id, to: [target.id], method: msg.method, data: msg.data, timeout, timestamp: Date.now(), ...(msg.segments ? { segments: msg.segments } : {}) };
-    const enc = encode(out, this.opts.maxMessageBytes + ENVELOPE_BYTES);
+    const enc = encodeRequest(out, rawDataOf(msg), this.opts.maxMessageBytes + ENVELOPE_BYTES);
     if (!enc.ok) return { code: enc.code, message: enc.message };
     if (target.waiting >= this.opts.maxWaiting || target.waitingBytes + enc.bytes > this.opts.maxWaitingBytes) {
       return { code: 'LM_RATE_LIMITED', message: `plugin ${target.id} already has ${target.waiting} calls (${target.waitingBytes} bytes) waiting for its answers; the most is ${this.opts.maxWaiting} calls or ${this.opts.maxWaitingBytes} bytes` };
@@ -92,7 +93,7 @@ export class Calls {
   answer(peer: Peer, msg: Response): boolean {
     const p = this.pending.get(msg.correlationId);
     if (!p || p.target.id !== peer.id || p.target.peer !== peer) return false;
-    this.finish(msg.correlationId, msg.success ? { success: true, data: msg.data, ...(msg.segments ? { segments: msg.segments } : {}) } : { success: false, error: msg.error! });
+    this.finish(msg.correlationId, msg.success ? { success: true, data: msg.data, segments: msg.segments, raw: rawDataOf(msg) } : { success: false, error: msg.error! });
     return true;
   }
 
@@ -131,9 +132,9 @@ export class Calls {
     if (!p) return;
     this.settle(hubId, p);
     this.opts.observe?.(p.caller.id, p.target.id, p.method, (performance.now() - p.at) / 1000, outcome.success ? 'ok' : outcome.error.code);
-    const reply = { type: 'response', id: this.opts.nextId(), from: p.target.id, correlationId: p.callerId, timestamp: Date.now(), ...outcome } as const;
+    const reply = replyTo(p, this.opts.nextId(), outcome);
     if (p.caller.inProcess) return void p.caller.deliver(reply);
-    const enc = encode(reply, this.opts.maxMessageBytes + ENVELOPE_BYTES);
+    const enc = encodeResponse(reply, outcome.success ? outcome.raw : undefined, this.opts.maxMessageBytes + ENVELOPE_BYTES);
     if (enc.ok) p.caller.deliver(reply, enc);
     else p.caller.deliver({ ...reply, success: false, error: { code: enc.code, message: `the answer of ${p.target.id}.${p.method} cannot be delivered: ${enc.message}` } } as Response);
   }
@@ -145,6 +146,13 @@ export class Calls {
     p.target.waiting--;
     p.target.waitingBytes -= p.bytes;
   }
+}
+
+/** The answer the caller gets, under its own id. */
+function replyTo(p: Pending, id: string, outcome: Outcome): Response {
+  const head = { type: 'response', id, from: p.target.id, correlationId: p.callerId, timestamp: Date.now() } as const;
+  if (!outcome.success) return { ...head, success: false, error: outcome.error };
+  return { ...head, success: true, data: outcome.data, ...(outcome.segments ? { segments: outcome.segments } : {}) };
 }
 
 export function fail(code: ErrorCode, message: string): { success: false; error: WireError } {

@@ -2,7 +2,7 @@ import type { ErrorCode } from '../errors.js';
 import { decideCall, decidePublish, decideSubscribe, mayReceive, type PluginPolicy, type TopicRevoked } from './acl.js';
 import { checkAgainst } from './method-schemas.js';
 import type { Peer } from './peer.js';
-import { HOST, type ClientMessage, type Hello, type SegmentRef } from './protocol.js';
+import { HOST, RAW_DATA, type ClientMessage, type Hello, type SegmentRef } from './protocol.js';
 import type { SegmentBroker } from './segments.js';
 
 /**
@@ -141,13 +141,19 @@ export const authorize = (cx: IntakeContext): Step => (next) => (f) => {
 export const schemaCheck = (cx: IntakeContext): Step => (next) => (f) => {
   const m = f.msg;
   if (m.type === 'request' && m.to[0] !== HOST) {
-    const v = cx.target(m.to[0])?.policy.schemas?.get(m.method);
-    const problem = checkAgainst(v?.params, m.data, `${m.to[0]}.${m.method} params`);
+    const v = cx.target(m.to[0])?.policy.schemas?.get(m.method)?.params;
+    if (!v) return next(f);
+    // The value the schema passed is what goes on, serialized again: a text forwarded as
+    // it came could be read otherwise by the target's parser (a key given twice, say).
+    m[RAW_DATA] = undefined;
+    const problem = checkAgainst(v, m.data, `${m.to[0]}.${m.method} params`);
     if (problem) return cx.refuse(f, 'call', `${m.to[0]}.${m.method}`, 'LM_SCHEMA', problem);
   } else if (m.type === 'response' && m.success && f.slot?.policy.schemas?.size) {
     const method = cx.methodOf(f.peer, m.correlationId);
-    const v = method === undefined ? undefined : f.slot.policy.schemas.get(method);
-    const problem = checkAgainst(v?.result, m.data, `${f.peer.id}.${method} result`);
+    const v = method === undefined ? undefined : f.slot.policy.schemas.get(method)?.result;
+    if (!v) return next(f);
+    m[RAW_DATA] = undefined;
+    const problem = checkAgainst(v, m.data, `${f.peer.id}.${method} result`);
     if (problem) {
       cx.deny(f.peer.id, 'answer', `${f.peer.id}.${method}`, 'LM_SCHEMA', problem);
       return next({ ...f, msg: { type: 'response', id: m.id, correlationId: m.correlationId, success: false, error: { code: 'LM_SCHEMA', message: problem } } });
