@@ -1,5 +1,5 @@
 import type { ErrorCode } from '../errors.js';
-import { encodeRequest, encodeResponse, rawDataOf } from './forward.js';
+import { encodeRequest, encodeResponse } from './forward.js';
 import type { Peer, WsPeer } from './peer.js';
 import { DEFAULT_CALL_TIMEOUT_MS, type Request, type Response, type SegmentRef, type WireError } from './protocol.js';
 
@@ -63,8 +63,8 @@ export class Calls {
 
   constructor(private readonly opts: CallsOptions) {}
 
-  /** Send a call on; returns the coded refusal when it cannot be. */
-  open(caller: Peer, msg: Request, target: CallTarget): { code: ErrorCode; message: string } | undefined {
+  /** Send a call on; returns the coded refusal when it cannot be. `rawData`: its params as the caller wrote them (forward.ts). */
+  open(caller: Peer, msg: Request, target: CallTarget, rawData?: string): { code: ErrorCode; message: string } | undefined {
     const at = this.opts.observe ? performance.now() : 0;
     if (caller.inFlight >= caller.limits.maxInFlight) {
       return { code: 'LM_RATE_LIMITED', message: `${caller.id} already has ${caller.limits.maxInFlight} calls waiting for answers` };
@@ -72,7 +72,7 @@ export class Calls {
     const timeout = msg.timeout ?? DEFAULT_CALL_TIMEOUT_MS;
     const hubId = this.opts.nextId();
     const out: Request = { type: 'request', id: hubId, from: caller.id, to: [target.id], method: msg.method, data: msg.data, timeout, timestamp: Date.now(), ...(msg.segments ? { segments: msg.segments } : {}) };
-    const enc = encodeRequest(out, rawDataOf(msg), this.opts.maxMessageBytes + ENVELOPE_BYTES);
+    const enc = encodeRequest(out, rawData, this.opts.maxMessageBytes + ENVELOPE_BYTES);
     if (!enc.ok) return { code: enc.code, message: enc.message };
     if (target.waiting >= this.opts.maxWaiting || target.waitingBytes + enc.bytes > this.opts.maxWaitingBytes) {
       return { code: 'LM_RATE_LIMITED', message: `plugin ${target.id} already has ${target.waiting} calls (${target.waitingBytes} bytes) waiting for its answers; the most is ${this.opts.maxWaiting} calls or ${this.opts.maxWaitingBytes} bytes` };
@@ -89,11 +89,11 @@ export class Calls {
     return undefined;
   }
 
-  /** An answer from `peer`; anything not answering one of its own open calls is dropped. */
-  answer(peer: Peer, msg: Response): boolean {
+  /** An answer from `peer`; anything not answering one of its own open calls is dropped. `rawData`: its result as written. */
+  answer(peer: Peer, msg: Response, rawData?: string): boolean {
     const p = this.pending.get(msg.correlationId);
     if (!p || p.target.id !== peer.id || p.target.peer !== peer) return false;
-    this.finish(msg.correlationId, msg.success ? { success: true, data: msg.data, segments: msg.segments, raw: rawDataOf(msg) } : { success: false, error: msg.error! });
+    this.finish(msg.correlationId, msg.success ? { success: true, data: msg.data, segments: msg.segments, raw: rawData } : { success: false, error: msg.error! });
     return true;
   }
 

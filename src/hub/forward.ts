@@ -1,5 +1,5 @@
 import { encode, type Encoded } from './codec.js';
-import { RAW_DATA, type Request, type Response } from './protocol.js';
+import type { Request, Response } from './protocol.js';
 
 /**
  * The frames of a call the hub forwards and of its answer. Their envelope is the hub's own
@@ -29,11 +29,6 @@ export function encodeResponse(reply: Response, raw: string | undefined, maxByte
   const segments = reply.segments ? `,"segments":${q(reply.segments)}` : '';
   const text = `{"type":"response","id":${q(reply.id)},"from":${q(reply.from)},"correlationId":${q(reply.correlationId)},"timestamp":${reply.timestamp},"success":true,"data":${raw}${segments}}`;
   return sized(text, maxBytes);
-}
-
-/** The data text a parsed request or response brought, if it may be forwarded as it is. */
-export function rawDataOf(msg: Request | Response): string | undefined {
-  return msg[RAW_DATA];
 }
 
 function sized(text: string, maxBytes: number): Encoded {

@@ -26,7 +26,17 @@ export interface FrameScan {
   readonly data?: string;
 }
 
-export function scanFrame(text: string, limit: number): FrameScan {
+const D = 0x64;
+const A = 0x61;
+const T = 0x74;
+
+/**
+ * Scan the frame's bytes (faster than its characters); `text` is the same frame decoded,
+ * from which the span is cut: at the same offsets when every byte is one character (ASCII),
+ * decoded from its bytes otherwise. Its ends are ASCII (`:`, `,`, `}`), never inside a
+ * character's bytes.
+ */
+export function scanFrame(buf: Buffer, text: string, limit: number): FrameScan {
   let depth = 0;
   let max = 0;
   let expectKey = false;
@@ -35,14 +45,14 @@ export function scanFrame(text: string, limit: number): FrameScan {
   let escapedKey = false;
   let start = -1;
   let end = -1;
-  const n = text.length;
+  const n = buf.length;
   for (let i = 0; i < n; i++) {
-    const c = text.charCodeAt(i);
+    const c = buf[i]!;
     if (c === QUOTE) {
       const open = i;
       let escaped = false;
       for (i++; i < n; i++) {
-        const s = text.charCodeAt(i);
+        const s = buf[i]!;
         if (s === BACKSLASH) {
           escaped = true;
           i++;
@@ -51,7 +61,7 @@ export function scanFrame(text: string, limit: number): FrameScan {
       if (depth === 1 && expectKey) {
         expectKey = false;
         if (escaped) escapedKey = true;
-        keyIsData = i - open === 5 && text.startsWith('data', open + 1);
+        keyIsData = i - open === 5 && buf[open + 1] === D && buf[open + 2] === A && buf[open + 3] === T && buf[open + 4] === A;
         if (keyIsData) dataKeys++;
       }
     } else if (c === OPEN_BRACE || c === OPEN_BRACKET) {
@@ -74,5 +84,6 @@ export function scanFrame(text: string, limit: number): FrameScan {
     }
   }
   if (dataKeys !== 1 || escapedKey || start < 0 || end < 0) return { depth: max };
-  return { depth: max, data: text.slice(start, end).trim() };
+  const data = text.length === n ? text.slice(start, end) : buf.toString('utf8', start, end);
+  return { depth: max, data: data.trim() };
 }

@@ -49,14 +49,6 @@ export interface Hello extends Base {
   /** The frame encodings it speaks besides JSON text (`msgpack`): the hub answers in the first it also speaks. */
   encodings?: string[];
 }
-/**
- * The text `data` had in the frame the hub received (frame-scan.ts), kept beside the parsed
- * value so that a call's params and a result are forwarded as they came: a symbol, so it is
- * never serialized and no peer can set it. Absent when the value must be serialized again
- * (a schema checked it, or the frame came as msgpack or from this process).
- */
-export const RAW_DATA: unique symbol = Symbol('raw data');
-
 export interface Request extends Base {
   type: 'request';
   to: [string];
@@ -64,7 +56,6 @@ export interface Request extends Base {
   data?: unknown;
   timeout?: number;
   segments?: SegmentRef[];
-  [RAW_DATA]?: string;
 }
 export interface Response extends Base {
   type: 'response';
@@ -73,7 +64,6 @@ export interface Response extends Base {
   data?: unknown;
   error?: WireError;
   segments?: SegmentRef[];
-  [RAW_DATA]?: string;
 }
 export interface EventMsg extends Base {
   type: 'event';
@@ -113,9 +103,13 @@ export interface Register extends Base {
 export type ClientMessage = Hello | Request | Response | EventMsg | Broadcast | Subscribe | SegmentMsg | Register;
 export type HubMessage = Request | Response | EventMsg | Broadcast | Shutdown | ErrorMsg;
 
-/** `claimedFrom`: a `from` the client put in its frame (the hub ignores it, and sets its own). */
+/**
+ * `claimedFrom`: a `from` the client put in its frame (the hub ignores it, and sets its own).
+ * `rawData`: the text of a request's or a successful response's `data` in the frame, which
+ * can be forwarded as it is (frame-scan.ts, forward.ts); absent for msgpack frames.
+ */
 export type Parsed =
-  | { ok: true; msg: ClientMessage; claimedFrom?: string }
+  | { ok: true; msg: ClientMessage; claimedFrom?: string; rawData?: string }
   /** `answers`: the call a refused response was for, when it could be read (a frame too large to parse). */
   | { ok: false; id?: string; answers?: string; error: WireError };
 
@@ -151,9 +145,10 @@ export function parseFrame(raw: Buffer | string, isBinary: boolean, maxBytes: nu
     if (!u.ok) return fail(u.message);
     return checked(u.value);
   }
+  const buf = typeof raw === 'string' ? Buffer.from(raw) : raw;
   const text = typeof raw === 'string' ? raw : raw.toString('utf8');
-  const scan = scanFrame(text, MAX_DEPTH);
-  if (scan.depth > MAX_DEPTH) return withAnswers(fail(`frame nests arrays and objects more than ${MAX_DEPTH} levels deep`), typeof raw === 'string' ? Buffer.from(raw) : raw);
+  const scan = scanFrame(buf, text, MAX_DEPTH);
+  if (scan.depth > MAX_DEPTH) return withAnswers(fail(`frame nests arrays and objects more than ${MAX_DEPTH} levels deep`), buf);
   let v: unknown;
   try {
     v = JSON.parse(text);
@@ -171,9 +166,11 @@ function checked(v: unknown, rawData?: string): Parsed {
   if (!id) return fail("field 'id' must be a string of 1-128 printable characters");
   const parsed = parseMessage(m, id);
   if (!parsed.ok) return parsed;
-  // Only a successful answer carries its data on (an error's is rebuilt).
-  if (rawData !== undefined && ((parsed.msg.type === 'request' && m.data !== undefined) || (parsed.msg.type === 'response' && parsed.msg.success))) parsed.msg[RAW_DATA] = rawData;
-  return typeof m.from === 'string' && m.from !== '' ? { ok: true, msg: parsed.msg, claimedFrom: m.from } : parsed;
+  // Only a call's params and a successful answer's result go on as text (an error is rebuilt).
+  const t = parsed.msg.type;
+  const raw = rawData !== undefined && ((t === 'request' && m.data !== undefined) || (t === 'response' && m.success === true)) ? rawData : undefined;
+  const claimedFrom = typeof m.from === 'string' && m.from !== '' ? m.from : undefined;
+  return { ok: true, msg: parsed.msg, claimedFrom, rawData: raw };
 }
 
 function parseMessage(m: Record<string, unknown>, id: string): Parsed {
