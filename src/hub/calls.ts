@@ -71,7 +71,8 @@ export class Calls {
     }
     const timeout = msg.timeout ?? DEFAULT_CALL_TIMEOUT_MS;
     const hubId = this.opts.nextId();
-    const out: Request = { type: 'request', id: hubId, from: caller.id, to: [target.id], method: msg.method, data: msg.data, timeout, timestamp: Date.now(), ...(msg.segments ? { segments: msg.segments } : {}) };
+    const out: Request = { type: 'request', id: hubId, from: caller.id, to: [target.id], method: msg.method, data: msg.data, timeout, timestamp: Date.now() };
+    if (msg.segments) out.segments = msg.segments;
     const enc = encodeRequest(out, rawData, this.opts.maxMessageBytes + ENVELOPE_BYTES);
     if (!enc.ok) return { code: enc.code, message: enc.message };
     if (target.waiting >= this.opts.maxWaiting || target.waitingBytes + enc.bytes > this.opts.maxWaitingBytes) {

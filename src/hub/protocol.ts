@@ -206,7 +206,10 @@ function parseMessage(m: Record<string, unknown>, id: string): Parsed {
       }
       const segs = segmentsOf(m.segments);
       if (!segs.ok) return fail(segs.error, id);
-      return { ok: true, msg: { type: 'request', id, to: [to[0]], method: m.method, data: m.data, ...(m.timeout !== undefined ? { timeout: m.timeout as number } : {}), ...(segs.value ? { segments: segs.value } : {}) } };
+      const msg: Request = { type: 'request', id, to: [to[0]], method: m.method, data: m.data };
+      if (m.timeout !== undefined) msg.timeout = m.timeout as number;
+      if (segs.value) msg.segments = segs.value;
+      return { ok: true, msg };
     }
     case 'response': {
       if (typeof m.correlationId !== 'string') return fail("response needs 'correlationId'", id);
