@@ -6,7 +6,7 @@
 
 export const WHY: Readonly<Record<string, string>> = {
   throughput:
-    "CPU per call, not the hub alone nor the plugins' quota (no throttled period in five such rows): a call is four WebSocket hops through three Node.js processes, about 30 us of CPU in all (hub 15-19, caller 7-9, echo 5-6), where the raw echo is two hops through two processes that parse nothing; on this shared two-core host the row moves with the host's load as much as with LogoMesh (0.35x and 0.59x in two runs of the same code; docs/performance.md#the-three-processes-of-a-call-2026-12-05-second-pass)",
+    "CPU per call, not the hub alone nor the plugins' quota (no throttled period in five such rows): a call is four WebSocket hops through three Node.js processes, about 30 us of CPU in all (hub 15-19, caller 7-9, echo 5-6), where the raw echo is two hops through two processes that parse nothing; on this shared two-core host the row moves with the host's load as much as with LogoMesh (0.59x and 0.04x in two runs of the same code; docs/performance.md#the-three-processes-of-a-call-2026-12-05-second-pass)",
   latency:
     "waiting for a CPU: a call from a plugin wakes three processes in turn (caller, hub, target) where a host call wakes one, and each waited for a CPU longer than it ran (scheduler statistics of every thread: 563 vs 119 us a call in the caller in a row with p99 25 ms); the hub's own event loop was late by up to 64 ms on this saturated host (docs/performance.md#the-three-processes-of-a-call-2026-12-05-second-pass)",
   'start.thoughts':
