@@ -22,6 +22,7 @@ export const ERROR_CODES = {
   LM_RESOURCE_VIOLATION: "A code in the audit trail, the log and hub events: the resource monitor saw a plugin hit a kernel limit (OOM kill, processes, /tmp, file handles, connections) or cross one of its monitoring alerts (memory, CPU throttling, pressure).",
   LM_RESOURCE_EXCEEDED: "A plugin broke one of its monitoring.killOnExceed rules (memory above a share of its limit for too long, CPU throttled or stalled beyond a share of a window) and the monitor killed it; its restart policy applies.",
   LM_MONITOR_UNAVAILABLE: "The resource monitor cannot watch a plugin: its container's cgroups are not visible here, the cgwatch helper cannot be built or started, or a kernel notification cannot be set up (the monitor falls back to reading the files where it can).",
+  LM_BOOST_FAILED: "The engine refused, again and again, to lower a plugin container's CPU quota from its start-up boost to the declared one: the container is stopped rather than left boosted (audited).",
   LM_LIMIT_INVALID: "A live limit change (enforceLimit) names an unknown resource, a value outside the manifest's bounds, or a container that is not running.",
   LM_CONSOLE_ENDPOINT: "The operator's console cannot start: a bad LOGOMESH_CONSOLE port or address, a non-loopback address without LOGOMESH_CONSOLE_PUBLIC=1, a bad console token, or the address is in use.",
   LM_CONSOLE_AUTH: "A console request without a valid session (no cookie, an unknown or expired one), or a login with a wrong token or a bad operator name.",

@@ -19,7 +19,7 @@ export { loadFolders, pluginFolders } from './manifest/folders.js';
 export type { CapabilityDecision } from './controller/capabilities.js';
 export { controllerOptionsFromEnv, hostMethodsFromEnv, hubTokenFromEnv } from './controller/env.js';
 export { pluginSocketDir, resolveHome, type Home } from './controller/home.js';
-export type { ApplyResult, ApplyStep, ControllerStatus, DeployPlan, EngineStatus, LogLine, PathGrantAnswer, PlannedChange, PlanStep, PluginState, PluginStatus, SegmentRow } from './controller/types.js';
+export type { ApplyResult, ApplyStep, BoostEnd, BoostStatus, ControllerStatus, DeployPlan, EngineStatus, LogLine, PathGrantAnswer, PlannedChange, PlanStep, PluginState, PluginStatus, SegmentRow } from './controller/types.js';
 export type { MonitoringOptions } from './controller/options.js';
 export { VIOLATION_TOPIC } from './controller/violation-routing.js';
 

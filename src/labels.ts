@@ -15,6 +15,9 @@ export const LABEL = {
   role: 'io.logomesh.role',
   /** Host name of the machine whose process created the resource (pids are per host). */
   host: 'io.logomesh.host',
+  /** A plugin container started with a start-up CPU boost: its boosted CFS quota (us), and its declared one. */
+  cpuBoost: 'io.logomesh.cpu-boost',
+  cpuDeclared: 'io.logomesh.cpu-declared',
 } as const;
 
 export const OWNER = 'logomesh';

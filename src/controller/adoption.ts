@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { LogoMeshError } from '../errors.js';
 import { LABEL } from '../labels.js';
 import { hasOperatorMounts } from '../sandbox/container-mounts.js';
 import { HUB_MOUNT } from '../sandbox/container-spec.js';
@@ -12,6 +13,7 @@ import { serialize, type Managed } from './managed.js';
 import { DEFAULTS } from './options.js';
 import { readyOrExit, waitReady, type ReadyWait } from './readiness.js';
 import { STANDBY_SUFFIX } from './standby.js';
+import { endAdoptedBoost, engineCpuUpdate } from './startup-boost.js';
 
 /**
  * After a controller was killed (or the machine restarted), its successor of the same home
@@ -69,21 +71,29 @@ export class Adoption {
       taken.add(id);
       // A container started by a deploy's replacement uses the plugin's other socket folder.
       m.generation = socketDir === pluginSocketDir(cx.home, id, 1) ? 1 : 0;
-      adoptions.push(serialize(m, () => this.adopt(m, c.Id, socketDir)));
+      adoptions.push(serialize(m, () => this.adopt(m, c.Id, socketDir, c.Labels)));
     }
     await Promise.allSettled(adoptions);
   }
 
   /** `socketDir`: where its hub socket was (its own folder: the plugin's first, or a standby's it switched to). */
-  private async adopt(m: Managed, containerId: string, socketDir: string): Promise<void> {
+  private async adopt(m: Managed, containerId: string, socketDir: string, labels: Readonly<Record<string, string>>): Promise<void> {
     const { cx } = this;
     const { id } = m.loaded.manifest;
     m.state = 'starting';
+    delete m.boost;
     const container = PluginContainer.adopt(cx.docker, containerId, cx.log.child({ plugin: id }));
     m.container = container;
     // Listen before the socket exists: the running plugin reconnects the moment it appears.
     let ready: ReadyWait | undefined;
     try {
+      // The earlier controller was killed during its start-up boost: nothing else would ever lower it.
+      const lowered = await endAdoptedBoost(labels, () => container.inspect(), containerId, engineCpuUpdate(cx.docker));
+      if (lowered) {
+        const reason = `adopted by a new controller while boosted: CPU quota ${lowered.from}% -> ${lowered.to}%`;
+        cx.audit.record({ who: 'controller', action: 'boost', resource: id, result: 'ended', reason });
+        cx.log.info({ plugin: id, container: containerId.slice(0, 12) }, reason);
+      }
       await cx.hub.detachPlugin(id);
       ready = waitReady(cx.hub, m, cx.opts.startTimeoutMs ?? DEFAULTS.startTimeoutMs);
       await this.launcher.attachHub(m, socketDir);
@@ -99,6 +109,7 @@ export class Adoption {
       cx.persist();
     } catch (err) {
       ready?.cancel();
+      if (err instanceof LogoMeshError && err.code === 'LM_BOOST_FAILED') cx.audit.record({ who: 'controller', action: 'boost', resource: id, result: 'failed', code: err.code, reason: err.message });
       cx.log.warn({ plugin: id, err: (err as Error).message }, 'could not adopt a running plugin container; it is removed and started anew');
       await this.launcher.teardown(m);
       delete m.container;

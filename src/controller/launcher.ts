@@ -19,6 +19,7 @@ import { egressKey, isUp, type Managed } from './managed.js';
 import { DEFAULTS } from './options.js';
 import { giveSocketTo } from './plugin-socket.js';
 import { readyOrExit, waitReady, type ReadyWait } from './readiness.js';
+import { boostFor, type StartupBoost } from './startup-boost.js';
 import type { Standbys } from './standby.js';
 
 /** What the launcher hands to the supervisor: a container to follow from its start, a plugin to watch once ready. */
@@ -72,6 +73,7 @@ export class Launcher {
     const t0 = Date.now();
     let ready: ReadyWait | undefined;
     let sandbox: PreparedSandbox | undefined;
+    let boost: StartupBoost | undefined;
     try {
       const signed = await verifyBeforeStart(m.loaded, cx.opts.policy, cx.audit.record); // throws LM_SIGNATURE: the folder may have changed since load
       if (signed) m.signed = signed;
@@ -81,6 +83,10 @@ export class Launcher {
       let operatorGrants: readonly PathGrant[] = [];
       sandbox = await this.prepare(m, timing, (g) => (operatorGrants = g));
       await this.attachHub(m, undefined, successor);
+      // Not boosted silently: a quota the engine will not lower stops the container (the start fails with why).
+      boost = boostFor(cx, m, sandbox.spec, () => void container.kill().catch(() => undefined));
+      if (boost) m.boost = boost;
+      else delete m.boost;
       const container = await PluginContainer.create(cx.docker, sandbox.spec, cx.log.child({ plugin: id }));
       m.container = container;
       m.drainOutput = await container.attach(m.logs.writable('stdout'), m.logs.writable('stderr'));
@@ -88,12 +94,16 @@ export class Launcher {
       // A grant revoked while this start was under way is not mounted after all.
       for (const g of operatorGrants) if (cx.grants.path(id, g.name) !== g) throw new LogoMeshError('LM_GRANT_PATH', `plugin ${id}: the path grant ${g.name} was revoked while the plugin was starting; the container is not started`, { plugin: id, grant: g.name });
       sandbox.verify(); // throws LM_PATH_CHANGED
+      boost?.begin(container.id); // the deadline runs from here, whatever the plugin does
       await container.start();
       await sandbox.release(); // the container holds its own mounts now
       m.startedAt = Date.now();
       const exited = container.wait();
       this.supervision.watchExit(m, container, exited);
       await readyOrExit(m, ready, exited, { audit: cx.audit.record, kernel: cx.kernel });
+      // The declared quota is back before the plugin counts as ready (and before the monitor watches it).
+      await boost?.end('ready');
+      if (boost?.error) throw boost.error;
       if (cx.debug) m.debug = await cx.debug.expose(m);
       m.state = 'ready';
       m.readySince = Date.now();
@@ -105,7 +115,8 @@ export class Launcher {
     } catch (err) {
       ready?.cancel();
       await sandbox?.release();
-      const e = err instanceof LogoMeshError ? err : new LogoMeshError('LM_ENGINE_ERROR', (err as Error).message, {}, { cause: err });
+      // A container stopped because its boost could not end exits before its hello: the boost's error says why.
+      const e = boost?.error ?? (err instanceof LogoMeshError ? err : new LogoMeshError('LM_ENGINE_ERROR', (err as Error).message, {}, { cause: err }));
       cx.audit.record({ who: 'controller', action: 'start', resource: id, result: 'failed', code: e.code, reason: e.message });
       m.state = 'failed';
       m.lastError = { code: e.code, message: e.message };
@@ -229,6 +240,7 @@ export class Launcher {
     delete m.drainOutput;
     // A replacement's two containers: each removal ends only its own container's watch.
     if (m.container || which === 'current') cx.monitoring.unwatch(id, m.container?.id);
+    m.boost?.cancel(); // its container goes: no deadline to keep
     try {
       await m.container?.remove();
     } catch (err) {

@@ -5,6 +5,7 @@ import type { DebugEndpoint } from './debug/debug-mode.js';
 import type { Fingerprint } from './deploy/fingerprint.js';
 import type { Workload } from './backend.js';
 import { LogBuffer } from './log-buffer.js';
+import type { StartupBoost } from './startup-boost.js';
 import type { PluginState } from './types.js';
 
 /**
@@ -49,6 +50,8 @@ export interface Managed {
   deployed?: Fingerprint;
   /** The operator's live limit changes (`logomesh limit`): kept for its later containers under this controller. */
   liveLimits?: LimitChange;
+  /** Its current container's start-up CPU boost (startup-boost.ts), if it was started with one. */
+  boost?: StartupBoost;
 }
 
 export function managed(loaded: LoadedManifest, signed: SignedContent | undefined, logs = new LogBuffer()): Managed {

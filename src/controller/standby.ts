@@ -10,6 +10,7 @@ import { prepareSandbox } from '../sandbox/prepare.js';
 import type { ControllerContext } from './context.js';
 import { withLiveLimits } from './live-limits.js';
 import { giveSocketTo } from './plugin-socket.js';
+import { boostFor, type StartupBoost } from './startup-boost.js';
 import type { Managed } from './managed.js';
 
 /** Where a standby is: its container starting, or started and waiting with its hello held by the hub. */
@@ -26,6 +27,8 @@ interface Standby {
   readonly name: string;
   readonly socketDir: string;
   container?: PluginContainer;
+  /** Its start-up CPU boost, ended when its hello is held (or at the deadline). */
+  boost?: StartupBoost;
   /** Discarded or switched in: whatever it was doing is no longer wanted. */
   done: boolean;
 }
@@ -75,8 +78,10 @@ export class Standbys {
     const s = this.standbys.get(id);
     const lastError = this.errors.get(id);
     if (!s) return lastError ? { state: 'failed', lastError } : undefined;
+    // Waiting: its hello held and its start-up boost over (it runs at its declared quota).
+    const boosted = s.boost !== undefined && s.boost.status.endedAt === undefined;
     return {
-      state: this.cx.hub.standbyWaiting(id) ? 'waiting' : 'starting',
+      state: this.cx.hub.standbyWaiting(id) && !boosted ? 'waiting' : 'starting',
       ...(s.container ? { containerId: s.container.id } : {}),
       ...(lastError ? { lastError } : {}),
     };
@@ -118,6 +123,8 @@ export class Standbys {
     this.standbys.delete(id);
     this.losses.delete(id);
     const container = s.container;
+    if (s.boost) m.boost = s.boost;
+    else delete m.boost;
     // The socket folder of the container it replaced, if that was a standby too.
     this.removeSocketDirs(id, s.socketDir);
     this.onSwitched(m, container, container.wait());
@@ -136,6 +143,7 @@ export class Standbys {
     if (!s) return;
     s.done = true;
     this.standbys.delete(id);
+    s.boost?.cancel();
     await this.cx.hub.detachStandby(id);
     await s.container?.remove().catch((err: unknown) => this.cx.log.warn({ plugin: id, err: errorText(err) }, 'could not remove the standby container now'));
     rmSync(s.socketDir, { recursive: true, force: true });
@@ -187,21 +195,39 @@ export class Standbys {
       const socket = path.join(s.socketDir, HUB_SOCKET_NAME);
       await cx.hub.attachStandby(id, socket);
       giveSocketTo(socket, ...cx.idsOf(id), cx.log);
+      // Boosted like the plugin's own container, until the hub holds its hello.
+      const boost = boostFor(cx, m, sandbox.spec, () => void s.container?.kill().catch(() => undefined));
+      if (boost) s.boost = boost;
       const container = await PluginContainer.create(cx.docker, sandbox.spec, cx.log.child({ plugin: id, standby: true }));
       s.container = container;
       if (s.done) return void (await container.remove());
       await container.attach(m.logs.writable('stdout'), m.logs.writable('stderr'));
       sandbox.verify(); // throws LM_PATH_CHANGED
+      if (boost) this.endBoostAtHello(id, s, boost, container.id);
       await container.start();
       const exited = container.wait();
       exited.then(
-        (code) => this.lost(m, s, { code: 'LM_PLUGIN_EXITED', message: `the standby of ${id} exited with code ${code} before it was switched in` }),
+        (code) => this.lost(m, s, boost?.error ?? { code: 'LM_PLUGIN_EXITED', message: `the standby of ${id} exited with code ${code} before it was switched in` }),
         () => undefined,
       );
       cx.log.info({ plugin: id, container: container.id.slice(0, 12) }, 'standby started');
     } finally {
       await sandbox.release();
     }
+  }
+
+  /** Begin the standby's boost; its readiness is its hello held by the hub ('standby-ready'), or the deadline. */
+  private endBoostAtHello(id: string, s: Standby, boost: StartupBoost, containerId: string): void {
+    const onReady = (readyId: string) => {
+      if (readyId !== id || this.standbys.get(id) !== s) return;
+      this.cx.hub.off('standby-ready', onReady);
+      void boost.end('ready');
+    };
+    this.cx.hub.on('standby-ready', onReady);
+    boost.begin(containerId);
+    // Whatever ends it first (hello, deadline, discard), the listener goes too.
+    const drop = () => this.cx.hub.off('standby-ready', onReady);
+    setTimeout(drop, boost.status.deadline - Date.now() + 1).unref();
   }
 
   /** The standby failed before it was switched in: removed, and another prepared unless that keeps happening. */

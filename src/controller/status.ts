@@ -22,5 +22,6 @@ export function statusOf(m: Managed, hub: HubStats | undefined, uid: number): Pl
     ...(m.oomKilled ? { oomKilled: true } : {}),
     ...(m.lastError ? { lastError: m.lastError } : {}),
     ...(m.debug ? { debug: m.debug } : {}),
+    ...(m.boost ? { boost: m.boost.status } : {}),
   };
 }

@@ -85,6 +85,8 @@ export class Supervisor implements Supervision {
         .finally(() => (checking = false));
     }, intervalMs);
     m.healthTimer.unref();
+    // A standby switched in may still be lowering its start-up boost: the monitor reads the declared quota.
+    await m.boost?.ended;
     await this.cx.monitoring.watch(m);
   }
 

@@ -11,6 +11,22 @@ export type { ResourceUsage, ResourceViolation, ViolationKind } from '../monitor
 
 export type PluginState = 'loaded' | 'starting' | 'ready' | 'restarting' | 'stopping' | 'stopped' | 'exited' | 'failed';
 
+/** What `ps` shows of a container's start-up CPU boost. */
+export interface BoostStatus {
+  /** The quota while boosted, and the declared one it goes back to (percent of one core). */
+  readonly cpuPercent: number;
+  readonly declaredPercent: number;
+  /** When it began (the container's start), and the hard deadline (ms since the epoch). */
+  readonly since: number;
+  readonly deadline: number;
+  /** When the declared quota was back in place, and what ended the boost. */
+  readonly endedAt?: number;
+  readonly endedBy?: BoostEnd;
+}
+
+/** What ends a boost: the hello accepted, the deadline, an adoption, the container gone, or the engine refusing (the container is stopped). */
+export type BoostEnd = 'ready' | 'deadline' | 'adopted' | 'gone' | 'failed';
+
 /** What `ps` shows of a plugin. */
 export interface PluginStatus {
   readonly id: string;
@@ -40,6 +56,8 @@ export interface PluginStatus {
    * `failed` with the last error after several were lost in a row.
    */
   readonly standby?: { readonly state: 'starting' | 'waiting' | 'failed'; readonly containerId?: string; readonly lastError?: { readonly code: string; readonly message: string } };
+  /** The start-up CPU boost of its current container (docs/security.md#start-up-cpu-boost): on, or when and why it ended. */
+  readonly boost?: BoostStatus;
 }
 
 /** Is the Docker engine answering? Shown by `ps`; restarts wait while it is not. */

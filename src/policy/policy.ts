@@ -1,4 +1,3 @@
-import type { KeyObject } from 'node:crypto';
 import { realpathSync } from 'node:fs';
 import path from 'node:path';
 import type { ErrorObject, ValidateFunction } from 'ajv';
@@ -6,12 +5,18 @@ import { clipIssue, formatIssue, LogoMeshError, MAX_ISSUES, type ManifestIssue }
 import { describeSchemaError, show } from '../schema-errors.js';
 import { CACHE_DIR } from '../paths.js';
 import { schemaValidator } from '../schema-validator.js';
-import type { CapabilityScope, FsPermission, KillOnExceed, MonitoringAlerts, Resources } from '../manifest/types.js';
+import type { FsPermission } from '../manifest/types.js';
 import { parseManifestSource } from '../manifest/source.js';
 import { decodeUtf8, readRegularFile } from '../read-file.js';
 import { deniedSyscalls } from '../seccomp/profiles.js';
 import { keyIdOf, parsePublicKey } from '../signing/keys.js';
+import type { CapabilityRules, HostPathRule, IsolationRules, MonitoringPolicy, Policy, PluginOverride, StartupBoostPolicy, TopicRules, TrustedKey } from './policy-types.js';
 import schema from './policy.schema.json' with { type: 'json' };
+
+export type * from './policy-types.js';
+
+/** The resource fields a policy may put a ceiling on (the manifest's `resources`). */
+export const RESOURCE_CEILINGS = ['maxMemoryMB', 'maxCpuPercent', 'maxFileHandles', 'maxNetworkConnections', 'maxProcesses', 'maxTmpMB'] as const;
 
 export { schema as policySchema };
 
@@ -19,8 +24,9 @@ export { schema as policySchema };
  * The operator policy: what the operator requires of every plugin, whatever its manifest
  * says. One YAML or JSON file, validated whole against policy.schema.json. Today it holds
  * the signature rules, ceilings on the capabilities and resources a manifest may ask for,
- * the hosts any plugin may be granted, and the host paths the operator may grant
- * (decisions.ts applies them).
+ * the hosts any plugin may be granted, the host paths the operator may grant, and the
+ * start-up CPU boost (decisions.ts and startup-boost.ts apply them). Its types are in
+ * policy-types.ts.
  */
 
 /** The environment variable naming the policy file when no --policy is given. */
@@ -29,99 +35,6 @@ const POLICY_ENV = 'LOGOMESH_POLICY';
 const MAX_POLICY_BYTES = 256 * 1024;
 /** A trusted key's .pub file is a few hundred bytes; larger ones are refused unread. */
 const MAX_KEY_FILE_BYTES = 64 * 1024;
-
-export interface TrustedKey {
-  /** keyIdOf the key: what plugin.sig names its signer by. */
-  readonly keyId: string;
-  readonly key: KeyObject;
-  /** Where the policy lists it: the .pub file, or `<policy file> /signatures/trustedKeys/<i>` for inline PEM. */
-  readonly source: string;
-}
-
-export interface SignaturePolicy {
-  /** Refuse plugins that are not signed by a trusted key. */
-  readonly required: boolean;
-  readonly trustedKeys: readonly TrustedKey[];
-}
-
-/** Ceilings on what a manifest may ask for; an absent field is not limited. */
-export type CapabilityRules = {
-  /** The capability scopes a manifest may ask for; absent: any. */
-  readonly allowedScopes?: readonly CapabilityScope[];
-  /** System calls on LogoMesh's seccomp deny list a manifest may ask for; absent: none. */
-  readonly allowedSyscalls?: readonly string[];
-} & { readonly [K in keyof Resources]?: number };
-
-/** The resource fields a policy may put a ceiling on (the manifest's `resources`). */
-export const RESOURCE_CEILINGS = ['maxMemoryMB', 'maxCpuPercent', 'maxFileHandles', 'maxNetworkConnections', 'maxProcesses', 'maxTmpMB'] as const;
-
-/** A host path the operator may grant to plugins (`logomesh grant <plugin> path`). */
-export interface HostPathRule {
-  /** Real absolute path (symlinks resolved when the policy was loaded). */
-  readonly path: string;
-  /** As written in the policy. */
-  readonly declared: string;
-  readonly permissions: readonly FsPermission[];
-  /** Plugin ids it may be granted to; absent: any plugin. */
-  readonly plugins?: readonly string[];
-  /** JSON pointer of the rule in the policy file: `/hostPaths/<i>`. */
-  readonly at: string;
-}
-
-/** How plugin containers are isolated beyond LogoMesh's defaults. */
-export interface IsolationRules {
-  /** The OCI runtime the engine runs the containers with (HostConfig.Runtime); absent: the engine's default. */
-  readonly runtime?: string;
-}
-
-/** Ceilings on the topics a manifest may declare (coordination.publishes, .subscribes). */
-export interface TopicRules {
-  readonly publish?: readonly string[];
-  readonly subscribe?: readonly string[];
-}
-
-/**
- * Alerts and kill rules for every plugin (docs/monitoring.md#policy): the same fields as a
- * manifest's `monitoring`, each optional. src/monitor/rules.ts combines the two.
- */
-export interface MonitoringPolicy {
-  readonly alerts?: Loose<MonitoringAlerts>;
-  readonly killOnExceed?: Loose<KillOnExceed>;
-}
-
-/** Every field optional, one level down too (a policy rule may leave its window to the manifest). */
-type Loose<T> = { readonly [K in keyof T]?: NonNullable<T[K]> extends object ? Partial<NonNullable<T[K]>> : T[K] };
-
-/** Rules for one plugin: capabilities, hosts, topics and isolation replace the policy-wide ones. */
-export interface PluginOverride {
-  readonly monitoring?: MonitoringPolicy;
-  readonly capabilities?: CapabilityRules;
-  readonly hosts?: readonly string[];
-  readonly topics?: TopicRules;
-  readonly isolation?: IsolationRules;
-  /** The lowest version of the plugin that is loaded (semver precedence): rollback protection. */
-  readonly minVersion?: string;
-}
-
-export interface Policy {
-  /** Absolute path of the policy file; absent for NO_POLICY. */
-  readonly file?: string;
-  readonly signatures: SignaturePolicy;
-  /** Capability and resource ceilings for every plugin (none by default). */
-  readonly capabilities: CapabilityRules;
-  /** The only hosts any plugin may be granted; absent: not limited by the policy. */
-  readonly hosts?: readonly string[];
-  /** The only topics any manifest may declare; absent: not limited by the policy. */
-  readonly topics?: TopicRules;
-  /** The OCI runtime for every plugin; absent: the engine's default. */
-  readonly isolation?: IsolationRules;
-  /** Alerts and kill rules for every plugin; absent: the manifests' own. */
-  readonly monitoring?: MonitoringPolicy;
-  /** The host paths the operator may grant (none by default: no host path can be granted). */
-  readonly hostPaths: readonly HostPathRule[];
-  /** Per-plugin overrides, by plugin id. */
-  readonly plugins: Readonly<Record<string, PluginOverride>>;
-}
 
 /**
  * In force when no policy file is given: signatures are not required (a plugin.sig present
@@ -202,6 +115,7 @@ export function loadPolicy(target: string): Policy {
     topics?: TopicRules;
     isolation?: IsolationRules;
     monitoring?: MonitoringPolicy;
+    startupBoost?: StartupBoostPolicy;
     hostPaths: { path: string; permissions: FsPermission[]; plugins?: string[] }[];
     plugins: Record<string, PluginOverride>;
   };
@@ -298,6 +212,7 @@ export function loadPolicy(target: string): Policy {
       ...(o.isolation ? { isolation: Object.freeze({ ...o.isolation }) } : {}),
       ...(o.minVersion ? { minVersion: o.minVersion } : {}),
       ...(o.monitoring ? { monitoring: deepFreeze(o.monitoring) } : {}),
+      ...(o.startupBoost ? { startupBoost: Object.freeze({ ...o.startupBoost }) } : {}),
     });
   }
   return Object.freeze({
@@ -308,6 +223,7 @@ export function loadPolicy(target: string): Policy {
     ...(raw.topics ? { topics: topicRules(raw.topics) } : {}),
     ...(raw.isolation ? { isolation: Object.freeze({ ...raw.isolation }) } : {}),
     ...(raw.monitoring ? { monitoring: deepFreeze(raw.monitoring) } : {}),
+    ...(raw.startupBoost ? { startupBoost: Object.freeze({ ...raw.startupBoost }) } : {}),
     hostPaths: Object.freeze(hostPaths),
     plugins: Object.freeze(plugins),
   });

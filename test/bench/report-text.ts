@@ -10,7 +10,8 @@ export const WHY: Readonly<Record<string, string>> = {
   latency:
     "waiting for a CPU: a call from a plugin wakes three processes in turn (caller, hub, target) where a host call wakes one, and each waited for a CPU longer than it ran (scheduler statistics of every thread: 563 vs 119 us a call in the caller in a row with p99 25 ms); the hub's own event loop was late by up to 64 ms on this saturated host (docs/performance.md#the-three-processes-of-a-call-2026-12-05-second-pass)",
   'start.thoughts':
-    'its CPU quota of 25%: the container start (runc, docker-init: about 26 ms of CPU) and Node.js with the SDK (about 45 ms) need three 25 ms periods of its quota; echo-node, at 100%, shows the start without it (docs/performance.md#nodejs-plugins)',
+    "the host's load during the run: the container now starts with the start-up CPU boost (one core until its hello, then its 25%; docs/security.md#start-up-cpu-boost), which took away the throttled periods of its quota (1-2 a start before, none after) and its quarter weight under contention; the rest is the wait for a CPU on a shared two-core host, which echo-node, at 100% and never boosted, shows too (docs/performance.md#start-up-cpu-boost)",
+  'start.analyzer': "the host's load during the run: analyzer starts with the start-up CPU boost as thoughts does (docs/performance.md#start-up-cpu-boost)",
   'start.echo-node': 'the load of this shared machine during the run: the same row was 0.95x (257 vs 269 ms) in a quieter run of the same code (docs/performance.md#nodejs-plugins)',
   memory: 'see docs/performance.md#nodejs-plugins',
   standby:
@@ -34,7 +35,8 @@ export const NOTES: readonly string[] = [
   '  (default 20 000/s), to show what the hub itself carries.',
   '- Load to ready is `start()` until the plugin said hello, images built, beside a bare create',
   "  and start of the same image (which does not wait for the runtime to boot). Each example runs",
-  '  with its own CPU quota (shown); echo-node runs at 100%.',
+  '  with its own CPU quota (shown), and starts with the start-up CPU boost of the default policy',
+  '  (one core until its hello, lowered before `start()` returns); echo-node runs at 100%.',
   '- Restart to ready with a standby: `restart` by hand until it returns (the plugin serves on',
   '  its standby), and a crash: the container killed through the engine, timed from the',
   "  engine's confirmation of the kill to the hub's `ready`; beside a stop and start of the same",

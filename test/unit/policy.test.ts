@@ -92,9 +92,9 @@ describe('an invalid policy', () => {
         path: '/colour',
         line: 3,
         column: 1,
-        expected: 'one of the known fields ($schema, signatures, capabilities, hosts, topics, isolation, monitoring, hostPaths, plugins)',
+        expected: 'one of the known fields ($schema, signatures, capabilities, hosts, topics, isolation, monitoring, startupBoost, hostPaths, plugins)',
         found: "unknown field 'colour'",
-        message: "expected one of the known fields ($schema, signatures, capabilities, hosts, topics, isolation, monitoring, hostPaths, plugins), found unknown field 'colour'",
+        message: "expected one of the known fields ($schema, signatures, capabilities, hosts, topics, isolation, monitoring, startupBoost, hostPaths, plugins), found unknown field 'colour'",
       },
     ]);
   });
