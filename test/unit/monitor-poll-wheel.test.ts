@@ -5,14 +5,14 @@ describe("the monitor's poll wheel", () => {
   beforeEach(() => void vi.useFakeTimers());
   afterEach(() => void vi.useRealTimers());
 
-  it('ticks every item once a period, a tenth of them at each wake-up, never all at once', () => {
+  it('ticks every item once a period, a tenth of them at each wake-up with ten phases, never all at once', () => {
     const ticks = new Map<number, number>();
     const perTurn: number[] = [];
     let turn = 0;
     const wheel = new PollWheel<number>(500, (i) => {
       ticks.set(i, (ticks.get(i) ?? 0) + 1);
       perTurn[turn] = (perTurn[turn] ?? 0) + 1;
-    });
+    }, 10);
     for (let i = 0; i < 200; i++) wheel.add(i);
     for (turn = 0; turn < 40; turn++) vi.advanceTimersByTime(50);
     // Four periods: each item four times.
