@@ -8,7 +8,8 @@ import type { WatchState } from './watch-state.js';
 const TMP_FULL_SLACK = 64 * 1024;
 
 /**
- * One plugin's open files and /tmp, read from /proc at its watch's slow polls (every
+ * One plugin's open files and /tmp, read from /proc at its watch's slow polls (the list of
+ * its processes read again only when it may have changed: procfs.ts ProcessList) (every
  * `pollMs × slowEvery`, 1.5 s by default): no kernel notification covers either. The kernel
  * enforces both limits itself (RLIMIT_NOFILE, the tmpfs size); these reads only report a
  * process at its limit, a full /tmp and the alerts below them, within one slow poll of the
@@ -23,20 +24,27 @@ export class ProcfsCheck {
     dirs: CgroupDirs,
     private readonly state: WatchState,
     private readonly proc: string,
+    /** The cgroup's task count now (pids.current). */
+    private readonly tasks: () => number,
   ) {
     this.procs = new ProcessList(dirs.pids ?? dirs.memory ?? dirs.unified ?? '');
   }
 
-  /** Open files of all the container's processes (ResourceUsage.io.fileHandles). */
+  /** Open files of all the container's processes (ResourceUsage.io.fileHandles), from the list read now. */
   openFiles(): number {
-    return fileHandles(this.procs.pids(), this.proc).total;
+    return fileHandles(this.procs.fresh(this.tasks()), this.proc).total;
   }
 
   check(limits: WatchedLimits, rules: EffectiveMonitoring): void {
     const s = this.state;
     const h = rules.alerts.hysteresisPercent / 100;
-    const pids = this.procs.pids();
-    const fh = fileHandles(pids, this.proc);
+    let pids = this.procs.pids(this.tasks());
+    let fh = fileHandles(pids, this.proc);
+    if (fh.gone > 0) {
+      // A listed process is gone: another may have taken its place.
+      pids = this.procs.fresh(this.tasks());
+      fh = fileHandles(pids, this.proc);
+    }
     const fl = limits.fileHandles;
     if (s.threshold('file-handles', fh.most, fl, Math.max(1, h * fl))) {
       s.violation('file-handles', 'none', 'poll', fh.most, fl, 'count', `process ${fh.pid} holds ${fh.most} open files, its maxFileHandles`);
@@ -56,7 +64,4 @@ export class ProcfsCheck {
     }
   }
 
-  close(): void {
-    this.procs.close();
-  }
 }

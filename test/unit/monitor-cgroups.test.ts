@@ -75,12 +75,7 @@ describe('reading cgroup v2 files (recorded fixtures)', () => {
     expect(sampler.memoryUsed()).toBe(23068672 - 3145728);
     expect(sampler.pids()).toEqual({ current: 5, max: 32 });
     expect(cgroupPids(V2_DIR)).toEqual([4242, 4250]);
-    // Kept open and read again from the start: the same list each time.
-    const list = new ProcessList(V2_DIR);
-    expect(list.pids()).toEqual([4242, 4250]);
-    expect(list.pids()).toEqual([4242, 4250]);
-    list.close();
-    expect(new ProcessList(path.join(V2, 'no-such-cgroup')).pids()).toEqual([]);
+    expect(new ProcessList(path.join(V2, 'no-such-cgroup')).pids(1)).toEqual([]);
   });
 
   it('makes the spec ResourceUsage of two samples', () => {
@@ -138,6 +133,29 @@ describe('cgroup file formats', () => {
   });
 });
 
+describe("a watch's list of processes", () => {
+  it('is read again when the task count changes, and every tenth poll whatever it says; else kept', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'lm-procs-'));
+    try {
+      const procs = path.join(dir, 'cgroup.procs');
+      writeFileSync(procs, '10\n11\n');
+      const list = new ProcessList(dir);
+      expect(list.pids(5)).toEqual([10, 11]);
+      writeFileSync(procs, '10\n12\n');
+      // Same task count: the list read before (a process gone is the caller's cue: procfs-check.ts).
+      expect(list.pids(5)).toEqual([10, 11]);
+      expect(list.pids(6)).toEqual([10, 12]);
+      writeFileSync(procs, '13\n');
+      for (let i = 0; i < 9; i++) expect(list.pids(6)).toEqual([10, 12]);
+      expect(list.pids(6)).toEqual([13]);
+      writeFileSync(procs, '14\n');
+      expect(list.fresh(6)).toEqual([14]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('counting open files', () => {
   it("on procfs, as many as the process's fd folder lists (from the folder's size since Linux 6.2)", async () => {
     const child = spawn('sleep', ['30'], { stdio: ['ignore', 'ignore', 'ignore', 'pipe', 'pipe'] });
@@ -157,7 +175,7 @@ describe('counting open files', () => {
     try {
       mkdirSync(path.join(proc, '7', 'fd'), { recursive: true });
       for (const n of ['0', '1', '2', '3']) writeFileSync(path.join(proc, '7', 'fd', n), '');
-      expect(fileHandles([7, 8], proc)).toEqual({ total: 4, most: 4, pid: 7 });
+      expect(fileHandles([7, 8], proc)).toEqual({ total: 4, most: 4, pid: 7, gone: 1 });
     } finally {
       rmSync(proc, { recursive: true, force: true });
     }
