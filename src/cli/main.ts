@@ -1,76 +1,9 @@
 import { parseArgs } from 'node:util';
-import { isLogoMeshError, LogoMeshError } from '../control/client.js';
+import { exitStatusOf } from './exit-status.js';
 import { processIo, type CliIo } from './io.js';
+import { USAGE, usage } from './usage.js';
 
-const USAGE = `usage: logomesh <command> [options]
 
-commands:
-  validate <manifest-or-plugin-dir>...   check manifests; exit 1 listing every error  [--json]
-  run <plugin-dir>... [--policy file]    run plugins to completion in their sandboxes
-  up [dir] [-d] [--policy file] [--host-methods a,b]
-                                         start a controller for the plugin folders in dir
-                                         (default: the folders this home ran last, else
-                                         manifests/); -d runs it in the background;
-                                         --host-methods: what host clients may serve plugins
-  up [dir] --backend kubernetes [--namespace n] [--registry r] [--arch a] [--pod-cidr c]
-                                         the same, with the plugins on the cluster of the
-                                         kubeconfig (docs/kubernetes.md#the-kubernetes-backend)
-  ps [--json]                            the plugins of the running controller
-  segments [--json]                      the shared-memory segments: owner, size, mode, holders, age
-  schema <plugin>.<method>               the JSON Schemas a method declares (coordination.methodSchemas)
-  schema --sample '<json>'               a schema drafted from a sample value, to start one from
-  call <plugin>.<method> [json-args] [--timeout ms] [--json]
-                                         call a plugin method; prints the JSON result (--json:
-                                         a failure too, as its whole coded error with details)
-  logs <plugin> [-f] [-n lines]          a plugin's output
-  stop|start|restart <plugin>            one plugin's lifecycle
-  down                                   stop every plugin and the controller
-  apply <dir> [--dry-run] [--prune] [--json]
-                                         make the running controller's plugins what the plugin
-                                         folders in dir say: add, replace the changed ones without
-                                         failing calls, remove (--prune) the ones dir lacks
-  load <dir>                             load the plugin folders in dir and start them
-  unload <plugin>                        stop a plugin and forget it
-  revoke <plugin> <method>               take a declared method away from a plugin, at once
-  grant <plugin> <method> [--ttl ms]     give it back (for ttl ms only, if given)
-  grant <plugin> path <host-path>[:<container-path>] [--read|--write] [--ttl ms]
-                                         mount a host path the policy's hostPaths allow at
-                                         /grants/<name>; the plugin's container is recreated
-  revoke <plugin> path <name-or-host-path>
-                                         take it away (the container is recreated without it)
-  revoke <plugin> host <host:port>       take a host its manifest lists off its network
-                                         allow-list (until granted back; survives restarts)
-  grant <plugin> host <host:port>        give it back (a running plugin is recreated)
-  revoke <plugin> topic <pattern>        take a topic pattern its manifest lists under
-                                         coordination.publishes or .subscribes away, at once
-  grant <plugin> topic <pattern> [--ttl ms]
-                                         give it back (for ttl ms only, if given)
-  stats [--json] [--no-stream]           the running plugins' CPU, memory, processes, files,
-                                         connections, disk io and violations, every second
-  limit <plugin> [memory=<MB>] [cpu=<percent>] [pids=<count>]
-                                         change a running plugin's limits live (no restart)
-  audit [--plugin id] [--since t] [--json] [--verify]
-                                         the audit trail of permission decisions
-  clean [--all]                          remove containers, networks and volumes LogoMesh
-                                         left (this instance: LOGOMESH_INSTANCE; --all: every one)
-  create <runtime> <name> [dir]          a new plugin folder (python, node, go or rust) exposing
-                                         hello, with its tests and a README (default dir: ./<name>)
-  test <plugin-dir> [-- args]            run a plugin's own tests in its runtime's image
-  dev <dir> [--attach] [--debug]        run the plugin folder, or the folder of plugin folders,
-                                         print their output, and replace the one that changed
-                                         (go and rust: rebuilt first) on every save; 'call'
-                                         reaches them. --attach: reload into the controller
-                                         already running on this home instead. --debug: each
-                                         under its debugger, on a port of 127.0.0.1
-  keygen <name>                          a new ed25519 key pair: <name>.key (private, 0600) and
-                                         <name>.pub (for the policy's signatures.trustedKeys)
-  sign <plugin-dir> --key <file>         sign every file of a plugin folder into its plugin.sig
-                                         (policy: --policy or LOGOMESH_POLICY; docs/security.md)
-  kube render <dir> [--policy file] [--namespace n] [--registry r] [--arch a] [--pod-cidr c]
-                                         print the Kubernetes objects for the plugin folders in dir
-                                         as YAML (docs/kubernetes.md); applies nothing
-
-Docs: docs/manifest.md, docs/errors.md`;
 
 /** The `logomesh` command. Returns the process exit code; never calls process.exit. */
 export async function main(argv: string[], io: CliIo = processIo): Promise<number> {
@@ -84,12 +17,9 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
         const { validateCommand } = await import('./validate.js');
         return validateCommand(positionals, values.json === true, io);
       }
-      case 'run': {
-        const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { policy: { type: 'string' } } });
-        if (positionals.length === 0) throw usage('run needs at least one plugin folder');
-        const [{ runCommand }, { createLogger }] = await Promise.all([import('./run.js'), import('../index.js')]);
-        return await runCommand(positionals, io, createLogger(), values.policy);
-      }
+      case 'run':
+        // The installed command runs `run` from its own bundle (bin/logomesh.js); the same code.
+        return await (await import('./run-main.js')).runMain(rest, io);
       case 'up': {
         const { values, positionals } = parseArgs({
           args: rest,
@@ -288,27 +218,10 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
         throw usage(`unknown command '${command}'`);
     }
   } catch (err) {
-    if (isLogoMeshError(err)) {
-      io.err(`${err.code}: ${err.message}`);
-      return err.code === 'LM_USAGE' ? 2 : 1;
-    }
-    if (typeof (err as { statusCode?: unknown })?.statusCode === 'number') {
-      const { engineError } = await import('../index.js');
-      const e = engineError('answer a request', err);
-      io.err(`${e.code}: ${e.message}`);
-      return 1;
-    }
-    if (err instanceof TypeError && 'code' in err && String(err.code).startsWith('ERR_PARSE_ARGS')) {
-      io.err(`LM_USAGE: ${err.message}\n${USAGE}`);
-      return 2;
-    }
-    throw err;
+    // The library's engine errors are worded by the library, loaded only on such a failure.
+    return await exitStatusOf(err, io, async () => (await import('../index.js')).engineError);
   }
 }
 
 /** A network host as the manifest schema allows it: a name (or `*.suffix`) with an optional port. */
 const HOST = /^(?:\*\.)?[A-Za-z0-9][A-Za-z0-9.-]{0,252}(?::\d{1,5})?$/;
-
-function usage(message: string): LogoMeshError {
-  return new LogoMeshError('LM_USAGE', `${message}\n\n${USAGE}`);
-}

@@ -19,7 +19,7 @@ import {
   type Policy,
   type SeccompKills,
   type SignedContent,
-} from '../index.js';
+} from '../run-api.js';
 import type { CliIo } from './io.js';
 import { abortOnClosedOutput, abortOnSignals, EXIT_PIPE, SIGNAL_EXIT, type OutputAbort, type SignalAbort } from './signals.js';
 
@@ -30,8 +30,9 @@ const EXIT_KILLED = 137;
  * `logomesh run <plugin-dir>...`: run each plugin to completion in its sandbox, one after
  * another, streaming its output; the exit code is the first non-zero plugin exit code.
  * `policyFile` (--policy) overrides LOGOMESH_POLICY; every plugin is verified before any runs.
+ * `client`: the engine client to connect with (default: the library's, DOCKER_HOST or the socket).
  */
-export async function runCommand(targets: string[], io: CliIo, log: Logger, policyFile?: string): Promise<number> {
+export async function runCommand(targets: string[], io: CliIo, log: Logger, policyFile?: string, client?: Docker): Promise<number> {
   const policy = resolvePolicy(policyFile);
   const loaded = targets.map((t) => loadManifest(t)); // all or nothing: validate every one first
   // Throws LM_SIGNATURE. What each signature vouches for goes with the plugin to its build.
@@ -39,18 +40,35 @@ export async function runCommand(targets: string[], io: CliIo, log: Logger, poli
   for (const l of loaded) log.debug({ plugin: l.manifest.id, signed: signed.get(l) !== undefined }, 'signature checked');
   for (const l of loaded) enforcePolicy(l, policy); // throws LM_POLICY_DENIED
   for (const l of loaded) runtimeImage(l.manifest.runtime); // and know how to run every one
-  const docker = await connectEngine();
-  await removeRunOrphans(docker, log);
-  await removeStagingLeftovers(log);
+  const docker = await connectEngine(client);
+  // What killed runs left is removed while this one runs: only containers and staging folders
+  // of processes that no longer exist, never this run's (its pid is alive). A failure still
+  // fails the command once the run is over, unless a signal or a closed output ended it
+  // (their exit codes stay).
+  const leftovers = settled(Promise.all([removeRunOrphans(docker, log), removeStagingLeftovers(log)]));
   const instance = instanceId();
   using abort = abortOnSignals();
   using output = abortOnClosedOutput(io);
   // A plugin killed for a forbidden system call is named with that call, from the kernel log.
   const seccomp = followSeccompKills({ log, instance, plugins: loaded.map((l) => l.manifest.id) });
   try {
-    return await runEach(loaded, { docker, instance, io, log, abort, output, seccomp, policy, signed });
+    const status = await runEach(loaded, { docker, instance, io, log, abort, output, seccomp, policy, signed });
+    const failed = await leftovers;
+    if (failed && !abort.received && !output.closed) throw failed.err;
+    return status;
   } finally {
     seccomp.close();
+    await leftovers; // never rejects: nothing of the cleanup goes on after the command
+  }
+}
+
+/** A promise's failure held as a value, so that it is not an unhandled rejection while the run goes on. */
+async function settled(p: Promise<unknown>): Promise<{ err: unknown } | undefined> {
+  try {
+    await p;
+    return undefined;
+  } catch (err) {
+    return { err };
   }
 }
 

@@ -1,40 +1,28 @@
-import { randomBytes } from 'node:crypto';
-import { rmSync } from 'node:fs';
-import { AuditLog } from '../audit/audit-log.js';
+import type { AuditLog } from '../audit/audit-log.js';
 import { errorText } from '../engine/docker.js';
 import { LogoMeshError } from '../errors.js';
-import { Grants } from '../grants/grants.js';
+import type { Grants } from '../grants/grants.js';
 import type { PathGrant } from '../grants/path-grants.js';
-import { Hub, type HostMethod } from '../hub/hub.js';
-import type { Logger } from '../log.js';
+import type { Hub, HostMethod } from '../hub/hub.js';
 import type { LoadedManifest } from '../manifest/types.js';
 import type { ChangedLimit, LimitChange, MonitorMetrics, ResourceUsage, StatsRow } from '../monitor/index.js';
 import { resolvePolicy, type Policy } from '../policy/policy.js';
-import { pluginGid, pluginUid } from '../runtimes/runtime.js';
-import type { KernelWatch } from '../violations/kernel-watch.js';
-import { dockerParts, type Backend, type Lifecycle, type Reconciler } from './backend.js';
-import { decideCapability, type CapabilityDecision } from './capabilities.js';
-import type { ControllerContext } from './context.js';
-import { exitCause } from './exit-cause.js';
-import { DebugMode } from './debug/debug-mode.js';
+import { pluginUid } from '../runtimes/runtime.js';
+import type { Backend } from './backend.js';
+import type { CapabilityDecision } from './capabilities.js';
 import { DockerBackend } from './docker-backend.js';
-import { EngineWatch } from './engine-watch.js';
 import type { Home } from './home.js';
-import { watchKernel } from './kernel-events.js';
-import { Launcher } from './launcher.js';
-import { Monitoring } from './monitoring.js';
-import { egressKey, isUp, serialize, type Managed } from './managed.js';
+import { serialize, type Managed } from './managed.js';
+import { OperatorPermissions } from './operator-permissions.js';
 import { DEFAULTS, type ControllerOptions } from './options.js';
 import { loadFolders } from '../manifest/folders.js';
-import { PluginRegistry } from './registry.js';
-import { SavedState } from './saved-state.js';
-import { Standbys } from './standby.js';
+import { buildParts, type ControllerParts } from './parts.js';
+import { closeParts, leaveParts } from './shutdown.js';
 import { startInLevels } from './start-all.js';
-import { Deployer, type ApplyOptions } from './deploy/deployer.js';
+import type { ApplyOptions, Deployer } from './deploy/deployer.js';
 import type { SignedContent } from '../signing/signature.js';
 import { statusOf } from './status.js';
-import { Segments } from './segments.js';
-import { Supervisor } from './supervisor.js';
+import type { Segments } from './segments.js';
 import type { ApplyResult, EngineStatus, LogLine, PluginStatus } from './types.js';
 
 export type { ControllerOptions } from './options.js';
@@ -61,21 +49,9 @@ export class Controller implements AsyncDisposable {
    * them (allocate, deallocate, resize, setReadOnly, setAccessibleTo, list), and the cache.
    */
   readonly memory: Segments;
-  private readonly log: Logger;
-  private readonly registry: PluginRegistry;
-  private readonly saved: SavedState;
-  private readonly engine: EngineWatch;
-  private readonly kernel?: KernelWatch;
-  private readonly launcher: Lifecycle;
-  private readonly supervisor: Supervisor;
-  private readonly adoption: Reconciler;
-  /** Deploys (apply, load): on the Docker backend, whose launcher can start a plugin's replacement beside it. */
-  private readonly deployer?: Deployer;
-  private readonly debugMode?: DebugMode;
-  /** Warm standbys (standby.ts): on the Docker backend only. */
-  private readonly standbys?: Standbys;
-  /** The resource monitor, its violations, the metrics and the health check program. */
-  private readonly monitoring: Monitoring;
+  /** Every part, each the one owner of its kind of state (parts.ts). */
+  private readonly parts: ControllerParts;
+  private readonly permissions: OperatorPermissions;
   private resolvedPolicy?: Policy;
   private closing?: Promise<void>;
 
@@ -84,118 +60,22 @@ export class Controller implements AsyncDisposable {
     readonly backend: Backend,
     private readonly opts: ControllerOptions,
   ) {
-    const { home } = opts;
-    this.log = opts.log.child({ component: 'controller' });
-    this.token = opts.hubToken ?? randomBytes(24).toString('base64url');
-    this.saved = new SavedState(home.stateFile, this.log);
-    this.audit = new AuditLog(home.auditFile, { ...opts.auditRotation, onError: (err) => this.log.error({ err: err.message, file: home.auditFile }, 'the audit trail cannot be written') });
-    const idsOf = (id: string): [number, number] => [pluginUid(home.instance, id), pluginGid(home.instance, id)];
-    this.registry = new PluginRegistry({ audit: this.audit.record, verifyPolicy: opts.policy, policy: () => this.policy, idsOf, instance: home.instance });
-    this.grants = new Grants({
-      log: this.log,
-      // The hub's aggregated counts of earlier decisions are written first, so the trail keeps their order.
-      audit: (e) => {
-        this.hub.flushAudit();
-        this.audit.record(e);
-      },
-      plugin: (id) => this.registry.get(id).loaded,
-      plugins: () => this.registry.records().map((m) => m.loaded),
-      homeDir: home.dir,
-      policy: () => this.policy,
-      idsOf,
-      onChange: () => this.persist(),
-      onPathExpired: (id, name) => {
-        this.revokePath(id, name, 'expiry').catch((err: unknown) => this.log.warn({ plugin: id, err: errorText(err) }, 'revoking an expired path grant failed'));
-      },
-    });
-    this.memory = new Segments({ home, log: this.log, audit: (e) => this.audit.record(e), registry: this.registry, idsOf, ...(opts.sharedMemory ?? {}) });
-    // The resource monitor reads this host's cgroups: it watches plugins on the Docker backend only.
-    const onDocker = backend.name === 'docker';
-    this.monitoring = new Monitoring({
-      get docker() {
-        return dockerParts(backend).docker;
-      },
-      log: this.log,
-      audit: this.audit.record,
-      emit: (topic, data) => this.hub.announce(topic, data),
-      policy: () => this.policy,
-      records: () => this.registry.records(),
-      // A plugin's proxy is keyed by its generation (a replacement has its own, managed.ts).
-      connections: (id) => {
-        const m = onDocker ? this.registry.find(id) : undefined;
-        return m ? dockerParts(backend).egress.connections(egressKey(m)) : undefined;
-      },
-      options: onDocker ? (opts.monitoring ?? {}) : { enabled: false, healthCheckMs: false },
-      startTimeoutMs: opts.startTimeoutMs ?? DEFAULTS.startTimeoutMs,
-    });
-    this.hub = new Hub({
-      ...opts.hubLimits,
-      observeCall: this.monitoring.metrics.observeCall,
-      observeMessage: this.monitoring.metrics.countMessage,
-      segments: this.memory,
-      isMethodRevoked: this.grants.isMethodRevoked,
-      isTopicRevoked: this.grants.isTopicRevoked,
-      log: opts.log,
-      audit: this.audit.record,
-      token: this.token,
-      ...(opts.maxMessageBytes ? { maxMessageBytes: opts.maxMessageBytes } : {}),
-      // A plugin stopped at a breakpoint answers no ping: in debug mode, the hub's come an hour apart.
-      ...(opts.pingIntervalMs ? { pingIntervalMs: opts.pingIntervalMs } : opts.debug ? { pingIntervalMs: 3_600_000 } : {}),
-      ...(opts.rateLimit ? { rateLimit: opts.rateLimit } : {}),
-      ...(opts.hostMethods ? { hostMethods: opts.hostMethods } : {}),
-      exitCause: (id) => exitCause(this.registry.find(id), 2_000),
-    });
-    // Each plugin starting waits on 'ready' (readiness.ts): as many listeners as starts at once.
-    this.hub.setMaxListeners(0);
-    this.engine = new EngineWatch(backend, this.log, opts.engineCheckMs ?? DEFAULTS.engineCheckMs, () => backend.answersAgain());
-    // The kernel log is this host's: it tells of plugins only when they run here.
-    if (opts.kernelLog !== false && backend.name === 'docker') {
-      this.kernel = watchKernel({ log: this.log, audit: this.audit.record, instance: home.instance, pluginIds: () => this.registry.ids(), onKill: (id, kill) => void this.ifLoaded(id, (m) => this.supervisor.seccompKilled(m, kill)) });
-    }
-    // Debug mode is for a development machine's Docker engine (logomesh dev).
-    if (opts.debug && !(backend instanceof DockerBackend)) throw new LogoMeshError('LM_USAGE', `debug mode runs plugins on the Docker backend only, not on ${backend.name}`, { field: 'debug', expected: 'the Docker backend', found: backend.name });
-    const debug = opts.debug && backend instanceof DockerBackend ? new DebugMode(backend.docker, this.log, (id) => this.registry.find(id)?.container?.id) : undefined;
-    this.debugMode = debug;
-    const cx: ControllerContext = {
-      debug,
-      // The Docker backend's own parts, for its launcher and adoption (LM_INTERNAL on another backend).
-      get docker() {
-        return dockerParts(backend).docker;
-      },
-      get egress() {
-        return dockerParts(backend).egress;
-      },
-      log: this.log,
-      opts,
-      home,
-      hub: this.hub,
-      audit: this.audit,
-      grants: this.grants,
-      registry: this.registry,
-      segments: this.memory,
-      engine: this.engine,
-      kernel: this.kernel,
-      monitoring: this.monitoring,
+    this.parts = buildParts(backend, opts, {
       policy: () => this.policy,
       closing: () => this.closing !== undefined,
       persist: () => this.persist(),
-      idsOf,
-    };
-    // A warm standby is a second container of the plugin on this host: the Docker backend's.
-    if (backend.name === 'docker') this.standbys = new Standbys(cx, new Set(opts.standby ?? []), (m, container, exited) => this.supervisor.watchExit(m, container, exited));
-    this.supervisor = new Supervisor(cx, { start: (m) => this.launcher.start(m), teardown: (m) => this.launcher.teardown(m) }, this.standbys);
-    const parts = backend.parts(cx, this.supervisor);
-    this.launcher = parts.lifecycle;
-    this.adoption = parts.reconciler;
-    if (parts.lifecycle instanceof Launcher) {
-      this.deployer = new Deployer(cx, parts.lifecycle, this.supervisor, {
-        currentPolicy: () => (this.opts.policy ? this.policy : resolvePolicy(undefined)),
-        usePolicy: (p) => (this.resolvedPolicy = p),
-        load: (manifests, verified) => this.load(manifests, verified),
-        start: (id) => this.start(id),
-        unload: (id) => this.unload(id),
-      });
-    }
+      pathExpired: (id, name) => {
+        this.revokePath(id, name, 'expiry').catch((err: unknown) => this.parts.log.warn({ plugin: id, err: errorText(err) }, 'revoking an expired path grant failed'));
+      },
+      currentPolicy: () => (this.opts.policy ? this.policy : resolvePolicy(undefined)),
+      usePolicy: (p) => (this.resolvedPolicy = p),
+      load: (manifests, verified) => this.load(manifests, verified),
+      start: (id) => this.start(id),
+      unload: (id) => this.unload(id),
+    });
+    ({ hub: this.hub, token: this.token, audit: this.audit, grants: this.grants, memory: this.memory } = this.parts);
+    const { log, audit, grants, registry, saved, launcher } = this.parts;
+    this.permissions = new OperatorPermissions({ log, audit, grants, registry, saved, backend, launcher, stateFile: opts.home.stateFile, policy: () => this.policy, stop: (id) => this.stop(id), start: (id) => this.start(id) });
   }
 
   /**
@@ -217,7 +97,7 @@ export class Controller implements AsyncDisposable {
 
   /** Is the Docker engine answering? Shown by `ps`; restarts wait while it is not. */
   engineStatus(): EngineStatus {
-    return this.engine.status();
+    return this.parts.engine.status();
   }
 
   // --- loading ------------------------------------------------------------------------------
@@ -237,12 +117,12 @@ export class Controller implements AsyncDisposable {
    * home apply before it can make its first call.
    */
   load(manifests: readonly LoadedManifest[], verified?: ReadonlyMap<LoadedManifest, SignedContent | undefined>): string[] {
-    const ids = this.registry.add(
+    const ids = this.parts.registry.add(
       manifests,
-      this.saved.read(),
+      this.parts.saved.read(),
       (m) => {
-        this.restorePermissions(m);
-        if (this.deployer) m.deployed = this.deployer.fingerprint(m.loaded);
+        this.permissions.restore(m);
+        if (this.parts.deployer) m.deployed = this.parts.deployer.fingerprint(m.loaded);
       },
       verified,
     );
@@ -252,8 +132,8 @@ export class Controller implements AsyncDisposable {
 
   /** Stop and forget a plugin. Refused while a plugin that depends on it is loaded. */
   async unload(id: string): Promise<void> {
-    this.registry.get(id);
-    const dependents = this.registry.dependents(id);
+    this.parts.registry.get(id);
+    const dependents = this.parts.registry.dependents(id);
     if (dependents.length) {
       throw new LogoMeshError('LM_DEPENDENCY', `cannot unload ${id}: loaded plugins depend on it (${dependents.join(', ')}); unload them first, or apply a folder without them`, {
         plugin: id,
@@ -262,8 +142,8 @@ export class Controller implements AsyncDisposable {
     }
     await this.stop(id);
     await this.memory.pluginGone(id, true);
-    this.registry.remove(id);
-    await this.debugMode?.close(id);
+    this.parts.registry.remove(id);
+    await this.parts.debugMode?.close(id);
     await this.backend.unloaded(id);
     this.audit.record({ who: 'controller', action: 'unload', resource: id, result: 'allowed' });
     this.persist();
@@ -288,13 +168,13 @@ export class Controller implements AsyncDisposable {
   }
 
   private deploys(): Deployer {
-    if (!this.deployer) throw new LogoMeshError('LM_USAGE', `apply and load into a running controller are built for the Docker backend only, not ${this.backend.name}: restart the controller with the new folder`, { expected: 'the Docker backend', found: this.backend.name });
-    return this.deployer;
+    if (!this.parts.deployer) throw new LogoMeshError('LM_USAGE', `apply and load into a running controller are built for the Docker backend only, not ${this.backend.name}: restart the controller with the new folder`, { expected: 'the Docker backend', found: this.backend.name });
+    return this.parts.deployer;
   }
 
   /** The plugin folders an earlier controller of this home ran (state.json), in load order. */
   savedFolders(): string[] {
-    return this.saved.read()?.folders ?? [];
+    return this.parts.saved.read()?.folders ?? [];
   }
 
   /** Load the plugin folders an earlier controller of this home ran. Throws LM_MANIFEST_NOT_FOUND when there are none. */
@@ -310,27 +190,27 @@ export class Controller implements AsyncDisposable {
   async startAll(): Promise<void> {
     await this.reconcile();
     await startInLevels(
-      this.registry.levels(),
+      this.parts.registry.levels(),
       (id) => this.start(id),
-      () => this.registry.records().filter((m) => m.state === 'loaded').map((m) => m.loaded.manifest.id),
+      () => this.parts.registry.records().filter((m) => m.state === 'loaded').map((m) => m.loaded.manifest.id),
       this.opts.startConcurrency ?? DEFAULTS.startConcurrency,
     );
   }
 
   /** Start one plugin (its dependencies must be ready). Resolves when it said hello. */
   async start(id: string): Promise<void> {
-    const m = this.registry.get(id);
+    const m = this.parts.registry.get(id);
     await this.reconcile();
     // A start by hand ends a crash loop: it begins with a clean count (its standby's too).
     if (m.state === 'failed' || m.state === 'exited') m.retries = 0;
-    this.standbys?.reset(id);
-    return serialize(m, () => this.launcher.start(m));
+    this.parts.standbys?.reset(id);
+    return serialize(m, () => this.parts.launcher.start(m));
   }
 
   /** Stop one plugin: shutdown message, then SIGTERM, then SIGKILL, each after a grace period. */
   stop(id: string): Promise<void> {
-    const m = this.registry.get(id);
-    return serialize(m, () => this.launcher.stop(m));
+    const m = this.parts.registry.get(id);
+    return serialize(m, () => this.parts.launcher.stop(m));
   }
 
   /**
@@ -339,8 +219,8 @@ export class Controller implements AsyncDisposable {
    * recreated; see `apply` for a replacement without failed calls).
    */
   async restart(id: string): Promise<void> {
-    const m = this.registry.get(id);
-    const switched = await serialize(m, async () => m.state === 'ready' && !!this.standbys?.ready(m) && this.supervisor.restartToStandby(m, this.opts.stopGraceMs ?? DEFAULTS.stopGraceMs));
+    const m = this.parts.registry.get(id);
+    const switched = await serialize(m, async () => m.state === 'ready' && !!this.parts.standbys?.ready(m) && this.parts.supervisor.restartToStandby(m, this.opts.stopGraceMs ?? DEFAULTS.stopGraceMs));
     if (switched) return;
     await this.stop(id);
     await this.start(id);
@@ -351,7 +231,7 @@ export class Controller implements AsyncDisposable {
    * or the machine restarted). Runs once, before the first start.
    */
   async reconcile(): Promise<void> {
-    await this.adoption.reconcile();
+    await this.parts.adoption.reconcile();
     await this.memory.adopt();
   }
 
@@ -396,9 +276,8 @@ export class Controller implements AsyncDisposable {
    * changed now (false: the plugin is not running, it applies at its next start). Throws
    * LM_PERMISSION_DENIED for a host the manifest does not list: a typo must not look done.
    */
-  async revokeHost(pluginId: string, spelled: string): Promise<boolean> {
-    const host = this.grants.revokeHost(pluginId, spelled);
-    return this.backend.revokeHost(pluginId, host);
+  revokeHost(pluginId: string, spelled: string): Promise<boolean> {
+    return this.permissions.revokeHost(pluginId, spelled);
   }
 
   /**
@@ -408,10 +287,8 @@ export class Controller implements AsyncDisposable {
    * recreated with its new network (as for a path grant); a stopped one gets the host at
    * its next start. Throws what the restart throws.
    */
-  async grantHost(pluginId: string, spelled: string): Promise<void> {
-    const m = this.registry.get(pluginId);
-    const { host, wasRevoked } = this.grants.grantHost(pluginId, spelled);
-    if (wasRevoked) await this.recreate(m, `host grant ${host}`);
+  grantHost(pluginId: string, spelled: string): Promise<void> {
+    return this.permissions.grantHost(pluginId, spelled);
   }
 
   /**
@@ -423,11 +300,8 @@ export class Controller implements AsyncDisposable {
    * gets the mount at its next start. A grant of the same name replaces the earlier one.
    * Throws LM_POLICY_DENIED, LM_GRANT_PATH, LM_PATH_NOT_WRITABLE, or what the restart throws.
    */
-  async grantPath(pluginId: string, target: string, opts: { write?: boolean; ttlMs?: number } = {}): Promise<PathGrant> {
-    const m = this.registry.get(pluginId);
-    const grant = this.grants.grantPath(pluginId, target, opts);
-    await this.recreate(m, `path grant ${grant.name}`);
-    return grant;
+  grantPath(pluginId: string, target: string, opts: { write?: boolean; ttlMs?: number } = {}): Promise<PathGrant> {
+    return this.permissions.grantPath(pluginId, target, opts);
   }
 
   /**
@@ -435,32 +309,19 @@ export class Controller implements AsyncDisposable {
    * running plugin's container is killed at once and recreated without the mount. Throws
    * LM_GRANT_PATH when no such grant exists.
    */
-  async revokePath(pluginId: string, nameOrPath: string, who = 'operator'): Promise<PathGrant> {
-    const m = this.registry.get(pluginId);
-    let wasRunning = false;
-    const g = await this.grants.revokePath(pluginId, nameOrPath, who, async () => {
-      // At once: the container is killed without the shutdown message or SIGTERM's grace, so a
-      // plugin that ignores both cannot keep reading or writing; the entry says when it ended.
-      wasRunning = isUp(m);
-      const ended = wasRunning && m.container ? await this.launcher.killAtOnce(m) : undefined;
-      return ended === undefined ? 'the plugin was not running' : `access ended at ${new Date(ended).toISOString()}: the container was killed at once, without grace`;
-    });
-    if (wasRunning) await this.recreate(m, `path revocation ${g.name}`, true);
-    return g;
+  revokePath(pluginId: string, nameOrPath: string, who = 'operator'): Promise<PathGrant> {
+    return this.permissions.revokePath(pluginId, nameOrPath, who);
   }
 
   /** The host paths granted to a plugin now. */
   grantedPaths(pluginId: string): PathGrant[] {
-    this.registry.get(pluginId);
+    this.parts.registry.get(pluginId);
     return this.grants.paths(pluginId);
   }
 
   /** May the plugin do `action` on `resource` now (see decideCapability)? Audited. */
   checkCapability(pluginId: string, action: string, resource: string): CapabilityDecision {
-    const m = this.registry.get(pluginId);
-    const decision = decideCapability(m.loaded, this.policy, this.grants, action, resource);
-    this.audit.record({ who: 'controller', action: 'check', resource: `${pluginId}:${action}:${resource}`, result: decision.allowed ? 'allowed' : 'denied', reason: decision.reason });
-    return decision;
+    return this.permissions.checkCapability(pluginId, action, resource);
   }
 
   // --- the host application on the hub -----------------------------------------------------
@@ -493,13 +354,13 @@ export class Controller implements AsyncDisposable {
 
   /** The spec's getCurrentUsage: a running plugin's usage, read from its cgroups now. Throws LM_MONITOR_UNAVAILABLE without a monitor (not root), LM_PLUGIN_NOT_FOUND for a plugin not running. */
   usage(id: string): ResourceUsage {
-    this.registry.get(id);
-    return this.monitoring.usage(id);
+    this.parts.registry.get(id);
+    return this.parts.monitoring.usage(id);
   }
 
   /** What `logomesh stats` shows: every running plugin's usage and processes. Throws LM_MONITOR_UNAVAILABLE without a monitor. */
   stats(): StatsRow[] {
-    return this.monitoring.stats();
+    return this.parts.monitoring.stats();
   }
 
   /**
@@ -509,19 +370,19 @@ export class Controller implements AsyncDisposable {
    * controller. Audited with `who`. Returns what changed.
    */
   setLimits(id: string, change: LimitChange, who = 'operator'): Promise<ChangedLimit[]> {
-    const m = this.registry.get(id);
-    return serialize(m, () => this.monitoring.setLimits(m, change, who));
+    const m = this.parts.registry.get(id);
+    return serialize(m, () => this.parts.monitoring.setLimits(m, change, who));
   }
 
   /** The Prometheus metrics (usage, violations, states, hub calls), for an endpoint (monitor/metrics-server.ts). */
   get metrics(): MonitorMetrics {
-    return this.monitoring.metrics;
+    return this.parts.monitoring.metrics;
   }
 
   // --- status ---------------------------------------------------------------------------------
 
   list(): PluginStatus[] {
-    return this.registry
+    return this.parts.registry
       .records()
       .map((m) => this.statusOf(m))
       .sort((a, b) => a.id.localeCompare(b.id));
@@ -529,7 +390,7 @@ export class Controller implements AsyncDisposable {
 
   /** The manifests of the loaded plugins, by id order (the console's who-may-call-whom graph). */
   manifests(): LoadedManifest[] {
-    return this.registry
+    return this.parts.registry
       .records()
       .map((m) => m.loaded)
       .sort((a, b) => a.manifest.id.localeCompare(b.manifest.id));
@@ -541,42 +402,26 @@ export class Controller implements AsyncDisposable {
    * a method it does not expose.
    */
   methodSchemas(id: string, method: string): { params?: object; result?: object } {
-    const { coordination } = this.registry.get(id).loaded.manifest;
+    const { coordination } = this.parts.registry.get(id).loaded.manifest;
     if (!coordination.exposesMethods.includes(method)) throw new LogoMeshError('LM_METHOD_NOT_FOUND', `plugin ${id} does not expose '${method}' (coordination.exposesMethods: ${coordination.exposesMethods.join(', ') || 'none'})`, { plugin: id, method });
     return (coordination.methodSchemas?.[method] ?? {}) as { params?: object; result?: object };
   }
 
   status(id: string): PluginStatus {
-    return this.statusOf(this.registry.get(id));
+    return this.statusOf(this.parts.registry.get(id));
   }
 
   logs(id: string, lines?: number): LogLine[] {
-    return this.registry.get(id).logs.tail(lines);
+    return this.parts.registry.get(id).logs.tail(lines);
   }
 
   followLogs(id: string, fn: (line: LogLine) => void): () => void {
-    return this.registry.get(id).logs.follow(fn);
+    return this.parts.registry.get(id).logs.follow(fn);
   }
 
   /** Stop every plugin in reverse dependency order, close the hub, remove sockets. Idempotent. */
   close(): Promise<void> {
-    this.closing ??= (async () => {
-      this.engine.close();
-      this.kernel?.close();
-      for (const level of this.registry.stopLevels()) await Promise.allSettled(level.map((id) => this.stop(id)));
-      await this.monitoring.close();
-      await this.hub.close();
-      await this.debugMode?.close();
-      await this.memory.close().catch((err: unknown) => this.log.warn({ err: errorText(err) }, 'could not remove the shared-memory pool'));
-      await this.backend.close();
-      rmSync(this.opts.home.socketsDir, { recursive: true, force: true });
-      // A clean stop leaves nothing to adopt; the plugin folders and the operator's revocations and grants stay.
-      this.saved.keepForNextStart(this.registry.records(), (id) => this.grants.saved(id));
-      this.grants.close();
-      await this.audit.close();
-      // Whatever a failed stop left behind still carries this controller's label.
-      await this.backend.removeAll();
-    })();
+    this.closing ??= closeParts(this.parts, this.backend, this.opts.home, (id) => this.stop(id));
     return this.closing;
   }
 
@@ -587,15 +432,7 @@ export class Controller implements AsyncDisposable {
    * state.json, the audit trail and the hub keys stay for it. `close` after this does nothing.
    */
   leave(): Promise<void> {
-    this.closing ??= (async () => {
-      this.engine.close();
-      this.kernel?.close();
-      for (const m of this.registry.records()) this.supervisor.stopTimers(m);
-      await this.hub.close();
-      await this.backend.close();
-      this.grants.close();
-      await this.audit.close();
-    })();
+    this.closing ??= leaveParts(this.parts, this.backend);
     return this.closing;
   }
 
@@ -607,42 +444,13 @@ export class Controller implements AsyncDisposable {
 
   private statusOf(m: Managed): PluginStatus {
     const id = m.loaded.manifest.id;
-    const standby = this.standbys?.status(id);
+    const standby = this.parts.standbys?.status(id);
     return { ...statusOf(m, this.hub.stats(id), pluginUid(this.opts.home.instance, id)), ...(standby ? { standby } : {}) };
   }
 
   /** Save what a restarted controller needs; called on every change of it. */
   private persist(): void {
     if (this.closing) return;
-    this.saved.save(this.registry.records(), (id) => this.grants.saved(id));
-  }
-
-  /** What the operator changed on this plugin under an earlier controller of this home, applied again at its load. */
-  private restorePermissions(m: Managed): void {
-    const id = m.loaded.manifest.id;
-    const saved = this.saved.takePermissions(id);
-    if (!saved) return;
-    this.grants.restore(id, saved, `restored from ${this.opts.home.stateFile} after a controller restart`);
-    this.log.info({ plugin: id }, 'restored the operator permission changes of the earlier controller');
-  }
-
-  /** Mounts and networks change only with a new container: stop and start a running plugin (or one just killed: `killed`), audited. */
-  private async recreate(m: Managed, why: string, killed = false): Promise<void> {
-    const id = m.loaded.manifest.id;
-    if (!killed && !isUp(m)) return; // takes effect at its next start
-    this.audit.record({ who: 'controller', action: 'recreate', resource: id, result: 'stopping', reason: why });
-    await this.stop(id);
-    try {
-      await this.start(id);
-      this.audit.record({ who: 'controller', action: 'recreate', resource: id, result: 'ready', reason: why });
-    } catch (err) {
-      this.audit.record({ who: 'controller', action: 'recreate', resource: id, result: 'failed', code: (err as LogoMeshError).code ?? 'LM_ENGINE_ERROR', reason: (err as Error).message });
-      throw err;
-    }
-  }
-
-  private ifLoaded(id: string, fn: (m: Managed) => Promise<void>): Promise<void> {
-    const m = this.registry.find(id);
-    return m ? fn(m) : Promise.resolve();
+    this.parts.saved.save(this.parts.registry.records(), (id) => this.grants.saved(id));
   }
 }

@@ -1,6 +1,9 @@
-import { ensurePluginImage, ensureRuntimeImage, type EnsuredImage, type EnsureImageOptions, type PluginImageOptions } from './build.js';
+import type { EnsuredImage, EnsureImageOptions } from './build-job.js';
+import { ensurePluginImage, type PluginImageOptions } from './compiled-image.js';
+import { ensureRuntimeImage } from './runtime-image.js';
 import { engineError, type Docker } from '../engine/docker.js';
-import { ensurePackagesImage, packageRequest } from './packages.js';
+import { packageRequest } from './package-request.js';
+import { ensurePackagesImage } from './packages-image.js';
 import { checkSystemDependencies, type CheckedImage } from './system-check.js';
 import { LogoMeshError } from '../errors.js';
 import type { LoadedManifest } from '../manifest/types.js';

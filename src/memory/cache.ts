@@ -1,6 +1,7 @@
 import type { AuditSink } from '../audit/audit-log.js';
 import { LogoMeshError } from '../errors.js';
-import type { Actor, SharedMemoryPool } from './pool.js';
+import type { Actor } from './actor.js';
+import type { SharedMemoryPool } from './pool.js';
 import type { SegmentHandle } from './segment.js';
 
 interface Entry {

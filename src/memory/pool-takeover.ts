@@ -1,8 +1,48 @@
 import { existsSync, readdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
+import type { AuditSink } from '../audit/audit-log.js';
+import type { Logger } from '../log.js';
+import type { OwnerSpaces } from './owner-space.js';
 import type { SavedSegment } from './pool-index.js';
+import type { PoolRoot } from './pool-root.js';
+import type { SegmentAccess } from './segment-access.js';
+import type { SegmentTable } from './segment-table.js';
 import type { SegmentRecord } from './segment.js';
-import { unmount } from './tmpfs.js';
+import { pages, unmount } from './tmpfs.js';
+
+/** The parts of a pool a takeover fills in. */
+export interface PoolParts {
+  readonly dir: string;
+  readonly root: PoolRoot;
+  readonly table: SegmentTable;
+  readonly space: OwnerSpaces;
+  readonly access: SegmentAccess;
+  readonly log: Logger;
+  readonly audit: AuditSink;
+}
+
+/**
+ * After a controller was killed: take over the pool it left (its index), keeping the
+ * segments a running, adopted plugin owns or holds; free the rest, and every file or
+ * tmpfs the index does not explain. Without an index (or a pool) nothing is kept.
+ */
+export async function takeOver(pool: PoolParts, running: ReadonlySet<string>): Promise<void> {
+  const mounts = pool.root.found();
+  if (!mounts) return;
+  const saved = pool.table.saved();
+  const kept = keptRecords(pool.dir, saved, running);
+  for (const r of kept) {
+    pool.table.add(r);
+    pool.space.account(r.owner, pages(r.size));
+  }
+  await sweepPool(pool.dir, mounts, kept);
+  for (const owner of pool.space.owners()) await pool.space.shrink(owner, false);
+  for (const r of pool.table.all()) await pool.access.apply(r).catch(() => undefined);
+  const dropped = saved.length - pool.table.size;
+  if (saved.length) pool.log.info({ kept: pool.table.size, dropped }, 'took over the shared-memory pool of the earlier controller');
+  if (dropped) pool.audit({ who: 'controller', action: 'segment reclaim', resource: 'pool', result: 'allowed', reason: `${dropped} segment(s) of the earlier controller freed: no running plugin owned or held them` });
+  pool.table.save();
+}
 
 /**
  * What a controller keeps of the pool a killed one left (its index, `saved`): the segments

@@ -73,3 +73,10 @@ export function checkSegmentId(id: unknown, field = 'segment'): string {
   if (typeof id === 'string' && SEGMENT_ID.test(id)) return id;
   throw new LogoMeshError('LM_SEGMENT', `'${field}' must be a segment id (32 hexadecimal digits), found ${JSON.stringify(String(id).slice(0, 64))}`, { field, expected: '32 hexadecimal digits', found: String(id).slice(0, 64) });
 }
+
+/** Check a segment's size from outside: a whole number of bytes from 1 to the pool's size `max`; LM_SEGMENT otherwise. */
+export function checkSegmentSize(size: number, max: number): void {
+  if (!Number.isSafeInteger(size) || size < 1 || size > max) {
+    throw new LogoMeshError('LM_SEGMENT', `a segment's size must be a whole number of bytes from 1 to ${max} (the pool's size), found ${String(size).slice(0, 32)}`, { field: 'size', expected: `1 to ${max}`, found: String(size).slice(0, 32) });
+  }
+}

@@ -152,12 +152,16 @@ export class PluginContainer implements AsyncDisposable {
       const drained = await this.attach(stdout, stderr);
       await hooks.beforeStart?.();
       await this.start();
+      // Waited for from the start on, while afterStart (the staging mounts' release) runs.
+      const exited = this.wait().catch(() => 137);
       await hooks.afterStart?.();
-      const exitCode = await this.wait().catch(() => 137);
+      const exitCode = await exited;
       await drained();
       if (interrupted) return { exitCode: 130, oomKilled: false, interrupted, runMs: 0 };
       const state = (await this.inspect()).State;
-      return { exitCode, oomKilled: await this.oomKilled(exitCode), interrupted, runMs: Date.parse(state.FinishedAt) - Date.parse(state.StartedAt) };
+      // One look at the state says both; only an exit by SIGKILL the engine has not flagged yet is looked at again.
+      const oomKilled = state.OOMKilled || (exitCode === 137 && (await this.oomKilled(exitCode)));
+      return { exitCode, oomKilled, interrupted, runMs: Date.parse(state.FinishedAt) - Date.parse(state.StartedAt) };
     } finally {
       signal?.removeEventListener('abort', onAbort);
     }

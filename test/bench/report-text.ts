@@ -15,7 +15,8 @@ export const WHY: Readonly<Record<string, string>> = {
   memory: 'see docs/performance.md#nodejs-plugins',
   standby:
     'the controller must know what the exit was before it switches (a seccomp kill is quarantined, a clean exit may end the plugin): the engine reports the exit, and the resource monitor whether the kernel OOM-killed it (without the monitor, the engine is asked for up to half a second); a restart by hand needs no such report (docs/performance.md#warm-standby)',
-  'run.command': "Node.js's own start and the CLI's modules beside the docker CLI's; `runPlugin()` in process is within 1.1x of the bare dockerode sequence (docs/performance.md#the-cli)",
+  'run.command':
+    "the command's CPU, which waits its turn on a loaded host: Node.js's own start (node -e 0: about 65 ms of CPU, the docker CLI about 20 for its whole run), its code (from run.cjs and its V8 code cache) and the checks docker run does not make (manifest, signature, policy, the image's inputs hash, the staging mount); about 210 ms of CPU a run, 300 before its own bundle and code cache (docs/performance.md#the-cli)",
   cli: "Node.js's own start on a loaded machine (the node -e 0 beside it)",
   scale:
     "`up`: the engine's container starts on two shared cores (the controller spends about 27 ms of CPU a plugin); idle CPU: the health pings and their pongs, the monitor's /proc reads (spread over 100 ms turns) and the kernel-log polls remain, and the figure moves with the host's load (1.84-1.88% against 3.87-4.49% for the code before, same session); spread p99: the calls wait for the plugins' processes to get a CPU; the hub's own part is under 0.1 ms at p99 and the monitor's burst that held every call for milliseconds is gone (docs/performance.md#scale)",
@@ -45,7 +46,8 @@ export const NOTES: readonly string[] = [
   '  image and charged by the kernel to whichever container read them first; they are left out',
   '  for the plugin and its baseline alike.',
   '- One-shot runs and commands are timed as users run them: the installed command',
-  '  (`bin/logomesh.js`, which `logomesh` on PATH is), including the start of Node.js.',
+  '  (`bin/logomesh.js`, which `logomesh` on PATH is), including the start of Node.js; `run`',
+  '  from its own bundle with its V8 code cache, which the first of the rounds writes.',
   '- The scale rows start the plugins of one folder under one controller (half Python, half',
   "  Node.js at 25% CPU each, and the Go and Rust examples), then measure the controller's own",
   '  CPU at idle, and host calls at 1,000 a second, open loop, spread across all of them.',

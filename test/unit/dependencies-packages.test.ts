@@ -1,20 +1,9 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { baseImages } from '../../src/images/build.js';
-import {
-  DEFAULT_PIP_INDEX,
-  explainPipFailure,
-  npmDockerfile,
-  npmName,
-  packageRequest,
-  packagesDockerfile,
-  packagesImageHash,
-  packagesImageTag,
-  pipDockerfile,
-  PIP_INDEX_ENV,
-  PYDEPS_DIR,
-  PYDEPS_PTH,
-  type PackageRequest,
-} from '../../src/images/packages.js';
+import { baseImages } from '../../src/images/engine-images.js';
+import { npmName, packageRequest, type PackageRequest } from '../../src/images/package-request.js';
+import { DEFAULT_PIP_INDEX, npmDockerfile, packagesDockerfile, pipDockerfile, PIP_INDEX_ENV, PYDEPS_DIR, PYDEPS_PTH } from '../../src/images/packages-dockerfile.js';
+import { packagesImageHash, packagesImageTag } from '../../src/images/packages-image.js';
+import { explainPipFailure } from '../../src/images/pip-failure.js';
 import { LogoMeshError } from '../../src/errors.js';
 import { loadManifest } from '../../src/manifest/index.js';
 import type { LoadedManifest } from '../../src/manifest/types.js';

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Docker } from '../../src/engine/docker.js';
-import { contextHash } from '../../src/images/build.js';
+import { contextHash } from '../../src/images/inputs-hash.js';
 
 /** A Dockerfile without FROM: the hash then needs no engine. */
 const NO_ENGINE = {} as Docker;

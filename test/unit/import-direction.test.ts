@@ -30,7 +30,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ['controller'],
   ['console'],
   ['control'],
-  ['index.ts'],
+  ['index.ts', 'run-api.ts'],
   ['testkit', 'cli'],
 ];
 
@@ -39,7 +39,7 @@ const MUTUAL = [['signing', 'policy']];
 
 /** Files that may import only these files: the CLI only the library API and the control client; the test kit only the library API; the control client nothing of the controller's implementation. */
 const ONLY: Record<string, readonly string[]> = {
-  cli: ['index.ts', 'control/client.ts'],
+  cli: ['index.ts', 'run-api.ts', 'control/client.ts'],
   testkit: ['index.ts'],
   'control/client.ts': ['errors.ts', 'controller/home.ts', 'controller/types.ts'],
 };
