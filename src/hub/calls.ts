@@ -1,5 +1,5 @@
 import type { ErrorCode } from '../errors.js';
-import { encode } from './codec.js';
+import { encodeRequest, encodeResponse } from './forward.js';
 import type { Peer, WsPeer } from './peer.js';
 import { DEFAULT_CALL_TIMEOUT_MS, type Request, type Response, type SegmentRef, type WireError } from './protocol.js';
 
@@ -20,7 +20,8 @@ export interface CallTarget {
   waitingBytes: number;
 }
 
-type Outcome = { success: true; data: unknown; segments?: SegmentRef[] } | { success: false; error: WireError };
+/** `raw`: the data's text as the target wrote it, forwarded as it is (forward.ts). */
+type Outcome = { success: true; data: unknown; segments?: SegmentRef[]; raw?: string } | { success: false; error: WireError };
 
 interface Pending {
   readonly caller: Peer;
@@ -62,16 +63,17 @@ export class Calls {
 
   constructor(private readonly opts: CallsOptions) {}
 
-  /** Send a call on; returns the coded refusal when it cannot be. */
-  open(caller: Peer, msg: Request, target: CallTarget): { code: ErrorCode; message: string } | undefined {
+  /** Send a call on; returns the coded refusal when it cannot be. `rawData`: its params as the caller wrote them (forward.ts). */
+  open(caller: Peer, msg: Request, target: CallTarget, rawData?: string): { code: ErrorCode; message: string } | undefined {
     const at = this.opts.observe ? performance.now() : 0;
     if (caller.inFlight >= caller.limits.maxInFlight) {
       return { code: 'LM_RATE_LIMITED', message: `${caller.id} already has ${caller.limits.maxInFlight} calls waiting for answers` };
     }
     const timeout = msg.timeout ?? DEFAULT_CALL_TIMEOUT_MS;
     const hubId = this.opts.nextId();
-    const out: Request = { type: 'request', id: hubId, from: caller.id, to: [target.id], method: msg.method, data: msg.data, timeout, timestamp: Date.now(), ...(msg.segments ? { segments: msg.segments } : {}) };
-    const enc = encode(out, this.opts.maxMessageBytes + ENVELOPE_BYTES);
+    const out: Request = { type: 'request', id: hubId, from: caller.id, to: [target.id], method: msg.method, data: msg.data, timeout, timestamp: Date.now() };
+    if (msg.segments) out.segments = msg.segments;
+    const enc = encodeRequest(out, rawData, this.opts.maxMessageBytes + ENVELOPE_BYTES);
     if (!enc.ok) return { code: enc.code, message: enc.message };
     if (target.waiting >= this.opts.maxWaiting || target.waitingBytes + enc.bytes > this.opts.maxWaitingBytes) {
       return { code: 'LM_RATE_LIMITED', message: `plugin ${target.id} already has ${target.waiting} calls (${target.waitingBytes} bytes) waiting for its answers; the most is ${this.opts.maxWaiting} calls or ${this.opts.maxWaitingBytes} bytes` };
@@ -88,11 +90,11 @@ export class Calls {
     return undefined;
   }
 
-  /** An answer from `peer`; anything not answering one of its own open calls is dropped. */
-  answer(peer: Peer, msg: Response): boolean {
+  /** An answer from `peer`; anything not answering one of its own open calls is dropped. `rawData`: its result as written. */
+  answer(peer: Peer, msg: Response, rawData?: string): boolean {
     const p = this.pending.get(msg.correlationId);
     if (!p || p.target.id !== peer.id || p.target.peer !== peer) return false;
-    this.finish(msg.correlationId, msg.success ? { success: true, data: msg.data, ...(msg.segments ? { segments: msg.segments } : {}) } : { success: false, error: msg.error! });
+    this.finish(msg.correlationId, msg.success ? { success: true, data: msg.data, segments: msg.segments, raw: rawData } : { success: false, error: msg.error! });
     return true;
   }
 
@@ -131,9 +133,9 @@ export class Calls {
     if (!p) return;
     this.settle(hubId, p);
     this.opts.observe?.(p.caller.id, p.target.id, p.method, (performance.now() - p.at) / 1000, outcome.success ? 'ok' : outcome.error.code);
-    const reply = { type: 'response', id: this.opts.nextId(), from: p.target.id, correlationId: p.callerId, timestamp: Date.now(), ...outcome } as const;
+    const reply = replyTo(p, this.opts.nextId(), outcome);
     if (p.caller.inProcess) return void p.caller.deliver(reply);
-    const enc = encode(reply, this.opts.maxMessageBytes + ENVELOPE_BYTES);
+    const enc = encodeResponse(reply, outcome.success ? outcome.raw : undefined, this.opts.maxMessageBytes + ENVELOPE_BYTES);
     if (enc.ok) p.caller.deliver(reply, enc);
     else p.caller.deliver({ ...reply, success: false, error: { code: enc.code, message: `the answer of ${p.target.id}.${p.method} cannot be delivered: ${enc.message}` } } as Response);
   }
@@ -145,6 +147,13 @@ export class Calls {
     p.target.waiting--;
     p.target.waitingBytes -= p.bytes;
   }
+}
+
+/** The answer the caller gets, under its own id. */
+function replyTo(p: Pending, id: string, outcome: Outcome): Response {
+  const head = { type: 'response', id, from: p.target.id, correlationId: p.callerId, timestamp: Date.now() } as const;
+  if (!outcome.success) return { ...head, success: false, error: outcome.error };
+  return { ...head, success: true, data: outcome.data, ...(outcome.segments ? { segments: outcome.segments } : {}) };
 }
 
 export function fail(code: ErrorCode, message: string): { success: false; error: WireError } {

@@ -4,8 +4,8 @@ import type { ErrorCode } from '../errors.js';
  * Frames in and out of the hub, bounded in depth and size. `JSON.parse` copes with any
  * nesting, but everything that walks the value afterwards (`JSON.stringify` above all)
  * recurses, and a 10 KB frame nested a few thousand levels deep overflows the stack. So
- * depth is measured on the bytes before parsing, and nothing deeper than `maxDepth` is ever
- * turned into a value.
+ * depth is measured on the bytes before parsing (frame-scan.ts), and nothing deeper than
+ * `maxDepth` is ever turned into a value.
  */
 
 const QUOTE = 0x22;
@@ -14,41 +14,6 @@ const OPEN_BRACE = 0x7b;
 const OPEN_BRACKET = 0x5b;
 const CLOSE_BRACE = 0x7d;
 const CLOSE_BRACKET = 0x5d;
-
-/**
- * The deepest nesting of arrays and objects in JSON text, counting the outermost as 1.
- * Stops counting (and returns `limit + 1`) as soon as `limit` is passed. Brackets inside
- * strings do not count. The text need not be valid JSON: the parser judges that after.
- */
-export function jsonDepth(buf: Buffer, limit: number): number {
-  let depth = 0;
-  let max = 0;
-  let i = 0;
-  const n = buf.length;
-  while (i < n) {
-    const c = buf[i]!;
-    if (c === QUOTE) {
-      // Skip the string: to the next quote that is not escaped.
-      i++;
-      while (i < n) {
-        const s = buf[i]!;
-        if (s === BACKSLASH) i += 2;
-        else if (s === QUOTE) break;
-        else i++;
-      }
-    } else if (c === OPEN_BRACE || c === OPEN_BRACKET) {
-      depth++;
-      if (depth > max) {
-        max = depth;
-        if (max > limit) return max;
-      }
-    } else if (c === CLOSE_BRACE || c === CLOSE_BRACKET) {
-      depth--;
-    }
-    i++;
-  }
-  return max;
-}
 
 /**
  * The string values of a few top-level keys of a JSON object, found without parsing it: what

@@ -286,7 +286,7 @@ export class Hub extends EventEmitter {
     if (this.closed) return;
     try {
       const parsed = parseFrame(raw, isBinary, this.maxBytes, peer.binary);
-      if (parsed.ok) return this.intake({ peer, slot, msg: parsed.msg, claimedFrom: parsed.claimedFrom });
+      if (parsed.ok) return this.intake({ peer, slot, msg: parsed.msg, claimedFrom: parsed.claimedFrom, rawData: parsed.rawData });
       // A refused answer still settles its call (and is on the sender's record).
       if (parsed.answers && this.calls.answerRefused(peer, parsed.answers, parsed.error)) return this.verdicts.violation(peer, parsed.error.code as ErrorCode, `answer refused: ${parsed.error.message}`, 'frame');
       // Garbage costs a token like any message, so it cannot be sent faster than the limit.
@@ -336,7 +336,13 @@ export class Hub extends EventEmitter {
     yield this.local;
   }
 
+  /**
+   * Ids of 12 characters: V8's JSON.parse interns string values of up to about 10
+   * characters in its string table, so every short unique id a peer parses (this one comes
+   * back as a correlationId) costs a lookup and an insert into a table that only a full GC
+   * empties; that was 6-7% of each process's CPU at 64 calls in flight (docs/performance.md#the-hub).
+   */
   private nextId(): string {
-    return `h${(++this.seq).toString(36)}`;
+    return `h${(++this.seq).toString(36).padStart(11, '0')}`;
   }
 }

@@ -19,6 +19,8 @@ export interface Inbound {
   readonly msg: ClientMessage;
   /** A `from` the sender put in its frame (ignored: the hub knows who it is). */
   readonly claimedFrom?: string | undefined;
+  /** The text of its `data` as it came, forwarded as it is (forward.ts); cleared where a step checked the value. */
+  readonly rawData?: string | undefined;
 }
 
 export interface IntakeSlot {
@@ -141,17 +143,23 @@ export const authorize = (cx: IntakeContext): Step => (next) => (f) => {
 export const schemaCheck = (cx: IntakeContext): Step => (next) => (f) => {
   const m = f.msg;
   if (m.type === 'request' && m.to[0] !== HOST) {
-    const v = cx.target(m.to[0])?.policy.schemas?.get(m.method);
-    const problem = checkAgainst(v?.params, m.data, `${m.to[0]}.${m.method} params`);
+    const v = cx.target(m.to[0])?.policy.schemas?.get(m.method)?.params;
+    if (!v) return next(f);
+    const problem = checkAgainst(v, m.data, `${m.to[0]}.${m.method} params`);
     if (problem) return cx.refuse(f, 'call', `${m.to[0]}.${m.method}`, 'LM_SCHEMA', problem);
+    // The value the schema passed goes on, serialized again: a text forwarded as it came
+    // could be read otherwise by the target's parser (a key given twice, say).
+    return next({ ...f, rawData: undefined });
   } else if (m.type === 'response' && m.success && f.slot?.policy.schemas?.size) {
     const method = cx.methodOf(f.peer, m.correlationId);
-    const v = method === undefined ? undefined : f.slot.policy.schemas.get(method);
-    const problem = checkAgainst(v?.result, m.data, `${f.peer.id}.${method} result`);
+    const v = method === undefined ? undefined : f.slot.policy.schemas.get(method)?.result;
+    if (!v) return next(f);
+    const problem = checkAgainst(v, m.data, `${f.peer.id}.${method} result`);
     if (problem) {
       cx.deny(f.peer.id, 'answer', `${f.peer.id}.${method}`, 'LM_SCHEMA', problem);
-      return next({ ...f, msg: { type: 'response', id: m.id, correlationId: m.correlationId, success: false, error: { code: 'LM_SCHEMA', message: problem } } });
+      return next({ ...f, rawData: undefined, msg: { type: 'response', id: m.id, correlationId: m.correlationId, success: false, error: { code: 'LM_SCHEMA', message: problem } } });
     }
+    return next({ ...f, rawData: undefined });
   }
   next(f);
 };

@@ -1,8 +1,12 @@
 import type { ErrorCode } from '../errors.js';
-import { jsonDepth, topLevelStrings } from './codec.js';
+import { topLevelStrings } from './codec.js';
+import { scanFrame } from './frame-scan.js';
 import { unpackFrame } from './frames.js';
 import { CONSTANTS } from './protocol-constants.js';
+import { parseSegment, segmentsOf, TARGET, type SegmentMsg, type SegmentRef } from './protocol-segments.js';
 import { isTopicPattern, MAX_TOPIC_LENGTH } from '../manifest/topics.js';
+
+export { MAX_SEGMENTS, type SegmentMsg, type SegmentOp, type SegmentRef } from './protocol-segments.js';
 
 /** The protocol major version this hub speaks (docs/protocol.md). */
 export const PROTOCOL_VERSION = CONSTANTS.protocol;
@@ -29,33 +33,10 @@ export interface WireError {
   details?: unknown;
 }
 
-interface Base {
+export interface Base {
   id: string;
   from?: string;
   timestamp?: number;
-}
-
-/**
- * A shared-memory segment a request, response or event carries (docs/shared-memory.md): its
- * id, and `grant` when the sender, its owner, gives the receiver that access on the way.
- */
-export interface SegmentRef {
-  id: string;
-  grant?: 'read' | 'write';
-}
-
-/** What a plugin asks of the shared-memory pool (answered with a response). */
-export type SegmentOp = 'allocate' | 'free' | 'resize' | 'readonly' | 'share' | 'release' | 'list' | 'publish' | 'lookup';
-
-export interface SegmentMsg extends Base {
-  type: 'segment';
-  op: SegmentOp;
-  segment?: string;
-  size?: number;
-  plugins?: string[];
-  access?: 'read' | 'write';
-  key?: string;
-  ttlMs?: number;
 }
 
 export interface Hello extends Base {
@@ -122,39 +103,19 @@ export interface Register extends Base {
 export type ClientMessage = Hello | Request | Response | EventMsg | Broadcast | Subscribe | SegmentMsg | Register;
 export type HubMessage = Request | Response | EventMsg | Broadcast | Shutdown | ErrorMsg;
 
-/** `claimedFrom`: a `from` the client put in its frame (the hub ignores it, and sets its own). */
+/**
+ * `claimedFrom`: a `from` the client put in its frame (the hub ignores it, and sets its own).
+ * `rawData`: the text of a request's or a successful response's `data` in the frame, which
+ * can be forwarded as it is (frame-scan.ts, forward.ts); absent for msgpack frames.
+ */
 export type Parsed =
-  | { ok: true; msg: ClientMessage; claimedFrom?: string }
+  | { ok: true; msg: ClientMessage; claimedFrom?: string; rawData?: string }
   /** `answers`: the call a refused response was for, when it could be read (a frame too large to parse). */
   | { ok: false; id?: string; answers?: string; error: WireError };
 
 const ID = new RegExp(`^[\\x20-\\x7e]{1,${CONSTANTS.idMaxLength}}$`);
 const TOPIC = { test: isTopicPattern };
 const NAME = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
-const TARGET = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
-const SEGMENT = /^[0-9a-f]{32}$/;
-/** Segments one message may carry. */
-export const MAX_SEGMENTS = CONSTANTS.segments.maxPerMessage;
-const SEGMENT_OPS: ReadonlySet<string> = new Set<SegmentOp>(['allocate', 'free', 'resize', 'readonly', 'share', 'release', 'list', 'publish', 'lookup']);
-const CACHE_KEY = /^[\x21-\x7e]{1,256}$/;
-
-type SegmentsField = { ok: true; value?: SegmentRef[] } | { ok: false; error: string };
-
-/** The `segments` of a request, response or event: absent, or up to MAX_SEGMENTS distinct refs. */
-function segmentsOf(v: unknown): SegmentsField {
-  if (v === undefined) return { ok: true };
-  const bad = { ok: false as const, error: `'segments' must be an array of at most ${MAX_SEGMENTS} objects {"id": <32 hex digits>, "grant"?: "read" | "write"}, each segment once` };
-  if (!Array.isArray(v) || v.length > MAX_SEGMENTS) return bad;
-  const out: SegmentRef[] = [];
-  for (const x of v) {
-    const r = x as Record<string, unknown>;
-    if (typeof r !== 'object' || r === null || typeof r.id !== 'string' || !SEGMENT.test(r.id)) return bad;
-    if (r.grant !== undefined && r.grant !== 'read' && r.grant !== 'write') return bad;
-    if (out.some((o) => o.id === r.id)) return bad;
-    out.push({ id: r.id, ...(r.grant ? { grant: r.grant } : {}) });
-  }
-  return out.length ? { ok: true, value: out } : { ok: true };
-}
 
 /**
  * A frame refused before parsing still has its id (and, for a response, the call it answers)
@@ -185,25 +146,31 @@ export function parseFrame(raw: Buffer | string, isBinary: boolean, maxBytes: nu
     return checked(u.value);
   }
   const buf = typeof raw === 'string' ? Buffer.from(raw) : raw;
-  const depth = jsonDepth(buf, MAX_DEPTH);
-  if (depth > MAX_DEPTH) return withAnswers(fail(`frame nests arrays and objects more than ${MAX_DEPTH} levels deep`), buf);
+  const text = typeof raw === 'string' ? raw : raw.toString('utf8');
+  const scan = scanFrame(buf, text, MAX_DEPTH);
+  if (scan.depth > MAX_DEPTH) return withAnswers(fail(`frame nests arrays and objects more than ${MAX_DEPTH} levels deep`), buf);
   let v: unknown;
   try {
-    v = JSON.parse(buf.toString('utf8'));
+    v = JSON.parse(text);
   } catch (err) {
     return fail(`frame is not JSON: ${(err as Error).message}`);
   }
-  return checked(v);
+  return checked(v, scan.data);
 }
 
 /** A decoded frame (from JSON text or msgpack) checked and typed. */
-function checked(v: unknown): Parsed {
+function checked(v: unknown, rawData?: string): Parsed {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) return fail('frame must be a JSON object');
   const m = v as Record<string, unknown>;
   const id = typeof m.id === 'string' && ID.test(m.id) ? m.id : undefined;
   if (!id) return fail("field 'id' must be a string of 1-128 printable characters");
   const parsed = parseMessage(m, id);
-  return parsed.ok && typeof m.from === 'string' && m.from !== '' ? { ...parsed, claimedFrom: m.from } : parsed;
+  if (!parsed.ok) return parsed;
+  // Only a call's params and a successful answer's result go on as text (an error is rebuilt).
+  const t = parsed.msg.type;
+  const raw = rawData !== undefined && ((t === 'request' && m.data !== undefined) || (t === 'response' && m.success === true)) ? rawData : undefined;
+  const claimedFrom = typeof m.from === 'string' && m.from !== '' ? m.from : undefined;
+  return { ok: true, msg: parsed.msg, claimedFrom, rawData: raw };
 }
 
 function parseMessage(m: Record<string, unknown>, id: string): Parsed {
@@ -239,7 +206,10 @@ function parseMessage(m: Record<string, unknown>, id: string): Parsed {
       }
       const segs = segmentsOf(m.segments);
       if (!segs.ok) return fail(segs.error, id);
-      return { ok: true, msg: { type: 'request', id, to: [to[0]], method: m.method, data: m.data, ...(m.timeout !== undefined ? { timeout: m.timeout as number } : {}), ...(segs.value ? { segments: segs.value } : {}) } };
+      const msg: Request = { type: 'request', id, to: [to[0]], method: m.method, data: m.data };
+      if (m.timeout !== undefined) msg.timeout = m.timeout as number;
+      if (segs.value) msg.segments = segs.value;
+      return { ok: true, msg };
     }
     case 'response': {
       if (typeof m.correlationId !== 'string') return fail("response needs 'correlationId'", id);
@@ -280,8 +250,10 @@ function parseMessage(m: Record<string, unknown>, id: string): Parsed {
     case 'unsubscribe':
       if (typeof m.topic !== 'string' || !TOPIC.test(m.topic)) return fail(`${m.type} needs 'topic': a dotted name of at most ${MAX_TOPIC_LENGTH} characters, optionally ending in .* (or * for all)`, id);
       return { ok: true, msg: { type: m.type, id, topic: m.topic } };
-    case 'segment':
-      return parseSegment(m, id);
+    case 'segment': {
+      const seg = parseSegment(m, id);
+      return seg.ok ? seg : fail(seg.message, id);
+    }
     default:
       return fail(`unknown message type ${JSON.stringify(String(m.type).slice(0, 64))}`, id);
   }
@@ -289,37 +261,4 @@ function parseMessage(m: Record<string, unknown>, id: string): Parsed {
 
 function describe(v: unknown): string {
   return typeof v === 'number' ? String(v) : typeof v;
-}
-
-
-/** A `segment` message: the op and just the fields it needs, each checked. */
-function parseSegment(m: Record<string, unknown>, id: string): Parsed {
-  if (typeof m.op !== 'string' || !SEGMENT_OPS.has(m.op)) return fail(`segment needs 'op': one of ${[...SEGMENT_OPS].join(', ')}`, id);
-  const op = m.op as SegmentOp;
-  const msg: SegmentMsg = { type: 'segment', id, op };
-  if (op !== 'allocate' && op !== 'list' && op !== 'lookup') {
-    if (typeof m.segment !== 'string' || !SEGMENT.test(m.segment)) return fail(`segment ${op} needs 'segment': a segment id (32 hexadecimal digits)`, id);
-    msg.segment = m.segment;
-  }
-  if (op === 'allocate' || op === 'resize') {
-    if (!Number.isSafeInteger(m.size) || (m.size as number) < 1) return fail(`segment ${op} needs 'size': a whole number of bytes, at least 1`, id);
-    msg.size = m.size as number;
-  }
-  if (op === 'share') {
-    if (!Array.isArray(m.plugins) || m.plugins.length > 64 || !m.plugins.every((x) => typeof x === 'string' && TARGET.test(x))) return fail("segment share needs 'plugins': an array of at most 64 plugin ids", id);
-    msg.plugins = [...new Set(m.plugins as string[])];
-  }
-  if (m.access !== undefined) {
-    if (m.access !== 'read' && m.access !== 'write') return fail("'access' must be \"read\" or \"write\"", id);
-    msg.access = m.access;
-  }
-  if (op === 'publish' || op === 'lookup') {
-    if (typeof m.key !== 'string' || !CACHE_KEY.test(m.key)) return fail(`segment ${op} needs 'key': 1-256 printable characters without spaces`, id);
-    msg.key = m.key;
-  }
-  if (op === 'publish') {
-    if (!Number.isSafeInteger(m.ttlMs) || (m.ttlMs as number) < 1 || (m.ttlMs as number) > 86_400_000) return fail("segment publish needs 'ttlMs': 1 to 86400000 milliseconds", id);
-    msg.ttlMs = m.ttlMs as number;
-  }
-  return { ok: true, msg };
 }

@@ -43,7 +43,7 @@ export class Router {
       case 'request':
         return msg.to[0] === HOST ? this.hostRequest(f) : this.pluginRequest(f);
       case 'response':
-        if (!this.deps.calls.answer(peer, msg)) this.deps.log.debug({ from: peer.id, correlationId: msg.correlationId }, 'response to no open call of this peer dropped');
+        if (!this.deps.calls.answer(peer, msg, f.rawData)) this.deps.log.debug({ from: peer.id, correlationId: msg.correlationId }, 'response to no open call of this peer dropped');
         return;
       case 'event':
       case 'broadcast':
@@ -73,7 +73,7 @@ export class Router {
     const resource = `${msg.to[0]}.${msg.method}`;
     const slot = this.deps.slots.current.get(msg.to[0] ?? '');
     if (!slot?.target || !slot.ready) return this.deps.verdicts.replyError(peer, msg.id, 'LM_PLUGIN_UNAVAILABLE', `plugin ${msg.to[0]} is not connected`);
-    const refused = this.deps.calls.open(peer, msg, slot.target);
+    const refused = this.deps.calls.open(peer, msg, slot.target, f.rawData);
     // Audited once, as what happened: sent on (allowed), or refused by a limit.
     if (refused) this.deps.verdicts.refuse(f, 'call', resource, refused.code, refused.message);
     else this.deps.verdicts.allowed(peer, resource);
@@ -90,7 +90,7 @@ export class Router {
     }
     const served = this.deps.remoteMethods.targetOf(msg.method);
     if (!served) return verdicts.refuse(f, 'call', resource, 'LM_PLUGIN_UNAVAILABLE', `no host application serves the host method '${msg.method}' now`);
-    const refused = this.deps.calls.open(peer, msg, served);
+    const refused = this.deps.calls.open(peer, msg, served, f.rawData);
     if (refused) verdicts.refuse(f, 'call', resource, refused.code, refused.message);
     else verdicts.allowed(peer, resource);
   }

@@ -6,9 +6,9 @@
 
 export const WHY: Readonly<Record<string, string>> = {
   throughput:
-    "the hub is not what bounds it: profiled during this row its process was idle 78% of the time (about 25 us of CPU a call). A call through the hub is four WebSocket hops through three Node.js processes that parse and write JSON, the echo two hops through two that parse nothing, all on two shared cores (docs/performance.md#the-hub)",
+    "CPU per call, not the hub alone nor the plugins' quota (no throttled period in five such rows): a call is four WebSocket hops through three Node.js processes, about 30 us of CPU in all (hub 15-19, caller 7-9, echo 5-6), where the raw echo is two hops through two processes that parse nothing; on this shared two-core host the row moves with the host's load as much as with LogoMesh (0.59x and 0.04x in two runs of the same code; docs/performance.md#the-three-processes-of-a-call-2026-12-05-second-pass)",
   latency:
-    'a call from a plugin wakes three processes in turn (caller, hub, target) where a host call wakes one; on a shared two-core machine each wake-up can wait behind other work, which the p99 shows (docs/performance.md#the-hub)',
+    "waiting for a CPU: a call from a plugin wakes three processes in turn (caller, hub, target) where a host call wakes one, and each waited for a CPU longer than it ran (scheduler statistics of every thread: 563 vs 119 us a call in the caller in a row with p99 25 ms); the hub's own event loop was late by up to 64 ms on this saturated host (docs/performance.md#the-three-processes-of-a-call-2026-12-05-second-pass)",
   'start.thoughts':
     'its CPU quota of 25%: the container start (runc, docker-init: about 26 ms of CPU) and Node.js with the SDK (about 45 ms) need three 25 ms periods of its quota; echo-node, at 100%, shows the start without it (docs/performance.md#nodejs-plugins)',
   'start.echo-node': 'the load of this shared machine during the run: the same row was 0.95x (257 vs 269 ms) in a quieter run of the same code (docs/performance.md#nodejs-plugins)',

@@ -7,8 +7,21 @@ import { DEFAULT_CALL_TIMEOUT_MS, MAX_CALL_TIMEOUT_MS, METHOD_NAME, PATTERN, PLU
 import { packSegments } from './segments.js';
 import { deferred, nextId } from './state.js';
 
-/** See Plugin.call. */
-export async function call(s, target, data, options) {
+/**
+ * See Plugin.call. Not an async function: connected, a call returns the exchange's own
+ * promise, without the extra promise and microtask turns an async function's return of a
+ * promise costs on every call; a bad argument still rejects, never throws.
+ */
+export function call(s, target, data, options) {
+  try {
+    return s.state === 'ready' ? send(s, target, data, options, undefined) : callWhenConnected(s, target, data, options);
+  } catch (err) {
+    return Promise.reject(err);
+  }
+}
+
+/** The timeout the hub gets: whole milliseconds up to its ceiling (undefined: its default). */
+function checked(target, options) {
   const timeout = typeof options === 'number' ? options : options?.timeout;
   if (typeof target !== 'string') throw new LogoMeshError('LM_INVALID_ARGUMENT', `call target must be a string such as 'tokenizer.tokenize', got ${typeof target}`);
   const dot = target.indexOf('.');
@@ -20,16 +33,26 @@ export async function call(s, target, data, options) {
   if (timeout !== undefined && !(typeof timeout === 'number' && timeout > 0 && Number.isFinite(timeout))) {
     throw new LogoMeshError('LM_INVALID_ARGUMENT', `call timeout must be a positive number of milliseconds, got ${JSON.stringify(timeout)}`);
   }
-  // The hub takes whole milliseconds up to its ceiling.
-  let limit = timeout === undefined ? undefined : Math.min(Math.max(1, Math.ceil(timeout)), MAX_CALL_TIMEOUT_MS);
-  if (s.state !== 'ready') {
-    const reconnecting = s.state === 'reconnecting';
-    const budget = limit ?? DEFAULT_CALL_TIMEOUT_MS;
-    const started = Date.now();
-    await connected(s, 'call', budget);
-    // The time spent waiting for the connection comes off the call's timeout.
-    if (reconnecting) limit = Math.max(1, budget - (Date.now() - started));
-  }
+  return { to, method, limit: timeout === undefined ? undefined : Math.min(Math.max(1, Math.ceil(timeout)), MAX_CALL_TIMEOUT_MS) };
+}
+
+/** Before the connection is ready (or while it is made again): wait for it within the call's timeout. */
+async function callWhenConnected(s, target, data, options) {
+  let { limit } = checked(target, options);
+  const reconnecting = s.state === 'reconnecting';
+  const budget = limit ?? DEFAULT_CALL_TIMEOUT_MS;
+  const started = Date.now();
+  await connected(s, 'call', budget);
+  // The time spent waiting for the connection comes off the call's timeout.
+  if (reconnecting) limit = Math.max(1, budget - (Date.now() - started));
+  return send(s, target, data, options, limit);
+}
+
+/** `limit`: the timeout already worked out (after a wait for the connection), or undefined to take it from options. */
+function send(s, target, data, options, limit) {
+  const c = checked(target, options);
+  const { to, method } = c;
+  if (limit === undefined) limit = c.limit;
   const wait = (limit ?? DEFAULT_CALL_TIMEOUT_MS) + TIMEOUT_BACKSTOP_MS;
   const [packed, segments] = packSegments(data);
   const msg = { type: 'request', id: nextId(s), to: [to], method, data: packed };

@@ -397,7 +397,10 @@ function openSocket(url, handshakeTimeout, extra) {
     // over the largest configurable message size is not read: the connection closes (1009).
     // No agent: ws never goes through HTTP_PROXY or HTTPS_PROXY (they name the plugin's
     // egress proxy, not a way to its hub), and none is given here.
-    const ws = new WebSocket(url, { perMessageDeflate: false, maxPayload: MAX_MESSAGE_BYTES, ...extra, ...(handshakeTimeout ? { handshakeTimeout } : {}) });
+    // The mask of every frame left all zeros (generateMask): ws then writes a text frame
+    // without copying it into a Buffer and XOR-ing it. Masking protects HTTP proxies from
+    // frames a browser script chose; a plugin's own socket or the hub's port has none.
+    const ws = new WebSocket(url, { perMessageDeflate: false, maxPayload: MAX_MESSAGE_BYTES, generateMask: noop, ...extra, ...(handshakeTimeout ? { handshakeTimeout } : {}) });
     const failed = (err) => {
       ws.removeAllListeners();
       ws.on('error', noop);

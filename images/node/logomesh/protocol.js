@@ -211,7 +211,8 @@ export function encode(msg, maxBytes, binary = false) {
   }
   const levels = depth(text);
   if (levels > MAX_DEPTH) throw new EncodeError(`is nested ${levels} levels deep, over the maximum depth of ${MAX_DEPTH}`);
-  const size = Buffer.byteLength(text);
+  // A string's UTF-8 bytes are at most 3x its length: counted only when that could pass the limit.
+  const size = text.length * 3 <= maxBytes ? text.length : Buffer.byteLength(text);
   if (size > maxBytes) throw new EncodeError(`is ${size} bytes, over the maximum message size of ${maxBytes} bytes`, true);
   return text;
 }

