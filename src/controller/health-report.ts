@@ -12,36 +12,55 @@ import { pluginSocketDir } from './home.js';
  * whole (rename), so the check never reads half a line. Never throws: the folder is gone
  * once the plugin is torn down, and a report about a plugin that is gone does not matter.
  */
-export function reportHealth(home: Home, pluginId: string, text: string, generation: 0 | 1 = 0): void {
+export function reportHealth(home: Home, pluginId: string, text: string, generation: 0 | 1 = 0, now = Date.now()): void {
   // The socket folder its container has (a replacement's is the other one, see managed.ts).
   const file = path.join(pluginSocketDir(home, pluginId, generation), HEALTH_REPORT_NAME);
   const line = `${text.replace(/\s+/g, ' ').slice(0, 200)}\n`;
   // The same report as last time: only its age matters to the check, and touching the file
   // costs a fortieth of writing and renaming one (every plugin reports at each health ping).
-  if (written.get(file) === line && touched(file)) return;
+  // Touched at most every REFRESH_MS: the check's max age is at least 60 s.
+  const last = written.get(file);
+  if (last?.line === line && now - last.at < REFRESH_MS) return;
+  if (last?.line === line && touched(file, now)) {
+    last.at = now;
+    return;
+  }
   written.delete(file);
   // Written beside the plugin's folder, not in it: the plugin never sees a half-made file.
   const tmp = path.join(home.socketsDir, `.${HEALTH_REPORT_NAME}-${pluginId}-${randomBytes(4).toString('hex')}`);
   try {
     writeFileSync(tmp, line, { mode: 0o644 });
     renameSync(tmp, file);
-    written.set(file, line);
+    written.set(file, { line, at: now });
   } catch {
     // Torn down meanwhile.
     rmSync(tmp, { force: true });
   }
 }
 
-/**
- * The line last written to each report file. A plugin that is gone leaves its entry (one
- * short line per plugin id and generation); a report to a path whose file is gone writes
- * it again.
- */
-const written = new Map<string, string>();
+/** A new container of the plugin (its socket folder may be new): its next report is written, whatever the last one said. */
+export function forgetHealthReport(home: Home, pluginId: string, generation: 0 | 1 = 0): void {
+  written.delete(path.join(pluginSocketDir(home, pluginId, generation), HEALTH_REPORT_NAME));
+}
 
-function touched(file: string): boolean {
+/**
+ * How often an unchanged report's time is set. The container's check calls a report stale
+ * after max(60 s, three health intervals), and a report is made at each health ping, so the
+ * file is never older than this plus one interval when the check reads it. At 200 plugins
+ * pinged every 5 s this is 13 touches a second instead of 40.
+ */
+const REFRESH_MS = 10_000;
+
+/**
+ * The line last written to each report file, and when it was written or touched. A plugin
+ * that is gone leaves its entry (one short line per plugin id and generation); a report to
+ * a path whose file is gone writes it again (at its next refresh).
+ */
+const written = new Map<string, { line: string; at: number }>();
+
+function touched(file: string, nowMs: number): boolean {
   try {
-    const now = new Date();
+    const now = new Date(nowMs);
     utimesSync(file, now, now);
     return true;
   } catch {

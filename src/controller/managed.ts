@@ -30,7 +30,6 @@ export interface Managed {
   retries: number;
   readySince?: number;
   restartAt?: number;
-  healthTimer?: NodeJS.Timeout;
   restartTimer?: NodeJS.Timeout;
   /** Settles when the current start or stop finishes: one lifecycle operation at a time. */
   op: Promise<unknown>;

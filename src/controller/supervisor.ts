@@ -4,7 +4,8 @@ import type { SeccompKill } from '../violations/audit-records.js';
 import { EXIT_SIGSYS, KERNEL_RECORD_WAIT_MS, seccompKillMessage } from '../violations/kernel-watch.js';
 import type { Workload } from './backend.js';
 import type { ControllerContext } from './context.js';
-import { reportHealth } from './health-report.js';
+import { HealthPings } from './health-pings.js';
+import { forgetHealthReport, reportHealth } from './health-report.js';
 import { delay, type Supervision } from './launcher.js';
 import { serialize, type Managed } from './managed.js';
 import { consecutiveFailures, decideRestart } from './restart-policy.js';
@@ -31,6 +32,9 @@ export interface Relaunch {
  * decides, after its backoff, and never while the engine does not answer.
  */
 export class Supervisor implements Supervision {
+  /** Every ready plugin's health pings, on one timer (health-pings.ts). */
+  private readonly pings = new HealthPings<Managed>();
+
   constructor(
     private readonly cx: ControllerContext,
     private readonly launcher: Relaunch,
@@ -52,7 +56,8 @@ export class Supervisor implements Supervision {
   }
 
   /**
-   * Ping the plugin over the hub every health.intervalMs while it is ready, and have the
+   * Ping the plugin over the hub every health.intervalMs (at most a quarter second late:
+   * health-pings.ts) while it is ready, and have the
    * resource monitor watch it: resolves once it does (or cannot), so that its usage can be
    * asked for as soon as a start resolves. A plugin that keeps a standby gets one prepared.
    */
@@ -63,11 +68,12 @@ export class Supervisor implements Supervision {
     const id = m.loaded.manifest.id;
     let checking = false;
     let disconnectedChecks = 0;
-    // Ready: healthy in the engine's eyes too (its Docker health check reads this).
+    // Ready: healthy in the engine's eyes too (its Docker health check reads this), in a folder that may be new.
+    forgetHealthReport(home, id, m.generation);
     reportHealth(home, id, 'ok: ready, connected to the hub', m.generation);
     // In debug mode a plugin stopped at a breakpoint answers nothing, and is not unhealthy.
     if (this.cx.debug) return this.cx.monitoring.watch(m);
-    m.healthTimer = setInterval(() => {
+    this.pings.add(m, intervalMs, () => {
       if (checking || m.state !== 'ready') return;
       // A dropped connection usually means the process died: the engine reports the exit
       // (with its code) a moment later, so that is left to tell. Still disconnected at the
@@ -83,17 +89,15 @@ export class Supervisor implements Supervision {
           await this.failed(m, { code: 'LM_UNHEALTHY', message: `plugin ${id} did not answer its health check within ${timeoutMs} ms` }, false);
         })
         .finally(() => (checking = false));
-    }, intervalMs);
-    m.healthTimer.unref();
+    });
     // A standby switched in may still be lowering its start-up boost: the monitor reads the declared quota.
     await m.boost?.ended;
     await this.cx.monitoring.watch(m);
   }
 
   stopTimers(m: Managed): void {
-    clearInterval(m.healthTimer);
+    this.pings.remove(m);
     clearTimeout(m.restartTimer);
-    delete m.healthTimer;
     delete m.restartTimer;
     delete m.restartAt;
   }

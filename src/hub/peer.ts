@@ -64,6 +64,8 @@ export class WsPeer implements Peer {
   binary = false;
   private nonce: Buffer | undefined;
   private missed = 0;
+  /** A health probe was answered since the last heartbeat: the connection is proven alive for this one. */
+  private proven = false;
   private held = false;
   private readonly batch: WriteBatch;
 
@@ -118,9 +120,19 @@ export class WsPeer implements Peer {
     }, ms).unref();
   }
 
-  /** One heartbeat: false when the peer missed too many and was cut off. */
+  /**
+   * One heartbeat: false when the peer missed too many and was cut off. A peer that answered
+   * a health probe (the controller's, every health.intervalMs) since the last heartbeat has
+   * answered a ping of the hub's within this interval: it is not pinged again for it.
+   */
   heartbeat(maxMissed: number): boolean {
     if (!this.open) return true;
+    if (this.proven) {
+      this.proven = false;
+      this.nonce = undefined;
+      this.missed = 0;
+      return true;
+    }
     if (this.nonce && ++this.missed > maxMissed) {
       this.cut('LM_UNHEALTHY', `${this.id} (${this.origin}) did not answer ${this.missed} pings of the hub`);
       return false;
@@ -139,6 +151,7 @@ export class WsPeer implements Peer {
         if (!data.equals(nonce)) return;
         clearTimeout(timer);
         this.ws.off('pong', onPong);
+        this.proven = true;
         resolve(true);
       };
       const timer = setTimeout(() => {

@@ -6,6 +6,7 @@ import type { Logger } from '../log.js';
 import { Cgwatch } from './cgwatch.js';
 import { cgwatchBinary } from './cgwatch-binary.js';
 import { PluginWatch, type WatchTarget } from './plugin-watch.js';
+import { PollWheel } from './poll-wheel.js';
 import type { StatsRow } from './stats-table.js';
 import type { ResourceUsage, ResourceViolation, WatchedLimits } from './types.js';
 
@@ -47,14 +48,15 @@ function hasSysResource(): boolean {
 export class ResourceMonitor extends EventEmitter<{ violation: [ResourceViolation]; ended: [string] }> {
   private readonly watches = new Map<string, PluginWatch>();
   private serial = 0;
-  /** One timer for every watch: one wake-up per poll, however many plugins are watched. */
-  private timer: NodeJS.Timeout | undefined;
+  /** One timer for every watch, each watch's poll in one of its phases: the reads of many plugins spread over the poll, not in one burst. */
+  private readonly wheel: PollWheel<PluginWatch>;
 
   private constructor(
     private readonly opts: MonitorOptions,
     private helper: Cgwatch | undefined,
   ) {
     super();
+    this.wheel = new PollWheel(opts.pollMs ?? 500, (w) => w.tick());
     helper?.on('event', (ev) => this.route(ev.key));
     helper?.on('exit', (code) => {
       if (!this.helper) return;
@@ -87,12 +89,15 @@ export class ResourceMonitor extends EventEmitter<{ violation: [ResourceViolatio
   /** Watch a plugin's container (after each start: a restarted plugin has a new container). Replaces an earlier watch of the plugin. */
   async watch(target: WatchTarget): Promise<void> {
     this.unwatch(target.pluginId);
-    const key = `w${++this.serial}`;
+    const serial = ++this.serial;
+    const key = `w${serial}`;
+    const slowEvery = this.opts.slowEvery ?? 3;
     const w = await PluginWatch.start(target, {
       helper: this.helper,
       log: this.opts.log,
       pollMs: this.opts.pollMs ?? 500,
-      slowEvery: this.opts.slowEvery ?? 3,
+      slowEvery,
+      slowOffset: serial % slowEvery,
       pidsPollMs: this.opts.pidsPollMs ?? 15,
       privilegedPsi: this.opts.privilegedPsi ?? hasSysResource(),
       connections: this.opts.connections ?? (() => undefined),
@@ -102,12 +107,7 @@ export class ResourceMonitor extends EventEmitter<{ violation: [ResourceViolatio
       key,
     });
     this.watches.set(key, w);
-    if (!this.timer) {
-      this.timer = setInterval(() => {
-        for (const x of this.watches.values()) x.tick();
-      }, this.opts.pollMs ?? 500);
-      this.timer.unref();
-    }
+    this.wheel.add(w);
   }
 
   private find(pluginId: string): [string, PluginWatch] | undefined {
@@ -120,6 +120,7 @@ export class ResourceMonitor extends EventEmitter<{ violation: [ResourceViolatio
     const found = this.find(pluginId);
     if (!found) return;
     found[1].close();
+    this.wheel.remove(found[1]);
     this.watches.delete(found[0]);
   }
 
@@ -182,8 +183,7 @@ export class ResourceMonitor extends EventEmitter<{ violation: [ResourceViolatio
 
   /** Stop every watch and the helper. Idempotent. */
   async close(): Promise<void> {
-    clearInterval(this.timer);
-    this.timer = undefined;
+    this.wheel.clear();
     for (const w of this.watches.values()) w.close();
     this.watches.clear();
     const h = this.helper;

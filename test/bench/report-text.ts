@@ -19,7 +19,8 @@ export const WHY: Readonly<Record<string, string>> = {
   'run.command':
     "the command's CPU, which waits its turn on a loaded host: Node.js's own start (node -e 0: about 65 ms of CPU, the docker CLI about 20 for its whole run), its code (from run.cjs and its V8 code cache) and the checks docker run does not make (manifest, signature, policy, the image's inputs hash, the staging mount); about 210 ms of CPU a run, 300 before its own bundle and code cache (docs/performance.md#the-cli)",
   cli: "Node.js's own start on a loaded machine (the node -e 0 beside it)",
-  scale: 'see docs/performance.md#scale',
+  scale:
+    "`up`: the engine's container starts on two shared cores (the controller spends about 27 ms of CPU a plugin); idle CPU: the health pings and their pongs, the monitor's /proc reads (spread over 100 ms turns) and the kernel-log polls remain, and the figure moves with the host's load (1.84-2.46% against 3.87-5.08% for the code before, alternating in one session: 0.41-0.49x); spread p99: the calls wait for the plugins' processes to get a CPU; the hub's own part is under 0.1 ms at p99 and the monitor's burst that held every call for milliseconds is gone (docs/performance.md#scale)",
   'Resource monitor': "issue 16's targets, measured here as on main (docs/monitoring.md#measured)",
 };
 

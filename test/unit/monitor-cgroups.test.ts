@@ -1,11 +1,13 @@
-import { readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { ioBytes, keyValues, pressure, single } from '../../src/monitor/cgroup-file.js';
 import { parseCgroupDirs } from '../../src/monitor/cgroups.js';
 import { kernelWatches } from '../../src/monitor/kernel-watches.js';
-import { cgroupPids } from '../../src/monitor/procfs.js';
+import { cgroupPids, fileHandles, openFiles, ProcessList } from '../../src/monitor/procfs.js';
 import { CgroupSampler } from '../../src/monitor/sampler.js';
 import { toUsage } from '../../src/monitor/usage.js';
 
@@ -73,6 +75,7 @@ describe('reading cgroup v2 files (recorded fixtures)', () => {
     expect(sampler.memoryUsed()).toBe(23068672 - 3145728);
     expect(sampler.pids()).toEqual({ current: 5, max: 32 });
     expect(cgroupPids(V2_DIR)).toEqual([4242, 4250]);
+    expect(new ProcessList(path.join(V2, 'no-such-cgroup')).pids(1)).toEqual([]);
   });
 
   it('makes the spec ResourceUsage of two samples', () => {
@@ -127,5 +130,54 @@ describe('cgroup file formats', () => {
   it('parses v1 blkio and v2 io.stat byte counts', () => {
     expect(ioBytes('8:0 Read 4096\n8:0 Write 8192\n8:0 Sync 0\n8:0 Total 12288\nTotal 12288\n')).toEqual({ read: 4096, write: 8192 });
     expect(ioBytes('8:0 rbytes=10 wbytes=20 rios=1 wios=1\n')).toEqual({ read: 10, write: 20 });
+  });
+});
+
+describe("a watch's list of processes", () => {
+  it('is read again when the task count changes, and every tenth poll whatever it says; else kept', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'lm-procs-'));
+    try {
+      const procs = path.join(dir, 'cgroup.procs');
+      writeFileSync(procs, '10\n11\n');
+      const list = new ProcessList(dir);
+      expect(list.pids(5)).toEqual([10, 11]);
+      writeFileSync(procs, '10\n12\n');
+      // Same task count: the list read before (a process gone is the caller's cue: procfs-check.ts).
+      expect(list.pids(5)).toEqual([10, 11]);
+      expect(list.pids(6)).toEqual([10, 12]);
+      writeFileSync(procs, '13\n');
+      for (let i = 0; i < 9; i++) expect(list.pids(6)).toEqual([10, 12]);
+      expect(list.pids(6)).toEqual([13]);
+      writeFileSync(procs, '14\n');
+      expect(list.fresh(6)).toEqual([14]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('counting open files', () => {
+  it("on procfs, as many as the process's fd folder lists (from the folder's size since Linux 6.2)", async () => {
+    const child = spawn('sleep', ['30'], { stdio: ['ignore', 'ignore', 'ignore', 'pipe', 'pipe'] });
+    try {
+      await new Promise((r) => child.once('spawn', r));
+      const listed = readdirSync(`/proc/${child.pid}/fd`).length;
+      expect(listed).toBeGreaterThanOrEqual(5);
+      expect(openFiles(child.pid!)).toBe(listed);
+      expect(openFiles(2 ** 22 + 1)).toBeUndefined();
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+
+  it('in a folder that is not procfs (a fixture), by listing: a folder size there is not a count', () => {
+    const proc = mkdtempSync(path.join(os.tmpdir(), 'lm-fake-proc-'));
+    try {
+      mkdirSync(path.join(proc, '7', 'fd'), { recursive: true });
+      for (const n of ['0', '1', '2', '3']) writeFileSync(path.join(proc, '7', 'fd', n), '');
+      expect(fileHandles([7, 8], proc)).toEqual({ total: 4, most: 4, pid: 7, gone: 1 });
+    } finally {
+      rmSync(proc, { recursive: true, force: true });
+    }
   });
 });
