@@ -66,7 +66,10 @@ export class Cgwatch extends EventEmitter<{ event: [WatchEvent]; gone: [string];
 
   /** Start the helper at `binary` and wait for its ready line. */
   static async start(binary: string, log: Logger): Promise<Cgwatch> {
-    const child = spawn(binary, [], { stdio: ['pipe', 'pipe', 'pipe'] });
+    // A process group of its own: a Ctrl-C at the terminal (SIGINT to the foreground group)
+    // reaches the controller, which stops the helper in order, and not the helper first. It
+    // still ends with the controller however that ends: it exits when its stdin closes.
+    const child = spawn(binary, [], { stdio: ['pipe', 'pipe', 'pipe'], detached: true });
     const w = new Cgwatch(child, log);
     const ready = new Promise<void>((resolve, reject) => {
       child.once('error', (err) => reject(new LogoMeshError('LM_MONITOR_UNAVAILABLE', `cannot start cgwatch (${binary}): ${err.message}`, { file: binary }, { cause: err })));
