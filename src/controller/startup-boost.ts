@@ -5,7 +5,7 @@ import { LogoMeshError } from '../errors.js';
 import { LABEL } from '../labels.js';
 import type { Logger } from '../log.js';
 import { startupBoostFor, type BoostDecision } from '../policy/startup-boost.js';
-import { CPU_PERIOD_US, cpuShares } from '../sandbox/container-spec.js';
+import { CPU_PERIOD_US, cpuQuotaUs, cpuShares } from '../sandbox/container-spec.js';
 import type { ControllerContext } from './context.js';
 import { withLiveLimits } from './live-limits.js';
 import type { Managed } from './managed.js';
@@ -45,11 +45,6 @@ export function boostFor(cx: Pick<ControllerContext, 'docker' | 'audit' | 'log' 
 /** Attempts to lower the quota, and the pause before each retry: an engine hiccup is retried, a refusal is not left standing. */
 const RETRY_DELAYS_MS = [100, 400];
 
-/** CFS quota in microseconds for a percent of one core. */
-export function quotaUs(percent: number): number {
-  return Math.round((percent / 100) * CPU_PERIOD_US);
-}
-
 /**
  * Write a boost into a container spec: the quota and the CPU shares of the boost (a 25%
  * plugin weighs a quarter of a default container, and on a busy host its start waits for the
@@ -57,8 +52,8 @@ export function quotaUs(percent: number): number {
  * declared quota, so that a controller adopting the container after a kill can lower it.
  */
 export function boostSpec(spec: ContainerCreateOptions, cpuPercent: number, declaredPercent: number): void {
-  spec.HostConfig = { ...spec.HostConfig, CpuPeriod: CPU_PERIOD_US, CpuQuota: quotaUs(cpuPercent), CpuShares: cpuShares(cpuPercent) };
-  spec.Labels = { ...spec.Labels, [LABEL.cpuBoost]: String(quotaUs(cpuPercent)), [LABEL.cpuDeclared]: String(quotaUs(declaredPercent)) };
+  spec.HostConfig = { ...spec.HostConfig, CpuPeriod: CPU_PERIOD_US, CpuQuota: cpuQuotaUs(cpuPercent), CpuShares: cpuShares(cpuPercent) };
+  spec.Labels = { ...spec.Labels, [LABEL.cpuBoost]: String(cpuQuotaUs(cpuPercent)), [LABEL.cpuDeclared]: String(cpuQuotaUs(declaredPercent)) };
 }
 
 /**
@@ -122,7 +117,7 @@ export class StartupBoost {
     const id = this.containerId;
     if (!id) return;
     const declared = this.deps.declaredPercent();
-    const values = { CpuPeriod: CPU_PERIOD_US, CpuQuota: quotaUs(declared), CpuShares: cpuShares(declared) };
+    const values = { CpuPeriod: CPU_PERIOD_US, CpuQuota: cpuQuotaUs(declared), CpuShares: cpuShares(declared) };
     let last: unknown;
     for (let attempt = 0; attempt <= RETRY_DELAYS_MS.length; attempt++) {
       if (attempt > 0) await new Promise((r) => setTimeout(r, RETRY_DELAYS_MS[attempt - 1]));

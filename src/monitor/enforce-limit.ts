@@ -1,7 +1,7 @@
 import type Dockerode from 'dockerode';
 import { engineError } from '../engine/docker.js';
 import { LogoMeshError } from '../errors.js';
-import { CPU_PERIOD_US, GVISOR_HOST_THREADS, cpuShares } from '../sandbox/container-spec.js';
+import { CPU_PERIOD_US, GVISOR_HOST_THREADS, cpuQuotaUs, cpuShares } from '../sandbox/container-spec.js';
 
 /** A live change of a running plugin's limits. Absent fields stay as they are. */
 export interface LimitChange {
@@ -80,7 +80,7 @@ export async function enforceLimit(container: Dockerode.Container, change: Limit
   }
   if (change.cpuPercent !== undefined) {
     update.CpuPeriod = CPU_PERIOD_US;
-    update.CpuQuota = Math.round((change.cpuPercent / 100) * CPU_PERIOD_US);
+    update.CpuQuota = cpuQuotaUs(change.cpuPercent);
     update.CpuShares = cpuShares(change.cpuPercent);
     const period = hc.CpuPeriod || CPU_PERIOD_US;
     changed.push({ resource: 'cpuPercent', from: hc.CpuQuota && hc.CpuQuota > 0 ? Math.round((hc.CpuQuota / period) * 100) : null, to: change.cpuPercent });

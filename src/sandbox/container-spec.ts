@@ -71,6 +71,11 @@ const SHARES_PER_CORE = 1024;
  * default container, so a busy plugin cannot crowd out the host's own work beyond its
  * share even below its quota. The kernel's minimum weight is 2.
  */
+/** The CFS quota, in microseconds of each CPU_PERIOD_US, for a percent of one core. */
+export function cpuQuotaUs(cpuPercent: number): number {
+  return Math.round((cpuPercent / 100) * CPU_PERIOD_US);
+}
+
 export function cpuShares(cpuPercent: number): number {
   return Math.max(2, Math.round((cpuPercent / 100) * SHARES_PER_CORE));
 }
@@ -146,7 +151,7 @@ export function containerSpec(input: SpecInput): ContainerCreateOptions {
       MemorySwap: r.maxMemoryMB * MB,
       OomKillDisable: false,
       CpuPeriod: CPU_PERIOD_US,
-      CpuQuota: Math.round((r.maxCpuPercent / 100) * CPU_PERIOD_US),
+      CpuQuota: cpuQuotaUs(r.maxCpuPercent),
       CpuShares: cpuShares(r.maxCpuPercent),
       PidsLimit: r.maxProcesses + (input.ociRuntime === 'runsc' ? GVISOR_HOST_THREADS : 0),
       Ulimits: [{ Name: 'nofile', Soft: r.maxFileHandles, Hard: r.maxFileHandles }],

@@ -7,7 +7,7 @@ import { errorText, type Docker } from '../../engine/docker.js';
 import { LogoMeshError } from '../../errors.js';
 import { LABEL, ownerLabels } from '../../labels.js';
 import type { Logger } from '../../log.js';
-import { CPU_PERIOD_US } from '../container-spec.js';
+import { CPU_PERIOD_US, cpuQuotaUs } from '../container-spec.js';
 import { seccompProfile, seccompSecurityOpt } from '../../seccomp/profiles.js';
 import type { EgressDecision } from './decisions.js';
 import type { PluginNetwork } from './plugin-network.js';
@@ -42,7 +42,7 @@ export function proxyLimits(maxConnections: number, cpuPercent: number): { PidsL
     Memory: 48 * MB + maxConnections * 256 * 1024,
     nofile: 2 * maxConnections + 64,
     // The plugin's own CPU share, at least a tenth of a core: the proxy works for it.
-    CpuQuota: Math.round((Math.max(cpuPercent, 10) / 100) * CPU_PERIOD_US),
+    CpuQuota: cpuQuotaUs(Math.max(cpuPercent, 10)),
   };
 }
 
