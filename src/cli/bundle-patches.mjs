@@ -1,4 +1,4 @@
-// Source edits that `npm run build:cli` makes to docker-modem as it bundles it into
+// Source edits that `npm run build:cli` makes to docker-modem and dockerode as it bundles them into
 // dist/cli-bundle/run.cjs (src/cli/build-bundles.mjs; docs/performance.md#the-cli). Each
 // removes work that every `logomesh run` paid for something it never uses. An edit whose
 // text is not found fails the build: a new docker-modem must be looked at again, not
@@ -24,16 +24,27 @@ const EDITS = {
   'modem.js': [["debug('Sending: %s', util.inspect(options, {", "if (debug.enabled) debug('Sending: %s', util.inspect(options, {"]],
 };
 
-/** The esbuild plugin that applies EDITS. */
+/** The same for dockerode's own files. */
+const DOCKERODE_EDITS = {
+  // util.js loaded tar-fs (with its streams) and zlib for the one function that packs a build
+  // context, which LogoMesh never calls (it sends its own tar): loaded on that call.
+  'util.js': [
+    ["var tar = require('tar-fs');\nvar zlib = require('zlib');\n", ''],
+    ['tar.pack(', "require('tar-fs').pack("],
+    ['zlib.createGzip()', "require('zlib').createGzip()"],
+  ],
+};
+
+/** The esbuild plugin that applies EDITS and DOCKERODE_EDITS. */
 export const patchDockerModem = {
   name: 'patch-docker-modem',
   setup(b) {
-    b.onLoad({ filter: /[\\/]node_modules[\\/]docker-modem[\\/]lib[\\/](http|modem)\.js$/ }, (args) => {
-      const name = args.path.split(/[\\/]/).pop();
+    b.onLoad({ filter: /[\\/]node_modules[\\/](docker-modem[\\/]lib[\\/](http|modem)|dockerode[\\/]lib[\\/]util)\.js$/ }, (args) => {
+      const [pkg, , name] = args.path.split(/[\\/]/).slice(-3);
       let text = readFileSync(args.path, 'utf8');
-      for (const [from, to] of EDITS[name]) {
-        if (!text.includes(from)) throw new Error(`docker-modem/lib/${name} changed: '${from.split('\n')[0]}' is not in it (src/cli/bundle-patches.mjs)`);
-        text = text.replace(from, to);
+      for (const [from, to] of (pkg === 'dockerode' ? DOCKERODE_EDITS : EDITS)[name]) {
+        if (!text.includes(from)) throw new Error(`${pkg}/lib/${name} changed: '${from.split('\n')[0]}' is not in it (src/cli/bundle-patches.mjs)`);
+        text = text.split(from).join(to);
       }
       return { contents: text, loader: 'js' };
     });
