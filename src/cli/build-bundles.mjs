@@ -2,7 +2,7 @@
 // dist/cli-bundle/, which bin/logomesh.js loads (docs/performance.md#the-cli):
 // - entry.js and its chunks: every command, ES modules split at the commands' lazy imports;
 // - run.cjs: `logomesh run` alone, CommonJS, so that bin/logomesh.js can load it with V8's
-//   code cache (src/cli/code-cache.ts). dockerode is bundled into it (its require() from
+//   code cache (src/code-cache.ts). dockerode is bundled into it (its require() from
 //   node_modules took ~35 ms of a run), less the parts LogoMesh never calls: BuildKit
 //   (grpc, protobufjs) and SSH (ssh2), which stay in node_modules and load on a first
 //   call, as src/engine/deferred-modules.ts does for the unbundled dockerode;
