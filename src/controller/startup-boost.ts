@@ -34,7 +34,7 @@ export function boostFor(cx: Pick<ControllerContext, 'docker' | 'audit' | 'log' 
   const id = m.loaded.manifest.id;
   // Read at the end too: an operator's live limit set during the boost is what it returns to.
   const declaredPercent = () => withLiveLimits(m.loaded, m.liveLimits).manifest.resources.maxCpuPercent;
-  const decision = startupBoostFor(cx.policy(), id, declaredPercent(), spec.HostConfig?.Runtime, startCrowd(cx.registry.records()));
+  const decision = startupBoostFor(cx.policy(), id, declaredPercent(), spec.HostConfig?.Runtime, startCrowd(cx.registry.records(), m));
   if (!decision.boost) {
     cx.log.debug({ plugin: id, why: decision.why }, 'no start-up CPU boost');
     return undefined;
@@ -44,11 +44,12 @@ export function boostFor(cx: Pick<ControllerContext, 'docker' | 'audit' | 'log' 
 }
 
 /**
- * The plugins starting now (an `up` starts up to startConcurrency at once), on this host's
- * CPUs: the engine is the local one in every backend that boosts (Docker).
+ * The plugins starting now (an `up` starts up to startConcurrency at once), `self` counted
+ * once even when it is not `starting` (a ready plugin's warm standby), on this host's CPUs:
+ * the engine is the local one in every backend that boosts (Docker).
  */
-export function startCrowd(records: Iterable<Pick<Managed, 'state'>>, cpus = os.availableParallelism()): StartCrowd {
-  let starting = 0;
+export function startCrowd(records: Iterable<Pick<Managed, 'state'>>, self: Pick<Managed, 'state'>, cpus = os.availableParallelism()): StartCrowd {
+  let starting = self.state === 'starting' ? 0 : 1;
   for (const m of records) if (m.state === 'starting') starting++;
   return { starting, cpus };
 }

@@ -60,10 +60,12 @@ describe('the policy decides the start-up CPU boost', () => {
     expect(startupBoostFor(policy('startupBoost: { cpuPercent: 0 }\n'), 'p', 25, undefined, { starting: 16, cpus: 2 })).toMatchObject({ boost: false, why: expect.stringContaining('turned off') });
   });
 
-  it('counts the plugins starting now, and nothing else', () => {
-    const states = ['starting', 'ready', 'starting', 'loaded', 'failed', 'stopping', 'starting'] as const;
-    expect(startCrowd(states.map((state) => ({ state })), 2)).toEqual({ starting: 3, cpus: 2 });
-    expect(startCrowd([], 4)).toEqual({ starting: 0, cpus: 4 });
+  it('counts the plugins starting now, and a standby once beside them', () => {
+    const records = (['starting', 'ready', 'starting', 'loaded', 'failed', 'stopping', 'starting'] as const).map((state) => ({ state }));
+    // A starting plugin is among the records; a ready plugin's standby is counted once beside them.
+    expect(startCrowd(records, records[0]!, 2)).toEqual({ starting: 3, cpus: 2 });
+    expect(startCrowd(records, records[1]!, 2)).toEqual({ starting: 4, cpus: 2 });
+    expect(startCrowd([], { state: 'ready' }, 4)).toEqual({ starting: 1, cpus: 4 });
   });
 
   it('refuses a bad startupBoost section with LM_POLICY_INVALID naming the field', () => {
