@@ -157,6 +157,39 @@ class HandlerErrorsTest(unittest.IsolatedAsyncioTestCase):
         self.assertIn("not JSON", errors["not_json"]["message"])
 
 
+    async def test_a_plain_def_that_returns_an_awaitable_or_raises_CancelledError_is_answered(self):
+        p = Plugin("subject")
+
+        async def later(x):
+            await asyncio.sleep(0.01)
+            return x * 2
+
+        @p.method
+        def deferred(x):
+            return later(x)
+
+        @p.method
+        def deferred_fails():
+            async def fail():
+                raise LogoMeshError("LM_QUOTA", "later")
+            return fail()
+
+        @p.method
+        def cancelled():
+            raise asyncio.CancelledError()
+
+        async with FakeHub("subject") as hub, hub.serving(p):
+            self.assertEqual(await hub.call("deferred", {"x": 21}), 42)
+            with self.assertRaises(LogoMeshError) as cm:
+                await hub.call("deferred_fails")
+            self.assertEqual(cm.exception.code, "LM_QUOTA")
+            # A worker thread's CancelledError is the handler's own failure: answered, never left to time out.
+            with self.assertLogs("logomesh", "ERROR"):
+                with self.assertRaises(LogoMeshError) as cm:
+                    await hub.call("cancelled", timeout=2.0)
+            self.assertEqual(cm.exception.code, "LM_PLUGIN_ERROR")
+            self.assertEqual(await hub.call("deferred", {"x": 1}), 2)
+
 class ConcurrencyTest(unittest.IsolatedAsyncioTestCase):
     async def test_slow_handlers_do_not_block_other_requests(self):
         p = Plugin("subject")
