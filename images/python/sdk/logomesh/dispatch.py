@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Set
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Set, Tuple
 
 from . import _ws
 from ._workers import Workers
@@ -114,6 +114,7 @@ class DispatchMixin:
     _grace: float
 
     _new_id: Callable[[], str]
+    _thread_posts: int
     _binary_frames: Callable[[], bool]
     _begin_stop: Callable[[float], None]
 
@@ -235,10 +236,40 @@ class DispatchMixin:
         if m.is_async:
             self._track(self._loop.create_task(self._serve_request(m, rid, data, gen)))
         else:
-            # A plain def goes straight to a worker, whose one callback on the loop answers:
-            # no task and no extra turns of the loop between the handler's return and the
-            # answer (on a busy host each turn may wait for a CPU).
-            self._track(self._executor().run(invoke, (m.fn, data), lambda result, exc: self._answer_sync(m, rid, gen, result, exc)))
+            # A plain def goes straight to a worker, which writes the answer itself when it can
+            # (_serve_in_worker); the loop's one callback answers otherwise. No task, and on
+            # a busy host no wait for the loop's thread to get a CPU before the answer leaves.
+            ws = self._ws
+            self._track(self._executor().run(self._serve_in_worker, (m, rid, data, ws), lambda out, exc: self._served(m, rid, gen, out, exc)))
+
+    def _serve_in_worker(self, m: Method, rid: str, data: Any, ws: Optional[_ws.WebSocketClient]) -> Tuple[Any, Optional[bytes]]:
+        """In a worker: run the handler and, unless the loop must take over, write its answer
+        on the connection the request came in on. (result, None) leaves the rest to the loop:
+        an awaitable result, shared-memory segments, or a subscribe this thread queued on
+        the loop (on() in a handler), which must reach the hub before the answer."""
+        posts = self._thread_posts
+        try:
+            result = invoke(m.fn, data)
+        except BaseException as e:  # noqa: BLE001 - answered below, whatever it is
+            frame = self._answer(m, rid, None, e)
+        else:
+            if inspect.isawaitable(result) or segments_dir() is not None:
+                return result, None
+            frame = self._answer(m, rid, result, None)
+        if ws is not None and posts == self._thread_posts and ws.send_from_thread(frame):
+            return None, b""
+        return None, frame
+
+    def _served(self, m: Method, rid: str, gen: int, out: Tuple[Any, Optional[bytes]], exc: Optional[BaseException]) -> None:
+        """On the loop, after the worker: send what it could not, or finish what it left."""
+        if exc is not None:  # _serve_in_worker itself failed: answer with that
+            self._reply(self._answer(m, rid, None, exc), gen)
+            return
+        result, frame = out
+        if frame is None:
+            self._answer_sync(m, rid, gen, result, None)
+        elif frame:
+            self._reply(frame, gen)
 
     async def _serve_request(self, m: Method, rid: str, data: Any, gen: int) -> None:
         try:

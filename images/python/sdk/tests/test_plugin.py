@@ -223,6 +223,40 @@ class ConcurrencyTest(unittest.IsolatedAsyncioTestCase):
             self.assertEqual(await slow1, "sync done")
             self.assertEqual(await slow2, "async done")
 
+    async def test_a_plain_def_answers_from_its_worker_while_the_loop_is_busy(self):
+        """The worker writes the answer to the socket itself: it leaves before the answer of
+        a handler that held the event loop, though it was ready while the loop was held."""
+        p = Plugin("subject")
+        started = threading.Event()
+
+        @p.method
+        def quick():
+            started.set()
+            time.sleep(0.1)
+            return "quick"
+
+        @p.method
+        async def hold_loop():
+            started.wait(5)
+            time.sleep(0.5)  # blocks the loop, the worker's answer included if it needed the loop
+            return "held"
+
+        @p.method
+        def large():
+            return "x" * 600_000  # more than the socket takes at once: the rest goes through the loop, in order
+
+        async with FakeHub("subject") as hub, hub.serving(p):
+            first = asyncio.ensure_future(hub.request("quick"))
+            await asyncio.sleep(0)
+            second = asyncio.ensure_future(hub.request("hold_loop"))
+            results = await asyncio.gather(first, second)
+            self.assertEqual([r["data"] for r in results], ["quick", "held"])
+            order = [m["correlationId"] for m in hub.messages("response")]
+            self.assertLess(order.index(results[0]["correlationId"]), order.index(results[1]["correlationId"]))
+            big = await asyncio.gather(*(hub.call("large") for _ in range(4)), hub.call("quick"))
+            self.assertEqual([len(x) for x in big[:4]], [600_000] * 4)
+            self.assertEqual(big[4], "quick")
+
     async def test_sync_handlers_run_in_parallel_threads(self):
         p = Plugin("subject", max_workers=4)
         # Passes only when all four handlers run at the same time.
