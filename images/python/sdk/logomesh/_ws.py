@@ -92,7 +92,7 @@ class WebSocketClient(asyncio.Protocol):
         self.close_sent = False
         # Frames written by worker threads straight to the socket (send_from_thread): every
         # write holds this lock, and what a partial send left is queued before anything else.
-        self._wlock = threading.Lock()
+        self._wlock = threading.RLock()  # re-entrant: a transport may call back into this protocol while writing
         self._backlog: Optional[list] = None
         self._fd = -1
         self.close_code: Optional[int] = None
