@@ -2,12 +2,14 @@
 // dist/cli-bundle/, which bin/logomesh.js loads (docs/performance.md#the-cli):
 // - entry.js and its chunks: every command, ES modules split at the commands' lazy imports;
 // - run.cjs: `logomesh run` alone, CommonJS, so that bin/logomesh.js can load it with V8's
-//   code cache (src/cli/code-cache.ts). dockerode is bundled into it (its require() from
+//   code cache (src/code-cache.ts). dockerode is bundled into it (its require() from
 //   node_modules took ~35 ms of a run), less the parts LogoMesh never calls: BuildKit
 //   (grpc, protobufjs) and SSH (ssh2), which stay in node_modules and load on a first
-//   call, as src/engine/deferred-modules.ts does for the unbundled dockerode.
+//   call, as src/engine/deferred-modules.ts does for the unbundled dockerode;
+// - docker-modem, in both, with the edits of src/cli/bundle-patches.mjs.
 import process from 'node:process';
 import { build } from 'esbuild';
+import { patchDockerModem } from './bundle-patches.mjs';
 
 const common = {
   bundle: true,
@@ -16,6 +18,7 @@ const common = {
   logLevel: 'warning',
   // pino starts its pretty printer (a TTY's stderr) in a worker from its own files.
   external: ['pino', 'pino-pretty', 'thread-stream'],
+  plugins: [patchDockerModem],
 };
 
 await build({
@@ -77,6 +80,6 @@ const run = await build({
       "globalThis.__bundlerPathsOverrides = { get 'pino-worker'() { return require.resolve('pino/lib/worker.js'); }, get 'pino/file'() { return require.resolve('pino/file.js'); }, get 'thread-stream-worker'() { return require.resolve('thread-stream/lib/worker.js'); } };",
     ].join('\n'),
   },
-  plugins: [deferParts],
+  plugins: [deferParts, patchDockerModem],
 });
 if (run.metafile) (await import('node:fs')).writeFileSync(process.env.LOGOMESH_BUILD_META, JSON.stringify(run.metafile));

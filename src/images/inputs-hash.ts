@@ -3,6 +3,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { Docker } from '../engine/docker.js';
 import { baseImageIds } from './engine-images.js';
+import { cachedHash, defaultInputsCache, fingerprint, keepHash, type InputsCache } from './inputs-cache.js';
 
 /**
  * Extra files up to this size are hashed by their bytes, like the context; larger ones (a
@@ -16,7 +17,8 @@ const EXTRA_CONTENT_HASH_MAX = 1024 * 1024;
 /**
  * sha256 over the relative path and bytes of every context file, the bytes of each small
  * extra file and the size and mtime of each large one, and the ids of the images the
- * Dockerfile builds FROM.
+ * Dockerfile builds FROM. Kept in `cache` (inputs-cache.ts) beside a fingerprint of all of
+ * these, and computed again only when the fingerprint changed; `cache` null: always computed.
  */
 export async function contextHash(
   docker: Docker,
@@ -24,7 +26,24 @@ export async function contextHash(
   extra: Readonly<Record<string, string>>,
   dockerfileText: string,
   generatedName?: string,
+  cache: InputsCache | null = defaultInputsCache(),
 ): Promise<string> {
+  // The base images' ids come from the engine: asked first, so the files are looked at meanwhile.
+  const bases = baseImageIds(docker, dockerfileText, path.join(contextDir, generatedName ?? 'Dockerfile'));
+  bases.catch(() => undefined); // awaited below; not an unhandled rejection while the files are read
+  const id = JSON.stringify([contextDir, extra, generatedName ?? null]);
+  const rest = async () => `${generatedName ?? ''}\0${dockerfileText}\0${(await bases).map(([b, i]) => `${b}=${i}`).join('\0')}`;
+  if (!cache) return computeHash(contextDir, extra, dockerfileText, generatedName, await bases);
+  const before = fingerprint(contextDir, extra, await rest());
+  const kept = cachedHash(cache, id, before);
+  if (kept) return kept;
+  const computedAt = Date.now();
+  const hash = computeHash(contextDir, extra, dockerfileText, generatedName, await bases);
+  keepHash(cache, id, before, fingerprint(contextDir, extra, await rest()), hash, computedAt);
+  return hash;
+}
+
+function computeHash(contextDir: string, extra: Readonly<Record<string, string>>, dockerfileText: string, generatedName: string | undefined, bases: [string, string][]): string {
   const hash = createHash('sha256');
   for (const rel of listFiles(contextDir)) {
     hash.update(`${rel}\0`);
@@ -40,7 +59,7 @@ export async function contextHash(
     }
   }
   if (generatedName) hash.update(`${generatedName}\0${dockerfileText}\0`);
-  await addBaseImages(hash, docker, dockerfileText, path.join(contextDir, generatedName ?? 'Dockerfile'));
+  for (const [base, id] of bases) hash.update(`${base}=${id}\0`);
   return hash.digest('hex');
 }
 

@@ -1,5 +1,29 @@
-import { ScalarType, type DescEnum, type DescField, type DescMessage } from '@bufbuild/protobuf';
+import type { DescEnum, DescField, DescMessage } from '@bufbuild/protobuf';
 import { LogoMeshError } from '../errors.js';
+
+/**
+ * @bufbuild/protobuf's ScalarType: the wire's own numbers for the scalar field types
+ * (FieldDescriptorProto.Type), held here so that this module loads without the library
+ * (runtime.ts). A unit test checks they are the library's.
+ */
+export const ScalarType = {
+  DOUBLE: 1,
+  FLOAT: 2,
+  INT64: 3,
+  UINT64: 4,
+  INT32: 5,
+  FIXED64: 6,
+  FIXED32: 7,
+  BOOL: 8,
+  STRING: 9,
+  BYTES: 12,
+  UINT32: 13,
+  SFIXED32: 15,
+  SFIXED64: 16,
+  SINT32: 17,
+  SINT64: 18,
+} as const;
+type ScalarType = (typeof ScalarType)[keyof typeof ScalarType];
 
 /**
  * Does a proto3 JSON value fit a message type? Checked before the library parses it, so that

@@ -1,7 +1,7 @@
-import { createFileRegistry, fromBinary, fromJson, toBinary, toJson, type DescMessage, type FileRegistry, type JsonValue } from '@bufbuild/protobuf';
-import { FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
+import type { DescMessage, FileRegistry, JsonValue } from '@bufbuild/protobuf';
 import { LogoMeshError } from '../errors.js';
 import { checkMessageValue } from './check.js';
+import { protobufRuntime } from './runtime.js';
 
 /** Larger descriptor sets are refused: a plugin's own types are a few KiB. */
 export const MAX_DESCRIPTOR_SET_BYTES = 1024 * 1024;
@@ -19,8 +19,9 @@ export class ProtobufTypes {
   /** Throws LM_INVALID_ARGUMENT when the bytes are not a FileDescriptorSet whose imports are all in it. */
   static fromBinary(bytes: Uint8Array, source = 'the descriptor set'): ProtobufTypes {
     if (bytes.length > MAX_DESCRIPTOR_SET_BYTES) throw invalid(`${source}: expected a FileDescriptorSet of at most ${MAX_DESCRIPTOR_SET_BYTES} bytes, found ${bytes.length} bytes`, source);
+    const { pb, wkt } = protobufRuntime();
     try {
-      return new ProtobufTypes(createFileRegistry(fromBinary(FileDescriptorSetSchema, bytes)));
+      return new ProtobufTypes(pb.createFileRegistry(pb.fromBinary(wkt.FileDescriptorSetSchema, bytes)));
     } catch (err) {
       throw invalid(`${source}: expected a FileDescriptorSet (protoc --include_imports --descriptor_set_out), found bytes that are not one (${(err as Error).message})`, source);
     }
@@ -45,7 +46,8 @@ export class ProtobufTypes {
     const desc = this.message(typeName);
     checkMessageValue(desc, value);
     try {
-      return toBinary(desc, fromJson(desc, sortKeys(value) as JsonValue));
+      const { pb } = protobufRuntime();
+      return pb.toBinary(desc, pb.fromJson(desc, sortKeys(value) as JsonValue));
     } catch (err) {
       throw new LogoMeshError('LM_INVALID_ARGUMENT', `protobuf ${typeName}: ${(err as Error).message}`, { field: typeName, expected: `a value of ${typeName}`, found: (err as Error).message });
     }
@@ -55,7 +57,8 @@ export class ProtobufTypes {
   decode(typeName: string, bytes: Uint8Array): JsonValue {
     const desc = this.message(typeName);
     try {
-      return toJson(desc, fromBinary(desc, bytes));
+      const { pb } = protobufRuntime();
+      return pb.toJson(desc, pb.fromBinary(desc, bytes));
     } catch (err) {
       throw new LogoMeshError('LM_INVALID_ARGUMENT', `protobuf ${typeName}: expected the bytes of a ${typeName}, found bytes that are not one (${(err as Error).message})`, { field: typeName, expected: `a ${typeName}`, found: (err as Error).message });
     }

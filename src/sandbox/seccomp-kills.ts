@@ -17,7 +17,8 @@ export interface SeccompKills {
  * made. Without a readable kernel log, the explanation says the call is unknown.
  */
 export function followSeccompKills(opts: { readonly log: Logger; readonly instance: string; readonly plugins: readonly string[] }): SeccompKills {
-  const watch = new KernelWatch({ log: opts.log, uid: PLUGIN_IDS, ownerOf: (kill) => opts.plugins.find((id) => pluginGid(opts.instance, id) === kill.gid) });
+  // The kernel log is read only for an exit by SIGSYS (onDemand): a run that ends otherwise reads none of it.
+  const watch = new KernelWatch({ log: opts.log, uid: PLUGIN_IDS, onDemand: true, ownerOf: (kill) => opts.plugins.find((id) => pluginGid(opts.instance, id) === kill.gid) });
   return {
     explain: async (pluginId, startedAt) => seccompKillMessage(pluginId, await watch.take(pluginId, startedAt, 1_000)),
     close: () => watch.close(),

@@ -12,12 +12,19 @@ export interface KernelLogOptions {
   readonly pollMs?: number;
   /** The device; a test may give a FIFO or file. */
   readonly device?: string;
+  /**
+   * Read nothing until follow() is called, then every record the kernel still holds, those
+   * logged before the start too (a one-shot run, which needs the log only to explain an exit
+   * by SIGSYS: skipping the ~2,000 records already there, one read(2) each, took 4-10 ms of
+   * every run). The caller tells its records from older ones (KernelWatch: by their time).
+   */
+  readonly onDemand?: boolean;
 }
 
 /**
  * Follows the kernel log for audit records (seccomp kills, LogoMesh's audit rules). /dev/kmsg is read without blocking, a record per
  * read, every pollMs: a blocking read would hold one of libuv's four pool threads forever.
- * What the log held before the watch began is skipped. Reading it needs CAP_SYSLOG where
+ * What the log held before the watch began is skipped (unless onDemand). Reading it needs CAP_SYSLOG where
  * kernel.dmesg_restrict is 1 (root on the host has it); without it, `start` says why and the
  * controller still sees a kill as a plugin's exit by SIGSYS, without the system call's name.
  */
@@ -37,9 +44,17 @@ export class KernelLog {
     } catch (err) {
       return { unavailable: `cannot read ${device}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` };
     }
+    if (opts.onDemand) return log;
     log.drain(false);
     log.schedule();
     return log;
+  }
+
+  /** An onDemand log: report every record it holds now, then follow it. Once; a no-op otherwise. */
+  follow(): void {
+    if (!this.opts.onDemand || this.fd === undefined || this.timer) return;
+    this.drain(true);
+    this.schedule();
   }
 
   private schedule(): void {

@@ -25,6 +25,14 @@ export interface KernelWatchOptions {
   readonly kernelLog?: Omit<KernelLogOptions, 'onRecord'>;
   /** The audit daemon's log to follow as well (default /var/log/audit/audit.log, if readable). */
   readonly auditLog?: string;
+  /**
+   * The kernel log is read only when `take` asks (a one-shot run: most never need it), and
+   * then from its oldest record; `take` then keeps only kills logged since its `sinceMs`
+   * (the kernel's own time of the record), so a kill of an earlier run is never taken for
+   * this one's. The audit daemon's log is still followed from the start (its end is found
+   * without reading it).
+   */
+  readonly onDemand?: boolean;
 }
 
 interface Pending {
@@ -51,6 +59,9 @@ export class KernelWatch {
   private pending: Pending[] = [];
   private readonly waiters = new Set<() => void>();
   private readonly sources: { close(): void }[] = [];
+  private readonly createdAt = Date.now();
+  /** The kernel log when it is read on demand, until `take` starts it. */
+  private onDemand?: KernelLog;
   /** Events already taken: the same record may come from the kernel log and the audit daemon's. */
   private readonly seen = new Set<string>();
   /** Why the kernel log is not read, when it is not. */
@@ -71,7 +82,8 @@ export class KernelWatch {
           opts.log.warn({ records: n }, 'the kernel dropped audit records (its printk rate limit, kernel.printk_ratelimit_burst): a plugin whose own process was killed by seccomp meanwhile is still stopped, without the call named; other records of that time are lost'),
       };
     };
-    const kernel = KernelLog.start(source());
+    const kernel = KernelLog.start({ ...source(), ...(opts.onDemand ? { onDemand: true } : {}) });
+    if (opts.onDemand && kernel instanceof KernelLog) this.onDemand = kernel;
     const daemon = AuditDaemonLog.start({ ...source(), ...(opts.auditLog ? { file: opts.auditLog } : {}) });
     for (const s of [kernel, daemon]) if (!('unavailable' in s)) this.sources.push(s);
     if (this.sources.length === 0) this.unavailable = 'unavailable' in kernel ? kernel.unavailable : 'no kernel log';
@@ -89,6 +101,8 @@ export class KernelWatch {
   }
 
   private onKill(kill: SeccompKill): void {
+    // Read on demand, the log holds kills from before this watch: not this run's, not reported.
+    if (this.onDemand && kill.at < this.createdAt) return;
     const plugin = this.claim(kill);
     if (plugin === undefined) return;
     const now = Date.now();
@@ -110,8 +124,10 @@ export class KernelWatch {
    * Undefined when the kernel log is not readable, or no record came.
    */
   async take(plugin: string, sinceMs: number, waitMs: number): Promise<SeccompKill | undefined> {
+    this.onDemand?.follow();
+    const logged = this.opts.onDemand === true;
     const find = (): SeccompKill | undefined => {
-      const i = this.pending.findLastIndex((p) => p.plugin === plugin && p.seen >= sinceMs);
+      const i = this.pending.findLastIndex((p) => p.plugin === plugin && p.seen >= sinceMs && (!logged || p.kill.at >= sinceMs));
       return i < 0 ? undefined : this.pending.splice(i, 1)[0]!.kill;
     };
     const now = find();

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 
-const LOADER = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'cli', 'code-cache.ts');
+const LOADER = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'code-cache.ts');
 
 /** One process that loads `bundle` through the code cache, calls its answer() and prints it. */
 function runBundle(bundle: string): string {
@@ -19,7 +19,7 @@ const bundleText = (value: string) => `const path = require('node:path');\nmodul
 /** Each test starts a few Node.js processes: a generous bound for a loaded machine. */
 const PROCESSES_MS = 60_000;
 
-describe("the CLI's code cache (src/cli/code-cache.ts)", () => {
+describe("the CLI's code cache (src/code-cache.ts)", () => {
   let dir: string;
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 

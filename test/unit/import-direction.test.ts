@@ -10,6 +10,7 @@ import { describe, expect, it } from 'vitest';
  * row here and in the doc's layout table, in the same order (also checked).
  */
 const LAYERS: readonly (readonly string[])[] = [
+  ['code-cache.ts'],
   ['errors.ts', 'labels.ts', 'log.ts', 'paths.ts', 'read-file.ts', 'schema-errors.ts', 'schema-validator.ts'],
   ['audit', 'violations'],
   ['seccomp'],

@@ -115,6 +115,26 @@ describe('KernelLog', () => {
     }
   });
 
+  it('onDemand: reads nothing until follow(), then what was logged before the start too, then what comes', async () => {
+    const device = path.join(dir, 'kmsg-follow');
+    writeFileSync(device, '');
+    const kills: string[] = [];
+    const log = KernelLog.start({ device, pollMs: 10, onDemand: true, onRecord: (r: AuditRecord) => void (seccompKillOf(r) && kills.push(seccompKillOf(r)!.name)) });
+    if (!(log instanceof KernelLog)) throw new Error(log.unavailable);
+    try {
+      appendFileSync(device, SOCKETCALL_32);
+      await new Promise((r) => setTimeout(r, 50));
+      expect(kills).toEqual([]);
+      log.follow();
+      expect(kills).toEqual(['socketcall']);
+      appendFileSync(device, MOUNT);
+      await new Promise((r) => setTimeout(r, 100));
+      expect(kills).toEqual(['socketcall', 'mount']);
+    } finally {
+      log.close();
+    }
+  });
+
   it('says why when the log cannot be read', () => {
     const r = KernelLog.start({ device: path.join(dir, 'missing'), onRecord: () => undefined });
     expect(r).toEqual({ unavailable: expect.stringContaining('ENOENT') });
@@ -172,6 +192,45 @@ describe('KernelWatch', () => {
       expect(await watch.take('attacker', since, 50)).toBeUndefined();
     } finally {
       watch.close();
+    }
+  });
+
+  it('on demand (a one-shot run): reads nothing until take asks, then what the log holds, taking only kills logged since the watch began', async () => {
+    const watchOf = (device: string, seen: string[]) =>
+      new KernelWatch({
+        log: silentLogger,
+        uid: 10001,
+        onDemand: true,
+        ownerOf: (k) => (k.gid === 1042733371 ? 'attacker' : undefined),
+        onKill: (plugin, k) => seen.push(`${plugin}:${k.serial}`),
+        kernelLog: { device, pollMs: 10 },
+        auditLog: path.join(dir, 'no-audit.log'),
+      });
+    // This run's kill, logged before anything reads the log (a file gives one record per read only when it holds one).
+    const ours = path.join(dir, 'kmsg-on-demand');
+    writeFileSync(ours, '');
+    const seen: string[] = [];
+    const watch = watchOf(ours, seen);
+    try {
+      const since = Date.now();
+      writeFileSync(ours, MOUNT.replace('audit(1795559066.767:77)', `audit(${((since + 1_000) / 1000).toFixed(3)}:78)`));
+      await new Promise((r) => setTimeout(r, 50));
+      expect(seen).toEqual([]);
+      expect(await watch.take('attacker', since, 2_000)).toMatchObject({ name: 'mount', serial: 78 });
+      expect(seen).toEqual(['attacker:78']);
+    } finally {
+      watch.close();
+    }
+    // A kill of the same plugin's group logged before the watch began (an earlier run with the same instance): never taken.
+    const old = path.join(dir, 'kmsg-on-demand-old');
+    writeFileSync(old, MOUNT);
+    const seenOld: string[] = [];
+    const later = watchOf(old, seenOld);
+    try {
+      expect(await later.take('attacker', 0, 100)).toBeUndefined();
+      expect(seenOld).toEqual([]);
+    } finally {
+      later.close();
     }
   });
 

@@ -151,3 +151,12 @@ describe('coordination.protobuf in the manifest', () => {
     expect(issues(dir).map((i) => i.path)).toEqual(expect.arrayContaining(['/coordination/protobuf/methods/sum/params', '/coordination/protobuf/extra']));
   });
 });
+
+describe("check.ts's ScalarType", () => {
+  it("holds the library's numbers, so the module can load without the library", async () => {
+    const { ScalarType: library } = await import('@bufbuild/protobuf');
+    const { ScalarType: ours } = await import('../../src/protobuf/check.js');
+    const names = Object.keys(library).filter((k) => Number.isNaN(Number(k)));
+    expect(Object.fromEntries(names.map((n) => [n, (library as unknown as Record<string, number>)[n]]))).toEqual(ours);
+  });
+});
