@@ -7,7 +7,7 @@ import { helperBinaries } from '../monitor/cgwatch-binary.js';
 import { enforceLimit, checkLimitChange, MonitorMetrics, monitoringRules, ResourceMonitor, watchedLimits, type ChangedLimit, type LimitChange, type ResourceUsage, type ResourceViolation, type StatsRow } from '../monitor/index.js';
 import { enforcePolicy } from '../policy/decisions.js';
 import type { Policy } from '../policy/policy.js';
-import type { HealthCheckSpec } from '../sandbox/health-check.js';
+import { healthCheckInterval, type HealthCheckSpec } from '../sandbox/health-check.js';
 import { PluginContainer } from '../sandbox/plugin-container.js';
 import { withLiveLimits } from './live-limits.js';
 import { isUp, type Managed } from './managed.js';
@@ -33,12 +33,6 @@ export interface MonitoringDeps {
 }
 
 /**
- * The Docker health check's interval (docs/monitoring.md#docker-health-check): each check
- * is an exec into the container, about 150 ms of the engine's CPU and 14 ms of the plugin's,
- * so it runs seldom; the controller's own checks over the hub are what act.
- */
-const HEALTH_INTERVAL_MS = 120_000;
-/**
  * A watch that ended this long before the engine reported the container's exit ended for
  * another reason (an unreadable cgroup file), not with the exit: its silence says nothing.
  */
@@ -46,6 +40,17 @@ const ENDED_WITH_EXIT_MS = 2_000;
 /** A report older than this (or three of the plugin's health intervals, if longer) means no controller is watching. */
 const STALE_AFTER_S = 60;
 const MS = 1000;
+
+/**
+ * The containers that get a Docker health check: one per loaded plugin, two for one that
+ * keeps a warm standby (an operator's standby for every plugin is not counted: the interval
+ * is then at most half as long as the bound asks).
+ */
+function containersChecked(records: readonly Managed[]): number {
+  let n = 0;
+  for (const m of records) n += m.loaded.manifest.restart.standby ? 2 : 1;
+  return n;
+}
 
 /**
  * The controller's side of resource monitoring (issue 16): the ResourceMonitor (as root;
@@ -134,7 +139,8 @@ export class Monitoring {
   /** The Docker health check for a plugin's next container, or undefined (none: no program, or turned off). */
   healthCheck(m: Managed): HealthCheckSpec | undefined {
     if (!this.health) return undefined;
-    const intervalMs = this.deps.options.healthCheckMs || HEALTH_INTERVAL_MS;
+    // The operator's interval as given; else one that bounds the engine's execs host-wide (health-check.ts).
+    const intervalMs = this.deps.options.healthCheckMs || healthCheckInterval(containersChecked(this.deps.records()));
     // The controller rewrites the report at each of its own health pings: three missed is stale.
     const maxAgeSeconds = Math.max(STALE_AFTER_S, Math.ceil((3 * m.loaded.manifest.health.intervalMs) / MS));
     return { binary: this.health, intervalMs, maxAgeSeconds, startPeriodMs: this.deps.startTimeoutMs };

@@ -1,10 +1,11 @@
 import type { ContainerCreateOptions } from 'dockerode';
+import os from 'node:os';
 import type { AuditSink } from '../audit/audit-log.js';
 import { engineStatus, errorText } from '../engine/docker.js';
 import { LogoMeshError } from '../errors.js';
 import { LABEL } from '../labels.js';
 import type { Logger } from '../log.js';
-import { startupBoostFor, type BoostDecision } from '../policy/startup-boost.js';
+import { startupBoostFor, type BoostDecision, type StartCrowd } from '../policy/startup-boost.js';
 import { CPU_PERIOD_US, cpuQuotaUs, cpuShares } from '../sandbox/container-spec.js';
 import type { ControllerContext } from './context.js';
 import { withLiveLimits } from './live-limits.js';
@@ -29,17 +30,28 @@ export interface BoostDeps {
  * startupBoostFor), and write it into the spec. Undefined: no boost (turned off, an OCI
  * runtime that cannot lower it, a quota already as high). `onFailed` stops the container.
  */
-export function boostFor(cx: Pick<ControllerContext, 'docker' | 'audit' | 'log' | 'policy'>, m: Managed, spec: ContainerCreateOptions, onFailed: (err: LogoMeshError) => void): StartupBoost | undefined {
+export function boostFor(cx: Pick<ControllerContext, 'docker' | 'audit' | 'log' | 'policy' | 'registry'>, m: Managed, spec: ContainerCreateOptions, onFailed: (err: LogoMeshError) => void): StartupBoost | undefined {
   const id = m.loaded.manifest.id;
   // Read at the end too: an operator's live limit set during the boost is what it returns to.
   const declaredPercent = () => withLiveLimits(m.loaded, m.liveLimits).manifest.resources.maxCpuPercent;
-  const decision = startupBoostFor(cx.policy(), id, declaredPercent(), spec.HostConfig?.Runtime);
+  const decision = startupBoostFor(cx.policy(), id, declaredPercent(), spec.HostConfig?.Runtime, startCrowd(cx.registry.records(), m));
   if (!decision.boost) {
     cx.log.debug({ plugin: id, why: decision.why }, 'no start-up CPU boost');
     return undefined;
   }
   boostSpec(spec, decision.cpuPercent, declaredPercent());
   return new StartupBoost(id, decision, { update: engineCpuUpdate(cx.docker), audit: cx.audit.record, log: cx.log, declaredPercent, onFailed });
+}
+
+/**
+ * The plugins starting now (an `up` starts up to startConcurrency at once), `self` counted
+ * once even when it is not `starting` (a ready plugin's warm standby), on this host's CPUs:
+ * the engine is the local one in every backend that boosts (Docker).
+ */
+export function startCrowd(records: Iterable<Pick<Managed, 'state'>>, self: Pick<Managed, 'state'>, cpus = os.availableParallelism()): StartCrowd {
+  let starting = self.state === 'starting' ? 0 : 1;
+  for (const m of records) if (m.state === 'starting') starting++;
+  return { starting, cpus };
 }
 
 /** Attempts to lower the quota, and the pause before each retry: an engine hiccup is retried, a refusal is not left standing. */

@@ -19,6 +19,7 @@ import { MAX_SERIES } from '../../src/monitor/call-stats.js';
 import { checkLimitChange, MonitorMetrics, type LimitChange, type ResourceViolation } from '../../src/monitor/index.js';
 import { runtimeImage } from '../../src/runtimes/index.js';
 import { containerSpec } from '../../src/sandbox/container-spec.js';
+import { HEALTH_EXEC_SPACING_MS, HEALTH_INTERVAL_MS, healthCheckInterval } from '../../src/sandbox/health-check.js';
 import { dedent, MAIN_PY, PluginFolders } from './support/plugin-folder.js';
 import { Client } from './support/hub-client.js';
 
@@ -188,6 +189,15 @@ describe('live limits and the health check in the container spec', () => {
     expect(next.hash).toBe(loaded.hash);
     expect(spec(next).HostConfig).toMatchObject({ Memory: 128 << 20, MemorySwap: 128 << 20, PidsLimit: 32 });
     expect(withLiveLimits(loaded, undefined)).toBe(loaded);
+  });
+
+  it("the health check's interval: 120 s for few containers, longer as they grow so the engine's execs stay at most one per 2 s host-wide", () => {
+    expect(healthCheckInterval(0)).toBe(HEALTH_INTERVAL_MS);
+    expect(healthCheckInterval(1)).toBe(120_000);
+    expect(healthCheckInterval(60)).toBe(120_000);
+    expect(healthCheckInterval(61)).toBe(122_000);
+    expect(healthCheckInterval(200)).toBe(400_000);
+    for (const n of [1, 59, 60, 61, 200, 1000]) expect(n / (healthCheckInterval(n) / 1000)).toBeLessThanOrEqual(1000 / HEALTH_EXEC_SPACING_MS);
   });
 
   it('the health check: lm-health mounted read-only, run by the engine with the report in the hub socket folder', () => {

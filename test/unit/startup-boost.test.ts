@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { ContainerCreateOptions } from 'dockerode';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { AuditEntry } from '../../src/audit/audit-log.js';
-import { boostSpec, endAdoptedBoost, StartupBoost, type CpuUpdate } from '../../src/controller/startup-boost.js';
+import { boostSpec, endAdoptedBoost, startCrowd, StartupBoost, type CpuUpdate } from '../../src/controller/startup-boost.js';
 import { LABEL } from '../../src/labels.js';
 import { silentLogger } from '../../src/log.js';
 import { loadPolicy, NO_POLICY, PolicyRejectedError, type Policy } from '../../src/policy/policy.js';
@@ -47,6 +47,25 @@ describe('the policy decides the start-up CPU boost', () => {
   it('is off under gVisor, whose runsc cannot change a running container (docker update fails)', () => {
     expect(startupBoostFor(NO_POLICY, 'p', 25, 'runsc')).toMatchObject({ boost: false, why: expect.stringContaining('runsc') });
     expect(startupBoostFor(NO_POLICY, 'p', 25, 'runc')).toMatchObject({ boost: true });
+  });
+
+  it('is off while the plugins starting at once fill the CPUs at their declared quotas, on again when they do not', () => {
+    // Two CPUs: eight starts at 25% share them whole, a boost could give none of them more.
+    expect(startupBoostFor(NO_POLICY, 'p', 25, undefined, { starting: 8, cpus: 2 })).toMatchObject({ boost: false, why: expect.stringContaining('8 plugins are starting at once') });
+    expect(startupBoostFor(NO_POLICY, 'p', 25, undefined, { starting: 16, cpus: 2 })).toMatchObject({ boost: false });
+    expect(startupBoostFor(NO_POLICY, 'p', 25, undefined, { starting: 7, cpus: 2 })).toMatchObject({ boost: true, cpuPercent: 100 });
+    expect(startupBoostFor(NO_POLICY, 'p', 10, undefined, { starting: 16, cpus: 2 })).toMatchObject({ boost: true });
+    expect(startupBoostFor(NO_POLICY, 'p', 25, undefined, { starting: 1, cpus: 2 })).toMatchObject({ boost: true });
+    // Turned off by the policy says so, whatever the crowd.
+    expect(startupBoostFor(policy('startupBoost: { cpuPercent: 0 }\n'), 'p', 25, undefined, { starting: 16, cpus: 2 })).toMatchObject({ boost: false, why: expect.stringContaining('turned off') });
+  });
+
+  it('counts the plugins starting now, and a standby once beside them', () => {
+    const records = (['starting', 'ready', 'starting', 'loaded', 'failed', 'stopping', 'starting'] as const).map((state) => ({ state }));
+    // A starting plugin is among the records; a ready plugin's standby is counted once beside them.
+    expect(startCrowd(records, records[0]!, 2)).toEqual({ starting: 3, cpus: 2 });
+    expect(startCrowd(records, records[1]!, 2)).toEqual({ starting: 4, cpus: 2 });
+    expect(startCrowd([], { state: 'ready' }, 4)).toEqual({ starting: 1, cpus: 4 });
   });
 
   it('refuses a bad startupBoost section with LM_POLICY_INVALID naming the field', () => {

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import struct
+import threading
 import ssl
 from typing import Callable, Dict, Optional
 
@@ -89,6 +90,11 @@ class WebSocketClient(asyncio.Protocol):
         self._paused = False
         self._drain_waiters: list = []
         self.close_sent = False
+        # Frames written by worker threads straight to the socket (send_from_thread): every
+        # write holds this lock, and what a partial send left is queued before anything else.
+        self._wlock = threading.RLock()  # re-entrant: a transport may call back into this protocol while writing
+        self._backlog: Optional[list] = None
+        self._fd = -1
         self.close_code: Optional[int] = None
         self.close_reason = ""
         self.open = False
@@ -130,6 +136,9 @@ class WebSocketClient(asyncio.Protocol):
             self._parse()
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
+        # asyncio closes the socket only after this returns: no worker writes to it after.
+        with self._wlock:
+            self._fd = -1
         was_open = self.open
         self.open = False
         if self.close_code is None:
@@ -303,14 +312,17 @@ class WebSocketClient(asyncio.Protocol):
         t = self._transport
         if t is None or t.is_closing():
             return
-        t.write(_frame(opcode, payload))
+        self._write(t, _frame(opcode, payload))
 
-    def send_text(self, payload: bytes) -> bool:
-        """Queue one message: a text frame (UTF-8 JSON), or a binary one (msgpack) once ``binary``
-        is set. False when the connection is not open."""
-        t = self._transport
-        if not self.open or self.close_sent or t is None or t.is_closing():
-            return False
+    def _write(self, t: asyncio.Transport, data: bytes) -> None:
+        """On the loop: write after whatever a worker's partial send left."""
+        with self._wlock:
+            if self._backlog is not None:
+                self._backlog.append(data)
+            else:
+                t.write(data)
+
+    def _data_frame(self, payload: bytes) -> bytes:
         # A TextFrame (protocol.py) stays text on a msgpack connection.
         op = 0x80 | (OP_BINARY if self.binary and not isinstance(payload, TextFrame) else OP_TEXT)
         n = len(payload)
@@ -321,11 +333,54 @@ class WebSocketClient(asyncio.Protocol):
         else:
             header = struct.pack("!BBQ", op, 0xFF, n)
         key = os.urandom(4)
-        if n < 4096:
-            t.write(header + key + _mask(payload, key))
-        else:
-            t.writelines((header + key, _mask(payload, key)))
+        return header + key + _mask(payload, key)
+
+    def send_text(self, payload: bytes) -> bool:
+        """Queue one message: a text frame (UTF-8 JSON), or a binary one (msgpack) once ``binary``
+        is set. False when the connection is not open."""
+        t = self._transport
+        if not self.open or self.close_sent or t is None or t.is_closing():
+            return False
+        self._write(t, self._data_frame(payload))
         return True
+
+    def allow_thread_writes(self) -> None:
+        """Let send_from_thread write to this connection's socket (a Unix socket's: never
+        through TLS, which only the transport can write)."""
+        t = self._transport
+        sock = t.get_extra_info("socket") if t is not None and self.open and not t.is_closing() else None
+        if sock is not None and t.get_extra_info("sslcontext") is None:
+            self._fd = sock.fileno()
+
+    def send_from_thread(self, payload: bytes) -> bool:
+        """From a worker thread: write one message straight to the socket when nothing is
+        queued before it, so the answer of a plain def handler leaves without waking the
+        event loop (on a busy host each wake-up may wait for a CPU). False when it cannot
+        (nothing written): the caller hands the message to the loop."""
+        data = self._data_frame(payload)
+        with self._wlock:
+            t = self._transport
+            if (self._fd < 0 or not self.open or self.close_sent or t is None or t.is_closing() or self._paused
+                    or self._backlog is not None or t.get_write_buffer_size() > 0):
+                return False
+            try:
+                n = os.write(self._fd, data)
+            except BlockingIOError:
+                n = 0
+            except OSError:
+                return False  # the loop's write will meet the same error and close
+            if n < len(data):
+                # The rest goes first, through the loop, and every write until then after it.
+                self._backlog = [data[n:]]
+                self._loop.call_soon_threadsafe(self._flush_backlog)
+        return True
+
+    def _flush_backlog(self) -> None:
+        with self._wlock:
+            backlog, self._backlog = self._backlog, None
+            t = self._transport
+            if backlog and t is not None and not t.is_closing():
+                t.write(b"".join(backlog))
 
     @property
     def writing_paused(self) -> bool:
@@ -400,4 +455,5 @@ async def connect(path: str, on_message: Callable[[bytearray], None], on_close: 
     except BaseException:
         proto.abort()
         raise
+    proto.allow_thread_writes()
     return proto

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
+from typing import Any, Awaitable, Callable, Dict, Iterator, List, Optional, Tuple
 
 from . import _ws
 from .errors import LogoMeshError
@@ -25,12 +25,12 @@ class CallsMixin:
     _online_fut: Optional[asyncio.Future]
     _pending: Dict[str, asyncio.Future]
     _targets: Dict[str, Tuple[str, str]]
-    _next_id: int
+    _ids: Iterator[int]
     _max_bytes: int
 
     def _new_id(self) -> str:
-        self._next_id += 1
-        return str(self._next_id)
+        # next() on a count is atomic under the GIL: worker threads take ids too (dispatch.py).
+        return str(next(self._ids))
 
     def _connected_ws(self) -> _ws.WebSocketClient:
         ws = self._ws

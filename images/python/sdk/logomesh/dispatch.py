@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Set
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Set, Tuple
 
 from . import _ws
 from ._workers import Workers
@@ -114,6 +114,7 @@ class DispatchMixin:
     _grace: float
 
     _new_id: Callable[[], str]
+    _thread_posts: int
     _binary_frames: Callable[[], bool]
     _begin_stop: Callable[[float], None]
 
@@ -231,36 +232,93 @@ class DispatchMixin:
         data = msg.get("data")
         if segments_dir() is not None:
             data = unpack(self, data)
-        self._track(self._loop.create_task(self._serve_request(m, rid, data, self._gen)))
+        gen = self._gen
+        if m.is_async:
+            self._track(self._loop.create_task(self._serve_request(m, rid, data, gen)))
+        else:
+            # A plain def goes straight to a worker, which writes the answer itself when it can
+            # (_serve_in_worker); the loop's one callback answers otherwise. No task, and on
+            # a busy host no wait for the loop's thread to get a CPU before the answer leaves.
+            ws = self._ws
+            self._track(self._executor().run(self._serve_in_worker, (m, rid, data, ws), lambda out, exc: self._served(m, rid, gen, out, exc)))
+
+    def _serve_in_worker(self, m: Method, rid: str, data: Any, ws: Optional[_ws.WebSocketClient]) -> Tuple[Any, Optional[bytes]]:
+        """In a worker: run the handler and, unless the loop must take over, write its answer
+        on the connection the request came in on. (result, None) leaves the rest to the loop:
+        an awaitable result, shared-memory segments, or a subscribe this thread queued on
+        the loop (on() in a handler), which must reach the hub before the answer."""
+        posts = self._thread_posts
+        try:
+            result = invoke(m.fn, data)
+        except BaseException as e:  # noqa: BLE001 - answered below, whatever it is
+            frame = self._answer(m, rid, None, e)
+        else:
+            if inspect.isawaitable(result) or segments_dir() is not None:
+                return result, None
+            frame = self._answer(m, rid, result, None)
+        if ws is not None and posts == self._thread_posts and ws.send_from_thread(frame):
+            return None, b""
+        return None, frame
+
+    def _served(self, m: Method, rid: str, gen: int, out: Tuple[Any, Optional[bytes]], exc: Optional[BaseException]) -> None:
+        """On the loop, after the worker: send what it could not, or finish what it left."""
+        if exc is not None:  # _serve_in_worker itself failed: answer with that
+            self._reply(self._answer(m, rid, None, exc), gen)
+            return
+        result, frame = out
+        if frame is None:
+            self._answer_sync(m, rid, gen, result, None)
+        elif frame:
+            self._reply(frame, gen)
 
     async def _serve_request(self, m: Method, rid: str, data: Any, gen: int) -> None:
         try:
-            if m.is_async:
-                result = await invoke(m.fn, data)
-            else:
-                result = await self._executor().submit(invoke, m.fn, data)
-                if inspect.isawaitable(result):
-                    result = await result
+            result = await invoke(m.fn, data)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as e:  # noqa: BLE001 - whatever a handler raises (even SystemExit) answers the caller
+            self._reply(self._answer(m, rid, None, e), gen)
+            return
+        self._reply(self._answer(m, rid, result, None), gen)
+
+    def _answer_sync(self, m: Method, rid: str, gen: int, result: Any, exc: Optional[BaseException]) -> None:
+        """On the loop: a plain def's outcome answered; one that returned an awaitable is awaited first."""
+        if exc is None and inspect.isawaitable(result):
+            self._track(asyncio.ensure_future(self._serve_awaitable(m, rid, gen, result)))
+            return
+        self._reply(self._answer(m, rid, result, exc), gen)
+
+    async def _serve_awaitable(self, m: Method, rid: str, gen: int, awaitable: Any) -> None:
+        try:
+            result = await awaitable
+        except asyncio.CancelledError:
+            raise
+        except BaseException as e:  # noqa: BLE001 - as in _serve_request
+            self._reply(self._answer(m, rid, None, e), gen)
+            return
+        self._reply(self._answer(m, rid, result, None), gen)
+
+    def _answer(self, m: Method, rid: str, result: Any, exc: Optional[BaseException]) -> bytes:
+        """The response frame for a handler's result, or for what it raised."""
+        if exc is None:
             try:
                 reply: Dict[str, Any] = {"type": "response", "id": self._new_id(), "correlationId": rid, "success": True, "data": result}
                 if segments_dir() is not None:
                     reply["data"], refs = pack(result)
                     if refs:
                         reply["segments"] = refs
-                frame = encode(reply, self._max_bytes, self._binary_frames())
+                return encode(reply, self._max_bytes, self._binary_frames())
             except EncodeError as e:
-                frame = self._error_frame(rid, "LM_MESSAGE_TOO_LARGE" if e.too_large else "LM_PLUGIN_ERROR",
-                                          f"the result of method {m.name} {e.reason}")
-        except LogoMeshError as e:
-            frame = self._error_frame(rid, e.code, e.message, e.details)
-        except BadArguments as e:
-            frame = self._error_frame(rid, "LM_INVALID_ARGUMENT", f"method {m.name}: {e}", {"method": m.name})
-        except asyncio.CancelledError:
-            raise
-        except BaseException as e:  # noqa: BLE001 - whatever a handler raises (even SystemExit) answers the caller
-            log.error("logomesh: method %s failed", m.name, exc_info=True)
-            frame = self._error_frame(rid, "LM_PLUGIN_ERROR", str(e) or type(e).__name__, {"type": type(e).__name__})
-        self._reply(frame, gen)
+                return self._error_frame(rid, "LM_MESSAGE_TOO_LARGE" if e.too_large else "LM_PLUGIN_ERROR",
+                                         f"the result of method {m.name} {e.reason}")
+            except BaseException as e:  # noqa: BLE001 - a result that cannot be packed answers as a failure
+                exc = e
+        if isinstance(exc, LogoMeshError):
+            return self._error_frame(rid, exc.code, exc.message, exc.details)
+        if isinstance(exc, BadArguments):
+            return self._error_frame(rid, "LM_INVALID_ARGUMENT", f"method {m.name}: {exc}", {"method": m.name})
+        log.error("logomesh: method %s failed", m.name, exc_info=(type(exc), exc, exc.__traceback__))
+        return self._error_frame(rid, "LM_PLUGIN_ERROR", str(exc) or type(exc).__name__, {"type": type(exc).__name__})
 
     def _on_event(self, msg: Dict[str, Any], kind: str) -> None:
         if self._stopping or not self._listeners:

@@ -3,6 +3,7 @@ class, put together from its parts (calls.py, dispatch.py, connection.py, shutdo
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple, Union
 
@@ -59,7 +60,9 @@ class Plugin(CallsMixin, DispatchMixin, ConnectionMixin, ShutdownMixin, Segments
         self._ws = None
         self._pending: Dict[str, asyncio.Future] = {}
         self._inflight: Set[asyncio.Future] = set()
-        self._next_id = 0
+        self._ids = itertools.count(1)
+        #: Subscribes posted to the loop from worker threads (on() in a plain def handler): see _serve_in_worker.
+        self._thread_posts = 0
         self._targets: Dict[str, Tuple[str, str]] = {}
         # Topics subscribed (or being subscribed) on the current connection.
         self._subscribed: Set[str] = set()
@@ -155,6 +158,7 @@ class Plugin(CallsMixin, DispatchMixin, ConnectionMixin, ShutdownMixin, Segments
                 if here:
                     self._subscribe_later(topic)
                 else:
+                    self._thread_posts += 1
                     loop.call_soon_threadsafe(self._subscribe_later, topic)
             return fn
 

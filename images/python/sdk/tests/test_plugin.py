@@ -157,6 +157,39 @@ class HandlerErrorsTest(unittest.IsolatedAsyncioTestCase):
         self.assertIn("not JSON", errors["not_json"]["message"])
 
 
+    async def test_a_plain_def_that_returns_an_awaitable_or_raises_CancelledError_is_answered(self):
+        p = Plugin("subject")
+
+        async def later(x):
+            await asyncio.sleep(0.01)
+            return x * 2
+
+        @p.method
+        def deferred(x):
+            return later(x)
+
+        @p.method
+        def deferred_fails():
+            async def fail():
+                raise LogoMeshError("LM_QUOTA", "later")
+            return fail()
+
+        @p.method
+        def cancelled():
+            raise asyncio.CancelledError()
+
+        async with FakeHub("subject") as hub, hub.serving(p):
+            self.assertEqual(await hub.call("deferred", {"x": 21}), 42)
+            with self.assertRaises(LogoMeshError) as cm:
+                await hub.call("deferred_fails")
+            self.assertEqual(cm.exception.code, "LM_QUOTA")
+            # A worker thread's CancelledError is the handler's own failure: answered, never left to time out.
+            with self.assertLogs("logomesh", "ERROR"):
+                with self.assertRaises(LogoMeshError) as cm:
+                    await hub.call("cancelled", timeout=2.0)
+            self.assertEqual(cm.exception.code, "LM_PLUGIN_ERROR")
+            self.assertEqual(await hub.call("deferred", {"x": 1}), 2)
+
 class ConcurrencyTest(unittest.IsolatedAsyncioTestCase):
     async def test_slow_handlers_do_not_block_other_requests(self):
         p = Plugin("subject")
@@ -189,6 +222,40 @@ class ConcurrencyTest(unittest.IsolatedAsyncioTestCase):
             release_async.set()
             self.assertEqual(await slow1, "sync done")
             self.assertEqual(await slow2, "async done")
+
+    async def test_a_plain_def_answers_from_its_worker_while_the_loop_is_busy(self):
+        """The worker writes the answer to the socket itself: it leaves before the answer of
+        a handler that held the event loop, though it was ready while the loop was held."""
+        p = Plugin("subject")
+        started = threading.Event()
+
+        @p.method
+        def quick():
+            started.set()
+            time.sleep(0.1)
+            return "quick"
+
+        @p.method
+        async def hold_loop():
+            started.wait(5)
+            time.sleep(0.5)  # blocks the loop, the worker's answer included if it needed the loop
+            return "held"
+
+        @p.method
+        def large():
+            return "x" * 600_000  # more than the socket takes at once: the rest goes through the loop, in order
+
+        async with FakeHub("subject") as hub, hub.serving(p):
+            first = asyncio.ensure_future(hub.request("quick"))
+            await asyncio.sleep(0)
+            second = asyncio.ensure_future(hub.request("hold_loop"))
+            results = await asyncio.gather(first, second)
+            self.assertEqual([r["data"] for r in results], ["quick", "held"])
+            order = [m["correlationId"] for m in hub.messages("response")]
+            self.assertLess(order.index(results[0]["correlationId"]), order.index(results[1]["correlationId"]))
+            big = await asyncio.gather(*(hub.call("large") for _ in range(4)), hub.call("quick"))
+            self.assertEqual([len(x) for x in big[:4]], [600_000] * 4)
+            self.assertEqual(big[4], "quick")
 
     async def test_sync_handlers_run_in_parallel_threads(self):
         p = Plugin("subject", max_workers=4)
