@@ -225,7 +225,10 @@ function parseMessage(m: Record<string, unknown>, id: string): Parsed {
       }
       const segs = segmentsOf(m.success ? m.segments : undefined);
       if (!segs.ok) return { ...fail(segs.error, id), answers: m.correlationId };
-      return { ok: true, msg: { type: 'response', id, correlationId: m.correlationId, success: m.success, ...(m.success ? { data: m.data } : { error }), ...(segs.value ? { segments: segs.value } : {}) } as Response };
+      // Built field by field, not with conditional spreads: this runs for every answer (calls.ts, replyTo).
+      const msg = (m.success ? { type: 'response', id, correlationId: m.correlationId, success: true, data: m.data } : { type: 'response', id, correlationId: m.correlationId, success: false, error }) as Response;
+      if (segs.value) msg.segments = segs.value;
+      return { ok: true, msg };
     }
     case 'event':
       if (typeof m.topic !== 'string' || !TOPIC.test(m.topic) || m.topic.includes('*')) return fail(`event needs 'topic': a dotted name without wildcards, at most ${MAX_TOPIC_LENGTH} characters`, id);

@@ -4,6 +4,7 @@ import type { Docker } from '../../src/engine/docker.js';
 import { LABEL } from '../../src/labels.js';
 import { Controller } from '../../src/controller/controller.js';
 import type { Runtime } from '../../src/manifest/types.js';
+import { p2pLatency } from './p2p-latency.js';
 import { fmt, nowUs, pct, timedMs, type Row } from './stats.js';
 
 /** Host -> plugin calls per runtime, on the example plugins' real methods. */
@@ -46,21 +47,8 @@ export async function controllerBench(host: Controller, docker: Docker, rounds: 
   const rows: Row[] = [];
   const present = new Set(host.list().filter((p) => p.state === 'ready').map((p) => p.id));
 
-  // Plugin -> hub -> plugin, timed inside the calling plugin.
-  for (const [caller, target] of [
-    ['caller-node', 'echo-node'],
-    ['caller-python', 'echo-python'],
-    ['caller-node', 'echo-python'],
-  ] as const) {
-    if (!present.has(caller) || !present.has(target)) continue;
-    // Warm up: the first few thousand calls run before the JIT (hub, SDKs) settles.
-    await host.call(caller, 'sequential', { target: `${target}.echo`, n: 4_000, data: { text: 'hello world' } }, 120_000);
-    const us = (await host.call(caller, 'sequential', { target: `${target}.echo`, n: rounds * 100, data: { text: 'hello world' } }, 120_000)) as number[];
-    rows.push(
-      { id: `latency.p2p.${caller}.${target}.p50`, section: 'latency', name: `${caller} -> ${target} p50`, subject: 'plugin -> hub -> plugin', baseline: 'raw ws echo, two host processes', value: pct(us, 50), baselineValue: NaN, unit: 'us' },
-      { id: `latency.p2p.${caller}.${target}.p99`, section: 'latency', name: `${caller} -> ${target} p99`, subject: 'plugin -> hub -> plugin', baseline: 'raw ws echo, two host processes', value: pct(us, 99), baselineValue: NaN, unit: 'us', target: '<= 1 ms', met: pct(us, 99) <= 1000 },
-    );
-  }
+  // Plugin -> hub -> plugin, timed inside the calling plugin, in steady state (p2p-latency.ts).
+  rows.push(...(await p2pLatency(host, present, rounds)));
 
   // Host -> plugin, per runtime.
   for (const c of HOST_CALLS) {

@@ -6,9 +6,9 @@
 
 export const WHY: Readonly<Record<string, string>> = {
   throughput:
-    "CPU per call, not the hub alone nor the plugins' quota (no throttled period in five such rows): a call is four WebSocket hops through three Node.js processes, about 30 us of CPU in all (hub 15-19, caller 7-9, echo 5-6), where the raw echo is two hops through two processes that parse nothing; on this shared two-core host the row moves with the host's load as much as with LogoMesh (0.59x and 0.04x in two runs of the same code; docs/performance.md#the-three-processes-of-a-call-2026-12-05-second-pass)",
+    "CPU per call through three Node.js processes on a shared two-core host: a call is four WebSocket hops (caller, hub, echo), about 30 us of CPU in all, where the raw echo is two hops through two processes that parse nothing; the hub's share was cut to 0.69-0.99x (13-21 us a call) by building each answer as one literal (its spread copy ran in V8's runtime), the rest of the hub is JSON.parse, writev, ws and its checks; the row moves with the host's load (0.04x to 0.59x in earlier runs; docs/performance.md#the-third-pass-2026-12-06-the-tail-and-the-answers-copy)",
   latency:
-    "waiting for a CPU: a call from a plugin wakes three processes in turn (caller, hub, target) where a host call wakes one, and each waited for a CPU longer than it ran (scheduler statistics of every thread: 563 vs 119 us a call in the caller in a row with p99 25 ms); the hub's own event loop was late by up to 64 ms on this saturated host (docs/performance.md#the-three-processes-of-a-call-2026-12-05-second-pass)",
+    "waiting for a CPU on this shared host, and the scavenges of the Node.js processes: a call from a plugin wakes three processes in turn (caller, hub, target) where a host call wakes one; the caller and a Node.js echo scavenge 6-8 and 4-5 times in 1,000 calls (0.2-0.5 ms each, longer when preempted), the hub once, so about 1.2% of node -> node calls meet a GC, right at the p99; the pairs are timed in turns after a warm-up of each, none first (the pair timed first was the slowest in every run that moved it; docs/performance.md#the-third-pass-2026-12-06-the-tail-and-the-answers-copy)",
   'start.thoughts':
     "the host's load during the run: the container now starts with the start-up CPU boost (one core until its hello, then its 25%; docs/security.md#start-up-cpu-boost), which took away the throttled periods of its quota (1-2 a start before, none after) and its quarter weight under contention; the rest is the wait for a CPU on a shared two-core host, which echo-node, at 100% and never boosted, shows too (docs/performance.md#start-up-cpu-boost)",
   'start.analyzer': "the host's load during the run: analyzer starts with the start-up CPU boost as thoughts does (docs/performance.md#start-up-cpu-boost)",
@@ -30,7 +30,10 @@ export const NOTES: readonly string[] = [
   '- Every latency figure is taken after a warm-up of a few thousand calls: the first ones run',
   '  before the JIT compilers of the hub and the SDKs settle, and are up to twice as slow.',
   '  Plugin -> plugin latency is timed inside the calling plugin (its SDK, its socket, the hub,',
-  '  the target and back); host -> plugin from the controller process. Plugins run with',
+  '  the target and back), 3 s after the plugins started, each pair warmed up first, then the',
+  '  pairs in turns of 100 calls, each round starting with the next pair, so that none is timed',
+  '  first (the first pair timed was the slowest in every run that moved it); host -> plugin',
+  '  from the controller process. Plugins run with',
   '  maxCpuPercent 100 in the latency rows; the CPU quota of the example plugins adds scheduling',
   "  delay of its own. The throughput row runs with the hub's per-plugin rate limit raised",
   '  (default 20 000/s), to show what the hub itself carries.',

@@ -115,7 +115,10 @@ function replyOk(s, correlationId, method, value, gen) {
   let text;
   try {
     const [data, segments] = packSegments(value === undefined ? null : value);
-    text = encode({ type: 'response', id: nextId(s), correlationId, success: true, data, ...(segments.length ? { segments } : {}) }, s.maxBytes, s.binary);
+    // Built without a conditional spread: this runs for every answer.
+    const msg = { type: 'response', id: nextId(s), correlationId, success: true, data };
+    if (segments.length) msg.segments = segments;
+    text = encode(msg, s.maxBytes, s.binary);
   } catch (err) {
     const tooLarge = err instanceof EncodeError && err.tooLarge;
     const reason = err instanceof EncodeError ? err.reason : 'cannot be encoded';
