@@ -8,8 +8,14 @@ const PAIRS = [
   ['caller-node', 'echo-python'],
 ] as const;
 
-/** Calls in one turn of a pair; a row's calls are `rounds` turns of this many. */
-const TURN = 100;
+/**
+ * Calls in one turn of a pair; a row has `rounds` x 100 calls, in turns of this many. The
+ * first call of a turn wakes processes that sat idle while the other pairs ran (its median
+ * 370-600 us against a p50 of 210-330 us on a quiet host), so turns of 100 made one call in
+ * a hundred a cold one: the 1% that p99 reads. At 250 the switches are 0.4% of the calls,
+ * every pair still timed in turns (docs/performance.md#the-hub).
+ */
+const TURN = 250;
 /** Warm-up calls of each pair: the first few thousand run before the JIT (hub, SDKs) settles. */
 const WARM_UP = 4_000;
 /**
@@ -26,16 +32,17 @@ const DATA = { text: 'hello world' };
  * other, the first pair timed (node -> node) was the slowest in every run that moved it
  * (p99 1.3-8.8 ms first, 0.4-3.1 ms later in the same runs; docs/performance.md#the-hub):
  * so every pair is warmed up before any is timed, and the pairs are timed in turns of TURN
- * calls, each round starting with the next pair.
+ * calls, each turn of the three starting with the next pair.
  */
 export async function p2pLatency(host: Controller, present: ReadonlySet<string>, rounds: number): Promise<Row[]> {
   const pairs = PAIRS.filter(([caller, target]) => present.has(caller) && present.has(target));
   await new Promise((r) => setTimeout(r, SETTLE_MS));
   for (const [caller, target] of pairs) await sequential(host, caller, target, WARM_UP);
   const us: number[][] = pairs.map(() => []);
-  for (let round = 0; round < rounds; round++) {
+  const turns = Math.max(1, Math.ceil((rounds * 100) / TURN));
+  for (let turn = 0; turn < turns; turn++) {
     for (let k = 0; k < pairs.length; k++) {
-      const i = (round + k) % pairs.length;
+      const i = (turn + k) % pairs.length;
       const [caller, target] = pairs[i]!;
       us[i]!.push(...(await sequential(host, caller, target, TURN)));
     }

@@ -31,7 +31,7 @@ export const NOTES: readonly string[] = [
   '  before the JIT compilers of the hub and the SDKs settle, and are up to twice as slow.',
   '  Plugin -> plugin latency is timed inside the calling plugin (its SDK, its socket, the hub,',
   '  the target and back), 3 s after the plugins started, each pair warmed up first, then the',
-  '  pairs in turns of 100 calls, each round starting with the next pair, so that none is timed',
+  '  pairs in turns of 250 calls, each turn starting with the next pair, so that none is timed',
   '  first (the first pair timed was the slowest in every run that moved it); host -> plugin',
   '  from the controller process. Plugins run with',
   '  maxCpuPercent 100 in the latency rows; the CPU quota of the example plugins adds scheduling',
