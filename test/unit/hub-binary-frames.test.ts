@@ -1,12 +1,10 @@
 import { encode as pack } from '@msgpack/msgpack';
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { PluginPolicy } from '../../src/hub/acl.js';
 import { Hub } from '../../src/hub/hub.js';
 import { silentLogger } from '../../src/log.js';
 import { Client } from './support/hub-client.js';
+import { hubHarness } from './support/hub-harness.js';
 
 function policy(id: string, exposes: string[], consumes: string[]): PluginPolicy {
   return { id, exposes: new Set(exposes), consumes: new Set(consumes), messaging: true, publishes: ['*'], subscribes: ['*'] };
@@ -14,27 +12,14 @@ function policy(id: string, exposes: string[], consumes: string[]): PluginPolicy
 
 /** Binary (msgpack) frames for a plugin whose hello lists them; JSON text for everyone else. */
 describe('hub: binary frames where both ends agree', () => {
-  let dir: string;
   let hub: Hub;
-  const clients: Client[] = [];
-  const sock = (id: string) => path.join(dir, id, 'hub.sock');
-  const open = async (id: string) => {
-    const c = await Client.open(`ws+unix://${sock(id)}:/v1`);
-    clients.push(c);
-    return c;
-  };
-
-  beforeEach(async () => {
-    dir = mkdtempSync(path.join(os.tmpdir(), 'lm-hub-frames-'));
+  const { sock, track } = hubHarness('lm-hub-frames-', async (sock) => {
     hub = new Hub({ log: silentLogger, token: 'secret-token' });
     await hub.attachPlugin(policy('bin', ['echo'], ['txt.echo']), sock('bin'));
     await hub.attachPlugin(policy('txt', ['echo'], ['bin.echo']), sock('txt'));
+    return hub;
   });
-  afterEach(async () => {
-    for (const c of clients.splice(0)) c.ws.terminate();
-    await hub.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const open = async (id: string) => track(await Client.open(`ws+unix://${sock(id)}:/v1`));
 
   it('answers hello in JSON naming msgpack, then speaks msgpack to that plugin only, both ways', async () => {
     const b = await open('bin');

@@ -1,13 +1,11 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { PluginPolicy } from '../../src/hub/acl.js';
 import { scanFrame } from '../../src/hub/frame-scan.js';
 import { Hub } from '../../src/hub/hub.js';
 import { compileMethodSchemas } from '../../src/hub/method-schemas.js';
 import { silentLogger } from '../../src/log.js';
-import { Client, type Msg } from './support/hub-client.js';
+import type { Client, Msg } from './support/hub-client.js';
+import { hubHarness } from './support/hub-harness.js';
 
 const scan = (text: string, limit = 64) => scanFrame(Buffer.from(text), text, limit);
 
@@ -42,36 +40,19 @@ function policy(id: string, exposes: string[], consumes: string[], extra: Partia
 }
 
 describe('hub: params and results forwarded as the sender wrote them', () => {
-  let dir: string;
-  let hub: Hub;
-  const clients: Client[] = [];
-  const sock = (id: string) => path.join(dir, id, 'hub.sock');
-  const connect = async (id: string, methods: string[] = []) => {
-    const c = await Client.open(`ws+unix://${sock(id)}:/v1`);
-    clients.push(c);
-    await c.hello(methods);
-    return c;
-  };
+  const { connect } = hubHarness('lm-hub-forward-', async (sock) => {
+    const hub = new Hub({ log: silentLogger, token: 'secret-token' });
+    const schemas = compileMethodSchemas({ sum: { params: { type: 'object', required: ['xs'], properties: { xs: { type: 'array', items: { type: 'number' } } } } } });
+    await hub.attachPlugin(policy('alpha', [], ['beta.echo', 'beta.sum']), sock('alpha'));
+    await hub.attachPlugin(policy('beta', ['echo', 'sum'], [], { schemas }), sock('beta'));
+    return hub;
+  });
   /** Every text frame a client receives, as text. */
   const frames = (c: Client): string[] => {
     const out: string[] = [];
     c.ws.on('message', (raw: Buffer) => out.push(raw.toString()));
     return out;
   };
-
-  beforeEach(async () => {
-    dir = mkdtempSync(path.join(os.tmpdir(), 'lm-hub-forward-'));
-    hub = new Hub({ log: silentLogger, token: 'secret-token' });
-    const schemas = compileMethodSchemas({ sum: { params: { type: 'object', required: ['xs'], properties: { xs: { type: 'array', items: { type: 'number' } } } } } });
-    await hub.attachPlugin(policy('alpha', [], ['beta.echo', 'beta.sum']), sock('alpha'));
-    await hub.attachPlugin(policy('beta', ['echo', 'sum'], [], { schemas }), sock('beta'));
-  });
-
-  afterEach(async () => {
-    for (const c of clients.splice(0)) c.ws.terminate();
-    await hub.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
 
   it('a number past 2^53 and the text around it reach the target and come back unchanged, inside the hub envelope', async () => {
     const a = await connect('alpha');

@@ -1,11 +1,9 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { PluginPolicy } from '../../src/hub/acl.js';
 import { Hub } from '../../src/hub/hub.js';
 import { silentLogger } from '../../src/log.js';
 import { Client } from './support/hub-client.js';
+import { hubHarness } from './support/hub-harness.js';
 
 function policy(id: string, exposes: string[], consumes: string[] = []): PluginPolicy {
   return { id, exposes: new Set(exposes), consumes: new Set(consumes), messaging: true, publishes: ['*'], subscribes: ['*'] };
@@ -16,28 +14,14 @@ function policy(id: string, exposes: string[], consumes: string[] = []): PluginP
  * socket; at its hello, new calls go to it while the old connection answers what it has.
  */
 describe('hub handover from a plugin to its replacement', () => {
-  let dir: string;
   let hub: Hub;
-  const clients: Client[] = [];
-  const sock = (name: string) => path.join(dir, name, 'hub.sock');
-  const open = async (name: string) => {
-    const c = await Client.open(`ws+unix://${sock(name)}:/v1`);
-    clients.push(c);
-    return c;
-  };
-
-  beforeEach(async () => {
-    dir = mkdtempSync(path.join(os.tmpdir(), 'lm-handover-'));
+  const { sock, track } = hubHarness('lm-handover-', async (sock) => {
     hub = new Hub({ log: silentLogger, token: 'secret-token-123456' });
     await hub.attachPlugin(policy('caller', [], ['svc.work', 'svc.version']), sock('caller'));
     await hub.attachPlugin(policy('svc', ['work', 'version']), sock('svc'));
+    return hub;
   });
-
-  afterEach(async () => {
-    for (const c of clients.splice(0)) c.ws.terminate();
-    await hub.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const open = async (name: string) => track(await Client.open(`ws+unix://${sock(name)}:/v1`));
 
   it('moves new calls to the replacement at its hello; a call in flight on the old one is answered', async () => {
     const caller = await open('caller');

@@ -1,12 +1,10 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { AuditEntry } from '../../src/audit/audit-log.js';
 import type { PluginPolicy } from '../../src/hub/acl.js';
 import { Hub } from '../../src/hub/hub.js';
 import { silentLogger } from '../../src/log.js';
 import { Client } from './support/hub-client.js';
+import { hubHarness } from './support/hub-harness.js';
 
 /** The hub's heartbeat: skipped for a connection a health probe proved alive, never for one that was not. */
 
@@ -15,15 +13,17 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const INTERVAL = 150;
 
 describe('the hub heartbeat', () => {
-  let dir: string;
   let hub: Hub;
   const audit: Omit<AuditEntry, 'time'>[] = [];
-  const clients: Client[] = [];
+  const { sock, track } = hubHarness('lm-hub-heartbeat-', () => {
+    audit.length = 0;
+    hub = new Hub({ log: silentLogger, token: 't', pingIntervalMs: INTERVAL, audit: (e) => audit.push(e) });
+    return hub;
+  });
 
   const plugin = async (id: string, autoPong = true) => {
-    await hub.attachPlugin(policy(id), path.join(dir, id, 'hub.sock'));
-    const c = await Client.open(`ws+unix://${path.join(dir, id, 'hub.sock')}:/v1`, {}, { autoPong });
-    clients.push(c);
+    await hub.attachPlugin(policy(id), sock(id));
+    const c = track(await Client.open(`ws+unix://${sock(id)}:/v1`, {}, { autoPong }));
     const r = await c.reply(c.send({ type: 'hello', protocol: 1, methods: ['echo'] }));
     expect(r.success).toBe(true);
     let pings = 0;
@@ -53,16 +53,6 @@ describe('the hub heartbeat', () => {
     };
   };
 
-  beforeEach(() => {
-    dir = mkdtempSync(path.join(os.tmpdir(), 'lm-hub-heartbeat-'));
-    audit.length = 0;
-    hub = new Hub({ log: silentLogger, token: 't', pingIntervalMs: INTERVAL, audit: (e) => audit.push(e) });
-  });
-  afterEach(async () => {
-    for (const c of clients.splice(0)) c.ws.terminate();
-    await hub.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
 
   it('does not ping a plugin that answered a health probe since the last beat, and pings it again once probes stop', async () => {
     const p = await plugin('alpha');

@@ -1,7 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { AuditEntry } from '../../src/audit/audit-log.js';
 import type { PluginPolicy } from '../../src/hub/acl.js';
 import { Hub } from '../../src/hub/hub.js';
@@ -9,7 +6,8 @@ import { compileMethodSchemas } from '../../src/hub/method-schemas.js';
 import type { SegmentMsg, SegmentRef } from '../../src/hub/protocol.js';
 import type { SegmentBroker } from '../../src/hub/segments.js';
 import { silentLogger } from '../../src/log.js';
-import { Client, type Msg } from './support/hub-client.js';
+import type { Msg } from './support/hub-client.js';
+import { hubHarness } from './support/hub-harness.js';
 
 const SEG = 'a'.repeat(32);
 const OTHER = 'b'.repeat(32);
@@ -38,21 +36,10 @@ class FakeBroker implements SegmentBroker {
 }
 
 describe('hub: schemas on the wire and segment handles (intake steps)', () => {
-  let dir: string;
   let hub: Hub;
   let broker: FakeBroker;
   const audit: AuditEntry[] = [];
-  const clients: Client[] = [];
-  const sock = (id: string) => path.join(dir, id, 'hub.sock');
-  const connect = async (id: string, methods: string[] = []) => {
-    const c = await Client.open(`ws+unix://${sock(id)}:/v1`);
-    clients.push(c);
-    await c.hello(methods);
-    return c;
-  };
-
-  beforeEach(async () => {
-    dir = mkdtempSync(path.join(os.tmpdir(), 'lm-hub-schemas-'));
+  const { connect } = hubHarness('lm-hub-schemas-', async (sock) => {
     broker = new FakeBroker();
     audit.length = 0;
     hub = new Hub({ log: silentLogger, token: 'secret-token', segments: broker, audit: (e) => audit.push({ time: Date.now(), ...e }) });
@@ -62,12 +49,7 @@ describe('hub: schemas on the wire and segment handles (intake steps)', () => {
     await hub.attachPlugin(policy('alpha', [], ['beta.sum', 'beta.take', 'gamma.take'], { sharedMemory: true }), sock('alpha'));
     await hub.attachPlugin(policy('beta', ['sum', 'take'], ['alpha.none'], { sharedMemory: true, schemas }), sock('beta'));
     await hub.attachPlugin(policy('gamma', ['take'], ['beta.take']), sock('gamma'));
-  });
-
-  afterEach(async () => {
-    for (const c of clients.splice(0)) c.ws.terminate();
-    await hub.close();
-    rmSync(dir, { recursive: true, force: true });
+    return hub;
   });
 
   it('a call that breaks the params schema gets LM_SCHEMA, with method, path, expected and found; the target never sees it', async () => {

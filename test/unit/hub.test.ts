@@ -1,42 +1,25 @@
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { statSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
 import { Hub } from '../../src/hub/hub.js';
 import type { PluginPolicy } from '../../src/hub/acl.js';
 import { silentLogger } from '../../src/log.js';
 import { hubGrants } from './support/grants.js';
 import type { Grants } from '../../src/grants/grants.js';
 import { Client, type Msg } from './support/hub-client.js';
+import { hubHarness } from './support/hub-harness.js';
 
 function policy(id: string, exposes: string[], consumes: string[] = [], messaging = false, topics: { publishes?: string[]; subscribes?: string[] } = {}): PluginPolicy {
   return { id, exposes: new Set(exposes), consumes: new Set(consumes), messaging, publishes: topics.publishes ?? (messaging ? ['*'] : []), subscribes: topics.subscribes ?? ['*'] };
 }
 
 describe('hub', () => {
-  let dir: string;
   let hub: Hub;
-  const clients: Client[] = [];
-  const sock = (id: string) => path.join(dir, id, 'hub.sock');
-  const connect = async (id: string, methods: string[] = []) => {
-    const c = await Client.open(`ws+unix://${sock(id)}:/v1`);
-    clients.push(c);
-    await c.hello(methods);
-    return c;
-  };
-
-  beforeEach(async () => {
-    dir = mkdtempSync(path.join(os.tmpdir(), 'lm-hub-'));
+  const { sock, connect, track } = hubHarness('lm-hub-', async (sock) => {
     hub = new Hub({ log: silentLogger, token: 'secret-token', maxMessageBytes: 64 * 1024 });
     await hub.attachPlugin(policy('alpha', ['ping'], ['beta.echo', 'beta.slow', 'beta.never', 'get_thoughts'], true), sock('alpha'));
     await hub.attachPlugin(policy('beta', ['echo', 'slow', 'never', 'secret'], [], true), sock('beta'));
     await hub.attachPlugin(policy('gamma', ['echo'], []), sock('gamma'));
-  });
-
-  afterEach(async () => {
-    for (const c of clients.splice(0)) c.ws.terminate();
-    await hub.close();
-    rmSync(dir, { recursive: true, force: true });
+    return hub;
   });
 
   it('routes a plugin call and sets from itself: a forged from has no effect', async () => {
@@ -65,8 +48,7 @@ describe('hub', () => {
   });
 
   it('refuses a hello that serves methods the manifest does not expose', async () => {
-    const c = await Client.open(`ws+unix://${sock('gamma')}:/v1`);
-    clients.push(c);
+    const c = track(await Client.open(`ws+unix://${sock('gamma')}:/v1`));
     const r = await c.reply(c.send({ type: 'hello', protocol: 1, methods: ['echo', 'extra'] }));
     expect(r).toMatchObject({ success: false, error: { code: 'LM_PERMISSION_DENIED' } });
     expect(hub.isReady('gamma')).toBe(false);
@@ -169,8 +151,7 @@ describe('hub', () => {
   it('host clients need the token; plugin sockets are private to the plugin user', async () => {
     const port = await hub.listenHost(0);
     await expect(Client.open(`ws://127.0.0.1:${port}/v1`, { Authorization: 'Bearer wrong' })).rejects.toThrow(/401/);
-    const h = await Client.open(`ws://127.0.0.1:${port}/v1`, { Authorization: 'Bearer secret-token' });
-    clients.push(h);
+    const h = track(await Client.open(`ws://127.0.0.1:${port}/v1`, { Authorization: 'Bearer secret-token' }));
     const a = await connect('alpha', ['ping']);
     a.serve(() => 'pong');
     expect(await h.reply(h.send({ type: 'request', to: ['alpha'], method: 'ping' }))).toMatchObject({ success: true, data: 'pong' });
@@ -179,33 +160,18 @@ describe('hub', () => {
 });
 
 describe('hub limits, revocations and audit', () => {
-  let dir: string;
   let hub: Hub;
   let grants: Grants;
   const audit: Record<string, unknown>[] = [];
-  const clients: Client[] = [];
-  const sock = (id: string) => path.join(dir, id, 'hub.sock');
-
-  beforeEach(async () => {
-    dir = mkdtempSync(path.join(os.tmpdir(), 'lm-hub-'));
+  const { connect } = hubHarness('lm-hub-', async (sock) => {
     audit.length = 0;
     // The revocations are the controller's (Grants); the hub asks it on every call.
     grants = hubGrants({ alpha: { consumes: ['beta.echo', 'beta.never'] }, beta: {} }, (e) => audit.push(e), () => hub);
     hub = new Hub({ log: silentLogger, token: 'secret-token', rateLimit: 100, maxInFlight: 3, maxMessageBytes: 64 * 1024, audit: (e) => audit.push(e), isMethodRevoked: grants.isMethodRevoked });
     await hub.attachPlugin(policy('alpha', [], ['beta.echo', 'beta.never'], true), sock('alpha'));
     await hub.attachPlugin(policy('beta', ['echo', 'never']), sock('beta'));
+    return hub;
   });
-  afterEach(async () => {
-    for (const c of clients.splice(0)) c.ws.terminate();
-    await hub.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  const connect = async (id: string, methods: string[]) => {
-    const c = await Client.open(`ws+unix://${sock(id)}:/v1`);
-    clients.push(c);
-    await c.hello(methods);
-    return c;
-  };
 
   it('a flooding plugin is refused with LM_RATE_LIMITED and audited; others keep working', async () => {
     const a = await connect('alpha', []);
