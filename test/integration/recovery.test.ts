@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveHome } from '../../src/controller/home.js';
 import { Controller } from '../../src/controller/controller.js';
 import { silentLogger } from '../../src/log.js';
-import { docker, instance, REPO, sleep, tempDir } from './support.js';
+import { docker, instance, REPO, tempDir, until } from './support.js';
 
 const FIX = path.join(REPO, 'test', 'fixtures', 'controller');
 
@@ -27,15 +27,6 @@ async function pluginPid(containerId: string): Promise<number> {
   return Number(row[0]);
 }
 
-async function until<T>(what: string, fn: () => T | undefined, ms = 20_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = fn();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 describe('recovery: health checks and restart policies in real containers', () => {
   let host: Controller;

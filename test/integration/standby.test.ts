@@ -5,7 +5,7 @@ import { resolveHome, type Home } from '../../src/controller/home.js';
 import { Controller } from '../../src/controller/controller.js';
 import { LABEL } from '../../src/labels.js';
 import { silentLogger } from '../../src/log.js';
-import { docker, instance, REPO, runCli, sleep, tempDir } from './support.js';
+import { docker, instance, REPO, runCli, sleep, tempDir, until } from './support.js';
 
 const FIX = path.join(REPO, 'test', 'fixtures', 'controller');
 
@@ -19,16 +19,6 @@ function plugin(root: string, id: string, extra: string): void {
   );
 }
 
-/** Wait (generously) for a condition of the controller; no timing is asserted. */
-async function until<T>(what: string, fn: () => T | undefined, ms = 60_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = fn();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
-  }
-}
 
 /** Wait until the engine no longer knows the container. */
 async function removed(id: string): Promise<void> {

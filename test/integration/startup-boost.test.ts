@@ -9,7 +9,7 @@ import { engineCpuUpdate, StartupBoost } from '../../src/controller/startup-boos
 import { LABEL, labelFilter, ownerLabels } from '../../src/labels.js';
 import { silentLogger } from '../../src/log.js';
 import { loadPolicy } from '../../src/policy/policy.js';
-import { docker, instance, REPO, sleep, tempDir } from './support.js';
+import { docker, instance, REPO, sleep, tempDir, until } from './support.js';
 
 const FIX = path.join(REPO, 'test', 'fixtures', 'controller');
 
@@ -37,16 +37,6 @@ function cpuNs(containerId: string): number {
   return Number(readFileSync(`/sys/fs/cgroup/cpuacct/docker/${containerId}/cpuacct.usage`, 'utf8'));
 }
 
-/** Wait (generously) for a value; no timing is asserted. */
-async function until<T>(what: string, fn: () => T | undefined, ms = 60_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = fn();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
 
 const boostEntries = (home: Home, id: string) =>
   readAudit(home.auditFile)

@@ -127,3 +127,17 @@ export function runCli(args: string[], opts: CliOptions = {}): Promise<CliExit> 
     });
   });
 }
+
+/**
+ * Poll `fn` every `everyMs` until it gives a value (not undefined), and return it; throws
+ * naming `what` after `ms`. A generous safety bound: no timing is asserted with it.
+ */
+export async function until<T>(what: string, fn: () => T | undefined, ms = 60_000, everyMs = 25): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = fn();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(everyMs);
+  }
+}
