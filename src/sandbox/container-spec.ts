@@ -143,7 +143,7 @@ export function containerSpec(input: SpecInput): ContainerCreateOptions {
     AttachStderr: true,
     Tty: false,
     OpenStdin: false,
-    NetworkDisabled: false,
+    NetworkDisabled: !input.network,
     ...(health ? { Healthcheck: health.healthcheck } : {}),
     HostConfig: {
       // Memory: no swap, so the limit is a hard one and exceeding it is an OOM kill.

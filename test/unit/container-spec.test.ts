@@ -178,6 +178,8 @@ describe('containerSpec: privileges and isolation', () => {
 
   it('has no network and shares no host namespace', () => {
     expect(hc.NetworkMode).toBe('none');
+    // No engine network sandbox either: runc makes the empty namespace (loopback only).
+    expect(spec.NetworkDisabled).toBe(true);
     for (const mode of [hc.NetworkMode, hc.PidMode, hc.IpcMode, hc.UTSMode, hc.UsernsMode]) {
       expect(mode ?? '').not.toBe('host');
     }

@@ -24,6 +24,9 @@ const MANIFEST = dedent(`
 describe('a networked plugin container names the egress proxy as its only DNS server', () => {
   const loaded = loadManifest(folders.create({ 'main.py': MAIN_PY, 'plugin.yaml': MANIFEST }));
   const spec = (network: Parameters<typeof containerSpec>[0]['network']) => containerSpec({ loaded, runtime: runtimeImage('python'), instance: 'i', ...(network ? { network } : {}) }).HostConfig;
+  it('keeps the engine\'s network sandbox for a networked plugin (its interface on the egress network)', () => {
+    expect(containerSpec({ loaded, runtime: runtimeImage('python'), instance: 'i', network: { network: 'net-id', env: {} } }).NetworkDisabled).toBe(false);
+  });
 
   it('takes the DNS servers of the attachment, and nothing else', () => {
     const hc = spec({ network: 'net-id', env: {}, dns: ['172.30.0.2'] });
