@@ -1,4 +1,5 @@
 import { closeSync, constants, fstatSync, openSync, readSync, statSync } from 'node:fs';
+import { every, type Tick } from '../ticker.js';
 import { parseAuditRecord, parseSuppressed, type AuditRecord } from './audit-records.js';
 
 export interface KernelLogOptions {
@@ -30,7 +31,7 @@ export interface KernelLogOptions {
  */
 export class KernelLog {
   private fd?: number;
-  private timer?: NodeJS.Timeout;
+  private timer?: Tick;
   private readonly buf = Buffer.alloc(16 * 1024);
 
   private constructor(private readonly opts: KernelLogOptions) {}
@@ -57,12 +58,9 @@ export class KernelLog {
     this.schedule();
   }
 
+  /** On the shared ticker: the poll wakes the process together with the monitor's and the audit log's (ticker.ts). */
   private schedule(): void {
-    this.timer = setTimeout(() => {
-      this.drain(true);
-      if (this.fd !== undefined) this.schedule();
-    }, this.opts.pollMs ?? 100);
-    this.timer.unref();
+    this.timer = every(this.opts.pollMs ?? 100, () => this.drain(true));
   }
 
   /** Read every record there is now; report the kills when `report`. */
@@ -89,7 +87,7 @@ export class KernelLog {
   }
 
   close(): void {
-    clearTimeout(this.timer);
+    this.timer?.stop();
     if (this.fd !== undefined) closeSync(this.fd);
     delete this.fd;
   }
@@ -105,7 +103,7 @@ export class AuditDaemonLog {
   private ino = 0;
   private pos = 0;
   private partial = '';
-  private timer?: NodeJS.Timeout;
+  private timer?: Tick;
 
   private constructor(
     private readonly file: string,
@@ -135,15 +133,13 @@ export class AuditDaemonLog {
   }
 
   private schedule(): void {
-    this.timer = setTimeout(() => {
+    this.timer = every(this.opts.pollMs ?? 100, () => {
       try {
         this.poll();
       } catch {
         // Rotated away and not there again yet: the next poll looks again.
       }
-      if (this.fd !== undefined) this.schedule();
-    }, this.opts.pollMs ?? 100);
-    this.timer.unref();
+    });
   }
 
   private poll(): void {
@@ -177,7 +173,7 @@ export class AuditDaemonLog {
   }
 
   close(): void {
-    clearTimeout(this.timer);
+    this.timer?.stop();
     if (this.fd !== undefined) closeSync(this.fd);
     delete this.fd;
   }
