@@ -80,7 +80,7 @@ export class PluginWatch {
     this.limits = target.limits;
     this.state = new WatchState(target.pluginId, ctx.emit);
     this.kernel = new KernelNotifications(ctx.helper, this.dirs, ctx.key, ctx.pidsPollMs, ctx.log, target.pluginId);
-    this.procfs = new ProcfsCheck(this.dirs, this.state, ctx.proc, () => this.sampler.pidsCurrent(), () => this.sampler.cpuUsageNs());
+    this.procfs = new ProcfsCheck(this.dirs, this.state, ctx.proc, () => this.sampler.pidsCurrent());
     const kill: Kill = (...args) => this.kill(...args);
     this.throttling = new ThrottleCheck(this.state, kill);
     this.pressure = new PressureCheck(this.dirs.unified, this.state, kill);

@@ -182,17 +182,6 @@ export class CgroupSampler {
     return { periods: st.get('nr_periods') ?? 0, throttled: st.get('nr_throttled') ?? 0 };
   }
 
-  /**
-   * CPU time the cgroup's processes used so far, ns (cpuacct.usage; cgroup v2: cpu.stat's
-   * usage_usec). One read of a file kept open: the monitor's slow polls look at it first.
-   * Undefined when this kernel has no such figure.
-   */
-  cpuUsageNs(): number | undefined {
-    if (this.dirs.version === 1) return this.files.has('cpuUsage') ? this.num('cpuUsage') : undefined;
-    const usec = keyValues(this.text('cpuStat')).get('usage_usec');
-    return usec === undefined ? undefined : usec * 1000;
-  }
-
   /** Processes now (pids.current). */
   pidsCurrent(): number {
     return this.num('pids');
