@@ -1,16 +1,12 @@
-import { every, type Tick } from '../ticker.js';
-
 /**
  * The health pings of every ready plugin on one timer. A timer per plugin woke the
  * controller once per ping: with 200 plugins pinged every 5 s that was 40 wake-ups a
  * second, and on the test VM each wake-up of an idle Node.js process costs about 0.1 ms of
  * CPU whatever it then does (a 50 ms interval timer alone is 0.2% of a core). Here one
  * timer turns every TURN_MS and sends the pings that are due, so a plugin is pinged every
- * intervalMs, at most TURN_MS late, and the pongs of one turn arrive together. The turn is
- * on the shared 100 ms ticker (ticker.ts), in the wake-ups the monitor's polls and the kernel
- * log's already make: no wake-up of its own (it had 4 a second at 250 ms).
+ * intervalMs, at most TURN_MS late, and the pongs of one turn arrive together.
  */
-const TURN_MS = 100;
+const TURN_MS = 250;
 
 interface Due {
   at: number;
@@ -20,7 +16,7 @@ interface Due {
 
 export class HealthPings<K> {
   private readonly due = new Map<K, Due>();
-  private timer: Tick | undefined;
+  private timer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly turnMs = TURN_MS,
@@ -35,13 +31,14 @@ export class HealthPings<K> {
   add(key: K, everyMs: number, ping: () => void): void {
     this.due.set(key, { at: this.now() + everyMs, everyMs, ping });
     if (!this.timer) {
-      this.timer = every(this.turnMs, () => this.turn());
+      this.timer = setInterval(() => this.turn(), this.turnMs);
+      this.timer.unref();
     }
   }
 
   remove(key: K): void {
     if (!this.due.delete(key) || this.due.size > 0) return;
-    this.timer?.stop();
+    clearInterval(this.timer);
     this.timer = undefined;
   }
 

@@ -56,7 +56,7 @@ export class Supervisor implements Supervision {
   }
 
   /**
-   * Ping the plugin over the hub every health.intervalMs (at most a tenth of a second late:
+   * Ping the plugin over the hub every health.intervalMs (at most a quarter second late:
    * health-pings.ts) while it is ready, and have the
    * resource monitor watch it: resolves once it does (or cannot), so that its usage can be
    * asked for as soon as a start resolves. A plugin that keeps a standby gets one prepared.

@@ -1,5 +1,3 @@
-import { every, type Tick } from '../ticker.js';
-
 /**
  * Periodic work for many items on one timer, spread over the period instead of done in one
  * burst. Each item is ticked once per `periodMs`, in one of `slots` phases of the period (the
@@ -13,7 +11,7 @@ export class PollWheel<T> {
   private readonly phases: Set<T>[];
   private readonly phaseOf = new Map<T, number>();
   private next = 0;
-  private timer: Tick | undefined;
+  private timer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly periodMs: number,
@@ -36,8 +34,8 @@ export class PollWheel<T> {
     this.phases[best]!.add(item);
     this.phaseOf.set(item, best);
     if (!this.timer) {
-      // On the shared ticker: the phases wake the process together with the other work of that period (ticker.ts).
-      this.timer = every(this.periodMs / this.phases.length, () => this.turn());
+      this.timer = setInterval(() => this.turn(), this.periodMs / this.phases.length);
+      this.timer.unref();
     }
   }
 
@@ -63,7 +61,7 @@ export class PollWheel<T> {
   }
 
   stop(): void {
-    this.timer?.stop();
+    clearInterval(this.timer);
     this.timer = undefined;
     this.next = 0;
   }

@@ -1,5 +1,4 @@
 import { closeSync, constants, fstatSync, openSync, readSync, statSync } from 'node:fs';
-import { every, type Tick } from '../ticker.js';
 import { parseAuditRecord, parseSuppressed, type AuditRecord } from './audit-records.js';
 
 export interface KernelLogOptions {
@@ -31,7 +30,7 @@ export interface KernelLogOptions {
  */
 export class KernelLog {
   private fd?: number;
-  private timer?: Tick;
+  private timer?: NodeJS.Timeout;
   private readonly buf = Buffer.alloc(16 * 1024);
 
   private constructor(private readonly opts: KernelLogOptions) {}
@@ -58,9 +57,12 @@ export class KernelLog {
     this.schedule();
   }
 
-  /** On the shared ticker: the poll wakes the process together with the monitor's and the audit log's (ticker.ts). */
   private schedule(): void {
-    this.timer = every(this.opts.pollMs ?? 100, () => this.drain(true));
+    this.timer = setTimeout(() => {
+      this.drain(true);
+      if (this.fd !== undefined) this.schedule();
+    }, this.opts.pollMs ?? 100);
+    this.timer.unref();
   }
 
   /** Read every record there is now; report the kills when `report`. */
@@ -87,7 +89,7 @@ export class KernelLog {
   }
 
   close(): void {
-    this.timer?.stop();
+    clearTimeout(this.timer);
     if (this.fd !== undefined) closeSync(this.fd);
     delete this.fd;
   }
@@ -103,7 +105,7 @@ export class AuditDaemonLog {
   private ino = 0;
   private pos = 0;
   private partial = '';
-  private timer?: Tick;
+  private timer?: NodeJS.Timeout;
 
   private constructor(
     private readonly file: string,
@@ -133,13 +135,15 @@ export class AuditDaemonLog {
   }
 
   private schedule(): void {
-    this.timer = every(this.opts.pollMs ?? 100, () => {
+    this.timer = setTimeout(() => {
       try {
         this.poll();
       } catch {
         // Rotated away and not there again yet: the next poll looks again.
       }
-    });
+      if (this.fd !== undefined) this.schedule();
+    }, this.opts.pollMs ?? 100);
+    this.timer.unref();
   }
 
   private poll(): void {
@@ -173,7 +177,7 @@ export class AuditDaemonLog {
   }
 
   close(): void {
-    this.timer?.stop();
+    clearTimeout(this.timer);
     if (this.fd !== undefined) closeSync(this.fd);
     delete this.fd;
   }

@@ -11,7 +11,7 @@ import { describe, expect, it } from 'vitest';
  */
 const LAYERS: readonly (readonly string[])[] = [
   ['code-cache.ts'],
-  ['errors.ts', 'labels.ts', 'log.ts', 'paths.ts', 'read-file.ts', 'schema-errors.ts', 'schema-validator.ts', 'ticker.ts'],
+  ['errors.ts', 'labels.ts', 'log.ts', 'paths.ts', 'read-file.ts', 'schema-errors.ts', 'schema-validator.ts'],
   ['audit', 'violations'],
   ['seccomp'],
   ['protobuf'],
