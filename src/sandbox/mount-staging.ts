@@ -180,7 +180,9 @@ export class MountStaging implements AsyncDisposable {
       }
     }
     for (const e of this.entries) {
-      if (!e.mounted && e.source !== e.held.path) removeMountPoint(e.source);
+      // Tried even where an unmount failed: a mount point still in use is EBUSY, never removed
+      // through; one whose mount was never made (a helper that died first) goes.
+      if (e.source !== e.held.path) removeMountPoint(e.source);
       e.held.close();
     }
     if (this.dir) removeMountPoint(this.dir);
