@@ -12,7 +12,7 @@ type PermissionsOf = (id: string) => SavedPermissions | undefined;
  * A controller killed in this window leaves the state of the save before: its successor finds
  * the containers by their labels, not by this file (adoption.ts).
  */
-export const COALESCE_MS = 100;
+export const COALESCE_MS = 500;
 
 /**
  * What a controller keeps in `<home>/state.json` for its successor: the plugin folders,
