@@ -49,7 +49,7 @@ export class MountHelper {
   constructor(
     private readonly binary: string,
     /** Targets must start with it: this process's staging folders. */
-    private readonly prefix: string,
+    readonly prefix: string,
     private readonly log?: Logger,
   ) {}
 
@@ -152,6 +152,11 @@ export function useMountHelper(file: string | undefined, log?: Logger): void {
 /** The process's helper for staging folders under `prefix`, or undefined when there is no binary. */
 export function mountHelper(prefix: string, log?: Logger): MountHelper | undefined {
   if (!binary) return undefined;
+  // Another temp folder (TMPDIR changed in this process): a helper for the new prefix.
+  if (helper && helper.prefix !== prefix) {
+    helper.close();
+    helper = undefined;
+  }
   helper ??= new MountHelper(binary, prefix, log);
   return helper;
 }
