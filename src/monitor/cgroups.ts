@@ -83,7 +83,7 @@ function cgroupDirsIn(procCgroup: string, all: readonly Mount[]): CgroupDirs {
  * The cgroup mounts of /proc/self/mountinfo, by proc root, kept from one container to the
  * next: the kernel builds that file under the mount namespace's lock, and with 200 containers
  * (their root filesystems, the staging mounts) reading it for each new plugin took about 5 ms
- * of the controller's CPU each (0.95 s of an `up` of 200). The cgroup mounts themselves do not
+ * of the controller's main thread each (0.95 s of a profiled `up` of 200). The cgroup mounts themselves do not
  * change; read again when the kept ones do not hold a process's cgroup dir.
  */
 const cgroupMounts = new Map<string, readonly Mount[]>();
