@@ -80,7 +80,8 @@ function onProcfs(proc: string): boolean {
  * older kernel says 0 there, and the folder is listed. Undefined when the process is gone.
  */
 export function openFiles(pid: number, proc = '/proc'): number | undefined {
-  const dir = path.join(proc, String(pid), 'fd');
+  // A template, not path.join: made for every process at every slow poll, and `proc` is a plain path.
+  const dir = `${proc}/${pid}/fd`;
   try {
     const size = onProcfs(proc) ? statSync(dir).size : 0;
     return size > 0 ? size : readdirSync(dir).length;
@@ -117,7 +118,7 @@ export function fileHandles(pids: readonly number[], proc = '/proc'): { total: n
  */
 export function tmpUsage(pid: number, proc = '/proc'): { used: number; size: number } | undefined {
   try {
-    const s = statfsSync(path.join(proc, String(pid), 'root', 'tmp'));
+    const s = statfsSync(`${proc}/${pid}/root/tmp`);
     const size = s.blocks * s.bsize;
     return { used: (s.blocks - s.bfree) * s.bsize, size };
   } catch {
