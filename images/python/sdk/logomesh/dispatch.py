@@ -8,7 +8,7 @@ import logging
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Set, Tuple
 
 from . import _ws
-from ._workers import Workers
+from ._workers import QUIET, Workers
 from .errors import BadArguments, LogoMeshError
 from .protocol import ID_MAX_LENGTH, EncodeError, FrameRefused, decode, decode_binary, encode, topic_matches
 from .segments import pack, segments_dir, unpack
@@ -123,6 +123,9 @@ class DispatchMixin:
         self._on_message(payload, True)
 
     def _on_message(self, payload: bytearray, binary: bool = False) -> None:
+        pool = self._pool
+        if pool is not None and pool.has_finished:
+            pool.reap()  # the plain def runs that answered by themselves since the last frame
         try:
             msg = decode_binary(payload, self._max_bytes) if binary else decode(payload, self._max_bytes)
         except FrameRefused as e:
@@ -242,9 +245,10 @@ class DispatchMixin:
             ws = self._ws
             self._track(self._executor().run(self._serve_in_worker, (m, rid, data, ws), lambda out, exc: self._served(m, rid, gen, out, exc)))
 
-    def _serve_in_worker(self, m: Method, rid: str, data: Any, ws: Optional[_ws.WebSocketClient]) -> Tuple[Any, Optional[bytes]]:
+    def _serve_in_worker(self, m: Method, rid: str, data: Any, ws: Optional[_ws.WebSocketClient]) -> Any:
         """In a worker: run the handler and, unless the loop must take over, write its answer
-        on the connection the request came in on. (result, None) leaves the rest to the loop:
+        on the connection the request came in on, and return QUIET: the loop is not woken
+        for it (its future is reaped at the next frame). (result, None) leaves the rest to the loop:
         an awaitable result, shared-memory segments, or a subscribe this thread queued on
         the loop (on() in a handler), which must reach the hub before the answer."""
         posts = self._thread_posts
@@ -257,7 +261,7 @@ class DispatchMixin:
                 return result, None
             frame = self._answer(m, rid, result, None)
         if ws is not None and posts == self._thread_posts and ws.send_from_thread(frame):
-            return None, b""
+            return QUIET
         return None, frame
 
     def _served(self, m: Method, rid: str, gen: int, out: Tuple[Any, Optional[bytes]], exc: Optional[BaseException]) -> None:

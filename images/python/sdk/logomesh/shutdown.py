@@ -66,6 +66,11 @@ class ShutdownMixin:
             loop.call_soon_threadsafe(self._begin_stop, g)
 
     async def _drain(self, grace: float) -> None:
+        pool = self._pool
+        if pool is not None:
+            # From now on a worker's QUIET run wakes the loop, and those already ended are resolved.
+            pool.wake = True
+            pool.reap()
         if not self._inflight:
             return
         loop = asyncio.get_running_loop()
@@ -77,6 +82,8 @@ class ShutdownMixin:
 
     def _finish(self) -> None:
         self._ready = False
+        if self._pool is not None:
+            self._pool.reap()  # ended runs are not abandoned ones
         self.abandoned = any(not f.done() for f in self._inflight)
         for fut in list(self._inflight):
             fut.cancel()

@@ -1,6 +1,7 @@
 """Liveness, shutdown and reconnecting."""
 import asyncio
 import json
+import threading
 import time
 import unittest
 
@@ -65,6 +66,43 @@ class LivenessAndShutdownTest(unittest.IsolatedAsyncioTestCase):
             self.assertEqual(await hub.wait_closed(), 1000)
             await asyncio.wait_for(task, 5)  # returns normally
             self.assertFalse(p.serving)
+
+    async def test_a_plain_def_in_flight_at_shutdown_answers_and_the_close_follows_at_once(self):
+        # A plain def's worker writes its answer and does not wake the loop (QUIET): a
+        # shutdown's drain must still hear of it at once, not after the grace.
+        p = Plugin("subject")
+        release = threading.Event()
+        started = threading.Event()
+
+        @p.method
+        def quick():
+            return "q"
+
+        @p.method
+        def slow():
+            started.set()
+            release.wait(10)
+            return "finished"
+
+        async with FakeHub("subject") as hub:
+            loop = asyncio.get_running_loop()
+            task = loop.create_task(p.serve(hub.socket_path))
+            await p.wait_ready()
+            for _ in range(5):
+                self.assertEqual(await hub.call("quick"), "q")
+            in_flight = asyncio.ensure_future(hub.call("slow", timeout=10))
+            self.assertTrue(await loop.run_in_executor(None, started.wait, 5))
+            await hub.shutdown(10_000, wait=False)
+            await asyncio.sleep(0.1)
+            self.assertFalse(in_flight.done())
+            self.assertIsNone(hub.close_code)
+            released = time.monotonic()
+            release.set()
+            self.assertEqual(await in_flight, "finished")
+            self.assertEqual(await hub.wait_closed(), 1000)
+            self.assertLess(time.monotonic() - released, 3)  # the grace is 10 s
+            await asyncio.wait_for(task, 5)
+            self.assertFalse(p.abandoned)
 
     async def test_the_grace_period_bounds_the_wait(self):
         p = Plugin("subject")
