@@ -26,18 +26,16 @@
 import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
-import type Dockerode from 'dockerode';
 import { removeByLabel } from '../../src/engine/cleanup.js';
 import { connectEngine, type Docker } from '../../src/engine/docker.js';
 import { ensureRuntimeImage } from '../../src/images/build.js';
-import { LABEL, ownerLabels } from '../../src/labels.js';
 import { silentLogger } from '../../src/log.js';
 import { ResourceMonitor, type ResourceViolation } from '../../src/monitor/index.js';
 import { NO_RULES, type EffectiveMonitoring } from '../../src/monitor/rules.js';
 import { python } from '../../src/runtimes/python.js';
-import { cpuShares, CPU_PERIOD_US } from '../../src/sandbox/container-spec.js';
 import { CGWATCH_KMSG_ENV } from '../../src/monitor/cgwatch.js';
 import { HostTrace } from './host-trace.js';
+import { drive, OOM_DRIVER, PIDS_DRIVER, probe, THRESHOLD_DRIVER, type BenchProbe } from './monitor-probe.js';
 import { describeHost, settleHost } from './settle.js';
 import { fmt, pct, type Row } from './stats.js';
 
@@ -45,103 +43,9 @@ const ROUNDS = Number(process.env.BENCH_MONITOR_ROUNDS ?? 40);
 const IDLE = Number(process.env.BENCH_MONITOR_IDLE ?? 50);
 const IDLE_SECONDS = Number(process.env.BENCH_MONITOR_SECONDS ?? 20);
 const IDLE_RUNS = Number(process.env.BENCH_MONITOR_IDLE_RUNS ?? 2);
+const FIRST_RUNS = Number(process.env.BENCH_MONITOR_FIRST ?? 10);
 const MiB = 1024 * 1024;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-interface BenchProbe {
-  readonly container: Dockerode.Container;
-  readonly pid: number;
-  readonly plugin: string;
-}
-
-async function probe(docker: Docker, instance: string, plugin: string, memoryMB: number, processes: number): Promise<BenchProbe> {
-  const c = await docker.createContainer({
-    Image: python.tag,
-    Cmd: ['python3', '-c', 'import time\nwhile True: time.sleep(3600)'],
-    User: '10001:10001',
-    Labels: { ...ownerLabels('test', instance), [LABEL.plugin]: plugin },
-    HostConfig: {
-      Memory: memoryMB * MiB,
-      MemorySwap: memoryMB * MiB,
-      CpuPeriod: CPU_PERIOD_US,
-      CpuQuota: CPU_PERIOD_US / 2,
-      CpuShares: cpuShares(50),
-      PidsLimit: processes,
-      ReadonlyRootfs: true,
-      Tmpfs: { '/tmp': 'rw,nosuid,nodev,noexec,size=4m,mode=1777' },
-      CapDrop: ['ALL'],
-      SecurityOpt: ['no-new-privileges:true'],
-      NetworkMode: 'none',
-      Init: true,
-    },
-  });
-  await c.start();
-  return { container: c, pid: (await c.inspect()).State.Pid, plugin };
-}
-
-/** Run a Python driver in the probe; resolves with the CLOCK_MONOTONIC stamps it printed as `T <ns>`. */
-async function drive(p: BenchProbe, code: string): Promise<bigint[]> {
-  const exec = await p.container.exec({ Cmd: ['python3', '-u', '-c', code], AttachStdout: true, AttachStderr: true, User: '10001:10001' });
-  const stream = await exec.start({ hijack: true, stdin: false });
-  const chunks: Buffer[] = [];
-  stream.on('data', (c: Buffer) => chunks.push(c));
-  await new Promise((r) => stream.on('end', r));
-  return [...Buffer.concat(chunks).toString('latin1').matchAll(/T (\d+)/g)].map((m) => BigInt(m[1]!));
-}
-
-const OOM_DRIVER = (n: number) => `
-import mmap, os, struct, time
-stamp = mmap.mmap(-1, 8)
-for _ in range(${n}):
-    pid = os.fork()
-    if pid == 0:
-        with open('/proc/self/oom_score_adj', 'w') as f: f.write('1000')
-        b = []
-        while True:
-            stamp[0:8] = struct.pack('Q', time.monotonic_ns())
-            b.append(b'x' * (1 << 20))
-    os.waitpid(pid, 0)
-    print(f"T {struct.unpack('Q', stamp[0:8])[0]}")
-    time.sleep(0.3)
-`;
-
-const PIDS_DRIVER = (n: number) => `
-import os, signal, time
-for _ in range(${n}):
-    kids = []
-    while True:
-        t = time.monotonic_ns()
-        try:
-            pid = os.fork()
-        except OSError:
-            print(f'T {t}')
-            break
-        if pid == 0:
-            time.sleep(60); os._exit(0)
-        kids.append(pid)
-    for k in kids: os.kill(k, signal.SIGKILL)
-    for k in kids: os.waitpid(k, 0)
-    time.sleep(0.8)
-`;
-
-const THRESHOLD_DRIVER = (n: number) => `
-import mmap, time
-def usage():
-    with open('/sys/fs/cgroup/memory/memory.usage_in_bytes') as f: return int(f.read())
-def touch(size):
-    m = mmap.mmap(-1, size)
-    for i in range(0, size, 4096): m[i] = 1
-    return m
-for _ in range(${n}):
-    # Up to 2 MiB under the threshold (32 MiB), then the stamp, then 4 MiB more: the crossing.
-    base = touch(max(4096, (30 << 20) - usage()) // 4096 * 4096)
-    t = time.monotonic_ns()
-    more = touch(4 << 20)
-    print(f'T {t}')
-    time.sleep(0.1)
-    base.close(); more.close()
-    time.sleep(0.2)
-`;
 
 /** Latencies (ms) from each stamp to the matching violation callback, matched in order. */
 function latencies(stamps: readonly bigint[], seen: readonly { at: bigint }[]): number[] {
@@ -150,9 +54,18 @@ function latencies(stamps: readonly bigint[], seen: readonly { at: bigint }[]): 
   return out;
 }
 
-async function detection(docker: Docker, instance: string, monitor: ResourceMonitor, kind: 'oom-kill' | 'pids-limit' | 'memory-threshold'): Promise<{ ms: number[]; missed: number }> {
+type Kind = 'oom-kill' | 'pids-limit' | 'memory-threshold';
+
+interface Detection {
+  readonly ms: number[];
+  readonly missed: number;
+  /** The host's idle share while the driver ran, percent. */
+  readonly hostIdle: number;
+}
+
+/** `rounds` events of a kind in one container, watched from its start. */
+async function detection(docker: Docker, instance: string, monitor: ResourceMonitor, kind: Kind, rounds = ROUNDS, plugin = `bench-${kind}`, quiet = false): Promise<Detection> {
   const seen: { at: bigint; v: ResourceViolation }[] = [];
-  const plugin = `bench-${kind}`;
   const on = (v: ResourceViolation) => {
     if (v.plugin === plugin && v.kind === kind) seen.push({ at: process.hrtime.bigint(), v });
   };
@@ -163,17 +76,34 @@ async function detection(docker: Docker, instance: string, monitor: ResourceMoni
     await monitor.watch({ pluginId: plugin, pid: p.pid, rules, limits: { memoryBytes: 64 * MiB, cpuPercent: 50, processes: 24, fileHandles: 1024, tmpBytes: 4 * MiB, networkConnections: 0 } });
     const driver = kind === 'oom-kill' ? OOM_DRIVER : kind === 'pids-limit' ? PIDS_DRIVER : THRESHOLD_DRIVER;
     const trace = new HostTrace();
-    const stamps = await drive(p, driver(ROUNDS));
+    const stamps = await drive(p, driver(rounds));
     await sleep(200);
     trace.stop();
     monitor.unwatch(plugin);
     await p.container.remove({ force: true });
     const ms = latencies(stamps, seen);
-    explain(kind, trace, ms, stamps, seen);
-    return { ms, missed: stamps.length - seen.length };
+    if (!quiet) explain(kind, trace, ms, stamps, seen);
+    return { ms, missed: stamps.length - seen.length, hostIdle: trace.hostIdlePercent() };
   } finally {
     monitor.off('violation', on);
   }
+}
+
+/**
+ * A cgroup v1 container's first refused fork, which cgwatch learns of from the kernel log
+ * (the later ones of the same container by polling it): one fresh container per run.
+ */
+async function firstRefusals(docker: Docker, instance: string, monitor: ResourceMonitor): Promise<Detection> {
+  const ms: number[] = [];
+  let missed = 0;
+  const idle: number[] = [];
+  for (let i = 0; i < FIRST_RUNS; i++) {
+    const d = await detection(docker, instance, monitor, 'pids-limit', 1, `bench-pids-first-${i}`, true);
+    ms.push(...d.ms);
+    missed += d.missed;
+    idle.push(d.hostIdle);
+  }
+  return { ms, missed, hostIdle: idle.reduce((a, b) => a + b, 0) / idle.length };
 }
 
 /** The host and this process during a kind's runs, and beside its slowest three (stderr). */
@@ -302,15 +232,19 @@ export async function monitorBench(docker: Docker): Promise<Row[]> {
   const rows: Row[] = [];
   try {
     const kinds = (process.env.BENCH_MONITOR_KINDS ?? 'oom-kill,pids-limit,memory-threshold').split(',') as ('oom-kill' | 'pids-limit' | 'memory-threshold')[];
-    for (const kind of kinds) {
-      const { ms, missed } = await detection(docker, instance, monitor, kind);
+    const cases: { kind: Kind; first?: boolean }[] = kinds.flatMap((kind) => (kind === 'pids-limit' && FIRST_RUNS > 0 ? [{ kind }, { kind, first: true }] : [{ kind }]));
+    for (const { kind, first } of cases) {
+      // Each kind on a settled host where it can be (bounded: other users may keep it busy).
+      const start = await settleHost({ maxMs: 20_000 });
+      const { ms, missed, hostIdle } = first ? await firstRefusals(docker, instance, monitor) : await detection(docker, instance, monitor, kind);
       const p50 = pct(ms, 50);
       const p99 = pct(ms, 99);
-      process.stderr.write(`monitor ${kind}: ${ms.length} runs, p50 ${fmt(p50, 2)} ms, p99 ${fmt(p99, 2)} ms, max ${fmt(Math.max(...ms), 2)} ms, missed ${missed}\n`);
+      const what = first ? `${kind} first refusal of a container (kernel log)` : kind;
+      process.stderr.write(`monitor ${what}: ${ms.length} runs, p50 ${fmt(p50, 2)} ms, p99 ${fmt(p99, 2)} ms, max ${fmt(Math.max(...ms), 2)} ms, missed ${missed}; ${describeHost(start)} at the start, ${fmt(hostIdle, 0)}% idle during the runs\n`);
       rows.push({
         section: 'Resource monitor',
-        name: `${kind} detection, p50 / p99 (${ms.length} runs${missed ? `, ${missed} missed` : ''})`,
-        subject: `${fmt(p50, 2)} / ${fmt(p99, 2)} ms (section start: ${host})`,
+        name: first ? `pids-limit detection of a container's first refused fork (kernel log), p50 / p99 (${ms.length} containers${missed ? `, ${missed} missed` : ''})` : `${kind} detection, p50 / p99 (${ms.length} runs${missed ? `, ${missed} missed` : ''})`,
+        subject: `${fmt(p50, 2)} / ${fmt(p99, 2)} ms (during the runs host ${fmt(hostIdle, 0)}% idle; at their start ${describeHost(start)})`,
         baseline: '1000 ms (docker stats, cAdvisor: one sample a second)',
         value: p99,
         baselineValue: 1000,
