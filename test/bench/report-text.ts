@@ -21,7 +21,8 @@ export const WHY: Readonly<Record<string, string>> = {
   cli: "Node.js's own start on a loaded machine (the node -e 0 beside it)",
   scale:
     "`up`: both cores are busy from the first start to the last ready (about 410 ms of CPU a plugin: runc, the shims, the kernel's container setup, the plugins' own start; the controller 30-37 ms, most of it forking mount(8)); the start-up boost, whose end was one engine update per plugin, is no longer used while the starts fill the CPUs (off / on alternating: 0.90x, 0.93x); idle CPU: the health pings and their pongs, the monitor's /proc reads (spread over 100 ms turns) and the kernel-log polls remain, and the figure moves with the host's load (1.84-2.46% against 3.87-5.08% for the code before, alternating in one session: 0.41-0.49x); spread p99: the calls wait for the plugins' processes to get a CPU; the hub's own part is under 0.1 ms at p99 and the monitor's burst that held every call for milliseconds is gone; the engine's health-check execs (about 42 ms of host CPU each) now come at most one every 2 s host-wide, and a Python def handler's worker writes its answer itself (one thread woken fewer a call); cgwatch's 15 ms pids poll stays, v1 pids.events does not notify (docs/performance.md#scale)",
-  'Resource monitor': "issue 16's targets; this section runs last, after the 200-plugin scale rows, and its tails and idle CPU move with the host between runs of the same monitor code (2026-12-05 23:29 / 2026-12-06 02:10 / 02:19: oom-kill p99 4.8 / 7.0 / 43 ms with p50 2.3-2.4 ms in all three; CPU watching 50 containers 1.75 / 2.26 / 2.75% of a core, of it cgwatch's 15 ms pids poll about 1.5%, which cgroup v1 does not notify) (docs/monitoring.md#measured)",
+  'Resource monitor':
+    "issue 16's targets; the detection tails follow the host's CPU: each row gives how idle the host was during its runs, and in the runs of 2026-12-06 03:36 / 03:49 the slowest ones fell where the host was 0-7% idle, this process's timer on time and no GC within them (test/bench/host-trace.ts); the section starts on a settled host (test/bench/settle.ts, bounded), but other work on the shared host can start meanwhile. CPU watching idle containers: cgwatch waits on the kernel log for a v1 container's first refused fork instead of polling every pids.events every 15 ms (0.28-0.30x of the poll in turns, docs/monitoring.md#refused-forks-on-cgroup-v1) (docs/monitoring.md#measured)",
 };
 
 export const NOTES: readonly string[] = [
@@ -69,6 +70,9 @@ export const NOTES: readonly string[] = [
   '  container just before the event (the allocation the OOM killer stops, the fork the pids',
   "  limit refuses, the allocation that crosses the threshold) to the monitor's violation callback",
   "  in this process (the same clock); the controller's routing to the audit trail, the log and",
-  '  the hub event at the host follows in the same tick.',
+  '  the hub event at the host follows in the same tick. The section waits for a settled host',
+  '  (at least 80% idle over 1 s, bounded) and each row gives the host idle share during its runs.',
+  '  The idle CPU row: cgwatch on the kernel log beside cgwatch polling every pids.events (the code',
+  '  before), in turns over the same containers.',
   '',
 ];
