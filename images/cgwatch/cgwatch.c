@@ -64,7 +64,7 @@ struct watch {
   long long interval, due; /* POLL: ns between reads, and when the next one is due */
   int len;                 /* POLL: bytes of text last read */
   int dormant;             /* POLL: not read until the kernel log names its cgroup */
-  char *dir;               /* POLL with on_kmsg: the file's folder (its cgroup), malloc'd */
+  char *dir;               /* POLL with "k": the file's folder (its cgroup), malloc'd */
   char text[MAX_TEXT];
   char key[MAX_KEY + 1];
 };
