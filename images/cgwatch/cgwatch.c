@@ -10,13 +10,23 @@
  *   P <key> <pressure file> <trigger>               a PSI trigger ("some 150000 1000000"), POLLPRI
  *   N <key> <file>                                  a file the kernel notifies on change
  *                                                   (pids.events, memory.events, cgroup.events): inotify
- *   W <key> <file> <interval ms>                    a file the kernel does not notify on (cgroup v1
+ *   W <key> <file> <interval ms> [k]                a file the kernel does not notify on (cgroup v1
  *                                                   pids.events): read every <interval> ms (1-60000),
- *                                                   reported when its text changes
+ *                                                   reported when its text changes. With "k" (cgroup v1
+ *                                                   pids.events) and the kernel log readable: not read
+ *                                                   while every count in it is 0, but at once when the
+ *                                                   kernel logs the cgroup's first refused fork, and
+ *                                                   every <interval> ms from then on (see kmsg_record)
  *   U <key>                                         stop watching <key>
  * Keys are 1-128 characters of [A-Za-z0-9_.:-], so they need no JSON escaping.
  *
+ * Run as `cgwatch -p` it never reads the kernel log: every W watch is read every interval.
+ *
  * Output lines:
+ *   {"ready":1,"kmsg":1}                          started; W k watches wait on the kernel log
+ *   {"ready":1,"kmsg":0,"why":"<text>"}           started; the kernel log cannot be read, so they
+ *                                                 are read every interval
+ *   {"kmsg":0,"why":"<text>"}                     the kernel log failed later: the same, from now on
  *   {"k":"<key>","ok":1}                          the watch is in place
  *   {"k":"<key>","err":"<text>","errno":<n>}      it could not be set up (nothing is kept)
  *   {"k":"<key>","ev":<n>,"t":<ns>}               it fired (n: the eventfd count, else 1);
@@ -53,6 +63,8 @@ struct watch {
   int target;  /* the watched file, kept open while its eventfd is registered */
   long long interval, due; /* POLL: ns between reads, and when the next one is due */
   int len;                 /* POLL: bytes of text last read */
+  int dormant;             /* POLL: not read until the kernel log names its cgroup */
+  char *dir;               /* POLL with "k": the file's folder (its cgroup), malloc'd */
   char text[MAX_TEXT];
   char key[MAX_KEY + 1];
 };
@@ -60,6 +72,11 @@ struct watch {
 static struct watch *watches;
 static int nwatches;
 static int epfd, infd;
+static int kmsgfd = -1; /* /dev/kmsg, read from its end; -1: not used */
+
+#define ID_KMSG 0xfffffffdu
+#define ID_STDIN 0xfffffffeu
+#define ID_INOTIFY 0xffffffffu
 
 static long long now_ns(void) {
   struct timespec ts;
@@ -115,6 +132,7 @@ static void release(int i) {
   /* Closing the eventfd is what unregisters a v1 cgroup event. */
   if (w->fd >= 0) close(w->fd);
   if (w->target >= 0) close(w->target);
+  free(w->dir);
   memset(w, 0, sizeof *w);
   w->kind = FREE;
   w->fd = w->target = w->wd = -1;
@@ -191,7 +209,14 @@ static int reread(struct watch *w) {
   return changed;
 }
 
-static void add_poll(int i, const char *file, const char *interval) {
+/* 1 if every number in the text is 0 ("max 0"): nothing has been refused yet. */
+static int all_zero(const char *text, int len) {
+  for (int j = 0; j < len; j++)
+    if (text[j] >= '1' && text[j] <= '9') return 0;
+  return 1;
+}
+
+static void add_poll(int i, const char *file, const char *interval, int on_kmsg) {
   struct watch *w = &watches[i];
   char *end;
   long ms = strtol(interval, &end, 10);
@@ -207,6 +232,14 @@ static void add_poll(int i, const char *file, const char *interval) {
   w->interval = ms * 1000000LL;
   /* On a grid of the interval, so every watch with the same interval is read in one wake-up. */
   w->due = (now_ns() / w->interval + 1) * w->interval;
+  if (on_kmsg) {
+    w->dir = strdup(file);
+    char *slash = w->dir ? strrchr(w->dir, '/') : NULL;
+    if (slash) *slash = '\0';
+  }
+  /* The kernel logs only a cgroup's first refused fork: a count already above 0 means that
+     line is past (maybe before this watch), so such a file is read every interval at once. */
+  w->dormant = on_kmsg && kmsgfd >= 0 && w->dir && all_zero(w->text, w->len);
   w->kind = POLL;
   out("{\"k\":\"%s\",\"ok\":1}", w->key);
 }
@@ -216,7 +249,7 @@ static int poll_due(void) {
   long long t = now_ns(), next = -1;
   for (int i = 0; i < nwatches; i++) {
     struct watch *w = &watches[i];
-    if (w->kind != POLL) continue;
+    if (w->kind != POLL || w->dormant) continue;
     if (w->due <= t) {
       int changed = reread(w);
       if (changed < 0) {
@@ -275,7 +308,7 @@ static void command(char *line) {
   strcpy(w->key, key);
   if (cmd == 'E') add_eventfd(i, f[2], f[3], n > 4 ? f[4] : "");
   else if (cmd == 'P') add_psi(i, f[2], f[3]);
-  else if (cmd == 'W') add_poll(i, f[2], f[3]);
+  else if (cmd == 'W') add_poll(i, f[2], f[3], n > 4 && strcmp(f[4], "k") == 0);
   else add_notify(i, f[2]);
 }
 
@@ -330,6 +363,111 @@ static void read_inotify(void) {
   }
 }
 
+/* Wake dormant watch i: read it now (reported if it changed) and every interval from now on. */
+static void wake(int i, long long t) {
+  struct watch *w = &watches[i];
+  w->dormant = 0;
+  int changed = reread(w);
+  if (changed < 0) {
+    out("{\"k\":\"%s\",\"gone\":1,\"t\":%lld}", w->key, t);
+    release(i);
+    return;
+  }
+  if (changed) out("{\"k\":\"%s\",\"ev\":1,\"t\":%lld}", w->key, t);
+  w->due = (t / w->interval + 1) * w->interval;
+}
+
+/* 1 if watch w's file is in the cgroup the kernel named: its folder ends with that path (the
+   kernel prints it from the hierarchy's root, which may sit below the mount's root). */
+static int in_cgroup(const struct watch *w, const char *cg, size_t cglen) {
+  if (!w->dir || cglen < 2 || cg[0] != '/') return 0;
+  size_t n = strlen(w->dir);
+  return n >= cglen && memcmp(w->dir + n - cglen, cg, cglen) == 0;
+}
+
+/* Wake the dormant watches of the cgroup named (NULL: every dormant watch, when a record may
+   have been missed or split); a named watch polls from now on even if its text is unchanged,
+   since its cgroup's later refusals are not logged. */
+static void wake_dormant(const char *cg, size_t cglen, long long t) {
+  for (int i = 0; i < nwatches; i++) {
+    struct watch *w = &watches[i];
+    if (w->kind != POLL || !w->dormant) continue;
+    if (cg && !in_cgroup(w, cg, cglen)) continue;
+    if (cg) { wake(i, t); continue; }
+    /* Not named: read it, and keep it dormant unless something was refused. */
+    int changed = reread(w);
+    if (changed < 0) { out("{\"k\":\"%s\",\"gone\":1,\"t\":%lld}", w->key, t); release(i); continue; }
+    if (changed || !all_zero(w->text, w->len)) {
+      w->dormant = 0;
+      if (changed) out("{\"k\":\"%s\",\"ev\":1,\"t\":%lld}", w->key, t);
+      w->due = (t / w->interval + 1) * w->interval;
+    }
+  }
+}
+
+/* The kernel log can no longer be read: every dormant watch is read every interval. */
+static void kmsg_off(const char *why) {
+  out("{\"kmsg\":0,\"why\":\"%s: %s\"}", why, strerror(errno));
+  epoll_ctl(epfd, EPOLL_CTL_DEL, kmsgfd, NULL);
+  close(kmsgfd);
+  kmsgfd = -1;
+  long long t = now_ns();
+  for (int i = 0; i < nwatches; i++) {
+    struct watch *w = &watches[i];
+    if (w->kind == POLL && w->dormant) { w->dormant = 0; w->due = (t / w->interval + 1) * w->interval; }
+  }
+}
+
+/*
+ * One kernel log record ("<prio>,<seq>,<usec>,<flags>;<text>\n[ KEY=value\n]..."). The pids
+ * controller logs a cgroup's first refused fork, and only the first (kernel/cgroup/pids.c,
+ * pids_event): "cgroup: fork rejected by pids controller in <cgroup path>". A plugin can write
+ * no record (its container has no /dev/kmsg); a forged one would only cause a read.
+ */
+static void kmsg_record(const char *rec, size_t len, long long t) {
+  static const char needle[] = "fork rejected by pids controller in ";
+  const char *text = memchr(rec, ';', len);
+  if (!text) return;
+  text++;
+  size_t rest = len - (size_t)(text - rec);
+  const char *eol = memchr(text, '\n', rest);
+  size_t tlen = eol ? (size_t)(eol - text) : rest;
+  const char *at = memmem(text, tlen, needle, sizeof needle - 1);
+  if (!at) return;
+  const char *cg = at + sizeof needle - 1;
+  size_t cglen = tlen - (size_t)(cg - text);
+  /* The path is printed with pr_cont: it can land in a record of its own; then look at all. */
+  if (cglen == 0) wake_dormant(NULL, 0, t);
+  else wake_dormant(cg, cglen, t);
+}
+
+static void read_kmsg(void) {
+  char rec[8192];
+  for (;;) {
+    ssize_t r = read(kmsgfd, rec, sizeof rec);
+    if (r > 0) { kmsg_record(rec, (size_t)r, now_ns()); continue; }
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0 && errno == EAGAIN) return;
+    /* EPIPE: records were overwritten before they were read; a refusal may be among them. */
+    if (r < 0 && errno == EPIPE) { wake_dormant(NULL, 0, now_ns()); continue; }
+    kmsg_off("read /dev/kmsg");
+    return;
+  }
+}
+
+/* Open the kernel log at its end (only records from now on matter); why not, in `why`. */
+static int open_kmsg(char *why, size_t n) {
+  int fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) { snprintf(why, n, "open /dev/kmsg: %s", strerror(errno)); return -1; }
+  struct epoll_event ev = {.events = EPOLLIN, .data.u32 = ID_KMSG};
+  if (lseek(fd, 0, SEEK_END) < 0 || epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+    snprintf(why, n, "/dev/kmsg: %s", strerror(errno));
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
 static void fired(int i, unsigned events) {
   struct watch *w = &watches[i];
   long long t = now_ns();
@@ -347,7 +485,7 @@ static void fired(int i, unsigned events) {
   }
 }
 
-int main(void) {
+int main(int argc, char **argv) {
   watches = calloc(MAX_WATCHES, sizeof *watches);
   epfd = epoll_create1(EPOLL_CLOEXEC);
   infd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
@@ -356,13 +494,16 @@ int main(void) {
     return 1;
   }
   fcntl(0, F_SETFL, fcntl(0, F_GETFL) | O_NONBLOCK);
-  struct epoll_event in = {.events = EPOLLIN, .data.u32 = 0xfffffffeu};
-  struct epoll_event ino = {.events = EPOLLIN, .data.u32 = 0xffffffffu};
+  struct epoll_event in = {.events = EPOLLIN, .data.u32 = ID_STDIN};
+  struct epoll_event ino = {.events = EPOLLIN, .data.u32 = ID_INOTIFY};
   if (epoll_ctl(epfd, EPOLL_CTL_ADD, 0, &in) < 0 || epoll_ctl(epfd, EPOLL_CTL_ADD, infd, &ino) < 0) {
     out("{\"err\":\"cannot start: %s\"}", strerror(errno));
     return 1;
   }
-  out("{\"ready\":1}");
+  char why[256] = "-p: not asked to";
+  if (!(argc > 1 && strcmp(argv[1], "-p") == 0)) kmsgfd = open_kmsg(why, sizeof why);
+  if (kmsgfd >= 0) out("{\"ready\":1,\"kmsg\":1}");
+  else out("{\"ready\":1,\"kmsg\":0,\"why\":\"%s\"}", why);
   for (;;) {
     struct epoll_event evs[64];
     int n = epoll_wait(epfd, evs, 64, poll_due());
@@ -370,8 +511,9 @@ int main(void) {
     if (n < 0) return 1;
     for (int j = 0; j < n; j++) {
       unsigned id = evs[j].data.u32;
-      if (id == 0xfffffffeu) read_stdin();
-      else if (id == 0xffffffffu) read_inotify();
+      if (id == ID_STDIN) read_stdin();
+      else if (id == ID_INOTIFY) read_inotify();
+      else if (id == ID_KMSG) { if (kmsgfd >= 0) read_kmsg(); }
       else if ((int)id < nwatches && watches[id].kind != FREE) fired((int)id, evs[j].events);
     }
   }

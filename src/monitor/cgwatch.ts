@@ -12,8 +12,23 @@ export type WatchSpec =
   | { readonly type: 'psi'; readonly file: string; readonly trigger: string }
   /** A file the kernel notifies on change (cgroup v2 memory.events, pids.events, cgroup.events): inotify. */
   | { readonly type: 'notify'; readonly file: string }
-  /** A file read every intervalMs by cgwatch, reported when its text changes (cgroup v1 pids.events). */
-  | { readonly type: 'poll'; readonly file: string; readonly intervalMs: number };
+  /**
+   * A file read every intervalMs by cgwatch, reported when its text changes (cgroup v1
+   * pids.events). With `kernelLog` and the helper in `kernel-log` mode, not read while every
+   * count in it is 0, but at once when the kernel logs the cgroup's first refused fork, and
+   * every intervalMs from then on.
+   */
+  | { readonly type: 'poll'; readonly file: string; readonly intervalMs: number; readonly kernelLog?: boolean };
+
+/**
+ * How cgwatch learns of a cgroup v1 refused fork: `kernel-log`, from the pids controller's
+ * line in /dev/kmsg, then by polling that cgroup only; `poll`, by reading every pids.events
+ * every pids poll (the kernel log cannot be read, or LOGOMESH_CGWATCH_KMSG=0).
+ */
+export type PidsMode = 'kernel-log' | 'poll';
+
+/** Set to 0 to have cgwatch poll every v1 pids.events instead of waiting on the kernel log. */
+export const CGWATCH_KMSG_ENV = 'LOGOMESH_CGWATCH_KMSG';
 
 export interface WatchEvent {
   readonly key: string;
@@ -46,6 +61,9 @@ interface Reply {
   t?: number | string;
   gone?: number;
   ready?: number;
+  /** On the ready line, and later if the kernel log fails: 1 if cgwatch reads it. */
+  kmsg?: number;
+  why?: string;
 }
 
 /**
@@ -56,6 +74,7 @@ interface Reply {
 export class Cgwatch extends EventEmitter<{ event: [WatchEvent]; gone: [string]; exit: [number | null]; ready: [] }> {
   private readonly pending = new Map<string, { resolve: () => void; reject: (e: Error) => void }>();
   private closed = false;
+  private pidsMode: PidsMode = 'poll';
 
   private constructor(
     private readonly child: ChildProcessWithoutNullStreams,
@@ -64,12 +83,17 @@ export class Cgwatch extends EventEmitter<{ event: [WatchEvent]; gone: [string];
     super();
   }
 
-  /** Start the helper at `binary` and wait for its ready line. */
-  static async start(binary: string, log: Logger): Promise<Cgwatch> {
+  /**
+   * Start the helper at `binary` and wait for its ready line. `kernelLog: false` (default:
+   * unless LOGOMESH_CGWATCH_KMSG=0) keeps it from reading /dev/kmsg: every v1 pids.events is
+   * then polled.
+   */
+  static async start(binary: string, log: Logger, opts: { kernelLog?: boolean } = {}): Promise<Cgwatch> {
+    const kernelLog = opts.kernelLog ?? process.env[CGWATCH_KMSG_ENV] !== '0';
     // A process group of its own: a Ctrl-C at the terminal (SIGINT to the foreground group)
     // reaches the controller, which stops the helper in order, and not the helper first. It
     // still ends with the controller however that ends: it exits when its stdin closes.
-    const child = spawn(binary, [], { stdio: ['pipe', 'pipe', 'pipe'], detached: true });
+    const child = spawn(binary, kernelLog ? [] : ['-p'], { stdio: ['pipe', 'pipe', 'pipe'], detached: true });
     const w = new Cgwatch(child, log);
     const ready = new Promise<void>((resolve, reject) => {
       child.once('error', (err) => reject(new LogoMeshError('LM_MONITOR_UNAVAILABLE', `cannot start cgwatch (${binary}): ${err.message}`, { file: binary }, { cause: err })));
@@ -98,7 +122,12 @@ export class Cgwatch extends EventEmitter<{ event: [WatchEvent]; gone: [string];
       return;
     }
     if (r.ready) {
+      this.setMode(r, 'an older cgwatch, which does not read the kernel log');
       this.emit('ready');
+      return;
+    }
+    if (r.kmsg !== undefined && !r.k) {
+      this.setMode(r, 'unknown');
       return;
     }
     if (!r.k) {
@@ -113,6 +142,18 @@ export class Cgwatch extends EventEmitter<{ event: [WatchEvent]; gone: [string];
       if (r.ok) p?.resolve();
       else p?.reject(new WatchError(r.k, r.errno ?? 0, r.err ?? 'unknown error'));
     }
+  }
+
+  /** The mode a ready line or a later kmsg line gives, said once in the log. */
+  private setMode(r: Reply, unsaid: string): void {
+    this.pidsMode = r.kmsg === 1 ? 'kernel-log' : 'poll';
+    if (this.pidsMode === 'kernel-log') this.log.info({ pidsMode: this.pidsMode }, 'cgwatch: refused forks (cgroup v1 pids.events) are seen from the kernel log (/dev/kmsg); only cgroups that hit their limit are polled');
+    else this.log.info({ pidsMode: this.pidsMode, why: r.why ?? unsaid }, 'cgwatch: the kernel log is not read; every cgroup v1 pids.events is polled');
+  }
+
+  /** How refused forks on cgroup v1 are seen (docs/monitoring.md#how-each-violation-is-seen). */
+  get mode(): PidsMode {
+    return this.pidsMode;
   }
 
   /** The helper's process id (for measuring its CPU). */
@@ -132,7 +173,7 @@ export class Cgwatch extends EventEmitter<{ event: [WatchEvent]; gone: [string];
         case 'notify':
           return ['N', key, spec.file];
         case 'poll':
-          return ['W', key, spec.file, String(Math.round(spec.intervalMs))];
+          return ['W', key, spec.file, String(Math.round(spec.intervalMs)), ...(spec.kernelLog ? ['k'] : [])];
       }
     })();
     for (const f of fields.slice(2)) {

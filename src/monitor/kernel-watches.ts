@@ -21,8 +21,9 @@ export interface KernelWatchPlan {
  * - OOM kill: v1 an eventfd on memory.oom_control; v2 memory.events through inotify;
  * - memory thresholds (bytes): v1 eventfds on memory.usage_in_bytes, which fire on each
  *   crossing up or down; v2 has none (memory.high would throttle), so they are polled;
- * - pids limit: v1 pids.events does not notify, so cgwatch reads it every `pidsPollMs`; v2
- *   pids.events through inotify;
+ * - pids limit: v1 pids.events does not notify, so cgwatch reads it when the kernel logs the
+ *   cgroup's first refused fork, then every `pidsPollMs` (or every `pidsPollMs` from the
+ *   start when it cannot read the kernel log); v2 pids.events through inotify;
  * - pressure: a PSI trigger per resource where the cgroup has pressure files (v2, and the
  *   unified tree of a hybrid host).
  * Pure.
@@ -35,7 +36,7 @@ export function kernelWatches(dirs: CgroupDirs, opts: { thresholds: readonly num
     for (const bytes of new Set(opts.thresholds)) {
       watches.push({ name: `mem${bytes}`, spec: { type: 'eventfd', control, file: path.join(dirs.memory, 'memory.usage_in_bytes'), args: String(bytes) } });
     }
-    if (dirs.pids) watches.push({ name: 'pids', spec: { type: 'poll', file: path.join(dirs.pids, 'pids.events'), intervalMs: opts.pidsPollMs } });
+    if (dirs.pids) watches.push({ name: 'pids', spec: { type: 'poll', file: path.join(dirs.pids, 'pids.events'), intervalMs: opts.pidsPollMs, kernelLog: true } });
   } else if (dirs.unified) {
     watches.push({ name: 'oom', spec: { type: 'notify', file: path.join(dirs.unified, 'memory.events') } });
     watches.push({ name: 'pids', spec: { type: 'notify', file: path.join(dirs.unified, 'pids.events') } });

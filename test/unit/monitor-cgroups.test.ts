@@ -102,7 +102,7 @@ describe('reading cgroup v2 files (recorded fixtures)', () => {
     ]);
   });
 
-  it('watches v1 through eventfds and polls pids.events, which v1 does not notify', () => {
+  it('watches v1 through eventfds, and pids.events (which v1 does not notify) from the kernel log and by polling', () => {
     const dirs = parseCgroupDirs(HYBRID_CGROUP, HYBRID_MOUNTINFO);
     const plan = kernelWatches(dirs, { thresholds: [100, 100, 200], pidsPollMs: 20, pressure: [] });
     expect(plan.pollMemory).toBe(false);
@@ -113,6 +113,8 @@ describe('reading cgroup v2 files (recorded fixtures)', () => {
       ['pids', 'poll'],
     ]);
     expect(plan.watches[1]!.spec).toMatchObject({ control: '/sys/fs/cgroup/memory/docker/abc/cgroup.event_control', args: '100' });
+    // Read when the kernel log names the cgroup's first refused fork, then every 20 ms.
+    expect(plan.watches[3]!.spec).toEqual({ type: 'poll', file: '/sys/fs/cgroup/pids/docker/abc/pids.events', intervalMs: 20, kernelLog: true });
   });
 });
 
