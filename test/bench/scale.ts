@@ -19,6 +19,7 @@ import { removeByLabel } from '../../src/engine/cleanup.js';
 import { connectEngine, type Docker } from '../../src/engine/docker.js';
 import { createLogger, type Logger } from '../../src/log.js';
 import { benchHome } from './bench-home.js';
+import { settleHost, type Settled } from './settle.js';
 import { cpuTimes, idlePercent, processTree, schedDelta, schedTotals, type SchedTotals } from './sched-stat.js';
 import { fmt, nowUs, pct, type Row } from './stats.js';
 
@@ -48,6 +49,10 @@ export function scalePlugins(root: string, n: number): { id: string; method: str
     out.push({ id, method: 'echo' });
   }
   return out;
+}
+
+function logSettled(what: string, s: Settled): void {
+  process.stderr.write(`scale: before the ${what}: the host ${fmt(s.idlePercent, 1)}% idle over 1 s after ${fmt(s.waitedMs / 1000, 1)} s${s.settled ? '' : ' (not settled: measured anyway)'}, load ${s.load.map((l) => l.toFixed(1)).join(' ')}\n`);
 }
 
 function cpuPercent(fn: () => Promise<void>): Promise<number> {
@@ -162,12 +167,16 @@ export async function scaleBench(docker: Docker, log: Logger, instance: string, 
     const ready = host.list().filter((p) => p.state === 'ready').length;
     process.stderr.write(`scale: ${ready} of ${n} plugins ready in ${fmt(upMs / 1000, 1)} s\n`);
     await new Promise((r) => setTimeout(r, 5_000)); // starts settle: health checks begin, standbys none
+    // Idle means after the host's own work of the starts is over too (the engine's and the
+    // kernel's, which go on after the last ready): bounded, and what it found is printed.
+    logSettled('idle CPU', await settleHost({ maxMs: 30_000 }));
     global.gc?.();
     const idle = await cpuPercent(() => new Promise((r) => setTimeout(r, SECONDS * 1000)));
     const rss = process.memoryUsage().rss;
     const hostMiB = (freeBefore - os.freemem()) / 2 ** 20;
     // A warm-up, as for every latency row: each plugin's first calls run before its JIT settles.
     for (let round = 0; round < 20; round++) await Promise.all(plugins.map((p) => host.call(p.id, p.method, { text: 'hello world' }, 30_000).catch(() => undefined)));
+    logSettled('spread calls', await settleHost({ maxMs: 20_000 }));
     const procs = await processesByKind(docker, host, plugins);
     const throttledBefore = throttled(host, plugins);
     const { us, failed } = await spreadCalls(host, plugins, Math.min(SECONDS, 10), procs);

@@ -7,25 +7,8 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 
-/** Jiffies of the whole host: idle (with iowait) and all. */
-export interface CpuTimes {
-  readonly idle: number;
-  readonly total: number;
-}
-
-export function cpuTimes(): CpuTimes {
-  try {
-    const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
-    return { idle: (f[3] ?? 0) + (f[4] ?? 0), total: f.reduce((a, b) => a + b, 0) };
-  } catch {
-    return { idle: 0, total: 0 };
-  }
-}
-
-/** The share of the host's CPU time that was idle between two readings, in percent. */
-export function idlePercent(a: CpuTimes, b: CpuTimes): number {
-  return b.total > a.total ? ((b.idle - a.idle) / (b.total - a.total)) * 100 : NaN;
-}
+// The host's idle share: one reading of /proc/stat for every section (settle.ts).
+export { cpuTicks as cpuTimes, idlePercent, type CpuTicks as CpuTimes } from './settle.js';
 
 /** A process and all its descendants (a container's init and the runtime under it). */
 export function processTree(pid: number): number[] {
