@@ -5,13 +5,16 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
+import { createRequire } from 'node:module';
 import { describe, it } from 'node:test';
-import { WebSocketServer } from 'ws';
 import { Plugin } from 'logomesh';
 import { waitFor } from './fake-hub.js';
 import { cleanUpAfterEach, cleanups } from './support.js';
 
 cleanUpAfterEach();
+
+// ws as the SDK itself has it (in the runtime image, only 'logomesh' resolves from here).
+const { WebSocketServer } = createRequire(import.meta.resolve('logomesh'))('ws');
 
 /** A hub that answers hello with `answer` and records every message after it, split into frames. */
 async function rawHub(answer) {
