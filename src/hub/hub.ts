@@ -295,7 +295,7 @@ export class Hub extends EventEmitter {
     const frames = splitFrames(raw);
     if (frames.length > MAX_BATCH_FRAMES) {
       if (!peer.bucket.take()) return this.verdicts.violation(peer, 'LM_RATE_LIMITED', `more than ${peer.bucket.rate} messages/s`, 'rate');
-      const error = { code: 'LM_PROTOCOL', message: `a batched message holds at most ${MAX_BATCH_FRAMES} frames; this one held ${frames.length}` };
+      const error = { code: 'LM_PROTOCOL', message: `a batched message holds at most ${MAX_BATCH_FRAMES} frames; this one held more` };
       peer.deliver({ type: 'error', id: this.nextId(), error });
       return this.verdicts.violation(peer, 'LM_PROTOCOL', `frame refused: ${error.message}`, 'frame');
     }

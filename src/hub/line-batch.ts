@@ -15,11 +15,15 @@ export const MAX_BATCH_FRAMES = 64;
 
 const LF = 0x0a;
 
-/** The frames of a batched message: its parts between line feeds (an empty part is a frame like any other, refused as today). */
+/**
+ * The frames of a batched message: its parts between line feeds (an empty part is a frame like
+ * any other, refused as today). It stops at MAX_BATCH_FRAMES + 1 parts: a message of line feeds
+ * alone must not cost a Buffer each before it is refused.
+ */
 export function splitFrames(raw: Buffer): Buffer[] {
   const frames: Buffer[] = [];
   let start = 0;
-  for (let at = raw.indexOf(LF); at !== -1; at = raw.indexOf(LF, start)) {
+  for (let at = raw.indexOf(LF); at !== -1 && frames.length < MAX_BATCH_FRAMES; at = raw.indexOf(LF, start)) {
     frames.push(raw.subarray(start, at));
     start = at + 1;
   }

@@ -105,6 +105,10 @@ describe('hub: batched frames (several JSON frames in one message) where the plu
     b.ws.send(many.join('\n'));
     await b.until(() => b.frames.some((m) => m.type === 'error'));
     expect(b.frames.find((m) => m.type === 'error')).toMatchObject({ error: { code: 'LM_PROTOCOL', message: expect.stringContaining(`at most ${MAX_BATCH_FRAMES} frames`) } });
+    // A message of line feeds alone: refused the same way, split no further than the limit.
+    b.ws.send('\n'.repeat(4000));
+    await b.until(() => b.frames.filter((m) => m.type === 'error').length === 2);
+    expect(splitFrames(Buffer.from('\n'.repeat(4000)))).toHaveLength(MAX_BATCH_FRAMES + 1);
     const big = Array.from({ length: 5 }, (_, i) => b.frame({ type: 'request', to: ['txt'], method: 'echo', data: 'x'.repeat(1000), id: `big${i}` }));
     b.ws.send(big.join('\n'));
     await b.until(() => b.frames.some((m) => (m.error as { code?: string } | undefined)?.code === 'LM_MESSAGE_TOO_LARGE'));
