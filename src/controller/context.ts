@@ -41,7 +41,7 @@ export interface ControllerContext {
   policy(): Policy;
   /** Is the controller closing (nothing starts or restarts any more)? */
   closing(): boolean;
-  /** Save state.json now. */
+  /** Save state.json: within SavedState's COALESCE_MS, with the other saves of that time. */
   persist(): void;
   /** A plugin's own user and group under this controller. */
   idsOf(id: string): [uid: number, gid: number];

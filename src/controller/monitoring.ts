@@ -4,6 +4,7 @@ import { errorText, type Docker } from '../engine/docker.js';
 import { LogoMeshError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { helperBinaries } from '../monitor/cgwatch-binary.js';
+import { useMountHelper } from '../sandbox/mount-helper.js';
 import { enforceLimit, checkLimitChange, MonitorMetrics, monitoringRules, ResourceMonitor, watchedLimits, type ChangedLimit, type LimitChange, type ResourceUsage, type ResourceViolation, type StatsRow } from '../monitor/index.js';
 import { enforcePolicy } from '../policy/decisions.js';
 import type { Policy } from '../policy/policy.js';
@@ -115,6 +116,7 @@ export class Monitoring {
       log.warn({ code: 'LM_MONITOR_UNAVAILABLE', err: errorText(err) }, 'LM_MONITOR_UNAVAILABLE: the cgwatch helper and the health check program cannot be built; plugins run without a Docker health check, violations are read at each poll');
     }
     if (wantHealth && binaries?.health && existsSync(binaries.health)) this.health = binaries.health;
+    useMountHelper(binaries?.mount, log); // the staging's helper, from the same image (else mount(8))
     if (!wantMonitor) return;
     // Root, as the monitor's kernel interfaces need: cgroup.event_control, PSI triggers, /proc of other users.
     if ((this.deps.uid ?? process.getuid?.()) !== 0) {

@@ -134,7 +134,10 @@ export function buildParts(backend: Backend, opts: ControllerOptions, hooks: Con
     log, opts, home, hub, audit, grants, registry, segments: memory, engine, kernel, monitoring, idsOf,
     policy: hooks.policy,
     closing: hooks.closing,
-    persist: hooks.persist,
+    // The lifecycle's saves (readies, restarts, adoptions) come in bursts: written together.
+    persist: () => {
+      if (!hooks.closing()) saved.saveSoon(() => registry.records(), (id) => grants.saved(id));
+    },
   };
   // A warm standby is a second container of the plugin on this host: the Docker backend's.
   const standbys = backend.name === 'docker' ? new Standbys(cx, new Set(opts.standby ?? []), (m, container, exited) => supervisor.watchExit(m, container, exited)) : undefined;

@@ -32,10 +32,11 @@ export async function closeParts(parts: ControllerParts, backend: Backend, home:
  * to adopt: state.json, the audit trail and the hub keys stay.
  */
 export async function leaveParts(parts: ControllerParts, backend: Backend): Promise<void> {
-  const { engine, kernel, registry, supervisor, hub, grants, audit } = parts;
+  const { engine, kernel, registry, supervisor, hub, grants, audit, saved } = parts;
   engine.close();
   kernel?.close();
   for (const m of registry.records()) supervisor.stopTimers(m);
+  saved.flush(); // a lifecycle save still waiting: the next controller reads it
   await hub.close();
   await backend.close();
   grants.close();

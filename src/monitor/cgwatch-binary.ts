@@ -16,12 +16,16 @@ export const CGWATCH_TAG = 'logomesh/cgwatch:latest';
 export const CGWATCH_ENV = 'LOGOMESH_CGWATCH';
 /** The health check program's name, beside cgwatch. */
 export const HEALTH_NAME = 'lm-health';
+/** The mount staging helper's name, beside cgwatch (src/sandbox/mount-helper.ts). */
+export const MOUNT_NAME = 'lm-mount';
 
 /** The binaries of images/cgwatch: the monitor's helper, and the plugin containers' health check. */
 export interface HelperBinaries {
   readonly cgwatch: string;
   /** Absent when an operator's own cgwatch (LOGOMESH_CGWATCH) has no lm-health beside it. */
   readonly health?: string;
+  /** The controller's mount staging helper; absent when an operator's own cgwatch has none beside it. */
+  readonly mount?: string;
 }
 
 /**
@@ -39,8 +43,8 @@ export async function cgwatchBinary(docker: Docker, log: Logger, env: NodeJS.Pro
 }
 
 /**
- * The paths of cgwatch and lm-health: LOGOMESH_CGWATCH if set (lm-health beside it, if
- * there), else the ones built from images/cgwatch (static binaries on an empty image, built
+ * The paths of cgwatch, lm-health and lm-mount: LOGOMESH_CGWATCH if set (the other two
+ * beside it, if there), else the ones built from images/cgwatch (static binaries on an empty image, built
  * like the runtime images and rebuilt when their source changes) and copied out of the image
  * into a cache folder named by the image's inputs hash. No container is created: the
  * binaries come out of `docker save`.
@@ -50,7 +54,8 @@ export async function helperBinaries(docker: Docker, log: Logger, env: NodeJS.Pr
   if (own) {
     if (!existsSync(own)) throw unavailable(`${CGWATCH_ENV} names ${own}, which does not exist`, own);
     const health = path.join(path.dirname(own), HEALTH_NAME);
-    return { cgwatch: own, ...(existsSync(health) ? { health } : {}) };
+    const mount = path.join(path.dirname(own), MOUNT_NAME);
+    return { cgwatch: own, ...(existsSync(health) ? { health } : {}), ...(existsSync(mount) ? { mount } : {}) };
   }
   let image;
   try {
@@ -60,7 +65,8 @@ export async function helperBinaries(docker: Docker, log: Logger, env: NodeJS.Pr
   }
   const binary = path.join(cacheDir(env), `cgwatch-${image.inputsHash.slice(0, 16)}`, 'cgwatch');
   const health = path.join(path.dirname(binary), HEALTH_NAME);
-  if (existsSync(binary) && existsSync(health)) return { cgwatch: binary, health };
+  const mount = path.join(path.dirname(binary), MOUNT_NAME);
+  if (existsSync(binary) && existsSync(health) && existsSync(mount)) return { cgwatch: binary, health, mount };
   // Searchable by everyone: plugin users run lm-health from here through a bind mount.
   mkdirSync(path.dirname(binary), { recursive: true, mode: 0o755 });
   const work = mkdtempSync(path.join(path.dirname(binary), '.extract-'));
@@ -73,12 +79,15 @@ export async function helperBinaries(docker: Docker, log: Logger, env: NodeJS.Pr
     const layer = manifest[0]?.Layers?.at(-1);
     if (!layer) throw new Error('the saved image lists no layer');
     await run('tar', ['-xf', saved, '-C', work, layer]);
-    await run('tar', ['-xf', path.join(work, layer), '-C', work, 'cgwatch', HEALTH_NAME]);
+    await run('tar', ['-xf', path.join(work, layer), '-C', work, 'cgwatch', HEALTH_NAME, MOUNT_NAME]);
     chmodSync(path.join(work, HEALTH_NAME), 0o755);
+    // Only root runs the mount helper (the controller, to stage mounts).
+    chmodSync(path.join(work, MOUNT_NAME), 0o700);
     renameSync(path.join(work, HEALTH_NAME), health);
+    renameSync(path.join(work, MOUNT_NAME), mount);
     renameSync(path.join(work, 'cgwatch'), binary);
-    log.info({ binary, health }, 'cgwatch helper and health check ready');
-    return { cgwatch: binary, health };
+    log.info({ binary, health, mount }, 'cgwatch helper, health check and mount helper ready');
+    return { cgwatch: binary, health, mount };
   } catch (err) {
     throw unavailable(`cannot copy the cgwatch binary out of ${CGWATCH_TAG}: ${(err as Error).message}`, binary, err);
   } finally {

@@ -107,9 +107,10 @@ export async function stageContainerMounts(opts: { readonly log: Logger; readonl
   }
 }
 
-/** LM_GRANT_PATH for an operator grant whose path no longer resolves as at grant time; other errors pass through. */
+/** LM_GRANT_PATH for an operator grant whose path no longer resolves as at grant time; a failed staging mount is LM_ENGINE_ERROR (as a plugin's own mounts); coded errors pass through. */
 function grantChanged(pluginId: string, g: OperatorMount, err: unknown): unknown {
-  if (!(err instanceof PathChangedError)) return err;
+  if (err instanceof LogoMeshError) return err;
+  if (!(err instanceof PathChangedError)) return new LogoMeshError('LM_ENGINE_ERROR', `plugin ${pluginId}: could not prepare the mount of the granted path ${g.hostPath} at ${g.containerPath}: ${(err as Error).message}`, { plugin: pluginId, hostPath: g.hostPath, grant: g.name }, { cause: err });
   return new LogoMeshError(
     'LM_GRANT_PATH',
     `plugin ${pluginId}: the granted path ${g.hostPath} no longer resolves as it did when granted: expected ${err.expected} at ${err.at}, found ${err.found}; the container is not created. Revoke the grant (logomesh revoke ${pluginId} path ${g.name}) and grant it again if the change is intended`,

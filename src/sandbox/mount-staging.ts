@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Logger } from '../log.js';
 import { holdRealPath, PathChangedError, type HeldPath } from './host-paths.js';
+import { mountHelper, MountHelperError } from './mount-helper.js';
 
 /**
  * The engine takes a bind mount's source as a path, and resolves it itself when the
@@ -122,9 +123,21 @@ export class MountStaging implements AsyncDisposable {
     // The mount point: a folder for a folder, an empty file for a file (mkdtemp's folder is 0700).
     if (held.isDirectory) mkdirSync(source, { mode: 0o700 });
     else closeSync(openSync(source, 'wx', 0o600));
-    // fd 3 of `mount` is the held descriptor: the kernel follows /proc/self/fd/3 to exactly
-    // that object; --no-canonicalize keeps mount(8) from turning it back into a path.
-    await run('mount', ['--no-canonicalize', '-o', opts.writable ? STAGED_FLAGS.writable : STAGED_FLAGS.readOnly, '/proc/self/fd/3', source], held.fd);
+    const helper = mountHelper(this.helperPrefix(), this.log);
+    if (helper) {
+      try {
+        // The helper mounts /proc/<this pid>/fd/<held.fd>: the kernel follows it to exactly that object.
+        await helper.mount(held.fd, opts.writable, source);
+      } catch (err) {
+        // It ended before answering: the mount may be there, and release() must look.
+        if (err instanceof MountHelperError && !err.answered) entry.mounted = true;
+        throw err;
+      }
+    } else {
+      // fd 3 of `mount` is the held descriptor: the kernel follows /proc/self/fd/3 to exactly
+      // that object; --no-canonicalize keeps mount(8) from turning it back into a path.
+      await run('mount', ['--no-canonicalize', '-o', opts.writable ? STAGED_FLAGS.writable : STAGED_FLAGS.readOnly, '/proc/self/fd/3', source], held.fd);
+    }
     entry.mounted = true;
     return source;
   }
@@ -156,7 +169,9 @@ export class MountStaging implements AsyncDisposable {
     if (this.released) return;
     this.released = true;
     const mounted = this.entries.filter((e) => e.mounted);
-    if (mounted.length) {
+    const helper = mounted.length ? mountHelper(this.helperPrefix(), this.log) : undefined;
+    if (helper) await this.unmountThrough(helper, mounted);
+    else if (mounted.length) {
       try {
         await run('umount', ['--lazy', ...mounted.map((e) => e.source)]); // one process for all
         for (const e of mounted) e.mounted = false;
@@ -165,10 +180,34 @@ export class MountStaging implements AsyncDisposable {
       }
     }
     for (const e of this.entries) {
-      if (!e.mounted && e.source !== e.held.path) removeMountPoint(e.source);
+      // Tried even where an unmount failed: a mount point still in use is EBUSY, never removed
+      // through; one whose mount was never made (a helper that died first) goes.
+      if (e.source !== e.held.path) removeMountPoint(e.source);
       e.held.close();
     }
     if (this.dir) removeMountPoint(this.dir);
+  }
+
+  /** Every staging mount through the helper, at once; EINVAL (nothing mounted there) is done too. */
+  private async unmountThrough(helper: NonNullable<ReturnType<typeof mountHelper>>, mounted: Entry[]): Promise<void> {
+    const failed: string[] = [];
+    await Promise.all(
+      mounted.map(async (e) => {
+        try {
+          await helper.umount(e.source);
+          e.mounted = false;
+        } catch (err) {
+          if (err instanceof MountHelperError && err.errno === 'EINVAL') e.mounted = false;
+          else failed.push(`${e.source}: ${(err as Error).message}`);
+        }
+      }),
+    );
+    if (failed.length) this.log.warn({ failed }, 'could not unmount the staging mounts; they are removed by the next controller or run');
+  }
+
+  /** The only folders the helper may mount on: this process's staging folders. */
+  private helperPrefix(): string {
+    return path.join(os.tmpdir(), `${PREFIX}${process.pid}-`);
   }
 
   [Symbol.asyncDispose](): Promise<void> {
