@@ -2,6 +2,7 @@ import type { AuditSink } from '../audit/audit-log.js';
 import type { Logger } from '../log.js';
 import { decideSubscribe } from './acl.js';
 import { chooseEncoding } from './frames.js';
+import { LineBatch, MAX_BATCH_FRAMES } from './line-batch.js';
 import type { PluginSlot } from './hub-types.js';
 import { WsPeer, type Peer } from './peer.js';
 import { PROTOCOL_VERSION, type Hello } from './protocol.js';
@@ -73,8 +74,14 @@ export class Admission {
     if (this.deps.slots.isSuccessor(slot)) this.deps.slots.promote(slot);
     const encoding = chooseEncoding(msg.encodings);
     // The answer itself is JSON text: the plugin switches once it has read it.
-    this.deps.verdicts.ok(peer, msg.id, { plugin: slot.policy.id, protocol: PROTOCOL_VERSION, maxMessageBytes: this.deps.maxBytes, encoding });
-    if (peer instanceof WsPeer) peer.binary = encoding === 'msgpack';
+    // Batched frames are JSON text: a plugin that speaks msgpack keeps one frame per message.
+    const batch = msg.batch === true && encoding === 'json' && peer instanceof WsPeer;
+    this.deps.verdicts.ok(peer, msg.id, { plugin: slot.policy.id, protocol: PROTOCOL_VERSION, maxMessageBytes: this.deps.maxBytes, encoding, ...(batch ? { batch: MAX_BATCH_FRAMES } : {}) });
+    if (peer instanceof WsPeer) {
+      peer.binary = encoding === 'msgpack';
+      // From the frame after this answer on, both ways (the answer itself goes alone).
+      peer.lines = batch ? new LineBatch(peer.ws, peer.limits.maxMessageBytes) : undefined;
+    }
     this.deps.log.debug({ plugin: slot.policy.id, methods: msg.methods, sdk: msg.sdk }, 'plugin ready');
     this.deps.emit('ready', slot.policy.id, slot.methods);
   }

@@ -9,6 +9,7 @@ import { Calls } from './calls.js';
 import { Connections } from './connections.js';
 import { authorize, compose, helloGate, HOLD_MS, rateLimit, schemaCheck, segmentHandles, senderCheck, type Handler, type IntakeContext } from './intake.js';
 import { LocalHost, type TopicHandler } from './local-host.js';
+import { MAX_BATCH_FRAMES, splitFrames } from './line-batch.js';
 import type { WsPeer, Peer } from './peer.js';
 import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_MAX_MESSAGE_BYTES, HOST, parseFrame, type ClientMessage } from './protocol.js';
 import { checkedMaxBytes, peerLimits } from './hub-limits.js';
@@ -284,6 +285,27 @@ export class Hub extends EventEmitter {
   private onFrame(peer: WsPeer, slot: PluginSlot | undefined, raw: Buffer, isBinary: boolean): void {
     // Frames a closing connection had already buffered are not this hub's business any more.
     if (this.closed) return;
+    // A batch over the size limit is refused whole, as one oversize frame (parseFrame says so).
+    if (peer.lines && !isBinary && raw.length <= this.maxBytes && raw.indexOf(0x0a) !== -1) return this.onBatch(peer, slot, raw);
+    this.onOneFrame(peer, slot, raw, isBinary);
+  }
+
+  /** Several frames in one message, from a plugin that agreed to batch: each takes the way of a frame of its own. */
+  private onBatch(peer: WsPeer, slot: PluginSlot | undefined, raw: Buffer): void {
+    const frames = splitFrames(raw);
+    if (frames.length > MAX_BATCH_FRAMES) {
+      if (!peer.bucket.take()) return this.verdicts.violation(peer, 'LM_RATE_LIMITED', `more than ${peer.bucket.rate} messages/s`, 'rate');
+      const error = { code: 'LM_PROTOCOL', message: `a batched message holds at most ${MAX_BATCH_FRAMES} frames; this one held more` };
+      peer.deliver({ type: 'error', id: this.nextId(), error });
+      return this.verdicts.violation(peer, 'LM_PROTOCOL', `frame refused: ${error.message}`, 'frame');
+    }
+    for (const f of frames) {
+      if (!peer.open) return; // cut off by a frame before this one
+      this.onOneFrame(peer, slot, f, false);
+    }
+  }
+
+  private onOneFrame(peer: WsPeer, slot: PluginSlot | undefined, raw: Buffer, isBinary: boolean): void {
     try {
       const parsed = parseFrame(raw, isBinary, this.maxBytes, peer.binary);
       if (parsed.ok) return this.intake({ peer, slot, msg: parsed.msg, claimedFrom: parsed.claimedFrom, rawData: parsed.rawData });

@@ -7,6 +7,7 @@ import { packFrame } from './frames.js';
 import type { HubMessage } from './protocol.js';
 import { TokenBucket } from './token-bucket.js';
 import { WriteBatch } from './write-batch.js';
+import { LineBatch } from './line-batch.js';
 
 /** What one connection may ask of the hub. */
 export interface PeerLimits {
@@ -62,6 +63,8 @@ export class WsPeer implements Peer {
   /** The payload of the hub's last heartbeat ping, and how many in a row went unanswered. */
   /** Frames to and from it are msgpack (its hello listed it); JSON text otherwise. */
   binary = false;
+  /** Its hello offered batched frames: the JSON text frames of one turn leave in one message (line-batch.ts). */
+  lines: LineBatch | undefined;
   private nonce: Buffer | undefined;
   private missed = 0;
   /** A health probe was answered since the last heartbeat: the connection is proven alive for this one. */
@@ -97,13 +100,18 @@ export class WsPeer implements Peer {
     // The JSON text was checked (depth, size, cycles); its msgpack form is made once and shared.
     const frame = this.binary ? (enc.binary ??= packFrame(msg)) : enc.text;
     const bytes = this.binary ? frame.length : enc.bytes;
-    if (this.ws.bufferedAmount + bytes > this.limits.maxQueuedBytes) {
+    const queued = this.ws.bufferedAmount + (this.lines?.queued ?? 0);
+    if (queued + bytes > this.limits.maxQueuedBytes) {
       if (msg.type === 'event' || msg.type === 'broadcast') {
         this.dropped++;
         return 'dropped';
       }
-      this.cut('LM_BACKPRESSURE', `${this.ws.bufferedAmount} bytes were waiting to be read by ${this.id} (${this.origin}), over the limit of ${this.limits.maxQueuedBytes}`);
+      this.cut('LM_BACKPRESSURE', `${queued} bytes were waiting to be read by ${this.id} (${this.origin}), over the limit of ${this.limits.maxQueuedBytes}`);
       return 'gone';
+    }
+    if (this.lines && !this.binary) {
+      this.lines.add(frame as string, bytes);
+      return 'sent';
     }
     this.batch.hold();
     this.ws.send(frame);

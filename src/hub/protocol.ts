@@ -48,6 +48,8 @@ export interface Hello extends Base {
   subscriptions?: string[];
   /** The frame encodings it speaks besides JSON text (`msgpack`): the hub answers in the first it also speaks. */
   encodings?: string[];
+  /** It reads and writes batched frames (several JSON text frames in one message, line-batch.ts). */
+  batch?: boolean;
 }
 export interface Request extends Base {
   type: 'request';
@@ -193,6 +195,7 @@ function parseMessage(m: Record<string, unknown>, id: string): Parsed {
           ...(typeof m.sdk === 'string' ? { sdk: m.sdk.slice(0, 64) } : {}),
           ...(m.subscriptions ? { subscriptions: [...new Set(m.subscriptions as string[])] } : {}),
           ...(Array.isArray(m.encodings) ? { encodings: m.encodings.filter((x): x is string => typeof x === 'string').slice(0, 8) } : {}),
+          ...(m.batch === true ? { batch: true } : {}),
         },
       };
     case 'request': {

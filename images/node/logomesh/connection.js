@@ -6,6 +6,7 @@ import { CONTROL_TIMEOUT_MS, noop, RECONNECT_FIRST_DELAY_MS, RECONNECT_MAX_DELAY
 import { EncodeError, encode, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, SDK_VERSION } from './protocol.js';
 import { deferred, nextId, pluginName } from './state.js';
 import { isHubUrl, tcpConnectOptions } from './hub-auth.js';
+import { eachFrame, flushFrames, MAX_BATCH_FRAMES, queueFrame } from './batch.js';
 
 /** Where the hub is: a hub across nodes (LOGOMESH_HUB_URL), or the plugin's own Unix socket. */
 function endpoint(s) {
@@ -98,7 +99,8 @@ export function attach(s, ws) {
   s.ws = ws;
   s.binary = false; // a new connection starts in JSON until its hello is answered
   s.maxBytes = MAX_MESSAGE_BYTES;
-  ws.on('message', (raw, isBinary) => {
+  s.batch = 0; // and one frame per message until then
+  const onFrame = (raw, isBinary) => {
     try {
       s.onFrame(raw, isBinary);
     } catch (err) {
@@ -109,6 +111,10 @@ export function attach(s, ws) {
         // a log function that throws: nothing more to do
       }
     }
+  };
+  ws.on('message', (raw, isBinary) => {
+    if (s.batch > 0 && !isBinary && ws === s.ws) eachFrame(raw, (f) => onFrame(f, false));
+    else onFrame(raw, isBinary);
   });
   ws.on('error', (err) => s.log('warn', `hub connection error: ${err.message}`));
   ws.on('close', (code, reason) => onClose(s, ws, code, reason.toString()));
@@ -126,7 +132,8 @@ export function helloMessage(s) {
     sdk: `node/${SDK_VERSION}`,
     methods: [...s.methods.keys()],
     subscriptions: [...s.subs.keys()],
-    ...(s.opts.frames === 'msgpack' ? { encodings: ['msgpack', 'json'] } : {}),
+    // Batched frames are JSON text: offered unless msgpack is.
+    ...(s.opts.frames === 'msgpack' ? { encodings: ['msgpack', 'json'] } : { batch: true }),
   };
 }
 
@@ -185,6 +192,9 @@ export function rejectSubs(s, err) {
 export function accepted(s, hello) {
   // The hub speaks msgpack from its next frame on when it named it here.
   s.binary = s.opts.frames === 'msgpack' && hello?.encoding === 'msgpack';
+  // The hub batches from its next frame on when it named how many frames a message may hold.
+  const batch = hello?.batch;
+  s.batch = !s.binary && Number.isSafeInteger(batch) && batch > 0 ? Math.min(batch, MAX_BATCH_FRAMES) : 0;
   if (!s.plugin.id && typeof hello?.plugin === 'string') s.plugin.id = hello.plugin;
   const announced = hello?.maxMessageBytes;
   if (Number.isSafeInteger(announced) && announced > 0 && announced <= MAX_MESSAGE_BYTES) s.maxBytes = announced;
@@ -317,7 +327,7 @@ export function exchange(s, msg, waitMs, timeoutText, onAnswer) {
     // onAnswer: called with a successful answer's data as the frame is read, before the next one.
     s.pending.set(msg.id, { resolve, reject, timer, onAnswer });
     // A write error closes the socket, and closing rejects every pending exchange.
-    send(ws, text);
+    send(s, ws, text);
   });
 }
 
@@ -332,7 +342,7 @@ export function write(s, msg) {
   const ws = s.ws;
   if (!ws || ws.readyState !== WebSocket.OPEN) return Promise.reject(new LogoMeshError('LM_CONTROLLER_UNAVAILABLE', 'the connection to the hub is closed'));
   return new Promise((resolve, reject) => {
-    send(ws, text, (err) => (err ? reject(new LogoMeshError('LM_CONTROLLER_UNAVAILABLE', `sending to the hub failed: ${err.message}`)) : resolve()));
+    send(s, ws, text, (err) => (err ? reject(new LogoMeshError('LM_CONTROLLER_UNAVAILABLE', `sending to the hub failed: ${err.message}`)) : resolve()));
   });
 }
 
@@ -342,7 +352,7 @@ export function write(s, msg) {
  */
 export function post(s, text, gen = s.gen) {
   const ws = s.ws;
-  if (ws && ws.readyState === WebSocket.OPEN && gen === s.gen) send(ws, text);
+  if (ws && ws.readyState === WebSocket.OPEN && gen === s.gen) send(s, ws, text);
 }
 
 /**
@@ -351,7 +361,10 @@ export function post(s, text, gen = s.gen) {
  * callbacks it queued) is done. A plugin answering many calls at once otherwise pays a
  * `writev` per frame, which dominated its CPU time (docs/benchmarks.md).
  */
-function send(ws, text, cb) {
+function send(s, ws, text, cb) {
+  // JSON text with no one waiting for its write joins this turn's batch; anything else leaves after it.
+  if (s.batch > 0 && cb === undefined && typeof text === 'string') return queueFrame(ws, text, s.batch, s.maxBytes);
+  if (s.batch > 0) flushFrames(ws);
   // ws keeps the socket it connected on as _socket; it offers no public way to reach it.
   const socket = ws._socket;
   if (socket && !corked.has(socket) && !socket.destroyed) {

@@ -1,6 +1,7 @@
 // Stopping: the hub's shutdown, shutdown(), SIGTERM and SIGINT all end the same way: new
 // requests are refused, those in flight answer within the grace period, onShutdown hooks
 // run, the connection closes with status 1000.
+import { flushFrames } from './batch.js';
 import { WebSocket } from 'ws';
 import { errorStack, LogoMeshError } from './errors.js';
 import { CLOSE_WAIT_MS, noop } from './options.js';
@@ -60,6 +61,8 @@ async function drain(s, graceMs) {
   await runHooks(s, deadline);
   const ws = s.ws;
   if (ws && ws.readyState !== WebSocket.CLOSED) {
+    // The last answers may still wait for the end of this turn's batch: they go before the close.
+    flushFrames(ws);
     ws.close(1000, 'shutdown');
     const timer = setTimeout(() => ws.terminate(), CLOSE_WAIT_MS);
     await s.closed.promise.catch(noop);
