@@ -2,7 +2,7 @@ import WebSocket from 'ws';
 import { describe, expect, it } from 'vitest';
 import type { PluginPolicy } from '../../src/hub/acl.js';
 import { Hub } from '../../src/hub/hub.js';
-import { MAX_BATCH_FRAMES, splitFrames } from '../../src/hub/line-batch.js';
+import { FLUSH_FRAMES, MAX_BATCH_FRAMES, splitFrames } from '../../src/hub/line-batch.js';
 import { silentLogger } from '../../src/log.js';
 import { Client, type Msg } from './support/hub-client.js';
 import { hubHarness } from './support/hub-harness.js';
@@ -136,6 +136,16 @@ describe('hub: batched frames (several JSON frames in one message) where the plu
     expect(b.messages.at(-1)).toBe(4);
     for (const m of b.frames.filter((f) => f.type === 'request')) b.ws.send(JSON.stringify({ type: 'response', id: `r${m.id}`, correlationId: m.id, success: true, data: m.data }));
     expect(await answered).toEqual([1, 2, 3, 4]);
+  });
+
+  it(`sends a batch as soon as it holds ${FLUSH_FRAMES} frames, without waiting for the turn's end`, async () => {
+    const b = await openBatching();
+    const n = FLUSH_FRAMES + 4;
+    const answered = Promise.all(Array.from({ length: n }, (_, i) => hub.call('bat', 'echo', i, 2_000)));
+    await b.until(() => b.frames.filter((m) => m.type === 'request').length === n);
+    expect(b.messages.slice(-2)).toEqual([FLUSH_FRAMES, 4]);
+    for (const m of b.frames.filter((f) => f.type === 'request')) b.ws.send(JSON.stringify({ type: 'response', id: `r${m.id}`, correlationId: m.id, success: true, data: m.data }));
+    expect(await answered).toEqual(Array.from({ length: n }, (_, i) => i));
   });
 
   it('takes a message with a line feed between frames from a plugin that did not offer batches as one frame, refused as before', async () => {

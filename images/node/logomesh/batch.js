@@ -8,6 +8,11 @@ export const MAX_BATCH_FRAMES = 64;
 
 const LF = 0x0a;
 
+// A batch leaves once it holds this many frames, without waiting for the turn's end: the hub
+// starts on them while this process goes on with the rest (the processes of a call then work
+// at once on two cores rather than in turns).
+const FLUSH_FRAMES = 16;
+
 /** Call `each` with every frame of a message from a hub that batches (JSON text never holds a raw line feed). */
 export function eachFrame(raw, each) {
   let start = 0;
@@ -30,7 +35,7 @@ export function queueFrame(ws, text, maxFrames, maxBytes) {
   if (!q) queues.set(ws, (q = { ws, lines: [], bytes: 0, scheduled: false }));
   // UTF-8 takes at most 3 bytes a UTF-16 unit: counted only when the bound could pass the limit.
   const bytes = q.bytes + text.length * 3 + 1 <= maxBytes ? text.length : Buffer.byteLength(text);
-  if (q.lines.length >= maxFrames || (q.lines.length > 0 && q.bytes + bytes + 1 > maxBytes)) flush(q);
+  if (q.lines.length >= Math.min(maxFrames, FLUSH_FRAMES) || (q.lines.length > 0 && q.bytes + bytes + 1 > maxBytes)) flush(q);
   q.lines.push(text);
   q.bytes += bytes + 1;
   if (q.scheduled) return;

@@ -86,4 +86,12 @@ describe('batched frames', () => {
     assert.deepEqual(hub.messages.map((m) => m.length), [2, 2, 1]);
     assert.deepEqual(hub.messages.flat().map((f) => f.data), [0, 1, 2, 3, 4]);
   });
+
+  it('sends a batch once it holds 16 frames, though the hub allows 64 (the hub starts on it sooner)', async () => {
+    const hub = await rawHub({ batch: 64 });
+    const plugin = await serve(hub);
+    for (let i = 0; i < 20; i++) plugin.call('other.echo', i, { timeout: 5000 }).catch(() => {});
+    await waitFor(() => hub.messages.flat().length === 20, 5000, 'twenty requests');
+    assert.deepEqual(hub.messages.map((m) => m.length), [16, 4]);
+  });
 });
