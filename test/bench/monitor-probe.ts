@@ -68,7 +68,8 @@ for _ in range(${n}):
     time.sleep(0.3)
 `;
 
-export const PIDS_DRIVER = (n: number) => `
+/** Forks until one is refused, `n` times (children killed and reaped, then `pauseS` between), printing `T <ns>` before each refused fork. */
+export const PIDS_DRIVER = (n: number, pauseS = 0.8) => `
 import os, signal, time
 for _ in range(${n}):
     kids = []
@@ -77,14 +78,14 @@ for _ in range(${n}):
         try:
             pid = os.fork()
         except OSError:
-            print(f'T {t}')
+            print(f'T {t}', flush=True)
             break
         if pid == 0:
             time.sleep(60); os._exit(0)
         kids.append(pid)
     for k in kids: os.kill(k, signal.SIGKILL)
     for k in kids: os.waitpid(k, 0)
-    time.sleep(0.8)
+    time.sleep(${pauseS})
 `;
 
 export const THRESHOLD_DRIVER = (n: number) => `

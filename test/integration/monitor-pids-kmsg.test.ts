@@ -3,6 +3,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { CGWATCH_KMSG_ENV } from '../../src/monitor/cgwatch.js';
 import { ResourceMonitor, type ResourceViolation } from '../../src/monitor/index.js';
 import { startProbe, watchProbe, type Probe } from './monitor-support.js';
+import { PIDS_DRIVER } from '../bench/monitor-probe.js';
 import { docker, until } from './support.js';
 
 /**
@@ -13,25 +14,8 @@ import { docker, until } from './support.js';
  * CLOCK_MONOTONIC stamp written in the container just before it) to the violation here.
  */
 
-/** Forks until one is refused, `rounds` times (children killed and reaped between), printing `T <ns>` before each refused fork. */
-const FORK_UNTIL_REFUSED = (rounds: number) => `
-import os, signal, time
-for _ in range(${rounds}):
-    kids = []
-    while True:
-        t = time.monotonic_ns()
-        try:
-            pid = os.fork()
-        except OSError:
-            print(f'T {t}', flush=True)
-            break
-        if pid == 0:
-            time.sleep(60); os._exit(0)
-        kids.append(pid)
-    for k in kids: os.kill(k, signal.SIGKILL)
-    for k in kids: os.waitpid(k, 0)
-    time.sleep(1.0)
-`;
+/** Forks until one is refused, `rounds` times, a second apart (the bench's driver). */
+const FORK_UNTIL_REFUSED = (rounds: number) => PIDS_DRIVER(rounds, 1.0);
 
 interface Run {
   monitor: ResourceMonitor;
