@@ -141,7 +141,10 @@ describe('the start-up CPU boost in real containers', () => {
     });
     expect(cgroupCpu(standby)).toEqual({ quota: 25_000, shares: 256 });
     expect((await (await docker()).getContainer(standby).inspect()).Config.Labels[LABEL.cpuBoost]).toBe('80000');
-    expect(boostEntries(home, 'kept').filter((e) => e.startsWith('ended: its hello was accepted'))).toHaveLength(2);
+    // The audit line is appended after the quota is lowered: wait for it (the plugin's and the standby's).
+    const ended = () => boostEntries(home, 'kept').filter((e) => e.startsWith('ended: its hello was accepted'));
+    await until('the standby\'s boost ended in the audit trail', () => (ended().length >= 2 ? true : undefined), 10_000);
+    expect(ended()).toHaveLength(2);
     // Switched in by a restart: it carries its boost's record, ended.
     await host.restart('kept');
     expect(host.status('kept').containerId).toBe(standby);
