@@ -104,6 +104,8 @@ describe('the Kubernetes backend against a fake API server', () => {
   let server: string;
   let root: string;
   let controllers: Controller[];
+  /** Controllers a test left as if killed: their plugins run on; they are let go (leave) after it. */
+  let abandoned: Controller[];
   let plugins: FakePlugin[];
   let backend: KubeBackend;
 
@@ -132,6 +134,7 @@ describe('the Kubernetes backend against a fake API server', () => {
     server = await api.start();
     root = mkdtempSync(path.join(os.tmpdir(), 'lm-kube-backend-'));
     controllers = [];
+    abandoned = [];
     plugins = [];
     pluginFolder(root, 'echoer');
     pluginFolder(root, 'fetcher', 'capabilities:\n  - id: net\n    scope: network\n    hosts: ["api.example.com:443", "files.example.com:443"]\nresources: { maxNetworkConnections: 4 }\n');
@@ -140,6 +143,8 @@ describe('the Kubernetes backend against a fake API server', () => {
   afterEach(async () => {
     for (const p of plugins) p.ws?.terminate();
     for (const c of controllers) await c.close();
+    // A state save such a controller still had waiting would be written into the removed folder.
+    for (const c of abandoned) await c.leave();
     await api.close();
     rmSync(root, { recursive: true, force: true });
   });
@@ -299,7 +304,7 @@ describe('the Kubernetes backend against a fake API server', () => {
     // A following controller adopts it: the Pod's output so far is the earlier controller's, brought in from its last lines.
     await first.hub.close();
     await first.backend.close();
-    controllers.splice(0);
+    abandoned.push(...controllers.splice(0));
     for (const p of plugins) p.ws?.terminate();
     const second = await controller(['echoer'], false);
     const p = new FakePlugin('echoer', api, () => backend.pluginPort);
@@ -320,7 +325,7 @@ describe('the Kubernetes backend against a fake API server', () => {
     // The first controller is killed: its plugin keeps running, disconnected.
     await first.hub.close();
     await first.backend.close();
-    controllers.splice(0);
+    abandoned.push(...controllers.splice(0));
     for (const p of plugins) p.ws?.terminate();
     api.seed({ ...d, metadata: { ...d.metadata, name: 'lm-plugin-gone', labels: { ...d.metadata.labels, [LABEL.plugin]: 'gone' } } } as Obj);
     const mark = api.seen.length;
@@ -355,7 +360,7 @@ describe('the Kubernetes backend against a fake API server', () => {
     await c.revokeHost('fetcher', 'api.example.com:443');
     await c.hub.close();
     await c.backend.close();
-    controllers.splice(0);
+    abandoned.push(...controllers.splice(0));
     for (const p of plugins) p.ws?.terminate();
     const next = await controller(['echoer', 'fetcher']);
     const again = new FakePlugin('echoer', api, () => backend.pluginPort);
