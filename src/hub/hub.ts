@@ -196,6 +196,11 @@ export class Hub extends EventEmitter {
     return this.connections.shutdown(this.slots.current.get(id)?.peer, graceMs);
   }
 
+  /** Is the plugin's current connection to the hub still open? */
+  connected(id: string): boolean {
+    return this.slots.current.get(id)?.peer?.open === true;
+  }
+
   /** Ask a replaced plugin's old connection to shut down: it has no new calls since the handover, and finishes those it has. */
   retire(id: string, graceMs: number): boolean {
     return this.connections.shutdown(this.slots.retiringSlot(id)?.peer, graceMs);

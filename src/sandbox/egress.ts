@@ -11,7 +11,7 @@ import type { Manifest } from '../manifest/types.js';
 import type { AuditSink } from '../audit/audit-log.js';
 import { IMAGES_DIR } from '../paths.js';
 import { auditEntry, type EgressDecision } from './egress/decisions.js';
-import { ensureHostFirewall, type FirewallState } from './egress/firewall.js';
+import { ensureHostFirewall, FirewallRecheck, type FirewallState } from './egress/firewall.js';
 import { networkHosts, normalizeHost } from './egress/hosts.js';
 import { createPluginNetwork, hostAddressesOn, type PluginNetwork } from './egress/plugin-network.js';
 import { EGRESS_PORT, EgressProxy } from './egress/proxy.js';
@@ -75,6 +75,7 @@ export class Egress implements AsyncDisposable {
   /** Whether this process sees the plugin networks' bridges (runs in the host's network namespace). */
   private onHost?: boolean;
   private firewall?: Promise<FirewallState>;
+  private readonly firewallRecheck = new FirewallRecheck(() => this.recheckFirewall());
 
   private constructor(
     private readonly opts: EgressOptions,
@@ -177,10 +178,20 @@ export class Egress implements AsyncDisposable {
     return this.attached.get(key)?.proxy.openConnections;
   }
 
-  /** The host firewall's second layer, checked once per engine session (see firewall.ts). */
+  /** The host firewall's second layer, checked once per engine session and every minute after a first check found it (see firewall.ts). */
   private checkFirewall(): Promise<FirewallState> {
-    this.firewall ??= ensureHostFirewall({ log: this.opts.log, ...(this.onHost === false ? { manage: false } : {}) });
+    if (!this.firewall) {
+      this.firewall = ensureHostFirewall({ log: this.opts.log, ...(this.onHost === false ? { manage: false } : {}) });
+      void this.firewall.then((state) => {
+        if (!this.closed) this.firewallRecheck.follow(state);
+      });
+    }
     return this.firewall;
+  }
+
+  private recheckFirewall(): Promise<FirewallState> {
+    this.firewall = undefined;
+    return this.checkFirewall();
   }
 
   /**
@@ -225,6 +236,7 @@ export class Egress implements AsyncDisposable {
   /** Stop every proxy, remove every plugin network and the way-out bridge. Idempotent. */
   close(): Promise<void> {
     this.closed ??= (async () => {
+      this.firewallRecheck.stop();
       await Promise.allSettled([...this.attached.keys()].map((key) => this.detach(key)));
       await ignoreGone(this.wayOut.remove()).catch(() => undefined);
     })();

@@ -1,9 +1,10 @@
 import { readFileSync } from 'node:fs';
 import pino from 'pino';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   checkHostFirewall,
   ensureHostFirewall,
+  FirewallRecheck,
   FIREWALL_RULES_FILE,
   parseFirewallRules,
   PROVISION_SCRIPT,
@@ -115,5 +116,43 @@ describe('the controller keeps them in place (at its first networked plugin, and
     expect(await ensureHostFirewall({ log, run: host.run, manage: true, rules: RULES })).toMatchObject({ status: 'unknown' });
     expect(host.calls.filter((c) => c.startsWith('bash'))).toEqual([]);
     expect(lines[0]?.msg).toContain('could not be checked');
+  });
+});
+
+describe('checked again every minute while plugin networks exist (a firewall reload removes them with the engine still up)', () => {
+  afterEach(() => void vi.useRealTimers());
+
+  it('rules removed after a first check found them are put back at the next recheck', async () => {
+    vi.useFakeTimers();
+    const { log, lines } = capturingLogger();
+    const host = fakeHost(new Set());
+    for (const k of host.all()) host.present.add(k);
+    const check = () => ensureHostFirewall({ log, run: host.run, manage: true, rules: RULES });
+    const recheck = new FirewallRecheck(check, 60_000);
+    recheck.follow(await check());
+    host.present.clear(); // ufw reload
+    await vi.advanceTimersByTimeAsync(59_000);
+    expect(host.calls.filter((c) => c.startsWith('bash'))).toEqual([]);
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(host.calls.filter((c) => c.startsWith('bash'))).toEqual([`bash ${PROVISION_SCRIPT} firewall`]);
+    expect(host.present).toEqual(host.all());
+    expect(lines.map((l) => l.msg)).toContain('the host firewall rules for plugin networks are in place again');
+    recheck.stop();
+    host.present.clear();
+    await vi.advanceTimersByTimeAsync(120_000);
+    expect(host.calls.filter((c) => c.startsWith('bash'))).toHaveLength(1);
+  });
+
+  it('not started where the first check could not tell (not root, a remote engine): that was said once', async () => {
+    vi.useFakeTimers();
+    let checks = 0;
+    const recheck = new FirewallRecheck(() => Promise.resolve({ status: 'in-place' as const }).finally(() => void checks++), 1_000);
+    recheck.follow({ status: 'unknown', reason: 'not managed by this process' });
+    await vi.advanceTimersByTimeAsync(5_000);
+    expect(checks).toBe(0);
+    recheck.follow({ status: 'in-place' });
+    await vi.advanceTimersByTimeAsync(5_000);
+    expect(checks).toBe(5);
+    recheck.stop();
   });
 });

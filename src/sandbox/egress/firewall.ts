@@ -7,8 +7,9 @@ import { REPO_DIR } from '../../paths.js';
 /**
  * The host firewall rules for plugin networks (src/provision/egress-firewall.rules), the second
  * layer under the networks' missing host address. Provisioning installs them; the controller
- * checks them when it starts its first networked plugin and whenever the engine comes back,
- * and as root runs provisioning's `firewall` step again for any that went missing. The
+ * checks them when it starts its first networked plugin, whenever the engine comes back and
+ * every minute while it has plugin networks (FirewallRecheck), and as root runs
+ * provisioning's `firewall` step again for any that went missing. The
  * rules are in the host's INPUT chain, which the engine never rewrites, so a restart of the
  * engine does not remove them; something else (a firewall reload, a reboot) can.
  */
@@ -112,4 +113,47 @@ export async function ensureHostFirewall(opts: EnsureFirewallOptions): Promise<F
   if (after.status === 'in-place') log.info('the host firewall rules for plugin networks are in place again');
   else advise(`the host firewall rules for plugin networks could not be added (provision.sh firewall exited ${p.code}${p.stderr ? `: ${p.stderr}` : ''})`, after.status === 'missing' ? after.missing : rules);
   return after;
+}
+
+/** How often the rules are checked again while plugin networks exist: two `iptables -C` runs (7 ms a pair here) a minute. */
+export const FIREWALL_RECHECK_MS = 60_000;
+
+/**
+ * The rules checked again every `everyMs` once a first check found them in place: a firewall
+ * reload (`ufw reload`, `firewall-cmd --reload`, a `netfilter-persistent` restore) removes
+ * them without the engine going away, and the engine's return is the only other time they
+ * are checked. Not started where the first check could not tell (not root, a remote engine):
+ * that case was logged once with the commands to run, and repeating it every minute helps no
+ * one. A check still running when the next is due is not doubled.
+ */
+export class FirewallRecheck {
+  private timer?: NodeJS.Timeout;
+  private running = false;
+
+  constructor(
+    private readonly check: () => Promise<FirewallState>,
+    private readonly everyMs = FIREWALL_RECHECK_MS,
+  ) {}
+
+  /** Begin after a first check's result; idempotent. */
+  follow(first: FirewallState): void {
+    if (this.timer || first.status !== 'in-place') return;
+    this.timer = setInterval(() => void this.again(), this.everyMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  private async again(): Promise<void> {
+    if (this.running) return;
+    this.running = true;
+    try {
+      await this.check();
+    } finally {
+      this.running = false;
+    }
+  }
 }
