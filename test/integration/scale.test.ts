@@ -1,3 +1,4 @@
+import os from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Controller } from '../../src/controller/controller.js';
 import { resolveHome } from '../../src/controller/home.js';
@@ -44,6 +45,17 @@ describe(`${N} plugins under one controller`, () => {
       else expect(answer, id).toBeDefined();
     }
   }, 300_000);
+
+  it('gives the start-up CPU boost to starts that leave CPU to spare, and none while the starts at once fill the CPUs (the crowd rule)', async () => {
+    const containers = await (await docker()).listContainers({ all: true, filters: { label: [`${LABEL.instance}=${inst}`, LABEL.plugin] } });
+    const scaled = containers.filter((c) => c.Labels[LABEL.plugin]?.startsWith('scale-'));
+    expect(scaled).toHaveLength(N - 2);
+    const boosted = scaled.filter((c) => c.Labels[LABEL.cpuBoost] !== undefined);
+    // The first start had the host to itself: boosted (one core for 2 s, the default).
+    expect(boosted.length).toBeGreaterThan(0);
+    // At 25% each, 8 starts at once (startConcurrency) fill 2 CPUs: those are created without a boost.
+    if (8 * 25 >= os.availableParallelism() * 100) expect(boosted.length).toBeLessThan(scaled.length);
+  });
 
   it('leaves no container behind when the controller closes', async () => {
     await host.close();
