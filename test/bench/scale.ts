@@ -56,13 +56,32 @@ function logSettled(what: string, s: Settled): void {
   process.stderr.write(`scale: before the ${what}: the host ${fmt(s.idlePercent, 1)}% idle over 1 s after ${fmt(s.waitedMs / 1000, 1)} s${s.settled ? '' : ' (not settled: measured anyway)'}, load ${s.load.map((l) => l.toFixed(1)).join(' ')}\n`);
 }
 
-function cpuPercent(fn: () => Promise<void>): Promise<number> {
+/** The controller's idle CPU, % of a core: its own process and its helper processes. */
+interface IdleCpu {
+  readonly total: number;
+  readonly controller: number;
+  /** cgwatch and the mount helper (lm-mount): the controller's children, which process.cpuUsage() does not count. */
+  readonly helpers: number;
+}
+
+/**
+ * CPU over fn(): this process's (process.cpuUsage) and that of its child processes, the
+ * controller's helpers (cgwatch reads the kernel's notifications and the kernel log for the
+ * monitor; lm-mount stages mounts), from their threads' schedstat (ns on a CPU). A helper
+ * that ended meanwhile is not counted; none ends at idle.
+ */
+async function idleCpu(fn: () => Promise<void>): Promise<IdleCpu> {
+  const helpers = processTree(process.pid).slice(1);
+  const h0 = schedTotals(helpers);
   const c0 = process.cpuUsage();
   const t0 = performance.now();
-  return fn().then(() => {
-    const c = process.cpuUsage(c0);
-    return ((c.user + c.system) / 1000 / (performance.now() - t0)) * 100;
-  });
+  await fn();
+  const c = process.cpuUsage(c0);
+  const h = schedDelta(h0, schedTotals(helpers));
+  const ms = performance.now() - t0;
+  const controller = ((c.user + c.system) / 1000 / ms) * 100;
+  const helper = (h.runNs / 1e6 / ms) * 100;
+  return { total: controller + helper, controller, helpers: helper };
 }
 
 /** The runtime a plugin of scalePlugins() stands for: python, node, or the compiled example's id. */
@@ -211,7 +230,9 @@ export async function scaleBench(docker: Docker, log: Logger, instance: string, 
     // kernel's, which go on after the last ready): bounded, and what it found is printed.
     logSettled('idle CPU', await settleHost({ maxMs: 30_000 }));
     global.gc?.();
-    const idle = await cpuPercent(() => new Promise((r) => setTimeout(r, SECONDS * 1000)));
+    const cpu = await idleCpu(() => new Promise((r) => setTimeout(r, SECONDS * 1000)));
+    const idle = cpu.total;
+    process.stderr.write(`scale: idle CPU ${fmt(cpu.total, 2)}% of a core: the controller's process ${fmt(cpu.controller, 2)}%, its helpers (cgwatch, lm-mount) ${fmt(cpu.helpers, 2)}%; load ${readFileSync('/proc/loadavg', 'utf8').split(' ', 3).join(' ')}\n`);
     const rss = process.memoryUsage().rss;
     const hostMiB = (freeBefore - os.freemem()) / 2 ** 20;
     // A warm-up, as for every latency row: each plugin's first calls run before its JIT settles.
@@ -227,7 +248,7 @@ export async function scaleBench(docker: Docker, log: Logger, instance: string, 
     process.stderr.write(`scale: idle controller ${fmt(idle, 2)}% of a core, RSS ${fmt(rss / 2 ** 20, 0)} MiB; spread calls p50 ${fmt(p50)} us p99 ${fmt(p99)} us, ${failed} failed\n`);
     rows.push(
       { id: 'scale.up', section: 'scale', name: `\`up\` of ${n} idle plugins (${ready} ready; half Python, half Node.js, tokenizer, hasher)`, subject: '', baseline: 'target', value: upMs / 1000, baselineValue: 30, unit: 's', target: '<= 30 s', met: ready === n && upMs <= 30_000 },
-      { id: 'scale.idle', section: 'scale', name: `controller CPU at idle with ${n} plugins (health checks, heartbeats, engine watch)`, subject: '', baseline: 'target', value: idle, baselineValue: 2, unit: '% of a core', target: '<= 2% of a core', met: idle <= 2 },
+      { id: 'scale.idle', section: 'scale', name: `controller CPU at idle with ${n} plugins (health checks, heartbeats, engine watch, monitor; its helper processes cgwatch and lm-mount included)`, subject: '', baseline: 'target', value: idle, baselineValue: 2, unit: '% of a core', target: '<= 2% of a core', met: idle <= 2 },
       { section: 'scale', name: `controller RSS with ${n} plugins (whole benchmark process)`, subject: '', baseline: 'before the plugins started', value: rss / 2 ** 20, baselineValue: rssBefore / 2 ** 20, unit: 'MiB', target: 'stated' },
       { section: 'scale', name: `host memory taken by the ${n} plugins (free memory before and after their start)`, subject: '', baseline: 'per plugin', value: hostMiB, baselineValue: hostMiB / n, unit: 'MiB', target: 'stated' },
       { section: 'scale', name: `host -> plugin p50, ${RATE} calls/s spread across ${n} plugins${failed ? ` (${failed} failed)` : ''}`, subject: '', baseline: 'target p99', value: p50, baselineValue: 2000, unit: 'us', target: 'stated' },
