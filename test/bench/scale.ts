@@ -13,6 +13,7 @@
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { PerformanceObserver, monitorEventLoopDelay } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { Controller } from '../../src/controller/controller.js';
 import { removeByLabel } from '../../src/engine/cleanup.js';
@@ -103,36 +104,53 @@ async function processesByKind(docker: Docker, host: Controller, plugins: { id: 
  * Calls at RATE a second, open loop (each at its time, whether the earlier ones returned), to
  * plugins taken in turn. Beside each runtime's latencies: its threads' CPU time, their wait
  * for a CPU once runnable, and their runs, per call (schedstat), and the host's idle share.
+ * The benchmark holds nothing per call beyond its latency, in a preallocated array: a promise
+ * kept for each of the 10,000 calls (and a growing array of latencies) survived every young
+ * collection and was copied by it, and those pauses of the process that also runs the hub
+ * fell on the calls it measures (docs/performance.md#the-spread-calls-tail-the-controllers-side).
  */
 async function spreadCalls(host: Controller, plugins: { id: string; method: string }[], seconds: number, procs: Map<string, number[]>): Promise<{ us: number[]; failed: number }> {
-  const us: number[] = [];
-  const byKind = new Map<string, number[]>();
+  const total = RATE * seconds;
+  const lat = new Float64Array(total);
+  const kinds = plugins.map((p) => kindOf(p.id));
+  let done = 0;
   let failed = 0;
+  let allDone: () => void = () => undefined;
+  const finished = new Promise<void>((r) => (allDone = r));
+  const settle = (): void => void (++done === total && allDone());
   const sched0 = new Map<string, SchedTotals>([...procs].map(([k, pids]) => [k, schedTotals(pids)]));
   const cpu0 = cpuTimes();
   const load0 = readFileSync('/proc/loadavg', 'utf8').split(' ', 3).join(' ');
-  const total = RATE * seconds;
+  const loop = loopTrace();
   const t0 = performance.now();
-  const pending: Promise<void>[] = [];
   for (let i = 0; i < total; i++) {
     const due = t0 + (i * 1000) / RATE;
     const wait = due - performance.now();
     if (wait > 1) await new Promise((r) => setTimeout(r, wait));
     const p = plugins[i % plugins.length]!;
     const t = nowUs();
-    pending.push(
-      host.call(p.id, p.method, { text: 'hello world' }, 10_000).then(
-        () => {
-          const d = nowUs() - t;
-          us.push(d);
-          const kind = kindOf(p.id);
-          (byKind.get(kind) ?? byKind.set(kind, []).get(kind)!).push(d);
-        },
-        () => void failed++,
-      ),
+    host.call(p.id, p.method, { text: 'hello world' }, 10_000).then(
+      () => {
+        lat[i] = nowUs() - t;
+        settle();
+      },
+      () => {
+        lat[i] = NaN;
+        failed++;
+        settle();
+      },
     );
   }
-  await Promise.all(pending);
+  await finished;
+  process.stderr.write(`scale: spread calls: ${loop.stop()}\n`);
+  const byKind = new Map<string, number[]>();
+  const us: number[] = [];
+  lat.forEach((d, i) => {
+    if (Number.isNaN(d)) return;
+    us.push(d);
+    const kind = kinds[i % plugins.length]!;
+    (byKind.get(kind) ?? byKind.set(kind, []).get(kind)!).push(d);
+  });
   process.stderr.write(`scale: spread calls: the host ${fmt(idlePercent(cpu0, cpuTimes()), 1)}% idle, load average ${load0} at the start\n`);
   for (const [kind, xs] of byKind) {
     const d = schedDelta(sched0.get(kind) ?? { runNs: 0, waitNs: 0, slices: 0 }, schedTotals(procs.get(kind) ?? []));
@@ -143,6 +161,28 @@ async function spreadCalls(host: Controller, plugins: { id: string; method: stri
     );
   }
   return { us, failed };
+}
+
+/**
+ * The benchmark process's own stalls during the calls (it runs the controller and the hub):
+ * its garbage collections and how late its event loop turned (a 1 ms resolution histogram, so
+ * a turn is counted at least 1 ms late: its p50 shows that floor). Cheap: no timer of its own
+ * beyond the histogram's, one entry per collection.
+ */
+function loopTrace(): { stop(): string } {
+  const delay = monitorEventLoopDelay({ resolution: 1 });
+  const gcs: number[] = [];
+  const observer = new PerformanceObserver((list) => void list.getEntries().forEach((e) => gcs.push(e.duration)));
+  observer.observe({ entryTypes: ['gc'] });
+  delay.enable();
+  return {
+    stop() {
+      delay.disable();
+      observer.disconnect();
+      const ms = (ns: number): string => fmt(ns / 1e6, 2);
+      return `${gcs.length} GC pauses, ${fmt(gcs.reduce((a, b) => a + b, 0), 1)} ms in all, at most ${fmt(Math.max(0, ...gcs), 1)} ms; event loop delay p50 ${ms(delay.percentile(50))} ms, p99 ${ms(delay.percentile(99))} ms, max ${ms(delay.max)} ms`;
+    },
+  };
 }
 
 /** The CPU quota periods in which the plugins' containers were throttled, summed (cgroup v1 cpu.stat, cgroupfs driver). */
