@@ -8,6 +8,17 @@
  */
 const TURN_MS = 250;
 
+/**
+ * A plugin that answered one of its calls this recently is not pinged at this check: the
+ * answer shows what the pong would (its process reads the hub and answers). No older: a
+ * plugin found hung is found at most this much later than by a ping, as a ping may be late
+ * by a turn anyway. Under calls every plugin answers all the time, and its ping, its pong,
+ * its wake-up and the controller's handling of the pong (each came 5-10 times more often
+ * within a slow call than by chance: docs/performance.md#the-spread-calls-tail-the-controllers-side)
+ * are skipped; an idle plugin is pinged as before.
+ */
+export const ANSWER_PROVES_MS = TURN_MS;
+
 interface Due {
   at: number;
   readonly everyMs: number;

@@ -4,12 +4,15 @@ import type { SeccompKill } from '../violations/audit-records.js';
 import { EXIT_SIGSYS, KERNEL_RECORD_WAIT_MS, seccompKillMessage } from '../violations/kernel-watch.js';
 import type { Workload } from './backend.js';
 import type { ControllerContext } from './context.js';
-import { HealthPings } from './health-pings.js';
+import { ANSWER_PROVES_MS, HealthPings } from './health-pings.js';
 import { forgetHealthReport, reportHealth } from './health-report.js';
 import { delay, type Supervision } from './launcher.js';
 import { serialize, type Managed } from './managed.js';
 import { consecutiveFailures, decideRestart } from './restart-policy.js';
 import type { Standbys } from './standby.js';
+
+/** The report of a plugin that answers, one line for both proofs so that a report switching between them is only touched (health-report.ts). */
+const ANSWERED = 'ok: answered the hub (a health ping or a call)';
 
 /** 128 + SIGKILL: how a process the OOM killer ended exits. */
 const EXIT_SIGKILL = 137;
@@ -79,12 +82,17 @@ export class Supervisor implements Supervision {
       // (with its code) a moment later, so that is left to tell. Still disconnected at the
       // next check, with the process alive, is unhealthy.
       if (!hub.stats(id)?.connected && disconnectedChecks++ === 0) return reportHealth(home, id, 'unhealthy: disconnected from the hub', m.generation);
+      // It answered a call just now: as good as a pong (health-pings.ts ANSWER_PROVES_MS).
+      if (hub.answeredWithin(id, ANSWER_PROVES_MS)) {
+        disconnectedChecks = 0;
+        return reportHealth(home, id, ANSWERED, m.generation);
+      }
       checking = true;
       void hub
         .ping(id, timeoutMs)
         .then(async (ok) => {
           if (ok) disconnectedChecks = 0;
-          reportHealth(home, id, ok ? 'ok: answered the hub\'s health ping' : `unhealthy: no answer to the hub's health ping within ${timeoutMs} ms`, m.generation);
+          reportHealth(home, id, ok ? ANSWERED : `unhealthy: no answer to the hub's health ping within ${timeoutMs} ms`, m.generation);
           if (ok || m.state !== 'ready') return;
           await this.failed(m, { code: 'LM_UNHEALTHY', message: `plugin ${id} did not answer its health check within ${timeoutMs} ms` }, false);
         })

@@ -94,6 +94,7 @@ export class Calls {
   answer(peer: Peer, msg: Response, rawData?: string): boolean {
     const p = this.pending.get(msg.correlationId);
     if (!p || p.target.id !== peer.id || p.target.peer !== peer) return false;
+    peer.lastAnswerAt = performance.now();
     this.finish(msg.correlationId, msg.success ? { success: true, data: msg.data, segments: msg.segments, raw: rawData } : { success: false, error: msg.error! });
     return true;
   }

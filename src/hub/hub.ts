@@ -217,6 +217,12 @@ export class Hub extends EventEmitter {
     return this.slots.current.get(id)?.peer?.probe(timeoutMs) ?? Promise.resolve(false);
   }
 
+  /** Whether the plugin answered one of its open calls in the last `ms`: alive then, as an answered health ping would show. */
+  answeredWithin(id: string, ms: number): boolean {
+    const at = this.slots.current.get(id)?.peer?.lastAnswerAt;
+    return at !== undefined && performance.now() - at <= ms;
+  }
+
   isReady(id: string): boolean {
     return this.slots.current.get(id)?.ready === true;
   }

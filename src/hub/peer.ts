@@ -39,6 +39,12 @@ export interface Peer {
   readonly subscriptions: Set<string>;
   /** Calls this peer made that wait for an answer. */
   inFlight: number;
+  /**
+   * performance.now() when it last answered one of its own open calls (calls.ts), or
+   * undefined: a plugin that answered a call just now has proven what a health ping would
+   * (health-pings.ts, answeredWithin in hub.ts). An answer to no open call is not counted.
+   */
+  lastAnswerAt?: number;
   /** Events and broadcasts it lost because it did not read them in time. */
   dropped: number;
   /** Deliver one message; `encoded` when the caller already serialized it (one encoding for many peers). */
@@ -60,6 +66,7 @@ export class WsPeer implements Peer {
   readonly bucket: TokenBucket;
   inFlight = 0;
   dropped = 0;
+  lastAnswerAt: number | undefined;
   /** The payload of the hub's last heartbeat ping, and how many in a row went unanswered. */
   /** Frames to and from it are msgpack (its hello listed it); JSON text otherwise. */
   binary = false;

@@ -7,6 +7,7 @@ import { Cgwatch } from './cgwatch.js';
 import { cgwatchBinary } from './cgwatch-binary.js';
 import { PluginWatch, type WatchTarget } from './plugin-watch.js';
 import { PollWheel } from './poll-wheel.js';
+import { SLOW_READS_PER_SECOND, SlowReads } from './slow-reads.js';
 import type { StatsRow } from './stats-table.js';
 import type { ResourceUsage, ResourceViolation, WatchedLimits } from './types.js';
 
@@ -18,8 +19,10 @@ export interface MonitorOptions {
   readonly cgwatch?: string | false;
   /** The poll interval for what has no kernel notification (ms, default 500). */
   readonly pollMs?: number;
-  /** Open files and /tmp are read every this many polls (default 3: every 1.5 s). */
+  /** Open files and /tmp are read every this many polls (default 3: every 1.5 s), while the plugins are few enough for `slowReadsPerSecond`. */
   readonly slowEvery?: number;
+  /** At most this many plugins' open files and /tmp read in a second, host-wide (default 40: past 60 plugins each one's interval grows; slow-reads.ts). */
+  readonly slowReadsPerSecond?: number;
   /** cgroup v1 only: how often cgwatch reads pids.events, which the kernel does not notify (ms, default 15). */
   readonly pidsPollMs?: number;
   /** Open connections of a plugin through its egress proxy; undefined: not known (no network). */
@@ -50,13 +53,17 @@ export class ResourceMonitor extends EventEmitter<{ violation: [ResourceViolatio
   private serial = 0;
   /** One timer for every watch, each watch's poll in one of its phases: the reads of many plugins spread over the poll, not in one burst. */
   private readonly wheel: PollWheel<PluginWatch>;
+  /** The watches' /proc reads, paced host-wide over the wheel's wake-ups. */
+  private readonly slow: SlowReads<PluginWatch>;
 
   private constructor(
     private readonly opts: MonitorOptions,
     private helper: Cgwatch | undefined,
   ) {
     super();
-    this.wheel = new PollWheel(opts.pollMs ?? 500, (w) => w.tick());
+    const pollMs = opts.pollMs ?? 500;
+    this.slow = new SlowReads(pollMs * (opts.slowEvery ?? 3), opts.slowReadsPerSecond ?? SLOW_READS_PER_SECOND, (w) => w.slowTick());
+    this.wheel = new PollWheel(pollMs, (w) => w.tick(), 5, () => this.slow.turn());
     helper?.on('event', (ev) => this.route(ev.key));
     helper?.on('exit', (code) => {
       if (!this.helper) return;
@@ -89,15 +96,11 @@ export class ResourceMonitor extends EventEmitter<{ violation: [ResourceViolatio
   /** Watch a plugin's container (after each start: a restarted plugin has a new container). Replaces an earlier watch of the plugin. */
   async watch(target: WatchTarget): Promise<void> {
     this.unwatch(target.pluginId);
-    const serial = ++this.serial;
-    const key = `w${serial}`;
-    const slowEvery = this.opts.slowEvery ?? 3;
+    const key = `w${++this.serial}`;
     const w = await PluginWatch.start(target, {
       helper: this.helper,
       log: this.opts.log,
       pollMs: this.opts.pollMs ?? 500,
-      slowEvery,
-      slowOffset: serial % slowEvery,
       pidsPollMs: this.opts.pidsPollMs ?? 15,
       privilegedPsi: this.opts.privilegedPsi ?? hasSysResource(),
       connections: this.opts.connections ?? (() => undefined),
@@ -108,6 +111,7 @@ export class ResourceMonitor extends EventEmitter<{ violation: [ResourceViolatio
     });
     this.watches.set(key, w);
     this.wheel.add(w);
+    this.slow.add(w);
   }
 
   private find(pluginId: string): [string, PluginWatch] | undefined {
@@ -121,6 +125,7 @@ export class ResourceMonitor extends EventEmitter<{ violation: [ResourceViolatio
     if (!found) return;
     found[1].close();
     this.wheel.remove(found[1]);
+    this.slow.remove(found[1]);
     this.watches.delete(found[0]);
   }
 
@@ -184,7 +189,10 @@ export class ResourceMonitor extends EventEmitter<{ violation: [ResourceViolatio
   /** Stop every watch and the helper. Idempotent. */
   async close(): Promise<void> {
     this.wheel.clear();
-    for (const w of this.watches.values()) w.close();
+    for (const w of this.watches.values()) {
+      w.close();
+      this.slow.remove(w);
+    }
     this.watches.clear();
     const h = this.helper;
     this.helper = undefined;

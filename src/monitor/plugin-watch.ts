@@ -28,7 +28,6 @@ export interface WatchContext {
   readonly helper: Cgwatch | undefined;
   readonly log: Logger;
   readonly pollMs: number;
-  readonly slowEvery: number;
   readonly pidsPollMs: number;
   readonly privilegedPsi: boolean;
   readonly connections: (pluginId: string) => number | undefined;
@@ -38,8 +37,6 @@ export interface WatchContext {
   readonly proc: string;
   /** Prefix of this watch's cgwatch keys, unique in the monitor. */
   readonly key: string;
-  /** Which of the `slowEvery` polls are this watch's slow ones: watches of one phase of the poll do their /proc reads in turn, not all at once. */
-  readonly slowOffset?: number;
 }
 
 /** How long to wait for the OOM killer after an OOM notification before giving up on a kill. */
@@ -64,7 +61,6 @@ export class PluginWatch {
   private lastOom: number;
   private lastRefused: number;
   private baseline: CgroupSample;
-  private ticks: number;
   /** pids.max as last read (at a refused fork, and at each slow poll while a processes alert needs it: it changes only with a live limit change). */
   private pidsMax = Infinity;
   private killed = false;
@@ -80,11 +76,10 @@ export class PluginWatch {
     this.limits = target.limits;
     this.state = new WatchState(target.pluginId, ctx.emit);
     this.kernel = new KernelNotifications(ctx.helper, this.dirs, ctx.key, ctx.pidsPollMs, ctx.log, target.pluginId);
-    this.procfs = new ProcfsCheck(this.dirs, this.state, ctx.proc, () => this.sampler.pidsCurrent());
+    this.procfs = new ProcfsCheck(this.dirs, this.state, ctx.proc, () => this.sampler.pidsCurrent(), target.pid);
     const kill: Kill = (...args) => this.kill(...args);
     this.throttling = new ThrottleCheck(this.state, kill);
     this.pressure = new PressureCheck(this.dirs.unified, this.state, kill);
-    this.ticks = ctx.slowOffset ?? 0;
     this.baseline = this.sampler.sample();
     this.lastOom = this.baseline.oomKills;
     this.lastRefused = this.baseline.pidsRefused;
@@ -180,21 +175,29 @@ export class PluginWatch {
   /**
    * The periodic read (the monitor's wheel calls it every pollMs): what no notification
    * covers, and the re-arming of once-per-crossing alerts. Only what a rule or a polled kind
-   * needs is read: at idle without rules that is the connection count, and /proc at the slow
-   * polls.
+   * needs is read: at idle without rules that is the connection count.
    */
   tick(): void {
     this.safely(() => {
-      this.ticks++;
       const polled = this.kernel.polled;
       if (polled.has('oom')) this.checkOom('poll', OOM_SETTLE_MS);
       if (polled.has('pids')) this.checkPids('poll');
       if (polled.has('memory') || this.rules.alerts.memoryPercent !== undefined || this.rules.killOnExceed.memory) this.checkMemory('poll');
-      const slow = this.ticks % this.ctx.slowEvery === 0;
-      this.checkProcesses(slow);
+      this.checkProcesses();
       if (ThrottleCheck.wanted(this.rules)) this.throttling.check(this.rules, this.sampler.cpuStat());
       this.checkConnections();
-      if (slow) this.procfs.check(this.limits, this.rules);
+    });
+  }
+
+  /**
+   * The slow read (the monitor paces them host-wide: slow-reads.ts): open files and /tmp from
+   * /proc, and pids.max while a processes alert needs it (it changes only with a live limit
+   * change).
+   */
+  slowTick(): void {
+    this.safely(() => {
+      if (this.rules.alerts.processesPercent !== undefined) this.pidsMax = this.sampler.pids().max;
+      this.procfs.check(this.limits, this.rules);
     });
   }
 
@@ -202,11 +205,10 @@ export class PluginWatch {
    * pids.current, read only when something needs it: the processes alert, or re-arming the
    * pids-limit report after a refused fork (so it is reported once per crossing).
    */
-  private checkProcesses(slow: boolean): void {
+  private checkProcesses(): void {
     const p = this.rules.alerts.processesPercent;
     const rearming = !this.state.isArmed('pids-limit');
     if (p === undefined && !rearming) return;
-    if (slow && p !== undefined) this.pidsMax = this.sampler.pids().max;
     const current = this.sampler.pidsCurrent();
     const limit = Number.isFinite(this.pidsMax) ? this.pidsMax : this.limits.processes;
     const h = this.rules.alerts.hysteresisPercent / 100;

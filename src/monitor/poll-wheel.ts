@@ -17,6 +17,8 @@ export class PollWheel<T> {
     private readonly periodMs: number,
     private readonly tick: (item: T) => void,
     slots = 5,
+    /** Called after each phase's items: work paced over the same wake-ups (the monitor's slow reads, slow-reads.ts), no timer of its own. */
+    private readonly afterTurn?: () => void,
   ) {
     // Phases shorter than a few milliseconds would wake the loop for nothing.
     const n = Math.max(1, Math.min(slots, Math.floor(periodMs / 5)));
@@ -58,6 +60,7 @@ export class PollWheel<T> {
         // The tick reports its own failures (PluginWatch.safely); nothing to do here.
       }
     }
+    this.afterTurn?.();
   }
 
   stop(): void {

@@ -56,6 +56,19 @@ export class ProcessList {
   }
 }
 
+/**
+ * Is this process Docker's container init (docker-init: every plugin container runs with
+ * `Init: true`)? Read once per watch. A plugin cannot rename it: a process may rename only
+ * itself and its own threads.
+ */
+export function isContainerInit(pid: number, proc = '/proc'): boolean {
+  try {
+    return readFileSync(`${proc}/${pid}/comm`, 'latin1').trim() === 'docker-init';
+  } catch {
+    return false;
+  }
+}
+
 /** procfs's magic number (statfs f_type). */
 const PROC_SUPER_MAGIC = 0x9fa0;
 const isProcfs = new Map<string, boolean>();
@@ -90,13 +103,14 @@ export function openFiles(pid: number, proc = '/proc'): number | undefined {
   }
 }
 
-/** Open file handles per process; a process gone meanwhile counts 0 (and `gone` says how many were). */
-export function fileHandles(pids: readonly number[], proc = '/proc'): { total: number; most: number; pid?: number; gone: number } {
+/** Open file handles per process, but `skip`'s; a process gone meanwhile counts 0 (and `gone` says how many were). */
+export function fileHandles(pids: readonly number[], proc = '/proc', skip?: number): { total: number; most: number; pid?: number; gone: number } {
   let total = 0;
   let most = 0;
   let pid: number | undefined;
   let gone = 0;
   for (const p of pids) {
+    if (p === skip) continue;
     const n = openFiles(p, proc);
     if (n === undefined) {
       gone++;

@@ -99,12 +99,13 @@ export async function startProbe(plugin: string, l: ProbeLimits = {}): Promise<P
 }
 
 /** A monitor for a test file, with its violations recorded; closed after the file's tests. */
-export async function startMonitor(opts: { pollMs?: number; connections?: (plugin: string) => number | undefined } = {}): Promise<{ monitor: ResourceMonitor; seen: ResourceViolation[] }> {
+export async function startMonitor(opts: { pollMs?: number; slowReadsPerSecond?: number; connections?: (plugin: string) => number | undefined } = {}): Promise<{ monitor: ResourceMonitor; seen: ResourceViolation[] }> {
   const monitor = await ResourceMonitor.create({
     docker: await docker(),
     log: silentLogger,
     pollMs: opts.pollMs ?? 200,
     slowEvery: 1,
+    ...(opts.slowReadsPerSecond !== undefined ? { slowReadsPerSecond: opts.slowReadsPerSecond } : {}),
     ...(opts.connections ? { connections: opts.connections } : {}),
   });
   const seen: ResourceViolation[] = [];

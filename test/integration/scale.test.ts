@@ -46,15 +46,15 @@ describe(`${N} plugins under one controller`, () => {
     }
   }, 300_000);
 
-  it('gives the start-up CPU boost to starts that leave CPU to spare, and none while the starts at once fill the CPUs (the crowd rule)', async () => {
+  // The other side, a lone start boosted, is shown by startup-boost.test.ts. Here how many
+  // starts overlap depends on the host's load (the first 8 begin together), so only the
+  // crowd is asserted.
+  it.runIf(8 * 25 >= os.availableParallelism() * 100)('gives no start-up CPU boost to starts made while 8 at 25% each fill the CPUs (the crowd rule)', async () => {
     const containers = await (await docker()).listContainers({ all: true, filters: { label: [`${LABEL.instance}=${inst}`, LABEL.plugin] } });
     const scaled = containers.filter((c) => c.Labels[LABEL.plugin]?.startsWith('scale-'));
     expect(scaled).toHaveLength(N - 2);
-    const boosted = scaled.filter((c) => c.Labels[LABEL.cpuBoost] !== undefined);
-    // The first start had the host to itself: boosted (one core for 2 s, the default).
-    expect(boosted.length).toBeGreaterThan(0);
-    // At 25% each, 8 starts at once (startConcurrency) fill 2 CPUs: those are created without a boost.
-    if (8 * 25 >= os.availableParallelism() * 100) expect(boosted.length).toBeLessThan(scaled.length);
+    const unboosted = scaled.filter((c) => c.Labels[LABEL.cpuBoost] === undefined);
+    expect(unboosted.length).toBeGreaterThan(0);
   });
 
   it('leaves no container behind when the controller closes', async () => {

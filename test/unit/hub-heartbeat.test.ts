@@ -85,4 +85,20 @@ describe('the hub heartbeat', () => {
     expect(pr.answered()).toBe(0);
     expect(audit.find((e) => e.who === 'mute' && e.code === 'LM_UNHEALTHY')?.reason).toContain('did not answer 3 pings');
   });
+
+  it('knows a plugin answered one of its own calls just now (what lets the supervisor skip its health ping), never from an answer to no open call', async () => {
+    const p = await plugin('gamma');
+    expect(hub.answeredWithin('gamma', 250)).toBe(false);
+    // An answer nobody asked for: a plugin cannot prove itself alive with it.
+    p.c.send({ type: 'response', correlationId: 'h-nothing', success: true, data: 1 });
+    await sleep(50);
+    expect(hub.answeredWithin('gamma', 250)).toBe(false);
+    p.c.serve((m) => m.data);
+    expect(await hub.call('gamma', 'echo', 7, 2_000)).toBe(7);
+    expect(hub.answeredWithin('gamma', 250)).toBe(true);
+    await sleep(120);
+    // Only as recent as asked: older than `ms`, it proves nothing more.
+    expect(hub.answeredWithin('gamma', 100)).toBe(false);
+    expect(hub.answeredWithin('nobody', 250)).toBe(false);
+  });
 });

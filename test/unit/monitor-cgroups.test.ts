@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { ioBytes, keyValues, pressure, single } from '../../src/monitor/cgroup-file.js';
 import { parseCgroupDirs } from '../../src/monitor/cgroups.js';
 import { kernelWatches } from '../../src/monitor/kernel-watches.js';
-import { cgroupPids, fileHandles, openFiles, ProcessList } from '../../src/monitor/procfs.js';
+import { cgroupPids, fileHandles, isContainerInit, openFiles, ProcessList } from '../../src/monitor/procfs.js';
 import { CgroupSampler } from '../../src/monitor/sampler.js';
 import { toUsage } from '../../src/monitor/usage.js';
 
@@ -190,6 +190,24 @@ describe('counting open files', () => {
       mkdirSync(path.join(proc, '7', 'fd'), { recursive: true });
       for (const n of ['0', '1', '2', '3']) writeFileSync(path.join(proc, '7', 'fd', n), '');
       expect(fileHandles([7, 8], proc)).toEqual({ total: 4, most: 4, pid: 7, gone: 1 });
+    } finally {
+      rmSync(proc, { recursive: true, force: true });
+    }
+  });
+
+  it("leaves out the container's init (docker-init) when told, and knows it by its name only", () => {
+    const proc = mkdtempSync(path.join(os.tmpdir(), 'lm-fake-proc-'));
+    try {
+      for (const [pid, comm, fds] of [[1, 'docker-init', 3], [7, 'python3', 5]] as const) {
+        mkdirSync(path.join(proc, String(pid), 'fd'), { recursive: true });
+        writeFileSync(path.join(proc, String(pid), 'comm'), `${comm}\n`);
+        for (let n = 0; n < fds; n++) writeFileSync(path.join(proc, String(pid), 'fd', String(n)), '');
+      }
+      expect(isContainerInit(1, proc)).toBe(true);
+      expect(isContainerInit(7, proc)).toBe(false);
+      expect(isContainerInit(9, proc)).toBe(false);
+      expect(fileHandles([1, 7], proc, 1)).toEqual({ total: 5, most: 5, pid: 7, gone: 0 });
+      expect(fileHandles([1, 7], proc)).toEqual({ total: 8, most: 5, pid: 7, gone: 0 });
     } finally {
       rmSync(proc, { recursive: true, force: true });
     }
