@@ -24,6 +24,13 @@ export interface FrameScan {
   readonly depth: number;
   /** The text of the top-level `data` value, when it can stand for the parsed value. */
   readonly data?: string;
+  /**
+   * The frame is one object whose braces span it (JSON whitespace aside) with its strings
+   * closed: nothing of it lies outside its own `{...}`. Frames that all are can be parsed as
+   * the elements of one array (batch-parse.ts) without a comma of one frame standing for a
+   * separator between two.
+   */
+  readonly whole?: boolean;
 }
 
 const D = 0x64;
@@ -31,12 +38,13 @@ const A = 0x61;
 const T = 0x74;
 
 /**
- * Scan the frame's bytes (faster than its characters); `text` is the same frame decoded,
+ * Scan the frame's bytes (faster than its characters); `text` is the same bytes decoded,
  * from which the span is cut: at the same offsets when every byte is one character (ASCII),
  * decoded from its bytes otherwise. Its ends are ASCII (`:`, `,`, `}`), never inside a
- * character's bytes.
+ * character's bytes. `from` and `to` bound the frame within `buf` (one frame of a batched
+ * message; `text` is then the whole message's).
  */
-export function scanFrame(buf: Buffer, text: string, limit: number): FrameScan {
+export function scanFrame(buf: Buffer, text: string, limit: number, from = 0, to = buf.length): FrameScan {
   let depth = 0;
   let max = 0;
   let expectKey = false;
@@ -45,8 +53,11 @@ export function scanFrame(buf: Buffer, text: string, limit: number): FrameScan {
   let escapedKey = false;
   let start = -1;
   let end = -1;
-  const n = buf.length;
-  for (let i = 0; i < n; i++) {
+  // Where the outermost value opened and where depth first came back to 0.
+  let opened = -1;
+  let closed = -1;
+  const n = to;
+  for (let i = from; i < n; i++) {
     const c = buf[i]!;
     if (c === QUOTE) {
       const open = i;
@@ -71,9 +82,11 @@ export function scanFrame(buf: Buffer, text: string, limit: number): FrameScan {
         if (max > limit) return { depth: max };
       }
       if (depth === 1 && c === OPEN_BRACE) expectKey = true;
+      if (opened < 0) opened = i;
     } else if (c === CLOSE_BRACE || c === CLOSE_BRACKET) {
       if (depth === 1 && start >= 0 && end < 0) end = i;
       depth--;
+      if (depth === 0 && closed < 0) closed = i;
     } else if (depth === 1) {
       if (c === COLON && keyIsData && start < 0) start = i + 1;
       else if (c === COMMA) {
@@ -83,7 +96,17 @@ export function scanFrame(buf: Buffer, text: string, limit: number): FrameScan {
       }
     }
   }
-  if (dataKeys !== 1 || escapedKey || start < 0 || end < 0) return { depth: max };
-  const data = text.length === n ? text.slice(start, end) : buf.toString('utf8', start, end);
-  return { depth: max, data: data.trim() };
+  const whole = opened >= 0 && buf[opened] === OPEN_BRACE && closed >= 0 && blank(buf, from, opened) && blank(buf, closed + 1, to);
+  if (dataKeys !== 1 || escapedKey || start < 0 || end < 0) return { depth: max, whole };
+  const data = text.length === buf.length ? text.slice(start, end) : buf.toString('utf8', start, end);
+  return { depth: max, data: data.trim(), whole };
+}
+
+/** Only JSON whitespace between `from` and `to` (space, tab, CR, LF)? */
+function blank(buf: Buffer, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) {
+    const c = buf[i];
+    if (c !== 0x20 && c !== 0x09 && c !== 0x0d && c !== 0x0a) return false;
+  }
+  return true;
 }

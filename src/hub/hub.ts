@@ -11,7 +11,8 @@ import { authorize, compose, helloGate, HOLD_MS, rateLimit, schemaCheck, segment
 import { LocalHost, type TopicHandler } from './local-host.js';
 import { MAX_BATCH_FRAMES, splitFrames } from './line-batch.js';
 import type { WsPeer, Peer } from './peer.js';
-import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_MAX_MESSAGE_BYTES, HOST, parseFrame, type ClientMessage } from './protocol.js';
+import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_MAX_MESSAGE_BYTES, HOST, parseFrame, type ClientMessage, type Parsed } from './protocol.js';
+import { parseBatch } from './batch-parse.js';
 import { checkedMaxBytes, peerLimits } from './hub-limits.js';
 import { PubSub } from './pubsub.js';
 import { HostMethods, type HostMethod } from './host-methods.js';
@@ -303,6 +304,20 @@ export class Hub extends EventEmitter {
 
   /** Several frames in one message, from a plugin that agreed to batch: each takes the way of a frame of its own. */
   private onBatch(peer: WsPeer, slot: PluginSlot | undefined, raw: Buffer): void {
+    // Parsed at once when every frame is a sound object (batch-parse.ts); else one by one, as alone.
+    let all: Parsed[] | undefined;
+    try {
+      all = parseBatch(raw);
+    } catch {
+      all = undefined;
+    }
+    if (all) {
+      for (const parsed of all) {
+        if (!peer.open) return; // cut off by a frame before this one
+        this.onParsed(peer, slot, parsed);
+      }
+      return;
+    }
     const frames = splitFrames(raw);
     if (frames.length > MAX_BATCH_FRAMES) {
       if (!peer.bucket.take()) return this.verdicts.violation(peer, 'LM_RATE_LIMITED', `more than ${peer.bucket.rate} messages/s`, 'rate');
@@ -317,8 +332,18 @@ export class Hub extends EventEmitter {
   }
 
   private onOneFrame(peer: WsPeer, slot: PluginSlot | undefined, raw: Buffer, isBinary: boolean): void {
+    let parsed: Parsed;
     try {
-      const parsed = parseFrame(raw, isBinary, this.maxBytes, peer.binary);
+      parsed = parseFrame(raw, isBinary, this.maxBytes, peer.binary);
+    } catch (err) {
+      return this.failed(peer, err);
+    }
+    this.onParsed(peer, slot, parsed);
+  }
+
+  /** A frame parsed (or refused): on through the intake steps, or answered with its error. */
+  private onParsed(peer: WsPeer, slot: PluginSlot | undefined, parsed: Parsed): void {
+    try {
       if (parsed.ok) return this.intake({ peer, slot, msg: parsed.msg, claimedFrom: parsed.claimedFrom, rawData: parsed.rawData });
       // A refused answer still settles its call (and is on the sender's record).
       if (parsed.answers && this.calls.answerRefused(peer, parsed.answers, parsed.error)) return this.verdicts.violation(peer, parsed.error.code as ErrorCode, `answer refused: ${parsed.error.message}`, 'frame');
@@ -330,10 +355,14 @@ export class Hub extends EventEmitter {
       peer.deliver({ type: 'error', id: this.nextId(), ...(parsed.id ? { correlationId: parsed.id } : {}), error: parsed.error });
       this.verdicts.violation(peer, parsed.error.code as ErrorCode, `frame refused: ${parsed.error.message}`, 'frame');
     } catch (err) {
-      // A bug of ours must not stop the controller: the sender loses its connection, and we say so.
-      this.log.error({ from: peer.id, origin: peer.origin, err: err instanceof Error ? err.stack : String(err) }, 'the hub failed on a frame; the sender was disconnected');
-      peer.cut('LM_INTERNAL', `the hub failed on a frame from it: ${String((err as Error)?.message ?? err).slice(0, 200)}`);
+      this.failed(peer, err);
     }
+  }
+
+  /** A bug of ours must not stop the controller: the sender loses its connection, and we say so. */
+  private failed(peer: WsPeer, err: unknown): void {
+    this.log.error({ from: peer.id, origin: peer.origin, err: err instanceof Error ? err.stack : String(err) }, 'the hub failed on a frame; the sender was disconnected');
+    peer.cut('LM_INTERNAL', `the hub failed on a frame from it: ${String((err as Error)?.message ?? err).slice(0, 200)}`);
   }
 
   /** Messages made in this process (the host application) take the same steps as a client's. */

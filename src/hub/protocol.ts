@@ -160,8 +160,8 @@ export function parseFrame(raw: Buffer | string, isBinary: boolean, maxBytes: nu
   return checked(v, scan.data);
 }
 
-/** A decoded frame (from JSON text or msgpack) checked and typed. */
-function checked(v: unknown, rawData?: string): Parsed {
+/** A decoded frame (from JSON text or msgpack) checked and typed; `rawData` the text of its `data` (frame-scan.ts). */
+export function checked(v: unknown, rawData?: string): Parsed {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) return fail('frame must be a JSON object');
   const m = v as Record<string, unknown>;
   const id = typeof m.id === 'string' && ID.test(m.id) ? m.id : undefined;

@@ -11,10 +11,10 @@ const scan = (text: string, limit = 64) => scanFrame(Buffer.from(text), text, li
 
 describe('frame scan: the depth and the text of the top-level data', () => {
   it('finds the value of the one top-level data key, whatever it holds', () => {
-    expect(scan('{"type":"request","data":{"a":[1,{"b":"}],"}]},"id":"x"}')).toEqual({ depth: 4, data: '{"a":[1,{"b":"}],"}]}' });
-    expect(scan('{"id":"x", "data" : "a,\\"b}" }')).toEqual({ depth: 1, data: '"a,\\"b}"' });
+    expect(scan('{"type":"request","data":{"a":[1,{"b":"}],"}]},"id":"x"}')).toEqual({ depth: 4, data: '{"a":[1,{"b":"}],"}]}', whole: true });
+    expect(scan('{"id":"x", "data" : "a,\\"b}" }')).toEqual({ depth: 1, data: '"a,\\"b}"', whole: true });
     expect(scan('{"data":12345678901234567890}').data).toBe('12345678901234567890');
-    expect(scan('{"data":null,"id":"é"}')).toEqual({ depth: 1, data: 'null' });
+    expect(scan('{"data":null,"id":"é"}')).toEqual({ depth: 1, data: 'null', whole: true });
     // Non-ASCII before the span: the offsets of bytes and characters differ.
     expect(scan('{"id":"ééé","data":{"t":"ü"}}').data).toBe('{"t":"ü"}');
   });
@@ -26,6 +26,17 @@ describe('frame scan: the depth and the text of the top-level data', () => {
     expect(scan('{"id":"x","inner":{"data":1}}').data).toBeUndefined();
     expect(scan('[{"data":1}]').data).toBeUndefined();
     expect(scan('{"id":"data","x":1}').data).toBeUndefined();
+  });
+
+  it('says whether the frame is one object whose braces span it (what a batch parsed at once needs)', () => {
+    for (const t of ['{"id":"x"}', ' \t{"a":[1,2],"b":"},{"}\r ', '{}']) expect(scan(t).whole, t).toBe(true);
+    // Outside its braces: another value, a separator, an open string; or not an object at all.
+    for (const t of ['{"a":1},{"b":2}', '{"a":1}]', '1,{"a":1}', '{"a":1} "x', '{"a":"}', '{"a":[1}', '[{"a":1}]', '"x"', '', ' ', '{"a":1}{']) expect(scan(t).whole, t).toBe(false);
+    // Within a batched message: only the frame's own bytes count.
+    const text = '{"id":"a"}\n{"id":"b","data":[1]}';
+    const buf = Buffer.from(text);
+    expect(scanFrame(buf, text, 64, 0, 10)).toEqual({ depth: 1, whole: true });
+    expect(scanFrame(buf, text, 64, 11, buf.length)).toEqual({ depth: 2, data: '[1]', whole: true });
   });
 
   it('stops counting past the limit', () => {

@@ -6,6 +6,8 @@
 /** The most frames one message may hold (the hub's answer may name fewer). */
 export const MAX_BATCH_FRAMES = 64;
 
+import { MAX_DEPTH } from './protocol.js';
+
 const LF = 0x0a;
 
 // A batch leaves once it holds this many frames, without waiting for the turn's end: the hub
@@ -21,6 +23,65 @@ export function eachFrame(raw, each) {
     start = at + 1;
   }
   each(start === 0 ? raw : raw.subarray(start));
+}
+
+/**
+ * The frames of a batched message parsed with one JSON.parse of the message as an array,
+ * instead of a string and a JSON.parse per frame (16 frames a message at 64 calls in flight);
+ * undefined when any frame is not `whole` (one object whose braces span it, within the depth
+ * limit): the caller then takes the frames one by one, each refused or read as alone. Whole
+ * frames joined with commas are an array of exactly those frames, each read as alone.
+ */
+export function decodeBatch(raw, maxBytes) {
+  if (raw.length > maxBytes) return undefined;
+  const text = raw.toString('utf8');
+  let frames = 0;
+  let from = 0;
+  for (;;) {
+    const at = text.indexOf('\n', from);
+    const to = at === -1 ? text.length : at;
+    if (!whole(text, from, to)) return undefined;
+    frames++;
+    if (at === -1) break;
+    from = at + 1;
+  }
+  let msgs;
+  try {
+    msgs = JSON.parse(`[${text.replaceAll('\n', ',')}]`);
+  } catch {
+    return undefined;
+  }
+  return Array.isArray(msgs) && msgs.length === frames ? msgs : undefined;
+}
+
+/** Is text[from, to) one object, JSON whitespace aside, nested at most MAX_DEPTH deep, its strings closed? */
+function whole(text, from, to) {
+  let i = from;
+  while (i < to && isBlank(text.charCodeAt(i))) i++;
+  if (text.charCodeAt(i) !== 123) return false;
+  let level = 0;
+  for (; i < to; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 34) {
+      for (i++; i < to; i++) {
+        const d = text.charCodeAt(i);
+        if (d === 92) i++;
+        else if (d === 34) break;
+      }
+      if (i >= to) return false;
+    } else if (c === 91 || c === 123) {
+      if (++level > MAX_DEPTH) return false;
+    } else if (c === 93 || c === 125) {
+      if (--level === 0) break;
+    }
+  }
+  if (level !== 0) return false;
+  for (i++; i < to; i++) if (!isBlank(text.charCodeAt(i))) return false;
+  return true;
+}
+
+function isBlank(c) {
+  return c === 32 || c === 9 || c === 13 || c === 10;
 }
 
 /** Per connection: the frames queued this turn. */

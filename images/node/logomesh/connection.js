@@ -6,7 +6,7 @@ import { CONTROL_TIMEOUT_MS, noop, RECONNECT_FIRST_DELAY_MS, RECONNECT_MAX_DELAY
 import { EncodeError, encode, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, SDK_VERSION } from './protocol.js';
 import { deferred, nextId, pluginName } from './state.js';
 import { isHubUrl, tcpConnectOptions } from './hub-auth.js';
-import { eachFrame, flushFrames, MAX_BATCH_FRAMES, queueFrame } from './batch.js';
+import { decodeBatch, eachFrame, flushFrames, MAX_BATCH_FRAMES, queueFrame } from './batch.js';
 
 /** Where the hub is: a hub across nodes (LOGOMESH_HUB_URL), or the plugin's own Unix socket. */
 function endpoint(s) {
@@ -100,9 +100,9 @@ export function attach(s, ws) {
   s.binary = false; // a new connection starts in JSON until its hello is answered
   s.maxBytes = MAX_MESSAGE_BYTES;
   s.batch = 0; // and one frame per message until then
-  const onFrame = (raw, isBinary) => {
+  const guarded = (handle, arg, isBinary) => {
     try {
-      s.onFrame(raw, isBinary);
+      handle(arg, isBinary);
     } catch (err) {
       // Never out of the socket's event: that would end the process.
       try {
@@ -112,9 +112,13 @@ export function attach(s, ws) {
       }
     }
   };
+  const onFrame = (raw, isBinary) => guarded(s.onFrame, raw, isBinary);
   ws.on('message', (raw, isBinary) => {
-    if (s.batch > 0 && !isBinary && ws === s.ws) eachFrame(raw, (f) => onFrame(f, false));
-    else onFrame(raw, isBinary);
+    if (!(s.batch > 0 && !isBinary && ws === s.ws)) return onFrame(raw, isBinary);
+    // A batch whose every frame is a sound object is parsed at once (batch.js); else frame by frame.
+    const msgs = decodeBatch(raw, s.maxBytes);
+    if (msgs) for (const msg of msgs) guarded(s.onMessage, msg);
+    else eachFrame(raw, (f) => onFrame(f, false));
   });
   ws.on('error', (err) => s.log('warn', `hub connection error: ${err.message}`));
   ws.on('close', (code, reason) => onClose(s, ws, code, reason.toString()));

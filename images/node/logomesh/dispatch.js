@@ -15,6 +15,11 @@ export function onFrame(s, raw, isBinary) {
   if (isBinary && !s.binary) return s.log('warn', 'binary frame from the hub ignored (binary frames were not agreed in hello)');
   const { msg, refused } = isBinary ? decodeBinary(raw, s.maxBytes) : decode(raw, s.maxBytes);
   if (refused) return refuse(s, refused);
+  return onMessage(s, msg);
+}
+
+/** A decoded frame (of its own, or of a batch decoded at once: batch.js). */
+export function onMessage(s, msg) {
   if (msg === null || typeof msg !== 'object') return;
   switch (msg.type) {
     case 'request':

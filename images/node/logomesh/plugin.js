@@ -2,7 +2,7 @@
 // from its parts (calls.js, connection.js, dispatch.js, shutdown.js), which share one state.
 import { broadcast, call, emit, off, on } from './calls.js';
 import { attach, connect, helloMessage, rejectSubs, sayHello } from './connection.js';
-import { onFrame } from './dispatch.js';
+import { onFrame, onMessage } from './dispatch.js';
 import { errorText, isCoded } from './errors.js';
 import { CONTROL_TIMEOUT_MS, resolveOptions } from './options.js';
 import { METHOD_NAME } from './protocol.js';
@@ -41,6 +41,7 @@ export class Plugin {
     this.id = opts.pluginId;
     const s = createState(this, opts);
     s.onFrame = (raw, isBinary) => onFrame(s, raw, isBinary);
+    s.onMessage = (msg) => onMessage(s, msg);
     this.#s = s;
     for (const [name, handler] of Object.entries(options.methods ?? {})) this.method(name, handler);
   }

@@ -53,8 +53,9 @@ export function createState(plugin, opts) {
     stopping: null,
     /** The largest message either way: the hub's, once it announced it in hello's answer. */
     maxBytes: MAX_MESSAGE_BYTES,
-    /** Set by the plugin: where frames from the hub go. */
+    /** Set by the plugin: where frames from the hub go, and frames already decoded (a batch). */
     onFrame: noop,
+    onMessage: noop,
   };
 }
 

@@ -94,4 +94,29 @@ describe('batched frames', () => {
     await waitFor(() => hub.messages.flat().length === 20, 5000, 'twenty requests');
     assert.deepEqual(hub.messages.map((m) => m.length), [16, 4]);
   });
+
+  it('answers every frame of a batch with a bad one among them as if each came alone (the batch is not parsed at once then)', async () => {
+    const hub = await rawHub({ batch: 64 });
+    await serve(hub);
+    const deep = JSON.stringify({ type: 'request', id: 'deep', from: 'other', to: ['fake'], method: 'echo', data: JSON.parse('['.repeat(70) + ']'.repeat(70)) });
+    // A frame that is two objects, one too deep, one not JSON: each is refused or read as alone.
+    hub.ws.send([request(1), `${request(2)},${request(3)}`, deep, '{"type":"request","id":"bad",', request(4)].join('\n'));
+    await waitFor(() => hub.messages.flat().length === 5, 5000, 'five answers');
+    const answers = hub.messages.flat();
+    // A refused request is answered under the id read from its top level (the first one).
+    const expected = [['r1', true, undefined], ['r2', false, 'LM_PROTOCOL'], ['deep', false, 'LM_PROTOCOL'], ['bad', false, 'LM_PROTOCOL'], ['r4', true, undefined]];
+    assert.deepEqual(answers.map((a) => [a.correlationId, a.success, a.error?.code]), expected);
+  });
+});
+
+describe('decodeBatch', () => {
+  it('parses a message of whole frames at once, and leaves any other to the frame-by-frame path', async () => {
+    const { decodeBatch } = await import(new URL('batch.js', import.meta.resolve('logomesh')).href);
+    const batch = (frames) => Buffer.from(frames.join('\n'));
+    assert.deepEqual(decodeBatch(batch(['{"a":1}', ' {"b":"}{\\"é"} ', '{}']), 1 << 20), [{ a: 1 }, { b: '}{"é' }, {}]);
+    for (const frames of [['1,2', '[3', '4]'], ['{"a":1},{"b":2}', '{"c":3}', '{"d":4'], ['{"a":[', '1]}'], ['{"a":1}', ''], ['{"a":1}', '[1]'], ['{"a":"}'], [`{"a":${'['.repeat(70)}${']'.repeat(70)}}`]]) {
+      assert.equal(decodeBatch(batch(frames), 1 << 20), undefined, frames.join(' | '));
+    }
+    assert.equal(decodeBatch(batch(['{"a":1}', '{"b":2}']), 8), undefined);
+  });
 });
