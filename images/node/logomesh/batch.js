@@ -6,7 +6,7 @@
 /** The most frames one message may hold (the hub's answer may name fewer). */
 export const MAX_BATCH_FRAMES = 64;
 
-import { MAX_DEPTH } from './protocol.js';
+import { MAX_DEPTH, scanJson } from './protocol.js';
 
 const LF = 0x0a;
 
@@ -40,7 +40,8 @@ export function decodeBatch(raw, maxBytes) {
   for (;;) {
     const at = text.indexOf('\n', from);
     const to = at === -1 ? text.length : at;
-    if (!whole(text, from, to)) return undefined;
+    const scan = scanJson(text, from, to);
+    if (!scan.whole || scan.depth > MAX_DEPTH) return undefined;
     frames++;
     if (at === -1) break;
     from = at + 1;
@@ -52,36 +53,6 @@ export function decodeBatch(raw, maxBytes) {
     return undefined;
   }
   return Array.isArray(msgs) && msgs.length === frames ? msgs : undefined;
-}
-
-/** Is text[from, to) one object, JSON whitespace aside, nested at most MAX_DEPTH deep, its strings closed? */
-function whole(text, from, to) {
-  let i = from;
-  while (i < to && isBlank(text.charCodeAt(i))) i++;
-  if (text.charCodeAt(i) !== 123) return false;
-  let level = 0;
-  for (; i < to; i++) {
-    const c = text.charCodeAt(i);
-    if (c === 34) {
-      for (i++; i < to; i++) {
-        const d = text.charCodeAt(i);
-        if (d === 92) i++;
-        else if (d === 34) break;
-      }
-      if (i >= to) return false;
-    } else if (c === 91 || c === 123) {
-      if (++level > MAX_DEPTH) return false;
-    } else if (c === 93 || c === 125) {
-      if (--level === 0) break;
-    }
-  }
-  if (level !== 0) return false;
-  for (i++; i < to; i++) if (!isBlank(text.charCodeAt(i))) return false;
-  return true;
-}
-
-function isBlank(c) {
-  return c === 32 || c === 9 || c === 13 || c === 10;
 }
 
 /** Per connection: the frames queued this turn. */

@@ -54,20 +54,46 @@ export function topicMatches(pattern, topic) {
 
 /** How deep arrays and objects nest in a JSON text (strings skipped). */
 export function depth(text) {
+  return scanJson(text).depth;
+}
+
+/**
+ * How deep arrays and objects nest in text[from, to) (strings skipped), and whether that span
+ * is `whole`: one object, JSON whitespace aside, its strings closed. Frames that all are can
+ * be joined with commas into one array and parsed at once (batch.js decodeBatch), each read
+ * as it would be alone.
+ */
+export function scanJson(text, from = 0, to = text.length) {
   let level = 0;
   let max = 0;
   let inString = false;
-  for (let i = 0; i < text.length; i++) {
+  // Where the outermost value opened, and where the nesting first came back to 0.
+  let opened = -1;
+  let closed = -1;
+  for (let i = from; i < to; i++) {
     const c = text.charCodeAt(i);
     if (inString) {
       if (c === 92) i++;
       else if (c === 34) inString = false;
     } else if (c === 34) inString = true;
     else if (c === 91 || c === 123) {
+      if (opened < 0) opened = i;
       if (++level > max) max = level;
-    } else if (c === 93 || c === 125) level--;
+    } else if (c === 93 || c === 125) {
+      if (--level === 0 && closed < 0) closed = i;
+    }
   }
-  return max;
+  const whole = !inString && opened >= 0 && text.charCodeAt(opened) === 123 && closed >= 0 && blank(text, from, opened) && blank(text, closed + 1, to);
+  return { depth: max, whole };
+}
+
+/** Only JSON whitespace (space, tab, CR, LF) in text[from, to)? */
+function blank(text, from, to) {
+  for (let i = from; i < to; i++) {
+    const c = text.charCodeAt(i);
+    if (c !== 32 && c !== 9 && c !== 13 && c !== 10) return false;
+  }
+  return true;
 }
 
 const WANTED = new Set(['type', 'id', 'correlationId']);
