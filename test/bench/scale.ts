@@ -21,7 +21,7 @@ import { connectEngine, type Docker } from '../../src/engine/docker.js';
 import { createLogger, type Logger } from '../../src/log.js';
 import { benchHome } from './bench-home.js';
 import { settleHost, type Settled } from './settle.js';
-import { cpuTimes, idlePercent, processTree, schedDelta, schedTotals, type SchedTotals } from './sched-stat.js';
+import { cpuTimes, idlePercent, processesNamed, processTree, schedDelta, schedTotals, type SchedTotals } from './sched-stat.js';
 import { fmt, nowUs, pct, type Row } from './stats.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -119,6 +119,9 @@ async function spreadCalls(host: Controller, plugins: { id: string; method: stri
   const finished = new Promise<void>((r) => (allDone = r));
   const settle = (): void => void (++done === total && allDone());
   const sched0 = new Map<string, SchedTotals>([...procs].map(([k, pids]) => [k, schedTotals(pids)]));
+  // The host's own background work during the calls: the engine's shims (each frees its memory every 30 s) and the kernel's kdamond.
+  const background = new Map([['containerd-shims', processesNamed('containerd-shim')], ['kdamond', processesNamed('kdamond')]]);
+  const background0 = new Map([...background].map(([k, pids]) => [k, schedTotals(pids)]));
   const cpu0 = cpuTimes();
   const load0 = readFileSync('/proc/loadavg', 'utf8').split(' ', 3).join(' ');
   const loop = loopTrace();
@@ -152,6 +155,8 @@ async function spreadCalls(host: Controller, plugins: { id: string; method: stri
     (byKind.get(kind) ?? byKind.set(kind, []).get(kind)!).push(d);
   });
   process.stderr.write(`scale: spread calls: the host ${fmt(idlePercent(cpu0, cpuTimes()), 1)}% idle, load average ${load0} at the start\n`);
+  const ranMs = [...background].map(([k, pids]) => `${k} ${fmt(schedDelta(background0.get(k)!, schedTotals(pids)).runNs / 1e6)} ms`);
+  process.stderr.write(`scale: spread calls: the host's background work ran ${ranMs.join(', ')} of CPU during them\n`);
   for (const [kind, xs] of byKind) {
     const d = schedDelta(sched0.get(kind) ?? { runNs: 0, waitNs: 0, slices: 0 }, schedTotals(procs.get(kind) ?? []));
     const perCall = (ns: number): string => fmt(ns / 1000 / xs.length);

@@ -26,6 +26,24 @@ export function processTree(pid: number): number[] {
   return out;
 }
 
+/**
+ * The host's processes whose name starts with `prefix` (`/proc/<pid>/comm`): the engine's
+ * containerd-shims, the kernel's kdamond, whose work falls on the calls of a row
+ * (docs/performance.md#the-engines-shims-in-the-spread-calls).
+ */
+export function processesNamed(prefix: string): number[] {
+  const out: number[] = [];
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      if (readFileSync(`/proc/${d}/comm`, 'utf8').startsWith(prefix)) out.push(Number(d));
+    } catch {
+      // Gone since the listing.
+    }
+  }
+  return out;
+}
+
 /** Summed over every thread of the processes: ns on a CPU, ns runnable but waiting, times run. */
 export interface SchedTotals {
   readonly runNs: number;
