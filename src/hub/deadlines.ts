@@ -70,6 +70,11 @@ export class Deadlines<T extends Timed> {
     }
   }
 
+  /** The lists kept: one per timeout in use (an empty one goes at once). */
+  get listCount(): number {
+    return this.lists.size;
+  }
+
   /** No timer left behind. */
   close(): void {
     if (this.timer) clearTimeout(this.timer);
