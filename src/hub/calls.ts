@@ -1,6 +1,6 @@
 import type { ErrorCode } from '../errors.js';
 import { Deadlines, type Timed } from './deadlines.js';
-import { encodeRequest, encodeResponse } from './forward.js';
+import { encodeRequest, encodeResponse, requestHead, responseHead } from './forward.js';
 import type { CallSeries, HubMetrics } from './hub-metrics.js';
 import type { Peer, WsPeer } from './peer.js';
 import type { CallTally } from './peer-tally.js';
@@ -45,6 +45,8 @@ class Pending implements Timed {
     readonly at: number,
     /** Its metrics series, when calls are observed. */
     readonly series: CallSeries | undefined,
+    /** The caller's tally of calls to this target's method (peer-tally.ts), when it keeps one. */
+    readonly tally: CallTally | undefined,
   ) {}
 }
 
@@ -92,14 +94,15 @@ export class Calls {
     const hubId = this.opts.nextId();
     const out: Request = { type: 'request', id: hubId, from: caller.id, to: [target.id], method: msg.method, data: msg.data, timeout, timestamp: Date.now() };
     if (msg.segments) out.segments = msg.segments;
-    const enc = encodeRequest(out, rawData, this.opts.maxMessageBytes + ENVELOPE_BYTES);
+    const head = tally === undefined ? undefined : (tally.requestHead ??= requestHead(caller.id, target.id, msg.method));
+    const enc = encodeRequest(out, rawData, this.opts.maxMessageBytes + ENVELOPE_BYTES, head);
     if (!enc.ok) return { code: enc.code, message: enc.message };
     if (target.waiting >= this.opts.maxWaiting || target.waitingBytes + enc.bytes > this.opts.maxWaitingBytes) {
       return { code: 'LM_RATE_LIMITED', message: `plugin ${target.id} already has ${target.waiting} calls (${target.waitingBytes} bytes) waiting for its answers; the most is ${this.opts.maxWaiting} calls or ${this.opts.maxWaitingBytes} bytes` };
     }
     const metrics = this.opts.metrics;
     const series = metrics === undefined ? undefined : tally === undefined ? metrics.calls(caller.id, target.id, msg.method) : (tally.series ??= metrics.calls(caller.id, target.id, msg.method));
-    const p = new Pending(hubId, caller, msg.id, target, msg.method, timeout, enc.bytes, at, series);
+    const p = new Pending(hubId, caller, msg.id, target, msg.method, timeout, enc.bytes, at, series, tally);
     this.pending.set(hubId, p);
     this.deadlines.add(p, timeout, at);
     caller.inFlight++;
@@ -167,7 +170,8 @@ export class Calls {
     p.series?.observe((performance.now() - p.at) / 1000, outcome.success ? 'ok' : outcome.error.code);
     const reply = replyTo(p, this.opts.nextId(), outcome);
     if (p.caller.inProcess) return void p.caller.deliver(reply);
-    const enc = encodeResponse(reply, outcome.success ? outcome.raw : undefined, this.opts.maxMessageBytes + ENVELOPE_BYTES);
+    const head = p.tally === undefined ? undefined : (p.tally.responseHead ??= responseHead(p.target.id));
+    const enc = encodeResponse(reply, outcome.success ? outcome.raw : undefined, this.opts.maxMessageBytes + ENVELOPE_BYTES, head);
     if (enc.ok) p.caller.deliver(reply, enc);
     else p.caller.deliver({ ...reply, success: false, error: { code: enc.code, message: `the answer of ${p.target.id}.${p.method} cannot be delivered: ${enc.message}` } } as Response);
   }

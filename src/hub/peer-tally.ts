@@ -1,10 +1,15 @@
 import type { AuditRepeat } from '../audit/audit-throttle.js';
 import type { CallSeries, HubMetrics, MessageCounter } from './hub-metrics.js';
 
-/** What the hub keeps of the calls a connection makes to one target's method: its metrics series and its open audit window. */
+/**
+ * What the hub keeps of the calls a connection makes to one target's method: its metrics
+ * series, its open audit window, and the unchanging parts of the forwarded frames (forward.ts).
+ */
 export class CallTally {
   series: CallSeries | undefined = undefined;
   audit: AuditRepeat | undefined = undefined;
+  requestHead: string | undefined = undefined;
+  responseHead: string | undefined = undefined;
 
   constructor(
     readonly target: string,
