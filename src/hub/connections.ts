@@ -15,6 +15,15 @@ const EXIT_CAUSE_WAIT_MS = 2_000;
 /** Misses of the hub's own pings after which a connection is dropped. */
 const MAX_MISSED_PINGS = 2;
 
+/**
+ * The heartbeat's rounds in one ping interval: each connection is pinged in its own round
+ * (WsPeer.beatSlot), once an interval as before, but the connections' pings do not leave
+ * together. Pinging 200 plugins in one turn woke 200 processes at once every 10 s: 20-50 ms
+ * in which both cores were busy and the calls of that moment waited
+ * (docs/performance.md#the-heartbeats-burst).
+ */
+export const HEARTBEAT_ROUNDS = 10;
+
 export interface ConnectionsDeps {
   readonly log: Logger;
   readonly slots: Slots;
@@ -42,9 +51,10 @@ export class Connections {
   /** Host clients connected over TCP. */
   readonly hosts = new Set<WsPeer>();
   private readonly heartbeat: NodeJS.Timeout;
+  private round = 0;
 
   constructor(private readonly deps: ConnectionsDeps) {
-    this.heartbeat = setInterval(() => this.heartbeatTick(), deps.pingIntervalMs);
+    this.heartbeat = setInterval(() => this.heartbeatTick(), Math.max(1, deps.pingIntervalMs / HEARTBEAT_ROUNDS));
     this.heartbeat.unref();
   }
 
@@ -139,11 +149,15 @@ export class Connections {
     this.deps.verdicts.violation(peer, code, `connection closed: ${err.message}`, 'closed');
   }
 
+  /** One round: the connections whose turn it is (each one's turn comes once a ping interval). */
   private heartbeatTick(): void {
+    const round = this.round;
+    this.round = (round + 1) % HEARTBEAT_ROUNDS;
+    const beat = (peer: WsPeer | undefined): void => void (peer && peer.beatSlot % HEARTBEAT_ROUNDS === round && peer.heartbeat(MAX_MISSED_PINGS));
     for (const slot of this.deps.slots.current.values()) {
-      slot.peer?.heartbeat(MAX_MISSED_PINGS);
-      slot.standby?.peer?.heartbeat(MAX_MISSED_PINGS);
+      beat(slot.peer);
+      beat(slot.standby?.peer);
     }
-    for (const peer of this.hosts) peer.heartbeat(MAX_MISSED_PINGS);
+    for (const peer of this.hosts) beat(peer);
   }
 }

@@ -27,6 +27,9 @@ export interface PeerLimits {
 /** `sent`; `dropped` (an event or broadcast to a peer that does not keep up); `gone` (closed, or cut off now). */
 export type Delivery = 'sent' | 'dropped' | 'gone';
 
+/** Each connection's place in the heartbeat's rounds (connections.ts): connections in turn. */
+let nextBeatSlot = 0;
+
 /** Someone connected to the hub: a plugin (by its own socket), a host client, or the in-process host. */
 export interface Peer {
   readonly id: string;
@@ -71,13 +74,17 @@ export class WsPeer implements Peer {
   inFlight = 0;
   dropped = 0;
   lastAnswerAt: number | undefined;
-  /** The payload of the hub's last heartbeat ping, and how many in a row went unanswered. */
   /** Frames to and from it are msgpack (its hello listed it); JSON text otherwise. */
   binary = false;
   /** Its hello offered batched frames: the JSON text frames of one turn leave in one message (line-batch.ts). */
   lines: LineBatch | undefined;
+  /** Which of the heartbeat's rounds pings it (connections.ts HEARTBEAT_ROUNDS): the pings of many peers spread out. */
+  readonly beatSlot = nextBeatSlot++;
+  /** The payload of the hub's last heartbeat ping, and how many in a row went unanswered. */
   private nonce: Buffer | undefined;
   private missed = 0;
+  /** performance.now() at its last heartbeat: an answer to a call after it proves the connection alive. */
+  private beatAt = performance.now();
   /** A health probe was answered since the last heartbeat: the connection is proven alive for this one. */
   private proven = false;
   private held = false;
@@ -141,12 +148,17 @@ export class WsPeer implements Peer {
 
   /**
    * One heartbeat: false when the peer missed too many and was cut off. A peer that answered
-   * a health probe (the controller's, every health.intervalMs) since the last heartbeat has
-   * answered a ping of the hub's within this interval: it is not pinged again for it.
+   * a health probe (the controller's, every health.intervalMs) or one of its open calls
+   * since the last heartbeat has shown within this interval what a pong would (it reads the
+   * hub and writes back): it is not pinged again for it. Without the calls, a controller
+   * whose plugins are all under calls (their health probes skipped, health-pings.ts) pinged
+   * every one of them at once.
    */
   heartbeat(maxMissed: number): boolean {
     if (!this.open) return true;
-    if (this.proven) {
+    const answered = this.lastAnswerAt !== undefined && this.lastAnswerAt > this.beatAt;
+    this.beatAt = performance.now();
+    if (this.proven || answered) {
       this.proven = false;
       this.nonce = undefined;
       this.missed = 0;

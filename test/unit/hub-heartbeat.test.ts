@@ -1,12 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import type { AuditEntry } from '../../src/audit/audit-log.js';
 import type { PluginPolicy } from '../../src/hub/acl.js';
+import { HEARTBEAT_ROUNDS } from '../../src/hub/connections.js';
 import { Hub } from '../../src/hub/hub.js';
 import { silentLogger } from '../../src/log.js';
 import { Client } from './support/hub-client.js';
 import { hubHarness } from './support/hub-harness.js';
 
-/** The hub's heartbeat: skipped for a connection a health probe proved alive, never for one that was not. */
+/** The hub's heartbeat: skipped for a connection a health probe or an answered call proved alive, never for one that was not; spread over its interval. */
 
 const policy = (id: string): PluginPolicy => ({ id, exposes: new Set(['echo']), consumes: new Set(), messaging: false, publishes: [], subscribes: [] });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -84,6 +85,43 @@ describe('the hub heartbeat', () => {
     await pr.stop();
     expect(pr.answered()).toBe(0);
     expect(audit.find((e) => e.who === 'mute' && e.code === 'LM_UNHEALTHY')?.reason).toContain('did not answer 3 pings');
+  });
+
+  it('does not ping a plugin that answered its calls since the last beat, but does one that only sends answers nobody asked for', async () => {
+    const busy = await plugin('busy');
+    busy.c.serve((m) => m.data);
+    const chatty = await plugin('chatty');
+    let on = true;
+    const calls = (async () => {
+      while (on) {
+        await hub.call('busy', 'echo', 1, 2_000);
+        chatty.c.send({ type: 'response', correlationId: 'h-nothing', success: true, data: 1 });
+        await sleep(INTERVAL / 6);
+      }
+    })();
+    await sleep(INTERVAL);
+    const [busyBefore, chattyBefore] = [busy.pings(), chatty.pings()];
+    await sleep(INTERVAL * 5);
+    on = false;
+    await calls;
+    // At most one at the window's edge for the plugin under calls; one a beat for the other.
+    expect(busy.pings() - busyBefore).toBeLessThanOrEqual(1);
+    expect(chatty.pings() - chattyBefore).toBeGreaterThanOrEqual(3);
+    const after = busy.pings();
+    await sleep(INTERVAL * 3.5);
+    expect(busy.pings() - after).toBeGreaterThanOrEqual(2);
+  });
+
+  it('spreads the pings of many connections over the interval instead of sending them all at once', async () => {
+    const peers = await Promise.all(Array.from({ length: HEARTBEAT_ROUNDS }, (_, i) => plugin(`many-${i}`)));
+    const first: number[] = [];
+    await Promise.all(peers.map((p) => new Promise<void>((resolve) => p.c.ws.once('ping', () => resolve(void first.push(performance.now()))))));
+    // One round each (consecutive connections take consecutive rounds): the pings leave over most of an interval, not in one turn.
+    expect(Math.max(...first) - Math.min(...first)).toBeGreaterThan(INTERVAL / 3);
+    // Still one ping an interval for each.
+    const counts = peers.map((p) => p.pings());
+    await sleep(INTERVAL * 3.2);
+    peers.forEach((p, i) => expect(p.pings() - counts[i]!).toBeGreaterThanOrEqual(2));
   });
 
   it('knows a plugin answered one of its own calls just now (what lets the supervisor skip its health ping), never from an answer to no open call', async () => {
