@@ -16,6 +16,17 @@ interface Window {
   readonly first: Omit<AuditEntry, 'time'>;
   readonly startedAt: number;
   repeats: number;
+  /** Still counting: false once its count is written. */
+  open: boolean;
+}
+
+/**
+ * A window of one decision, kept by whoever records that decision again and again (the hub,
+ * for each allowed call: src/hub/peer-tally.ts): `repeat` counts into it without building
+ * the decision's key and looking it up. Opaque outside this file.
+ */
+export interface AuditRepeat {
+  readonly open: boolean;
 }
 
 /**
@@ -44,7 +55,7 @@ export class AuditThrottle {
   }
 
   /** `kind` tells apart decisions that share who, action, result and code but differ in nature (a refused frame, a closed connection). */
-  record(raw: Omit<AuditEntry, 'time'>, kind = ''): void {
+  record(raw: Omit<AuditEntry, 'time'>, kind = ''): AuditRepeat | undefined {
     // Every call the hub lets through comes here: a repeat costs one key and one lookup,
     // and the entry is copied and trimmed only when it opens a window.
     const resource = raw.resource.length > this.maxResource ? `${raw.resource.slice(0, this.maxResource)}…` : raw.resource;
@@ -56,14 +67,30 @@ export class AuditThrottle {
     }
     if (w !== undefined) {
       w.repeats++;
-      return;
+      return w.first.resource === resource ? w : undefined;
     }
     const entry = this.trim(raw, resource);
     const grouped = key.endsWith(`\u0000*\u0000${kind}`) && entry.resource !== '*';
     const first = grouped ? { ...entry, resource: '*', reason: `various resources; the first: ${entry.resource}` } : entry;
-    this.open.set(key, { first, startedAt: Date.now(), repeats: 0 });
+    const opened: Window = { first, startedAt: Date.now(), repeats: 0, open: true };
+    this.open.set(key, opened);
     this.write(first);
     this.timer ??= setTimeout(() => this.flush(false), this.windowMs).unref();
+    // A grouped window is not handed out: a repeat of this decision must find its own window
+    // again once there is room for one, as it would by its key.
+    return grouped ? undefined : opened;
+  }
+
+  /**
+   * The decision `record` returned this window for, once more: counted when the window is
+   * still open (exactly what `record` would do), or false and nothing counted when it has
+   * been written: then the caller records the decision again.
+   */
+  repeat(handle: AuditRepeat): boolean {
+    const w = handle as Window;
+    if (!w.open) return false;
+    w.repeats++;
+    return true;
   }
 
   /** Write the counts of every window that has ended (or of all of them: on close). */
@@ -73,6 +100,7 @@ export class AuditThrottle {
     for (const [key, w] of this.open) {
       if (!all && now - w.startedAt < this.windowMs) continue;
       this.open.delete(key);
+      w.open = false;
       if (w.repeats > 0) this.write({ ...w.first, count: w.repeats, reason: `${w.repeats} more like this within ${this.windowMs} ms${w.first.reason ? `; the first: ${w.first.reason}` : ''}`.slice(0, this.maxReason + 64) });
     }
     if (this.open.size > 0) this.timer = setTimeout(() => this.flush(false), this.windowMs).unref();

@@ -98,8 +98,7 @@ export function buildParts(backend: Backend, opts: ControllerOptions, hooks: Con
   const monitoring = monitoringOf(backend, opts, log, audit, registry, hooks, (topic, data) => hub.announce(topic, data));
   const hub = new Hub({
     ...opts.hubLimits,
-    observeCall: monitoring.metrics.observeCall,
-    observeMessage: monitoring.metrics.countMessage,
+    metrics: monitoring.metrics.hubMetrics,
     segments: memory,
     isMethodRevoked: grants.isMethodRevoked,
     isTopicRevoked: grants.isTopicRevoked,

@@ -1,6 +1,9 @@
 import type { ErrorCode } from '../errors.js';
-import { encodeRequest, encodeResponse } from './forward.js';
+import { Deadlines, type Timed } from './deadlines.js';
+import { encodeRequest, encodeResponse, requestHead, responseHead } from './forward.js';
+import type { CallSeries, HubMetrics } from './hub-metrics.js';
 import type { Peer, WsPeer } from './peer.js';
+import type { CallTally } from './peer-tally.js';
 import { DEFAULT_CALL_TIMEOUT_MS, type Request, type Response, type SegmentRef, type WireError } from './protocol.js';
 
 /** Room for the envelope the hub wraps around a peer's data (ids, from, timestamp). */
@@ -23,15 +26,28 @@ export interface CallTarget {
 /** `raw`: the data's text as the target wrote it, forwarded as it is (forward.ts). */
 type Outcome = { success: true; data: unknown; segments?: SegmentRef[]; raw?: string } | { success: false; error: WireError };
 
-interface Pending {
-  readonly caller: Peer;
-  readonly callerId: string;
-  readonly target: CallTarget;
-  readonly method: string;
-  readonly bytes: number;
-  readonly timer: NodeJS.Timeout;
-  /** performance.now() when the call reached the hub (only kept when calls are observed). */
-  readonly at: number;
+/** A call in flight; a node of the deadline lists too (deadlines.ts). */
+class Pending implements Timed {
+  deadline = 0;
+  prevTimed: Timed | undefined = undefined;
+  nextTimed: Timed | undefined = undefined;
+  timedList: Timed['timedList'] = undefined;
+
+  constructor(
+    readonly hubId: string,
+    readonly caller: Peer,
+    readonly callerId: string,
+    readonly target: CallTarget,
+    readonly method: string,
+    readonly timeout: number,
+    readonly bytes: number,
+    /** performance.now() when the call reached the hub. */
+    readonly at: number,
+    /** Its metrics series, when calls are observed. */
+    readonly series: CallSeries | undefined,
+    /** The caller's tally of calls to this target's method (peer-tally.ts), when it keeps one. */
+    readonly tally: CallTally | undefined,
+  ) {}
 }
 
 /**
@@ -49,8 +65,8 @@ export interface CallsOptions {
   readonly nextId: () => string;
   /** A peer broke its side of a call (left it unanswered): on its record. */
   readonly blame: (target: string, code: ErrorCode, reason: string) => void;
-  /** Metrics of each answered call (default: none, and no clock is read). */
-  readonly observe?: CallObserver;
+  /** Metrics of each answered call (default: none). */
+  readonly metrics?: HubMetrics | undefined;
 }
 
 /**
@@ -60,12 +76,17 @@ export interface CallsOptions {
  */
 export class Calls {
   private readonly pending = new Map<string, Pending>();
+  private readonly deadlines = new Deadlines<Pending>((p) => this.expire(p));
 
   constructor(private readonly opts: CallsOptions) {}
 
-  /** Send a call on; returns the coded refusal when it cannot be. `rawData`: its params as the caller wrote them (forward.ts). */
-  open(caller: Peer, msg: Request, target: CallTarget, rawData?: string): { code: ErrorCode; message: string } | undefined {
-    const at = this.opts.observe ? performance.now() : 0;
+  /**
+   * Send a call on; returns the coded refusal when it cannot be. `rawData`: its params as the
+   * caller wrote them (forward.ts). `tally`: the caller's tally of this target.method, which
+   * keeps its metrics series (peer-tally.ts).
+   */
+  open(caller: Peer, msg: Request, target: CallTarget, rawData?: string, tally?: CallTally): { code: ErrorCode; message: string } | undefined {
+    const at = performance.now();
     if (caller.inFlight >= caller.limits.maxInFlight) {
       return { code: 'LM_RATE_LIMITED', message: `${caller.id} already has ${caller.limits.maxInFlight} calls waiting for answers` };
     }
@@ -73,16 +94,17 @@ export class Calls {
     const hubId = this.opts.nextId();
     const out: Request = { type: 'request', id: hubId, from: caller.id, to: [target.id], method: msg.method, data: msg.data, timeout, timestamp: Date.now() };
     if (msg.segments) out.segments = msg.segments;
-    const enc = encodeRequest(out, rawData, this.opts.maxMessageBytes + ENVELOPE_BYTES);
+    const head = tally === undefined ? undefined : (tally.requestHead ??= requestHead(caller.id, target.id, msg.method));
+    const enc = encodeRequest(out, rawData, this.opts.maxMessageBytes + ENVELOPE_BYTES, head);
     if (!enc.ok) return { code: enc.code, message: enc.message };
     if (target.waiting >= this.opts.maxWaiting || target.waitingBytes + enc.bytes > this.opts.maxWaitingBytes) {
       return { code: 'LM_RATE_LIMITED', message: `plugin ${target.id} already has ${target.waiting} calls (${target.waitingBytes} bytes) waiting for its answers; the most is ${this.opts.maxWaiting} calls or ${this.opts.maxWaitingBytes} bytes` };
     }
-    const timer = setTimeout(() => {
-      if (timeout >= BLAME_AFTER_MS) this.opts.blame(target.id, 'LM_TIMEOUT', `did not answer ${msg.method} from ${caller.id} within ${timeout} ms`);
-      this.finish(hubId, fail('LM_TIMEOUT', `no response from ${target.id}.${msg.method} within ${timeout} ms`));
-    }, timeout);
-    this.pending.set(hubId, { caller, callerId: msg.id, target, method: msg.method, bytes: enc.bytes, timer, at });
+    const metrics = this.opts.metrics;
+    const series = metrics === undefined ? undefined : tally === undefined ? metrics.calls(caller.id, target.id, msg.method) : (tally.series ??= metrics.calls(caller.id, target.id, msg.method));
+    const p = new Pending(hubId, caller, msg.id, target, msg.method, timeout, enc.bytes, at, series, tally);
+    this.pending.set(hubId, p);
+    this.deadlines.add(p, timeout, at);
     caller.inFlight++;
     target.waiting++;
     target.waitingBytes += enc.bytes;
@@ -129,21 +151,34 @@ export class Calls {
     for (const [hubId, p] of this.pending) if (p.caller === caller) this.settle(hubId, p);
   }
 
+  /** No timer left behind (the hub closed: every call has been failed). */
+  close(): void {
+    this.deadlines.close();
+  }
+
+  /** A call's deadline passed (deadlines.ts: at it, or up to SLACK_MS after it). */
+  private expire(p: Pending): void {
+    if (this.pending.get(p.hubId) !== p) return;
+    if (p.timeout >= BLAME_AFTER_MS) this.opts.blame(p.target.id, 'LM_TIMEOUT', `did not answer ${p.method} from ${p.caller.id} within ${p.timeout} ms`);
+    this.finish(p.hubId, fail('LM_TIMEOUT', `no response from ${p.target.id}.${p.method} within ${p.timeout} ms`));
+  }
+
   private finish(hubId: string, outcome: Outcome): void {
     const p = this.pending.get(hubId);
     if (!p) return;
     this.settle(hubId, p);
-    this.opts.observe?.(p.caller.id, p.target.id, p.method, (performance.now() - p.at) / 1000, outcome.success ? 'ok' : outcome.error.code);
+    p.series?.observe((performance.now() - p.at) / 1000, outcome.success ? 'ok' : outcome.error.code);
     const reply = replyTo(p, this.opts.nextId(), outcome);
     if (p.caller.inProcess) return void p.caller.deliver(reply);
-    const enc = encodeResponse(reply, outcome.success ? outcome.raw : undefined, this.opts.maxMessageBytes + ENVELOPE_BYTES);
+    const head = p.tally === undefined ? undefined : (p.tally.responseHead ??= responseHead(p.target.id));
+    const enc = encodeResponse(reply, outcome.success ? outcome.raw : undefined, this.opts.maxMessageBytes + ENVELOPE_BYTES, head);
     if (enc.ok) p.caller.deliver(reply, enc);
     else p.caller.deliver({ ...reply, success: false, error: { code: enc.code, message: `the answer of ${p.target.id}.${p.method} cannot be delivered: ${enc.message}` } } as Response);
   }
 
   private settle(hubId: string, p: Pending): void {
     this.pending.delete(hubId);
-    clearTimeout(p.timer);
+    this.deadlines.remove(p);
     p.caller.inFlight--;
     p.target.waiting--;
     p.target.waitingBytes -= p.bytes;

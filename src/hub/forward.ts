@@ -15,19 +15,33 @@ import type { Request, Response } from './protocol.js';
 
 const q = JSON.stringify;
 
-/** A request on its way to its target; `raw` from the caller's frame. */
-export function encodeRequest(out: Request, raw: string | undefined, maxBytes: number): Encoded {
+/**
+ * The part of a forwarded request between its id and its data, the same for every call from
+ * one caller to one target's method: kept with the caller's tally of them (peer-tally.ts), so
+ * a call quotes and joins only its id, data and numbers.
+ */
+export function requestHead(from: string, to: string, method: string): string {
+  return `,"from":${q(from)},"to":[${q(to)}],"method":${q(method)},"data":`;
+}
+
+/** The part of a forwarded answer between its id and its correlation id, the same for every answer of one target. */
+export function responseHead(from: string): string {
+  return `,"from":${q(from)},"correlationId":`;
+}
+
+/** A request on its way to its target; `raw` from the caller's frame; `head` its requestHead, when kept. */
+export function encodeRequest(out: Request, raw: string | undefined, maxBytes: number, head?: string): Encoded {
   if (raw === undefined) return encode(out, maxBytes);
   const segments = out.segments ? `,"segments":${q(out.segments)}` : '';
-  const text = `{"type":"request","id":${q(out.id)},"from":${q(out.from)},"to":[${q(out.to[0])}],"method":${q(out.method)},"data":${raw},"timeout":${out.timeout},"timestamp":${out.timestamp}${segments}}`;
+  const text = `{"type":"request","id":${q(out.id)}${head ?? requestHead(out.from!, out.to[0]!, out.method)}${raw},"timeout":${out.timeout},"timestamp":${out.timestamp}${segments}}`;
   return sized(text, maxBytes);
 }
 
-/** A successful answer on its way back to the caller; `raw` from the target's frame. */
-export function encodeResponse(reply: Response, raw: string | undefined, maxBytes: number): Encoded {
+/** A successful answer on its way back to the caller; `raw` from the target's frame; `head` its responseHead, when kept. */
+export function encodeResponse(reply: Response, raw: string | undefined, maxBytes: number, head?: string): Encoded {
   if (raw === undefined || !reply.success) return encode(reply, maxBytes);
   const segments = reply.segments ? `,"segments":${q(reply.segments)}` : '';
-  const text = `{"type":"response","id":${q(reply.id)},"from":${q(reply.from)},"correlationId":${q(reply.correlationId)},"timestamp":${reply.timestamp},"success":true,"data":${raw}${segments}}`;
+  const text = `{"type":"response","id":${q(reply.id)}${head ?? responseHead(reply.from!)}${q(reply.correlationId)},"timestamp":${reply.timestamp},"success":true,"data":${raw}${segments}}`;
   return sized(text, maxBytes);
 }
 

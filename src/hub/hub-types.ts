@@ -4,6 +4,7 @@ import type { Logger } from '../log.js';
 import type { AuditSink } from '../audit/audit-log.js';
 import type { PluginPolicy, TopicRevoked } from './acl.js';
 import type { CallObserver, CallTarget } from './calls.js';
+import type { HubMetrics } from './hub-metrics.js';
 import type { SegmentBroker } from './segments.js';
 import type { WsPeer } from './peer.js';
 import type { Hello } from './protocol.js';
@@ -58,6 +59,12 @@ export interface HubOptions {
    * EXIT_CAUSE_WAIT_MS.
    */
   readonly exitCause?: (pluginId: string) => Promise<{ code: ErrorCode; message: string } | undefined>;
+  /**
+   * The metrics' series of calls and messages, kept by the hub on each connection
+   * (hub-metrics.ts; the monitor's CallStats). Counts what observeCall and observeMessage are
+   * told, without their per-message cost; when given, those two are not used. Default: none.
+   */
+  readonly metrics?: HubMetrics;
   /** Told of every plugin call answered or refused (metrics: caller, target, method, seconds, outcome). Default: none. */
   readonly observeCall?: CallObserver;
   /** Told of every message the intake steps accepted: its type and sender (metrics). Default: none. */

@@ -6,6 +6,7 @@ import { AuditThrottle } from '../audit/audit-throttle.js';
 import { mayReceive, type PluginPolicy, type TopicRevoked } from './acl.js';
 import { Admission } from './admission.js';
 import { Calls } from './calls.js';
+import { metricsFromCallbacks } from './hub-metrics.js';
 import { Connections } from './connections.js';
 import { authorize, compose, helloGate, HOLD_MS, rateLimit, schemaCheck, segmentHandles, senderCheck, type Handler, type IntakeContext } from './intake.js';
 import { LocalHost, type TopicHandler } from './local-host.js';
@@ -80,7 +81,8 @@ export class Hub extends EventEmitter {
     // Declared names count as host methods for the ACL from the start; one nobody serves yet is unavailable, not unknown.
     for (const name of this.remoteMethods.declared) this.hostMethods.names.add(name);
     this.throttle = new AuditThrottle(audit, { onWrite: (e) => e.result === 'denied' && this.log.warn({ who: e.who, action: e.action, resource: e.resource, code: e.code, count: e.count }, e.reason ?? 'refused') });
-    this.verdicts = new Verdicts({ throttle: this.throttle, nextId, observeCall: opts.observeCall });
+    const metrics = opts.metrics ?? metricsFromCallbacks(opts.observeCall, opts.observeMessage);
+    this.verdicts = new Verdicts({ throttle: this.throttle, nextId, metrics });
     this.transport = new Transport({
       log: this.log,
       token: opts.token,
@@ -91,7 +93,7 @@ export class Hub extends EventEmitter {
     });
     // Requests waiting on a plugin take at most half its queue, so that answers and requests
     // alone can never make the hub cut off a plugin that reads at its own pace.
-    this.calls = new Calls({ maxMessageBytes: this.maxBytes, maxWaiting: opts.maxWaitingPerPlugin ?? 1_024, maxWaitingBytes: Math.floor(pluginLimits.maxQueuedBytes / 2), nextId, blame: (id, code, reason) => this.verdicts.violationOf(id, code, reason, 'timeout'), ...(opts.observeCall ? { observe: opts.observeCall } : {}) });
+    this.calls = new Calls({ maxMessageBytes: this.maxBytes, maxWaiting: opts.maxWaitingPerPlugin ?? 1_024, maxWaitingBytes: Math.floor(pluginLimits.maxQueuedBytes / 2), nextId, blame: (id, code, reason) => this.verdicts.violationOf(id, code, reason, 'timeout'), metrics });
     this.pubsub = new PubSub({
       maxMessageBytes: this.maxBytes,
       nextId,
@@ -108,7 +110,7 @@ export class Hub extends EventEmitter {
       onClosed: (event, id) => this.emit(event, id),
     });
     this.admission = new Admission({ log: this.log, slots: this.slots, pubsub: this.pubsub, verdicts: this.verdicts, audit, maxBytes: this.maxBytes, emit: (event, id, methods) => (methods ? this.emit(event, id, methods) : this.emit(event, id)) });
-    const router = new Router({ log: this.log, slots: this.slots, calls: this.calls, pubsub: this.pubsub, hostMethods: this.hostMethods, remoteMethods: this.remoteMethods, verdicts: this.verdicts, audit, maxBytes: this.maxBytes, nextId, segments: opts.segments, observeMessage: opts.observeMessage });
+    const router = new Router({ log: this.log, slots: this.slots, calls: this.calls, pubsub: this.pubsub, hostMethods: this.hostMethods, remoteMethods: this.remoteMethods, verdicts: this.verdicts, audit, maxBytes: this.maxBytes, nextId, segments: opts.segments, metrics });
     // The application in this process is not limited: it is the one the limits protect.
     this.local = new LocalHost({ ...hostLimits, rate: Number.MAX_SAFE_INTEGER, maxInFlight: Number.MAX_SAFE_INTEGER }, (peer, msg) => this.dispatch(peer, msg), nextId, (topic, err) => this.log.error({ topic, err: String(err) }, 'a host subscriber threw'));
     const cx = this.context();
@@ -288,6 +290,7 @@ export class Hub extends EventEmitter {
     await this.slots.closeAll();
     this.connections.close();
     this.local.failAll('LM_PLUGIN_UNAVAILABLE', 'the hub closed');
+    this.calls.close();
     await this.transport.close();
     this.throttle.close();
   }

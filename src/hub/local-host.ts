@@ -3,6 +3,7 @@ import { valueDepth } from './codec.js';
 import type { Delivery, Peer, PeerLimits } from './peer.js';
 import { HOST, MAX_DEPTH, topicMatches, type ClientMessage, type HubMessage } from './protocol.js';
 import { TokenBucket } from './token-bucket.js';
+import { PeerTally } from './peer-tally.js';
 
 export type TopicHandler = (data: unknown, meta: { from: string; topic: string }) => void;
 
@@ -20,6 +21,7 @@ export class LocalHost implements Peer {
   readonly origin = 'local';
   readonly inProcess = true;
   readonly subscriptions = new Set<string>();
+  readonly tally = new PeerTally();
   readonly bucket = new TokenBucket(Number.MAX_SAFE_INTEGER);
   inFlight = 0;
   dropped = 0;

@@ -8,6 +8,7 @@ import type { HubMessage } from './protocol.js';
 import { TokenBucket } from './token-bucket.js';
 import { WriteBatch } from './write-batch.js';
 import { LineBatch } from './line-batch.js';
+import { PeerTally } from './peer-tally.js';
 
 /** What one connection may ask of the hub. */
 export interface PeerLimits {
@@ -40,6 +41,8 @@ export interface Peer {
   readonly limits: PeerLimits;
   readonly bucket: TokenBucket;
   readonly subscriptions: Set<string>;
+  /** What the hub counts of it without a key a message (metrics, the audit of its calls). */
+  readonly tally: PeerTally;
   /** Calls this peer made that wait for an answer. */
   inFlight: number;
   /**
@@ -66,6 +69,7 @@ export type CutOff = (peer: Peer, code: ErrorCode, reason: string) => void;
  */
 export class WsPeer implements Peer {
   readonly subscriptions = new Set<string>();
+  readonly tally = new PeerTally();
   readonly bucket: TokenBucket;
   inFlight = 0;
   dropped = 0;

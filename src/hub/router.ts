@@ -3,6 +3,7 @@ import { LogoMeshError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Calls } from './calls.js';
 import type { HostMethods } from './host-methods.js';
+import type { HubMetrics } from './hub-metrics.js';
 import type { HubOptions } from './hub-types.js';
 import type { Inbound } from './intake.js';
 import { WsPeer } from './peer.js';
@@ -24,7 +25,7 @@ export interface RouterDeps {
   readonly maxBytes: number;
   readonly nextId: () => string;
   readonly segments: HubOptions['segments'];
-  readonly observeMessage: HubOptions['observeMessage'];
+  readonly metrics: HubMetrics | undefined;
 }
 
 /**
@@ -38,7 +39,7 @@ export class Router {
   route(f: Inbound): void {
     const { peer, msg } = f;
     const { verdicts, pubsub } = this.deps;
-    this.deps.observeMessage?.(msg.type, peer.id);
+    if (this.deps.metrics) peer.tally.countMessage(this.deps.metrics, msg.type, peer.id);
     switch (msg.type) {
       case 'request':
         return msg.to[0] === HOST ? this.hostRequest(f) : this.pluginRequest(f);
@@ -70,13 +71,15 @@ export class Router {
   private pluginRequest(f: Inbound): void {
     const { peer, msg } = f;
     if (msg.type !== 'request') return;
-    const resource = `${msg.to[0]}.${msg.method}`;
-    const slot = this.deps.slots.current.get(msg.to[0] ?? '');
-    if (!slot?.target || !slot.ready) return this.deps.verdicts.replyError(peer, msg.id, 'LM_PLUGIN_UNAVAILABLE', `plugin ${msg.to[0]} is not connected`);
-    const refused = this.deps.calls.open(peer, msg, slot.target, f.rawData);
+    const to = msg.to[0] ?? '';
+    const slot = this.deps.slots.current.get(to);
+    if (!slot?.target || !slot.ready) return this.deps.verdicts.replyError(peer, msg.id, 'LM_PLUGIN_UNAVAILABLE', `plugin ${to} is not connected`);
+    // The connection's tally of this target.method: its metrics series and audit window, kept (peer-tally.ts).
+    const tally = peer.tally.callTo(to, msg.method);
+    const refused = this.deps.calls.open(peer, msg, slot.target, f.rawData, tally);
     // Audited once, as what happened: sent on (allowed), or refused by a limit.
-    if (refused) this.deps.verdicts.refuse(f, 'call', resource, refused.code, refused.message);
-    else this.deps.verdicts.allowed(peer, resource);
+    if (refused) this.deps.verdicts.refuse(f, 'call', `${to}.${msg.method}`, refused.code, refused.message);
+    else this.deps.verdicts.allowedCall(peer, tally);
   }
 
   private hostRequest(f: Inbound): void {

@@ -1,8 +1,9 @@
 import type { ErrorCode } from '../errors.js';
 import type { AuditThrottle } from '../audit/audit-throttle.js';
-import type { CallObserver } from './calls.js';
+import type { HubMetrics } from './hub-metrics.js';
 import type { Inbound } from './intake.js';
 import type { Peer } from './peer.js';
+import type { CallTally } from './peer-tally.js';
 
 /** What a violation was, so that different ones with one code are not counted together. */
 export type ViolationKind = 'frame' | 'closed' | 'cut' | 'rate' | 'from' | 'timeout';
@@ -11,7 +12,7 @@ export interface VerdictsDeps {
   /** The audit trail, aggregated: a flood of one decision costs a few lines a second. */
   readonly throttle: AuditThrottle;
   readonly nextId: () => string;
-  readonly observeCall?: CallObserver | undefined;
+  readonly metrics?: HubMetrics | undefined;
 }
 
 /**
@@ -27,10 +28,19 @@ export class Verdicts {
     this.deps.throttle.record({ who: peer.id, action: 'call', resource, result: 'allowed' });
   }
 
+  /**
+   * A call to a plugin was sent on: counted into the audit window its tally holds while that
+   * is open (no key built), else recorded as `allowed` would, and the new window kept.
+   */
+  allowedCall(peer: Peer, tally: CallTally): void {
+    if (tally.audit !== undefined && this.deps.throttle.repeat(tally.audit)) return;
+    tally.audit = this.deps.throttle.record({ who: peer.id, action: 'call', resource: `${tally.target}.${tally.method}`, result: 'allowed' });
+  }
+
   /** Refuse a message: audited, and answered with the coded error. */
   refuse(f: Inbound, action: string, resource: string, code: ErrorCode, reason: string): void {
     this.deps.throttle.record({ who: f.peer.id, action, resource, result: 'denied', code, reason });
-    if (f.msg.type === 'request') this.deps.observeCall?.(f.peer.id, f.msg.to[0] ?? '', f.msg.method, 0, code);
+    if (f.msg.type === 'request') this.deps.metrics?.calls(f.peer.id, f.msg.to[0] ?? '', f.msg.method).observe(0, code);
     this.replyError(f.peer, f.msg.id, code, reason);
   }
 

@@ -22,13 +22,20 @@ export interface MetricsSources {
 /**
  * LogoMesh's Prometheus metrics (prom-client), in a registry of its own: per-plugin usage
  * and limits and state (read from the sources at scrape time), violations by kind, and hub
- * calls and messages (counted as they happen, by the hub through observeCall and
- * countMessage). docs/monitoring.md#metrics lists every series.
+ * calls and messages (counted as they happen, by the hub in the series of `hubMetrics`, or
+ * through observeCall and countMessage). docs/monitoring.md#metrics lists every series.
  */
 export class MonitorMetrics {
   readonly registry = new Registry();
   private readonly violations: Counter<'plugin' | 'kind' | 'action'>;
   private readonly hub: CallStats;
+  /**
+   * The hub's calls and messages, as series the hub asks for once and keeps on each
+   * connection (HubOptions.metrics, src/hub/hub-metrics.ts): what the controller hands the hub.
+   */
+  get hubMetrics(): CallStats {
+    return this.hub;
+  }
 
   constructor(private readonly sources: MetricsSources = {}) {
     const r = [this.registry];

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { PluginPolicy } from '../../src/hub/acl.js';
+import { encodeRequest, encodeResponse, requestHead, responseHead } from '../../src/hub/forward.js';
+import type { Request, Response } from '../../src/hub/protocol.js';
 import { scanFrame } from '../../src/hub/frame-scan.js';
 import { Hub } from '../../src/hub/hub.js';
 import { compileMethodSchemas } from '../../src/hub/method-schemas.js';
@@ -105,5 +107,23 @@ describe('hub: params and results forwarded as the sender wrote them', () => {
     expect(await a.reply('c1')).toMatchObject({ success: true, data: 3 });
     expect(seen[0]?.data).toEqual({ xs: [1, 2] });
     expect(atB.at(-1)).not.toContain('not numbers');
+  });
+});
+
+describe('forwarded frames with their kept heads', () => {
+  it('are the frames written whole, whatever the ids and names hold', () => {
+    for (const [from, to, method, cid] of [
+      ['caller', 'echo', 'echo', 'abc'],
+      ['a"b', 'c\\d', 'm', 'x"\\y\u0001'],
+    ]) {
+      const out: Request = { type: 'request', id: 'h00000000001', from: from!, to: [to!], method: method!, data: { t: 1 }, timeout: 5000, timestamp: 1 };
+      const withHead = encodeRequest(out, '{"t":1}', 1 << 20, requestHead(from!, to!, method!));
+      expect(withHead).toEqual(encodeRequest(out, '{"t":1}', 1 << 20));
+      expect(withHead.ok && JSON.parse(withHead.text)).toEqual(out);
+      const reply: Response = { type: 'response', id: 'h00000000002', from: to!, correlationId: cid!, timestamp: 2, success: true, data: [1] };
+      const answered = encodeResponse(reply, '[1]', 1 << 20, responseHead(to!));
+      expect(answered).toEqual(encodeResponse(reply, '[1]', 1 << 20));
+      expect(answered.ok && JSON.parse(answered.text)).toEqual(reply);
+    }
   });
 });

@@ -207,7 +207,7 @@ export function accepted(s, hello) {
 export function failPending(s, err) {
   for (const [id, p] of s.pending) {
     s.pending.delete(id);
-    clearTimeout(p.timer);
+    s.deadlines.remove(p);
     p.reject(err);
   }
 }
@@ -316,20 +316,30 @@ function frame(s, msg) {
 }
 
 /** Send a message that gets a response; resolve with its data, reject with its error (after waitMs; 0: no timeout). */
+/** An exchange waiting for its answer; a node of the deadline lists too (deadlines.js). */
+class Waiter {
+  constructor(id, resolve, reject, onAnswer, timeoutText) {
+    this.id = id;
+    this.resolve = resolve;
+    this.reject = reject;
+    this.onAnswer = onAnswer;
+    this.timeoutText = timeoutText;
+    this.deadline = 0;
+    this.prevTimed = undefined;
+    this.nextTimed = undefined;
+    this.timedList = undefined;
+  }
+}
+
 export function exchange(s, msg, waitMs, timeoutText, onAnswer) {
   return new Promise((resolve, reject) => {
     const text = frame(s, msg);
     const ws = s.ws;
     if (!ws || ws.readyState !== WebSocket.OPEN) return reject(new LogoMeshError('LM_CONTROLLER_UNAVAILABLE', 'the connection to the hub is closed'));
-    const timer =
-      waitMs > 0
-        ? setTimeout(() => {
-            s.pending.delete(msg.id);
-            reject(new LogoMeshError('LM_TIMEOUT', timeoutText()));
-          }, waitMs)
-        : undefined;
     // onAnswer: called with a successful answer's data as the frame is read, before the next one.
-    s.pending.set(msg.id, { resolve, reject, timer, onAnswer });
+    const w = new Waiter(msg.id, resolve, reject, onAnswer, timeoutText);
+    s.pending.set(msg.id, w);
+    if (waitMs > 0) s.deadlines.add(w, waitMs);
     // A write error closes the socket, and closing rejects every pending exchange.
     send(s, ws, text);
   });

@@ -51,7 +51,7 @@ function refuse(s, { code, message, fields }) {
   const p = fields.type === 'response' || fields.type === 'error' ? s.pending.get(fields.correlationId) : undefined;
   if (p) {
     s.pending.delete(fields.correlationId);
-    clearTimeout(p.timer);
+    s.deadlines.remove(p);
     return p.reject(new LogoMeshError(code, `the answer was refused: ${message}`));
   }
   s.log('warn', `dropped a frame from the hub (type ${fields.type ?? 'unknown'}, ${code}): ${message}`);
@@ -65,7 +65,7 @@ function onResponse(s, msg) {
     return;
   }
   s.pending.delete(msg.correlationId);
-  clearTimeout(p.timer);
+  s.deadlines.remove(p);
   if (msg.type === 'response' && msg.success === true) {
     p.onAnswer?.(msg.data);
     p.resolve(unpackSegments(s, msg.data));

@@ -235,7 +235,10 @@ export function encode(msg, maxBytes, binary = false) {
     if (err instanceof RangeError) throw new EncodeError(`is nested deeper than ${MAX_DEPTH} levels`);
     throw new EncodeError(`is not JSON-serializable: ${err instanceof Error ? err.message : String(err)}`);
   }
-  const levels = depth(text);
+  // Each level of nesting takes two characters (its brackets): a text of at most 2 * MAX_DEPTH
+  // characters cannot be deeper than MAX_DEPTH, and a call's frame usually is one (its scan was
+  // about a tenth of the caller's CPU a call; docs/performance.md#the-hub).
+  const levels = text.length <= 2 * MAX_DEPTH ? 0 : depth(text);
   if (levels > MAX_DEPTH) throw new EncodeError(`is nested ${levels} levels deep, over the maximum depth of ${MAX_DEPTH}`);
   // A string's UTF-8 bytes are at most 3x its length: counted only when that could pass the limit.
   const size = text.length * 3 <= maxBytes ? text.length : Buffer.byteLength(text);

@@ -2,6 +2,8 @@
 // Plugin holds it in a private field: plugin code never sees it.
 import { MAX_MESSAGE_BYTES } from './protocol.js';
 import { noop } from './options.js';
+import { Deadlines } from './deadlines.js';
+import { LogoMeshError } from './errors.js';
 
 /** A promise and the functions that settle it; a rejection nobody awaits is not unhandled. */
 export function deferred() {
@@ -23,7 +25,7 @@ export function isThenable(v) {
  * @param {ReturnType<import('./options.js').resolveOptions>} opts
  */
 export function createState(plugin, opts) {
-  return {
+  const s = {
     plugin,
     opts,
     log: opts.log,
@@ -31,7 +33,7 @@ export function createState(plugin, opts) {
     methods: new Map(),
     /** pattern -> { handlers: Set<Function>, confirmed: deferred } */
     subs: new Map(),
-    /** id of an open hello/request/subscribe -> { resolve, reject, timer } */
+    /** id of an open hello/request/subscribe -> its Waiter (connection.js) */
     pending: new Map(),
     shutdownHooks: [],
     ws: null,
@@ -57,6 +59,13 @@ export function createState(plugin, opts) {
     onFrame: noop,
     onMessage: noop,
   };
+  /** When the exchanges waiting in `pending` time out (deadlines.js): one timer for all. */
+  s.deadlines = new Deadlines((w) => {
+    if (s.pending.get(w.id) !== w) return;
+    s.pending.delete(w.id);
+    w.reject(new LogoMeshError('LM_TIMEOUT', w.timeoutText()));
+  });
+  return s;
 }
 
 /**
