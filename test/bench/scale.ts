@@ -28,6 +28,8 @@ const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '.
 const N = Number(process.env.BENCH_SCALE ?? 200);
 const SECONDS = Number(process.env.BENCH_SCALE_SECONDS ?? 20);
 const RATE = 1_000;
+/** /proc/stat's unit (USER_HZ): 100 on every Linux the product runs on. */
+const CLOCK_TICKS = 100;
 
 /** Plugin folders: copies of the echo fixtures under ids of their own, and the two compiled examples. */
 export function scalePlugins(root: string, n: number): { id: string; method: string }[] {
@@ -154,7 +156,9 @@ async function spreadCalls(host: Controller, plugins: { id: string; method: stri
     const kind = kinds[i % plugins.length]!;
     (byKind.get(kind) ?? byKind.set(kind, []).get(kind)!).push(d);
   });
-  process.stderr.write(`scale: spread calls: the host ${fmt(idlePercent(cpu0, cpuTimes()), 1)}% idle, load average ${load0} at the start\n`);
+  const cpu1 = cpuTimes();
+  const stealMs = ((cpu1.steal - cpu0.steal) * 1000) / CLOCK_TICKS;
+  process.stderr.write(`scale: spread calls: the host ${fmt(idlePercent(cpu0, cpu1), 1)}% idle, ${fmt(stealMs)} ms of CPU stolen by the hypervisor, load average ${load0} at the start\n`);
   const ranMs = [...background].map(([k, pids]) => `${k} ${fmt(schedDelta(background0.get(k)!, schedTotals(pids)).runNs / 1e6)} ms`);
   process.stderr.write(`scale: spread calls: the host's background work ran ${ranMs.join(', ')} of CPU during them\n`);
   for (const [kind, xs] of byKind) {

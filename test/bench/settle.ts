@@ -11,6 +11,8 @@ import os from 'node:os';
 export interface CpuTicks {
   readonly idle: number;
   readonly total: number;
+  /** Time the hypervisor ran something else while a CPU of this VM had work (0 on bare metal). */
+  readonly steal: number;
 }
 
 /** The `cpu` line of /proc/stat: idle is idle + iowait (a CPU waiting on io runs nothing). */
@@ -19,7 +21,7 @@ export function cpuTicks(stat = readFileSync('/proc/stat', 'utf8')): CpuTicks {
   const f = line.trim().split(/\s+/).slice(1).map(Number);
   // user nice system idle iowait irq softirq steal (guest and guest_nice are inside user and nice).
   const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
-  return { idle: (f[3] ?? 0) + (f[4] ?? 0), total };
+  return { idle: (f[3] ?? 0) + (f[4] ?? 0), total, steal: f[7] ?? 0 };
 }
 
 /** The share of the host's CPU that was idle between two readings, percent (NaN if no tick passed). */

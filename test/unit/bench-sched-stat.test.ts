@@ -28,10 +28,13 @@ describe.runIf(process.platform === 'linux')("the benchmarks' scheduler figures"
   });
 
   it("give the host's idle share between two readings", () => {
-    expect(idlePercent({ idle: 100, total: 400 }, { idle: 150, total: 600 })).toBe(25);
-    expect(idlePercent({ idle: 1, total: 2 }, { idle: 1, total: 2 })).toBeNaN();
+    expect(idlePercent({ idle: 100, total: 400, steal: 0 }, { idle: 150, total: 600, steal: 0 })).toBe(25);
+    expect(idlePercent({ idle: 1, total: 2, steal: 0 }, { idle: 1, total: 2, steal: 0 })).toBeNaN();
     const t = cpuTimes();
     expect(t.total).toBeGreaterThan(0);
     expect(t.idle).toBeLessThanOrEqual(t.total);
+    // The hypervisor's share is counted in the total, never above it.
+    expect(t.steal).toBeGreaterThanOrEqual(0);
+    expect(t.steal).toBeLessThanOrEqual(t.total - t.idle);
   });
 });
