@@ -20,7 +20,7 @@ const MAX_MISSED_PINGS = 2;
  * (WsPeer.beatSlot), once an interval as before, but the connections' pings do not leave
  * together. Pinging 200 plugins in one turn woke 200 processes at once every 10 s: 20-50 ms
  * in which both cores were busy and the calls of that moment waited
- * (docs/performance.md#the-heartbeats-burst).
+ * (docs/performance.md#the-heartbeats-burst-2026-12-06).
  */
 export const HEARTBEAT_ROUNDS = 10;
 

@@ -29,7 +29,7 @@ export function processTree(pid: number): number[] {
 /**
  * The host's processes whose name starts with `prefix` (`/proc/<pid>/comm`): the engine's
  * containerd-shims, the kernel's kdamond, whose work falls on the calls of a row
- * (docs/performance.md#the-engines-shims-in-the-spread-calls).
+ * (docs/performance.md#the-engines-shims-in-the-spread-calls-2026-12-06).
  */
 export function processesNamed(prefix: string): number[] {
   const out: number[] = [];
