@@ -315,7 +315,6 @@ function frame(s, msg) {
   }
 }
 
-/** Send a message that gets a response; resolve with its data, reject with its error (after waitMs; 0: no timeout). */
 /** An exchange waiting for its answer; a node of the deadline lists too (deadlines.js). */
 class Waiter {
   constructor(id, resolve, reject, onAnswer, timeoutText) {
@@ -331,6 +330,7 @@ class Waiter {
   }
 }
 
+/** Send a message that gets a response; resolve with its data, reject with its error (after waitMs; 0: no timeout). */
 export function exchange(s, msg, waitMs, timeoutText, onAnswer) {
   return new Promise((resolve, reject) => {
     const text = frame(s, msg);
