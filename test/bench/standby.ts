@@ -18,27 +18,46 @@ function nonNegative(ms: number, what: string): number {
 }
 
 /**
+ * A crash: SIGKILL sent straight to the container's first process, as the kernel would send
+ * it. A kill request through the engine is no part of a crash: on this host it took 74-212 ms
+ * to come back (dockerd, containerd, the shim and runc on the way to the signal, and dockerd
+ * answering only once it has handled the exit), which timed from the request would set the row.
+ * Without the right to signal it (not root), the engine is asked.
+ */
+async function crashContainer(docker: Docker, containerId: string, pid: number): Promise<'SIGKILL' | 'kill request'> {
+  try {
+    process.kill(pid, 'SIGKILL');
+    return 'SIGKILL';
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') throw err;
+    await docker.getContainer(containerId).kill({ signal: 'SIGKILL' });
+    return 'kill request';
+  }
+}
+
+/**
  * Restart to ready with a warm standby (issue 20 item 2): `restart` by hand, and a crash (the
- * container killed; from the moment the kill is sent to the engine to the plugin ready
- * again on its standby), each beside a restart without a standby (stop, then start) of the same plugin.
+ * container's process killed; from the moment the SIGKILL is sent to the plugin ready again
+ * on its standby), each beside a restart without a standby (stop, then start) of the same plugin.
  * `id` must keep a standby (the controller's `standby` option).
  */
 export async function standbyBench(host: Controller, docker: Docker, id: string, rounds: number): Promise<Row[]> {
   const waiting = () => host.status(id).standby?.state === 'waiting';
   const byHand: number[] = [];
   const crash: number[] = [];
-  const kills: number[] = [];
   const plain: number[] = [];
+  let how = 'SIGKILL';
   for (let i = 0; i < rounds; i++) {
     await until(`a standby of ${id}`, waiting);
     // From the call to its return: the switch emits the hub's ready inside the call (Standbys.take).
     byHand.push(nonNegative(await timedMs(() => host.restart(id)), 'restart'));
     await until(`a standby of ${id}`, waiting);
     const before = host.status(id).containerId!;
-    // Timed from the moment the kill is sent: the controller can switch the standby in on
-    // cgwatch's notice of the exit before the engine's answer to the kill request comes back,
-    // so timing from that answer read -2 ms in two full runs. The listener and the start time
-    // are taken in the same turn, so the ready it sees comes after the start.
+    const pid = (await docker.getContainer(before).inspect()).State.Pid;
+    // Timed from the moment the kill is sent: timed from the engine's answer to a kill request,
+    // the row read -2 ms in two full runs (the controller switched the standby in before that
+    // answer came back). The listener and the start are taken in the same turn, so the ready
+    // it sees comes after the start.
     let readyAt = NaN;
     const ready = new Promise<void>((resolve) => {
       const on = (readyId: string) => {
@@ -50,11 +69,9 @@ export async function standbyBench(host: Controller, docker: Docker, id: string,
       host.hub.on('ready', on);
     });
     const sent = performance.now();
-    await docker.getContainer(before).kill({ signal: 'SIGKILL' });
-    const answered = performance.now();
+    how = await crashContainer(docker, before, pid);
     await ready;
     crash.push(nonNegative(readyAt - sent, 'crash to ready'));
-    kills.push(answered - sent);
     await until(`${id} ready after the crash`, () => host.status(id).state === 'ready' && host.status(id).containerId !== before);
   }
   // The same plugin without its standby: what a restart costs otherwise.
@@ -66,12 +83,12 @@ export async function standbyBench(host: Controller, docker: Docker, id: string,
       }),
     );
   }
-  process.stderr.write(`standby: crash to ready from the kill sent, ${crash.map((x) => x.toFixed(1)).join(', ')} ms; the engine answered the kill request after ${kills.map((x) => x.toFixed(1)).join(', ')} ms\n`);
+  process.stderr.write(`standby: restart to ready ${byHand.map((x) => x.toFixed(1)).join(', ')} ms; crash to ready from the ${how} sent ${crash.map((x) => x.toFixed(1)).join(', ')} ms\n`);
   const target = '<= 50 ms p50';
   const byHandP50 = pct(byHand, 50);
   const crashP50 = pct(crash, 50);
   return [
     { section: 'standby', name: `restart to ready with a standby: \`restart ${id}\` p50`, subject: '', baseline: 'stop + start, no standby', value: byHandP50, baselineValue: pct(plain, 50), unit: 'ms', target, met: byHandP50 <= 50 },
-    { section: 'standby', name: `crash to ready with a standby: ${id} killed, p50 (from the kill sent to ready)`, subject: '', baseline: 'stop + start, no standby', value: crashP50, baselineValue: pct(plain, 50), unit: 'ms', target, met: crashP50 <= 50 },
+    { section: 'standby', name: `crash to ready with a standby: ${id} killed, p50 (from the ${how} sent to ready)`, subject: '', baseline: 'stop + start, no standby', value: crashP50, baselineValue: pct(plain, 50), unit: 'ms', target, met: crashP50 <= 50 },
   ];
 }
