@@ -10,6 +10,9 @@ import { python } from '../../src/runtimes/python.js';
 import { cpuShares, CPU_PERIOD_US } from '../../src/sandbox/container-spec.js';
 
 const MiB = 1024 * 1024;
+/** The user the probe and its drivers run as (the OOM kill records name it). */
+export const PROBE_UID = 10001;
+const USER = `${PROBE_UID}:${PROBE_UID}`;
 
 export interface BenchProbe {
   readonly container: Dockerode.Container;
@@ -21,7 +24,7 @@ export async function probe(docker: Docker, instance: string, plugin: string, me
   const c = await docker.createContainer({
     Image: python.tag,
     Cmd: ['python3', '-c', 'import time\nwhile True: time.sleep(3600)'],
-    User: '10001:10001',
+    User: USER,
     Labels: { ...ownerLabels('test', instance), [LABEL.plugin]: plugin },
     HostConfig: {
       Memory: memoryMB * MiB,
@@ -44,7 +47,7 @@ export async function probe(docker: Docker, instance: string, plugin: string, me
 
 /** Run a Python driver in the probe; resolves with the CLOCK_MONOTONIC stamps it printed as `T <ns>`. */
 export async function drive(p: BenchProbe, code: string): Promise<bigint[]> {
-  const exec = await p.container.exec({ Cmd: ['python3', '-u', '-c', code], AttachStdout: true, AttachStderr: true, User: '10001:10001' });
+  const exec = await p.container.exec({ Cmd: ['python3', '-u', '-c', code], AttachStdout: true, AttachStderr: true, User: USER });
   const stream = await exec.start({ hijack: true, stdin: false });
   const chunks: Buffer[] = [];
   stream.on('data', (c: Buffer) => chunks.push(c));

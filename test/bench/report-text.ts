@@ -27,6 +27,8 @@ export const WHY: Readonly<Record<string, string>> = {
     "spread p99: the calls wait for a CPU in bursts, not evenly: traced with perf sched (2026-12-06), the slow calls came 10-30 at a time within 10-80 ms. Found and fixed: the hub's heartbeat pinged all 200 connections in one turn every 10 s (under calls the health probes that used to spare it are skipped), and 127-173 plugin processes woke at once; it is now spread over ten rounds and skipped for a plugin that answered its calls (windows after it 1.4-2.8 ms against 7.2-21.5 ms before, on a busier host). Found, not ours to change: each containerd-shim runs a full GC every 30 s (containerd's debug.FreeOSMemory loop; 6.7 a second at 200, 4-11 ms each, falling in the 18 s stretch of every 30 s that follows the `up`), and this VM's kernel runs DAMON pageout with a 50 ms CPU quota each second (kdamond; slow-call bursts exactly 1 s apart); the row prints the CPU of both during its calls. Earlier: the hub's own part is under 0.1 ms at p99, the monitor's bursts are gone, health pings are skipped for a plugin that just answered, the row keeps no promise per call. Tried, no gain shown beyond the order of the runs: the controller's CPU priority (autogroup nice -10), V8's memory reducer off in Node.js plugins, the shims at GOMAXPROCS=1, a larger young generation for the controller. In a scratch copy of the row, 5 s windows ranged 1.4-3.4 ms at p99, except the first after the warm-up, the worst in every run (docs/performance.md#the-heartbeats-burst-2026-12-06, #the-engines-shims-in-the-spread-calls-2026-12-06)",
   'Resource monitor':
     "issue 16's targets; the detection tails follow the host's CPU: each row gives how idle the host was during its runs, and in the runs of 2026-12-06 03:36 / 03:49 the slowest ones fell where the host was 0-7% idle, this process's timer on time and no GC within them (test/bench/host-trace.ts); the section starts on a settled host (test/bench/settle.ts, bounded), but other work on the shared host can start meanwhile. CPU watching idle containers: cgwatch waits on the kernel log for a v1 container's first refused fork instead of polling every pids.events every 15 ms (0.28-0.30x of the poll in turns, docs/monitoring.md#refused-forks-on-cgroup-v1) (docs/monitoring.md#measured)",
+  'Resource monitor.oom-kill-detection-from-the-kill':
+    "the monitor's part of an OOM kill, from the kernel's kill (its kernel log record) to the callback: cgwatch is woken by the kernel's OOM notification, which comes before the kill (the allocating task writes its OOM report in between), and the controller reads the kill counter again every millisecond until it moves; a slow run here is the controller process waiting for a CPU (traced 2026-12-06: 9.6 and 11.7 ms with the host 41% idle). The slow runs of the row before (the driver's stamp to the callback, 29-47 ms) were the kernel's work before the kill: the allocating task's reclaim and OOM report, off its CPU at every cond_resched on this kernel without preemption (docs/monitoring.md#the-oom-kill-timed-from-the-kill)",
 };
 
 export const NOTES: readonly string[] = [
@@ -77,7 +79,11 @@ export const NOTES: readonly string[] = [
   '  container just before the event (the allocation the OOM killer stops, the fork the pids',
   "  limit refuses, the allocation that crosses the threshold) to the monitor's violation callback",
   "  in this process (the same clock); the controller's routing to the audit trail, the log and",
-  '  the hub event at the host follows in the same tick. The section waits for a settled host',
+  "  the hub event at the host follows in the same tick. The OOM kill's target row runs from the",
+  "  kernel's kill instead: its kernel log record, read from /dev/kmsg, on CLOCK_MONOTONIC through",
+  '  an offset measured in the same run (records written between two clock reads); the row',
+  "  beside it gives the driver's stamp to the callback and, of it, the stamp to the kill. The",
+  '  section waits for a settled host',
   '  (at least 80% idle over 1 s, bounded) and each row gives the host idle share during its runs.',
   '  The idle CPU row: cgwatch on the kernel log beside cgwatch polling every pids.events (the code',
   '  before), in turns over the same containers.',
