@@ -3,6 +3,7 @@
  * container with a plugin's limits, and the drivers run in it that cause each kernel event
  * and print CLOCK_MONOTONIC (`T <ns>`) just before it.
  */
+import { readFileSync } from 'node:fs';
 import type Dockerode from 'dockerode';
 import type { Docker } from '../../src/engine/docker.js';
 import { LABEL, ownerLabels } from '../../src/labels.js';
@@ -109,3 +110,22 @@ for _ in range(${n}):
     base.close(); more.close()
     time.sleep(0.2)
 `;
+
+/** The probe's CPU quota so far: periods throttled and the time throttled (ns), from its cpu cgroup's cpu.stat. */
+export interface Throttling {
+  readonly periods: number;
+  readonly ns: number;
+}
+
+/** A reader of the probe's cpu.stat (cgroup v1 or v2), found from its process. */
+export function throttlingOf(pid: number): () => Throttling {
+  const lines = readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n');
+  const v1 = lines.map((l) => l.split(':')).find((f) => f[1]?.split(',').includes('cpu'));
+  const v2 = lines.find((l) => l.startsWith('0::'));
+  const file = v1 ? `/sys/fs/cgroup/${v1[1]}/${v1[2]}/cpu.stat` : `/sys/fs/cgroup/${v2!.slice(3)}/cpu.stat`;
+  return () => {
+    const kv = new Map(readFileSync(file, 'utf8').trim().split('\n').map((l) => l.split(' ') as [string, string]));
+    const usec = kv.get('throttled_usec');
+    return { periods: Number(kv.get('nr_throttled') ?? 0), ns: usec !== undefined ? Number(usec) * 1000 : Number(kv.get('throttled_time') ?? 0) };
+  };
+}

@@ -7,6 +7,7 @@
  */
 import type { HostTrace } from './host-trace.js';
 import type { KillSplit } from './kernel-kills.js';
+import type { Throttling } from './monitor-probe.js';
 import { fmt, pct } from './stats.js';
 
 /** A run is in the tail from half the target (20 ms) up; the slowest three are printed whatever they are. */
@@ -22,6 +23,8 @@ export interface KindRuns {
   /** cgwatch's wake-ups for the OOM notification (OOM kind only). */
   readonly woke?: readonly bigint[];
   readonly split?: KillSplit;
+  /** The probe's CPU quota before the first run and at each callback. */
+  readonly throttled: readonly Throttling[];
 }
 
 const line = (s: string) => process.stderr.write(`${s}\n`);
@@ -31,7 +34,13 @@ const stats = (xs: readonly number[]) => {
 };
 
 export function explainRuns(r: KindRuns): void {
-  const { kind, trace, ms, stamps, seen, woke, split } = r;
+  const { kind, trace, ms, stamps, seen, woke, split, throttled } = r;
+  // Run i's share of the quota: throttled between the callback before it (or the start) and its own.
+  const quota = (i: number) => {
+    const [a, b] = [throttled[i], throttled[i + 1]];
+    return a && b ? { periods: b.periods - a.periods, ms: (b.ns - a.ns) / 1e6 } : undefined;
+  };
+  const hit = ms.filter((_, i) => (quota(i)?.periods ?? 0) > 0).length;
   // The latest cgwatch wake-up within run i (from its stamp to its callback).
   const wokeAt = (i: number) => woke?.filter((w) => w <= seen[i]!.at && w >= stamps[i]!).at(-1);
   if (split) {
@@ -43,13 +52,15 @@ export function explainRuns(r: KindRuns): void {
     line(`monitor ${kind} split at cgwatch's wake-up (the OOM notification, before the kill): driver's stamp to cgwatch ${stats(toWake)}; cgwatch to callback ${stats(fromWake)}`);
   }
   const loop = trace.loop();
-  line(`monitor ${kind} runs: host ${fmt(trace.hostIdlePercent(), 0)}% idle; this process's 100 ms timer up to ${fmt(loop.maxLagMs, 1)} ms late; ${loop.gcCount} GCs, longest ${fmt(loop.gcMaxMs, 2)} ms`);
+  line(`monitor ${kind} runs: the probe's CPU quota (50%) throttled ${hit} of ${ms.length} runs; host ${fmt(trace.hostIdlePercent(), 0)}% idle; this process's 100 ms timer up to ${fmt(loop.maxLagMs, 1)} ms late; ${loop.gcCount} GCs, longest ${fmt(loop.gcMaxMs, 2)} ms`);
   const order = ms.map((x, i) => ({ x, i })).sort((a, b) => b.x - a.x);
   const tail = order.filter(({ x, i }, n) => n < 3 || x >= TAIL_MS || (split?.fromKillMs[i] ?? 0) >= TAIL_MS);
   for (const { x, i } of tail) {
     const c = trace.around(stamps[i]!, seen[i]!.at);
     let parts = '';
     if (split) parts += `; stamp to the kill ${fmt(split.kernelMs[i]!, 2)} ms, the kill to the callback ${fmt(split.fromKillMs[i]!, 2)} ms`;
+    const q = quota(i);
+    if (q) parts += `; the CPU quota throttled the probe ${q.periods} period(s), ${fmt(q.ms, 2)} ms, since the run before`;
     const w = wokeAt(i);
     if (w !== undefined) parts += `; stamp to cgwatch ${fmt(Number(w - stamps[i]!) / 1e6, 2)} ms, cgwatch to callback ${fmt(Number(seen[i]!.at - w) / 1e6, 2)} ms`;
     line(`  run ${i}: ${fmt(x, 2)} ms; host ${fmt(c.hostIdlePercent, 0)}% idle around it, timer up to ${fmt(c.maxLagMs, 1)} ms late, GC ${fmt(c.gcMs, 2)} ms within it${parts}`);
