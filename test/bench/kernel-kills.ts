@@ -109,13 +109,13 @@ export class KernelKills {
   }
 
   /**
-   * Five records written between two clock reads; the tightest bracket gives the offset.
-   * The kernel rate-limits writes to /dev/kmsg (printk_devkmsg=ratelimit: 10 in 5 s), so some
-   * may not come back; false if none did.
+   * Three records written between two clock reads; the tightest bracket gives the offset.
+   * The kernel rate-limits writes to /dev/kmsg (printk_devkmsg=ratelimit: 10 in 5 s, shared
+   * with every writer), so some may not come back; false if none did.
    */
   private calibrate(): boolean {
     const tag = `${process.pid}.${this.cals.length}`;
-    for (let i = 0; i < 5; i++) {
+    for (let i = 0; i < 3; i++) {
       const text = `${MARK} ${tag}.${i}`;
       const t0 = process.hrtime.bigint();
       writeSync(this.fd, text);

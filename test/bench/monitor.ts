@@ -290,7 +290,7 @@ export async function monitorBench(docker: Docker): Promise<Row[]> {
       }
       rows.push({
         section: 'Resource monitor',
-        name: first ? `pids-limit detection of a container's first refused fork (kernel log), p50 / p99 (${ms.length} containers${missed ? `, ${missed} missed` : ''})` : `${kind} detection, p50 / p99 (${ms.length} runs${missed ? `, ${missed} missed` : ''})`,
+        name: first ? `pids-limit detection of a container's first refused fork (kernel log), p50 / p99 (${ms.length} containers${missed ? `, ${missed} missed` : ''})` : `${kind} detection${kind === 'oom-kill' ? " from the driver's stamp (the kernel log not read)" : ''}, p50 / p99 (${ms.length} runs${missed ? `, ${missed} missed` : ''})`,
         subject: `${fmt(p50, 2)} / ${fmt(p99, 2)} ms (${during})`,
         baseline: DOCKER_STATS,
         value: p99,
