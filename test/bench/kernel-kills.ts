@@ -110,8 +110,8 @@ export class KernelKills {
 
   /**
    * Three records written between two clock reads; the tightest bracket gives the offset.
-   * The kernel rate-limits writes to /dev/kmsg (printk_devkmsg=ratelimit: 10 in 5 s, shared
-   * with every writer), so some may not come back; false if none did.
+   * The kernel rate-limits writes to /dev/kmsg (printk_devkmsg=ratelimit), so some may not
+   * come back; false if none did.
    */
   private calibrate(): boolean {
     const tag = `${process.pid}.${this.cals.length}`;
