@@ -5,7 +5,9 @@ import { LABEL } from '../../src/labels.js';
 import { Controller } from '../../src/controller/controller.js';
 import type { Runtime } from '../../src/manifest/types.js';
 import { p2pLatency } from './p2p-latency.js';
+import type { RawEcho } from './raw-echo.js';
 import { fmt, nowUs, pct, timedMs, type Row } from './stats.js';
+import { throughputRow } from './throughput.js';
 
 /** Host -> plugin calls per runtime, on the example plugins' real methods. */
 const HOST_CALLS: { runtime: Runtime; plugin: string; method: string; data: unknown }[] = [
@@ -43,7 +45,7 @@ async function bareOf(docker: Docker, containerId: string, runtime: Runtime): Pr
   return { image: info.Config.Image, cmd: info.Config.Cmd as string[], idleImage: idle.image ?? info.Config.Image, idleCmd: idle.cmd };
 }
 
-export async function controllerBench(host: Controller, docker: Docker, rounds: number, instance: string): Promise<Row[]> {
+export async function controllerBench(host: Controller, docker: Docker, rounds: number, instance: string, echo: RawEcho): Promise<Row[]> {
   const rows: Row[] = [];
   const present = new Set(host.list().filter((p) => p.state === 'ready').map((p) => p.id));
 
@@ -66,11 +68,8 @@ export async function controllerBench(host: Controller, docker: Docker, rounds: 
     );
   }
 
-  // Throughput with many calls in flight, plugin to plugin.
-  if (present.has('caller-node') && present.has('echo-node')) {
-    const r = (await host.call('caller-node', 'concurrent', { target: 'echo-node.echo', inFlight: 64, ms: 2_000, data: { text: 'hello world' } }, 60_000)) as { calls: number; ms: number };
-    rows.push({ id: 'throughput.caller-node.echo-node', section: 'throughput', name: 'caller-node -> echo-node, 64 in flight', subject: 'calls/s through the hub', baseline: 'raw ws echoes/s, 64 in flight', value: (r.calls / r.ms) * 1000, baselineValue: NaN, unit: '/s', target: '>= 0.5x the raw echo' });
-  }
+  // Throughput with many calls in flight, plugin to plugin, in windows alternating with the raw echo's.
+  if (present.has('caller-node') && present.has('echo-node')) rows.push(await throughputRow(host, echo, Math.max(3, rounds)));
 
   // Load to ready per runtime, images built: stop, then time start() until hello. Node.js also
   // without the CPU quota of its example (thoughts runs at 25%; echo-node at 100%).

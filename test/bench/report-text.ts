@@ -6,7 +6,7 @@
 
 export const WHY: Readonly<Record<string, string>> = {
   throughput:
-    "CPU per call through three Node.js processes: about 20 us a call on a quiet host (the hub about 10, the caller 5, the echo 4.5), where the raw echo's two processes parse nothing and spend about 5-7 us a round trip; batched frames (several JSON frames a WebSocket message, agreed in hello) cut the hub's CPU per call to 0.56-0.80x and the SDKs' to 0.61-0.85x; batches that leave at 16 frames let the three processes work at once instead of in turns (on a quiet host 0.41x / 0.35x the raw echo against 0.18x / 0.28x); a batch parsed with one JSON.parse, in the hub and the Node.js SDK (0.75x the parse of a frame), took the hub to 0.80-0.95x of its CPU a call in host processes (about 9.5-10.5 us; the benchmark's row showed no gain in four alternating pairs), and the metrics, audit windows and timeouts kept without a key or a timer a call took it to about 7.8-9.1 us (0.74-0.95x in eleven host-process pairs of twelve; the benchmark's row 0.28-0.68x against 0.31-0.46x before in six alternating pairs, a gain only in the two run under the measuring lock): still above the 7 us or so that 0.5x of a quiet host's raw echo needs; what is left is the JSON.parse of each frame in all three processes and the allocation of each call (docs/performance.md#the-seventh-pass-2026-12-06-no-key-and-no-timer-a-call)",
+    "CPU per call through three Node.js processes: about 20 us a call on a quiet host (the hub about 10, the caller 5, the echo 4.5), where the raw echo's two processes parse nothing and spend about 5-7 us a round trip; batched frames (several JSON frames a WebSocket message, agreed in hello) cut the hub's CPU per call to 0.56-0.80x and the SDKs' to 0.61-0.85x; batches that leave at 16 frames let the three processes work at once instead of in turns (on a quiet host 0.41x / 0.35x the raw echo against 0.18x / 0.28x); a batch parsed with one JSON.parse, in the hub and the Node.js SDK (0.75x the parse of a frame), took the hub to 0.80-0.95x of its CPU a call in host processes (about 9.5-10.5 us; the benchmark's row showed no gain in four alternating pairs), and the metrics, audit windows and timeouts kept without a key or a timer a call took it to about 7.8-9.1 us (0.74-0.95x in eleven host-process pairs of twelve; the benchmark's row 0.28-0.68x against 0.31-0.46x before in six alternating pairs, a gain only in the two run under the measuring lock): still above the 7 us or so that 0.5x of a quiet host's raw echo needs; what is left is the JSON.parse of each frame in all three processes and the allocation of each call (docs/performance.md#the-seventh-pass-2026-12-06-no-key-and-no-timer-a-call). Since 2026-12-06 the row is taken in windows alternating with the raw echo's, with the plugins running (a raw echo timed once read 151k-218k/s in four full runs): the ratio of the medians was 0.33-0.77x in six runs of three window pairs and 0.45x in one of ten at load 27 (median 0.51x, met in four of seven); in the hub's windows its process was idle 22% of the time, in writev 26%, in its JSON.parse 14%, GC 6% (docs/performance.md#the-raw-echo-beside-the-hub-window-by-window-2026-12-06)",
   latency:
     "waiting for a CPU on this shared host, and the scavenges of the Node.js processes: a call from a plugin wakes three processes in turn (caller, hub, target) where a host call wakes one; the caller and a Node.js echo scavenge 6-8 and 4-5 times in 1,000 calls (0.2-0.5 ms each, longer when preempted), the hub once, so about 1.2% of node -> node calls meet a GC, right at the p99; the pairs are timed in turns after a warm-up of each, none first (the pair timed first was the slowest in every run that moved it; docs/performance.md#the-third-pass-2026-12-06-the-tail-and-the-answers-copy)",
   'start.thoughts':
@@ -15,7 +15,7 @@ export const WHY: Readonly<Record<string, string>> = {
   'start.echo-node': 'the load of this shared machine during the run: the same row was 0.95x (257 vs 269 ms) in a quieter run of the same code (docs/performance.md#nodejs-plugins)',
   memory: 'see docs/performance.md#nodejs-plugins',
   standby:
-    'the controller must know what the exit was before it switches (a seccomp kill is quarantined, a clean exit may end the plugin): the engine reports the exit, and the resource monitor whether the kernel OOM-killed it (without the monitor, the engine is asked for up to half a second); a restart by hand needs no such report (docs/performance.md#warm-standby)',
+    "the controller must know what the exit was before it switches (a seccomp kill is quarantined, a clean exit may end the plugin): the engine reports the exit, and the resource monitor whether the kernel OOM-killed it (without the monitor, the engine is asked for up to half a second); a restart by hand needs no such report. The crash row is timed from the SIGKILL sent to the container's process (before 2026-12-06 from the engine's answer to a kill request, which could come after the switch): the engine's wait for the exit answered 46-62 ms after the signal on this host, the hub's ready 1-4 ms after that (docs/performance.md#warm-standby)",
   'run.command':
     "the command's CPU, which waits its turn on a loaded host: Node.js's own start (node -e 0: about 65 ms of CPU, the docker CLI about 20 for its whole run), its code (from run.cjs and its V8 code cache) and the checks docker run does not make (manifest, signature, policy, the image's inputs hash, the staging mount); about 140-155 ms of CPU a run, 170-215 before this session's cuts (https/tls, semver, protobuf and tar-fs no longer loaded, the inputs hash and the validator's compiled code kept between runs, the kernel log read only for a seccomp kill, /proc/self/mountinfo read only for a killed run's leftovers), 300 before its own bundle and code cache (docs/performance.md#the-cli)",
   cli: "Node.js's own start on a loaded machine (the node -e 0 beside it)",
@@ -43,15 +43,21 @@ export const NOTES: readonly string[] = [
   '  from the controller process. Plugins run with',
   '  maxCpuPercent 100 in the latency rows; the CPU quota of the example plugins adds scheduling',
   "  delay of its own. The throughput row runs with the hub's per-plugin rate limit raised",
-  '  (default 20 000/s), to show what the hub itself carries.',
+  '  (default 20 000/s), to show what the hub itself carries; it is taken in 2 s windows',
+  "  alternating with the raw echo's (raw echo, hub, raw echo, hub, ..., BENCH_ROUNDS of each,",
+  '  at least 3), with the plugins running: the row is the median of each side and their',
+  '  ratio, the range of the windows in its name (a raw echo timed once at another moment',
+  "  drifted by up to 1.4x between runs). The latency rows' raw echo is timed before the",
+  '  plugins start.',
   '- Load to ready is `start()` until the plugin said hello, images built, beside a bare create',
   "  and start of the same image (which does not wait for the runtime to boot). Each example runs",
   '  with its own CPU quota (shown), and starts with the start-up CPU boost of the default policy',
   '  (one core until its hello, lowered before `start()` returns); echo-node runs at 100%.',
   '- Restart to ready with a standby: `restart` by hand until it returns (the plugin serves on',
-  '  its standby), and a crash: the container killed through the engine, timed from the',
-  "  engine's confirmation of the kill to the hub's `ready`; beside a stop and start of the same",
-  '  plugin without a standby.',
+  "  its standby), and a crash: SIGKILL sent to the container's first process from the host (as",
+  "  the kernel would; the engine's kill request only without the right to), timed from the",
+  "  moment it is sent to the hub's `ready`; beside a stop and start of the same plugin without a",
+  '  standby.',
   '- Host memory per idle plugin is what one more container of it costs: the anonymous memory of',
   '  its cgroup and the private memory of its containerd shim, after the latency rows. File pages',
   "  of the image (the runtime's binary, its libraries) are shared by every container of the",
