@@ -1,11 +1,13 @@
 // Outbound messages: calls to other plugins and the host, events, broadcasts, and the
 // subscriptions that bring events in.
-import { connected, exchange, isOpen, subscribe, write } from './connection.js';
+import { connected, isOpen } from './connection.js';
 import { LogoMeshError } from './errors.js';
 import { CONTROL_TIMEOUT_MS, noop, TIMEOUT_BACKSTOP_MS } from './options.js';
 import { DEFAULT_CALL_TIMEOUT_MS, MAX_CALL_TIMEOUT_MS, METHOD_NAME, PATTERN, PLUGIN_ID, TOPIC } from './protocol.js';
 import { packSegments } from './segments.js';
 import { deferred, nextId } from './state.js';
+import { subscribe } from './hello.js';
+import { exchange, write } from './writes.js';
 
 /**
  * See Plugin.call. Not an async function: connected, a call returns the exchange's own

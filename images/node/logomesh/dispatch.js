@@ -2,7 +2,7 @@
 // routed to a pending exchange, a method, or the event handlers. Whatever a handler throws
 // or returns, its caller gets an answer with a code, and the plugin goes on.
 import { errorStack, errorText, isCoded, LogoMeshError } from './errors.js';
-import { post } from './connection.js';
+import { post } from './writes.js';
 import { decode, decodeBinary, EncodeError, encode, ID_MAX_LENGTH, topicMatches } from './protocol.js';
 import { packSegments, unpackSegments } from './segments.js';
 import { isThenable, nextId, pluginName } from './state.js';

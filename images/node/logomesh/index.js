@@ -9,8 +9,9 @@
 // lost (the controller killed and restarted), it reconnects, says hello again and subscribes
 // again, for up to LOGOMESH_RECONNECT_MS.
 //
-// The parts: plugin.js (the Plugin), options.js, calls.js (outbound), connection.js
-// (connect, hello, reconnect), dispatch.js (inbound), shutdown.js, errors.js, protocol.js
+// The parts: plugin.js (the Plugin), options.js, calls.js (outbound), dial.js (opening a
+// connection), hello.js (hello and subscriptions), connection.js (losing a connection and
+// reconnecting), writes.js (writes and exchanges), dispatch.js (inbound), shutdown.js, errors.js, protocol.js
 // (the constants and the codec), segments.js (shared memory), bridge.js (json, msgpack,
 // protobuf), and testing.js ('logomesh/testing': a fake hub).
 export { LogoMeshError } from './errors.js';

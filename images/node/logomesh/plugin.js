@@ -1,7 +1,9 @@
 // The Plugin: its methods, its subscriptions and its connection to the hub, put together
-// from its parts (calls.js, connection.js, dispatch.js, shutdown.js), which share one state.
+// from its parts (calls.js, connection.js, dial.js, hello.js, writes.js, dispatch.js,
+// shutdown.js), which share one state.
 import { broadcast, call, emit, off, on } from './calls.js';
-import { attach, connect, helloMessage, rejectSubs, sayHello } from './connection.js';
+import { attach } from './connection.js';
+import { connect } from './dial.js';
 import { onFrame, onMessage } from './dispatch.js';
 import { errorText, isCoded } from './errors.js';
 import { CONTROL_TIMEOUT_MS, resolveOptions } from './options.js';
@@ -9,6 +11,7 @@ import { METHOD_NAME } from './protocol.js';
 import { signalHandler, stop } from './shutdown.js';
 import { Segment, segmentOp } from './segments.js';
 import { createState, pluginName } from './state.js';
+import { helloMessage, rejectSubs, sayHello } from './hello.js';
 
 /**
  * A LogoMesh plugin: its methods, its subscriptions and its connection to the hub.

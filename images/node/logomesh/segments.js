@@ -6,7 +6,7 @@ import { closeSync, openSync, readSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { frameStructured, unframeStructured } from './bridge.js';
 import { frameMessage, unframeMessage } from './protobuf-types.js';
-import { exchange } from './connection.js';
+import { exchange } from './writes.js';
 import { LogoMeshError } from './errors.js';
 import { nextId } from './state.js';
 

@@ -33,7 +33,7 @@ export function createState(plugin, opts) {
     methods: new Map(),
     /** pattern -> { handlers: Set<Function>, confirmed: deferred } */
     subs: new Map(),
-    /** id of an open hello/request/subscribe -> its Waiter (connection.js) */
+    /** id of an open hello/request/subscribe -> its Waiter (writes.js) */
     pending: new Map(),
     shutdownHooks: [],
     ws: null,

@@ -4,59 +4,29 @@ Only what the hub protocol needs: the HTTP upgrade, text frames out (masked, as 
 must), text frames in (fragmented or not), ping -> pong, and the close handshake. Frames
 are parsed straight from the bytes the event loop hands over, with no stream readers and no
 per-frame tasks, which keeps a message's cost in the microseconds.
+
+The client in parts: this module (the connection, frames in, connect), _ws_writer.py
+(frames out, writes from worker threads, the close handshake), _ws_handshake.py (the HTTP
+upgrade and its refusals) and _ws_frames.py (opcodes, the mask, a whole frame).
 """
 from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
-import json
 import os
+import ssl
 import struct
 import threading
-import ssl
 from typing import Callable, Dict, Optional
 
-from .protocol import TextFrame
-
-_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-_MAX_HANDSHAKE = 16 * 1024
-
-OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
-
-
-class HandshakeError(Exception):
-    """The server did not accept the WebSocket upgrade: its HTTP ``status`` and, when its
-    body is the hub's JSON refusal, its ``code`` (LM_UNAUTHORIZED, LM_RATE_LIMITED)."""
-
-    def __init__(self, why: str, status: Optional[int] = None, code: Optional[str] = None) -> None:
-        super().__init__(why)
-        self.status = status
-        self.code = code
+from ._ws_frames import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT
+# _frame and _mask by their old names: the SDK's tests (tests/test_ws.py) check them here.
+from ._ws_frames import frame as _frame, mask as _mask  # noqa: F401
+from ._ws_handshake import MAX_HANDSHAKE, HandshakeError, check_handshake, refusal, upgrade_request
+from ._ws_writer import FrameWriter
 
 
-def _mask(payload: bytes, key: bytes) -> bytes:
-    n = len(payload)
-    if n == 0:
-        return b""
-    # One big-integer XOR instead of a Python loop over the bytes.
-    mask = (key * ((n >> 2) + 1))[:n]
-    return (int.from_bytes(payload, "little") ^ int.from_bytes(mask, "little")).to_bytes(n, "little")
-
-
-def _frame(opcode: int, payload: bytes) -> bytes:
-    n = len(payload)
-    if n < 126:
-        header = bytes((0x80 | opcode, 0x80 | n))
-    elif n < 65536:
-        header = struct.pack("!BBH", 0x80 | opcode, 0xFE, n)
-    else:
-        header = struct.pack("!BBQ", 0x80 | opcode, 0xFF, n)
-    key = os.urandom(4)
-    return header + key + _mask(payload, key)
-
-
-class WebSocketClient(asyncio.Protocol):
+class WebSocketClient(FrameWriter, asyncio.Protocol):
     """One client connection. Create it with :func:`connect`.
 
     ``on_message(payload)`` is called on the event loop with the raw bytes of every text
@@ -102,16 +72,7 @@ class WebSocketClient(asyncio.Protocol):
     # -- asyncio.Protocol ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
-        transport.write(  # type: ignore[attr-defined]
-            b"GET " + self._path.encode() + b" HTTP/1.1\r\n"
-            b"Host: " + self._host.encode() + b"\r\n"
-            b"Upgrade: websocket\r\n"
-            b"Connection: Upgrade\r\n"
-            b"Sec-WebSocket-Key: " + self._key + b"\r\n"
-            b"Sec-WebSocket-Version: 13\r\n"
-            + b"".join(f"{k}: {v}\r\n".encode() for k, v in self._headers.items())
-            + b"\r\n"
-        )
+        transport.write(upgrade_request(self._path, self._host, self._key, self._headers))  # type: ignore[attr-defined]
 
     def data_received(self, data: bytes) -> None:
         buf = self._buf
@@ -119,14 +80,14 @@ class WebSocketClient(asyncio.Protocol):
         if not self._upgraded:
             end = buf.find(b"\r\n\r\n")
             if end < 0:
-                if len(buf) > _MAX_HANDSHAKE:
+                if len(buf) > MAX_HANDSHAKE:
                     self._fail_handshake("the upgrade response is too long")
                 return
             head = bytes(buf[:end]).decode("latin-1")
             del buf[: end + 4]
-            problem = self._check_handshake(head)
+            problem = check_handshake(head, self._key)
             if problem:
-                self._fail_handshake(problem, *_refusal(head, bytes(buf)))
+                self._fail_handshake(problem, *refusal(head, bytes(buf)))
                 return
             self._upgraded = True
             self.open = True
@@ -154,33 +115,7 @@ class WebSocketClient(asyncio.Protocol):
         if was_open or self._upgraded:
             self._on_close(self.close_code, self.close_reason)
 
-    def pause_writing(self) -> None:
-        self._paused = True
-
-    def resume_writing(self) -> None:
-        self._paused = False
-        for w in self._drain_waiters:
-            if not w.done():
-                w.set_result(None)
-        self._drain_waiters.clear()
-
     # -- handshake ----------------------------------------------------------------------
-    def _check_handshake(self, head: str) -> Optional[str]:
-        lines = head.split("\r\n")
-        status = lines[0].split(" ", 2)
-        if len(status) < 2 or status[1] != "101":
-            return f"the server answered the upgrade with {lines[0]!r}"
-        headers = {}
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        expected = base64.b64encode(hashlib.sha1(self._key + _GUID).digest()).decode()
-        if headers.get("sec-websocket-accept") != expected:
-            return "the server's Sec-WebSocket-Accept does not match the key"
-        if headers.get("upgrade", "").lower() != "websocket":
-            return "the server's response lacks 'Upgrade: websocket'"
-        return None
-
     def _fail_handshake(self, why: str, status: Optional[int] = None, code: Optional[str] = None) -> None:
         if not self._opened.done():
             self._opened.set_exception(HandshakeError(why, status, code))
@@ -306,123 +241,6 @@ class WebSocketClient(asyncio.Protocol):
         self.open = False
         if self._transport is not None:
             self._transport.close()
-
-    # -- frames out ---------------------------------------------------------------------
-    def _write_frame(self, opcode: int, payload: bytes) -> None:
-        t = self._transport
-        if t is None or t.is_closing():
-            return
-        self._write(t, _frame(opcode, payload))
-
-    def _write(self, t: asyncio.Transport, data: bytes) -> None:
-        """On the loop: write after whatever a worker's partial send left."""
-        with self._wlock:
-            if self._backlog is not None:
-                self._backlog.append(data)
-            else:
-                t.write(data)
-
-    def _data_frame(self, payload: bytes) -> bytes:
-        # A TextFrame (protocol.py) stays text on a msgpack connection.
-        op = 0x80 | (OP_BINARY if self.binary and not isinstance(payload, TextFrame) else OP_TEXT)
-        n = len(payload)
-        if n < 126:
-            header = bytes((op, 0x80 | n))
-        elif n < 65536:
-            header = struct.pack("!BBH", op, 0xFE, n)
-        else:
-            header = struct.pack("!BBQ", op, 0xFF, n)
-        key = os.urandom(4)
-        return header + key + _mask(payload, key)
-
-    def send_text(self, payload: bytes) -> bool:
-        """Queue one message: a text frame (UTF-8 JSON), or a binary one (msgpack) once ``binary``
-        is set. False when the connection is not open."""
-        t = self._transport
-        if not self.open or self.close_sent or t is None or t.is_closing():
-            return False
-        self._write(t, self._data_frame(payload))
-        return True
-
-    def allow_thread_writes(self) -> None:
-        """Let send_from_thread write to this connection's socket (a Unix socket's: never
-        through TLS, which only the transport can write)."""
-        t = self._transport
-        sock = t.get_extra_info("socket") if t is not None and self.open and not t.is_closing() else None
-        if sock is not None and t.get_extra_info("sslcontext") is None:
-            self._fd = sock.fileno()
-
-    def send_from_thread(self, payload: bytes) -> bool:
-        """From a worker thread: write one message straight to the socket when nothing is
-        queued before it, so the answer of a plain def handler leaves without waking the
-        event loop (on a busy host each wake-up may wait for a CPU). False when it cannot
-        (nothing written): the caller hands the message to the loop."""
-        data = self._data_frame(payload)
-        with self._wlock:
-            t = self._transport
-            if (self._fd < 0 or not self.open or self.close_sent or t is None or t.is_closing() or self._paused
-                    or self._backlog is not None or t.get_write_buffer_size() > 0):
-                return False
-            try:
-                n = os.write(self._fd, data)
-            except BlockingIOError:
-                n = 0
-            except OSError:
-                return False  # the loop's write will meet the same error and close
-            if n < len(data):
-                # The rest goes first, through the loop, and every write until then after it.
-                self._backlog = [data[n:]]
-                self._loop.call_soon_threadsafe(self._flush_backlog)
-        return True
-
-    def _flush_backlog(self) -> None:
-        with self._wlock:
-            backlog, self._backlog = self._backlog, None
-            t = self._transport
-            if backlog and t is not None and not t.is_closing():
-                t.write(b"".join(backlog))
-
-    @property
-    def writing_paused(self) -> bool:
-        return self._paused
-
-    async def drain(self) -> None:
-        """Wait until the kernel takes what is queued, when the write buffer is full."""
-        if not self._paused or self._transport is None or self._transport.is_closing():
-            return
-        w = self._loop.create_future()
-        self._drain_waiters.append(w)
-        await w
-
-    async def close(self, code: int = 1000, reason: str = "", timeout: float = 2.0) -> None:
-        """Close handshake: send a close frame, wait for the server's, then drop the socket."""
-        t = self._transport
-        if t is not None and not t.is_closing():
-            if not self.close_sent:
-                self._write_frame(OP_CLOSE, struct.pack("!H", code) + reason.encode()[:120])
-                self.close_sent = True
-            try:
-                await asyncio.wait_for(asyncio.shield(self._closed), timeout)
-            except asyncio.TimeoutError:
-                pass
-            t.close()
-        if not self._closed.done():
-            await asyncio.shield(self._closed)
-
-    def abort(self) -> None:
-        if self._transport is not None:
-            self._transport.abort()
-
-
-def _refusal(head: str, body: bytes):
-    """The status of a refused upgrade, and the code of the hub's JSON body when it has come."""
-    status_line = head.split("\r\n", 1)[0].split(" ", 2)
-    status = int(status_line[1]) if len(status_line) > 1 and status_line[1].isdigit() else None
-    try:
-        code = json.loads(body.decode("utf-8")).get("code")
-    except (ValueError, AttributeError):
-        code = None
-    return status, code if isinstance(code, str) else None
 
 
 async def connect_tcp(host: str, port: int, on_message: Callable[[bytearray], None], on_close: Callable[[Optional[int], str], None],
