@@ -200,9 +200,15 @@ describe('hub limits, revocations and audit', () => {
     a.raw('still not json');
     await a.next((m) => m.type === 'error');
     // The first, one entry counting the five after it in the same second, then the next second's first.
+    // On a loaded machine the five may straddle the window's end: then a repeat opens a window of
+    // its own. Every refusal is still counted once, and repeats are still folded into counts.
     const protocol = audit.filter((e) => e.who === 'alpha' && e.action === 'violation' && e.code === 'LM_PROTOCOL');
-    expect(protocol.map((e) => e.count)).toEqual([undefined, 5, undefined]);
-    expect(protocol[1]?.reason).toContain('5 more like this');
+    expect(protocol[0]?.count).toBeUndefined();
+    expect(protocol.reduce((n, e) => n + (e.count ?? 1), 0)).toBe(7);
+    const folded = protocol.filter((e) => e.count !== undefined);
+    expect(folded.length).toBeGreaterThan(0);
+    for (const e of folded) expect(e.reason).toContain(`${e.count} more like this`);
+    if (protocol.length === 3) expect(protocol.map((e) => e.count)).toEqual([undefined, 5, undefined]);
   });
 
   it('a connection closed for a frame over the hard limit is audited too', async () => {
