@@ -9,6 +9,8 @@
  *   BENCH_SCALE_MONITOR  0: without the resource monitor and the Docker health check
  *   BENCH_SCALE_WINDOWS  the spread calls' windows for each side (default 4): the hub's
  *                        plugins and as many bare echoes (bare-spread.ts), alternating
+ *   BENCH_SCALE_ORDER    blocks: the hub's windows first, then the bare ones (default: hub
+ *                        bare bare hub, repeated)
  *
  * Alone: `node --import tsx test/bench/scale.ts` (as root, with the engine and the images).
  */
@@ -194,7 +196,7 @@ export async function scaleBench(docker: Docker, log: Logger, instance: string, 
     };
     const throttledBefore = throttled(host, plugins);
     const seconds = Math.min(SECONDS, 10) / WINDOWS;
-    process.stderr.write(`scale: spread calls: ${WINDOWS} windows of ${fmt(seconds, 1)} s for each side, hub first, in the order hub bare bare hub, at ${RATE} calls/s\n`);
+    process.stderr.write(`scale: spread calls: ${WINDOWS} windows of ${fmt(seconds, 1)} s for each side, hub first, in the order ${process.env.BENCH_SCALE_ORDER === 'blocks' ? 'all the hub\'s, then all the bare ones' : 'hub bare bare hub'}, at ${RATE} calls/s\n`);
     const [hub, bareResult] = await alternateWindows([hubSide, bareSide], WINDOWS, seconds, RATE);
     const { us, failed } = hub!;
     const throttledAfter = throttled(host, plugins);

@@ -101,9 +101,13 @@ function hostTrace(): { stop(): string } {
   };
 }
 
-/** The order of the windows: A B B A, repeated, so a drift that is linear in time cancels. */
-export function windowOrder(perSide: number): number[] {
-  return Array.from({ length: perSide * 2 }, (_, k) => [0, 1, 1, 0][k % 4]!);
+/**
+ * The order of the windows: A B B A, repeated, so a drift that is linear in time cancels;
+ * `blocks` (BENCH_SCALE_ORDER=blocks): all of A's, then all of B's, to tell an effect of the
+ * alternation from one of the time since the warm-up.
+ */
+export function windowOrder(perSide: number, blocks = process.env.BENCH_SCALE_ORDER === 'blocks'): number[] {
+  return Array.from({ length: perSide * 2 }, (_, k) => (blocks ? Number(k >= perSide) : [0, 1, 1, 0][k % 4]!));
 }
 
 /**
@@ -126,14 +130,16 @@ export async function alternateWindows(sides: readonly [SpreadSide, SpreadSide],
     failed[s]! += await openLoop(side, perWindow, rate, lat[s]!, at, at);
     counts[s]!++;
     const loopLine = loop.stop();
+    const waits: string[] = [];
     for (const [k, pids] of side.procs) {
       const d = schedDelta(sched0.get(k)!, schedTotals([...pids]));
+      waits.push(`${k} ${fmt(d.waitNs / 1000 / (perWindow * (side.kinds.filter((x) => x === k).length / side.kinds.length)))}`);
       const sum = sched[s]!.get(k)!;
       sched[s]!.set(k, { runNs: sum.runNs + d.runNs, waitNs: sum.waitNs + d.waitNs, slices: sum.slices + d.slices });
     }
     const xs = [...lat[s]!.subarray(at, at + perWindow)].filter((d) => !Number.isNaN(d));
     windowP99[s]!.push(pct(xs, 99));
-    process.stderr.write(`scale: window ${w + 1} (${side.name}): p50 ${fmt(pct(xs, 50))} us, p99 ${fmt(pct(xs, 99))} us, max ${fmt(Math.max(...xs))} us; ${host.stop()}; ${loopLine}\n`);
+    process.stderr.write(`scale: window ${w + 1} (${side.name}): p50 ${fmt(pct(xs, 50))} us, p99 ${fmt(pct(xs, 99))} us, max ${fmt(Math.max(...xs))} us; waited for a CPU a call (us): ${waits.join(', ')}; ${host.stop()}; ${loopLine}\n`);
   }
   return sides.map((side, s) => {
     const us: number[] = [];
