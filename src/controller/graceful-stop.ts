@@ -24,21 +24,22 @@ export async function beginStop(cx: ControllerContext, stopTimers: (m: Managed) 
   const workload = m.container;
   if (wasRunning && cx.hub.requestShutdown(id, graceMs)) {
     const exited = await Promise.race([workload.wait().then(() => true, () => true), delay(graceMs).then(() => false)]);
-    if (!exited) notExited(cx, id, graceMs, then);
+    if (!exited) notExited(cx, { plugin: id }, graceMs, then, cx.hub.connected(id));
   }
   return workload;
 }
 
 /**
- * Say why a plugin is stopped by force. A plugin that closed its hub connection has ended
- * its session; when the engine has not reported its exit yet (stopping 200 containers at
- * once keeps the engine busy for seconds on two cores), that is the engine being late, not
- * the plugin, and the log must not blame the plugin for it.
+ * Say why a plugin (or a replaced plugin's old container) is stopped by force. One that closed
+ * its hub connection has ended its session; when the engine has not reported its exit yet
+ * (stopping 200 containers at once keeps the engine busy for seconds on two cores), that is
+ * the engine being late, not the plugin, and the log must not blame the plugin for it.
+ * `fields` name it in the log line (its id, and for a replaced container its calls left).
  */
-function notExited(cx: ControllerContext, id: string, graceMs: number, then: string): void {
-  if (cx.hub.connected(id)) {
-    cx.log.warn({ plugin: id }, `plugin did not exit within ${graceMs} ms of the shutdown message; ${then}`);
+export function notExited(cx: ControllerContext, fields: { plugin: string; calls?: number }, graceMs: number, then: string, stillConnected: boolean): void {
+  if (stillConnected) {
+    cx.log.warn(fields, `plugin did not exit within ${graceMs} ms of the shutdown message; ${then}`);
   } else {
-    cx.log.info({ plugin: id }, `plugin closed its hub connection after the shutdown message, but the engine had not reported its exit within ${graceMs} ms; ${then}`);
+    cx.log.info(fields, `plugin closed its hub connection after the shutdown message, but the engine had not reported its exit within ${graceMs} ms; ${then}`);
   }
 }

@@ -209,6 +209,11 @@ export class Hub extends EventEmitter {
     return this.connections.shutdown(this.slots.retiringSlot(id)?.peer, graceMs);
   }
 
+  /** Is a replaced plugin's old connection still open? */
+  retiringConnected(id: string): boolean {
+    return this.slots.retiringSlot(id)?.peer?.open === true;
+  }
+
   /** Calls still waiting on a replaced plugin's old connection. */
   retiringCalls(id: string): number {
     return this.slots.retiringSlot(id)?.target?.waiting ?? 0;

@@ -14,7 +14,9 @@
 # Every step is a no-op when its result is already there, so `npm start`, `npm test` and
 # .ci/run can all call it on every run.
 #
-# Usage: provision.sh [engine|compose|base|audit|gvisor|firewall|acl|chromium|protoc|all]   (default: all)
+# Usage: provision.sh [engine|compose|base|audit|gvisor|firewall|acl|chromium|protoc|run|all]   (default: all)
+#   run: what running LogoMesh needs (all but chromium, which only the console's tests use);
+#   all: run's steps and chromium (npm test, .ci/run).
 # Environment:
 #   LOGOMESH_ENGINE_TIMEOUT   seconds to wait for a started dockerd (default 60)
 #   LOGOMESH_PULL_TIMEOUT     seconds to try pulling the base image (default 20)
@@ -306,6 +308,13 @@ provision_protoc() {
   apt_install protobuf-compiler || say "warning: could not install protobuf-compiler: build descriptor sets elsewhere"
 }
 
+# Everything but the console's test browser, in the order the steps depend on each other.
+provision_for_running() {
+  provision_engine; provision_acl; provision_kernel_log; provision_kernel_audit; provision_gvisor; provision_firewall; provision_base_image
+  (provision_compose) || say "warning: compose v2 is not available; 'docker compose up' will not work"
+  provision_protoc
+}
+
 case "${1:-all}" in
   engine) provision_engine ;;
   compose) provision_engine; provision_compose ;;
@@ -317,6 +326,7 @@ case "${1:-all}" in
   chromium) provision_chromium ;;
   acl) provision_acl ;;
   protoc) provision_protoc ;;
-  all) provision_engine; provision_acl; provision_kernel_log; provision_kernel_audit; provision_gvisor; provision_firewall; provision_base_image; (provision_compose) || say "warning: compose v2 is not available; 'docker compose up' will not work"; provision_chromium; provision_protoc ;;
-  *) echo "usage: $0 [engine|compose|base|audit|gvisor|firewall|acl|chromium|protoc|all]" >&2; exit 2 ;;
+  run) provision_for_running ;;
+  all) provision_for_running; provision_chromium ;;
+  *) echo "usage: $0 [engine|compose|base|audit|gvisor|firewall|acl|chromium|protoc|run|all]" >&2; exit 2 ;;
 esac

@@ -2,7 +2,7 @@ import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import type { Workload } from '../../src/controller/backend.js';
 import type { ControllerContext } from '../../src/controller/context.js';
-import { beginStop } from '../../src/controller/graceful-stop.js';
+import { beginStop, notExited } from '../../src/controller/graceful-stop.js';
 import type { Managed } from '../../src/controller/managed.js';
 
 /** A controller context with only what beginStop uses: a hub that takes the shutdown message, and a log whose lines are kept. */
@@ -35,5 +35,14 @@ describe('the shutdown message and its grace period (src/controller/graceful-sto
     expect(lines).toEqual([
       expect.objectContaining({ level: 30, msg: 'plugin closed its hub connection after the shutdown message, but the engine had not reported its exit within 20 ms; sending SIGTERM' }),
     ]);
+  });
+
+  it('a replaced container is named with its calls left, and blamed only while its connection is open', () => {
+    const open = context(true);
+    notExited(open.cx, { plugin: 'p', calls: 2 }, 20, 'stopping the replaced container', true);
+    expect(open.lines).toEqual([expect.objectContaining({ level: 40, plugin: 'p', calls: 2, msg: 'plugin did not exit within 20 ms of the shutdown message; stopping the replaced container' })]);
+    const closed = context(true);
+    notExited(closed.cx, { plugin: 'p', calls: 0 }, 20, 'stopping the replaced container', false);
+    expect(closed.lines).toEqual([expect.objectContaining({ level: 30, plugin: 'p', msg: expect.stringContaining('closed its hub connection') })]);
   });
 });

@@ -1,5 +1,6 @@
 import { errorText } from '../../engine/docker.js';
 import type { ControllerContext } from '../context.js';
+import { notExited } from '../graceful-stop.js';
 import { delay, type Launcher, type Supervision } from '../launcher.js';
 import { isUp, type Managed } from '../managed.js';
 import { DEFAULTS } from '../options.js';
@@ -69,7 +70,7 @@ async function retire(cx: ControllerContext, launcher: Launcher, supervision: Su
   try {
     if (cx.hub.retire(id, grace)) {
       const exited = await Promise.race([container.wait().then(() => true, () => true), delay(grace).then(() => false)]);
-      if (!exited) cx.log.warn({ plugin: id, calls: cx.hub.retiringCalls(id) }, `the replaced container did not exit within ${grace} ms of the shutdown message; stopping it`);
+      if (!exited) notExited(cx, { plugin: id, calls: cx.hub.retiringCalls(id) }, grace, 'stopping the replaced container', cx.hub.retiringConnected(id));
     }
     await container.stop(Math.ceil(grace / 1000));
   } catch (err) {
