@@ -170,7 +170,9 @@ export async function scaleBench(docker: Docker, log: Logger, instance: string, 
     const hostMiB = (freeBefore - os.freemem()) / 2 ** 20;
     // The bare echoes, started now so that the rows above are the plugins' alone, and kept
     // through all the windows, so that the host carries both sets in the hub's windows and the bare ones alike.
+    const bareT0 = performance.now();
     bare = await startBareEchoes(docker, `${instance}-scale-bare`, n);
+    process.stderr.write(`scale: ${n} bare echoes started and connected in ${fmt((performance.now() - bareT0) / 1000, 1)} s\n`);
     const line = `${JSON.stringify({ text: 'hello world' })}\n`;
     const bareCall = (t: number): Promise<boolean> => new Promise((r) => bare!.echoes[t]!.send(line, r));
     // A warm-up, as for every latency row: each plugin's first calls run before its JIT settles; the bare echoes' too.
