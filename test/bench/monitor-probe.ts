@@ -3,6 +3,7 @@
  * container with a plugin's limits, and the drivers run in it that cause each kernel event
  * and print CLOCK_MONOTONIC (`T <ns>`) just before it.
  */
+import { readFileSync } from 'node:fs';
 import type Dockerode from 'dockerode';
 import type { Docker } from '../../src/engine/docker.js';
 import { LABEL, ownerLabels } from '../../src/labels.js';
@@ -10,6 +11,9 @@ import { python } from '../../src/runtimes/python.js';
 import { cpuShares, CPU_PERIOD_US } from '../../src/sandbox/container-spec.js';
 
 const MiB = 1024 * 1024;
+/** The user the probe and its drivers run as (the OOM kill records name it). */
+export const PROBE_UID = 10001;
+const USER = `${PROBE_UID}:${PROBE_UID}`;
 
 export interface BenchProbe {
   readonly container: Dockerode.Container;
@@ -21,7 +25,7 @@ export async function probe(docker: Docker, instance: string, plugin: string, me
   const c = await docker.createContainer({
     Image: python.tag,
     Cmd: ['python3', '-c', 'import time\nwhile True: time.sleep(3600)'],
-    User: '10001:10001',
+    User: USER,
     Labels: { ...ownerLabels('test', instance), [LABEL.plugin]: plugin },
     HostConfig: {
       Memory: memoryMB * MiB,
@@ -44,7 +48,7 @@ export async function probe(docker: Docker, instance: string, plugin: string, me
 
 /** Run a Python driver in the probe; resolves with the CLOCK_MONOTONIC stamps it printed as `T <ns>`. */
 export async function drive(p: BenchProbe, code: string): Promise<bigint[]> {
-  const exec = await p.container.exec({ Cmd: ['python3', '-u', '-c', code], AttachStdout: true, AttachStderr: true, User: '10001:10001' });
+  const exec = await p.container.exec({ Cmd: ['python3', '-u', '-c', code], AttachStdout: true, AttachStderr: true, User: USER });
   const stream = await exec.start({ hijack: true, stdin: false });
   const chunks: Buffer[] = [];
   stream.on('data', (c: Buffer) => chunks.push(c));
@@ -106,3 +110,22 @@ for _ in range(${n}):
     base.close(); more.close()
     time.sleep(0.2)
 `;
+
+/** The probe's CPU quota so far: periods throttled and the time throttled (ns), from its cpu cgroup's cpu.stat. */
+export interface Throttling {
+  readonly periods: number;
+  readonly ns: number;
+}
+
+/** A reader of the probe's cpu.stat (cgroup v1 or v2), found from its process. */
+export function throttlingOf(pid: number): () => Throttling {
+  const lines = readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n');
+  const v1 = lines.map((l) => l.split(':')).find((f) => f[1]?.split(',').includes('cpu'));
+  const v2 = lines.find((l) => l.startsWith('0::'));
+  const file = v1 ? `/sys/fs/cgroup/${v1[1]}/${v1[2]}/cpu.stat` : `/sys/fs/cgroup/${v2!.slice(3)}/cpu.stat`;
+  return () => {
+    const kv = new Map(readFileSync(file, 'utf8').trim().split('\n').map((l) => l.split(' ') as [string, string]));
+    const usec = kv.get('throttled_usec');
+    return { periods: Number(kv.get('nr_throttled') ?? 0), ns: usec !== undefined ? Number(usec) * 1000 : Number(kv.get('throttled_time') ?? 0) };
+  };
+}

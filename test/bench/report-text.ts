@@ -27,6 +27,8 @@ export const WHY: Readonly<Record<string, string>> = {
     "spread p99, now beside bare containers of the same images in the same run (python3 / node echoes on a bind-mounted Unix socket, the plugins' hardening, no SDK, no hub; windows of 2 s alternating hub, bare, bare, hub, ...): in five full runs of 2026-12-06 the bare echoes' p99 was 2.15-4.48 ms over each run (under 2 ms in 8 of their 20 windows), so the host does not meet the target without the product either; the hub's p50 was 3.1-3.5x the bare p50 and its p99 4.1-9.3x the bare p99, set by one or two windows of 12-90 ms in which many plugin threads waited for a CPU at once (summed a call: the Node.js plugins' 53.7 ms, the Python ones' 32.1 ms in the worst; the bare echoes' 0.08-0.41 ms in every window of the runs that printed them), on top of the plugins' own CPU a call (Python 0.31-0.39 ms, Node.js 0.42-0.52 ms, against 0.06-0.08 and 0.18-0.22 ms bare). Under it all, the VM's vCPUs stall: a thread spinning on each vCPU at nice -20 with no container running lost 9-10 ms about once a second to the hypervisor (perf sched kept it on its CPU; steal did not show it), enough alone for 0.5-1% of calls at 1,000/s. Earlier: the hub's heartbeat burst fixed; found, not ours: the shims' 30 s GC, kdamond's 1 s quota; tried, no gain: the controller's priority, V8's memory reducer off, shims at GOMAXPROCS=1, a larger young generation (docs/performance.md#the-spread-calls-beside-bare-containers-2026-12-06)",
   'Resource monitor':
     "issue 16's targets; the detection tails follow the host's CPU: each row gives how idle the host was during its runs, and in the runs of 2026-12-06 03:36 / 03:49 the slowest ones fell where the host was 0-7% idle, this process's timer on time and no GC within them (test/bench/host-trace.ts); the section starts on a settled host (test/bench/settle.ts, bounded), but other work on the shared host can start meanwhile. CPU watching idle containers: cgwatch waits on the kernel log for a v1 container's first refused fork instead of polling every pids.events every 15 ms (0.28-0.30x of the poll in turns, docs/monitoring.md#refused-forks-on-cgroup-v1) (docs/monitoring.md#measured)",
+  'Resource monitor.oom-kill-detection-from-the-kill':
+    "the monitor's part of an OOM kill, from the kernel's kill (its kernel log record) to the callback: cgwatch is woken by the kernel's OOM notification, which comes before the kill (the allocating task writes its OOM report in between), and the controller reads the kill counter again every millisecond until it moves; a slow run here is the controller process waiting for a CPU (traced 2026-12-06: 9.6 and 11.7 ms with the host 41% idle). The slow runs of the row before (the driver's stamp to the callback, 29-64 ms) were the kernel's work before the kill, by the allocating task inside the plugin's limits: its reclaim and OOM report, off its CPU at every cond_resched on this kernel without preemption when the host is busy, and on an idle host the probe's 50% CPU quota (a run 49.2 ms to the kill came with 70 ms throttled) (docs/monitoring.md#the-oom-kill-timed-from-the-kill)",
 };
 
 export const NOTES: readonly string[] = [
@@ -77,7 +79,11 @@ export const NOTES: readonly string[] = [
   '  container just before the event (the allocation the OOM killer stops, the fork the pids',
   "  limit refuses, the allocation that crosses the threshold) to the monitor's violation callback",
   "  in this process (the same clock); the controller's routing to the audit trail, the log and",
-  '  the hub event at the host follows in the same tick. The section waits for a settled host',
+  "  the hub event at the host follows in the same tick. The OOM kill's target row runs from the",
+  "  kernel's kill instead: its kernel log record, read from /dev/kmsg, on CLOCK_MONOTONIC through",
+  '  an offset measured in the same run (records written between two clock reads); the row',
+  "  beside it gives the driver's stamp to the callback and, of it, the stamp to the kill. The",
+  '  section waits for a settled host',
   '  (at least 80% idle over 1 s, bounded) and each row gives the host idle share during its runs.',
   '  The idle CPU row: cgwatch on the kernel log beside cgwatch polling every pids.events (the code',
   '  before), in turns over the same containers.',
