@@ -8,9 +8,9 @@
  *   BENCH_SCALE_SECONDS  how long the idle CPU and the spread calls are measured (default 20)
  *   BENCH_SCALE_MONITOR  0: without the resource monitor and the Docker health check
  *   BENCH_SCALE_WINDOWS  the spread calls' windows for each side (default 4): the hub's
- *                        plugins and as many bare echoes (bare-spread.ts), alternating
- *   BENCH_SCALE_ORDER    blocks: the hub's windows first, then the bare ones (default: hub
- *                        bare bare hub, repeated)
+ *                        plugins, then as many bare echoes (bare-spread.ts) after the
+ *                        plugins' teardown
+ *   BENCH_SCALE_WARMUP   rounds of one call to every target before the spread calls (default 200)
  *
  * Alone: `node --import tsx test/bench/scale.ts` (as root, with the engine and the images).
  */
@@ -26,15 +26,22 @@ import { benchHome } from './bench-home.js';
 import { settleHost, type Settled } from './settle.js';
 import { startBareEchoes, type BareEchoes } from './bare-spread.js';
 import { processTree, schedDelta, schedTotals } from './sched-stat.js';
-import { alternateWindows, type SpreadSide } from './spread-windows.js';
+import { spreadWindows, type SideResult, type SpreadSide } from './spread-windows.js';
 import { fmt, pct, type Row } from './stats.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const N = Number(process.env.BENCH_SCALE ?? 200);
 const SECONDS = Number(process.env.BENCH_SCALE_SECONDS ?? 20);
 const RATE = 1_000;
-/** The spread calls' windows for each side (hub, bare), alternating: BENCH_SCALE_WINDOWS. */
+/** The spread calls' windows for each side (hub, then bare): BENCH_SCALE_WINDOWS. */
 const WINDOWS = Number(process.env.BENCH_SCALE_WINDOWS ?? 4);
+/**
+ * Rounds of one call to every plugin (and later to every bare echo) before the spread calls:
+ * with 20, the hub's second window of 2 s reached 31-122 ms at p99 in all seven runs of
+ * 2026-12-06 (many Node.js plugin threads waiting for a CPU at once); with 200, none of three
+ * (docs/performance.md#the-spread-calls-beside-bare-containers-2026-12-06).
+ */
+const WARMUP = Number(process.env.BENCH_SCALE_WARMUP ?? 200);
 
 /** Plugin folders: copies of the echo fixtures under ids of their own, and the two compiled examples. */
 export function scalePlugins(root: string, n: number): { id: string; method: string }[] {
@@ -114,8 +121,30 @@ function bareProcesses(bare: BareEchoes): Map<string, number[]> {
   return out;
 }
 
-/** The spread rows' baseline: the same calls to bare echoes in the same runtime images, in windows alternating with the hub's. */
-const BARE = "bare containers' echo, same run (alternating windows)";
+/** The spread rows' baseline: the same calls to bare echoes in the same runtime images, on the same number of containers. */
+const BARE = "bare containers' echo, same run (after the plugins' teardown)";
+
+/**
+ * The bare side of the spread calls: the plugins are torn down first (the controller closed,
+ * their containers removed), so that the host carries the same number of containers as in
+ * the hub's windows, not twice as many; then, on a settled host, the bare echoes start, get
+ * the same warm-up and settle, and take the same windows. `started` hands the echoes to the
+ * caller's cleanup as soon as they exist.
+ */
+async function bareSpread(docker: Docker, host: Controller, instance: string, n: number, seconds: number, started: (b: BareEchoes) => void): Promise<SideResult> {
+  await host.close();
+  await removeByLabel(docker, `${instance}-scale`);
+  logSettled('the bare echoes\' start', await settleHost({ maxMs: 60_000 }));
+  const t0 = performance.now();
+  const bare = await startBareEchoes(docker, `${instance}-scale-bare`, n);
+  started(bare);
+  process.stderr.write(`scale: ${n} bare echoes started and connected in ${fmt((performance.now() - t0) / 1000, 1)} s\n`);
+  const line = `${JSON.stringify({ text: 'hello world' })}\n`;
+  for (let round = 0; round < WARMUP; round++) await Promise.all(bare.echoes.map((e) => new Promise((r) => e.send(line, r))));
+  logSettled('bare spread calls', await settleHost({ maxMs: 20_000 }));
+  const side: SpreadSide = { name: 'bare', kinds: bare.echoes.map((e) => e.kind), procs: bareProcesses(bare), send: (t, done) => bare.echoes[t]!.send(line, done) };
+  return spreadWindows(side, WINDOWS, seconds, RATE);
+}
 
 /** The CPU quota periods in which the plugins' containers were throttled, summed (cgroup v1 cpu.stat, cgroupfs driver). */
 function throttled(host: Controller, plugins: { id: string }[]): number {
@@ -168,18 +197,8 @@ export async function scaleBench(docker: Docker, log: Logger, instance: string, 
     process.stderr.write(`scale: idle CPU ${fmt(cpu.total, 2)}% of a core: the controller's process ${fmt(cpu.controller, 2)}%, its helpers (cgwatch, lm-mount) ${fmt(cpu.helpers, 2)}%; load ${readFileSync('/proc/loadavg', 'utf8').split(' ', 3).join(' ')}\n`);
     const rss = process.memoryUsage().rss;
     const hostMiB = (freeBefore - os.freemem()) / 2 ** 20;
-    // The bare echoes, started now so that the rows above are the plugins' alone, and kept
-    // through all the windows, so that the host carries both sets in the hub's windows and the bare ones alike.
-    const bareT0 = performance.now();
-    bare = await startBareEchoes(docker, `${instance}-scale-bare`, n);
-    process.stderr.write(`scale: ${n} bare echoes started and connected in ${fmt((performance.now() - bareT0) / 1000, 1)} s\n`);
-    const line = `${JSON.stringify({ text: 'hello world' })}\n`;
-    const bareCall = (t: number): Promise<boolean> => new Promise((r) => bare!.echoes[t]!.send(line, r));
-    // A warm-up, as for every latency row: each plugin's first calls run before its JIT settles; the bare echoes' too.
-    for (let round = 0; round < 20; round++) {
-      await Promise.all(plugins.map((p) => host.call(p.id, p.method, { text: 'hello world' }, 30_000).catch(() => undefined)));
-      await Promise.all(bare.echoes.map((_, t) => bareCall(t)));
-    }
+    // A warm-up, as for every latency row: each plugin's first calls run before its JIT settles.
+    for (let round = 0; round < WARMUP; round++) await Promise.all(plugins.map((p) => host.call(p.id, p.method, { text: 'hello world' }, 30_000).catch(() => undefined)));
     logSettled('spread calls', await settleHost({ maxMs: 20_000 }));
     const hubSide: SpreadSide = {
       name: 'hub',
@@ -190,19 +209,14 @@ export async function scaleBench(docker: Docker, log: Logger, instance: string, 
         host.call(p.id, p.method, { text: 'hello world' }, 10_000).then(() => done(true), () => done(false));
       },
     };
-    const bareSide: SpreadSide = {
-      name: 'bare',
-      kinds: bare.echoes.map((e) => e.kind),
-      procs: bareProcesses(bare),
-      send: (t, done) => bare!.echoes[t]!.send(line, done),
-    };
     const throttledBefore = throttled(host, plugins);
     const seconds = Math.min(SECONDS, 10) / WINDOWS;
-    process.stderr.write(`scale: spread calls: ${WINDOWS} windows of ${fmt(seconds, 1)} s for each side, hub first, in the order ${process.env.BENCH_SCALE_ORDER === 'blocks' ? 'all the hub\'s, then all the bare ones' : 'hub bare bare hub'}, at ${RATE} calls/s\n`);
-    const [hub, bareResult] = await alternateWindows([hubSide, bareSide], WINDOWS, seconds, RATE);
-    const { us, failed } = hub!;
+    process.stderr.write(`scale: spread calls: ${WINDOWS} windows of ${fmt(seconds, 1)} s for each side at ${RATE} calls/s: the hub's with the ${n} plugins alone, then the bare echoes' alone after the plugins' teardown\n`);
+    const hub = await spreadWindows(hubSide, WINDOWS, seconds, RATE);
     const throttledAfter = throttled(host, plugins);
     process.stderr.write(`scale: CPU quota periods throttled across the plugins during the spread calls: ${throttledAfter - throttledBefore}\n`);
+    const { us, failed } = hub;
+    const bareResult = await bareSpread(docker, host, instance, n, seconds, (b) => (bare = b));
     const p50 = pct(us, 50);
     const p99 = pct(us, 99);
     const bareP50 = pct(bareResult!.us, 50);
@@ -211,7 +225,7 @@ export async function scaleBench(docker: Docker, log: Logger, instance: string, 
     process.stderr.write(`scale: idle controller ${fmt(idle, 2)}% of a core, RSS ${fmt(rss / 2 ** 20, 0)} MiB; spread calls p50 ${fmt(p50)} us p99 ${fmt(p99)} us, ${failed} failed\n`);
     process.stderr.write(
       `scale: spread calls, hub / bare: p50 ${fmt(p50)} / ${fmt(bareP50)} us, p99 ${fmt(p99)} / ${fmt(bareP99)} us (${fmt(p99 / bareP99, 2)}x); ` +
-        `windows' p99 hub ${windows(hub!.windowP99)} us, bare ${windows(bareResult!.windowP99)} us; ${bareResult!.failed} bare calls failed\n`,
+        `windows' p99 hub ${windows(hub.windowP99)} us, bare ${windows(bareResult!.windowP99)} us; ${bareResult!.failed} bare calls failed\n`,
     );
     rows.push(
       { id: 'scale.up', section: 'scale', name: `\`up\` of ${n} idle plugins (${ready} ready; half Python, half Node.js, tokenizer, hasher)`, subject: '', baseline: 'target', value: upMs / 1000, baselineValue: 30, unit: 's', target: '<= 30 s', met: ready === n && upMs <= 30_000 },
@@ -223,7 +237,7 @@ export async function scaleBench(docker: Docker, log: Logger, instance: string, 
       {
         id: 'scale.spread.bare',
         section: 'scale',
-        name: `bare containers' echo p99 (p50 ${fmt(bareP50)} us), ${RATE} calls/s spread across ${n} (python3 / node, no SDK, no hub; windows alternating with the row above)${bareResult!.failed ? ` (${bareResult!.failed} failed)` : ''}`,
+        name: `bare containers' echo p99 (p50 ${fmt(bareP50)} us), ${RATE} calls/s spread across ${n} (python3 / node, no SDK, no hub; the same windows after the plugins' teardown)${bareResult!.failed ? ` (${bareResult!.failed} failed)` : ''}`,
         subject: '',
         baseline: "the hub row's target",
         value: bareP99,

@@ -1,8 +1,8 @@
 /**
- * The spread calls' open loop, and its windows alternating two sides (the hub's plugins and
- * the bare echoes, bare-spread.ts) so that the host's drift falls on both: calls at a fixed
- * rate, each sent at its time whether the earlier ones returned, to the side's targets in
- * turn, timed from the send to the answer by the same code for both. Beside each window's
+ * The spread calls' open loop, in windows, for one side at a time (the hub's plugins, or the
+ * bare echoes of bare-spread.ts): calls at a fixed rate, each sent at its time whether the
+ * earlier ones returned, to the side's targets in turn, timed from the send to the answer by
+ * the same code for both. Beside each window's
  * latencies, on stderr: the host's idle share, the CPU the hypervisor took (steal), the host's
  * background work (the engine's shims, the kernel's kdamond), this process's GC pauses and
  * event-loop delay; and at the end each side's threads' CPU, wait and runs per call.
@@ -102,62 +102,48 @@ function hostTrace(): { stop(): string } {
 }
 
 /**
- * The order of the windows: A B B A, repeated, so a drift that is linear in time cancels;
- * `blocks` (BENCH_SCALE_ORDER=blocks): all of A's, then all of B's, to tell an effect of the
- * alternation from one of the time since the warm-up.
+ * `windows` windows of `seconds` for one side, at `rate` calls a second. Prints a line per
+ * window and, at the end, the side's figures by kind.
  */
-export function windowOrder(perSide: number, blocks = process.env.BENCH_SCALE_ORDER === 'blocks'): number[] {
-  return Array.from({ length: perSide * 2 }, (_, k) => (blocks ? Number(k >= perSide) : [0, 1, 1, 0][k % 4]!));
-}
-
-/**
- * `perSide` windows of `seconds` for each of the two sides, alternating (windowOrder), at
- * `rate` calls a second. Prints a line per window and, at the end, each side's figures by kind.
- */
-export async function alternateWindows(sides: readonly [SpreadSide, SpreadSide], perSide: number, seconds: number, rate: number): Promise<SideResult[]> {
+export async function spreadWindows(side: SpreadSide, windows: number, seconds: number, rate: number): Promise<SideResult> {
   const perWindow = Math.round(rate * seconds);
-  const lat = sides.map(() => new Float64Array(perWindow * perSide));
-  const failed = [0, 0];
-  const counts = [0, 0];
-  const windowP99: number[][] = [[], []];
-  const sched = sides.map((s) => new Map([...s.procs.keys()].map((k) => [k, { runNs: 0, waitNs: 0, slices: 0 } as SchedTotals])));
-  for (const [w, s] of windowOrder(perSide).entries()) {
-    const side = sides[s]!;
+  const lat = new Float64Array(perWindow * windows);
+  let failed = 0;
+  const windowP99: number[] = [];
+  const sched = new Map([...side.procs.keys()].map((k) => [k, { runNs: 0, waitNs: 0, slices: 0 } as SchedTotals]));
+  for (let w = 0; w < windows; w++) {
     const sched0 = new Map([...side.procs].map(([k, pids]) => [k, schedTotals([...pids])]));
     const host = hostTrace();
     const loop = loopTrace();
-    const at = counts[s]! * perWindow;
-    failed[s]! += await openLoop(side, perWindow, rate, lat[s]!, at, at);
-    counts[s]!++;
+    const at = w * perWindow;
+    failed += await openLoop(side, perWindow, rate, lat, at, at);
     const loopLine = loop.stop();
     const waits: string[] = [];
     for (const [k, pids] of side.procs) {
       const d = schedDelta(sched0.get(k)!, schedTotals([...pids]));
       waits.push(`${k} ${fmt(d.waitNs / 1000 / (perWindow * (side.kinds.filter((x) => x === k).length / side.kinds.length)))}`);
-      const sum = sched[s]!.get(k)!;
-      sched[s]!.set(k, { runNs: sum.runNs + d.runNs, waitNs: sum.waitNs + d.waitNs, slices: sum.slices + d.slices });
+      const sum = sched.get(k)!;
+      sched.set(k, { runNs: sum.runNs + d.runNs, waitNs: sum.waitNs + d.waitNs, slices: sum.slices + d.slices });
     }
-    const xs = [...lat[s]!.subarray(at, at + perWindow)].filter((d) => !Number.isNaN(d));
-    windowP99[s]!.push(pct(xs, 99));
+    const xs = [...lat.subarray(at, at + perWindow)].filter((d) => !Number.isNaN(d));
+    windowP99.push(pct(xs, 99));
     process.stderr.write(`scale: window ${w + 1} (${side.name}): p50 ${fmt(pct(xs, 50))} us, p99 ${fmt(pct(xs, 99))} us, max ${fmt(Math.max(...xs))} us; waited for a CPU a call (us): ${waits.join(', ')}; ${host.stop()}; ${loopLine}\n`);
   }
-  return sides.map((side, s) => {
-    const us: number[] = [];
-    const byKind = new Map<string, number[]>();
-    lat[s]!.forEach((d, i) => {
-      if (Number.isNaN(d)) return;
-      us.push(d);
-      const kind = side.kinds[i % side.kinds.length]!;
-      (byKind.get(kind) ?? byKind.set(kind, []).get(kind)!).push(d);
-    });
-    for (const [kind, xs] of byKind) {
-      const d = sched[s]!.get(kind) ?? { runNs: 0, waitNs: 0, slices: 0 };
-      const perCall = (ns: number): string => fmt(ns / 1000 / xs.length);
-      process.stderr.write(
-        `scale: spread calls (${side.name}) to ${kind}: p50 ${fmt(pct(xs, 50))} us, p99 ${fmt(pct(xs, 99))} us, max ${fmt(Math.max(...xs))} us (${xs.length}); ` +
-          `per call its threads ran ${perCall(d.runNs)} us, waited ${perCall(d.waitNs)} us for a CPU, ${fmt(d.slices / xs.length, 2)} runs\n`,
-      );
-    }
-    return { us, failed: failed[s]!, windowP99: windowP99[s]! };
+  const us: number[] = [];
+  const byKind = new Map<string, number[]>();
+  lat.forEach((d, i) => {
+    if (Number.isNaN(d)) return;
+    us.push(d);
+    const kind = side.kinds[i % side.kinds.length]!;
+    (byKind.get(kind) ?? byKind.set(kind, []).get(kind)!).push(d);
   });
+  for (const [kind, xs] of byKind) {
+    const d = sched.get(kind) ?? { runNs: 0, waitNs: 0, slices: 0 };
+    const perCall = (ns: number): string => fmt(ns / 1000 / xs.length);
+    process.stderr.write(
+      `scale: spread calls (${side.name}) to ${kind}: p50 ${fmt(pct(xs, 50))} us, p99 ${fmt(pct(xs, 99))} us, max ${fmt(Math.max(...xs))} us (${xs.length}); ` +
+        `per call its threads ran ${perCall(d.runNs)} us, waited ${perCall(d.waitNs)} us for a CPU, ${fmt(d.slices / xs.length, 2)} runs\n`,
+    );
+  }
+  return { us, failed, windowP99 };
 }
