@@ -7,13 +7,16 @@
  *                        Rust examples (tokenizer, hasher)
  *   BENCH_SCALE_SECONDS  how long the idle CPU and the spread calls are measured (default 20)
  *   BENCH_SCALE_MONITOR  0: without the resource monitor and the Docker health check
+ *   BENCH_SCALE_WINDOWS  the spread calls' windows for each side (default 4): the hub's
+ *                        plugins, then as many bare echoes (bare-spread.ts) after the
+ *                        plugins' teardown
+ *   BENCH_SCALE_WARMUP   rounds of one call to every target before the spread calls (default 200)
  *
  * Alone: `node --import tsx test/bench/scale.ts` (as root, with the engine and the images).
  */
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { PerformanceObserver, monitorEventLoopDelay } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { Controller } from '../../src/controller/controller.js';
 import { removeByLabel } from '../../src/engine/cleanup.js';
@@ -21,15 +24,24 @@ import { connectEngine, type Docker } from '../../src/engine/docker.js';
 import { createLogger, type Logger } from '../../src/log.js';
 import { benchHome } from './bench-home.js';
 import { settleHost, type Settled } from './settle.js';
-import { cpuTimes, idlePercent, processesNamed, processTree, schedDelta, schedTotals, type SchedTotals } from './sched-stat.js';
-import { fmt, nowUs, pct, type Row } from './stats.js';
+import { startBareEchoes, type BareEchoes } from './bare-spread.js';
+import { processTree, schedDelta, schedTotals } from './sched-stat.js';
+import { spreadWindows, type SideResult, type SpreadSide } from './spread-windows.js';
+import { fmt, pct, type Row } from './stats.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const N = Number(process.env.BENCH_SCALE ?? 200);
 const SECONDS = Number(process.env.BENCH_SCALE_SECONDS ?? 20);
 const RATE = 1_000;
-/** /proc/stat's unit (USER_HZ): 100 on every Linux the product runs on. */
-const CLOCK_TICKS = 100;
+/** The spread calls' windows for each side (hub, then bare): BENCH_SCALE_WINDOWS. */
+const WINDOWS = Number(process.env.BENCH_SCALE_WINDOWS ?? 4);
+/**
+ * Rounds of one call to every plugin (and later to every bare echo) before the spread calls:
+ * with 20, the hub's second window of 2 s reached 31-122 ms at p99 in all seven runs of
+ * 2026-12-06 (many Node.js plugin threads waiting for a CPU at once); with 200, none of three
+ * (docs/performance.md#the-spread-calls-beside-bare-containers-2026-12-06).
+ */
+const WARMUP = Number(process.env.BENCH_SCALE_WARMUP ?? 200);
 
 /** Plugin folders: copies of the echo fixtures under ids of their own, and the two compiled examples. */
 export function scalePlugins(root: string, n: number): { id: string; method: string }[] {
@@ -102,96 +114,36 @@ async function processesByKind(docker: Docker, host: Controller, plugins: { id: 
   return out;
 }
 
-/**
- * Calls at RATE a second, open loop (each at its time, whether the earlier ones returned), to
- * plugins taken in turn. Beside each runtime's latencies: its threads' CPU time, their wait
- * for a CPU once runnable, and their runs, per call (schedstat), and the host's idle share.
- * The benchmark holds nothing per call beyond its latency, in a preallocated array: a promise
- * kept for each of the 10,000 calls (and a growing array of latencies) survived every young
- * collection and was copied by it, and those pauses of the process that also runs the hub
- * fell on the calls it measures (docs/performance.md#the-spread-calls-tail-the-controllers-side).
- */
-async function spreadCalls(host: Controller, plugins: { id: string; method: string }[], seconds: number, procs: Map<string, number[]>): Promise<{ us: number[]; failed: number }> {
-  const total = RATE * seconds;
-  const lat = new Float64Array(total);
-  const kinds = plugins.map((p) => kindOf(p.id));
-  let done = 0;
-  let failed = 0;
-  let allDone: () => void = () => undefined;
-  const finished = new Promise<void>((r) => (allDone = r));
-  const settle = (): void => void (++done === total && allDone());
-  const sched0 = new Map<string, SchedTotals>([...procs].map(([k, pids]) => [k, schedTotals(pids)]));
-  // The host's own background work during the calls: the engine's shims (each frees its memory every 30 s) and the kernel's kdamond.
-  const background = new Map([['containerd-shims', processesNamed('containerd-shim')], ['kdamond', processesNamed('kdamond')]]);
-  const background0 = new Map([...background].map(([k, pids]) => [k, schedTotals(pids)]));
-  const cpu0 = cpuTimes();
-  const load0 = readFileSync('/proc/loadavg', 'utf8').split(' ', 3).join(' ');
-  const loop = loopTrace();
-  const t0 = performance.now();
-  for (let i = 0; i < total; i++) {
-    const due = t0 + (i * 1000) / RATE;
-    const wait = due - performance.now();
-    if (wait > 1) await new Promise((r) => setTimeout(r, wait));
-    const p = plugins[i % plugins.length]!;
-    const t = nowUs();
-    host.call(p.id, p.method, { text: 'hello world' }, 10_000).then(
-      () => {
-        lat[i] = nowUs() - t;
-        settle();
-      },
-      () => {
-        lat[i] = NaN;
-        failed++;
-        settle();
-      },
-    );
-  }
-  await finished;
-  process.stderr.write(`scale: spread calls: ${loop.stop()}\n`);
-  const byKind = new Map<string, number[]>();
-  const us: number[] = [];
-  lat.forEach((d, i) => {
-    if (Number.isNaN(d)) return;
-    us.push(d);
-    const kind = kinds[i % plugins.length]!;
-    (byKind.get(kind) ?? byKind.set(kind, []).get(kind)!).push(d);
-  });
-  const cpu1 = cpuTimes();
-  const stealMs = ((cpu1.steal - cpu0.steal) * 1000) / CLOCK_TICKS;
-  process.stderr.write(`scale: spread calls: the host ${fmt(idlePercent(cpu0, cpu1), 1)}% idle, ${fmt(stealMs)} ms of CPU stolen by the hypervisor, load average ${load0} at the start\n`);
-  const ranMs = [...background].map(([k, pids]) => `${k} ${fmt(schedDelta(background0.get(k)!, schedTotals(pids)).runNs / 1e6)} ms`);
-  process.stderr.write(`scale: spread calls: the host's background work ran ${ranMs.join(', ')} of CPU during them\n`);
-  for (const [kind, xs] of byKind) {
-    const d = schedDelta(sched0.get(kind) ?? { runNs: 0, waitNs: 0, slices: 0 }, schedTotals(procs.get(kind) ?? []));
-    const perCall = (ns: number): string => fmt(ns / 1000 / xs.length);
-    process.stderr.write(
-      `scale: spread calls to ${kind}: p50 ${fmt(pct(xs, 50))} us, p99 ${fmt(pct(xs, 99))} us, max ${fmt(Math.max(...xs))} us (${xs.length}); ` +
-        `per call its threads ran ${perCall(d.runNs)} us, waited ${perCall(d.waitNs)} us for a CPU, ${fmt(d.slices / xs.length, 2)} runs\n`,
-    );
-  }
-  return { us, failed };
+/** Every process of the bare echoes' containers, by runtime. */
+function bareProcesses(bare: BareEchoes): Map<string, number[]> {
+  const out = new Map<string, number[]>();
+  for (const e of bare.echoes) (out.get(e.kind) ?? out.set(e.kind, []).get(e.kind)!).push(...processTree(e.pid));
+  return out;
 }
 
+/** The spread rows' baseline: the same calls to bare echoes in the same runtime images, on the same number of containers. */
+const BARE = "bare containers' echo, same run (after the plugins' teardown)";
+
 /**
- * The benchmark process's own stalls during the calls (it runs the controller and the hub):
- * its garbage collections and how late its event loop turned (a 1 ms resolution histogram, so
- * a turn is counted at least 1 ms late: its p50 shows that floor). Cheap: no timer of its own
- * beyond the histogram's, one entry per collection.
+ * The bare side of the spread calls: the plugins are torn down first (the controller closed,
+ * their containers removed), so that the host carries the same number of containers as in
+ * the hub's windows, not twice as many; then, on a settled host, the bare echoes start, get
+ * the same warm-up and settle, and take the same windows. `started` hands the echoes to the
+ * caller's cleanup as soon as they exist.
  */
-function loopTrace(): { stop(): string } {
-  const delay = monitorEventLoopDelay({ resolution: 1 });
-  const gcs: number[] = [];
-  const observer = new PerformanceObserver((list) => void list.getEntries().forEach((e) => gcs.push(e.duration)));
-  observer.observe({ entryTypes: ['gc'] });
-  delay.enable();
-  return {
-    stop() {
-      delay.disable();
-      observer.disconnect();
-      const ms = (ns: number): string => fmt(ns / 1e6, 2);
-      return `${gcs.length} GC pauses, ${fmt(gcs.reduce((a, b) => a + b, 0), 1)} ms in all, at most ${fmt(Math.max(0, ...gcs), 1)} ms; event loop delay p50 ${ms(delay.percentile(50))} ms, p99 ${ms(delay.percentile(99))} ms, max ${ms(delay.max)} ms`;
-    },
-  };
+async function bareSpread(docker: Docker, host: Controller, instance: string, n: number, seconds: number, started: (b: BareEchoes) => void): Promise<SideResult> {
+  await host.close();
+  await removeByLabel(docker, `${instance}-scale`);
+  logSettled('the bare echoes\' start', await settleHost({ maxMs: 60_000 }));
+  const t0 = performance.now();
+  const bare = await startBareEchoes(docker, `${instance}-scale-bare`, n);
+  started(bare);
+  process.stderr.write(`scale: ${n} bare echoes started and connected in ${fmt((performance.now() - t0) / 1000, 1)} s\n`);
+  const line = `${JSON.stringify({ text: 'hello world' })}\n`;
+  for (let round = 0; round < WARMUP; round++) await Promise.all(bare.echoes.map((e) => new Promise((r) => e.send(line, r))));
+  logSettled('bare spread calls', await settleHost({ maxMs: 20_000 }));
+  const side: SpreadSide = { name: 'bare', kinds: bare.echoes.map((e) => e.kind), procs: bareProcesses(bare), send: (t, done) => bare.echoes[t]!.send(line, done) };
+  return spreadWindows(side, WINDOWS, seconds, RATE);
 }
 
 /** The CPU quota periods in which the plugins' containers were throttled, summed (cgroup v1 cpu.stat, cgroupfs driver). */
@@ -213,6 +165,7 @@ export async function scaleBench(docker: Docker, log: Logger, instance: string, 
   const { home, remove } = benchHome('scale', `${instance}-scale`);
   const plugins = scalePlugins(root, n);
   const rows: Row[] = [];
+  let bare: BareEchoes | undefined;
   const host = await Controller.create({
     log,
     home,
@@ -245,25 +198,56 @@ export async function scaleBench(docker: Docker, log: Logger, instance: string, 
     const rss = process.memoryUsage().rss;
     const hostMiB = (freeBefore - os.freemem()) / 2 ** 20;
     // A warm-up, as for every latency row: each plugin's first calls run before its JIT settles.
-    for (let round = 0; round < 20; round++) await Promise.all(plugins.map((p) => host.call(p.id, p.method, { text: 'hello world' }, 30_000).catch(() => undefined)));
+    for (let round = 0; round < WARMUP; round++) await Promise.all(plugins.map((p) => host.call(p.id, p.method, { text: 'hello world' }, 30_000).catch(() => undefined)));
     logSettled('spread calls', await settleHost({ maxMs: 20_000 }));
-    const procs = await processesByKind(docker, host, plugins);
+    const hubSide: SpreadSide = {
+      name: 'hub',
+      kinds: plugins.map((p) => kindOf(p.id)),
+      procs: await processesByKind(docker, host, plugins),
+      send: (t, done) => {
+        const p = plugins[t]!;
+        host.call(p.id, p.method, { text: 'hello world' }, 10_000).then(() => done(true), () => done(false));
+      },
+    };
     const throttledBefore = throttled(host, plugins);
-    const { us, failed } = await spreadCalls(host, plugins, Math.min(SECONDS, 10), procs);
+    const seconds = Math.min(SECONDS, 10) / WINDOWS;
+    process.stderr.write(`scale: spread calls: ${WINDOWS} windows of ${fmt(seconds, 1)} s for each side at ${RATE} calls/s: the hub's with the ${n} plugins alone, then the bare echoes' alone after the plugins' teardown\n`);
+    const hub = await spreadWindows(hubSide, WINDOWS, seconds, RATE);
     const throttledAfter = throttled(host, plugins);
     process.stderr.write(`scale: CPU quota periods throttled across the plugins during the spread calls: ${throttledAfter - throttledBefore}\n`);
+    const { us, failed } = hub;
+    const bareResult = await bareSpread(docker, host, instance, n, seconds, (b) => (bare = b));
     const p50 = pct(us, 50);
     const p99 = pct(us, 99);
+    const bareP50 = pct(bareResult!.us, 50);
+    const bareP99 = pct(bareResult!.us, 99);
+    const windows = (xs: number[]): string => xs.map((x) => fmt(x)).join(' / ');
     process.stderr.write(`scale: idle controller ${fmt(idle, 2)}% of a core, RSS ${fmt(rss / 2 ** 20, 0)} MiB; spread calls p50 ${fmt(p50)} us p99 ${fmt(p99)} us, ${failed} failed\n`);
+    process.stderr.write(
+      `scale: spread calls, hub / bare: p50 ${fmt(p50)} / ${fmt(bareP50)} us, p99 ${fmt(p99)} / ${fmt(bareP99)} us (${fmt(p99 / bareP99, 2)}x); ` +
+        `windows' p99 hub ${windows(hub.windowP99)} us, bare ${windows(bareResult!.windowP99)} us; ${bareResult!.failed} bare calls failed\n`,
+    );
     rows.push(
       { id: 'scale.up', section: 'scale', name: `\`up\` of ${n} idle plugins (${ready} ready; half Python, half Node.js, tokenizer, hasher)`, subject: '', baseline: 'target', value: upMs / 1000, baselineValue: 30, unit: 's', target: '<= 30 s', met: ready === n && upMs <= 30_000 },
       { id: 'scale.idle', section: 'scale', name: `controller CPU at idle with ${n} plugins (health checks, heartbeats, engine watch, monitor; its helper processes cgwatch and lm-mount included)`, subject: '', baseline: 'target', value: idle, baselineValue: 2, unit: '% of a core', target: '<= 2% of a core', met: idle <= 2 },
       { section: 'scale', name: `controller RSS with ${n} plugins (whole benchmark process)`, subject: '', baseline: 'before the plugins started', value: rss / 2 ** 20, baselineValue: rssBefore / 2 ** 20, unit: 'MiB', target: 'stated' },
       { section: 'scale', name: `host memory taken by the ${n} plugins (free memory before and after their start)`, subject: '', baseline: 'per plugin', value: hostMiB, baselineValue: hostMiB / n, unit: 'MiB', target: 'stated' },
-      { section: 'scale', name: `host -> plugin p50, ${RATE} calls/s spread across ${n} plugins${failed ? ` (${failed} failed)` : ''}`, subject: '', baseline: 'target p99', value: p50, baselineValue: 2000, unit: 'us', target: 'stated' },
-      { id: 'scale.spread', section: 'scale', name: `host -> plugin p99, ${RATE} calls/s spread across ${n} plugins`, subject: '', baseline: 'target', value: p99, baselineValue: 2000, unit: 'us', target: '< 2 ms', met: p99 < 2000 && failed === 0 },
+      { section: 'scale', name: `host -> plugin p50, ${RATE} calls/s spread across ${n} plugins${failed ? ` (${failed} failed)` : ''}`, subject: '', baseline: BARE, value: p50, baselineValue: bareP50, unit: 'us', target: 'stated' },
+      { id: 'scale.spread', section: 'scale', name: `host -> plugin p99, ${RATE} calls/s spread across ${n} plugins`, subject: '', baseline: BARE, value: p99, baselineValue: bareP99, unit: 'us', target: '< 2 ms', met: p99 < 2000 && failed === 0 },
+      {
+        id: 'scale.spread.bare',
+        section: 'scale',
+        name: `bare containers' echo p99 (p50 ${fmt(bareP50)} us), ${RATE} calls/s spread across ${n} (python3 / node, no SDK, no hub; the same windows after the plugins' teardown)${bareResult!.failed ? ` (${bareResult!.failed} failed)` : ''}`,
+        subject: '',
+        baseline: "the hub row's target",
+        value: bareP99,
+        baselineValue: 2000,
+        unit: 'us',
+        target: 'stated',
+      },
     );
   } finally {
+    await bare?.close();
     await host.close();
     remove();
     await removeByLabel(docker, `${instance}-scale`);
