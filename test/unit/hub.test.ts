@@ -204,7 +204,7 @@ describe('hub limits, revocations and audit', () => {
     // its own. Every refusal is still counted once, and repeats are still folded into counts.
     const protocol = audit.filter((e) => e.who === 'alpha' && e.action === 'violation' && e.code === 'LM_PROTOCOL');
     expect(protocol[0]?.count).toBeUndefined();
-    expect(protocol.reduce((n, e) => n + (e.count ?? 1), 0)).toBe(7);
+    expect(protocol.reduce((n, e) => n + Number(e.count ?? 1), 0)).toBe(7);
     const folded = protocol.filter((e) => e.count !== undefined);
     expect(folded.length).toBeGreaterThan(0);
     for (const e of folded) expect(e.reason).toContain(`${e.count} more like this`);
