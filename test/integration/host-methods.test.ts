@@ -48,8 +48,16 @@ describe('host methods served by a host application on the TCP endpoint', () => 
       expect(await call('asker', 'get_user', { id: 99 })).toMatchObject({ code: 'LM_PLUGIN_ERROR', message: 'LookupError: no user 99' });
       expect(await call('stranger', 'get_user', { id: 1 })).toMatchObject({ code: 'LM_PERMISSION_DENIED', message: expect.stringContaining("plugin stranger does not list host method 'get_user'") });
 
-      const trail = readAudit(path.join(home, 'audit.jsonl')).map((e) => `${e.who} ${e.action} ${e.resource} ${e.result}`);
-      expect(trail).toEqual(expect.arrayContaining(['host register get_user,log_event allowed', 'asker call get_user allowed', 'stranger call get_user denied']));
+      // The controller is another process and writes its audit trail through a stream: a line
+      // may reach the file a moment after the call's answer reached the CLI.
+      const wanted = ['host register get_user,log_event allowed', 'asker call get_user allowed', 'stranger call get_user denied'];
+      let trail: string[] = [];
+      for (let i = 0; i < 50; i++) {
+        trail = readAudit(path.join(home, 'audit.jsonl')).map((e) => `${e.who} ${e.action} ${e.resource} ${e.result}`);
+        if (wanted.every((w) => trail.includes(w))) break;
+        await sleep(100);
+      }
+      expect(trail).toEqual(expect.arrayContaining(wanted));
 
       app.kill('SIGKILL');
       await new Promise((r) => app!.once('exit', r));
