@@ -95,6 +95,8 @@ describe('the start-up CPU boost in real containers', () => {
     const boost = host.status('slow').boost!;
     expect(boost).toMatchObject({ cpuPercent: 80, declaredPercent: 25, endedBy: 'ready' });
     expect(boost.endedAt! - boost.since).toBeGreaterThanOrEqual(1_400);
+    // The audit trail is written through a stream: its lines reach the file a moment after the event.
+    await until('the boost audited', () => (boostEntries(home, 'slow').length >= 2 ? true : undefined));
     expect(boostEntries(home, 'slow')).toEqual([expect.stringMatching(/^started: CPU quota 80% \(declared 25%\)/), expect.stringMatching(/^ended: its hello was accepted after \d+ ms: CPU quota 25%$/)]);
     // In effect: busy for 2.5 s, it gets no more than its quota (CFS accounts per 100 ms).
     await host.call('slow', 'burn', { ms: 2_500 });
@@ -119,7 +121,7 @@ describe('the start-up CPU boost in real containers', () => {
     await until('the status', () => host.status('mute').boost?.endedBy);
     expect(host.status('mute').state).toBe('starting');
     expect(host.status('mute').boost).toMatchObject({ cpuPercent: 50, declaredPercent: 10, endedBy: 'deadline' });
-    expect(boostEntries(home, 'mute')[1]).toMatch(/^ended: the deadline passed without a hello after \d+ ms: CPU quota 10%$/);
+    expect(await until('the boost\'s end audited', () => boostEntries(home, 'mute')[1])).toMatch(/^ended: the deadline passed without a hello after \d+ ms: CPU quota 10%$/);
     expect(await failed).toBe('LM_START_TIMEOUT');
   });
 
