@@ -35,13 +35,13 @@ export interface SideResult {
 }
 
 /**
- * The open loop: `total` calls at `rate` a second, call i to target `first + i`. Latencies go
- * into `lat` from `at`, NaN for a failure. Nothing is held per call beyond its start and its
+ * The open loop: `total` calls at `rate` a second, call i to target `at + i` (round robin).
+ * Latencies go into `lat` from `at`, NaN for a failure. Nothing is held per call beyond its start and its
  * latency, in preallocated arrays: a promise kept for each call survived every young
  * collection of the process that also runs the hub, and those pauses fell on the calls
  * (docs/performance.md#the-spread-calls-tail-the-controllers-side).
  */
-async function openLoop(side: SpreadSide, total: number, rate: number, lat: Float64Array, at: number, first: number): Promise<number> {
+async function openLoop(side: SpreadSide, total: number, rate: number, lat: Float64Array, at: number): Promise<number> {
   const started = new Float64Array(total);
   let done = 0;
   let failed = 0;
@@ -53,7 +53,7 @@ async function openLoop(side: SpreadSide, total: number, rate: number, lat: Floa
     const wait = due - performance.now();
     if (wait > 1) await new Promise((r) => setTimeout(r, wait));
     started[i] = nowUs();
-    side.send((first + i) % side.kinds.length, (ok) => {
+    side.send((at + i) % side.kinds.length, (ok) => {
       lat[at + i] = ok ? nowUs() - started[i]! : NaN;
       if (!ok) failed++;
       if (++done === total) allDone();
@@ -116,7 +116,7 @@ export async function spreadWindows(side: SpreadSide, windows: number, seconds: 
     const host = hostTrace();
     const loop = loopTrace();
     const at = w * perWindow;
-    failed += await openLoop(side, perWindow, rate, lat, at, at);
+    failed += await openLoop(side, perWindow, rate, lat, at);
     const loopLine = loop.stop();
     const waits: string[] = [];
     for (const [k, pids] of side.procs) {
