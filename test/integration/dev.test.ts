@@ -45,6 +45,8 @@ describe.each(CASES)('logomesh dev on a $runtime plugin', ({ runtime, id, instan
     const dev = new DevProcess(dir, { LOGOMESH_HOME: home, LOGOMESH_INSTANCE: inst });
     try {
       await dev.waitFor(new RegExp(`${id} started in [\\d.]+ s`), 120_000);
+      // The hint follows the start line after the plugin's methods are read, so wait for it too.
+      await dev.waitFor(/call it from another terminal/, 10_000);
       expect(dev.stderr).toContain(`LOGOMESH_HOME=${home} logomesh call ${id}.hello`);
       expect(await dev.call(`${id}.hello`, { name: 'Ada' })).toMatchObject({ code: 0, result: { greeting: 'Hello, Ada!' } });
 
