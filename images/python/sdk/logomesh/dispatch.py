@@ -243,7 +243,9 @@ class DispatchMixin:
             # (_serve_in_worker); the loop's one callback answers otherwise. No task, and on
             # a busy host no wait for the loop's thread to get a CPU before the answer leaves.
             ws = self._ws
-            self._track(self._executor().run(self._serve_in_worker, (m, rid, data, ws), lambda out, exc: self._served(m, rid, gen, out, exc)))
+            # In flight until the pool ends it (Workers' on_end is _untrack): no done callback,
+            # which would take one more turn of the loop per call.
+            self._inflight.add(self._executor().run(self._serve_in_worker, (m, rid, data, ws), lambda out, exc: self._served(m, rid, gen, out, exc)))
 
     def _serve_in_worker(self, m: Method, rid: str, data: Any, ws: Optional[_ws.WebSocketClient]) -> Any:
         """In a worker: run the handler and, unless the loop must take over, write its answer
@@ -369,7 +371,7 @@ class DispatchMixin:
     def _executor(self) -> Workers:
         if self._pool is None:
             assert self._loop is not None
-            self._pool = Workers(self._loop, self._max_workers)
+            self._pool = Workers(self._loop, self._max_workers, self._untrack)
         return self._pool
 
     def _track(self, fut: asyncio.Future) -> None:
