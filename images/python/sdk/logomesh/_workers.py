@@ -111,43 +111,42 @@ class Workers:
         return fut
 
     def _work(self, q: "queue.SimpleQueue") -> None:
+        post = self._loop.call_soon_threadsafe
         item = q.get()
         while item is not None:
-            if not self._run_one(item):
-                return
+            outcome = self._run_one(item)
             del item
+            # Idle (or on to a waiting run) before the outcome reaches the loop: the loop's
+            # next run, which that outcome may prompt, finds this thread, not a new one.
             with self._lock:
                 if self._waiting:
                     item = self._waiting.popleft()
-                    continue
-                self._idle.append(q)
-            item = q.get()
+                else:
+                    item = None
+                    self._idle.append(q)
+            if outcome is not None:
+                try:
+                    post(*outcome)
+                except RuntimeError:  # the loop is closed: nobody waits any more
+                    return
+                del outcome
+            if item is None:
+                item = q.get()
 
-    def _run_one(self, item: Tuple[Any, ...]) -> bool:
-        """Run one item and hand its outcome to the loop. False when the loop is closed."""
+    def _run_one(self, item: Tuple[Any, ...]) -> Optional[Tuple[Any, ...]]:
+        """Run one item: what to post to the loop for it, or None when nothing is."""
         fut, fn, args, done = item
-        post = self._loop.call_soon_threadsafe
         try:
             result = fn(*args)
         except BaseException as e:  # noqa: BLE001 - handed to the awaiting coroutine
-            outcome = (set_exception, fut, e) if done is None else (_finish, fut, done, None, e, self._on_end)
-        else:
-            if result is QUIET and done is not None:
-                # The answer is out: the loop needs no wake-up for this run (on a busy host
-                # each one waits for a CPU, and takes the GIL from the next handler).
-                self._finished.append(fut)
-                if self.wake:  # read after the append: a drain that set it reaps this one
-                    try:
-                        post(self.reap)
-                    except RuntimeError:
-                        return False
-                return True
-            outcome = (set_result, fut, result) if done is None else (_finish, fut, done, result, None, self._on_end)
-        try:
-            post(*outcome)
-        except RuntimeError:  # the loop is closed: nobody waits any more
-            return False
-        return True
+            return (set_exception, fut, e) if done is None else (_finish, fut, done, None, e, self._on_end)
+        if result is QUIET and done is not None:
+            # The answer is out: the loop needs no wake-up for this run (on a busy host
+            # each one waits for a CPU, and takes the GIL from the next handler).
+            self._finished.append(fut)
+            # Read after the append: a drain that set it reaps this one.
+            return (self.reap,) if self.wake else None
+        return (set_result, fut, result) if done is None else (_finish, fut, done, result, None, self._on_end)
 
     def reap(self) -> None:
         """On the loop: resolve the futures of the QUIET runs that ended."""
