@@ -43,7 +43,7 @@ export function earlySwitchAllowed(restart: Restart, history: FailureHistory, no
 }
 
 /** Does a verdict keep the standby switched in? The supervisor's own rule: a restart after a first failure. */
-export function keepsSwitch(decision: RestartDecision, retries: number): boolean {
+export function keepsSwitch(decision: RestartDecision, retries: number): decision is Extract<RestartDecision, { action: 'restart' }> {
   return decision.action === 'restart' && retries === 0;
 }
 
