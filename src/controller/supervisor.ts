@@ -16,6 +16,9 @@ import type { Standbys } from './standby.js';
 /** The report of a plugin that answers, one line for both proofs so that a report switching between them is only touched (health-report.ts). */
 const ANSWERED = 'ok: answered the hub (a health ping or a call)';
 
+/** How long the resource monitor's watch of a standby switched in early waits for the verdict on the container it replaced. */
+const VERDICT_WAIT_MS = 10_000;
+
 /** What the supervisor needs of the launcher. */
 export interface Relaunch {
   start(m: Managed): Promise<void>;
@@ -110,7 +113,9 @@ export class Supervisor implements Supervision {
 
   /** Have the resource monitor watch the plugin; after an early switch, once the container switched out has its verdict (it reads that one's OOM record). */
   private async watchResources(m: Managed): Promise<void> {
-    await this.early.get(m)?.settled;
+    const early = this.early.get(m)?.settled;
+    // Bounded: a verdict that never comes (an engine gone for good) must not hold a start.
+    if (early) await Promise.race([early, delay(VERDICT_WAIT_MS)]);
     await this.cx.monitoring.watch(m);
   }
 
@@ -144,7 +149,8 @@ export class Supervisor implements Supervision {
    * live-restore it is still running and is simply watched again.
    */
   private async waitLost(m: Managed, container: Workload): Promise<void> {
-    while (!this.cx.closing() && m.container === container) {
+    // A container switched out early is watched until its verdict, like the plugin's own.
+    while (!this.cx.closing() && (m.container === container || this.early.get(m)?.from === container)) {
       await delay(500);
       if (!this.cx.engine.up) continue;
       let found;
@@ -164,6 +170,8 @@ export class Supervisor implements Supervision {
     const early = this.early.get(m);
     if (early?.from === container) return this.settle(m, early, () => this.verdictOf(m, container, code, early.startedAt, () => true), code);
     if (m.container !== container) return;
+    // The engine told it first: no switch from the kernel's word while this exit is classified.
+    this.exits.close(m.loaded.manifest.id);
     m.exitCode = code;
     m.oomKilled = await oomAtExit(this.cx, m.loaded.manifest.id, container, code);
     // Exits while starting are the start's own failure; exits while stopping are expected.
@@ -219,7 +227,7 @@ export class Supervisor implements Supervision {
       void early.from.remove().catch((err: unknown) => cx.log.warn({ plugin: id, err: errorText(err) }, 'could not remove the container the standby replaced'));
     }
     if (!v) return;
-    this.record(m, v.error);
+    this.record(m, v.error, early.retries);
     // The plugin moved on meanwhile (stopped, restarted by hand, failed again): the cause is told, nothing else changes.
     if (m.container !== early.to || m.state !== 'ready') return;
     const decision = decideRestart(m.loaded.manifest.restart, early.retries, { cleanExit: v.cleanExit, quarantine: v.quarantine, closing: cx.closing() });
@@ -262,11 +270,11 @@ export class Supervisor implements Supervision {
   }
 
   /** A failure's cause: the plugin's lastError, audited and logged with its code. */
-  private record(m: Managed, error: { code: string; message: string }): void {
+  private record(m: Managed, error: { code: string; message: string }, retries = m.retries): void {
     const id = m.loaded.manifest.id;
     m.lastError = error;
     this.cx.audit.record({ who: id, action: 'violation', resource: id, result: 'failed', code: error.code, reason: error.message });
-    this.cx.log.warn({ plugin: id, code: error.code, retries: m.retries }, error.message);
+    this.cx.log.warn({ plugin: id, code: error.code, retries }, error.message);
   }
 
   /** Apply a restart decision to a failed plugin (not switched to a standby): its container removed, then restarted after its backoff, or not. */
