@@ -3,9 +3,9 @@ import { LogoMeshError } from '../errors.js';
 import type { SeccompKill } from '../violations/audit-records.js';
 import type { Workload } from './backend.js';
 import type { ControllerContext } from './context.js';
-import { earlySwitch, earlySwitchAllowed, keepsSwitch, type EarlySwitch } from './early-switch.js';
-import { exitVerdict, oomAtExit, seccompVerdict, type ExitVerdict } from './exit-verdict.js';
-import { ExitWatches } from './exit-watches.js';
+import { keepsSwitch } from './early-switch.js';
+import { EarlySwitches } from './early-switches.js';
+import { exitVerdict, oomAtExit, seccompVerdict } from './exit-verdict.js';
 import { ANSWER_PROVES_MS, HealthPings } from './health-pings.js';
 import { forgetHealthReport, reportHealth } from './health-report.js';
 import { delay, type Supervision } from './launcher.js';
@@ -15,9 +15,6 @@ import type { Standbys } from './standby.js';
 
 /** The report of a plugin that answers, one line for both proofs so that a report switching between them is only touched (health-report.ts). */
 const ANSWERED = 'ok: answered the hub (a health ping or a call)';
-
-/** How long the resource monitor's watch of a standby switched in early waits for the verdict on the container it replaced. */
-const VERDICT_WAIT_MS = 10_000;
 
 /** What the supervisor needs of the launcher. */
 export interface Relaunch {
@@ -34,10 +31,8 @@ export interface Relaunch {
 export class Supervisor implements Supervision {
   /** Every ready plugin's health pings, on one timer (health-pings.ts). */
   private readonly pings = new HealthPings<Managed>();
-  /** The end of the processes of each plugin that keeps a standby, from the kernel (exit-watches.ts). */
-  private readonly exits: ExitWatches;
-  /** Switches made at the end of the processes, waiting for the engine's exit (early-switch.ts). */
-  private readonly early = new Map<Managed, EarlySwitch>();
+  /** Switches made when the kernel says the processes are gone, before the engine's report (early-switches.ts). */
+  private readonly early: EarlySwitches;
 
   constructor(
     private readonly cx: ControllerContext,
@@ -45,9 +40,12 @@ export class Supervisor implements Supervision {
     /** Warm standbys (standby.ts; the Docker backend's): a first failure switches to one at once. */
     readonly standbys?: Standbys,
   ) {
-    this.exits = new ExitWatches(cx.log);
-    // The kernel closes a plugin's connection as its process dies: its cgroup may be empty by now.
-    if (standbys) cx.hub.on('disconnected', (id: string) => this.exits.check(id));
+    this.early = new EarlySwitches(cx, standbys, {
+      switchIn: (m, why, removeOld, early) => this.switchIn(m, why, removeOld, early),
+      stopTimers: (m) => this.stopTimers(m),
+      record: (m, error, retries) => this.record(m, error, retries),
+      apply: (m, decision, error) => this.apply(m, decision, error),
+    });
   }
 
   /**
@@ -74,9 +72,8 @@ export class Supervisor implements Supervision {
     const { hub, home } = this.cx;
     const { intervalMs, timeoutMs } = m.loaded.manifest.health;
     const id = m.loaded.manifest.id;
-    const container = m.container;
     // With a standby to switch to, the kernel's word that the processes are gone is enough.
-    if (container && this.standbys?.wanted(m)) void this.exits.arm(id, container, () => this.processesGone(m, container));
+    this.early.arm(m);
     let checking = false;
     let disconnectedChecks = 0;
     // Ready: healthy in the engine's eyes too (its Docker health check reads this), in a folder that may be new.
@@ -113,14 +110,12 @@ export class Supervisor implements Supervision {
 
   /** Have the resource monitor watch the plugin; after an early switch, once the container switched out has its verdict (it reads that one's OOM record). */
   private async watchResources(m: Managed): Promise<void> {
-    const early = this.early.get(m)?.settled;
-    // Bounded: a verdict that never comes (an engine gone for good) must not hold a start.
-    if (early) await Promise.race([early, delay(VERDICT_WAIT_MS)]);
+    await this.early.verdictIn(m);
     await this.cx.monitoring.watch(m);
   }
 
   stopTimers(m: Managed): void {
-    this.exits.close(m.loaded.manifest.id);
+    this.early.exits.close(m.loaded.manifest.id);
     this.pings.remove(m);
     clearTimeout(m.restartTimer);
     delete m.restartTimer;
@@ -132,7 +127,7 @@ export class Supervisor implements Supervision {
     const v = seccompVerdict(m.loaded.manifest.id, kill);
     // Switched early at the end of its processes: this record is the verdict (the quarantine undoes the switch).
     const early = this.early.get(m);
-    if (early) return this.settle(m, early, async () => v);
+    if (early) return this.early.settle(m, early, async () => v);
     if (m.state !== 'ready') return;
     await this.failed(m, v.error, v.cleanExit, v.quarantine);
   }
@@ -168,10 +163,10 @@ export class Supervisor implements Supervision {
   /** The container ended on its own (or was stopped): record why. */
   private async onExit(m: Managed, container: Workload, code: number): Promise<void> {
     const early = this.early.get(m);
-    if (early?.from === container) return this.settle(m, early, () => this.verdictOf(m, container, code, early.startedAt, () => true), code);
+    if (early?.from === container) return this.early.exited(m, early, code);
     if (m.container !== container) return;
     // The engine told it first: no switch from the kernel's word while this exit is classified.
-    this.exits.close(m.loaded.manifest.id);
+    this.early.exits.close(m.loaded.manifest.id);
     m.exitCode = code;
     m.oomKilled = await oomAtExit(this.cx, m.loaded.manifest.id, container, code);
     // Exits while starting are the start's own failure; exits while stopping are expected.
@@ -179,67 +174,6 @@ export class Supervisor implements Supervision {
     // The kill's record may have been read meanwhile and the plugin stopped for it.
     const v = await exitVerdict(this.cx, m, container, code, m.oomKilled, m.startedAt ?? 0, () => m.state === 'ready' && m.container === container);
     if (v) await this.failed(m, v.error, v.cleanExit, v.quarantine);
-  }
-
-  private async verdictOf(m: Managed, container: Workload, code: number, sinceMs: number, still: () => boolean): Promise<ExitVerdict | undefined> {
-    const oom = await oomAtExit(this.cx, m.loaded.manifest.id, container, code);
-    return exitVerdict(this.cx, m, container, code, oom, sinceMs, still);
-  }
-
-  /**
-   * The kernel says the processes of the plugin's container are gone (its cgroup is empty),
-   * before the engine reports the exit: switch to its standby now, where a crash's verdict
-   * would (early-switch.ts). The container switched out stays until the engine reports its
-   * exit; `settle` then classifies it as onExit would, and keeps the switch or undoes it.
-   */
-  private processesGone(m: Managed, container: Workload): void {
-    const { cx } = this;
-    if (m.container !== container || m.state !== 'ready' || cx.closing() || this.early.has(m) || !this.standbys?.ready(m)) return;
-    const history = { retries: m.retries, ...(m.readySince !== undefined ? { readySince: m.readySince } : {}) };
-    const retries = earlySwitchAllowed(m.loaded.manifest.restart, history, Date.now(), cx.closing());
-    if (retries === undefined) return;
-    const pending = { retries, restarts: m.restarts, startedAt: m.startedAt ?? 0 };
-    this.stopTimers(m);
-    if (!this.switchIn(m, "its processes were gone (the kernel's cgroup empty) before the engine reported the exit; the cause is audited once known", false, pending)) return;
-    m.retries = retries + 1;
-    m.restarts++;
-    cx.persist();
-  }
-
-  /**
-   * The verdict of a container switched out early (`find`: the engine's exit classified, or
-   * the seccomp kill record): audited and logged with its code, on the plugin's lastError.
-   * A verdict that restarts keeps the switch; one that does not (a quarantine, a clean exit
-   * under on-failure, the controller closing) ends the plugin as it would have ended without
-   * the switch: the standby switched in is stopped and removed, its restart taken back.
-   */
-  private async settle(m: Managed, early: EarlySwitch, find: () => Promise<ExitVerdict | undefined>, code?: number): Promise<void> {
-    const { cx } = this;
-    const id = m.loaded.manifest.id;
-    this.early.delete(m);
-    let v: ExitVerdict | undefined;
-    try {
-      v = await find();
-    } finally {
-      // The verdict is in: the container switched out goes, and the monitor moves to the one switched in.
-      cx.monitoring.unwatch(id, early.from.id);
-      early.settle();
-      void early.from.remove().catch((err: unknown) => cx.log.warn({ plugin: id, err: errorText(err) }, 'could not remove the container the standby replaced'));
-    }
-    if (!v) return;
-    this.record(m, v.error, early.retries);
-    // The plugin moved on meanwhile (stopped, restarted by hand, failed again): the cause is told, nothing else changes.
-    if (m.container !== early.to || m.state !== 'ready') return;
-    const decision = decideRestart(m.loaded.manifest.restart, early.retries, { cleanExit: v.cleanExit, quarantine: v.quarantine, closing: cx.closing() });
-    if (keepsSwitch(decision, early.retries)) return cx.persist();
-    this.stopTimers(m);
-    m.state = 'restarting';
-    m.restarts = early.restarts;
-    m.retries = early.retries;
-    delete m.readySince;
-    if (code !== undefined) m.exitCode = code;
-    cx.audit.record({ who: 'controller', action: 'stop', resource: id, result: 'stopped', reason: `the standby switched in when its processes were gone is stopped: ${v.error.code} does not restart it (${decision.action})` });
-    await this.apply(m, decision, v.error);
   }
 
   /**
@@ -350,7 +284,7 @@ export class Supervisor implements Supervision {
     delete m.oomKilled;
     // The monitor watched the replaced container's processes: it watches the standby's now,
     // or after an early switch once the one replaced has its verdict (watchResources).
-    if (early && old) this.early.set(m, earlySwitch(old, container, early));
+    if (early && old) this.early.add(m, old, container, early);
     else cx.monitoring.unwatch(id);
     void this.startHealth(m);
     cx.persist();
