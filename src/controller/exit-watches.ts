@@ -44,7 +44,12 @@ export class ExitWatches {
       if (!dir) throw new Error('no unified (cgroup v2) dir holds its processes');
       a.end = CgroupEnd.watch(dir, () => {
         if (this.armed.get(pluginId) === a) this.armed.delete(pluginId);
-        onGone();
+        // Called from an inotify callback: a failure here must not end the controller; the engine's report remains.
+        try {
+          onGone();
+        } catch (err) {
+          this.log.error({ plugin: pluginId, err: (err as Error).stack ?? String(err) }, "handling the end of a container's processes failed; its exit is handled when the engine reports it");
+        }
       });
     } catch (err) {
       if (this.armed.get(pluginId) === a) this.armed.delete(pluginId);
