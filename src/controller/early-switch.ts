@@ -22,6 +22,8 @@ export interface EarlySwitch {
   readonly restarts: number;
   /** When `from` started (ms since the epoch): its seccomp kill record is looked up from then. */
   readonly startedAt: number;
+  /** Its verdict is being found: a second source of it (the seccomp record while the exit is classified) is left to that one. */
+  settling: boolean;
   /** Settles once the verdict is applied (the resource monitor moves to `to` then). */
   readonly settled: Promise<void>;
   readonly settle: () => void;
@@ -51,5 +53,5 @@ export function keepsSwitch(decision: RestartDecision, retries: number): decisio
 export function earlySwitch(from: Workload, to: Workload, before: { retries: number; restarts: number; startedAt: number }): EarlySwitch {
   let settle!: () => void;
   const settled = new Promise<void>((resolve) => (settle = resolve));
-  return { from, to, ...before, settled, settle };
+  return { from, to, ...before, settling: false, settled, settle };
 }

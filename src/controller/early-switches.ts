@@ -101,11 +101,15 @@ export class EarlySwitches {
   async settle(m: Managed, early: EarlySwitch, find: () => Promise<ExitVerdict | undefined>, code?: number): Promise<void> {
     const { cx } = this;
     const id = m.loaded.manifest.id;
-    this.pending.delete(m);
+    // One verdict per switch: the exit being classified takes the seccomp record itself (kernel.take).
+    if (early.settling) return;
+    early.settling = true;
     let v: ExitVerdict | undefined;
     try {
       v = await find();
     } finally {
+      // Pending until here: no second early switch, no second verdict while this one is found.
+      if (this.pending.get(m) === early) this.pending.delete(m);
       // The verdict is in: the container switched out goes, and the monitor moves to the one switched in.
       cx.monitoring.unwatch(id, early.from.id);
       early.settle();

@@ -197,3 +197,43 @@ describe('a standby switched in when the kernel says the processes are gone', ()
     expect(left.map((c) => `${c.Names[0]} ${c.State}`)).toEqual([]);
   }
 });
+
+/**
+ * The same seccomp kill with the kernel log followed: its record may come before the cgroup is
+ * empty (the plugin is quarantined at once) or after the early switch (the record is then the
+ * verdict that undoes it). Either way one failure, audited once with the call named, and
+ * nothing of the plugin left.
+ */
+describe('a seccomp kill with a standby, the kernel log followed', () => {
+  it('ends quarantined, audited once, with no container left', async () => {
+    const inst = `${instance()}-standby-kmsg`;
+    const root = tempDir('lm-standby-kmsg-');
+    plugin(root, 'attacker', 'syscall-attacker.py', 'python', ['echo', 'attack_self', 'attack_child'], 'restart: { policy: always, standby: true, backoffMs: 5000 }');
+    const home = resolveHome({ LOGOMESH_HOME: tempDir('lm-home-'), LOGOMESH_INSTANCE: inst });
+    const host = await Controller.create({ log: silentLogger, home, docker: await docker(), stopGraceMs: 1_000 });
+    const containers = async () => (await docker()).listContainers({ all: true, filters: JSON.stringify({ label: [`${LABEL.instance}=${inst}`] }) });
+    try {
+      host.loadDirectory(root);
+      await host.startAll();
+      await until('a standby waiting', () => host.status('attacker').standby?.state === 'waiting' || undefined, 120_000);
+      await host.call('attacker', 'attack_self', { syscall: 'mount' }, 5_000).catch(() => undefined);
+      const after = await until('the plugin quarantined', () => (host.status('attacker').state === 'failed' ? host.status('attacker') : undefined), 20_000);
+      expect(after).toMatchObject({ restarts: 0, lastError: { code: 'LM_SECCOMP_VIOLATION' } });
+      let left = await containers();
+      for (let i = 0; i < 300 && left.length > 0; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        left = await containers();
+      }
+      expect(left.map((c) => `${c.Names[0]} ${c.State}`)).toEqual([]);
+      const violations = readFileSync(home.auditFile, 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as Entry)
+        .filter((e) => e.resource === 'attacker' && e.action === 'violation');
+      expect(violations.map((e) => e.code)).toEqual(['LM_SECCOMP_VIOLATION']);
+    } finally {
+      await host.close();
+    }
+    expect(await containers()).toEqual([]);
+  }, 240_000);
+});
