@@ -10,7 +10,7 @@ import struct
 import threading
 from typing import Optional
 
-from ._ws_frames import OP_BINARY, OP_CLOSE, OP_TEXT, frame, mask
+from ._ws_frames import OP_BINARY, OP_CLOSE, OP_TEXT, frame, mask, mask_key
 from .protocol import TextFrame
 
 
@@ -65,7 +65,7 @@ class FrameWriter:
             header = struct.pack("!BBH", op, 0xFE, n)
         else:
             header = struct.pack("!BBQ", op, 0xFF, n)
-        key = os.urandom(4)
+        key = mask_key()
         return header + key + mask(payload, key)
 
     def send_text(self, payload: bytes) -> bool:

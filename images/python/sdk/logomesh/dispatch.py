@@ -11,7 +11,7 @@ from . import _ws
 from ._workers import QUIET, Workers
 from .errors import BadArguments, LogoMeshError
 from .protocol import ID_MAX_LENGTH, EncodeError, FrameRefused, decode, decode_binary, encode, topic_matches
-from .segments import pack, segments_dir, unpack
+from .segments import pack, unpack
 
 log = logging.getLogger("logomesh")
 
@@ -112,6 +112,9 @@ class DispatchMixin:
     _online_fut: Optional[asyncio.Future]
     _accepted: Callable[[Any], None]
     _grace: float
+    #: Shared memory is mounted (LOGOMESH_SEGMENTS_DIR, read at each serve()): os.environ read
+    #: once, not up to three times a request.
+    _shm: bool
 
     _new_id: Callable[[], str]
     _thread_posts: int
@@ -177,7 +180,7 @@ class DispatchMixin:
             return
         if msg.get("success"):
             data = msg.get("data")
-            fut.set_result(unpack(self, data) if segments_dir() is not None else data)
+            fut.set_result(unpack(self, data) if self._shm else data)
         else:
             fut.set_exception(LogoMeshError.from_wire(msg.get("error")))
 
@@ -233,7 +236,7 @@ class DispatchMixin:
             return
         assert self._loop is not None
         data = msg.get("data")
-        if segments_dir() is not None:
+        if self._shm:
             data = unpack(self, data)
         gen = self._gen
         if m.is_async:
@@ -243,7 +246,9 @@ class DispatchMixin:
             # (_serve_in_worker); the loop's one callback answers otherwise. No task, and on
             # a busy host no wait for the loop's thread to get a CPU before the answer leaves.
             ws = self._ws
-            self._track(self._executor().run(self._serve_in_worker, (m, rid, data, ws), lambda out, exc: self._served(m, rid, gen, out, exc)))
+            # In flight until the pool ends it (Workers' on_end is _untrack): no done callback,
+            # which would take one more turn of the loop per call.
+            self._inflight.add(self._executor().run(self._serve_in_worker, (m, rid, data, ws), lambda out, exc: self._served(m, rid, gen, out, exc)))
 
     def _serve_in_worker(self, m: Method, rid: str, data: Any, ws: Optional[_ws.WebSocketClient]) -> Any:
         """In a worker: run the handler and, unless the loop must take over, write its answer
@@ -257,7 +262,7 @@ class DispatchMixin:
         except BaseException as e:  # noqa: BLE001 - answered below, whatever it is
             frame = self._answer(m, rid, None, e)
         else:
-            if inspect.isawaitable(result) or segments_dir() is not None:
+            if inspect.isawaitable(result) or self._shm:
                 return result, None
             frame = self._answer(m, rid, result, None)
         if ws is not None and posts == self._thread_posts and ws.send_from_thread(frame):
@@ -307,7 +312,7 @@ class DispatchMixin:
         if exc is None:
             try:
                 reply: Dict[str, Any] = {"type": "response", "id": self._new_id(), "correlationId": rid, "success": True, "data": result}
-                if segments_dir() is not None:
+                if self._shm:
                     reply["data"], refs = pack(result)
                     if refs:
                         reply["segments"] = refs
@@ -342,7 +347,7 @@ class DispatchMixin:
             if event is None:
                 sender = msg.get("from")
                 data = msg.get("data")
-                event = Event(topic, unpack(self, data) if segments_dir() is not None else data, sender if isinstance(sender, str) else None, kind, str(msg.get("id")),
+                event = Event(topic, unpack(self, data) if self._shm else data, sender if isinstance(sender, str) else None, kind, str(msg.get("id")),
                               msg.get("timestamp"))
             for listener in listeners:
                 if listener.is_async:
@@ -369,7 +374,7 @@ class DispatchMixin:
     def _executor(self) -> Workers:
         if self._pool is None:
             assert self._loop is not None
-            self._pool = Workers(self._loop, self._max_workers)
+            self._pool = Workers(self._loop, self._max_workers, self._untrack)
         return self._pool
 
     def _track(self, fut: asyncio.Future) -> None:

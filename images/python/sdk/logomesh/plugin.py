@@ -15,7 +15,7 @@ from .dispatch import DispatchMixin, Event, Listener, Method
 from .errors import LogoMeshError
 from .options import DEFAULT_SOCKET, DEFAULT_TIMEOUT, HELLO_TIMEOUT, SUBSCRIBE_TIMEOUT, Options, first_hello_timeout
 from .protocol import MAX_MESSAGE_BYTES, NAME, PROTOCOL_VERSION, SDK, TOPIC, VERSION, topic_matches
-from .segments import SegmentsMixin
+from .segments import SegmentsMixin, segments_dir
 from .shutdown import ShutdownMixin
 
 # Codes that say the hub did not answer (the connection went, or no answer in time), as
@@ -63,6 +63,7 @@ class Plugin(CallsMixin, DispatchMixin, ConnectionMixin, ShutdownMixin, Segments
         self._ids = itertools.count(1)
         #: Subscribes posted to the loop from worker threads (on() in a plain def handler): see _serve_in_worker.
         self._thread_posts = 0
+        self._shm = segments_dir() is not None
         self._targets: Dict[str, Tuple[str, str]] = {}
         # Topics subscribed (or being subscribed) on the current connection.
         self._subscribed: Set[str] = set()

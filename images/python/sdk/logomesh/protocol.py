@@ -155,11 +155,16 @@ def decode(payload: Bytes, max_bytes: int) -> Any:
         raise FrameRefused("LM_PROTOCOL", f"a message nested {levels} levels deep exceeds the maximum depth of {MAX_DEPTH}",
                            top_fields(payload))
     try:
+        if payload[:1] == b"{" and size > 1 and payload[1]:
+            # What json.loads does with such bytes (detect_encoding says UTF-8), without
+            # its Python steps: every frame the hub sends is an object.
+            return _decoder.decode(payload.decode("utf-8", "surrogatepass"))
         return json.loads(payload)
     except (ValueError, RecursionError) as e:
         raise FrameRefused("LM_PROTOCOL", f"a message that is not JSON: {e}", top_fields(payload)) from None
 
 
+_decoder = json.JSONDecoder()
 _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
