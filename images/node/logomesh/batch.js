@@ -48,7 +48,8 @@ export function decodeBatch(raw, maxBytes) {
   }
   let msgs;
   try {
-    msgs = JSON.parse(`[${text.replaceAll('\n', ',')}]`);
+    // One frame (a lone call's message) is parsed as it is: no joined copy of the text.
+    msgs = frames === 1 ? [JSON.parse(text)] : JSON.parse(`[${text.replaceAll('\n', ',')}]`);
   } catch {
     return undefined;
   }

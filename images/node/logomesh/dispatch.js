@@ -3,6 +3,7 @@
 // or returns, its caller gets an answer with a code, and the plugin goes on.
 import { errorStack, errorText, isCoded, LogoMeshError } from './errors.js';
 import { post } from './writes.js';
+import { responseText } from './envelopes.js';
 import { decode, decodeBinary, EncodeError, encode, ID_MAX_LENGTH, topicMatches } from './protocol.js';
 import { packSegments, unpackSegments } from './segments.js';
 import { isThenable, nextId, pluginName } from './state.js';
@@ -120,10 +121,15 @@ function replyOk(s, correlationId, method, value, gen) {
   let text;
   try {
     const [data, segments] = packSegments(value === undefined ? null : value);
-    // Built without a conditional spread: this runs for every answer.
-    const msg = { type: 'response', id: nextId(s), correlationId, success: true, data };
-    if (segments.length) msg.segments = segments;
-    text = encode(msg, s.maxBytes, s.binary);
+    if (segments.length === 0 && !s.binary && typeof correlationId === 'string') {
+      // The usual answer: its JSON text written around its data's (envelopes.js).
+      text = responseText(nextId(s), correlationId, data, s.maxBytes);
+    } else {
+      // Built without a conditional spread: this runs for every answer.
+      const msg = { type: 'response', id: nextId(s), correlationId, success: true, data };
+      if (segments.length) msg.segments = segments;
+      text = encode(msg, s.maxBytes, s.binary);
+    }
   } catch (err) {
     const tooLarge = err instanceof EncodeError && err.tooLarge;
     const reason = err instanceof EncodeError ? err.reason : 'cannot be encoded';

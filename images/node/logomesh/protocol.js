@@ -72,11 +72,17 @@ export function scanJson(text, from = 0, to = text.length) {
   let closed = -1;
   for (let i = from; i < to; i++) {
     const c = text.charCodeAt(i);
-    if (inString) {
-      if (c === 92) i++;
-      else if (c === 34) inString = false;
-    } else if (c === 34) inString = true;
-    else if (c === 91 || c === 123) {
+    if (c === 34) {
+      // A string is skipped in one step to its closing quote (most of a frame's characters
+      // are in its strings; this scan is a third of a frame's decoding): still open at `to`,
+      // the span ends inside it.
+      const end = closingQuote(text, i, to);
+      if (end < 0) {
+        inString = true;
+        break;
+      }
+      i = end;
+    } else if (c === 91 || c === 123) {
       if (opened < 0) opened = i;
       if (++level > max) max = level;
     } else if (c === 93 || c === 125) {
@@ -85,6 +91,20 @@ export function scanJson(text, from = 0, to = text.length) {
   }
   const whole = !inString && opened >= 0 && text.charCodeAt(opened) === 123 && closed >= 0 && blank(text, from, opened) && blank(text, closed + 1, to);
   return { depth: max, whole };
+}
+
+/**
+ * Where the string opened by the quote at `open` closes, before `to`; -1 when it does not. A
+ * quote closes it unless escaped: preceded by an odd run of backslashes (the run cannot pass
+ * the opening quote).
+ */
+function closingQuote(text, open, to) {
+  for (let q = text.indexOf('"', open + 1); q !== -1 && q < to; q = text.indexOf('"', q + 1)) {
+    let k = q - 1;
+    while (text.charCodeAt(k) === 92) k--;
+    if ((q - 1 - k) % 2 === 0) return q;
+  }
+  return -1;
 }
 
 /** Only JSON whitespace (space, tab, CR, LF) in text[from, to)? */
@@ -227,14 +247,22 @@ export class EncodeError extends Error {
 export function encode(msg, maxBytes, binary = false) {
   // A whole number past 2^53 goes as text: the hub refuses it in a binary frame (a JSON peer could not receive it exactly).
   if (binary && !holdsUnsafeInteger(msg)) return encodeBinary(msg, maxBytes);
-  let text;
+  return checkedText(jsonText(msg), maxBytes);
+}
+
+/** JSON.stringify, its failures as EncodeError (undefined for a value JSON leaves out: a function, undefined). */
+export function jsonText(value) {
   try {
-    text = JSON.stringify(msg);
+    return JSON.stringify(value);
   } catch (err) {
     // RangeError: nested too deep for the stack; TypeError: a cycle or a BigInt.
     if (err instanceof RangeError) throw new EncodeError(`is nested deeper than ${MAX_DEPTH} levels`);
     throw new EncodeError(`is not JSON-serializable: ${err instanceof Error ? err.message : String(err)}`);
   }
+}
+
+/** A frame's JSON text within the depth and size limits; throws EncodeError when it is not. */
+export function checkedText(text, maxBytes) {
   // Each level of nesting takes two characters (its brackets): a text of at most 2 * MAX_DEPTH
   // characters cannot be deeper than MAX_DEPTH, and a call's frame usually is one (its scan was
   // about a tenth of the caller's CPU a call; docs/performance.md#the-hub).

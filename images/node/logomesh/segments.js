@@ -154,9 +154,12 @@ export function segmentOp(s, op, fields) {
   return exchange(s, { type: 'segment', id: nextId(s), op, ...fields }, OP_TIMEOUT_MS, () => `no answer to segment ${op}`);
 }
 
+/** No segment refs: shared, frozen (every call and answer of a plugin without a pool gets it). */
+const NO_REFS = Object.freeze([]);
+
 /** [data with every Segment as its handle, the segment refs the message carries]. */
 export function packSegments(value) {
-  if (!segmentsDir()) return [value, []];
+  if (!segmentsDir()) return [value, NO_REFS];
   const refs = new Map();
   const walk = (v) => {
     if (v instanceof Segment || v instanceof Granted) {

@@ -11,9 +11,14 @@ function frame(s, msg) {
   try {
     return encode(msg, s.maxBytes, s.binary);
   } catch (err) {
-    if (!(err instanceof EncodeError)) throw err;
-    throw new LogoMeshError(err.tooLarge ? 'LM_MESSAGE_TOO_LARGE' : 'LM_INVALID_ARGUMENT', `the data of ${msg.type} ${err.reason}`);
+    throw unsendable(msg.type, err);
   }
+}
+
+/** What a caller gets for a message of `type` that could not be encoded (an EncodeError; anything else as it is). */
+export function unsendable(type, err) {
+  if (!(err instanceof EncodeError)) return err;
+  return new LogoMeshError(err.tooLarge ? 'LM_MESSAGE_TOO_LARGE' : 'LM_INVALID_ARGUMENT', `the data of ${type} ${err.reason}`);
 }
 
 /** An exchange waiting for its answer; a node of the deadline lists too (deadlines.js). */
@@ -33,13 +38,23 @@ class Waiter {
 
 /** Send a message that gets a response; resolve with its data, reject with its error (after waitMs; 0: no timeout). */
 export function exchange(s, msg, waitMs, timeoutText, onAnswer) {
+  let text;
+  try {
+    text = frame(s, msg);
+  } catch (err) {
+    return Promise.reject(err);
+  }
+  return exchangeText(s, msg.id, text, waitMs, timeoutText, onAnswer);
+}
+
+/** exchange() of a message already encoded (`text`, whose id is `id`: envelopes.js). */
+export function exchangeText(s, id, text, waitMs, timeoutText, onAnswer) {
   return new Promise((resolve, reject) => {
-    const text = frame(s, msg);
     const ws = s.ws;
     if (!ws || ws.readyState !== WebSocket.OPEN) return reject(new LogoMeshError('LM_CONTROLLER_UNAVAILABLE', 'the connection to the hub is closed'));
     // onAnswer: called with a successful answer's data as the frame is read, before the next one.
-    const w = new Waiter(msg.id, resolve, reject, onAnswer, timeoutText);
-    s.pending.set(msg.id, w);
+    const w = new Waiter(id, resolve, reject, onAnswer, timeoutText);
+    s.pending.set(id, w);
     if (waitMs > 0) s.deadlines.add(w, waitMs);
     // A write error closes the socket, and closing rejects every pending exchange.
     send(s, ws, text);
