@@ -92,7 +92,7 @@ export class Calls {
     }
     const timeout = msg.timeout ?? DEFAULT_CALL_TIMEOUT_MS;
     const hubId = this.opts.nextId();
-    const out: Request = { type: 'request', id: hubId, from: caller.id, to: [target.id], method: msg.method, data: msg.data, timeout, timestamp: Date.now() };
+    const out: Request = { type: 'request', id: hubId, from: caller.id, to: tally?.to ?? [target.id], method: msg.method, data: msg.data, timeout, timestamp: Date.now() };
     if (msg.segments) out.segments = msg.segments;
     const head = tally === undefined ? undefined : (tally.requestHead ??= requestHead(caller.id, target.id, msg.method));
     const enc = encodeRequest(out, rawData, this.opts.maxMessageBytes + ENVELOPE_BYTES, head);

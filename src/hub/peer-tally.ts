@@ -8,6 +8,8 @@ import type { CallSeries, HubMetrics, MessageCounter } from './hub-metrics.js';
 export class CallTally {
   /** `target.method`: the name the ACL, the operator's revocations and the audit know the call by. */
   readonly resource: string;
+  /** The forwarded request's `to`, made once (nothing changes a request's `to` after it is made). */
+  readonly to: [string];
   series: CallSeries | undefined = undefined;
   audit: AuditRepeat | undefined = undefined;
   requestHead: string | undefined = undefined;
@@ -18,6 +20,7 @@ export class CallTally {
     readonly method: string,
   ) {
     this.resource = `${target}.${method}`;
+    this.to = [target];
   }
 }
 
