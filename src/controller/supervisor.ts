@@ -1,26 +1,20 @@
 import { errorText } from '../engine/docker.js';
 import { LogoMeshError } from '../errors.js';
 import type { SeccompKill } from '../violations/audit-records.js';
-import { EXIT_SIGSYS, KERNEL_RECORD_WAIT_MS, seccompKillMessage } from '../violations/kernel-watch.js';
 import type { Workload } from './backend.js';
 import type { ControllerContext } from './context.js';
+import { keepsSwitch } from './early-switch.js';
+import { EarlySwitches } from './early-switches.js';
+import { exitVerdict, oomAtExit, seccompVerdict } from './exit-verdict.js';
 import { ANSWER_PROVES_MS, HealthPings } from './health-pings.js';
 import { forgetHealthReport, reportHealth } from './health-report.js';
 import { delay, type Supervision } from './launcher.js';
 import { serialize, type Managed } from './managed.js';
-import { consecutiveFailures, decideRestart } from './restart-policy.js';
+import { consecutiveFailures, decideRestart, type RestartDecision } from './restart-policy.js';
 import type { Standbys } from './standby.js';
 
 /** The report of a plugin that answers, one line for both proofs so that a report switching between them is only touched (health-report.ts). */
 const ANSWERED = 'ok: answered the hub (a health ping or a call)';
-
-/** 128 + SIGKILL: how a process the OOM killer ended exits. */
-const EXIT_SIGKILL = 137;
-/**
- * How long an exit by SIGKILL waits for the kernel's OOM notification that has not come yet
- * (the monitor's detection p99 is about 5 ms, and it fires before the process is gone).
- */
-const OOM_NOTICE_WAIT_MS = 100;
 
 /** What the supervisor needs of the launcher. */
 export interface Relaunch {
@@ -37,13 +31,22 @@ export interface Relaunch {
 export class Supervisor implements Supervision {
   /** Every ready plugin's health pings, on one timer (health-pings.ts). */
   private readonly pings = new HealthPings<Managed>();
+  /** Switches made when the kernel says the processes are gone, before the engine's report (early-switches.ts). */
+  private readonly early: EarlySwitches;
 
   constructor(
     private readonly cx: ControllerContext,
     private readonly launcher: Relaunch,
     /** Warm standbys (standby.ts; the Docker backend's): a first failure switches to one at once. */
     readonly standbys?: Standbys,
-  ) {}
+  ) {
+    this.early = new EarlySwitches(cx, standbys, {
+      switchIn: (m, why, removeOld, early) => this.switchIn(m, why, removeOld, early),
+      stopTimers: (m) => this.stopTimers(m),
+      record: (m, error, retries) => this.record(m, error, retries),
+      apply: (m, decision, error) => this.apply(m, decision, error),
+    });
+  }
 
   /**
    * React to the container's end, whatever ends it. A wait that fails (the engine went
@@ -69,13 +72,15 @@ export class Supervisor implements Supervision {
     const { hub, home } = this.cx;
     const { intervalMs, timeoutMs } = m.loaded.manifest.health;
     const id = m.loaded.manifest.id;
+    // With a standby to switch to, the kernel's word that the processes are gone is enough.
+    this.early.arm(m);
     let checking = false;
     let disconnectedChecks = 0;
     // Ready: healthy in the engine's eyes too (its Docker health check reads this), in a folder that may be new.
     forgetHealthReport(home, id, m.generation);
     reportHealth(home, id, 'ok: ready, connected to the hub', m.generation);
     // In debug mode a plugin stopped at a breakpoint answers nothing, and is not unhealthy.
-    if (this.cx.debug) return this.cx.monitoring.watch(m);
+    if (this.cx.debug) return this.watchResources(m);
     this.pings.add(m, intervalMs, () => {
       if (checking || m.state !== 'ready') return;
       // A dropped connection usually means the process died: the engine reports the exit
@@ -100,10 +105,17 @@ export class Supervisor implements Supervision {
     });
     // A standby switched in may still be lowering its start-up boost: the monitor reads the declared quota.
     await m.boost?.ended;
+    await this.watchResources(m);
+  }
+
+  /** Have the resource monitor watch the plugin; after an early switch, once the container switched out has its verdict (it reads that one's OOM record). */
+  private async watchResources(m: Managed): Promise<void> {
+    await this.early.verdictIn(m);
     await this.cx.monitoring.watch(m);
   }
 
   stopTimers(m: Managed): void {
+    this.early.exits.close(m.loaded.manifest.id);
     this.pings.remove(m);
     clearTimeout(m.restartTimer);
     delete m.restartTimer;
@@ -112,8 +124,12 @@ export class Supervisor implements Supervision {
 
   /** A process of a running plugin was killed by seccomp: the plugin is stopped, not restarted. */
   async seccompKilled(m: Managed, kill: SeccompKill): Promise<void> {
+    const v = seccompVerdict(m.loaded.manifest.id, kill);
+    // Switched early at the end of its processes: this record is the verdict (the quarantine undoes the switch).
+    const early = this.early.get(m);
+    if (early) return this.early.settle(m, early, async () => v);
     if (m.state !== 'ready') return;
-    await this.failed(m, { code: 'LM_SECCOMP_VIOLATION', message: seccompKillMessage(m.loaded.manifest.id, kill) }, false, true);
+    await this.failed(m, v.error, v.cleanExit, v.quarantine);
   }
 
   /** A running plugin's egress proxy exited under it: restarted by its policy, with a new proxy. */
@@ -128,7 +144,8 @@ export class Supervisor implements Supervision {
    * live-restore it is still running and is simply watched again.
    */
   private async waitLost(m: Managed, container: Workload): Promise<void> {
-    while (!this.cx.closing() && m.container === container) {
+    // A container switched out early is watched until its verdict, like the plugin's own.
+    while (!this.cx.closing() && (m.container === container || this.early.get(m)?.from === container)) {
       await delay(500);
       if (!this.cx.engine.up) continue;
       let found;
@@ -145,31 +162,18 @@ export class Supervisor implements Supervision {
 
   /** The container ended on its own (or was stopped): record why. */
   private async onExit(m: Managed, container: Workload, code: number): Promise<void> {
+    const early = this.early.get(m);
+    if (early?.from === container) return this.early.exited(m, early, code);
     if (m.container !== container) return;
+    // The engine told it first: no switch from the kernel's word while this exit is classified.
+    this.early.exits.close(m.loaded.manifest.id);
     m.exitCode = code;
-    // The kernel's own record, through the resource monitor, where the engine's flag lags:
-    // with it, the engine is looked at once, not for half a second (a standby waits on this).
-    const kernel = await this.cx.monitoring.oomKillAtExit(m.loaded.manifest.id, container.id, code === EXIT_SIGKILL ? OOM_NOTICE_WAIT_MS : 0);
-    try {
-      m.oomKilled = await container.oomKilled(code, kernel === undefined);
-    } catch {
-      // Already removed by a stop.
-    }
-    if (kernel === true && code === EXIT_SIGKILL) m.oomKilled = true;
+    m.oomKilled = await oomAtExit(this.cx, m.loaded.manifest.id, container, code);
     // Exits while starting are the start's own failure; exits while stopping are expected.
     if (m.state !== 'ready') return;
-    const id = m.loaded.manifest.id;
-    if (code === EXIT_SIGSYS && !m.oomKilled) {
-      const kill = await this.cx.kernel?.take(id, m.startedAt ?? 0, KERNEL_RECORD_WAIT_MS);
-      // The kill's record may have been read meanwhile and the plugin stopped for it.
-      if (m.state === 'ready' && m.container === container) await this.failed(m, { code: 'LM_SECCOMP_VIOLATION', message: seccompKillMessage(id, kill) }, false, true);
-      return;
-    }
-    const killed = this.cx.monitoring.takeKill(id, container.id);
-    if (killed) return this.failed(m, { code: 'LM_RESOURCE_EXCEEDED', message: `plugin ${id} was killed by the resource monitor: ${killed.detail}` }, false);
-    const memoryMB = m.liveLimits?.memoryMB ?? m.loaded.manifest.resources.maxMemoryMB;
-    const reason = m.oomKilled ? `exceeded its memory limit of ${memoryMB} MB and was killed` : `exited with code ${code}`;
-    await this.failed(m, { code: m.oomKilled ? 'LM_RESOURCE_MEMORY' : 'LM_PLUGIN_EXITED', message: `plugin ${id} ${reason}` }, code === 0 && !m.oomKilled);
+    // The kill's record may have been read meanwhile and the plugin stopped for it.
+    const v = await exitVerdict(this.cx, m, container, code, m.oomKilled, m.startedAt ?? 0, () => m.state === 'ready' && m.container === container);
+    if (v) await this.failed(m, v.error, v.cleanExit, v.quarantine);
   }
 
   /**
@@ -180,24 +184,37 @@ export class Supervisor implements Supervision {
    */
   private async failed(m: Managed, error: { code: string; message: string }, cleanExit: boolean, quarantine = false): Promise<void> {
     const { cx } = this;
-    const { id, restart } = m.loaded.manifest;
+    const { restart } = m.loaded.manifest;
     this.stopTimers(m);
     m.retries = consecutiveFailures(restart, { retries: m.retries, ...(m.readySince !== undefined ? { readySince: m.readySince } : {}) }, Date.now());
     delete m.readySince;
-    m.lastError = error;
     // Not ready from this moment: no second failure report, no new calls routed to it.
     m.state = 'restarting';
-    cx.audit.record({ who: id, action: 'violation', resource: id, result: 'failed', code: error.code, reason: error.message });
-    cx.log.warn({ plugin: id, code: error.code, retries: m.retries }, error.message);
+    this.record(m, error);
     const decision = decideRestart(restart, m.retries, { cleanExit, quarantine, closing: cx.closing() });
     // A standby takes over at once after a first failure. A plugin failing again in a row
     // waits its backoff with a new container, as without one: a standby is no crash loop.
-    if (decision.action === 'restart' && m.retries === 0 && this.switchIn(m, `${error.code} after a failure`)) {
+    if (keepsSwitch(decision, m.retries) && this.switchIn(m, `${error.code} after a failure`)) {
       m.retries = decision.retries;
       m.restarts++;
       cx.persist();
       return;
     }
+    await this.apply(m, decision, error);
+  }
+
+  /** A failure's cause: the plugin's lastError, audited and logged with its code. */
+  private record(m: Managed, error: { code: string; message: string }, retries = m.retries): void {
+    const id = m.loaded.manifest.id;
+    m.lastError = error;
+    this.cx.audit.record({ who: id, action: 'violation', resource: id, result: 'failed', code: error.code, reason: error.message });
+    this.cx.log.warn({ plugin: id, code: error.code, retries }, error.message);
+  }
+
+  /** Apply a restart decision to a failed plugin (not switched to a standby): its container removed, then restarted after its backoff, or not. */
+  private async apply(m: Managed, decision: RestartDecision, error: { code: string; message: string }): Promise<void> {
+    const { cx } = this;
+    const { id, restart } = m.loaded.manifest;
     await this.launcher.teardown(m);
     switch (decision.action) {
       case 'quarantine':
@@ -252,7 +269,7 @@ export class Supervisor implements Supervision {
    * Switch to the plugin's standby now (standby.ts): ready again in the same turn of the
    * hub, audited as a start. The container it replaced is removed behind (`removeOld`).
    */
-  private switchIn(m: Managed, why: string, removeOld = true): boolean {
+  private switchIn(m: Managed, why: string, removeOld = true, early?: { retries: number; restarts: number; startedAt: number }): boolean {
     const { cx } = this;
     const id = m.loaded.manifest.id;
     const old = m.container;
@@ -265,8 +282,10 @@ export class Supervisor implements Supervision {
     m.startMs = Date.now() - t0;
     delete m.exitCode;
     delete m.oomKilled;
-    // The monitor watched the replaced container's processes: it watches the standby's now.
-    cx.monitoring.unwatch(id);
+    // The monitor watched the replaced container's processes: it watches the standby's now,
+    // or after an early switch once the one replaced has its verdict (watchResources).
+    if (early && old) this.early.add(m, old, container, early);
+    else cx.monitoring.unwatch(id);
     void this.startHealth(m);
     cx.persist();
     cx.audit.record({ who: 'controller', action: 'start', resource: id, result: 'ready', reason: `switched to its standby (${why})` });

@@ -87,7 +87,8 @@ export async function standbyBench(host: Controller, docker: Docker, id: string,
       }),
     );
   }
-  process.stderr.write(`standby: restart to ready ${byHand.map((x) => x.toFixed(1)).join(', ')} ms; crash to ready from the ${how} sent ${crash.map((x) => x.toFixed(1)).join(', ')} ms; the engine's wait for the exit answered this process after ${exits.map((x) => x.toFixed(1)).join(', ')} ms\n`);
+  const list = (xs: number[]) => `${xs.map((x) => x.toFixed(1)).join(', ')} ms (p50 ${pct(xs, 50).toFixed(1)}, p99 ${pct(xs, 99).toFixed(1)})`;
+  process.stderr.write(`standby: restart to ready ${list(byHand)}; crash to ready from the ${how} sent ${list(crash)}; the engine's wait for the exit answered this process after ${list(exits)}\n`);
   const target = '<= 50 ms p50';
   const byHandP50 = pct(byHand, 50);
   const crashP50 = pct(crash, 50);

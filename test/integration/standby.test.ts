@@ -77,7 +77,9 @@ describe('a warm standby in real containers', () => {
     // backoffMs is 5 s: only the standby can have it ready again before that.
     const ready = await until('keeper switched to its standby', () => (host.status('keeper').containerId === standbyId && host.status('keeper').state === 'ready' ? host.status('keeper') : undefined), 4_000);
     expect(ready.restarts).toBe(1);
-    expect(ready.lastError?.code).toBe('LM_PLUGIN_EXITED');
+    // Switched in when the kernel said its processes were gone; the cause follows with the engine's report.
+    const told = await until('the cause recorded', () => host.status('keeper').lastError, 10_000);
+    expect(told).toMatchObject({ code: 'LM_PLUGIN_EXITED', message: expect.stringMatching(/exited with code 7/) });
     expect(await host.call('keeper', 'container', {})).toBe(standbyId);
     const after = (await host.call('keeper', 'sandbox', {})) as Sandbox;
     // The same uid, groups, limits, mounts and seccomp mode, as the kernel shows them inside.
