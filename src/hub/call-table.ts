@@ -1,11 +1,12 @@
 /**
  * The calls in flight by id, without a hash table that churns. A `Map` keyed by each call's
- * id rehashes into a new table every few calls (its deleted entries fill it), and V8 links
- * each obsolete table to its successor (for iterators). Once one table has lived long enough
- * to reach the old generation (a quiet second between bursts of calls is enough), it keeps
- * every later table young-reachable, and each of those the calls it held, until the next full
- * collection: each scavenge then copied and promoted 0.7 MB of finished calls at 64 in flight,
- * and the controller stayed in that state for seconds (docs/performance.md#the-hub).
+ * id rehashes into a new table every few calls (its deleted entries fill it). With the
+ * pending calls in such Maps, the controller at 64 calls in flight spent whole seconds in a
+ * state where each scavenge promoted about 0.7 MB of calls long answered (the heap profiler
+ * named the calls and the Maps' `set` and `delete`), until a full collection; with this table
+ * it was not seen in 16 windows (docs/performance.md#the-hub). A likely cause, not proven: V8
+ * links each obsolete table to its successor, so one that reached the old generation keeps the
+ * later ones, and the calls they held, reachable for the scavenger.
  *
  * Here the hub's ids (`h` and base-36 digits, hub.ts nextId) pick a slot of one array made
  * once by their last digits: consecutive ids take consecutive slots, and a slot is emptied
