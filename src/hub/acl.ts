@@ -39,7 +39,8 @@ const ALLOW: Decision = { allowed: true };
  * consumes `target.method` (or the host method), and the target declares it exposes it. The
  * host application is trusted to call anything a plugin exposes.
  */
-export function decideCall(caller: PluginPolicy | 'host', target: PluginPolicy | 'host', method: string, hostMethods: ReadonlySet<string>): Decision {
+/** `resource`: `target.method` when the caller has it at hand (peer-tally.ts), so a call builds no string for the check. */
+export function decideCall(caller: PluginPolicy | 'host', target: PluginPolicy | 'host', method: string, hostMethods: ReadonlySet<string>, resource?: string): Decision {
   if (target === HOST) {
     if (caller === HOST) return { allowed: false, code: 'LM_PROTOCOL', reason: 'the host cannot call its own methods through the hub' };
     if (!caller.consumes.has(method)) {
@@ -48,7 +49,7 @@ export function decideCall(caller: PluginPolicy | 'host', target: PluginPolicy |
     if (!hostMethods.has(method)) return { allowed: false, code: 'LM_METHOD_NOT_FOUND', reason: `the host has no method '${method}'` };
     return ALLOW;
   }
-  if (caller !== HOST && !caller.consumes.has(`${target.id}.${method}`)) {
+  if (caller !== HOST && !caller.consumes.has(resource ?? `${target.id}.${method}`)) {
     return { allowed: false, code: 'LM_PERMISSION_DENIED', reason: `plugin ${caller.id} does not list '${target.id}.${method}' under coordination.consumesMethods` };
   }
   if (!target.exposes.has(method)) {

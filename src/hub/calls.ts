@@ -1,4 +1,5 @@
 import type { ErrorCode } from '../errors.js';
+import { CallTable } from './call-table.js';
 import { Deadlines, type Timed } from './deadlines.js';
 import { encodeRequest, encodeResponse, requestHead, responseHead } from './forward.js';
 import type { CallSeries, HubMetrics } from './hub-metrics.js';
@@ -75,7 +76,8 @@ export interface CallsOptions {
  * leaves forgets its calls, a target that leaves fails them.
  */
 export class Calls {
-  private readonly pending = new Map<string, Pending>();
+  /** By hub id; not a Map (call-table.ts says why). */
+  private readonly pending = new CallTable<Pending>();
   private readonly deadlines = new Deadlines<Pending>((p) => this.expire(p));
 
   constructor(private readonly opts: CallsOptions) {}
@@ -92,7 +94,7 @@ export class Calls {
     }
     const timeout = msg.timeout ?? DEFAULT_CALL_TIMEOUT_MS;
     const hubId = this.opts.nextId();
-    const out: Request = { type: 'request', id: hubId, from: caller.id, to: [target.id], method: msg.method, data: msg.data, timeout, timestamp: Date.now() };
+    const out: Request = { type: 'request', id: hubId, from: caller.id, to: tally?.to ?? [target.id], method: msg.method, data: msg.data, timeout, timestamp: Date.now() };
     if (msg.segments) out.segments = msg.segments;
     const head = tally === undefined ? undefined : (tally.requestHead ??= requestHead(caller.id, target.id, msg.method));
     const enc = encodeRequest(out, rawData, this.opts.maxMessageBytes + ENVELOPE_BYTES, head);
@@ -140,7 +142,7 @@ export class Calls {
    * the controller found (`cause`: LM_RESOURCE_MEMORY for a plugin killed for memory).
    */
   targetGone(target: CallTarget, why: string, cause?: { code: ErrorCode; message: string }): void {
-    for (const [hubId, p] of this.pending) {
+    for (const [hubId, p] of this.pending.entries()) {
       if (p.target !== target) continue;
       this.finish(hubId, cause ? fail(cause.code, `${cause.message} during the call to ${p.method}`) : fail('LM_PLUGIN_EXITED', `plugin ${target.id} ${why} during the call to ${p.method}`));
     }
@@ -148,7 +150,7 @@ export class Calls {
 
   /** A caller went away: its calls are forgotten (their answers will be dropped). */
   callerGone(caller: Peer): void {
-    for (const [hubId, p] of this.pending) if (p.caller === caller) this.settle(hubId, p);
+    for (const [hubId, p] of this.pending.entries()) if (p.caller === caller) this.settle(hubId, p);
   }
 
   /** No timer left behind (the hub closed: every call has been failed). */

@@ -65,8 +65,65 @@ function stringEnd(text: string, start: number): number {
   return text.length;
 }
 
-/** The depth of a value made in this process (host methods, the in-process host client), iteratively. */
+/** Objects a value may hold to be walked without a set of those seen (smallDepth). */
+const SMALL_WALK = 64;
+/** The objects of the small walk under way, kept in one preallocated array and cleared after it (nothing is retained). */
+const walked: object[] = new Array<object>(SMALL_WALK);
+let walkedCount = 0;
+let walking = false;
+
+/**
+ * The depth of a value made in this process (host methods, the in-process host client). A
+ * small value (at most SMALL_WALK objects, within the limit) is walked recursively, the
+ * objects seen kept in a preallocated array: the full walk's stack of pairs and set of seen
+ * objects were a part of what every host call gave the controller's scavenges
+ * (docs/performance.md#the-hub). Anything else (more objects, deeper than the limit, an
+ * object met twice, as a cycle's is) takes the full walk, whose result it is either way.
+ */
 export function valueDepth(value: unknown, limit: number): number {
+  if (value === null || typeof value !== 'object') return 0;
+  // A getter of the value that sends data itself would walk within this walk: it takes the full one.
+  if (walking) return fullDepth(value, limit);
+  walking = true;
+  walkedCount = 0;
+  let small = -1;
+  try {
+    small = smallDepth(value, 1, limit);
+  } finally {
+    for (let i = 0; i < walkedCount; i++) walked[i] = undefined as unknown as object;
+    walking = false;
+  }
+  return small > 0 ? small : fullDepth(value, limit);
+}
+
+/** The depth of `v` at depth `d`, or -1: past the limit or SMALL_WALK, or `v` seen before. */
+function smallDepth(v: object, d: number, limit: number): number {
+  if (d > limit || walkedCount === SMALL_WALK) return -1;
+  for (let i = 0; i < walkedCount; i++) if (walked[i] === v) return -1;
+  walked[walkedCount++] = v;
+  let max = d;
+  if (Array.isArray(v)) {
+    for (const x of v as unknown[]) {
+      if (x === null || typeof x !== 'object') continue;
+      const s = smallDepth(x, d + 1, limit);
+      if (s < 0) return -1;
+      if (s > max) max = s;
+    }
+    return max;
+  }
+  for (const k in v) {
+    if (!Object.prototype.hasOwnProperty.call(v, k)) continue;
+    const x = (v as Record<string, unknown>)[k];
+    if (x === null || typeof x !== 'object') continue;
+    const s = smallDepth(x, d + 1, limit);
+    if (s < 0) return -1;
+    if (s > max) max = s;
+  }
+  return max;
+}
+
+/** The full walk, iteratively: any size, cycles found (Infinity). */
+function fullDepth(value: unknown, limit: number): number {
   let max = 0;
   const stack: [unknown, number][] = [[value, 1]];
   const seen = new Set<object>();

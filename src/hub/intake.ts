@@ -105,14 +105,15 @@ export const authorize = (cx: IntakeContext): Step => (next) => (f) => {
   const m = f.msg;
   if (m.type === 'request') {
     const targetId = m.to[0];
-    const resource = targetId === HOST ? m.method : `${targetId}.${m.method}`;
+    // A plugin's call is named by the caller's tally of it (peer-tally.ts): no string built a call.
+    const resource = targetId === HOST ? m.method : f.peer.tally.callTo(targetId, m.method).resource;
     if (f.peer.kind === 'plugin' && cx.isRevoked(f.peer.id, resource)) {
       return cx.refuse(f, 'call', resource, 'LM_PERMISSION_DENIED', `the operator revoked '${resource}' from plugin ${f.peer.id}`);
     }
     const caller = callerPolicy(f);
     const target = targetId === HOST ? HOST : cx.target(targetId)?.policy;
     if (target === undefined) return cx.replyError(f.peer, m.id, 'LM_PLUGIN_UNAVAILABLE', `plugin ${targetId} is not running`);
-    const d = decideCall(caller, target, m.method, cx.hostMethods);
+    const d = decideCall(caller, target, m.method, cx.hostMethods, resource);
     if (!d.allowed) return cx.refuse(f, 'call', resource, d.code, d.reason);
   } else if (m.type === 'event' || m.type === 'broadcast') {
     const d = decidePublish(callerPolicy(f), m.type, m.topic, cx.topicRevoked);

@@ -1,4 +1,5 @@
 import { LogoMeshError, type ErrorCode } from '../errors.js';
+import { CallTable } from './call-table.js';
 import { valueDepth } from './codec.js';
 import type { Delivery, Peer, PeerLimits } from './peer.js';
 import { HOST, MAX_DEPTH, topicMatches, type ClientMessage, type HubMessage } from './protocol.js';
@@ -25,7 +26,8 @@ export class LocalHost implements Peer {
   readonly bucket = new TokenBucket(Number.MAX_SAFE_INTEGER);
   inFlight = 0;
   dropped = 0;
-  private readonly waiters = new Map<string, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  /** By the hub id of each call; not a Map (call-table.ts says why). */
+  private readonly waiters = new CallTable<{ resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   private readonly handlers = new Map<string, Set<TopicHandler>>();
 
   constructor(
@@ -98,7 +100,7 @@ export class LocalHost implements Peer {
 
   /** Fail every call still waiting (the hub closed). */
   failAll(code: ErrorCode, message: string): void {
-    for (const [id, w] of this.waiters) {
+    for (const [id, w] of this.waiters.entries()) {
       this.waiters.delete(id);
       w.reject(new LogoMeshError(code, message, {}));
     }

@@ -209,7 +209,8 @@ function parseMessage(m: Record<string, unknown>, id: string): Parsed {
       }
       const segs = segmentsOf(m.segments);
       if (!segs.ok) return fail(segs.error, id);
-      const msg: Request = { type: 'request', id, to: [to[0]], method: m.method, data: m.data };
+      // The parsed frame's own array (checked: one id), not a copy: nothing else holds it.
+      const msg: Request = { type: 'request', id, to: to as [string], method: m.method, data: m.data };
       if (m.timeout !== undefined) msg.timeout = m.timeout as number;
       if (segs.value) msg.segments = segs.value;
       return { ok: true, msg };

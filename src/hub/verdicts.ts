@@ -34,7 +34,7 @@ export class Verdicts {
    */
   allowedCall(peer: Peer, tally: CallTally): void {
     if (tally.audit !== undefined && this.deps.throttle.repeat(tally.audit)) return;
-    tally.audit = this.deps.throttle.record({ who: peer.id, action: 'call', resource: `${tally.target}.${tally.method}`, result: 'allowed' });
+    tally.audit = this.deps.throttle.record({ who: peer.id, action: 'call', resource: tally.resource, result: 'allowed' });
   }
 
   /** Refuse a message: audited, and answered with the coded error. */

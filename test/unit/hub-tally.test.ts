@@ -4,6 +4,7 @@ import type { AuditEntry } from '../../src/audit/audit-log.js';
 import { AuditThrottle } from '../../src/audit/audit-throttle.js';
 import type { PluginPolicy } from '../../src/hub/acl.js';
 import { Hub } from '../../src/hub/hub.js';
+import { MAX_TALLIES, PeerTally } from '../../src/hub/peer-tally.js';
 import { silentLogger } from '../../src/log.js';
 import { MonitorMetrics } from '../../src/monitor/index.js';
 import { hubHarness } from './support/hub-harness.js';
@@ -31,7 +32,7 @@ describe('hub: metrics and audit windows kept on the connection', () => {
   let hub: Hub;
   let metrics: MonitorMetrics;
   const audit: Omit<AuditEntry, 'time'>[] = [];
-  const { connect } = hubHarness('lm-hub-tally-', async (sock) => {
+  const { connect, sock: hubSocket } = hubHarness('lm-hub-tally-', async (sock) => {
     metrics = new MonitorMetrics();
     audit.length = 0;
     hub = new Hub({ log: silentLogger, token: 't', metrics: metrics.hubMetrics, audit: (e) => void audit.push(e) });
@@ -89,6 +90,20 @@ describe('hub: metrics and audit windows kept on the connection', () => {
       ['echo.a', 2],
     ]);
   });
+
+  it("count and audit the host's calls spread over targets in turn as one by one", async () => {
+    await hub.attachPlugin(policy('echo2', ['a'], []), hubSocket('echo2'));
+    const echo = await connect('echo', ['a', 'b']);
+    echo.serve((m) => m.data);
+    const echo2 = await connect('echo2', ['a']);
+    echo2.serve((m) => m.data);
+    for (let i = 0; i < 6; i++) expect(await hub.call(i % 2 ? 'echo2' : 'echo', 'a', i)).toBe(i);
+    hub.flushAudit();
+    expect(await counts(metrics, 'logomesh_hub_calls_total')).toMatchObject({ 'host echo a ok': 3, 'host echo2 a ok': 3 });
+    const calls = audit.filter((e) => e.action === 'call' && e.who === 'host');
+    const total = (resource: string) => calls.filter((e) => e.resource === resource).reduce((n, e) => n + (e.count ?? 1), 0);
+    expect([total('echo.a'), total('echo2.a')]).toEqual([3, 3]);
+  });
 });
 
 describe('the audit throttle: a window held by its caller', () => {
@@ -110,4 +125,20 @@ describe('the audit throttle: a window held by its caller', () => {
     ]);
     t.close();
   });
+
+  it('keeps the tally of each target a caller spreads its calls over, and at most MAX_TALLIES of them', () => {
+    const t = new PeerTally();
+    const first = Array.from({ length: 200 }, (_, i) => t.callTo(`p${i}`, 'echo'));
+    // Round robin: each target's tally found again (the same object, with its series, window and heads), none built.
+    for (let round = 0; round < 3; round++) for (let i = 0; i < 200; i++) expect(t.callTo(`p${i}`, 'echo')).toBe(first[i]);
+    expect(t.callTo('p7', 'other')).not.toBe(first[7]);
+    expect(first[7]!.resource).toBe('p7.echo');
+    expect(t.size).toBe(201);
+    // A caller of ever new methods cannot grow it past the bound.
+    for (let i = 0; i < 5 * MAX_TALLIES; i++) {
+      t.callTo('p1', `m${i}`);
+      expect(t.size).toBeLessThanOrEqual(MAX_TALLIES);
+    }
+  });
+
 });
