@@ -1,24 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { valueDepth } from '../../src/hub/codec.js';
+import { fullDepth as reference, valueDepth } from '../../src/hub/codec.js';
 
-/** The walk valueDepth always did (a stack of pairs and a set of the objects seen): what it must still return. */
-function reference(value: unknown, limit: number): number {
-  let max = 0;
-  const stack: [unknown, number][] = [[value, 1]];
-  const seen = new Set<object>();
-  while (stack.length) {
-    const [v, d] = stack.pop()!;
-    if (v === null || typeof v !== 'object') continue;
-    if (seen.has(v)) return Infinity;
-    seen.add(v);
-    if (d > max) {
-      max = d;
-      if (max > limit) return max;
-    }
-    for (const x of Array.isArray(v) ? v : Object.values(v)) if (x !== null && typeof x === 'object') stack.push([x, d + 1]);
-  }
-  return max;
-}
+// `reference`: the walk valueDepth always did (a stack of pairs and a set of the objects seen),
+// what its small walk must still return.
 
 function nested(depth: number): unknown {
   let v: unknown = 1;
