@@ -42,6 +42,9 @@ export class ExitWatches {
       if (!info.State.Running || this.armed.get(pluginId) !== a) return;
       dir = cgroupDirsOf(info.State.Pid).unified;
       if (!dir) throw new Error('no unified (cgroup v2) dir holds its processes');
+      // The pid was read before its cgroup: a process that ended between the two, its pid taken
+      // by another container's, would have the wrong cgroup watched (and its end switch this plugin).
+      if (!dir.includes(info.Id)) throw new Error(`process ${info.State.Pid} is no longer the container's (its cgroup is ${dir})`);
       a.end = CgroupEnd.watch(dir, () => {
         if (this.armed.get(pluginId) === a) this.armed.delete(pluginId);
         // Called from an inotify callback: a failure here must not end the controller; the engine's report remains.
