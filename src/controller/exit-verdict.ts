@@ -24,7 +24,7 @@ export interface ExitVerdict {
 /**
  * Did the kernel's OOM killer end this container? The kernel's own record, through the
  * resource monitor, where the engine's flag lags: with it, the engine is looked at once, not
- * for half a second (a standby waits on this).
+ * for up to two seconds (plugin-container.ts oomKilled).
  */
 export async function oomAtExit(cx: ControllerContext, id: string, container: Workload, code: number): Promise<boolean | undefined> {
   const kernel = await cx.monitoring.oomKillAtExit(id, container.id, code === EXIT_SIGKILL ? OOM_NOTICE_WAIT_MS : 0);

@@ -4,6 +4,9 @@ import type { Logger } from '../log.js';
 import { ignoreGone } from '../engine/cleanup.js';
 import { engineError, engineStatus, type Docker } from '../engine/docker.js';
 
+/** How long an exit by SIGKILL waits for the engine's State.OOMKilled to catch up with the kernel (oomKilled). */
+const OOM_FLAG_PATIENCE_MS = 2_000;
+
 /** How a container run to completion ended. */
 export interface Completion {
   readonly exitCode: number;
@@ -170,13 +173,16 @@ export class PluginContainer implements AsyncDisposable {
   /**
    * Was an exit with `exitCode` the OOM killer's? The engine (20.10) can report the exit
    * before it has handled the kernel's OOM event, and State.OOMKilled then says false for a
-   * moment: an exit by SIGKILL (137) is looked at again for up to about half a second,
-   * unless `patient` is false (the caller has the kernel's own notification).
+   * moment: an exit by SIGKILL (137) is looked at again for up to OOM_FLAG_PATIENCE_MS,
+   * unless `patient` is false (the caller has the kernel's own notification). Half a second
+   * was too short once under a loaded CI host (`logomesh run` of a memory hog reported a bare
+   * exit 137); the wait costs only an exit by SIGKILL that was not the OOM killer's.
    */
   async oomKilled(exitCode: number, patient = true): Promise<boolean> {
-    for (let attempt = 0; ; attempt++) {
+    const until = Date.now() + OOM_FLAG_PATIENCE_MS;
+    for (;;) {
       const killed = (await this.inspect()).State.OOMKilled;
-      if (killed || exitCode !== 137 || !patient || attempt === 4) return killed;
+      if (killed || exitCode !== 137 || !patient || Date.now() >= until) return killed;
       await new Promise((r) => setTimeout(r, 120));
     }
   }
